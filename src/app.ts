@@ -1,0 +1,63 @@
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { healthRoutes } from './modules/health/health.routes.js';
+import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
+import { usersRoutes } from './modules/users/users.routes.js';
+import type { Database } from './platform/db/client.js';
+import { installAuthentication } from './platform/http/auth.js';
+import { installErrorHandling } from './platform/http/errors.js';
+import { registerOpenApi } from './platform/http/openapi.js';
+import { loggerOptions } from './platform/log.js';
+import { registerMetrics } from './platform/metrics.js';
+import { validatorCompiler } from './platform/http/validation.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+    database: Database;
+  }
+}
+
+export interface BuildAppOptions {
+  config: Config;
+  database: Database;
+  /** Request logging; tests turn it off. */
+  logger?: boolean;
+}
+
+/** Assembles the HTTP application: platform plugins first, then every module. */
+export async function buildApp({ config, database, logger = true }: BuildAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: logger ? loggerOptions(config.logLevel) : false,
+    // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
+    trustProxy: config.trustProxy as boolean | string[],
+    bodyLimit: config.bodyLimitBytes,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    // Our own ids in logs; a caller's X-Request-Id is not trusted as a log key.
+    genReqId: () => crypto.randomUUID(),
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.decorate('config', config);
+  app.decorate('database', database);
+  installErrorHandling(app);
+
+  await app.register(helmet, {
+    // The docs page and the admin console load their own scripts and styles.
+    contentSecurityPolicy: false,
+  });
+  await app.register(cors, { origin: config.corsOrigins.length > 0 ? config.corsOrigins : false, credentials: true });
+  await registerOpenApi(app, config);
+  registerMetrics(app);
+
+  installAuthentication(app, []);
+
+  await app.register(healthRoutes);
+  await app.register(organizationsRoutes);
+  await app.register(usersRoutes);
+
+  return app;
+}

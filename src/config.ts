@@ -1,0 +1,194 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+/** Validated runtime settings; `loadConfig` is the only reader of `process.env`. */
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  publicUrl: string;
+  tokenAudience: string;
+  provisioningApiKey: string | undefined;
+  adminEmail: string | undefined;
+  adminPassword: string | undefined;
+  masterKey: Buffer;
+  smtpUrl: string | undefined;
+  mailFrom: string;
+  trustProxy: boolean | number | string[];
+  corsOrigins: string[];
+  redisUrl: string | undefined;
+  rateLimits: boolean;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  bulkMaxItems: number;
+  bodyLimitBytes: number;
+  logLevel: string;
+}
+
+/** A bad environment value; `main` prints its message as the one line that stops start-up. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function intVar(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function urlVar(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL');
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.map((p) => p.replace(':', '://')).join(' or ')}`);
+  }
+  return raw;
+}
+
+function isCidr(value: string): boolean {
+  const [addr, bits, ...rest] = value.split('/');
+  if (rest.length > 0 || !addr) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d+$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+function parseTrustProxy(raw: string | undefined): Config['trustProxy'] {
+  if (raw === undefined || raw === '') return false;
+  if (/^\d+$/.test(raw)) return Number(raw);
+  const entries = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const bad = entries.find((e) => !isCidr(e));
+  if (bad !== undefined || entries.length === 0) {
+    throw new ConfigError('TRUST_PROXY', `must be a hop count or a comma-separated list of IPs/CIDRs, got "${bad ?? raw}"`);
+  }
+  return entries;
+}
+
+function parseCorsOrigins(raw: string | undefined): string[] {
+  if (raw === undefined || raw.trim() === '') return [];
+  return raw.split(',').map((s) => {
+    const origin = s.trim();
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      throw new ConfigError('CORS_ORIGINS', `"${origin}" is not an origin such as https://app.example.com`);
+    }
+    if (url.origin !== origin.replace(/\/$/, '')) {
+      throw new ConfigError('CORS_ORIGINS', `"${origin}" must be a bare origin (scheme, host, port)`);
+    }
+    return url.origin;
+  });
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+function parseMasterKey(env: Env, dataDir: string, embedded: boolean): Buffer {
+  const raw = env.MASTER_KEY;
+  if (raw !== undefined && raw !== '') {
+    const key = Buffer.from(raw, 'base64');
+    if (key.length !== 32 || key.toString('base64').replace(/=+$/, '') !== raw.trim().replace(/=+$/, '')) {
+      throw new ConfigError('MASTER_KEY', 'must be the base64 encoding of exactly 32 bytes');
+    }
+    return key;
+  }
+  if (!embedded) throw new ConfigError('MASTER_KEY', 'is required when DATABASE_URL is set (every node must share it)');
+  // Embedded mode keeps a generated key beside the database so a restart can read its own secrets.
+  const file = join(dataDir, 'master.key');
+  if (existsSync(file)) {
+    const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+    if (key.length !== 32) throw new ConfigError('MASTER_KEY', `${file} does not hold a base64 32-byte key`);
+    return key;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const key = randomBytes(32);
+  writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600 });
+  return key;
+}
+
+/** Reads and validates the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const port = intVar(env, 'PORT', 8080, 0, 65535);
+  const host = env.HOST || '127.0.0.1';
+  if (isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) throw new ConfigError('HOST', `"${host}" is not an address`);
+  const databaseUrl = urlVar(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
+  const dataDir = resolve(env.DATA_DIR || './data');
+  const publicUrl = (
+    urlVar(env, 'PUBLIC_URL', ['http:', 'https:']) ?? `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`
+  ).replace(/\/+$/, '');
+  const tokenAudience = env.TOKEN_AUDIENCE || publicUrl;
+
+  const adminEmail = env.ADMIN_EMAIL || undefined;
+  if (adminEmail !== undefined && !EMAIL.test(adminEmail)) throw new ConfigError('ADMIN_EMAIL', 'is not an email address');
+  const adminPassword = env.ADMIN_PASSWORD || undefined;
+  if (adminPassword !== undefined && adminPassword.length < 10) {
+    throw new ConfigError('ADMIN_PASSWORD', 'must be at least 10 characters (password policy)');
+  }
+  if ((adminEmail === undefined) !== (adminPassword === undefined)) {
+    throw new ConfigError(adminEmail ? 'ADMIN_PASSWORD' : 'ADMIN_EMAIL', 'ADMIN_EMAIL and ADMIN_PASSWORD go together');
+  }
+  const provisioningApiKey = env.PROVISIONING_API_KEY || undefined;
+  if (provisioningApiKey !== undefined && provisioningApiKey.length < 16) {
+    throw new ConfigError('PROVISIONING_API_KEY', 'must be at least 16 characters');
+  }
+
+  const mailFrom = env.MAIL_FROM || 'gatehouse@localhost';
+  if (!EMAIL.test(mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1'))) throw new ConfigError('MAIL_FROM', 'is not an email address');
+
+  const rateLimitsRaw = (env.RATE_LIMITS || 'on').toLowerCase();
+  if (rateLimitsRaw !== 'on' && rateLimitsRaw !== 'off') throw new ConfigError('RATE_LIMITS', 'must be "on" or "off"');
+
+  const logLevel = env.LOG_LEVEL || 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', 'must be one of fatal, error, warn, info, debug, trace, silent');
+  }
+
+  return {
+    port,
+    host,
+    databaseUrl,
+    dataDir,
+    publicUrl,
+    tokenAudience,
+    provisioningApiKey,
+    adminEmail,
+    adminPassword,
+    masterKey: parseMasterKey(env, dataDir, databaseUrl === undefined),
+    smtpUrl: urlVar(env, 'SMTP_URL', ['smtp:', 'smtps:']),
+    mailFrom,
+    trustProxy: parseTrustProxy(env.TRUST_PROXY),
+    corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
+    redisUrl: urlVar(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    rateLimits: rateLimitsRaw === 'on',
+    accessTokenTtlSeconds: intVar(env, 'ACCESS_TOKEN_TTL', 900, 30, 86_400),
+    refreshTokenTtlSeconds: intVar(env, 'REFRESH_TOKEN_TTL', 30 * 86_400, 300, 365 * 86_400),
+    bulkMaxItems: intVar(env, 'BULK_MAX_ITEMS', 10_000, 1, 1_000_000),
+    bodyLimitBytes: intVar(env, 'BODY_LIMIT', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    logLevel,
+  };
+}

@@ -1,0 +1,50 @@
+import { ConfigError, loadConfig } from './config.js';
+import { DataDirInUseError } from './platform/db/client.js';
+import { startServer } from './server.js';
+
+/** `npm start`: serve the API with the job worker in this process, stop cleanly on SIGTERM/SIGINT. */
+export async function main(options: { worker?: boolean } = {}): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`gatehouse: invalid configuration: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config, { worker: options.worker ?? true });
+  } catch (err) {
+    if (err instanceof DataDirInUseError) {
+      console.error(`gatehouse: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  server.app.log.info({ address: server.address, database: server.database.kind }, 'gatehouse is serving');
+  const shutdown = (signal: string) => {
+    server.app.log.info({ signal }, 'shutting down');
+    // A second signal, or a shutdown stuck past 20 s, exits at once.
+    const force = setTimeout(() => process.exit(1), 20_000);
+    force.unref();
+    server
+      .stop()
+      .then(() => process.exit(0))
+      .catch((err) => {
+        console.error(err);
+        process.exit(1);
+      });
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    console.error('gatehouse: failed to start:', err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,15 @@
+import { AppError, registerUniqueConstraint } from '../../platform/http/errors.js';
+
+registerUniqueConstraint('organizations_code_key', 'code', 'organization_code_taken');
+
+export const organizationErrors = {
+  notFound: (ref: string) => new AppError(404, 'organization_not_found', `Organization ${ref} was not found.`),
+  codeTaken: (code: string) =>
+    new AppError(409, 'organization_code_taken', `An organization with code "${code}" already exists.`, {
+      errors: [{ field: 'code', message: 'This code is taken.' }],
+    }),
+  inactive: (code: string) =>
+    new AppError(403, 'organization_inactive', `Organization "${code}" is deactivated.`),
+  hasUsers: () =>
+    new AppError(409, 'organization_not_empty', 'The organization still has users; deactivate it or remove them first.'),
+};

@@ -1,0 +1,129 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { toPage } from '../../platform/http/pagination.js';
+import { organizationErrors } from './organizations.errors.js';
+import { findOrganization, listOrganizations } from './organizations.queries.js';
+import {
+  CreateOrganizationBody,
+  ListOrganizationsQuery,
+  OrganizationPage,
+  OrganizationRefParams,
+  OrganizationView,
+  UpdateOrganizationBody,
+} from './organizations.schemas.js';
+import { createOrganization, deleteOrganization, updateOrganization } from './organizations.service.js';
+import type { Organization } from './organizations.table.js';
+
+export function toOrganizationView(o: Organization) {
+  return {
+    id: o.id,
+    code: o.code,
+    name: o.name,
+    description: o.description,
+    settings: o.settings,
+    is_active: o.isActive,
+    created_at: o.createdAt.toISOString(),
+    updated_at: o.updatedAt.toISOString(),
+  };
+}
+
+const tags = ['organizations'];
+
+export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/api/v1/organizations',
+    {
+      config: { auth: { permission: 'organizations.view' } },
+      schema: {
+        operationId: 'listOrganizations',
+        tags,
+        description: 'Organizations, oldest first, with prefix search on code or name.',
+        querystring: ListOrganizationsQuery,
+        response: { 200: OrganizationPage },
+      },
+    },
+    async (req) => {
+      const limit = req.query.limit ?? 50;
+      const rows = await listOrganizations(app.database.db, { ...req.query, limit });
+      const page = toPage(rows, limit, (o) => [o.id]);
+      return { results: page.results.map(toOrganizationView), next: page.next };
+    },
+  );
+
+  app.post(
+    '/api/v1/organizations',
+    {
+      config: { auth: { permission: 'organizations.manage' } },
+      schema: {
+        operationId: 'createOrganization',
+        tags,
+        body: CreateOrganizationBody,
+        response: { 201: OrganizationView },
+      },
+    },
+    async (req, reply) => {
+      const org = await createOrganization(app.database.db, req.body);
+      return reply.code(201).send(toOrganizationView(org));
+    },
+  );
+
+  app.get(
+    '/api/v1/organizations/:ref',
+    {
+      config: { auth: { permission: 'organizations.view' } },
+      schema: { operationId: 'getOrganization', tags, params: OrganizationRefParams, response: { 200: OrganizationView } },
+    },
+    async (req) => {
+      const org = await findOrganization(app.database.db, req.params.ref);
+      if (!org) throw organizationErrors.notFound(req.params.ref);
+      return toOrganizationView(org);
+    },
+  );
+
+  app.patch(
+    '/api/v1/organizations/:ref',
+    {
+      config: { auth: { permission: 'organizations.manage' } },
+      schema: {
+        operationId: 'updateOrganization',
+        tags,
+        description: 'Partial update. Setting `is_active` to false ends every session of its users.',
+        params: OrganizationRefParams,
+        body: UpdateOrganizationBody,
+        response: { 200: OrganizationView },
+      },
+    },
+    async (req) => toOrganizationView(await updateOrganization(app.database.db, req.params.ref, req.body)),
+  );
+
+  app.post(
+    '/api/v1/organizations/:ref/deactivate',
+    {
+      config: { auth: { permission: 'organizations.manage' } },
+      schema: {
+        operationId: 'deactivateOrganization',
+        tags,
+        description: "Stops the organization's logins and ends its users' sessions.",
+        params: OrganizationRefParams,
+        response: { 200: OrganizationView },
+      },
+    },
+    async (req) => toOrganizationView(await updateOrganization(app.database.db, req.params.ref, { is_active: false })),
+  );
+
+  app.delete(
+    '/api/v1/organizations/:ref',
+    {
+      config: { auth: { permission: 'organizations.manage' } },
+      schema: {
+        operationId: 'deleteOrganization',
+        tags,
+        description: 'Deletes an organization without users.',
+        params: OrganizationRefParams,
+      },
+    },
+    async (req, reply) => {
+      await deleteOrganization(app.database.db, req.params.ref);
+      return reply.code(204).send();
+    },
+  );
+};

@@ -1,0 +1,53 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import { Page, PageQuery } from '../../platform/http/pagination.js';
+
+export const OrganizationCode = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+  description: 'Stable identifier clients use (seed 000: engagemx_client_id).',
+});
+
+export const OrganizationView = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  code: Type.String(),
+  name: Type.String(),
+  description: Type.String(),
+  settings: Type.Record(Type.String(), Type.Unknown()),
+  is_active: Type.Boolean(),
+  created_at: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+});
+
+export const CreateOrganizationBody = Type.Object({
+  code: OrganizationCode,
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  description: Type.Optional(Type.String({ maxLength: 2000 })),
+  settings: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  is_active: Type.Optional(Type.Boolean()),
+});
+export type CreateOrganizationInput = Static<typeof CreateOrganizationBody>;
+
+export const UpdateOrganizationBody = Type.Partial(
+  Type.Object({
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    description: Type.String({ maxLength: 2000 }),
+    settings: Type.Record(Type.String(), Type.Unknown()),
+    is_active: Type.Boolean(),
+  }),
+  { minProperties: 1 },
+);
+export type UpdateOrganizationInput = Static<typeof UpdateOrganizationBody>;
+
+export const OrganizationRefParams = Type.Object({
+  ref: Type.String({ minLength: 1, maxLength: 100, description: 'Organization id or code.' }),
+});
+
+export const ListOrganizationsQuery = Type.Object({
+  ...PageQuery,
+  search: Type.Optional(Type.String({ maxLength: 200, description: 'Prefix of the code or name.' })),
+  is_active: Type.Optional(Type.Boolean()),
+});
+export type ListOrganizationsInput = Static<typeof ListOrganizationsQuery>;
+
+export const OrganizationPage = Page(OrganizationView);

@@ -1,0 +1,64 @@
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import type { Db } from '../../platform/db/client.js';
+import { sessions } from '../auth/auth.table.js';
+import { users } from '../users/users.table.js';
+import { organizationErrors } from './organizations.errors.js';
+import { findOrganization } from './organizations.queries.js';
+import type { CreateOrganizationInput, UpdateOrganizationInput } from './organizations.schemas.js';
+import { type Organization, organizations } from './organizations.table.js';
+
+/** Creates an organization; codes are unique across the installation. */
+export async function createOrganization(db: Db, input: CreateOrganizationInput): Promise<Organization> {
+  const [row] = await db
+    .insert(organizations)
+    .values({
+      code: input.code,
+      name: input.name,
+      description: input.description ?? '',
+      settings: input.settings ?? {},
+      isActive: input.is_active ?? true,
+    })
+    .onConflictDoNothing({ target: organizations.code })
+    .returning();
+  if (!row) throw organizationErrors.codeTaken(input.code);
+  return row;
+}
+
+/**
+ * Updates an organization. Deactivating it ends its users' sessions in the same transaction, so
+ * nobody keeps working in an organization that has been switched off.
+ */
+export async function updateOrganization(db: Db, ref: string, input: UpdateOrganizationInput): Promise<Organization> {
+  return db.transaction(async (tx) => {
+    const current = await findOrganization(tx, ref);
+    if (!current) throw organizationErrors.notFound(ref);
+    const [row] = await tx
+      .update(organizations)
+      .set({
+        ...(input.name !== undefined ? { name: input.name } : {}),
+        ...(input.description !== undefined ? { description: input.description } : {}),
+        ...(input.settings !== undefined ? { settings: input.settings } : {}),
+        ...(input.is_active !== undefined ? { isActive: input.is_active } : {}),
+      })
+      .where(eq(organizations.id, current.id))
+      .returning();
+    if (current.isActive && input.is_active === false) {
+      await tx
+        .update(sessions)
+        .set({ revokedAt: sql`now()`, revokedReason: 'organization_deactivated' })
+        .where(and(eq(sessions.organizationId, current.id), isNull(sessions.revokedAt)));
+    }
+    return row as Organization;
+  });
+}
+
+/** Deletes an organization that has no users left; one with users must be emptied or deactivated. */
+export async function deleteOrganization(db: Db, ref: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await findOrganization(tx, ref);
+    if (!current) throw organizationErrors.notFound(ref);
+    const [member] = await tx.select({ id: users.id }).from(users).where(eq(users.organizationId, current.id)).limit(1);
+    if (member) throw organizationErrors.hasUsers();
+    await tx.delete(organizations).where(eq(organizations.id, current.id));
+  });
+}

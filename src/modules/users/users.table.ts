@@ -1,0 +1,46 @@
+import { sql } from 'drizzle-orm';
+import { boolean, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { createdAt, idColumn, updatedAt } from '../../platform/db/columns.js';
+import { organizations } from '../organizations/organizations.table.js';
+
+export const USER_STATUSES = ['active', 'suspended', 'locked', 'deactivated'] as const;
+export type UserStatus = (typeof USER_STATUSES)[number];
+
+export const users = pgTable(
+  'users',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    id: idColumn(),
+    /** Seed 000's `keycloak_id`: an identity provider's subject, unique across the installation. */
+    externalId: text('external_id'),
+    username: text('username'),
+    email: text('email').notNull(),
+    firstName: text('first_name').notNull().default(''),
+    lastName: text('last_name').notNull().default(''),
+    userType: text('user_type'),
+    attributes: jsonb('attributes').$type<Record<string, unknown>>().notNull().default({}),
+    status: text('status').$type<UserStatus>().notNull().default('active'),
+    isStaff: boolean('is_staff').notNull().default(false),
+    isSuperuser: boolean('is_superuser').notNull().default(false),
+    passwordHash: text('password_hash'),
+    lastLogin: timestamp('last_login', { withTimezone: true }),
+    dateJoined: timestamp('date_joined', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('users_external_id_key').on(t.externalId),
+    // Case-insensitive uniqueness within an organization; the same address may exist in another one.
+    uniqueIndex('users_org_email_key').on(t.organizationId, sql`lower(${t.email})`),
+    uniqueIndex('users_org_username_key').on(t.organizationId, sql`lower(${t.username})`),
+    // Keyset pages within an organization, newest or oldest first, by id (UUIDv7 = creation order).
+    index('users_org_id_idx').on(t.organizationId, t.id),
+    // Prefix search across organizations and login candidate look-ups.
+    index('users_email_lower_idx').on(sql`lower(${t.email}) text_pattern_ops`, t.id),
+    index('users_username_lower_idx').on(sql`lower(${t.username}) text_pattern_ops`, t.id),
+    index('users_org_email_lower_idx').on(t.organizationId, sql`lower(${t.email}) text_pattern_ops`, t.id),
+  ],
+);
+
+export type User = typeof users.$inferSelect;

@@ -1,0 +1,128 @@
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { type SQL, sql } from 'drizzle-orm';
+import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
+import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import pg from 'pg';
+
+/** The Drizzle handle every query function takes; the same type on PGlite and PostgreSQL. */
+export type Db = PgDatabase<PgQueryResultHKT>;
+export type Tx = PgTransaction<PgQueryResultHKT>;
+/** Either the root handle or an open transaction: query functions accept both. */
+export type DbOrTx = Db | Tx;
+
+export interface Database {
+  db: Db;
+  kind: 'pglite' | 'postgres';
+  /** Present on PGlite: pg-boss and raw multi-statement SQL go through it. */
+  pglite?: PGlite;
+  /** Present on PostgreSQL. */
+  pool?: pg.Pool;
+  close(): Promise<void>;
+}
+
+/** Thrown when another process already holds the embedded database folder. */
+export class DataDirInUseError extends Error {
+  constructor(
+    readonly dataDir: string,
+    readonly pid: number,
+  ) {
+    super(
+      `the embedded database in ${dataDir} is in use by process ${pid} (a running Gatehouse server); stop it first, or use its HTTP API`,
+    );
+    this.name = 'DataDirInUseError';
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * PGlite is one process's database: a second opener would corrupt it. The lock file holds the
+ * owner's pid; a stale file (owner gone) is taken over.
+ */
+function lockDataDir(dir: string): () => void {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'gatehouse.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(file, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(file, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(file, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new DataDirInUseError(dir, pid);
+      rmSync(file, { force: true });
+    }
+  }
+  throw new Error(`could not lock ${file}`);
+}
+
+export interface OpenDatabaseOptions {
+  databaseUrl?: string | undefined;
+  /** PGlite folder; `undefined` or 'memory://' keeps the database in memory (tests). */
+  dataDir?: string | undefined;
+  poolSize?: number;
+}
+
+/** Opens PostgreSQL when a URL is given, PGlite otherwise. */
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  if (options.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 20 });
+    // An idle client losing its connection must not crash the process; the next query reports it.
+    pool.on('error', () => {});
+    const db = drizzleNodePg(pool) as unknown as Db;
+    return { db, kind: 'postgres', pool, close: () => pool.end() };
+  }
+  const inMemory = !options.dataDir || options.dataDir === 'memory://';
+  const unlock = inMemory ? () => {} : lockDataDir(options.dataDir as string);
+  try {
+    const pglite = await PGlite.create(inMemory ? undefined : join(options.dataDir as string, 'pgdata'));
+    const db = drizzlePglite(pglite) as unknown as Db;
+    return {
+      db,
+      kind: 'pglite',
+      pglite,
+      close: async () => {
+        await pglite.close();
+        unlock();
+      },
+    };
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}
+
+/** Round-trips to the database; used by /health. */
+export async function pingDatabase(db: Db): Promise<void> {
+  await db.execute(sql`select 1`);
+}
+
+/** Unique violation details from either driver, for mapping to a 409. */
+export function uniqueViolation(err: unknown): { constraint: string } | undefined {
+  let e: unknown = err;
+  // Drizzle wraps driver errors; the driver's error sits in `cause`.
+  for (let depth = 0; depth < 3 && e; depth++) {
+    const candidate = e as { code?: string; constraint?: string; cause?: unknown };
+    if (candidate.code === '23505') return { constraint: candidate.constraint ?? '' };
+    e = candidate.cause;
+  }
+  return undefined;
+}
+
+/** Runs raw SQL and returns its rows; both drivers answer `{ rows }`. */
+export async function queryRows<T>(db: DbOrTx, query: SQL): Promise<T[]> {
+  const result = (await db.execute(query)) as unknown as { rows: T[] };
+  return result.rows;
+}

@@ -1,0 +1,39 @@
+import { Type } from '@fastify/type-provider-typebox';
+import { AppError } from './errors.js';
+
+/** `?limit=&cursor=` as every list takes them (contract §5). */
+export const PageQuery = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'Page size.' })),
+  cursor: Type.Optional(Type.String({ maxLength: 512, description: 'The `next` value of the previous page.' })),
+};
+
+/** The list envelope: results and the opaque cursor of the next page, or null on the last one. */
+export const Page = <T extends import('@sinclair/typebox').TSchema>(item: T) =>
+  Type.Object({ results: Type.Array(item), next: Type.Union([Type.String(), Type.Null()]) });
+
+/**
+ * Cursors carry the sort key of the last row seen, so a page is found by an index seek and stays
+ * correct while rows are inserted ahead of or behind it. They are opaque to clients.
+ */
+export function encodeCursor(values: unknown[]): string {
+  return Buffer.from(JSON.stringify(values)).toString('base64url');
+}
+
+export function decodeCursor(cursor: string, arity: number): unknown[] {
+  try {
+    const values = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(values) && values.length === arity) return values;
+  } catch {
+    // fall through to the refusal
+  }
+  throw new AppError(400, 'invalid_cursor', 'The cursor is not valid for this list.', {
+    errors: [{ field: 'cursor', message: 'Pass back the `next` value of a previous page unchanged.' }],
+  });
+}
+
+/** Cuts a `limit + 1` fetch into the page and the next cursor. */
+export function toPage<T>(rows: T[], limit: number, keyOf: (row: T) => unknown[]): { results: T[]; next: string | null } {
+  if (rows.length <= limit) return { results: rows, next: null };
+  const results = rows.slice(0, limit);
+  return { results, next: encodeCursor(keyOf(results[results.length - 1] as T)) };
+}
