@@ -1,0 +1,42 @@
+import { ConfigError, type Config, loadConfig } from '../config.js';
+import { DataDirInUseError, type Database, openDatabase } from '../platform/db/client.js';
+import { migrate } from '../platform/db/migrate.js';
+
+/** Prints one line and exits: the CLI's answer to a bad configuration or a busy data folder. */
+export function fail(message: string, code = 1): never {
+  console.error(`gatehouse: ${message}`);
+  process.exit(code);
+}
+
+export function cliConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`, 2);
+    throw err;
+  }
+}
+
+/**
+ * Runs `work` against the configured database (migrated first) and closes it. On the embedded
+ * database a running server holds the folder; that is reported in one line instead of waiting.
+ */
+export async function withDatabase<T>(
+  work: (database: Database, config: Config) => Promise<T>,
+  options: { migrate?: boolean } = {},
+): Promise<T> {
+  const config = cliConfig();
+  let database: Database;
+  try {
+    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  } catch (err) {
+    if (err instanceof DataDirInUseError) fail(err.message);
+    throw err;
+  }
+  try {
+    if (options.migrate !== false) await migrate(database.db);
+    return await work(database, config);
+  } finally {
+    await database.close();
+  }
+}

@@ -1,0 +1,18 @@
+import { Command } from 'commander';
+import { registerMigrateCommand } from './migrate.js';
+import { registerServeCommands } from './serve.js';
+
+/** The `gatehouse` command line; each command calls the same services as the HTTP routes. */
+export function buildCli(): Command {
+  const program = new Command('gatehouse')
+    .description('Gatehouse: multi-tenant user management and provisioning')
+    .showHelpAfterError()
+    .configureOutput({ outputError: (str, write) => write(str) });
+  registerServeCommands(program);
+  registerMigrateCommand(program);
+  return program;
+}
+
+export async function runCli(argv: string[]): Promise<void> {
+  await buildCli().parseAsync(argv);
+}
