@@ -90,7 +90,9 @@ CREATE UNIQUE INDEX "users_external_id_key" ON "users" USING btree ("external_id
 CREATE UNIQUE INDEX "users_org_email_key" ON "users" USING btree ("organization_id",lower("email"));--> statement-breakpoint
 CREATE UNIQUE INDEX "users_org_username_key" ON "users" USING btree ("organization_id",lower("username"));--> statement-breakpoint
 CREATE INDEX "users_org_id_idx" ON "users" USING btree ("organization_id","id");--> statement-breakpoint
-CREATE INDEX "users_email_lower_idx" ON "users" USING btree (lower("email") text_pattern_ops,"id");--> statement-breakpoint
-CREATE INDEX "users_username_lower_idx" ON "users" USING btree (lower("username") text_pattern_ops,"id");--> statement-breakpoint
-CREATE INDEX "users_org_email_lower_idx" ON "users" USING btree ("organization_id",lower("email") text_pattern_ops,"id");--> statement-breakpoint
+CREATE INDEX "users_org_status_idx" ON "users" USING btree ("organization_id","status","id");--> statement-breakpoint
+CREATE INDEX "users_status_idx" ON "users" USING btree ("status","id");--> statement-breakpoint
+CREATE INDEX "users_email_lower_idx" ON "users" USING btree (lower("email") collate "C","id");--> statement-breakpoint
+CREATE INDEX "users_org_email_lower_idx" ON "users" USING btree ("organization_id",lower("email") collate "C","id");--> statement-breakpoint
+CREATE INDEX "users_username_lower_idx" ON "users" USING btree (lower("username") collate "C","id");--> statement-breakpoint
 CREATE INDEX "mail_outbox_status_idx" ON "mail_outbox" USING btree ("status","id");

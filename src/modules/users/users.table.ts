@@ -34,12 +34,14 @@ export const users = pgTable(
     // Case-insensitive uniqueness within an organization; the same address may exist in another one.
     uniqueIndex('users_org_email_key').on(t.organizationId, sql`lower(${t.email})`),
     uniqueIndex('users_org_username_key').on(t.organizationId, sql`lower(${t.username})`),
-    // Keyset pages within an organization, newest or oldest first, by id (UUIDv7 = creation order).
+    // Keyset pages, newest or oldest first, by id (UUIDv7 = creation order), within an organization or across all.
     index('users_org_id_idx').on(t.organizationId, t.id),
-    // Prefix search across organizations and login candidate look-ups.
-    index('users_email_lower_idx').on(sql`lower(${t.email}) text_pattern_ops`, t.id),
-    index('users_username_lower_idx').on(sql`lower(${t.username}) text_pattern_ops`, t.id),
-    index('users_org_email_lower_idx').on(t.organizationId, sql`lower(${t.email}) text_pattern_ops`, t.id),
+    index('users_org_status_idx').on(t.organizationId, t.status, t.id),
+    index('users_status_idx').on(t.status, t.id),
+    // Email/username order and prefix search. Byte order ("C") lets one index serve both ORDER BY and LIKE 'x%'.
+    index('users_email_lower_idx').on(sql`lower(${t.email}) collate "C"`, t.id),
+    index('users_org_email_lower_idx').on(t.organizationId, sql`lower(${t.email}) collate "C"`, t.id),
+    index('users_username_lower_idx').on(sql`lower(${t.username}) collate "C"`, t.id),
   ],
 );
 
