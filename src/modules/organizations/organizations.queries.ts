@@ -1,15 +1,14 @@
 import { and, asc, eq, gt, ilike, or, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
-import { decodeCursor } from '../../platform/http/pagination.js';
+import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import type { ListOrganizationsInput } from './organizations.schemas.js';
 import { type Organization, organizations } from './organizations.table.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** Finds an organization by id or by code. */
 export async function findOrganization(db: DbOrTx, ref: string): Promise<Organization | undefined> {
-  const where = UUID.test(ref) ? or(eq(organizations.id, ref), eq(organizations.code, ref)) : eq(organizations.code, ref);
+  const where = isUuid(ref) ? or(eq(organizations.id, ref), eq(organizations.code, ref)) : eq(organizations.code, ref);
   const [row] = await db.select().from(organizations).where(where).limit(1);
   return row;
 }
@@ -34,7 +33,7 @@ export async function listOrganizations(db: DbOrTx, input: ListOrganizationsInpu
   if (input.is_active !== undefined) conditions.push(eq(organizations.isActive, input.is_active));
   if (input.cursor) {
     const [lastId] = decodeCursor(input.cursor, 1);
-    if (typeof lastId !== 'string' || !UUID.test(lastId)) decodeCursor('', 1);
+    if (typeof lastId !== 'string' || !isUuid(lastId)) throw invalidCursor();
     conditions.push(gt(organizations.id, lastId as string));
   }
   return db

@@ -13,3 +13,10 @@ export const updatedAt = () =>
     .notNull()
     .defaultNow()
     .$onUpdateFn(() => new Date());
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether a path value can be an id: anything else is simply not found, never a database error. */
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}

@@ -26,7 +26,12 @@ export function decodeCursor(cursor: string, arity: number): unknown[] {
   } catch {
     // fall through to the refusal
   }
-  throw new AppError(400, 'invalid_cursor', 'The cursor is not valid for this list.', {
+  throw invalidCursor();
+}
+
+/** The refusal for a cursor that was not produced by this list. */
+export function invalidCursor(): AppError {
+  return new AppError(400, 'invalid_cursor', 'The cursor is not valid for this list.', {
     errors: [{ field: 'cursor', message: 'Pass back the `next` value of a previous page unchanged.' }],
   });
 }
