@@ -1,0 +1,87 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+
+/**
+ * Secrets at rest (signing keys, integration credentials) sealed with AES-256-GCM under MASTER_KEY.
+ *
+ * Sealed form: `v1.<key id>.<iv>.<ciphertext>.<tag>` (base64url parts). The key id is derived from
+ * the master key itself, so a keyring of the current and previous master keys can open anything
+ * sealed under either, and `needsReseal` finds what to re-encrypt after a rotation.
+ * The optional context is authenticated but not stored: a value sealed for one row (say
+ * `signing_keys:<kid>`) does not open when copied into another.
+ */
+
+const VERSION = 'v1';
+const IV_BYTES = 12; // the GCM nonce size NIST SP 800-38D recommends
+const TAG_BYTES = 16;
+
+export class EnvelopeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EnvelopeError';
+  }
+}
+
+/** A short public name for a master key: safe to store, reveals nothing about the key. */
+export function masterKeyId(key: Buffer): string {
+  return createHash('sha256').update('gatehouse envelope key id\0').update(key).digest('hex').slice(0, 12);
+}
+
+export interface Envelope {
+  /** Encrypts under the current master key. */
+  seal(plaintext: string | Buffer, context?: string): string;
+  /** Decrypts with whichever key of the ring sealed it; throws EnvelopeError on any tampering. */
+  open(sealed: string, context?: string): Buffer;
+  openText(sealed: string, context?: string): string;
+  /** True when sealed under an older master key. */
+  needsReseal(sealed: string): boolean;
+}
+
+/** An envelope over the current master key and, for reading only, previous ones. */
+export function createEnvelope(current: Buffer, previous: Buffer[] = []): Envelope {
+  const ring = new Map<string, Buffer>();
+  for (const key of [current, ...previous]) {
+    if (key.length !== 32) throw new EnvelopeError('a master key must be 32 bytes');
+    ring.set(masterKeyId(key), key);
+  }
+  const currentId = masterKeyId(current);
+
+  const open = (sealed: string, context = ''): Buffer => {
+    const parts = sealed.split('.');
+    if (parts.length !== 5 || parts[0] !== VERSION) throw new EnvelopeError('not a sealed value');
+    const [, keyId, ivText, dataText, tagText] = parts as [string, string, string, string, string];
+    const key = ring.get(keyId);
+    if (!key) throw new EnvelopeError(`sealed under unknown master key ${keyId}`);
+    const iv = Buffer.from(ivText, 'base64url');
+    const tag = Buffer.from(tagText, 'base64url');
+    if (iv.length !== IV_BYTES || tag.length !== TAG_BYTES) throw new EnvelopeError('not a sealed value');
+    const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+    decipher.setAAD(Buffer.from(`${VERSION}.${keyId}.${context}`));
+    decipher.setAuthTag(tag);
+    try {
+      return Buffer.concat([decipher.update(Buffer.from(dataText, 'base64url')), decipher.final()]);
+    } catch {
+      throw new EnvelopeError('sealed value failed authentication (tampered, or another context)');
+    }
+  };
+
+  return {
+    seal(plaintext, context = '') {
+      const key = ring.get(currentId) as Buffer;
+      const iv = randomBytes(IV_BYTES);
+      const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+      // The version and key id are authenticated too, so neither can be swapped.
+      cipher.setAAD(Buffer.from(`${VERSION}.${currentId}.${context}`));
+      const data = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+      return [
+        VERSION,
+        currentId,
+        iv.toString('base64url'),
+        data.toString('base64url'),
+        cipher.getAuthTag().toString('base64url'),
+      ].join('.');
+    },
+    open,
+    openText: (sealed, context) => open(sealed, context).toString('utf8'),
+    needsReseal: (sealed) => sealed.split('.')[1] !== currentId,
+  };
+}
