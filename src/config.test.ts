@@ -1,0 +1,89 @@
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config.js';
+
+const key = Buffer.alloc(32, 7).toString('base64');
+const base = { MASTER_KEY: key, DATA_DIR: '/tmp/gatehouse-config-test' };
+
+function refusal(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig({ ...base, ...env });
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('applies the contract defaults', () => {
+    const config = loadConfig(base);
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '127.0.0.1',
+      databaseUrl: undefined,
+      publicUrl: 'http://127.0.0.1:8080',
+      tokenAudience: 'http://127.0.0.1:8080',
+      mailFrom: 'gatehouse@localhost',
+      trustProxy: false,
+      corsOrigins: [],
+      rateLimits: true,
+    });
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['DATABASE_URL', 'mysql://x'],
+    ['PUBLIC_URL', 'not a url'],
+    ['MASTER_KEY', 'c2hvcnQ='],
+    ['SMTP_URL', 'http://mail'],
+    ['MAIL_FROM', 'nobody'],
+    ['TRUST_PROXY', '10.0.0.0/99'],
+    ['CORS_ORIGINS', 'https://a.example.com/path'],
+    ['REDIS_URL', 'tcp://x'],
+    ['RATE_LIMITS', 'maybe'],
+    ['ADMIN_EMAIL', 'not-an-email'],
+    ['PROVISIONING_API_KEY', 'short'],
+  ])('refuses a bad %s with a message naming it', (variable, value) => {
+    const err = refusal({ [variable]: value, ...(variable === 'ADMIN_EMAIL' ? { ADMIN_PASSWORD: 'long enough pw' } : {}) });
+    expect(err.variable).toBe(variable);
+    expect(err.message.startsWith(`${variable}: `)).toBe(true);
+  });
+
+  it('refuses an ADMIN_PASSWORD that breaks the password policy', () => {
+    expect(refusal({ ADMIN_EMAIL: 'a@b.io', ADMIN_PASSWORD: 'short' }).variable).toBe('ADMIN_PASSWORD');
+  });
+
+  it('requires MASTER_KEY when DATABASE_URL is set', () => {
+    const err = (() => {
+      try {
+        loadConfig({ DATABASE_URL: 'postgres://localhost/x' });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
+    expect(err?.variable).toBe('MASTER_KEY');
+  });
+
+  it('parses proxy hops, CIDR lists and CORS origins', () => {
+    expect(loadConfig({ ...base, TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ ...base, TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
+    expect(loadConfig({ ...base, CORS_ORIGINS: 'https://a.io,http://b.io:3000' }).corsOrigins).toEqual([
+      'https://a.io',
+      'http://b.io:3000',
+    ]);
+  });
+
+  it('generates a master key in an embedded DATA_DIR once, readable by the owner only', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gh-key-'));
+    const first = loadConfig({ DATA_DIR: dir }).masterKey;
+    const second = loadConfig({ DATA_DIR: dir }).masterKey;
+    expect(first.length).toBe(32);
+    expect(second.equals(first)).toBe(true);
+    expect(statSync(join(dir, 'master.key')).mode & 0o777).toBe(0o600);
+    expect(Buffer.from(readFileSync(join(dir, 'master.key'), 'utf8').trim(), 'base64').equals(first)).toBe(true);
+  });
+});
