@@ -10,9 +10,9 @@ import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installErrorHandling } from './platform/http/errors.js';
 import { registerOpenApi } from './platform/http/openapi.js';
+import { validatorCompiler } from './platform/http/validation.js';
 import { loggerOptions } from './platform/log.js';
 import { registerMetrics } from './platform/metrics.js';
-import { validatorCompiler } from './platform/http/validation.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

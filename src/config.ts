@@ -1,7 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
 
 /** Validated runtime settings; `loadConfig` is the only reader of `process.env`. */
 export interface Config {
@@ -84,7 +84,10 @@ function parseTrustProxy(raw: string | undefined): Config['trustProxy'] {
     .filter(Boolean);
   const bad = entries.find((e) => !isCidr(e));
   if (bad !== undefined || entries.length === 0) {
-    throw new ConfigError('TRUST_PROXY', `must be a hop count or a comma-separated list of IPs/CIDRs, got "${bad ?? raw}"`);
+    throw new ConfigError(
+      'TRUST_PROXY',
+      `must be a hop count or a comma-separated list of IPs/CIDRs, got "${bad ?? raw}"`,
+    );
   }
   return entries;
 }
@@ -144,7 +147,8 @@ export function loadConfig(env: Env = process.env): Config {
   const tokenAudience = env.TOKEN_AUDIENCE || publicUrl;
 
   const adminEmail = env.ADMIN_EMAIL || undefined;
-  if (adminEmail !== undefined && !EMAIL.test(adminEmail)) throw new ConfigError('ADMIN_EMAIL', 'is not an email address');
+  if (adminEmail !== undefined && !EMAIL.test(adminEmail))
+    throw new ConfigError('ADMIN_EMAIL', 'is not an email address');
   const adminPassword = env.ADMIN_PASSWORD || undefined;
   if (adminPassword !== undefined && adminPassword.length < 10) {
     throw new ConfigError('ADMIN_PASSWORD', 'must be at least 10 characters (password policy)');
@@ -158,7 +162,8 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const mailFrom = env.MAIL_FROM || 'gatehouse@localhost';
-  if (!EMAIL.test(mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1'))) throw new ConfigError('MAIL_FROM', 'is not an email address');
+  if (!EMAIL.test(mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1')))
+    throw new ConfigError('MAIL_FROM', 'is not an email address');
 
   const rateLimitsRaw = (env.RATE_LIMITS || 'on').toLowerCase();
   if (rateLimitsRaw !== 'on' && rateLimitsRaw !== 'off') throw new ConfigError('RATE_LIMITS', 'must be "on" or "off"');

@@ -27,7 +27,8 @@ export async function seedUser(
 ): Promise<User> {
   const { password, ...rest } = overrides;
   // One argon2 hash per test process keeps seeding fast; a custom password is hashed on its own.
-  const passwordHash = password ? await hashPassword(password) : (cachedHash ??= await hashPassword(TEST_PASSWORD));
+  if (!password && cachedHash === undefined) cachedHash = await hashPassword(TEST_PASSWORD);
+  const passwordHash = password ? await hashPassword(password) : cachedHash;
   const [user] = await t.database.db
     .insert(users)
     .values({ organizationId, email: `${unique('u')}@example.com`, passwordHash, ...rest })
@@ -61,7 +62,8 @@ export async function loginAs(t: TestApp, user: User, password = TEST_PASSWORD):
     token,
     get: (url) => t.request({ method: 'GET', url, headers }),
     delete: (url) => t.request({ method: 'DELETE', url, headers }),
-    post: (url, body) => t.request({ method: 'POST', url, headers, ...(body === undefined ? {} : { payload: body as object }) }),
+    post: (url, body) =>
+      t.request({ method: 'POST', url, headers, ...(body === undefined ? {} : { payload: body as object }) }),
     patch: (url, body) => t.request({ method: 'PATCH', url, headers, payload: body as object }),
   };
 }

@@ -1,5 +1,5 @@
-import { ConfigError, type Config, loadConfig } from '../config.js';
-import { DataDirInUseError, type Database, openDatabase } from '../platform/db/client.js';
+import { type Config, ConfigError, loadConfig } from '../config.js';
+import { type Database, DataDirInUseError, openDatabase } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
 
 /** Prints one line and exits: the CLI's answer to a bad configuration or a busy data folder. */

@@ -8,8 +8,11 @@ export const organizationErrors = {
     new AppError(409, 'organization_code_taken', `An organization with code "${code}" already exists.`, {
       errors: [{ field: 'code', message: 'This code is taken.' }],
     }),
-  inactive: (code: string) =>
-    new AppError(403, 'organization_inactive', `Organization "${code}" is deactivated.`),
+  inactive: (code: string) => new AppError(403, 'organization_inactive', `Organization "${code}" is deactivated.`),
   hasUsers: () =>
-    new AppError(409, 'organization_not_empty', 'The organization still has users; deactivate it or remove them first.'),
+    new AppError(
+      409,
+      'organization_not_empty',
+      'The organization still has users; deactivate it or remove them first.',
+    ),
 };

@@ -70,7 +70,12 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/organizations/:ref',
     {
       config: { auth: { permission: 'organizations.view' } },
-      schema: { operationId: 'getOrganization', tags, params: OrganizationRefParams, response: { 200: OrganizationView } },
+      schema: {
+        operationId: 'getOrganization',
+        tags,
+        params: OrganizationRefParams,
+        response: { 200: OrganizationView },
+      },
     },
     async (req) => {
       const org = await findOrganization(app.database.db, req.params.ref);

@@ -1,6 +1,6 @@
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { Db } from '../../platform/db/client.js';
-import { sessions } from '../auth/auth.table.js';
+import { revokeOrganizationSessions } from '../auth/auth.service.js';
 import { users } from '../users/users.table.js';
 import { organizationErrors } from './organizations.errors.js';
 import { findOrganization } from './organizations.queries.js';
@@ -43,10 +43,7 @@ export async function updateOrganization(db: Db, ref: string, input: UpdateOrgan
       .where(eq(organizations.id, current.id))
       .returning();
     if (current.isActive && input.is_active === false) {
-      await tx
-        .update(sessions)
-        .set({ revokedAt: sql`now()`, revokedReason: 'organization_deactivated' })
-        .where(and(eq(sessions.organizationId, current.id), isNull(sessions.revokedAt)));
+      await revokeOrganizationSessions(tx, current.id, 'organization_deactivated');
     }
     return row as Organization;
   });

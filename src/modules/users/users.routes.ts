@@ -1,3 +1,145 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { requireUser } from '../../platform/http/auth.js';
+import { toPage } from '../../platform/http/pagination.js';
+import { findOrganization } from '../organizations/organizations.queries.js';
+import { userErrors } from './users.errors.js';
+import { findUserById, listUsers, type UserWithOrganization, userCursorKey } from './users.queries.js';
+import { CreateUserBody, ListUsersQuery, UpdateUserBody, UserIdParams, UserPage, UserView } from './users.schemas.js';
+import { createUser, deleteUser, updateUser } from './users.service.js';
 
-export const usersRoutes: FastifyPluginAsyncTypebox = async () => {};
+/** The admin view of a user: never the password hash, only whether there is one. */
+export function toUserView(u: UserWithOrganization) {
+  return {
+    id: u.id,
+    organization: u.organizationCode,
+    organization_id: u.organizationId,
+    external_id: u.externalId,
+    username: u.username,
+    email: u.email,
+    first_name: u.firstName,
+    last_name: u.lastName,
+    user_type: u.userType,
+    attributes: u.attributes,
+    status: u.status,
+    is_active: u.status === 'active',
+    is_staff: u.isStaff,
+    is_superuser: u.isSuperuser,
+    has_password: u.passwordHash !== null,
+    last_login: u.lastLogin?.toISOString() ?? null,
+    date_joined: u.dateJoined.toISOString(),
+    updated_at: u.updatedAt.toISOString(),
+  };
+}
+
+const tags = ['users'];
+
+export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/api/v1/users',
+    {
+      config: { auth: { permission: 'users.view' } },
+      schema: {
+        operationId: 'listUsers',
+        tags,
+        description:
+          'Users with prefix search, filters and keyset pagination (newest first by default). ' +
+          '`email` + `sort=email` is the index-backed prefix search for large installations.',
+        querystring: ListUsersQuery,
+        response: { 200: UserPage },
+      },
+    },
+    async (req) => {
+      const { organization, ...query } = req.query;
+      const limit = query.limit ?? 50;
+      let organizationId: string | undefined;
+      if (organization) {
+        const org = await findOrganization(app.database.db, organization);
+        // An unknown organization simply has no users.
+        if (!org) return { results: [], next: null };
+        organizationId = org.id;
+      }
+      const rows = await listUsers(app.database.db, { ...query, limit, organizationId });
+      const page = toPage(rows, limit, (row) => userCursorKey(query.sort ?? '-date_joined', row));
+      return { results: page.results.map(toUserView), next: page.next };
+    },
+  );
+
+  app.post(
+    '/api/v1/users',
+    {
+      config: { auth: { permission: 'users.update' } },
+      schema: {
+        operationId: 'createUser',
+        tags,
+        description: 'Creates a user; `organization` is a code (default: the caller’s organization).',
+        body: CreateUserBody,
+        response: { 201: UserView },
+      },
+    },
+    async (req, reply) => {
+      const user = await createUser(app.database.db, requireUser(req.actor), req.body);
+      return reply.code(201).send(toUserView(user));
+    },
+  );
+
+  app.get(
+    '/api/v1/users/:id',
+    {
+      config: { auth: { permission: 'users.view' } },
+      schema: { operationId: 'getUser', tags, params: UserIdParams, response: { 200: UserView } },
+    },
+    async (req) => {
+      const user = await findUserById(app.database.db, req.params.id);
+      if (!user) throw userErrors.notFound(req.params.id);
+      return toUserView(user);
+    },
+  );
+
+  app.patch(
+    '/api/v1/users/:id',
+    {
+      config: { auth: { permission: 'users.update' } },
+      schema: {
+        operationId: 'updateUser',
+        tags,
+        description: 'Partial update. A status other than `active`, or a new password, ends the user’s sessions.',
+        params: UserIdParams,
+        body: UpdateUserBody,
+        response: { 200: UserView },
+      },
+    },
+    async (req) => toUserView(await updateUser(app.database.db, req.params.id, req.body)),
+  );
+
+  app.post(
+    '/api/v1/users/:id/deactivate',
+    {
+      config: { auth: { permission: 'users.update' } },
+      schema: {
+        operationId: 'deactivateUser',
+        tags,
+        description: 'Sets the status to `deactivated` and ends every session of the user. Idempotent.',
+        params: UserIdParams,
+        response: { 200: UserView },
+      },
+    },
+    async (req) => toUserView(await updateUser(app.database.db, req.params.id, { status: 'deactivated' })),
+  );
+
+  app.delete(
+    '/api/v1/users/:id',
+    {
+      config: { auth: { permission: 'users.delete' } },
+      schema: {
+        operationId: 'deleteUser',
+        tags,
+        description: 'Deletes the user and their sessions.',
+        params: UserIdParams,
+      },
+    },
+    async (req, reply) => {
+      await deleteUser(app.database.db, req.params.id);
+      return reply.code(204).send();
+    },
+  );
+};

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { boolean, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-import { createdAt, idColumn, updatedAt } from '../../platform/db/columns.js';
+import { idColumn, updatedAt } from '../../platform/db/columns.js';
 import { organizations } from '../organizations/organizations.table.js';
 
 export const USER_STATUSES = ['active', 'suspended', 'locked', 'deactivated'] as const;

@@ -178,6 +178,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     return sendProblem(reply, request, error);
   });
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, request, new AppError(404, 'route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`)),
+    sendProblem(
+      reply,
+      request,
+      new AppError(404, 'route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`),
+    ),
   );
 }

@@ -11,7 +11,10 @@ describe('OpenAPI documentation', () => {
   it('documents every route with an operationId and a tag', async () => {
     const res = await t.request({ method: 'GET', url: '/api/openapi.json' });
     expect(res.statusCode).toBe(200);
-    const doc = res.json() as { openapi: string; paths: Record<string, Record<string, { operationId?: string; tags?: string[] }>> };
+    const doc = res.json() as {
+      openapi: string;
+      paths: Record<string, Record<string, { operationId?: string; tags?: string[] }>>;
+    };
     expect(doc.openapi).toMatch(/^3\./);
     const undocumented: string[] = [];
     for (const [path, operations] of Object.entries(doc.paths)) {
@@ -21,7 +24,9 @@ describe('OpenAPI documentation', () => {
     }
     expect(undocumented).toEqual([]);
     for (const path of ['/health', '/api/v1/users/', '/api/v1/users/{id}/', '/api/v1/organizations/', '/api/token/']) {
-      expect(Object.keys(doc.paths).map((p) => (p.endsWith('/') ? p : `${p}/`))).toContain(path.endsWith('/') ? path : `${path}/`);
+      expect(Object.keys(doc.paths).map((p) => (p.endsWith('/') ? p : `${p}/`))).toContain(
+        path.endsWith('/') ? path : `${path}/`,
+      );
     }
   });
 

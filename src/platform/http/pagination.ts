@@ -37,7 +37,11 @@ export function invalidCursor(): AppError {
 }
 
 /** Cuts a `limit + 1` fetch into the page and the next cursor. */
-export function toPage<T>(rows: T[], limit: number, keyOf: (row: T) => unknown[]): { results: T[]; next: string | null } {
+export function toPage<T>(
+  rows: T[],
+  limit: number,
+  keyOf: (row: T) => unknown[],
+): { results: T[]; next: string | null } {
   if (rows.length <= limit) return { results: rows, next: null };
   const results = rows.slice(0, limit);
   return { results, next: encodeCursor(keyOf(results[results.length - 1] as T)) };

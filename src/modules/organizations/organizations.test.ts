@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+
+describe('organizations admin API', () => {
+  let t: TestApp;
+  let admin: Client;
+  beforeAll(async () => {
+    t = await startTestApp();
+    admin = await superuserClient(t);
+  });
+  afterAll(() => t.close());
+
+  it('creates an organization and finds it by code or id', async () => {
+    const code = unique('acme-');
+    const res = await admin.post('/api/v1/organizations/', {
+      code,
+      name: 'Acme',
+      description: 'Main',
+      settings: { theme: 'dark', features: ['analytics'] },
+    });
+    expect(res.statusCode).toBe(201);
+    const org = res.json();
+    expect(org).toMatchObject({ code, name: 'Acme', is_active: true, settings: { theme: 'dark' } });
+    expect((await admin.get(`/api/v1/organizations/${code}`)).json().id).toBe(org.id);
+    expect((await admin.get(`/api/v1/organizations/${org.id}/`)).json().code).toBe(code);
+  });
+
+  it('answers 409 naming code for a duplicate code', async () => {
+    const code = unique('dup-');
+    await admin.post('/api/v1/organizations', { code, name: 'One' });
+    const res = await admin.post('/api/v1/organizations', { code, name: 'Two' });
+    expect(res.json()).toMatchObject({ status: 409, code: 'organization_code_taken', errors: [{ field: 'code' }] });
+  });
+
+  it('refuses a code with spaces and a missing name, naming both fields', async () => {
+    const res = await admin.post('/api/v1/organizations', { code: 'has space' });
+    expect(res.statusCode).toBe(400);
+    const fields = (res.json().errors as { field: string }[]).map((e) => e.field);
+    expect(fields).toEqual(expect.arrayContaining(['code', 'name']));
+  });
+
+  it('lists with prefix search and a cursor', async () => {
+    const prefix = unique('list-');
+    for (let i = 0; i < 3; i++) await admin.post('/api/v1/organizations', { code: `${prefix}${i}`, name: `L${i}` });
+    const first = (await admin.get(`/api/v1/organizations?search=${prefix}&limit=2`)).json();
+    expect(first.results.map((o: { code: string }) => o.code)).toEqual([`${prefix}0`, `${prefix}1`]);
+    const second = (await admin.get(`/api/v1/organizations?search=${prefix}&limit=2&cursor=${first.next}`)).json();
+    expect(second).toEqual({ results: [expect.objectContaining({ code: `${prefix}2` })], next: null });
+  });
+
+  it('deactivating an organization stops its users logging in and ends their sessions', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const client = await loginAs(t, user);
+    const res = await admin.post(`/api/v1/organizations/${org.code}/deactivate`);
+    expect(res.json()).toMatchObject({ is_active: false });
+    expect((await client.get('/api/v1/users/validate-token/')).statusCode).toBe(401);
+    await expect(loginAs(t, user)).rejects.toThrow(/login failed: 401/);
+  });
+
+  it('updates name and settings, and refuses an empty patch', async () => {
+    const org = await seedOrganization(t);
+    const res = await admin.patch(`/api/v1/organizations/${org.code}`, { name: 'Renamed', settings: { a: 1 } });
+    expect(res.json()).toMatchObject({ name: 'Renamed', settings: { a: 1 } });
+    expect((await admin.patch(`/api/v1/organizations/${org.code}`, {})).statusCode).toBe(400);
+  });
+
+  it('deletes an empty organization and refuses one that still has users', async () => {
+    const empty = await seedOrganization(t);
+    expect((await admin.delete(`/api/v1/organizations/${empty.code}`)).statusCode).toBe(204);
+    expect((await admin.get(`/api/v1/organizations/${empty.code}`)).statusCode).toBe(404);
+    const busy = await seedOrganization(t);
+    await seedUser(t, busy.id);
+    expect((await admin.delete(`/api/v1/organizations/${busy.code}`)).json()).toMatchObject({
+      status: 409,
+      code: 'organization_not_empty',
+    });
+  });
+
+  it('is refused to users who are not superusers', async () => {
+    const org = await seedOrganization(t);
+    const plain = await loginAs(t, await seedUser(t, org.id));
+    expect((await plain.get('/api/v1/organizations')).statusCode).toBe(403);
+    expect((await plain.post('/api/v1/organizations', { code: unique('x'), name: 'x' })).statusCode).toBe(403);
+  });
+});

@@ -1,0 +1,13 @@
+import { AppError, registerUniqueConstraint } from '../../platform/http/errors.js';
+
+registerUniqueConstraint('users_org_email_key', 'email', 'email_taken');
+registerUniqueConstraint('users_org_username_key', 'username', 'username_taken');
+registerUniqueConstraint('users_external_id_key', 'external_id', 'external_id_taken');
+
+export const userErrors = {
+  notFound: (id: string) => new AppError(404, 'user_not_found', `User ${id} was not found.`),
+  organizationNotFound: (code: string) =>
+    new AppError(400, 'organization_not_found', `Organization "${code}" does not exist.`, {
+      errors: [{ field: 'organization', message: 'No organization has this code.' }],
+    }),
+};

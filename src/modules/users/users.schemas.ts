@@ -1,0 +1,112 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import { Page, PageQuery } from '../../platform/http/pagination.js';
+import { USER_STATUSES } from './users.table.js';
+
+const Status = Type.Union(
+  USER_STATUSES.map((s) => Type.Literal(s)),
+  { description: 'Only `active` users can log in.' },
+);
+const Email = Type.String({ format: 'email', maxLength: 254 });
+const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' });
+const Name = Type.String({ maxLength: 150 });
+const UserType = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' });
+const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form profile data.' });
+const Password = Type.String({
+  minLength: 10,
+  maxLength: 1024,
+  description: 'Stored as an argon2id hash, never returned.',
+});
+const ExternalId = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  description: "An identity provider's subject (seed 000's keycloak_id); unique across the installation.",
+});
+
+export const UserView = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  organization: Type.String({ description: 'Organization code.' }),
+  organization_id: Type.String({ format: 'uuid' }),
+  external_id: Type.Union([Type.String(), Type.Null()]),
+  username: Type.Union([Type.String(), Type.Null()]),
+  email: Type.String(),
+  first_name: Type.String(),
+  last_name: Type.String(),
+  user_type: Type.Union([Type.String(), Type.Null()]),
+  attributes: Attributes,
+  status: Status,
+  is_active: Type.Boolean(),
+  is_staff: Type.Boolean(),
+  is_superuser: Type.Boolean(),
+  has_password: Type.Boolean(),
+  last_login: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  date_joined: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+});
+
+export const CreateUserBody = Type.Object({
+  email: Email,
+  username: Type.Optional(Username),
+  first_name: Type.Optional(Name),
+  last_name: Type.Optional(Name),
+  organization: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 100, description: "Organization code; default: the caller's." }),
+  ),
+  external_id: Type.Optional(ExternalId),
+  user_type: Type.Optional(UserType),
+  attributes: Type.Optional(Attributes),
+  status: Type.Optional(Status),
+  is_staff: Type.Optional(Type.Boolean()),
+  is_superuser: Type.Optional(Type.Boolean()),
+  password: Type.Optional(Password),
+});
+export type CreateUserInput = Static<typeof CreateUserBody>;
+
+export const UpdateUserBody = Type.Partial(
+  Type.Object({
+    email: Email,
+    username: Type.Union([Username, Type.Null()]),
+    first_name: Name,
+    last_name: Name,
+    external_id: Type.Union([ExternalId, Type.Null()]),
+    user_type: Type.Union([UserType, Type.Null()]),
+    attributes: Attributes,
+    status: Status,
+    is_staff: Type.Boolean(),
+    is_superuser: Type.Boolean(),
+    password: Password,
+  }),
+  { minProperties: 1 },
+);
+export type UpdateUserInput = Static<typeof UpdateUserBody>;
+
+export const UserIdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
+export const USER_SORTS = ['-date_joined', 'date_joined', 'email', '-email'] as const;
+export type UserSort = (typeof USER_SORTS)[number];
+
+export const ListUsersQuery = Type.Object({
+  ...PageQuery,
+  search: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 254, description: 'Prefix of the email, username, first or last name.' }),
+  ),
+  email: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 254,
+      description: 'Prefix of the email (index-backed; pairs with sort=email).',
+    }),
+  ),
+  organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code or id.' })),
+  status: Type.Optional(Status),
+  user_type: Type.Optional(Type.String({ maxLength: 64 })),
+  is_staff: Type.Optional(Type.Boolean()),
+  sort: Type.Optional(
+    Type.Union(
+      USER_SORTS.map((s) => Type.Literal(s)),
+      { description: 'Default `-date_joined` (newest first).' },
+    ),
+  ),
+});
+export type ListUsersInput = Static<typeof ListUsersQuery>;
+
+export const UserPage = Page(UserView);

@@ -1,0 +1,94 @@
+import { eq } from 'drizzle-orm';
+import { hashPassword } from '../../platform/crypto/passwords.js';
+import type { Db } from '../../platform/db/client.js';
+import type { UserActor } from '../../platform/http/auth.js';
+import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { userErrors } from './users.errors.js';
+import { findUserById, type UserWithOrganization } from './users.queries.js';
+import type { CreateUserInput, UpdateUserInput } from './users.schemas.js';
+import { type User, users } from './users.table.js';
+
+/**
+ * Creates a user in the named organization (default: the caller's). Email and username are stored
+ * as given and compared case-insensitively by the unique indexes; a clash answers 409 naming the field.
+ */
+export async function createUser(db: Db, actor: UserActor, input: CreateUserInput): Promise<UserWithOrganization> {
+  // Hash before the transaction: argon2 takes tens of milliseconds and must not hold a connection.
+  const passwordHash = input.password ? await hashPassword(input.password) : null;
+  return db.transaction(async (tx) => {
+    let organizationId = actor.organizationId;
+    if (input.organization !== undefined && input.organization !== actor.organizationCode) {
+      const org = await findOrganizationByCode(tx, input.organization);
+      if (!org) throw userErrors.organizationNotFound(input.organization);
+      organizationId = org.id;
+    }
+    const [row] = await tx
+      .insert(users)
+      .values({
+        organizationId,
+        email: input.email,
+        username: input.username ?? null,
+        firstName: input.first_name ?? '',
+        lastName: input.last_name ?? '',
+        externalId: input.external_id ?? null,
+        userType: input.user_type ?? null,
+        attributes: input.attributes ?? {},
+        status: input.status ?? 'active',
+        isStaff: input.is_staff ?? false,
+        isSuperuser: input.is_superuser ?? false,
+        passwordHash,
+      })
+      .returning();
+    return (await findUserById(tx, (row as User).id)) as UserWithOrganization;
+  });
+}
+
+/**
+ * Applies a partial update. Leaving the `active` status or getting a new password ends the user's
+ * sessions in the same transaction, so old tokens stop working with the change.
+ */
+export async function updateUser(
+  db: Db,
+  id: string,
+  input: UpdateUserInput,
+  scopeOrganizationId?: string,
+): Promise<UserWithOrganization> {
+  const passwordHash = input.password ? await hashPassword(input.password) : undefined;
+  return db.transaction(async (tx) => {
+    const current = await findUserById(tx, id, scopeOrganizationId);
+    if (!current) throw userErrors.notFound(id);
+    const changes: Partial<typeof users.$inferInsert> = {};
+    if (input.email !== undefined) changes.email = input.email;
+    if (input.username !== undefined) changes.username = input.username;
+    if (input.first_name !== undefined) changes.firstName = input.first_name;
+    if (input.last_name !== undefined) changes.lastName = input.last_name;
+    if (input.external_id !== undefined) changes.externalId = input.external_id;
+    if (input.user_type !== undefined) changes.userType = input.user_type;
+    if (input.attributes !== undefined) changes.attributes = input.attributes;
+    if (input.status !== undefined) changes.status = input.status;
+    if (input.is_staff !== undefined) changes.isStaff = input.is_staff;
+    if (input.is_superuser !== undefined) changes.isSuperuser = input.is_superuser;
+    if (passwordHash !== undefined) changes.passwordHash = passwordHash;
+    await tx.update(users).set(changes).where(eq(users.id, current.id));
+
+    const leavesActive = input.status !== undefined && input.status !== 'active' && current.status === 'active';
+    if (leavesActive) await revokeUserSessions(tx, current.id, `status_${input.status}`);
+    else if (passwordHash !== undefined) await revokeUserSessions(tx, current.id, 'password_set_by_admin');
+    // Flags travel in cached session state; a change must be seen at once, not after the cache TTL.
+    else if (input.is_staff !== undefined || input.is_superuser !== undefined || input.status !== undefined) {
+      await invalidateUserState(tx, current.id);
+    }
+    return (await findUserById(tx, current.id)) as UserWithOrganization;
+  });
+}
+
+/** Deletes a user and, through the foreign keys, their sessions and tokens. */
+export async function deleteUser(db: Db, id: string, scopeOrganizationId?: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await findUserById(tx, id, scopeOrganizationId);
+    if (!current) throw userErrors.notFound(id);
+    await revokeUserSessions(tx, current.id, 'user_deleted');
+    await tx.delete(users).where(eq(users.id, current.id));
+  });
+}

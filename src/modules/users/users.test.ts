@@ -1,0 +1,216 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+
+describe('users admin API', () => {
+  let t: TestApp;
+  let admin: Client;
+  beforeAll(async () => {
+    t = await startTestApp();
+    admin = await superuserClient(t);
+  });
+  afterAll(() => t.close());
+
+  it('creates a user in the named organization without ever returning the password', async () => {
+    const org = await seedOrganization(t);
+    const res = await admin.post('/api/v1/users/', {
+      email: 'Ada@Example.com',
+      username: 'ada',
+      first_name: 'Ada',
+      organization: org.code,
+      user_type: 'staff',
+      attributes: { tv_service: true },
+      password: 'a sufficiently long one',
+    });
+    expect(res.statusCode).toBe(201);
+    const body = res.json();
+    expect(body).toMatchObject({
+      email: 'Ada@Example.com',
+      username: 'ada',
+      organization: org.code,
+      organization_id: org.id,
+      user_type: 'staff',
+      attributes: { tv_service: true },
+      status: 'active',
+      is_active: true,
+      has_password: true,
+    });
+    expect(JSON.stringify(body)).not.toMatch(/argon2|password_hash|a sufficiently long one/);
+  });
+
+  it('answers 409 email_taken for a duplicate within the organization, compared case-insensitively', async () => {
+    const org = await seedOrganization(t);
+    await admin.post('/api/v1/users', { email: 'dup@x.io', organization: org.code });
+    const res = await admin.post('/api/v1/users', { email: 'DUP@x.io', organization: org.code });
+    expect(res.statusCode).toBe(409);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({ status: 409, code: 'email_taken', errors: [{ field: 'email' }] });
+  });
+
+  it('lets two organizations hold the same address as two accounts', async () => {
+    const a = await seedOrganization(t);
+    const b = await seedOrganization(t);
+    const one = await admin.post('/api/v1/users', { email: 'same@x.io', organization: a.code });
+    const two = await admin.post('/api/v1/users', { email: 'same@x.io', organization: b.code });
+    expect([one.statusCode, two.statusCode]).toEqual([201, 201]);
+    expect(one.json().id).not.toBe(two.json().id);
+  });
+
+  it('answers 409 naming username and external_id for those duplicates', async () => {
+    const org = await seedOrganization(t);
+    const ext = unique('kc-');
+    await admin.post('/api/v1/users', { email: 'u1@x.io', username: 'Sam', external_id: ext, organization: org.code });
+    const byName = await admin.post('/api/v1/users', { email: 'u2@x.io', username: 'sam', organization: org.code });
+    expect(byName.json()).toMatchObject({ status: 409, code: 'username_taken', errors: [{ field: 'username' }] });
+    const other = await seedOrganization(t);
+    const byExternal = await admin.post('/api/v1/users', {
+      email: 'u3@x.io',
+      external_id: ext,
+      organization: other.code,
+    });
+    expect(byExternal.json()).toMatchObject({
+      status: 409,
+      code: 'external_id_taken',
+      errors: [{ field: 'external_id' }],
+    });
+  });
+
+  it('refuses malformed bodies with 400 naming each field, and writes nothing', async () => {
+    const org = await seedOrganization(t);
+    const res = await admin.post('/api/v1/users', {
+      email: 'not-an-email',
+      first_name: 123,
+      status: 'sleeping',
+      organization: org.code,
+    });
+    expect(res.statusCode).toBe(400);
+    const fields = (res.json().errors as { field: string }[]).map((e) => e.field).sort();
+    expect(fields).toEqual(expect.arrayContaining(['email', 'first_name', 'status']));
+    const list = await admin.get(`/api/v1/users?organization=${org.code}`);
+    expect(list.json().results).toEqual([]);
+
+    const missing = await admin.post('/api/v1/users', { organization: org.code });
+    expect(missing.json()).toMatchObject({
+      status: 400,
+      errors: [{ field: 'email', message: 'This field is required.' }],
+    });
+    const notJson = await t.request({
+      method: 'POST',
+      url: '/api/v1/users',
+      headers: { authorization: `Bearer ${admin.token}`, 'content-type': 'application/json' },
+      payload: '{"email":',
+    });
+    expect(notJson.statusCode).toBe(400);
+    expect(notJson.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'body' }] });
+  });
+
+  it('answers 400 naming organization for an unknown organization code', async () => {
+    const res = await admin.post('/api/v1/users', { email: 'x@x.io', organization: 'no-such-org' });
+    expect(res.json()).toMatchObject({
+      status: 400,
+      code: 'organization_not_found',
+      errors: [{ field: 'organization' }],
+    });
+  });
+
+  it('gets, updates, deactivates and deletes a user', async () => {
+    const org = await seedOrganization(t);
+    const created = (await admin.post('/api/v1/users', { email: 'life@x.io', organization: org.code })).json();
+    const got = await admin.get(`/api/v1/users/${created.id}/`);
+    expect(got.json()).toMatchObject({ id: created.id, email: 'life@x.io' });
+
+    const patched = await admin.patch(`/api/v1/users/${created.id}`, { last_name: 'Lovelace', is_staff: true });
+    expect(patched.json()).toMatchObject({ last_name: 'Lovelace', is_staff: true });
+
+    const deactivated = await admin.post(`/api/v1/users/${created.id}/deactivate`);
+    expect(deactivated.json()).toMatchObject({ status: 'deactivated', is_active: false });
+    const again = await admin.post(`/api/v1/users/${created.id}/deactivate`);
+    expect(again.statusCode).toBe(200);
+
+    expect((await admin.delete(`/api/v1/users/${created.id}`)).statusCode).toBe(204);
+    expect((await admin.get(`/api/v1/users/${created.id}`)).json()).toMatchObject({
+      status: 404,
+      code: 'user_not_found',
+    });
+    expect((await admin.get('/api/v1/users/not-a-uuid')).statusCode).toBe(404);
+  });
+
+  it('ends the sessions of a user an admin suspends or gives a new password', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const client = await loginAs(t, user);
+    expect((await client.get('/api/v1/users/validate-token/')).statusCode).toBe(200);
+    await admin.patch(`/api/v1/users/${user.id}`, { status: 'suspended' });
+    expect((await client.get('/api/v1/users/validate-token/')).statusCode).toBe(401);
+
+    const other = await seedUser(t, org.id);
+    const otherClient = await loginAs(t, other);
+    await admin.patch(`/api/v1/users/${other.id}`, { password: 'a brand new password' });
+    expect((await otherClient.get('/api/v1/users/validate-token/')).statusCode).toBe(401);
+    await loginAs(t, other, 'a brand new password');
+  });
+
+  it('filters by organization, status, user_type and is_staff, and searches by prefix', async () => {
+    const org = await seedOrganization(t);
+    await seedUser(t, org.id, { email: 'alice@corp.io', firstName: 'Alice', userType: 'student' });
+    await seedUser(t, org.id, { email: 'bob@corp.io', username: 'bobby', userType: 'staff', isStaff: true });
+    await seedUser(t, org.id, { email: 'carol@corp.io', lastName: 'Albright', status: 'suspended' });
+    const emails = async (query: string) =>
+      ((await admin.get(`/api/v1/users?organization=${org.code}&${query}`)).json().results as { email: string }[])
+        .map((u) => u.email)
+        .sort();
+
+    expect(await emails('')).toEqual(['alice@corp.io', 'bob@corp.io', 'carol@corp.io']);
+    expect(await emails('status=suspended')).toEqual(['carol@corp.io']);
+    expect(await emails('user_type=staff')).toEqual(['bob@corp.io']);
+    expect(await emails('is_staff=true')).toEqual(['bob@corp.io']);
+    expect(await emails('search=AL')).toEqual(['alice@corp.io', 'carol@corp.io']);
+    expect(await emails('search=bobb')).toEqual(['bob@corp.io']);
+    expect(await emails('email=ca&sort=email')).toEqual(['carol@corp.io']);
+    expect(await emails('search=100%25')).toEqual([]);
+    expect((await admin.get(`/api/v1/users?organization=${org.id}`)).json().results).toHaveLength(3);
+  });
+
+  it('pages with a keyset cursor that stays correct while users are inserted', async () => {
+    for (const sort of ['-date_joined', 'date_joined', 'email', '-email']) {
+      const org = await seedOrganization(t);
+      const original: string[] = [];
+      for (let i = 0; i < 7; i++) original.push((await seedUser(t, org.id, { email: `p${i}@x.io` })).id);
+      const seen: string[] = [];
+      let next: string | null = null;
+      let pages = 0;
+      do {
+        const url = `/api/v1/users?organization=${org.code}&sort=${sort}&limit=3${next ? `&cursor=${next}` : ''}`;
+        const res = await admin.get(url);
+        expect(res.statusCode).toBe(200);
+        const body = res.json() as { results: { id: string }[]; next: string | null };
+        seen.push(...body.results.map((u) => u.id));
+        next = body.next;
+        // Rows arriving between pages must not shift or repeat the ones already listed.
+        await seedUser(t, org.id, { email: `new${pages}-${sort}@x.io` });
+        pages++;
+      } while (next && pages < 20);
+      const seenOriginal = seen.filter((id) => original.includes(id));
+      expect(new Set(seen).size).toBe(seen.length);
+      expect(seenOriginal.sort()).toEqual([...original].sort());
+    }
+  });
+
+  it('refuses a cursor it did not produce', async () => {
+    const res = await admin.get('/api/v1/users?cursor=garbage');
+    expect(res.json()).toMatchObject({ status: 400, code: 'invalid_cursor', errors: [{ field: 'cursor' }] });
+    const wrongShape = Buffer.from(JSON.stringify(['x', 'y'])).toString('base64url');
+    expect((await admin.get(`/api/v1/users?cursor=${wrongShape}`)).statusCode).toBe(400);
+    expect((await admin.get('/api/v1/users?limit=0')).json()).toMatchObject({ errors: [{ field: 'limit' }] });
+  });
+
+  it('answers 401 without a token and 403 for a user who is not a superuser', async () => {
+    expect((await t.request({ method: 'GET', url: '/api/v1/users' })).statusCode).toBe(401);
+    const org = await seedOrganization(t);
+    const plain = await loginAs(t, await seedUser(t, org.id));
+    const res = await plain.get('/api/v1/users');
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: 'permission_denied' });
+    expect((await plain.post('/api/v1/users', { email: 'x@y.io' })).statusCode).toBe(403);
+  });
+});
