@@ -24,14 +24,14 @@ declare module 'fastify' {
 export interface BuildAppOptions {
   config: Config;
   database: Database;
-  /** Request logging; tests turn it off. */
-  logger?: boolean;
+  /** Request logging; tests turn it off, or send it to a stream they read. */
+  logger?: boolean | { stream: NodeJS.WritableStream };
 }
 
 /** Assembles the HTTP application: platform plugins first, then every module. */
 export async function buildApp({ config, database, logger = true }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: logger ? loggerOptions(config.logLevel) : false,
+    logger: logger ? loggerOptions(config.logLevel, logger === true ? undefined : logger.stream) : false,
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string[],
     bodyLimit: config.bodyLimitBytes,

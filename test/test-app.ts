@@ -57,10 +57,13 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(envOverrides: Record<string, string> = {}): Promise<TestApp> {
+export async function startTestApp(
+  envOverrides: Record<string, string> = {},
+  options: { logStream?: NodeJS.WritableStream } = {},
+): Promise<TestApp> {
   const { database, drop } = await openTestDatabase();
   const config = testConfig(envOverrides);
-  const app = await buildApp({ config, database, logger: false });
+  const app = await buildApp({ config, database, logger: options.logStream ? { stream: options.logStream } : false });
   await app.ready();
   return {
     app,

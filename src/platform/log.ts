@@ -4,9 +4,10 @@ import type { FastifyServerOptions } from 'fastify';
  * Pino options for request logs. Credentials never reach a log line: headers that carry them and
  * body fields that might are redacted, and request logs name only method, path and status.
  */
-export function loggerOptions(level: string): FastifyServerOptions['logger'] {
+export function loggerOptions(level: string, stream?: NodeJS.WritableStream): FastifyServerOptions['logger'] {
   return {
     level,
+    ...(stream ? { stream } : {}),
     redact: {
       paths: [
         'req.headers.authorization',

@@ -1,0 +1,42 @@
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedOrganization, seedUser, TEST_PASSWORD } from '../../test/seed.js';
+import { startTestApp, type TestApp } from '../../test/test-app.js';
+
+describe('request logs', () => {
+  let t: TestApp;
+  let logs = '';
+  beforeAll(async () => {
+    const stream = new PassThrough();
+    stream.on('data', (chunk: Buffer) => {
+      logs += chunk.toString('utf8');
+    });
+    t = await startTestApp({}, { logStream: stream });
+  });
+  afterAll(() => t.close());
+
+  it('record method, path and status but no password, token or query string', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const login = await t.request({
+      method: 'POST',
+      url: '/api/token/',
+      payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+    });
+    expect(login.statusCode).toBe(200);
+    const { access, refresh } = login.json() as { access: string; refresh: string };
+    await t.request({
+      method: 'GET',
+      url: '/api/v1/users/validate-token/?secret=in-the-query',
+      headers: { authorization: `Bearer ${access}`, cookie: 'sessionid=abc' },
+    });
+    await t.request({ method: 'POST', url: '/api/token/refresh/', payload: { refresh } });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+
+    expect(logs).toContain('"path":"/api/v1/users/validate-token/"');
+    expect(logs).toContain('"statusCode":200');
+    for (const secret of [TEST_PASSWORD, access, refresh, 'in-the-query', 'sessionid=abc']) {
+      expect(logs).not.toContain(secret);
+    }
+  });
+});
