@@ -3,14 +3,19 @@ import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
+import { authRoutes } from './modules/auth/auth.routes.js';
+import { createBearerResolver } from './modules/auth/auth.service.js';
 import { healthRoutes } from './modules/health/health.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
+import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
+import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
 import { usersRoutes } from './modules/users/users.routes.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installErrorHandling } from './platform/http/errors.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { validatorCompiler } from './platform/http/validation.js';
+import { startInvalidationListener } from './platform/invalidation.js';
 import { loggerOptions } from './platform/log.js';
 import { registerMetrics } from './platform/metrics.js';
 
@@ -53,10 +58,20 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await registerOpenApi(app, config);
   registerMetrics(app);
 
-  installAuthentication(app, []);
+  const invalidation = await startInvalidationListener(database, (err) =>
+    app.log.warn({ err }, 'invalidation listener'),
+  );
+  const signingKeys = await SigningKeyStore.open(database.db, config, (err) => app.log.error({ err }, 'signing keys'));
+  app.addHook('onClose', async () => {
+    signingKeys.close();
+    await invalidation.close();
+  });
+  installAuthentication(app, [createBearerResolver({ db: database.db, keys: signingKeys, config })]);
 
   await app.register(healthRoutes);
   await app.register(organizationsRoutes);
+  await app.register(signingKeysRoutes, { keys: signingKeys });
+  await app.register(authRoutes, { keys: signingKeys });
   await app.register(usersRoutes);
 
   return app;

@@ -1,9 +1,9 @@
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, gt, isNull, or, type SQL, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
 import { organizations } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
-import { sessions } from './auth.table.js';
+import { refreshTokens, sessions } from './auth.table.js';
 
 export interface SessionStateRow {
   sessionId: string;
@@ -12,6 +12,10 @@ export interface SessionStateRow {
   organizationCode: string;
   organizationActive: boolean;
   userStatus: UserStatus;
+  email: string;
+  username: string | null;
+  firstName: string;
+  lastName: string;
   isStaff: boolean;
   isSuperuser: boolean;
   revokedAt: Date | null;
@@ -28,6 +32,10 @@ export async function findSessionState(db: DbOrTx, sessionId: string): Promise<S
       organizationCode: organizations.code,
       organizationActive: organizations.isActive,
       userStatus: users.status,
+      email: users.email,
+      username: users.username,
+      firstName: users.firstName,
+      lastName: users.lastName,
       isStaff: users.isStaff,
       isSuperuser: users.isSuperuser,
       revokedAt: sessions.revokedAt,
@@ -73,4 +81,114 @@ export async function revokeSessionById(db: DbOrTx, sessionId: string, reason: s
     .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
     .returning({ id: sessions.id });
   return rows.length > 0;
+}
+
+export interface LoginCandidate {
+  id: string;
+  organizationId: string;
+  organizationCode: string;
+  organizationActive: boolean;
+  email: string;
+  username: string | null;
+  firstName: string;
+  lastName: string;
+  status: UserStatus;
+  isStaff: boolean;
+  isSuperuser: boolean;
+  passwordHash: string | null;
+}
+
+/**
+ * Accounts a login names: by email, or by username (or an email typed into the username field),
+ * compared case-insensitively, across organizations unless one is given. At most `limit` rows.
+ */
+export async function findLoginCandidates(
+  db: DbOrTx,
+  identifier: { email?: string | undefined; username?: string | undefined },
+  organizationCode: string | undefined,
+  limit: number,
+): Promise<LoginCandidate[]> {
+  const matches: SQL[] = [];
+  if (identifier.email !== undefined) matches.push(sql`lower(${users.email}) = lower(${identifier.email})`);
+  if (identifier.username !== undefined) {
+    matches.push(sql`lower(${users.username}) = lower(${identifier.username})`);
+    if (identifier.username.includes('@')) matches.push(sql`lower(${users.email}) = lower(${identifier.username})`);
+  }
+  return db
+    .select({
+      id: users.id,
+      organizationId: users.organizationId,
+      organizationCode: organizations.code,
+      organizationActive: organizations.isActive,
+      email: users.email,
+      username: users.username,
+      firstName: users.firstName,
+      lastName: users.lastName,
+      status: users.status,
+      isStaff: users.isStaff,
+      isSuperuser: users.isSuperuser,
+      passwordHash: users.passwordHash,
+    })
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(and(or(...matches), organizationCode !== undefined ? eq(organizations.code, organizationCode) : undefined))
+    .orderBy(users.id)
+    .limit(limit);
+}
+
+export async function insertSession(db: DbOrTx, values: typeof sessions.$inferInsert): Promise<string> {
+  const [row] = await db.insert(sessions).values(values).returning({ id: sessions.id });
+  return (row as { id: string }).id;
+}
+
+export async function insertRefreshToken(db: DbOrTx, values: typeof refreshTokens.$inferInsert): Promise<void> {
+  await db.insert(refreshTokens).values(values);
+}
+
+export async function updateLastLogin(db: DbOrTx, userId: string): Promise<void> {
+  await db.update(users).set({ lastLogin: sql`now()` }).where(eq(users.id, userId));
+}
+
+/**
+ * Marks an unused, unexpired refresh token used and returns it. The `used_at is null` guard makes
+ * this the one winner among concurrent refreshes of the same token: the row lock serialises them,
+ * and the loser re-checks the condition after the winner commits and gets no row.
+ */
+export async function consumeRefreshToken(
+  db: DbOrTx,
+  tokenHash: string,
+): Promise<{ id: string; sessionId: string; organizationId: string } | undefined> {
+  const [row] = await db
+    .update(refreshTokens)
+    .set({ usedAt: sql`now()` })
+    .where(
+      and(
+        eq(refreshTokens.tokenHash, tokenHash),
+        isNull(refreshTokens.usedAt),
+        gt(refreshTokens.expiresAt, sql`now()`),
+      ),
+    )
+    .returning({
+      id: refreshTokens.id,
+      sessionId: refreshTokens.sessionId,
+      organizationId: refreshTokens.organizationId,
+    });
+  return row;
+}
+
+export async function findRefreshToken(
+  db: DbOrTx,
+  tokenHash: string,
+): Promise<{ sessionId: string; usedAt: Date | null } | undefined> {
+  const [row] = await db
+    .select({ sessionId: refreshTokens.sessionId, usedAt: refreshTokens.usedAt })
+    .from(refreshTokens)
+    .where(eq(refreshTokens.tokenHash, tokenHash))
+    .limit(1);
+  return row;
+}
+
+/** Records activity on a session and slides its expiry (idle timeout = refresh-token TTL). */
+export async function touchSession(db: DbOrTx, sessionId: string, expiresAt: Date): Promise<void> {
+  await db.update(sessions).set({ lastActivityAt: sql`now()`, expiresAt }).where(eq(sessions.id, sessionId));
 }

@@ -1,13 +1,36 @@
-import type { DbOrTx } from '../../platform/db/client.js';
+import { randomUUID } from 'node:crypto';
+import { and, eq, sql } from 'drizzle-orm';
+import type { FastifyRequest } from 'fastify';
+import type { Config } from '../../config.js';
+import { hashPassword, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
+import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { bearerToken, type CredentialResolver, type UserActor } from '../../platform/http/auth.js';
+import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
+import { organizationErrors } from '../organizations/organizations.errors.js';
+import { type Organization, organizations } from '../organizations/organizations.table.js';
+import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
+import { ensureSigningKey } from '../signing-keys/signing-keys.service.js';
+import { type User, users } from '../users/users.table.js';
+import { authErrors } from './auth.errors.js';
 import {
+  consumeRefreshToken,
+  findLoginCandidates,
+  findRefreshToken,
   findSessionState,
+  insertRefreshToken,
+  insertSession,
+  type LoginCandidate,
   revokeSessionById,
   revokeSessionsOfOrganization,
   revokeSessionsOfUser,
   type SessionStateRow,
+  touchSession,
+  updateLastLogin,
 } from './auth.queries.js';
+import type { LoginInput, TokenUser } from './auth.schemas.js';
 
 // ---------------------------------------------------------------------------------------------
 // Session state cache: the per-request revocation check without a query. Entries live 30 s and
@@ -24,6 +47,8 @@ export interface SessionState {
   userId: string;
   organizationId: string;
   organizationCode: string;
+  /** The user as validate-token shows it; kept here so that answer needs no query. */
+  user: TokenUser;
   isStaff: boolean;
   isSuperuser: boolean;
   /** Session open and unexpired, user active, organization active. */
@@ -70,6 +95,18 @@ function toSessionState(row: SessionStateRow, now: number): SessionState {
     userId: row.userId,
     organizationId: row.organizationId,
     organizationCode: row.organizationCode,
+    user: {
+      id: row.userId,
+      email: row.email,
+      username: row.username,
+      first_name: row.firstName,
+      last_name: row.lastName,
+      organization: row.organizationCode,
+      organization_id: row.organizationId,
+      is_staff: row.isStaff,
+      is_superuser: row.isSuperuser,
+      status: row.userStatus,
+    },
     isStaff: row.isStaff,
     isSuperuser: row.isSuperuser,
     usable:
@@ -123,4 +160,426 @@ export async function revokeSession(db: DbOrTx, sessionId: string, reason: strin
  */
 export async function invalidateUserState(db: DbOrTx, userId: string): Promise<void> {
   await publishInvalidation(db, 'user', userId);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access tokens
+
+/** What the token endpoints and the bearer resolver need. */
+export interface TokenContext {
+  db: Db;
+  keys: SigningKeyStore;
+  config: Config;
+}
+
+/** Claims Gatehouse puts in an access token (API-CONTRACT §4), as read back after verification. */
+export interface AccessClaims {
+  sub: string;
+  sid: string;
+  org_id: string;
+  org: string;
+  exp: number;
+  iat: number;
+  jti: string;
+}
+
+interface TokenSubject {
+  userId: string;
+  organizationId: string;
+  organizationCode: string;
+  sessionId: string;
+  isStaff: boolean;
+  isSuperuser: boolean;
+}
+
+async function issueAccessToken(ctx: TokenContext, subject: TokenSubject): Promise<string> {
+  return ctx.keys.sign(
+    {
+      iss: ctx.config.publicUrl,
+      aud: ctx.config.tokenAudience,
+      sub: subject.userId,
+      jti: randomUUID(),
+      org_id: subject.organizationId,
+      org: subject.organizationCode,
+      sid: subject.sessionId,
+      // Seed 001 clients (djangorestframework-simplejwt) read these two.
+      token_type: 'access',
+      user_id: subject.userId,
+      is_staff: subject.isStaff,
+      is_superuser: subject.isSuperuser,
+    },
+    ctx.config.accessTokenTtlSeconds,
+  );
+}
+
+// Verifying an ES256 signature costs ~100 µs; a token seen again within a minute skips it. The
+// revocation check is separate (session state), so a cached verification never outlives a revocation.
+const VERIFIED_TOKEN_TTL_MS = 60_000;
+const VERIFIED_TOKEN_MAX = 50_000;
+const verifiedTokens = new TtlCache<string, AccessClaims>(VERIFIED_TOKEN_MAX);
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+function toAccessClaims(payload: Record<string, unknown>): AccessClaims | undefined {
+  const { sub, sid, org_id, org, exp, iat, jti } = payload;
+  if (typeof sub !== 'string' || typeof sid !== 'string' || typeof org_id !== 'string' || typeof org !== 'string') {
+    return undefined;
+  }
+  if (typeof exp !== 'number' || typeof iat !== 'number') return undefined;
+  return { sub, sid, org_id, org, exp, iat, jti: typeof jti === 'string' ? jti : '' };
+}
+
+/** Checks an access token's signature, issuer, audience and expiry (not revocation); cached briefly. */
+export async function verifyAccessToken(ctx: TokenContext, token: string): Promise<AccessClaims | undefined> {
+  const now = Date.now();
+  const cached = verifiedTokens.get(token, now);
+  if (cached) return cached.exp * 1000 > now ? cached : undefined;
+  if (token.length > 4096 || !JWT_SHAPE.test(token)) return undefined;
+  const payload = await ctx.keys.verify(token, { issuer: ctx.config.publicUrl, audience: ctx.config.tokenAudience });
+  const claims = payload && toAccessClaims(payload);
+  if (!claims) return undefined;
+  verifiedTokens.set(token, claims, Math.min(claims.exp * 1000, now + VERIFIED_TOKEN_TTL_MS));
+  return claims;
+}
+
+/** A verified access token together with its session's current state, or undefined if it no longer works. */
+export async function authenticateAccessToken(
+  ctx: TokenContext,
+  token: string,
+): Promise<{ claims: AccessClaims; state: SessionState } | undefined> {
+  const claims = await verifyAccessToken(ctx, token);
+  if (!claims) return undefined;
+  const state = cachedSessionState(claims.sid) ?? (await loadSessionState(ctx.db, claims.sid));
+  if (!state?.usable || state.expiresAtMs <= Date.now() || state.userId !== claims.sub) return undefined;
+  return { claims, state };
+}
+
+/**
+ * Resolves `Authorization: Bearer <JWT>` to a user actor. Any token that does not verify, or whose
+ * session, user or organization is no longer active, leaves the request anonymous: protected routes
+ * then answer 401, public ones serve it as anyone else.
+ */
+export function createBearerResolver(ctx: TokenContext): CredentialResolver {
+  return async (request: FastifyRequest) => {
+    const token = bearerToken(request);
+    if (!token || !JWT_SHAPE.test(token)) return undefined;
+    const found = await authenticateAccessToken(ctx, token);
+    if (!found) return undefined;
+    const { claims, state } = found;
+    const actor: UserActor = {
+      kind: 'user',
+      userId: claims.sub,
+      organizationId: state.organizationId,
+      organizationCode: state.organizationCode,
+      sessionId: claims.sid,
+      // From the session state, not the token: a demotion applies without waiting for expiry.
+      isSuperuser: state.isSuperuser,
+      isStaff: state.isStaff,
+    };
+    return actor;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login, refresh, logout
+
+// Each candidate costs one argon2 verification; an identifier shared by more accounts than this
+// must name its organization rather than make one request burn that many hashes.
+const MAX_LOGIN_CANDIDATES = 10;
+
+export interface ClientInfo {
+  ip: string | undefined;
+  userAgent: string | undefined;
+}
+
+export interface TokenPair {
+  access: string;
+  refresh: string;
+  token_type: 'Bearer';
+  expires_in: number;
+}
+
+function toTokenUser(c: LoginCandidate): TokenUser {
+  return {
+    id: c.id,
+    email: c.email,
+    username: c.username,
+    first_name: c.firstName,
+    last_name: c.lastName,
+    organization: c.organizationCode,
+    organization_id: c.organizationId,
+    is_staff: c.isStaff,
+    is_superuser: c.isSuperuser,
+    status: c.status,
+  };
+}
+
+function canLogIn(c: LoginCandidate): boolean {
+  return c.status === 'active' && c.organizationActive && c.passwordHash !== null;
+}
+
+/**
+ * Password login (API-CONTRACT §4). Every account the identifier names (in the given organization,
+ * or across all) is a candidate; every candidate's password is checked, so time does not depend
+ * on which accounts exist or can log in. Then:
+ * - exactly one account that can log in matches → it logs in;
+ * - several match → 400 organization_required;
+ * - none can log in but one whose password matched is suspended/locked/deactivated, or in a
+ *   deactivated organization → 403 account_inactive (safe: the caller proved the password);
+ * - otherwise → 401 invalid_credentials, the same answer as for an unknown account.
+ */
+export async function login(
+  ctx: TokenContext,
+  input: LoginInput,
+  client: ClientInfo,
+): Promise<TokenPair & { user: TokenUser }> {
+  if (input.email === undefined && input.username === undefined) throw authErrors.identifierRequired();
+  const candidates = await findLoginCandidates(
+    ctx.db,
+    { email: input.email, username: input.username },
+    input.organization,
+    MAX_LOGIN_CANDIDATES + 1,
+  );
+  if (candidates.length > MAX_LOGIN_CANDIDATES) throw authErrors.organizationRequired();
+
+  const withPassword = candidates.filter((c) => c.passwordHash !== null);
+  if (withPassword.length === 0) {
+    await verifyDummyPassword(input.password);
+    throw authErrors.invalidCredentials();
+  }
+  const verdicts = await Promise.all(withPassword.map((c) => verifyPassword(c.passwordHash as string, input.password)));
+  const matched = withPassword.filter((_, i) => verdicts[i]);
+  const usable = matched.filter(canLogIn);
+  if (usable.length > 1) throw authErrors.organizationRequired();
+  const account = usable[0];
+  if (!account) {
+    const inactive = matched[0];
+    if (!inactive) throw authErrors.invalidCredentials();
+    throw authErrors.accountInactive(
+      inactive.organizationActive
+        ? `This account is ${inactive.status}; it cannot log in.`
+        : `Organization "${inactive.organizationCode}" is deactivated; its accounts cannot log in.`,
+    );
+  }
+
+  const refresh = randomToken();
+  const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
+  const sessionId = await ctx.db.transaction(async (tx) => {
+    const id = await insertSession(tx, {
+      organizationId: account.organizationId,
+      userId: account.id,
+      ipAddress: client.ip ?? null,
+      userAgent: client.userAgent?.slice(0, 512) ?? null,
+      expiresAt,
+    });
+    await insertRefreshToken(tx, {
+      organizationId: account.organizationId,
+      sessionId: id,
+      tokenHash: sha256Hex(refresh),
+      expiresAt,
+    });
+    await updateLastLogin(tx, account.id);
+    return id;
+  });
+  const access = await issueAccessToken(ctx, {
+    userId: account.id,
+    organizationId: account.organizationId,
+    organizationCode: account.organizationCode,
+    sessionId,
+    isStaff: account.isStaff,
+    isSuperuser: account.isSuperuser,
+  });
+  return {
+    access,
+    refresh,
+    token_type: 'Bearer',
+    expires_in: ctx.config.accessTokenTtlSeconds,
+    user: toTokenUser(account),
+  };
+}
+
+/**
+ * Trades a refresh token for a new access token and a successor refresh token, in one
+ * transaction. A token that was already used means it leaked (or a client raced itself): the
+ * whole session is revoked, which also ends the successor issued earlier.
+ */
+export async function refreshSession(ctx: TokenContext, refresh: string): Promise<TokenPair> {
+  const tokenHash = sha256Hex(refresh);
+  const next = randomToken();
+  const outcome = await ctx.db.transaction(async (tx) => {
+    const consumed = await consumeRefreshToken(tx, tokenHash);
+    if (!consumed) {
+      const known = await findRefreshToken(tx, tokenHash);
+      return known?.usedAt
+        ? ({ kind: 'replayed', sessionId: known.sessionId } as const)
+        : ({ kind: 'invalid' } as const);
+    }
+    const row = await findSessionState(tx, consumed.sessionId);
+    const now = Date.now();
+    if (!row || !toSessionState(row, now).usable) return { kind: 'invalid' } as const;
+    const expiresAt = new Date(now + ctx.config.refreshTokenTtlSeconds * 1000);
+    await insertRefreshToken(tx, {
+      organizationId: consumed.organizationId,
+      sessionId: consumed.sessionId,
+      tokenHash: sha256Hex(next),
+      expiresAt,
+    });
+    await touchSession(tx, consumed.sessionId, expiresAt);
+    return { kind: 'rotated', row } as const;
+  });
+  if (outcome.kind === 'replayed') {
+    // Outside the transaction above: the revocation must stick although the request is refused.
+    await revokeSession(ctx.db, outcome.sessionId, 'refresh_token_reuse');
+    throw authErrors.invalidRefreshToken();
+  }
+  if (outcome.kind === 'invalid') throw authErrors.invalidRefreshToken();
+  const { row } = outcome;
+  const access = await issueAccessToken(ctx, {
+    userId: row.userId,
+    organizationId: row.organizationId,
+    organizationCode: row.organizationCode,
+    sessionId: row.sessionId,
+    isStaff: row.isStaff,
+    isSuperuser: row.isSuperuser,
+  });
+  return { access, refresh: next, token_type: 'Bearer', expires_in: ctx.config.accessTokenTtlSeconds };
+}
+
+/**
+ * Ends the session a refresh token belongs to and/or the caller's own session. Logging out twice,
+ * or with a token that is already used up, is not an error.
+ */
+export async function logout(
+  db: Db,
+  input: { refresh?: string | undefined; sessionId?: string | undefined },
+): Promise<void> {
+  if (input.refresh === undefined && input.sessionId === undefined) throw authErrors.logoutNeedsCredential();
+  const sessionIds = new Set<string>();
+  if (input.sessionId) sessionIds.add(input.sessionId);
+  if (input.refresh !== undefined) {
+    const known = await findRefreshToken(db, sha256Hex(input.refresh));
+    if (known) sessionIds.add(known.sessionId);
+  }
+  for (const id of sessionIds) await revokeSession(db, id, 'logout');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Installation bootstrap and superusers
+
+export const DEFAULT_ORGANIZATION_CODE = 'default';
+const BOOTSTRAP_LOCK = 0x6164_6d6e;
+export const MIN_PASSWORD_LENGTH = 10;
+
+/** Makes sure the `default` organization exists (where a fresh installation's superuser lives). */
+export async function ensureDefaultOrganization(db: DbOrTx): Promise<Organization> {
+  await db
+    .insert(organizations)
+    .values({ code: DEFAULT_ORGANIZATION_CODE, name: 'Default' })
+    .onConflictDoNothing({ target: organizations.code });
+  const [row] = await db.select().from(organizations).where(eq(organizations.code, DEFAULT_ORGANIZATION_CODE));
+  return row as Organization;
+}
+
+export interface CreateSuperuserInput {
+  email: string;
+  password: string;
+  username?: string | undefined;
+  /** Organization code; `default` when omitted (created if missing). */
+  organization?: string | undefined;
+}
+
+async function hasSuperuser(db: DbOrTx): Promise<boolean> {
+  const [row] = await db.select({ id: users.id }).from(users).where(eq(users.isSuperuser, true)).limit(1);
+  return row !== undefined;
+}
+
+async function isUsernameTaken(db: DbOrTx, organizationId: string, username: string): Promise<boolean> {
+  const [row] = await db
+    .select({ id: users.id })
+    .from(users)
+    .where(and(eq(users.organizationId, organizationId), sql`lower(${users.username}) = lower(${username})`))
+    .limit(1);
+  return row !== undefined;
+}
+
+async function insertSuperuser(
+  db: DbOrTx,
+  input: CreateSuperuserInput,
+  passwordHash: string,
+  usernameIsExplicit: boolean,
+): Promise<User> {
+  const code = input.organization ?? DEFAULT_ORGANIZATION_CODE;
+  const org =
+    code === DEFAULT_ORGANIZATION_CODE
+      ? await ensureDefaultOrganization(db)
+      : (await db.select().from(organizations).where(eq(organizations.code, code)))[0];
+  if (!org) throw organizationErrors.notFound(code);
+  let username: string | null = input.username ?? null;
+  if (username !== null && (await isUsernameTaken(db, org.id, username))) {
+    if (usernameIsExplicit)
+      throw commonErrors.conflict('username_taken', 'username', `Username "${username}" is taken.`);
+    // A derived username is a convenience; without it the account still logs in by email.
+    username = null;
+  }
+  const [row] = await db
+    .insert(users)
+    .values({
+      organizationId: org.id,
+      email: input.email.toLowerCase(),
+      username,
+      passwordHash,
+      status: 'active',
+      isStaff: true,
+      isSuperuser: true,
+    })
+    .returning();
+  return row as User;
+}
+
+function checkSuperuserInput(input: CreateSuperuserInput): void {
+  if (!/^[^\s@]+@[^\s@]+$/.test(input.email))
+    throw commonErrors.validation([{ field: 'email', message: 'Not an email address.' }]);
+  if (input.password.length < MIN_PASSWORD_LENGTH) {
+    throw commonErrors.validation([
+      { field: 'password', message: `The password must be at least ${MIN_PASSWORD_LENGTH} characters.` },
+    ]);
+  }
+}
+
+/** Creates a platform superuser (also staff, active); the CLI's `createsuperuser`. */
+export async function createSuperuser(db: Db, input: CreateSuperuserInput): Promise<User> {
+  checkSuperuserInput(input);
+  const passwordHash = await hashPassword(input.password);
+  return db.transaction((tx) =>
+    insertSuperuser(
+      tx,
+      { ...input, username: input.username ?? input.email.split('@')[0] },
+      passwordHash,
+      input.username !== undefined,
+    ),
+  );
+}
+
+/**
+ * Start-up: the `default` organization, an active signing key, and (when ADMIN_EMAIL and
+ * ADMIN_PASSWORD are set and no superuser exists yet) the first superuser. Safe when several
+ * nodes start at once (advisory lock); answers the superuser it created, if any.
+ */
+export async function bootstrapInstallation(db: Db, config: Config): Promise<User | undefined> {
+  await ensureDefaultOrganization(db);
+  await ensureSigningKey(db, config);
+  const { adminEmail, adminPassword } = config;
+  if (!adminEmail || !adminPassword || (await hasSuperuser(db))) return undefined;
+  const input: CreateSuperuserInput = { email: adminEmail, password: adminPassword };
+  checkSuperuserInput(input);
+  const passwordHash = await hashPassword(adminPassword);
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`);
+    if (await hasSuperuser(tx)) return undefined;
+    return insertSuperuser(tx, { ...input, username: adminEmail.split('@')[0] }, passwordHash, false);
+  });
+}
+
+/** True for an error the CLI should print as one line rather than a stack. */
+export function isUserFacingError(err: unknown): err is AppError {
+  return err instanceof AppError;
 }

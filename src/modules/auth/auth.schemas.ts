@@ -1,0 +1,59 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import { USER_STATUSES } from '../users/users.table.js';
+
+// Generous caps: argon2 copes with long input, but unbounded bodies are a denial-of-service lever.
+const Password = Type.String({ minLength: 1, maxLength: 1024 });
+
+export const LoginBody = Type.Object({
+  email: Type.Optional(Type.String({ minLength: 1, maxLength: 320, description: 'Email address (or give username).' })),
+  username: Type.Optional(Type.String({ minLength: 1, maxLength: 320, description: 'Username, or an email address.' })),
+  password: Password,
+  organization: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 100,
+      description: 'Organization code; needed only when the credentials match accounts in several organizations.',
+    }),
+  ),
+});
+export type LoginInput = Static<typeof LoginBody>;
+
+export const TokenUserView = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  email: Type.String(),
+  username: Type.Union([Type.String(), Type.Null()]),
+  first_name: Type.String(),
+  last_name: Type.String(),
+  organization: Type.String({ description: 'Organization code.' }),
+  organization_id: Type.String({ format: 'uuid' }),
+  is_staff: Type.Boolean(),
+  is_superuser: Type.Boolean(),
+  status: Type.Union(USER_STATUSES.map((s) => Type.Literal(s))),
+});
+export type TokenUser = Static<typeof TokenUserView>;
+
+export const TokenPairView = Type.Object({
+  access: Type.String({ description: 'ES256 JWT access token.' }),
+  refresh: Type.String({ description: 'Opaque refresh token; single use.' }),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer({ description: 'Seconds until the access token expires.' }),
+  user: TokenUserView,
+});
+
+export const RefreshBody = Type.Object({ refresh: Type.String({ minLength: 1, maxLength: 512 }) });
+
+export const RefreshedView = Type.Object({
+  access: Type.String(),
+  refresh: Type.String({ description: 'The successor refresh token; the one presented is now used up.' }),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer(),
+});
+
+export const LogoutBody = Type.Object({ refresh: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) });
+
+export const ValidTokenView = Type.Object({
+  valid: Type.Literal(true),
+  user: TokenUserView,
+  exp: Type.Integer({ description: 'Expiry of the access token (seconds since the epoch).' }),
+});
+export const InvalidTokenView = Type.Object({ valid: Type.Literal(false) });
