@@ -1,0 +1,137 @@
+import { and, desc, eq, lt, sql } from 'drizzle-orm';
+import { createTransport } from 'nodemailer';
+import type { DbOrTx } from '../db/client.js';
+import { decodeCursor, toPage } from '../http/pagination.js';
+import { enqueueJob } from '../jobs/queue.js';
+import { type Job, type JobContext, registerJobHandler } from '../jobs/registry.js';
+import { mailOutbox, type OutboxMail } from './outbox.table.js';
+
+export interface OutgoingMail {
+  to: string;
+  subject: string;
+  text: string;
+  html?: string;
+}
+
+const SEND_MAIL = 'mail.send';
+const ADDRESS = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
+
+/**
+ * Records a mail in the outbox and enqueues its delivery, both in the caller's transaction when
+ * given one (so a rolled-back change sends nothing). Bodies may carry secrets such as reset links:
+ * they live only in the outbox row, never in the job data or a log line. Returns the outbox id.
+ */
+export async function queueMail(dbOrTx: DbOrTx, mail: OutgoingMail): Promise<{ id: string }> {
+  if (!ADDRESS.test(mail.to)) throw new Error('queueMail: "to" must be one plain email address');
+  // A line break in a header field would let the value add headers of its own.
+  if (/[\r\n]/.test(mail.subject)) throw new Error('queueMail: the subject must be one line');
+  // On a root handle this opens a transaction; on a transaction, a savepoint inside it.
+  return dbOrTx.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(mailOutbox)
+      .values({ toAddress: mail.to, subject: mail.subject, textBody: mail.text, htmlBody: mail.html ?? null })
+      .returning({ id: mailOutbox.id });
+    if (!row) throw new Error('queueMail: the outbox insert returned no row');
+    await enqueueJob(tx, SEND_MAIL, { mailId: row.id });
+    return { id: row.id };
+  });
+}
+
+/** Outbox rows newest first, by keyset cursor; optionally only those in one status. */
+export async function listOutbox(
+  db: DbOrTx,
+  options: { limit: number; cursor?: string | undefined; status?: OutboxMail['status'] | undefined },
+): Promise<{ results: OutboxMail[]; next: string | null }> {
+  const after = options.cursor ? String(decodeCursor(options.cursor, 1)[0]) : undefined;
+  const rows = await db
+    .select()
+    .from(mailOutbox)
+    .where(
+      and(
+        options.status ? eq(mailOutbox.status, options.status) : undefined,
+        // uuidv7 ids sort by creation time, so the id alone is the cursor.
+        after ? lt(mailOutbox.id, after) : undefined,
+      ),
+    )
+    .orderBy(desc(mailOutbox.id))
+    .limit(options.limit + 1);
+  return toPage(rows, options.limit, (row) => [row.id]);
+}
+
+type Transport = ReturnType<typeof createTransport>;
+const transports = new Map<string, Transport>();
+
+function transportFor(smtpUrl: string): Transport {
+  let transport = transports.get(smtpUrl);
+  if (!transport) {
+    // One connection per message (no pool, so nothing to close); bounded waits so an attempt
+    // ends well within the job's expiry when the server hangs.
+    transport = createTransport({
+      url: smtpUrl,
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 30_000,
+    });
+    transports.set(smtpUrl, transport);
+  }
+  return transport;
+}
+
+function senderDomain(mailFrom: string): string {
+  return mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1').split('@')[1] ?? 'localhost';
+}
+
+/** Keeps what an operator needs (code, server reply) and bounds it; never message content. */
+function deliveryError(err: unknown): string {
+  const e = err as { code?: string; responseCode?: number; message?: string };
+  const parts = [e.code, e.responseCode, e.message ?? String(err)].filter((p) => p !== undefined && p !== '');
+  return parts.join(' ').slice(0, 500);
+}
+
+/**
+ * Delivers one outbox row. With SMTP_URL it sends through nodemailer and records the attempt;
+ * without it the outbox itself is the destination and the row becomes `stored`. A row already
+ * sent or stored is left alone, so a repeated attempt never mails twice from here.
+ */
+async function deliverMail(job: Job<{ mailId: string }>, ctx: JobContext): Promise<void> {
+  const [mail] = await ctx.db.select().from(mailOutbox).where(eq(mailOutbox.id, job.data.mailId));
+  if (!mail || mail.status === 'sent' || mail.status === 'stored') return;
+  const smtpUrl = ctx.config.smtpUrl;
+  if (!smtpUrl) {
+    await ctx.db.update(mailOutbox).set({ status: 'stored' }).where(eq(mailOutbox.id, mail.id));
+    return;
+  }
+  try {
+    await transportFor(smtpUrl).sendMail({
+      from: ctx.config.mailFrom,
+      to: mail.toAddress,
+      subject: mail.subject,
+      text: mail.textBody,
+      ...(mail.htmlBody ? { html: mail.htmlBody } : {}),
+      // Stable across retries, so a receiver can tell a repeat from a new message.
+      messageId: `<${mail.id}@${senderDomain(ctx.config.mailFrom)}>`,
+    });
+  } catch (err) {
+    const lastError = deliveryError(err);
+    const final = job.retryCount >= job.retryLimit;
+    await ctx.db
+      .update(mailOutbox)
+      .set({ attempts: sql`${mailOutbox.attempts} + 1`, lastError, status: final ? 'failed' : 'queued' })
+      .where(eq(mailOutbox.id, mail.id));
+    // A fresh error: pg-boss stores what is thrown with the job, and the original may carry more.
+    throw new Error(`mail ${mail.id} not delivered: ${lastError}`);
+  }
+  await ctx.db
+    .update(mailOutbox)
+    .set({ attempts: sql`${mailOutbox.attempts} + 1`, lastError: null, status: 'sent', sentAt: new Date() })
+    .where(eq(mailOutbox.id, mail.id));
+}
+
+// Five retries backing off from 30 s (doubling, with jitter) ride out 15 to 30 minutes of SMTP outage.
+registerJobHandler(SEND_MAIL, deliverMail, {
+  retryLimit: 5,
+  retryDelay: 30,
+  retryBackoff: true,
+  expireInSeconds: 120,
+  concurrency: 2,
+});
