@@ -23,3 +23,17 @@ describe('health', () => {
     expect(res.json()).toMatchObject({ status: 404, code: 'route_not_found' });
   });
 });
+
+describe('health while the database is down', () => {
+  it('answers 503 with status unavailable', async () => {
+    const t = await startTestApp();
+    await t.database.close();
+    try {
+      const res = await t.request({ method: 'GET', url: '/health' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toMatchObject({ status: 'unavailable', database: 'unreachable' });
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -20,6 +20,7 @@ export interface Database {
   pglite?: PGlite;
   /** Present on PostgreSQL. */
   pool?: pg.Pool;
+  /** Idempotent: a second call waits for the first. */
   close(): Promise<void>;
 }
 
@@ -69,6 +70,14 @@ function lockDataDir(dir: string): () => void {
   throw new Error(`could not lock ${file}`);
 }
 
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => {
+    running ??= fn();
+    return running;
+  };
+}
+
 export interface OpenDatabaseOptions {
   databaseUrl?: string | undefined;
   /** PGlite folder; `undefined` or 'memory://' keeps the database in memory (tests). */
@@ -83,7 +92,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     // An idle client losing its connection must not crash the process; the next query reports it.
     pool.on('error', () => {});
     const db = drizzleNodePg(pool) as unknown as Db;
-    return { db, kind: 'postgres', pool, close: () => pool.end() };
+    return { db, kind: 'postgres', pool, close: once(() => pool.end()) };
   }
   const inMemory = !options.dataDir || options.dataDir === 'memory://';
   const unlock = inMemory ? () => {} : lockDataDir(options.dataDir as string);
@@ -94,10 +103,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       db,
       kind: 'pglite',
       pglite,
-      close: async () => {
+      close: once(async () => {
         await pglite.close();
         unlock();
-      },
+      }),
     };
   } catch (err) {
     unlock();
