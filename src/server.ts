@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
+import { bootstrapInstallation } from './modules/auth/auth.service.js';
 import { type Database, openDatabase } from './platform/db/client.js';
 import { migrate } from './platform/db/migrate.js';
 
@@ -22,7 +23,10 @@ export async function startServer(config: Config, options: StartServerOptions = 
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     await migrate(database.db);
+    // The default organization, a signing key, and the ADMIN_EMAIL superuser when none exists yet.
+    const admin = await bootstrapInstallation(database.db, config);
     const app = await buildApp({ config, database, logger: options.logger ?? true });
+    if (admin) app.log.info({ userId: admin.id }, 'created the first superuser from ADMIN_EMAIL');
     const address = await app.listen({ port: config.port, host: config.host });
     let stopping: Promise<void> | undefined;
     return {

@@ -1,4 +1,6 @@
 import { Command } from 'commander';
+import { registerCreateSuperuserCommand } from './createsuperuser.js';
+import { registerKeysCommands } from './keys.js';
 import { registerMigrateCommand } from './migrate.js';
 import { registerServeCommands } from './serve.js';
 
@@ -10,6 +12,8 @@ export function buildCli(): Command {
     .configureOutput({ outputError: (str, write) => write(str) });
   registerServeCommands(program);
   registerMigrateCommand(program);
+  registerKeysCommands(program);
+  registerCreateSuperuserCommand(program);
   return program;
 }
 

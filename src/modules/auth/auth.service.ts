@@ -513,6 +513,13 @@ async function insertSuperuser(
       ? await ensureDefaultOrganization(db)
       : (await db.select().from(organizations).where(eq(organizations.code, code)))[0];
   if (!org) throw organizationErrors.notFound(code);
+  const [sameEmail] = await db
+    .select({ id: users.id })
+    .from(users)
+    .where(and(eq(users.organizationId, org.id), sql`lower(${users.email}) = lower(${input.email})`))
+    .limit(1);
+  if (sameEmail)
+    throw commonErrors.conflict('email_taken', 'email', `${input.email} already has an account in "${code}".`);
   let username: string | null = input.username ?? null;
   if (username !== null && (await isUsernameTaken(db, org.id, username))) {
     if (usernameIsExplicit)

@@ -1,0 +1,512 @@
+import { eq, sql } from 'drizzle-orm';
+import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
+import { startTestApp, type TestApp, testConfig, unique } from '../../../test/test-app.js';
+import { updateOrganization } from '../organizations/organizations.service.js';
+import { organizations } from '../organizations/organizations.table.js';
+import { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
+import { users } from '../users/users.table.js';
+import { bootstrapInstallation, createSuperuser, invalidateUserState, revokeUserSessions } from './auth.service.js';
+import { sessions } from './auth.table.js';
+
+interface Tokens {
+  access: string;
+  refresh: string;
+}
+
+describe('tokens', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  const post = (url: string, payload: object, headers: Record<string, string> = {}) =>
+    t.request({ method: 'POST', url, payload, headers });
+  const validate = (access: string) =>
+    t.request({ method: 'GET', url: '/api/v1/users/validate-token/', headers: { authorization: `Bearer ${access}` } });
+  const loginTokens = async (payload: object): Promise<Tokens> => {
+    const res = await post('/api/token/', payload);
+    expect(res.statusCode, res.body).toBe(200);
+    return res.json() as Tokens;
+  };
+
+  async function activeUser(overrides: Parameters<typeof seedUser>[2] = {}) {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id, overrides);
+    return { org, user };
+  }
+
+  describe('login', () => {
+    it('answers a token pair and the user on both login routes, with claims that verify against the JWKS', async () => {
+      const { org, user } = await activeUser({ username: unique('ada'), firstName: 'Ada', lastName: 'Lovelace' });
+      const jwks = createLocalJWKSet(
+        (await t.request({ method: 'GET', url: '/.well-known/jwks.json' })).json() as JSONWebKeySet,
+      );
+      for (const url of ['/api/token/', '/api/v1/users/login/', '/api/token', '/api/v1/users/login']) {
+        const res = await post(url, { email: user.email, password: TEST_PASSWORD });
+        expect(res.statusCode).toBe(200);
+        expect(res.headers['cache-control']).toBe('no-store');
+        const body = res.json();
+        expect(body).toMatchObject({
+          token_type: 'Bearer',
+          expires_in: t.config.accessTokenTtlSeconds,
+          user: {
+            id: user.id,
+            email: user.email,
+            username: user.username,
+            first_name: 'Ada',
+            last_name: 'Lovelace',
+            organization: org.code,
+            organization_id: org.id,
+            is_staff: false,
+            is_superuser: false,
+            status: 'active',
+          },
+        });
+        expect(body.refresh).toMatch(/^[A-Za-z0-9_-]{43}$/);
+        expect(JSON.stringify(body)).not.toContain('argon2');
+
+        const { payload, protectedHeader } = await jwtVerify(body.access, jwks, {
+          issuer: 'http://gatehouse.test',
+          audience: 'http://gatehouse.test',
+          algorithms: ['ES256'],
+        });
+        expect(protectedHeader.kid).toEqual(expect.any(String));
+        expect(payload).toMatchObject({ sub: user.id, org_id: org.id, org: org.code, sid: expect.any(String) });
+        expect(payload.jti).toEqual(expect.any(String));
+        expect((payload.exp as number) - (payload.iat as number)).toBe(t.config.accessTokenTtlSeconds);
+      }
+    });
+
+    it('logs in by username, case-insensitively, and by an email typed into the username field', async () => {
+      const username = unique('Grace');
+      const { user } = await activeUser({ username });
+      for (const payload of [
+        { username: username.toUpperCase(), password: TEST_PASSWORD },
+        { username: user.email.toUpperCase(), password: TEST_PASSWORD },
+        { email: user.email.toUpperCase(), password: TEST_PASSWORD },
+      ]) {
+        const res = await post('/api/token/', payload);
+        expect(res.statusCode, JSON.stringify(payload)).toBe(200);
+        expect(res.json().user.id).toBe(user.id);
+      }
+    });
+
+    it('gives a wrong password and an unknown account the identical 401 answer', async () => {
+      const { user } = await activeUser();
+      const wrong = await post('/api/token/', { email: user.email, password: 'not the password' });
+      const unknown = await post('/api/token/', {
+        email: `${unique('nobody')}@example.com`,
+        password: 'not the password',
+      });
+      const unknownName = await post('/api/token/', { username: unique('nobody'), password: TEST_PASSWORD });
+      expect(wrong.statusCode).toBe(401);
+      expect(wrong.headers['content-type']).toContain('application/problem+json');
+      expect(wrong.json()).toMatchObject({ status: 401, code: 'invalid_credentials' });
+      expect(unknown.statusCode).toBe(401);
+      expect(unknown.body).toBe(wrong.body);
+      expect(unknownName.body).toBe(wrong.body);
+    });
+
+    it('refuses an account without a password with the same 401', async () => {
+      const org = await seedOrganization(t);
+      const [user] = await t.database.db
+        .insert(users)
+        .values({ organizationId: org.id, email: `${unique('nopw')}@example.com`, passwordHash: null })
+        .returning();
+      const res = await post('/api/token/', { email: user?.email, password: TEST_PASSWORD });
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ code: 'invalid_credentials' });
+    });
+
+    it('answers 400 organization_required when the password matches accounts in two organizations', async () => {
+      const email = `${unique('shared')}@example.com`;
+      const a = await activeUser({ email });
+      const b = await activeUser({ email });
+      const res = await post('/api/token/', { email, password: TEST_PASSWORD });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'organization_required', errors: [{ field: 'organization' }] });
+
+      const inA = await post('/api/token/', { email, password: TEST_PASSWORD, organization: a.org.code });
+      expect(inA.statusCode).toBe(200);
+      expect(inA.json().user).toMatchObject({ id: a.user.id, organization: a.org.code });
+      const inB = await post('/api/v1/users/login/', { email, password: TEST_PASSWORD, organization: b.org.code });
+      expect(inB.json().user).toMatchObject({ id: b.user.id, organization: b.org.code });
+      const elsewhere = await post('/api/token/', { email, password: TEST_PASSWORD, organization: unique('none') });
+      expect(elsewhere.statusCode).toBe(401);
+    });
+
+    it('logs in to the one organization whose account the password matches', async () => {
+      const email = `${unique('twice')}@example.com`;
+      await activeUser({ email, password: 'password of the first account' });
+      const second = await activeUser({ email });
+      const res = await post('/api/token/', { email, password: TEST_PASSWORD });
+      expect(res.statusCode).toBe(200);
+      expect(res.json().user.id).toBe(second.user.id);
+    });
+
+    it('answers 403 account_inactive for a suspended account, but only once the password matched', async () => {
+      const { user } = await activeUser({ status: 'suspended' });
+      const right = await post('/api/token/', { email: user.email, password: TEST_PASSWORD });
+      expect(right.statusCode).toBe(403);
+      expect(right.json()).toMatchObject({ code: 'account_inactive' });
+      const wrong = await post('/api/token/', { email: user.email, password: 'not the password' });
+      expect(wrong.statusCode).toBe(401);
+      expect(wrong.json()).toMatchObject({ code: 'invalid_credentials' });
+    });
+
+    it('records the login: last_login on the user, a session with ip, user agent and expiry', async () => {
+      const { user } = await activeUser();
+      const before = Date.now();
+      const res = await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { email: user.email, password: TEST_PASSWORD },
+        headers: { 'user-agent': 'Vitest/4 (tokens)' },
+      });
+      const sid = decodeJwtPayload(res.json().access).sid as string;
+      const [session] = await t.database.db.select().from(sessions).where(eq(sessions.id, sid));
+      expect(session).toMatchObject({
+        userId: user.id,
+        userAgent: 'Vitest/4 (tokens)',
+        ipAddress: '127.0.0.1',
+        revokedAt: null,
+      });
+      expect(session?.expiresAt.getTime()).toBeGreaterThanOrEqual(
+        before + t.config.refreshTokenTtlSeconds * 1000 - 1000,
+      );
+      const [row] = await t.database.db.select({ lastLogin: users.lastLogin }).from(users).where(eq(users.id, user.id));
+      expect(row?.lastLogin?.getTime()).toBeGreaterThanOrEqual(before - 1000);
+    });
+
+    it('names the field of a bad login body in a 400 problem', async () => {
+      const missingPassword = await post('/api/token/', { email: 'a@example.com' });
+      expect(missingPassword.statusCode).toBe(400);
+      expect(missingPassword.headers['content-type']).toContain('application/problem+json');
+      expect(missingPassword.json().errors[0].field).toBe('password');
+
+      const noIdentifier = await post('/api/token/', { password: TEST_PASSWORD });
+      expect(noIdentifier.statusCode).toBe(400);
+      expect(noIdentifier.json().errors[0].field).toBe('email');
+
+      const wrongType = await post('/api/v1/users/login/', { email: 'a@example.com', password: 12345 });
+      expect(wrongType.statusCode).toBe(400);
+      expect(wrongType.json().errors[0].field).toBe('password');
+
+      const notJson = await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: '{"email":',
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(notJson.statusCode).toBe(400);
+    });
+  });
+
+  describe('refresh', () => {
+    it('rotates: a refresh token buys a new pair once, on both refresh routes', async () => {
+      const { user } = await activeUser();
+      let tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      for (const url of ['/api/token/refresh/', '/api/v1/users/token/refresh/']) {
+        const res = await post(url, { refresh: tokens.refresh });
+        expect(res.statusCode).toBe(200);
+        const next = res.json() as Tokens;
+        expect(next.refresh).not.toBe(tokens.refresh);
+        expect(decodeJwtPayload(next.access)).toMatchObject({ sub: user.id, sid: decodeJwtPayload(tokens.access).sid });
+        expect((await validate(next.access)).statusCode).toBe(200);
+        tokens = next;
+      }
+    });
+
+    it('revokes the whole session when a used refresh token is presented again', async () => {
+      const { user } = await activeUser();
+      const first = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const second = (await post('/api/token/refresh/', { refresh: first.refresh })).json() as Tokens;
+
+      const replay = await post('/api/token/refresh/', { refresh: first.refresh });
+      expect(replay.statusCode).toBe(401);
+      expect(replay.json()).toMatchObject({ code: 'invalid_refresh_token' });
+      // The successor from the rotation dies with the session, and so do its access tokens.
+      expect((await post('/api/token/refresh/', { refresh: second.refresh })).statusCode).toBe(401);
+      expect((await validate(second.access)).statusCode).toBe(401);
+      expect((await validate(first.access)).statusCode).toBe(401);
+      const [session] = await t.database.db
+        .select()
+        .from(sessions)
+        .where(eq(sessions.id, decodeJwtPayload(first.access).sid as string));
+      expect(session?.revokedReason).toBe('refresh_token_reuse');
+    });
+
+    it('lets only one of two simultaneous refreshes of the same token succeed', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const results = await Promise.all([
+        post('/api/token/refresh/', { refresh: tokens.refresh }),
+        post('/api/token/refresh/', { refresh: tokens.refresh }),
+      ]);
+      expect(results.map((r) => r.statusCode).sort()).toEqual([200, 401]);
+    });
+
+    it('refuses unknown and malformed refresh tokens with 401 or a named field', async () => {
+      const unknown = await post('/api/token/refresh/', { refresh: 'x'.repeat(43) });
+      expect(unknown.statusCode).toBe(401);
+      expect(unknown.json()).toMatchObject({ code: 'invalid_refresh_token' });
+      const missing = await post('/api/token/refresh/', {});
+      expect(missing.statusCode).toBe(400);
+      expect(missing.json().errors[0].field).toBe('refresh');
+      const wrongType = await post('/api/token/refresh/', { refresh: 42 });
+      expect(wrongType.statusCode).toBe(400);
+    });
+
+    it('refuses an expired refresh token', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const sid = decodeJwtPayload(tokens.access).sid as string;
+      await t.database.db.execute(
+        // Expiry is data: move it into the past rather than wait.
+        sqlExpireRefreshTokens(sid),
+      );
+      expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+    });
+
+    it('does not refresh for a user who was suspended', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      await t.database.db.update(users).set({ status: 'suspended' }).where(eq(users.id, user.id));
+      expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+    });
+  });
+
+  describe('validate-token and bearer authentication', () => {
+    it('answers valid:true with the user and exp, and plain {valid:false} otherwise', async () => {
+      const { org, user } = await activeUser({ isStaff: true });
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const ok = await validate(tokens.access);
+      expect(ok.statusCode).toBe(200);
+      expect(ok.json()).toEqual({
+        valid: true,
+        exp: decodeJwtPayload(tokens.access).exp,
+        user: {
+          id: user.id,
+          email: user.email,
+          username: null,
+          first_name: '',
+          last_name: '',
+          organization: org.code,
+          organization_id: org.id,
+          is_staff: true,
+          is_superuser: false,
+          status: 'active',
+        },
+      });
+
+      const tampered = `${tokens.access.slice(0, -4)}${tokens.access.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+      for (const headers of [{}, { authorization: 'Bearer not-a-jwt' }, { authorization: `Bearer ${tampered}` }]) {
+        const res = await t.request({ method: 'GET', url: '/api/v1/users/validate-token/', headers });
+        expect(res.statusCode).toBe(401);
+        expect(res.headers['content-type']).toContain('application/json');
+        expect(res.json()).toEqual({ valid: false });
+      }
+    });
+
+    it('refuses an expired access token, and one for another audience', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const claims = decodeJwtPayload(tokens.access);
+      // A second store over the same database signs with the same active key, as another node would.
+      const keys = await SigningKeyStore.open(t.database.db, t.config);
+      try {
+        const base = {
+          iss: t.config.publicUrl,
+          aud: t.config.tokenAudience,
+          sub: user.id,
+          sid: claims.sid,
+          org: claims.org,
+          org_id: claims.org_id,
+        };
+        const expired = await keys.sign(base, 60, Math.floor(Date.now() / 1000) - 3600);
+        expect((await validate(expired)).statusCode).toBe(401);
+        const otherAudience = await keys.sign({ ...base, aud: 'https://elsewhere.example' }, 60);
+        expect((await validate(otherAudience)).statusCode).toBe(401);
+        const fine = await keys.sign(base, 60);
+        expect((await validate(fine)).statusCode).toBe(200);
+      } finally {
+        keys.close();
+      }
+    });
+
+    it('stops a token at once when the user is revoked through revokeUserSessions', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      // Twice, so the session state is cached before the revocation.
+      expect((await validate(tokens.access)).statusCode).toBe(200);
+      expect((await validate(tokens.access)).statusCode).toBe(200);
+      await revokeUserSessions(t.database.db, user.id, 'suspended');
+      expect((await validate(tokens.access)).statusCode).toBe(401);
+      expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+    });
+
+    it("stops a deactivated organization's tokens at once, and its logins", async () => {
+      const { org, user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      expect((await validate(tokens.access)).statusCode).toBe(200);
+      await updateOrganization(t.database.db, org.code, { is_active: false });
+      expect((await validate(tokens.access)).statusCode).toBe(401);
+      expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+      const login = await post('/api/token/', { email: user.email, password: TEST_PASSWORD });
+      expect(login.statusCode).toBe(403);
+      expect(login.json()).toMatchObject({ code: 'account_inactive' });
+      expect((await post('/api/token/', { email: user.email, password: 'wrong password' })).statusCode).toBe(401);
+    });
+
+    it('stops a token at once when the user is locked and the change is announced', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      expect((await validate(tokens.access)).statusCode).toBe(200);
+      await t.database.db.update(users).set({ status: 'locked' }).where(eq(users.id, user.id));
+      await invalidateUserState(t.database.db, user.id);
+      expect((await validate(tokens.access)).statusCode).toBe(401);
+    });
+
+    it('answers 401 problem+json for a bad token on a protected route, and serves public routes anonymously', async () => {
+      const protectedRes = await t.request({
+        method: 'GET',
+        url: '/api/v1/organizations/',
+        headers: { authorization: 'Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln' },
+      });
+      expect(protectedRes.statusCode).toBe(401);
+      expect(protectedRes.headers['content-type']).toContain('application/problem+json');
+      expect(protectedRes.json()).toMatchObject({ code: 'not_authenticated' });
+
+      const publicRes = await t.request({
+        method: 'GET',
+        url: '/health',
+        headers: { authorization: 'Bearer eyJhbGciOiJFUzI1NiJ9.e30.c2ln' },
+      });
+      expect(publicRes.statusCode).toBe(200);
+    });
+
+    it('authenticates a superuser token on a permission route and refuses an ordinary user with 403', async () => {
+      const admin = await activeUser({ isSuperuser: true, isStaff: true });
+      const plain = await activeUser();
+      const adminTokens = await loginTokens({ email: admin.user.email, password: TEST_PASSWORD });
+      const plainTokens = await loginTokens({ email: plain.user.email, password: TEST_PASSWORD });
+      const asAdmin = await t.request({
+        method: 'GET',
+        url: '/api/v1/organizations/',
+        headers: { authorization: `Bearer ${adminTokens.access}` },
+      });
+      expect(asAdmin.statusCode).toBe(200);
+      const asPlain = await t.request({
+        method: 'GET',
+        url: '/api/v1/organizations/',
+        headers: { authorization: `Bearer ${plainTokens.access}` },
+      });
+      expect(asPlain.statusCode).toBe(403);
+    });
+  });
+
+  describe('logout', () => {
+    it("ends the refresh token's session: its access and refresh tokens stop working", async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const other = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const res = await post('/api/v1/users/logout/', { refresh: tokens.refresh });
+      expect(res.statusCode).toBe(204);
+      expect((await validate(tokens.access)).statusCode).toBe(401);
+      expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+      // Another session of the same user is untouched.
+      expect((await validate(other.access)).statusCode).toBe(200);
+      // Logging out again is not an error.
+      expect((await post('/api/v1/users/logout/', { refresh: tokens.refresh })).statusCode).toBe(204);
+    });
+
+    it("ends the Bearer token's own session when no refresh token is sent", async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const res = await t.request({
+        method: 'POST',
+        url: '/api/v1/users/logout/',
+        headers: { authorization: `Bearer ${tokens.access}` },
+      });
+      expect(res.statusCode).toBe(204);
+      expect((await validate(tokens.access)).statusCode).toBe(401);
+      expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+    });
+
+    it('answers 400 naming refresh when neither a refresh token nor a Bearer token is given', async () => {
+      const res = await post('/api/v1/users/logout/', {});
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors[0].field).toBe('refresh');
+    });
+  });
+});
+
+describe('installation bootstrap', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('creates the default organization and, from ADMIN_EMAIL, one superuser who can log in', async () => {
+    const config = testConfig({ ADMIN_EMAIL: 'Root@Example.com', ADMIN_PASSWORD: 'a long admin password' });
+    const created = await bootstrapInstallation(t.database.db, config);
+    expect(created).toMatchObject({
+      email: 'root@example.com',
+      username: 'Root',
+      isSuperuser: true,
+      isStaff: true,
+      status: 'active',
+    });
+    const [org] = await t.database.db.select().from(organizations).where(eq(organizations.code, 'default'));
+    expect(org).toMatchObject({ name: 'Default', isActive: true });
+    expect(created?.organizationId).toBe(org?.id);
+
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/token/',
+      payload: { email: 'root@example.com', password: 'a long admin password' },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().user).toMatchObject({ is_superuser: true, organization: 'default' });
+
+    // A restart, or a different ADMIN_EMAIL once a superuser exists, creates nothing more.
+    expect(await bootstrapInstallation(t.database.db, config)).toBeUndefined();
+    const other = testConfig({ ADMIN_EMAIL: 'other@example.com', ADMIN_PASSWORD: 'another long password' });
+    expect(await bootstrapInstallation(t.database.db, other)).toBeUndefined();
+    expect(await t.database.db.select().from(users).where(eq(users.isSuperuser, true))).toHaveLength(1);
+  });
+
+  it('creates superusers from the command-line service, refusing short passwords and duplicate emails', async () => {
+    await expect(
+      createSuperuser(t.database.db, { email: 'short@example.com', password: 'short' }),
+    ).rejects.toMatchObject({
+      status: 400,
+      errors: [{ field: 'password' }],
+    });
+    // `root` is taken in `default` by the previous test, so the derived username is left empty.
+    const second = await createSuperuser(t.database.db, {
+      email: 'root@elsewhere.example',
+      password: 'long enough pw',
+    });
+    expect(second).toMatchObject({ username: null, isSuperuser: true });
+    await expect(
+      createSuperuser(t.database.db, { email: 'ROOT@example.com', password: 'long enough pw' }),
+    ).rejects.toMatchObject({ status: 409, code: 'email_taken' });
+    await expect(
+      createSuperuser(t.database.db, { email: 'x@example.com', password: 'long enough pw', organization: 'missing' }),
+    ).rejects.toMatchObject({ status: 404 });
+  });
+});
+
+function decodeJwtPayload(token: string): Record<string, unknown> {
+  decodeProtectedHeader(token);
+  return JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8'));
+}
+
+function sqlExpireRefreshTokens(sessionId: string) {
+  return sql`update refresh_tokens set expires_at = now() - interval '1 second' where session_id = ${sessionId}`;
+}
