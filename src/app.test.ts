@@ -1,0 +1,29 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../test/test-app.js';
+
+describe('cross-origin requests', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ CORS_ORIGINS: 'https://console.example.com' });
+  });
+  afterAll(() => t.close());
+
+  it('allows the configured origin and no other', async () => {
+    const preflight = (origin: string) =>
+      t.request({
+        method: 'OPTIONS',
+        url: '/api/v1/users/',
+        headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+      });
+    const allowed = await preflight('https://console.example.com');
+    expect(allowed.headers['access-control-allow-origin']).toBe('https://console.example.com');
+    const refused = await preflight('https://evil.example.com');
+    expect(refused.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
+  it('sends security headers on every answer', async () => {
+    const res = await t.request({ method: 'GET', url: '/health' });
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['x-frame-options']).toBeDefined();
+  });
+});
