@@ -1,0 +1,86 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface NodeProcess {
+  baseUrl: string;
+  pid: number;
+  logFile: string;
+  /** Resident set size now, and its peak so far, in MiB (from /proc). */
+  memory(): { rssMiB: number; peakMiB: number };
+  /** SIGTERM, then the exit code (SIGKILL after 20 s). */
+  stop(): Promise<number | null>;
+}
+
+function readStatusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    return match ? Number(match[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function waitForHealth(child: ChildProcess, baseUrl: string, logFile: string, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      throw new Error(`${baseUrl}: the process exited with ${child.exitCode} before serving; see ${logFile}`);
+    }
+    try {
+      const res = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`${baseUrl}/health did not answer 200 within ${timeoutMs / 1000} s; see ${logFile}`);
+}
+
+/**
+ * Starts `node --import tsx <entry>` from the repository root (as `npm start` does for src/main.ts),
+ * logging to `logFile`, and waits for `GET /health` to answer 200.
+ */
+export async function startNodeServer(
+  entry: string,
+  env: Record<string, string>,
+  options: { port: number; logFile: string; timeoutMs?: number },
+): Promise<NodeProcess> {
+  // The log goes straight to a file descriptor: piping it through this process would charge the
+  // server's logging to the load generator's thread.
+  const log = openSync(options.logFile, 'a');
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env, PORT: String(options.port) },
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const baseUrl = `http://127.0.0.1:${options.port}`;
+  await waitForHealth(child, baseUrl, options.logFile, options.timeoutMs ?? 120_000);
+  const pid = child.pid as number;
+  return {
+    baseUrl,
+    pid,
+    logFile: options.logFile,
+    memory: () => ({
+      rssMiB: readStatusKb(pid, 'VmRSS') / 1024,
+      peakMiB: readStatusKb(pid, 'VmHWM') / 1024,
+    }),
+    stop: async () => {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
