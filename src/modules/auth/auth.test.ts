@@ -361,6 +361,28 @@ describe('tokens', () => {
       expect((await post('/api/token/', { email: user.email, password: 'wrong password' })).statusCode).toBe(401);
     });
 
+    it.runIf(process.env.TEST_DATABASE_URL)(
+      'stops a token at once when another node revokes its session (PostgreSQL NOTIFY)',
+      async () => {
+        const { user } = await activeUser();
+        const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+        expect((await validate(tokens.access)).statusCode).toBe(200);
+        const pool = t.database.pool;
+        if (!pool) throw new Error('PostgreSQL pool expected');
+        // What another node's revokeUserSessions does, in raw SQL so this process hears only the NOTIFY.
+        await pool.query('update sessions set revoked_at = now() where user_id = $1', [user.id]);
+        // The session state is cached, so the change alone is not seen yet…
+        expect((await validate(tokens.access)).statusCode).toBe(200);
+        await pool.query(`select pg_notify('gatehouse_invalidation', $1)`, [`user:${user.id}`]);
+        // …and the notification ends it.
+        const deadline = Date.now() + 3_000;
+        while ((await validate(tokens.access)).statusCode !== 401) {
+          if (Date.now() > deadline) throw new Error('token still accepted after the notification');
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      },
+    );
+
     it('stops a token at once when the user is locked and the change is announced', async () => {
       const { user } = await activeUser();
       const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
