@@ -146,7 +146,11 @@ export async function insertRefreshToken(db: DbOrTx, values: typeof refreshToken
 }
 
 export async function updateLastLogin(db: DbOrTx, userId: string): Promise<void> {
-  await db.update(users).set({ lastLogin: sql`now()` }).where(eq(users.id, userId));
+  // A login is not an edit of the user: updated_at (SCIM's lastModified, ETags) stays as it was.
+  await db
+    .update(users)
+    .set({ lastLogin: sql`now()`, updatedAt: sql`${users.updatedAt}` })
+    .where(eq(users.id, userId));
 }
 
 /**

@@ -216,7 +216,18 @@ async function issueAccessToken(ctx: TokenContext, subject: TokenSubject): Promi
 // revocation check is separate (session state), so a cached verification never outlives a revocation.
 const VERIFIED_TOKEN_TTL_MS = 60_000;
 const VERIFIED_TOKEN_MAX = 50_000;
-const verifiedTokens = new TtlCache<string, AccessClaims>(VERIFIED_TOKEN_MAX);
+// One cache per key store (that is, per app): what verified under one issuer/audience must not be
+// taken as verified by another app in the same process.
+const verifiedTokenCaches = new WeakMap<SigningKeyStore, TtlCache<string, AccessClaims>>();
+
+function verifiedTokensOf(keys: SigningKeyStore): TtlCache<string, AccessClaims> {
+  let cache = verifiedTokenCaches.get(keys);
+  if (!cache) {
+    cache = new TtlCache<string, AccessClaims>(VERIFIED_TOKEN_MAX);
+    verifiedTokenCaches.set(keys, cache);
+  }
+  return cache;
+}
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 function toAccessClaims(payload: Record<string, unknown>): AccessClaims | undefined {
@@ -231,6 +242,7 @@ function toAccessClaims(payload: Record<string, unknown>): AccessClaims | undefi
 /** Checks an access token's signature, issuer, audience and expiry (not revocation); cached briefly. */
 export async function verifyAccessToken(ctx: TokenContext, token: string): Promise<AccessClaims | undefined> {
   const now = Date.now();
+  const verifiedTokens = verifiedTokensOf(ctx.keys);
   const cached = verifiedTokens.get(token, now);
   if (cached) return cached.exp * 1000 > now ? cached : undefined;
   if (token.length > 4096 || !JWT_SHAPE.test(token)) return undefined;

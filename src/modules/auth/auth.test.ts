@@ -177,8 +177,13 @@ describe('tokens', () => {
       expect(session?.expiresAt.getTime()).toBeGreaterThanOrEqual(
         before + t.config.refreshTokenTtlSeconds * 1000 - 1000,
       );
-      const [row] = await t.database.db.select({ lastLogin: users.lastLogin }).from(users).where(eq(users.id, user.id));
+      const [row] = await t.database.db
+        .select({ lastLogin: users.lastLogin, updatedAt: users.updatedAt })
+        .from(users)
+        .where(eq(users.id, user.id));
       expect(row?.lastLogin?.getTime()).toBeGreaterThanOrEqual(before - 1000);
+      // Logging in is not an edit of the user.
+      expect(row?.updatedAt.getTime()).toBe(user.updatedAt.getTime());
     });
 
     it('names the field of a bad login body in a 400 problem', async () => {

@@ -182,9 +182,20 @@ export class SigningKeyStore {
     // The newest unretired key signs (rows come newest first).
     const activeRow = rows.find((r) => r.retiredAt === null);
     if (activeRow && activeRow.kid !== this.active?.kid) {
-      const privateJwk = JSON.parse(
-        createEnvelope(this.config.masterKey).openText(activeRow.privateKeySealed, sealContext(activeRow.kid)),
-      ) as JWK;
+      let sealedJwk: string;
+      try {
+        sealedJwk = createEnvelope(this.config.masterKey).openText(
+          activeRow.privateKeySealed,
+          sealContext(activeRow.kid),
+        );
+      } catch (err) {
+        throw new Error(
+          `the active signing key ${activeRow.kid} cannot be opened with this MASTER_KEY (${(err as Error).message}); ` +
+            'start with the MASTER_KEY it was sealed under, or run `gatehouse keys rotate` to make a new one',
+          { cause: err },
+        );
+      }
+      const privateJwk = JSON.parse(sealedJwk) as JWK;
       this.active = { kid: activeRow.kid, signKey: (await importJWK(privateJwk, activeRow.algorithm)) as CryptoKey };
     }
     this.published = published;

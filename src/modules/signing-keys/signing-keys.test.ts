@@ -2,7 +2,7 @@ import { eq, isNull, sql } from 'drizzle-orm';
 import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
-import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
 import { publishInvalidation } from '../../platform/invalidation.js';
 import { rotateSigningKey, SigningKeyStore } from './signing-keys.service.js';
 import { signingKeys } from './signing-keys.table.js';
@@ -108,6 +108,13 @@ describe('signing keys', () => {
     expect(payload?.sub).toBe('someone');
     // The reload also made the new key the one this node signs with.
     expect(deaf.activeKid).toBe(kid);
+  });
+
+  it('refuses to start with a MASTER_KEY that did not seal the active key, saying what to do', async () => {
+    const otherMasterKey = testConfig();
+    await expect(SigningKeyStore.open(t.database.db, otherMasterKey)).rejects.toThrow(
+      /cannot be opened with this MASTER_KEY.*gatehouse keys rotate/,
+    );
   });
 
   it('answers an unknown kid without reloading more than once per interval', async () => {
