@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
+import { prepareDummyHash } from '../../platform/crypto/passwords.js';
 import { bearerToken } from '../../platform/http/auth.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import {
@@ -22,6 +23,7 @@ function noStore(reply: FastifyReply): void {
 
 export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = async (app, { keys }) => {
   const ctx: TokenContext = { db: app.database.db, keys, config: app.config };
+  await prepareDummyHash();
 
   const loginSchema = {
     tags,

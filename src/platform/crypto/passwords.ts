@@ -86,10 +86,17 @@ let dummyHash: Promise<string> | undefined;
  * unknown users and accounts without a password, so response time does not reveal which accounts exist.
  */
 export async function verifyDummyPassword(password: string): Promise<false> {
-  // Hashed once per process with the same parameters as real hashes, so verification costs the same.
-  dummyHash ??= hash('gatehouse dummy password, never a real credential', OPTIONS);
-  await verifyPassword(await dummyHash, password);
+  await verifyPassword(await prepareDummyHash(), password);
   return false;
+}
+
+/**
+ * Computes the dummy hash ahead of the first login, so the first unknown account does not take
+ * a hash longer than a known one. Hashed once per process with the same parameters as real hashes.
+ */
+export function prepareDummyHash(): Promise<string> {
+  dummyHash ??= hash('gatehouse dummy password, never a real credential', OPTIONS);
+  return dummyHash;
 }
 
 /** True when a stored hash was made with other parameters than today's, so a login should upgrade it. */
