@@ -16,6 +16,7 @@ import { installErrorHandling } from './platform/http/errors.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { validatorCompiler } from './platform/http/validation.js';
 import { startInvalidationListener } from './platform/invalidation.js';
+import { installJobs } from './platform/jobs/pgboss.js';
 import { loggerOptions } from './platform/log.js';
 import { registerMetrics } from './platform/metrics.js';
 
@@ -48,6 +49,9 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   app.setValidatorCompiler(validatorCompiler);
   app.decorate('config', config);
   app.decorate('database', database);
+  // pg-boss's schema and a queue per registered handler, in every process: enqueueing needs them
+  // whether or not this process runs the worker.
+  await installJobs(database);
   installErrorHandling(app);
 
   await app.register(helmet, {

@@ -14,6 +14,13 @@ export async function main(options: { worker?: boolean } = {}): Promise<void> {
     }
     throw err;
   }
+  if (options.worker === false && !config.databaseUrl) {
+    // No other process can open the embedded database, so its jobs would never run.
+    console.error(
+      'gatehouse: --no-worker needs DATABASE_URL (PostgreSQL); the embedded database runs its jobs in this process',
+    );
+    process.exit(2);
+  }
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(config, { worker: options.worker ?? true });

@@ -4,21 +4,25 @@ import type { Config } from './config.js';
 import { bootstrapInstallation } from './modules/auth/auth.service.js';
 import { type Database, openDatabase } from './platform/db/client.js';
 import { migrate } from './platform/db/migrate.js';
+import { type JobWorker, startJobs } from './platform/jobs/worker.js';
 
 export interface RunningServer {
   app: FastifyInstance;
   database: Database;
   address: string;
+  /** The job worker running in this process, when `options.worker` asked for one. */
+  worker: JobWorker | undefined;
   /** Stops accepting, finishes in-flight requests, stops the worker, closes the database. */
   stop(): Promise<void>;
 }
 
 export interface StartServerOptions {
+  /** Run the job worker in this process (`npm start` does); enqueueing works either way. */
   worker?: boolean;
   logger?: boolean;
 }
 
-/** Opens the database, applies migrations, builds the app and listens. */
+/** Opens the database, applies migrations, builds the app, starts the job worker if asked, and listens. */
 export async function startServer(config: Config, options: StartServerOptions = {}): Promise<RunningServer> {
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
@@ -27,15 +31,25 @@ export async function startServer(config: Config, options: StartServerOptions = 
     const admin = await bootstrapInstallation(database.db, config);
     const app = await buildApp({ config, database, logger: options.logger ?? true });
     if (admin) app.log.info({ userId: admin.id }, 'created the first superuser from ADMIN_EMAIL');
-    const address = await app.listen({ port: config.port, host: config.host });
+    const worker = options.worker ? await startJobs(database, { config, log: app.log }) : undefined;
+    let address: string;
+    try {
+      address = await app.listen({ port: config.port, host: config.host });
+    } catch (err) {
+      await worker?.stop();
+      await app.close();
+      throw err;
+    }
     let stopping: Promise<void> | undefined;
     return {
       app,
       database,
       address,
+      worker,
       stop: () => {
         stopping ??= (async () => {
-          await app.close();
+          // Requests and running jobs finish side by side; both need the database until they are done.
+          await Promise.all([app.close(), worker?.stop()]);
           await database.close();
         })();
         return stopping;

@@ -3,6 +3,7 @@ import { registerCreateSuperuserCommand } from './createsuperuser.js';
 import { registerKeysCommands } from './keys.js';
 import { registerMigrateCommand } from './migrate.js';
 import { registerServeCommands } from './serve.js';
+import { registerWorkerCommand } from './worker.js';
 
 /** The `gatehouse` command line; each command calls the same services as the HTTP routes. */
 export function buildCli(): Command {
@@ -12,6 +13,7 @@ export function buildCli(): Command {
     .configureOutput({ outputError: (str, write) => write(str) });
   registerServeCommands(program);
   registerMigrateCommand(program);
+  registerWorkerCommand(program);
   registerKeysCommands(program);
   registerCreateSuperuserCommand(program);
   return program;

@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import Fastify from 'fastify';
+// Loading the app's module graph registers every module's job handlers, exactly as in `serve`.
+import '../app.js';
+import { openDatabase } from '../platform/db/client.js';
+import { migrate } from '../platform/db/migrate.js';
+import { installJobs } from '../platform/jobs/pgboss.js';
+import { startJobs } from '../platform/jobs/worker.js';
+import { loggerOptions } from '../platform/log.js';
+import { cliConfig, fail } from './context.js';
+
+/** `gatehouse worker`: runs background jobs only, beside `serve --no-worker` nodes on one PostgreSQL. */
+async function runWorker(): Promise<void> {
+  const config = cliConfig();
+  if (!config.databaseUrl) {
+    fail(
+      'worker needs DATABASE_URL (PostgreSQL); with the embedded database, `gatehouse serve` runs the jobs itself',
+      2,
+    );
+  }
+  // An HTTP-less Fastify instance only for its logger: the same pino setup and redaction as `serve`.
+  const logger = Fastify({ logger: loggerOptions(config.logLevel) });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, poolSize: 5 });
+  let worker: Awaited<ReturnType<typeof startJobs>>;
+  try {
+    await migrate(database.db);
+    await installJobs(database);
+    worker = await startJobs(database, { config, log: logger.log });
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  logger.log.info({ queues: worker.queues }, 'gatehouse worker is running');
+
+  const shutdown = (signal: string) => {
+    logger.log.info({ signal }, 'worker shutting down');
+    // A shutdown stuck past 20 s exits at once.
+    setTimeout(() => process.exit(1), 20_000).unref();
+    worker
+      .stop()
+      .then(() => database.close())
+      .then(() => logger.close())
+      .then(() => process.exit(0))
+      .catch((err) => {
+        console.error(err);
+        process.exit(1);
+      });
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+export function registerWorkerCommand(program: Command): void {
+  program
+    .command('worker')
+    .description('Run only the background-job worker (PostgreSQL only; pair with `serve --no-worker`)')
+    .action(runWorker);
+}
