@@ -48,7 +48,10 @@ describe('loadConfig', () => {
     ['ADMIN_EMAIL', 'not-an-email'],
     ['PROVISIONING_API_KEY', 'short'],
   ])('refuses a bad %s with a message naming it', (variable, value) => {
-    const err = refusal({ [variable]: value, ...(variable === 'ADMIN_EMAIL' ? { ADMIN_PASSWORD: 'long enough pw' } : {}) });
+    const err = refusal({
+      [variable]: value,
+      ...(variable === 'ADMIN_EMAIL' ? { ADMIN_PASSWORD: 'long enough pw' } : {}),
+    });
     expect(err.variable).toBe(variable);
     expect(err.message.startsWith(`${variable}: `)).toBe(true);
   });
@@ -70,7 +73,10 @@ describe('loadConfig', () => {
 
   it('parses proxy hops, CIDR lists and CORS origins', () => {
     expect(loadConfig({ ...base, TRUST_PROXY: '2' }).trustProxy).toBe(2);
-    expect(loadConfig({ ...base, TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
+    expect(loadConfig({ ...base, TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toEqual([
+      '10.0.0.0/8',
+      '127.0.0.1',
+    ]);
     expect(loadConfig({ ...base, CORS_ORIGINS: 'https://a.io,http://b.io:3000' }).corsOrigins).toEqual([
       'https://a.io',
       'http://b.io:3000',

@@ -9,7 +9,10 @@ describe('migrate', () => {
     const { database, drop } = await openTestDatabase();
     try {
       expect(await migrate(database.db)).toEqual([]);
-      const rows = await queryRows<{ tag: string }>(database.db, sql`select tag from gatehouse_migrations order by tag`);
+      const rows = await queryRows<{ tag: string }>(
+        database.db,
+        sql`select tag from gatehouse_migrations order by tag`,
+      );
       expect(rows.map((r) => r.tag)).toEqual(listMigrations().map((m) => m.tag));
     } finally {
       await drop();
