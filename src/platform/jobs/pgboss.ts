@@ -92,6 +92,7 @@ export class TrackedBossDb implements BossDb {
   }
 }
 
+/** A pg-boss instance on our schema, without cron scheduling. */
 export function newBoss(db: BossDb, options: Partial<PgBoss.ConstructorOptions> = {}): PgBoss {
   return new PgBoss({
     db: db as PgBoss.Db,
@@ -129,6 +130,7 @@ function queueOf({ name, options }: ReturnType<typeof jobDefinitions>[number]): 
  */
 export async function installJobs(database: Database): Promise<void> {
   const boss = newBoss(bossDbFor(database), { supervise: false, migrate: true });
+  // Failures here reject the awaited calls below; the listener only keeps an 'error' event from throwing.
   boss.on('error', () => {});
   await boss.start();
   try {

@@ -63,10 +63,12 @@ export function registerJobHandler<T>(name: string, handler: JobHandler<T>, opti
   definitions.set(name, { name, handler: handler as JobHandler<unknown>, options: { ...DEFAULTS, ...options } });
 }
 
+/** The registered handler and settings of one queue, if any. */
 export function jobDefinition(name: string): JobDefinition | undefined {
   return definitions.get(name);
 }
 
+/** Every registered queue, in registration order. */
 export function jobDefinitions(): JobDefinition[] {
   return [...definitions.values()];
 }

@@ -4,6 +4,7 @@ import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestDatabase, testConfig } from '../../../test/test-app.js';
 import { type Database, queryRows } from '../db/client.js';
+import { encodeCursor } from '../http/pagination.js';
 import { installJobs } from '../jobs/pgboss.js';
 import type { JobLog } from '../jobs/registry.js';
 import { runPendingJobs, startJobs } from '../jobs/worker.js';
@@ -221,5 +222,15 @@ describe('mail', () => {
     expect(first.next).not.toBeNull();
     const second = await listOutbox(database.db, { limit: 2, status: 'queued', cursor: first.next! });
     expect(second.results.map((m) => m.id)[0]).toBe(ids[0]);
+  });
+
+  it('answers invalid_cursor for a cursor that does not hold an outbox id', async () => {
+    await expect(listOutbox(database.db, { limit: 2, cursor: encodeCursor(["x' or 1=1"]) })).rejects.toMatchObject({
+      status: 400,
+      code: 'invalid_cursor',
+    });
+    await expect(listOutbox(database.db, { limit: 2, cursor: 'not-a-cursor' })).rejects.toMatchObject({
+      code: 'invalid_cursor',
+    });
   });
 });

@@ -1,6 +1,7 @@
 import { and, desc, eq, lt, sql } from 'drizzle-orm';
 import { createTransport } from 'nodemailer';
 import type { DbOrTx } from '../db/client.js';
+import { AppError } from '../http/errors.js';
 import { decodeCursor, toPage } from '../http/pagination.js';
 import { enqueueJob } from '../jobs/queue.js';
 import { type Job, type JobContext, registerJobHandler } from '../jobs/registry.js';
@@ -14,6 +15,7 @@ export interface OutgoingMail {
 }
 
 const SEND_MAIL = 'mail.send';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ADDRESS = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
 
 /**
@@ -43,6 +45,12 @@ export async function listOutbox(
   options: { limit: number; cursor?: string | undefined; status?: OutboxMail['status'] | undefined },
 ): Promise<{ results: OutboxMail[]; next: string | null }> {
   const after = options.cursor ? String(decodeCursor(options.cursor, 1)[0]) : undefined;
+  // The id reaches a uuid comparison: anything else would be a database error, not a 400.
+  if (after !== undefined && !UUID.test(after)) {
+    throw new AppError(400, 'invalid_cursor', 'The cursor is not valid for this list.', {
+      errors: [{ field: 'cursor', message: 'Pass back the `next` value of a previous page unchanged.' }],
+    });
+  }
   const rows = await db
     .select()
     .from(mailOutbox)
