@@ -39,6 +39,16 @@ registerJobHandler<{ marker: string }>(
   { retryLimit: 3, retryDelay: 60 },
 );
 
+registerJobHandler<{ marker: string }>(
+  'test.stubborn',
+  async (job) => {
+    record(job);
+    // Ignores the stop signal and outlives the worker's stop timeout.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+  },
+  { retryLimit: 3, retryDelay: 60 },
+);
+
 const lines: unknown[][] = [];
 const log = {
   debug: (...args: unknown[]) => lines.push(args),
@@ -163,6 +173,22 @@ describe('background jobs', () => {
     const row = await jobRow(id!);
     expect(row?.state).toBe('retry');
     expect(row?.output?.message).toBe('stopped before finishing');
+  });
+
+  it('fails an attempt still running at the stop timeout back to the queue, and survives its late finish', async () => {
+    worker = await startJobs(database, { config, log, pollingIntervalSeconds: 0.5, stopTimeoutSeconds: 1 });
+    const id = await enqueueJob(database.db, 'test.stubborn', { marker: 'stubborn-1' });
+    await waitFor('the attempt to start', () => seen.find((s) => s.marker === 'stubborn-1'));
+
+    const started = Date.now();
+    await worker.stop();
+    expect(Date.now() - started).toBeLessThan(3_000);
+    const row = await jobRow(id!);
+    expect(row?.state).toBe('retry');
+    expect(JSON.stringify(row?.output)).toMatch(/shut down while active/);
+    // The abandoned handler finishes after the stop; its completion must neither throw nor change the job.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect((await jobRow(id!))?.state).toBe('retry');
   });
 
   it('runs the due jobs in one call without a worker', async () => {
