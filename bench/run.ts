@@ -332,7 +332,9 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err) => {
-    log(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    // Drizzle's "Failed query" carries the driver's message in `cause`.
+    const cause = err instanceof Error && err.cause instanceof Error ? `\ncaused by: ${err.cause.message}` : '';
+    log(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}${cause}`);
     process.exit(1);
   },
 );

@@ -86,7 +86,7 @@ export async function seedUsers(
                ${literal(hash)},
                to_timestamp((${baseMs}::bigint + g) / 1000.0),
                now()
-        from generate_series(${start}::bigint, ${end}::bigint) as g,
+        from generate_series(${start}::int, ${end}::int) as g,
              lateral (select md5(g::text || ${literal(salt)}) as h) as r
         on conflict do nothing
         returning 1
