@@ -103,6 +103,14 @@ function contextFor(baseUrl: string, mode: Report['mode'], seeded: ScenarioConte
   };
 }
 
+/** The command as a reader would retype it: where the report is written is not part of it. */
+function shownCommand(externalServer: boolean): string {
+  const argv = process.argv
+    .slice(2)
+    .filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out' && !a.startsWith('--out='));
+  return `${externalServer ? 'BENCH_DATABASE_URL=postgres://… ' : ''}npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+}
+
 async function main(): Promise<number> {
   if (args.help) {
     console.log(readFileSync(join(ROOT, 'bench/README.md'), 'utf8'));
@@ -289,7 +297,7 @@ async function main(): Promise<number> {
 
     const report: Report = {
       mode,
-      command: `${serverUrl && !cluster ? 'BENCH_DATABASE_URL=postgres://… ' : ''}npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+      command: shownCommand(Boolean(serverUrl && !cluster)),
       databaseVersion,
       date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
       durationSeconds: durationOverride ?? 10,

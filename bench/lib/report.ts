@@ -37,7 +37,8 @@ export interface Report {
 
 const n0 = (v: number) => Math.round(v).toLocaleString('en-US');
 const n1 = (v: number) => v.toLocaleString('en-US', { maximumFractionDigits: 1, minimumFractionDigits: 1 });
-const ms = (v: number) => (v < 10 ? v.toFixed(2) : v.toFixed(1));
+// autocannon records latency in whole milliseconds.
+const ms = (v: number) => (v < 1 ? '<1' : String(Math.round(v)));
 
 export function machine(): string {
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
@@ -46,10 +47,11 @@ export function machine(): string {
     .join(' / ')} at start`;
 }
 
-function share(outcome: ScenarioOutcome, limits: Limit[]): string {
-  const limit = limits.find((l) => l.key === outcome.limit);
+function share(outcome: ScenarioOutcome, limits: Limit[], key: LimitKey = outcome.limit): string {
+  const limit = limits.find((l) => l.key === key);
   if (!outcome.result || !limit) return 'n/a';
-  return `${((outcome.result.okPerSecond / limit.value) * 100).toFixed(1)} % of ${limit.label}`;
+  const pct = (outcome.result.okPerSecond / limit.value) * 100;
+  return `${pct < 0.1 ? pct.toFixed(2) : pct.toFixed(1)} % of ${limit.label}`;
 }
 
 export function renderReport(r: Report, machineLine: string): string {
@@ -69,13 +71,15 @@ export function renderReport(r: Report, machineLine: string): string {
   for (const l of r.limits) lines.push(`| ${l.label} | ${n0(l.value)} ${l.unit} | ${l.how} |`);
   lines.push('');
   lines.push('### Scenarios', '');
-  lines.push('| scenario | request | 2xx req/s | p50 ms | p99 ms | non-2xx / errors | share of its limit | notes |');
-  lines.push('|---|---|---:|---:|---:|---:|---|---|');
+  lines.push(
+    '| scenario | request | 2xx req/s | p50 ms | p99 ms | non-2xx / errors | share of its limit | share of the HTTP ceiling | notes |',
+  );
+  lines.push('|---|---|---:|---:|---:|---:|---|---|---|');
   for (const s of r.scenarios) {
     if (s.skipped || !s.result) continue;
     const res = s.result;
     lines.push(
-      `| ${s.name} | ${s.description} | ${n0(res.okPerSecond)} | ${ms(res.p50Ms)} | ${ms(res.p99Ms)} | ${n0(res.non2xx)} / ${n0(res.errors)} | ${share(s, r.limits)} | ${s.connections} connections${s.note ? `; ${s.note}` : ''} |`,
+      `| ${s.name} | ${s.description} | ${n0(res.okPerSecond)} | ${ms(res.p50Ms)} | ${ms(res.p99Ms)} | ${n0(res.non2xx)} / ${n0(res.errors)} | ${share(s, r.limits)} | ${s.limit === 'http' ? '(same)' : share(s, r.limits, 'http')} | ${s.connections} connections${s.note ? `; ${s.note}` : ''} |`,
     );
   }
   const skipped = r.scenarios.filter((s) => s.skipped);
