@@ -162,18 +162,19 @@ describe('the server process on the embedded database', () => {
   });
 });
 
-describe('start-up with a bad variable', () => {
+// Each case is its own short-lived process: they run side by side.
+describe.concurrent('start-up with a bad variable', () => {
   let dataDir: string;
   beforeAll(() => {
     dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-bad-'));
   });
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
-  it.each([
+  it.for([
     ['PORT', { PORT: 'abc' }],
     ['MASTER_KEY', { DATABASE_URL: 'postgres://gatehouse@127.0.0.1:1/gatehouse' }],
     ['RATE_LIMITS', { RATE_LIMITS: 'sometimes' }],
-  ])('stops with a non-zero exit and one stderr line naming %s', async (variable, env) => {
+  ] as const)('stops with a non-zero exit and one stderr line naming %s', async ([variable, env], { expect }) => {
     const proc = startServer({ DATA_DIR: dataDir, HOST: '127.0.0.1', ...env });
     const code = await proc.exited(10_000);
     expect(code).not.toBe(0);
