@@ -17,7 +17,7 @@ import { registerOpenApi } from './platform/http/openapi.js';
 import { validatorCompiler } from './platform/http/validation.js';
 import { startInvalidationListener } from './platform/invalidation.js';
 import { installJobs } from './platform/jobs/pgboss.js';
-import { loggerOptions } from './platform/log.js';
+import { installRequestLogging, loggerOptions } from './platform/log.js';
 import { registerMetrics } from './platform/metrics.js';
 
 declare module 'fastify' {
@@ -38,6 +38,7 @@ export interface BuildAppOptions {
 export async function buildApp({ config, database, logger = true }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger ? loggerOptions(config.logLevel, logger === true ? undefined : logger.stream) : false,
+    disableRequestLogging: true,
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string[],
     bodyLimit: config.bodyLimitBytes,
@@ -53,6 +54,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   // whether or not this process runs the worker.
   await installJobs(database);
   installErrorHandling(app);
+  if (logger) installRequestLogging(app);
 
   await app.register(helmet, {
     // The docs page and the admin console load their own scripts and styles.
