@@ -322,6 +322,11 @@ async function main(): Promise<number> {
       log(`wrote ${args.out}`);
     }
     const failed = outcomes.filter((o) => o.result && (o.result.errors > 0 || o.result.okPerSecond === 0));
+    for (const o of failed) {
+      log(
+        `${o.name}: ${o.result?.errors} connection errors or timeouts, ${Math.round(o.result?.okPerSecond ?? 0)} 2xx/s`,
+      );
+    }
     if (stopExitCode !== 0) log(`the server exited with ${stopExitCode} on SIGTERM`);
     return failed.length > 0 || stopExitCode !== 0 ? 1 : 0;
   } finally {
