@@ -34,6 +34,7 @@ const { values: args, positionals } = parseArgs({
     seed: { type: 'string', default: '0' },
     'no-baselines': { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
+    write: { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'info' },
     out: { type: 'string', default: join(ROOT, 'docs/benchmarks.md') },
     help: { type: 'boolean', default: false },
@@ -317,9 +318,15 @@ async function main(): Promise<number> {
     };
     const section = renderReport(report, machineLine);
     console.log(`\n${section}\n`);
-    if (!args['no-write']) {
+    // A run of some scenarios would replace the full section with a partial one: it only prints,
+    // unless --write asks for it.
+    if (args.write || (!args['no-write'] && positionals.length === 0)) {
       writeReport(args.out as string, mode, section);
       log(`wrote ${args.out}`);
+    } else {
+      log(
+        `not written to ${args.out}${positionals.length > 0 ? ' (some scenarios only; --write to replace the section)' : ''}`,
+      );
     }
     const failed = outcomes.filter((o) => o.result && (o.result.errors > 0 || o.result.okPerSecond === 0));
     for (const o of failed) {
