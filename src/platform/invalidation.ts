@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { sql } from 'drizzle-orm';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Database, DbOrTx } from './db/client.js';
 
 /**
@@ -45,7 +45,8 @@ export interface InvalidationListener {
 const RECONNECT_DELAY_MS = 1_000;
 
 /**
- * On PostgreSQL, keeps one pooled connection LISTENing and re-delivers notifications locally
+ * On PostgreSQL, keeps one dedicated connection (outside the pool, so it never takes a query slot
+ * and never holds up closing the pool) LISTENing and re-delivers notifications locally
  * (this node's own notifications come back too; invalidating twice is harmless). After a lost
  * connection it reconnects and announces `ALL_TOPICS`, since notifications sent meanwhile are gone.
  */
@@ -56,7 +57,7 @@ export async function startInvalidationListener(
   const pool = database.pool;
   if (database.kind !== 'postgres' || !pool) return { close: async () => {} };
 
-  let client: pg.PoolClient | undefined;
+  let client: pg.Client | undefined;
   let closed = false;
   let retry: NodeJS.Timeout | undefined;
 
@@ -67,16 +68,22 @@ export async function startInvalidationListener(
   };
 
   const connect = async (isReconnect: boolean): Promise<void> => {
-    const c = await pool.connect();
+    const c = new pg.Client(pool.options);
     c.on('notification', onNotification);
     c.on('error', (err) => {
       onError(err);
       c.removeListener('notification', onNotification);
-      c.release(err);
+      c.end().catch(() => {});
       if (client === c) client = undefined;
       scheduleReconnect();
     });
-    await c.query(`LISTEN ${CHANNEL}`);
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${CHANNEL}`);
+    } catch (err) {
+      await c.end().catch(() => {});
+      throw err;
+    }
     client = c;
     if (isReconnect) deliver(ALL_TOPICS, 'reset');
   };
@@ -103,12 +110,7 @@ export async function startInvalidationListener(
       client = undefined;
       if (!c) return;
       c.removeListener('notification', onNotification);
-      try {
-        await c.query(`UNLISTEN ${CHANNEL}`);
-        c.release();
-      } catch (err) {
-        c.release(err as Error);
-      }
+      await c.end().catch(() => {});
     },
   };
 }

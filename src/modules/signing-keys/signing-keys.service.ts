@@ -120,6 +120,7 @@ export class SigningKeyStore {
   private active: { kid: string; signKey: CryptoKey } | undefined;
   private published = new Map<string, LoadedKey>();
   private loading: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
   private lastUnknownKidReload = 0;
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: Array<() => void>;
@@ -153,12 +154,24 @@ export class SigningKeyStore {
     for (const off of this.unsubscribe) off();
   }
 
-  /** Reloads from the database; concurrent callers share one load. */
+  /**
+   * Reloads from the database. Callers during a load share the next one, not the running one: the
+   * running load may have read the table before the change that prompted this call.
+   */
   reload(): Promise<void> {
-    this.loading ??= this.load().finally(() => {
-      this.loading = undefined;
-    });
-    return this.loading;
+    if (!this.loading) {
+      this.loading = this.load().finally(() => {
+        this.loading = undefined;
+      });
+      return this.loading;
+    }
+    this.queued ??= this.loading
+      .catch(() => {})
+      .then(() => {
+        this.queued = undefined;
+        return this.reload();
+      });
+    return this.queued;
   }
 
   private async load(): Promise<void> {
@@ -203,7 +216,8 @@ export class SigningKeyStore {
 
   /** Waits for a reload in progress (a rotation just announced), so answers reflect it. */
   async settled(): Promise<void> {
-    if (this.loading) await this.loading.catch(() => {});
+    const pending = this.queued ?? this.loading;
+    if (pending) await pending.catch(() => {});
   }
 
   get activeKid(): string | undefined {
