@@ -1,4 +1,5 @@
 import { PassThrough } from 'node:stream';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedOrganization, seedUser, TEST_PASSWORD } from '../../test/seed.js';
 import { startTestApp, type TestApp } from '../../test/test-app.js';
@@ -33,10 +34,31 @@ describe('request logs', () => {
     await t.request({ method: 'POST', url: '/api/token/refresh/', payload: { refresh } });
     await new Promise((resolve) => setTimeout(resolve, 50));
 
-    expect(logs).toContain('"path":"/api/v1/users/validate-token/"');
-    expect(logs).toContain('"statusCode":200');
+    expect(logs).toContain('"path":"/api/v1/users/validate-token","status":200');
     for (const secret of [TEST_PASSWORD, access, refresh, 'in-the-query', 'sessionid=abc']) {
       expect(logs).not.toContain(secret);
+    }
+  });
+});
+
+describe('error logs', () => {
+  it('leave out the parameters of a failed query', async () => {
+    let logs = '';
+    const stream = new PassThrough();
+    stream.on('data', (chunk: Buffer) => {
+      logs += chunk.toString('utf8');
+    });
+    const t = await startTestApp({}, { logStream: stream });
+    try {
+      const failure = await t.database.db.execute(sql`select ${'secret-parameter-value'}::int`).catch((e: Error) => e);
+      expect(String((failure as Error).message)).toContain('secret-parameter-value');
+      t.app.log.error({ err: failure }, 'unhandled error');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(logs).toContain('unhandled error');
+      expect(logs).toContain('params: [omitted]');
+      expect(logs).not.toContain('secret-parameter-value');
+    } finally {
+      await t.close();
     }
   });
 });
