@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 // `npm run bench [-- <scenario…>] [--duration 10] [--pg] [--seed N] [--no-baselines] [--no-write]`
 //
 // Starts the real server process with RATE_LIMITS=off on loopback — on PostgreSQL when
@@ -235,8 +236,9 @@ async function main(): Promise<number> {
     }
 
     log(`starting the server on ${mode}`);
+    execFileSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), '--quiet'], { stdio: 'inherit' });
     server = await startNodeServer(
-      'src/main.ts',
+      'dist/main.js',
       {
         HOST: '127.0.0.1',
         DATA_DIR: dataDir,

@@ -1,7 +1,11 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly, so the CLI needs no build step on a fresh clone.
-import { register } from 'tsx/esm/api';
+// Emits dist/ from the sources first (well under a second), so the CLI runs on a fresh clone with
+// no separate build step and long-running commands (serve, worker) run as plain JavaScript.
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-register();
-const { runCli } = await import('../src/cli/index.ts');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--quiet'], { stdio: 'inherit' });
+const { runCli } = await import(join(root, 'dist/cli/index.js'));
 await runCli(process.argv);

@@ -103,7 +103,7 @@ export function renderReport(r: Report, machineLine: string): string {
 
 const HEADER = `# Benchmarks
 
-Bounded load runs of the real server process (\`node --import tsx src/main.ts\`, as \`npm start\`) on
+Bounded load runs of the real server process (\`node dist/main.js\`, as \`npm start\` runs it) on
 loopback, made with \`npm run bench\` (bench/run.ts). Every figure stands next to the physical limit it is
 bounded by, measured in the same run on the same machine: a bare Fastify route for HTTP, \`pgbench\` for
 database reads and write transactions, a raw \`COPY\` for bulk writes, and argon2id verifications for

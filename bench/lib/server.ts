@@ -45,8 +45,9 @@ async function waitForHealth(child: ChildProcess, baseUrl: string, logFile: stri
 }
 
 /**
- * Starts `node --import tsx <entry>` from the repository root (as `npm start` does for src/main.ts),
- * logging to `logFile`, and waits for `GET /health` to answer 200.
+ * Starts `node <entry>` from the repository root (a `.ts` entry through the tsx loader; the service
+ * itself as `npm start` runs it, from dist/ after `scripts/build.mjs`), logging to `logFile`, and
+ * waits for `GET /health` to answer 200.
  */
 export async function startNodeServer(
   entry: string,
@@ -56,7 +57,8 @@ export async function startNodeServer(
   // The log goes straight to a file descriptor: piping it through this process would charge the
   // server's logging to the load generator's thread.
   const log = openSync(options.logFile, 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+  const nodeArgs = entry.endsWith('.ts') ? ['--import', 'tsx', entry] : ['--enable-source-maps', entry];
+  const child = spawn(process.execPath, nodeArgs, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env, PORT: String(options.port) },
     stdio: ['ignore', log, log],

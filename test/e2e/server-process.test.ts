@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -73,7 +73,9 @@ function run(args: string[], env: Record<string, string>): Proc {
   };
 }
 
-const startServer = (env: Record<string, string>) => run(['--import', 'tsx', 'src/main.ts'], env);
+// As `npm start`: emit dist/ from the sources, then run plain JavaScript.
+const startServer = (env: Record<string, string>) => run(['dist/main.js'], env);
+execFileSync(process.execPath, ['scripts/build.mjs', '--quiet'], { cwd: ROOT });
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
