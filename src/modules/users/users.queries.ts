@@ -12,6 +12,8 @@ export type UserWithOrganization = User & { organizationCode: string };
 // Must match the index expressions in users.table.ts for the planner to use them.
 const emailKey = sql`lower(${users.email}) collate "C"`;
 const usernameKey = sql`lower(${users.username}) collate "C"`;
+const firstNameKey = sql`lower(${users.firstName}) collate "C"`;
+const lastNameKey = sql`lower(${users.lastName}) collate "C"`;
 
 const withOrganization = { ...getTableColumns(users), organizationCode: organizations.code };
 
@@ -36,6 +38,14 @@ export interface ListUsersFilter extends Omit<ListUsersInput, 'organization'> {
   organizationId?: string;
 }
 
+/**
+ * The effective order. A prefix search lists by email unless told otherwise: matches then come in
+ * the order of the email index, instead of a walk through every user by date looking for them.
+ */
+export function userSortOf(filter: { sort?: UserSort; search?: string; email?: string }): UserSort {
+  return filter.sort ?? (filter.search || filter.email ? 'email' : '-date_joined');
+}
+
 /** Sort key of a row, as the cursor of the page that ends with it. */
 export function userCursorKey(sort: UserSort, row: User): unknown[] {
   return sort.endsWith('email') ? [row.email.toLowerCase(), row.id] : [row.id];
@@ -46,7 +56,7 @@ export function userCursorKey(sort: UserSort, row: User): unknown[] {
  * exactly after the last row seen, however many rows were inserted meanwhile.
  */
 export async function listUsers(db: DbOrTx, filter: ListUsersFilter): Promise<UserWithOrganization[]> {
-  const sort: UserSort = filter.sort ?? '-date_joined';
+  const sort = userSortOf(filter);
   const conditions: (SQL | undefined)[] = [];
   if (filter.organizationId) conditions.push(eq(users.organizationId, filter.organizationId));
   if (filter.status) conditions.push(eq(users.status, filter.status));
@@ -59,8 +69,8 @@ export async function listUsers(db: DbOrTx, filter: ListUsersFilter): Promise<Us
       or(
         sql`${emailKey} like ${prefix}`,
         sql`${usernameKey} like ${prefix}`,
-        sql`lower(${users.firstName}) like ${prefix}`,
-        sql`lower(${users.lastName}) like ${prefix}`,
+        sql`${firstNameKey} like ${prefix}`,
+        sql`${lastNameKey} like ${prefix}`,
       ),
     );
   }

@@ -3,7 +3,7 @@ import { requireUser } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { findOrganization } from '../organizations/organizations.queries.js';
 import { userErrors } from './users.errors.js';
-import { findUserById, listUsers, type UserWithOrganization, userCursorKey } from './users.queries.js';
+import { findUserById, listUsers, type UserWithOrganization, userCursorKey, userSortOf } from './users.queries.js';
 import { CreateUserBody, ListUsersQuery, UpdateUserBody, UserIdParams, UserPage, UserView } from './users.schemas.js';
 import { createUser, deleteUser, updateUser } from './users.service.js';
 
@@ -42,8 +42,8 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listUsers',
         tags,
         description:
-          'Users with prefix search, filters and keyset pagination (newest first by default). ' +
-          '`email` + `sort=email` is the index-backed prefix search for large installations.',
+          'Users with prefix search, filters and keyset pagination: newest first by default, by email ' +
+          'when `search` or `email` is given (index-backed at any size).',
         querystring: ListUsersQuery,
         response: { 200: UserPage },
       },
@@ -59,7 +59,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
         organizationId = org.id;
       }
       const rows = await listUsers(app.database.db, { ...query, limit, organizationId });
-      const page = toPage(rows, limit, (row) => userCursorKey(query.sort ?? '-date_joined', row));
+      const page = toPage(rows, limit, (row) => userCursorKey(userSortOf(query), row));
       return { results: page.results.map(toUserView), next: page.next };
     },
   );

@@ -103,7 +103,7 @@ export const ListUsersQuery = Type.Object({
   sort: Type.Optional(
     Type.Union(
       USER_SORTS.map((s) => Type.Literal(s)),
-      { description: 'Default `-date_joined` (newest first).' },
+      { description: 'Default `-date_joined` (newest first), or `email` with `search`/`email`.' },
     ),
   ),
 });

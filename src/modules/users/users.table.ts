@@ -42,6 +42,9 @@ export const users = pgTable(
     index('users_email_lower_idx').on(sql`lower(${t.email}) collate "C"`, t.id),
     index('users_org_email_lower_idx').on(t.organizationId, sql`lower(${t.email}) collate "C"`, t.id),
     index('users_username_lower_idx').on(sql`lower(${t.username}) collate "C"`, t.id),
+    // Name prefixes: with the two above, a rare `search` term is a bitmap OR of four index ranges.
+    index('users_first_name_lower_idx').on(sql`lower(${t.firstName}) collate "C"`),
+    index('users_last_name_lower_idx').on(sql`lower(${t.lastName}) collate "C"`),
   ],
 );
 

@@ -169,6 +169,11 @@ describe('users admin API', () => {
     expect(await emails('email=ca&sort=email')).toEqual(['carol@corp.io']);
     expect(await emails('search=100%25')).toEqual([]);
     expect((await admin.get(`/api/v1/users?organization=${org.id}`)).json().results).toHaveLength(3);
+    // A search lists by email unless a sort is given.
+    const bySearch = (await admin.get(`/api/v1/users?organization=${org.code}&search=AL`)).json().results;
+    expect(bySearch.map((u: { email: string }) => u.email)).toEqual(['alice@corp.io', 'carol@corp.io']);
+    const newest = (await admin.get(`/api/v1/users?organization=${org.code}&search=AL&sort=-date_joined`)).json();
+    expect(newest.results.map((u: { email: string }) => u.email)).toEqual(['carol@corp.io', 'alice@corp.io']);
   });
 
   it('pages with a keyset cursor that stays correct while users are inserted', async () => {
