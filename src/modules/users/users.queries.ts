@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, getTableColumns, or, type SQL, sql } from 'drizzle-orm';
-import type { DbOrTx } from '../../platform/db/client.js';
+import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
 import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
@@ -17,6 +17,26 @@ const lastNameKey = sql`lower(${users.lastName}) collate "C"`;
 
 const withOrganization = { ...getTableColumns(users), organizationCode: organizations.code };
 
+const userByIdQuery = preparedPerHandle((db) =>
+  db
+    .select(withOrganization)
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(eq(users.id, sql.placeholder('id')))
+    .limit(1)
+    .prepare('find_user_by_id'),
+);
+
+const userByIdInOrganizationQuery = preparedPerHandle((db) =>
+  db
+    .select(withOrganization)
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(and(eq(users.id, sql.placeholder('id')), eq(users.organizationId, sql.placeholder('organizationId'))))
+    .limit(1)
+    .prepare('find_user_by_id_in_organization'),
+);
+
 /** One user by id; `organizationId` (when given) confines the look-up to that organization. */
 export async function findUserById(
   db: DbOrTx,
@@ -24,12 +44,9 @@ export async function findUserById(
   organizationId?: string,
 ): Promise<UserWithOrganization | undefined> {
   if (!isUuid(id)) return undefined;
-  const [row] = await db
-    .select(withOrganization)
-    .from(users)
-    .innerJoin(organizations, eq(organizations.id, users.organizationId))
-    .where(organizationId ? and(eq(users.id, id), eq(users.organizationId, organizationId)) : eq(users.id, id))
-    .limit(1);
+  const [row] = organizationId
+    ? await userByIdInOrganizationQuery(db).execute({ id, organizationId })
+    : await userByIdQuery(db).execute({ id });
   return row;
 }
 

@@ -136,3 +136,20 @@ export async function queryRows<T>(db: DbOrTx, query: SQL): Promise<T[]> {
   const result = (await db.execute(query)) as unknown as { rows: T[] };
   return result.rows;
 }
+
+/**
+ * A query built once per database handle and run as a named prepared statement. Building a Drizzle
+ * query costs about 140 µs of CPU per call, several times the round trip itself; hot read paths
+ * (a user by id on every authenticated call) prepare theirs. A transaction handle gets its own.
+ */
+export function preparedPerHandle<P>(build: (db: DbOrTx) => P): (db: DbOrTx) => P {
+  const cache = new WeakMap<DbOrTx, P>();
+  return (db) => {
+    let prepared = cache.get(db);
+    if (prepared === undefined) {
+      prepared = build(db);
+      cache.set(db, prepared);
+    }
+    return prepared;
+  };
+}
