@@ -1,5 +1,5 @@
-import { and, eq, gt, isNull, or, type SQL, sql } from 'drizzle-orm';
-import type { DbOrTx } from '../../platform/db/client.js';
+import { and, eq, isNull, or, type SQL, sql } from 'drizzle-orm';
+import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { organizations } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
@@ -153,33 +153,6 @@ export async function updateLastLogin(db: DbOrTx, userId: string): Promise<void>
     .where(eq(users.id, userId));
 }
 
-/**
- * Marks an unused, unexpired refresh token used and returns it. The `used_at is null` guard makes
- * this the one winner among concurrent refreshes of the same token: the row lock serialises them,
- * and the loser re-checks the condition after the winner commits and gets no row.
- */
-export async function consumeRefreshToken(
-  db: DbOrTx,
-  tokenHash: string,
-): Promise<{ id: string; sessionId: string; organizationId: string } | undefined> {
-  const [row] = await db
-    .update(refreshTokens)
-    .set({ usedAt: sql`now()` })
-    .where(
-      and(
-        eq(refreshTokens.tokenHash, tokenHash),
-        isNull(refreshTokens.usedAt),
-        gt(refreshTokens.expiresAt, sql`now()`),
-      ),
-    )
-    .returning({
-      id: refreshTokens.id,
-      sessionId: refreshTokens.sessionId,
-      organizationId: refreshTokens.organizationId,
-    });
-  return row;
-}
-
 export async function findRefreshToken(
   db: DbOrTx,
   tokenHash: string,
@@ -192,7 +165,43 @@ export async function findRefreshToken(
   return row;
 }
 
-/** Records activity on a session and slides its expiry (idle timeout = refresh-token TTL). */
-export async function touchSession(db: DbOrTx, sessionId: string, expiresAt: Date): Promise<void> {
-  await db.update(sessions).set({ lastActivityAt: sql`now()`, expiresAt }).where(eq(sessions.id, sessionId));
+export interface RotatedRefreshToken extends SessionStateRow {
+  /** False when the token was consumed but its session can no longer be used: no successor. */
+  rotated: boolean;
+}
+
+/**
+ * Refresh-token rotation in one call of the `rotate_refresh_token` database function (migration
+ * 0002; one round trip, atomic without an explicit transaction, its plan kept by the database): marks the presented token used, reads its session's state, and, only when the
+ * session, user and organization are all still usable, inserts the successor and slides the
+ * session's expiry. The `used_at is null` guard under the row lock lets exactly one of concurrent
+ * refreshes of the same token win. No row: the token is unknown, expired or already used.
+ */
+export async function rotateRefreshToken(
+  db: DbOrTx,
+  input: { tokenHash: string; successorId: string; successorHash: string; expiresAt: Date },
+): Promise<RotatedRefreshToken | undefined> {
+  const rows = await queryRows<Record<string, unknown>>(
+    db,
+    sql`select * from rotate_refresh_token(${input.tokenHash}, ${input.successorId}::uuid, ${input.successorHash}, ${input.expiresAt.toISOString()}::timestamptz)`,
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    sessionId: row.session_id as string,
+    userId: row.user_id as string,
+    organizationId: row.organization_id as string,
+    organizationCode: row.organization_code as string,
+    organizationActive: row.organization_active as boolean,
+    userStatus: row.user_status as UserStatus,
+    email: row.email as string,
+    username: row.username as string | null,
+    firstName: row.first_name as string,
+    lastName: row.last_name as string,
+    isStaff: row.is_staff as boolean,
+    isSuperuser: row.is_superuser as boolean,
+    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at as string),
+    expiresAt: new Date(row.expires_at as string),
+    rotated: row.rotated as boolean,
+  };
 }

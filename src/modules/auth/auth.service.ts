@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { FastifyRequest } from 'fastify';
+import { uuidv7 } from 'uuidv7';
 import type { Config } from '../../config.js';
 import { hashPassword, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
@@ -16,7 +17,6 @@ import { ensureSigningKey } from '../signing-keys/signing-keys.service.js';
 import { type User, users } from '../users/users.table.js';
 import { authErrors } from './auth.errors.js';
 import {
-  consumeRefreshToken,
   findLoginCandidates,
   findRefreshToken,
   findSessionState,
@@ -26,8 +26,8 @@ import {
   revokeSessionById,
   revokeSessionsOfOrganization,
   revokeSessionsOfUser,
+  rotateRefreshToken,
   type SessionStateRow,
-  touchSession,
   updateLastLogin,
 } from './auth.queries.js';
 import type { LoginInput, TokenUser } from './auth.schemas.js';
@@ -417,27 +417,22 @@ export async function login(
 export async function refreshSession(ctx: TokenContext, refresh: string): Promise<TokenPair> {
   const tokenHash = sha256Hex(refresh);
   const next = randomToken();
-  const outcome = await ctx.db.transaction(async (tx) => {
-    const consumed = await consumeRefreshToken(tx, tokenHash);
-    if (!consumed) {
-      const known = await findRefreshToken(tx, tokenHash);
-      return known?.usedAt
-        ? ({ kind: 'replayed', sessionId: known.sessionId } as const)
-        : ({ kind: 'invalid' } as const);
-    }
-    const row = await findSessionState(tx, consumed.sessionId);
-    const now = Date.now();
-    if (!row || !toSessionState(row, now).usable) return { kind: 'invalid' } as const;
-    const expiresAt = new Date(now + ctx.config.refreshTokenTtlSeconds * 1000);
-    await insertRefreshToken(tx, {
-      organizationId: consumed.organizationId,
-      sessionId: consumed.sessionId,
-      tokenHash: sha256Hex(next),
-      expiresAt,
-    });
-    await touchSession(tx, consumed.sessionId, expiresAt);
-    return { kind: 'rotated', row } as const;
+  const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
+  const rotation = await rotateRefreshToken(ctx.db, {
+    tokenHash,
+    successorId: uuidv7(),
+    successorHash: sha256Hex(next),
+    expiresAt,
   });
+  let outcome:
+    | { kind: 'rotated'; row: SessionStateRow }
+    | { kind: 'replayed'; sessionId: string }
+    | { kind: 'invalid' };
+  if (rotation) outcome = rotation.rotated ? { kind: 'rotated', row: rotation } : { kind: 'invalid' };
+  else {
+    const known = await findRefreshToken(ctx.db, tokenHash);
+    outcome = known?.usedAt ? { kind: 'replayed', sessionId: known.sessionId } : { kind: 'invalid' };
+  }
   if (outcome.kind === 'replayed') {
     // Outside the transaction above: the revocation must stick although the request is refused.
     await revokeSession(ctx.db, outcome.sessionId, 'refresh_token_reuse');
