@@ -5,7 +5,7 @@ const scenario: Scenario = {
   name: 'health',
   description: 'GET /health (one `select 1` per request)',
   limit: 'http',
-  connections: 10,
+  connections: 50,
   setup: async () => ({ requests: [{ method: 'GET', path: '/health' }] }),
 };
 export default scenario;

@@ -11,10 +11,10 @@ const scenario: Scenario = {
   name: 'refresh',
   description: 'POST /api/token/refresh/ (rotation, a fresh token per request)',
   limit: 'pg-write',
-  connections: 10,
+  connections: 50,
   setup: async (ctx) => {
     const pool: string[] = [];
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 60; i++) {
       const tokens = await ctx.login();
       if (isSkip(tokens)) return tokens;
       pool.push(tokens.refresh);

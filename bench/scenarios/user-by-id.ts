@@ -5,7 +5,7 @@ const scenario: Scenario = {
   name: 'user-by-id',
   description: 'GET /api/v1/users/{id}/ (superuser Bearer token)',
   limit: 'pg-read',
-  connections: 10,
+  connections: 50,
   setup: async (ctx) => {
     const tokens = await ctx.login();
     if (isSkip(tokens)) return tokens;

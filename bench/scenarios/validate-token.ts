@@ -7,7 +7,7 @@ const scenario: Scenario = {
   name: 'validate-token',
   description: 'GET /api/v1/users/validate-token/ (Bearer access token)',
   limit: 'http',
-  connections: 10,
+  connections: 50,
   setup: async (ctx) => {
     const tokens = await ctx.login();
     if (isSkip(tokens)) return tokens;
