@@ -51,7 +51,9 @@ function pgRun(bin, args, owner) {
     ...(owner ?? {}),
   });
   if (result.status !== 0) {
-    throw new Error(`${bin} ${args.join(' ')} failed (${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
+    throw new Error(
+      `${bin} ${args.join(' ')} failed (${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`,
+    );
   }
   return result.stdout;
 }
@@ -71,7 +73,8 @@ export async function startCluster({ durable = false, settings = {} } = {}) {
   let owner;
   if (process.getuid?.() === 0) {
     owner = userIds('postgres') ?? userIds('nobody');
-    if (!owner) throw new Error('running as root and neither a `postgres` nor a `nobody` user exists to own the cluster');
+    if (!owner)
+      throw new Error('running as root and neither a `postgres` nor a `nobody` user exists to own the cluster');
   }
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-pg-'));
   const data = join(dir, 'data');
@@ -109,7 +112,11 @@ export async function startCluster({ durable = false, settings = {} } = {}) {
     for (let attempt = 0; !started; attempt++) {
       port = await freePort();
       try {
-        pgRun(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'server.log'), '-o', `-p ${port}`, '-w', '-t', '60', 'start'], owner);
+        pgRun(
+          join(bin, 'pg_ctl'),
+          ['-D', data, '-l', join(dir, 'server.log'), '-o', `-p ${port}`, '-w', '-t', '60', 'start'],
+          owner,
+        );
         started = true;
       } catch (err) {
         if (attempt === 2) throw err;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 
@@ -35,5 +36,13 @@ describe('OpenAPI documentation', () => {
     const page = res.statusCode === 302 ? await t.request({ method: 'GET', url: res.headers.location as string }) : res;
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toContain('text/html');
+  });
+});
+
+describe('committed OpenAPI document', () => {
+  it('matches what the routes generate (run `npm run openapi` after changing a route)', async () => {
+    const { generateOpenApi, OPENAPI_FILE } = await import('../../../scripts/openapi.js');
+    const committed = readFileSync(OPENAPI_FILE, 'utf8');
+    expect(await generateOpenApi()).toBe(committed);
   });
 });
