@@ -25,6 +25,8 @@ export const users = pgTable(
     isStaff: boolean('is_staff').notNull().default(false),
     isSuperuser: boolean('is_superuser').notNull().default(false),
     passwordHash: text('password_hash'),
+    /** Set when the user follows the link mailed at registration. */
+    emailVerified: boolean('email_verified').notNull().default(false),
     lastLogin: timestamp('last_login', { withTimezone: true }),
     dateJoined: timestamp('date_joined', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: updatedAt(),
