@@ -3,7 +3,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { FastifyRequest } from 'fastify';
 import { uuidv7 } from 'uuidv7';
 import type { Config } from '../../config.js';
-import { hashPassword, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
+import { hashPassword, needsRehash, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { bearerToken, type CredentialResolver, type UserActor } from '../../platform/http/auth.js';
@@ -330,6 +330,20 @@ function canLogIn(c: LoginCandidate): boolean {
 }
 
 /**
+ * After a password matched: replaces a legacy or weaker hash with one at today's argon2id
+ * parameters. Conditional on the old hash, so a password changed meanwhile is never overwritten.
+ */
+async function upgradePasswordHash(db: Db, account: LoginCandidate, password: string): Promise<void> {
+  const current = account.passwordHash;
+  if (current === null || !needsRehash(current)) return;
+  const upgraded = await hashPassword(password);
+  await db
+    .update(users)
+    .set({ passwordHash: upgraded })
+    .where(and(eq(users.id, account.id), eq(users.passwordHash, current)));
+}
+
+/**
  * Password login (API-CONTRACT §4). Every account the identifier names (in the given organization,
  * or across all) is a candidate; every candidate's password is checked, so time does not depend
  * on which accounts exist or can log in. Then:
@@ -372,6 +386,8 @@ export async function login(
         : `Organization "${inactive.organizationCode}" is deactivated; its accounts cannot log in.`,
     );
   }
+
+  await upgradePasswordHash(ctx.db, account, input.password);
 
   const refresh = randomToken();
   const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);

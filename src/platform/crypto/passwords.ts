@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { type Algorithm, hash, verify } from '@node-rs/argon2';
 import { AppError } from '../http/errors.js';
+import { argon2PhcOf, verifyLegacyPassword } from './legacy-hashes.js';
 
 // OWASP Password Storage Cheat Sheet, argon2id: m=19 MiB, t=2, p=1 (~13 ms per hash on this hardware).
 // `Algorithm` is an ambient const enum, which isolatedModules cannot inline; 2 is Argon2id.
@@ -66,13 +67,16 @@ export function hashPassword(password: string): Promise<string> {
 }
 
 /**
- * Checks a password against a stored hash (argon2 PHC string; the parameters come from the hash).
- * A hash this code cannot read is a non-match, never an error.
+ * Checks a password against a stored hash: an argon2 PHC string (the parameters come from the hash,
+ * also in Django's `argon2$…` form) or an imported legacy hash (legacy-hashes.ts). A hash this code
+ * cannot read is a non-match, never an error.
  */
 export function verifyPassword(storedHash: string, password: string): Promise<boolean> {
   return withSlot(async () => {
+    const phc = argon2PhcOf(storedHash);
+    if (phc === undefined) return verifyLegacyPassword(storedHash, password);
     try {
-      return await verify(storedHash, password);
+      return await verify(phc, password);
     } catch {
       return false;
     }
