@@ -19,13 +19,18 @@ export const sessions = pgTable(
     deviceType: text('device_type'),
     browser: text('browser'),
     os: text('os'),
+    /** SHA-256 of the browser cookie of a cookie session (POST /api/login/); null for token sessions. */
+    cookieTokenHash: text('cookie_token_hash'),
     createdAt: createdAt(),
     lastActivityAt: timestamp('last_activity_at', { withTimezone: true }).notNull().defaultNow(),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
     revokedReason: text('revoked_reason'),
   },
-  (t) => [index('sessions_org_user_idx').on(t.organizationId, t.userId, t.id)],
+  (t) => [
+    index('sessions_org_user_idx').on(t.organizationId, t.userId, t.id),
+    uniqueIndex('sessions_cookie_token_hash_key').on(t.cookieTokenHash),
+  ],
 );
 
 /**
