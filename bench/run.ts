@@ -22,7 +22,7 @@ import { type NodeProcess, ROOT, startNodeServer } from './lib/server.js';
 import { isSkip, type Reply, type Scenario, type ScenarioContext, type Skip, type Tokens } from './scenario.js';
 import { SEEDED_PASSWORD, type SeedResult, seedUsers } from './seed-users.js';
 
-const ADMIN = { email: 'bench-admin@example.com', password: 'bench-admin-password-1' };
+const ADMIN = { email: 'bench-admin@example.com', password: 'bench superuser secret 1' };
 
 const log = (line: string) => console.error(`bench: ${line}`);
 

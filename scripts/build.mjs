@@ -2,7 +2,7 @@
 // Emits dist/ from src/ (TypeScript → ESM JavaScript, one file per module, no bundling) in well
 // under a second, so `npm start` can run plain JavaScript: no loader thread, about half the memory
 // of running the sources through a TypeScript loader. Type checking is `npm run typecheck`.
-import { readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -21,6 +21,14 @@ function sources(dir) {
   });
 }
 
+function assets(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return assets(path);
+    return entry.name.endsWith('.txt') ? [path] : [];
+  });
+}
+
 const started = Date.now();
 // No clean first: a running server may still import from dist/, and overwriting is safe for it.
 const entryPoints = sources(src);
@@ -34,6 +42,12 @@ await build({
   sourcemap: true,
   logLevel: 'warning',
 });
+// Data files read at run time beside their module (the common-password list).
+for (const file of assets(src)) {
+  const target = join(out, relative(src, file));
+  mkdirSync(dirname(target), { recursive: true });
+  copyFileSync(file, target);
+}
 if (!process.argv.includes('--quiet')) {
   console.log(`build: ${entryPoints.length} modules → ${relative(root, out)}/ in ${Date.now() - started} ms`);
 }

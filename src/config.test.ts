@@ -58,6 +58,10 @@ describe('loadConfig', () => {
 
   it('refuses an ADMIN_PASSWORD that breaks the password policy', () => {
     expect(refusal({ ADMIN_EMAIL: 'a@b.io', ADMIN_PASSWORD: 'short' }).variable).toBe('ADMIN_PASSWORD');
+    expect(refusal({ ADMIN_EMAIL: 'a@b.io', ADMIN_PASSWORD: 'Password2024!' }).message).toMatch(/too common/);
+    expect(refusal({ ADMIN_EMAIL: 'rootadmin@b.io', ADMIN_PASSWORD: 'rootadmin-forever' }).variable).toBe(
+      'ADMIN_PASSWORD',
+    );
   });
 
   it('requires MASTER_KEY when DATABASE_URL is set', () => {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
+import { passwordWeakness } from './platform/crypto/password-policy.js';
 
 /** Validated runtime settings; `loadConfig` is the only reader of `process.env`. */
 export interface Config {
@@ -21,6 +22,10 @@ export interface Config {
   corsOrigins: string[];
   redisUrl: string | undefined;
   rateLimits: boolean;
+  /** Failed logins within `lockoutWindowSeconds` that lock an account for `lockoutDurationSeconds`. */
+  lockoutThreshold: number;
+  lockoutWindowSeconds: number;
+  lockoutDurationSeconds: number;
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   bulkMaxItems: number;
@@ -150,8 +155,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (adminEmail !== undefined && !EMAIL.test(adminEmail))
     throw new ConfigError('ADMIN_EMAIL', 'is not an email address');
   const adminPassword = env.ADMIN_PASSWORD || undefined;
-  if (adminPassword !== undefined && adminPassword.length < 10) {
-    throw new ConfigError('ADMIN_PASSWORD', 'must be at least 10 characters (password policy)');
+  if (adminPassword !== undefined) {
+    const weakness = passwordWeakness(adminPassword, { email: adminEmail });
+    if (weakness) throw new ConfigError('ADMIN_PASSWORD', `breaks the password policy: ${weakness}`);
   }
   if ((adminEmail === undefined) !== (adminPassword === undefined)) {
     throw new ConfigError(adminEmail ? 'ADMIN_PASSWORD' : 'ADMIN_EMAIL', 'ADMIN_EMAIL and ADMIN_PASSWORD go together');
@@ -190,6 +196,9 @@ export function loadConfig(env: Env = process.env): Config {
     corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
     redisUrl: urlVar(env, 'REDIS_URL', ['redis:', 'rediss:']),
     rateLimits: rateLimitsRaw === 'on',
+    lockoutThreshold: intVar(env, 'LOCKOUT_THRESHOLD', 5, 1, 1000),
+    lockoutWindowSeconds: intVar(env, 'LOCKOUT_WINDOW', 15 * 60, 1, 7 * 86_400),
+    lockoutDurationSeconds: intVar(env, 'LOCKOUT_DURATION', 15 * 60, 1, 7 * 86_400),
     accessTokenTtlSeconds: intVar(env, 'ACCESS_TOKEN_TTL', 900, 30, 86_400),
     refreshTokenTtlSeconds: intVar(env, 'REFRESH_TOKEN_TTL', 30 * 86_400, 300, 365 * 86_400),
     bulkMaxItems: intVar(env, 'BULK_MAX_ITEMS', 10_000, 1, 1_000_000),
