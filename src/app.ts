@@ -9,6 +9,7 @@ import { healthRoutes } from './modules/health/health.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
+import { userTypesRoutes } from './modules/user-types/user-types.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
@@ -80,6 +81,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(signingKeysRoutes, { keys: signingKeys });
   await app.register(authRoutes, { keys: signingKeys });
   await app.register(usersRoutes);
+  await app.register(userTypesRoutes);
 
   return app;
 }

@@ -1,0 +1,23 @@
+import { AppError, commonErrors, type FieldError, registerUniqueConstraint } from '../../platform/http/errors.js';
+
+registerUniqueConstraint('user_types_org_code_key', 'code', 'user_type_code_taken');
+registerUniqueConstraint('user_types_org_plural_key', 'plural', 'user_type_plural_taken');
+
+export const userTypeErrors = {
+  notFound: (ref: string) => new AppError(404, 'user_type_not_found', `User type "${ref}" was not found.`),
+  userNotFound: (id: string) => new AppError(404, 'user_not_found', `User ${id} was not found.`),
+  reservedPlural: (plural: string) =>
+    commonErrors.validation(
+      [{ field: 'plural', message: `"${plural}" is a reserved path under /api/v1/users/.` }],
+      `"${plural}" cannot be a plural: it is a reserved path.`,
+    ),
+  invalidSchema: (message: string) =>
+    commonErrors.validation([{ field: 'schema', message: `Not a usable JSON Schema: ${message}` }]),
+  invalidProfile: (errors: FieldError[]) =>
+    commonErrors.validation(errors, 'The profile does not match its user type.'),
+  organizationNotFound: (code: string) =>
+    new AppError(400, 'organization_not_found', `Organization "${code}" does not exist.`, {
+      errors: [{ field: 'organization', message: 'No organization has this code.' }],
+    }),
+  invalidFilter: (field: string, message: string) => commonErrors.validation([{ field, message }]),
+};

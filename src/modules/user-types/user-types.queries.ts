@@ -1,0 +1,111 @@
+import { and, desc, eq, getTableColumns, isNull, lt, or, type SQL, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
+import { organizations } from '../organizations/organizations.table.js';
+import { users } from '../users/users.table.js';
+import { type UserType, userTypes } from './user-types.table.js';
+
+export type UserTypeWithOrganization = UserType & { organizationCode: string | null };
+
+const withOrganization = { ...getTableColumns(userTypes), organizationCode: organizations.code };
+
+/** One user type by id. */
+export async function findUserTypeById(db: DbOrTx, id: string): Promise<UserTypeWithOrganization | undefined> {
+  if (!isUuid(id)) return undefined;
+  const [row] = await db
+    .select(withOrganization)
+    .from(userTypes)
+    .leftJoin(organizations, eq(organizations.id, userTypes.organizationId))
+    .where(eq(userTypes.id, id));
+  return row;
+}
+
+/** The type a plural names for an organization: its own type first, then the global one. */
+export async function findUserTypeByPlural(
+  db: DbOrTx,
+  organizationId: string,
+  plural: string,
+): Promise<UserTypeWithOrganization | undefined> {
+  const [row] = await db
+    .select(withOrganization)
+    .from(userTypes)
+    .leftJoin(organizations, eq(organizations.id, userTypes.organizationId))
+    .where(
+      and(
+        eq(userTypes.plural, plural),
+        or(eq(userTypes.organizationId, organizationId), isNull(userTypes.organizationId)),
+      ),
+    )
+    .orderBy(sql`${userTypes.organizationId} nulls last`)
+    .limit(1);
+  return row;
+}
+
+/** A global (organizationId null) or organization type by code. */
+export async function findUserTypeByCode(
+  db: DbOrTx,
+  organizationId: string | null,
+  code: string,
+): Promise<UserType | undefined> {
+  const [row] = await db
+    .select()
+    .from(userTypes)
+    .where(
+      and(
+        eq(userTypes.code, code),
+        organizationId === null ? isNull(userTypes.organizationId) : eq(userTypes.organizationId, organizationId),
+      ),
+    );
+  return row;
+}
+
+/** User types, newest first; `organizationId` confines the list to that organization's and the global ones. */
+export async function listUserTypes(
+  db: DbOrTx,
+  filter: { organizationId?: string | undefined; limit: number; cursor?: string | undefined },
+): Promise<UserTypeWithOrganization[]> {
+  const where: SQL[] = [];
+  if (filter.organizationId) {
+    where.push(or(eq(userTypes.organizationId, filter.organizationId), isNull(userTypes.organizationId)) as SQL);
+  }
+  if (filter.cursor) {
+    const [id] = decodeCursor(filter.cursor, 1);
+    if (typeof id !== 'string' || !isUuid(id)) throw invalidCursor();
+    where.push(lt(userTypes.id, id));
+  }
+  return db
+    .select(withOrganization)
+    .from(userTypes)
+    .leftJoin(organizations, eq(organizations.id, userTypes.organizationId))
+    .where(and(...where))
+    .orderBy(desc(userTypes.id))
+    .limit(filter.limit + 1);
+}
+
+export interface TypedUserFilter {
+  code: string;
+  /** Confines the list to one organization; undefined = every organization (global type, superuser). */
+  organizationId?: string | undefined;
+  /** Matched by jsonb containment against attributes.profile, as a bound parameter. */
+  profile: Record<string, unknown>;
+  limit: number;
+  cursorId?: string | undefined;
+}
+
+/** Users of one type, newest first (keyset on id). */
+export async function listTypedUsers(db: DbOrTx, filter: TypedUserFilter) {
+  const where: SQL[] = [eq(users.userType, filter.code)];
+  if (filter.organizationId) where.push(eq(users.organizationId, filter.organizationId));
+  if (Object.keys(filter.profile).length > 0) {
+    where.push(sql`${users.attributes} @> ${JSON.stringify({ profile: filter.profile })}::jsonb`);
+  }
+  if (filter.cursorId) where.push(lt(users.id, filter.cursorId));
+  return db
+    .select({ ...getTableColumns(users), organizationCode: organizations.code })
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(and(...where))
+    .orderBy(desc(users.id))
+    .limit(filter.limit + 1);
+}

@@ -1,0 +1,342 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { isUuid } from '../../platform/db/columns.js';
+import { type Actor, requireUser } from '../../platform/http/auth.js';
+import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { userTypeErrors } from './user-types.errors.js';
+import {
+  findUserTypeById,
+  findUserTypeByPlural,
+  listTypedUsers,
+  listUserTypes,
+  type UserTypeWithOrganization,
+} from './user-types.queries.js';
+import {
+  CreateTypedUserBody,
+  CreateUserTypeBody,
+  ListTypedUsersQuery,
+  ListUserTypesQuery,
+  PluralParams,
+  TypedUserPage,
+  TypedUserParams,
+  TypedUserView,
+  UpdateTypedUserBody,
+  UpdateUserTypeBody,
+  UserTypeIdParams,
+  UserTypePage,
+  UserTypeView,
+} from './user-types.schemas.js';
+import {
+  createTypedUser,
+  createUserType,
+  deleteTypedUser,
+  deleteUserType,
+  findTypedUser,
+  toTypedUserView,
+  updateTypedUser,
+  updateUserType,
+} from './user-types.service.js';
+
+function toUserTypeView(t: UserTypeWithOrganization) {
+  return {
+    id: t.id,
+    organization: t.organizationCode,
+    organization_id: t.organizationId,
+    code: t.code,
+    plural: t.plural,
+    label: t.label,
+    schema: t.schema,
+    created_at: t.createdAt.toISOString(),
+    updated_at: t.updatedAt.toISOString(),
+  };
+}
+
+/**
+ * `/api/v1/users/<uuid>` belongs to the users module and `/api/v1/users/<plural>` to this one. The
+ * router keeps static paths (profile, login, …) first; between the two parametric routes this
+ * constraint decides by the shape of the segment, so neither module needs to know the other.
+ */
+const USER_REF = 'userRef';
+const USERS_PREFIX = '/api/v1/users/';
+
+function userRefOf(req: { url?: string }): string {
+  const url = req.url ?? '';
+  if (!url.startsWith(USERS_PREFIX)) return 'other';
+  const segment = url.slice(USERS_PREFIX.length).split(/[/?]/, 1)[0] ?? '';
+  return isUuid(segment) ? 'id' : 'plural';
+}
+
+const tags = ['user-types'];
+const typedTags = ['typed-users'];
+
+/** Superusers act across organizations; anyone else within their own. */
+function scopeOf(actor: Actor): string | undefined {
+  const user = requireUser(actor);
+  return user.isSuperuser ? undefined : user.organizationId;
+}
+
+export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.database.db;
+  if (!app.hasConstraintStrategy(USER_REF)) {
+    app.addConstraintStrategy({
+      name: USER_REF,
+      storage() {
+        const handlers = new Map<string, unknown>();
+        return {
+          get: (value: string) => (handlers.get(value) ?? null) as never,
+          set: (value: string, store: unknown) => {
+            handlers.set(value, store);
+          },
+        };
+      },
+      deriveConstraint: (req: { url?: string }) => userRefOf(req),
+      mustMatchWhenDerived: false,
+    });
+  }
+  const plural = { constraints: { [USER_REF]: 'plural' } };
+
+  // --- administration of the types
+
+  const manage = { auth: { permission: 'user_types.manage' } } as const;
+
+  app.get(
+    '/api/v1/user-types',
+    {
+      config: manage,
+      schema: {
+        operationId: 'listUserTypes',
+        tags,
+        description: 'User types, newest first; `organization` narrows to that organization’s and the global ones.',
+        querystring: ListUserTypesQuery,
+        response: { 200: UserTypePage },
+      },
+    },
+    async (req) => {
+      const limit = req.query.limit ?? 50;
+      let organizationId: string | undefined;
+      if (req.query.organization) {
+        const org = await findOrganizationByCode(db, req.query.organization);
+        if (!org) return { results: [], next: null };
+        organizationId = org.id;
+      }
+      const rows = await listUserTypes(db, { organizationId, limit, cursor: req.query.cursor });
+      const page = toPage(rows, limit, (r) => [r.id]);
+      return { results: page.results.map(toUserTypeView), next: page.next };
+    },
+  );
+
+  app.post(
+    '/api/v1/user-types',
+    {
+      config: manage,
+      schema: {
+        operationId: 'createUserType',
+        tags,
+        description:
+          'Creates a user type; its users are served at once under `/api/v1/users/<plural>/`. Reserved path words ' +
+          '(profile, sessions, login, …) are refused as plurals.',
+        body: CreateUserTypeBody,
+        response: { 201: UserTypeView },
+      },
+    },
+    async (req, reply) => reply.code(201).send(toUserTypeView(await createUserType(db, req.body))),
+  );
+
+  app.get(
+    '/api/v1/user-types/:id',
+    {
+      config: manage,
+      schema: { operationId: 'getUserType', tags, params: UserTypeIdParams, response: { 200: UserTypeView } },
+    },
+    async (req) => {
+      const type = await findUserTypeById(db, req.params.id);
+      if (!type) throw userTypeErrors.notFound(req.params.id);
+      return toUserTypeView(type);
+    },
+  );
+
+  app.patch(
+    '/api/v1/user-types/:id',
+    {
+      config: manage,
+      schema: {
+        operationId: 'updateUserType',
+        tags,
+        params: UserTypeIdParams,
+        body: UpdateUserTypeBody,
+        response: { 200: UserTypeView },
+      },
+    },
+    async (req) => toUserTypeView(await updateUserType(db, req.params.id, req.body)),
+  );
+
+  app.delete(
+    '/api/v1/user-types/:id',
+    {
+      config: manage,
+      schema: {
+        operationId: 'deleteUserType',
+        tags,
+        description: 'Deletes the type; its users keep their data.',
+        params: UserTypeIdParams,
+      },
+    },
+    async (req, reply) => {
+      await deleteUserType(db, req.params.id);
+      return reply.code(204).send();
+    },
+  );
+
+  // --- users of a type, resolved from the table at request time
+
+  async function typeFor(actor: Actor, pluralName: string, organizationCode?: string) {
+    const user = requireUser(actor);
+    let organizationId = user.organizationId;
+    if (organizationCode !== undefined && organizationCode !== user.organizationCode && user.isSuperuser) {
+      const org = await findOrganizationByCode(db, organizationCode);
+      if (!org) throw userTypeErrors.organizationNotFound(organizationCode);
+      organizationId = org.id;
+    }
+    const type = await findUserTypeByPlural(db, organizationId, pluralName);
+    if (!type) throw userTypeErrors.notFound(pluralName);
+    return type;
+  }
+
+  app.get(
+    '/api/v1/users/:plural',
+    {
+      ...plural,
+      config: { auth: { permission: 'users.view' } },
+      schema: {
+        operationId: 'listTypedUsers',
+        tags: typedTags,
+        description:
+          'Users of one type (`students`, `staff`, `admins`, … as defined under /api/v1/user-types/), newest first. ' +
+          '`profile.<key>=<value>` filters on profile data.',
+        params: PluralParams,
+        querystring: ListTypedUsersQuery,
+        response: { 200: TypedUserPage },
+      },
+    },
+    async (req) => {
+      const type = await typeFor(req.actor, req.params.plural, req.query.organization);
+      const limit = req.query.limit ?? 50;
+      const profile: Record<string, unknown> = {};
+      const properties = (type.schema.properties ?? {}) as Record<string, { type?: unknown }>;
+      for (const [key, raw] of Object.entries(req.query as Record<string, unknown>)) {
+        if (!key.startsWith('profile.')) continue;
+        const name = key.slice('profile.'.length);
+        const value = Array.isArray(raw) ? raw[0] : raw;
+        if (!name || typeof value !== 'string') throw userTypeErrors.invalidFilter(key, 'Give one value.');
+        profile[name] = filterValue(key, value, properties[name]?.type);
+      }
+      let cursorId: string | undefined;
+      if (req.query.cursor) {
+        const [id] = decodeCursor(req.query.cursor, 1);
+        if (typeof id !== 'string' || !isUuid(id)) throw invalidCursor();
+        cursorId = id;
+      }
+      let organizationId = scopeOf(req.actor);
+      if (type.organizationId) organizationId = type.organizationId;
+      else if (req.query.organization && organizationId === undefined) {
+        organizationId = (await findOrganizationByCode(db, req.query.organization))?.id;
+      }
+      const rows = await listTypedUsers(db, { code: type.code, organizationId, profile, limit, cursorId });
+      const page = toPage(rows, limit, (r) => [r.id]);
+      return { results: page.results.map(toTypedUserView), next: page.next };
+    },
+  );
+
+  app.post(
+    '/api/v1/users/:plural',
+    {
+      ...plural,
+      config: { auth: { permission: 'users.update' } },
+      schema: {
+        operationId: 'createTypedUser',
+        tags: typedTags,
+        description: 'Creates a user of the type; `profile` must match the type’s JSON Schema.',
+        params: PluralParams,
+        body: CreateTypedUserBody,
+        response: { 201: TypedUserView },
+      },
+    },
+    async (req, reply) => {
+      const type = await typeFor(req.actor, req.params.plural, req.body.organization);
+      const user = await createTypedUser(db, requireUser(req.actor), type, req.body);
+      return reply.code(201).send(toTypedUserView(user));
+    },
+  );
+
+  async function typedUser(actor: Actor, params: { plural: string; id: string }) {
+    const type = await typeFor(actor, params.plural);
+    const user = await findTypedUser(db, type, params.id, scopeOf(actor));
+    if (!user) throw userTypeErrors.userNotFound(params.id);
+    return { type, user };
+  }
+
+  app.get(
+    '/api/v1/users/:plural/:id',
+    {
+      ...plural,
+      config: { auth: { permission: 'users.view' } },
+      schema: {
+        operationId: 'getTypedUser',
+        tags: typedTags,
+        params: TypedUserParams,
+        response: { 200: TypedUserView },
+      },
+    },
+    async (req) => toTypedUserView((await typedUser(req.actor, req.params)).user),
+  );
+
+  app.patch(
+    '/api/v1/users/:plural/:id',
+    {
+      ...plural,
+      config: { auth: { permission: 'users.update' } },
+      schema: {
+        operationId: 'updateTypedUser',
+        tags: typedTags,
+        description: 'Partial update; profile keys are merged (null removes one) and the result must match the schema.',
+        params: TypedUserParams,
+        body: UpdateTypedUserBody,
+        response: { 200: TypedUserView },
+      },
+    },
+    async (req) => {
+      const { type, user } = await typedUser(req.actor, req.params);
+      return toTypedUserView(await updateTypedUser(db, user, type, req.body));
+    },
+  );
+
+  app.delete(
+    '/api/v1/users/:plural/:id',
+    {
+      ...plural,
+      config: { auth: { permission: 'users.update' } },
+      schema: { operationId: 'deleteTypedUser', tags: typedTags, params: TypedUserParams },
+    },
+    async (req, reply) => {
+      const { user } = await typedUser(req.actor, req.params);
+      await deleteTypedUser(db, user);
+      return reply.code(204).send();
+    },
+  );
+};
+
+/** A query-string value as the JSON type the schema declares for that key, so containment can match it. */
+function filterValue(field: string, value: string, type: unknown): unknown {
+  if (type === 'integer' || type === 'number') {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || (type === 'integer' && !Number.isInteger(n))) {
+      throw userTypeErrors.invalidFilter(field, `Expected ${type === 'integer' ? 'an integer' : 'a number'}.`);
+    }
+    return n;
+  }
+  if (type === 'boolean') {
+    if (value !== 'true' && value !== 'false') throw userTypeErrors.invalidFilter(field, 'Expected true or false.');
+    return value === 'true';
+  }
+  return value;
+}

@@ -1,0 +1,114 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import { Page, PageQuery } from '../../platform/http/pagination.js';
+import { USER_STATUSES } from '../users/users.table.js';
+
+const Code = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' });
+const Plural = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[a-z][a-z0-9_-]*$',
+  description: 'The path segment of the typed routes, as in `/api/v1/users/students/`.',
+});
+const JsonSchema = Type.Record(Type.String(), Type.Unknown(), {
+  description: 'JSON Schema (draft 07) for the profile data of users of this type.',
+});
+const OrganizationCode = Type.String({ minLength: 1, maxLength: 100 });
+
+export const UserTypeView = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  organization: Type.Union([Type.String(), Type.Null()], { description: 'Organization code; null = global.' }),
+  organization_id: Type.Union([Type.String({ format: 'uuid' }), Type.Null()]),
+  code: Type.String(),
+  plural: Type.String(),
+  label: Type.String(),
+  schema: JsonSchema,
+  created_at: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+});
+export const UserTypePage = Page(UserTypeView);
+
+export const CreateUserTypeBody = Type.Object({
+  code: Code,
+  plural: Plural,
+  label: Type.String({ minLength: 1, maxLength: 150 }),
+  organization: Type.Optional(
+    Type.Union([OrganizationCode, Type.Null()], { description: 'Organization code; null or absent = global.' }),
+  ),
+  schema: Type.Optional(JsonSchema),
+});
+export type CreateUserTypeInput = Static<typeof CreateUserTypeBody>;
+
+export const UpdateUserTypeBody = Type.Partial(
+  Type.Object({ plural: Plural, label: Type.String({ minLength: 1, maxLength: 150 }), schema: JsonSchema }),
+  { minProperties: 1 },
+);
+export type UpdateUserTypeInput = Static<typeof UpdateUserTypeBody>;
+
+export const UserTypeIdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+export const ListUserTypesQuery = Type.Object({
+  ...PageQuery,
+  organization: Type.Optional(OrganizationCode),
+});
+
+// --- typed users
+
+const Profile = Type.Record(Type.String(), Type.Unknown(), {
+  description: "Profile data, validated against the user type's JSON Schema.",
+});
+const Name = Type.String({ maxLength: 150 });
+
+export const PluralParams = Type.Object({ plural: Type.String({ maxLength: 64 }) });
+export const TypedUserParams = Type.Object({
+  plural: Type.String({ maxLength: 64 }),
+  id: Type.String({ maxLength: 64 }),
+});
+
+export const TypedUserView = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  organization: Type.String(),
+  organization_id: Type.String({ format: 'uuid' }),
+  user_type: Type.String(),
+  username: Type.Union([Type.String(), Type.Null()]),
+  email: Type.String(),
+  first_name: Type.String(),
+  last_name: Type.String(),
+  profile: Profile,
+  status: Type.Union(USER_STATUSES.map((s) => Type.Literal(s))),
+  is_active: Type.Boolean(),
+  date_joined: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+});
+export const TypedUserPage = Page(TypedUserView);
+
+export const ListTypedUsersQuery = Type.Object(
+  { ...PageQuery, organization: Type.Optional(OrganizationCode) },
+  {
+    patternProperties: { '^profile\\.': Type.String({ maxLength: 500 }) },
+    description: 'Filter on profile data with `profile.<key>=<value>` (exact match; several are combined with AND).',
+  },
+);
+
+export const CreateTypedUserBody = Type.Object({
+  email: Type.String({ format: 'email', maxLength: 254 }),
+  username: Type.Optional(Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' })),
+  first_name: Type.Optional(Name),
+  last_name: Type.Optional(Name),
+  password: Type.Optional(Type.String({ minLength: 10, maxLength: 1024 })),
+  organization: Type.Optional(OrganizationCode),
+  profile: Type.Optional(Profile),
+});
+export type CreateTypedUserInput = Static<typeof CreateTypedUserBody>;
+
+export const UpdateTypedUserBody = Type.Partial(
+  Type.Object({
+    email: Type.String({ format: 'email', maxLength: 254 }),
+    first_name: Name,
+    last_name: Name,
+    status: Type.Union(USER_STATUSES.map((s) => Type.Literal(s))),
+    profile: Type.Record(Type.String(), Type.Unknown(), {
+      description: 'Keys to set; a key set to null is removed. The result must match the type’s schema.',
+    }),
+  }),
+  { minProperties: 1 },
+);
+export type UpdateTypedUserInput = Static<typeof UpdateTypedUserBody>;

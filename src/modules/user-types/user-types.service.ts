@@ -1,0 +1,331 @@
+import { Ajv, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import { eq } from 'drizzle-orm';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import type { UserActor } from '../../platform/http/auth.js';
+import { fieldErrorsFromValidation } from '../../platform/http/errors.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
+import { createUser, deleteUser, updateUser } from '../users/users.service.js';
+import { userTypeErrors } from './user-types.errors.js';
+import { findUserTypeById, type UserTypeWithOrganization } from './user-types.queries.js';
+import type {
+  CreateTypedUserInput,
+  CreateUserTypeInput,
+  UpdateTypedUserInput,
+  UpdateUserTypeInput,
+} from './user-types.schemas.js';
+import { type UserType, userTypes } from './user-types.table.js';
+
+/**
+ * Path segments under /api/v1/users/ that belong to other routes (now or planned), so a type may not
+ * take them as its plural.
+ */
+export const RESERVED_PLURALS = new Set([
+  'profile',
+  'sessions',
+  'login',
+  'logout',
+  'register',
+  'token',
+  'validate-token',
+  'health',
+  'user',
+  'users',
+  'change-password',
+  'password-reset',
+  'verify-email',
+  'me',
+  'roles',
+  'mfa',
+  'permissions',
+  'search',
+  'bulk',
+  'export',
+  'import',
+  'admin',
+  'api-keys',
+  'activities',
+]);
+
+function checkPlural(plural: string): void {
+  if (RESERVED_PLURALS.has(plural) || isUuid(plural)) throw userTypeErrors.reservedPlural(plural);
+}
+
+// Profile schemas are user-supplied: no type coercion, no defaults injected, unknown keywords tolerated.
+const profileAjv = new Ajv({ allErrors: true, strict: false });
+addFormats.default(profileAjv);
+const validators = new Map<string, ValidateFunction>();
+
+function compileSchema(schema: Record<string, unknown>): ValidateFunction {
+  try {
+    return profileAjv.compile(schema);
+  } catch (err) {
+    throw userTypeErrors.invalidSchema((err as Error).message);
+  }
+}
+
+function validatorOf(type: UserType): ValidateFunction {
+  // Keyed on the last change, so an edited schema applies at once, without a restart.
+  const key = `${type.id}:${type.updatedAt.getTime()}`;
+  let validate = validators.get(key);
+  if (!validate) {
+    validate = compileSchema(type.schema);
+    if (validators.size > 1_000) validators.clear();
+    validators.set(key, validate);
+  }
+  return validate;
+}
+
+/** Refuses profile data that does not match the type's schema, naming each field as `profile.<path>`. */
+export function validateProfile(type: UserType, profile: Record<string, unknown>): void {
+  const validate = validatorOf(type);
+  if (validate(profile)) return;
+  const errors = fieldErrorsFromValidation(validate.errors ?? []).map((e) => ({
+    field: e.field === 'body' ? 'profile' : `profile.${e.field}`,
+    message: e.message,
+  }));
+  throw userTypeErrors.invalidProfile(errors);
+}
+
+async function organizationIdOf(db: DbOrTx, code: string | null | undefined): Promise<string | null> {
+  if (code === undefined || code === null) return null;
+  const org = await findOrganizationByCode(db, code);
+  if (!org) throw userTypeErrors.organizationNotFound(code);
+  return org.id;
+}
+
+/** Creates a user type (global unless an organization is named); the plural must not be reserved. */
+export async function createUserType(db: Db, input: CreateUserTypeInput): Promise<UserTypeWithOrganization> {
+  checkPlural(input.plural);
+  compileSchema(input.schema ?? {});
+  return db.transaction(async (tx) => {
+    const organizationId = await organizationIdOf(tx, input.organization);
+    const [row] = await tx
+      .insert(userTypes)
+      .values({
+        organizationId,
+        code: input.code,
+        plural: input.plural,
+        label: input.label,
+        schema: input.schema ?? {},
+      })
+      .returning();
+    return (await findUserTypeById(tx, (row as UserType).id)) as UserTypeWithOrganization;
+  });
+}
+
+/** Changes a type's plural, label or schema; existing profiles are checked against a new schema on their next write. */
+export async function updateUserType(
+  db: Db,
+  id: string,
+  input: UpdateUserTypeInput,
+): Promise<UserTypeWithOrganization> {
+  if (input.plural !== undefined) checkPlural(input.plural);
+  if (input.schema !== undefined) compileSchema(input.schema);
+  const current = await findUserTypeById(db, id);
+  if (!current) throw userTypeErrors.notFound(id);
+  await db
+    .update(userTypes)
+    .set({
+      ...(input.plural !== undefined ? { plural: input.plural } : {}),
+      ...(input.label !== undefined ? { label: input.label } : {}),
+      ...(input.schema !== undefined ? { schema: input.schema } : {}),
+    })
+    .where(eq(userTypes.id, id));
+  return (await findUserTypeById(db, id)) as UserTypeWithOrganization;
+}
+
+/** Deletes a type; its users keep their user_type code and profile data. */
+export async function deleteUserType(db: Db, id: string): Promise<void> {
+  const deleted = await db.delete(userTypes).where(eq(userTypes.id, id)).returning({ id: userTypes.id });
+  if (deleted.length === 0 || !isUuid(id)) throw userTypeErrors.notFound(id);
+}
+
+// --- users of a type
+
+/** Whether a user is one of `type` (and inside the type's organization when it has one). */
+export function isOfType(user: UserWithOrganization, type: UserType): boolean {
+  return user.userType === type.code && (type.organizationId === null || type.organizationId === user.organizationId);
+}
+
+function profileOf(user: { attributes: Record<string, unknown> }): Record<string, unknown> {
+  const profile = user.attributes.profile;
+  return profile && typeof profile === 'object' && !Array.isArray(profile) ? (profile as Record<string, unknown>) : {};
+}
+
+export function toTypedUserView(u: UserWithOrganization) {
+  return {
+    id: u.id,
+    organization: u.organizationCode,
+    organization_id: u.organizationId,
+    user_type: u.userType ?? '',
+    username: u.username,
+    email: u.email,
+    first_name: u.firstName,
+    last_name: u.lastName,
+    profile: profileOf(u),
+    status: u.status,
+    is_active: u.status === 'active',
+    date_joined: u.dateJoined.toISOString(),
+    updated_at: u.updatedAt.toISOString(),
+  };
+}
+
+/** Creates a user of a type, its profile validated against the type's schema. */
+export async function createTypedUser(
+  db: Db,
+  actor: UserActor,
+  type: UserTypeWithOrganization,
+  input: CreateTypedUserInput,
+): Promise<UserWithOrganization> {
+  const profile = input.profile ?? {};
+  validateProfile(type, profile);
+  // An organization's own type only has users in that organization.
+  const organization = input.organization ?? type.organizationCode ?? undefined;
+  if (type.organizationCode !== null && organization !== type.organizationCode) {
+    throw userTypeErrors.invalidFilter('organization', `User type "${type.code}" belongs to another organization.`);
+  }
+  const { profile: _profile, ...rest } = input;
+  return createUser(db, actor, { ...rest, organization, user_type: type.code, attributes: { profile } });
+}
+
+/** Applies a partial update; profile keys are merged (null removes one) and the result is validated. */
+export async function updateTypedUser(
+  db: Db,
+  user: UserWithOrganization,
+  type: UserType,
+  input: UpdateTypedUserInput,
+): Promise<UserWithOrganization> {
+  const { profile: changes, ...rest } = input;
+  let attributes: Record<string, unknown> | undefined;
+  if (changes !== undefined) {
+    const profile = { ...profileOf(user) };
+    for (const [key, value] of Object.entries(changes)) {
+      if (value === null) delete profile[key];
+      else profile[key] = value;
+    }
+    validateProfile(type, profile);
+    attributes = { ...user.attributes, profile };
+  }
+  return updateUser(db, user.id, { ...rest, ...(attributes ? { attributes } : {}) }, user.organizationId);
+}
+
+/** Deletes a user of a type. */
+export async function deleteTypedUser(db: Db, user: UserWithOrganization): Promise<void> {
+  await deleteUser(db, user.id, user.organizationId);
+}
+
+/** One user of a type, or undefined (also when the id names a user of another type). */
+export async function findTypedUser(
+  db: DbOrTx,
+  type: UserType,
+  id: string,
+  organizationId?: string,
+): Promise<UserWithOrganization | undefined> {
+  const user = await findUserById(db, id, organizationId);
+  return user && isOfType(user, type) ? user : undefined;
+}
+
+// --- templates
+
+interface TypeTemplate {
+  code: string;
+  plural: string;
+  label: string;
+  schema: Record<string, unknown>;
+}
+
+const date = { type: 'string', format: 'date' };
+const text = (maxLength = 200) => ({ type: 'string', maxLength });
+
+/** Built-in sets of types for `gatehouse setup --template`. */
+export const TEMPLATES: Record<string, TypeTemplate[]> = {
+  // Seed 001: students, staff and admin HODs of a school.
+  school: [
+    {
+      code: 'student',
+      plural: 'students',
+      label: 'Student',
+      schema: {
+        type: 'object',
+        properties: {
+          student_id: text(64),
+          grade: { type: 'integer', minimum: 0, maximum: 20 },
+          course: text(),
+          session_year: { type: 'string', pattern: '^\\d{4}(-\\d{4})?$' },
+          gender: { type: 'string', enum: ['female', 'male', 'other', 'unspecified'] },
+          date_of_birth: date,
+          address: text(500),
+          phone: text(32),
+          guardian_name: text(),
+          guardian_phone: text(32),
+          enrollment_date: date,
+        },
+      },
+    },
+    {
+      code: 'staff',
+      plural: 'staff',
+      label: 'Staff',
+      schema: {
+        type: 'object',
+        properties: {
+          employee_id: text(64),
+          department: text(),
+          position: text(),
+          hire_date: date,
+          gender: { type: 'string', enum: ['female', 'male', 'other', 'unspecified'] },
+          address: text(500),
+          phone: text(32),
+          qualification: text(),
+        },
+      },
+    },
+    {
+      code: 'admin',
+      plural: 'admins',
+      label: 'Admin HOD',
+      schema: {
+        type: 'object',
+        properties: {
+          employee_id: text(64),
+          department: text(),
+          office: text(),
+          phone: text(32),
+          address: text(500),
+        },
+      },
+    },
+  ],
+};
+
+export interface TemplateResult {
+  created: string[];
+  unchanged: string[];
+}
+
+/**
+ * Creates a template's global user types that do not exist yet (by code); existing ones are left
+ * as they are, so running it again changes nothing.
+ */
+export async function applyUserTypeTemplate(db: Db, template: string): Promise<TemplateResult> {
+  const types = TEMPLATES[template];
+  if (!types) {
+    throw userTypeErrors.invalidFilter('template', `Unknown template; known: ${Object.keys(TEMPLATES).join(', ')}.`);
+  }
+  return db.transaction(async (tx) => {
+    const result: TemplateResult = { created: [], unchanged: [] };
+    for (const t of types) {
+      const inserted = await tx
+        .insert(userTypes)
+        .values({ organizationId: null, ...t })
+        .onConflictDoNothing()
+        .returning({ id: userTypes.id });
+      // A conflict on code or plural: a global type of that name already exists and is kept as it is.
+      (inserted.length > 0 ? result.created : result.unchanged).push(t.code);
+    }
+    return result;
+  });
+}

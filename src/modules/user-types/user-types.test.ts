@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { applyUserTypeTemplate } from './user-types.service.js';
+
+describe('user types and typed users', () => {
+  let t: TestApp;
+  let admin: Client;
+  beforeAll(async () => {
+    t = await startTestApp();
+    admin = await superuserClient(t);
+  });
+  afterAll(() => t.close());
+
+  async function createType(body: Record<string, unknown>) {
+    return admin.post('/api/v1/user-types/', body);
+  }
+
+  it('serves a new type under /api/v1/users/<plural>/ at once, validating profiles against its schema', async () => {
+    const code = unique('pupil').replace(/-/g, '');
+    const plural = `${code}s`;
+    const res = await createType({
+      code,
+      plural,
+      label: 'Pupil',
+      schema: {
+        type: 'object',
+        properties: { grade: { type: 'integer', minimum: 1, maximum: 12 }, house: { type: 'string' } },
+        required: ['grade'],
+      },
+    });
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({ code, plural, organization: null });
+
+    const bad = await admin.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: { grade: 'ten' } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.headers['content-type']).toContain('application/problem+json');
+    expect(bad.json().errors).toEqual([expect.objectContaining({ field: 'profile.grade' })]);
+    const missing = await admin.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io` });
+    expect(missing.json().errors).toEqual([expect.objectContaining({ field: 'profile.grade' })]);
+
+    const created = await admin.post(`/api/v1/users/${plural}/`, {
+      email: `${unique()}@x.io`,
+      first_name: 'Ada',
+      profile: { grade: 10, house: 'red' },
+    });
+    expect(created.statusCode).toBe(201);
+    const id = created.json().id as string;
+    expect(created.json()).toMatchObject({ user_type: code, profile: { grade: 10, house: 'red' } });
+    await admin.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: { grade: 3 } });
+
+    const list = await admin.get(`/api/v1/users/${plural}/`);
+    expect(list.statusCode).toBe(200);
+    expect(list.json().results).toHaveLength(2);
+    const filtered = await admin.get(`/api/v1/users/${plural}/?profile.grade=10`);
+    expect(filtered.json().results.map((u: { id: string }) => u.id)).toEqual([id]);
+    const byText = await admin.get(`/api/v1/users/${plural}/?profile.house=red'%20or%201=1`);
+    expect(byText.json().results).toEqual([]);
+    expect((await admin.get(`/api/v1/users/${plural}/?profile.grade=x`)).json().errors[0].field).toBe('profile.grade');
+
+    expect((await admin.get(`/api/v1/users/${plural}/${id}/`)).json()).toMatchObject({ id, first_name: 'Ada' });
+    // The UUID path is still the users module's.
+    expect((await admin.get(`/api/v1/users/${id}/`)).json()).toMatchObject({ id, user_type: code });
+
+    const patched = await admin.patch(`/api/v1/users/${plural}/${id}/`, { profile: { grade: 11, house: null } });
+    expect(patched.statusCode).toBe(200);
+    expect(patched.json().profile).toEqual({ grade: 11 });
+    const badPatch = await admin.patch(`/api/v1/users/${plural}/${id}/`, { profile: { grade: 13 } });
+    expect(badPatch.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.grade' }] });
+
+    expect((await admin.delete(`/api/v1/users/${plural}/${id}/`)).statusCode).toBe(204);
+    expect((await admin.get(`/api/v1/users/${plural}/${id}/`)).statusCode).toBe(404);
+  });
+
+  it('answers 404 for a user of another type under a plural, and for an unknown plural', async () => {
+    await applyUserTypeTemplate(t.database.db, 'school');
+    const staff = await admin.post('/api/v1/users/staff/', {
+      email: `${unique()}@x.io`,
+      profile: { department: 'Maths' },
+    });
+    expect(staff.statusCode).toBe(201);
+    expect((await admin.get(`/api/v1/users/students/${staff.json().id}/`)).statusCode).toBe(404);
+    expect((await admin.get('/api/v1/users/unicorns/')).json()).toMatchObject({
+      status: 404,
+      code: 'user_type_not_found',
+    });
+  });
+
+  it('refuses reserved words and UUIDs as plurals with 400 naming plural, and duplicates with 409', async () => {
+    for (const word of ['profile', 'sessions', 'login', 'validate-token', 'me']) {
+      const res = await createType({ code: unique('x').replace(/-/g, ''), plural: word, label: 'X' });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors[0].field).toBe('plural');
+    }
+    const code = unique('dup').replace(/-/g, '');
+    expect((await createType({ code, plural: `${code}s`, label: 'A' })).statusCode).toBe(201);
+    const dup = await createType({ code, plural: `${code}z`, label: 'B' });
+    expect(dup.statusCode).toBe(409);
+    const badSchema = await createType({ code: `${code}q`, plural: `${code}q`, label: 'Q', schema: { type: 'nope' } });
+    expect(badSchema.json().errors[0].field).toBe('schema');
+  });
+
+  it('keeps the static routes under /api/v1/users/ first', async () => {
+    const res = await admin.get('/api/v1/users/validate-token/');
+    expect(res.statusCode).toBe(200);
+    expect(res.json().valid).toBe(true);
+  });
+
+  it('lets an organization type shadow a global one only inside that organization', async () => {
+    const org = await seedOrganization(t);
+    const res = await createType({
+      code: 'student',
+      plural: 'students',
+      label: 'Learner',
+      organization: org.code,
+      schema: { type: 'object', properties: { level: { type: 'string' } }, additionalProperties: false },
+    });
+    expect(res.statusCode).toBe(201);
+    const other = await seedOrganization(t);
+    const globalOne = await admin.post('/api/v1/users/students/', {
+      email: `${unique()}@x.io`,
+      organization: other.code,
+      profile: { grade: 5 },
+    });
+    expect(globalOne.statusCode).toBe(201);
+    const local = await admin.post('/api/v1/users/students/', {
+      email: `${unique()}@x.io`,
+      organization: org.code,
+      profile: { grade: 5 },
+    });
+    expect(local.json().errors[0].field).toBe('profile.grade');
+  });
+
+  it('needs authentication and the users permissions', async () => {
+    expect((await t.request({ method: 'GET', url: '/api/v1/users/students/' })).statusCode).toBe(401);
+    const org = await seedOrganization(t);
+    const plain = await seedUser(t, org.id);
+    const { loginAs } = await import('../../../test/seed.js');
+    const client = await loginAs(t, plain);
+    expect((await client.get('/api/v1/users/students/')).statusCode).toBe(403);
+    expect((await client.get('/api/v1/user-types/')).statusCode).toBe(403);
+  });
+});
