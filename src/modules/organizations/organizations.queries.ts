@@ -1,25 +1,42 @@
-import { and, asc, eq, gt, ilike, or, type SQL } from 'drizzle-orm';
-import type { DbOrTx } from '../../platform/db/client.js';
+import { and, asc, eq, gt, ilike, or, type SQL, sql } from 'drizzle-orm';
+import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
 import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import type { ListOrganizationsInput } from './organizations.schemas.js';
 import { type Organization, organizations } from './organizations.table.js';
 
+// Organizations are looked up on many requests (filters, provisioning by code): prepared once per handle.
+const byCodeQuery = preparedPerHandle((db) =>
+  db
+    .select()
+    .from(organizations)
+    .where(eq(organizations.code, sql.placeholder('code')))
+    .limit(1)
+    .prepare('find_organization_by_code'),
+);
+const byIdQuery = preparedPerHandle((db) =>
+  db
+    .select()
+    .from(organizations)
+    .where(eq(organizations.id, sql.placeholder('id')))
+    .limit(1)
+    .prepare('find_organization_by_id'),
+);
+
 /** Finds an organization by id or by code. */
 export async function findOrganization(db: DbOrTx, ref: string): Promise<Organization | undefined> {
-  const where = isUuid(ref) ? or(eq(organizations.id, ref), eq(organizations.code, ref)) : eq(organizations.code, ref);
-  const [row] = await db.select().from(organizations).where(where).limit(1);
-  return row;
+  return (isUuid(ref) ? await findOrganizationById(db, ref) : undefined) ?? findOrganizationByCode(db, ref);
 }
 
 export async function findOrganizationByCode(db: DbOrTx, code: string): Promise<Organization | undefined> {
-  const [row] = await db.select().from(organizations).where(eq(organizations.code, code)).limit(1);
+  const [row] = await byCodeQuery(db).execute({ code });
   return row;
 }
 
 export async function findOrganizationById(db: DbOrTx, id: string): Promise<Organization | undefined> {
-  const [row] = await db.select().from(organizations).where(eq(organizations.id, id)).limit(1);
+  if (!isUuid(id)) return undefined;
+  const [row] = await byIdQuery(db).execute({ id });
   return row;
 }
 
