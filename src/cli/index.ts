@@ -3,6 +3,7 @@ import { registerCreateSuperuserCommand } from './createsuperuser.js';
 import { registerKeysCommands } from './keys.js';
 import { registerMigrateCommand } from './migrate.js';
 import { registerServeCommands } from './serve.js';
+import { registerSetupCommand } from './setup.js';
 import { registerWorkerCommand } from './worker.js';
 
 /** The `gatehouse` command line; each command calls the same services as the HTTP routes. */
@@ -16,6 +17,7 @@ export function buildCli(): Command {
   registerWorkerCommand(program);
   registerKeysCommands(program);
   registerCreateSuperuserCommand(program);
+  registerSetupCommand(program);
   return program;
 }
 
