@@ -3,6 +3,7 @@ import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Config } from './config.js';
+import { accountRoutes } from './modules/account/account.routes.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
 import { createBearerResolver } from './modules/auth/auth.service.js';
 import { healthRoutes } from './modules/health/health.routes.js';
@@ -81,6 +82,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(signingKeysRoutes, { keys: signingKeys });
   await app.register(authRoutes, { keys: signingKeys });
   await app.register(usersRoutes);
+  await app.register(accountRoutes);
   await app.register(userTypesRoutes);
 
   return app;

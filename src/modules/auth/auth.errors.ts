@@ -13,6 +13,9 @@ export const authErrors = {
     ),
   /** Only after the password matched: the person knows the account, so saying why is safe and helpful. */
   accountInactive: (detail: string) => new AppError(403, 'account_inactive', detail),
+  /** The organization requires a verified address; only after the password matched. */
+  emailNotVerified: () =>
+    new AppError(403, 'email_not_verified', 'Confirm your email address (see the link we mailed you) before signing in.'),
   identifierRequired: () =>
     commonErrors.validation(
       [{ field: 'email', message: 'Provide an email or a username.' }],

@@ -96,6 +96,9 @@ export interface LoginCandidate {
   isStaff: boolean;
   isSuperuser: boolean;
   passwordHash: string | null;
+  emailVerified: boolean;
+  /** The organization's `settings.require_email_verification` is true. */
+  requireEmailVerification: boolean;
 }
 
 /**
@@ -128,6 +131,8 @@ export async function findLoginCandidates(
       isStaff: users.isStaff,
       isSuperuser: users.isSuperuser,
       passwordHash: users.passwordHash,
+      emailVerified: users.emailVerified,
+      requireEmailVerification: sql<boolean>`coalesce(${organizations.settings} -> 'require_email_verification' = 'true'::jsonb, false)`,
     })
     .from(users)
     .innerJoin(organizations, eq(organizations.id, users.organizationId))

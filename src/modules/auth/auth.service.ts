@@ -190,6 +190,8 @@ interface TokenSubject {
   sessionId: string;
   isStaff: boolean;
   isSuperuser: boolean;
+  /** Known at login; absent on refreshed tokens (the rotation does not read it). */
+  emailVerified?: boolean;
 }
 
 async function issueAccessToken(ctx: TokenContext, subject: TokenSubject): Promise<string> {
@@ -207,6 +209,7 @@ async function issueAccessToken(ctx: TokenContext, subject: TokenSubject): Promi
       user_id: subject.userId,
       is_staff: subject.isStaff,
       is_superuser: subject.isSuperuser,
+      ...(subject.emailVerified === undefined ? {} : { email_verified: subject.emailVerified }),
     },
     ctx.config.accessTokenTtlSeconds,
   );
@@ -386,6 +389,8 @@ export async function login(
         : `Organization "${inactive.organizationCode}" is deactivated; its accounts cannot log in.`,
     );
   }
+  // Like an inactive account, refused only after the password matched: the caller knows the account.
+  if (account.requireEmailVerification && !account.emailVerified) throw authErrors.emailNotVerified();
 
   await upgradePasswordHash(ctx.db, account, input.password);
 
@@ -415,6 +420,7 @@ export async function login(
     sessionId,
     isStaff: account.isStaff,
     isSuperuser: account.isSuperuser,
+    emailVerified: account.emailVerified,
   });
   return {
     access,

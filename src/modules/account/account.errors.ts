@@ -1,0 +1,28 @@
+import { AppError, commonErrors } from '../../platform/http/errors.js';
+
+export const accountErrors = {
+  registrationClosed: (code: string) =>
+    new AppError(403, 'registration_closed', `Organization "${code}" does not accept self-registration.`),
+  /** One answer for unknown, used and expired tokens: which one it was helps nobody but a guesser. */
+  invalidToken: () =>
+    new AppError(400, 'invalid_token', 'The link is not valid: it was already used, has expired, or never existed.', {
+      errors: [{ field: 'token', message: 'Not a valid, unused, unexpired token.' }],
+    }),
+  wrongPassword: () =>
+    new AppError(400, 'wrong_password', 'The current password is not correct.', {
+      errors: [{ field: 'old_password', message: 'The current password is not correct.' }],
+    }),
+  samePassword: () =>
+    new AppError(400, 'password_too_weak', 'The new password must differ from the current one.', {
+      errors: [{ field: 'new_password', message: 'The new password must differ from the current one.' }],
+    }),
+  fieldsNotEditable: (fields: string[]) =>
+    commonErrors.validation(
+      fields.map((field) => ({ field, message: 'This field cannot be changed through the profile.' })),
+      `These fields cannot be changed through the profile: ${fields.join(', ')}.`,
+    ),
+  alreadyHasPassword: () =>
+    new AppError(409, 'user_has_password', 'This user already has a password; they can use the password reset.'),
+  userNotActive: (status: string) =>
+    new AppError(409, 'user_not_active', `This user is ${status}; only active users can be invited.`),
+};

@@ -1,0 +1,125 @@
+import { and, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../platform/db/client.js';
+import { sessions } from '../auth/auth.table.js';
+import { organizations } from '../organizations/organizations.table.js';
+import { users } from '../users/users.table.js';
+import { type AccountToken, type AccountTokenPurpose, accountTokens } from './account.table.js';
+
+export async function insertAccountToken(db: DbOrTx, values: typeof accountTokens.$inferInsert): Promise<void> {
+  await db.insert(accountTokens).values(values);
+}
+
+/** Marks a user's open tokens of these purposes used, so only the newest link works. */
+export async function supersedeAccountTokens(
+  db: DbOrTx,
+  userId: string,
+  purposes: readonly AccountTokenPurpose[],
+): Promise<void> {
+  await db
+    .update(accountTokens)
+    .set({ usedAt: sql`now()` })
+    .where(
+      and(
+        eq(accountTokens.userId, userId),
+        inArray(accountTokens.purpose, [...purposes]),
+        isNull(accountTokens.usedAt),
+      ),
+    );
+}
+
+/** An unused, unexpired token of one of these purposes, by its hash. */
+export async function findUsableAccountToken(
+  db: DbOrTx,
+  tokenHash: string,
+  purposes: readonly AccountTokenPurpose[],
+): Promise<AccountToken | undefined> {
+  const [row] = await db
+    .select()
+    .from(accountTokens)
+    .where(
+      and(
+        eq(accountTokens.tokenHash, tokenHash),
+        inArray(accountTokens.purpose, [...purposes]),
+        isNull(accountTokens.usedAt),
+        gt(accountTokens.expiresAt, sql`now()`),
+      ),
+    )
+    .limit(1);
+  return row;
+}
+
+/**
+ * Uses a token up in one statement: of two concurrent requests with the same token, exactly one
+ * gets the row (the `used_at is null` guard under the row lock). No row: unknown, used or expired.
+ */
+export async function consumeAccountToken(
+  db: DbOrTx,
+  tokenHash: string,
+  purposes: readonly AccountTokenPurpose[],
+): Promise<AccountToken | undefined> {
+  const [row] = await db
+    .update(accountTokens)
+    .set({ usedAt: sql`now()` })
+    .where(
+      and(
+        eq(accountTokens.tokenHash, tokenHash),
+        inArray(accountTokens.purpose, [...purposes]),
+        isNull(accountTokens.usedAt),
+        gt(accountTokens.expiresAt, sql`now()`),
+      ),
+    )
+    .returning();
+  return row;
+}
+
+/** Revokes every open session of a user but one (the caller's, after a password change). */
+export async function revokeOtherSessionsOfUser(
+  db: DbOrTx,
+  userId: string,
+  keepSessionId: string,
+  reason: string,
+): Promise<number> {
+  const rows = await db
+    .update(sessions)
+    .set({ revokedAt: sql`now()`, revokedReason: reason })
+    .where(and(eq(sessions.userId, userId), ne(sessions.id, keepSessionId), isNull(sessions.revokedAt)))
+    .returning({ id: sessions.id });
+  return rows.length;
+}
+
+export interface ResetCandidate {
+  id: string;
+  organizationId: string;
+  organizationCode: string;
+  organizationName: string;
+  email: string;
+}
+
+/** Active accounts with this email (case-insensitive) in active organizations: one, or all when no code is given. */
+export async function findResetCandidates(
+  db: DbOrTx,
+  email: string,
+  organizationCode: string | undefined,
+  limit: number,
+): Promise<ResetCandidate[]> {
+  return db
+    .select({
+      id: users.id,
+      organizationId: users.organizationId,
+      organizationCode: organizations.code,
+      organizationName: organizations.name,
+      email: users.email,
+    })
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(
+      and(
+        sql`lower(${users.email}) = lower(${email})`,
+        eq(users.status, 'active'),
+        eq(organizations.isActive, true),
+        organizationCode !== undefined ? eq(organizations.code, organizationCode) : undefined,
+      ),
+    )
+    .orderBy(users.id)
+    .limit(limit);
+}

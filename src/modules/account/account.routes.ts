@@ -1,0 +1,284 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
+import { type Actor, requireUser } from '../../platform/http/auth.js';
+import { userErrors } from '../users/users.errors.js';
+import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
+import { accountErrors } from './account.errors.js';
+import {
+  ChangePasswordBody,
+  DetailView,
+  EmailVerifiedView,
+  InvitationView,
+  NOT_SELF_EDITABLE,
+  PasswordResetBody,
+  PasswordResetConfirmBody,
+  ProfileView,
+  RegisterBody,
+  TokenBody,
+  TokenQuery,
+  TokenStatusView,
+  UpdateProfileBody,
+  UserIdParams,
+} from './account.schemas.js';
+import {
+  changePassword,
+  confirmPasswordReset,
+  describePasswordToken,
+  inviteUser,
+  registerUser,
+  requestPasswordReset,
+  updateProfile,
+  verifyEmail,
+} from './account.service.js';
+
+/** The caller's own account; never the password hash, only whether there is one. */
+export function toProfileView(u: UserWithOrganization) {
+  return {
+    id: u.id,
+    organization: u.organizationCode,
+    organization_id: u.organizationId,
+    username: u.username,
+    email: u.email,
+    email_verified: u.emailVerified,
+    first_name: u.firstName,
+    last_name: u.lastName,
+    user_type: u.userType,
+    attributes: u.attributes,
+    status: u.status,
+    is_active: u.status === 'active',
+    is_staff: u.isStaff,
+    is_superuser: u.isSuperuser,
+    has_password: u.passwordHash !== null,
+    last_login: u.lastLogin?.toISOString() ?? null,
+    date_joined: u.dateJoined.toISOString(),
+    updated_at: u.updatedAt.toISOString(),
+  };
+}
+
+// Token-bearing links and answers must not be cached along the way.
+function noStore(reply: FastifyReply): void {
+  reply.header('cache-control', 'no-store');
+}
+
+/** An organization-bound caller reaches only its own organization's users; platform-wide ones reach all. */
+function scopeOf(actor: Actor): string | undefined {
+  if (actor.kind === 'user') return actor.isSuperuser ? undefined : actor.organizationId;
+  if (actor.kind === 'api_key') return actor.organizationId ?? undefined;
+  return undefined;
+}
+
+const tags = ['account'];
+const RESET_ACCEPTED = 'If an account with this address exists, a link to reset its password is on its way.';
+
+export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.database.db;
+
+  app.post(
+    '/api/v1/users/register',
+    {
+      schema: {
+        operationId: 'register',
+        tags,
+        security: [],
+        description:
+          'Self-registration into an organization (by code; default `default`) unless its settings say ' +
+          '`self_registration: false` (403 `registration_closed`). The password policy answers 400 `password_too_weak`. ' +
+          'A verification link is mailed to the address.',
+        body: RegisterBody,
+        response: { 201: ProfileView },
+      },
+    },
+    async (req, reply) => {
+      const user = await registerUser(db, app.config, req.body);
+      return reply.code(201).send(toProfileView(user));
+    },
+  );
+
+  const verifyDescription =
+    'Uses up an email-verification token (from the link mailed at registration) and marks the address verified.';
+  app.post(
+    '/api/v1/users/verify-email',
+    {
+      schema: {
+        operationId: 'verifyEmail',
+        tags,
+        security: [],
+        description: verifyDescription,
+        body: TokenBody,
+        response: { 200: EmailVerifiedView },
+      },
+    },
+    async (req, reply) => {
+      await verifyEmail(db, req.body.token);
+      noStore(reply);
+      return { detail: 'Your email address is verified.', email_verified: true as const };
+    },
+  );
+  app.get(
+    '/api/v1/users/verify-email',
+    {
+      schema: {
+        operationId: 'verifyEmailLink',
+        tags,
+        security: [],
+        description: `${verifyDescription} The link in the mail points here.`,
+        querystring: TokenQuery,
+        response: { 200: EmailVerifiedView },
+      },
+    },
+    async (req, reply) => {
+      await verifyEmail(db, req.query.token);
+      noStore(reply);
+      return { detail: 'Your email address is verified.', email_verified: true as const };
+    },
+  );
+
+  app.get(
+    '/api/v1/users/profile',
+    {
+      config: { auth: 'authenticated' },
+      schema: {
+        operationId: 'getProfile',
+        tags,
+        description: 'The signed-in user.',
+        response: { 200: ProfileView },
+      },
+    },
+    async (req) => {
+      const actor = requireUser(req.actor);
+      const user = await findUserById(db, actor.userId);
+      if (!user) throw userErrors.notFound(actor.userId);
+      return toProfileView(user);
+    },
+  );
+
+  app.patch(
+    '/api/v1/users/profile',
+    {
+      config: { auth: 'authenticated' },
+      schema: {
+        operationId: 'updateProfile',
+        tags,
+        description:
+          'Changes the signed-in user’s `username` (409 `username_taken` if in use), `first_name`, `last_name` and ' +
+          '`attributes` (replaced whole). Fields a user may not set on themselves (`email`, `status`, `is_staff`, ' +
+          '`is_superuser`, `email_verified`, `organization`, `password`, …) answer 400 naming them; other unknown ' +
+          'fields are ignored.',
+        body: UpdateProfileBody,
+        response: { 200: ProfileView },
+      },
+      preValidation: async (req) => {
+        const body = req.body;
+        if (body === null || typeof body !== 'object' || Array.isArray(body)) return;
+        const refused = NOT_SELF_EDITABLE.filter((field) => Object.hasOwn(body, field));
+        if (refused.length > 0) throw accountErrors.fieldsNotEditable(refused);
+      },
+    },
+    async (req) => toProfileView(await updateProfile(db, requireUser(req.actor), req.body)),
+  );
+
+  app.post(
+    '/api/v1/users/change-password',
+    {
+      config: { auth: 'authenticated' },
+      schema: {
+        operationId: 'changePassword',
+        tags,
+        description:
+          'Changes the signed-in user’s password: a wrong `old_password` answers 400 naming it; the new one must meet ' +
+          'the password policy. Every other session of the user ends; this one stays signed in.',
+        body: ChangePasswordBody,
+        response: { 200: DetailView },
+      },
+    },
+    async (req) => {
+      await changePassword(db, requireUser(req.actor), req.body);
+      return { detail: 'Your password has been changed; your other sessions have been signed out.' };
+    },
+  );
+
+  app.post(
+    '/api/v1/users/password-reset',
+    {
+      schema: {
+        operationId: 'requestPasswordReset',
+        tags,
+        security: [],
+        description:
+          'Mails a single-use reset link (valid 1 hour) to each active account with this address (in `organization`, ' +
+          'or in every organization). Always 202 with the same body, whether or not an account exists.',
+        body: PasswordResetBody,
+        response: { 202: DetailView },
+      },
+    },
+    async (req, reply) => {
+      await requestPasswordReset(db, app.config, req.body);
+      return reply.code(202).send({ detail: RESET_ACCEPTED });
+    },
+  );
+
+  app.get(
+    '/api/v1/users/password-reset/confirm',
+    {
+      schema: {
+        operationId: 'checkPasswordResetToken',
+        tags,
+        security: [],
+        description:
+          'Where the mailed link lands: whether a reset or invitation token can still be used (it is not used up). ' +
+          'Set the password with POST.',
+        querystring: TokenQuery,
+        response: { 200: TokenStatusView },
+      },
+    },
+    async (req, reply) => {
+      const row = await describePasswordToken(db, req.query.token);
+      noStore(reply);
+      return {
+        valid: true as const,
+        purpose: row.purpose as 'password_reset' | 'invite',
+        expires_at: row.expiresAt.toISOString(),
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/users/password-reset/confirm',
+    {
+      schema: {
+        operationId: 'confirmPasswordReset',
+        tags,
+        security: [],
+        description:
+          'Sets a new password with a reset or invitation token. The token works once; a used, expired or unknown one ' +
+          'answers 400 `invalid_token`. Every session of the user ends.',
+        body: PasswordResetConfirmBody,
+        response: { 200: DetailView },
+      },
+    },
+    async (req) => {
+      await confirmPasswordReset(db, req.body);
+      return { detail: 'Your password has been set; sign in with it.' };
+    },
+  );
+
+  app.post(
+    '/api/v1/users/:id/invite',
+    {
+      config: { auth: { permission: 'users.update' } },
+      schema: {
+        operationId: 'inviteUser',
+        tags,
+        description:
+          'Mails an active user without a password (a provisioned account) a link to set one, valid 7 days, through ' +
+          'the password-reset confirm endpoint. 409 `user_has_password` or `user_not_active` otherwise.',
+        params: UserIdParams,
+        response: { 202: InvitationView },
+      },
+    },
+    async (req, reply) => {
+      const { expiresAt } = await inviteUser(db, app.config, req.params.id, scopeOf(req.actor));
+      return reply.code(202).send({ detail: 'Invitation sent.', expires_at: expiresAt.toISOString() });
+    },
+  );
+};

@@ -1,0 +1,111 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import { USER_STATUSES } from '../users/users.table.js';
+
+const Email = Type.String({ format: 'email', maxLength: 254 });
+const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' });
+const Name = Type.String({ maxLength: 150 });
+const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form profile data.' });
+// The policy (length, common passwords, personal data) answers with its own reasons; the schema only caps the size.
+const NewPassword = Type.String({
+  minLength: 1,
+  maxLength: 1024,
+  description:
+    'At least 10 characters (or the organization’s `password_min_length`), not a common password, and not containing the username or the email’s local part.',
+});
+const Token = Type.String({ minLength: 1, maxLength: 256, description: 'The token from the mailed link.' });
+const OrganizationCode = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  description: 'Organization code; default `default`.',
+});
+
+/** The caller's own account: what the admin view shows, plus whether the email address is verified. */
+export const ProfileView = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  organization: Type.String({ description: 'Organization code.' }),
+  organization_id: Type.String({ format: 'uuid' }),
+  username: Type.Union([Type.String(), Type.Null()]),
+  email: Type.String(),
+  email_verified: Type.Boolean(),
+  first_name: Type.String(),
+  last_name: Type.String(),
+  user_type: Type.Union([Type.String(), Type.Null()]),
+  attributes: Attributes,
+  status: Type.Union(USER_STATUSES.map((s) => Type.Literal(s))),
+  is_active: Type.Boolean(),
+  is_staff: Type.Boolean(),
+  is_superuser: Type.Boolean(),
+  has_password: Type.Boolean(),
+  last_login: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  date_joined: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+});
+
+export const RegisterBody = Type.Object({
+  email: Email,
+  password: NewPassword,
+  username: Type.Optional(Username),
+  first_name: Type.Optional(Name),
+  last_name: Type.Optional(Name),
+  organization: Type.Optional(OrganizationCode),
+});
+export type RegisterInput = Static<typeof RegisterBody>;
+
+export const UpdateProfileBody = Type.Object(
+  {
+    username: Type.Optional(Type.Union([Username, Type.Null()])),
+    first_name: Type.Optional(Name),
+    last_name: Type.Optional(Name),
+    attributes: Type.Optional(Attributes),
+  },
+  { minProperties: 1 },
+);
+export type UpdateProfileInput = Static<typeof UpdateProfileBody>;
+
+/** Fields a user may not set on themselves; the profile endpoint refuses them by name. */
+export const NOT_SELF_EDITABLE = [
+  'id',
+  'email',
+  'email_verified',
+  'password',
+  'status',
+  'is_active',
+  'is_staff',
+  'is_superuser',
+  'organization',
+  'organization_id',
+  'external_id',
+  'user_type',
+  'has_password',
+] as const;
+
+export const ChangePasswordBody = Type.Object({
+  old_password: Type.String({ minLength: 1, maxLength: 1024 }),
+  new_password: NewPassword,
+});
+
+export const TokenBody = Type.Object({ token: Token });
+export const TokenQuery = Type.Object({ token: Token });
+
+export const PasswordResetBody = Type.Object({
+  email: Email,
+  organization: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 100, description: 'Organization code; default: every organization.' }),
+  ),
+});
+
+export const PasswordResetConfirmBody = Type.Object({ token: Token, new_password: NewPassword });
+
+export const DetailView = Type.Object({ detail: Type.String() });
+export const EmailVerifiedView = Type.Object({ detail: Type.String(), email_verified: Type.Literal(true) });
+export const TokenStatusView = Type.Object({
+  valid: Type.Literal(true),
+  purpose: Type.Union([Type.Literal('password_reset'), Type.Literal('invite')]),
+  expires_at: Type.String({ format: 'date-time' }),
+});
+export const InvitationView = Type.Object({
+  detail: Type.String(),
+  expires_at: Type.String({ format: 'date-time' }),
+});
+
+export const UserIdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });

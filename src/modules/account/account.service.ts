@@ -1,0 +1,284 @@
+import { eq } from 'drizzle-orm';
+import type { Config } from '../../config.js';
+import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/password-policy.js';
+import { hashPassword, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
+import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import type { UserActor } from '../../platform/http/auth.js';
+import { queueMail } from '../../platform/mail/mail.js';
+import {
+  DEFAULT_ORGANIZATION_CODE,
+  ensureDefaultOrganization,
+  invalidateUserState,
+  revokeUserSessions,
+} from '../auth/auth.service.js';
+import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
+import type { Organization } from '../organizations/organizations.table.js';
+import { userErrors } from '../users/users.errors.js';
+import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
+import { type User, users } from '../users/users.table.js';
+import { accountErrors } from './account.errors.js';
+import {
+  consumeAccountToken,
+  findResetCandidates,
+  findUsableAccountToken,
+  insertAccountToken,
+  revokeOtherSessionsOfUser,
+  supersedeAccountTokens,
+} from './account.queries.js';
+import type { RegisterInput, UpdateProfileInput } from './account.schemas.js';
+import type { AccountToken, AccountTokenPurpose } from './account.table.js';
+
+const HOUR_MS = 3_600_000;
+export const TOKEN_LIFETIME_MS: Record<AccountTokenPurpose, number> = {
+  verify_email: 72 * HOUR_MS,
+  password_reset: HOUR_MS,
+  invite: 7 * 24 * HOUR_MS,
+};
+// Reset and invitation links set a password through the same confirm endpoint.
+const PASSWORD_PURPOSES = ['password_reset', 'invite'] as const;
+// One address may have an account in several organizations; each gets its own link, up to this many.
+const MAX_RESET_ACCOUNTS = 10;
+
+function settingsOf(org: Organization | undefined): Record<string, unknown> {
+  return org?.settings ?? {};
+}
+
+/**
+ * Creates a single-use token for a user (superseding their open ones of the same purpose) and
+ * answers the raw token, which exists only in the mail; the database keeps its SHA-256.
+ */
+async function issueAccountToken(
+  tx: DbOrTx,
+  user: { id: string; organizationId: string },
+  purpose: AccountTokenPurpose,
+): Promise<{ token: string; expiresAt: Date }> {
+  const token = randomToken();
+  const expiresAt = new Date(Date.now() + TOKEN_LIFETIME_MS[purpose]);
+  await supersedeAccountTokens(tx, user.id, purpose === 'verify_email' ? ['verify_email'] : PASSWORD_PURPOSES);
+  await insertAccountToken(tx, {
+    organizationId: user.organizationId,
+    userId: user.id,
+    purpose,
+    tokenHash: sha256Hex(token),
+    expiresAt,
+  });
+  return { token, expiresAt };
+}
+
+function link(config: Config, path: string, token: string): string {
+  return `${config.publicUrl}${path}?token=${encodeURIComponent(token)}`;
+}
+
+async function mailVerification(tx: DbOrTx, config: Config, user: User, token: string): Promise<void> {
+  const url = link(config, '/api/v1/users/verify-email/', token);
+  await queueMail(tx, {
+    to: user.email,
+    subject: 'Confirm your email address',
+    text:
+      `Welcome! Confirm that ${user.email} is your address by opening this link:\n\n${url}\n\n` +
+      `The link works once and expires in ${TOKEN_LIFETIME_MS.verify_email / HOUR_MS} hours. ` +
+      'If you did not create an account, ignore this message.\n',
+  });
+}
+
+/**
+ * Self-registration (API-CONTRACT §4) into the named organization (default `default`), unless its
+ * settings say `self_registration: false`. The user starts active with an unverified address; the
+ * verification mail is queued in the same transaction as the insert.
+ */
+export async function registerUser(db: Db, config: Config, input: RegisterInput): Promise<UserWithOrganization> {
+  const code = input.organization ?? DEFAULT_ORGANIZATION_CODE;
+  let org = await findOrganizationByCode(db, code);
+  if (!org && code === DEFAULT_ORGANIZATION_CODE) org = await ensureDefaultOrganization(db);
+  if (!org) throw userErrors.organizationNotFound(code);
+  if (!org.isActive || org.settings.self_registration === false) throw accountErrors.registrationClosed(code);
+  assertPasswordPolicy(
+    input.password,
+    { email: input.email, username: input.username },
+    passwordPolicyOf(org.settings),
+  );
+  // Hash before the transaction: argon2 must not hold a connection.
+  const passwordHash = await hashPassword(input.password);
+  const organizationId = org.id;
+  return db.transaction(async (tx) => {
+    const [user] = await tx
+      .insert(users)
+      .values({
+        organizationId,
+        email: input.email,
+        username: input.username ?? null,
+        firstName: input.first_name ?? '',
+        lastName: input.last_name ?? '',
+        passwordHash,
+        status: 'active',
+      })
+      .returning();
+    if (!user) throw new Error('registerUser: the insert returned no row');
+    const { token } = await issueAccountToken(tx, user, 'verify_email');
+    await mailVerification(tx, config, user, token);
+    return (await findUserById(tx, user.id)) as UserWithOrganization;
+  });
+}
+
+/** Uses up a verification token and marks the address verified. */
+export async function verifyEmail(db: Db, token: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const used = await consumeAccountToken(tx, sha256Hex(token), ['verify_email']);
+    if (!used) throw accountErrors.invalidToken();
+    await tx.update(users).set({ emailVerified: true }).where(eq(users.id, used.userId));
+  });
+}
+
+/** Changes what a user may change about themselves; a taken username answers 409 username_taken. */
+export async function updateProfile(
+  db: Db,
+  actor: UserActor,
+  input: UpdateProfileInput,
+): Promise<UserWithOrganization> {
+  return db.transaction(async (tx) => {
+    const changes: Partial<typeof users.$inferInsert> = {};
+    if (input.username !== undefined) changes.username = input.username;
+    if (input.first_name !== undefined) changes.firstName = input.first_name;
+    if (input.last_name !== undefined) changes.lastName = input.last_name;
+    if (input.attributes !== undefined) changes.attributes = input.attributes;
+    await tx.update(users).set(changes).where(eq(users.id, actor.userId));
+    // Names travel in cached session state (validate-token's user); it must show the change at once.
+    await invalidateUserState(tx, actor.userId);
+    const user = await findUserById(tx, actor.userId);
+    if (!user) throw userErrors.notFound(actor.userId);
+    return user;
+  });
+}
+
+/**
+ * Changes the caller's password after checking the current one. Every other session of the user
+ * ends in the same transaction; the caller's own session stays signed in.
+ */
+export async function changePassword(
+  db: Db,
+  actor: UserActor,
+  input: { old_password: string; new_password: string },
+): Promise<void> {
+  const user = await findUserById(db, actor.userId);
+  if (!user) throw userErrors.notFound(actor.userId);
+  const matches = user.passwordHash
+    ? await verifyPassword(user.passwordHash, input.old_password)
+    : await verifyDummyPassword(input.old_password);
+  if (!matches) throw accountErrors.wrongPassword();
+  if (input.new_password === input.old_password) throw accountErrors.samePassword();
+  const org = await findOrganizationById(db, user.organizationId);
+  assertPasswordPolicy(
+    input.new_password,
+    { email: user.email, username: user.username },
+    passwordPolicyOf(settingsOf(org)),
+    'new_password',
+  );
+  const passwordHash = await hashPassword(input.new_password);
+  await db.transaction(async (tx) => {
+    await tx.update(users).set({ passwordHash }).where(eq(users.id, user.id));
+    // A reset link mailed before the change must not undo it.
+    await supersedeAccountTokens(tx, user.id, PASSWORD_PURPOSES);
+    await revokeOtherSessionsOfUser(tx, user.id, actor.sessionId, 'password_changed');
+    await invalidateUserState(tx, user.id);
+  });
+}
+
+/**
+ * Mails a password-reset link to each active account with this address (in the named organization,
+ * or in every one). The caller learns nothing either way: the answer is the same, and a token is
+ * generated and hashed whether or not an account exists.
+ */
+export async function requestPasswordReset(
+  db: Db,
+  config: Config,
+  input: { email: string; organization?: string | undefined },
+): Promise<void> {
+  const candidates = await findResetCandidates(db, input.email, input.organization, MAX_RESET_ACCOUNTS);
+  if (candidates.length === 0) {
+    sha256Hex(randomToken());
+    return;
+  }
+  await db.transaction(async (tx) => {
+    for (const account of candidates) {
+      const { token } = await issueAccountToken(tx, account, 'password_reset');
+      const url = link(config, '/api/v1/users/password-reset/confirm/', token);
+      await queueMail(tx, {
+        to: account.email,
+        subject: 'Reset your password',
+        text:
+          `Someone asked to reset the password of your account in ${account.organizationName} (${account.organizationCode}).\n\n` +
+          `Your reset token: ${token}\n\nOr open: ${url}\n\n` +
+          'The token works once and expires in 1 hour. If you did not ask for this, ignore this message: ' +
+          'your password stays as it is.\n',
+      });
+    }
+  });
+}
+
+/** Whether a reset or invitation token can still be used (the link's landing); nothing is consumed. */
+export async function describePasswordToken(db: Db, token: string): Promise<AccountToken> {
+  const row = await findUsableAccountToken(db, sha256Hex(token), PASSWORD_PURPOSES);
+  if (!row) throw accountErrors.invalidToken();
+  return row;
+}
+
+/**
+ * Sets a new password with a reset or invitation token: uses the token up, sets the hash, marks the
+ * address verified (the mail reached its owner) and ends every session of the user, in one
+ * transaction. The policy is checked before the token is used, so a refused password keeps the link.
+ */
+export async function confirmPasswordReset(db: Db, input: { token: string; new_password: string }): Promise<void> {
+  const tokenHash = sha256Hex(input.token);
+  const found = await findUsableAccountToken(db, tokenHash, PASSWORD_PURPOSES);
+  if (!found) throw accountErrors.invalidToken();
+  const user = await findUserById(db, found.userId);
+  if (!user) throw accountErrors.invalidToken();
+  const org = await findOrganizationById(db, user.organizationId);
+  assertPasswordPolicy(
+    input.new_password,
+    { email: user.email, username: user.username },
+    passwordPolicyOf(settingsOf(org)),
+    'new_password',
+  );
+  const passwordHash = await hashPassword(input.new_password);
+  await db.transaction(async (tx) => {
+    // Used up here, atomically: of two confirmations racing with one token, one wins.
+    const used = await consumeAccountToken(tx, tokenHash, PASSWORD_PURPOSES);
+    if (!used) throw accountErrors.invalidToken();
+    await tx.update(users).set({ passwordHash, emailVerified: true }).where(eq(users.id, used.userId));
+    await supersedeAccountTokens(tx, used.userId, PASSWORD_PURPOSES);
+    await revokeUserSessions(tx, used.userId, used.purpose === 'invite' ? 'invitation_accepted' : 'password_reset');
+  });
+}
+
+/**
+ * Mails an invitation to set a password to an active user who has none (provisioned accounts);
+ * the link uses the password-reset confirm endpoint and lives 7 days.
+ */
+export async function inviteUser(
+  db: Db,
+  config: Config,
+  userId: string,
+  scopeOrganizationId: string | undefined,
+): Promise<{ expiresAt: Date }> {
+  return db.transaction(async (tx) => {
+    const user = await findUserById(tx, userId, scopeOrganizationId);
+    if (!user) throw userErrors.notFound(userId);
+    if (user.status !== 'active') throw accountErrors.userNotActive(user.status);
+    if (user.passwordHash !== null) throw accountErrors.alreadyHasPassword();
+    const org = await findOrganizationById(tx, user.organizationId);
+    const { token, expiresAt } = await issueAccountToken(tx, user, 'invite');
+    const url = link(config, '/api/v1/users/password-reset/confirm/', token);
+    await queueMail(tx, {
+      to: user.email,
+      subject: 'Set your password',
+      text:
+        `You have an account in ${org?.name ?? user.organizationCode} (${user.organizationCode}). ` +
+        'Choose a password to sign in.\n\n' +
+        `Your invitation token: ${token}\n\nOr open: ${url}\n\n` +
+        'The token works once and expires in 7 days.\n',
+    });
+    return { expiresAt };
+  });
+}
