@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from './config.js';
 import { DataDirInUseError } from './platform/db/client.js';
+import { stopOnSignals } from './platform/shutdown.js';
 import { startServer } from './server.js';
 
 /** `npm start`: serve the API with the job worker in this process, stop cleanly on SIGTERM/SIGINT. */
@@ -32,21 +33,7 @@ export async function main(options: { worker?: boolean } = {}): Promise<void> {
     throw err;
   }
   server.app.log.info({ address: server.address, database: server.database.kind }, 'gatehouse is serving');
-  const shutdown = (signal: string) => {
-    server.app.log.info({ signal }, 'shutting down');
-    // A second signal, or a shutdown stuck past 20 s, exits at once.
-    const force = setTimeout(() => process.exit(1), 20_000);
-    force.unref();
-    server
-      .stop()
-      .then(() => process.exit(0))
-      .catch((err) => {
-        console.error(err);
-        process.exit(1);
-      });
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  stopOnSignals(server.app.log, 'gatehouse', () => server.stop());
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -7,6 +7,7 @@ import { migrate } from '../platform/db/migrate.js';
 import { installJobs } from '../platform/jobs/pgboss.js';
 import { startJobs } from '../platform/jobs/worker.js';
 import { loggerOptions } from '../platform/log.js';
+import { stopOnSignals } from '../platform/shutdown.js';
 import { cliConfig, fail } from './context.js';
 
 /** `gatehouse worker`: runs background jobs only, beside `serve --no-worker` nodes on one PostgreSQL. */
@@ -32,22 +33,12 @@ async function runWorker(): Promise<void> {
   }
   logger.log.info({ queues: worker.queues }, 'gatehouse worker is running');
 
-  const shutdown = (signal: string) => {
-    logger.log.info({ signal }, 'worker shutting down');
-    // A shutdown stuck past 20 s exits at once.
-    setTimeout(() => process.exit(1), 20_000).unref();
-    worker
-      .stop()
-      .then(() => database.close())
-      .then(() => logger.close())
-      .then(() => process.exit(0))
-      .catch((err) => {
-        console.error(err);
-        process.exit(1);
-      });
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  const running = worker;
+  stopOnSignals(logger.log, 'worker', async () => {
+    await running.stop();
+    await database.close();
+    await logger.close();
+  });
 }
 
 export function registerWorkerCommand(program: Command): void {
