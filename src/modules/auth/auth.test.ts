@@ -502,7 +502,7 @@ describe('installation bootstrap', () => {
 
     // A restart, or a different ADMIN_EMAIL once a superuser exists, creates nothing more.
     expect(await bootstrapInstallation(t.database.db, config)).toBeUndefined();
-    const other = testConfig({ ADMIN_EMAIL: 'other@example.com', ADMIN_PASSWORD: 'another long password' });
+    const other = testConfig({ ADMIN_EMAIL: 'other@example.com', ADMIN_PASSWORD: 'a second long password' });
     expect(await bootstrapInstallation(t.database.db, other)).toBeUndefined();
     expect(await t.database.db.select().from(users).where(eq(users.isSuperuser, true))).toHaveLength(1);
   });
