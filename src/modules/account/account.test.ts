@@ -204,13 +204,20 @@ describe('email verification', () => {
     expect(claimsOf(ok.json().access)).toMatchObject({ email_verified: true });
   });
 
-  it('puts email_verified=false in the access token of an unverified user where verification is optional', async () => {
+  it('puts email_verified in access tokens, from login and from each refresh', async () => {
     const org = await seedOrganization(t);
     const email = `${unique()}@example.com`;
     await register({ email, password: STRONG, organization: org.code });
     const res = await post('/api/token/', { email, password: STRONG, organization: org.code });
     expect(res.statusCode).toBe(200);
     expect(claimsOf(res.json().access)).toMatchObject({ email_verified: false });
+
+    // A refresh after verification carries the new state.
+    const { token } = await lastMailTo(email);
+    await post('/api/v1/users/verify-email/', { token: token as string });
+    const refreshed = await post('/api/token/refresh/', { refresh: res.json().refresh });
+    expect(refreshed.statusCode).toBe(200);
+    expect(claimsOf(refreshed.json().access)).toMatchObject({ email_verified: true });
   });
 });
 
@@ -478,15 +485,15 @@ describe('account journey', () => {
     expect(login.statusCode).toBe(200);
     const { access, refresh } = login.json();
 
-    const sessions = await t.request({
-      method: 'GET',
-      url: '/api/v1/users/sessions/',
-      headers: { authorization: `Bearer ${access}` },
-    });
-    // The sessions list is another module's; the journey only needs it when it exists.
-    if (sessions.statusCode !== 404) {
+    // The sessions list belongs to another module; the journey looks at it when it is there.
+    if (t.app.hasRoute({ method: 'GET', url: '/api/v1/users/sessions' })) {
+      const sessions = await t.request({
+        method: 'GET',
+        url: '/api/v1/users/sessions/',
+        headers: { authorization: `Bearer ${access}` },
+      });
       expect(sessions.statusCode).toBe(200);
-      expect(JSON.stringify(sessions.json())).toContain('"');
+      expect(sessions.json().results.length).toBeGreaterThanOrEqual(1);
     }
 
     expect((await post('/api/v1/users/password-reset/', { email })).statusCode).toBe(202);

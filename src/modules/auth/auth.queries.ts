@@ -18,6 +18,7 @@ export interface SessionStateRow {
   lastName: string;
   isStaff: boolean;
   isSuperuser: boolean;
+  emailVerified: boolean;
   revokedAt: Date | null;
   expiresAt: Date;
 }
@@ -38,6 +39,7 @@ export async function findSessionState(db: DbOrTx, sessionId: string): Promise<S
       lastName: users.lastName,
       isStaff: users.isStaff,
       isSuperuser: users.isSuperuser,
+      emailVerified: users.emailVerified,
       revokedAt: sessions.revokedAt,
       expiresAt: sessions.expiresAt,
     })
@@ -205,6 +207,7 @@ export async function rotateRefreshToken(
     lastName: row.last_name as string,
     isStaff: row.is_staff as boolean,
     isSuperuser: row.is_superuser as boolean,
+    emailVerified: row.email_verified as boolean,
     revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at as string),
     expiresAt: new Date(row.expires_at as string),
     rotated: row.rotated as boolean,

@@ -190,7 +190,7 @@ interface TokenSubject {
   sessionId: string;
   isStaff: boolean;
   isSuperuser: boolean;
-  /** Known at login; absent on refreshed tokens (the rotation does not read it). */
+  /** The `email_verified` claim; left out when the caller does not know it. */
   emailVerified?: boolean;
 }
 
@@ -469,6 +469,7 @@ export async function refreshSession(ctx: TokenContext, refresh: string): Promis
     sessionId: row.sessionId,
     isStaff: row.isStaff,
     isSuperuser: row.isSuperuser,
+    emailVerified: row.emailVerified,
   });
   return { access, refresh: next, token_type: 'Bearer', expires_in: ctx.config.accessTokenTtlSeconds };
 }
