@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -6,8 +7,12 @@ import type { Config } from './config.js';
 import { accountRoutes } from './modules/account/account.routes.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
 import { createBearerResolver } from './modules/auth/auth.service.js';
+import { cookieAuthRoutes } from './modules/cookie-auth/cookie-auth.routes.js';
+import { createCookieResolver } from './modules/cookie-auth/cookie-auth.service.js';
 import { healthRoutes } from './modules/health/health.routes.js';
+import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
+import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
 import { userTypesRoutes } from './modules/user-types/user-types.routes.js';
@@ -16,6 +21,7 @@ import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installErrorHandling } from './platform/http/errors.js';
 import { registerOpenApi } from './platform/http/openapi.js';
+import { installRateLimits } from './platform/http/rate-limits.js';
 import { validatorCompiler } from './platform/http/validation.js';
 import { startInvalidationListener } from './platform/invalidation.js';
 import { installJobs } from './platform/jobs/pgboss.js';
@@ -75,13 +81,21 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     signingKeys.close();
     await invalidation.close();
   });
-  installAuthentication(app, [createBearerResolver({ db: database.db, keys: signingKeys, config })]);
+  await app.register(cookie);
+  installAuthentication(app, [
+    createBearerResolver({ db: database.db, keys: signingKeys, config }),
+    createCookieResolver(database.db),
+  ]);
+  await installRateLimits(app, config);
 
   await app.register(healthRoutes);
   await app.register(organizationsRoutes);
   await app.register(signingKeysRoutes, { keys: signingKeys });
   await app.register(authRoutes, { keys: signingKeys });
   await app.register(usersRoutes);
+  await app.register(sessionsRoutes);
+  await app.register(lockoutRoutes);
+  await app.register(cookieAuthRoutes, { keys: signingKeys });
   await app.register(accountRoutes);
   await app.register(userTypesRoutes);
 

@@ -10,8 +10,10 @@ import { bearerToken, type CredentialResolver, type UserActor } from '../../plat
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
+import { clearLockout, findLockouts, type LockoutPolicy, recordLoginFailure } from '../lockout/lockout.queries.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
+import { describeUserAgent } from '../sessions/sessions.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import { ensureSigningKey } from '../signing-keys/signing-keys.service.js';
 import { type User, users } from '../users/users.table.js';
@@ -304,6 +306,32 @@ const MAX_LOGIN_CANDIDATES = 10;
 export interface ClientInfo {
   ip: string | undefined;
   userAgent: string | undefined;
+  /** SHA-256 of the cookie credential, for a browser (cookie) login. */
+  cookieTokenHash?: string | undefined;
+}
+
+/** The lockout thresholds of the configuration. */
+export function lockoutPolicy(config: Config): LockoutPolicy {
+  return {
+    threshold: config.lockoutThreshold,
+    windowSeconds: config.lockoutWindowSeconds,
+    durationSeconds: config.lockoutDurationSeconds,
+  };
+}
+
+/**
+ * Counts a failed login against each account whose password was tried; an account that reaches
+ * the threshold locks and loses its sessions in the same transaction.
+ */
+async function recordFailedLogins(ctx: TokenContext, accounts: LoginCandidate[]): Promise<void> {
+  if (accounts.length === 0) return;
+  const policy = lockoutPolicy(ctx.config);
+  await ctx.db.transaction(async (tx) => {
+    for (const account of accounts) {
+      const lockedUntil = await recordLoginFailure(tx, account, policy);
+      if (lockedUntil) await revokeUserSessions(tx, account.id, 'account_locked');
+    }
+  });
 }
 
 export interface TokenPair {
@@ -375,14 +403,23 @@ export async function login(
     await verifyDummyPassword(input.password);
     throw authErrors.invalidCredentials();
   }
+  const lockouts = await findLockouts(ctx.db, withPassword);
   const verdicts = await Promise.all(withPassword.map((c) => verifyPassword(c.passwordHash as string, input.password)));
-  const matched = withPassword.filter((_, i) => verdicts[i]);
+  // A locked account's password is checked all the same (equal time) but never matches: the answer
+  // is the same 401 as a wrong password, so a lock neither confirms the account nor the password.
+  const matched = withPassword.filter((c, i) => verdicts[i] && !lockouts.get(c.id)?.locked);
   const usable = matched.filter(canLogIn);
   if (usable.length > 1) throw authErrors.organizationRequired();
   const account = usable[0];
   if (!account) {
     const inactive = matched[0];
-    if (!inactive) throw authErrors.invalidCredentials();
+    if (!inactive) {
+      await recordFailedLogins(
+        ctx,
+        withPassword.filter((c) => !lockouts.get(c.id)?.locked),
+      );
+      throw authErrors.invalidCredentials();
+    }
     throw authErrors.accountInactive(
       inactive.organizationActive
         ? `This account is ${inactive.status}; it cannot log in.`
@@ -402,8 +439,11 @@ export async function login(
       userId: account.id,
       ipAddress: client.ip ?? null,
       userAgent: client.userAgent?.slice(0, 512) ?? null,
+      ...describeUserAgent(client.userAgent),
+      cookieTokenHash: client.cookieTokenHash ?? null,
       expiresAt,
     });
+    if (lockouts.has(account.id)) await clearLockout(tx, account);
     await insertRefreshToken(tx, {
       organizationId: account.organizationId,
       sessionId: id,

@@ -95,6 +95,29 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
+  app.get(
+    '/api/v1/users/user/:id',
+    {
+      config: { auth: 'authenticated' },
+      schema: {
+        operationId: 'getUserForService',
+        tags,
+        description:
+          'One user, for other services (seed 001). With a user Bearer token: a superuser may read anyone, any other ' +
+          'user only themself; everything else answers 404, so existence is not leaked.',
+        params: UserIdParams,
+        response: { 200: UserView },
+      },
+    },
+    async (req) => {
+      const actor = requireUser(req.actor);
+      const allowed = actor.isSuperuser || actor.userId === req.params.id;
+      const user = allowed ? await findUserById(app.database.db, req.params.id) : undefined;
+      if (!user) throw userErrors.notFound(req.params.id);
+      return toUserView(user);
+    },
+  );
+
   app.patch(
     '/api/v1/users/:id',
     {

@@ -218,4 +218,37 @@ describe('users admin API', () => {
     expect(res.json()).toMatchObject({ code: 'permission_denied' });
     expect((await plain.post('/api/v1/users', { email: 'x@y.io' })).statusCode).toBe(403);
   });
+
+  describe('GET /api/v1/users/user/{id}/ (for other services)', () => {
+    it('answers the user view to a superuser and to the user themself, never the password hash', async () => {
+      const org = await seedOrganization(t);
+      const user = await seedUser(t, org.id, { firstName: 'Grace' });
+      const self = await loginAs(t, user);
+      for (const client of [admin, self]) {
+        const res = await client.get(`/api/v1/users/user/${user.id}/`);
+        expect(res.statusCode).toBe(200);
+        expect(res.json()).toMatchObject({
+          id: user.id,
+          email: user.email,
+          first_name: 'Grace',
+          organization: org.code,
+        });
+        expect(res.body).not.toContain('password_hash');
+        expect(res.body).not.toContain('argon2');
+      }
+    });
+
+    it('answers 404 for another user, for an unknown id and 401 without a token', async () => {
+      const org = await seedOrganization(t);
+      const other = await seedUser(t, org.id);
+      const plain = await loginAs(t, await seedUser(t, org.id));
+      expect((await plain.get(`/api/v1/users/user/${other.id}/`)).json()).toMatchObject({
+        status: 404,
+        code: 'user_not_found',
+      });
+      expect((await admin.get('/api/v1/users/user/0190a000-0000-7000-8000-000000000000/')).statusCode).toBe(404);
+      expect((await admin.get('/api/v1/users/user/not-a-uuid/')).statusCode).toBe(404);
+      expect((await t.request({ method: 'GET', url: `/api/v1/users/user/${other.id}/` })).statusCode).toBe(401);
+    });
+  });
 });

@@ -1,0 +1,78 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
+import { LoginBody, TokenUserView } from '../auth/auth.schemas.js';
+import { login, revokeSession, type TokenContext } from '../auth/auth.service.js';
+import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
+import {
+  clearSessionCookies,
+  csrfTokenFor,
+  newCookieCredential,
+  sessionCookieOf,
+  sessionIdOfCookie,
+  setSessionCookies,
+} from './cookie-auth.service.js';
+
+const CookieLoginView = Type.Object({
+  user: TokenUserView,
+  csrf_token: Type.String({
+    description:
+      'Send it as `X-CSRF-Token` on every POST, PUT, PATCH and DELETE made with the cookie (also in the `gatehouse_csrf` cookie).',
+  }),
+});
+
+const tags = ['auth'];
+
+export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = async (app, { keys }) => {
+  const ctx: TokenContext = { db: app.database.db, keys, config: app.config };
+
+  app.post(
+    '/api/login',
+    {
+      schema: {
+        operationId: 'cookieLogin',
+        tags,
+        security: [],
+        description:
+          'Browser login: the same credentials and answers as `POST /api/token/`, but the session is held in an httpOnly, ' +
+          'SameSite=Lax cookie (Secure when PUBLIC_URL is https) that every route accepts instead of a Bearer token. ' +
+          'Needs no CSRF token; a session cookie already present is ended.',
+        body: LoginBody,
+        response: { 200: CookieLoginView },
+      },
+    },
+    async (req, reply) => {
+      const credential = newCookieCredential();
+      const result = await login(ctx, req.body, {
+        ip: req.ip,
+        userAgent: req.headers['user-agent'],
+        cookieTokenHash: credential.hash,
+      });
+      const previous = sessionCookieOf(req);
+      const previousSession = previous && (await sessionIdOfCookie(ctx.db, previous));
+      if (previousSession) await revokeSession(ctx.db, previousSession, 'replaced_by_login');
+      setSessionCookies(reply, app.config, credential.token);
+      reply.header('cache-control', 'no-store');
+      return { user: result.user, csrf_token: csrfTokenFor(credential.token) };
+    },
+  );
+
+  app.post(
+    '/api/logout',
+    {
+      config: { cookieSession: true },
+      schema: {
+        operationId: 'cookieLogout',
+        tags,
+        description:
+          'Ends the cookie session (needs `X-CSRF-Token` like any state-changing cookie request) or the Bearer token’s ' +
+          'session, and clears the cookies. Without a working session it only clears them.',
+        response: { 204: { type: 'null', description: 'Logged out.' } },
+      },
+    },
+    async (req, reply) => {
+      if (req.actor.kind === 'user') await revokeSession(ctx.db, req.actor.sessionId, 'logout');
+      clearSessionCookies(reply, app.config);
+      return reply.code(204).send();
+    },
+  );
+};

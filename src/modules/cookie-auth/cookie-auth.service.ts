@@ -1,0 +1,132 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../../config.js';
+import { randomToken, secretsEqual, sha256Hex } from '../../platform/crypto/tokens.js';
+import type { Db } from '../../platform/db/client.js';
+import type { CredentialResolver, UserActor } from '../../platform/http/auth.js';
+import { AppError } from '../../platform/http/errors.js';
+import { TtlCache } from '../../platform/ttl-cache.js';
+import { cachedSessionState, loadSessionState } from '../auth/auth.service.js';
+import { findSessionIdByCookieHash, touchSession } from './cookie-auth.queries.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Accept the session cookie on a route that declares no `auth` (such as the cookie logout). */
+    cookieSession?: boolean;
+  }
+}
+
+/** The httpOnly cookie holding the session credential: 256 random bits, stored only as a hash. */
+export const SESSION_COOKIE = 'gatehouse_session';
+/** Readable by the page's scripts, which echo it in `X-CSRF-Token` (double submit). */
+export const CSRF_COOKIE = 'gatehouse_csrf';
+export const CSRF_HEADER = 'x-csrf-token';
+
+const UNSAFE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const MAX_COOKIE_LENGTH = 128;
+
+export const cookieErrors = {
+  csrfFailed: () =>
+    new AppError(
+      403,
+      'csrf_failed',
+      'A request authenticated by the session cookie that changes state needs the CSRF token in the X-CSRF-Token header.',
+    ),
+};
+
+/** A fresh cookie credential and what the session row stores of it. */
+export function newCookieCredential(): { token: string; hash: string } {
+  const token = randomToken();
+  return { token, hash: sha256Hex(token) };
+}
+
+/**
+ * The CSRF token of a cookie session, derived from its credential: stateless, different per
+ * session, and useless without the cookie (a page on another origin can read neither).
+ */
+export function csrfTokenFor(cookieToken: string): string {
+  return Buffer.from(sha256Hex(`csrf:${cookieToken}`), 'hex').toString('base64url');
+}
+
+function cookieOptions(config: Config, maxAgeSeconds: number, httpOnly: boolean) {
+  return {
+    path: '/',
+    httpOnly,
+    sameSite: 'lax' as const,
+    secure: config.publicUrl.startsWith('https:'),
+    maxAge: maxAgeSeconds,
+  };
+}
+
+/** Sets the session and CSRF cookies of a new cookie session. */
+export function setSessionCookies(reply: FastifyReply, config: Config, cookieToken: string): void {
+  const ttl = config.refreshTokenTtlSeconds;
+  reply.setCookie(SESSION_COOKIE, cookieToken, cookieOptions(config, ttl, true));
+  reply.setCookie(CSRF_COOKIE, csrfTokenFor(cookieToken), cookieOptions(config, ttl, false));
+}
+
+export function clearSessionCookies(reply: FastifyReply, config: Config): void {
+  reply.clearCookie(SESSION_COOKIE, cookieOptions(config, 0, true));
+  reply.clearCookie(CSRF_COOKIE, cookieOptions(config, 0, false));
+}
+
+/** The session cookie of a request, if it has a plausible one. */
+export function sessionCookieOf(request: FastifyRequest): string | undefined {
+  const cookies = request.cookies ?? (request.headers.cookie ? request.server.parseCookie(request.headers.cookie) : {});
+  const token = cookies[SESSION_COOKIE];
+  return token && token.length <= MAX_COOKIE_LENGTH ? token : undefined;
+}
+
+// A cookie never moves to another session, so its session id can be kept; whether that session
+// still works is read from the session state (revocations drop it at once on every node).
+const COOKIE_SESSION_TTL_MS = 5 * 60_000;
+const cookieSessions = new TtlCache<string, string>(100_000);
+const TOUCH_EVERY_MS = 60_000;
+const lastTouched = new TtlCache<string, true>(100_000);
+
+/** The open session a cookie credential belongs to, or undefined. */
+export async function sessionIdOfCookie(db: Db, cookieToken: string): Promise<string | undefined> {
+  const hash = sha256Hex(cookieToken);
+  const cached = cookieSessions.get(hash);
+  if (cached) return cached;
+  const id = await findSessionIdByCookieHash(db, hash);
+  if (id) cookieSessions.set(hash, id, Date.now() + COOKIE_SESSION_TTL_MS);
+  return id;
+}
+
+/**
+ * Resolves the session cookie to a user actor, after the bearer resolver (a request with a
+ * working bearer token never reaches it). Only on routes that need a user (or opt in with
+ * `cookieSession`), so a stale cookie never gets in the way of a public route. A state-changing
+ * request authenticated this way must carry the session's CSRF token, else 403 `csrf_failed`.
+ */
+export function createCookieResolver(db: Db): CredentialResolver {
+  return async (request) => {
+    const config = request.routeOptions.config;
+    if ((!config.auth || config.auth === 'public') && config.cookieSession !== true) return undefined;
+    const token = sessionCookieOf(request);
+    if (!token) return undefined;
+    const sessionId = await sessionIdOfCookie(db, token);
+    if (!sessionId) return undefined;
+    const state = cachedSessionState(sessionId) ?? (await loadSessionState(db, sessionId));
+    const now = Date.now();
+    if (!state?.usable || state.expiresAtMs <= now) return undefined;
+    if (UNSAFE_METHODS.has(request.method)) {
+      const sent = request.headers[CSRF_HEADER];
+      if (typeof sent !== 'string' || !secretsEqual(sent, csrfTokenFor(token))) throw cookieErrors.csrfFailed();
+    }
+    if (!lastTouched.get(sessionId, now)) {
+      lastTouched.set(sessionId, true, now + TOUCH_EVERY_MS);
+      await touchSession(db, sessionId);
+    }
+    const actor: UserActor = {
+      kind: 'user',
+      userId: state.userId,
+      organizationId: state.organizationId,
+      organizationCode: state.organizationCode,
+      sessionId,
+      isSuperuser: state.isSuperuser,
+      isStaff: state.isStaff,
+    };
+    return actor;
+  };
+}

@@ -1,0 +1,26 @@
+import { and, eq } from 'drizzle-orm';
+import type { Db } from '../../platform/db/client.js';
+import { invalidateUserState } from '../auth/auth.service.js';
+import { userErrors } from '../users/users.errors.js';
+import { findUserById } from '../users/users.queries.js';
+import { users } from '../users/users.table.js';
+import { clearLockout } from './lockout.queries.js';
+
+/**
+ * An administrator's unlock: forgets the failed logins, lifts a lock from failed logins at once,
+ * and turns an administrator-set `locked` status back into `active` (other statuses stay).
+ */
+export async function unlockAccount(db: Db, userId: string): Promise<{ userId: string; status: string }> {
+  const user = await findUserById(db, userId);
+  if (!user) throw userErrors.notFound(userId);
+  return db.transaction(async (tx) => {
+    await clearLockout(tx, user);
+    const [row] = await tx
+      .update(users)
+      .set({ status: 'active' })
+      .where(and(eq(users.id, user.id), eq(users.status, 'locked')))
+      .returning({ status: users.status });
+    if (row) await invalidateUserState(tx, user.id);
+    return { userId: user.id, status: row?.status ?? user.status };
+  });
+}

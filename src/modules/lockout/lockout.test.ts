@@ -1,0 +1,145 @@
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
+import { startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
+import { ConfigError } from '../../config.js';
+import { users } from '../users/users.table.js';
+import { accountLockouts } from './lockout.table.js';
+
+describe('account lockout', () => {
+  let t: TestApp;
+  // RATE_LIMITS stays off (test default): lockout must work without it.
+  beforeAll(async () => {
+    t = await startTestApp({ LOCKOUT_THRESHOLD: '3', LOCKOUT_WINDOW: '600', LOCKOUT_DURATION: '600' });
+  });
+  afterAll(() => t.close());
+
+  const login = (email: string, password: string) =>
+    t.request({ method: 'POST', url: '/api/token/', payload: { email, password } });
+  const failTimes = async (email: string, n: number) => {
+    for (let i = 0; i < n; i++) expect((await login(email, 'wrong password!')).statusCode).toBe(401);
+  };
+
+  async function freshUser(overrides: Parameters<typeof seedUser>[2] = {}) {
+    const org = await seedOrganization(t);
+    return seedUser(t, org.id, overrides);
+  }
+
+  it('locks after the threshold of failed logins even with RATE_LIMITS=off, answering the same 401 for the right password', async () => {
+    const user = await freshUser();
+    const earlier = await loginAs(t, user);
+    await failTimes(user.email, 3);
+
+    const right = await login(user.email, TEST_PASSWORD);
+    const wrong = await login(user.email, 'wrong password!');
+    const unknown = await login('nobody-here@example.com', TEST_PASSWORD);
+    expect(right.statusCode).toBe(401);
+    expect(right.json()).toEqual(wrong.json());
+    expect(right.json()).toEqual(unknown.json());
+    expect(right.json()).toMatchObject({ code: 'invalid_credentials' });
+    // Locking ends the sessions the account already had.
+    expect((await earlier.get('/api/v1/users/validate-token/')).statusCode).toBe(401);
+  });
+
+  it('does not extend a lock with failures made while locked', async () => {
+    const user = await freshUser();
+    await failTimes(user.email, 3);
+    const [first] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    await failTimes(user.email, 5);
+    const [after] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(after?.lockedUntil?.getTime()).toBe(first?.lockedUntil?.getTime());
+  });
+
+  it('lifts the lock by itself once its time has passed', async () => {
+    const user = await freshUser();
+    await failTimes(user.email, 3);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(401);
+    // The clock moves on: the lock ended a second ago.
+    await t.database.db
+      .update(accountLockouts)
+      .set({ lockedUntil: sql`now() - interval '1 second'` })
+      .where(eq(accountLockouts.userId, user.id));
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(200);
+    expect(await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id))).toEqual([]);
+  });
+
+  it('forgets failed logins on a successful one, and counts again from one after the window', async () => {
+    const user = await freshUser();
+    await failTimes(user.email, 2);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(200);
+    await failTimes(user.email, 2);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(200);
+
+    await failTimes(user.email, 2);
+    await t.database.db
+      .update(accountLockouts)
+      .set({ windowStartedAt: sql`now() - interval '601 seconds'` })
+      .where(eq(accountLockouts.userId, user.id));
+    await failTimes(user.email, 2);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(200);
+  });
+
+  it('counts a failed login against every account the identifier names, and only those', async () => {
+    const email = `shared-${Date.now()}@example.com`;
+    const a = await freshUser({ email });
+    const b = await freshUser({ email, password: 'another good password' });
+    const other = await freshUser();
+    await failTimes(email, 3);
+    expect((await login(email, 'another good password')).statusCode).toBe(401);
+    const locked = await t.database.db
+      .select({ userId: accountLockouts.userId })
+      .from(accountLockouts)
+      .where(
+        sql`${accountLockouts.lockedUntil} > now() and ${accountLockouts.userId} in (${a.id}, ${b.id}, ${other.id})`,
+      );
+    expect(locked.map((r) => r.userId).sort()).toEqual([a.id, b.id].sort());
+    expect((await login(other.email, TEST_PASSWORD)).statusCode).toBe(200);
+  });
+
+  describe('POST /api/v1/users/{id}/unlock/', () => {
+    it('lets a superuser lift a lock at once', async () => {
+      const admin = await superuserClient(t);
+      const user = await freshUser();
+      await failTimes(user.email, 3);
+      const res = await admin.post(`/api/v1/users/${user.id}/unlock/`);
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({ id: user.id, locked: false, status: 'active' });
+      expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(200);
+    });
+
+    it('turns an administrator-set locked status back into active', async () => {
+      const admin = await superuserClient(t);
+      const user = await freshUser({ status: 'locked' });
+      const res = await admin.post(`/api/v1/users/${user.id}/unlock`);
+      expect(res.json()).toMatchObject({ status: 'active' });
+      const [row] = await t.database.db.select().from(users).where(eq(users.id, user.id));
+      expect(row?.status).toBe('active');
+    });
+
+    it('answers 404 for an unknown user and 403 without users.update', async () => {
+      const admin = await superuserClient(t);
+      expect((await admin.post('/api/v1/users/0190a000-0000-7000-8000-000000000000/unlock/')).statusCode).toBe(404);
+      const plain = await loginAs(t, await freshUser());
+      const target = await freshUser();
+      expect((await plain.post(`/api/v1/users/${target.id}/unlock/`)).statusCode).toBe(403);
+    });
+  });
+
+  it('refuses bad lockout settings naming the variable', () => {
+    for (const variable of ['LOCKOUT_THRESHOLD', 'LOCKOUT_WINDOW', 'LOCKOUT_DURATION']) {
+      for (const value of ['abc', '0', '-5']) {
+        let caught: unknown;
+        try {
+          testConfig({ [variable]: value });
+        } catch (err) {
+          caught = err;
+        }
+        expect(caught).toBeInstanceOf(ConfigError);
+        expect((caught as ConfigError).variable).toBe(variable);
+      }
+    }
+    expect(testConfig({}).lockoutThreshold).toBe(5);
+    expect(testConfig({}).lockoutWindowSeconds).toBe(900);
+    expect(testConfig({}).lockoutDurationSeconds).toBe(900);
+  });
+});

@@ -1,0 +1,150 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { isUuid } from '../../platform/db/columns.js';
+import { requireUser } from '../../platform/http/auth.js';
+import { AppError } from '../../platform/http/errors.js';
+import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
+import { revokeSession } from '../auth/auth.service.js';
+import { findSession, listSessions, type SessionRow } from './sessions.queries.js';
+import {
+  AdminSessionPage,
+  ListOwnSessionsQuery,
+  ListSessionsQuery,
+  SessionIdParams,
+  SessionPage,
+} from './sessions.schemas.js';
+
+const sessionNotFound = (id: string) => new AppError(404, 'session_not_found', `Session ${id} was not found.`);
+
+function afterCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  const [id] = decodeCursor(cursor, 1);
+  if (typeof id !== 'string' || !isUuid(id)) throw invalidCursor();
+  return id;
+}
+
+function toSessionView(row: SessionRow, currentSessionId: string | undefined) {
+  return {
+    id: row.id,
+    ip_address: row.ipAddress,
+    device_type: row.deviceType,
+    browser: row.browser,
+    os: row.os,
+    user_agent: row.userAgent,
+    created_at: row.createdAt.toISOString(),
+    last_activity_at: row.lastActivityAt.toISOString(),
+    expires_at: row.expiresAt.toISOString(),
+    current: row.id === currentSessionId,
+    active: row.active,
+  };
+}
+
+function toAdminSessionView(row: SessionRow, currentSessionId: string | undefined) {
+  return {
+    ...toSessionView(row, currentSessionId),
+    user_id: row.userId,
+    organization: row.organizationCode,
+    organization_id: row.organizationId,
+    revoked_at: row.revokedAt?.toISOString() ?? null,
+  };
+}
+
+export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.database.db;
+
+  app.get(
+    '/api/v1/users/sessions',
+    {
+      config: { auth: 'authenticated' },
+      schema: {
+        operationId: 'listOwnSessions',
+        tags: ['sessions'],
+        description:
+          'The caller’s sessions, newest first: where and on what each was opened, when it was last used, and whether ' +
+          'it is still open (`active`) and the one making this request (`current`).',
+        querystring: ListOwnSessionsQuery,
+        response: { 200: SessionPage },
+      },
+    },
+    async (req) => {
+      const actor = requireUser(req.actor);
+      const limit = req.query.limit ?? 50;
+      const rows = await listSessions(db, {
+        userId: actor.userId,
+        active: req.query.active,
+        after: afterCursor(req.query.cursor),
+        limit,
+      });
+      const page = toPage(rows, limit, (r) => [r.id]);
+      return { results: page.results.map((r) => toSessionView(r, actor.sessionId)), next: page.next };
+    },
+  );
+
+  app.delete(
+    '/api/v1/users/sessions/:id',
+    {
+      config: { auth: 'authenticated' },
+      schema: {
+        operationId: 'revokeOwnSession',
+        tags: ['sessions'],
+        description:
+          'Ends one of the caller’s sessions (a lost phone, a shared computer): its tokens and cookie stop working at ' +
+          'once. Another user’s session answers 404. Ending an already ended session is not an error.',
+        params: SessionIdParams,
+        response: { 204: { type: 'null', description: 'Ended.' } },
+      },
+    },
+    async (req, reply) => {
+      const actor = requireUser(req.actor);
+      const session = isUuid(req.params.id) ? await findSession(db, req.params.id) : undefined;
+      if (!session || session.userId !== actor.userId) throw sessionNotFound(req.params.id);
+      await revokeSession(db, session.id, 'revoked_by_user');
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    '/api/v1/user-sessions',
+    {
+      config: { auth: { permission: 'sessions.manage' } },
+      schema: {
+        operationId: 'listSessions',
+        tags: ['sessions'],
+        description: 'Sessions of every user (or of `user`), newest first.',
+        querystring: ListSessionsQuery,
+        response: { 200: AdminSessionPage },
+      },
+    },
+    async (req) => {
+      const current = req.actor.kind === 'user' ? req.actor.sessionId : undefined;
+      const limit = req.query.limit ?? 50;
+      const rows = await listSessions(db, {
+        userId: req.query.user,
+        active: req.query.active,
+        after: afterCursor(req.query.cursor),
+        limit,
+      });
+      const page = toPage(rows, limit, (r) => [r.id]);
+      return { results: page.results.map((r) => toAdminSessionView(r, current)), next: page.next };
+    },
+  );
+
+  app.delete(
+    '/api/v1/user-sessions/:id',
+    {
+      config: { auth: { permission: 'sessions.manage' } },
+      schema: {
+        operationId: 'revokeSession',
+        tags: ['sessions'],
+        description: 'Ends a session of any user; its tokens and cookie stop working at once.',
+        params: SessionIdParams,
+        response: { 204: { type: 'null', description: 'Ended.' } },
+      },
+    },
+    async (req, reply) => {
+      const session = isUuid(req.params.id) ? await findSession(db, req.params.id) : undefined;
+      if (!session) throw sessionNotFound(req.params.id);
+      await revokeSession(db, session.id, 'revoked_by_admin');
+      return reply.code(204).send();
+    },
+  );
+};
