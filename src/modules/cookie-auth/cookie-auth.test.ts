@@ -1,0 +1,176 @@
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { CSRF_COOKIE, SESSION_COOKIE } from './cookie-auth.service.js';
+
+function cookieOf(res: LightMyRequestResponse, name: string) {
+  return res.cookies.find((c) => c.name === name) as
+    | {
+        name: string;
+        value: string;
+        httpOnly?: boolean;
+        sameSite?: string;
+        secure?: boolean;
+        maxAge?: number;
+        path?: string;
+      }
+    | undefined;
+}
+
+describe('cookie sessions', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  async function browserLogin(overrides: Parameters<typeof seedUser>[2] = {}) {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id, { username: unique('web'), ...overrides });
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { username: user.username, password: TEST_PASSWORD },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const session = cookieOf(res, SESSION_COOKIE)?.value as string;
+    const { csrf_token: csrf } = res.json() as { csrf_token: string };
+    const send = (method: 'GET' | 'POST' | 'DELETE', url: string, headers: Record<string, string> = {}) =>
+      t.request({ method, url, cookies: { [SESSION_COOKIE]: session }, headers });
+    return { user, res, session, csrf, send };
+  }
+
+  it('logs in with a username and sets an httpOnly, SameSite=Lax session cookie, answering the user and a CSRF token', async () => {
+    const { user, res, csrf } = await browserLogin();
+    expect(res.json()).toMatchObject({ user: { id: user.id, email: user.email } });
+    expect(res.body).not.toMatch(/"access"|"refresh"/);
+    const session = cookieOf(res, SESSION_COOKIE);
+    expect(session).toMatchObject({ httpOnly: true, sameSite: 'Lax', path: '/' });
+    expect(session?.secure).toBeFalsy();
+    expect(session?.value).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const csrfCookie = cookieOf(res, CSRF_COOKIE);
+    expect(csrfCookie?.value).toBe(csrf);
+    expect(csrfCookie?.httpOnly).toBeFalsy();
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+
+  it('authenticates any route by the cookie, and the session list marks it current', async () => {
+    const { user, send } = await browserLogin();
+    const res = await send('GET', '/api/v1/users/sessions/');
+    expect(res.statusCode).toBe(200);
+    expect((res.json() as { results: { current: boolean }[] }).results[0]?.current).toBe(true);
+    expect((await send('GET', `/api/v1/users/user/${user.id}/`)).statusCode).toBe(200);
+  });
+
+  it('refuses a state-changing cookie request without the right X-CSRF-Token with 403 csrf_failed', async () => {
+    const { send, csrf } = await browserLogin();
+    const sessions = (await send('GET', '/api/v1/users/sessions/')).json() as { results: { id: string }[] };
+    const id = sessions.results[0]?.id as string;
+
+    const missing = await send('DELETE', `/api/v1/users/sessions/${id}/`);
+    expect(missing.statusCode).toBe(403);
+    expect(missing.headers['content-type']).toContain('application/problem+json');
+    expect(missing.json()).toMatchObject({ status: 403, code: 'csrf_failed' });
+    const wrong = await send('DELETE', `/api/v1/users/sessions/${id}/`, { 'x-csrf-token': `${csrf}x` });
+    expect(wrong.json()).toMatchObject({ code: 'csrf_failed' });
+    expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(200);
+
+    expect((await send('DELETE', `/api/v1/users/sessions/${id}/`, { 'x-csrf-token': csrf })).statusCode).toBe(204);
+    // Ending the cookie's own session ends the cookie.
+    expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
+  });
+
+  it('needs no CSRF token for Bearer requests', async () => {
+    const org = await seedOrganization(t);
+    const client = await loginAs(t, await seedUser(t, org.id));
+    const sessions = (await client.get('/api/v1/users/sessions/')).json() as { results: { id: string }[] };
+    expect((await client.delete(`/api/v1/users/sessions/${sessions.results[0]?.id}/`)).statusCode).toBe(204);
+  });
+
+  it('logs out: ends the session, clears both cookies, and needs the CSRF token', async () => {
+    const { send, csrf } = await browserLogin();
+    expect((await send('POST', '/api/logout/')).json()).toMatchObject({ code: 'csrf_failed' });
+    const res = await send('POST', '/api/logout/', { 'x-csrf-token': csrf });
+    expect(res.statusCode).toBe(204);
+    for (const name of [SESSION_COOKIE, CSRF_COOKIE]) {
+      const cleared = cookieOf(res, name);
+      expect(cleared?.value).toBe('');
+      expect(cleared?.maxAge).toBe(0);
+    }
+    expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
+  });
+
+  it('stops the cookie when an administrator or the user ends its session elsewhere', async () => {
+    const { user, send } = await browserLogin();
+    const other = await loginAs(t, user);
+    const sessions = (await other.get('/api/v1/users/sessions/')).json() as { results: { id: string }[] };
+    await other.delete(`/api/v1/users/sessions/${sessions.results[1]?.id}/`);
+    expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
+  });
+
+  it('answers the same 401 as the token endpoint for wrong credentials, setting no cookie', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { email: user.email, password: 'nope' },
+    });
+    expect(res.statusCode).toBe(401);
+    expect(res.json()).toMatchObject({ code: 'invalid_credentials' });
+    expect(res.cookies).toEqual([]);
+    const bad = await t.request({ method: 'POST', url: '/api/login/', payload: { email: user.email } });
+    expect(bad.json()).toMatchObject({ status: 400, errors: [{ field: 'password' }] });
+  });
+
+  it('logs in again without a CSRF token while an old cookie is present, and ends the old session', async () => {
+    const { user, session, send } = await browserLogin();
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      cookies: { [SESSION_COOKIE]: session },
+      payload: { username: user.username, password: TEST_PASSWORD },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(cookieOf(res, SESSION_COOKIE)?.value).not.toBe(session);
+    expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
+  });
+
+  it('ignores a stale cookie on public routes', async () => {
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/token/',
+      cookies: { [SESSION_COOKIE]: 'not-a-session' },
+      payload: { email: 'nobody@example.com', password: 'whatever' },
+    });
+    expect(res.statusCode).toBe(401);
+    const anonymous = await t.request({
+      method: 'GET',
+      url: '/api/v1/users/sessions/',
+      cookies: { [SESSION_COOKIE]: 'x' },
+    });
+    expect(anonymous.statusCode).toBe(401);
+  });
+});
+
+describe('cookie sessions behind https', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ PUBLIC_URL: 'https://gatehouse.test' });
+  });
+  afterAll(() => t.close());
+
+  it('marks the cookies Secure when PUBLIC_URL is https', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { email: user.email, password: TEST_PASSWORD },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(cookieOf(res, SESSION_COOKIE)?.secure).toBe(true);
+    expect(cookieOf(res, CSRF_COOKIE)?.secure).toBe(true);
+  });
+});

@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
+import { startTestApp, type TestApp } from '../../../test/test-app.js';
+
+/** Cheap requests (400: empty body) still count against the per-IP budget. */
+async function burn(
+  t: TestApp,
+  urls: string[],
+  n: number,
+  remoteAddress: string,
+  headers: Record<string, string> = {},
+) {
+  const codes: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const url = urls[i % urls.length] as string;
+    codes.push((await t.request({ method: 'POST', url, payload: {}, remoteAddress, headers })).statusCode);
+  }
+  return codes;
+}
+
+describe('rate limits (RATE_LIMITS=on)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ RATE_LIMITS: 'on' });
+  });
+  afterAll(() => t.close());
+
+  it('answers 429 problem+json with Retry-After once an IP spends the login budget shared by the login routes', async () => {
+    const codes = await burn(t, ['/api/token/', '/api/v1/users/login/', '/api/login/'], 30, '198.51.100.1');
+    expect(codes.every((c) => c === 400)).toBe(true);
+    const res = await t.request({ method: 'POST', url: '/api/token', payload: {}, remoteAddress: '198.51.100.1' });
+    expect(res.statusCode).toBe(429);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({ status: 429, code: 'rate_limited' });
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    // Another client is not affected, nor are other routes of the same client.
+    expect((await burn(t, ['/api/token/'], 1, '198.51.100.2'))[0]).toBe(400);
+    expect((await t.request({ method: 'GET', url: '/health', remoteAddress: '198.51.100.1' })).statusCode).toBe(200);
+  });
+
+  it('ignores X-Forwarded-For without TRUST_PROXY: a spoofed header buys no new budget', async () => {
+    await burn(t, ['/api/v1/users/login/'], 30, '198.51.100.3');
+    const spoofed = await burn(t, ['/api/v1/users/login/'], 1, '198.51.100.3', { 'x-forwarded-for': '203.0.113.99' });
+    expect(spoofed[0]).toBe(429);
+  });
+
+  it('limits the refresh routes and the account routes of other modules by path', async () => {
+    const account = await burn(t, ['/api/v1/users/register/', '/api/v1/users/password-reset/'], 21, '198.51.100.4');
+    expect(account.at(-1)).toBe(429);
+    expect(account.slice(0, 20).includes(429)).toBe(false);
+    const refresh = await burn(t, ['/api/token/refresh/', '/api/v1/users/token/refresh/'], 121, '198.51.100.5');
+    expect(refresh.at(-1)).toBe(429);
+  });
+
+  it('limits login attempts per account identifier across client IPs', async () => {
+    const codes: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const res = await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { email: 'Target@Example.com', password: `guess ${i}` },
+        remoteAddress: `192.0.2.${i + 1}`,
+      });
+      codes.push(res.statusCode);
+    }
+    expect(codes.slice(0, 10).every((c) => c === 401)).toBe(true);
+    expect(codes[10]).toBe(429);
+    // The identifier is compared without case; another identifier still gets through.
+    const other = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { username: 'target@example.com', password: 'x' },
+      remoteAddress: '192.0.2.50',
+    });
+    expect(other.statusCode).toBe(429);
+    const fresh = await t.request({
+      method: 'POST',
+      url: '/api/token/',
+      payload: { email: 'someone-else@example.com', password: 'x' },
+      remoteAddress: '192.0.2.50',
+    });
+    expect(fresh.statusCode).toBe(401);
+  });
+});
+
+describe('rate limits off', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ RATE_LIMITS: 'off' });
+  });
+  afterAll(() => t.close());
+
+  it('lifts the per-IP limits with RATE_LIMITS=off', async () => {
+    const codes = await burn(t, ['/api/token/'], 40, '198.51.100.9');
+    expect(codes.includes(429)).toBe(false);
+  });
+});
+
+describe('client IP behind a trusted proxy (TRUST_PROXY)', () => {
+  let trusting: TestApp;
+  let plain: TestApp;
+  beforeAll(async () => {
+    trusting = await startTestApp({ RATE_LIMITS: 'on', TRUST_PROXY: '127.0.0.1' });
+    plain = await startTestApp();
+  });
+  afterAll(async () => {
+    await trusting.close();
+    await plain.close();
+  });
+
+  async function sessionIp(t: TestApp): Promise<string | null> {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const login = await t.request({
+      method: 'POST',
+      url: '/api/token/',
+      payload: { email: user.email, password: TEST_PASSWORD },
+      headers: { 'x-forwarded-for': '203.0.113.7' },
+    });
+    expect(login.statusCode).toBe(200);
+    const { access } = login.json() as { access: string };
+    const res = await t.request({
+      method: 'GET',
+      url: '/api/v1/users/sessions/',
+      headers: { authorization: `Bearer ${access}` },
+    });
+    return (res.json() as { results: { ip_address: string | null }[] }).results[0]?.ip_address ?? null;
+  }
+
+  it('records the socket address and ignores X-Forwarded-For by default', async () => {
+    expect(await sessionIp(plain)).toBe('127.0.0.1');
+  });
+
+  it('records the X-Forwarded-For client when the proxy is trusted, and limits per that client', async () => {
+    expect(await sessionIp(trusting)).toBe('203.0.113.7');
+    const first = await burn(trusting, ['/api/token/'], 31, '127.0.0.1', { 'x-forwarded-for': '203.0.113.20' });
+    expect(first.at(-1)).toBe(429);
+    const second = await burn(trusting, ['/api/token/'], 1, '127.0.0.1', { 'x-forwarded-for': '203.0.113.21' });
+    expect(second[0]).toBe(400);
+  });
+});
