@@ -93,9 +93,10 @@ export interface ResetCandidate {
   organizationCode: string;
   organizationName: string;
   email: string;
+  emailVerified: boolean;
 }
 
-/** Active accounts with this email (case-insensitive) in active organizations: one, or all when no code is given. */
+/** Active accounts with this email (for a reset link or a new verification link) (case-insensitive) in active organizations: one, or all when no code is given. */
 export async function findResetCandidates(
   db: DbOrTx,
   email: string,
@@ -109,6 +110,7 @@ export async function findResetCandidates(
       organizationCode: organizations.code,
       organizationName: organizations.name,
       email: users.email,
+      emailVerified: users.emailVerified,
     })
     .from(users)
     .innerJoin(organizations, eq(organizations.id, users.organizationId))

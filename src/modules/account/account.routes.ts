@@ -27,6 +27,7 @@ import {
   inviteUser,
   registerUser,
   requestPasswordReset,
+  resendVerification,
   updateProfile,
   verifyEmail,
 } from './account.service.js';
@@ -68,6 +69,7 @@ function scopeOf(actor: Actor): string | undefined {
 }
 
 const tags = ['account'];
+const RESEND_ACCEPTED = 'If an unverified account with this address exists, a new verification link is on its way.';
 const RESET_ACCEPTED = 'If an account with this address exists, a link to reset its password is on its way.';
 
 export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -130,6 +132,26 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       await verifyEmail(db, req.query.token);
       noStore(reply);
       return { detail: 'Your email address is verified.', email_verified: true as const };
+    },
+  );
+
+  app.post(
+    '/api/v1/users/verify-email/resend',
+    {
+      schema: {
+        operationId: 'resendVerificationEmail',
+        tags,
+        security: [],
+        description:
+          'Mails a new verification link to each active, unverified account with this address (in `organization`, or ' +
+          'in every organization); earlier links stop working. Always 202 with the same body.',
+        body: PasswordResetBody,
+        response: { 202: DetailView },
+      },
+    },
+    async (req, reply) => {
+      await resendVerification(db, app.config, req.body);
+      return reply.code(202).send({ detail: RESEND_ACCEPTED });
     },
   );
 

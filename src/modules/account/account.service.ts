@@ -16,7 +16,7 @@ import { findOrganizationByCode, findOrganizationById } from '../organizations/o
 import type { Organization } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
-import { type User, users } from '../users/users.table.js';
+import { users } from '../users/users.table.js';
 import { accountErrors } from './account.errors.js';
 import {
   consumeAccountToken,
@@ -70,7 +70,7 @@ function link(config: Config, path: string, token: string): string {
   return `${config.publicUrl}${path}?token=${encodeURIComponent(token)}`;
 }
 
-async function mailVerification(tx: DbOrTx, config: Config, user: User, token: string): Promise<void> {
+async function mailVerification(tx: DbOrTx, config: Config, user: { email: string }, token: string): Promise<void> {
   const url = link(config, '/api/v1/users/verify-email/', token);
   await queueMail(tx, {
     to: user.email,
@@ -118,6 +118,29 @@ export async function registerUser(db: Db, config: Config, input: RegisterInput)
     const { token } = await issueAccountToken(tx, user, 'verify_email');
     await mailVerification(tx, config, user, token);
     return (await findUserById(tx, user.id)) as UserWithOrganization;
+  });
+}
+
+/**
+ * Mails a new verification link to each active, unverified account with this address (the first
+ * one expired or got lost). Like the password reset, it answers nothing about which accounts exist.
+ */
+export async function resendVerification(
+  db: Db,
+  config: Config,
+  input: { email: string; organization?: string | undefined },
+): Promise<void> {
+  const found = await findResetCandidates(db, input.email, input.organization, MAX_RESET_ACCOUNTS);
+  const unverified = found.filter((account) => !account.emailVerified);
+  if (unverified.length === 0) {
+    sha256Hex(randomToken());
+    return;
+  }
+  await db.transaction(async (tx) => {
+    for (const account of unverified) {
+      const { token } = await issueAccountToken(tx, account, 'verify_email');
+      await mailVerification(tx, config, account, token);
+    }
   });
 }
 

@@ -184,6 +184,28 @@ describe('email verification', () => {
     expect((await post('/api/v1/users/verify-email/', { token: token as string })).statusCode).toBe(400);
   });
 
+  it('mails a new link on request, retiring the old one, with the same 202 for any address', async () => {
+    const org = await seedOrganization(t);
+    const email = `${unique()}@example.com`;
+    await register({ email, password: STRONG, organization: org.code });
+    const { token: first } = await lastMailTo(email);
+
+    const unknown = `${unique('nobody')}@example.com`;
+    const res = await post('/api/v1/users/verify-email/resend/', { email, organization: org.code });
+    const other = await post('/api/v1/users/verify-email/resend/', { email: unknown });
+    expect([res.statusCode, other.statusCode]).toEqual([202, 202]);
+    expect(res.body).toBe(other.body);
+    expect(await mailCount(unknown)).toBe(0);
+
+    const { token: second } = await lastMailTo(email);
+    expect(second).not.toBe(first);
+    expect((await post('/api/v1/users/verify-email/', { token: first as string })).statusCode).toBe(400);
+    expect((await post('/api/v1/users/verify-email/', { token: second as string })).statusCode).toBe(200);
+    // Verified now: nothing more is mailed.
+    await post('/api/v1/users/verify-email/resend/', { email });
+    expect(await mailCount(email)).toBe(2);
+  });
+
   it('lets an organization refuse logins of unverified users, after the password matched', async () => {
     const org = await seedOrganization(t);
     await setSettings(org.id, { require_email_verification: true });
