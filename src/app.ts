@@ -11,6 +11,7 @@ import { cookieAuthRoutes } from './modules/cookie-auth/cookie-auth.routes.js';
 import { createCookieResolver } from './modules/cookie-auth/cookie-auth.service.js';
 import { healthRoutes } from './modules/health/health.routes.js';
 import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
+import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
@@ -92,6 +93,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(organizationsRoutes);
   await app.register(signingKeysRoutes, { keys: signingKeys });
   await app.register(authRoutes, { keys: signingKeys });
+  await app.register(mfaRoutes, { keys: signingKeys });
   await app.register(usersRoutes);
   await app.register(sessionsRoutes);
   await app.register(lockoutRoutes);

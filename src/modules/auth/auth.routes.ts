@@ -2,16 +2,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { prepareDummyHash } from '../../platform/crypto/passwords.js';
 import { bearerToken } from '../../platform/http/auth.js';
+import { MfaRequiredError } from '../mfa/mfa.errors.js';
+import { LoginAnswerView } from '../mfa/mfa.schemas.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
-import {
-  InvalidTokenView,
-  LoginBody,
-  LogoutBody,
-  RefreshBody,
-  RefreshedView,
-  TokenPairView,
-  ValidTokenView,
-} from './auth.schemas.js';
+import { InvalidTokenView, LoginBody, LogoutBody, RefreshBody, RefreshedView, ValidTokenView } from './auth.schemas.js';
 import { authenticateAccessToken, login, logout, refreshSession, type TokenContext } from './auth.service.js';
 
 const tags = ['auth'];
@@ -32,18 +26,24 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
       'Password login. Without `organization`, every account with that email or username is a candidate and the single ' +
       'password match logs in; several matches answer 400 `organization_required`. Wrong password and unknown account ' +
       'answer the same 401; a suspended/deactivated account (or one in a deactivated organization) answers 403 ' +
-      '`account_inactive`, but only once its password matched.',
+      '`account_inactive`, but only once its password matched. With two-factor authentication on, a matching password ' +
+      'answers `{mfa_required: true, mfa_token, methods}` instead of tokens; finish at `/api/v1/users/login/mfa/`.',
     body: LoginBody,
-    response: { 200: TokenPairView },
+    response: { 200: LoginAnswerView },
   };
   for (const [url, operationId] of [
     ['/api/token', 'obtainToken'],
     ['/api/v1/users/login', 'login'],
   ] as const) {
     app.post(url, { schema: { ...loginSchema, operationId } }, async (req, reply) => {
-      const pair = await login(ctx, req.body, { ip: req.ip, userAgent: req.headers['user-agent'] });
       noStore(reply);
-      return pair;
+      try {
+        return await login(ctx, req.body, { ip: req.ip, userAgent: req.headers['user-agent'] });
+      } catch (err) {
+        // Password right, second factor due: 200 with the challenge instead of tokens.
+        if (err instanceof MfaRequiredError) return err.challenge;
+        throw err;
+      }
     });
   }
 

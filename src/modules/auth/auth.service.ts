@@ -11,6 +11,7 @@ import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { clearLockout, findLockouts, type LockoutPolicy, recordLoginFailure } from '../lockout/lockout.queries.js';
+import { finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import { describeUserAgent } from '../sessions/sessions.service.js';
@@ -430,6 +431,8 @@ export async function login(
   if (account.requireEmailVerification && !account.emailVerified) throw authErrors.emailNotVerified();
 
   await upgradePasswordHash(ctx.db, account, input.password);
+  // Throws MfaRequiredError (the token routes answer it as 200 mfa_required) when a second factor is due.
+  await requireSecondFactor(ctx.db, account);
 
   const refresh = randomToken();
   const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
@@ -441,6 +444,72 @@ export async function login(
       userAgent: client.userAgent?.slice(0, 512) ?? null,
       ...describeUserAgent(client.userAgent),
       cookieTokenHash: client.cookieTokenHash ?? null,
+      expiresAt,
+    });
+    if (lockouts.has(account.id)) await clearLockout(tx, account);
+    await insertRefreshToken(tx, {
+      organizationId: account.organizationId,
+      sessionId: id,
+      tokenHash: sha256Hex(refresh),
+      expiresAt,
+    });
+    await updateLastLogin(tx, account.id);
+    return id;
+  });
+  const access = await issueAccessToken(ctx, {
+    userId: account.id,
+    organizationId: account.organizationId,
+    organizationCode: account.organizationCode,
+    sessionId,
+    isStaff: account.isStaff,
+    isSuperuser: account.isSuperuser,
+    emailVerified: account.emailVerified,
+  });
+  return {
+    access,
+    refresh,
+    token_type: 'Bearer',
+    expires_in: ctx.config.accessTokenTtlSeconds,
+    user: toTokenUser(account),
+  };
+}
+
+/**
+ * The second step of a login with TOTP enabled (POST /api/v1/users/login/mfa/): the single-use
+ * mfa_token from the password step and a TOTP or recovery code answer the normal token pair. The
+ * account must still be able to log in.
+ */
+export async function completeMfaLogin(
+  ctx: TokenContext,
+  input: { mfa_token: string; code: string },
+  client: ClientInfo,
+): Promise<TokenPair & { user: TokenUser }> {
+  // A wrong code counts as a failed login of the account, like a wrong password (lockout).
+  const { userId } = await finishMfaChallenge(ctx.db, ctx.config, input, (account) =>
+    ctx.db.transaction(async (tx) => {
+      const lockedUntil = await recordLoginFailure(tx, account, lockoutPolicy(ctx.config));
+      if (lockedUntil) await revokeUserSessions(tx, account.id, 'account_locked');
+    }),
+  );
+  const [owner] = await ctx.db
+    .select({ email: users.email, organizationCode: organizations.code })
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(eq(users.id, userId));
+  const candidates = owner ? await findLoginCandidates(ctx.db, { email: owner.email }, owner.organizationCode, 2) : [];
+  const account = candidates.find((c) => c.id === userId && canLogIn(c));
+  if (!account) throw authErrors.invalidCredentials();
+  const lockouts = await findLockouts(ctx.db, [account]);
+  if (lockouts.get(account.id)?.locked) throw authErrors.invalidCredentials();
+  const refresh = randomToken();
+  const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
+  const sessionId = await ctx.db.transaction(async (tx) => {
+    const id = await insertSession(tx, {
+      organizationId: account.organizationId,
+      userId: account.id,
+      ipAddress: client.ip ?? null,
+      userAgent: client.userAgent?.slice(0, 512) ?? null,
+      ...describeUserAgent(client.userAgent),
       expiresAt,
     });
     if (lockouts.has(account.id)) await clearLockout(tx, account);

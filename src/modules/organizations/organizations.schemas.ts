@@ -19,11 +19,17 @@ export const OrganizationView = Type.Object({
   updated_at: Type.String({ format: 'date-time' }),
 });
 
+const Settings = Type.Record(Type.String(), Type.Unknown(), {
+  description:
+    'Free-form settings. Read by Gatehouse: `require_mfa` (boolean): accounts without a confirmed TOTP ' +
+    'authenticator cannot log in (403 `mfa_enrollment_required`); `require_email_verification` (boolean).',
+});
+
 export const CreateOrganizationBody = Type.Object({
   code: OrganizationCode,
   name: Type.String({ minLength: 1, maxLength: 200 }),
   description: Type.Optional(Type.String({ maxLength: 2000 })),
-  settings: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  settings: Type.Optional(Settings),
   is_active: Type.Optional(Type.Boolean()),
 });
 export type CreateOrganizationInput = Static<typeof CreateOrganizationBody>;
@@ -32,7 +38,7 @@ export const UpdateOrganizationBody = Type.Partial(
   Type.Object({
     name: Type.String({ minLength: 1, maxLength: 200 }),
     description: Type.String({ maxLength: 2000 }),
-    settings: Type.Record(Type.String(), Type.Unknown()),
+    settings: Settings,
     is_active: Type.Boolean(),
   }),
   { minProperties: 1 },

@@ -1,0 +1,253 @@
+import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm';
+import * as OTPAuth from 'otpauth';
+import type { Config } from '../../config.js';
+import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
+import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import type { UserActor } from '../../platform/http/auth.js';
+import { users } from '../users/users.table.js';
+import { type MfaChallengeView, MfaRequiredError, mfaErrors } from './mfa.errors.js';
+import { mfaChallenges, mfaRecoveryCodes, mfaTotp } from './mfa.table.js';
+
+const ISSUER = 'Gatehouse';
+const PERIOD_SECONDS = 30;
+// RFC 6238 §5.2: accept one step either side for clock drift, and no more.
+const WINDOW = 1;
+const RECOVERY_CODES = 10;
+export const MFA_TOKEN_TTL_SECONDS = 300;
+// Guessing a 6-digit code within one challenge: 5 tries in 10^6, then the password step again.
+const MAX_ATTEMPTS_PER_CHALLENGE = 5;
+
+const sealContext = (userId: string) => `mfa_totp:${userId}`;
+
+function totpFor(secret: OTPAuth.Secret, label: string): OTPAuth.TOTP {
+  return new OTPAuth.TOTP({ issuer: ISSUER, label, algorithm: 'SHA1', digits: 6, period: PERIOD_SECONDS, secret });
+}
+
+async function findTotp(db: DbOrTx, userId: string) {
+  const [row] = await db.select().from(mfaTotp).where(eq(mfaTotp.userId, userId));
+  return row;
+}
+
+/**
+ * Starts (or restarts) TOTP enrolment: a new secret, sealed under MASTER_KEY, pending until a code
+ * confirms it. Refused while a confirmed authenticator exists.
+ */
+export async function enrolTotp(db: Db, config: Config, actor: UserActor, label: string) {
+  const existing = await findTotp(db, actor.userId);
+  if (existing?.confirmedAt) throw mfaErrors.alreadyEnabled();
+  const secret = new OTPAuth.Secret({ size: 20 });
+  const sealed = createEnvelope(config.masterKey).seal(secret.base32, sealContext(actor.userId));
+  await db
+    .insert(mfaTotp)
+    .values({ organizationId: actor.organizationId, userId: actor.userId, secretSealed: sealed })
+    .onConflictDoUpdate({
+      target: [mfaTotp.organizationId, mfaTotp.userId],
+      set: { secretSealed: sealed, confirmedAt: null, lastUsedStep: null },
+    });
+  return { secret: secret.base32, otpauth_uri: totpFor(secret, label).toString() };
+}
+
+function newRecoveryCode(): string {
+  // 50 random bits in two groups of five base32 characters: easy to type, never guessed.
+  const text = new OTPAuth.Secret({ size: 10 }).base32.toLowerCase().slice(0, 10);
+  return `${text.slice(0, 5)}-${text.slice(5)}`;
+}
+
+function recoveryCodeHash(code: string): string {
+  return sha256Hex(code.toLowerCase().replace(/[\s-]/g, ''));
+}
+
+/**
+ * Checks a TOTP code against the user's authenticator (confirmed or, with `pending`, not yet) and
+ * records its time step, so the same code never works twice.
+ */
+async function useTotpCode(
+  db: DbOrTx,
+  config: Config,
+  row: typeof mfaTotp.$inferSelect,
+  code: string,
+): Promise<boolean> {
+  if (!/^\d{6}$/.test(code)) return false;
+  const secret = createEnvelope(config.masterKey).openText(row.secretSealed, sealContext(row.userId));
+  const now = Date.now();
+  const delta = totpFor(OTPAuth.Secret.fromBase32(secret), 'x').validate({
+    token: code,
+    timestamp: now,
+    window: WINDOW,
+  });
+  if (delta === null) return false;
+  const step = Math.floor(now / 1000 / PERIOD_SECONDS) + delta;
+  // Conditional on the last step, so two requests racing with the same code cannot both pass.
+  const updated = await db
+    .update(mfaTotp)
+    .set({ lastUsedStep: step })
+    .where(
+      and(eq(mfaTotp.userId, row.userId), sql`(${mfaTotp.lastUsedStep} is null or ${mfaTotp.lastUsedStep} < ${step})`),
+    )
+    .returning({ userId: mfaTotp.userId });
+  return updated.length === 1;
+}
+
+async function useRecoveryCode(db: DbOrTx, userId: string, code: string): Promise<boolean> {
+  const used = await db
+    .update(mfaRecoveryCodes)
+    .set({ usedAt: new Date() })
+    .where(
+      and(
+        eq(mfaRecoveryCodes.userId, userId),
+        eq(mfaRecoveryCodes.codeHash, recoveryCodeHash(code)),
+        isNull(mfaRecoveryCodes.usedAt),
+      ),
+    )
+    .returning({ id: mfaRecoveryCodes.id });
+  return used.length === 1;
+}
+
+/** Activates the pending authenticator with a first code and answers ten fresh recovery codes (stored hashed). */
+export async function confirmTotp(db: Db, config: Config, actor: UserActor, code: string): Promise<string[]> {
+  return db.transaction(async (tx) => {
+    const row = await findTotp(tx, actor.userId);
+    if (!row) throw mfaErrors.notEnrolled();
+    if (row.confirmedAt) throw mfaErrors.alreadyEnabled();
+    if (!(await useTotpCode(tx, config, row, code))) throw mfaErrors.invalidCode();
+    await tx.update(mfaTotp).set({ confirmedAt: new Date() }).where(eq(mfaTotp.userId, actor.userId));
+    await tx.delete(mfaRecoveryCodes).where(eq(mfaRecoveryCodes.userId, actor.userId));
+    const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
+    await tx.insert(mfaRecoveryCodes).values(
+      codes.map((c) => ({
+        organizationId: actor.organizationId,
+        userId: actor.userId,
+        codeHash: recoveryCodeHash(c),
+      })),
+    );
+    return codes;
+  });
+}
+
+/**
+ * Checks a second factor of a user with TOTP enabled: a current TOTP code, or an unused recovery
+ * code (which is then used up). False when the user has no confirmed authenticator.
+ */
+export async function verifySecondFactor(db: DbOrTx, config: Config, userId: string, code: string): Promise<boolean> {
+  const row = await findTotp(db, userId);
+  if (!row?.confirmedAt) return false;
+  if (await useTotpCode(db, config, row, code.trim())) return true;
+  return useRecoveryCode(db, userId, code.trim());
+}
+
+/** Turns TOTP off for the caller, who proves it with a current code (or a recovery code). */
+export async function disableTotp(db: Db, config: Config, actor: UserActor, code: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const row = await findTotp(tx, actor.userId);
+    if (!row?.confirmedAt) throw mfaErrors.notEnrolled();
+    if (!(await verifySecondFactor(tx, config, actor.userId, code))) throw mfaErrors.invalidCode();
+    await removeFactors(tx, actor.userId);
+  });
+}
+
+async function removeFactors(tx: DbOrTx, userId: string): Promise<void> {
+  await tx.delete(mfaTotp).where(eq(mfaTotp.userId, userId));
+  await tx.delete(mfaRecoveryCodes).where(eq(mfaRecoveryCodes.userId, userId));
+  await tx.delete(mfaChallenges).where(eq(mfaChallenges.userId, userId));
+}
+
+/** An administrator's reset: removes the user's authenticator, recovery codes and open challenges. */
+export async function resetMfa(db: Db, userId: string, scopeOrganizationId?: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const [user] = isUuid(userId)
+      ? await tx
+          .select({ id: users.id })
+          .from(users)
+          .where(
+            scopeOrganizationId
+              ? and(eq(users.id, userId), eq(users.organizationId, scopeOrganizationId))
+              : eq(users.id, userId),
+          )
+      : [];
+    if (!user) throw mfaErrors.userNotFound(userId);
+    await removeFactors(tx, userId);
+  });
+}
+
+// --- login
+
+/**
+ * The password step's hand-over: when the account has TOTP enabled, stores a single-use challenge
+ * (hashed, 5 minutes) and throws MfaRequiredError carrying its token. When the organization's
+ * `settings.require_mfa` is true and the account has no authenticator, the login is refused.
+ */
+export async function requireSecondFactor(db: DbOrTx, account: { id: string; organizationId: string }): Promise<void> {
+  const [state] = await queryRows<{ enabled: boolean; required: boolean }>(
+    db,
+    sql`select
+          exists (select 1 from ${mfaTotp} where ${mfaTotp.userId} = ${account.id} and ${mfaTotp.confirmedAt} is not null) as enabled,
+          coalesce((select settings -> 'require_mfa' = 'true'::jsonb from organizations where id = ${account.organizationId}), false) as required`,
+  );
+  if (!state?.enabled) {
+    if (state?.required) throw mfaErrors.enrolmentRequired();
+    return;
+  }
+  const token = randomToken();
+  await db.insert(mfaChallenges).values({
+    organizationId: account.organizationId,
+    userId: account.id,
+    tokenHash: sha256Hex(token),
+    expiresAt: new Date(Date.now() + MFA_TOKEN_TTL_SECONDS * 1000),
+  });
+  const challenge: MfaChallengeView = {
+    mfa_required: true,
+    mfa_token: token,
+    methods: ['totp'],
+    expires_in: MFA_TOKEN_TTL_SECONDS,
+  };
+  throw new MfaRequiredError(challenge);
+}
+
+/**
+ * The second step: checks the code for the challenge's user and uses the challenge up. Answers the
+ * user id to log in. A wrong code counts against the challenge (five, then log in again) and is
+ * reported to `onWrongCode` (the account's failed-login counter).
+ */
+export async function finishMfaChallenge(
+  db: Db,
+  config: Config,
+  input: { mfa_token: string; code: string },
+  onWrongCode: (account: { id: string; organizationId: string }) => Promise<void>,
+): Promise<{ userId: string; organizationId: string }> {
+  const tokenHash = sha256Hex(input.mfa_token);
+  const [challenge] = await db
+    .select()
+    .from(mfaChallenges)
+    .where(
+      and(
+        eq(mfaChallenges.tokenHash, tokenHash),
+        isNull(mfaChallenges.usedAt),
+        gt(mfaChallenges.expiresAt, new Date()),
+        lt(mfaChallenges.failedAttempts, MAX_ATTEMPTS_PER_CHALLENGE),
+      ),
+    );
+  if (!challenge) throw mfaErrors.invalidMfaToken();
+  const ok = await db.transaction(async (tx) => {
+    if (!(await verifySecondFactor(tx, config, challenge.userId, input.code))) return false;
+    const used = await tx
+      .update(mfaChallenges)
+      .set({ usedAt: new Date() })
+      .where(and(eq(mfaChallenges.id, challenge.id), isNull(mfaChallenges.usedAt)))
+      .returning({ id: mfaChallenges.id });
+    // Lost a race with another request on the same token: that one logged in.
+    if (used.length === 0) throw mfaErrors.invalidMfaToken();
+    return true;
+  });
+  if (!ok) {
+    // Outside the transaction above, which verified nothing: the count must stick.
+    await db
+      .update(mfaChallenges)
+      .set({ failedAttempts: sql`${mfaChallenges.failedAttempts} + 1` })
+      .where(eq(mfaChallenges.id, challenge.id));
+    await onWrongCode({ id: challenge.userId, organizationId: challenge.organizationId });
+    throw mfaErrors.invalidCode();
+  }
+  return { userId: challenge.userId, organizationId: challenge.organizationId };
+}

@@ -1,0 +1,168 @@
+import { eq } from 'drizzle-orm';
+import * as OTPAuth from 'otpauth';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type Client,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+  TEST_PASSWORD,
+} from '../../../test/seed.js';
+import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { accountLockouts } from '../lockout/lockout.table.js';
+import { organizations } from '../organizations/organizations.table.js';
+import type { User } from '../users/users.table.js';
+import { mfaChallenges, mfaTotp } from './mfa.table.js';
+
+function totpOf(secret: string) {
+  return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), digits: 6, period: 30, algorithm: 'SHA1' });
+}
+
+describe('TOTP two-factor authentication', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  async function enrolled(): Promise<{ user: User; client: Client; secret: string; recovery: string[] }> {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const client = await loginAs(t, user);
+    const enrol = await client.post('/api/v1/users/mfa/totp/');
+    expect(enrol.statusCode).toBe(200);
+    const { secret, otpauth_uri } = enrol.json() as { secret: string; otpauth_uri: string };
+    expect(otpauth_uri).toMatch(/^otpauth:\/\/totp\/Gatehouse:/);
+    const [row] = await t.database.db.select().from(mfaTotp).where(eq(mfaTotp.userId, user.id));
+    expect(row?.secretSealed).not.toContain(secret);
+    expect(row?.confirmedAt).toBeNull();
+
+    const wrong = await client.post('/api/v1/users/mfa/totp/confirm/', { code: '000000' });
+    expect(wrong.statusCode).toBe(401);
+    const confirm = await client.post('/api/v1/users/mfa/totp/confirm/', { code: totpOf(secret).generate() });
+    expect(confirm.statusCode).toBe(200);
+    const recovery = confirm.json().recovery_codes as string[];
+    expect(recovery).toHaveLength(10);
+    expect(new Set(recovery).size).toBe(10);
+    return { user, client, secret, recovery };
+  }
+
+  function passwordLogin(user: User) {
+    return t.request({
+      method: 'POST',
+      url: '/api/v1/users/login/',
+      payload: { email: user.email, password: TEST_PASSWORD },
+    });
+  }
+
+  function mfaLogin(mfa_token: string, code: string) {
+    return t.request({ method: 'POST', url: '/api/v1/users/login/mfa/', payload: { mfa_token, code } });
+  }
+
+  it('answers mfa_required instead of tokens, then tokens for the token and a current code, once', async () => {
+    const { user, secret } = await enrolled();
+    const first = await passwordLogin(user);
+    expect(first.statusCode).toBe(200);
+    const body = first.json();
+    expect(body).toEqual({ mfa_required: true, mfa_token: expect.any(String), methods: ['totp'], expires_in: 300 });
+    expect(body.access).toBeUndefined();
+    const [challenge] = await t.database.db.select().from(mfaChallenges).where(eq(mfaChallenges.userId, user.id));
+    expect(challenge?.tokenHash).not.toBe(body.mfa_token);
+
+    const bad = await mfaLogin(body.mfa_token, '123456');
+    expect(bad.statusCode).toBe(401);
+    expect(bad.json()).toMatchObject({ code: 'invalid_mfa_code', errors: [{ field: 'code' }] });
+
+    // The code of the next step: within the allowed drift, and not yet used by the confirmation.
+    const code = totpOf(secret).generate({ timestamp: Date.now() + 30_000 });
+    const ok = await mfaLogin(body.mfa_token, code);
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json()).toMatchObject({ token_type: 'Bearer', user: { id: user.id } });
+    const validate = await t.request({
+      method: 'GET',
+      url: '/api/v1/users/validate-token/',
+      headers: { authorization: `Bearer ${ok.json().access}` },
+    });
+    expect(validate.statusCode).toBe(200);
+
+    expect((await mfaLogin(body.mfa_token, code)).json().code).toBe('invalid_mfa_token');
+    // A code is good once: a new challenge with the same code is refused.
+    const again = (await passwordLogin(user)).json();
+    expect((await mfaLogin(again.mfa_token, code)).statusCode).toBe(401);
+  });
+
+  it('accepts each recovery code once', async () => {
+    const { user, recovery } = await enrolled();
+    const token1 = (await passwordLogin(user)).json().mfa_token;
+    expect((await mfaLogin(token1, (recovery[0] as string).toUpperCase())).statusCode).toBe(200);
+    const token2 = (await passwordLogin(user)).json().mfa_token;
+    expect((await mfaLogin(token2, recovery[0] as string)).statusCode).toBe(401);
+    expect((await mfaLogin(token2, recovery[1] as string)).statusCode).toBe(200);
+  });
+
+  it('uses the mfa_token up after five wrong codes', async () => {
+    const { user, secret } = await enrolled();
+    const token = (await passwordLogin(user)).json().mfa_token;
+    for (let i = 0; i < 5; i++) expect((await mfaLogin(token, '000001')).json().code).toBe('invalid_mfa_code');
+    const late = await mfaLogin(token, totpOf(secret).generate({ timestamp: Date.now() + 30_000 }));
+    expect(late.json().code).toBe('invalid_mfa_token');
+    // Wrong codes count as failed logins of the account: five (the default threshold) lock it.
+    const [lockout] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(lockout?.lockedUntil?.getTime()).toBeGreaterThan(Date.now());
+    expect((await passwordLogin(user)).statusCode).toBe(401);
+  });
+
+  it('refuses an unknown or expired mfa_token with 401', async () => {
+    const { user, secret } = await enrolled();
+    expect((await mfaLogin('nope', '123456')).statusCode).toBe(401);
+    const token = (await passwordLogin(user)).json().mfa_token;
+    await t.database.db
+      .update(mfaChallenges)
+      .set({ expiresAt: new Date(Date.now() - 1000) })
+      .where(eq(mfaChallenges.userId, user.id));
+    const res = await mfaLogin(token, totpOf(secret).generate({ timestamp: Date.now() + 30_000 }));
+    expect(res.json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
+  });
+
+  it('disables TOTP only with a current code; an administrator can reset it', async () => {
+    const { user, client, secret } = await enrolled();
+    const refused = await t.request({
+      method: 'DELETE',
+      url: '/api/v1/users/mfa/totp/',
+      headers: { authorization: `Bearer ${client.token}` },
+      payload: { code: '000000' },
+    });
+    expect(refused.statusCode).toBe(401);
+    const off = await t.request({
+      method: 'DELETE',
+      url: '/api/v1/users/mfa/totp/',
+      headers: { authorization: `Bearer ${client.token}` },
+      payload: { code: totpOf(secret).generate({ timestamp: Date.now() + 30_000 }) },
+    });
+    expect(off.statusCode).toBe(204);
+    expect((await passwordLogin(user)).json().access).toEqual(expect.any(String));
+
+    const second = await enrolled();
+    expect((await passwordLogin(second.user)).json().mfa_required).toBe(true);
+    expect((await second.client.post(`/api/v1/users/${second.user.id}/mfa/reset/`)).statusCode).toBe(403);
+    const admin = await superuserClient(t);
+    expect((await admin.post(`/api/v1/users/${second.user.id}/mfa/reset/`)).statusCode).toBe(204);
+    expect((await passwordLogin(second.user)).json().access).toEqual(expect.any(String));
+  });
+
+  it('refuses a login without an authenticator when the organization requires MFA', async () => {
+    const org = await seedOrganization(t);
+    await t.database.db
+      .update(organizations)
+      .set({ settings: { require_mfa: true } })
+      .where(eq(organizations.id, org.id));
+    const user = await seedUser(t, org.id);
+    const res = await passwordLogin(user);
+    expect(res.json()).toMatchObject({ status: 403, code: 'mfa_enrollment_required' });
+  });
+
+  it('needs a signed-in user to enrol', async () => {
+    expect((await t.request({ method: 'POST', url: '/api/v1/users/mfa/totp/' })).statusCode).toBe(401);
+  });
+});
