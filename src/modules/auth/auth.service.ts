@@ -3,6 +3,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { FastifyRequest } from 'fastify';
 import { uuidv7 } from 'uuidv7';
 import type { Config } from '../../config.js';
+import { assertPasswordPolicy } from '../../platform/crypto/password-policy.js';
 import { hashPassword, needsRehash, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
@@ -684,11 +685,8 @@ async function insertSuperuser(
 function checkSuperuserInput(input: CreateSuperuserInput): void {
   if (!/^[^\s@]+@[^\s@]+$/.test(input.email))
     throw commonErrors.validation([{ field: 'email', message: 'Not an email address.' }]);
-  if (input.password.length < MIN_PASSWORD_LENGTH) {
-    throw commonErrors.validation([
-      { field: 'password', message: `The password must be at least ${MIN_PASSWORD_LENGTH} characters.` },
-    ]);
-  }
+  // The same policy as self-registration: a superuser's password is the last one to leave weak.
+  assertPasswordPolicy(input.password, { email: input.email, username: input.username });
 }
 
 /** Creates a platform superuser (also staff, active); the CLI's `createsuperuser`. */

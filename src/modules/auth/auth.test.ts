@@ -514,6 +514,9 @@ describe('installation bootstrap', () => {
       status: 400,
       errors: [{ field: 'password' }],
     });
+    await expect(
+      createSuperuser(t.database.db, { email: 'boss@example.com', password: 'Password2024!' }),
+    ).rejects.toMatchObject({ status: 400, code: 'password_too_weak', errors: [{ field: 'password' }] });
     // `root` is taken in `default` by the previous test, so the derived username is left empty.
     const second = await createSuperuser(t.database.db, {
       email: 'root@elsewhere.example',
