@@ -31,6 +31,10 @@ const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS> = {
   '/api/v1/users/register': 'account',
   '/api/v1/users/password-reset': 'account',
   '/api/v1/users/password-reset/confirm': 'account',
+  '/api/v1/users/verify-email': 'account',
+  '/api/v1/users/verify-email/resend': 'account',
+  // Each call checks the current password: a stolen access token must not buy unlimited guesses.
+  '/api/v1/users/change-password': 'password',
 };
 
 /**
