@@ -30,7 +30,7 @@ import type { RegisterInput, UpdateProfileInput } from './account.schemas.js';
 import type { AccountToken, AccountTokenPurpose } from './account.table.js';
 
 const HOUR_MS = 3_600_000;
-export const TOKEN_LIFETIME_MS: Record<AccountTokenPurpose, number> = {
+const TOKEN_LIFETIME_MS: Record<AccountTokenPurpose, number> = {
   verify_email: 72 * HOUR_MS,
   password_reset: HOUR_MS,
   invite: 7 * 24 * HOUR_MS,

@@ -97,6 +97,13 @@ describe('POST /api/v1/users/register', () => {
     expect(await mailCount(email)).toBe(0);
   });
 
+  it('answers 403 registration_closed for a deactivated organization', async () => {
+    const org = await seedOrganization(t, { isActive: false });
+    const res = await register({ email: `${unique()}@example.com`, password: STRONG, organization: org.code });
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: 'registration_closed' });
+  });
+
   it.each([
     ['too short', 'Xk4!pq'],
     ['a common password', 'Password2024!'],
