@@ -26,7 +26,12 @@ describe('rate limits (RATE_LIMITS=on)', () => {
   afterAll(() => t.close());
 
   it('answers 429 problem+json with Retry-After once an IP spends the login budget shared by the login routes', async () => {
-    const codes = await burn(t, ['/api/token/', '/api/v1/users/login/', '/api/login/'], 30, '198.51.100.1');
+    const codes = await burn(
+      t,
+      ['/api/token/', '/api/v1/users/login/', '/api/login/', '/api/v1/users/login/mfa/'],
+      30,
+      '198.51.100.1',
+    );
     expect(codes.every((c) => c === 400)).toBe(true);
     const res = await t.request({ method: 'POST', url: '/api/token', payload: {}, remoteAddress: '198.51.100.1' });
     expect(res.statusCode).toBe(429);
