@@ -511,6 +511,7 @@ export async function completeMfaLogin(
       ipAddress: client.ip ?? null,
       userAgent: client.userAgent?.slice(0, 512) ?? null,
       ...describeUserAgent(client.userAgent),
+      cookieTokenHash: client.cookieTokenHash ?? null,
       expiresAt,
     });
     if (lockouts.has(account.id)) await clearLockout(tx, account);

@@ -1,7 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LoginBody, TokenUserView } from '../auth/auth.schemas.js';
-import { login, revokeSession, type TokenContext } from '../auth/auth.service.js';
+import { completeMfaLogin, login, revokeSession, type TokenContext } from '../auth/auth.service.js';
+import { MfaRequiredError } from '../mfa/mfa.errors.js';
+import { MfaLoginBody, MfaRequiredView } from '../mfa/mfa.schemas.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import {
   clearSessionCookies,
@@ -25,6 +28,14 @@ const tags = ['auth'];
 export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = async (app, { keys }) => {
   const ctx: TokenContext = { db: app.database.db, keys, config: app.config };
 
+  /** Sets the new session's cookies and ends the session of a cookie the browser still sent. */
+  async function startCookieSession(req: FastifyRequest, reply: FastifyReply, cookieToken: string): Promise<void> {
+    const previous = sessionCookieOf(req);
+    const previousSession = previous && (await sessionIdOfCookie(ctx.db, previous));
+    if (previousSession) await revokeSession(ctx.db, previousSession, 'replaced_by_login');
+    setSessionCookies(reply, app.config, cookieToken);
+  }
+
   app.post(
     '/api/login',
     {
@@ -35,24 +46,56 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
         description:
           'Browser login: the same credentials and answers as `POST /api/token/`, but the session is held in an httpOnly, ' +
           'SameSite=Lax cookie (Secure when PUBLIC_URL is https) that every route accepts instead of a Bearer token. ' +
-          'Needs no CSRF token; a session cookie already present is ended.',
+          'Needs no CSRF token; a session cookie already present is ended. With two-factor authentication on, a ' +
+          'matching password answers `{mfa_required: true, mfa_token, methods}` and sets no cookie; finish at ' +
+          '`/api/login/mfa/`.',
         body: LoginBody,
+        response: { 200: Type.Union([CookieLoginView, MfaRequiredView]) },
+      },
+    },
+    async (req, reply) => {
+      const credential = newCookieCredential();
+      reply.header('cache-control', 'no-store');
+      let user: Awaited<ReturnType<typeof login>>['user'];
+      try {
+        ({ user } = await login(ctx, req.body, {
+          ip: req.ip,
+          userAgent: req.headers['user-agent'],
+          cookieTokenHash: credential.hash,
+        }));
+      } catch (err) {
+        if (err instanceof MfaRequiredError) return err.challenge;
+        throw err;
+      }
+      await startCookieSession(req, reply, credential.token);
+      return { user, csrf_token: csrfTokenFor(credential.token) };
+    },
+  );
+
+  app.post(
+    '/api/login/mfa',
+    {
+      schema: {
+        operationId: 'cookieLoginMfa',
+        tags,
+        security: [],
+        description:
+          'Second step of a browser login with TOTP on: the `mfa_token` of `POST /api/login/` and a TOTP or recovery ' +
+          'code; sets the session cookie like a login without a second factor.',
+        body: MfaLoginBody,
         response: { 200: CookieLoginView },
       },
     },
     async (req, reply) => {
       const credential = newCookieCredential();
-      const result = await login(ctx, req.body, {
+      reply.header('cache-control', 'no-store');
+      const { user } = await completeMfaLogin(ctx, req.body, {
         ip: req.ip,
         userAgent: req.headers['user-agent'],
         cookieTokenHash: credential.hash,
       });
-      const previous = sessionCookieOf(req);
-      const previousSession = previous && (await sessionIdOfCookie(ctx.db, previous));
-      if (previousSession) await revokeSession(ctx.db, previousSession, 'replaced_by_login');
-      setSessionCookies(reply, app.config, credential.token);
-      reply.header('cache-control', 'no-store');
-      return { user: result.user, csrf_token: csrfTokenFor(credential.token) };
+      await startCookieSession(req, reply, credential.token);
+      return { user, csrf_token: csrfTokenFor(credential.token) };
     },
   );
 

@@ -1,4 +1,5 @@
 import type { LightMyRequestResponse } from 'fastify';
+import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
@@ -135,6 +136,42 @@ describe('cookie sessions', () => {
     expect(res.statusCode).toBe(200);
     expect(cookieOf(res, SESSION_COOKIE)?.value).not.toBe(session);
     expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
+  });
+
+  it('finishes a login with two-factor authentication at /api/login/mfa/ and only then sets the cookie', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const client = await loginAs(t, user);
+    const { secret } = (await client.post('/api/v1/users/mfa/totp/')).json() as { secret: string };
+    const totp = new OTPAuth.TOTP({
+      secret: OTPAuth.Secret.fromBase32(secret),
+      digits: 6,
+      period: 30,
+      algorithm: 'SHA1',
+    });
+    expect((await client.post('/api/v1/users/mfa/totp/confirm/', { code: totp.generate() })).statusCode).toBe(200);
+
+    const first = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { email: user.email, password: TEST_PASSWORD },
+    });
+    expect(first.statusCode).toBe(200);
+    expect(first.json()).toMatchObject({ mfa_required: true });
+    expect(first.cookies).toEqual([]);
+    const { mfa_token } = first.json() as { mfa_token: string };
+    // The next step's code, so the enrolment's code is not replayed.
+    const code = totp.generate({ timestamp: Date.now() + 30_000 });
+    const second = await t.request({ method: 'POST', url: '/api/login/mfa/', payload: { mfa_token, code } });
+    expect(second.statusCode, second.body).toBe(200);
+    expect(second.json()).toMatchObject({ user: { id: user.id } });
+    const session = cookieOf(second, SESSION_COOKIE)?.value as string;
+    const list = await t.request({
+      method: 'GET',
+      url: '/api/v1/users/sessions/',
+      cookies: { [SESSION_COOKIE]: session },
+    });
+    expect(list.statusCode).toBe(200);
   });
 
   it('ignores a stale cookie on public routes', async () => {

@@ -28,6 +28,7 @@ const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS> = {
   '/api/login': 'password',
   // The second login step (TOTP or recovery code) draws on the same budget as the first.
   '/api/v1/users/login/mfa': 'password',
+  '/api/login/mfa': 'password',
   '/api/token/refresh': 'refresh',
   '/api/v1/users/token/refresh': 'refresh',
   '/api/v1/users/register': 'account',
