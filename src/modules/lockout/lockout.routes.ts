@@ -1,5 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
+import { userErrors } from '../users/users.errors.js';
+import { findUserById } from '../users/users.queries.js';
+import { findLockout } from './lockout.queries.js';
 import { unlockAccount } from './lockout.service.js';
 
 const UnlockParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
@@ -11,7 +14,42 @@ const UnlockedView = Type.Object({
   }),
 });
 
+const LockoutView = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  locked: Type.Boolean({ description: 'Locked by failed logins right now.' }),
+  locked_until: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+    description: 'When the current lock lifts by itself; null when not locked.',
+  }),
+  failed_attempts: Type.Integer({ description: 'Failed logins counted in the current window.' }),
+});
+
 export const lockoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/api/v1/users/:id/lockout',
+    {
+      config: { auth: { permission: 'users.view' } },
+      schema: {
+        operationId: 'getUserLockout',
+        tags: ['users'],
+        description: 'Whether failed logins have locked the account, until when, and how many failures are counted.',
+        params: UnlockParams,
+        response: { 200: LockoutView },
+      },
+    },
+    async (req) => {
+      const user = await findUserById(app.database.db, req.params.id);
+      if (!user) throw userErrors.notFound(req.params.id);
+      const state = await findLockout(app.database.db, user);
+      const lockedUntil = state?.lockedUntil && state.lockedUntil.getTime() > Date.now() ? state.lockedUntil : null;
+      return {
+        id: user.id,
+        locked: lockedUntil !== null,
+        locked_until: lockedUntil?.toISOString() ?? null,
+        failed_attempts: lockedUntil ? 0 : (state?.failedCount ?? 0),
+      };
+    },
+  );
+
   app.post(
     '/api/v1/users/:id/unlock',
     {

@@ -101,10 +101,29 @@ describe('account lockout', () => {
       const admin = await superuserClient(t);
       const user = await freshUser();
       await failTimes(user.email, 3);
+      const before = await admin.get(`/api/v1/users/${user.id}/lockout/`);
+      expect(before.json()).toMatchObject({ id: user.id, locked: true, failed_attempts: 0 });
+      expect(Date.parse((before.json() as { locked_until: string }).locked_until)).toBeGreaterThan(Date.now());
       const res = await admin.post(`/api/v1/users/${user.id}/unlock/`);
       expect(res.statusCode).toBe(200);
       expect(res.json()).toEqual({ id: user.id, locked: false, status: 'active' });
       expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(200);
+      expect((await admin.get(`/api/v1/users/${user.id}/lockout/`)).json()).toEqual({
+        id: user.id,
+        locked: false,
+        locked_until: null,
+        failed_attempts: 0,
+      });
+    });
+
+    it('shows the failed logins counted so far', async () => {
+      const admin = await superuserClient(t);
+      const user = await freshUser();
+      await failTimes(user.email, 2);
+      expect((await admin.get(`/api/v1/users/${user.id}/lockout/`)).json()).toMatchObject({
+        locked: false,
+        failed_attempts: 2,
+      });
     });
 
     it('turns an administrator-set locked status back into active', async () => {
