@@ -15,7 +15,11 @@ export const authErrors = {
   accountInactive: (detail: string) => new AppError(403, 'account_inactive', detail),
   /** The organization requires a verified address; only after the password matched. */
   emailNotVerified: () =>
-    new AppError(403, 'email_not_verified', 'Confirm your email address (see the link we mailed you) before signing in.'),
+    new AppError(
+      403,
+      'email_not_verified',
+      'Confirm your email address (see the link we mailed you) before signing in.',
+    ),
   identifierRequired: () =>
     commonErrors.validation(
       [{ field: 'email', message: 'Provide an email or a username.' }],
