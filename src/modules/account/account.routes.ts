@@ -1,3 +1,4 @@
+import './account.jobs.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { type Actor, requireUser } from '../../platform/http/auth.js';
@@ -234,7 +235,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      await requestPasswordReset(db, app.config, req.body);
+      await requestPasswordReset(db, req.body);
       return reply.code(202).send({ detail: RESET_ACCEPTED });
     },
   );

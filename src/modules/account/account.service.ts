@@ -5,6 +5,7 @@ import { hashPassword, verifyDummyPassword, verifyPassword } from '../../platfor
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import type { UserActor } from '../../platform/http/auth.js';
+import { enqueueJob } from '../../platform/jobs/queue.js';
 import { queueMail } from '../../platform/mail/mail.js';
 import {
   DEFAULT_ORGANIZATION_CODE,
@@ -208,20 +209,27 @@ export async function changePassword(
 }
 
 /**
- * Mails a password-reset link to each active account with this address (in the named organization,
- * or in every one). The caller learns nothing either way: the answer is the same, and a token is
- * generated and hashed whether or not an account exists.
+ * Answers a reset request by queueing it: every request, for a known address or not, costs the
+ * caller the same single insert, so neither the answer nor its timing tells whether an account
+ * exists. The job (sendPasswordResetMails) looks the address up and mails the links.
  */
 export async function requestPasswordReset(
   db: Db,
-  config: Config,
   input: { email: string; organization?: string | undefined },
 ): Promise<void> {
-  const candidates = await findResetCandidates(db, input.email, input.organization, MAX_RESET_ACCOUNTS);
-  if (candidates.length === 0) {
-    sha256Hex(randomToken());
-    return;
-  }
+  await enqueueJob(db, PASSWORD_RESET_JOB, { email: input.email, organization: input.organization ?? null });
+}
+
+export const PASSWORD_RESET_JOB = 'account.password-reset';
+
+/** Mails a single-use reset link to each active account with the address (job of requestPasswordReset). */
+export async function sendPasswordResetMails(
+  db: Db,
+  config: Config,
+  input: { email: string; organization: string | null },
+): Promise<void> {
+  const candidates = await findResetCandidates(db, input.email, input.organization ?? undefined, MAX_RESET_ACCOUNTS);
+  if (candidates.length === 0) return;
   await db.transaction(async (tx) => {
     for (const account of candidates) {
       const { token } = await issueAccountToken(tx, account, 'password_reset');
