@@ -22,6 +22,8 @@ declare module 'autocannon' {
       headers?: Record<string, string>;
       body?: string;
       requests?: Request[];
+      /** Requests per second across all connections. */
+      overallRate?: number;
     }
     interface Histogram {
       average: number;

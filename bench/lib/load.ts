@@ -19,6 +19,8 @@ export async function runLoad(options: {
   connections: number;
   duration: number;
   requests: autocannon.Request[];
+  /** Requests per second across all connections (open model); unset = as fast as answers come. */
+  overallRate?: number;
 }): Promise<LoadResult> {
   const result = await autocannon({
     url: options.url,
@@ -27,6 +29,7 @@ export async function runLoad(options: {
     pipelining: 1,
     timeout: 10,
     requests: options.requests,
+    ...(options.overallRate ? { overallRate: options.overallRate } : {}),
   });
   const statuses: Record<string, number> = {};
   for (const [code, { count }] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = Number(count);
