@@ -1,5 +1,7 @@
 import { and, eq, isNull, or, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { accountLockouts } from '../lockout/lockout.table.js';
+import { mfaTotp } from '../mfa/mfa.table.js';
 import { organizations } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
@@ -101,6 +103,12 @@ export interface LoginCandidate {
   emailVerified: boolean;
   /** The organization's `settings.require_email_verification` is true. */
   requireEmailVerification: boolean;
+  /** A lockout row exists (failures counted, or a lock); `locked`: the lock is in force now. */
+  hasLockout: boolean;
+  locked: boolean;
+  /** A confirmed TOTP authenticator, and the organization's `settings.require_mfa`. */
+  mfaEnabled: boolean;
+  mfaRequired: boolean;
 }
 
 /**
@@ -113,11 +121,15 @@ export async function findLoginCandidates(
   organizationCode: string | undefined,
   limit: number,
 ): Promise<LoginCandidate[]> {
+  // Compared in the byte collation of the email and username indexes (users.table.ts), so a login
+  // is an index look-up at any size; equality means the same in either collation.
+  const emailKey = sql`lower(${users.email}) collate "C"`;
+  const usernameKey = sql`lower(${users.username}) collate "C"`;
   const matches: SQL[] = [];
-  if (identifier.email !== undefined) matches.push(sql`lower(${users.email}) = lower(${identifier.email})`);
+  if (identifier.email !== undefined) matches.push(sql`${emailKey} = lower(${identifier.email})`);
   if (identifier.username !== undefined) {
-    matches.push(sql`lower(${users.username}) = lower(${identifier.username})`);
-    if (identifier.username.includes('@')) matches.push(sql`lower(${users.email}) = lower(${identifier.username})`);
+    matches.push(sql`${usernameKey} = lower(${identifier.username})`);
+    if (identifier.username.includes('@')) matches.push(sql`${emailKey} = lower(${identifier.username})`);
   }
   return db
     .select({
@@ -135,29 +147,21 @@ export async function findLoginCandidates(
       passwordHash: users.passwordHash,
       emailVerified: users.emailVerified,
       requireEmailVerification: sql<boolean>`coalesce(${organizations.settings} -> 'require_email_verification' = 'true'::jsonb, false)`,
+      // Lockout and second-factor state ride along: one round trip instead of three per login.
+      hasLockout: sql<boolean>`${accountLockouts.userId} is not null`,
+      locked: sql<boolean>`coalesce(${accountLockouts.lockedUntil} > now(), false)`,
+      mfaEnabled: sql<boolean>`exists (select 1 from ${mfaTotp} where ${mfaTotp.userId} = ${users.id} and ${mfaTotp.confirmedAt} is not null)`,
+      mfaRequired: sql<boolean>`coalesce(${organizations.settings} -> 'require_mfa' = 'true'::jsonb, false)`,
     })
     .from(users)
     .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .leftJoin(
+      accountLockouts,
+      and(eq(accountLockouts.organizationId, users.organizationId), eq(accountLockouts.userId, users.id)),
+    )
     .where(and(or(...matches), organizationCode !== undefined ? eq(organizations.code, organizationCode) : undefined))
     .orderBy(users.id)
     .limit(limit);
-}
-
-export async function insertSession(db: DbOrTx, values: typeof sessions.$inferInsert): Promise<string> {
-  const [row] = await db.insert(sessions).values(values).returning({ id: sessions.id });
-  return (row as { id: string }).id;
-}
-
-export async function insertRefreshToken(db: DbOrTx, values: typeof refreshTokens.$inferInsert): Promise<void> {
-  await db.insert(refreshTokens).values(values);
-}
-
-export async function updateLastLogin(db: DbOrTx, userId: string): Promise<void> {
-  // A login is not an edit of the user: updated_at (SCIM's lastModified, ETags) stays as it was.
-  await db
-    .update(users)
-    .set({ lastLogin: sql`now()`, updatedAt: sql`${users.updatedAt}` })
-    .where(eq(users.id, userId));
 }
 
 export async function findRefreshToken(
@@ -212,4 +216,48 @@ export async function rotateRefreshToken(
     expiresAt: new Date(row.expires_at as string),
     rotated: row.rotated as boolean,
   };
+}
+
+export interface LoginSessionInput {
+  organizationId: string;
+  userId: string;
+  sessionId: string;
+  refreshTokenId: string;
+  refreshTokenHash: string;
+  ipAddress: string | null;
+  userAgent: string | null;
+  deviceType: string | null;
+  browser: string | null;
+  os: string | null;
+  cookieTokenHash: string | null;
+  expiresAt: Date;
+  /** Forget counted failures (the account had a lockout row). */
+  clearLockout: boolean;
+}
+
+/**
+ * Everything a successful login writes, as one statement: atomic without an explicit transaction
+ * and one round trip instead of six (BEGIN, four writes, COMMIT).
+ */
+export async function insertLoginSession(db: DbOrTx, input: LoginSessionInput): Promise<void> {
+  const expiresAt = input.expiresAt.toISOString();
+  await db.execute(sql`with new_session as (
+      insert into ${sessions} (organization_id, id, user_id, ip_address, user_agent, device_type, browser, os,
+        cookie_token_hash, expires_at)
+      values (${input.organizationId}::uuid, ${input.sessionId}::uuid, ${input.userId}::uuid, ${input.ipAddress},
+        ${input.userAgent}, ${input.deviceType}, ${input.browser}, ${input.os}, ${input.cookieTokenHash},
+        ${expiresAt}::timestamptz)
+      returning id, organization_id
+    ), first_refresh as (
+      insert into ${refreshTokens} (organization_id, id, session_id, token_hash, expires_at)
+      select organization_id, ${input.refreshTokenId}::uuid, id, ${input.refreshTokenHash}, ${expiresAt}::timestamptz
+      from new_session
+    ), last_login as (
+      -- A login is not an edit of the user: updated_at (SCIM's lastModified, ETags) is left alone.
+      update ${users} set last_login = now() where id = ${input.userId}::uuid
+    ), cleared as (
+      delete from ${accountLockouts}
+      where ${input.clearLockout} and organization_id = ${input.organizationId}::uuid and user_id = ${input.userId}::uuid
+    )
+    select 1`);
 }

@@ -11,7 +11,7 @@ import { bearerToken, type CredentialResolver, type UserActor } from '../../plat
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
-import { clearLockout, findLockouts, type LockoutPolicy, recordLoginFailure } from '../lockout/lockout.queries.js';
+import { type LockoutPolicy, recordLoginFailure } from '../lockout/lockout.queries.js';
 import { finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
@@ -24,15 +24,13 @@ import {
   findLoginCandidates,
   findRefreshToken,
   findSessionState,
-  insertRefreshToken,
-  insertSession,
+  insertLoginSession,
   type LoginCandidate,
   revokeSessionById,
   revokeSessionsOfOrganization,
   revokeSessionsOfUser,
   rotateRefreshToken,
   type SessionStateRow,
-  updateLastLogin,
 } from './auth.queries.js';
 import type { LoginInput, TokenUser } from './auth.schemas.js';
 
@@ -377,6 +375,49 @@ async function upgradePasswordHash(db: Db, account: LoginCandidate, password: st
 }
 
 /**
+ * Opens a session for an account that has proved itself: the session row (with its device), the
+ * first refresh token, last_login and the end of any failed-login count, written by one statement
+ * (one round trip, atomic); then the access token.
+ */
+async function openSession(
+  ctx: TokenContext,
+  account: LoginCandidate,
+  client: ClientInfo,
+): Promise<TokenPair & { user: TokenUser }> {
+  const refresh = randomToken();
+  const sessionId = uuidv7();
+  await insertLoginSession(ctx.db, {
+    organizationId: account.organizationId,
+    userId: account.id,
+    sessionId,
+    refreshTokenId: uuidv7(),
+    refreshTokenHash: sha256Hex(refresh),
+    ipAddress: client.ip ?? null,
+    userAgent: client.userAgent?.slice(0, 512) ?? null,
+    ...describeUserAgent(client.userAgent),
+    cookieTokenHash: client.cookieTokenHash ?? null,
+    expiresAt: new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000),
+    clearLockout: account.hasLockout,
+  });
+  const access = await issueAccessToken(ctx, {
+    userId: account.id,
+    organizationId: account.organizationId,
+    organizationCode: account.organizationCode,
+    sessionId,
+    isStaff: account.isStaff,
+    isSuperuser: account.isSuperuser,
+    emailVerified: account.emailVerified,
+  });
+  return {
+    access,
+    refresh,
+    token_type: 'Bearer',
+    expires_in: ctx.config.accessTokenTtlSeconds,
+    user: toTokenUser(account),
+  };
+}
+
+/**
  * Password login (API-CONTRACT §4). Every account the identifier names (in the given organization,
  * or across all) is a candidate; every candidate's password is checked, so time does not depend
  * on which accounts exist or can log in. Then:
@@ -405,11 +446,10 @@ export async function login(
     await verifyDummyPassword(input.password);
     throw authErrors.invalidCredentials();
   }
-  const lockouts = await findLockouts(ctx.db, withPassword);
   const verdicts = await Promise.all(withPassword.map((c) => verifyPassword(c.passwordHash as string, input.password)));
   // A locked account's password is checked all the same (equal time) but never matches: the answer
   // is the same 401 as a wrong password, so a lock neither confirms the account nor the password.
-  const matched = withPassword.filter((c, i) => verdicts[i] && !lockouts.get(c.id)?.locked);
+  const matched = withPassword.filter((c, i) => verdicts[i] && !c.locked);
   const usable = matched.filter(canLogIn);
   if (usable.length > 1) throw authErrors.organizationRequired();
   const account = usable[0];
@@ -418,7 +458,7 @@ export async function login(
     if (!inactive) {
       await recordFailedLogins(
         ctx,
-        withPassword.filter((c) => !lockouts.get(c.id)?.locked),
+        withPassword.filter((c) => !c.locked),
       );
       throw authErrors.invalidCredentials();
     }
@@ -433,46 +473,8 @@ export async function login(
 
   await upgradePasswordHash(ctx.db, account, input.password);
   // Throws MfaRequiredError (the token routes answer it as 200 mfa_required) when a second factor is due.
-  await requireSecondFactor(ctx.db, account);
-
-  const refresh = randomToken();
-  const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
-  const sessionId = await ctx.db.transaction(async (tx) => {
-    const id = await insertSession(tx, {
-      organizationId: account.organizationId,
-      userId: account.id,
-      ipAddress: client.ip ?? null,
-      userAgent: client.userAgent?.slice(0, 512) ?? null,
-      ...describeUserAgent(client.userAgent),
-      cookieTokenHash: client.cookieTokenHash ?? null,
-      expiresAt,
-    });
-    if (lockouts.has(account.id)) await clearLockout(tx, account);
-    await insertRefreshToken(tx, {
-      organizationId: account.organizationId,
-      sessionId: id,
-      tokenHash: sha256Hex(refresh),
-      expiresAt,
-    });
-    await updateLastLogin(tx, account.id);
-    return id;
-  });
-  const access = await issueAccessToken(ctx, {
-    userId: account.id,
-    organizationId: account.organizationId,
-    organizationCode: account.organizationCode,
-    sessionId,
-    isStaff: account.isStaff,
-    isSuperuser: account.isSuperuser,
-    emailVerified: account.emailVerified,
-  });
-  return {
-    access,
-    refresh,
-    token_type: 'Bearer',
-    expires_in: ctx.config.accessTokenTtlSeconds,
-    user: toTokenUser(account),
-  };
+  await requireSecondFactor(ctx.db, account, { enabled: account.mfaEnabled, required: account.mfaRequired });
+  return openSession(ctx, account, client);
 }
 
 /**
@@ -500,46 +502,8 @@ export async function completeMfaLogin(
   const candidates = owner ? await findLoginCandidates(ctx.db, { email: owner.email }, owner.organizationCode, 2) : [];
   const account = candidates.find((c) => c.id === userId && canLogIn(c));
   if (!account) throw authErrors.invalidCredentials();
-  const lockouts = await findLockouts(ctx.db, [account]);
-  if (lockouts.get(account.id)?.locked) throw authErrors.invalidCredentials();
-  const refresh = randomToken();
-  const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
-  const sessionId = await ctx.db.transaction(async (tx) => {
-    const id = await insertSession(tx, {
-      organizationId: account.organizationId,
-      userId: account.id,
-      ipAddress: client.ip ?? null,
-      userAgent: client.userAgent?.slice(0, 512) ?? null,
-      ...describeUserAgent(client.userAgent),
-      cookieTokenHash: client.cookieTokenHash ?? null,
-      expiresAt,
-    });
-    if (lockouts.has(account.id)) await clearLockout(tx, account);
-    await insertRefreshToken(tx, {
-      organizationId: account.organizationId,
-      sessionId: id,
-      tokenHash: sha256Hex(refresh),
-      expiresAt,
-    });
-    await updateLastLogin(tx, account.id);
-    return id;
-  });
-  const access = await issueAccessToken(ctx, {
-    userId: account.id,
-    organizationId: account.organizationId,
-    organizationCode: account.organizationCode,
-    sessionId,
-    isStaff: account.isStaff,
-    isSuperuser: account.isSuperuser,
-    emailVerified: account.emailVerified,
-  });
-  return {
-    access,
-    refresh,
-    token_type: 'Bearer',
-    expires_in: ctx.config.accessTokenTtlSeconds,
-    user: toTokenUser(account),
-  };
+  if (account.locked) throw authErrors.invalidCredentials();
+  return openSession(ctx, account, client);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { and, eq, or, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { accountLockouts } from './lockout.table.js';
 
@@ -12,28 +12,6 @@ export interface LockoutPolicy {
 export interface AccountRef {
   organizationId: string;
   id: string;
-}
-
-/**
- * The accounts among these with failed logins on record, each with whether it is locked right now
- * (a lock whose time has passed has lifted by itself).
- */
-export async function findLockouts(db: DbOrTx, accounts: AccountRef[]): Promise<Map<string, { locked: boolean }>> {
-  if (accounts.length === 0) return new Map();
-  const rows = await db
-    .select({
-      userId: accountLockouts.userId,
-      locked: sql<boolean>`coalesce(${accountLockouts.lockedUntil} > now(), false)`,
-    })
-    .from(accountLockouts)
-    .where(
-      or(
-        ...accounts.map((a) =>
-          and(eq(accountLockouts.organizationId, a.organizationId), eq(accountLockouts.userId, a.id)),
-        ),
-      ),
-    );
-  return new Map(rows.map((r) => [r.userId, { locked: r.locked === true }]));
 }
 
 /**

@@ -178,13 +178,20 @@ export async function resetMfa(db: Db, userId: string, scopeOrganizationId?: str
  * (hashed, 5 minutes) and throws MfaRequiredError carrying its token. When the organization's
  * `settings.require_mfa` is true and the account has no authenticator, the login is refused.
  */
-export async function requireSecondFactor(db: DbOrTx, account: { id: string; organizationId: string }): Promise<void> {
-  const [state] = await queryRows<{ enabled: boolean; required: boolean }>(
-    db,
-    sql`select
+export async function requireSecondFactor(
+  db: DbOrTx,
+  account: { id: string; organizationId: string },
+  known?: { enabled: boolean; required: boolean },
+): Promise<void> {
+  // Login already read the state with its candidates; other callers look it up.
+  const [state] = known
+    ? [known]
+    : await queryRows<{ enabled: boolean; required: boolean }>(
+        db,
+        sql`select
           exists (select 1 from ${mfaTotp} where ${mfaTotp.userId} = ${account.id} and ${mfaTotp.confirmedAt} is not null) as enabled,
           coalesce((select settings -> 'require_mfa' = 'true'::jsonb from organizations where id = ${account.organizationId}), false) as required`,
-  );
+      );
   if (!state?.enabled) {
     if (state?.required) throw mfaErrors.enrolmentRequired();
     return;
