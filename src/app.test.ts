@@ -21,9 +21,19 @@ describe('cross-origin requests', () => {
     expect(refused.headers['access-control-allow-origin']).toBeUndefined();
   });
 
-  it('sends security headers on every answer', async () => {
-    const res = await t.request({ method: 'GET', url: '/health' });
-    expect(res.headers['x-content-type-options']).toBe('nosniff');
-    expect(res.headers['x-frame-options']).toBeDefined();
+  it("sends helmet's security headers on every answer, errors included", async () => {
+    for (const url of ['/health', '/no-such-route']) {
+      const res = await t.request({ method: 'GET', url });
+      expect(res.headers).toMatchObject({
+        'x-content-type-options': 'nosniff',
+        'x-frame-options': 'SAMEORIGIN',
+        'strict-transport-security': expect.stringContaining('max-age='),
+        'referrer-policy': 'no-referrer',
+        'cross-origin-opener-policy': 'same-origin',
+        'cross-origin-resource-policy': 'same-origin',
+        'x-dns-prefetch-control': 'off',
+      });
+      expect(res.headers['content-security-policy']).toBeUndefined();
+    }
   });
 });

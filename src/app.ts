@@ -1,6 +1,5 @@
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Config } from './config.js';
@@ -23,6 +22,7 @@ import { installAuthentication } from './platform/http/auth.js';
 import { installErrorHandling } from './platform/http/errors.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installRateLimits } from './platform/http/rate-limits.js';
+import { installSecurityHeaders } from './platform/http/security-headers.js';
 import { validatorCompiler } from './platform/http/validation.js';
 import { startInvalidationListener } from './platform/invalidation.js';
 import { installJobs } from './platform/jobs/pgboss.js';
@@ -66,10 +66,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   installErrorHandling(app);
   if (logger) installRequestLogging(app);
 
-  await app.register(helmet, {
-    // The docs page and the admin console load their own scripts and styles.
-    contentSecurityPolicy: false,
-  });
+  installSecurityHeaders(app);
   await app.register(cors, { origin: config.corsOrigins.length > 0 ? config.corsOrigins : false, credentials: true });
   await registerOpenApi(app, config);
   registerMetrics(app);

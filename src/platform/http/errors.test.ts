@@ -47,7 +47,7 @@ describe('error rendering', () => {
     await t.request({ method: 'GET', url: '/health' });
     const res = await t.request({ method: 'GET', url: '/metrics' });
     expect(res.statusCode).toBe(200);
-    expect(res.body).toMatch(/http_requests_total\{method="GET",route="\/health",status="200"\} \d+/);
+    expect(res.body).toMatch(/http_request_duration_seconds_count\{method="GET",route="\/health",status="200"\} \d+/);
     expect(res.body).toContain('process_resident_memory_bytes');
   });
 });
