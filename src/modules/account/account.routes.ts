@@ -4,6 +4,7 @@ import type { FastifyReply } from 'fastify';
 import { type Actor, requireUser } from '../../platform/http/auth.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
+import { toUserView } from '../users/users.schemas.js';
 import { accountErrors } from './account.errors.js';
 import {
   ChangePasswordBody,
@@ -32,30 +33,6 @@ import {
   updateProfile,
   verifyEmail,
 } from './account.service.js';
-
-/** The caller's own account; never the password hash, only whether there is one. */
-export function toProfileView(u: UserWithOrganization) {
-  return {
-    id: u.id,
-    organization: u.organizationCode,
-    organization_id: u.organizationId,
-    username: u.username,
-    email: u.email,
-    email_verified: u.emailVerified,
-    first_name: u.firstName,
-    last_name: u.lastName,
-    user_type: u.userType,
-    attributes: u.attributes,
-    status: u.status,
-    is_active: u.status === 'active',
-    is_staff: u.isStaff,
-    is_superuser: u.isSuperuser,
-    has_password: u.passwordHash !== null,
-    last_login: u.lastLogin?.toISOString() ?? null,
-    date_joined: u.dateJoined.toISOString(),
-    updated_at: u.updatedAt.toISOString(),
-  };
-}
 
 // Token-bearing links and answers must not be cached along the way.
 function noStore(reply: FastifyReply): void {
@@ -93,7 +70,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const user = await registerUser(db, app.config, req.body);
-      return reply.code(201).send(toProfileView(user));
+      return reply.code(201).send(toUserView(user));
     },
   );
 
@@ -171,7 +148,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const actor = requireUser(req.actor);
       const user = await findUserById(db, actor.userId);
       if (!user) throw userErrors.notFound(actor.userId);
-      return toProfileView(user);
+      return toUserView(user);
     },
   );
 
@@ -197,7 +174,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (refused.length > 0) throw accountErrors.fieldsNotEditable(refused);
       },
     },
-    async (req) => toProfileView(await updateProfile(db, requireUser(req.actor), req.body)),
+    async (req) => toUserView(await updateProfile(db, requireUser(req.actor), req.body)),
   );
 
   app.post(

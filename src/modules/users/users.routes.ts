@@ -4,32 +4,16 @@ import { toPage } from '../../platform/http/pagination.js';
 import { findOrganization } from '../organizations/organizations.queries.js';
 import { userErrors } from './users.errors.js';
 import { findUserById, listUsers, type UserWithOrganization, userCursorKey, userSortOf } from './users.queries.js';
-import { CreateUserBody, ListUsersQuery, UpdateUserBody, UserIdParams, UserPage, UserView } from './users.schemas.js';
+import {
+  CreateUserBody,
+  ListUsersQuery,
+  toUserView,
+  UpdateUserBody,
+  UserIdParams,
+  UserPage,
+  UserView,
+} from './users.schemas.js';
 import { createUser, deleteUser, updateUser } from './users.service.js';
-
-/** The admin view of a user: never the password hash, only whether there is one. */
-export function toUserView(u: UserWithOrganization) {
-  return {
-    id: u.id,
-    organization: u.organizationCode,
-    organization_id: u.organizationId,
-    external_id: u.externalId,
-    username: u.username,
-    email: u.email,
-    first_name: u.firstName,
-    last_name: u.lastName,
-    user_type: u.userType,
-    attributes: u.attributes,
-    status: u.status,
-    is_active: u.status === 'active',
-    is_staff: u.isStaff,
-    is_superuser: u.isSuperuser,
-    has_password: u.passwordHash !== null,
-    last_login: u.lastLogin?.toISOString() ?? null,
-    date_joined: u.dateJoined.toISOString(),
-    updated_at: u.updatedAt.toISOString(),
-  };
-}
 
 const tags = ['users'];
 

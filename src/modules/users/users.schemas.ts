@@ -1,5 +1,6 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
+import type { UserWithOrganization } from './users.queries.js';
 import { USER_STATUSES } from './users.table.js';
 
 const Status = Type.Union(
@@ -29,6 +30,7 @@ export const UserView = Type.Object({
   external_id: Type.Union([Type.String(), Type.Null()]),
   username: Type.Union([Type.String(), Type.Null()]),
   email: Type.String(),
+  email_verified: Type.Boolean(),
   first_name: Type.String(),
   last_name: Type.String(),
   user_type: Type.Union([Type.String(), Type.Null()]),
@@ -110,3 +112,28 @@ export const ListUsersQuery = Type.Object({
 export type ListUsersInput = Static<typeof ListUsersQuery>;
 
 export const UserPage = Page(UserView);
+
+/** The admin view of a user: never the password hash, only whether there is one. */
+export function toUserView(u: UserWithOrganization) {
+  return {
+    id: u.id,
+    organization: u.organizationCode,
+    organization_id: u.organizationId,
+    external_id: u.externalId,
+    username: u.username,
+    email: u.email,
+    email_verified: u.emailVerified,
+    first_name: u.firstName,
+    last_name: u.lastName,
+    user_type: u.userType,
+    attributes: u.attributes,
+    status: u.status,
+    is_active: u.status === 'active',
+    is_staff: u.isStaff,
+    is_superuser: u.isSuperuser,
+    has_password: u.passwordHash !== null,
+    last_login: u.lastLogin?.toISOString() ?? null,
+    date_joined: u.dateJoined.toISOString(),
+    updated_at: u.updatedAt.toISOString(),
+  };
+}
