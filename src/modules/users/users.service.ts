@@ -1,9 +1,10 @@
 import { eq } from 'drizzle-orm';
+import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/password-policy.js';
 import { hashPassword } from '../../platform/crypto/passwords.js';
 import type { Db } from '../../platform/db/client.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
-import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { userErrors } from './users.errors.js';
 import { findUserById, type UserWithOrganization } from './users.queries.js';
 import type { CreateUserInput, UpdateUserInput } from './users.schemas.js';
@@ -14,15 +15,20 @@ import { type User, users } from './users.table.js';
  * as given and compared case-insensitively by the unique indexes; a clash answers 409 naming the field.
  */
 export async function createUser(db: Db, actor: UserActor, input: CreateUserInput): Promise<UserWithOrganization> {
-  // Hash before the transaction: argon2 takes tens of milliseconds and must not hold a connection.
+  const code = input.organization ?? actor.organizationCode;
+  const org = await findOrganizationByCode(db, code);
+  if (!org) throw userErrors.organizationNotFound(code);
+  // Checked and hashed before the transaction: argon2 takes milliseconds and must not hold a connection.
+  if (input.password) {
+    assertPasswordPolicy(
+      input.password,
+      { email: input.email, username: input.username },
+      passwordPolicyOf(org.settings),
+    );
+  }
   const passwordHash = input.password ? await hashPassword(input.password) : null;
+  const organizationId = org.id;
   return db.transaction(async (tx) => {
-    let organizationId = actor.organizationId;
-    if (input.organization !== undefined && input.organization !== actor.organizationCode) {
-      const org = await findOrganizationByCode(tx, input.organization);
-      if (!org) throw userErrors.organizationNotFound(input.organization);
-      organizationId = org.id;
-    }
     const [row] = await tx
       .insert(users)
       .values({
@@ -54,7 +60,18 @@ export async function updateUser(
   input: UpdateUserInput,
   scopeOrganizationId?: string,
 ): Promise<UserWithOrganization> {
-  const passwordHash = input.password ? await hashPassword(input.password) : undefined;
+  let passwordHash: string | undefined;
+  if (input.password) {
+    const target = await findUserById(db, id, scopeOrganizationId);
+    if (!target) throw userErrors.notFound(id);
+    const org = await findOrganizationById(db, target.organizationId);
+    assertPasswordPolicy(
+      input.password,
+      { email: input.email ?? target.email, username: input.username ?? target.username },
+      passwordPolicyOf(org?.settings),
+    );
+    passwordHash = await hashPassword(input.password);
+  }
   return db.transaction(async (tx) => {
     const current = await findUserById(tx, id, scopeOrganizationId);
     if (!current) throw userErrors.notFound(id);

@@ -104,6 +104,20 @@ describe('users admin API', () => {
     expect(notJson.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'body' }] });
   });
 
+  it('holds passwords an admin sets to the password policy', async () => {
+    const org = await seedOrganization(t);
+    const weak = await admin.post('/api/v1/users', {
+      email: 'pat@x.io',
+      organization: org.code,
+      password: 'password123',
+    });
+    expect(weak.json()).toMatchObject({ status: 400, code: 'password_too_weak', errors: [{ field: 'password' }] });
+    const created = (await admin.post('/api/v1/users', { email: 'pat@x.io', organization: org.code })).json();
+    const personal = await admin.patch(`/api/v1/users/${created.id}`, { password: 'pat-is-my-name-2026' });
+    expect(personal.json()).toMatchObject({ status: 400, code: 'password_too_weak' });
+    expect((await admin.get(`/api/v1/users/${created.id}`)).json().has_password).toBe(false);
+  });
+
   it('answers 400 naming organization for an unknown organization code', async () => {
     const res = await admin.post('/api/v1/users', { email: 'x@x.io', organization: 'no-such-org' });
     expect(res.json()).toMatchObject({
