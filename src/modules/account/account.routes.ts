@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { type Actor, requireUser } from '../../platform/http/auth.js';
 import { userErrors } from '../users/users.errors.js';
-import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
+import { findUserById } from '../users/users.queries.js';
 import { toUserView } from '../users/users.schemas.js';
 import { accountErrors } from './account.errors.js';
 import {

@@ -3,7 +3,7 @@ import { requireUser } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { findOrganization } from '../organizations/organizations.queries.js';
 import { userErrors } from './users.errors.js';
-import { findUserById, listUsers, type UserWithOrganization, userCursorKey, userSortOf } from './users.queries.js';
+import { findUserById, listUsers, userCursorKey, userSortOf } from './users.queries.js';
 import {
   CreateUserBody,
   ListUsersQuery,
