@@ -1,5 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
-import { USER_STATUSES } from '../users/users.table.js';
+import { UserView } from '../users/users.schemas.js';
 
 const Email = Type.String({ format: 'email', maxLength: 254 });
 const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' });
@@ -19,27 +19,8 @@ const OrganizationCode = Type.String({
   description: 'Organization code; default `default`.',
 });
 
-/** The caller's own account: what the admin view shows, plus whether the email address is verified. */
-export const ProfileView = Type.Object({
-  id: Type.String({ format: 'uuid' }),
-  organization: Type.String({ description: 'Organization code.' }),
-  organization_id: Type.String({ format: 'uuid' }),
-  username: Type.Union([Type.String(), Type.Null()]),
-  email: Type.String(),
-  email_verified: Type.Boolean(),
-  first_name: Type.String(),
-  last_name: Type.String(),
-  user_type: Type.Union([Type.String(), Type.Null()]),
-  attributes: Attributes,
-  status: Type.Union(USER_STATUSES.map((s) => Type.Literal(s))),
-  is_active: Type.Boolean(),
-  is_staff: Type.Boolean(),
-  is_superuser: Type.Boolean(),
-  has_password: Type.Boolean(),
-  last_login: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  date_joined: Type.String({ format: 'date-time' }),
-  updated_at: Type.String({ format: 'date-time' }),
-});
+/** The caller's own account: the user view without the identity provider's subject. */
+export const ProfileView = Type.Omit(UserView, ['external_id']);
 
 export const RegisterBody = Type.Object({
   email: Email,
