@@ -1,6 +1,11 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { Ajv, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import { fieldErrorsFromValidation } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { USER_STATUSES } from '../users/users.table.js';
+import { userTypeErrors } from './user-types.errors.js';
+import type { UserType } from './user-types.table.js';
 
 const Code = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' });
 const Plural = Type.String({
@@ -112,3 +117,41 @@ export const UpdateTypedUserBody = Type.Partial(
   { minProperties: 1 },
 );
 export type UpdateTypedUserInput = Static<typeof UpdateTypedUserBody>;
+
+// Profile data against a type's JSON Schema: here, beside the schemas, so the users service can
+// check writes through the generic routes without importing the user-types service (which uses it).
+// Profile schemas are user-supplied: no type coercion, no defaults injected, unknown keywords tolerated.
+const profileAjv = new Ajv({ allErrors: true, strict: false });
+addFormats.default(profileAjv);
+const validators = new Map<string, ValidateFunction>();
+
+export function compileSchema(schema: Record<string, unknown>): ValidateFunction {
+  try {
+    return profileAjv.compile(schema);
+  } catch (err) {
+    throw userTypeErrors.invalidSchema((err as Error).message);
+  }
+}
+
+function validatorOf(type: UserType): ValidateFunction {
+  // Keyed on the last change, so an edited schema applies at once, without a restart.
+  const key = `${type.id}:${type.updatedAt.getTime()}`;
+  let validate = validators.get(key);
+  if (!validate) {
+    validate = compileSchema(type.schema);
+    if (validators.size > 1_000) validators.clear();
+    validators.set(key, validate);
+  }
+  return validate;
+}
+
+/** Refuses profile data that does not match the type's schema, naming each field as `profile.<path>`. */
+export function validateProfile(type: UserType, profile: Record<string, unknown>): void {
+  const validate = validatorOf(type);
+  if (validate(profile)) return;
+  const errors = fieldErrorsFromValidation(validate.errors ?? []).map((e) => ({
+    field: e.field === 'body' ? 'profile' : `profile.${e.field}`,
+    message: e.message,
+  }));
+  throw userTypeErrors.invalidProfile(errors);
+}

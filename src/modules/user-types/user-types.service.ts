@@ -1,10 +1,7 @@
-import { Ajv, type ValidateFunction } from 'ajv';
-import addFormats from 'ajv-formats';
 import { eq } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
-import { fieldErrorsFromValidation } from '../../platform/http/errors.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
 import { createUser, deleteUser, updateUser } from '../users/users.service.js';
@@ -16,6 +13,7 @@ import type {
   UpdateTypedUserInput,
   UpdateUserTypeInput,
 } from './user-types.schemas.js';
+import { compileSchema, validateProfile } from './user-types.schemas.js';
 import { type UserType, userTypes } from './user-types.table.js';
 
 /**
@@ -51,42 +49,6 @@ export const RESERVED_PLURALS = new Set([
 
 function checkPlural(plural: string): void {
   if (RESERVED_PLURALS.has(plural) || isUuid(plural)) throw userTypeErrors.reservedPlural(plural);
-}
-
-// Profile schemas are user-supplied: no type coercion, no defaults injected, unknown keywords tolerated.
-const profileAjv = new Ajv({ allErrors: true, strict: false });
-addFormats.default(profileAjv);
-const validators = new Map<string, ValidateFunction>();
-
-function compileSchema(schema: Record<string, unknown>): ValidateFunction {
-  try {
-    return profileAjv.compile(schema);
-  } catch (err) {
-    throw userTypeErrors.invalidSchema((err as Error).message);
-  }
-}
-
-function validatorOf(type: UserType): ValidateFunction {
-  // Keyed on the last change, so an edited schema applies at once, without a restart.
-  const key = `${type.id}:${type.updatedAt.getTime()}`;
-  let validate = validators.get(key);
-  if (!validate) {
-    validate = compileSchema(type.schema);
-    if (validators.size > 1_000) validators.clear();
-    validators.set(key, validate);
-  }
-  return validate;
-}
-
-/** Refuses profile data that does not match the type's schema, naming each field as `profile.<path>`. */
-export function validateProfile(type: UserType, profile: Record<string, unknown>): void {
-  const validate = validatorOf(type);
-  if (validate(profile)) return;
-  const errors = fieldErrorsFromValidation(validate.errors ?? []).map((e) => ({
-    field: e.field === 'body' ? 'profile' : `profile.${e.field}`,
-    message: e.message,
-  }));
-  throw userTypeErrors.invalidProfile(errors);
 }
 
 async function organizationIdOf(db: DbOrTx, code: string | null | undefined): Promise<string | null> {

@@ -1,14 +1,38 @@
 import { eq } from 'drizzle-orm';
 import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/password-policy.js';
 import { hashPassword } from '../../platform/crypto/passwords.js';
-import type { Db } from '../../platform/db/client.js';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
+import { userTypeErrors } from '../user-types/user-types.errors.js';
+import { findUserTypeByCode } from '../user-types/user-types.queries.js';
+import { validateProfile } from '../user-types/user-types.schemas.js';
 import { userErrors } from './users.errors.js';
 import { findUserById, type UserWithOrganization } from './users.queries.js';
 import type { CreateUserInput, UpdateUserInput } from './users.schemas.js';
 import { type User, users } from './users.table.js';
+
+/**
+ * Profile data of a typed user (`attributes.profile`) must match its type's JSON Schema, whichever
+ * route writes it: the typed collections and the generic admin routes alike.
+ */
+async function checkTypedProfile(
+  db: DbOrTx,
+  organizationId: string,
+  userType: string | null | undefined,
+  attributes: Record<string, unknown> | undefined,
+): Promise<void> {
+  const profile = attributes?.profile;
+  if (!userType || profile === undefined) return;
+  const type =
+    (await findUserTypeByCode(db, organizationId, userType)) ?? (await findUserTypeByCode(db, null, userType));
+  if (!type) return;
+  if (typeof profile !== 'object' || profile === null || Array.isArray(profile)) {
+    throw userTypeErrors.invalidProfile([{ field: 'attributes.profile', message: 'must be an object' }]);
+  }
+  validateProfile(type, profile as Record<string, unknown>);
+}
 
 /**
  * Creates a user in the named organization (default: the caller's). Email and username are stored
@@ -26,8 +50,9 @@ export async function createUser(db: Db, actor: UserActor, input: CreateUserInpu
       passwordPolicyOf(org.settings),
     );
   }
-  const passwordHash = input.password ? await hashPassword(input.password) : null;
   const organizationId = org.id;
+  await checkTypedProfile(db, organizationId, input.user_type, input.attributes);
+  const passwordHash = input.password ? await hashPassword(input.password) : null;
   return db.transaction(async (tx) => {
     const [row] = await tx
       .insert(users)
@@ -75,6 +100,14 @@ export async function updateUser(
   return db.transaction(async (tx) => {
     const current = await findUserById(tx, id, scopeOrganizationId);
     if (!current) throw userErrors.notFound(id);
+    if (input.attributes !== undefined || input.user_type !== undefined) {
+      await checkTypedProfile(
+        tx,
+        current.organizationId,
+        input.user_type === undefined ? current.userType : input.user_type,
+        input.attributes ?? current.attributes,
+      );
+    }
     const changes: Partial<typeof users.$inferInsert> = {};
     if (input.email !== undefined) changes.email = input.email;
     if (input.username !== undefined) changes.username = input.username;

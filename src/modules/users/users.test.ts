@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { userTypes } from '../user-types/user-types.table.js';
 
 describe('users admin API', () => {
   let t: TestApp;
@@ -116,6 +117,33 @@ describe('users admin API', () => {
     const personal = await admin.patch(`/api/v1/users/${created.id}`, { password: 'pat-is-my-name-2026' });
     expect(personal.json()).toMatchObject({ status: 400, code: 'password_too_weak' });
     expect((await admin.get(`/api/v1/users/${created.id}`)).json().has_password).toBe(false);
+  });
+
+  it("checks a typed user's profile against its type's schema on the generic routes too", async () => {
+    const org = await seedOrganization(t);
+    await t.database.db.insert(userTypes).values({
+      organizationId: org.id,
+      code: 'pupil',
+      plural: 'pupils',
+      label: 'Pupil',
+      schema: { type: 'object', properties: { grade: { type: 'integer' } }, required: ['grade'] },
+    });
+    const bad = await admin.post('/api/v1/users', {
+      email: 'kid@x.io',
+      organization: org.code,
+      user_type: 'pupil',
+      attributes: { profile: { grade: 'seventh' } },
+    });
+    expect(bad.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.grade' }] });
+    const good = await admin.post('/api/v1/users', {
+      email: 'kid@x.io',
+      organization: org.code,
+      user_type: 'pupil',
+      attributes: { profile: { grade: 7 } },
+    });
+    expect(good.statusCode).toBe(201);
+    const patched = await admin.patch(`/api/v1/users/${good.json().id}`, { attributes: { profile: {} } });
+    expect(patched.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.grade' }] });
   });
 
   it('answers 400 naming organization for an unknown organization code', async () => {
