@@ -27,24 +27,23 @@ export async function supersedeAccountTokens(
     );
 }
 
+/** The token with this hash, if it is of one of these purposes, unused and unexpired. */
+function isUsable(tokenHash: string, purposes: readonly AccountTokenPurpose[]) {
+  return and(
+    eq(accountTokens.tokenHash, tokenHash),
+    inArray(accountTokens.purpose, [...purposes]),
+    isNull(accountTokens.usedAt),
+    gt(accountTokens.expiresAt, sql`now()`),
+  );
+}
+
 /** An unused, unexpired token of one of these purposes, by its hash. */
 export async function findUsableAccountToken(
   db: DbOrTx,
   tokenHash: string,
   purposes: readonly AccountTokenPurpose[],
 ): Promise<AccountToken | undefined> {
-  const [row] = await db
-    .select()
-    .from(accountTokens)
-    .where(
-      and(
-        eq(accountTokens.tokenHash, tokenHash),
-        inArray(accountTokens.purpose, [...purposes]),
-        isNull(accountTokens.usedAt),
-        gt(accountTokens.expiresAt, sql`now()`),
-      ),
-    )
-    .limit(1);
+  const [row] = await db.select().from(accountTokens).where(isUsable(tokenHash, purposes)).limit(1);
   return row;
 }
 
@@ -60,14 +59,7 @@ export async function consumeAccountToken(
   const [row] = await db
     .update(accountTokens)
     .set({ usedAt: sql`now()` })
-    .where(
-      and(
-        eq(accountTokens.tokenHash, tokenHash),
-        inArray(accountTokens.purpose, [...purposes]),
-        isNull(accountTokens.usedAt),
-        gt(accountTokens.expiresAt, sql`now()`),
-      ),
-    )
+    .where(isUsable(tokenHash, purposes))
     .returning();
   return row;
 }

@@ -1,19 +1,15 @@
 import { index, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { createdAt, idColumn } from '../../platform/db/columns.js';
-import { organizations } from '../organizations/organizations.table.js';
-import { users } from '../users/users.table.js';
+import { organizationIdColumn } from '../organizations/organizations.table.js';
+import { userIdColumn } from '../users/users.table.js';
 
 /** One login: every refresh token of the session belongs to it, and revoking it ends them all. */
 export const sessions = pgTable(
   'sessions',
   {
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id, { onDelete: 'cascade' }),
+    organizationId: organizationIdColumn(),
     id: idColumn(),
-    userId: uuid('user_id')
-      .notNull()
-      .references(() => users.id, { onDelete: 'cascade' }),
+    userId: userIdColumn(),
     ipAddress: text('ip_address'),
     userAgent: text('user_agent'),
     deviceType: text('device_type'),
@@ -40,9 +36,7 @@ export const sessions = pgTable(
 export const refreshTokens = pgTable(
   'refresh_tokens',
   {
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id, { onDelete: 'cascade' }),
+    organizationId: organizationIdColumn(),
     id: idColumn(),
     sessionId: uuid('session_id')
       .notNull()

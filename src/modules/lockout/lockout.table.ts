@@ -1,6 +1,6 @@
-import { integer, pgTable, primaryKey, timestamp, uuid } from 'drizzle-orm/pg-core';
-import { organizations } from '../organizations/organizations.table.js';
-import { users } from '../users/users.table.js';
+import { integer, pgTable, primaryKey, timestamp } from 'drizzle-orm/pg-core';
+import { organizationIdColumn } from '../organizations/organizations.table.js';
+import { userIdColumn } from '../users/users.table.js';
 
 /**
  * Failed-login counters and temporary locks, one row per account that ever failed a login. Kept
@@ -10,12 +10,8 @@ import { users } from '../users/users.table.js';
 export const accountLockouts = pgTable(
   'account_lockouts',
   {
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id, { onDelete: 'cascade' }),
-    userId: uuid('user_id')
-      .notNull()
-      .references(() => users.id, { onDelete: 'cascade' }),
+    organizationId: organizationIdColumn(),
+    userId: userIdColumn(),
     /** Failures since `window_started_at`; back to 0 when the account locks or a login succeeds. */
     failedCount: integer('failed_count').notNull().default(0),
     windowStartedAt: timestamp('window_started_at', { withTimezone: true }),

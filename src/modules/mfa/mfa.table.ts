@@ -1,7 +1,7 @@
-import { bigint, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 import { createdAt, idColumn, updatedAt } from '../../platform/db/columns.js';
-import { organizations } from '../organizations/organizations.table.js';
-import { users } from '../users/users.table.js';
+import { organizationIdColumn } from '../organizations/organizations.table.js';
+import { userIdColumn } from '../users/users.table.js';
 
 /**
  * A user's TOTP authenticator (RFC 6238). The secret is sealed under MASTER_KEY; the factor is
@@ -10,12 +10,8 @@ import { users } from '../users/users.table.js';
 export const mfaTotp = pgTable(
   'mfa_totp',
   {
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id, { onDelete: 'cascade' }),
-    userId: uuid('user_id')
-      .notNull()
-      .references(() => users.id, { onDelete: 'cascade' }),
+    organizationId: organizationIdColumn(),
+    userId: userIdColumn(),
     secretSealed: text('secret_sealed').notNull(),
     confirmedAt: timestamp('confirmed_at', { withTimezone: true }),
     lastUsedStep: bigint('last_used_step', { mode: 'number' }),
@@ -29,13 +25,9 @@ export const mfaTotp = pgTable(
 export const mfaRecoveryCodes = pgTable(
   'mfa_recovery_codes',
   {
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id, { onDelete: 'cascade' }),
+    organizationId: organizationIdColumn(),
     id: idColumn(),
-    userId: uuid('user_id')
-      .notNull()
-      .references(() => users.id, { onDelete: 'cascade' }),
+    userId: userIdColumn(),
     codeHash: text('code_hash').notNull(),
     usedAt: timestamp('used_at', { withTimezone: true }),
     createdAt: createdAt(),
@@ -47,13 +39,9 @@ export const mfaRecoveryCodes = pgTable(
 export const mfaChallenges = pgTable(
   'mfa_challenges',
   {
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id, { onDelete: 'cascade' }),
+    organizationId: organizationIdColumn(),
     id: idColumn(),
-    userId: uuid('user_id')
-      .notNull()
-      .references(() => users.id, { onDelete: 'cascade' }),
+    userId: userIdColumn(),
     tokenHash: text('token_hash').notNull(),
     failedAttempts: integer('failed_attempts').notNull().default(0),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),

@@ -1,4 +1,4 @@
-import { boolean, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { boolean, jsonb, pgTable, text, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { createdAt, idColumn, updatedAt } from '../../platform/db/columns.js';
 
 /** Tenants. `code` is what clients name an organization by (seed 000's `engagemx_client_id`). */
@@ -18,3 +18,13 @@ export const organizations = pgTable(
 );
 
 export type Organization = typeof organizations.$inferSelect;
+
+/**
+ * The first column of every organization-owned table: it keeps tenants apart in every query and is
+ * the distribution key if the schema is ever sharded by organization. Deleting an organization
+ * deletes what it owns.
+ */
+export const organizationIdColumn = () =>
+  uuid('organization_id')
+    .notNull()
+    .references(() => organizations.id, { onDelete: 'cascade' });

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { boolean, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { idColumn, updatedAt } from '../../platform/db/columns.js';
-import { organizations } from '../organizations/organizations.table.js';
+import { organizationIdColumn } from '../organizations/organizations.table.js';
 
 export const USER_STATUSES = ['active', 'suspended', 'locked', 'deactivated'] as const;
 export type UserStatus = (typeof USER_STATUSES)[number];
@@ -9,9 +9,7 @@ export type UserStatus = (typeof USER_STATUSES)[number];
 export const users = pgTable(
   'users',
   {
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id, { onDelete: 'cascade' }),
+    organizationId: organizationIdColumn(),
     id: idColumn(),
     /** Seed 000's `keycloak_id`: an identity provider's subject, unique across the installation. */
     externalId: text('external_id'),
@@ -51,3 +49,9 @@ export const users = pgTable(
 );
 
 export type User = typeof users.$inferSelect;
+
+/** A column naming the user a row belongs to; the row goes when the user is deleted. */
+export const userIdColumn = () =>
+  uuid('user_id')
+    .notNull()
+    .references(() => users.id, { onDelete: 'cascade' });
