@@ -2,7 +2,7 @@
 // Emits dist/ from src/ (TypeScript → ESM JavaScript, one file per module, no bundling) in well
 // under a second, so `npm start` can run plain JavaScript: no loader thread, about half the memory
 // of running the sources through a TypeScript loader. Type checking is `npm run typecheck`.
-import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -29,10 +29,23 @@ function assets(dir) {
   });
 }
 
+/**
+ * Writes a file only when its content changed, through a temporary file renamed into place: several
+ * processes may build at once (the CLI builds before every command) while others import from dist/,
+ * and a reader must never see a half-written module. Nothing is deleted first for the same reason.
+ */
+function writeIfChanged(path, contents) {
+  const bytes = Buffer.from(contents);
+  if (existsSync(path) && readFileSync(path).equals(bytes)) return;
+  mkdirSync(dirname(path), { recursive: true });
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, bytes);
+  renameSync(temporary, path);
+}
+
 const started = Date.now();
-// No clean first: a running server may still import from dist/, and overwriting is safe for it.
 const entryPoints = sources(src);
-await build({
+const result = await build({
   entryPoints,
   outdir: out,
   outbase: src,
@@ -41,13 +54,11 @@ await build({
   target: 'node20',
   sourcemap: true,
   logLevel: 'warning',
+  write: false,
 });
+for (const file of result.outputFiles) writeIfChanged(file.path, file.contents);
 // Data files read at run time beside their module (the common-password list).
-for (const file of assets(src)) {
-  const target = join(out, relative(src, file));
-  mkdirSync(dirname(target), { recursive: true });
-  copyFileSync(file, target);
-}
+for (const file of assets(src)) writeIfChanged(join(out, relative(src, file)), readFileSync(file));
 if (!process.argv.includes('--quiet')) {
   console.log(`build: ${entryPoints.length} modules → ${relative(root, out)}/ in ${Date.now() - started} ms`);
 }
