@@ -12,6 +12,7 @@ import { healthRoutes } from './modules/health/health.routes.js';
 import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
+import { createPermissionCheck } from './modules/rbac/effective-access.js';
 import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
@@ -80,10 +81,11 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     await invalidation.close();
   });
   await app.register(cookie);
-  installAuthentication(app, [
-    createBearerResolver({ db: database.db, keys: signingKeys, config }),
-    createCookieResolver(database.db),
-  ]);
+  installAuthentication(
+    app,
+    [createBearerResolver({ db: database.db, keys: signingKeys, config }), createCookieResolver(database.db)],
+    createPermissionCheck(database.db),
+  );
   await installRateLimits(app, config);
 
   await app.register(healthRoutes);

@@ -1,6 +1,8 @@
-import { eq } from 'drizzle-orm';
+import { and, eq, isNull, or, sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { organizations } from '../src/modules/organizations/organizations.table.js';
+import { userRolesChanged } from '../src/modules/rbac/effective-access.js';
+import { roles, userRoles } from '../src/modules/rbac/rbac.table.js';
 import { type User, users } from '../src/modules/users/users.table.js';
 import { hashPassword } from '../src/platform/crypto/passwords.js';
 import { type TestApp, unique } from './test-app.js';
@@ -72,5 +74,27 @@ export async function loginAs(t: TestApp, user: User, password = TEST_PASSWORD):
 export async function superuserClient(t: TestApp): Promise<Client> {
   const org = await seedOrganization(t);
   const user = await seedUser(t, org.id, { isSuperuser: true, isStaff: true });
+  return loginAs(t, user);
+}
+
+/** Gives a user a role by code, straight in the database: the organization's own role first, then the global one. */
+export async function grantRole(t: TestApp, user: User, roleCode: string, isPrimary = false): Promise<void> {
+  const [role] = await t.database.db
+    .select({ id: roles.id })
+    .from(roles)
+    .where(
+      and(eq(roles.code, roleCode), or(eq(roles.organizationId, user.organizationId), isNull(roles.organizationId))),
+    )
+    .orderBy(sql`${roles.organizationId} is null`)
+    .limit(1);
+  if (!role) throw new Error(`no role ${roleCode}`);
+  await t.database.db.insert(userRoles).values({ userId: user.id, roleId: role.id, isPrimary });
+  await userRolesChanged(t.database.db, user.id);
+}
+
+/** A fresh user of the organization holding one role (by code), signed in. */
+export async function clientWithRole(t: TestApp, organizationId: string, roleCode: string): Promise<Client> {
+  const user = await seedUser(t, organizationId);
+  await grantRole(t, user, roleCode);
   return loginAs(t, user);
 }

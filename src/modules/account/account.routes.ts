@@ -1,7 +1,7 @@
 import './account.jobs.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
-import { type Actor, requireUser } from '../../platform/http/auth.js';
+import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
 import { toUserView } from '../users/users.schemas.js';
@@ -37,13 +37,6 @@ import {
 // Token-bearing links and answers must not be cached along the way.
 function noStore(reply: FastifyReply): void {
   reply.header('cache-control', 'no-store');
-}
-
-/** An organization-bound caller reaches only its own organization's users; platform-wide ones reach all. */
-function scopeOf(actor: Actor): string | undefined {
-  if (actor.kind === 'user') return actor.isSuperuser ? undefined : actor.organizationId;
-  if (actor.kind === 'api_key') return actor.organizationId ?? undefined;
-  return undefined;
 }
 
 const tags = ['account'];
@@ -277,7 +270,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      const { expiresAt } = await inviteUser(db, app.config, req.params.id, scopeOf(req.actor));
+      const { expiresAt } = await inviteUser(db, app.config, req.params.id, organizationScopeOf(req.actor));
       return reply.code(202).send({ detail: 'Invitation sent.', expires_at: expiresAt.toISOString() });
     },
   );

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { isUuid } from '../../platform/db/columns.js';
-import { type Actor, requireUser } from '../../platform/http/auth.js';
+import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { userTypeErrors } from './user-types.errors.js';
@@ -68,12 +68,6 @@ function userRefOf(req: { url?: string }): string {
 
 const tags = ['user-types'];
 const typedTags = ['typed-users'];
-
-/** Superusers act across organizations; anyone else within their own. */
-function scopeOf(actor: Actor): string | undefined {
-  const user = requireUser(actor);
-  return user.isSuperuser ? undefined : user.organizationId;
-}
 
 export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
@@ -236,7 +230,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (typeof id !== 'string' || !isUuid(id)) throw invalidCursor();
         cursorId = id;
       }
-      let organizationId = scopeOf(req.actor);
+      let organizationId = organizationScopeOf(req.actor);
       if (type.organizationId) organizationId = type.organizationId;
       else if (req.query.organization && organizationId === undefined) {
         organizationId = (await findOrganizationByCode(db, req.query.organization))?.id;
@@ -270,7 +264,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   async function typedUser(actor: Actor, params: { plural: string; id: string }) {
     const type = await typeFor(actor, params.plural);
-    const user = await findTypedUser(db, type, params.id, scopeOf(actor));
+    const user = await findTypedUser(db, type, params.id, organizationScopeOf(actor));
     if (!user) throw userTypeErrors.userNotFound(params.id);
     return { type, user };
   }

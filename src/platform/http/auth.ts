@@ -26,23 +26,40 @@ export type UserActor = Extract<Actor, { kind: 'user' }>;
 /** Resolves a credential to an actor; returns undefined when the scheme is not its own. */
 export type CredentialResolver = (request: FastifyRequest) => Promise<Actor | undefined>;
 
+/**
+ * What a route needs:
+ * - `authenticated`: any signed-in user;
+ * - `{ permission }` / `{ module }`: a signed-in user holding that permission or module access
+ *   (superusers hold all of them);
+ * - `{ scope }`: an API key carrying that scope; signed-in users only when they are superusers;
+ * - `{ permission, scope }`: either a user with the permission or a key with the scope.
+ */
+export type AccessRule =
+  | 'public'
+  | 'authenticated'
+  | { permission: string; scope?: string }
+  | { module: string }
+  | { scope: string };
+
+/** What a user-facing rule asks of a signed-in user. */
+export type UserNeed = { permission: string } | { module: string };
+
 declare module 'fastify' {
   interface FastifyRequest {
     actor: Actor;
   }
   interface FastifyContextConfig {
-    /**
-     * What the route needs. `authenticated`: any signed-in user. A permission code such as
-     * `users.update`: checked against the actor's permissions (superusers hold every permission).
-     */
-    auth?: 'public' | 'authenticated' | { permission: string };
+    auth?: AccessRule;
   }
 }
 
-/** The permission check in one place, so the RBAC module can widen it without touching routes. */
-export type PermissionCheck = (actor: Actor, permission: string) => boolean;
+/**
+ * The permission check in one place, so routes only declare what they need. Answers from memory
+ * on the hot path; may query (and then cache) on a miss.
+ */
+export type PermissionCheck = (actor: UserActor, need: UserNeed) => boolean | Promise<boolean>;
 
-const superuserOnly: PermissionCheck = (actor) => actor.kind === 'user' && actor.isSuperuser;
+const superuserOnly: PermissionCheck = (actor) => actor.isSuperuser;
 
 /**
  * Resolves `request.actor` for every request (resolvers tried in order) and enforces each route's
@@ -73,8 +90,28 @@ export function installAuthentication(
       if (actor.kind !== 'user') throw commonErrors.forbidden('This endpoint needs a signed-in user.');
       return;
     }
-    if (!can(actor, rule.permission)) throw commonErrors.forbidden();
+    if (actor.kind === 'api_key') {
+      if ('scope' in rule && rule.scope !== undefined && actor.scopes.includes(rule.scope)) return;
+      throw commonErrors.forbidden('This API key lacks the scope this endpoint needs.');
+    }
+    if ('permission' in rule) {
+      if (!(await can(actor, { permission: rule.permission }))) throw commonErrors.forbidden();
+    } else if ('module' in rule) {
+      if (!(await can(actor, { module: rule.module }))) throw commonErrors.forbidden();
+    } else if (!actor.isSuperuser) {
+      throw commonErrors.forbidden();
+    }
   });
+}
+
+/**
+ * The organization a caller's reads and writes are confined to: undefined for superusers and
+ * platform-wide API keys (every organization), otherwise the caller's own.
+ */
+export function organizationScopeOf(actor: Actor): string | undefined {
+  if (actor.kind === 'user') return actor.isSuperuser ? undefined : actor.organizationId;
+  if (actor.kind === 'api_key') return actor.organizationId ?? undefined;
+  throw commonErrors.unauthenticated();
 }
 
 /** Narrows to a signed-in user or refuses. */

@@ -1,0 +1,29 @@
+import { AppError, registerUniqueConstraint } from '../../platform/http/errors.js';
+
+registerUniqueConstraint('modules_code_key', 'code', 'module_code_taken');
+registerUniqueConstraint('permissions_code_key', 'code', 'permission_code_taken');
+registerUniqueConstraint('roles_global_code_key', 'code', 'role_code_taken');
+registerUniqueConstraint('roles_org_code_key', 'code', 'role_code_taken');
+
+export const rbacErrors = {
+  moduleNotFound: (ref: string) => new AppError(404, 'module_not_found', `Module ${ref} was not found.`),
+  permissionNotFound: (ref: string) => new AppError(404, 'permission_not_found', `Permission ${ref} was not found.`),
+  roleNotFound: (ref: string) => new AppError(404, 'role_not_found', `Role ${ref} was not found.`),
+  assignmentNotFound: () => new AppError(404, 'role_assignment_not_found', 'The user does not hold this role.'),
+  /** Codes in a body that name nothing; the field says which list. */
+  unknownCodes: (field: string, codes: string[]) =>
+    new AppError(400, 'unknown_reference', `Unknown ${field}: ${codes.join(', ')}.`, {
+      errors: [{ field, message: `Unknown: ${codes.join(', ')}.` }],
+    }),
+  aboveCeiling: (field: string, detail: string) =>
+    new AppError(403, 'delegation_ceiling', detail, { errors: [{ field, message: detail }] }),
+  superuserTarget: () =>
+    new AppError(403, 'superuser_protected', 'Only a superuser may change a superuser or grant superuser status.'),
+  platformObject: (what: string) =>
+    new AppError(403, 'platform_object', `${what} belongs to the whole installation; only a superuser may change it.`),
+  builtinRole: (code: string) =>
+    new AppError(409, 'builtin_role', `Role "${code}" is built in and cannot be deleted or recoded.`),
+  ownRoles: () => new AppError(403, 'own_roles', 'Nobody may change their own role assignments.'),
+  moduleInUse: (code: string) =>
+    new AppError(409, 'module_in_use', `Module "${code}" still has permissions; delete or move them first.`),
+};
