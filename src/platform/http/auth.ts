@@ -51,6 +51,16 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     auth?: AccessRule;
   }
+  interface FastifyInstance {
+    /** Every route's declared rule, in registration order (what an audit of the API reads). */
+    accessRules: GuardedRoute[];
+  }
+}
+
+export interface GuardedRoute {
+  method: string;
+  url: string;
+  rule: AccessRule;
 }
 
 /**
@@ -71,6 +81,13 @@ export function installAuthentication(
   can: PermissionCheck = superuserOnly,
 ): void {
   app.decorateRequest('actor', null as never);
+  const guarded: GuardedRoute[] = [];
+  app.decorate('accessRules', guarded);
+  app.addHook('onRoute', (route) => {
+    if (route.method === 'HEAD' || (Array.isArray(route.method) && route.method.includes('HEAD'))) return;
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) guarded.push({ method, url: route.url, rule: route.config?.auth ?? 'public' });
+  });
   app.addHook('onRequest', async (request) => {
     for (const resolve of resolvers) {
       const actor = await resolve(request);
