@@ -2,7 +2,7 @@ import { and, asc, eq, gt, ilike, or, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
-import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
+import { cursorId } from '../../platform/http/pagination.js';
 import type { ListOrganizationsInput } from './organizations.schemas.js';
 import { type Organization, organizations } from './organizations.table.js';
 
@@ -48,11 +48,7 @@ export async function listOrganizations(db: DbOrTx, input: ListOrganizationsInpu
     conditions.push(or(ilike(organizations.code, prefix), ilike(organizations.name, prefix)) as SQL);
   }
   if (input.is_active !== undefined) conditions.push(eq(organizations.isActive, input.is_active));
-  if (input.cursor) {
-    const [lastId] = decodeCursor(input.cursor, 1);
-    if (typeof lastId !== 'string' || !isUuid(lastId)) throw invalidCursor();
-    conditions.push(gt(organizations.id, lastId as string));
-  }
+  if (input.cursor) conditions.push(gt(organizations.id, cursorId(input.cursor)));
   return db
     .select()
     .from(organizations)

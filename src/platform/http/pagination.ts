@@ -1,4 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { isUuid } from '../db/columns.js';
 import { AppError } from './errors.js';
 
 /** `?limit=&cursor=` as every list takes them (contract §5). */
@@ -45,4 +46,11 @@ export function toPage<T>(
   if (rows.length <= limit) return { results: rows, next: null };
   const results = rows.slice(0, limit);
   return { results, next: encodeCursor(keyOf(results[results.length - 1] as T)) };
+}
+
+/** The id a cursor of an id-ordered list carries (the last row of the previous page). */
+export function cursorId(cursor: string): string {
+  const [lastId] = decodeCursor(cursor, 1);
+  if (typeof lastId !== 'string' || !isUuid(lastId)) throw invalidCursor();
+  return lastId;
 }
