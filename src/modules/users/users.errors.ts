@@ -10,4 +10,8 @@ export const userErrors = {
     new AppError(400, 'organization_not_found', `Organization "${code}" does not exist.`, {
       errors: [{ field: 'organization', message: 'No organization has this code.' }],
     }),
+  otherOrganization: () =>
+    new AppError(403, 'organization_forbidden', 'Only a superuser may create users in another organization.', {
+      errors: [{ field: 'organization', message: 'Name your own organization or leave it out.' }],
+    }),
 };

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { requireUser } from '../../platform/http/auth.js';
+import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { findOrganization } from '../organizations/organizations.queries.js';
 import { userErrors } from './users.errors.js';
@@ -13,7 +13,7 @@ import {
   UserPage,
   UserView,
 } from './users.schemas.js';
-import { createUser, deleteUser, updateUser } from './users.service.js';
+import { assertMayGrantSuperuser, createUser, deleteUser, findUserToManage, updateUser } from './users.service.js';
 
 const tags = ['users'];
 
@@ -35,11 +35,11 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const { organization, ...query } = req.query;
       const limit = query.limit ?? 50;
-      let organizationId: string | undefined;
+      let organizationId = organizationScopeOf(req.actor);
       if (organization) {
         const org = await findOrganization(app.database.db, organization);
-        // An unknown organization simply has no users.
-        if (!org) return { results: [], next: null };
+        // An unknown organization simply has no users, and neither has one outside the caller's reach.
+        if (!org || (organizationId !== undefined && org.id !== organizationId)) return { results: [], next: null };
         organizationId = org.id;
       }
       const rows = await listUsers(app.database.db, { ...query, limit, organizationId });
@@ -73,7 +73,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: { operationId: 'getUser', tags, params: UserIdParams, response: { 200: UserView } },
     },
     async (req) => {
-      const user = await findUserById(app.database.db, req.params.id);
+      const user = await findUserById(app.database.db, req.params.id, organizationScopeOf(req.actor));
       if (!user) throw userErrors.notFound(req.params.id);
       return toUserView(user);
     },
@@ -115,7 +115,11 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: UserView },
       },
     },
-    async (req) => toUserView(await updateUser(app.database.db, req.params.id, req.body)),
+    async (req) => {
+      assertMayGrantSuperuser(req.actor, req.body);
+      const user = await findUserToManage(app.database.db, req.actor, req.params.id);
+      return toUserView(await updateUser(app.database.db, user.id, req.body, organizationScopeOf(req.actor)));
+    },
   );
 
   app.post(
@@ -130,7 +134,12 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: UserView },
       },
     },
-    async (req) => toUserView(await updateUser(app.database.db, req.params.id, { status: 'deactivated' })),
+    async (req) => {
+      const user = await findUserToManage(app.database.db, req.actor, req.params.id);
+      return toUserView(
+        await updateUser(app.database.db, user.id, { status: 'deactivated' }, organizationScopeOf(req.actor)),
+      );
+    },
   );
 
   app.delete(
@@ -145,7 +154,8 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      await deleteUser(app.database.db, req.params.id);
+      const user = await findUserToManage(app.database.db, req.actor, req.params.id);
+      await deleteUser(app.database.db, user.id, organizationScopeOf(req.actor));
       return reply.code(204).send();
     },
   );

@@ -2,9 +2,11 @@ import { eq } from 'drizzle-orm';
 import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/password-policy.js';
 import { hashPassword } from '../../platform/crypto/passwords.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
-import type { UserActor } from '../../platform/http/auth.js';
+import { type Actor, organizationScopeOf, type UserActor } from '../../platform/http/auth.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
+import { assertMayManageUser } from '../rbac/delegation.js';
+import { rbacErrors } from '../rbac/rbac.errors.js';
 import { userTypeErrors } from '../user-types/user-types.errors.js';
 import { findUserTypeByCode } from '../user-types/user-types.queries.js';
 import { validateProfile } from '../user-types/user-types.schemas.js';
@@ -35,10 +37,33 @@ async function checkTypedProfile(
 }
 
 /**
- * Creates a user in the named organization (default: the caller's). Email and username are stored
- * as given and compared case-insensitively by the unique indexes; a clash answers 409 naming the field.
+ * The user an admin write is aimed at: looked up within the caller's organization (another
+ * organization's user answers 404, as if absent), then held to the delegation rule (no superuser,
+ * nobody more powerful than the caller).
+ */
+export async function findUserToManage(db: Db, actor: Actor, id: string): Promise<UserWithOrganization> {
+  const user = await findUserById(db, id, organizationScopeOf(actor));
+  if (!user) throw userErrors.notFound(id);
+  await assertMayManageUser(db, actor, user);
+  return user;
+}
+
+/** Only superusers make superusers; `is_superuser: false` changes nothing a non-superuser may reach. */
+export function assertMayGrantSuperuser(actor: Actor, input: { is_superuser?: boolean | undefined }): void {
+  if (input.is_superuser === true && !(actor.kind === 'user' && actor.isSuperuser)) throw rbacErrors.superuserTarget();
+}
+
+/**
+ * Creates a user in the named organization (default: the caller's); only superusers name another
+ * one (refused before the look-up, so the answer does not tell whether it exists). Email and
+ * username are stored as given and compared case-insensitively by the unique indexes; a clash
+ * answers 409 naming the field.
  */
 export async function createUser(db: Db, actor: UserActor, input: CreateUserInput): Promise<UserWithOrganization> {
+  assertMayGrantSuperuser(actor, input);
+  if (!actor.isSuperuser && input.organization !== undefined && input.organization !== actor.organizationCode) {
+    throw userErrors.otherOrganization();
+  }
   const code = input.organization ?? actor.organizationCode;
   const org = await findOrganizationByCode(db, code);
   if (!org) throw userErrors.organizationNotFound(code);
