@@ -9,6 +9,13 @@ export const organizationErrors = {
       errors: [{ field: 'code', message: 'This code is taken.' }],
     }),
   inactive: (code: string) => new AppError(403, 'organization_inactive', `Organization "${code}" is deactivated.`),
+  /** Creating, deleting, activating and deactivating organizations are acts on the whole installation. */
+  superuserOnly: (act: string) =>
+    new AppError(
+      403,
+      'platform_object',
+      `Only a superuser may ${act}; organizations belong to the whole installation.`,
+    ),
   hasUsers: () =>
     new AppError(
       409,

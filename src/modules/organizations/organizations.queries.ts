@@ -24,9 +24,18 @@ const byIdQuery = preparedPerHandle((db) =>
     .prepare('find_organization_by_id'),
 );
 
-/** Finds an organization by id or by code. */
-export async function findOrganization(db: DbOrTx, ref: string): Promise<Organization | undefined> {
-  return (isUuid(ref) ? await findOrganizationById(db, ref) : undefined) ?? findOrganizationByCode(db, ref);
+/**
+ * Finds an organization by id or by code; `scopeOrganizationId` (when given) answers only that
+ * organization, so another one looks absent.
+ */
+export async function findOrganization(
+  db: DbOrTx,
+  ref: string,
+  scopeOrganizationId?: string,
+): Promise<Organization | undefined> {
+  const org =
+    (isUuid(ref) ? await findOrganizationById(db, ref) : undefined) ?? (await findOrganizationByCode(db, ref));
+  return scopeOrganizationId === undefined || org?.id === scopeOrganizationId ? org : undefined;
 }
 
 export async function findOrganizationByCode(db: DbOrTx, code: string): Promise<Organization | undefined> {
@@ -40,9 +49,13 @@ export async function findOrganizationById(db: DbOrTx, id: string): Promise<Orga
   return row;
 }
 
-/** Keyset page of organizations ordered by id (creation order). */
-export async function listOrganizations(db: DbOrTx, input: ListOrganizationsInput & { limit: number }) {
+/** Keyset page of organizations ordered by id (creation order); `organizationId` confines it to that one. */
+export async function listOrganizations(
+  db: DbOrTx,
+  input: ListOrganizationsInput & { limit: number; organizationId?: string | undefined },
+) {
   const conditions: SQL[] = [];
+  if (input.organizationId !== undefined) conditions.push(eq(organizations.id, input.organizationId));
   if (input.search) {
     const prefix = likePrefix(input.search);
     conditions.push(or(ilike(organizations.code, prefix), ilike(organizations.name, prefix)) as SQL);

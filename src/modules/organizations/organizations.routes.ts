@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { organizationScopeOf } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { organizationErrors } from './organizations.errors.js';
 import { findOrganization, listOrganizations } from './organizations.queries.js';
@@ -43,7 +44,11 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const limit = req.query.limit ?? 50;
-      const rows = await listOrganizations(app.database.db, { ...req.query, limit });
+      const rows = await listOrganizations(app.database.db, {
+        ...req.query,
+        limit,
+        organizationId: organizationScopeOf(req.actor),
+      });
       const page = toPage(rows, limit, (o) => [o.id]);
       return { results: page.results.map(toOrganizationView), next: page.next };
     },
@@ -61,6 +66,8 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
+      if (organizationScopeOf(req.actor) !== undefined)
+        throw organizationErrors.superuserOnly('create an organization');
       const org = await createOrganization(app.database.db, req.body);
       return reply.code(201).send(toOrganizationView(org));
     },
@@ -78,7 +85,7 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
-      const org = await findOrganization(app.database.db, req.params.ref);
+      const org = await findOrganization(app.database.db, req.params.ref, organizationScopeOf(req.actor));
       if (!org) throw organizationErrors.notFound(req.params.ref);
       return toOrganizationView(org);
     },
@@ -97,7 +104,10 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: OrganizationView },
       },
     },
-    async (req) => toOrganizationView(await updateOrganization(app.database.db, req.params.ref, req.body)),
+    async (req) =>
+      toOrganizationView(
+        await updateOrganization(app.database.db, req.params.ref, req.body, organizationScopeOf(req.actor)),
+      ),
   );
 
   app.post(
@@ -112,7 +122,10 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: OrganizationView },
       },
     },
-    async (req) => toOrganizationView(await updateOrganization(app.database.db, req.params.ref, { is_active: false })),
+    async (req) =>
+      toOrganizationView(
+        await updateOrganization(app.database.db, req.params.ref, { is_active: false }, organizationScopeOf(req.actor)),
+      ),
   );
 
   app.delete(
@@ -127,7 +140,7 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      await deleteOrganization(app.database.db, req.params.ref);
+      await deleteOrganization(app.database.db, req.params.ref, organizationScopeOf(req.actor));
       return reply.code(204).send();
     },
   );

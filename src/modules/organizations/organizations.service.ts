@@ -26,12 +26,23 @@ export async function createOrganization(db: Db, input: CreateOrganizationInput)
 
 /**
  * Updates an organization. Deactivating it ends its users' sessions in the same transaction, so
- * nobody keeps working in an organization that has been switched off.
+ * nobody keeps working in an organization that has been switched off. A caller confined to one
+ * organization (`scopeOrganizationId`) sees no other, and may not switch its own on or off.
  */
-export async function updateOrganization(db: Db, ref: string, input: UpdateOrganizationInput): Promise<Organization> {
+export async function updateOrganization(
+  db: Db,
+  ref: string,
+  input: UpdateOrganizationInput,
+  scopeOrganizationId?: string,
+): Promise<Organization> {
   return db.transaction(async (tx) => {
-    const current = await findOrganization(tx, ref);
+    const current = await findOrganization(tx, ref, scopeOrganizationId);
     if (!current) throw organizationErrors.notFound(ref);
+    if (scopeOrganizationId !== undefined && input.is_active !== undefined && input.is_active !== current.isActive) {
+      throw organizationErrors.superuserOnly(
+        input.is_active ? 'activate an organization' : 'deactivate an organization',
+      );
+    }
     const [row] = await tx
       .update(organizations)
       .set({
@@ -49,11 +60,15 @@ export async function updateOrganization(db: Db, ref: string, input: UpdateOrgan
   });
 }
 
-/** Deletes an organization that has no users left; one with users must be emptied or deactivated. */
-export async function deleteOrganization(db: Db, ref: string): Promise<void> {
+/**
+ * Deletes an organization that has no users left; one with users must be emptied or deactivated.
+ * A caller confined to one organization (`scopeOrganizationId`) sees no other and may not delete its own.
+ */
+export async function deleteOrganization(db: Db, ref: string, scopeOrganizationId?: string): Promise<void> {
   await db.transaction(async (tx) => {
-    const current = await findOrganization(tx, ref);
+    const current = await findOrganization(tx, ref, scopeOrganizationId);
     if (!current) throw organizationErrors.notFound(ref);
+    if (scopeOrganizationId !== undefined) throw organizationErrors.superuserOnly('delete an organization');
     const [member] = await tx.select({ id: users.id }).from(users).where(eq(users.organizationId, current.id)).limit(1);
     if (member) throw organizationErrors.hasUsers();
     await tx.delete(organizations).where(eq(organizations.id, current.id));
