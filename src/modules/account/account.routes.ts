@@ -5,6 +5,7 @@ import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
 import { toUserView } from '../users/users.schemas.js';
+import { findUserToManage } from '../users/users.service.js';
 import { accountErrors } from './account.errors.js';
 import {
   ChangePasswordBody,
@@ -270,7 +271,8 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      const { expiresAt } = await inviteUser(db, app.config, req.params.id, organizationScopeOf(req.actor));
+      const user = await findUserToManage(db, req.actor, req.params.id);
+      const { expiresAt } = await inviteUser(db, app.config, user.id, organizationScopeOf(req.actor));
       return reply.code(202).send({ detail: 'Invitation sent.', expires_at: expiresAt.toISOString() });
     },
   );

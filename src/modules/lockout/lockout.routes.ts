@@ -1,7 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
+import { organizationScopeOf } from '../../platform/http/auth.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
+import { findUserToManage } from '../users/users.service.js';
 import { findLockout } from './lockout.queries.js';
 import { unlockAccount } from './lockout.service.js';
 
@@ -37,7 +39,7 @@ export const lockoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
-      const user = await findUserById(app.database.db, req.params.id);
+      const user = await findUserById(app.database.db, req.params.id, organizationScopeOf(req.actor));
       if (!user) throw userErrors.notFound(req.params.id);
       const state = await findLockout(app.database.db, user);
       const lockedUntil = state?.lockedUntil && state.lockedUntil.getTime() > Date.now() ? state.lockedUntil : null;
@@ -67,7 +69,8 @@ export const lockoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
-      const { userId, status } = await unlockAccount(app.database.db, req.params.id);
+      const user = await findUserToManage(app.database.db, req.actor, req.params.id);
+      const { userId, status } = await unlockAccount(app.database.db, user.id, user.organizationId);
       return { id: userId, locked: false as const, status };
     },
   );

@@ -9,9 +9,14 @@ import { clearLockout } from './lockout.queries.js';
 /**
  * An administrator's unlock: forgets the failed logins, lifts a lock from failed logins at once,
  * and turns an administrator-set `locked` status back into `active` (other statuses stay).
+ * `scopeOrganizationId` (when given) confines the look-up to that organization.
  */
-export async function unlockAccount(db: Db, userId: string): Promise<{ userId: string; status: string }> {
-  const user = await findUserById(db, userId);
+export async function unlockAccount(
+  db: Db,
+  userId: string,
+  scopeOrganizationId?: string,
+): Promise<{ userId: string; status: string }> {
+  const user = await findUserById(db, userId, scopeOrganizationId);
   if (!user) throw userErrors.notFound(userId);
   return db.transaction(async (tx) => {
     await clearLockout(tx, user);

@@ -1,9 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { requireUser } from '../../platform/http/auth.js';
+import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { TokenPairView } from '../auth/auth.schemas.js';
 import { completeMfaLogin, type TokenContext } from '../auth/auth.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import { findUserById } from '../users/users.queries.js';
+import { findUserToManage } from '../users/users.service.js';
 import { CodeBody, MfaLoginBody, RecoveryCodesView, TotpEnrolmentView, UserIdParams } from './mfa.schemas.js';
 import { confirmTotp, disableTotp, enrolTotp, resetMfa } from './mfa.service.js';
 
@@ -84,8 +85,8 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
       },
     },
     async (req, reply) => {
-      const actor = requireUser(req.actor);
-      await resetMfa(db, req.params.id, actor.isSuperuser ? undefined : actor.organizationId);
+      const user = await findUserToManage(db, req.actor, req.params.id);
+      await resetMfa(db, user.id, organizationScopeOf(req.actor));
       return reply.code(204).send();
     },
   );

@@ -41,6 +41,8 @@ const columns = {
 };
 
 export interface ListSessionsFilter {
+  /** Confines the list to one organization's sessions. */
+  organizationId?: string | undefined;
   userId?: string | undefined;
   active?: boolean | undefined;
   /** The id of the last session of the previous page. */
@@ -51,6 +53,7 @@ export interface ListSessionsFilter {
 /** Sessions newest first (ids are time-ordered), `limit + 1` rows for the page cut. */
 export async function listSessions(db: DbOrTx, filter: ListSessionsFilter): Promise<SessionRow[]> {
   const where: (SQL | undefined)[] = [];
+  if (filter.organizationId !== undefined) where.push(eq(sessions.organizationId, filter.organizationId));
   if (filter.userId !== undefined) {
     // Naming the user's organization lets the (organization_id, user_id, id) index serve the page.
     where.push(

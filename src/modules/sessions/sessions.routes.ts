@@ -1,9 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { isUuid } from '../../platform/db/columns.js';
-import { requireUser } from '../../platform/http/auth.js';
+import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { AppError } from '../../platform/http/errors.js';
 import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
 import { revokeSession } from '../auth/auth.service.js';
+import { findUserToManage } from '../users/users.service.js';
 import { findSession, listSessions, type SessionRow } from './sessions.queries.js';
 import {
   AdminSessionPage,
@@ -118,6 +119,7 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const current = req.actor.kind === 'user' ? req.actor.sessionId : undefined;
       const limit = req.query.limit ?? 50;
       const rows = await listSessions(db, {
+        organizationId: organizationScopeOf(req.actor),
         userId: req.query.user,
         active: req.query.active,
         after: afterCursor(req.query.cursor),
@@ -141,8 +143,11 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
+      const scope = organizationScopeOf(req.actor);
       const session = isUuid(req.params.id) ? await findSession(db, req.params.id) : undefined;
-      if (!session) throw sessionNotFound(req.params.id);
+      if (!session || (scope !== undefined && session.organizationId !== scope)) throw sessionNotFound(req.params.id);
+      // Ending someone's session is a write to that user: the delegation rule applies.
+      await findUserToManage(db, req.actor, session.userId);
       await revokeSession(db, session.id, 'revoked_by_admin');
       return reply.code(204).send();
     },
