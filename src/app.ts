@@ -12,7 +12,10 @@ import { healthRoutes } from './modules/health/health.routes.js';
 import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
+import { accessRoutes } from './modules/rbac/access.routes.js';
+import { catalogRoutes } from './modules/rbac/catalog.routes.js';
 import { createPermissionCheck } from './modules/rbac/effective-access.js';
+import { rolesRoutes } from './modules/rbac/roles.routes.js';
 import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
@@ -83,7 +86,10 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(cookie);
   installAuthentication(
     app,
-    [createBearerResolver({ db: database.db, keys: signingKeys, config }), createCookieResolver(database.db)],
+    [
+      createBearerResolver({ db: database.db, keys: signingKeys, config }),
+      createCookieResolver(database.db),
+    ],
     createPermissionCheck(database.db),
   );
   await installRateLimits(app, config);
@@ -99,6 +105,9 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(cookieAuthRoutes, { keys: signingKeys });
   await app.register(accountRoutes);
   await app.register(userTypesRoutes);
+  await app.register(catalogRoutes);
+  await app.register(rolesRoutes);
+  await app.register(accessRoutes);
 
   return app;
 }

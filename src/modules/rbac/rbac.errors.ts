@@ -4,11 +4,16 @@ registerUniqueConstraint('modules_code_key', 'code', 'module_code_taken');
 registerUniqueConstraint('permissions_code_key', 'code', 'permission_code_taken');
 registerUniqueConstraint('roles_global_code_key', 'code', 'role_code_taken');
 registerUniqueConstraint('roles_org_code_key', 'code', 'role_code_taken');
+registerUniqueConstraint('user_roles_one_primary_key', 'is_primary', 'primary_role_conflict');
 
 export const rbacErrors = {
   moduleNotFound: (ref: string) => new AppError(404, 'module_not_found', `Module ${ref} was not found.`),
   permissionNotFound: (ref: string) => new AppError(404, 'permission_not_found', `Permission ${ref} was not found.`),
   roleNotFound: (ref: string) => new AppError(404, 'role_not_found', `Role ${ref} was not found.`),
+  otherOrganization: () =>
+    new AppError(403, 'other_organization', 'You may act only within your own organization.', {
+      errors: [{ field: 'organization', message: 'Name your own organization, or leave it out.' }],
+    }),
   assignmentNotFound: () => new AppError(404, 'role_assignment_not_found', 'The user does not hold this role.'),
   /** Codes in a body that name nothing; the field says which list. */
   unknownCodes: (field: string, codes: string[]) =>
@@ -24,6 +29,12 @@ export const rbacErrors = {
   builtinRole: (code: string) =>
     new AppError(409, 'builtin_role', `Role "${code}" is built in and cannot be deleted or recoded.`),
   ownRoles: () => new AppError(403, 'own_roles', 'Nobody may change their own role assignments.'),
+  builtinCatalog: () =>
+    new AppError(
+      409,
+      'builtin_catalog',
+      'Gatehouse’s own module and its permissions are fixed; they guard its routes.',
+    ),
   moduleInUse: (code: string) =>
     new AppError(409, 'module_in_use', `Module "${code}" still has permissions; delete or move them first.`),
 };

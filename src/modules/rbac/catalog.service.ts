@@ -1,0 +1,235 @@
+import { and, asc, eq, gt, type SQL } from 'drizzle-orm';
+import type { PgColumn } from 'drizzle-orm/pg-core';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import { cursorId } from '../../platform/http/pagination.js';
+import { catalogChanged } from './effective-access.js';
+import { rbacErrors } from './rbac.errors.js';
+import type {
+  CreateModuleInput,
+  CreatePermissionInput,
+  UpdateModuleInput,
+  UpdatePermissionInput,
+} from './rbac.schemas.js';
+import { type Permission, permissions, type RbacModule, rbacModules } from './rbac.table.js';
+
+/**
+ * The platform-wide catalog: modules and the permissions within them. Gatehouse's own module
+ * (created by migration, guarding every admin route) is fixed: changing it would change what the
+ * product's routes mean.
+ */
+export const GATEHOUSE_MODULE = 'GATEHOUSE';
+
+export function toModuleView(m: RbacModule) {
+  return {
+    id: m.id,
+    code: m.code,
+    name: m.name,
+    description: m.description,
+    order: m.order,
+    is_active: m.isActive,
+    created_at: m.createdAt.toISOString(),
+    updated_at: m.updatedAt.toISOString(),
+  };
+}
+
+export type PermissionWithModule = Permission & { moduleCode: string };
+
+export function toPermissionView(p: PermissionWithModule) {
+  return {
+    id: p.id,
+    code: p.code,
+    module: p.moduleCode,
+    module_id: p.moduleId,
+    action: p.action,
+    name: p.name,
+    description: p.description,
+    created_at: p.createdAt.toISOString(),
+    updated_at: p.updatedAt.toISOString(),
+  };
+}
+
+function byRef(table: { id: PgColumn; code: PgColumn }, ref: string): SQL {
+  return isUuid(ref) ? eq(table.id, ref) : eq(table.code, ref);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modules
+
+export async function findModule(db: DbOrTx, ref: string): Promise<RbacModule | undefined> {
+  const [row] = await db.select().from(rbacModules).where(byRef(rbacModules, ref)).limit(1);
+  return row;
+}
+
+async function requireModule(db: DbOrTx, ref: string): Promise<RbacModule> {
+  const row = await findModule(db, ref);
+  if (!row) throw rbacErrors.moduleNotFound(ref);
+  return row;
+}
+
+export function listModules(db: DbOrTx, input: { is_active?: boolean; cursor?: string; limit: number }) {
+  const conditions: SQL[] = [];
+  if (input.is_active !== undefined) conditions.push(eq(rbacModules.isActive, input.is_active));
+  if (input.cursor) conditions.push(gt(rbacModules.id, cursorId(input.cursor)));
+  return db
+    .select()
+    .from(rbacModules)
+    .where(and(...conditions))
+    .orderBy(asc(rbacModules.id))
+    .limit(input.limit + 1);
+}
+
+export async function createModule(db: Db, input: CreateModuleInput): Promise<RbacModule> {
+  const [row] = await db
+    .insert(rbacModules)
+    .values({
+      code: input.code,
+      name: input.name,
+      description: input.description ?? '',
+      order: input.order ?? 0,
+      isActive: input.is_active ?? true,
+    })
+    .returning();
+  return row as RbacModule;
+}
+
+export async function updateModule(db: Db, ref: string, input: UpdateModuleInput): Promise<RbacModule> {
+  return db.transaction(async (tx) => {
+    const current = await requireModule(tx, ref);
+    if (current.code === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
+    const [row] = await tx
+      .update(rbacModules)
+      .set({
+        ...(input.name !== undefined ? { name: input.name } : {}),
+        ...(input.description !== undefined ? { description: input.description } : {}),
+        ...(input.order !== undefined ? { order: input.order } : {}),
+        ...(input.is_active !== undefined ? { isActive: input.is_active } : {}),
+      })
+      .where(eq(rbacModules.id, current.id))
+      .returning();
+    if (input.is_active !== undefined && input.is_active !== current.isActive) await catalogChanged(tx);
+    return row as RbacModule;
+  });
+}
+
+/** Deletes a module without permissions (its grants go with it). */
+export async function deleteModule(db: Db, ref: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await requireModule(tx, ref);
+    if (current.code === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
+    const [inUse] = await tx
+      .select({ id: permissions.id })
+      .from(permissions)
+      .where(eq(permissions.moduleId, current.id))
+      .limit(1);
+    if (inUse) throw rbacErrors.moduleInUse(current.code);
+    await tx.delete(rbacModules).where(eq(rbacModules.id, current.id));
+    await catalogChanged(tx);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Permissions
+
+const permissionColumns = {
+  id: permissions.id,
+  code: permissions.code,
+  moduleId: permissions.moduleId,
+  action: permissions.action,
+  name: permissions.name,
+  description: permissions.description,
+  createdAt: permissions.createdAt,
+  updatedAt: permissions.updatedAt,
+  moduleCode: rbacModules.code,
+};
+
+export async function findPermission(db: DbOrTx, ref: string): Promise<PermissionWithModule | undefined> {
+  const [row] = await db
+    .select(permissionColumns)
+    .from(permissions)
+    .innerJoin(rbacModules, eq(rbacModules.id, permissions.moduleId))
+    .where(byRef(permissions, ref))
+    .limit(1);
+  return row;
+}
+
+async function requirePermission(db: DbOrTx, ref: string): Promise<PermissionWithModule> {
+  const row = await findPermission(db, ref);
+  if (!row) throw rbacErrors.permissionNotFound(ref);
+  return row;
+}
+
+export async function listPermissions(
+  db: DbOrTx,
+  input: { module?: string; cursor?: string; limit: number },
+): Promise<PermissionWithModule[]> {
+  const conditions: SQL[] = [];
+  if (input.module !== undefined) conditions.push(eq(rbacModules.code, input.module));
+  if (input.cursor) conditions.push(gt(permissions.id, cursorId(input.cursor)));
+  return db
+    .select(permissionColumns)
+    .from(permissions)
+    .innerJoin(rbacModules, eq(rbacModules.id, permissions.moduleId))
+    .where(and(...conditions))
+    .orderBy(asc(permissions.id))
+    .limit(input.limit + 1);
+}
+
+/** The module a permission body names; Gatehouse's own module takes no new permissions. */
+async function moduleForPermission(db: DbOrTx, code: string): Promise<RbacModule> {
+  const [module] = await db.select().from(rbacModules).where(eq(rbacModules.code, code)).limit(1);
+  if (!module) throw rbacErrors.unknownCodes('module', [code]);
+  if (module.code === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
+  return module;
+}
+
+export async function createPermission(db: Db, input: CreatePermissionInput): Promise<PermissionWithModule> {
+  return db.transaction(async (tx) => {
+    const module = await moduleForPermission(tx, input.module);
+    const [row] = await tx
+      .insert(permissions)
+      .values({
+        code: input.code,
+        moduleId: module.id,
+        action: input.action,
+        name: input.name,
+        description: input.description ?? '',
+      })
+      .returning();
+    return { ...(row as Permission), moduleCode: module.code };
+  });
+}
+
+export async function updatePermission(
+  db: Db,
+  ref: string,
+  input: UpdatePermissionInput,
+): Promise<PermissionWithModule> {
+  return db.transaction(async (tx) => {
+    const current = await requirePermission(tx, ref);
+    if (current.moduleCode === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
+    const module = input.module !== undefined ? await moduleForPermission(tx, input.module) : undefined;
+    const [row] = await tx
+      .update(permissions)
+      .set({
+        ...(module ? { moduleId: module.id } : {}),
+        ...(input.action !== undefined ? { action: input.action } : {}),
+        ...(input.name !== undefined ? { name: input.name } : {}),
+        ...(input.description !== undefined ? { description: input.description } : {}),
+      })
+      .where(eq(permissions.id, current.id))
+      .returning();
+    // Moving a permission between an active and an inactive module changes who effectively holds it.
+    if (module && module.id !== current.moduleId) await catalogChanged(tx);
+    return { ...(row as Permission), moduleCode: module?.code ?? current.moduleCode };
+  });
+}
+
+export async function deletePermission(db: Db, ref: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await requirePermission(tx, ref);
+    if (current.moduleCode === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
+    await tx.delete(permissions).where(eq(permissions.id, current.id));
+    await catalogChanged(tx);
+  });
+}

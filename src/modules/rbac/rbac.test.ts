@@ -1,0 +1,406 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type Client,
+  clientWithRole,
+  grantRole,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+} from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import type { Organization } from '../organizations/organizations.table.js';
+
+let t: TestApp;
+let root: Client;
+let orgA: Organization;
+let orgB: Organization;
+let adminA: Client;
+let viewerA: Client;
+
+/** A module with two permissions, made by the superuser; returns the codes. */
+async function seedCatalog() {
+  const mod = unique('M').toUpperCase();
+  expect((await root.post('/api/v1/modules/', { code: mod, name: `Module ${mod}`, order: 3 })).statusCode).toBe(201);
+  const create = `${mod.toLowerCase()}.create`;
+  const view = `${mod.toLowerCase()}.view`;
+  for (const [code, action] of [
+    [create, 'create'],
+    [view, 'view'],
+  ]) {
+    const res = await root.post('/api/v1/permissions/', { code, module: mod, action, name: `${action} ${mod}` });
+    expect(res.statusCode).toBe(201);
+  }
+  return { mod, create, view };
+}
+
+beforeAll(async () => {
+  t = await startTestApp();
+  root = await superuserClient(t);
+  orgA = await seedOrganization(t);
+  orgB = await seedOrganization(t);
+  adminA = await clientWithRole(t, orgA.id, 'org_admin');
+  viewerA = await clientWithRole(t, orgA.id, 'viewer');
+});
+afterAll(() => t.close());
+
+describe('built-in catalog', () => {
+  it('ships Gatehouse’s module, its permissions and the three built-in roles', async () => {
+    const perms = await root.get('/api/v1/permissions/?module=GATEHOUSE&limit=500');
+    expect(perms.statusCode).toBe(200);
+    const codes = perms.json().results.map((p: { code: string }) => p.code);
+    expect(codes).toEqual(expect.arrayContaining(['users.view', 'users.update', 'roles.manage', 'apikeys.manage']));
+    const roles = await root.get('/api/v1/roles/?organization=global&limit=500');
+    const builtin = roles.json().results.filter((r: { is_builtin: boolean }) => r.is_builtin);
+    expect(builtin.map((r: { code: string; level: number }) => [r.code, r.level])).toEqual(
+      expect.arrayContaining([
+        ['super_admin', 0],
+        ['org_admin', 1],
+        ['viewer', 9],
+      ]),
+    );
+    const orgAdmin = builtin.find((r: { code: string }) => r.code === 'org_admin');
+    expect(orgAdmin.permissions).toContain('users.update');
+    expect(orgAdmin.permissions).not.toContain('modules.manage');
+  });
+
+  it('keeps Gatehouse’s own module and permissions fixed', async () => {
+    expect((await root.patch('/api/v1/modules/GATEHOUSE', { is_active: false })).json()).toMatchObject({
+      status: 409,
+      code: 'builtin_catalog',
+    });
+    expect((await root.delete('/api/v1/permissions/users.view')).statusCode).toBe(409);
+    const res = await root.post('/api/v1/permissions/', {
+      code: 'users.fly',
+      module: 'GATEHOUSE',
+      action: 'fly',
+      name: 'x',
+    });
+    expect(res.statusCode).toBe(409);
+  });
+
+  it('refuses to delete a built-in role', async () => {
+    const roles = (await root.get('/api/v1/roles/?organization=global&limit=500')).json().results;
+    const viewer = roles.find((r: { code: string }) => r.code === 'viewer');
+    expect((await root.delete(`/api/v1/roles/${viewer.id}`)).json()).toMatchObject({ code: 'builtin_role' });
+  });
+});
+
+describe('modules and permissions', () => {
+  it('creates, reads, updates and deletes modules and permissions', async () => {
+    const { mod, create } = await seedCatalog();
+    const got = await root.get(`/api/v1/modules/${mod}/`);
+    expect(got.json()).toMatchObject({ code: mod, order: 3, is_active: true });
+    expect((await root.get(`/api/v1/modules/${got.json().id}`)).json().code).toBe(mod);
+    expect((await root.patch(`/api/v1/modules/${mod}`, { name: 'Renamed' })).json().name).toBe('Renamed');
+    const perm = await root.get(`/api/v1/permissions/${create}`);
+    expect(perm.json()).toMatchObject({ code: create, module: mod, action: 'create' });
+    expect((await root.patch(`/api/v1/permissions/${create}`, { description: 'd' })).json().description).toBe('d');
+    // A module with permissions is not deleted from under them.
+    expect((await root.delete(`/api/v1/modules/${mod}`)).json()).toMatchObject({ code: 'module_in_use' });
+    const listed = await root.get(`/api/v1/permissions/?module=${mod}`);
+    for (const p of listed.json().results)
+      expect((await root.delete(`/api/v1/permissions/${p.code}`)).statusCode).toBe(204);
+    expect((await root.delete(`/api/v1/modules/${mod}`)).statusCode).toBe(204);
+    expect((await root.get(`/api/v1/modules/${mod}`)).statusCode).toBe(404);
+  });
+
+  it('pages lists with cursors', async () => {
+    for (let i = 0; i < 3; i++) await seedCatalog();
+    const first = await root.get('/api/v1/modules/?limit=2');
+    expect(first.json().results).toHaveLength(2);
+    const second = await root.get(`/api/v1/modules/?limit=2&cursor=${first.json().next}`);
+    expect(second.json().results[0].id > first.json().results[1].id).toBe(true);
+    expect((await root.get('/api/v1/modules/?cursor=nonsense')).json()).toMatchObject({ code: 'invalid_cursor' });
+  });
+
+  it('answers bad input with a 4xx naming the field', async () => {
+    const dup = await seedCatalog();
+    expect((await root.post('/api/v1/modules/', { code: dup.mod, name: 'x' })).json()).toMatchObject({
+      status: 409,
+      errors: [{ field: 'code' }],
+    });
+    expect((await root.post('/api/v1/modules/', { code: 'bad code', name: 'x' })).json()).toMatchObject({
+      status: 400,
+      errors: [{ field: 'code' }],
+    });
+    expect(
+      (await root.post('/api/v1/permissions/', { code: 'x.y', module: 'NOPE', action: 'y', name: 'x' })).json(),
+    ).toMatchObject({ status: 400, code: 'unknown_reference', errors: [{ field: 'module' }] });
+    expect((await root.patch(`/api/v1/modules/${dup.mod}`, {})).statusCode).toBe(400);
+  });
+
+  it('lets viewers read the catalog and only superusers (or super_admin) change it', async () => {
+    expect((await viewerA.get('/api/v1/modules/')).statusCode).toBe(200);
+    expect((await viewerA.get('/api/v1/permissions/')).statusCode).toBe(200);
+    expect((await adminA.post('/api/v1/modules/', { code: unique('X'), name: 'x' })).statusCode).toBe(403);
+    expect(
+      (await adminA.post('/api/v1/permissions/', { code: 'a.b', module: 'X', action: 'b', name: 'x' })).statusCode,
+    ).toBe(403);
+    const plain = await loginAs(t, await seedUser(t, orgA.id));
+    expect((await plain.get('/api/v1/modules/')).statusCode).toBe(403);
+  });
+});
+
+describe('roles, grants and the delegation ceiling', () => {
+  it('lets a superuser create global roles and organization roles with grants', async () => {
+    const { mod, create, view } = await seedCatalog();
+    const code = unique('r');
+    const res = await root.post('/api/v1/roles/', {
+      code,
+      name: 'Engineer',
+      level: 4,
+      permissions: [create, view],
+      modules: [mod],
+    });
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({
+      code,
+      level: 4,
+      organization: null,
+      permissions: [create, view].sort(),
+      modules: [mod],
+    });
+    const owned = await root.post('/api/v1/roles/', { code, name: 'Engineer', level: 4, organization: orgA.code });
+    expect(owned.json()).toMatchObject({ organization: orgA.code, organization_id: orgA.id });
+    // Same code twice within one scope is a conflict on the code.
+    expect((await root.post('/api/v1/roles/', { code, name: 'x', level: 5 })).json()).toMatchObject({
+      status: 409,
+      errors: [{ field: 'code' }],
+    });
+  });
+
+  it('confines an organization admin to their organization and below their own power', async () => {
+    const mine = await adminA.post('/api/v1/roles/', {
+      code: unique('r'),
+      name: 'Clerk',
+      level: 5,
+      permissions: ['users.view'],
+    });
+    expect(mine.statusCode).toBe(201);
+    expect(mine.json().organization).toBe(orgA.code);
+
+    const cases: [unknown, number, string][] = [
+      [{ level: 0 }, 403, 'level'],
+      [{ level: 5, permissions: ['modules.manage'] }, 403, 'permissions'],
+      [{ level: 5, modules: ['NOPE'] }, 403, 'modules'],
+      [{ level: 5, organization: null }, 403, 'platform_object'],
+      [{ level: 5, organization: orgB.code }, 403, 'organization'],
+      [{ level: 5, permissions: ['no.such'] }, 403, 'permissions'],
+    ];
+    for (const [body, status, what] of cases) {
+      const res = await adminA.post('/api/v1/roles/', { code: unique('r'), name: 'x', ...(body as object) });
+      expect(res.statusCode, JSON.stringify(body)).toBe(status);
+      const json = res.json();
+      expect(json.code === what || json.errors?.[0]?.field === what, JSON.stringify(json)).toBe(true);
+    }
+    // A superuser's unknown codes are refused as unknown rather than above the ceiling.
+    expect(
+      (await root.post('/api/v1/roles/', { code: unique('r'), name: 'x', level: 5, permissions: ['no.such'] })).json(),
+    ).toMatchObject({ status: 400, errors: [{ field: 'permissions' }] });
+
+    // Editing: not above their level, not with grants they lack, not global roles.
+    const id = mine.json().id;
+    expect((await adminA.patch(`/api/v1/roles/${id}`, { level: 0 })).statusCode).toBe(403);
+    expect((await adminA.patch(`/api/v1/roles/${id}`, { permissions: ['permissions.manage'] })).statusCode).toBe(403);
+    const updated = await adminA.patch(`/api/v1/roles/${id}`, { level: 6, permissions: ['users.view', 'roles.view'] });
+    expect(updated.json()).toMatchObject({ level: 6, permissions: ['roles.view', 'users.view'] });
+    const global = (await adminA.get('/api/v1/roles/?organization=global&limit=500')).json().results[0];
+    expect((await adminA.patch(`/api/v1/roles/${global.id}`, { name: 'mine now' })).json().code).toBe(
+      'platform_object',
+    );
+    expect((await adminA.delete(`/api/v1/roles/${id}`)).statusCode).toBe(204);
+  });
+
+  it('keeps organizations’ roles apart', async () => {
+    const theirs = await root.post('/api/v1/roles/', {
+      code: unique('r'),
+      name: 'B only',
+      level: 5,
+      organization: orgB.code,
+    });
+    const id = theirs.json().id;
+    const listed = (await adminA.get('/api/v1/roles/?limit=500')).json().results;
+    expect(listed.some((r: { organization_id: string | null }) => r.organization_id === orgB.id)).toBe(false);
+    expect(listed.some((r: { code: string }) => r.code === 'viewer')).toBe(true);
+    expect((await adminA.get(`/api/v1/roles/?organization=${orgB.code}`)).json().results).toEqual([]);
+    expect((await adminA.get(`/api/v1/roles/${id}`)).statusCode).toBe(404);
+    expect((await adminA.patch(`/api/v1/roles/${id}`, { name: 'x' })).statusCode).toBe(404);
+    expect((await adminA.delete(`/api/v1/roles/${id}`)).statusCode).toBe(404);
+    expect((await root.get(`/api/v1/roles/${id}`)).statusCode).toBe(200);
+  });
+});
+
+describe('assignments and effective permissions', () => {
+  it('applies an assignment, a grant change and a removal at once', async () => {
+    const { mod, create, view } = await seedCatalog();
+    const role = await root.post('/api/v1/roles/', {
+      code: unique('eng'),
+      name: 'Eng',
+      level: 4,
+      permissions: [view],
+      modules: [mod],
+    });
+    const user = await seedUser(t, orgA.id);
+    const client = await loginAs(t, user);
+    expect((await client.get('/api/v1/users/profile/permissions/')).json()).toMatchObject({
+      permissions: [],
+      modules: [],
+      level: null,
+    });
+
+    const assigned = await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code });
+    expect(assigned.statusCode).toBe(201);
+    expect(assigned.json()).toMatchObject({ role: role.json().code, is_primary: true, level: 4 });
+    expect((await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code })).statusCode).toBe(200);
+    const mine = (await client.get('/api/v1/users/profile/permissions/')).json();
+    expect(mine).toMatchObject({
+      permissions: [view],
+      modules: [mod],
+      level: 4,
+      roles: [{ code: role.json().code, is_primary: true }],
+    });
+
+    await root.patch(`/api/v1/roles/${role.json().id}`, { permissions: [view, create] });
+    expect((await client.get('/api/v1/users/profile/permissions/')).json().permissions).toEqual([create, view].sort());
+
+    // An inactive module opens nothing, and its permissions count for nothing.
+    await root.patch(`/api/v1/modules/${mod}`, { is_active: false });
+    expect((await client.get('/api/v1/users/profile/permissions/')).json()).toMatchObject({
+      permissions: [],
+      modules: [],
+    });
+    await root.patch(`/api/v1/modules/${mod}`, { is_active: true });
+
+    expect((await root.delete(`/api/v1/users/${user.id}/roles/${role.json().code}`)).statusCode).toBe(204);
+    expect((await client.get('/api/v1/users/profile/permissions/')).json().permissions).toEqual([]);
+    expect((await root.delete(`/api/v1/users/${user.id}/roles/${role.json().code}`)).statusCode).toBe(404);
+  });
+
+  it('guards admin routes by the permissions roles grant, effective at once', async () => {
+    const user = await seedUser(t, orgA.id);
+    const client = await loginAs(t, user);
+    expect((await client.get('/api/v1/users/')).statusCode).toBe(403);
+    await grantRole(t, user, 'viewer');
+    expect((await client.get('/api/v1/users/')).statusCode).toBe(200);
+    expect((await client.post('/api/v1/users/', { email: `${unique()}@example.com` })).statusCode).toBe(403);
+    const roles = (await root.get(`/api/v1/users/${user.id}/roles/`)).json().results;
+    expect(roles.map((r: { role: string }) => r.role)).toEqual(['viewer']);
+    await root.delete(`/api/v1/users/${user.id}/roles/viewer`);
+    expect((await client.get('/api/v1/users/')).statusCode).toBe(403);
+  });
+
+  it('resolves a role code to the organization’s own role before the global one', async () => {
+    const code = unique('dup');
+    await root.post('/api/v1/roles/', { code, name: 'global', level: 7 });
+    const own = await root.post('/api/v1/roles/', { code, name: 'own', level: 8, organization: orgA.code });
+    const inA = await seedUser(t, orgA.id);
+    const inB = await seedUser(t, orgB.id);
+    expect((await root.post(`/api/v1/users/${inA.id}/roles/`, { role: code })).json()).toMatchObject({
+      role_id: own.json().id,
+      organization: orgA.code,
+    });
+    expect((await root.post(`/api/v1/users/${inB.id}/roles/`, { role: code })).json()).toMatchObject({
+      organization: null,
+      level: 7,
+    });
+  });
+
+  it('keeps one primary role per user', async () => {
+    const user = await seedUser(t, orgA.id);
+    await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer' });
+    await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'org_admin', is_primary: true });
+    const held = (await root.get(`/api/v1/users/${user.id}/roles/`)).json().results;
+    expect(held.map((r: { role: string; is_primary: boolean }) => [r.role, r.is_primary])).toEqual([
+      ['org_admin', true],
+      ['viewer', false],
+    ]);
+    await root.delete(`/api/v1/users/${user.id}/roles/org_admin`);
+    expect((await root.get(`/api/v1/users/${user.id}/roles/`)).json().results).toMatchObject([
+      { role: 'viewer', is_primary: true },
+    ]);
+  });
+
+  it('lets an organization admin assign within the ceiling, in their organization, to others only', async () => {
+    const inA = await seedUser(t, orgA.id);
+    const inB = await seedUser(t, orgB.id);
+    const superInA = await seedUser(t, orgA.id, { isSuperuser: true });
+    expect((await adminA.post(`/api/v1/users/${inA.id}/roles/`, { role: 'viewer' })).statusCode).toBe(201);
+    expect((await adminA.post(`/api/v1/users/${inA.id}/roles/`, { role: 'org_admin' })).statusCode).toBe(201);
+    expect((await adminA.post(`/api/v1/users/${inA.id}/roles/`, { role: 'super_admin' })).json().code).toBe(
+      'delegation_ceiling',
+    );
+    expect((await adminA.post(`/api/v1/users/${inB.id}/roles/`, { role: 'viewer' })).statusCode).toBe(404);
+    expect((await adminA.get(`/api/v1/users/${inB.id}/roles/`)).statusCode).toBe(404);
+    expect((await adminA.delete(`/api/v1/users/${inB.id}/roles/viewer`)).statusCode).toBe(404);
+    expect((await adminA.post(`/api/v1/users/${adminA.user.id}/roles/`, { role: 'viewer' })).json().code).toBe(
+      'own_roles',
+    );
+    expect((await adminA.post(`/api/v1/users/${superInA.id}/roles/`, { role: 'viewer' })).json().code).toBe(
+      'superuser_protected',
+    );
+    expect((await viewerA.post(`/api/v1/users/${inA.id}/roles/`, { role: 'viewer' })).statusCode).toBe(403);
+    expect((await adminA.post(`/api/v1/users/${inA.id}/roles/`, { role: 'nope' })).json()).toMatchObject({
+      status: 400,
+      errors: [{ field: 'role' }],
+    });
+    expect((await adminA.post('/api/v1/users/not-a-uuid/roles/', { role: 'viewer' })).statusCode).toBe(404);
+  });
+
+  it('shows a superuser every active permission', async () => {
+    const { create } = await seedCatalog();
+    const mine = (await root.get('/api/v1/users/profile/permissions/')).json();
+    expect(mine.is_superuser).toBe(true);
+    expect(mine.permissions).toEqual(expect.arrayContaining(['users.view', create]));
+  });
+});
+
+describe('POST /api/v1/authorize/', () => {
+  it('answers allowed with the granting role, or what is missing', async () => {
+    const { mod, create, view } = await seedCatalog();
+    const roleCode = unique('eng');
+    await root.post('/api/v1/roles/', { code: roleCode, name: 'Eng', level: 4, permissions: [view], modules: [mod] });
+    const user = await seedUser(t, orgA.id);
+    await root.post(`/api/v1/users/${user.id}/roles/`, { role: roleCode });
+
+    const allowed = await root.post('/api/v1/authorize/', { user_id: user.id, permission: view });
+    expect(allowed.json()).toEqual({ allowed: true, reason: `Role "${roleCode}" grants permission "${view}".` });
+    expect((await root.post('/api/v1/authorize/', { user_id: user.id, module: mod })).json().allowed).toBe(true);
+    const refused = (await root.post('/api/v1/authorize/', { user_id: user.id, permission: create })).json();
+    expect(refused).toEqual({ allowed: false, reason: `No role of the user grants permission "${create}".` });
+    expect(
+      (await root.post('/api/v1/authorize/', { user_id: user.id, permission: create, module: mod })).json().allowed,
+    ).toBe(false);
+    expect(
+      (await root.post('/api/v1/authorize/', { user_id: user.id, permission: view, module: mod })).json().allowed,
+    ).toBe(true);
+  });
+
+  it('says no for an account that is not active', async () => {
+    const user = await seedUser(t, orgA.id, { status: 'suspended' });
+    await grantRole(t, user, 'viewer');
+    expect((await root.post('/api/v1/authorize/', { user_id: user.id, permission: 'users.view' })).json()).toEqual({
+      allowed: false,
+      reason: 'The account is suspended.',
+    });
+  });
+
+  it('refuses bad requests and callers without the right', async () => {
+    const user = await seedUser(t, orgA.id);
+    expect((await root.post('/api/v1/authorize/', { user_id: user.id })).json()).toMatchObject({
+      status: 400,
+      errors: [{ field: 'permission' }],
+    });
+    expect((await root.post('/api/v1/authorize/', { user_id: 'x', permission: 'a.b' })).json()).toMatchObject({
+      status: 400,
+      errors: [{ field: 'user_id' }],
+    });
+    expect(
+      (await root.post('/api/v1/authorize/', { user_id: crypto.randomUUID(), permission: 'a.b' })).statusCode,
+    ).toBe(404);
+    expect((await adminA.post('/api/v1/authorize/', { user_id: user.id, permission: 'a.b' })).statusCode).toBe(403);
+    expect(
+      (await t.request({ method: 'POST', url: '/api/v1/authorize/', payload: { user_id: user.id } })).statusCode,
+    ).toBe(401);
+  });
+});

@@ -1,0 +1,172 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { toPage } from '../../platform/http/pagination.js';
+import {
+  AssignmentPage,
+  AssignmentView,
+  AssignRoleBody,
+  CreateRoleBody,
+  ListRolesQuery,
+  RoleIdParams,
+  RolePage,
+  RoleView,
+  UpdateRoleBody,
+  UserRoleParams,
+  UserRolesParams,
+} from './rbac.schemas.js';
+import {
+  assignRole,
+  createRole,
+  deleteRole,
+  findRole,
+  listAssignments,
+  listRoles,
+  removeRole,
+  toAssignmentView,
+  toRoleView,
+  updateRole,
+  userInScope,
+} from './roles.service.js';
+
+const manage = { auth: { permission: 'roles.manage' } } as const;
+
+/** `/api/v1/roles/` with their grants, and `/api/v1/users/{id}/roles/`. */
+export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.database.db;
+  const tags = ['roles'];
+
+  app.get(
+    '/api/v1/roles',
+    {
+      config: { auth: { permission: 'roles.view' } },
+      schema: {
+        tags,
+        operationId: 'listRoles',
+        description: 'Global roles and the caller’s organization’s (every organization’s for superusers).',
+        querystring: ListRolesQuery,
+        response: { 200: RolePage },
+      },
+    },
+    async (req) => {
+      const limit = req.query.limit ?? 50;
+      const rows = await listRoles(db, organizationScopeOf(req.actor), { ...req.query, limit });
+      const page = toPage(rows, limit, (r) => [r.id]);
+      return { results: page.results.map(toRoleView), next: page.next };
+    },
+  );
+
+  app.post(
+    '/api/v1/roles',
+    {
+      config: manage,
+      schema: {
+        tags,
+        operationId: 'createRole',
+        description:
+          'Creates a role with its grants. The delegation ceiling applies: the level must be at or below the ' +
+          'caller’s own (a number ≥ theirs) and every permission and module must be held by the caller.',
+        body: CreateRoleBody,
+        response: { 201: RoleView },
+      },
+    },
+    async (req, reply) => reply.code(201).send(toRoleView(await createRole(db, requireUser(req.actor), req.body))),
+  );
+
+  app.get(
+    '/api/v1/roles/:id',
+    {
+      config: { auth: { permission: 'roles.view' } },
+      schema: { tags, operationId: 'getRole', params: RoleIdParams, response: { 200: RoleView } },
+    },
+    async (req) => toRoleView(await findRole(db, req.params.id, organizationScopeOf(req.actor))),
+  );
+
+  app.patch(
+    '/api/v1/roles/:id',
+    {
+      config: manage,
+      schema: {
+        tags,
+        operationId: 'updateRole',
+        description: 'Partial update; grant lists given replace the current ones. Holders see the change at once.',
+        params: RoleIdParams,
+        body: UpdateRoleBody,
+        response: { 200: RoleView },
+      },
+    },
+    async (req) => toRoleView(await updateRole(db, requireUser(req.actor), req.params.id, req.body)),
+  );
+
+  app.delete(
+    '/api/v1/roles/:id',
+    {
+      config: manage,
+      schema: {
+        tags,
+        operationId: 'deleteRole',
+        description: 'Deletes a role and its assignments; built-in roles stay (409).',
+        params: RoleIdParams,
+      },
+    },
+    async (req, reply) => {
+      await deleteRole(db, requireUser(req.actor), req.params.id);
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    '/api/v1/users/:id/roles',
+    {
+      config: { auth: { permission: 'users.view' } },
+      schema: {
+        tags,
+        operationId: 'listUserRoles',
+        description: 'The user’s roles, most powerful first.',
+        params: UserRolesParams,
+        response: { 200: AssignmentPage },
+      },
+    },
+    async (req) => {
+      const user = await userInScope(db, req.params.id, organizationScopeOf(req.actor));
+      return { results: (await listAssignments(db, user.id)).map(toAssignmentView), next: null };
+    },
+  );
+
+  app.post(
+    '/api/v1/users/:id/roles',
+    {
+      config: manage,
+      schema: {
+        tags,
+        operationId: 'assignRole',
+        description:
+          'Gives the user a role by code (their organization’s role first, then the global one): 201, or 200 when ' +
+          'they already hold it. Nobody changes their own roles; the delegation ceiling applies.',
+        params: UserRolesParams,
+        body: AssignRoleBody,
+        response: { 200: AssignmentView, 201: AssignmentView },
+      },
+    },
+    async (req, reply) => {
+      const { assignment, created } = await assignRole(db, requireUser(req.actor), req.params.id, req.body);
+      return reply.code(created ? 201 : 200).send(toAssignmentView(assignment));
+    },
+  );
+
+  app.delete(
+    '/api/v1/users/:id/roles/:role',
+    {
+      config: manage,
+      schema: {
+        tags,
+        operationId: 'removeRole',
+        description: 'Takes a role (id or code) from the user.',
+        params: UserRoleParams,
+      },
+    },
+    async (req, reply) => {
+      await removeRole(db, requireUser(req.actor), req.params.id, req.params.role);
+      return reply.code(204).send();
+    },
+  );
+};

@@ -1,0 +1,383 @@
+import { and, asc, eq, gt, inArray, isNull, or, type SQL, sql } from 'drizzle-orm';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import type { UserActor } from '../../platform/http/auth.js';
+import { cursorId } from '../../platform/http/pagination.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { organizations } from '../organizations/organizations.table.js';
+import { userErrors } from '../users/users.errors.js';
+import { findUserById } from '../users/users.queries.js';
+import { accessOfCaller, assertMayManageUser, assertWithinCeiling } from './delegation.js';
+import { roleChanged, userRolesChanged } from './effective-access.js';
+import { rbacErrors } from './rbac.errors.js';
+import type { AssignRoleInput, CreateRoleInput, UpdateRoleInput } from './rbac.schemas.js';
+import { permissions, type Role, rbacModules, roleModules, rolePermissions, roles, userRoles } from './rbac.table.js';
+
+/**
+ * Roles with their grants, and who holds them. Every write runs the delegation ceiling
+ * (delegation.ts) and the object rule: a caller who is not a superuser changes only their own
+ * organization's roles and users; global roles belong to the platform.
+ */
+
+export type RoleWithGrants = Role & {
+  organizationCode: string | null;
+  permissionCodes: string[];
+  moduleCodes: string[];
+};
+
+export function toRoleView(r: RoleWithGrants) {
+  return {
+    id: r.id,
+    code: r.code,
+    name: r.name,
+    level: r.level,
+    description: r.description,
+    organization: r.organizationCode,
+    organization_id: r.organizationId,
+    is_builtin: r.isBuiltin,
+    permissions: r.permissionCodes,
+    modules: r.moduleCodes,
+    created_at: r.createdAt.toISOString(),
+    updated_at: r.updatedAt.toISOString(),
+  };
+}
+
+/** Roles a caller may see: global ones and their organization's (all of them for superusers). */
+function visibleTo(scope: string | undefined): SQL | undefined {
+  return scope === undefined ? undefined : or(isNull(roles.organizationId), eq(roles.organizationId, scope));
+}
+
+async function withGrants(db: DbOrTx, where: SQL | undefined, page?: { limit: number }): Promise<RoleWithGrants[]> {
+  const query = db
+    .select({ role: roles, organizationCode: organizations.code })
+    .from(roles)
+    .leftJoin(organizations, eq(organizations.id, roles.organizationId))
+    .where(where)
+    .orderBy(asc(roles.id));
+  const rows = page ? await query.limit(page.limit + 1) : await query;
+  if (rows.length === 0) return [];
+  const ids = rows.map((r) => r.role.id);
+  const [granted, opened] = await Promise.all([
+    db
+      .select({ roleId: rolePermissions.roleId, code: permissions.code })
+      .from(rolePermissions)
+      .innerJoin(permissions, eq(permissions.id, rolePermissions.permissionId))
+      .where(inArray(rolePermissions.roleId, ids))
+      .orderBy(asc(permissions.code)),
+    db
+      .select({ roleId: roleModules.roleId, code: rbacModules.code })
+      .from(roleModules)
+      .innerJoin(rbacModules, eq(rbacModules.id, roleModules.moduleId))
+      .where(inArray(roleModules.roleId, ids))
+      .orderBy(asc(rbacModules.code)),
+  ]);
+  return rows.map(({ role, organizationCode }) => ({
+    ...role,
+    organizationCode,
+    permissionCodes: granted.filter((g) => g.roleId === role.id).map((g) => g.code),
+    moduleCodes: opened.filter((g) => g.roleId === role.id).map((g) => g.code),
+  }));
+}
+
+export async function listRoles(
+  db: DbOrTx,
+  scope: string | undefined,
+  input: { organization?: string; cursor?: string; limit: number },
+): Promise<RoleWithGrants[]> {
+  const conditions: (SQL | undefined)[] = [visibleTo(scope)];
+  if (input.organization === 'global') conditions.push(isNull(roles.organizationId));
+  else if (input.organization !== undefined) {
+    const org = await findOrganizationByCode(db, input.organization);
+    // An unknown organization simply has no roles.
+    if (!org) return [];
+    conditions.push(eq(roles.organizationId, org.id));
+  }
+  if (input.cursor) conditions.push(gt(roles.id, cursorId(input.cursor)));
+  return withGrants(db, and(...conditions), { limit: input.limit });
+}
+
+/** A role the caller may see, by id; another organization's role is simply not found. */
+export async function findRole(db: DbOrTx, id: string, scope: string | undefined): Promise<RoleWithGrants> {
+  const [role] = isUuid(id) ? await withGrants(db, and(eq(roles.id, id), visibleTo(scope))) : [];
+  if (!role) throw rbacErrors.roleNotFound(id);
+  return role;
+}
+
+/** Ids for permission and module codes; any unknown code refuses the request, naming its list. */
+async function resolveGrants(
+  tx: DbOrTx,
+  permissionCodes: string[] | undefined,
+  moduleCodes: string[] | undefined,
+): Promise<{ permissionIds?: string[]; moduleIds?: string[] }> {
+  const result: { permissionIds?: string[]; moduleIds?: string[] } = {};
+  if (permissionCodes) {
+    const found = permissionCodes.length
+      ? await tx
+          .select({ id: permissions.id, code: permissions.code })
+          .from(permissions)
+          .where(inArray(permissions.code, permissionCodes))
+      : [];
+    const missing = permissionCodes.filter((c) => !found.some((f) => f.code === c));
+    if (missing.length > 0) throw rbacErrors.unknownCodes('permissions', missing);
+    result.permissionIds = found.map((f) => f.id);
+  }
+  if (moduleCodes) {
+    const found = moduleCodes.length
+      ? await tx
+          .select({ id: rbacModules.id, code: rbacModules.code })
+          .from(rbacModules)
+          .where(inArray(rbacModules.code, moduleCodes))
+      : [];
+    const missing = moduleCodes.filter((c) => !found.some((f) => f.code === c));
+    if (missing.length > 0) throw rbacErrors.unknownCodes('modules', missing);
+    result.moduleIds = found.map((f) => f.id);
+  }
+  return result;
+}
+
+async function replaceGrants(tx: DbOrTx, roleId: string, grants: { permissionIds?: string[]; moduleIds?: string[] }) {
+  if (grants.permissionIds) {
+    await tx.delete(rolePermissions).where(eq(rolePermissions.roleId, roleId));
+    if (grants.permissionIds.length > 0) {
+      await tx.insert(rolePermissions).values(grants.permissionIds.map((permissionId) => ({ roleId, permissionId })));
+    }
+  }
+  if (grants.moduleIds) {
+    await tx.delete(roleModules).where(eq(roleModules.roleId, roleId));
+    if (grants.moduleIds.length > 0) {
+      await tx.insert(roleModules).values(grants.moduleIds.map((moduleId) => ({ roleId, moduleId })));
+    }
+  }
+}
+
+/** The owner a create body asks for, after the object rule. */
+async function ownerOf(db: DbOrTx, actor: UserActor, requested: string | null | undefined): Promise<string | null> {
+  if (actor.isSuperuser) {
+    if (requested == null) return null;
+    const org = await findOrganizationByCode(db, requested);
+    if (!org) throw rbacErrors.unknownCodes('organization', [requested]);
+    return org.id;
+  }
+  if (requested === undefined || requested === actor.organizationCode) return actor.organizationId;
+  if (requested === null) throw rbacErrors.platformObject('A global role');
+  throw rbacErrors.otherOrganization();
+}
+
+export async function createRole(db: Db, actor: UserActor, input: CreateRoleInput): Promise<RoleWithGrants> {
+  const caller = await accessOfCaller(db, actor);
+  assertWithinCeiling(caller, {
+    level: input.level,
+    permissions: input.permissions ?? [],
+    modules: input.modules ?? [],
+  });
+  const organizationId = await ownerOf(db, actor, input.organization);
+  const id = await db.transaction(async (tx) => {
+    const grants = await resolveGrants(tx, input.permissions ?? [], input.modules ?? []);
+    const [row] = await tx
+      .insert(roles)
+      .values({
+        organizationId,
+        code: input.code,
+        name: input.name,
+        level: input.level,
+        description: input.description ?? '',
+      })
+      .returning({ id: roles.id });
+    const roleId = (row as { id: string }).id;
+    await replaceGrants(tx, roleId, grants);
+    return roleId;
+  });
+  return findRole(db, id, undefined);
+}
+
+/** A role the caller may change: their organization's (any for superusers), at or below their power. */
+async function writableRole(tx: DbOrTx, actor: UserActor, id: string) {
+  const scope = actor.isSuperuser ? undefined : actor.organizationId;
+  const current = await findRole(tx, id, scope);
+  if (current.organizationId === null && !actor.isSuperuser)
+    throw rbacErrors.platformObject(`Global role "${current.code}"`);
+  return current;
+}
+
+export async function updateRole(
+  db: Db,
+  actor: UserActor,
+  id: string,
+  input: UpdateRoleInput,
+): Promise<RoleWithGrants> {
+  const caller = await accessOfCaller(db, actor);
+  await db.transaction(async (tx) => {
+    const current = await writableRole(tx, actor, id);
+    assertWithinCeiling(caller, { level: current.level, permissions: [], modules: [] });
+    assertWithinCeiling(caller, {
+      level: input.level ?? current.level,
+      permissions: input.permissions ?? current.permissionCodes,
+      modules: input.modules ?? current.moduleCodes,
+    });
+    const grants = await resolveGrants(tx, input.permissions, input.modules);
+    await tx
+      .update(roles)
+      .set({
+        ...(input.name !== undefined ? { name: input.name } : {}),
+        ...(input.level !== undefined ? { level: input.level } : {}),
+        ...(input.description !== undefined ? { description: input.description } : {}),
+        // Grant changes alone must still move updated_at.
+        updatedAt: new Date(),
+      })
+      .where(eq(roles.id, current.id));
+    await replaceGrants(tx, current.id, grants);
+    await roleChanged(tx, current.id);
+  });
+  return findRole(db, id, undefined);
+}
+
+export async function deleteRole(db: Db, actor: UserActor, id: string): Promise<void> {
+  const caller = await accessOfCaller(db, actor);
+  await db.transaction(async (tx) => {
+    const current = await writableRole(tx, actor, id);
+    if (current.isBuiltin) throw rbacErrors.builtinRole(current.code);
+    assertWithinCeiling(caller, {
+      level: current.level,
+      permissions: current.permissionCodes,
+      modules: current.moduleCodes,
+    });
+    await tx.delete(roles).where(eq(roles.id, current.id));
+    await roleChanged(tx, current.id);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assignments
+
+export interface Assignment {
+  roleId: string;
+  code: string;
+  name: string;
+  level: number;
+  organizationCode: string | null;
+  isPrimary: boolean;
+  assignedBy: string | null;
+  createdAt: Date;
+}
+
+export function toAssignmentView(a: Assignment) {
+  return {
+    role: a.code,
+    role_id: a.roleId,
+    name: a.name,
+    level: a.level,
+    organization: a.organizationCode,
+    is_primary: a.isPrimary,
+    assigned_by: a.assignedBy,
+    created_at: a.createdAt.toISOString(),
+  };
+}
+
+export function listAssignments(db: DbOrTx, userId: string): Promise<Assignment[]> {
+  return db
+    .select({
+      roleId: roles.id,
+      code: roles.code,
+      name: roles.name,
+      level: roles.level,
+      organizationCode: organizations.code,
+      isPrimary: userRoles.isPrimary,
+      assignedBy: userRoles.assignedBy,
+      createdAt: userRoles.createdAt,
+    })
+    .from(userRoles)
+    .innerJoin(roles, eq(roles.id, userRoles.roleId))
+    .leftJoin(organizations, eq(organizations.id, roles.organizationId))
+    .where(eq(userRoles.userId, userId))
+    .orderBy(asc(roles.level), asc(roles.code));
+}
+
+/** The user an assignment route names, within the caller's reach (404 otherwise). */
+export async function userInScope(db: DbOrTx, userId: string, scope: string | undefined) {
+  const user = isUuid(userId) ? await findUserById(db, userId) : undefined;
+  if (!user || (scope !== undefined && user.organizationId !== scope)) throw userErrors.notFound(userId);
+  return user;
+}
+
+/** Resolves a role for a user: by id, or by code as the user's organization's role first, then the global one. */
+async function roleForUser(db: DbOrTx, organizationId: string, ref: string): Promise<RoleWithGrants> {
+  const byRef = isUuid(ref) ? eq(roles.id, ref) : eq(roles.code, ref);
+  const candidates = await withGrants(
+    db,
+    and(byRef, or(isNull(roles.organizationId), eq(roles.organizationId, organizationId))),
+  );
+  const role = candidates.find((r) => r.organizationId !== null) ?? candidates[0];
+  if (!role) throw rbacErrors.unknownCodes('role', [ref]);
+  return role;
+}
+
+/** Checks shared by assigning and removing: who may touch whose roles, and which roles. */
+async function authorizeAssignmentChange(db: Db, actor: UserActor, userId: string, roleRef: string) {
+  const target = await userInScope(db, userId, actor.isSuperuser ? undefined : actor.organizationId);
+  if (!actor.isSuperuser && target.id === actor.userId) throw rbacErrors.ownRoles();
+  await assertMayManageUser(db, actor, target);
+  const role = await roleForUser(db, target.organizationId, roleRef);
+  assertWithinCeiling(await accessOfCaller(db, actor), {
+    level: role.level,
+    permissions: role.permissionCodes,
+    modules: role.moduleCodes,
+  });
+  return { target, role };
+}
+
+/** Gives a user a role (201), or updates whether an existing assignment is primary (200). */
+export async function assignRole(
+  db: Db,
+  actor: UserActor,
+  userId: string,
+  input: AssignRoleInput,
+): Promise<{ assignment: Assignment; created: boolean }> {
+  const { target, role } = await authorizeAssignmentChange(db, actor, userId, input.role);
+  const created = await db.transaction(async (tx) => {
+    const held = await tx
+      .select({ roleId: userRoles.roleId, isPrimary: userRoles.isPrimary })
+      .from(userRoles)
+      .where(eq(userRoles.userId, target.id))
+      .for('update');
+    const existing = held.find((h) => h.roleId === role.id);
+    // The first role a user receives is their primary one.
+    const isPrimary = input.is_primary ?? (existing?.isPrimary || !held.some((h) => h.isPrimary));
+    if (isPrimary) {
+      await tx
+        .update(userRoles)
+        .set({ isPrimary: false })
+        .where(
+          and(eq(userRoles.userId, target.id), eq(userRoles.isPrimary, true), sql`${userRoles.roleId} <> ${role.id}`),
+        );
+    }
+    await tx
+      .insert(userRoles)
+      .values({ userId: target.id, roleId: role.id, isPrimary, assignedBy: actor.userId })
+      .onConflictDoUpdate({ target: [userRoles.userId, userRoles.roleId], set: { isPrimary } });
+    await userRolesChanged(tx, target.id);
+    return !existing;
+  });
+  const assignment = (await listAssignments(db, target.id)).find((a) => a.roleId === role.id) as Assignment;
+  return { assignment, created };
+}
+
+/** Takes a role from a user; when it was primary, their most powerful remaining role becomes primary. */
+export async function removeRole(db: Db, actor: UserActor, userId: string, roleRef: string): Promise<void> {
+  const { target, role } = await authorizeAssignmentChange(db, actor, userId, roleRef);
+  await db.transaction(async (tx) => {
+    const [removed] = await tx
+      .delete(userRoles)
+      .where(and(eq(userRoles.userId, target.id), eq(userRoles.roleId, role.id)))
+      .returning({ isPrimary: userRoles.isPrimary });
+    if (!removed) throw rbacErrors.assignmentNotFound();
+    if (removed.isPrimary) {
+      await tx.execute(sql`
+        update user_roles set is_primary = true
+        where user_id = ${target.id} and role_id = (
+          select ur.role_id from user_roles ur join roles r on r.id = ur.role_id
+          where ur.user_id = ${target.id} order by r.level, r.code limit 1
+        )`);
+    }
+    await userRolesChanged(tx, target.id);
+  });
+}
