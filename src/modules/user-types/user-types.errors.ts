@@ -20,4 +20,8 @@ export const userTypeErrors = {
       errors: [{ field: 'organization', message: 'No organization has this code.' }],
     }),
   invalidFilter: (field: string, message: string) => commonErrors.validation([{ field, message }]),
+  otherOrganization: () =>
+    new AppError(403, 'organization_forbidden', 'Only a superuser may define user types for another organization.', {
+      errors: [{ field: 'organization', message: 'Name your own organization.' }],
+    }),
 };

@@ -3,9 +3,9 @@ import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { assertMayManageUser } from '../rbac/delegation.js';
 import { userTypeErrors } from './user-types.errors.js';
 import {
-  findUserTypeById,
   findUserTypeByPlural,
   listTypedUsers,
   listUserTypes,
@@ -32,6 +32,7 @@ import {
   deleteTypedUser,
   deleteUserType,
   findTypedUser,
+  findVisibleUserType,
   toTypedUserView,
   updateTypedUser,
   updateUserType,
@@ -107,10 +108,11 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const limit = req.query.limit ?? 50;
-      let organizationId: string | undefined;
+      let organizationId = organizationScopeOf(req.actor);
       if (req.query.organization) {
         const org = await findOrganizationByCode(db, req.query.organization);
-        if (!org) return { results: [], next: null };
+        // Unknown, or outside the caller's reach: nothing to list either way.
+        if (!org || (organizationId !== undefined && org.id !== organizationId)) return { results: [], next: null };
         organizationId = org.id;
       }
       const rows = await listUserTypes(db, { organizationId, limit, cursor: req.query.cursor });
@@ -133,7 +135,8 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 201: UserTypeView },
       },
     },
-    async (req, reply) => reply.code(201).send(toUserTypeView(await createUserType(db, req.body))),
+    async (req, reply) =>
+      reply.code(201).send(toUserTypeView(await createUserType(db, req.body, organizationScopeOf(req.actor)))),
   );
 
   app.get(
@@ -143,7 +146,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: { operationId: 'getUserType', tags, params: UserTypeIdParams, response: { 200: UserTypeView } },
     },
     async (req) => {
-      const type = await findUserTypeById(db, req.params.id);
+      const type = await findVisibleUserType(db, req.params.id, organizationScopeOf(req.actor));
       if (!type) throw userTypeErrors.notFound(req.params.id);
       return toUserTypeView(type);
     },
@@ -161,7 +164,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: UserTypeView },
       },
     },
-    async (req) => toUserTypeView(await updateUserType(db, req.params.id, req.body)),
+    async (req) => toUserTypeView(await updateUserType(db, req.params.id, req.body, organizationScopeOf(req.actor))),
   );
 
   app.delete(
@@ -176,7 +179,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      await deleteUserType(db, req.params.id);
+      await deleteUserType(db, req.params.id, organizationScopeOf(req.actor));
       return reply.code(204).send();
     },
   );
@@ -215,6 +218,11 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const type = await typeFor(req.actor, req.params.plural, req.query.organization);
       const limit = req.query.limit ?? 50;
+      const actor = requireUser(req.actor);
+      // Another organization is outside a non-superuser's reach: its users simply are not listed.
+      if (!actor.isSuperuser && req.query.organization && req.query.organization !== actor.organizationCode) {
+        return { results: [], next: null };
+      }
       const profile: Record<string, unknown> = {};
       const properties = (type.schema.properties ?? {}) as Record<string, { type?: unknown }>;
       for (const [key, raw] of Object.entries(req.query as Record<string, unknown>)) {
@@ -300,6 +308,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const { type, user } = await typedUser(req.actor, req.params);
+      await assertMayManageUser(db, req.actor, user);
       return toTypedUserView(await updateTypedUser(db, user, type, req.body));
     },
   );
@@ -313,6 +322,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const { user } = await typedUser(req.actor, req.params);
+      await assertMayManageUser(db, req.actor, user);
       await deleteTypedUser(db, user);
       return reply.code(204).send();
     },

@@ -3,6 +3,7 @@ import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { rbacErrors } from '../rbac/rbac.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
 import { createUser, deleteUser, updateUser } from '../users/users.service.js';
 import { userTypeErrors } from './user-types.errors.js';
@@ -58,11 +59,27 @@ async function organizationIdOf(db: DbOrTx, code: string | null | undefined): Pr
   return org.id;
 }
 
-/** Creates a user type (global unless an organization is named); the plural must not be reserved. */
-export async function createUserType(db: Db, input: CreateUserTypeInput): Promise<UserTypeWithOrganization> {
+/**
+ * Creates a user type (global unless an organization is named); the plural must not be reserved.
+ * A caller confined to one organization (`scopeOrganizationId`) creates only that organization's
+ * types: a global type is a platform object, and another organization answers the same 403 whether
+ * it exists or not.
+ */
+export async function createUserType(
+  db: Db,
+  input: CreateUserTypeInput,
+  scopeOrganizationId?: string,
+): Promise<UserTypeWithOrganization> {
+  if (scopeOrganizationId !== undefined && (input.organization === undefined || input.organization === null)) {
+    throw rbacErrors.platformObject('A global user type');
+  }
   checkPlural(input.plural);
   compileSchema(input.schema ?? {});
   return db.transaction(async (tx) => {
+    if (scopeOrganizationId !== undefined) {
+      const org = await findOrganizationByCode(tx, input.organization as string);
+      if (org?.id !== scopeOrganizationId) throw userTypeErrors.otherOrganization();
+    }
     const organizationId = await organizationIdOf(tx, input.organization);
     const [row] = await tx
       .insert(userTypes)
@@ -78,16 +95,40 @@ export async function createUserType(db: Db, input: CreateUserTypeInput): Promis
   });
 }
 
+/**
+ * One user type as a caller confined to `scopeOrganizationId` may see it: its organization's and
+ * the global ones; another organization's type is absent.
+ */
+export async function findVisibleUserType(
+  db: DbOrTx,
+  id: string,
+  scopeOrganizationId?: string,
+): Promise<UserTypeWithOrganization | undefined> {
+  const type = await findUserTypeById(db, id);
+  if (!type || scopeOrganizationId === undefined || type.organizationId === null) return type;
+  return type.organizationId === scopeOrganizationId ? type : undefined;
+}
+
+/** A type the caller may change: visible to them, and not global unless they reach every organization. */
+async function findUserTypeToManage(db: DbOrTx, id: string, scopeOrganizationId?: string): Promise<UserType> {
+  const type = await findVisibleUserType(db, id, scopeOrganizationId);
+  if (!type) throw userTypeErrors.notFound(id);
+  if (scopeOrganizationId !== undefined && type.organizationId === null) {
+    throw rbacErrors.platformObject(`Global user type "${type.code}"`);
+  }
+  return type;
+}
+
 /** Changes a type's plural, label or schema; existing profiles are checked against a new schema on their next write. */
 export async function updateUserType(
   db: Db,
   id: string,
   input: UpdateUserTypeInput,
+  scopeOrganizationId?: string,
 ): Promise<UserTypeWithOrganization> {
   if (input.plural !== undefined) checkPlural(input.plural);
   if (input.schema !== undefined) compileSchema(input.schema);
-  const current = await findUserTypeById(db, id);
-  if (!current) throw userTypeErrors.notFound(id);
+  await findUserTypeToManage(db, id, scopeOrganizationId);
   await db
     .update(userTypes)
     .set({
@@ -100,7 +141,8 @@ export async function updateUserType(
 }
 
 /** Deletes a type; its users keep their user_type code and profile data. */
-export async function deleteUserType(db: Db, id: string): Promise<void> {
+export async function deleteUserType(db: Db, id: string, scopeOrganizationId?: string): Promise<void> {
+  await findUserTypeToManage(db, id, scopeOrganizationId);
   const deleted = await db.delete(userTypes).where(eq(userTypes.id, id)).returning({ id: userTypes.id });
   if (deleted.length === 0 || !isUuid(id)) throw userTypeErrors.notFound(id);
 }
