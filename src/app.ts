@@ -4,6 +4,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Config } from './config.js';
 import { accountRoutes } from './modules/account/account.routes.js';
+import { apiKeysRoutes } from './modules/api-keys/api-keys.routes.js';
+import { createApiKeyResolver } from './modules/api-keys/api-keys.service.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
 import { createBearerResolver } from './modules/auth/auth.service.js';
 import { cookieAuthRoutes } from './modules/cookie-auth/cookie-auth.routes.js';
@@ -87,6 +89,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   installAuthentication(
     app,
     [
+      createApiKeyResolver(database.db, config),
       createBearerResolver({ db: database.db, keys: signingKeys, config }),
       createCookieResolver(database.db),
     ],
@@ -108,6 +111,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(catalogRoutes);
   await app.register(rolesRoutes);
   await app.register(accessRoutes);
+  await app.register(apiKeysRoutes);
 
   return app;
 }

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerApiKeyCommands } from './apikey.js';
 import { registerCreateSuperuserCommand } from './createsuperuser.js';
 import { registerKeysCommands } from './keys.js';
 import { registerMigrateCommand } from './migrate.js';
@@ -18,6 +19,7 @@ export function buildCli(): Command {
   registerKeysCommands(program);
   registerCreateSuperuserCommand(program);
   registerSetupCommand(program);
+  registerApiKeyCommands(program);
   return program;
 }
 

@@ -1,0 +1,80 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { apiKeys } from '../modules/api-keys/api-keys.table.js';
+import { sha256Hex } from '../platform/crypto/tokens.js';
+import { openDatabase } from '../platform/db/client.js';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/gatehouse.js');
+
+function gatehouse(args: string[], dataDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
+  delete env.DATABASE_URL;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('gatehouse apikey on the command line', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-apikey-test-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('creates a key printed once, lists it without the key, and revokes it', async () => {
+    const created = await gatehouse(
+      ['apikey', 'create', '--name', 'HR feed', '--platform', '--scope', 'provisioning', '--scope', 'scim'],
+      dataDir,
+    );
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    const key = /^key: (gh_\S+)$/m.exec(created.stdout)?.[1] as string;
+    const id = /^id: (\S+)$/m.exec(created.stdout)?.[1] as string;
+    expect(key).toMatch(/^gh_[A-Za-z0-9_-]{43}$/);
+    expect(created.stdout).toContain(`prefix: ${key.slice(0, 12)}`);
+
+    const listed = await gatehouse(['apikey', 'list'], dataDir);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(id);
+    expect(listed.stdout).toContain('provisioning,scim');
+    expect(listed.stdout).toContain('active');
+    expect(listed.stdout).not.toContain(key);
+
+    const revoked = await gatehouse(['apikey', 'revoke', id], dataDir);
+    expect(revoked.code).toBe(0);
+    expect((await gatehouse(['apikey', 'list'], dataDir)).stdout).toMatch(new RegExp(`${id}.*revoked`));
+
+    const database = await openDatabase({ dataDir });
+    try {
+      const [row] = await database.db.select().from(apiKeys);
+      expect(row).toMatchObject({ id, keyHash: sha256Hex(key), scopes: ['provisioning', 'scim'] });
+      expect(row?.revokedAt).toBeInstanceOf(Date);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('refuses bad requests in one line with a non-zero exit', async () => {
+    const unknownOrg = await gatehouse(
+      ['apikey', 'create', '--name', 'x', '--organization', 'nope', '--scope', 'scim'],
+      dataDir,
+    );
+    expect(unknownOrg.code).not.toBe(0);
+    expect(unknownOrg.stderr.trim()).toBe('gatehouse: apikey create: organization: No organization has this code.');
+
+    const badScope = await gatehouse(['apikey', 'create', '--name', 'x', '--platform', '--scope', 'root'], dataDir);
+    expect(badScope.code).not.toBe(0);
+    expect(badScope.stderr).toContain('Unknown scope "root"');
+
+    const neither = await gatehouse(['apikey', 'create', '--name', 'x', '--scope', 'scim'], dataDir);
+    expect(neither.code).not.toBe(0);
+    expect(neither.stderr.trim().split('\n')).toHaveLength(1);
+
+    const unknownKey = await gatehouse(['apikey', 'revoke', '00000000-0000-7000-8000-000000000000'], dataDir);
+    expect(unknownKey.code).not.toBe(0);
+    expect(unknownKey.stderr).toContain('was not found');
+  });
+});

@@ -1,0 +1,26 @@
+import { AppError, commonErrors } from '../../platform/http/errors.js';
+
+export const apiKeyErrors = {
+  notFound: (id: string) => new AppError(404, 'api_key_not_found', `API key ${id} was not found.`),
+  organizationNotFound: (code: string) =>
+    new AppError(400, 'organization_not_found', `Organization "${code}" does not exist.`, {
+      errors: [{ field: 'organization', message: 'No organization has this code.' }],
+    }),
+  organizationRequired: () =>
+    commonErrors.validation([
+      { field: 'organization', message: 'Name an organization, or null for a platform-wide key.' },
+    ]),
+  otherOrganization: () =>
+    new AppError(403, 'permission_denied', 'You may create API keys only for your own organization.', {
+      errors: [{ field: 'organization', message: 'Not your organization.' }],
+    }),
+  platformKeyForbidden: () =>
+    new AppError(403, 'permission_denied', 'Only superusers may create platform-wide API keys.', {
+      errors: [{ field: 'organization', message: 'A platform-wide key (null) needs a superuser.' }],
+    }),
+  unknownScope: (scope: string) => commonErrors.validation([{ field: 'scopes', message: `Unknown scope "${scope}".` }]),
+  noScopes: () => commonErrors.validation([{ field: 'scopes', message: 'Give at least one scope.' }]),
+  expiryInPast: () => commonErrors.validation([{ field: 'expires_at', message: 'Must be in the future.' }]),
+  revoked: (id: string) => new AppError(409, 'api_key_revoked', `API key ${id} is revoked and cannot be rotated.`),
+  expired: (id: string) => new AppError(409, 'api_key_expired', `API key ${id} has expired and cannot be rotated.`),
+};

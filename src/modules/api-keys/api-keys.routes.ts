@@ -1,0 +1,140 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { organizationScopeOf } from '../../platform/http/auth.js';
+import { toPage } from '../../platform/http/pagination.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { apiKeyErrors } from './api-keys.errors.js';
+import { type ApiKeyWithOrganization, findApiKey, listApiKeys } from './api-keys.queries.js';
+import {
+  ApiKeyIdParams,
+  ApiKeyPage,
+  ApiKeyView,
+  CreateApiKeyBody,
+  CreatedApiKeyView,
+  ListApiKeysQuery,
+} from './api-keys.schemas.js';
+import { type CreatedApiKey, createApiKey, keyManagerOf, revokeApiKey, rotateApiKey } from './api-keys.service.js';
+
+export function toApiKeyView(k: ApiKeyWithOrganization) {
+  return {
+    id: k.id,
+    name: k.name,
+    prefix: k.prefix,
+    organization: k.organizationCode,
+    organization_id: k.organizationId,
+    scopes: k.scopes,
+    expires_at: k.expiresAt?.toISOString() ?? null,
+    last_used_at: k.lastUsedAt?.toISOString() ?? null,
+    revoked_at: k.revokedAt?.toISOString() ?? null,
+    created_at: k.createdAt.toISOString(),
+  };
+}
+
+function toCreatedView(created: CreatedApiKey) {
+  return { ...toApiKeyView(created.apiKey), key: created.key };
+}
+
+const tags = ['api-keys'];
+const auth = { permission: 'apikeys.manage' };
+
+export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.database.db;
+
+  app.post(
+    '/api/v1/api-keys',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'createApiKey',
+        tags,
+        description:
+          'Creates an API key. The key is in this answer only; Gatehouse keeps its SHA-256 hash and prefix. ' +
+          'Organization administrators create keys for their own organization; platform-wide keys ' +
+          '(`organization: null`) need a superuser.',
+        body: CreateApiKeyBody,
+        response: { 201: CreatedApiKeyView },
+      },
+    },
+    async (req, reply) => {
+      const created = await createApiKey(db, keyManagerOf(req.actor), req.body);
+      return reply.code(201).send(toCreatedView(created));
+    },
+  );
+
+  app.get(
+    '/api/v1/api-keys',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'listApiKeys',
+        tags,
+        description: 'API keys, newest first, revoked ones included; never the keys themselves.',
+        querystring: ListApiKeysQuery,
+        response: { 200: ApiKeyPage },
+      },
+    },
+    async (req) => {
+      const limit = req.query.limit ?? 50;
+      let organizationId = organizationScopeOf(req.actor);
+      if (req.query.organization) {
+        const org = await findOrganizationByCode(db, req.query.organization);
+        // An unknown organization, or another one for a confined caller, simply has no keys.
+        if (!org || (organizationId !== undefined && org.id !== organizationId)) return { results: [], next: null };
+        organizationId = org.id;
+      }
+      const rows = await listApiKeys(db, { organizationId, limit, cursor: req.query.cursor });
+      const page = toPage(rows, limit, (k) => [k.id]);
+      return { results: page.results.map(toApiKeyView), next: page.next };
+    },
+  );
+
+  app.get(
+    '/api/v1/api-keys/:id',
+    {
+      config: { auth },
+      schema: { operationId: 'getApiKey', tags, params: ApiKeyIdParams, response: { 200: ApiKeyView } },
+    },
+    async (req) => {
+      const key = await findApiKey(db, req.params.id, organizationScopeOf(req.actor));
+      if (!key) throw apiKeyErrors.notFound(req.params.id);
+      return toApiKeyView(key);
+    },
+  );
+
+  app.delete(
+    '/api/v1/api-keys/:id',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'revokeApiKey',
+        tags,
+        description: 'Revokes the key: it stops working at once on every node. Revoking again changes nothing.',
+        params: ApiKeyIdParams,
+        response: { 204: { type: 'null', description: 'Revoked.' } },
+      },
+    },
+    async (req, reply) => {
+      await revokeApiKey(db, keyManagerOf(req.actor), req.params.id);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    '/api/v1/api-keys/:id/rotate',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'rotateApiKey',
+        tags,
+        description:
+          'Issues a new key with the same name, organization, scopes and expiry and revokes this one, ' +
+          'in one transaction. The new key is in this answer only.',
+        params: ApiKeyIdParams,
+        response: { 201: CreatedApiKeyView },
+      },
+    },
+    async (req, reply) => {
+      const created = await rotateApiKey(db, keyManagerOf(req.actor), req.params.id);
+      return reply.code(201).send(toCreatedView(created));
+    },
+  );
+};

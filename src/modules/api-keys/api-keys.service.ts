@@ -1,0 +1,311 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { and, eq, isNull } from 'drizzle-orm';
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
+import type { Config } from '../../config.js';
+import { secretsEqual, sha256Hex } from '../../platform/crypto/tokens.js';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import {
+  type Actor,
+  bearerToken,
+  type CredentialResolver,
+  organizationScopeOf,
+  requireUser,
+} from '../../platform/http/auth.js';
+import { commonErrors } from '../../platform/http/errors.js';
+import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
+import { TtlCache } from '../../platform/ttl-cache.js';
+import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
+import { apiKeyErrors } from './api-keys.errors.js';
+import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
+import { API_KEY_SCOPES, isApiKeyScope } from './api-keys.schemas.js';
+import { apiKeys } from './api-keys.table.js';
+
+/** Every key starts with this, so a bearer value is told apart from a JWT without a lookup. */
+export const API_KEY_PREFIX = 'gh_';
+/** How much of a key is kept in clear: enough to recognise it, far too little to guess the rest. */
+const VISIBLE_PREFIX_LENGTH = 12;
+/** The actor id of the key configured as PROVISIONING_API_KEY. */
+export const ENV_API_KEY_ID = 'env:PROVISIONING_API_KEY';
+
+/** A fresh key: `gh_` and 256 random bits in base64url. */
+export function generateApiKey(): { key: string; prefix: string; hash: string } {
+  const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
+  return { key, prefix: key.slice(0, VISIBLE_PREFIX_LENGTH), hash: sha256Hex(key) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Managing keys (HTTP and CLI)
+
+/** Who manages keys, and within which bounds. */
+export interface KeyManager {
+  /** Only this organization's keys; undefined: every key, and platform-wide keys may be created. */
+  organizationId: string | undefined;
+  /** The organization a new key belongs to when the input names none; undefined: it must be named. */
+  homeOrganizationId: string | undefined;
+  userId: string | null;
+}
+
+/** A signed-in user managing keys: superusers everywhere, anyone else within their organization. */
+export function keyManagerOf(actor: Actor): KeyManager {
+  const user = requireUser(actor);
+  return { organizationId: organizationScopeOf(user), homeOrganizationId: user.organizationId, userId: user.userId };
+}
+
+/** The operator on the command line: every organization, and the organization must be named. */
+export const OPERATOR: KeyManager = { organizationId: undefined, homeOrganizationId: undefined, userId: null };
+
+export interface NewApiKey {
+  name: string;
+  /** Organization code; null for a platform-wide key; omitted: the manager's own organization. */
+  organization?: string | null | undefined;
+  scopes: readonly string[];
+  expires_at?: string | Date | undefined;
+}
+
+export interface CreatedApiKey {
+  apiKey: ApiKeyWithOrganization;
+  /** The key itself: shown once, never stored. */
+  key: string;
+}
+
+async function organizationOfNewKey(
+  db: DbOrTx,
+  manager: KeyManager,
+  organization: string | null | undefined,
+): Promise<{ id: string; code: string } | null> {
+  if (organization === null) {
+    if (manager.organizationId !== undefined) throw apiKeyErrors.platformKeyForbidden();
+    return null;
+  }
+  if (organization === undefined) {
+    const home =
+      manager.homeOrganizationId === undefined ? undefined : await findOrganizationById(db, manager.homeOrganizationId);
+    if (!home) throw apiKeyErrors.organizationRequired();
+    return { id: home.id, code: home.code };
+  }
+  const org = await findOrganizationByCode(db, organization);
+  // A confined manager learns nothing about other organizations, not even whether the code exists.
+  if (manager.organizationId !== undefined && org?.id !== manager.organizationId) {
+    throw apiKeyErrors.otherOrganization();
+  }
+  if (!org) throw apiKeyErrors.organizationNotFound(organization);
+  return { id: org.id, code: org.code };
+}
+
+function checkScopes(scopes: readonly string[]): string[] {
+  const unknown = scopes.find((s) => !isApiKeyScope(s));
+  if (unknown !== undefined) throw apiKeyErrors.unknownScope(unknown);
+  if (scopes.length === 0) throw apiKeyErrors.noScopes();
+  return [...new Set(scopes)];
+}
+
+function checkExpiry(expiresAt: string | Date | undefined, now: Date): Date | null {
+  if (expiresAt === undefined) return null;
+  const at = expiresAt instanceof Date ? expiresAt : new Date(expiresAt);
+  if (Number.isNaN(at.getTime()) || at.getTime() <= now.getTime()) throw apiKeyErrors.expiryInPast();
+  return at;
+}
+
+async function insertKey(
+  db: DbOrTx,
+  values: {
+    organization: { id: string; code: string } | null;
+    name: string;
+    scopes: string[];
+    expiresAt: Date | null;
+    createdBy: string | null;
+  },
+): Promise<CreatedApiKey> {
+  const { key, prefix, hash } = generateApiKey();
+  const [row] = await db
+    .insert(apiKeys)
+    .values({
+      organizationId: values.organization?.id ?? null,
+      name: values.name,
+      prefix,
+      keyHash: hash,
+      scopes: values.scopes,
+      expiresAt: values.expiresAt,
+      createdBy: values.createdBy,
+    })
+    .returning();
+  if (!row) throw new Error('API key not created');
+  return { apiKey: { ...row, organizationCode: values.organization?.code ?? null }, key };
+}
+
+/**
+ * Creates a key for an organization (default: the manager's own) or, for unconfined managers, a
+ * platform-wide one. The key is returned once; only its hash and prefix are stored.
+ */
+export async function createApiKey(db: Db, manager: KeyManager, input: NewApiKey): Promise<CreatedApiKey> {
+  const scopes = checkScopes(input.scopes);
+  const expiresAt = checkExpiry(input.expires_at, new Date());
+  const organization = await organizationOfNewKey(db, manager, input.organization);
+  return insertKey(db, { organization, name: input.name, scopes, expiresAt, createdBy: manager.userId });
+}
+
+/** Revokes a key; it stops working at once on every node. Revoking a revoked key changes nothing. */
+export async function revokeApiKey(db: Db, manager: KeyManager, id: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const current = await findApiKey(tx, id, manager.organizationId);
+    if (!current) throw apiKeyErrors.notFound(id);
+    if (current.revokedAt) return;
+    await tx
+      .update(apiKeys)
+      .set({ revokedAt: new Date() })
+      .where(and(eq(apiKeys.id, current.id), isNull(apiKeys.revokedAt)));
+    await publishInvalidation(tx, 'api-key', current.id);
+  });
+  forgetApiKey(id);
+}
+
+/**
+ * Replaces a key by a new one with the same name, organization, scopes and expiry, revoking the
+ * old one in the same transaction: there is never a moment with both or neither.
+ */
+export async function rotateApiKey(db: Db, manager: KeyManager, id: string): Promise<CreatedApiKey> {
+  const created = await db.transaction(async (tx) => {
+    const current = await findApiKey(tx, id, manager.organizationId);
+    if (!current) throw apiKeyErrors.notFound(id);
+    const now = new Date();
+    if (current.revokedAt) throw apiKeyErrors.revoked(id);
+    if (current.expiresAt && current.expiresAt <= now) throw apiKeyErrors.expired(id);
+    const [revoked] = await tx
+      .update(apiKeys)
+      .set({ revokedAt: now })
+      .where(and(eq(apiKeys.id, current.id), isNull(apiKeys.revokedAt)))
+      .returning({ id: apiKeys.id });
+    // Revoked by a concurrent request between the read and the update.
+    if (!revoked) throw apiKeyErrors.revoked(id);
+    await publishInvalidation(tx, 'api-key', current.id);
+    return insertKey(tx, {
+      organization:
+        current.organizationId === null
+          ? null
+          : { id: current.organizationId, code: current.organizationCode as string },
+      name: current.name,
+      scopes: current.scopes,
+      expiresAt: current.expiresAt,
+      createdBy: manager.userId,
+    });
+  });
+  forgetApiKey(id);
+  return created;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolving a presented key to an actor. Key state is cached by hash for 30 s and dropped at once
+// when the key is revoked or its organization changes (in-process, and on other nodes through the
+// invalidation bus).
+
+const KEY_STATE_TTL_MS = 30_000;
+const KEY_STATE_MAX = 10_000;
+const LAST_USED_INTERVAL_MS = 60_000;
+
+interface KeyState {
+  apiKeyId: string;
+  organizationId: string | null;
+  scopes: string[];
+  expiresAtMs: number | null;
+  /** Not revoked, and its organization (if any) active. */
+  usable: boolean;
+}
+
+const keyStates = new TtlCache<string, KeyState>(KEY_STATE_MAX);
+const lastUseRecorded = new TtlCache<string, true>(KEY_STATE_MAX);
+/**
+ * Bumped by every invalidation. A load that saw it move may have read the state from before the
+ * change (for instance before the revoking transaction committed), so its answer is used once
+ * but not cached.
+ */
+let generation = 0;
+
+function invalidate(drop: () => void): void {
+  generation++;
+  drop();
+}
+
+/** Drops this process's cached state of one key. */
+function forgetApiKey(id: string): void {
+  invalidate(() => keyStates.deleteWhere((s) => s.apiKeyId === id));
+}
+
+onInvalidation('api-key', forgetApiKey);
+onInvalidation('organization', (id) => invalidate(() => keyStates.deleteWhere((s) => s.organizationId === id)));
+onInvalidation(ALL_TOPICS, (event) => {
+  if (event === 'reset') invalidate(() => keyStates.clear());
+});
+
+async function loadKeyState(db: Db, key: string, now: number): Promise<KeyState | undefined> {
+  const hash = sha256Hex(key);
+  const cached = keyStates.get(hash, now);
+  if (cached) return cached;
+  const seen = generation;
+  const row = await findApiKeyByHash(db, hash);
+  // The index lookup is not constant-time; the final comparison of the hashes is.
+  if (!row || !timingSafeEqual(Buffer.from(row.keyHash, 'hex'), Buffer.from(hash, 'hex'))) return undefined;
+  const state: KeyState = {
+    apiKeyId: row.id,
+    organizationId: row.organizationId,
+    scopes: row.scopes,
+    expiresAtMs: row.expiresAt?.getTime() ?? null,
+    usable: row.revokedAt === null && row.organizationActive,
+  };
+  if (seen === generation) keyStates.set(hash, state, now + KEY_STATE_TTL_MS);
+  return state;
+}
+
+/** Records use at most once a minute per key, off the request path; a failure is only logged. */
+function recordUse(db: Db, apiKeyId: string, now: number, log: FastifyBaseLogger): void {
+  if (lastUseRecorded.get(apiKeyId, now)) return;
+  lastUseRecorded.set(apiKeyId, true, now + LAST_USED_INTERVAL_MS);
+  touchApiKey(db, apiKeyId, new Date(now)).catch((err: unknown) =>
+    log.warn({ err, apiKeyId }, 'recording API key use'),
+  );
+}
+
+/**
+ * The key a request presents: `X-API-Key: <key>`, `Authorization: ApiKey <key>`, or
+ * `Authorization: Bearer <key>` (then `fromBearer`, since most bearer values are JWTs).
+ */
+function presentedKey(request: FastifyRequest): { key: string; fromBearer: boolean } | undefined {
+  const header = request.headers['x-api-key'];
+  if (header !== undefined) return { key: typeof header === 'string' ? header.trim() : '', fromBearer: false };
+  const authorization = request.headers.authorization;
+  if (!authorization) return undefined;
+  const apiKey = /^ApiKey\s+(\S+)\s*$/i.exec(authorization);
+  if (apiKey) return { key: apiKey[1] as string, fromBearer: false };
+  const bearer = bearerToken(request);
+  return bearer === undefined ? undefined : { key: bearer, fromBearer: true };
+}
+
+/**
+ * Resolves API keys (and PROVISIONING_API_KEY, a platform-wide key with every scope) to an actor.
+ * Goes first among the resolvers: a bearer value without the key prefix is left to the JWT
+ * resolver; any other presented key that is unknown, revoked or expired is refused with 401,
+ * never treated as anonymous.
+ */
+export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningApiKey'>): CredentialResolver {
+  const envKey = config.provisioningApiKey;
+  return async (request) => {
+    const presented = presentedKey(request);
+    if (!presented) return undefined;
+    const { key, fromBearer } = presented;
+    if (envKey !== undefined && secretsEqual(key, envKey)) {
+      return { kind: 'api_key', apiKeyId: ENV_API_KEY_ID, organizationId: null, scopes: [...API_KEY_SCOPES] };
+    }
+    if (!key.startsWith(API_KEY_PREFIX)) {
+      if (fromBearer) return undefined;
+      throw invalidKey();
+    }
+    const now = Date.now();
+    const state = await loadKeyState(db, key, now);
+    if (!state?.usable || (state.expiresAtMs !== null && state.expiresAtMs <= now)) throw invalidKey();
+    recordUse(db, state.apiKeyId, now, request.log);
+    return { kind: 'api_key', apiKeyId: state.apiKeyId, organizationId: state.organizationId, scopes: state.scopes };
+  };
+}
+
+function invalidKey() {
+  return commonErrors.unauthenticated('The API key is unknown, revoked or expired.');
+}
