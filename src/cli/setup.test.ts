@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,13 +11,18 @@ import { applyUserTypeTemplate } from '../modules/user-types/user-types.service.
 import { userTypes } from '../modules/user-types/user-types.table.js';
 import { openDatabase } from '../platform/db/client.js';
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/gatehouse.js');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = join(ROOT, 'bin/gatehouse.js');
 
-function gatehouse(args: string[], dataDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function gatehouse(
+  args: string[],
+  dataDir: string,
+  cwd?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
   delete env.DATABASE_URL;
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env, cwd, timeout: 60_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
     });
   });
@@ -91,6 +96,63 @@ describe('gatehouse setup on the command line', () => {
     } finally {
       await app.close();
       await database.close();
+    }
+  });
+});
+
+describe('gatehouse setup --file on the command line', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-setup-file-test-'));
+  const work = mkdtempSync(join(tmpdir(), 'gatehouse-setup-file-work-'));
+  copyFileSync(join(ROOT, 'examples/rbac.yaml'), join(work, 'rbac.yaml'));
+  afterAll(() => {
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('prints the plan on --dry-run, applies it, then has nothing to change', { timeout: 180_000 }, async () => {
+    const dry = await gatehouse(['setup', '--file', 'rbac.yaml', '--dry-run'], dataDir, work);
+    expect(dry.stderr).toBe('');
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain('  create module PID\n');
+    expect(dry.stdout).toContain(
+      '  create role engineer (global): permissions +pfd.view +pid.create +pid.view; modules +PFD +PID\n',
+    );
+    expect(dry.stdout).toContain(
+      'setup rbac.yaml: would create 20, update 0, leave 0 unchanged (dry run, nothing written)',
+    );
+
+    const applied = await gatehouse(['setup', '--file', 'rbac.yaml'], dataDir, work);
+    expect(applied.stderr).toBe('');
+    expect(applied.code).toBe(0);
+    expect(applied.stdout).toContain('  created permission qhse.delete\n');
+    expect(applied.stdout).toContain('setup rbac.yaml: created 20, updated 0, 0 unchanged');
+
+    const again = await gatehouse(['setup', '--file', 'rbac.yaml'], dataDir, work);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toBe('setup rbac.yaml: nothing to change (20 objects already as described)\n');
+  });
+
+  it('refuses a bad file with one line per problem on stderr and a non-zero exit', async () => {
+    writeFileSync(
+      join(work, 'bad.yaml'),
+      'roles:\n  - code: engineer\n    name: Engineer\n    level: four\n    colour: blue\n',
+    );
+    const bad = await gatehouse(['setup', '--file', 'bad.yaml'], dataDir, work);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr.split('\n')).toEqual([
+      'bad.yaml:4:12 roles[0].level: must be an integer',
+      'bad.yaml:5:5 roles[0].colour: unknown key (expected one of: code, name, level, organization, description, permissions, modules)',
+      'gatehouse: setup: bad.yaml refused (2 problems), nothing written',
+      '',
+    ]);
+  });
+
+  it('wants exactly one of --template and --file', async () => {
+    for (const args of [['setup'], ['setup', '--template', 'school', '--file', 'rbac.yaml']]) {
+      const res = await gatehouse(args, dataDir, work);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toBe('gatehouse: setup: give exactly one of --template <name> or --file <path>\n');
     }
   });
 });
