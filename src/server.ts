@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { bootstrapInstallation } from './modules/auth/auth.service.js';
@@ -20,6 +20,8 @@ export interface StartServerOptions {
   /** Run the job worker in this process (`npm start` does); enqueueing works either way. */
   worker?: boolean;
   logger?: boolean;
+  /** Extra routes registered after the product's own (load tests add probes this way). */
+  plugins?: FastifyPluginAsync[];
 }
 
 /** Opens the database, applies migrations, builds the app, starts the job worker if asked, and listens. */
@@ -30,6 +32,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
     // The default organization, a signing key, and the ADMIN_EMAIL superuser when none exists yet.
     const admin = await bootstrapInstallation(database.db, config);
     const app = await buildApp({ config, database, logger: options.logger ?? true });
+    for (const plugin of options.plugins ?? []) await app.register(plugin);
     if (admin) app.log.info({ userId: admin.id }, 'created the first superuser from ADMIN_EMAIL');
     const worker = options.worker ? await startJobs(database, { config, log: app.log }) : undefined;
     let address: string;
