@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, InjectOptions, LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
 import { buildApp } from '../src/app.js';
 import { type Config, loadConfig } from '../src/config.js';
@@ -59,11 +59,13 @@ export interface TestApp {
 
 export async function startTestApp(
   envOverrides: Record<string, string> = {},
-  options: { logStream?: NodeJS.WritableStream } = {},
+  options: { logStream?: NodeJS.WritableStream; plugins?: FastifyPluginAsync[] } = {},
 ): Promise<TestApp> {
   const { database, drop } = await openTestDatabase();
   const config = testConfig(envOverrides);
   const app = await buildApp({ config, database, logger: options.logStream ? { stream: options.logStream } : false });
+  // Probe routes a test adds beside the product's own.
+  for (const plugin of options.plugins ?? []) await app.register(plugin);
   await app.ready();
   return {
     app,

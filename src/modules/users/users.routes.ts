@@ -82,22 +82,31 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/api/v1/users/user/:id',
     {
-      config: { auth: 'authenticated' },
+      config: { auth: { scope: 'read:users', anyUser: true } },
       schema: {
         operationId: 'getUserForService',
         tags,
         description:
-          'One user, for other services (seed 001). With a user Bearer token: a superuser may read anyone, any other ' +
-          'user only themself; everything else answers 404, so existence is not leaked.',
+          'One user, for other services (seed 001): with an API key carrying `read:users`, any user of the key’s ' +
+          'organization (every organization for a platform key); with a user Bearer token, the caller themself, or ' +
+          'with `users.view` anyone of their organization (superusers: anyone). Everything else answers 404, so ' +
+          'existence is not leaked.',
         params: UserIdParams,
         response: { 200: UserView },
       },
     },
     async (req) => {
-      const actor = requireUser(req.actor);
-      const allowed = actor.isSuperuser || actor.userId === req.params.id;
-      const user = allowed ? await findUserById(app.database.db, req.params.id) : undefined;
-      if (!user) throw userErrors.notFound(req.params.id);
+      const actor = req.actor;
+      const user = await findUserById(app.database.db, req.params.id);
+      const scope = organizationScopeOf(actor);
+      const visible =
+        user !== undefined &&
+        (scope === undefined ||
+          (user.organizationId === scope &&
+            (actor.kind !== 'user' ||
+              actor.userId === user.id ||
+              (await app.can(actor, { permission: 'users.view' })))));
+      if (!visible) throw userErrors.notFound(req.params.id);
       return toUserView(user);
     },
   );

@@ -32,14 +32,16 @@ export type CredentialResolver = (request: FastifyRequest) => Promise<Actor | un
  * - `{ permission }` / `{ module }`: a signed-in user holding that permission or module access
  *   (superusers hold all of them);
  * - `{ scope }`: an API key carrying that scope; signed-in users only when they are superusers;
- * - `{ permission, scope }`: either a user with the permission or a key with the scope.
+ * - `{ permission, scope }`: either a user with the permission or a key with the scope;
+ * - `{ scope, anyUser: true }`: a key with the scope or any signed-in user; the handler decides
+ *   which objects each may see (for self-service reads that other services also make).
  */
 export type AccessRule =
   | 'public'
   | 'authenticated'
   | { permission: string; scope?: string }
   | { module: string }
-  | { scope: string };
+  | { scope: string; anyUser?: true };
 
 /** What a user-facing rule asks of a signed-in user. */
 export type UserNeed = { permission: string } | { module: string };
@@ -54,6 +56,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Every route's declared rule, in registration order (what an audit of the API reads). */
     accessRules: GuardedRoute[];
+    /** The permission check routes run, for handlers that decide per object. */
+    can: PermissionCheck;
   }
 }
 
@@ -83,6 +87,7 @@ export function installAuthentication(
   app.decorateRequest('actor', null as never);
   const guarded: GuardedRoute[] = [];
   app.decorate('accessRules', guarded);
+  app.decorate('can', can);
   app.addHook('onRoute', (route) => {
     if (route.method === 'HEAD' || (Array.isArray(route.method) && route.method.includes('HEAD'))) return;
     const methods = Array.isArray(route.method) ? route.method : [route.method];
@@ -127,7 +132,7 @@ function enforce(request: FastifyRequest, can: PermissionCheck): Promise<void> |
     throw commonErrors.forbidden('This API key lacks the scope this endpoint needs.');
   }
   if (!('permission' in rule) && !('module' in rule)) {
-    if (!actor.isSuperuser) throw commonErrors.forbidden();
+    if (!actor.isSuperuser && !rule.anyUser) throw commonErrors.forbidden();
     return;
   }
   // The rule object itself is the need: nothing is allocated when the answer is cached.
