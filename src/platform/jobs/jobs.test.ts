@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openTestDatabase, testConfig } from '../../../test/test-app.js';
-import { type Database, queryRows } from '../db/client.js';
+import { type Database, openDatabase, queryRows } from '../db/client.js';
 import { maintainJobs } from './maintenance.js';
 import { bossDbFor, installJobs } from './pgboss.js';
 import { enqueueJob } from './queue.js';
@@ -229,5 +229,23 @@ describe('background jobs', () => {
     expect(archived[0]?.n).toBe(25);
     expect(await jobCount('test.echo', 'old-0')).toBe(0);
     expect((await jobRow(stuck!))?.state).toBe('retry');
+  });
+});
+
+// Several nodes starting together on a fresh PostgreSQL database all install pg-boss's schema.
+describe.runIf(process.env.TEST_DATABASE_URL)('installing the job schema', () => {
+  it('succeeds on every node when several start at once', async () => {
+    const { url, drop } = await openTestDatabase();
+    const nodes = await Promise.all([0, 1, 2].map(() => openDatabase({ databaseUrl: url, poolSize: 3 })));
+    try {
+      const results = await Promise.allSettled(nodes.map((node) => installJobs(node)));
+      expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+      const [node] = nodes as [Database];
+      const queues = await queryRows<{ n: number }>(node.db, sql`select count(*)::int as n from pgboss.queue`);
+      expect(queues[0]?.n).toBeGreaterThan(0);
+    } finally {
+      await Promise.all(nodes.map((node) => node.close()));
+      await drop();
+    }
   });
 });

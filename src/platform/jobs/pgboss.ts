@@ -122,25 +122,40 @@ function queueOf({ name, options }: ReturnType<typeof jobDefinitions>[number]): 
   };
 }
 
+// Any fixed number, distinct from the migration lock: nodes install pg-boss one at a time.
+const INSTALL_LOCK_KEY = 0x6a6f_6273;
+
 /**
  * Creates or upgrades pg-boss's schema and one queue per registered handler, with the handler's
- * retry settings as the queue's defaults. Idempotent and safe when several nodes start at once
- * (pg-boss takes an advisory lock; queue creation ignores a queue that already exists). Runs in
+ * retry settings as the queue's defaults. Idempotent, and safe when several nodes start at once on
+ * a fresh database: pg-boss's own advisory lock is taken inside the transaction that creates the
+ * schema, whose `CREATE SCHEMA IF NOT EXISTS` then still reads the catalog as it was before the
+ * wait and collides with the winner's schema. A session lock held on a separate connection around
+ * the whole install makes a later node start fresh transactions that see the schema. Runs in
  * every process that enqueues, since pg-boss drops jobs sent to a queue that does not exist.
  */
 export async function installJobs(database: Database): Promise<void> {
-  const boss = newBoss(bossDbFor(database), { supervise: false, migrate: true });
-  // Failures here reject the awaited calls below; the listener only keeps an 'error' event from throwing.
-  boss.on('error', () => {});
-  await boss.start();
+  const lock = database.pool ? await database.pool.connect() : undefined;
   try {
-    for (const definition of jobDefinitions()) {
-      const options = queueOf(definition);
-      await boss.createQueue(definition.name, options);
-      // createQueue leaves an existing queue alone; settings changed in code still apply.
-      await boss.updateQueue(definition.name, options);
+    await lock?.query('select pg_advisory_lock($1)', [INSTALL_LOCK_KEY]);
+    const boss = newBoss(bossDbFor(database), { supervise: false, migrate: true });
+    // Failures here reject the awaited calls below; the listener only keeps an 'error' event from throwing.
+    boss.on('error', () => {});
+    await boss.start();
+    try {
+      for (const definition of jobDefinitions()) {
+        const options = queueOf(definition);
+        await boss.createQueue(definition.name, options);
+        // createQueue leaves an existing queue alone; settings changed in code still apply.
+        await boss.updateQueue(definition.name, options);
+      }
+    } finally {
+      await boss.stop({ graceful: false, close: false });
     }
   } finally {
-    await boss.stop({ graceful: false, close: false });
+    if (lock) {
+      await lock.query('select pg_advisory_unlock($1)', [INSTALL_LOCK_KEY]).catch(() => {});
+      lock.release();
+    }
   }
 }
