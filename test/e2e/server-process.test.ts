@@ -206,6 +206,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('the server process on PostgreSQL'
     const admin = new pg.Client({ connectionString: serverUrl });
     await admin.connect();
     await admin.query(`drop database if exists ${name} with (force)`);
+    await admin.query(`drop database if exists ${name}_nodes with (force)`);
     await admin.end();
   });
 
@@ -231,4 +232,72 @@ describe.runIf(process.env.TEST_DATABASE_URL)('the server process on PostgreSQL'
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('makes a grant change on one node effective on another within a second', async () => {
+    // A database of its own: the nodes share one MASTER_KEY, unlike the test above.
+    const admin = new pg.Client({ connectionString: serverUrl });
+    await admin.connect();
+    await admin.query(`create database ${name}_nodes`);
+    await admin.end();
+    const url = new URL(serverUrl);
+    url.pathname = `/${name}_nodes`;
+    const env = {
+      DATABASE_URL: url.toString(),
+      MASTER_KEY: randomBytes(32).toString('base64'),
+      ADMIN_EMAIL: 'root@nodes.example',
+      ADMIN_PASSWORD: 'Two nodes, one database 1!',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      RATE_LIMITS: 'off',
+    };
+    const dirs = [mkdtempSync(join(tmpdir(), 'gatehouse-node-a-')), mkdtempSync(join(tmpdir(), 'gatehouse-node-b-'))];
+    const ports = [await freePort(), await freePort()];
+    const nodes = dirs.map((dir, i) => startServer({ ...env, DATA_DIR: dir, PORT: String(ports[i]) }));
+    const [a, b] = ports.map((port) => `http://127.0.0.1:${port}`) as [string, string];
+    const call = async (base: string, method: string, path: string, token?: string, body?: unknown) => {
+      const res = await fetch(`${base}${path}`, {
+        method,
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: res.status, json: (await res.json()) as Record<string, string> };
+    };
+    try {
+      await Promise.all(nodes.map((node, i) => waitForHealth(node, [a, b][i] as string)));
+      const root = (
+        await call(a, 'POST', '/api/token/', undefined, { email: env.ADMIN_EMAIL, password: env.ADMIN_PASSWORD })
+      ).json.access as string;
+      const password = 'Marmalade harbour 2026!';
+      const member = (await call(a, 'POST', '/api/v1/users/', root, { email: 'member@nodes.example', password })).json;
+      const role = (
+        await call(a, 'POST', '/api/v1/roles/', root, { code: 'reader', name: 'Reader', level: 5, permissions: [] })
+      ).json;
+      expect((await call(a, 'POST', `/api/v1/users/${member.id}/roles/`, root, { role: 'reader' })).status).toBe(201);
+      const onB = (await call(b, 'POST', '/api/token/', undefined, { email: 'member@nodes.example', password })).json
+        .access as string;
+
+      // Node B has answered (and cached) the old state before each change made on node A.
+      for (const [permissions, expected] of [
+        [['users.view'], 200],
+        [[], 403],
+      ] as const) {
+        expect((await call(b, 'GET', '/api/v1/users/?limit=1', onB)).status).not.toBe(expected);
+        expect((await call(a, 'PATCH', `/api/v1/roles/${role.id}`, root, { permissions })).status).toBe(200);
+        const changedAt = Date.now();
+        let status = 0;
+        while (Date.now() - changedAt < 1_000) {
+          status = (await call(b, 'GET', '/api/v1/users/?limit=1', onB)).status;
+          if (status === expected) break;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        expect(status).toBe(expected);
+      }
+    } finally {
+      for (const node of nodes) if (node.child.exitCode === null) node.child.kill('SIGKILL');
+      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
