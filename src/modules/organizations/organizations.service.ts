@@ -1,5 +1,6 @@
 import { eq } from 'drizzle-orm';
 import type { Db } from '../../platform/db/client.js';
+import { publishInvalidation } from '../../platform/invalidation.js';
 import { revokeOrganizationSessions } from '../auth/auth.service.js';
 import { users } from '../users/users.table.js';
 import { organizationErrors } from './organizations.errors.js';
@@ -72,5 +73,7 @@ export async function deleteOrganization(db: Db, ref: string, scopeOrganizationI
     const [member] = await tx.select({ id: users.id }).from(users).where(eq(users.organizationId, current.id)).limit(1);
     if (member) throw organizationErrors.hasUsers();
     await tx.delete(organizations).where(eq(organizations.id, current.id));
+    // Its API keys and roles went with it; every node drops what it cached of them.
+    await publishInvalidation(tx, 'organization', current.id);
   });
 }

@@ -173,3 +173,15 @@ describe('GET /api/v1/users/user/{id}/ for other services', () => {
     expect((await root.get(`/api/v1/users/user/${stranger.id}/`)).statusCode).toBe(200);
   });
 });
+
+describe('an organization deleted', () => {
+  it('takes its API keys out of service at once', async () => {
+    const doomed = await seedOrganization(t);
+    const headers = await keyFor(doomed, ['read:users']);
+    const probe = async () =>
+      (await t.request({ method: 'GET', url: `/api/v1/users/user/${crypto.randomUUID()}/`, headers })).statusCode;
+    expect(await probe()).toBe(404);
+    expect((await root.delete(`/api/v1/organizations/${doomed.code}`)).statusCode).toBe(204);
+    expect(await probe()).toBe(401);
+  });
+});

@@ -110,7 +110,8 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'listSessions',
         tags: ['sessions'],
-        description: 'Sessions of every user (or of `user`), newest first.',
+        description:
+          'Sessions of every user of the caller’s organization (all organizations for superusers), or of `user`, newest first.',
         querystring: ListSessionsQuery,
         response: { 200: AdminSessionPage },
       },
@@ -137,7 +138,8 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'revokeSession',
         tags: ['sessions'],
-        description: 'Ends a session of any user; its tokens and cookie stop working at once.',
+        description:
+          'Ends a session of a user of the caller’s organization (any for superusers); its tokens and cookie stop working at once.',
         params: SessionIdParams,
         response: { 204: { type: 'null', description: 'Ended.' } },
       },
