@@ -13,6 +13,8 @@ export const users = pgTable(
     id: idColumn(),
     /** Seed 000's `keycloak_id`: an identity provider's subject, unique across the installation. */
     externalId: text('external_id'),
+    /** A SCIM client's id for the user (RFC 7643 `externalId`), unique within the organization. */
+    scimExternalId: text('scim_external_id'),
     username: text('username'),
     email: text('email').notNull(),
     firstName: text('first_name').notNull().default(''),
@@ -31,6 +33,7 @@ export const users = pgTable(
   },
   (t) => [
     uniqueIndex('users_external_id_key').on(t.externalId),
+    uniqueIndex('users_org_scim_external_id_key').on(t.organizationId, t.scimExternalId),
     // Case-insensitive uniqueness within an organization; the same address may exist in another one.
     uniqueIndex('users_org_email_key').on(t.organizationId, sql`lower(${t.email})`),
     uniqueIndex('users_org_username_key').on(t.organizationId, sql`lower(${t.username})`),
