@@ -205,7 +205,7 @@ try {
   const lines = [
     `## Authorization (${mode})`,
     '',
-    `- Command: \`npm run bench:rbac --${databaseUrl ? ' --pg' : ''}\``,
+    `- Command: \`npm run bench:rbac${databaseUrl ? ' -- --pg' : ''}\``,
     `- Run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; ${CONNECTIONS} connections, ${duration} s per round, ${rounds} rounds each (A B B A)`,
     `- Machine: ${machine()}`,
     '',
@@ -215,7 +215,7 @@ try {
     `| \`GET /bench/guarded\` (\`users.view\` through a role) | ${fmt(sum(guarded))} | ${worst(guarded, 'p50Ms')} | ${worst(guarded, 'p99Ms')} |`,
     `| \`POST /api/v1/authorize/\` (${credential.label}) | ${fmt(authorize.okPerSecond)} | ${authorize.p50Ms} | ${authorize.p99Ms} |`,
     '',
-    `- Permission check cost: **${(cost * 100).toFixed(1)} %** of throughput (1 − guarded / authenticated, means over the rounds; target < 5 %).`,
+    `- Permission check cost: **${(cost * 100).toFixed(1)} %** of throughput (1 − guarded / authenticated, means over the rounds; target < 5 %; a negative figure means the difference is below this machine's noise).`,
     `- \`POST /api/v1/authorize/\`: **${fmt(authorize.okPerSecond)} req/s** (target ≥ 10,000).`,
     propagation
       ? `- A grant change on one node reaches a second server process on the same database in p50 ${propagation[Math.floor(propagation.length / 2)]?.toFixed(1)} ms, max ${propagation[propagation.length - 1]?.toFixed(1)} ms over ${flips} changes (target < 1 s; measured from the answer of the changing request to the first changed answer of the other node, polled every 2 ms).`
