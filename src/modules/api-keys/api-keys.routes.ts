@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
-import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { listingScope } from '../organizations/organizations.queries.js';
 import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, listApiKeys } from './api-keys.queries.js';
 import {
@@ -74,13 +74,8 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const limit = req.query.limit ?? 50;
-      let organizationId = organizationScopeOf(req.actor);
-      if (req.query.organization) {
-        const org = await findOrganizationByCode(db, req.query.organization);
-        // An unknown organization, or another one for a confined caller, simply has no keys.
-        if (!org || (organizationId !== undefined && org.id !== organizationId)) return { results: [], next: null };
-        organizationId = org.id;
-      }
+      const organizationId = await listingScope(db, req.actor, req.query.organization);
+      if (organizationId === null) return { results: [], next: null };
       const rows = await listApiKeys(db, { organizationId, limit, cursor: req.query.cursor });
       const page = toPage(rows, limit, (k) => [k.id]);
       return { results: page.results.map(toApiKeyView), next: page.next };

@@ -2,6 +2,7 @@ import { and, asc, eq, gt, ilike, or, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
+import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { cursorId } from '../../platform/http/pagination.js';
 import type { ListOrganizationsInput } from './organizations.schemas.js';
 import { type Organization, organizations } from './organizations.table.js';
@@ -68,4 +69,21 @@ export async function listOrganizations(
     .where(and(...conditions))
     .orderBy(asc(organizations.id))
     .limit(input.limit + 1);
+}
+
+/**
+ * The organization a list is narrowed to: its `?organization=` filter (code or id) when that is
+ * within the caller's reach, else the caller's own reach (undefined = every organization). Null when
+ * the filter names an unknown organization or one outside the caller's reach: nothing to list.
+ */
+export async function listingScope(
+  db: DbOrTx,
+  actor: Actor,
+  requested: string | undefined,
+): Promise<string | undefined | null> {
+  const reach = organizationScopeOf(actor);
+  if (!requested) return reach;
+  const org = await findOrganization(db, requested);
+  if (!org || (reach !== undefined && org.id !== reach)) return null;
+  return org.id;
 }

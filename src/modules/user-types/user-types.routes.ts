@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
-import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
-import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { cursorId, toPage } from '../../platform/http/pagination.js';
+import { findOrganizationByCode, listingScope } from '../organizations/organizations.queries.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
 import { userTypeErrors } from './user-types.errors.js';
 import {
@@ -108,13 +108,8 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const limit = req.query.limit ?? 50;
-      let organizationId = organizationScopeOf(req.actor);
-      if (req.query.organization) {
-        const org = await findOrganizationByCode(db, req.query.organization);
-        // Unknown, or outside the caller's reach: nothing to list either way.
-        if (!org || (organizationId !== undefined && org.id !== organizationId)) return { results: [], next: null };
-        organizationId = org.id;
-      }
+      const organizationId = await listingScope(db, req.actor, req.query.organization);
+      if (organizationId === null) return { results: [], next: null };
       const rows = await listUserTypes(db, { organizationId, limit, cursor: req.query.cursor });
       const page = toPage(rows, limit, (r) => [r.id]);
       return { results: page.results.map(toUserTypeView), next: page.next };
@@ -232,18 +227,13 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (!name || typeof value !== 'string') throw userTypeErrors.invalidFilter(key, 'Give one value.');
         profile[name] = filterValue(key, value, properties[name]?.type);
       }
-      let cursorId: string | undefined;
-      if (req.query.cursor) {
-        const [id] = decodeCursor(req.query.cursor, 1);
-        if (typeof id !== 'string' || !isUuid(id)) throw invalidCursor();
-        cursorId = id;
-      }
+      const afterId = req.query.cursor ? cursorId(req.query.cursor) : undefined;
       let organizationId = organizationScopeOf(req.actor);
       if (type.organizationId) organizationId = type.organizationId;
       else if (req.query.organization && organizationId === undefined) {
         organizationId = (await findOrganizationByCode(db, req.query.organization))?.id;
       }
-      const rows = await listTypedUsers(db, { code: type.code, organizationId, profile, limit, cursorId });
+      const rows = await listTypedUsers(db, { code: type.code, organizationId, profile, limit, cursorId: afterId });
       const page = toPage(rows, limit, (r) => [r.id]);
       return { results: page.results.map(toTypedUserView), next: page.next };
     },

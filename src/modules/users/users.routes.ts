@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
-import { findOrganization } from '../organizations/organizations.queries.js';
+import { listingScope } from '../organizations/organizations.queries.js';
 import { userErrors } from './users.errors.js';
 import { findUserById, listUsers, userCursorKey, userSortOf } from './users.queries.js';
 import {
@@ -35,13 +35,8 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const { organization, ...query } = req.query;
       const limit = query.limit ?? 50;
-      let organizationId = organizationScopeOf(req.actor);
-      if (organization) {
-        const org = await findOrganization(app.database.db, organization);
-        // An unknown organization simply has no users, and neither has one outside the caller's reach.
-        if (!org || (organizationId !== undefined && org.id !== organizationId)) return { results: [], next: null };
-        organizationId = org.id;
-      }
+      const organizationId = await listingScope(app.database.db, req.actor, organization);
+      if (organizationId === null) return { results: [], next: null };
       const rows = await listUsers(app.database.db, { ...query, limit, organizationId });
       const page = toPage(rows, limit, (row) => userCursorKey(userSortOf(query), row));
       return { results: page.results.map(toUserView), next: page.next };
