@@ -103,36 +103,30 @@ export async function findRole(db: DbOrTx, id: string, scope: string | undefined
   return role;
 }
 
-/** Ids for permission and module codes; any unknown code refuses the request, naming its list. */
+/** Ids for codes of one catalog table; any unknown code refuses the request, naming its list. */
+async function idsForCodes(
+  tx: DbOrTx,
+  table: typeof permissions | typeof rbacModules,
+  codes: string[],
+  field: 'permissions' | 'modules',
+): Promise<string[]> {
+  if (codes.length === 0) return [];
+  const found = await tx.select({ id: table.id, code: table.code }).from(table).where(inArray(table.code, codes));
+  const missing = codes.filter((c) => !found.some((f) => f.code === c));
+  if (missing.length > 0) throw rbacErrors.unknownCodes(field, missing);
+  return found.map((f) => f.id);
+}
+
+/** Ids for the grant lists a body gives (an omitted list stays undefined: left as it is). */
 async function resolveGrants(
   tx: DbOrTx,
   permissionCodes: string[] | undefined,
   moduleCodes: string[] | undefined,
 ): Promise<{ permissionIds?: string[]; moduleIds?: string[] }> {
-  const result: { permissionIds?: string[]; moduleIds?: string[] } = {};
-  if (permissionCodes) {
-    const found = permissionCodes.length
-      ? await tx
-          .select({ id: permissions.id, code: permissions.code })
-          .from(permissions)
-          .where(inArray(permissions.code, permissionCodes))
-      : [];
-    const missing = permissionCodes.filter((c) => !found.some((f) => f.code === c));
-    if (missing.length > 0) throw rbacErrors.unknownCodes('permissions', missing);
-    result.permissionIds = found.map((f) => f.id);
-  }
-  if (moduleCodes) {
-    const found = moduleCodes.length
-      ? await tx
-          .select({ id: rbacModules.id, code: rbacModules.code })
-          .from(rbacModules)
-          .where(inArray(rbacModules.code, moduleCodes))
-      : [];
-    const missing = moduleCodes.filter((c) => !found.some((f) => f.code === c));
-    if (missing.length > 0) throw rbacErrors.unknownCodes('modules', missing);
-    result.moduleIds = found.map((f) => f.id);
-  }
-  return result;
+  return {
+    ...(permissionCodes ? { permissionIds: await idsForCodes(tx, permissions, permissionCodes, 'permissions') } : {}),
+    ...(moduleCodes ? { moduleIds: await idsForCodes(tx, rbacModules, moduleCodes, 'modules') } : {}),
+  };
 }
 
 async function replaceGrants(tx: DbOrTx, roleId: string, grants: { permissionIds?: string[]; moduleIds?: string[] }) {
