@@ -4,6 +4,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Config } from './config.js';
 import { accountRoutes } from './modules/account/account.routes.js';
+import { activityRoutes } from './modules/activity/activity.routes.js';
+import { installRequestTracking } from './modules/activity/request-tracking.js';
 import { apiKeysRoutes } from './modules/api-keys/api-keys.routes.js';
 import { createApiKeyResolver } from './modules/api-keys/api-keys.service.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
@@ -76,6 +78,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(cors, { origin: config.corsOrigins.length > 0 ? config.corsOrigins : false, credentials: true });
   await registerOpenApi(app, config);
   registerMetrics(app);
+  installRequestTracking(app, database);
 
   const invalidation = await startInvalidationListener(database, (err) =>
     app.log.warn({ err }, 'invalidation listener'),
@@ -112,6 +115,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(rolesRoutes);
   await app.register(accessRoutes);
   await app.register(apiKeysRoutes);
+  await app.register(activityRoutes);
 
   return app;
 }

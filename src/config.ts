@@ -31,6 +31,12 @@ export interface Config {
   bulkMaxItems: number;
   bodyLimitBytes: number;
   logLevel: string;
+  /** Request activity: tracked (on) or not; the buffer's bound, the rows per INSERT, months kept. */
+  activityTracking: boolean;
+  activityBufferSize: number;
+  activityBatchSize: number;
+  /** Whole monthly partitions older than this are dropped; 0 keeps everything. */
+  activityRetentionMonths: number;
 }
 
 /** A bad environment value; `main` prints its message as the one line that stops start-up. */
@@ -179,6 +185,10 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('LOG_LEVEL', 'must be one of fatal, error, warn, info, debug, trace, silent');
   }
 
+  const activityTrackingRaw = (env.ACTIVITY_TRACKING || 'on').toLowerCase();
+  if (activityTrackingRaw !== 'on' && activityTrackingRaw !== 'off')
+    throw new ConfigError('ACTIVITY_TRACKING', 'must be "on" or "off"');
+
   return {
     port,
     host,
@@ -204,5 +214,9 @@ export function loadConfig(env: Env = process.env): Config {
     bulkMaxItems: intVar(env, 'BULK_MAX_ITEMS', 10_000, 1, 1_000_000),
     bodyLimitBytes: intVar(env, 'BODY_LIMIT', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     logLevel,
+    activityTracking: activityTrackingRaw === 'on',
+    activityBufferSize: intVar(env, 'ACTIVITY_BUFFER_SIZE', 10_000, 100, 1_000_000),
+    activityBatchSize: intVar(env, 'ACTIVITY_BATCH_SIZE', 500, 1, 2_000),
+    activityRetentionMonths: intVar(env, 'ACTIVITY_RETENTION_MONTHS', 12, 0, 1200),
   };
 }

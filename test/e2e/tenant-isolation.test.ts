@@ -67,6 +67,9 @@ const COVERED_ELSEWHERE: { prefix: string; file: string }[] = [
   { prefix: '/api/v1/users/:id/roles', file: 'src/modules/rbac/*.test.ts' },
   { prefix: '/api/v1/authorize', file: 'src/modules/rbac/*.test.ts' },
   { prefix: '/api/v1/api-keys', file: 'src/modules/api-keys/*.test.ts' },
+  { prefix: '/api/v1/activities', file: 'src/modules/activity/activity.test.ts' },
+  { prefix: '/api/v1/activity-streams', file: 'src/modules/activity/activity.test.ts' },
+  { prefix: '/api/v1/activity-stats', file: 'src/modules/activity/activity.test.ts' },
 ];
 
 const PUPIL = { code: 'pupil', plural: 'pupils' };

@@ -1,0 +1,158 @@
+import { sql } from 'drizzle-orm';
+import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+/** How far back a first run (or a run after a long downtime) backfills. */
+const MAX_BACKFILL_HOURS = 24 * 31;
+
+/**
+ * Replaces the figures of one hour [start, start + 1 h): one row per organization and one for the
+ * whole platform (organization_id null), in one pass over the hour's rows. An hour without
+ * activity still gets its platform row (zeros), which is how later runs know it was done.
+ */
+export async function aggregateHour(db: Db, start: Date): Promise<void> {
+  const from = start.toISOString();
+  const to = new Date(start.getTime() + HOUR).toISOString();
+  await db.transaction(async (tx) => {
+    await tx.execute(
+      sql`delete from activity_statistics where period_type = 'hour' and period_start = ${from}::timestamptz`,
+    );
+    await tx.execute(sql`
+      with base as (
+        select organization_id, category, user_id is not null as has_user, success, kind, duration_ms
+        from activities where timestamp >= ${from}::timestamptz and timestamp < ${to}::timestamptz
+      ), cat as (
+        select organization_id, grouping(organization_id) as g, category, count(*)::int as n
+        from base group by grouping sets ((organization_id, category), (category))
+      ), main as (
+        select organization_id, grouping(organization_id) as g, count(*)::int as total,
+          (count(*) filter (where has_user))::int as user_activities,
+          (count(*) filter (where not has_user))::int as system_activities,
+          (count(*) filter (where success))::int as success_count,
+          (count(*) filter (where not success))::int as failure_count,
+          (count(*) filter (where kind = 'request'))::int as request_count,
+          percentile_cont(0.5) within group (order by duration_ms) filter (where kind = 'request') as p50,
+          percentile_cont(0.95) within group (order by duration_ms) filter (where kind = 'request') as p95
+        from base group by grouping sets ((organization_id), ())
+      )
+      insert into activity_statistics (period_type, period_start, period_end, organization_id, total_activities,
+        user_activities, system_activities, success_count, failure_count, request_count, by_category,
+        p50_duration_ms, p95_duration_ms)
+      select 'hour', ${from}::timestamptz, ${to}::timestamptz, case when m.g = 1 then null else m.organization_id end,
+        m.total, m.user_activities, m.system_activities, m.success_count, m.failure_count, m.request_count,
+        coalesce((select jsonb_object_agg(c.category, c.n) from cat c
+          where c.g = m.g and c.organization_id is not distinct from m.organization_id), '{}'::jsonb),
+        m.p50, m.p95
+      from main m
+      where m.g = 1 or m.organization_id is not null`);
+  });
+}
+
+/**
+ * Replaces one UTC day's figures from its hourly rows: sums, categories merged, and the
+ * request-weighted mean of the hourly percentiles (an approximation: percentiles do not add up).
+ */
+export async function rollUpDay(db: Db, day: Date): Promise<void> {
+  const from = day.toISOString();
+  const to = new Date(day.getTime() + DAY).toISOString();
+  await db.transaction(async (tx) => {
+    await tx.execute(
+      sql`delete from activity_statistics where period_type = 'day' and period_start = ${from}::timestamptz`,
+    );
+    await tx.execute(sql`
+      with hours as (
+        select * from activity_statistics
+        where period_type = 'hour' and period_start >= ${from}::timestamptz and period_start < ${to}::timestamptz
+      ), cat as (
+        select h.organization_id, e.key, sum(e.value::int)::int as n
+        from hours h, jsonb_each_text(h.by_category) e group by h.organization_id, e.key
+      )
+      insert into activity_statistics (period_type, period_start, period_end, organization_id, total_activities,
+        user_activities, system_activities, success_count, failure_count, request_count, by_category,
+        p50_duration_ms, p95_duration_ms)
+      select 'day', ${from}::timestamptz, ${to}::timestamptz, h.organization_id, sum(total_activities)::int,
+        sum(user_activities)::int, sum(system_activities)::int, sum(success_count)::int, sum(failure_count)::int,
+        sum(request_count)::int,
+        coalesce((select jsonb_object_agg(c.key, c.n) from cat c where c.organization_id is not distinct from h.organization_id), '{}'::jsonb),
+        sum(p50_duration_ms * request_count) / nullif(sum(request_count) filter (where p50_duration_ms is not null), 0),
+        sum(p95_duration_ms * request_count) / nullif(sum(request_count) filter (where p95_duration_ms is not null), 0)
+      from hours h group by h.organization_id`);
+  });
+}
+
+/**
+ * Aggregates every finished hour not yet aggregated (the previous hour on a normal run; all the
+ * missed ones after downtime, up to a month back), then rolls up each finished day it touched.
+ * Re-running changes nothing; `aggregateHour` alone recomputes one hour.
+ */
+export async function aggregatePendingHours(
+  db: Db,
+  now = new Date(),
+  shouldStop: () => boolean = () => false,
+): Promise<{ hours: number; days: number }> {
+  const currentHour = Math.floor(now.getTime() / HOUR) * HOUR;
+  const [state] = await queryRows<{ last: Date | string | null; first: Date | string | null }>(
+    db,
+    sql`select (select max(period_start) from activity_statistics where period_type = 'hour') as last,
+      (select min(timestamp) from activities where timestamp >= ${new Date(currentHour - MAX_BACKFILL_HOURS * HOUR).toISOString()}::timestamptz) as first`,
+  );
+  let start: number;
+  if (state?.last) start = new Date(state.last).getTime() + HOUR;
+  else if (state?.first) start = Math.floor(new Date(state.first).getTime() / HOUR) * HOUR;
+  else start = currentHour - HOUR;
+  start = Math.max(start, currentHour - MAX_BACKFILL_HOURS * HOUR);
+  const days = new Set<number>();
+  let hours = 0;
+  for (let h = start; h < currentHour && !shouldStop(); h += HOUR) {
+    await aggregateHour(db, new Date(h));
+    hours++;
+    const day = Math.floor(h / DAY) * DAY;
+    if (day + DAY <= currentHour) days.add(day);
+  }
+  for (const day of days) await rollUpDay(db, new Date(day));
+  return { hours, days: days.size };
+}
+
+export interface StatisticsRow {
+  period_type: string;
+  period_start: Date | string;
+  period_end: Date | string;
+  organization_id: string | null;
+  total_activities: number;
+  user_activities: number;
+  system_activities: number;
+  success_count: number;
+  failure_count: number;
+  request_count: number;
+  by_category: Record<string, number>;
+  p50_duration_ms: number | null;
+  p95_duration_ms: number | null;
+}
+
+/** Figures of one scope (an organization, or null for the platform), newest period first. */
+export async function listStatistics(
+  db: DbOrTx,
+  options: {
+    organizationId: string | null;
+    periodType: 'hour' | 'day';
+    since?: Date;
+    until?: Date;
+    before?: Date;
+    limit: number;
+  },
+): Promise<StatisticsRow[]> {
+  const scope =
+    options.organizationId === null ? sql`organization_id is null` : sql`organization_id = ${options.organizationId}`;
+  const since = options.since ? sql`and period_start >= ${options.since.toISOString()}::timestamptz` : sql``;
+  const until = options.until ? sql`and period_start < ${options.until.toISOString()}::timestamptz` : sql``;
+  const before = options.before ? sql`and period_start < ${options.before.toISOString()}::timestamptz` : sql``;
+  return queryRows<StatisticsRow>(
+    db,
+    sql`select period_type, period_start, period_end, organization_id, total_activities, user_activities,
+        system_activities, success_count, failure_count, request_count, by_category, p50_duration_ms, p95_duration_ms
+      from activity_statistics
+      where period_type = ${options.periodType} and ${scope} ${since} ${until} ${before}
+      order by period_start desc limit ${options.limit + 1}`,
+  );
+}

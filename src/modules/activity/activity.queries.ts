@@ -1,0 +1,139 @@
+import { type SQL, sql } from 'drizzle-orm';
+import { type DbOrTx, queryRows } from '../../platform/db/client.js';
+
+/** What `/activities/`, the streams and the export filter on; all optional, combined with AND. */
+export interface ActivityFilter {
+  /** The caller's organization scope; undefined = every organization (superusers). */
+  organizationId?: string | undefined;
+  since?: Date | undefined;
+  until?: Date | undefined;
+  userId?: string | undefined;
+  activityType?: string | undefined;
+  category?: string | undefined;
+  severity?: string | undefined;
+  success?: boolean | undefined;
+  tag?: string | undefined;
+  kind?: string | undefined;
+  objectType?: string | undefined;
+  objectId?: string | undefined;
+  /** Free text, case-insensitive, anywhere in the description. */
+  search?: string | undefined;
+}
+
+/** An activity as lists show it; `ts` is the exact timestamp (microseconds) the cursor carries. */
+export interface ActivityListRow {
+  id: string;
+  ts: string;
+  timestamp: Date | string;
+  kind: string;
+  activity_type: string;
+  category: string;
+  severity: string;
+  success: boolean;
+  user_id: string | null;
+  organization_id: string | null;
+  organization: string | null;
+  actor_type: string;
+  actor_id: string | null;
+  api_key_id: string | null;
+  object_type: string | null;
+  object_id: string | null;
+  description: string;
+  details: Record<string, unknown>;
+  tags: string[];
+  ip_address: string | null;
+  user_agent: string | null;
+  method: string | null;
+  path: string | null;
+  status: number | null;
+  duration_ms: number | null;
+}
+
+function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/** The WHERE conditions of a filter (at least `true`). */
+export function activityConditions(filter: ActivityFilter): SQL {
+  const c: SQL[] = [];
+  if (filter.organizationId !== undefined) c.push(sql`a.organization_id = ${filter.organizationId}`);
+  if (filter.since) c.push(sql`a.timestamp >= ${filter.since.toISOString()}::timestamptz`);
+  if (filter.until) c.push(sql`a.timestamp < ${filter.until.toISOString()}::timestamptz`);
+  if (filter.userId) c.push(sql`a.user_id = ${filter.userId}`);
+  if (filter.activityType) c.push(sql`a.activity_type = ${filter.activityType}`);
+  if (filter.category) c.push(sql`a.category = ${filter.category}`);
+  if (filter.severity) c.push(sql`a.severity = ${filter.severity}`);
+  if (filter.success !== undefined) c.push(sql`a.success = ${filter.success}`);
+  if (filter.tag) c.push(sql`a.tags @> array[${filter.tag}]::text[]`);
+  if (filter.kind) c.push(sql`a.kind = ${filter.kind}`);
+  if (filter.objectType) c.push(sql`a.object_type = ${filter.objectType}`);
+  if (filter.objectId) c.push(sql`a.object_id = ${filter.objectId}`);
+  if (filter.search) c.push(sql`a.description ilike ${`%${escapeLike(filter.search)}%`}`);
+  return c.length > 0 ? sql.join(c, sql` and `) : sql`true`;
+}
+
+const LIST_COLUMNS = sql`a.id, to_char(a.timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as ts,
+  a.timestamp, a.kind, a.activity_type, a.category, a.severity, a.success, a.user_id, a.organization_id,
+  o.code as organization, a.actor_type, a.actor_id, a.api_key_id, a.object_type, a.object_id, a.description,
+  a.details, a.tags, a.ip_address, a.user_agent, a.method, a.path, a.status, a.duration_ms`;
+
+/**
+ * One page of activities, newest first: `(timestamp, id)` descending, the partitioned table's
+ * primary key, continued after `after` (the last row of the previous page). Fetches `limit + 1`.
+ */
+export async function listActivities(
+  db: DbOrTx,
+  filter: ActivityFilter,
+  limit: number,
+  after?: { ts: string; id: string },
+): Promise<ActivityListRow[]> {
+  const keyset = after ? sql`and (a.timestamp, a.id) < (${after.ts}::timestamptz, ${after.id}::uuid)` : sql``;
+  return queryRows<ActivityListRow>(
+    db,
+    sql`select ${LIST_COLUMNS}
+      from activities a left join organizations o on o.id = a.organization_id
+      where ${activityConditions(filter)} ${keyset}
+      order by a.timestamp desc, a.id desc
+      limit ${limit + 1}`,
+  );
+}
+
+export interface ActiveUserRow {
+  user_id: string;
+  organization_id: string | null;
+  organization: string | null;
+  email: string | null;
+  username: string | null;
+  last_activity: Date | string;
+  current_path: string | null;
+  method: string | null;
+  ip_address: string | null;
+  user_agent: string | null;
+}
+
+/** Users whose latest request is within the last `minutes`, most recent first. */
+export async function listActiveUsers(
+  db: DbOrTx,
+  organizationId: string | undefined,
+  minutes: number,
+  limit: number,
+): Promise<ActiveUserRow[]> {
+  const scope = organizationId !== undefined ? sql`and a.organization_id = ${organizationId}` : sql``;
+  return queryRows<ActiveUserRow>(
+    db,
+    sql`select l.user_id, l.organization_id, o.code as organization, u.email, u.username, l.timestamp as last_activity,
+        l.path as current_path, l.method, l.ip_address, l.user_agent
+      from (
+        select distinct on (a.user_id) a.user_id, a.organization_id, a.timestamp, a.path, a.method, a.ip_address,
+          a.user_agent
+        from activities a
+        where a.kind = 'request' and a.user_id is not null
+          and a.timestamp >= now() - make_interval(mins => ${minutes}) ${scope}
+        order by a.user_id, a.timestamp desc
+      ) l
+      left join users u on u.id = l.user_id
+      left join organizations o on o.id = l.organization_id
+      order by l.timestamp desc
+      limit ${limit}`,
+  );
+}

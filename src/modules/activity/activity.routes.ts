@@ -1,0 +1,258 @@
+import { Readable } from 'node:stream';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Db } from '../../platform/db/client.js';
+import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import { commonErrors } from '../../platform/http/errors.js';
+import { decodeCursor, encodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { describeUserAgent } from '../sessions/sessions.service.js';
+import { scheduleActivityJobs } from './activity.jobs.js';
+import { type ActivityFilter, type ActivityListRow, listActiveUsers, listActivities } from './activity.queries.js';
+import {
+  ActiveUsersPage,
+  ActivityPage,
+  ActivityStatsPage,
+  ActivityStatsQuery,
+  ActivityStreamQuery,
+  ExportActivitiesQuery,
+  ListActivitiesQuery,
+  UserSessionsQuery,
+} from './activity.schemas.js';
+import { toActivityCsvHeader, toActivityCsvLine, toActivityView } from './activity.views.js';
+import { listStatistics, type StatisticsRow } from './activity-stats.js';
+
+const tags = ['activity'];
+const auth = { permission: 'activities.view' };
+
+/**
+ * The organization a request may read: a confined caller's own (whatever they ask), or for a
+ * superuser the one named (or all). `null` means "nothing to show" (an unknown or foreign code).
+ */
+async function scopeFor(db: Db, actor: Actor, code: string | undefined): Promise<string | undefined | null> {
+  const own = organizationScopeOf(actor);
+  if (code === undefined) return own;
+  const org = await findOrganizationByCode(db, code);
+  if (!org || (own !== undefined && org.id !== own)) return null;
+  return org.id;
+}
+
+interface FilterQuery {
+  activity_type?: string | undefined;
+  user?: string | undefined;
+  category?: string | undefined;
+  severity?: string | undefined;
+  success?: boolean | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+  tag?: string | undefined;
+  kind?: string | undefined;
+  search?: string | undefined;
+}
+
+function filterOf(query: FilterQuery, organizationId: string | undefined): ActivityFilter {
+  return {
+    organizationId,
+    activityType: query.activity_type,
+    userId: query.user,
+    category: query.category,
+    severity: query.severity,
+    success: query.success,
+    since: query.since ? new Date(query.since) : undefined,
+    until: query.until ? new Date(query.until) : undefined,
+    tag: query.tag,
+    kind: query.kind,
+    search: query.search,
+  };
+}
+
+function afterOf(cursor: string | undefined): { ts: string; id: string } | undefined {
+  if (!cursor) return undefined;
+  const [ts, id] = decodeCursor(cursor, 2);
+  if (typeof ts !== 'string' || typeof id !== 'string' || Number.isNaN(Date.parse(ts))) throw invalidCursor();
+  return { ts, id };
+}
+
+async function pageOf(db: Db, filter: ActivityFilter, limit: number, cursor: string | undefined) {
+  const rows = await listActivities(db, filter, limit, afterOf(cursor));
+  const page = toPage(rows, limit, (r: ActivityListRow) => [r.ts, r.id]);
+  return { results: page.results.map(toActivityView), next: page.next };
+}
+
+function toStatsView(row: StatisticsRow) {
+  return {
+    ...row,
+    period_start: new Date(row.period_start).toISOString(),
+    period_end: new Date(row.period_end).toISOString(),
+    success_rate: row.total_activities > 0 ? (row.success_count / row.total_activities) * 100 : null,
+  };
+}
+
+const EXPORT_BATCH = 5000;
+
+export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.database.db;
+  await scheduleActivityJobs(db);
+
+  app.get(
+    '/api/v1/activities',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'listActivities',
+        tags,
+        description:
+          'Audit events, request activity and tracked events, newest first. Organization administrators and ' +
+          'viewers see their own organization only.',
+        querystring: ListActivitiesQuery,
+        response: { 200: ActivityPage },
+      },
+    },
+    async (req) => {
+      const scope = await scopeFor(db, req.actor, req.query.organization);
+      if (scope === null) return { results: [], next: null };
+      return pageOf(db, filterOf(req.query, scope), req.query.limit ?? 50, req.query.cursor);
+    },
+  );
+
+  app.get(
+    '/api/v1/activities/export',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'exportActivities',
+        tags,
+        description:
+          'The filtered activities, newest first, streamed as NDJSON (one object per line, as in the list) or CSV.',
+        querystring: ExportActivitiesQuery,
+      },
+    },
+    async (req, reply) => {
+      const scope = await scopeFor(db, req.actor, req.query.organization);
+      const filter = filterOf(req.query, scope ?? undefined);
+      const csv = req.query.format === 'csv';
+      async function* lines() {
+        if (csv) yield toActivityCsvHeader();
+        if (scope === null) return;
+        let after: { ts: string; id: string } | undefined;
+        for (;;) {
+          const rows = await listActivities(db, filter, EXPORT_BATCH - 1, after);
+          let chunk = '';
+          for (const row of rows) chunk += csv ? toActivityCsvLine(row) : `${JSON.stringify(toActivityView(row))}\n`;
+          if (chunk) yield chunk;
+          if (rows.length < EXPORT_BATCH) return;
+          const last = rows[rows.length - 1] as ActivityListRow;
+          after = { ts: last.ts, id: last.id };
+        }
+      }
+      reply
+        .header('content-type', csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson')
+        .header('content-disposition', `attachment; filename="activities.${csv ? 'csv' : 'ndjson'}"`);
+      return reply.send(Readable.from(lines(), { objectMode: false }));
+    },
+  );
+
+  app.get(
+    '/api/v1/activity-streams',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'listActivityStream',
+        tags,
+        description: 'One user’s history (`user`) or one object’s (`object_type` and `object_id`), newest first.',
+        querystring: ActivityStreamQuery,
+        response: { 200: ActivityPage },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      if (!q.user && !(q.object_type && q.object_id)) {
+        throw commonErrors.validation([{ field: 'user', message: 'Name a user, or an object_type and object_id.' }]);
+      }
+      const scope = await scopeFor(db, req.actor, q.organization);
+      if (scope === null) return { results: [], next: null };
+      const filter = { ...filterOf(q, scope), objectType: q.object_type, objectId: q.object_id };
+      return pageOf(db, filter, q.limit ?? 50, q.cursor);
+    },
+  );
+
+  app.get(
+    '/api/v1/activity-stats',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'listActivityStats',
+        tags,
+        description:
+          'Hourly or daily figures, newest first: totals, per category, user and system activities, success rate, ' +
+          'request duration percentiles. Superusers get the whole platform unless they name an organization; ' +
+          'others get their own organization.',
+        querystring: ActivityStatsQuery,
+        response: { 200: ActivityStatsPage },
+      },
+    },
+    async (req) => {
+      const q = req.query;
+      const scope = await scopeFor(db, req.actor, q.organization);
+      if (scope === null) return { results: [], next: null };
+      const limit = q.limit ?? 50;
+      let before: Date | undefined;
+      if (q.cursor) {
+        const [at] = decodeCursor(q.cursor, 1);
+        if (typeof at !== 'string' || Number.isNaN(Date.parse(at))) throw invalidCursor();
+        before = new Date(at);
+      }
+      const rows = await listStatistics(db, {
+        organizationId: scope ?? null,
+        periodType: q.period ?? 'hour',
+        ...(q.since ? { since: new Date(q.since) } : {}),
+        ...(q.until ? { until: new Date(q.until) } : {}),
+        ...(before ? { before } : {}),
+        limit,
+      });
+      const results = rows.slice(0, limit).map(toStatsView);
+      const last = results[results.length - 1];
+      return { results, next: rows.length > limit && last ? encodeCursor([last.period_start]) : null };
+    },
+  );
+
+  app.get(
+    '/api/v1/activities/active-users',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'listActiveUsers',
+        tags,
+        description:
+          'Who is active now: users whose last request is within `active_within` minutes, most recent first, with ' +
+          'their current path, IP and the device, browser and OS of their user agent.',
+        querystring: UserSessionsQuery,
+        response: { 200: ActiveUsersPage },
+      },
+    },
+    async (req) => {
+      const scope = await scopeFor(db, req.actor, req.query.organization);
+      if (scope === null) return { results: [], next: null };
+      const rows = await listActiveUsers(db, scope, req.query.active_within ?? 5, req.query.limit ?? 100);
+      return {
+        results: rows.map((r) => {
+          const device = describeUserAgent(r.user_agent ?? undefined);
+          return {
+            user_id: r.user_id,
+            email: r.email,
+            username: r.username,
+            organization: r.organization,
+            organization_id: r.organization_id,
+            last_activity: new Date(r.last_activity).toISOString(),
+            current_path: r.current_path,
+            method: r.method,
+            ip_address: r.ip_address,
+            device_type: device.deviceType,
+            browser: device.browser,
+            os: device.os,
+          };
+        }),
+        next: null,
+      };
+    },
+  );
+};

@@ -1,0 +1,123 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import { Page, PageQuery } from '../../platform/http/pagination.js';
+
+const Uuid = Type.String({ format: 'uuid' });
+const NullableUuid = Type.Union([Uuid, Type.Null()]);
+const NullableString = Type.Union([Type.String(), Type.Null()]);
+const Timestamp = Type.String({ format: 'date-time' });
+
+/** The filters shared by the list, the streams and the export. */
+const ActivityFilters = {
+  activity_type: Type.Optional(Type.String({ maxLength: 200, description: 'Exact type, e.g. `auth.login_failed`.' })),
+  user: Type.Optional(Type.String({ format: 'uuid', description: 'Events about this user (for requests: by them).' })),
+  organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
+  category: Type.Optional(Type.String({ maxLength: 100 })),
+  severity: Type.Optional(Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')])),
+  success: Type.Optional(Type.Boolean()),
+  since: Type.Optional(Type.String({ format: 'date-time', description: 'From this moment (inclusive).' })),
+  until: Type.Optional(Type.String({ format: 'date-time', description: 'Before this moment.' })),
+  tag: Type.Optional(Type.String({ maxLength: 100 })),
+  kind: Type.Optional(
+    Type.Union([Type.Literal('audit'), Type.Literal('request'), Type.Literal('event')], {
+      description: 'audit: security-relevant changes; request: API requests; event: tracked application events.',
+    }),
+  ),
+  search: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 200, description: 'Text anywhere in the description.' }),
+  ),
+};
+
+export const ListActivitiesQuery = Type.Object({ ...PageQuery, ...ActivityFilters });
+export type ListActivitiesInput = Static<typeof ListActivitiesQuery>;
+
+export const ExportActivitiesQuery = Type.Object({
+  ...ActivityFilters,
+  format: Type.Optional(Type.Union([Type.Literal('csv'), Type.Literal('ndjson')], { default: 'ndjson' })),
+});
+
+export const ActivityStreamQuery = Type.Object({
+  ...PageQuery,
+  ...ActivityFilters,
+  object_type: Type.Optional(Type.String({ maxLength: 100, description: 'With `object_id`: one object’s history.' })),
+  object_id: Type.Optional(Type.String({ maxLength: 200 })),
+});
+
+export const ActivityView = Type.Object({
+  id: Uuid,
+  kind: Type.String(),
+  activity_type: Type.String(),
+  category: Type.String(),
+  severity: Type.String(),
+  success: Type.Boolean(),
+  user_id: NullableUuid,
+  organization: NullableString,
+  organization_id: NullableUuid,
+  actor_type: Type.String(),
+  actor_id: NullableUuid,
+  api_key_id: NullableUuid,
+  object_type: NullableString,
+  object_id: NullableString,
+  description: Type.String(),
+  details: Type.Record(Type.String(), Type.Unknown()),
+  tags: Type.Array(Type.String()),
+  ip_address: NullableString,
+  user_agent: NullableString,
+  method: NullableString,
+  path: NullableString,
+  status: Type.Union([Type.Integer(), Type.Null()]),
+  duration_ms: Type.Union([Type.Number(), Type.Null()]),
+  timestamp: Timestamp,
+});
+export const ActivityPage = Page(ActivityView);
+
+export const ActivityStatsQuery = Type.Object({
+  ...PageQuery,
+  period: Type.Optional(Type.Union([Type.Literal('hour'), Type.Literal('day')], { default: 'hour' })),
+  organization: Type.Optional(
+    Type.String({ maxLength: 100, description: 'Organization code (superusers; default: the whole platform).' }),
+  ),
+  since: Type.Optional(Type.String({ format: 'date-time' })),
+  until: Type.Optional(Type.String({ format: 'date-time' })),
+});
+
+export const ActivityStatsView = Type.Object({
+  period_type: Type.String(),
+  period_start: Timestamp,
+  period_end: Timestamp,
+  organization_id: NullableUuid,
+  total_activities: Type.Integer(),
+  user_activities: Type.Integer(),
+  system_activities: Type.Integer(),
+  success_count: Type.Integer(),
+  failure_count: Type.Integer(),
+  success_rate: Type.Union([Type.Number(), Type.Null()], { description: 'Percent of activities that succeeded.' }),
+  request_count: Type.Integer(),
+  by_category: Type.Record(Type.String(), Type.Integer()),
+  p50_duration_ms: Type.Union([Type.Number(), Type.Null()]),
+  p95_duration_ms: Type.Union([Type.Number(), Type.Null()]),
+});
+export const ActivityStatsPage = Page(ActivityStatsView);
+
+export const UserSessionsQuery = Type.Object({
+  active_within: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 1440, default: 5, description: 'Minutes since the last request.' }),
+  ),
+  organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+});
+
+export const ActiveUserView = Type.Object({
+  user_id: Uuid,
+  email: NullableString,
+  username: NullableString,
+  organization: NullableString,
+  organization_id: NullableUuid,
+  last_activity: Timestamp,
+  current_path: NullableString,
+  method: NullableString,
+  ip_address: NullableString,
+  device_type: NullableString,
+  browser: NullableString,
+  os: NullableString,
+});
+export const ActiveUsersPage = Type.Object({ results: Type.Array(ActiveUserView), next: Type.Null() });

@@ -1,0 +1,215 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { queryRows } from '../../platform/db/client.js';
+import { recordAudit } from './audit.js';
+
+interface Entry {
+  id: string;
+  activity_type: string;
+  kind: string;
+  user_id: string | null;
+  organization: string | null;
+  organization_id: string | null;
+  path: string | null;
+  status: number | null;
+  success: boolean;
+  timestamp: string;
+  description: string;
+}
+interface PageOf<T> {
+  results: T[];
+  next: string | null;
+}
+
+describe('activity API', () => {
+  let t: TestApp;
+  let orgA: Awaited<ReturnType<typeof seedOrganization>>;
+  let orgB: Awaited<ReturnType<typeof seedOrganization>>;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    orgA = await seedOrganization(t);
+    orgB = await seedOrganization(t);
+  });
+  afterAll(() => t.close());
+
+  it('tracks requests in batches: method, route template, status, duration, user and organization', async () => {
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const res = await admin.get(`/api/v1/users/${admin.user.id}`);
+    expect(res.statusCode).toBe(200);
+    await t.app.activityBuffer.flush();
+    const rows = await queryRows<{
+      method: string;
+      path: string;
+      status: number;
+      duration_ms: number;
+      organization_id: string;
+    }>(
+      t.database.db,
+      sql`select method, path, status, duration_ms, organization_id from activities
+        where kind = 'request' and user_id = ${admin.user.id} and path = '/api/v1/users/:id'`,
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ method: 'GET', status: 200, organization_id: orgA.id });
+    expect(rows[0]?.duration_ms).toBeGreaterThanOrEqual(0);
+  });
+
+  it('lists newest first with keyset pages and filters; organization admins and viewers see their organization only', async () => {
+    const userA = await seedUser(t, orgA.id);
+    const userB = await seedUser(t, orgB.id);
+    for (let i = 0; i < 5; i++) {
+      await recordAudit(t.database.db, {
+        type: 'test.listed',
+        category: 'user_management',
+        organizationId: orgA.id,
+        userId: userA.id,
+        description: `event number ${i}`,
+        success: i !== 3,
+        tags: i === 2 ? ['special'] : [],
+      });
+    }
+    await recordAudit(t.database.db, {
+      type: 'test.listed',
+      category: 'user_management',
+      organizationId: orgB.id,
+      userId: userB.id,
+      description: 'other organization',
+    });
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const first = (await admin.get('/api/v1/activities?activity_type=test.listed&limit=2')).json() as PageOf<Entry>;
+    expect(first.results.map((r) => r.description)).toEqual(['event number 4', 'event number 3']);
+    expect(first.next).not.toBeNull();
+    const rest: Entry[] = [];
+    for (let cursor = first.next; cursor; ) {
+      const page = (
+        await admin.get(`/api/v1/activities?activity_type=test.listed&limit=2&cursor=${cursor}`)
+      ).json() as PageOf<Entry>;
+      rest.push(...page.results);
+      cursor = page.next;
+    }
+    expect(rest.map((r) => r.description)).toEqual(['event number 2', 'event number 1', 'event number 0']);
+    expect(first.results[0]).toMatchObject({ organization: orgA.code, user_id: userA.id, kind: 'audit' });
+
+    const failed = (
+      await admin.get('/api/v1/activities?activity_type=test.listed&success=false')
+    ).json() as PageOf<Entry>;
+    expect(failed.results.map((r) => r.description)).toEqual(['event number 3']);
+    const tagged = (await admin.get('/api/v1/activities?tag=special')).json() as PageOf<Entry>;
+    expect(tagged.results.map((r) => r.description)).toEqual(['event number 2']);
+    const searched = (await admin.get('/api/v1/activities?search=NUMBER%201')).json() as PageOf<Entry>;
+    expect(searched.results.map((r) => r.description)).toEqual(['event number 1']);
+    const byUser = (await admin.get(`/api/v1/activities?user=${userA.id}&kind=audit`)).json() as PageOf<Entry>;
+    expect(byUser.results).toHaveLength(5);
+    const future = (
+      await admin.get(`/api/v1/activities?since=${new Date(Date.now() + 60_000).toISOString()}`)
+    ).json() as PageOf<Entry>;
+    expect(future.results).toEqual([]);
+
+    // Isolation: B's event is invisible to A's admin, even when asked for by user or organization.
+    expect(((await admin.get(`/api/v1/activities?user=${userB.id}`)).json() as PageOf<Entry>).results).toEqual([]);
+    expect(((await admin.get(`/api/v1/activities?organization=${orgB.code}`)).json() as PageOf<Entry>).results).toEqual(
+      [],
+    );
+    const all = (await admin.get('/api/v1/activities?limit=500')).json() as PageOf<Entry>;
+    expect(all.results.every((r) => r.organization_id === orgA.id)).toBe(true);
+
+    const viewer = await clientWithRole(t, orgA.id, 'viewer');
+    const seen = (await viewer.get('/api/v1/activities?activity_type=test.listed')).json() as PageOf<Entry>;
+    expect(seen.results).toHaveLength(5);
+
+    const superuser = await superuserClient(t);
+    const everything = (await superuser.get('/api/v1/activities?activity_type=test.listed')).json() as PageOf<Entry>;
+    expect(everything.results).toHaveLength(6);
+    const onlyB = (
+      await superuser.get(`/api/v1/activities?activity_type=test.listed&organization=${orgB.code}`)
+    ).json() as PageOf<Entry>;
+    expect(onlyB.results.map((r) => r.description)).toEqual(['other organization']);
+  });
+
+  it('refuses users without activities.view', async () => {
+    const plain = await loginAs(t, await seedUser(t, orgA.id));
+    for (const url of [
+      '/api/v1/activities',
+      '/api/v1/activities/export',
+      `/api/v1/activity-streams?user=${plain.user.id}`,
+      '/api/v1/activity-stats',
+      '/api/v1/activities/active-users',
+    ]) {
+      expect((await plain.get(url)).statusCode, url).toBe(403);
+    }
+    expect((await t.request({ method: 'GET', url: '/api/v1/activities' })).statusCode).toBe(401);
+  });
+
+  it('answers one object’s history as a stream, within the organization', async () => {
+    await recordAudit(t.database.db, {
+      type: 'role.updated',
+      category: 'authorization',
+      organizationId: orgA.id,
+      description: 'role changed',
+      objectType: 'role',
+      objectId: 'r-1',
+    });
+    await recordAudit(t.database.db, {
+      type: 'role.updated',
+      category: 'authorization',
+      organizationId: orgB.id,
+      description: 'other role changed',
+      objectType: 'role',
+      objectId: 'r-1',
+    });
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const stream = (await admin.get('/api/v1/activity-streams?object_type=role&object_id=r-1')).json() as PageOf<Entry>;
+    expect(stream.results.map((r) => r.description)).toEqual(['role changed']);
+    expect((await admin.get('/api/v1/activity-streams')).statusCode).toBe(400);
+  });
+
+  it('exports a filtered range as NDJSON and CSV, streamed, within the organization', async () => {
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const nd = await admin.get('/api/v1/activities/export?activity_type=test.listed&format=ndjson');
+    expect(nd.statusCode).toBe(200);
+    expect(nd.headers['content-type']).toContain('application/x-ndjson');
+    const lines = nd.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Entry);
+    expect(lines.map((l) => l.description)).toEqual([4, 3, 2, 1, 0].map((i) => `event number ${i}`));
+    const csv = await admin.get('/api/v1/activities/export?activity_type=test.listed&format=csv');
+    expect(csv.headers['content-type']).toContain('text/csv');
+    const csvLines = csv.body.trim().split('\r\n');
+    expect(csvLines[0]).toMatch(/^id,timestamp,kind,activity_type/);
+    expect(csvLines).toHaveLength(6);
+    const other = await admin.get(`/api/v1/activities/export?organization=${orgB.code}`);
+    expect(other.body).toBe('');
+  });
+
+  it('shows who is active now with device, browser, OS and current path', async () => {
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const active = await loginAs(t, await seedUser(t, orgA.id));
+    await t.request({
+      method: 'GET',
+      url: '/api/v1/users/profile',
+      headers: {
+        authorization: `Bearer ${active.token}`,
+        'user-agent':
+          'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36',
+      },
+    });
+    const other = await loginAs(t, await seedUser(t, orgB.id));
+    await other.get('/api/v1/users/profile');
+    await t.app.activityBuffer.flush();
+    const page = (await admin.get('/api/v1/activities/active-users?active_within=5')).json() as PageOf<
+      Record<string, unknown>
+    >;
+    const entry = page.results.find((r) => r.user_id === active.user.id);
+    expect(entry).toMatchObject({
+      current_path: '/api/v1/users/profile',
+      browser: 'Chrome 120',
+      device_type: 'desktop',
+    });
+    expect(entry?.os).toMatch(/^Windows/);
+    expect(page.results.some((r) => r.user_id === other.user.id)).toBe(false);
+    expect(page.results.every((r) => r.organization_id === orgA.id)).toBe(true);
+  });
+});

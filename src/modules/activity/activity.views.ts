@@ -1,0 +1,74 @@
+import type { ActivityListRow } from './activity.queries.js';
+
+/** An activity as the API shows it (contract §5 fields first). */
+export function toActivityView(r: ActivityListRow) {
+  return {
+    id: r.id,
+    kind: r.kind,
+    activity_type: r.activity_type,
+    category: r.category,
+    severity: r.severity,
+    success: r.success,
+    user_id: r.user_id,
+    organization: r.organization,
+    organization_id: r.organization_id,
+    actor_type: r.actor_type,
+    actor_id: r.actor_id,
+    api_key_id: r.api_key_id,
+    object_type: r.object_type,
+    object_id: r.object_id,
+    description: r.description,
+    details: r.details ?? {},
+    tags: r.tags ?? [],
+    ip_address: r.ip_address,
+    user_agent: r.user_agent,
+    method: r.method,
+    path: r.path,
+    status: r.status,
+    duration_ms: r.duration_ms,
+    timestamp: r.ts,
+  };
+}
+
+const CSV_COLUMNS = [
+  'id',
+  'timestamp',
+  'kind',
+  'activity_type',
+  'category',
+  'severity',
+  'success',
+  'user_id',
+  'organization',
+  'actor_type',
+  'actor_id',
+  'api_key_id',
+  'object_type',
+  'object_id',
+  'description',
+  'details',
+  'tags',
+  'ip_address',
+  'user_agent',
+  'method',
+  'path',
+  'status',
+  'duration_ms',
+] as const;
+
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  const text = typeof value === 'string' ? value : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  // RFC 4180 quoting; a leading = + - @ is prefixed so spreadsheets do not run it as a formula.
+  const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+export function toActivityCsvHeader(): string {
+  return `${CSV_COLUMNS.join(',')}\r\n`;
+}
+
+export function toActivityCsvLine(r: ActivityListRow): string {
+  const view = toActivityView(r) as Record<string, unknown>;
+  return `${CSV_COLUMNS.map((c) => csvField(view[c])).join(',')}\r\n`;
+}
