@@ -16,6 +16,7 @@ import { healthRoutes } from './modules/health/health.routes.js';
 import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
+import { provisioningRoutes } from './modules/provisioning/provisioning.routes.js';
 import { accessRoutes } from './modules/rbac/access.routes.js';
 import { catalogRoutes } from './modules/rbac/catalog.routes.js';
 import { createPermissionCheck } from './modules/rbac/effective-access.js';
@@ -116,6 +117,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(accessRoutes);
   await app.register(apiKeysRoutes);
   await app.register(activityRoutes);
+  await app.register(provisioningRoutes);
 
   return app;
 }

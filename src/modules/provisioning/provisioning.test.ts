@@ -1,0 +1,598 @@
+import { eq } from 'drizzle-orm';
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { mailOutbox } from '../../platform/mail/outbox.table.js';
+import { activities } from '../activity/activity.table.js';
+import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
+import { sessions } from '../auth/auth.table.js';
+import { organizations } from '../organizations/organizations.table.js';
+import { users } from '../users/users.table.js';
+
+const PLATFORM_KEY = 'platform-provisioning-key-0123456789';
+const BASE = '/api/provisioning';
+
+type Headers = Record<string, string>;
+const bearer = (key: string): Headers => ({ authorization: `Bearer ${key}` });
+
+describe('seed-000 provisioning API', () => {
+  let t: TestApp;
+  const platform = bearer(PLATFORM_KEY);
+
+  beforeAll(async () => {
+    t = await startTestApp({ PROVISIONING_API_KEY: PLATFORM_KEY });
+  });
+  afterAll(() => t.close());
+
+  const post = (url: string, payload: unknown, headers: Headers = platform) =>
+    t.request({ method: 'POST', url: `${BASE}${url}`, headers, payload: payload as object });
+  const get = (url: string, headers: Headers = platform) => t.request({ method: 'GET', url: `${BASE}${url}`, headers });
+  const put = (url: string, headers: Headers = platform) => t.request({ method: 'PUT', url: `${BASE}${url}`, headers });
+
+  async function orgKey(code: string, scopes = ['provisioning']): Promise<Headers> {
+    const created = await createApiKey(t.database.db, OPERATOR, { name: unique('key'), organization: code, scopes });
+    return bearer(created.key);
+  }
+
+  function person(code: string, overrides: Record<string, unknown> = {}) {
+    const id = unique('kc-');
+    return {
+      keycloak_id: id,
+      email: `${id}@example.com`,
+      first_name: 'John',
+      last_name: 'Doe',
+      engagemx_client_id: code,
+      is_active: true,
+      ...overrides,
+    };
+  }
+
+  function expectProblem(res: LightMyRequestResponse, status: number, code: string) {
+    expect(res.statusCode, res.body).toBe(status);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({ status, code });
+  }
+
+  async function snapshot() {
+    const u = await t.database.db.select().from(users).orderBy(users.id);
+    const o = await t.database.db.select().from(organizations).orderBy(organizations.id);
+    const m = await t.database.db.select().from(mailOutbox).orderBy(mailOutbox.id);
+    return JSON.stringify({ u, o, m });
+  }
+
+  describe('POST /users', () => {
+    it('creates a user (201 created) and answers updated (200) when sent again, even unchanged', async () => {
+      const org = await seedOrganization(t);
+      const body = person(org.code);
+      const res = await post('/users', body);
+      expect(res.statusCode, res.body).toBe(201);
+      const created = res.json();
+      expect(created).toEqual({
+        id: expect.any(String),
+        keycloak_id: body.keycloak_id,
+        email: body.email,
+        first_name: 'John',
+        last_name: 'Doe',
+        engagemx_client_id: org.code,
+        is_active: true,
+        action: 'created',
+        message: 'User successfully created',
+      });
+      const again = await post('/users', body);
+      expect(again.statusCode).toBe(200);
+      expect(again.json()).toMatchObject({ id: created.id, action: 'updated', message: 'User successfully updated' });
+      const changed = await post('/users', { ...body, last_name: 'Smith' });
+      expect(changed.json()).toMatchObject({ id: created.id, action: 'updated', last_name: 'Smith' });
+      const [row] = await t.database.db.select().from(users).where(eq(users.id, created.id));
+      expect(row).toMatchObject({ organizationId: org.id, externalId: body.keycloak_id, lastName: 'Smith' });
+    });
+
+    it('accepts the key as Bearer, ApiKey and X-API-Key', async () => {
+      const org = await seedOrganization(t);
+      const key = (await orgKey(org.code)).authorization?.slice(7) as string;
+      const forms: Headers[] = [
+        { authorization: `Bearer ${key}` },
+        { authorization: `ApiKey ${key}` },
+        { 'x-api-key': key },
+      ];
+      for (const headers of forms) {
+        const res = await post('/users', person(org.code), headers);
+        expect(res.statusCode, res.body).toBe(201);
+      }
+      const platformForms: Headers[] = [{ authorization: `ApiKey ${PLATFORM_KEY}` }, { 'x-api-key': PLATFORM_KEY }];
+      for (const headers of platformForms) {
+        expect((await post('/users', person(org.code), headers)).statusCode).toBe(201);
+      }
+    });
+
+    it('answers 401 without a key or with an unknown one, 403 for a key without the provisioning scope', async () => {
+      const org = await seedOrganization(t);
+      expectProblem(await post('/users', person(org.code), {}), 401, 'not_authenticated');
+      expectProblem(
+        await post('/users', person(org.code), bearer('gh_unknownunknownunknown')),
+        401,
+        'not_authenticated',
+      );
+      expectProblem(await get(`/users?client_id=${org.code}`, { 'x-api-key': 'nope' }), 401, 'not_authenticated');
+      expectProblem(await post('/users', person(org.code), await orgKey(org.code, ['scim'])), 403, 'permission_denied');
+    });
+
+    it.each([
+      ['a missing keycloak_id', { keycloak_id: undefined }, 'keycloak_id'],
+      ['a missing email', { email: undefined }, 'email'],
+      ['a missing engagemx_client_id', { engagemx_client_id: undefined }, 'engagemx_client_id'],
+      ['an invalid email', { email: 'not-an-email' }, 'email'],
+      ['a number for a name', { first_name: 123 }, 'first_name'],
+      ['a string for is_active', { is_active: 'yes' }, 'is_active'],
+      ['an empty keycloak_id', { keycloak_id: '' }, 'keycloak_id'],
+      ['an invalid organization code', { engagemx_client_id: 'has spaces' }, 'engagemx_client_id'],
+    ])('refuses %s with 400 and a field error, writing nothing', async (_label, change, field) => {
+      const org = await seedOrganization(t);
+      const before = await snapshot();
+      const res = await post('/users', { ...person(org.code), ...change });
+      expectProblem(res, 400, 'validation_failed');
+      expect(res.json().errors).toEqual(expect.arrayContaining([expect.objectContaining({ field })]));
+      expect(await snapshot()).toBe(before);
+    });
+
+    it('refuses a body that is not JSON or not an object with 400', async () => {
+      expectProblem(
+        await t.request({
+          method: 'POST',
+          url: `${BASE}/users`,
+          headers: { ...platform, 'content-type': 'application/json' },
+          payload: '{"keycloak_id": ',
+        }),
+        400,
+        'validation_failed',
+      );
+      expectProblem(await post('/users', [person('x')]), 400, 'validation_failed');
+    });
+
+    it('lets a platform key create the organization a body names', async () => {
+      const code = unique('client_');
+      const res = await post('/users', person(code));
+      expect(res.statusCode, res.body).toBe(201);
+      const [org] = await t.database.db.select().from(organizations).where(eq(organizations.code, code));
+      expect(org).toMatchObject({ code, isActive: true });
+      const list = await get(`/users?client_id=${code}`);
+      expect(list.json()).toMatchObject({ client_id: code, count: 1 });
+    });
+
+    it('answers 409 email_taken for an address another user of the organization has, in any case', async () => {
+      const org = await seedOrganization(t);
+      const first = person(org.code);
+      await post('/users', first);
+      const res = await post('/users', person(org.code, { email: first.email.toUpperCase() }));
+      expectProblem(res, 409, 'email_taken');
+      // The same address in another organization is another account.
+      const other = await seedOrganization(t);
+      expect((await post('/users', person(other.code, { email: first.email }))).statusCode).toBe(201);
+    });
+
+    it('does not move a user to another organization (409 organization_mismatch)', async () => {
+      const a = await seedOrganization(t);
+      const b = await seedOrganization(t);
+      const body = person(a.code);
+      await post('/users', body);
+      expectProblem(await post('/users', { ...body, engagemx_client_id: b.code }), 409, 'organization_mismatch');
+    });
+
+    it('deactivates with is_active false (ending sessions) and reactivates with is_active true', async () => {
+      const org = await seedOrganization(t);
+      const body = person(org.code);
+      const { id } = (await post('/users', body)).json();
+      const [row] = await t.database.db.select().from(users).where(eq(users.id, id));
+      await t.database.db
+        .update(users)
+        .set({ passwordHash: (await seedUser(t, org.id)).passwordHash })
+        .where(eq(users.id, id));
+      const client = await loginAs(t, { ...(row as typeof users.$inferSelect) });
+      expect((await client.get('/api/v1/users/profile/')).statusCode).toBe(200);
+
+      const off = await post('/users', { ...body, is_active: false });
+      expect(off.json()).toMatchObject({ action: 'updated', is_active: false });
+      expect((await client.get('/api/v1/users/profile/')).statusCode).toBe(401);
+      const open = await t.database.db.select().from(sessions).where(eq(sessions.userId, id));
+      expect(open.every((s) => s.revokedAt !== null)).toBe(true);
+
+      const on = await post('/users', body);
+      expect(on.json()).toMatchObject({ action: 'updated', is_active: true });
+    });
+
+    it('mails an invitation to set a password with send_invite: true, in the same transaction', async () => {
+      const org = await seedOrganization(t);
+      const body = person(org.code, { send_invite: true });
+      const res = await post('/users', body);
+      expect(res.statusCode, res.body).toBe(201);
+      expect(res.json()).toMatchObject({ invited: true });
+      const mails = await t.database.db.select().from(mailOutbox).where(eq(mailOutbox.toAddress, body.email));
+      expect(mails).toHaveLength(1);
+      expect(mails[0]?.subject).toBe('Set your password');
+    });
+  });
+
+  describe('organization-scoped keys', () => {
+    it('refuses a body naming another organization with 403, and reaches no user outside with 404', async () => {
+      const a = await seedOrganization(t);
+      const b = await seedOrganization(t);
+      const keyA = await orgKey(a.code);
+      const inB = person(b.code);
+      expect((await post('/users', inB)).statusCode).toBe(201);
+
+      expectProblem(await post('/users', person(b.code), keyA), 403, 'organization_forbidden');
+      // Naming a nonexistent organization is the same refusal: nothing about it is told.
+      expectProblem(await post('/users', person(unique('nope-')), keyA), 403, 'organization_forbidden');
+      // B's user by keycloak_id: 404 for reads and writes alike.
+      expectProblem(await get(`/users/${inB.keycloak_id}`, keyA), 404, 'user_not_found');
+      expectProblem(await put(`/users/${inB.keycloak_id}/deactivate`, keyA), 404, 'user_not_found');
+      expectProblem(await post('/users', { ...inB, engagemx_client_id: a.code }, keyA), 404, 'user_not_found');
+      expectProblem(await get(`/users?client_id=${b.code}`, keyA), 404, 'organization_not_found');
+      const bulk = await post('/users/bulk', [inB, { ...inB, engagemx_client_id: a.code }, person(a.code)], keyA);
+      expect(bulk.json()).toMatchObject({
+        success_count: 1,
+        error_count: 2,
+        errors: [
+          { index: 0, keycloak_id: inB.keycloak_id, code: 'organization_forbidden', status: 403 },
+          { index: 1, keycloak_id: inB.keycloak_id, code: 'user_not_found', status: 404 },
+        ],
+      });
+      const [still] = await t.database.db.select().from(users).where(eq(users.externalId, inB.keycloak_id));
+      expect(still).toMatchObject({ organizationId: b.id, status: 'active', email: inB.email });
+
+      // Its own organization works.
+      const own = person(a.code);
+      expect((await post('/users', own, keyA)).statusCode).toBe(201);
+      expect((await get(`/users/${own.keycloak_id}`, keyA)).statusCode).toBe(200);
+      expect((await get(`/users?client_id=${a.code}`, keyA)).json().count).toBe(2);
+    });
+  });
+
+  describe('POST /users/bulk', () => {
+    it('writes valid items, reports each refused one, and counts both', async () => {
+      const org = await seedOrganization(t);
+      const existing = person(org.code);
+      const { id: existingId } = (await post('/users', existing)).json();
+      const fresh = person(org.code);
+      const body = [
+        fresh,
+        { ...existing, first_name: 'Jane' },
+        { ...person(org.code), email: 'broken' },
+        { ...person(org.code), email: fresh.email.toUpperCase() },
+        'not an object',
+        { ...fresh, last_name: 'Again' },
+      ];
+      const res = await post('/users/bulk', body);
+      expect(res.statusCode, res.body).toBe(200);
+      const answer = res.json();
+      expect(answer).toMatchObject({ success_count: 2, error_count: 4 });
+      expect(answer.users).toEqual([
+        {
+          id: expect.any(String),
+          keycloak_id: fresh.keycloak_id,
+          email: fresh.email,
+          action: 'created',
+          message: 'User successfully created',
+        },
+        {
+          id: existingId,
+          keycloak_id: existing.keycloak_id,
+          email: existing.email,
+          action: 'updated',
+          message: 'User successfully updated',
+        },
+      ]);
+      expect(answer.errors).toEqual([
+        expect.objectContaining({
+          index: 2,
+          keycloak_id: body[2] && (body[2] as { keycloak_id: string }).keycloak_id,
+          code: 'validation_failed',
+          error: expect.stringContaining('email'),
+        }),
+        expect.objectContaining({ index: 3, code: 'email_taken', status: 409 }),
+        expect.objectContaining({ index: 4, keycloak_id: null, code: 'validation_failed' }),
+        expect.objectContaining({ index: 5, keycloak_id: fresh.keycloak_id, code: 'duplicate_in_request' }),
+      ]);
+      const [kept] = await t.database.db.select().from(users).where(eq(users.externalId, fresh.keycloak_id));
+      expect(kept?.lastName).toBe('Doe');
+      const [jane] = await t.database.db.select().from(users).where(eq(users.id, existingId));
+      expect(jane?.firstName).toBe('Jane');
+    });
+
+    it('writes more than one batch in one call', async () => {
+      const org = await seedOrganization(t);
+      const body = Array.from({ length: 2500 }, () => person(org.code));
+      const res = await post('/users/bulk', body);
+      expect(res.json()).toMatchObject({ success_count: 2500, error_count: 0 });
+      const again = await post(
+        '/users/bulk',
+        body.map((b) => ({ ...b, last_name: 'Second' })),
+      );
+      expect(again.json().users.every((u: { action: string }) => u.action === 'updated')).toBe(true);
+      const list = await get(`/users?client_id=${org.code}`);
+      expect(list.json().count).toBe(2500);
+      expect(list.json().users.every((u: { last_name: string }) => u.last_name === 'Second')).toBe(true);
+    });
+
+    it('refuses a body that is not an array with 400', async () => {
+      expectProblem(await post('/users/bulk', { users: [] }), 400, 'validation_failed');
+      expectProblem(await post('/users/bulk', person('x')), 400, 'validation_failed');
+    });
+
+    it('answers an empty array with zero counts', async () => {
+      expect((await post('/users/bulk', [])).json()).toEqual({
+        success_count: 0,
+        error_count: 0,
+        users: [],
+        errors: [],
+      });
+    });
+  });
+
+  describe('dry runs', () => {
+    it('answers what a single upsert would do, with changes, and writes nothing', async () => {
+      const org = await seedOrganization(t);
+      const body = person(org.code);
+      const before = await snapshot();
+      const plan = await post('/users?dry_run=true', body);
+      expect(plan.statusCode).toBe(201);
+      expect(plan.json()).toMatchObject({
+        id: null,
+        action: 'created',
+        dry_run: true,
+        message: 'User would be created',
+      });
+      expect(plan.json().changes).toEqual(
+        expect.arrayContaining([
+          { field: 'email', from: null, to: body.email },
+          { field: 'keycloak_id', from: null, to: body.keycloak_id },
+        ]),
+      );
+      expect(await snapshot()).toBe(before);
+
+      const { id } = (await post('/users', body)).json();
+      const unchanged = await post('/users?dry_run=true', body);
+      expect(unchanged.statusCode).toBe(200);
+      expect(unchanged.json()).toMatchObject({ id, action: 'updated', changes: [] });
+      const changed = await post('/users?dry_run=true', { ...body, last_name: 'Smith', is_active: false });
+      expect(changed.json().changes).toEqual([
+        { field: 'last_name', from: 'Doe', to: 'Smith' },
+        { field: 'is_active', from: true, to: false },
+      ]);
+      // Refusals are the same as for real.
+      expectProblem(await post('/users?dry_run=true', { ...person(org.code), email: body.email }), 409, 'email_taken');
+    });
+
+    it('plans a bulk call item by item, including organizations to create, and writes nothing', async () => {
+      const org = await seedOrganization(t);
+      const existing = person(org.code);
+      await post('/users', existing);
+      const newOrg = unique('client_');
+      const body = [person(newOrg), existing, { ...existing, email: 'x' }, { ...existing, first_name: 'Jo' }];
+      const before = await snapshot();
+      const plan = await post('/users/bulk?dry_run=true', body);
+      expect(plan.json()).toMatchObject({
+        dry_run: true,
+        success_count: 2,
+        error_count: 2,
+        users: [
+          { id: null, action: 'created', message: 'User would be created' },
+          { action: 'updated', changes: [] },
+        ],
+        errors: [
+          { index: 2, code: 'validation_failed' },
+          { index: 3, code: 'duplicate_in_request' },
+        ],
+      });
+      expect(plan.json().users[0].changes).toEqual(
+        expect.arrayContaining([{ field: 'engagemx_client_id', from: null, to: newOrg }]),
+      );
+      expect(await snapshot()).toBe(before);
+      // And the plan is what happens.
+      const applied = await post('/users/bulk', body);
+      expect(applied.json()).toMatchObject({ success_count: 2, error_count: 2 });
+      expect(applied.json().users.map((u: { action: string }) => u.action)).toEqual(['created', 'updated']);
+    });
+  });
+
+  describe('GET /users/{keycloak_id}', () => {
+    it('answers the user with timestamps, 404 when absent', async () => {
+      const org = await seedOrganization(t);
+      const body = person(org.code);
+      const { id } = (await post('/users', body)).json();
+      const res = await get(`/users/${body.keycloak_id}`);
+      expect(res.json()).toEqual({
+        id,
+        keycloak_id: body.keycloak_id,
+        email: body.email,
+        first_name: 'John',
+        last_name: 'Doe',
+        engagemx_client_id: org.code,
+        is_active: true,
+        created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+        updated_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      });
+      expectProblem(await get(`/users/${unique('absent-')}`), 404, 'user_not_found');
+    });
+  });
+
+  describe('PUT /users/{keycloak_id}/deactivate', () => {
+    it('deactivates, ends sessions, and answers the same when repeated', async () => {
+      const org = await seedOrganization(t);
+      const seeded = await seedUser(t, org.id, { externalId: unique('kc-') });
+      const client = await loginAs(t, seeded);
+      expect((await client.get('/api/v1/users/profile/')).statusCode).toBe(200);
+
+      const res = await put(`/users/${seeded.externalId}/deactivate`);
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json()).toEqual({
+        message: 'User successfully deactivated',
+        action: 'deactivated',
+        timestamp: expect.stringMatching(/Z$/),
+        user: { id: seeded.id, email: seeded.email, is_active: false },
+      });
+      expect((await client.get('/api/v1/users/profile/')).statusCode).toBe(401);
+      const again = await put(`/users/${seeded.externalId}/deactivate`);
+      expect(again.statusCode).toBe(200);
+      expect(again.json()).toMatchObject({ action: 'deactivated', user: { id: seeded.id, is_active: false } });
+      expectProblem(await put(`/users/${unique('absent-')}/deactivate`), 404, 'user_not_found');
+    });
+
+    it('takes an empty body sent as application/json', async () => {
+      const org = await seedOrganization(t);
+      const body = person(org.code);
+      await post('/users', body);
+      const res = await t.request({
+        method: 'PUT',
+        url: `${BASE}/users/${body.keycloak_id}/deactivate`,
+        headers: { ...platform, 'content-type': 'application/json', 'content-length': '0' },
+      });
+      expect(res.statusCode, res.body).toBe(200);
+    });
+  });
+
+  describe('GET /users?client_id=', () => {
+    it('lists the organization users, 404 for an unknown client, 400 without client_id', async () => {
+      const org = await seedOrganization(t);
+      const a = person(org.code);
+      const b = person(org.code, { is_active: false });
+      await post('/users/bulk', [a, b]);
+      const res = await get(`/users?client_id=${org.code}`);
+      expect(res.json()).toEqual({
+        client_id: org.code,
+        count: 2,
+        users: [
+          expect.objectContaining({
+            keycloak_id: a.keycloak_id,
+            email: a.email,
+            engagemx_client_id: org.code,
+            is_active: true,
+          }),
+          expect.objectContaining({ keycloak_id: b.keycloak_id, is_active: false }),
+        ],
+      });
+      expectProblem(await get(`/users?client_id=${unique('none-')}`), 404, 'organization_not_found');
+      expectProblem(await get('/users'), 400, 'validation_failed');
+    });
+  });
+
+  describe('one user for every API', () => {
+    it('shows a provisioned user in the admin API and an admin-created user here', async () => {
+      const admin = await superuserClient(t);
+      const org = await seedOrganization(t);
+      const body = person(org.code);
+      const { id } = (await post('/users', body)).json();
+      const viaAdmin = await admin.get(`/api/v1/users/${id}`);
+      expect(viaAdmin.json()).toMatchObject({
+        id,
+        external_id: body.keycloak_id,
+        email: body.email,
+        organization: org.code,
+      });
+
+      const externalId = unique('kc-');
+      const created = await admin.post('/api/v1/users', {
+        email: `${externalId}@example.com`,
+        organization: org.code,
+        external_id: externalId,
+      });
+      expect(created.statusCode, created.body).toBe(201);
+      const here = await get(`/users/${externalId}`);
+      expect(here.json()).toMatchObject({ id: created.json().id, engagemx_client_id: org.code });
+      const upsert = await post(
+        '/users',
+        person(org.code, { keycloak_id: externalId, email: `${externalId}@example.com` }),
+      );
+      expect(upsert.json()).toMatchObject({ id: created.json().id, action: 'updated' });
+      expect((await admin.get(`/api/v1/users/${created.json().id}`)).json()).toMatchObject({ first_name: 'John' });
+    });
+  });
+
+  describe('audit', () => {
+    it('records one event per user written and one per call, in the same transaction', async () => {
+      const org = await seedOrganization(t);
+      const existing = person(org.code);
+      await post('/users', existing);
+      const fresh = person(org.code);
+      const changed = { ...existing, first_name: 'Jane' };
+      const before = await t.database.db.select().from(activities).where(eq(activities.organizationId, org.id));
+      await post('/users/bulk', [fresh, changed, { ...existing, email: 'bad' }]);
+      const after = await t.database.db.select().from(activities).where(eq(activities.organizationId, org.id));
+      const added = after.filter((a) => !before.some((b) => b.id === a.id));
+      expect(added.map((a) => a.activityType).sort()).toEqual(['user.created', 'user.updated']);
+      const calls = await t.database.db
+        .select()
+        .from(activities)
+        .where(eq(activities.activityType, 'provisioning.users.upsert'));
+      expect(calls.length).toBeGreaterThanOrEqual(2);
+      const deact = await put(`/users/${fresh.keycloak_id}/deactivate`);
+      expect(deact.statusCode).toBe(200);
+      const events = await t.database.db.select().from(activities).where(eq(activities.organizationId, org.id));
+      expect(events.map((e) => e.activityType)).toEqual(
+        expect.arrayContaining(['user.deactivated', 'provisioning.user.deactivate']),
+      );
+      // A dry run records nothing.
+      const count = (await t.database.db.select().from(activities)).length;
+      await post('/users/bulk?dry_run=true', [person(org.code)]);
+      expect((await t.database.db.select().from(activities)).length).toBe(count);
+    });
+  });
+
+  describe('concurrency', () => {
+    it('leaves exactly one user after 20 parallel upserts of one keycloak_id', async () => {
+      const org = await seedOrganization(t);
+      const body = person(org.code);
+      const answers = await Promise.all(Array.from({ length: 20 }, () => post('/users', body)));
+      const statuses = answers.map((a) => a.statusCode);
+      expect(
+        statuses.every((s) => s === 200 || s === 201),
+        JSON.stringify(answers.map((a) => a.body)),
+      ).toBe(true);
+      expect(statuses.filter((s) => s === 201)).toHaveLength(1);
+      expect(new Set(answers.map((a) => a.json().id)).size).toBe(1);
+      const rows = await t.database.db.select().from(users).where(eq(users.externalId, body.keycloak_id));
+      expect(rows).toHaveLength(1);
+    });
+
+    it('keeps parallel bulk calls over the same users consistent', async () => {
+      const org = await seedOrganization(t);
+      const body = Array.from({ length: 50 }, () => person(org.code));
+      const answers = await Promise.all(Array.from({ length: 5 }, () => post('/users/bulk', body)));
+      for (const a of answers) expect(a.json(), a.body).toMatchObject({ success_count: 50, error_count: 0 });
+      const list = await get(`/users?client_id=${org.code}`);
+      expect(list.json().count).toBe(50);
+    });
+  });
+});
+
+describe('bulk limits', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ PROVISIONING_API_KEY: PLATFORM_KEY, BULK_MAX_ITEMS: '3', BODY_LIMIT: '2048' });
+  });
+  afterAll(() => t.close());
+
+  const bulk = (payload: unknown) =>
+    t.request({ method: 'POST', url: `${BASE}/users/bulk`, headers: bearer(PLATFORM_KEY), payload: payload as object });
+  const item = (i: number) => ({
+    keycloak_id: `kc-limit-${i}`,
+    email: `l${i}@example.com`,
+    engagemx_client_id: 'limits',
+  });
+
+  it('answers 413 for more items than BULK_MAX_ITEMS, writing nothing', async () => {
+    const res = await bulk([item(1), item(2), item(3), item(4)]);
+    expect(res.statusCode).toBe(413);
+    expect(res.json()).toMatchObject({ code: 'too_many_items' });
+    expect(await t.database.db.select().from(users).where(eq(users.externalId, 'kc-limit-1'))).toHaveLength(0);
+    expect((await bulk([item(1), item(2), item(3)])).json()).toMatchObject({ success_count: 3 });
+  });
+
+  it('answers 413 for a body over BODY_LIMIT', async () => {
+    const res = await bulk([{ ...item(9), first_name: 'x'.repeat(3000) }]);
+    expect(res.statusCode).toBe(413);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(await t.database.db.select().from(users).where(eq(users.externalId, 'kc-limit-9'))).toHaveLength(0);
+  });
+});
