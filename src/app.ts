@@ -21,6 +21,7 @@ import { accessRoutes } from './modules/rbac/access.routes.js';
 import { catalogRoutes } from './modules/rbac/catalog.routes.js';
 import { createPermissionCheck } from './modules/rbac/effective-access.js';
 import { rolesRoutes } from './modules/rbac/roles.routes.js';
+import { scimRoutes } from './modules/scim/scim.routes.js';
 import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
@@ -116,6 +117,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(rolesRoutes);
   await app.register(accessRoutes);
   await app.register(apiKeysRoutes);
+  await app.register(scimRoutes, { prefix: '/scim/v2' });
   await app.register(activityRoutes);
   await app.register(provisioningRoutes);
 

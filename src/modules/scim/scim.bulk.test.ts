@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { scimClient } from './scim.test-client.js';
+
+const BULK = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest';
+const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
+
+const user = (name = unique('u')) => ({ schemas: [USER], userName: `${name}@example.com` });
+
+describe('SCIM Bulk', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('runs users and groups in order, resolving bulkId references', async () => {
+    const { scim } = await scimClient(t);
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        { method: 'POST', path: '/Users', bulkId: 'a', data: user() },
+        { method: 'POST', path: '/Users', bulkId: 'b', data: user() },
+        {
+          method: 'POST',
+          path: '/Groups',
+          bulkId: 'g',
+          data: { schemas: [GROUP], displayName: 'Bulk', members: [{ value: 'bulkId:a' }, { value: 'bulkId:b' }] },
+        },
+        {
+          method: 'PATCH',
+          path: '/Users/bulkId:b',
+          data: { schemas: [PATCH], Operations: [{ op: 'replace', path: 'active', value: false }] },
+        },
+        { method: 'DELETE', path: '/Users/bulkId:a' },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const ops = res.json().Operations;
+    expect(ops.map((o: { status: string }) => o.status)).toEqual(['201', '201', '201', '200', '204']);
+    const group = (await scim('GET', ops[2].location.replace('http://gatehouse.test/scim/v2', ''))).json();
+    // a was deleted afterwards, so only b remains a member.
+    expect(group.members.map((m: { value: string }) => m.value)).toEqual([ops[1].location.split('/').pop()]);
+    const b = (await scim('GET', ops[1].location.replace('http://gatehouse.test/scim/v2', ''))).json();
+    expect(b.active).toBe(false);
+  });
+
+  it('reports each failed operation with its SCIM error and goes on without failOnErrors', async () => {
+    const { scim } = await scimClient(t);
+    const dup = user();
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        { method: 'POST', path: '/Users', bulkId: '1', data: dup },
+        { method: 'POST', path: '/Users', bulkId: '2', data: { schemas: [USER] } },
+        { method: 'POST', path: '/Users', bulkId: '3', data: dup },
+        { method: 'POST', path: '/Users', bulkId: '4', data: user() },
+        { method: 'PUT', path: '/Users/00000000-0000-7000-8000-000000000000', data: user() },
+        {
+          method: 'POST',
+          path: '/Groups',
+          bulkId: '5',
+          data: { schemas: [GROUP], members: [{ value: 'bulkId:nope' }] },
+        },
+      ],
+    });
+    const ops = res.json().Operations;
+    expect(ops.map((o: { status: string }) => o.status)).toEqual(['201', '400', '409', '201', '404', '400']);
+    expect(ops[1].response).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidValue' });
+    expect(ops[2].response).toMatchObject({ scimType: 'uniqueness' });
+  });
+
+  it('stops after failOnErrors errors and writes nothing after them', async () => {
+    const { scim } = await scimClient(t);
+    const later = user();
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      failOnErrors: 1,
+      Operations: [
+        { method: 'POST', path: '/Users', bulkId: '1', data: user() },
+        { method: 'POST', path: '/Users', bulkId: '2', data: { schemas: [USER], userName: 'no-email' } },
+        { method: 'POST', path: '/Users', bulkId: '3', data: later },
+      ],
+    });
+    expect(res.json().Operations.map((o: { status: string }) => o.status)).toEqual(['201', '400']);
+    const found = (await scim('GET', `/Users?filter=${encodeURIComponent(`userName eq "${later.userName}"`)}`)).json();
+    expect(found.totalResults).toBe(0);
+  });
+
+  it('refuses a malformed bulk request as a whole', async () => {
+    const { scim } = await scimClient(t);
+    for (const body of [
+      { Operations: [] },
+      { schemas: [BULK], Operations: [] },
+      { schemas: [BULK], Operations: [{ method: 'GET', path: '/Users' }] },
+      { schemas: [BULK], Operations: [{ method: 'POST', path: '/Users', data: user() }] },
+      { schemas: [BULK], failOnErrors: 0, Operations: [{ method: 'DELETE', path: '/Users/x' }] },
+    ]) {
+      const res = await scim('POST', '/Bulk', body);
+      expect(res.statusCode, JSON.stringify(body)).toBe(400);
+      expect(res.json()).toMatchObject({ schemas: [ERROR], status: '400' });
+    }
+    const tooMany = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: Array.from({ length: 1001 }, (_, i) => ({ method: 'DELETE', path: `/Users/${i}` })),
+    });
+    expect(tooMany.statusCode).toBe(413);
+    expect(tooMany.json()).toMatchObject({ schemas: [ERROR], status: '413' });
+  });
+});

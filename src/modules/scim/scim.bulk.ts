@@ -1,0 +1,308 @@
+import type { ProvisionItem } from '../provisioning/provisioning.service.js';
+import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
+import { ScimError, scimErrors, toScimError } from './scim.errors.js';
+import { createScimGroup, deleteScimGroup, groupVersion, patchScimGroup, replaceScimGroup } from './scim.groups.js';
+import { applyPatch, readPatchBody } from './scim.patch.js';
+import { fromScimUser, toScimUser, userVersion } from './scim.user-mapping.js';
+import { loadUsers, provisionItemOf, provisionScimUsers, type WriteContext } from './scim.user-writes.js';
+import { assertVersion, deleteScimUser, normaliseActive } from './scim.users.js';
+
+/**
+ * RFC 7644 §3.7 Bulk. Operations run in order; `bulkId:` references (in paths and data) are
+ * replaced by the ids of resources created earlier in the request. Consecutive user writes
+ * (POST /Users, PUT and PATCH /Users/{id}) that reference no bulkId go to the provisioning core as
+ * one set-based call, which is what makes a large bulk fast. With `failOnErrors` = n, processing
+ * stops once n operations failed: a batch is first planned (the core's dry run), so operations
+ * after the n-th error are never written.
+ */
+
+export const BULK_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest';
+export const BULK_RESPONSE_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkResponse';
+
+interface BulkOperation {
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  bulkId: string | undefined;
+  path: string;
+  data: unknown;
+  version: string | undefined;
+}
+
+interface BulkResult {
+  method: string;
+  bulkId?: string;
+  location?: string;
+  version?: string;
+  status: string;
+  response?: unknown;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnErrors: number | undefined } {
+  if (!isObject(body)) throw scimErrors.invalidSyntax('The body must be a BulkRequest object.');
+  if (!Array.isArray(body.schemas) || !body.schemas.includes(BULK_REQUEST_SCHEMA)) {
+    throw scimErrors.invalidSyntax(`"schemas" must be ["${BULK_REQUEST_SCHEMA}"].`);
+  }
+  const failOnErrors = body.failOnErrors;
+  if (failOnErrors !== undefined && (!Number.isInteger(failOnErrors) || (failOnErrors as number) < 1)) {
+    throw scimErrors.invalidValue('"failOnErrors" must be a positive integer.');
+  }
+  const raw = body.Operations;
+  if (!Array.isArray(raw) || raw.length === 0)
+    throw scimErrors.invalidSyntax('"Operations" must be a non-empty array.');
+  if (raw.length > MAX_BULK_OPERATIONS) {
+    throw new ScimError(
+      413,
+      undefined,
+      `A bulk request takes at most ${MAX_BULK_OPERATIONS} operations.`,
+      'too_many_operations',
+    );
+  }
+  const seen = new Set<string>();
+  const operations = raw.map((op, i): BulkOperation => {
+    if (!isObject(op)) throw scimErrors.invalidSyntax(`Operation ${i} must be an object.`);
+    const method = typeof op.method === 'string' ? op.method.toUpperCase() : '';
+    if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH' && method !== 'DELETE') {
+      throw scimErrors.invalidSyntax(`Operation ${i}: "method" must be POST, PUT, PATCH or DELETE.`);
+    }
+    if (typeof op.path !== 'string' || !op.path.startsWith('/')) {
+      throw scimErrors.invalidSyntax(`Operation ${i}: "path" must be a path such as "/Users".`);
+    }
+    const bulkId = op.bulkId;
+    if (bulkId !== undefined && (typeof bulkId !== 'string' || bulkId === '')) {
+      throw scimErrors.invalidSyntax(`Operation ${i}: "bulkId" must be a non-empty string.`);
+    }
+    if (method === 'POST' && bulkId === undefined)
+      throw scimErrors.invalidSyntax(`Operation ${i}: POST needs a "bulkId".`);
+    if (typeof bulkId === 'string') {
+      if (seen.has(bulkId)) throw scimErrors.invalidSyntax(`bulkId "${bulkId}" is used twice.`);
+      seen.add(bulkId);
+    }
+    if (op.version !== undefined && typeof op.version !== 'string') {
+      throw scimErrors.invalidSyntax(`Operation ${i}: "version" must be a string.`);
+    }
+    return { method, bulkId, path: op.path, data: op.data, version: op.version as string | undefined };
+  });
+  return { operations, failOnErrors: failOnErrors as number | undefined };
+}
+
+function errorResult(op: BulkOperation, err: unknown): BulkResult {
+  const { status, document } = toScimError(err);
+  return {
+    method: op.method,
+    ...(op.bulkId ? { bulkId: op.bulkId } : {}),
+    status: String(status),
+    response: document,
+  };
+}
+
+function mentionsBulkId(value: unknown): boolean {
+  if (typeof value === 'string') return value.startsWith('bulkId:');
+  if (Array.isArray(value)) return value.some(mentionsBulkId);
+  if (isObject(value)) return Object.values(value).some(mentionsBulkId);
+  return false;
+}
+
+/** Replaces `bulkId:x` strings by the id created for x; an unknown one refuses the operation. */
+function resolveBulkIds(value: unknown, ids: Map<string, string>): unknown {
+  if (typeof value === 'string' && value.startsWith('bulkId:')) {
+    const id = ids.get(value.slice(7));
+    if (!id) throw scimErrors.invalidValue(`"${value}" names no resource created earlier in this request.`);
+    return id;
+  }
+  if (Array.isArray(value)) return value.map((v) => resolveBulkIds(v, ids));
+  if (isObject(value)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = resolveBulkIds(v, ids);
+    return out;
+  }
+  return value;
+}
+
+function resolvePath(path: string, ids: Map<string, string>): { type: 'Users' | 'Groups'; id: string | undefined } {
+  const match = /^\/(Users|Groups)(?:\/([^/]+))?\/?$/.exec(path);
+  if (!match) throw scimErrors.invalidPath(`"${path}" is not /Users, /Users/{id}, /Groups or /Groups/{id}.`);
+  const raw = match[2];
+  const id = raw?.startsWith('bulkId:') ? (resolveBulkIds(raw, ids) as string) : raw;
+  return { type: match[1] as 'Users' | 'Groups', id };
+}
+
+/** Whether an operation can join a set-based user batch. */
+function batchable(op: BulkOperation): boolean {
+  if (op.method === 'DELETE' || mentionsBulkId(op.data) || op.path.includes('bulkId:')) return false;
+  return op.method === 'POST' ? /^\/Users\/?$/.test(op.path) : /^\/Users\/[^/]+\/?$/.test(op.path);
+}
+
+const BATCH = 1000;
+
+/** Runs a bulk request; answers the BulkResponse. */
+export async function scimBulk(ctx: WriteContext, body: unknown, baseUrl: string) {
+  const { operations, failOnErrors } = readBulkBody(body);
+  const ids = new Map<string, string>();
+  const results: BulkResult[] = [];
+  let errors = 0;
+  let i = 0;
+  while (i < operations.length && (failOnErrors === undefined || errors < failOnErrors)) {
+    const batch: BulkOperation[] = [];
+    const targets = new Set<string>();
+    while (i + batch.length < operations.length && batch.length < BATCH) {
+      const op = operations[i + batch.length] as BulkOperation;
+      if (!batchable(op)) break;
+      const target = op.path.split('/')[2]?.toLowerCase();
+      if (target) {
+        if (targets.has(target)) break;
+        targets.add(target);
+      }
+      batch.push(op);
+    }
+    if (batch.length > 0) {
+      const allowed = failOnErrors === undefined ? undefined : failOnErrors - errors;
+      const done = await runUserBatch(ctx, batch, ids, baseUrl, allowed);
+      results.push(...done);
+      errors += done.filter((r) => Number(r.status) >= 400).length;
+      i += batch.length;
+      if (done.length < batch.length) break;
+      continue;
+    }
+    const op = operations[i] as BulkOperation;
+    const result = await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err));
+    if (Number(result.status) >= 400) errors++;
+    results.push(result);
+    i++;
+  }
+  return { schemas: [BULK_RESPONSE_SCHEMA], Operations: results };
+}
+
+/**
+ * One set-based call for a run of user writes. Returns one result per operation performed; with
+ * `allowed` errors left, it stops at the operation that uses up the allowance.
+ */
+async function runUserBatch(
+  ctx: WriteContext,
+  batch: BulkOperation[],
+  ids: Map<string, string>,
+  baseUrl: string,
+  allowed: number | undefined,
+): Promise<BulkResult[]> {
+  const existingIds = batch.flatMap((op) => (op.method === 'POST' ? [] : [op.path.split('/')[2] as string]));
+  const current = new Map(
+    (await loadUsers(ctx.db, ctx.organizationId, existingIds.filter(isUuidLike))).map((u) => [u.id, u]),
+  );
+  const prepared: ({ item: ProvisionItem } | { error: unknown })[] = batch.map((op) => {
+    try {
+      if (op.method === 'POST') return { item: provisionItemOf(undefined, fromScimUser(op.data)) };
+      const id = (op.path.split('/')[2] as string).toLowerCase();
+      const user = current.get(id);
+      if (!user) throw scimErrors.notFound('User', id);
+      assertVersion(user, op.version);
+      if (op.method === 'PUT') return { item: provisionItemOf(user, fromScimUser(op.data)) };
+      const patched = applyPatch(toScimUser(user, undefined, baseUrl), normaliseActive(readPatchBody(op.data)));
+      return { item: provisionItemOf(user, fromScimUser(patched)) };
+    } catch (error) {
+      return { error };
+    }
+  });
+
+  let cutoff = batch.length;
+  if (allowed !== undefined) {
+    // Plan first, so nothing after the allowed number of errors is written.
+    const planned = await coreOutcomes(ctx, prepared, true);
+    let failures = 0;
+    for (let k = 0; k < batch.length; k++) {
+      if (!planned[k]?.ok) failures++;
+      if (failures >= allowed) {
+        cutoff = k + 1;
+        break;
+      }
+    }
+  }
+  const outcomes = await coreOutcomes(ctx, prepared.slice(0, cutoff), false);
+  return batch.slice(0, cutoff).map((op, k) => {
+    const outcome = outcomes[k] as CoreOutcome;
+    if (!outcome.ok) return errorResult(op, outcome.error);
+    const id = outcome.id;
+    if (op.bulkId) ids.set(op.bulkId, id);
+    return {
+      method: op.method,
+      ...(op.bulkId ? { bulkId: op.bulkId } : {}),
+      location: `${baseUrl}/Users/${id}`,
+      version: userVersion({ updatedAt: outcome.updatedAt }),
+      status: op.method === 'POST' ? '201' : '200',
+    };
+  });
+}
+
+function isUuidLike(id: string): boolean {
+  return /^[0-9a-f-]{36}$/i.test(id);
+}
+
+type CoreOutcome = { ok: true; id: string; updatedAt: Date } | { ok: false; error: unknown };
+
+async function coreOutcomes(
+  ctx: WriteContext,
+  prepared: ({ item: ProvisionItem } | { error: unknown })[],
+  dryRun: boolean,
+): Promise<CoreOutcome[]> {
+  const items: ProvisionItem[] = [];
+  const slots: number[] = [];
+  prepared.forEach((p, k) => {
+    if ('item' in p) {
+      slots.push(k);
+      items.push(p.item);
+    }
+  });
+  const outcomes = items.length > 0 ? await provisionScimUsers(ctx, items, { dryRun }) : [];
+  const out: CoreOutcome[] = prepared.map((p) => ({ ok: false, error: 'error' in p ? p.error : undefined }));
+  outcomes.forEach((o, n) => {
+    const slot = slots[n] as number;
+    out[slot] = o.ok
+      ? { ok: true, id: o.user.id ?? '', updatedAt: o.user.updatedAt ?? new Date() }
+      : { ok: false, error: o.error };
+  });
+  return out;
+}
+
+/** An operation on its own: group writes, deletes, and user writes that reference bulkIds. */
+async function runOne(
+  ctx: WriteContext,
+  op: BulkOperation,
+  ids: Map<string, string>,
+  baseUrl: string,
+): Promise<BulkResult> {
+  const { type, id } = resolvePath(op.path, ids);
+  const data = resolveBulkIds(op.data, ids);
+  const base = { method: op.method, ...(op.bulkId ? { bulkId: op.bulkId } : {}) };
+  if (op.method === 'POST' && id !== undefined) throw scimErrors.invalidPath('POST goes to /Users or /Groups.');
+  if (op.method !== 'POST' && id === undefined) throw scimErrors.invalidPath(`${op.method} needs /${type}/{id}.`);
+  const target = id as string;
+  if (op.method === 'DELETE') {
+    if (type === 'Users') await deleteScimUser(ctx, target, op.version);
+    else await deleteScimGroup(ctx, target, op.version);
+    return { ...base, status: '204' };
+  }
+  if (type === 'Groups') {
+    const group =
+      op.method === 'POST'
+        ? await createScimGroup(ctx, data)
+        : op.method === 'PUT'
+          ? await replaceScimGroup(ctx, target, data, op.version)
+          : await patchScimGroup(ctx, target, readPatchBody(data), op.version, baseUrl);
+    if (op.bulkId) ids.set(op.bulkId, group.id);
+    return {
+      ...base,
+      location: `${baseUrl}/Groups/${group.id}`,
+      version: groupVersion(group),
+      status: op.method === 'POST' ? '201' : '200',
+    };
+  }
+  const [result] = await runUserBatch(
+    ctx,
+    [{ ...op, data, path: id ? `/Users/${id}` : '/Users' }],
+    ids,
+    baseUrl,
+    undefined,
+  );
+  return result as BulkResult;
+}

@@ -1,0 +1,46 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { scimClient } from './scim.test-client.js';
+
+describe('SCIM discovery', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('describes the service provider, resource types and schemas', async () => {
+    const { scim } = await scimClient(t);
+    const spc = await scim('GET', '/ServiceProviderConfig');
+    expect(spc.statusCode).toBe(200);
+    expect(spc.headers['content-type']).toContain('application/scim+json');
+    expect(spc.json()).toMatchObject({
+      patch: { supported: true },
+      bulk: { supported: true, maxOperations: 1000 },
+      filter: { supported: true, maxResults: 1000 },
+      sort: { supported: true },
+      etag: { supported: true },
+      changePassword: { supported: false },
+    });
+    const types = (await scim('GET', '/ResourceTypes')).json();
+    expect(types.Resources.map((r: { id: string }) => r.id)).toEqual(['User', 'Group']);
+    expect((await scim('GET', '/ResourceTypes/User')).json()).toMatchObject({ endpoint: '/Users' });
+    const schemas = (await scim('GET', '/Schemas')).json();
+    expect(schemas.totalResults).toBe(3);
+    const userSchema = await scim('GET', '/Schemas/urn:ietf:params:scim:schemas:core:2.0:User');
+    expect(userSchema.json().attributes.map((a: { name: string }) => a.name)).toContain('userName');
+    expect((await scim('GET', '/Schemas/urn:nope')).statusCode).toBe(404);
+  });
+
+  it('accepts trailing slashes and plain application/json bodies', async () => {
+    const { scim } = await scimClient(t);
+    expect((await scim('GET', '/ServiceProviderConfig/')).statusCode).toBe(200);
+    const res = await t.request({
+      method: 'POST',
+      url: '/scim/v2/Groups',
+      headers: { authorization: `Bearer ${(await scimClient(t)).key}`, 'content-type': 'application/json' },
+      payload: { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Plain' },
+    });
+    expect(res.statusCode).toBe(201);
+  });
+});

@@ -1,0 +1,91 @@
+import { AppError, normaliseError } from '../../platform/http/errors.js';
+
+/** RFC 7644 §3.12: the error response schema. */
+export const SCIM_ERROR_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:Error';
+
+/** RFC 7644 §3.12 Table 9, the `scimType` values for 400 (and 409 uniqueness). */
+export type ScimType =
+  | 'invalidFilter'
+  | 'tooMany'
+  | 'uniqueness'
+  | 'mutability'
+  | 'invalidSyntax'
+  | 'invalidPath'
+  | 'noTarget'
+  | 'invalidValue'
+  | 'invalidVers'
+  | 'sensitive';
+
+/** A refusal that carries its SCIM `scimType`; elsewhere it renders as problem+json like any AppError. */
+export class ScimError extends AppError {
+  readonly scimType: ScimType | undefined;
+  constructor(status: number, scimType: ScimType | undefined, detail: string, code = scimType ?? 'scim_error') {
+    super(status, code, detail);
+    this.name = 'ScimError';
+    this.scimType = scimType;
+  }
+}
+
+export const scimErrors = {
+  invalidFilter: (detail: string) => new ScimError(400, 'invalidFilter', detail),
+  invalidSyntax: (detail: string) => new ScimError(400, 'invalidSyntax', detail),
+  invalidValue: (detail: string) => new ScimError(400, 'invalidValue', detail),
+  invalidPath: (detail: string) => new ScimError(400, 'invalidPath', detail),
+  noTarget: (detail: string) => new ScimError(400, 'noTarget', detail),
+  mutability: (detail: string) => new ScimError(400, 'mutability', detail),
+  tooMany: (detail: string) => new ScimError(400, 'tooMany', detail),
+  uniqueness: (detail: string) => new ScimError(409, 'uniqueness', detail),
+  notFound: (what: string, id: string) => new ScimError(404, undefined, `${what} ${id} not found.`, 'not_found'),
+  preconditionFailed: () =>
+    new ScimError(412, undefined, 'The resource changed: its version does not match If-Match.', 'precondition_failed'),
+  platformKey: () =>
+    new ScimError(
+      403,
+      undefined,
+      'SCIM acts within one organization: use an API key scoped to an organization, not a platform-wide key.',
+      'platform_key_refused',
+    ),
+};
+
+/** The RFC 7644 §3.12 error document. `status` is a string there. */
+export interface ScimErrorDocument {
+  schemas: [typeof SCIM_ERROR_SCHEMA];
+  status: string;
+  scimType?: ScimType;
+  detail: string;
+}
+
+/** AppError codes of other modules that have a natural scimType. */
+const SCIM_TYPE_OF_CODE: Record<string, ScimType> = {
+  validation_failed: 'invalidValue',
+  invalid_profile: 'invalidValue',
+  organization_not_found: 'invalidValue',
+};
+
+/** Renders any thrown value as a SCIM error; `unexpected` tells the caller to log it. */
+export function toScimError(err: unknown): { status: number; document: ScimErrorDocument; unexpected: boolean } {
+  const { error, unexpected } = normaliseError(err);
+  let scimType: ScimType | undefined;
+  if (error instanceof ScimError) scimType = error.scimType;
+  else if (error.status === 409) scimType = 'uniqueness';
+  else if (error.status === 400) scimType = SCIM_TYPE_OF_CODE[error.code] ?? 'invalidValue';
+  let detail = error.message;
+  if (error.errors?.length && !(error instanceof ScimError)) {
+    detail = `${detail} ${error.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`;
+  }
+  // A body that is not JSON, or not an object, is a syntax error of the request (RFC 7644 §3.12).
+  const fromBody = (err as { validationContext?: string }).validationContext === 'body';
+  if (error.code === 'validation_failed' && (fromBody || error.errors?.some((e) => e.message.includes('JSON')))) {
+    scimType = 'invalidSyntax';
+  }
+  return {
+    status: error.status,
+    unexpected,
+    document: {
+      schemas: [SCIM_ERROR_SCHEMA],
+      status: String(error.status),
+      ...(scimType ? { scimType } : {}),
+      detail,
+    },
+  };
+}

@@ -1,0 +1,201 @@
+import { and, not, or, type SQL, sql } from 'drizzle-orm';
+import { type Filter, parse } from 'scim2-parse-filter';
+import { isUuid } from '../../platform/db/columns.js';
+import { scimErrors } from './scim.errors.js';
+
+/**
+ * SCIM filters (RFC 7644 §3.4.2.2) → a Drizzle SQL condition. The expression is parsed by
+ * scim2-parse-filter; every value it holds reaches the database as a bound parameter. Attribute
+ * paths are looked up in a fixed map per resource type, so only known column expressions are ever
+ * written into the statement; an unknown attribute is refused with 400 invalidFilter.
+ */
+
+/** How one filterable attribute reads from the database. */
+export type FilterAttribute =
+  /** Text; `caseExact: false` compares lower-cased (RFC 7643 §2.2 caseExact). */
+  | { type: 'string'; expr: SQL; caseExact: boolean; within?: (condition: SQL) => SQL }
+  | { type: 'boolean'; expr: SQL }
+  | { type: 'dateTime'; expr: SQL }
+  /** A uuid column: a value that is no uuid simply matches nothing. */
+  | { type: 'id'; expr: SQL; within?: (condition: SQL) => SQL }
+  /** A value every resource has (`emails.type` is always "work"): decided without the database. */
+  | { type: 'constant'; value: string | boolean };
+
+/** Resolves a normalised path (lower-case, core schema prefix removed) to its attribute. */
+export type AttributeMap = Record<string, FilterAttribute>;
+
+const CORE_PREFIXES = ['urn:ietf:params:scim:schemas:core:2.0:user:', 'urn:ietf:params:scim:schemas:core:2.0:group:'];
+export const ENTERPRISE_URN = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
+const ENTERPRISE_PREFIX = `${ENTERPRISE_URN.toLowerCase()}:`;
+
+/**
+ * Attribute names are case-insensitive (RFC 7643 §2.1). The core schema's URN may prefix a path;
+ * the enterprise extension's becomes `enterprise:`.
+ */
+export function normalisePath(path: string): string {
+  let p = path.toLowerCase();
+  for (const prefix of CORE_PREFIXES) if (p.startsWith(prefix)) p = p.slice(prefix.length);
+  if (p.startsWith(ENTERPRISE_PREFIX)) p = `enterprise:${p.slice(ENTERPRISE_PREFIX.length)}`;
+  return p;
+}
+
+/** Parses a filter expression; a syntax error is a 400 invalidFilter. */
+export function parseFilter(expression: string): Filter {
+  if (expression.length > 4096) throw scimErrors.invalidFilter('The filter is longer than 4096 characters.');
+  try {
+    return parse(expression);
+  } catch (err) {
+    throw scimErrors.invalidFilter(`The filter cannot be parsed: ${(err as Error).message}`);
+  }
+}
+
+/** Compiles a filter (text or parsed) against an attribute map. */
+export function compileFilter(filter: string | Filter, attributes: AttributeMap): SQL {
+  const ast = typeof filter === 'string' ? parseFilter(filter) : filter;
+  return compile(ast, attributes, '', 0);
+}
+
+function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+const TRUE = sql`true`;
+const FALSE = sql`false`;
+
+function compile(f: Filter, attributes: AttributeMap, prefix: string, depth: number): SQL {
+  if (depth > 50) throw scimErrors.invalidFilter('The filter is nested too deeply.');
+  switch (f.op) {
+    case 'and':
+    case 'or': {
+      const parts = f.filters.map((g) => compile(g, attributes, prefix, depth + 1));
+      return (f.op === 'and' ? and(...parts) : or(...parts)) as SQL;
+    }
+    case 'not':
+      return not(compile(f.filter, attributes, prefix, depth + 1));
+    case '[]': {
+      if (prefix) throw scimErrors.invalidFilter('Value filters cannot be nested.');
+      return sql`(${compile(f.valFilter, attributes, `${normalisePath(f.attrPath)}.`, depth + 1)})`;
+    }
+    case 'pr':
+      return present(attributeOf(attributes, prefix, f.attrPath));
+    default:
+      return compare(attributeOf(attributes, prefix, f.attrPath), f.op, f.compValue, f.attrPath);
+  }
+}
+
+function attributeOf(attributes: AttributeMap, prefix: string, path: string): FilterAttribute {
+  const key = prefix + normalisePath(path);
+  const attribute = attributes[key] ?? attributes[`${key}.value`];
+  if (!attribute) throw scimErrors.invalidFilter(`Filtering on "${path}" is not supported.`);
+  return attribute;
+}
+
+function present(a: FilterAttribute): SQL {
+  switch (a.type) {
+    case 'constant':
+      return TRUE;
+    case 'boolean':
+      return TRUE;
+    case 'string':
+      return wrap(a, sql`(${a.expr} is not null and ${a.expr} <> '')`);
+    default:
+      return wrap(a, sql`${a.expr} is not null`);
+  }
+}
+
+function wrap(a: FilterAttribute, condition: SQL): SQL {
+  return 'within' in a && a.within ? a.within(condition) : condition;
+}
+
+type Operator = 'eq' | 'ne' | 'co' | 'sw' | 'ew' | 'gt' | 'lt' | 'ge' | 'le';
+const ORDERING: Record<string, SQL> = { gt: sql`>`, ge: sql`>=`, lt: sql`<`, le: sql`<=` };
+
+function compare(a: FilterAttribute, op: Operator, value: unknown, path: string): SQL {
+  if (value === null) {
+    // RFC 7644 §3.4.2.2: null stands for "no value".
+    if (op === 'eq') return not(present(a));
+    if (op === 'ne') return present(a);
+    throw scimErrors.invalidFilter(`"${op} null" is not a comparison on "${path}".`);
+  }
+  switch (a.type) {
+    case 'constant':
+      return compareConstant(a.value, op, value, path);
+    case 'boolean': {
+      if (typeof value !== 'boolean') throw scimErrors.invalidFilter(`"${path}" compares with true or false.`);
+      if (op !== 'eq' && op !== 'ne') throw scimErrors.invalidFilter(`"${op}" does not apply to boolean "${path}".`);
+      return (op === 'eq') === value ? sql`(${a.expr})` : not(a.expr);
+    }
+    case 'dateTime': {
+      if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) {
+        throw scimErrors.invalidFilter(`"${path}" compares with a dateTime such as "2026-01-31T00:00:00Z".`);
+      }
+      const at = new Date(value).toISOString();
+      if (op === 'eq') return sql`${a.expr} = ${at}::timestamptz`;
+      if (op === 'ne') return sql`${a.expr} is distinct from ${at}::timestamptz`;
+      const ordering = ORDERING[op];
+      if (!ordering) throw scimErrors.invalidFilter(`"${op}" does not apply to dateTime "${path}".`);
+      return sql`${a.expr} ${ordering} ${at}::timestamptz`;
+    }
+    case 'id': {
+      if (typeof value !== 'string') throw scimErrors.invalidFilter(`"${path}" compares with a string.`);
+      if (op === 'eq') return isUuid(value) ? wrap(a, sql`${a.expr} = ${value.toLowerCase()}::uuid`) : FALSE;
+      if (op === 'ne') return isUuid(value) ? not(wrap(a, sql`${a.expr} = ${value.toLowerCase()}::uuid`)) : TRUE;
+      return compareText(sql`${a.expr}::text`, false, op, value, (c) => wrap(a, c));
+    }
+    case 'string': {
+      if (typeof value !== 'string') throw scimErrors.invalidFilter(`"${path}" compares with a string.`);
+      if (op === 'ne')
+        return not(sql`coalesce(${compareText(a.expr, a.caseExact, 'eq', value, (c) => wrap(a, c))}, false)`);
+      return compareText(a.expr, a.caseExact, op, value, (c) => wrap(a, c));
+    }
+  }
+}
+
+function compareText(expr: SQL, caseExact: boolean, op: Operator, value: string, within: (condition: SQL) => SQL): SQL {
+  const lhs = caseExact ? expr : sql`lower(${expr})`;
+  const param = caseExact ? value : value.toLowerCase();
+  switch (op) {
+    case 'eq':
+    case 'ne':
+      return within(sql`${lhs} = ${param}`);
+    case 'co':
+      return within(sql`${lhs} like ${`%${escapeLike(param)}%`}`);
+    case 'sw':
+      return within(sql`${lhs} collate "C" like ${`${escapeLike(param)}%`}`);
+    case 'ew':
+      return within(sql`${lhs} like ${`%${escapeLike(param)}`}`);
+    default:
+      return within(sql`${lhs} collate "C" ${ORDERING[op] as SQL} ${param}`);
+  }
+}
+
+function compareConstant(constant: string | boolean, op: Operator, value: unknown, path: string): SQL {
+  if (typeof constant === 'boolean') {
+    if (typeof value !== 'boolean' || (op !== 'eq' && op !== 'ne')) {
+      throw scimErrors.invalidFilter(`"${path}" compares with eq/ne and true or false.`);
+    }
+    return (constant === value) === (op === 'eq') ? TRUE : FALSE;
+  }
+  if (typeof value !== 'string') throw scimErrors.invalidFilter(`"${path}" compares with a string.`);
+  const c = constant.toLowerCase();
+  const v = value.toLowerCase();
+  const result =
+    op === 'eq'
+      ? c === v
+      : op === 'ne'
+        ? c !== v
+        : op === 'co'
+          ? c.includes(v)
+          : op === 'sw'
+            ? c.startsWith(v)
+            : op === 'ew'
+              ? c.endsWith(v)
+              : op === 'gt'
+                ? c > v
+                : op === 'ge'
+                  ? c >= v
+                  : op === 'lt'
+                    ? c < v
+                    : c <= v;
+  return result ? TRUE : FALSE;
+}

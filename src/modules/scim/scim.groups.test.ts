@@ -1,0 +1,171 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedUser } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { activities } from '../activity/activity.table.js';
+import { roles, userRoles } from '../rbac/rbac.table.js';
+import { scimClient } from './scim.test-client.js';
+
+const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+
+describe("SCIM Groups (the organization's roles)", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('creates a group as a role of level 1000 without grants, with members, and audits it', async () => {
+    const { org, scim } = await scimClient(t);
+    const ada = await seedUser(t, org.id);
+    const res = await scim('POST', '/Groups', {
+      schemas: [GROUP],
+      displayName: 'Engineering Team',
+      members: [{ value: ada.id }],
+    });
+    expect(res.statusCode).toBe(201);
+    const group = res.json();
+    expect(group).toMatchObject({
+      schemas: [GROUP],
+      displayName: 'Engineering Team',
+      members: [{ value: ada.id, type: 'User' }],
+      meta: { resourceType: 'Group' },
+    });
+    expect(res.headers.etag).toBe(group.meta.version);
+    const [role] = await t.database.db.select().from(roles).where(eq(roles.id, group.id));
+    expect(role).toMatchObject({ organizationId: org.id, code: 'engineering_team', level: 1000 });
+    const [held] = await t.database.db.select().from(userRoles).where(eq(userRoles.userId, ada.id));
+    expect(held).toMatchObject({ roleId: group.id, isPrimary: true });
+    const events = await t.database.db.select().from(activities).where(eq(activities.organizationId, org.id));
+    expect(events.map((e) => e.activityType).sort()).toEqual(['group.created', 'group.members_added']);
+
+    const user = (await scim('GET', `/Users/${ada.id}`)).json();
+    expect(user.groups).toEqual([expect.objectContaining({ value: group.id, display: 'Engineering Team' })]);
+  });
+
+  it('refuses a taken displayName (409 uniqueness), a missing one and members from elsewhere (400)', async () => {
+    const a = await scimClient(t);
+    const b = await scimClient(t);
+    const stranger = await seedUser(t, b.org.id);
+    expect((await a.scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Ops' })).statusCode).toBe(201);
+    const dup = await a.scim('POST', '/Groups', { schemas: [GROUP], displayName: 'ops' });
+    expect(dup.statusCode).toBe(409);
+    expect(dup.json()).toMatchObject({ schemas: [ERROR], scimType: 'uniqueness' });
+    const noName = await a.scim('POST', '/Groups', { schemas: [GROUP] });
+    expect(noName.json()).toMatchObject({ status: '400', scimType: 'invalidValue' });
+    const foreign = await a.scim('POST', '/Groups', {
+      schemas: [GROUP],
+      displayName: 'X',
+      members: [{ value: stranger.id }],
+    });
+    expect(foreign.json()).toMatchObject({ status: '400', scimType: 'invalidValue' });
+    expect((await a.scim('GET', '/Groups?filter=displayName%20eq%20%22X%22')).json().totalResults).toBe(0);
+    // Another organization may use the same name.
+    expect((await b.scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Ops' })).statusCode).toBe(201);
+  });
+
+  it('patches membership (add, remove by value filter, replace) and the name, with If-Match', async () => {
+    const { org, scim } = await scimClient(t);
+    const [u1, u2, u3] = [await seedUser(t, org.id), await seedUser(t, org.id), await seedUser(t, org.id)];
+    const group = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: u1.id }] })
+    ).json();
+
+    const added = await scim(
+      'PATCH',
+      `/Groups/${group.id}`,
+      {
+        schemas: [PATCH],
+        Operations: [{ op: 'add', path: 'members', value: [{ value: u2.id }, { value: u3.id }] }],
+      },
+      { 'if-match': group.meta.version },
+    );
+    expect(added.statusCode).toBe(200);
+    expect(
+      added
+        .json()
+        .members.map((m: { value: string }) => m.value)
+        .sort(),
+    ).toEqual([u1.id, u2.id, u3.id].sort());
+
+    const stale = await scim(
+      'PATCH',
+      `/Groups/${group.id}`,
+      {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', path: 'displayName', value: 'Nope' }],
+      },
+      { 'if-match': group.meta.version },
+    );
+    expect(stale.statusCode).toBe(412);
+    expect(stale.json()).toMatchObject({ schemas: [ERROR], status: '412' });
+
+    const removed = await scim('PATCH', `/Groups/${group.id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'remove', path: `members[value eq "${u1.id}"]` },
+        { op: 'replace', path: 'displayName', value: 'Renamed' },
+      ],
+    });
+    expect(removed.json()).toMatchObject({ displayName: 'Renamed' });
+    expect(
+      removed
+        .json()
+        .members.map((m: { value: string }) => m.value)
+        .sort(),
+    ).toEqual([u2.id, u3.id].sort());
+
+    const azureStyle = await scim('PATCH', `/Groups/${group.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'Remove', path: 'members', value: [{ value: u2.id }] }],
+    });
+    expect(azureStyle.json().members).toEqual([expect.objectContaining({ value: u3.id })]);
+
+    const replaced = await scim('PUT', `/Groups/${group.id}`, {
+      schemas: [GROUP],
+      displayName: 'Renamed',
+      members: [{ value: u1.id }],
+    });
+    expect(replaced.json().members).toEqual([expect.objectContaining({ value: u1.id })]);
+
+    const filtered = (
+      await scim(
+        'GET',
+        `/Groups?filter=${encodeURIComponent(`members.value eq "${u1.id}"`)}&excludedAttributes=members`,
+      )
+    ).json();
+    expect(filtered).toMatchObject({ totalResults: 1, Resources: [{ id: group.id, displayName: 'Renamed' }] });
+    expect(filtered.Resources[0].members).toBeUndefined();
+  });
+
+  it('deletes a group: its role and assignments go, and it answers 404 afterwards', async () => {
+    const { org, scim } = await scimClient(t);
+    const u = await seedUser(t, org.id);
+    const group = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: u.id }] })
+    ).json();
+    expect((await scim('DELETE', `/Groups/${group.id}`)).statusCode).toBe(204);
+    expect((await scim('GET', `/Groups/${group.id}`)).statusCode).toBe(404);
+    expect(await t.database.db.select().from(userRoles).where(eq(userRoles.userId, u.id))).toEqual([]);
+  });
+
+  it("never shows or changes another organization's groups, nor global roles", async () => {
+    const a = await scimClient(t);
+    const b = await scimClient(t);
+    const theirs = (await b.scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Theirs' })).json();
+    for (const [method, body] of [
+      ['GET'],
+      ['PUT', { schemas: [GROUP], displayName: 'Mine' }],
+      ['PATCH', { schemas: [PATCH], Operations: [{ op: 'replace', path: 'displayName', value: 'Mine' }] }],
+      ['DELETE'],
+    ] as const) {
+      expect((await a.scim(method, `/Groups/${theirs.id}`, body)).statusCode, method).toBe(404);
+    }
+    const [globalRole] = await t.database.db.select().from(roles).where(eq(roles.code, 'org_admin'));
+    if (globalRole) expect((await a.scim('GET', `/Groups/${globalRole.id}`)).statusCode).toBe(404);
+    const list = (await a.scim('GET', '/Groups')).json();
+    expect(list.totalResults).toBe(0);
+  });
+});

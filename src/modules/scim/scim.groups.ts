@@ -1,0 +1,412 @@
+import { and, asc, eq, getTableColumns, inArray, ne, type SQL, sql } from 'drizzle-orm';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import type { Actor } from '../../platform/http/auth.js';
+import { type AuditEvent, recordAudits } from '../activity/audit.js';
+import { roleChanged, userRolesChanged } from '../rbac/effective-access.js';
+import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
+import { users } from '../users/users.table.js';
+import { scimErrors } from './scim.errors.js';
+import { type AttributeMap, compileFilter } from './scim.filter.js';
+import { applyPatch, type PatchOperation } from './scim.patch.js';
+import { caseless } from './scim.user-mapping.js';
+import { assertVersion, type ListQuery, type ListResult, orderOf } from './scim.users.js';
+
+/**
+ * SCIM Groups are the organization's own roles (RFC 7643 §4.2 ↔ seed 002 roles). Members are the
+ * role's holders (user_roles). A group created through SCIM becomes a role of level 1000 (the least
+ * powerful) with no grants: it gives nothing until an administrator grants it permissions or
+ * modules, so a SCIM client can never hand out power by itself, only membership of roles that
+ * administrators defined. Global roles (built-in and platform ones) are not groups and cannot be
+ * reached through SCIM. displayName ↔ role name (unique within the organization, case-insensitive);
+ * the role code is derived from the displayName at creation and then kept. Group `externalId` is
+ * not stored.
+ */
+
+export const GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+/** The level of a role created through SCIM: the bottom of the delegation ladder. */
+export const SCIM_GROUP_LEVEL = 1000;
+
+export interface GroupMember {
+  userId: string;
+  display: string;
+}
+
+export type GroupWithMembers = Role & { members: GroupMember[] | undefined };
+
+/** Weak ETag of a group; membership changes move the role's updated_at too. */
+export function groupVersion(role: { updatedAt: Date }): string {
+  return `W/"${role.updatedAt.getTime().toString(36)}"`;
+}
+
+export function toScimGroup(group: GroupWithMembers, baseUrl: string) {
+  return {
+    schemas: [GROUP_SCHEMA],
+    id: group.id,
+    displayName: group.name,
+    ...(group.members
+      ? {
+          members: group.members.map((m) => ({
+            value: m.userId,
+            display: m.display,
+            type: 'User',
+            $ref: `${baseUrl}/Users/${m.userId}`,
+          })),
+        }
+      : {}),
+    meta: {
+      resourceType: 'Group',
+      created: group.createdAt.toISOString(),
+      lastModified: group.updatedAt.toISOString(),
+      location: `${baseUrl}/Groups/${group.id}`,
+      version: groupVersion(group),
+    },
+  };
+}
+
+const hasMember = (condition: SQL) =>
+  sql`exists (select 1 from ${userRoles} ur where ur.role_id = ${roles.id} and ${condition})`;
+
+export const GROUP_FILTER_ATTRIBUTES: AttributeMap = {
+  id: { type: 'id', expr: sql`${roles.id}` },
+  displayname: { type: 'string', expr: sql`${roles.name}`, caseExact: false },
+  'members.value': { type: 'id', expr: sql`ur.user_id`, within: hasMember },
+  'meta.created': { type: 'dateTime', expr: sql`${roles.createdAt}` },
+  'meta.lastmodified': { type: 'dateTime', expr: sql`${roles.updatedAt}` },
+  'meta.resourcetype': { type: 'constant', value: 'Group' },
+};
+
+const GROUP_SORT_KEYS: Record<string, SQL> = {
+  id: sql`${roles.id}`,
+  displayname: sql`lower(${roles.name}) collate "C"`,
+  'meta.created': sql`${roles.createdAt}`,
+  'meta.lastmodified': sql`${roles.updatedAt}`,
+};
+
+/** Members of these roles, by role. */
+async function membersOf(db: DbOrTx, roleIds: string[]): Promise<Map<string, GroupMember[]>> {
+  const out = new Map<string, GroupMember[]>();
+  for (const id of roleIds) out.set(id, []);
+  if (roleIds.length === 0) return out;
+  const rows = await db
+    .select({ roleId: userRoles.roleId, userId: userRoles.userId, username: users.username, email: users.email })
+    .from(userRoles)
+    .innerJoin(users, eq(users.id, userRoles.userId))
+    .where(inArray(userRoles.roleId, roleIds))
+    .orderBy(asc(userRoles.userId));
+  for (const r of rows) out.get(r.roleId)?.push({ userId: r.userId, display: r.username ?? r.email });
+  return out;
+}
+
+/** A page of the organization's groups matching the filter, with the total. */
+export async function listScimGroups(
+  db: DbOrTx,
+  organizationId: string,
+  query: ListQuery,
+  withMembers: boolean,
+): Promise<ListResult<GroupWithMembers>> {
+  const where = and(
+    eq(roles.organizationId, organizationId),
+    query.filter ? compileFilter(query.filter, GROUP_FILTER_ATTRIBUTES) : undefined,
+  );
+  const countAll = async () => {
+    const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(roles).where(where);
+    return row?.n ?? 0;
+  };
+  if (query.count === 0) return { total: await countAll(), rows: [] };
+  const rows = await db
+    .select({ role: getTableColumns(roles), total: sql<number>`count(*) over ()::int` })
+    .from(roles)
+    .where(where)
+    .orderBy(...orderOf(GROUP_SORT_KEYS, sql`${roles.id}`, query))
+    .limit(query.count)
+    .offset(query.startIndex - 1);
+  const first = rows[0];
+  if (!first) return { total: query.startIndex > 1 ? await countAll() : 0, rows: [] };
+  const members = withMembers
+    ? await membersOf(
+        db,
+        rows.map((r) => r.role.id),
+      )
+    : undefined;
+  return {
+    total: first.total,
+    rows: rows.map((r) => ({ ...(r.role as Role), members: members?.get(r.role.id) })),
+  };
+}
+
+async function findRoleRow(db: DbOrTx, organizationId: string, id: string, lock = false): Promise<Role> {
+  if (!isUuid(id)) throw scimErrors.notFound('Group', id);
+  const query = db
+    .select()
+    .from(roles)
+    .where(and(eq(roles.id, id), eq(roles.organizationId, organizationId)))
+    .limit(1);
+  const [row] = lock ? await query.for('update') : await query;
+  if (!row) throw scimErrors.notFound('Group', id);
+  return row;
+}
+
+/** One group of the organization with its members; 404 for anything else (global roles included). */
+export async function findScimGroup(db: DbOrTx, organizationId: string, id: string): Promise<GroupWithMembers> {
+  const role = await findRoleRow(db, organizationId, id);
+  const members = await membersOf(db, [role.id]);
+  return { ...role, members: members.get(role.id) ?? [] };
+}
+
+/** What a SCIM client sets on a group. */
+interface GroupFields {
+  displayName: string;
+  memberIds: string[];
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Reads a full Group (POST, PUT, or a patched representation). */
+export function fromScimGroup(input: unknown): GroupFields {
+  if (!isObject(input)) throw scimErrors.invalidSyntax('The body must be a SCIM Group object.');
+  const body = caseless(input);
+  const schemas = body.schemas;
+  if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(GROUP_SCHEMA))) {
+    throw scimErrors.invalidSyntax(`"schemas" must list ${GROUP_SCHEMA}.`);
+  }
+  const displayName = typeof body.displayname === 'string' ? body.displayname.trim() : '';
+  if (!displayName) throw scimErrors.invalidValue('"displayName" is required.');
+  if (displayName.length > 200) throw scimErrors.invalidValue('"displayName" is longer than 200 characters.');
+  const members = body.members ?? [];
+  if (!Array.isArray(members)) throw scimErrors.invalidValue('"members" must be an array.');
+  const memberIds = members.map((m) => {
+    const value = isObject(m) ? caseless(m).value : undefined;
+    if (typeof value !== 'string') throw scimErrors.invalidValue('Each member needs a "value" (a user id).');
+    const type = isObject(m) ? caseless(m).type : undefined;
+    if (type !== undefined && type !== 'User') throw scimErrors.invalidValue('Only users can be members of a group.');
+    return value.toLowerCase();
+  });
+  return { displayName, memberIds: [...new Set(memberIds)] };
+}
+
+/** A role code from a display name: lower-case letters, digits and underscores, unique in the organization. */
+async function codeFor(tx: DbOrTx, organizationId: string, displayName: string): Promise<string> {
+  const base =
+    displayName
+      .normalize('NFKD')
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '_')
+      .replace(/^_+|_+$/g, '')
+      .slice(0, 50) || 'group';
+  for (let n = 1; ; n++) {
+    const code = n === 1 ? base : `${base}_${n}`;
+    const [taken] = await tx
+      .select({ id: roles.id })
+      .from(roles)
+      .where(and(eq(roles.organizationId, organizationId), eq(roles.code, code)))
+      .limit(1);
+    if (!taken) return code;
+  }
+}
+
+async function assertNameFree(tx: DbOrTx, organizationId: string, displayName: string, except?: string) {
+  const [clash] = await tx
+    .select({ id: roles.id })
+    .from(roles)
+    .where(
+      and(
+        eq(roles.organizationId, organizationId),
+        sql`lower(${roles.name}) = lower(${displayName})`,
+        except ? ne(roles.id, except) : undefined,
+      ),
+    )
+    .limit(1);
+  if (clash) throw scimErrors.uniqueness(`A group named "${displayName}" already exists.`);
+}
+
+/** Checks that every member is a user of the organization (400 invalidValue otherwise). */
+async function assertMembers(tx: DbOrTx, organizationId: string, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const bad = ids.filter((id) => !isUuid(id));
+  if (bad.length === 0) {
+    const found = await tx
+      .select({ id: users.id })
+      .from(users)
+      .where(and(eq(users.organizationId, organizationId), inArray(users.id, ids)));
+    const known = new Set(found.map((f) => f.id));
+    bad.push(...ids.filter((id) => !known.has(id)));
+  }
+  if (bad.length > 0) throw scimErrors.invalidValue(`No user ${bad.slice(0, 5).join(', ')} in this organization.`);
+}
+
+/**
+ * Sets a role's members to `wanted`: adds and removes holders, keeps each user's primary role
+ * rule (the first role is primary; removing the primary promotes the most powerful remaining one),
+ * and drops the changed users' cached access in the same transaction.
+ */
+async function setMembers(tx: DbOrTx, roleId: string, wanted: string[]) {
+  const current = await tx
+    .select({ userId: userRoles.userId })
+    .from(userRoles)
+    .where(eq(userRoles.roleId, roleId))
+    .for('update');
+  const have = new Set(current.map((c) => c.userId));
+  const want = new Set(wanted);
+  const added = wanted.filter((id) => !have.has(id));
+  const removed = [...have].filter((id) => !want.has(id));
+  if (added.length > 0) {
+    await tx
+      .insert(userRoles)
+      .values(added.map((userId) => ({ userId, roleId, isPrimary: false })))
+      .onConflictDoNothing();
+  }
+  if (removed.length > 0) {
+    await tx.delete(userRoles).where(and(eq(userRoles.roleId, roleId), inArray(userRoles.userId, removed)));
+  }
+  if (added.length + removed.length > 0) await repairPrimaries(tx, [...added, ...removed]);
+  for (const id of [...added, ...removed]) await userRolesChanged(tx, id);
+  return { added, removed };
+}
+
+/** Users left with roles but no primary one get their most powerful role as primary. */
+async function repairPrimaries(tx: DbOrTx, userIds: string[]): Promise<void> {
+  await tx.execute(sql`
+    update user_roles set is_primary = true
+    from (
+      select distinct on (ur.user_id) ur.user_id, ur.role_id
+      from user_roles ur join roles r on r.id = ur.role_id
+      where ur.user_id = any(${sql.param(userIds)}::uuid[])
+        and not exists (select 1 from user_roles p where p.user_id = ur.user_id and p.is_primary)
+      order by ur.user_id, r.level, r.code
+    ) pick
+    where user_roles.user_id = pick.user_id and user_roles.role_id = pick.role_id`);
+}
+
+export interface GroupWriteContext {
+  db: Db;
+  actor: Actor;
+  organizationId: string;
+  ip?: string | null;
+  userAgent?: string | null;
+}
+
+function groupEvent(
+  ctx: GroupWriteContext,
+  type: string,
+  role: { id: string; name: string },
+  details: Record<string, unknown>,
+): AuditEvent {
+  return {
+    type,
+    category: 'authorization',
+    organizationId: ctx.organizationId,
+    actor: ctx.actor,
+    description: `SCIM ${type.split('.')[1]?.replace(/_/g, ' ')} group "${role.name}"`,
+    details: { role_id: role.id, ...details },
+    objectType: 'role',
+    objectId: role.id,
+    ip: ctx.ip ?? null,
+    userAgent: ctx.userAgent ?? null,
+    tags: ['scim'],
+  };
+}
+
+function membershipEvents(ctx: GroupWriteContext, role: Role, change: { added: string[]; removed: string[] }) {
+  const events: AuditEvent[] = [];
+  if (change.added.length > 0) events.push(groupEvent(ctx, 'group.members_added', role, { user_ids: change.added }));
+  if (change.removed.length > 0) {
+    events.push(groupEvent(ctx, 'group.members_removed', role, { user_ids: change.removed }));
+  }
+  return events;
+}
+
+/** POST /Groups: a new role of the organization, level 1000, no grants, with the given members. */
+export async function createScimGroup(ctx: GroupWriteContext, body: unknown): Promise<GroupWithMembers> {
+  const fields = fromScimGroup(body);
+  const id = await ctx.db.transaction(async (tx) => {
+    await assertNameFree(tx, ctx.organizationId, fields.displayName);
+    await assertMembers(tx, ctx.organizationId, fields.memberIds);
+    const [role] = await tx
+      .insert(roles)
+      .values({
+        organizationId: ctx.organizationId,
+        code: await codeFor(tx, ctx.organizationId, fields.displayName),
+        name: fields.displayName,
+        level: SCIM_GROUP_LEVEL,
+        description: 'Created through SCIM.',
+      })
+      .returning();
+    const created = role as Role;
+    const change = await setMembers(tx, created.id, fields.memberIds);
+    await recordAudits(tx, [
+      groupEvent(ctx, 'group.created', created, { code: created.code }),
+      ...membershipEvents(ctx, created, change),
+    ]);
+    return created.id;
+  });
+  return findScimGroup(ctx.db, ctx.organizationId, id);
+}
+
+/** PUT and PATCH: the new display name and member list of a group, written in one transaction. */
+async function rewriteGroup(
+  ctx: GroupWriteContext,
+  id: string,
+  ifMatch: string | undefined,
+  next: (current: GroupWithMembers) => GroupFields,
+): Promise<GroupWithMembers> {
+  await ctx.db.transaction(async (tx) => {
+    const role = await findRoleRow(tx, ctx.organizationId, id, true);
+    assertVersion(role, ifMatch);
+    const members = await membersOf(tx, [role.id]);
+    const fields = next({ ...role, members: members.get(role.id) ?? [] });
+    const events: AuditEvent[] = [];
+    if (fields.displayName !== role.name) {
+      await assertNameFree(tx, ctx.organizationId, fields.displayName, role.id);
+      events.push(groupEvent(ctx, 'group.updated', role, { name: { from: role.name, to: fields.displayName } }));
+    }
+    await assertMembers(tx, ctx.organizationId, fields.memberIds);
+    const change = await setMembers(tx, role.id, fields.memberIds);
+    events.push(...membershipEvents(ctx, role, change));
+    if (events.length > 0) {
+      await tx.update(roles).set({ name: fields.displayName, updatedAt: new Date() }).where(eq(roles.id, role.id));
+      await recordAudits(tx, events);
+    }
+  });
+  return findScimGroup(ctx.db, ctx.organizationId, id);
+}
+
+/** PUT /Groups/{id}. */
+export function replaceScimGroup(ctx: GroupWriteContext, id: string, body: unknown, ifMatch: string | undefined) {
+  const fields = fromScimGroup(body);
+  return rewriteGroup(ctx, id, ifMatch, () => fields);
+}
+
+/** PATCH /Groups/{id}: operations applied to the current representation (members included). */
+export function patchScimGroup(
+  ctx: GroupWriteContext,
+  id: string,
+  operations: PatchOperation[],
+  ifMatch: string | undefined,
+  baseUrl: string,
+) {
+  return rewriteGroup(ctx, id, ifMatch, (current) => {
+    const patched = applyPatch(toScimGroup(current, baseUrl), operations);
+    return fromScimGroup(patched);
+  });
+}
+
+/** DELETE /Groups/{id}: the role goes, with its assignments; former holders keep a primary role. */
+export async function deleteScimGroup(ctx: GroupWriteContext, id: string, ifMatch: string | undefined): Promise<void> {
+  await ctx.db.transaction(async (tx) => {
+    const role = await findRoleRow(tx, ctx.organizationId, id, true);
+    assertVersion(role, ifMatch);
+    if (role.isBuiltin) throw scimErrors.mutability(`Group ${role.id} is a built-in role and cannot be deleted.`);
+    const holders = await tx.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, role.id));
+    await roleChanged(tx, role.id);
+    await tx.delete(roles).where(eq(roles.id, role.id));
+    const ids = holders.map((h) => h.userId);
+    if (ids.length > 0) {
+      await repairPrimaries(tx, ids);
+      for (const userId of ids) await userRolesChanged(tx, userId);
+    }
+    await recordAudits(tx, [groupEvent(ctx, 'group.deleted', role, { code: role.code, members: ids.length })]);
+  });
+}

@@ -1,0 +1,195 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedUser } from '../../../test/seed.js';
+import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { users } from '../users/users.table.js';
+import { scimClient } from './scim.test-client.js';
+
+const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
+const LIST = 'urn:ietf:params:scim:api:messages:2.0:ListResponse';
+
+describe('SCIM list, filter, paging and sorting', () => {
+  let t: TestApp;
+  let scim: Awaited<ReturnType<typeof scimClient>>['scim'];
+  let ids: Record<string, string>;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    const client = await scimClient(t);
+    scim = client.scim;
+    const people = [
+      {
+        username: 'ada',
+        email: 'ada@example.com',
+        firstName: 'Ada',
+        lastName: 'Lovelace',
+        scimExternalId: 'E1',
+        attributes: { scim: { title: 'Countess', enterprise: { department: 'Math' } } },
+      },
+      {
+        username: 'grace',
+        email: 'grace@navy.mil',
+        firstName: 'Grace',
+        lastName: 'Hopper',
+        scimExternalId: 'E2',
+        attributes: { scim: { title: 'Admiral', enterprise: { department: 'Navy' } } },
+      },
+      {
+        username: 'alan',
+        email: 'alan@example.org',
+        firstName: 'Alan',
+        lastName: 'Turing',
+        scimExternalId: 'e3',
+        status: 'deactivated' as const,
+      },
+      {
+        username: 'edsger',
+        email: 'edsger@example.nl',
+        firstName: 'Edsger',
+        lastName: 'Dijkstra',
+        scimExternalId: null,
+      },
+      {
+        username: `o'hara"; drop table users; --`,
+        email: 'quote@example.com',
+        firstName: 'Scarlett',
+        lastName: `O'Hara`,
+      },
+    ];
+    ids = {};
+    for (const p of people) {
+      const u = await seedUser(t, client.org.id, p);
+      ids[p.firstName] = u.id;
+    }
+    // Another organization's look-alike never shows up.
+    const other = await scimClient(t);
+    await seedUser(t, other.org.id, { username: 'ada', email: 'ada@example.com', firstName: 'Ada' });
+  });
+  afterAll(() => t.close());
+
+  async function names(filter: string, extra = ''): Promise<string[]> {
+    const res = await scim('GET', `/Users?filter=${encodeURIComponent(filter)}${extra}`);
+    expect(res.statusCode, `${filter}: ${res.body}`).toBe(200);
+    const body = res.json();
+    expect(body.schemas).toEqual([LIST]);
+    return (body.Resources as { name: { givenName: string } }[]).map((r) => r.name.givenName).sort();
+  }
+
+  it('filters with every comparison operator, case-insensitively where the schema says so', async () => {
+    expect(await names('userName eq "ADA"')).toEqual(['Ada']);
+    expect(await names('userName ne "ada"')).toEqual(['Alan', 'Edsger', 'Grace', 'Scarlett']);
+    expect(await names('emails.value co "example"')).toEqual(['Ada', 'Alan', 'Edsger', 'Scarlett']);
+    expect(await names('name.familyName sw "h"')).toEqual(['Grace']);
+    expect(await names('emails ew ".org"')).toEqual(['Alan']);
+    expect(await names('userName gt "edsger"')).toEqual(['Grace', 'Scarlett']);
+    expect(await names('userName ge "edsger"')).toEqual(['Edsger', 'Grace', 'Scarlett']);
+    expect(await names('userName lt "alan"')).toEqual(['Ada']);
+    expect(await names('userName le "alan"')).toEqual(['Ada', 'Alan']);
+    expect(await names('externalId pr')).toEqual(['Ada', 'Alan', 'Grace']);
+    // externalId is caseExact.
+    expect(await names('externalId eq "e1"')).toEqual([]);
+    expect(await names('externalId eq "E1"')).toEqual(['Ada']);
+    expect(await names('active eq false')).toEqual(['Alan']);
+    expect(await names('title eq "admiral"')).toEqual(['Grace']);
+    expect(await names('urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "Math"')).toEqual([
+      'Ada',
+    ]);
+    expect(await names('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "grace"')).toEqual(['Grace']);
+    expect(await names('meta.created gt "2000-01-01T00:00:00Z"')).toHaveLength(5);
+    expect(await names('meta.lastModified lt "2000-01-01T00:00:00Z"')).toEqual([]);
+    expect(await names(`id eq "${ids.Edsger}"`)).toEqual(['Edsger']);
+    expect(await names('id eq "not-a-uuid"')).toEqual([]);
+  });
+
+  it('combines with and, or, not, grouping and value paths', async () => {
+    expect(await names('userName sw "a" and active eq true')).toEqual(['Ada']);
+    expect(await names('userName eq "ada" or userName eq "grace"')).toEqual(['Ada', 'Grace']);
+    expect(await names('not (userName sw "a")')).toEqual(['Edsger', 'Grace', 'Scarlett']);
+    expect(await names('(userName sw "a" or userName sw "g") and not (active eq false)')).toEqual(['Ada', 'Grace']);
+    expect(await names('emails[type eq "work" and value co "navy"]')).toEqual(['Grace']);
+    expect(await names('emails[type eq "home"]')).toEqual([]);
+  });
+
+  it('passes every value as a bound parameter: quotes and SQL-looking text are just text', async () => {
+    expect(await names(`userName eq "o'hara\\"; drop table users; --"`)).toEqual(['Scarlett']);
+    expect(await names(`name.familyName eq "O'Hara"`)).toEqual(['Scarlett']);
+    expect(await names(`userName co "'; delete from users; --"`)).toEqual([]);
+    expect(await names('userName co "%"')).toEqual([]);
+    expect(await names('userName co "_"')).toEqual([]);
+    expect((await t.database.db.select().from(users)).length).toBeGreaterThanOrEqual(6);
+  });
+
+  it('refuses bad filters with 400 invalidFilter', async () => {
+    for (const filter of [
+      'userName eq',
+      'userName zz "x"',
+      'password eq "x"',
+      'userName eq "unterminated',
+      'active gt true',
+      'active eq "yes"',
+      'meta.created gt "yesterday"',
+      'userName eq 3',
+      '((userName eq "a")',
+      'emails[type eq "work"',
+    ]) {
+      const res = await scim('GET', `/Users?filter=${encodeURIComponent(filter)}`);
+      expect(res.statusCode, filter).toBe(400);
+      expect(res.json(), filter).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidFilter' });
+    }
+  });
+
+  it('pages with startIndex and count, and reports totalResults', async () => {
+    const first = (await scim('GET', '/Users?startIndex=1&count=2&sortBy=userName')).json();
+    expect(first).toMatchObject({ totalResults: 5, startIndex: 1, itemsPerPage: 2 });
+    expect(first.Resources.map((r: { userName: string }) => r.userName)).toEqual(['ada', 'alan']);
+    const second = (await scim('GET', '/Users?startIndex=3&count=2&sortBy=userName')).json();
+    expect(second.Resources.map((r: { userName: string }) => r.userName)).toEqual(['edsger', 'grace']);
+    const past = (await scim('GET', '/Users?startIndex=50&count=2')).json();
+    expect(past).toMatchObject({ totalResults: 5, itemsPerPage: 0, Resources: [] });
+    const countOnly = (await scim('GET', '/Users?count=0')).json();
+    expect(countOnly).toMatchObject({ totalResults: 5, itemsPerPage: 0 });
+    // Out-of-range values are clamped as RFC 7644 §3.4.2.4 says.
+    const clamped = (await scim('GET', '/Users?startIndex=0&count=-3')).json();
+    expect(clamped).toMatchObject({ startIndex: 1, itemsPerPage: 0, totalResults: 5 });
+    const bad = await scim('GET', '/Users?count=many');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toMatchObject({ schemas: [ERROR], scimType: 'invalidValue' });
+  });
+
+  it('sorts by sortBy and sortOrder; an unknown sort attribute is refused', async () => {
+    const desc = (await scim('GET', '/Users?sortBy=name.familyName&sortOrder=descending')).json();
+    expect(desc.Resources.map((r: { name: { familyName: string } }) => r.name.familyName)).toEqual([
+      'Turing',
+      "O'Hara",
+      'Lovelace',
+      'Hopper',
+      'Dijkstra',
+    ]);
+    const byEmail = (await scim('GET', '/Users?sortBy=emails.value')).json();
+    expect(byEmail.Resources[0].emails[0].value).toBe('ada@example.com');
+    const bad = await scim('GET', '/Users?sortBy=password');
+    expect(bad.statusCode).toBe(400);
+    const badOrder = await scim('GET', '/Users?sortOrder=sideways');
+    expect(badOrder.statusCode).toBe(400);
+  });
+
+  it('answers only the requested attributes, or all but the excluded ones', async () => {
+    const only = (await scim('GET', '/Users?attributes=userName&filter=userName%20eq%20%22ada%22')).json();
+    expect(Object.keys(only.Resources[0]).sort()).toEqual(['id', 'schemas', 'userName']);
+    const without = (await scim('GET', `/Users/${ids.Ada}?excludedAttributes=groups,emails`)).json();
+    expect(without.emails).toBeUndefined();
+    expect(without.groups).toBeUndefined();
+    expect(without.userName).toBe('ada');
+  });
+
+  it('searches by POST /Users/.search', async () => {
+    const res = await scim('POST', '/Users/.search', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+      filter: 'userName sw "a"',
+      sortBy: 'userName',
+      count: 1,
+      attributes: ['userName'],
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ totalResults: 2, itemsPerPage: 1, Resources: [{ userName: 'ada' }] });
+  });
+});

@@ -1,0 +1,285 @@
+import type { Filter } from 'scim2-parse-filter';
+import { scimErrors } from './scim.errors.js';
+import { ENTERPRISE_URN, parseFilter } from './scim.filter.js';
+
+/**
+ * RFC 7644 §3.5.2 PATCH, applied to a resource's SCIM representation in memory. The result is
+ * then read back like a PUT body, so PATCH and PUT share one validation and one write path.
+ */
+
+export const PATCH_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+
+export type Resource = Record<string, unknown>;
+
+export interface PatchOperation {
+  op: 'add' | 'replace' | 'remove';
+  path: string | undefined;
+  value: unknown;
+}
+
+const CORE_URNS = ['urn:ietf:params:scim:schemas:core:2.0:user', 'urn:ietf:params:scim:schemas:core:2.0:group'];
+
+/** Reads and checks a PatchOp body. */
+export function readPatchBody(body: unknown, maxOperations = 1000): PatchOperation[] {
+  if (!isObject(body)) throw scimErrors.invalidSyntax('The body must be a PatchOp object.');
+  const schemas = body.schemas;
+  if (!Array.isArray(schemas) || !schemas.includes(PATCH_SCHEMA)) {
+    throw scimErrors.invalidSyntax(`"schemas" must be ["${PATCH_SCHEMA}"].`);
+  }
+  const operations = body.Operations ?? body.operations;
+  if (!Array.isArray(operations) || operations.length === 0) {
+    throw scimErrors.invalidSyntax('"Operations" must be a non-empty array.');
+  }
+  if (operations.length > maxOperations) throw scimErrors.tooMany(`At most ${maxOperations} operations per PATCH.`);
+  return operations.map((raw, i) => {
+    if (!isObject(raw)) throw scimErrors.invalidSyntax(`Operation ${i} must be an object.`);
+    const op = typeof raw.op === 'string' ? raw.op.toLowerCase() : undefined;
+    if (op !== 'add' && op !== 'replace' && op !== 'remove') {
+      throw scimErrors.invalidSyntax(`Operation ${i}: "op" must be add, replace or remove.`);
+    }
+    const path = raw.path;
+    if (path !== undefined && (typeof path !== 'string' || path.trim() === '')) {
+      throw scimErrors.invalidPath(`Operation ${i}: "path" must be a non-empty string.`);
+    }
+    if (op === 'remove' && path === undefined) throw scimErrors.noTarget(`Operation ${i}: remove needs a "path".`);
+    if (op !== 'remove' && raw.value === undefined) {
+      throw scimErrors.invalidValue(`Operation ${i}: ${op} needs a "value".`);
+    }
+    return { op, path: path as string | undefined, value: raw.value };
+  });
+}
+
+/** The parts of a PATCH path: `[urn:]attr[filter][.sub]`. */
+export interface PatchPath {
+  /** The extension object holding the attribute, when the path names one. */
+  extension: string | undefined;
+  attribute: string;
+  filter: Filter | undefined;
+  sub: string | undefined;
+}
+
+/** Parses a PATCH path (RFC 7644 §3.5.2, ABNF `PATH = attrPath / valuePath [subAttr]`). */
+export function parsePatchPath(path: string): PatchPath {
+  let rest = path.trim();
+  let extension: string | undefined;
+  const lower = rest.toLowerCase();
+  if (lower.startsWith(ENTERPRISE_URN.toLowerCase())) {
+    extension = ENTERPRISE_URN;
+    rest = rest.slice(ENTERPRISE_URN.length);
+    if (rest === '') return { extension: undefined, attribute: ENTERPRISE_URN, filter: undefined, sub: undefined };
+    if (!rest.startsWith(':')) throw scimErrors.invalidPath(`"${path}" is not a valid path.`);
+    rest = rest.slice(1);
+  } else {
+    for (const urn of CORE_URNS) {
+      if (lower.startsWith(`${urn}:`)) rest = rest.slice(urn.length + 1);
+    }
+  }
+  const open = rest.indexOf('[');
+  if (open === -1) {
+    if (!/^[A-Za-z$][\w$-]*(\.[A-Za-z$][\w$-]*)?$/.test(rest))
+      throw scimErrors.invalidPath(`"${path}" is not a valid path.`);
+    const [attribute, sub] = rest.split('.') as [string, string | undefined];
+    return { extension, attribute, filter: undefined, sub };
+  }
+  const attribute = rest.slice(0, open);
+  const close = closingBracket(rest, open);
+  if (close === -1 || !/^[A-Za-z$][\w$-]*$/.test(attribute))
+    throw scimErrors.invalidPath(`"${path}" is not a valid path.`);
+  let filter: Filter;
+  try {
+    filter = parseFilter(rest.slice(open + 1, close));
+  } catch {
+    throw scimErrors.invalidPath(`The value filter in "${path}" cannot be parsed.`);
+  }
+  const after = rest.slice(close + 1);
+  if (after !== '' && !/^\.[A-Za-z$][\w$-]*$/.test(after))
+    throw scimErrors.invalidPath(`"${path}" is not a valid path.`);
+  return { extension, attribute, filter, sub: after ? after.slice(1) : undefined };
+}
+
+/** Index of the `]` closing the `[` at `open`, skipping quoted strings. */
+function closingBracket(text: string, open: number): number {
+  let quoted = false;
+  for (let i = open + 1; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '\\') i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === ']') return i;
+  }
+  return -1;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The key of `name` in `obj`, matched case-insensitively (RFC 7643 §2.1); `name` when absent. */
+function keyIn(obj: Record<string, unknown>, name: string): string {
+  const lower = name.toLowerCase();
+  return Object.keys(obj).find((k) => k.toLowerCase() === lower) ?? name;
+}
+
+/** Whether a multi-valued attribute's element matches a value filter; strings compare case-insensitively. */
+export function matchesValueFilter(element: unknown, filter: Filter): boolean {
+  switch (filter.op) {
+    case 'and':
+      return filter.filters.every((f) => matchesValueFilter(element, f));
+    case 'or':
+      return filter.filters.some((f) => matchesValueFilter(element, f));
+    case 'not':
+      return !matchesValueFilter(element, filter.filter);
+    case '[]':
+      throw scimErrors.invalidPath('Value filters cannot be nested.');
+  }
+  const actual = isObject(element) ? element[keyIn(element, filter.attrPath)] : undefined;
+  if (filter.op === 'pr') return actual !== undefined && actual !== null && actual !== '';
+  const expected = filter.compValue;
+  const a = typeof actual === 'string' ? actual.toLowerCase() : actual;
+  const e = typeof expected === 'string' ? expected.toLowerCase() : expected;
+  switch (filter.op) {
+    case 'eq':
+      return a === e || (e === null && (a === undefined || a === null));
+    case 'ne':
+      return a !== e;
+    case 'co':
+      return typeof a === 'string' && typeof e === 'string' && a.includes(e);
+    case 'sw':
+      return typeof a === 'string' && typeof e === 'string' && a.startsWith(e);
+    case 'ew':
+      return typeof a === 'string' && typeof e === 'string' && a.endsWith(e);
+    default: {
+      if (a === undefined || a === null || e === null || typeof a !== typeof e) return false;
+      const x = a as string | number;
+      const y = e as string | number;
+      return filter.op === 'gt' ? x > y : filter.op === 'ge' ? x >= y : filter.op === 'lt' ? x < y : x <= y;
+    }
+  }
+}
+
+/** Applies operations in order to a copy of the resource; any failure refuses the whole PATCH. */
+export function applyPatch(resource: Resource, operations: PatchOperation[]): Resource {
+  const result = structuredClone(resource);
+  for (const operation of operations) applyOperation(result, operation);
+  return result;
+}
+
+function applyOperation(resource: Resource, { op, path, value }: PatchOperation): void {
+  if (path === undefined) {
+    if (op === 'remove') throw scimErrors.noTarget('remove needs a "path".');
+    // RFC 7644 §3.5.2.1/§3.5.2.3: without a path, the value is an object of attributes to add or replace.
+    if (!isObject(value)) throw scimErrors.invalidValue(`${op} without a path needs an object value.`);
+    for (const [name, v] of Object.entries(value)) {
+      const extension = name.toLowerCase() === ENTERPRISE_URN.toLowerCase();
+      if (extension && isObject(v)) {
+        for (const [k, w] of Object.entries(v)) {
+          setAttribute(resource, { extension: ENTERPRISE_URN, attribute: k, filter: undefined, sub: undefined }, op, w);
+        }
+        continue;
+      }
+      const parsed = name.includes('.') || name.includes(':') ? parsePatchPath(name) : undefined;
+      setAttribute(
+        resource,
+        parsed ?? { extension: undefined, attribute: name, filter: undefined, sub: undefined },
+        op,
+        v,
+      );
+    }
+    return;
+  }
+  const target = parsePatchPath(path);
+  if (op === 'remove') removeAttribute(resource, target, value);
+  else setAttribute(resource, target, op, value);
+}
+
+function containerOf(resource: Resource, target: PatchPath, create: boolean): Record<string, unknown> | undefined {
+  if (!target.extension) return resource;
+  const key = keyIn(resource, target.extension);
+  const existing = resource[key];
+  if (isObject(existing)) return existing;
+  if (!create) return undefined;
+  const created: Record<string, unknown> = {};
+  resource[key] = created;
+  return created;
+}
+
+function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replace', value: unknown): void {
+  const container = containerOf(resource, target, true) as Record<string, unknown>;
+  const key = keyIn(container, target.attribute);
+  const current = container[key];
+  if (target.filter) {
+    if (!Array.isArray(current)) throw scimErrors.noTarget(`No value of "${target.attribute}" matches the filter.`);
+    const matches = current.filter((e) => matchesValueFilter(e, target.filter as Filter));
+    if (matches.length === 0) throw scimErrors.noTarget(`No value of "${target.attribute}" matches the filter.`);
+    for (const element of matches) {
+      if (target.sub) {
+        if (!isObject(element)) throw scimErrors.invalidPath(`"${target.attribute}" has no sub-attributes.`);
+        element[keyIn(element, target.sub)] = value;
+      } else {
+        if (!isObject(element) || !isObject(value)) throw scimErrors.invalidValue('The value must be an object.');
+        Object.assign(element, value);
+      }
+    }
+    return;
+  }
+  if (target.sub) {
+    if (Array.isArray(current)) {
+      // A sub-attribute of a multi-valued attribute without a filter: every value (RFC 7644 §3.5.2.3).
+      for (const element of current) if (isObject(element)) element[keyIn(element, target.sub)] = value;
+      return;
+    }
+    const object = isObject(current) ? current : {};
+    object[keyIn(object, target.sub)] = value;
+    container[key] = object;
+    return;
+  }
+  if (Array.isArray(current) || (current === undefined && Array.isArray(value))) {
+    const values = Array.isArray(value) ? value : [value];
+    if (op === 'replace') container[key] = values;
+    else
+      container[key] = [...(current ?? []), ...values.filter((v) => !(current ?? []).some((c: unknown) => same(c, v)))];
+    return;
+  }
+  if (op === 'add' && isObject(current) && isObject(value)) {
+    Object.assign(current, value);
+    return;
+  }
+  container[key] = value;
+}
+
+function same(a: unknown, b: unknown): boolean {
+  if (isObject(a) && isObject(b) && 'value' in a && 'value' in b) return a.value === b.value;
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function removeAttribute(resource: Resource, target: PatchPath, value: unknown): void {
+  const container = containerOf(resource, target, false);
+  if (!container) return;
+  const key = keyIn(container, target.attribute);
+  const current = container[key];
+  if (target.filter) {
+    if (!Array.isArray(current)) return;
+    const filter = target.filter;
+    if (target.sub) {
+      for (const element of current) {
+        if (isObject(element) && matchesValueFilter(element, filter)) delete element[keyIn(element, target.sub)];
+      }
+      return;
+    }
+    container[key] = current.filter((e) => !matchesValueFilter(e, filter));
+    return;
+  }
+  if (target.sub) {
+    if (Array.isArray(current)) {
+      for (const element of current) if (isObject(element)) delete element[keyIn(element, target.sub)];
+    } else if (isObject(current)) delete current[keyIn(current, target.sub)];
+    return;
+  }
+  // Azure AD and others send the values to take out of a multi-valued attribute (members) as the value.
+  if (Array.isArray(current) && Array.isArray(value)) {
+    container[key] = current.filter((c) => !value.some((v) => same(c, v)));
+    return;
+  }
+  delete container[key];
+}

@@ -1,0 +1,532 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Actor } from '../../platform/http/auth.js';
+import { scimBulk } from './scim.bulk.js';
+import {
+  LIST_SCHEMA,
+  listResponse,
+  MAX_PAGE,
+  resourceTypes,
+  schemas,
+  serviceProviderConfig,
+} from './scim.discovery.js';
+import { ScimError, scimErrors, toScimError } from './scim.errors.js';
+import { normalisePath } from './scim.filter.js';
+import {
+  createScimGroup,
+  deleteScimGroup,
+  findScimGroup,
+  groupVersion,
+  listScimGroups,
+  patchScimGroup,
+  replaceScimGroup,
+  toScimGroup,
+} from './scim.groups.js';
+import { readPatchBody } from './scim.patch.js';
+import { toScimUser, userVersion } from './scim.user-mapping.js';
+import type { WriteContext } from './scim.user-writes.js';
+import {
+  createScimUser,
+  deleteScimUser,
+  findScimUser,
+  groupsOfUsers,
+  type ListQuery,
+  listScimUsers,
+  patchScimUser,
+  replaceScimUser,
+  scimUserResource,
+} from './scim.users.js';
+
+/**
+ * SCIM 2.0 (RFC 7644) under /scim/v2, in its own Fastify scope: bodies as `application/scim+json`
+ * (plain JSON too), answers as `application/scim+json`, and every refusal — authentication
+ * included — in the SCIM error schema (§3.12) instead of problem+json.
+ *
+ * Authentication: `Authorization: Bearer <API key>` with the `scim` scope. SCIM acts within one
+ * organization, the key's: a platform-wide key (no organization) and signed-in users are refused
+ * with 403, since nothing would say which organization's users the client means.
+ */
+
+export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
+
+const SCIM_AUTH = { auth: { scope: 'scim' } } as const;
+const TAGS = ['scim'];
+
+const looseObject = { type: 'object', additionalProperties: true } as const;
+const ListQueryString = {
+  type: 'object',
+  properties: {
+    filter: { type: 'string', description: 'RFC 7644 §3.4.2.2 filter, e.g. userName eq "ada@example.com"' },
+    startIndex: { type: 'string', description: '1-based index of the first result (default 1)' },
+    count: { type: 'string', description: `Results per page (default 100, at most ${MAX_PAGE})` },
+    sortBy: { type: 'string' },
+    sortOrder: { type: 'string', enum: ['ascending', 'descending'] },
+    attributes: { type: 'string' },
+    excludedAttributes: { type: 'string' },
+  },
+} as const;
+const IdParams = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } as const;
+
+/** The organization SCIM acts in: the API key's own. */
+export function scimOrganizationOf(actor: Actor): string {
+  if (actor.kind === 'api_key') {
+    if (actor.organizationId === null) throw scimErrors.platformKey();
+    return actor.organizationId;
+  }
+  throw new ScimError(403, undefined, 'SCIM needs an API key with the scim scope.', 'permission_denied');
+}
+
+function baseUrlOf(app: FastifyInstance): string {
+  return `${app.config.publicUrl.replace(/\/$/, '')}/scim/v2`;
+}
+
+function intParam(raw: unknown, name: string, fallback: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const n = typeof raw === 'number' ? raw : Number(raw);
+  if (!Number.isInteger(n)) throw scimErrors.invalidValue(`"${name}" must be an integer.`);
+  return n;
+}
+
+/** Reads list parameters (RFC 7644 §3.4.2): startIndex below 1 is 1, count below 0 is 0, above the maximum the maximum. */
+export function listQueryOf(
+  q: Record<string, unknown>,
+): ListQuery & { attributes?: string; excludedAttributes?: string } {
+  const sortOrder = q.sortOrder;
+  if (sortOrder !== undefined && sortOrder !== 'ascending' && sortOrder !== 'descending') {
+    throw scimErrors.invalidValue('"sortOrder" is ascending or descending.');
+  }
+  const text = (name: string) => {
+    const v = q[name];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw scimErrors.invalidValue(`"${name}" must be a string.`);
+    return v;
+  };
+  return {
+    filter: text('filter'),
+    startIndex: Math.max(1, intParam(q.startIndex, 'startIndex', 1)),
+    count: Math.min(MAX_PAGE, Math.max(0, intParam(q.count, 'count', 100))),
+    sortBy: text('sortBy'),
+    sortOrder: sortOrder as ListQuery['sortOrder'],
+    attributes: text('attributes'),
+    excludedAttributes: text('excludedAttributes'),
+  };
+}
+
+/** attributes / excludedAttributes (RFC 7644 §3.4.2.5), on top-level attributes; id and schemas always stay. */
+export function projection(attributes?: string, excluded?: string): (name: string) => boolean {
+  const names = (list: string) =>
+    new Set(
+      list
+        .split(',')
+        .map((a) => normalisePath(a.trim()).split('.')[0] as string)
+        .filter(Boolean),
+    );
+  if (attributes) {
+    const wanted = names(attributes);
+    return (name) => name === 'id' || name === 'schemas' || wanted.has(name.toLowerCase());
+  }
+  if (excluded) {
+    const dropped = names(excluded);
+    return (name) => name === 'id' || name === 'schemas' || !dropped.has(name.toLowerCase());
+  }
+  return () => true;
+}
+
+function project<T extends Record<string, unknown>>(
+  resource: T,
+  keep: (name: string) => boolean,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(resource)) if (keep(k)) out[k] = v;
+  return out;
+}
+
+function sendResource(
+  reply: FastifyReply,
+  status: number,
+  resource: { meta: { version: string; location: string } } & Record<string, unknown>,
+) {
+  reply.header('etag', resource.meta.version);
+  if (status === 201) reply.header('location', resource.meta.location);
+  return reply.code(status).send(resource);
+}
+
+function ifMatchOf(request: FastifyRequest): string | undefined {
+  const v = request.headers['if-match'];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+function notModified(request: FastifyRequest, version: string): boolean {
+  const v = request.headers['if-none-match'];
+  if (!v) return false;
+  const bare = (s: string) => s.trim().replace(/^W\//, '');
+  return String(v)
+    .split(',')
+    .some((s) => s.trim() === '*' || bare(s) === bare(version));
+}
+
+export async function scimRoutes(app: FastifyInstance): Promise<void> {
+  const db = app.database.db;
+  const baseUrl = baseUrlOf(app);
+
+  app.addContentTypeParser(
+    'application/scim+json',
+    { parseAs: 'string', bodyLimit: app.config.bodyLimitBytes },
+    app.getDefaultJsonParser('error', 'ignore'),
+  );
+  app.setErrorHandler((err, request, reply) => {
+    const { status, document, unexpected } = toScimError(err);
+    if (unexpected) request.log.error({ err }, 'unhandled error');
+    if (status === 401) reply.header('www-authenticate', 'Bearer realm="scim"');
+    return reply.code(status).type(SCIM_CONTENT_TYPE).send(document);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .type(SCIM_CONTENT_TYPE)
+      .send(toScimError(scimErrors.notFound('Endpoint', `${request.method} ${request.url.split('?')[0]}`)).document),
+  );
+  app.addHook('onSend', async (_request, reply, payload) => {
+    const type = reply.getHeader('content-type');
+    if (typeof type === 'string' && type.startsWith('application/json'))
+      reply.header('content-type', SCIM_CONTENT_TYPE);
+    return payload;
+  });
+
+  const writeContext = (request: FastifyRequest): WriteContext => ({
+    db,
+    actor: request.actor,
+    organizationId: scimOrganizationOf(request.actor),
+    ip: request.ip,
+    userAgent: request.headers['user-agent'] ?? null,
+  });
+
+  // Discovery (RFC 7644 §4). Also behind the key: they describe this installation.
+  app.get(
+    '/ServiceProviderConfig',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimServiceProviderConfig',
+        tags: TAGS,
+        description: 'RFC 7644 §5 service provider configuration.',
+      },
+    },
+    async (request) => {
+      scimOrganizationOf(request.actor);
+      return serviceProviderConfig(baseUrl, app.config.bodyLimitBytes);
+    },
+  );
+  app.get(
+    '/ResourceTypes',
+    { config: SCIM_AUTH, schema: { operationId: 'scimListResourceTypes', tags: TAGS, description: 'User and Group.' } },
+    async (request) => {
+      scimOrganizationOf(request.actor);
+      const all = resourceTypes(baseUrl);
+      return listResponse(all, all.length, 1);
+    },
+  );
+  app.get(
+    '/ResourceTypes/:id',
+    { config: SCIM_AUTH, schema: { operationId: 'scimGetResourceType', tags: TAGS, params: IdParams } },
+    async (request) => {
+      scimOrganizationOf(request.actor);
+      const { id } = request.params as { id: string };
+      const found = resourceTypes(baseUrl).find((r) => r.id === id);
+      if (!found) throw scimErrors.notFound('ResourceType', id);
+      return found;
+    },
+  );
+  app.get(
+    '/Schemas',
+    {
+      config: SCIM_AUTH,
+      schema: { operationId: 'scimListSchemas', tags: TAGS, description: 'User, EnterpriseUser and Group schemas.' },
+    },
+    async (request) => {
+      scimOrganizationOf(request.actor);
+      const all = schemas(baseUrl);
+      return listResponse(all, all.length, 1);
+    },
+  );
+  app.get(
+    '/Schemas/:id',
+    { config: SCIM_AUTH, schema: { operationId: 'scimGetSchema', tags: TAGS, params: IdParams } },
+    async (request) => {
+      scimOrganizationOf(request.actor);
+      const { id } = request.params as { id: string };
+      const found = schemas(baseUrl).find((s) => s.id === id);
+      if (!found) throw scimErrors.notFound('Schema', id);
+      return found;
+    },
+  );
+
+  // Users
+  const listUsers = async (request: FastifyRequest, q: Record<string, unknown>) => {
+    const organizationId = scimOrganizationOf(request.actor);
+    const query = listQueryOf(q);
+    const keep = projection(query.attributes, query.excludedAttributes);
+    const { total, rows } = await listScimUsers(db, organizationId, query);
+    const groups = keep('groups')
+      ? await groupsOfUsers(
+          db,
+          organizationId,
+          rows.map((u) => u.id),
+        )
+      : undefined;
+    const resources = rows.map((u) => project(toScimUser(u, groups?.get(u.id), baseUrl), keep));
+    return listResponse(resources, total, query.startIndex);
+  };
+  app.get(
+    '/Users',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimListUsers',
+        tags: TAGS,
+        querystring: ListQueryString,
+        description:
+          "Users of the key's organization (RFC 7644 §3.4.2): filter with every operator, and/or/not, value paths; startIndex/count paging with totalResults; sortBy/sortOrder.",
+      },
+    },
+    async (request) => listUsers(request, request.query as Record<string, unknown>),
+  );
+  app.post(
+    '/Users/.search',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimSearchUsers',
+        tags: TAGS,
+        body: looseObject,
+        description: 'RFC 7644 §3.4.3 search by POST.',
+      },
+    },
+    async (request, reply) => reply.code(200).send(await listUsers(request, searchBody(request.body))),
+  );
+  app.post(
+    '/Users',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimCreateUser',
+        tags: TAGS,
+        body: looseObject,
+        description:
+          'Creates a user (201); userName, emails or externalId taken within the organization → 409 uniqueness.',
+      },
+    },
+    async (request, reply) => {
+      const ctx = writeContext(request);
+      const user = await createScimUser(ctx, request.body);
+      return sendResource(reply, 201, (await scimUserResource(db, ctx.organizationId, user, baseUrl)) as never);
+    },
+  );
+  app.get(
+    '/Users/:id',
+    {
+      config: SCIM_AUTH,
+      schema: { operationId: 'scimGetUser', tags: TAGS, params: IdParams, querystring: ListQueryString },
+    },
+    async (request, reply) => {
+      const organizationId = scimOrganizationOf(request.actor);
+      const user = await findScimUser(db, organizationId, (request.params as { id: string }).id);
+      if (notModified(request, userVersion(user))) return reply.code(304).send();
+      const q = listQueryOf(request.query as Record<string, unknown>);
+      const resource = await scimUserResource(db, organizationId, user, baseUrl);
+      reply.header('etag', userVersion(user));
+      return project(resource, projection(q.attributes, q.excludedAttributes));
+    },
+  );
+  app.put(
+    '/Users/:id',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimReplaceUser',
+        tags: TAGS,
+        params: IdParams,
+        body: looseObject,
+        description: 'Replaces the user; If-Match with a stale version → 412.',
+      },
+    },
+    async (request, reply) => {
+      const ctx = writeContext(request);
+      const user = await replaceScimUser(ctx, (request.params as { id: string }).id, request.body, ifMatchOf(request));
+      return sendResource(reply, 200, (await scimUserResource(db, ctx.organizationId, user, baseUrl)) as never);
+    },
+  );
+  app.patch(
+    '/Users/:id',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimPatchUser',
+        tags: TAGS,
+        params: IdParams,
+        body: looseObject,
+        description: 'RFC 7644 §3.5.2 add/replace/remove; "active": false deactivates and ends sessions.',
+      },
+    },
+    async (request, reply) => {
+      const ctx = writeContext(request);
+      const operations = readPatchBody(request.body);
+      const user = await patchScimUser(
+        ctx,
+        (request.params as { id: string }).id,
+        operations,
+        ifMatchOf(request),
+        baseUrl,
+      );
+      return sendResource(reply, 200, (await scimUserResource(db, ctx.organizationId, user, baseUrl)) as never);
+    },
+  );
+  app.delete(
+    '/Users/:id',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimDeleteUser',
+        tags: TAGS,
+        params: IdParams,
+        description: 'Deletes the user and ends their sessions (204); afterwards the user answers 404.',
+      },
+    },
+    async (request, reply) => {
+      await deleteScimUser(writeContext(request), (request.params as { id: string }).id, ifMatchOf(request));
+      return reply.code(204).send();
+    },
+  );
+
+  // Groups
+  const listGroups = async (request: FastifyRequest, q: Record<string, unknown>) => {
+    const organizationId = scimOrganizationOf(request.actor);
+    const query = listQueryOf(q);
+    const keep = projection(query.attributes, query.excludedAttributes);
+    const { total, rows } = await listScimGroups(db, organizationId, query, keep('members'));
+    return listResponse(
+      rows.map((g) => project(toScimGroup(g, baseUrl), keep)),
+      total,
+      query.startIndex,
+    );
+  };
+  app.get(
+    '/Groups',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimListGroups',
+        tags: TAGS,
+        querystring: ListQueryString,
+        description: "The organization's own roles as groups.",
+      },
+    },
+    async (request) => listGroups(request, request.query as Record<string, unknown>),
+  );
+  app.post(
+    '/Groups/.search',
+    { config: SCIM_AUTH, schema: { operationId: 'scimSearchGroups', tags: TAGS, body: looseObject } },
+    async (request, reply) => reply.code(200).send(await listGroups(request, searchBody(request.body))),
+  );
+  app.post(
+    '/Groups',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimCreateGroup',
+        tags: TAGS,
+        body: looseObject,
+        description: 'Creates a role of level 1000 with no grants.',
+      },
+    },
+    async (request, reply) => {
+      const ctx = writeContext(request);
+      const group = await createScimGroup(ctx, request.body);
+      return sendResource(reply, 201, toScimGroup(group, baseUrl) as never);
+    },
+  );
+  app.get(
+    '/Groups/:id',
+    {
+      config: SCIM_AUTH,
+      schema: { operationId: 'scimGetGroup', tags: TAGS, params: IdParams, querystring: ListQueryString },
+    },
+    async (request, reply) => {
+      const organizationId = scimOrganizationOf(request.actor);
+      const group = await findScimGroup(db, organizationId, (request.params as { id: string }).id);
+      if (notModified(request, groupVersion(group))) return reply.code(304).send();
+      const q = listQueryOf(request.query as Record<string, unknown>);
+      reply.header('etag', groupVersion(group));
+      return project(toScimGroup(group, baseUrl), projection(q.attributes, q.excludedAttributes));
+    },
+  );
+  app.put(
+    '/Groups/:id',
+    { config: SCIM_AUTH, schema: { operationId: 'scimReplaceGroup', tags: TAGS, params: IdParams, body: looseObject } },
+    async (request, reply) => {
+      const group = await replaceScimGroup(
+        writeContext(request),
+        (request.params as { id: string }).id,
+        request.body,
+        ifMatchOf(request),
+      );
+      return sendResource(reply, 200, toScimGroup(group, baseUrl) as never);
+    },
+  );
+  app.patch(
+    '/Groups/:id',
+    { config: SCIM_AUTH, schema: { operationId: 'scimPatchGroup', tags: TAGS, params: IdParams, body: looseObject } },
+    async (request, reply) => {
+      const operations = readPatchBody(request.body);
+      const group = await patchScimGroup(
+        writeContext(request),
+        (request.params as { id: string }).id,
+        operations,
+        ifMatchOf(request),
+        baseUrl,
+      );
+      return sendResource(reply, 200, toScimGroup(group, baseUrl) as never);
+    },
+  );
+  app.delete(
+    '/Groups/:id',
+    { config: SCIM_AUTH, schema: { operationId: 'scimDeleteGroup', tags: TAGS, params: IdParams } },
+    async (request, reply) => {
+      await deleteScimGroup(writeContext(request), (request.params as { id: string }).id, ifMatchOf(request));
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    '/Bulk',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimBulk',
+        tags: TAGS,
+        body: looseObject,
+        description: 'RFC 7644 §3.7 bulk operations with bulkId references and failOnErrors.',
+      },
+    },
+    async (request) => scimBulk(writeContext(request), request.body, baseUrl),
+  );
+}
+
+/** A SearchRequest body (RFC 7644 §3.4.3) as list parameters. */
+function searchBody(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw scimErrors.invalidSyntax('The body must be a SearchRequest object.');
+  }
+  const b = body as Record<string, unknown>;
+  const list = (v: unknown) => (Array.isArray(v) ? v.join(',') : v);
+  return {
+    filter: b.filter,
+    startIndex: b.startIndex,
+    count: b.count,
+    sortBy: b.sortBy,
+    sortOrder: b.sortOrder,
+    attributes: list(b.attributes),
+    excludedAttributes: list(b.excludedAttributes),
+  };
+}
+
+export { LIST_SCHEMA };

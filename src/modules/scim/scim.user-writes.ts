@@ -1,0 +1,72 @@
+import { and, eq, inArray } from 'drizzle-orm';
+import type { Db } from '../../platform/db/client.js';
+import type { Actor } from '../../platform/http/auth.js';
+import { type ProvisionItem, type ProvisionOutcome, provisionUsers } from '../provisioning/provisioning.service.js';
+import { type User, users } from '../users/users.table.js';
+import type { ScimUserFields } from './scim.user-mapping.js';
+
+/**
+ * SCIM user writes go through the provisioning core (one validation, one upsert, one audit for the
+ * seed-000 API, SCIM and the admin paths). This file only translates SCIM fields into core items.
+ */
+
+export interface WriteContext {
+  db: Db;
+  actor: Actor;
+  organizationId: string;
+  ip?: string | null;
+  userAgent?: string | null;
+}
+
+/** The core item for a SCIM create (no `current`) or full replace of `current`. */
+export function provisionItemOf(current: User | undefined, fields: ScimUserFields): ProvisionItem {
+  const attributes: Record<string, unknown> = { ...(current?.attributes ?? {}) };
+  if (Object.keys(fields.scim).length > 0) attributes.scim = fields.scim;
+  else delete attributes.scim;
+  return {
+    ...(current ? { id: current.id } : {}),
+    email: fields.email,
+    username: fields.username,
+    firstName: fields.firstName,
+    lastName: fields.lastName,
+    active: fields.active,
+    scimExternalId: fields.scimExternalId,
+    attributes,
+  };
+}
+
+/** Writes several users through the core in one call; outcomes come back in item order. */
+export async function provisionScimUsers(
+  ctx: WriteContext,
+  items: ProvisionItem[],
+  options: { dryRun?: boolean } = {},
+): Promise<ProvisionOutcome[]> {
+  const report = await provisionUsers(ctx.db, ctx.actor, items, {
+    dryRun: options.dryRun ?? false,
+    context: { source: 'scim', ip: ctx.ip ?? null, userAgent: ctx.userAgent ?? null },
+  });
+  return [...report.results].sort((a, b) => a.index - b.index);
+}
+
+/** Creates (no `current`) or replaces one user; a refusal is thrown as the core's error. */
+export async function writeScimUser(
+  ctx: WriteContext,
+  current: User | undefined,
+  fields: ScimUserFields,
+): Promise<User> {
+  const [outcome] = await provisionScimUsers(ctx, [provisionItemOf(current, fields)]);
+  if (!outcome) throw new Error('provisioning answered no outcome');
+  if (!outcome.ok) throw outcome.error;
+  const [user] = await loadUsers(ctx.db, ctx.organizationId, [outcome.user.id as string]);
+  if (!user) throw new Error('provisioned user not found');
+  return user;
+}
+
+/** Users of the organization by id, in no particular order. */
+export function loadUsers(db: Db, organizationId: string, ids: string[]): Promise<User[]> {
+  if (ids.length === 0) return Promise.resolve([]);
+  return db
+    .select()
+    .from(users)
+    .where(and(eq(users.organizationId, organizationId), inArray(users.id, ids)));
+}

@@ -1,0 +1,199 @@
+import { and, asc, desc, eq, getTableColumns, inArray, type SQL, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import { recordAudit } from '../activity/audit.js';
+import { revokeUserSessions } from '../auth/auth.service.js';
+import { rbacErrors } from '../rbac/rbac.errors.js';
+import { roles, userRoles } from '../rbac/rbac.table.js';
+import { type User, users } from '../users/users.table.js';
+import { scimErrors } from './scim.errors.js';
+import { compileFilter, normalisePath } from './scim.filter.js';
+import { applyPatch, type PatchOperation } from './scim.patch.js';
+import {
+  fromScimUser,
+  toScimUser,
+  USER_FILTER_ATTRIBUTES,
+  USER_SORT_KEYS,
+  type UserGroupRef,
+  userVersion,
+} from './scim.user-mapping.js';
+import { type WriteContext, writeScimUser } from './scim.user-writes.js';
+
+/** A SCIM list request after parsing (RFC 7644 §3.4.2). */
+export interface ListQuery {
+  filter?: string | undefined;
+  /** 1-based. */
+  startIndex: number;
+  count: number;
+  sortBy?: string | undefined;
+  sortOrder?: 'ascending' | 'descending' | undefined;
+}
+
+export interface ListResult<T> {
+  total: number;
+  rows: T[];
+}
+
+/** The order of a list; every order ends in the id, so pages never overlap or skip. */
+export function orderOf(sortKeys: Record<string, SQL>, id: SQL, query: Pick<ListQuery, 'sortBy' | 'sortOrder'>): SQL[] {
+  const direction = query.sortOrder === 'descending' ? desc : asc;
+  if (!query.sortBy) return [direction(id)];
+  const key = sortKeys[normalisePath(query.sortBy)];
+  if (!key) throw scimErrors.invalidValue(`Sorting by "${query.sortBy}" is not supported.`);
+  return [direction(key), direction(id)];
+}
+
+/**
+ * A page of the organization's users matching the filter, with the total (RFC 7644 §3.4.2.4
+ * `totalResults`). One statement computes both through a window count; only a page past the end
+ * needs a second count.
+ */
+export async function listScimUsers(db: DbOrTx, organizationId: string, query: ListQuery): Promise<ListResult<User>> {
+  const where = and(
+    eq(users.organizationId, organizationId),
+    query.filter ? compileFilter(query.filter, USER_FILTER_ATTRIBUTES) : undefined,
+  );
+  const order = orderOf(USER_SORT_KEYS, sql`${users.id}`, query);
+  const countAll = async () => {
+    const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(users).where(where);
+    return row?.n ?? 0;
+  };
+  if (query.count === 0) return { total: await countAll(), rows: [] };
+  const rows = await db
+    .select({ user: getTableColumns(users), total: sql<number>`count(*) over ()::int` })
+    .from(users)
+    .where(where)
+    .orderBy(...order)
+    .limit(query.count)
+    .offset(query.startIndex - 1);
+  const first = rows[0];
+  if (!first) return { total: query.startIndex > 1 ? await countAll() : 0, rows: [] };
+  return { total: first.total, rows: rows.map((r) => r.user as User) };
+}
+
+/** The organization roles (SCIM groups) each of these users holds. */
+export async function groupsOfUsers(
+  db: DbOrTx,
+  organizationId: string,
+  userIds: string[],
+): Promise<Map<string, UserGroupRef[]>> {
+  const out = new Map<string, UserGroupRef[]>();
+  for (const id of userIds) out.set(id, []);
+  if (userIds.length === 0) return out;
+  const rows = await db
+    .select({ userId: userRoles.userId, roleId: roles.id, name: roles.name })
+    .from(userRoles)
+    .innerJoin(roles, eq(roles.id, userRoles.roleId))
+    .where(and(inArray(userRoles.userId, userIds), eq(roles.organizationId, organizationId)))
+    .orderBy(asc(roles.name));
+  for (const r of rows) out.get(r.userId)?.push({ roleId: r.roleId, name: r.name });
+  return out;
+}
+
+/** One user of the organization, or 404 (another organization's user is as absent). */
+export async function findScimUser(db: DbOrTx, organizationId: string, id: string): Promise<User> {
+  const [user] = isUuid(id)
+    ? await db
+        .select()
+        .from(users)
+        .where(and(eq(users.id, id), eq(users.organizationId, organizationId)))
+        .limit(1)
+    : [];
+  if (!user) throw scimErrors.notFound('User', id);
+  return user;
+}
+
+/** The SCIM resource of one user, with its groups. */
+export async function scimUserResource(db: DbOrTx, organizationId: string, user: User, baseUrl: string) {
+  const groups = await groupsOfUsers(db, organizationId, [user.id]);
+  return toScimUser(user, groups.get(user.id) ?? [], baseUrl);
+}
+
+/** If-Match (RFC 7644 §3.14): a version that is not the current one answers 412. `*` matches any. */
+export function assertVersion(user: { updatedAt: Date }, ifMatch: string | undefined): void {
+  if (ifMatch === undefined) return;
+  const wanted = ifMatch.split(',').map((v) => v.trim());
+  if (wanted.includes('*')) return;
+  const current = userVersion(user);
+  const bare = (v: string) => v.replace(/^W\//, '');
+  if (!wanted.some((v) => bare(v) === bare(current))) throw scimErrors.preconditionFailed();
+}
+
+/** POST /Users: creates a user in the key's organization. */
+export function createScimUser(ctx: WriteContext, body: unknown): Promise<User> {
+  return writeScimUser(ctx, undefined, fromScimUser(body));
+}
+
+/** PUT /Users/{id}: replaces every SCIM-writable attribute. */
+export async function replaceScimUser(
+  ctx: WriteContext,
+  id: string,
+  body: unknown,
+  ifMatch: string | undefined,
+): Promise<User> {
+  const current = await findScimUser(ctx.db, ctx.organizationId, id);
+  assertVersion(current, ifMatch);
+  const fields = fromScimUser(body);
+  return writeScimUser(ctx, current, fields);
+}
+
+/** PATCH /Users/{id}: the operations applied to the current representation, then written as a replace. */
+export async function patchScimUser(
+  ctx: WriteContext,
+  id: string,
+  operations: PatchOperation[],
+  ifMatch: string | undefined,
+  baseUrl: string,
+): Promise<User> {
+  const current = await findScimUser(ctx.db, ctx.organizationId, id);
+  assertVersion(current, ifMatch);
+  const patched = applyPatch(toScimUser(current, undefined, baseUrl), normaliseActive(operations));
+  return writeScimUser(ctx, current, fromScimUser(patched));
+}
+
+/** Azure AD sends `"active": "False"`; the string forms of booleans are read as booleans there. */
+export function normaliseActive(operations: PatchOperation[]): PatchOperation[] {
+  const fix = (v: unknown) => (v === 'True' || v === 'true' ? true : v === 'False' || v === 'false' ? false : v);
+  return operations.map((o) => {
+    if (o.path?.toLowerCase() === 'active') return { ...o, value: fix(o.value) };
+    if (!o.path && typeof o.value === 'object' && o.value !== null && !Array.isArray(o.value)) {
+      const value = { ...(o.value as Record<string, unknown>) };
+      for (const k of Object.keys(value)) if (k.toLowerCase() === 'active') value[k] = fix(value[k]);
+      return { ...o, value };
+    }
+    return o;
+  });
+}
+
+/**
+ * DELETE /Users/{id}: the user is deleted, with their sessions and role assignments (RFC 7644 §3.6:
+ * a deleted resource must answer 404 afterwards, so deactivation would not do). Superusers are
+ * never deleted through SCIM.
+ */
+export async function deleteScimUser(ctx: WriteContext, id: string, ifMatch: string | undefined): Promise<void> {
+  await ctx.db.transaction(async (tx) => {
+    const [current] = isUuid(id)
+      ? await tx
+          .select()
+          .from(users)
+          .where(and(eq(users.id, id), eq(users.organizationId, ctx.organizationId)))
+          .for('update')
+      : [];
+    if (!current) throw scimErrors.notFound('User', id);
+    assertVersion(current, ifMatch);
+    if (current.isSuperuser) throw rbacErrors.superuserTarget();
+    await revokeUserSessions(tx, current.id, 'user_deleted');
+    await tx.delete(users).where(eq(users.id, current.id));
+    await recordAudit(tx, {
+      type: 'user.deleted',
+      category: 'provisioning',
+      organizationId: ctx.organizationId,
+      userId: null,
+      actor: ctx.actor,
+      description: `SCIM deleted user ${current.id}.`,
+      details: { user_id: current.id, via: 'scim' },
+      objectType: 'user',
+      objectId: current.id,
+    });
+  });
+}
