@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerApiKeyCommands } from './apikey.js';
+import { registerAuditCommands } from './audit.js';
 import { registerCreateSuperuserCommand } from './createsuperuser.js';
 import { registerKeysCommands } from './keys.js';
 import { registerMigrateCommand } from './migrate.js';
@@ -20,6 +21,7 @@ export function buildCli(): Command {
   registerCreateSuperuserCommand(program);
   registerSetupCommand(program);
   registerApiKeyCommands(program);
+  registerAuditCommands(program);
   return program;
 }
 

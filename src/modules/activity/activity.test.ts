@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { aggregatePendingHours } from './activity-stats.js';
 import { recordAudit } from './audit.js';
 
 interface Entry {
@@ -211,5 +212,33 @@ describe('activity API', () => {
     expect(entry?.os).toMatch(/^Windows/);
     expect(page.results.some((r) => r.user_id === other.user.id)).toBe(false);
     expect(page.results.every((r) => r.organization_id === orgA.id)).toBe(true);
+  });
+
+  it('answers statistics of the caller’s organization; superusers see the platform or a named organization', async () => {
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000).toISOString();
+    for (const org of [orgA.id, orgA.id, orgB.id]) {
+      await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, organization_id, duration_ms, status)
+        values (${twoHoursAgo}::timestamptz, gen_random_uuid(), 'request', 'api.request', 'api', ${org}, 5, 200)`);
+    }
+    await aggregatePendingHours(t.database.db);
+    type Stats = { organization_id: string | null; total_activities: number; success_rate: number | null };
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const own = (await admin.get('/api/v1/activity-stats?period=hour')).json() as PageOf<Stats>;
+    expect(own.results.length).toBeGreaterThan(0);
+    expect(own.results.every((r) => r.organization_id === orgA.id)).toBe(true);
+    expect(own.results.reduce((n, r) => n + r.total_activities, 0)).toBe(2);
+    expect(own.results[0]?.success_rate).toBe(100);
+    expect(
+      ((await admin.get(`/api/v1/activity-stats?organization=${orgB.code}`)).json() as PageOf<Stats>).results,
+    ).toEqual([]);
+    const viewer = await clientWithRole(t, orgA.id, 'viewer');
+    expect((await viewer.get('/api/v1/activity-stats')).statusCode).toBe(200);
+
+    const superuser = await superuserClient(t);
+    const platform = (await superuser.get('/api/v1/activity-stats')).json() as PageOf<Stats>;
+    expect(platform.results.every((r) => r.organization_id === null)).toBe(true);
+    expect(platform.results.reduce((n, r) => n + r.total_activities, 0)).toBeGreaterThanOrEqual(3);
+    const ofB = (await superuser.get(`/api/v1/activity-stats?organization=${orgB.code}`)).json() as PageOf<Stats>;
+    expect(ofB.results.map((r) => [r.organization_id, r.total_activities])).toEqual([[orgB.id, 1]]);
   });
 });

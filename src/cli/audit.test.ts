@@ -1,0 +1,63 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'drizzle-orm';
+import { afterAll, describe, expect, it } from 'vitest';
+import { recordAudit } from '../modules/activity/audit.js';
+import { openDatabase } from '../platform/db/client.js';
+import { migrate } from '../platform/db/migrate.js';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/gatehouse.js');
+
+function gatehouse(args: string[], dataDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
+  delete env.DATABASE_URL;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function withDb(dataDir: string, work: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<void>) {
+  const database = await openDatabase({ dataDir });
+  try {
+    await migrate(database.db);
+    await work(database.db);
+  } finally {
+    await database.close();
+  }
+}
+
+describe('gatehouse audit on the command line', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-test-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('seals, verifies, and names the seal whose rows were edited after sealing', async () => {
+    await withDb(dataDir, async (db) => {
+      for (let i = 0; i < 3; i++) {
+        await recordAudit(db, {
+          type: 'user.created',
+          category: 'user_management',
+          organizationId: null,
+          description: `u${i}`,
+        });
+      }
+    });
+    const sealed = await gatehouse(['audit', 'seal'], dataDir);
+    expect(sealed.stderr).toBe('');
+    expect(sealed.stdout).toMatch(/^seal \d+: 3 event\(s\), hash [0-9a-f]{64}$/m);
+    const verified = await gatehouse(['audit', 'verify'], dataDir);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toContain('audit trail intact: 1 seal(s), 3 event(s)');
+
+    await withDb(dataDir, async (db) => {
+      await db.execute(sql`update activities set success = false where description = 'u1'`);
+    });
+    const broken = await gatehouse(['audit', 'verify'], dataDir);
+    expect(broken.code).toBe(1);
+    expect(broken.stderr).toMatch(/audit trail broken in seal \d+ .*rows edited after sealing/);
+  });
+});

@@ -1,0 +1,208 @@
+import { randomUUID } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openTestDatabase } from '../../../test/test-app.js';
+import { queryRows } from '../../platform/db/client.js';
+import {
+  dropExpiredActivityPartitions,
+  ensureActivityPartitions,
+  listActivityPartitions,
+} from './activity-partitions.js';
+import { aggregateHour, aggregatePendingHours } from './activity-stats.js';
+import { recordAudit } from './audit.js';
+import { eraseUserActivity, sealAuditEvents, verifyAuditChain } from './audit-seal.js';
+
+type TestDb = Awaited<ReturnType<typeof openTestDatabase>>;
+const HOUR = 3_600_000;
+
+async function insertRequest(
+  t: TestDb,
+  at: Date,
+  o: { org?: string; user?: string | null; status?: number; ms?: number; category?: string } = {},
+) {
+  await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, success,
+      organization_id, user_id, duration_ms, status)
+    values (${at.toISOString()}::timestamptz, ${randomUUID()}, 'request', 'api.request', ${o.category ?? 'api'},
+      ${(o.status ?? 200) < 400}, ${o.org ?? null}, ${o.user ?? null}, ${o.ms ?? 10}, ${o.status ?? 200})`);
+}
+
+describe('hourly statistics', () => {
+  let t: TestDb;
+  beforeAll(async () => {
+    t = await openTestDatabase();
+  });
+  afterAll(() => t.drop());
+
+  it('aggregates every finished hour since the first activity, replaces an hour when re-run, and rolls up days', async () => {
+    const now = new Date(Date.UTC(2026, 10, 22, 3, 20));
+    const h0 = new Date(Date.UTC(2026, 10, 21, 22)); // five finished hours before now's hour
+    const org = randomUUID();
+    const user = randomUUID();
+    for (let i = 1; i <= 10; i++) await insertRequest(t, new Date(h0.getTime() + i * 1000), { org, user, ms: i * 10 });
+    await insertRequest(t, new Date(h0.getTime() + 5000), { org, status: 500, ms: 1000 });
+    await insertRequest(t, new Date(h0.getTime() + 2 * HOUR + 10), { category: 'system' });
+
+    const first = await aggregatePendingHours(t.database.db, now);
+    expect(first).toEqual({ hours: 5, days: 1 });
+    const rows = await queryRows<Record<string, unknown>>(
+      t.database.db,
+      sql`select period_type, period_start, organization_id, total_activities, user_activities, system_activities,
+          success_count, failure_count, request_count, by_category, p50_duration_ms, p95_duration_ms
+        from activity_statistics where period_type = 'hour' order by period_start, organization_id nulls first`,
+    );
+    expect(rows).toHaveLength(6); // 5 platform rows (one per hour, zeros included) + 1 organization row
+    const platform = rows[0] as Record<string, unknown>;
+    expect(platform).toMatchObject({
+      organization_id: null,
+      total_activities: 11,
+      user_activities: 10,
+      system_activities: 1,
+      success_count: 10,
+      failure_count: 1,
+      request_count: 11,
+      by_category: { api: 11 },
+    });
+    expect(platform.p50_duration_ms).toBe(60);
+    expect(Number(platform.p95_duration_ms)).toBeGreaterThan(100);
+    expect(rows[1]).toMatchObject({ organization_id: org, total_activities: 11 });
+    expect(rows[3]).toMatchObject({ organization_id: null, total_activities: 1, by_category: { system: 1 } });
+
+    // Nothing pending: a second run does nothing; a re-run of one hour replaces it.
+    expect(await aggregatePendingHours(t.database.db, now)).toEqual({ hours: 0, days: 0 });
+    await insertRequest(t, new Date(h0.getTime() + 60_000), { org });
+    await aggregateHour(t.database.db, h0);
+    const [again] = await queryRows<{ n: number; total: number }>(
+      t.database.db,
+      sql`select count(*)::int as n, max(total_activities)::int as total from activity_statistics
+        where period_type = 'hour' and period_start = ${h0.toISOString()}::timestamptz and organization_id is null`,
+    );
+    expect(again).toEqual({ n: 1, total: 12 });
+
+    const [day] = await queryRows<{ total: number; requests: number }>(
+      t.database.db,
+      sql`select total_activities as total, request_count as requests from activity_statistics
+        where period_type = 'day' and organization_id is null`,
+    );
+    expect(day).toEqual({ total: 11, requests: 11 }); // the roll-up of 21 November, before the re-run
+
+    // Downtime: three hours later, the missed hours are backfilled.
+    const later = await aggregatePendingHours(t.database.db, new Date(now.getTime() + 3 * HOUR));
+    expect(later.hours).toBe(3);
+  });
+});
+
+describe('monthly partitions and retention', () => {
+  let t: TestDb;
+  beforeAll(async () => {
+    t = await openTestDatabase();
+  });
+  afterAll(() => t.drop());
+
+  it('creates partitions ahead, moving rows that fell into the default partition, and drops expired ones', async () => {
+    const future = new Date(Date.UTC(2031, 0, 15));
+    await insertRequest(t, new Date(Date.UTC(2031, 0, 2)));
+    const [inDefault] = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from activities_default`,
+    );
+    expect(inDefault?.n).toBe(1);
+    const created = await ensureActivityPartitions(t.database.db, future, 2);
+    expect(created).toEqual(['activities_p203101', 'activities_p203102', 'activities_p203103']);
+    const [moved] = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from activities_p203101`,
+    );
+    expect(moved?.n).toBe(1);
+    expect(await ensureActivityPartitions(t.database.db, future, 2)).toEqual([]);
+
+    // Retention of 12 months as seen from April 2032: every partition before April 2031 goes.
+    const before = (await listActivityPartitions(t.database.db)).map((p) => p.name);
+    const dropped = await dropExpiredActivityPartitions(t.database.db, 12, new Date(Date.UTC(2032, 3, 10)));
+    expect(dropped).toEqual(before.filter((n) => n < 'activities_p203104'));
+    const after = (await listActivityPartitions(t.database.db)).map((p) => p.name);
+    expect(after).toEqual(before.filter((n) => n >= 'activities_p203104'));
+    expect(await dropExpiredActivityPartitions(t.database.db, 0, new Date(Date.UTC(2040, 0, 1)))).toEqual([]);
+  });
+});
+
+describe('audit seals', () => {
+  let t: TestDb;
+  beforeAll(async () => {
+    t = await openTestDatabase();
+  });
+  afterAll(() => t.drop());
+
+  const audit = (userId: string, n: number) =>
+    t.database.db.transaction((tx) =>
+      recordAudit(tx, {
+        type: 'user.updated',
+        category: 'user_management',
+        organizationId: null,
+        userId,
+        description: `change ${n} of ${userId}`,
+        details: { n },
+        ip: '203.0.113.9',
+      }),
+    );
+
+  it('chains seals over committed events and names the range where a sealed row was edited, inserted or deleted', async () => {
+    const db = t.database.db;
+    const alice = randomUUID();
+    for (let i = 0; i < 3; i++) await audit(alice, i);
+    const s1 = await sealAuditEvents(db);
+    expect(s1?.rowCount).toBe(3);
+    for (let i = 3; i < 5; i++) await audit(randomUUID(), i);
+    const s2 = await sealAuditEvents(db);
+    expect(s2?.rowCount).toBe(2);
+    expect(await verifyAuditChain(db)).toMatchObject({ ok: true, seals: 2, rows: 5 });
+
+    // Erasure keeps the events under a pseudonym, and the chain still verifies.
+    await db.transaction((tx) => eraseUserActivity(tx, alice));
+    const erased = await queryRows<{
+      user_id: string | null;
+      subject_ref: string;
+      description: string;
+      ip: string | null;
+    }>(
+      db,
+      sql`select user_id, subject_ref, description, ip_address as ip from activities where subject_ref is not null`,
+    );
+    expect(erased).toHaveLength(3);
+    expect(erased.every((r) => r.user_id === null && r.ip === null && r.description === '[erased]')).toBe(true);
+    expect(new Set(erased.map((r) => r.subject_ref)).size).toBe(1);
+    expect(JSON.stringify(erased)).not.toContain(alice);
+    expect(await verifyAuditChain(db)).toMatchObject({ ok: true });
+
+    // Edited: a row of the second seal changes its description.
+    const [victim] = await queryRows<{ id: string; description: string }>(
+      db,
+      sql`select id, description from activities where description = 'change 4' or description like 'change 4 %'`,
+    );
+    await db.execute(sql`update activities set description = 'nothing happened' where id = ${victim?.id}`);
+    const edited = await verifyAuditChain(db);
+    expect(edited).toMatchObject({ ok: false, problem: { sealId: s2?.id, kind: 'edited' } });
+    await db.execute(sql`update activities set description = ${victim?.description} where id = ${victim?.id}`);
+    expect((await verifyAuditChain(db)).ok).toBe(true);
+
+    // An erasure marker set by hand on a live row is an edit too.
+    await db.execute(sql`update activities set subject_ref = 'x' where id = ${victim?.id}`);
+    expect((await verifyAuditChain(db)).problem?.kind).toBe('edited');
+    await db.execute(sql`update activities set subject_ref = null where id = ${victim?.id}`);
+
+    // Inserted: a row slipped into the first seal's range.
+    const fake = randomUUID();
+    await db.execute(sql`insert into activities (id, kind, activity_type, category, description, xid)
+      values (${fake}, 'audit', 'user.created', 'user_management', 'backdated', ${s1?.fromXid ?? 0})`);
+    expect(await verifyAuditChain(db)).toMatchObject({ ok: false, problem: { sealId: s1?.id, kind: 'inserted' } });
+    await db.execute(sql`delete from activities where id = ${fake}`);
+
+    // Deleted: a sealed row removed.
+    await db.execute(sql`delete from activities where id = ${victim?.id}`);
+    expect(await verifyAuditChain(db)).toMatchObject({ ok: false, problem: { sealId: s2?.id, kind: 'deleted' } });
+  });
+
+  it('seals nothing new when no transaction committed since the last seal', async () => {
+    const seal = await sealAuditEvents(t.database.db);
+    if (seal) expect(seal.rowCount).toBe(0);
+  });
+});
