@@ -532,6 +532,38 @@ describe('seed-000 provisioning API', () => {
       expect(events.map((e) => e.activityType)).toEqual(
         expect.arrayContaining(['user.deactivated', 'provisioning.user.deactivate']),
       );
+      // A bulk call's events (written set-based) are the rows recordAudits writes for a single call.
+      const many = Array.from({ length: 30 }, () => person(org.code));
+      await post('/users/bulk', many);
+      const single = person(org.code);
+      await post('/users', single);
+      const created = await t.database.db.select().from(activities).where(eq(activities.activityType, 'user.created'));
+      const shape = (a: (typeof created)[number]) => ({
+        kind: a.kind,
+        category: a.category,
+        severity: a.severity,
+        success: a.success,
+        organizationId: a.organizationId,
+        actorType: a.actorType,
+        actorId: a.actorId,
+        apiKeyId: a.apiKeyId,
+        description: a.description,
+        tags: a.tags,
+        detailKeys: Object.keys(a.details).sort(),
+      });
+      const [one] = await t.database.db
+        .select({ id: users.id })
+        .from(users)
+        .where(eq(users.externalId, single.keycloak_id));
+      const [bulkOne] = await t.database.db
+        .select({ id: users.id })
+        .from(users)
+        .where(eq(users.externalId, many[0]?.keycloak_id as string));
+      const singleRow = created.find((a) => a.userId === one?.id);
+      const bulkRow = created.find((a) => a.userId === bulkOne?.id);
+      expect(singleRow && bulkRow && shape(bulkRow)).toEqual(singleRow && shape(singleRow));
+      expect(created.filter((a) => a.organizationId === org.id)).toHaveLength(33);
+
       // A dry run records nothing.
       const count = (await t.database.db.select().from(activities)).length;
       await post('/users/bulk?dry_run=true', [person(org.code)]);

@@ -1,0 +1,230 @@
+// `npm run bench:provisioning [-- --pg] [--users 100000] [--batch 1000] [--connections 2]`:
+// bulk provisioning through `POST /api/provisioning/users/bulk`, as seed 000's Django client sends it.
+//
+// 1. Setup (not measured): half of the users are provisioned first, so they exist.
+// 2. Measured: `--users` users in batches of `--batch` items, each batch half new users and half
+//    existing ones with a changed name (so both the insert and the update path write), over
+//    `--connections` concurrent requests. Validation, scoping and audit events are all included.
+// 3. The physical limit, in the same run: a raw COPY of as many users-shaped rows into the same
+//    `users` table (all its indexes), by psql `\copy` on PostgreSQL, by `COPY FROM '/dev/blob'` on a
+//    PGlite database with the same migrations. The answer is users/s and its share of that.
+// Prints a markdown section (docs/benchmarks.md keeps the figures).
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle } from 'drizzle-orm/pglite';
+import { uuidv7 } from 'uuidv7';
+import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
+import type { Db } from '../src/platform/db/client.js';
+import { migrate } from '../src/platform/db/migrate.js';
+import { machine } from './lib/report.js';
+import { ROOT, startNodeServer } from './lib/server.js';
+
+const { values: args } = parseArgs({
+  options: {
+    pg: { type: 'boolean', default: false },
+    users: { type: 'string', default: '100000' },
+    batch: { type: 'string', default: '1000' },
+    connections: { type: 'string', default: '2' },
+  },
+});
+const TOTAL = Number(args.users);
+const BATCH = Number(args.batch);
+const CONNECTIONS = Number(args.connections);
+const KEY = `bench-provisioning-${randomBytes(12).toString('hex')}`;
+const ORGS = 10;
+const log = (m: string) => console.error(`bench:provisioning: ${m}`);
+
+interface Item {
+  keycloak_id: string;
+  email: string;
+  first_name: string;
+  last_name: string;
+  engagemx_client_id: string;
+  is_active: boolean;
+}
+
+function user(n: number, lastName = 'Doe'): Item {
+  return {
+    keycloak_id: `kc-${n.toString().padStart(8, '0')}`,
+    email: `user${n}@bench.example`,
+    first_name: `First${n % 100}`,
+    last_name: lastName,
+    engagemx_client_id: `client_bench_${n % ORGS}`,
+    is_active: true,
+  };
+}
+
+/** Batches of one organization each (as the Django admin sends per client): half new, half existing. */
+function measuredBatches(): Item[][] {
+  const batches: Item[][] = [];
+  const perOrgHalf = BATCH / 2;
+  const existingBase = 0;
+  const newBase = TOTAL; // ids TOTAL.. are new; 0..TOTAL/2 exist after setup
+  let made = 0;
+  let e = 0;
+  let f = 0;
+  while (made < TOTAL) {
+    const org = batches.length % ORGS;
+    const items: Item[] = [];
+    // Users whose number ≡ org (mod ORGS) belong to that organization.
+    for (let i = 0; i < perOrgHalf; i++, e++) items.push(user(existingBase + e * ORGS + org, 'Changed'));
+    for (let i = 0; i < perOrgHalf; i++, f++) items.push(user(newBase + f * ORGS + org));
+    batches.push(items);
+    made += items.length;
+  }
+  return batches;
+}
+
+function setupBatches(): Item[][] {
+  // The existing half: exactly the users the measured batches update.
+  const batches: Item[][] = [];
+  const measured = measuredBatches();
+  for (const b of measured) batches.push(b.slice(0, BATCH / 2).map((u) => ({ ...u, last_name: 'Doe' })));
+  return batches;
+}
+
+async function send(baseUrl: string, batches: Item[][], connections: number) {
+  const latencies: number[] = [];
+  let next = 0;
+  let failures = 0;
+  const worker = async () => {
+    while (next < batches.length) {
+      const batch = batches[next++] as Item[];
+      const body = JSON.stringify(batch);
+      const started = performance.now();
+      const res = await fetch(`${baseUrl}/api/provisioning/users/bulk`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body,
+      });
+      const answer = (await res.json()) as { success_count?: number; error_count?: number };
+      latencies.push(performance.now() - started);
+      if (res.status !== 200 || answer.success_count !== batch.length) {
+        failures++;
+        if (failures <= 3) log(`batch answered ${res.status}: ${JSON.stringify(answer).slice(0, 300)}`);
+      }
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: connections }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  return { seconds, failures, p50: pick(0.5), p99: pick(0.99) };
+}
+
+function copyCsv(rows: number, organizationId: string): string {
+  const lines: string[] = [];
+  for (let i = 0; i < rows; i++) {
+    lines.push(`${organizationId},${uuidv7()},copy-${i},copy${i}@bench.example,First${i % 100},Doe`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const COPY_COLUMNS = 'users (organization_id, id, external_id, email, first_name, last_name)';
+
+async function copyPostgres(cluster: Cluster, rows: number, scratch: string): Promise<number> {
+  const psql = join(cluster.bin, 'psql');
+  const org = execFileSync(
+    psql,
+    [
+      cluster.url,
+      '-qAt',
+      '-c',
+      "insert into organizations (id, code, name) values (gen_random_uuid(), 'copy-bench', 'copy') returning id",
+    ],
+    { encoding: 'utf8' },
+  )
+    .trim()
+    .split('\n')[0] as string;
+  const file = join(scratch, 'copy.csv');
+  writeFileSync(file, copyCsv(rows, org));
+  const started = performance.now();
+  execFileSync(psql, [
+    cluster.url,
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-c',
+    `\\copy ${COPY_COLUMNS} from '${file}' with (format csv)`,
+  ]);
+  return rows / ((performance.now() - started) / 1000);
+}
+
+async function copyPglite(rows: number, scratch: string): Promise<number> {
+  const pglite = await PGlite.create(join(scratch, 'copy-pgdata'));
+  try {
+    await migrate(drizzle(pglite) as unknown as Db);
+    const { rows: orgRows } = await pglite.query<{ id: string }>(
+      "insert into organizations (id, code, name) values (gen_random_uuid(), 'copy-bench', 'copy') returning id",
+    );
+    const csv = copyCsv(rows, (orgRows[0] as { id: string }).id);
+    const started = performance.now();
+    await pglite.query(`copy ${COPY_COLUMNS} from '/dev/blob' with (format csv)`, [], { blob: new Blob([csv]) });
+    return rows / ((performance.now() - started) / 1000);
+  } finally {
+    await pglite.close();
+  }
+}
+
+let cluster: Cluster | undefined;
+const scratch = mkdtempSync(join(tmpdir(), 'gatehouse-bench-provisioning-'));
+try {
+  if (args.pg) cluster = await startCluster({ durable: true });
+  execFileSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), '--quiet'], { stdio: 'inherit' });
+  const server = await startNodeServer(
+    'dist/main.js',
+    {
+      HOST: '127.0.0.1',
+      DATA_DIR: join(scratch, 'data'),
+      RATE_LIMITS: 'off',
+      LOG_LEVEL: 'warn',
+      PROVISIONING_API_KEY: KEY,
+      ...(cluster ? { DATABASE_URL: cluster.url, MASTER_KEY: randomBytes(32).toString('base64') } : {}),
+    },
+    { port: await freePort(), logFile: join(scratch, 'server.log') },
+  );
+  let setup: Awaited<ReturnType<typeof send>>;
+  let measured: Awaited<ReturnType<typeof send>>;
+  try {
+    log(`setup: ${(TOTAL / 2).toLocaleString('en-US')} existing users`);
+    setup = await send(server.baseUrl, setupBatches(), CONNECTIONS);
+    log(
+      `measured: ${TOTAL.toLocaleString('en-US')} users in batches of ${BATCH}, half new, ${CONNECTIONS} connections`,
+    );
+    measured = await send(server.baseUrl, measuredBatches(), CONNECTIONS);
+  } finally {
+    await server.stop();
+  }
+  log(`raw COPY of ${TOTAL.toLocaleString('en-US')} rows into users`);
+  const copyRate = cluster ? await copyPostgres(cluster, TOTAL, scratch) : await copyPglite(TOTAL, scratch);
+  const rate = TOTAL / measured.seconds;
+  const mode = cluster ? 'PostgreSQL' : 'PGlite';
+  console.log(
+    [
+      `## Bulk provisioning (${mode})`,
+      '',
+      `- Command: \`npm run bench:provisioning --${cluster ? ' --pg' : ''} -- --users ${TOTAL} --batch ${BATCH} --connections ${CONNECTIONS}\``,
+      `- Run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; server \`node dist/main.js\` with \`RATE_LIMITS=off\`, \`LOG_LEVEL=warn\`${cluster ? ', durable PostgreSQL (throwaway cluster)' : ', PGlite in DATA_DIR'}`,
+      `- Machine: ${machine()} (${availableParallelism()} cores)`,
+      '',
+      '| phase | users | batches | users/s | share of raw COPY | p50 ms/batch | p99 ms/batch | failed batches |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+      `| setup (all new) | ${TOTAL / 2} | ${Math.ceil(TOTAL / 2 / (BATCH / 2))} | ${(TOTAL / 2 / setup.seconds).toFixed(0)} | — | ${setup.p50.toFixed(0)} | ${setup.p99.toFixed(0)} | ${setup.failures} |`,
+      `| **half new, half updated** | ${TOTAL} | ${Math.ceil(TOTAL / BATCH)} | **${rate.toFixed(0)}** | ${((100 * rate) / copyRate).toFixed(0)} % | ${measured.p50.toFixed(0)} | ${measured.p99.toFixed(0)} | ${measured.failures} |`,
+      `| raw COPY into users (same run) | ${TOTAL} | 1 | ${copyRate.toFixed(0)} | 100 % | — | — | — |`,
+      '',
+      '- Each batch: one HTTP request of 1,000 seed-000 items for one organization; validation per item, one planning',
+      '  read of the existing users and of clashing emails, one `INSERT … SELECT FROM unnest(…) ON CONFLICT (external_id)`',
+      '  for the new half and one `UPDATE … FROM unnest(…)` for the changed half, one multi-row audit insert (one event per',
+      '  user written plus one per call), all in one transaction.',
+    ].join('\n'),
+  );
+} finally {
+  cluster?.stop();
+  rmSync(scratch, { recursive: true, force: true });
+}
