@@ -28,7 +28,6 @@ import {
   createScimUser,
   deleteScimUser,
   findScimUser,
-  groupsOfUsers,
   type ListQuery,
   listScimUsers,
   patchScimUser,
@@ -265,15 +264,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     const organizationId = scimOrganizationOf(request.actor);
     const query = listQueryOf(q);
     const keep = projection(query.attributes, query.excludedAttributes);
-    const { total, rows } = await listScimUsers(db, organizationId, query);
-    const groups = keep('groups')
-      ? await groupsOfUsers(
-          db,
-          organizationId,
-          rows.map((u) => u.id),
-        )
-      : undefined;
-    const resources = rows.map((u) => project(toScimUser(u, groups?.get(u.id), baseUrl), keep));
+    const { total, rows } = await listScimUsers(db, organizationId, query, keep('groups'));
+    const resources = rows.map((r) => project(toScimUser(r.user, r.groups, baseUrl), keep));
     return listResponse(resources, total, query.startIndex);
   };
   app.get(
@@ -318,7 +310,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const ctx = writeContext(request);
       const user = await createScimUser(ctx, request.body);
-      return sendResource(reply, 201, (await scimUserResource(db, ctx.organizationId, user, baseUrl)) as never);
+      // A new user holds no group yet.
+      return sendResource(reply, 201, toScimUser(user, [], baseUrl) as never);
     },
   );
   app.get(

@@ -43,8 +43,23 @@ const ENTERPRISE_KEPT = ['employeeNumber', 'costCenter', 'organization', 'divisi
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
+/** The columns a SCIM User is made of. */
+export type ScimUserRow = Pick<
+  User,
+  | 'id'
+  | 'scimExternalId'
+  | 'username'
+  | 'email'
+  | 'firstName'
+  | 'lastName'
+  | 'attributes'
+  | 'status'
+  | 'dateJoined'
+  | 'updatedAt'
+>;
+
 /** The SCIM resource for a user. */
-export function toScimUser(user: User, groups: UserGroupRef[] | undefined, baseUrl: string) {
+export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined, baseUrl: string) {
   const scim = (user.attributes.scim ?? {}) as Record<string, unknown>;
   const enterprise = scim.enterprise as Record<string, unknown> | undefined;
   const formatted = `${user.firstName} ${user.lastName}`.trim();

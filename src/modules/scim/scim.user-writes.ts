@@ -1,9 +1,14 @@
 import { and, eq, inArray } from 'drizzle-orm';
 import type { Db } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
-import { type ProvisionItem, type ProvisionOutcome, provisionUsers } from '../provisioning/provisioning.service.js';
+import {
+  type ProvisionedUser,
+  type ProvisionItem,
+  type ProvisionOutcome,
+  provisionUsers,
+} from '../provisioning/provisioning.service.js';
 import { type User, users } from '../users/users.table.js';
-import type { ScimUserFields } from './scim.user-mapping.js';
+import type { ScimUserFields, ScimUserRow } from './scim.user-mapping.js';
 
 /**
  * SCIM user writes go through the provisioning core (one validation, one upsert, one audit for the
@@ -53,13 +58,27 @@ export async function writeScimUser(
   ctx: WriteContext,
   current: User | undefined,
   fields: ScimUserFields,
-): Promise<User> {
+): Promise<ScimUserRow> {
   const [outcome] = await provisionScimUsers(ctx, [provisionItemOf(current, fields)]);
   if (!outcome) throw new Error('provisioning answered no outcome');
   if (!outcome.ok) throw outcome.error;
-  const [user] = await loadUsers(ctx.db, ctx.organizationId, [outcome.user.id as string]);
-  if (!user) throw new Error('provisioned user not found');
-  return user;
+  return rowOf(outcome.user);
+}
+
+/** The stored user as the core reports it (no second read). */
+export function rowOf(user: ProvisionedUser): ScimUserRow {
+  return {
+    id: user.id as string,
+    scimExternalId: user.scimExternalId,
+    username: user.username,
+    email: user.email,
+    firstName: user.firstName,
+    lastName: user.lastName,
+    attributes: user.attributes,
+    status: user.status,
+    dateJoined: user.createdAt ?? new Date(),
+    updatedAt: user.updatedAt ?? new Date(),
+  };
 }
 
 /** Users of the organization by id, in no particular order. */

@@ -11,6 +11,7 @@ import { compileFilter, normalisePath } from './scim.filter.js';
 import { applyPatch, type PatchOperation } from './scim.patch.js';
 import {
   fromScimUser,
+  type ScimUserRow,
   toScimUser,
   USER_FILTER_ATTRIBUTES,
   USER_SORT_KEYS,
@@ -43,12 +44,29 @@ export function orderOf(sortKeys: Record<string, SQL>, id: SQL, query: Pick<List
   return [direction(key), direction(id)];
 }
 
+/** The user's organization roles (SCIM groups) as one JSON array, read in the same statement. */
+const groupsColumn = sql<
+  UserGroupRef[]
+>`(select coalesce(json_agg(json_build_object('roleId', r.id, 'name', r.name) order by r.name), '[]'::json)
+  from ${userRoles} ur join ${roles} r on r.id = ur.role_id
+  where ur.user_id = ${users.id} and r.organization_id = ${users.organizationId})`;
+
+export interface ListedUser {
+  user: User;
+  groups: UserGroupRef[] | undefined;
+}
+
 /**
  * A page of the organization's users matching the filter, with the total (RFC 7644 §3.4.2.4
- * `totalResults`). One statement computes both through a window count; only a page past the end
- * needs a second count.
+ * `totalResults`) and, when asked, their groups. One statement computes all of it (a window count
+ * and a correlated JSON aggregate); only a page past the end needs a second count.
  */
-export async function listScimUsers(db: DbOrTx, organizationId: string, query: ListQuery): Promise<ListResult<User>> {
+export async function listScimUsers(
+  db: DbOrTx,
+  organizationId: string,
+  query: ListQuery,
+  withGroups = true,
+): Promise<ListResult<ListedUser>> {
   const where = and(
     eq(users.organizationId, organizationId),
     query.filter ? compileFilter(query.filter, USER_FILTER_ATTRIBUTES) : undefined,
@@ -60,7 +78,11 @@ export async function listScimUsers(db: DbOrTx, organizationId: string, query: L
   };
   if (query.count === 0) return { total: await countAll(), rows: [] };
   const rows = await db
-    .select({ user: getTableColumns(users), total: sql<number>`count(*) over ()::int` })
+    .select({
+      user: getTableColumns(users),
+      total: sql<number>`count(*) over ()::int`,
+      groups: withGroups ? groupsColumn : sql<null>`null`,
+    })
     .from(users)
     .where(where)
     .orderBy(...order)
@@ -68,7 +90,15 @@ export async function listScimUsers(db: DbOrTx, organizationId: string, query: L
     .offset(query.startIndex - 1);
   const first = rows[0];
   if (!first) return { total: query.startIndex > 1 ? await countAll() : 0, rows: [] };
-  return { total: first.total, rows: rows.map((r) => r.user as User) };
+  return {
+    total: first.total,
+    rows: rows.map((r) => ({ user: r.user as User, groups: withGroups ? parseJson(r.groups) : undefined })),
+  };
+}
+
+/** node-postgres and PGlite both parse json columns; a string would mean a driver that does not. */
+function parseJson<T>(value: T | string | null): T {
+  return (typeof value === 'string' ? JSON.parse(value) : value) as T;
 }
 
 /** The organization roles (SCIM groups) each of these users holds. */
@@ -104,7 +134,7 @@ export async function findScimUser(db: DbOrTx, organizationId: string, id: strin
 }
 
 /** The SCIM resource of one user, with its groups. */
-export async function scimUserResource(db: DbOrTx, organizationId: string, user: User, baseUrl: string) {
+export async function scimUserResource(db: DbOrTx, organizationId: string, user: ScimUserRow, baseUrl: string) {
   const groups = await groupsOfUsers(db, organizationId, [user.id]);
   return toScimUser(user, groups.get(user.id) ?? [], baseUrl);
 }
@@ -120,7 +150,7 @@ export function assertVersion(user: { updatedAt: Date }, ifMatch: string | undef
 }
 
 /** POST /Users: creates a user in the key's organization. */
-export function createScimUser(ctx: WriteContext, body: unknown): Promise<User> {
+export function createScimUser(ctx: WriteContext, body: unknown): Promise<ScimUserRow> {
   return writeScimUser(ctx, undefined, fromScimUser(body));
 }
 
@@ -130,7 +160,7 @@ export async function replaceScimUser(
   id: string,
   body: unknown,
   ifMatch: string | undefined,
-): Promise<User> {
+): Promise<ScimUserRow> {
   const current = await findScimUser(ctx.db, ctx.organizationId, id);
   assertVersion(current, ifMatch);
   const fields = fromScimUser(body);
@@ -144,7 +174,7 @@ export async function patchScimUser(
   operations: PatchOperation[],
   ifMatch: string | undefined,
   baseUrl: string,
-): Promise<User> {
+): Promise<ScimUserRow> {
   const current = await findScimUser(ctx.db, ctx.organizationId, id);
   assertVersion(current, ifMatch);
   const patched = applyPatch(toScimUser(current, undefined, baseUrl), normaliseActive(operations));

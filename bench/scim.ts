@@ -1,0 +1,250 @@
+// `npm run bench:scim [-- --pg] [--seed 1000000] [--duration 5] [--bulk-users 20000] [--no-write]`: SCIM throughput.
+//
+// 1. Writes: POST /scim/v2/Users, each a new user, from 20 connections.
+// 2. Filtered reads: GET /scim/v2/Users?filter=userName eq "…" over the users written in 1.
+// 3. Bulk: POST /scim/v2/Bulk with 1,000 user creations per request (the most one request takes),
+//    two requests in flight, until --bulk-users users exist: users per second end to end.
+// 4. With --seed N: N users are put in the database first (bench/seed-users.ts, 10 organizations);
+//    the userName-eq filter is then measured inside an organization of N/10 users, as latency
+//    (10 connections): p50 and p99.
+// Results replace the `scim` section of docs/benchmarks.md (unless --no-write).
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
+import { openDatabase } from '../src/platform/db/client.js';
+import { migrate } from '../src/platform/db/migrate.js';
+import { type LoadResult, runLoad } from './lib/load.js';
+import { machine, writeReport } from './lib/report.js';
+import { type NodeProcess, ROOT, startNodeServer } from './lib/server.js';
+import { seedUsers } from './seed-users.js';
+
+const { values: args } = parseArgs({
+  options: {
+    pg: { type: 'boolean', default: false },
+    seed: { type: 'string', default: '0' },
+    duration: { type: 'string', default: '5' },
+    'bulk-users': { type: 'string', default: '20000' },
+    'no-write': { type: 'boolean', default: false },
+  },
+});
+const duration = Number(args.duration);
+const seedCount = Number(args.seed);
+const bulkUsers = Number(args['bulk-users']);
+const ADMIN = { email: 'bench-admin@example.com', password: 'Gatehouse bench admin 2026!' };
+const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
+const BULK_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest';
+const log = (m: string) => console.error(`bench:scim: ${m}`);
+
+async function call(base: string, method: string, path: string, headers: Record<string, string>, body?: unknown) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      ...(body === undefined
+        ? {}
+        : { 'content-type': path.startsWith('/scim/') ? 'application/scim+json' : 'application/json' }),
+      ...headers,
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(120_000),
+  });
+  const text = await res.text();
+  // biome-ignore lint/suspicious/noExplicitAny: answers are JSON of any shape; the script reads what it needs.
+  const json: any = text ? JSON.parse(text) : undefined;
+  if (res.status >= 300) throw new Error(`${method} ${path} answered ${res.status}: ${text.slice(0, 300)}`);
+  return json;
+}
+
+const scimUser = (name: string) => ({
+  schemas: [USER_SCHEMA],
+  userName: name,
+  externalId: `ext-${name}`,
+  name: { givenName: 'Bench', familyName: name },
+  emails: [{ value: `${name}@scim-bench.example`, type: 'work', primary: true }],
+  active: true,
+});
+
+const filterPath = (userName: string) => `/scim/v2/Users?filter=${encodeURIComponent(`userName eq "${userName}"`)}`;
+const pick = <T>(list: T[]) => list[Math.floor(Math.random() * list.length)] as T;
+
+let cluster: Cluster | undefined;
+const scratch = mkdtempSync(join(tmpdir(), 'gatehouse-bench-scim-'));
+let databaseUrl = process.env.BENCH_DATABASE_URL || undefined;
+let server: NodeProcess | undefined;
+try {
+  if (args.pg && !databaseUrl) {
+    cluster = await startCluster({ durable: true });
+    databaseUrl = cluster.url;
+  }
+  if (databaseUrl) {
+    const name = `gatehouse_bench_scim_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: databaseUrl });
+    await admin.connect();
+    await admin.query(`create database ${name}`);
+    await admin.end();
+    const url = new URL(databaseUrl);
+    url.pathname = `/${name}`;
+    databaseUrl = url.toString();
+  }
+  const dataDir = join(scratch, 'data');
+  if (seedCount > 0) {
+    log(`seeding ${seedCount.toLocaleString('en-US')} users`);
+    const database = await openDatabase({ databaseUrl, dataDir });
+    try {
+      await migrate(database.db);
+      await seedUsers(database.db, { count: seedCount, log });
+    } finally {
+      await database.close();
+    }
+  }
+  execFileSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), '--quiet'], { stdio: 'inherit' });
+  server = await startNodeServer(
+    'dist/main.js',
+    {
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      RATE_LIMITS: 'off',
+      LOG_LEVEL: 'warn',
+      ADMIN_EMAIL: ADMIN.email,
+      ADMIN_PASSWORD: ADMIN.password,
+      MASTER_KEY: randomBytes(32).toString('base64'),
+      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    },
+    { port: await freePort(), logFile: join(scratch, 'server.log'), timeoutMs: 120_000 },
+  );
+  const base = server.baseUrl;
+  const root = (await call(base, 'POST', '/api/token/', {}, { email: ADMIN.email, password: ADMIN.password }))
+    .access as string;
+  const asRoot = { authorization: `Bearer ${root}` };
+  const keyFor = async (organization: string) =>
+    (await call(base, 'POST', '/api/v1/api-keys/', asRoot, { name: 'scim bench', organization, scopes: ['scim'] }))
+      .key as string;
+  await call(base, 'POST', '/api/v1/organizations/', asRoot, { code: 'bench-scim', name: 'SCIM bench' });
+  const key = await keyFor('bench-scim');
+  const asKey = { authorization: `Bearer ${key}` };
+
+  // 1. Writes.
+  const run = randomBytes(3).toString('hex');
+  let next = 0;
+  log(`POST /Users, ${duration} s`);
+  const writes = await runLoad({
+    url: base,
+    connections: 20,
+    duration,
+    requests: [
+      {
+        method: 'POST',
+        path: '/scim/v2/Users',
+        headers: { ...asKey, 'content-type': 'application/scim+json' },
+        setupRequest: (request) => ({ ...request, body: JSON.stringify(scimUser(`w${run}-${next++}`)) }),
+      },
+    ],
+  });
+  if (writes.errors > 0 || writes.okPerSecond === 0) throw new Error(`writes: ${JSON.stringify(writes.statuses)}`);
+  const written = Array.from({ length: Math.min(next, 50_000) }, (_, i) => `w${run}-${i}`);
+
+  // 2. Filtered reads.
+  log(`GET /Users?filter=userName eq, ${duration} s`);
+  const reads = await runLoad({
+    url: base,
+    connections: 50,
+    duration,
+    requests: [
+      {
+        method: 'GET',
+        path: filterPath(written[0] as string),
+        headers: asKey,
+        setupRequest: (r) => ({ ...r, path: filterPath(pick(written)) }),
+      },
+    ],
+  });
+  const sample = await call(base, 'GET', filterPath(written[0] as string), asKey);
+  if (sample.totalResults !== 1) throw new Error(`filter answered ${JSON.stringify(sample)}`);
+
+  // 3. Bulk.
+  log(`Bulk, ${bulkUsers.toLocaleString('en-US')} users`);
+  const bulkRequests = Math.ceil(bulkUsers / 1000);
+  let sent = 0;
+  let failed = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (sent < bulkRequests) {
+      const n = sent++;
+      const body = {
+        schemas: [BULK_SCHEMA],
+        Operations: Array.from({ length: 1000 }, (_, i) => ({
+          method: 'POST',
+          path: '/Users',
+          bulkId: `b${i}`,
+          data: scimUser(`b${run}-${n}-${i}`),
+        })),
+      };
+      const answer = await call(base, 'POST', '/scim/v2/Bulk', asKey, body);
+      failed += (answer.Operations as { status: string }[]).filter((o) => o.status !== '201').length;
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  const bulkSeconds = (performance.now() - started) / 1000;
+  const bulkRate = (bulkRequests * 1000 - failed) / bulkSeconds;
+  if (failed > 0) throw new Error(`bulk: ${failed} operations failed`);
+
+  // 4. At scale.
+  let atScale: LoadResult | undefined;
+  let perOrganization = 0;
+  if (seedCount > 0) {
+    perOrganization = Math.floor(seedCount / 10);
+    const seededKey = await keyFor('bench-org-0');
+    // bench-org-0 holds users user0, user10, user20, …
+    const seededName = () => `user${Math.floor(Math.random() * perOrganization) * 10}`;
+    const check = await call(base, 'GET', filterPath(seededName()), { authorization: `Bearer ${seededKey}` });
+    if (check.totalResults !== 1) throw new Error(`seeded filter answered ${JSON.stringify(check).slice(0, 300)}`);
+    log(`userName eq at ${perOrganization.toLocaleString('en-US')} users in the organization, ${duration} s`);
+    atScale = await runLoad({
+      url: base,
+      connections: 10,
+      duration,
+      requests: [
+        {
+          method: 'GET',
+          path: filterPath('user0'),
+          headers: { authorization: `Bearer ${seededKey}` },
+          setupRequest: (r) => ({ ...r, path: filterPath(seededName()) }),
+        },
+      ],
+    });
+  }
+
+  const mode = databaseUrl ? 'PostgreSQL' : 'PGlite';
+  const fmt = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
+  const command = `npm run bench:scim${databaseUrl ? ' -- --pg' : ''}${seedCount > 0 ? `${databaseUrl ? '' : ' --'} --seed ${seedCount}` : ''}`;
+  const lines = [
+    `## SCIM (${mode})`,
+    '',
+    `- Command: \`${command}\``,
+    `- Run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; ${duration} s per measurement`,
+    `- Machine: ${machine()}`,
+    '',
+    '| measurement | per second | p50 ms | p99 ms | target |',
+    '|---|---:|---:|---:|---|',
+    `| \`POST /scim/v2/Users\` (20 connections) | ${fmt(writes.okPerSecond)} writes | ${writes.p50Ms} | ${writes.p99Ms} | ≥ 500 |`,
+    `| \`GET /scim/v2/Users?filter=userName eq "…"\` (50 connections, ${fmt(written.length)} users) | ${fmt(reads.okPerSecond)} | ${reads.p50Ms} | ${reads.p99Ms} | ≥ 2,000 |`,
+    `| \`POST /scim/v2/Bulk\`, 1,000 creations a request, 2 in flight (${fmt(bulkRequests * 1000)} users in ${bulkSeconds.toFixed(1)} s) | ${fmt(bulkRate)} users | | | ≥ ${databaseUrl ? '30,000' : '10,000'} |`,
+    ...(atScale
+      ? [
+          `| \`userName eq\` in an organization of ${fmt(perOrganization)} (${fmt(seedCount)} users seeded, 10 connections) | ${fmt(atScale.okPerSecond)} | ${atScale.p50Ms} | ${atScale.p99Ms} | p99 < 10 ms |`,
+        ]
+      : []),
+  ];
+  const section = lines.join('\n');
+  console.log(section);
+  if (!args['no-write'])
+    writeReport(join(ROOT, 'docs/benchmarks.md'), `scim-${databaseUrl ? 'postgres' : 'pglite'}` as never, section);
+} finally {
+  await server?.stop();
+  cluster?.stop();
+  rmSync(scratch, { recursive: true, force: true });
+}
