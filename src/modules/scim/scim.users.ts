@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, getTableColumns, inArray, type SQL, sql } from 'drizzle-orm';
-import type { DbOrTx } from '../../platform/db/client.js';
+import type { Filter } from 'scim2-parse-filter';
+import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { recordAudit } from '../activity/audit.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
@@ -7,7 +8,7 @@ import { rbacErrors } from '../rbac/rbac.errors.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
 import { type User, users } from '../users/users.table.js';
 import { scimErrors } from './scim.errors.js';
-import { compileFilter, normalisePath } from './scim.filter.js';
+import { compileFilter, normalisePath, parseFilter } from './scim.filter.js';
 import { applyPatch, type PatchOperation } from './scim.patch.js';
 import {
   fromScimUser,
@@ -57,6 +58,46 @@ export interface ListedUser {
 }
 
 /**
+ * `userName eq "…"` (and `externalId eq "…"`), what identity providers send before every create
+ * or update, as prepared statements on the unique indexes: no query building, no planning.
+ */
+const byUserName = preparedPerHandle((db) =>
+  db
+    .select({ user: getTableColumns(users), groups: groupsColumn })
+    .from(users)
+    .where(
+      and(
+        eq(users.organizationId, sql.placeholder('organizationId')),
+        sql`lower(${users.username}) = lower(${sql.placeholder('value')})`,
+      ),
+    )
+    .limit(1)
+    .prepare('scim_user_by_username'),
+);
+const byExternalId = preparedPerHandle((db) =>
+  db
+    .select({ user: getTableColumns(users), groups: groupsColumn })
+    .from(users)
+    .where(
+      and(
+        eq(users.organizationId, sql.placeholder('organizationId')),
+        eq(users.scimExternalId, sql.placeholder('value')),
+      ),
+    )
+    .limit(1)
+    .prepare('scim_user_by_external_id'),
+);
+
+/** The prepared look-up a filter is, when it is one equality on a unique attribute. */
+function uniqueLookup(filter: Filter) {
+  if (filter.op !== 'eq' || typeof filter.compValue !== 'string') return undefined;
+  const path = normalisePath(filter.attrPath);
+  if (path === 'username') return { query: byUserName, value: filter.compValue };
+  if (path === 'externalid') return { query: byExternalId, value: filter.compValue };
+  return undefined;
+}
+
+/**
  * A page of the organization's users matching the filter, with the total (RFC 7644 §3.4.2.4
  * `totalResults`) and, when asked, their groups. One statement computes all of it (a window count
  * and a correlated JSON aggregate); only a page past the end needs a second count.
@@ -67,11 +108,20 @@ export async function listScimUsers(
   query: ListQuery,
   withGroups = true,
 ): Promise<ListResult<ListedUser>> {
+  const ast = query.filter ? parseFilter(query.filter) : undefined;
+  const order = orderOf(USER_SORT_KEYS, sql`${users.id}`, query);
+  const lookup = ast && query.startIndex === 1 && query.count > 0 ? uniqueLookup(ast) : undefined;
+  if (lookup) {
+    const rows = await lookup.query(db).execute({ organizationId, value: lookup.value });
+    return {
+      total: rows.length,
+      rows: rows.map((r) => ({ user: r.user as User, groups: withGroups ? parseJson(r.groups) : undefined })),
+    };
+  }
   const where = and(
     eq(users.organizationId, organizationId),
-    query.filter ? compileFilter(query.filter, USER_FILTER_ATTRIBUTES) : undefined,
+    ast ? compileFilter(ast, USER_FILTER_ATTRIBUTES) : undefined,
   );
-  const order = orderOf(USER_SORT_KEYS, sql`${users.id}`, query);
   const countAll = async () => {
     const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(users).where(where);
     return row?.n ?? 0;
