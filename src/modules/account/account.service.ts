@@ -7,6 +7,7 @@ import type { Db, DbOrTx } from '../../platform/db/client.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { queueMail } from '../../platform/mail/mail.js';
+import { recordAudit } from '../activity/audit.js';
 import {
   DEFAULT_ORGANIZATION_CODE,
   ensureDefaultOrganization,
@@ -118,6 +119,15 @@ export async function registerUser(db: Db, config: Config, input: RegisterInput)
     if (!user) throw new Error('registerUser: the insert returned no row');
     const { token } = await issueAccountToken(tx, user, 'verify_email');
     await mailVerification(tx, config, user, token);
+    await recordAudit(tx, {
+      type: 'user.registered',
+      category: 'user_management',
+      organizationId,
+      userId: user.id,
+      description: `User ${user.id} registered`,
+      objectType: 'user',
+      objectId: user.id,
+    });
     return (await findUserById(tx, user.id)) as UserWithOrganization;
   });
 }
@@ -205,6 +215,16 @@ export async function changePassword(
     await supersedeAccountTokens(tx, user.id, PASSWORD_PURPOSES);
     await revokeOtherSessionsOfUser(tx, user.id, actor.sessionId, 'password_changed');
     await invalidateUserState(tx, user.id);
+    await recordAudit(tx, {
+      type: 'auth.password_changed',
+      category: 'authentication',
+      organizationId: user.organizationId,
+      userId: user.id,
+      actor,
+      description: 'Password changed',
+      objectType: 'user',
+      objectId: user.id,
+    });
   });
 }
 
@@ -280,6 +300,16 @@ export async function confirmPasswordReset(db: Db, input: { token: string; new_p
     await tx.update(users).set({ passwordHash, emailVerified: true }).where(eq(users.id, used.userId));
     await supersedeAccountTokens(tx, used.userId, PASSWORD_PURPOSES);
     await revokeUserSessions(tx, used.userId, used.purpose === 'invite' ? 'invitation_accepted' : 'password_reset');
+    await recordAudit(tx, {
+      type: used.purpose === 'invite' ? 'auth.invitation_accepted' : 'auth.password_reset',
+      category: 'authentication',
+      organizationId: user.organizationId,
+      userId: used.userId,
+      description:
+        used.purpose === 'invite' ? 'Invitation accepted: password set' : 'Password reset with a mailed token',
+      objectType: 'user',
+      objectId: used.userId,
+    });
   });
 }
 
@@ -309,6 +339,16 @@ export async function inviteUser(
         'Choose a password to sign in.\n\n' +
         `Your invitation token: ${token}\n\nOr open: ${url}\n\n` +
         'The token works once and expires in 7 days.\n',
+    });
+    await recordAudit(tx, {
+      type: 'user.invited',
+      category: 'user_management',
+      organizationId: user.organizationId,
+      userId: user.id,
+      description: 'Invitation to set a password mailed',
+      details: { expires_at: expiresAt.toISOString() },
+      objectType: 'user',
+      objectId: user.id,
     });
     return { expiresAt };
   });

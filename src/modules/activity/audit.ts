@@ -22,6 +22,8 @@ export interface AuditEvent {
   userId?: string | null;
   /** Who did it (request.actor); omitted = the system. */
   actor?: Actor;
+  /** Who did it when only their user id is at hand (and `actor` is omitted). */
+  actorUserId?: string | null;
   description: string;
   /** Redacted before storage. */
   details?: Record<string, unknown>;
@@ -47,8 +49,8 @@ function auditRow(event: AuditEvent): NewActivity {
     success: event.success ?? true,
     organizationId: event.organizationId,
     userId: event.userId ?? null,
-    actorType: actor ? actor.kind : 'system',
-    actorId: actor?.kind === 'user' ? actor.userId : null,
+    actorType: actor ? actor.kind : event.actorUserId ? 'user' : 'system',
+    actorId: actor?.kind === 'user' ? actor.userId : actor ? null : (event.actorUserId ?? null),
     apiKeyId: actor?.kind === 'api_key' ? actor.apiKeyId : null,
     objectType: event.objectType ?? null,
     objectId: event.objectId ?? null,

@@ -14,6 +14,7 @@ import {
 import { commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
+import { recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
@@ -141,7 +142,50 @@ export async function createApiKey(db: Db, manager: KeyManager, input: NewApiKey
   const scopes = checkScopes(input.scopes);
   const expiresAt = checkExpiry(input.expires_at, new Date());
   const organization = await organizationOfNewKey(db, manager, input.organization);
-  return insertKey(db, { organization, name: input.name, scopes, expiresAt, createdBy: manager.userId });
+  return db.transaction(async (tx) => {
+    const created = await insertKey(tx, {
+      organization,
+      name: input.name,
+      scopes,
+      expiresAt,
+      createdBy: manager.userId,
+    });
+    await recordAudit(tx, {
+      type: 'api_key.created',
+      category: 'api_keys',
+      organizationId: organization?.id ?? null,
+      actorUserId: manager.userId,
+      description: `API key ${created.apiKey.prefix}… created`,
+      details: {
+        name: input.name,
+        prefix: created.apiKey.prefix,
+        scopes,
+        expires_at: expiresAt?.toISOString() ?? null,
+      },
+      severity: organization === null ? 'warning' : 'info',
+      objectType: 'api_key',
+      objectId: created.apiKey.id,
+    });
+    return created;
+  });
+}
+
+/** The audit event of a revocation (also of the old key in a rotation). */
+function keyRevokedEvent(
+  manager: KeyManager,
+  key: { id: string; organizationId: string | null; prefix: string },
+  rotated: boolean,
+) {
+  return {
+    type: rotated ? 'api_key.rotated' : 'api_key.revoked',
+    category: 'api_keys' as const,
+    organizationId: key.organizationId,
+    actorUserId: manager.userId,
+    description: `API key ${key.prefix}… ${rotated ? 'rotated' : 'revoked'}`,
+    details: { prefix: key.prefix },
+    objectType: 'api_key',
+    objectId: key.id,
+  };
 }
 
 /** Revokes a key; it stops working at once on every node. Revoking a revoked key changes nothing. */
@@ -155,6 +199,7 @@ export async function revokeApiKey(db: Db, manager: KeyManager, id: string): Pro
       .set({ revokedAt: new Date() })
       .where(and(eq(apiKeys.id, current.id), isNull(apiKeys.revokedAt)));
     await publishInvalidation(tx, 'api-key', current.id);
+    await recordAudit(tx, keyRevokedEvent(manager, current, false));
   });
   forgetApiKey(id);
 }
@@ -178,7 +223,7 @@ export async function rotateApiKey(db: Db, manager: KeyManager, id: string): Pro
     // Revoked by a concurrent request between the read and the update.
     if (!revoked) throw apiKeyErrors.revoked(id);
     await publishInvalidation(tx, 'api-key', current.id);
-    return insertKey(tx, {
+    const successor = await insertKey(tx, {
       organization:
         current.organizationId === null
           ? null
@@ -188,6 +233,11 @@ export async function rotateApiKey(db: Db, manager: KeyManager, id: string): Pro
       expiresAt: current.expiresAt,
       createdBy: manager.userId,
     });
+    await recordAudit(tx, {
+      ...keyRevokedEvent(manager, current, true),
+      details: { prefix: current.prefix, successor_id: successor.apiKey.id, successor_prefix: successor.apiKey.prefix },
+    });
+    return successor;
   });
   forgetApiKey(id);
   return created;

@@ -11,6 +11,7 @@ import { bearerToken, type CredentialResolver, type UserActor } from '../../plat
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
+import { recordAudit } from '../activity/audit.js';
 import { type LockoutPolicy, recordLoginFailure } from '../lockout/lockout.queries.js';
 import { finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
@@ -323,14 +324,61 @@ export function lockoutPolicy(config: Config): LockoutPolicy {
  * Counts a failed login against each account whose password was tried; an account that reaches
  * the threshold locks and loses its sessions in the same transaction.
  */
-async function recordFailedLogins(ctx: TokenContext, accounts: LoginCandidate[]): Promise<void> {
-  if (accounts.length === 0) return;
+async function recordFailedLogins(ctx: TokenContext, accounts: LoginCandidate[], client: ClientInfo): Promise<void> {
   const policy = lockoutPolicy(ctx.config);
   await ctx.db.transaction(async (tx) => {
+    if (accounts.length === 0) {
+      await recordAudit(tx, {
+        type: 'auth.login_failed',
+        category: 'authentication',
+        organizationId: null,
+        description: 'Failed login: no account matched',
+        severity: 'warning',
+        success: false,
+        ip: client.ip ?? null,
+        userAgent: client.userAgent ?? null,
+      });
+    }
     for (const account of accounts) {
       const lockedUntil = await recordLoginFailure(tx, account, policy);
-      if (lockedUntil) await revokeUserSessions(tx, account.id, 'account_locked');
+      await recordLoginFailureAudits(tx, account, lockedUntil, client, 'password');
     }
+  });
+}
+
+/** The audit events of a failed login (password or second factor), and of the lock it caused. */
+async function recordLoginFailureAudits(
+  tx: DbOrTx,
+  account: { id: string; organizationId: string },
+  lockedUntil: Date | undefined,
+  client: ClientInfo,
+  step: 'password' | 'mfa',
+): Promise<void> {
+  const where = {
+    organizationId: account.organizationId,
+    userId: account.id,
+    ip: client.ip ?? null,
+    userAgent: client.userAgent ?? null,
+  };
+  await recordAudit(tx, {
+    ...where,
+    type: 'auth.login_failed',
+    category: 'authentication',
+    description: step === 'mfa' ? 'Failed login: wrong second-factor code' : 'Failed login: wrong password',
+    severity: 'warning',
+    success: false,
+    details: { step },
+  });
+  if (!lockedUntil) return;
+  await revokeUserSessions(tx, account.id, 'account_locked');
+  await recordAudit(tx, {
+    ...where,
+    type: 'auth.lockout',
+    category: 'authentication',
+    description: 'Account locked after repeated failed logins',
+    severity: 'critical',
+    success: false,
+    details: { locked_until: lockedUntil.toISOString() },
   });
 }
 
@@ -386,7 +434,7 @@ async function openSession(
 ): Promise<TokenPair & { user: TokenUser }> {
   const refresh = randomToken();
   const sessionId = uuidv7();
-  await insertLoginSession(ctx.db, {
+  const session = {
     organizationId: account.organizationId,
     userId: account.id,
     sessionId,
@@ -398,6 +446,19 @@ async function openSession(
     cookieTokenHash: client.cookieTokenHash ?? null,
     expiresAt: new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000),
     clearLockout: account.hasLockout,
+  };
+  await ctx.db.transaction(async (tx) => {
+    await insertLoginSession(tx, session);
+    await recordAudit(tx, {
+      type: 'auth.login',
+      category: 'authentication',
+      organizationId: account.organizationId,
+      userId: account.id,
+      description: 'Logged in',
+      details: { session_id: sessionId, method: client.cookieTokenHash ? 'cookie' : 'token' },
+      ip: client.ip ?? null,
+      userAgent: client.userAgent ?? null,
+    });
   });
   const access = await issueAccessToken(ctx, {
     userId: account.id,
@@ -444,6 +505,7 @@ export async function login(
   const withPassword = candidates.filter((c) => c.passwordHash !== null);
   if (withPassword.length === 0) {
     await verifyDummyPassword(input.password);
+    await recordFailedLogins(ctx, [], client);
     throw authErrors.invalidCredentials();
   }
   const verdicts = await Promise.all(withPassword.map((c) => verifyPassword(c.passwordHash as string, input.password)));
@@ -459,6 +521,7 @@ export async function login(
       await recordFailedLogins(
         ctx,
         withPassword.filter((c) => !c.locked),
+        client,
       );
       throw authErrors.invalidCredentials();
     }
@@ -491,7 +554,7 @@ export async function completeMfaLogin(
   const { userId } = await finishMfaChallenge(ctx.db, ctx.config, input, (account) =>
     ctx.db.transaction(async (tx) => {
       const lockedUntil = await recordLoginFailure(tx, account, lockoutPolicy(ctx.config));
-      if (lockedUntil) await revokeUserSessions(tx, account.id, 'account_locked');
+      await recordLoginFailureAudits(tx, account, lockedUntil, client, 'mfa');
     }),
   );
   const [owner] = await ctx.db

@@ -70,7 +70,7 @@ export const lockoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const user = await findUserToManage(app.database.db, req.actor, req.params.id);
-      const { userId, status } = await unlockAccount(app.database.db, user.id, user.organizationId);
+      const { userId, status } = await unlockAccount(app.database.db, user.id, user.organizationId, req.actor);
       return { id: userId, locked: false as const, status };
     },
   );

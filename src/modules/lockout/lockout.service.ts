@@ -1,5 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../../platform/db/client.js';
+import type { Actor } from '../../platform/http/auth.js';
+import { recordAudit } from '../activity/audit.js';
 import { invalidateUserState } from '../auth/auth.service.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
@@ -15,6 +17,7 @@ export async function unlockAccount(
   db: Db,
   userId: string,
   scopeOrganizationId?: string,
+  actor?: Actor,
 ): Promise<{ userId: string; status: string }> {
   const user = await findUserById(db, userId, scopeOrganizationId);
   if (!user) throw userErrors.notFound(userId);
@@ -26,6 +29,17 @@ export async function unlockAccount(
       .where(and(eq(users.id, user.id), eq(users.status, 'locked')))
       .returning({ status: users.status });
     if (row) await invalidateUserState(tx, user.id);
+    await recordAudit(tx, {
+      type: 'auth.unlocked',
+      category: 'authentication',
+      organizationId: user.organizationId,
+      userId: user.id,
+      actor,
+      description: 'Account unlocked by an administrator',
+      details: { status: { from: user.status, to: row?.status ?? user.status } },
+      objectType: 'user',
+      objectId: user.id,
+    });
     return { userId: user.id, status: row?.status ?? user.status };
   });
 }

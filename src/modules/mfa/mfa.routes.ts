@@ -86,7 +86,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
     },
     async (req, reply) => {
       const user = await findUserToManage(db, req.actor, req.params.id);
-      await resetMfa(db, user.id, organizationScopeOf(req.actor));
+      await resetMfa(db, user.id, organizationScopeOf(req.actor), req.actor);
       return reply.code(204).send();
     },
   );

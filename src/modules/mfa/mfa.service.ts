@@ -5,7 +5,8 @@ import { createEnvelope } from '../../platform/crypto/envelope.js';
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
-import type { UserActor } from '../../platform/http/auth.js';
+import type { Actor, UserActor } from '../../platform/http/auth.js';
+import { recordAudit } from '../activity/audit.js';
 import { users } from '../users/users.table.js';
 import { type MfaChallengeView, MfaRequiredError, mfaErrors } from './mfa.errors.js';
 import { mfaChallenges, mfaRecoveryCodes, mfaTotp } from './mfa.table.js';
@@ -122,6 +123,16 @@ export async function confirmTotp(db: Db, config: Config, actor: UserActor, code
         codeHash: recoveryCodeHash(c),
       })),
     );
+    await recordAudit(tx, {
+      type: 'mfa.enrolled',
+      category: 'authentication',
+      organizationId: actor.organizationId,
+      userId: actor.userId,
+      actor,
+      description: 'Authenticator (TOTP) enabled',
+      objectType: 'user',
+      objectId: actor.userId,
+    });
     return codes;
   });
 }
@@ -144,6 +155,17 @@ export async function disableTotp(db: Db, config: Config, actor: UserActor, code
     if (!row?.confirmedAt) throw mfaErrors.notEnrolled();
     if (!(await verifySecondFactor(tx, config, actor.userId, code))) throw mfaErrors.invalidCode();
     await removeFactors(tx, actor.userId);
+    await recordAudit(tx, {
+      type: 'mfa.disabled',
+      category: 'authentication',
+      organizationId: actor.organizationId,
+      userId: actor.userId,
+      actor,
+      description: 'Authenticator (TOTP) turned off',
+      severity: 'warning',
+      objectType: 'user',
+      objectId: actor.userId,
+    });
   });
 }
 
@@ -154,11 +176,11 @@ async function removeFactors(tx: DbOrTx, userId: string): Promise<void> {
 }
 
 /** An administrator's reset: removes the user's authenticator, recovery codes and open challenges. */
-export async function resetMfa(db: Db, userId: string, scopeOrganizationId?: string): Promise<void> {
+export async function resetMfa(db: Db, userId: string, scopeOrganizationId?: string, actor?: Actor): Promise<void> {
   await db.transaction(async (tx) => {
     const [user] = isUuid(userId)
       ? await tx
-          .select({ id: users.id })
+          .select({ id: users.id, organizationId: users.organizationId })
           .from(users)
           .where(
             scopeOrganizationId
@@ -168,6 +190,17 @@ export async function resetMfa(db: Db, userId: string, scopeOrganizationId?: str
       : [];
     if (!user) throw mfaErrors.userNotFound(userId);
     await removeFactors(tx, userId);
+    await recordAudit(tx, {
+      type: 'mfa.reset',
+      category: 'authentication',
+      organizationId: user.organizationId,
+      userId,
+      actor,
+      description: 'Second factor reset by an administrator',
+      severity: 'warning',
+      objectType: 'user',
+      objectId: userId,
+    });
   });
 }
 

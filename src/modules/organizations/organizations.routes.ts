@@ -68,7 +68,7 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       if (organizationScopeOf(req.actor) !== undefined)
         throw organizationErrors.superuserOnly('create an organization');
-      const org = await createOrganization(app.database.db, req.body);
+      const org = await createOrganization(app.database.db, req.body, req.actor);
       return reply.code(201).send(toOrganizationView(org));
     },
   );
@@ -106,7 +106,7 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) =>
       toOrganizationView(
-        await updateOrganization(app.database.db, req.params.ref, req.body, organizationScopeOf(req.actor)),
+        await updateOrganization(app.database.db, req.params.ref, req.body, organizationScopeOf(req.actor), req.actor),
       ),
   );
 
@@ -124,7 +124,13 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) =>
       toOrganizationView(
-        await updateOrganization(app.database.db, req.params.ref, { is_active: false }, organizationScopeOf(req.actor)),
+        await updateOrganization(
+          app.database.db,
+          req.params.ref,
+          { is_active: false },
+          organizationScopeOf(req.actor),
+          req.actor,
+        ),
       ),
   );
 
@@ -140,7 +146,7 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      await deleteOrganization(app.database.db, req.params.ref, organizationScopeOf(req.actor));
+      await deleteOrganization(app.database.db, req.params.ref, organizationScopeOf(req.actor), req.actor);
       return reply.code(204).send();
     },
   );

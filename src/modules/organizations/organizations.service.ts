@@ -1,6 +1,8 @@
 import { eq } from 'drizzle-orm';
 import type { Db } from '../../platform/db/client.js';
+import type { Actor } from '../../platform/http/auth.js';
 import { publishInvalidation } from '../../platform/invalidation.js';
+import { recordAudit } from '../activity/audit.js';
 import { revokeOrganizationSessions } from '../auth/auth.service.js';
 import { users } from '../users/users.table.js';
 import { organizationErrors } from './organizations.errors.js';
@@ -9,20 +11,32 @@ import type { CreateOrganizationInput, UpdateOrganizationInput } from './organiz
 import { type Organization, organizations } from './organizations.table.js';
 
 /** Creates an organization; codes are unique across the installation. */
-export async function createOrganization(db: Db, input: CreateOrganizationInput): Promise<Organization> {
-  const [row] = await db
-    .insert(organizations)
-    .values({
-      code: input.code,
-      name: input.name,
-      description: input.description ?? '',
-      settings: input.settings ?? {},
-      isActive: input.is_active ?? true,
-    })
-    .onConflictDoNothing({ target: organizations.code })
-    .returning();
-  if (!row) throw organizationErrors.codeTaken(input.code);
-  return row;
+export async function createOrganization(db: Db, input: CreateOrganizationInput, actor?: Actor): Promise<Organization> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(organizations)
+      .values({
+        code: input.code,
+        name: input.name,
+        description: input.description ?? '',
+        settings: input.settings ?? {},
+        isActive: input.is_active ?? true,
+      })
+      .onConflictDoNothing({ target: organizations.code })
+      .returning();
+    if (!row) throw organizationErrors.codeTaken(input.code);
+    await recordAudit(tx, {
+      type: 'organization.created',
+      category: 'organization',
+      organizationId: row.id,
+      actor,
+      description: `Organization ${row.code} created`,
+      details: { code: row.code, settings: row.settings, is_active: row.isActive },
+      objectType: 'organization',
+      objectId: row.id,
+    });
+    return row;
+  });
 }
 
 /**
@@ -35,6 +49,7 @@ export async function updateOrganization(
   ref: string,
   input: UpdateOrganizationInput,
   scopeOrganizationId?: string,
+  actor?: Actor,
 ): Promise<Organization> {
   return db.transaction(async (tx) => {
     const current = await findOrganization(tx, ref, scopeOrganizationId);
@@ -57,6 +72,26 @@ export async function updateOrganization(
     if (current.isActive && input.is_active === false) {
       await revokeOrganizationSessions(tx, current.id, 'organization_deactivated');
     }
+    const deactivated = current.isActive && input.is_active === false;
+    await recordAudit(tx, {
+      type: deactivated
+        ? 'organization.deactivated'
+        : input.settings !== undefined
+          ? 'organization.settings_changed'
+          : 'organization.updated',
+      category: 'organization',
+      organizationId: current.id,
+      actor,
+      description: `Organization ${current.code} ${deactivated ? 'deactivated' : 'updated'}`,
+      details: {
+        fields: Object.keys(input),
+        ...(input.settings !== undefined ? { settings: { from: current.settings, to: input.settings } } : {}),
+        ...(input.is_active !== undefined ? { is_active: { from: current.isActive, to: input.is_active } } : {}),
+      },
+      severity: deactivated ? 'warning' : 'info',
+      objectType: 'organization',
+      objectId: current.id,
+    });
     return row as Organization;
   });
 }
@@ -65,7 +100,12 @@ export async function updateOrganization(
  * Deletes an organization that has no users left; one with users must be emptied or deactivated.
  * A caller confined to one organization (`scopeOrganizationId`) sees no other and may not delete its own.
  */
-export async function deleteOrganization(db: Db, ref: string, scopeOrganizationId?: string): Promise<void> {
+export async function deleteOrganization(
+  db: Db,
+  ref: string,
+  scopeOrganizationId?: string,
+  actor?: Actor,
+): Promise<void> {
   await db.transaction(async (tx) => {
     const current = await findOrganization(tx, ref, scopeOrganizationId);
     if (!current) throw organizationErrors.notFound(ref);
@@ -75,5 +115,15 @@ export async function deleteOrganization(db: Db, ref: string, scopeOrganizationI
     await tx.delete(organizations).where(eq(organizations.id, current.id));
     // Its API keys and roles went with it; every node drops what it cached of them.
     await publishInvalidation(tx, 'organization', current.id);
+    await recordAudit(tx, {
+      type: 'organization.deleted',
+      category: 'organization',
+      organizationId: current.id,
+      actor,
+      description: `Organization ${current.code} deleted`,
+      severity: 'warning',
+      objectType: 'organization',
+      objectId: current.id,
+    });
   });
 }

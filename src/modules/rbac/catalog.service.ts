@@ -3,6 +3,7 @@ import type { PgColumn } from 'drizzle-orm/pg-core';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { cursorId } from '../../platform/http/pagination.js';
+import { recordAudit } from '../activity/audit.js';
 import { catalogChanged } from './effective-access.js';
 import { rbacErrors } from './rbac.errors.js';
 import type {
@@ -79,18 +80,41 @@ export function listModules(db: DbOrTx, input: { is_active?: boolean; cursor?: s
     .limit(input.limit + 1);
 }
 
+/** The audit event of a catalog change (modules and permissions are platform objects). */
+function catalogAudit(
+  tx: DbOrTx,
+  type: string,
+  object: { id: string; code: string },
+  details: Record<string, unknown> = {},
+) {
+  const [kind, act] = type.split('.') as [string, string];
+  return recordAudit(tx, {
+    type,
+    category: 'authorization',
+    organizationId: null,
+    description: `${kind === 'module' ? 'Module' : 'Permission'} ${object.code} ${act}`,
+    details: { code: object.code, ...details },
+    severity: act === 'created' ? 'info' : 'warning',
+    objectType: kind,
+    objectId: object.id,
+  });
+}
+
 export async function createModule(db: Db, input: CreateModuleInput): Promise<RbacModule> {
-  const [row] = await db
-    .insert(rbacModules)
-    .values({
-      code: input.code,
-      name: input.name,
-      description: input.description ?? '',
-      order: input.order ?? 0,
-      isActive: input.is_active ?? true,
-    })
-    .returning();
-  return row as RbacModule;
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(rbacModules)
+      .values({
+        code: input.code,
+        name: input.name,
+        description: input.description ?? '',
+        order: input.order ?? 0,
+        isActive: input.is_active ?? true,
+      })
+      .returning();
+    await catalogAudit(tx, 'module.created', row as RbacModule);
+    return row as RbacModule;
+  });
 }
 
 export async function updateModule(db: Db, ref: string, input: UpdateModuleInput): Promise<RbacModule> {
@@ -108,6 +132,10 @@ export async function updateModule(db: Db, ref: string, input: UpdateModuleInput
       .where(eq(rbacModules.id, current.id))
       .returning();
     if (input.is_active !== undefined && input.is_active !== current.isActive) await catalogChanged(tx);
+    await catalogAudit(tx, 'module.updated', current, {
+      fields: Object.keys(input),
+      ...(input.is_active !== undefined ? { is_active: input.is_active } : {}),
+    });
     return row as RbacModule;
   });
 }
@@ -125,6 +153,7 @@ export async function deleteModule(db: Db, ref: string): Promise<void> {
     if (inUse) throw rbacErrors.moduleInUse(current.code);
     await tx.delete(rbacModules).where(eq(rbacModules.id, current.id));
     await catalogChanged(tx);
+    await catalogAudit(tx, 'module.deleted', current);
   });
 }
 
@@ -196,6 +225,7 @@ export async function createPermission(db: Db, input: CreatePermissionInput): Pr
         description: input.description ?? '',
       })
       .returning();
+    await catalogAudit(tx, 'permission.created', row as Permission, { module: module.code });
     return { ...(row as Permission), moduleCode: module.code };
   });
 }
@@ -221,6 +251,7 @@ export async function updatePermission(
       .returning();
     // Moving a permission between an active and an inactive module changes who effectively holds it.
     if (module && module.id !== current.moduleId) await catalogChanged(tx);
+    await catalogAudit(tx, 'permission.updated', current, { fields: Object.keys(input) });
     return { ...(row as Permission), moduleCode: module?.code ?? current.moduleCode };
   });
 }
@@ -231,5 +262,6 @@ export async function deletePermission(db: Db, ref: string): Promise<void> {
     if (current.moduleCode === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
     await tx.delete(permissions).where(eq(permissions.id, current.id));
     await catalogChanged(tx);
+    await catalogAudit(tx, 'permission.deleted', current);
   });
 }

@@ -3,6 +3,7 @@ import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { cursorId } from '../../platform/http/pagination.js';
+import { recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
@@ -179,6 +180,21 @@ export async function createRole(db: Db, actor: UserActor, input: CreateRoleInpu
       .returning({ id: roles.id });
     const roleId = (row as { id: string }).id;
     await replaceGrants(tx, roleId, grants);
+    await recordAudit(tx, {
+      type: 'role.created',
+      category: 'authorization',
+      organizationId,
+      actor,
+      description: `Role ${input.code} created`,
+      details: {
+        code: input.code,
+        level: input.level,
+        permissions: input.permissions ?? [],
+        modules: input.modules ?? [],
+      },
+      objectType: 'role',
+      objectId: roleId,
+    });
     return roleId;
   });
   return findRole(db, id, undefined);
@@ -221,6 +237,25 @@ export async function updateRole(
       .where(eq(roles.id, current.id));
     await replaceGrants(tx, current.id, grants);
     await roleChanged(tx, current.id);
+    const grantsChanged = input.permissions !== undefined || input.modules !== undefined;
+    await recordAudit(tx, {
+      type: grantsChanged ? 'role.grants_changed' : 'role.updated',
+      category: 'authorization',
+      organizationId: current.organizationId,
+      actor,
+      description: `Role ${current.code} ${grantsChanged ? 'grants changed' : 'updated'}`,
+      details: {
+        fields: Object.keys(input),
+        ...(input.level !== undefined ? { level: { from: current.level, to: input.level } } : {}),
+        ...(input.permissions !== undefined
+          ? { permissions: { from: current.permissionCodes, to: input.permissions } }
+          : {}),
+        ...(input.modules !== undefined ? { modules: { from: current.moduleCodes, to: input.modules } } : {}),
+      },
+      severity: grantsChanged || input.level !== undefined ? 'warning' : 'info',
+      objectType: 'role',
+      objectId: current.id,
+    });
   });
   return findRole(db, id, undefined);
 }
@@ -237,6 +272,17 @@ export async function deleteRole(db: Db, actor: UserActor, id: string): Promise<
     });
     await tx.delete(roles).where(eq(roles.id, current.id));
     await roleChanged(tx, current.id);
+    await recordAudit(tx, {
+      type: 'role.deleted',
+      category: 'authorization',
+      organizationId: current.organizationId,
+      actor,
+      description: `Role ${current.code} deleted`,
+      details: { code: current.code, level: current.level },
+      severity: 'warning',
+      objectType: 'role',
+      objectId: current.id,
+    });
   });
 }
 
@@ -349,6 +395,18 @@ export async function assignRole(
       .values({ userId: target.id, roleId: role.id, isPrimary, assignedBy: actor.userId })
       .onConflictDoUpdate({ target: [userRoles.userId, userRoles.roleId], set: { isPrimary } });
     await userRolesChanged(tx, target.id);
+    await recordAudit(tx, {
+      type: existing ? 'role.assignment_updated' : 'role.assigned',
+      category: 'authorization',
+      organizationId: target.organizationId,
+      userId: target.id,
+      actor,
+      description: `Role ${role.code} ${existing ? 'assignment updated' : 'assigned'}`,
+      details: { role: role.code, role_id: role.id, is_primary: isPrimary },
+      severity: 'warning',
+      objectType: 'role',
+      objectId: role.id,
+    });
     return !existing;
   });
   const assignment = (await listAssignments(db, target.id)).find((a) => a.roleId === role.id) as Assignment;
@@ -373,5 +431,17 @@ export async function removeRole(db: Db, actor: UserActor, userId: string, roleR
         )`);
     }
     await userRolesChanged(tx, target.id);
+    await recordAudit(tx, {
+      type: 'role.unassigned',
+      category: 'authorization',
+      organizationId: target.organizationId,
+      userId: target.id,
+      actor,
+      description: `Role ${role.code} removed`,
+      details: { role: role.code, role_id: role.id, was_primary: removed.isPrimary },
+      severity: 'warning',
+      objectType: 'role',
+      objectId: role.id,
+    });
   });
 }

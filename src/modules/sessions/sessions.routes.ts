@@ -3,6 +3,7 @@ import { isUuid } from '../../platform/db/columns.js';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { AppError } from '../../platform/http/errors.js';
 import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
+import { recordAudit } from '../activity/audit.js';
 import { revokeSession } from '../auth/auth.service.js';
 import { findUserToManage } from '../users/users.service.js';
 import { findSession, listSessions, type SessionRow } from './sessions.queries.js';
@@ -150,7 +151,20 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!session || (scope !== undefined && session.organizationId !== scope)) throw sessionNotFound(req.params.id);
       // Ending someone's session is a write to that user: the delegation rule applies.
       await findUserToManage(db, req.actor, session.userId);
-      await revokeSession(db, session.id, 'revoked_by_admin');
+      await db.transaction(async (tx) => {
+        await revokeSession(tx, session.id, 'revoked_by_admin');
+        await recordAudit(tx, {
+          type: 'session.revoked',
+          category: 'authentication',
+          organizationId: session.organizationId,
+          userId: session.userId,
+          actor: req.actor,
+          description: 'Session ended by an administrator',
+          details: { session_id: session.id },
+          objectType: 'session',
+          objectId: session.id,
+        });
+      });
       return reply.code(204).send();
     },
   );

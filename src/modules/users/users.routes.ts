@@ -122,7 +122,9 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       assertMayGrantSuperuser(req.actor, req.body);
       const user = await findUserToManage(app.database.db, req.actor, req.params.id);
-      return toUserView(await updateUser(app.database.db, user.id, req.body, organizationScopeOf(req.actor)));
+      return toUserView(
+        await updateUser(app.database.db, user.id, req.body, organizationScopeOf(req.actor), req.actor),
+      );
     },
   );
 
@@ -141,7 +143,13 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const user = await findUserToManage(app.database.db, req.actor, req.params.id);
       return toUserView(
-        await updateUser(app.database.db, user.id, { status: 'deactivated' }, organizationScopeOf(req.actor)),
+        await updateUser(
+          app.database.db,
+          user.id,
+          { status: 'deactivated' },
+          organizationScopeOf(req.actor),
+          req.actor,
+        ),
       );
     },
   );
@@ -159,7 +167,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const user = await findUserToManage(app.database.db, req.actor, req.params.id);
-      await deleteUser(app.database.db, user.id, organizationScopeOf(req.actor));
+      await deleteUser(app.database.db, user.id, organizationScopeOf(req.actor), req.actor);
       return reply.code(204).send();
     },
   );

@@ -3,6 +3,8 @@ import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/pa
 import { hashPassword } from '../../platform/crypto/passwords.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf, type UserActor } from '../../platform/http/auth.js';
+import { recordAudit } from '../activity/audit.js';
+import { eraseUserActivity } from '../activity/audit-seal.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
@@ -96,7 +98,24 @@ export async function createUser(db: Db, actor: UserActor, input: CreateUserInpu
         passwordHash,
       })
       .returning();
-    return (await findUserById(tx, (row as User).id)) as UserWithOrganization;
+    const created = row as User;
+    await recordAudit(tx, {
+      type: 'user.created',
+      category: 'user_management',
+      organizationId,
+      userId: created.id,
+      actor,
+      description: `User ${created.id} created`,
+      details: {
+        fields: Object.keys(input),
+        status: created.status,
+        is_staff: created.isStaff,
+        is_superuser: created.isSuperuser,
+      },
+      objectType: 'user',
+      objectId: created.id,
+    });
+    return (await findUserById(tx, created.id)) as UserWithOrganization;
   });
 }
 
@@ -109,6 +128,7 @@ export async function updateUser(
   id: string,
   input: UpdateUserInput,
   scopeOrganizationId?: string,
+  actor?: Actor,
 ): Promise<UserWithOrganization> {
   let passwordHash: string | undefined;
   if (input.password) {
@@ -154,16 +174,47 @@ export async function updateUser(
     else if (input.is_staff !== undefined || input.is_superuser !== undefined || input.status !== undefined) {
       await invalidateUserState(tx, current.id);
     }
+    await recordAudit(tx, {
+      type: leavesActive && input.status === 'deactivated' ? 'user.deactivated' : 'user.updated',
+      category: 'user_management',
+      organizationId: current.organizationId,
+      userId: current.id,
+      actor,
+      description: leavesActive ? `User ${current.id} set to ${input.status}` : `User ${current.id} updated`,
+      details: {
+        fields: Object.keys(changes).filter((k) => k !== 'passwordHash'),
+        password_set: passwordHash !== undefined,
+        ...(input.status !== undefined ? { status: { from: current.status, to: input.status } } : {}),
+        ...(input.is_superuser !== undefined ? { is_superuser: input.is_superuser } : {}),
+        ...(input.is_staff !== undefined ? { is_staff: input.is_staff } : {}),
+      },
+      severity: input.is_superuser !== undefined || passwordHash !== undefined ? 'warning' : 'info',
+      objectType: 'user',
+      objectId: current.id,
+    });
     return (await findUserById(tx, current.id)) as UserWithOrganization;
   });
 }
 
 /** Deletes a user and, through the foreign keys, their sessions and tokens. */
-export async function deleteUser(db: Db, id: string, scopeOrganizationId?: string): Promise<void> {
+export async function deleteUser(db: Db, id: string, scopeOrganizationId?: string, actor?: Actor): Promise<void> {
   await db.transaction(async (tx) => {
     const current = await findUserById(tx, id, scopeOrganizationId);
     if (!current) throw userErrors.notFound(id);
     await revokeUserSessions(tx, current.id, 'user_deleted');
     await tx.delete(users).where(eq(users.id, current.id));
+    // The record of the deletion survives the user, who is then erased from the trail (pseudonym).
+    await recordAudit(tx, {
+      type: 'user.deleted',
+      category: 'user_management',
+      organizationId: current.organizationId,
+      userId: current.id,
+      actor,
+      description: 'User deleted',
+      severity: 'warning',
+      objectType: 'user',
+      objectId: current.id,
+    });
+    await eraseUserActivity(tx, current.id);
   });
 }
