@@ -1042,12 +1042,15 @@ function organizationEvent(actor: Actor, context: RequestContext | undefined, or
 function storableActor(event: AuditEvent): AuditEvent {
   const actor = event.actor;
   if (actor?.kind !== 'api_key' || isUuid(actor.apiKeyId)) return event;
-  return {
-    ...event,
-    actor: { ...actor, apiKeyId: null as unknown as string },
-    details: { ...event.details, api_key: actor.apiKeyId },
-  };
+  let stored = storedActors.get(actor);
+  if (!stored) {
+    stored = { ...actor, apiKeyId: null as unknown as string };
+    storedActors.set(actor, stored);
+  }
+  return { ...event, actor: stored, details: { ...event.details, api_key: actor.apiKeyId } };
 }
+
+const storedActors = new WeakMap<Actor, Actor>();
 
 /** Past this many events a call's audit rows go in through one set-based insert. */
 const SET_BASED_AUDIT_FROM = 20;
@@ -1060,37 +1063,38 @@ const SET_BASED_AUDIT_FROM = 20;
  */
 async function audit(tx: DbOrTx, events: AuditEvent[]): Promise<void> {
   const rows = events.map(storableActor);
-  if (rows.length < SET_BASED_AUDIT_FROM) {
+  const first = rows[0];
+  // The set-based path carries what every event of a call shares (actor, origin, tags) once.
+  const shared = (e: AuditEvent) =>
+    e.actor === first?.actor &&
+    e.ip === first?.ip &&
+    e.userAgent === first?.userAgent &&
+    (e.tags ?? []).join(',') === (first?.tags ?? []).join(',') &&
+    e.severity === undefined &&
+    e.success === undefined;
+  if (!first || rows.length < SET_BASED_AUDIT_FROM || !rows.every(shared)) {
     await recordAudits(tx, rows);
     return;
   }
+  const actor = first.actor;
   const records = rows.map((e) => ({
-    id: uuidv7(),
-    activity_type: e.type,
-    category: e.category,
-    severity: e.severity ?? 'info',
-    success: e.success ?? true,
-    organization_id: e.organizationId,
-    user_id: e.userId ?? null,
-    actor_type: e.actor?.kind ?? 'system',
-    actor_id: e.actor?.kind === 'user' ? e.actor.userId : null,
-    api_key_id: e.actor?.kind === 'api_key' ? e.actor.apiKeyId : null,
-    object_type: e.objectType ?? null,
-    object_id: e.objectId ?? null,
-    description: e.description,
-    details: redactDetails(e.details),
-    tags: e.tags ?? [],
-    ip_address: e.ip ?? null,
-    user_agent: e.userAgent ?? null,
+    i: uuidv7(),
+    t: e.type,
+    c: e.category,
+    o: e.organizationId,
+    u: e.userId ?? null,
+    ot: e.objectType ?? null,
+    oi: e.objectId ?? null,
+    d: e.description,
+    x: redactDetails(e.details),
   }));
   await tx.execute(sql`
     insert into ${activities} (id, kind, activity_type, category, severity, success, organization_id, user_id,
       actor_type, actor_id, api_key_id, object_type, object_id, description, details, tags, ip_address, user_agent)
-    select v.id, 'audit', v.activity_type, v.category, v.severity, v.success, v.organization_id, v.user_id,
-      v.actor_type, v.actor_id, v.api_key_id, v.object_type, v.object_id, v.description, v.details, v.tags,
-      v.ip_address, v.user_agent
-    from json_to_recordset(${JSON.stringify(records)}::json) as v(id uuid, activity_type text, category text,
-      severity text, success boolean, organization_id uuid, user_id uuid, actor_type text, actor_id uuid,
-      api_key_id uuid, object_type text, object_id text, description text, details jsonb, tags text[],
-      ip_address text, user_agent text)`);
+    select v.i, 'audit', v.t, v.c, 'info', true, v.o, v.u,
+      ${actor?.kind ?? 'system'}, ${actor?.kind === 'user' ? actor.userId : null}::uuid,
+      ${actor?.kind === 'api_key' ? actor.apiKeyId : null}::uuid, v.ot, v.oi, v.d, v.x,
+      ${sql.param(first.tags ?? [])}::text[], ${first.ip ?? null}::text, ${first.userAgent ?? null}::text
+    from json_to_recordset(${JSON.stringify(records)}::json)
+      as v(i uuid, t text, c text, o uuid, u uuid, ot text, oi text, d text, x jsonb)`);
 }
