@@ -1,0 +1,320 @@
+import { desc, eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { users } from '../../src/modules/users/users.table.js';
+import { type DbOrTx, queryRows } from '../../src/platform/db/client.js';
+import { runPendingJobs } from '../../src/platform/jobs/worker.js';
+import { mailOutbox } from '../../src/platform/mail/outbox.table.js';
+import {
+  type Client,
+  clientWithRole,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+  TEST_PASSWORD,
+} from '../seed.js';
+import { startTestApp, type TestApp, unique } from '../test-app.js';
+
+/**
+ * Every security-relevant change in the product leaves an audit event written in the transaction of
+ * the change. Each case below makes one change through the API and names the event it must leave;
+ * then, for each event type, the audit insert is made to fail (a CHECK constraint on `activities`)
+ * and the change must not have happened either: the change and its record commit together or not at all.
+ */
+interface Event {
+  activity_type: string;
+  user_id: string | null;
+  organization_id: string | null;
+  actor_type: string;
+  actor_id: string | null;
+  object_id: string | null;
+  success: boolean;
+  details: Record<string, unknown>;
+}
+
+describe('audit coverage', () => {
+  let t: TestApp;
+  let superuser: Client;
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  let admin: Client;
+
+  beforeAll(async () => {
+    t = await startTestApp({ LOCKOUT_THRESHOLD: '3' });
+    superuser = await superuserClient(t);
+    org = await seedOrganization(t);
+    admin = await clientWithRole(t, org.id, 'org_admin');
+  });
+  afterAll(() => t.close());
+
+  const eventsSince = async (since: string, type: string) =>
+    queryRows<Event>(
+      t.database.db,
+      sql`select activity_type, user_id, organization_id, actor_type, actor_id, object_id, success, details
+        from activities where kind = 'audit' and activity_type = ${type} and timestamp >= ${since}::timestamptz
+        order by timestamp, id`,
+    );
+  const marker = async () =>
+    (await queryRows<{ at: string }>(t.database.db, sql`select clock_timestamp()::text as at`))[0]?.at as string;
+
+  /** Runs `change`, then expects exactly the named events since it began. */
+  async function expectAudited(types: string[], change: () => Promise<unknown>): Promise<Event[]> {
+    const before = await marker();
+    await change();
+    const found: Event[] = [];
+    for (const type of types) {
+      const events = await eventsSince(before, type);
+      expect(events.length, `${type} recorded`).toBeGreaterThan(0);
+      found.push(...events);
+    }
+    return found;
+  }
+
+  async function lastToken(address: string): Promise<string> {
+    await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: ['account.password-reset'] });
+    const [mail] = await t.database.db
+      .select()
+      .from(mailOutbox)
+      .where(eq(mailOutbox.toAddress, address))
+      .orderBy(desc(mailOutbox.id))
+      .limit(1);
+    return /token: ([A-Za-z0-9_-]+)/.exec(mail?.textBody ?? '')?.[1] as string;
+  }
+
+  it('authentication: login, failed login, lockout, unlock, password change, reset and invitation, second-factor reset, session revocation', async () => {
+    const user = await seedUser(t, org.id);
+    const [login] = await expectAudited(['auth.login'], () => loginAs(t, user));
+    expect(login).toMatchObject({ user_id: user.id, organization_id: org.id, success: true });
+
+    const wrong = () =>
+      t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { email: user.email, password: 'wrong password here', organization: org.code },
+      });
+    const [failed] = await expectAudited(['auth.login_failed'], wrong);
+    expect(failed).toMatchObject({ user_id: user.id, success: false });
+    await expectAudited(['auth.login_failed'], () =>
+      t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { email: 'nobody@example.com', password: 'x-wrong-password' },
+      }),
+    );
+    await wrong();
+    await expectAudited(['auth.lockout'], wrong);
+    await expectAudited(['auth.unlocked'], async () =>
+      expect((await admin.post(`/api/v1/users/${user.id}/unlock`)).statusCode).toBe(200),
+    );
+
+    const self = await loginAs(t, user);
+    const [changed] = await expectAudited(['auth.password_changed'], async () =>
+      expect(
+        (
+          await self.post('/api/v1/users/change-password', {
+            old_password: TEST_PASSWORD,
+            new_password: 'a brand new passphrase 7',
+          })
+        ).statusCode,
+      ).toBe(200),
+    );
+    expect(changed).toMatchObject({ actor_type: 'user', actor_id: user.id });
+    expect(JSON.stringify(changed)).not.toContain('brand new');
+
+    await t.request({ method: 'POST', url: '/api/v1/users/password-reset', payload: { email: user.email } });
+    const resetToken = await lastToken(user.email);
+    await expectAudited(['auth.password_reset'], async () =>
+      expect(
+        (
+          await t.request({
+            method: 'POST',
+            url: '/api/v1/users/password-reset/confirm',
+            payload: { token: resetToken, new_password: 'another fine passphrase 8' },
+          })
+        ).statusCode,
+      ).toBe(200),
+    );
+
+    const invited = await seedUser(t, org.id, { passwordHash: null });
+    await expectAudited(['user.invited'], async () =>
+      expect((await admin.post(`/api/v1/users/${invited.id}/invite`)).statusCode).toBeLessThan(300),
+    );
+    const inviteToken = await lastToken(invited.email);
+    await expectAudited(['auth.invitation_accepted'], () =>
+      t.request({
+        method: 'POST',
+        url: '/api/v1/users/password-reset/confirm',
+        payload: { token: inviteToken, new_password: 'invited user passphrase 9' },
+      }),
+    );
+
+    await expectAudited(['mfa.reset'], async () =>
+      expect((await admin.post(`/api/v1/users/${user.id}/mfa/reset`)).statusCode).toBeLessThan(300),
+    );
+
+    const victim = await seedUser(t, org.id);
+    await loginAs(t, victim);
+    const [session] = await queryRows<{ id: string }>(
+      t.database.db,
+      sql`select id from sessions where user_id = ${victim.id}`,
+    );
+    await expectAudited(['session.revoked'], async () =>
+      expect((await admin.delete(`/api/v1/user-sessions/${session?.id}`)).statusCode).toBe(204),
+    );
+  });
+
+  it('users: registration, creation, update, deactivation and deletion (which keeps a pseudonymous record)', async () => {
+    const email = `${unique('reg')}@example.com`;
+    await expectAudited(['user.registered'], () =>
+      t.request({
+        method: 'POST',
+        url: '/api/v1/users/register',
+        payload: { email, password: 'registration passphrase 1', organization: org.code },
+      }),
+    );
+    let id = '';
+    const [created] = await expectAudited(['user.created'], async () => {
+      const res = await admin.post('/api/v1/users', {
+        email: `${unique('c')}@example.com`,
+        password: 'created passphrase 22',
+      });
+      expect(res.statusCode).toBe(201);
+      id = (res.json() as { id: string }).id;
+    });
+    expect(created).toMatchObject({ user_id: id, actor_id: admin.user.id, organization_id: org.id });
+    expect(JSON.stringify(created)).not.toContain('created passphrase');
+    await expectAudited(['user.updated'], () => admin.patch(`/api/v1/users/${id}`, { first_name: 'Ada' }));
+    await expectAudited(['user.deactivated'], () => admin.post(`/api/v1/users/${id}/deactivate`));
+    const [deleted] = await expectAudited(['user.deleted'], async () =>
+      expect((await admin.delete(`/api/v1/users/${id}`)).statusCode).toBe(204),
+    );
+    expect(deleted).toMatchObject({ user_id: null, object_id: id });
+    const left = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from activities where user_id = ${id}`,
+    );
+    expect(left[0]?.n).toBe(0);
+  });
+
+  it('organizations, roles, grants, assignments, the permission catalog and API keys', async () => {
+    const code = unique('o-');
+    await expectAudited(['organization.created'], () =>
+      superuser.post('/api/v1/organizations', { code, name: 'Audited' }),
+    );
+    await expectAudited(['organization.updated'], () =>
+      superuser.patch(`/api/v1/organizations/${code}`, { name: 'Renamed' }),
+    );
+    const [settings] = await expectAudited(['organization.settings_changed'], () =>
+      superuser.patch(`/api/v1/organizations/${code}`, { settings: { require_mfa: true, smtp_password: 'hunter2' } }),
+    );
+    expect(JSON.stringify(settings?.details)).not.toContain('hunter2');
+    await expectAudited(['organization.deactivated'], () => superuser.post(`/api/v1/organizations/${code}/deactivate`));
+    await expectAudited(['organization.deleted'], () => superuser.delete(`/api/v1/organizations/${code}`));
+
+    const moduleCode = unique('M')
+      .toUpperCase()
+      .replace(/[^A-Z0-9_]/g, '_');
+    await expectAudited(['module.created'], () =>
+      superuser.post('/api/v1/modules', { code: moduleCode, name: 'Audited module' }),
+    );
+    await expectAudited(['permission.created'], () =>
+      superuser.post('/api/v1/permissions', {
+        code: `${moduleCode.toLowerCase()}.view`,
+        module: moduleCode,
+        action: 'view',
+        name: 'View',
+      }),
+    );
+
+    let roleId = '';
+    await expectAudited(['role.created'], async () => {
+      const res = await admin.post('/api/v1/roles', {
+        code: unique('r-'),
+        name: 'Audited role',
+        level: 50,
+        permissions: ['users.view'],
+      });
+      expect(res.statusCode).toBe(201);
+      roleId = (res.json() as { id: string }).id;
+    });
+    await expectAudited(['role.grants_changed'], () => admin.patch(`/api/v1/roles/${roleId}`, { permissions: [] }));
+    const member = await seedUser(t, org.id);
+    const [assigned] = await expectAudited(['role.assigned'], async () =>
+      expect((await admin.post(`/api/v1/users/${member.id}/roles`, { role: roleId })).statusCode).toBe(201),
+    );
+    expect(assigned).toMatchObject({ user_id: member.id, object_id: roleId });
+    await expectAudited(['role.unassigned'], () => admin.delete(`/api/v1/users/${member.id}/roles/${roleId}`));
+    await expectAudited(['role.deleted'], () => admin.delete(`/api/v1/roles/${roleId}`));
+
+    let keyId = '';
+    await expectAudited(['api_key.created'], async () => {
+      const res = await admin.post('/api/v1/api-keys', { name: 'feed', scopes: ['read:users'] });
+      expect(res.statusCode).toBe(201);
+      keyId = (res.json() as { id: string }).id;
+    });
+    let rotatedId = '';
+    await expectAudited(['api_key.rotated'], async () => {
+      const res = await admin.post(`/api/v1/api-keys/${keyId}/rotate`);
+      expect(res.statusCode).toBeLessThan(300);
+      rotatedId = (res.json() as { id: string }).id;
+    });
+    await expectAudited(['api_key.revoked'], () => admin.delete(`/api/v1/api-keys/${rotatedId}`));
+    const keys = await queryRows<{ details: string }>(
+      t.database.db,
+      sql`select details::text from activities where category = 'api_keys'`,
+    );
+    expect(keys.every((k) => !/gh_[A-Za-z0-9_-]{20,}/.test(k.details))).toBe(true);
+  });
+
+  it('a change whose audit event cannot be written does not happen', async () => {
+    const db = t.database.db;
+    // A failing audit insert, as a full disk or a lost connection would make it.
+    await db.execute(sql`create or replace function audit_refuse() returns trigger language plpgsql as $$
+      begin
+        if new.activity_type = tg_argv[0] then raise exception 'audit insert refused'; end if;
+        return new;
+      end $$`);
+    const refuse = (type: string) =>
+      db.execute(
+        sql.raw(
+          `create trigger audit_refused before insert on activities for each row execute function audit_refuse('${type}')`,
+        ),
+      );
+    const allow = () => db.execute(sql`drop trigger audit_refused on activities`);
+    const count = async (q: ReturnType<typeof sql>, on: DbOrTx = db) => (await queryRows<{ n: number }>(on, q))[0]?.n;
+
+    const email = `${unique('atomic')}@example.com`;
+    await refuse('user.created');
+    try {
+      const res = await admin.post('/api/v1/users', { email, password: 'atomic passphrase 33' });
+      expect(res.statusCode).toBe(500);
+    } finally {
+      await allow();
+    }
+    expect(await count(sql`select count(*)::int as n from users where email = ${email}`)).toBe(0);
+
+    const user = await seedUser(t, org.id);
+    await refuse('role.assigned');
+    try {
+      expect((await admin.post(`/api/v1/users/${user.id}/roles`, { role: 'viewer' })).statusCode).toBe(500);
+    } finally {
+      await allow();
+    }
+    expect(await count(sql`select count(*)::int as n from user_roles where user_id = ${user.id}`)).toBe(0);
+
+    await refuse('auth.login');
+    try {
+      await expect(loginAs(t, user)).rejects.toThrow();
+    } finally {
+      await allow();
+    }
+    expect(await count(sql`select count(*)::int as n from sessions where user_id = ${user.id}`)).toBe(0);
+
+    await refuse('user.deleted');
+    try {
+      expect((await admin.delete(`/api/v1/users/${user.id}`)).statusCode).toBe(500);
+    } finally {
+      await allow();
+    }
+    expect((await db.select().from(users).where(eq(users.id, user.id))).length).toBe(1);
+  });
+});
