@@ -39,10 +39,12 @@ describe("SCIM Groups (the organization's roles)", () => {
     const [held] = await t.database.db.select().from(userRoles).where(eq(userRoles.userId, ada.id));
     expect(held).toMatchObject({ roleId: group.id, isPrimary: true });
     const events = await t.database.db.select().from(activities).where(eq(activities.organizationId, org.id));
-    expect(events.map((e) => e.activityType).filter((type) => type.startsWith('group.')).sort()).toEqual([
-      'group.created',
-      'group.members_added',
-    ]);
+    expect(
+      events
+        .map((e) => e.activityType)
+        .filter((type) => type.startsWith('group.'))
+        .sort(),
+    ).toEqual(['group.created', 'group.members_added']);
 
     const user = (await scim('GET', `/Users/${ada.id}`)).json();
     expect(user.groups).toEqual([expect.objectContaining({ value: group.id, display: 'Engineering Team' })]);

@@ -275,3 +275,54 @@ describe('SCIM Users', () => {
     expect(unknownRoute.json()).toMatchObject({ schemas: [ERROR] });
   });
 });
+
+describe('one provisioning core for SCIM and the provisioning API', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('shows users written by either API to the other, alike', async () => {
+    const { org, scim } = await scimClient(t);
+    const { key } = await createApiKey(t.database.db, OPERATOR, {
+      name: 'seed-000 client',
+      organization: org.code,
+      scopes: ['provisioning'],
+    });
+    const headers = { authorization: `Bearer ${key}` };
+    const keycloakId = unique('kc');
+    const pushed = await t.request({
+      method: 'POST',
+      url: '/api/provisioning/users',
+      headers,
+      payload: {
+        keycloak_id: keycloakId,
+        email: `${keycloakId}@example.com`,
+        engagemx_client_id: org.code,
+        first_name: 'Kay',
+      },
+    });
+    expect(pushed.statusCode).toBe(201);
+    const found = (
+      await scim('GET', `/Users?filter=${encodeURIComponent(`emails.value eq "${keycloakId}@example.com"`)}`)
+    ).json();
+    expect(found).toMatchObject({
+      totalResults: 1,
+      Resources: [{ id: pushed.json().id, name: { givenName: 'Kay' }, active: true }],
+    });
+
+    const created = (await scim('POST', '/Users', newUser())).json();
+    await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'active', value: false }],
+    });
+    const listed = await t.request({ method: 'GET', url: `/api/provisioning/users?client_id=${org.code}`, headers });
+    expect(listed.statusCode).toBe(200);
+    expect(listed.json().users).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ id: created.id, email: created.emails[0].value, is_active: false }),
+      ]),
+    );
+  });
+});
