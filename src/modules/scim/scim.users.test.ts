@@ -134,6 +134,20 @@ describe('SCIM Users', () => {
     expect(fresh.statusCode).toBe(304);
   });
 
+  it('lets only one of two writes carrying the same If-Match through; the other answers 412', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    const patch = (title: string) =>
+      scim(
+        'PATCH',
+        `/Users/${created.id}`,
+        { schemas: [PATCH], Operations: [{ op: 'replace', path: 'title', value: title }] },
+        { 'if-match': created.meta.version },
+      );
+    const answers = await Promise.all([patch('first'), patch('second')]);
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 412]);
+  });
+
   it('patches with add, replace and remove, paths with value filters and the enterprise extension', async () => {
     const { scim } = await scimClient(t);
     const created = (await scim('POST', '/Users', newUser())).json();

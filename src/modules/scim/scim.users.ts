@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, getTableColumns, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Filter } from 'scim2-parse-filter';
-import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
+import { type Db, type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { recordAudit } from '../activity/audit.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
@@ -12,6 +12,7 @@ import { compileFilter, normalisePath, parseFilter } from './scim.filter.js';
 import { applyPatch, type PatchOperation } from './scim.patch.js';
 import {
   fromScimUser,
+  type ScimUserFields,
   type ScimUserRow,
   toScimUser,
   USER_FILTER_ATTRIBUTES,
@@ -171,14 +172,14 @@ export async function groupsOfUsers(
 }
 
 /** One user of the organization, or 404 (another organization's user is as absent). */
-export async function findScimUser(db: DbOrTx, organizationId: string, id: string): Promise<User> {
-  const [user] = isUuid(id)
-    ? await db
-        .select()
-        .from(users)
-        .where(and(eq(users.id, id), eq(users.organizationId, organizationId)))
-        .limit(1)
-    : [];
+export async function findScimUser(db: DbOrTx, organizationId: string, id: string, lock = false): Promise<User> {
+  if (!isUuid(id)) throw scimErrors.notFound('User', id);
+  const query = db
+    .select()
+    .from(users)
+    .where(and(eq(users.id, id), eq(users.organizationId, organizationId)))
+    .limit(1);
+  const [user] = lock ? await query.for('update') : await query;
   if (!user) throw scimErrors.notFound('User', id);
   return user;
 }
@@ -211,10 +212,26 @@ export async function replaceScimUser(
   body: unknown,
   ifMatch: string | undefined,
 ): Promise<ScimUserRow> {
-  const current = await findScimUser(ctx.db, ctx.organizationId, id);
-  assertVersion(current, ifMatch);
   const fields = fromScimUser(body);
-  return writeScimUser(ctx, current, fields);
+  return underLock(ctx, id, ifMatch, () => fields);
+}
+
+/**
+ * Runs a write on the user locked in a transaction: If-Match is checked against the locked row, so
+ * no other write can slip between the check and the change (the core's own transaction nests as a
+ * savepoint).
+ */
+function underLock(
+  ctx: WriteContext,
+  id: string,
+  ifMatch: string | undefined,
+  next: (current: User) => ScimUserFields,
+): Promise<ScimUserRow> {
+  return ctx.db.transaction(async (tx) => {
+    const current = await findScimUser(tx, ctx.organizationId, id, true);
+    assertVersion(current, ifMatch);
+    return writeScimUser({ ...ctx, db: tx as unknown as Db }, current, next(current));
+  });
 }
 
 /** PATCH /Users/{id}: the operations applied to the current representation, then written as a replace. */
@@ -225,10 +242,9 @@ export async function patchScimUser(
   ifMatch: string | undefined,
   baseUrl: string,
 ): Promise<ScimUserRow> {
-  const current = await findScimUser(ctx.db, ctx.organizationId, id);
-  assertVersion(current, ifMatch);
-  const patched = applyPatch(toScimUser(current, undefined, baseUrl), normaliseActive(operations));
-  return writeScimUser(ctx, current, fromScimUser(patched));
+  return underLock(ctx, id, ifMatch, (current) =>
+    fromScimUser(applyPatch(toScimUser(current, undefined, baseUrl), normaliseActive(operations))),
+  );
 }
 
 /** Azure AD sends `"active": "False"`; the string forms of booleans are read as booleans there. */
