@@ -48,6 +48,10 @@ describe("SCIM Groups (the organization's roles)", () => {
 
     const user = (await scim('GET', `/Users/${ada.id}`)).json();
     expect(user.groups).toEqual([expect.objectContaining({ value: group.id, display: 'Engineering Team' })]);
+    const members = (await scim('GET', `/Users?filter=${encodeURIComponent(`groups.value eq "${group.id}"`)}`)).json();
+    expect(members).toMatchObject({ totalResults: 1, Resources: [{ id: ada.id }] });
+    const byName = (await scim('GET', `/Users?filter=${encodeURIComponent('groups.display co "engineering"')}`)).json();
+    expect(byName.totalResults).toBe(1);
   });
 
   it('refuses a taken displayName (409 uniqueness), a missing one and members from elsewhere (400)', async () => {

@@ -1,14 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../../platform/http/auth.js';
 import { scimBulk } from './scim.bulk.js';
-import {
-  LIST_SCHEMA,
-  listResponse,
-  MAX_PAGE,
-  resourceTypes,
-  schemas,
-  serviceProviderConfig,
-} from './scim.discovery.js';
+import { listResponse, MAX_PAGE, resourceTypes, schemas, serviceProviderConfig } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
 import { normalisePath } from './scim.filter.js';
 import {
@@ -521,5 +514,3 @@ function searchBody(body: unknown): Record<string, unknown> {
     excludedAttributes: list(b.excludedAttributes),
   };
 }
-
-export { LIST_SCHEMA };
