@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { activities } from '../activity/activity.table.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import { users } from '../users/users.table.js';
 import { scimClient } from './scim.test-client.js';
@@ -327,6 +328,8 @@ describe('one provisioning core for SCIM and the provisioning API', () => {
     });
 
     const created = (await scim('POST', '/Users', newUser())).json();
+    const audited = await t.database.db.select().from(activities).where(eq(activities.userId, created.id));
+    expect(audited.map((a) => a.activityType)).toContain('user.created');
     await scim('PATCH', `/Users/${created.id}`, {
       schemas: [PATCH],
       Operations: [{ op: 'replace', path: 'active', value: false }],
