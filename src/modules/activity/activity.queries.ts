@@ -137,3 +137,46 @@ export async function listActiveUsers(
       limit ${limit}`,
   );
 }
+
+const TS_TEXT = sql`to_char(a.timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
+/** One CSV field built by PostgreSQL: RFC 4180 quoting, and a leading = + - @ defused for spreadsheets. */
+const csv = (expr: SQL) =>
+  sql`coalesce('"' || replace(case when (${expr}) ~ '^[=+@\t\r-]' then '''' || (${expr}) else (${expr}) end, '"', '""') || '"', '')`;
+
+/**
+ * One export chunk (concat_ws skips nulls, hence the empty-string defaults), newest first after `after`: each row as a finished NDJSON or CSV line built by
+ * PostgreSQL (json_build_object and string functions run in C, so the server only concatenates
+ * text), with the keyset of the chunk's last row.
+ */
+export async function exportActivityLines(
+  db: DbOrTx,
+  filter: ActivityFilter,
+  format: 'ndjson' | 'csv',
+  limit: number,
+  after?: { ts: string; id: string },
+): Promise<{ line: string; ts: string; id: string }[]> {
+  const keyset = after ? sql`and (a.timestamp, a.id) < (${after.ts}::timestamptz, ${after.id}::uuid)` : sql``;
+  const line =
+    format === 'ndjson'
+      ? sql`json_build_object('id', a.id, 'kind', a.kind, 'activity_type', a.activity_type, 'category', a.category,
+          'severity', a.severity, 'success', a.success, 'user_id', a.user_id, 'organization', o.code,
+          'organization_id', a.organization_id, 'actor_type', a.actor_type, 'actor_id', a.actor_id,
+          'api_key_id', a.api_key_id, 'object_type', a.object_type, 'object_id', a.object_id,
+          'description', a.description, 'details', a.details, 'tags', a.tags, 'ip_address', a.ip_address,
+          'user_agent', a.user_agent, 'method', a.method, 'path', a.path, 'status', a.status,
+          'duration_ms', a.duration_ms, 'timestamp', ${TS_TEXT})::text`
+      : sql`concat_ws(',', a.id::text, ${TS_TEXT}, a.kind, ${csv(sql`a.activity_type`)}, a.category, a.severity,
+          coalesce(a.success::text, ''), coalesce(a.user_id::text, ''), ${csv(sql`o.code`)}, a.actor_type, coalesce(a.actor_id::text, ''), coalesce(a.api_key_id::text, ''),
+          ${csv(sql`a.object_type`)}, ${csv(sql`a.object_id`)}, ${csv(sql`a.description`)}, ${csv(sql`a.details::text`)},
+          ${csv(sql`array_to_string(a.tags, ' ')`)}, ${csv(sql`a.ip_address`)}, ${csv(sql`a.user_agent`)}, coalesce(a.method, ''),
+          ${csv(sql`a.path`)}, coalesce(a.status::text, ''), coalesce(a.duration_ms::text, ''))`;
+  return queryRows(
+    db,
+    sql`select ${line} as line, ${TS_TEXT} as ts, a.id
+      from activities a left join organizations o on o.id = a.organization_id
+      where ${activityConditions(filter)} ${keyset}
+      order by a.timestamp desc, a.id desc
+      limit ${limit}`,
+  );
+}

@@ -7,7 +7,13 @@ import { decodeCursor, encodeCursor, invalidCursor, toPage } from '../../platfor
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { describeUserAgent } from '../sessions/sessions.service.js';
 import { scheduleActivityJobs } from './activity.jobs.js';
-import { type ActivityFilter, type ActivityListRow, listActiveUsers, listActivities } from './activity.queries.js';
+import {
+  type ActivityFilter,
+  type ActivityListRow,
+  exportActivityLines,
+  listActiveUsers,
+  listActivities,
+} from './activity.queries.js';
 import {
   ActiveUsersPage,
   ActivityPage,
@@ -18,7 +24,7 @@ import {
   ListActivitiesQuery,
   UserSessionsQuery,
 } from './activity.schemas.js';
-import { toActivityCsvHeader, toActivityCsvLine, toActivityView } from './activity.views.js';
+import { toActivityCsvHeader, toActivityView } from './activity.views.js';
 import { listStatistics, type StatisticsRow } from './activity-stats.js';
 
 const tags = ['activity'];
@@ -87,7 +93,7 @@ function toStatsView(row: StatisticsRow) {
   };
 }
 
-const EXPORT_BATCH = 5000;
+const EXPORT_BATCH = 2000;
 
 export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
@@ -135,12 +141,13 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (scope === null) return;
         let after: { ts: string; id: string } | undefined;
         for (;;) {
-          const rows = await listActivities(db, filter, EXPORT_BATCH - 1, after);
+          const rows = await exportActivityLines(db, filter, csv ? 'csv' : 'ndjson', EXPORT_BATCH, after);
+          if (rows.length === 0) return;
           let chunk = '';
-          for (const row of rows) chunk += csv ? toActivityCsvLine(row) : `${JSON.stringify(toActivityView(row))}\n`;
-          if (chunk) yield chunk;
+          for (const row of rows) chunk += `${row.line}${csv ? '\r\n' : '\n'}`;
+          yield chunk;
           if (rows.length < EXPORT_BATCH) return;
-          const last = rows[rows.length - 1] as ActivityListRow;
+          const last = rows[rows.length - 1] as { ts: string; id: string };
           after = { ts: last.ts, id: last.id };
         }
       }

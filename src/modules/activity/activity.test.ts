@@ -181,6 +181,8 @@ describe('activity API', () => {
     const csvLines = csv.body.trim().split('\r\n');
     expect(csvLines[0]).toMatch(/^id,timestamp,kind,activity_type/);
     expect(csvLines).toHaveLength(6);
+    expect(csvLines[1]?.split(',')).toHaveLength(csvLines[0]?.split(',').length as number);
+    expect(csvLines[1]).toContain('"event number 4"');
     const other = await admin.get(`/api/v1/activities/export?organization=${orgB.code}`);
     expect(other.body).toBe('');
   });

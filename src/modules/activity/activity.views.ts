@@ -56,19 +56,7 @@ const CSV_COLUMNS = [
   'duration_ms',
 ] as const;
 
-function csvField(value: unknown): string {
-  if (value === null || value === undefined) return '';
-  const text = typeof value === 'string' ? value : typeof value === 'object' ? JSON.stringify(value) : String(value);
-  // RFC 4180 quoting; a leading = + - @ is prefixed so spreadsheets do not run it as a formula.
-  const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
-  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
-}
-
+/** The CSV header; the lines are built by PostgreSQL (exportActivityLines) in this column order. */
 export function toActivityCsvHeader(): string {
   return `${CSV_COLUMNS.join(',')}\r\n`;
-}
-
-export function toActivityCsvLine(r: ActivityListRow): string {
-  const view = toActivityView(r) as Record<string, unknown>;
-  return `${CSV_COLUMNS.map((c) => csvField(view[c])).join(',')}\r\n`;
 }

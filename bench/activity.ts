@@ -1,0 +1,326 @@
+// `npm run bench:activity [-- --pg] [--duration 5] [--rounds 2] [--rows 10000000] [--no-write]`:
+// what activity tracking costs and how its tables answer at scale.
+//
+// 1. Request tracking on versus off: two identical servers (ACTIVITY_TRACKING=on / off, each on its
+//    own database), loaded in turn in alternating rounds A B B A on an authenticated GET route
+//    (`GET /api/v1/users/profile` with a user's token); throughput loss and added p99.
+// 2. Acknowledged changes versus audit rows: concurrent `PATCH /api/v1/users/{id}` for a few
+//    seconds; every 2xx must have its `user.updated` event (counted through the API).
+// 3. With PostgreSQL (--pg or BENCH_DATABASE_URL): `--rows` request rows over 90 days (1,000 users,
+//    10 organizations) plus 1,000,000 rows in one hour, written with generate_series; then a filtered
+//    page (one user, one week) through the API (p99 of sequential calls), the hourly aggregation
+//    of the 1,000,000-row hour, and a streamed NDJSON export of it (rows/s, server RSS growth).
+// Results replace the `activity` section of docs/benchmarks.md.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { sql } from 'drizzle-orm';
+import pg from 'pg';
+import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
+import { aggregateHour } from '../src/modules/activity/activity-stats.js';
+import { openDatabase } from '../src/platform/db/client.js';
+import { type LoadResult, runLoad } from './lib/load.js';
+import { machine, writeReport } from './lib/report.js';
+import { type NodeProcess, ROOT, startNodeServer } from './lib/server.js';
+
+const { values: args } = parseArgs({
+  options: {
+    pg: { type: 'boolean', default: false },
+    duration: { type: 'string', default: '5' },
+    rounds: { type: 'string', default: '2' },
+    rows: { type: 'string', default: '10000000' },
+    'hour-rows': { type: 'string', default: '1000000' },
+    'no-write': { type: 'boolean', default: false },
+  },
+});
+const duration = Number(args.duration);
+const rounds = Number(args.rounds);
+const rows = Number(args.rows);
+const hourRows = Number(args['hour-rows']);
+const ADMIN = { email: 'bench-admin@example.com', password: 'Gatehouse bench admin 2026!' };
+const MEMBER_PASSWORD = 'Tangerine lighthouse 2026!';
+const CONNECTIONS = 50;
+const log = (m: string) => console.error(`bench:activity: ${m}`);
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+async function call(base: string, method: string, path: string, token?: string, body?: unknown) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(120_000),
+  });
+  const text = await res.text();
+  // biome-ignore lint/suspicious/noExplicitAny: answers are JSON of any shape; the script reads what it needs.
+  const json: any = text ? JSON.parse(text) : undefined;
+  return { status: res.status, json };
+}
+
+async function must(base: string, method: string, path: string, token?: string, body?: unknown) {
+  const res = await call(base, method, path, token, body);
+  if (res.status >= 300) throw new Error(`${method} ${path} answered ${res.status}: ${JSON.stringify(res.json)}`);
+  return res.json;
+}
+
+const login = async (base: string, email: string, password: string) =>
+  (await must(base, 'POST', '/api/token/', undefined, { email, password })).access as string;
+
+const mean = (results: LoadResult[]) => results.reduce((a, r) => a + r.okPerSecond, 0) / results.length;
+const worst = (results: LoadResult[], key: 'p99Ms' | 'p50Ms') => Math.max(...results.map((r) => r[key]));
+
+async function metric(base: string, name: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+/** A user with a token on a fresh server: the load's caller and the object it reads. */
+async function prepare(base: string) {
+  const root = await login(base, ADMIN.email, ADMIN.password);
+  const org = await must(base, 'POST', '/api/v1/organizations/', root, {
+    code: 'bench-activity',
+    name: 'Bench activity',
+  });
+  const member = await must(base, 'POST', '/api/v1/users/', root, {
+    email: 'reader@activity-bench.example',
+    password: MEMBER_PASSWORD,
+    organization: org.code,
+  });
+  return { root, member, token: await login(base, member.email, MEMBER_PASSWORD) };
+}
+
+async function createDatabase(serverUrl: string, name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+let cluster: Cluster | undefined;
+const scratch = mkdtempSync(join(tmpdir(), 'gatehouse-bench-activity-'));
+let serverUrl = process.env.BENCH_DATABASE_URL || undefined;
+const servers: NodeProcess[] = [];
+try {
+  if (args.pg && !serverUrl) {
+    cluster = await startCluster({ durable: true });
+    serverUrl = cluster.url;
+  }
+  const suffix = randomBytes(4).toString('hex');
+  const urls = serverUrl
+    ? {
+        on: await createDatabase(serverUrl, `gatehouse_bench_activity_on_${suffix}`),
+        off: await createDatabase(serverUrl, `gatehouse_bench_activity_off_${suffix}`),
+      }
+    : undefined;
+  execFileSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), '--quiet'], { stdio: 'inherit' });
+  const env = (which: 'on' | 'off') => ({
+    HOST: '127.0.0.1',
+    DATA_DIR: join(scratch, which),
+    RATE_LIMITS: 'off',
+    LOG_LEVEL: 'warn',
+    ADMIN_EMAIL: ADMIN.email,
+    ADMIN_PASSWORD: ADMIN.password,
+    MASTER_KEY: randomBytes(32).toString('base64'),
+    ACTIVITY_TRACKING: which,
+    ...(urls ? { DATABASE_URL: urls[which] } : {}),
+  });
+  const on = await startNodeServer('dist/main.js', env('on'), {
+    port: await freePort(),
+    logFile: join(scratch, 'on.log'),
+  });
+  servers.push(on);
+  const off = await startNodeServer('dist/main.js', env('off'), {
+    port: await freePort(),
+    logFile: join(scratch, 'off.log'),
+  });
+  servers.push(off);
+  const setups = { on: await prepare(on.baseUrl), off: await prepare(off.baseUrl) };
+
+  // 1. Tracking on versus off, A B B A.
+  const results: Record<'on' | 'off', LoadResult[]> = { on: [], off: [] };
+  for (let round = 0; round < rounds; round++) {
+    const order: ('on' | 'off')[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+    for (const which of order) {
+      log(`round ${round + 1}: tracking ${which}, ${duration} s`);
+      const { token } = setups[which];
+      const result = await runLoad({
+        url: (which === 'on' ? on : off).baseUrl,
+        connections: CONNECTIONS,
+        duration,
+        requests: [{ method: 'GET', path: '/api/v1/users/profile', headers: { authorization: `Bearer ${token}` } }],
+      });
+      if (result.non2xx > 0) throw new Error(`${which}: ${JSON.stringify(result.statuses)}`);
+      results[which].push(result);
+    }
+  }
+  await new Promise((r) => setTimeout(r, 1500)); // one flush interval
+  const served = results.on.reduce((a, r) => a + r.requests, 0);
+  const written = await metric(on.baseUrl, 'activity_rows_written_total');
+  const dropped = await metric(on.baseUrl, 'activity_requests_dropped_total');
+  const loss = 1 - mean(results.on) / mean(results.off);
+  const addedP99 = worst(results.on, 'p99Ms') - worst(results.off, 'p99Ms');
+
+  // 2. Acknowledged changes versus audit rows.
+  log(`acknowledged changes: concurrent PATCH /api/v1/users/{id}, ${duration} s`);
+  const { root, member } = setups.on;
+  let acknowledged = 0;
+  let refused = 0;
+  const until = performance.now() + duration * 1000;
+  await Promise.all(
+    Array.from({ length: 20 }, async (_, worker) => {
+      for (let i = 0; performance.now() < until; i++) {
+        const res = await call(on.baseUrl, 'PATCH', `/api/v1/users/${member.id}`, root, {
+          first_name: `w${worker}-${i}`,
+        });
+        if (res.status === 200) acknowledged++;
+        else refused++;
+      }
+    }),
+  );
+  let audited = 0;
+  for (let cursor: string | null = ''; cursor !== null; ) {
+    const page = await must(
+      on.baseUrl,
+      'GET',
+      `/api/v1/activities/?activity_type=user.updated&user=${member.id}&limit=500${cursor ? `&cursor=${cursor}` : ''}`,
+      root,
+    );
+    audited += page.results.length;
+    cursor = page.next;
+  }
+
+  // 3. Scale, on PostgreSQL.
+  const scale: string[] = [];
+  if (urls) {
+    const database = await openDatabase({ databaseUrl: urls.on, poolSize: 4 });
+    try {
+      const now = Date.now();
+      const hourStart = new Date(Math.floor((now - 100 * 86_400_000) / 3_600_000) * 3_600_000);
+      log(`seeding ${fmt(rows)} rows over 90 days and ${fmt(hourRows)} rows in ${hourStart.toISOString()}`);
+      const seeded = performance.now();
+      const user = (expr: string) => `('00000000-0000-4000-8000-' || lpad(to_hex(${expr}), 12, '0'))::uuid`;
+      const org = (expr: string) => `('00000000-0000-4000-9000-' || lpad(to_hex(${expr}), 12, '0'))::uuid`;
+      const insert = (count: number, from: number, spanMs: number) => `
+        insert into activities (timestamp, id, kind, activity_type, category, success, organization_id, user_id,
+          actor_type, actor_id, description, method, path, status, duration_ms, ip_address, user_agent)
+        select to_timestamp(${from / 1000} + (i::float8 * ${spanMs / 1000} / ${count})), gen_random_uuid(), 'request',
+          'api.request', 'api', i % 50 <> 0, ${org('i % 10')}, ${user('i % 1000')}, 'user', ${user('i % 1000')},
+          'GET /api/v1/users/:id', 'GET', '/api/v1/users/:id', case when i % 50 = 0 then 404 else 200 end,
+          (i % 97) * 0.37, '203.0.113.' || (i % 250), 'Mozilla/5.0 (X11; Linux x86_64) bench'
+        from generate_series(1, ${count}) as i`;
+      // Partitions for the months the rows fall in (the job keeps only the coming months).
+      await database.db.execute(
+        sql.raw(`do $$ declare m timestamp := date_trunc('month', now() at time zone 'UTC') - interval '5 months';
+          begin for i in 0..5 loop execute format('create table if not exists %I partition of activities for values from (%L) to (%L)',
+            'activities_p' || to_char(m + make_interval(months => i), 'YYYYMM'), to_char(m + make_interval(months => i), 'YYYY-MM-DD') || ' 00:00:00+00',
+            to_char(m + make_interval(months => i + 1), 'YYYY-MM-DD') || ' 00:00:00+00'); end loop; end $$`),
+      );
+      const pool = database.pool as pg.Pool;
+      const chunk = 1_000_000;
+      for (let done = 0; done < rows; done += chunk) {
+        const n = Math.min(chunk, rows - done);
+        const span = 90 * 86_400_000;
+        await pool.query(insert(n, now - span + (span * done) / rows, (span * n) / rows));
+        log(`  ${fmt(done + n)} rows`);
+      }
+      await pool.query(insert(hourRows, hourStart.getTime(), 3_599_000));
+      await pool.query('analyze activities');
+      const seedSeconds = (performance.now() - seeded) / 1000;
+
+      // Filtered page: one user, one week, through the API.
+      const target = '00000000-0000-4000-8000-00000000002a';
+      const since = new Date(now - 14 * 86_400_000).toISOString();
+      const untilWeek = new Date(now - 7 * 86_400_000).toISOString();
+      const samples: number[] = [];
+      let pageRows = 0;
+      for (let i = 0; i < 300; i++) {
+        const started = performance.now();
+        const page = await must(
+          on.baseUrl,
+          'GET',
+          `/api/v1/activities/?user=${target}&since=${since}&until=${untilWeek}&limit=50`,
+          root,
+        );
+        samples.push(performance.now() - started);
+        pageRows = page.results.length;
+      }
+      samples.sort((a, b) => a - b);
+      const p = (q: number) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))] as number;
+
+      // Hourly aggregation of the 1,000,000-row hour.
+      const aggStarted = performance.now();
+      await aggregateHour(database.db, hourStart);
+      const aggSeconds = (performance.now() - aggStarted) / 1000;
+
+      // Streamed export of the same hour.
+      const rssBefore = on.memory().rssMiB;
+      let rssPeak = rssBefore;
+      const sampler = setInterval(() => {
+        rssPeak = Math.max(rssPeak, on.memory().rssMiB);
+      }, 25);
+      const exportStarted = performance.now();
+      const res = await fetch(
+        `${on.baseUrl}/api/v1/activities/export?format=ndjson&since=${hourStart.toISOString()}&until=${new Date(hourStart.getTime() + 3_600_000).toISOString()}`,
+        { headers: { authorization: `Bearer ${root}` } },
+      );
+      let lines = 0;
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (const byte of value) if (byte === 10) lines++;
+      }
+      const exportSeconds = (performance.now() - exportStarted) / 1000;
+      clearInterval(sampler);
+      scale.push(
+        '',
+        `Scale (PostgreSQL): ${fmt(rows)} request rows over 90 days (1,000 users, 10 organizations) plus ${fmt(hourRows)} rows in one hour, seeded in ${fmt(seedSeconds)} s.`,
+        '',
+        '| measurement | result | target |',
+        '|---|---:|---:|',
+        `| filtered page (one user, one week, 50 rows; ${pageRows} returned), 300 sequential calls through the API | p50 ${fmt(p(0.5), 1)} ms, p99 ${fmt(p(0.99), 1)} ms | p99 < 30 ms |`,
+        `| hourly aggregation of ${fmt(hourRows)} rows (\`aggregateHour\`) | ${fmt(aggSeconds, 2)} s | < 10 s |`,
+        `| streamed NDJSON export of ${fmt(lines)} rows | ${fmt(lines / exportSeconds)} rows/s, server RSS +${fmt(rssPeak - rssBefore, 1)} MiB | ≥ 100,000 rows/s, < 64 MB |`,
+      );
+    } finally {
+      await database.close();
+    }
+  }
+
+  const mode = urls ? 'PostgreSQL' : 'PGlite';
+  const lines = [
+    `## Activity tracking (${mode})`,
+    '',
+    `- Command: \`npm run bench:activity${urls ? ` -- --pg --rows ${rows}` : ''}\``,
+    `- Run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; ${CONNECTIONS} connections, ${duration} s per round, ${rounds} rounds each (A B B A)`,
+    `- Machine: ${machine()}`,
+    '',
+    '| `GET /api/v1/users/profile` (user token) | req/s (2xx) | p50 ms | p99 ms |',
+    '|---|---:|---:|---:|',
+    `| request tracking off | ${fmt(mean(results.off))} | ${worst(results.off, 'p50Ms')} | ${worst(results.off, 'p99Ms')} |`,
+    `| request tracking on | ${fmt(mean(results.on))} | ${worst(results.on, 'p50Ms')} | ${worst(results.on, 'p99Ms')} |`,
+    '',
+    `- Throughput loss with tracking: **${(loss * 100).toFixed(1)} %** (target ≤ 10 %; negative = below this machine's noise); added p99: **${addedP99} ms** (target ≤ 1 ms; autocannon reports whole milliseconds).`,
+    `- Request rows: ${fmt(served)} requests served with tracking on, ${fmt(written)} activity rows written, ${fmt(dropped)} dropped by a full buffer.`,
+    `- Audit rows for acknowledged changes: ${fmt(acknowledged)} \`PATCH /api/v1/users/{id}\` answered 200 (${fmt(refused)} other answers) and ${fmt(audited)} \`user.updated\` events exist: **${fmt(acknowledged - audited)} lost**.`,
+    ...(scale.length > 0 ? scale : ['', '- Scale figures are measured on PostgreSQL only (`--pg`).']),
+  ];
+  const section = lines.join('\n');
+  console.log(section);
+  if (!args['no-write'])
+    writeReport(join(ROOT, 'docs/benchmarks.md'), `activity-${urls ? 'postgres' : 'pglite'}` as never, section);
+} finally {
+  for (const server of servers.reverse()) await server.stop();
+  cluster?.stop();
+  rmSync(scratch, { recursive: true, force: true });
+}
