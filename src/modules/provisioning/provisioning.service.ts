@@ -8,7 +8,8 @@
  * exist yet is created with the users (never on a dry run). Any other caller is confined to its
  * own organization: an item naming another organization is refused with 403 `organization_forbidden`,
  * and a user outside the organization is not there at all (404 `user_not_found`), for reads and
- * writes alike. Users are never moved between organizations (409 `organization_mismatch`).
+ * writes alike. Users are never moved between organizations (409 `organization_mismatch`), and
+ * superusers are changed only by superusers (403 `superuser_protected`), as in the admin API.
  *
  * Keys. An item addresses an existing user by `id` (Gatehouse id), else by `externalId`
  * (seed 000's keycloak_id, unique across the installation: an upsert key), else it creates a user.
@@ -43,6 +44,7 @@ import { redactDetails } from '../activity/redact.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
+import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type User, type UserStatus, users } from '../users/users.table.js';
 import { provisioningErrors } from './provisioning.errors.js';
 import { CoreItemSchema } from './provisioning.schemas.js';
@@ -166,6 +168,11 @@ export function toProvisionedUser(row: UserRow): ProvisionedUser {
 /** How a caller names one user: by Gatehouse id or by external id (keycloak_id). */
 export type UserRef = { id: string } | { externalId: string };
 
+/** Superusers are changed only by superusers, never by API keys (as in the admin API). */
+function isSuperuserActor(actor: Actor): boolean {
+  return actor.kind === 'user' && actor.isSuperuser;
+}
+
 function refText(ref: UserRef): string {
   return 'id' in ref ? ref.id : ref.externalId;
 }
@@ -240,6 +247,7 @@ export async function deactivateUser(
   return db.transaction(async (tx) => {
     const row = await findUserByRef(tx, ref, scope, true);
     if (!row) throw provisioningErrors.userNotFound(refText(ref));
+    if (row.isSuperuser && !isSuperuserActor(actor)) throw rbacErrors.superuserTarget();
     const at = new Date();
     if (row.status === 'deactivated') {
       await audit(tx, [
@@ -503,6 +511,10 @@ async function planItems(
       fail(provisioningErrors.organizationRequired());
       continue;
     }
+    if (existing?.isSuperuser && !isSuperuserActor(actor)) {
+      fail(rbacErrors.superuserTarget());
+      continue;
+    }
     if (existing && existing.organizationId !== organization.id) {
       fail(provisioningErrors.organizationMismatch(ref, existing.organizationCode));
       continue;
@@ -646,9 +658,14 @@ async function findTakenValues(
     const rows = key.perOrganization
       ? await queryRows<Holder>(
           db,
-          sql`select ${users.id} as id, ${users.organizationId} as organization_id, ${users.externalId} as external_id, ${key.column} as v
-              from ${users} join unnest(${sql.param(orgIds)}::uuid[], ${sql.param(values)}::text[]) as k(o, v)
-              on ${users.organizationId} = k.o and ${key.column} = k.v`,
+          // LATERAL … LIMIT 1: one probe of the unique index per value. A plain join is planned as a
+          // hash join over a scan of every user, which grows with the table.
+          sql`select h.id, k.o as organization_id, h.external_id, k.v
+              from unnest(${sql.param(orgIds)}::uuid[], ${sql.param(values)}::text[]) as k(o, v)
+              cross join lateral (
+                select ${users.id} as id, ${users.externalId} as external_id from ${users}
+                where ${users.organizationId} = k.o and ${key.column} = k.v limit 1
+              ) h`,
         )
       : await queryRows<Holder>(
           db,

@@ -150,6 +150,25 @@ describe('seed-000 provisioning API', () => {
       expectProblem(await post('/users', [person('x')]), 400, 'validation_failed');
     });
 
+    it('refuses an empty body with 400', async () => {
+      const res = await t.request({
+        method: 'POST',
+        url: `${BASE}/users`,
+        headers: { ...platform, 'content-type': 'application/json' },
+      });
+      expectProblem(res, 400, 'validation_failed');
+    });
+
+    it('never changes or deactivates a superuser (403 superuser_protected)', async () => {
+      const org = await seedOrganization(t);
+      const admin = await seedUser(t, org.id, { isSuperuser: true, externalId: unique('kc-') });
+      const body = person(org.code, { keycloak_id: admin.externalId, email: admin.email, is_active: false });
+      expectProblem(await post('/users', body), 403, 'superuser_protected');
+      expectProblem(await put(`/users/${admin.externalId}/deactivate`), 403, 'superuser_protected');
+      const [row] = await t.database.db.select().from(users).where(eq(users.id, admin.id));
+      expect(row?.status).toBe('active');
+    });
+
     it('lets a platform key create the organization a body names', async () => {
       const code = unique('client_');
       const res = await post('/users', person(code));
