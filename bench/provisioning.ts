@@ -1,4 +1,4 @@
-// `npm run bench:provisioning [-- --pg] [--users 100000] [--batch 1000] [--connections 2]`:
+// `npm run bench:provisioning [-- --pg] [--users 100000] [--batch 1000] [--connections 4]`:
 // bulk provisioning through `POST /api/provisioning/users/bulk`, as seed 000's Django client sends it.
 //
 // 1. Setup (not measured): half of the users are provisioned first, so they exist.
@@ -29,7 +29,7 @@ const { values: args } = parseArgs({
     pg: { type: 'boolean', default: false },
     users: { type: 'string', default: '100000' },
     batch: { type: 'string', default: '1000' },
-    connections: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '4' },
   },
 });
 const TOTAL = Number(args.users);
@@ -208,7 +208,7 @@ try {
     [
       `## Bulk provisioning (${mode})`,
       '',
-      `- Command: \`npm run bench:provisioning --${cluster ? ' --pg' : ''} -- --users ${TOTAL} --batch ${BATCH} --connections ${CONNECTIONS}\``,
+      `- Command: \`npm run bench:provisioning -- ${cluster ? '--pg ' : ''}--users ${TOTAL} --batch ${BATCH} --connections ${CONNECTIONS}\``,
       `- Run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; server \`node dist/main.js\` with \`RATE_LIMITS=off\`, \`LOG_LEVEL=warn\`${cluster ? ', durable PostgreSQL (throwaway cluster)' : ', PGlite in DATA_DIR'}`,
       `- Machine: ${machine()} (${availableParallelism()} cores)`,
       '',

@@ -1059,15 +1059,12 @@ function organizationEvent(actor: Actor, context: RequestContext | undefined, or
 function storableActor(event: AuditEvent): AuditEvent {
   const actor = event.actor;
   if (actor?.kind !== 'api_key' || isUuid(actor.apiKeyId)) return event;
-  let stored = storedActors.get(actor);
-  if (!stored) {
-    stored = { ...actor, apiKeyId: null as unknown as string };
-    storedActors.set(actor, stored);
-  }
-  return { ...event, actor: stored, details: { ...event.details, api_key: actor.apiKeyId } };
+  return {
+    ...event,
+    actor: { ...actor, apiKeyId: null as unknown as string },
+    details: { ...event.details, api_key: actor.apiKeyId },
+  };
 }
-
-const storedActors = new WeakMap<Actor, Actor>();
 
 /** Past this many events a call's audit rows go in through one set-based insert. */
 const SET_BASED_AUDIT_FROM = 20;
@@ -1079,8 +1076,7 @@ const SET_BASED_AUDIT_FROM = 20;
  * ~150 ms on PGlite, several times the user writes themselves; this takes ~20 ms.
  */
 async function audit(tx: DbOrTx, events: AuditEvent[]): Promise<void> {
-  const rows = events.map(storableActor);
-  const first = rows[0];
+  const first = events[0];
   // The set-based path carries what every event of a call shares (actor, origin, tags) once.
   const shared = (e: AuditEvent) =>
     e.actor === first?.actor &&
@@ -1089,12 +1085,15 @@ async function audit(tx: DbOrTx, events: AuditEvent[]): Promise<void> {
     (e.tags ?? []).join(',') === (first?.tags ?? []).join(',') &&
     e.severity === undefined &&
     e.success === undefined;
-  if (!first || rows.length < SET_BASED_AUDIT_FROM || !rows.every(shared)) {
-    await recordAudits(tx, rows);
+  if (!first || events.length < SET_BASED_AUDIT_FROM || !events.every(shared)) {
+    await recordAudits(tx, events.map(storableActor));
     return;
   }
-  const actor = first.actor;
-  const records = rows.map((e) => ({
+  // As storableActor, once for the call: a key without a row is named in each event's details.
+  const stored = storableActor({ ...first, details: {} });
+  const actor = stored.actor;
+  const namedKey = (stored.details as { api_key?: string }).api_key ?? null;
+  const records = events.map((e) => ({
     i: uuidv7(),
     t: e.type,
     c: e.category,
@@ -1110,7 +1109,8 @@ async function audit(tx: DbOrTx, events: AuditEvent[]): Promise<void> {
       actor_type, actor_id, api_key_id, object_type, object_id, description, details, tags, ip_address, user_agent)
     select v.i, 'audit', v.t, v.c, 'info', true, v.o, v.u,
       ${actor?.kind ?? 'system'}, ${actor?.kind === 'user' ? actor.userId : null}::uuid,
-      ${actor?.kind === 'api_key' ? actor.apiKeyId : null}::uuid, v.ot, v.oi, v.d, v.x,
+      ${actor?.kind === 'api_key' ? actor.apiKeyId : null}::uuid, v.ot, v.oi, v.d,
+      case when ${namedKey}::text is null then v.x else v.x || jsonb_build_object('api_key', ${namedKey}::text) end,
       ${sql.param(first.tags ?? [])}::text[], ${first.ip ?? null}::text, ${first.userAgent ?? null}::text
     from json_to_recordset(${JSON.stringify(records)}::json)
       as v(i uuid, t text, c text, o uuid, u uuid, ot text, oi text, d text, x jsonb)`);
