@@ -13,7 +13,7 @@
 // Results replace the `activity` section of docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -71,6 +71,12 @@ async function must(base: string, method: string, path: string, token?: string, 
 
 const login = async (base: string, email: string, password: string) =>
   (await must(base, 'POST', '/api/token/', undefined, { email, password })).access as string;
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 
 const mean = (results: LoadResult[]) => results.reduce((a, r) => a + r.okPerSecond, 0) / results.length;
 const worst = (results: LoadResult[], key: 'p99Ms' | 'p50Ms') => Math.max(...results.map((r) => r[key]));
@@ -148,11 +154,14 @@ try {
 
   // 1. Tracking on versus off, A B B A.
   const results: Record<'on' | 'off', LoadResult[]> = { on: [], off: [] };
+  const cpu = { on: 0, off: 0 };
   for (let round = 0; round < rounds; round++) {
     const order: ('on' | 'off')[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
     for (const which of order) {
       log(`round ${round + 1}: tracking ${which}, ${duration} s`);
       const { token } = setups[which];
+      const server = which === 'on' ? on : off;
+      const cpuBefore = cpuSeconds(server.pid);
       const result = await runLoad({
         url: (which === 'on' ? on : off).baseUrl,
         connections: CONNECTIONS,
@@ -160,6 +169,7 @@ try {
         requests: [{ method: 'GET', path: '/api/v1/users/profile', headers: { authorization: `Bearer ${token}` } }],
       });
       if (result.non2xx > 0) throw new Error(`${which}: ${JSON.stringify(result.statuses)}`);
+      cpu[which] += cpuSeconds(server.pid) - cpuBefore;
       results[which].push(result);
     }
   }
@@ -168,6 +178,8 @@ try {
   const written = await metric(on.baseUrl, 'activity_rows_written_total');
   const dropped = await metric(on.baseUrl, 'activity_requests_dropped_total');
   const loss = 1 - mean(results.on) / mean(results.off);
+  const requestsOf = (which: 'on' | 'off') => results[which].reduce((a, r) => a + r.requests, 0);
+  const cpuPerRequest = (which: 'on' | 'off') => (cpu[which] / requestsOf(which)) * 1e6;
   const addedP99 = worst(results.on, 'p99Ms') - worst(results.off, 'p99Ms');
 
   // 2. Acknowledged changes versus audit rows.
@@ -201,7 +213,7 @@ try {
 
   // 3. Scale, on PostgreSQL.
   const scale: string[] = [];
-  if (urls) {
+  if (urls && rows > 0) {
     const database = await openDatabase({ databaseUrl: urls.on, poolSize: 4 });
     try {
       const now = Date.now();
@@ -311,9 +323,10 @@ try {
     `| request tracking on | ${fmt(mean(results.on))} | ${worst(results.on, 'p50Ms')} | ${worst(results.on, 'p99Ms')} |`,
     '',
     `- Throughput loss with tracking: **${(loss * 100).toFixed(1)} %** (target ≤ 10 %; negative = below this machine's noise); added p99: **${addedP99} ms** (target ≤ 1 ms; autocannon reports whole milliseconds).`,
+    `- Server process CPU per request (user + system, /proc): ${fmt(cpuPerRequest('off'), 1)} µs off, ${fmt(cpuPerRequest('on'), 1)} µs on (the bulk INSERTs' cost in PostgreSQL is not included).`,
     `- Request rows: ${fmt(served)} requests served with tracking on, ${fmt(written)} activity rows written, ${fmt(dropped)} dropped by a full buffer.`,
     `- Audit rows for acknowledged changes: ${fmt(acknowledged)} \`PATCH /api/v1/users/{id}\` answered 200 (${fmt(refused)} other answers) and ${fmt(audited)} \`user.updated\` events exist: **${fmt(acknowledged - audited)} lost**.`,
-    ...(scale.length > 0 ? scale : ['', '- Scale figures are measured on PostgreSQL only (`--pg`).']),
+    ...(scale.length > 0 ? scale : ['', '- Scale figures are measured on PostgreSQL only (`--pg`, `--rows` > 0).']),
   ];
   const section = lines.join('\n');
   console.log(section);
