@@ -67,6 +67,8 @@ export const activities = pgTable(
     index('activities_org_idx').on(t.organizationId, t.timestamp, t.id),
     // Partial: request rows (nearly all of them) name no object and cost this index nothing.
     index('activities_object_idx').on(t.objectType, t.objectId, t.timestamp).where(sql`object_type is not null`),
+    // Erasure finds the audit events a user did (as actor) without scanning every partition.
+    index('activities_audit_actor_idx').on(t.actorId).where(sql`kind = 'audit'`),
     index('activities_audit_xid_idx').on(t.xid, t.id).where(sql`kind = 'audit'`),
   ],
 );

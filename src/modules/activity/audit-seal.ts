@@ -206,7 +206,8 @@ export async function eraseUserActivity(tx: DbOrTx, userId: string): Promise<voi
   await tx.execute(sql`update activities set content_digest = coalesce(content_digest, ${digest}),
       actor_ref = ${sql.raw(pseudonym('actor_id'))}, actor_id = null, ip_address = null, user_agent = null
     where kind = 'audit' and actor_id = ${userId}`);
+  // Request activity and tracked events are found by user (indexed); their actor is that user.
   await tx.execute(sql`update activities set subject_ref = ${sql.raw(pseudonym('user_id'))}, user_id = null,
-      actor_id = null, ip_address = null, user_agent = null
-    where kind <> 'audit' and (user_id = ${userId} or actor_id = ${userId})`);
+      actor_id = case when actor_id = ${userId} then null else actor_id end, ip_address = null, user_agent = null
+    where kind <> 'audit' and user_id = ${userId}`);
 }

@@ -1,0 +1,1 @@
+CREATE INDEX "activities_audit_actor_idx" ON "activities" USING btree ("actor_id") WHERE kind = 'audit';
