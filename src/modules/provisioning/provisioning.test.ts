@@ -150,6 +150,31 @@ describe('seed-000 provisioning API', () => {
       expectProblem(await post('/users', [person('x')]), 400, 'validation_failed');
     });
 
+    it('answers malformed headers, queries and paths with a 4xx problem document', async () => {
+      const org = await seedOrganization(t);
+      const cases: [LightMyRequestResponse, number][] = [
+        [await post('/users', person(org.code), { authorization: 'ApiKey' }), 401],
+        [await post('/users', person(org.code), { authorization: 'Basic dXNlcjpwYXNz' }), 401],
+        [await post('/users', person(org.code), { 'x-api-key': '' }), 401],
+        [await post('/users?dry_run=maybe', person(org.code)), 400],
+        [await get('/users?client_id=has%20space'), 400],
+        [await get(`/users/${'k'.repeat(300)}`), 400],
+        [
+          await t.request({
+            method: 'POST',
+            url: `${BASE}/users`,
+            headers: { ...platform, 'content-type': 'text/plain' },
+            payload: 'keycloak_id=1',
+          }),
+          400,
+        ],
+      ];
+      for (const [res, status] of cases) {
+        expect(res.statusCode, res.body).toBe(status);
+        expect(res.headers['content-type']).toContain('application/problem+json');
+      }
+    });
+
     it('refuses an empty body with 400', async () => {
       const res = await t.request({
         method: 'POST',
