@@ -93,7 +93,7 @@ function toStatsView(row: StatisticsRow) {
   };
 }
 
-const EXPORT_BATCH = 2000;
+const EXPORT_BATCH = 5000;
 
 export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
