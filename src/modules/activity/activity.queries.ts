@@ -145,9 +145,11 @@ const csv = (expr: SQL) =>
   sql`coalesce('"' || replace(case when (${expr}) ~ '^[=+@\t\r-]' then '''' || (${expr}) else (${expr}) end, '"', '""') || '"', '')`;
 
 /**
- * One export chunk (concat_ws skips nulls, hence the empty-string defaults), newest first after `after`: each row as a finished NDJSON or CSV line built by
- * PostgreSQL (json_build_object and string functions run in C, so the server only concatenates
- * text), with the keyset of the chunk's last row.
+ * One export chunk, newest first after `after`, as one text: each row a finished NDJSON or CSV
+ * line built by PostgreSQL (json_build_object, string functions and string_agg run in C), so the
+ * server holds one string per chunk instead of thousands of row objects. Also answers the chunk's
+ * row count and the keyset of its last (oldest) row. CSV fields: concat_ws skips nulls, hence the
+ * empty-string defaults.
  */
 export async function exportActivityLines(
   db: DbOrTx,
@@ -155,7 +157,7 @@ export async function exportActivityLines(
   format: 'ndjson' | 'csv',
   limit: number,
   after?: { ts: string; id: string },
-): Promise<{ line: string; ts: string; id: string }[]> {
+): Promise<{ text: string; count: number; last: { ts: string; id: string } | null }> {
   const keyset = after ? sql`and (a.timestamp, a.id) < (${after.ts}::timestamptz, ${after.id}::uuid)` : sql``;
   const line =
     format === 'ndjson'
@@ -171,12 +173,26 @@ export async function exportActivityLines(
           ${csv(sql`a.object_type`)}, ${csv(sql`a.object_id`)}, ${csv(sql`a.description`)}, ${csv(sql`a.details::text`)},
           ${csv(sql`array_to_string(a.tags, ' ')`)}, ${csv(sql`a.ip_address`)}, ${csv(sql`a.user_agent`)}, coalesce(a.method, ''),
           ${csv(sql`a.path`)}, coalesce(a.status::text, ''), coalesce(a.duration_ms::text, ''))`;
-  return queryRows(
+  const [chunk] = await queryRows<{
+    text: string | null;
+    count: number;
+    last_ts: string | null;
+    last_id: string | null;
+  }>(
     db,
-    sql`select ${line} as line, ${TS_TEXT} as ts, a.id
-      from activities a left join organizations o on o.id = a.organization_id
-      where ${activityConditions(filter)} ${keyset}
-      order by a.timestamp desc, a.id desc
-      limit ${limit}`,
+    sql`with page as (
+        select ${line} as line, ${TS_TEXT} as ts, a.id, a.timestamp
+        from activities a left join organizations o on o.id = a.organization_id
+        where ${activityConditions(filter)} ${keyset}
+        order by a.timestamp desc, a.id desc
+        limit ${limit}
+      )
+      select string_agg(line || ${format === 'csv' ? '\r\n' : '\n'}, '' order by timestamp desc, id desc) as text,
+        count(*)::int as count,
+        (array_agg(ts order by timestamp, id))[1] as last_ts,
+        (array_agg(id::text order by timestamp, id))[1] as last_id
+      from page`,
   );
+  if (!chunk || chunk.count === 0 || !chunk.last_ts || !chunk.last_id) return { text: '', count: 0, last: null };
+  return { text: chunk.text ?? '', count: chunk.count, last: { ts: chunk.last_ts, id: chunk.last_id } };
 }

@@ -141,14 +141,10 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (scope === null) return;
         let after: { ts: string; id: string } | undefined;
         for (;;) {
-          const rows = await exportActivityLines(db, filter, csv ? 'csv' : 'ndjson', EXPORT_BATCH, after);
-          if (rows.length === 0) return;
-          let chunk = '';
-          for (const row of rows) chunk += `${row.line}${csv ? '\r\n' : '\n'}`;
-          yield chunk;
-          if (rows.length < EXPORT_BATCH) return;
-          const last = rows[rows.length - 1] as { ts: string; id: string };
-          after = { ts: last.ts, id: last.id };
+          const chunk = await exportActivityLines(db, filter, csv ? 'csv' : 'ndjson', EXPORT_BATCH, after);
+          if (chunk.count > 0) yield chunk.text;
+          if (chunk.count < EXPORT_BATCH || !chunk.last) return;
+          after = chunk.last;
         }
       }
       reply

@@ -243,4 +243,20 @@ describe('activity API', () => {
     const ofB = (await superuser.get(`/api/v1/activity-stats?organization=${orgB.code}`)).json() as PageOf<Stats>;
     expect(ofB.results.map((r) => [r.organization_id, r.total_activities])).toEqual([[orgB.id, 1]]);
   });
+
+  it('exports more rows than one chunk, each once, newest first', async () => {
+    await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, organization_id)
+      select now() - make_interval(secs => i), gen_random_uuid(), 'event', 'test.bulk', 'test', ${orgA.id}
+      from generate_series(1, 5003) as i`);
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const res = await admin.get('/api/v1/activities/export?activity_type=test.bulk');
+    const lines = res.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Entry);
+    expect(lines).toHaveLength(5003);
+    expect(new Set(lines.map((l) => l.id)).size).toBe(5003);
+    const times = lines.map((l) => l.timestamp);
+    expect([...times].sort().reverse()).toEqual(times);
+  });
 });
