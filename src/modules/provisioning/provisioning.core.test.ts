@@ -5,13 +5,8 @@ import { seedOrganization } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { users } from '../users/users.table.js';
-import {
-  deactivateUser,
-  findProvisionedUser,
-  listProvisionedUsers,
-  type ProvisionOutcome,
-  provisionUsers,
-} from './provisioning.service.js';
+import { deactivateUser, findProvisionedUser, listProvisionedUsers } from './provisioning.lookup.js';
+import { type ProvisionOutcome, provisionUsers } from './provisioning.service.js';
 
 const platform: Actor = { kind: 'api_key', apiKeyId: 'env:PROVISIONING_API_KEY', organizationId: null, scopes: [] };
 const keyOf = (organizationId: string): Actor => ({

@@ -3,6 +3,7 @@ import type { FastifyRequest, FastifySchemaCompiler } from 'fastify';
 import { type AppError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { provisioningErrors } from './provisioning.errors.js';
+import { deactivateUser, findProvisionedUser, listProvisionedUsers } from './provisioning.lookup.js';
 import {
   BulkProvisionBody,
   BulkProvisionView,
@@ -17,9 +18,6 @@ import {
   type ProvisionUserInput,
 } from './provisioning.schemas.js';
 import {
-  deactivateUser,
-  findProvisionedUser,
-  listProvisionedUsers,
   type ProvisionItem,
   type ProvisionOutcome,
   provisionUsers,

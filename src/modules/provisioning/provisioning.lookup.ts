@@ -1,0 +1,161 @@
+/**
+ * Users by reference: finding and listing the users a caller reaches, and deactivating one. The
+ * scoping rules are those of the provisioning core (see provisioning.service.ts).
+ */
+import { and, eq, getTableColumns } from 'drizzle-orm';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import { revokeUserSessions } from '../auth/auth.service.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { organizations } from '../organizations/organizations.table.js';
+import { rbacErrors } from '../rbac/rbac.errors.js';
+import { type User, users } from '../users/users.table.js';
+import { audit, callEvent, userEvent } from './provisioning.audit.js';
+import { provisioningErrors } from './provisioning.errors.js';
+import type { ProvisionedUser, RequestContext } from './provisioning.service.js';
+
+export type UserRow = User & { organizationCode: string };
+
+export const withOrganization = { ...getTableColumns(users), organizationCode: organizations.code };
+
+/** The view of a stored user. */
+export function toProvisionedUser(row: UserRow): ProvisionedUser {
+  return {
+    id: row.id,
+    organizationId: row.organizationId,
+    organizationCode: row.organizationCode,
+    externalId: row.externalId,
+    scimExternalId: row.scimExternalId,
+    email: row.email,
+    username: row.username,
+    firstName: row.firstName,
+    lastName: row.lastName,
+    status: row.status,
+    active: row.status === 'active',
+    attributes: row.attributes,
+    hasPassword: row.passwordHash !== null,
+    createdAt: row.dateJoined,
+    updatedAt: row.updatedAt,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+/** How a caller names one user: by Gatehouse id or by external id (keycloak_id). */
+export type UserRef = { id: string } | { externalId: string };
+
+/** Superusers are changed only by superusers, never by API keys (as in the admin API). */
+export function isSuperuserActor(actor: Actor): boolean {
+  return actor.kind === 'user' && actor.isSuperuser;
+}
+
+function refText(ref: UserRef): string {
+  return 'id' in ref ? ref.id : ref.externalId;
+}
+
+async function findUserByRef(db: DbOrTx, ref: UserRef, organizationId: string | undefined, lock = false) {
+  if ('id' in ref && !isUuid(ref.id)) return undefined;
+  const match = 'id' in ref ? eq(users.id, ref.id) : eq(users.externalId, ref.externalId);
+  const query = db
+    .select(withOrganization)
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(organizationId ? and(match, eq(users.organizationId, organizationId)) : match)
+    .limit(1);
+  const [row] = lock ? await query.for('update', { of: users }) : await query;
+  return row;
+}
+
+/** One user within the caller's reach; undefined when absent or in another organization. */
+export async function findProvisionedUser(
+  db: DbOrTx,
+  actor: Actor,
+  ref: UserRef,
+): Promise<ProvisionedUser | undefined> {
+  const row = await findUserByRef(db, ref, organizationScopeOf(actor));
+  return row ? toProvisionedUser(row) : undefined;
+}
+
+/**
+ * Every user of an organization (by code), oldest first. A confined caller naming another
+ * organization gets the same 404 as for a code that does not exist.
+ */
+export async function listProvisionedUsers(
+  db: DbOrTx,
+  actor: Actor,
+  organizationCode: string,
+): Promise<ProvisionedUser[]> {
+  const scope = organizationScopeOf(actor);
+  const org = await findOrganizationByCode(db, organizationCode);
+  if (!org || (scope !== undefined && org.id !== scope))
+    throw provisioningErrors.organizationNotFound(organizationCode);
+  const rows = await db
+    .select(withOrganization)
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(eq(users.organizationId, org.id))
+    .orderBy(users.id);
+  return rows.map(toProvisionedUser);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deactivation
+
+export interface DeactivationResult {
+  user: ProvisionedUser;
+  /** false when the user was already deactivated (the call is idempotent). */
+  changed: boolean;
+  at: Date;
+}
+
+/**
+ * Deactivates a user within the caller's reach and ends their sessions, in one transaction with
+ * its audit event. Idempotent: an already deactivated user answers the same, unchanged.
+ * Throws 404 `user_not_found` for a user outside the caller's organization.
+ */
+export async function deactivateUser(
+  db: Db,
+  actor: Actor,
+  ref: UserRef,
+  options: { context?: RequestContext } = {},
+): Promise<DeactivationResult> {
+  const scope = organizationScopeOf(actor);
+  return db.transaction(async (tx) => {
+    const row = await findUserByRef(tx, ref, scope, true);
+    if (!row) throw provisioningErrors.userNotFound(refText(ref));
+    if (row.isSuperuser && !isSuperuserActor(actor)) throw rbacErrors.superuserTarget();
+    const at = new Date();
+    if (row.status === 'deactivated') {
+      await audit(tx, [
+        callEvent(actor, options.context, 'provisioning.user.deactivate', row.organizationId, {
+          user_id: row.id,
+          changed: false,
+        }),
+      ]);
+      return { user: toProvisionedUser(row), changed: false, at };
+    }
+    const [updated] = await tx
+      .update(users)
+      .set({ status: 'deactivated', updatedAt: at })
+      .where(eq(users.id, row.id))
+      .returning();
+    await revokeUserSessions(tx, row.id, 'deactivated_by_provisioning');
+    await audit(tx, [
+      userEvent(actor, options.context, 'user.deactivated', row.organizationId, row.id, {
+        changes: [{ field: 'is_active', from: row.status === 'active', to: false }],
+        previous_status: row.status,
+      }),
+      callEvent(actor, options.context, 'provisioning.user.deactivate', row.organizationId, {
+        user_id: row.id,
+        changed: true,
+      }),
+    ]);
+    return {
+      user: toProvisionedUser({ ...(updated as User), organizationCode: row.organizationCode }),
+      changed: true,
+      at,
+    };
+  });
+}

@@ -1,0 +1,445 @@
+/**
+ * Planning a batch of items, without writing: each item's validation, the existing rows it
+ * reaches, the row it will leave and its changes, and the unique values other users already hold.
+ */
+import { eq, type SQL, sql } from 'drizzle-orm';
+import { uuidv7 } from 'uuidv7';
+import { type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
+import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import type { AppError, FieldError } from '../../platform/http/errors.js';
+import { validatorCompiler } from '../../platform/http/validation.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { type Organization, organizations } from '../organizations/organizations.table.js';
+import { rbacErrors } from '../rbac/rbac.errors.js';
+import { type UserStatus, users } from '../users/users.table.js';
+import { provisioningErrors } from './provisioning.errors.js';
+import { isSuperuserActor, type UserRow, withOrganization } from './provisioning.lookup.js';
+import { CoreItemSchema } from './provisioning.schemas.js';
+import type { FieldChange, ProvisionedUser, ProvisionItem, ProvisionOptions } from './provisioning.service.js';
+
+const validateCoreItem = validatorCompiler({ schema: CoreItemSchema, httpPart: 'body' } as never) as ((
+  value: unknown,
+) => boolean) & {
+  errors?: { instancePath?: string; keyword?: string; message?: string; params?: Record<string, unknown> }[] | null;
+};
+
+const FIELD_NAMES: Record<string, string> = {
+  id: 'id',
+  externalId: 'external_id',
+  organization: 'organization',
+  email: 'email',
+  username: 'username',
+  firstName: 'first_name',
+  lastName: 'last_name',
+  active: 'is_active',
+  attributes: 'attributes',
+  scimExternalId: 'scim_external_id',
+  sendInvite: 'send_invite',
+};
+
+/** Checks one item's shape; answers field errors named as in the admin API. */
+export function validateProvisionItem(item: unknown): FieldError[] {
+  if (validateCoreItem(item)) return [];
+  const out: FieldError[] = [];
+  for (const e of validateCoreItem.errors ?? []) {
+    const path = (e.instancePath ?? '').split('/').filter(Boolean);
+    if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') path.push(e.params.missingProperty);
+    const [head, ...rest] = path;
+    const field = [head === undefined ? 'item' : (FIELD_NAMES[head] ?? head), ...rest].join('.');
+    out.push({ field, message: e.keyword === 'required' ? 'This field is required.' : (e.message ?? 'is not valid') });
+  }
+  return out;
+}
+
+/** The row an item will leave behind, and how it got there. */
+export interface Plan {
+  index: number;
+  item: ProvisionItem;
+  existing: UserRow | undefined;
+  organization: { id: string | null; code: string };
+  target: {
+    id: string;
+    externalId: string | null;
+    scimExternalId: string | null;
+    email: string;
+    username: string | null;
+    firstName: string;
+    lastName: string;
+    status: UserStatus;
+    attributes: Record<string, unknown>;
+  };
+  changes: FieldChange[];
+  invite: boolean;
+}
+
+export type Step = Plan | { index: number; error: AppError };
+
+/** What planning remembers across the batches of one call. */
+interface CallState {
+  orgCache: Map<string, Organization | null>;
+  /** `id:<user id>` / `ext:<external id>` → index of the item that claimed the user. */
+  seenUsers: Map<string, number>;
+  /** `<field>\0<organization code>\0<value>` → the item holding a unique value. */
+  holders: Map<string, { index: number; userId: string }>;
+}
+
+export function newCallState(): CallState {
+  return { orgCache: new Map(), seenUsers: new Map(), holders: new Map() };
+}
+
+/** Forgets what a batch claimed, before it is planned again. */
+export function forgetBatch(state: CallState, indexes: Set<number>): void {
+  for (const [k, i] of state.seenUsers) if (indexes.has(i)) state.seenUsers.delete(k);
+  for (const [k, h] of state.holders) if (indexes.has(h.index)) state.holders.delete(k);
+}
+
+function lower(v: string | null): string | null {
+  return v === null ? null : v.toLowerCase();
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function statusOf(current: UserStatus | undefined, active: boolean | undefined): UserStatus {
+  if (active === false) return 'deactivated';
+  if (current === undefined) return 'active';
+  if (active === true && current === 'deactivated') return 'active';
+  return current;
+}
+
+function changesOf(existing: UserRow | undefined, organizationCode: string, t: Plan['target']): FieldChange[] {
+  const before = existing
+    ? {
+        organization: existing.organizationCode,
+        external_id: existing.externalId,
+        scim_external_id: existing.scimExternalId,
+        email: existing.email,
+        username: existing.username,
+        first_name: existing.firstName,
+        last_name: existing.lastName,
+        is_active: existing.status === 'active',
+        status: existing.status,
+        attributes: existing.attributes,
+      }
+    : undefined;
+  const after = {
+    organization: organizationCode,
+    external_id: t.externalId,
+    scim_external_id: t.scimExternalId,
+    email: t.email,
+    username: t.username,
+    first_name: t.firstName,
+    last_name: t.lastName,
+    is_active: t.status === 'active',
+    status: t.status,
+    attributes: t.attributes,
+  };
+  const out: FieldChange[] = [];
+  for (const [field, to] of Object.entries(after)) {
+    const from = before ? before[field as keyof typeof before] : null;
+    if (before === undefined) {
+      // A new user: every field that carries a value.
+      if (to === null || to === '' || (field === 'attributes' && sameJson(to, {}))) continue;
+      out.push({ field, from: null, to });
+    } else if (from !== to && (field !== 'attributes' || !sameJson(from, to))) {
+      out.push({ field, from, to });
+    }
+  }
+  return out;
+}
+
+async function loadExisting(db: DbOrTx, items: ProvisionItem[]) {
+  const ids = [...new Set(items.flatMap((i) => (i.id !== undefined && isUuid(i.id) ? [i.id] : [])))];
+  const externalIds = [
+    ...new Set(items.flatMap((i) => (i.id === undefined && typeof i.externalId === 'string' ? [i.externalId] : []))),
+  ];
+  const byId = new Map<string, UserRow>();
+  const byExternalId = new Map<string, UserRow>();
+  const base = () =>
+    db.select(withOrganization).from(users).innerJoin(organizations, eq(organizations.id, users.organizationId));
+  if (ids.length > 0) {
+    for (const row of await base().where(sql`${users.id} = any(${sql.param(ids)}::uuid[])`)) byId.set(row.id, row);
+  }
+  if (externalIds.length > 0) {
+    for (const row of await base().where(sql`${users.externalId} = any(${sql.param(externalIds)}::text[])`)) {
+      if (row.externalId !== null) byExternalId.set(row.externalId, row);
+    }
+  }
+  return { byId, byExternalId };
+}
+
+/**
+ * Decides, without writing, what each item does: its organization, the user it reaches, the row
+ * it leaves and its changes, or its error. Organizations missing for a platform caller are listed
+ * in `missing` (to create before writing).
+ */
+export async function planItems(
+  db: DbOrTx,
+  actor: Actor,
+  items: { index: number; item: ProvisionItem }[],
+  options: ProvisionOptions,
+  state: CallState,
+): Promise<Step[]> {
+  const { orgCache } = state;
+  const scope = organizationScopeOf(actor);
+  const scopeOrg = scope === undefined ? undefined : await organizationById(db, scope, orgCache);
+  const valid: { index: number; item: ProvisionItem }[] = [];
+  const steps = new Map<number, Step>();
+  for (const entry of items) {
+    const errors = validateProvisionItem(entry.item);
+    if (errors.length > 0) steps.set(entry.index, { index: entry.index, error: provisioningErrors.invalid(errors) });
+    else valid.push(entry);
+  }
+
+  const { byId, byExternalId } = await loadExisting(
+    db,
+    valid.map((v) => v.item),
+  );
+  // Organizations by code, once per call.
+  const codes = new Set<string>();
+  for (const { item } of valid) if (item.organization !== undefined) codes.add(item.organization);
+  for (const code of codes) {
+    if (!orgCache.has(code)) orgCache.set(code, (await findOrganizationByCode(db, code)) ?? null);
+  }
+
+  const planned: Plan[] = [];
+  for (const { index, item } of valid) {
+    const fail = (error: AppError) => steps.set(index, { index, error });
+    // Naming another organization is refused before any look-up, so the answer tells nothing of it.
+    if (scopeOrg !== undefined && item.organization !== undefined && item.organization !== scopeOrg.code) {
+      fail(provisioningErrors.otherOrganization(item.organization));
+      continue;
+    }
+    let existing: UserRow | undefined;
+    let ref: string;
+    if (item.id !== undefined) {
+      ref = item.id;
+      existing = byId.get(item.id);
+      if (!existing || (scope !== undefined && existing.organizationId !== scope)) {
+        fail(provisioningErrors.userNotFound(ref));
+        continue;
+      }
+    } else {
+      ref = typeof item.externalId === 'string' ? item.externalId : '';
+      existing = typeof item.externalId === 'string' ? byExternalId.get(item.externalId) : undefined;
+      // Another organization's user is not there for a confined caller (seed 000: 404 for writes too).
+      if (existing && scope !== undefined && existing.organizationId !== scope) {
+        fail(provisioningErrors.userNotFound(ref));
+        continue;
+      }
+    }
+
+    // The organization: named, or the existing user's, or the caller's own.
+    let organization: { id: string | null; code: string };
+    if (item.organization !== undefined) {
+      const org = orgCache.get(item.organization) ?? null;
+      organization = org ? { id: org.id, code: org.code } : { id: null, code: item.organization };
+    } else if (existing) {
+      organization = { id: existing.organizationId, code: existing.organizationCode };
+    } else if (scopeOrg) {
+      organization = { id: scopeOrg.id, code: scopeOrg.code };
+    } else {
+      fail(provisioningErrors.organizationRequired());
+      continue;
+    }
+    if (existing?.isSuperuser && !isSuperuserActor(actor)) {
+      fail(rbacErrors.superuserTarget());
+      continue;
+    }
+    if (existing && existing.organizationId !== organization.id) {
+      fail(provisioningErrors.organizationMismatch(ref, existing.organizationCode));
+      continue;
+    }
+    if (!existing && item.email === undefined) {
+      fail(provisioningErrors.invalid([{ field: 'email', message: 'This field is required.' }]));
+      continue;
+    }
+    // One write per user and call: a later item naming the same user is refused, the first one stands.
+    const userKeys = [
+      ...(existing ? [`id:${existing.id}`] : []),
+      ...(item.id === undefined && ref !== '' ? [`ext:${ref}`] : []),
+    ];
+    const first = userKeys.map((k) => state.seenUsers.get(k)).find((i) => i !== undefined);
+    if (first !== undefined) {
+      fail(provisioningErrors.duplicateInRequest(ref, first));
+      continue;
+    }
+    for (const k of userKeys) state.seenUsers.set(k, index);
+
+    const target: Plan['target'] = {
+      id: existing?.id ?? uuidv7(),
+      externalId:
+        item.id === undefined
+          ? (item.externalId ?? null)
+          : item.externalId === undefined
+            ? (existing?.externalId ?? null)
+            : item.externalId,
+      scimExternalId: item.scimExternalId === undefined ? (existing?.scimExternalId ?? null) : item.scimExternalId,
+      email: item.email ?? (existing?.email as string),
+      username: item.username === undefined ? (existing?.username ?? null) : item.username,
+      firstName: item.firstName ?? existing?.firstName ?? '',
+      lastName: item.lastName ?? existing?.lastName ?? '',
+      status: statusOf(existing?.status, item.active),
+      attributes: item.attributes ?? existing?.attributes ?? {},
+    };
+    const invite =
+      (item.sendInvite ?? options.sendInvite ?? false) && target.status === 'active' && !existing?.passwordHash;
+    planned.push({
+      index,
+      item,
+      existing,
+      organization,
+      target,
+      changes: changesOf(existing, organization.code, target),
+      invite,
+    });
+  }
+
+  for (const error of await findTakenValues(db, planned, state)) steps.set(error.index, error);
+  for (const p of planned) if (!steps.has(p.index)) steps.set(p.index, p);
+  return items.map(({ index }) => steps.get(index) as Step);
+}
+
+async function organizationById(db: DbOrTx, id: string, cache: Map<string, Organization | null>) {
+  for (const org of cache.values()) if (org?.id === id) return org;
+  const [org] = await db.select().from(organizations).where(eq(organizations.id, id));
+  if (org) cache.set(org.code, org);
+  return org;
+}
+
+/**
+ * Unique values (email, username, SCIM externalId within the organization; external id across the
+ * installation) held by another user, in the database or by an earlier item of the same call.
+ */
+async function findTakenValues(
+  db: DbOrTx,
+  plans: Plan[],
+  state: CallState,
+): Promise<{ index: number; error: AppError }[]> {
+  const keys: {
+    field: string;
+    value: (p: Plan) => string | null;
+    display: (p: Plan) => string | null;
+    perOrganization: boolean;
+    column: SQL;
+  }[] = [
+    {
+      field: 'email',
+      value: (p) => p.target.email.toLowerCase(),
+      display: (p) => p.target.email,
+      perOrganization: true,
+      column: sql`lower(${users.email})`,
+    },
+    {
+      field: 'username',
+      value: (p) => lower(p.target.username),
+      display: (p) => p.target.username,
+      perOrganization: true,
+      column: sql`lower(${users.username})`,
+    },
+    {
+      field: 'scim_external_id',
+      value: (p) => p.target.scimExternalId,
+      display: (p) => p.target.scimExternalId,
+      perOrganization: true,
+      column: sql`${users.scimExternalId}`,
+    },
+    {
+      field: 'external_id',
+      value: (p) => p.target.externalId,
+      display: (p) => p.target.externalId,
+      perOrganization: false,
+      column: sql`${users.externalId}`,
+    },
+  ];
+  const failed = new Map<number, AppError>();
+  for (const key of keys) {
+    // Only values that change need a look: a user keeps its own.
+    const changing = plans.filter((p) => {
+      if (failed.has(p.index)) return false;
+      const v = key.value(p);
+      if (v === null) return false;
+      if (!p.existing) return key.field !== 'external_id' || p.item.id !== undefined;
+      const before =
+        key.field === 'email'
+          ? p.existing.email.toLowerCase()
+          : key.field === 'username'
+            ? lower(p.existing.username)
+            : key.field === 'scim_external_id'
+              ? p.existing.scimExternalId
+              : p.existing.externalId;
+      return v !== before;
+    });
+    // Within the call: the first item holding a value keeps it.
+    for (const p of plans) {
+      if (failed.has(p.index)) continue;
+      const v = key.value(p);
+      if (v === null) continue;
+      const k = `${key.field}\u0000${key.perOrganization ? p.organization.code : ''}\u0000${v}`;
+      const holder = state.holders.get(k);
+      if (holder && holder.userId !== p.target.id) {
+        failed.set(p.index, provisioningErrors.taken(key.field, key.display(p) as string));
+      } else state.holders.set(k, { index: p.index, userId: p.target.id });
+    }
+    const toCheck = changing.filter((p) => !failed.has(p.index) && p.organization.id !== null);
+    if (toCheck.length === 0) continue;
+    const orgIds = toCheck.map((p) => p.organization.id as string);
+    const values = toCheck.map((p) => key.value(p) as string);
+    type Holder = { id: string; organization_id: string; external_id: string | null; v: string };
+    const rows = key.perOrganization
+      ? await queryRows<Holder>(
+          db,
+          // LATERAL … LIMIT 1: one probe of the unique index per value. A plain join is planned as a
+          // hash join over a scan of every user, which grows with the table.
+          sql`select h.id, k.o as organization_id, h.external_id, k.v
+              from unnest(${sql.param(orgIds)}::uuid[], ${sql.param(values)}::text[]) as k(o, v)
+              cross join lateral (
+                select ${users.id} as id, ${users.externalId} as external_id from ${users}
+                where ${users.organizationId} = k.o and ${key.column} = k.v limit 1
+              ) h`,
+        )
+      : await queryRows<Holder>(
+          db,
+          sql`select ${users.id} as id, ${users.organizationId} as organization_id, ${users.externalId} as external_id, ${key.column} as v
+              from ${users} where ${key.column} = any(${sql.param(values)}::text[])`,
+        );
+    const taken = new Map<string, Holder>();
+    for (const r of rows) taken.set(key.perOrganization ? `${r.organization_id}\u0000${r.v}` : r.v, r);
+    for (const p of toCheck) {
+      const v = key.value(p) as string;
+      const holder = taken.get(key.perOrganization ? `${p.organization.id}\u0000${v}` : v);
+      // A parallel call may have created this very user (same external id) since it was looked up:
+      // not a clash; the upsert's ON CONFLICT turns the insert into an update of that user.
+      const sameUser =
+        holder !== undefined &&
+        (holder.id === p.target.id ||
+          (!p.existing && p.target.externalId !== null && holder.external_id === p.target.externalId));
+      if (holder !== undefined && !sameUser) {
+        failed.set(p.index, provisioningErrors.taken(key.field, key.display(p) as string));
+      }
+    }
+  }
+  return [...failed].map(([index, error]) => ({ index, error }));
+}
+
+export function planToUser(p: Plan, stored?: { createdAt: Date; updatedAt: Date }): ProvisionedUser {
+  return {
+    id: p.existing || stored ? p.target.id : null,
+    organizationId: p.organization.id,
+    organizationCode: p.organization.code,
+    externalId: p.target.externalId,
+    scimExternalId: p.target.scimExternalId,
+    email: p.target.email,
+    username: p.target.username,
+    firstName: p.target.firstName,
+    lastName: p.target.lastName,
+    status: p.target.status,
+    active: p.target.status === 'active',
+    attributes: p.target.attributes,
+    hasPassword: p.existing?.passwordHash != null,
+    createdAt: stored?.createdAt ?? p.existing?.dateJoined ?? null,
+    updatedAt: stored?.updatedAt ?? p.existing?.updatedAt ?? null,
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * The set-based write of a planned batch: new users in one upsert, existing ones in one update,
+ * each reading its rows from one JSON parameter; and the organizations a batch names that do not
+ * exist yet.
+ */
+import { type SQL, sql } from 'drizzle-orm';
+import { type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { type Organization, organizations } from '../organizations/organizations.table.js';
+import type { UserStatus } from '../users/users.table.js';
+import type { Plan, Step } from './provisioning.plan.js';
+
+/**
+ * A batch's target rows as one JSON parameter read by `json_to_recordset`: one string to send,
+ * instead of ten arrays the driver escapes element by element (a tenth of the server's CPU).
+ */
+function targetRows(plans: Plan[]): SQL {
+  // Short keys, and nulls and defaults left out: the parameter is most of what goes over the wire.
+  const rows = plans.map((p) => {
+    const t = p.target;
+    const r: Record<string, unknown> = { i: t.id, o: p.organization.id, e: t.email };
+    if (t.externalId !== null) r.x = t.externalId;
+    if (t.scimExternalId !== null) r.s = t.scimExternalId;
+    if (t.username !== null) r.n = t.username;
+    if (t.firstName !== '') r.f = t.firstName;
+    if (t.lastName !== '') r.l = t.lastName;
+    if (Object.keys(t.attributes).length > 0) r.a = t.attributes;
+    if (t.status !== 'active') r.st = t.status;
+    return r;
+  });
+  return sql`(select r.i as id, r.o as organization_id, r.x as external_id, r.s as scim_external_id,
+      r.n as username, r.e as email, coalesce(r.f, '') as first_name, coalesce(r.l, '') as last_name,
+      coalesce(r.a, '{}'::jsonb) as attributes, coalesce(r.st, 'active') as status
+    from json_to_recordset(${JSON.stringify(rows)}::json)
+      as r(i uuid, o uuid, x text, s text, n text, e text, f text, l text, a jsonb, st text)) as v`;
+}
+
+export interface Written {
+  id: string;
+  inserted: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+  previousStatus: UserStatus | null;
+}
+
+/** Writes one batch of planned rows: new users in one upsert, existing ones in one update. */
+export async function writeBatch(tx: DbOrTx, plans: Plan[]): Promise<Map<string, Written>> {
+  const out = new Map<string, Written>();
+  const fresh = plans.filter((p) => !p.existing);
+  const known = plans.filter((p) => p.existing && p.changes.length > 0);
+  if (fresh.length > 0) {
+    // A parallel upsert of the same external id that committed since the plan becomes an update
+    // (ON CONFLICT), so one user results; the WHERE keeps it from crossing organizations.
+    const rows = await queryRows<{
+      id: string;
+      inserted: boolean;
+      created_at: string | Date;
+      updated_at: string | Date;
+    }>(
+      tx,
+      sql`insert into users (id, organization_id, external_id, scim_external_id, username, email, first_name, last_name, attributes, status)
+          select v.id, v.organization_id, v.external_id, v.scim_external_id, v.username, v.email, v.first_name,
+            v.last_name, v.attributes, v.status
+          from ${targetRows(fresh)}
+          on conflict (external_id) do update set
+            scim_external_id = excluded.scim_external_id, username = excluded.username, email = excluded.email,
+            first_name = excluded.first_name, last_name = excluded.last_name, attributes = excluded.attributes,
+            status = excluded.status, updated_at = now()
+          where users.organization_id = excluded.organization_id
+          returning id, external_id, (xmax = 0) as inserted, date_joined as created_at, updated_at`,
+    );
+    const byExternal = new Map(fresh.map((p) => [p.target.externalId, p]));
+    for (const r of rows as ((typeof rows)[number] & { external_id: string | null })[]) {
+      const plan = r.inserted ? undefined : byExternal.get(r.external_id);
+      // On conflict the stored id is the other writer's, not the one planned.
+      if (plan) plan.target.id = r.id;
+      out.set(r.id, {
+        id: r.id,
+        inserted: r.inserted,
+        createdAt: new Date(r.created_at),
+        updatedAt: new Date(r.updated_at),
+        previousStatus: null,
+      });
+    }
+  }
+  if (known.length > 0) {
+    const rows = await queryRows<{
+      id: string;
+      created_at: string | Date;
+      updated_at: string | Date;
+      previous: UserStatus;
+    }>(
+      tx,
+      sql`update users set external_id = v.external_id, scim_external_id = v.scim_external_id, username = v.username,
+            email = v.email, first_name = v.first_name, last_name = v.last_name, attributes = v.attributes,
+            status = v.status, updated_at = now()
+          from ${targetRows(known)}
+          join users old on old.id = v.id
+          where users.id = v.id and users.organization_id = v.organization_id
+          returning users.id, users.date_joined as created_at, users.updated_at, old.status as previous`,
+    );
+    for (const r of rows) {
+      out.set(r.id, {
+        id: r.id,
+        inserted: false,
+        createdAt: new Date(r.created_at),
+        updatedAt: new Date(r.updated_at),
+        previousStatus: r.previous,
+      });
+    }
+  }
+  return out;
+}
+
+/** Creates the organizations items name that do not exist yet (platform callers only reach here). */
+export async function createMissingOrganizations(
+  tx: DbOrTx,
+  steps: Step[],
+  orgCache: Map<string, Organization | null>,
+): Promise<string[]> {
+  const missing = [
+    ...new Set(steps.flatMap((s) => ('error' in s || s.organization.id !== null ? [] : [s.organization.code]))),
+  ];
+  const created: string[] = [];
+  for (const code of missing) {
+    const [row] = await tx
+      .insert(organizations)
+      .values({ code, name: code })
+      .onConflictDoNothing({ target: organizations.code })
+      .returning();
+    const org = row ?? (await findOrganizationByCode(tx, code));
+    if (!org) continue;
+    if (row) created.push(code);
+    orgCache.set(code, org);
+  }
+  for (const s of steps) {
+    if ('error' in s || s.organization.id !== null) continue;
+    const org = orgCache.get(s.organization.code);
+    if (org) s.organization = { id: org.id, code: org.code };
+  }
+  return created;
+}
