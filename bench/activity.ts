@@ -323,7 +323,7 @@ try {
     `| request tracking on | ${fmt(mean(results.on))} | ${worst(results.on, 'p50Ms')} | ${worst(results.on, 'p99Ms')} |`,
     '',
     `- Throughput loss with tracking: **${(loss * 100).toFixed(1)} %** (target ≤ 10 %; negative = below this machine's noise); added p99: **${addedP99} ms** (target ≤ 1 ms; autocannon reports whole milliseconds).`,
-    `- Server process CPU per request (user + system, /proc): ${fmt(cpuPerRequest('off'), 1)} µs off, ${fmt(cpuPerRequest('on'), 1)} µs on (the bulk INSERTs' cost in PostgreSQL is not included).`,
+    `- Server process CPU per request (user + system, /proc): ${fmt(cpuPerRequest('off'), 1)} µs off, ${fmt(cpuPerRequest('on'), 1)} µs on (${urls ? "the bulk INSERTs' cost in the PostgreSQL server is not included" : 'PGlite runs inside the server process, so this includes the database'}).`,
     `- Request rows: ${fmt(served)} requests served with tracking on, ${fmt(written)} activity rows written, ${fmt(dropped)} dropped by a full buffer.`,
     `- Audit rows for acknowledged changes: ${fmt(acknowledged)} \`PATCH /api/v1/users/{id}\` answered 200 (${fmt(refused)} other answers) and ${fmt(audited)} \`user.updated\` events exist: **${fmt(acknowledged - audited)} lost**.`,
     ...(scale.length > 0 ? scale : ['', '- Scale figures are measured on PostgreSQL only (`--pg`, `--rows` > 0).']),
