@@ -35,6 +35,49 @@ describe('audit events', () => {
     expect(rows).toEqual([{ activity_type: 'test.committed', kind: 'audit' }]);
   });
 
+  it('records who acted, naming a key that has no row (the environment key) instead of referencing it', async () => {
+    const db = t.database.db;
+    const keyId = '0190a000-0000-7000-8000-000000000001';
+    await recordAudits(db, [
+      {
+        type: 'test.by_key',
+        category: 'provisioning',
+        organizationId: null,
+        actor: { kind: 'api_key', apiKeyId: keyId, organizationId: null, scopes: [] },
+        description: 'by a stored key',
+        tags: ['a', 'b'],
+      },
+      {
+        type: 'test.by_env_key',
+        category: 'provisioning',
+        organizationId: null,
+        actor: { kind: 'api_key', apiKeyId: 'env:PROVISIONING_API_KEY', organizationId: null, scopes: [] },
+        description: 'by the environment key',
+      },
+    ]);
+    const rows = await queryRows<{
+      activity_type: string;
+      actor_type: string;
+      api_key_id: string | null;
+      details: object;
+      tags: string[];
+    }>(
+      db,
+      sql`select activity_type, actor_type, api_key_id, details, tags from activities
+          where activity_type in ('test.by_key', 'test.by_env_key') order by activity_type`,
+    );
+    expect(rows).toEqual([
+      {
+        activity_type: 'test.by_env_key',
+        actor_type: 'api_key',
+        api_key_id: null,
+        details: { via: 'env:PROVISIONING_API_KEY' },
+        tags: [],
+      },
+      { activity_type: 'test.by_key', actor_type: 'api_key', api_key_id: keyId, details: {}, tags: ['a', 'b'] },
+    ]);
+  });
+
   it('stores details with every sensitive value redacted', async () => {
     const db = t.database.db;
     await recordAudits(db, [

@@ -1,7 +1,9 @@
+import { sql } from 'drizzle-orm';
 import { uuidv7 } from 'uuidv7';
 import type { DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
-import { activities, type NewActivity } from './activity.table.js';
+import { activities } from './activity.table.js';
 import { redactDetails } from './redact.js';
 
 export type AuditCategory =
@@ -38,27 +40,33 @@ export interface AuditEvent {
   objectId?: string;
 }
 
-function auditRow(event: AuditEvent): NewActivity {
+/**
+ * One event as the row values `recordAudits` sends. A key without a row of its own (the
+ * `PROVISIONING_API_KEY` of the environment) has no id to reference: the event names it instead.
+ */
+function auditRecord(event: AuditEvent) {
   const actor = event.actor;
+  const keyId = actor?.kind === 'api_key' ? actor.apiKeyId : null;
+  const keyWithoutRow = keyId !== null && !isUuid(keyId);
+  const details = redactDetails(event.details);
   return {
     id: uuidv7(),
-    kind: 'audit',
-    activityType: event.type,
+    type: event.type,
     category: event.category,
     severity: event.severity ?? 'info',
     success: event.success ?? true,
-    organizationId: event.organizationId,
-    userId: event.userId ?? null,
-    actorType: actor ? actor.kind : event.actorUserId ? 'user' : 'system',
-    actorId: actor?.kind === 'user' ? actor.userId : actor ? null : (event.actorUserId ?? null),
-    apiKeyId: actor?.kind === 'api_key' ? actor.apiKeyId : null,
-    objectType: event.objectType ?? null,
-    objectId: event.objectId ?? null,
+    organization_id: event.organizationId,
+    user_id: event.userId ?? null,
+    actor_type: actor ? actor.kind : event.actorUserId ? 'user' : 'system',
+    actor_id: actor?.kind === 'user' ? actor.userId : actor ? null : (event.actorUserId ?? null),
+    api_key_id: keyWithoutRow ? null : keyId,
+    object_type: event.objectType ?? null,
+    object_id: event.objectId ?? null,
     description: event.description,
-    details: redactDetails(event.details),
+    details: keyWithoutRow ? { ...details, via: keyId } : details,
     tags: event.tags ?? [],
-    ipAddress: event.ip ?? null,
-    userAgent: event.userAgent ?? null,
+    ip_address: event.ip ?? null,
+    user_agent: event.userAgent ?? null,
   };
 }
 
@@ -67,14 +75,29 @@ function auditRow(event: AuditEvent): NewActivity {
  * the change and its record commit (or roll back) together.
  */
 export async function recordAudit(db: DbOrTx, event: AuditEvent): Promise<void> {
-  await db.insert(activities).values(auditRow(event));
+  await recordAudits(db, [event]);
 }
 
-/** Records several audit events in one multi-row INSERT (bulk paths). */
+// Rows per statement: the JSON parameter of 5,000 events stays a few megabytes.
+const AUDIT_CHUNK = 5_000;
+
+/**
+ * Records several audit events with one set-based INSERT per 5,000: the rows travel as one JSON
+ * parameter read by `json_to_recordset`. Building a multi-row insert with Drizzle cost ~150 ms of
+ * CPU for 1,000 rows; this costs a few.
+ */
 export async function recordAudits(db: DbOrTx, events: AuditEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  // PostgreSQL takes at most 65535 bind parameters per statement; 20 columns a row.
-  for (let i = 0; i < events.length; i += 2000) {
-    await db.insert(activities).values(events.slice(i, i + 2000).map(auditRow));
+  for (let i = 0; i < events.length; i += AUDIT_CHUNK) {
+    const records = events.slice(i, i + AUDIT_CHUNK).map(auditRecord);
+    await db.execute(sql`
+      insert into ${activities} (id, kind, activity_type, category, severity, success, organization_id, user_id,
+        actor_type, actor_id, api_key_id, object_type, object_id, description, details, tags, ip_address, user_agent)
+      select v.id, 'audit', v.type, v.category, v.severity, v.success, v.organization_id, v.user_id,
+        v.actor_type, v.actor_id, v.api_key_id, v.object_type, v.object_id, v.description, v.details, v.tags,
+        v.ip_address, v.user_agent
+      from json_to_recordset(${JSON.stringify(records)}::json) as v(id uuid, type text, category text, severity text,
+        success boolean, organization_id uuid, user_id uuid, actor_type text, actor_id uuid, api_key_id uuid,
+        object_type text, object_id text, description text, details jsonb, tags text[], ip_address text,
+        user_agent text)`);
   }
 }

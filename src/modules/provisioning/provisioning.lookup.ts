@@ -6,12 +6,13 @@ import { and, eq, getTableColumns } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import { recordAudits } from '../activity/audit.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type User, users } from '../users/users.table.js';
-import { audit, callEvent, userEvent } from './provisioning.audit.js';
+import { callEvent, userEvent } from './provisioning.audit.js';
 import { provisioningErrors } from './provisioning.errors.js';
 import type { ProvisionedUser, RequestContext } from './provisioning.service.js';
 
@@ -128,7 +129,7 @@ export async function deactivateUser(
     if (row.isSuperuser && !isSuperuserActor(actor)) throw rbacErrors.superuserTarget();
     const at = new Date();
     if (row.status === 'deactivated') {
-      await audit(tx, [
+      await recordAudits(tx, [
         callEvent(actor, options.context, 'provisioning.user.deactivate', row.organizationId, {
           user_id: row.id,
           changed: false,
@@ -142,7 +143,7 @@ export async function deactivateUser(
       .where(eq(users.id, row.id))
       .returning();
     await revokeUserSessions(tx, row.id, 'deactivated_by_provisioning');
-    await audit(tx, [
+    await recordAudits(tx, [
       userEvent(actor, options.context, 'user.deactivated', row.organizationId, row.id, {
         changes: [{ field: 'is_active', from: row.status === 'active', to: false }],
         previous_status: row.status,

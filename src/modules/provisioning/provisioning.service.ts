@@ -34,11 +34,11 @@ import { type Db, type DbOrTx, uniqueViolation } from '../../platform/db/client.
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import type { AppError } from '../../platform/http/errors.js';
 import { inviteUser } from '../account/account.service.js';
-import type { AuditEvent } from '../activity/audit.js';
+import { type AuditEvent, recordAudits } from '../activity/audit.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
-import { audit, callEvent, organizationEvent, userEvent } from './provisioning.audit.js';
+import { callEvent, organizationEvent, userEvent } from './provisioning.audit.js';
 import { provisioningErrors } from './provisioning.errors.js';
 import { forgetBatch, newCallState, type Plan, planItems, planToUser, type Step } from './provisioning.plan.js';
 import { createMissingOrganizations, type Written, writeBatch } from './provisioning.write.js';
@@ -194,7 +194,7 @@ export async function provisionUsers(
         created_organizations: createdOrganizations,
       }),
     );
-    await audit(tx, events);
+    await recordAudits(tx, events);
     return outcome;
   });
 }
