@@ -18,10 +18,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
+import type pg from 'pg';
 import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
 import { aggregateHour } from '../src/modules/activity/activity-stats.js';
 import { openDatabase } from '../src/platform/db/client.js';
+import { call, createDatabase, login, must } from './lib/http.js';
 import { type LoadResult, runLoad } from './lib/load.js';
 import { machine, writeReport } from './lib/report.js';
 import { type NodeProcess, ROOT, startNodeServer } from './lib/server.js';
@@ -46,31 +47,6 @@ const CONNECTIONS = 50;
 const log = (m: string) => console.error(`bench:activity: ${m}`);
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-
-async function call(base: string, method: string, path: string, token?: string, body?: unknown) {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(120_000),
-  });
-  const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: answers are JSON of any shape; the script reads what it needs.
-  const json: any = text ? JSON.parse(text) : undefined;
-  return { status: res.status, json };
-}
-
-async function must(base: string, method: string, path: string, token?: string, body?: unknown) {
-  const res = await call(base, method, path, token, body);
-  if (res.status >= 300) throw new Error(`${method} ${path} answered ${res.status}: ${JSON.stringify(res.json)}`);
-  return res.json;
-}
-
-const login = async (base: string, email: string, password: string) =>
-  (await must(base, 'POST', '/api/token/', undefined, { email, password })).access as string;
 
 /** CPU seconds (user + system) a process has used so far. */
 function cpuSeconds(pid: number): number {
@@ -100,16 +76,6 @@ async function prepare(base: string) {
     organization: org.code,
   });
   return { root, member, token: await login(base, member.email, MEMBER_PASSWORD) };
-}
-
-async function createDatabase(serverUrl: string, name: string): Promise<string> {
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
 }
 
 let cluster: Cluster | undefined;

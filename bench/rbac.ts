@@ -15,8 +15,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
+import { call, createDatabase, login, must } from './lib/http.js';
 import { type LoadResult, runLoad } from './lib/load.js';
 import { machine, writeReport } from './lib/report.js';
 import { type NodeProcess, ROOT, startNodeServer } from './lib/server.js';
@@ -38,32 +38,6 @@ const MEMBER_PASSWORD = 'Tangerine lighthouse 2026!';
 const CONNECTIONS = 50;
 const log = (m: string) => console.error(`bench:rbac: ${m}`);
 
-async function call(base: string, method: string, path: string, token?: string, body?: unknown, headers = {}) {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...headers,
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(30_000),
-  });
-  const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: answers are JSON of any shape; the script reads what it needs.
-  const json: any = text ? JSON.parse(text) : undefined;
-  return { status: res.status, json };
-}
-
-async function must(base: string, method: string, path: string, token?: string, body?: unknown) {
-  const res = await call(base, method, path, token, body);
-  if (res.status >= 300) throw new Error(`${method} ${path} answered ${res.status}: ${JSON.stringify(res.json)}`);
-  return res.json;
-}
-
-const login = async (base: string, email: string, password: string) =>
-  (await must(base, 'POST', '/api/token/', undefined, { email, password })).access as string;
-
 const sum = (results: LoadResult[]) => results.reduce((a, r) => a + r.okPerSecond, 0) / results.length;
 const worst = (results: LoadResult[], key: 'p99Ms' | 'p50Ms') => Math.max(...results.map((r) => r[key]));
 
@@ -76,16 +50,8 @@ try {
     cluster = await startCluster({ durable: true });
     databaseUrl = cluster.url;
   }
-  if (databaseUrl) {
-    const name = `gatehouse_bench_rbac_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: databaseUrl });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    await admin.end();
-    const url = new URL(databaseUrl);
-    url.pathname = `/${name}`;
-    databaseUrl = url.toString();
-  }
+  if (databaseUrl)
+    databaseUrl = await createDatabase(databaseUrl, `gatehouse_bench_rbac_${randomBytes(4).toString('hex')}`);
   execFileSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), '--quiet'], { stdio: 'inherit' });
   const env = {
     HOST: '127.0.0.1',

@@ -14,10 +14,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
 import { openDatabase } from '../src/platform/db/client.js';
 import { migrate } from '../src/platform/db/migrate.js';
+import { createDatabase, must } from './lib/http.js';
 import { type LoadResult, runLoad } from './lib/load.js';
 import { machine, writeReport } from './lib/report.js';
 import { type NodeProcess, ROOT, startNodeServer } from './lib/server.js';
@@ -40,25 +40,6 @@ const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
 const BULK_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest';
 const log = (m: string) => console.error(`bench:scim: ${m}`);
 
-async function call(base: string, method: string, path: string, headers: Record<string, string>, body?: unknown) {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: {
-      ...(body === undefined
-        ? {}
-        : { 'content-type': path.startsWith('/scim/') ? 'application/scim+json' : 'application/json' }),
-      ...headers,
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(120_000),
-  });
-  const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: answers are JSON of any shape; the script reads what it needs.
-  const json: any = text ? JSON.parse(text) : undefined;
-  if (res.status >= 300) throw new Error(`${method} ${path} answered ${res.status}: ${text.slice(0, 300)}`);
-  return json;
-}
-
 const scimUser = (name: string) => ({
   schemas: [USER_SCHEMA],
   userName: name,
@@ -80,16 +61,8 @@ try {
     cluster = await startCluster({ durable: true });
     databaseUrl = cluster.url;
   }
-  if (databaseUrl) {
-    const name = `gatehouse_bench_scim_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: databaseUrl });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    await admin.end();
-    const url = new URL(databaseUrl);
-    url.pathname = `/${name}`;
-    databaseUrl = url.toString();
-  }
+  if (databaseUrl)
+    databaseUrl = await createDatabase(databaseUrl, `gatehouse_bench_scim_${randomBytes(4).toString('hex')}`);
   const dataDir = join(scratch, 'data');
   if (seedCount > 0) {
     log(`seeding ${seedCount.toLocaleString('en-US')} users`);
@@ -117,13 +90,21 @@ try {
     { port: await freePort(), logFile: join(scratch, 'server.log'), timeoutMs: 120_000 },
   );
   const base = server.baseUrl;
-  const root = (await call(base, 'POST', '/api/token/', {}, { email: ADMIN.email, password: ADMIN.password }))
+  const root = (await must(base, 'POST', '/api/token/', undefined, { email: ADMIN.email, password: ADMIN.password }))
     .access as string;
   const asRoot = { authorization: `Bearer ${root}` };
   const keyFor = async (organization: string) =>
-    (await call(base, 'POST', '/api/v1/api-keys/', asRoot, { name: 'scim bench', organization, scopes: ['scim'] }))
-      .key as string;
-  await call(base, 'POST', '/api/v1/organizations/', asRoot, { code: 'bench-scim', name: 'SCIM bench' });
+    (
+      await must(
+        base,
+        'POST',
+        '/api/v1/api-keys/',
+        undefined,
+        { name: 'scim bench', organization, scopes: ['scim'] },
+        asRoot,
+      )
+    ).key as string;
+  await must(base, 'POST', '/api/v1/organizations/', undefined, { code: 'bench-scim', name: 'SCIM bench' }, asRoot);
   const key = await keyFor('bench-scim');
   const asKey = { authorization: `Bearer ${key}` };
 
@@ -162,7 +143,7 @@ try {
       },
     ],
   });
-  const sample = await call(base, 'GET', filterPath(written[0] as string), asKey);
+  const sample = await must(base, 'GET', filterPath(written[0] as string), undefined, undefined, asKey);
   if (sample.totalResults !== 1) throw new Error(`filter answered ${JSON.stringify(sample)}`);
 
   // 3. Bulk.
@@ -183,7 +164,7 @@ try {
           data: scimUser(`b${run}-${n}-${i}`),
         })),
       };
-      const answer = await call(base, 'POST', '/scim/v2/Bulk', asKey, body);
+      const answer = await must(base, 'POST', '/scim/v2/Bulk', undefined, body, asKey);
       failed += (answer.Operations as { status: string }[]).filter((o) => o.status !== '201').length;
     }
   };
@@ -200,7 +181,7 @@ try {
     const seededKey = await keyFor('bench-org-0');
     // bench-org-0 holds users user0, user10, user20, …
     const seededName = () => `user${Math.floor(Math.random() * perOrganization) * 10}`;
-    const check = await call(base, 'GET', filterPath(seededName()), { authorization: `Bearer ${seededKey}` });
+    const check = await must(base, 'GET', filterPath(seededName()), seededKey);
     if (check.totalResults !== 1) throw new Error(`seeded filter answered ${JSON.stringify(check).slice(0, 300)}`);
     log(`userName eq at ${perOrganization.toLocaleString('en-US')} users in the organization, ${duration} s`);
     // A latency measurement, not a saturation one: 4 callers on a 2-core machine.
