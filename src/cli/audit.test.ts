@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { recordAudit } from '../modules/activity/audit.js';
 import { openDatabase } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
+
+// Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
+vi.setConfig({ testTimeout: 180_000 });
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/gatehouse.js');
 
@@ -15,7 +18,7 @@ function gatehouse(args: string[], dataDir: string): Promise<{ code: number | nu
   const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
   delete env.DATABASE_URL;
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env, timeout: 150_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
     });
   });

@@ -3,13 +3,16 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loginAs, seedOrganization, seedUser } from '../../test/seed.js';
 import { startTestApp, type TestApp, testConfig } from '../../test/test-app.js';
 import { buildApp } from '../app.js';
 import { applyUserTypeTemplate } from '../modules/user-types/user-types.service.js';
 import { userTypes } from '../modules/user-types/user-types.table.js';
 import { openDatabase } from '../platform/db/client.js';
+
+// Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
+vi.setConfig({ testTimeout: 180_000 });
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = join(ROOT, 'bin/gatehouse.js');
@@ -22,7 +25,7 @@ function gatehouse(
   const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
   delete env.DATABASE_URL;
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, cwd, timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env, cwd, timeout: 150_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
     });
   });

@@ -4,12 +4,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { testConfig } from '../../test/test-app.js';
 import { type Db, queryRows } from '../platform/db/client.js';
 import { enqueueJob } from '../platform/jobs/queue.js';
 import { registerJobHandler } from '../platform/jobs/registry.js';
 import { startServer } from '../server.js';
+
+// Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
+vi.setConfig({ testTimeout: 180_000 });
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/gatehouse.js');
 const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-worker-test-'));
@@ -19,7 +22,7 @@ function gatehouse(args: string[]): Promise<{ code: number | null; stderr: strin
   const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' };
   delete env.DATABASE_URL;
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 20_000 }, (err, _stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env, timeout: 150_000 }, (err, _stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr });
     });
   });
