@@ -9,7 +9,7 @@ import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import type { AppError, FieldError } from '../../platform/http/errors.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
-import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type UserStatus, users } from '../users/users.table.js';
@@ -181,6 +181,8 @@ export async function planItems(
   items: { index: number; item: ProvisionItem }[],
   options: ProvisionOptions,
   state: CallState,
+  /** false: values other users hold are left to the unique indexes (the caller undoes the write on a violation). */
+  probe = true,
 ): Promise<Step[]> {
   const { orgCache } = state;
   const scope = organizationScopeOf(actor);
@@ -297,14 +299,14 @@ export async function planItems(
     });
   }
 
-  for (const error of await findTakenValues(db, planned, state)) steps.set(error.index, error);
+  for (const error of await findTakenValues(db, planned, state, probe)) steps.set(error.index, error);
   for (const p of planned) if (!steps.has(p.index)) steps.set(p.index, p);
   return items.map(({ index }) => steps.get(index) as Step);
 }
 
 async function organizationById(db: DbOrTx, id: string, cache: Map<string, Organization | null>) {
   for (const org of cache.values()) if (org?.id === id) return org;
-  const [org] = await db.select().from(organizations).where(eq(organizations.id, id));
+  const org = await findOrganizationById(db, id);
   if (org) cache.set(org.code, org);
   return org;
 }
@@ -317,6 +319,7 @@ async function findTakenValues(
   db: DbOrTx,
   plans: Plan[],
   state: CallState,
+  probe: boolean,
 ): Promise<{ index: number; error: AppError }[]> {
   const keys: {
     field: string;
@@ -356,6 +359,18 @@ async function findTakenValues(
   ];
   const failed = new Map<number, AppError>();
   for (const key of keys) {
+    // Within the call: the first item holding a value keeps it.
+    for (const p of plans) {
+      if (failed.has(p.index)) continue;
+      const v = key.value(p);
+      if (v === null) continue;
+      const k = `${key.field}\u0000${key.perOrganization ? p.organization.code : ''}\u0000${v}`;
+      const holder = state.holders.get(k);
+      if (holder && holder.userId !== p.target.id) {
+        failed.set(p.index, provisioningErrors.taken(key.field, key.display(p) as string));
+      } else state.holders.set(k, { index: p.index, userId: p.target.id });
+    }
+    if (!probe) continue;
     // Only values that change need a look: a user keeps its own.
     const changing = plans.filter((p) => {
       if (failed.has(p.index)) return false;
@@ -372,17 +387,6 @@ async function findTakenValues(
               : p.existing.externalId;
       return v !== before;
     });
-    // Within the call: the first item holding a value keeps it.
-    for (const p of plans) {
-      if (failed.has(p.index)) continue;
-      const v = key.value(p);
-      if (v === null) continue;
-      const k = `${key.field}\u0000${key.perOrganization ? p.organization.code : ''}\u0000${v}`;
-      const holder = state.holders.get(k);
-      if (holder && holder.userId !== p.target.id) {
-        failed.set(p.index, provisioningErrors.taken(key.field, key.display(p) as string));
-      } else state.holders.set(k, { index: p.index, userId: p.target.id });
-    }
     const toCheck = changing.filter((p) => !failed.has(p.index) && p.organization.id !== null);
     if (toCheck.length === 0) continue;
     const orgIds = toCheck.map((p) => p.organization.id as string);

@@ -155,23 +155,46 @@ export async function provisionUsers(
     }
     return report(steps, [], state.orgCache, true);
   }
-  return db.transaction(async (tx) => {
-    const state = newCallState();
-    const orgCache = state.orgCache;
-    const results: ProvisionOutcome[] = [];
-    const createdOrganizations: string[] = [];
-    const events: AuditEvent[] = [];
-    for (let i = 0; i < indexed.length; i += BATCH_SIZE) {
-      const batch = indexed.slice(i, i + BATCH_SIZE);
-      for (let attempt = 1; ; attempt++) {
-        if (attempt > 1) forgetBatch(state, new Set(batch.map((b) => b.index)));
-        const steps = await planItems(tx, actor, batch, options, state);
-        for (const code of await createMissingOrganizations(tx, steps, orgCache)) {
-          createdOrganizations.push(code);
-          events.push(organizationEvent(actor, options.context, orgCache.get(code) as Organization));
-        }
-        const plans = steps.filter((s): s is Plan => !('error' in s));
-        let written: Map<string, Written>;
+  // Optimistic first: the unique indexes check every value the write sets, so the call is planned
+  // without probing the database for taken values and written without savepoints. A unique violation
+  // (a value another user holds) undoes that attempt, and the call is planned again with the probes,
+  // which answer each clashing item its own error.
+  try {
+    return await db.transaction((tx) => upsert(tx, actor, items, indexed, options, false));
+  } catch (err) {
+    if (!uniqueViolation(err)) throw err;
+  }
+  return db.transaction((tx) => upsert(tx, actor, items, indexed, options, true));
+}
+
+async function upsert(
+  tx: DbOrTx,
+  actor: Actor,
+  items: ProvisionItem[],
+  indexed: { index: number; item: ProvisionItem }[],
+  options: ProvisionOptions,
+  probe: boolean,
+): Promise<ProvisionReport> {
+  const state = newCallState();
+  const orgCache = state.orgCache;
+  const results: ProvisionOutcome[] = [];
+  const createdOrganizations: string[] = [];
+  const events: AuditEvent[] = [];
+  for (let i = 0; i < indexed.length; i += BATCH_SIZE) {
+    const batch = indexed.slice(i, i + BATCH_SIZE);
+    for (let attempt = 1; ; attempt++) {
+      if (attempt > 1) forgetBatch(state, new Set(batch.map((b) => b.index)));
+      const steps = await planItems(tx, actor, batch, options, state, probe);
+      for (const code of await createMissingOrganizations(tx, steps, orgCache)) {
+        createdOrganizations.push(code);
+        events.push(organizationEvent(actor, options.context, orgCache.get(code) as Organization));
+      }
+      const plans = steps.filter((s): s is Plan => !('error' in s));
+      let written: Map<string, Written>;
+      if (!probe) {
+        // Unprobed: a violation ends the whole attempt (see provisionUsers).
+        written = await writeBatch(tx, plans);
+      } else {
         try {
           // A savepoint: a unique value taken by a parallel writer since the plan undoes this batch only.
           written = await tx.transaction((sp) => writeBatch(sp, plans));
@@ -179,24 +202,36 @@ export async function provisionUsers(
           if (uniqueViolation(err) && attempt < MAX_ATTEMPTS) continue;
           throw err;
         }
-        results.push(...(await finishBatch(tx, actor, steps, written, options, events)));
-        break;
       }
+      results.push(...(await finishBatch(tx, actor, steps, written, options, events)));
+      break;
     }
-    const outcome = report(results, createdOrganizations, orgCache, false);
-    events.push(
-      callEvent(actor, options.context, 'provisioning.users.upsert', organizationScopeOf(actor) ?? null, {
-        items: items.length,
-        created: results.filter((r) => r.ok && r.action === 'created').length,
-        updated: results.filter((r) => r.ok && r.action === 'updated').length,
-        unchanged: results.filter((r) => r.ok && r.action === 'updated' && r.changes.length === 0).length,
-        errors: results.filter((r) => !r.ok).length,
-        created_organizations: createdOrganizations,
-      }),
-    );
-    await recordAudits(tx, events);
-    return outcome;
-  });
+  }
+  const outcome = report(results, createdOrganizations, orgCache, false);
+  let created = 0;
+  let updated = 0;
+  let unchanged = 0;
+  let errors = 0;
+  for (const r of results) {
+    if (!r.ok) errors++;
+    else if (r.action === 'created') created++;
+    else {
+      updated++;
+      if (r.changes.length === 0) unchanged++;
+    }
+  }
+  events.push(
+    callEvent(actor, options.context, 'provisioning.users.upsert', organizationScopeOf(actor) ?? null, {
+      items: items.length,
+      created,
+      updated,
+      unchanged,
+      errors,
+      created_organizations: createdOrganizations,
+    }),
+  );
+  await recordAudits(tx, events);
+  return outcome;
 }
 
 function report(
