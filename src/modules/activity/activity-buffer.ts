@@ -27,6 +27,36 @@ export interface BufferedActivity {
   durationMs: number | null;
 }
 
+/**
+ * One request as `onResponse` captures it: a flat record of primitives under short keys, serialized
+ * as is into the batch's JSON. The constant columns (kind, type, category, details, tags) and those
+ * derived from the status and route (severity, success, description) are filled in by the INSERT.
+ */
+export interface RequestActivity {
+  /** Start of the request, epoch milliseconds (fractional). */
+  t: number;
+  /** uuidv7 */
+  i: string;
+  /** actor type: 'user', 'api_key' or 'anonymous' */
+  a: string;
+  /** organization id */
+  o: string | null;
+  /** user id (also the actor id for a user) */
+  u: string | null;
+  /** API key id */
+  k: string | null;
+  /** IP address */
+  p: string | null;
+  /** user agent (truncated) */
+  g: string | null;
+  m: string;
+  /** route template */
+  r: string;
+  s: number;
+  /** duration, ms */
+  d: number;
+}
+
 export interface ActivityBufferOptions {
   /** Rows held in memory at most; beyond, new rows are dropped and counted. */
   maxRows: number;
@@ -57,12 +87,41 @@ async function insertBatch(db: Db, rows: BufferedActivity[]): Promise<void> {
 }
 
 /**
+ * Request rows: the compact records of `RequestActivity`, the rest of each row is constant or
+ * derived here (description, severity and success from the method, route and status).
+ */
+async function insertRequests(db: Db, rows: RequestActivity[]): Promise<void> {
+  await db.execute(sql`
+    insert into activities (timestamp, id, kind, activity_type, category, severity, success, organization_id,
+      user_id, actor_type, actor_id, api_key_id, description, ip_address, user_agent, method, path, status, duration_ms)
+    select to_timestamp(r.t / 1000), r.i, 'request', 'api.request', 'api',
+      case when r.s >= 500 then 'warning' else 'info' end, r.s < 400, r.o, r.u, r.a,
+      case when r.a = 'user' then r.u end, r.k, r.m || ' ' || r.r, r.p, r.g, r.m, r.r, r.s, r.d
+    from json_to_recordset(${JSON.stringify(rows)}::json) as r(t float8, i uuid, a text, o uuid, u uuid, k uuid,
+      p text, g text, m text, r text, s smallint, d float8)`);
+}
+
+const isRequest = (row: BufferedActivity | RequestActivity): row is RequestActivity => 'r' in row;
+
+/** A batch as one or two INSERTs: request records and full rows (tracked events) take different shapes. */
+async function writeBatch(db: Db, batch: (BufferedActivity | RequestActivity)[]): Promise<void> {
+  const requests: RequestActivity[] = [];
+  const events: BufferedActivity[] = [];
+  for (const row of batch) {
+    if (isRequest(row)) requests.push(row);
+    else events.push(row);
+  }
+  if (requests.length > 0) await insertRequests(db, requests);
+  if (events.length > 0) await insertBatch(db, events);
+}
+
+/**
  * A bounded in-memory queue of activity rows written in bulk off the request path: `push` is a
  * synchronous array append (or a counted drop when full); writes happen by size or every interval,
  * one at a time, and `close` writes whatever is left.
  */
 export class ActivityBuffer {
-  private rows: BufferedActivity[] = [];
+  private rows: (BufferedActivity | RequestActivity)[] = [];
   private writing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
@@ -83,7 +142,7 @@ export class ActivityBuffer {
     return this.rows.length;
   }
 
-  push(row: BufferedActivity): void {
+  push(row: BufferedActivity | RequestActivity): void {
     if (this.rows.length >= this.options.maxRows || this.closed) {
       this.dropped++;
       this.options.counters?.dropped.inc();
@@ -116,7 +175,7 @@ export class ActivityBuffer {
     while (this.rows.length > 0 && (all || this.rows.length >= this.options.batchSize)) {
       const batch = this.rows.splice(0, this.options.batchSize);
       try {
-        await insertBatch(this.db, batch);
+        await writeBatch(this.db, batch);
         this.written += batch.length;
         this.options.counters?.written.inc(batch.length);
       } catch (err) {

@@ -64,36 +64,43 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
   });
   if (!config.activityTracking) return;
 
+  // Route templates are few: whether one is tracked is decided once.
+  const tracked = new Map<string, boolean>();
+  const isTracked = (route: string): boolean => {
+    const result = !UNTRACKED.test(route);
+    tracked.set(route, result);
+    return result;
+  };
+
   app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const route = request.routeOptions.url;
-    if (route !== undefined && UNTRACKED.test(route)) return done();
+    if (route !== undefined && (tracked.get(route) ?? isTracked(route)) === false) return done();
     const actor = request.actor;
-    const status = reply.statusCode;
     const durationMs = reply.elapsedTime;
-    const path = route ?? '(unmatched)';
     const userAgent = request.headers['user-agent'];
+    let actorType = 'anonymous';
+    let organizationId: string | null = null;
+    let userId: string | null = null;
+    let apiKeyId: string | null = null;
+    if (actor && actor.kind !== 'anonymous') {
+      actorType = actor.kind;
+      organizationId = actor.organizationId;
+      if (actor.kind === 'user') userId = actor.userId;
+      else if (actor.kind === 'api_key') apiKeyId = actor.apiKeyId;
+    }
     buffer.push({
-      timestamp: new Date(Date.now() - durationMs),
-      id: uuidv7(),
-      kind: 'request',
-      activityType: 'api.request',
-      category: 'api',
-      severity: status >= 500 ? 'warning' : 'info',
-      success: status < 400,
-      organizationId: actor && actor.kind !== 'anonymous' ? actor.organizationId : null,
-      userId: actor?.kind === 'user' ? actor.userId : null,
-      actorType: actor && actor.kind !== 'anonymous' ? actor.kind : 'anonymous',
-      actorId: actor?.kind === 'user' ? actor.userId : null,
-      apiKeyId: actor?.kind === 'api_key' ? actor.apiKeyId : null,
-      description: `${request.method} ${path}`,
-      details: null,
-      tags: null,
-      ipAddress: request.ip ?? null,
-      userAgent: userAgent ? userAgent.slice(0, MAX_USER_AGENT) : null,
-      method: request.method,
-      path,
-      status,
-      durationMs,
+      t: Date.now() - durationMs,
+      i: uuidv7(),
+      a: actorType,
+      o: organizationId,
+      u: userId,
+      k: apiKeyId,
+      p: request.ip ?? null,
+      g: userAgent ? (userAgent.length > MAX_USER_AGENT ? userAgent.slice(0, MAX_USER_AGENT) : userAgent) : null,
+      m: request.method,
+      r: route ?? '(unmatched)',
+      s: reply.statusCode,
+      d: durationMs,
     });
     done();
   });
