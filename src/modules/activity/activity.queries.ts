@@ -173,26 +173,38 @@ export async function exportActivityLines(
           ${csv(sql`a.object_type`)}, ${csv(sql`a.object_id`)}, ${csv(sql`a.description`)}, ${csv(sql`a.details::text`)},
           ${csv(sql`array_to_string(a.tags, ' ')`)}, ${csv(sql`a.ip_address`)}, ${csv(sql`a.user_agent`)}, coalesce(a.method, ''),
           ${csv(sql`a.path`)}, coalesce(a.status::text, ''), coalesce(a.duration_ms::text, ''))`;
-  const [chunk] = await queryRows<{
-    text: string | null;
-    count: number;
-    last_ts: string | null;
-    last_id: string | null;
-  }>(
+  // NDJSON: the keyset of the last row is read from its line (JSON escapes line breaks). CSV fields
+  // may hold line breaks, so there the least (ts, id) pair comes from PostgreSQL: the fixed-width
+  // timestamp text and the uuid text order as the values do (collation "C").
+  const eol = format === 'csv' ? '\r\n' : '\n';
+  const lastKey = format === 'csv' ? sql`, min(array[p.ts, p.id::text] collate "C") as last` : sql``;
+  const tsColumn = format === 'csv' ? sql`, ${TS_TEXT} as ts` : sql``;
+  const [chunk] = await queryRows<{ text: string | null; count: number; last?: string[] | null }>(
     db,
-    sql`with page as (
-        select ${line} as line, ${TS_TEXT} as ts, a.id, a.timestamp
+    sql`select string_agg(p.line, ${eol} order by p.timestamp desc, p.id desc) as text, count(*)::int as count
+        ${lastKey}
+      from (
+        select ${line} as line, a.id, a.timestamp ${tsColumn}
         from activities a left join organizations o on o.id = a.organization_id
         where ${activityConditions(filter)} ${keyset}
         order by a.timestamp desc, a.id desc
         limit ${limit}
-      )
-      select string_agg(line || ${format === 'csv' ? '\r\n' : '\n'}, '' order by timestamp desc, id desc) as text,
-        count(*)::int as count,
-        (array_agg(ts order by timestamp, id))[1] as last_ts,
-        (array_agg(id::text order by timestamp, id))[1] as last_id
-      from page`,
+      ) p`,
   );
-  if (!chunk || chunk.count === 0 || !chunk.last_ts || !chunk.last_id) return { text: '', count: 0, last: null };
-  return { text: chunk.text ?? '', count: chunk.count, last: { ts: chunk.last_ts, id: chunk.last_id } };
+  if (!chunk || chunk.count === 0 || !chunk.text) return { text: '', count: 0, last: null };
+  const text = chunk.text;
+  let last: { ts: string; id: string } | null = null;
+  if (format === 'csv') {
+    const [ts, id] = chunk.last ?? [];
+    if (ts && id) last = { ts, id };
+  } else {
+    last = lastKeyOf(text);
+  }
+  return { text: text + eol, count: chunk.count, last };
+}
+
+/** The keyset (exact timestamp text and id) of the last line of NDJSON text. */
+function lastKeyOf(text: string): { ts: string; id: string } | null {
+  const row = JSON.parse(text.slice(text.lastIndexOf('\n') + 1)) as { id?: string; timestamp?: string };
+  return row.id && row.timestamp ? { ts: row.timestamp, id: row.id } : null;
 }

@@ -139,12 +139,21 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       async function* lines() {
         if (csv) yield toActivityCsvHeader();
         if (scope === null) return;
-        let after: { ts: string; id: string } | undefined;
+        // The next chunk is queried while this one is sent: PostgreSQL builds lines while the
+        // socket drains, and at most two chunks are held.
+        // A client gone mid-stream leaves a prefetch nobody awaits: its failure is not unhandled.
+        const fetchAfter = (after: { ts: string; id: string } | undefined) => {
+          const chunk = exportActivityLines(db, filter, csv ? 'csv' : 'ndjson', EXPORT_BATCH, after);
+          chunk.catch(() => undefined);
+          return chunk;
+        };
+        let next = fetchAfter(undefined);
         for (;;) {
-          const chunk = await exportActivityLines(db, filter, csv ? 'csv' : 'ndjson', EXPORT_BATCH, after);
+          const chunk = await next;
+          const more = chunk.count >= EXPORT_BATCH && chunk.last !== null;
+          if (more) next = fetchAfter(chunk.last ?? undefined);
           if (chunk.count > 0) yield chunk.text;
-          if (chunk.count < EXPORT_BATCH || !chunk.last) return;
-          after = chunk.last;
+          if (!more) return;
         }
       }
       reply

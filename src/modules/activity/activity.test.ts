@@ -258,5 +258,11 @@ describe('activity API', () => {
     expect(new Set(lines.map((l) => l.id)).size).toBe(5003);
     const times = lines.map((l) => l.timestamp);
     expect([...times].sort().reverse()).toEqual(times);
+    const csv = (await admin.get('/api/v1/activities/export?activity_type=test.bulk&format=csv')).body
+      .trim()
+      .split('\r\n')
+      .slice(1)
+      .map((l) => l.split(',')[0]);
+    expect(csv).toEqual(lines.map((l) => l.id));
   });
 });
