@@ -1,4 +1,4 @@
-// `npm run bench:provisioning [-- --pg] [--users 100000] [--batch 1000] [--connections 4]`:
+// `npm run bench:provisioning [-- --pg] [--users 100000] [--batch 1000] [--connections 4] [--no-write]`:
 // bulk provisioning through `POST /api/provisioning/users/bulk`, as seed 000's Django client sends it.
 //
 // 1. Setup (not measured): half of the users are provisioned first, so they exist.
@@ -8,7 +8,7 @@
 // 3. The physical limit, in the same run: a raw COPY of as many users-shaped rows into the same
 //    `users` table (all its indexes), by psql `\copy` on PostgreSQL, by `COPY FROM '/dev/blob'` on a
 //    PGlite database with the same migrations. The answer is users/s and its share of that.
-// Prints a markdown section (docs/benchmarks.md keeps the figures).
+// Prints a markdown section and replaces its mode's `provisioning` section of docs/benchmarks.md (unless --no-write).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,7 +21,7 @@ import { uuidv7 } from 'uuidv7';
 import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
 import type { Db } from '../src/platform/db/client.js';
 import { migrate } from '../src/platform/db/migrate.js';
-import { machine } from './lib/report.js';
+import { machine, writeReport } from './lib/report.js';
 import { ROOT, startNodeServer } from './lib/server.js';
 
 const { values: args } = parseArgs({
@@ -30,6 +30,7 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '100000' },
     batch: { type: 'string', default: '1000' },
     connections: { type: 'string', default: '4' },
+    'no-write': { type: 'boolean', default: false },
   },
 });
 const TOTAL = Number(args.users);
@@ -207,26 +208,29 @@ try {
   const copyRate = cluster ? await copyPostgres(cluster, TOTAL, scratch) : await copyPglite(TOTAL, scratch);
   const rate = TOTAL / measured.seconds;
   const mode = cluster ? 'PostgreSQL' : 'PGlite';
-  console.log(
-    [
-      `## Bulk provisioning (${mode})`,
-      '',
-      `- Command: \`npm run bench:provisioning -- ${cluster ? '--pg ' : ''}--users ${TOTAL} --batch ${BATCH} --connections ${CONNECTIONS}\``,
-      `- Run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; server \`node dist/main.js\` with \`RATE_LIMITS=off\`, \`LOG_LEVEL=warn\`${cluster ? ', durable PostgreSQL (throwaway cluster)' : ', PGlite in DATA_DIR'}`,
-      `- Machine: ${machine()} (${availableParallelism()} cores)`,
-      '',
-      '| phase | users | batches | users/s | share of raw COPY | p50 ms/batch | p99 ms/batch | failed batches |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|',
-      `| setup (all new) | ${TOTAL / 2} | ${Math.ceil(TOTAL / 2 / (BATCH / 2))} | ${(TOTAL / 2 / setup.seconds).toFixed(0)} | — | ${setup.p50.toFixed(0)} | ${setup.p99.toFixed(0)} | ${setup.failures} |`,
-      `| **half new, half updated** | ${TOTAL} | ${Math.ceil(TOTAL / BATCH)} | **${rate.toFixed(0)}** | ${((100 * rate) / copyRate).toFixed(0)} % | ${measured.p50.toFixed(0)} | ${measured.p99.toFixed(0)} | ${measured.failures} |`,
-      `| raw COPY into users (same run) | ${TOTAL} | 1 | ${copyRate.toFixed(0)} | 100 % | — | — | — |`,
-      '',
-      '- Each batch: one HTTP request of 1,000 seed-000 items for one organization; validation per item, one planning',
-      '  read of the existing users and of clashing emails, one `INSERT … SELECT FROM unnest(…) ON CONFLICT (external_id)`',
-      '  for the new half and one `UPDATE … FROM unnest(…)` for the changed half, one multi-row audit insert (one event per',
-      '  user written plus one per call), all in one transaction.',
-    ].join('\n'),
-  );
+  const section = [
+    `## Bulk provisioning (${mode})`,
+    '',
+    `- Command: \`npm run bench:provisioning -- ${cluster ? '--pg ' : ''}--users ${TOTAL} --batch ${BATCH} --connections ${CONNECTIONS}\``,
+    `- Run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; server \`node dist/main.js\` with \`RATE_LIMITS=off\`, \`LOG_LEVEL=warn\`${cluster ? ', durable PostgreSQL (throwaway cluster)' : ', PGlite in DATA_DIR'}`,
+    `- Machine: ${machine()} (${availableParallelism()} cores)`,
+    '',
+    '| phase | users | batches | users/s | share of raw COPY | p50 ms/batch | p99 ms/batch | failed batches |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    `| setup (all new) | ${TOTAL / 2} | ${Math.ceil(TOTAL / 2 / (BATCH / 2))} | ${(TOTAL / 2 / setup.seconds).toFixed(0)} | — | ${setup.p50.toFixed(0)} | ${setup.p99.toFixed(0)} | ${setup.failures} |`,
+    `| **half new, half updated** | ${TOTAL} | ${Math.ceil(TOTAL / BATCH)} | **${rate.toFixed(0)}** | ${((100 * rate) / copyRate).toFixed(0)} % | ${measured.p50.toFixed(0)} | ${measured.p99.toFixed(0)} | ${measured.failures} |`,
+    `| raw COPY into users (same run) | ${TOTAL} | 1 | ${copyRate.toFixed(0)} | 100 % | — | — | — |`,
+    '',
+    '- Each batch: one HTTP request of 1,000 seed-000 items for one organization; validation per item, one planning',
+    '  read of the existing users, one `INSERT … SELECT FROM json_to_recordset(…) ON CONFLICT (external_id)` for the new',
+    '  half and one `UPDATE … FROM json_to_recordset(…)` for the changed half, one multi-row audit insert (one event per',
+    '  user written plus one per call), all in one transaction. Taken emails, usernames and ids are left to the unique',
+    '  indexes; a violation undoes the call, which is planned again with a probe per unique value.',
+  ].join('\n');
+  console.log(section);
+  if (!args['no-write']) {
+    writeReport(join(ROOT, 'docs/benchmarks.md'), `provisioning-${cluster ? 'postgres' : 'pglite'}` as never, section);
+  }
 } finally {
   cluster?.stop();
   rmSync(scratch, { recursive: true, force: true });
