@@ -169,11 +169,18 @@ const ndjsonLine = sql`'{"id" : "' || a.id::text || '", "kind" : ' || ${jsonOf(s
   || ', "duration_ms" : ' || ${jsonOf(sql`a.duration_ms`)} || ', "timestamp" : "' || ${TS_TEXT} || '"}'`;
 
 /**
- * One export chunk, newest first after `after`, as one text: each row a finished NDJSON or CSV
- * line built by PostgreSQL (json_build_object, string functions and string_agg run in C), so the
- * server holds one string per chunk instead of thousands of row objects. Also answers the chunk's
- * row count and the keyset of its last (oldest) row. CSV fields: concat_ws skips nulls, hence the
- * empty-string defaults.
+ * Rows per text of an export chunk: about 70 kB of NDJSON, below V8's large-object size, so the
+ * texts die young instead of waiting in the old generation for a full collection.
+ */
+const EXPORT_PART_ROWS = 100;
+const PART = sql.raw(String(EXPORT_PART_ROWS));
+
+/**
+ * One export chunk, newest first after `after`, as a few texts of `EXPORT_PART_ROWS` finished
+ * NDJSON or CSV lines each, built by PostgreSQL (string functions and string_agg run in C), so the
+ * server holds a few strings per chunk instead of thousands of row objects. Also answers the
+ * chunk's row count and the keyset of its last (oldest) row. CSV fields: concat_ws skips nulls,
+ * hence the empty-string defaults.
  */
 export async function exportActivityLines(
   db: DbOrTx,
@@ -181,7 +188,7 @@ export async function exportActivityLines(
   format: 'ndjson' | 'csv',
   limit: number,
   after?: { ts: string; id: string },
-): Promise<{ text: string; count: number; last: { ts: string; id: string } | null }> {
+): Promise<{ parts: string[]; count: number; last: { ts: string; id: string } | null }> {
   const keyset = after ? sql`and (a.timestamp, a.id) < (${after.ts}::timestamptz, ${after.id}::uuid)` : sql``;
   const line =
     format === 'ndjson'
@@ -197,32 +204,39 @@ export async function exportActivityLines(
   const eol = format === 'csv' ? '\r\n' : '\n';
   const lastKey = format === 'csv' ? sql`, min(array[p.ts, p.id::text] collate "C") as last` : sql``;
   const tsColumn = format === 'csv' ? sql`, ${TS_TEXT} as ts` : sql``;
-  const [chunk] = await queryRows<{ text: string | null; count: number; last?: string[] | null }>(
+  const parts = await queryRows<{ text: string; count: number; last?: string[] | null }>(
     db,
-    sql`select string_agg(p.line, ${eol} order by p.timestamp desc, p.id desc) as text, count(*)::int as count
-        ${lastKey}
+    sql`select string_agg(p.line, ${eol} order by p.n) || ${eol} as text, count(*)::int as count ${lastKey}
       from (
-        select ${line} as line, a.id, a.timestamp ${tsColumn}
-        from activities a left join organizations o on o.id = a.organization_id
-        where ${activityConditions(filter)} ${keyset}
-        order by a.timestamp desc, a.id desc
-        limit ${limit}
-      ) p`,
+        select q.*, row_number() over () as n
+        from (
+          select ${line} as line, a.id ${tsColumn}
+          from activities a left join organizations o on o.id = a.organization_id
+          where ${activityConditions(filter)} ${keyset}
+          order by a.timestamp desc, a.id desc
+          limit ${limit}
+        ) q
+      ) p
+      group by (p.n - 1) / ${PART}
+      order by (p.n - 1) / ${PART}`,
   );
-  if (!chunk || chunk.count === 0 || !chunk.text) return { text: '', count: 0, last: null };
-  const text = chunk.text;
+  const final = parts.at(-1);
+  if (!final) return { parts: [], count: 0, last: null };
   let last: { ts: string; id: string } | null = null;
   if (format === 'csv') {
-    const [ts, id] = chunk.last ?? [];
+    const [ts, id] = final.last ?? [];
     if (ts && id) last = { ts, id };
   } else {
-    last = lastKeyOf(text);
+    last = lastKeyOf(final.text);
   }
-  return { text: text + eol, count: chunk.count, last };
+  return { parts: parts.map((part) => part.text), count: parts.reduce((n, part) => n + part.count, 0), last };
 }
 
 /** The keyset (exact timestamp text and id) of the last line of NDJSON text. */
 function lastKeyOf(text: string): { ts: string; id: string } | null {
-  const row = JSON.parse(text.slice(text.lastIndexOf('\n') + 1)) as { id?: string; timestamp?: string };
+  const row = JSON.parse(text.slice(text.lastIndexOf('\n', text.length - 2) + 1)) as {
+    id?: string;
+    timestamp?: string;
+  };
   return row.id && row.timestamp ? { ts: row.timestamp, id: row.id } : null;
 }

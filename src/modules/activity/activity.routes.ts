@@ -152,7 +152,7 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
           const chunk = await next;
           const more = chunk.count >= EXPORT_BATCH && chunk.last !== null;
           if (more) next = fetchAfter(chunk.last ?? undefined);
-          if (chunk.count > 0) yield chunk.text;
+          yield* chunk.parts;
           if (!more) return;
         }
       }
