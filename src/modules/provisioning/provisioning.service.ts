@@ -36,6 +36,7 @@ import type { AppError } from '../../platform/http/errors.js';
 import { inviteUser } from '../account/account.service.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
+import { findOrganizationById } from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
 import { callEvent, organizationEvent, userEvent } from './provisioning.audit.js';
@@ -159,12 +160,16 @@ export async function provisionUsers(
   // without probing the database for taken values and written without savepoints. A unique violation
   // (a value another user holds) undoes that attempt, and the call is planned again with the probes,
   // which answer each clashing item its own error.
+  // The caller's own organization is read before the transaction, by a statement prepared once
+  // for the handle rather than built again for every transaction.
+  const scope = organizationScopeOf(actor);
+  const scopeOrganization = scope === undefined ? undefined : await findOrganizationById(db, scope);
   try {
-    return await db.transaction((tx) => upsert(tx, actor, items, indexed, options, false));
+    return await db.transaction((tx) => upsert(tx, actor, items, indexed, options, false, scopeOrganization));
   } catch (err) {
     if (!uniqueViolation(err)) throw err;
   }
-  return db.transaction((tx) => upsert(tx, actor, items, indexed, options, true));
+  return db.transaction((tx) => upsert(tx, actor, items, indexed, options, true, scopeOrganization));
 }
 
 async function upsert(
@@ -174,9 +179,11 @@ async function upsert(
   indexed: { index: number; item: ProvisionItem }[],
   options: ProvisionOptions,
   probe: boolean,
+  scopeOrganization: Organization | undefined,
 ): Promise<ProvisionReport> {
   const state = newCallState();
   const orgCache = state.orgCache;
+  if (scopeOrganization) orgCache.set(scopeOrganization.code, scopeOrganization);
   const results: ProvisionOutcome[] = [];
   const createdOrganizations: string[] = [];
   const events: AuditEvent[] = [];
