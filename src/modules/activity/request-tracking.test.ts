@@ -116,6 +116,30 @@ describe('request tracking at shutdown and when off', () => {
     }
   });
 
+  it('records requests made with the environment’s provisioning key, which has no key row to reference', async () => {
+    const key = 'a provisioning key from the environment';
+    const t = await startTestApp({ PROVISIONING_API_KEY: key });
+    try {
+      const org = await seedOrganization(t);
+      const res = await t.request({
+        method: 'GET',
+        url: `/api/provisioning/users?client_id=${org.code}`,
+        headers: { 'x-api-key': key },
+      });
+      expect(res.statusCode).toBe(200);
+      await t.request({ method: 'GET', url: '/api/v1/organizations' });
+      await t.app.activityBuffer.flush();
+      const rows = await queryRows<{ actor_type: string; api_key_id: string | null }>(
+        t.database.db,
+        sql`select actor_type, api_key_id from activities where kind = 'request' and path = '/api/provisioning/users'`,
+      );
+      expect(rows).toEqual([{ actor_type: 'api_key', api_key_id: null }]);
+      expect(await count(t, sql`kind = 'request' and path = '/api/v1/organizations'`)).toBe(1);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('records no requests with ACTIVITY_TRACKING=off', async () => {
     const t = await startTestApp({ ACTIVITY_TRACKING: 'off' });
     try {
