@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { uuidv7 } from 'uuidv7';
 import type { DbOrTx } from '../../platform/db/client.js';
-import { isUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
+import { apiKeyRowId } from '../api-keys/env-key.js';
 import { activities } from './activity.table.js';
 import { redactDetails } from './redact.js';
 
@@ -47,7 +47,7 @@ export interface AuditEvent {
 function auditRecord(event: AuditEvent) {
   const actor = event.actor;
   const keyId = actor?.kind === 'api_key' ? actor.apiKeyId : null;
-  const keyWithoutRow = keyId !== null && !isUuid(keyId);
+  const keyWithoutRow = keyId !== null && apiKeyRowId(keyId) === null;
   const details = redactDetails(event.details);
   return {
     id: uuidv7(),

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
 import type { Database } from '../../platform/db/client.js';
-import { isUuid } from '../../platform/db/columns.js';
+import { apiKeyRowId } from '../api-keys/env-key.js';
 import { ActivityBuffer } from './activity-buffer.js';
 import { createTracker } from './tracker.js';
 
@@ -87,8 +87,7 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
       actorType = actor.kind;
       organizationId = actor.organizationId;
       if (actor.kind === 'user') userId = actor.userId;
-      // The environment's key has no row to reference; its requests still count as by a key.
-      else if (actor.kind === 'api_key' && isUuid(actor.apiKeyId)) apiKeyId = actor.apiKeyId;
+      else if (actor.kind === 'api_key') apiKeyId = apiKeyRowId(actor.apiKeyId);
     }
     buffer.push({
       t: Date.now() - durationMs,

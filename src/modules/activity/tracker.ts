@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { uuidv7 } from 'uuidv7';
+import { apiKeyRowId } from '../api-keys/env-key.js';
 import type { ActivityBuffer } from './activity-buffer.js';
 import { redactDetails } from './redact.js';
 
@@ -67,7 +68,7 @@ export function createTracker(buffer: ActivityBuffer): Tracker {
       userId,
       actorType: signedIn ? signedIn.kind : 'system',
       actorId: signedIn?.kind === 'user' ? signedIn.userId : null,
-      apiKeyId: signedIn?.kind === 'api_key' ? signedIn.apiKeyId : null,
+      apiKeyId: signedIn?.kind === 'api_key' ? apiKeyRowId(signedIn.apiKeyId) : null,
       description: input.description,
       details: redactDetails(input.details),
       tags: input.tags ?? null,

@@ -20,13 +20,12 @@ import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
 import { API_KEY_SCOPES, isApiKeyScope } from './api-keys.schemas.js';
 import { apiKeys } from './api-keys.table.js';
+import { ENV_API_KEY_ID } from './env-key.js';
 
 /** Every key starts with this, so a bearer value is told apart from a JWT without a lookup. */
 export const API_KEY_PREFIX = 'gh_';
 /** How much of a key is kept in clear: enough to recognise it, far too little to guess the rest. */
 const VISIBLE_PREFIX_LENGTH = 12;
-/** The actor id of the key configured as PROVISIONING_API_KEY. */
-export const ENV_API_KEY_ID = 'env:PROVISIONING_API_KEY';
 
 /** A fresh key: `gh_` and 256 random bits in base64url. */
 export function generateApiKey(): { key: string; prefix: string; hash: string } {

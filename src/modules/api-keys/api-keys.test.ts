@@ -6,8 +6,9 @@ import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { sha256Hex } from '../../platform/crypto/tokens.js';
 import { installAuthentication } from '../../platform/http/auth.js';
 import { installErrorHandling } from '../../platform/http/errors.js';
-import { createApiKeyResolver, ENV_API_KEY_ID } from './api-keys.service.js';
+import { createApiKeyResolver } from './api-keys.service.js';
 import { apiKeys } from './api-keys.table.js';
+import { ENV_API_KEY_ID } from './env-key.js';
 
 const ENV_KEY = 'env-provisioning-key-0123456789';
 
