@@ -145,14 +145,35 @@ describe('audit seals', () => {
       }),
     );
 
+  /**
+   * Seals once the commit watermark has passed every audit row written so far. On a shared server
+   * the watermark is cluster-wide: another database's open transaction (a parallel test file) holds
+   * it back, and a seal made meanwhile rightly covers none of our rows yet.
+   */
+  async function sealWritten() {
+    const db = t.database.db;
+    const [last] = await queryRows<{ xid: string }>(
+      db,
+      sql`select coalesce(max(xid), 0)::text as xid from activities where kind = 'audit'`,
+    );
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const [mark] = await queryRows<{ w: string }>(db, sql`select pg_snapshot_xmin(pg_current_snapshot())::text as w`);
+      if (Number(mark?.w) > Number(last?.xid)) break;
+      if (Date.now() > deadline) throw new Error('the commit watermark did not pass the audit rows within 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return sealAuditEvents(db);
+  }
+
   it('chains seals over committed events and names the range where a sealed row was edited, inserted or deleted', async () => {
     const db = t.database.db;
     const alice = randomUUID();
     for (let i = 0; i < 3; i++) await audit(alice, i);
-    const s1 = await sealAuditEvents(db);
+    const s1 = await sealWritten();
     expect(s1?.rowCount).toBe(3);
     for (let i = 3; i < 5; i++) await audit(randomUUID(), i);
-    const s2 = await sealAuditEvents(db);
+    const s2 = await sealWritten();
     expect(s2?.rowCount).toBe(2);
     expect(await verifyAuditChain(db)).toMatchObject({ ok: true, seals: 2, rows: 5 });
 

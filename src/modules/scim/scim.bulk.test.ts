@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scimClient } from '../../../test/scim-client.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
-import { scimClient } from './scim.test-client.js';
 
 const BULK = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest';
 const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';

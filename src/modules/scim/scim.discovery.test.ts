@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scimClient } from '../../../test/scim-client.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
-import { scimClient } from './scim.test-client.js';
 
 describe('SCIM discovery', () => {
   let t: TestApp;

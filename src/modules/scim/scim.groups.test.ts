@@ -1,10 +1,10 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scimClient } from '../../../test/scim-client.js';
 import { seedUser } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
-import { scimClient } from './scim.test-client.js';
 
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';

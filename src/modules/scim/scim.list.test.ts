@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scimClient } from '../../../test/scim-client.js';
 import { seedUser } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { users } from '../users/users.table.js';
-import { scimClient } from './scim.test-client.js';
 
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
 const LIST = 'urn:ietf:params:scim:api:messages:2.0:ListResponse';

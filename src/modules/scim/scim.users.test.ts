@@ -1,11 +1,11 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scimClient } from '../../../test/scim-client.js';
 import { seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import { users } from '../users/users.table.js';
-import { scimClient } from './scim.test-client.js';
 
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
 const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';

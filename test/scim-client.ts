@@ -1,6 +1,6 @@
-import { seedOrganization } from '../../../test/seed.js';
-import type { TestApp } from '../../../test/test-app.js';
-import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
+import { createApiKey, OPERATOR } from '../src/modules/api-keys/api-keys.service.js';
+import { seedOrganization } from './seed.js';
+import type { TestApp } from './test-app.js';
 
 /** Test support: a fresh organization with a SCIM key, and a request function that sends it. */
 
