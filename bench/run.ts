@@ -247,6 +247,7 @@ async function main(): Promise<number> {
         ADMIN_EMAIL: ADMIN.email,
         ADMIN_PASSWORD: ADMIN.password,
         ...(databaseUrl ? { DATABASE_URL: databaseUrl, MASTER_KEY: randomBytes(32).toString('base64') } : {}),
+        ...(process.env.ACTIVITY_TRACKING ? { ACTIVITY_TRACKING: process.env.ACTIVITY_TRACKING } : {}),
       },
       { port: await freePort(), logFile: join(scratch, 'server.log') },
     );
