@@ -224,6 +224,10 @@ describe('SCIM Users', () => {
     const { scim } = await scimClient(t);
     const created = (await scim('POST', '/Users', newUser())).json();
     expect((await scim('DELETE', `/Users/${created.id}`)).statusCode).toBe(204);
+    // As through the admin API: the deletion is recorded and the user erased from the trail.
+    const trail = await t.database.db.select().from(activities).where(eq(activities.objectId, created.id));
+    expect(trail.map((a) => a.activityType)).toContain('user.deleted');
+    expect(await t.database.db.select().from(activities).where(eq(activities.userId, created.id))).toEqual([]);
     for (const [method, body] of [
       ['GET'],
       ['DELETE'],

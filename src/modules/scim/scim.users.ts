@@ -2,10 +2,9 @@ import { and, asc, desc, eq, getTableColumns, inArray, type SQL, sql } from 'dri
 import type { Filter } from 'scim2-parse-filter';
 import { type Db, type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
-import { recordAudit } from '../activity/audit.js';
-import { revokeUserSessions } from '../auth/auth.service.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
+import { removeUser } from '../users/users.service.js';
 import { type User, users } from '../users/users.table.js';
 import { scimErrors } from './scim.errors.js';
 import { compileFilter, normalisePath, parseFilter } from './scim.filter.js';
@@ -278,18 +277,11 @@ export async function deleteScimUser(ctx: WriteContext, id: string, ifMatch: str
     if (!current) throw scimErrors.notFound('User', id);
     assertVersion(current, ifMatch);
     if (current.isSuperuser) throw rbacErrors.superuserTarget();
-    await revokeUserSessions(tx, current.id, 'user_deleted');
-    await tx.delete(users).where(eq(users.id, current.id));
-    await recordAudit(tx, {
-      type: 'user.deleted',
-      category: 'provisioning',
-      organizationId: ctx.organizationId,
-      userId: null,
+    await removeUser(tx, current, {
       actor: ctx.actor,
+      category: 'provisioning',
       description: `SCIM deleted user ${current.id}.`,
-      details: { user_id: current.id, via: 'scim' },
-      objectType: 'user',
-      objectId: current.id,
+      details: { via: 'scim' },
     });
   });
 }

@@ -3,7 +3,7 @@ import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/pa
 import { hashPassword } from '../../platform/crypto/passwords.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf, type UserActor } from '../../platform/http/auth.js';
-import { recordAudit } from '../activity/audit.js';
+import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { eraseUserActivity } from '../activity/audit-seal.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
@@ -201,20 +201,30 @@ export async function deleteUser(db: Db, id: string, scopeOrganizationId?: strin
   await db.transaction(async (tx) => {
     const current = await findUserById(tx, id, scopeOrganizationId);
     if (!current) throw userErrors.notFound(id);
-    await revokeUserSessions(tx, current.id, 'user_deleted');
-    await tx.delete(users).where(eq(users.id, current.id));
-    // The record of the deletion survives the user, who is then erased from the trail (pseudonym).
-    await recordAudit(tx, {
-      type: 'user.deleted',
-      category: 'user_management',
-      organizationId: current.organizationId,
-      userId: current.id,
-      actor,
-      description: 'User deleted',
-      severity: 'warning',
-      objectType: 'user',
-      objectId: current.id,
-    });
-    await eraseUserActivity(tx, current.id);
+    await removeUser(tx, current, { actor, category: 'user_management', description: 'User deleted' });
   });
+}
+
+/**
+ * The deletion itself, in the caller's transaction, for every path that deletes a user (admin API,
+ * SCIM): sessions end on every node, the row goes (its tokens, roles and keys' references with it),
+ * the deletion is recorded, and the user is then erased from the activity trail (pseudonym).
+ */
+export async function removeUser(
+  tx: DbOrTx,
+  user: { id: string; organizationId: string },
+  event: Pick<AuditEvent, 'actor' | 'category' | 'description' | 'details'>,
+): Promise<void> {
+  await revokeUserSessions(tx, user.id, 'user_deleted');
+  await tx.delete(users).where(eq(users.id, user.id));
+  await recordAudit(tx, {
+    ...event,
+    type: 'user.deleted',
+    organizationId: user.organizationId,
+    userId: user.id,
+    severity: 'warning',
+    objectType: 'user',
+    objectId: user.id,
+  });
+  await eraseUserActivity(tx, user.id);
 }
