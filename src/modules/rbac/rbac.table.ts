@@ -56,6 +56,8 @@ export const roles = pgTable(
     description: text('description').notNull().default(''),
     /** Created by migration (`super_admin`, `org_admin`, `viewer`); not deletable. */
     isBuiltin: boolean('is_builtin').notNull().default(false),
+    /** A SCIM client's id for the role as a Group (RFC 7643 `externalId`), unique within the organization. */
+    scimExternalId: text('scim_external_id'),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -64,6 +66,10 @@ export const roles = pgTable(
     // a global code, and its own role then wins when assigning by code.
     uniqueIndex('roles_global_code_key').on(t.code).where(sql`${t.organizationId} is null`),
     uniqueIndex('roles_org_code_key').on(t.organizationId, t.code).where(sql`${t.organizationId} is not null`),
+    // Partial: most roles have none, and `filter=externalId eq "…"` always names one.
+    uniqueIndex('roles_org_scim_external_id_key')
+      .on(t.organizationId, t.scimExternalId)
+      .where(sql`${t.scimExternalId} is not null`),
   ],
 );
 

@@ -1,0 +1,2 @@
+ALTER TABLE "roles" ADD COLUMN "scim_external_id" text;--> statement-breakpoint
+CREATE UNIQUE INDEX "roles_org_scim_external_id_key" ON "roles" USING btree ("organization_id","scim_external_id") WHERE "roles"."scim_external_id" is not null;
