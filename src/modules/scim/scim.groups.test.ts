@@ -149,6 +149,73 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(filtered.Resources[0].members).toBeUndefined();
   });
 
+  it('stores externalId: on create, found by filter, kept by PATCH, changed and cleared by PUT, unique per organization', async () => {
+    const a = await scimClient(t);
+    const b = await scimClient(t);
+    const ext = unique('ext');
+    const created = await a.scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), externalId: ext });
+    expect(created.statusCode).toBe(201);
+    const group = created.json();
+    expect(group.externalId).toBe(ext);
+    const [role] = await t.database.db.select().from(roles).where(eq(roles.id, group.id));
+    expect(role?.scimExternalId).toBe(ext);
+    expect((await a.scim('GET', `/Groups/${group.id}`)).json().externalId).toBe(ext);
+
+    const byExt = (await a.scim('GET', `/Groups?filter=${encodeURIComponent(`externalId eq "${ext}"`)}`)).json();
+    expect(byExt).toMatchObject({ totalResults: 1, Resources: [{ id: group.id, externalId: ext }] });
+    // Case-exact, as for Users (RFC 7643 §3.1: externalId is caseExact).
+    const upper = `/Groups?filter=${encodeURIComponent(`externalId eq "${ext.toUpperCase()}"`)}`;
+    expect((await a.scim('GET', upper)).json().totalResults).toBe(0);
+    // Another organization neither sees it nor is kept from using the same value.
+    expect(
+      (await b.scim('GET', `/Groups?filter=${encodeURIComponent(`externalId eq "${ext}"`)}`)).json().totalResults,
+    ).toBe(0);
+    expect(
+      (await b.scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), externalId: ext })).statusCode,
+    ).toBe(201);
+
+    const dup = await a.scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), externalId: ext });
+    expect(dup.statusCode).toBe(409);
+    expect(dup.json()).toMatchObject({ schemas: [ERROR], scimType: 'uniqueness' });
+    const bad = await a.scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), externalId: 42 });
+    expect(bad.json()).toMatchObject({ status: '400', scimType: 'invalidValue' });
+
+    const renamed = await a.scim('PATCH', `/Groups/${group.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'displayName', value: unique('renamed') }],
+    });
+    expect(renamed.json().externalId).toBe(ext);
+    const ext2 = unique('ext');
+    const patched = await a.scim('PATCH', `/Groups/${group.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'externalId', value: ext2 }],
+    });
+    expect(patched.statusCode).toBe(200);
+    expect(patched.json().externalId).toBe(ext2);
+    const other = (
+      await a.scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), externalId: ext })
+    ).json();
+    const clash = await a.scim('PUT', `/Groups/${other.id}`, {
+      schemas: [GROUP],
+      displayName: other.displayName,
+      externalId: ext2,
+    });
+    expect(clash.statusCode).toBe(409);
+
+    const cleared = await a.scim('PUT', `/Groups/${group.id}`, {
+      schemas: [GROUP],
+      displayName: renamed.json().displayName,
+    });
+    expect(cleared.statusCode).toBe(200);
+    expect(cleared.json().externalId).toBeUndefined();
+    const [after] = await t.database.db.select().from(roles).where(eq(roles.id, group.id));
+    expect(after?.scimExternalId).toBeNull();
+    const updates = await t.database.db.select().from(activities).where(eq(activities.organizationId, a.org.id));
+    expect(updates.filter((e) => e.activityType === 'group.updated').map((e) => e.details)).toContainEqual(
+      expect.objectContaining({ external_id: { from: ext, to: ext2 } }),
+    );
+  });
+
   it('deletes a group: its role and assignments go, and it answers 404 afterwards', async () => {
     const { org, scim } = await scimClient(t);
     const u = await seedUser(t, org.id);

@@ -2,6 +2,7 @@ import { and, asc, eq, getTableColumns, inArray, ne, type SQL, sql } from 'drizz
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
+import { registerUniqueConstraint } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
 import { roleChanged, userRolesChanged } from '../rbac/effective-access.js';
 import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
@@ -19,9 +20,13 @@ import { assertVersion, type ListQuery, type ListResult, orderOf } from './scim.
  * modules, so a SCIM client can never hand out power by itself, only membership of roles that
  * administrators defined. Global roles (built-in and platform ones) are not groups and cannot be
  * reached through SCIM. displayName ↔ role name (unique within the organization, case-insensitive);
- * the role code is derived from the displayName at creation and then kept. Group `externalId` is
- * not stored.
+ * the role code is derived from the displayName at creation and then kept. externalId ↔
+ * scim_external_id (the SCIM client's own id, unique within the organization, case-exact; a PUT
+ * without it clears it, as for Users).
  */
+
+// A parallel create that took the externalId between the check and the insert still answers 409.
+registerUniqueConstraint('roles_org_scim_external_id_key', 'externalId', 'scim_external_id_taken');
 
 export const GROUP_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 /** The level of a role created through SCIM: the bottom of the delegation ladder. */
@@ -43,6 +48,7 @@ export function toScimGroup(group: GroupWithMembers, baseUrl: string) {
   return {
     schemas: [GROUP_SCHEMA],
     id: group.id,
+    ...(group.scimExternalId !== null ? { externalId: group.scimExternalId } : {}),
     displayName: group.name,
     ...(group.members
       ? {
@@ -69,6 +75,7 @@ const hasMember = (condition: SQL) =>
 
 export const GROUP_FILTER_ATTRIBUTES: AttributeMap = {
   id: { type: 'id', expr: sql`${roles.id}` },
+  externalid: { type: 'string', expr: sql`${roles.scimExternalId}`, caseExact: true },
   displayname: { type: 'string', expr: sql`${roles.name}`, caseExact: false },
   'members.value': { type: 'id', expr: sql`ur.user_id`, within: hasMember },
   'meta.created': { type: 'dateTime', expr: sql`${roles.createdAt}` },
@@ -78,6 +85,7 @@ export const GROUP_FILTER_ATTRIBUTES: AttributeMap = {
 
 const GROUP_SORT_KEYS: Record<string, SQL> = {
   id: sql`${roles.id}`,
+  externalid: sql`${roles.scimExternalId}`,
   displayname: sql`lower(${roles.name}) collate "C"`,
   'meta.created': sql`${roles.createdAt}`,
   'meta.lastmodified': sql`${roles.updatedAt}`,
@@ -157,6 +165,8 @@ export async function findScimGroup(db: DbOrTx, organizationId: string, id: stri
 /** What a SCIM client sets on a group. */
 interface GroupFields {
   displayName: string;
+  /** null: none (absent from the representation). */
+  externalId: string | null;
   memberIds: string[];
 }
 
@@ -175,6 +185,11 @@ export function fromScimGroup(input: unknown): GroupFields {
   const displayName = typeof body.displayname === 'string' ? body.displayname.trim() : '';
   if (!displayName) throw scimErrors.invalidValue('"displayName" is required.');
   if (displayName.length > 200) throw scimErrors.invalidValue('"displayName" is longer than 200 characters.');
+  const externalId = body.externalid ?? null;
+  if (externalId !== null && (typeof externalId !== 'string' || externalId === '')) {
+    throw scimErrors.invalidValue('"externalId" must be a non-empty string.');
+  }
+  if (externalId !== null && externalId.length > 256) throw scimErrors.invalidValue('"externalId" is too long.');
   const members = body.members ?? [];
   if (!Array.isArray(members)) throw scimErrors.invalidValue('"members" must be an array.');
   const memberIds = members.map((m) => {
@@ -184,7 +199,7 @@ export function fromScimGroup(input: unknown): GroupFields {
     if (type !== undefined && type !== 'User') throw scimErrors.invalidValue('Only users can be members of a group.');
     return value.toLowerCase();
   });
-  return { displayName, memberIds: [...new Set(memberIds)] };
+  return { displayName, externalId, memberIds: [...new Set(memberIds)] };
 }
 
 /** A role code from a display name: lower-case letters, digits and underscores, unique in the organization. */
@@ -220,6 +235,23 @@ async function assertNameFree(tx: DbOrTx, organizationId: string, displayName: s
     )
     .limit(1);
   if (clash) throw scimErrors.uniqueness(`A group named "${displayName}" already exists.`);
+}
+
+/** externalId is the SCIM client's key for the group: one group per value within the organization. */
+async function assertExternalIdFree(tx: DbOrTx, organizationId: string, externalId: string | null, except?: string) {
+  if (externalId === null) return;
+  const [clash] = await tx
+    .select({ id: roles.id })
+    .from(roles)
+    .where(
+      and(
+        eq(roles.organizationId, organizationId),
+        eq(roles.scimExternalId, externalId),
+        except ? ne(roles.id, except) : undefined,
+      ),
+    )
+    .limit(1);
+  if (clash) throw scimErrors.uniqueness(`A group with externalId "${externalId}" already exists.`);
 }
 
 /** Checks that every member is a user of the organization (400 invalidValue otherwise). */
@@ -323,6 +355,7 @@ export async function createScimGroup(ctx: GroupWriteContext, body: unknown): Pr
   const fields = fromScimGroup(body);
   const id = await ctx.db.transaction(async (tx) => {
     await assertNameFree(tx, ctx.organizationId, fields.displayName);
+    await assertExternalIdFree(tx, ctx.organizationId, fields.externalId);
     await assertMembers(tx, ctx.organizationId, fields.memberIds);
     const [role] = await tx
       .insert(roles)
@@ -330,6 +363,7 @@ export async function createScimGroup(ctx: GroupWriteContext, body: unknown): Pr
         organizationId: ctx.organizationId,
         code: await codeFor(tx, ctx.organizationId, fields.displayName),
         name: fields.displayName,
+        scimExternalId: fields.externalId,
         level: SCIM_GROUP_LEVEL,
         description: 'Created through SCIM.',
       })
@@ -337,7 +371,10 @@ export async function createScimGroup(ctx: GroupWriteContext, body: unknown): Pr
     const created = role as Role;
     const change = await setMembers(tx, created.id, fields.memberIds);
     await recordAudits(tx, [
-      groupEvent(ctx, 'group.created', created, { code: created.code }),
+      groupEvent(ctx, 'group.created', created, {
+        code: created.code,
+        ...(created.scimExternalId !== null ? { external_id: created.scimExternalId } : {}),
+      }),
       ...membershipEvents(ctx, created, change),
     ]);
     return created.id;
@@ -358,15 +395,26 @@ async function rewriteGroup(
     const members = await membersOf(tx, [role.id]);
     const fields = next({ ...role, members: members.get(role.id) ?? [] });
     const events: AuditEvent[] = [];
-    if (fields.displayName !== role.name) {
-      await assertNameFree(tx, ctx.organizationId, fields.displayName, role.id);
-      events.push(groupEvent(ctx, 'group.updated', role, { name: { from: role.name, to: fields.displayName } }));
+    const renamed = fields.displayName !== role.name;
+    const rekeyed = fields.externalId !== role.scimExternalId;
+    if (renamed) await assertNameFree(tx, ctx.organizationId, fields.displayName, role.id);
+    if (rekeyed) await assertExternalIdFree(tx, ctx.organizationId, fields.externalId, role.id);
+    if (renamed || rekeyed) {
+      events.push(
+        groupEvent(ctx, 'group.updated', role, {
+          ...(renamed ? { name: { from: role.name, to: fields.displayName } } : {}),
+          ...(rekeyed ? { external_id: { from: role.scimExternalId, to: fields.externalId } } : {}),
+        }),
+      );
     }
     await assertMembers(tx, ctx.organizationId, fields.memberIds);
     const change = await setMembers(tx, role.id, fields.memberIds);
     events.push(...membershipEvents(ctx, role, change));
     if (events.length > 0) {
-      await tx.update(roles).set({ name: fields.displayName, updatedAt: new Date() }).where(eq(roles.id, role.id));
+      await tx
+        .update(roles)
+        .set({ name: fields.displayName, scimExternalId: fields.externalId, updatedAt: new Date() })
+        .where(eq(roles.id, role.id));
       await recordAudits(tx, events);
     }
   });
