@@ -118,35 +118,63 @@ try {
   servers.push(off);
   const setups = { on: await prepare(on.baseUrl), off: await prepare(off.baseUrl) };
 
-  // 1. Tracking on versus off, A B B A.
-  const results: Record<'on' | 'off', LoadResult[]> = { on: [], off: [] };
-  const cpu = { on: 0, off: 0 };
-  for (let round = 0; round < rounds; round++) {
-    const order: ('on' | 'off')[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
-    for (const which of order) {
-      log(`round ${round + 1}: tracking ${which}, ${duration} s`);
-      const { token } = setups[which];
-      const server = which === 'on' ? on : off;
-      const cpuBefore = cpuSeconds(server.pid);
-      const result = await runLoad({
-        url: (which === 'on' ? on : off).baseUrl,
-        connections: CONNECTIONS,
-        duration,
-        requests: [{ method: 'GET', path: '/api/v1/users/profile', headers: { authorization: `Bearer ${token}` } }],
-      });
-      if (result.non2xx > 0) throw new Error(`${which}: ${JSON.stringify(result.statuses)}`);
-      cpu[which] += cpuSeconds(server.pid) - cpuBefore;
-      results[which].push(result);
+  // 1. Tracking on versus off, A B B A, per route: the cheaper the route, the larger the share a
+  //    tracked request adds to it.
+  const routes = (which: 'on' | 'off') => {
+    const { root, member, token } = setups[which];
+    return [
+      { label: '`GET /api/v1/users/profile` (user token)', path: '/api/v1/users/profile', token },
+      { label: '`GET /api/v1/users/validate-token/` (user token)', path: '/api/v1/users/validate-token/', token },
+      { label: '`GET /api/v1/users/{id}/` (superuser token)', path: `/api/v1/users/${member.id}/`, token: root },
+    ];
+  };
+  type Comparison = { label: string; results: Record<'on' | 'off', LoadResult[]>; cpu: Record<'on' | 'off', number> };
+  const comparisons: Comparison[] = routes('on').map((r) => ({
+    label: r.label,
+    results: { on: [], off: [] },
+    cpu: { on: 0, off: 0 },
+  }));
+  for (const [index, comparison] of comparisons.entries()) {
+    const { results, cpu } = comparison;
+    for (let round = 0; round < rounds; round++) {
+      const order: ('on' | 'off')[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+      for (const which of order) {
+        const route = routes(which)[index] as { path: string; token: string };
+        log(`${comparison.label} round ${round + 1}: tracking ${which}, ${duration} s`);
+        const server = which === 'on' ? on : off;
+        const cpuBefore = cpuSeconds(server.pid);
+        const result = await runLoad({
+          url: server.baseUrl,
+          connections: CONNECTIONS,
+          duration,
+          requests: [{ method: 'GET', path: route.path, headers: { authorization: `Bearer ${route.token}` } }],
+        });
+        if (result.non2xx > 0) throw new Error(`${which} ${route.path}: ${JSON.stringify(result.statuses)}`);
+        cpu[which] += cpuSeconds(server.pid) - cpuBefore;
+        results[which].push(result);
+      }
     }
   }
   await new Promise((r) => setTimeout(r, 1500)); // one flush interval
-  const served = results.on.reduce((a, r) => a + r.requests, 0);
+  const served = comparisons.reduce((a, c) => a + c.results.on.reduce((b, r) => b + r.requests, 0), 0);
   const written = await metric(on.baseUrl, 'activity_rows_written_total');
   const dropped = await metric(on.baseUrl, 'activity_requests_dropped_total');
-  const loss = 1 - mean(results.on) / mean(results.off);
-  const requestsOf = (which: 'on' | 'off') => results[which].reduce((a, r) => a + r.requests, 0);
-  const cpuPerRequest = (which: 'on' | 'off') => (cpu[which] / requestsOf(which)) * 1e6;
-  const addedP99 = worst(results.on, 'p99Ms') - worst(results.off, 'p99Ms');
+  const requestsOf = (c: Comparison, which: 'on' | 'off') => c.results[which].reduce((a, r) => a + r.requests, 0);
+  const cpuPerRequest = (c: Comparison, which: 'on' | 'off') => (c.cpu[which] / requestsOf(c, which)) * 1e6;
+  const trackingTable = comparisons.flatMap((c) => {
+    const loss = 1 - mean(c.results.on) / mean(c.results.off);
+    const addedP99 = worst(c.results.on, 'p99Ms') - worst(c.results.off, 'p99Ms');
+    return [
+      `| ${c.label} | req/s (2xx) | p50 ms | p99 ms |`,
+      '|---|---:|---:|---:|',
+      `| request tracking off | ${fmt(mean(c.results.off))} | ${worst(c.results.off, 'p50Ms')} | ${worst(c.results.off, 'p99Ms')} |`,
+      `| request tracking on | ${fmt(mean(c.results.on))} | ${worst(c.results.on, 'p50Ms')} | ${worst(c.results.on, 'p99Ms')} |`,
+      '',
+      `- Throughput loss with tracking: **${(loss * 100).toFixed(1)} %** (target ≤ 10 %; negative = below this machine's noise); added p99: **${addedP99} ms** (target ≤ 1 ms; autocannon reports whole milliseconds).`,
+      `- Server process CPU per request (user + system, /proc): ${fmt(cpuPerRequest(c, 'off'), 1)} µs off, ${fmt(cpuPerRequest(c, 'on'), 1)} µs on.`,
+      '',
+    ];
+  });
 
   // 2. Acknowledged changes versus audit rows.
   log(`acknowledged changes: concurrent PATCH /api/v1/users/{id}, ${duration} s`);
@@ -283,13 +311,8 @@ try {
     `- Run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}; ${CONNECTIONS} connections, ${duration} s per round, ${rounds} rounds each (A B B A)`,
     `- Machine: ${machine()}`,
     '',
-    '| `GET /api/v1/users/profile` (user token) | req/s (2xx) | p50 ms | p99 ms |',
-    '|---|---:|---:|---:|',
-    `| request tracking off | ${fmt(mean(results.off))} | ${worst(results.off, 'p50Ms')} | ${worst(results.off, 'p99Ms')} |`,
-    `| request tracking on | ${fmt(mean(results.on))} | ${worst(results.on, 'p50Ms')} | ${worst(results.on, 'p99Ms')} |`,
-    '',
-    `- Throughput loss with tracking: **${(loss * 100).toFixed(1)} %** (target ≤ 10 %; negative = below this machine's noise); added p99: **${addedP99} ms** (target ≤ 1 ms; autocannon reports whole milliseconds).`,
-    `- Server process CPU per request (user + system, /proc): ${fmt(cpuPerRequest('off'), 1)} µs off, ${fmt(cpuPerRequest('on'), 1)} µs on (${urls ? "the bulk INSERTs' cost in the PostgreSQL server is not included" : 'PGlite runs inside the server process, so this includes the database'}).`,
+    ...trackingTable,
+    `- CPU figures: ${urls ? "the bulk writes' cost in the PostgreSQL server is not included" : 'PGlite runs inside the server process, so they include the database'}.`,
     `- Request rows: ${fmt(served)} requests served with tracking on, ${fmt(written)} activity rows written, ${fmt(dropped)} dropped by a full buffer.`,
     `- Audit rows for acknowledged changes: ${fmt(acknowledged)} \`PATCH /api/v1/users/{id}\` answered 200 (${fmt(refused)} other answers) and ${fmt(audited)} \`user.updated\` events exist: **${fmt(acknowledged - audited)} lost**.`,
     ...(scale.length > 0 ? scale : ['', '- Scale figures are measured on PostgreSQL only (`--pg`, `--rows` > 0).']),
