@@ -18,6 +18,7 @@ export function userEvent(
   organizationId: string | null,
   userId: string,
   details: Record<string, unknown>,
+  severity: AuditEvent['severity'] = 'info',
 ): AuditEvent {
   return {
     type,
@@ -27,6 +28,9 @@ export function userEvent(
     actor,
     description: `${type.slice(5).replace(/^./, (c) => c.toUpperCase())} by provisioning`,
     details,
+    severity,
+    objectType: 'user',
+    objectId: userId,
     ...contextFields(context),
   };
 }

@@ -36,6 +36,12 @@ const FIELD_NAMES: Record<string, string> = {
   attributes: 'attributes',
   scimExternalId: 'scim_external_id',
   sendInvite: 'send_invite',
+  status: 'status',
+  userType: 'user_type',
+  isStaff: 'is_staff',
+  isSuperuser: 'is_superuser',
+  passwordHash: 'password',
+  createOnly: 'create_only',
 };
 
 /** Checks one item's shape; answers field errors named as in the admin API. */
@@ -68,9 +74,19 @@ export interface Plan {
     lastName: string;
     status: UserStatus;
     attributes: Record<string, unknown>;
+    userType: string | null;
+    isStaff: boolean;
+    isSuperuser: boolean;
+    /** A new password's hash; null keeps the stored one. */
+    passwordHash: string | null;
   };
   changes: FieldChange[];
   invite: boolean;
+}
+
+/** Whether a plan writes its row: something changes, or a new password is set (not a listed change). */
+export function isRewrite(p: Plan): boolean {
+  return p.changes.length > 0 || p.target.passwordHash !== null;
 }
 
 export type Step = Plan | { index: number; error: AppError };
@@ -102,7 +118,8 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-function statusOf(current: UserStatus | undefined, active: boolean | undefined): UserStatus {
+function statusOf(current: UserStatus | undefined, active: boolean | undefined, explicit?: UserStatus): UserStatus {
+  if (explicit !== undefined) return explicit;
   if (active === false) return 'deactivated';
   if (current === undefined) return 'active';
   if (active === true && current === 'deactivated') return 'active';
@@ -122,6 +139,9 @@ function changesOf(existing: UserRow | undefined, organizationCode: string, t: P
         is_active: existing.status === 'active',
         status: existing.status,
         attributes: existing.attributes,
+        user_type: existing.userType,
+        is_staff: existing.isStaff,
+        is_superuser: existing.isSuperuser,
       }
     : undefined;
   const after = {
@@ -135,13 +155,16 @@ function changesOf(existing: UserRow | undefined, organizationCode: string, t: P
     is_active: t.status === 'active',
     status: t.status,
     attributes: t.attributes,
+    user_type: t.userType,
+    is_staff: t.isStaff,
+    is_superuser: t.isSuperuser,
   };
   const out: FieldChange[] = [];
   for (const [field, to] of Object.entries(after)) {
     const from = before ? before[field as keyof typeof before] : null;
     if (before === undefined) {
       // A new user: every field that carries a value.
-      if (to === null || to === '' || (field === 'attributes' && sameJson(to, {}))) continue;
+      if (to === null || to === '' || to === false || (field === 'attributes' && sameJson(to, {}))) continue;
       out.push({ field, from: null, to });
     } else if (from !== to && (field !== 'attributes' || !sameJson(from, to))) {
       out.push({ field, from, to });
@@ -226,6 +249,11 @@ export async function planItems(
     } else {
       ref = typeof item.externalId === 'string' ? item.externalId : '';
       existing = typeof item.externalId === 'string' ? byExternalId.get(item.externalId) : undefined;
+      // external_id is unique across the installation, so a create-only item clashes wherever its holder is.
+      if (existing && item.createOnly) {
+        fail(provisioningErrors.taken('external_id', ref));
+        continue;
+      }
       // Another organization's user is not there for a confined caller (seed 000: 404 for writes too).
       if (existing && scope !== undefined && existing.organizationId !== scope) {
         fail(provisioningErrors.userNotFound(ref));
@@ -246,7 +274,7 @@ export async function planItems(
       fail(provisioningErrors.organizationRequired());
       continue;
     }
-    if (existing?.isSuperuser && !isSuperuserActor(actor)) {
+    if ((existing?.isSuperuser || item.isSuperuser === true) && !isSuperuserActor(actor)) {
       fail(rbacErrors.superuserTarget());
       continue;
     }
@@ -283,11 +311,18 @@ export async function planItems(
       username: item.username === undefined ? (existing?.username ?? null) : item.username,
       firstName: item.firstName ?? existing?.firstName ?? '',
       lastName: item.lastName ?? existing?.lastName ?? '',
-      status: statusOf(existing?.status, item.active),
+      status: statusOf(existing?.status, item.active, item.status),
       attributes: item.attributes ?? existing?.attributes ?? {},
+      userType: item.userType === undefined ? (existing?.userType ?? null) : item.userType,
+      isStaff: item.isStaff ?? existing?.isStaff ?? false,
+      isSuperuser: item.isSuperuser ?? existing?.isSuperuser ?? false,
+      passwordHash: item.passwordHash ?? null,
     };
     const invite =
-      (item.sendInvite ?? options.sendInvite ?? false) && target.status === 'active' && !existing?.passwordHash;
+      (item.sendInvite ?? options.sendInvite ?? false) &&
+      target.status === 'active' &&
+      !existing?.passwordHash &&
+      !target.passwordHash;
     planned.push({
       index,
       item,

@@ -1,5 +1,6 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { OrganizationCode } from '../organizations/organizations.schemas.js';
+import { USER_STATUSES } from '../users/users.table.js';
 
 const Email = Type.String({ format: 'email', maxLength: 254 });
 const Name = Type.String({ maxLength: 150 });
@@ -23,6 +24,12 @@ export const CoreItemSchema = Type.Object({
   attributes: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   scimExternalId: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 255 }))),
   sendInvite: Type.Optional(Type.Boolean()),
+  status: Type.Optional(Type.Union(USER_STATUSES.map((s) => Type.Literal(s)))),
+  userType: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' }))),
+  isStaff: Type.Optional(Type.Boolean()),
+  isSuperuser: Type.Optional(Type.Boolean()),
+  passwordHash: Type.Optional(Type.String({ minLength: 1 })),
+  createOnly: Type.Optional(Type.Boolean()),
 });
 
 // ---------------------------------------------------------------------------------------------

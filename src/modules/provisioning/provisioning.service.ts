@@ -41,7 +41,15 @@ import type { Organization } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
 import { callEvent, organizationEvent, userEvent } from './provisioning.audit.js';
 import { provisioningErrors } from './provisioning.errors.js';
-import { forgetBatch, newCallState, type Plan, planItems, planToUser, type Step } from './provisioning.plan.js';
+import {
+  forgetBatch,
+  isRewrite,
+  newCallState,
+  type Plan,
+  planItems,
+  planToUser,
+  type Step,
+} from './provisioning.plan.js';
 import { createMissingOrganizations, type Written, writeBatch } from './provisioning.write.js';
 
 /** Rows per set-based statement. */
@@ -68,6 +76,18 @@ export interface ProvisionItem {
   scimExternalId?: string | null;
   /** Mail an invitation to set a password, when the user ends up active and has none. */
   sendInvite?: boolean;
+  // The admin API's own fields (the seed-000 API and SCIM never set them; undefined keeps the stored value).
+  /** An explicit status, `suspended` and `locked` included; wins over `active`. */
+  status?: UserStatus;
+  /** A user type's code; its profile is checked against the type's schema by the caller. */
+  userType?: string | null;
+  isStaff?: boolean;
+  /** Only a superuser may set it true (403 `superuser_protected`). */
+  isSuperuser?: boolean;
+  /** A new password's argon2 hash, computed by the caller before the call: hashing must not hold a connection. */
+  passwordHash?: string;
+  /** Create only: a user already holding `externalId` is a clash (409 `external_id_taken`), not an update. */
+  createOnly?: boolean;
 }
 
 /** A user as the provisioning APIs show it. `id` is null only in a dry run's plan for a new user. */
@@ -118,6 +138,8 @@ export interface ProvisionOptions {
   config?: Pick<Config, 'publicUrl'>;
   /** For audit events: which API wrote (`provisioning`, `scim`, …) and from where. */
   context?: RequestContext;
+  /** false: no `provisioning.users.upsert` event; a single admin write is recorded by its user's event alone. */
+  recordCall?: boolean;
 }
 
 export interface RequestContext {
@@ -227,16 +249,18 @@ async function upsert(
       if (r.changes.length === 0) unchanged++;
     }
   }
-  events.push(
-    callEvent(actor, options.context, 'provisioning.users.upsert', organizationScopeOf(actor) ?? null, {
-      items: items.length,
-      created,
-      updated,
-      unchanged,
-      errors,
-      created_organizations: createdOrganizations,
-    }),
-  );
+  if (options.recordCall !== false) {
+    events.push(
+      callEvent(actor, options.context, 'provisioning.users.upsert', organizationScopeOf(actor) ?? null, {
+        items: items.length,
+        created,
+        updated,
+        unchanged,
+        errors,
+        created_organizations: createdOrganizations,
+      }),
+    );
+  }
   await recordAudits(tx, events);
   return outcome;
 }
@@ -282,7 +306,8 @@ async function finishBatch(
       continue;
     }
     const w = written.get(s.target.id);
-    if (!w && (!s.existing || s.changes.length > 0)) {
+    const rewritten = isRewrite(s);
+    if (!w && (!s.existing || rewritten)) {
       // The row went to another organization or away between plan and write.
       out.push({
         index: s.index,
@@ -293,10 +318,21 @@ async function finishBatch(
     }
     const created = w?.inserted ?? false;
     const previous = w?.previousStatus ?? s.existing?.status ?? null;
+    const passwordSet = s.target.passwordHash !== null;
+    const statusChanged = previous !== null && previous !== s.target.status;
     if (w && !created) {
-      if (s.target.status === 'deactivated' && previous !== 'deactivated' && previous !== null) {
-        await revokeUserSessions(tx, w.id, 'deactivated_by_provisioning');
-      } else if (previous !== null && previous !== s.target.status) {
+      // Leaving `active` (or being deactivated) or getting a new password ends the user's sessions,
+      // in this transaction, so old tokens stop working with the change.
+      if (statusChanged && s.target.status !== 'active') {
+        await revokeUserSessions(tx, w.id, `status_${s.target.status}`);
+      } else if (passwordSet) {
+        await revokeUserSessions(tx, w.id, 'password_set_by_admin');
+      } else if (
+        statusChanged ||
+        s.target.isStaff !== s.existing?.isStaff ||
+        s.target.isSuperuser !== s.existing?.isSuperuser
+      ) {
+        // Flags travel in cached session state; a change must be seen at once, not after the cache TTL.
         await invalidateUserState(tx, w.id);
       }
     }
@@ -305,14 +341,29 @@ async function finishBatch(
       await inviteUser(tx as Db, options.config as Config, s.target.id, undefined);
       invited = true;
     }
-    if (created || s.changes.length > 0) {
+    if (created || rewritten) {
+      const type = created
+        ? 'user.created'
+        : statusChanged && s.target.status === 'deactivated'
+          ? 'user.deactivated'
+          : 'user.updated';
       events.push(
-        // A new user's values are its row; an update records what changed, from and to.
-        userEvent(actor, options.context, created ? 'user.created' : 'user.updated', s.organization.id, s.target.id, {
-          external_id: s.target.externalId,
-          ...(created ? {} : { changes: s.changes }),
-          ...(invited ? { invited: true } : {}),
-        }),
+        // A new user's values are its row; an update records what changed, from and to (never a password).
+        userEvent(
+          actor,
+          options.context,
+          type,
+          s.organization.id,
+          s.target.id,
+          {
+            external_id: s.target.externalId,
+            ...(created ? {} : { changes: s.changes }),
+            ...(invited ? { invited: true } : {}),
+            ...(passwordSet ? { password_set: true } : {}),
+          },
+          // Powers and credentials are what an auditor looks for first.
+          passwordSet || s.changes.some((c) => c.field === 'is_superuser') ? 'warning' : 'info',
+        ),
       );
     }
     out.push({

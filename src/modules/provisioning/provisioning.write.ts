@@ -8,7 +8,7 @@ import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
-import type { Plan, Step } from './provisioning.plan.js';
+import { isRewrite, type Plan, type Step } from './provisioning.plan.js';
 
 /**
  * A batch's target rows as one JSON parameter read by `json_to_recordset`: one string to send,
@@ -26,13 +26,23 @@ function targetRows(plans: Plan[]): SQL {
     if (t.lastName !== '') r.l = t.lastName;
     if (Object.keys(t.attributes).length > 0) r.a = t.attributes;
     if (t.status !== 'active') r.st = t.status;
+    // The admin API's fields only when the item names them: absent, an update keeps the stored value
+    // (a seed-000 or SCIM write never undoes a concurrent admin change). `ut` is a one-element array
+    // because json_to_recordset reads a JSON null as SQL null: [null] clears the type, absence keeps it.
+    const item = p.item;
+    if (item.userType !== undefined) r.ut = [item.userType];
+    if (item.isStaff !== undefined) r.sf = item.isStaff;
+    if (item.isSuperuser !== undefined) r.su = item.isSuperuser;
+    if (t.passwordHash !== null) r.p = t.passwordHash;
     return r;
   });
   return sql`(select r.i as id, r.o as organization_id, r.x as external_id, r.s as scim_external_id,
       r.n as username, r.e as email, coalesce(r.f, '') as first_name, coalesce(r.l, '') as last_name,
-      coalesce(r.a, '{}'::jsonb) as attributes, coalesce(r.st, 'active') as status
+      coalesce(r.a, '{}'::jsonb) as attributes, coalesce(r.st, 'active') as status,
+      r.ut as user_type_json, r.sf as is_staff, r.su as is_superuser, r.p as password_hash
     from json_to_recordset(${JSON.stringify(rows)}::json)
-      as r(i uuid, o uuid, x text, s text, n text, e text, f text, l text, a jsonb, st text)) as v`;
+      as r(i uuid, o uuid, x text, s text, n text, e text, f text, l text, a jsonb, st text,
+        ut json, sf boolean, su boolean, p text)) as v`;
 }
 
 export interface Written {
@@ -46,8 +56,32 @@ export interface Written {
 /** Writes one batch of planned rows: new users in one upsert, existing ones in one update. */
 export async function writeBatch(tx: DbOrTx, plans: Plan[]): Promise<Map<string, Written>> {
   const out = new Map<string, Written>();
-  const fresh = plans.filter((p) => !p.existing);
-  const known = plans.filter((p) => p.existing && p.changes.length > 0);
+  const fresh = plans.filter((p) => !p.existing && !p.item.createOnly);
+  const createOnly = plans.filter((p) => !p.existing && p.item.createOnly);
+  const known = plans.filter((p) => p.existing && isRewrite(p));
+  if (createOnly.length > 0) {
+    // No ON CONFLICT: a holder of the external id that committed since the plan is a violation, and
+    // the call is planned again with probes, which answer external_id_taken.
+    const rows = await queryRows<{ id: string; created_at: string | Date; updated_at: string | Date }>(
+      tx,
+      sql`insert into users (id, organization_id, external_id, scim_external_id, username, email, first_name, last_name,
+            attributes, status, user_type, is_staff, is_superuser, password_hash)
+          select v.id, v.organization_id, v.external_id, v.scim_external_id, v.username, v.email, v.first_name,
+            v.last_name, v.attributes, v.status, v.user_type_json ->> 0, coalesce(v.is_staff, false),
+            coalesce(v.is_superuser, false), v.password_hash
+          from ${targetRows(createOnly)}
+          returning id, date_joined as created_at, updated_at`,
+    );
+    for (const r of rows) {
+      out.set(r.id, {
+        id: r.id,
+        inserted: true,
+        createdAt: new Date(r.created_at),
+        updatedAt: new Date(r.updated_at),
+        previousStatus: null,
+      });
+    }
+  }
   if (fresh.length > 0) {
     // A parallel upsert of the same external id that committed since the plan becomes an update
     // (ON CONFLICT), so one user results; the WHERE keeps it from crossing organizations.
@@ -58,14 +92,17 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[]): Promise<Map<string,
       updated_at: string | Date;
     }>(
       tx,
-      sql`insert into users (id, organization_id, external_id, scim_external_id, username, email, first_name, last_name, attributes, status)
+      sql`insert into users (id, organization_id, external_id, scim_external_id, username, email, first_name, last_name,
+            attributes, status, user_type, is_staff, is_superuser, password_hash)
           select v.id, v.organization_id, v.external_id, v.scim_external_id, v.username, v.email, v.first_name,
-            v.last_name, v.attributes, v.status
+            v.last_name, v.attributes, v.status, v.user_type_json ->> 0, coalesce(v.is_staff, false),
+            coalesce(v.is_superuser, false), v.password_hash
           from ${targetRows(fresh)}
           on conflict (external_id) do update set
             scim_external_id = excluded.scim_external_id, username = excluded.username, email = excluded.email,
             first_name = excluded.first_name, last_name = excluded.last_name, attributes = excluded.attributes,
-            status = excluded.status, updated_at = now()
+            status = excluded.status, password_hash = coalesce(excluded.password_hash, users.password_hash),
+            updated_at = now()
           where users.organization_id = excluded.organization_id
           returning id, external_id, (xmax = 0) as inserted, date_joined as created_at, updated_at`,
     );
@@ -93,7 +130,10 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[]): Promise<Map<string,
       tx,
       sql`update users set external_id = v.external_id, scim_external_id = v.scim_external_id, username = v.username,
             email = v.email, first_name = v.first_name, last_name = v.last_name, attributes = v.attributes,
-            status = v.status, updated_at = now()
+            status = v.status,
+            user_type = case when v.user_type_json is null then users.user_type else v.user_type_json ->> 0 end,
+            is_staff = coalesce(v.is_staff, users.is_staff), is_superuser = coalesce(v.is_superuser, users.is_superuser),
+            password_hash = coalesce(v.password_hash, users.password_hash), updated_at = now()
           from ${targetRows(known)}
           join users old on old.id = v.id
           where users.id = v.id and users.organization_id = v.organization_id
