@@ -299,7 +299,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const { type, user } = await typedUser(req.actor, req.params);
       await assertMayManageUser(db, req.actor, user);
-      return toTypedUserView(await updateTypedUser(db, user, type, req.body));
+      return toTypedUserView(await updateTypedUser(db, req.actor, user, type, req.body));
     },
   );
 

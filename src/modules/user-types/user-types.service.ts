@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
-import type { UserActor } from '../../platform/http/auth.js';
+import type { Actor, UserActor } from '../../platform/http/auth.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
@@ -198,6 +198,7 @@ export async function createTypedUser(
 /** Applies a partial update; profile keys are merged (null removes one) and the result is validated. */
 export async function updateTypedUser(
   db: Db,
+  actor: Actor,
   user: UserWithOrganization,
   type: UserType,
   input: UpdateTypedUserInput,
@@ -213,7 +214,7 @@ export async function updateTypedUser(
     validateProfile(type, profile);
     attributes = { ...user.attributes, profile };
   }
-  return updateUser(db, user.id, { ...rest, ...(attributes ? { attributes } : {}) }, user.organizationId);
+  return updateUser(db, user.id, { ...rest, ...(attributes ? { attributes } : {}) }, user.organizationId, actor);
 }
 
 /** Deletes a user of a type. */

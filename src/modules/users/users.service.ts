@@ -5,8 +5,9 @@ import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf, type UserActor } from '../../platform/http/auth.js';
 import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { eraseUserActivity } from '../activity/audit-seal.js';
-import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
+import { revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
+import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { userTypeErrors } from '../user-types/user-types.errors.js';
@@ -15,7 +16,7 @@ import { validateProfile } from '../user-types/user-types.schemas.js';
 import { userErrors } from './users.errors.js';
 import { findUserById, type UserWithOrganization } from './users.queries.js';
 import type { CreateUserInput, UpdateUserInput } from './users.schemas.js';
-import { type User, users } from './users.table.js';
+import { users } from './users.table.js';
 
 /**
  * Profile data of a typed user (`attributes.profile`) must match its type's JSON Schema, whichever
@@ -56,6 +57,20 @@ export function assertMayGrantSuperuser(actor: Actor, input: { is_superuser?: bo
 }
 
 /**
+ * One admin write through the provisioning core, the path of the seed-000 API and SCIM too: the
+ * same validation, upsert and audit event. The item's refusal is thrown as the core answered it
+ * (409 naming the field for a taken email, username or external_id), and the stored user is read back.
+ */
+async function provisionOne(db: Db, actor: Actor, item: ProvisionItem): Promise<UserWithOrganization> {
+  const {
+    results: [outcome],
+  } = await provisionUsers(db, actor, [item], { recordCall: false, context: { source: 'admin' } });
+  if (!outcome) throw new Error('provisioning answered no outcome');
+  if (!outcome.ok) throw outcome.error;
+  return (await findUserById(db, outcome.user.id as string)) as UserWithOrganization;
+}
+
+/**
  * Creates a user in the named organization (default: the caller's); only superusers name another
  * one (refused before the look-up, so the answer does not tell whether it exists). Email and
  * username are stored as given and compared case-insensitively by the unique indexes; a clash
@@ -67,6 +82,7 @@ export async function createUser(db: Db, actor: UserActor, input: CreateUserInpu
     throw userErrors.otherOrganization();
   }
   const code = input.organization ?? actor.organizationCode;
+  // Looked up here, not left to the core: the admin API never creates an organization on the way.
   const org = await findOrganizationByCode(db, code);
   if (!org) throw userErrors.organizationNotFound(code);
   // Checked and hashed before the transaction: argon2 takes milliseconds and must not hold a connection.
@@ -77,122 +93,78 @@ export async function createUser(db: Db, actor: UserActor, input: CreateUserInpu
       passwordPolicyOf(org.settings),
     );
   }
-  const organizationId = org.id;
-  await checkTypedProfile(db, organizationId, input.user_type, input.attributes);
-  const passwordHash = input.password ? await hashPassword(input.password) : null;
-  return db.transaction(async (tx) => {
-    const [row] = await tx
-      .insert(users)
-      .values({
-        organizationId,
-        email: input.email,
-        username: input.username ?? null,
-        firstName: input.first_name ?? '',
-        lastName: input.last_name ?? '',
-        externalId: input.external_id ?? null,
-        userType: input.user_type ?? null,
-        attributes: input.attributes ?? {},
-        status: input.status ?? 'active',
-        isStaff: input.is_staff ?? false,
-        isSuperuser: input.is_superuser ?? false,
-        passwordHash,
-      })
-      .returning();
-    const created = row as User;
-    await recordAudit(tx, {
-      type: 'user.created',
-      category: 'user_management',
-      organizationId,
-      userId: created.id,
-      actor,
-      description: `User ${created.id} created`,
-      details: {
-        fields: Object.keys(input),
-        status: created.status,
-        is_staff: created.isStaff,
-        is_superuser: created.isSuperuser,
-      },
-      objectType: 'user',
-      objectId: created.id,
-    });
-    return (await findUserById(tx, created.id)) as UserWithOrganization;
+  await checkTypedProfile(db, org.id, input.user_type, input.attributes);
+  const passwordHash = input.password ? await hashPassword(input.password) : undefined;
+  return provisionOne(db, actor, {
+    // An external_id someone holds is a clash here, not the upsert key it is for the seed-000 API.
+    createOnly: true,
+    organization: org.code,
+    externalId: input.external_id,
+    email: input.email,
+    username: input.username,
+    firstName: input.first_name,
+    lastName: input.last_name,
+    attributes: input.attributes,
+    status: input.status,
+    userType: input.user_type,
+    isStaff: input.is_staff,
+    isSuperuser: input.is_superuser,
+    passwordHash,
   });
 }
 
 /**
  * Applies a partial update. Leaving the `active` status or getting a new password ends the user's
- * sessions in the same transaction, so old tokens stop working with the change.
+ * sessions in the same transaction, so old tokens stop working with the change (the core does it).
  */
 export async function updateUser(
   db: Db,
   id: string,
   input: UpdateUserInput,
-  scopeOrganizationId?: string,
-  actor?: Actor,
+  scopeOrganizationId: string | undefined,
+  actor: Actor,
 ): Promise<UserWithOrganization> {
   let passwordHash: string | undefined;
-  if (input.password) {
+  // The stored user is read first only when a rule needs it: the password policy or a typed profile.
+  const typed = input.attributes !== undefined || input.user_type !== undefined;
+  if (input.password || typed) {
     const target = await findUserById(db, id, scopeOrganizationId);
     if (!target) throw userErrors.notFound(id);
-    const org = await findOrganizationById(db, target.organizationId);
-    assertPasswordPolicy(
-      input.password,
-      { email: input.email ?? target.email, username: input.username ?? target.username },
-      passwordPolicyOf(org?.settings),
-    );
-    passwordHash = await hashPassword(input.password);
-  }
-  return db.transaction(async (tx) => {
-    const current = await findUserById(tx, id, scopeOrganizationId);
-    if (!current) throw userErrors.notFound(id);
-    if (input.attributes !== undefined || input.user_type !== undefined) {
+    if (typed) {
       await checkTypedProfile(
-        tx,
-        current.organizationId,
-        input.user_type === undefined ? current.userType : input.user_type,
-        input.attributes ?? current.attributes,
+        db,
+        target.organizationId,
+        input.user_type === undefined ? target.userType : input.user_type,
+        input.attributes ?? target.attributes,
       );
     }
-    const changes: Partial<typeof users.$inferInsert> = {};
-    if (input.email !== undefined) changes.email = input.email;
-    if (input.username !== undefined) changes.username = input.username;
-    if (input.first_name !== undefined) changes.firstName = input.first_name;
-    if (input.last_name !== undefined) changes.lastName = input.last_name;
-    if (input.external_id !== undefined) changes.externalId = input.external_id;
-    if (input.user_type !== undefined) changes.userType = input.user_type;
-    if (input.attributes !== undefined) changes.attributes = input.attributes;
-    if (input.status !== undefined) changes.status = input.status;
-    if (input.is_staff !== undefined) changes.isStaff = input.is_staff;
-    if (input.is_superuser !== undefined) changes.isSuperuser = input.is_superuser;
-    if (passwordHash !== undefined) changes.passwordHash = passwordHash;
-    await tx.update(users).set(changes).where(eq(users.id, current.id));
-
-    const leavesActive = input.status !== undefined && input.status !== 'active' && current.status === 'active';
-    if (leavesActive) await revokeUserSessions(tx, current.id, `status_${input.status}`);
-    else if (passwordHash !== undefined) await revokeUserSessions(tx, current.id, 'password_set_by_admin');
-    // Flags travel in cached session state; a change must be seen at once, not after the cache TTL.
-    else if (input.is_staff !== undefined || input.is_superuser !== undefined || input.status !== undefined) {
-      await invalidateUserState(tx, current.id);
+    if (input.password) {
+      const org = await findOrganizationById(db, target.organizationId);
+      assertPasswordPolicy(
+        input.password,
+        { email: input.email ?? target.email, username: input.username ?? target.username },
+        passwordPolicyOf(org?.settings),
+      );
+      passwordHash = await hashPassword(input.password);
     }
-    await recordAudit(tx, {
-      type: leavesActive && input.status === 'deactivated' ? 'user.deactivated' : 'user.updated',
-      category: 'user_management',
-      organizationId: current.organizationId,
-      userId: current.id,
-      actor,
-      description: leavesActive ? `User ${current.id} set to ${input.status}` : `User ${current.id} updated`,
-      details: {
-        fields: Object.keys(changes).filter((k) => k !== 'passwordHash'),
-        password_set: passwordHash !== undefined,
-        ...(input.status !== undefined ? { status: { from: current.status, to: input.status } } : {}),
-        ...(input.is_superuser !== undefined ? { is_superuser: input.is_superuser } : {}),
-        ...(input.is_staff !== undefined ? { is_staff: input.is_staff } : {}),
-      },
-      severity: input.is_superuser !== undefined || passwordHash !== undefined ? 'warning' : 'info',
-      objectType: 'user',
-      objectId: current.id,
-    });
-    return (await findUserById(tx, current.id)) as UserWithOrganization;
+  } else if (scopeOrganizationId !== undefined && organizationScopeOf(actor) !== scopeOrganizationId) {
+    // The core scopes by the actor; a narrower scope than the actor's is checked here.
+    const target = await findUserById(db, id, scopeOrganizationId);
+    if (!target) throw userErrors.notFound(id);
+  }
+  return provisionOne(db, actor, {
+    id,
+    externalId: input.external_id,
+    email: input.email,
+    username: input.username,
+    firstName: input.first_name,
+    lastName: input.last_name,
+    attributes: input.attributes,
+    status: input.status,
+    userType: input.user_type,
+    isStaff: input.is_staff,
+    isSuperuser: input.is_superuser,
+    passwordHash,
   });
 }
 
