@@ -108,7 +108,7 @@ export async function findResetCandidates(
     .innerJoin(organizations, eq(organizations.id, users.organizationId))
     .where(
       and(
-        sql`lower(${users.email}) = lower(${email})`,
+        sql`lower(${users.email}) collate "C" = lower(${email})`,
         eq(users.status, 'active'),
         eq(organizations.isActive, true),
         organizationCode !== undefined ? eq(organizations.code, organizationCode) : undefined,

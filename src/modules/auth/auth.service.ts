@@ -684,7 +684,7 @@ async function insertSuperuser(
   const [sameEmail] = await db
     .select({ id: users.id })
     .from(users)
-    .where(and(eq(users.organizationId, org.id), sql`lower(${users.email}) = lower(${input.email})`))
+    .where(and(eq(users.organizationId, org.id), sql`lower(${users.email}) collate "C" = lower(${input.email})`))
     .limit(1);
   if (sameEmail)
     throw commonErrors.conflict('email_taken', 'email', `${input.email} already has an account in "${code}".`);

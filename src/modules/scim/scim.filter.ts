@@ -157,7 +157,9 @@ function compareText(expr: SQL, caseExact: boolean, op: Operator, value: string,
   switch (op) {
     case 'eq':
     case 'ne':
-      return within(sql`${lhs} = ${param}`);
+      // A case-insensitive equality in the byte collation of the email and username indexes
+      // (users.table.ts); equality under a deterministic collation is byte equality either way.
+      return within(caseExact ? sql`${lhs} = ${param}` : sql`${lhs} collate "C" = ${param}`);
     case 'co':
       return within(sql`${lhs} like ${`%${escapeLike(param)}%`}`);
     case 'sw':

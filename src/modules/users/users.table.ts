@@ -35,7 +35,10 @@ export const users = pgTable(
     uniqueIndex('users_external_id_key').on(t.externalId),
     uniqueIndex('users_org_scim_external_id_key').on(t.organizationId, t.scimExternalId),
     // Case-insensitive uniqueness within an organization; the same address may exist in another one.
-    uniqueIndex('users_org_email_key').on(t.organizationId, sql`lower(${t.email})`),
+    // In byte order ("C"), so the same index serves the organization's email order and prefix search:
+    // equality under a deterministic collation is byte equality, so what is unique does not change.
+    // Email look-ups compare `lower(email) collate "C"` to use it.
+    uniqueIndex('users_org_email_key').on(t.organizationId, sql`lower(${t.email}) collate "C"`),
     uniqueIndex('users_org_username_key').on(t.organizationId, sql`lower(${t.username})`),
     // Keyset pages, newest or oldest first, by id (UUIDv7 = creation order), within an organization or across all.
     index('users_org_id_idx').on(t.organizationId, t.id),
@@ -43,7 +46,6 @@ export const users = pgTable(
     index('users_status_idx').on(t.status, t.id),
     // Email/username order and prefix search. Byte order ("C") lets one index serve both ORDER BY and LIKE 'x%'.
     index('users_email_lower_idx').on(sql`lower(${t.email}) collate "C"`, t.id),
-    index('users_org_email_lower_idx').on(t.organizationId, sql`lower(${t.email}) collate "C"`, t.id),
     index('users_username_lower_idx').on(sql`lower(${t.username}) collate "C"`, t.id),
     // Name prefixes: with the two above, a rare `search` term is a bitmap OR of four index ranges.
     index('users_first_name_lower_idx').on(sql`lower(${t.firstName}) collate "C"`),
