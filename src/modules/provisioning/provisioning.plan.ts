@@ -368,7 +368,8 @@ async function findTakenValues(
       value: (p) => p.target.email.toLowerCase(),
       display: (p) => p.target.email,
       perOrganization: true,
-      column: sql`lower(${users.email})`,
+      // The byte collation of the unique index (users.table.ts); equality means the same in either.
+      column: sql`lower(${users.email}) collate "C"`,
     },
     {
       field: 'username',
