@@ -359,7 +359,8 @@ async function finishBatch(
             external_id: s.target.externalId,
             ...(created ? {} : { changes: s.changes }),
             ...(invited ? { invited: true } : {}),
-            ...(passwordSet ? { password_set: true } : {}),
+            // Write-only fields that changed, named as values: the activity trail redacts every key naming a password.
+            ...(passwordSet ? { write_only: ['password'] } : {}),
           },
           // Powers and credentials are what an auditor looks for first.
           passwordSet || s.changes.some((c) => c.field === 'is_superuser') ? 'warning' : 'info',
