@@ -32,6 +32,7 @@ import { installAuthentication } from './platform/http/auth.js';
 import { installErrorHandling } from './platform/http/errors.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installRateLimits } from './platform/http/rate-limits.js';
+import { installRequestContext } from './platform/http/request-context.js';
 import { installSecurityHeaders } from './platform/http/security-headers.js';
 import { validatorCompiler } from './platform/http/validation.js';
 import { startInvalidationListener } from './platform/invalidation.js';
@@ -100,6 +101,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     ],
     createPermissionCheck(database.db),
   );
+  installRequestContext(app);
   await installRateLimits(app, config);
 
   await app.register(healthRoutes);

@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
+import type pg from 'pg';
 import type { Counter } from 'prom-client';
-import type { Db } from '../../platform/db/client.js';
+import type { Database, Db } from '../../platform/db/client.js';
+import { copyIn, copyText } from './copy-text.js';
 
 /** One buffered activity (request or tracked event), as the bulk INSERT takes it. */
 export interface BufferedActivity {
@@ -28,33 +30,53 @@ export interface BufferedActivity {
 }
 
 /**
- * One request as `onResponse` captures it: a flat record of primitives under short keys, serialized
- * as is into the batch's JSON. The constant columns (kind, type, category, details, tags) and those
- * derived from the status and route (severity, success, description) are filled in by the INSERT.
+ * The columns of one request row, in the order of `requestCopyLine`'s fields. `kind`, `activity_type`
+ * and `category` are constants of every line; `xid` keeps its default (sealing reads audit rows only).
  */
+const REQUEST_COLUMNS =
+  'timestamp, id, kind, activity_type, category, severity, success, organization_id, user_id, actor_type, ' +
+  'actor_id, api_key_id, description, ip_address, user_agent, method, path, status, duration_ms';
+
+/** What `onResponse` knows about one request. */
 export interface RequestActivity {
   /** Start of the request, epoch milliseconds (fractional). */
-  t: number;
+  startedAt: number;
   /** uuidv7 */
-  i: string;
-  /** actor type: 'user', 'api_key' or 'anonymous' */
-  a: string;
-  /** organization id */
-  o: string | null;
-  /** user id (also the actor id for a user) */
-  u: string | null;
-  /** API key id */
-  k: string | null;
-  /** IP address */
-  p: string | null;
-  /** user agent (truncated) */
-  g: string | null;
-  m: string;
-  /** route template */
-  r: string;
-  s: number;
-  /** duration, ms */
-  d: number;
+  id: string;
+  actorType: 'user' | 'api_key' | 'anonymous';
+  organizationId: string | null;
+  userId: string | null;
+  apiKeyId: string | null;
+  ipAddress: string | null;
+  userAgent: string | null;
+  method: string;
+  /** Route template. */
+  route: string;
+  status: number;
+  durationMs: number;
+}
+
+/** Epoch milliseconds with a fraction as an ISO timestamp to the microsecond. */
+function isoMicros(ms: number): string {
+  const whole = Math.floor(ms);
+  const micros = Math.floor((ms - whole) * 1000);
+  const iso = new Date(whole).toISOString();
+  return `${iso.slice(0, 23)}${micros < 10 ? '00' : micros < 100 ? '0' : ''}${micros}Z`;
+}
+
+/**
+ * One request as one line of `COPY activities (REQUEST_COLUMNS) FROM STDIN` text: the row is encoded
+ * once, when it is captured, and a batch is these lines joined. Severity, success and description
+ * are derived from the status and route here rather than per row in SQL.
+ */
+export function requestCopyLine(r: RequestActivity): string {
+  const actorId = r.actorType === 'user' ? r.userId : null;
+  return (
+    `${isoMicros(r.startedAt)}\t${r.id}\trequest\tapi.request\tapi\t${r.status >= 500 ? 'warning' : 'info'}\t` +
+    `${r.status < 400 ? 't' : 'f'}\t${r.organizationId ?? '\\N'}\t${r.userId ?? '\\N'}\t${r.actorType}\t` +
+    `${actorId ?? '\\N'}\t${r.apiKeyId ?? '\\N'}\t${copyText(`${r.method} ${r.route}`)}\t${copyText(r.ipAddress)}\t` +
+    `${copyText(r.userAgent)}\t${copyText(r.method)}\t${copyText(r.route)}\t${r.status}\t${r.durationMs}\n`
+  );
 }
 
 export interface ActivityBufferOptions {
@@ -87,32 +109,43 @@ async function insertBatch(db: Db, rows: BufferedActivity[]): Promise<void> {
 }
 
 /**
- * Request rows: the compact records of `RequestActivity`, the rest of each row is constant or
- * derived here (description, severity and success from the method, route and status).
+ * Request rows as `COPY … FROM STDIN` text: PostgreSQL parses a text line per row with no JSON
+ * or expression per column, about a third less server CPU a row than `json_to_recordset`
+ * (bench/activity-writes.ts). On PostgreSQL the batch commits with `synchronous_commit = off`: a
+ * crash may lose the last few hundred milliseconds of committed batches, which costs nothing that
+ * is promised (the rows waiting in the buffer are lost with the process anyway); the flush is best
+ * effort, and the commit no longer waits for the WAL flush. PGlite reads the same text as a blob.
  */
-async function insertRequests(db: Db, rows: RequestActivity[]): Promise<void> {
-  await db.execute(sql`
-    insert into activities (timestamp, id, kind, activity_type, category, severity, success, organization_id,
-      user_id, actor_type, actor_id, api_key_id, description, ip_address, user_agent, method, path, status, duration_ms)
-    select to_timestamp(r.t / 1000), r.i, 'request', 'api.request', 'api',
-      case when r.s >= 500 then 'warning' else 'info' end, r.s < 400, r.o, r.u, r.a,
-      case when r.a = 'user' then r.u end, r.k, r.m || ' ' || r.r, r.p, r.g, r.m, r.r, r.s, r.d
-    from json_to_recordset(${JSON.stringify(rows)}::json) as r(t float8, i uuid, a text, o uuid, u uuid, k uuid,
-      p text, g text, m text, r text, s smallint, d float8)`);
+async function copyRequests(database: Database, lines: string[]): Promise<void> {
+  const text = lines.join('');
+  const target = `activities (${REQUEST_COLUMNS})`;
+  if (database.pglite) {
+    await copyIn(database.pglite, target, text);
+    return;
+  }
+  const client = await (database.pool as pg.Pool).connect();
+  try {
+    await client.query('begin; set local synchronous_commit = off');
+    await copyIn(client, target, text);
+    await client.query('commit');
+    client.release();
+  } catch (err) {
+    // A failed COPY leaves the transaction aborted; the connection is dropped rather than reused.
+    client.release(err as Error);
+    throw err;
+  }
 }
 
-const isRequest = (row: BufferedActivity | RequestActivity): row is RequestActivity => 'r' in row;
-
-/** A batch as one or two INSERTs: request records and full rows (tracked events) take different shapes. */
-async function writeBatch(db: Db, batch: (BufferedActivity | RequestActivity)[]): Promise<void> {
-  const requests: RequestActivity[] = [];
+/** A batch as one or two writes: request lines and full rows (tracked events) take different shapes. */
+async function writeBatch(database: Database, batch: (BufferedActivity | string)[]): Promise<void> {
+  const requests: string[] = [];
   const events: BufferedActivity[] = [];
   for (const row of batch) {
-    if (isRequest(row)) requests.push(row);
+    if (typeof row === 'string') requests.push(row);
     else events.push(row);
   }
-  if (requests.length > 0) await insertRequests(db, requests);
-  if (events.length > 0) await insertBatch(db, events);
+  if (requests.length > 0) await copyRequests(database, requests);
+  if (events.length > 0) await insertBatch(database.db, events);
 }
 
 /**
@@ -121,7 +154,8 @@ async function writeBatch(db: Db, batch: (BufferedActivity | RequestActivity)[])
  * one at a time, and `close` writes whatever is left.
  */
 export class ActivityBuffer {
-  private rows: (BufferedActivity | RequestActivity)[] = [];
+  /** Tracked events as rows, requests as their COPY lines (`requestCopyLine`). */
+  private rows: (BufferedActivity | string)[] = [];
   private writing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
@@ -131,7 +165,7 @@ export class ActivityBuffer {
   failed = 0;
 
   constructor(
-    private readonly db: Db,
+    private readonly database: Database,
     private readonly options: ActivityBufferOptions,
   ) {
     this.timer = setInterval(() => void this.flushSoon(true), options.flushIntervalMs);
@@ -142,7 +176,7 @@ export class ActivityBuffer {
     return this.rows.length;
   }
 
-  push(row: BufferedActivity | RequestActivity): void {
+  push(row: BufferedActivity | string): void {
     if (this.rows.length >= this.options.maxRows || this.closed) {
       this.dropped++;
       this.options.counters?.dropped.inc();
@@ -175,7 +209,7 @@ export class ActivityBuffer {
     while (this.rows.length > 0 && (all || this.rows.length >= this.options.batchSize)) {
       const batch = this.rows.splice(0, this.options.batchSize);
       try {
-        await writeBatch(this.db, batch);
+        await writeBatch(this.database, batch);
         this.written += batch.length;
         this.options.counters?.written.inc(batch.length);
       } catch (err) {

@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTestDatabase } from '../../../test/test-app.js';
+import { seedOrganization, superuserClient } from '../../../test/seed.js';
+import { openTestDatabase, startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
 import { recordAudit, recordAudits } from './audit.js';
 import { REDACTED, redactDetails } from './redact.js';
@@ -115,5 +117,168 @@ describe('audit events', () => {
 
   it('redacts credential-looking values under innocent keys', () => {
     expect(redactDetails({ note: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig', n: 3 })).toEqual({ note: REDACTED, n: 3 });
+  });
+});
+
+describe('large batches of audit events', () => {
+  // 250 events: over the size from which a batch is copied rather than inserted.
+  const batch = (type: string) =>
+    Array.from({ length: 250 }, (_, i) => ({
+      type,
+      category: 'provisioning' as const,
+      organizationId: null,
+      userId: `0190a000-0000-7000-8000-${String(i).padStart(12, '0')}`,
+      description: `line\tbreak\nand \\ backslash ${i}`,
+      details: { i, note: 'tab\there, "quoted", back\\slash, {brace}', password: 'hunter2hunter2' },
+      tags: ['a,b', 'quote"d', 'back\\slash', '{x}'],
+      ip: '192.0.2.1',
+      userAgent: 'agent\twith tab',
+    }));
+
+  it("are written in the caller's transaction too: a rolled-back batch leaves no event", async () => {
+    const db = t.database.db;
+    await db
+      .transaction(async (tx) => {
+        await recordAudits(tx, batch('test.bulk_rolled_back'));
+        throw new Error('roll back');
+      })
+      .catch(() => {});
+    await db.transaction((tx) => recordAudits(tx, batch('test.bulk_committed')));
+    const rows = await queryRows<{ activity_type: string; n: number }>(
+      db,
+      sql`select activity_type, count(*)::int as n from activities where activity_type like 'test.bulk_%'
+          group by activity_type`,
+    );
+    expect(rows).toEqual([{ activity_type: 'test.bulk_committed', n: 250 }]);
+  });
+
+  it('keep every value as given (tabs, line breaks, backslashes, quotes) and redact details', async () => {
+    const db = t.database.db;
+    await db.transaction((tx) => recordAudits(tx, batch('test.bulk_values')));
+    const rows = await queryRows<{
+      description: string;
+      details: Record<string, unknown>;
+      tags: string[];
+      user_agent: string;
+      kind: string;
+    }>(
+      db,
+      sql`select description, details, tags, user_agent, kind from activities
+          where activity_type = 'test.bulk_values' order by description`,
+    );
+    expect(rows).toHaveLength(250);
+    expect(rows.find((r) => r.description.endsWith(' 7'))).toEqual({
+      description: 'line\tbreak\nand \\ backslash 7',
+      details: { i: 7, note: 'tab\there, "quoted", back\\slash, {brace}', password: REDACTED },
+      tags: ['a,b', 'quote"d', 'back\\slash', '{x}'],
+      user_agent: 'agent\twith tab',
+      kind: 'audit',
+    });
+  });
+});
+
+describe('audit events written during a request', () => {
+  const PLATFORM_KEY = 'platform-provisioning-key-audit-origin-0123';
+  let app: TestApp;
+  beforeAll(async () => {
+    // A route recording an event that names neither its actor nor the request's origin.
+    const probe = async (server: FastifyInstance) => {
+      server.post('/test/audit-probe', { config: { auth: 'authenticated' } }, async () => {
+        await server.database.db.transaction((tx) =>
+          recordAudit(tx, { type: 'test.probe', category: 'system', organizationId: null, description: 'probe' }),
+        );
+        return { ok: true };
+      });
+    };
+    app = await startTestApp({ PROVISIONING_API_KEY: PLATFORM_KEY }, { plugins: [probe] });
+  });
+  afterAll(() => app.close());
+
+  const origin = { 'user-agent': 'OriginTest/2.0 (audit)' };
+  const eventsFrom = (ip: string) =>
+    queryRows<{ activity_type: string; user_agent: string | null; actor_type: string; actor_id: string | null }>(
+      app.database.db,
+      sql`select activity_type, user_agent, actor_type, actor_id from activities
+          where kind = 'audit' and ip_address = ${ip} order by activity_type`,
+    );
+
+  it("carry the caller's IP address and user agent: an API key created, a role changed, a provisioning call", async () => {
+    const root = await superuserClient(app);
+    const org = await seedOrganization(app);
+    const as = (ip: string, method: 'POST' | 'PATCH', url: string, payload: object, token = root.token) =>
+      app.request({
+        method,
+        url,
+        payload,
+        remoteAddress: ip,
+        headers: { ...origin, authorization: `Bearer ${token}` },
+      });
+
+    const key = await as('198.51.100.11', 'POST', '/api/v1/api-keys/', {
+      name: 'sync',
+      organization: org.code,
+      scopes: ['scim'],
+    });
+    expect(key.statusCode, key.body).toBe(201);
+    expect(await eventsFrom('198.51.100.11')).toEqual([
+      {
+        activity_type: 'api_key.created',
+        user_agent: origin['user-agent'],
+        actor_type: 'user',
+        actor_id: root.user.id,
+      },
+    ]);
+
+    const role = await root.post('/api/v1/roles/', { code: unique('r'), name: 'Engineer', level: 4 });
+    expect(role.statusCode, role.body).toBe(201);
+    const changed = await as('198.51.100.12', 'PATCH', `/api/v1/roles/${role.json().id}`, { level: 5 });
+    expect(changed.statusCode, changed.body).toBe(200);
+    const roleEvents = await eventsFrom('198.51.100.12');
+    expect(roleEvents.length).toBeGreaterThan(0);
+    for (const event of roleEvents) {
+      expect(event).toMatchObject({ user_agent: origin['user-agent'], actor_type: 'user', actor_id: root.user.id });
+      expect(event.activity_type).toMatch(/^role\./);
+    }
+
+    // 150 users in one call: one event per user and one for the call, written with COPY.
+    const items = Array.from({ length: 150 }, (_, i) => ({
+      keycloak_id: `kc-origin-${i}`,
+      email: `origin${i}@example.com`,
+      engagemx_client_id: `origin-${org.code}`,
+    }));
+    const bulk = await as('198.51.100.13', 'POST', '/api/provisioning/users/bulk', items, PLATFORM_KEY);
+    expect(bulk.statusCode, bulk.body).toBe(200);
+    const provisioning = await eventsFrom('198.51.100.13');
+    expect(provisioning.length).toBeGreaterThan(150);
+    expect(provisioning.every((e) => e.user_agent === origin['user-agent'] && e.actor_type === 'api_key')).toBe(true);
+  });
+
+  it('name the caller as the actor when the event names nobody', async () => {
+    const root = await superuserClient(app);
+    const res = await app.request({
+      method: 'POST',
+      url: '/test/audit-probe',
+      remoteAddress: '198.51.100.14',
+      headers: { ...origin, authorization: `Bearer ${root.token}` },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(await eventsFrom('198.51.100.14')).toEqual([
+      { activity_type: 'test.probe', user_agent: origin['user-agent'], actor_type: 'user', actor_id: root.user.id },
+    ]);
+  });
+
+  it('leave events recorded outside any request without an origin', async () => {
+    await recordAudit(app.database.db, {
+      type: 'test.no_request',
+      category: 'system',
+      organizationId: null,
+      actor: { kind: 'api_key', apiKeyId: 'env:PROVISIONING_API_KEY', organizationId: null, scopes: [] },
+      description: 'from a job',
+    });
+    const [row] = await queryRows<{ ip_address: string | null; user_agent: string | null }>(
+      app.database.db,
+      sql`select ip_address, user_agent from activities where activity_type = 'test.no_request'`,
+    );
+    expect(row).toEqual({ ip_address: null, user_agent: null });
   });
 });

@@ -3,7 +3,7 @@ import { Counter, Gauge } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
 import type { Database } from '../../platform/db/client.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
-import { ActivityBuffer } from './activity-buffer.js';
+import { ActivityBuffer, type RequestActivity, requestCopyLine } from './activity-buffer.js';
 import { createTracker } from './tracker.js';
 
 declare module 'fastify' {
@@ -43,7 +43,7 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
       registers: [app.metrics],
     }),
   };
-  const buffer = new ActivityBuffer(database.db, {
+  const buffer = new ActivityBuffer(database, {
     maxRows: config.activityBufferSize,
     batchSize: config.activityBatchSize,
     flushIntervalMs: 1000,
@@ -79,7 +79,7 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
     const actor = request.actor;
     const durationMs = reply.elapsedTime;
     const userAgent = request.headers['user-agent'];
-    let actorType = 'anonymous';
+    let actorType: RequestActivity['actorType'] = 'anonymous';
     let organizationId: string | null = null;
     let userId: string | null = null;
     let apiKeyId: string | null = null;
@@ -89,20 +89,26 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
       if (actor.kind === 'user') userId = actor.userId;
       else if (actor.kind === 'api_key') apiKeyId = apiKeyRowId(actor.apiKeyId);
     }
-    buffer.push({
-      t: Date.now() - durationMs,
-      i: uuidv7(),
-      a: actorType,
-      o: organizationId,
-      u: userId,
-      k: apiKeyId,
-      p: request.ip ?? null,
-      g: userAgent ? (userAgent.length > MAX_USER_AGENT ? userAgent.slice(0, MAX_USER_AGENT) : userAgent) : null,
-      m: request.method,
-      r: route ?? '(unmatched)',
-      s: reply.statusCode,
-      d: durationMs,
-    });
+    buffer.push(
+      requestCopyLine({
+        startedAt: Date.now() - durationMs,
+        id: uuidv7(),
+        actorType,
+        organizationId,
+        userId,
+        apiKeyId,
+        ipAddress: request.ip ?? null,
+        userAgent: userAgent
+          ? userAgent.length > MAX_USER_AGENT
+            ? userAgent.slice(0, MAX_USER_AGENT)
+            : userAgent
+          : null,
+        method: request.method,
+        route: route ?? '(unmatched)',
+        status: reply.statusCode,
+        durationMs,
+      }),
+    );
     done();
   });
 }

@@ -1,0 +1,38 @@
+import type { PGliteInterface } from '@electric-sql/pglite';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+
+// COPY's text format (PostgreSQL docs, "COPY", File Formats): one line a row, tab-separated,
+// `\N` for null, backslash escapes for backslash, tab, carriage return and line feed.
+const SPECIAL = /[\\\n\r\t\0]/;
+const SPECIAL_ALL = /[\\\n\r\t\0]/g;
+// NUL cannot be stored in a text column at all: it is dropped rather than failing the batch.
+const ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\0': '' };
+
+/** A value as a COPY text field. */
+export function copyText(value: string | null): string {
+  if (value === null) return '\\N';
+  return SPECIAL.test(value) ? value.replace(SPECIAL_ALL, (c) => ESCAPES[c] as string) : value;
+}
+
+/** A text[] literal: every element quoted, so commas, braces and spaces stay inside it. */
+export function textArrayLiteral(values: string[]): string {
+  return `{${values.map((v) => `"${v.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
+}
+
+/**
+ * Runs `copy <target> from stdin` with `text` as its input on one connection: a node-postgres
+ * client streams it, PGlite reads it as a blob (its only COPY input).
+ */
+export async function copyIn(connection: pg.ClientBase | PGliteInterface, target: string, text: string): Promise<void> {
+  if (!(connection instanceof pg.Client)) {
+    await (connection as PGliteInterface).query(`copy ${target} from '/dev/blob'`, [], { blob: new Blob([text]) });
+    return;
+  }
+  await new Promise<void>((resolve, reject) => {
+    const stream = connection.query(copyFrom(`copy ${target} from stdin`));
+    stream.on('finish', resolve);
+    stream.on('error', reject);
+    stream.end(text);
+  });
+}
