@@ -1,4 +1,8 @@
+import { pipeline, type Readable, Transform, type TransformCallback } from 'node:stream';
 import { type SQL, sql } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 
 /** What `/activities/`, the streams and the export filter on; all optional, combined with AND. */
@@ -168,6 +172,13 @@ const ndjsonLine = sql`'{"id" : "' || a.id::text || '", "kind" : ' || ${jsonOf(s
   || ', "path" : ' || ${jsonOf(sql`a.path`)} || ', "status" : ' || coalesce(a.status::text, 'null')
   || ', "duration_ms" : ' || ${jsonOf(sql`a.duration_ms`)} || ', "timestamp" : "' || ${TS_TEXT} || '"}'`;
 
+/** One CSV line (without its end): concat_ws skips nulls, hence the empty-string defaults. */
+const csvLine = sql`concat_ws(',', a.id::text, ${TS_TEXT}, a.kind, ${csv(sql`a.activity_type`)}, a.category, a.severity,
+  coalesce(a.success::text, ''), coalesce(a.user_id::text, ''), ${csv(sql`o.code`)}, a.actor_type, coalesce(a.actor_id::text, ''), coalesce(a.api_key_id::text, ''),
+  ${csv(sql`a.object_type`)}, ${csv(sql`a.object_id`)}, ${csv(sql`a.description`)}, ${csv(sql`a.details::text`)},
+  ${csv(sql`array_to_string(a.tags, ' ')`)}, ${csv(sql`a.ip_address`)}, ${csv(sql`a.user_agent`)}, coalesce(a.method, ''),
+  ${csv(sql`a.path`)}, coalesce(a.status::text, ''), coalesce(a.duration_ms::text, ''))`;
+
 /**
  * Rows per text of an export chunk: about 70 kB of NDJSON, below V8's large-object size, so the
  * texts die young instead of waiting in the old generation for a full collection.
@@ -179,8 +190,8 @@ const PART = sql.raw(String(EXPORT_PART_ROWS));
  * One export chunk, newest first after `after`, as a few texts of `EXPORT_PART_ROWS` finished
  * NDJSON or CSV lines each, built by PostgreSQL (string functions and string_agg run in C), so the
  * server holds a few strings per chunk instead of thousands of row objects. Also answers the
- * chunk's row count and the keyset of its last (oldest) row. CSV fields: concat_ws skips nulls,
- * hence the empty-string defaults.
+ * chunk's row count and the keyset of its last (oldest) row. PGlite's path; PostgreSQL streams the
+ * whole range with `streamActivityLines`.
  */
 export async function exportActivityLines(
   db: DbOrTx,
@@ -190,14 +201,7 @@ export async function exportActivityLines(
   after?: { ts: string; id: string },
 ): Promise<{ parts: string[]; count: number; last: { ts: string; id: string } | null }> {
   const keyset = after ? sql`and (a.timestamp, a.id) < (${after.ts}::timestamptz, ${after.id}::uuid)` : sql``;
-  const line =
-    format === 'ndjson'
-      ? ndjsonLine
-      : sql`concat_ws(',', a.id::text, ${TS_TEXT}, a.kind, ${csv(sql`a.activity_type`)}, a.category, a.severity,
-          coalesce(a.success::text, ''), coalesce(a.user_id::text, ''), ${csv(sql`o.code`)}, a.actor_type, coalesce(a.actor_id::text, ''), coalesce(a.api_key_id::text, ''),
-          ${csv(sql`a.object_type`)}, ${csv(sql`a.object_id`)}, ${csv(sql`a.description`)}, ${csv(sql`a.details::text`)},
-          ${csv(sql`array_to_string(a.tags, ' ')`)}, ${csv(sql`a.ip_address`)}, ${csv(sql`a.user_agent`)}, coalesce(a.method, ''),
-          ${csv(sql`a.path`)}, coalesce(a.status::text, ''), coalesce(a.duration_ms::text, ''))`;
+  const line = format === 'ndjson' ? ndjsonLine : csvLine;
   // NDJSON: the keyset of the last row is read from its line (JSON escapes line breaks). CSV fields
   // may hold line breaks, so there the least (ts, id) pair comes from PostgreSQL: the fixed-width
   // timestamp text and the uuid text order as the values do (collation "C").
@@ -239,4 +243,104 @@ function lastKeyOf(text: string): { ts: string; id: string } | null {
     timestamp?: string;
   };
   return row.id && row.timestamp ? { ts: row.timestamp, id: row.id } : null;
+}
+
+const dialect = new PgDialect();
+
+/**
+ * The filtered activities, newest first, as finished NDJSON or CSV lines streamed by PostgreSQL
+ * itself: one `COPY (SELECT …) TO STDOUT`, so Node neither pages nor parses rows, only passes
+ * bytes on (the lines' framing is dropped by `CopyLineText`). One statement, one snapshot. The
+ * stream respects backpressure: pg-copy-streams stops reading the socket while the consumer is
+ * full, and PostgreSQL then waits on its send. The connection is released when the copy ends; if
+ * the stream fails or is destroyed first (a client gone mid-export), the connection is discarded
+ * instead, which ends the COPY on the server.
+ */
+export async function streamActivityLines(
+  pool: pg.Pool,
+  filter: ActivityFilter,
+  format: 'ndjson' | 'csv',
+): Promise<Readable> {
+  const eol = format === 'csv' ? '\r\n' : '\n';
+  const query = dialect.sqlToQuery(
+    sql`select ${format === 'ndjson' ? ndjsonLine : csvLine} || ${eol}
+      from activities a left join organizations o on o.id = a.organization_id
+      where ${activityConditions(filter)}
+      order by a.timestamp desc, a.id desc`,
+  );
+  const client = await pool.connect();
+  let copy: Readable;
+  try {
+    copy = client.query(copyTo(`copy (${inlineParameters(client, query)}) to stdout with (format binary)`));
+  } catch (err) {
+    client.release(true);
+    throw err;
+  }
+  return pipeline(copy, new CopyLineText(), (err) => client.release(err ?? undefined));
+}
+
+/**
+ * COPY takes no bind parameters, so the filter's values are written into the statement as literals
+ * by the driver's own `escapeLiteral` (quotes doubled; a value with a backslash becomes an E''
+ * string with it doubled too), which yields exactly one string literal whatever the value holds.
+ * Only the values from `activityConditions` are inlined: the rest of the text is this module's
+ * constant SQL, which holds no `$` (checked), so every `$n` is one of drizzle's placeholders. The
+ * literals are untyped, as the parameters were: PostgreSQL infers their types from the same context.
+ */
+function inlineParameters(client: pg.PoolClient, query: { sql: string; params: unknown[] }): string {
+  const used = query.sql.match(/\$/g)?.length ?? 0;
+  if (used !== query.params.length) throw new Error('export statement: unexpected $ in the query text');
+  return query.sql.replace(/\$(\d+)/g, (_, n: string) => {
+    const value = query.params[Number(n) - 1];
+    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+      throw new Error(`export statement: parameter $${n} is not a string, number or boolean`);
+    }
+    return client.escapeLiteral(String(value));
+  });
+}
+
+/** The 19-byte header of COPY's binary format: signature, flags, header-extension length (0). */
+const COPY_BINARY_HEADER = 19;
+
+/**
+ * The bytes of a one-column binary COPY, unframed: each tuple is a field count (int16, -1 ends the
+ * data), the field's length (int32) and that many bytes, and only those bytes go on. Binary rather
+ * than text or CSV format because both escape or quote what a line legitimately holds (JSON
+ * backslashes, CSV line breaks); the binary format passes a text value through unchanged.
+ */
+class CopyLineText extends Transform {
+  private skip = COPY_BINARY_HEADER;
+  /** Bytes of the current line still to come. */
+  private remaining = 0;
+  /** The start of a tuple's framing cut by a chunk boundary. */
+  private pending: Buffer | null = null;
+
+  override _transform(data: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    const chunk = this.pending ? Buffer.concat([this.pending, data]) : data;
+    this.pending = null;
+    const out = Buffer.allocUnsafe(chunk.length);
+    let written = 0;
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - at);
+        this.skip -= n;
+        at += n;
+      } else if (this.remaining > 0) {
+        const n = Math.min(this.remaining, chunk.length - at);
+        written += chunk.copy(out, written, at, at + n);
+        this.remaining -= n;
+        at += n;
+      } else if (chunk.length - at < 2 || (chunk.readInt16BE(at) !== -1 && chunk.length - at < 6)) {
+        this.pending = chunk.subarray(at);
+        break;
+      } else if (chunk.readInt16BE(at) === -1) {
+        at = chunk.length;
+      } else {
+        this.remaining = Math.max(0, chunk.readInt32BE(at + 2));
+        at += 6;
+      }
+    }
+    done(null, written > 0 ? out.subarray(0, written) : undefined);
+  }
 }

@@ -13,6 +13,7 @@ import {
   exportActivityLines,
   listActiveUsers,
   listActivities,
+  streamActivityLines,
 } from './activity.queries.js';
 import {
   ActiveUsersPage,
@@ -97,6 +98,7 @@ const EXPORT_BATCH = 5000;
 
 export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
+  const pool = app.database.pool;
   await scheduleActivityJobs(db);
 
   app.get(
@@ -136,14 +138,21 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const scope = await scopeFor(db, req.actor, req.query.organization);
       const filter = filterOf(req.query, scope ?? undefined);
       const csv = req.query.format === 'csv';
+      const format = csv ? 'csv' : 'ndjson';
       async function* lines() {
         if (csv) yield toActivityCsvHeader();
         if (scope === null) return;
-        // The next chunk is queried while this one is sent: PostgreSQL builds lines while the
-        // socket drains, and at most two chunks are held.
-        // A client gone mid-stream leaves a prefetch nobody awaits: its failure is not unhandled.
+        if (pool) {
+          // A client gone mid-stream returns this generator early: that destroys the COPY stream,
+          // which discards its connection and so ends the COPY on the server.
+          yield* await streamActivityLines(pool, filter, format);
+          return;
+        }
+        // PGlite: keyset chunks. The next chunk is queried while this one is sent, so at most two
+        // chunks are held. A client gone mid-stream leaves a prefetch nobody awaits: its failure is
+        // not unhandled.
         const fetchAfter = (after: { ts: string; id: string } | undefined) => {
-          const chunk = exportActivityLines(db, filter, csv ? 'csv' : 'ndjson', EXPORT_BATCH, after);
+          const chunk = exportActivityLines(db, filter, format, EXPORT_BATCH, after);
           chunk.catch(() => undefined);
           return chunk;
         };

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { get, type IncomingMessage } from 'node:http';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
@@ -22,6 +24,66 @@ interface Entry {
 interface PageOf<T> {
   results: T[];
   next: string | null;
+}
+
+/** RFC 4180 records: quoted fields may hold commas, doubled quotes and line breaks. */
+function parseCsv(text: string): string[][] {
+  const records: string[][] = [];
+  let record: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      record.push(field);
+      field = '';
+    } else if (c === '\r' && text[i + 1] === '\n') {
+      record.push(field);
+      records.push(record);
+      record = [];
+      field = '';
+      i++;
+    } else field += c;
+  }
+  return records;
+}
+
+/** The CSV export's fields of a list entry; text a spreadsheet would take for a formula starts with '. */
+function csvFieldsOf(r: Record<string, unknown>): string[] {
+  const text = (v: unknown) => (v === null ? '' : String(v));
+  const defused = (v: unknown) => (v === null ? '' : /^[=+@\t\r-]/.test(String(v)) ? `'${v}` : String(v));
+  return [
+    r.id,
+    r.timestamp,
+    r.kind,
+    defused(r.activity_type),
+    r.category,
+    r.severity,
+    text(r.success),
+    text(r.user_id),
+    defused(r.organization),
+    r.actor_type,
+    text(r.actor_id),
+    text(r.api_key_id),
+    defused(r.object_type),
+    defused(r.object_id),
+    defused(r.description),
+    '(details)',
+    defused((r.tags as string[]).join(' ')),
+    defused(r.ip_address),
+    defused(r.user_agent),
+    text(r.method),
+    defused(r.path),
+    text(r.status),
+    text(r.duration_ms),
+  ].map(String);
 }
 
 describe('activity API', () => {
@@ -265,4 +327,96 @@ describe('activity API', () => {
       .map((l) => l.split(',')[0]);
     expect(csv).toEqual(lines.map((l) => l.id));
   });
+
+  it('exports a range larger than one chunk exactly as the list shows it, in both formats', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    // Text that needs JSON escaping, CSV quoting and formula defusing; nulls; numbers with fractions.
+    await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, severity,
+        success, organization_id, user_id, actor_type, actor_id, object_type, object_id, description, details, tags,
+        ip_address, user_agent, method, path, status, duration_ms)
+      select now() - make_interval(secs => i / 3.0), gen_random_uuid(), 'event', 'test.exported', 'test',
+        case when i % 4 = 0 then 'warning' else 'info' end, i % 7 <> 0, ${org.id},
+        case when i % 2 = 0 then ${user.id}::uuid end, 'user', case when i % 3 = 0 then ${user.id}::uuid end,
+        case when i % 5 = 0 then 'role' end, case when i % 5 = 0 then '=r-' || i end,
+        (array['plain ' || i, 'with "quotes", commas', 'line' || chr(10) || 'break' || chr(13) || chr(10) || 'and \\ back\\slash' || chr(9) || i, '=SUM(A' || i || ')',
+          'ünïcødé ☃ ' || i, '-' || i, chr(1) || ' control'])[i % 7 + 1],
+        jsonb_build_object('n', i, 's', 'a"b\\c' || chr(10), 'nested', jsonb_build_array(1.5, null, true)),
+        case when i % 3 = 0 then array['t' || (i % 4), 'x y'] else '{}' end,
+        case when i % 2 = 0 then '203.0.113.' || (i % 250) end, case when i % 2 = 1 then 'Mozilla/5.0 "bench", v' || i end,
+        case when i % 2 = 0 then 'GET' end, case when i % 2 = 0 then '/api/v1/users/:id' end,
+        case when i % 2 = 0 then 200 + i % 3 end, case when i % 2 = 0 then (i % 97) * 0.37 end
+      from generate_series(1, 5003) as i`);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const listed: Record<string, unknown>[] = [];
+    for (let cursor: string | null = ''; cursor !== null; ) {
+      const page = (
+        await admin.get(`/api/v1/activities?activity_type=test.exported&limit=500${cursor ? `&cursor=${cursor}` : ''}`)
+      ).json() as PageOf<Record<string, unknown>>;
+      listed.push(...page.results);
+      cursor = page.next;
+    }
+    expect(listed).toHaveLength(5003);
+
+    const nd = await admin.get('/api/v1/activities/export?activity_type=test.exported&format=ndjson');
+    expect(nd.statusCode).toBe(200);
+    expect(nd.body.endsWith('}\n')).toBe(true);
+    const lines = nd.body.slice(0, -1).split('\n');
+    expect(lines.map((l) => JSON.parse(l))).toEqual(listed);
+    // The keys in the list's order, json_build_object's spacing.
+    expect(lines[0]).toMatch(/^\{"id" : "[0-9a-f-]{36}", "kind" : "event", "activity_type" : "test.exported", /);
+
+    const csv = await admin.get('/api/v1/activities/export?activity_type=test.exported&format=csv');
+    expect(csv.statusCode).toBe(200);
+    expect(csv.body.endsWith('\r\n')).toBe(true);
+    const [header, ...records] = parseCsv(csv.body);
+    expect(header?.[0]).toBe('id');
+    expect(records).toHaveLength(listed.length);
+    records.forEach((record, i) => {
+      const entry = listed[i] as Record<string, unknown>;
+      expect(JSON.parse(record[15] as string)).toEqual(entry.details);
+      expect(record.with(15, '(details)')).toEqual(csvFieldsOf(entry));
+    });
+  });
+
+  it.runIf(process.env.TEST_DATABASE_URL)(
+    'ends the database side of an export whose client goes away mid-stream',
+    async () => {
+      const org = await seedOrganization(t);
+      await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category,
+          organization_id, description)
+        select now() - make_interval(secs => i), gen_random_uuid(), 'event', 'test.abandoned', 'test', ${org.id},
+          repeat('x', 500)
+        from generate_series(1, 100000) as i`);
+      const admin = await clientWithRole(t, org.id, 'org_admin');
+      const base = await t.app.listen({ host: '127.0.0.1', port: 0 });
+      const copying = async () =>
+        (
+          await queryRows<{ n: number }>(
+            t.database.db,
+            sql`select count(*)::int as n from pg_stat_activity
+              where datname = current_database() and state = 'active' and query like 'copy (%'`,
+          )
+        )[0]?.n;
+      // A client that reads the first bytes, then closes its socket.
+      const request = get(`${base}/api/v1/activities/export?activity_type=test.abandoned`, {
+        headers: { authorization: `Bearer ${admin.token}` },
+      });
+      const response = await new Promise<IncomingMessage>((resolve, reject) => {
+        request.on('response', resolve).on('error', reject);
+      });
+      expect(response.statusCode).toBe(200);
+      await once(response, 'data');
+      expect(await copying()).toBe(1);
+      request.destroy();
+      for (let i = 0; i < 100 && (await copying()) !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await copying()).toBe(0);
+      // The pool is whole: an export still completes.
+      const again = await admin.get(
+        `/api/v1/activities/export?activity_type=test.abandoned&since=${new Date(Date.now() - 60_000).toISOString()}`,
+      );
+      expect(again.statusCode).toBe(200);
+      expect(again.body.split('\n').length).toBeGreaterThan(1);
+    },
+  );
 });
