@@ -23,8 +23,9 @@
  * throw; then nothing of the call is written (one transaction per call).
  *
  * Writes are set-based: valid items go to the database in batches of `BATCH_SIZE` rows, each one
- * `INSERT … SELECT FROM json_to_recordset(…) ON CONFLICT (external_id) DO UPDATE` for new users (a parallel
- * upsert of the same keycloak_id becomes an update, so exactly one user results) and one
+ * `INSERT … SELECT FROM json_to_recordset(…)` for new users (a parallel upsert of the same keycloak_id
+ * is a violation that undoes the attempt; the probed retry inserts with `ON CONFLICT (external_id) DO UPDATE`,
+ * so exactly one user results) and one
  * `UPDATE … FROM json_to_recordset(…)` for existing ones. Users whose stored values already match are not
  * rewritten (they still answer `updated`, with no changes). The audit events of a call go in one
  * multi-row insert, in the same transaction.
@@ -222,7 +223,7 @@ async function upsert(
       let written: Map<string, Written>;
       if (!probe) {
         // Unprobed: a violation ends the whole attempt (see provisionUsers).
-        written = await writeBatch(tx, plans);
+        written = await writeBatch(tx, plans, false);
       } else {
         try {
           // A savepoint: a unique value taken by a parallel writer since the plan undoes this batch only.
