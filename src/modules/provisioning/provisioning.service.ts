@@ -1,7 +1,10 @@
 /**
- * The provisioning core: the one place where other systems' user writes land. The seed-000 API
- * (`/api/provisioning`), SCIM and the admin console's bulk paths call it, so a user written by one
- * is validated, upserted and audited exactly as by the others.
+ * The provisioning core: the one place where user writes land. The seed-000 API
+ * (`/api/provisioning`), SCIM and the admin API (`/api/v1/users`, the typed collections) call it,
+ * so a user written by one is validated, upserted and audited exactly as by the others. The admin
+ * API's own rules (typed profiles, password policy and hashing, delegation) run before its call;
+ * its fields (status, user type, staff and superuser flags, a password hash) are item fields that
+ * the other APIs leave undefined, so their writes keep what an administrator set.
  *
  * Scoping. The caller is an `Actor`. Platform-wide callers (platform API keys, superusers) reach
  * every organization: they name the organization of each item by code, and a code that does not
