@@ -1,4 +1,4 @@
-// `npm run bench:provisioning [-- --pg] [--users 100000] [--batch 1000] [--connections 4] [--no-write]`:
+// `npm run bench:provisioning [-- --pg] [--users 100000] [--batch 1000] [--connections 4] [--phases 20] [--no-write]`:
 // bulk provisioning through `POST /api/provisioning/users/bulk`, as seed 000's Django client sends it.
 //
 // 1. Setup (not measured): half of the users are provisioned first, so they exist.
@@ -8,6 +8,9 @@
 // 3. The physical limit, in the same run: a raw COPY of as many users-shaped rows into the same
 //    `users` table (all its indexes), by psql `\copy` on PostgreSQL, by `COPY FROM '/dev/blob'` on a
 //    PGlite database with the same migrations. The answer is users/s and its share of that.
+// 4. With --phases N (PostgreSQL): N more batches of the same mix, one at a time, through the
+//    application in this process, with every statement the driver sends timed from send to answer:
+//    where the time of one batch goes (statements, and the rest: JSON, validation, planning in Node).
 // Prints a markdown section and replaces its mode's `provisioning` section of docs/benchmarks.md (unless --no-write).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,9 +20,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import { drizzle } from 'drizzle-orm/pglite';
+import pg from 'pg';
 import { uuidv7 } from 'uuidv7';
 import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
-import type { Db } from '../src/platform/db/client.js';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { type Db, openDatabase } from '../src/platform/db/client.js';
 import { migrate } from '../src/platform/db/migrate.js';
 import { machine, writeReport } from './lib/report.js';
 import { ROOT, startNodeServer } from './lib/server.js';
@@ -30,9 +36,11 @@ const { values: args } = parseArgs({
     users: { type: 'string', default: '100000' },
     batch: { type: 'string', default: '1000' },
     connections: { type: 'string', default: '4' },
+    phases: { type: 'string', default: '0' },
     'no-write': { type: 'boolean', default: false },
   },
 });
+const PHASE_BATCHES = Number(args.phases);
 const TOTAL = Number(args.users);
 const BATCH = Number(args.batch);
 const CONNECTIONS = Number(args.connections);
@@ -175,6 +183,108 @@ async function copyPglite(rows: number, scratch: string): Promise<number> {
   }
 }
 
+/**
+ * One batch at a time through the application in this process, on a new database of the cluster:
+ * each statement's time from send to answer (its first words name it), and the whole request's.
+ */
+async function phases(cluster: Cluster, batches: number): Promise<string[]> {
+  const admin = new pg.Client({ connectionString: cluster.url });
+  await admin.connect();
+  await admin.query('create database provisioning_phases');
+  await admin.end();
+  const url = new URL(cluster.url);
+  url.pathname = '/provisioning_phases';
+  const database = await openDatabase({ databaseUrl: url.toString(), poolSize: 4 });
+  await migrate(database.db);
+  const app = await buildApp({
+    config: loadConfig({
+      MASTER_KEY: randomBytes(32).toString('base64'),
+      DATA_DIR: scratch,
+      RATE_LIMITS: 'off',
+      PROVISIONING_API_KEY: KEY,
+    }),
+    database,
+    logger: false,
+  });
+  await app.ready();
+  const timings = new Map<string, { calls: number; ms: number }>();
+  let timing = false;
+  const query = pg.Client.prototype.query;
+  // Every statement of the application goes through Client#query: a promise comes back when no
+  // callback is given, a stream for COPY (pg-copy-streams), done at its 'finish' or 'end'.
+  pg.Client.prototype.query = function (this: pg.Client, ...callArgs: unknown[]) {
+    const started = performance.now();
+    const result = (query as (...a: unknown[]) => unknown).apply(this, callArgs);
+    if (timing) {
+      const first = callArgs[0] as string | { text?: string };
+      const text = (typeof first === 'string' ? first : (first.text ?? '')).replace(/\s+/g, ' ').trim();
+      const name = text.split(' ').slice(0, 3).join(' ').replace(/"/g, '');
+      const done = () => {
+        const t = timings.get(name) ?? { calls: 0, ms: 0 };
+        t.calls++;
+        t.ms += performance.now() - started;
+        timings.set(name, t);
+      };
+      if (result instanceof Promise) result.then(done, () => {});
+      else if (result && typeof (result as NodeJS.EventEmitter).once === 'function') {
+        let ended = false;
+        const end = () => {
+          if (!ended) done();
+          ended = true;
+        };
+        (result as NodeJS.EventEmitter).once('finish', end).once('end', end);
+      }
+    }
+    return result;
+  } as typeof query;
+  const post = async (items: Item[]) => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/provisioning/users/bulk',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      payload: JSON.stringify(items),
+    });
+    if (res.statusCode !== 200) throw new Error(`phases: ${res.statusCode} ${res.body.slice(0, 300)}`);
+  };
+  let total = 0;
+  try {
+    // Users numbered from 10 × TOTAL, none of the HTTP run's; like the measured batches, each batch is
+    // one organization's (user n belongs to organization n mod ORGS), half existing, half new.
+    const half = BATCH / 2;
+    const n = (b: number, k: number) => 10 * TOTAL + (k * ORGS + (b % ORGS));
+    for (let b = 0; b < batches; b++) await post(Array.from({ length: half }, (_, i) => user(n(b, b * half + i))));
+    timing = true;
+    for (let b = 0; b < batches; b++) {
+      const items = [
+        ...Array.from({ length: half }, (_, i) => user(n(b, b * half + i), 'Changed')),
+        ...Array.from({ length: half }, (_, i) => user(n(b, (batches + b) * half + i))),
+      ];
+      const started = performance.now();
+      await post(items);
+      total += performance.now() - started;
+    }
+  } finally {
+    timing = false;
+    pg.Client.prototype.query = query;
+    await app.close();
+    await database.close();
+  }
+  const rows = [...timings].sort((a, b) => b[1].ms - a[1].ms);
+  const statements = rows.reduce((sum, [, t]) => sum + t.ms, 0);
+  return [
+    '',
+    `Where one batch's time goes (\`--phases ${batches}\`: ${batches} batches of the same mix, one at a time, in the bench's process; each statement from send to answer):`,
+    '',
+    '| part of one batch | ms | statements |',
+    '|---|---:|---:|',
+    ...rows.map(
+      ([name, t]) => `| \`${name} …\` | ${(t.ms / batches).toFixed(1)} | ${(t.calls / batches).toFixed(0)} |`,
+    ),
+    `| the rest: HTTP, JSON, validation, planning, answer (Node) | ${((total - statements) / batches).toFixed(1)} | — |`,
+    `| **whole request** | **${(total / batches).toFixed(1)}** | |`,
+  ];
+}
+
 let cluster: Cluster | undefined;
 const scratch = mkdtempSync(join(tmpdir(), 'gatehouse-bench-provisioning-'));
 try {
@@ -206,6 +316,7 @@ try {
   }
   log(`raw COPY of ${TOTAL.toLocaleString('en-US')} rows into users`);
   const copyRate = cluster ? await copyPostgres(cluster, TOTAL, scratch) : await copyPglite(TOTAL, scratch);
+  const phaseLines = cluster && PHASE_BATCHES > 0 ? await phases(cluster, PHASE_BATCHES) : [];
   const rate = TOTAL / measured.seconds;
   const mode = cluster ? 'PostgreSQL' : 'PGlite';
   const section = [
@@ -222,10 +333,11 @@ try {
     `| raw COPY into users (same run) | ${TOTAL} | 1 | ${copyRate.toFixed(0)} | 100 % | — | — | — |`,
     '',
     '- Each batch: one HTTP request of 1,000 seed-000 items for one organization; validation per item, one planning',
-    '  read of the existing users, one `INSERT … SELECT FROM json_to_recordset(…) ON CONFLICT (external_id)` for the new',
-    '  half and one `UPDATE … FROM json_to_recordset(…)` for the changed half, one multi-row audit insert (one event per',
-    '  user written plus one per call), all in one transaction. Taken emails, usernames and ids are left to the unique',
-    '  indexes; a violation undoes the call, which is planned again with a probe per unique value.',
+    '  read of the existing users, one `INSERT … SELECT FROM json_to_recordset(…)` for the new half and one',
+    '  `UPDATE … FROM json_to_recordset(…)` for the changed half, one multi-row audit insert (one event per user written',
+    '  plus one per call), all in one transaction. Taken emails, usernames and ids are left to the unique indexes; a',
+    '  violation undoes the call, which is planned again with a probe per unique value and upserts `ON CONFLICT (external_id)`.',
+    ...phaseLines,
   ].join('\n');
   console.log(section);
   if (!args['no-write']) {
