@@ -9,7 +9,7 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { uuidv7 } from 'uuidv7';
 import { startCluster } from '../scripts/pg-cluster.mjs';
-import { ActivityBuffer, requestCopyLine } from '../src/modules/activity/activity-buffer.js';
+import { ActivityBuffer } from '../src/modules/activity/activity-buffer.js';
 import { ensureActivityPartitions } from '../src/modules/activity/activity-partitions.js';
 import { type AuditEvent, recordAudits } from '../src/modules/activity/audit.js';
 import { redactDetails } from '../src/modules/activity/redact.js';
@@ -248,22 +248,20 @@ try {
   });
   variants['request ActivityBuffer (shipped: COPY, sync off)'] = async () => {
     for (const r of requestRows())
-      buffer.push(
-        requestCopyLine({
-          startedAt: r.t,
-          id: r.i,
-          actorType: 'user',
-          organizationId: r.o,
-          userId: r.u,
-          apiKeyId: null,
-          ipAddress: r.p,
-          userAgent: r.g,
-          method: r.m,
-          route: r.r,
-          status: r.s,
-          durationMs: r.d,
-        }),
-      );
+      buffer.push({
+        startedAt: r.t,
+        id: r.i,
+        actorType: 'user',
+        organizationId: r.o,
+        userId: r.u,
+        apiKeyId: null,
+        ipAddress: r.p,
+        userAgent: r.g,
+        method: r.m,
+        route: r.r,
+        status: r.s,
+        durationMs: r.d,
+      });
     await buffer.flush();
   };
   const events = (): AuditEvent[] =>

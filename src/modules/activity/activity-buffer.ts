@@ -30,12 +30,13 @@ export interface BufferedActivity {
 }
 
 /**
- * The columns of one request row, in the order of `requestCopyLine`'s fields. `kind`, `activity_type`
- * and `category` are constants of every line; `xid` keeps its default (sealing reads audit rows only).
+ * The columns of one request row, in the order of `requestCopyLine`'s fields: those that vary per
+ * request first, then those fixed by the status, then those fixed by the route. `xid` keeps its
+ * default (sealing reads audit rows only).
  */
 const REQUEST_COLUMNS =
-  'timestamp, id, kind, activity_type, category, severity, success, organization_id, user_id, actor_type, ' +
-  'actor_id, api_key_id, description, ip_address, user_agent, method, path, status, duration_ms';
+  'timestamp, id, organization_id, user_id, actor_type, actor_id, api_key_id, ip_address, user_agent, status, ' +
+  'duration_ms, severity, success, kind, activity_type, category, description, method, path';
 
 /** What `onResponse` knows about one request. */
 export interface RequestActivity {
@@ -56,26 +57,71 @@ export interface RequestActivity {
   durationMs: number;
 }
 
+// Formatting a Date costs about as much as the rest of a line: requests of the same second share
+// the `YYYY-MM-DDTHH:MM:SS.` part.
+let secondStart = Number.NaN;
+let secondPrefix = '';
+
 /** Epoch milliseconds with a fraction as an ISO timestamp to the microsecond. */
 function isoMicros(ms: number): string {
-  const whole = Math.floor(ms);
-  const micros = Math.floor((ms - whole) * 1000);
-  const iso = new Date(whole).toISOString();
-  return `${iso.slice(0, 23)}${micros < 10 ? '00' : micros < 100 ? '0' : ''}${micros}Z`;
+  const total = Math.floor(ms * 1000);
+  const micros = total % 1_000_000;
+  const second = (total - micros) / 1000;
+  if (second !== secondStart) {
+    secondStart = second;
+    secondPrefix = new Date(second).toISOString().slice(0, 20);
+  }
+  return `${secondPrefix}${String(micros).padStart(6, '0')}Z`;
+}
+
+// The tail of a line fixed by the route and method (a few dozen of them): built once each.
+const routeTails = new Map<string, Map<string, string>>();
+
+function routeTail(method: string, route: string): string {
+  let byMethod = routeTails.get(route);
+  if (byMethod === undefined) {
+    byMethod = new Map();
+    routeTails.set(route, byMethod);
+  }
+  let tail = byMethod.get(method);
+  if (tail === undefined) {
+    tail = `request\tapi.request\tapi\t${copyText(`${method} ${route}`)}\t${copyText(method)}\t${copyText(route)}\n`;
+    byMethod.set(method, tail);
+  }
+  return tail;
 }
 
 /**
- * One request as one line of `COPY activities (REQUEST_COLUMNS) FROM STDIN` text: the row is encoded
- * once, when it is captured, and a batch is these lines joined. Severity, success and description
- * are derived from the status and route here rather than per row in SQL.
+ * One request as one line of `COPY activities (REQUEST_COLUMNS) FROM STDIN` text. Severity, success
+ * and description are derived from the status and route here rather than per row in SQL.
  */
-export function requestCopyLine(r: RequestActivity): string {
-  const actorId = r.actorType === 'user' ? r.userId : null;
+function requestCopyLine(r: RequestActivity): string {
+  const statusPart = r.status >= 500 ? 'warning\tf\t' : r.status >= 400 ? 'info\tf\t' : 'info\tt\t';
   return (
-    `${isoMicros(r.startedAt)}\t${r.id}\trequest\tapi.request\tapi\t${r.status >= 500 ? 'warning' : 'info'}\t` +
-    `${r.status < 400 ? 't' : 'f'}\t${r.organizationId ?? '\\N'}\t${r.userId ?? '\\N'}\t${r.actorType}\t` +
-    `${actorId ?? '\\N'}\t${r.apiKeyId ?? '\\N'}\t${copyText(`${r.method} ${r.route}`)}\t${copyText(r.ipAddress)}\t` +
-    `${copyText(r.userAgent)}\t${copyText(r.method)}\t${copyText(r.route)}\t${r.status}\t${r.durationMs}\n`
+    isoMicros(r.startedAt) +
+    '\t' +
+    r.id +
+    '\t' +
+    (r.organizationId ?? '\\N') +
+    '\t' +
+    (r.userId ?? '\\N') +
+    '\t' +
+    r.actorType +
+    '\t' +
+    (r.actorType === 'user' ? (r.userId ?? '\\N') : '\\N') +
+    '\t' +
+    (r.apiKeyId ?? '\\N') +
+    '\t' +
+    copyText(r.ipAddress) +
+    '\t' +
+    copyText(r.userAgent) +
+    '\t' +
+    r.status +
+    '\t' +
+    r.durationMs +
+    '\t' +
+    statusPart +
+    routeTail(r.method, r.route)
   );
 }
 
@@ -109,42 +155,60 @@ async function insertBatch(db: Db, rows: BufferedActivity[]): Promise<void> {
 }
 
 /**
- * Request rows as `COPY … FROM STDIN` text: PostgreSQL parses a text line per row with no JSON
- * or expression per column, about a third less server CPU a row than `json_to_recordset`
- * (bench/activity-writes.ts). On PostgreSQL the batch commits with `synchronous_commit = off`: a
- * crash may lose the last few hundred milliseconds of committed batches, which costs nothing that
- * is promised (the rows waiting in the buffer are lost with the process anyway); the flush is best
- * effort, and the commit no longer waits for the WAL flush. PGlite reads the same text as a blob.
+ * Request rows on PostgreSQL, as `COPY … FROM STDIN` text: the server parses a text line per row with
+ * no JSON and no expression per column, about a quarter less CPU a row than `json_to_recordset`
+ * (bench/activity-writes.ts). The batch commits with `synchronous_commit = off`: a crash may lose
+ * the last few hundred milliseconds of committed batches, which breaks no promise (the rows waiting
+ * in the buffer are lost with the process anyway, request activity is best effort), and the commit
+ * no longer waits for the WAL flush while it holds a pooled connection.
  */
-async function copyRequests(database: Database, lines: string[]): Promise<void> {
-  const text = lines.join('');
-  const target = `activities (${REQUEST_COLUMNS})`;
-  if (database.pglite) {
-    await copyIn(database.pglite, target, text);
-    return;
-  }
-  const client = await (database.pool as pg.Pool).connect();
+async function copyRequests(pool: pg.Pool, rows: RequestActivity[]): Promise<void> {
+  let text = '';
+  for (const row of rows) text += requestCopyLine(row);
+  const client = await pool.connect();
   try {
     await client.query('begin; set local synchronous_commit = off');
-    await copyIn(client, target, text);
+    await copyIn(client, `activities (${REQUEST_COLUMNS})`, text);
     await client.query('commit');
     client.release();
   } catch (err) {
-    // A failed COPY leaves the transaction aborted; the connection is dropped rather than reused.
+    // A failed COPY leaves the transaction aborted: the connection is closed rather than reused.
     client.release(err as Error);
     throw err;
   }
 }
 
-/** A batch as one or two writes: request lines and full rows (tracked events) take different shapes. */
-async function writeBatch(database: Database, batch: (BufferedActivity | string)[]): Promise<void> {
-  const requests: string[] = [];
+/**
+ * Request rows on PGlite, as one JSON parameter: PGlite reads a COPY only from a blob, which costs
+ * it twice the CPU of this INSERT (bench/activity-writes.ts).
+ */
+async function insertRequests(db: Db, rows: RequestActivity[]): Promise<void> {
+  await db.execute(sql`
+    insert into activities (timestamp, id, kind, activity_type, category, severity, success, organization_id,
+      user_id, actor_type, actor_id, api_key_id, description, ip_address, user_agent, method, path, status, duration_ms)
+    select to_timestamp(r."startedAt" / 1000), r.id, 'request', 'api.request', 'api',
+      case when r.status >= 500 then 'warning' else 'info' end, r.status < 400, r."organizationId", r."userId",
+      r."actorType", case when r."actorType" = 'user' then r."userId" end, r."apiKeyId", r.method || ' ' || r.route,
+      r."ipAddress", r."userAgent", r.method, r.route, r.status, r."durationMs"
+    from json_to_recordset(${JSON.stringify(rows)}::json) as r("startedAt" float8, id uuid, "actorType" text,
+      "organizationId" uuid, "userId" uuid, "apiKeyId" uuid, "ipAddress" text, "userAgent" text, method text,
+      route text, status smallint, "durationMs" float8)`);
+}
+
+const isRequest = (row: BufferedActivity | RequestActivity): row is RequestActivity => 'route' in row;
+
+/** A batch as one or two writes: requests and full rows (tracked events) take different shapes. */
+async function writeBatch(database: Database, batch: (BufferedActivity | RequestActivity)[]): Promise<void> {
+  const requests: RequestActivity[] = [];
   const events: BufferedActivity[] = [];
   for (const row of batch) {
-    if (typeof row === 'string') requests.push(row);
+    if (isRequest(row)) requests.push(row);
     else events.push(row);
   }
-  if (requests.length > 0) await copyRequests(database, requests);
+  if (requests.length > 0) {
+    if (database.pool) await copyRequests(database.pool, requests);
+    else await insertRequests(database.db, requests);
+  }
   if (events.length > 0) await insertBatch(database.db, events);
 }
 
@@ -154,8 +218,7 @@ async function writeBatch(database: Database, batch: (BufferedActivity | string)
  * one at a time, and `close` writes whatever is left.
  */
 export class ActivityBuffer {
-  /** Tracked events as rows, requests as their COPY lines (`requestCopyLine`). */
-  private rows: (BufferedActivity | string)[] = [];
+  private rows: (BufferedActivity | RequestActivity)[] = [];
   private writing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
@@ -176,7 +239,7 @@ export class ActivityBuffer {
     return this.rows.length;
   }
 
-  push(row: BufferedActivity | string): void {
+  push(row: BufferedActivity | RequestActivity): void {
     if (this.rows.length >= this.options.maxRows || this.closed) {
       this.dropped++;
       this.options.counters?.dropped.inc();

@@ -1,4 +1,3 @@
-import type { PGliteInterface } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { uuidv7 } from 'uuidv7';
@@ -108,21 +107,23 @@ function auditCopyLine(r: AuditRecord): string {
   );
 }
 
-/** The driver connection under a Drizzle handle, when it is one connection (a transaction, or PGlite). */
-function connectionOf(db: DbOrTx): pg.ClientBase | PGliteInterface | undefined {
+/**
+ * The node-postgres connection under a Drizzle transaction. Not for PGlite, which reads a COPY only
+ * from a blob and then takes twice the CPU of the INSERT (bench/activity-writes.ts).
+ */
+function connectionOf(db: DbOrTx): pg.ClientBase | undefined {
   const client = (db as unknown as { session?: { client?: unknown } }).session?.client;
-  if (!client || client instanceof pg.Pool) return undefined;
-  return client as pg.ClientBase | PGliteInterface;
+  return client instanceof pg.Client ? client : undefined;
 }
 
 /**
- * Large batches (a provisioning call's thousand events) go through `COPY … FROM STDIN` on the
- * connection of the caller's transaction, so they still commit or roll back with the change: text
+ * On PostgreSQL, large batches (a provisioning call's thousand events) go through `COPY … FROM
+ * STDIN` on the connection of the caller's transaction, so they still commit or roll back with the change: text
  * lines cost PostgreSQL about a quarter less than `json_to_recordset` (bench/activity-writes.ts).
  */
 const COPY_FROM = 100;
 
-async function copyAudits(connection: pg.ClientBase | PGliteInterface, records: AuditRecord[]): Promise<void> {
+async function copyAudits(connection: pg.ClientBase, records: AuditRecord[]): Promise<void> {
   let text = '';
   for (const record of records) text += auditCopyLine(record);
   await copyIn(connection, `activities (${AUDIT_COLUMNS})`, text);
@@ -135,7 +136,7 @@ const AUDIT_CHUNK = 5_000;
  * Records several audit events through `db`, normally the transaction of the change: one
  * set-based INSERT per 5,000 (the rows travel as one JSON parameter read by `json_to_recordset`;
  * building a multi-row insert with Drizzle cost ~150 ms of CPU for 1,000 rows), or one COPY for
- * a batch of 100 or more written on a transaction's own connection.
+ * a batch of 100 or more written in a PostgreSQL transaction.
  */
 export async function recordAudits(db: DbOrTx, events: AuditEvent[]): Promise<void> {
   const connection = events.length >= COPY_FROM ? connectionOf(db) : undefined;

@@ -1,5 +1,4 @@
-import type { PGliteInterface } from '@electric-sql/pglite';
-import pg from 'pg';
+import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 
 // COPY's text format (PostgreSQL docs, "COPY", File Formats): one line a row, tab-separated,
@@ -20,17 +19,10 @@ export function textArrayLiteral(values: string[]): string {
   return `{${values.map((v) => `"${v.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
 }
 
-/**
- * Runs `copy <target> from stdin` with `text` as its input on one connection: a node-postgres
- * client streams it, PGlite reads it as a blob (its only COPY input).
- */
-export async function copyIn(connection: pg.ClientBase | PGliteInterface, target: string, text: string): Promise<void> {
-  if (!(connection instanceof pg.Client)) {
-    await (connection as PGliteInterface).query(`copy ${target} from '/dev/blob'`, [], { blob: new Blob([text]) });
-    return;
-  }
+/** Runs `copy <target> from stdin` with `text` as its input, on one node-postgres connection. */
+export async function copyIn(client: pg.ClientBase, target: string, text: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const stream = connection.query(copyFrom(`copy ${target} from stdin`));
+    const stream = client.query(copyFrom(`copy ${target} from stdin`));
     stream.on('finish', resolve);
     stream.on('error', reject);
     stream.end(text);

@@ -3,7 +3,7 @@ import { Counter, Gauge } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
 import type { Database } from '../../platform/db/client.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
-import { ActivityBuffer, type RequestActivity, requestCopyLine } from './activity-buffer.js';
+import { ActivityBuffer, type RequestActivity } from './activity-buffer.js';
 import { createTracker } from './tracker.js';
 
 declare module 'fastify' {
@@ -89,26 +89,24 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
       if (actor.kind === 'user') userId = actor.userId;
       else if (actor.kind === 'api_key') apiKeyId = apiKeyRowId(actor.apiKeyId);
     }
-    buffer.push(
-      requestCopyLine({
-        startedAt: Date.now() - durationMs,
-        id: uuidv7(),
-        actorType,
-        organizationId,
-        userId,
-        apiKeyId,
-        ipAddress: request.ip ?? null,
-        userAgent: userAgent
-          ? userAgent.length > MAX_USER_AGENT
-            ? userAgent.slice(0, MAX_USER_AGENT)
-            : userAgent
-          : null,
-        method: request.method,
-        route: route ?? '(unmatched)',
-        status: reply.statusCode,
-        durationMs,
-      }),
-    );
+    buffer.push({
+      startedAt: Date.now() - durationMs,
+      id: uuidv7(),
+      actorType,
+      organizationId,
+      userId,
+      apiKeyId,
+      ipAddress: request.ip ?? null,
+      userAgent: userAgent
+        ? userAgent.length > MAX_USER_AGENT
+          ? userAgent.slice(0, MAX_USER_AGENT)
+          : userAgent
+        : null,
+      method: request.method,
+      route: route ?? '(unmatched)',
+      status: reply.statusCode,
+      durationMs,
+    });
     done();
   });
 }
