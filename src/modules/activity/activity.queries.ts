@@ -354,7 +354,7 @@ const COPY_BINARY_HEADER = 19;
  * than text or CSV format because both escape or quote what a line legitimately holds (JSON
  * backslashes, CSV line breaks); the binary format passes a text value through unchanged.
  */
-class CopyLineText extends Transform {
+export class CopyLineText extends Transform {
   private skip = COPY_BINARY_HEADER;
   /** Bytes of the current line still to come. */
   private remaining = 0;
@@ -364,7 +364,9 @@ class CopyLineText extends Transform {
   override _transform(data: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     const chunk = this.pending ? Buffer.concat([this.pending, data]) : data;
     this.pending = null;
-    const out = Buffer.allocUnsafe(chunk.length);
+    // The lines are moved to the front of the chunk they came in (the framing is only ever behind
+    // them), so passing a megabyte on allocates nothing. The chunks are the COPY stream's own
+    // buffers, read by nothing else.
     let written = 0;
     let at = 0;
     while (at < chunk.length) {
@@ -374,11 +376,12 @@ class CopyLineText extends Transform {
         at += n;
       } else if (this.remaining > 0) {
         const n = Math.min(this.remaining, chunk.length - at);
-        written += chunk.copy(out, written, at, at + n);
+        if (written !== at) chunk.copy(chunk, written, at, at + n);
+        written += n;
         this.remaining -= n;
         at += n;
       } else if (chunk.length - at < 2 || (chunk.readInt16BE(at) !== -1 && chunk.length - at < 6)) {
-        this.pending = chunk.subarray(at);
+        this.pending = Buffer.from(chunk.subarray(at));
         break;
       } else if (chunk.readInt16BE(at) === -1) {
         at = chunk.length;
@@ -387,6 +390,6 @@ class CopyLineText extends Transform {
         at += 6;
       }
     }
-    done(null, written > 0 ? out.subarray(0, written) : undefined);
+    done(null, written > 0 ? chunk.subarray(0, written) : undefined);
   }
 }

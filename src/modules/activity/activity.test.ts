@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { CopyLineText } from './activity.queries.js';
 import { aggregatePendingHours } from './activity-stats.js';
 import { recordAudit } from './audit.js';
 
@@ -85,6 +86,47 @@ function csvFieldsOf(r: Record<string, unknown>): string[] {
     text(r.duration_ms),
   ].map(String);
 }
+
+describe('the framing of a one-column binary COPY', () => {
+  /** What PostgreSQL sends for `lines`: header, one tuple a line (null for `null`), trailer. */
+  function copyBinary(lines: (string | null)[]): Buffer {
+    const header = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+    const tuples = lines.map((line) => {
+      const bytes = line === null ? Buffer.alloc(0) : Buffer.from(line);
+      const frame = Buffer.alloc(6);
+      frame.writeInt16BE(1, 0);
+      frame.writeInt32BE(line === null ? -1 : bytes.length, 2);
+      return Buffer.concat([frame, bytes]);
+    });
+    return Buffer.concat([header, ...tuples, Buffer.from([0xff, 0xff])]);
+  }
+
+  async function unframe(chunks: Buffer[]): Promise<string> {
+    const out: Buffer[] = [];
+    const decoder = new CopyLineText();
+    decoder.on('data', (b: Buffer) => out.push(Buffer.from(b)));
+    for (const chunk of chunks) decoder.write(chunk);
+    decoder.end();
+    await once(decoder, 'end');
+    return Buffer.concat(out).toString();
+  }
+
+  it('passes the lines on unchanged, however the bytes are cut into chunks', async () => {
+    const lines = ['{"a" : 1}\n', '', null, 'ünïcødé ☃\n', 'x'.repeat(300), '"q",\r\n'];
+    const bytes = copyBinary(lines);
+    const expected = lines.join('');
+    // The decoder rewrites the chunks it is given, so each run gets copies.
+    expect(await unframe([Buffer.from(bytes)])).toBe(expected);
+    for (let size = 1; size <= 9; size++) {
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < bytes.length; at += size) chunks.push(Buffer.from(bytes.subarray(at, at + size)));
+      expect(await unframe(chunks), `chunks of ${size}`).toBe(expected);
+    }
+    for (let cut = 1; cut < bytes.length; cut++) {
+      expect(await unframe([Buffer.from(bytes.subarray(0, cut)), Buffer.from(bytes.subarray(cut))])).toBe(expected);
+    }
+  });
+});
 
 describe('activity API', () => {
   let t: TestApp;
