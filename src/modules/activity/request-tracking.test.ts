@@ -101,6 +101,64 @@ describe('request tracking', () => {
   });
 });
 
+describe('request rows', () => {
+  it('keep what the request sent and derive the rest: time, user agent with tabs and backslashes, status', async () => {
+    const t = await startTestApp();
+    try {
+      const userAgent = 'Odd\tagent \\ with "quotes", commas and {braces}';
+      const before = Date.now();
+      await t.request({
+        method: 'GET',
+        url: '/api/v1/organizations',
+        remoteAddress: '198.51.100.77',
+        headers: { 'user-agent': userAgent },
+      });
+      await t.app.activityBuffer.flush();
+      const rows = await queryRows<{
+        kind: string;
+        activity_type: string;
+        category: string;
+        severity: string;
+        success: boolean;
+        actor_type: string;
+        description: string;
+        method: string;
+        path: string;
+        status: number;
+        ip_address: string;
+        user_agent: string;
+        ms: number;
+        duration_ms: number;
+      }>(
+        t.database.db,
+        sql`select kind, activity_type, category, severity, success, actor_type, description, method, path, status,
+              ip_address, user_agent, extract(epoch from timestamp) * 1000 as ms, duration_ms
+            from activities where ip_address = '198.51.100.77'`,
+      );
+      expect(rows).toHaveLength(1);
+      const [row] = rows;
+      expect(row).toMatchObject({
+        kind: 'request',
+        activity_type: 'api.request',
+        category: 'api',
+        severity: 'info',
+        success: false,
+        actor_type: 'anonymous',
+        description: 'GET /api/v1/organizations',
+        method: 'GET',
+        path: '/api/v1/organizations',
+        status: 401,
+        user_agent: userAgent,
+      });
+      expect(Number(row?.ms)).toBeGreaterThanOrEqual(before - 1);
+      expect(Number(row?.ms)).toBeLessThanOrEqual(Date.now());
+      expect(row?.duration_ms).toBeGreaterThan(0);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('request tracking at shutdown and when off', () => {
   it('writes what is buffered when the app closes', async () => {
     const test = await openTestDatabase();
