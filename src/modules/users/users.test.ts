@@ -192,6 +192,37 @@ describe('users admin API', () => {
     await loginAs(t, other, 'a brand new password');
   });
 
+  it('keeps admin-only fields a PATCH leaves out, clears user_type with null, and records only real changes', async () => {
+    const org = await seedOrganization(t);
+    const created = (
+      await admin.post('/api/v1/users', {
+        email: `${unique('keep')}@x.io`,
+        organization: org.code,
+        user_type: 'staff',
+        is_staff: true,
+        status: 'locked',
+        password: 'a sufficiently long one',
+      })
+    ).json();
+    expect(created).toMatchObject({ user_type: 'staff', is_staff: true, status: 'locked', has_password: true });
+
+    const renamed = await admin.patch(`/api/v1/users/${created.id}`, { first_name: 'Kept' });
+    expect(renamed.json()).toMatchObject({
+      first_name: 'Kept',
+      user_type: 'staff',
+      is_staff: true,
+      status: 'locked',
+      has_password: true,
+    });
+    const cleared = await admin.patch(`/api/v1/users/${created.id}`, { user_type: null, is_staff: false });
+    expect(cleared.json()).toMatchObject({ first_name: 'Kept', user_type: null, is_staff: false, status: 'locked' });
+
+    // A PATCH that changes nothing writes nothing: the row keeps its updated_at.
+    const same = await admin.patch(`/api/v1/users/${created.id}`, { first_name: 'Kept' });
+    expect(same.statusCode).toBe(200);
+    expect(same.json().updated_at).toBe(cleared.json().updated_at);
+  });
+
   it('filters by organization, status, user_type and is_staff, and searches by prefix', async () => {
     const org = await seedOrganization(t);
     await seedUser(t, org.id, { email: 'alice@corp.io', firstName: 'Alice', userType: 'student' });
