@@ -248,7 +248,7 @@ try {
   });
   variants['request ActivityBuffer (shipped: COPY, sync off)'] = async () => {
     for (const r of requestRows())
-      buffer.push({
+      buffer.pushRequest({
         startedAt: r.t,
         id: r.i,
         actorType: 'user',

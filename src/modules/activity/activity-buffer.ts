@@ -162,9 +162,8 @@ async function insertBatch(db: Db, rows: BufferedActivity[]): Promise<void> {
  * in the buffer are lost with the process anyway, request activity is best effort), and the commit
  * no longer waits for the WAL flush while it holds a pooled connection.
  */
-async function copyRequests(pool: pg.Pool, rows: RequestActivity[]): Promise<void> {
-  let text = '';
-  for (const row of rows) text += requestCopyLine(row);
+async function copyRequests(pool: pg.Pool, lines: string[]): Promise<void> {
+  const text = lines.join('');
   const client = await pool.connect();
   try {
     await client.query('begin; set local synchronous_commit = off');
@@ -195,20 +194,25 @@ async function insertRequests(db: Db, rows: RequestActivity[]): Promise<void> {
       route text, status smallint, "durationMs" float8)`);
 }
 
-const isRequest = (row: BufferedActivity | RequestActivity): row is RequestActivity => 'route' in row;
+/**
+ * What the buffer holds: tracked events as rows; requests on PostgreSQL as their COPY lines, encoded
+ * when captured so that a flush does not hold the event loop for a whole batch's encoding; requests
+ * on PGlite as records for its INSERT.
+ */
+type Buffered = BufferedActivity | RequestActivity | string;
 
 /** A batch as one or two writes: requests and full rows (tracked events) take different shapes. */
-async function writeBatch(database: Database, batch: (BufferedActivity | RequestActivity)[]): Promise<void> {
+async function writeBatch(database: Database, batch: Buffered[]): Promise<void> {
+  const lines: string[] = [];
   const requests: RequestActivity[] = [];
   const events: BufferedActivity[] = [];
   for (const row of batch) {
-    if (isRequest(row)) requests.push(row);
+    if (typeof row === 'string') lines.push(row);
+    else if ('route' in row) requests.push(row);
     else events.push(row);
   }
-  if (requests.length > 0) {
-    if (database.pool) await copyRequests(database.pool, requests);
-    else await insertRequests(database.db, requests);
-  }
+  if (lines.length > 0) await copyRequests(database.pool as pg.Pool, lines);
+  if (requests.length > 0) await insertRequests(database.db, requests);
   if (events.length > 0) await insertBatch(database.db, events);
 }
 
@@ -218,7 +222,8 @@ async function writeBatch(database: Database, batch: (BufferedActivity | Request
  * one at a time, and `close` writes whatever is left.
  */
 export class ActivityBuffer {
-  private rows: (BufferedActivity | RequestActivity)[] = [];
+  private rows: Buffered[] = [];
+  private readonly copies: boolean;
   private writing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
@@ -231,6 +236,7 @@ export class ActivityBuffer {
     private readonly database: Database,
     private readonly options: ActivityBufferOptions,
   ) {
+    this.copies = database.pool !== undefined;
     this.timer = setInterval(() => void this.flushSoon(true), options.flushIntervalMs);
     this.timer.unref();
   }
@@ -239,7 +245,17 @@ export class ActivityBuffer {
     return this.rows.length;
   }
 
-  push(row: BufferedActivity | RequestActivity): void {
+  /** Queues one request's row. */
+  pushRequest(request: RequestActivity): void {
+    this.enqueue(this.copies ? requestCopyLine(request) : request);
+  }
+
+  /** Queues one tracked event. */
+  push(row: BufferedActivity): void {
+    this.enqueue(row);
+  }
+
+  private enqueue(row: Buffered): void {
     if (this.rows.length >= this.options.maxRows || this.closed) {
       this.dropped++;
       this.options.counters?.dropped.inc();

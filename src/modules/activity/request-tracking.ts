@@ -111,7 +111,7 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
       if (actor.kind === 'user') userId = actor.userId;
       else if (actor.kind === 'api_key') apiKeyId = apiKeyRowId(actor.apiKeyId);
     }
-    buffer.push({
+    buffer.pushRequest({
       startedAt: Date.now() - durationMs,
       id: requestIds.generate().toString(),
       actorType,
