@@ -382,7 +382,7 @@ describe('activity API', () => {
         case when i % 2 = 0 then ${user.id}::uuid end, 'user', case when i % 3 = 0 then ${user.id}::uuid end,
         case when i % 5 = 0 then 'role' end, case when i % 5 = 0 then '=r-' || i end,
         (array['plain ' || i, 'with "quotes", commas', 'line' || chr(10) || 'break' || chr(13) || chr(10) || 'and \\ back\\slash' || chr(9) || i, '=SUM(A' || i || ')',
-          'ünïcødé ☃ ' || i, '-' || i, chr(1) || ' control'])[i % 7 + 1],
+          'ünïcødé ☃ ' || i, '-' || i, chr(1) || ' control', 'it''s 100% "done"'])[i % 8 + 1],
         jsonb_build_object('n', i, 's', 'a"b\\c' || chr(10), 'nested', jsonb_build_array(1.5, null, true)),
         case when i % 3 = 0 then array['t' || (i % 4), 'x y'] else '{}' end,
         case when i % 2 = 0 then '203.0.113.' || (i % 250) end, case when i % 2 = 1 then 'Mozilla/5.0 "bench", v' || i end,
@@ -419,6 +419,28 @@ describe('activity API', () => {
       expect(JSON.parse(record[15] as string)).toEqual(entry.details);
       expect(record.with(15, '(details)')).toEqual(csvFieldsOf(entry));
     });
+
+    // Filter values reach the statement as values, whatever they hold: quotes, backslashes, LIKE wildcards.
+    for (const search of ['"quotes", commas', 'back\\slash', "it's", '100%', "'; drop table activities; --"]) {
+      const query = `activity_type=test.exported&search=${encodeURIComponent(search)}`;
+      const ids: string[] = [];
+      for (let cursor: string | null = ''; cursor !== null; ) {
+        const page = (
+          await admin.get(`/api/v1/activities?${query}&limit=500${cursor ? `&cursor=${cursor}` : ''}`)
+        ).json() as PageOf<Entry>;
+        ids.push(...page.results.map((r) => r.id));
+        cursor = page.next;
+      }
+      expect(ids.length > 0, search).toBe(!search.includes('drop table'));
+      const exported = (await admin.get(`/api/v1/activities/export?${query}`)).body;
+      expect(
+        exported
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => (JSON.parse(l) as Entry).id),
+        search,
+      ).toEqual(ids);
+    }
   });
 
   it.runIf(process.env.TEST_DATABASE_URL)(
