@@ -1,6 +1,9 @@
 // `node --import tsx bench/activity-writes.ts [--batches 30] [--rounds 2]`: what one 1,000-row
 // activity batch costs PostgreSQL (server backend CPU from /proc, wall time) and the Node process,
-// for each way of writing it, in alternating rounds on a throwaway durable cluster.
+// for each way of writing it, in alternating rounds on a throwaway durable cluster: request rows
+// through json_to_recordset, COPY text, with synchronous_commit off, into tables with fewer secondary
+// indexes, and through the shipped ActivityBuffer; audit events through json_to_recordset, unnest of
+// arrays, and the shipped recordAudits (COPY in the transaction). Prints a table; writes nothing.
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -174,7 +177,7 @@ try {
     'BRIN only':
       'drop index activities_org_idx; drop index activities_user_idx; create index activities_ts_brin on activities using brin (timestamp)',
   })) {
-    const u = await createDatabase(cluster.url, `aw_${Object.keys(lean).length}`);
+    const u = await createDatabase(cluster.url, `activity_writes_${Object.keys(lean).length}`);
     const m = await openDatabase({ databaseUrl: u, poolSize: 2 });
     await migrate(m.db);
     await ensureActivityPartitions(m.db);

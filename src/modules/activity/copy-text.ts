@@ -20,7 +20,7 @@ export function textArrayLiteral(values: string[]): string {
 }
 
 /** Runs `copy <target> from stdin` with `text` as its input, on one node-postgres connection. */
-export async function copyIn(client: pg.ClientBase, target: string, text: string): Promise<void> {
+export async function copyIn(client: pg.ClientBase, target: string, text: string | Buffer): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const stream = client.query(copyFrom(`copy ${target} from stdin`));
     stream.on('finish', resolve);
