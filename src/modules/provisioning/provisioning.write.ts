@@ -45,6 +45,16 @@ function targetRows(plans: Plan[]): SQL {
         ut json, sf boolean, su boolean, p text)) as v`;
 }
 
+/** The new users of a batch as one INSERT … SELECT; the caller adds ON CONFLICT and RETURNING. */
+function insertUsers(plans: Plan[]): SQL {
+  return sql`insert into users (id, organization_id, external_id, scim_external_id, username, email, first_name,
+      last_name, attributes, status, user_type, is_staff, is_superuser, password_hash)
+    select v.id, v.organization_id, v.external_id, v.scim_external_id, v.username, v.email, v.first_name,
+      v.last_name, v.attributes, v.status, v.user_type_json ->> 0, coalesce(v.is_staff, false),
+      coalesce(v.is_superuser, false), v.password_hash
+    from ${targetRows(plans)}`;
+}
+
 export interface Written {
   id: string;
   inserted: boolean;
@@ -70,12 +80,7 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
     // update that user (upserts).
     const rows = await queryRows<{ id: string; created_at: string | Date; updated_at: string | Date }>(
       tx,
-      sql`insert into users (id, organization_id, external_id, scim_external_id, username, email, first_name, last_name,
-            attributes, status, user_type, is_staff, is_superuser, password_hash)
-          select v.id, v.organization_id, v.external_id, v.scim_external_id, v.username, v.email, v.first_name,
-            v.last_name, v.attributes, v.status, v.user_type_json ->> 0, coalesce(v.is_staff, false),
-            coalesce(v.is_superuser, false), v.password_hash
-          from ${targetRows(createOnly)}
+      sql`${insertUsers(createOnly)}
           returning id, date_joined as created_at, updated_at`,
     );
     for (const r of rows) {
@@ -98,12 +103,7 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
       updated_at: string | Date;
     }>(
       tx,
-      sql`insert into users (id, organization_id, external_id, scim_external_id, username, email, first_name, last_name,
-            attributes, status, user_type, is_staff, is_superuser, password_hash)
-          select v.id, v.organization_id, v.external_id, v.scim_external_id, v.username, v.email, v.first_name,
-            v.last_name, v.attributes, v.status, v.user_type_json ->> 0, coalesce(v.is_staff, false),
-            coalesce(v.is_superuser, false), v.password_hash
-          from ${targetRows(fresh)}
+      sql`${insertUsers(fresh)}
           on conflict (external_id) do update set
             scim_external_id = excluded.scim_external_id, username = excluded.username, email = excluded.email,
             first_name = excluded.first_name, last_name = excluded.last_name, attributes = excluded.attributes,

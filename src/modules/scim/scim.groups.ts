@@ -222,36 +222,27 @@ async function codeFor(tx: DbOrTx, organizationId: string, displayName: string):
   }
 }
 
-async function assertNameFree(tx: DbOrTx, organizationId: string, displayName: string, except?: string) {
+/** Whether another of the organization's roles (other than `except`) matches `condition`. */
+async function roleClash(tx: DbOrTx, organizationId: string, condition: SQL, except?: string): Promise<boolean> {
   const [clash] = await tx
     .select({ id: roles.id })
     .from(roles)
-    .where(
-      and(
-        eq(roles.organizationId, organizationId),
-        sql`lower(${roles.name}) = lower(${displayName})`,
-        except ? ne(roles.id, except) : undefined,
-      ),
-    )
+    .where(and(eq(roles.organizationId, organizationId), condition, except ? ne(roles.id, except) : undefined))
     .limit(1);
-  if (clash) throw scimErrors.uniqueness(`A group named "${displayName}" already exists.`);
+  return clash !== undefined;
+}
+
+async function assertNameFree(tx: DbOrTx, organizationId: string, displayName: string, except?: string) {
+  if (await roleClash(tx, organizationId, sql`lower(${roles.name}) = lower(${displayName})`, except)) {
+    throw scimErrors.uniqueness(`A group named "${displayName}" already exists.`);
+  }
 }
 
 /** externalId is the SCIM client's key for the group: one group per value within the organization. */
 async function assertExternalIdFree(tx: DbOrTx, organizationId: string, externalId: string | null, except?: string) {
-  if (externalId === null) return;
-  const [clash] = await tx
-    .select({ id: roles.id })
-    .from(roles)
-    .where(
-      and(
-        eq(roles.organizationId, organizationId),
-        eq(roles.scimExternalId, externalId),
-        except ? ne(roles.id, except) : undefined,
-      ),
-    )
-    .limit(1);
-  if (clash) throw scimErrors.uniqueness(`A group with externalId "${externalId}" already exists.`);
+  if (externalId !== null && (await roleClash(tx, organizationId, eq(roles.scimExternalId, externalId), except))) {
+    throw scimErrors.uniqueness(`A group with externalId "${externalId}" already exists.`);
+  }
 }
 
 /** Checks that every member is a user of the organization (400 invalidValue otherwise). */

@@ -70,6 +70,23 @@ async function provisionOne(db: Db, actor: Actor, item: ProvisionItem): Promise<
   return (await findUserById(db, outcome.user.id as string)) as UserWithOrganization;
 }
 
+/** The admin API's fields as the provisioning core's item fields (absent stays absent: left unchanged). */
+function itemFieldsOf(input: CreateUserInput | UpdateUserInput, passwordHash: string | undefined): ProvisionItem {
+  return {
+    externalId: input.external_id,
+    email: input.email,
+    username: input.username,
+    firstName: input.first_name,
+    lastName: input.last_name,
+    attributes: input.attributes,
+    status: input.status,
+    userType: input.user_type,
+    isStaff: input.is_staff,
+    isSuperuser: input.is_superuser,
+    passwordHash,
+  };
+}
+
 /**
  * Creates a user in the named organization (default: the caller's); only superusers name another
  * one (refused before the look-up, so the answer does not tell whether it exists). Email and
@@ -99,17 +116,7 @@ export async function createUser(db: Db, actor: UserActor, input: CreateUserInpu
     // An external_id someone holds is a clash here, not the upsert key it is for the seed-000 API.
     createOnly: true,
     organization: org.code,
-    externalId: input.external_id,
-    email: input.email,
-    username: input.username,
-    firstName: input.first_name,
-    lastName: input.last_name,
-    attributes: input.attributes,
-    status: input.status,
-    userType: input.user_type,
-    isStaff: input.is_staff,
-    isSuperuser: input.is_superuser,
-    passwordHash,
+    ...itemFieldsOf(input, passwordHash),
   });
 }
 
@@ -152,20 +159,7 @@ export async function updateUser(
     const target = await findUserById(db, id, scopeOrganizationId);
     if (!target) throw userErrors.notFound(id);
   }
-  return provisionOne(db, actor, {
-    id,
-    externalId: input.external_id,
-    email: input.email,
-    username: input.username,
-    firstName: input.first_name,
-    lastName: input.last_name,
-    attributes: input.attributes,
-    status: input.status,
-    userType: input.user_type,
-    isStaff: input.is_staff,
-    isSuperuser: input.is_superuser,
-    passwordHash,
-  });
+  return provisionOne(db, actor, { id, ...itemFieldsOf(input, passwordHash) });
 }
 
 /** Deletes a user and, through the foreign keys, their sessions and tokens. */
