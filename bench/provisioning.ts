@@ -334,9 +334,10 @@ try {
     '',
     '- Each batch: one HTTP request of 1,000 seed-000 items for one organization; validation per item, one planning',
     '  read of the existing users, one `INSERT … SELECT FROM json_to_recordset(…)` for the new half and one',
-    '  `UPDATE … FROM json_to_recordset(…)` for the changed half, one multi-row audit insert (one event per user written',
-    '  plus one per call), all in one transaction. Taken emails, usernames and ids are left to the unique indexes; a',
-    '  violation undoes the call, which is planned again with a probe per unique value and upserts `ON CONFLICT (external_id)`.',
+    `  \`UPDATE … FROM json_to_recordset(…)\` for the changed half, the audit events (one per user written plus one per`,
+    `  call) in one ${cluster ? '`COPY` on the same connection' : 'multi-row insert'}, all in one transaction. Taken emails,`,
+    '  usernames and ids are left to the unique indexes; a violation undoes the call, which is planned again with a probe',
+    '  per unique value and upserts `ON CONFLICT (external_id)`.',
     ...phaseLines,
   ].join('\n');
   console.log(section);
