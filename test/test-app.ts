@@ -33,10 +33,30 @@ export async function openTestDatabase(): Promise<{ database: Database; url?: st
       await database.close();
       const client = new pg.Client({ connectionString: serverUrl });
       await client.connect();
-      await client.query(`drop database if exists ${name} with (force)`);
-      await client.end();
+      try {
+        await dropDatabase(client, name);
+      } finally {
+        await client.end();
+      }
     },
   };
+}
+
+/**
+ * `DROP DATABASE … WITH (FORCE)` ends the sessions still connected, but a role without superuser
+ * rights may not end an autovacuum worker, and one may be busy in a database a test filled: that
+ * refusal (42501) is retried until the worker is done.
+ */
+async function dropDatabase(client: pg.Client, name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.query(`drop database if exists ${name} with (force)`);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '42501' || attempt >= 40) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
 }
 
 export function testConfig(overrides: Record<string, string> = {}): Config {
