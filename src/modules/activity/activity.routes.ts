@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Db } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
-import { commonErrors } from '../../platform/http/errors.js';
+import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { decodeCursor, encodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { describeUserAgent } from '../sessions/sessions.service.js';
@@ -96,10 +96,18 @@ function toStatsView(row: StatisticsRow) {
 
 const EXPORT_BATCH = 5000;
 
+/**
+ * Exports running at once on this node. On PostgreSQL an export holds one pooled connection for as
+ * long as its client takes to read it (the COPY waits on a slow reader): without a cap, a few
+ * stalled downloads could take the connections every other request needs.
+ */
+export const MAX_CONCURRENT_EXPORTS = 2;
+
 export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
   const pool = app.database.pool;
   await scheduleActivityJobs(db);
+  let exportsRunning = 0;
 
   app.get(
     '/api/v1/activities',
@@ -130,11 +138,23 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'exportActivities',
         tags,
         description:
-          'The filtered activities, newest first, streamed as NDJSON (one object per line, as in the list) or CSV.',
+          'The filtered activities, newest first, streamed as NDJSON (one object per line, as in the list) or CSV. ' +
+          'A server runs a few exports at once; beyond, 503 `export_busy` with Retry-After.',
         querystring: ExportActivitiesQuery,
       },
     },
     async (req, reply) => {
+      if (exportsRunning >= MAX_CONCURRENT_EXPORTS) {
+        throw new AppError(503, 'export_busy', 'Other exports are running on this server; retry shortly.', {
+          headers: { 'retry-after': '5' },
+        });
+      }
+      // The slot is taken before anything is awaited and held until the response is done or its
+      // client gone, whichever comes first (an error answer ends the response too).
+      exportsRunning++;
+      reply.raw.once('close', () => {
+        exportsRunning--;
+      });
       const scope = await scopeFor(db, req.actor, req.query.organization);
       const filter = filterOf(req.query, scope ?? undefined);
       const csv = req.query.format === 'csv';

@@ -6,6 +6,7 @@ import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } 
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
 import { CopyLineText } from './activity.queries.js';
+import { MAX_CONCURRENT_EXPORTS } from './activity.routes.js';
 import { aggregatePendingHours } from './activity-stats.js';
 import { recordAudit } from './audit.js';
 
@@ -443,6 +444,53 @@ describe('activity API', () => {
     }
   });
 
+  /** The app on a real socket (once for the file): what a held download needs. */
+  let base: string | undefined;
+  const listening = async () => {
+    base ??= await t.app.listen({ host: '127.0.0.1', port: 0 });
+    return base;
+  };
+
+  it('runs a bounded number of exports at once and frees a slot when a client goes away', async () => {
+    const org = await seedOrganization(t);
+    await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category,
+        organization_id, description)
+      select now() - make_interval(secs => i), gen_random_uuid(), 'event', 'test.held', 'test', ${org.id},
+        repeat('y', 600)
+      from generate_series(1, 40000) as i`);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const url = `${await listening()}/api/v1/activities/export?activity_type=test.held`;
+    // Downloads that read their first bytes and then stop reading: ~30 MB each cannot all be buffered,
+    // so the export stays running on the server.
+    const held = async () => {
+      const request = get(url, { headers: { authorization: `Bearer ${admin.token}` } });
+      const response = await new Promise<IncomingMessage>((resolve, reject) => {
+        request.on('response', resolve).on('error', reject);
+      });
+      expect(response.statusCode).toBe(200);
+      await once(response, 'data');
+      response.pause();
+      return request;
+    };
+    const downloads = [];
+    for (let i = 0; i < MAX_CONCURRENT_EXPORTS; i++) downloads.push(await held());
+    const refused = await admin.get('/api/v1/activities/export?activity_type=test.held');
+    expect(refused.statusCode).toBe(503);
+    expect(refused.headers['retry-after']).toBe('5');
+    expect(refused.json()).toMatchObject({ status: 503, code: 'export_busy' });
+    // Listing is not an export: it still answers.
+    expect((await admin.get('/api/v1/activities/?activity_type=test.held&limit=1')).statusCode).toBe(200);
+
+    downloads.shift()?.destroy();
+    let again = refused;
+    for (let i = 0; i < 100 && again.statusCode === 503; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      again = await admin.get(`/api/v1/activities/export?activity_type=test.held&since=${new Date().toISOString()}`);
+    }
+    expect(again.statusCode).toBe(200);
+    for (const download of downloads) download.destroy();
+  });
+
   it.runIf(process.env.TEST_DATABASE_URL)(
     'ends the database side of an export whose client goes away mid-stream',
     async () => {
@@ -453,7 +501,7 @@ describe('activity API', () => {
           repeat('x', 500)
         from generate_series(1, 100000) as i`);
       const admin = await clientWithRole(t, org.id, 'org_admin');
-      const base = await t.app.listen({ host: '127.0.0.1', port: 0 });
+      const base = await listening();
       const copying = async () =>
         (
           await queryRows<{ n: number }>(
