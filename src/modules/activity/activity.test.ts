@@ -444,6 +444,14 @@ describe('activity API', () => {
     }
   });
 
+  /** `count` events of ~600 bytes each, one a second back from now: an export too large to buffer. */
+  const seedLargeEvents = (organizationId: string, type: string, count: number) =>
+    t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category,
+        organization_id, description)
+      select now() - make_interval(secs => i), gen_random_uuid(), 'event', ${type}, 'test', ${organizationId},
+        repeat('y', 600)
+      from generate_series(1, ${count}::int) as i`);
+
   /** The app on a real socket (once for the file): what a held download needs. */
   let base: string | undefined;
   const listening = async () => {
@@ -453,11 +461,7 @@ describe('activity API', () => {
 
   it('runs a bounded number of exports at once and frees a slot when a client goes away', async () => {
     const org = await seedOrganization(t);
-    await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category,
-        organization_id, description)
-      select now() - make_interval(secs => i), gen_random_uuid(), 'event', 'test.held', 'test', ${org.id},
-        repeat('y', 600)
-      from generate_series(1, 40000) as i`);
+    await seedLargeEvents(org.id, 'test.held', 40_000);
     const admin = await clientWithRole(t, org.id, 'org_admin');
     const url = `${await listening()}/api/v1/activities/export?activity_type=test.held`;
     // Downloads that read their first bytes and then stop reading: ~30 MB each cannot all be buffered,
@@ -495,11 +499,7 @@ describe('activity API', () => {
     'ends the database side of an export whose client goes away mid-stream',
     async () => {
       const org = await seedOrganization(t);
-      await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category,
-          organization_id, description)
-        select now() - make_interval(secs => i), gen_random_uuid(), 'event', 'test.abandoned', 'test', ${org.id},
-          repeat('x', 500)
-        from generate_series(1, 100000) as i`);
+      await seedLargeEvents(org.id, 'test.abandoned', 100_000);
       const admin = await clientWithRole(t, org.id, 'org_admin');
       const base = await listening();
       const copying = async () =>
