@@ -1,27 +1,14 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { gatehouse } from '../../test/cli.js';
 import { apiKeys } from '../modules/api-keys/api-keys.table.js';
 import { sha256Hex } from '../platform/crypto/tokens.js';
 import { openDatabase } from '../platform/db/client.js';
 
 // Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
 vi.setConfig({ testTimeout: 180_000 });
-
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/gatehouse.js');
-
-function gatehouse(args: string[], dataDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
-  delete env.DATABASE_URL;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 150_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('gatehouse apikey on the command line', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-apikey-test-'));

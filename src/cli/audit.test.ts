@@ -1,28 +1,15 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { gatehouse } from '../../test/cli.js';
 import { recordAudit } from '../modules/activity/audit.js';
 import { openDatabase } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
 
 // Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
 vi.setConfig({ testTimeout: 180_000 });
-
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/gatehouse.js');
-
-function gatehouse(args: string[], dataDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
-  delete env.DATABASE_URL;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 150_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
-  });
-}
 
 async function withDb(dataDir: string, work: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<void>) {
   const database = await openDatabase({ dataDir });

@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { gatehouse } from '../../test/cli.js';
 import { loginAs, seedOrganization, seedUser } from '../../test/seed.js';
 import { startTestApp, type TestApp, testConfig } from '../../test/test-app.js';
 import { buildApp } from '../app.js';
@@ -15,21 +15,6 @@ import { openDatabase } from '../platform/db/client.js';
 vi.setConfig({ testTimeout: 180_000 });
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = join(ROOT, 'bin/gatehouse.js');
-
-function gatehouse(
-  args: string[],
-  dataDir: string,
-  cwd?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
-  delete env.DATABASE_URL;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, cwd, timeout: 150_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('setup --template school', () => {
   let t: TestApp;
@@ -113,7 +98,7 @@ describe('gatehouse setup --file on the command line', () => {
   });
 
   it('prints the plan on --dry-run, applies it, then has nothing to change', { timeout: 180_000 }, async () => {
-    const dry = await gatehouse(['setup', '--file', 'rbac.yaml', '--dry-run'], dataDir, work);
+    const dry = await gatehouse(['setup', '--file', 'rbac.yaml', '--dry-run'], dataDir, { cwd: work });
     expect(dry.stderr).toBe('');
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain('  create module PID\n');
@@ -124,13 +109,13 @@ describe('gatehouse setup --file on the command line', () => {
       'setup rbac.yaml: would create 20, update 0, leave 0 unchanged (dry run, nothing written)',
     );
 
-    const applied = await gatehouse(['setup', '--file', 'rbac.yaml'], dataDir, work);
+    const applied = await gatehouse(['setup', '--file', 'rbac.yaml'], dataDir, { cwd: work });
     expect(applied.stderr).toBe('');
     expect(applied.code).toBe(0);
     expect(applied.stdout).toContain('  created permission qhse.delete\n');
     expect(applied.stdout).toContain('setup rbac.yaml: created 20, updated 0, 0 unchanged');
 
-    const again = await gatehouse(['setup', '--file', 'rbac.yaml'], dataDir, work);
+    const again = await gatehouse(['setup', '--file', 'rbac.yaml'], dataDir, { cwd: work });
     expect(again.code).toBe(0);
     expect(again.stdout).toBe('setup rbac.yaml: nothing to change (20 objects already as described)\n');
   });
@@ -140,7 +125,7 @@ describe('gatehouse setup --file on the command line', () => {
       join(work, 'bad.yaml'),
       'roles:\n  - code: engineer\n    name: Engineer\n    level: four\n    colour: blue\n',
     );
-    const bad = await gatehouse(['setup', '--file', 'bad.yaml'], dataDir, work);
+    const bad = await gatehouse(['setup', '--file', 'bad.yaml'], dataDir, { cwd: work });
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe('');
     expect(bad.stderr.split('\n')).toEqual([
@@ -153,7 +138,7 @@ describe('gatehouse setup --file on the command line', () => {
 
   it('wants exactly one of --template and --file', async () => {
     for (const args of [['setup'], ['setup', '--template', 'school', '--file', 'rbac.yaml']]) {
-      const res = await gatehouse(args, dataDir, work);
+      const res = await gatehouse(args, dataDir, { cwd: work });
       expect(res.code).toBe(1);
       expect(res.stderr).toBe('gatehouse: setup: give exactly one of --template <name> or --file <path>\n');
     }

@@ -1,10 +1,9 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { gatehouse } from '../../test/cli.js';
 import { testConfig } from '../../test/test-app.js';
 import { type Db, queryRows } from '../platform/db/client.js';
 import { enqueueJob } from '../platform/jobs/queue.js';
@@ -14,19 +13,10 @@ import { startServer } from '../server.js';
 // Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
 vi.setConfig({ testTimeout: 180_000 });
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/gatehouse.js');
 const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-worker-test-'));
 
-/** Runs the real command line in a child process on the embedded database. */
-function gatehouse(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' };
-  delete env.DATABASE_URL;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env, timeout: 150_000 }, (err, _stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr });
-    });
-  });
-}
+/** The command line on this file's embedded database, listening on a free loopback port. */
+const runCli = (args: string[]) => gatehouse(args, dataDir, { env: { PORT: '0', HOST: '127.0.0.1' } });
 
 const finished: string[] = [];
 registerJobHandler<{ marker: string }>('server-test.slow', async (job, ctx) => {
@@ -53,13 +43,13 @@ describe.concurrent('running jobs beside the server', () => {
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it('refuses `gatehouse worker` on the embedded database with one line', async () => {
-    const { code, stderr } = await gatehouse(['worker']);
+    const { code, stderr } = await runCli(['worker']);
     expect(code).toBe(2);
     expect(stderr.trim().split('\n')).toEqual([expect.stringMatching(/^gatehouse: worker needs DATABASE_URL/)]);
   });
 
   it('refuses `gatehouse serve --no-worker` on the embedded database with one line', async () => {
-    const { code, stderr } = await gatehouse(['serve', '--no-worker']);
+    const { code, stderr } = await runCli(['serve', '--no-worker']);
     expect(code).toBe(2);
     expect(stderr.trim().split('\n')).toEqual([expect.stringMatching(/^gatehouse: --no-worker needs DATABASE_URL/)]);
   });

@@ -1,0 +1,29 @@
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '../bin/gatehouse.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the real `gatehouse` command line in a child process on the embedded database in `dataDir`
+ * (DATABASE_URL is removed, whatever the test run uses), as an operator would.
+ */
+export function gatehouse(
+  args: string[],
+  dataDir: string,
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<CliResult> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, DATA_DIR: dataDir };
+  delete env.DATABASE_URL;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env, cwd: options.cwd, timeout: 150_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+    });
+  });
+}
