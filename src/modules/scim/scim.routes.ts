@@ -208,48 +208,45 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       return serviceProviderConfig(baseUrl, app.config.bodyLimitBytes);
     },
   );
-  app.get(
+  // The two discovery catalogs: a list of all, and one by id (404 naming the kind).
+  const catalog = (
+    path: string,
+    kind: 'ResourceType' | 'Schema',
+    operations: { list: string; get: string; description: string },
+    all: () => { id: string }[],
+  ) => {
+    app.get(
+      path,
+      { config: SCIM_AUTH, schema: { operationId: operations.list, tags: TAGS, description: operations.description } },
+      async (request) => {
+        scimOrganizationOf(request.actor);
+        const items = all();
+        return listResponse(items, items.length, 1);
+      },
+    );
+    app.get(
+      `${path}/:id`,
+      { config: SCIM_AUTH, schema: { operationId: operations.get, tags: TAGS, params: IdParams } },
+      async (request) => {
+        scimOrganizationOf(request.actor);
+        const { id } = request.params as { id: string };
+        const found = all().find((item) => item.id === id);
+        if (!found) throw scimErrors.notFound(kind, id);
+        return found;
+      },
+    );
+  };
+  catalog(
     '/ResourceTypes',
-    { config: SCIM_AUTH, schema: { operationId: 'scimListResourceTypes', tags: TAGS, description: 'User and Group.' } },
-    async (request) => {
-      scimOrganizationOf(request.actor);
-      const all = resourceTypes(baseUrl);
-      return listResponse(all, all.length, 1);
-    },
+    'ResourceType',
+    { list: 'scimListResourceTypes', get: 'scimGetResourceType', description: 'User and Group.' },
+    () => resourceTypes(baseUrl),
   );
-  app.get(
-    '/ResourceTypes/:id',
-    { config: SCIM_AUTH, schema: { operationId: 'scimGetResourceType', tags: TAGS, params: IdParams } },
-    async (request) => {
-      scimOrganizationOf(request.actor);
-      const { id } = request.params as { id: string };
-      const found = resourceTypes(baseUrl).find((r) => r.id === id);
-      if (!found) throw scimErrors.notFound('ResourceType', id);
-      return found;
-    },
-  );
-  app.get(
+  catalog(
     '/Schemas',
-    {
-      config: SCIM_AUTH,
-      schema: { operationId: 'scimListSchemas', tags: TAGS, description: 'User, EnterpriseUser and Group schemas.' },
-    },
-    async (request) => {
-      scimOrganizationOf(request.actor);
-      const all = schemas(baseUrl);
-      return listResponse(all, all.length, 1);
-    },
-  );
-  app.get(
-    '/Schemas/:id',
-    { config: SCIM_AUTH, schema: { operationId: 'scimGetSchema', tags: TAGS, params: IdParams } },
-    async (request) => {
-      scimOrganizationOf(request.actor);
-      const { id } = request.params as { id: string };
-      const found = schemas(baseUrl).find((s) => s.id === id);
-      if (!found) throw scimErrors.notFound('Schema', id);
-      return found;
-    },
+    'Schema',
+    { list: 'scimListSchemas', get: 'scimGetSchema', description: 'User, EnterpriseUser and Group schemas.' },
+    () => schemas(baseUrl),
   );
 
   // Users
