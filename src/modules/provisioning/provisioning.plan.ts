@@ -5,7 +5,7 @@
 import { eq, type SQL, sql } from 'drizzle-orm';
 import { uuidv7 } from 'uuidv7';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
-import { isUuid } from '../../platform/db/columns.js';
+import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import type { AppError, FieldError } from '../../platform/http/errors.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
@@ -183,7 +183,7 @@ async function loadExisting(db: DbOrTx, items: ProvisionItem[]) {
   const base = () =>
     db.select(withOrganization).from(users).innerJoin(organizations, eq(organizations.id, users.organizationId));
   if (ids.length > 0) {
-    for (const row of await base().where(sql`${users.id} = any(${sql.param(ids)}::uuid[])`)) byId.set(row.id, row);
+    for (const row of await base().where(anyUuid(users.id, ids))) byId.set(row.id, row);
   }
   if (externalIds.length > 0) {
     for (const row of await base().where(sql`${users.externalId} = any(${sql.param(externalIds)}::text[])`)) {

@@ -1,6 +1,6 @@
 import { and, asc, eq, getTableColumns, inArray, ne, type SQL, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
-import { isUuid } from '../../platform/db/columns.js';
+import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { registerUniqueConstraint } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
@@ -253,7 +253,7 @@ async function assertMembers(tx: DbOrTx, organizationId: string, ids: string[]):
     const found = await tx
       .select({ id: users.id })
       .from(users)
-      .where(and(eq(users.organizationId, organizationId), inArray(users.id, ids)));
+      .where(and(eq(users.organizationId, organizationId), anyUuid(users.id, ids)));
     const known = new Set(found.map((f) => f.id));
     bad.push(...ids.filter((id) => !known.has(id)));
   }

@@ -1,5 +1,6 @@
-import { and, eq, inArray } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { Db } from '../../platform/db/client.js';
+import { anyUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
 import {
   type ProvisionedUser,
@@ -82,10 +83,12 @@ export function rowOf(user: ProvisionedUser): ScimUserRow {
 }
 
 /** Users of the organization by id, in no particular order. */
-export function loadUsers(db: Db, organizationId: string, ids: string[]): Promise<User[]> {
-  if (ids.length === 0) return Promise.resolve([]);
-  return db
-    .select()
-    .from(users)
-    .where(and(eq(users.organizationId, organizationId), inArray(users.id, ids)));
+export async function loadUsers(db: Db, organizationId: string, ids: string[]): Promise<User[]> {
+  if (ids.length === 0) return [];
+  // By primary key first, then the organization. Given both at once, the planner may read the
+  // organization's whole index range: without statistics (a table just filled by a first sync) it
+  // did, and 500 ids of a 100,000-user organization cost 33 ms instead of 4. The OFFSET keeps
+  // the subquery from being merged into the outer query.
+  const byId = db.select().from(users).where(anyUuid(users.id, ids)).offset(0).as('by_id');
+  return db.select().from(byId).where(eq(byId.organizationId, organizationId));
 }
