@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
-import { uuidv7 } from 'uuidv7';
 import type { DbOrTx } from '../../platform/db/client.js';
+import { newId } from '../../platform/db/ids.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { currentRequest } from '../../platform/http/request-context.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
@@ -62,7 +62,7 @@ function auditRecord(event: AuditEvent) {
   const keyWithoutRow = keyId !== null && apiKeyRowId(keyId) === null;
   const details = redactDetails(event.details);
   return {
-    id: uuidv7(),
+    id: newId(),
     type: event.type,
     category: event.category,
     severity: event.severity ?? 'info',

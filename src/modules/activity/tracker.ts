@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { uuidv7 } from 'uuidv7';
+import { newId } from '../../platform/db/ids.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
 import type { ActivityBuffer } from './activity-buffer.js';
 import { redactDetails } from './redact.js';
@@ -58,7 +58,7 @@ export function createTracker(buffer: ActivityBuffer): Tracker {
     const userAgent = input.request?.headers['user-agent'];
     buffer.push({
       timestamp: new Date(),
-      id: uuidv7(),
+      id: newId(),
       kind: 'event',
       activityType: input.type,
       category: input.category ?? 'general',

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { FastifyRequest } from 'fastify';
-import { uuidv7 } from 'uuidv7';
 import type { Config } from '../../config.js';
 import { assertPasswordPolicy } from '../../platform/crypto/password-policy.js';
 import { hashPassword, needsRehash, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { newId } from '../../platform/db/ids.js';
 import { bearerToken, type CredentialResolver, type UserActor } from '../../platform/http/auth.js';
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
@@ -433,12 +433,12 @@ async function openSession(
   client: ClientInfo,
 ): Promise<TokenPair & { user: TokenUser }> {
   const refresh = randomToken();
-  const sessionId = uuidv7();
+  const sessionId = newId();
   const session = {
     organizationId: account.organizationId,
     userId: account.id,
     sessionId,
-    refreshTokenId: uuidv7(),
+    refreshTokenId: newId(),
     refreshTokenHash: sha256Hex(refresh),
     ipAddress: client.ip ?? null,
     userAgent: client.userAgent?.slice(0, 512) ?? null,
@@ -580,7 +580,7 @@ export async function refreshSession(ctx: TokenContext, refresh: string): Promis
   const expiresAt = new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000);
   const rotation = await rotateRefreshToken(ctx.db, {
     tokenHash,
-    successorId: uuidv7(),
+    successorId: newId(),
     successorHash: sha256Hex(next),
     expiresAt,
   });

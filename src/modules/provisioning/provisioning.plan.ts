@@ -3,9 +3,9 @@
  * reaches, the row it will leave and its changes, and the unique values other users already hold.
  */
 import { eq, type SQL, sql } from 'drizzle-orm';
-import { uuidv7 } from 'uuidv7';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
+import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import type { AppError, FieldError } from '../../platform/http/errors.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
@@ -299,7 +299,7 @@ export async function planItems(
     for (const k of userKeys) state.seenUsers.set(k, index);
 
     const target: Plan['target'] = {
-      id: existing?.id ?? uuidv7(),
+      id: existing?.id ?? newId(),
       externalId:
         item.id === undefined
           ? (item.externalId ?? null)

@@ -1,12 +1,12 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { type PgColumn, timestamp, uuid } from 'drizzle-orm/pg-core';
-import { uuidv7 } from 'uuidv7';
+import { newId } from './ids.js';
 
 /** Time-ordered primary key: inserts append to the index and keyset cursors follow creation order. */
 export const idColumn = () =>
   uuid('id')
     .primaryKey()
-    .$defaultFn(() => uuidv7());
+    .$defaultFn(() => newId());
 
 export const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 export const updatedAt = () =>
