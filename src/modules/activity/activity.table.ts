@@ -67,8 +67,9 @@ export const activities = pgTable(
     index('activities_org_idx').on(t.organizationId, t.timestamp, t.id),
     // Partial: request rows (nearly all of them) name no object and cost this index nothing.
     index('activities_object_idx').on(t.objectType, t.objectId, t.timestamp).where(sql`object_type is not null`),
-    // Erasure finds the audit events a user did (as actor) without scanning every partition.
-    index('activities_audit_actor_idx').on(t.actorId).where(sql`kind = 'audit'`),
+    // Erasure finds the audit events a user did (as actor) without scanning every partition. Only
+    // rows that name a user as actor: those of API keys and the system (a bulk call's thousand) skip it.
+    index('activities_audit_actor_idx').on(t.actorId).where(sql`kind = 'audit' and actor_id is not null`),
     index('activities_audit_xid_idx').on(t.xid, t.id).where(sql`kind = 'audit'`),
   ],
 );
