@@ -1,8 +1,11 @@
 import { sql } from 'drizzle-orm';
 import type pg from 'pg';
 import type { Counter } from 'prom-client';
+import { UUID } from 'uuidv7';
 import type { Database, Db } from '../../platform/db/client.js';
-import { copyIn, copyText } from './copy-text.js';
+import { copyRequestRows, type RequestActivity, RequestRows } from './request-rows.js';
+
+export type { RequestActivity } from './request-rows.js';
 
 /** One buffered activity (request or tracked event), as the bulk INSERT takes it. */
 export interface BufferedActivity {
@@ -27,102 +30,6 @@ export interface BufferedActivity {
   path: string | null;
   status: number | null;
   durationMs: number | null;
-}
-
-/**
- * The columns of one request row, in the order of `requestCopyLine`'s fields: those that vary per
- * request first, then those fixed by the status, then those fixed by the route. `xid` keeps its
- * default (sealing reads audit rows only).
- */
-const REQUEST_COLUMNS =
-  'timestamp, id, organization_id, user_id, actor_type, actor_id, api_key_id, ip_address, user_agent, status, ' +
-  'duration_ms, severity, success, kind, activity_type, category, description, method, path';
-
-/** What `onResponse` knows about one request. */
-export interface RequestActivity {
-  /** Start of the request, epoch milliseconds (fractional). */
-  startedAt: number;
-  /** uuidv7 */
-  id: string;
-  actorType: 'user' | 'api_key' | 'anonymous';
-  organizationId: string | null;
-  userId: string | null;
-  apiKeyId: string | null;
-  ipAddress: string | null;
-  userAgent: string | null;
-  method: string;
-  /** Route template. */
-  route: string;
-  status: number;
-  durationMs: number;
-}
-
-// Formatting a Date costs about as much as the rest of a line: requests of the same second share
-// the `YYYY-MM-DDTHH:MM:SS.` part.
-let secondStart = Number.NaN;
-let secondPrefix = '';
-
-/** Epoch milliseconds with a fraction as an ISO timestamp to the microsecond. */
-function isoMicros(ms: number): string {
-  const total = Math.floor(ms * 1000);
-  const micros = total % 1_000_000;
-  const second = (total - micros) / 1000;
-  if (second !== secondStart) {
-    secondStart = second;
-    secondPrefix = new Date(second).toISOString().slice(0, 20);
-  }
-  return `${secondPrefix}${String(micros).padStart(6, '0')}Z`;
-}
-
-// The tail of a line fixed by the route and method (a few dozen of them): built once each.
-const routeTails = new Map<string, Map<string, string>>();
-
-function routeTail(method: string, route: string): string {
-  let byMethod = routeTails.get(route);
-  if (byMethod === undefined) {
-    byMethod = new Map();
-    routeTails.set(route, byMethod);
-  }
-  let tail = byMethod.get(method);
-  if (tail === undefined) {
-    tail = `request\tapi.request\tapi\t${copyText(`${method} ${route}`)}\t${copyText(method)}\t${copyText(route)}\n`;
-    byMethod.set(method, tail);
-  }
-  return tail;
-}
-
-/**
- * One request as one line of `COPY activities (REQUEST_COLUMNS) FROM STDIN` text. Severity, success
- * and description are derived from the status and route here rather than per row in SQL.
- */
-function requestCopyLine(r: RequestActivity): string {
-  const statusPart = r.status >= 500 ? 'warning\tf\t' : r.status >= 400 ? 'info\tf\t' : 'info\tt\t';
-  return (
-    isoMicros(r.startedAt) +
-    '\t' +
-    r.id +
-    '\t' +
-    (r.organizationId ?? '\\N') +
-    '\t' +
-    (r.userId ?? '\\N') +
-    '\t' +
-    r.actorType +
-    '\t' +
-    (r.actorType === 'user' ? (r.userId ?? '\\N') : '\\N') +
-    '\t' +
-    (r.apiKeyId ?? '\\N') +
-    '\t' +
-    copyText(r.ipAddress) +
-    '\t' +
-    copyText(r.userAgent) +
-    '\t' +
-    r.status +
-    '\t' +
-    r.durationMs +
-    '\t' +
-    statusPart +
-    routeTail(r.method, r.route)
-  );
 }
 
 export interface ActivityBufferOptions {
@@ -155,29 +62,6 @@ async function insertBatch(db: Db, rows: BufferedActivity[]): Promise<void> {
 }
 
 /**
- * Request rows on PostgreSQL, as `COPY … FROM STDIN` text: the server parses a text line per row with
- * no JSON and no expression per column, about a quarter less CPU a row than `json_to_recordset`
- * (bench/activity-writes.ts). The batch commits with `synchronous_commit = off`: a crash may lose
- * the last few hundred milliseconds of committed batches, which breaks no promise (the rows waiting
- * in the buffer are lost with the process anyway, request activity is best effort), and the commit
- * no longer waits for the WAL flush while it holds a pooled connection.
- */
-async function copyRequests(pool: pg.Pool, lines: Buffer[]): Promise<void> {
-  const text = Buffer.concat(lines);
-  const client = await pool.connect();
-  try {
-    await client.query('begin; set local synchronous_commit = off');
-    await copyIn(client, `activities (${REQUEST_COLUMNS})`, text);
-    await client.query('commit');
-    client.release();
-  } catch (err) {
-    // A failed COPY leaves the transaction aborted: the connection is closed rather than reused.
-    client.release(err as Error);
-    throw err;
-  }
-}
-
-/**
  * Request rows on PGlite, as one JSON parameter: PGlite reads a COPY only from a blob, which costs
  * it twice the CPU of this INSERT (bench/activity-writes.ts).
  */
@@ -189,42 +73,46 @@ async function insertRequests(db: Db, rows: RequestActivity[]): Promise<void> {
       case when r.status >= 500 then 'warning' else 'info' end, r.status < 400, r."organizationId", r."userId",
       r."actorType", case when r."actorType" = 'user' then r."userId" end, r."apiKeyId", r.method || ' ' || r.route,
       r."ipAddress", r."userAgent", r.method, r.route, r.status, r."durationMs"
-    from json_to_recordset(${JSON.stringify(rows)}::json) as r("startedAt" float8, id uuid, "actorType" text,
+    from json_to_recordset(${JSON.stringify(rows.map(jsonRecord))}::json) as r("startedAt" float8, id uuid, "actorType" text,
       "organizationId" uuid, "userId" uuid, "apiKeyId" uuid, "ipAddress" text, "userAgent" text, method text,
       route text, status smallint, "durationMs" float8)`);
 }
 
 /**
- * What the buffer holds: tracked events as rows; requests on PostgreSQL as their COPY lines, encoded
- * when captured so that a flush does not hold the event loop for a whole batch's encoding, and held
- * as bytes: one small object a row for the garbage collector to move rather than the dozens of
- * pieces a concatenated string is made of; requests on PGlite as records for its INSERT.
+ * A request record as the INSERT's JSON takes it: the id as text, and no NUL in the user agent,
+ * which no text column can hold (as JSON `\u0000` it would fail the whole batch).
  */
-type Buffered = BufferedActivity | RequestActivity | Buffer;
+function jsonRecord(r: RequestActivity): RequestActivity {
+  if (typeof r.id === 'string' && !r.userAgent?.includes('\0')) return r;
+  return {
+    ...r,
+    id: typeof r.id === 'string' ? r.id : UUID.ofInner(r.id).toString(),
+    userAgent: r.userAgent?.replaceAll('\0', '') ?? null,
+  };
+}
 
-/** A batch as one or two writes: requests and full rows (tracked events) take different shapes. */
-async function writeBatch(database: Database, batch: Buffered[]): Promise<void> {
-  const lines: Buffer[] = [];
+/** A batch of tracked events and, on PGlite, of request records: one or two INSERTs. */
+async function writeBatch(db: Db, batch: (BufferedActivity | RequestActivity)[]): Promise<void> {
   const requests: RequestActivity[] = [];
   const events: BufferedActivity[] = [];
   for (const row of batch) {
-    if (Buffer.isBuffer(row)) lines.push(row);
-    else if ('route' in row) requests.push(row);
+    if ('route' in row) requests.push(row);
     else events.push(row);
   }
-  if (lines.length > 0) await copyRequests(database.pool as pg.Pool, lines);
-  if (requests.length > 0) await insertRequests(database.db, requests);
-  if (events.length > 0) await insertBatch(database.db, events);
+  if (requests.length > 0) await insertRequests(db, requests);
+  if (events.length > 0) await insertBatch(db, events);
 }
 
 /**
- * A bounded in-memory queue of activity rows written in bulk off the request path: `push` is a
- * synchronous array append (or a counted drop when full); writes happen by size or every interval,
- * one at a time, and `close` writes whatever is left.
+ * A bounded in-memory queue of activity rows written in bulk off the request path: a push is a
+ * synchronous append (or a counted drop when full); writes happen by size or every interval, one
+ * at a time, and `close` writes whatever is left. On PostgreSQL request rows are held encoded for
+ * COPY (`RequestRows`), apart from tracked events.
  */
 export class ActivityBuffer {
-  private rows: Buffered[] = [];
-  private readonly copies: boolean;
+  /** Tracked events, and on PGlite request records. */
+  private rows: (BufferedActivity | RequestActivity)[] = [];
+  private readonly requests: RequestRows | undefined;
   private writing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
@@ -237,43 +125,61 @@ export class ActivityBuffer {
     private readonly database: Database,
     private readonly options: ActivityBufferOptions,
   ) {
-    this.copies = database.pool !== undefined;
+    if (database.pool !== undefined) this.requests = new RequestRows(options.batchSize);
     this.timer = setInterval(() => void this.flushSoon(true), options.flushIntervalMs);
     this.timer.unref();
   }
 
   get size(): number {
-    return this.rows.length;
+    return this.rows.length + (this.requests?.size ?? 0);
   }
 
   /** Queues one request's row. */
   pushRequest(request: RequestActivity): void {
-    this.enqueue(this.copies ? Buffer.from(requestCopyLine(request)) : request);
-  }
-
-  /** Queues one tracked event. */
-  push(row: BufferedActivity): void {
-    this.enqueue(row);
-  }
-
-  private enqueue(row: Buffered): void {
-    if (this.rows.length >= this.options.maxRows || this.closed) {
-      this.dropped++;
-      this.options.counters?.dropped.inc();
+    if (this.requests === undefined) {
+      this.push(request);
       return;
     }
-    this.rows.push(row);
-    if (this.rows.length >= this.options.batchSize && !this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        void this.flushSoon();
-      });
+    if (this.refuses()) return;
+    if (!this.requests.append(request)) {
+      this.count('failed', 1);
+      this.options.onError(new Error(`request row with an id that is not a uuid: ${request.method} ${request.route}`));
+      return;
     }
+    if (this.requests.hasFullChunk) this.writeSoon();
+  }
+
+  /** Queues one tracked event (or, on PGlite, request record). */
+  push(row: BufferedActivity | RequestActivity): void {
+    if (this.refuses()) return;
+    this.rows.push(row);
+    if (this.rows.length >= this.options.batchSize) this.writeSoon();
+  }
+
+  /** Whether a new row is dropped (and counted) because the buffer is full or closed. */
+  private refuses(): boolean {
+    if (this.size < this.options.maxRows && !this.closed) return false;
+    this.dropped++;
+    this.options.counters?.dropped.inc();
+    return true;
+  }
+
+  private count(outcome: 'written' | 'failed', rows: number): void {
+    this[outcome] += rows;
+    this.options.counters?.[outcome].inc(rows);
+  }
+
+  private writeSoon(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flushSoon();
+    });
   }
 
   private flushSoon(all = false): Promise<void> {
-    if (!this.writing && this.rows.length > 0) {
+    if (!this.writing && this.size > 0) {
       this.writing = this.writeBatches(all).finally(() => {
         this.writing = undefined;
       });
@@ -286,25 +192,37 @@ export class ActivityBuffer {
    * activity is best effort, and holding it would only fill memory while the database is away.
    */
   private async writeBatches(all: boolean): Promise<void> {
-    while (this.rows.length > 0 && (all || this.rows.length >= this.options.batchSize)) {
-      const batch = this.rows.splice(0, this.options.batchSize);
-      try {
-        await writeBatch(this.database, batch);
-        this.written += batch.length;
-        this.options.counters?.written.inc(batch.length);
-      } catch (err) {
-        this.failed += batch.length;
-        this.options.counters?.failed.inc(batch.length);
-        this.options.onError(err);
+    for (;;) {
+      let wrote = false;
+      const requests = this.requests;
+      if (requests !== undefined && (all ? requests.size > 0 : requests.hasFullChunk)) {
+        const { data, rows } = requests.take(all);
+        await this.write(rows, () => copyRequestRows(this.database.pool as pg.Pool, data));
+        wrote = true;
       }
-      if (!all && this.rows.length < this.options.batchSize) return;
+      if (this.rows.length > 0 && (all || this.rows.length >= this.options.batchSize)) {
+        const batch = this.rows.splice(0, this.options.batchSize);
+        await this.write(batch.length, () => writeBatch(this.database.db, batch));
+        wrote = true;
+      }
+      if (!wrote) return;
+    }
+  }
+
+  private async write(rows: number, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+      this.count('written', rows);
+    } catch (err) {
+      this.count('failed', rows);
+      this.options.onError(err);
     }
   }
 
   /** Writes everything buffered now (tests, shutdown). */
   async flush(): Promise<void> {
     while (this.writing) await this.writing;
-    while (this.rows.length > 0) await this.flushSoon(true);
+    while (this.size > 0) await this.flushSoon(true);
   }
 
   /** Stops the timer, refuses new rows, and writes what is left. */

@@ -159,6 +159,159 @@ describe('request rows', () => {
   });
 });
 
+describe('request rows written in bulk', () => {
+  it('store every field as captured: microsecond time, ids given as bytes or text, odd text, derived columns', async () => {
+    const t = await startTestApp();
+    try {
+      const org = '0190a000-0000-7000-8000-0000000000aa';
+      const user = '0190a000-0000-7000-8000-0000000000bb';
+      const key = '0190a000-0000-7000-8000-0000000000cc';
+      const idBytes = Uint8Array.from(Buffer.from('0190a0000000700080000000000000d1', 'hex'));
+      // Whole microseconds plus 0.4: the stored time is the same whether truncated or rounded.
+      const startedAt = 1_763_870_000_123.4563;
+      const longAgent = `Agent/${'x'.repeat(400)}`;
+      const base = { startedAt, ipAddress: '2001:db8::1', method: 'GET', durationMs: 12.345678901234567 };
+      const pushed = [
+        {
+          ...base,
+          id: idBytes,
+          actorType: 'user',
+          organizationId: org,
+          userId: user,
+          apiKeyId: null,
+          userAgent: 'Nul\0 gone, tab\t and back\\slash, é ✓ 🚀',
+          route: '/api/v1/users/:id',
+          status: 200,
+        },
+        {
+          ...base,
+          id: '0190a000-0000-7000-8000-0000000000d2',
+          actorType: 'api_key',
+          organizationId: org,
+          userId: null,
+          apiKeyId: key,
+          userAgent: longAgent,
+          route: '/api/v1/organizations',
+          status: 404,
+        },
+        {
+          ...base,
+          id: '0190a000-0000-7000-8000-0000000000d3',
+          actorType: 'anonymous',
+          organizationId: null,
+          userId: null,
+          apiKeyId: null,
+          ipAddress: null,
+          userAgent: null,
+          method: 'POST',
+          route: '(unmatched)',
+          status: 503,
+        },
+      ] as const;
+      for (const request of pushed) t.app.activityBuffer.pushRequest({ ...request });
+      await t.app.activityBuffer.flush();
+      const rows = await queryRows<Record<string, unknown>>(
+        t.database.db,
+        sql`select id::text, (extract(epoch from timestamp) * 1000000)::bigint::text as micros, kind, activity_type,
+              category, severity, success, organization_id::text, user_id::text, actor_type, actor_id::text,
+              api_key_id::text, description, ip_address, user_agent, method, path, status, duration_ms
+            from activities where kind = 'request' and id::text like '0190a000-0000-7000-8000-0000000000d_' order by id`,
+      );
+      const common = { micros: '1763870000123456', kind: 'request', activity_type: 'api.request', category: 'api' };
+      expect(rows).toEqual([
+        {
+          ...common,
+          id: '0190a000-0000-7000-8000-0000000000d1',
+          severity: 'info',
+          success: true,
+          organization_id: org,
+          user_id: user,
+          actor_type: 'user',
+          actor_id: user,
+          api_key_id: null,
+          description: 'GET /api/v1/users/:id',
+          ip_address: '2001:db8::1',
+          user_agent: 'Nul gone, tab\t and back\\slash, é ✓ 🚀',
+          method: 'GET',
+          path: '/api/v1/users/:id',
+          status: 200,
+          duration_ms: 12.345678901234567,
+        },
+        {
+          ...common,
+          id: '0190a000-0000-7000-8000-0000000000d2',
+          severity: 'info',
+          success: false,
+          organization_id: org,
+          user_id: null,
+          actor_type: 'api_key',
+          actor_id: null,
+          api_key_id: key,
+          description: 'GET /api/v1/organizations',
+          ip_address: '2001:db8::1',
+          user_agent: longAgent,
+          method: 'GET',
+          path: '/api/v1/organizations',
+          status: 404,
+          duration_ms: 12.345678901234567,
+        },
+        {
+          ...common,
+          id: '0190a000-0000-7000-8000-0000000000d3',
+          severity: 'warning',
+          success: false,
+          organization_id: null,
+          user_id: null,
+          actor_type: 'anonymous',
+          actor_id: null,
+          api_key_id: null,
+          description: 'POST (unmatched)',
+          ip_address: null,
+          user_agent: null,
+          method: 'POST',
+          path: '(unmatched)',
+          status: 503,
+          duration_ms: 12.345678901234567,
+        },
+      ]);
+      expect(t.app.activityBuffer.written).toBe(3);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('counts a request whose ids are not uuids as failed without losing the rows around it', async () => {
+    const t = await startTestApp();
+    try {
+      const request = (id: string, organizationId: string) => ({
+        startedAt: Date.now(),
+        id,
+        actorType: 'anonymous' as const,
+        organizationId,
+        userId: null,
+        apiKeyId: null,
+        ipAddress: '198.51.100.9',
+        userAgent: null,
+        method: 'GET',
+        route: '/api/v1/organizations',
+        status: 200,
+        durationMs: 1,
+      });
+      t.app.activityBuffer.pushRequest(request('0190a000-0000-7000-8000-0000000000e1', 'not-a-uuid'));
+      await t.app.activityBuffer.flush();
+      t.app.activityBuffer.pushRequest(
+        request('0190a000-0000-7000-8000-0000000000e2', '0190a000-0000-7000-8000-0000000000aa'),
+      );
+      await t.app.activityBuffer.flush();
+      expect(t.app.activityBuffer.failed).toBe(1);
+      expect(await count(t, sql`ip_address = '198.51.100.9'`)).toBe(1);
+      expect((await t.request({ method: 'GET', url: '/metrics' })).body).toMatch(/^activity_rows_failed_total 1$/m);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('request tracking at shutdown and when off', () => {
   it('writes what is buffered when the app closes', async () => {
     const test = await openTestDatabase();

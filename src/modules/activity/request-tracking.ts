@@ -113,7 +113,7 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
     }
     buffer.pushRequest({
       startedAt: Date.now() - durationMs,
-      id: requestIds.generate().toString(),
+      id: requestIds.generate().bytes,
       actorType,
       organizationId,
       userId,
