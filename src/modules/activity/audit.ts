@@ -60,7 +60,9 @@ function auditRecord(event: AuditEvent) {
   const userAgent = event.userAgent || request?.headers['user-agent']?.slice(0, MAX_USER_AGENT) || null;
   const keyId = actor?.kind === 'api_key' ? actor.apiKeyId : null;
   const keyWithoutRow = keyId !== null && apiKeyRowId(keyId) === null;
+  // A fresh copy: naming the key below adds to it, never to the caller's object.
   const details = redactDetails(event.details);
+  if (keyWithoutRow) details.via = keyId;
   return {
     id: newId(),
     type: event.type,
@@ -75,7 +77,7 @@ function auditRecord(event: AuditEvent) {
     object_type: event.objectType ?? null,
     object_id: event.objectId ?? null,
     description: event.description,
-    details: keyWithoutRow ? { ...details, via: keyId } : details,
+    details,
     tags: event.tags ?? [],
     ip_address: event.ip || request?.ip || null,
     user_agent: userAgent,

@@ -126,49 +126,42 @@ function statusOf(current: UserStatus | undefined, active: boolean | undefined, 
   return current;
 }
 
+/**
+ * The fields a change reports, named as in the admin API, each read from the stored row and from
+ * the planned one. A table rather than two objects per item: this runs for every item of a bulk call.
+ */
+const CHANGE_FIELDS: {
+  field: string;
+  before: (u: UserRow) => unknown;
+  after: (t: Plan['target'], organizationCode: string) => unknown;
+}[] = [
+  { field: 'organization', before: (u) => u.organizationCode, after: (_, code) => code },
+  { field: 'external_id', before: (u) => u.externalId, after: (t) => t.externalId },
+  { field: 'scim_external_id', before: (u) => u.scimExternalId, after: (t) => t.scimExternalId },
+  { field: 'email', before: (u) => u.email, after: (t) => t.email },
+  { field: 'username', before: (u) => u.username, after: (t) => t.username },
+  { field: 'first_name', before: (u) => u.firstName, after: (t) => t.firstName },
+  { field: 'last_name', before: (u) => u.lastName, after: (t) => t.lastName },
+  { field: 'is_active', before: (u) => u.status === 'active', after: (t) => t.status === 'active' },
+  { field: 'status', before: (u) => u.status, after: (t) => t.status },
+  { field: 'attributes', before: (u) => u.attributes, after: (t) => t.attributes },
+  { field: 'user_type', before: (u) => u.userType, after: (t) => t.userType },
+  { field: 'is_staff', before: (u) => u.isStaff, after: (t) => t.isStaff },
+  { field: 'is_superuser', before: (u) => u.isSuperuser, after: (t) => t.isSuperuser },
+];
+
 function changesOf(existing: UserRow | undefined, organizationCode: string, t: Plan['target']): FieldChange[] {
-  const before = existing
-    ? {
-        organization: existing.organizationCode,
-        external_id: existing.externalId,
-        scim_external_id: existing.scimExternalId,
-        email: existing.email,
-        username: existing.username,
-        first_name: existing.firstName,
-        last_name: existing.lastName,
-        is_active: existing.status === 'active',
-        status: existing.status,
-        attributes: existing.attributes,
-        user_type: existing.userType,
-        is_staff: existing.isStaff,
-        is_superuser: existing.isSuperuser,
-      }
-    : undefined;
-  const after = {
-    organization: organizationCode,
-    external_id: t.externalId,
-    scim_external_id: t.scimExternalId,
-    email: t.email,
-    username: t.username,
-    first_name: t.firstName,
-    last_name: t.lastName,
-    is_active: t.status === 'active',
-    status: t.status,
-    attributes: t.attributes,
-    user_type: t.userType,
-    is_staff: t.isStaff,
-    is_superuser: t.isSuperuser,
-  };
   const out: FieldChange[] = [];
-  for (const [field, to] of Object.entries(after)) {
-    const from = before ? before[field as keyof typeof before] : null;
-    if (before === undefined) {
+  for (const { field, before, after } of CHANGE_FIELDS) {
+    const to = after(t, organizationCode);
+    if (existing === undefined) {
       // A new user: every field that carries a value.
       if (to === null || to === '' || to === false || (field === 'attributes' && sameJson(to, {}))) continue;
       out.push({ field, from: null, to });
-    } else if (from !== to && (field !== 'attributes' || !sameJson(from, to))) {
-      out.push({ field, from, to });
+      continue;
     }
+    const from = before(existing);
+    if (from !== to && (field !== 'attributes' || !sameJson(from, to))) out.push({ field, from, to });
   }
   return out;
 }
