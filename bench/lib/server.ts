@@ -45,6 +45,17 @@ async function waitForHealth(child: ChildProcess, baseUrl: string, logFile: stri
 }
 
 /**
+ * The flags `npm start` gives node (package.json), so a measured server runs as the product runs,
+ * young-generation size included.
+ */
+function startFlags(): string[] {
+  const start = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.start as string;
+  const match = /\bnode ((?:--\S+ )*)dist\/main\.js/.exec(start);
+  if (!match) throw new Error(`package.json's start script does not run "node [flags] dist/main.js": ${start}`);
+  return (match[1] ?? '').split(' ').filter(Boolean);
+}
+
+/**
  * Starts `node <entry>` from the repository root (a `.ts` entry through the tsx loader; the service
  * itself as `npm start` runs it, from dist/ after `scripts/build.mjs`), logging to `logFile`, and
  * waits for `GET /health` to answer 200.
@@ -57,7 +68,7 @@ export async function startNodeServer(
   // The log goes straight to a file descriptor: piping it through this process would charge the
   // server's logging to the load generator's thread.
   const log = openSync(options.logFile, 'a');
-  const nodeArgs = entry.endsWith('.ts') ? ['--import', 'tsx', entry] : ['--enable-source-maps', entry];
+  const nodeArgs = entry.endsWith('.ts') ? ['--import', 'tsx', entry] : [...startFlags(), entry];
   const child = spawn(process.execPath, nodeArgs, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env, PORT: String(options.port) },
