@@ -35,7 +35,10 @@ export interface BufferedActivity {
 export interface ActivityBufferOptions {
   /** Rows held in memory at most; beyond, new rows are dropped and counted. */
   maxRows: number;
-  /** Rows per INSERT; a full batch is written at once, a partial one within `flushIntervalMs`. */
+  /**
+   * Rows per INSERT (on PostgreSQL request rows go by COPY, at least `COPY_ROWS` at a time); a full
+   * batch is written at once, a partial one within `flushIntervalMs`.
+   */
   batchSize: number;
   flushIntervalMs: number;
   onError(err: unknown): void;
@@ -104,6 +107,13 @@ async function writeBatch(db: Db, batch: (BufferedActivity | RequestActivity)[])
 }
 
 /**
+ * Request rows per COPY on PostgreSQL, at least. Measured with binary COPYs of 60,000 request rows in
+ * alternating rounds: 5.5 µs of PostgreSQL CPU a row in COPYs of 500, 4.8 in COPYs of 2,000, 4.75 in
+ * COPYs of 4,000; the writing process spends a quarter less a row as well.
+ */
+const COPY_ROWS = 2000;
+
+/**
  * A bounded in-memory queue of activity rows written in bulk off the request path: a push is a
  * synchronous append (or a counted drop when full); writes happen by size or every interval, one
  * at a time, and `close` writes whatever is left. On PostgreSQL request rows are held encoded for
@@ -125,7 +135,12 @@ export class ActivityBuffer {
     private readonly database: Database,
     private readonly options: ActivityBufferOptions,
   ) {
-    if (database.pool !== undefined) this.requests = new RequestRows(options.batchSize);
+    if (database.pool !== undefined) {
+      // A COPY's statement and transaction cost is spread over COPY_ROWS rows, unless a quarter of
+      // the buffer's bound is fewer.
+      const rowsPerCopy = Math.max(options.batchSize, Math.min(COPY_ROWS, Math.floor(options.maxRows / 4)));
+      this.requests = new RequestRows(rowsPerCopy);
+    }
     this.timer = setInterval(() => void this.flushSoon(true), options.flushIntervalMs);
     this.timer.unref();
   }
