@@ -4,7 +4,7 @@
  */
 import { and, eq, getTableColumns } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
-import { isUuid } from '../../platform/db/columns.js';
+import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { recordAudits } from '../activity/audit.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
@@ -54,6 +54,23 @@ export function isSuperuserActor(actor: Actor): boolean {
 
 function refText(ref: UserRef): string {
   return 'id' in ref ? ref.id : ref.externalId;
+}
+
+/**
+ * Users by id, with their organization's code; only those of `organizationId` when it is given.
+ * By primary key first, then the organization: given both at once, the planner may read the
+ * organization's whole index range. Without statistics (a table just filled by a first sync) it
+ * did, and 500 ids of a 100,000-user organization cost 33 ms instead of 4. The LIMIT (never fewer
+ * than the ids) keeps the subquery from being merged into the outer query.
+ */
+export async function readUserRows(db: DbOrTx, ids: string[], organizationId?: string): Promise<UserRow[]> {
+  if (ids.length === 0) return [];
+  const byId = db.select().from(users).where(anyUuid(users.id, ids)).limit(ids.length).as('by_id');
+  return db
+    .select({ ...byId._.selectedFields, organizationCode: organizations.code })
+    .from(byId)
+    .innerJoin(organizations, eq(organizations.id, byId.organizationId))
+    .where(organizationId ? eq(byId.organizationId, organizationId) : undefined) as Promise<UserRow[]>;
 }
 
 async function findUserByRef(db: DbOrTx, ref: UserRef, organizationId: string | undefined, lock = false) {

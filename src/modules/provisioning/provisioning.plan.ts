@@ -4,7 +4,7 @@
  */
 import { eq, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
-import { anyUuid, isUuid } from '../../platform/db/columns.js';
+import { isUuid } from '../../platform/db/columns.js';
 import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import type { AppError, FieldError } from '../../platform/http/errors.js';
@@ -14,7 +14,7 @@ import { type Organization, organizations } from '../organizations/organizations
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type UserStatus, users } from '../users/users.table.js';
 import { provisioningErrors } from './provisioning.errors.js';
-import { isSuperuserActor, type UserRow, withOrganization } from './provisioning.lookup.js';
+import { isSuperuserActor, readUserRows, type UserRow, withOrganization } from './provisioning.lookup.js';
 import { CoreItemSchema } from './provisioning.schemas.js';
 import type { FieldChange, ProvisionedUser, ProvisionItem, ProvisionOptions } from './provisioning.service.js';
 
@@ -166,22 +166,21 @@ function changesOf(existing: UserRow | undefined, organizationCode: string, t: P
   return out;
 }
 
-async function loadExisting(db: DbOrTx, items: ProvisionItem[]) {
-  const ids = [...new Set(items.flatMap((i) => (i.id !== undefined && isUuid(i.id) ? [i.id] : [])))];
+async function loadExisting(db: DbOrTx, items: ProvisionItem[], known: UserRow[] = []) {
+  const byId = new Map<string, UserRow>(known.map((row) => [row.id, row]));
+  const byExternalId = new Map<string, UserRow>();
+  const ids = [...new Set(items.flatMap((i) => (i.id !== undefined && isUuid(i.id) && !byId.has(i.id) ? [i.id] : [])))];
   const externalIds = [
     ...new Set(items.flatMap((i) => (i.id === undefined && typeof i.externalId === 'string' ? [i.externalId] : []))),
   ];
-  const byId = new Map<string, UserRow>();
-  const byExternalId = new Map<string, UserRow>();
-  const base = () =>
-    db.select(withOrganization).from(users).innerJoin(organizations, eq(organizations.id, users.organizationId));
-  if (ids.length > 0) {
-    for (const row of await base().where(anyUuid(users.id, ids))) byId.set(row.id, row);
-  }
+  for (const row of await readUserRows(db, ids)) byId.set(row.id, row);
   if (externalIds.length > 0) {
-    for (const row of await base().where(sql`${users.externalId} = any(${sql.param(externalIds)}::text[])`)) {
-      if (row.externalId !== null) byExternalId.set(row.externalId, row);
-    }
+    const rows = await db
+      .select(withOrganization)
+      .from(users)
+      .innerJoin(organizations, eq(organizations.id, users.organizationId))
+      .where(sql`${users.externalId} = any(${sql.param(externalIds)}::text[])`);
+    for (const row of rows) if (row.externalId !== null) byExternalId.set(row.externalId, row);
   }
   return { byId, byExternalId };
 }
@@ -214,6 +213,7 @@ export async function planItems(
   const { byId, byExternalId } = await loadExisting(
     db,
     valid.map((v) => v.item),
+    options.known,
   );
   // Organizations by code, once per call.
   const codes = new Set<string>();

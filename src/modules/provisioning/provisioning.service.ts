@@ -45,6 +45,7 @@ import type { Organization } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
 import { callEvent, organizationEvent, userEvent } from './provisioning.audit.js';
 import { provisioningErrors } from './provisioning.errors.js';
+import type { UserRow } from './provisioning.lookup.js';
 import {
   forgetBatch,
   isRewrite,
@@ -144,6 +145,8 @@ export interface ProvisionOptions {
   context?: RequestContext;
   /** false: no `provisioning.users.upsert` event; a single admin write is recorded by its user's event alone. */
   recordCall?: boolean;
+  /** Users the caller has just read by id (`readUserRows`): planning takes them instead of reading them again. */
+  known?: UserRow[];
 }
 
 export interface RequestContext {
@@ -195,7 +198,9 @@ export async function provisionUsers(
   } catch (err) {
     if (!uniqueViolation(err)) throw err;
   }
-  return db.transaction((tx) => upsert(tx, actor, items, indexed, options, true, scopeOrganization));
+  // The retry reads every user afresh: rows a parallel writer changed are planned as they now are.
+  const fresh = { ...options, known: undefined };
+  return db.transaction((tx) => upsert(tx, actor, items, indexed, fresh, true, scopeOrganization));
 }
 
 async function upsert(

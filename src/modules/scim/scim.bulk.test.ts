@@ -90,6 +90,40 @@ describe('SCIM Bulk', () => {
     expect(found.totalResults).toBe(0);
   });
 
+  it("writes PATCHes and PUTs of users by id as one batch, each within the caller's organization", async () => {
+    const { scim } = await scimClient(t);
+    const other = await scimClient(t);
+    const idOf = async (client: typeof scim) =>
+      (await client('POST', '/Users', { ...user(), name: { givenName: 'Ada', familyName: 'Before' } })).json()
+        .id as string;
+    const [patched, replaced, foreign] = [await idOf(scim), await idOf(scim), await idOf(other.scim)];
+    const rename = (familyName: string) => ({
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'name.familyName', value: familyName }],
+    });
+    const replacement = { ...user(), name: { givenName: 'Grace', familyName: 'Replaced' } };
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        { method: 'PATCH', path: `/Users/${patched}`, data: rename('Patched') },
+        { method: 'PUT', path: `/Users/${replaced}`, data: replacement },
+        { method: 'PATCH', path: `/Users/${foreign}`, data: rename('Taken over') },
+      ],
+    });
+    const ops = res.json().Operations;
+    expect(ops.map((o: { status: string }) => o.status)).toEqual(['200', '200', '404']);
+    expect((await scim('GET', `/Users/${patched}`)).json().name).toMatchObject({
+      givenName: 'Ada',
+      familyName: 'Patched',
+    });
+    expect((await scim('GET', `/Users/${replaced}`)).json()).toMatchObject({
+      userName: replacement.userName,
+      name: { givenName: 'Grace', familyName: 'Replaced' },
+    });
+    // The other organization's user is not there for this client, and is left as it was.
+    expect((await other.scim('GET', `/Users/${foreign}`)).json().name.familyName).toBe('Before');
+  });
+
   it('refuses a malformed bulk request as a whole', async () => {
     const { scim } = await scimClient(t);
     for (const body of [

@@ -1,10 +1,11 @@
+import { readUserRows, type UserRow } from '../provisioning/provisioning.lookup.js';
 import type { ProvisionItem } from '../provisioning/provisioning.service.js';
 import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
 import { createScimGroup, deleteScimGroup, groupVersion, patchScimGroup, replaceScimGroup } from './scim.groups.js';
 import { applyPatch, readPatchBody } from './scim.patch.js';
 import { fromScimUser, toScimUser, userVersion } from './scim.user-mapping.js';
-import { loadUsers, provisionItemOf, provisionScimUsers, type WriteContext } from './scim.user-writes.js';
+import { provisionItemOf, provisionScimUsers, type WriteContext } from './scim.user-writes.js';
 import { assertVersion, deleteScimUser, normaliseActive } from './scim.users.js';
 
 /**
@@ -187,9 +188,9 @@ async function runUserBatch(
   allowed: number | undefined,
 ): Promise<BulkResult[]> {
   const existingIds = batch.flatMap((op) => (op.method === 'POST' ? [] : [op.path.split('/')[2] as string]));
-  const current = new Map(
-    (await loadUsers(ctx.db, ctx.organizationId, existingIds.filter(isUuidLike))).map((u) => [u.id, u]),
-  );
+  // Read once: the core plans with these rows instead of reading them again.
+  const known = await readUserRows(ctx.db, existingIds.filter(isUuidLike), ctx.organizationId);
+  const current = new Map(known.map((u) => [u.id, u]));
   const prepared: ({ item: ProvisionItem } | { error: unknown })[] = batch.map((op) => {
     try {
       if (op.method === 'POST') return { item: provisionItemOf(undefined, fromScimUser(op.data)) };
@@ -208,7 +209,7 @@ async function runUserBatch(
   let cutoff = batch.length;
   if (allowed !== undefined) {
     // Plan first, so nothing after the allowed number of errors is written.
-    const planned = await coreOutcomes(ctx, prepared, true);
+    const planned = await coreOutcomes(ctx, prepared, true, known);
     let failures = 0;
     for (let k = 0; k < batch.length; k++) {
       if (!planned[k]?.ok) failures++;
@@ -218,7 +219,7 @@ async function runUserBatch(
       }
     }
   }
-  const outcomes = await coreOutcomes(ctx, prepared.slice(0, cutoff), false);
+  const outcomes = await coreOutcomes(ctx, prepared.slice(0, cutoff), false, known);
   return batch.slice(0, cutoff).map((op, k) => {
     const outcome = outcomes[k] as CoreOutcome;
     if (!outcome.ok) return errorResult(op, outcome.error);
@@ -244,6 +245,7 @@ async function coreOutcomes(
   ctx: WriteContext,
   prepared: ({ item: ProvisionItem } | { error: unknown })[],
   dryRun: boolean,
+  known: UserRow[],
 ): Promise<CoreOutcome[]> {
   const items: ProvisionItem[] = [];
   const slots: number[] = [];
@@ -253,7 +255,7 @@ async function coreOutcomes(
       items.push(p.item);
     }
   });
-  const outcomes = items.length > 0 ? await provisionScimUsers(ctx, items, { dryRun }) : [];
+  const outcomes = items.length > 0 ? await provisionScimUsers(ctx, items, { dryRun, known }) : [];
   const out: CoreOutcome[] = prepared.map((p) => ({ ok: false, error: 'error' in p ? p.error : undefined }));
   outcomes.forEach((o, n) => {
     const slot = slots[n] as number;
