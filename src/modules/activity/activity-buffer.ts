@@ -1,7 +1,5 @@
 import { sql } from 'drizzle-orm';
-import type pg from 'pg';
 import type { Counter } from 'prom-client';
-import { UUID } from 'uuidv7';
 import type { Database, Db } from '../../platform/db/client.js';
 import { copyRequestRows, type RequestActivity, RequestRows } from './request-rows.js';
 
@@ -36,7 +34,7 @@ export interface ActivityBufferOptions {
   /** Rows held in memory at most; beyond, new rows are dropped and counted. */
   maxRows: number;
   /**
-   * Rows per INSERT (on PostgreSQL request rows go by COPY, at least `COPY_ROWS` at a time); a full
+   * Rows per INSERT or COPY (on PostgreSQL request rows go at least `COPY_ROWS` at a time); a full
    * batch is written at once, a partial one within `flushIntervalMs`.
    */
   batchSize: number;
@@ -65,64 +63,23 @@ async function insertBatch(db: Db, rows: BufferedActivity[]): Promise<void> {
 }
 
 /**
- * Request rows on PGlite, as one JSON parameter: PGlite reads a COPY only from a blob, which costs
- * it twice the CPU of this INSERT (bench/activity-writes.ts).
- */
-async function insertRequests(db: Db, rows: RequestActivity[]): Promise<void> {
-  await db.execute(sql`
-    insert into activities (timestamp, id, kind, activity_type, category, severity, success, organization_id,
-      user_id, actor_type, actor_id, api_key_id, description, ip_address, user_agent, method, path, status, duration_ms)
-    select to_timestamp(r."startedAt" / 1000), r.id, 'request', 'api.request', 'api',
-      case when r.status >= 500 then 'warning' else 'info' end, r.status < 400, r."organizationId", r."userId",
-      r."actorType", case when r."actorType" = 'user' then r."userId" end, r."apiKeyId", r.method || ' ' || r.route,
-      r."ipAddress", r."userAgent", r.method, r.route, r.status, r."durationMs"
-    from json_to_recordset(${JSON.stringify(rows.map(jsonRecord))}::json) as r("startedAt" float8, id uuid, "actorType" text,
-      "organizationId" uuid, "userId" uuid, "apiKeyId" uuid, "ipAddress" text, "userAgent" text, method text,
-      route text, status smallint, "durationMs" float8)`);
-}
-
-/**
- * A request record as the INSERT's JSON takes it: the id as text, and no NUL in the user agent,
- * which no text column can hold (as JSON `\u0000` it would fail the whole batch).
- */
-function jsonRecord(r: RequestActivity): RequestActivity {
-  if (typeof r.id === 'string' && !r.userAgent?.includes('\0')) return r;
-  return {
-    ...r,
-    id: typeof r.id === 'string' ? r.id : UUID.ofInner(r.id).toString(),
-    userAgent: r.userAgent?.replaceAll('\0', '') ?? null,
-  };
-}
-
-/** A batch of tracked events and, on PGlite, of request records: one or two INSERTs. */
-async function writeBatch(db: Db, batch: (BufferedActivity | RequestActivity)[]): Promise<void> {
-  const requests: RequestActivity[] = [];
-  const events: BufferedActivity[] = [];
-  for (const row of batch) {
-    if ('route' in row) requests.push(row);
-    else events.push(row);
-  }
-  if (requests.length > 0) await insertRequests(db, requests);
-  if (events.length > 0) await insertBatch(db, events);
-}
-
-/**
- * Request rows per COPY on PostgreSQL, at least. Measured with binary COPYs of 60,000 request rows in
- * alternating rounds: 5.5 µs of PostgreSQL CPU a row in COPYs of 500, 4.8 in COPYs of 2,000, 4.75 in
- * COPYs of 4,000; the writing process spends a quarter less a row as well.
+ * Request rows per COPY on PostgreSQL, at least. Measured with binary COPYs of 60,000 request rows
+ * in alternating rounds: 5.5 µs of PostgreSQL CPU a row in COPYs of 500, 4.8 in COPYs of 2,000, 4.75
+ * in COPYs of 4,000; the writing process spends a quarter less a row as well. Not on PGlite, whose
+ * COPY holds the event loop (7 ms for 500 rows): there a COPY takes `batchSize` rows.
  */
 const COPY_ROWS = 2000;
 
 /**
  * A bounded in-memory queue of activity rows written in bulk off the request path: a push is a
  * synchronous append (or a counted drop when full); writes happen by size or every interval, one
- * at a time, and `close` writes whatever is left. On PostgreSQL request rows are held encoded for
- * COPY (`RequestRows`), apart from tracked events.
+ * at a time, and `close` writes whatever is left. Request rows are held encoded for COPY
+ * (`RequestRows`), apart from tracked events.
  */
 export class ActivityBuffer {
-  /** Tracked events, and on PGlite request records. */
-  private rows: (BufferedActivity | RequestActivity)[] = [];
-  private readonly requests: RequestRows | undefined;
+  /** Tracked events. */
+  private rows: BufferedActivity[] = [];
+  private readonly requests: RequestRows;
   private writing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
@@ -135,26 +92,23 @@ export class ActivityBuffer {
     private readonly database: Database,
     private readonly options: ActivityBufferOptions,
   ) {
-    if (database.pool !== undefined) {
-      // A COPY's statement and transaction cost is spread over COPY_ROWS rows, unless a quarter of
-      // the buffer's bound is fewer.
-      const rowsPerCopy = Math.max(options.batchSize, Math.min(COPY_ROWS, Math.floor(options.maxRows / 4)));
-      this.requests = new RequestRows(rowsPerCopy);
-    }
+    // A COPY's statement and transaction cost is spread over COPY_ROWS rows on PostgreSQL, unless
+    // a quarter of the buffer's bound is fewer.
+    const rowsPerCopy =
+      database.pool === undefined
+        ? options.batchSize
+        : Math.max(options.batchSize, Math.min(COPY_ROWS, Math.floor(options.maxRows / 4)));
+    this.requests = new RequestRows(rowsPerCopy);
     this.timer = setInterval(() => void this.flushSoon(true), options.flushIntervalMs);
     this.timer.unref();
   }
 
   get size(): number {
-    return this.rows.length + (this.requests?.size ?? 0);
+    return this.rows.length + this.requests.size;
   }
 
   /** Queues one request's row. */
   pushRequest(request: RequestActivity): void {
-    if (this.requests === undefined) {
-      this.push(request);
-      return;
-    }
     if (this.refuses()) return;
     if (!this.requests.append(request)) {
       this.count('failed', 1);
@@ -164,8 +118,8 @@ export class ActivityBuffer {
     if (this.requests.hasFullChunk) this.writeSoon();
   }
 
-  /** Queues one tracked event (or, on PGlite, request record). */
-  push(row: BufferedActivity | RequestActivity): void {
+  /** Queues one tracked event. */
+  push(row: BufferedActivity): void {
     if (this.refuses()) return;
     this.rows.push(row);
     if (this.rows.length >= this.options.batchSize) this.writeSoon();
@@ -210,14 +164,14 @@ export class ActivityBuffer {
     for (;;) {
       let wrote = false;
       const requests = this.requests;
-      if (requests !== undefined && (all ? requests.size > 0 : requests.hasFullChunk)) {
+      if (all ? requests.size > 0 : requests.hasFullChunk) {
         const { data, rows } = requests.take(all);
-        await this.write(rows, () => copyRequestRows(this.database.pool as pg.Pool, data));
+        await this.write(rows, () => copyRequestRows(this.database, data));
         wrote = true;
       }
       if (this.rows.length > 0 && (all || this.rows.length >= this.options.batchSize)) {
         const batch = this.rows.splice(0, this.options.batchSize);
-        await this.write(batch.length, () => writeBatch(this.database.db, batch));
+        await this.write(batch.length, () => insertBatch(this.database.db, batch));
         wrote = true;
       }
       if (!wrote) return;

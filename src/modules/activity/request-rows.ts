@@ -1,5 +1,5 @@
-import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import type { Database } from '../../platform/db/client.js';
 
 /**
  * The columns of one request row, in the order `RequestRows` writes its fields: those that vary per
@@ -178,7 +178,7 @@ class Chunk {
 }
 
 /**
- * Request rows on PostgreSQL, encoded in COPY's binary format the moment they are captured, straight
+ * Request rows, encoded in COPY's binary format the moment they are captured, straight
  * into large shared buffers: no text line, no object per row for the garbage collector to move, and
  * PostgreSQL reads a row without parsing its timestamp and uuids from text (about 15 % of its CPU
  * per row). A chunk holds at most `rowsPerChunk` rows; full chunks wait for `take`.
@@ -215,7 +215,7 @@ export class RequestRows {
     const view = c.view;
     let at = c.end;
     view.setInt16(at, FIELDS);
-    // Whole microseconds, as PostgreSQL rounds a text timestamp's seventh digit away.
+    // timestamptz holds whole microseconds: the fraction below is truncated.
     const micros = Math.floor(r.startedAt * 1000) - POSTGRES_EPOCH_MICROS;
     view.setInt32(at + 2, 8);
     view.setInt32(at + 6, Math.floor(micros / TWO_32));
@@ -276,19 +276,28 @@ export class RequestRows {
   }
 }
 
+const COPY_REQUESTS = `copy activities (${REQUEST_COLUMNS}) from stdin (format binary)`;
+
 /**
- * Writes request rows taken from `RequestRows` with one `COPY … FROM STDIN (FORMAT binary)`. The
- * batch commits with `synchronous_commit = off`: a crash may lose the last few hundred milliseconds
- * of committed batches, which breaks no promise (the rows waiting in the buffer are lost with the
- * process anyway, request activity is best effort), and the commit no longer waits for the WAL
- * flush while it holds a pooled connection.
+ * Writes request rows taken from `RequestRows` with one `COPY … (FORMAT binary)`: on PGlite from a
+ * blob, which costs it a third less CPU a row than the `json_to_recordset` INSERT it replaced (500-row
+ * batches, 15 against 23 µs). On PostgreSQL the batch commits with `synchronous_commit = off`: a
+ * crash may lose the last few hundred milliseconds of committed batches, which breaks no promise (the
+ * rows waiting in the buffer are lost with the process anyway, request activity is best effort), and
+ * the commit no longer waits for the WAL flush while it holds a pooled connection.
  */
-export async function copyRequestRows(pool: pg.Pool, data: Buffer[]): Promise<void> {
+export async function copyRequestRows(database: Database, data: Buffer[]): Promise<void> {
+  const { pool, pglite } = database;
+  if (pool === undefined) {
+    if (pglite === undefined) throw new Error('no database to copy request rows into');
+    await pglite.query(COPY_REQUESTS.replace('stdin', `'/dev/blob'`), [], { blob: new Blob(data) });
+    return;
+  }
   const client = await pool.connect();
   try {
     await client.query('begin; set local synchronous_commit = off');
     await new Promise<void>((resolve, reject) => {
-      const stream = client.query(copyFrom(`copy activities (${REQUEST_COLUMNS}) from stdin (format binary)`));
+      const stream = client.query(copyFrom(COPY_REQUESTS));
       stream.on('finish', resolve);
       stream.on('error', reject);
       for (const piece of data) stream.write(piece);
