@@ -25,11 +25,13 @@ export interface WriteContext {
 
 /** The core item for a SCIM create (no `current`) or full replace of `current`. */
 export function provisionItemOf(current: User | undefined, fields: ScimUserFields): ProvisionItem {
-  const attributes: Record<string, unknown> = { ...(current?.attributes ?? {}) };
-  if (Object.keys(fields.scim).length > 0) attributes.scim = fields.scim;
-  else delete attributes.scim;
+  // Everything but `scim` is kept as stored; a rest copy rather than `delete`, which would leave the
+  // object in V8's slow dictionary mode for the comparisons and serialisations that follow.
+  const { scim: _previous, ...kept } = current?.attributes ?? {};
+  const attributes: Record<string, unknown> =
+    Object.keys(fields.scim).length > 0 ? { ...kept, scim: fields.scim } : kept;
   return {
-    ...(current ? { id: current.id } : {}),
+    id: current?.id,
     email: fields.email,
     username: fields.username,
     firstName: fields.firstName,
