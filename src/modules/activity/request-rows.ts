@@ -38,6 +38,7 @@ const TRAILER = Buffer.from([0xff, 0xff]);
 /** timestamptz is microseconds since 2000-01-01 UTC. */
 const POSTGRES_EPOCH_MICROS = 946_684_800_000_000;
 const TWO_32 = 2 ** 32;
+const MIN_CHUNK_BYTES = 16_384;
 /** A row's bytes besides its IP address, user agent and route tail: 19 lengths and fixed values. */
 const ROW_FIXED_BYTES = 2 + FIELDS * 4 + 8 + 5 * 16 + 9 + 2 + 8 + 7 + 1;
 
@@ -124,8 +125,8 @@ function uuidField(uuid: string): Uint8Array | undefined {
  * the like check their arguments in JavaScript and cost several times as much, at two dozen a row.
  */
 class Chunk {
-  readonly bytes: Buffer;
-  readonly view: DataView;
+  bytes: Buffer;
+  view: DataView;
   /** Bytes used. */
   end = 0;
   rows = 0;
@@ -133,6 +134,14 @@ class Chunk {
   constructor(size: number) {
     this.bytes = Buffer.allocUnsafe(size);
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, size);
+  }
+
+  /** Moves the rows into a buffer of `size` bytes. */
+  grow(size: number): void {
+    const bytes = Buffer.allocUnsafe(size);
+    this.bytes.copy(bytes, 0, 0, this.end);
+    this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, size);
   }
 
   /** A canonical uuid string as a field; -1 if it is not one, which PostgreSQL would refuse. */
@@ -186,14 +195,15 @@ class Chunk {
 export class RequestRows {
   private readonly full: Chunk[] = [];
   private current: Chunk | undefined;
+  /**
+   * Bytes the next chunk starts with: what the last one used. Busy, chunks fill up at the size they
+   * need without growing; quiet, the one-second flush leaves small chunks and so allocates little.
+   */
+  private startBytes = MIN_CHUNK_BYTES;
   /** Rows held. */
   size = 0;
 
-  constructor(
-    private readonly rowsPerChunk: number,
-    /** Bytes a chunk starts with: enough for `rowsPerChunk` typical rows. */
-    private readonly chunkBytes = Math.max(16_384, rowsPerChunk * 400),
-  ) {}
+  constructor(private readonly rowsPerChunk: number) {}
 
   /** Whether a full chunk waits to be written. */
   get hasFullChunk(): boolean {
@@ -207,11 +217,10 @@ export class RequestRows {
     const userAgent = r.userAgent;
     const room = ROW_FIXED_BYTES + tail.length + 3 * ((ip?.length ?? 0) + (userAgent?.length ?? 0));
     let c = this.current;
-    if (c === undefined || c.bytes.length - c.end < room) {
-      if (c !== undefined && c.rows > 0) this.full.push(c);
-      c = new Chunk(Math.max(this.chunkBytes, room));
+    if (c === undefined) {
+      c = new Chunk(Math.max(this.startBytes, room));
       this.current = c;
-    }
+    } else if (c.bytes.length - c.end < room) c.grow(Math.max(2 * c.bytes.length, c.end + room));
     const view = c.view;
     let at = c.end;
     view.setInt16(at, FIELDS);
@@ -250,19 +259,22 @@ export class RequestRows {
     c.end = c.bytesField(at, tail);
     c.rows++;
     this.size++;
-    if (c.rows >= this.rowsPerChunk) {
-      this.full.push(c);
-      this.current = undefined;
-    }
+    if (c.rows >= this.rowsPerChunk) this.seal(c);
     return true;
+  }
+
+  private seal(chunk: Chunk): void {
+    this.full.push(chunk);
+    this.current = undefined;
+    this.startBytes = Math.max(MIN_CHUNK_BYTES, chunk.end);
   }
 
   /** Removes and returns the full chunks' rows (all rows when `all`) as COPY data pieces. */
   take(all: boolean): { data: Buffer[]; rows: number } {
     const chunks = this.full.splice(0);
     if (all && this.current !== undefined) {
-      chunks.push(this.current);
-      this.current = undefined;
+      this.seal(this.current);
+      chunks.push(...this.full.splice(0));
     }
     let rows = 0;
     const data: Buffer[] = [HEADER];

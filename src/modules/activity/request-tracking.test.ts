@@ -280,6 +280,38 @@ describe('request rows written in bulk', () => {
     }
   });
 
+  it('keeps every row of a batch larger than the buffer it starts in', async () => {
+    const t = await startTestApp();
+    try {
+      const userAgent = `Long/${'y'.repeat(500)}`;
+      for (let i = 0; i < 200; i++) {
+        t.app.activityBuffer.pushRequest({
+          startedAt: Date.now(),
+          id: `0190a000-0000-7000-8000-${String(i).padStart(12, '0')}`,
+          actorType: 'anonymous',
+          organizationId: null,
+          userId: null,
+          apiKeyId: null,
+          ipAddress: '198.51.100.10',
+          userAgent,
+          method: 'GET',
+          route: '/api/v1/organizations',
+          status: 200,
+          durationMs: i,
+        });
+      }
+      await t.app.activityBuffer.flush();
+      const rows = await queryRows<{ n: number; durations: number }>(
+        t.database.db,
+        sql`select count(*)::int as n, sum(duration_ms)::int as durations from activities
+          where ip_address = '198.51.100.10' and user_agent = ${userAgent}`,
+      );
+      expect(rows).toEqual([{ n: 200, durations: (199 * 200) / 2 }]);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('counts a request whose ids are not uuids as failed without losing the rows around it', async () => {
     const t = await startTestApp();
     try {
