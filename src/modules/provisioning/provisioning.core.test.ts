@@ -5,7 +5,7 @@ import { seedOrganization } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { users } from '../users/users.table.js';
-import { deactivateUser, findProvisionedUser, listProvisionedUsers } from './provisioning.lookup.js';
+import { deactivateUser, findProvisionedUser, listProvisionedUsers, readUserRows } from './provisioning.lookup.js';
 import { type ProvisionOutcome, provisionUsers } from './provisioning.service.js';
 
 const platform: Actor = { kind: 'api_key', apiKeyId: 'env:PROVISIONING_API_KEY', organizationId: null, scopes: [] };
@@ -32,6 +32,27 @@ describe('provisioning core', () => {
     t = await startTestApp();
   });
   afterAll(() => t.close());
+
+  it('reads users by id with their organization code, only within an organization when one is named', async () => {
+    const [a, b] = [await seedOrganization(t), await seedOrganization(t)];
+    const create = async (organization: string) =>
+      ok(
+        (await provisionUsers(t.database.db, platform, [{ organization, email: `${unique('r')}@example.com` }]))
+          .results[0],
+      ).user.id as string;
+    const [inA, inB] = [await create(a.code), await create(b.code)];
+    const everywhere = await readUserRows(t.database.db, [inA, inB, '01a20568-ebe5-7959-8be2-000000000000']);
+    expect(everywhere.map((r) => [r.id, r.organizationCode]).sort()).toEqual(
+      [
+        [inA, a.code],
+        [inB, b.code],
+      ].sort(),
+    );
+    const withinA = await readUserRows(t.database.db, [inA, inB], a.id);
+    expect(withinA.map((r) => r.id)).toEqual([inA]);
+    expect(withinA[0]?.dateJoined).toBeInstanceOf(Date);
+    expect(await readUserRows(t.database.db, [])).toEqual([]);
+  });
 
   it("creates users without an external id in a confined caller's own organization", async () => {
     const org = await seedOrganization(t);
