@@ -30,6 +30,7 @@ import { usersRoutes } from './modules/users/users.routes.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installErrorHandling } from './platform/http/errors.js';
+import { installNulGuard } from './platform/http/nul-guard.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installRateLimits } from './platform/http/rate-limits.js';
 import { installRequestContext } from './platform/http/request-context.js';
@@ -75,6 +76,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   // whether or not this process runs the worker.
   await installJobs(database);
   installErrorHandling(app);
+  installNulGuard(app);
   if (logger) installRequestLogging(app);
 
   installSecurityHeaders(app);
