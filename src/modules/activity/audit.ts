@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
-import type { DbOrTx } from '../../platform/db/client.js';
+import type pg from 'pg';
+import { type DbOrTx, pgClientOf } from '../../platform/db/client.js';
 import { newId } from '../../platform/db/ids.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { currentRequest } from '../../platform/http/request-context.js';
@@ -110,15 +110,6 @@ function auditCopyLine(r: AuditRecord): string {
 }
 
 /**
- * The node-postgres connection under a Drizzle transaction. Not for PGlite, which reads a COPY only
- * from a blob and then takes twice the CPU of the INSERT (bench/activity-writes.ts).
- */
-function connectionOf(db: DbOrTx): pg.ClientBase | undefined {
-  const client = (db as unknown as { session?: { client?: unknown } }).session?.client;
-  return client instanceof pg.Client ? client : undefined;
-}
-
-/**
  * On PostgreSQL, large batches (a provisioning call's thousand events) go through `COPY … FROM
  * STDIN` on the connection of the caller's transaction, so they still commit or roll back with the
  * change: 1,000 events cost the server about half the CPU of `json_to_recordset` (~8 ms instead of
@@ -142,7 +133,8 @@ const AUDIT_CHUNK = 5_000;
  * a batch of 100 or more written in a PostgreSQL transaction.
  */
 export async function recordAudits(db: DbOrTx, events: AuditEvent[]): Promise<void> {
-  const connection = events.length >= COPY_FROM ? connectionOf(db) : undefined;
+  // Not on PGlite, which reads a text COPY only from a blob and then takes twice the CPU of the INSERT.
+  const connection = events.length >= COPY_FROM ? pgClientOf(db) : undefined;
   if (connection) {
     await copyAudits(connection, events.map(auditRecord));
     return;

@@ -131,6 +131,15 @@ export function uniqueViolation(err: unknown): { constraint: string } | undefine
   return undefined;
 }
 
+/**
+ * The node-postgres connection under a Drizzle handle or transaction, for what only the driver
+ * speaks (COPY); undefined on PGlite and on a pooled root handle.
+ */
+export function pgClientOf(db: DbOrTx): pg.ClientBase | undefined {
+  const client = (db as unknown as { session?: { client?: unknown } }).session?.client;
+  return client instanceof pg.Client ? client : undefined;
+}
+
 /** Runs raw SQL and returns its rows; both drivers answer `{ rows }`. */
 export async function queryRows<T>(db: DbOrTx, query: SQL): Promise<T[]> {
   const result = (await db.execute(query)) as unknown as { rows: T[] };
