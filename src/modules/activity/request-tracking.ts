@@ -41,9 +41,10 @@ const requestIds = new V7Generator(
 
 /**
  * Records every request (method, route template, status, duration, user, organization, API key,
- * IP, user agent) into the bounded activity buffer from `onResponse`: one object appended to an
- * array per request, nothing awaited. The buffer is written every second or by batch and on close;
- * when it is full, requests go on and the drop is counted (`activity_requests_dropped_total`).
+ * IP, user agent) into the bounded activity buffer from `onResponse`: the row is encoded for COPY
+ * into the buffer's bytes at once, nothing awaited. The buffer is written every second or by batch
+ * and on close; when it is full, requests go on and the drop is counted
+ * (`activity_requests_dropped_total`).
  * With ACTIVITY_TRACKING=off only tracked events use the buffer. Also decorates `app.tracker`.
  */
 export function installRequestTracking(app: FastifyInstance, database: Database): void {
