@@ -1,8 +1,7 @@
-import { randomFillSync } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
-import { V7Generator } from 'uuidv7';
 import type { Database } from '../../platform/db/client.js';
+import { newIdBytes } from '../../platform/db/ids.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
 import { ActivityBuffer, type RequestActivity } from './activity-buffer.js';
 import { createTracker } from './tracker.js';
@@ -17,27 +16,6 @@ declare module 'fastify' {
 /** Paths whose requests are not activity: probes, scrapes and the documentation. */
 const UNTRACKED = /^\/(metrics|health|api\/docs|api\/openapi\.json|favicon)/;
 const MAX_USER_AGENT = 512;
-
-/**
- * The ids of request rows. `uuidv7()` refills 8 words from the system's random source at a time,
- * about every fourth id: at thousands of requests a second that call was the largest part of what
- * tracking costs the request path (CPU profile of bench:activity). This source refills 1,024.
- */
-const requestIds = new V7Generator(
-  (() => {
-    const words = new Uint32Array(1024);
-    let next = words.length;
-    return {
-      nextUint32(): number {
-        if (next === words.length) {
-          randomFillSync(words);
-          next = 0;
-        }
-        return words[next++] as number;
-      },
-    };
-  })(),
-);
 
 /**
  * Records every request (method, route template, status, duration, user, organization, API key,
@@ -114,7 +92,7 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
     }
     buffer.pushRequest({
       startedAt: Date.now() - durationMs,
-      id: requestIds.generate().bytes,
+      id: newIdBytes(),
       actorType,
       organizationId,
       userId,
