@@ -134,7 +134,8 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/api/provisioning/users/bulk',
     {
-      config: { auth },
+      // One item holding a NUL character fails alone, in the core's validation.
+      config: { auth, nulCheckedPerItem: true },
       validatorCompiler: bulkValidatorCompiler,
       schema: {
         operationId: 'bulkProvisionUsers',

@@ -37,7 +37,7 @@ describe('values holding the NUL character', () => {
     expect(fieldOf(login.body)).toBe('email');
   });
 
-  it('refuse a bulk call as a whole, writing nothing of it', async () => {
+  it('fail alone as an item of a seed-000 bulk call, whose other items are written', async () => {
     const org = await seedOrganization(t);
     const items = [
       { keycloak_id: 'kc-nul-ok', email: 'ok@example.com', engagemx_client_id: org.code },
@@ -49,14 +49,32 @@ describe('values holding the NUL character', () => {
       headers: { authorization: `Bearer ${KEY}` },
       payload: items,
     });
-    expect(res.statusCode).toBe(400);
-    expect(fieldOf(res.body)).toBe('1.first_name');
-    const found = await t.request({
-      method: 'GET',
-      url: '/api/provisioning/users/kc-nul-ok',
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(body).toMatchObject({ success_count: 1, error_count: 1 });
+    expect(body.errors[0]).toMatchObject({ index: 1, keycloak_id: 'kc-nul-bad' });
+    expect(JSON.stringify(body.errors[0])).toContain('first_name');
+    const read = (id: string) =>
+      t.request({ method: 'GET', url: `/api/provisioning/users/${id}`, headers: { authorization: `Bearer ${KEY}` } });
+    expect((await read('kc-nul-ok')).statusCode).toBe(200);
+    expect((await read('kc-nul-bad')).statusCode).toBe(404);
+  });
+
+  it('refuse a single provisioning call as a whole', async () => {
+    const org = await seedOrganization(t);
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/provisioning/users',
       headers: { authorization: `Bearer ${KEY}` },
+      payload: {
+        keycloak_id: 'kc-nul-one',
+        email: 'one@example.com',
+        last_name: 'A\u0000',
+        engagemx_client_id: org.code,
+      },
     });
-    expect(found.statusCode).toBe(404);
+    expect(res.statusCode).toBe(400);
+    expect(fieldOf(res.body)).toBe('last_name');
   });
 
   it('answer SCIM clients in the SCIM error format', async () => {
