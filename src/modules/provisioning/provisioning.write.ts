@@ -56,6 +56,23 @@ function insertUsers(plans: Plan[]): SQL {
     from ${targetRows(plans)}`;
 }
 
+/** A written row as the statements answer it (dates as text or Date, by driver). */
+interface WrittenRow {
+  id: string;
+  created_at: string | Date;
+  updated_at: string | Date;
+}
+
+function written(r: WrittenRow, inserted: boolean, previousStatus: UserStatus | null = null): Written {
+  return {
+    id: r.id,
+    inserted,
+    createdAt: new Date(r.created_at),
+    updatedAt: new Date(r.updated_at),
+    previousStatus,
+  };
+}
+
 const COPY_COLUMNS =
   'id, organization_id, external_id, scim_external_id, username, email, first_name, last_name, attributes, status, ' +
   'user_type, is_staff, is_superuser, password_hash';
@@ -77,10 +94,7 @@ function userCopyLine(p: Plan): string {
  * rows' dates are the transaction's `now()`, read once). PGlite reads a COPY only from a blob, so it
  * keeps the insert.
  */
-async function insertPlainly(
-  tx: DbOrTx,
-  plans: Plan[],
-): Promise<{ id: string; created_at: string | Date; updated_at: string | Date }[]> {
+async function insertPlainly(tx: DbOrTx, plans: Plan[]): Promise<WrittenRow[]> {
   const connection = pgClientOf(tx);
   if (!connection) {
     return queryRows(tx, sql`${insertUsers(plans)} returning id, date_joined as created_at, updated_at`);
@@ -116,26 +130,12 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
     // No ON CONFLICT: a holder of the external id that committed since the plan is a violation, and
     // the call is planned again with probes, which answer external_id_taken (create-only items) or
     // update that user (upserts).
-    const rows = await insertPlainly(tx, createOnly);
-    for (const r of rows) {
-      out.set(r.id, {
-        id: r.id,
-        inserted: true,
-        createdAt: new Date(r.created_at),
-        updatedAt: new Date(r.updated_at),
-        previousStatus: null,
-      });
-    }
+    for (const r of await insertPlainly(tx, createOnly)) out.set(r.id, written(r, true));
   }
   if (fresh.length > 0) {
     // A parallel upsert of the same external id that committed since the plan becomes an update
     // (ON CONFLICT), so one user results; the WHERE keeps it from crossing organizations.
-    const rows = await queryRows<{
-      id: string;
-      inserted: boolean;
-      created_at: string | Date;
-      updated_at: string | Date;
-    }>(
+    const rows = await queryRows<WrittenRow & { inserted: boolean; external_id: string | null }>(
       tx,
       sql`${insertUsers(fresh)}
           on conflict (external_id) do update set
@@ -147,26 +147,15 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
           returning id, external_id, (xmax = 0) as inserted, date_joined as created_at, updated_at`,
     );
     const byExternal = new Map(fresh.map((p) => [p.target.externalId, p]));
-    for (const r of rows as ((typeof rows)[number] & { external_id: string | null })[]) {
+    for (const r of rows) {
       const plan = r.inserted ? undefined : byExternal.get(r.external_id);
       // On conflict the stored id is the other writer's, not the one planned.
       if (plan) plan.target.id = r.id;
-      out.set(r.id, {
-        id: r.id,
-        inserted: r.inserted,
-        createdAt: new Date(r.created_at),
-        updatedAt: new Date(r.updated_at),
-        previousStatus: null,
-      });
+      out.set(r.id, written(r, r.inserted));
     }
   }
   if (known.length > 0) {
-    const rows = await queryRows<{
-      id: string;
-      created_at: string | Date;
-      updated_at: string | Date;
-      previous: UserStatus;
-    }>(
+    const rows = await queryRows<WrittenRow & { previous: UserStatus }>(
       tx,
       sql`update users set external_id = v.external_id, scim_external_id = v.scim_external_id, username = v.username,
             email = v.email, first_name = v.first_name, last_name = v.last_name, attributes = v.attributes,
@@ -179,15 +168,7 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
           where users.id = v.id and users.organization_id = v.organization_id
           returning users.id, users.date_joined as created_at, users.updated_at, old.status as previous`,
     );
-    for (const r of rows) {
-      out.set(r.id, {
-        id: r.id,
-        inserted: false,
-        createdAt: new Date(r.created_at),
-        updatedAt: new Date(r.updated_at),
-        previousStatus: r.previous,
-      });
-    }
+    for (const r of rows) out.set(r.id, written(r, false, r.previous));
   }
   return out;
 }
