@@ -6,6 +6,7 @@ import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
+import { withPreparedStatements } from './pglite-statements.js';
 
 /** The Drizzle handle every query function takes; the same type on PGlite and PostgreSQL. */
 export type Db = PgDatabase<PgQueryResultHKT>;
@@ -98,7 +99,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   const unlock = inMemory ? () => {} : lockDataDir(options.dataDir as string);
   try {
     const pglite = await PGlite.create(inMemory ? undefined : join(options.dataDir as string, 'pgdata'));
-    const db = drizzlePglite(pglite) as unknown as Db;
+    const db = drizzlePglite(withPreparedStatements(pglite)) as unknown as Db;
     return {
       db,
       kind: 'pglite',
