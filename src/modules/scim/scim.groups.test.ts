@@ -19,7 +19,7 @@ describe("SCIM Groups (the organization's roles)", () => {
 
   it('creates a group as a role of level 1000 without grants, with members, and audits it', async () => {
     const { org, scim } = await scimClient(t);
-    const ada = await seedUser(t, org.id);
+    const ada = await seedUser(t, org.id, { username: unique('ada') });
     const res = await scim('POST', '/Groups', {
       schemas: [GROUP],
       displayName: 'Engineering Team',
@@ -50,6 +50,19 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(user.groups).toEqual([expect.objectContaining({ value: group.id, display: 'Engineering Team' })]);
     const members = (await scim('GET', `/Users?filter=${encodeURIComponent(`groups.value eq "${group.id}"`)}`)).json();
     expect(members).toMatchObject({ totalResults: 1, Resources: [{ id: ada.id }] });
+    // Every way of listing users shows each one's groups: the look-up by userName (its own
+    // statement), a filter, and the whole organization.
+    const listed = [
+      (await scim('GET', `/Users?filter=${encodeURIComponent(`userName eq "${ada.username}"`)}`)).json(),
+      members,
+      (await scim('GET', '/Users')).json(),
+    ];
+    for (const list of listed) {
+      const found = (list.Resources as { id: string; groups: unknown }[]).find((r) => r.id === ada.id);
+      expect(found?.groups).toEqual([
+        { value: group.id, display: 'Engineering Team', $ref: expect.any(String), type: 'direct' },
+      ]);
+    }
     const byName = (await scim('GET', `/Users?filter=${encodeURIComponent('groups.display co "engineering"')}`)).json();
     expect(byName.totalResults).toBe(1);
   });

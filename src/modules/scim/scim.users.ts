@@ -45,12 +45,16 @@ export function orderOf(sortKeys: Record<string, SQL>, id: SQL, query: Pick<List
   return [direction(key), direction(id)];
 }
 
-/** The user's organization roles (SCIM groups) as one JSON array, read in the same statement. */
+/**
+ * The user's organization roles (SCIM groups) as one JSON array, read in the same statement. The user
+ * is named with its table: Drizzle writes the columns of a one-table select list unqualified, and a
+ * bare "id" or "organization_id" inside this subquery would be the role's own.
+ */
 const groupsColumn = sql<
   UserGroupRef[]
 >`(select coalesce(json_agg(json_build_object('roleId', r.id, 'name', r.name) order by r.name), '[]'::json)
   from ${userRoles} ur join ${roles} r on r.id = ur.role_id
-  where ur.user_id = ${users.id} and r.organization_id = ${users.organizationId})`;
+  where ur.user_id = ${users}.id and r.organization_id = ${users}.organization_id)`;
 
 export interface ListedUser {
   user: User;
