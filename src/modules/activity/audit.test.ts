@@ -177,6 +177,54 @@ describe('large batches of audit events', () => {
   });
 });
 
+describe('audit events copied or inserted', () => {
+  // Either write path must store the same values: a large batch is copied in binary, a small one inserted.
+  const events = (type: string, n: number) =>
+    Array.from({ length: n }, (_, i) => ({
+      type,
+      category: 'user_management' as const,
+      organizationId: '0190a000-0000-7000-8000-00000000000a',
+      userId: i % 2 ? `0190a000-0000-7000-8000-${String(i).padStart(12, '0')}` : null,
+      actorUserId: i % 3 ? '0190a000-0000-7000-8000-0000000000ac' : null,
+      description: `Événement ${i} — 😀 ${'ü'.repeat(i % 7)}`,
+      details: { i, nested: { list: [1, 'zwei', null, true], empty: {} }, text: 'ünïcödé 😀 "q" \\ \t' },
+      severity: (i % 2 ? 'warning' : 'info') as 'warning' | 'info',
+      success: i % 5 !== 0,
+      tags: i % 4 ? ['ünï', 'a b', ''] : [],
+      ip: i % 3 ? '2001:db8::1' : null,
+      userAgent: i % 2 ? `Agent/${'ä'.repeat(300)}` : null,
+      ...(i % 2 ? { objectType: 'user', objectId: `object-${i}` } : {}),
+    }));
+
+  it('store the same values either way', async () => {
+    const db = t.database.db;
+    await db.transaction((tx) => recordAudits(tx, events('test.same_inserted', 40)));
+    await db.transaction((tx) => recordAudits(tx, events('test.same_copied', 200)));
+    const read = (type: string) =>
+      queryRows<Record<string, unknown>>(
+        db,
+        sql`select kind, category, severity, success, organization_id, user_id, actor_type, actor_id, api_key_id,
+              object_type, object_id, description, details, tags, ip_address, user_agent
+            from activities where activity_type = ${type} order by description`,
+      );
+    const inserted = await read('test.same_inserted');
+    const copied = (await read('test.same_copied')).filter((r) =>
+      inserted.some((i) => i.description === r.description),
+    );
+    expect(inserted).toHaveLength(40);
+    expect(copied).toEqual(inserted);
+    expect(copied.find((r) => r.description === 'Événement 5 — 😀 üüüüü')).toMatchObject({
+      details: { i: 5, nested: { list: [1, 'zwei', null, true], empty: {} }, text: 'ünïcödé 😀 "q" \\ \t' },
+      tags: ['ünï', 'a b', ''],
+      user_agent: `Agent/${'ä'.repeat(300)}`,
+      actor_type: 'user',
+      actor_id: '0190a000-0000-7000-8000-0000000000ac',
+      success: false,
+      object_id: 'object-5',
+    });
+  });
+});
+
 describe('audit events written during a request', () => {
   const PLATFORM_KEY = 'platform-provisioning-key-audit-origin-0123';
   let app: TestApp;

@@ -14,17 +14,17 @@ export function copyText(value: string | null): string {
   return SPECIAL.test(value) ? value.replace(SPECIAL_ALL, (c) => ESCAPES[c] as string) : value;
 }
 
-/** A text[] literal: every element quoted, so commas, braces and spaces stay inside it. */
-export function textArrayLiteral(values: string[]): string {
-  return `{${values.map((v) => `"${v.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
-}
-
-/** Runs `copy <target> from stdin` with `text` as its input, on one node-postgres connection. */
-export async function copyIn(client: pg.ClientBase, target: string, text: string | Buffer): Promise<void> {
+/** Runs `copy <target> from stdin` with `data` as its input (text, or binary), on one node-postgres connection. */
+export async function copyIn(
+  client: pg.ClientBase,
+  target: string,
+  data: string | Buffer,
+  format: 'text' | 'binary' = 'text',
+): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const stream = client.query(copyFrom(`copy ${target} from stdin`));
+    const stream = client.query(copyFrom(`copy ${target} from stdin${format === 'binary' ? ' (format binary)' : ''}`));
     stream.on('finish', resolve);
     stream.on('error', reject);
-    stream.end(text);
+    stream.end(data);
   });
 }

@@ -1,5 +1,6 @@
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Database } from '../../platform/db/client.js';
+import { booleanField, Chunk, fields, HEADER, TRAILER, withoutNul } from './copy-binary.js';
 
 /**
  * The columns of one request row, in the order `RequestRows` writes its fields: those that vary per
@@ -30,32 +31,12 @@ export interface RequestActivity {
   durationMs: number;
 }
 
-// COPY's binary format (PostgreSQL docs, "COPY", Binary Format): a signature, flags and header
-// extension length, then per row a 16-bit field count and per field a 32-bit length (-1 = null)
-// and the value in the type's send format; a 16-bit -1 ends the data.
-const HEADER = Buffer.from('PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0', 'latin1');
-const TRAILER = Buffer.from([0xff, 0xff]);
 /** timestamptz is microseconds since 2000-01-01 UTC. */
 const POSTGRES_EPOCH_MICROS = 946_684_800_000_000;
 const TWO_32 = 2 ** 32;
 const MIN_CHUNK_BYTES = 16_384;
 /** A row's bytes besides its IP address, user agent and route tail: 19 lengths and fixed values. */
 const ROW_FIXED_BYTES = 2 + FIELDS * 4 + 8 + 5 * 16 + 9 + 2 + 8 + 7 + 1;
-
-/** Text fields as bytes, each behind its length. */
-function fields(...values: string[]): Buffer {
-  const parts = values.flatMap((value) => {
-    const bytes = Buffer.from(value);
-    const length = Buffer.alloc(4);
-    length.writeInt32BE(bytes.length);
-    return [length, bytes];
-  });
-  return Buffer.concat(parts);
-}
-
-function booleanField(value: boolean): Buffer {
-  return Buffer.from([0, 0, 0, 1, value ? 1 : 0]);
-}
 
 // Severity and success follow from the status: three byte strings instead of work per row.
 const SERVER_ERROR = Buffer.concat([fields('warning'), booleanField(false)]);
@@ -78,112 +59,6 @@ function routeTail(method: string, route: string): Buffer {
     byMethod.set(method, tail);
   }
   return tail;
-}
-
-/** NUL cannot be stored in a text column at all: it is dropped, as the text COPY of audit rows does. */
-function withoutNul(value: string): string {
-  return value.includes('\0') ? value.replaceAll('\0', '') : value;
-}
-
-const HEX = new Int8Array(128).fill(-1);
-for (let i = 0; i < 16; i++) {
-  HEX['0123456789abcdef'.charCodeAt(i)] = i;
-  HEX['0123456789ABCDEF'.charCodeAt(i)] = i;
-}
-
-// The users, organizations and keys behind requests recur: each uuid is parsed once, while the
-// cache is small enough to keep (it is emptied when it fills up).
-const uuidFields = new Map<string, Uint8Array>();
-const UUID_CACHE = 10_000;
-
-/** A canonical uuid string as a binary field (length and 16 bytes); undefined if it is not one. */
-function uuidField(uuid: string): Uint8Array | undefined {
-  const cached = uuidFields.get(uuid);
-  if (cached !== undefined) return cached;
-  if (uuid.length !== 36) return undefined;
-  const field = new Uint8Array(20);
-  field[3] = 16;
-  let to = 4;
-  for (let i = 0; i < 36; i += 2) {
-    if (i === 8 || i === 13 || i === 18 || i === 23) {
-      if (uuid.charCodeAt(i) !== 45) return undefined;
-      i--;
-      continue;
-    }
-    const high = HEX[uuid.charCodeAt(i)] ?? -1;
-    const low = HEX[uuid.charCodeAt(i + 1)] ?? -1;
-    if (high < 0 || low < 0) return undefined;
-    field[to++] = (high << 4) | low;
-  }
-  if (uuidFields.size >= UUID_CACHE) uuidFields.clear();
-  uuidFields.set(uuid, field);
-  return field;
-}
-
-/**
- * Encoded rows in one buffer. Lengths and numbers go through a DataView: `Buffer#writeInt32BE` and
- * the like check their arguments in JavaScript and cost several times as much, at two dozen a row.
- */
-class Chunk {
-  bytes: Buffer;
-  view: DataView;
-  /** Bytes used. */
-  end = 0;
-  rows = 0;
-
-  constructor(size: number) {
-    this.bytes = Buffer.allocUnsafe(size);
-    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, size);
-  }
-
-  /** Moves the rows into a buffer of `size` bytes. */
-  grow(size: number): void {
-    const bytes = Buffer.allocUnsafe(size);
-    this.bytes.copy(bytes, 0, 0, this.end);
-    this.bytes = bytes;
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, size);
-  }
-
-  /** A canonical uuid string as a field; -1 if it is not one, which PostgreSQL would refuse. */
-  uuid(at: number, uuid: string | null): number {
-    if (uuid === null) return this.null(at);
-    const field = uuidField(uuid);
-    return field === undefined ? -1 : this.bytesField(at, field);
-  }
-
-  null(at: number): number {
-    this.view.setInt32(at, -1);
-    return at + 4;
-  }
-
-  text(at: number, text: string | null): number {
-    if (text === null) return this.null(at);
-    // Short ASCII (an IP address, most user agents) is copied here: cheaper than a call into C++.
-    const n = text.length;
-    if (n <= 256) {
-      const bytes = this.bytes;
-      let to = at + 4;
-      for (let i = 0; i < n; i++) {
-        const c = text.charCodeAt(i);
-        if (c === 0 || c > 0x7f) return this.encoded(at, text);
-        bytes[to++] = c;
-      }
-      this.view.setInt32(at, n);
-      return to;
-    }
-    return this.encoded(at, text);
-  }
-
-  private encoded(at: number, text: string): number {
-    const length = this.bytes.write(withoutNul(text), at + 4);
-    this.view.setInt32(at, length);
-    return at + 4 + length;
-  }
-
-  bytesField(at: number, field: Uint8Array): number {
-    this.bytes.set(field, at);
-    return at + field.length;
-  }
 }
 
 /**
@@ -230,7 +105,7 @@ export class RequestRows {
     view.setInt32(at + 6, Math.floor(micros / TWO_32));
     view.setUint32(at + 10, micros >>> 0);
     at += 14;
-    if (typeof r.id === 'string') at = c.uuid(at, r.id);
+    if (typeof r.id === 'string') at = c.uuid(at, r.id, false);
     else {
       view.setInt32(at, 16);
       at = c.bytesField(at + 4, r.id);

@@ -6,7 +6,7 @@ import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
-import { withPreparedStatements } from './pglite-statements.js';
+import { asPgliteClient, type PgliteClient, withPreparedStatements } from './pglite-statements.js';
 
 /** The Drizzle handle every query function takes; the same type on PGlite and PostgreSQL. */
 export type Db = PgDatabase<PgQueryResultHKT>;
@@ -139,6 +139,14 @@ export function uniqueViolation(err: unknown): { constraint: string } | undefine
 export function pgClientOf(db: DbOrTx): pg.ClientBase | undefined {
   const client = (db as unknown as { session?: { client?: unknown } }).session?.client;
   return client instanceof pg.Client ? client : undefined;
+}
+
+/**
+ * The PGlite client under a Drizzle handle or transaction, for what only PGlite's own API takes (a
+ * COPY from a blob); undefined on PostgreSQL.
+ */
+export function pgliteClientOf(db: DbOrTx): PgliteClient | undefined {
+  return asPgliteClient((db as unknown as { session?: { client?: unknown } }).session?.client);
 }
 
 /** Runs raw SQL and returns its rows; both drivers answer `{ rows }`. */

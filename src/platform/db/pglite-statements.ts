@@ -232,8 +232,8 @@ export function withPreparedStatements(pglite: PGlite): PGlite {
     query: <T>(sql: string, params?: unknown[], options?: QueryOptions) =>
       cache.query<T>(pglite, false, sql, params, options),
     transaction: <T>(callback: (tx: Transaction) => Promise<T>) =>
-      pglite.transaction((tx) =>
-        callback({
+      pglite.transaction((tx) => {
+        const wrapped = {
           query: <R>(sql: string, params?: unknown[], options?: QueryOptions) =>
             cache.query<R>(tx, true, sql, params, options),
           sql: tx.sql.bind(tx),
@@ -243,8 +243,25 @@ export function withPreparedStatements(pglite: PGlite): PGlite {
           get closed() {
             return tx.closed;
           },
-        } as Transaction),
-      ),
+        };
+        clients.add(wrapped);
+        return callback(wrapped as Transaction);
+      }),
   };
+  clients.add(client);
   return client as unknown as PGlite;
+}
+
+/** What callers outside Drizzle may ask of the client under a PGlite handle: a query (with a blob). */
+export interface PgliteClient {
+  query<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>>;
+}
+
+const clients = new WeakSet<object>();
+
+/** `candidate` if it is one of the clients given to Drizzle here (the database or a transaction). */
+export function asPgliteClient(candidate: unknown): PgliteClient | undefined {
+  return typeof candidate === 'object' && candidate !== null && clients.has(candidate)
+    ? (candidate as PgliteClient)
+    : undefined;
 }
