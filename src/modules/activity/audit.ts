@@ -1,12 +1,11 @@
 import { sql } from 'drizzle-orm';
-import { type DbOrTx, pgClientOf, pgliteClientOf } from '../../platform/db/client.js';
+import type { DbOrTx } from '../../platform/db/client.js';
 import { newId } from '../../platform/db/ids.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { currentRequest } from '../../platform/http/request-context.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
 import { activities } from './activity.table.js';
-import { Chunk, fields, HEADER, TRAILER } from './copy-binary.js';
-import { copyIn } from './copy-text.js';
+import { Chunk, copyBinary, fields } from './copy-binary.js';
 import { redactDetails } from './redact.js';
 
 export type AuditCategory =
@@ -108,9 +107,8 @@ const ROW_FIXED_BYTES = 2 + AUDIT_FIELDS * 4 + 5 * 16 + 1 + 5 + 1 + 20;
  * of their ids is not a canonical uuid: the INSERT then reports it as PostgreSQL does.
  */
 function auditRows(records: AuditRecord[]): Buffer | undefined {
-  const c = new Chunk(HEADER.length + TRAILER.length + records.length * 512);
-  c.bytes.set(HEADER, 0);
-  let at = HEADER.length;
+  const c = Chunk.stream(records.length * 512);
+  let at = c.end;
   for (const r of records) {
     const details = JSON.stringify(r.details);
     let chars =
@@ -126,11 +124,7 @@ function auditRows(records: AuditRecord[]): Buffer | undefined {
       (r.user_agent?.length ?? 0);
     for (const tag of r.tags) chars += tag.length + 4;
     // UTF-8 takes at most three bytes per UTF-16 unit.
-    const room = ROW_FIXED_BYTES + 3 * chars + TRAILER.length;
-    if (c.bytes.length - at < room) {
-      c.end = at;
-      c.grow(Math.max(2 * c.bytes.length, at + room));
-    }
+    c.room(at, ROW_FIXED_BYTES + 3 * chars);
     c.view.setInt16(at, AUDIT_FIELDS);
     at = c.uuid(at + 2, r.id, false);
     if (at < 0) return undefined;
@@ -156,8 +150,7 @@ function auditRows(records: AuditRecord[]): Buffer | undefined {
     at = c.text(at, r.ip_address);
     at = c.text(at, r.user_agent);
   }
-  c.bytes.set(TRAILER, at);
-  return c.bytes.subarray(0, at + TRAILER.length);
+  return c.close(at);
 }
 
 /**
@@ -169,18 +162,6 @@ function auditRows(records: AuditRecord[]): Buffer | undefined {
 const COPY_FROM = 100;
 const COPY_AUDITS = `activities (${AUDIT_COLUMNS})`;
 
-/** Writes the records with one binary COPY when the handle is a transaction that can; false if not. */
-async function copyAudits(db: DbOrTx, records: AuditRecord[]): Promise<boolean> {
-  const connection = pgClientOf(db);
-  const pglite = connection ? undefined : pgliteClientOf(db);
-  if (!connection && !pglite) return false;
-  const rows = auditRows(records);
-  if (!rows) return false;
-  if (connection) await copyIn(connection, COPY_AUDITS, rows, 'binary');
-  else await pglite?.query(`copy ${COPY_AUDITS} from '/dev/blob' (format binary)`, [], { blob: new Blob([rows]) });
-  return true;
-}
-
 // Rows per statement: the JSON parameter of 5,000 events stays a few megabytes.
 const AUDIT_CHUNK = 5_000;
 
@@ -191,7 +172,9 @@ const AUDIT_CHUNK = 5_000;
  * CPU for 1,000 rows).
  */
 export async function recordAudits(db: DbOrTx, events: AuditEvent[]): Promise<void> {
-  if (events.length >= COPY_FROM && (await copyAudits(db, events.map(auditRecord)))) return;
+  if (events.length >= COPY_FROM && (await copyBinary(db, COPY_AUDITS, () => auditRows(events.map(auditRecord))))) {
+    return;
+  }
   for (let i = 0; i < events.length; i += AUDIT_CHUNK) {
     const records = events.slice(i, i + AUDIT_CHUNK).map(auditRecord);
     await db.execute(sql`

@@ -1,3 +1,7 @@
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { type DbOrTx, pgClientOf, pgliteClientOf } from '../../platform/db/client.js';
+
 /**
  * COPY's binary format (PostgreSQL docs, "COPY", Binary Format), written straight into buffers: a
  * signature, flags and header extension length, then per row a 16-bit field count and per field a
@@ -82,6 +86,27 @@ export class Chunk {
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, size);
   }
 
+  /** A whole COPY stream to be written row by row: the header first. */
+  static stream(size: number): Chunk {
+    const chunk = new Chunk(HEADER.length + size + TRAILER.length);
+    chunk.bytes.set(HEADER, 0);
+    chunk.end = HEADER.length;
+    return chunk;
+  }
+
+  /** Makes room for `bytes` more (and the trailer) after `at`, the end of the rows so far. */
+  room(at: number, bytes: number): void {
+    if (this.bytes.length - at >= bytes + TRAILER.length) return;
+    this.end = at;
+    this.grow(Math.max(2 * this.bytes.length, at + bytes + TRAILER.length));
+  }
+
+  /** The stream ending at `at`, with its trailer. */
+  close(at: number): Buffer {
+    this.bytes.set(TRAILER, at);
+    return this.bytes.subarray(0, at + TRAILER.length);
+  }
+
   /** Moves the rows into a buffer of `size` bytes. */
   grow(size: number): void {
     const bytes = Buffer.allocUnsafe(size);
@@ -162,4 +187,31 @@ export class Chunk {
     view.setInt32(at, end - at - 4);
     return end;
   }
+}
+
+/**
+ * COPYs the rows `encode` gives (a whole stream, see `Chunk.stream`) into `target` ("table (columns)")
+ * through the handle, in its transaction: over the connection on PostgreSQL, from a blob on PGlite.
+ * False, with nothing written, when the handle has no single connection (a pooled root handle) or
+ * `encode` refuses (a value that is not what its column takes): the caller then inserts.
+ */
+export async function copyBinary(db: DbOrTx, target: string, encode: () => Buffer | undefined): Promise<boolean> {
+  const connection = pgClientOf(db);
+  const pglite = connection ? undefined : pgliteClientOf(db);
+  if (!connection && !pglite) return false;
+  const rows = encode();
+  if (!rows) return false;
+  if (connection) await copyIn(connection, target, rows);
+  else await pglite?.query(`copy ${target} from '/dev/blob' (format binary)`, [], { blob: new Blob([rows]) });
+  return true;
+}
+
+/** Runs `copy <target> from stdin (format binary)` with `rows` as its input, on one node-postgres connection. */
+async function copyIn(client: pg.ClientBase, target: string, rows: Buffer): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const stream = client.query(copyFrom(`copy ${target} from stdin (format binary)`));
+    stream.on('finish', resolve);
+    stream.on('error', reject);
+    stream.end(rows);
+  });
 }

@@ -54,6 +54,52 @@ describe('provisioning core', () => {
     expect(await readUserRows(t.database.db, [])).toEqual([]);
   });
 
+  it('stores the same values whether a call inserts its new users or copies them in (50 or more)', async () => {
+    const org = await seedOrganization(t);
+    const item = (run: string, i: number) => ({
+      organization: org.code,
+      externalId: `${run}-${i}`,
+      email: `${run}-${i}@example.com`,
+      username: i % 2 ? `${run}.u+${i}` : null,
+      firstName: `Zoë ${'😀'.repeat(i % 3)}`,
+      lastName: i % 4 ? 'Ölçü\ttab\\slash' : '',
+      attributes: i % 3 ? { note: 'ünï "q"', list: [1, null, { deep: true }], empty: {} } : {},
+      active: i % 5 !== 0,
+    });
+    const run = async (name: string, n: number) => {
+      const { results } = await provisionUsers(
+        t.database.db,
+        platform,
+        Array.from({ length: n }, (_, i) => item(name, i)),
+      );
+      expect(results.filter((r) => !r.ok || r.action !== 'created')).toEqual([]);
+      const rows = await t.database.db.select().from(users).where(eq(users.organizationId, org.id));
+      return rows
+        .filter((r) => r.externalId?.startsWith(`${name}-`))
+        .map(({ id, externalId, email, username, dateJoined, updatedAt, ...rest }) => ({
+          ...rest,
+          i: Number(externalId?.split('-').pop()),
+          username: username === null ? null : username.replace(name, ''),
+          email: email.replace(name, ''),
+          fresh: Date.now() - dateJoined.getTime() < 60_000 && updatedAt.getTime() === dateJoined.getTime(),
+        }))
+        .sort((a, b) => a.i - b.i);
+    };
+    const inserted = await run(unique('ins'), 10);
+    const copied = (await run(unique('cop'), 60)).slice(0, 10);
+    expect(copied).toEqual(inserted);
+    expect(copied[7]).toMatchObject({
+      username: '.u+7',
+      firstName: 'Zoë 😀',
+      lastName: 'Ölçü\ttab\\slash',
+      attributes: { note: 'ünï "q"', list: [1, null, { deep: true }], empty: {} },
+      status: 'active',
+      fresh: true,
+    });
+    expect(copied[5]).toMatchObject({ username: '.u+5', firstName: 'Zoë 😀😀', status: 'deactivated' });
+    expect(copied[6]).toMatchObject({ username: null, lastName: 'Ölçü\ttab\\slash', attributes: {} });
+  });
+
   it("creates users without an external id in a confined caller's own organization", async () => {
     const org = await seedOrganization(t);
     const actor = keyOf(org.id);

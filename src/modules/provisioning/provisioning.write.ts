@@ -4,8 +4,8 @@
  * exist yet.
  */
 import { type SQL, sql } from 'drizzle-orm';
-import { type DbOrTx, pgClientOf, queryRows } from '../../platform/db/client.js';
-import { copyIn, copyText } from '../activity/copy-text.js';
+import { type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { Chunk, copyBinary } from '../activity/copy-binary.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
@@ -77,31 +77,66 @@ const COPY_COLUMNS =
   'id, organization_id, external_id, scim_external_id, username, email, first_name, last_name, attributes, status, ' +
   'user_type, is_staff, is_superuser, password_hash';
 
-/** One planned user as a line of `COPY users (COPY_COLUMNS) FROM STDIN` text. */
-function userCopyLine(p: Plan): string {
-  const t = p.target;
-  return (
-    `${t.id}\t${copyText(p.organization.id)}\t${copyText(t.externalId)}\t${copyText(t.scimExternalId)}\t` +
-    `${copyText(t.username)}\t${copyText(t.email)}\t${copyText(t.firstName)}\t${copyText(t.lastName)}\t` +
-    `${copyText(JSON.stringify(t.attributes))}\t${t.status}\t${copyText(t.userType)}\t${t.isStaff ? 't' : 'f'}\t` +
-    `${t.isSuperuser ? 't' : 'f'}\t${copyText(t.passwordHash)}\n`
-  );
+const USER_FIELDS = 14;
+/** A row's bytes besides its text: the field count, 14 lengths, two uuids, two booleans and the jsonb version. */
+const ROW_FIXED_BYTES = 2 + USER_FIELDS * 4 + 2 * 16 + 2 + 1;
+
+/**
+ * The planned users as one COPY stream in COPY_COLUMNS order, binary (activity/copy-binary.ts), or
+ * undefined if an id is not a canonical uuid.
+ */
+function userRows(plans: Plan[]): Buffer | undefined {
+  const c = Chunk.stream(plans.length * 256);
+  let at = c.end;
+  for (const p of plans) {
+    const t = p.target;
+    const attributes = JSON.stringify(t.attributes);
+    const chars =
+      attributes.length +
+      (t.externalId?.length ?? 0) +
+      (t.scimExternalId?.length ?? 0) +
+      (t.username?.length ?? 0) +
+      t.email.length +
+      t.firstName.length +
+      t.lastName.length +
+      t.status.length +
+      (t.userType?.length ?? 0) +
+      (t.passwordHash?.length ?? 0);
+    // UTF-8 takes at most three bytes per UTF-16 unit.
+    c.room(at, ROW_FIXED_BYTES + 3 * chars);
+    c.view.setInt16(at, USER_FIELDS);
+    at = c.uuid(at + 2, t.id, false);
+    if (at < 0) return undefined;
+    at = c.uuid(at, p.organization.id);
+    if (at < 0) return undefined;
+    at = c.text(at, t.externalId);
+    at = c.text(at, t.scimExternalId);
+    at = c.text(at, t.username);
+    at = c.text(at, t.email);
+    at = c.text(at, t.firstName);
+    at = c.text(at, t.lastName);
+    at = c.jsonb(at, attributes);
+    at = c.text(at, t.status);
+    at = c.text(at, t.userType);
+    at = c.bool(at, t.isStaff);
+    at = c.bool(at, t.isSuperuser);
+    at = c.text(at, t.passwordHash);
+  }
+  return c.close(at);
 }
 
 /**
- * New users without ON CONFLICT. On PostgreSQL they go in by COPY on the transaction's connection:
- * PostgreSQL spends about a seventh less on 500 rows than on the `json_to_recordset` insert (the
- * rows' dates are the transaction's `now()`, read once). PGlite reads a COPY only from a blob, so it
- * keeps the insert.
+ * New users without ON CONFLICT: 50 or more go in by one binary COPY in the transaction, on PostgreSQL
+ * over its connection (the database spends about a seventh less on 500 rows than on the
+ * `json_to_recordset` insert), on PGlite from a blob; the rows' dates are the transaction's `now()`,
+ * read once. Fewer take the single INSERT … RETURNING, one statement instead of two.
  */
+const COPY_FROM = 50;
+
 async function insertPlainly(tx: DbOrTx, plans: Plan[]): Promise<WrittenRow[]> {
-  const connection = pgClientOf(tx);
-  if (!connection) {
+  if (plans.length < COPY_FROM || !(await copyBinary(tx, `users (${COPY_COLUMNS})`, () => userRows(plans)))) {
     return queryRows(tx, sql`${insertUsers(plans)} returning id, date_joined as created_at, updated_at`);
   }
-  let text = '';
-  for (const p of plans) text += userCopyLine(p);
-  await copyIn(connection, `users (${COPY_COLUMNS})`, text);
   const [clock] = await queryRows<{ now: string | Date }>(tx, sql`select now() as now`);
   const now = clock?.now ?? new Date();
   return plans.map((p) => ({ id: p.target.id, created_at: now, updated_at: now }));
