@@ -133,15 +133,13 @@ function auditRows(records: AuditRecord[]): Buffer | undefined {
     at = c.text(at, r.category);
     at = c.text(at, r.severity);
     at = c.bool(at, r.success);
-    for (const id of [r.organization_id, r.user_id]) {
-      at = c.uuid(at, id);
-      if (at < 0) return undefined;
-    }
+    at = c.uuid(at, r.organization_id);
+    if (at >= 0) at = c.uuid(at, r.user_id, false);
+    if (at < 0) return undefined;
     at = c.text(at, r.actor_type);
-    for (const id of [r.actor_id, r.api_key_id]) {
-      at = c.uuid(at, id);
-      if (at < 0) return undefined;
-    }
+    at = c.uuid(at, r.actor_id);
+    if (at >= 0) at = c.uuid(at, r.api_key_id);
+    if (at < 0) return undefined;
     at = c.text(at, r.object_type);
     at = c.text(at, r.object_id);
     at = c.text(at, r.description);

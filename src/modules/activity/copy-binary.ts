@@ -45,26 +45,34 @@ for (let i = 0; i < 16; i++) {
 const uuidFields = new Map<string, Uint8Array>();
 const UUID_CACHE = 10_000;
 
-/** A canonical uuid string as a binary field (length and 16 bytes); undefined if it is not one. */
-function uuidField(uuid: string, cache: boolean): Uint8Array | undefined {
-  const cached = cache ? uuidFields.get(uuid) : undefined;
-  if (cached !== undefined) return cached;
-  if (uuid.length !== 36) return undefined;
-  const field = new Uint8Array(20);
-  field[3] = 16;
-  let to = 4;
+/**
+ * Writes a canonical uuid string's 16 bytes into `to` from `at`; false (with bytes written) if it is
+ * not one.
+ */
+function writeUuid(uuid: string, to: Uint8Array, at: number): boolean {
+  if (uuid.length !== 36) return false;
+  let out = at;
   for (let i = 0; i < 36; i += 2) {
     if (i === 8 || i === 13 || i === 18 || i === 23) {
-      if (uuid.charCodeAt(i) !== 45) return undefined;
+      if (uuid.charCodeAt(i) !== 45) return false;
       i--;
       continue;
     }
     const high = HEX[uuid.charCodeAt(i)] ?? -1;
     const low = HEX[uuid.charCodeAt(i + 1)] ?? -1;
-    if (high < 0 || low < 0) return undefined;
-    field[to++] = (high << 4) | low;
+    if (high < 0 || low < 0) return false;
+    to[out++] = (high << 4) | low;
   }
-  if (!cache) return field;
+  return true;
+}
+
+/** A recurring uuid as a binary field (length and 16 bytes), from the cache; undefined if it is not one. */
+function uuidField(uuid: string): Uint8Array | undefined {
+  const cached = uuidFields.get(uuid);
+  if (cached !== undefined) return cached;
+  const field = new Uint8Array(20);
+  field[3] = 16;
+  if (!writeUuid(uuid, field, 4)) return undefined;
   if (uuidFields.size >= UUID_CACHE) uuidFields.clear();
   uuidFields.set(uuid, field);
   return field;
@@ -121,7 +129,11 @@ export class Chunk {
    */
   uuid(at: number, uuid: string | null, cache = true): number {
     if (uuid === null) return this.null(at);
-    const field = uuidField(uuid, cache);
+    if (!cache) {
+      this.view.setInt32(at, 16);
+      return writeUuid(uuid, this.bytes, at + 4) ? at + 20 : -1;
+    }
+    const field = uuidField(uuid);
     return field === undefined ? -1 : this.bytesField(at, field);
   }
 

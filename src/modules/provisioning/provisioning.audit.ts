@@ -3,12 +3,24 @@ import type { AuditEvent } from '../activity/audit.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import type { RequestContext } from './provisioning.service.js';
 
-function contextFields(context: RequestContext | undefined) {
-  return {
-    ip: context?.ip ?? null,
-    userAgent: context?.userAgent ?? null,
-    tags: ['provisioning', ...(context?.source ? [context.source] : [])],
-  };
+type ContextFields = { ip: string | null; userAgent: string | null; tags: string[] };
+
+// A bulk call's thousand events share one context: its fields (and tags array, never mutated) are built once.
+const fieldsOf = new WeakMap<RequestContext, ContextFields>();
+const NO_CONTEXT: ContextFields = { ip: null, userAgent: null, tags: ['provisioning'] };
+
+function contextFields(context: RequestContext | undefined): ContextFields {
+  if (context === undefined) return NO_CONTEXT;
+  let fields = fieldsOf.get(context);
+  if (fields === undefined) {
+    fields = {
+      ip: context.ip ?? null,
+      userAgent: context.userAgent ?? null,
+      tags: ['provisioning', ...(context.source ? [context.source] : [])],
+    };
+    fieldsOf.set(context, fields);
+  }
+  return fields;
 }
 
 export function userEvent(

@@ -102,19 +102,23 @@ export type Step = Plan | { index: number; error: AppError };
 /** What planning remembers across the batches of one call. */
 interface CallState {
   orgCache: Map<string, Organization | null>;
-  /** `id:<user id>` / `ext:<external id>` → index of the item that claimed the user. */
-  seenUsers: Map<string, number>;
+  /** A user's id → index of the item that claimed the user. */
+  seenIds: Map<string, number>;
+  /** An external id a new user is claimed by → index of that item. */
+  seenExternalIds: Map<string, number>;
   /** `<field>\0<organization code>\0<value>` → the item holding a unique value. */
   holders: Map<string, { index: number; userId: string }>;
 }
 
 export function newCallState(): CallState {
-  return { orgCache: new Map(), seenUsers: new Map(), holders: new Map() };
+  return { orgCache: new Map(), seenIds: new Map(), seenExternalIds: new Map(), holders: new Map() };
 }
 
 /** Forgets what a batch claimed, before it is planned again. */
 export function forgetBatch(state: CallState, indexes: Set<number>): void {
-  for (const [k, i] of state.seenUsers) if (indexes.has(i)) state.seenUsers.delete(k);
+  for (const seen of [state.seenIds, state.seenExternalIds]) {
+    for (const [k, i] of seen) if (indexes.has(i)) seen.delete(k);
+  }
   for (const [k, h] of state.holders) if (indexes.has(h.index)) state.holders.delete(k);
 }
 
@@ -288,16 +292,16 @@ export async function planItems(
       continue;
     }
     // One write per user and call: a later item naming the same user is refused, the first one stands.
-    const userKeys = [
-      ...(existing ? [`id:${existing.id}`] : []),
-      ...(item.id === undefined && ref !== '' ? [`ext:${ref}`] : []),
-    ];
-    const first = userKeys.map((k) => state.seenUsers.get(k)).find((i) => i !== undefined);
+    const byExternal = item.id === undefined && ref !== '';
+    const first =
+      (existing ? state.seenIds.get(existing.id) : undefined) ??
+      (byExternal ? state.seenExternalIds.get(ref) : undefined);
     if (first !== undefined) {
       fail(provisioningErrors.duplicateInRequest(ref, first));
       continue;
     }
-    for (const k of userKeys) state.seenUsers.set(k, index);
+    if (existing) state.seenIds.set(existing.id, index);
+    if (byExternal) state.seenExternalIds.set(ref, index);
 
     const target: Plan['target'] = {
       id: existing?.id ?? newId(),

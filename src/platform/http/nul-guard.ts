@@ -10,21 +10,42 @@ declare module 'fastify' {
 
 const MAX_DEPTH = 64;
 
-/** The dotted path of the first string or key holding a NUL character, if any ('' for `value` itself). */
+/** Whether a string or key anywhere in `value` holds a NUL character: a walk that allocates nothing. */
+function holdsNul(value: unknown, depth: number): boolean {
+  if (typeof value === 'string') return value.includes('\0');
+  if (value === null || typeof value !== 'object' || depth > MAX_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (holdsNul(value[i], depth + 1)) return true;
+    return false;
+  }
+  for (const key in value) {
+    if (key.includes('\0') || holdsNul((value as Record<string, unknown>)[key], depth + 1)) return true;
+  }
+  return false;
+}
+
+/**
+ * The dotted path of the first string or key holding a NUL character, if any ('' for `value` itself).
+ * Paths are built only once a NUL is known to be there: a bulk body has thousands of fields.
+ */
 export function nulField(value: unknown, path = '', depth = 0): string | undefined {
+  return holdsNul(value, depth) ? nulPath(value, path, depth) : undefined;
+}
+
+function nulPath(value: unknown, path: string, depth: number): string | undefined {
   if (typeof value === 'string') return value.includes('\0') ? path : undefined;
   if (value === null || typeof value !== 'object' || depth > MAX_DEPTH) return undefined;
   const at = (key: string) => (path ? `${path}.${key}` : key);
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const field = nulField(value[i], at(String(i)), depth + 1);
+      const field = nulPath(value[i], at(String(i)), depth + 1);
       if (field !== undefined) return field;
     }
     return undefined;
   }
   for (const key in value) {
     if (key.includes('\0')) return at(key);
-    const field = nulField((value as Record<string, unknown>)[key], at(key), depth + 1);
+    const field = nulPath((value as Record<string, unknown>)[key], at(key), depth + 1);
     if (field !== undefined) return field;
   }
   return undefined;
