@@ -35,7 +35,7 @@ interface Message {
 /** Statements kept, least recently used first out. */
 const MAX_STATEMENTS = 500;
 /** Texts remembered as seen once; the set starts over when full. */
-const MAX_SEEN = 5000;
+const MAX_SEEN = 1000;
 
 /** What Drizzle's PGlite driver calls on its client (the database or an open transaction). */
 interface QueryTarget {
