@@ -17,6 +17,37 @@ describe('SCIM Bulk', () => {
   });
   afterAll(() => t.close());
 
+  it('fails an operation holding a NUL character alone; the others are written', async () => {
+    const { scim } = await scimClient(t);
+    const [ok1, bad, ok2] = [unique('n1'), unique('nb'), unique('n2')];
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        { method: 'POST', path: '/Users', bulkId: 'a', data: user(ok1) },
+        { method: 'POST', path: '/Users', bulkId: 'b', data: { ...user(bad), name: { givenName: 'A\u0000B' } } },
+        { method: 'POST', path: '/Users', bulkId: 'c', data: user(ok2) },
+        { method: 'DELETE', path: '/Groups/x\u0000y' },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const results = res.json().Operations as { status: string; response?: Record<string, unknown> }[];
+    expect(results.map((r) => r.status)).toEqual(['201', '400', '201', '400']);
+    expect(results[1]?.response).toMatchObject({
+      schemas: [ERROR],
+      scimType: 'invalidValue',
+      detail: expect.stringContaining('Operations[1].data.name.givenName'),
+    });
+    expect(results[3]?.response).toMatchObject({ detail: expect.stringContaining('Operations[3].path') });
+    for (const [name, total] of [
+      [ok1, 1],
+      [bad, 0],
+      [ok2, 1],
+    ] as const) {
+      const found = await scim('GET', `/Users?filter=${encodeURIComponent(`userName eq "${name}@example.com"`)}`);
+      expect(found.json().totalResults).toBe(total);
+    }
+  });
+
   it('runs users and groups in order, resolving bulkId references', async () => {
     const { scim } = await scimClient(t);
     const res = await scim('POST', '/Bulk', {

@@ -1,3 +1,4 @@
+import { nulField } from '../../platform/http/nul-guard.js';
 import { readUserRows, type UserRow } from '../provisioning/provisioning.lookup.js';
 import type { ProvisionItem } from '../provisioning/provisioning.service.js';
 import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
@@ -26,6 +27,8 @@ interface BulkOperation {
   path: string;
   data: unknown;
   version: string | undefined;
+  /** Where the operation holds a NUL character, which no field can store: it fails alone. */
+  nul: string | undefined;
 }
 
 interface BulkResult {
@@ -84,7 +87,15 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
     if (op.version !== undefined && typeof op.version !== 'string') {
       throw scimErrors.invalidSyntax(`Operation ${i}: "version" must be a string.`);
     }
-    return { method, bulkId, path: op.path, data: op.data, version: op.version as string | undefined };
+    const nul = nulField(op);
+    return {
+      method,
+      bulkId,
+      path: op.path,
+      data: op.data,
+      version: op.version as string | undefined,
+      nul: nul === undefined ? undefined : `Operations[${i}]${nul ? `.${nul}` : ''}`,
+    };
   });
   return { operations, failOnErrors: failOnErrors as number | undefined };
 }
@@ -132,7 +143,8 @@ function resolvePath(path: string, ids: Map<string, string>): { type: 'Users' | 
 
 /** Whether an operation can join a set-based user batch. */
 function batchable(op: BulkOperation): boolean {
-  if (op.method === 'DELETE' || mentionsBulkId(op.data) || op.path.includes('bulkId:')) return false;
+  if (op.nul !== undefined || op.method === 'DELETE' || mentionsBulkId(op.data) || op.path.includes('bulkId:'))
+    return false;
   return op.method === 'POST' ? /^\/Users\/?$/.test(op.path) : /^\/Users\/[^/]+\/?$/.test(op.path);
 }
 
@@ -168,7 +180,10 @@ export async function scimBulk(ctx: WriteContext, body: unknown, baseUrl: string
       continue;
     }
     const op = operations[i] as BulkOperation;
-    const result = await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err));
+    const result =
+      op.nul !== undefined
+        ? errorResult(op, scimErrors.invalidValue(`"${op.nul}" must not contain the NUL character (U+0000).`))
+        : await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err));
     if (Number(result.status) >= 400) errors++;
     results.push(result);
     i++;

@@ -482,7 +482,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/Bulk',
     {
-      config: SCIM_AUTH,
+      // An operation holding a NUL character fails alone (scim.bulk.ts), like any refused operation.
+      config: { ...SCIM_AUTH, nulCheckedPerItem: true },
       schema: {
         operationId: 'scimBulk',
         tags: TAGS,
