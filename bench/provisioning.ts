@@ -333,7 +333,7 @@ try {
     `| raw COPY into users (same run) | ${TOTAL} | 1 | ${copyRate.toFixed(0)} | 100 % | — | — | — |`,
     '',
     '- Each batch: one HTTP request of 1,000 seed-000 items for one organization; validation per item, one planning',
-    `  read of the existing users, one binary \`COPY\` (${cluster ? 'on the transaction\'s connection' : 'from a blob'}) for the new half and one`,
+    `  read of the existing users, one binary \`COPY\` (${cluster ? "on the transaction's connection" : 'from a blob'}) for the new half and one`,
     `  \`UPDATE … FROM json_to_recordset(…)\` for the changed half, the audit events (one per user written plus one per`,
     `  call) in one binary \`COPY\`, all in one transaction; the server runs with the flags of \`npm start\`. Taken emails,`,
     '  usernames and ids are left to the unique indexes; a violation undoes the call, which is planned again with a probe',
