@@ -51,6 +51,11 @@ declare module 'autocannon' {
     }
     interface Instance extends Promise<Result> {
       stop(): void;
+      /** Every response as it arrives: `responseTime` in milliseconds, fractional. */
+      on(
+        event: 'response',
+        listener: (client: unknown, statusCode: number, resBytes: number, responseTime: number) => void,
+      ): Instance;
     }
   }
   function autocannon(options: autocannon.Options): autocannon.Instance;

@@ -11,6 +11,15 @@ export interface LoadResult {
   seconds: number;
   /** e.g. { "200": 51234, "401": 3 } */
   statuses: Record<string, number>;
+  /** With `exactLatency`: each response's own latency in milliseconds, fractional (autocannon's histogram keeps whole ones). */
+  latenciesMs?: number[];
+}
+
+/** The q-quantile (0 < q ≤ 1) of latencies, nearest rank; NaN for none. */
+export function quantile(values: number[], q: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = Float64Array.from(values).sort();
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
 }
 
 /** One bounded autocannon run on loopback: `duration` seconds, `connections` keep-alive connections. */
@@ -21,8 +30,10 @@ export async function runLoad(options: {
   requests: autocannon.Request[];
   /** Requests per second across all connections (open model); unset = as fast as answers come. */
   overallRate?: number;
+  /** Keep every response's latency (`latenciesMs`). */
+  exactLatency?: boolean;
 }): Promise<LoadResult> {
-  const result = await autocannon({
+  const instance = autocannon({
     url: options.url,
     connections: options.connections,
     duration: options.duration,
@@ -31,6 +42,13 @@ export async function runLoad(options: {
     requests: options.requests,
     ...(options.overallRate ? { overallRate: options.overallRate } : {}),
   });
+  const latencies: number[] = [];
+  if (options.exactLatency) {
+    instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
+      latencies.push(ms);
+    });
+  }
+  const result = await instance;
   const statuses: Record<string, number> = {};
   for (const [code, { count }] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = Number(count);
   const requests = Object.values(statuses).reduce((a, b) => a + b, 0);
@@ -43,5 +61,6 @@ export async function runLoad(options: {
     errors: result.errors,
     seconds: result.duration,
     statuses,
+    ...(options.exactLatency ? { latenciesMs: latencies } : {}),
   };
 }
