@@ -7,8 +7,8 @@ import { type DbOrTx, pgClientOf, pgliteClientOf } from '../../platform/db/clien
  * signature, flags and header extension length, then per row a 16-bit field count and per field a
  * 32-bit length (-1 = null) and the value in the type's send format; a 16-bit -1 ends the data.
  * PostgreSQL reads such rows without parsing uuids, timestamps and arrays from text, and PGlite reads
- * them from a blob at about half the cost of a set-based INSERT. Request rows and large audit batches
- * are written this way.
+ * them from a blob at about half the cost of a set-based INSERT. Request rows, large audit batches and
+ * the new users of a provisioning call are written this way.
  */
 export const HEADER = Buffer.from('PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0', 'latin1');
 export const TRAILER = Buffer.from([0xff, 0xff]);
@@ -29,7 +29,7 @@ export function booleanField(value: boolean): Buffer {
   return Buffer.from([0, 0, 0, 1, value ? 1 : 0]);
 }
 
-/** NUL cannot be stored in a text column at all: it is dropped, as the text COPY of audit rows does. */
+/** NUL cannot be stored in a text column at all: it is dropped rather than failing the whole batch. */
 export function withoutNul(value: string): string {
   return value.includes('\0') ? value.replaceAll('\0', '') : value;
 }

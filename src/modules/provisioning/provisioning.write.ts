@@ -1,7 +1,7 @@
 /**
- * The set-based write of a planned batch: new users in one upsert, existing ones in one update,
- * each reading its rows from one JSON parameter; and the organizations a batch names that do not
- * exist yet.
+ * The set-based write of a planned batch: new users in one binary COPY or one upsert, existing ones in
+ * one update (the statements read their rows from one JSON parameter); and the organizations a batch
+ * names that do not exist yet.
  */
 import { type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';

@@ -4,7 +4,7 @@ import { serialize } from 'pg-protocol';
 /**
  * Named prepared statements for Drizzle on PGlite.
  *
- * `PGlite.query` parses and plans its SQL on every call, in five protocol exchanges, and its planner
+ * `PGlite.query` parses and plans its SQL on every call, in six protocol exchanges, and its planner
  * runs in WebAssembly on the server's own thread: the user-by-id join behind every authenticated call
  * took ~400 µs that way against ~40 µs executed from a named statement as one Bind/Execute/Sync
  * message. A SQL text seen a second time is prepared under a name (Parse + Describe once, its
