@@ -1,11 +1,11 @@
 import { sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
+import { Chunk, copyBinary, fields } from '../../platform/db/copy-binary.js';
 import { newId } from '../../platform/db/ids.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { currentRequest } from '../../platform/http/request-context.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
 import { activities } from './activity.table.js';
-import { Chunk, copyBinary, fields } from './copy-binary.js';
 import { redactDetails } from './redact.js';
 
 export type AuditCategory =
@@ -103,7 +103,7 @@ const AUDIT_KIND = fields('audit');
 const ROW_FIXED_BYTES = 2 + AUDIT_FIELDS * 4 + 5 * 16 + 1 + 5 + 1 + 20;
 
 /**
- * The records as one COPY binary stream in AUDIT_COLUMNS order (copy-binary.ts), or undefined if one
+ * The records as one COPY binary stream in AUDIT_COLUMNS order (platform/db/copy-binary.ts), or undefined if one
  * of their ids is not a canonical uuid: the INSERT then reports it as PostgreSQL does.
  */
 function auditRows(records: AuditRecord[]): Buffer | undefined {

@@ -1,6 +1,6 @@
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Database } from '../../platform/db/client.js';
-import { booleanField, Chunk, fields, HEADER, TRAILER, withoutNul } from './copy-binary.js';
+import { booleanField, Chunk, fields, HEADER, TRAILER, withoutNul } from '../../platform/db/copy-binary.js';
 
 /**
  * The columns of one request row, in the order `RequestRows` writes its fields: those that vary per

@@ -5,7 +5,7 @@
  */
 import { type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
-import { Chunk, copyBinary } from '../activity/copy-binary.js';
+import { Chunk, copyBinary } from '../../platform/db/copy-binary.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
@@ -82,7 +82,7 @@ const USER_FIELDS = 14;
 const ROW_FIXED_BYTES = 2 + USER_FIELDS * 4 + 2 * 16 + 2 + 1;
 
 /**
- * The planned users as one COPY stream in COPY_COLUMNS order, binary (activity/copy-binary.ts), or
+ * The planned users as one COPY stream in COPY_COLUMNS order, binary (platform/db/copy-binary.ts), or
  * undefined if an id is not a canonical uuid.
  */
 function userRows(plans: Plan[]): Buffer | undefined {

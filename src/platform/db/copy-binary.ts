@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { type DbOrTx, pgClientOf, pgliteClientOf } from '../../platform/db/client.js';
+import { type DbOrTx, pgClientOf, pgliteClientOf } from './client.js';
 
 /**
  * COPY's binary format (PostgreSQL docs, "COPY", Binary Format), written straight into buffers: a
