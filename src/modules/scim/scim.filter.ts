@@ -12,8 +12,18 @@ import { scimErrors } from './scim.errors.js';
 
 /** How one filterable attribute reads from the database. */
 export type FilterAttribute =
-  /** Text; `caseExact: false` compares lower-cased (RFC 7643 §2.2 caseExact). */
-  | { type: 'string'; expr: SQL; caseExact: boolean; within?: (condition: SQL) => SQL }
+  /**
+   * Text; `caseExact: false` compares lower-cased (RFC 7643 §2.2 caseExact). With `fallback`, the
+   * resource shows `fallback.expr` where `fallback.when` holds (a user without a username shows its
+   * email as userName), and a comparison matches either way, each side on its own index.
+   */
+  | {
+      type: 'string';
+      expr: SQL;
+      caseExact: boolean;
+      within?: (condition: SQL) => SQL;
+      fallback?: { when: SQL; expr: SQL };
+    }
   | { type: 'boolean'; expr: SQL }
   | { type: 'dateTime'; expr: SQL }
   /** A uuid column: a value that is no uuid simply matches nothing. */
@@ -97,10 +107,16 @@ function present(a: FilterAttribute): SQL {
     case 'boolean':
       return TRUE;
     case 'string':
-      return wrap(a, sql`(${a.expr} is not null and ${a.expr} <> '')`);
+      return eitherWay(a, (expr) => wrap(a, sql`(${expr} is not null and ${expr} <> '')`));
     default:
       return wrap(a, sql`${a.expr} is not null`);
   }
+}
+
+/** The condition on a string attribute's value, or on its fallback where that is what it shows. */
+function eitherWay(a: Extract<FilterAttribute, { type: 'string' }>, condition: (expr: SQL) => SQL): SQL {
+  if (!a.fallback) return condition(a.expr);
+  return sql`(${condition(a.expr)} or (${a.fallback.when} and ${condition(a.fallback.expr)}))`;
 }
 
 function wrap(a: FilterAttribute, condition: SQL): SQL {
@@ -144,9 +160,9 @@ function compare(a: FilterAttribute, op: Operator, value: unknown, path: string)
     }
     case 'string': {
       if (typeof value !== 'string') throw scimErrors.invalidFilter(`"${path}" compares with a string.`);
-      if (op === 'ne')
-        return not(sql`coalesce(${compareText(a.expr, a.caseExact, 'eq', value, (c) => wrap(a, c))}, false)`);
-      return compareText(a.expr, a.caseExact, op, value, (c) => wrap(a, c));
+      const text = (o: Operator) => eitherWay(a, (expr) => compareText(expr, a.caseExact, o, value, (c) => wrap(a, c)));
+      if (op === 'ne') return not(sql`coalesce(${text('eq')}, false)`);
+      return text(op);
     }
   }
 }

@@ -74,6 +74,28 @@ describe('SCIM list, filter, paging and sorting', () => {
     return (body.Resources as { name: { givenName: string } }[]).map((r) => r.name.givenName).sort();
   }
 
+  it('finds a user without a username by the email it shows as userName, and only such a user', async () => {
+    const own = await scimClient(t);
+    const nameless = await seedUser(t, own.org.id, { username: null, email: 'Nameless@Example.com' });
+    const named = await seedUser(t, own.org.id, { username: 'named', email: 'named@example.com' });
+    const found = async (filter: string) => {
+      const res = await own.scim('GET', `/Users?filter=${encodeURIComponent(filter)}`);
+      expect(res.statusCode, res.body).toBe(200);
+      return (res.json().Resources as { id: string; userName: string }[]).map((r) => [r.id, r.userName]);
+    };
+    // The prepared look-up, then the general filter path.
+    expect(await found('userName eq "nameless@example.com"')).toEqual([[nameless.id, 'Nameless@Example.com']]);
+    expect(await found('userName eq "NAMELESS@example.com" and active eq true')).toEqual([
+      [nameless.id, 'Nameless@Example.com'],
+    ]);
+    expect(await found('userName sw "nameless@"')).toEqual([[nameless.id, 'Nameless@Example.com']]);
+    expect((await found('userName pr')).map(([id]) => id).sort()).toEqual([nameless.id, named.id].sort());
+    expect(await found('not (userName eq "nameless@example.com")')).toEqual([[named.id, 'named']]);
+    expect(await found('userName eq "named"')).toEqual([[named.id, 'named']]);
+    // A user with a username is not found by its email.
+    expect(await found('userName eq "named@example.com"')).toEqual([]);
+  });
+
   it('filters with every comparison operator, case-insensitively where the schema says so', async () => {
     expect(await names('userName eq "ADA"')).toEqual(['Ada']);
     expect(await names('userName ne "ada"')).toEqual(['Alan', 'Edsger', 'Grace', 'Scarlett']);

@@ -214,7 +214,13 @@ const formattedName = sql`trim(${users.firstName} || ' ' || ${users.lastName})`;
 export const USER_FILTER_ATTRIBUTES: AttributeMap = {
   id: { type: 'id', expr: sql`${users.id}` },
   externalid: { type: 'string', expr: sql`${users.scimExternalId}`, caseExact: true },
-  username: { type: 'string', expr: sql`${users.username}`, caseExact: false },
+  // Without a username a user shows its email as userName (toScimUser), and is found by it.
+  username: {
+    type: 'string',
+    expr: sql`${users.username}`,
+    caseExact: false,
+    fallback: { when: sql`${users.username} is null`, expr: sql`${users.email}` },
+  },
   'name.givenname': { type: 'string', expr: sql`${users.firstName}`, caseExact: false },
   'name.familyname': { type: 'string', expr: sql`${users.lastName}`, caseExact: false },
   'name.formatted': { type: 'string', expr: formattedName, caseExact: false },

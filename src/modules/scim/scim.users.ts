@@ -72,10 +72,13 @@ const byUserName = preparedPerHandle((db) =>
     .where(
       and(
         eq(users.organizationId, sql.placeholder('organizationId')),
-        sql`lower(${users.username}) = lower(${sql.placeholder('value')})`,
+        // A user without a username shows its email as userName: found by it too, on the email index.
+        sql`(lower(${users.username}) = lower(${sql.placeholder('value')})
+          or (${users.username} is null and lower(${users.email}) collate "C" = lower(${sql.placeholder('value')})))`,
       ),
     )
-    .limit(1)
+    // One user may hold the name and another, without one, the email: both answer.
+    .limit(2)
     .prepare('scim_user_by_username'),
 );
 const byExternalId = preparedPerHandle((db) =>
