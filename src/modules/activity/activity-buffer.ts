@@ -66,7 +66,8 @@ async function insertBatch(db: Db, rows: BufferedActivity[]): Promise<void> {
  * Request rows per COPY on PostgreSQL, at least. Measured with binary COPYs of 60,000 request rows
  * in alternating rounds: 5.5 µs of PostgreSQL CPU a row in COPYs of 500, 4.8 in COPYs of 2,000, 4.75
  * in COPYs of 4,000; the writing process spends a quarter less a row as well. Not on PGlite, whose
- * COPY holds the event loop (7 ms for 500 rows): there a COPY takes `batchSize` rows.
+ * COPY holds its one session (7 ms for 500 rows, every other query waiting): there a COPY takes
+ * `batchSize` rows.
  */
 const COPY_ROWS = 2000;
 

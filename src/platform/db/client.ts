@@ -1,12 +1,17 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { type SQL, sql } from 'drizzle-orm';
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
-import { asPgliteClient, type PgliteClient, withPreparedStatements } from './pglite-statements.js';
+import {
+  asEmbeddedQueries,
+  type EmbeddedDatabase,
+  type EmbeddedQueries,
+  openEmbeddedDatabase,
+} from './pglite-remote.js';
 
 /** The Drizzle handle every query function takes; the same type on PGlite and PostgreSQL. */
 export type Db = PgDatabase<PgQueryResultHKT>;
@@ -17,8 +22,8 @@ export type DbOrTx = Db | Tx;
 export interface Database {
   db: Db;
   kind: 'pglite' | 'postgres';
-  /** Present on PGlite: pg-boss and raw multi-statement SQL go through it. */
-  pglite?: PGlite;
+  /** Present on PGlite (which runs in its own thread): pg-boss and raw multi-statement SQL go through it. */
+  pglite?: EmbeddedDatabase;
   /** Present on PostgreSQL. */
   pool?: pg.Pool;
   /** Idempotent: a second call waits for the first. */
@@ -98,8 +103,9 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   const inMemory = !options.dataDir || options.dataDir === 'memory://';
   const unlock = inMemory ? () => {} : lockDataDir(options.dataDir as string);
   try {
-    const pglite = await PGlite.create(inMemory ? undefined : join(options.dataDir as string, 'pgdata'));
-    const db = drizzlePglite(withPreparedStatements(pglite)) as unknown as Db;
+    const pglite = await openEmbeddedDatabase(inMemory ? undefined : join(options.dataDir as string, 'pgdata'));
+    // Drizzle's PGlite driver calls `query` and `transaction` only, which the thread's client answers.
+    const db = drizzlePglite(pglite as unknown as PGlite) as unknown as Db;
     return {
       db,
       kind: 'pglite',
@@ -145,8 +151,8 @@ export function pgClientOf(db: DbOrTx): pg.ClientBase | undefined {
  * The PGlite client under a Drizzle handle or transaction, for what only PGlite's own API takes (a
  * COPY from a blob); undefined on PostgreSQL.
  */
-export function pgliteClientOf(db: DbOrTx): PgliteClient | undefined {
-  return asPgliteClient((db as unknown as { session?: { client?: unknown } }).session?.client);
+export function pgliteClientOf(db: DbOrTx): EmbeddedQueries | undefined {
+  return asEmbeddedQueries((db as unknown as { session?: { client?: unknown } }).session?.client);
 }
 
 /** Runs raw SQL and returns its rows; both drivers answer `{ rows }`. */

@@ -5,9 +5,9 @@ import { serialize } from 'pg-protocol';
  * Named prepared statements for Drizzle on PGlite.
  *
  * `PGlite.query` parses and plans its SQL on every call, in six protocol exchanges, and its planner
- * runs in WebAssembly on the server's own thread: the user-by-id join behind every authenticated call
- * took ~400 µs that way against ~40 µs executed from a named statement as one Bind/Execute/Sync
- * message. A SQL text seen a second time is prepared under a name (Parse + Describe once, its
+ * runs in WebAssembly (on the database's thread, `pglite-thread.ts`): the user-by-id join behind
+ * every authenticated call took ~400 µs that way against ~40 µs executed from a named statement as
+ * one Bind/Execute/Sync message. A SQL text seen a second time is prepared under a name (Parse + Describe once, its
  * parameter types and row description kept); later calls send only its values. One-off texts (bulk
  * statements whose text changes with the number of rows) stay on `query`. PostgreSQL is not concerned:
  * node-postgres sends its named statements itself.
@@ -244,24 +244,8 @@ export function withPreparedStatements(pglite: PGlite): PGlite {
             return tx.closed;
           },
         };
-        clients.add(wrapped);
         return callback(wrapped as Transaction);
       }),
   };
-  clients.add(client);
   return client as unknown as PGlite;
-}
-
-/** What callers outside Drizzle may ask of the client under a PGlite handle: a query (with a blob). */
-export interface PgliteClient {
-  query<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>>;
-}
-
-const clients = new WeakSet<object>();
-
-/** `candidate` if it is one of the clients given to Drizzle here (the database or a transaction). */
-export function asPgliteClient(candidate: unknown): PgliteClient | undefined {
-  return typeof candidate === 'object' && candidate !== null && clients.has(candidate)
-    ? (candidate as PgliteClient)
-    : undefined;
 }

@@ -1,6 +1,6 @@
-import type { PGlite } from '@electric-sql/pglite';
 import PgBoss from 'pg-boss';
 import type { Database, DbOrTx } from '../db/client.js';
+import type { EmbeddedDatabase } from '../db/pglite-remote.js';
 import { jobDefinitions } from './registry.js';
 
 /** pg-boss keeps its tables in this schema, beside ours; its own versioned DDL creates it. */
@@ -25,7 +25,7 @@ const EXPLICIT_TRANSACTION = /^\s*BEGIN;([\s\S]*)COMMIT;\s*$/;
  * back: left to `exec`, it would leave the one shared connection in an aborted transaction and
  * every later query, HTTP ones included, would fail.
  */
-function pgliteDb(pglite: PGlite): BossDb {
+function pgliteDb(pglite: EmbeddedDatabase): BossDb {
   return {
     async executeSql(text, values) {
       if (values && values.length > 0) return pglite.query(text, values);
