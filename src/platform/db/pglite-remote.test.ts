@@ -63,6 +63,8 @@ describe('PGlite in its own thread', () => {
       return 'done';
     });
     expect(value).toBe('done');
+    // One that runs no statement never begins, and answers its callback's value all the same.
+    expect(await embedded.transaction(async () => 7)).toBe(7);
     const failure = new Error('changed my mind');
     await expect(
       embedded.transaction(async (tx) => {

@@ -19,12 +19,13 @@ export type ThreadRequest =
       tx?: number;
       sql: string;
       params: unknown[];
+      /** The transaction's first statement: BEGIN comes first, in the same crossing. */
+      begin?: true;
       rowMode?: 'array' | 'object';
       rawTypes?: number[];
       blob?: ArrayBuffer;
     }
-  | { id: number; op: 'exec'; tx?: number; sql: string }
-  | { id: number; op: 'begin' }
+  | { id: number; op: 'exec'; tx?: number; begin?: true; sql: string }
   | { id: number; op: 'end'; tx: number; commit: boolean }
   | { id: number; op: 'close' };
 
@@ -33,6 +34,12 @@ export type ThreadReply =
   | { id: number; ok: false; error: Record<string, unknown> };
 
 type Parser = (value: string, typeId?: number) => unknown;
+
+/** A transaction on the server's side: its id, and whether its BEGIN has been sent. */
+interface OpenTransaction {
+  id: number;
+  begun: boolean;
+}
 
 const SPIN_MS = 0.5;
 
@@ -97,7 +104,7 @@ class ThreadClient implements EmbeddedDatabase {
   private readonly pending = new Map<number, { resolve(value: unknown): void; reject(err: Error): void }>();
   private next = 1;
   private failure: Error | undefined;
-  /** Transactions begun (or asked for) and not yet ended. */
+  /** Transactions whose BEGIN has been sent and whose end has not. */
   private openTransactions = 0;
 
   constructor(
@@ -170,9 +177,8 @@ class ThreadClient implements EmbeddedDatabase {
     }
   }
 
-  async runQuery<T>(tx: number | undefined, sql: string, params: unknown[] = [], options?: QueryOptions) {
+  async runQuery<T>(tx: OpenTransaction | undefined, sql: string, params: unknown[] = [], options?: QueryOptions) {
     const request: ThreadRequest = { id: this.next++, op: 'query', sql, params };
-    if (tx !== undefined) request.tx = tx;
     if (options?.rowMode !== undefined) request.rowMode = options.rowMode;
     if (options?.serializers !== undefined) throw new Error('custom serializers do not cross to the database thread');
     const parsers = options?.parsers as Record<number, Parser> | undefined;
@@ -182,15 +188,35 @@ class ThreadClient implements EmbeddedDatabase {
       request.blob = await options.blob.arrayBuffer();
       transfer = [request.blob];
     }
-    const result = (
-      tx === undefined ? await this.send(request, transfer) : this.sendWaiting(request, transfer)
-    ) as Results<T>;
+    const result = (await this.dispatch(tx, request, transfer)) as Results<T>;
     return parsers === undefined ? result : parsedLocally(result, parsers, options?.rowMode === 'array');
   }
 
-  async runExec(tx: number | undefined, sql: string): Promise<Results[]> {
-    if (tx === undefined) return (await this.send({ id: this.next++, op: 'exec', sql })) as Results[];
-    return this.sendWaiting({ id: this.next++, op: 'exec', tx, sql }) as Results[];
+  async runExec(tx: OpenTransaction | undefined, sql: string): Promise<Results[]> {
+    return (await this.dispatch(tx, { id: this.next++, op: 'exec', sql })) as Results[];
+  }
+
+  /**
+   * Sends a root call asynchronously, and a transaction's statements waited for. A transaction's
+   * first statement carries its BEGIN. It is waited for only when no other transaction of this
+   * thread is open: then whatever holds the database finishes without this thread's help. Answered
+   * asynchronously, the transaction would hold the database's only session while other work queued
+   * ahead of its next statement (SCIM writes ran 25 % slower). When one is open, it may be waiting on
+   * this event loop (an `await` inside its callback), and a BEGIN waited for would wait for it forever.
+   */
+  private async dispatch(
+    tx: OpenTransaction | undefined,
+    request: ThreadRequest & { op: 'query' | 'exec' },
+    transfer?: ArrayBuffer[],
+  ): Promise<unknown> {
+    if (tx === undefined) return this.send(request, transfer);
+    request.tx = tx.id;
+    if (tx.begun) return this.sendWaiting(request, transfer);
+    request.begin = true;
+    tx.begun = true;
+    const waited = this.openTransactions === 0;
+    this.openTransactions++;
+    return waited ? this.sendWaiting(request, transfer) : this.send(request, transfer);
   }
 
   query<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
@@ -202,7 +228,7 @@ class ThreadClient implements EmbeddedDatabase {
   }
 
   async transaction<T>(callback: (tx: EmbeddedQueries) => Promise<T>): Promise<T> {
-    const tx = await this.begin();
+    const tx: OpenTransaction = { id: this.next++, begun: false };
     const queries: EmbeddedQueries = {
       query: (sql, params, options) => this.runQuery(tx, sql, params, options),
       exec: (sql) => this.runExec(tx, sql),
@@ -214,33 +240,16 @@ class ThreadClient implements EmbeddedDatabase {
       result = await callback(queries);
       commit = true;
     } finally {
-      // Once sent, the end needs nothing more from this thread: the transaction no longer counts.
-      const ended = this.send({ id: this.next++, op: 'end', tx, commit });
-      this.openTransactions--;
-      if (commit) await ended;
-      else await ended.catch(() => {});
+      // A transaction that ran no statement never began. Once sent, the end needs nothing more from
+      // this thread: the transaction no longer counts as open.
+      if (tx.begun) {
+        const ended = this.send({ id: this.next++, op: 'end', tx: tx.id, commit });
+        this.openTransactions--;
+        if (commit) await ended;
+        else await ended.catch(() => {});
+      }
     }
     return result;
-  }
-
-  /**
-   * Opens a transaction. When none of this thread's transactions is open, whatever holds the
-   * database now finishes without this thread's help, so BEGIN is waited for with the event loop
-   * held: answered asynchronously, the transaction would hold the database's only session while
-   * other work queued ahead of its first statement (SCIM writes ran 25 % slower). When one is open,
-   * it may be waiting on this event loop (an `await` inside its callback), so BEGIN is answered
-   * asynchronously, or the two would wait for each other forever.
-   */
-  private async begin(): Promise<number> {
-    const request: ThreadRequest = { id: this.next++, op: 'begin' };
-    const waited = this.openTransactions === 0;
-    this.openTransactions++;
-    try {
-      return (waited ? this.sendWaiting(request) : await this.send(request)) as number;
-    } catch (err) {
-      this.openTransactions--;
-      throw err;
-    }
   }
 
   async close(): Promise<void> {

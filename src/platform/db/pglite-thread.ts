@@ -70,11 +70,32 @@ function target(tx: number | undefined): Pick<Transaction, 'query' | 'exec'> {
   return open.tx;
 }
 
+/** Opens transaction `id`: BEGIN, under PGlite's transaction lock, which it holds until its end. */
+async function begin(id: number): Promise<void> {
+  let began: (tx: Transaction) => void = () => {};
+  const started = new Promise<Transaction>((resolve) => {
+    began = resolve;
+  });
+  let end: (commit: boolean) => void = () => {};
+  const decided = new Promise<boolean>((resolve) => {
+    end = resolve;
+  });
+  const outcome = client.transaction(async (tx) => {
+    began(tx);
+    if (!(await decided)) throw ROLLBACK;
+  });
+  // BEGIN itself may fail before the callback runs: the caller hears that instead.
+  const tx = await Promise.race([started, outcome.then(() => undefined)]);
+  if (tx === undefined) throw new Error('transaction ended before it began');
+  transactions.set(id, { tx, end, outcome });
+}
+
 async function handle(request: ThreadRequest, answer: (message: ThreadReply) => void): Promise<void> {
   const { id } = request;
   try {
     switch (request.op) {
       case 'query': {
+        if (request.begin) await begin(request.tx as number);
         const options = queryOptions(request) ?? {};
         if (request.blob !== undefined) options.blob = new Blob([request.blob]);
         const result: Results = await target(request.tx).query(request.sql, request.params, options);
@@ -82,28 +103,9 @@ async function handle(request: ThreadRequest, answer: (message: ThreadReply) => 
         return;
       }
       case 'exec':
+        if (request.begin) await begin(request.tx as number);
         answer({ id, ok: true, result: await target(request.tx).exec(request.sql) });
         return;
-      case 'begin': {
-        let began: (tx: Transaction) => void = () => {};
-        const started = new Promise<Transaction>((resolve) => {
-          began = resolve;
-        });
-        let end: (commit: boolean) => void = () => {};
-        const decided = new Promise<boolean>((resolve) => {
-          end = resolve;
-        });
-        const outcome = client.transaction(async (tx) => {
-          began(tx);
-          if (!(await decided)) throw ROLLBACK;
-        });
-        // BEGIN itself may fail before the callback runs: the caller hears that instead.
-        const tx = await Promise.race([started, outcome.then(() => undefined)]);
-        if (tx === undefined) throw new Error('transaction ended before it began');
-        transactions.set(id, { tx, end, outcome });
-        answer({ id, ok: true, result: id });
-        return;
-      }
       case 'end': {
         const open = transactions.get(request.tx);
         if (open === undefined) throw new Error(`transaction ${request.tx} is not open`);
