@@ -34,6 +34,10 @@ export async function main(options: { worker?: boolean } = {}): Promise<void> {
   }
   server.app.log.info({ address: server.address, database: server.database.kind }, 'gatehouse is serving');
   stopOnSignals(server.app.log, 'gatehouse', () => server.stop());
+  void server.database.lost?.then((err) => {
+    server.app.log.fatal({ err }, 'the embedded database stopped; exiting');
+    process.exit(1);
+  });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

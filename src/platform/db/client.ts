@@ -26,6 +26,11 @@ export interface Database {
   pglite?: EmbeddedDatabase;
   /** Present on PostgreSQL. */
   pool?: pg.Pool;
+  /**
+   * PGlite only: settles if its thread stops unexpectedly. Unlike a PostgreSQL server, it cannot come
+   * back, so the server exits (`main.ts`) for its supervisor to restart it.
+   */
+  lost?: Promise<Error>;
   /** Idempotent: a second call waits for the first. */
   close(): Promise<void>;
 }
@@ -110,6 +115,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       db,
       kind: 'pglite',
       pglite,
+      lost: pglite.lost,
       close: once(async () => {
         await pglite.close();
         unlock();

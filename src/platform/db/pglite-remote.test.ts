@@ -1,3 +1,4 @@
+import type { Worker } from 'node:worker_threads';
 import { types } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -129,10 +130,21 @@ describe('PGlite in its own thread', () => {
     await expect(embedded.query('select $1::int', [1], { serializers: { 23: String } })).rejects.toThrow(/serializers/);
   });
 
-  it('answers a call after close with an error instead of hanging', async () => {
+  it('answers a call after close with an error instead of hanging, and reports no loss', async () => {
     const other = await openEmbeddedDatabase(undefined);
     await other.close();
     await expect(other.query('select 1')).rejects.toThrow(/exited/);
+    const quiet = new Promise((resolve) => setTimeout(() => resolve('quiet'), 50));
+    expect(await Promise.race([other.lost.then(() => 'lost'), quiet])).toBe('quiet');
+  });
+
+  it('reports the loss of its thread, and every call fails instead of hanging', async () => {
+    const other = await openEmbeddedDatabase(undefined);
+    // Stands in for a crash (a WebAssembly abort, say): the thread ends without close.
+    await (other as unknown as { worker: Worker }).worker.terminate();
+    expect((await other.lost).message).toMatch(/exited/);
+    await expect(other.query('select 1')).rejects.toThrow(/exited/);
+    await expect(other.transaction((tx) => tx.query('select 1'))).rejects.toThrow(/exited/);
   });
 });
 

@@ -52,6 +52,8 @@ export interface EmbeddedQueries {
 export interface EmbeddedDatabase extends EmbeddedQueries {
   transaction<T>(callback: (tx: EmbeddedQueries) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+  /** Settles with why, if the database thread stops without `close`; every call fails from then on. */
+  readonly lost: Promise<Error>;
 }
 
 /** An error raised in the database thread, rebuilt with its fields (`code`, `constraint`, `detail`…). */
@@ -106,6 +108,11 @@ class ThreadClient implements EmbeddedDatabase {
   private failure: Error | undefined;
   /** Transactions whose BEGIN has been sent and whose end has not. */
   private openTransactions = 0;
+  private closing = false;
+  private reportLoss: (err: Error) => void = () => {};
+  readonly lost = new Promise<Error>((resolve) => {
+    this.reportLoss = resolve;
+  });
 
   constructor(
     private readonly worker: Worker,
@@ -135,6 +142,7 @@ class ThreadClient implements EmbeddedDatabase {
   }
 
   private fail(err: Error): void {
+    if (this.failure === undefined && !this.closing) this.reportLoss(err);
     this.failure ??= err;
     for (const waiting of this.pending.values()) waiting.reject(err);
     this.pending.clear();
@@ -253,6 +261,7 @@ class ThreadClient implements EmbeddedDatabase {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.failure === undefined) await this.send({ id: this.next++, op: 'close' });
     await this.worker.terminate();
     this.statementPort.close();
