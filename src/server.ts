@@ -3,6 +3,7 @@ import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { bootstrapInstallation } from './modules/auth/auth.service.js';
 import { type Database, openDatabase } from './platform/db/client.js';
+import { startEmbeddedVacuum } from './platform/db/embedded-vacuum.js';
 import { migrate } from './platform/db/migrate.js';
 import { type JobWorker, startJobs } from './platform/jobs/worker.js';
 
@@ -35,10 +36,13 @@ export async function startServer(config: Config, options: StartServerOptions = 
     for (const plugin of options.plugins ?? []) await app.register(plugin);
     if (admin) app.log.info({ userId: admin.id }, 'created the first superuser from ADMIN_EMAIL');
     const worker = options.worker ? await startJobs(database, { config, log: app.log }) : undefined;
+    // PGlite has no autovacuum; PostgreSQL servers vacuum themselves.
+    const vacuum = database.pglite ? startEmbeddedVacuum(database.pglite, app.log) : undefined;
     let address: string;
     try {
       address = await app.listen({ port: config.port, host: config.host });
     } catch (err) {
+      await vacuum?.stop();
       await worker?.stop();
       await app.close();
       throw err;
@@ -52,7 +56,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
       stop: () => {
         stopping ??= (async () => {
           // Requests and running jobs finish side by side; both need the database until they are done.
-          await Promise.all([app.close(), worker?.stop()]);
+          await Promise.all([app.close(), worker?.stop(), vacuum?.stop()]);
           await database.close();
         })();
         return stopping;
