@@ -18,6 +18,7 @@ import { serialize } from 'pg-protocol';
  */
 
 type Field = { name: string; dataTypeID: number };
+type Parsers = Record<number | string, (value: string, typeId?: number) => unknown>;
 
 interface Statement {
   name: string;
@@ -45,6 +46,7 @@ interface QueryTarget {
 class StatementCache {
   private readonly statements = new Map<string, Statement>();
   private readonly seen = new Set<string>();
+  private readonly merged = new WeakMap<object, Parsers>();
   private next = 0;
 
   constructor(private readonly pglite: PGlite) {}
@@ -85,6 +87,16 @@ class StatementCache {
       await this.exclusive(inTransaction, () => this.forget(sql));
       return target.query<T>(sql, params, options);
     }
+  }
+
+  /** PGlite's parsers with a caller's on top, merged once per caller's object (Drizzle reuses one). */
+  private parsersWith(own: NonNullable<QueryOptions['parsers']>): Parsers {
+    let parsers = this.merged.get(own);
+    if (parsers === undefined) {
+      parsers = { ...this.pglite.parsers, ...own } as Parsers;
+      this.merged.set(own, parsers);
+    }
+    return parsers;
   }
 
   /** PGlite's own locking: a root call waits for any transaction, every call for the current query. */
@@ -160,19 +172,14 @@ class StatementCache {
     return resultOf<T>(
       statement.fields,
       messages,
-      options?.parsers ? { ...this.pglite.parsers, ...options.parsers } : this.pglite.parsers,
+      options?.parsers ? this.parsersWith(options.parsers) : this.pglite.parsers,
       options?.rowMode === 'array',
     );
   }
 }
 
 /** The rows and counts of one executed statement, shaped as `PGlite.query` answers them. */
-function resultOf<T>(
-  fields: Field[],
-  messages: Message[],
-  parsers: Record<number | string, (value: string, typeId?: number) => unknown>,
-  arrays: boolean,
-): Results<T> {
+function resultOf<T>(fields: Field[], messages: Message[], parsers: Parsers, arrays: boolean): Results<T> {
   const parserOf = fields.map((f) => parsers[f.dataTypeID]);
   const rows: unknown[] = [];
   let affectedRows = 0;

@@ -51,20 +51,31 @@ function plainError(err: unknown): Record<string, unknown> {
   return fields;
 }
 
+/** Parsers that keep the text of the types the caller parses itself, by type list (Drizzle sends one). */
+const rawParsers = new Map<string, QueryOptions['parsers']>();
+
 /** Types whose raw text the caller asked for (it parses them itself: its parsers are functions). */
-function queryOptions(request: { rowMode?: 'array' | 'object'; rawTypes?: number[] }): QueryOptions | undefined {
-  if (request.rowMode === undefined && request.rawTypes === undefined) return undefined;
+function queryOptions(request: { rowMode?: 'array' | 'object'; rawTypes?: number[] }): QueryOptions {
   const options: QueryOptions = {};
   if (request.rowMode !== undefined) options.rowMode = request.rowMode;
   if (request.rawTypes !== undefined) {
-    options.parsers = Object.fromEntries(request.rawTypes.map((oid) => [oid, (value: string) => value]));
+    const key = request.rawTypes.join(',');
+    let parsers = rawParsers.get(key);
+    if (parsers === undefined) {
+      parsers = Object.fromEntries(request.rawTypes.map((oid) => [oid, (value: string) => value]));
+      rawParsers.set(key, parsers);
+    }
+    options.parsers = parsers;
   }
   return options;
 }
 
-/** The root (queries through the statement cache; `exec` is PGlite's own) or an open transaction. */
+/** The root: queries through the statement cache, `exec` as PGlite's own. */
+const root: Pick<Transaction, 'query' | 'exec'> = { query: client.query.bind(client), exec: pglite.exec.bind(pglite) };
+
+/** The root, or an open transaction. */
 function target(tx: number | undefined): Pick<Transaction, 'query' | 'exec'> {
-  if (tx === undefined) return { query: client.query.bind(client), exec: pglite.exec.bind(pglite) };
+  if (tx === undefined) return root;
   const open = transactions.get(tx);
   if (open === undefined) throw new Error(`transaction ${tx} is not open`);
   return open.tx;
@@ -96,7 +107,7 @@ async function handle(request: ThreadRequest, answer: (message: ThreadReply) => 
     switch (request.op) {
       case 'query': {
         if (request.begin) await begin(request.tx as number);
-        const options = queryOptions(request) ?? {};
+        const options = queryOptions(request);
         if (request.blob !== undefined) options.blob = new Blob([request.blob]);
         const result: Results = await target(request.tx).query(request.sql, request.params, options);
         answer({ id, ok: true, result });
