@@ -117,6 +117,49 @@ describe('PGlite in its own thread', () => {
     await embedded.exec('delete from log');
   });
 
+  it("gives each statement its own answer while several transactions' BEGINs wait for the database", async () => {
+    const slow = embedded.query('select pg_sleep(0.2)');
+    const run = (n: number) =>
+      embedded.transaction(async (tx) => {
+        const first = await tx.query<{ v: number }>('select $1::int as v', [n]);
+        const second = await tx.query<{ v: number }>('select $1::int * 10 as v', [n]);
+        return [first.rows[0]?.v, second.rows[0]?.v];
+      });
+    const results = await Promise.all([run(1), run(2), run(3)]);
+    await slow;
+    expect(results).toEqual([
+      [1, 10],
+      [2, 20],
+      [3, 30],
+    ]);
+  });
+
+  it('runs the statements of one transaction one after another under Promise.all', async () => {
+    // Another transaction is open, so the first statement's BEGIN is answered asynchronously: the
+    // second must not reach the thread before the transaction has begun.
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const holder = embedded.transaction(async (tx) => {
+      await tx.query('select 1');
+      await held;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const both = embedded.transaction((tx) =>
+      Promise.all([
+        tx.query('insert into log values (40) returning n'),
+        tx.query('insert into log values (41) returning n'),
+      ]),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    release();
+    await holder;
+    const [a, b] = await both;
+    expect([a.rows, b.rows]).toEqual([[{ n: 40 }], [{ n: 41 }]]);
+    await embedded.exec('delete from log');
+  });
+
   it('COPYs from a blob, at the root and inside a transaction', async () => {
     await embedded.query("copy log from '/dev/blob'", [], { blob: new Blob(['30\n31\n']) });
     await embedded.transaction(async (tx) => {

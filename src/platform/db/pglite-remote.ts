@@ -35,10 +35,12 @@ export type ThreadReply =
 
 type Parser = (value: string, typeId?: number) => unknown;
 
-/** A transaction on the server's side: its id, and whether its BEGIN has been sent. */
+/** A transaction on the server's side: its id, whether its BEGIN has been sent, its last statement. */
 interface OpenTransaction {
   id: number;
   begun: boolean;
+  /** Settles when the statement sent last has been answered: the next one is sent after it. */
+  last: Promise<unknown>;
 }
 
 const SPIN_MS = 0.5;
@@ -212,19 +214,25 @@ class ThreadClient implements EmbeddedDatabase {
    * ahead of its next statement (SCIM writes ran 25 % slower). When one is open, it may be waiting on
    * this event loop (an `await` inside its callback), and a BEGIN waited for would wait for it forever.
    */
-  private async dispatch(
+  private dispatch(
     tx: OpenTransaction | undefined,
     request: ThreadRequest & { op: 'query' | 'exec' },
     transfer?: ArrayBuffer[],
   ): Promise<unknown> {
     if (tx === undefined) return this.send(request, transfer);
-    request.tx = tx.id;
-    if (tx.begun) return this.sendWaiting(request, transfer);
-    request.begin = true;
-    tx.begun = true;
-    const waited = this.openTransactions === 0;
-    this.openTransactions++;
-    return waited ? this.sendWaiting(request, transfer) : this.send(request, transfer);
+    // One statement of a transaction at a time, even under Promise.all: a first one sent as a root
+    // call (BEGIN answered asynchronously) must have begun the transaction before the next is sent.
+    const answer = tx.last.then(() => {
+      request.tx = tx.id;
+      if (tx.begun) return this.sendWaiting(request, transfer);
+      request.begin = true;
+      tx.begun = true;
+      const waited = this.openTransactions === 0;
+      this.openTransactions++;
+      return waited ? this.sendWaiting(request, transfer) : this.send(request, transfer);
+    });
+    tx.last = answer.catch(() => {});
+    return answer;
   }
 
   query<T>(sql: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
@@ -236,7 +244,7 @@ class ThreadClient implements EmbeddedDatabase {
   }
 
   async transaction<T>(callback: (tx: EmbeddedQueries) => Promise<T>): Promise<T> {
-    const tx: OpenTransaction = { id: this.next++, begun: false };
+    const tx: OpenTransaction = { id: this.next++, begun: false, last: Promise.resolve() };
     const queries: EmbeddedQueries = {
       query: (sql, params, options) => this.runQuery(tx, sql, params, options),
       exec: (sql) => this.runExec(tx, sql),
@@ -249,7 +257,9 @@ class ThreadClient implements EmbeddedDatabase {
       commit = true;
     } finally {
       // A transaction that ran no statement never began. Once sent, the end needs nothing more from
-      // this thread: the transaction no longer counts as open.
+      // this thread: the transaction no longer counts as open. A statement still under way (the
+      // callback failed beside it) is answered first.
+      await tx.last;
       if (tx.begun) {
         const ended = this.send({ id: this.next++, op: 'end', tx: tx.id, commit });
         this.openTransactions--;
