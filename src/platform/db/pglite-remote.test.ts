@@ -5,6 +5,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Database, openDatabase, pgliteClientOf, queryRows, uniqueViolation } from './client.js';
 import { type EmbeddedDatabase, openEmbeddedDatabase } from './pglite-remote.js';
 
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A transaction that runs `first`, then waits until released, then runs `after` if given. */
+function heldTransaction(database: EmbeddedDatabase, first: string, after?: string) {
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const done = database.transaction(async (tx) => {
+    await tx.query(first);
+    await held;
+    if (after !== undefined) await tx.query(after);
+  });
+  return { done, release };
+}
+
 describe('PGlite in its own thread', () => {
   let embedded: EmbeddedDatabase;
 
@@ -78,20 +94,12 @@ describe('PGlite in its own thread', () => {
   });
 
   it('keeps a root query out of an open transaction until it ends', async () => {
-    let release: () => void = () => {};
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const transaction = embedded.transaction(async (tx) => {
-      await tx.query('insert into log values (10)');
-      await held;
-      await tx.query('insert into log values (11)');
-    });
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    const transaction = heldTransaction(embedded, 'insert into log values (10)', 'insert into log values (11)');
+    await pause(20);
     const root = embedded.query<{ n: number }>('select count(*)::int as n from log');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    release();
-    await transaction;
+    await pause(20);
+    transaction.release();
+    await transaction.done;
     expect((await root).rows).toEqual([{ n: 2 }]);
     await embedded.exec('delete from log');
   });
@@ -101,10 +109,10 @@ describe('PGlite in its own thread', () => {
     // until the database was free would never let that timer fire.
     const first = embedded.transaction(async (tx) => {
       await tx.query('insert into log values (20)');
-      await new Promise((resolve) => setTimeout(resolve, 30));
+      await pause(30);
       await tx.query('insert into log values (21)');
     });
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await pause(5);
     const second = embedded.transaction(async (tx) => {
       const seen = await tx.query<{ n: number }>('select count(*)::int as n from log');
       await tx.query('insert into log values (22)');
@@ -137,24 +145,17 @@ describe('PGlite in its own thread', () => {
   it('runs the statements of one transaction one after another under Promise.all', async () => {
     // Another transaction is open, so the first statement's BEGIN is answered asynchronously: the
     // second must not reach the thread before the transaction has begun.
-    let release: () => void = () => {};
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const holder = embedded.transaction(async (tx) => {
-      await tx.query('select 1');
-      await held;
-    });
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    const holder = heldTransaction(embedded, 'select 1');
+    await pause(10);
     const both = embedded.transaction((tx) =>
       Promise.all([
         tx.query('insert into log values (40) returning n'),
         tx.query('insert into log values (41) returning n'),
       ]),
     );
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    release();
-    await holder;
+    await pause(10);
+    holder.release();
+    await holder.done;
     const [a, b] = await both;
     expect([a.rows, b.rows]).toEqual([[{ n: 40 }], [{ n: 41 }]]);
     await embedded.exec('delete from log');
