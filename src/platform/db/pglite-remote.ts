@@ -102,7 +102,7 @@ function startWorker(dataDir: string | undefined, statementPort: MessagePort, si
  * A transaction's statements are sent on their own port and waited for (`Atomics.wait`), which holds
  * the event loop for one statement as an in-thread PGlite did. Asynchronous answers would let other
  * work queue ahead of each one while the transaction holds the database's only session: SCIM
- * writes, several statements each, ran 20 % slower that way.
+ * writes, several statements each, ran 25 % slower that way.
  */
 class ThreadClient implements EmbeddedDatabase {
   private readonly pending = new Map<number, { resolve(value: unknown): void; reject(err: Error): void }>();
