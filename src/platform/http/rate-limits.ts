@@ -1,5 +1,7 @@
-import rateLimit from '@fastify/rate-limit';
+import { createHash } from 'node:crypto';
+import rateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
+import { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import { AppError } from './errors.js';
 
@@ -57,8 +59,66 @@ function tooManyRequests(retryAfterSeconds: number): AppError {
 
 type Limiter = ReturnType<FastifyInstance['createRateLimit']>;
 
-async function enforce(limiter: Limiter, request: FastifyRequest): Promise<void> {
-  const result = await limiter(request);
+/**
+ * One budget's counters: in this process's memory, and with REDIS_URL also in Redis, shared by every
+ * node. The local counter is what a request is held to while Redis does not answer.
+ */
+interface Budget {
+  shared: Limiter | undefined;
+  local: Limiter;
+}
+
+/**
+ * A limiter from its own registration of the plugin. The plugin keys a Redis counter by its
+ * namespace and the client key only, so limiters made by one registration would share counters in
+ * Redis (the login budget would spend the refresh one); a registration per budget keeps them apart.
+ */
+async function limiter(
+  app: FastifyInstance,
+  store: Pick<RateLimitPluginOptions, 'redis' | 'nameSpace'>,
+  options: Limit & Pick<RateLimitPluginOptions, 'keyGenerator'>,
+): Promise<Limiter> {
+  let made: Limiter | undefined;
+  await app.register(async (scope) => {
+    await scope.register(rateLimit, { global: false, ...store });
+    made = scope.createRateLimit(options);
+  });
+  return made as Limiter;
+}
+
+async function budget(
+  app: FastifyInstance,
+  redis: Redis | undefined,
+  name: string,
+  options: Limit & Pick<RateLimitPluginOptions, 'keyGenerator'>,
+): Promise<Budget> {
+  return {
+    shared: redis ? await limiter(app, { redis, nameSpace: `gatehouse:rate:${name}:` }, options) : undefined,
+    local: await limiter(app, {}, options),
+  };
+}
+
+/** Logs Redis trouble at most every half minute: a dead Redis must not flood the log. */
+function throttledWarning(app: FastifyInstance): (err: unknown) => void {
+  let last = 0;
+  return (err) => {
+    const now = Date.now();
+    if (now - last < 30_000) return;
+    last = now;
+    app.log.warn({ err }, 'Redis does not answer: rate-limit counters fall back to this node until it does');
+  };
+}
+
+async function enforce(budget: Budget, request: FastifyRequest, warn: (err: unknown) => void): Promise<void> {
+  let result: Awaited<ReturnType<Limiter>> | undefined;
+  if (budget.shared) {
+    try {
+      result = await budget.shared(request);
+    } catch (err) {
+      warn(err);
+    }
+  }
+  result ??= await budget.local(request);
   if (!result.isAllowed && result.isExceeded) throw tooManyRequests(result.ttlInSeconds);
 }
 
@@ -68,32 +128,56 @@ function loginIdentifier(request: FastifyRequest): string | undefined {
   return typeof id === 'string' ? id.trim().toLowerCase() : undefined;
 }
 
+/** The identifier's counter key: a digest, so no address sits in Redis (or in memory) in clear. */
+function identifierKey(request: FastifyRequest): string {
+  return createHash('sha256')
+    .update(loginIdentifier(request) ?? '')
+    .digest('base64url');
+}
+
+/**
+ * The Redis connection for shared counters. Commands fail at once while it is down (no offline
+ * queue, a short timeout), so a request never waits on Redis; the client reconnects by itself.
+ */
+function connectRedis(app: FastifyInstance, url: string, warn: (err: unknown) => void): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: 500,
+    connectTimeout: 2_000,
+    lazyConnect: true,
+  });
+  redis.on('error', warn);
+  redis.connect().catch(warn);
+  app.addHook('onClose', async () => {
+    await redis.quit().catch(() => redis.disconnect());
+  });
+  return redis;
+}
+
 /**
  * Installs the limits on the root instance, before the modules add their routes. `RATE_LIMITS=off`
- * lifts them all (load tests, a gateway that limits); counters live in this process's memory.
+ * lifts them all (load tests, a gateway that limits). Counters live in this process's memory, or
+ * with `REDIS_URL` in Redis, shared by every node.
  */
 export async function installRateLimits(app: FastifyInstance, config: Config): Promise<void> {
   if (!config.rateLimits) return;
-  if (config.redisUrl) {
-    app.log.warn('REDIS_URL is set but no Redis client is installed: rate-limit counters stay per node');
+  const warn = throttledWarning(app);
+  const redis = config.redisUrl ? connectRedis(app, config.redisUrl, warn) : undefined;
+
+  const perIp = {} as Record<keyof typeof GROUPS, onRequestAsyncHookHandler>;
+  for (const [group, limit] of Object.entries(GROUPS) as [keyof typeof GROUPS, Limit][]) {
+    // The plugin's default key is request.ip (IPv6 grouped by subnet).
+    const counters = await budget(app, redis, group, limit);
+    perIp[group] = async (request) => enforce(counters, request, warn);
   }
-  await app.register(rateLimit, { global: false });
 
-  const perIp = Object.fromEntries(
-    Object.entries(GROUPS).map(([group, limit]) => {
-      // The plugin's default key is request.ip (IPv6 grouped by subnet).
-      const limiter = app.createRateLimit(limit);
-      const hook: onRequestAsyncHookHandler = async (request) => enforce(limiter, request);
-      return [group, hook];
-    }),
-  ) as Record<keyof typeof GROUPS, onRequestAsyncHookHandler>;
-
-  const identifierLimiter = app.createRateLimit({
+  const identifier = await budget(app, redis, 'identifier', {
     ...PER_IDENTIFIER,
-    keyGenerator: (req) => loginIdentifier(req) ?? '',
+    keyGenerator: identifierKey,
   });
   const perIdentifier: preHandlerAsyncHookHandler = async (request) => {
-    if (loginIdentifier(request) !== undefined) await enforce(identifierLimiter, request);
+    if (loginIdentifier(request) !== undefined) await enforce(identifier, request, warn);
   };
 
   app.addHook('onRoute', (route) => {
