@@ -147,7 +147,7 @@ export async function measurePostgres(
         password_hash text,
         date_joined timestamptz not null
       );
-      create unique index on copy_scratch (organization_id, lower(email));
+      create unique index on copy_scratch (organization_id, lower(email) collate "C");
       create index on copy_scratch (organization_id, id);`),
     );
     options.log(`COPY of ${copyRows.toLocaleString('en-US')} rows`);
