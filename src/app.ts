@@ -21,7 +21,7 @@ import { accessRoutes } from './modules/rbac/access.routes.js';
 import { catalogRoutes } from './modules/rbac/catalog.routes.js';
 import { createPermissionCheck } from './modules/rbac/effective-access.js';
 import { rolesRoutes } from './modules/rbac/roles.routes.js';
-import { scimRoutes } from './modules/scim/scim.routes.js';
+import { scimRoutes, sendScimError } from './modules/scim/scim.routes.js';
 import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
@@ -29,7 +29,7 @@ import { userTypesRoutes } from './modules/user-types/user-types.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
-import { installErrorHandling } from './platform/http/errors.js';
+import { answerClientError, badUrl, installErrorHandling, sendProblem } from './platform/http/errors.js';
 import { installNulGuard } from './platform/http/nul-guard.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installRateLimits } from './platform/http/rate-limits.js';
@@ -67,8 +67,16 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
     // Our own ids in logs; a caller's X-Request-Id is not trusted as a log key.
     genReqId: () => crypto.randomUUID(),
+    // Refusals made before any route's error handler runs, in the formats of the contract.
+    frameworkErrors: (_err, request, reply) =>
+      request.url.startsWith('/scim/')
+        ? sendScimError(request, reply, badUrl())
+        : sendProblem(reply, request, badUrl()),
+    clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Bodies are JSON: a text/plain one is refused with 415 like any other type, not read as a string.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.decorate('config', config);
   app.decorate('database', database);

@@ -12,8 +12,6 @@ export const provisioningErrors = {
     new AppError(403, 'organization_forbidden', `This API key may not provision users into organization "${code}".`, {
       errors: [{ field: 'organization', message: "Name the key's own organization." }],
     }),
-  organizationNotFound: (code: string) =>
-    new AppError(404, 'organization_not_found', `Organization "${code}" was not found.`),
   userNotFound: (ref: string) => new AppError(404, 'user_not_found', `User ${ref} was not found.`),
   organizationMismatch: (ref: string, code: string) =>
     new AppError(

@@ -166,7 +166,7 @@ describe('seed-000 provisioning API', () => {
             headers: { ...platform, 'content-type': 'text/plain' },
             payload: 'keycloak_id=1',
           }),
-          400,
+          415,
         ],
       ];
       for (const [res, status] of cases) {
@@ -272,7 +272,12 @@ describe('seed-000 provisioning API', () => {
       expectProblem(await get(`/users/${inB.keycloak_id}`, keyA), 404, 'user_not_found');
       expectProblem(await put(`/users/${inB.keycloak_id}/deactivate`, keyA), 404, 'user_not_found');
       expectProblem(await post('/users', { ...inB, engagemx_client_id: a.code }, keyA), 404, 'user_not_found');
-      expectProblem(await get(`/users?client_id=${b.code}`, keyA), 404, 'organization_not_found');
+      // B's list: empty, exactly as for a code no organization has.
+      const listB = await get(`/users?client_id=${b.code}`, keyA);
+      expect(listB.statusCode).toBe(200);
+      expect(listB.json()).toEqual({ client_id: b.code, count: 0, users: [] });
+      const listNone = await get(`/users?client_id=${unique('nope-')}`, keyA);
+      expect(listNone.json()).toMatchObject({ count: 0, users: [] });
       const bulk = await post('/users/bulk', [inB, { ...inB, engagemx_client_id: a.code }, person(a.code)], keyA);
       expect(bulk.json()).toMatchObject({
         success_count: 1,
@@ -516,7 +521,11 @@ describe('seed-000 provisioning API', () => {
           expect.objectContaining({ keycloak_id: b.keycloak_id, is_active: false }),
         ],
       });
-      expectProblem(await get(`/users?client_id=${unique('none-')}`), 404, 'organization_not_found');
+      // A code no organization has lists no users (200), as seed 000's filter by client does.
+      const none = unique('none-');
+      const empty = await get(`/users?client_id=${none}`);
+      expect(empty.statusCode).toBe(200);
+      expect(empty.json()).toEqual({ client_id: none, count: 0, users: [] });
       expectProblem(await get('/users'), 400, 'validation_failed');
     });
   });

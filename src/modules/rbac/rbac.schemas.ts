@@ -168,6 +168,7 @@ export const AssignmentView = Type.Object({
   name: Type.String(),
   level: Type.Integer(),
   organization: Type.Union([Type.String(), Type.Null()], { description: 'The role’s owner; null when global.' }),
+  organization_id: Type.Union([Id, Type.Null()], { description: 'The role’s owner; null when global.' }),
   is_primary: Type.Boolean(),
   assigned_by: Type.Union([Id, Type.Null()]),
   created_at: Timestamp,

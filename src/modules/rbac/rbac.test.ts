@@ -251,7 +251,14 @@ describe('assignments and effective permissions', () => {
 
     const assigned = await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code });
     expect(assigned.statusCode).toBe(201);
-    expect(assigned.json()).toMatchObject({ role: role.json().code, is_primary: true, level: 4 });
+    expect(assigned.json()).toMatchObject({
+      role: role.json().code,
+      is_primary: true,
+      level: 4,
+      organization: role.json().organization,
+      organization_id: role.json().organization_id,
+    });
+    expect(assigned.json()).toHaveProperty('organization_id');
     expect((await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code })).statusCode).toBe(200);
     const mine = (await client.get('/api/v1/users/profile/permissions/')).json();
     expect(mine).toMatchObject({

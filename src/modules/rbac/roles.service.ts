@@ -294,6 +294,7 @@ export interface Assignment {
   code: string;
   name: string;
   level: number;
+  organizationId: string | null;
   organizationCode: string | null;
   isPrimary: boolean;
   assignedBy: string | null;
@@ -307,6 +308,7 @@ export function toAssignmentView(a: Assignment) {
     name: a.name,
     level: a.level,
     organization: a.organizationCode,
+    organization_id: a.organizationId,
     is_primary: a.isPrimary,
     assigned_by: a.assignedBy,
     created_at: a.createdAt.toISOString(),
@@ -320,6 +322,7 @@ export function listAssignments(db: DbOrTx, userId: string): Promise<Assignment[
       code: roles.code,
       name: roles.name,
       level: roles.level,
+      organizationId: roles.organizationId,
       organizationCode: organizations.code,
       isPrimary: userRoles.isPrimary,
       assignedBy: userRoles.assignedBy,

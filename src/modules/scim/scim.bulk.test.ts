@@ -72,6 +72,8 @@ describe('SCIM Bulk', () => {
     expect(res.statusCode).toBe(200);
     const ops = res.json().Operations;
     expect(ops.map((o: { status: string }) => o.status)).toEqual(['201', '201', '201', '200', '204']);
+    // Every result names its resource (RFC 7644 §3.7.3), a DELETE's included.
+    expect(ops[4].location).toBe(ops[0].location);
     const group = (await scim('GET', ops[2].location.replace('http://gatehouse.test/scim/v2', ''))).json();
     // a was deleted afterwards, so only b remains a member.
     expect(group.members.map((m: { value: string }) => m.value)).toEqual([ops[1].location.split('/').pop()]);
@@ -102,6 +104,9 @@ describe('SCIM Bulk', () => {
     expect(ops.map((o: { status: string }) => o.status)).toEqual(['201', '400', '409', '201', '404', '400']);
     expect(ops[1].response).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidValue' });
     expect(ops[2].response).toMatchObject({ scimType: 'uniqueness' });
+    // A failed PUT names the resource it addressed; a failed POST has none to name.
+    expect(ops[4].location).toBe('http://gatehouse.test/scim/v2/Users/00000000-0000-7000-8000-000000000000');
+    expect(ops[1].location).toBeUndefined();
   });
 
   it('stops after failOnErrors errors and writes nothing after them', async () => {

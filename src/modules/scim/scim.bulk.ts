@@ -100,11 +100,18 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
   return { operations, failOnErrors: failOnErrors as number | undefined };
 }
 
-function errorResult(op: BulkOperation, err: unknown): BulkResult {
+/**
+ * A failed operation's result. Its `location` is the resource it addressed (RFC 7644 §3.7.3: every
+ * result has one but a failed POST's), when the path names one without a bulkId.
+ */
+function errorResult(op: BulkOperation, err: unknown, baseUrl: string): BulkResult {
   const { status, document } = toScimError(err);
+  const addressed =
+    op.method !== 'POST' && /^\/(Users|Groups)\/[^/]+\/?$/.test(op.path) && !op.path.includes('bulkId:');
   return {
     method: op.method,
     ...(op.bulkId ? { bulkId: op.bulkId } : {}),
+    ...(addressed ? { location: `${baseUrl}${op.path.replace(/\/$/, '')}` } : {}),
     status: String(status),
     response: document,
   };
@@ -182,8 +189,8 @@ export async function scimBulk(ctx: WriteContext, body: unknown, baseUrl: string
     const op = operations[i] as BulkOperation;
     const result =
       op.nul !== undefined
-        ? errorResult(op, scimErrors.invalidValue(`"${op.nul}" must not contain the NUL character (U+0000).`))
-        : await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err));
+        ? errorResult(op, scimErrors.invalidValue(`"${op.nul}" must not contain the NUL character (U+0000).`), baseUrl)
+        : await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err, baseUrl));
     if (Number(result.status) >= 400) errors++;
     results.push(result);
     i++;
@@ -237,7 +244,7 @@ async function runUserBatch(
   const outcomes = await coreOutcomes(ctx, prepared.slice(0, cutoff), false, known);
   return batch.slice(0, cutoff).map((op, k) => {
     const outcome = outcomes[k] as CoreOutcome;
-    if (!outcome.ok) return errorResult(op, outcome.error);
+    if (!outcome.ok) return errorResult(op, outcome.error, baseUrl);
     const id = outcome.id;
     if (op.bulkId) ids.set(op.bulkId, id);
     return {
@@ -297,7 +304,7 @@ async function runOne(
   if (op.method === 'DELETE') {
     if (type === 'Users') await deleteScimUser(ctx, target, op.version);
     else await deleteScimGroup(ctx, target, op.version);
-    return { ...base, status: '204' };
+    return { ...base, location: `${baseUrl}/${type}/${target}`, status: '204' };
   }
   if (type === 'Groups') {
     const group =

@@ -40,6 +40,14 @@ import {
 
 export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 
+/** Any refusal under /scim/v2, in the SCIM error schema (RFC 7644 §3.12). */
+export function sendScimError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const { status, document, unexpected } = toScimError(err);
+  if (unexpected) request.log.error({ err }, 'unhandled error');
+  if (status === 401) reply.header('www-authenticate', 'Bearer realm="scim"');
+  return reply.code(status).type(SCIM_CONTENT_TYPE).send(document);
+}
+
 const SCIM_AUTH = { auth: { scope: 'scim' } } as const;
 const TAGS = ['scim'];
 
@@ -165,12 +173,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     { parseAs: 'string', bodyLimit: app.config.bodyLimitBytes },
     app.getDefaultJsonParser('error', 'ignore'),
   );
-  app.setErrorHandler((err, request, reply) => {
-    const { status, document, unexpected } = toScimError(err);
-    if (unexpected) request.log.error({ err }, 'unhandled error');
-    if (status === 401) reply.header('www-authenticate', 'Bearer realm="scim"');
-    return reply.code(status).type(SCIM_CONTENT_TYPE).send(document);
-  });
+  app.setErrorHandler((err, request, reply) => sendScimError(request, reply, err));
   app.setNotFoundHandler((request, reply) =>
     reply
       .code(404)

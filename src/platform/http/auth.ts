@@ -93,28 +93,21 @@ export function installAuthentication(
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) guarded.push({ method, url: route.url, rule: route.config?.auth ?? 'public' });
   });
+  // The rule is enforced here, before the body is read: a caller without the right credential gets
+  // 401 or 403, never a verdict on its body, and no body of an unknown caller is parsed.
   app.addHook('onRequest', async (request) => {
-    for (const resolve of resolvers) {
-      const actor = await resolve(request);
-      if (actor) {
-        request.actor = actor;
-        return;
-      }
-    }
-    request.actor = { kind: 'anonymous' };
+    request.actor = await resolveActor(request, resolvers);
+    const pending = enforce(request, can);
+    if (pending) await pending;
   });
-  // A callback hook rather than an async one: on the hot path (a cached answer) no promise is made.
-  app.addHook('preValidation', (request, _reply, done) => {
-    let pending: Promise<void> | undefined;
-    try {
-      pending = enforce(request, can);
-    } catch (err) {
-      done(err as Error);
-      return;
-    }
-    if (pending) pending.then(() => done(), done);
-    else done();
-  });
+}
+
+async function resolveActor(request: FastifyRequest, resolvers: CredentialResolver[]): Promise<Actor> {
+  for (const resolve of resolvers) {
+    const actor = await resolve(request);
+    if (actor) return actor;
+  }
+  return { kind: 'anonymous' };
 }
 
 /** Throws when the route's rule refuses the actor; a promise only when the answer needs a query. */

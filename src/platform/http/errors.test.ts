@@ -1,10 +1,14 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 
 describe('error rendering', () => {
   let t: TestApp;
+  let auth: { authorization: string };
   beforeAll(async () => {
     t = await startTestApp({ BODY_LIMIT: '2048' });
+    auth = { authorization: `Bearer ${(await superuserClient(t)).token}` };
   });
   afterAll(() => t.close());
 
@@ -12,19 +16,36 @@ describe('error rendering', () => {
     const res = await t.request({
       method: 'POST',
       url: '/api/v1/organizations',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       payload: JSON.stringify({ code: 'x', name: 'y'.repeat(5000) }),
     });
     expect(res.statusCode).toBe(413);
     expect(res.headers['content-type']).toContain('application/problem+json');
-    expect(res.json()).toMatchObject({ status: 413, code: 'payload_too_large' });
+    expect(res.json()).toMatchObject({
+      status: 413,
+      code: 'payload_too_large',
+      errors: [{ field: 'body', message: expect.stringContaining('2048 bytes') }],
+    });
+  });
+
+  it('answers a caller without credentials 401 before reading its body, however bad or large', async () => {
+    for (const payload of ['{"code": "x", ', JSON.stringify({ code: 'x', name: 'y'.repeat(5000) })]) {
+      const res = await t.request({
+        method: 'POST',
+        url: '/api/v1/organizations',
+        headers: { 'content-type': 'application/json' },
+        payload,
+      });
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ status: 401, code: 'not_authenticated' });
+    }
   });
 
   it('answers 415 for a body that is not JSON', async () => {
     const res = await t.request({
       method: 'POST',
       url: '/api/v1/organizations',
-      headers: { 'content-type': 'application/xml' },
+      headers: { ...auth, 'content-type': 'application/xml' },
       payload: '<x/>',
     });
     expect(res.statusCode).toBe(415);
@@ -35,7 +56,7 @@ describe('error rendering', () => {
     const res = await t.request({
       method: 'POST',
       url: '/api/v1/organizations',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       payload: '{"code": "x", ',
     });
     expect(res.statusCode).toBe(400);
@@ -49,5 +70,72 @@ describe('error rendering', () => {
     expect(res.statusCode).toBe(200);
     expect(res.body).toMatch(/http_request_duration_seconds_count\{method="GET",route="\/health",status="200"\} \d+/);
     expect(res.body).toContain('process_resident_memory_bytes');
+  });
+});
+
+describe('refusals made before any route runs', () => {
+  let t: TestApp;
+  let base: URL;
+  beforeAll(async () => {
+    t = await startTestApp({ PROVISIONING_API_KEY: 'errors-test-provisioning-key' });
+    base = new URL(await t.app.listen({ host: '127.0.0.1', port: 0 }));
+  });
+  afterAll(() => t.close());
+
+  it('answers a path that does not decode with 400 problem+json, and in the SCIM error schema under /scim/v2', async () => {
+    const res = await t.request({ method: 'GET', url: '/api/provisioning/users/%ZZ' });
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({ status: 400, code: 'bad_url' });
+    const scim = await t.request({ method: 'GET', url: '/scim/v2/Users/%ZZ' });
+    expect(scim.statusCode).toBe(400);
+    expect(scim.headers['content-type']).toContain('application/scim+json');
+    expect(scim.json()).toMatchObject({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '400' });
+  });
+
+  it('answers headers over the HTTP parser limit with 431 problem+json on the socket', async () => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(base.port), base.hostname, () => {
+        socket.write(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+      });
+      let data = '';
+      socket.on('data', (chunk) => {
+        data += chunk;
+      });
+      socket.on('end', () => resolve(data));
+      socket.on('error', reject);
+    });
+    const [head, body] = answer.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 431 /);
+    expect(head?.toLowerCase()).toContain('content-type: application/problem+json');
+    expect(JSON.parse(body as string)).toMatchObject({ status: 431, code: 'headers_too_large' });
+  });
+
+  it('refuses a text/plain body with 415, as any body that is not JSON', async () => {
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/password-reset/',
+      headers: { 'content-type': 'text/plain' },
+      payload: '{"email":"a@example.com"}',
+    });
+    expect(res.statusCode).toBe(415);
+    expect(res.json()).toMatchObject({ code: 'unsupported_media_type' });
+  });
+
+  it('names what a field with alternatives may be, once', async () => {
+    const post = (payload: object) =>
+      t.request({
+        method: 'POST',
+        url: '/api/provisioning/users',
+        headers: { 'x-api-key': 'errors-test-provisioning-key' },
+        payload: { keycloak_id: 'kc-alternatives', email: 'alt@example.com', engagemx_client_id: 'alt', ...payload },
+      });
+    const wrongType = await post({ first_name: 5 });
+    expect(wrongType.statusCode).toBe(400);
+    expect(wrongType.json().errors).toEqual([{ field: 'first_name', message: 'must be string or null' }]);
+    // A string that fails the string alternative's own rule is told that rule, not "must be null".
+    const tooLong = await post({ first_name: 'x'.repeat(500) });
+    expect(tooLong.statusCode).toBe(400);
+    expect(tooLong.json().errors).toEqual([{ field: 'first_name', message: 'must NOT have more than 150 characters' }]);
   });
 });

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { uniqueViolation } from '../db/client.js';
 
@@ -83,16 +85,56 @@ export function toProblem(err: AppError, instance?: string): ProblemDocument {
 
 interface AjvError {
   instancePath?: string;
+  schemaPath?: string;
   keyword?: string;
   message?: string;
   params?: Record<string, unknown>;
+}
+
+/**
+ * A field with alternatives (a nullable string is `anyOf: [string, null]`, an enumeration one
+ * constant per alternative) fails each of them and then the `anyOf` itself. When every alternative
+ * refused the value's type or constant, those become one error naming what it may be; otherwise the
+ * value had an alternative's type, and that alternative's own errors (a format, a length) are shown.
+ */
+function collapseAlternatives(validation: AjvError[]): AjvError[] {
+  const anyOfs = validation.filter((e) => e.keyword === 'anyOf' && e.schemaPath);
+  if (anyOfs.length === 0) return validation;
+  const dropped = new Set<AjvError>();
+  const replaced = new Map<AjvError, AjvError>();
+  for (const anyOf of anyOfs) {
+    const prefix = `${(anyOf.schemaPath as string).slice(0, -'anyOf'.length)}anyOf/`;
+    const branches = new Map<string, AjvError[]>();
+    for (const e of validation) {
+      if (e === anyOf || !e.schemaPath?.startsWith(prefix)) continue;
+      const branch = e.schemaPath.slice(prefix.length).split('/')[0] as string;
+      branches.set(branch, [...(branches.get(branch) ?? []), e]);
+      dropped.add(e);
+    }
+    const mismatch = (e: AjvError) => e.keyword === 'type' || e.keyword === 'const';
+    const fitting = [...branches.values()].find((errors) => !errors.every(mismatch));
+    if (fitting) {
+      for (const e of fitting) dropped.delete(e);
+      dropped.add(anyOf);
+    } else {
+      const refusals = [...branches.values()].flat();
+      const names = refusals.map((e) =>
+        e.keyword === 'const' ? JSON.stringify(e.params?.allowedValue) : String(e.params?.type),
+      );
+      const message = refusals.some((e) => e.keyword === 'const')
+        ? `must be one of ${names.join(', ')}`
+        : `must be ${names.join(' or ')}`;
+      replaced.set(anyOf, { ...anyOf, message });
+    }
+  }
+  return validation.filter((e) => !dropped.has(e)).map((e) => replaced.get(e) ?? e);
 }
 
 /** Maps a schema validator's errors to `{field, message}` with dotted field paths. */
 export function fieldErrorsFromValidation(validation: AjvError[], context?: string): FieldError[] {
   const seen = new Set<string>();
   const out: FieldError[] = [];
-  for (const e of validation) {
+  for (const e of collapseAlternatives(validation)) {
     const path = (e.instancePath ?? '')
       .split('/')
       .filter(Boolean)
@@ -121,13 +163,17 @@ export function registerUniqueConstraint(constraint: string, field: string, code
   uniqueConstraints.set(constraint, { field, code });
 }
 
-function fromFastifyError(err: FastifyError): AppError | undefined {
+function fromFastifyError(err: FastifyError, bodyLimit?: number): AppError | undefined {
   if (err.validation) {
     return commonErrors.validation(fieldErrorsFromValidation(err.validation as AjvError[], err.validationContext));
   }
   switch (err.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new AppError(413, 'payload_too_large', 'The request body is larger than the server accepts.');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': {
+      const limit = bodyLimit === undefined ? 'the server accepts' : `${bodyLimit} bytes`;
+      return new AppError(413, 'payload_too_large', `The request body is larger than ${limit}.`, {
+        errors: [{ field: 'body', message: `The body must not be larger than ${limit}.` }],
+      });
+    }
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError(415, 'unsupported_media_type', 'Send the body as application/json.');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -145,8 +191,11 @@ function fromFastifyError(err: FastifyError): AppError | undefined {
   return undefined;
 }
 
-/** Turns any thrown value into the AppError to render; unknown errors become a generic 500. */
-export function normaliseError(err: unknown): { error: AppError; unexpected: boolean } {
+/**
+ * Turns any thrown value into the AppError to render; unknown errors become a generic 500.
+ * `bodyLimit` (the route's, in bytes) is named in a 413.
+ */
+export function normaliseError(err: unknown, bodyLimit?: number): { error: AppError; unexpected: boolean } {
   if (err instanceof AppError) return { error: err, unexpected: false };
   const unique = uniqueViolation(err);
   if (unique) {
@@ -157,7 +206,7 @@ export function normaliseError(err: unknown): { error: AppError; unexpected: boo
       unexpected: false,
     };
   }
-  const fromFastify = fromFastifyError(err as FastifyError);
+  const fromFastify = fromFastifyError(err as FastifyError, bodyLimit);
   if (fromFastify) return { error: fromFastify, unexpected: false };
   return { error: new AppError(500, 'internal_error', 'An unexpected error occurred.'), unexpected: true };
 }
@@ -170,10 +219,37 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, error:
     .send(toProblem(error, request.url.split('?')[0]));
 }
 
+/** A path whose percent-encoding does not decode: Fastify's router refuses it before any route runs. */
+export function badUrl(): AppError {
+  return new AppError(400, 'bad_url', 'The URL is not valid: a percent-encoded part of its path does not decode.');
+}
+
+/**
+ * The raw answer to a request Node's HTTP parser refused (headers too large, a malformed request
+ * line), written on the socket as problem+json; nothing when the socket can no longer be written.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'headers_too_large', 'The request headers are larger than the server accepts.']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'The request took too long to arrive.']
+        : [400, 'bad_request', 'The request is not valid HTTP.'];
+  const body = JSON.stringify(toProblem(new AppError(status, code, detail)));
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 /** Installs the central error and not-found handlers on the root instance. */
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
-    const { error, unexpected } = normaliseError(err);
+    const { error, unexpected } = normaliseError(err, request.routeOptions.bodyLimit);
     if (unexpected) request.log.error({ err }, 'unhandled error');
     return sendProblem(reply, request, error);
   });

@@ -85,3 +85,46 @@ describe('values holding the NUL character', () => {
     expect(res.json().detail).toContain('userName');
   });
 });
+
+// PostgreSQL's jsonb refuses around two thousand levels of nesting; before the guard that was a 500.
+describe('bodies nested too deep', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  const nested = (levels: number): unknown => {
+    let value: unknown = 'leaf';
+    for (let i = 0; i < levels; i++) value = { a: value };
+    return value;
+  };
+
+  it('are refused with 400 naming where the nesting goes too deep, and nothing is written', async () => {
+    const su = await superuserClient(t);
+    const code = `deep${Date.now()}`;
+    const res = await su.post('/api/v1/organizations/', { code, name: 'Deep', settings: nested(2000) });
+    expect(res.statusCode).toBe(400);
+    const [error] = res.json().errors;
+    expect(error.message).toBe('must not nest deeper than 64 levels.');
+    expect(error.field).toBe(['settings', ...Array(63).fill('a')].join('.'));
+    expect((await su.get(`/api/v1/organizations/?search=${code}`)).json().results).toEqual([]);
+    // Sixty levels are fine.
+    expect((await su.post('/api/v1/organizations/', { code, name: 'Deep', settings: nested(60) })).statusCode).toBe(
+      201,
+    );
+  });
+
+  it('refuse a SCIM /Bulk request as a whole, in the SCIM error schema', async () => {
+    const { scim } = await scimClient(t);
+    const res = await scim('POST', '/Bulk', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'],
+      Operations: [
+        { method: 'POST', path: '/Users', bulkId: 'u1', data: { schemas: [USER], userName: 'deep', x: nested(100) } },
+      ],
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ status: '400', scimType: 'invalidValue' });
+    expect(res.json().detail).toContain('must not nest deeper than 64 levels');
+  });
+});
