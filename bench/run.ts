@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
 import { openDatabase } from '../src/platform/db/client.js';
+import { dropDatabase } from '../src/platform/db/drop-database.js';
 import { migrate } from '../src/platform/db/migrate.js';
 import { measureArgon2, measureBareFastify, measurePostgres } from './lib/baselines.js';
 import { runLoad } from './lib/load.js';
@@ -344,7 +345,7 @@ async function main(): Promise<number> {
     if (databaseName && serverUrl) {
       const c = new pg.Client({ connectionString: serverUrl });
       await c.connect();
-      await c.query(`drop database if exists ${databaseName} with (force)`);
+      await dropDatabase(c, databaseName);
       await c.end();
     }
     cluster?.stop();

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { buildApp } from '../src/app.js';
 import { type Config, loadConfig } from '../src/config.js';
 import { type Database, openDatabase } from '../src/platform/db/client.js';
+import { dropDatabase } from '../src/platform/db/drop-database.js';
 import { migrate } from '../src/platform/db/migrate.js';
 
 /**
@@ -40,23 +41,6 @@ export async function openTestDatabase(): Promise<{ database: Database; url?: st
       }
     },
   };
-}
-
-/**
- * `DROP DATABASE … WITH (FORCE)` ends the sessions still connected, but a role without superuser
- * rights may not end an autovacuum worker, and one may be busy in a database a test filled: that
- * refusal (42501) is retried until the worker is done.
- */
-async function dropDatabase(client: pg.Client, name: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await client.query(`drop database if exists ${name} with (force)`);
-      return;
-    } catch (err) {
-      if ((err as { code?: string }).code !== '42501' || attempt >= 40) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
 }
 
 export function testConfig(overrides: Record<string, string> = {}): Config {

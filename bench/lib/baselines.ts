@@ -7,6 +7,7 @@ import pg from 'pg';
 import { uuidv7 } from 'uuidv7';
 import { findPgBin, freePort } from '../../scripts/pg-cluster.mjs';
 import { hashPassword, verifyPassword } from '../../src/platform/crypto/passwords.js';
+import { dropDatabase } from '../../src/platform/db/drop-database.js';
 import { type LoadResult, runLoad } from './load.js';
 import { startNodeServer } from './server.js';
 
@@ -160,7 +161,7 @@ export async function measurePostgres(
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return { readTps, writeTps, copyRowsPerSecond: copyRows / seconds, copyRows, clients: options.clients, scale };
   } finally {
-    await admin(serverUrl, (c) => c.query(`drop database if exists ${name} with (force)`));
+    await admin(serverUrl, (c) => dropDatabase(c, name));
   }
 }
 

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dropDatabase } from '../../src/platform/db/drop-database.js';
 
 // The real server process, started the way `npm start` does, spoken to over loopback HTTP.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -205,8 +206,8 @@ describe.runIf(process.env.TEST_DATABASE_URL)('the server process on PostgreSQL'
   afterAll(async () => {
     const admin = new pg.Client({ connectionString: serverUrl });
     await admin.connect();
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.query(`drop database if exists ${name}_nodes with (force)`);
+    await dropDatabase(admin, name);
+    await dropDatabase(admin, `${name}_nodes`);
     await admin.end();
   });
 
