@@ -6,6 +6,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--quiet'], { stdio: 'inherit' });
+// Only `serve` needs the admin console built: other commands must not swap the files a running
+// server has routes for.
+const serving = process.argv[2] === 'serve' || process.argv.length <= 2;
+execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--quiet', ...(serving ? [] : ['--no-console'])], {
+  stdio: 'inherit',
+});
 const { runCli } = await import(join(root, 'dist/cli/index.js'));
 await runCli(process.argv);

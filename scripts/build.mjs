@@ -62,3 +62,9 @@ for (const file of assets(src)) writeIfChanged(join(out, relative(src, file)), r
 if (!process.argv.includes('--quiet')) {
   console.log(`build: ${entryPoints.length} modules → ${relative(root, out)}/ in ${Date.now() - started} ms`);
 }
+
+// The admin console, served by the same process at /admin/ (rebuilt only when its sources changed).
+if (!process.argv.includes('--no-console')) {
+  const { buildConsole } = await import('./build-console.mjs');
+  await buildConsole({ quiet: process.argv.includes('--quiet') });
+}

@@ -6,13 +6,16 @@ import type { Config } from './config.js';
 import { accountRoutes } from './modules/account/account.routes.js';
 import { activityRoutes } from './modules/activity/activity.routes.js';
 import { installRequestTracking } from './modules/activity/request-tracking.js';
+import { adminConsoleRoutes } from './modules/admin-console/admin-console.routes.js';
 import { apiKeysRoutes } from './modules/api-keys/api-keys.routes.js';
 import { createApiKeyResolver } from './modules/api-keys/api-keys.service.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
 import { createBearerResolver } from './modules/auth/auth.service.js';
 import { cookieAuthRoutes } from './modules/cookie-auth/cookie-auth.routes.js';
 import { createCookieResolver } from './modules/cookie-auth/cookie-auth.service.js';
+import { downstreamSyncRoutes } from './modules/downstream-sync/downstream-sync.routes.js';
 import { healthRoutes } from './modules/health/health.routes.js';
+import { integrationsRoutes } from './modules/integrations/integrations.routes.js';
 import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
@@ -25,6 +28,7 @@ import { scimRoutes, sendScimError } from './modules/scim/scim.routes.js';
 import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
+import { userTransferRoutes } from './modules/user-transfer/user-transfer.routes.js';
 import { userTypesRoutes } from './modules/user-types/user-types.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
 import type { Database } from './platform/db/client.js';
@@ -132,6 +136,10 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(scimRoutes, { prefix: '/scim/v2' });
   await app.register(activityRoutes);
   await app.register(provisioningRoutes);
+  await app.register(userTransferRoutes);
+  await app.register(integrationsRoutes);
+  await app.register(downstreamSyncRoutes);
+  await app.register(adminConsoleRoutes);
 
   return app;
 }

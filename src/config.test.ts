@@ -47,6 +47,9 @@ describe('loadConfig', () => {
     ['RATE_LIMITS', 'maybe'],
     ['ADMIN_EMAIL', 'not-an-email'],
     ['PROVISIONING_API_KEY', 'short'],
+    ['INTEGRATION_HEALTH_INTERVAL_SECONDS', '-5'],
+    ['DOWNSTREAM_SYNC_INTERVAL_SECONDS', 'soon'],
+    ['INTEGRATION_HISTORY_DAYS', 'forever'],
   ])('refuses a bad %s with a message naming it', (variable, value) => {
     const err = refusal({
       [variable]: value,

@@ -37,6 +37,12 @@ export interface Config {
   activityBatchSize: number;
   /** Whole monthly partitions older than this are dropped; 0 keeps everything. */
   activityRetentionMonths: number;
+  /** Active integrations are health-checked when their last check is this old; 0 turns scheduled checks off. */
+  integrationHealthIntervalSeconds: number;
+  /** Seconds between scheduled syncs of users to `user_provisioning` integrations; 0: only on demand. */
+  downstreamSyncIntervalSeconds: number;
+  /** Days of integration request logs and health checks kept; 0 keeps everything. */
+  integrationHistoryDays: number;
 }
 
 /** A bad environment value; `main` prints its message as the one line that stops start-up. */
@@ -218,5 +224,8 @@ export function loadConfig(env: Env = process.env): Config {
     activityBufferSize: intVar(env, 'ACTIVITY_BUFFER_SIZE', 10_000, 100, 1_000_000),
     activityBatchSize: intVar(env, 'ACTIVITY_BATCH_SIZE', 500, 1, 2_000),
     activityRetentionMonths: intVar(env, 'ACTIVITY_RETENTION_MONTHS', 12, 0, 1200),
+    integrationHealthIntervalSeconds: intVar(env, 'INTEGRATION_HEALTH_INTERVAL_SECONDS', 300, 0, 7 * 86_400),
+    integrationHistoryDays: intVar(env, 'INTEGRATION_HISTORY_DAYS', 30, 0, 36_500),
+    downstreamSyncIntervalSeconds: intVar(env, 'DOWNSTREAM_SYNC_INTERVAL_SECONDS', 300, 0, 7 * 86_400),
   };
 }

@@ -5,23 +5,10 @@ import { API_KEY_SCOPES } from '../modules/api-keys/api-keys.schemas.js';
 import { createApiKey, OPERATOR, revokeApiKey } from '../modules/api-keys/api-keys.service.js';
 import { findOrganizationByCode } from '../modules/organizations/organizations.queries.js';
 import type { Db } from '../platform/db/client.js';
-import { AppError } from '../platform/http/errors.js';
 import { toPage } from '../platform/http/pagination.js';
-import { fail, withDatabase } from './context.js';
+import { fail, runRefusing } from './context.js';
 
-/** Runs `work` on the database; a refusal is printed as one line after the database is closed. */
-async function run(command: string, work: (db: Db) => Promise<void>): Promise<void> {
-  let refusal: string | undefined;
-  await withDatabase(async (database) => {
-    try {
-      await work(database.db);
-    } catch (err) {
-      if (!(err instanceof AppError)) throw err;
-      refusal = err.errors?.map((e) => `${e.field}: ${e.message}`).join('; ') || err.message;
-    }
-  });
-  if (refusal) fail(`apikey ${command}: ${refusal}`);
-}
+const run = (command: string, work: (db: Db) => Promise<void>) => runRefusing(`apikey ${command}`, work);
 
 function status(key: ApiKeyWithOrganization, now: Date): string {
   if (key.revokedAt) return `revoked ${key.revokedAt.toISOString()}`;

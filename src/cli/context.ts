@@ -1,6 +1,7 @@
 import { type Config, ConfigError, loadConfig } from '../config.js';
-import { type Database, DataDirInUseError, openDatabase } from '../platform/db/client.js';
+import { type Database, DataDirInUseError, type Db, openDatabase } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
+import { AppError } from '../platform/http/errors.js';
 
 /** Prints one line and exits: the CLI's answer to a bad configuration or a busy data folder. */
 export function fail(message: string, code = 1): never {
@@ -39,4 +40,21 @@ export async function withDatabase<T>(
   } finally {
     await database.close();
   }
+}
+
+/**
+ * Runs `work` on the database; a refusal (an AppError) is printed as one line, after the database
+ * is closed, prefixed with the command, and exits non-zero.
+ */
+export async function runRefusing(command: string, work: (db: Db, config: Config) => Promise<void>): Promise<void> {
+  let refusal: string | undefined;
+  await withDatabase(async (database, config) => {
+    try {
+      await work(database.db, config);
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      refusal = err.errors?.map((e) => `${e.field}: ${e.message}`).join('; ') || err.message;
+    }
+  });
+  if (refusal) fail(`${command}: ${refusal}`);
 }

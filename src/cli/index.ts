@@ -6,6 +6,8 @@ import { registerKeysCommands } from './keys.js';
 import { registerMigrateCommand } from './migrate.js';
 import { registerServeCommands } from './serve.js';
 import { registerSetupCommand } from './setup.js';
+import { registerSyncCommand } from './sync.js';
+import { registerTransferCommands } from './transfer.js';
 import { registerWorkerCommand } from './worker.js';
 
 /** The `gatehouse` command line; each command calls the same services as the HTTP routes. */
@@ -22,6 +24,8 @@ export function buildCli(): Command {
   registerSetupCommand(program);
   registerApiKeyCommands(program);
   registerAuditCommands(program);
+  registerTransferCommands(program);
+  registerSyncCommand(program);
   return program;
 }
 

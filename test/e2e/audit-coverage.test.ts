@@ -263,6 +263,37 @@ describe('audit coverage', () => {
       sql`select details::text from activities where category = 'api_keys'`,
     );
     expect(keys.every((k) => !/gh_[A-Za-z0-9_-]{20,}/.test(k.details))).toBe(true);
+
+    let integrationId = '';
+    const secret = `sk_${unique('audit')}_0123456789`;
+    await expectAudited(['integration.created'], async () => {
+      const res = await admin.post('/api/v1/integrations', {
+        name: unique('gateway '),
+        service_type: 'payment_gateway',
+        auth_type: 'api_key',
+        base_url: 'https://payments.example',
+        credentials: { api_key: secret },
+      });
+      expect(res.statusCode).toBe(201);
+      integrationId = (res.json() as { id: string }).id;
+    });
+    await expectAudited(['integration.updated'], () =>
+      admin.patch(`/api/v1/integrations/${integrationId}`, { description: 'Cards' }),
+    );
+    await expectAudited(['integration.credentials_changed'], () =>
+      admin.patch(`/api/v1/integrations/${integrationId}`, { credentials: { api_key: `${secret}-2` } }),
+    );
+    await expectAudited(['integration.deactivated'], () =>
+      admin.post(`/api/v1/integrations/${integrationId}/deactivate`),
+    );
+    await expectAudited(['integration.activated'], () => admin.post(`/api/v1/integrations/${integrationId}/activate`));
+    await expectAudited(['integration.deleted'], () => admin.delete(`/api/v1/integrations/${integrationId}`));
+    const integrationEvents = await queryRows<{ details: string }>(
+      t.database.db,
+      sql`select details::text from activities where category = 'integrations'`,
+    );
+    expect(integrationEvents.length).toBeGreaterThanOrEqual(6);
+    expect(integrationEvents.every((e) => !e.details.includes(secret))).toBe(true);
   });
 
   it('a change whose audit event cannot be written does not happen', async () => {
@@ -316,5 +347,30 @@ describe('audit coverage', () => {
       await allow();
     }
     expect((await db.select().from(users).where(eq(users.id, user.id))).length).toBe(1);
+
+    const integration = await admin.post('/api/v1/integrations', {
+      name: unique('atomic '),
+      service_type: 'other',
+      auth_type: 'bearer',
+      base_url: 'https://service.example',
+      credentials: { token: 'first-token' },
+    });
+    const integrationId = (integration.json() as { id: string }).id;
+    const sealedNow = async () =>
+      (
+        await queryRows<{ sealed: string }>(
+          db,
+          sql`select credentials_sealed as sealed from integrations where id = ${integrationId}::uuid`,
+        )
+      )[0]?.sealed;
+    const sealedBefore = await sealedNow();
+    await refuse('integration.credentials_changed');
+    try {
+      const res = await admin.patch(`/api/v1/integrations/${integrationId}`, { credentials: { token: 'second' } });
+      expect(res.statusCode).toBe(500);
+    } finally {
+      await allow();
+    }
+    expect(await sealedNow()).toBe(sealedBefore);
   });
 });

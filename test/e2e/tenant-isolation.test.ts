@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sessions } from '../../src/modules/auth/auth.table.js';
+import { integrations } from '../../src/modules/integrations/integrations.table.js';
 import type { Organization } from '../../src/modules/organizations/organizations.table.js';
 import { userTypes } from '../../src/modules/user-types/user-types.table.js';
 import {
@@ -70,6 +71,7 @@ const COVERED_ELSEWHERE: { prefix: string; file: string }[] = [
   { prefix: '/api/v1/activities', file: 'src/modules/activity/activity.test.ts' },
   { prefix: '/api/v1/activity-streams', file: 'src/modules/activity/activity.test.ts' },
   { prefix: '/api/v1/activity-stats', file: 'src/modules/activity/activity.test.ts' },
+  { prefix: '/api/v1/integrations/:id/sync', file: 'src/modules/downstream-sync/downstream-sync.test.ts' },
 ];
 
 const PUPIL = { code: 'pupil', plural: 'pupils' };
@@ -107,6 +109,26 @@ describe('tenant isolation of the admin API', () => {
       .values({ organizationId: org.id, code, plural: `${code}s`, label: code })
       .returning();
     return row as typeof userTypes.$inferSelect;
+  }
+  /** An OAuth2 integration with explicit endpoints; its base URL is a closed local port, so checks fail fast. */
+  async function integration(org: Organization) {
+    const [row] = await t.database.db
+      .insert(integrations)
+      .values({
+        organizationId: org.id,
+        name: unique('integration '),
+        serviceType: 'other',
+        authType: 'oauth2',
+        baseUrl: 'http://127.0.0.1:9/',
+        timeoutMs: 1000,
+        oauth2: {
+          authorization_url: 'https://auth.example/authorize',
+          token_url: 'https://auth.example/token',
+          client_id: 'gatehouse',
+        },
+      })
+      .returning();
+    return row as typeof integrations.$inferSelect;
   }
   async function session(org: Organization) {
     const owner = await user(org);
@@ -347,6 +369,69 @@ describe('tenant isolation of the admin API', () => {
       kind: 'write',
       ok: 204,
       target: async (org) => ({ url: `/api/v1/users/${PUPIL.plural}/${(await pupil(org)).id}` }),
+    },
+    // --- integrations
+    {
+      method: 'GET',
+      route: '/api/v1/integrations',
+      kind: 'list',
+      ok: 200,
+      target: async (org) => ({
+        url: '/api/v1/integrations',
+        id: (await integration(org)).id,
+        only: `/api/v1/integrations?organization=${org.code}`,
+      }),
+    },
+    {
+      method: 'POST',
+      route: '/api/v1/integrations',
+      kind: 'create',
+      ok: 201,
+      target: async (org) => ({
+        url: '/api/v1/integrations',
+        body: {
+          name: unique('new '),
+          service_type: 'other',
+          auth_type: 'none',
+          base_url: 'https://service.example',
+          organization: org.code,
+        },
+      }),
+    },
+    ...(['', '/health-checks', '/logs'] as const).map(
+      (suffix): Case => ({
+        method: 'GET',
+        route: `/api/v1/integrations/:id${suffix}`,
+        kind: 'read',
+        ok: 200,
+        target: async (org) => ({ url: `/api/v1/integrations/${(await integration(org)).id}${suffix}` }),
+      }),
+    ),
+    {
+      method: 'PATCH',
+      route: '/api/v1/integrations/:id',
+      kind: 'write',
+      ok: 200,
+      target: async (org) => ({
+        url: `/api/v1/integrations/${(await integration(org)).id}`,
+        body: { description: 'Changed', credentials: { client_secret: 'changed' } },
+      }),
+    },
+    ...(['activate', 'deactivate', 'health-check', 'oauth2/authorize'] as const).map(
+      (action): Case => ({
+        method: 'POST',
+        route: `/api/v1/integrations/:id/${action}`,
+        kind: 'write',
+        ok: 200,
+        target: async (org) => ({ url: `/api/v1/integrations/${(await integration(org)).id}/${action}`, body: {} }),
+      }),
+    ),
+    {
+      method: 'DELETE',
+      route: '/api/v1/integrations/:id',
+      kind: 'write',
+      ok: 204,
+      target: async (org) => ({ url: `/api/v1/integrations/${(await integration(org)).id}` }),
     },
   ];
 

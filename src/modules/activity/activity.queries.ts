@@ -4,6 +4,7 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { escapeLike } from '../../platform/db/like.js';
 
 /** What `/activities/`, the streams and the export filter on; all optional, combined with AND. */
 export interface ActivityFilter {
@@ -51,10 +52,6 @@ export interface ActivityListRow {
   path: string | null;
   status: number | null;
   duration_ms: number | null;
-}
-
-function escapeLike(value: string): string {
-  return value.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
 /** The WHERE conditions of a filter (at least `true`). */

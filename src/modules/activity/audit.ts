@@ -15,6 +15,7 @@ export type AuditCategory =
   | 'provisioning'
   | 'api_keys'
   | 'organization'
+  | 'integrations'
   | 'system';
 
 export interface AuditEvent {

@@ -1,7 +1,10 @@
 /** The actor id of the key configured as PROVISIONING_API_KEY: it has no row in `api_keys`. */
 export const ENV_API_KEY_ID = 'env:PROVISIONING_API_KEY';
 
-/** The id of a key's row, for references; null for the environment's key, which has no row. */
+/** The actor id of `gatehouse` commands that write as a platform operator (`import`); no row either. */
+export const COMMAND_LINE_KEY_ID = 'cli:gatehouse';
+
+/** The id of a key's row, for references; null for the keys above, which have none (events name them instead). */
 export function apiKeyRowId(apiKeyId: string): string | null {
-  return apiKeyId === ENV_API_KEY_ID ? null : apiKeyId;
+  return apiKeyId === ENV_API_KEY_ID || apiKeyId === COMMAND_LINE_KEY_ID ? null : apiKeyId;
 }

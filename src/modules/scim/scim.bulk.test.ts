@@ -7,6 +7,7 @@ const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
 const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
+const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
 
 const user = (name = unique('u')) => ({ schemas: [USER], userName: `${name}@example.com` });
 
@@ -79,6 +80,110 @@ describe('SCIM Bulk', () => {
     expect(group.members.map((m: { value: string }) => m.value)).toEqual([ops[1].location.split('/').pop()]);
     const b = (await scim('GET', ops[1].location.replace('http://gatehouse.test/scim/v2', ''))).json();
     expect(b.active).toBe(false);
+  });
+
+  it('resolves bulkId references to operations later in the request, answering in request order', async () => {
+    const { scim } = await scimClient(t);
+    const [a, b] = [unique('fa'), unique('fb')];
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        {
+          method: 'POST',
+          path: '/Groups',
+          bulkId: 'g',
+          data: {
+            schemas: [GROUP],
+            displayName: unique('Later'),
+            members: [{ value: 'bulkId:a' }, { value: 'bulkId:b' }],
+          },
+        },
+        {
+          method: 'PATCH',
+          path: '/Users/bulkId:b',
+          data: { schemas: [PATCH], Operations: [{ op: 'replace', path: 'title', value: 'Manager of a' }] },
+        },
+        {
+          method: 'POST',
+          path: '/Users',
+          bulkId: 'a',
+          data: { ...user(a), [ENTERPRISE]: { manager: { value: 'bulkId:b' } } },
+        },
+        { method: 'POST', path: '/Users', bulkId: 'b', data: user(b) },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const ops = res.json().Operations;
+    expect(ops.map((o: { method: string; status: string }) => `${o.method} ${o.status}`)).toEqual([
+      'POST 201',
+      'PATCH 200',
+      'POST 201',
+      'POST 201',
+    ]);
+    expect(ops.map((o: { bulkId?: string }) => o.bulkId)).toEqual(['g', undefined, 'a', 'b']);
+    const idOf = (location: string) => location.split('/').pop() as string;
+    const [aId, bId] = [idOf(ops[2].location), idOf(ops[3].location)];
+    const group = (await scim('GET', `/Groups/${idOf(ops[0].location)}`)).json();
+    expect(group.members.map((m: { value: string }) => m.value).sort()).toEqual([aId, bId].sort());
+    expect(ops[1].location).toBe(ops[3].location);
+    expect((await scim('GET', `/Users/${bId}`)).json().title).toBe('Manager of a');
+    expect((await scim('GET', `/Users/${aId}`)).json()[ENTERPRISE]).toEqual({ manager: { value: bId } });
+  });
+
+  it('answers 409 for operations whose bulkId references form a cycle, writing none of them', async () => {
+    const { scim } = await scimClient(t);
+    const [a, b, c, d] = [unique('ca'), unique('cb'), unique('cc'), unique('cd')];
+    const manager = (bulkId: string) => ({ [ENTERPRISE]: { manager: { value: `bulkId:${bulkId}` } } });
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        { method: 'POST', path: '/Users', bulkId: 'a', data: { ...user(a), ...manager('b') } },
+        { method: 'POST', path: '/Users', bulkId: 'b', data: { ...user(b), ...manager('a') } },
+        { method: 'POST', path: '/Users', bulkId: 'c', data: user(c) },
+        { method: 'POST', path: '/Users', bulkId: 'd', data: { ...user(d), ...manager('a') } },
+        { method: 'POST', path: '/Users', bulkId: 'self', data: { ...user(), ...manager('self') } },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const ops = res.json().Operations;
+    expect(ops.map((o: { status: string }) => o.status)).toEqual(['409', '409', '201', '400', '409']);
+    expect(ops[0].response).toMatchObject({ schemas: [ERROR], status: '409', detail: expect.stringMatching(/cycle/) });
+    expect(ops[0].response.detail).toContain('a → b → a');
+    expect(ops[4].response.detail).toContain('self → self');
+    expect(ops[3].response).toMatchObject({ status: '400', scimType: 'invalidValue' });
+    for (const [name, total] of [
+      [a, 0],
+      [b, 0],
+      [c, 1],
+      [d, 0],
+    ] as const) {
+      const found = await scim('GET', `/Users?filter=${encodeURIComponent(`userName eq "${name}@example.com"`)}`);
+      expect(found.json().totalResults, name).toBe(total);
+    }
+  });
+
+  it('counts failOnErrors in the order operations run, so nothing depending on a failure is written', async () => {
+    const { scim } = await scimClient(t);
+    const displayName = unique('never');
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      failOnErrors: 1,
+      Operations: [
+        {
+          method: 'POST',
+          path: '/Groups',
+          bulkId: 'g',
+          data: { schemas: [GROUP], displayName, members: [{ value: 'bulkId:u' }] },
+        },
+        { method: 'POST', path: '/Users', bulkId: 'u', data: { schemas: [USER], userName: 'no-email' } },
+        { method: 'POST', path: '/Users', bulkId: 'v', data: user() },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const ops = res.json().Operations;
+    expect(ops.map((o: { bulkId: string; status: string }) => `${o.bulkId} ${o.status}`)).toEqual(['u 400']);
+    const groups = await scim('GET', `/Groups?filter=${encodeURIComponent(`displayName eq "${displayName}"`)}`);
+    expect(groups.json().totalResults).toBe(0);
   });
 
   it('reports each failed operation with its SCIM error and goes on without failOnErrors', async () => {

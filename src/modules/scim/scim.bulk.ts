@@ -5,13 +5,15 @@ import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
 import { createScimGroup, deleteScimGroup, groupVersion, patchScimGroup, replaceScimGroup } from './scim.groups.js';
 import { applyPatch, readPatchBody } from './scim.patch.js';
-import { fromScimUser, toScimUser, userVersion } from './scim.user-mapping.js';
+import { fromScimUser, toScimUser, USER_PATCH_SCHEMA, userVersion } from './scim.user-mapping.js';
 import { provisionItemOf, provisionScimUsers, type WriteContext } from './scim.user-writes.js';
 import { assertVersion, deleteScimUser, normaliseActive } from './scim.users.js';
 
 /**
- * RFC 7644 §3.7 Bulk. Operations run in order; `bulkId:` references (in paths and data) are
- * replaced by the ids of resources created earlier in the request. Consecutive user writes
+ * RFC 7644 §3.7 Bulk. Operations run in request order, except that an operation referencing
+ * `bulkId:x` (in its path or data) runs after the operation with bulkId x, even one that comes later
+ * in the request (§3.7.2: the service provider MUST try to resolve it); operations whose references
+ * form a cycle fail with 409 (§3.7.1). Results come back in request order. Consecutive user writes
  * (POST /Users, PUT and PATCH /Users/{id}) that reference no bulkId go to the provisioning core as
  * one set-based call, which is what makes a large bulk fast. With `failOnErrors` = n, processing
  * stops once n operations failed: a batch is first planned (the core's dry run), so operations
@@ -22,6 +24,8 @@ export const BULK_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkRe
 export const BULK_RESPONSE_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:BulkResponse';
 
 interface BulkOperation {
+  /** Position in the request: results are answered in that order. */
+  index: number;
   method: 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   bulkId: string | undefined;
   path: string;
@@ -29,6 +33,8 @@ interface BulkOperation {
   version: string | undefined;
   /** Where the operation holds a NUL character, which no field can store: it fails alone. */
   nul: string | undefined;
+  /** The bulkIds its path and data reference. */
+  references: string[];
 }
 
 interface BulkResult {
@@ -89,12 +95,14 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
     }
     const nul = nulField(op);
     return {
+      index: i,
       method,
       bulkId,
       path: op.path,
       data: op.data,
       version: op.version as string | undefined,
       nul: nul === undefined ? undefined : `Operations[${i}]${nul ? `.${nul}` : ''}`,
+      references: [...new Set([...bulkIdOfPath(op.path), ...bulkIdsIn(op.data)])],
     };
   });
   return { operations, failOnErrors: failOnErrors as number | undefined };
@@ -117,18 +125,72 @@ function errorResult(op: BulkOperation, err: unknown, baseUrl: string): BulkResu
   };
 }
 
-function mentionsBulkId(value: unknown): boolean {
-  if (typeof value === 'string') return value.startsWith('bulkId:');
-  if (Array.isArray(value)) return value.some(mentionsBulkId);
-  if (isObject(value)) return Object.values(value).some(mentionsBulkId);
-  return false;
+/** The x of every `bulkId:x` string in data (resolveBulkIds replaces them). */
+function bulkIdsIn(value: unknown, found: string[] = []): string[] {
+  if (typeof value === 'string') {
+    if (value.startsWith('bulkId:')) found.push(value.slice(7));
+  } else if (Array.isArray(value)) {
+    for (const v of value) bulkIdsIn(v, found);
+  } else if (isObject(value)) {
+    for (const v of Object.values(value)) bulkIdsIn(v, found);
+  }
+  return found;
+}
+
+/** The x of a path `/Users/bulkId:x` or `/Groups/bulkId:x` (resolvePath replaces it). */
+function bulkIdOfPath(path: string): string[] {
+  const id = /^\/(?:Users|Groups)\/([^/]+)\/?$/.exec(path)?.[1];
+  return id?.startsWith('bulkId:') ? [id.slice(7)] : [];
+}
+
+/**
+ * The order operations run in: the request's, each operation preceded by the not yet run operations
+ * whose bulkIds it references (a depth-first walk, so a request already in order keeps its order).
+ * An operation on a cycle of references is returned in `cycles` with the cycle spelt out.
+ */
+function inDependencyOrder(operations: BulkOperation[]): {
+  order: BulkOperation[];
+  cycles: Map<BulkOperation, string>;
+} {
+  const cycles = new Map<BulkOperation, string>();
+  if (operations.every((op) => op.references.length === 0)) return { order: operations, cycles };
+  const byBulkId = new Map<string, BulkOperation>();
+  for (const op of operations) if (op.bulkId !== undefined) byBulkId.set(op.bulkId, op);
+  const visiting: BulkOperation[] = [];
+  const placed = new Set<BulkOperation>();
+  const order: BulkOperation[] = [];
+  const place = (op: BulkOperation) => {
+    visiting.push(op);
+    for (const reference of op.references) {
+      // A bulkId no operation carries is refused when the operation runs.
+      const dependency = byBulkId.get(reference);
+      if (dependency === undefined || placed.has(dependency)) continue;
+      const start = visiting.indexOf(dependency);
+      if (start === -1) {
+        place(dependency);
+        continue;
+      }
+      const cycle = visiting.slice(start);
+      const spelt = [...cycle, dependency].map((o) => o.bulkId).join(' → ');
+      for (const member of cycle) if (!cycles.has(member)) cycles.set(member, spelt);
+    }
+    visiting.pop();
+    placed.add(op);
+    order.push(op);
+  };
+  for (const op of operations) if (!placed.has(op)) place(op);
+  return { order, cycles };
 }
 
 /** Replaces `bulkId:x` strings by the id created for x; an unknown one refuses the operation. */
 function resolveBulkIds(value: unknown, ids: Map<string, string>): unknown {
   if (typeof value === 'string' && value.startsWith('bulkId:')) {
     const id = ids.get(value.slice(7));
-    if (!id) throw scimErrors.invalidValue(`"${value}" names no resource created earlier in this request.`);
+    if (!id) {
+      throw scimErrors.invalidValue(
+        `"${value}" names no resource created in this request: no operation has that bulkId, or it failed.`,
+      );
+    }
     return id;
   }
   if (Array.isArray(value)) return value.map((v) => resolveBulkIds(v, ids));
@@ -150,8 +212,7 @@ function resolvePath(path: string, ids: Map<string, string>): { type: 'Users' | 
 
 /** Whether an operation can join a set-based user batch. */
 function batchable(op: BulkOperation): boolean {
-  if (op.nul !== undefined || op.method === 'DELETE' || mentionsBulkId(op.data) || op.path.includes('bulkId:'))
-    return false;
+  if (op.nul !== undefined || op.method === 'DELETE' || op.references.length > 0) return false;
   return op.method === 'POST' ? /^\/Users\/?$/.test(op.path) : /^\/Users\/[^/]+\/?$/.test(op.path);
 }
 
@@ -159,9 +220,10 @@ const BATCH = 1000;
 
 /** Runs a bulk request; answers the BulkResponse. */
 export async function scimBulk(ctx: WriteContext, body: unknown, baseUrl: string) {
-  const { operations, failOnErrors } = readBulkBody(body);
+  const { operations: received, failOnErrors } = readBulkBody(body);
+  const { order: operations, cycles } = inDependencyOrder(received);
   const ids = new Map<string, string>();
-  const results: BulkResult[] = [];
+  const results: { index: number; result: BulkResult }[] = [];
   let errors = 0;
   let i = 0;
   while (i < operations.length && (failOnErrors === undefined || errors < failOnErrors)) {
@@ -180,22 +242,26 @@ export async function scimBulk(ctx: WriteContext, body: unknown, baseUrl: string
     if (batch.length > 0) {
       const allowed = failOnErrors === undefined ? undefined : failOnErrors - errors;
       const done = await runUserBatch(ctx, batch, ids, baseUrl, allowed);
-      results.push(...done);
+      for (const [k, result] of done.entries()) results.push({ index: (batch[k] as BulkOperation).index, result });
       errors += done.filter((r) => Number(r.status) >= 400).length;
       i += batch.length;
       if (done.length < batch.length) break;
       continue;
     }
     const op = operations[i] as BulkOperation;
+    const cycle = cycles.get(op);
     const result =
       op.nul !== undefined
         ? errorResult(op, scimErrors.invalidValue(`"${op.nul}" must not contain the NUL character (U+0000).`), baseUrl)
-        : await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err, baseUrl));
+        : cycle !== undefined
+          ? errorResult(op, scimErrors.circularReference(cycle), baseUrl)
+          : await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err, baseUrl));
     if (Number(result.status) >= 400) errors++;
-    results.push(result);
+    results.push({ index: op.index, result });
     i++;
   }
-  return { schemas: [BULK_RESPONSE_SCHEMA], Operations: results };
+  results.sort((a, b) => a.index - b.index);
+  return { schemas: [BULK_RESPONSE_SCHEMA], Operations: results.map((r) => r.result) };
 }
 
 /**
@@ -221,7 +287,11 @@ async function runUserBatch(
       if (!user) throw scimErrors.notFound('User', id);
       assertVersion(user, op.version);
       if (op.method === 'PUT') return { item: provisionItemOf(user, fromScimUser(op.data)) };
-      const patched = applyPatch(toScimUser(user, undefined, baseUrl), normaliseActive(readPatchBody(op.data)));
+      const patched = applyPatch(
+        toScimUser(user, undefined, baseUrl),
+        normaliseActive(readPatchBody(op.data)),
+        USER_PATCH_SCHEMA,
+      );
       return { item: provisionItemOf(user, fromScimUser(patched)) };
     } catch (error) {
       return { error };

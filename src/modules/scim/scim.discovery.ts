@@ -113,7 +113,10 @@ export function schemas(baseUrl: string) {
         }),
         attr('name', 'complex', {
           subAttributes: [
-            attr('formatted', 'string', { mutability: 'readOnly' }),
+            attr('formatted', 'string', {
+              mutability: 'readOnly',
+              description: 'givenName and familyName joined; a value sent (as Entra ID does) is ignored, not refused.',
+            }),
             attr('familyName', 'string'),
             attr('givenName', 'string'),
           ],
@@ -127,7 +130,17 @@ export function schemas(baseUrl: string) {
         attr('locale', 'string'),
         attr('timezone', 'string'),
         attr('active', 'boolean', { description: 'false deactivates the user and ends their sessions.' }),
-        multiValue('emails'),
+        attr('emails', 'complex', {
+          multiValued: true,
+          description:
+            "Every address is kept. The primary one (primary, else the first of type work, else the first) is the user's email, unique within the organization; filters on emails.value, emails.type and emails.primary see that primary address only.",
+          subAttributes: [
+            attr('value', 'string'),
+            attr('type', 'string'),
+            attr('primary', 'boolean'),
+            attr('display', 'string'),
+          ],
+        }),
         multiValue('phoneNumbers'),
         multiValue('ims'),
         multiValue('photos'),
@@ -148,6 +161,7 @@ export function schemas(baseUrl: string) {
           ],
         }),
         multiValue('entitlements'),
+        multiValue('roles'),
         multiValue('x509Certificates'),
       ],
       meta: meta(USER_SCHEMA),

@@ -35,6 +35,14 @@ export const scimErrors = {
   mutability: (detail: string) => new ScimError(400, 'mutability', detail),
   tooMany: (detail: string) => new ScimError(400, 'tooMany', detail),
   uniqueness: (detail: string) => new ScimError(409, 'uniqueness', detail),
+  /** RFC 7644 §3.7.1: bulkId references that cannot be resolved because they form a cycle. */
+  circularReference: (cycle: string) =>
+    new ScimError(
+      409,
+      undefined,
+      `The bulkId references ${cycle} form a cycle, so none of these operations can run.`,
+      'bulk_circular_reference',
+    ),
   notFound: (what: string, id: string) => new ScimError(404, undefined, `${what} ${id} not found.`, 'not_found'),
   preconditionFailed: () =>
     new ScimError(412, undefined, 'The resource changed: its version does not match If-Match.', 'precondition_failed'),
@@ -62,6 +70,41 @@ const SCIM_TYPE_OF_CODE: Record<string, ScimType> = {
   organization_not_found: 'invalidValue',
 };
 
+/**
+ * The provisioning core and the database name fields as columns (scim_external_id, first_name); a
+ * SCIM client knows them by their SCIM attribute names, and column names never reach it.
+ */
+const SCIM_NAME_OF_FIELD: Record<string, string> = {
+  email: 'emails',
+  username: 'userName',
+  scim_external_id: 'externalId',
+  external_id: 'externalId',
+  first_name: 'name.givenName',
+  last_name: 'name.familyName',
+  is_active: 'active',
+  status: 'active',
+  attributes: 'the attributes kept for SCIM',
+};
+
+/** 409s of the core and of unique indexes, by code, in SCIM words. */
+const UNIQUENESS_DETAIL: Record<string, string> = {
+  username_taken: 'Another user of this organization already has this userName.',
+  email_taken: 'Another user of this organization already has this email address as their primary "emails" value.',
+  scim_external_id_taken: 'Another resource of this organization already has this externalId.',
+  external_id_taken: 'Another user already has this externalId.',
+  duplicate: 'Another resource already has this value.',
+};
+
+/** A detail that names SCIM attributes only, for an error raised outside the SCIM module. */
+function scimDetailOf(error: AppError): string {
+  const uniqueness = UNIQUENESS_DETAIL[error.code];
+  if (uniqueness) return uniqueness;
+  if (!error.errors?.length) return error.message;
+  const fields = error.errors.map((e) => `${SCIM_NAME_OF_FIELD[e.field] ?? e.field}: ${e.message}`).join('; ');
+  // The core's validation message is itself the list of fields, in column names: said again here.
+  return error.code === 'validation_failed' ? `The request is not valid. ${fields}` : `${error.message} ${fields}`;
+}
+
 /** Renders any thrown value as a SCIM error; `unexpected` tells the caller to log it. */
 export function toScimError(err: unknown): { status: number; document: ScimErrorDocument; unexpected: boolean } {
   const { error, unexpected } = normaliseError(err);
@@ -69,10 +112,7 @@ export function toScimError(err: unknown): { status: number; document: ScimError
   if (error instanceof ScimError) scimType = error.scimType;
   else if (error.status === 409) scimType = 'uniqueness';
   else if (error.status === 400) scimType = SCIM_TYPE_OF_CODE[error.code] ?? 'invalidValue';
-  let detail = error.message;
-  if (error.errors?.length && !(error instanceof ScimError)) {
-    detail = `${detail} ${error.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`;
-  }
+  const detail = error instanceof ScimError ? error.message : scimDetailOf(error);
   // A body that is not JSON, or not an object, is a syntax error of the request (RFC 7644 §3.12).
   const fromBody = (err as { validationContext?: string }).validationContext === 'body';
   if (error.code === 'validation_failed' && (fromBody || error.errors?.some((e) => e.message.includes('JSON')))) {

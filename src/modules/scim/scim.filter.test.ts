@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileFilter } from './scim.filter.js';
 import { applyPatch, parsePatchPath, readPatchBody } from './scim.patch.js';
-import { USER_FILTER_ATTRIBUTES } from './scim.user-mapping.js';
+import { USER_FILTER_ATTRIBUTES, USER_PATCH_SCHEMA } from './scim.user-mapping.js';
 
 const dialect = new PgDialect();
 const render = (filter: string) => dialect.sqlToQuery(compileFilter(filter, USER_FILTER_ATTRIBUTES));
@@ -25,6 +25,24 @@ describe('SCIM filter compiler', () => {
         },
       ),
     );
+  });
+
+  it('takes "not" only before a parenthesised filter (RFC 7644 §3.4.2.2), wherever it stands', () => {
+    for (const filter of ['not userName eq "x"', 'title pr and Not title eq "x"', 'emails[not value eq "x"]']) {
+      expect(() => render(filter), filter).toThrowError(
+        expect.objectContaining({ status: 400, scimType: 'invalidFilter', message: expect.stringMatching(/not/) }),
+      );
+    }
+    for (const filter of [
+      'not (userName eq "x")',
+      'not(userName eq "x")',
+      'title pr and NOT (title eq "not x")',
+      'userName eq "not userName eq x"',
+      'nickName eq "x" or emails[not (value eq "not")]',
+      'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "not"',
+    ]) {
+      expect(() => render(filter), filter).not.toThrow();
+    }
   });
 
   it('refuses unknown attributes and malformed expressions with invalidFilter', () => {
@@ -74,6 +92,7 @@ describe('SCIM PATCH', () => {
         { op: 'add', path: 'Name.familyName', value: 'Lovelace' },
         { op: 'add', value: { nickName: 'A' } },
       ),
+      USER_PATCH_SCHEMA,
     );
     expect(out).toEqual({
       userName: 'ada',
@@ -87,7 +106,51 @@ describe('SCIM PATCH', () => {
 
   it('answers noTarget when a value filter matches nothing on replace', () => {
     expect(() =>
-      applyPatch(user, ops({ op: 'replace', path: 'emails[type eq "other"].value', value: 'x' })),
+      applyPatch(user, ops({ op: 'replace', path: 'emails[type eq "other"].value', value: 'x' }), USER_PATCH_SCHEMA),
     ).toThrowError(expect.objectContaining({ scimType: 'noTarget' }));
+  });
+
+  it('answers invalidPath for a name the User does not have, whatever the operation and case', () => {
+    const refused: unknown[] = [
+      { op: 'replace', path: 'nosuchAttribute', value: 'x' },
+      { op: 'add', path: 'name.nosuchPart', value: 'x' },
+      { op: 'remove', path: 'emails[type eq "work"].nosuch' },
+      { op: 'replace', path: 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:nosuch', value: 'x' },
+      { op: 'replace', value: { nosuchAttribute: 'x' } },
+      { op: 'add', value: { 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User': { nosuch: 'x' } } },
+    ];
+    for (const op of refused) {
+      expect(() => applyPatch(user, ops(op), USER_PATCH_SCHEMA), JSON.stringify(op)).toThrowError(
+        expect.objectContaining({ status: 400, scimType: 'invalidPath' }),
+      );
+    }
+    expect(applyPatch(user, ops({ op: 'replace', path: 'USERNAME', value: 'b' }), USER_PATCH_SCHEMA)).toMatchObject({
+      userName: 'b',
+    });
+  });
+
+  it('answers mutability for a path to a read-only attribute, and skips one inside a value without a path', () => {
+    const resource = { ...user, id: 'u1', meta: { resourceType: 'User' }, groups: [] };
+    for (const op of [
+      { op: 'replace', path: 'id', value: 'u2' },
+      { op: 'remove', path: 'meta' },
+      { op: 'replace', path: 'Meta.lastModified', value: '2020-01-01T00:00:00Z' },
+      { op: 'add', path: 'groups', value: [{ value: 'g' }] },
+      {
+        op: 'replace',
+        path: 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.displayName',
+        value: 'x',
+      },
+    ]) {
+      expect(() => applyPatch(resource, ops(op), USER_PATCH_SCHEMA), JSON.stringify(op)).toThrowError(
+        expect.objectContaining({ status: 400, scimType: 'mutability' }),
+      );
+    }
+    const out = applyPatch(
+      resource,
+      ops({ op: 'replace', value: { id: 'u2', meta: {}, schemas: ['x'], nickName: 'A', 'name.formatted': 'Z' } }),
+      USER_PATCH_SCHEMA,
+    );
+    expect(out).toEqual({ ...resource, nickName: 'A' });
   });
 });

@@ -1,7 +1,9 @@
 import { and, not, or, type SQL, sql } from 'drizzle-orm';
 import { type Filter, parse } from 'scim2-parse-filter';
+import { tokenizer } from 'scim2-parse-filter/lib/src/parser.js';
 import { isUuid } from '../../platform/db/columns.js';
-import { scimErrors } from './scim.errors.js';
+import { escapeLike } from '../../platform/db/like.js';
+import { ScimError, scimErrors } from './scim.errors.js';
 
 /**
  * SCIM filters (RFC 7644 §3.4.2.2) → a Drizzle SQL condition. The expression is parsed by
@@ -53,20 +55,32 @@ export function normalisePath(path: string): string {
 export function parseFilter(expression: string): Filter {
   if (expression.length > 4096) throw scimErrors.invalidFilter('The filter is longer than 4096 characters.');
   try {
+    assertNotIsParenthesised(expression);
     return parse(expression);
   } catch (err) {
+    if (err instanceof ScimError) throw err;
     throw scimErrors.invalidFilter(`The filter cannot be parsed: ${(err as Error).message}`);
   }
+}
+
+/**
+ * RFC 7644 §3.4.2.2: `"not" "(" valFilter ")"`. scim2-parse-filter also reads `not a eq b` and gives
+ * the same tree, so the check is made on its tokens: quoted strings are one token, and an attribute
+ * name holding "not" (notes, urn:…:not) is a word of its own.
+ */
+function assertNotIsParenthesised(expression: string): void {
+  const tokens = tokenizer(expression);
+  tokens.forEach((token, i) => {
+    if (token.type === 'Word' && token.literal.toLowerCase() === 'not' && tokens[i + 1]?.literal !== '(') {
+      throw scimErrors.invalidFilter('"not" must be followed by a parenthesised filter: not (attr op value).');
+    }
+  });
 }
 
 /** Compiles a filter (text or parsed) against an attribute map. */
 export function compileFilter(filter: string | Filter, attributes: AttributeMap): SQL {
   const ast = typeof filter === 'string' ? parseFilter(filter) : filter;
   return compile(ast, attributes, '', 0);
-}
-
-function escapeLike(value: string): string {
-  return value.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
 const TRUE = sql`true`;

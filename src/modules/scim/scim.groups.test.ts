@@ -257,4 +257,51 @@ describe("SCIM Groups (the organization's roles)", () => {
     const list = (await a.scim('GET', '/Groups')).json();
     expect(list.totalResults).toBe(0);
   });
+
+  it('answers 400 invalidPath for an unknown attribute and 400 mutability for a read-only one, changing nothing', async () => {
+    const { org, scim } = await scimClient(t);
+    const ada = await seedUser(t, org.id);
+    const group = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: ada.id }] })
+    ).json();
+    const cases: [unknown, string][] = [
+      [{ op: 'replace', path: 'description', value: 'x' }, 'invalidPath'],
+      [{ op: 'add', value: { owner: 'x' } }, 'invalidPath'],
+      [{ op: 'replace', path: 'id', value: ada.id }, 'mutability'],
+      [{ op: 'replace', path: 'meta', value: {} }, 'mutability'],
+      [{ op: 'replace', path: `members[value eq "${ada.id}"].display`, value: 'Someone' }, 'mutability'],
+      [{ op: 'replace', path: `members[value eq "${ada.id}"].value`, value: ada.id }, 'mutability'],
+    ];
+    for (const [operation, scimType] of cases) {
+      const res = await scim('PATCH', `/Groups/${group.id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', path: 'displayName', value: 'Renamed' }, operation],
+      });
+      expect(res.statusCode, JSON.stringify(operation)).toBe(400);
+      expect(res.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType });
+    }
+    const after = (await scim('GET', `/Groups/${group.id}`)).json();
+    expect(after).toMatchObject({ displayName: group.displayName, meta: { version: group.meta.version } });
+  });
+
+  it('renames with a value holding the id, as Okta sends it, and ignores id and meta in a PUT body', async () => {
+    const { scim } = await scimClient(t);
+    const group = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g') })).json();
+    const other = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('other') })).json();
+    const renamed = await scim('PATCH', `/Groups/${group.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', value: { id: group.id, displayName: `${group.displayName} 2` } }],
+    });
+    expect(renamed.statusCode).toBe(200);
+    expect(renamed.json()).toMatchObject({ id: group.id, displayName: `${group.displayName} 2` });
+    const put = await scim('PUT', `/Groups/${group.id}`, {
+      schemas: [GROUP],
+      id: other.id,
+      meta: { version: 'W/"x"' },
+      displayName: `${group.displayName} 3`,
+    });
+    expect(put.statusCode).toBe(200);
+    expect(put.json()).toMatchObject({ id: group.id, displayName: `${group.displayName} 3` });
+    expect((await scim('GET', `/Groups/${other.id}`)).json().displayName).toBe(other.displayName);
+  });
 });

@@ -9,7 +9,7 @@ import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
 import { users } from '../users/users.table.js';
 import { scimErrors } from './scim.errors.js';
 import { type AttributeMap, compileFilter } from './scim.filter.js';
-import { applyPatch, type PatchOperation } from './scim.patch.js';
+import { applyPatch, type PatchOperation, type PatchSchema } from './scim.patch.js';
 import { caseless } from './scim.user-mapping.js';
 import { assertVersion, type ListQuery, type ListResult, orderOf } from './scim.users.js';
 
@@ -38,6 +38,26 @@ export interface GroupMember {
 }
 
 export type GroupWithMembers = Role & { members: GroupMember[] | undefined };
+
+/**
+ * What PATCH may name on a Group (the Schemas document's mutability). A member's value, type and
+ * $ref identify it and are immutable: a member is removed and another added, never rewritten.
+ */
+export const GROUP_PATCH_SCHEMA: PatchSchema = {
+  resourceType: 'Group',
+  attributes: {
+    id: { mutability: 'readOnly' },
+    meta: { mutability: 'readOnly' },
+    schemas: { mutability: 'readOnly' },
+    externalid: { mutability: 'readWrite' },
+    displayname: { mutability: 'readWrite' },
+    members: {
+      mutability: 'readWrite',
+      sub: { value: 'readOnly', type: 'readOnly', $ref: 'readOnly', display: 'readOnly' },
+    },
+  },
+  extensions: {},
+};
 
 /** Weak ETag of a group; membership changes move the role's updated_at too. */
 export function groupVersion(role: { updatedAt: Date }): string {
@@ -427,7 +447,7 @@ export function patchScimGroup(
   baseUrl: string,
 ) {
   return rewriteGroup(ctx, id, ifMatch, (current) => {
-    const patched = applyPatch(toScimGroup(current, baseUrl), operations);
+    const patched = applyPatch(toScimGroup(current, baseUrl), operations, GROUP_PATCH_SCHEMA);
     return fromScimGroup(patched);
   });
 }

@@ -152,6 +152,10 @@ describe('SCIM list, filter, paging and sorting', () => {
       'userName eq 3',
       '((userName eq "a")',
       'emails[type eq "work"',
+      'not userName eq "ada"',
+      'NOT active eq false',
+      'userName sw "a" and not title pr',
+      'emails[not type eq "work"]',
     ]) {
       const res = await scim('GET', `/Users?filter=${encodeURIComponent(filter)}`);
       expect(res.statusCode, filter).toBe(400);

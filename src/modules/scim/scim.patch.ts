@@ -158,14 +158,35 @@ export function matchesValueFilter(element: unknown, filter: Filter): boolean {
   }
 }
 
+/**
+ * How PATCH may treat an attribute (RFC 7643 §2.2 mutability): `readOnly` attributes are never
+ * modified; `ignored` ones are accepted and dropped because the service computes or never takes them
+ * (name.formatted, password).
+ */
+type PatchMutability = 'readWrite' | 'readOnly' | 'ignored';
+
+export interface PatchAttribute {
+  mutability: PatchMutability;
+  /** Known sub-attributes by lower-case name; absent when any sub-attribute is kept as sent. */
+  sub?: Record<string, PatchMutability>;
+}
+
+/** The attributes PATCH may name on one resource type, by lower-case name. */
+export interface PatchSchema {
+  resourceType: string;
+  attributes: Record<string, PatchAttribute>;
+  /** Schema extensions by lower-case URN. */
+  extensions: Record<string, Record<string, PatchAttribute>>;
+}
+
 /** Applies operations in order to a copy of the resource; any failure refuses the whole PATCH. */
-export function applyPatch(resource: Resource, operations: PatchOperation[]): Resource {
+export function applyPatch(resource: Resource, operations: PatchOperation[], schema: PatchSchema): Resource {
   const result = structuredClone(resource);
-  for (const operation of operations) applyOperation(result, operation);
+  for (const operation of operations) applyOperation(result, operation, schema);
   return result;
 }
 
-function applyOperation(resource: Resource, { op, path, value }: PatchOperation): void {
+function applyOperation(resource: Resource, { op, path, value }: PatchOperation, schema: PatchSchema): void {
   if (path === undefined) {
     if (op === 'remove') throw scimErrors.noTarget('remove needs a "path".');
     // RFC 7644 §3.5.2.1/§3.5.2.3: without a path, the value is an object of attributes to add or replace.
@@ -174,23 +195,56 @@ function applyOperation(resource: Resource, { op, path, value }: PatchOperation)
       const extension = name.toLowerCase() === ENTERPRISE_URN.toLowerCase();
       if (extension && isObject(v)) {
         for (const [k, w] of Object.entries(v)) {
-          setAttribute(resource, { extension: ENTERPRISE_URN, attribute: k, filter: undefined, sub: undefined }, op, w);
+          const target = { extension: ENTERPRISE_URN, attribute: k, filter: undefined, sub: undefined };
+          if (isWritable(schema, target, `${name}:${k}`, false)) setAttribute(resource, target, op, w);
         }
         continue;
       }
-      const parsed = name.includes('.') || name.includes(':') ? parsePatchPath(name) : undefined;
-      setAttribute(
-        resource,
-        parsed ?? { extension: undefined, attribute: name, filter: undefined, sub: undefined },
-        op,
-        v,
-      );
+      // "schemas" states what the value is made of; the resource's own list does not change by PATCH.
+      if (name.toLowerCase() === 'schemas') continue;
+      const target =
+        name.includes('.') || name.includes(':')
+          ? parsePatchPath(name)
+          : { extension: undefined, attribute: name, filter: undefined, sub: undefined };
+      if (isWritable(schema, target, name, false)) setAttribute(resource, target, op, v);
     }
     return;
   }
   const target = parsePatchPath(path);
+  if (!isWritable(schema, target, path, true)) return;
   if (op === 'remove') removeAttribute(resource, target, value);
   else setAttribute(resource, target, op, value);
+}
+
+/**
+ * Whether an operation may change the target. A name the resource type does not have answers 400
+ * invalidPath (RFC 7644 §3.5.2). A read-only attribute named by a path answers 400 mutability (§3.5.2:
+ * "a client MUST NOT modify an attribute that has mutability readOnly"); inside a value without a
+ * path it is skipped, as a PUT skips it (§3.5.1), because clients send back whole representations
+ * that hold id and meta.
+ */
+function isWritable(schema: PatchSchema, target: PatchPath, name: string, withPath: boolean): boolean {
+  const attribute = attributeOf(schema, target);
+  if (!attribute) throw scimErrors.invalidPath(`"${name}" is not an attribute of a ${schema.resourceType}.`);
+  let mutability = attribute.mutability;
+  if (target.sub !== undefined && mutability === 'readWrite' && attribute.sub) {
+    const sub = attribute.sub[target.sub.toLowerCase()];
+    if (!sub) throw scimErrors.invalidPath(`"${name}" is not an attribute of a ${schema.resourceType}.`);
+    mutability = sub;
+  }
+  if (mutability === 'readOnly') {
+    if (withPath) throw scimErrors.mutability(`"${name}" is read-only and cannot be modified.`);
+    return false;
+  }
+  return mutability === 'readWrite';
+}
+
+function attributeOf(schema: PatchSchema, target: PatchPath): PatchAttribute | undefined {
+  const name = target.attribute.toLowerCase();
+  if (target.extension) return schema.extensions[target.extension.toLowerCase()]?.[name];
+  // The extension named whole, e.g. a replace of all its attributes at once.
+  if (schema.extensions[name]) return { mutability: 'readWrite' };
+  return schema.attributes[name];
 }
 
 function containerOf(resource: Resource, target: PatchPath, create: boolean): Record<string, unknown> | undefined {
@@ -221,6 +275,7 @@ function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replac
         Object.assign(element, value);
       }
     }
+    demoteOtherPrimaries(current, matches);
     return;
   }
   if (target.sub) {
@@ -236,9 +291,11 @@ function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replac
   }
   if (Array.isArray(current) || (current === undefined && Array.isArray(value))) {
     const values = Array.isArray(value) ? value : [value];
-    if (op === 'replace') container[key] = values;
-    else
-      container[key] = [...(current ?? []), ...values.filter((v) => !(current ?? []).some((c: unknown) => same(c, v)))];
+    if (op === 'replace') {
+      container[key] = values;
+      return;
+    }
+    container[key] = addValues((current ?? []) as unknown[], values);
     return;
   }
   if (op === 'add' && isObject(current) && isObject(value)) {
@@ -246,6 +303,45 @@ function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replac
     return;
   }
   container[key] = value;
+}
+
+/**
+ * RFC 7644 §3.5.2.1 add to a multi-valued attribute: new values are appended; a value already there
+ * (same "value") takes the sub-attributes sent with it, so an add can mark an existing address primary.
+ */
+function addValues(current: unknown[], values: unknown[]): unknown[] {
+  const result = [...current];
+  const touched: unknown[] = [];
+  for (const v of values) {
+    const existing = result.find((c) => same(c, v));
+    if (existing === undefined) {
+      result.push(v);
+      touched.push(v);
+    } else if (isObject(existing) && isObject(v)) {
+      Object.assign(existing, v);
+      touched.push(existing);
+    }
+  }
+  demoteOtherPrimaries(result, touched);
+  return result;
+}
+
+function isPrimary(element: unknown): boolean {
+  if (!isObject(element)) return false;
+  const primary = element[keyIn(element, 'primary')];
+  return primary === true || (typeof primary === 'string' && primary.toLowerCase() === 'true');
+}
+
+/**
+ * RFC 7644 §3.5.2: an operation that sets "primary" to true on a value sets it to false on the
+ * attribute's other values, so a client can move the primary mark with a single operation.
+ */
+function demoteOtherPrimaries(values: unknown[], changed: unknown[]): void {
+  if (!changed.some(isPrimary)) return;
+  for (const element of values) {
+    if (isObject(element) && !changed.includes(element) && isPrimary(element))
+      element[keyIn(element, 'primary')] = false;
+  }
 }
 
 function same(a: unknown, b: unknown): boolean {

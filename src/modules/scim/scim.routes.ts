@@ -164,9 +164,55 @@ function notModified(request: FastifyRequest, version: string): boolean {
     .some((s) => s.trim() === '*' || bare(s) === bare(version));
 }
 
+const SCIM_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/**
+ * Collects the methods each SCIM URL takes; the returned function then answers every other method
+ * on those URLs with 405 and an Allow header (RFC 9110 §15.5.6), in the SCIM error schema, where
+ * Fastify alone would answer 404 as for an unknown URL. Hidden from OpenAPI: they are not operations.
+ */
+function answerOtherMethodsWith405(app: FastifyInstance): () => void {
+  const taken = new Map<string, Set<string>>();
+  let collecting = true;
+  app.addHook('onRoute', (route) => {
+    if (!collecting) return;
+    const methods = taken.get(route.routePath) ?? new Set<string>();
+    for (const method of [route.method].flat()) methods.add(method);
+    taken.set(route.routePath, methods);
+  });
+  return () => {
+    collecting = false;
+    for (const [url, methods] of taken) {
+      const others = SCIM_METHODS.filter((m) => !methods.has(m));
+      if (others.length === 0) continue;
+      const allow = SCIM_METHODS.filter((m) => methods.has(m));
+      app.route({
+        method: others,
+        url,
+        config: SCIM_AUTH,
+        schema: { hide: true },
+        handler: async (request, reply) => {
+          reply.header('allow', [...allow, ...(methods.has('HEAD') ? ['HEAD'] : [])].join(', '));
+          return sendScimError(
+            request,
+            reply,
+            new ScimError(
+              405,
+              undefined,
+              `${request.method} is not allowed on ${request.url.split('?')[0]}; it takes ${allow.join(', ')}.`,
+              'method_not_allowed',
+            ),
+          );
+        },
+      });
+    }
+  };
+}
+
 export async function scimRoutes(app: FastifyInstance): Promise<void> {
   const db = app.database.db;
   const baseUrl = baseUrlOf(app);
+  const addMethodNotAllowed = answerOtherMethodsWith405(app);
 
   app.addContentTypeParser(
     'application/scim+json',
@@ -496,6 +542,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => scimBulk(writeContext(request), request.body, baseUrl),
   );
+
+  addMethodNotAllowed();
 }
 
 /** A SearchRequest body (RFC 7644 §3.4.3) as list parameters. */

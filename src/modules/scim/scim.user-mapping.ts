@@ -4,13 +4,15 @@ import type { User } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
 import { scimErrors } from './scim.errors.js';
 import { type AttributeMap, ENTERPRISE_URN } from './scim.filter.js';
+import type { PatchAttribute, PatchSchema } from './scim.patch.js';
 
 /**
  * Gatehouse user ↔ SCIM User (RFC 7643 §4.1) with the enterprise extension (§4.3).
  *
- * Columns: userName ↔ username, name.givenName/familyName ↔ first_name/last_name, the one email ↔
- * email (SCIM shows it as the primary "work" address), active ↔ status = 'active' (false
- * deactivates), externalId ↔ scim_external_id (unique within the organization). Everything SCIM
+ * Columns: userName ↔ username, name.givenName/familyName ↔ first_name/last_name, the primary email
+ * ↔ email, active ↔ status = 'active' (false deactivates), externalId ↔ scim_external_id (unique
+ * within the organization). Every address of `emails` is kept in `attributes.scim.emails` (see
+ * emailsOf for how the column and that list are reconciled). Everything SCIM
  * holds that Gatehouse has no column for (displayName, nickName, title, userType, locale,
  * timezone, preferredLanguage, profileUrl, phoneNumbers, addresses and the enterprise extension)
  * is kept in `users.attributes.scim` and given back as sent. Passwords are never taken from SCIM.
@@ -38,10 +40,55 @@ export interface UserGroupRef {
 
 /** Simple attributes kept as given in attributes.scim. */
 const KEPT = ['displayName', 'nickName', 'title', 'userType', 'preferredLanguage', 'locale', 'timezone', 'profileUrl'];
-const KEPT_MULTI = ['phoneNumbers', 'addresses', 'ims', 'photos', 'entitlements', 'x509Certificates'];
+const KEPT_MULTI = ['phoneNumbers', 'addresses', 'ims', 'photos', 'entitlements', 'roles', 'x509Certificates'];
 const ENTERPRISE_KEPT = ['employeeNumber', 'costCenter', 'organization', 'division', 'department'];
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+const readWrite: PatchAttribute = { mutability: 'readWrite' };
+const readOnly: PatchAttribute = { mutability: 'readOnly' };
+
+/**
+ * What PATCH may name on a User: the attributes this mapping reads (fromScimUser), with the
+ * mutability the Schemas document gives them. name.formatted is computed from givenName and
+ * familyName and a password is never taken from SCIM: both are accepted and dropped.
+ */
+export const USER_PATCH_SCHEMA: PatchSchema = {
+  resourceType: 'User',
+  attributes: {
+    id: readOnly,
+    meta: readOnly,
+    groups: readOnly,
+    schemas: readOnly,
+    externalid: readWrite,
+    username: readWrite,
+    active: readWrite,
+    password: { mutability: 'ignored' },
+    // The other name parts have no column; accepted and not kept, as on POST and PUT.
+    name: {
+      mutability: 'readWrite',
+      sub: {
+        givenname: 'readWrite',
+        familyname: 'readWrite',
+        formatted: 'ignored',
+        middlename: 'ignored',
+        honorificprefix: 'ignored',
+        honorificsuffix: 'ignored',
+      },
+    },
+    emails: {
+      mutability: 'readWrite',
+      sub: { value: 'readWrite', type: 'readWrite', primary: 'readWrite', display: 'readWrite' },
+    },
+    ...Object.fromEntries([...KEPT, ...KEPT_MULTI].map((key) => [key.toLowerCase(), readWrite])),
+  },
+  extensions: {
+    [ENTERPRISE_URN.toLowerCase()]: {
+      ...Object.fromEntries(ENTERPRISE_KEPT.map((key) => [key.toLowerCase(), readWrite])),
+      manager: { mutability: 'readWrite', sub: { value: 'readWrite', $ref: 'ignored', displayname: 'readOnly' } },
+    },
+  },
+};
 
 /** The columns a SCIM User is made of. */
 export type ScimUserRow = Pick<
@@ -70,7 +117,7 @@ export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined
     userName: user.username ?? user.email,
     name: { givenName: user.firstName, familyName: user.lastName, formatted },
     displayName: typeof scim.displayName === 'string' ? scim.displayName : formatted || (user.username ?? user.email),
-    emails: [{ value: user.email, type: 'work', primary: true }],
+    emails: emailsOf(user.email, scim.emails),
     active: user.status === 'active',
   };
   for (const key of KEPT) if (key !== 'displayName' && scim[key] !== undefined) resource[key] = scim[key];
@@ -117,6 +164,95 @@ export function caseless(body: Record<string, unknown>): Record<string, unknown>
   return out;
 }
 
+/** One address of `emails` as kept in attributes.scim (RFC 7643 §4.1.2 sub-attributes). */
+interface ScimEmail {
+  value: string;
+  type?: string;
+  primary?: boolean;
+  display?: string;
+}
+
+/** Azure AD sends booleans as "True"/"False" strings; both forms are read as booleans. */
+function booleanOf(value: unknown, label: string): boolean | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'string' && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
+  throw scimErrors.invalidValue(`"${label}" must be true or false.`);
+}
+
+/** Validates `emails`; RFC 7643 §2.4: "primary" may be true on one value at most. */
+function readEmails(input: unknown): ScimEmail[] {
+  if (input === undefined || input === null) return [];
+  if (!Array.isArray(input)) throw scimErrors.invalidValue('"emails" must be an array.');
+  const emails = input.map((e): ScimEmail => {
+    if (!isObject(e)) throw scimErrors.invalidValue('Each of "emails" must be an object.');
+    const c = caseless(e);
+    if (typeof c.value !== 'string' || !EMAIL.test(c.value)) {
+      throw scimErrors.invalidValue('Each of "emails" needs a valid "value" address.');
+    }
+    const type = optionalString(c, 'type', 'emails.type');
+    const display = optionalString(c, 'display', 'emails.display');
+    const primary = booleanOf(c.primary, 'emails.primary');
+    return {
+      value: c.value,
+      ...(type !== undefined ? { type } : {}),
+      ...(primary !== undefined ? { primary } : {}),
+      ...(display !== undefined ? { display } : {}),
+    };
+  });
+  if (emails.filter((e) => e.primary).length > 1) {
+    throw scimErrors.invalidValue('Only one of "emails" may have "primary": true (RFC 7643 §2.4).');
+  }
+  return emails;
+}
+
+/** The address that goes to the email column: the primary one, else the first "work" one, else the first. */
+function primaryEmailIndex(emails: ScimEmail[]): number | undefined {
+  if (emails.length === 0) return undefined;
+  const primary = emails.findIndex((e) => e.primary);
+  if (primary !== -1) return primary;
+  const work = emails.findIndex((e) => e.type?.toLowerCase() === 'work');
+  return work !== -1 ? work : 0;
+}
+
+/**
+ * The list kept in attributes.scim.emails, the chosen address marked primary; undefined when the
+ * column alone says it all (one "work" address, or none), which keeps most users' attributes small.
+ */
+function emailsToKeep(emails: ScimEmail[], chosen: number | undefined): ScimEmail[] | undefined {
+  if (chosen === undefined) return undefined;
+  const only = emails.length === 1 ? emails[0] : undefined;
+  if (only && only.display === undefined && (only.type === undefined || only.type.toLowerCase() === 'work')) {
+    return undefined;
+  }
+  return emails.map((e, i) => (i === chosen ? { ...e, primary: true } : e));
+}
+
+function isKeptEmail(value: unknown): value is ScimEmail {
+  return isObject(value) && typeof value.value === 'string';
+}
+
+/**
+ * `emails` as shown: the kept list with exactly one primary, and the email column always that
+ * primary's address. The provisioning API and the admin API change only the column, so the column
+ * wins: the kept address equal to it becomes primary, else the kept primary takes its value.
+ */
+function emailsOf(column: string, kept: unknown): ScimEmail[] {
+  const list = Array.isArray(kept) ? kept.filter(isKeptEmail) : [];
+  if (list.length === 0) return [{ value: column, type: 'work', primary: true }];
+  const lower = column.toLowerCase();
+  let main = list.findIndex((e) => e.value.toLowerCase() === lower);
+  if (main === -1)
+    main = Math.max(
+      0,
+      list.findIndex((e) => e.primary === true),
+    );
+  return list.map((e, i) => {
+    if (i === main) return { ...e, value: column, primary: true };
+    return e.primary === true ? { ...e, primary: false } : e;
+  });
+}
+
 /**
  * Reads a full SCIM User (POST or PUT body, or the result of a PATCH) into Gatehouse fields.
  * Read-only attributes (id, meta, groups) are ignored, as RFC 7644 §3.5.1 allows.
@@ -138,22 +274,13 @@ export function fromScimUser(input: unknown): ScimUserFields {
   if (username.length > 256) throw scimErrors.invalidValue('"userName" is longer than 256 characters.');
 
   let email: string | undefined;
-  const emails = body.emails;
-  if (emails !== undefined && emails !== null) {
-    if (!Array.isArray(emails)) throw scimErrors.invalidValue('"emails" must be an array.');
-    const valid = emails.map((e) => {
-      if (!isObject(e)) throw scimErrors.invalidValue('Each of "emails" must be an object.');
-      const c = caseless(e);
-      if (typeof c.value !== 'string' || !EMAIL.test(c.value)) {
-        throw scimErrors.invalidValue('Each of "emails" needs a valid "value" address.');
-      }
-      return { value: c.value, primary: c.primary === true, type: c.type };
-    });
-    email = (valid.find((e) => e.primary) ?? valid.find((e) => e.type === 'work') ?? valid[0])?.value;
-  }
+  const emails = readEmails(body.emails);
+  const chosen = primaryEmailIndex(emails);
+  if (chosen !== undefined) email = emails[chosen]?.value;
   if (!email && EMAIL.test(username)) email = username;
   if (!email) throw scimErrors.invalidValue('A user needs an email address: send "emails" or an email as "userName".');
   if (email.length > 320) throw scimErrors.invalidValue('The email address is longer than 320 characters.');
+  const storedEmails = emailsToKeep(emails, chosen);
 
   let firstName = '';
   let lastName = '';
@@ -171,6 +298,7 @@ export function fromScimUser(input: unknown): ScimUserFields {
   if (externalId !== null && externalId.length > 256) throw scimErrors.invalidValue('"externalId" is too long.');
 
   const scim: Record<string, unknown> = {};
+  if (storedEmails) scim.emails = storedEmails;
   for (const key of KEPT) {
     const value = optionalString(body, key.toLowerCase(), key);
     if (value !== undefined) scim[key] = value;
@@ -210,6 +338,14 @@ const inGroup = (condition: SQL) =>
 
 const formattedName = sql`trim(${users.firstName} || ' ' || ${users.lastName})`;
 
+const keptEmails = sql`(${users.attributes} #> '{scim,emails}')`;
+/** The type emailsOf shows on the primary address: the kept entry equal to the column, else the kept primary. */
+const primaryEmailType = sql`(case when jsonb_typeof(${keptEmails}) = 'array' then (
+  select e ->> 'type' from jsonb_array_elements(${keptEmails}) with ordinality as kept(e, n)
+  order by coalesce(lower(e ->> 'value') = lower(${users.email}), false) desc,
+    coalesce(e ->> 'primary' = 'true', false) desc, n
+  limit 1) else 'work' end)`;
+
 /** Filterable User attributes (normalised paths, see scim.filter.ts). */
 export const USER_FILTER_ATTRIBUTES: AttributeMap = {
   id: { type: 'id', expr: sql`${users.id}` },
@@ -225,8 +361,9 @@ export const USER_FILTER_ATTRIBUTES: AttributeMap = {
   'name.familyname': { type: 'string', expr: sql`${users.lastName}`, caseExact: false },
   'name.formatted': { type: 'string', expr: formattedName, caseExact: false },
   displayname: { type: 'string', expr: sql`coalesce(${scimText('displayName')}, ${formattedName})`, caseExact: false },
+  // Filters see the primary address only (the indexed column); see the SCIM section of README.md.
   'emails.value': { type: 'string', expr: sql`${users.email}`, caseExact: false },
-  'emails.type': { type: 'constant', value: 'work' },
+  'emails.type': { type: 'string', expr: primaryEmailType, caseExact: false },
   'emails.primary': { type: 'constant', value: true },
   active: { type: 'boolean', expr: sql`${users.status} = 'active'` },
   'meta.created': { type: 'dateTime', expr: sql`${users.dateJoined}` },

@@ -1,6 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scimClient } from '../../../test/scim-client.js';
+import { type Scim, scimClient } from '../../../test/scim-client.js';
 import { seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
@@ -26,6 +26,11 @@ function newUser(overrides: Record<string, unknown> = {}) {
     [ENTERPRISE]: { department: 'R&D', employeeNumber: '42' },
     ...overrides,
   };
+}
+
+/** Creates a user named `name` with these addresses and answers the created resource. */
+async function userWithEmails(scim: Scim, name: string, emails: Record<string, unknown>[]) {
+  return (await scim('POST', '/Users', newUser({ userName: name, emails }))).json();
 }
 
 describe('SCIM Users', () => {
@@ -80,6 +85,45 @@ describe('SCIM Users', () => {
     expect(dupExternal.json()).toMatchObject({ scimType: 'uniqueness' });
     // Another organization may hold the same userName and externalId.
     expect((await b.scim('POST', '/Users', body)).statusCode).toBe(201);
+  });
+
+  it('names SCIM attributes, never columns or constraints, in 409 and 400 details', async () => {
+    const { scim } = await scimClient(t);
+    const body = newUser({ userName: unique('plain') });
+    await scim('POST', '/Users', body);
+    const details: string[] = [];
+    const refused = async (res: Awaited<ReturnType<typeof scim>>, status: number, mentions: RegExp) => {
+      expect(res.statusCode).toBe(status);
+      const { detail } = res.json();
+      expect(detail).toMatch(mentions);
+      details.push(detail);
+    };
+    await refused(await scim('POST', '/Users', newUser({ externalId: body.externalId })), 409, /externalId/);
+    await refused(await scim('POST', '/Users', { ...newUser(), userName: body.userName }), 409, /userName/);
+    await refused(await scim('POST', '/Users', { ...newUser(), emails: body.emails }), 409, /email/);
+    const other = (await scim('POST', '/Users', newUser())).json();
+    await refused(
+      await scim('PATCH', `/Users/${other.id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', path: 'externalId', value: body.externalId }],
+      }),
+      409,
+      /externalId/,
+    );
+    await refused(
+      await scim('POST', '/Users', newUser({ name: { givenName: 'x'.repeat(5000), familyName: 'y' } })),
+      400,
+      /name\.givenName/,
+    );
+    const bulk = await scim('POST', '/Bulk', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'],
+      Operations: [{ method: 'POST', path: '/Users', bulkId: 'x', data: newUser({ externalId: body.externalId }) }],
+    });
+    expect(bulk.json().Operations[0]).toMatchObject({ status: '409', response: { scimType: 'uniqueness' } });
+    details.push(bulk.json().Operations[0].response.detail);
+    for (const detail of details) {
+      expect(detail).not.toMatch(/scim_external_id|external_id|first_name|last_name|_key\b|\busername\b|\bemail\b:/);
+    }
   });
 
   it('refuses bad bodies with 400 and the scimType, writing nothing', async () => {
@@ -196,6 +240,117 @@ describe('SCIM Users', () => {
     expect(removeAll.json()).toMatchObject({ status: '400', scimType: 'noTarget' });
   });
 
+  it('answers 400 invalidPath for a PATCH to an attribute a User does not have, changing nothing', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    for (const operation of [
+      { op: 'replace', path: 'favouriteColour', value: 'green' },
+      { op: 'add', path: `${ENTERPRISE}:shoeSize`, value: '42' },
+      { op: 'replace', value: { favouriteColour: 'green' } },
+      { op: 'replace', path: 'name.nickName', value: 'Byron' },
+    ]) {
+      const res = await scim('PATCH', `/Users/${created.id}`, {
+        schemas: [PATCH],
+        // The valid first operation must not be written either: a PATCH is all or nothing.
+        Operations: [{ op: 'replace', path: 'title', value: 'Changed' }, operation],
+      });
+      expect(res.statusCode, JSON.stringify(operation)).toBe(400);
+      expect(res.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidPath' });
+    }
+    const after = (await scim('GET', `/Users/${created.id}`)).json();
+    expect(after.title).toBe('Engineer');
+    expect(after.meta.version).toBe(created.meta.version);
+  });
+
+  it('keeps roles, and takes name parts without a column as it does on POST: accepted, not kept', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    const res = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'add', path: 'roles', value: [{ value: 'Teacher', primary: true }] },
+        { op: 'replace', path: 'name.middleName', value: 'Byron' },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().roles).toEqual([{ value: 'Teacher', primary: true }]);
+    expect(res.json().name.middleName).toBeUndefined();
+    const replaced = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'roles[primary eq true].value', value: 'Principal' }],
+    });
+    expect((await scim('GET', `/Users/${created.id}`)).json().roles, replaced.body).toEqual([
+      { value: 'Principal', primary: true },
+    ]);
+  });
+
+  it('answers 400 mutability for a PATCH path to id, meta or groups', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    for (const operation of [
+      { op: 'replace', path: 'id', value: '00000000-0000-4000-8000-000000000000' },
+      { op: 'replace', path: 'ID', value: created.id },
+      { op: 'remove', path: 'meta.lastModified' },
+      { op: 'add', path: 'groups', value: [{ value: created.id }] },
+    ]) {
+      const res = await scim('PATCH', `/Users/${created.id}`, { schemas: [PATCH], Operations: [operation] });
+      expect(res.statusCode, JSON.stringify(operation)).toBe(400);
+      expect(res.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'mutability' });
+    }
+    expect((await scim('GET', `/Users/${created.id}`)).json().meta.version).toBe(created.meta.version);
+  });
+
+  it('applies a PATCH value without a path as Entra ID and Okta send it, skipping the read-only attributes in it', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    const entra = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'Replace', value: { active: 'False' } },
+        { op: 'Add', path: 'name.formatted', value: 'Ada King' },
+        { op: 'Replace', value: { 'name.givenName': 'Augusta', [`${ENTERPRISE}:department`]: 'Engines' } },
+      ],
+    });
+    expect(entra.statusCode).toBe(200);
+    expect(entra.json()).toMatchObject({
+      active: false,
+      name: { givenName: 'Augusta', formatted: 'Augusta Lovelace' },
+      [ENTERPRISE]: { department: 'Engines' },
+    });
+    const { meta: _meta, ...whole } = entra.json();
+    const okta = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [
+        {
+          op: 'replace',
+          value: { ...whole, id: 'not-this-one', meta: { version: 'W/"x"' }, active: true, title: 'Countess' },
+        },
+      ],
+    });
+    expect(okta.statusCode).toBe(200);
+    expect(okta.json()).toMatchObject({ id: created.id, active: true, title: 'Countess' });
+  });
+
+  it('ignores id, meta and groups in a PUT body (RFC 7644 §3.5.1), replacing the user named by the URL', async () => {
+    const { org, scim } = await scimClient(t);
+    const first = (await scim('POST', '/Users', newUser())).json();
+    const second = (await scim('POST', '/Users', newUser())).json();
+    const { id: _id, meta: _meta, ...body } = first;
+    const res = await scim('PUT', `/Users/${first.id}`, {
+      ...body,
+      id: second.id,
+      meta: { created: '2000-01-01T00:00:00Z', version: 'W/"x"' },
+      groups: [{ value: second.id }],
+      title: 'Replaced',
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ id: first.id, title: 'Replaced', groups: [] });
+    expect(res.json().meta.created).toBe(first.meta.created);
+    expect((await scim('GET', `/Users/${second.id}`)).json().title).toBe('Engineer');
+    const rows = await t.database.db.select().from(users).where(eq(users.organizationId, org.id));
+    expect(rows).toHaveLength(2);
+  });
+
   it("active:false deactivates like the provisioning API: the user's sessions end", async () => {
     const { org, scim } = await scimClient(t);
     const user = await seedUser(t, org.id, { username: unique('grace') });
@@ -293,6 +448,32 @@ describe('SCIM Users', () => {
     expect(unknownRoute.statusCode).toBe(404);
     expect(unknownRoute.json()).toMatchObject({ schemas: [ERROR] });
   });
+
+  it('answers 405 with Allow, in the SCIM error schema, for a method a SCIM URL does not take', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    const cases: [Parameters<typeof scim>[0], string, string][] = [
+      ['PATCH', '/Users', 'GET, POST, HEAD'],
+      ['DELETE', '/Users', 'GET, POST, HEAD'],
+      ['POST', `/Users/${created.id}`, 'GET, PUT, PATCH, DELETE, HEAD'],
+      ['PUT', '/Groups', 'GET, POST, HEAD'],
+      ['GET', '/Bulk', 'POST'],
+      ['DELETE', '/ServiceProviderConfig', 'GET, HEAD'],
+    ];
+    for (const [method, url, allow] of cases) {
+      const res = await scim(method, url, method === 'GET' || method === 'DELETE' ? undefined : { schemas: [PATCH] });
+      expect(res.statusCode, `${method} ${url}`).toBe(405);
+      expect(res.headers.allow).toBe(allow);
+      expect(res.headers['content-type']).toContain('application/scim+json');
+      expect(res.json()).toMatchObject({ schemas: [ERROR], status: '405', detail: expect.stringContaining(method) });
+    }
+    expect((await scim('GET', `/Users/${created.id}`)).json().userName).toBe(created.userName);
+    // Without the key, the credentials are refused first, as on every SCIM URL.
+    const anonymous = await t.request({ method: 'PATCH', url: '/scim/v2/Users' });
+    expect(anonymous.statusCode).toBe(401);
+    // An unknown SCIM URL still answers 404.
+    expect((await scim('GET', '/Nothing')).statusCode).toBe(404);
+  });
 });
 
 describe('one provisioning core for SCIM and the provisioning API', () => {
@@ -345,5 +526,181 @@ describe('one provisioning core for SCIM and the provisioning API', () => {
         expect.objectContaining({ id: created.id, email: created.emails[0].value, is_active: false }),
       ]),
     );
+  });
+});
+
+describe('SCIM Users with several email addresses', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  const patchOf = (...operations: unknown[]) => ({ schemas: [PATCH], Operations: operations });
+
+  it('keeps every address sent, the primary one in the email column, and gives all of them back', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('multi');
+    const body = newUser({
+      userName: `${name}@example.com`,
+      emails: [
+        { value: `${name}@home.example`, type: 'home', display: 'Home' },
+        { value: `${name}@example.com`, type: 'work', primary: true },
+        { value: `${name}@other.example`, type: 'other', primary: false },
+      ],
+    });
+    const created = await scim('POST', '/Users', body);
+    expect(created.statusCode).toBe(201);
+    expect(created.json().emails).toEqual(body.emails);
+    const got = (await scim('GET', `/Users/${created.json().id}`)).json();
+    expect(got.emails).toEqual(body.emails);
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, created.json().id));
+    expect(row?.email).toBe(`${name}@example.com`);
+  });
+
+  it('puts the work address in the column when none is primary, and shows it as the one primary', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('noprimary');
+    const created = await userWithEmails(scim, name, [
+      { value: `${name}@home.example`, type: 'home' },
+      { value: `${name}@work.example`, type: 'work' },
+    ]);
+    expect(created.emails).toEqual([
+      { value: `${name}@home.example`, type: 'home' },
+      { value: `${name}@work.example`, type: 'work', primary: true },
+    ]);
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, created.id));
+    expect(row?.email).toBe(`${name}@work.example`);
+  });
+
+  it('answers 400 invalidValue for two primary addresses, writing nothing', async () => {
+    const { org, scim } = await scimClient(t);
+    const res = await scim(
+      'POST',
+      '/Users',
+      newUser({
+        emails: [
+          { value: 'a@example.com', primary: true },
+          { value: 'b@example.com', primary: true },
+        ],
+      }),
+    );
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidValue' });
+    expect(res.json().detail).toMatch(/primary/);
+    expect(await t.database.db.select().from(users).where(eq(users.organizationId, org.id))).toEqual([]);
+  });
+
+  it('adds, changes and removes addresses by PATCH, with filters on type', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('patchmail');
+    const created = (
+      await scim('POST', '/Users', newUser({ userName: `${name}@example.com`, emails: undefined }))
+    ).json();
+    const url = `/Users/${created.id}`;
+
+    const added = await scim(
+      'PATCH',
+      url,
+      patchOf({ op: 'add', path: 'emails', value: [{ value: `${name}@home.example`, type: 'home' }] }),
+    );
+    expect(added.statusCode).toBe(200);
+    expect(added.json().emails).toEqual([
+      { value: `${name}@example.com`, type: 'work', primary: true },
+      { value: `${name}@home.example`, type: 'home' },
+    ]);
+
+    const changed = await scim(
+      'PATCH',
+      url,
+      patchOf({ op: 'replace', path: 'emails[type eq "home"].value', value: `${name}@house.example` }),
+    );
+    expect(changed.json().emails).toEqual([
+      { value: `${name}@example.com`, type: 'work', primary: true },
+      { value: `${name}@house.example`, type: 'home' },
+    ]);
+
+    // Marking another address primary moves the mark (RFC 7644 §3.5.2) and the column with it.
+    const moved = await scim(
+      'PATCH',
+      url,
+      patchOf({ op: 'replace', path: 'emails[type eq "home"].primary', value: true }),
+    );
+    expect(moved.statusCode).toBe(200);
+    expect(moved.json().emails).toEqual([
+      { value: `${name}@example.com`, type: 'work', primary: false },
+      { value: `${name}@house.example`, type: 'home', primary: true },
+    ]);
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, created.id));
+    expect(row?.email).toBe(`${name}@house.example`);
+
+    const removed = await scim('PATCH', url, patchOf({ op: 'remove', path: 'emails[type eq "home"]' }));
+    expect(removed.json().emails).toEqual([{ value: `${name}@example.com`, type: 'work', primary: true }]);
+    const [after] = await t.database.db.select().from(users).where(eq(users.id, created.id));
+    expect(after?.email).toBe(`${name}@example.com`);
+  });
+
+  it('adds an address marked primary without a path, leaving one primary', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('nopath');
+    const created = (
+      await scim('POST', '/Users', newUser({ userName: `${name}@example.com`, emails: undefined }))
+    ).json();
+    const res = await scim(
+      'PATCH',
+      `/Users/${created.id}`,
+      patchOf({ op: 'add', value: { emails: [{ value: `${name}@new.example`, type: 'work', primary: true }] } }),
+    );
+    expect(res.statusCode).toBe(200);
+    expect(res.json().emails.filter((e: { primary?: boolean }) => e.primary)).toEqual([
+      { value: `${name}@new.example`, type: 'work', primary: true },
+    ]);
+    expect(res.json().emails).toHaveLength(2);
+  });
+
+  it('shows the address another API gave the user as the primary one, keeping the others', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('elsewhere');
+    const created = await userWithEmails(scim, name, [
+      { value: `${name}@example.com`, type: 'work', primary: true },
+      { value: `${name}@home.example`, type: 'home' },
+    ]);
+    const admin = await superuserClient(t);
+    const updated = await admin.patch(`/api/v1/users/${created.id}`, { email: `${name}@changed.example` });
+    expect(updated.statusCode).toBe(200);
+    const got = (await scim('GET', `/Users/${created.id}`)).json();
+    expect(got.emails).toEqual([
+      { value: `${name}@changed.example`, type: 'work', primary: true },
+      { value: `${name}@home.example`, type: 'home' },
+    ]);
+
+    // The admin API picking the home address makes it the primary one.
+    await admin.patch(`/api/v1/users/${created.id}`, { email: `${name}@home.example` });
+    const again = (await scim('GET', `/Users/${created.id}`)).json();
+    expect(again.emails).toEqual([
+      { value: `${name}@example.com`, type: 'work', primary: false },
+      { value: `${name}@home.example`, type: 'home', primary: true },
+    ]);
+    const typed = (
+      await scim('GET', `/Users?filter=${encodeURIComponent('emails[type eq "home" and primary eq true]')}`)
+    ).json();
+    expect(typed.Resources.map((r: { id: string }) => r.id)).toEqual([created.id]);
+  });
+
+  it('finds users by their primary address and its type, not by the other addresses', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('filtermail');
+    const created = await userWithEmails(scim, name, [
+      { value: `${name}@home.example`, type: 'home', primary: true },
+      { value: `${name}@work.example`, type: 'work' },
+    ]);
+    const ids = async (filter: string) =>
+      (await scim('GET', `/Users?filter=${encodeURIComponent(filter)}`))
+        .json()
+        .Resources.map((r: { id: string }) => r.id);
+    expect(await ids(`emails.value eq "${name}@home.example"`)).toEqual([created.id]);
+    expect(await ids(`emails[type eq "home" and value eq "${name}@home.example"]`)).toEqual([created.id]);
+    expect(await ids(`emails[type eq "work" and value eq "${name}@home.example"]`)).toEqual([]);
+    expect(await ids(`emails.value eq "${name}@work.example"`)).toEqual([]);
   });
 });

@@ -15,6 +15,7 @@ import {
   type ScimUserRow,
   toScimUser,
   USER_FILTER_ATTRIBUTES,
+  USER_PATCH_SCHEMA,
   USER_SORT_KEYS,
   type UserGroupRef,
   userVersion,
@@ -249,7 +250,7 @@ export async function patchScimUser(
   baseUrl: string,
 ): Promise<ScimUserRow> {
   return underLock(ctx, id, ifMatch, (current) =>
-    fromScimUser(applyPatch(toScimUser(current, undefined, baseUrl), normaliseActive(operations))),
+    fromScimUser(applyPatch(toScimUser(current, undefined, baseUrl), normaliseActive(operations), USER_PATCH_SCHEMA)),
   );
 }
 

@@ -3,6 +3,9 @@ import { AppError, registerUniqueConstraint } from '../../platform/http/errors.j
 registerUniqueConstraint('users_org_email_key', 'email', 'email_taken');
 registerUniqueConstraint('users_org_username_key', 'username', 'username_taken');
 registerUniqueConstraint('users_external_id_key', 'external_id', 'external_id_taken');
+// A parallel write that took a SCIM externalId between the core's check and its write still answers
+// 409, with the code the core gives the same clash.
+registerUniqueConstraint('users_org_scim_external_id_key', 'scim_external_id', 'scim_external_id_taken');
 
 export const userErrors = {
   notFound: (id: string) => new AppError(404, 'user_not_found', `User ${id} was not found.`),

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, getTableColumns, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, ne, or, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
@@ -79,6 +79,9 @@ export async function listUsers(db: DbOrTx, filter: ListUsersFilter): Promise<Us
   if (filter.status) conditions.push(eq(users.status, filter.status));
   if (filter.user_type) conditions.push(eq(users.userType, filter.user_type));
   if (filter.is_staff !== undefined) conditions.push(eq(users.isStaff, filter.is_staff));
+  if (filter.is_active !== undefined) {
+    conditions.push(filter.is_active ? eq(users.status, 'active') : ne(users.status, 'active'));
+  }
   if (filter.email) conditions.push(sql`${emailKey} like ${likePrefix(filter.email.toLowerCase())}`);
   if (filter.search) {
     const prefix = likePrefix(filter.search.toLowerCase());

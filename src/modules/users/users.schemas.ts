@@ -102,6 +102,9 @@ export const ListUsersQuery = Type.Object({
   status: Type.Optional(Status),
   user_type: Type.Optional(Type.String({ maxLength: 64 })),
   is_staff: Type.Optional(Type.Boolean()),
+  is_active: Type.Optional(
+    Type.Boolean({ description: 'true: status `active`; false: any other status (suspended, locked, deactivated).' }),
+  ),
   sort: Type.Optional(
     Type.Union(
       USER_SORTS.map((s) => Type.Literal(s)),

@@ -223,7 +223,7 @@ describe('users admin API', () => {
     expect(same.json().updated_at).toBe(cleared.json().updated_at);
   });
 
-  it('filters by organization, status, user_type and is_staff, and searches by prefix', async () => {
+  it('filters by organization, status, is_active, user_type and is_staff, and searches by prefix', async () => {
     const org = await seedOrganization(t);
     await seedUser(t, org.id, { email: 'alice@corp.io', firstName: 'Alice', userType: 'student' });
     await seedUser(t, org.id, { email: 'bob@corp.io', username: 'bobby', userType: 'staff', isStaff: true });
@@ -237,6 +237,12 @@ describe('users admin API', () => {
     expect(await emails('status=suspended')).toEqual(['carol@corp.io']);
     expect(await emails('user_type=staff')).toEqual(['bob@corp.io']);
     expect(await emails('is_staff=true')).toEqual(['bob@corp.io']);
+    expect(await emails('is_active=false')).toEqual(['carol@corp.io']);
+    expect(await emails('is_active=true')).toEqual(['alice@corp.io', 'bob@corp.io']);
+    expect((await admin.get(`/api/v1/users?is_active=maybe`)).json()).toMatchObject({
+      status: 400,
+      errors: [{ field: 'is_active' }],
+    });
     expect(await emails('search=AL')).toEqual(['alice@corp.io', 'carol@corp.io']);
     expect(await emails('search=bobb')).toEqual(['bob@corp.io']);
     expect(await emails('email=ca&sort=email')).toEqual(['carol@corp.io']);

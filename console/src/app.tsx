@@ -1,0 +1,78 @@
+import OrganizationIcon from '@mui/icons-material/Business';
+import ApiIcon from '@mui/icons-material/Key';
+import ActivityIcon from '@mui/icons-material/ListAlt';
+import UserIcon from '@mui/icons-material/People';
+import RoleIcon from '@mui/icons-material/Security';
+import { Admin, memoryStore, Resource } from 'react-admin';
+import { BrowserRouter } from 'react-router-dom';
+import { authProvider } from './auth-provider';
+import { Dashboard } from './dashboard';
+import { dataProvider } from './data-provider';
+import { ConsoleLayout } from './layout';
+import { LoginPage } from './login-page';
+import { ActiveUserList, ActivityList, ActivityStatList, SessionList, UserTypeList } from './resources/activity';
+import { ApiKeyCreate, ApiKeyList, ApiKeyShow } from './resources/api-keys';
+import {
+  ModuleCreate,
+  ModuleEdit,
+  ModuleList,
+  OrganizationCreate,
+  OrganizationEdit,
+  OrganizationList,
+  OrganizationShow,
+  PermissionCreate,
+  PermissionEdit,
+  PermissionList,
+  RoleCreate,
+  RoleEdit,
+  RoleList,
+  RoleShow,
+} from './resources/catalog';
+import { UserCreate, UserEdit, UserList, UserShow } from './resources/users';
+
+export function App() {
+  // Real paths under /admin/ (the server answers every one with index.html), not react-admin's default hash URLs.
+  return (
+    <BrowserRouter basename="/admin">
+      <Admin
+        title="Gatehouse admin"
+        dataProvider={dataProvider}
+        authProvider={authProvider}
+        loginPage={LoginPage}
+        dashboard={Dashboard}
+        layout={ConsoleLayout}
+        requireAuth
+        // List filters and UI preferences stay in memory: nothing about this session is left in localStorage.
+        store={memoryStore()}
+        disableTelemetry
+      >
+        <Resource name="users" list={UserList} show={UserShow} create={UserCreate} edit={UserEdit} icon={UserIcon} />
+        <Resource
+          name="organizations"
+          list={OrganizationList}
+          show={OrganizationShow}
+          create={OrganizationCreate}
+          edit={OrganizationEdit}
+          icon={OrganizationIcon}
+        />
+        <Resource name="roles" list={RoleList} show={RoleShow} create={RoleCreate} edit={RoleEdit} icon={RoleIcon} />
+        <Resource name="permissions" list={PermissionList} create={PermissionCreate} edit={PermissionEdit} />
+        <Resource name="modules" list={ModuleList} create={ModuleCreate} edit={ModuleEdit} />
+        <Resource
+          name="api-keys"
+          options={{ label: 'API keys' }}
+          list={ApiKeyList}
+          show={ApiKeyShow}
+          create={ApiKeyCreate}
+          icon={ApiIcon}
+        />
+        <Resource name="activities" list={ActivityList} icon={ActivityIcon} />
+        <Resource name="active-users" options={{ label: 'Active users' }} list={ActiveUserList} />
+        <Resource name="activity-stats" options={{ label: 'Activity stats' }} list={ActivityStatList} />
+        <Resource name="user-sessions" options={{ label: 'Sessions' }} list={SessionList} />
+        <Resource name="user-types" options={{ label: 'User types' }} list={UserTypeList} />
+        <Resource name="user-roles" />
+      </Admin>
+    </BrowserRouter>
+  );
+}

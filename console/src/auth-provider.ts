@@ -1,0 +1,142 @@
+import type { AuthProvider } from 'react-admin';
+import { api } from './http';
+
+export interface Profile {
+  id: string;
+  email: string;
+  username: string | null;
+  first_name: string;
+  last_name: string;
+  organization: string;
+  is_staff: boolean;
+  is_superuser: boolean;
+}
+
+export interface Access {
+  permissions: string[];
+  modules: string[];
+  is_superuser: boolean;
+}
+
+/** Thrown by login when the password matched and a second factor is due. */
+export class MfaRequired extends Error {
+  constructor(readonly mfaToken: string) {
+    super('Enter the code from your authenticator app.');
+  }
+}
+
+/**
+ * Which permission each console screen needs, mirroring the route checks so the console hides what
+ * the server would refuse anyway. Organizations are a platform matter, shown to superusers only.
+ */
+const required: Record<string, { read: string; write: string; delete?: string }> = {
+  users: { read: 'users.view', write: 'users.update', delete: 'users.delete' },
+  'user-roles': { read: 'users.view', write: 'users.update' },
+  'user-sessions': { read: 'sessions.manage', write: 'sessions.manage' },
+  'user-types': { read: 'users.view', write: 'user_types.manage' },
+  roles: { read: 'roles.view', write: 'roles.manage' },
+  permissions: { read: 'roles.view', write: 'permissions.manage' },
+  modules: { read: 'roles.view', write: 'modules.manage' },
+  'api-keys': { read: 'apikeys.manage', write: 'apikeys.manage' },
+  activities: { read: 'activities.view', write: 'activities.view' },
+  'activity-stats': { read: 'activities.view', write: 'activities.view' },
+  'active-users': { read: 'activities.view', write: 'activities.view' },
+};
+
+/** Whether the signed-in user may do `action` on a console resource. */
+export function canDo(access: Access | undefined, resource: string, action: string): boolean {
+  if (!access) return false;
+  if (access.is_superuser) return true;
+  if (resource === 'organizations') return false;
+  const needs = required[resource];
+  if (!needs) return false;
+  const permission =
+    action === 'list' || action === 'show' || action === 'read'
+      ? needs.read
+      : action === 'delete'
+        ? (needs.delete ?? needs.write)
+        : needs.write;
+  return access.permissions.includes(permission);
+}
+
+/** A user with none of the console's read permissions gets the "no access" page, not empty menus. */
+export function hasConsoleAccess(access: Access | undefined): boolean {
+  return Boolean(access && (access.is_superuser || Object.keys(required).some((r) => canDo(access, r, 'list'))));
+}
+
+// The session is an httpOnly cookie the console cannot read: who is signed in comes from the API,
+// fetched once per page load and after every login, and kept in memory only.
+let profile: Promise<Profile> | undefined;
+let access: Promise<Access> | undefined;
+
+function loadProfile(): Promise<Profile> {
+  profile ??= api<Profile>('/api/v1/users/profile/').catch((err) => {
+    profile = undefined;
+    throw err;
+  });
+  return profile;
+}
+
+function loadAccess(): Promise<Access> {
+  access ??= api<Access>('/api/v1/users/profile/permissions/').catch((err) => {
+    access = undefined;
+    throw err;
+  });
+  return access;
+}
+
+function forget(): void {
+  profile = undefined;
+  access = undefined;
+}
+
+export const authProvider: AuthProvider = {
+  async login(params: {
+    username?: string;
+    password?: string;
+    organization?: string;
+    mfaToken?: string;
+    code?: string;
+  }) {
+    forget();
+    if (params.mfaToken) {
+      await api('/api/login/mfa/', { method: 'POST', body: { mfa_token: params.mfaToken, code: params.code } });
+      return;
+    }
+    // The API's `username` field takes an email address as well.
+    const body: Record<string, string> = { username: (params.username ?? '').trim(), password: params.password ?? '' };
+    if (params.organization) body.organization = params.organization;
+    const answer = await api<{ mfa_required?: boolean; mfa_token?: string }>('/api/login/', { method: 'POST', body });
+    if (answer.mfa_required && answer.mfa_token) throw new MfaRequired(answer.mfa_token);
+  },
+
+  async logout() {
+    forget();
+    await api('/api/logout/', { method: 'POST' }).catch(() => undefined);
+  },
+
+  async checkAuth() {
+    await loadProfile();
+  },
+
+  async checkError(error: { status?: number }) {
+    if (error?.status === 401) {
+      forget();
+      throw error;
+    }
+  },
+
+  async getIdentity() {
+    const me = await loadProfile();
+    const name = `${me.first_name} ${me.last_name}`.trim();
+    return { id: me.id, fullName: `${name || me.username || me.email} (${me.organization})`, email: me.email };
+  },
+
+  async getPermissions() {
+    return loadAccess();
+  },
+
+  async canAccess({ resource, action }) {
+    return canDo(await loadAccess(), resource, action);
+  },
+};

@@ -1,0 +1,68 @@
+import { HttpError } from 'react-admin';
+
+/** RFC 9457 problem details as the API renders them. */
+interface Problem {
+  status?: number;
+  code?: string;
+  detail?: string;
+  title?: string;
+  errors?: { field?: string; message: string }[];
+}
+
+const UNSAFE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * The CSRF token is read from the readable `gatehouse_csrf` cookie at each call rather than kept in
+ * storage: it survives a page reload that way, and nothing sensitive is ever written to localStorage.
+ */
+function csrfToken(): string | undefined {
+  const entry = document.cookie.split('; ').find((part) => part.startsWith('gatehouse_csrf='));
+  return entry ? decodeURIComponent(entry.slice('gatehouse_csrf='.length)) : undefined;
+}
+
+/** Field errors keyed by form input name, the shape react-admin's forms show under each input. */
+function fieldErrors(problem: Problem): Record<string, string> | undefined {
+  if (!problem.errors?.length) return undefined;
+  const errors: Record<string, string> = {};
+  for (const error of problem.errors) {
+    // Field paths are dotted input names already; `body` names the whole request, shown by the notification.
+    if (error.field && error.field !== 'body') errors[error.field] ??= error.message;
+  }
+  return Object.keys(errors).length > 0 ? errors : undefined;
+}
+
+/** Calls the API with the session cookie; a problem+json answer becomes an HttpError carrying its field errors. */
+export async function api<T = unknown>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
+  const method = init.method ?? 'GET';
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (init.body !== undefined) headers['content-type'] = 'application/json';
+  const token = UNSAFE_METHODS.has(method) ? csrfToken() : undefined;
+  if (token) headers['x-csrf-token'] = token;
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+  });
+  if (response.status === 204) return undefined as T;
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : undefined;
+  if (!response.ok) {
+    const problem: Problem = body ?? {};
+    const message = problem.detail ?? problem.title ?? response.statusText;
+    const errors = fieldErrors(problem);
+    throw new HttpError(message, response.status, { ...problem, errors: errors ?? {} });
+  }
+  return body as T;
+}
+
+/** Query string of the defined, non-empty values. */
+export function query(params: Record<string, unknown>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null || value === '') continue;
+    search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : '';
+}

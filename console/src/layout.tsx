@@ -1,0 +1,34 @@
+import { Box, Button, Card, CardContent, Typography } from '@mui/material';
+import type { ReactNode } from 'react';
+import { Layout, Loading, useLogout, usePermissions } from 'react-admin';
+import { type Access, hasConsoleAccess } from './auth-provider';
+
+function NoAccess() {
+  const logout = useLogout();
+  return (
+    <Box sx={{ minHeight: '100vh', display: 'flex', alignItems: 'center', justifyContent: 'center' }}>
+      <Card sx={{ maxWidth: 460 }}>
+        <CardContent>
+          <Typography variant="h5" component="h1" gutterBottom>
+            No access
+          </Typography>
+          <Typography gutterBottom>
+            You are signed in, but your account has no administration rights. Ask an administrator for a role that
+            grants them.
+          </Typography>
+          <Button variant="outlined" onClick={() => logout()}>
+            Sign out
+          </Button>
+        </CardContent>
+      </Card>
+    </Box>
+  );
+}
+
+/** react-admin's layout, or the "no access" page for a signed-in user without administration rights. */
+export function ConsoleLayout({ children }: { children: ReactNode }) {
+  const { permissions, isPending } = usePermissions<Access>();
+  if (isPending) return <Loading />;
+  if (!hasConsoleAccess(permissions)) return <NoAccess />;
+  return <Layout>{children}</Layout>;
+}

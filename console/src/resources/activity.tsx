@@ -1,0 +1,134 @@
+import { Button } from '@mui/material';
+import {
+  BooleanField,
+  Datagrid,
+  DateField,
+  DateTimeInput,
+  DeleteButton,
+  List,
+  NullableBooleanInput,
+  NumberField,
+  SelectInput,
+  TextField,
+  TextInput,
+  TopToolbar,
+  useListFilterContext,
+} from 'react-admin';
+import { query } from '../http';
+
+const severities = ['info', 'warning', 'critical'].map((id) => ({ id, name: id }));
+
+const activityFilters = [
+  <TextInput key="activity_type" source="activity_type" label="Type" alwaysOn />,
+  <TextInput key="user" source="user" label="User id" />,
+  <TextInput key="category" source="category" />,
+  <SelectInput key="severity" source="severity" choices={severities} />,
+  <NullableBooleanInput key="success" source="success" />,
+  <DateTimeInput key="since" source="since" />,
+  <DateTimeInput key="until" source="until" />,
+];
+
+/** The audit export streams from the server with the list's current filters; the cookie authenticates it. */
+function ExportLink() {
+  const { filterValues } = useListFilterContext();
+  return (
+    <TopToolbar>
+      <Button component="a" href={`/api/v1/activities/export/${query({ ...filterValues, format: 'csv' })}`} download>
+        Export CSV
+      </Button>
+    </TopToolbar>
+  );
+}
+
+export function ActivityList() {
+  return (
+    <List filters={activityFilters} actions={<ExportLink />} exporter={false} perPage={50}>
+      <Datagrid bulkActionButtons={false} rowClick="expand" expand={<TextField source="details" />}>
+        <DateField source="timestamp" showTime sortable={false} />
+        <TextField source="activity_type" label="Type" sortable={false} />
+        <TextField source="category" sortable={false} />
+        <TextField source="severity" sortable={false} />
+        <BooleanField source="success" sortable={false} />
+        <TextField source="user_id" label="User" sortable={false} />
+        <TextField source="organization" sortable={false} />
+        <TextField source="description" sortable={false} />
+        <TextField source="ip_address" label="IP" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}
+
+export function ActiveUserList() {
+  return (
+    <List exporter={false} pagination={false} title="Active users now">
+      <Datagrid bulkActionButtons={false} rowClick={false}>
+        <TextField source="email" sortable={false} />
+        <TextField source="username" sortable={false} />
+        <TextField source="organization" sortable={false} />
+        <DateField source="last_activity" showTime sortable={false} />
+        <TextField source="method" sortable={false} />
+        <TextField source="current_path" label="Path" sortable={false} />
+        <TextField source="ip_address" label="IP" sortable={false} />
+        <TextField source="browser" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}
+
+const periods = ['hour', 'day'].map((id) => ({ id, name: id }));
+
+export function ActivityStatList() {
+  return (
+    <List
+      exporter={false}
+      title="Activity statistics"
+      filters={[<SelectInput key="period" source="period" choices={periods} alwaysOn />]}
+    >
+      <Datagrid bulkActionButtons={false} rowClick={false}>
+        <DateField source="period_start" showTime sortable={false} />
+        <TextField source="period_type" label="Period" sortable={false} />
+        <NumberField source="total_activities" label="Total" sortable={false} />
+        <NumberField source="success_count" label="Succeeded" sortable={false} />
+        <NumberField source="failure_count" label="Failed" sortable={false} />
+        <NumberField source="request_count" label="Requests" sortable={false} />
+        <NumberField source="p95_duration_ms" label="p95 ms" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}
+
+export function SessionList() {
+  return (
+    <List
+      exporter={false}
+      filters={[
+        <TextInput key="user" source="user" label="User id" alwaysOn />,
+        <NullableBooleanInput key="active" source="active" />,
+      ]}
+    >
+      <Datagrid bulkActionButtons={false} rowClick={false}>
+        <TextField source="user_id" label="User" sortable={false} />
+        <TextField source="organization" sortable={false} />
+        <TextField source="ip_address" label="IP" sortable={false} />
+        <TextField source="browser" sortable={false} />
+        <TextField source="os" label="OS" sortable={false} />
+        <DateField source="last_activity_at" label="Last activity" showTime sortable={false} />
+        <BooleanField source="active" sortable={false} />
+        <DeleteButton label="Revoke" redirect={false} mutationMode="pessimistic" />
+      </Datagrid>
+    </List>
+  );
+}
+
+export function UserTypeList() {
+  return (
+    <List exporter={false} title="User types">
+      <Datagrid bulkActionButtons={false} rowClick={false}>
+        <TextField source="code" sortable={false} />
+        <TextField source="label" sortable={false} />
+        <TextField source="plural" sortable={false} />
+        <TextField source="organization" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}

@@ -1,0 +1,213 @@
+import {
+  BooleanField,
+  BooleanInput,
+  Create,
+  Datagrid,
+  DateField,
+  Edit,
+  List,
+  NumberField,
+  NumberInput,
+  required,
+  SearchInput,
+  Show,
+  SimpleForm,
+  SimpleShowLayout,
+  TextArrayInput,
+  TextField,
+  TextInput,
+} from 'react-admin';
+
+// The RBAC catalog and organizations: plain lists and forms over the administration routes.
+
+export function OrganizationList() {
+  return (
+    <List filters={[<SearchInput key="q" source="q" alwaysOn />]} exporter={false}>
+      <Datagrid rowClick="show" bulkActionButtons={false}>
+        <TextField source="code" sortable={false} />
+        <TextField source="name" sortable={false} />
+        <BooleanField source="is_active" label="Active" sortable={false} />
+        <DateField source="created_at" label="Created" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}
+
+export function OrganizationShow() {
+  return (
+    <Show>
+      <SimpleShowLayout>
+        <TextField source="id" />
+        <TextField source="code" />
+        <TextField source="name" />
+        <TextField source="description" />
+        <BooleanField source="is_active" />
+        <DateField source="created_at" showTime />
+      </SimpleShowLayout>
+    </Show>
+  );
+}
+
+export function OrganizationCreate() {
+  return (
+    <Create redirect="show">
+      <SimpleForm>
+        <TextInput source="code" validate={required()} />
+        <TextInput source="name" validate={required()} />
+        <TextInput source="description" multiline />
+      </SimpleForm>
+    </Create>
+  );
+}
+
+export function OrganizationEdit() {
+  return (
+    <Edit mutationMode="pessimistic" redirect="show">
+      <SimpleForm>
+        <TextInput source="name" validate={required()} />
+        <TextInput source="description" multiline />
+      </SimpleForm>
+    </Edit>
+  );
+}
+
+export function RoleList() {
+  return (
+    <List exporter={false}>
+      <Datagrid rowClick="show" bulkActionButtons={false}>
+        <TextField source="code" sortable={false} />
+        <TextField source="name" sortable={false} />
+        <NumberField source="level" sortable={false} />
+        <TextField source="organization" emptyText="(global)" sortable={false} />
+        <BooleanField source="is_builtin" label="Built in" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}
+
+export function RoleShow() {
+  return (
+    <Show>
+      <SimpleShowLayout>
+        <TextField source="code" />
+        <TextField source="name" />
+        <NumberField source="level" />
+        <TextField source="description" />
+        <TextField source="organization" emptyText="(global)" />
+        <TextField source="permissions" />
+        <TextField source="modules" />
+      </SimpleShowLayout>
+    </Show>
+  );
+}
+
+function RoleFields({ creating }: { creating: boolean }) {
+  return (
+    <>
+      {creating && <TextInput source="code" validate={required()} />}
+      <TextInput source="name" validate={required()} />
+      <NumberInput source="level" validate={required()} helperText="Lower is more powerful" />
+      <TextInput source="description" multiline />
+      {creating && <TextInput source="organization" label="Organization code" helperText="Empty: a global role" />}
+      <TextArrayInput source="permissions" helperText="Permission codes, e.g. users.view" />
+      <TextArrayInput source="modules" helperText="Module codes" />
+    </>
+  );
+}
+
+export function RoleCreate() {
+  return (
+    <Create redirect="show">
+      <SimpleForm defaultValues={{ permissions: [], modules: [] }}>
+        <RoleFields creating />
+      </SimpleForm>
+    </Create>
+  );
+}
+
+export function RoleEdit() {
+  return (
+    <Edit mutationMode="pessimistic" redirect="show">
+      <SimpleForm>
+        <RoleFields creating={false} />
+      </SimpleForm>
+    </Edit>
+  );
+}
+
+export function PermissionList() {
+  return (
+    <List exporter={false} filters={[<TextInput key="module" source="module" label="Module code" alwaysOn />]}>
+      <Datagrid rowClick="edit" bulkActionButtons={false}>
+        <TextField source="code" sortable={false} />
+        <TextField source="module" sortable={false} />
+        <TextField source="action" sortable={false} />
+        <TextField source="name" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}
+
+export function PermissionCreate() {
+  return (
+    <Create redirect="list">
+      <SimpleForm>
+        <TextInput source="code" validate={required()} helperText="<module>.<action>" />
+        <TextInput source="module" label="Module code" validate={required()} />
+        <TextInput source="action" validate={required()} />
+        <TextInput source="name" validate={required()} />
+        <TextInput source="description" multiline />
+      </SimpleForm>
+    </Create>
+  );
+}
+
+export function PermissionEdit() {
+  return (
+    <Edit mutationMode="pessimistic" redirect="list">
+      <SimpleForm>
+        <TextInput source="name" validate={required()} />
+        <TextInput source="description" multiline />
+      </SimpleForm>
+    </Edit>
+  );
+}
+
+export function ModuleList() {
+  return (
+    <List exporter={false}>
+      <Datagrid rowClick="edit" bulkActionButtons={false}>
+        <TextField source="code" sortable={false} />
+        <TextField source="name" sortable={false} />
+        <NumberField source="order" sortable={false} />
+        <BooleanField source="is_active" label="Active" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}
+
+export function ModuleCreate() {
+  return (
+    <Create redirect="list">
+      <SimpleForm>
+        <TextInput source="code" validate={required()} />
+        <TextInput source="name" validate={required()} />
+        <TextInput source="description" multiline />
+        <NumberInput source="order" />
+      </SimpleForm>
+    </Create>
+  );
+}
+
+export function ModuleEdit() {
+  return (
+    <Edit mutationMode="pessimistic" redirect="list">
+      <SimpleForm>
+        <TextInput source="name" validate={required()} />
+        <TextInput source="description" multiline />
+        <NumberInput source="order" />
+        <BooleanInput source="is_active" />
+      </SimpleForm>
+    </Edit>
+  );
+}

@@ -1,0 +1,257 @@
+import { Button as MuiButton, Stack } from '@mui/material';
+import {
+  BooleanField,
+  BooleanInput,
+  Create,
+  Datagrid,
+  DateField,
+  DeleteButton,
+  Edit,
+  EditButton,
+  EmailField,
+  FunctionField,
+  List,
+  NullableBooleanInput,
+  PasswordInput,
+  type RaRecord,
+  ReferenceManyField,
+  required,
+  SaveButton,
+  SearchInput,
+  SelectInput,
+  Show,
+  SimpleForm,
+  TabbedShowLayout,
+  TextField,
+  TextInput,
+  Toolbar,
+  TopToolbar,
+  useCanAccess,
+  useCreate,
+  useListContext,
+  useNotify,
+  useRecordContext,
+  useRefresh,
+  useUnselectAll,
+} from 'react-admin';
+import { setUserActive } from '../data-provider';
+
+const statuses = ['active', 'suspended', 'locked', 'deactivated'].map((id) => ({ id, name: id }));
+
+const filters = [
+  <SearchInput key="q" source="q" alwaysOn placeholder="Search email, username, name" />,
+  <TextInput key="organization" source="organization" label="Organization code" />,
+  <SelectInput key="status" source="status" choices={statuses} />,
+  <TextInput key="user_type" source="user_type" label="User type" />,
+  <NullableBooleanInput key="is_staff" source="is_staff" label="Staff" />,
+];
+
+/** Deactivates or reactivates the selected users one by one, saying how many the server refused. */
+function BulkSetActive() {
+  const { selectedIds, resource } = useListContext();
+  const unselectAll = useUnselectAll(resource ?? 'users');
+  const notify = useNotify();
+  const refresh = useRefresh();
+  const { canAccess } = useCanAccess({ resource: 'users', action: 'edit' });
+  if (!canAccess) return null;
+  async function apply(active: boolean) {
+    const results = await Promise.allSettled(selectedIds.map((id) => setUserActive(id, active)));
+    const refused = results.filter((result) => result.status === 'rejected').length;
+    const verb = active ? 'reactivated' : 'deactivated';
+    notify(refused ? `${results.length - refused} ${verb}, ${refused} refused` : `${results.length} ${verb}`, {
+      type: refused ? 'warning' : 'info',
+    });
+    unselectAll();
+    refresh();
+  }
+  return (
+    <>
+      <MuiButton size="small" onClick={() => apply(false)}>
+        Deactivate
+      </MuiButton>
+      <MuiButton size="small" onClick={() => apply(true)}>
+        Reactivate
+      </MuiButton>
+    </>
+  );
+}
+
+export function UserList() {
+  return (
+    <List filters={filters} perPage={25}>
+      <Datagrid rowClick="show" bulkActionButtons={<BulkSetActive />}>
+        <EmailField source="email" sortable={false} />
+        <TextField source="username" sortable={false} />
+        <FunctionField label="Name" render={(u: RaRecord) => `${u.first_name} ${u.last_name}`.trim()} />
+        <TextField source="organization" sortable={false} />
+        <TextField source="status" sortable={false} />
+        <TextField source="user_type" label="Type" sortable={false} />
+        <BooleanField source="is_staff" label="Staff" sortable={false} />
+        <DateField source="date_joined" label="Joined" sortable={false} />
+      </Datagrid>
+    </List>
+  );
+}
+
+/** Deactivation ends the user's sessions on the server; reactivation sets the status back to active. */
+function ActiveToggle() {
+  const user = useRecordContext();
+  const notify = useNotify();
+  const refresh = useRefresh();
+  const { canAccess } = useCanAccess({ resource: 'users', action: 'edit' });
+  if (!user || !canAccess) return null;
+  const active = user.status === 'active';
+  async function toggle() {
+    try {
+      await setUserActive(user!.id, !active);
+      notify(active ? 'User deactivated' : 'User reactivated', { type: 'info' });
+      refresh();
+    } catch (err) {
+      notify((err as Error).message, { type: 'error' });
+    }
+  }
+  return (
+    <MuiButton size="small" color={active ? 'warning' : 'primary'} onClick={toggle}>
+      {active ? 'Deactivate' : 'Reactivate'}
+    </MuiButton>
+  );
+}
+
+function UserShowActions() {
+  return (
+    <TopToolbar>
+      <ActiveToggle />
+      <EditButton />
+    </TopToolbar>
+  );
+}
+
+function AssignRole() {
+  const user = useRecordContext();
+  const [create, { isPending }] = useCreate();
+  const notify = useNotify();
+  const refresh = useRefresh();
+  const { canAccess } = useCanAccess({ resource: 'user-roles', action: 'create' });
+  if (!user || !canAccess) return null;
+  return (
+    <SimpleForm
+      record={{}}
+      toolbar={
+        <Toolbar>
+          <SaveButton label="Assign role" disabled={isPending} alwaysEnable />
+        </Toolbar>
+      }
+      onSubmit={(values: Record<string, unknown>) =>
+        create(
+          'user-roles',
+          { data: { user_id: user.id, role: values.role, is_primary: values.is_primary ?? false } },
+          {
+            onSuccess: () => {
+              notify('Role assigned', { type: 'info' });
+              refresh();
+            },
+            onError: (err) => notify((err as Error).message, { type: 'error' }),
+          },
+        )
+      }
+    >
+      <Stack direction="row" spacing={2} sx={{ alignItems: 'center' }}>
+        <TextInput source="role" label="Role code" validate={required()} />
+        <BooleanInput source="is_primary" label="Primary" />
+      </Stack>
+    </SimpleForm>
+  );
+}
+
+export function UserShow() {
+  return (
+    <Show actions={<UserShowActions />}>
+      <TabbedShowLayout>
+        <TabbedShowLayout.Tab label="Profile">
+          <TextField source="id" />
+          <EmailField source="email" />
+          <TextField source="username" />
+          <TextField source="first_name" />
+          <TextField source="last_name" />
+          <TextField source="organization" />
+          <TextField source="status" />
+          <TextField source="user_type" />
+          <TextField source="external_id" />
+          <BooleanField source="email_verified" />
+          <BooleanField source="is_staff" />
+          <BooleanField source="is_superuser" />
+          <DateField source="last_login" showTime />
+          <DateField source="date_joined" showTime />
+        </TabbedShowLayout.Tab>
+        <TabbedShowLayout.Tab label="Roles" path="roles">
+          <ReferenceManyField reference="user-roles" target="user" label={false}>
+            <Datagrid bulkActionButtons={false} rowClick={false} empty={<p>No roles.</p>}>
+              <TextField source="role" label="Code" />
+              <TextField source="name" />
+              <TextField source="level" />
+              <TextField source="organization" />
+              <BooleanField source="is_primary" label="Primary" />
+              <DeleteButton label="Remove" redirect={false} mutationMode="pessimistic" />
+            </Datagrid>
+          </ReferenceManyField>
+          <AssignRole />
+        </TabbedShowLayout.Tab>
+        <TabbedShowLayout.Tab label="Sessions" path="sessions">
+          <ReferenceManyField reference="user-sessions" target="user" label={false} filter={{ active: true }}>
+            <Datagrid bulkActionButtons={false} rowClick={false} empty={<p>No active sessions.</p>}>
+              <TextField source="ip_address" label="IP" />
+              <TextField source="browser" />
+              <TextField source="os" label="OS" />
+              <TextField source="device_type" label="Device" />
+              <DateField source="created_at" showTime />
+              <DateField source="last_activity_at" label="Last activity" showTime />
+              <DeleteButton label="Revoke" redirect={false} mutationMode="pessimistic" />
+            </Datagrid>
+          </ReferenceManyField>
+        </TabbedShowLayout.Tab>
+      </TabbedShowLayout>
+    </Show>
+  );
+}
+
+function UserFields({ creating }: { creating: boolean }) {
+  return (
+    <>
+      <TextInput source="email" type="email" validate={required()} />
+      <TextInput source="username" />
+      <TextInput source="first_name" />
+      <TextInput source="last_name" />
+      {creating && <TextInput source="organization" label="Organization code" helperText="Default: yours" />}
+      <TextInput source="user_type" label="User type" />
+      <SelectInput source="status" choices={statuses} />
+      <BooleanInput source="is_staff" label="Staff" />
+      <BooleanInput source="is_superuser" label="Superuser" />
+      <PasswordInput
+        source="password"
+        autoComplete="new-password"
+        helperText={creating ? 'Optional: without one the user cannot sign in until invited' : 'Leave empty to keep it'}
+      />
+    </>
+  );
+}
+
+export function UserCreate() {
+  return (
+    <Create redirect="show">
+      <SimpleForm>
+        <UserFields creating />
+      </SimpleForm>
+    </Create>
+  );
+}
+
+export function UserEdit() {
+  // Pessimistic, so that the server's field errors (a taken email) reach the form.
+  return (
+    <Edit mutationMode="pessimistic" redirect="show">
+      <SimpleForm>
+        <UserFields creating={false} />
+      </SimpleForm>
+    </Edit>
+  );
+}

@@ -1,0 +1,184 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { and, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { gatehouse } from '../../test/cli.js';
+import { seedOrganization, seedUser } from '../../test/seed.js';
+import { startTestApp, type TestApp } from '../../test/test-app.js';
+import { activities } from '../modules/activity/activity.table.js';
+import { organizations } from '../modules/organizations/organizations.table.js';
+import { users } from '../modules/users/users.table.js';
+import { type Database, openDatabase } from '../platform/db/client.js';
+import { migrate } from '../platform/db/migrate.js';
+
+// Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
+vi.setConfig({ testTimeout: 180_000 });
+
+/** Opens the command line's embedded database, runs `work`, and closes it so a command can open it. */
+async function onDatabase<T>(dataDir: string, work: (database: Database) => Promise<T>): Promise<T> {
+  const database = await openDatabase({ dataDir });
+  try {
+    await migrate(database.db);
+    return await work(database);
+  } finally {
+    await database.close();
+  }
+}
+
+describe('gatehouse export and import on the command line', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-transfer-test-'));
+  const file = join(dataDir, '..', `${dataDir.split('/').pop()}-users.ndjson`);
+  afterAll(() => {
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(file, { force: true });
+  });
+
+  beforeAll(async () => {
+    await onDatabase(dataDir, async ({ db }) => {
+      const [from] = await db.insert(organizations).values({ code: 'from', name: 'From' }).returning();
+      await db.insert(organizations).values({ code: 'into', name: 'Into' });
+      const organizationId = from?.id as string;
+      await db.insert(users).values([
+        {
+          organizationId,
+          email: 'ada@example.com',
+          username: 'ada',
+          firstName: 'Ada',
+          attributes: { tv_service: true },
+        },
+        { organizationId, email: 'bob@example.com', lastName: '=SUM(A1)' },
+        { organizationId, email: 'gone@example.com', status: 'deactivated' },
+      ]);
+    });
+  });
+
+  it('exports to a file and imports it into another organization, skipping users already there', async () => {
+    const exported = await gatehouse(['export', '--organization', 'from', '--output', file], dataDir);
+    expect(exported.stderr).toBe('');
+    expect(exported.code).toBe(0);
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines.map((l) => JSON.parse(l).email)).toEqual(['ada@example.com', 'bob@example.com']);
+
+    const csv = await gatehouse(
+      ['export', '--organization', 'from', '--format', 'csv', '--flag', 'tv_service'],
+      dataDir,
+    );
+    expect(csv.code).toBe(0);
+    const rows = csv.stdout.trim().split('\r\n');
+    expect(rows[0]).toMatch(/^id,username,email,/);
+    expect(rows).toHaveLength(2);
+    expect(rows[1]).toContain('"ada@example.com"');
+
+    const imported = await gatehouse(['import', '--organization', 'into', '--file', file], dataDir);
+    expect(imported.stderr).toBe('');
+    expect(imported.code).toBe(0);
+    expect(imported.stdout.trim()).toBe('into: 2 users created, 0 skipped (already there), 0 failed');
+
+    const again = await gatehouse(['import', '--organization', 'into', '--file', file], dataDir);
+    expect(again.stdout.trim()).toBe('into: 0 users created, 2 skipped (already there), 0 failed');
+
+    await onDatabase(dataDir, async ({ db }) => {
+      const [into] = await db.select().from(organizations).where(eq(organizations.code, 'into'));
+      const copied = await db
+        .select()
+        .from(users)
+        .where(eq(users.organizationId, into?.id as string))
+        .orderBy(users.email);
+      expect(copied.map((u) => [u.email, u.username, u.lastName])).toEqual([
+        ['ada@example.com', 'ada', ''],
+        // A user without a username is exported under the email and keeps it as username.
+        ['bob@example.com', 'bob@example.com', '=SUM(A1)'],
+      ]);
+      expect(copied[0]?.attributes).toEqual({ tv_service: true });
+      // The command line's writes are audited, naming it as the actor.
+      const created = await db
+        .select()
+        .from(activities)
+        .where(and(eq(activities.activityType, 'user.created'), eq(activities.userId, copied[0]?.id as string)));
+      expect(created[0]).toMatchObject({ actorType: 'api_key', apiKeyId: null });
+      expect(created[0]?.details).toMatchObject({ via: 'cli:gatehouse' });
+      const exports = await db.select().from(activities).where(eq(activities.activityType, 'users.exported'));
+      expect(exports).toHaveLength(2);
+    });
+  });
+
+  it('reports entries it cannot import, with a non-zero exit, and refuses bad options in one line', async () => {
+    const bad = join(dataDir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ users: [{ email: 'fine@example.com' }, { email: 'not-an-address' }] }));
+    const partial = await gatehouse(['import', '--organization', 'into', '--file', bad, '--dry-run'], dataDir);
+    expect(partial.code).toBe(1);
+    expect(partial.stdout).toContain('failed #1 not-an-address: validation_failed: email:');
+    expect(partial.stdout).toContain('into: 1 users would be created, 0 skipped (already there), 1 failed');
+
+    const both = await gatehouse(['import', '--organization', 'into', '--file', bad, '--from', 'http://x'], dataDir);
+    expect(both.code).not.toBe(0);
+    expect(both.stderr.trim()).toBe('gatehouse: import: give either --file or --from');
+
+    const unknown = await gatehouse(['import', '--organization', 'nope', '--file', bad], dataDir);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr.trim()).toBe('gatehouse: import: Organization nope was not found.');
+
+    writeFileSync(bad, '{"email": "a@example.com"}\nnot json\n');
+    const garbled = await gatehouse(['import', '--organization', 'into', '--file', bad], dataDir);
+    expect(garbled.stderr).toContain('line 2: not JSON');
+  });
+
+  describe('from a running system, signed in as seed 003 does', () => {
+    let source: TestApp;
+    let url: string;
+    beforeAll(async () => {
+      source = await startTestApp();
+      const org = await seedOrganization(source);
+      await seedUser(source, org.id, { username: 'exporter', isStaff: true, password: 'the source password' });
+      await seedUser(source, org.id, { email: 'remote@example.com', firstName: 'Remote' });
+      url = await source.app.listen({ host: '127.0.0.1', port: 0 });
+    });
+    afterAll(() => source.close());
+
+    it("logs in with a staff user's password from the environment and imports the export", async () => {
+      const env = { SOURCE_PASSWORD: 'the source password' };
+      const importAs = (password: string) =>
+        gatehouse(
+          [
+            'import',
+            '--organization',
+            'into',
+            '--from',
+            url,
+            '--username',
+            'exporter',
+            '--password-env',
+            'SOURCE_PASSWORD',
+          ],
+          dataDir,
+          { env: { SOURCE_PASSWORD: password } },
+        );
+      const res = await importAs(env.SOURCE_PASSWORD);
+      expect(res.stderr).toBe('');
+      expect(res.stdout.trim()).toBe('into: 2 users created, 0 skipped (already there), 0 failed');
+      await onDatabase(dataDir, async ({ db }) => {
+        const [row] = await db.select().from(users).where(eq(users.email, 'remote@example.com'));
+        expect(row?.firstName).toBe('Remote');
+      });
+
+      const wrong = await importAs('not it at all');
+      expect(wrong.code).not.toBe(0);
+      expect(wrong.stderr).toMatch(/^gatehouse: import: The source’s login answered 401/);
+
+      // A port nothing listens on any more.
+      const probe = createServer();
+      await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+      const { port } = probe.address() as AddressInfo;
+      await new Promise((resolve) => probe.close(resolve));
+      const closed = await gatehouse(
+        ['import', '--organization', 'into', '--from', `http://127.0.0.1:${port}`, '--token-env', 'SOURCE_PASSWORD'],
+        dataDir,
+        { env },
+      );
+      expect(closed.code).not.toBe(0);
+      expect(closed.stderr).toContain('The source’s export failed: ECONNREFUSED');
+    });
+  });
+});

@@ -1,0 +1,149 @@
+import { createWriteStream } from 'node:fs';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Command } from 'commander';
+import { recordAudit } from '../modules/activity/audit.js';
+import { COMMAND_LINE_KEY_ID } from '../modules/api-keys/env-key.js';
+import { findOrganizationByCode } from '../modules/organizations/organizations.queries.js';
+import { usersOfFile, usersOfRemoteExport } from '../modules/user-transfer/import-sources.js';
+import { scimFilterOf } from '../modules/user-transfer/user-export.queries.js';
+import { type ExportFormat, exportDocument } from '../modules/user-transfer/user-export.stream.js';
+import { type ImportReport, type ImportResult, importUsers } from '../modules/user-transfer/user-import.js';
+import type { Db } from '../platform/db/client.js';
+import type { Actor } from '../platform/http/auth.js';
+import { commonErrors } from '../platform/http/errors.js';
+import { fail, runRefusing } from './context.js';
+
+/** Imports from the command line write as the platform operator; their audit events name the command line. */
+const COMMAND_LINE: Actor = { kind: 'api_key', apiKeyId: COMMAND_LINE_KEY_ID, organizationId: null, scopes: [] };
+
+async function organizationIdOf(db: Db, code: string): Promise<string> {
+  const organization = await findOrganizationByCode(db, code);
+  if (!organization) throw commonErrors.notFound(`Organization ${code}`);
+  return organization.id;
+}
+
+interface ExportOptions {
+  organization?: string;
+  format: string;
+  filter?: string;
+  userType?: string;
+  flag?: string;
+  includeInactive?: boolean;
+  output?: string;
+}
+
+interface ImportOptions {
+  organization: string;
+  file?: string;
+  from?: string;
+  username?: string;
+  passwordEnv?: string;
+  tokenEnv?: string;
+  dryRun?: boolean;
+  sendInvite?: boolean;
+}
+
+const FORMATS: ExportFormat[] = ['json', 'csv', 'ndjson'];
+
+function describe(result: ImportResult): string {
+  if (result.action === 'created') return '';
+  const fields = result.errors?.map((e) => `${e.field}: ${e.message}`).join('; ');
+  return `${result.action} #${result.index} ${result.email ?? '(no email)'}: ${result.code}: ${fields || result.error}`;
+}
+
+/** Reads the secret an option names from the environment, so it never shows in a process list. */
+function secretFrom(variable: string | undefined, option: string): string | undefined {
+  if (variable === undefined) return undefined;
+  const value = process.env[variable];
+  if (value === undefined) fail(`import: ${option} names ${variable}, which is not set`);
+  return value;
+}
+
+export function registerTransferCommands(program: Command): void {
+  program
+    .command('export')
+    .description('Export users as seed 003’s export endpoint gives them (active users, in the order they joined)')
+    .option('--organization <code>', 'only this organization (default: every organization)')
+    .option('--format <format>', `${FORMATS.join(', ')}`, 'ndjson')
+    .option('--filter <expression>', 'a SCIM filter over the users, e.g. \'title eq "Teacher"\'')
+    .option('--user-type <code>', 'only users of this type')
+    .option('--flag <attribute>', 'only users whose attribute of this name is true (e.g. tv_service)')
+    .option('--include-inactive', 'also deactivated, suspended and locked users')
+    .option('--output <file>', 'write to this file instead of standard output')
+    .action(async (options: ExportOptions) => {
+      if (!FORMATS.includes(options.format as ExportFormat))
+        fail(`export: --format must be one of ${FORMATS.join(', ')}`);
+      const format = options.format as ExportFormat;
+      await runRefusing('export', async (db) => {
+        const organizationId = options.organization ? await organizationIdOf(db, options.organization) : undefined;
+        const scim = options.filter === undefined ? undefined : scimFilterOf(options.filter);
+        await recordAudit(db, {
+          type: 'users.exported',
+          category: 'user_management',
+          organizationId: organizationId ?? null,
+          description: `Users exported as ${format} on the command line`,
+          details: { format, filter: options.filter ?? null, source: 'command line' },
+          tags: ['export'],
+        });
+        const filter = {
+          organizationId,
+          scim,
+          userType: options.userType,
+          flag: options.flag,
+          includeInactive: options.includeInactive === true,
+        };
+        const out: Writable = options.output ? createWriteStream(options.output) : process.stdout;
+        const document = Readable.from(exportDocument(db, filter, format), { objectMode: false });
+        // Standard output stays open for whatever the process writes next; a file is closed.
+        await pipeline(document, out, { end: Boolean(options.output) });
+      });
+    });
+
+  program
+    .command('import')
+    .description('Create users exported by another system in one organization; users it already has are skipped')
+    .requiredOption('--organization <code>', 'the organization to import into')
+    .option('--file <path>', 'an export: its JSON answer, a JSON array of users, or NDJSON')
+    .option('--from <url>', 'a running system to take its export from (seed 003’s /api/admin/export-users/)')
+    .option('--username <name>', 'with --from: a staff user of the source, signed in as seed 003 does')
+    .option('--password-env <variable>', 'with --username: the environment variable holding the password')
+    .option('--token-env <variable>', 'with --from: the environment variable holding a Bearer token instead')
+    .option('--dry-run', 'report what would happen and write nothing')
+    .option('--send-invite', 'mail each created active user an invitation to set a password')
+    .action(async (options: ImportOptions) => {
+      if ((options.file === undefined) === (options.from === undefined)) fail('import: give either --file or --from');
+      const password = secretFrom(options.passwordEnv, '--password-env');
+      const token = secretFrom(options.tokenEnv, '--token-env');
+      let report: ImportReport | undefined;
+      await runRefusing('import', async (db, config) => {
+        await organizationIdOf(db, options.organization);
+        const users = options.file
+          ? await usersOfFile(options.file)
+          : await usersOfRemoteExport({ url: options.from as string, username: options.username, password, token });
+        const total: ImportReport = { created: 0, skipped: 0, failed: 0, results: [] };
+        // In calls of the size the HTTP import takes, each in its own transaction.
+        for (let start = 0; start < users.length; start += config.bulkMaxItems) {
+          const part = await importUsers(db, COMMAND_LINE, users.slice(start, start + config.bulkMaxItems), {
+            organization: options.organization,
+            dryRun: options.dryRun,
+            sendInvite: options.sendInvite,
+            config,
+            source: options.from ? `import from ${new URL(options.from).origin}` : 'import from a file',
+          });
+          total.created += part.created;
+          total.skipped += part.skipped;
+          total.failed += part.failed;
+          for (const result of part.results) total.results.push({ ...result, index: result.index + start });
+        }
+        report = total;
+      });
+      if (!report) return;
+      for (const result of report.results) if (result.action === 'failed') console.log(describe(result));
+      const verb = options.dryRun ? 'would be created' : 'created';
+      console.log(
+        `${options.organization}: ${report.created} users ${verb}, ${report.skipped} skipped (already there), ${report.failed} failed`,
+      );
+      if (report.failed > 0) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,143 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
+import { and, desc, eq, isNotNull, sql } from 'drizzle-orm';
+import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { organizationScopeOf } from '../../platform/http/auth.js';
+import { integrationErrors } from '../integrations/integrations.errors.js';
+import { findIntegration } from '../integrations/integrations.queries.js';
+import { IntegrationIdParams } from '../integrations/integrations.schemas.js';
+import { users } from '../users/users.table.js';
+import { scheduleSyncSweep } from './downstream-sync.jobs.js';
+import { assertSyncTarget, countPending, syncIntegration } from './downstream-sync.service.js';
+import { userSyncStates } from './downstream-sync.table.js';
+
+const tags = ['integrations'];
+const Failure = Type.Object({ user_id: Type.String(), keycloak_id: Type.String(), error: Type.String() });
+
+const SyncBody = Type.Object(
+  {
+    dry_run: Type.Optional(Type.Boolean({ description: 'Count what would be sent; send nothing.' })),
+    full: Type.Optional(Type.Boolean({ description: 'Send every user again, not only the changed ones.' })),
+  },
+  { additionalProperties: false },
+);
+
+const SyncView = Type.Object({
+  integration_id: Type.String(),
+  dry_run: Type.Boolean(),
+  pending: Type.Integer({ description: 'Users that needed sending.' }),
+  upserted: Type.Integer(),
+  deactivated: Type.Integer(),
+  failed: Type.Integer(),
+  stopped: Type.Union([Type.String(), Type.Null()], {
+    description: 'Why the run stopped early (the downstream gave no usable answer); the rest goes next time.',
+  }),
+  failures: Type.Array(Failure, { description: 'The first 100 refusals.' }),
+});
+
+const SyncStatusView = Type.Object({
+  synced: Type.Integer({ description: 'Users the downstream holds as Gatehouse last sent them.' }),
+  pending: Type.Integer({ description: 'Users the next sync sends.' }),
+  failed: Type.Integer({ description: 'Users whose last attempt the downstream refused.' }),
+  last_synced_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  failures: Type.Array(Type.Object({ ...Failure.properties, attempted_at: Type.String({ format: 'date-time' }) }), {
+    description: 'The 50 latest refusals.',
+  }),
+});
+
+export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const db = app.database.db;
+  const envelope = createEnvelope(app.config.masterKey);
+  await scheduleSyncSweep(db, app.config);
+
+  async function syncTarget(actor: Parameters<typeof organizationScopeOf>[0], id: string) {
+    const integration = await findIntegration(db, id, organizationScopeOf(actor));
+    if (!integration) throw integrationErrors.notFound(id);
+    return integration;
+  }
+
+  app.post(
+    '/api/v1/integrations/:id/sync',
+    {
+      config: { auth: { permission: 'integrations.manage' } },
+      schema: {
+        operationId: 'syncIntegrationUsers',
+        tags,
+        description:
+          'Sends the organization’s users to a `user_provisioning` integration (a downstream system with seed 000’s ' +
+          'provisioning API at its `base_url`) now: users with a `keycloak_id` that changed since the downstream ' +
+          'last took them, active ones by bulk upsert, those no longer active by deactivation. 400 ' +
+          '`not_a_sync_target` for other service types; 409 for a deactivated integration.',
+        params: IntegrationIdParams,
+        body: SyncBody,
+        response: { 200: SyncView },
+      },
+      // Every field is optional, so a call without a body is the same as one with `{}`.
+      preValidation: async (req) => {
+        req.body ??= {};
+      },
+    },
+    async (req) => {
+      const integration = await syncTarget(req.actor, req.params.id);
+      return syncIntegration(db, envelope, integration, {
+        dryRun: req.body.dry_run,
+        full: req.body.full,
+        actor: req.actor,
+      });
+    },
+  );
+
+  app.get(
+    '/api/v1/integrations/:id/sync-status',
+    {
+      config: { auth: { permission: 'integrations.view' } },
+      schema: {
+        operationId: 'getIntegrationSyncStatus',
+        tags,
+        description: 'Where the sync of users to a `user_provisioning` integration stands, and its latest refusals.',
+        params: IntegrationIdParams,
+        response: { 200: SyncStatusView },
+      },
+    },
+    async (req) => {
+      const integration = await syncTarget(req.actor, req.params.id);
+      assertSyncTarget(integration);
+      const ofIntegration = and(
+        eq(userSyncStates.organizationId, integration.organizationId),
+        eq(userSyncStates.integrationId, integration.id),
+      );
+      const [counts] = await db
+        .select({
+          synced: sql<number>`count(*) filter (where ${userSyncStates.lastError} is null)`.mapWith(Number),
+          failed: sql<number>`count(*) filter (where ${userSyncStates.lastError} is not null)`.mapWith(Number),
+          last: sql<Date | null>`max(${userSyncStates.syncedAt})`.mapWith((v) => (v ? new Date(v) : null)),
+        })
+        .from(userSyncStates)
+        .where(ofIntegration);
+      const failures = await db
+        .select({
+          userId: userSyncStates.userId,
+          keycloakId: users.externalId,
+          error: userSyncStates.lastError,
+          attemptedAt: userSyncStates.attemptedAt,
+        })
+        .from(userSyncStates)
+        .innerJoin(users, eq(users.id, userSyncStates.userId))
+        .where(and(ofIntegration, isNotNull(userSyncStates.lastError)))
+        .orderBy(desc(userSyncStates.attemptedAt))
+        .limit(50);
+      return {
+        synced: counts?.synced ?? 0,
+        pending: await countPending(db, integration),
+        failed: counts?.failed ?? 0,
+        last_synced_at: counts?.last?.toISOString() ?? null,
+        failures: failures.map((f) => ({
+          user_id: f.userId,
+          keycloak_id: f.keycloakId ?? '',
+          error: f.error ?? '',
+          attempted_at: f.attemptedAt.toISOString(),
+        })),
+      };
+    },
+  );
+};

@@ -1,0 +1,324 @@
+import { and, asc, eq, gt, isNotNull, or, type SQL, sql } from 'drizzle-orm';
+import type { Envelope } from '../../platform/crypto/envelope.js';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import type { Actor } from '../../platform/http/auth.js';
+import { AppError } from '../../platform/http/errors.js';
+import { recordAudit } from '../activity/audit.js';
+import { callIntegration, type IntegrationResponse } from '../integrations/integration-calls.js';
+import { integrationErrors } from '../integrations/integrations.errors.js';
+import type { IntegrationRow } from '../integrations/integrations.queries.js';
+import { organizations } from '../organizations/organizations.table.js';
+import { users } from '../users/users.table.js';
+import { userSyncStates } from './downstream-sync.table.js';
+
+/**
+ * Outbound sync (seed 000 from the other side): an organization's users pushed to a downstream
+ * system that speaks seed 000's provisioning API, registered as an integration of service type
+ * `user_provisioning` whose `base_url` is the API's base (`…/api/provisioning`).
+ *
+ * Users with a `keycloak_id` (seed 000's key) are sent when they changed since the downstream last
+ * accepted them: active ones in bulk upserts (`POST /users/bulk`, 1,000 a call), and users that left
+ * the active state, once the downstream holds them as active, with `PUT /users/{id}/deactivate`.
+ * Users never sent and not active are not sent at all. Every call goes through the integration
+ * registry (credentials, request log, usage counters, health). A call that gets no usable answer
+ * stops the run: the rest is sent by the next one.
+ */
+
+export const SYNC_SERVICE_TYPE = 'user_provisioning';
+const BATCH = 1000;
+const MAX_REPORTED_FAILURES = 100;
+
+export interface SyncOptions {
+  dryRun?: boolean;
+  /** Send every user again, whatever the downstream last accepted. */
+  full?: boolean;
+  /** Who asked, for the audit event; omitted: the system (the scheduled job). */
+  actor?: Actor;
+}
+
+export interface SyncFailure {
+  user_id: string;
+  keycloak_id: string;
+  error: string;
+}
+
+export interface SyncReport {
+  integration_id: string;
+  dry_run: boolean;
+  /** Users that needed sending. */
+  pending: number;
+  upserted: number;
+  deactivated: number;
+  failed: number;
+  /** Why the run stopped before the end (the downstream gave no usable answer), else null. */
+  stopped: string | null;
+  failures: SyncFailure[];
+}
+
+interface Candidate {
+  id: string;
+  externalId: string;
+  email: string;
+  firstName: string;
+  lastName: string;
+  active: boolean;
+  /** `updated_at` as PostgreSQL's text: it keeps the microseconds a JavaScript Date would drop. */
+  version: string;
+}
+
+export function assertSyncTarget(integration: IntegrationRow): void {
+  if (integration.serviceType !== SYNC_SERVICE_TYPE) {
+    throw new AppError(
+      400,
+      'not_a_sync_target',
+      `Only integrations of service type ${SYNC_SERVICE_TYPE} receive users; this one is ${integration.serviceType}.`,
+    );
+  }
+  if (!integration.isActive) throw integrationErrors.inactive(integration.id);
+}
+
+/** A user's sync state for the integration (absent before the first attempt). */
+const stateOf = (integration: IntegrationRow) =>
+  and(
+    eq(userSyncStates.organizationId, users.organizationId),
+    eq(userSyncStates.integrationId, integration.id),
+    eq(userSyncStates.userId, users.id),
+  );
+
+/**
+ * Users the downstream needs to hear about: active ones it has not accepted as they are now, and
+ * those it holds as active that no longer are; with `full`, every active one and those.
+ */
+function pendingCondition(full: boolean): SQL {
+  const active = sql`${users.status} = 'active'`;
+  const sendable = or(active, eq(userSyncStates.syncedActive, true)) as SQL;
+  if (full) return sendable;
+  const changed = sql`(${userSyncStates.userId} is null
+    or ${userSyncStates.syncedVersion} is distinct from ${users.updatedAt}
+    or ${userSyncStates.lastError} is not null
+    or ${userSyncStates.syncedActive} <> (${users.status} = 'active'))`;
+  return and(sendable, changed) as SQL;
+}
+
+function candidates(db: DbOrTx, integration: IntegrationRow, full: boolean, limit: number, afterId?: string) {
+  const conditions: SQL[] = [
+    eq(users.organizationId, integration.organizationId),
+    isNotNull(users.externalId),
+    pendingCondition(full),
+  ];
+  if (afterId) conditions.push(gt(users.id, afterId));
+  return db
+    .select({
+      id: users.id,
+      externalId: sql<string>`${users.externalId}`,
+      email: users.email,
+      firstName: users.firstName,
+      lastName: users.lastName,
+      active: sql<boolean>`${users.status} = 'active'`,
+      version: sql<string>`${users.updatedAt}::text`,
+    })
+    .from(users)
+    .leftJoin(userSyncStates, stateOf(integration))
+    .where(and(...conditions))
+    .orderBy(asc(users.id))
+    .limit(limit) as Promise<Candidate[]>;
+}
+
+/** How many users a sync would send now. */
+export async function countPending(db: DbOrTx, integration: IntegrationRow): Promise<number> {
+  const [row] = await db
+    .select({ n: sql<number>`count(*)`.mapWith(Number) })
+    .from(users)
+    .leftJoin(userSyncStates, stateOf(integration))
+    .where(
+      and(eq(users.organizationId, integration.organizationId), isNotNull(users.externalId), pendingCondition(false)),
+    );
+  return row?.n ?? 0;
+}
+
+interface Outcome {
+  user: Candidate;
+  error: string | null;
+}
+
+async function saveOutcomes(db: DbOrTx, integration: IntegrationRow, outcomes: Outcome[]): Promise<void> {
+  if (outcomes.length === 0) return;
+  const now = new Date();
+  await db
+    .insert(userSyncStates)
+    .values(
+      outcomes.map(({ user, error }) => ({
+        organizationId: integration.organizationId,
+        integrationId: integration.id,
+        userId: user.id,
+        syncedVersion: error ? null : sql`${user.version}::timestamptz`,
+        syncedActive: error ? false : user.active,
+        syncedAt: error ? null : now,
+        attemptedAt: now,
+        lastError: error,
+      })),
+    )
+    .onConflictDoUpdate({
+      target: [userSyncStates.organizationId, userSyncStates.integrationId, userSyncStates.userId],
+      // A failure keeps what the downstream last accepted; a success replaces it.
+      set: {
+        syncedVersion: sql`case when excluded.last_error is null then excluded.synced_version else ${userSyncStates.syncedVersion} end`,
+        syncedActive: sql`case when excluded.last_error is null then excluded.synced_active else ${userSyncStates.syncedActive} end`,
+        syncedAt: sql`case when excluded.last_error is null then excluded.synced_at else ${userSyncStates.syncedAt} end`,
+        attemptedAt: sql`excluded.attempted_at`,
+        lastError: sql`excluded.last_error`,
+      },
+    });
+}
+
+/** The downstream's answer to a call, or why it is not usable. */
+function problemOf(response: IntegrationResponse): string | null {
+  if (response.status === null) return response.error ?? 'no answer';
+  if (response.status >= 500 || response.status === 401 || response.status === 403 || response.status === 429) {
+    return `HTTP ${response.status}`;
+  }
+  return null;
+}
+
+function parsed(body: string): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(body) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Seed 000's bulk answer: which items it took, and each refusal by index. */
+function bulkOutcomes(batch: Candidate[], response: IntegrationResponse): Outcome[] | string {
+  const body = parsed(response.body);
+  if (!response.success || !body) return `bulk upsert answered HTTP ${response.status}`;
+  const refused = new Map<number, string>();
+  for (const e of Array.isArray(body.errors) ? body.errors : []) {
+    const entry = e as { index?: unknown; keycloak_id?: unknown; error?: unknown };
+    const index =
+      typeof entry.index === 'number' ? entry.index : batch.findIndex((u) => u.externalId === entry.keycloak_id);
+    if (index >= 0) refused.set(index, typeof entry.error === 'string' ? entry.error : 'refused');
+  }
+  const taken = new Set(
+    (Array.isArray(body.users) ? body.users : []).map((u) => (u as { keycloak_id?: unknown }).keycloak_id),
+  );
+  return batch.map((user, i) => ({
+    user,
+    error: refused.get(i) ?? (taken.has(user.externalId) ? null : 'not in the downstream answer'),
+  }));
+}
+
+export async function syncIntegration(
+  db: Db,
+  envelope: Envelope,
+  integration: IntegrationRow,
+  options: SyncOptions = {},
+): Promise<SyncReport> {
+  assertSyncTarget(integration);
+  const report: SyncReport = {
+    integration_id: integration.id,
+    dry_run: options.dryRun === true,
+    pending: 0,
+    upserted: 0,
+    deactivated: 0,
+    failed: 0,
+    stopped: null,
+    failures: [],
+  };
+  const target = { organizationId: integration.organizationId, integrationId: integration.id };
+  const fail = (user: Candidate, error: string) => {
+    report.failed++;
+    if (report.failures.length < MAX_REPORTED_FAILURES) {
+      report.failures.push({ user_id: user.id, keycloak_id: user.externalId, error });
+    }
+  };
+  const [organization] = await db
+    .select({ code: organizations.code })
+    .from(organizations)
+    .where(eq(organizations.id, integration.organizationId));
+  const clientId = organization?.code as string;
+
+  let afterId: string | undefined;
+  for (;;) {
+    const batch = await candidates(db, integration, options.full === true, BATCH, afterId);
+    if (batch.length === 0) break;
+    afterId = batch[batch.length - 1]?.id;
+    report.pending += batch.length;
+    if (options.dryRun) continue;
+
+    const outcomes: Outcome[] = [];
+    const upserts = batch.filter((u) => u.active);
+    if (upserts.length > 0) {
+      const response = await callIntegration(db, envelope, target, {
+        method: 'POST',
+        path: '/users/bulk',
+        body: upserts.map((u) => ({
+          keycloak_id: u.externalId,
+          email: u.email,
+          first_name: u.firstName,
+          last_name: u.lastName,
+          engagemx_client_id: clientId,
+          is_active: true,
+        })),
+      });
+      const problem = problemOf(response);
+      const result = problem ?? bulkOutcomes(upserts, response);
+      if (typeof result === 'string') {
+        report.stopped = `The downstream did not take the users: ${result}.`;
+        for (const user of upserts) fail(user, result);
+        await saveOutcomes(
+          db,
+          integration,
+          upserts.map((user) => ({ user, error: result })),
+        );
+        break;
+      }
+      outcomes.push(...result);
+    }
+    for (const user of batch.filter((u) => !u.active)) {
+      const response = await callIntegration(db, envelope, target, {
+        method: 'PUT',
+        path: `/users/${encodeURIComponent(user.externalId)}/deactivate`,
+      });
+      const problem = problemOf(response);
+      if (problem) {
+        report.stopped = `The downstream did not take a deactivation: ${problem}.`;
+        outcomes.push({ user, error: problem });
+        break;
+      }
+      // A user the downstream does not have is as deactivated there as it can be.
+      outcomes.push({ user, error: response.success || response.status === 404 ? null : `HTTP ${response.status}` });
+    }
+    for (const { user, error } of outcomes) {
+      if (error) fail(user, error);
+      else if (user.active) report.upserted++;
+      else report.deactivated++;
+    }
+    await saveOutcomes(db, integration, outcomes);
+    if (report.stopped || batch.length < BATCH) break;
+  }
+
+  if (!options.dryRun) {
+    await recordAudit(db, {
+      type: 'integration.synced',
+      category: 'integrations',
+      organizationId: integration.organizationId,
+      ...(options.actor ? { actor: options.actor } : { actorUserId: null }),
+      description: `Users synced to ${integration.name}`,
+      details: {
+        pending: report.pending,
+        upserted: report.upserted,
+        deactivated: report.deactivated,
+        failed: report.failed,
+        stopped: report.stopped,
+      },
+      success: report.failed === 0,
+      objectType: 'integration',
+      objectId: integration.id,
+    });
+  }
+  return report;
+}

@@ -1,0 +1,203 @@
+import { type AddressInfo, createServer } from 'node:net';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { queryRows } from '../../platform/db/client.js';
+import { enqueueJob } from '../../platform/jobs/queue.js';
+import { runPendingJobs } from '../../platform/jobs/worker.js';
+import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
+import type { Organization } from '../organizations/organizations.table.js';
+import { type User, users } from '../users/users.table.js';
+import { SYNC_SWEEP_JOB } from './downstream-sync.jobs.js';
+
+/**
+ * Gatehouse syncing its users to a downstream system with seed 000's provisioning API: here another
+ * Gatehouse, a real server on loopback, which speaks that API.
+ */
+describe('outbound user sync to a seed-000 downstream', () => {
+  let t: TestApp;
+  let downstream: TestApp;
+  let downstreamUrl: string;
+  let key: string;
+  let root: Client;
+  let org: Organization;
+  let ada: User;
+  let bob: User;
+
+  beforeAll(async () => {
+    t = await startTestApp({ DOWNSTREAM_SYNC_INTERVAL_SECONDS: '0' });
+    downstream = await startTestApp();
+    downstreamUrl = await downstream.app.listen({ host: '127.0.0.1', port: 0 });
+    key = (
+      await createApiKey(downstream.database.db, OPERATOR, {
+        name: 'upstream',
+        organization: null,
+        scopes: ['provisioning'],
+      })
+    ).key;
+    root = await superuserClient(t);
+    org = await seedOrganization(t);
+    ada = await seedUser(t, org.id, { externalId: unique('kc-ada-'), email: 'ada@example.com', firstName: 'Ada' });
+    bob = await seedUser(t, org.id, { externalId: unique('kc-bob-'), email: 'bob@example.com' });
+    // Without a keycloak_id, or never active: nothing to send.
+    await seedUser(t, org.id, { email: 'no-id@example.com' });
+    await seedUser(t, org.id, { externalId: unique('kc-gone-'), status: 'deactivated' });
+  });
+  afterAll(async () => {
+    await t.close();
+    await downstream.close();
+  });
+
+  async function target(baseUrl = `${downstreamUrl}/api/provisioning`, organization = org.code) {
+    const res = await root.post('/api/v1/integrations/', {
+      name: unique('downstream '),
+      service_type: 'user_provisioning',
+      auth_type: 'api_key',
+      base_url: baseUrl,
+      organization,
+      credentials: { api_key: key },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json().id as string;
+  }
+
+  const downstreamUser = async (externalId: string | null) => {
+    const [row] = await downstream.database.db
+      .select()
+      .from(users)
+      .where(eq(users.externalId, externalId as string));
+    return row;
+  };
+
+  it('sends the active users with a keycloak_id, then only what changed, and deactivates who left', async () => {
+    const id = await target();
+    const first = await root.post(`/api/v1/integrations/${id}/sync/`, {});
+    expect(first.statusCode, first.body).toBe(200);
+    expect(first.json()).toMatchObject({ pending: 2, upserted: 2, deactivated: 0, failed: 0, stopped: null });
+    expect(await downstreamUser(ada.externalId)).toMatchObject({ email: 'ada@example.com', firstName: 'Ada' });
+    expect((await downstreamUser(bob.externalId))?.status).toBe('active');
+
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`)).json()).toMatchObject({ pending: 0, upserted: 0 });
+
+    await root.patch(`/api/v1/users/${ada.id}`, { first_name: 'Augusta' });
+    await root.patch(`/api/v1/users/${bob.id}`, { status: 'deactivated' });
+    const dry = (await root.post(`/api/v1/integrations/${id}/sync/`, { dry_run: true })).json();
+    expect(dry).toMatchObject({ dry_run: true, pending: 2, upserted: 0, deactivated: 0 });
+    expect((await downstreamUser(ada.externalId))?.firstName).toBe('Ada');
+
+    const status = (await root.get(`/api/v1/integrations/${id}/sync-status/`)).json();
+    expect(status).toMatchObject({ synced: 2, pending: 2, failed: 0, failures: [] });
+    expect(Date.parse(status.last_synced_at)).not.toBeNaN();
+
+    const second = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+    expect(second).toMatchObject({ pending: 2, upserted: 1, deactivated: 1, failed: 0 });
+    expect((await downstreamUser(ada.externalId))?.firstName).toBe('Augusta');
+    expect((await downstreamUser(bob.externalId))?.status).toBe('deactivated');
+
+    // Every call went through the registry: logged, with the key redacted.
+    const logs = await queryRows<{ method: string; endpoint: string; request_headers: Record<string, string> }>(
+      t.database.db,
+      sql`select method, endpoint, request_headers from integration_logs where integration_id = ${id} order by created_at`,
+    );
+    expect(logs.map((l) => l.method)).toEqual(['POST', 'POST', 'PUT']);
+    expect(logs[2]?.endpoint).toContain(`/api/provisioning/users/${bob.externalId}/deactivate`);
+    expect(JSON.stringify(logs)).not.toContain(key);
+
+    const events = await queryRows<{ actor_id: string; details: Record<string, unknown> }>(
+      t.database.db,
+      sql`select actor_id, details from activities where activity_type = 'integration.synced' and object_id = ${id} order by id`,
+    );
+    expect(events).toHaveLength(3);
+    expect(events[2]).toMatchObject({ actor_id: root.user.id, details: { upserted: 1, deactivated: 1 } });
+  });
+
+  it('records what the downstream refuses and sends it again next time', async () => {
+    const other = await seedOrganization(t);
+    const id = await target(undefined, other.code);
+    // The downstream already has this address under another keycloak_id in that organization.
+    await downstream.request({
+      method: 'POST',
+      url: '/api/provisioning/users',
+      headers: { 'x-api-key': key },
+      payload: { keycloak_id: unique('kc-theirs-'), email: 'taken@example.com', engagemx_client_id: other.code },
+    });
+    const clash = await seedUser(t, other.id, { externalId: unique('kc-clash-'), email: 'taken@example.com' });
+    await seedUser(t, other.id, { externalId: unique('kc-fine-') });
+
+    const res = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+    expect(res).toMatchObject({ pending: 2, upserted: 1, failed: 1, stopped: null });
+    expect(res.failures).toEqual([expect.objectContaining({ user_id: clash.id, keycloak_id: clash.externalId })]);
+
+    const status = (await root.get(`/api/v1/integrations/${id}/sync-status/`)).json();
+    expect(status).toMatchObject({ synced: 1, failed: 1, pending: 1 });
+    expect(status.failures[0]).toMatchObject({ user_id: clash.id });
+    expect(status.failures[0].error).toMatch(/email/i);
+  });
+
+  it('stops when the downstream cannot be reached, and keeps the users pending', async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    const id = await target(`http://127.0.0.1:${port}/api/provisioning`);
+
+    const res = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+    expect(res.stopped).toMatch(/^The downstream did not take the users/);
+    expect(res).toMatchObject({ upserted: 0, failed: res.pending });
+    expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({
+      synced: 0,
+      pending: res.pending,
+    });
+    const [integration] = await queryRows<{ health_status: string; failed_requests: number }>(
+      t.database.db,
+      sql`select health_status, failed_requests::int as failed_requests from integrations where id = ${id}`,
+    );
+    expect(integration).toMatchObject({ health_status: 'DEGRADED', failed_requests: 1 });
+  });
+
+  it('syncs every active target from the scheduled job, through pg-boss', async () => {
+    const scheduled = await seedOrganization(t);
+    const id = await target(undefined, scheduled.code);
+    const carol = await seedUser(t, scheduled.id, { externalId: unique('kc-carol-') });
+    await enqueueJob(t.database.db, SYNC_SWEEP_JOB, {}, { singletonKey: 'due-now' });
+    const ran = await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: [SYNC_SWEEP_JOB] });
+    expect(ran).toEqual({ completed: 1, failed: 0 });
+    expect((await downstreamUser(carol.externalId))?.email).toBe(carol.email);
+    expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({ synced: 1, pending: 0 });
+    // The run was the system's.
+    const [event] = await queryRows<{ actor_type: string }>(
+      t.database.db,
+      sql`select actor_type from activities where activity_type = 'integration.synced' and object_id = ${id}`,
+    );
+    expect(event?.actor_type).toBe('system');
+  });
+
+  it('refuses other service types, deactivated targets and other organizations', async () => {
+    const webhook = await root.post('/api/v1/integrations/', {
+      name: unique('hook '),
+      service_type: 'webhook',
+      auth_type: 'none',
+      base_url: 'https://hooks.example.com',
+      organization: org.code,
+    });
+    const notTarget = await root.post(`/api/v1/integrations/${webhook.json().id}/sync/`, {});
+    expect(notTarget.statusCode).toBe(400);
+    expect(notTarget.json()).toMatchObject({ code: 'not_a_sync_target' });
+
+    const id = await target();
+    await root.post(`/api/v1/integrations/${id}/deactivate/`);
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).statusCode).toBe(409);
+
+    const stranger = await clientWithRole(t, (await seedOrganization(t)).id, 'org_admin');
+    expect((await stranger.post(`/api/v1/integrations/${id}/sync/`, {})).statusCode).toBe(404);
+    expect((await stranger.get(`/api/v1/integrations/${id}/sync-status/`)).statusCode).toBe(404);
+
+    const bad = await root.post(`/api/v1/integrations/${id}/sync/`, { dry_run: 'maybe' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().errors).toEqual([expect.objectContaining({ field: 'dry_run' })]);
+    expect(await queryRows(t.database.db, sql`select 1 from user_sync_states where integration_id = ${id}`)).toEqual(
+      [],
+    );
+  });
+});

@@ -1,0 +1,213 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, clientWithRole, seedOrganization } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { checkDueIntegrations } from './health-checks.js';
+
+/** A real service on loopback: healthy, failing, slow and redirecting endpoints, remembering what it was sent. */
+function startService() {
+  const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
+  let failing = false;
+  const server: Server = createServer((req, res) => {
+    seen.push({ url: req.url ?? '', headers: req.headers });
+    if (req.url === '/slow') {
+      setTimeout(() => res.end('late'), 2_000).unref();
+      return;
+    }
+    if (req.url === '/redirect') {
+      res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
+      return;
+    }
+    if (req.url?.startsWith('/flaky')) {
+      res.writeHead(failing ? 503 : 200).end(failing ? 'unavailable' : 'ok');
+      return;
+    }
+    if (req.url === '/fail') {
+      res.writeHead(500).end('boom');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+  });
+  return {
+    seen,
+    setFailing: (value: boolean) => {
+      failing = value;
+    },
+    listen: () =>
+      new Promise<string>((resolve) =>
+        server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)),
+      ),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('integration health checks', () => {
+  let t: TestApp;
+  let admin: Client;
+  let service: ReturnType<typeof startService>;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    const org = await seedOrganization(t);
+    admin = await clientWithRole(t, org.id, 'org_admin');
+    service = startService();
+    baseUrl = await service.listen();
+  });
+  afterAll(async () => {
+    await service.close();
+    await t.close();
+  });
+
+  async function register(overrides: Record<string, unknown>) {
+    const res = await admin.post('/api/v1/integrations/', {
+      name: unique('svc '),
+      service_type: 'sms_provider',
+      auth_type: 'none',
+      base_url: baseUrl,
+      timeout_ms: 500,
+      ...overrides,
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json() as { id: string; organization_id: string };
+  }
+
+  const check = async (id: string) => {
+    const res = await admin.post(`/api/v1/integrations/${id}/health-check/`);
+    expect(res.statusCode, res.body).toBe(200);
+    return res.json() as {
+      check: { status: string; http_status: number | null; response_time_ms: number; error_message: string | null };
+      integration: { health_status: string; consecutive_failures: number; last_health_check_at: string | null };
+    };
+  };
+
+  it('records a healthy check with the integration’s authentication applied', async () => {
+    const token = `tok_${unique('bearer')}_0123456789`;
+    const created = await register({ auth_type: 'bearer', health_check_path: '/health', credentials: { token } });
+    const result = await check(created.id);
+    expect(result.check).toMatchObject({ status: 'success', http_status: 200, error_message: null });
+    expect(result.check.response_time_ms).toBeGreaterThanOrEqual(0);
+    expect(result.integration).toMatchObject({ health_status: 'HEALTHY', consecutive_failures: 0 });
+    expect(result.integration.last_health_check_at).not.toBeNull();
+    const request = service.seen.findLast((s) => s.url === '/health');
+    expect(request?.headers.authorization).toBe(`Bearer ${token}`);
+  });
+
+  it('moves from DEGRADED to DOWN after three consecutive failures and back to HEALTHY on a success', async () => {
+    service.setFailing(true);
+    const created = await register({ health_check_path: '/flaky' });
+    const statuses: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const result = await check(created.id);
+      expect(result.check).toMatchObject({ status: 'failure', http_status: 503, error_message: 'HTTP 503' });
+      statuses.push(result.integration.health_status);
+    }
+    expect(statuses).toEqual(['DEGRADED', 'DEGRADED', 'DOWN']);
+    service.setFailing(false);
+    expect((await check(created.id)).integration).toMatchObject({ health_status: 'HEALTHY', consecutive_failures: 0 });
+
+    const history = await admin.get(`/api/v1/integrations/${created.id}/health-checks/?limit=3`);
+    expect(history.statusCode).toBe(200);
+    const page = history.json() as { results: { status: string }[]; next: string };
+    expect(page.results.map((r) => r.status)).toEqual(['success', 'failure', 'failure']);
+    const rest = await admin.get(`/api/v1/integrations/${created.id}/health-checks/?limit=3&cursor=${page.next}`);
+    expect(rest.json()).toEqual({ results: [expect.objectContaining({ status: 'failure' })], next: null });
+  });
+
+  it('records a timeout when the service answers too late', async () => {
+    const created = await register({ health_check_path: '/slow', timeout_ms: 200 });
+    const result = await check(created.id);
+    expect(result.check).toMatchObject({ status: 'timeout', http_status: null });
+    expect(result.check.error_message).toContain('200 ms');
+    expect(result.integration.health_status).toBe('DEGRADED');
+  });
+
+  it('records a failure for a closed port and does not follow redirects', async () => {
+    const closed = createServer();
+    const port = await new Promise<number>((resolve) =>
+      closed.listen(0, '127.0.0.1', () => resolve((closed.address() as AddressInfo).port)),
+    );
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const down = await register({ base_url: `http://127.0.0.1:${port}` });
+    const result = await check(down.id);
+    expect(result.check).toMatchObject({ status: 'failure', http_status: null });
+    expect(result.check.error_message).toContain('ECONNREFUSED');
+
+    const redirecting = await register({ health_check_path: '/redirect' });
+    expect((await check(redirecting.id)).check).toMatchObject({ status: 'success', http_status: 302 });
+  });
+
+  it('refuses link-local addresses: at registration, and when a name resolves to one', async () => {
+    const res = await admin.post('/api/v1/integrations/', {
+      name: unique('metadata '),
+      service_type: 'other',
+      auth_type: 'none',
+      base_url: 'http://169.254.169.254/latest',
+    });
+    expect(res.json()).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+    const mapped = await admin.post('/api/v1/integrations/', {
+      name: unique('metadata '),
+      service_type: 'other',
+      auth_type: 'none',
+      base_url: 'http://[::ffff:169.254.169.254]/',
+    });
+    expect(mapped.json()).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+  });
+
+  it('the scheduled sweep checks active integrations that are due, and skips deactivated ones', async () => {
+    const org = await seedOrganization(t);
+    const other = await clientWithRole(t, org.id, 'org_admin');
+    const make = async (name: string) => {
+      const res = await other.post('/api/v1/integrations/', {
+        name,
+        service_type: 'webhook',
+        auth_type: 'none',
+        base_url: baseUrl,
+        health_check_path: `/sweep-${name}`,
+        timeout_ms: 500,
+      });
+      return res.json() as { id: string };
+    };
+    // Checked first (never checked, oldest first), and broken: its credentials were sealed for another row.
+    const broken = await make('broken');
+    const active = await make('active');
+    const inactive = await make('inactive');
+    await other.post(`/api/v1/integrations/${inactive.id}/deactivate`);
+    await other.patch(`/api/v1/integrations/${active.id}`, { auth_type: 'bearer', credentials: { token: 't0ken' } });
+    await t.database.db.execute(
+      sql`update integrations set auth_type = 'bearer', credentials_sealed =
+        (select credentials_sealed from integrations where id = ${active.id}::uuid) where id = ${broken.id}::uuid`,
+    );
+
+    const envelope = createEnvelope(t.config.masterKey);
+    const errors: string[] = [];
+    const first = await checkDueIntegrations(t.database.db, envelope, {
+      intervalSeconds: 300,
+      concurrency: 1,
+      onError: (id) => errors.push(id),
+    });
+    expect(errors).toEqual([broken.id]);
+    expect(first.failed).toBe(1);
+    expect(first.checked).toBeGreaterThanOrEqual(1);
+    expect(service.seen.some((s) => s.url === '/sweep-active')).toBe(true);
+    expect(service.seen.some((s) => s.url === '/sweep-inactive')).toBe(false);
+    // Just checked: not due again within the interval.
+    const before = service.seen.filter((s) => s.url === '/sweep-active').length;
+    await checkDueIntegrations(t.database.db, envelope, { intervalSeconds: 300 });
+    expect(service.seen.filter((s) => s.url === '/sweep-active').length).toBe(before);
+
+    const got = (await other.get(`/api/v1/integrations/${active.id}`)).json();
+    expect(got).toMatchObject({ health_status: 'HEALTHY' });
+    expect((await other.get(`/api/v1/integrations/${inactive.id}`)).json()).toMatchObject({
+      health_status: 'UNKNOWN',
+      last_health_check_at: null,
+    });
+  });
+});

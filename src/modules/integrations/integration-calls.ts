@@ -1,0 +1,172 @@
+import type { Envelope } from '../../platform/crypto/envelope.js';
+import type { Db } from '../../platform/db/client.js';
+import { REDACTED, redactDetails } from '../activity/redact.js';
+import { openCredentials } from './credentials.js';
+import { integrationErrors } from './integrations.errors.js';
+import { findOrganizationIntegration } from './integrations.queries.js';
+import { recordOutcome } from './integrations.service.js';
+import { type Integration, integrationLogs } from './integrations.table.js';
+import { currentAccessToken } from './oauth2.js';
+import { joinUrl, sendOutbound } from './outbound-http.js';
+
+/** Logged request and response bodies are cut to this many characters. */
+export const MAX_LOGGED_BODY = 4096;
+/** What a caller gets of a response body at most; a larger answer is cut, never buffered whole. */
+const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+/** The headers that authenticate a call, from the integration's credentials (and OAuth2 token). */
+export async function authHeadersFor(
+  db: Db,
+  envelope: Envelope,
+  integration: Integration,
+  now = new Date(),
+): Promise<Record<string, string>> {
+  const credentials = openCredentials(envelope, integration.id, integration.credentialsSealed);
+  switch (integration.authType) {
+    case 'api_key':
+      return credentials.api_key ? { [integration.apiKeyHeader]: credentials.api_key } : {};
+    case 'bearer':
+      return credentials.token ? { authorization: `Bearer ${credentials.token}` } : {};
+    case 'basic': {
+      if (credentials.username === undefined) return {};
+      const pair = `${credentials.username}:${credentials.password ?? ''}`;
+      return { authorization: `Basic ${Buffer.from(pair).toString('base64')}` };
+    }
+    case 'oauth2':
+      return { authorization: `Bearer ${await currentAccessToken(db, envelope, integration, now)}` };
+    default:
+      return {};
+  }
+}
+
+function truncate(text: string): string {
+  if (text.length <= MAX_LOGGED_BODY) return text;
+  return `${text.slice(0, MAX_LOGGED_BODY)}…[truncated ${text.length - MAX_LOGGED_BODY} characters]`;
+}
+
+/**
+ * A body as it may be stored: JSON and form-encoded bodies lose the values of sensitive fields
+ * (the activity log's redaction rules), then everything is cut to MAX_LOGGED_BODY.
+ */
+export function loggableBody(body: string | undefined): string | null {
+  if (body === undefined || body === '') return null;
+  try {
+    const parsed = JSON.parse(body) as unknown;
+    if (parsed !== null && typeof parsed === 'object') {
+      return truncate(JSON.stringify(redactDetails({ body: parsed }).body));
+    }
+  } catch {
+    // not JSON
+  }
+  if (/^[\w.%+-]+=[^\s]*(&[\w.%+-]+=[^\s]*)*$/.test(body)) {
+    const form = new URLSearchParams(body);
+    const redacted = redactDetails(Object.fromEntries(form));
+    return truncate(new URLSearchParams(redacted as Record<string, string>).toString());
+  }
+  return truncate(redactDetails({ body }).body as string);
+}
+
+/** The endpoint as logged: path and query, with sensitive query parameters redacted. */
+function loggableEndpoint(url: URL): string {
+  const query = redactDetails(Object.fromEntries(url.searchParams));
+  const search = new URLSearchParams(query as Record<string, string>).toString();
+  return `${url.pathname}${search ? `?${search}` : ''}`;
+}
+
+function loggableHeaders(headers: Record<string, string>, integration: Integration): Record<string, unknown> {
+  const redacted = redactDetails(headers);
+  // The configured API key header may have any name; its value is a secret whatever it is called.
+  for (const name of Object.keys(redacted)) {
+    if (name.toLowerCase() === integration.apiKeyHeader.toLowerCase()) redacted[name] = REDACTED;
+  }
+  return redacted;
+}
+
+export interface IntegrationRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Below the integration's base URL, beginning with "/". */
+  path: string;
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+  /** Sent as JSON unless a string. */
+  body?: unknown;
+}
+
+export interface IntegrationResponse {
+  /** True when an answer came with a status below 400. */
+  success: boolean;
+  status: number | null;
+  body: string;
+  durationMs: number;
+  error: string | null;
+  logId: string;
+}
+
+/**
+ * Calls an integration of an organization with its authentication applied, and records the call:
+ * a request log (sensitive values redacted, bodies bounded) and the usage counters and health
+ * status, in one transaction after the call. A deactivated integration is not called (409).
+ */
+export async function callIntegration(
+  db: Db,
+  envelope: Envelope,
+  target: { organizationId: string; integrationId: string },
+  request: IntegrationRequest,
+): Promise<IntegrationResponse> {
+  const integration = await findOrganizationIntegration(db, target.organizationId, target.integrationId);
+  if (!integration) throw integrationErrors.notFound(target.integrationId);
+  if (!integration.isActive) throw integrationErrors.inactive(integration.id);
+
+  const url = joinUrl(integration.baseUrl, request.path);
+  for (const [name, value] of Object.entries(request.query ?? {})) url.searchParams.set(name, value);
+  const body =
+    request.body === undefined
+      ? undefined
+      : typeof request.body === 'string'
+        ? request.body
+        : JSON.stringify(request.body);
+  const headers: Record<string, string> = {
+    accept: 'application/json',
+    ...(body !== undefined && typeof request.body !== 'string' ? { 'content-type': 'application/json' } : {}),
+    ...request.headers,
+  };
+  const authHeaders = await authHeadersFor(db, envelope, integration);
+  const result = await sendOutbound(
+    url,
+    { method: request.method, headers: { ...headers, ...authHeaders }, body },
+    { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_RESPONSE_BYTES },
+  );
+  const success = result.ok && result.status < 400;
+  const at = new Date();
+
+  const logId = await db.transaction(async (tx) => {
+    const [log] = await tx
+      .insert(integrationLogs)
+      .values({
+        organizationId: integration.organizationId,
+        integrationId: integration.id,
+        method: request.method,
+        endpoint: loggableEndpoint(url),
+        requestHeaders: loggableHeaders({ ...headers, ...authHeaders }, integration),
+        requestBody: loggableBody(body),
+        responseStatus: result.ok ? result.status : null,
+        responseBody: result.ok ? loggableBody(result.body) : null,
+        durationMs: result.durationMs,
+        success,
+        errorMessage: result.ok ? (success ? null : `HTTP ${result.status}`) : result.message,
+        createdAt: at,
+      })
+      .returning({ id: integrationLogs.id });
+    await recordOutcome(tx, integration, { success, asRequest: true, at });
+    return log?.id as string;
+  });
+
+  return {
+    success,
+    status: result.ok ? result.status : null,
+    body: result.ok ? result.body : '',
+    durationMs: result.durationMs,
+    error: result.ok ? (success ? null : `HTTP ${result.status}`) : result.message,
+    logId,
+  };
+}

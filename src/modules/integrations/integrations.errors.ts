@@ -1,0 +1,41 @@
+import { AppError, commonErrors, registerUniqueConstraint } from '../../platform/http/errors.js';
+
+registerUniqueConstraint('integrations_org_name_key', 'name', 'integration_name_taken');
+
+export const integrationErrors = {
+  notFound: (id: string) => new AppError(404, 'integration_not_found', `Integration ${id} was not found.`),
+  organizationNotFound: (code: string) =>
+    new AppError(400, 'organization_not_found', `Organization "${code}" does not exist.`, {
+      errors: [{ field: 'organization', message: 'No organization has this code.' }],
+    }),
+  organizationRequired: () =>
+    commonErrors.validation([{ field: 'organization', message: 'Name the organization the integration belongs to.' }]),
+  otherOrganization: () =>
+    new AppError(403, 'permission_denied', 'You may register integrations only for your own organization.', {
+      errors: [{ field: 'organization', message: 'Not your organization.' }],
+    }),
+  invalidUrl: (field: string, message: string) => commonErrors.validation([{ field, message }]),
+  inactive: (id: string) =>
+    new AppError(409, 'integration_inactive', `Integration ${id} is deactivated; activate it before calling it.`),
+  blockedAddress: (host: string) =>
+    new AppError(
+      422,
+      'integration_address_blocked',
+      `The host ${host} resolves to a link-local or unspecified address, which integrations may not call.`,
+    ),
+  notOAuth2: (id: string) =>
+    new AppError(409, 'integration_not_oauth2', `Integration ${id} does not use auth_type "oauth2".`),
+  oauth2NotConfigured: (field: string) =>
+    new AppError(409, 'oauth2_not_configured', `The integration's OAuth2 settings lack ${field}.`, {
+      errors: [{ field: `oauth2.${field}`, message: 'Required for this OAuth2 grant.' }],
+    }),
+  oauth2StateInvalid: () =>
+    new AppError(400, 'oauth2_state_invalid', 'The OAuth2 state is unknown, used or expired.', {
+      errors: [{ field: 'state', message: 'Start the authorization again.' }],
+    }),
+  oauth2Denied: (reason: string) =>
+    new AppError(400, 'oauth2_authorization_denied', `The provider did not grant access: ${reason}.`),
+  oauth2Refused: (detail: string) => new AppError(502, 'oauth2_exchange_failed', detail),
+  oauth2NotAuthorized: (id: string) =>
+    new AppError(409, 'oauth2_not_authorized', `Integration ${id} holds no OAuth2 token; authorize it first.`),
+};

@@ -1,0 +1,327 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type Client,
+  clientWithRole,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+} from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { createEnvelope, EnvelopeError } from '../../platform/crypto/envelope.js';
+import { queryRows } from '../../platform/db/client.js';
+import { openCredentials } from './credentials.js';
+
+describe('integration registry', () => {
+  let t: TestApp;
+  let root: Client;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    root = await superuserClient(t);
+  });
+  afterAll(() => t.close());
+
+  const body = (overrides: Record<string, unknown> = {}) => ({
+    name: unique('Payments '),
+    service_type: 'payment_gateway',
+    provider_name: 'Stripe',
+    auth_type: 'api_key',
+    base_url: 'https://api.stripe.example/v1',
+    ...overrides,
+  });
+
+  async function create(client: Client, overrides: Record<string, unknown> = {}) {
+    const res = await client.post('/api/v1/integrations/', body(overrides));
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json() as Record<string, unknown> & { id: string; organization_id: string };
+  }
+
+  async function auditOf(id: string) {
+    return queryRows<{ activity_type: string; details: Record<string, unknown>; actor_id: string | null }>(
+      t.database.db,
+      sql`select activity_type, details, actor_id from activities where object_type = 'integration'
+          and object_id = ${id} order by id`,
+    );
+  }
+
+  async function orgAdmin() {
+    const org = await seedOrganization(t);
+    return { org, admin: await clientWithRole(t, org.id, 'org_admin') };
+  }
+
+  it('registers an integration in the caller’s organization and answers which credentials are set', async () => {
+    const { org, admin } = await orgAdmin();
+    const created = await create(admin, {
+      name: 'Stripe live',
+      is_test_mode: true,
+      settings: { currency: 'EUR' },
+      credentials: { api_key: 'sk_live_0123456789abcdefWXYZ', api_secret: 'whsec_shh' },
+    });
+    expect(created).toMatchObject({
+      name: 'Stripe live',
+      organization: org.code,
+      organization_id: org.id,
+      service_type: 'payment_gateway',
+      auth_type: 'api_key',
+      base_url: 'https://api.stripe.example/v1',
+      health_check_path: '/',
+      is_active: true,
+      is_test_mode: true,
+      settings: { currency: 'EUR' },
+      health_status: 'UNKNOWN',
+      consecutive_failures: 0,
+      total_requests: 0,
+      failed_requests: 0,
+      success_rate: null,
+      last_health_check_at: null,
+      oauth2_token: null,
+      credentials: {
+        api_key: { set: true, hint: '…WXYZ' },
+        api_secret: { set: true, hint: null },
+        password: { set: false, hint: null },
+      },
+    });
+    expect(JSON.stringify(created)).not.toContain('sk_live_0123456789abcdefWXYZ');
+    expect(JSON.stringify(created)).not.toContain('whsec_shh');
+
+    const got = await admin.get(`/api/v1/integrations/${created.id}`);
+    expect(got.statusCode).toBe(200);
+    expect(got.json()).toEqual(created);
+    expect(await auditOf(created.id)).toEqual([
+      expect.objectContaining({
+        activity_type: 'integration.created',
+        actor_id: admin.user.id,
+        details: expect.objectContaining({ stored: ['api_key', 'api_secret'] }),
+      }),
+    ]);
+  });
+
+  it('stores credentials only sealed, bound to their row', async () => {
+    const { admin } = await orgAdmin();
+    const secret = `sk_${unique('plain')}_secret_value`;
+    const a = await create(admin, { credentials: { api_key: secret, password: 'hunter2-pass' } });
+    const b = await create(admin);
+
+    const dump = await queryRows<Record<string, unknown>>(
+      t.database.db,
+      sql`select * from integrations where id = ${a.id}::uuid`,
+    );
+    const raw = JSON.stringify(dump);
+    expect(raw).not.toContain(secret);
+    expect(raw).not.toContain('hunter2-pass');
+    const sealed = dump[0]?.credentials_sealed as string;
+    expect(sealed).toMatch(/^v1\./);
+
+    const envelope = createEnvelope(t.config.masterKey);
+    expect(openCredentials(envelope, a.id, sealed)).toEqual({ api_key: secret, password: 'hunter2-pass' });
+    // The same sealed value copied into another integration's row does not open there.
+    expect(() => openCredentials(envelope, b.id, sealed)).toThrow(EnvelopeError);
+  });
+
+  it('updates fields and merges credentials, recording what changed but never the secrets', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin, { credentials: { api_key: 'old-key-0123456789abcd', api_secret: 's1' } });
+    const res = await admin.patch(`/api/v1/integrations/${created.id}/`, {
+      description: 'Card payments',
+      health_check_path: '/status',
+      credentials: { api_key: 'new-key-0123456789wxyz', api_secret: null, password: 'p4ss' },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({
+      description: 'Card payments',
+      health_check_path: '/status',
+      credentials: {
+        api_key: { set: true, hint: '…wxyz' },
+        api_secret: { set: false, hint: null },
+        password: { set: true, hint: null },
+      },
+    });
+    const [row] = await queryRows<{ credentials_sealed: string }>(
+      t.database.db,
+      sql`select credentials_sealed from integrations where id = ${created.id}::uuid`,
+    );
+    expect(openCredentials(createEnvelope(t.config.masterKey), created.id, row?.credentials_sealed ?? null)).toEqual({
+      api_key: 'new-key-0123456789wxyz',
+      password: 'p4ss',
+    });
+
+    const events = await auditOf(created.id);
+    expect(events.map((e) => e.activity_type)).toEqual([
+      'integration.created',
+      'integration.updated',
+      'integration.credentials_changed',
+    ]);
+    expect(events[1]?.details).toMatchObject({ fields: ['description', 'health_check_path'] });
+    expect(events[2]?.details).toMatchObject({ changed: ['api_key', 'api_secret', 'password'] });
+    const everything = JSON.stringify(events);
+    expect(everything).not.toContain('new-key-0123456789wxyz');
+    expect(everything).not.toContain('p4ss');
+  });
+
+  it('activates and deactivates, idempotently, with one audit event per change', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin);
+    const off = await admin.post(`/api/v1/integrations/${created.id}/deactivate/`);
+    expect(off.statusCode, off.body).toBe(200);
+    expect(off.json()).toMatchObject({ is_active: false });
+    expect((await admin.post(`/api/v1/integrations/${created.id}/deactivate`)).json()).toMatchObject({
+      is_active: false,
+    });
+    const on = await admin.post(`/api/v1/integrations/${created.id}/activate`);
+    expect(on.json()).toMatchObject({ is_active: true });
+    expect((await auditOf(created.id)).map((e) => e.activity_type)).toEqual([
+      'integration.created',
+      'integration.deactivated',
+      'integration.activated',
+    ]);
+  });
+
+  it('deletes an integration and keeps the audit trail', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin);
+    const res = await admin.delete(`/api/v1/integrations/${created.id}`);
+    expect(res.statusCode).toBe(204);
+    expect((await admin.get(`/api/v1/integrations/${created.id}`)).statusCode).toBe(404);
+    expect((await admin.delete(`/api/v1/integrations/${created.id}`)).statusCode).toBe(404);
+    expect((await auditOf(created.id)).map((e) => e.activity_type)).toEqual([
+      'integration.created',
+      'integration.deleted',
+    ]);
+  });
+
+  it('lists with filters, search and cursor pages, newest first', async () => {
+    const { admin } = await orgAdmin();
+    const sms = await create(admin, { name: 'Twilio SMS', service_type: 'sms_provider', provider_name: 'Twilio' });
+    const mail = await create(admin, { name: 'Mailer', service_type: 'email_provider', provider_name: 'Postmark' });
+    const off = await create(admin, { name: 'Old gateway', is_active: false });
+
+    const all = await admin.get('/api/v1/integrations/?limit=2');
+    expect(all.statusCode).toBe(200);
+    const first = all.json() as { results: { id: string }[]; next: string };
+    expect(first.results.map((r) => r.id)).toEqual([off.id, mail.id]);
+    const second = await admin.get(`/api/v1/integrations/?limit=2&cursor=${first.next}`);
+    expect(second.json()).toEqual({ results: [expect.objectContaining({ id: sms.id })], next: null });
+
+    const ids = async (query: string) =>
+      ((await admin.get(`/api/v1/integrations/?${query}`)).json() as { results: { id: string }[] }).results.map(
+        (r) => r.id,
+      );
+    expect(await ids('service_type=sms_provider')).toEqual([sms.id]);
+    expect(await ids('is_active=false')).toEqual([off.id]);
+    expect(await ids('search=postm')).toEqual([mail.id]);
+    expect(await ids('search=twilio%20s')).toEqual([sms.id]);
+    expect(await ids('health_status=UNKNOWN')).toEqual([off.id, mail.id, sms.id]);
+    expect(await ids('search=%25')).toEqual([]);
+  });
+
+  it('confines organization administrators to their organization: 404 for another’s integration', async () => {
+    const a = await orgAdmin();
+    const b = await orgAdmin();
+    const theirs = await create(b.admin);
+
+    expect((await a.admin.get(`/api/v1/integrations/${theirs.id}`)).json()).toMatchObject({
+      status: 404,
+      code: 'integration_not_found',
+    });
+    expect((await a.admin.patch(`/api/v1/integrations/${theirs.id}`, { name: 'x' })).statusCode).toBe(404);
+    expect((await a.admin.delete(`/api/v1/integrations/${theirs.id}`)).statusCode).toBe(404);
+    expect((await a.admin.post(`/api/v1/integrations/${theirs.id}/deactivate`)).statusCode).toBe(404);
+    expect((await a.admin.get(`/api/v1/integrations/${theirs.id}/health-checks`)).statusCode).toBe(404);
+    expect((await a.admin.get(`/api/v1/integrations/${theirs.id}/logs`)).statusCode).toBe(404);
+    expect((await a.admin.get('/api/v1/integrations/')).json()).toEqual({ results: [], next: null });
+    expect((await a.admin.get(`/api/v1/integrations/?organization=${b.org.code}`)).json()).toEqual({
+      results: [],
+      next: null,
+    });
+
+    const named = await a.admin.post('/api/v1/integrations/', body({ organization: b.org.code }));
+    expect(named.json()).toMatchObject({ status: 403, code: 'permission_denied' });
+
+    // Superusers see and manage every organization's.
+    expect((await root.get(`/api/v1/integrations/${theirs.id}`)).statusCode).toBe(200);
+    const forB = await root.post('/api/v1/integrations/', body({ organization: b.org.code }));
+    expect(forB.json()).toMatchObject({ organization: b.org.code, organization_id: b.org.id });
+    const rootList = (await root.get(`/api/v1/integrations/?organization=${b.org.code}`)).json() as {
+      results: unknown[];
+    };
+    expect(rootList.results).toHaveLength(2);
+  });
+
+  it('answers 401 without credentials and 403 without the permission', async () => {
+    const { org, admin } = await orgAdmin();
+    const created = await create(admin);
+    expect((await t.request({ method: 'GET', url: '/api/v1/integrations/' })).statusCode).toBe(401);
+    expect((await t.request({ method: 'POST', url: '/api/v1/integrations/', payload: body() })).json()).toMatchObject({
+      status: 401,
+      code: 'not_authenticated',
+    });
+
+    // A viewer reads but does not change.
+    const viewer = await clientWithRole(t, org.id, 'viewer');
+    expect((await viewer.get(`/api/v1/integrations/${created.id}`)).statusCode).toBe(200);
+    expect((await viewer.post('/api/v1/integrations/', body())).json()).toMatchObject({
+      status: 403,
+      code: 'permission_denied',
+    });
+    expect((await viewer.post(`/api/v1/integrations/${created.id}/health-check`)).statusCode).toBe(403);
+    expect((await viewer.delete(`/api/v1/integrations/${created.id}`)).statusCode).toBe(403);
+
+    // A user without any role sees nothing.
+    const plain = await loginAs(t, await seedUser(t, org.id));
+    expect((await plain.get('/api/v1/integrations/')).statusCode).toBe(403);
+  });
+
+  it('refuses bad input with 400 problem+json naming the field', async () => {
+    const { admin } = await orgAdmin();
+    const cases: [Record<string, unknown>, string][] = [
+      [body({ base_url: 'ftp://files.example' }), 'base_url'],
+      [body({ base_url: 'not a url' }), 'base_url'],
+      [body({ base_url: 'https://user:pw@api.example' }), 'base_url'],
+      [body({ base_url: 'file:///etc/passwd' }), 'base_url'],
+      [body({ service_type: 'teleporter' }), 'service_type'],
+      [body({ auth_type: 'magic' }), 'auth_type'],
+      [body({ name: '' }), 'name'],
+      [body({ timeout_ms: 5 }), 'timeout_ms'],
+      [body({ health_check_path: 'status' }), 'health_check_path'],
+      // Read as a URL, it would name another host, and the credentials would go there.
+      [body({ health_check_path: '//elsewhere.example/steal' }), 'health_check_path'],
+      [body({ credentials: { api_key: 42 } }), 'credentials.api_key'],
+      [body({ oauth2: { token_url: 'javascript:alert(1)' } }), 'oauth2.token_url'],
+      [body({ api_key_header: 'bad header' }), 'api_key_header'],
+      [{ name: 'x' }, 'service_type'],
+    ];
+    for (const [payload, field] of cases) {
+      const res = await admin.post('/api/v1/integrations/', payload);
+      expect(res.statusCode, `${JSON.stringify(payload)} → ${res.body}`).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      const problem = res.json() as { errors: { field: string }[] };
+      expect(
+        problem.errors.map((e) => e.field),
+        JSON.stringify(payload),
+      ).toContainEqual(expect.stringContaining(field));
+    }
+    const created = await create(admin);
+    const empty = await admin.patch(`/api/v1/integrations/${created.id}`, {});
+    expect(empty.statusCode).toBe(400);
+    const badPatch = await admin.patch(`/api/v1/integrations/${created.id}`, { base_url: 'gopher://x' });
+    expect(badPatch.json()).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+    expect((await admin.get('/api/v1/integrations/?cursor=garbage')).json()).toMatchObject({
+      status: 400,
+      code: 'invalid_cursor',
+    });
+    expect((await admin.get('/api/v1/integrations/?health_status=FINE')).statusCode).toBe(400);
+    expect((await admin.get('/api/v1/integrations/not-a-uuid')).statusCode).toBe(404);
+  });
+
+  it('answers 409 integration_name_taken for a duplicate name within the organization', async () => {
+    const { admin } = await orgAdmin();
+    await create(admin, { name: 'Gold rates' });
+    const dup = await admin.post('/api/v1/integrations/', body({ name: 'GOLD RATES' }));
+    expect(dup.json()).toMatchObject({ status: 409, code: 'integration_name_taken', errors: [{ field: 'name' }] });
+    // Another organization may use the same name.
+    const other = await orgAdmin();
+    await create(other.admin, { name: 'Gold rates' });
+  });
+});

@@ -1,0 +1,263 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { sql } from 'drizzle-orm';
+import Provider from 'oidc-provider';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, clientWithRole, seedOrganization } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { createEnvelope, type Envelope } from '../../platform/crypto/envelope.js';
+import { queryRows } from '../../platform/db/client.js';
+import { findOrganizationIntegration } from './integrations.queries.js';
+import { currentAccessToken } from './oauth2.js';
+
+const CLIENT_ID = 'gatehouse-integration';
+const CLIENT_SECRET = 'a-client-secret-of-the-provider-0123456789';
+const API_RESOURCE = 'urn:example:api';
+const CALLBACK = 'http://gatehouse.test/api/v1/integrations/oauth2/callback';
+
+/**
+ * A real OAuth2 authorization server on loopback. Its interaction step (login and consent) is
+ * answered by the server itself for a fixed account, so the test drives the browser's part with
+ * plain HTTP requests.
+ */
+async function startProvider(): Promise<{ issuer: string; provider: Provider; close(): Promise<void> }> {
+  let provider: Provider | undefined;
+  const server: Server = createServer(async (req, res) => {
+    const p = provider as Provider;
+    if (req.url?.startsWith('/interaction/')) {
+      try {
+        const details = await p.interactionDetails(req, res);
+        const grant = new p.Grant({ accountId: 'account-1', clientId: String(details.params.client_id) });
+        // Scopes of the API are resource scopes; offline_access (for a refresh token) is the provider's own.
+        grant.addResourceScope(API_RESOURCE, 'api:read');
+        grant.addOIDCScope('offline_access');
+        const grantId = await grant.save();
+        await p.interactionFinished(
+          req,
+          res,
+          { login: { accountId: 'account-1' }, consent: { grantId } },
+          { mergeWithLastSubmission: false },
+        );
+      } catch (err) {
+        res.writeHead(500).end(String(err));
+      }
+      return;
+    }
+    p.callback()(req, res);
+  });
+  const port = await new Promise<number>((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+  );
+  const issuer = `http://127.0.0.1:${port}`;
+  provider = new Provider(issuer, {
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        redirect_uris: [CALLBACK],
+        grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+        response_types: ['code'],
+      },
+    ],
+    scopes: ['offline_access'],
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => API_RESOURCE,
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({ scope: 'api:read', audience: API_RESOURCE, accessTokenFormat: 'opaque' }),
+      },
+    },
+    pkce: { required: () => true },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    issueRefreshToken: async () => true,
+    findAccount: async (_ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+    cookies: { keys: ['test-cookie-key-0123456789'] },
+    ttl: { AccessToken: 3600, ClientCredentials: 3600 },
+  });
+  return {
+    issuer,
+    provider,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Plays the user's browser: follows redirects, keeping the provider's cookies, until the provider sends it back. */
+async function authorizeInBrowser(authorizationUrl: string): Promise<URL> {
+  const cookies = new Map<string, string>();
+  let url = new URL(authorizationUrl);
+  for (let hop = 0; hop < 10; hop++) {
+    if (url.toString().startsWith(CALLBACK)) return url;
+    const res = await fetch(url, {
+      redirect: 'manual',
+      headers: { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
+    });
+    for (const line of res.headers.getSetCookie()) {
+      const [pair] = line.split(';');
+      const [name, ...value] = (pair ?? '').split('=');
+      if (name) cookies.set(name.trim(), value.join('='));
+    }
+    const location = res.headers.get('location');
+    if (!location) throw new Error(`the provider answered ${res.status}: ${await res.text()}`);
+    url = new URL(location, url);
+  }
+  throw new Error('too many redirects');
+}
+
+describe('OAuth2 integrations', () => {
+  let t: TestApp;
+  let admin: Client;
+  let envelope: Envelope;
+  let as: Awaited<ReturnType<typeof startProvider>>;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    envelope = createEnvelope(t.config.masterKey);
+    const org = await seedOrganization(t);
+    admin = await clientWithRole(t, org.id, 'org_admin');
+    as = await startProvider();
+  });
+  afterAll(async () => {
+    await as.close();
+    await t.close();
+  });
+
+  async function register(oauth2: Record<string, unknown>) {
+    const res = await admin.post('/api/v1/integrations/', {
+      name: unique('crm '),
+      service_type: 'crm',
+      auth_type: 'oauth2',
+      base_url: `${as.issuer}/`,
+      oauth2: { issuer: as.issuer, client_id: CLIENT_ID, scope: 'api:read offline_access', ...oauth2 },
+      credentials: { client_secret: CLIENT_SECRET },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json() as { id: string; organization_id: string };
+  }
+
+  it('runs the authorization-code flow with PKCE and stores the tokens encrypted', async () => {
+    const created = await register({});
+    const start = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize/`, {});
+    expect(start.statusCode, start.body).toBe(200);
+    const { authorization_url } = start.json() as { authorization_url: string };
+    const sent = new URL(authorization_url);
+    expect(sent.origin).toBe(as.issuer);
+    expect(sent.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(sent.searchParams.get('redirect_uri')).toBe(CALLBACK);
+    expect(sent.searchParams.get('state')).toMatch(/^[\w-]{20,}$/);
+
+    const back = await authorizeInBrowser(authorization_url);
+    expect(back.searchParams.get('code')).toBeTruthy();
+    const done = await t.request({ method: 'GET', url: `${back.pathname}${back.search}` });
+    expect(done.statusCode, done.body).toBe(200);
+    expect(done.json()).toMatchObject({ integration_id: created.id, status: 'authorized' });
+    expect(done.json().scope).toContain('api:read');
+
+    const view = (await admin.get(`/api/v1/integrations/${created.id}`)).json();
+    expect(view.oauth2_token).toMatchObject({ scope: done.json().scope, has_refresh_token: true });
+    expect(new Date(view.oauth2_token.expires_at).getTime()).toBeGreaterThan(Date.now() + 3000_000);
+
+    // The token works at the authorization server, and is stored only sealed.
+    const integration = await findOrganizationIntegration(t.database.db, created.organization_id, created.id);
+    if (!integration) throw new Error('integration missing');
+    const access = await currentAccessToken(t.database.db, envelope, integration);
+    expect(await as.provider.AccessToken.find(access)).toBeTruthy();
+    const raw = JSON.stringify(
+      await queryRows(
+        t.database.db,
+        sql`select * from integration_oauth2_tokens where integration_id = ${created.id}::uuid`,
+      ),
+    );
+    expect(raw).not.toContain(access);
+
+    // The state was used once: replaying the callback is refused.
+    const replay = await t.request({ method: 'GET', url: `${back.pathname}${back.search}` });
+    expect(replay.json()).toMatchObject({ status: 400, code: 'oauth2_state_invalid' });
+
+    // An expiring token is refreshed before use; the new one works and replaces the old.
+    const later = new Date(Date.now() + 2 * 3600_000);
+    const refreshed = await currentAccessToken(t.database.db, envelope, integration, later);
+    expect(refreshed).not.toBe(access);
+    expect(await as.provider.AccessToken.find(refreshed)).toBeTruthy();
+    expect(await currentAccessToken(t.database.db, envelope, integration)).toBe(refreshed);
+
+    const events = await queryRows<{ activity_type: string }>(
+      t.database.db,
+      sql`select activity_type from activities where object_id = ${created.id} order by id`,
+    );
+    expect(events.map((e) => e.activity_type)).toContain('integration.oauth2_authorized');
+  });
+
+  it('obtains tokens with the client-credentials grant when configured', async () => {
+    const created = await register({ grant: 'client_credentials', scope: 'api:read' });
+    const integration = await findOrganizationIntegration(t.database.db, created.organization_id, created.id);
+    if (!integration) throw new Error('integration missing');
+    const token = await currentAccessToken(t.database.db, envelope, integration);
+    expect(await as.provider.ClientCredentials.find(token)).toBeTruthy();
+    // Reused while fresh.
+    expect(await currentAccessToken(t.database.db, envelope, integration)).toBe(token);
+  });
+
+  it('refuses unknown or expired states, other auth types, and other organizations’ integrations', async () => {
+    const unknown = await t.request({
+      method: 'GET',
+      url: '/api/v1/integrations/oauth2/callback?state=made-up&code=abc',
+    });
+    expect(unknown.json()).toMatchObject({ status: 400, code: 'oauth2_state_invalid' });
+    const missing = await t.request({ method: 'GET', url: '/api/v1/integrations/oauth2/callback?code=abc' });
+    expect(missing.statusCode).toBe(400);
+
+    // The user declines at the provider: the provider's error comes back with the state.
+    const declined = await register({});
+    const declinedStart = await admin.post(`/api/v1/integrations/${declined.id}/oauth2/authorize`);
+    const declinedState = new URL(
+      (declinedStart.json() as { authorization_url: string }).authorization_url,
+    ).searchParams.get('state');
+    const denied = await t.request({
+      method: 'GET',
+      url: `/api/v1/integrations/oauth2/callback?state=${declinedState}&error=access_denied&iss=${encodeURIComponent(as.issuer)}`,
+    });
+    expect(denied.json()).toMatchObject({ status: 400, code: 'oauth2_authorization_denied' });
+    expect(denied.json().detail).toContain('access_denied');
+    expect((await admin.get(`/api/v1/integrations/${declined.id}`)).json()).toMatchObject({ oauth2_token: null });
+
+    const created = await register({});
+    const start = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize`, {});
+    const state = new URL((start.json() as { authorization_url: string }).authorization_url).searchParams.get('state');
+    await t.database.db.execute(
+      sql`update integration_oauth2_states set expires_at = now() - interval '1 minute' where integration_id = ${created.id}::uuid`,
+    );
+    const expired = await t.request({
+      method: 'GET',
+      url: `/api/v1/integrations/oauth2/callback?state=${state}&code=x`,
+    });
+    expect(expired.json()).toMatchObject({ status: 400, code: 'oauth2_state_invalid' });
+
+    const plain = await admin.post('/api/v1/integrations/', {
+      name: unique('plain '),
+      service_type: 'other',
+      auth_type: 'api_key',
+      base_url: as.issuer,
+    });
+    const notOAuth = await admin.post(`/api/v1/integrations/${plain.json().id}/oauth2/authorize`);
+    expect(notOAuth.json()).toMatchObject({ status: 409, code: 'integration_not_oauth2' });
+
+    const stranger = await clientWithRole(t, (await seedOrganization(t)).id, 'org_admin');
+    expect((await stranger.post(`/api/v1/integrations/${created.id}/oauth2/authorize`, {})).statusCode).toBe(404);
+    expect(
+      (await t.request({ method: 'POST', url: `/api/v1/integrations/${created.id}/oauth2/authorize`, payload: {} }))
+        .statusCode,
+    ).toBe(401);
+
+    // Without a token, a health check fails (and says why) rather than erroring.
+    const check = await admin.post(`/api/v1/integrations/${created.id}/health-check`);
+    expect(check.json()).toMatchObject({ check: { status: 'failure' }, integration: { health_status: 'DEGRADED' } });
+    expect(check.json().check.error_message).toContain('authorize it first');
+  });
+});

@@ -1,0 +1,130 @@
+import { readFile } from 'node:fs/promises';
+import { AppError } from '../../platform/http/errors.js';
+
+/**
+ * Where `gatehouse import` reads users from: a file an export wrote, or a running system's
+ * seed-003 export endpoint, signed in the way seed 003's importer does (a browser-session login,
+ * then `GET /api/admin/export-users/` with its cookie), or with a Bearer token.
+ */
+
+const refused = (detail: string) => new AppError(400, 'import_source', detail);
+
+/** The users of an export's JSON answer, a JSON array, or NDJSON (one user per line). */
+export function usersOfDocument(text: string, name: string): unknown[] {
+  let whole: unknown;
+  try {
+    whole = JSON.parse(text);
+  } catch {
+    // Not one JSON document: NDJSON, one user per line.
+    return text.split('\n').flatMap((line, i) => {
+      if (line.trim() === '') return [];
+      try {
+        return [JSON.parse(line) as unknown];
+      } catch {
+        throw refused(`${name}, line ${i + 1}: not JSON (give an export's JSON answer, a JSON array or NDJSON).`);
+      }
+    });
+  }
+  if (Array.isArray(whole)) return whole;
+  const users = (whole as { users?: unknown } | null)?.users;
+  if (Array.isArray(users)) return users;
+  throw refused(`${name}: a JSON document must be an array of users or an object with a "users" array.`);
+}
+
+export async function usersOfFile(path: string): Promise<unknown[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw refused(`cannot read ${path}: ${(err as Error).message}`);
+  }
+  return usersOfDocument(text, path);
+}
+
+export interface RemoteSource {
+  /** The system's base URL, e.g. https://watchtower.example.com */
+  url: string;
+  username?: string;
+  password?: string;
+  token?: string;
+}
+
+const LOGIN_TIMEOUT_MS = 30_000;
+const EXPORT_TIMEOUT_MS = 10 * 60_000;
+
+/** A call to the source; a network failure or timeout is a refusal naming what failed. */
+async function call(url: URL, init: RequestInit, what: string): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    const { cause } = err as { cause?: { code?: string; message?: string } };
+    const reason = cause?.code ?? cause?.message ?? (err as Error).message;
+    throw refused(`${what} failed: ${reason}.`);
+  }
+}
+
+async function answerOf(response: Response, what: string): Promise<unknown> {
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (!response.ok) {
+    const error =
+      (body as { error?: unknown; detail?: unknown } | undefined)?.error ?? (body as { detail?: unknown })?.detail;
+    throw refused(`${what} answered ${response.status}${typeof error === 'string' ? `: ${error}` : ''}.`);
+  }
+  if (body === undefined) throw refused(`${what} did not answer JSON.`);
+  return body;
+}
+
+/** The `name=value` pairs of a login answer's cookies, as a Cookie header sends them back. */
+function cookieHeaderOf(response: Response): string {
+  return response.headers
+    .getSetCookie()
+    .map((cookie) => cookie.split(';')[0]?.trim())
+    .filter((pair): pair is string => Boolean(pair?.includes('=')))
+    .join('; ');
+}
+
+export async function usersOfRemoteExport(source: RemoteSource): Promise<unknown[]> {
+  let base: URL;
+  try {
+    base = new URL(source.url.endsWith('/') ? source.url : `${source.url}/`);
+  } catch {
+    throw refused(`"${source.url}" is not a URL.`);
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw refused('The source must be an http(s) URL.');
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (source.token) headers.authorization = `Bearer ${source.token}`;
+  else {
+    if (!source.username || source.password === undefined) {
+      throw refused('Give the source a username and password, or a token.');
+    }
+    const login = await call(
+      new URL('api/login/', base),
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ username: source.username, password: source.password }),
+        signal: AbortSignal.timeout(LOGIN_TIMEOUT_MS),
+      },
+      'The source’s login',
+    );
+    await answerOf(login, 'The source’s login');
+    const cookie = cookieHeaderOf(login);
+    if (!cookie) throw refused('The source’s login set no session cookie.');
+    headers.cookie = cookie;
+  }
+  const exported = await call(
+    new URL('api/admin/export-users/', base),
+    { headers, signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS) },
+    'The source’s export',
+  );
+  const body = await answerOf(exported, 'The source’s export');
+  const users = (body as { users?: unknown }).users;
+  if (!Array.isArray(users)) throw refused('The source’s export has no "users" array.');
+  return users;
+}

@@ -1,0 +1,62 @@
+import type { ExportRow } from './user-export.queries.js';
+
+/**
+ * An exported user: seed 003's fields first (`id, username, email, first_name, last_name,
+ * is_active, date_joined`), then what Gatehouse adds. A user without a username shows the email,
+ * as seed 003's importers key users by username.
+ */
+export function toExportUser(row: ExportRow) {
+  return {
+    id: row.id,
+    username: row.username ?? row.email,
+    email: row.email,
+    first_name: row.firstName,
+    last_name: row.lastName,
+    is_active: row.status === 'active',
+    date_joined: row.dateJoined.toISOString(),
+    status: row.status,
+    user_type: row.userType,
+    organization: row.organizationCode,
+    organization_id: row.organizationId,
+    external_id: row.externalId,
+    last_login: row.lastLogin?.toISOString() ?? null,
+    attributes: row.attributes,
+  };
+}
+
+export type ExportUser = ReturnType<typeof toExportUser>;
+
+const CSV_COLUMNS: (keyof ExportUser)[] = [
+  'id',
+  'username',
+  'email',
+  'first_name',
+  'last_name',
+  'is_active',
+  'date_joined',
+  'status',
+  'user_type',
+  'organization',
+  'organization_id',
+  'external_id',
+  'last_login',
+  'attributes',
+];
+
+export const CSV_HEADER = `${CSV_COLUMNS.join(',')}\r\n`;
+
+/**
+ * One RFC 4180 field. Text is always quoted, and text a spreadsheet would run as a formula
+ * (leading = + - @ tab or CR) gets a leading apostrophe: names and attributes come from users.
+ */
+function csvField(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'boolean' || typeof value === 'number') return String(value);
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  const defused = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+  return `"${defused.replaceAll('"', '""')}"`;
+}
+
+export function toCsvLine(user: ExportUser): string {
+  return `${CSV_COLUMNS.map((column) => csvField(user[column])).join(',')}\r\n`;
+}

@@ -1,0 +1,188 @@
+import { and, eq, inArray } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, grantRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { activities } from '../activity/activity.table.js';
+import type { Organization } from '../organizations/organizations.table.js';
+import { users } from '../users/users.table.js';
+
+interface ImportAnswer {
+  success: boolean;
+  created: number;
+  skipped: number;
+  failed: number;
+  dry_run: boolean;
+  results: {
+    index: number;
+    action: string;
+    id?: string | null;
+    email: string | null;
+    code?: string;
+    errors?: unknown[];
+  }[];
+  message: string;
+}
+
+describe('user import between systems', () => {
+  let t: TestApp;
+  let root: Client;
+  let source: Organization;
+  let target: Organization;
+  let staff: Client;
+
+  beforeAll(async () => {
+    t = await startTestApp({ BULK_MAX_ITEMS: '50' });
+    root = await superuserClient(t);
+    source = await seedOrganization(t);
+    target = await seedOrganization(t);
+    const staffUser = await seedUser(t, target.id, { isStaff: true });
+    await grantRole(t, staffUser, 'org_admin');
+    staff = await loginAs(t, staffUser);
+  });
+  afterAll(() => t.close());
+
+  const usersIn = (org: Organization) =>
+    t.database.db.select().from(users).where(eq(users.organizationId, org.id)).orderBy(users.id);
+
+  it("imports another organization's export, then skips the users it already has", async () => {
+    await seedUser(t, source.id, {
+      email: 'tv@example.com',
+      username: 'tv',
+      firstName: 'Tele',
+      lastName: 'Vision',
+      userType: 'student',
+      attributes: { tv_service: true },
+      isStaff: true,
+    });
+    await seedUser(t, source.id, { email: 'gone@example.com', status: 'deactivated' });
+    const exported = await root.get(`/api/admin/export-users/?organization=${source.code}&include_inactive=true`);
+    expect(exported.json().count).toBe(2);
+
+    // The export's whole answer is a valid import body.
+    const first = await root.post('/api/admin/import-users/', {
+      ...(exported.json() as object),
+      organization: target.code,
+    });
+    expect(first.statusCode).toBe(200);
+    const answer = first.json() as ImportAnswer;
+    expect(answer).toMatchObject({ success: true, created: 2, skipped: 0, failed: 0, dry_run: false });
+    expect(answer.message).toBe('2 users created, 0 skipped, 0 failed');
+
+    const imported = (await usersIn(target)).filter((u) => u.email !== staff.user.email);
+    const tv = imported.find((u) => u.email === 'tv@example.com');
+    expect(tv).toMatchObject({
+      username: 'tv',
+      firstName: 'Tele',
+      lastName: 'Vision',
+      userType: 'student',
+      attributes: { tv_service: true },
+      status: 'active',
+      // Passwords and staff rights never travel.
+      isStaff: false,
+      passwordHash: null,
+    });
+    expect(answer.results.find((r) => r.email === 'tv@example.com')).toMatchObject({ action: 'created', id: tv?.id });
+    expect(imported.find((u) => u.email === 'gone@example.com')?.status).toBe('deactivated');
+
+    const again = (
+      await root.post('/api/admin/import-users/', { ...(exported.json() as object), organization: target.code })
+    ).json() as ImportAnswer;
+    expect(again).toMatchObject({ created: 0, skipped: 2, failed: 0 });
+    expect(again.results.map((r) => r.code)).toEqual(['email_taken', 'email_taken']);
+    expect(await usersIn(target)).toHaveLength(imported.length + 1);
+  });
+
+  it('reports each bad entry alone and creates the others', async () => {
+    const res = await staff.post('/api/admin/import-users/', {
+      users: [
+        'not an object',
+        { username: 'no-email' },
+        { email: 'not-an-address' },
+        { email: 'good@example.com', first_name: 'Good' },
+        { email: 'bad-active@example.com', is_active: 'yes' },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const answer = res.json() as ImportAnswer;
+    expect(answer).toMatchObject({ created: 1, skipped: 0, failed: 4 });
+    expect(answer.results.map((r) => r.action)).toEqual(['failed', 'failed', 'failed', 'created', 'failed']);
+    expect(answer.results[0]).toMatchObject({ code: 'validation_failed', errors: [{ field: 'item' }] });
+    expect(answer.results[1]?.errors).toEqual([expect.objectContaining({ field: 'email' })]);
+    expect(answer.results[2]?.errors).toEqual([expect.objectContaining({ field: 'email' })]);
+    expect(answer.results[4]?.errors).toEqual([expect.objectContaining({ field: 'is_active' })]);
+    const created = await t.database.db
+      .select()
+      .from(users)
+      .where(and(eq(users.organizationId, target.id), inArray(users.email, ['good@example.com', 'no-email'])));
+    expect(created.map((u) => u.email)).toEqual(['good@example.com']);
+  });
+
+  it('answers what would happen on a dry run and writes nothing', async () => {
+    const email = `${unique('dry')}@example.com`;
+    const res = await staff.post('/api/admin/import-users/', { users: [{ email }], dry_run: true });
+    expect(res.json()).toMatchObject({
+      created: 1,
+      dry_run: true,
+      results: [{ action: 'created', id: null, email }],
+      message: '1 users would be created, 0 skipped, 0 failed',
+    });
+    expect((await usersIn(target)).some((u) => u.email === email)).toBe(false);
+  });
+
+  it('keeps staff to their own organization and refuses others', async () => {
+    const elsewhere = await staff.post('/api/admin/import-users/', {
+      organization: source.code,
+      users: [{ email: `${unique('x')}@example.com` }],
+    });
+    expect(elsewhere.statusCode).toBe(403);
+    expect(elsewhere.json()).toMatchObject({ success: false, code: 'permission_denied' });
+
+    const member = await loginAs(t, await seedUser(t, target.id));
+    const refused = await member.post('/api/admin/import-users/', { users: [] });
+    expect(refused.statusCode).toBe(403);
+    // Staff without the right to create users may export but not import.
+    const staffOnly = await loginAs(t, await seedUser(t, target.id, { isStaff: true }));
+    const notAllowed = await staffOnly.post('/api/admin/import-users/', { users: [] });
+    expect(notAllowed.statusCode).toBe(403);
+    expect(notAllowed.json()).toMatchObject({
+      success: false,
+      error: 'Importing users needs the users.update permission.',
+    });
+
+    const anonymous = await t.request({ method: 'POST', url: '/api/admin/import-users/', payload: { users: [] } });
+    expect(anonymous.statusCode).toBe(401);
+    expect(anonymous.json().success).toBe(false);
+
+    // A superuser names the organization: their own is not assumed.
+    const unnamed = await root.post('/api/admin/import-users/', { users: [] });
+    expect(unnamed.statusCode).toBe(400);
+    expect(unnamed.json()).toMatchObject({ success: false, errors: [{ field: 'organization' }] });
+  });
+
+  it('refuses a body without users, and more users than BULK_MAX_ITEMS with 413', async () => {
+    const missing = await staff.post('/api/admin/import-users/', { organization: target.code });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json()).toMatchObject({ success: false, errors: [{ field: 'users' }] });
+
+    const many = Array.from({ length: 51 }, (_, i) => ({ email: `many-${i}@example.com` }));
+    const tooMany = await staff.post('/api/admin/import-users/', { users: many });
+    expect(tooMany.statusCode).toBe(413);
+    expect(tooMany.json()).toMatchObject({ success: false, code: 'too_many_items', errors: [{ field: 'users' }] });
+    expect((await usersIn(target)).some((u) => u.email === 'many-0@example.com')).toBe(false);
+  });
+
+  it('records the imported users and the call as audit events', async () => {
+    const email = `${unique('audited')}@example.com`;
+    const res = await staff.post('/api/admin/import-users/', { users: [{ email }] });
+    const id = (res.json() as ImportAnswer).results[0]?.id as string;
+    const events = await t.database.db.select().from(activities).where(eq(activities.userId, id));
+    expect(events).toContainEqual(
+      expect.objectContaining({ activityType: 'user.created', kind: 'audit', actorId: staff.user.id }),
+    );
+    const calls = await t.database.db
+      .select()
+      .from(activities)
+      .where(and(eq(activities.actorId, staff.user.id), eq(activities.category, 'provisioning')));
+    expect(calls.length).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,112 @@
+import type { Config } from '../../config.js';
+import type { Db } from '../../platform/db/client.js';
+import type { Actor } from '../../platform/http/auth.js';
+import type { FieldError } from '../../platform/http/errors.js';
+import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
+
+/**
+ * Users exported by another system (seed 003's `export-users` answer, or this product's own export)
+ * created in one organization through the provisioning core: the same validation, set-based writes
+ * and audit events as every other write. Seed 003's importer skips users it already has; here a
+ * user whose email, username or external id the organization already holds is skipped, and every
+ * other refusal is reported for its entry alone. Passwords never travel: imported users sign in
+ * after an invitation (`send_invite`) or a password reset. Staff and superuser flags are never
+ * taken from the source.
+ */
+
+export interface ImportOptions {
+  /** The organization's code; it must exist. */
+  organization: string;
+  dryRun?: boolean;
+  sendInvite?: boolean;
+  config?: Pick<Config, 'publicUrl'>;
+  /** Where the users came from, for the audit events (`import`, or the command line's source URL). */
+  source?: string;
+}
+
+export type ImportResult =
+  | { index: number; action: 'created'; id: string | null; email: string }
+  | {
+      index: number;
+      action: 'skipped' | 'failed';
+      email: string | null;
+      code: string;
+      error: string;
+      errors?: FieldError[];
+    };
+
+export interface ImportReport {
+  created: number;
+  skipped: number;
+  failed: number;
+  results: ImportResult[];
+}
+
+/** Entries are checked by the core; this only maps seed 003's field names onto its item. */
+function itemOf(entry: Record<string, unknown>, organization: string): ProvisionItem {
+  const item: ProvisionItem = { createOnly: true, organization, email: entry.email as string };
+  if (entry.username !== undefined) item.username = entry.username as string | null;
+  if (entry.first_name !== undefined) item.firstName = entry.first_name as string;
+  if (entry.last_name !== undefined) item.lastName = entry.last_name as string;
+  if (entry.is_active !== undefined) item.active = entry.is_active as boolean;
+  if (entry.user_type !== undefined) item.userType = entry.user_type as string | null;
+  if (entry.attributes !== undefined) item.attributes = entry.attributes as Record<string, unknown>;
+  if (entry.external_id !== undefined && entry.external_id !== null) item.externalId = entry.external_id as string;
+  return item;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+export async function importUsers(
+  db: Db,
+  actor: Actor,
+  entries: unknown[],
+  options: ImportOptions,
+): Promise<ImportReport> {
+  const results: ImportResult[] = new Array(entries.length);
+  const items: ProvisionItem[] = [];
+  const indexes: number[] = [];
+  entries.forEach((entry, index) => {
+    if (!isObject(entry)) {
+      const error = 'Each user must be an object.';
+      results[index] = {
+        index,
+        action: 'failed',
+        email: null,
+        code: 'validation_failed',
+        error,
+        errors: [{ field: 'item', message: error }],
+      };
+      return;
+    }
+    items.push(itemOf(entry, options.organization));
+    indexes.push(index);
+  });
+  const report = await provisionUsers(db, actor, items, {
+    dryRun: options.dryRun,
+    sendInvite: options.sendInvite,
+    config: options.config,
+    context: { source: options.source ?? 'import' },
+  });
+  for (const outcome of report.results) {
+    const index = indexes[outcome.index] as number;
+    if (outcome.ok) {
+      results[index] = { index, action: 'created', id: outcome.user.id, email: outcome.user.email };
+      continue;
+    }
+    const email = items[outcome.index]?.email;
+    const { error } = outcome;
+    results[index] = {
+      index,
+      // A clash with a user the organization holds is what an importer skips; anything else failed.
+      action: error.status === 409 ? 'skipped' : 'failed',
+      email: typeof email === 'string' ? email : null,
+      code: error.code,
+      error: error.message,
+      ...(error.errors ? { errors: error.errors } : {}),
+    };
+  }
+  const count = (action: ImportResult['action']) => results.filter((r) => r.action === action).length;
+  return { created: count('created'), skipped: count('skipped'), failed: count('failed'), results };
+}
