@@ -14,6 +14,10 @@ export const rbacErrors = {
     new AppError(403, 'other_organization', 'You may act only within your own organization.', {
       errors: [{ field: 'organization', message: 'Name your own organization, or leave it out.' }],
     }),
+  roleAlreadyAssigned: (code: string) =>
+    new AppError(409, 'role_already_assigned', `The user already holds role "${code}".`, {
+      errors: [{ field: 'role', message: 'Already held; send is_primary to change which role is primary.' }],
+    }),
   assignmentNotFound: () => new AppError(404, 'role_assignment_not_found', 'The user does not hold this role.'),
   /** Codes in a body that name nothing; the field says which list. */
   unknownCodes: (field: string, codes: string[]) =>

@@ -259,7 +259,16 @@ describe('assignments and effective permissions', () => {
       organization_id: role.json().organization_id,
     });
     expect(assigned.json()).toHaveProperty('organization_id');
-    expect((await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code })).statusCode).toBe(200);
+    // A duplicate answers 409 and writes nothing; changing only is_primary is an update (200).
+    const again = await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code });
+    expect(again.statusCode).toBe(409);
+    expect(again.json()).toMatchObject({ code: 'role_already_assigned', errors: [{ field: 'role' }] });
+    const demoted = await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code, is_primary: false });
+    expect(demoted.statusCode).toBe(200);
+    expect(demoted.json()).toMatchObject({ is_primary: false });
+    expect(
+      (await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code, is_primary: true })).statusCode,
+    ).toBe(200);
     const mine = (await client.get('/api/v1/users/profile/permissions/')).json();
     expect(mine).toMatchObject({
       permissions: [view],

@@ -14,6 +14,7 @@ import {
   UserRoleParams,
   UserRolesParams,
 } from './rbac.schemas.js';
+import { rbacErrors } from './rbac.errors.js';
 import {
   assignRole,
   createRole,
@@ -140,16 +141,18 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         operationId: 'assignRole',
         description:
-          'Gives the user a role by code (their organization’s role first, then the global one): 201, or 200 when ' +
-          'they already hold it. Nobody changes their own roles; the delegation ceiling applies.',
+          'Gives the user a role by code (their organization’s role first, then the global one): 201; 200 when ' +
+          'they hold it and `is_primary` changes; 409 `role_already_assigned` when they already hold it as asked. ' +
+          'Nobody changes their own roles; the delegation ceiling applies.',
         params: UserRolesParams,
         body: AssignRoleBody,
         response: { 200: AssignmentView, 201: AssignmentView },
       },
     },
     async (req, reply) => {
-      const { assignment, created } = await assignRole(db, requireUser(req.actor), req.params.id, req.body);
-      return reply.code(created ? 201 : 200).send(toAssignmentView(assignment));
+      const { assignment, outcome } = await assignRole(db, requireUser(req.actor), req.params.id, req.body);
+      if (outcome === 'unchanged') throw rbacErrors.roleAlreadyAssigned(assignment.code);
+      return reply.code(outcome === 'created' ? 201 : 200).send(toAssignmentView(assignment));
     },
   );
 

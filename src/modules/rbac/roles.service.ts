@@ -368,15 +368,18 @@ async function authorizeAssignmentChange(db: Db, actor: UserActor, userId: strin
   return { target, role };
 }
 
-/** Gives a user a role (201), or updates whether an existing assignment is primary (200). */
+/**
+ * Gives a user a role, or changes whether an assignment they hold is primary. `unchanged` (they
+ * already hold it as asked) writes nothing: the route answers it as a duplicate.
+ */
 export async function assignRole(
   db: Db,
   actor: UserActor,
   userId: string,
   input: AssignRoleInput,
-): Promise<{ assignment: Assignment; created: boolean }> {
+): Promise<{ assignment: Assignment; outcome: 'created' | 'updated' | 'unchanged' }> {
   const { target, role } = await authorizeAssignmentChange(db, actor, userId, input.role);
-  const created = await db.transaction(async (tx) => {
+  const outcome = await db.transaction(async (tx) => {
     const held = await tx
       .select({ roleId: userRoles.roleId, isPrimary: userRoles.isPrimary })
       .from(userRoles)
@@ -385,6 +388,7 @@ export async function assignRole(
     const existing = held.find((h) => h.roleId === role.id);
     // The first role a user receives is their primary one.
     const isPrimary = input.is_primary ?? (existing?.isPrimary || !held.some((h) => h.isPrimary));
+    if (existing && existing.isPrimary === isPrimary) return 'unchanged' as const;
     if (isPrimary) {
       await tx
         .update(userRoles)
@@ -410,10 +414,10 @@ export async function assignRole(
       objectType: 'role',
       objectId: role.id,
     });
-    return !existing;
+    return existing ? ('updated' as const) : ('created' as const);
   });
   const assignment = (await listAssignments(db, target.id)).find((a) => a.roleId === role.id) as Assignment;
-  return { assignment, created };
+  return { assignment, outcome };
 }
 
 /** Takes a role from a user; when it was primary, their most powerful remaining role becomes primary. */
