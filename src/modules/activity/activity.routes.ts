@@ -56,13 +56,16 @@ interface FilterQuery {
   search?: string | undefined;
 }
 
+/** Seed 002 names severities low/normal/high/critical; Gatehouse stores info/warning/critical. */
+const SEED_SEVERITIES: Record<string, string> = { low: 'info', normal: 'info', high: 'warning' };
+
 function filterOf(query: FilterQuery, organizationId: string | undefined): ActivityFilter {
   return {
     organizationId,
     activityType: query.activity_type,
     userId: query.user,
     category: query.category,
-    severity: query.severity,
+    severity: query.severity && (SEED_SEVERITIES[query.severity] ?? query.severity),
     success: query.success,
     since: query.since ? new Date(query.since) : undefined,
     until: query.until ? new Date(query.until) : undefined,

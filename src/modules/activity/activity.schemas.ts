@@ -12,7 +12,15 @@ const ActivityFilters = {
   user: Type.Optional(Type.String({ format: 'uuid', description: 'Events about this user (for requests: by them).' })),
   organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
   category: Type.Optional(Type.String({ maxLength: 100 })),
-  severity: Type.Optional(Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')])),
+  severity: Type.Optional(
+    Type.Union(
+      ['info', 'warning', 'critical', 'low', 'normal', 'high'].map((s) => Type.Literal(s)),
+      {
+        description:
+          'info, warning or critical. Seed 002’s names are understood too: low and normal mean info, high means warning.',
+      },
+    ),
+  ),
   success: Type.Optional(Type.Boolean()),
   since: Type.Optional(Type.String({ format: 'date-time', description: 'From this moment (inclusive).' })),
   until: Type.Optional(Type.String({ format: 'date-time', description: 'Before this moment.' })),

@@ -174,6 +174,7 @@ describe('activity API', () => {
         description: `event number ${i}`,
         success: i !== 3,
         tags: i === 2 ? ['special'] : [],
+        severity: i === 1 ? 'warning' : 'info',
       });
     }
     await recordAudit(t.database.db, {
@@ -202,6 +203,15 @@ describe('activity API', () => {
       await admin.get('/api/v1/activities?activity_type=test.listed&success=false')
     ).json() as PageOf<Entry>;
     expect(failed.results.map((r) => r.description)).toEqual(['event number 3']);
+    const bySeverity = async (severity: string) =>
+      (
+        (await admin.get(`/api/v1/activities?activity_type=test.listed&severity=${severity}`)).json() as PageOf<Entry>
+      ).results.map((r) => r.description);
+    expect(await bySeverity('warning')).toEqual(['event number 1']);
+    // Seed 002's names: high is warning, normal is info.
+    expect(await bySeverity('high')).toEqual(['event number 1']);
+    expect(await bySeverity('normal')).toHaveLength(4);
+    expect((await admin.get('/api/v1/activities?severity=severe')).statusCode).toBe(400);
     const tagged = (await admin.get('/api/v1/activities?tag=special')).json() as PageOf<Entry>;
     expect(tagged.results.map((r) => r.description)).toEqual(['event number 2']);
     const searched = (await admin.get('/api/v1/activities?search=NUMBER%201')).json() as PageOf<Entry>;
