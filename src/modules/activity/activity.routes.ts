@@ -27,6 +27,7 @@ import {
 } from './activity.schemas.js';
 import { toActivityCsvHeader, toActivityView } from './activity.views.js';
 import { listStatistics, type StatisticsRow } from './activity-stats.js';
+import { type SeedSeverity, type Severity, storedSeverity } from './severity.js';
 
 const tags = ['activity'];
 const auth = { permission: 'activities.view' };
@@ -56,16 +57,13 @@ interface FilterQuery {
   search?: string | undefined;
 }
 
-/** Seed 002 names severities low/normal/high/critical; Gatehouse stores info/warning/critical. */
-const SEED_SEVERITIES: Record<string, string> = { low: 'info', normal: 'info', high: 'warning' };
-
 function filterOf(query: FilterQuery, organizationId: string | undefined): ActivityFilter {
   return {
     organizationId,
     activityType: query.activity_type,
     userId: query.user,
     category: query.category,
-    severity: query.severity && (SEED_SEVERITIES[query.severity] ?? query.severity),
+    severity: query.severity && storedSeverity(query.severity as Severity | SeedSeverity),
     success: query.success,
     since: query.since ? new Date(query.since) : undefined,
     until: query.until ? new Date(query.until) : undefined,

@@ -59,6 +59,7 @@ describe('request tracking', () => {
       type: 'document_uploaded',
       description: 'User uploaded PID drawing',
       category: 'data_management',
+      severity: 'high',
       details: { filename: 'drawing_001.pdf', api_key: 'gh_secretsecretsecret', password: 'x' },
       tags: ['pid', 'upload'],
       user: { id: user.id, organizationId: org.id },
@@ -75,6 +76,7 @@ describe('request tracking', () => {
     await t.app.activityBuffer.flush();
     const rows = await queryRows<{
       activity_type: string;
+      severity: string;
       success: boolean;
       details: Record<string, unknown>;
       tags: string[];
@@ -82,11 +84,12 @@ describe('request tracking', () => {
       organization_id: string | null;
     }>(
       t.database.db,
-      sql`select activity_type, success, details, tags, user_id, organization_id from activities
+      sql`select activity_type, severity, success, details, tags, user_id, organization_id from activities
         where kind = 'event' and category = 'data_management' order by id`,
     );
     expect(rows[0]).toMatchObject({
       activity_type: 'document_uploaded',
+      severity: 'warning', // seed 002's "high"
       user_id: user.id,
       organization_id: org.id,
       tags: ['pid', 'upload'],

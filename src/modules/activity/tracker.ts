@@ -3,6 +3,7 @@ import { newId } from '../../platform/db/ids.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
 import type { ActivityBuffer } from './activity-buffer.js';
 import { redactDetails } from './redact.js';
+import { type SeedSeverity, type Severity, storedSeverity } from './severity.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,7 +20,8 @@ export interface TrackInput {
   organizationId?: string | null;
   description: string;
   category?: string;
-  severity?: 'info' | 'warning' | 'critical';
+  /** Seed 002's low/normal/high are understood too. */
+  severity?: Severity | SeedSeverity;
   success?: boolean;
   /** Redacted before storage. */
   details?: Record<string, unknown>;
@@ -62,7 +64,7 @@ export function createTracker(buffer: ActivityBuffer): Tracker {
       kind: 'event',
       activityType: input.type,
       category: input.category ?? 'general',
-      severity: input.severity ?? 'info',
+      severity: storedSeverity(input.severity ?? 'info'),
       success: input.success ?? true,
       organizationId,
       userId,

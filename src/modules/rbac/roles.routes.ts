@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
+import { rbacErrors } from './rbac.errors.js';
 import {
   AssignmentPage,
   AssignmentView,
@@ -14,7 +15,6 @@ import {
   UserRoleParams,
   UserRolesParams,
 } from './rbac.schemas.js';
-import { rbacErrors } from './rbac.errors.js';
 import {
   assignRole,
   createRole,
