@@ -7,7 +7,7 @@ import { createScimGroup, deleteScimGroup, groupVersion, patchScimGroup, replace
 import { applyPatch, readPatchBody } from './scim.patch.js';
 import { fromScimUser, toScimUser, USER_PATCH_SCHEMA, userVersion } from './scim.user-mapping.js';
 import { provisionItemOf, provisionScimUsers, type WriteContext } from './scim.user-writes.js';
-import { assertVersion, deleteScimUser, normaliseActive } from './scim.users.js';
+import { assertVersion, deleteScimUser } from './scim.users.js';
 
 /**
  * RFC 7644 §3.7 Bulk. Operations run in request order, except that an operation referencing
@@ -287,11 +287,7 @@ async function runUserBatch(
       if (!user) throw scimErrors.notFound('User', id);
       assertVersion(user, op.version);
       if (op.method === 'PUT') return { item: provisionItemOf(user, fromScimUser(op.data)) };
-      const patched = applyPatch(
-        toScimUser(user, undefined, baseUrl),
-        normaliseActive(readPatchBody(op.data)),
-        USER_PATCH_SCHEMA,
-      );
+      const patched = applyPatch(toScimUser(user, undefined, baseUrl), readPatchBody(op.data), USER_PATCH_SCHEMA);
       return { item: provisionItemOf(user, fromScimUser(patched)) };
     } catch (error) {
       return { error };

@@ -290,10 +290,7 @@ export function fromScimUser(input: unknown): ScimUserFields {
     firstName = optionalString(name, 'givenname', 'name.givenName') ?? '';
     lastName = optionalString(name, 'familyname', 'name.familyName') ?? '';
   }
-  const active = body.active;
-  if (active !== undefined && active !== null && typeof active !== 'boolean') {
-    throw scimErrors.invalidValue('"active" must be true or false.');
-  }
+  const active = booleanOf(body.active, 'active');
   const externalId = optionalString(body, 'externalid', 'externalId') ?? null;
   if (externalId !== null && externalId.length > 256) throw scimErrors.invalidValue('"externalId" is too long.');
 
@@ -319,8 +316,11 @@ export function fromScimUser(input: unknown): ScimUserFields {
       const value = optionalString(ext, key.toLowerCase(), key);
       if (value !== undefined) enterprise[key] = value;
     }
-    if (ext.manager !== undefined && ext.manager !== null) {
-      if (!isObject(ext.manager)) throw scimErrors.invalidValue('"manager" must be an object.');
+    // Entra ID sends a manager set by a PATCH path as the bare id rather than `{ value }`.
+    if (typeof ext.manager === 'string') {
+      if (ext.manager !== '') enterprise.manager = { value: ext.manager };
+    } else if (ext.manager !== undefined && ext.manager !== null) {
+      if (!isObject(ext.manager)) throw scimErrors.invalidValue('"manager" must be an object or an id.');
       const manager = caseless(ext.manager);
       const value = optionalString(manager, 'value', 'manager.value');
       if (value !== undefined) enterprise.manager = { value };

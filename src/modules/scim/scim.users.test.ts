@@ -329,6 +329,29 @@ describe('SCIM Users', () => {
     });
     expect(okta.statusCode).toBe(200);
     expect(okta.json()).toMatchObject({ id: created.id, active: true, title: 'Countess' });
+
+    // Entra ID's path forms: the manager as a bare id, active as a string.
+    const manager = (await scim('POST', '/Users', newUser())).json();
+    const byPath = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'Add', path: `${ENTERPRISE}:manager`, value: manager.id },
+        { op: 'Replace', path: 'active', value: 'False' },
+      ],
+    });
+    expect(byPath.statusCode).toBe(200);
+    expect(byPath.json()).toMatchObject({ active: false, [ENTERPRISE]: { manager: { value: manager.id } } });
+    const removed = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'Remove', path: `${ENTERPRISE}:manager` }],
+    });
+    expect(removed.json()[ENTERPRISE]?.manager).toBeUndefined();
+    const wrong = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'Replace', path: 'active', value: 'no' }],
+    });
+    expect(wrong.statusCode).toBe(400);
+    expect(wrong.json()).toMatchObject({ scimType: 'invalidValue' });
   });
 
   it('ignores id, meta and groups in a PUT body (RFC 7644 §3.5.1), replacing the user named by the URL', async () => {

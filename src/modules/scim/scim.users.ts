@@ -250,22 +250,8 @@ export async function patchScimUser(
   baseUrl: string,
 ): Promise<ScimUserRow> {
   return underLock(ctx, id, ifMatch, (current) =>
-    fromScimUser(applyPatch(toScimUser(current, undefined, baseUrl), normaliseActive(operations), USER_PATCH_SCHEMA)),
+    fromScimUser(applyPatch(toScimUser(current, undefined, baseUrl), operations, USER_PATCH_SCHEMA)),
   );
-}
-
-/** Azure AD sends `"active": "False"`; the string forms of booleans are read as booleans there. */
-export function normaliseActive(operations: PatchOperation[]): PatchOperation[] {
-  const fix = (v: unknown) => (v === 'True' || v === 'true' ? true : v === 'False' || v === 'false' ? false : v);
-  return operations.map((o) => {
-    if (o.path?.toLowerCase() === 'active') return { ...o, value: fix(o.value) };
-    if (!o.path && typeof o.value === 'object' && o.value !== null && !Array.isArray(o.value)) {
-      const value = { ...(o.value as Record<string, unknown>) };
-      for (const k of Object.keys(value)) if (k.toLowerCase() === 'active') value[k] = fix(value[k]);
-      return { ...o, value };
-    }
-    return o;
-  });
 }
 
 /**
