@@ -1,4 +1,5 @@
 import OrganizationIcon from '@mui/icons-material/Business';
+import IntegrationIcon from '@mui/icons-material/Hub';
 import ApiIcon from '@mui/icons-material/Key';
 import ActivityIcon from '@mui/icons-material/ListAlt';
 import UserIcon from '@mui/icons-material/People';
@@ -28,6 +29,7 @@ import {
   RoleList,
   RoleShow,
 } from './resources/catalog';
+import { IntegrationCreate, IntegrationEdit, IntegrationList, IntegrationShow } from './resources/integrations';
 import { UserCreate, UserEdit, UserList, UserShow } from './resources/users';
 
 export function App() {
@@ -66,12 +68,26 @@ export function App() {
           create={ApiKeyCreate}
           icon={ApiIcon}
         />
+        <Resource
+          name="integrations"
+          list={IntegrationList}
+          show={IntegrationShow}
+          create={IntegrationCreate}
+          edit={IntegrationEdit}
+          icon={IntegrationIcon}
+        />
         <Resource name="activities" list={ActivityList} icon={ActivityIcon} />
         <Resource name="active-users" options={{ label: 'Active users' }} list={ActiveUserList} />
         <Resource name="activity-stats" options={{ label: 'Activity stats' }} list={ActivityStatList} />
         <Resource name="user-sessions" options={{ label: 'Sessions' }} list={SessionList} />
         <Resource name="user-types" options={{ label: 'User types' }} list={UserTypeList} />
         <Resource name="user-roles" />
+        <Resource name="integration-health-checks" />
+        <Resource name="integration-logs" />
+        {/* The pickers' catalog, keyed by the codes the API takes. */}
+        <Resource name="role-codes" />
+        <Resource name="permission-codes" />
+        <Resource name="module-codes" />
       </Admin>
     </BrowserRouter>
   );

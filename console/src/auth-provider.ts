@@ -37,10 +37,17 @@ const required: Record<string, { read: string; write: string; delete?: string }>
   roles: { read: 'roles.view', write: 'roles.manage' },
   permissions: { read: 'roles.view', write: 'permissions.manage' },
   modules: { read: 'roles.view', write: 'modules.manage' },
+  // The pickers read the catalog and never write through it.
+  'role-codes': { read: 'roles.view', write: 'roles.manage' },
+  'permission-codes': { read: 'roles.view', write: 'roles.manage' },
+  'module-codes': { read: 'roles.view', write: 'roles.manage' },
   'api-keys': { read: 'apikeys.manage', write: 'apikeys.manage' },
   activities: { read: 'activities.view', write: 'activities.view' },
   'activity-stats': { read: 'activities.view', write: 'activities.view' },
   'active-users': { read: 'activities.view', write: 'activities.view' },
+  integrations: { read: 'integrations.view', write: 'integrations.manage' },
+  'integration-health-checks': { read: 'integrations.view', write: 'integrations.manage' },
+  'integration-logs': { read: 'integrations.view', write: 'integrations.manage' },
 };
 
 /** Whether the signed-in user may do `action` on a console resource. */

@@ -14,6 +14,13 @@ const paths: Record<string, string> = {
   'active-users': '/api/v1/activities/active-users/',
   'user-sessions': '/api/v1/user-sessions/',
   'user-types': '/api/v1/user-types/',
+  integrations: '/api/v1/integrations/',
+};
+
+/** Lists below one record: the API nests them under the parent's path. */
+const nestedPaths: Record<string, (parentId: string) => string> = {
+  'integration-health-checks': (id) => `/api/v1/integrations/${id}/health-checks/`,
+  'integration-logs': (id) => `/api/v1/integrations/${id}/logs/`,
 };
 
 function pathOf(resource: string): string {
@@ -38,16 +45,119 @@ function listKey(resource: string, params: GetListParams): string {
   return JSON.stringify([resource, params.filter, params.sort, params.pagination?.perPage]);
 }
 
+/** One page of a `{results, next}` list, found through the cursors remembered under `key`. */
+async function cursorPage(
+  key: string,
+  path: string,
+  filter: Record<string, unknown>,
+  pagination: { page: number; perPage: number } | undefined,
+) {
+  const perPage = pagination?.perPage ?? 25;
+  const page = pagination?.page ?? 1;
+  const known = cursors.get(key) ?? [undefined];
+  const effectivePage = page === 1 || known[page - 1] !== undefined ? page : 1;
+  const cursor = known[effectivePage - 1];
+  const body = await api<Page<Record<string, unknown>> | Record<string, unknown>[]>(
+    `${path}${query({ ...filter, limit: perPage, cursor })}`,
+  );
+  // Active users answer a plain list; every other list is a `{results, next}` page.
+  const rows = Array.isArray(body) ? body : body.results;
+  const next = Array.isArray(body) ? null : (body.next ?? null);
+  if (next) {
+    known[effectivePage] = next;
+    cursors.set(key, known);
+  }
+  return {
+    data: withIds(rows, (row) => String(row.user_id ?? row.period_start ?? JSON.stringify(row))),
+    pageInfo: { hasNextPage: next !== null, hasPreviousPage: effectivePage > 1 },
+    // On the last page the count is known without a COUNT(*): the pager can then say "1-3 of 3".
+    ...(next === null ? { total: (effectivePage - 1) * perPage + rows.length } : {}),
+  };
+}
+
+/**
+ * The pickers' resources: roles, permissions and modules keyed by code, the value the API takes in
+ * assignments and grants. The catalog routes have no search, and the catalog is small, so it is read
+ * whole (bounded) and searched here.
+ */
+const codeResources = {
+  'role-codes': '/api/v1/roles/',
+  'permission-codes': '/api/v1/permissions/',
+  'module-codes': '/api/v1/modules/',
+} as const;
+type CodeResource = keyof typeof codeResources;
+const MAX_CATALOG_PAGES = 20;
+
+function isCodeResource(resource: string): resource is CodeResource {
+  return resource in codeResources;
+}
+
+async function readAll(path: string, filter: Record<string, unknown>): Promise<Record<string, unknown>[]> {
+  const rows: Record<string, unknown>[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < MAX_CATALOG_PAGES; page++) {
+    const body = await api<Page<Record<string, unknown>>>(`${path}${query({ ...filter, limit: 500, cursor })}`);
+    rows.push(...body.results);
+    if (!body.next) break;
+    cursor = body.next;
+  }
+  return rows;
+}
+
+/**
+ * The catalog of one picker, first row per code. Roles for a user's organization are that
+ * organization's and the global ones, its own first: the order in which the API resolves a code.
+ */
+async function codeCatalog(resource: CodeResource, filter: Record<string, unknown>): Promise<RaRecord[]> {
+  const { q: _q, organization, ...rest } = filter;
+  const path = codeResources[resource];
+  const rows =
+    resource === 'role-codes' && typeof organization === 'string' && organization !== ''
+      ? [
+          ...(await readAll(path, { ...rest, organization })),
+          ...(await readAll(path, { ...rest, organization: 'global' })),
+        ]
+      : await readAll(path, rest);
+  const byCode = new Map<string, RaRecord>();
+  for (const row of rows) {
+    const code = String(row.code);
+    if (!byCode.has(code)) byCode.set(code, { ...row, id: code });
+  }
+  return [...byCode.values()].sort((a, b) => String(a.id).localeCompare(String(b.id)));
+}
+
+async function codeChoices(resource: CodeResource, params: GetListParams) {
+  const search = String(params.filter?.q ?? '')
+    .trim()
+    .toLowerCase();
+  const all = await codeCatalog(resource, params.filter ?? {});
+  const matching = search ? all.filter((row) => `${row.id} ${row.name ?? ''}`.toLowerCase().includes(search)) : all;
+  const perPage = params.pagination?.perPage ?? 25;
+  const page = params.pagination?.page ?? 1;
+  return { data: matching.slice((page - 1) * perPage, page * perPage), total: matching.length };
+}
+
 /** Rows without an `id` of their own get one, as react-admin keys rows by id. */
 function withIds<T extends Record<string, unknown>>(rows: T[], idOf: (row: T) => Identifier): (T & RaRecord)[] {
   return rows.map((row) => ({ ...row, id: (row.id as Identifier | undefined) ?? idOf(row) }));
 }
 
+/**
+ * Resources whose text fields are never null: an emptied field is sent as '' (elsewhere '' means
+ * "no value", sent as null).
+ */
+const emptyStringsKept = new Set(['integrations']);
+
 /** Only the fields the form changed, so a PATCH never rewrites what another admin just edited. */
-function changes(data: Record<string, unknown>, previous: Record<string, unknown>): Record<string, unknown> {
+function changes(
+  data: Record<string, unknown>,
+  previous: Record<string, unknown>,
+  keepEmptyStrings: boolean,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(data)) {
-    if (JSON.stringify(value) !== JSON.stringify(previous[key])) out[key] = value === '' ? null : value;
+    if (JSON.stringify(value) === JSON.stringify(previous[key])) continue;
+    out[key] = value === '' && !keepEmptyStrings ? null : value;
   }
   return out;
 }
@@ -62,33 +172,13 @@ function filled(data: Record<string, unknown>): Record<string, unknown> {
 // Records are the API's JSON objects; react-admin's per-call generics add nothing checkable here.
 export const dataProvider = {
   async getList(resource, params) {
-    const perPage = params.pagination?.perPage ?? 25;
-    const page = params.pagination?.page ?? 1;
-    const key = listKey(resource, params);
-    const known = cursors.get(key) ?? [undefined];
-    const effectivePage = page === 1 || known[page - 1] !== undefined ? page : 1;
-    const cursor = known[effectivePage - 1];
+    if (isCodeResource(resource)) return codeChoices(resource, params);
     const filter: Record<string, unknown> = { ...params.filter };
     if (filter.q !== undefined) {
       filter.search = filter.q;
       delete filter.q;
     }
-    const body = await api<Page<Record<string, unknown>> | Record<string, unknown>[]>(
-      `${pathOf(resource)}${query({ ...filter, limit: perPage, cursor })}`,
-    );
-    // Active users answer a plain list; every other list is a `{results, next}` page.
-    const rows = Array.isArray(body) ? body : body.results;
-    const next = Array.isArray(body) ? null : (body.next ?? null);
-    if (next) {
-      known[effectivePage] = next;
-      cursors.set(key, known);
-    }
-    return {
-      data: withIds(rows, (row) => String(row.user_id ?? row.period_start ?? JSON.stringify(row))),
-      pageInfo: { hasNextPage: next !== null, hasPreviousPage: effectivePage > 1 },
-      // On the last page the count is known without a COUNT(*): the pager can then say "1-3 of 3".
-      ...(next === null ? { total: (effectivePage - 1) * perPage + rows.length } : {}),
-    };
+    return cursorPage(listKey(resource, params), pathOf(resource), filter, params.pagination);
   },
 
   async getOne(resource, params) {
@@ -97,6 +187,10 @@ export const dataProvider = {
   },
 
   async getMany(resource, params) {
+    if (isCodeResource(resource)) {
+      const wanted = new Set(params.ids.map(String));
+      return { data: (await codeCatalog(resource, {})).filter((row) => wanted.has(String(row.id))) };
+    }
     const data = await Promise.all(
       params.ids.map((id) => api<RaRecord>(`${pathOf(resource)}${encodeURIComponent(String(id))}/`)),
     );
@@ -111,6 +205,11 @@ export const dataProvider = {
       const list = Array.isArray(rows) ? rows : rows.results;
       const data = list.map((row) => ({ ...row, id: `${params.id}/${row.role}`, user_id: params.id }));
       return { data, total: data.length };
+    }
+    const nested = nestedPaths[resource];
+    if (nested) {
+      const key = JSON.stringify([resource, params.id, params.filter, params.pagination?.perPage]);
+      return cursorPage(key, nested(id), { ...params.filter }, params.pagination);
     }
     const body = await api<Page<RaRecord>>(
       `${pathOf(resource)}${query({ ...params.filter, [params.target]: params.id, limit: 100 })}`,
@@ -132,7 +231,7 @@ export const dataProvider = {
   },
 
   async update(resource, params) {
-    const body = changes(params.data, params.previousData ?? {});
+    const body = changes(params.data, params.previousData ?? {}, emptyStringsKept.has(resource));
     const path = `${pathOf(resource)}${encodeURIComponent(String(params.id))}/`;
     if (Object.keys(body).length === 0) return { data: params.previousData } as never;
     const data = await api<RaRecord>(path, { method: 'PATCH', body });
@@ -174,4 +273,30 @@ export async function setUserActive(id: Identifier, active: boolean): Promise<Ra
   return active
     ? api<RaRecord>(path, { method: 'PATCH', body: { status: 'active' } })
     : api<RaRecord>(`${path}deactivate/`, { method: 'POST' });
+}
+
+/** Integrations are switched off and on by their own routes (calls are refused while off). */
+export async function setIntegrationActive(id: Identifier, active: boolean): Promise<RaRecord> {
+  const action = active ? 'activate' : 'deactivate';
+  return api<RaRecord>(`/api/v1/integrations/${encodeURIComponent(String(id))}/${action}/`, { method: 'POST' });
+}
+
+interface HealthCheck {
+  status: string;
+  response_time_ms: number | null;
+  http_status: number | null;
+  error_message: string | null;
+}
+
+/** Runs the integration's health check now; the check joins its history. */
+export async function checkIntegrationHealth(id: Identifier): Promise<{ check: HealthCheck; integration: RaRecord }> {
+  return api(`/api/v1/integrations/${encodeURIComponent(String(id))}/health-check/`, { method: 'POST' });
+}
+
+/**
+ * A new key with the old one's name, organization, scopes and expiry; the server revokes the old
+ * one in the same transaction. The answer holds the new key in clear, once.
+ */
+export async function rotateApiKey(id: Identifier): Promise<RaRecord & { key: string }> {
+  return api(`/api/v1/api-keys/${encodeURIComponent(String(id))}/rotate/`, { method: 'POST' });
 }

@@ -10,6 +10,7 @@ import {
 import { useState } from 'react';
 import {
   CheckboxGroupInput,
+  Confirm,
   Create,
   Datagrid,
   DateField,
@@ -23,8 +24,13 @@ import {
   SimpleShowLayout,
   TextField,
   TextInput,
+  TopToolbar,
+  useCanAccess,
+  useNotify,
+  useRecordContext,
   useRedirect,
 } from 'react-admin';
+import { rotateApiKey } from '../data-provider';
 
 const scopes = ['provisioning', 'scim', 'authorize', 'read:users'].map((id) => ({ id, name: id }));
 
@@ -44,9 +50,67 @@ export function ApiKeyList() {
   );
 }
 
+/**
+ * Rotation issues a new key with the same name, organization, scopes and expiry and revokes this
+ * one, in one transaction on the server; the new key is shown once, like a created one.
+ */
+function RotateButton() {
+  const apiKey = useRecordContext();
+  const notify = useNotify();
+  const redirect = useRedirect();
+  const [confirming, setConfirming] = useState(false);
+  const [pending, setPending] = useState(false);
+  const [created, setCreated] = useState<RaRecord & { key: string }>();
+  const { canAccess } = useCanAccess({ resource: 'api-keys', action: 'edit' });
+  if (!apiKey || !canAccess) return null;
+  async function rotate() {
+    setPending(true);
+    try {
+      setCreated(await rotateApiKey(apiKey!.id));
+    } catch (err) {
+      notify((err as Error).message, { type: 'error' });
+    } finally {
+      setPending(false);
+      setConfirming(false);
+    }
+  }
+  return (
+    <>
+      <Button size="small" onClick={() => setConfirming(true)} disabled={Boolean(apiKey.revoked_at)}>
+        Rotate
+      </Button>
+      <Confirm
+        isOpen={confirming}
+        loading={pending}
+        title="Rotate this API key?"
+        content="A new key with the same name, organization, scopes and expiry replaces it, and this one stops working at once."
+        confirm="Rotate"
+        onConfirm={rotate}
+        onClose={() => setConfirming(false)}
+      />
+      {created && (
+        <KeyOnce
+          created={created}
+          title="API key rotated"
+          onClose={() => {
+            setCreated(undefined);
+            redirect('show', 'api-keys', created.id);
+          }}
+        />
+      )}
+    </>
+  );
+}
+
 export function ApiKeyShow() {
   return (
-    <Show>
+    <Show
+      actions={
+        <TopToolbar>
+          <RotateButton />
+        </TopToolbar>
+      }
+    >
       <SimpleShowLayout>
         <TextField source="name" />
         <TextField source="prefix" />
@@ -66,7 +130,15 @@ export function ApiKeyShow() {
  * The key exists in clear only in the create answer (the server keeps its hash), so it is shown
  * here once, from memory, and never stored anywhere in the browser.
  */
-function KeyOnce({ created, onClose }: { created: RaRecord & { key: string }; onClose(): void }) {
+function KeyOnce({
+  created,
+  title = 'API key created',
+  onClose,
+}: {
+  created: RaRecord & { key: string };
+  title?: string;
+  onClose(): void;
+}) {
   const [copied, setCopied] = useState(false);
   async function copy() {
     await navigator.clipboard.writeText(created.key);
@@ -74,7 +146,7 @@ function KeyOnce({ created, onClose }: { created: RaRecord & { key: string }; on
   }
   return (
     <Dialog open onClose={onClose} aria-labelledby="new-key-title" maxWidth="sm" fullWidth>
-      <DialogTitle id="new-key-title">API key created</DialogTitle>
+      <DialogTitle id="new-key-title">{title}</DialogTitle>
       <DialogContent>
         <Alert severity="warning" sx={{ mb: 2 }}>
           Copy the key now: it is shown only once and cannot be read again.

@@ -1,4 +1,6 @@
 import {
+  AutocompleteArrayInput,
+  AutocompleteInput,
   BooleanField,
   BooleanInput,
   Create,
@@ -8,17 +10,22 @@ import {
   List,
   NumberField,
   NumberInput,
+  type RaRecord,
+  ReferenceArrayInput,
+  ReferenceInput,
   required,
   SearchInput,
   Show,
   SimpleForm,
   SimpleShowLayout,
-  TextArrayInput,
   TextField,
   TextInput,
 } from 'react-admin';
 
 // The RBAC catalog and organizations: plain lists and forms over the administration routes.
+
+/** How a picker shows a catalog entry: its name, then the code the API stores. */
+const codeAndName = (entry: RaRecord) => `${entry.name} (${entry.id})`;
 
 export function OrganizationList() {
   return (
@@ -109,8 +116,12 @@ function RoleFields({ creating }: { creating: boolean }) {
       <NumberInput source="level" validate={required()} helperText="Lower is more powerful" />
       <TextInput source="description" multiline />
       {creating && <TextInput source="organization" label="Organization code" helperText="Empty: a global role" />}
-      <TextArrayInput source="permissions" helperText="Permission codes, e.g. users.view" />
-      <TextArrayInput source="modules" helperText="Module codes" />
+      <ReferenceArrayInput source="permissions" reference="permission-codes" perPage={100}>
+        <AutocompleteArrayInput label="Permissions" optionText={codeAndName} />
+      </ReferenceArrayInput>
+      <ReferenceArrayInput source="modules" reference="module-codes" perPage={100}>
+        <AutocompleteArrayInput label="Modules" optionText={codeAndName} />
+      </ReferenceArrayInput>
     </>
   );
 }
@@ -135,9 +146,15 @@ export function RoleEdit() {
   );
 }
 
+const permissionFilters = [
+  <ReferenceInput key="module" source="module" reference="module-codes" alwaysOn>
+    <AutocompleteInput label="Module" optionText={codeAndName} sx={{ minWidth: 240 }} />
+  </ReferenceInput>,
+];
+
 export function PermissionList() {
   return (
-    <List exporter={false} filters={[<TextInput key="module" source="module" label="Module code" alwaysOn />]}>
+    <List exporter={false} filters={permissionFilters}>
       <Datagrid rowClick="edit" bulkActionButtons={false}>
         <TextField source="code" sortable={false} />
         <TextField source="module" sortable={false} />
@@ -153,7 +170,9 @@ export function PermissionCreate() {
     <Create redirect="list">
       <SimpleForm>
         <TextInput source="code" validate={required()} helperText="<module>.<action>" />
-        <TextInput source="module" label="Module code" validate={required()} />
+        <ReferenceInput source="module" reference="module-codes">
+          <AutocompleteInput label="Module" optionText={codeAndName} validate={required()} />
+        </ReferenceInput>
         <TextInput source="action" validate={required()} />
         <TextInput source="name" validate={required()} />
         <TextInput source="description" multiline />

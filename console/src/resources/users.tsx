@@ -1,5 +1,6 @@
 import { Button as MuiButton, Stack } from '@mui/material';
 import {
+  AutocompleteInput,
   BooleanField,
   BooleanInput,
   Create,
@@ -14,6 +15,7 @@ import {
   NullableBooleanInput,
   PasswordInput,
   type RaRecord,
+  ReferenceInput,
   ReferenceManyField,
   required,
   SaveButton,
@@ -156,7 +158,15 @@ function AssignRole() {
       }
     >
       <Stack direction="row" spacing={2} sx={{ alignItems: 'center' }}>
-        <TextInput source="role" label="Role code" validate={required()} />
+        {/* The organization's roles and the global ones; the code is what the assignment takes. */}
+        <ReferenceInput source="role" reference="role-codes" filter={{ organization: user.organization }}>
+          <AutocompleteInput
+            label="Role"
+            optionText={(role: RaRecord) => `${role.name} (${role.id})`}
+            validate={required()}
+            sx={{ minWidth: 320 }}
+          />
+        </ReferenceInput>
         <BooleanInput source="is_primary" label="Primary" />
       </Stack>
     </SimpleForm>

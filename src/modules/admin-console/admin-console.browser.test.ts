@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { eq } from 'drizzle-orm';
 import * as OTPAuth from 'otpauth';
@@ -9,6 +10,7 @@ import { ensureConsoleBuilt } from '../../../test/console-build.js';
 import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { apiKeys } from '../api-keys/api-keys.table.js';
+import { integrations } from '../integrations/integrations.table.js';
 import { type User, users } from '../users/users.table.js';
 
 // Each step waits at most this long for the page: a slow shared machine, never a hung run.
@@ -55,7 +57,7 @@ describe.skipIf(!hasChromium())(
       await page.getByRole('button', { name: 'Sign in' }).click();
     }
 
-    it('signs in, lists and searches users, creates and edits one, creates an API key shown once, signs out', async () => {
+    it('signs in, lists and searches users, creates and edits one, creates and rotates an API key shown once, signs out', async () => {
       const page = await newPage();
       await signIn(page, admin.email);
 
@@ -127,6 +129,22 @@ describe.skipIf(!hasChromium())(
       await page.getByText('directory sync').first().waitFor();
       expect(await page.content()).not.toContain(key);
 
+      // Rotation: a new key with the same name and scopes, shown once; the old one is revoked.
+      const oldId = stored!.id;
+      await page.getByRole('button', { name: 'Rotate' }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Rotate' }).click();
+      await keyField.waitFor();
+      const rotated = await keyField.inputValue();
+      expect(rotated).not.toBe(key);
+      const keys = await t.database.db.select().from(apiKeys).where(eq(apiKeys.name, 'directory sync'));
+      const fresh = keys.find((row) => row.id !== oldId);
+      expect(fresh).toMatchObject({ keyHash: createHash('sha256').update(rotated).digest('hex'), scopes: ['scim'] });
+      expect(fresh?.revokedAt).toBeNull();
+      expect(keys.find((row) => row.id === oldId)?.revokedAt).not.toBeNull();
+      await page.getByRole('button', { name: 'Done' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toContain(`/api-keys/${fresh!.id}/show`);
+      expect(await page.content()).not.toContain(rotated);
+
       // Sign out: back to the sign-in form, and the session no longer works.
       await page.getByRole('button', { name: 'Profile' }).click();
       await page.getByRole('menuitem', { name: 'Logout' }).click();
@@ -155,7 +173,7 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
-    it('deactivates and reactivates a user, assigns and removes a role, revokes a session, deactivates in bulk', async () => {
+    it('deactivates and reactivates a user, assigns a picked role and removes it, revokes a session, deactivates in bulk', async () => {
       const target = await seedUser(t, orgId, { email: 'mary.jackson@example.com' });
       const targetClient = await loginAs(t, target);
       const page = await newPage();
@@ -164,9 +182,10 @@ describe.skipIf(!hasChromium())(
       const statusOf = async () => (await t.database.db.select().from(users).where(eq(users.id, target.id)))[0]?.status;
 
       await page.goto(`${base}/admin/users/${target.id}/show`);
-      // Roles: assigned by code, listed, removed.
+      // Roles: picked by name from the catalog (the code is what is sent), listed, removed.
       await page.getByRole('tab', { name: 'Roles' }).click();
-      await page.getByLabel('Role code').fill('viewer');
+      await page.getByLabel(/^Role/).fill('view');
+      await page.getByRole('option', { name: 'Viewer (viewer)' }).click();
       await page.getByRole('button', { name: 'Assign role' }).click();
       await page.getByRole('cell', { name: 'viewer', exact: true }).waitFor();
       const roleCodes = async () =>
@@ -214,6 +233,110 @@ describe.skipIf(!hasChromium())(
       const exported = await page.request.get(`${base}${exportHref}`);
       expect(exported.status()).toBe(200);
       await page.context().close();
+    }, 120_000);
+
+    it('creates a role with permissions and modules picked from the catalog', async () => {
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/roles/create`);
+      await page.getByLabel(/^Code/).fill('auditor');
+      await page.getByLabel(/^Name/).fill('Auditor');
+      await page.getByLabel('Level').fill('20');
+      await page.getByLabel('Permissions').fill('activities.v');
+      await page.getByRole('option', { name: /\(activities\.view\)$/ }).click();
+      await page.getByLabel('Permissions').fill('users.vi');
+      await page.getByRole('option', { name: /\(users\.view\)$/ }).click();
+      await page.getByLabel('Modules').fill('gate');
+      await page.getByRole('option', { name: /\(GATEHOUSE\)$/ }).click();
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/roles\/[0-9a-f-]{36}\/show$/);
+      const roleId = /roles\/([0-9a-f-]{36})\/show/.exec(page.url())![1];
+      const role = (await (await page.request.get(`${base}/api/v1/roles/${roleId}/`)).json()) as {
+        permissions: string[];
+        modules: string[];
+      };
+      expect(role.permissions.sort()).toEqual(['activities.view', 'users.view']);
+      expect(role.modules).toEqual(['GATEHOUSE']);
+      await page.context().close();
+    }, 60_000);
+
+    it('registers an integration with a write-only token, lists it, checks it now and deactivates it', async () => {
+      // The integration's service, on loopback: healthy for the registered bearer token only.
+      const token = `tok_${randomBytes(24).toString('hex')}`;
+      const seen: IncomingHttpHeaders[] = [];
+      const service = createServer((req, res) => {
+        seen.push(req.headers);
+        const ok = req.url === '/health' && req.headers.authorization === `Bearer ${token}`;
+        res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' }).end('{}');
+      });
+      await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
+      const serviceUrl = `http://127.0.0.1:${(service.address() as AddressInfo).port}`;
+
+      try {
+        const page = await newPage();
+        await signIn(page, admin.email);
+        await page.getByTestId('total-users').waitFor();
+        await page.getByRole('menuitem', { name: 'Integrations' }).click();
+        await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/integrations$/);
+
+        await page.goto(`${base}/admin/integrations/create`);
+        await page.getByLabel('Name').fill('Billing gateway');
+        await page.getByRole('combobox', { name: 'Service type' }).click();
+        await page.getByRole('option', { name: 'payment_gateway' }).click();
+        await page.getByLabel('Provider').fill('Acme Pay');
+        await page.getByLabel('Base URL').fill(serviceUrl);
+        await page.getByLabel('Health-check path').fill('/health');
+        await page.getByRole('combobox', { name: 'Authentication' }).click();
+        await page.getByRole('option', { name: 'bearer' }).click();
+        await page.getByLabel('Token', { exact: true }).fill(token);
+        await page.getByRole('button', { name: 'Save' }).click();
+        await expect
+          .poll(() => page.url(), { timeout: STEP_TIMEOUT })
+          .toMatch(/\/admin\/integrations\/[0-9a-f-]{36}\/show$/);
+
+        // Stored sealed, shown only as a hint of its last characters.
+        const [row] = await t.database.db.select().from(integrations).where(eq(integrations.name, 'Billing gateway'));
+        expect(row).toMatchObject({
+          organizationId: orgId,
+          serviceType: 'payment_gateway',
+          providerName: 'Acme Pay',
+          authType: 'bearer',
+          baseUrl: `${serviceUrl}/`,
+          healthCheckPath: '/health',
+          isActive: true,
+        });
+        expect(JSON.stringify(row)).not.toContain(token);
+        await page
+          .getByTestId('credential-hints')
+          .getByText(`Token …${token.slice(-4)}`)
+          .waitFor();
+        expect(await page.content()).not.toContain(token);
+
+        // Check now: the service is called with the token, and the result joins the history.
+        await page.getByRole('button', { name: 'Check now' }).click();
+        await page.getByText(/Health check: success .*now HEALTHY/).waitFor();
+        expect(seen.at(-1)?.authorization).toBe(`Bearer ${token}`);
+        await page.getByRole('tab', { name: 'Health checks' }).click();
+        await page.getByRole('cell', { name: 'success', exact: true }).waitFor();
+        await page.getByRole('cell', { name: '200', exact: true }).waitFor();
+
+        // The list shows it with its health.
+        await page.goto(`${base}/admin/integrations`);
+        const listed = page.getByRole('row', { name: /Billing gateway/ });
+        await listed.getByText('payment_gateway').waitFor();
+        await listed.getByText('HEALTHY').waitFor();
+
+        // Deactivation through its own route; the secret was never sent back to the browser.
+        await listed.click();
+        await page.getByRole('button', { name: 'Deactivate' }).click();
+        await page.getByRole('button', { name: 'Activate' }).waitFor();
+        const [after] = await t.database.db.select().from(integrations).where(eq(integrations.id, row!.id));
+        expect(after?.isActive).toBe(false);
+        await page.context().close();
+      } finally {
+        await new Promise((resolve) => service.close(resolve));
+      }
     }, 120_000);
 
     it('signs in with the second factor when the account has TOTP on', async () => {
