@@ -1,4 +1,5 @@
 import { AppError, commonErrors, registerUniqueConstraint } from '../../platform/http/errors.js';
+import type { OriginChange } from './secret-destinations.js';
 
 registerUniqueConstraint('integrations_org_name_key', 'name', 'integration_name_taken');
 
@@ -15,6 +16,22 @@ export const integrationErrors = {
       errors: [{ field: 'organization', message: 'Not your organization.' }],
     }),
   invalidUrl: (field: string, message: string) => commonErrors.validation([{ field, message }]),
+  credentialsRequiredForNewOrigin: (moves: OriginChange[]) =>
+    new AppError(
+      400,
+      'integration_credentials_required',
+      `The integration moves to another host (${moves.map((m) => `${m.field}: ${m.from ?? 'none'} → ${m.to ?? 'none'}`).join(', ')}); ` +
+        'stored credentials are not sent to a new host unless they are given again.',
+      {
+        errors: [
+          {
+            field: 'credentials',
+            message:
+              'Give the credentials for the new host in the same request; they replace the stored set (`{}` keeps none).',
+          },
+        ],
+      },
+    ),
   inactive: (id: string) =>
     new AppError(409, 'integration_inactive', `Integration ${id} is deactivated; activate it before calling it.`),
   blockedAddress: (host: string) =>

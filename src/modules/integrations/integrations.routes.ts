@@ -193,7 +193,13 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Changes an integration. In `credentials`, a value replaces the stored secret, null removes it and an ' +
-          'omitted one is kept.',
+          'omitted one is kept. Secrets follow the host: a change of the origin (scheme, host or port) of ' +
+          '`base_url` or of an OAuth2 endpoint (`oauth2.token_url`, `oauth2.authorization_url`, or the `issuer` ' +
+          'they are discovered from) is refused with 400 `integration_credentials_required` unless `credentials` ' +
+          'is in the same request; the credentials given then replace the stored set whole (`{}` keeps none), ' +
+          'and the stored OAuth2 tokens and pending authorizations are dropped, so an `authorization_code` ' +
+          'integration must be authorized again. A change of path only keeps everything. The audit event ' +
+          'records the origin changes and what was dropped.',
         params: IntegrationIdParams,
         body: UpdateIntegrationBody,
         response: { 200: IntegrationView },

@@ -55,7 +55,8 @@ export const CredentialsInput = Type.Object(
     additionalProperties: false,
     description:
       'Secrets, stored encrypted and never shown again. On update, a value replaces the stored one, null removes it, ' +
-      'and an omitted one is kept.',
+      'and an omitted one is kept — except when the update moves `base_url` or an OAuth2 endpoint to another ' +
+      'origin: then `credentials` is required and replaces the stored set whole.',
   },
 );
 export type CredentialsInputValue = Partial<Record<(typeof CREDENTIAL_NAMES)[number], string | null>>;

@@ -14,8 +14,15 @@ import type {
   HealthStatus,
   UpdateIntegrationInput,
 } from './integrations.schemas.js';
-import { type Integration, integrations, type OAuth2Settings } from './integrations.table.js';
+import {
+  type Integration,
+  integrationOAuth2States,
+  integrationOAuth2Tokens,
+  integrations,
+  type OAuth2Settings,
+} from './integrations.table.js';
 import { checkIntegrationUrl } from './outbound-http.js';
+import { originChanges } from './secret-destinations.js';
 
 /** Who manages integrations, and within which bounds. */
 export interface IntegrationManager {
@@ -171,7 +178,10 @@ const FIELD_COLUMNS = {
 
 /**
  * Changes an integration; credentials merge (a value replaces, null removes, omitted keeps).
- * One transaction writes the change and its audit events: `integration.updated` for settings,
+ * A change of the origin of `base_url` or of an OAuth2 endpoint needs `credentials` in the same
+ * input when any are stored, replaces the stored set with them, and drops the OAuth2 tokens and
+ * pending authorizations. One transaction writes the change and its audit events:
+ * `integration.updated` for settings (with the origin changes and what was dropped),
  * `integration.credentials_changed` naming (never showing) the changed secrets, and
  * `integration.activated`/`deactivated` when `is_active` flips.
  */
@@ -201,18 +211,52 @@ export async function updateIntegration(
     }
     if (changes.baseUrl === current.baseUrl) delete changes.baseUrl;
 
-    const credentialNames = changedCredentialNames(input.credentials);
+    // Secrets follow the host: a manager may repoint an integration, but not send the stored
+    // secrets to a host they choose. Moving needs the credentials restated, and drops the tokens.
+    const moves = originChanges(current, {
+      baseUrl: changes.baseUrl ?? current.baseUrl,
+      oauth2: changes.oauth2 ?? current.oauth2,
+    });
+    if (moves.length > 0 && current.credentialsSealed !== null && input.credentials === undefined) {
+      throw integrationErrors.credentialsRequiredForNewOrigin(moves);
+    }
+    const given = changedCredentialNames(input.credentials);
+    const stored =
+      moves.length > 0 || given.length > 0 ? openCredentials(envelope, current.id, current.credentialsSealed) : {};
+    // After a move, the credentials given are the whole set: a name left out would otherwise be kept and sent on.
+    const credentialNames = moves.length > 0 ? [...new Set([...Object.keys(stored), ...given])].sort() : given;
     if (credentialNames.length > 0) {
-      const merged = mergeCredentials(
-        openCredentials(envelope, current.id, current.credentialsSealed),
-        input.credentials ?? {},
-      );
+      const merged = mergeCredentials(moves.length > 0 ? {} : stored, input.credentials ?? {});
       changes.credentialsSealed = sealCredentials(envelope, current.id, merged);
       changes.credentialHints = hintsOf(merged);
+    }
+    const dropped: string[] = [];
+    if (moves.length > 0) {
+      const tokens = await tx
+        .delete(integrationOAuth2Tokens)
+        .where(
+          and(
+            eq(integrationOAuth2Tokens.organizationId, current.organizationId),
+            eq(integrationOAuth2Tokens.integrationId, current.id),
+          ),
+        )
+        .returning({ id: integrationOAuth2Tokens.integrationId });
+      if (tokens.length > 0) dropped.push('oauth2_tokens');
+      const pending = await tx
+        .delete(integrationOAuth2States)
+        .where(
+          and(
+            eq(integrationOAuth2States.organizationId, current.organizationId),
+            eq(integrationOAuth2States.integrationId, current.id),
+          ),
+        )
+        .returning({ id: integrationOAuth2States.integrationId });
+      if (pending.length > 0) dropped.push('pending_oauth2_authorizations');
     }
     const activeChange = input.is_active !== undefined && input.is_active !== current.isActive;
     if (activeChange) changes.isActive = input.is_active as boolean;
 
+    // A move always changes base_url or oauth2, so nothing dropped goes unrecorded here.
     if (Object.keys(changes).length === 0) return scoped;
     await tx
       .update(integrations)
@@ -222,12 +266,18 @@ export async function updateIntegration(
     const subject = { id: current.id, organizationId: current.organizationId, name: changes.name ?? current.name };
     const events: AuditEvent[] = [];
     if (changedFields.length > 0) {
-      events.push(auditEvent(manager, subject, 'integration.updated', 'updated', { fields: changedFields }));
+      events.push(
+        auditEvent(manager, subject, 'integration.updated', 'updated', {
+          fields: changedFields,
+          ...(moves.length > 0 ? { origin_changes: moves, dropped } : {}),
+        }),
+      );
     }
     if (credentialNames.length > 0) {
       events.push(
         auditEvent(manager, subject, 'integration.credentials_changed', 'credentials changed', {
           changed: credentialNames,
+          ...(moves.length > 0 ? { reason: 'origin_changed' } : {}),
         }),
       );
     }

@@ -140,6 +140,11 @@ export const integrationOAuth2Tokens = pgTable(
     tokenType: text('token_type').notNull().default('Bearer'),
     scope: text('scope'),
     expiresAt: timestamp('expires_at', { withTimezone: true }),
+    /**
+     * Set while one caller renews the token, so that others wait for its result instead of spending
+     * the same refresh token again; a lease, so a caller that dies mid-renewal blocks no one for long.
+     */
+    renewalLeaseUntil: timestamp('renewal_lease_until', { withTimezone: true }),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },

@@ -160,6 +160,110 @@ describe('integration registry', () => {
     expect(everything).not.toContain('p4ss');
   });
 
+  async function storedCredentials(id: string) {
+    const [row] = await queryRows<{ credentials_sealed: string | null }>(
+      t.database.db,
+      sql`select credentials_sealed from integrations where id = ${id}::uuid`,
+    );
+    return openCredentials(createEnvelope(t.config.masterKey), id, row?.credentials_sealed ?? null);
+  }
+
+  it('refuses to move stored credentials to another host unless they are given again', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin, {
+      base_url: 'https://api.stripe.example/v1',
+      credentials: { api_key: 'sk_live_0123456789abcdefWXYZ', api_secret: 'whsec_shh' },
+    });
+    for (const base_url of [
+      'https://attacker.example/v1',
+      'http://api.stripe.example/v1',
+      'https://api.stripe.example:8443/v1',
+    ]) {
+      const moved = await admin.patch(`/api/v1/integrations/${created.id}`, { base_url, description: 'moved' });
+      expect(moved.statusCode, moved.body).toBe(400);
+      expect(moved.headers['content-type']).toContain('application/problem+json');
+      expect(moved.json()).toMatchObject({
+        code: 'integration_credentials_required',
+        errors: [{ field: 'credentials' }],
+      });
+    }
+    // Nothing changed, and nothing was recorded.
+    expect((await admin.get(`/api/v1/integrations/${created.id}`)).json()).toMatchObject({
+      base_url: 'https://api.stripe.example/v1',
+      description: '',
+    });
+    expect(await storedCredentials(created.id)).toEqual({
+      api_key: 'sk_live_0123456789abcdefWXYZ',
+      api_secret: 'whsec_shh',
+    });
+    expect((await auditOf(created.id)).map((e) => e.activity_type)).toEqual(['integration.created']);
+  });
+
+  it('moves to another host with the credentials given in the same request, which replace the stored set', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin, {
+      base_url: 'https://api.stripe.example/v1',
+      credentials: { api_key: 'sk_live_0123456789abcdefWXYZ', api_secret: 'whsec_shh' },
+    });
+    const moved = await admin.patch(`/api/v1/integrations/${created.id}`, {
+      base_url: 'https://payments.other.example/api',
+      credentials: { api_key: 'new-host-key-0123456789abcd' },
+    });
+    expect(moved.statusCode, moved.body).toBe(200);
+    expect(moved.json()).toMatchObject({
+      base_url: 'https://payments.other.example/api',
+      credentials: { api_key: { set: true, hint: '…abcd' }, api_secret: { set: false } },
+    });
+    // The secret not given again stayed behind rather than following the integration.
+    expect(await storedCredentials(created.id)).toEqual({ api_key: 'new-host-key-0123456789abcd' });
+
+    const events = await auditOf(created.id);
+    expect(events.map((e) => e.activity_type)).toEqual([
+      'integration.created',
+      'integration.updated',
+      'integration.credentials_changed',
+    ]);
+    expect(events[1]?.details).toMatchObject({
+      fields: ['base_url'],
+      origin_changes: [{ field: 'base_url', from: 'https://api.stripe.example', to: 'https://payments.other.example' }],
+      dropped: [],
+    });
+    expect(events[2]?.details).toMatchObject({ changed: ['api_key', 'api_secret'], reason: 'origin_changed' });
+    expect(JSON.stringify(events)).not.toContain('new-host-key-0123456789abcd');
+
+    // `{}` moves it on without any.
+    const bare = await admin.patch(`/api/v1/integrations/${created.id}`, {
+      base_url: 'https://third.example',
+      credentials: {},
+    });
+    expect(bare.statusCode, bare.body).toBe(200);
+    expect(await storedCredentials(created.id)).toEqual({});
+  });
+
+  it('keeps the credentials when only the path changes, or when there are none to move', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin, {
+      base_url: 'https://api.stripe.example/v1',
+      credentials: { api_key: 'sk_live_0123456789abcdefWXYZ' },
+    });
+    const path = await admin.patch(`/api/v1/integrations/${created.id}`, {
+      base_url: 'https://API.stripe.example:443/v2',
+    });
+    expect(path.statusCode, path.body).toBe(200);
+    expect(path.json()).toMatchObject({ base_url: 'https://api.stripe.example/v2' });
+    expect(await storedCredentials(created.id)).toEqual({ api_key: 'sk_live_0123456789abcdefWXYZ' });
+    const events = await auditOf(created.id);
+    expect(events.map((e) => e.activity_type)).toEqual(['integration.created', 'integration.updated']);
+    expect(events[1]?.details).not.toHaveProperty('origin_changes');
+
+    const empty = await create(admin);
+    const moved = await admin.patch(`/api/v1/integrations/${empty.id}`, { base_url: 'https://elsewhere.example' });
+    expect(moved.statusCode, moved.body).toBe(200);
+    expect((await auditOf(empty.id))[1]?.details).toMatchObject({
+      origin_changes: [{ field: 'base_url', to: 'https://elsewhere.example' }],
+    });
+  });
+
   it('activates and deactivates, idempotently, with one audit event per change', async () => {
     const { admin } = await orgAdmin();
     const created = await create(admin);

@@ -15,15 +15,36 @@ const CLIENT_SECRET = 'a-client-secret-of-the-provider-0123456789';
 const API_RESOURCE = 'urn:example:api';
 const CALLBACK = 'http://gatehouse.test/api/v1/integrations/oauth2/callback';
 
+/** What the tests see of, and hold at, the provider's token endpoint. */
+interface TokenEndpoint {
+  requests: number;
+  /** While set, token requests wait for it before the provider answers them. */
+  hold: Promise<void> | null;
+  /** Called as a token request arrives. */
+  onRequest: (() => void) | null;
+}
+
 /**
  * A real OAuth2 authorization server on loopback. Its interaction step (login and consent) is
  * answered by the server itself for a fixed account, so the test drives the browser's part with
- * plain HTTP requests.
+ * plain HTTP requests. It rotates refresh tokens and, like providers following RFC 9700 §4.14.2,
+ * revokes the grant when a spent one comes back.
  */
-async function startProvider(): Promise<{ issuer: string; provider: Provider; close(): Promise<void> }> {
+async function startProvider(): Promise<{
+  issuer: string;
+  provider: Provider;
+  tokenEndpoint: TokenEndpoint;
+  close(): Promise<void>;
+}> {
   let provider: Provider | undefined;
+  const tokenEndpoint: TokenEndpoint = { requests: 0, hold: null, onRequest: null };
   const server: Server = createServer(async (req, res) => {
     const p = provider as Provider;
+    if (req.url?.startsWith('/token')) {
+      tokenEndpoint.requests++;
+      tokenEndpoint.onRequest?.();
+      await tokenEndpoint.hold;
+    }
     if (req.url?.startsWith('/interaction/')) {
       try {
         const details = await p.interactionDetails(req, res);
@@ -73,6 +94,7 @@ async function startProvider(): Promise<{ issuer: string; provider: Provider; cl
     pkce: { required: () => true },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     issueRefreshToken: async () => true,
+    rotateRefreshToken: () => true,
     findAccount: async (_ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
     cookies: { keys: ['test-cookie-key-0123456789'] },
     ttl: { AccessToken: 3600, ClientCredentials: 3600 },
@@ -80,6 +102,7 @@ async function startProvider(): Promise<{ issuer: string; provider: Provider; cl
   return {
     issuer,
     provider,
+    tokenEndpoint,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -141,6 +164,25 @@ describe('OAuth2 integrations', () => {
     return res.json() as { id: string; organization_id: string };
   }
 
+  /** An integration through the whole authorization-code flow, holding tokens. */
+  async function authorized(oauth2: Record<string, unknown> = {}) {
+    const created = await register(oauth2);
+    const start = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize`, {});
+    const back = await authorizeInBrowser((start.json() as { authorization_url: string }).authorization_url);
+    const done = await t.request({ method: 'GET', url: `${back.pathname}${back.search}` });
+    expect(done.statusCode, done.body).toBe(200);
+    const integration = await findOrganizationIntegration(t.database.db, created.organization_id, created.id);
+    if (!integration) throw new Error('integration missing');
+    return integration;
+  }
+
+  /** Makes the stored access token due for renewal, on the real clock. */
+  async function expireToken(integrationId: string) {
+    await t.database.db.execute(
+      sql`update integration_oauth2_tokens set expires_at = now() where integration_id = ${integrationId}::uuid`,
+    );
+  }
+
   it('runs the authorization-code flow with PKCE and stores the tokens encrypted', async () => {
     const created = await register({});
     const start = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize/`, {});
@@ -192,6 +234,115 @@ describe('OAuth2 integrations', () => {
       sql`select activity_type from activities where object_id = ${created.id} order by id`,
     );
     expect(events.map((e) => e.activity_type)).toContain('integration.oauth2_authorized');
+  });
+
+  it('renews an expiring token once for concurrent callers, and both get the stored one', async () => {
+    const integration = await authorized();
+    const first = await currentAccessToken(t.database.db, envelope, integration);
+    await expireToken(integration.id);
+    const before = as.tokenEndpoint.requests;
+    const [a, b, c] = await Promise.all([
+      currentAccessToken(t.database.db, envelope, integration),
+      currentAccessToken(t.database.db, envelope, integration),
+      currentAccessToken(t.database.db, envelope, integration),
+    ]);
+    // One refresh: the provider rotates refresh tokens, and a second use of the spent one would have
+    // revoked the grant (and failed the caller that made it).
+    expect(as.tokenEndpoint.requests - before).toBe(1);
+    expect(a).not.toBe(first);
+    expect([b, c]).toEqual([a, a]);
+    expect(await as.provider.AccessToken.find(a)).toBeTruthy();
+    expect(await currentAccessToken(t.database.db, envelope, integration)).toBe(a);
+
+    // The rotated refresh token was stored: the next renewal works too.
+    await expireToken(integration.id);
+    const next = await currentAccessToken(t.database.db, envelope, integration);
+    expect(next).not.toBe(a);
+    expect(await as.provider.AccessToken.find(next)).toBeTruthy();
+  });
+
+  it('keeps the database usable while the token endpoint is slow', async () => {
+    const integration = await authorized();
+    await expireToken(integration.id);
+    let release = () => {};
+    as.tokenEndpoint.hold = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const arrived = new Promise<void>((resolve) => {
+      as.tokenEndpoint.onRequest = resolve;
+    });
+    let settled = false;
+    const renewal = currentAccessToken(t.database.db, envelope, integration).finally(() => {
+      settled = true;
+    });
+    try {
+      await arrived;
+      // While the token request is pending: a change of the same integration (which locks its row)
+      // and a second caller's wait both go ahead, on PGlite's single connection too.
+      const within = <T>(promise: Promise<T>) =>
+        Promise.race([
+          promise,
+          new Promise<never>((_, reject) =>
+            setTimeout(() => reject(new Error('the database was held during the token request')), 5_000),
+          ),
+        ]);
+      const patched = await within(
+        admin.patch(`/api/v1/integrations/${integration.id}`, { description: 'changed during a renewal' }),
+      );
+      expect(patched.statusCode, patched.body).toBe(200);
+      const [{ n }] = (await within(
+        queryRows<{ n: number }>(t.database.db, sql`select count(*)::int as n from integrations`),
+      )) as [{ n: number }];
+      expect(n).toBeGreaterThan(0);
+      expect(settled).toBe(false);
+    } finally {
+      as.tokenEndpoint.hold = null;
+      as.tokenEndpoint.onRequest = null;
+      release();
+    }
+    const token = await renewal;
+    expect(await as.provider.AccessToken.find(token)).toBeTruthy();
+  });
+
+  it('drops the tokens when the token endpoint moves to another host, and keeps them for a path change', async () => {
+    const integration = await authorized();
+    const oauth2 = { issuer: as.issuer, client_id: CLIENT_ID, scope: 'api:read offline_access' };
+    const samePath = await admin.patch(`/api/v1/integrations/${integration.id}`, {
+      oauth2: { ...oauth2, token_url: `${as.issuer}/token` },
+    });
+    expect(samePath.statusCode, samePath.body).toBe(200);
+    expect(samePath.json().oauth2_token).toMatchObject({ has_refresh_token: true });
+
+    // 127.0.0.2 is another origin, though loopback too.
+    const elsewhere = `http://127.0.0.2:${new URL(as.issuer).port}/token`;
+    const refused = await admin.patch(`/api/v1/integrations/${integration.id}`, {
+      oauth2: { ...oauth2, token_url: elsewhere },
+    });
+    expect(refused.json()).toMatchObject({
+      status: 400,
+      code: 'integration_credentials_required',
+      errors: [{ field: 'credentials' }],
+    });
+    expect(refused.json().detail).toContain('oauth2.token_endpoint');
+
+    const moved = await admin.patch(`/api/v1/integrations/${integration.id}`, {
+      oauth2: { ...oauth2, token_url: elsewhere },
+      credentials: { client_secret: CLIENT_SECRET },
+    });
+    expect(moved.statusCode, moved.body).toBe(200);
+    expect(moved.json()).toMatchObject({ oauth2_token: null, credentials: { client_secret: { set: true } } });
+    await expect(currentAccessToken(t.database.db, envelope, integration)).rejects.toMatchObject({
+      code: 'oauth2_not_authorized',
+    });
+    const [updated] = await queryRows<{ details: Record<string, unknown> }>(
+      t.database.db,
+      sql`select details from activities where object_id = ${integration.id}
+          and activity_type = 'integration.updated' order by id desc limit 1`,
+    );
+    expect(updated?.details).toMatchObject({
+      origin_changes: [{ field: 'oauth2.token_endpoint', from: as.issuer, to: new URL(elsewhere).origin }],
+      dropped: ['oauth2_tokens'],
+    });
   });
 
   it('obtains tokens with the client-credentials grant when configured', async () => {

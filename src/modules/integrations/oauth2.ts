@@ -1,37 +1,63 @@
-import { and, eq, lt } from 'drizzle-orm';
+import { and, eq, isNull, lt, or, sql } from 'drizzle-orm';
 import * as oauth from 'oauth4webapi';
 import type { Envelope } from '../../platform/crypto/envelope.js';
 import { sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { AppError } from '../../platform/http/errors.js';
 import { recordAudit } from '../activity/audit.js';
 import { codeVerifierContext, oauth2TokenContext, openCredentials } from './credentials.js';
 import { integrationErrors } from './integrations.errors.js';
 import { findOAuth2Token, findOrganizationIntegration } from './integrations.queries.js';
 import {
   type Integration,
+  type IntegrationOAuth2Token,
   integrationOAuth2States,
   integrationOAuth2Tokens,
   type OAuth2Settings,
 } from './integrations.table.js';
-import { checkHostAllowed } from './outbound-http.js';
+import { requestGuarded } from './outbound-http.js';
 
 /** A pending authorization may be completed within this long. */
 const STATE_TTL_MS = 10 * 60_000;
 /** A token this close to expiry is refreshed before use rather than sent and refused. */
 const REFRESH_MARGIN_MS = 60_000;
 const OAUTH_TIMEOUT_MS = 15_000;
+/** How long one caller may hold the renewal of a token: longer than its token request may take. */
+const RENEWAL_LEASE_MS = OAUTH_TIMEOUT_MS + 5_000;
+/** How often a caller waiting for another's renewal looks for the new token. */
+const RENEWAL_POLL_MS = 50;
 
 /** The callback every integration's authorization returns to (PUBLIC_URL-based). */
 export const callbackPath = '/api/v1/integrations/oauth2/callback';
 
+/** Discovery documents and token responses are small; anything past this is cut. */
+const MAX_OAUTH_RESPONSE_BYTES = 256 * 1024;
+
 /**
- * Token-endpoint and discovery calls go through the same address rules as every integration call,
- * and never follow redirects.
+ * Token-endpoint and discovery calls go through the same address rules as every integration call
+ * (checked on the address connected to), and never follow redirects.
  */
-const guardedFetch: typeof fetch = async (input, init) => {
-  const url = new URL(input instanceof Request ? input.url : input.toString());
-  await checkHostAllowed(url);
-  return fetch(input, { ...init, redirect: 'manual', signal: AbortSignal.timeout(OAUTH_TIMEOUT_MS) });
+const guardedFetch = async (url: string, init: oauth.CustomFetchOptions<string, unknown>): Promise<Response> => {
+  const body = init.body;
+  if (body !== undefined && typeof body !== 'string' && !(body instanceof URLSearchParams)) {
+    throw new TypeError('Unexpected OAuth2 request body.');
+  }
+  const answer = await requestGuarded(
+    new URL(url),
+    {
+      method: init.method,
+      headers: init.headers,
+      body: body?.toString(),
+    },
+    { timeoutMs: OAUTH_TIMEOUT_MS, maxBodyBytes: MAX_OAUTH_RESPONSE_BYTES },
+  );
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(answer.headers)) {
+    for (const one of Array.isArray(value) ? value : [value ?? '']) headers.append(name, one);
+  }
+  // A Response may not carry a body with these statuses.
+  const empty = answer.status === 204 || answer.status === 205 || answer.status === 304;
+  return new Response(empty ? null : answer.body, { status: answer.status, headers });
 };
 
 function requestOptions(url: string) {
@@ -130,21 +156,31 @@ export async function startAuthorization(
   return { authorizationUrl: url.toString(), expiresAt };
 }
 
-async function storeTokens(
-  db: DbOrTx,
+function tokenColumns(
   envelope: Envelope,
   integration: Integration,
   tokens: oauth.TokenEndpointResponse,
   keepRefreshToken: string | null,
-): Promise<void> {
+) {
   const refresh = tokens.refresh_token ?? keepRefreshToken;
-  const values = {
+  return {
     accessTokenSealed: envelope.seal(tokens.access_token, oauth2TokenContext(integration.id, 'access')),
     refreshTokenSealed: refresh ? envelope.seal(refresh, oauth2TokenContext(integration.id, 'refresh')) : null,
     tokenType: tokens.token_type ?? 'Bearer',
     scope: tokens.scope ?? integration.oauth2.scope ?? null,
     expiresAt: typeof tokens.expires_in === 'number' ? new Date(Date.now() + tokens.expires_in * 1000) : null,
+    renewalLeaseUntil: null,
   };
+}
+
+/** Stores the tokens of a completed authorization, replacing whatever the integration held. */
+async function storeTokens(
+  db: DbOrTx,
+  envelope: Envelope,
+  integration: Integration,
+  tokens: oauth.TokenEndpointResponse,
+): Promise<void> {
+  const values = tokenColumns(envelope, integration, tokens, null);
   await db
     .insert(integrationOAuth2Tokens)
     .values({ organizationId: integration.organizationId, integrationId: integration.id, ...values })
@@ -201,7 +237,7 @@ export async function completeAuthorization(
     throw integrationErrors.oauth2Refused(`The authorization did not complete: ${describeOAuthError(err)}`);
   }
   await db.transaction(async (tx) => {
-    await storeTokens(tx, envelope, integration, tokens, null);
+    await storeTokens(tx, envelope, integration, tokens);
     await recordAudit(tx, {
       type: 'integration.oauth2_authorized',
       category: 'integrations',
@@ -229,10 +265,84 @@ function describeOAuthError(err: unknown): string {
 const isFresh = (expiresAt: Date | null, now: Date) =>
   expiresAt === null || expiresAt.getTime() - REFRESH_MARGIN_MS > now.getTime();
 
+const ofToken = (token: IntegrationOAuth2Token) =>
+  and(
+    eq(integrationOAuth2Tokens.organizationId, token.organizationId),
+    eq(integrationOAuth2Tokens.integrationId, token.integrationId),
+    // Every seal has a fresh random nonce, so the sealed access token identifies one stored version.
+    eq(integrationOAuth2Tokens.accessTokenSealed, token.accessTokenSealed),
+  );
+
+/**
+ * Claims the renewal of the token version read, unless another caller holds an unexpired claim or
+ * the version has already been replaced. The lease is on the database clock, shared by every
+ * instance, and outlasts the token request.
+ */
+async function claimRenewal(db: Db, token: IntegrationOAuth2Token): Promise<boolean> {
+  const claimed = await db
+    .update(integrationOAuth2Tokens)
+    .set({
+      renewalLeaseUntil: sql`now() + ${`${RENEWAL_LEASE_MS} milliseconds`}::interval`,
+      // A claim is not a new token.
+      updatedAt: sql`${integrationOAuth2Tokens.updatedAt}`,
+    })
+    .where(
+      and(
+        ofToken(token),
+        or(
+          isNull(integrationOAuth2Tokens.renewalLeaseUntil),
+          lt(integrationOAuth2Tokens.renewalLeaseUntil, sql`now()`),
+        ),
+      ),
+    )
+    .returning({ integrationId: integrationOAuth2Tokens.integrationId });
+  return claimed.length > 0;
+}
+
+/** Gives a claim back after a failed renewal, so the next caller tries at once rather than after the lease. */
+async function releaseRenewal(db: Db, token: IntegrationOAuth2Token): Promise<void> {
+  await db
+    .update(integrationOAuth2Tokens)
+    .set({ renewalLeaseUntil: null, updatedAt: sql`${integrationOAuth2Tokens.updatedAt}` })
+    .where(ofToken(token));
+}
+
+/**
+ * Asks the token endpoint for a new access token: the refresh-token grant with `refreshToken`, or
+ * the client-credentials grant. A network call: never made inside a transaction.
+ */
+async function requestTokens(
+  envelope: Envelope,
+  integration: Integration,
+  refreshToken: string | null,
+): Promise<oauth.TokenEndpointResponse> {
+  try {
+    const { as, client, clientAuth, settings } = await endpointsOf(envelope, integration);
+    const options = requestOptions(as.token_endpoint ?? '');
+    if (refreshToken === null) {
+      const parameters: Record<string, string> = settings.scope ? { scope: settings.scope } : {};
+      const response = await oauth.clientCredentialsGrantRequest(as, client, clientAuth, parameters, options);
+      return await oauth.processClientCredentialsResponse(as, client, response);
+    }
+    const response = await oauth.refreshTokenGrantRequest(as, client, clientAuth, refreshToken, options);
+    return await oauth.processRefreshTokenResponse(as, client, response);
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    throw integrationErrors.oauth2Refused(`The OAuth2 token could not be renewed: ${describeOAuthError(err)}`);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /**
  * The access token to send now. One that is expiring is refreshed first (refresh-token grant), or,
- * for the client-credentials grant, a new one is obtained. The renewal runs under a lock on the
- * integration, so concurrent callers renew once and a rotated refresh token is never used twice.
+ * for the client-credentials grant, a new one is obtained. The token request runs outside any
+ * transaction: on PGlite a transaction holds the only connection, and on PostgreSQL a row lock held
+ * across it would stall every change of the integration for up to the 15 s timeout. Instead, one
+ * caller claims the renewal with a lease on the token row, and the new token is stored only if the
+ * row still holds the version read (compare-and-swap); callers that find the renewal claimed wait
+ * for its result. So a refresh token is spent once even across instances: providers that rotate
+ * refresh tokens treat a second use as theft and revoke the whole grant (RFC 9700 §4.14.2).
  */
 export async function currentAccessToken(
   db: Db,
@@ -246,30 +356,58 @@ export async function currentAccessToken(
   const clientCredentials = integration.oauth2.grant === 'client_credentials';
   if (!clientCredentials && !token?.refreshTokenSealed) throw integrationErrors.oauth2NotAuthorized(integration.id);
 
-  return db.transaction(async (tx) => {
-    await findOrganizationIntegration(tx, integration.organizationId, integration.id, { lock: true });
-    const current = await findOAuth2Token(tx, integration.organizationId, integration.id);
-    if (current && isFresh(current.expiresAt, now)) return open(current.accessTokenSealed);
-    const { as, client, clientAuth, settings } = await endpointsOf(envelope, integration);
-    const options = requestOptions(as.token_endpoint ?? '');
-    let tokens: oauth.TokenEndpointResponse;
-    let keep: string | null = null;
-    try {
-      if (clientCredentials) {
-        const parameters: Record<string, string> = settings.scope ? { scope: settings.scope } : {};
-        const response = await oauth.clientCredentialsGrantRequest(as, client, clientAuth, parameters, options);
-        tokens = await oauth.processClientCredentialsResponse(as, client, response);
-      } else {
-        if (!current?.refreshTokenSealed) throw integrationErrors.oauth2NotAuthorized(integration.id);
-        keep = envelope.openText(current.refreshTokenSealed, oauth2TokenContext(integration.id, 'refresh'));
-        const response = await oauth.refreshTokenGrantRequest(as, client, clientAuth, keep, options);
-        tokens = await oauth.processRefreshTokenResponse(as, client, response);
-      }
-    } catch (err) {
-      if (err instanceof Error && err.name === 'AppError') throw err;
-      throw integrationErrors.oauth2Refused(`The OAuth2 token could not be renewed: ${describeOAuthError(err)}`);
+  if (!token) {
+    // A first client-credentials token: nothing is spent by asking, so concurrent callers may each
+    // ask; the first stored stands and the others use it.
+    const tokens = await requestTokens(envelope, integration, null);
+    const inserted = await db
+      .insert(integrationOAuth2Tokens)
+      .values({
+        organizationId: integration.organizationId,
+        integrationId: integration.id,
+        ...tokenColumns(envelope, integration, tokens, null),
+      })
+      .onConflictDoNothing()
+      .returning({ integrationId: integrationOAuth2Tokens.integrationId });
+    if (inserted.length > 0) return tokens.access_token;
+    return storedAccessToken(db, integration, open);
+  }
+
+  const giveUpAt = Date.now() + 2 * RENEWAL_LEASE_MS;
+  while (!(await claimRenewal(db, token))) {
+    // Another caller renews this version: wait for what it stores rather than spend the refresh token again.
+    await sleep(RENEWAL_POLL_MS);
+    const current = await findOAuth2Token(db, integration.organizationId, integration.id);
+    if (!current) throw integrationErrors.oauth2NotAuthorized(integration.id);
+    if (current.accessTokenSealed !== token.accessTokenSealed) return open(current.accessTokenSealed);
+    if (Date.now() > giveUpAt) {
+      throw integrationErrors.oauth2Refused('The OAuth2 token is being renewed by another caller that did not finish.');
     }
-    await storeTokens(tx, envelope, integration, tokens, keep);
-    return tokens.access_token;
-  });
+  }
+
+  const refreshToken = token.refreshTokenSealed
+    ? envelope.openText(token.refreshTokenSealed, oauth2TokenContext(integration.id, 'refresh'))
+    : null;
+  let tokens: oauth.TokenEndpointResponse;
+  try {
+    tokens = await requestTokens(envelope, integration, clientCredentials ? null : refreshToken);
+  } catch (err) {
+    await releaseRenewal(db, token);
+    throw err;
+  }
+  const swapped = await db
+    .update(integrationOAuth2Tokens)
+    .set({ ...tokenColumns(envelope, integration, tokens, refreshToken), updatedAt: new Date() })
+    .where(ofToken(token))
+    .returning({ integrationId: integrationOAuth2Tokens.integrationId });
+  if (swapped.length > 0) return tokens.access_token;
+  // Replaced meanwhile (a new authorization, or the lease ran out and another caller renewed): the
+  // stored version stands. If the tokens were dropped (the integration moved host), there is none.
+  return storedAccessToken(db, integration, open);
+}
+
+async function storedAccessToken(db: Db, integration: Integration, open: (sealed: string) => string): Promise<string> {
+  const stored = await findOAuth2Token(db, integration.organizationId, integration.id);
+  if (!stored) throw integrationErrors.oauth2NotAuthorized(integration.id);
+  return open(stored.accessTokenSealed);
 }

@@ -1,5 +1,9 @@
+import type { LookupAddress } from 'node:dns';
 import { lookup } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { AppError } from '../../platform/http/errors.js';
 import { integrationErrors } from './integrations.errors.js';
 
 /**
@@ -7,8 +11,9 @@ import { integrationErrors } from './integrations.errors.js';
  * on its own network (an on-premises SMS gateway, a local mail relay), so private and loopback
  * addresses are allowed. What is refused: any scheme but http/https, credentials inside the URL,
  * and hosts resolving to link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints live
- * there), unspecified or multicast addresses. Redirects are never followed, so a service cannot
- * bounce a call to an address it could not name directly.
+ * there), unspecified or multicast addresses, judged on the address each connection is made to.
+ * Redirects are never followed, so a service cannot bounce a call to an address it could not name
+ * directly.
  */
 const BLOCKED = new BlockList();
 BLOCKED.addSubnet('169.254.0.0', 16, 'ipv4');
@@ -60,12 +65,113 @@ function isBlocked(address: string): boolean {
   return family === 0 ? true : BLOCKED.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }
 
-/** Refuses a host that resolves to a blocked address (checked before each call). */
-export async function checkHostAllowed(url: URL): Promise<void> {
+/** Resolves a host name to every address it has; tests pass their own to map names without DNS. */
+export type ResolveHost = (hostname: string) => Promise<LookupAddress[]>;
+
+const resolveWithSystem: ResolveHost = (hostname) => lookup(hostname, { all: true, verbatim: true });
+
+/**
+ * The `lookup` of each outbound connection. The address rules are applied here, to the answer the
+ * socket then connects to, rather than in a look-up of its own before the call: a name whose DNS
+ * answer changes between a check and the connection (DNS rebinding) cannot slip past. A name with
+ * any blocked address is refused whole.
+ */
+function guardedLookup(resolve: ResolveHost): LookupFunction {
+  return (hostname, options, callback) => {
+    resolve(hostname).then(
+      (addresses) => {
+        const wanted = options.family === 4 || options.family === 6 ? options.family : 0;
+        const usable = addresses.filter((a) => wanted === 0 || a.family === wanted);
+        if (addresses.some((a) => isBlocked(a.address))) {
+          callback(integrationErrors.blockedAddress(hostname), '', 0);
+        } else if (usable.length === 0) {
+          callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
+        } else if (options.all) {
+          callback(null, usable);
+        } else {
+          const [first] = usable as [LookupAddress];
+          callback(null, first.address, first.family);
+        }
+      },
+      (err: NodeJS.ErrnoException) => callback(err, '', 0),
+    );
+  };
+}
+
+interface GuardedRequest {
+  method: string;
+  headers: Record<string, string>;
+  body?: string | undefined;
+}
+
+interface GuardedOptions {
+  timeoutMs: number;
+  maxBodyBytes: number;
+  /** Only tests pass one; calls resolve through the system resolver. */
+  resolve?: ResolveHost | undefined;
+}
+
+interface GuardedResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** Reads at most `maxBytes` of a response body; leaving the loop early destroys the stream, so the rest is never buffered. */
+async function readBounded(response: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.byteLength;
+    if (size >= maxBytes) break;
+  }
+  return Buffer.concat(chunks).subarray(0, maxBytes);
+}
+
+/**
+ * One HTTP exchange under the address rules: the host is checked on the address the socket
+ * connects to, redirects are answers like any other (node:http never follows them), the whole
+ * exchange including the body is bounded by `timeoutMs`, and at most `maxBodyBytes` are read.
+ * Throws the `integration_address_blocked` AppError for a refused host, a TimeoutError when time
+ * runs out, and the socket's error otherwise.
+ */
+export async function requestGuarded(
+  url: URL,
+  init: GuardedRequest,
+  options: GuardedOptions,
+): Promise<GuardedResponse> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  const addresses = isIP(host) ? [{ address: host }] : await lookup(host, { all: true, verbatim: true });
-  if (addresses.length === 0 || addresses.some((a) => isBlocked(a.address))) {
-    throw integrationErrors.blockedAddress(host);
+  // An address literal is connected to without a look-up, so it is judged here.
+  if (isIP(host) && isBlocked(host)) throw integrationErrors.blockedAddress(host);
+  const signal = AbortSignal.timeout(options.timeoutMs);
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  try {
+    return await new Promise<GuardedResponse>((resolve, reject) => {
+      const request = send(
+        url,
+        {
+          method: init.method,
+          headers: { 'user-agent': 'Gatehouse', ...init.headers },
+          // A fresh connection per call: a pooled socket would skip the look-up, and so the check.
+          agent: false,
+          lookup: guardedLookup(options.resolve ?? resolveWithSystem),
+          signal,
+        },
+        (response) => {
+          readBounded(response, options.maxBodyBytes).then(
+            (body) => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }),
+            reject,
+          );
+        },
+      );
+      request.on('error', reject);
+      request.end(init.body);
+    });
+  } catch (err) {
+    // Once the time is up, whatever the socket reports (an abort, a reset mid-body) is the timeout.
+    if (signal.aborted) throw signal.reason;
+    throw err;
   }
 }
 
@@ -75,50 +181,20 @@ export type OutboundResult =
   | { ok: true; status: number; body: string; durationMs: number }
   | { ok: false; failure: OutboundFailure; message: string; durationMs: number };
 
-/** Reads at most `maxBytes` of a response body; the rest is discarded, not buffered. */
-async function readBounded(response: Response, maxBytes: number): Promise<string> {
-  if (!response.body) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  while (size < maxBytes) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    size += value.byteLength;
-  }
-  await reader.cancel().catch(() => undefined);
-  return Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8');
-}
-
 /**
  * One HTTP call with a timeout, never following redirects. Failures to reach the service are
  * returned, not thrown, so callers can record them.
  */
-export async function sendOutbound(
-  url: URL,
-  init: { method: string; headers: Record<string, string>; body?: string | undefined },
-  options: { timeoutMs: number; maxBodyBytes: number },
-): Promise<OutboundResult> {
+export async function sendOutbound(url: URL, init: GuardedRequest, options: GuardedOptions): Promise<OutboundResult> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   try {
-    await checkHostAllowed(url);
+    const response = await requestGuarded(url, init, options);
+    return { ok: true, status: response.status, body: response.body.toString('utf8'), durationMs: elapsed() };
   } catch (err) {
-    const message = err instanceof Error ? err.message : 'host refused';
-    return { ok: false, failure: 'blocked', message, durationMs: elapsed() };
-  }
-  try {
-    const response = await fetch(url, {
-      method: init.method,
-      headers: init.headers,
-      body: init.body,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(options.timeoutMs),
-    });
-    const body = await readBounded(response, options.maxBodyBytes);
-    return { ok: true, status: response.status, body, durationMs: elapsed() };
-  } catch (err) {
+    if (err instanceof AppError && err.code === 'integration_address_blocked') {
+      return { ok: false, failure: 'blocked', message: err.message, durationMs: elapsed() };
+    }
     const name = (err as { name?: string }).name;
     if (name === 'TimeoutError' || name === 'AbortError') {
       return {
@@ -128,8 +204,12 @@ export async function sendOutbound(
         durationMs: elapsed(),
       };
     }
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    const message = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : 'request failed');
-    return { ok: false, failure: 'network', message: `Request failed: ${message}`, durationMs: elapsed() };
+    const { code, message } = err as { code?: string; message?: string };
+    return {
+      ok: false,
+      failure: 'network',
+      message: `Request failed: ${code ?? message ?? 'request failed'}`,
+      durationMs: elapsed(),
+    };
   }
 }

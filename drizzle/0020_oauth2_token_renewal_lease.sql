@@ -1,0 +1,1 @@
+ALTER TABLE "integration_oauth2_tokens" ADD COLUMN "renewal_lease_until" timestamp with time zone;
