@@ -375,15 +375,19 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Where the OAuth2 provider returns the user. Needs no credential: the `state` (random, single-use, ' +
           'expiring, bound to one integration) authorizes it. Exchanges the code with the PKCE verifier and ' +
-          'stores the tokens encrypted.',
+          'stores the tokens encrypted. A browser (`Accept: text/html`) is then sent on to the integration’s ' +
+          'page in the admin console (303); other clients get the outcome as JSON.',
         querystring: CallbackQuery,
         response: { 200: CallbackView },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const params = new URLSearchParams();
       for (const [name, value] of Object.entries(req.query)) if (value !== undefined) params.set(name, value);
       const done = await completeAuthorization(db, envelope, params);
+      if (req.headers.accept?.includes('text/html')) {
+        return reply.redirect(`${app.config.publicUrl}/admin/integrations/${done.integration.id}/show`, 303);
+      }
       return {
         integration_id: done.integration.id,
         status: 'authorized' as const,

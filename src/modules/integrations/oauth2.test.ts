@@ -222,6 +222,17 @@ describe('OAuth2 integrations', () => {
     const replay = await t.request({ method: 'GET', url: `${back.pathname}${back.search}` });
     expect(replay.json()).toMatchObject({ status: 400, code: 'oauth2_state_invalid' });
 
+    // A browser coming back is sent on to the integration's page in the admin console.
+    const again = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize/`, {});
+    const backAgain = await authorizeInBrowser((again.json() as { authorization_url: string }).authorization_url);
+    const browser = await t.request({
+      method: 'GET',
+      url: `${backAgain.pathname}${backAgain.search}`,
+      headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' },
+    });
+    expect(browser.statusCode, browser.body).toBe(303);
+    expect(browser.headers.location).toBe(`http://gatehouse.test/admin/integrations/${created.id}/show`);
+
     // An expiring token is refreshed before use; the new one works and replaces the old.
     const later = new Date(Date.now() + 2 * 3600_000);
     const refreshed = await currentAccessToken(t.database.db, envelope, integration, later);
