@@ -11,8 +11,12 @@ export const authErrors = {
       'These credentials match accounts in several organizations; name the organization.',
       { errors: [{ field: 'organization', message: 'Name the organization (its code) to log in to.' }] },
     ),
-  /** Only after the password matched: the person knows the account, so saying why is safe and helpful. */
-  accountInactive: (detail: string) => new AppError(403, 'account_inactive', detail),
+  /**
+   * Only after the password matched: the person knows the account, so saying why is safe and helpful.
+   * 401 as for any login that yields no token (seed 001's token endpoint answers an inactive account
+   * so), told apart by its code.
+   */
+  accountInactive: (detail: string) => new AppError(401, 'account_inactive', detail),
   /** The organization requires a verified address; only after the password matched. */
   emailNotVerified: () =>
     new AppError(

@@ -25,8 +25,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
     description:
       'Password login. Without `organization`, every account with that email or username is a candidate and the single ' +
       'password match logs in; several matches answer 400 `organization_required`. Wrong password and unknown account ' +
-      'answer the same 401; a suspended/deactivated account (or one in a deactivated organization) answers 403 ' +
-      '`account_inactive`, but only once its password matched. With two-factor authentication on, a matching password ' +
+      'answer the same 401 `invalid_credentials`; a suspended/deactivated account (or one in a deactivated ' +
+      'organization) answers 401 `account_inactive`, but only once its password matched. With two-factor authentication on, a matching password ' +
       'answers `{mfa_required: true, mfa_token, methods}` instead of tokens; finish at `/api/v1/users/login/mfa/`.',
     body: LoginBody,
     response: { 200: LoginAnswerView },

@@ -485,7 +485,7 @@ async function openSession(
  * - exactly one account that can log in matches → it logs in;
  * - several match → 400 organization_required;
  * - none can log in but one whose password matched is suspended/locked/deactivated, or in a
- *   deactivated organization → 403 account_inactive (safe: the caller proved the password);
+ *   deactivated organization → 401 account_inactive (safe: the caller proved the password);
  * - otherwise → 401 invalid_credentials, the same answer as for an unknown account.
  */
 export async function login(

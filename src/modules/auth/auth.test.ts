@@ -147,10 +147,10 @@ describe('tokens', () => {
       expect(res.json().user.id).toBe(second.user.id);
     });
 
-    it('answers 403 account_inactive for a suspended account, but only once the password matched', async () => {
+    it('answers 401 account_inactive for a suspended account, but only once the password matched', async () => {
       const { user } = await activeUser({ status: 'suspended' });
       const right = await post('/api/token/', { email: user.email, password: TEST_PASSWORD });
-      expect(right.statusCode).toBe(403);
+      expect(right.statusCode).toBe(401);
       expect(right.json()).toMatchObject({ code: 'account_inactive' });
       const wrong = await post('/api/token/', { email: user.email, password: 'not the password' });
       expect(wrong.statusCode).toBe(401);
@@ -361,7 +361,7 @@ describe('tokens', () => {
       expect((await validate(tokens.access)).statusCode).toBe(401);
       expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
       const login = await post('/api/token/', { email: user.email, password: TEST_PASSWORD });
-      expect(login.statusCode).toBe(403);
+      expect(login.statusCode).toBe(401);
       expect(login.json()).toMatchObject({ code: 'account_inactive' });
       expect((await post('/api/token/', { email: user.email, password: 'wrong password' })).statusCode).toBe(401);
     });

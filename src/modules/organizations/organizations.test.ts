@@ -56,8 +56,8 @@ describe('organizations admin API', () => {
     const res = await admin.post(`/api/v1/organizations/${org.code}/deactivate`);
     expect(res.json()).toMatchObject({ is_active: false });
     expect((await client.get('/api/v1/users/validate-token/')).statusCode).toBe(401);
-    // The password matched, so the caller may learn why: 403 account_inactive.
-    await expect(loginAs(t, user)).rejects.toThrow(/login failed: 403 .*account_inactive/);
+    // The password matched, so the caller may learn why: 401 account_inactive.
+    await expect(loginAs(t, user)).rejects.toThrow(/login failed: 401 .*account_inactive/);
   });
 
   it('updates name and settings, and refuses an empty patch', async () => {

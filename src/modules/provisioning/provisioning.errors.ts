@@ -12,6 +12,11 @@ export const provisioningErrors = {
     new AppError(403, 'organization_forbidden', `This API key may not provision users into organization "${code}".`, {
       errors: [{ field: 'organization', message: "Name the key's own organization." }],
     }),
+  /** A client other than a scoped key's own, existing or not: one answer, so nothing is told. */
+  clientNotFound: (code: string) =>
+    new AppError(404, 'client_not_found', `Client "${code}" was not found.`, {
+      errors: [{ field: 'client_id', message: "Name the key's own organization." }],
+    }),
   userNotFound: (ref: string) => new AppError(404, 'user_not_found', `User ${ref} was not found.`),
   organizationMismatch: (ref: string, code: string) =>
     new AppError(

@@ -107,8 +107,10 @@ export async function listProvisionedUsers(
 ): Promise<ProvisionedUser[]> {
   const scope = organizationScopeOf(actor);
   const org = await findOrganizationByCode(db, organizationCode);
-  // Seed 000 filters users by client: an unknown code, or one beyond the caller's reach, has none.
-  if (!org || (scope !== undefined && org.id !== scope)) return [];
+  // A scoped key reads its own organization only: any other code, existing or not, is a 404 (as a
+  // user outside it is). For a platform key, seed 000's filter by client: an unknown code has none.
+  if (scope !== undefined && org?.id !== scope) throw provisioningErrors.clientNotFound(organizationCode);
+  if (!org) return [];
   const rows = await db
     .select(withOrganization)
     .from(users)

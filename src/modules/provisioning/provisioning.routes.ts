@@ -288,7 +288,7 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listProvisionedUsers',
         tags,
         description:
-          "Every user of one organization (`client_id` = its code), oldest first. A code no organization has, or another organization than the key's, lists no users (as seed 000's filter by client), so the answer tells nothing of other organizations.",
+          "Every user of one organization (`client_id` = its code), oldest first. For a platform-wide key a code no organization has lists no users (as seed 000's filter by client); for a key scoped to one organization any other code, existing or not, answers 404 `client_not_found`, so the answer tells nothing of other organizations.",
         querystring: ListByClientQuery,
         response: { 200: ClientUsersView },
       },

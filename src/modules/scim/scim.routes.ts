@@ -86,6 +86,12 @@ function intParam(raw: unknown, name: string, fallback: number): number {
   return n;
 }
 
+/**
+ * Past any real list, and within the database's OFFSET range: a larger startIndex names the same
+ * empty page, and would otherwise reach the database as a number it refuses.
+ */
+const MAX_START_INDEX = 2 ** 31 - 1;
+
 /** Reads list parameters (RFC 7644 §3.4.2): startIndex below 1 is 1, count below 0 is 0, above the maximum the maximum. */
 export function listQueryOf(
   q: Record<string, unknown>,
@@ -102,7 +108,7 @@ export function listQueryOf(
   };
   return {
     filter: text('filter'),
-    startIndex: Math.max(1, intParam(q.startIndex, 'startIndex', 1)),
+    startIndex: Math.min(MAX_START_INDEX, Math.max(1, intParam(q.startIndex, 'startIndex', 1))),
     count: Math.min(MAX_PAGE, Math.max(0, intParam(q.count, 'count', 100))),
     sortBy: text('sortBy'),
     sortOrder: sortOrder as ListQuery['sortOrder'],

@@ -388,7 +388,8 @@ export const USER_FILTER_ATTRIBUTES: AttributeMap = {
 /** sortBy attributes (RFC 7644 §3.4.2.3) → the expression ordered by; the id always breaks ties. */
 export const USER_SORT_KEYS: Record<string, SQL> = {
   id: sql`${users.id}`,
-  username: sql`lower(${users.username}) collate "C"`,
+  // As userName is shown (and filtered): the email stands in for a user without a username.
+  username: sql`lower(coalesce(${users.username}, ${users.email})) collate "C"`,
   'emails.value': sql`lower(${users.email}) collate "C"`,
   emails: sql`lower(${users.email}) collate "C"`,
   'name.givenname': sql`lower(${users.firstName}) collate "C"`,

@@ -472,6 +472,34 @@ describe('SCIM Users', () => {
     expect(unknownRoute.json()).toMatchObject({ schemas: [ERROR] });
   });
 
+  it('sorts users without a username by the email that stands in as their userName', async () => {
+    const { org, scim } = await scimClient(t);
+    await scim('POST', '/Users', newUser({ userName: 'zed', emails: [{ value: 'zed@example.com', primary: true }] }));
+    await scim('POST', '/Users', newUser({ userName: 'bob', emails: [{ value: 'bob@example.com', primary: true }] }));
+    await seedUser(t, org.id, { email: 'carol@example.com', username: null });
+    const names = async (order: string) =>
+      (await scim('GET', `/Users?sortBy=userName&sortOrder=${order}`))
+        .json()
+        .Resources.map((r: { userName: string }) => r.userName);
+    expect(await names('ascending')).toEqual(['bob', 'carol@example.com', 'zed']);
+    expect(await names('descending')).toEqual(['zed', 'carol@example.com', 'bob']);
+  });
+
+  it('answers a startIndex past any list, however large, with an empty page', async () => {
+    const { scim } = await scimClient(t);
+    for (const url of ['/Users?startIndex=99999999999999999999', '/Groups?startIndex=99999999999999999999']) {
+      const res = await scim('GET', url);
+      expect(res.statusCode, url).toBe(200);
+      expect(res.json(), url).toMatchObject({ Resources: [], itemsPerPage: 0 });
+    }
+    const search = await scim('POST', '/Users/.search', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+      startIndex: 1e20,
+    });
+    expect(search.statusCode).toBe(200);
+    expect(search.json()).toMatchObject({ Resources: [] });
+  });
+
   it('answers 405 with Allow, in the SCIM error schema, for a method a SCIM URL does not take', async () => {
     const { scim } = await scimClient(t);
     const created = (await scim('POST', '/Users', newUser())).json();
