@@ -6,6 +6,10 @@ const NullableUuid = Type.Union([Uuid, Type.Null()]);
 const NullableString = Type.Union([Type.String(), Type.Null()]);
 const Timestamp = Type.String({ format: 'date-time' });
 
+/** An RFC 3339 date-time, or a date. */
+const Moment = (description: string) =>
+  Type.Union([Type.String({ format: 'date-time' }), Type.String({ format: 'date' })], { description });
+
 /** The filters shared by the list, the streams and the export. */
 const ActivityFilters = {
   activity_type: Type.Optional(Type.String({ maxLength: 200, description: 'Exact type, e.g. `auth.login_failed`.' })),
@@ -22,8 +26,8 @@ const ActivityFilters = {
     ),
   ),
   success: Type.Optional(Type.Boolean()),
-  since: Type.Optional(Type.String({ format: 'date-time', description: 'From this moment (inclusive).' })),
-  until: Type.Optional(Type.String({ format: 'date-time', description: 'Before this moment.' })),
+  since: Type.Optional(Moment('From this moment (inclusive); a date alone is its midnight UTC.')),
+  until: Type.Optional(Moment('Before this moment; a date alone is its midnight UTC.')),
   tag: Type.Optional(Type.String({ maxLength: 100 })),
   kind: Type.Optional(
     Type.Union([Type.Literal('audit'), Type.Literal('request'), Type.Literal('event')], {

@@ -222,6 +222,14 @@ describe('activity API', () => {
       await admin.get(`/api/v1/activities?since=${new Date(Date.now() + 60_000).toISOString()}`)
     ).json() as PageOf<Entry>;
     expect(future.results).toEqual([]);
+    // A date alone is its midnight UTC.
+    const byDate = async (q: string) =>
+      ((await admin.get(`/api/v1/activities?activity_type=test.listed&${q}`)).json() as PageOf<Entry>).results;
+    expect(await byDate('since=2000-01-01')).toHaveLength(5);
+    expect(await byDate('until=2000-01-01')).toEqual([]);
+    const notADate = await admin.get('/api/v1/activities?since=yesterday');
+    expect(notADate.statusCode).toBe(400);
+    expect(notADate.json().errors[0].field).toBe('since');
 
     // Isolation: B's event is invisible to A's admin, even when asked for by user or organization.
     expect(((await admin.get(`/api/v1/activities?user=${userB.id}`)).json() as PageOf<Entry>).results).toEqual([]);

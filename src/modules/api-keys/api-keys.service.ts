@@ -329,7 +329,8 @@ function presentedKey(request: FastifyRequest): { key: string; fromBearer: boole
 }
 
 /**
- * Resolves API keys (and PROVISIONING_API_KEY, a platform-wide key with every scope) to an actor.
+ * Resolves API keys (and PROVISIONING_API_KEY, a platform-wide key for the provisioning API alone:
+ * seed 000's services share it, so it carries no scope they do not use) to an actor.
  * Goes first among the resolvers: a bearer value without the key prefix is left to the JWT
  * resolver; any other presented key that is unknown, revoked or expired is refused with 401,
  * never treated as anonymous.
@@ -341,7 +342,7 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
     if (!presented) return undefined;
     const { key, fromBearer } = presented;
     if (envKey !== undefined && secretsEqual(key, envKey)) {
-      return { kind: 'api_key', apiKeyId: ENV_API_KEY_ID, organizationId: null, scopes: [...API_KEY_SCOPES] };
+      return { kind: 'api_key', apiKeyId: ENV_API_KEY_ID, organizationId: null, scopes: ['provisioning'] };
     }
     if (!key.startsWith(API_KEY_PREFIX)) {
       if (fromBearer) return undefined;

@@ -190,16 +190,17 @@ describe('API keys', () => {
     expect((await callMachine('/scim', key)).statusCode).toBe(401);
   });
 
-  it('accepts PROVISIONING_API_KEY as a platform-wide key with every scope', async () => {
+  it('accepts PROVISIONING_API_KEY as a platform-wide key for provisioning alone', async () => {
     for (const form of ['x-api-key', 'apikey', 'bearer'] as const) {
       const res = await callMachine('/provisioning', ENV_KEY, form);
       expect(res.json(), form).toEqual({
         kind: 'api_key',
         apiKeyId: ENV_API_KEY_ID,
         organizationId: null,
-        scopes: ['provisioning', 'scim', 'authorize', 'read:users'],
+        scopes: ['provisioning'],
       });
     }
+    expect((await callMachine('/scim', ENV_KEY)).statusCode).toBe(403);
     const withEnv = await startTestApp({ PROVISIONING_API_KEY: ENV_KEY });
     try {
       const url = '/api/v1/api-keys';

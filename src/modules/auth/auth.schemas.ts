@@ -9,11 +9,14 @@ export const LoginBody = Type.Object({
   username: Type.Optional(Type.String({ minLength: 1, maxLength: 320, description: 'Username, or an email address.' })),
   password: Password,
   organization: Type.Optional(
-    Type.String({
-      minLength: 1,
-      maxLength: 100,
-      description: 'Organization code; needed only when the credentials match accounts in several organizations.',
-    }),
+    Type.Union(
+      [
+        Type.String({ minLength: 1, maxLength: 100 }),
+        // Clients that serialise an unset field as null mean "no organization named".
+        Type.Null(),
+      ],
+      { description: 'Organization code; needed only when the credentials match accounts in several organizations.' },
+    ),
   ),
 });
 export type LoginInput = Static<typeof LoginBody>;
@@ -40,7 +43,10 @@ export const TokenPairView = Type.Object({
   user: TokenUserView,
 });
 
-export const RefreshBody = Type.Object({ refresh: Type.String({ minLength: 1, maxLength: 512 }) });
+// Room for any token a client may send by mistake (an access token is longer than a refresh token):
+// it answers 401 as an invalid refresh token rather than 400.
+const RefreshToken = Type.String({ minLength: 1, maxLength: 4096 });
+export const RefreshBody = Type.Object({ refresh: RefreshToken });
 
 export const RefreshedView = Type.Object({
   access: Type.String(),
@@ -49,7 +55,7 @@ export const RefreshedView = Type.Object({
   expires_in: Type.Integer(),
 });
 
-export const LogoutBody = Type.Object({ refresh: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) });
+export const LogoutBody = Type.Object({ refresh: Type.Optional(RefreshToken) });
 
 export const ValidTokenView = Type.Object({
   valid: Type.Literal(true),

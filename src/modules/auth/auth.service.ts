@@ -497,7 +497,7 @@ export async function login(
   const candidates = await findLoginCandidates(
     ctx.db,
     { email: input.email, username: input.username },
-    input.organization,
+    input.organization ?? undefined,
     MAX_LOGIN_CANDIDATES + 1,
   );
   if (candidates.length > MAX_LOGIN_CANDIDATES) throw authErrors.organizationRequired();

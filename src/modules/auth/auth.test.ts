@@ -128,6 +128,9 @@ describe('tokens', () => {
       const res = await post('/api/token/', { email, password: TEST_PASSWORD });
       expect(res.statusCode).toBe(400);
       expect(res.json()).toMatchObject({ code: 'organization_required', errors: [{ field: 'organization' }] });
+      // null is the same as leaving the organization out.
+      const withNull = await post('/api/token/', { email, password: TEST_PASSWORD, organization: null });
+      expect(withNull.json()).toMatchObject({ code: 'organization_required' });
 
       const inA = await post('/api/token/', { email, password: TEST_PASSWORD, organization: a.org.code });
       expect(inA.statusCode).toBe(200);
@@ -258,6 +261,11 @@ describe('tokens', () => {
       const unknown = await post('/api/token/refresh/', { refresh: 'x'.repeat(43) });
       expect(unknown.statusCode).toBe(401);
       expect(unknown.json()).toMatchObject({ code: 'invalid_refresh_token' });
+      // An access token sent in its place is just another invalid refresh token.
+      const access = (await loginTokens({ email: (await activeUser()).user.email, password: TEST_PASSWORD })).access;
+      const mixedUp = await post('/api/token/refresh/', { refresh: access });
+      expect(mixedUp.statusCode).toBe(401);
+      expect(mixedUp.json()).toMatchObject({ code: 'invalid_refresh_token' });
       const missing = await post('/api/token/refresh/', {});
       expect(missing.statusCode).toBe(400);
       expect(missing.json().errors[0].field).toBe('refresh');

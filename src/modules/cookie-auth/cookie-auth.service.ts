@@ -20,6 +20,11 @@ export const SESSION_COOKIE = 'gatehouse_session';
 /** Readable by the page's scripts, which echo it in `X-CSRF-Token` (double submit). */
 export const CSRF_COOKIE = 'gatehouse_csrf';
 export const CSRF_HEADER = 'x-csrf-token';
+/**
+ * Other names the token is accepted under: Django's (seed 003's clients send it) and Angular's.
+ * Any of them proves the same thing: the sender could read the CSRF cookie of this origin.
+ */
+const CSRF_HEADER_ALIASES = ['x-csrftoken', 'x-xsrf-token'];
 
 const UNSAFE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const MAX_COOKIE_LENGTH = 128;
@@ -111,7 +116,7 @@ export function createCookieResolver(db: Db): CredentialResolver {
     const now = Date.now();
     if (!state?.usable || state.expiresAtMs <= now) return undefined;
     if (UNSAFE_METHODS.has(request.method)) {
-      const sent = request.headers[CSRF_HEADER];
+      const sent = [CSRF_HEADER, ...CSRF_HEADER_ALIASES].map((h) => request.headers[h]).find((v) => v !== undefined);
       if (typeof sent !== 'string' || !secretsEqual(sent, csrfTokenFor(token))) throw cookieErrors.csrfFailed();
     }
     if (!lastTouched.get(sessionId, now)) {
