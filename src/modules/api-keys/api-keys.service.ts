@@ -18,7 +18,7 @@ import { recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
-import { API_KEY_SCOPES, isApiKeyScope } from './api-keys.schemas.js';
+import { isApiKeyScope } from './api-keys.schemas.js';
 import { apiKeys } from './api-keys.table.js';
 import { ENV_API_KEY_ID } from './env-key.js';
 
