@@ -33,8 +33,9 @@ function toItem(body: ProvisionUserInput): ProvisionItem {
     externalId: body.keycloak_id,
     email: body.email,
     organization: body.engagemx_client_id,
-    firstName: body.first_name ?? '',
-    lastName: body.last_name ?? '',
+    // A name left out keeps the stored one (a new user's is empty); null empties it.
+    ...(body.first_name !== undefined ? { firstName: body.first_name ?? '' } : {}),
+    ...(body.last_name !== undefined ? { lastName: body.last_name ?? '' } : {}),
     // API-CONTRACT §3: is_active defaults to true.
     active: body.is_active ?? true,
     ...(body.send_invite !== undefined ? { sendInvite: body.send_invite } : {}),

@@ -86,6 +86,12 @@ describe('seed-000 provisioning API', () => {
       expect(changed.json()).toMatchObject({ id: created.id, action: 'updated', last_name: 'Smith' });
       const [row] = await t.database.db.select().from(users).where(eq(users.id, created.id));
       expect(row).toMatchObject({ organizationId: org.id, externalId: body.keycloak_id, lastName: 'Smith' });
+      // A name left out keeps the stored one; null empties it.
+      const { last_name: _left, ...withoutLastName } = body;
+      const kept = await post('/users', { ...withoutLastName, first_name: 'Johnny' });
+      expect(kept.json()).toMatchObject({ first_name: 'Johnny', last_name: 'Smith' });
+      const emptied = await post('/users', { ...body, last_name: null });
+      expect(emptied.json()).toMatchObject({ first_name: 'John', last_name: '' });
     });
 
     it('accepts the key as Bearer, ApiKey and X-API-Key', async () => {
