@@ -17,6 +17,7 @@ import { downstreamSyncRoutes } from './modules/downstream-sync/downstream-sync.
 import { healthRoutes } from './modules/health/health.routes.js';
 import { integrationsRoutes } from './modules/integrations/integrations.routes.js';
 import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
+import { mailOutboxRoutes } from './modules/mail-outbox/mail-outbox.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import { provisioningRoutes } from './modules/provisioning/provisioning.routes.js';
@@ -139,6 +140,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await app.register(userTransferRoutes);
   await app.register(integrationsRoutes);
   await app.register(downstreamSyncRoutes);
+  await app.register(mailOutboxRoutes);
   await app.register(adminConsoleRoutes);
 
   return app;

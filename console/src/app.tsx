@@ -2,6 +2,7 @@ import OrganizationIcon from '@mui/icons-material/Business';
 import IntegrationIcon from '@mui/icons-material/Hub';
 import ApiIcon from '@mui/icons-material/Key';
 import ActivityIcon from '@mui/icons-material/ListAlt';
+import MailIcon from '@mui/icons-material/Mail';
 import UserIcon from '@mui/icons-material/People';
 import RoleIcon from '@mui/icons-material/Security';
 import { Admin, memoryStore, Resource } from 'react-admin';
@@ -30,6 +31,7 @@ import {
   RoleShow,
 } from './resources/catalog';
 import { IntegrationCreate, IntegrationEdit, IntegrationList, IntegrationShow } from './resources/integrations';
+import { MailList, MailShow } from './resources/mail';
 import { UserCreate, UserEdit, UserList, UserShow } from './resources/users';
 
 export function App() {
@@ -81,6 +83,7 @@ export function App() {
         <Resource name="activity-stats" options={{ label: 'Activity stats' }} list={ActivityStatList} />
         <Resource name="user-sessions" options={{ label: 'Sessions' }} list={SessionList} />
         <Resource name="user-types" options={{ label: 'User types' }} list={UserTypeList} />
+        <Resource name="mail-outbox" options={{ label: 'Mail' }} list={MailList} show={MailShow} icon={MailIcon} />
         <Resource name="user-roles" />
         <Resource name="integration-health-checks" />
         <Resource name="integration-logs" />

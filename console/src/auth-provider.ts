@@ -26,8 +26,14 @@ export class MfaRequired extends Error {
 }
 
 /**
+ * Screens for superusers only: organizations are a platform matter, and the mail outbox belongs to no
+ * organization and holds other people's reset and invitation links (the server refuses everyone else).
+ */
+const superuserOnly = new Set(['organizations', 'mail-outbox']);
+
+/**
  * Which permission each console screen needs, mirroring the route checks so the console hides what
- * the server would refuse anyway. Organizations are a platform matter, shown to superusers only.
+ * the server would refuse anyway.
  */
 const required: Record<string, { read: string; write: string; delete?: string }> = {
   users: { read: 'users.view', write: 'users.update', delete: 'users.delete' },
@@ -54,7 +60,7 @@ const required: Record<string, { read: string; write: string; delete?: string }>
 export function canDo(access: Access | undefined, resource: string, action: string): boolean {
   if (!access) return false;
   if (access.is_superuser) return true;
-  if (resource === 'organizations') return false;
+  if (superuserOnly.has(resource)) return false;
   const needs = required[resource];
   if (!needs) return false;
   const permission =

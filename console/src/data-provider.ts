@@ -15,6 +15,7 @@ const paths: Record<string, string> = {
   'user-sessions': '/api/v1/user-sessions/',
   'user-types': '/api/v1/user-types/',
   integrations: '/api/v1/integrations/',
+  'mail-outbox': '/api/v1/mail-outbox/',
 };
 
 /** Lists below one record: the API nests them under the parent's path. */

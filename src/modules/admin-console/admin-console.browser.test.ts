@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import * as OTPAuth from 'otpauth';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,8 @@ import { hasChromium, launchChromium } from '../../../test/chromium.js';
 import { ensureConsoleBuilt } from '../../../test/console-build.js';
 import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { queueMail } from '../../platform/mail/mail.js';
+import { activities } from '../activity/activity.table.js';
 import { apiKeys } from '../api-keys/api-keys.table.js';
 import { integrations } from '../integrations/integrations.table.js';
 import { type User, users } from '../users/users.table.js';
@@ -338,6 +340,38 @@ describe.skipIf(!hasChromium())(
         await new Promise((resolve) => service.close(resolve));
       }
     }, 120_000);
+
+    it('lists the mail outbox and shows a message body as text, its HTML never rendered', async () => {
+      const { id } = await queueMail(t.database.db, {
+        to: 'reset.reader@example.com',
+        subject: 'Reset your password',
+        text: 'Open: http://gatehouse.test/api/v1/users/password-reset/confirm/?token=tok-123',
+        html: '<p id="mail-injected">Open <a href="http://gatehouse.test/?token=tok-123">the link</a></p>',
+      });
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.getByRole('menuitem', { name: 'Mail' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/mail-outbox$/);
+      const row = page.getByRole('row', { name: /reset\.reader@example\.com/ });
+      await row.getByText('Reset your password').waitFor();
+      await row.click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toContain(`/admin/mail-outbox/${id}/show`);
+      await page
+        .getByTestId('mail-text-body')
+        .getByText(/password-reset\/confirm\/\?token=tok-123/)
+        .waitFor();
+      // The HTML body is shown as its source: none of its elements reach the console's document.
+      await page.getByTestId('mail-html-body').getByText('<p id="mail-injected">', { exact: false }).waitFor();
+      expect(await page.locator('#mail-injected').count()).toBe(0);
+      // The read is on record, naming who read it.
+      const [event] = await t.database.db
+        .select()
+        .from(activities)
+        .where(and(eq(activities.activityType, 'mail.viewed'), eq(activities.objectId, id)));
+      expect(event?.actorId).toBe(admin.id);
+      await page.context().close();
+    }, 60_000);
 
     it('signs in with the second factor when the account has TOTP on', async () => {
       const user = await seedUser(t, orgId, { isSuperuser: true, isStaff: true, email: 'two.factor@example.com' });

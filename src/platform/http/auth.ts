@@ -29,6 +29,8 @@ export type CredentialResolver = (request: FastifyRequest) => Promise<Actor | un
 /**
  * What a route needs:
  * - `authenticated`: any signed-in user;
+ * - `superuser`: a signed-in superuser only; no role and no API key grants it (for installation-wide
+ *   data that belongs to no organization, such as the mail outbox);
  * - `{ permission }` / `{ module }`: a signed-in user holding that permission or module access
  *   (superusers hold all of them);
  * - `{ scope }`: an API key carrying that scope; signed-in users only when they are superusers;
@@ -39,6 +41,7 @@ export type CredentialResolver = (request: FastifyRequest) => Promise<Actor | un
 export type AccessRule =
   | 'public'
   | 'authenticated'
+  | 'superuser'
   | { permission: string; scope?: string }
   | { module: string }
   | { scope: string; anyUser?: true };
@@ -116,8 +119,9 @@ function enforce(request: FastifyRequest, can: PermissionCheck): Promise<void> |
   if (!rule || rule === 'public') return;
   const actor = request.actor;
   if (actor.kind === 'anonymous') throw commonErrors.unauthenticated();
-  if (rule === 'authenticated') {
+  if (rule === 'authenticated' || rule === 'superuser') {
     if (actor.kind !== 'user') throw commonErrors.forbidden('This endpoint needs a signed-in user.');
+    if (rule === 'superuser' && !actor.isSuperuser) throw commonErrors.forbidden('This endpoint is for superusers.');
     return;
   }
   if (actor.kind === 'api_key') {

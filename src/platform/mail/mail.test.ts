@@ -4,11 +4,10 @@ import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestDatabase, testConfig } from '../../../test/test-app.js';
 import { type Database, queryRows } from '../db/client.js';
-import { encodeCursor } from '../http/pagination.js';
 import { installJobs } from '../jobs/pgboss.js';
 import type { JobLog } from '../jobs/registry.js';
 import { runPendingJobs, startJobs } from '../jobs/worker.js';
-import { listOutbox, queueMail } from './mail.js';
+import { queueMail } from './mail.js';
 import { mailOutbox } from './outbox.table.js';
 
 interface Received {
@@ -210,27 +209,5 @@ describe('mail', () => {
     await expect(
       queueMail(database.db, { to: 'a@example.com', subject: 'x\r\nBcc: c@example.com', text: 'x' }),
     ).rejects.toThrow(/one line/);
-  });
-
-  it('lists the outbox newest first, one page at a time', async () => {
-    const ids: string[] = [];
-    for (const n of [1, 2, 3])
-      ids.push((await queueMail(database.db, { to: `page${n}@example.com`, subject: `Page ${n}`, text: 'x' })).id);
-
-    const first = await listOutbox(database.db, { limit: 2, status: 'queued' });
-    expect(first.results.map((m) => m.id)).toEqual([ids[2], ids[1]]);
-    expect(first.next).not.toBeNull();
-    const second = await listOutbox(database.db, { limit: 2, status: 'queued', cursor: first.next! });
-    expect(second.results.map((m) => m.id)[0]).toBe(ids[0]);
-  });
-
-  it('answers invalid_cursor for a cursor that does not hold an outbox id', async () => {
-    await expect(listOutbox(database.db, { limit: 2, cursor: encodeCursor(["x' or 1=1"]) })).rejects.toMatchObject({
-      status: 400,
-      code: 'invalid_cursor',
-    });
-    await expect(listOutbox(database.db, { limit: 2, cursor: 'not-a-cursor' })).rejects.toMatchObject({
-      code: 'invalid_cursor',
-    });
   });
 });

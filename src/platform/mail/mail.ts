@@ -1,11 +1,9 @@
-import { and, desc, eq, lt, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { createTransport } from 'nodemailer';
 import type { DbOrTx } from '../db/client.js';
-import { AppError } from '../http/errors.js';
-import { decodeCursor, toPage } from '../http/pagination.js';
 import { enqueueJob } from '../jobs/queue.js';
 import { type Job, type JobContext, registerJobHandler } from '../jobs/registry.js';
-import { mailOutbox, type OutboxMail } from './outbox.table.js';
+import { mailOutbox } from './outbox.table.js';
 
 export interface OutgoingMail {
   to: string;
@@ -15,7 +13,6 @@ export interface OutgoingMail {
 }
 
 const SEND_MAIL = 'mail.send';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ADDRESS = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
 
 /**
@@ -37,33 +34,6 @@ export async function queueMail(dbOrTx: DbOrTx, mail: OutgoingMail): Promise<{ i
     await enqueueJob(tx, SEND_MAIL, { mailId: row.id });
     return { id: row.id };
   });
-}
-
-/** Outbox rows newest first, by keyset cursor; optionally only those in one status. */
-export async function listOutbox(
-  db: DbOrTx,
-  options: { limit: number; cursor?: string | undefined; status?: OutboxMail['status'] | undefined },
-): Promise<{ results: OutboxMail[]; next: string | null }> {
-  const after = options.cursor ? String(decodeCursor(options.cursor, 1)[0]) : undefined;
-  // The id reaches a uuid comparison: anything else would be a database error, not a 400.
-  if (after !== undefined && !UUID.test(after)) {
-    throw new AppError(400, 'invalid_cursor', 'The cursor is not valid for this list.', {
-      errors: [{ field: 'cursor', message: 'Pass back the `next` value of a previous page unchanged.' }],
-    });
-  }
-  const rows = await db
-    .select()
-    .from(mailOutbox)
-    .where(
-      and(
-        options.status ? eq(mailOutbox.status, options.status) : undefined,
-        // uuidv7 ids sort by creation time, so the id alone is the cursor.
-        after ? lt(mailOutbox.id, after) : undefined,
-      ),
-    )
-    .orderBy(desc(mailOutbox.id))
-    .limit(options.limit + 1);
-  return toPage(rows, options.limit, (row) => [row.id]);
 }
 
 type Transport = ReturnType<typeof createTransport>;
