@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 
 const HOUR = 3_600_000;
@@ -6,10 +6,46 @@ const DAY = 24 * HOUR;
 /** How far back a first run (or a run after a long downtime) backfills. */
 const MAX_BACKFILL_HOURS = 24 * 31;
 
+const FIGURES = sql.raw(`total_activities, user_activities, system_activities, success_count, failure_count,
+  request_count, by_category, p50_duration_ms, p95_duration_ms`);
+
+/**
+ * The figures of the activities in [from, to) that `where` keeps, in one pass: one row per
+ * organization and one for all of them (organization_id null; present even when there is nothing).
+ */
+function figuresOf(from: string, to: string, where: SQL = sql``): SQL {
+  return sql`
+    with base as (
+      select organization_id, category, user_id is not null as has_user, success, kind, duration_ms
+      from activities where timestamp >= ${from}::timestamptz and timestamp < ${to}::timestamptz ${where}
+    ), cat as (
+      select organization_id, grouping(organization_id) as g, category, count(*)::int as n
+      from base group by grouping sets ((organization_id, category), (category))
+    ), main as (
+      select organization_id, grouping(organization_id) as g, count(*)::int as total,
+        (count(*) filter (where has_user))::int as user_activities,
+        (count(*) filter (where not has_user))::int as system_activities,
+        (count(*) filter (where success))::int as success_count,
+        (count(*) filter (where not success))::int as failure_count,
+        (count(*) filter (where kind = 'request'))::int as request_count,
+        percentile_cont(0.5) within group (order by duration_ms) filter (where kind = 'request') as p50,
+        percentile_cont(0.95) within group (order by duration_ms) filter (where kind = 'request') as p95
+      from base group by grouping sets ((organization_id), ())
+    )
+    select case when m.g = 1 then null else m.organization_id end as organization_id,
+      m.total as total_activities, m.user_activities, m.system_activities, m.success_count, m.failure_count,
+      m.request_count,
+      coalesce((select jsonb_object_agg(c.category, c.n) from cat c
+        where c.g = m.g and c.organization_id is not distinct from m.organization_id), '{}'::jsonb) as by_category,
+      m.p50 as p50_duration_ms, m.p95 as p95_duration_ms
+    from main m
+    where m.g = 1 or m.organization_id is not null`;
+}
+
 /**
  * Replaces the figures of one hour [start, start + 1 h): one row per organization and one for the
- * whole platform (organization_id null), in one pass over the hour's rows. An hour without
- * activity still gets its platform row (zeros), which is how later runs know it was done.
+ * whole platform (organization_id null). An hour without activity still gets its platform row
+ * (zeros), which is how later runs know it was done.
  */
 export async function aggregateHour(db: Db, start: Date): Promise<void> {
   const from = start.toISOString();
@@ -19,34 +55,39 @@ export async function aggregateHour(db: Db, start: Date): Promise<void> {
       sql`delete from activity_statistics where period_type = 'hour' and period_start = ${from}::timestamptz`,
     );
     await tx.execute(sql`
-      with base as (
-        select organization_id, category, user_id is not null as has_user, success, kind, duration_ms
-        from activities where timestamp >= ${from}::timestamptz and timestamp < ${to}::timestamptz
-      ), cat as (
-        select organization_id, grouping(organization_id) as g, category, count(*)::int as n
-        from base group by grouping sets ((organization_id, category), (category))
-      ), main as (
-        select organization_id, grouping(organization_id) as g, count(*)::int as total,
-          (count(*) filter (where has_user))::int as user_activities,
-          (count(*) filter (where not has_user))::int as system_activities,
-          (count(*) filter (where success))::int as success_count,
-          (count(*) filter (where not success))::int as failure_count,
-          (count(*) filter (where kind = 'request'))::int as request_count,
-          percentile_cont(0.5) within group (order by duration_ms) filter (where kind = 'request') as p50,
-          percentile_cont(0.95) within group (order by duration_ms) filter (where kind = 'request') as p95
-        from base group by grouping sets ((organization_id), ())
-      )
-      insert into activity_statistics (period_type, period_start, period_end, organization_id, total_activities,
-        user_activities, system_activities, success_count, failure_count, request_count, by_category,
-        p50_duration_ms, p95_duration_ms)
-      select 'hour', ${from}::timestamptz, ${to}::timestamptz, case when m.g = 1 then null else m.organization_id end,
-        m.total, m.user_activities, m.system_activities, m.success_count, m.failure_count, m.request_count,
-        coalesce((select jsonb_object_agg(c.category, c.n) from cat c
-          where c.g = m.g and c.organization_id is not distinct from m.organization_id), '{}'::jsonb),
-        m.p50, m.p95
-      from main m
-      where m.g = 1 or m.organization_id is not null`);
+      insert into activity_statistics (period_type, period_start, period_end, organization_id, ${FIGURES})
+      select 'hour', ${from}::timestamptz, ${to}::timestamptz, f.organization_id, ${FIGURES}
+      from (${figuresOf(from, to)}) f`);
   });
+}
+
+/** Where the period that contains `now` (this hour, or this UTC day) starts. */
+export function runningPeriodStart(periodType: 'hour' | 'day', now = new Date()): Date {
+  const length = periodType === 'hour' ? HOUR : DAY;
+  return new Date(Math.floor(now.getTime() / length) * length);
+}
+
+/**
+ * The figures of the period starting at `start` and still running, computed from the activities
+ * as they are now: the jobs store a period only once it is over.
+ */
+export async function currentFigures(
+  db: DbOrTx,
+  periodType: 'hour' | 'day',
+  organizationId: string | null,
+  start: Date,
+): Promise<StatisticsRow> {
+  const from = start.toISOString();
+  const to = new Date(start.getTime() + (periodType === 'hour' ? HOUR : DAY)).toISOString();
+  const where = organizationId === null ? sql`` : sql`and organization_id = ${organizationId}`;
+  // The row for all the activities kept: the platform's, or with `where` the one organization's.
+  const [row] = await queryRows<StatisticsRow>(
+    db,
+    sql`select ${periodType}::text as period_type, ${from}::timestamptz as period_start, ${to}::timestamptz as period_end,
+        ${organizationId}::uuid as organization_id, ${FIGURES}
+      from (${figuresOf(from, to, where)}) f where f.organization_id is null`,
+  );
+  return row as StatisticsRow;
 }
 
 /**

@@ -26,7 +26,7 @@ import {
   UserSessionsQuery,
 } from './activity.schemas.js';
 import { toActivityCsvHeader, toActivityView } from './activity.views.js';
-import { listStatistics, type StatisticsRow } from './activity-stats.js';
+import { currentFigures, listStatistics, runningPeriodStart, type StatisticsRow } from './activity-stats.js';
 import { type SeedSeverity, type Severity, storedSeverity } from './severity.js';
 
 const tags = ['activity'];
@@ -86,9 +86,10 @@ async function pageOf(db: Db, filter: ActivityFilter, limit: number, cursor: str
   return { results: page.results.map(toActivityView), next: page.next };
 }
 
-function toStatsView(row: StatisticsRow) {
+function toStatsView(row: StatisticsRow, partial = false) {
   return {
     ...row,
+    partial,
     period_start: new Date(row.period_start).toISOString(),
     period_end: new Date(row.period_end).toISOString(),
     success_rate: row.total_activities > 0 ? (row.success_count / row.total_activities) * 100 : null,
@@ -226,8 +227,10 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Hourly or daily figures, newest first: totals, per category, user and system activities, success rate, ' +
-          'request duration percentiles. Superusers get the whole platform unless they name an organization; ' +
-          'others get their own organization.',
+          'request duration percentiles. A job stores each hour (and day) once it is over; the first page starts ' +
+          'with the period still running, computed on the spot (`partial: true`) unless `until` or `since` leave ' +
+          'it out. Superusers get the whole platform unless they name an organization; others get their own ' +
+          'organization.',
         querystring: ActivityStatsQuery,
         response: { 200: ActivityStatsPage },
       },
@@ -243,17 +246,31 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (typeof at !== 'string' || Number.isNaN(Date.parse(at))) throw invalidCursor();
         before = new Date(at);
       }
+      const periodType = q.period ?? 'hour';
+      // The first page starts with the period still running, unless the range asked for leaves it out.
+      let live: ReturnType<typeof toStatsView> | undefined;
+      const running = runningPeriodStart(periodType);
+      if (
+        before === undefined &&
+        (!q.until || running < new Date(q.until)) &&
+        (!q.since || running >= new Date(q.since))
+      ) {
+        live = toStatsView(await currentFigures(db, periodType, scope ?? null, running), true);
+        // A stored row of the running period (an aggregation run by hand) gives way to the live one.
+        before = running;
+      }
+      const stored = limit - (live ? 1 : 0);
       const rows = await listStatistics(db, {
         organizationId: scope ?? null,
-        periodType: q.period ?? 'hour',
+        periodType,
         ...(q.since ? { since: new Date(q.since) } : {}),
         ...(q.until ? { until: new Date(q.until) } : {}),
         ...(before ? { before } : {}),
-        limit,
+        limit: stored,
       });
-      const results = rows.slice(0, limit).map(toStatsView);
+      const results = [...(live ? [live] : []), ...rows.slice(0, stored).map((r) => toStatsView(r))];
       const last = results[results.length - 1];
-      return { results, next: rows.length > limit && last ? encodeCursor([last.period_start]) : null };
+      return { results, next: rows.length > stored && last ? encodeCursor([last.period_start]) : null };
     },
   );
 

@@ -107,6 +107,9 @@ export const ActivityStatsView = Type.Object({
   by_category: Type.Record(Type.String(), Type.Integer()),
   p50_duration_ms: Type.Union([Type.Number(), Type.Null()]),
   p95_duration_ms: Type.Union([Type.Number(), Type.Null()]),
+  partial: Type.Boolean({
+    description: 'True for the period still running (first on the first page), computed as the activities are now.',
+  }),
 });
 export const ActivityStatsPage = Page(ActivityStatsView);
 
