@@ -34,6 +34,7 @@ import {
   useRecordContext,
   useRefresh,
 } from 'react-admin';
+import { ActiveToggle } from '../active-toggle';
 import { checkIntegrationHealth, setIntegrationActive } from '../data-provider';
 
 // The integration registry: external services Gatehouse calls, their sealed credentials, health and calls.
@@ -152,26 +153,15 @@ function CheckNowButton() {
 }
 
 /** Off: calls are refused and scheduled checks skip it. On: called and checked again. */
-function ActiveToggle() {
-  const integration = useRecordContext();
-  const notify = useNotify();
-  const refresh = useRefresh();
-  const { canAccess } = useCanAccess({ resource: 'integrations', action: 'edit' });
-  if (!integration || !canAccess) return null;
-  const active = Boolean(integration.is_active);
-  async function toggle() {
-    try {
-      await setIntegrationActive(integration!.id, !active);
-      notify(active ? 'Integration deactivated' : 'Integration activated', { type: 'info' });
-      refresh();
-    } catch (err) {
-      notify((err as Error).message, { type: 'error' });
-    }
-  }
+function IntegrationActiveToggle() {
   return (
-    <MuiButton size="small" color={active ? 'warning' : 'primary'} onClick={toggle}>
-      {active ? 'Deactivate' : 'Activate'}
-    </MuiButton>
+    <ActiveToggle
+      resource="integrations"
+      isActive={(integration) => Boolean(integration.is_active)}
+      setActive={setIntegrationActive}
+      onLabel="Activate"
+      noun="Integration"
+    />
   );
 }
 
@@ -179,7 +169,7 @@ function IntegrationShowActions() {
   return (
     <TopToolbar>
       <CheckNowButton />
-      <ActiveToggle />
+      <IntegrationActiveToggle />
       <EditButton />
       <DeleteButton
         mutationMode="pessimistic"

@@ -36,6 +36,7 @@ import {
   useRefresh,
   useUnselectAll,
 } from 'react-admin';
+import { ActiveToggle } from '../active-toggle';
 import { setUserActive } from '../data-provider';
 
 const statuses = ['active', 'suspended', 'locked', 'deactivated'].map((id) => ({ id, name: id }));
@@ -96,33 +97,22 @@ export function UserList() {
 }
 
 /** Deactivation ends the user's sessions on the server; reactivation sets the status back to active. */
-function ActiveToggle() {
-  const user = useRecordContext();
-  const notify = useNotify();
-  const refresh = useRefresh();
-  const { canAccess } = useCanAccess({ resource: 'users', action: 'edit' });
-  if (!user || !canAccess) return null;
-  const active = user.status === 'active';
-  async function toggle() {
-    try {
-      await setUserActive(user!.id, !active);
-      notify(active ? 'User deactivated' : 'User reactivated', { type: 'info' });
-      refresh();
-    } catch (err) {
-      notify((err as Error).message, { type: 'error' });
-    }
-  }
+function UserActiveToggle() {
   return (
-    <MuiButton size="small" color={active ? 'warning' : 'primary'} onClick={toggle}>
-      {active ? 'Deactivate' : 'Reactivate'}
-    </MuiButton>
+    <ActiveToggle
+      resource="users"
+      isActive={(user) => user.status === 'active'}
+      setActive={setUserActive}
+      onLabel="Reactivate"
+      noun="User"
+    />
   );
 }
 
 function UserShowActions() {
   return (
     <TopToolbar>
-      <ActiveToggle />
+      <UserActiveToggle />
       <EditButton />
     </TopToolbar>
   );
