@@ -34,6 +34,7 @@ import { userTypesRoutes } from './modules/user-types/user-types.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
+import { installBodyLimit } from './platform/http/body-limit.js';
 import { answerClientError, badUrl, installErrorHandling, sendProblem } from './platform/http/errors.js';
 import { installNulGuard } from './platform/http/nul-guard.js';
 import { registerOpenApi } from './platform/http/openapi.js';
@@ -88,7 +89,8 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   // pg-boss's schema and a queue per registered handler, in every process: enqueueing needs them
   // whether or not this process runs the worker.
   await installJobs(database);
-  installErrorHandling(app);
+  installErrorHandling(app, { preflight: config.corsOrigins.length > 0, ownMethodAnswers: ['/scim/'] });
+  installBodyLimit(app);
   installNulGuard(app);
   if (logger) installRequestLogging(app);
 

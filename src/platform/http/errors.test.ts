@@ -1,5 +1,7 @@
 import { connect } from 'node:net';
+import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scimClient } from '../../../test/scim-client.js';
 import { superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 
@@ -137,5 +139,79 @@ describe('refusals made before any route runs', () => {
     const tooLong = await post({ first_name: 'x'.repeat(500) });
     expect(tooLong.statusCode).toBe(400);
     expect(tooLong.json().errors).toEqual([{ field: 'first_name', message: 'must NOT have more than 150 characters' }]);
+  });
+});
+
+describe('methods a path does not take', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('answers 405 problem+json with an Allow header naming the methods the path takes', async () => {
+    const cases: [InjectOptions['method'], string, string][] = [
+      ['GET', '/api/token', 'POST'],
+      // Trailing slashes are optional on every path, here as for the routes themselves.
+      ['GET', '/api/token/', 'POST'],
+      ['DELETE', '/api/provisioning/users', 'GET, HEAD, POST'],
+      ['PUT', '/api/provisioning/users/?dry_run=true', 'GET, HEAD, POST'],
+      ['POST', '/api/provisioning/users/kc-1', 'GET, HEAD'],
+      ['PATCH', '/health', 'GET, HEAD'],
+    ];
+    for (const [method, url, allow] of cases) {
+      const res = await t.request({ method, url });
+      expect(res.statusCode, `${method} ${url}`).toBe(405);
+      expect(res.headers.allow, `${method} ${url}`).toBe(allow);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json()).toMatchObject({
+        status: 405,
+        code: 'method_not_allowed',
+        title: 'Method Not Allowed',
+        instance: url.split('?')[0],
+        detail: expect.stringContaining(`it takes ${allow}`),
+      });
+    }
+  });
+
+  it('keeps 404 route_not_found for a path no route takes, whatever the method', async () => {
+    for (const [method, url] of [
+      ['GET', '/api/nothing-here'],
+      ['DELETE', '/api/token/nothing'],
+      ['OPTIONS', '/api/nothing-here'],
+    ] as const) {
+      const res = await t.request({ method, url });
+      expect(res.statusCode, `${method} ${url}`).toBe(404);
+      expect(res.headers.allow).toBeUndefined();
+      expect(res.json()).toMatchObject({ status: 404, code: 'route_not_found' });
+    }
+  });
+
+  it('names OPTIONS in Allow when CORS answers preflight requests', async () => {
+    const cors = await startTestApp({ CORS_ORIGINS: 'https://console.example.com' });
+    try {
+      const res = await cors.request({ method: 'GET', url: '/api/token' });
+      expect(res.statusCode).toBe(405);
+      expect(res.headers.allow).toBe('POST, OPTIONS');
+    } finally {
+      await cors.close();
+    }
+  });
+
+  it('leaves SCIM URLs to SCIM: its own 405 and 404, in the SCIM error schema', async () => {
+    const { scim } = await scimClient(t);
+    const wrongMethod = await scim('DELETE', '/ServiceProviderConfig');
+    expect(wrongMethod.statusCode).toBe(405);
+    expect(wrongMethod.headers.allow).toBe('GET, HEAD');
+    expect(wrongMethod.headers['content-type']).toContain('application/scim+json');
+    expect(wrongMethod.json()).toMatchObject({
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+      status: '405',
+    });
+    const unknown = await scim('DELETE', '/Nothing');
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.headers['content-type']).toContain('application/scim+json');
+    // OPTIONS reaches the root's 404 through CORS's catch-all route, as before: not a 405 of the root's.
+    expect((await t.request({ method: 'OPTIONS', url: '/scim/v2/Users' })).statusCode).toBe(404);
   });
 });

@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { uniqueViolation } from '../db/client.js';
+import { collectAllowedMethods } from './allowed-methods.js';
 
 export interface FieldError {
   field: string;
@@ -246,18 +247,33 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
   );
 }
 
-/** Installs the central error and not-found handlers on the root instance. */
-export function installErrorHandling(app: FastifyInstance): void {
+/**
+ * Installs the central error and not-found handlers on the root instance; call before any route is
+ * registered. A path some route takes, asked with another method, is answered 405 with an Allow
+ * header (RFC 9110 §15.5.6) rather than 404. `preflight` says that CORS answers OPTIONS everywhere,
+ * so the Allow header names it too; `ownMethodAnswers` lists path prefixes whose plugin answers
+ * wrong methods itself (SCIM, in its own error schema), left at 404 here as before.
+ */
+export function installErrorHandling(
+  app: FastifyInstance,
+  options: { preflight?: boolean; ownMethodAnswers?: string[] } = {},
+): void {
+  const allowedMethods = collectAllowedMethods(app);
   app.setErrorHandler((err, request, reply) => {
     const { error, unexpected } = normaliseError(err, request.routeOptions.bodyLimit);
     if (unexpected) request.log.error({ err }, 'unhandled error');
     return sendProblem(reply, request, error);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      reply,
-      request,
-      new AppError(404, 'route_not_found', `No route ${request.method} ${request.url.split('?')[0]}.`),
-    ),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] as string;
+    const elsewhere = options.ownMethodAnswers?.some((prefix) => path.startsWith(prefix));
+    const allowed = elsewhere ? [] : allowedMethods(path);
+    // A method a route takes reaches here only through callNotFound: that is a 404 of the route's own.
+    if (allowed.length === 0 || allowed.includes(request.method)) {
+      return sendProblem(reply, request, new AppError(404, 'route_not_found', `No route ${request.method} ${path}.`));
+    }
+    const allow = (options.preflight && !allowed.includes('OPTIONS') ? [...allowed, 'OPTIONS'] : allowed).join(', ');
+    const detail = `${request.method} is not allowed on ${path}; it takes ${allow}.`;
+    return sendProblem(reply, request, new AppError(405, 'method_not_allowed', detail, { headers: { allow } }));
+  });
 }
