@@ -39,6 +39,8 @@ describe('loadConfig', () => {
     ['DATABASE_URL', 'mysql://x'],
     ['PUBLIC_URL', 'not a url'],
     ['MASTER_KEY', 'c2hvcnQ='],
+    ['MASTER_KEY_PREVIOUS', 'c2hvcnQ='],
+    ['MASTER_KEY_PREVIOUS', `${Buffer.alloc(32, 1).toString('base64')},not-base64!`],
     ['SMTP_URL', 'http://mail'],
     ['MAIL_FROM', 'nobody'],
     ['TRUST_PROXY', '10.0.0.0/99'],
@@ -88,6 +90,24 @@ describe('loadConfig', () => {
       'https://a.io',
       'http://b.io:3000',
     ]);
+  });
+
+  it('reads MASTER_KEY_PREVIOUS as a list of keys, dropping the current key, repeats and empty entries', () => {
+    expect(loadConfig(base).masterKeyPrevious).toEqual([]);
+    const a = Buffer.alloc(32, 1);
+    const b = Buffer.alloc(32, 2);
+    const previous = loadConfig({
+      ...base,
+      MASTER_KEY_PREVIOUS: ` ${a.toString('base64')}, ${key},,${b.toString('base64')},${a.toString('base64')} `,
+    }).masterKeyPrevious;
+    expect(previous).toEqual([a, b]);
+  });
+
+  it('names a bad MASTER_KEY_PREVIOUS entry by position without echoing it', () => {
+    const secretish = Buffer.alloc(31, 9).toString('base64');
+    const err = refusal({ MASTER_KEY_PREVIOUS: `${Buffer.alloc(32, 1).toString('base64')},${secretish}` });
+    expect(err.message).toMatch(/^MASTER_KEY_PREVIOUS: entry 2 /);
+    expect(err.message).not.toContain(secretish);
   });
 
   it('generates a master key in an embedded DATA_DIR once, readable by the owner only', () => {

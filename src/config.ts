@@ -16,6 +16,8 @@ export interface Config {
   adminEmail: string | undefined;
   adminPassword: string | undefined;
   masterKey: Buffer;
+  /** Keys of before a rotation (MASTER_KEY_PREVIOUS): they open values sealed under them, never seal. */
+  masterKeyPrevious: Buffer[];
   smtpUrl: string | undefined;
   mailFrom: string;
   trustProxy: boolean | number | string[];
@@ -128,13 +130,19 @@ function parseCorsOrigins(raw: string | undefined): string[] {
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
+/** A base64 32-byte key, or undefined when `raw` is not exactly that (no lenient decoding). */
+function decodeKey(raw: string): Buffer | undefined {
+  const key = Buffer.from(raw, 'base64');
+  if (key.length !== 32 || key.toString('base64').replace(/=+$/, '') !== raw.trim().replace(/=+$/, ''))
+    return undefined;
+  return key;
+}
+
 function parseMasterKey(env: Env, dataDir: string, embedded: boolean): Buffer {
   const raw = env.MASTER_KEY;
   if (raw !== undefined && raw !== '') {
-    const key = Buffer.from(raw, 'base64');
-    if (key.length !== 32 || key.toString('base64').replace(/=+$/, '') !== raw.trim().replace(/=+$/, '')) {
-      throw new ConfigError('MASTER_KEY', 'must be the base64 encoding of exactly 32 bytes');
-    }
+    const key = decodeKey(raw);
+    if (!key) throw new ConfigError('MASTER_KEY', 'must be the base64 encoding of exactly 32 bytes');
     return key;
   }
   if (!embedded) throw new ConfigError('MASTER_KEY', 'is required when DATABASE_URL is set (every node must share it)');
@@ -149,6 +157,30 @@ function parseMasterKey(env: Env, dataDir: string, embedded: boolean): Buffer {
   const key = randomBytes(32);
   writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600 });
   return key;
+}
+
+/**
+ * MASTER_KEY_PREVIOUS: comma-separated keys that only open values sealed before a rotation. The
+ * current key, and a key listed twice, are dropped rather than refused, so the same list can be
+ * rolled out to every node before and after MASTER_KEY changes. A bad entry is named by position,
+ * never echoed: it is a secret.
+ */
+function parsePreviousMasterKeys(raw: string | undefined, current: Buffer): Buffer[] {
+  if (raw === undefined || raw.trim() === '') return [];
+  const keys: Buffer[] = [];
+  const entries = raw.split(',').map((s) => s.trim());
+  for (const [index, entry] of entries.entries()) {
+    if (entry === '') continue;
+    const key = decodeKey(entry);
+    if (!key) {
+      throw new ConfigError(
+        'MASTER_KEY_PREVIOUS',
+        `entry ${index + 1} must be the base64 encoding of exactly 32 bytes (comma-separated keys)`,
+      );
+    }
+    if (!key.equals(current) && !keys.some((k) => k.equals(key))) keys.push(key);
+  }
+  return keys;
 }
 
 /** Reads and validates the environment; throws ConfigError naming the first bad variable. */
@@ -195,6 +227,8 @@ export function loadConfig(env: Env = process.env): Config {
   if (activityTrackingRaw !== 'on' && activityTrackingRaw !== 'off')
     throw new ConfigError('ACTIVITY_TRACKING', 'must be "on" or "off"');
 
+  const masterKey = parseMasterKey(env, dataDir, databaseUrl === undefined);
+
   return {
     port,
     host,
@@ -205,7 +239,8 @@ export function loadConfig(env: Env = process.env): Config {
     provisioningApiKey,
     adminEmail,
     adminPassword,
-    masterKey: parseMasterKey(env, dataDir, databaseUrl === undefined),
+    masterKey,
+    masterKeyPrevious: parsePreviousMasterKeys(env.MASTER_KEY_PREVIOUS, masterKey),
     smtpUrl: urlVar(env, 'SMTP_URL', ['smtp:', 'smtps:']),
     mailFrom,
     trustProxy: parseTrustProxy(env.TRUST_PROXY),

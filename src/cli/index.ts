@@ -4,6 +4,7 @@ import { registerAuditCommands } from './audit.js';
 import { registerCreateSuperuserCommand } from './createsuperuser.js';
 import { registerKeysCommands } from './keys.js';
 import { registerMigrateCommand } from './migrate.js';
+import { registerResealCommand } from './reseal.js';
 import { registerServeCommands } from './serve.js';
 import { registerSetupCommand } from './setup.js';
 import { registerSyncCommand } from './sync.js';
@@ -26,6 +27,7 @@ export function buildCli(): Command {
   registerAuditCommands(program);
   registerTransferCommands(program);
   registerSyncCommand(program);
+  registerResealCommand(program);
   return program;
 }
 

@@ -4,7 +4,7 @@ import { type SyncReport, syncIntegration } from '../modules/downstream-sync/dow
 import { integrationErrors } from '../modules/integrations/integrations.errors.js';
 import { findIntegration } from '../modules/integrations/integrations.queries.js';
 import { findOrganizationByCode } from '../modules/organizations/organizations.queries.js';
-import { createEnvelope } from '../platform/crypto/envelope.js';
+import { envelopeFor } from '../platform/crypto/envelope.js';
 import { commonErrors } from '../platform/http/errors.js';
 import { runRefusing } from './context.js';
 
@@ -35,7 +35,7 @@ export function registerSyncCommand(program: Command): void {
     .action(async (options: SyncOptions) => {
       let reports: SyncReport[] = [];
       await runRefusing('sync', async (db, config) => {
-        const envelope = createEnvelope(config.masterKey);
+        const envelope = envelopeFor(config);
         let organizationId: string | undefined;
         if (options.organization !== undefined) {
           const organization = await findOrganizationByCode(db, options.organization);

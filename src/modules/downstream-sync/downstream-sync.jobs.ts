@@ -1,6 +1,6 @@
 import { and, asc, eq } from 'drizzle-orm';
 import type { Config } from '../../config.js';
-import { createEnvelope, type Envelope } from '../../platform/crypto/envelope.js';
+import { type Envelope, envelopeFor } from '../../platform/crypto/envelope.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
@@ -54,7 +54,7 @@ registerJobHandler(
   SYNC_SWEEP_JOB,
   async (_job, ctx) => {
     await scheduleSyncSweep(ctx.db, ctx.config);
-    const reports = await syncAllTargets(ctx.db, createEnvelope(ctx.config.masterKey), {
+    const reports = await syncAllTargets(ctx.db, envelopeFor(ctx.config), {
       onError: (integrationId, err) => ctx.log.error({ err, integrationId }, 'downstream sync failed'),
     });
     for (const report of reports) {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import { and, desc, eq, isNotNull, sql } from 'drizzle-orm';
-import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { envelopeFor } from '../../platform/crypto/envelope.js';
 import { organizationScopeOf } from '../../platform/http/auth.js';
 import { integrationErrors } from '../integrations/integrations.errors.js';
 import { findIntegration } from '../integrations/integrations.queries.js';
@@ -47,7 +47,7 @@ const SyncStatusView = Type.Object({
 
 export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
-  const envelope = createEnvelope(app.config.masterKey);
+  const envelope = envelopeFor(app.config);
   await scheduleSyncSweep(db, app.config);
 
   async function syncTarget(actor: Parameters<typeof organizationScopeOf>[0], id: string) {

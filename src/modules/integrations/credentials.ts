@@ -9,7 +9,7 @@ const HINTED: ReadonlySet<CredentialName> = new Set(['api_key', 'token']);
 const MIN_HINTED_LENGTH = 16;
 
 // The context binds a sealed value to its row: copied into another integration, it does not open.
-const credentialsContext = (integrationId: string) => `integrations:${integrationId}:credentials`;
+export const credentialsContext = (integrationId: string) => `integrations:${integrationId}:credentials`;
 export const oauth2TokenContext = (integrationId: string, which: 'access' | 'refresh') =>
   `integrations:${integrationId}:oauth2:${which}`;
 export const codeVerifierContext = (stateHash: string) => `integrations:oauth2-state:${stateHash}`;

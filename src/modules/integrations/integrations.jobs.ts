@@ -1,5 +1,5 @@
 import type { Config } from '../../config.js';
-import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { envelopeFor } from '../../platform/crypto/envelope.js';
 import type { DbOrTx } from '../../platform/db/client.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
@@ -40,7 +40,7 @@ registerJobHandler(
     await scheduleHealthSweep(ctx.db, ctx.config);
     const interval = ctx.config.integrationHealthIntervalSeconds;
     if (interval > 0) {
-      const done = await checkDueIntegrations(ctx.db, createEnvelope(ctx.config.masterKey), {
+      const done = await checkDueIntegrations(ctx.db, envelopeFor(ctx.config), {
         intervalSeconds: interval,
         aborted: () => ctx.signal.aborted,
         onError: (integrationId, err) => ctx.log.error({ err, integrationId }, 'integration health check failed'),

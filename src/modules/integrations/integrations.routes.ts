@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { envelopeFor } from '../../platform/crypto/envelope.js';
 import { organizationScopeOf } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { listingScope } from '../organizations/organizations.queries.js';
@@ -122,7 +122,7 @@ const manage = { permission: 'integrations.manage' };
 
 export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
-  const envelope = createEnvelope(app.config.masterKey);
+  const envelope = envelopeFor(app.config);
   await scheduleHealthSweep(db, app.config);
 
   /** The integration the caller may see, or 404 — another organization's answers as if it did not exist. */

@@ -1,7 +1,7 @@
 import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm';
 import * as OTPAuth from 'otpauth';
 import type { Config } from '../../config.js';
-import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { envelopeFor } from '../../platform/crypto/envelope.js';
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
@@ -20,7 +20,8 @@ export const MFA_TOKEN_TTL_SECONDS = 300;
 // Guessing a 6-digit code within one challenge: 5 tries in 10^6, then the password step again.
 const MAX_ATTEMPTS_PER_CHALLENGE = 5;
 
-const sealContext = (userId: string) => `mfa_totp:${userId}`;
+/** The context (AAD) a TOTP secret is sealed with: it binds the value to its user. */
+export const totpSealContext = (userId: string) => `mfa_totp:${userId}`;
 
 function totpFor(secret: OTPAuth.Secret, label: string): OTPAuth.TOTP {
   return new OTPAuth.TOTP({ issuer: ISSUER, label, algorithm: 'SHA1', digits: 6, period: PERIOD_SECONDS, secret });
@@ -39,7 +40,7 @@ export async function enrolTotp(db: Db, config: Config, actor: UserActor, label:
   const existing = await findTotp(db, actor.userId);
   if (existing?.confirmedAt) throw mfaErrors.alreadyEnabled();
   const secret = new OTPAuth.Secret({ size: 20 });
-  const sealed = createEnvelope(config.masterKey).seal(secret.base32, sealContext(actor.userId));
+  const sealed = envelopeFor(config).seal(secret.base32, totpSealContext(actor.userId));
   await db
     .insert(mfaTotp)
     .values({ organizationId: actor.organizationId, userId: actor.userId, secretSealed: sealed })
@@ -71,7 +72,7 @@ async function useTotpCode(
   code: string,
 ): Promise<boolean> {
   if (!/^\d{6}$/.test(code)) return false;
-  const secret = createEnvelope(config.masterKey).openText(row.secretSealed, sealContext(row.userId));
+  const secret = envelopeFor(config).openText(row.secretSealed, totpSealContext(row.userId));
   const now = Date.now();
   const delta = totpFor(OTPAuth.Secret.fromBase32(secret), 'x').validate({
     token: code,

@@ -12,7 +12,7 @@ import {
   SignJWT,
 } from 'jose';
 import type { Config } from '../../config.js';
-import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { envelopeFor } from '../../platform/crypto/envelope.js';
 import type { Db } from '../../platform/db/client.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { findActiveSigningKey, listPublishedSigningKeys } from './signing-keys.queries.js';
@@ -32,7 +32,8 @@ const PERIODIC_RELOAD_MS = 5 * 60_000;
 
 const TOPIC = 'signing_keys';
 
-function sealContext(kid: string): string {
+/** The context (AAD) a signing key's private half is sealed with: it binds the value to its row. */
+export function signingKeySealContext(kid: string): string {
   return `signing_keys:${kid}`;
 }
 
@@ -46,7 +47,7 @@ async function generateSigningKeyRow(config: Config): Promise<typeof signingKeys
     kid,
     algorithm: SIGNING_ALGORITHM,
     publicJwk: { ...publicJwk, kid, alg: SIGNING_ALGORITHM, use: 'sig' },
-    privateKeySealed: createEnvelope(config.masterKey).seal(JSON.stringify(privateJwk), sealContext(kid)),
+    privateKeySealed: envelopeFor(config).seal(JSON.stringify(privateJwk), signingKeySealContext(kid)),
   };
 }
 
@@ -197,14 +198,11 @@ export class SigningKeyStore {
     if (activeRow && activeRow.kid !== this.active?.kid) {
       let sealedJwk: string;
       try {
-        sealedJwk = createEnvelope(this.config.masterKey).openText(
-          activeRow.privateKeySealed,
-          sealContext(activeRow.kid),
-        );
+        sealedJwk = envelopeFor(this.config).openText(activeRow.privateKeySealed, signingKeySealContext(activeRow.kid));
       } catch (err) {
         throw new Error(
           `the active signing key ${activeRow.kid} cannot be opened with this MASTER_KEY (${(err as Error).message}); ` +
-            'start with the MASTER_KEY it was sealed under, or run `gatehouse keys rotate` to make a new one',
+            'list the key it was sealed under in MASTER_KEY_PREVIOUS, or run `gatehouse keys rotate` to make a new one',
           { cause: err },
         );
       }

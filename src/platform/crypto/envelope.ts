@@ -5,7 +5,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
  *
  * Sealed form: `v1.<key id>.<iv>.<ciphertext>.<tag>` (base64url parts). The key id is derived from
  * the master key itself, so a keyring of the current and previous master keys can open anything
- * sealed under either, and `needsReseal` finds what to re-encrypt after a rotation.
+ * sealed under either, and `needsReseal` finds what to re-encrypt after a rotation (`gatehouse reseal`).
  * The optional context is authenticated but not stored: a value sealed for one row (say
  * `signing_keys:<kid>`) does not open when copied into another.
  */
@@ -34,6 +34,10 @@ export interface Envelope {
   openText(sealed: string, context?: string): string;
   /** True when sealed under an older master key. */
   needsReseal(sealed: string): boolean;
+  /** The id of the key `seal` uses. */
+  readonly currentKeyId: string;
+  /** True when `keyId` names a key of the ring (current or previous). */
+  hasKey(keyId: string): boolean;
 }
 
 /** An envelope over the current master key and, for reading only, previous ones. */
@@ -83,5 +87,28 @@ export function createEnvelope(current: Buffer, previous: Buffer[] = []): Envelo
     open,
     openText: (sealed, context) => open(sealed, context).toString('utf8'),
     needsReseal: (sealed) => sealed.split('.')[1] !== currentId,
+    currentKeyId: currentId,
+    hasKey: (keyId) => ring.has(keyId),
   };
+}
+
+/** The master keys of a configuration: `MASTER_KEY` seals, `MASTER_KEY_PREVIOUS` only opens. */
+export interface MasterKeys {
+  masterKey: Buffer;
+  masterKeyPrevious: Buffer[];
+}
+
+const envelopes = new WeakMap<MasterKeys, Envelope>();
+
+/**
+ * The envelope of a configuration, built once per config object: every caller that seals or opens
+ * a secret gets it here, so a key listed in MASTER_KEY_PREVIOUS opens values everywhere at once.
+ */
+export function envelopeFor(keys: MasterKeys): Envelope {
+  let envelope = envelopes.get(keys);
+  if (!envelope) {
+    envelope = createEnvelope(keys.masterKey, keys.masterKeyPrevious);
+    envelopes.set(keys, envelope);
+  }
+  return envelope;
 }

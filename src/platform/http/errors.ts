@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { EnvelopeError } from '../crypto/envelope.js';
 import { uniqueViolation } from '../db/client.js';
 import { collectAllowedMethods } from './allowed-methods.js';
 
@@ -209,6 +210,18 @@ export function normaliseError(err: unknown, bodyLimit?: number): { error: AppEr
   }
   const fromFastify = fromFastifyError(err as FastifyError, bodyLimit);
   if (fromFastify) return { error: fromFastify, unexpected: false };
+  if (err instanceof EnvelopeError) {
+    // A secret sealed under a master key this node no longer has: an operator's fix, so say which
+    // one; still logged with its stack, like any server fault.
+    return {
+      error: new AppError(
+        500,
+        'sealed_secret_unreadable',
+        'A stored secret cannot be opened with the configured MASTER_KEY or MASTER_KEY_PREVIOUS.',
+      ),
+      unexpected: true,
+    };
+  }
   return { error: new AppError(500, 'internal_error', 'An unexpected error occurred.'), unexpected: true };
 }
 
