@@ -209,10 +209,9 @@ describe('rotating the master key with gatehouse reseal', () => {
       const admin = await superuserClient(t);
       const check = await admin.post(`/api/v1/integrations/${integration.id}/health-check/`);
       expect(check.statusCode).toBe(500);
-      expect(check.json()).toMatchObject({
-        code: 'sealed_secret_unreadable',
-        detail: expect.stringMatching(/MASTER_KEY_PREVIOUS/),
-      });
+      // The code names the kind of fault; which setting is at fault is the log's business, not the client's.
+      expect(check.json()).toMatchObject({ code: 'sealed_secret_unreadable' });
+      expect(check.body).not.toMatch(/MASTER_KEY/);
 
       // A TOTP secret sealed under C: the second login step answers a problem naming the cause.
       await t.database.db

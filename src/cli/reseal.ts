@@ -44,32 +44,38 @@ export function registerResealCommand(program: Command): void {
       if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) {
         fail('reseal: --batch-size must be a whole number between 1 and 100000');
       }
-      await withDatabase(async (database, config) => {
-        const envelope = envelopeFor(config);
-        if (options.check) {
-          console.log(`current master key: ${envelope.currentKeyId}`);
-          const counts = await countSealedSecrets(database.db);
-          for (const { kind, byKey } of counts) {
-            if (byKey.length === 0) console.log(`${kind}: none`);
-            for (const { keyId, values } of byKey) {
-              console.log(`${kind}: ${values} under ${keyId} (${roleOf(envelope, keyId)})`);
+      // --check changes nothing, not even the schema.
+      await withDatabase(
+        async (database, config) => {
+          const envelope = envelopeFor(config);
+          if (options.check) {
+            console.log(`current master key: ${envelope.currentKeyId}`);
+            const counts = await countSealedSecrets(database.db);
+            for (const { kind, byKey } of counts) {
+              if (byKey.length === 0) console.log(`${kind}: none`);
+              for (const { keyId, values } of byKey) {
+                console.log(`${kind}: ${values} under ${keyId} (${roleOf(envelope, keyId)})`);
+              }
             }
+            printOutstanding(outstanding(envelope, counts), 'under');
+            return;
           }
-          printOutstanding(outstanding(envelope, counts), 'under');
-          return;
-        }
-        const reports = await resealSecrets(database.db, envelope, {
-          batchSize,
-          onUnreadable: (v) =>
-            console.error(`gatehouse: reseal: ${v.table} ${v.id} ${v.column} does not open: ${v.reason}`),
-        });
-        for (const r of reports) {
-          console.log(`${r.kind}: ${r.resealed} resealed, ${r.changed} changed meanwhile, ${r.unreadable} unreadable`);
-        }
-        const totals = outstanding(envelope, await countSealedSecrets(database.db));
-        printOutstanding(totals, 'left under');
-        // Not done: an operator must not drop MASTER_KEY_PREVIOUS on the strength of this run.
-        if (totals.previous > 0 || totals.unknown > 0) process.exitCode = 1;
-      });
+          const reports = await resealSecrets(database.db, envelope, {
+            batchSize,
+            onUnreadable: (v) =>
+              console.error(`gatehouse: reseal: ${v.table} ${v.id} ${v.column} does not open: ${v.reason}`),
+          });
+          for (const r of reports) {
+            console.log(
+              `${r.kind}: ${r.resealed} resealed, ${r.changed} changed meanwhile, ${r.unreadable} unreadable`,
+            );
+          }
+          const totals = outstanding(envelope, await countSealedSecrets(database.db));
+          printOutstanding(totals, 'left under');
+          // Not done: an operator must not drop MASTER_KEY_PREVIOUS on the strength of this run.
+          if (totals.previous > 0 || totals.unknown > 0) process.exitCode = 1;
+        },
+        { migrate: !options.check },
+      );
     });
 }

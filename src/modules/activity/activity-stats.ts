@@ -68,32 +68,62 @@ export function runningPeriodStart(periodType: 'hour' | 'day', now = new Date())
 }
 
 /**
- * The figures of the period starting at `start` and still running, computed from the activities
- * as they are now: the jobs store a period only once it is over.
+ * The figures of the running hour, or of today (its stored hours and the running one), computed
+ * as the activities are now: the jobs store a period only once it is over. Only the running hour
+ * is read from the activities, so a day costs what an hour does.
  */
 export async function currentFigures(
   db: DbOrTx,
   periodType: 'hour' | 'day',
   organizationId: string | null,
-  start: Date,
+  now = new Date(),
 ): Promise<StatisticsRow> {
-  const from = start.toISOString();
-  const to = new Date(start.getTime() + (periodType === 'hour' ? HOUR : DAY)).toISOString();
+  const hour = runningPeriodStart('hour', now);
+  const start = runningPeriodStart(periodType, now);
+  const hourFrom = hour.toISOString();
+  const hourTo = new Date(hour.getTime() + HOUR).toISOString();
+  const scope = organizationId === null ? sql`organization_id is null` : sql`organization_id = ${organizationId}`;
   const where = organizationId === null ? sql`` : sql`and organization_id = ${organizationId}`;
-  // The row for all the activities kept: the platform's, or with `where` the one organization's.
+  // With `where`, the row for all the activities kept is the one organization's.
+  const runningHour = sql`select ${FIGURES} from (${figuresOf(hourFrom, hourTo, where)}) f where f.organization_id is null`;
+  const storedHours = sql`select ${FIGURES} from activity_statistics
+    where period_type = 'hour' and ${scope}
+      and period_start >= ${start.toISOString()}::timestamptz and period_start < ${hourFrom}::timestamptz`;
+  const hours = periodType === 'hour' ? runningHour : sql`${storedHours} union all ${runningHour}`;
   const [row] = await queryRows<StatisticsRow>(
     db,
-    sql`select ${periodType}::text as period_type, ${from}::timestamptz as period_start, ${to}::timestamptz as period_end,
+    sql`select ${periodType}::text as period_type, ${start.toISOString()}::timestamptz as period_start,
+        ${new Date(start.getTime() + (periodType === 'hour' ? HOUR : DAY)).toISOString()}::timestamptz as period_end,
         ${organizationId}::uuid as organization_id, ${FIGURES}
-      from (${figuresOf(from, to, where)}) f where f.organization_id is null`,
+      from (${sumOfHours(sql`select null::uuid as organization_id, ${FIGURES} from (${hours}) h`)}) r`,
   );
   return row as StatisticsRow;
 }
 
 /**
- * Replaces one UTC day's figures from its hourly rows: sums, categories merged, and the
- * request-weighted mean of the hourly percentiles (an approximation: percentiles do not add up).
+ * Hourly figures added up per organization: sums, categories merged, and the request-weighted
+ * mean of the hourly percentiles (an approximation: percentiles do not add up).
  */
+function sumOfHours(hours: SQL): SQL {
+  return sql`
+    with hours as (${hours}), cat as (
+      select h.organization_id, e.key, sum(e.value::int)::int as n
+      from hours h, jsonb_each_text(h.by_category) e group by h.organization_id, e.key
+    )
+    select h.organization_id, sum(total_activities)::int as total_activities,
+      sum(user_activities)::int as user_activities, sum(system_activities)::int as system_activities,
+      sum(success_count)::int as success_count, sum(failure_count)::int as failure_count,
+      sum(request_count)::int as request_count,
+      coalesce((select jsonb_object_agg(c.key, c.n) from cat c
+        where c.organization_id is not distinct from h.organization_id), '{}'::jsonb) as by_category,
+      sum(p50_duration_ms * request_count) / nullif(sum(request_count) filter (where p50_duration_ms is not null), 0)
+        as p50_duration_ms,
+      sum(p95_duration_ms * request_count) / nullif(sum(request_count) filter (where p95_duration_ms is not null), 0)
+        as p95_duration_ms
+    from hours h group by h.organization_id`;
+}
+
+/** Replaces one UTC day's figures from its hourly rows (see `sumOfHours`). */
 export async function rollUpDay(db: Db, day: Date): Promise<void> {
   const from = day.toISOString();
   const to = new Date(day.getTime() + DAY).toISOString();
@@ -101,24 +131,12 @@ export async function rollUpDay(db: Db, day: Date): Promise<void> {
     await tx.execute(
       sql`delete from activity_statistics where period_type = 'day' and period_start = ${from}::timestamptz`,
     );
+    const hours = sql`select organization_id, ${FIGURES} from activity_statistics
+      where period_type = 'hour' and period_start >= ${from}::timestamptz and period_start < ${to}::timestamptz`;
     await tx.execute(sql`
-      with hours as (
-        select * from activity_statistics
-        where period_type = 'hour' and period_start >= ${from}::timestamptz and period_start < ${to}::timestamptz
-      ), cat as (
-        select h.organization_id, e.key, sum(e.value::int)::int as n
-        from hours h, jsonb_each_text(h.by_category) e group by h.organization_id, e.key
-      )
-      insert into activity_statistics (period_type, period_start, period_end, organization_id, total_activities,
-        user_activities, system_activities, success_count, failure_count, request_count, by_category,
-        p50_duration_ms, p95_duration_ms)
-      select 'day', ${from}::timestamptz, ${to}::timestamptz, h.organization_id, sum(total_activities)::int,
-        sum(user_activities)::int, sum(system_activities)::int, sum(success_count)::int, sum(failure_count)::int,
-        sum(request_count)::int,
-        coalesce((select jsonb_object_agg(c.key, c.n) from cat c where c.organization_id is not distinct from h.organization_id), '{}'::jsonb),
-        sum(p50_duration_ms * request_count) / nullif(sum(request_count) filter (where p50_duration_ms is not null), 0),
-        sum(p95_duration_ms * request_count) / nullif(sum(request_count) filter (where p95_duration_ms is not null), 0)
-      from hours h group by h.organization_id`);
+      insert into activity_statistics (period_type, period_start, period_end, organization_id, ${FIGURES})
+      select 'day', ${from}::timestamptz, ${to}::timestamptz, r.organization_id, ${FIGURES}
+      from (${sumOfHours(hours)}) r`);
   });
 }
 

@@ -48,7 +48,7 @@ interface FilterQuery {
   activity_type?: string | undefined;
   user?: string | undefined;
   category?: string | undefined;
-  severity?: string | undefined;
+  severity?: Severity | SeedSeverity | undefined;
   success?: boolean | undefined;
   since?: string | undefined;
   until?: string | undefined;
@@ -63,7 +63,7 @@ function filterOf(query: FilterQuery, organizationId: string | undefined): Activ
     activityType: query.activity_type,
     userId: query.user,
     category: query.category,
-    severity: query.severity && storedSeverity(query.severity as Severity | SeedSeverity),
+    severity: query.severity && storedSeverity(query.severity),
     success: query.success,
     since: query.since ? new Date(query.since) : undefined,
     until: query.until ? new Date(query.until) : undefined,
@@ -255,7 +255,7 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         (!q.until || running < new Date(q.until)) &&
         (!q.since || running >= new Date(q.since))
       ) {
-        live = toStatsView(await currentFigures(db, periodType, scope ?? null, running), true);
+        live = toStatsView(await currentFigures(db, periodType, scope ?? null), true);
         // A stored row of the running period (an aggregation run by hand) gives way to the live one.
         before = running;
       }

@@ -1,5 +1,6 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
+import { SEED_SEVERITIES, SEVERITIES } from './severity.js';
 
 const Uuid = Type.String({ format: 'uuid' });
 const NullableUuid = Type.Union([Uuid, Type.Null()]);
@@ -18,7 +19,7 @@ const ActivityFilters = {
   category: Type.Optional(Type.String({ maxLength: 100 })),
   severity: Type.Optional(
     Type.Union(
-      ['info', 'warning', 'critical', 'low', 'normal', 'high'].map((s) => Type.Literal(s)),
+      [...SEVERITIES, ...SEED_SEVERITIES].map((s) => Type.Literal(s)),
       {
         description:
           'info, warning or critical. Seed 002’s names are understood too: low and normal mean info, high means warning.',

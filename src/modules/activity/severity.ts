@@ -1,8 +1,10 @@
 /** What Gatehouse stores and answers. */
-export type Severity = 'info' | 'warning' | 'critical';
+export const SEVERITIES = ['info', 'warning', 'critical'] as const;
+export type Severity = (typeof SEVERITIES)[number];
 
 /** Seed 002's names, understood wherever a severity is given (tracker calls, filters). */
-export type SeedSeverity = 'low' | 'normal' | 'high';
+export const SEED_SEVERITIES = ['low', 'normal', 'high'] as const;
+export type SeedSeverity = (typeof SEED_SEVERITIES)[number];
 
 const FROM_SEED: Record<SeedSeverity, Severity> = { low: 'info', normal: 'info', high: 'warning' };
 

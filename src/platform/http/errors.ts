@@ -211,14 +211,10 @@ export function normaliseError(err: unknown, bodyLimit?: number): { error: AppEr
   const fromFastify = fromFastifyError(err as FastifyError, bodyLimit);
   if (fromFastify) return { error: fromFastify, unexpected: false };
   if (err instanceof EnvelopeError) {
-    // A secret sealed under a master key this node no longer has: an operator's fix, so say which
-    // one; still logged with its stack, like any server fault.
+    // A secret sealed under a master key this node no longer has: an operator's fix. The code says
+    // what kind of fault it is; which key and setting, only the log (it is logged with its stack).
     return {
-      error: new AppError(
-        500,
-        'sealed_secret_unreadable',
-        'A stored secret cannot be opened with the configured MASTER_KEY or MASTER_KEY_PREVIOUS.',
-      ),
+      error: new AppError(500, 'sealed_secret_unreadable', 'A stored secret cannot be opened; see the server log.'),
       unexpected: true,
     };
   }
