@@ -366,6 +366,42 @@ describe('OAuth2 integrations', () => {
     expect(await currentAccessToken(t.database.db, envelope, integration)).toBe(token);
   });
 
+  it('does not store tokens obtained for a host the integration left meanwhile', async () => {
+    const created = await register({ grant: 'client_credentials', scope: 'api:read' });
+    const integration = await findOrganizationIntegration(t.database.db, created.organization_id, created.id);
+    if (!integration) throw new Error('integration missing');
+    let release = () => {};
+    as.tokenEndpoint.hold = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const arrived = new Promise<void>((resolve) => {
+      as.tokenEndpoint.onRequest = resolve;
+    });
+    const asked = currentAccessToken(t.database.db, envelope, integration).then(
+      () => 'stored',
+      (err: { code?: string; message?: string }) => `${err.code}: ${err.message}`,
+    );
+    try {
+      await arrived;
+      // While the token request is pending, the integration moves to another host (new secrets given).
+      const moved = await admin.patch(`/api/v1/integrations/${created.id}`, {
+        base_url: 'https://elsewhere.example/',
+        credentials: { client_secret: 'another-secret' },
+      });
+      expect(moved.statusCode, moved.body).toBe(200);
+    } finally {
+      as.tokenEndpoint.hold = null;
+      as.tokenEndpoint.onRequest = null;
+      release();
+    }
+    expect(await asked).toMatch(/^oauth2_exchange_failed: .*moved to another host/);
+    const rows = await queryRows(
+      t.database.db,
+      sql`select 1 from integration_oauth2_tokens where integration_id = ${created.id}::uuid`,
+    );
+    expect(rows).toEqual([]);
+  });
+
   it('refuses unknown or expired states, other auth types, and other organizations’ integrations', async () => {
     const unknown = await t.request({
       method: 'GET',

@@ -16,16 +16,21 @@ import {
   type OAuth2Settings,
 } from './integrations.table.js';
 import { requestGuarded } from './outbound-http.js';
+import { originChanges } from './secret-destinations.js';
 
 /** A pending authorization may be completed within this long. */
 const STATE_TTL_MS = 10 * 60_000;
 /** A token this close to expiry is refreshed before use rather than sent and refused. */
 const REFRESH_MARGIN_MS = 60_000;
 const OAUTH_TIMEOUT_MS = 15_000;
-/** How long one caller may hold the renewal of a token: longer than its token request may take. */
-const RENEWAL_LEASE_MS = OAUTH_TIMEOUT_MS + 5_000;
-/** How often a caller waiting for another's renewal looks for the new token. */
-const RENEWAL_POLL_MS = 50;
+/**
+ * How long one caller may hold the renewal of a token: longer than the renewal may take, which is
+ * a discovery request (for an issuer without explicit endpoints) and then the token request.
+ */
+const RENEWAL_LEASE_MS = 2 * OAUTH_TIMEOUT_MS + 5_000;
+/** How often a caller waiting for another's renewal looks for the new token: soon, then less often. */
+const RENEWAL_POLL_FIRST_MS = 50;
+const RENEWAL_POLL_MAX_MS = 1_000;
 
 /** The callback every integration's authorization returns to (PUBLIC_URL-based). */
 export const callbackPath = '/api/v1/integrations/oauth2/callback';
@@ -173,6 +178,19 @@ function tokenColumns(
   };
 }
 
+/**
+ * Tokens were obtained from the endpoints `integration` named when read: they may be stored only
+ * if it still sends secrets to the same origins. Locks the integration row for the caller's
+ * transaction, so a move (which drops stored tokens) cannot slip in between.
+ */
+async function assertSameDestinations(tx: DbOrTx, integration: Integration): Promise<void> {
+  const now = await findOrganizationIntegration(tx, integration.organizationId, integration.id, { lock: true });
+  if (!now) throw integrationErrors.notFound(integration.id);
+  if (originChanges(integration, now).length > 0) {
+    throw integrationErrors.oauth2Refused('The integration moved to another host while its tokens were requested.');
+  }
+}
+
 /** Stores the tokens of a completed authorization, replacing whatever the integration held. */
 async function storeTokens(
   db: DbOrTx,
@@ -180,6 +198,7 @@ async function storeTokens(
   integration: Integration,
   tokens: oauth.TokenEndpointResponse,
 ): Promise<void> {
+  await assertSameDestinations(db, integration);
   const values = tokenColumns(envelope, integration, tokens, null);
   await db
     .insert(integrationOAuth2Tokens)
@@ -278,7 +297,7 @@ const ofToken = (token: IntegrationOAuth2Token) =>
  * the version has already been replaced. The lease is on the database clock, shared by every
  * instance, and outlasts the token request.
  */
-async function claimRenewal(db: Db, token: IntegrationOAuth2Token): Promise<boolean> {
+async function claimRenewal(db: Db, token: IntegrationOAuth2Token): Promise<string | undefined> {
   const claimed = await db
     .update(integrationOAuth2Tokens)
     .set({
@@ -295,16 +314,20 @@ async function claimRenewal(db: Db, token: IntegrationOAuth2Token): Promise<bool
         ),
       ),
     )
-    .returning({ integrationId: integrationOAuth2Tokens.integrationId });
-  return claimed.length > 0;
+    // As text: the database keeps microseconds, a Date would round them away and never match again.
+    .returning({ leaseUntil: sql<string>`${integrationOAuth2Tokens.renewalLeaseUntil}::text` });
+  return claimed[0]?.leaseUntil;
 }
 
-/** Gives a claim back after a failed renewal, so the next caller tries at once rather than after the lease. */
-async function releaseRenewal(db: Db, token: IntegrationOAuth2Token): Promise<void> {
+/**
+ * Gives a claim back after a failed renewal, so the next caller tries at once rather than after
+ * the lease. Only the holder's own claim (its lease value): one that ran out may have been taken.
+ */
+async function releaseRenewal(db: Db, token: IntegrationOAuth2Token, leaseUntil: string): Promise<void> {
   await db
     .update(integrationOAuth2Tokens)
     .set({ renewalLeaseUntil: null, updatedAt: sql`${integrationOAuth2Tokens.updatedAt}` })
-    .where(ofToken(token));
+    .where(and(ofToken(token), sql`${integrationOAuth2Tokens.renewalLeaseUntil}::text = ${leaseUntil}`));
 }
 
 /**
@@ -351,7 +374,7 @@ export async function currentAccessToken(
   now = new Date(),
 ): Promise<string> {
   const open = (sealed: string) => envelope.openText(sealed, oauth2TokenContext(integration.id, 'access'));
-  const token = await findOAuth2Token(db, integration.organizationId, integration.id);
+  let token = await findOAuth2Token(db, integration.organizationId, integration.id);
   if (token && isFresh(token.expiresAt, now)) return open(token.accessTokenSealed);
   const clientCredentials = integration.oauth2.grant === 'client_credentials';
   if (!clientCredentials && !token?.refreshTokenSealed) throw integrationErrors.oauth2NotAuthorized(integration.id);
@@ -360,29 +383,40 @@ export async function currentAccessToken(
     // A first client-credentials token: nothing is spent by asking, so concurrent callers may each
     // ask; the first stored stands and the others use it.
     const tokens = await requestTokens(envelope, integration, null);
-    const inserted = await db
-      .insert(integrationOAuth2Tokens)
-      .values({
-        organizationId: integration.organizationId,
-        integrationId: integration.id,
-        ...tokenColumns(envelope, integration, tokens, null),
-      })
-      .onConflictDoNothing()
-      .returning({ integrationId: integrationOAuth2Tokens.integrationId });
+    const inserted = await db.transaction(async (tx) => {
+      await assertSameDestinations(tx, integration);
+      return tx
+        .insert(integrationOAuth2Tokens)
+        .values({
+          organizationId: integration.organizationId,
+          integrationId: integration.id,
+          ...tokenColumns(envelope, integration, tokens, null),
+        })
+        .onConflictDoNothing()
+        .returning({ integrationId: integrationOAuth2Tokens.integrationId });
+    });
     if (inserted.length > 0) return tokens.access_token;
     return storedAccessToken(db, integration, open);
   }
 
   const giveUpAt = Date.now() + 2 * RENEWAL_LEASE_MS;
-  while (!(await claimRenewal(db, token))) {
+  let pause = RENEWAL_POLL_FIRST_MS;
+  let leaseUntil = await claimRenewal(db, token);
+  while (leaseUntil === undefined) {
     // Another caller renews this version: wait for what it stores rather than spend the refresh token again.
-    await sleep(RENEWAL_POLL_MS);
+    await sleep(pause);
+    pause = Math.min(pause * 2, RENEWAL_POLL_MAX_MS);
     const current = await findOAuth2Token(db, integration.organizationId, integration.id);
     if (!current) throw integrationErrors.oauth2NotAuthorized(integration.id);
-    if (current.accessTokenSealed !== token.accessTokenSealed) return open(current.accessTokenSealed);
+    if (current.accessTokenSealed !== token.accessTokenSealed) {
+      if (isFresh(current.expiresAt, now)) return open(current.accessTokenSealed);
+      // The same expiring token sealed anew (a master-key reseal): this version is the one to renew.
+      token = current;
+    }
     if (Date.now() > giveUpAt) {
       throw integrationErrors.oauth2Refused('The OAuth2 token is being renewed by another caller that did not finish.');
     }
+    leaseUntil = await claimRenewal(db, token);
   }
 
   const refreshToken = token.refreshTokenSealed
@@ -392,7 +426,7 @@ export async function currentAccessToken(
   try {
     tokens = await requestTokens(envelope, integration, clientCredentials ? null : refreshToken);
   } catch (err) {
-    await releaseRenewal(db, token);
+    await releaseRenewal(db, token, leaseUntil);
     throw err;
   }
   const swapped = await db
