@@ -110,7 +110,22 @@ async function readAll(path: string, filter: Record<string, unknown>): Promise<R
  * organization's and the global ones, its own first: the order in which the API resolves a code.
  */
 async function codeCatalog(resource: CodeResource, filter: Record<string, unknown>): Promise<RaRecord[]> {
-  const { q: _q, organization, ...rest } = filter;
+  // Every keystroke in a picker asks again; the catalog is read once a while, and afresh after any change.
+  const { q: _q, ...rest } = filter;
+  const key = `${resource} ${JSON.stringify(rest)}`;
+  const cached = catalogCache.get(key);
+  if (cached && cached.until > Date.now()) return cached.rows;
+  const rows = readCatalog(resource, rest);
+  catalogCache.set(key, { until: Date.now() + CATALOG_TTL_MS, rows });
+  rows.catch(() => catalogCache.delete(key));
+  return rows;
+}
+
+const CATALOG_TTL_MS = 60_000;
+const catalogCache = new Map<string, { until: number; rows: Promise<RaRecord[]> }>();
+
+async function readCatalog(resource: CodeResource, filter: Record<string, unknown>): Promise<RaRecord[]> {
+  const { organization, ...rest } = filter;
   const path = codeResources[resource];
   const rows =
     resource === 'role-codes' && typeof organization === 'string' && organization !== ''
@@ -219,6 +234,7 @@ export const dataProvider = {
   },
 
   async create(resource, params) {
+    catalogCache.clear();
     if (resource === 'user-roles') {
       const { user_id, ...body } = params.data as { user_id: string; role: string; is_primary?: boolean };
       const row = await api<Record<string, unknown>>(`/api/v1/users/${encodeURIComponent(user_id)}/roles/`, {
@@ -232,6 +248,7 @@ export const dataProvider = {
   },
 
   async update(resource, params) {
+    catalogCache.clear();
     const body = changes(params.data, params.previousData ?? {}, emptyStringsKept.has(resource));
     const path = `${pathOf(resource)}${encodeURIComponent(String(params.id))}/`;
     if (Object.keys(body).length === 0) return { data: params.previousData } as never;
@@ -240,6 +257,7 @@ export const dataProvider = {
   },
 
   async updateMany(resource, params) {
+    catalogCache.clear();
     await Promise.all(
       params.ids.map((id) =>
         api(`${pathOf(resource)}${encodeURIComponent(String(id))}/`, { method: 'PATCH', body: params.data }),
@@ -249,6 +267,7 @@ export const dataProvider = {
   },
 
   async delete(resource, params) {
+    catalogCache.clear();
     if (resource === 'user-roles') {
       const [userId, role] = String(params.id).split('/');
       await api(`/api/v1/users/${encodeURIComponent(userId ?? '')}/roles/${encodeURIComponent(role ?? '')}/`, {
@@ -261,6 +280,7 @@ export const dataProvider = {
   },
 
   async deleteMany(resource, params) {
+    catalogCache.clear();
     for (const id of params.ids) {
       await api(`${pathOf(resource)}${encodeURIComponent(String(id))}/`, { method: 'DELETE' });
     }
