@@ -45,7 +45,9 @@ export const OutboxMailSummary = Type.Object(outboxFields);
 
 export const OutboxMailView = Type.Object({
   ...outboxFields,
-  text_body: Type.String({ description: 'The plain-text body, as sent.' }),
+  text_body: Type.String({
+    description: 'The plain-text body; empty once `sent` (a delivered body is not kept: it may hold a live link).',
+  }),
   html_body: Type.Union([Type.String(), Type.Null()], { description: 'The HTML alternative, if the mail has one.' }),
 });
 

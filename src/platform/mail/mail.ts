@@ -99,9 +99,18 @@ async function deliverMail(job: Job<{ mailId: string }>, ctx: JobContext): Promi
     // A fresh error: pg-boss stores what is thrown with the job, and the original may carry more.
     throw new Error(`mail ${mail.id} not delivered: ${lastError}`);
   }
+  // Delivered: the body has done its work here. It may hold a live link (a password reset, an
+  // invitation), a bearer secret that should not wait in the database until it expires.
   await ctx.db
     .update(mailOutbox)
-    .set({ attempts: sql`${mailOutbox.attempts} + 1`, lastError: null, status: 'sent', sentAt: new Date() })
+    .set({
+      attempts: sql`${mailOutbox.attempts} + 1`,
+      lastError: null,
+      status: 'sent',
+      sentAt: new Date(),
+      textBody: '',
+      htmlBody: null,
+    })
     .where(eq(mailOutbox.id, mail.id));
 }
 

@@ -3,7 +3,8 @@ import { createdAt, idColumn } from '../db/columns.js';
 
 /**
  * Every outgoing mail is recorded here first. Without SMTP_URL this table is the delivery target
- * (the admin console reads it); with SMTP the row tracks delivery attempts.
+ * (the admin console reads it); with SMTP the row tracks delivery attempts, and a sent mail's body
+ * is emptied.
  */
 export const mailOutbox = pgTable(
   'mail_outbox',
