@@ -1,6 +1,8 @@
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from './config.js';
 
@@ -119,4 +121,25 @@ describe('loadConfig', () => {
     expect(statSync(join(dir, 'master.key')).mode & 0o777).toBe(0o600);
     expect(Buffer.from(readFileSync(join(dir, 'master.key'), 'utf8').trim(), 'base64').equals(first)).toBe(true);
   });
+
+  it('gives processes starting on a new DATA_DIR at once one and the same master key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gh-key-race-'));
+    const config = fileURLToPath(new URL('./config.ts', import.meta.url));
+    // All start their config at the same moment, once every process is up.
+    const startAt = Date.now() + 5_000;
+    const script = `import { loadConfig } from ${JSON.stringify(config)};
+      while (Date.now() < ${startAt}) {}
+      process.stdout.write(loadConfig({ DATA_DIR: ${JSON.stringify(dir)} }).masterKey.toString('base64'));`;
+    const run = () =>
+      new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], (err, stdout, stderr) =>
+          err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+        );
+      });
+    const keys = await Promise.all(Array.from({ length: 6 }, run));
+    expect(new Set(keys).size).toBe(1);
+    expect(readFileSync(join(dir, 'master.key'), 'utf8').trim()).toBe(keys[0]);
+    // No drafts are left beside it.
+    expect(readdirSync(dir)).toEqual(['master.key']);
+  }, 60_000);
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { passwordWeakness } from './platform/crypto/password-policy.js';
@@ -148,15 +148,28 @@ function parseMasterKey(env: Env, dataDir: string, embedded: boolean): Buffer {
   if (!embedded) throw new ConfigError('MASTER_KEY', 'is required when DATABASE_URL is set (every node must share it)');
   // Embedded mode keeps a generated key beside the database so a restart can read its own secrets.
   const file = join(dataDir, 'master.key');
-  if (existsSync(file)) {
+  const readKey = () => {
     const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
     if (key.length !== 32) throw new ConfigError('MASTER_KEY', `${file} does not hold a base64 32-byte key`);
     return key;
-  }
+  };
+  if (existsSync(file)) return readKey();
   mkdirSync(dataDir, { recursive: true });
   const key = randomBytes(32);
-  writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600 });
-  return key;
+  // Written whole under a name of its own, then linked into place: two processes starting on a new
+  // DATA_DIR at once (a server and a CLI command) never read a half-written file, and the one whose
+  // link fails uses the key the other put there.
+  const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  writeFileSync(draft, `${key.toString('base64')}\n`, { mode: 0o600 });
+  try {
+    linkSync(draft, file);
+    return key;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return readKey();
+  } finally {
+    rmSync(draft, { force: true });
+  }
 }
 
 /**

@@ -332,7 +332,8 @@ describe.skipIf(!hasChromium())(
         // Deactivation through its own route; the secret was never sent back to the browser.
         await listed.click();
         await page.getByRole('button', { name: 'Deactivate' }).click();
-        await page.getByRole('button', { name: 'Activate' }).waitFor();
+        // exact: by default a name matches as a substring, and "Deactivate" contains "activate".
+        await page.getByRole('button', { name: 'Activate', exact: true }).waitFor();
         const [after] = await t.database.db.select().from(integrations).where(eq(integrations.id, row!.id));
         expect(after?.isActive).toBe(false);
         await page.context().close();
