@@ -38,6 +38,7 @@ import { installBodyLimit } from './platform/http/body-limit.js';
 import { answerClientError, badUrl, installErrorHandling, sendProblem } from './platform/http/errors.js';
 import { installNulGuard } from './platform/http/nul-guard.js';
 import { registerOpenApi } from './platform/http/openapi.js';
+import { installPageSizeCap } from './platform/http/pagination.js';
 import { installRateLimits } from './platform/http/rate-limits.js';
 import { installRequestContext } from './platform/http/request-context.js';
 import { installSecurityHeaders } from './platform/http/security-headers.js';
@@ -92,6 +93,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   installErrorHandling(app, { preflight: config.corsOrigins.length > 0, ownMethodAnswers: ['/scim/'] });
   installBodyLimit(app);
   installNulGuard(app);
+  installPageSizeCap(app);
   if (logger) installRequestLogging(app);
 
   installSecurityHeaders(app);

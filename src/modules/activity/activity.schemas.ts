@@ -1,5 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
-import { Page, PageQuery } from '../../platform/http/pagination.js';
+import { MAX_PAGE_SIZE, Page, PageQuery } from '../../platform/http/pagination.js';
 import { SEED_SEVERITIES, SEVERITIES } from './severity.js';
 
 const Uuid = Type.String({ format: 'uuid' });
@@ -119,7 +119,9 @@ export const UserSessionsQuery = Type.Object({
     Type.Integer({ minimum: 1, maximum: 1440, default: 5, description: 'Minutes since the last request.' }),
   ),
   organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+  limit: Type.Optional(
+    Type.Integer({ minimum: 1, default: 100, description: `At most ${MAX_PAGE_SIZE}; more is read as that.` }),
+  ),
 });
 
 export const ActiveUserView = Type.Object({

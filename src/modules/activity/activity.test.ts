@@ -403,6 +403,10 @@ describe('activity API', () => {
       select now() - make_interval(secs => i), gen_random_uuid(), 'event', 'test.bulk', 'test', ${orgA.id}
       from generate_series(1, 5003) as i`);
     const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    // A page larger than the largest is read as the largest, with a cursor to the rest.
+    const big = (await admin.get('/api/v1/activities?activity_type=test.bulk&limit=100000')).json() as PageOf<Entry>;
+    expect(big.results).toHaveLength(500);
+    expect(big.next).not.toBeNull();
     const res = await admin.get('/api/v1/activities/export?activity_type=test.bulk');
     const lines = res.body
       .trim()

@@ -1,12 +1,35 @@
 import { Type } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
 import { isUuid } from '../db/columns.js';
 import { AppError } from './errors.js';
 
+/** The largest page a list answers. */
+export const MAX_PAGE_SIZE = 500;
+
 /** `?limit=&cursor=` as every list takes them (contract §5). */
 export const PageQuery = {
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'Page size.' })),
+  limit: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      default: 50,
+      description: `Page size; above ${MAX_PAGE_SIZE} it is read as ${MAX_PAGE_SIZE}.`,
+    }),
+  ),
   cursor: Type.Optional(Type.String({ maxLength: 512, description: 'The `next` value of the previous page.' })),
 };
+
+/**
+ * A `limit` above the largest page is read as the largest page (as Django REST Framework's
+ * `max_limit` does): the client gets a page and a cursor to the rest, not a refusal. After
+ * validation, so the value is already a number; one place for every list.
+ */
+export function installPageSizeCap(app: FastifyInstance): void {
+  app.addHook('preHandler', (request, _reply, done) => {
+    const query = request.query as { limit?: unknown } | undefined;
+    if (typeof query?.limit === 'number' && query.limit > MAX_PAGE_SIZE) query.limit = MAX_PAGE_SIZE;
+    done();
+  });
+}
 
 /** The list envelope: results and the opaque cursor of the next page, or null on the last one. */
 export const Page = <T extends import('@sinclair/typebox').TSchema>(item: T) =>
