@@ -5,7 +5,7 @@ import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
 import { createScimGroup, deleteScimGroup, groupVersion, patchScimGroup, replaceScimGroup } from './scim.groups.js';
 import { applyPatch, readPatchBody } from './scim.patch.js';
-import { fromScimUser, toScimUser, USER_PATCH_SCHEMA, userVersion } from './scim.user-mapping.js';
+import { fromScimUser, patchedUserFields, userVersion } from './scim.user-mapping.js';
 import { provisionItemOf, provisionScimUsers, type WriteContext } from './scim.user-writes.js';
 import { assertVersion, deleteScimUser } from './scim.users.js';
 
@@ -287,8 +287,7 @@ async function runUserBatch(
       if (!user) throw scimErrors.notFound('User', id);
       assertVersion(user, op.version);
       if (op.method === 'PUT') return { item: provisionItemOf(user, fromScimUser(op.data)) };
-      const patched = applyPatch(toScimUser(user, undefined, baseUrl), readPatchBody(op.data), USER_PATCH_SCHEMA);
-      return { item: provisionItemOf(user, fromScimUser(patched)) };
+      return { item: provisionItemOf(user, patchedUserFields(user, readPatchBody(op.data), baseUrl)) };
     } catch (error) {
       return { error };
     }

@@ -4,7 +4,7 @@ import type { User } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
 import { scimErrors } from './scim.errors.js';
 import { type AttributeMap, ENTERPRISE_URN } from './scim.filter.js';
-import type { PatchAttribute, PatchSchema } from './scim.patch.js';
+import { applyPatch, type PatchAttribute, type PatchOperation, type PatchSchema } from './scim.patch.js';
 
 /**
  * Gatehouse user ↔ SCIM User (RFC 7643 §4.1) with the enterprise extension (§4.3).
@@ -23,7 +23,8 @@ export { ENTERPRISE_URN };
 
 /** What a SCIM client can set on a user, in Gatehouse terms. */
 export interface ScimUserFields {
-  username: string;
+  /** null only after a PATCH that left the email standing in as userName (`patchedUserFields`). */
+  username: string | null;
   email: string;
   firstName: string;
   lastName: string;
@@ -251,6 +252,26 @@ function emailsOf(column: string, kept: unknown): ScimEmail[] {
     if (i === main) return { ...e, value: column, primary: true };
     return e.primary === true ? { ...e, primary: false } : e;
   });
+}
+
+/**
+ * A PATCH (RFC 7644 §3.5.2) of a stored user, as the fields to write: the operations applied to the
+ * user's representation, read back. What the representation only derives stays derived unless an
+ * operation changed it: `displayName` (the name, while none is stored) and `userName` (the email, for
+ * a user without a username). Read back as shown, a PATCH of the family name would store the old
+ * display name, which would then no longer follow the name, and give a username to a user who had none.
+ */
+export function patchedUserFields(current: ScimUserRow, operations: PatchOperation[], baseUrl: string): ScimUserFields {
+  const shown = toScimUser(current, undefined, baseUrl);
+  const patched = applyPatch(shown, operations, USER_PATCH_SCHEMA);
+  const fields = fromScimUser(patched);
+  const stored = (current.attributes.scim ?? {}) as Record<string, unknown>;
+  if (stored.displayName === undefined && fields.scim.displayName === shown.displayName) {
+    const { displayName: _derived, ...rest } = fields.scim;
+    fields.scim = rest;
+  }
+  if (current.username === null && fields.username === shown.userName) fields.username = null;
+  return fields;
 }
 
 /**

@@ -284,6 +284,42 @@ describe('SCIM Users', () => {
     ]);
   });
 
+  it('keeps a derived displayName derived through a PATCH of the name: it follows the new name, nothing is stored', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser({ displayName: undefined }))).json();
+    expect(created.displayName).toBe('Ada Lovelace');
+    const single = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'name.familyName', value: 'Byron' }],
+    });
+    expect(single.statusCode, single.body).toBe(200);
+    expect(single.json().displayName).toBe('Ada Byron');
+    const bulk = await scim('POST', '/Bulk', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'],
+      Operations: [
+        {
+          method: 'PATCH',
+          path: `/Users/${created.id}`,
+          data: { schemas: [PATCH], Operations: [{ op: 'replace', path: 'name.givenName', value: 'Augusta' }] },
+        },
+      ],
+    });
+    expect(bulk.json().Operations[0].status, bulk.body).toBe('200');
+    expect((await scim('GET', `/Users/${created.id}`)).json().displayName).toBe('Augusta Byron');
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, created.id));
+    expect((row?.attributes.scim as Record<string, unknown>).displayName).toBeUndefined();
+    // One the client sets is kept, and then no longer follows the name.
+    await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'displayName', value: 'Ada' }],
+    });
+    const renamed = await scim('PATCH', `/Users/${created.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'name.familyName', value: 'King' }],
+    });
+    expect(renamed.json()).toMatchObject({ displayName: 'Ada', name: { familyName: 'King' } });
+  });
+
   it('answers 400 mutability for a PATCH path to id, meta or groups', async () => {
     const { scim } = await scimClient(t);
     const created = (await scim('POST', '/Users', newUser())).json();
@@ -570,6 +606,15 @@ describe('one provisioning core for SCIM and the provisioning API', () => {
       schemas: [PATCH],
       Operations: [{ op: 'replace', path: 'active', value: false }],
     });
+    // A user without a username shows its email as userName; a PATCH of something else gives it none.
+    const patched = await scim('PATCH', `/Users/${pushed.json().id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'name.familyName', value: 'Kaur' }],
+    });
+    expect(patched.json()).toMatchObject({ userName: `${keycloakId}@example.com`, name: { familyName: 'Kaur' } });
+    const [pushedRow] = await t.database.db.select().from(users).where(eq(users.id, pushed.json().id));
+    expect(pushedRow).toMatchObject({ username: null, lastName: 'Kaur' });
+
     const listed = await t.request({ method: 'GET', url: `/api/provisioning/users?client_id=${org.code}`, headers });
     expect(listed.statusCode).toBe(200);
     expect(listed.json().users).toEqual(

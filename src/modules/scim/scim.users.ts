@@ -11,6 +11,7 @@ import { compileFilter, normalisePath, parseFilter } from './scim.filter.js';
 import { applyPatch, type PatchOperation } from './scim.patch.js';
 import {
   fromScimUser,
+  patchedUserFields,
   type ScimUserFields,
   type ScimUserRow,
   toScimUser,
@@ -249,9 +250,7 @@ export async function patchScimUser(
   ifMatch: string | undefined,
   baseUrl: string,
 ): Promise<ScimUserRow> {
-  return underLock(ctx, id, ifMatch, (current) =>
-    fromScimUser(applyPatch(toScimUser(current, undefined, baseUrl), operations, USER_PATCH_SCHEMA)),
-  );
+  return underLock(ctx, id, ifMatch, (current) => patchedUserFields(current, operations, baseUrl));
 }
 
 /**
