@@ -17,7 +17,7 @@
 // Results replace the `activity` section of docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +26,7 @@ import type pg from 'pg';
 import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
 import { aggregateHour } from '../src/modules/activity/activity-stats.js';
 import { openDatabase } from '../src/platform/db/client.js';
+import { cpuSeconds } from './lib/cpu.js';
 import { call, createDatabase, login, must } from './lib/http.js';
 import { type LoadResult, quantile, runLoad } from './lib/load.js';
 import { machine, writeReport } from './lib/report.js';
@@ -51,12 +52,6 @@ const CONNECTIONS = 50;
 const log = (m: string) => console.error(`bench:activity: ${m}`);
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 const mean = (results: LoadResult[]) => results.reduce((a, r) => a + r.okPerSecond, 0) / results.length;
 /** A quantile of every response's own latency over the rounds (pooled, fractional milliseconds). */

@@ -27,6 +27,7 @@ import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { type Db, openDatabase } from '../src/platform/db/client.js';
 import { migrate } from '../src/platform/db/migrate.js';
+import { cpuMeter, cpuPerItem } from './lib/cpu.js';
 import { machine, writeReport } from './lib/report.js';
 import { ROOT, startNodeServer } from './lib/server.js';
 
@@ -73,7 +74,8 @@ function measuredBatches(): Item[][] {
   const batches: Item[][] = [];
   const perOrgHalf = BATCH / 2;
   const existingBase = 0;
-  const newBase = TOTAL; // ids TOTAL.. are new; 0..TOTAL/2 exist after setup
+  // Setup creates the users numbered below TOTAL / 2 × ORGS; the new ones are numbered from TOTAL × ORGS.
+  const newBase = TOTAL * ORGS;
   let made = 0;
   let e = 0;
   let f = 0;
@@ -101,6 +103,7 @@ async function send(baseUrl: string, batches: Item[][], connections: number) {
   const latencies: number[] = [];
   let next = 0;
   let failures = 0;
+  let created = 0;
   // Bodies are serialised before the clock starts: the load generator shares the two cores.
   const bodies = batches.map((b) => JSON.stringify(b));
   const worker = async () => {
@@ -114,8 +117,13 @@ async function send(baseUrl: string, batches: Item[][], connections: number) {
         headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
         body,
       });
-      const answer = (await res.json()) as { success_count?: number; error_count?: number };
+      const answer = (await res.json()) as {
+        success_count?: number;
+        error_count?: number;
+        users?: { action: string }[];
+      };
       latencies.push(performance.now() - started);
+      for (const u of answer.users ?? []) if (u.action === 'created') created++;
       if (res.status !== 200 || answer.success_count !== batch.length) {
         failures++;
         if (failures <= 3) log(`batch answered ${res.status}: ${JSON.stringify(answer).slice(0, 300)}`);
@@ -127,7 +135,7 @@ async function send(baseUrl: string, batches: Item[][], connections: number) {
   const seconds = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
   const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  return { seconds, failures, p50: pick(0.5), p99: pick(0.99) };
+  return { seconds, failures, created, p50: pick(0.5), p99: pick(0.99) };
 }
 
 function copyCsv(rows: number, organizationId: string): string {
@@ -304,13 +312,20 @@ try {
   );
   let setup: Awaited<ReturnType<typeof send>>;
   let measured: Awaited<ReturnType<typeof send>>;
+  let measuredCpu: ReturnType<ReturnType<typeof cpuMeter>>;
   try {
     log(`setup: ${(TOTAL / 2).toLocaleString('en-US')} existing users`);
     setup = await send(server.baseUrl, setupBatches(), CONNECTIONS);
     log(
       `measured: ${TOTAL.toLocaleString('en-US')} users in batches of ${BATCH}, half new, ${CONNECTIONS} connections`,
     );
+    const meter = cpuMeter(server.pid);
     measured = await send(server.baseUrl, measuredBatches(), CONNECTIONS);
+    measuredCpu = meter();
+    // The figure means what it says only if half the users were new: every one of them created.
+    if (measured.failures === 0 && measured.created !== TOTAL / 2) {
+      throw new Error(`the measured batches created ${measured.created} users, not ${TOTAL / 2}`);
+    }
   } finally {
     await server.stop();
   }
@@ -337,7 +352,9 @@ try {
     `  \`UPDATE … FROM json_to_recordset(…)\` for the changed half, the audit events (one per user written plus one per`,
     `  call) in one binary \`COPY\`, all in one transaction; the server runs with the flags of \`npm start\`. Taken emails,`,
     '  usernames and ids are left to the unique indexes; a violation undoes the call, which is planned again with a probe',
-    '  per unique value and upserts `ON CONFLICT (external_id)`.',
+    '  per unique value and upserts `ON CONFLICT (external_id)`. The new half are users that do not exist yet (the run',
+    '  checks that each was created); the updated half each change their last name.',
+    `- CPU per user in the measured phase (user + system, /proc): ${cpuPerItem(measuredCpu, TOTAL, cluster !== undefined)}.`,
     ...phaseLines,
   ].join('\n');
   console.log(section);

@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { type Cluster, freePort, startCluster } from '../scripts/pg-cluster.mjs';
 import { openDatabase } from '../src/platform/db/client.js';
 import { migrate } from '../src/platform/db/migrate.js';
+import { cpuMeter, cpuPerItem } from './lib/cpu.js';
 import { createDatabase, must } from './lib/http.js';
 import { type LoadResult, runLoad } from './lib/load.js';
 import { machine, writeReport } from './lib/report.js';
@@ -193,6 +194,7 @@ try {
   const toUpdate = [...existing];
   log(`Bulk: ${(bulkRequests * 1000).toLocaleString('en-US')} users, half new, half patched`);
   // Each request: 500 creations, then 500 PATCHes of distinct existing users (each user once in the run).
+  const meter = cpuMeter(server.pid);
   const bulkSeconds = await bulk(
     (n) => [
       ...Array.from({ length: 500 }, (_, i) => creation(`b${run}-${n}-${i}`, i)),
@@ -207,6 +209,7 @@ try {
     ],
     bulkRequests,
   );
+  const bulkCpu = meter();
   const bulkRate = (bulkRequests * 1000) / bulkSeconds;
   const setupRate = (Math.ceil(bulkRequests / 2) * 1000) / setupSeconds;
 
@@ -258,6 +261,8 @@ try {
           `| \`userName eq\` in an organization of ${fmt(perOrganization)} (${fmt(seedCount)} users seeded, 4 connections) | ${fmt(atScale.okPerSecond)} | ${atScale.p50Ms} | ${atScale.p99Ms} | p99 < 10 ms |`,
         ]
       : []),
+    '',
+    `- CPU per user in the measured \`/Bulk\` phase (user + system, /proc): ${cpuPerItem(bulkCpu, bulkRequests * 1000, databaseUrl !== undefined)}.`,
   ];
   const section = lines.join('\n');
   console.log(section);

@@ -68,7 +68,10 @@ export async function startNodeServer(
   // The log goes straight to a file descriptor: piping it through this process would charge the
   // server's logging to the load generator's thread.
   const log = openSync(options.logFile, 'a');
-  const nodeArgs = entry.endsWith('.ts') ? ['--import', 'tsx', entry] : [...startFlags(), entry];
+  // BENCH_CPU_PROFILE_DIR: the server writes a V8 CPU profile there when it exits (where its time went).
+  const profile = process.env.BENCH_CPU_PROFILE_DIR;
+  const profileFlags = profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [];
+  const nodeArgs = entry.endsWith('.ts') ? ['--import', 'tsx', entry] : [...startFlags(), ...profileFlags, entry];
   const child = spawn(process.execPath, nodeArgs, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env, PORT: String(options.port) },
