@@ -240,6 +240,51 @@ describe('SCIM Users', () => {
     expect(removeAll.json()).toMatchObject({ status: '400', scimType: 'noTarget' });
   });
 
+  it('replaces the sub-attributes of a complex attribute that a PATCH names and leaves the others unchanged (RFC 7644 §3.5.2.3)', async () => {
+    const { scim } = await scimClient(t);
+    const manager = (await scim('POST', '/Users', newUser())).json();
+    const created = (
+      await scim(
+        'POST',
+        '/Users',
+        newUser({
+          name: { givenName: 'Sammy', familyName: 'Jensen' },
+          [ENTERPRISE]: { department: 'R&D', employeeNumber: '42', manager: { value: manager.id } },
+        }),
+      )
+    ).json();
+    const patch = (...operations: unknown[]) =>
+      scim('PATCH', `/Users/${created.id}`, { schemas: [PATCH], Operations: operations });
+
+    const byPath = await patch({ op: 'replace', path: 'name', value: { familyName: 'Smith' } });
+    expect(byPath.statusCode, byPath.body).toBe(200);
+    expect(byPath.json().name).toMatchObject({ givenName: 'Sammy', familyName: 'Smith' });
+    const withoutPath = await patch({ op: 'replace', value: { name: { FamilyName: 'Smythe' } } });
+    expect(withoutPath.json().name).toMatchObject({ givenName: 'Sammy', familyName: 'Smythe' });
+
+    const extension = await patch({ op: 'replace', path: ENTERPRISE, value: { department: 'Analytical Engines' } });
+    expect(extension.statusCode, extension.body).toBe(200);
+    expect(extension.json()[ENTERPRISE]).toEqual({
+      department: 'Analytical Engines',
+      employeeNumber: '42',
+      manager: { value: manager.id },
+    });
+    const extensionWithoutPath = await patch({ op: 'replace', value: { [ENTERPRISE]: { employeeNumber: '43' } } });
+    expect(extensionWithoutPath.json()[ENTERPRISE]).toEqual({
+      department: 'Analytical Engines',
+      employeeNumber: '43',
+      manager: { value: manager.id },
+    });
+
+    // A multi-valued attribute is replaced whole: the addresses not sent are gone.
+    const emails = await patch({
+      op: 'replace',
+      path: 'emails',
+      value: [{ value: `only-${created.userName}`, type: 'home', primary: true }],
+    });
+    expect(emails.json().emails).toEqual([{ value: `only-${created.userName}`, type: 'home', primary: true }]);
+  });
+
   it('answers 400 invalidPath for a PATCH to an attribute a User does not have, changing nothing', async () => {
     const { scim } = await scimClient(t);
     const created = (await scim('POST', '/Users', newUser())).json();
