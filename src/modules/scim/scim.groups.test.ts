@@ -229,6 +229,21 @@ describe("SCIM Groups (the organization's roles)", () => {
     );
   });
 
+  it('finds groups without an externalId by "not (externalId eq …)" (RFC 7644 §3.4.2.2)', async () => {
+    const { scim } = await scimClient(t);
+    const ext = unique('ext');
+    const keyed = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), externalId: ext })
+    ).json();
+    const bare = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g') })).json();
+    const ids = async (filter: string) =>
+      (await scim('GET', `/Groups?filter=${encodeURIComponent(filter)}`))
+        .json()
+        .Resources.map((g: { id: string }) => g.id);
+    expect(await ids(`not (externalId eq "${ext}")`)).toEqual([bare.id]);
+    expect(await ids('not (externalId eq "other")')).toEqual([keyed.id, bare.id].sort());
+  });
+
   it('deletes a group: its role and assignments go, and it answers 404 afterwards', async () => {
     const { org, scim } = await scimClient(t);
     const u = await seedUser(t, org.id);
