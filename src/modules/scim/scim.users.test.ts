@@ -146,6 +146,23 @@ describe('SCIM Users', () => {
     expect(await t.database.db.select().from(users).where(eq(users.organizationId, org.id))).toEqual([]);
   });
 
+  it('answers 400 invalidSyntax to a POST or PUT without "schemas" (RFC 7643 §3: it is required), writing nothing', async () => {
+    const { org, scim } = await scimClient(t);
+    const { schemas: _schemas, ...body } = newUser();
+    const created = await scim('POST', '/Users', body);
+    expect(created.statusCode).toBe(400);
+    expect(created.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' });
+    expect(created.json().detail).toMatch(/schemas/);
+    expect(await t.database.db.select().from(users).where(eq(users.organizationId, org.id))).toEqual([]);
+
+    const existing = (await scim('POST', '/Users', newUser())).json();
+    const { schemas: _s, ...replacement } = newUser({ userName: existing.userName, title: 'Replaced' });
+    const replaced = await scim('PUT', `/Users/${existing.id}`, replacement);
+    expect(replaced.statusCode).toBe(400);
+    expect(replaced.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' });
+    expect((await scim('GET', `/Users/${existing.id}`)).json().title).toBe('Engineer');
+  });
+
   it('answers 413 in the SCIM format for a body over the limit', async () => {
     const { scim } = await scimClient(t);
     const res = await scim('POST', '/Users', newUser({ title: 'x'.repeat(t.config.bodyLimitBytes + 10) }));
