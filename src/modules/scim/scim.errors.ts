@@ -43,6 +43,14 @@ export const scimErrors = {
       `The bulkId references ${cycle} form a cycle, so none of these operations can run.`,
       'bulk_circular_reference',
     ),
+  /** RFC 7644 §3.11: a service provider that does not support /Me answers 501. */
+  meNotImplemented: () =>
+    new ScimError(
+      501,
+      undefined,
+      '/Me is not supported: SCIM is authenticated with an API key, which stands for no user.',
+      'not_implemented',
+    ),
   notFound: (what: string, id: string) => new ScimError(404, undefined, `${what} ${id} not found.`, 'not_found'),
   preconditionFailed: () =>
     new ScimError(412, undefined, 'The resource changed: its version does not match If-Match.', 'precondition_failed'),

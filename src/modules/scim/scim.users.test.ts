@@ -598,6 +598,21 @@ describe('SCIM Users', () => {
     expect(search.json()).toMatchObject({ Resources: [] });
   });
 
+  it('answers 501 in the SCIM error schema for /Me with every method, once the key is accepted (RFC 7644 §3.11)', async () => {
+    const { scim } = await scimClient(t);
+    for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const) {
+      const res = await scim(method, '/Me', method === 'GET' || method === 'DELETE' ? undefined : newUser());
+      expect(res.statusCode, method).toBe(501);
+      expect(res.headers['content-type']).toContain('application/scim+json');
+      expect(res.json()).toMatchObject({ schemas: [ERROR], status: '501', detail: expect.stringContaining('/Me') });
+    }
+    const anonymous = await t.request({ method: 'GET', url: '/scim/v2/Me' });
+    expect(anonymous.statusCode).toBe(401);
+    expect(anonymous.json()).toMatchObject({ schemas: [ERROR], status: '401' });
+    const wrongScope = await (await scimClient(t, ['provisioning'])).scim('GET', '/Me');
+    expect(wrongScope.statusCode).toBe(403);
+  });
+
   it('answers 405 with Allow, in the SCIM error schema, for a method a SCIM URL does not take', async () => {
     const { scim } = await scimClient(t);
     const created = (await scim('POST', '/Users', newUser())).json();
