@@ -214,6 +214,32 @@ describe('SCIM Bulk', () => {
     expect(ops[1].location).toBeUndefined();
   });
 
+  it('fails a POST or PUT whose data has no "schemas" with 400 invalidSyntax (RFC 7643 §3), alone', async () => {
+    const { scim } = await scimClient(t);
+    const existing = (await scim('POST', '/Users', user())).json();
+    const group = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g') })).json();
+    const { schemas: _schemas, ...bare } = user();
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        { method: 'POST', path: '/Users', bulkId: '1', data: bare },
+        { method: 'PUT', path: `/Users/${existing.id}`, data: { userName: existing.userName, title: 'Replaced' } },
+        { method: 'POST', path: '/Groups', bulkId: '2', data: { displayName: unique('g') } },
+        { method: 'PUT', path: `/Groups/${group.id}`, data: { displayName: unique('renamed') } },
+        { method: 'POST', path: '/Users', bulkId: '3', data: user() },
+      ],
+    });
+    const ops = res.json().Operations;
+    expect(ops.map((o: { status: string }) => o.status)).toEqual(['400', '400', '400', '400', '201']);
+    for (const op of ops.slice(0, 4)) {
+      expect(op.response).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' });
+    }
+    const found = await scim('GET', `/Users?filter=${encodeURIComponent(`userName eq "${bare.userName}"`)}`);
+    expect(found.json().totalResults).toBe(0);
+    expect((await scim('GET', `/Users/${existing.id}`)).json().title).toBeUndefined();
+    expect((await scim('GET', `/Groups/${group.id}`)).json().displayName).toBe(group.displayName);
+  });
+
   it('stops after failOnErrors errors and writes nothing after them', async () => {
     const { scim } = await scimClient(t);
     const later = user();

@@ -43,4 +43,16 @@ describe('SCIM discovery', () => {
     });
     expect(res.statusCode).toBe(201);
   });
+
+  it('answers 415 for another media type, in the SCIM error schema and naming application/scim+json', async () => {
+    const { scim } = await scimClient(t);
+    const res = await scim('POST', '/Users', '<User/>', { 'content-type': 'application/xml' });
+    expect(res.statusCode).toBe(415);
+    expect(res.headers['content-type']).toContain('application/scim+json');
+    expect(res.json()).toMatchObject({
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+      status: '415',
+      detail: expect.stringContaining('application/scim+json'),
+    });
+  });
 });

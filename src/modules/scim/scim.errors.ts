@@ -43,6 +43,14 @@ export const scimErrors = {
       `The bulkId references ${cycle} form a cycle, so none of these operations can run.`,
       'bulk_circular_reference',
     ),
+  /** RFC 7644 §3.11: a service provider that does not support /Me answers 501. */
+  meNotImplemented: () =>
+    new ScimError(
+      501,
+      undefined,
+      '/Me is not supported: SCIM is authenticated with an API key, which stands for no user.',
+      'not_implemented',
+    ),
   notFound: (what: string, id: string) => new ScimError(404, undefined, `${what} ${id} not found.`, 'not_found'),
   preconditionFailed: () =>
     new ScimError(412, undefined, 'The resource changed: its version does not match If-Match.', 'precondition_failed'),
@@ -95,10 +103,17 @@ const UNIQUENESS_DETAIL: Record<string, string> = {
   duplicate: 'Another resource already has this value.',
 };
 
+/**
+ * The platform's 415 names application/json, the media type of the rest of the API; SCIM's own is
+ * application/scim+json (RFC 7644 §3.1), and both are taken under /scim/v2.
+ */
+const MEDIA_TYPE_DETAIL = 'Send the body as application/scim+json (application/json is accepted too).';
+
 /** A detail that names SCIM attributes only, for an error raised outside the SCIM module. */
 function scimDetailOf(error: AppError): string {
   const uniqueness = UNIQUENESS_DETAIL[error.code];
   if (uniqueness) return uniqueness;
+  if (error.code === 'unsupported_media_type') return MEDIA_TYPE_DETAIL;
   if (!error.errors?.length) return error.message;
   const fields = error.errors.map((e) => `${SCIM_NAME_OF_FIELD[e.field] ?? e.field}: ${e.message}`).join('; ');
   // The core's validation message is itself the list of fields, in column names: said again here.

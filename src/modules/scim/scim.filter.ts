@@ -95,7 +95,9 @@ function compile(f: Filter, attributes: AttributeMap, prefix: string, depth: num
       return (f.op === 'and' ? and(...parts) : or(...parts)) as SQL;
     }
     case 'not':
-      return not(compile(f.filter, attributes, prefix, depth + 1));
+      // A comparison on an absent attribute is unknown (NULL) in SQL but false for SCIM (RFC 7644
+      // §3.4.2.2), so its negation must be true: `not (externalId eq "x")` finds users without one.
+      return sql`((${compile(f.filter, attributes, prefix, depth + 1)}) is not true)`;
     case '[]': {
       if (prefix) throw scimErrors.invalidFilter('Value filters cannot be nested.');
       return sql`(${compile(f.valFilter, attributes, `${normalisePath(f.attrPath)}.`, depth + 1)})`;

@@ -229,6 +229,36 @@ describe("SCIM Groups (the organization's roles)", () => {
     );
   });
 
+  it('finds groups without an externalId by "not (externalId eq …)" (RFC 7644 §3.4.2.2)', async () => {
+    const { scim } = await scimClient(t);
+    const ext = unique('ext');
+    const keyed = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), externalId: ext })
+    ).json();
+    const bare = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g') })).json();
+    const ids = async (filter: string) =>
+      (await scim('GET', `/Groups?filter=${encodeURIComponent(filter)}`))
+        .json()
+        .Resources.map((g: { id: string }) => g.id);
+    expect(await ids(`not (externalId eq "${ext}")`)).toEqual([bare.id]);
+    expect(await ids('not (externalId eq "other")')).toEqual([keyed.id, bare.id].sort());
+  });
+
+  it('answers 400 invalidSyntax to a POST or PUT without "schemas" (RFC 7643 §3: it is required), writing nothing', async () => {
+    const { org, scim } = await scimClient(t);
+    const displayName = unique('g');
+    const created = await scim('POST', '/Groups', { displayName });
+    expect(created.statusCode).toBe(400);
+    expect(created.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' });
+    expect(await t.database.db.select().from(roles).where(eq(roles.organizationId, org.id))).toEqual([]);
+
+    const group = (await scim('POST', '/Groups', { schemas: [GROUP], displayName })).json();
+    const replaced = await scim('PUT', `/Groups/${group.id}`, { displayName: unique('renamed') });
+    expect(replaced.statusCode).toBe(400);
+    expect(replaced.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' });
+    expect((await scim('GET', `/Groups/${group.id}`)).json().displayName).toBe(displayName);
+  });
+
   it('deletes a group: its role and assignments go, and it answers 404 afterwards', async () => {
     const { org, scim } = await scimClient(t);
     const u = await seedUser(t, org.id);

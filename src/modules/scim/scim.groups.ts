@@ -198,9 +198,10 @@ function isObject(value: unknown): value is Record<string, unknown> {
 export function fromScimGroup(input: unknown): GroupFields {
   if (!isObject(input)) throw scimErrors.invalidSyntax('The body must be a SCIM Group object.');
   const body = caseless(input);
+  // "schemas" is required (RFC 7643 §3); a patched representation holds it, as PATCH never changes it.
   const schemas = body.schemas;
-  if (schemas !== undefined && (!Array.isArray(schemas) || !schemas.includes(GROUP_SCHEMA))) {
-    throw scimErrors.invalidSyntax(`"schemas" must list ${GROUP_SCHEMA}.`);
+  if (!Array.isArray(schemas) || !schemas.includes(GROUP_SCHEMA)) {
+    throw scimErrors.invalidSyntax(`"schemas" is required and must list ${GROUP_SCHEMA}.`);
   }
   const displayName = typeof body.displayname === 'string' ? body.displayname.trim() : '';
   if (!displayName) throw scimErrors.invalidValue('"displayName" is required.');

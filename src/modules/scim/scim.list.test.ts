@@ -131,6 +131,20 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(await names('emails[type eq "home"]')).toEqual([]);
   });
 
+  it('counts a comparison on an absent attribute as false, so "not" of it matches (RFC 7644 §3.4.2.2)', async () => {
+    expect(await names('not (externalId eq "E1")')).toEqual(['Alan', 'Edsger', 'Grace', 'Scarlett']);
+    expect(await names('not (title eq "Admiral")')).toEqual(['Ada', 'Alan', 'Edsger', 'Scarlett']);
+    expect(await names('not (urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department sw "M")')).toEqual([
+      'Alan',
+      'Edsger',
+      'Grace',
+      'Scarlett',
+    ]);
+    expect(await names('not (title eq "Admiral" or externalId eq "e3")')).toEqual(['Ada', 'Edsger', 'Scarlett']);
+    expect(await names('not (not (title eq "Countess"))')).toEqual(['Ada']);
+    expect(await names('userName sw "e" and not (title pr)')).toEqual(['Edsger']);
+  });
+
   it('passes every value as a bound parameter: quotes and SQL-looking text are just text', async () => {
     expect(await names(`userName eq "o'hara\\"; drop table users; --"`)).toEqual(['Scarlett']);
     expect(await names(`name.familyName eq "O'Hara"`)).toEqual(['Scarlett']);

@@ -298,8 +298,11 @@ function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replac
     container[key] = addValues((current ?? []) as unknown[], values);
     return;
   }
-  if (op === 'add' && isObject(current) && isObject(value)) {
-    Object.assign(current, value);
+  // A singular complex attribute (name, manager, the extension object) takes the sub-attributes sent
+  // and keeps the others, on replace as on add (RFC 7644 §3.5.2.1 and §3.5.2.3: "Sub-attributes that
+  // are not specified in the value parameter are left unchanged").
+  if (isObject(current) && isObject(value)) {
+    for (const [name, v] of Object.entries(value)) current[keyIn(current, name)] = v;
     return;
   }
   container[key] = value;

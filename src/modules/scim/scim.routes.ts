@@ -549,6 +549,20 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     async (request) => scimBulk(writeContext(request), request.body, baseUrl),
   );
 
+  // RFC 7644 §3.11: /Me would name the user the credential stands for; a SCIM API key stands for
+  // none, so every method answers 501 (after authentication, as everywhere under /scim/v2). Hidden
+  // from OpenAPI: there is no operation here.
+  app.route({
+    method: [...SCIM_METHODS],
+    url: '/Me',
+    config: SCIM_AUTH,
+    schema: { hide: true },
+    handler: async (request) => {
+      scimOrganizationOf(request.actor);
+      throw scimErrors.meNotImplemented();
+    },
+  });
+
   addMethodNotAllowed();
 }
 

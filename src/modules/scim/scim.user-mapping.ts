@@ -281,14 +281,14 @@ export function patchedUserFields(current: ScimUserRow, operations: PatchOperati
 export function fromScimUser(input: unknown): ScimUserFields {
   if (!isObject(input)) throw scimErrors.invalidSyntax('The body must be a SCIM User object.');
   const body = caseless(input);
+  // "schemas" is required (RFC 7643 §3). A PATCH reads back the current representation, which
+  // always holds it: PATCH never changes "schemas".
   const schemas = body.schemas;
-  if (schemas !== undefined) {
-    if (
-      !Array.isArray(schemas) ||
-      !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === USER_SCHEMA.toLowerCase())
-    ) {
-      throw scimErrors.invalidSyntax(`"schemas" must list ${USER_SCHEMA}.`);
-    }
+  if (
+    !Array.isArray(schemas) ||
+    !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === USER_SCHEMA.toLowerCase())
+  ) {
+    throw scimErrors.invalidSyntax(`"schemas" is required and must list ${USER_SCHEMA}.`);
   }
   const username = optionalString(body, 'username', 'userName')?.trim();
   if (!username) throw scimErrors.invalidValue('"userName" is required.');

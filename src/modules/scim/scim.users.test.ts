@@ -146,6 +146,23 @@ describe('SCIM Users', () => {
     expect(await t.database.db.select().from(users).where(eq(users.organizationId, org.id))).toEqual([]);
   });
 
+  it('answers 400 invalidSyntax to a POST or PUT without "schemas" (RFC 7643 §3: it is required), writing nothing', async () => {
+    const { org, scim } = await scimClient(t);
+    const { schemas: _schemas, ...body } = newUser();
+    const created = await scim('POST', '/Users', body);
+    expect(created.statusCode).toBe(400);
+    expect(created.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' });
+    expect(created.json().detail).toMatch(/schemas/);
+    expect(await t.database.db.select().from(users).where(eq(users.organizationId, org.id))).toEqual([]);
+
+    const existing = (await scim('POST', '/Users', newUser())).json();
+    const { schemas: _s, ...replacement } = newUser({ userName: existing.userName, title: 'Replaced' });
+    const replaced = await scim('PUT', `/Users/${existing.id}`, replacement);
+    expect(replaced.statusCode).toBe(400);
+    expect(replaced.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' });
+    expect((await scim('GET', `/Users/${existing.id}`)).json().title).toBe('Engineer');
+  });
+
   it('answers 413 in the SCIM format for a body over the limit', async () => {
     const { scim } = await scimClient(t);
     const res = await scim('POST', '/Users', newUser({ title: 'x'.repeat(t.config.bodyLimitBytes + 10) }));
@@ -238,6 +255,51 @@ describe('SCIM Users', () => {
     expect(noSchema.json()).toMatchObject({ status: '400', scimType: 'invalidSyntax' });
     const removeAll = await scim('PATCH', `/Users/${created.id}`, { schemas: [PATCH], Operations: [{ op: 'remove' }] });
     expect(removeAll.json()).toMatchObject({ status: '400', scimType: 'noTarget' });
+  });
+
+  it('replaces the sub-attributes of a complex attribute that a PATCH names and leaves the others unchanged (RFC 7644 §3.5.2.3)', async () => {
+    const { scim } = await scimClient(t);
+    const manager = (await scim('POST', '/Users', newUser())).json();
+    const created = (
+      await scim(
+        'POST',
+        '/Users',
+        newUser({
+          name: { givenName: 'Sammy', familyName: 'Jensen' },
+          [ENTERPRISE]: { department: 'R&D', employeeNumber: '42', manager: { value: manager.id } },
+        }),
+      )
+    ).json();
+    const patch = (...operations: unknown[]) =>
+      scim('PATCH', `/Users/${created.id}`, { schemas: [PATCH], Operations: operations });
+
+    const byPath = await patch({ op: 'replace', path: 'name', value: { familyName: 'Smith' } });
+    expect(byPath.statusCode, byPath.body).toBe(200);
+    expect(byPath.json().name).toMatchObject({ givenName: 'Sammy', familyName: 'Smith' });
+    const withoutPath = await patch({ op: 'replace', value: { name: { FamilyName: 'Smythe' } } });
+    expect(withoutPath.json().name).toMatchObject({ givenName: 'Sammy', familyName: 'Smythe' });
+
+    const extension = await patch({ op: 'replace', path: ENTERPRISE, value: { department: 'Analytical Engines' } });
+    expect(extension.statusCode, extension.body).toBe(200);
+    expect(extension.json()[ENTERPRISE]).toEqual({
+      department: 'Analytical Engines',
+      employeeNumber: '42',
+      manager: { value: manager.id },
+    });
+    const extensionWithoutPath = await patch({ op: 'replace', value: { [ENTERPRISE]: { employeeNumber: '43' } } });
+    expect(extensionWithoutPath.json()[ENTERPRISE]).toEqual({
+      department: 'Analytical Engines',
+      employeeNumber: '43',
+      manager: { value: manager.id },
+    });
+
+    // A multi-valued attribute is replaced whole: the addresses not sent are gone.
+    const emails = await patch({
+      op: 'replace',
+      path: 'emails',
+      value: [{ value: `only-${created.userName}`, type: 'home', primary: true }],
+    });
+    expect(emails.json().emails).toEqual([{ value: `only-${created.userName}`, type: 'home', primary: true }]);
   });
 
   it('answers 400 invalidPath for a PATCH to an attribute a User does not have, changing nothing', async () => {
@@ -534,6 +596,21 @@ describe('SCIM Users', () => {
     });
     expect(search.statusCode).toBe(200);
     expect(search.json()).toMatchObject({ Resources: [] });
+  });
+
+  it('answers 501 in the SCIM error schema for /Me with every method, once the key is accepted (RFC 7644 §3.11)', async () => {
+    const { scim } = await scimClient(t);
+    for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const) {
+      const res = await scim(method, '/Me', method === 'GET' || method === 'DELETE' ? undefined : newUser());
+      expect(res.statusCode, method).toBe(501);
+      expect(res.headers['content-type']).toContain('application/scim+json');
+      expect(res.json()).toMatchObject({ schemas: [ERROR], status: '501', detail: expect.stringContaining('/Me') });
+    }
+    const anonymous = await t.request({ method: 'GET', url: '/scim/v2/Me' });
+    expect(anonymous.statusCode).toBe(401);
+    expect(anonymous.json()).toMatchObject({ schemas: [ERROR], status: '401' });
+    const wrongScope = await (await scimClient(t, ['provisioning'])).scim('GET', '/Me');
+    expect(wrongScope.statusCode).toBe(403);
   });
 
   it('answers 405 with Allow, in the SCIM error schema, for a method a SCIM URL does not take', async () => {
