@@ -4,7 +4,7 @@ import type { ProvisionItem } from '../provisioning/provisioning.service.js';
 import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
 import { createScimGroup, deleteScimGroup, groupVersion, patchScimGroup, replaceScimGroup } from './scim.groups.js';
-import { applyPatch, readPatchBody } from './scim.patch.js';
+import { readPatchBody } from './scim.patch.js';
 import { fromScimUser, patchedUserFields, userVersion } from './scim.user-mapping.js';
 import { provisionItemOf, provisionScimUsers, type WriteContext } from './scim.user-writes.js';
 import { assertVersion, deleteScimUser } from './scim.users.js';

@@ -369,7 +369,7 @@ describe('SCIM Users', () => {
     expect(bulk.json().Operations[0].status, bulk.body).toBe('200');
     expect((await scim('GET', `/Users/${created.id}`)).json().displayName).toBe('Augusta Byron');
     const [row] = await t.database.db.select().from(users).where(eq(users.id, created.id));
-    expect((row?.attributes.scim as Record<string, unknown>).displayName).toBeUndefined();
+    expect(row?.attributes.scim).not.toHaveProperty('displayName');
     // One the client sets is kept, and then no longer follows the name.
     await scim('PATCH', `/Users/${created.id}`, {
       schemas: [PATCH],

@@ -8,7 +8,7 @@ import { removeUser } from '../users/users.service.js';
 import { type User, users } from '../users/users.table.js';
 import { scimErrors } from './scim.errors.js';
 import { compileFilter, normalisePath, parseFilter } from './scim.filter.js';
-import { applyPatch, type PatchOperation } from './scim.patch.js';
+import type { PatchOperation } from './scim.patch.js';
 import {
   fromScimUser,
   patchedUserFields,
@@ -16,7 +16,6 @@ import {
   type ScimUserRow,
   toScimUser,
   USER_FILTER_ATTRIBUTES,
-  USER_PATCH_SCHEMA,
   USER_SORT_KEYS,
   type UserGroupRef,
   userVersion,
