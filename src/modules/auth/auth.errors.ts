@@ -1,4 +1,5 @@
 import { AppError, commonErrors } from '../../platform/http/errors.js';
+import { GRANT_TYPES } from './auth.schemas.js';
 
 export const authErrors = {
   /** The one answer for an unknown account and a wrong password alike (no account enumeration). */
@@ -29,9 +30,15 @@ export const authErrors = {
       [{ field: 'email', message: 'Provide an email or a username.' }],
       'Provide an email or a username.',
     ),
-  invalidRefreshToken: () =>
+  /** `field` is what the route calls the token: `refresh`, or OAuth2's `refresh_token` on /api/token/. */
+  invalidRefreshToken: (field = 'refresh') =>
     new AppError(401, 'invalid_refresh_token', 'The refresh token is not valid or has expired.', {
-      errors: [{ field: 'refresh', message: 'The refresh token is not valid or has expired.' }],
+      errors: [{ field, message: 'The refresh token is not valid or has expired.' }],
+    }),
+  /** RFC 6749 §5.2's `unsupported_grant_type`, as the problem's code. */
+  unsupportedGrantType: () =>
+    new AppError(400, 'unsupported_grant_type', `This grant type is not supported; use ${GRANT_TYPES.join(' or ')}.`, {
+      errors: [{ field: 'grant_type', message: `Must be one of ${GRANT_TYPES.join(', ')}.` }],
     }),
   logoutNeedsCredential: () =>
     commonErrors.validation([{ field: 'refresh', message: 'This field is required without a Bearer token.' }]),

@@ -1,14 +1,32 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyReply } from 'fastify';
+import { Type } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { prepareDummyHash } from '../../platform/crypto/passwords.js';
 import { bearerToken } from '../../platform/http/auth.js';
+import { AppError } from '../../platform/http/errors.js';
+import { acceptFormBodies } from '../../platform/http/form-body.js';
 import { MfaRequiredError } from '../mfa/mfa.errors.js';
-import { LoginAnswerView } from '../mfa/mfa.schemas.js';
+import { LoginAnswerView, MfaRequiredView } from '../mfa/mfa.schemas.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
-import { InvalidTokenView, LoginBody, LogoutBody, RefreshBody, RefreshedView, ValidTokenView } from './auth.schemas.js';
+import { authErrors } from './auth.errors.js';
+import {
+  GRANT_TYPES,
+  InvalidTokenView,
+  LoginBody,
+  type LoginInput,
+  LogoutBody,
+  RefreshBody,
+  RefreshedView,
+  TokenBody,
+  TokenPairView,
+  ValidTokenView,
+} from './auth.schemas.js';
 import { authenticateAccessToken, login, logout, refreshSession, type TokenContext } from './auth.service.js';
 
 const tags = ['auth'];
+
+/** `/api/token/`: a login's answer, or with `grant_type=refresh_token` the refresh route's. */
+const TokenAnswerView = Type.Union([TokenPairView, MfaRequiredView, RefreshedView]);
 
 // RFC 6749 §5.1: responses carrying tokens must not be cached.
 function noStore(reply: FastifyReply): void {
@@ -19,53 +37,127 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
   const ctx: TokenContext = { db: app.database.db, keys, config: app.config };
   await prepareDummyHash();
 
-  const loginSchema = {
-    tags,
-    security: [],
-    description:
-      'Password login. Without `organization`, every account with that email or username is a candidate and the single ' +
-      'password match logs in; several matches answer 400 `organization_required`. Wrong password and unknown account ' +
-      'answer the same 401 `invalid_credentials`; a suspended/deactivated account (or one in a deactivated ' +
-      'organization) answers 401 `account_inactive`, but only once its password matched. With two-factor authentication on, a matching password ' +
-      'answers `{mfa_required: true, mfa_token, methods}` instead of tokens; finish at `/api/v1/users/login/mfa/`.',
-    body: LoginBody,
-    response: { 200: LoginAnswerView },
+  const loginDescription =
+    'Password login. Without `organization`, every account with that email or username is a candidate and the single ' +
+    'password match logs in; several matches answer 400 `organization_required`. Wrong password and unknown account ' +
+    'answer the same 401 `invalid_credentials`; a suspended/deactivated account (or one in a deactivated ' +
+    'organization) answers 401 `account_inactive`, but only once its password matched. With two-factor authentication on, a matching password ' +
+    'answers `{mfa_required: true, mfa_token, methods}` instead of tokens; finish at `/api/v1/users/login/mfa/`.';
+  const passwordLogin = async (req: FastifyRequest, input: LoginInput) => {
+    try {
+      return await login(ctx, input, { ip: req.ip, userAgent: req.headers['user-agent'] });
+    } catch (err) {
+      // Password right, second factor due: 200 with the challenge instead of tokens.
+      if (err instanceof MfaRequiredError) return err.challenge;
+      throw err;
+    }
   };
-  for (const [url, operationId] of [
-    ['/api/token', 'obtainToken'],
-    ['/api/v1/users/login', 'login'],
-  ] as const) {
-    app.post(url, { schema: { ...loginSchema, operationId } }, async (req, reply) => {
-      noStore(reply);
-      try {
-        return await login(ctx, req.body, { ip: req.ip, userAgent: req.headers['user-agent'] });
-      } catch (err) {
-        // Password right, second factor due: 200 with the challenge instead of tokens.
-        if (err instanceof MfaRequiredError) return err.challenge;
-        throw err;
-      }
-    });
-  }
+  const refreshDescription =
+    'Trades a refresh token for a new access token and a new refresh token. Each refresh token works once; presenting ' +
+    'a used one again revokes the whole session.';
 
-  const refreshSchema = {
-    tags,
-    security: [],
-    description:
-      'Trades a refresh token for a new access token and a new refresh token. Each refresh token works once; presenting ' +
-      'a used one again revokes the whole session.',
-    body: RefreshBody,
-    response: { 200: RefreshedView },
+  // The token endpoint the discovery document names, and its refresh route, also take form bodies:
+  // OAuth2 clients send them (RFC 6749 §4.3.2, §6), and so do seed 001/002's Django clients
+  // (`requests.post(url, data=…)`; simplejwt's views parse forms). A scope of their own, so that no
+  // other route accepts forms (see acceptFormBodies).
+  const formAndJson: FastifyPluginAsyncTypebox = async (scope) => {
+    acceptFormBodies(scope);
+    const consumes = ['application/json', 'application/x-www-form-urlencoded'];
+
+    scope.post(
+      '/api/token',
+      {
+        schema: {
+          operationId: 'obtainToken',
+          tags,
+          security: [],
+          description:
+            `${loginDescription}\n\nAlso the OAuth2 token endpoint of the discovery document (RFC 6749), in JSON or as a form: ` +
+            '`grant_type` `password` (the default; `username` may hold an email address) logs in as above; `refresh_token` ' +
+            'with `refresh_token` answers as `/api/token/refresh/` does (`{access, refresh, token_type, expires_in}`) and draws ' +
+            "on this endpoint's login rate limit. Any other grant type answers 400 `unsupported_grant_type`.",
+          body: TokenBody,
+          consumes,
+          response: { 200: TokenAnswerView },
+        },
+        // RFC 6749 §5.2: an unknown grant type is the error, whatever else the body holds or lacks.
+        preValidation: async (req) => {
+          const grant = (req.body as { grant_type?: unknown } | null | undefined)?.grant_type;
+          if (typeof grant === 'string' && !(GRANT_TYPES as readonly string[]).includes(grant))
+            throw authErrors.unsupportedGrantType();
+        },
+      },
+      async (req, reply) => {
+        noStore(reply);
+        const body = req.body;
+        if (body.grant_type !== 'refresh_token') return passwordLogin(req, body);
+        try {
+          return await refreshSession(ctx, body.refresh_token);
+        } catch (err) {
+          if (err instanceof AppError && err.code === 'invalid_refresh_token')
+            throw authErrors.invalidRefreshToken('refresh_token');
+          throw err;
+        }
+      },
+    );
+
+    scope.post(
+      '/api/token/refresh',
+      {
+        schema: {
+          operationId: 'refreshToken',
+          tags,
+          security: [],
+          description: refreshDescription,
+          body: RefreshBody,
+          consumes,
+          response: { 200: RefreshedView },
+        },
+      },
+      async (req, reply) => {
+        const pair = await refreshSession(ctx, req.body.refresh);
+        noStore(reply);
+        return pair;
+      },
+    );
   };
-  for (const [url, operationId] of [
-    ['/api/token/refresh', 'refreshToken'],
-    ['/api/v1/users/token/refresh', 'refreshUserToken'],
-  ] as const) {
-    app.post(url, { schema: { ...refreshSchema, operationId } }, async (req, reply) => {
+  await app.register(formAndJson);
+
+  app.post(
+    '/api/v1/users/login',
+    {
+      schema: {
+        operationId: 'login',
+        tags,
+        security: [],
+        description: loginDescription,
+        body: LoginBody,
+        response: { 200: LoginAnswerView },
+      },
+    },
+    async (req, reply) => {
+      noStore(reply);
+      return passwordLogin(req, req.body);
+    },
+  );
+  app.post(
+    '/api/v1/users/token/refresh',
+    {
+      schema: {
+        operationId: 'refreshUserToken',
+        tags,
+        security: [],
+        description: refreshDescription,
+        body: RefreshBody,
+        response: { 200: RefreshedView },
+      },
+    },
+    async (req, reply) => {
       const pair = await refreshSession(ctx, req.body.refresh);
       noStore(reply);
       return pair;
-    });
-  }
+    },
+  );
 
   app.post(
     '/api/v1/users/logout',

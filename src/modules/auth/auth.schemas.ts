@@ -3,6 +3,9 @@ import { USER_STATUSES } from '../users/users.table.js';
 
 // Generous caps: argon2 copes with long input, but unbounded bodies are a denial-of-service lever.
 const Password = Type.String({ minLength: 1, maxLength: 1024 });
+// Room for any token a client may send by mistake (an access token is longer than a refresh token):
+// it answers 401 as an invalid refresh token rather than 400.
+const RefreshToken = Type.String({ minLength: 1, maxLength: 4096 });
 
 export const LoginBody = Type.Object({
   email: Type.Optional(Type.String({ minLength: 1, maxLength: 320, description: 'Email address (or give username).' })),
@@ -20,6 +23,46 @@ export const LoginBody = Type.Object({
   ),
 });
 export type LoginInput = Static<typeof LoginBody>;
+
+/** Grant types of `POST /api/token/` (RFC 6749 §4.3 and §6); the discovery document lists them. */
+export const GRANT_TYPES = ['password', 'refresh_token'] as const;
+
+const PasswordGrant = Type.Object({ grant_type: Type.Optional(Type.Literal('password')), ...LoginBody.properties });
+const RefreshTokenGrant = Type.Object({ grant_type: Type.Literal('refresh_token'), refresh_token: RefreshToken });
+type TokenInput = Static<typeof PasswordGrant> | Static<typeof RefreshTokenGrant>;
+
+/**
+ * The token endpoint's body: a login (LoginBody) or an OAuth2 refresh grant. One object whose
+ * required fields follow `grant_type` rather than a union of the two, so a missing field is named
+ * as such ("password: This field is required.") instead of as a mismatch with the other grant.
+ * Other grant types are refused before validation, as `unsupported_grant_type`.
+ */
+export const TokenBody = Type.Unsafe<TokenInput>(
+  Type.Object(
+    {
+      grant_type: Type.Optional(
+        Type.Union(
+          GRANT_TYPES.map((g) => Type.Literal(g)),
+          {
+            description:
+              'OAuth2 grant type (RFC 6749): `password` (the default) logs in; `refresh_token` trades `refresh_token` as `/api/token/refresh/` does.',
+          },
+        ),
+      ),
+      ...Type.Partial(LoginBody).properties,
+      refresh_token: Type.Optional({
+        ...RefreshToken,
+        description: 'With `grant_type=refresh_token` (RFC 6749 §6): the refresh token to trade.',
+      }),
+    },
+    {
+      if: { properties: { grant_type: { const: 'refresh_token' } }, required: ['grant_type'] },
+      // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then/else; this object is never awaited.
+      then: { required: ['refresh_token'] },
+      else: { required: ['password'] },
+    },
+  ),
+);
 
 export const TokenUserView = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -43,9 +86,6 @@ export const TokenPairView = Type.Object({
   user: TokenUserView,
 });
 
-// Room for any token a client may send by mistake (an access token is longer than a refresh token):
-// it answers 401 as an invalid refresh token rather than 400.
-const RefreshToken = Type.String({ minLength: 1, maxLength: 4096 });
 export const RefreshBody = Type.Object({ refresh: RefreshToken });
 
 export const RefreshedView = Type.Object({

@@ -292,6 +292,193 @@ describe('tokens', () => {
     });
   });
 
+  describe('form bodies and OAuth2 grants on /api/token/', () => {
+    const postForm = (url: string, fields: Record<string, string> | string) =>
+      t.request({
+        method: 'POST',
+        url,
+        payload: typeof fields === 'string' ? fields : new URLSearchParams(fields).toString(),
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      });
+
+    it('logs in with a form-encoded password grant, its username holding an email or a username', async () => {
+      const username = unique('oauth');
+      const { user } = await activeUser({ username });
+      for (const [url, fields] of [
+        ['/api/token/', { grant_type: 'password', username: user.email, password: TEST_PASSWORD }],
+        ['/api/token', { grant_type: 'password', username, password: TEST_PASSWORD }],
+        // Seed 001/002's Django client: `requests.post(url, data={'email': …, 'password': …})`.
+        ['/api/token/', { email: user.email, password: TEST_PASSWORD }],
+      ] as const) {
+        const res = await postForm(url, fields);
+        expect(res.statusCode, res.body).toBe(200);
+        expect(res.headers['cache-control']).toBe('no-store');
+        const body = res.json();
+        expect(body).toMatchObject({
+          token_type: 'Bearer',
+          expires_in: t.config.accessTokenTtlSeconds,
+          user: { id: user.id },
+        });
+        expect((await validate(body.access)).statusCode).toBe(200);
+      }
+      // Form encoding proper: `+` is a space and escapes are decoded (a password with both).
+      const { user: spaced } = await activeUser({ password: 'pass word+%& 2024' });
+      const res = await postForm(
+        '/api/token/',
+        `grant_type=password&username=${encodeURIComponent(spaced.email)}&password=pass+word%2B%25%26%202024`,
+      );
+      expect(res.statusCode, res.body).toBe(200);
+    });
+
+    it('answers a wrong password in a form with the same 401 as in JSON', async () => {
+      const { user } = await activeUser();
+      const form = await postForm('/api/token/', { grant_type: 'password', username: user.email, password: 'wrong' });
+      const json = await post('/api/token/', { email: user.email, password: 'wrong' });
+      expect(form.statusCode).toBe(401);
+      expect(form.json()).toEqual(json.json());
+    });
+
+    it('refreshes with a form-encoded body on /api/token/refresh/, and refuses the used token after', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      for (const url of ['/api/token/refresh/', '/api/token/refresh']) {
+        const res = await postForm(url, { refresh: tokens.refresh });
+        if (url === '/api/token/refresh/') {
+          expect(res.statusCode, res.body).toBe(200);
+          expect(res.headers['cache-control']).toBe('no-store');
+          const next = res.json() as Tokens;
+          expect(Object.keys(next).sort()).toEqual(['access', 'expires_in', 'refresh', 'token_type']);
+          expect(next.refresh).not.toBe(tokens.refresh);
+          expect((await validate(next.access)).statusCode).toBe(200);
+        } else {
+          // The same token again: a replay, refused (and its session revoked).
+          expect(res.statusCode).toBe(401);
+          expect(res.json()).toMatchObject({ code: 'invalid_refresh_token', errors: [{ field: 'refresh' }] });
+        }
+      }
+      const missing = await postForm('/api/token/refresh/', {});
+      expect(missing.statusCode).toBe(400);
+      expect(missing.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'refresh' }] });
+    });
+
+    it('rotates the refresh token with grant_type=refresh_token in JSON and as a form, refusing the used one', async () => {
+      const { user } = await activeUser();
+      for (const send of [
+        (refresh: string) => post('/api/token/', { grant_type: 'refresh_token', refresh_token: refresh }),
+        (refresh: string) => postForm('/api/token/', { grant_type: 'refresh_token', refresh_token: refresh }),
+      ]) {
+        const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+        const res = await send(tokens.refresh);
+        expect(res.statusCode, res.body).toBe(200);
+        expect(res.headers['cache-control']).toBe('no-store');
+        const next = res.json() as Tokens;
+        // The refresh route's answer, not a login's: no user.
+        expect(Object.keys(next).sort()).toEqual(['access', 'expires_in', 'refresh', 'token_type']);
+        expect(next.refresh).not.toBe(tokens.refresh);
+        expect(decodeJwtPayload(next.access)).toMatchObject({ sub: user.id, sid: decodeJwtPayload(tokens.access).sid });
+        expect((await validate(next.access)).statusCode).toBe(200);
+
+        // The used token again is a replay: refused, and the whole session (successor included) revoked.
+        const replay = await send(tokens.refresh);
+        expect(replay.statusCode).toBe(401);
+        expect(replay.json()).toMatchObject({ code: 'invalid_refresh_token', errors: [{ field: 'refresh_token' }] });
+        expect((await validate(next.access)).statusCode).toBe(401);
+        expect((await post('/api/token/refresh/', { refresh: next.refresh })).statusCode).toBe(401);
+      }
+    });
+
+    it('names the missing field of each grant', async () => {
+      const noRefresh = await post('/api/token/', { grant_type: 'refresh_token' });
+      expect(noRefresh.statusCode).toBe(400);
+      expect(noRefresh.json()).toMatchObject({
+        code: 'validation_failed',
+        errors: [{ field: 'refresh_token', message: 'This field is required.' }],
+      });
+      const noPassword = await postForm('/api/token/', { grant_type: 'password', username: 'a@example.com' });
+      expect(noPassword.statusCode).toBe(400);
+      expect(noPassword.json()).toMatchObject({
+        errors: [{ field: 'password', message: 'This field is required.' }],
+      });
+      const wrongType = await post('/api/token/', { grant_type: 7, email: 'a@example.com', password: 'x' });
+      expect(wrongType.statusCode).toBe(400);
+      expect(wrongType.json().errors[0].field).toBe('grant_type');
+    });
+
+    it('answers 400 unsupported_grant_type for any other grant type, in JSON and as a form', async () => {
+      const { user } = await activeUser();
+      for (const res of [
+        await postForm('/api/token/', { grant_type: 'client_credentials', client_id: 'x', client_secret: 'y' }),
+        await post('/api/token/', { grant_type: 'authorization_code', code: 'abc' }),
+        // Even with valid credentials beside it: the grant type decides.
+        await post('/api/token/', { grant_type: 'Password', email: user.email, password: TEST_PASSWORD }),
+      ]) {
+        expect(res.statusCode).toBe(400);
+        expect(res.headers['content-type']).toContain('application/problem+json');
+        expect(res.json()).toMatchObject({
+          status: 400,
+          code: 'unsupported_grant_type',
+          errors: [{ field: 'grant_type' }],
+        });
+      }
+    });
+
+    it('answers a malformed form body with 400 naming the field, never 5xx', async () => {
+      for (const [payload, field] of [
+        ['grant_type=password&username=a%40example.com&password=%E0%A4%A', 'password'],
+        ['grant_type=password&username=%ZZ&password=x', 'username'],
+        ['grant_type=password&username=a&username=b&password=x', 'username'],
+        ['grant_type=password&username=a&password=%00', 'password'],
+        [Buffer.from([0x70, 0x61, 0x73, 0x73, 0x3d, 0xff, 0xfe]), 'body'],
+        ['grant_type=password&username=a&password=x&__proto__=y&constructor=z', undefined],
+      ] as const) {
+        const res = await t.request({
+          method: 'POST',
+          url: '/api/token/',
+          payload,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        });
+        if (field === undefined) {
+          // Odd names are just unknown fields: the login runs (and fails on the credentials).
+          expect(res.statusCode, res.body).toBe(401);
+          continue;
+        }
+        expect(res.statusCode, res.body).toBe(400);
+        expect(res.headers['content-type']).toContain('application/problem+json');
+        expect(res.json().errors[0].field, String(payload)).toBe(field);
+      }
+    });
+
+    it('keeps the body limit for form bodies', async () => {
+      const res = await postForm('/api/token/', { username: 'a', password: 'x'.repeat(t.config.bodyLimitBytes) });
+      expect(res.statusCode).toBe(413);
+      expect(res.json()).toMatchObject({ code: 'payload_too_large' });
+    });
+
+    it('takes forms on the token routes only: the other login and refresh routes still answer 415', async () => {
+      const { user } = await activeUser();
+      const login = await postForm('/api/v1/users/login/', { email: user.email, password: TEST_PASSWORD });
+      expect(login.statusCode).toBe(415);
+      expect(login.json()).toMatchObject({ code: 'unsupported_media_type' });
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      expect((await postForm('/api/v1/users/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(415);
+      expect((await postForm('/api/v1/users/logout/', { refresh: tokens.refresh })).statusCode).toBe(415);
+      expect((await postForm('/api/v1/users/register/', { email: 'f@example.com', password: 'x' })).statusCode).toBe(
+        415,
+      );
+    });
+
+    it('documents both content types of the token routes in OpenAPI', async () => {
+      const doc = (await t.request({ method: 'GET', url: '/api/openapi.json' })).json();
+      for (const path of ['/api/token/', '/api/token/refresh/']) {
+        expect(Object.keys(doc.paths[path].post.requestBody.content).sort()).toEqual([
+          'application/json',
+          'application/x-www-form-urlencoded',
+        ]);
+      }
+      expect(Object.keys(doc.paths['/api/v1/users/login/'].post.requestBody.content)).toEqual(['application/json']);
+    });
+  });
+
   describe('validate-token and bearer authentication', () => {
     it('answers valid:true with the user and exp, and plain {valid:false} otherwise', async () => {
       const { org, user } = await activeUser({ isStaff: true });

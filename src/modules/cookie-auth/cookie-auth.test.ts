@@ -106,6 +106,35 @@ describe('cookie sessions', () => {
     expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
   });
 
+  it('refuses form bodies with 415 on the cookie routes, which a cross-site HTML form could post', async () => {
+    const { user, session, csrf, send } = await browserLogin();
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const login = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: new URLSearchParams({ username: user.username as string, password: TEST_PASSWORD }).toString(),
+      headers: form,
+    });
+    expect(login.statusCode).toBe(415);
+    expect(login.json()).toMatchObject({ code: 'unsupported_media_type' });
+    expect(cookieOf(login, SESSION_COOKIE)).toBeUndefined();
+    // Even with the CSRF token, a cookie-authenticated write takes JSON only.
+    for (const [method, url] of [
+      ['POST', '/api/logout/'],
+      ['PATCH', '/api/v1/users/profile/'],
+    ] as const) {
+      const res = await t.request({
+        method,
+        url,
+        cookies: { [SESSION_COOKIE]: session },
+        headers: { ...form, 'x-csrf-token': csrf },
+        payload: 'first_name=Mallory',
+      });
+      expect(res.statusCode, url).toBe(415);
+    }
+    expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(200);
+  });
+
   it('stops the cookie when an administrator or the user ends its session elsewhere', async () => {
     const { user, send } = await browserLogin();
     const other = await loginAs(t, user);

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { GRANT_TYPES } from '../auth/auth.schemas.js';
 import { DiscoveryView, JwksView } from './signing-keys.schemas.js';
 import { SIGNING_ALGORITHM, type SigningKeyStore } from './signing-keys.service.js';
 
@@ -32,7 +33,7 @@ export const signingKeysRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStor
     issuer: publicUrl,
     jwks_uri: `${publicUrl}/.well-known/jwks.json`,
     token_endpoint: `${publicUrl}/api/token/`,
-    grant_types_supported: ['password', 'refresh_token'],
+    grant_types_supported: [...GRANT_TYPES],
     response_types_supported: [],
     subject_types_supported: ['public'],
     id_token_signing_alg_values_supported: [SIGNING_ALGORITHM],

@@ -137,6 +137,8 @@ export function fieldErrorsFromValidation(validation: AjvError[], context?: stri
   const seen = new Set<string>();
   const out: FieldError[] = [];
   for (const e of collapseAlternatives(validation)) {
+    // "must match then/else schema": the branch's own errors (a required field) say what is wrong.
+    if (e.keyword === 'if') continue;
     const path = (e.instancePath ?? '')
       .split('/')
       .filter(Boolean)

@@ -86,6 +86,39 @@ describe('rate limits (RATE_LIMITS=on)', () => {
     });
     expect(fresh.statusCode).toBe(401);
   });
+
+  it('counts form-encoded logins and refresh grants against the same budgets as JSON ones', async () => {
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const codes: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const res = await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        // OAuth2's username field carries the email: the same identifier as a JSON `email`.
+        ...(i % 2 === 0
+          ? { payload: `grant_type=password&username=Form-Target%40Example.com&password=guess+${i}`, headers: form }
+          : { payload: { email: 'form-target@example.com', password: `guess ${i}` } }),
+        remoteAddress: `192.0.2.${i + 100}`,
+      });
+      codes.push(res.statusCode);
+    }
+    expect(codes.slice(0, 10).every((c) => c === 401)).toBe(true);
+    expect(codes[10]).toBe(429);
+
+    // A refresh grant on /api/token/ draws on that endpoint's per-IP login budget, in either encoding.
+    const ip = '198.51.100.20';
+    const refreshGrant = (i: number) =>
+      t.request({
+        method: 'POST',
+        url: '/api/token/',
+        ...(i % 2 === 0
+          ? { payload: `grant_type=refresh_token&refresh_token=${'x'.repeat(43)}`, headers: form }
+          : { payload: { grant_type: 'refresh_token', refresh_token: 'x'.repeat(43) } }),
+        remoteAddress: ip,
+      });
+    for (let i = 0; i < 30; i++) expect((await refreshGrant(i)).statusCode).toBe(401);
+    expect((await refreshGrant(30)).statusCode).toBe(429);
+  });
 });
 
 describe('rate limits off', () => {
