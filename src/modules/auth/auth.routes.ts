@@ -25,8 +25,23 @@ import { authenticateAccessToken, login, logout, refreshSession, type TokenConte
 
 const tags = ['auth'];
 
+/**
+ * RFC 6749 §5.1's names for the two tokens, given beside the contract's `access` and `refresh` to a
+ * request that names its `grant_type`: an OAuth2 client reads `access_token`, a seed client `access`.
+ */
+const OAuth2Names = Type.Partial(Type.Object({ access_token: Type.String(), refresh_token: Type.String() }));
+
 /** `/api/token/`: a login's answer, or with `grant_type=refresh_token` the refresh route's. */
-const TokenAnswerView = Type.Union([TokenPairView, MfaRequiredView, RefreshedView]);
+const TokenAnswerView = Type.Union([
+  Type.Composite([TokenPairView, OAuth2Names]),
+  MfaRequiredView,
+  Type.Composite([RefreshedView, OAuth2Names]),
+]);
+
+function withOAuth2Names<T extends object>(answer: T): T {
+  if (!('access' in answer) || !('refresh' in answer)) return answer;
+  return { ...answer, access_token: answer.access, refresh_token: answer.refresh };
+}
 
 // RFC 6749 §5.1: responses carrying tokens must not be cached.
 function noStore(reply: FastifyReply): void {
@@ -90,9 +105,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
       async (req, reply) => {
         noStore(reply);
         const body = req.body;
-        if (body.grant_type !== 'refresh_token') return passwordLogin(req, body);
+        if (body.grant_type === undefined) return passwordLogin(req, body);
+        if (body.grant_type !== 'refresh_token') return withOAuth2Names(await passwordLogin(req, body));
         try {
-          return await refreshSession(ctx, body.refresh_token);
+          return withOAuth2Names(await refreshSession(ctx, body.refresh_token));
         } catch (err) {
           if (err instanceof AppError && err.code === 'invalid_refresh_token')
             throw authErrors.invalidRefreshToken('refresh_token');

@@ -320,6 +320,10 @@ describe('tokens', () => {
           user: { id: user.id },
         });
         expect((await validate(body.access)).statusCode).toBe(200);
+        // A request naming its grant type also reads the tokens under RFC 6749 §5.1's names.
+        if ('grant_type' in fields)
+          expect(body).toMatchObject({ access_token: body.access, refresh_token: body.refresh });
+        else expect(body).not.toHaveProperty('access_token');
       }
       // Form encoding proper: `+` is a space and escapes are decoded (a password with both).
       const { user: spaced } = await activeUser({ password: 'pass word+%& 2024' });
@@ -372,8 +376,16 @@ describe('tokens', () => {
         expect(res.statusCode, res.body).toBe(200);
         expect(res.headers['cache-control']).toBe('no-store');
         const next = res.json() as Tokens;
-        // The refresh route's answer, not a login's: no user.
-        expect(Object.keys(next).sort()).toEqual(['access', 'expires_in', 'refresh', 'token_type']);
+        // The refresh route's answer, not a login's (no user), with RFC 6749 §5.1's names beside.
+        expect(Object.keys(next).sort()).toEqual([
+          'access',
+          'access_token',
+          'expires_in',
+          'refresh',
+          'refresh_token',
+          'token_type',
+        ]);
+        expect(next).toMatchObject({ access_token: next.access, refresh_token: next.refresh });
         expect(next.refresh).not.toBe(tokens.refresh);
         expect(decodeJwtPayload(next.access)).toMatchObject({ sub: user.id, sid: decodeJwtPayload(tokens.access).sid });
         expect((await validate(next.access)).statusCode).toBe(200);
