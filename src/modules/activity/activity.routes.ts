@@ -1,7 +1,9 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Db } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import { instantOf, parseDateTime } from '../../platform/http/date-time.js';
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { decodeCursor, encodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
@@ -65,18 +67,23 @@ function filterOf(query: FilterQuery, organizationId: string | undefined): Activ
     category: query.category,
     severity: query.severity && storedSeverity(query.severity),
     success: query.success,
-    since: query.since ? new Date(query.since) : undefined,
-    until: query.until ? new Date(query.until) : undefined,
+    since: query.since ? instantOf(query.since, 'since') : undefined,
+    until: query.until ? instantOf(query.until, 'until') : undefined,
     tag: query.tag,
     kind: query.kind,
     search: query.search,
   };
 }
 
+/** The timestamp text a list cursor carries: microseconds, which a Date would lose. */
+const CURSOR_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
 function afterOf(cursor: string | undefined): { ts: string; id: string } | undefined {
   if (!cursor) return undefined;
   const [ts, id] = decodeCursor(cursor, 2);
-  if (typeof ts !== 'string' || typeof id !== 'string' || Number.isNaN(Date.parse(ts))) throw invalidCursor();
+  // Both reach the database as they are: anything else than what a page gave is refused here.
+  if (typeof ts !== 'string' || !CURSOR_TIMESTAMP.test(ts) || !parseDateTime(ts)) throw invalidCursor();
+  if (typeof id !== 'string' || !isUuid(id)) throw invalidCursor();
   return { ts, id };
 }
 
@@ -243,18 +250,16 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       let before: Date | undefined;
       if (q.cursor) {
         const [at] = decodeCursor(q.cursor, 1);
-        if (typeof at !== 'string' || Number.isNaN(Date.parse(at))) throw invalidCursor();
-        before = new Date(at);
+        before = typeof at === 'string' ? parseDateTime(at) : undefined;
+        if (!before) throw invalidCursor();
       }
       const periodType = q.period ?? 'hour';
       // The first page starts with the period still running, unless the range asked for leaves it out.
       let live: ReturnType<typeof toStatsView> | undefined;
       const running = runningPeriodStart(periodType);
-      if (
-        before === undefined &&
-        (!q.until || running < new Date(q.until)) &&
-        (!q.since || running >= new Date(q.since))
-      ) {
+      const since = q.since ? instantOf(q.since, 'since') : undefined;
+      const until = q.until ? instantOf(q.until, 'until') : undefined;
+      if (before === undefined && (!until || running < until) && (!since || running >= since)) {
         live = toStatsView(await currentFigures(db, periodType, scope ?? null), true);
         // A stored row of the running period (an aggregation run by hand) gives way to the live one.
         before = running;
@@ -263,8 +268,8 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const rows = await listStatistics(db, {
         organizationId: scope ?? null,
         periodType,
-        ...(q.since ? { since: new Date(q.since) } : {}),
-        ...(q.until ? { until: new Date(q.until) } : {}),
+        ...(since ? { since } : {}),
+        ...(until ? { until } : {}),
         ...(before ? { before } : {}),
         limit: stored,
       });
