@@ -13,16 +13,19 @@ import {
   type ActivityFilter,
   type ActivityListRow,
   exportActivityLines,
+  findActivity,
   listActiveUsers,
   listActivities,
   streamActivityLines,
 } from './activity.queries.js';
 import {
   ActiveUsersPage,
+  ActivityIdParams,
   ActivityPage,
   ActivityStatsPage,
   ActivityStatsQuery,
   ActivityStreamQuery,
+  ActivityView,
   ExportActivitiesQuery,
   ListActivitiesQuery,
   UserSessionsQuery,
@@ -33,6 +36,8 @@ import { type SeedSeverity, type Severity, storedSeverity } from './severity.js'
 
 const tags = ['activity'];
 const auth = { permission: 'activities.view' };
+
+const activityNotFound = (id: string) => new AppError(404, 'activity_not_found', `Activity ${id} was not found.`);
 
 /**
  * The organization a request may read: a confined caller's own (whatever they ask), or for a
@@ -136,6 +141,28 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const scope = await scopeFor(db, req.actor, req.query.organization);
       if (scope === null) return { results: [], next: null };
       return pageOf(db, filterOf(req.query, scope), req.query.limit ?? 50, req.query.cursor);
+    },
+  );
+
+  app.get(
+    '/api/v1/activities/:id',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'getActivity',
+        tags,
+        description:
+          'One activity, as the list shows it. What the list would not show the caller (another organization’s, ' +
+          'or the platform’s own for an organization administrator) answers 404, as an unknown id does.',
+        params: ActivityIdParams,
+        response: { 200: ActivityView },
+      },
+    },
+    async (req) => {
+      const scope = organizationScopeOf(req.actor);
+      const row = isUuid(req.params.id) ? await findActivity(db, req.params.id) : undefined;
+      if (!row || (scope !== undefined && row.organization_id !== scope)) throw activityNotFound(req.params.id);
+      return toActivityView(row);
     },
   );
 

@@ -319,6 +319,82 @@ describe('activity API', () => {
     }
   });
 
+  it('answers one activity by id as the list shows it, audit events, requests and tracked events alike', async () => {
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    await recordAudit(t.database.db, {
+      type: 'test.detail',
+      category: 'user_management',
+      organizationId: orgA.id,
+      description: 'one to read',
+      tags: ['detail'],
+      details: { n: 1 },
+    });
+    t.app.tracker.track({ type: 'test.detail_event', organizationId: orgA.id, description: 'tracked one' });
+    // A request of the admin's, for a request row to read.
+    expect((await admin.get('/api/v1/activities?activity_type=test.detail')).statusCode).toBe(200);
+    await t.app.activityBuffer.flush();
+    const listed = [
+      ...((await admin.get('/api/v1/activities?activity_type=test.detail')).json() as PageOf<Entry>).results,
+      ...((await admin.get('/api/v1/activities?activity_type=test.detail_event')).json() as PageOf<Entry>).results,
+      ...((await admin.get(`/api/v1/activities?kind=request&user=${admin.user.id}&limit=1`)).json() as PageOf<Entry>)
+        .results,
+    ];
+    expect(listed.map((r) => r.kind)).toEqual(['audit', 'event', 'request']);
+    for (const entry of listed) {
+      for (const url of [`/api/v1/activities/${entry.id}`, `/api/v1/activities/${entry.id}/`]) {
+        const res = await admin.get(url);
+        expect(res.statusCode, url).toBe(200);
+        expect(res.json(), url).toEqual(entry);
+      }
+    }
+    const viewer = await clientWithRole(t, orgA.id, 'viewer');
+    expect((await viewer.get(`/api/v1/activities/${listed[0]?.id}`)).statusCode).toBe(200);
+  });
+
+  it('answers 404 for an activity the caller’s list would not show, and for an id that names none', async () => {
+    const record = async (organizationId: string | null) => {
+      await recordAudit(t.database.db, {
+        type: 'test.hidden',
+        category: 'user_management',
+        organizationId,
+        description: `of ${organizationId ?? 'the platform'}`,
+      });
+      const [row] = await queryRows<{ id: string }>(
+        t.database.db,
+        sql`select id from activities where activity_type = 'test.hidden' order by timestamp desc, id desc limit 1`,
+      );
+      return row?.id as string;
+    };
+    const ofB = await record(orgB.id);
+    const ofPlatform = await record(null);
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    for (const id of [
+      ofB,
+      ofPlatform,
+      'not-a-uuid',
+      // A UUIDv7 of now that names nothing, one of the year 10889 (its largest time), a version 4 uuid.
+      `${Date.now()
+        .toString(16)
+        .padStart(12, '0')
+        .replace(/^(.{8})(.{4})$/, '$1-$2')}-7000-8000-000000000000`,
+      'ffffffff-ffff-7fff-bfff-ffffffffffff',
+      '6f1c2b8e-4c1a-4d4e-9a6b-1f2e3d4c5b6a',
+    ]) {
+      const res = await admin.get(`/api/v1/activities/${id}`);
+      expect(res.statusCode, id).toBe(404);
+      expect(res.json(), id).toMatchObject({ status: 404, code: 'activity_not_found' });
+    }
+    const superuser = await superuserClient(t);
+    expect((await superuser.get(`/api/v1/activities/${ofB}`)).json()).toMatchObject({
+      id: ofB,
+      organization: orgB.code,
+    });
+    expect((await superuser.get(`/api/v1/activities/${ofPlatform}`)).json()).toMatchObject({ organization_id: null });
+    const plain = await loginAs(t, await seedUser(t, orgB.id));
+    expect((await plain.get(`/api/v1/activities/${ofB}`)).statusCode).toBe(403);
+    expect((await t.request({ method: 'GET', url: `/api/v1/activities/${ofB}` })).statusCode).toBe(401);
+  });
+
   it('answers one object’s history as a stream, within the organization', async () => {
     await recordAudit(t.database.db, {
       type: 'role.updated',
