@@ -4,6 +4,7 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { idTimeOf } from '../../platform/db/ids.js';
 import { escapeLike } from '../../platform/db/like.js';
 
 /** What `/activities/`, the streams and the export filter on; all optional, combined with AND. */
@@ -97,6 +98,54 @@ export async function listActivities(
       order by a.timestamp desc, a.id desc
       limit ${limit + 1}`,
   );
+}
+
+/**
+ * How far an activity's timestamp may lie from the moment its UUIDv7 id was made. Every writer
+ * takes the timestamp first and makes the id after: an audit event's timestamp is its transaction's
+ * start (`now()`), its id made when the event is recorded within; a request's timestamp is when it
+ * came in, its id made when it was answered; a tracked event takes both at once. So the timestamp
+ * is at most the id's time, but for the database's clock running ahead of the server's (audit
+ * events): `ID_AHEAD_MS` allows a minute of that. Below, `ID_BEHIND_MS` is the longest request or
+ * transaction whose activity is still found by id: an hour.
+ */
+const ID_AHEAD_MS = 60_000;
+const ID_BEHIND_MS = 3_600_000;
+/** A UUIDv7's 48 bits of milliseconds reach the year 10889; no activity is stamped after 9999. */
+const LAST_ID_TIME = Date.UTC(9999, 11, 31);
+
+/**
+ * One activity by id, or undefined. The primary key is (timestamp, id) on a table partitioned by
+ * month of timestamp, with no index on id alone (one more index on the table every request writes
+ * to). The id's UUIDv7 time bounds the timestamp (see `ID_BEHIND_MS`), so the statement reads one
+ * partition (two across a month's end), and only a short range of its primary key: the range below
+ * the id's time is read first, newest first, where the row is found after the rows written while
+ * its request or transaction ran; the minute above only when that finds nothing. An id that is no
+ * UUIDv7 costs no statement, one of a month whose partition was dropped reads only the (small)
+ * default partition; only an id naming no activity reads its whole hour and minute.
+ */
+export async function findActivity(db: DbOrTx, id: string): Promise<ActivityListRow | undefined> {
+  const at = idTimeOf(id)?.getTime();
+  if (at === undefined || at > LAST_ID_TIME) return undefined;
+  const time = (ms: number) => new Date(ms).toISOString();
+  const [row] = await queryRows<ActivityListRow>(
+    db,
+    sql`with found as (
+        (select * from activities
+          where timestamp <= ${time(at)}::timestamptz and timestamp >= ${time(at - ID_BEHIND_MS)}::timestamptz
+            and id = ${id}::uuid
+          order by timestamp desc
+          limit 1)
+        union all
+        (select * from activities
+          where timestamp > ${time(at)}::timestamptz and timestamp <= ${time(at + ID_AHEAD_MS)}::timestamptz
+            and id = ${id}::uuid
+          limit 1)
+        limit 1
+      )
+      select ${LIST_COLUMNS} from found a left join organizations o on o.id = a.organization_id`,
+  );
+  return row;
 }
 
 export interface ActiveUserRow {

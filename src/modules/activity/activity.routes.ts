@@ -1,7 +1,9 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Db } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import { instantOf, parseDateTime } from '../../platform/http/date-time.js';
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { decodeCursor, encodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
@@ -11,16 +13,19 @@ import {
   type ActivityFilter,
   type ActivityListRow,
   exportActivityLines,
+  findActivity,
   listActiveUsers,
   listActivities,
   streamActivityLines,
 } from './activity.queries.js';
 import {
   ActiveUsersPage,
+  ActivityIdParams,
   ActivityPage,
   ActivityStatsPage,
   ActivityStatsQuery,
   ActivityStreamQuery,
+  ActivityView,
   ExportActivitiesQuery,
   ListActivitiesQuery,
   UserSessionsQuery,
@@ -31,6 +36,8 @@ import { type SeedSeverity, type Severity, storedSeverity } from './severity.js'
 
 const tags = ['activity'];
 const auth = { permission: 'activities.view' };
+
+const activityNotFound = (id: string) => new AppError(404, 'activity_not_found', `Activity ${id} was not found.`);
 
 /**
  * The organization a request may read: a confined caller's own (whatever they ask), or for a
@@ -65,18 +72,23 @@ function filterOf(query: FilterQuery, organizationId: string | undefined): Activ
     category: query.category,
     severity: query.severity && storedSeverity(query.severity),
     success: query.success,
-    since: query.since ? new Date(query.since) : undefined,
-    until: query.until ? new Date(query.until) : undefined,
+    since: query.since ? instantOf(query.since, 'since') : undefined,
+    until: query.until ? instantOf(query.until, 'until') : undefined,
     tag: query.tag,
     kind: query.kind,
     search: query.search,
   };
 }
 
+/** The timestamp text a list cursor carries: microseconds, which a Date would lose. */
+const CURSOR_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
 function afterOf(cursor: string | undefined): { ts: string; id: string } | undefined {
   if (!cursor) return undefined;
   const [ts, id] = decodeCursor(cursor, 2);
-  if (typeof ts !== 'string' || typeof id !== 'string' || Number.isNaN(Date.parse(ts))) throw invalidCursor();
+  // Both reach the database as they are: anything else than what a page gave is refused here.
+  if (typeof ts !== 'string' || !CURSOR_TIMESTAMP.test(ts) || !parseDateTime(ts)) throw invalidCursor();
+  if (typeof id !== 'string' || !isUuid(id)) throw invalidCursor();
   return { ts, id };
 }
 
@@ -129,6 +141,28 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const scope = await scopeFor(db, req.actor, req.query.organization);
       if (scope === null) return { results: [], next: null };
       return pageOf(db, filterOf(req.query, scope), req.query.limit ?? 50, req.query.cursor);
+    },
+  );
+
+  app.get(
+    '/api/v1/activities/:id',
+    {
+      config: { auth },
+      schema: {
+        operationId: 'getActivity',
+        tags,
+        description:
+          'One activity, as the list shows it. What the list would not show the caller (another organization’s, ' +
+          'or the platform’s own for an organization administrator) answers 404, as an unknown id does.',
+        params: ActivityIdParams,
+        response: { 200: ActivityView },
+      },
+    },
+    async (req) => {
+      const scope = organizationScopeOf(req.actor);
+      const row = isUuid(req.params.id) ? await findActivity(db, req.params.id) : undefined;
+      if (!row || (scope !== undefined && row.organization_id !== scope)) throw activityNotFound(req.params.id);
+      return toActivityView(row);
     },
   );
 
@@ -243,18 +277,16 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       let before: Date | undefined;
       if (q.cursor) {
         const [at] = decodeCursor(q.cursor, 1);
-        if (typeof at !== 'string' || Number.isNaN(Date.parse(at))) throw invalidCursor();
-        before = new Date(at);
+        before = typeof at === 'string' ? parseDateTime(at) : undefined;
+        if (!before) throw invalidCursor();
       }
       const periodType = q.period ?? 'hour';
       // The first page starts with the period still running, unless the range asked for leaves it out.
       let live: ReturnType<typeof toStatsView> | undefined;
       const running = runningPeriodStart(periodType);
-      if (
-        before === undefined &&
-        (!q.until || running < new Date(q.until)) &&
-        (!q.since || running >= new Date(q.since))
-      ) {
+      const since = q.since ? instantOf(q.since, 'since') : undefined;
+      const until = q.until ? instantOf(q.until, 'until') : undefined;
+      if (before === undefined && (!until || running < until) && (!since || running >= since)) {
         live = toStatsView(await currentFigures(db, periodType, scope ?? null), true);
         // A stored row of the running period (an aggregation run by hand) gives way to the live one.
         before = running;
@@ -263,8 +295,8 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const rows = await listStatistics(db, {
         organizationId: scope ?? null,
         periodType,
-        ...(q.since ? { since: new Date(q.since) } : {}),
-        ...(q.until ? { until: new Date(q.until) } : {}),
+        ...(since ? { since } : {}),
+        ...(until ? { until } : {}),
         ...(before ? { before } : {}),
         limit: stored,
       });

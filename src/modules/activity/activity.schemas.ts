@@ -83,6 +83,9 @@ export const ActivityView = Type.Object({
 });
 export const ActivityPage = Page(ActivityView);
 
+/** Any text: one that cannot be an activity's id is simply not found. */
+export const ActivityIdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+
 export const ActivityStatsQuery = Type.Object({
   ...PageQuery,
   period: Type.Optional(Type.Union([Type.Literal('hour'), Type.Literal('day')], { default: 'hour' })),

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { encodeCursor } from '../../platform/http/pagination.js';
 import { CopyLineText } from './activity.queries.js';
 import { MAX_CONCURRENT_EXPORTS } from './activity.routes.js';
 import { aggregatePendingHours } from './activity-stats.js';
@@ -264,6 +265,134 @@ describe('activity API', () => {
       expect((await plain.get(url)).statusCode, url).toBe(403);
     }
     expect((await t.request({ method: 'GET', url: '/api/v1/activities' })).statusCode).toBe(401);
+  });
+
+  it('answers 400 naming the field for a moment outside the years 0001 to 9999, and reads those within', async () => {
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    for (const [url, field] of [
+      ['/api/v1/activities?since=0000-01-01T00:00:00Z', 'since'],
+      ['/api/v1/activities?until=0000-01-01T00:00:00Z', 'until'],
+      ['/api/v1/activities?since=0000-01-01', 'since'],
+      // Year 1 as written, year 0 once the offset is applied; year 10000 the other way round.
+      [`/api/v1/activities?since=${encodeURIComponent('0001-01-01T00:00:00+01:00')}`, 'since'],
+      ['/api/v1/activities?until=9999-12-31T23:59:59-01:00', 'until'],
+      ['/api/v1/activity-streams?user=00000000-0000-4000-8000-000000000000&since=0000-01-01T00:00:00Z', 'since'],
+      ['/api/v1/activities/export?since=0000-01-01T00:00:00Z', 'since'],
+      ['/api/v1/activities/export?format=csv&until=0000-01-01T00:00:00Z', 'until'],
+      ['/api/v1/activity-stats?since=0000-01-01T00:00:00Z', 'since'],
+      ['/api/v1/activity-stats?until=0000-01-01T00:00:00Z', 'until'],
+      // A leap second is one only at the end of a UTC day.
+      ['/api/v1/activity-stats?since=2016-12-31T12:59:60Z', 'since'],
+    ] as const) {
+      const res = await admin.get(url);
+      expect(res.statusCode, url).toBe(400);
+      expect(res.headers['content-type'], url).toContain('application/problem+json');
+      expect(res.json(), url).toMatchObject({ code: 'validation_failed', errors: [{ field }] });
+    }
+    for (const url of [
+      '/api/v1/activities?since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59.999Z',
+      '/api/v1/activities?since=0001-01-01&until=9999-12-31',
+      // An hours-only offset, which `new Date` cannot read, and a leap second.
+      `/api/v1/activities?since=${encodeURIComponent('2016-12-31T23:59:60Z')}&until=${encodeURIComponent('9999-01-01T00:00:00+01')}`,
+      '/api/v1/activity-stats?since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59Z',
+    ]) {
+      expect((await admin.get(url)).statusCode, url).toBe(200);
+    }
+  });
+
+  it('answers 400 invalid_cursor for a cursor no page gave, whatever it holds', async () => {
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const id = '0190a000-0000-7000-8000-000000000000';
+    for (const cursor of [
+      encodeCursor(['0000-01-01T00:00:00.000000Z', id]),
+      encodeCursor(['2026-01-01', id]),
+      encodeCursor(['2026-01-01T00:00:00.000000Z', 'not-a-uuid']),
+    ]) {
+      const res = await admin.get(`/api/v1/activities?cursor=${cursor}`);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'invalid_cursor' });
+    }
+    for (const cursor of [encodeCursor(['0000-01-01T00:00:00.000Z']), encodeCursor(['+010000-01-01T00:00:00.000Z'])]) {
+      const res = await admin.get(`/api/v1/activity-stats?cursor=${cursor}`);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'invalid_cursor' });
+    }
+  });
+
+  it('answers one activity by id as the list shows it, audit events, requests and tracked events alike', async () => {
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    await recordAudit(t.database.db, {
+      type: 'test.detail',
+      category: 'user_management',
+      organizationId: orgA.id,
+      description: 'one to read',
+      tags: ['detail'],
+      details: { n: 1 },
+    });
+    t.app.tracker.track({ type: 'test.detail_event', organizationId: orgA.id, description: 'tracked one' });
+    // A request of the admin's, for a request row to read.
+    expect((await admin.get('/api/v1/activities?activity_type=test.detail')).statusCode).toBe(200);
+    await t.app.activityBuffer.flush();
+    const listed = [
+      ...((await admin.get('/api/v1/activities?activity_type=test.detail')).json() as PageOf<Entry>).results,
+      ...((await admin.get('/api/v1/activities?activity_type=test.detail_event')).json() as PageOf<Entry>).results,
+      ...((await admin.get(`/api/v1/activities?kind=request&user=${admin.user.id}&limit=1`)).json() as PageOf<Entry>)
+        .results,
+    ];
+    expect(listed.map((r) => r.kind)).toEqual(['audit', 'event', 'request']);
+    for (const entry of listed) {
+      for (const url of [`/api/v1/activities/${entry.id}`, `/api/v1/activities/${entry.id}/`]) {
+        const res = await admin.get(url);
+        expect(res.statusCode, url).toBe(200);
+        expect(res.json(), url).toEqual(entry);
+      }
+    }
+    const viewer = await clientWithRole(t, orgA.id, 'viewer');
+    expect((await viewer.get(`/api/v1/activities/${listed[0]?.id}`)).statusCode).toBe(200);
+  });
+
+  it('answers 404 for an activity the caller’s list would not show, and for an id that names none', async () => {
+    const record = async (organizationId: string | null) => {
+      await recordAudit(t.database.db, {
+        type: 'test.hidden',
+        category: 'user_management',
+        organizationId,
+        description: `of ${organizationId ?? 'the platform'}`,
+      });
+      const [row] = await queryRows<{ id: string }>(
+        t.database.db,
+        sql`select id from activities where activity_type = 'test.hidden' order by timestamp desc, id desc limit 1`,
+      );
+      return row?.id as string;
+    };
+    const ofB = await record(orgB.id);
+    const ofPlatform = await record(null);
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    for (const id of [
+      ofB,
+      ofPlatform,
+      'not-a-uuid',
+      // A UUIDv7 of now that names nothing, one of the year 10889 (its largest time), a version 4 uuid.
+      `${Date.now()
+        .toString(16)
+        .padStart(12, '0')
+        .replace(/^(.{8})(.{4})$/, '$1-$2')}-7000-8000-000000000000`,
+      'ffffffff-ffff-7fff-bfff-ffffffffffff',
+      '6f1c2b8e-4c1a-4d4e-9a6b-1f2e3d4c5b6a',
+    ]) {
+      const res = await admin.get(`/api/v1/activities/${id}`);
+      expect(res.statusCode, id).toBe(404);
+      expect(res.json(), id).toMatchObject({ status: 404, code: 'activity_not_found' });
+    }
+    const superuser = await superuserClient(t);
+    expect((await superuser.get(`/api/v1/activities/${ofB}`)).json()).toMatchObject({
+      id: ofB,
+      organization: orgB.code,
+    });
+    expect((await superuser.get(`/api/v1/activities/${ofPlatform}`)).json()).toMatchObject({ organization_id: null });
+    const plain = await loginAs(t, await seedUser(t, orgB.id));
+    expect((await plain.get(`/api/v1/activities/${ofB}`)).statusCode).toBe(403);
+    expect((await t.request({ method: 'GET', url: `/api/v1/activities/${ofB}` })).statusCode).toBe(401);
   });
 
   it('answers one object’s history as a stream, within the organization', async () => {

@@ -11,6 +11,7 @@ import {
   organizationScopeOf,
   requireUser,
 } from '../../platform/http/auth.js';
+import { instantOf } from '../../platform/http/date-time.js';
 import { commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
@@ -101,7 +102,7 @@ function checkScopes(scopes: readonly string[]): string[] {
 
 function checkExpiry(expiresAt: string | Date | undefined, now: Date): Date | null {
   if (expiresAt === undefined) return null;
-  const at = expiresAt instanceof Date ? expiresAt : new Date(expiresAt);
+  const at = expiresAt instanceof Date ? expiresAt : instantOf(expiresAt, 'expires_at');
   if (Number.isNaN(at.getTime()) || at.getTime() <= now.getTime()) throw apiKeyErrors.expiryInPast();
   return at;
 }

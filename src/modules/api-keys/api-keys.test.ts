@@ -241,6 +241,23 @@ describe('API keys', () => {
     const notADate = await admin.post('/api/v1/api-keys', { name: 'x', scopes: ['scim'], expires_at: 'tomorrow' });
     expect(fieldsOf(notADate)).toContain('expires_at');
 
+    // Year 10000 once the offset is applied: beyond what the database stores.
+    const tooLate = await admin.post('/api/v1/api-keys', {
+      name: 'x',
+      scopes: ['scim'],
+      expires_at: '9999-12-31T23:59:59-01:00',
+    });
+    expect(tooLate.statusCode).toBe(400);
+    expect(fieldsOf(tooLate)).toEqual(['expires_at']);
+    // An hours-only offset, which `new Date` cannot read, is a date-time all the same.
+    const hoursOffset = await admin.post('/api/v1/api-keys', {
+      name: 'x',
+      scopes: ['scim'],
+      expires_at: '9999-12-31T00:00:00+01',
+    });
+    expect(hoursOffset.statusCode).toBe(201);
+    expect(hoursOffset.json().expires_at).toBe('9999-12-30T23:00:00.000Z');
+
     const unknownOrg = await admin.post('/api/v1/api-keys', { name: 'x', scopes: ['scim'], organization: 'nope-org' });
     expect(unknownOrg.json()).toMatchObject({ status: 400, errors: [{ field: 'organization' }] });
   });

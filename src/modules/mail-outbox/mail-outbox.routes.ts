@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { requireUser } from '../../platform/http/auth.js';
+import { instantOf } from '../../platform/http/date-time.js';
 import { cursorId, toPage } from '../../platform/http/pagination.js';
 import type { OutboxMail } from '../../platform/mail/outbox.table.js';
 import { mailOutboxErrors } from './mail-outbox.errors.js';
@@ -56,7 +57,7 @@ export const mailOutboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
         {
           to: req.query.to,
           status: req.query.status,
-          since: req.query.since ? new Date(req.query.since) : undefined,
+          since: req.query.since ? instantOf(req.query.since, 'since') : undefined,
         },
         limit,
         req.query.cursor ? cursorId(req.query.cursor) : undefined,

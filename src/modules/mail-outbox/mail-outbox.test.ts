@@ -162,6 +162,8 @@ describe('mail outbox API', () => {
     for (const [query, field] of [
       ['status=lost', 'status'],
       ['since=yesterday', 'since'],
+      ['since=0000-01-01T00:00:00Z', 'since'],
+      ['since=9999-12-31T23:59:59-01:00', 'since'],
       ['limit=0', 'limit'],
       [`to=${'a'.repeat(321)}`, 'to'],
     ] as const) {

@@ -3,6 +3,7 @@ import { type Filter, parse } from 'scim2-parse-filter';
 import { tokenizer } from 'scim2-parse-filter/lib/src/parser.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { escapeLike } from '../../platform/db/like.js';
+import { parseDate, parseDateTime } from '../../platform/http/date-time.js';
 import { ScimError, scimErrors } from './scim.errors.js';
 
 /**
@@ -158,10 +159,16 @@ function compare(a: FilterAttribute, op: Operator, value: unknown, path: string)
       return (op === 'eq') === value ? sql`(${a.expr})` : not(a.expr);
     }
     case 'dateTime': {
-      if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) {
-        throw scimErrors.invalidFilter(`"${path}" compares with a dateTime such as "2026-01-31T00:00:00Z".`);
+      // RFC 7643 §2.3.5: an xsd:dateTime; one without an offset is read as UTC, a date alone as its
+      // midnight UTC. Years 0001–9999 only (platform/http/date-time.ts says why).
+      const instant =
+        typeof value === 'string' ? (parseDateTime(value, { zoneOptional: true }) ?? parseDate(value)) : undefined;
+      if (!instant) {
+        throw scimErrors.invalidFilter(
+          `"${path}" compares with a dateTime such as "2026-01-31T00:00:00Z", in the years 0001 to 9999.`,
+        );
       }
-      const at = new Date(value).toISOString();
+      const at = instant.toISOString();
       if (op === 'eq') return sql`${a.expr} = ${at}::timestamptz`;
       if (op === 'ne') return sql`${a.expr} is distinct from ${at}::timestamptz`;
       const ordering = ORDERING[op];

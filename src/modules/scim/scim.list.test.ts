@@ -118,6 +118,12 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(await names('urn:ietf:params:scim:schemas:core:2.0:User:userName eq "grace"')).toEqual(['Grace']);
     expect(await names('meta.created gt "2000-01-01T00:00:00Z"')).toHaveLength(5);
     expect(await names('meta.lastModified lt "2000-01-01T00:00:00Z"')).toEqual([]);
+    // The whole range PostgreSQL and JavaScript share, an offset, a value without one (UTC), a date alone.
+    expect(await names('meta.lastModified gt "0001-01-01T00:00:00Z"')).toHaveLength(5);
+    expect(await names('meta.created lt "9999-12-31T23:59:59.999Z"')).toHaveLength(5);
+    expect(await names('meta.created gt "2000-01-01T01:00:00+01"')).toHaveLength(5);
+    expect(await names('meta.created gt "2000-01-01T00:00:00"')).toHaveLength(5);
+    expect(await names('meta.created ge "2000-01-01"')).toHaveLength(5);
     expect(await names(`id eq "${ids.Edsger}"`)).toEqual(['Edsger']);
     expect(await names('id eq "not-a-uuid"')).toEqual([]);
   });
@@ -175,6 +181,29 @@ describe('SCIM list, filter, paging and sorting', () => {
       expect(res.statusCode, filter).toBe(400);
       expect(res.json(), filter).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidFilter' });
     }
+  });
+
+  it('refuses a dateTime outside the years 0001 to 9999 with 400 invalidFilter naming the attribute', async () => {
+    for (const filter of [
+      'meta.lastModified gt "0000-01-01T00:00:00Z"',
+      'meta.created eq "0000-12-31T23:59:59Z"',
+      'meta.created lt "0001-01-01T00:00:00+01:00"',
+      'meta.lastModified le "9999-12-31T23:59:59-01:00"',
+      'meta.created ne "+010000-01-01T00:00:00Z"',
+      'meta.created gt "0000-01-01"',
+      'meta.created gt "2016-12-31T12:59:60Z"',
+    ]) {
+      const res = await scim('GET', `/Users?filter=${encodeURIComponent(filter)}`);
+      expect(res.statusCode, filter).toBe(400);
+      expect(res.json(), filter).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidFilter' });
+      expect(res.json().detail, filter).toMatch(/meta\./);
+    }
+    const groups = await scim(
+      'GET',
+      `/Groups?filter=${encodeURIComponent('meta.lastModified gt "0000-01-01T00:00:00Z"')}`,
+    );
+    expect(groups.statusCode).toBe(400);
+    expect(groups.json()).toMatchObject({ scimType: 'invalidFilter' });
   });
 
   it('pages with startIndex and count, and reports totalResults', async () => {

@@ -9,6 +9,7 @@ import { findUserToManage } from '../users/users.service.js';
 import { findSession, listSessions, type SessionRow } from './sessions.queries.js';
 import {
   AdminSessionPage,
+  AdminSessionView,
   ListOwnSessionsQuery,
   ListSessionsQuery,
   SessionIdParams,
@@ -129,6 +130,38 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       });
       const page = toPage(rows, limit, (r) => [r.id]);
       return { results: page.results.map((r) => toAdminSessionView(r, current)), next: page.next };
+    },
+  );
+
+  app.get(
+    '/api/v1/user-sessions/:id',
+    {
+      config: { auth: 'authenticated' },
+      schema: {
+        operationId: 'getSession',
+        tags: ['sessions'],
+        description:
+          'One session, as the list shows it. Anyone signed in reads their own sessions; holders of `sessions.manage` ' +
+          'read those of their organization’s users (any for superusers). Any other session answers 404, as an ' +
+          'unknown id does.',
+        params: SessionIdParams,
+        response: { 200: AdminSessionView },
+      },
+    },
+    async (req) => {
+      const actor = requireUser(req.actor);
+      const session = isUuid(req.params.id) ? await findSession(db, req.params.id) : undefined;
+      if (!session) throw sessionNotFound(req.params.id);
+      const own = session.userId === actor.userId;
+      if (!own) {
+        // The list's rule: the permission, then the organization it confines to.
+        const scope = organizationScopeOf(actor);
+        const listed = scope === undefined || session.organizationId === scope;
+        if (!listed || !(await app.can(actor, { permission: 'sessions.manage' }))) {
+          throw sessionNotFound(req.params.id);
+        }
+      }
+      return toAdminSessionView(session, actor.sessionId);
     },
   );
 

@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
+import {
+  clientWithRole,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+  TEST_PASSWORD,
+} from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { describeUserAgent } from './sessions.service.js';
 
@@ -55,6 +62,7 @@ describe('sessions', () => {
     return {
       list: (query = '') => t.request({ method: 'GET', url: `/api/v1/users/sessions/${query}`, headers }),
       revoke: (id: string) => t.request({ method: 'DELETE', url: `/api/v1/users/sessions/${id}/`, headers }),
+      get: (id: string) => t.request({ method: 'GET', url: `/api/v1/user-sessions/${id}/`, headers }),
       profile: () => t.request({ method: 'GET', url: '/api/v1/users/validate-token/', headers }),
     };
   }
@@ -179,6 +187,48 @@ describe('sessions', () => {
       expect(after.results).toHaveLength(1);
       const unknown = await admin.delete('/api/v1/user-sessions/0190a000-0000-7000-8000-000000000000/');
       expect(unknown.statusCode).toBe(404);
+    });
+
+    it('answers one session by id as the list shows it: to its user, and to administrators the list allows', async () => {
+      const orgA = await seedOrganization(t);
+      const orgB = await seedOrganization(t);
+      const user = await seedUser(t, orgA.id);
+      const phone = await loginWith(user.email, IPHONE);
+      const phoneId = ((await phone.list()).json() as { results: SessionItem[] }).results[0]?.id as string;
+      const superuser = await superuserClient(t);
+      const listed = (
+        (await superuser.get(`/api/v1/user-sessions/?user=${user.id}`)).json() as { results: SessionItem[] }
+      ).results[0];
+      expect(listed?.id).toBe(phoneId);
+
+      for (const url of [`/api/v1/user-sessions/${phoneId}`, `/api/v1/user-sessions/${phoneId}/`]) {
+        const res = await superuser.get(url);
+        expect(res.statusCode, url).toBe(200);
+        expect(res.json(), url).toEqual(listed);
+      }
+      const adminA = await clientWithRole(t, orgA.id, 'org_admin');
+      expect((await adminA.get(`/api/v1/user-sessions/${phoneId}/`)).json()).toEqual(listed);
+      // The session's own user, without sessions.manage, sees it as current.
+      const own = await phone.get(phoneId);
+      expect(own.statusCode).toBe(200);
+      expect(own.json()).toEqual({ ...listed, current: true });
+
+      const refused = [
+        await clientWithRole(t, orgB.id, 'org_admin'),
+        await clientWithRole(t, orgA.id, 'viewer'),
+        await loginAs(t, await seedUser(t, orgA.id, { isStaff: true })),
+      ];
+      for (const client of refused) {
+        const res = await client.get(`/api/v1/user-sessions/${phoneId}/`);
+        expect(res.statusCode).toBe(404);
+        expect(res.json()).toMatchObject({ status: 404, code: 'session_not_found' });
+      }
+      for (const id of ['0190a000-0000-7000-8000-000000000000', 'not-a-uuid']) {
+        const res = await superuser.get(`/api/v1/user-sessions/${id}/`);
+        expect(res.statusCode, id).toBe(404);
+        expect(res.json(), id).toMatchObject({ code: 'session_not_found' });
+      }
+      expect((await t.request({ method: 'GET', url: `/api/v1/user-sessions/${phoneId}/` })).statusCode).toBe(401);
     });
 
     it('refuses the session administration to a user without sessions.manage', async () => {

@@ -179,6 +179,26 @@ describe('seed-003 user export', () => {
     expect(flag.json().errors).toEqual([expect.objectContaining({ field: 'flag' })]);
   });
 
+  it('answers 400 invalid_filter before any of the body for a dateTime outside the years 0001 to 9999', async () => {
+    const outside = encodeURIComponent('meta.lastModified gt "0000-01-01T00:00:00Z"');
+    for (const url of [
+      `/api/admin/export-users/?filter=${outside}`,
+      `/api/admin/export-users/?filter=${outside}&format=csv`,
+      `/api/admin/export-users/?filter=${outside}&format=ndjson`,
+      `/api/admin/export-stats/?filter=${outside}`,
+      `/api/admin/export-users/?filter=${encodeURIComponent('meta.created lt "9999-12-31T23:59:59-01:00"')}`,
+    ]) {
+      const res = await staff.get(url);
+      expect(res.statusCode, url).toBe(400);
+      expect(res.json(), url).toMatchObject({ success: false, code: 'invalid_filter', errors: [{ field: 'filter' }] });
+    }
+    const within = await staff.get(
+      `/api/admin/export-users/?filter=${encodeURIComponent('meta.lastModified gt "0001-01-01T00:00:00Z"')}&format=csv`,
+    );
+    expect(within.statusCode).toBe(200);
+    expect(within.body.split('\r\n').filter(Boolean)).toHaveLength(active.length + 1);
+  });
+
   it('streams CSV with quoted, spreadsheet-safe fields and NDJSON one user a line', async () => {
     const csv = await staff.get('/api/admin/export-users/?format=csv');
     expect(csv.statusCode).toBe(200);

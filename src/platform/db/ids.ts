@@ -34,3 +34,14 @@ export function newId(): string {
 export function newIdBytes(): Uint8Array {
   return generator.generate().bytes;
 }
+
+const V7 = /^([0-9a-f]{8})-([0-9a-f]{4})-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
+/**
+ * The millisecond a UUIDv7 was made (RFC 9562 §5.7: its first 48 bits), or undefined for any other
+ * uuid. The generator keeps ids increasing, so this may run a little ahead of the clock, never behind.
+ */
+export function idTimeOf(id: string): Date | undefined {
+  const m = V7.exec(id);
+  return m ? new Date(Number.parseInt(`${m[1]}${m[2]}`, 16)) : undefined;
+}

@@ -132,6 +132,14 @@ function collapseAlternatives(validation: AjvError[]): AjvError[] {
   return validation.filter((e) => !dropped.has(e)).map((e) => replaced.get(e) ?? e);
 }
 
+/** What a date-time field takes (platform/http/date-time.ts): "must match format" does not say it is the year. */
+export const DATE_TIME_MESSAGE =
+  'Must be an RFC 3339 date-time such as 2026-01-31T00:00:00Z, in the years 0001 to 9999.';
+const FORMAT_MESSAGES: Record<string, string> = {
+  'date-time': DATE_TIME_MESSAGE,
+  date: 'Must be a date such as 2026-01-31, in the years 0001 to 9999.',
+};
+
 /** Maps a schema validator's errors to `{field, message}` with dotted field paths. */
 export function fieldErrorsFromValidation(validation: AjvError[], context?: string): FieldError[] {
   const seen = new Set<string>();
@@ -144,6 +152,8 @@ export function fieldErrorsFromValidation(validation: AjvError[], context?: stri
       .filter(Boolean)
       .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     let message = e.message ?? 'is not valid';
+    const format = e.keyword === 'format' ? FORMAT_MESSAGES[String(e.params?.format)] : undefined;
+    if (format) message = format;
     if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') {
       path.push(e.params.missingProperty);
       message = 'This field is required.';
