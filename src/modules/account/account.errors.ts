@@ -1,4 +1,4 @@
-import { AppError, commonErrors } from '../../platform/http/errors.js';
+import { AppError } from '../../platform/http/errors.js';
 
 export const accountErrors = {
   registrationClosed: (code: string) =>
@@ -16,11 +16,6 @@ export const accountErrors = {
     new AppError(400, 'password_too_weak', 'The new password must differ from the current one.', {
       errors: [{ field: 'new_password', message: 'The new password must differ from the current one.' }],
     }),
-  fieldsNotEditable: (fields: string[]) =>
-    commonErrors.validation(
-      fields.map((field) => ({ field, message: 'This field cannot be changed through the profile.' })),
-      `These fields cannot be changed through the profile: ${fields.join(', ')}.`,
-    ),
   alreadyHasPassword: () =>
     new AppError(409, 'user_has_password', 'This user already has a password; they can use the password reset.'),
   userNotActive: (status: string) =>

@@ -2,17 +2,17 @@ import './account.jobs.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { partialUpdate } from '../../platform/http/partial-update.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
 import { toUserView } from '../users/users.schemas.js';
 import { findUserToManage } from '../users/users.service.js';
-import { accountErrors } from './account.errors.js';
 import {
+  ADMIN_ONLY_FIELDS,
   ChangePasswordBody,
   DetailView,
   EmailVerifiedView,
   InvitationView,
-  NOT_SELF_EDITABLE,
   PasswordResetBody,
   PasswordResetConfirmBody,
   ProfileView,
@@ -46,6 +46,12 @@ const RESET_ACCEPTED = 'If an account with this address exists, a link to reset 
 
 export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
+
+  async function profileOf(userId: string) {
+    const user = await findUserById(db, userId);
+    if (!user) throw userErrors.notFound(userId);
+    return toUserView(user);
+  }
 
   app.post(
     '/api/v1/users/register',
@@ -138,12 +144,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ProfileView },
       },
     },
-    async (req) => {
-      const actor = requireUser(req.actor);
-      const user = await findUserById(db, actor.userId);
-      if (!user) throw userErrors.notFound(actor.userId);
-      return toUserView(user);
-    },
+    async (req) => profileOf(requireUser(req.actor).userId),
   );
 
   app.patch(
@@ -157,16 +158,17 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Changes the signed-in user’s `username` (409 `username_taken` if in use), `first_name`, `last_name` and ' +
           '`attributes` (replaced whole). Fields a user may not set on themselves (`email`, `status`, `is_staff`, ' +
           '`is_superuser`, `email_verified`, `organization`, `password`, …) answer 400 naming them; other unknown ' +
-          'fields are ignored.',
+          'fields are ignored, and a body with nothing to change answers the profile as it is.',
         body: UpdateProfileBody,
         response: { 200: ProfileView },
       },
-      preValidation: async (req) => {
-        const body = req.body;
-        if (body === null || typeof body !== 'object' || Array.isArray(body)) return;
-        const refused = NOT_SELF_EDITABLE.filter((field) => Object.hasOwn(body, field));
-        if (refused.length > 0) throw accountErrors.fieldsNotEditable(refused);
-      },
+      ...partialUpdate({
+        body: UpdateProfileBody,
+        view: ProfileView,
+        alsoReadOnly: ADMIN_ONLY_FIELDS,
+        via: 'through the profile',
+        current: (req) => profileOf(requireUser(req.actor).userId),
+      }),
     },
     async (req) => toUserView(await updateProfile(db, requireUser(req.actor), req.body)),
   );

@@ -43,22 +43,11 @@ export const UpdateProfileBody = Type.Object(
 );
 export type UpdateProfileInput = Static<typeof UpdateProfileBody>;
 
-/** Fields a user may not set on themselves; the profile endpoint refuses them by name. */
-export const NOT_SELF_EDITABLE = [
-  'id',
-  'email',
-  'email_verified',
-  'password',
-  'status',
-  'is_active',
-  'is_staff',
-  'is_superuser',
-  'organization',
-  'organization_id',
-  'external_id',
-  'user_type',
-  'has_password',
-] as const;
+/**
+ * Fields only an administrator sets that the profile does not show; the profile refuses them by name,
+ * as it does the fields it shows but does not take (email, status, flags, organization, …).
+ */
+export const ADMIN_ONLY_FIELDS = ['password', 'external_id'] as const;
 
 export const ChangePasswordBody = Type.Object({
   old_password: Type.String({ minLength: 1, maxLength: 1024 }),

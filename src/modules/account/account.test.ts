@@ -328,6 +328,20 @@ describe('GET and PATCH /api/v1/users/profile', () => {
     const as = await loginAs(t, await seedUser(t, org.id));
     expect((await as.patch('/api/v1/users/profile/', {})).statusCode).toBe(400);
   });
+
+  it('answers a body with only unknown fields with the profile as it is, and refuses timestamps by name', async () => {
+    const org = await seedOrganization(t);
+    const as = await loginAs(t, await seedUser(t, org.id));
+    const before = (await as.get('/api/v1/users/profile/')).json();
+    const unknown = await as.patch('/api/v1/users/profile/', { bogus_field: 1 });
+    expect(unknown.statusCode).toBe(200);
+    expect(unknown.json()).toEqual(before);
+    const refused = await as.patch('/api/v1/users/profile/', { first_name: 'Eve', date_joined: before.date_joined });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().errors).toEqual([
+      { field: 'date_joined', message: 'This field cannot be changed through the profile.' },
+    ]);
+  });
 });
 
 describe('POST /api/v1/users/change-password', () => {

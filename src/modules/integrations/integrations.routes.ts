@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { envelopeFor } from '../../platform/crypto/envelope.js';
 import { organizationScopeOf } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
+import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { listingScope } from '../organizations/organizations.queries.js';
 import { runHealthCheck } from './health-checks.js';
 import { integrationErrors } from './integrations.errors.js';
@@ -199,11 +200,17 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'is in the same request; the credentials given then replace the stored set whole (`{}` keeps none), ' +
           'and the stored OAuth2 tokens and pending authorizations are dropped, so an `authorization_code` ' +
           'integration must be authorized again. A change of path only keeps everything. The audit event ' +
-          'records the origin changes and what was dropped.',
+          `records the origin changes and what was dropped. ${PARTIAL_UPDATE_RULES}`,
         params: IntegrationIdParams,
         body: UpdateIntegrationBody,
         response: { 200: IntegrationView },
       },
+      ...partialUpdate({
+        params: IntegrationIdParams,
+        body: UpdateIntegrationBody,
+        view: IntegrationView,
+        current: async (req) => toIntegrationView(await visibleIntegration(req.actor, req.params.id)),
+      }),
     },
     async (req) =>
       toIntegrationView(

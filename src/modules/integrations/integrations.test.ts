@@ -160,6 +160,21 @@ describe('integration registry', () => {
     expect(everything).not.toContain('p4ss');
   });
 
+  it('answers 400 naming the fields it shows but does not take, and a body with nothing to change unwritten', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin);
+    const url = `/api/v1/integrations/${created.id}/`;
+    const before = (await admin.get(url)).json();
+    const refused = await admin.patch(url, { name: 'Renamed', health_status: 'HEALTHY', total_requests: 0 });
+    expect(refused.statusCode).toBe(400);
+    const fields = (refused.json().errors as { field: string }[]).map((e) => e.field).sort();
+    expect(fields).toEqual(['health_status', 'total_requests']);
+    const unknown = await admin.patch(url, { bogus_field: 1 });
+    expect(unknown.statusCode).toBe(200);
+    expect(unknown.json()).toEqual(before);
+    expect((await auditOf(created.id)).map((e) => e.activity_type)).toEqual(['integration.created']);
+  });
+
   async function storedCredentials(id: string) {
     const [row] = await queryRows<{ credentials_sealed: string | null }>(
       t.database.db,

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
+import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { organizationErrors } from './organizations.errors.js';
 import { findOrganization, listOrganizations } from './organizations.queries.js';
 import {
@@ -30,6 +31,13 @@ export function toOrganizationView(o: Organization) {
 const tags = ['organizations'];
 
 export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  /** One organization as its GET answers it; a caller confined to one organization sees no other. */
+  async function organizationView(ref: string, scopeOrganizationId: string | undefined) {
+    const org = await findOrganization(app.database.db, ref, scopeOrganizationId);
+    if (!org) throw organizationErrors.notFound(ref);
+    return toOrganizationView(org);
+  }
+
   app.get(
     '/api/v1/organizations',
     {
@@ -84,11 +92,7 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: OrganizationView },
       },
     },
-    async (req) => {
-      const org = await findOrganization(app.database.db, req.params.ref, organizationScopeOf(req.actor));
-      if (!org) throw organizationErrors.notFound(req.params.ref);
-      return toOrganizationView(org);
-    },
+    async (req) => organizationView(req.params.ref, organizationScopeOf(req.actor)),
   );
 
   app.patch(
@@ -98,11 +102,17 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'updateOrganization',
         tags,
-        description: 'Partial update. Setting `is_active` to false ends every session of its users.',
+        description: `Partial update. Setting \`is_active\` to false ends every session of its users. ${PARTIAL_UPDATE_RULES}`,
         params: OrganizationRefParams,
         body: UpdateOrganizationBody,
         response: { 200: OrganizationView },
       },
+      ...partialUpdate({
+        params: OrganizationRefParams,
+        body: UpdateOrganizationBody,
+        view: OrganizationView,
+        current: (req) => organizationView(req.params.ref, organizationScopeOf(req.actor)),
+      }),
     },
     async (req) =>
       toOrganizationView(

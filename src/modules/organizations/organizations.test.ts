@@ -1,6 +1,8 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { queryRows } from '../../platform/db/client.js';
 
 describe('organizations admin API', () => {
   let t: TestApp;
@@ -65,6 +67,26 @@ describe('organizations admin API', () => {
     const res = await admin.patch(`/api/v1/organizations/${org.code}`, { name: 'Renamed', settings: { a: 1 } });
     expect(res.json()).toMatchObject({ name: 'Renamed', settings: { a: 1 } });
     expect((await admin.patch(`/api/v1/organizations/${org.code}`, {})).statusCode).toBe(400);
+  });
+
+  it('answers 400 naming code, which cannot be changed, and a body with nothing to change with the organization as it is', async () => {
+    const org = await seedOrganization(t);
+    const url = `/api/v1/organizations/${org.code}`;
+    const before = (await admin.get(url)).json();
+    const refused = await admin.patch(url, { code: unique('other-'), name: 'Renamed' });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'code' }] });
+    expect(refused.json().errors[0].message).toMatch(/cannot be changed/);
+
+    const unknown = await admin.patch(url, { bogus_field: 1 });
+    expect(unknown.statusCode).toBe(200);
+    expect(unknown.json()).toEqual(before);
+    expect((await admin.get(url)).json()).toEqual(before);
+    const events = await queryRows<{ activity_type: string }>(
+      t.database.db,
+      sql`select activity_type from activities where object_id = ${org.id} and activity_type like 'organization.%'`,
+    );
+    expect(events).toEqual([]);
   });
 
   it('deletes an empty organization and refuses one that still has users', async () => {

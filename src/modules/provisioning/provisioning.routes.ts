@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest, FastifySchemaCompiler } from 'fastify';
-import { type AppError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
+import { AppError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { provisioningErrors } from './provisioning.errors.js';
 import { deactivateUser, findProvisionedUser, listProvisionedUsers } from './provisioning.lookup.js';
@@ -42,10 +42,33 @@ function toItem(body: ProvisionUserInput): ProvisionItem {
   };
 }
 
+/**
+ * The core names fields as the admin API does; seed 000's client knows only its own request's
+ * names. Every field an answer names (dry-run changes, a refusal's field errors) goes through here.
+ */
 const SEED_FIELDS: Record<string, string> = { external_id: 'keycloak_id', organization: 'engagemx_client_id' };
 
+function seedFieldOf(field: string): string {
+  const [head = '', ...rest] = field.split('.');
+  return [SEED_FIELDS[head] ?? head, ...rest].join('.');
+}
+
 function renameChanges(changes: { field: string; from: unknown; to: unknown }[]) {
-  return changes.filter((c) => c.field !== 'status').map((c) => ({ ...c, field: SEED_FIELDS[c.field] ?? c.field }));
+  return changes.filter((c) => c.field !== 'status').map((c) => ({ ...c, field: seedFieldOf(c.field) }));
+}
+
+/** A core refusal with its fields named as in seed 000's request. */
+function inSeedTerms(error: AppError): AppError {
+  if (!error.errors?.some((e) => seedFieldOf(e.field) !== e.field)) return error;
+  const errors = error.errors.map((e) => ({ ...e, field: seedFieldOf(e.field) }));
+  // A validation refusal's detail lists its fields: it is written again from the renamed ones.
+  if (error.code === 'validation_failed') return provisioningErrors.invalid(errors);
+  return new AppError(error.status, error.code, error.message, {
+    title: error.title,
+    errors,
+    ...(error.headers ? { headers: error.headers } : {}),
+    cause: error,
+  });
 }
 
 function message(action: 'created' | 'updated', dryRun: boolean): string {
@@ -115,7 +138,7 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
         context: contextOf(req),
       });
       const r = results[0] as ProvisionOutcome;
-      if (!r.ok) throw r.error;
+      if (!r.ok) throw inSeedTerms(r.error);
       return reply.code(r.action === 'created' ? 201 : 200).send({
         id: r.user.id,
         keycloak_id: r.user.externalId ?? req.body.keycloak_id,
@@ -198,7 +221,7 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
       for (const r of results) {
         const index = positions[r.index] as number;
         if (!r.ok) {
-          refuse(index, body[index], r.error);
+          refuse(index, body[index], inSeedTerms(r.error));
           continue;
         }
         users.push({

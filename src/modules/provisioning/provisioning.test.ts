@@ -301,6 +301,41 @@ describe('seed-000 provisioning API', () => {
     });
   });
 
+  describe('field names in refusals', () => {
+    it('names engagemx_client_id, the request’s own field, when a key of one organization names another', async () => {
+      const a = await seedOrganization(t);
+      const b = await seedOrganization(t);
+      const keyA = await orgKey(a.code);
+      const single = await post('/users', person(b.code), keyA);
+      expectProblem(single, 403, 'organization_forbidden');
+      expect(single.json().errors).toEqual([{ field: 'engagemx_client_id', message: expect.any(String) }]);
+      const bulk = await post('/users/bulk', [person(b.code)], keyA);
+      expect(bulk.json().errors).toEqual([
+        expect.objectContaining({
+          index: 0,
+          code: 'organization_forbidden',
+          fields: [{ field: 'engagemx_client_id', message: expect.any(String) }],
+        }),
+      ]);
+    });
+
+    it('names engagemx_client_id for a user of another organization, and keycloak_id in a bulk item’s error', async () => {
+      const a = await seedOrganization(t);
+      const b = await seedOrganization(t);
+      const body = person(a.code);
+      await post('/users', body);
+      const moved = await post('/users', { ...body, engagemx_client_id: b.code });
+      expectProblem(moved, 409, 'organization_mismatch');
+      expect(moved.json().errors).toEqual([{ field: 'engagemx_client_id', message: expect.any(String) }]);
+
+      const bulk = await post('/users/bulk', [person(a.code, { keycloak_id: 'kc-\u0000-nul' })]);
+      const [error] = bulk.json().errors;
+      expect(error).toMatchObject({ index: 0, code: 'validation_failed', fields: [{ field: 'keycloak_id' }] });
+      expect(error.error).toContain('keycloak_id');
+      expect(JSON.stringify(bulk.json())).not.toMatch(/external_id|"organization"/);
+    });
+  });
+
   describe('POST /users/bulk', () => {
     it('writes valid items, reports each refused one, and counts both', async () => {
       const org = await seedOrganization(t);

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { toPage } from '../../platform/http/pagination.js';
+import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import {
   createModule,
   createPermission,
@@ -37,6 +38,12 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const modules = { tags: ['modules'] };
   const manageModules = { auth: { permission: 'modules.manage' } } as const;
 
+  async function moduleView(ref: string) {
+    const module = await findModule(db, ref);
+    if (!module) throw rbacErrors.moduleNotFound(ref);
+    return toModuleView(module);
+  }
+
   app.get(
     '/api/v1/modules',
     {
@@ -71,11 +78,7 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ModuleView },
       },
     },
-    async (req) => {
-      const module = await findModule(db, req.params.ref);
-      if (!module) throw rbacErrors.moduleNotFound(req.params.ref);
-      return toModuleView(module);
-    },
+    async (req) => moduleView(req.params.ref),
   );
 
   app.patch(
@@ -85,11 +88,17 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         ...modules,
         operationId: 'updateModule',
-        description: 'Deactivating a module withdraws access to it and its permissions from everyone at once.',
+        description: `Deactivating a module withdraws access to it and its permissions from everyone at once. ${PARTIAL_UPDATE_RULES}`,
         params: CatalogRefParams,
         body: UpdateModuleBody,
         response: { 200: ModuleView },
       },
+      ...partialUpdate({
+        params: CatalogRefParams,
+        body: UpdateModuleBody,
+        view: ModuleView,
+        current: (req) => moduleView(req.params.ref),
+      }),
     },
     async (req) => toModuleView(await updateModule(db, req.params.ref, req.body)),
   );
@@ -113,6 +122,12 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   const perms = { tags: ['permissions'] };
   const managePermissions = { auth: { permission: 'permissions.manage' } } as const;
+
+  async function permissionView(ref: string) {
+    const permission = await findPermission(db, ref);
+    if (!permission) throw rbacErrors.permissionNotFound(ref);
+    return toPermissionView(permission);
+  }
 
   app.get(
     '/api/v1/permissions',
@@ -158,11 +173,7 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: PermissionView },
       },
     },
-    async (req) => {
-      const permission = await findPermission(db, req.params.ref);
-      if (!permission) throw rbacErrors.permissionNotFound(req.params.ref);
-      return toPermissionView(permission);
-    },
+    async (req) => permissionView(req.params.ref),
   );
 
   app.patch(
@@ -172,10 +183,17 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         ...perms,
         operationId: 'updatePermission',
+        description: PARTIAL_UPDATE_RULES,
         params: CatalogRefParams,
         body: UpdatePermissionBody,
         response: { 200: PermissionView },
       },
+      ...partialUpdate({
+        params: CatalogRefParams,
+        body: UpdatePermissionBody,
+        view: PermissionView,
+        current: (req) => permissionView(req.params.ref),
+      }),
     },
     async (req) => toPermissionView(await updatePermission(db, req.params.ref, req.body)),
   );

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Client,
@@ -9,6 +10,7 @@ import {
   superuserClient,
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { queryRows } from '../../platform/db/client.js';
 import type { Organization } from '../organizations/organizations.table.js';
 
 let t: TestApp;
@@ -418,5 +420,56 @@ describe('POST /api/v1/authorize/', () => {
     expect(
       (await t.request({ method: 'POST', url: '/api/v1/authorize/', payload: { user_id: user.id } })).statusCode,
     ).toBe(401);
+  });
+});
+
+describe('PATCH of modules, permissions and roles', () => {
+  /** The audit events recorded about one object, oldest first. */
+  async function auditOf(objectId: string) {
+    return queryRows<{ activity_type: string; details: Record<string, unknown> }>(
+      t.database.db,
+      sql`select activity_type, details from activities where object_id = ${objectId} order by id`,
+    );
+  }
+
+  async function seedObjects() {
+    const { mod, view } = await seedCatalog();
+    const role = await root.post('/api/v1/roles/', { code: unique('r'), name: 'R', level: 5, permissions: [view] });
+    expect(role.statusCode).toBe(201);
+    return [`/api/v1/modules/${mod}`, `/api/v1/permissions/${view}`, `/api/v1/roles/${role.json().id}`];
+  }
+
+  it('answers 400 naming code, which cannot be changed, and changes nothing', async () => {
+    for (const url of await seedObjects()) {
+      const before = (await root.get(url)).json();
+      const res = await root.patch(url, { code: 'PFD', name: 'Renamed' });
+      expect(res.statusCode, url).toBe(400);
+      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(res.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'code' }] });
+      expect(res.json().errors[0].message).toMatch(/cannot be changed/);
+      expect((await root.get(url)).json()).toEqual(before);
+    }
+  });
+
+  it('answers a body with nothing it can change with the object as it is: no write, no audit event', async () => {
+    for (const url of await seedObjects()) {
+      const before = (await root.get(url)).json();
+      const events = await auditOf(before.id);
+      const res = await root.patch(url, { bogus_field: 1 });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.json()).toEqual(before);
+      expect((await root.get(url)).json().updated_at).toBe(before.updated_at);
+      expect(await auditOf(before.id)).toEqual(events);
+    }
+  });
+
+  it('ignores unknown fields beside a change, in the answer and in the audit event', async () => {
+    for (const url of await seedObjects()) {
+      const res = await root.patch(url, { name: 'Renamed', bogus_field: 1 });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.json()).toMatchObject({ name: 'Renamed' });
+      const [event] = (await auditOf(res.json().id)).slice(-1);
+      expect(event?.details.fields, url).toEqual(['name']);
+    }
   });
 });

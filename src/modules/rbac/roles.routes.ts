@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
+import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { rbacErrors } from './rbac.errors.js';
 import {
   AssignmentPage,
@@ -89,11 +90,17 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         operationId: 'updateRole',
-        description: 'Partial update; grant lists given replace the current ones. Holders see the change at once.',
+        description: `Partial update; grant lists given replace the current ones. Holders see the change at once. ${PARTIAL_UPDATE_RULES}`,
         params: RoleIdParams,
         body: UpdateRoleBody,
         response: { 200: RoleView },
       },
+      ...partialUpdate({
+        params: RoleIdParams,
+        body: UpdateRoleBody,
+        view: RoleView,
+        current: async (req) => toRoleView(await findRole(db, req.params.id, organizationScopeOf(req.actor))),
+      }),
     },
     async (req) => toRoleView(await updateRole(db, requireUser(req.actor), req.params.id, req.body)),
   );

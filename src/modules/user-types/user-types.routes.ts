@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { cursorId, toPage } from '../../platform/http/pagination.js';
+import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { findOrganizationByCode, listingScope } from '../organizations/organizations.queries.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
 import { userTypeErrors } from './user-types.errors.js';
@@ -94,6 +95,12 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   const manage = { auth: { permission: 'user_types.manage' } } as const;
 
+  async function userTypeView(id: string, scopeOrganizationId: string | undefined) {
+    const type = await findVisibleUserType(db, id, scopeOrganizationId);
+    if (!type) throw userTypeErrors.notFound(id);
+    return toUserTypeView(type);
+  }
+
   app.get(
     '/api/v1/user-types',
     {
@@ -140,11 +147,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: manage,
       schema: { operationId: 'getUserType', tags, params: UserTypeIdParams, response: { 200: UserTypeView } },
     },
-    async (req) => {
-      const type = await findVisibleUserType(db, req.params.id, organizationScopeOf(req.actor));
-      if (!type) throw userTypeErrors.notFound(req.params.id);
-      return toUserTypeView(type);
-    },
+    async (req) => userTypeView(req.params.id, organizationScopeOf(req.actor)),
   );
 
   app.patch(
@@ -154,10 +157,17 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'updateUserType',
         tags,
+        description: PARTIAL_UPDATE_RULES,
         params: UserTypeIdParams,
         body: UpdateUserTypeBody,
         response: { 200: UserTypeView },
       },
+      ...partialUpdate({
+        params: UserTypeIdParams,
+        body: UpdateUserTypeBody,
+        view: UserTypeView,
+        current: (req) => userTypeView(req.params.id, organizationScopeOf(req.actor)),
+      }),
     },
     async (req) => toUserTypeView(await updateUserType(db, req.params.id, req.body, organizationScopeOf(req.actor))),
   );
@@ -290,11 +300,19 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'updateTypedUser',
         tags: typedTags,
-        description: 'Partial update; profile keys are merged (null removes one) and the result must match the schema.',
+        description:
+          'Partial update; profile keys are merged (null removes one) and the result must match the schema. ' +
+          PARTIAL_UPDATE_RULES,
         params: TypedUserParams,
         body: UpdateTypedUserBody,
         response: { 200: TypedUserView },
       },
+      ...partialUpdate({
+        params: TypedUserParams,
+        body: UpdateTypedUserBody,
+        view: TypedUserView,
+        current: async (req) => toTypedUserView((await typedUser(req.actor, req.params)).user),
+      }),
     },
     async (req) => {
       const { type, user } = await typedUser(req.actor, req.params);

@@ -107,9 +107,14 @@ export type CreateTypedUserInput = Static<typeof CreateTypedUserBody>;
 export const UpdateTypedUserBody = Type.Partial(
   Type.Object({
     email: Type.String({ format: 'email', maxLength: 254 }),
+    username: Type.Union([Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' }), Type.Null()]),
     first_name: Name,
     last_name: Name,
     status: Type.Union(USER_STATUSES.map((s) => Type.Literal(s))),
+    is_active: Type.Boolean({
+      description:
+        'false deactivates the user; true reactivates a deactivated one. Given with `status`, they must agree.',
+    }),
     profile: Type.Record(Type.String(), Type.Unknown(), {
       description: 'Keys to set; a key set to null is removed. The result must match the type’s schema.',
     }),

@@ -72,6 +72,34 @@ describe('user types and typed users', () => {
     expect((await admin.get(`/api/v1/users/${plural}/${id}/`)).statusCode).toBe(404);
   });
 
+  it('answers 400 naming a type’s code, which cannot be changed, and a body with nothing to change with the type as it is', async () => {
+    const code = unique('kind').replace(/-/g, '');
+    const type = (await createType({ code, plural: `${code}s`, label: 'Kind' })).json();
+    const url = `/api/v1/user-types/${type.id}/`;
+    const refused = await admin.patch(url, { code: 'other', label: 'Renamed' });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'code' }] });
+    const unknown = await admin.patch(url, { bogus_field: 1 });
+    expect(unknown.statusCode).toBe(200);
+    expect(unknown.json()).toEqual(type);
+  });
+
+  it('changes a typed user’s username and is_active, and refuses its user_type by name', async () => {
+    const code = unique('clerk').replace(/-/g, '');
+    const plural = `${code}s`;
+    expect((await createType({ code, plural, label: 'Clerk' })).statusCode).toBe(201);
+    const created = (await admin.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io` })).json();
+    const url = `/api/v1/users/${plural}/${created.id}/`;
+    const username = unique('clerk');
+    const patched = await admin.patch(url, { username, is_active: false });
+    expect(patched.statusCode).toBe(200);
+    expect(patched.json()).toMatchObject({ username, status: 'deactivated', is_active: false });
+    const refused = await admin.patch(url, { user_type: 'other' });
+    expect(refused.json()).toMatchObject({ status: 400, errors: [{ field: 'user_type' }] });
+    const unknown = await admin.patch(url, { bogus_field: 1 });
+    expect(unknown.json()).toEqual(patched.json());
+  });
+
   it('answers 404 for a user of another type under a plural, and for an unknown plural', async () => {
     await applyUserTypeTemplate(t.database.db, 'school');
     const staff = await admin.post('/api/v1/users/staff/', {

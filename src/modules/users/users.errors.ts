@@ -13,6 +13,10 @@ export const userErrors = {
     new AppError(400, 'organization_not_found', `Organization "${code}" does not exist.`, {
       errors: [{ field: 'organization', message: 'No organization has this code.' }],
     }),
+  activeContradictsStatus: (status: string) =>
+    new AppError(400, 'validation_failed', `is_active contradicts status "${status}".`, {
+      errors: [{ field: 'is_active', message: `Contradicts status "${status}"; give one of the two.` }],
+    }),
   otherOrganization: () =>
     new AppError(403, 'organization_forbidden', 'Only a superuser may create users in another organization.', {
       errors: [{ field: 'organization', message: 'Name your own organization or leave it out.' }],

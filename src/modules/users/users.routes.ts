@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
+import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { listingScope } from '../organizations/organizations.queries.js';
 import { userErrors } from './users.errors.js';
 import { findUserById, listUsers, userCursorKey, userSortOf } from './users.queries.js';
@@ -18,6 +19,12 @@ import { assertMayGrantSuperuser, createUser, deleteUser, findUserToManage, upda
 const tags = ['users'];
 
 export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  async function userView(id: string, scopeOrganizationId: string | undefined) {
+    const user = await findUserById(app.database.db, id, scopeOrganizationId);
+    if (!user) throw userErrors.notFound(id);
+    return toUserView(user);
+  }
+
   app.get(
     '/api/v1/users',
     {
@@ -67,11 +74,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { auth: { permission: 'users.view' } },
       schema: { operationId: 'getUser', tags, params: UserIdParams, response: { 200: UserView } },
     },
-    async (req) => {
-      const user = await findUserById(app.database.db, req.params.id, organizationScopeOf(req.actor));
-      if (!user) throw userErrors.notFound(req.params.id);
-      return toUserView(user);
-    },
+    async (req) => userView(req.params.id, organizationScopeOf(req.actor)),
   );
 
   app.get(
@@ -113,11 +116,19 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'updateUser',
         tags,
-        description: 'Partial update. A status other than `active`, or a new password, ends the user’s sessions.',
+        description:
+          'Partial update. A status other than `active` (or `is_active: false`), or a new password, ends the ' +
+          `user’s sessions. ${PARTIAL_UPDATE_RULES}`,
         params: UserIdParams,
         body: UpdateUserBody,
         response: { 200: UserView },
       },
+      ...partialUpdate({
+        params: UserIdParams,
+        body: UpdateUserBody,
+        view: UserView,
+        current: (req) => userView(req.params.id, organizationScopeOf(req.actor)),
+      }),
     },
     async (req) => {
       assertMayGrantSuperuser(req.actor, req.body);

@@ -73,6 +73,11 @@ export const UpdateUserBody = Type.Partial(
     user_type: Type.Union([UserType, Type.Null()]),
     attributes: Attributes,
     status: Status,
+    is_active: Type.Boolean({
+      description:
+        'false sets the status to `deactivated` (ending the user’s sessions); true reactivates a deactivated ' +
+        'user, leaving a suspended or locked one as it is. Given with `status`, the two must agree.',
+    }),
     is_staff: Type.Boolean(),
     is_superuser: Type.Boolean(),
     password: Password,

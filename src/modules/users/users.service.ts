@@ -123,6 +123,7 @@ export async function createUser(db: Db, actor: UserActor, input: CreateUserInpu
 /**
  * Applies a partial update. Leaving the `active` status or getting a new password ends the user's
  * sessions in the same transaction, so old tokens stop working with the change (the core does it).
+ * `is_active` is the core's `active`: false deactivates, true reactivates only a deactivated user.
  */
 export async function updateUser(
   db: Db,
@@ -131,6 +132,9 @@ export async function updateUser(
   scopeOrganizationId: string | undefined,
   actor: Actor,
 ): Promise<UserWithOrganization> {
+  if (input.status !== undefined && input.is_active !== undefined && (input.status === 'active') !== input.is_active) {
+    throw userErrors.activeContradictsStatus(input.status);
+  }
   let passwordHash: string | undefined;
   // The stored user is read first only when a rule needs it: the password policy or a typed profile.
   const typed = input.attributes !== undefined || input.user_type !== undefined;
@@ -159,7 +163,7 @@ export async function updateUser(
     const target = await findUserById(db, id, scopeOrganizationId);
     if (!target) throw userErrors.notFound(id);
   }
-  return provisionOne(db, actor, { id, ...itemFieldsOf(input, passwordHash) });
+  return provisionOne(db, actor, { id, ...itemFieldsOf(input, passwordHash), active: input.is_active });
 }
 
 /** Deletes a user and, through the foreign keys, their sessions and tokens. */

@@ -1,6 +1,8 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { queryRows } from '../../platform/db/client.js';
 import { userTypes } from '../user-types/user-types.table.js';
 
 describe('users admin API', () => {
@@ -190,6 +192,72 @@ describe('users admin API', () => {
     await admin.patch(`/api/v1/users/${other.id}`, { password: 'a brand new password' });
     expect((await otherClient.get('/api/v1/users/validate-token/')).statusCode).toBe(401);
     await loginAs(t, other, 'a brand new password');
+  });
+
+  it('deactivates with is_active false, ending the sessions as a deactivation does, and reactivates with true', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const client = await loginAs(t, user);
+    const off = await admin.patch(`/api/v1/users/${user.id}/`, { is_active: false });
+    expect(off.statusCode).toBe(200);
+    expect(off.json()).toMatchObject({ status: 'deactivated', is_active: false });
+    expect((await client.get('/api/v1/users/validate-token/')).statusCode).toBe(401);
+    await expect(loginAs(t, user)).rejects.toThrow(/login failed: 401/);
+    const events = await queryRows<{ activity_type: string }>(
+      t.database.db,
+      sql`select activity_type from activities where object_id = ${user.id} and kind = 'audit'`,
+    );
+    expect(events.map((e) => e.activity_type)).toEqual(['user.deactivated']);
+
+    const on = await admin.patch(`/api/v1/users/${user.id}/`, { is_active: true });
+    expect(on.json()).toMatchObject({ status: 'active', is_active: true });
+    await loginAs(t, user);
+  });
+
+  it('leaves a suspended or locked user as it is on is_active true, and refuses is_active contradicting status', async () => {
+    const org = await seedOrganization(t);
+    for (const status of ['suspended', 'locked'] as const) {
+      const user = await seedUser(t, org.id, { status });
+      const res = await admin.patch(`/api/v1/users/${user.id}`, { is_active: true });
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toMatchObject({ status, is_active: false });
+    }
+    const user = await seedUser(t, org.id);
+    for (const body of [
+      { status: 'suspended', is_active: true },
+      { status: 'active', is_active: false },
+    ]) {
+      const res = await admin.patch(`/api/v1/users/${user.id}`, body);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'is_active' }] });
+    }
+    expect((await admin.get(`/api/v1/users/${user.id}`)).json()).toMatchObject({ status: 'active' });
+    const agreed = await admin.patch(`/api/v1/users/${user.id}`, { status: 'suspended', is_active: false });
+    expect(agreed.json()).toMatchObject({ status: 'suspended', is_active: false });
+  });
+
+  it('answers 400 naming the read-only fields a PATCH names, and ignores unknown ones', async () => {
+    const org = await seedOrganization(t);
+    const other = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const url = `/api/v1/users/${user.id}`;
+    const before = (await admin.get(url)).json();
+    const res = await admin.patch(url, {
+      first_name: 'Eve',
+      id: crypto.randomUUID(),
+      organization: other.code,
+      email_verified: true,
+      date_joined: '2000-01-01T00:00:00Z',
+    });
+    expect(res.statusCode).toBe(400);
+    const fields = (res.json().errors as { field: string; message: string }[]).map((e) => e.field).sort();
+    expect(fields).toEqual(['date_joined', 'email_verified', 'id', 'organization']);
+    expect(res.json().errors[0].message).toMatch(/cannot be changed/);
+    expect((await admin.get(url)).json()).toEqual(before);
+
+    const unknown = await admin.patch(url, { bogus_field: 1 });
+    expect(unknown.statusCode).toBe(200);
+    expect(unknown.json()).toEqual(before);
   });
 
   it('keeps admin-only fields a PATCH leaves out, clears user_type with null, and records only real changes', async () => {

@@ -61,6 +61,13 @@ export const commonErrors = {
   notFound: (what: string) => new AppError(404, 'not_found', `${what} was not found.`),
   conflict: (code: string, field: string, detail: string) =>
     new AppError(409, code, detail, { errors: [{ field, message: detail }] }),
+  /** Fields of an object that a write cannot change; `via` narrows the wording ("through the profile"). */
+  readOnlyFields: (fields: readonly string[], via?: string) => {
+    const where = via ? ` ${via}` : '';
+    return new AppError(400, 'validation_failed', `${fields.join(', ')} cannot be changed${where}.`, {
+      errors: fields.map((field) => ({ field, message: `This field cannot be changed${where}.` })),
+    });
+  },
 };
 
 export interface ProblemDocument {
