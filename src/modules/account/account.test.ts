@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { and, desc, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
@@ -312,7 +313,7 @@ describe('GET and PATCH /api/v1/users/profile', () => {
       first_name: 'Eve',
       is_superuser: true,
       is_staff: true,
-      status: 'active',
+      status: 'suspended',
       email_verified: true,
       organization: 'default',
     });
@@ -329,17 +330,27 @@ describe('GET and PATCH /api/v1/users/profile', () => {
     expect((await as.patch('/api/v1/users/profile/', {})).statusCode).toBe(400);
   });
 
-  it('answers a body with only unknown fields with the profile as it is, and refuses timestamps by name', async () => {
+  it('answers a body with only unknown fields with the profile as it is, ignores timestamps, and refuses another id by name', async () => {
     const org = await seedOrganization(t);
     const as = await loginAs(t, await seedUser(t, org.id));
     const before = (await as.get('/api/v1/users/profile/')).json();
     const unknown = await as.patch('/api/v1/users/profile/', { bogus_field: 1 });
     expect(unknown.statusCode).toBe(200);
     expect(unknown.json()).toEqual(before);
-    const refused = await as.patch('/api/v1/users/profile/', { first_name: 'Eve', date_joined: before.date_joined });
+    // Timestamps the server keeps are ignored, as read or not; the id sent back as read too.
+    const echoed = await as.patch('/api/v1/users/profile/', {
+      first_name: 'Eve',
+      id: before.id,
+      date_joined: '2020-01-01T00:00:00.000Z',
+      updated_at: before.updated_at,
+    });
+    expect(echoed.statusCode, echoed.body).toBe(200);
+    expect(echoed.json()).toMatchObject({ first_name: 'Eve', date_joined: before.date_joined });
+    // Another id is refused by name.
+    const refused = await as.patch('/api/v1/users/profile/', { first_name: 'Eva', id: randomUUID() });
     expect(refused.statusCode).toBe(400);
     expect(refused.json().errors).toEqual([
-      { field: 'date_joined', message: 'This field cannot be changed through the profile.' },
+      { field: 'id', message: 'This field cannot be changed through the profile.' },
     ]);
   });
 });

@@ -87,6 +87,13 @@ describe('organizations admin API', () => {
       sql`select activity_type from activities where object_id = ${org.id} and activity_type like 'organization.%'`,
     );
     expect(events).toEqual([]);
+
+    // The whole object sent back, read-only fields unchanged and the name changed: only the name counts.
+    const roundTrip = await admin.patch(url, { ...before, name: 'Renamed' });
+    expect(roundTrip.statusCode, roundTrip.body).toBe(200);
+    expect(roundTrip.json()).toMatchObject({ code: org.code, name: 'Renamed' });
+    const changedId = await admin.patch(url, { ...before, id: '01a20a6e-0000-7000-8000-000000000000' });
+    expect(changedId.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'id' }] });
   });
 
   it('deletes an empty organization and refuses one that still has users', async () => {

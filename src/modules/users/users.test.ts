@@ -251,13 +251,19 @@ describe('users admin API', () => {
     });
     expect(res.statusCode).toBe(400);
     const fields = (res.json().errors as { field: string; message: string }[]).map((e) => e.field).sort();
-    expect(fields).toEqual(['date_joined', 'email_verified', 'id', 'organization']);
+    // date_joined is a timestamp the server keeps: ignored, not refused.
+    expect(fields).toEqual(['email_verified', 'id', 'organization']);
     expect(res.json().errors[0].message).toMatch(/cannot be changed/);
     expect((await admin.get(url)).json()).toEqual(before);
 
     const unknown = await admin.patch(url, { bogus_field: 1 });
     expect(unknown.statusCode).toBe(200);
     expect(unknown.json()).toEqual(before);
+
+    // The object sent back as read, with a changed name: the name is written, the rest ignored.
+    const roundTrip = await admin.patch(url, { ...before, first_name: 'Eve' });
+    expect(roundTrip.statusCode, roundTrip.body).toBe(200);
+    expect(roundTrip.json()).toMatchObject({ id: user.id, first_name: 'Eve' });
   });
 
   it('keeps admin-only fields a PATCH leaves out, clears user_type with null, and records only real changes', async () => {

@@ -1,11 +1,12 @@
-import type { Static, TObject } from '@fastify/type-provider-typebox';
+import type { Static, TObject, TSchema } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { commonErrors } from './errors.js';
 
 /** What every partial update answers, for the routes' OpenAPI descriptions. */
 export const PARTIAL_UPDATE_RULES =
-  'A field the object shows but this body does not take (its id, timestamps, …) answers 400 naming it; ' +
-  'other unknown fields are ignored; a body with nothing to change answers the object as it is, unwritten.';
+  'A field the object shows but this body does not take (its id, code, …) answers 400 naming it when its value ' +
+  'differs from the stored one (sent back unchanged, it is ignored); timestamps and counts the server keeps, and ' +
+  'unknown fields, are ignored; a body with nothing to change answers the object as it is, unwritten.';
 
 export interface PartialUpdateRoute<P extends TObject> {
   /** The route's path parameters, which `current` reads. */
@@ -25,7 +26,11 @@ export interface PartialUpdateRoute<P extends TObject> {
 /**
  * The hooks every partial update (PATCH) of an object runs, so that they all answer alike:
  * - a field the object shows but the route cannot change (an id, an immutable code, a timestamp, …)
- *   answers 400 naming it; checked before the schema, which would let it through to be ignored;
+ *   answers 400 naming it when the body gives it another value than the stored one; checked before
+ *   the schema, which would let it through to be ignored. Sent back unchanged it is ignored: clients
+ *   PATCH back the object they read (Django REST Framework ignores read-only fields in input).
+ *   Timestamps and counts the server keeps are not compared (a copy read a moment ago may already
+ *   be stale) and are dropped like unknown fields;
  * - any other field the body schema does not declare is dropped, as in every body, so the write and
  *   its audit event see only what they can change;
  * - a body left with nothing to change answers the object as it stands: no write, no audit event,
@@ -34,14 +39,22 @@ export interface PartialUpdateRoute<P extends TObject> {
 export function partialUpdate<P extends TObject>(route: PartialUpdateRoute<P>) {
   const writable = new Set(Object.keys(route.body.properties));
   const readOnly = [
-    ...Object.keys(route.view.properties).filter((field) => !writable.has(field)),
+    ...Object.entries(route.view.properties)
+      .filter(([field, schema]) => !writable.has(field) && !isKeptByServer(schema))
+      .map(([field]) => field),
     ...(route.alsoReadOnly ?? []).filter((field) => !writable.has(field)),
   ];
   return {
     preValidation: async (request: FastifyRequest) => {
       const body = request.body;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) return;
-      const refused = readOnly.filter((field) => Object.hasOwn(body, field));
+      const named = readOnly.filter((field) => Object.hasOwn(body, field));
+      if (named.length === 0) return;
+      // Read only when a read-only field is there; a missing object answers its 404 here.
+      const stored = (await route.current(request as FastifyRequest<{ Params: Static<P> }>)) as Record<string, unknown>;
+      const sent = body as Record<string, unknown>;
+      // As JSON, so that a stored Date equals the timestamp text it is shown as.
+      const refused = named.filter((field) => JSON.stringify(stored[field]) !== JSON.stringify(sent[field]));
       if (refused.length > 0) throw commonErrors.readOnlyFields(refused, route.via);
     },
     preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
@@ -51,4 +64,10 @@ export function partialUpdate<P extends TObject>(route: PartialUpdateRoute<P>) {
       return reply.send(await route.current(request as FastifyRequest<{ Params: Static<P> }>));
     },
   };
+}
+
+/** A timestamp or a count in a view: values the server moves on by itself (date-time strings, numbers). */
+function isKeptByServer(schema: TSchema): boolean {
+  const members = (schema.anyOf as TSchema[] | undefined) ?? [schema];
+  return members.some((m) => m.format === 'date-time' || m.type === 'integer' || m.type === 'number');
 }
