@@ -111,12 +111,17 @@ export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined
   const scim = (user.attributes.scim ?? {}) as Record<string, unknown>;
   const enterprise = scim.enterprise as Record<string, unknown> | undefined;
   const formatted = `${user.firstName} ${user.lastName}`.trim();
+  // Name parts never given are unassigned, and left out (RFC 7643 §2.5), rather than shown as "".
+  const name: Record<string, string> = {};
+  if (user.firstName !== '') name.givenName = user.firstName;
+  if (user.lastName !== '') name.familyName = user.lastName;
+  if (formatted !== '') name.formatted = formatted;
   const resource: Record<string, unknown> = {
     schemas: enterprise ? [USER_SCHEMA, ENTERPRISE_URN] : [USER_SCHEMA],
     id: user.id,
     ...(user.scimExternalId !== null ? { externalId: user.scimExternalId } : {}),
     userName: user.username ?? user.email,
-    name: { givenName: user.firstName, familyName: user.lastName, formatted },
+    ...(formatted !== '' ? { name } : {}),
     displayName: typeof scim.displayName === 'string' ? scim.displayName : formatted || (user.username ?? user.email),
     emails: emailsOf(user.email, scim.emails),
     active: user.status === 'active',
