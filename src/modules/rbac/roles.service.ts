@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, isNull, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNotNull, isNull, or, type SQL, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
@@ -335,6 +335,35 @@ export function listAssignments(db: DbOrTx, userId: string): Promise<Assignment[
     .orderBy(asc(roles.level), asc(roles.code));
 }
 
+/**
+ * Moves the updated_at of the organization roles whose holders changed, in the caller's
+ * transaction. Such a role is a SCIM Group whose members are part of its version (RFC 7644 §3.14):
+ * a SCIM client holding the old ETag must not overwrite the change. Always forward, by at least a
+ * millisecond (the ETag's resolution), so two changes within one still give two versions. Global
+ * roles are not groups and keep theirs.
+ */
+async function holdersChangedWhere(tx: DbOrTx, which: SQL): Promise<void> {
+  await tx
+    .update(roles)
+    .set({
+      updatedAt: sql`greatest(${new Date().toISOString()}::timestamptz, ${roles.updatedAt} + interval '1 millisecond')`,
+    })
+    .where(and(which, isNotNull(roles.organizationId)));
+}
+
+/** Records that these roles gained or lost holders (see holdersChangedWhere). */
+export function holdersChanged(tx: DbOrTx, roleIds: string[]): Promise<void> {
+  return roleIds.length === 0 ? Promise.resolve() : holdersChangedWhere(tx, inArray(roles.id, roleIds));
+}
+
+/** Records that every role the user holds is about to lose them (the user is deleted). */
+export function holderLeaving(tx: DbOrTx, userId: string): Promise<void> {
+  return holdersChangedWhere(
+    tx,
+    inArray(roles.id, tx.select({ id: userRoles.roleId }).from(userRoles).where(eq(userRoles.userId, userId))),
+  );
+}
+
 /** The user an assignment route names, within the caller's reach (404 otherwise). */
 export async function userInScope(db: DbOrTx, userId: string, scope: string | undefined) {
   const user = isUuid(userId) ? await findUserById(db, userId) : undefined;
@@ -401,6 +430,8 @@ export async function assignRole(
       .insert(userRoles)
       .values({ userId: target.id, roleId: role.id, isPrimary, assignedBy: actor.userId })
       .onConflictDoUpdate({ target: [userRoles.userId, userRoles.roleId], set: { isPrimary } });
+    // Whether it is primary is no part of the Group; only a new holder changes it.
+    if (!existing) await holdersChanged(tx, [role.id]);
     await userRolesChanged(tx, target.id);
     await recordAudit(tx, {
       type: existing ? 'role.assignment_updated' : 'role.assigned',
@@ -429,6 +460,7 @@ export async function removeRole(db: Db, actor: UserActor, userId: string, roleR
       .where(and(eq(userRoles.userId, target.id), eq(userRoles.roleId, role.id)))
       .returning({ isPrimary: userRoles.isPrimary });
     if (!removed) throw rbacErrors.assignmentNotFound();
+    await holdersChanged(tx, [role.id]);
     if (removed.isPrimary) {
       await tx.execute(sql`
         update user_roles set is_primary = true

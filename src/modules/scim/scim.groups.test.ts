@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scimClient } from '../../../test/scim-client.js';
-import { seedUser } from '../../../test/seed.js';
+import { seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
@@ -160,6 +160,44 @@ describe("SCIM Groups (the organization's roles)", () => {
     ).json();
     expect(filtered).toMatchObject({ totalResults: 1, Resources: [{ id: group.id, displayName: 'Renamed' }] });
     expect(filtered.Resources[0].members).toBeUndefined();
+  });
+
+  it('moves the version when the admin API changes membership, so a PUT with the old If-Match answers 412 (RFC 7644 §3.14)', async () => {
+    const { org, scim } = await scimClient(t);
+    const root = await superuserClient(t);
+    const [u1, u2] = [await seedUser(t, org.id), await seedUser(t, org.id)];
+    const group = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: u1.id }] })
+    ).json();
+    const read = async () => (await scim('GET', `/Groups/${group.id}`)).json();
+    const before = await read();
+
+    expect((await root.post(`/api/v1/users/${u2.id}/roles/`, { role: group.id })).statusCode).toBe(201);
+    const assigned = await read();
+    expect(assigned.meta.version).not.toBe(before.meta.version);
+    expect(assigned.meta.lastModified).not.toBe(before.meta.lastModified);
+
+    const stale = await scim(
+      'PUT',
+      `/Groups/${group.id}`,
+      { schemas: [GROUP], displayName: before.displayName, members: [{ value: u1.id }] },
+      { 'if-match': before.meta.version },
+    );
+    expect(stale.statusCode).toBe(412);
+    const kept = await read();
+    expect(kept.members.map((m: { value: string }) => m.value).sort()).toEqual([u1.id, u2.id].sort());
+    expect(kept.meta.version).toBe(assigned.meta.version);
+
+    expect((await root.delete(`/api/v1/users/${u2.id}/roles/${group.id}/`)).statusCode).toBe(204);
+    const unassigned = await read();
+    expect(unassigned.meta.version).not.toBe(assigned.meta.version);
+    expect(unassigned.members).toEqual([expect.objectContaining({ value: u1.id })]);
+
+    // Deleting a member takes their assignment with them: the group changes too.
+    expect((await root.delete(`/api/v1/users/${u1.id}/`)).statusCode).toBe(204);
+    const emptied = await read();
+    expect(emptied.meta.version).not.toBe(unassigned.meta.version);
+    expect(emptied.members ?? []).toEqual([]);
   });
 
   it('stores externalId: on create, found by filter, kept by PATCH, changed and cleared by PUT, unique per organization', async () => {

@@ -10,6 +10,7 @@ import { findOrganizationByCode, findOrganizationById } from '../organizations/o
 import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
+import { holderLeaving } from '../rbac/roles.service.js';
 import { userTypeErrors } from '../user-types/user-types.errors.js';
 import { findUserTypeByCode } from '../user-types/user-types.queries.js';
 import { validateProfile } from '../user-types/user-types.schemas.js';
@@ -186,6 +187,8 @@ export async function removeUser(
   event: Pick<AuditEvent, 'actor' | 'category' | 'description' | 'details'>,
 ): Promise<void> {
   await revokeUserSessions(tx, user.id, 'user_deleted');
+  // The cascade takes their assignments: the groups they were in change version.
+  await holderLeaving(tx, user.id);
   await tx.delete(users).where(eq(users.id, user.id));
   await recordAudit(tx, {
     ...event,
