@@ -82,6 +82,46 @@ describe('SCIM Bulk', () => {
     expect(b.active).toBe(false);
   });
 
+  it('resolves a bulkId in a PATCH value filter (RFC 7644 §3.7.2), and fails the operation on an unknown one', async () => {
+    const { scim } = await scimClient(t);
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        {
+          method: 'PATCH',
+          path: '/Groups/bulkId:g1',
+          data: { schemas: [PATCH], Operations: [{ op: 'remove', path: 'members[value eq "bulkId:u2"]' }] },
+        },
+        {
+          method: 'PATCH',
+          path: '/Groups/bulkId:g1',
+          data: { schemas: [PATCH], Operations: [{ op: 'remove', path: 'members[value eq "bulkId:nobody"]' }] },
+        },
+        {
+          method: 'POST',
+          path: '/Groups',
+          bulkId: 'g1',
+          data: {
+            schemas: [GROUP],
+            displayName: unique('g'),
+            members: [{ value: 'bulkId:u1' }, { value: 'bulkId:u2' }],
+          },
+        },
+        { method: 'POST', path: '/Users', bulkId: 'u1', data: user() },
+        { method: 'POST', path: '/Users', bulkId: 'u2', data: user() },
+      ],
+    });
+    expect(res.statusCode).toBe(200);
+    const ops = res.json().Operations;
+    expect(ops.map((o: { status: string }) => o.status)).toEqual(['200', '400', '201', '201', '201']);
+    expect(ops[1].response).toMatchObject({
+      scimType: 'invalidValue',
+      detail: expect.stringContaining('bulkId:nobody'),
+    });
+    const group = (await scim('GET', ops[2].location.replace('http://gatehouse.test/scim/v2', ''))).json();
+    expect(group.members.map((m: { value: string }) => m.value)).toEqual([ops[3].location.split('/').pop()]);
+  });
+
   it('resolves bulkId references to operations later in the request, answering in request order', async () => {
     const { scim } = await scimClient(t);
     const [a, b] = [unique('fa'), unique('fb')];

@@ -11,9 +11,9 @@ import { assertVersion, deleteScimUser } from './scim.users.js';
 
 /**
  * RFC 7644 §3.7 Bulk. Operations run in request order, except that an operation referencing
- * `bulkId:x` (in its path or data) runs after the operation with bulkId x, even one that comes later
- * in the request (§3.7.2: the service provider MUST try to resolve it); operations whose references
- * form a cycle fail with 409 (§3.7.1). Results come back in request order. Consecutive user writes
+ * `bulkId:x` (in its path or data, a PATCH's value filters included) runs after the operation with
+ * bulkId x, even one that comes later in the request (§3.7.2: the service provider MUST try to
+ * resolve it); operations whose references form a cycle fail with 409 (§3.7.1). Results come back in request order. Consecutive user writes
  * (POST /Users, PUT and PATCH /Users/{id}) that reference no bulkId go to the provisioning core as
  * one set-based call, which is what makes a large bulk fast. With `failOnErrors` = n, processing
  * stops once n operations failed: a batch is first planned (the core's dry run), so operations
@@ -102,7 +102,13 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
       data: op.data,
       version: op.version as string | undefined,
       nul: nul === undefined ? undefined : `Operations[${i}]${nul ? `.${nul}` : ''}`,
-      references: [...new Set([...bulkIdOfPath(op.path), ...bulkIdsIn(op.data)])],
+      references: [
+        ...new Set([
+          ...bulkIdOfPath(op.path),
+          ...bulkIdsIn(op.data),
+          ...(method === 'PATCH' ? bulkIdsInPatchPaths(op.data) : []),
+        ]),
+      ],
     };
   });
   return { operations, failOnErrors: failOnErrors as number | undefined };
@@ -135,6 +141,41 @@ function bulkIdsIn(value: unknown, found: string[] = []): string[] {
     for (const v of Object.values(value)) bulkIdsIn(v, found);
   }
   return found;
+}
+
+/**
+ * A quoted `"bulkId:x"` in a PATCH operation's path, as in `members[value eq "bulkId:x"]`: it is
+ * operation data too (RFC 7644 §3.7.2), though not a whole string value.
+ */
+const QUOTED_BULK_ID = /"bulkId:([^"]*)"/g;
+
+/** The PATCH operations of a PatchOp body, as readPatchBody finds them (anything else: none). */
+function patchOperationsOf(data: unknown): Record<string, unknown>[] {
+  if (!isObject(data)) return [];
+  const operations = data.Operations ?? data.operations;
+  return Array.isArray(operations) ? operations.filter(isObject) : [];
+}
+
+/** The x of every `"bulkId:x"` in the paths of a PatchOp body (resolvePatchPaths replaces them). */
+function bulkIdsInPatchPaths(data: unknown): string[] {
+  return patchOperationsOf(data).flatMap((op) =>
+    typeof op.path === 'string' ? [...op.path.matchAll(QUOTED_BULK_ID)].map((m) => m[1] as string) : [],
+  );
+}
+
+/** A PatchOp body with every `"bulkId:x"` in its paths replaced; an unknown one refuses the operation. */
+function resolvePatchPaths(data: unknown, ids: Map<string, string>): unknown {
+  if (!isObject(data) || patchOperationsOf(data).length === 0) return data;
+  const key = data.Operations !== undefined ? 'Operations' : 'operations';
+  const operations = (data[key] as unknown[]).map((op) =>
+    isObject(op) && typeof op.path === 'string'
+      ? {
+          ...op,
+          path: op.path.replace(QUOTED_BULK_ID, (quoted) => `"${resolveBulkIds(quoted.slice(1, -1), ids) as string}"`),
+        }
+      : op,
+  );
+  return { ...data, [key]: operations };
 }
 
 /** The x of a path `/Users/bulkId:x` or `/Groups/bulkId:x` (resolvePath replaces it). */
@@ -361,7 +402,8 @@ async function runOne(
   baseUrl: string,
 ): Promise<BulkResult> {
   const { type, id } = resolvePath(op.path, ids);
-  const data = resolveBulkIds(op.data, ids);
+  const resolved = resolveBulkIds(op.data, ids);
+  const data = op.method === 'PATCH' ? resolvePatchPaths(resolved, ids) : resolved;
   const base = { method: op.method, ...(op.bulkId ? { bulkId: op.bulkId } : {}) };
   if (op.method === 'POST' && id !== undefined) throw scimErrors.invalidPath('POST goes to /Users or /Groups.');
   if (op.method !== 'POST' && id === undefined) throw scimErrors.invalidPath(`${op.method} needs /${type}/{id}.`);
