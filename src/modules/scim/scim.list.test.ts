@@ -261,4 +261,17 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ totalResults: 2, itemsPerPage: 1, Resources: [{ userName: 'ada' }] });
   });
+
+  it('answers 400 invalidSyntax to a .search body without the SearchRequest schema (RFC 7644 §3.4.3)', async () => {
+    for (const path of ['/Users/.search', '/Groups/.search']) {
+      for (const schemas of [undefined, ['urn:ietf:params:scim:schemas:core:2.0:User'], 'nope']) {
+        const res = await scim('POST', path, { ...(schemas === undefined ? {} : { schemas }), filter: 'id pr' });
+        expect(res.statusCode, `${path} ${String(schemas)}`).toBe(400);
+        expect(res.json()).toMatchObject({ status: '400', scimType: 'invalidSyntax' });
+      }
+      // The URN compares case-insensitively, like every schema URN.
+      const upper = await scim('POST', path, { schemas: ['URN:IETF:PARAMS:SCIM:API:MESSAGES:2.0:SEARCHREQUEST'] });
+      expect(upper.statusCode, path).toBe(200);
+    }
+  });
 });

@@ -566,12 +566,21 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   addMethodNotAllowed();
 }
 
+const SEARCH_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest';
+
 /** A SearchRequest body (RFC 7644 §3.4.3) as list parameters. */
 function searchBody(body: unknown): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw scimErrors.invalidSyntax('The body must be a SearchRequest object.');
   }
   const b = body as Record<string, unknown>;
+  // RFC 7644 §3.4.3: the body is a SearchRequest message, which says so in "schemas".
+  if (
+    !Array.isArray(b.schemas) ||
+    !b.schemas.some((s) => typeof s === 'string' && s.toLowerCase() === SEARCH_REQUEST_SCHEMA.toLowerCase())
+  ) {
+    throw scimErrors.invalidSyntax(`"schemas" is required and must list ${SEARCH_REQUEST_SCHEMA}.`);
+  }
   const list = (v: unknown) => (Array.isArray(v) ? v.join(',') : v);
   return {
     filter: b.filter,
