@@ -200,6 +200,35 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(emptied.members ?? []).toEqual([]);
   });
 
+  it('answers only members.value when asked for it, or members without it (RFC 7644 §3.9)', async () => {
+    const { org, scim } = await scimClient(t);
+    const [u1, u2] = [await seedUser(t, org.id), await seedUser(t, org.id)];
+    const group = (
+      await scim('POST', '/Groups', {
+        schemas: [GROUP],
+        displayName: unique('g'),
+        members: [{ value: u1.id }, { value: u2.id }],
+      })
+    ).json();
+    const values = [u1.id, u2.id].sort().map((value) => ({ value }));
+
+    const one = (await scim('GET', `/Groups/${group.id}?attributes=members.value`)).json();
+    expect(one).toEqual({ schemas: [GROUP], id: group.id, members: values });
+    const listed = (
+      await scim(
+        'GET',
+        `/Groups?attributes=displayName,members.value&filter=${encodeURIComponent(`id eq "${group.id}"`)}`,
+      )
+    ).json();
+    expect(listed.Resources).toEqual([
+      { schemas: [GROUP], id: group.id, displayName: group.displayName, members: values },
+    ]);
+
+    const without = (await scim('GET', `/Groups/${group.id}?excludedAttributes=members.$ref,members.display`)).json();
+    expect(without.members).toEqual(values.map((v) => ({ ...v, type: 'User' })));
+    expect(without.displayName).toBe(group.displayName);
+  });
+
   it('stores externalId: on create, found by filter, kept by PATCH, changed and cleared by PUT, unique per organization', async () => {
     const a = await scimClient(t);
     const b = await scimClient(t);

@@ -5,6 +5,7 @@ import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { users } from '../users/users.table.js';
 
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
+const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
 const LIST = 'urn:ietf:params:scim:api:messages:2.0:ListResponse';
 
 describe('SCIM list, filter, paging and sorting', () => {
@@ -247,6 +248,28 @@ describe('SCIM list, filter, paging and sorting', () => {
     const without = (await scim('GET', `/Users/${ids.Ada}?excludedAttributes=groups,emails`)).json();
     expect(without.emails).toBeUndefined();
     expect(without.groups).toBeUndefined();
+    expect(without.userName).toBe('ada');
+  });
+
+  it('answers only the named sub-attributes, of each value of a multi-valued one, or all but them (RFC 7644 §3.9)', async () => {
+    const only = (
+      await scim('GET', `/Users/${ids.Ada}?attributes=name.givenName,emails.value,${ENTERPRISE}:department`)
+    ).json();
+    expect(only).toEqual({
+      schemas: expect.any(Array),
+      id: ids.Ada,
+      name: { givenName: 'Ada' },
+      emails: [{ value: 'ada@example.com' }],
+      [ENTERPRISE]: { department: 'Math' },
+    });
+    const listed = (await scim('GET', '/Users?attributes=name.givenName&filter=userName%20eq%20%22grace%22')).json();
+    expect(listed.Resources).toEqual([{ schemas: expect.any(Array), id: ids.Grace, name: { givenName: 'Grace' } }]);
+
+    const without = (await scim('GET', `/Users/${ids.Ada}?excludedAttributes=name.givenName,emails.type`)).json();
+    expect(without.name).toMatchObject({ familyName: 'Lovelace' });
+    expect(without.name.givenName).toBeUndefined();
+    expect(without.emails[0]).toMatchObject({ value: 'ada@example.com' });
+    expect(without.emails[0].type).toBeUndefined();
     expect(without.userName).toBe('ada');
   });
 

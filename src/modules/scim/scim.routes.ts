@@ -3,7 +3,7 @@ import type { Actor } from '../../platform/http/auth.js';
 import { scimBulk } from './scim.bulk.js';
 import { listResponse, MAX_PAGE, resourceTypes, schemas, serviceProviderConfig } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
-import { normalisePath } from './scim.filter.js';
+import { ENTERPRISE_URN, normalisePath } from './scim.filter.js';
 import {
   createScimGroup,
   deleteScimGroup,
@@ -117,33 +117,116 @@ export function listQueryOf(
   };
 }
 
-/** attributes / excludedAttributes (RFC 7644 §3.4.2.5), on top-level attributes; id and schemas always stay. */
-export function projection(attributes?: string, excluded?: string): (name: string) => boolean {
-  const names = (list: string) =>
-    new Set(
-      list
-        .split(',')
-        .map((a) => normalisePath(a.trim()).split('.')[0] as string)
-        .filter(Boolean),
-    );
-  if (attributes) {
-    const wanted = names(attributes);
-    return (name) => name === 'id' || name === 'schemas' || wanted.has(name.toLowerCase());
-  }
-  if (excluded) {
-    const dropped = names(excluded);
-    return (name) => name === 'id' || name === 'schemas' || !dropped.has(name.toLowerCase());
-  }
-  return () => true;
+/**
+ * Named attributes as a tree: an attribute maps to `true` (the whole of it) or to the
+ * sub-attributes named under it (`name.givenName`, `members.value`).
+ */
+type AttributeTree = Map<string, AttributeTree | true>;
+
+const ENTERPRISE_KEY = ENTERPRISE_URN.toLowerCase();
+
+/** The steps of one attribute path, lower-cased; the enterprise extension is one top-level step. */
+function attributeSteps(raw: string): string[] {
+  const p = normalisePath(raw.trim());
+  // The URN holds a dot ("2.0"): the extension's own name and its sub-attributes are split by hand.
+  if (p === ENTERPRISE_KEY) return [p];
+  if (p.startsWith('enterprise:')) return [ENTERPRISE_KEY, ...p.slice('enterprise:'.length).split('.')];
+  return p.split('.');
 }
 
-function project<T extends Record<string, unknown>>(
-  resource: T,
-  keep: (name: string) => boolean,
-): Record<string, unknown> {
+function attributeTree(list: string): AttributeTree {
+  const root: AttributeTree = new Map();
+  for (const raw of list.split(',')) {
+    const steps = attributeSteps(raw).filter(Boolean);
+    let node = root;
+    steps.forEach((step, i) => {
+      const existing = node.get(step);
+      if (existing === true) return;
+      if (i === steps.length - 1) {
+        node.set(step, true);
+        return;
+      }
+      const next: AttributeTree = existing ?? new Map();
+      node.set(step, next);
+      node = next;
+    });
+  }
+  return root;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const isEmpty = (value: unknown) =>
+  (Array.isArray(value) && value.length === 0) || (isPlainObject(value) && Object.keys(value).length === 0);
+
+/** Only the named (sub-)attributes of a value; each element of a multi-valued one is filtered alike. */
+function pickAttributes(value: unknown, tree: AttributeTree): unknown {
+  if (Array.isArray(value)) return value.map((v) => pickAttributes(v, tree)).filter((v) => !isEmpty(v));
+  if (!isPlainObject(value)) return value;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(resource)) if (keep(k)) out[k] = v;
+  for (const [k, v] of Object.entries(value)) {
+    const sub = tree.get(k.toLowerCase());
+    if (sub === true) out[k] = v;
+    else if (sub !== undefined) {
+      const picked = pickAttributes(v, sub);
+      // A sub-attribute that has no value is unassigned: its parent is left out, not shown empty.
+      if (!isEmpty(picked)) out[k] = picked;
+    }
+  }
   return out;
+}
+
+/** A value without the named (sub-)attributes. */
+function dropAttributes(value: unknown, tree: AttributeTree): unknown {
+  if (Array.isArray(value)) return value.map((v) => dropAttributes(v, tree)).filter((v) => !isEmpty(v));
+  if (!isPlainObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const sub = tree.get(k.toLowerCase());
+    if (sub === undefined) out[k] = v;
+    else if (sub !== true) {
+      const left = dropAttributes(v, sub);
+      if (!isEmpty(left)) out[k] = left;
+    }
+  }
+  return out;
+}
+
+/** What attributes / excludedAttributes leave of a resource. */
+export interface Projection {
+  /** Whether any of the attribute is returned (so whether it is worth reading at all). */
+  has(name: string): boolean;
+  apply(resource: Record<string, unknown>): Record<string, unknown>;
+}
+
+/** id and schemas are returned always (RFC 7643 §2.4, §3), whatever the request names. */
+const ALWAYS = ['id', 'schemas'];
+
+/**
+ * attributes / excludedAttributes (RFC 7644 §3.4.2.5, §3.9). Either names top-level attributes or
+ * sub-attributes (`name.givenName`, `members.value`, `urn:…:enterprise:2.0:User:manager.value`);
+ * on a multi-valued attribute a sub-attribute applies to each value. id and schemas always stay.
+ */
+export function projection(attributes?: string, excluded?: string): Projection {
+  if (attributes) {
+    const wanted = attributeTree(attributes);
+    for (const name of ALWAYS) wanted.set(name, true);
+    return {
+      has: (name) => wanted.has(name.toLowerCase()),
+      apply: (resource) => pickAttributes(resource, wanted) as Record<string, unknown>,
+    };
+  }
+  if (excluded) {
+    const dropped = attributeTree(excluded);
+    for (const name of ALWAYS) dropped.delete(name);
+    return {
+      has: (name) => dropped.get(name.toLowerCase()) !== true,
+      apply: (resource) => dropAttributes(resource, dropped) as Record<string, unknown>,
+    };
+  }
+  return { has: () => true, apply: (resource) => resource };
 }
 
 function sendResource(
@@ -309,8 +392,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     const organizationId = scimOrganizationOf(request.actor);
     const query = listQueryOf(q);
     const keep = projection(query.attributes, query.excludedAttributes);
-    const { total, rows } = await listScimUsers(db, organizationId, query, keep('groups'));
-    const resources = rows.map((r) => project(toScimUser(r.user, r.groups, baseUrl), keep));
+    const { total, rows } = await listScimUsers(db, organizationId, query, keep.has('groups'));
+    const resources = rows.map((r) => keep.apply(toScimUser(r.user, r.groups, baseUrl)));
     return listResponse(resources, total, query.startIndex);
   };
   app.get(
@@ -372,7 +455,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       const q = listQueryOf(request.query as Record<string, unknown>);
       const resource = await scimUserResource(db, organizationId, user, baseUrl);
       reply.header('etag', userVersion(user));
-      return project(resource, projection(q.attributes, q.excludedAttributes));
+      return projection(q.attributes, q.excludedAttributes).apply(resource);
     },
   );
   app.put(
@@ -440,9 +523,9 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     const organizationId = scimOrganizationOf(request.actor);
     const query = listQueryOf(q);
     const keep = projection(query.attributes, query.excludedAttributes);
-    const { total, rows } = await listScimGroups(db, organizationId, query, keep('members'));
+    const { total, rows } = await listScimGroups(db, organizationId, query, keep.has('members'));
     return listResponse(
-      rows.map((g) => project(toScimGroup(g, baseUrl), keep)),
+      rows.map((g) => keep.apply(toScimGroup(g, baseUrl))),
       total,
       query.startIndex,
     );
@@ -494,7 +577,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       if (notModified(request, groupVersion(group))) return reply.code(304).send();
       const q = listQueryOf(request.query as Record<string, unknown>);
       reply.header('etag', groupVersion(group));
-      return project(toScimGroup(group, baseUrl), projection(q.attributes, q.excludedAttributes));
+      return projection(q.attributes, q.excludedAttributes).apply(toScimGroup(group, baseUrl));
     },
   );
   app.put(
