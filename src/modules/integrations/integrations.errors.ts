@@ -16,6 +16,13 @@ export const integrationErrors = {
       errors: [{ field: 'organization', message: 'Not your organization.' }],
     }),
   invalidUrl: (field: string, message: string) => commonErrors.validation([{ field, message }]),
+  oauth2ClientIdRequired: () =>
+    commonErrors.validation([
+      {
+        field: 'oauth2.client_id',
+        message: 'Required for auth_type `oauth2`; the `oauth2` object given replaces the stored one whole.',
+      },
+    ]),
   credentialsRequiredForNewOrigin: (moves: OriginChange[]) =>
     new AppError(
       400,

@@ -73,13 +73,22 @@ async function organizationOfNew(
 function checkedOAuth2(input: OAuth2Settings | undefined): OAuth2Settings | undefined {
   if (!input) return undefined;
   const out: OAuth2Settings = { ...input };
-  // Checked but kept as given: an issuer identifier is compared exactly (RFC 8414 §3.3).
-  if (input.issuer) checkIntegrationUrl(input.issuer, 'oauth2.issuer');
+  // Checked but kept as given: an issuer identifier is compared exactly (RFC 8414 §3.3), and has
+  // no query component (RFC 8414 §2). The endpoints may have one (RFC 6749 §3.1, §3.2), kept on calls.
+  if (input.issuer) checkIntegrationUrl(input.issuer, 'oauth2.issuer', { query: false });
   if (input.authorization_url) {
     out.authorization_url = checkIntegrationUrl(input.authorization_url, 'oauth2.authorization_url');
   }
   if (input.token_url) out.token_url = checkIntegrationUrl(input.token_url, 'oauth2.token_url');
   return out;
+}
+
+/**
+ * An OAuth2 integration names its client. Checked when `auth_type` or `oauth2` is given, against the
+ * settings the integration ends up with (`oauth2` given replaces the stored object whole).
+ */
+function checkOAuth2Client(authType: string, oauth2: OAuth2Settings | undefined): void {
+  if (authType === 'oauth2' && !oauth2?.client_id) throw integrationErrors.oauth2ClientIdRequired();
 }
 
 function changedCredentialNames(changes: CredentialsInputValue | undefined): string[] {
@@ -121,8 +130,9 @@ export async function createIntegration(
   manager: IntegrationManager,
   input: CreateIntegrationInput,
 ): Promise<IntegrationRow> {
-  const baseUrl = checkIntegrationUrl(input.base_url, 'base_url');
+  const baseUrl = checkIntegrationUrl(input.base_url, 'base_url', { query: false });
   const oauth2 = checkedOAuth2(input.oauth2);
+  checkOAuth2Client(input.auth_type, oauth2);
   const organization = await organizationOfNew(db, manager, input.organization);
   const id = newId();
   const credentials = mergeCredentials({}, input.credentials ?? {});
@@ -193,13 +203,16 @@ export async function updateIntegration(
   input: UpdateIntegrationInput,
 ): Promise<IntegrationRow> {
   const changes: Partial<Integration> = {};
-  if (input.base_url !== undefined) changes.baseUrl = checkIntegrationUrl(input.base_url, 'base_url');
+  if (input.base_url !== undefined) changes.baseUrl = checkIntegrationUrl(input.base_url, 'base_url', { query: false });
   const oauth2 = checkedOAuth2(input.oauth2);
   return db.transaction(async (tx) => {
     const scoped = await findIntegration(tx, id, manager.organizationId);
     if (!scoped) throw integrationErrors.notFound(id);
     const current = await findOrganizationIntegration(tx, scoped.organizationId, scoped.id, { lock: true });
     if (!current) throw integrationErrors.notFound(id);
+    if (input.auth_type !== undefined || oauth2 !== undefined) {
+      checkOAuth2Client(input.auth_type ?? current.authType, oauth2 ?? current.oauth2);
+    }
 
     const changedFields: string[] = [];
     for (const [field, column] of Object.entries(FIELD_COLUMNS) as [keyof typeof FIELD_COLUMNS, keyof Integration][]) {

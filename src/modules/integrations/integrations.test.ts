@@ -435,6 +435,69 @@ describe('integration registry', () => {
     expect((await admin.get('/api/v1/integrations/not-a-uuid')).statusCode).toBe(404);
   });
 
+  it('refuses a query string in base_url and the OAuth2 issuer, on create and update, and stores nothing', async () => {
+    const { org, admin } = await orgAdmin();
+    const secretUrl = 'http://rates.example/api?api_key=sk_secret_123';
+    const refused = await admin.post('/api/v1/integrations/', body({ base_url: secretUrl }));
+    expect(refused.statusCode).toBe(400);
+    expect(refused.headers['content-type']).toContain('application/problem+json');
+    expect(refused.json()).toMatchObject({
+      code: 'validation_failed',
+      errors: [{ field: 'base_url', message: expect.stringContaining('must not hold a query string') }],
+    });
+    // A bare "?" or "#" is kept by the URL as well.
+    for (const bare of ['http://rates.example/api?', 'http://rates.example/api#']) {
+      const res = await admin.post('/api/v1/integrations/', body({ base_url: bare }));
+      expect(res.json(), bare).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+    }
+    const issuer = await admin.post(
+      '/api/v1/integrations/',
+      body({ auth_type: 'oauth2', oauth2: { issuer: 'https://as.example/?tenant=1', client_id: 'gh' } }),
+    );
+    expect(issuer.json()).toMatchObject({ status: 400, errors: [{ field: 'oauth2.issuer' }] });
+    // The endpoints may hold one (RFC 6749 §3.1, §3.2): calls keep it.
+    await create(admin, {
+      auth_type: 'oauth2',
+      oauth2: { token_url: 'https://as.example/token?p=b2c', client_id: 'gh' },
+    });
+
+    const created = await create(admin);
+    const patched = await admin.patch(`/api/v1/integrations/${created.id}`, { base_url: secretUrl, credentials: {} });
+    expect(patched.json()).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+    expect((await admin.get(`/api/v1/integrations/${created.id}`)).json().base_url).toBe(created.base_url);
+    const stored = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from activities where organization_id = ${org.id}
+          and details::text like ${'%sk_secret_123%'}`,
+    );
+    expect(stored[0]?.n).toBe(0);
+  });
+
+  it('requires oauth2.client_id for auth_type oauth2, on create and on update', async () => {
+    const { admin } = await orgAdmin();
+    for (const oauth2 of [undefined, {}, { token_url: 'https://as.example/token' }]) {
+      const res = await admin.post('/api/v1/integrations/', body({ auth_type: 'oauth2', oauth2 }));
+      expect(res.statusCode, JSON.stringify(oauth2)).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'oauth2.client_id' }] });
+    }
+    const plain = await create(admin);
+    // Switching to oauth2 needs the client, in the same request.
+    const switched = await admin.patch(`/api/v1/integrations/${plain.id}`, { auth_type: 'oauth2' });
+    expect(switched.json()).toMatchObject({ status: 400, errors: [{ field: 'oauth2.client_id' }] });
+    const withClient = await admin.patch(`/api/v1/integrations/${plain.id}`, {
+      auth_type: 'oauth2',
+      oauth2: { token_url: 'https://api.stripe.example/token', client_id: 'gh' },
+      credentials: {},
+    });
+    expect(withClient.statusCode, withClient.body).toBe(200);
+    // `oauth2` given replaces the stored object whole, so it must name the client again.
+    const dropped = await admin.patch(`/api/v1/integrations/${plain.id}`, { oauth2: { scope: 'read' } });
+    expect(dropped.json()).toMatchObject({ status: 400, errors: [{ field: 'oauth2.client_id' }] });
+    expect((await admin.get(`/api/v1/integrations/${plain.id}`)).json().oauth2).toMatchObject({ client_id: 'gh' });
+    // Other changes leave the OAuth2 settings alone.
+    expect((await admin.patch(`/api/v1/integrations/${plain.id}`, { description: 'd' })).statusCode).toBe(200);
+  });
+
   it('answers 409 integration_name_taken for a duplicate name within the organization', async () => {
     const { admin } = await orgAdmin();
     await create(admin, { name: 'Gold rates' });

@@ -23,8 +23,11 @@ BLOCKED.addSubnet('fe80::', 10, 'ipv6');
 BLOCKED.addSubnet('ff00::', 8, 'ipv6');
 BLOCKED.addAddress('::', 'ipv6');
 
-/** Checks a URL an integration is configured with; throws a 400 naming `field`. */
-export function checkIntegrationUrl(raw: string, field: string): string {
+/**
+ * Checks a URL an integration is configured with; throws a 400 naming `field`. `query: false`
+ * refuses a query string, for URLs that calls are built on or that are compared exactly.
+ */
+export function checkIntegrationUrl(raw: string, field: string, options: { query?: boolean } = {}): string {
   let url: URL;
   try {
     url = new URL(raw);
@@ -37,7 +40,11 @@ export function checkIntegrationUrl(raw: string, field: string): string {
   if (url.username || url.password) {
     throw integrationErrors.invalidUrl(field, 'Put credentials in `credentials`, not in the URL.');
   }
-  if (url.hash) throw integrationErrors.invalidUrl(field, 'A URL fragment is not allowed.');
+  // `hash` and `search` are empty for a bare "#" or "?", which the URL still keeps.
+  if (url.hash || url.href.includes('#')) throw integrationErrors.invalidUrl(field, 'A URL fragment is not allowed.');
+  if (options.query === false && (url.search || url.href.includes('?'))) {
+    throw integrationErrors.invalidUrl(field, 'must not hold a query string; give credentials in `credentials`.');
+  }
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (isIP(host) && isBlocked(host)) {
     throw integrationErrors.invalidUrl(field, 'Link-local, unspecified and multicast addresses are not allowed.');

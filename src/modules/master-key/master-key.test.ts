@@ -23,7 +23,14 @@ describe('re-sealing secrets under a new master key', () => {
       t.database.db,
       old,
       { organizationId: undefined, homeOrganizationId: org.id, userId: null },
-      { name: 'Crm', service_type: 'crm', auth_type: 'oauth2', base_url: 'https://crm.example.com', credentials: {} },
+      {
+        name: 'Crm',
+        service_type: 'crm',
+        auth_type: 'oauth2',
+        base_url: 'https://crm.example.com',
+        oauth2: { token_url: 'https://crm.example.com/token', client_id: 'gatehouse' },
+        credentials: {},
+      },
     );
     await t.database.db.insert(integrationOAuth2Tokens).values({
       organizationId: org.id,

@@ -205,7 +205,8 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         ...perms,
         operationId: 'deletePermission',
-        description: 'Deletes a permission; every role loses it at once.',
+        description:
+          'Deletes a permission that no role grants (409 `permission_in_use` otherwise: take it out of those roles first).',
         params: CatalogRefParams,
       },
     },

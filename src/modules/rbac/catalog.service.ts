@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, type SQL } from 'drizzle-orm';
+import { and, asc, count, eq, gt, type SQL } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
@@ -12,7 +12,7 @@ import type {
   UpdateModuleInput,
   UpdatePermissionInput,
 } from './rbac.schemas.js';
-import { type Permission, permissions, type RbacModule, rbacModules } from './rbac.table.js';
+import { type Permission, permissions, type RbacModule, rbacModules, rolePermissions } from './rbac.table.js';
 
 /**
  * The platform-wide catalog: modules and the permissions within them. Gatehouse's own module
@@ -256,10 +256,16 @@ export async function updatePermission(
   });
 }
 
+/** Deletes a permission no role grants; grants are taken away explicitly first, as for a module's permissions. */
 export async function deletePermission(db: Db, ref: string): Promise<void> {
   await db.transaction(async (tx) => {
     const current = await requirePermission(tx, ref);
     if (current.moduleCode === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
+    const [granted] = await tx
+      .select({ roles: count() })
+      .from(rolePermissions)
+      .where(eq(rolePermissions.permissionId, current.id));
+    if (granted && granted.roles > 0) throw rbacErrors.permissionInUse(current.code, granted.roles);
     await tx.delete(permissions).where(eq(permissions.id, current.id));
     await catalogChanged(tx);
     await catalogAudit(tx, 'permission.deleted', current);

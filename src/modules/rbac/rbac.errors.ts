@@ -32,6 +32,10 @@ export const rbacErrors = {
     new AppError(403, 'platform_object', `${what} belongs to the whole installation; only a superuser may change it.`),
   builtinRole: (code: string) =>
     new AppError(409, 'builtin_role', `Role "${code}" is built in and cannot be deleted or recoded.`),
+  builtinRoleLevel: (code: string) =>
+    new AppError(409, 'builtin_role', `Role "${code}" is built in and its level cannot be changed.`, {
+      errors: [{ field: 'level', message: 'Fixed for built-in roles.' }],
+    }),
   ownRoles: () => new AppError(403, 'own_roles', 'Nobody may change their own role assignments.'),
   builtinCatalog: () =>
     new AppError(
@@ -41,4 +45,10 @@ export const rbacErrors = {
     ),
   moduleInUse: (code: string) =>
     new AppError(409, 'module_in_use', `Module "${code}" still has permissions; delete or move them first.`),
+  permissionInUse: (code: string, roles: number) =>
+    new AppError(
+      409,
+      'permission_in_use',
+      `Permission "${code}" is still granted by ${roles} ${roles === 1 ? 'role' : 'roles'}; take it out of them first.`,
+    ),
 };

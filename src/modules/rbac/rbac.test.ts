@@ -86,6 +86,25 @@ describe('built-in catalog', () => {
     const viewer = roles.find((r: { code: string }) => r.code === 'viewer');
     expect((await root.delete(`/api/v1/roles/${viewer.id}`)).json()).toMatchObject({ code: 'builtin_role' });
   });
+
+  it('refuses to change a built-in role’s level, and lets its name and description change', async () => {
+    const roles = (await root.get('/api/v1/roles/?organization=global&limit=500')).json().results;
+    const orgAdmin = roles.find((r: { code: string }) => r.code === 'org_admin');
+    const res = await root.patch(`/api/v1/roles/${orgAdmin.id}`, { level: 0 });
+    expect(res.statusCode).toBe(409);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({ code: 'builtin_role', errors: [{ field: 'level' }] });
+    const after = (await root.get(`/api/v1/roles/${orgAdmin.id}`)).json();
+    expect(after.level).toBe(orgAdmin.level);
+    // Its own level sent back is no change.
+    const renamed = await root.patch(`/api/v1/roles/${orgAdmin.id}`, {
+      level: orgAdmin.level,
+      description: 'Runs one organization',
+    });
+    expect(renamed.statusCode, renamed.body).toBe(200);
+    expect(renamed.json()).toMatchObject({ level: orgAdmin.level, description: 'Runs one organization' });
+    await root.patch(`/api/v1/roles/${orgAdmin.id}`, { description: orgAdmin.description });
+  });
 });
 
 describe('modules and permissions', () => {
@@ -105,6 +124,27 @@ describe('modules and permissions', () => {
       expect((await root.delete(`/api/v1/permissions/${p.code}`)).statusCode).toBe(204);
     expect((await root.delete(`/api/v1/modules/${mod}`)).statusCode).toBe(204);
     expect((await root.get(`/api/v1/modules/${mod}`)).statusCode).toBe(404);
+  });
+
+  it('answers 409 permission_in_use while a role grants the permission, and keeps the grant', async () => {
+    const { create, view } = await seedCatalog();
+    for (const code of [unique('granter_'), unique('granter_')]) {
+      const role = await root.post('/api/v1/roles/', { code, name: code, level: 5, permissions: [create] });
+      expect(role.statusCode, role.body).toBe(201);
+    }
+    const res = await root.delete(`/api/v1/permissions/${create}`);
+    expect(res.statusCode).toBe(409);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({ code: 'permission_in_use', detail: expect.stringContaining('2 roles') });
+    expect((await root.get(`/api/v1/permissions/${create}`)).statusCode).toBe(200);
+    const grants = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from role_permissions rp join permissions p on p.id = rp.permission_id
+          where p.code = ${create}`,
+    );
+    expect(grants[0]?.n).toBe(2);
+    // One no role grants goes at once.
+    expect((await root.delete(`/api/v1/permissions/${view}`)).statusCode).toBe(204);
   });
 
   it('pages lists with cursors', async () => {

@@ -90,7 +90,7 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         operationId: 'updateRole',
-        description: `Partial update; grant lists given replace the current ones. Holders see the change at once. ${PARTIAL_UPDATE_RULES}`,
+        description: `Partial update; grant lists given replace the current ones. Holders see the change at once. A built-in role keeps its level (409 \`builtin_role\`). ${PARTIAL_UPDATE_RULES}`,
         params: RoleIdParams,
         body: UpdateRoleBody,
         response: { 200: RoleView },

@@ -218,6 +218,9 @@ export async function updateRole(
   const caller = await accessOfCaller(db, actor);
   await db.transaction(async (tx) => {
     const current = await writableRole(tx, actor, id);
+    // The built-in levels order the delegation ceiling itself (org_admin below super_admin).
+    if (current.isBuiltin && input.level !== undefined && input.level !== current.level)
+      throw rbacErrors.builtinRoleLevel(current.code);
     assertWithinCeiling(caller, { level: current.level, permissions: [], modules: [] });
     assertWithinCeiling(caller, {
       level: input.level ?? current.level,

@@ -253,6 +253,20 @@ roles:
     expect(await snapshot()).toEqual(before);
   });
 
+  it('refuses a built-in role at another level, and takes it at its own', async () => {
+    const before = await snapshot();
+    expect(await refusal('roles:\n  - {code: org_admin, name: Org admin, level: 0}\n')).toEqual([
+      'rbac.yaml:2:47 roles[0].level: built-in role org_admin: its level 1 is fixed',
+    ]);
+    expect(await snapshot()).toEqual(before);
+    const orgAdmin = await globalRole('org_admin');
+    await applySetupFile(
+      t.database.db,
+      parseSetupFile(`roles:\n  - {code: org_admin, name: ${orgAdmin.name}, level: 1}\n`, 'rbac.yaml'),
+    );
+    expect((await globalRole('org_admin')).level).toBe(1);
+  });
+
   it('reports a YAML syntax error at its place', async () => {
     const unclosed = await refusal('modules:\n  - {code: PID, name: [unclosed\nroles: []\n');
     expect(unclosed[0]).toBe(

@@ -241,6 +241,11 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
     const key = roleKey(org, entry.code);
     const row = current.roles.get(key);
     const builtin = row?.isBuiltin ?? false;
+    // As on PATCH (409 builtin_role): the built-in levels order the delegation ceiling itself.
+    if (builtin && row && entry.level !== row.level)
+      problems.push(
+        file.problem(['roles', i, 'level'], `built-in role ${entry.code}: its level ${row.level} is fixed`),
+      );
     const grants = (field: 'permissions' | 'modules', catalog: string[], held: Set<string> | undefined) => {
       const listed = entry[field];
       if (listed === undefined) return noGrants();
