@@ -36,6 +36,7 @@ import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installBodyLimit } from './platform/http/body-limit.js';
 import { answerClientError, badUrl, installErrorHandling, sendProblem } from './platform/http/errors.js';
+import { installJsonBodies } from './platform/http/json-body.js';
 import { installNulGuard } from './platform/http/nul-guard.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installPageSizeCap } from './platform/http/pagination.js';
@@ -84,6 +85,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
 
   // Bodies are JSON: a text/plain one is refused with 415 like any other type, not read as a string.
   app.removeContentTypeParser('text/plain');
+  installJsonBodies(app);
   app.setValidatorCompiler(validatorCompiler);
   app.decorate('config', config);
   app.decorate('database', database);

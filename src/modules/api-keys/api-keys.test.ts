@@ -173,6 +173,40 @@ describe('API keys', () => {
     });
   });
 
+  it('takes an empty body sent as application/json as no body: revoke 204, rotate 201, create 400 naming the fields', async () => {
+    // Generic HTTP clients set the content type for a whole session, bodiless requests included.
+    const send = (method: 'POST' | 'DELETE', url: string, headers: Record<string, string> = {}) =>
+      t.request({
+        method,
+        url,
+        headers: { authorization: `Bearer ${admin.token}`, 'content-type': 'application/json', ...headers },
+        payload: '',
+      });
+    const first = await createKey(admin, {});
+    const rotated = await send('POST', `/api/v1/api-keys/${first.id}/rotate/`);
+    expect(rotated.statusCode, rotated.body).toBe(201);
+    const revoked = await send('DELETE', `/api/v1/api-keys/${rotated.json().id}/`);
+    expect(revoked.statusCode, revoked.body).toBe(204);
+    expect((await callMachine('/scim', rotated.json().key)).statusCode).toBe(401);
+    const second = await createKey(admin, {});
+    const declared = await send('DELETE', `/api/v1/api-keys/${second.id}/`, { 'content-length': '0' });
+    expect(declared.statusCode, declared.body).toBe(204);
+    // Whitespace alone holds no JSON either.
+    const third = await createKey(admin, {});
+    const blank = await t.request({
+      method: 'DELETE',
+      url: `/api/v1/api-keys/${third.id}`,
+      headers: { authorization: `Bearer ${admin.token}`, 'content-type': 'application/json' },
+      payload: ' \r\n',
+    });
+    expect(blank.statusCode, blank.body).toBe(204);
+    // A route whose body is required still refuses it, naming what is missing.
+    const create = await send('POST', '/api/v1/api-keys/');
+    expect(create.statusCode).toBe(400);
+    expect(create.headers['content-type']).toContain('application/problem+json');
+    expect(create.json()).toMatchObject({ status: 400, code: 'validation_failed', errors: [{ field: 'body' }] });
+  });
+
   it('refuses an expired key with 401', async () => {
     const { id, key } = await createKey(admin, {});
     await t.database.db

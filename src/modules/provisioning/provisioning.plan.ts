@@ -7,6 +7,7 @@ import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import { instantOf } from '../../platform/http/date-time.js';
 import type { AppError, FieldError } from '../../platform/http/errors.js';
 import { nulField } from '../../platform/http/nul-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
@@ -43,6 +44,7 @@ const FIELD_NAMES: Record<string, string> = {
   isSuperuser: 'is_superuser',
   passwordHash: 'password',
   createOnly: 'create_only',
+  dateJoined: 'date_joined',
 };
 
 /** Checks one item's shape; answers field errors named as in the admin API. */
@@ -87,6 +89,8 @@ export interface Plan {
     isSuperuser: boolean;
     /** A new password's hash; null keeps the stored one. */
     passwordHash: string | null;
+    /** When the user joined: the stored date of an existing user; for a new one, null is the time of the write. */
+    dateJoined: Date | null;
   };
   changes: FieldChange[];
   invite: boolean;
@@ -160,6 +164,11 @@ const CHANGE_FIELDS: {
   { field: 'user_type', before: (u) => u.userType, after: (t) => t.userType },
   { field: 'is_staff', before: (u) => u.isStaff, after: (t) => t.isStaff },
   { field: 'is_superuser', before: (u) => u.isSuperuser, after: (t) => t.isSuperuser },
+  {
+    field: 'date_joined',
+    before: (u) => u.dateJoined.toISOString(),
+    after: (t) => t.dateJoined?.toISOString() ?? null,
+  },
 ];
 
 function changesOf(existing: UserRow | undefined, organizationCode: string, t: Plan['target']): FieldChange[] {
@@ -322,6 +331,8 @@ export async function planItems(
       isStaff: item.isStaff ?? existing?.isStaff ?? false,
       isSuperuser: item.isSuperuser ?? existing?.isSuperuser ?? false,
       passwordHash: item.passwordHash ?? null,
+      dateJoined:
+        existing?.dateJoined ?? (item.dateJoined === undefined ? null : instantOf(item.dateJoined, 'date_joined')),
     };
     const invite =
       (item.sendInvite ?? options.sendInvite ?? false) &&

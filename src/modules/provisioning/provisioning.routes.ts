@@ -101,18 +101,6 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
   const config = app.config;
 
-  // Seed 000's client sends `Content-Type: application/json` with an empty PUT (deactivate): in
-  // this plugin an empty JSON body is no body rather than a 400.
-  const jsonParser = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-    if (body === '' || (typeof body === 'string' && body.trim() === '')) {
-      done(null, undefined);
-      return;
-    }
-    jsonParser(req, body as string, done);
-  });
-
   app.post(
     '/api/provisioning/users',
     {

@@ -3,7 +3,7 @@
  * (`/api/provisioning`), SCIM and the admin API (`/api/v1/users`, the typed collections) call it,
  * so a user written by one is validated, upserted and audited exactly as by the others. The admin
  * API's own rules (typed profiles, password policy and hashing, delegation) run before its call;
- * its fields (status, user type, staff and superuser flags, a password hash) are item fields that
+ * its fields (status, user type, staff and superuser flags, a password hash; an import's join date) are item fields that
  * the other APIs leave undefined, so their writes keep what an administrator set.
  *
  * Scoping. The caller is an `Actor`. Platform-wide callers (platform API keys, superusers) reach
@@ -93,6 +93,11 @@ export interface ProvisionItem {
   passwordHash?: string;
   /** Create only: a user already holding `externalId` is a clash (409 `external_id_taken`), not an update. */
   createOnly?: boolean;
+  /**
+   * When a new user joined (an RFC 3339 date-time, years 0001–9999): an import keeps the source's.
+   * Undefined: the time of the write. An existing user keeps the stored one.
+   */
+  dateJoined?: string;
 }
 
 /** A user as the provisioning APIs show it. `id` is null only in a dry run's plan for a new user. */

@@ -35,24 +35,26 @@ function targetRows(plans: Plan[]): SQL {
     if (item.isStaff !== undefined) r.sf = item.isStaff;
     if (item.isSuperuser !== undefined) r.su = item.isSuperuser;
     if (t.passwordHash !== null) r.p = t.passwordHash;
+    // A new user's join date when the item gives one (an import); absent, the insert takes now().
+    if (!p.existing && t.dateJoined !== null) r.dj = t.dateJoined.toISOString();
     return r;
   });
   return sql`(select r.i as id, r.o as organization_id, r.x as external_id, r.s as scim_external_id,
       r.n as username, r.e as email, coalesce(r.f, '') as first_name, coalesce(r.l, '') as last_name,
       coalesce(r.a, '{}'::jsonb) as attributes, coalesce(r.st, 'active') as status,
-      r.ut as user_type_json, r.sf as is_staff, r.su as is_superuser, r.p as password_hash
+      r.ut as user_type_json, r.sf as is_staff, r.su as is_superuser, r.p as password_hash, r.dj as date_joined
     from json_to_recordset(${JSON.stringify(rows)}::json)
       as r(i uuid, o uuid, x text, s text, n text, e text, f text, l text, a jsonb, st text,
-        ut json, sf boolean, su boolean, p text)) as v`;
+        ut json, sf boolean, su boolean, p text, dj timestamptz)) as v`;
 }
 
 /** The new users of a batch as one INSERT … SELECT; the caller adds ON CONFLICT and RETURNING. */
 function insertUsers(plans: Plan[]): SQL {
   return sql`insert into users (id, organization_id, external_id, scim_external_id, username, email, first_name,
-      last_name, attributes, status, user_type, is_staff, is_superuser, password_hash)
+      last_name, attributes, status, user_type, is_staff, is_superuser, password_hash, date_joined)
     select v.id, v.organization_id, v.external_id, v.scim_external_id, v.username, v.email, v.first_name,
       v.last_name, v.attributes, v.status, v.user_type_json ->> 0, coalesce(v.is_staff, false),
-      coalesce(v.is_superuser, false), v.password_hash
+      coalesce(v.is_superuser, false), v.password_hash, coalesce(v.date_joined, now())
     from ${targetRows(plans)}`;
 }
 
@@ -75,17 +77,18 @@ function written(r: WrittenRow, inserted: boolean, previousStatus: UserStatus | 
 
 const COPY_COLUMNS =
   'id, organization_id, external_id, scim_external_id, username, email, first_name, last_name, attributes, status, ' +
-  'user_type, is_staff, is_superuser, password_hash';
+  'user_type, is_staff, is_superuser, password_hash, date_joined';
 
-const USER_FIELDS = 14;
-/** A row's bytes besides its text: the field count, 14 lengths, two uuids, two booleans and the jsonb version. */
-const ROW_FIXED_BYTES = 2 + USER_FIELDS * 4 + 2 * 16 + 2 + 1;
+const USER_FIELDS = 15;
+/** A row's bytes besides its text: the field count, 15 lengths, two uuids, two booleans, the jsonb version and a timestamp. */
+const ROW_FIXED_BYTES = 2 + USER_FIELDS * 4 + 2 * 16 + 2 + 1 + 8;
 
 /**
  * The planned users as one COPY stream in COPY_COLUMNS order, binary (platform/db/copy-binary.ts), or
- * undefined if an id is not a canonical uuid.
+ * undefined if an id is not a canonical uuid. COPY takes no column default, so a user joining now
+ * gets `now`, the transaction's `now()` in microseconds since the Unix epoch.
  */
-function userRows(plans: Plan[]): Buffer | undefined {
+function userRows(plans: Plan[], now: bigint): Buffer | undefined {
   const c = Chunk.stream(plans.length * 256);
   let at = c.end;
   for (const p of plans) {
@@ -121,6 +124,7 @@ function userRows(plans: Plan[]): Buffer | undefined {
     at = c.bool(at, t.isStaff);
     at = c.bool(at, t.isSuperuser);
     at = c.text(at, t.passwordHash);
+    at = c.timestamp(at, t.dateJoined === null ? now : BigInt(t.dateJoined.getTime()) * 1000n);
   }
   return c.close(at);
 }
@@ -134,12 +138,18 @@ function userRows(plans: Plan[]): Buffer | undefined {
 const COPY_FROM = 50;
 
 async function insertPlainly(tx: DbOrTx, plans: Plan[]): Promise<WrittenRow[]> {
-  if (plans.length < COPY_FROM || !(await copyBinary(tx, `users (${COPY_COLUMNS})`, () => userRows(plans)))) {
-    return queryRows(tx, sql`${insertUsers(plans)} returning id, date_joined as created_at, updated_at`);
+  const insert = () =>
+    queryRows<WrittenRow>(tx, sql`${insertUsers(plans)} returning id, date_joined as created_at, updated_at`);
+  if (plans.length < COPY_FROM) return insert();
+  // The clock to the microsecond, as the column default would have set it (numeric since PostgreSQL 14: exact).
+  const [clock] = await queryRows<{ now: string | Date; micros: string }>(
+    tx,
+    sql`select now() as now, (extract(epoch from now()) * 1000000)::bigint::text as micros`,
+  );
+  if (!clock || !(await copyBinary(tx, `users (${COPY_COLUMNS})`, () => userRows(plans, BigInt(clock.micros))))) {
+    return insert();
   }
-  const [clock] = await queryRows<{ now: string | Date }>(tx, sql`select now() as now`);
-  const now = clock?.now ?? new Date();
-  return plans.map((p) => ({ id: p.target.id, created_at: now, updated_at: now }));
+  return plans.map((p) => ({ id: p.target.id, created_at: p.target.dateJoined ?? clock.now, updated_at: clock.now }));
 }
 
 export interface Written {

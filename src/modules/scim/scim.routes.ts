@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../../platform/http/auth.js';
+import { jsonBodyParser } from '../../platform/http/json-body.js';
 import { scimBulk } from './scim.bulk.js';
 import { listResponse, MAX_PAGE, resourceTypes, schemas, serviceProviderConfig } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
@@ -306,7 +307,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   app.addContentTypeParser(
     'application/scim+json',
     { parseAs: 'string', bodyLimit: app.config.bodyLimitBytes },
-    app.getDefaultJsonParser('error', 'ignore'),
+    jsonBodyParser(app, 'error', 'ignore'),
   );
   app.setErrorHandler((err, request, reply) => sendScimError(request, reply, err));
   app.setNotFoundHandler((request, reply) =>

@@ -517,6 +517,26 @@ describe('SCIM Users', () => {
     }
   });
 
+  it('takes an empty body sent as application/scim+json as no body: DELETE answers 204, a collection 405', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    // Generic HTTP clients set the content type for a whole session, bodiless requests included.
+    const json = { 'content-type': 'application/scim+json' };
+    const deleted = await scim('DELETE', `/Users/${created.id}`, '', json);
+    expect(deleted.statusCode, deleted.body).toBe(204);
+    expect((await scim('GET', `/Users/${created.id}`)).statusCode).toBe(404);
+    const other = (await scim('POST', '/Users', newUser())).json();
+    const declared = await scim('DELETE', `/Users/${other.id}`, '', { ...json, 'content-length': '0' });
+    expect(declared.statusCode, declared.body).toBe(204);
+    const collection = await scim('DELETE', '/Groups', '', json);
+    expect(collection.statusCode, collection.body).toBe(405);
+    expect(collection.headers.allow).toBe('GET, POST, HEAD');
+    // A write that needs a body still refuses an empty one, as a SCIM error.
+    const put = await scim('PUT', `/Users/${(await scim('POST', '/Users', newUser())).json().id}`, '', json);
+    expect(put.statusCode, put.body).toBe(400);
+    expect(put.json()).toMatchObject({ schemas: [ERROR], status: '400' });
+  });
+
   it("keeps each organization to its own users: another organization's user answers 404 for reads and writes", async () => {
     const a = await scimClient(t);
     const b = await scimClient(t);

@@ -19,6 +19,7 @@ export function toExportUser(row: ExportRow) {
     organization: row.organizationCode,
     organization_id: row.organizationId,
     external_id: row.externalId,
+    scim_external_id: row.scimExternalId,
     last_login: row.lastLogin?.toISOString() ?? null,
     attributes: row.attributes,
   };
@@ -39,6 +40,7 @@ const CSV_COLUMNS: (keyof ExportUser)[] = [
   'organization',
   'organization_id',
   'external_id',
+  'scim_external_id',
   'last_login',
   'attributes',
 ];

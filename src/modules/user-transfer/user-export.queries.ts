@@ -40,6 +40,7 @@ export const exportColumns = {
   lastLogin: users.lastLogin,
   userType: users.userType,
   externalId: users.externalId,
+  scimExternalId: users.scimExternalId,
   attributes: users.attributes,
   organizationId: users.organizationId,
   organizationCode: organizations.code,

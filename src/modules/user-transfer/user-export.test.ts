@@ -206,7 +206,7 @@ describe('seed-003 user export', () => {
     expect(csv.headers['content-disposition']).toBe('attachment; filename="users.csv"');
     const lines = csv.body.split('\r\n').filter(Boolean);
     expect(lines[0]).toBe(
-      'id,username,email,first_name,last_name,is_active,date_joined,status,user_type,organization,organization_id,external_id,last_login,attributes',
+      'id,username,email,first_name,last_name,is_active,date_joined,status,user_type,organization,organization_id,external_id,scim_external_id,last_login,attributes',
     );
     expect(lines).toHaveLength(4);
     const tvLine = lines.find((l) => l.includes('"tv-viewer"')) as string;

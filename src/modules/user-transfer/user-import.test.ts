@@ -92,6 +92,110 @@ describe('user import between systems', () => {
     expect(await usersIn(target)).toHaveLength(imported.length + 1);
   });
 
+  it('keeps what an export gives through a round trip: date_joined, suspended and locked status, the SCIM externalId', async () => {
+    const from = await seedOrganization(t);
+    const into = await seedOrganization(t);
+    const joined = new Date('2019-03-04T05:06:07.123Z');
+    await seedUser(t, from.id, {
+      email: 'suspended@example.com',
+      status: 'suspended',
+      dateJoined: joined,
+      scimExternalId: 'scim-suspended',
+    });
+    await seedUser(t, from.id, { email: 'locked@example.com', status: 'locked', scimExternalId: 'scim-locked' });
+    await seedUser(t, from.id, { email: 'plain@example.com', dateJoined: new Date('2001-01-01T00:00:00Z') });
+    const exported = await root.get(`/api/admin/export-users/?organization=${from.code}&include_inactive=true`);
+    const exportedUsers = exported.json().users as Record<string, unknown>[];
+    expect(exportedUsers.find((u) => u.email === 'suspended@example.com')).toMatchObject({
+      date_joined: joined.toISOString(),
+      status: 'suspended',
+      is_active: false,
+      scim_external_id: 'scim-suspended',
+    });
+    expect(exportedUsers.find((u) => u.email === 'plain@example.com')).toMatchObject({ scim_external_id: null });
+
+    const res = await root.post('/api/admin/import-users/', {
+      ...(exported.json() as object),
+      organization: into.code,
+    });
+    expect(res.json()).toMatchObject({ created: 3, skipped: 0, failed: 0 });
+    const byEmail = new Map((await usersIn(into)).map((u) => [u.email, u]));
+    expect(byEmail.get('suspended@example.com')).toMatchObject({
+      status: 'suspended',
+      dateJoined: joined,
+      scimExternalId: 'scim-suspended',
+    });
+    expect(byEmail.get('locked@example.com')).toMatchObject({ status: 'locked', scimExternalId: 'scim-locked' });
+    expect(byEmail.get('plain@example.com')).toMatchObject({
+      status: 'active',
+      dateJoined: new Date('2001-01-01T00:00:00Z'),
+      scimExternalId: null,
+    });
+    // The imported user answers SCIM with its externalId.
+    const back = await root.get(`/api/admin/export-users/?organization=${into.code}&include_inactive=true`);
+    expect(
+      (back.json().users as Record<string, unknown>[]).map((u) => [
+        u.email,
+        u.status,
+        u.date_joined,
+        u.scim_external_id,
+      ]),
+    ).toEqual(exportedUsers.map((u) => [u.email, u.status, u.date_joined, u.scim_external_id]));
+  });
+
+  it('reports a SCIM externalId the organization holds like other duplicates, and a bad date_joined or status for its entry', async () => {
+    const into = await seedOrganization(t);
+    await seedUser(t, into.id, { email: 'holder@example.com', scimExternalId: 'taken' });
+    const res = await root.post('/api/admin/import-users/', {
+      organization: into.code,
+      users: [
+        { email: 'clash@example.com', scim_external_id: 'taken' },
+        { email: 'first@example.com', scim_external_id: 'twice' },
+        { email: 'second@example.com', scim_external_id: 'twice' },
+        { email: 'when@example.com', date_joined: 'yesterday' },
+        { email: 'year-zero@example.com', date_joined: '0000-12-31T00:00:00Z' },
+        // A status another system names its own way: is_active decides.
+        { email: 'other-status@example.com', status: 'inactive', is_active: false },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const answer = res.json() as ImportAnswer;
+    expect(answer.results.map((r) => [r.action, r.code])).toEqual([
+      ['skipped', 'scim_external_id_taken'],
+      ['created', undefined],
+      ['skipped', 'scim_external_id_taken'],
+      ['failed', 'validation_failed'],
+      ['failed', 'validation_failed'],
+      ['created', undefined],
+    ]);
+    expect(answer.results[3]?.errors).toEqual([expect.objectContaining({ field: 'date_joined' })]);
+    expect(answer.results[4]?.errors).toEqual([expect.objectContaining({ field: 'date_joined' })]);
+    const stored = new Map((await usersIn(into)).map((u) => [u.email, u]));
+    expect(stored.get('other-status@example.com')?.status).toBe('deactivated');
+    expect(stored.get('first@example.com')?.scimExternalId).toBe('twice');
+    // Without date_joined, the user joins now.
+    expect(Date.now() - (stored.get('first@example.com')?.dateJoined.getTime() ?? 0)).toBeLessThan(60_000);
+  });
+
+  it('keeps date_joined in an import large enough to be copied in bulk', async () => {
+    const into = await seedOrganization(t);
+    const users50 = Array.from({ length: 50 }, (_, i) => ({
+      email: `bulk-${i}@example.com`,
+      ...(i % 2 ? { date_joined: new Date(Date.UTC(2000 + i, 0, 1, 0, 0, 0, i)).toISOString() } : {}),
+      ...(i % 5 === 0 ? { status: 'suspended', scim_external_id: `s-${i}` } : {}),
+    }));
+    const res = await root.post('/api/admin/import-users/', { organization: into.code, users: users50 });
+    expect(res.json()).toMatchObject({ created: 50, failed: 0 });
+    const stored = new Map((await usersIn(into)).map((u) => [u.email, u]));
+    for (const [i, entry] of users50.entries()) {
+      const row = stored.get(entry.email);
+      if ('date_joined' in entry) expect(row?.dateJoined.toISOString()).toBe(entry.date_joined);
+      else expect(Date.now() - (row?.dateJoined.getTime() ?? 0)).toBeLessThan(60_000);
+      expect(row?.status).toBe(i % 5 === 0 ? 'suspended' : 'active');
+      expect(row?.scimExternalId).toBe(i % 5 === 0 ? `s-${i}` : null);
+    }
+  });
+
   it('reports each bad entry alone and creates the others', async () => {
     const res = await staff.post('/api/admin/import-users/', {
       users: [
@@ -135,11 +239,21 @@ describe('user import between systems', () => {
       users: [{ email: `${unique('x')}@example.com` }],
     });
     expect(elsewhere.statusCode).toBe(403);
-    expect(elsewhere.json()).toMatchObject({ success: false, code: 'permission_denied' });
+    // The refusals speak of importing, not of exporting (same codes).
+    expect(elsewhere.json()).toMatchObject({
+      success: false,
+      code: 'permission_denied',
+      error: 'Staff users import into their own organization only.',
+    });
 
     const member = await loginAs(t, await seedUser(t, target.id));
     const refused = await member.post('/api/admin/import-users/', { users: [] });
     expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({
+      success: false,
+      code: 'permission_denied',
+      error: 'Importing users needs a staff user.',
+    });
     // Staff without the right to create users may export but not import.
     const staffOnly = await loginAs(t, await seedUser(t, target.id, { isStaff: true }));
     const notAllowed = await staffOnly.post('/api/admin/import-users/', { users: [] });

@@ -3,15 +3,17 @@ import type { Db } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import type { FieldError } from '../../platform/http/errors.js';
 import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
+import { USER_STATUSES, type UserStatus } from '../users/users.table.js';
 
 /**
  * Users exported by another system (seed 003's `export-users` answer, or this product's own export)
  * created in one organization through the provisioning core: the same validation, set-based writes
  * and audit events as every other write. Seed 003's importer skips users it already has; here a
- * user whose email, username or external id the organization already holds is skipped, and every
- * other refusal is reported for its entry alone. Passwords never travel: imported users sign in
- * after an invitation (`send_invite`) or a password reset. Staff and superuser flags are never
- * taken from the source.
+ * user whose email, username, external id or SCIM externalId the organization already holds is
+ * skipped, and every other refusal is reported for its entry alone. A user keeps when they joined,
+ * their status (suspended and locked included) and both external ids. Passwords never travel:
+ * imported users sign in after an invitation (`send_invite`) or a password reset. Staff and
+ * superuser flags are never taken from the source.
  */
 
 export interface ImportOptions {
@@ -42,9 +44,16 @@ export interface ImportReport {
   results: ImportResult[];
 }
 
-/** Entries are checked by the core; this only maps seed 003's field names onto its item. */
+const isUserStatus = (value: unknown): value is UserStatus => (USER_STATUSES as readonly unknown[]).includes(value);
+
+/**
+ * Entries are checked by the core; this only maps seed 003's field names (and those this product's
+ * export adds) onto its item. A status another system names its own way is left out: `is_active` decides.
+ */
 function itemOf(entry: Record<string, unknown>, organization: string): ProvisionItem {
   const item: ProvisionItem = { createOnly: true, organization, email: entry.email as string };
+  if (entry.date_joined !== undefined && entry.date_joined !== null) item.dateJoined = entry.date_joined as string;
+  if (isUserStatus(entry.status)) item.status = entry.status;
   if (entry.username !== undefined) item.username = entry.username as string | null;
   if (entry.first_name !== undefined) item.firstName = entry.first_name as string;
   if (entry.last_name !== undefined) item.lastName = entry.last_name as string;
@@ -52,6 +61,9 @@ function itemOf(entry: Record<string, unknown>, organization: string): Provision
   if (entry.user_type !== undefined) item.userType = entry.user_type as string | null;
   if (entry.attributes !== undefined) item.attributes = entry.attributes as Record<string, unknown>;
   if (entry.external_id !== undefined && entry.external_id !== null) item.externalId = entry.external_id as string;
+  if (entry.scim_external_id !== undefined && entry.scim_external_id !== null) {
+    item.scimExternalId = entry.scim_external_id as string;
+  }
   return item;
 }
 

@@ -34,18 +34,36 @@ const failures = {
   413: ExportFailureView,
 };
 
-function staffOf(caller: Actor): UserActor {
+/** What a route does, for its refusals. */
+type Transfer = 'export' | 'import';
+
+const refusals: Record<Transfer, { notStaff: string; otherOrganization: string }> = {
+  export: {
+    notStaff: 'Exporting users needs a staff user.',
+    otherOrganization: 'Staff users export their own organization only.',
+  },
+  import: {
+    notStaff: 'Importing users needs a staff user.',
+    otherOrganization: 'Staff users import into their own organization only.',
+  },
+};
+
+function staffOf(caller: Actor, transfer: Transfer): UserActor {
   const actor = requireUser(caller);
-  if (!actor.isStaff && !actor.isSuperuser) throw commonErrors.forbidden('Exporting users needs a staff user.');
+  if (!actor.isStaff && !actor.isSuperuser) throw commonErrors.forbidden(refusals[transfer].notStaff);
   return actor;
 }
 
-/** The organization an export covers: undefined for every organization (superusers only). */
-async function organizationScope(db: Db, actor: UserActor, code: string | undefined): Promise<string | undefined> {
+/** The organization an export covers or an import writes to: undefined for every organization (superusers only). */
+async function organizationScope(
+  db: Db,
+  actor: UserActor,
+  code: string | undefined,
+  transfer: Transfer,
+): Promise<string | undefined> {
   if (code === undefined) return actor.isSuperuser ? undefined : actor.organizationId;
   if (!actor.isSuperuser) {
-    if (code !== actor.organizationCode)
-      throw commonErrors.forbidden('Staff users export their own organization only.');
+    if (code !== actor.organizationCode) throw commonErrors.forbidden(refusals[transfer].otherOrganization);
     return actor.organizationId;
   }
   const organization = await findOrganizationByCode(db, code);
@@ -55,7 +73,7 @@ async function organizationScope(db: Db, actor: UserActor, code: string | undefi
 
 async function filterOf(db: Db, actor: UserActor, query: ExportStatsInput): Promise<ExportFilter> {
   return {
-    organizationId: await organizationScope(db, actor, query.organization),
+    organizationId: await organizationScope(db, actor, query.organization, 'export'),
     scim: query.filter === undefined ? undefined : scimFilterOf(query.filter),
     userType: query.user_type,
     flag: query.flag,
@@ -89,14 +107,18 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Seed 003’s user export, for staff users (superusers: every organization; staff: their own). Active users ' +
           'by default, in the order they joined, narrowed by the filters. `format=json` (default) answers ' +
-          '`{success, users, count, message}`; `csv` and `ndjson` give one user per line as a download. Every format ' +
+          '`{success, users, count, message}`; `csv` and `ndjson` give one user per line as a download. Each user ' +
+          'carries seed 003’s fields (`id`, `username`, `email`, `first_name`, `last_name`, `is_active`, ' +
+          '`date_joined`), then `status`, `user_type`, `organization`, `organization_id`, `external_id` (the ' +
+          'identity provider’s subject), `scim_external_id` (the SCIM `externalId`), `last_login` and ' +
+          '`attributes`; `import-users` takes them back. Every format ' +
           'is streamed, so an export of any size holds little memory. Each export is recorded as an audit event.',
         querystring: ExportUsersQuery,
         response: { 200: ExportUsersView, ...failures },
       },
     },
     async (req, reply) => {
-      const actor = staffOf(req.actor);
+      const actor = staffOf(req.actor, 'export');
       const filter = await filterOf(db, actor, req.query);
       const format = req.query.format ?? 'json';
       await recordAudit(db, {
@@ -136,7 +158,7 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
-      const actor = staffOf(req.actor);
+      const actor = staffOf(req.actor, 'export');
       const counts = await exportCounts(db, await filterOf(db, actor, req.query));
       return {
         success: true as const,
@@ -159,7 +181,8 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Creates users exported by another system (seed 003’s `export-users` answer, or this one’s) in one ' +
-          'organization, through the provisioning core. A user whose email, username or external id the ' +
+          'organization, through the provisioning core. Each user keeps its `date_joined`, `status` and both ' +
+          'external ids. A user whose email, username, external id or SCIM externalId the ' +
           'organization already holds is skipped; every other refusal is reported for its entry alone. ' +
           `Passwords and staff flags are never imported. Up to BULK_MAX_ITEMS users (default 10,000) a call; ` +
           '`dry_run: true` answers what would happen and writes nothing. Staff users holding `users.update` only.',
@@ -168,7 +191,7 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
-      const actor = staffOf(req.actor);
+      const actor = staffOf(req.actor, 'import');
       // Creating users is what the admin API's users.update guards; being staff alone does not grant it.
       if (!(await app.can(actor, { permission: 'users.update' }))) {
         throw commonErrors.forbidden('Importing users needs the users.update permission.');
@@ -178,7 +201,7 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const detail = `At most ${app.config.bulkMaxItems} users per import.`;
         throw new AppError(413, 'too_many_items', detail, { errors: [{ field: 'users', message: detail }] });
       }
-      const organizationId = await organizationScope(db, actor, req.body.organization);
+      const organizationId = await organizationScope(db, actor, req.body.organization, 'import');
       const organization =
         organizationId === undefined ? undefined : (await findOrganizationById(db, organizationId))?.code;
       if (!organization) {

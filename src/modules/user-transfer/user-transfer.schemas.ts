@@ -58,11 +58,16 @@ export const ExportedUser = Type.Object({
   last_name: Type.String(),
   is_active: Type.Boolean(),
   date_joined: Type.String({ format: 'date-time' }),
-  status: Type.String(),
+  status: Type.String({ description: 'active, suspended, locked or deactivated.' }),
   user_type: NullableString,
   organization: Type.String(),
   organization_id: Type.String({ format: 'uuid' }),
-  external_id: NullableString,
+  external_id: Type.Union([Type.String(), Type.Null()], {
+    description: "The identity provider's subject (seed 000's keycloak_id), unique across the installation.",
+  }),
+  scim_external_id: Type.Union([Type.String(), Type.Null()], {
+    description: "A SCIM client's id for the user (the SCIM `externalId`), unique within the organization.",
+  }),
   last_login: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   attributes: Type.Record(Type.String(), Type.Unknown()),
 });
@@ -97,8 +102,10 @@ export const ImportUsersBody = Type.Object(
     users: Type.Array(Type.Unknown(), {
       description:
         'Users as `export-users` gives them (seed 003’s fields: `email`, `username`, `first_name`, `last_name`, ' +
-        '`is_active`; also `user_type`, `attributes`, `external_id`); other fields are ignored. The whole answer ' +
-        'of an export may be sent as the body.',
+        '`is_active`, `date_joined`; also `status`, `user_type`, `attributes`, `external_id`, `scim_external_id`); ' +
+        'other fields are ignored. `date_joined` (a date-time) is kept, else the user joins now; `status` ' +
+        '(active, suspended, locked or deactivated) wins over `is_active`, another value is ignored. The whole ' +
+        'answer of an export may be sent as the body.',
     }),
     organization: Type.Optional(
       Type.String({ minLength: 1, maxLength: 100, description: 'Organization code (superusers); staff: their own.' }),
@@ -115,7 +122,9 @@ export type ImportUsersInput = Static<typeof ImportUsersBody>;
 export const ImportUsersView = Type.Object({
   success: Type.Literal(true),
   created: Type.Integer(),
-  skipped: Type.Integer({ description: 'Users the organization already holds (same email, username or external id).' }),
+  skipped: Type.Integer({
+    description: 'Users the organization already holds (same email, username, external id or SCIM externalId).',
+  }),
   failed: Type.Integer(),
   dry_run: Type.Boolean(),
   results: Type.Array(

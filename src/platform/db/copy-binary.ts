@@ -13,6 +13,8 @@ import { type DbOrTx, pgClientOf, pgliteClientOf } from './client.js';
 export const HEADER = Buffer.from('PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0', 'latin1');
 export const TRAILER = Buffer.from([0xff, 0xff]);
 const TEXT_OID = 25;
+/** 2000-01-01T00:00:00Z, where binary timestamps count from, in microseconds since the Unix epoch. */
+const POSTGRES_EPOCH_MICROS = 946_684_800_000_000n;
 
 /** Text fields as bytes, each behind its length. */
 export function fields(...values: string[]): Buffer {
@@ -175,6 +177,13 @@ export class Chunk {
     this.view.setInt32(at, 1);
     this.bytes[at + 4] = value ? 1 : 0;
     return at + 5;
+  }
+
+  /** A timestamptz from microseconds since the Unix epoch: binary COPY counts them from 2000-01-01 UTC. */
+  timestamp(at: number, unixMicros: bigint): number {
+    this.view.setInt32(at, 8);
+    this.view.setBigInt64(at + 4, unixMicros - POSTGRES_EPOCH_MICROS);
+    return at + 12;
   }
 
   /** jsonb's binary form: a version byte (1), then the JSON text. */
