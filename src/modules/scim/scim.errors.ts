@@ -44,12 +44,12 @@ export const scimErrors = {
       'bulk_circular_reference',
     ),
   /** RFC 7644 §3.11: a service provider that does not support /Me answers 501. */
-  meNotImplemented: () =>
+  meUnsupported: () =>
     new ScimError(
       501,
       undefined,
       '/Me is not supported: SCIM is authenticated with an API key, which stands for no user.',
-      'not_implemented',
+      'me_unsupported',
     ),
   notFound: (what: string, id: string) => new ScimError(404, undefined, `${what} ${id} not found.`, 'not_found'),
   preconditionFailed: () =>

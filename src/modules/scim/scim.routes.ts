@@ -643,7 +643,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     schema: { hide: true },
     handler: async (request) => {
       scimOrganizationOf(request.actor);
-      throw scimErrors.meNotImplemented();
+      throw scimErrors.meUnsupported();
     },
   });
 
