@@ -4,7 +4,6 @@
 // through json_to_recordset, COPY text, with synchronous_commit off, into tables with fewer secondary
 // indexes, and through the shipped ActivityBuffer; audit events through json_to_recordset, unnest of
 // arrays, and the shipped recordAudits (COPY in the transaction). Prints a table; writes nothing.
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -18,6 +17,7 @@ import { type AuditEvent, recordAudits } from '../src/modules/activity/audit.js'
 import { redactDetails } from '../src/modules/activity/redact.js';
 import { openDatabase } from '../src/platform/db/client.js';
 import { migrate } from '../src/platform/db/migrate.js';
+import { cpuSeconds } from './lib/cpu.js';
 import { createDatabase } from './lib/http.js';
 
 const { values: args } = parseArgs({
@@ -31,10 +31,8 @@ const BATCHES = Number(args.batches);
 const ROUNDS = Number(args.rounds);
 const ROWS = 1000;
 
-function ticks(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) * 10; // ms
-}
+/** CPU milliseconds a process has used so far. */
+const ticks = (pid: number) => cpuSeconds(pid) * 1000;
 
 const users = Array.from({ length: 50 }, () => uuidv7());
 const orgs = [uuidv7(), uuidv7()];

@@ -160,7 +160,8 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const scope = organizationScopeOf(req.actor);
-      const row = isUuid(req.params.id) ? await findActivity(db, req.params.id) : undefined;
+      // findActivity answers nothing, without a query, for an id that is not a UUIDv7.
+      const row = await findActivity(db, req.params.id);
       if (!row || (scope !== undefined && row.organization_id !== scope)) throw activityNotFound(req.params.id);
       return toActivityView(row);
     },

@@ -103,7 +103,7 @@ function checkScopes(scopes: readonly string[]): string[] {
 function checkExpiry(expiresAt: string | Date | undefined, now: Date): Date | null {
   if (expiresAt === undefined) return null;
   const at = expiresAt instanceof Date ? expiresAt : instantOf(expiresAt, 'expires_at');
-  if (Number.isNaN(at.getTime()) || at.getTime() <= now.getTime()) throw apiKeyErrors.expiryInPast();
+  if (at.getTime() <= now.getTime()) throw apiKeyErrors.expiryInPast();
   return at;
 }
 

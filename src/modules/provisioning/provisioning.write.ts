@@ -85,8 +85,8 @@ const ROW_FIXED_BYTES = 2 + USER_FIELDS * 4 + 2 * 16 + 2 + 1 + 8;
 
 /**
  * The planned users as one COPY stream in COPY_COLUMNS order, binary (platform/db/copy-binary.ts), or
- * undefined if an id is not a canonical uuid. COPY takes no column default, so a user joining now
- * gets `now`, the transaction's `now()` in microseconds since the Unix epoch.
+ * undefined if an id is not a canonical uuid. `date_joined` is a listed column, so every row needs a
+ * value: a user joining now gets `now`, the transaction's `now()` in microseconds since the Unix epoch.
  */
 function userRows(plans: Plan[], now: bigint): Buffer | undefined {
   const c = Chunk.stream(plans.length * 256);

@@ -261,6 +261,9 @@ export async function deletePermission(db: Db, ref: string): Promise<void> {
   await db.transaction(async (tx) => {
     const current = await requirePermission(tx, ref);
     if (current.moduleCode === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
+    // Locked first: a grant being written holds a key-share lock on the row, so the count below sees
+    // it once committed, instead of the cascade of role_permissions deleting it afterwards.
+    await tx.select({ id: permissions.id }).from(permissions).where(eq(permissions.id, current.id)).for('update');
     const [granted] = await tx
       .select({ roles: count() })
       .from(rolePermissions)

@@ -150,9 +150,14 @@ function bulkIdsIn(value: unknown, found: string[] = []): string[] {
 const QUOTED_BULK_ID = /"bulkId:([^"]*)"/g;
 
 /** The PATCH operations of a PatchOp body, as readPatchBody finds them (anything else: none). */
+/** The key a PatchOp body holds its operations under (clients vary the case). */
+function operationsKey(data: Record<string, unknown>): 'Operations' | 'operations' {
+  return Array.isArray(data.Operations) ? 'Operations' : 'operations';
+}
+
 function patchOperationsOf(data: unknown): Record<string, unknown>[] {
   if (!isObject(data)) return [];
-  const operations = data.Operations ?? data.operations;
+  const operations = data[operationsKey(data)];
   return Array.isArray(operations) ? operations.filter(isObject) : [];
 }
 
@@ -166,7 +171,7 @@ function bulkIdsInPatchPaths(data: unknown): string[] {
 /** A PatchOp body with every `"bulkId:x"` in its paths replaced; an unknown one refuses the operation. */
 function resolvePatchPaths(data: unknown, ids: Map<string, string>): unknown {
   if (!isObject(data) || patchOperationsOf(data).length === 0) return data;
-  const key = data.Operations !== undefined ? 'Operations' : 'operations';
+  const key = operationsKey(data);
   const operations = (data[key] as unknown[]).map((op) =>
     isObject(op) && typeof op.path === 'string'
       ? {

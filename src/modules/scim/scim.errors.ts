@@ -144,3 +144,13 @@ export function toScimError(err: unknown): { status: number; document: ScimError
     },
   };
 }
+
+/**
+ * A message's `schemas` must list its schema URN (RFC 7643 §3: "schemas" is required); URNs compare
+ * case-insensitively (RFC 7643 §2.1). Otherwise 400 invalidSyntax.
+ */
+export function requireSchema(schemas: unknown, urn: string): void {
+  const lower = urn.toLowerCase();
+  if (Array.isArray(schemas) && schemas.some((s) => typeof s === 'string' && s.toLowerCase() === lower)) return;
+  throw scimErrors.invalidSyntax(`"schemas" is required and must list ${urn}.`);
+}

@@ -7,7 +7,7 @@ import { type AuditEvent, recordAudits } from '../activity/audit.js';
 import { roleChanged, userRolesChanged } from '../rbac/effective-access.js';
 import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
 import { users } from '../users/users.table.js';
-import { scimErrors } from './scim.errors.js';
+import { requireSchema, scimErrors } from './scim.errors.js';
 import { type AttributeMap, compileFilter } from './scim.filter.js';
 import { applyPatch, type PatchOperation, type PatchSchema } from './scim.patch.js';
 import { caseless } from './scim.user-mapping.js';
@@ -199,10 +199,7 @@ export function fromScimGroup(input: unknown): GroupFields {
   if (!isObject(input)) throw scimErrors.invalidSyntax('The body must be a SCIM Group object.');
   const body = caseless(input);
   // "schemas" is required (RFC 7643 §3); a patched representation holds it, as PATCH never changes it.
-  const schemas = body.schemas;
-  if (!Array.isArray(schemas) || !schemas.includes(GROUP_SCHEMA)) {
-    throw scimErrors.invalidSyntax(`"schemas" is required and must list ${GROUP_SCHEMA}.`);
-  }
+  requireSchema(body.schemas, GROUP_SCHEMA);
   const displayName = typeof body.displayname === 'string' ? body.displayname.trim() : '';
   if (!displayName) throw scimErrors.invalidValue('"displayName" is required.');
   if (displayName.length > 200) throw scimErrors.invalidValue('"displayName" is longer than 200 characters.');

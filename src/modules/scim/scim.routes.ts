@@ -3,7 +3,7 @@ import type { Actor } from '../../platform/http/auth.js';
 import { jsonBodyParser } from '../../platform/http/json-body.js';
 import { scimBulk } from './scim.bulk.js';
 import { listResponse, MAX_PAGE, resourceTypes, schemas, serviceProviderConfig } from './scim.discovery.js';
-import { ScimError, scimErrors, toScimError } from './scim.errors.js';
+import { requireSchema, ScimError, scimErrors, toScimError } from './scim.errors.js';
 import { ENTERPRISE_URN, normalisePath } from './scim.filter.js';
 import {
   createScimGroup,
@@ -659,12 +659,7 @@ function searchBody(body: unknown): Record<string, unknown> {
   }
   const b = body as Record<string, unknown>;
   // RFC 7644 §3.4.3: the body is a SearchRequest message, which says so in "schemas".
-  if (
-    !Array.isArray(b.schemas) ||
-    !b.schemas.some((s) => typeof s === 'string' && s.toLowerCase() === SEARCH_REQUEST_SCHEMA.toLowerCase())
-  ) {
-    throw scimErrors.invalidSyntax(`"schemas" is required and must list ${SEARCH_REQUEST_SCHEMA}.`);
-  }
+  requireSchema(b.schemas, SEARCH_REQUEST_SCHEMA);
   const list = (v: unknown) => (Array.isArray(v) ? v.join(',') : v);
   return {
     filter: b.filter,

@@ -2,7 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import { roles, userRoles } from '../rbac/rbac.table.js';
 import type { User } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
-import { scimErrors } from './scim.errors.js';
+import { requireSchema, scimErrors } from './scim.errors.js';
 import { type AttributeMap, ENTERPRISE_URN } from './scim.filter.js';
 import { applyPatch, type PatchAttribute, type PatchOperation, type PatchSchema } from './scim.patch.js';
 
@@ -288,13 +288,7 @@ export function fromScimUser(input: unknown): ScimUserFields {
   const body = caseless(input);
   // "schemas" is required (RFC 7643 §3). A PATCH reads back the current representation, which
   // always holds it: PATCH never changes "schemas".
-  const schemas = body.schemas;
-  if (
-    !Array.isArray(schemas) ||
-    !schemas.some((s) => typeof s === 'string' && s.toLowerCase() === USER_SCHEMA.toLowerCase())
-  ) {
-    throw scimErrors.invalidSyntax(`"schemas" is required and must list ${USER_SCHEMA}.`);
-  }
+  requireSchema(body.schemas, USER_SCHEMA);
   const username = optionalString(body, 'username', 'userName')?.trim();
   if (!username) throw scimErrors.invalidValue('"userName" is required.');
   if (username.length > 256) throw scimErrors.invalidValue('"userName" is longer than 256 characters.');
