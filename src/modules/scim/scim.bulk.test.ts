@@ -90,7 +90,12 @@ describe('SCIM Bulk', () => {
         {
           method: 'PATCH',
           path: '/Groups/bulkId:g1',
-          data: { schemas: [PATCH], Operations: [{ op: 'remove', path: 'members[value eq "bulkId:u2"]' }] },
+          // Operations under the lower-case key, the other spelling present but null: read as one list.
+          data: {
+            schemas: [PATCH],
+            Operations: null,
+            operations: [{ op: 'remove', path: 'members[value eq "bulkId:u2"]' }],
+          },
         },
         {
           method: 'PATCH',

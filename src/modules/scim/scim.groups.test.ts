@@ -324,6 +324,10 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(replaced.statusCode).toBe(400);
     expect(replaced.json()).toMatchObject({ schemas: [ERROR], status: '400', scimType: 'invalidSyntax' });
     expect((await scim('GET', `/Groups/${group.id}`)).json().displayName).toBe(displayName);
+
+    // URNs compare case-insensitively (RFC 7643 §2.1), as for Users.
+    const upper = await scim('PUT', `/Groups/${group.id}`, { schemas: [GROUP.toUpperCase()], displayName });
+    expect(upper.statusCode, upper.body).toBe(200);
   });
 
   it('deletes a group: its role and assignments go, and it answers 404 afterwards', async () => {
