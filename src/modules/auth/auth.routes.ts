@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@fastify/type-provider-typebox';
+import { type Static, Type } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { prepareDummyHash } from '../../platform/crypto/passwords.js';
 import { bearerToken } from '../../platform/http/auth.js';
@@ -67,9 +67,22 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
       throw err;
     }
   };
-  const refreshDescription =
-    'Trades a refresh token for a new access token and a new refresh token. Each refresh token works once; presenting ' +
-    'a used one again revokes the whole session.';
+  // Two paths trade refresh tokens (seed 001's and simplejwt's): one schema and one handler.
+  const refreshSchema = (operationId: string) => ({
+    operationId,
+    tags,
+    security: [],
+    description:
+      'Trades a refresh token for a new access token and a new refresh token. Each refresh token works once; ' +
+      'presenting a used one again revokes the whole session.',
+    body: RefreshBody,
+    response: { 200: RefreshedView },
+  });
+  const refresh = async (req: FastifyRequest<{ Body: Static<typeof RefreshBody> }>, reply: FastifyReply) => {
+    const pair = await refreshSession(ctx, req.body.refresh);
+    noStore(reply);
+    return pair;
+  };
 
   // The token endpoint the discovery document names, and its refresh route, also take form bodies:
   // OAuth2 clients send them (RFC 6749 §4.3.2, §6), and so do seed 001/002's Django clients
@@ -117,25 +130,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
       },
     );
 
-    scope.post(
-      '/api/token/refresh',
-      {
-        schema: {
-          operationId: 'refreshToken',
-          tags,
-          security: [],
-          description: refreshDescription,
-          body: RefreshBody,
-          consumes,
-          response: { 200: RefreshedView },
-        },
-      },
-      async (req, reply) => {
-        const pair = await refreshSession(ctx, req.body.refresh);
-        noStore(reply);
-        return pair;
-      },
-    );
+    scope.post('/api/token/refresh', { schema: { ...refreshSchema('refreshToken'), consumes } }, refresh);
   };
   await app.register(formAndJson);
 
@@ -156,24 +151,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
       return passwordLogin(req, req.body);
     },
   );
-  app.post(
-    '/api/v1/users/token/refresh',
-    {
-      schema: {
-        operationId: 'refreshUserToken',
-        tags,
-        security: [],
-        description: refreshDescription,
-        body: RefreshBody,
-        response: { 200: RefreshedView },
-      },
-    },
-    async (req, reply) => {
-      const pair = await refreshSession(ctx, req.body.refresh);
-      noStore(reply);
-      return pair;
-    },
-  );
+  app.post('/api/v1/users/token/refresh', { schema: refreshSchema('refreshUserToken') }, refresh);
 
   app.post(
     '/api/v1/users/logout',

@@ -355,7 +355,7 @@ async function holdersChangedWhere(tx: DbOrTx, which: SQL): Promise<void> {
 }
 
 /** Records that these roles gained or lost holders (see holdersChangedWhere). */
-export function holdersChanged(tx: DbOrTx, roleIds: string[]): Promise<void> {
+function holdersChanged(tx: DbOrTx, roleIds: string[]): Promise<void> {
   return roleIds.length === 0 ? Promise.resolve() : holdersChangedWhere(tx, inArray(roles.id, roleIds));
 }
 

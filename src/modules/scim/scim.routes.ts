@@ -162,34 +162,24 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 const isEmpty = (value: unknown) =>
   (Array.isArray(value) && value.length === 0) || (isPlainObject(value) && Object.keys(value).length === 0);
 
-/** Only the named (sub-)attributes of a value; each element of a multi-valued one is filtered alike. */
-function pickAttributes(value: unknown, tree: AttributeTree): unknown {
-  if (Array.isArray(value)) return value.map((v) => pickAttributes(v, tree)).filter((v) => !isEmpty(v));
+/**
+ * A value filtered by the named (sub-)attributes: only those (`keep`) or all but those. Each element
+ * of a multi-valued attribute is filtered alike; a parent left with no value is unassigned, and left
+ * out rather than shown empty.
+ */
+function filterAttributes(value: unknown, tree: AttributeTree, keep: boolean): unknown {
+  if (Array.isArray(value)) return value.map((v) => filterAttributes(v, tree, keep)).filter((v) => !isEmpty(v));
   if (!isPlainObject(value)) return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     const sub = tree.get(k.toLowerCase());
-    if (sub === true) out[k] = v;
-    else if (sub !== undefined) {
-      const picked = pickAttributes(v, sub);
-      // A sub-attribute that has no value is unassigned: its parent is left out, not shown empty.
-      if (!isEmpty(picked)) out[k] = picked;
-    }
-  }
-  return out;
-}
-
-/** A value without the named (sub-)attributes. */
-function dropAttributes(value: unknown, tree: AttributeTree): unknown {
-  if (Array.isArray(value)) return value.map((v) => dropAttributes(v, tree)).filter((v) => !isEmpty(v));
-  if (!isPlainObject(value)) return value;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    const sub = tree.get(k.toLowerCase());
-    if (sub === undefined) out[k] = v;
-    else if (sub !== true) {
-      const left = dropAttributes(v, sub);
-      if (!isEmpty(left)) out[k] = left;
+    if (sub === undefined) {
+      if (!keep) out[k] = v;
+    } else if (sub === true) {
+      if (keep) out[k] = v;
+    } else {
+      const filtered = filterAttributes(v, sub, keep);
+      if (!isEmpty(filtered)) out[k] = filtered;
     }
   }
   return out;
@@ -216,7 +206,7 @@ export function projection(attributes?: string, excluded?: string): Projection {
     for (const name of ALWAYS) wanted.set(name, true);
     return {
       has: (name) => wanted.has(name.toLowerCase()),
-      apply: (resource) => pickAttributes(resource, wanted) as Record<string, unknown>,
+      apply: (resource) => filterAttributes(resource, wanted, true) as Record<string, unknown>,
     };
   }
   if (excluded) {
@@ -224,7 +214,7 @@ export function projection(attributes?: string, excluded?: string): Projection {
     for (const name of ALWAYS) dropped.delete(name);
     return {
       has: (name) => dropped.get(name.toLowerCase()) !== true,
-      apply: (resource) => dropAttributes(resource, dropped) as Record<string, unknown>,
+      apply: (resource) => filterAttributes(resource, dropped, false) as Record<string, unknown>,
     };
   }
   return { has: () => true, apply: (resource) => resource };

@@ -1,4 +1,4 @@
-import { AppError, registerUniqueConstraint } from '../../platform/http/errors.js';
+import { AppError, commonErrors, registerUniqueConstraint } from '../../platform/http/errors.js';
 
 registerUniqueConstraint('users_org_email_key', 'email', 'email_taken');
 registerUniqueConstraint('users_org_username_key', 'username', 'username_taken');
@@ -14,9 +14,10 @@ export const userErrors = {
       errors: [{ field: 'organization', message: 'No organization has this code.' }],
     }),
   activeContradictsStatus: (status: string) =>
-    new AppError(400, 'validation_failed', `is_active contradicts status "${status}".`, {
-      errors: [{ field: 'is_active', message: `Contradicts status "${status}"; give one of the two.` }],
-    }),
+    commonErrors.validation(
+      [{ field: 'is_active', message: `Contradicts status "${status}"; give one of the two.` }],
+      `is_active contradicts status "${status}".`,
+    ),
   otherOrganization: () =>
     new AppError(403, 'organization_forbidden', 'Only a superuser may create users in another organization.', {
       errors: [{ field: 'organization', message: 'Name your own organization or leave it out.' }],

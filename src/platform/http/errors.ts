@@ -64,9 +64,10 @@ export const commonErrors = {
   /** Fields of an object that a write cannot change; `via` narrows the wording ("through the profile"). */
   readOnlyFields: (fields: readonly string[], via?: string) => {
     const where = via ? ` ${via}` : '';
-    return new AppError(400, 'validation_failed', `${fields.join(', ')} cannot be changed${where}.`, {
-      errors: fields.map((field) => ({ field, message: `This field cannot be changed${where}.` })),
-    });
+    return commonErrors.validation(
+      fields.map((field) => ({ field, message: `This field cannot be changed${where}.` })),
+      `${fields.join(', ')} cannot be changed${where}.`,
+    );
   },
 };
 
