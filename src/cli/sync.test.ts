@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse } from '../../test/cli.js';
 import { startTestApp, type TestApp } from '../../test/test-app.js';
@@ -75,6 +75,19 @@ describe('gatehouse sync on the command line', () => {
 
     const again = await gatehouse(['sync', '--integration', integrationId], dataDir, { env });
     expect(again.stdout.trim()).toBe(`${integrationId}: 0 pending, 0 upserted, 0 deactivated, 0 failed`);
+
+    // Another run holds the integration: said on stderr, and the exit status is not 0.
+    const database = await openDatabase({ dataDir });
+    try {
+      await database.db.execute(sql`
+        insert into downstream_sync_leases (organization_id, integration_id, holder, lease_until)
+        select organization_id, id, gen_random_uuid(), now() + interval '1 hour' from integrations`);
+    } finally {
+      await database.close();
+    }
+    const held = await gatehouse(['sync'], dataDir, { env });
+    expect(held.code).toBe(1);
+    expect(held.stderr).toContain(`gatehouse: sync ${integrationId}: A sync of users`);
 
     const unknown = await gatehouse(['sync', '--organization', 'nope'], dataDir, { env });
     expect(unknown.code).not.toBe(0);

@@ -51,7 +51,10 @@ export function registerSyncCommand(program: Command): void {
           reports = await syncAllTargets(db, envelope, {
             ...run,
             organizationId,
-            onError: (id, err) => console.error(`gatehouse: sync ${id}: ${(err as Error).message}`),
+            onError: (id, err) => {
+              console.error(`gatehouse: sync ${id}: ${(err as Error).message}`);
+              process.exitCode = 1;
+            },
           });
         }
       });

@@ -2,6 +2,7 @@ import { and, asc, eq } from 'drizzle-orm';
 import type { Config } from '../../config.js';
 import { type Envelope, envelopeFor } from '../../platform/crypto/envelope.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { AppError } from '../../platform/http/errors.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
 import { findIntegration } from '../integrations/integrations.queries.js';
@@ -55,7 +56,10 @@ registerJobHandler(
   async (_job, ctx) => {
     await scheduleSyncSweep(ctx.db, ctx.config);
     const reports = await syncAllTargets(ctx.db, envelopeFor(ctx.config), {
-      onError: (integrationId, err) => ctx.log.error({ err, integrationId }, 'downstream sync failed'),
+      onError: (integrationId, err) =>
+        err instanceof AppError && err.code === 'sync_in_progress'
+          ? ctx.log.info({ integrationId }, 'downstream sync skipped: another run holds the integration')
+          : ctx.log.error({ err, integrationId }, 'downstream sync failed'),
     });
     for (const report of reports) {
       if (report.pending > 0) ctx.log.info({ ...report, failures: undefined }, 'users synced downstream');

@@ -67,7 +67,8 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Sends the organization’s users to a `user_provisioning` integration (a downstream system with seed 000’s ' +
           'provisioning API at its `base_url`) now: users with a `keycloak_id` that changed since the downstream ' +
           'last took them, active ones by bulk upsert, those no longer active by deactivation. 400 ' +
-          '`not_a_sync_target` for other service types; 409 for a deactivated integration.',
+          '`not_a_sync_target` for other service types; 409 for a deactivated integration, and 409 ' +
+          '`sync_in_progress` while another sync to it runs (a dry run only counts, and runs beside it).',
         params: IntegrationIdParams,
         body: SyncBody,
         response: { 200: SyncView },

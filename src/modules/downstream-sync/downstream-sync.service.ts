@@ -1,6 +1,7 @@
-import { and, asc, eq, gt, isNotNull, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNotNull, lt, or, type SQL, sql } from 'drizzle-orm';
 import type { Envelope } from '../../platform/crypto/envelope.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { newId } from '../../platform/db/ids.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { AppError } from '../../platform/http/errors.js';
 import { recordAudit } from '../activity/audit.js';
@@ -9,7 +10,7 @@ import { integrationErrors } from '../integrations/integrations.errors.js';
 import type { IntegrationRow } from '../integrations/integrations.queries.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { users } from '../users/users.table.js';
-import { userSyncStates } from './downstream-sync.table.js';
+import { downstreamSyncLeases, userSyncStates } from './downstream-sync.table.js';
 
 /**
  * Outbound sync (seed 000 from the other side): an organization's users pushed to a downstream
@@ -27,6 +28,10 @@ import { userSyncStates } from './downstream-sync.table.js';
 export const SYNC_SERVICE_TYPE = 'user_provisioning';
 const BATCH = 1000;
 const MAX_REPORTED_FAILURES = 100;
+/** How long a sync holds its integration without renewing: a run that died blocks the next one this long. */
+const LEASE_MS = 5 * 60_000;
+/** A running sync renews its lease before a downstream call once this much of it has passed. */
+const RENEW_AFTER_MS = 30_000;
 
 export interface SyncOptions {
   dryRun?: boolean;
@@ -136,6 +141,75 @@ export async function countPending(db: DbOrTx, integration: IntegrationRow): Pro
   return row?.n ?? 0;
 }
 
+/**
+ * One sync at a time per integration, across processes and nodes: a lease row on the database
+ * clock, taken when there is none or the last holder's ran out.
+ */
+class SyncLease {
+  private readonly holder = newId();
+  private renewedAt = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly integration: IntegrationRow,
+  ) {}
+
+  private get key() {
+    return and(
+      eq(downstreamSyncLeases.organizationId, this.integration.organizationId),
+      eq(downstreamSyncLeases.integrationId, this.integration.id),
+    );
+  }
+
+  private until() {
+    return sql`now() + ${`${LEASE_MS} milliseconds`}::interval`;
+  }
+
+  /** Takes the lease, or answers 409 `sync_in_progress` while another run holds it. */
+  async take(): Promise<void> {
+    const [row] = await this.db
+      .insert(downstreamSyncLeases)
+      .values({
+        organizationId: this.integration.organizationId,
+        integrationId: this.integration.id,
+        holder: this.holder,
+        leaseUntil: this.until(),
+      })
+      .onConflictDoUpdate({
+        target: [downstreamSyncLeases.organizationId, downstreamSyncLeases.integrationId],
+        set: { holder: this.holder, leaseUntil: this.until() },
+        setWhere: lt(downstreamSyncLeases.leaseUntil, sql`now()`),
+      })
+      .returning({ holder: downstreamSyncLeases.holder });
+    if (row?.holder !== this.holder) {
+      throw new AppError(
+        409,
+        'sync_in_progress',
+        `A sync of users to integration ${this.integration.id} is running; this one would send them twice.`,
+      );
+    }
+    this.renewedAt = Date.now();
+  }
+
+  /** Renews the lease when due; false when it was lost (it ran out and another run took it). */
+  async keep(): Promise<boolean> {
+    if (Date.now() - this.renewedAt < RENEW_AFTER_MS) return true;
+    const renewed = await this.db
+      .update(downstreamSyncLeases)
+      .set({ leaseUntil: this.until() })
+      .where(and(this.key, eq(downstreamSyncLeases.holder, this.holder)))
+      .returning({ holder: downstreamSyncLeases.holder });
+    this.renewedAt = Date.now();
+    return renewed.length > 0;
+  }
+
+  async release(): Promise<void> {
+    await this.db.delete(downstreamSyncLeases).where(and(this.key, eq(downstreamSyncLeases.holder, this.holder)));
+  }
+}
+
+const LEASE_LOST = 'Another sync took over this integration (this one held it too long without an answer).';
+
 interface Outcome {
   user: Candidate;
   error: string | null;
@@ -211,6 +285,102 @@ function bulkOutcomes(batch: Candidate[], response: IntegrationResponse): Outcom
   }));
 }
 
+interface Run {
+  db: Db;
+  envelope: Envelope;
+  integration: IntegrationRow;
+  options: SyncOptions;
+  /** Seed 000's `engagemx_client_id`: the organization's code. */
+  clientId: string;
+  report: SyncReport;
+  /** Absent on a dry run. */
+  lease: SyncLease | undefined;
+}
+
+function fail(report: SyncReport, user: Candidate, error: string): void {
+  report.failed++;
+  if (report.failures.length < MAX_REPORTED_FAILURES) {
+    report.failures.push({ user_id: user.id, keycloak_id: user.externalId, error });
+  }
+}
+
+/** Whether the run still holds its integration before its next call; if not, it stops. */
+async function mayCall(run: Run): Promise<boolean> {
+  if (!run.lease || (await run.lease.keep())) return true;
+  run.report.stopped = LEASE_LOST;
+  return false;
+}
+
+async function sendPending(run: Run): Promise<void> {
+  const { db, envelope, integration, options, report } = run;
+  const target = { organizationId: integration.organizationId, integrationId: integration.id };
+  let afterId: string | undefined;
+  for (;;) {
+    const batch = await candidates(db, integration, options.full === true, BATCH, afterId);
+    if (batch.length === 0) break;
+    afterId = batch[batch.length - 1]?.id;
+    report.pending += batch.length;
+    if (options.dryRun) continue;
+
+    const outcomes: Outcome[] = [];
+    const upserts = batch.filter((u) => u.active);
+    if (upserts.length > 0) {
+      if (!(await mayCall(run))) break;
+      const response = await callIntegration(db, envelope, target, {
+        method: 'POST',
+        path: '/users/bulk',
+        body: upserts.map((u) => ({
+          keycloak_id: u.externalId,
+          email: u.email,
+          first_name: u.firstName,
+          last_name: u.lastName,
+          engagemx_client_id: run.clientId,
+          is_active: true,
+        })),
+      });
+      const problem = problemOf(response);
+      const result = problem ?? bulkOutcomes(upserts, response);
+      if (typeof result === 'string') {
+        report.stopped = `The downstream did not take the users: ${result}.`;
+        for (const user of upserts) fail(report, user, result);
+        await saveOutcomes(
+          db,
+          integration,
+          upserts.map((user) => ({ user, error: result })),
+        );
+        break;
+      }
+      outcomes.push(...result);
+    }
+    for (const user of batch.filter((u) => !u.active)) {
+      if (!(await mayCall(run))) break;
+      const response = await callIntegration(db, envelope, target, {
+        method: 'PUT',
+        path: `/users/${encodeURIComponent(user.externalId)}/deactivate`,
+      });
+      const problem = problemOf(response);
+      if (problem) {
+        report.stopped = `The downstream did not take a deactivation: ${problem}.`;
+        outcomes.push({ user, error: problem });
+        break;
+      }
+      // A user the downstream does not have is as deactivated there as it can be.
+      outcomes.push({ user, error: response.success || response.status === 404 ? null : `HTTP ${response.status}` });
+    }
+    for (const { user, error } of outcomes) {
+      if (error) fail(report, user, error);
+      else if (user.active) report.upserted++;
+      else report.deactivated++;
+    }
+    await saveOutcomes(db, integration, outcomes);
+    if (report.stopped || batch.length < BATCH) break;
+  }
+}
+
+/**
+ * Sends what the downstream needs to hear about. One run at a time per integration (409
+ * `sync_in_progress` while another holds it); a dry run only counts, beside a running one.
+ */
 export async function syncIntegration(
   db: Db,
   envelope: Envelope,
@@ -228,77 +398,16 @@ export async function syncIntegration(
     stopped: null,
     failures: [],
   };
-  const target = { organizationId: integration.organizationId, integrationId: integration.id };
-  const fail = (user: Candidate, error: string) => {
-    report.failed++;
-    if (report.failures.length < MAX_REPORTED_FAILURES) {
-      report.failures.push({ user_id: user.id, keycloak_id: user.externalId, error });
-    }
-  };
   const [organization] = await db
     .select({ code: organizations.code })
     .from(organizations)
     .where(eq(organizations.id, integration.organizationId));
-  const clientId = organization?.code as string;
-
-  let afterId: string | undefined;
-  for (;;) {
-    const batch = await candidates(db, integration, options.full === true, BATCH, afterId);
-    if (batch.length === 0) break;
-    afterId = batch[batch.length - 1]?.id;
-    report.pending += batch.length;
-    if (options.dryRun) continue;
-
-    const outcomes: Outcome[] = [];
-    const upserts = batch.filter((u) => u.active);
-    if (upserts.length > 0) {
-      const response = await callIntegration(db, envelope, target, {
-        method: 'POST',
-        path: '/users/bulk',
-        body: upserts.map((u) => ({
-          keycloak_id: u.externalId,
-          email: u.email,
-          first_name: u.firstName,
-          last_name: u.lastName,
-          engagemx_client_id: clientId,
-          is_active: true,
-        })),
-      });
-      const problem = problemOf(response);
-      const result = problem ?? bulkOutcomes(upserts, response);
-      if (typeof result === 'string') {
-        report.stopped = `The downstream did not take the users: ${result}.`;
-        for (const user of upserts) fail(user, result);
-        await saveOutcomes(
-          db,
-          integration,
-          upserts.map((user) => ({ user, error: result })),
-        );
-        break;
-      }
-      outcomes.push(...result);
-    }
-    for (const user of batch.filter((u) => !u.active)) {
-      const response = await callIntegration(db, envelope, target, {
-        method: 'PUT',
-        path: `/users/${encodeURIComponent(user.externalId)}/deactivate`,
-      });
-      const problem = problemOf(response);
-      if (problem) {
-        report.stopped = `The downstream did not take a deactivation: ${problem}.`;
-        outcomes.push({ user, error: problem });
-        break;
-      }
-      // A user the downstream does not have is as deactivated there as it can be.
-      outcomes.push({ user, error: response.success || response.status === 404 ? null : `HTTP ${response.status}` });
-    }
-    for (const { user, error } of outcomes) {
-      if (error) fail(user, error);
-      else if (user.active) report.upserted++;
-      else report.deactivated++;
-    }
-    await saveOutcomes(db, integration, outcomes);
-    if (report.stopped || batch.length < BATCH) break;
+  const lease = options.dryRun ? undefined : new SyncLease(db, integration);
+  await lease?.take();
+  try {
+    await sendPending({ db, envelope, integration, options, clientId: organization?.code as string, report, lease });
+  } finally {
+    await lease?.release();
   }
 
   if (!options.dryRun) {

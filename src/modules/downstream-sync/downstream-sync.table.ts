@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { boolean, index, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
+import { boolean, index, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { integrationIdColumn } from '../integrations/integrations.table.js';
 import { organizationIdColumn } from '../organizations/organizations.table.js';
 import { userIdColumn } from '../users/users.table.js';
@@ -32,3 +32,21 @@ export const userSyncStates = pgTable(
 );
 
 export type UserSyncState = typeof userSyncStates.$inferSelect;
+
+/**
+ * The sync running for an integration, if any: the scheduled job, the admin API and the CLI may
+ * start one at the same moment (on several nodes), and two runs would send the same users twice.
+ * A lease on the database clock that the holder renews with every batch, so a run that dies blocks
+ * the next one for a few minutes at most.
+ */
+export const downstreamSyncLeases = pgTable(
+  'downstream_sync_leases',
+  {
+    organizationId: organizationIdColumn(),
+    integrationId: integrationIdColumn(),
+    /** The running sync's own id: only it renews or gives back the lease. */
+    holder: uuid('holder').notNull(),
+    leaseUntil: timestamp('lease_until', { withTimezone: true }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.organizationId, t.integrationId] })],
+);

@@ -173,6 +173,57 @@ describe('outbound user sync to a seed-000 downstream', () => {
     expect(event?.actor_type).toBe('system');
   });
 
+  it('runs one sync per integration at a time: a held lease answers 409, a dry run still counts', async () => {
+    const held = await seedOrganization(t);
+    const id = await target(undefined, held.code);
+    const dave = await seedUser(t, held.id, { externalId: unique('kc-dave-') });
+    // Another node's run, in the middle of its work.
+    await t.database.db.execute(sql`
+      insert into downstream_sync_leases (organization_id, integration_id, holder, lease_until)
+      values (${held.id}, ${id}, gen_random_uuid(), now() + interval '1 minute')`);
+
+    const refused = await root.post(`/api/v1/integrations/${id}/sync/`, {});
+    expect(refused.statusCode, refused.body).toBe(409);
+    expect(refused.json()).toMatchObject({ code: 'sync_in_progress' });
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, { dry_run: true })).json()).toMatchObject({
+      pending: 1,
+    });
+    // The scheduled job passes the held integration by without failing.
+    await enqueueJob(t.database.db, SYNC_SWEEP_JOB, {}, { singletonKey: 'while-held' });
+    const ran = await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: [SYNC_SWEEP_JOB] });
+    expect(ran).toEqual({ completed: 1, failed: 0 });
+    expect(await downstreamUser(dave.externalId)).toBeUndefined();
+
+    // The holder died: once its lease ran out, the next run takes over, and gives the lease back.
+    await t.database.db.execute(
+      sql`update downstream_sync_leases set lease_until = now() - interval '1 second' where integration_id = ${id}`,
+    );
+    const res = await root.post(`/api/v1/integrations/${id}/sync/`, {});
+    expect(res.json()).toMatchObject({ pending: 1, upserted: 1 });
+    expect(await downstreamUser(dave.externalId)).toBeDefined();
+    expect(
+      await queryRows(t.database.db, sql`select 1 from downstream_sync_leases where integration_id = ${id}`),
+    ).toEqual([]);
+  });
+
+  it('sends a user once when two syncs start together', async () => {
+    const both = await seedOrganization(t);
+    const id = await target(undefined, both.code);
+    await seedUser(t, both.id, { externalId: unique('kc-erin-') });
+    const answers = await Promise.all([
+      root.post(`/api/v1/integrations/${id}/sync/`, {}),
+      root.post(`/api/v1/integrations/${id}/sync/`, {}),
+    ]);
+    // One sends; the other either waits its turn (and finds nothing left) or is told a sync runs.
+    for (const res of answers) expect([200, 409], res.body).toContain(res.statusCode);
+    expect(answers.reduce((n, res) => n + (res.statusCode === 200 ? res.json().upserted : 0), 0)).toBe(1);
+    const [calls] = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from integration_logs where integration_id = ${id} and method = 'POST'`,
+    );
+    expect(calls?.n).toBe(1);
+  });
+
   it('refuses other service types, deactivated targets and other organizations', async () => {
     const webhook = await root.post('/api/v1/integrations/', {
       name: unique('hook '),
