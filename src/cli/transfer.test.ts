@@ -38,7 +38,10 @@ describe('gatehouse export and import on the command line', () => {
   beforeAll(async () => {
     await onDatabase(dataDir, async ({ db }) => {
       const [from] = await db.insert(organizations).values({ code: 'from', name: 'From' }).returning();
-      await db.insert(organizations).values({ code: 'into', name: 'Into' });
+      await db.insert(organizations).values([
+        { code: 'into', name: 'Into' },
+        { code: 'csvinto', name: 'Into from CSV' },
+      ]);
       const organizationId = from?.id as string;
       await db.insert(users).values([
         {
@@ -101,6 +104,36 @@ describe('gatehouse export and import on the command line', () => {
       expect(created[0]?.details).toMatchObject({ via: 'cli:gatehouse' });
       const exports = await db.select().from(activities).where(eq(activities.activityType, 'users.exported'));
       expect(exports).toHaveLength(2);
+    });
+  });
+
+  it('imports a CSV export as it imports the JSON one', async () => {
+    const csvFile = `${file}.csv`;
+    try {
+      const exported = await gatehouse(
+        ['export', '--organization', 'from', '--format', 'csv', '--include-inactive', '--output', csvFile],
+        dataDir,
+      );
+      expect(exported.code, exported.stderr).toBe(0);
+      const imported = await gatehouse(['import', '--organization', 'csvinto', '--file', csvFile], dataDir);
+      expect(imported.stderr).toBe('');
+      expect(imported.stdout.trim()).toBe('csvinto: 3 users created, 0 skipped (already there), 0 failed');
+    } finally {
+      rmSync(csvFile, { force: true });
+    }
+    await onDatabase(dataDir, async ({ db }) => {
+      const [into] = await db.select().from(organizations).where(eq(organizations.code, 'csvinto'));
+      const copied = await db
+        .select()
+        .from(users)
+        .where(eq(users.organizationId, into?.id as string))
+        .orderBy(users.email);
+      expect(copied.map((u) => [u.email, u.username, u.firstName, u.lastName, u.status, u.userType])).toEqual([
+        ['ada@example.com', 'ada', 'Ada', '', 'active', null],
+        ['bob@example.com', 'bob@example.com', '', '=SUM(A1)', 'active', null],
+        ['gone@example.com', 'gone@example.com', '', '', 'deactivated', null],
+      ]);
+      expect(copied[0]?.attributes).toEqual({ tv_service: true });
     });
   });
 

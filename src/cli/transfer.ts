@@ -104,7 +104,7 @@ export function registerTransferCommands(program: Command): void {
     .command('import')
     .description('Create users exported by another system in one organization; users it already has are skipped')
     .requiredOption('--organization <code>', 'the organization to import into')
-    .option('--file <path>', 'an export: its JSON answer, a JSON array of users, or NDJSON')
+    .option('--file <path>', 'an export: its JSON answer, a JSON array of users, NDJSON, or CSV')
     .option('--from <url>', 'a running system to take its export from (seed 003’s /api/admin/export-users/)')
     .option('--username <name>', 'with --from: a staff user of the source, signed in as seed 003 does')
     .option('--password-env <variable>', 'with --username: the environment variable holding the password')

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { AppError } from '../../platform/http/errors.js';
+import { usersOfCsv } from './user-export.format.js';
 
 /**
  * Where `gatehouse import` reads users from: a file an export wrote, or a running system's
@@ -9,8 +10,23 @@ import { AppError } from '../../platform/http/errors.js';
 
 const refused = (detail: string) => new AppError(400, 'import_source', detail);
 
-/** The users of an export's JSON answer, a JSON array, or NDJSON (one user per line). */
+/**
+ * The users of an export's JSON answer, a JSON array, NDJSON (one user per line), or a CSV export
+ * (anything that does not start as JSON does: its first line names the columns).
+ */
 export function usersOfDocument(text: string, name: string): unknown[] {
+  if (!/^\uFEFF?\s*[[{]/.test(text)) {
+    let users: Record<string, unknown>[];
+    try {
+      users = usersOfCsv(text);
+    } catch (err) {
+      throw refused(`${name}: not JSON, NDJSON or CSV (${(err as Error).message}).`);
+    }
+    if (users.length > 0 && !('email' in (users[0] as object))) {
+      throw refused(`${name}: a CSV export's first line names its columns, and one of them is email.`);
+    }
+    return users;
+  }
   let whole: unknown;
   try {
     whole = JSON.parse(text);

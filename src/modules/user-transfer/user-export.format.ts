@@ -1,3 +1,4 @@
+import { parse } from 'csv-parse/sync';
 import type { ExportRow } from './user-export.queries.js';
 
 /**
@@ -47,18 +48,53 @@ const CSV_COLUMNS: (keyof ExportUser)[] = [
 
 export const CSV_HEADER = `${CSV_COLUMNS.join(',')}\r\n`;
 
+/** Text a spreadsheet would run as a formula. */
+const FORMULA = /^[=+\-@\t\r]/;
+/** A formula the export defused with a leading apostrophe. */
+const DEFUSED = /^'[=+\-@\t\r]/;
+
 /**
  * One RFC 4180 field. Text is always quoted, and text a spreadsheet would run as a formula
  * (leading = + - @ tab or CR) gets a leading apostrophe: names and attributes come from users.
+ * Null is the one unquoted empty field, so an empty text and a missing value stay apart.
  */
 function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';
   if (typeof value === 'boolean' || typeof value === 'number') return String(value);
   const text = typeof value === 'string' ? value : JSON.stringify(value);
-  const defused = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+  const defused = FORMULA.test(text) ? `'${text}` : text;
   return `"${defused.replaceAll('"', '""')}"`;
 }
 
 export function toCsvLine(user: ExportUser): string {
   return `${CSV_COLUMNS.map((column) => csvField(user[column])).join(',')}\r\n`;
+}
+
+/**
+ * The users of a CSV export (a header row naming the columns, then one user per row), as the
+ * importer takes them: an unquoted empty field is null, `is_active` a boolean, `attributes` the
+ * object its JSON names, and a formula the export defused gets its apostrophe back off. A value
+ * that does not read as its column's type is passed on as text, for the importer to refuse that
+ * entry alone. Throws `Error` naming the line when the CSV itself is broken.
+ */
+export function usersOfCsv(text: string): Record<string, unknown>[] {
+  return parse(text, {
+    bom: true,
+    columns: true,
+    skip_empty_lines: true,
+    cast: (value, context) => {
+      if (context.header) return value;
+      if (value === '' && !context.quoting) return null;
+      const field = DEFUSED.test(value) ? value.slice(1) : value;
+      if (context.column === 'is_active' && (field === 'true' || field === 'false')) return field === 'true';
+      if (context.column === 'attributes') {
+        try {
+          return JSON.parse(field) as unknown;
+        } catch {
+          return field;
+        }
+      }
+      return field;
+    },
+  }) as Record<string, unknown>[];
 }
