@@ -22,7 +22,8 @@ const exported: ExportUser = {
 
 describe('reading a CSV export back', () => {
   it('gives each user as the JSON export does: nulls, empty text, booleans, attributes, defused formulas', () => {
-    const csv = CSV_HEADER + toCsvLine(exported) + toCsvLine({ ...exported, email: 'bob@example.com', is_active: true });
+    const csv =
+      CSV_HEADER + toCsvLine(exported) + toCsvLine({ ...exported, email: 'bob@example.com', is_active: true });
     const users = usersOfDocument(`\uFEFF${csv}`, 'users.csv');
     expect(users).toEqual([exported, { ...exported, email: 'bob@example.com', is_active: true }]);
   });
