@@ -54,6 +54,7 @@ describe('loadConfig', () => {
     ['INTEGRATION_HEALTH_INTERVAL_SECONDS', '-5'],
     ['DOWNSTREAM_SYNC_INTERVAL_SECONDS', 'soon'],
     ['INTEGRATION_HISTORY_DAYS', 'forever'],
+    ['MAIL_OUTBOX_RETENTION_DAYS', '-1'],
   ])('refuses a bad %s with a message naming it', (variable, value) => {
     const err = refusal({
       [variable]: value,

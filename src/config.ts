@@ -45,6 +45,8 @@ export interface Config {
   downstreamSyncIntervalSeconds: number;
   /** Days of integration request logs and health checks kept; 0 keeps everything. */
   integrationHistoryDays: number;
+  /** Days mail stays in the outbox once delivered, stored or failed; 0 keeps it. */
+  mailOutboxRetentionDays: number;
 }
 
 /** A bad environment value; `main` prints its message as the one line that stops start-up. */
@@ -274,6 +276,7 @@ export function loadConfig(env: Env = process.env): Config {
     activityRetentionMonths: intVar(env, 'ACTIVITY_RETENTION_MONTHS', 12, 0, 1200),
     integrationHealthIntervalSeconds: intVar(env, 'INTEGRATION_HEALTH_INTERVAL_SECONDS', 300, 0, 7 * 86_400),
     integrationHistoryDays: intVar(env, 'INTEGRATION_HISTORY_DAYS', 30, 0, 36_500),
+    mailOutboxRetentionDays: intVar(env, 'MAIL_OUTBOX_RETENTION_DAYS', 30, 0, 36_500),
     downstreamSyncIntervalSeconds: intVar(env, 'DOWNSTREAM_SYNC_INTERVAL_SECONDS', 300, 0, 7 * 86_400),
   };
 }

@@ -1,15 +1,7 @@
 import { lt, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
+import { firstIdAt } from '../../platform/db/ids.js';
 import { integrationHealthChecks, integrationLogs } from './integrations.table.js';
-
-/**
- * The smallest UUIDv7 of a moment: ids are time-ordered (their first 48 bits are the Unix time in
- * milliseconds), so "older than" is an id range on the primary key and needs no index of its own.
- */
-export function firstIdAt(ms: number): string {
-  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
-}
 
 /**
  * Deletes request logs and health checks older than `days`, a bounded chunk per statement (on

@@ -5,10 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, clientWithRole, seedOrganization } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
-import { newId } from '../../platform/db/ids.js';
+import { firstIdAt, newId } from '../../platform/db/ids.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { runPendingJobs } from '../../platform/jobs/worker.js';
-import { firstIdAt, pruneIntegrationHistory } from './history-retention.js';
+import { pruneIntegrationHistory } from './history-retention.js';
 import { HEALTH_SWEEP_JOB } from './integrations.jobs.js';
 import { integrationLogs } from './integrations.table.js';
 

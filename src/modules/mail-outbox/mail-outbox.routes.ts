@@ -4,6 +4,7 @@ import { instantOf } from '../../platform/http/date-time.js';
 import { cursorId, toPage } from '../../platform/http/pagination.js';
 import type { OutboxMail } from '../../platform/mail/outbox.table.js';
 import { mailOutboxErrors } from './mail-outbox.errors.js';
+import { scheduleOutboxRetention } from './mail-outbox.jobs.js';
 import { listOutboxMails } from './mail-outbox.queries.js';
 import { ListOutboxQuery, OutboxMailIdParams, OutboxMailPage, OutboxMailView } from './mail-outbox.schemas.js';
 import { readOutboxMail } from './mail-outbox.service.js';
@@ -32,6 +33,7 @@ const auth = 'superuser' as const;
 
 export const mailOutboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
+  await scheduleOutboxRetention(db, app.config);
 
   app.get(
     '/api/v1/mail-outbox',

@@ -2,11 +2,14 @@ import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { firstIdAt } from '../../platform/db/ids.js';
 import { encodeCursor } from '../../platform/http/pagination.js';
+import { enqueueJob } from '../../platform/jobs/queue.js';
 import { runPendingJobs } from '../../platform/jobs/worker.js';
 import { queueMail } from '../../platform/mail/mail.js';
 import { mailOutbox } from '../../platform/mail/outbox.table.js';
 import { activities } from '../activity/activity.table.js';
+import { OUTBOX_RETENTION_JOB, pruneOutbox } from './mail-outbox.jobs.js';
 
 interface Summary {
   id: string;
@@ -213,5 +216,31 @@ describe('mail outbox API', () => {
     // None of the refused calls read the mail.
     const events = await t.database.db.select().from(activities).where(eq(activities.objectId, id));
     expect(events).toEqual([]);
+  });
+
+  it('deletes mail older than MAIL_OUTBOX_RETENTION_DAYS from a scheduled job, but never mail still queued', async () => {
+    const day = 86_400_000;
+    // Ids are UUIDv7: the first 48 bits are the time the mail was queued.
+    const idAt = (ms: number, n: number) => firstIdAt(ms).replace(/0{12}$/, String(n).padStart(12, '0'));
+    const to = address();
+    const old = Date.now() - 40 * day;
+    await t.database.db.insert(mailOutbox).values([
+      { id: idAt(old, 1), toAddress: to, subject: 'sent', textBody: '', status: 'sent' },
+      { id: idAt(old, 2), toAddress: to, subject: 'stored', textBody: 'https://reset/link', status: 'stored' },
+      { id: idAt(old, 3), toAddress: to, subject: 'failed', textBody: 'x', status: 'failed' },
+      { id: idAt(old, 4), toAddress: to, subject: 'queued', textBody: 'x', status: 'queued' },
+      { id: idAt(Date.now() - 20 * day, 5), toAddress: to, subject: 'recent', textBody: 'x', status: 'stored' },
+    ]);
+    const kept = async () =>
+      (await t.database.db.select().from(mailOutbox).where(eq(mailOutbox.toAddress, to))).map((m) => m.subject).sort();
+
+    expect((await pruneOutbox(t.database.db, 0)).deleted).toBe(0);
+    expect(await kept()).toHaveLength(5);
+
+    await enqueueJob(t.database.db, OUTBOX_RETENTION_JOB, {}, { singletonKey: 'due-now' });
+    const ran = await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: [OUTBOX_RETENTION_JOB] });
+    expect(ran).toEqual({ completed: 1, failed: 0 });
+    expect(t.config.mailOutboxRetentionDays).toBe(30);
+    expect(await kept()).toEqual(['queued', 'recent']);
   });
 });

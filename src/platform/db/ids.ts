@@ -35,6 +35,15 @@ export function newIdBytes(): Uint8Array {
   return generator.generate().bytes;
 }
 
+/**
+ * The smallest UUIDv7 of a moment: ids are time-ordered (their first 48 bits are the Unix time in
+ * milliseconds), so "older than" is an id range on the primary key and needs no index of its own.
+ */
+export function firstIdAt(ms: number): string {
+  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
+}
+
 const V7 = /^([0-9a-f]{8})-([0-9a-f]{4})-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 
 /**
