@@ -73,9 +73,9 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
         body: SyncBody,
         response: { 200: SyncView },
       },
-      // Every field is optional, so a call without a body is the same as one with `{}`.
+      // Every field is optional, so a call without a body is the same as one with `{}` (a JSON `null` is refused).
       preValidation: async (req) => {
-        req.body ??= {};
+        if (req.body === undefined) req.body = {};
       },
     },
     async (req) => {

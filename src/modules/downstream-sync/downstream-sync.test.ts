@@ -160,7 +160,12 @@ describe('outbound user sync to a seed-000 downstream', () => {
     const scheduled = await seedOrganization(t);
     const id = await target(undefined, scheduled.code);
     const carol = await seedUser(t, scheduled.id, { externalId: unique('kc-carol-') });
-    await enqueueJob(t.database.db, SYNC_SWEEP_JOB, {}, { singletonKey: 'due-now' });
+    await enqueueJob(
+      t.database.db,
+      SYNC_SWEEP_JOB,
+      {},
+      { singletonKey: 'due-now', startAfter: new Date(Date.now() - 1000) },
+    );
     const ran = await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: [SYNC_SWEEP_JOB] });
     expect(ran).toEqual({ completed: 1, failed: 0 });
     expect((await downstreamUser(carol.externalId))?.email).toBe(carol.email);
@@ -189,7 +194,12 @@ describe('outbound user sync to a seed-000 downstream', () => {
       pending: 1,
     });
     // The scheduled job passes the held integration by without failing.
-    await enqueueJob(t.database.db, SYNC_SWEEP_JOB, {}, { singletonKey: 'while-held' });
+    await enqueueJob(
+      t.database.db,
+      SYNC_SWEEP_JOB,
+      {},
+      { singletonKey: 'while-held', startAfter: new Date(Date.now() - 1000) },
+    );
     const ran = await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: [SYNC_SWEEP_JOB] });
     expect(ran).toEqual({ completed: 1, failed: 0 });
     expect(await downstreamUser(dave.externalId)).toBeUndefined();
@@ -244,6 +254,13 @@ describe('outbound user sync to a seed-000 downstream', () => {
     expect((await stranger.post(`/api/v1/integrations/${id}/sync/`, {})).statusCode).toBe(404);
     expect((await stranger.get(`/api/v1/integrations/${id}/sync-status/`)).statusCode).toBe(404);
 
+    const nullBody = await t.request({
+      method: 'POST',
+      url: `/api/v1/integrations/${id}/sync/`,
+      headers: { authorization: `Bearer ${root.token}`, 'content-type': 'application/json' },
+      payload: 'null',
+    });
+    expect(nullBody.statusCode, nullBody.body).toBe(400);
     const bad = await root.post(`/api/v1/integrations/${id}/sync/`, { dry_run: 'maybe' });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().errors).toEqual([expect.objectContaining({ field: 'dry_run' })]);

@@ -55,7 +55,12 @@ describe('the integration sweep job', () => {
     const id = (res.json() as { id: string }).id;
 
     // The waiting run starts in a minute; this one is due now.
-    await enqueueJob(t.database.db, HEALTH_SWEEP_JOB, {}, { singletonKey: 'due-now' });
+    await enqueueJob(
+      t.database.db,
+      HEALTH_SWEEP_JOB,
+      {},
+      { singletonKey: 'due-now', startAfter: new Date(Date.now() - 1000) },
+    );
     const ran = await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: [HEALTH_SWEEP_JOB] });
     expect(ran).toEqual({ completed: 1, failed: 0 });
     expect(paths).toContain('/from-the-job');

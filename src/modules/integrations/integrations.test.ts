@@ -170,9 +170,16 @@ describe('integration registry', () => {
     // A count the server keeps is ignored; a status it does not take is refused.
     const fields = (refused.json().errors as { field: string }[]).map((e) => e.field).sort();
     expect(fields).toEqual(['health_status']);
-    const unknown = await admin.patch(url, { bogus_field: 1 });
-    expect(unknown.statusCode).toBe(200);
-    expect(unknown.json()).toEqual(before);
+    // A field it does not know, or a misspelt credential, is refused by name: never dropped in silence.
+    const unknown = await admin.patch(url, { bogus_field: 1, credentials: { apiKey: 'rotated-key-0000000001' } });
+    expect(unknown.statusCode).toBe(400);
+    expect((unknown.json().errors as { field: string }[]).map((e) => e.field).sort()).toEqual([
+      'bogus_field',
+      'credentials.apiKey',
+    ]);
+    const unchanged = await admin.patch(url, { total_requests: 5 });
+    expect(unchanged.statusCode).toBe(200);
+    expect(unchanged.json()).toEqual(before);
     expect((await auditOf(created.id)).map((e) => e.activity_type)).toEqual(['integration.created']);
   });
 

@@ -237,7 +237,12 @@ describe('mail outbox API', () => {
     expect((await pruneOutbox(t.database.db, 0)).deleted).toBe(0);
     expect(await kept()).toHaveLength(5);
 
-    await enqueueJob(t.database.db, OUTBOX_RETENTION_JOB, {}, { singletonKey: 'due-now' });
+    await enqueueJob(
+      t.database.db,
+      OUTBOX_RETENTION_JOB,
+      {},
+      { singletonKey: 'due-now', startAfter: new Date(Date.now() - 1000) },
+    );
     const ran = await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: [OUTBOX_RETENTION_JOB] });
     expect(ran).toEqual({ completed: 1, failed: 0 });
     expect(t.config.mailOutboxRetentionDays).toBe(30);

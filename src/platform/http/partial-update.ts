@@ -5,8 +5,9 @@ import { commonErrors } from './errors.js';
 /** What every partial update answers, for the routes' OpenAPI descriptions. */
 export const PARTIAL_UPDATE_RULES =
   'A field the object shows but this body does not take (its id, code, …) answers 400 naming it when its value ' +
-  'differs from the stored one (sent back unchanged, it is ignored); timestamps and counts the server keeps, and ' +
-  'unknown fields, are ignored; a body with nothing to change answers the object as it is, unwritten.';
+  'differs from the stored one (sent back unchanged, it is ignored); timestamps and counts the server keeps are ' +
+  'ignored, and so are unknown fields unless the body schema is closed (`additionalProperties: false`), which ' +
+  'refuses them by name; a body with nothing to change answers the object as it is, unwritten.';
 
 export interface PartialUpdateRoute<P extends TObject> {
   /** The route's path parameters, which `current` reads. */
@@ -30,14 +31,15 @@ export interface PartialUpdateRoute<P extends TObject> {
  *   the schema, which would let it through to be ignored. Sent back unchanged it is ignored: clients
  *   PATCH back the object they read (Django REST Framework ignores read-only fields in input).
  *   Timestamps and counts the server keeps are not compared (a copy read a moment ago may already
- *   be stale) and are dropped like unknown fields;
- * - any other field the body schema does not declare is dropped, as in every body, so the write and
- *   its audit event see only what they can change;
+ *   be stale). Both are dropped before the schema, so that a closed one does not refuse them;
+ * - any other field the body schema does not declare is refused by a closed schema, dropped by an
+ *   open one (as in every body), so the write and its audit event see only what they can change;
  * - a body left with nothing to change answers the object as it stands: no write, no audit event,
  *   `updated_at` untouched. (An empty body `{}` is still refused by the schema's `minProperties`.)
  */
 export function partialUpdate<P extends TObject>(route: PartialUpdateRoute<P>) {
   const writable = new Set(Object.keys(route.body.properties));
+  const shown = Object.keys(route.view.properties).filter((field) => !writable.has(field));
   const readOnly = [
     ...Object.entries(route.view.properties)
       .filter(([field, schema]) => !writable.has(field) && !isKeptByServer(schema))
@@ -45,17 +47,25 @@ export function partialUpdate<P extends TObject>(route: PartialUpdateRoute<P>) {
     ...(route.alsoReadOnly ?? []).filter((field) => !writable.has(field)),
   ];
   return {
-    preValidation: async (request: FastifyRequest) => {
+    preValidation: async (request: FastifyRequest, reply: FastifyReply) => {
       const body = request.body;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) return;
-      const named = readOnly.filter((field) => Object.hasOwn(body, field));
-      if (named.length === 0) return;
-      // Read only when a read-only field is there; a missing object answers its 404 here.
-      const stored = (await route.current(request as FastifyRequest<{ Params: Static<P> }>)) as Record<string, unknown>;
       const sent = body as Record<string, unknown>;
-      // As JSON, so that a stored Date equals the timestamp text it is shown as.
-      const refused = named.filter((field) => JSON.stringify(stored[field]) !== JSON.stringify(sent[field]));
-      if (refused.length > 0) throw commonErrors.readOnlyFields(refused, route.via);
+      const named = readOnly.filter((field) => Object.hasOwn(sent, field));
+      if (named.length > 0) {
+        // Read only when a read-only field is there; a missing object answers its 404 here.
+        const current = await route.current(request as FastifyRequest<{ Params: Static<P> }>);
+        const stored = current as Record<string, unknown>;
+        // As JSON, so that a stored Date equals the timestamp text it is shown as.
+        const refused = named.filter((field) => JSON.stringify(stored[field]) !== JSON.stringify(sent[field]));
+        if (refused.length > 0) throw commonErrors.readOnlyFields(refused, route.via);
+      }
+      const given = Object.keys(sent).length;
+      for (const field of shown) delete sent[field];
+      // Only what the object shows, sent back: nothing to change (an empty body is the schema's to refuse).
+      if (given > 0 && Object.keys(sent).length === 0) {
+        return reply.send(await route.current(request as FastifyRequest<{ Params: Static<P> }>));
+      }
     },
     preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
       const body = request.body as Record<string, unknown>;

@@ -4,11 +4,14 @@ import type { FastifySchemaCompiler } from 'fastify';
 import { parseDate, parseDateTime } from './date-time.js';
 
 // Bodies are validated strictly (a number is not silently turned into a string); query strings and
-// path parameters arrive as text, so they are coerced to the declared types.
+// path parameters arrive as text, so they are coerced to the declared types. A body schema that
+// closes an object (`additionalProperties: false`) refuses a field it does not know, naming it: a
+// misspelt credential or setting dropped in silence would answer success for a change not made.
+// Objects left open take extra fields, as the seeds' serializers do.
 const strict = new Ajv({
   allErrors: true,
   useDefaults: true,
-  removeAdditional: true,
+  removeAdditional: false,
   coerceTypes: false,
   strict: false,
 });
