@@ -273,7 +273,8 @@ export const AuthorizeBody = Type.Object(
     redirect_uri: Type.Optional({
       ...HttpUrl,
       description:
-        'Where the provider sends the user back; default `PUBLIC_URL` + `/api/v1/integrations/oauth2/callback`. ' +
+        'Where the provider sends the user back: an absolute http:// or https:// URL without a fragment; default ' +
+        '`PUBLIC_URL` + `/api/v1/integrations/oauth2/callback`. ' +
         'A different one must itself deliver `code` and `state` to that callback.',
     }),
   },
