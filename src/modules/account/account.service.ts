@@ -9,11 +9,14 @@ import { enqueueJob } from '../../platform/jobs/queue.js';
 import { queueMail } from '../../platform/mail/mail.js';
 import { recordAudit } from '../activity/audit.js';
 import {
+  type ClientInfo,
   DEFAULT_ORGANIZATION_CODE,
   ensureDefaultOrganization,
   invalidateUserState,
+  recordFailedCredentialCheck,
   revokeUserSessions,
 } from '../auth/auth.service.js';
+import { isAccountLocked } from '../lockout/lockout.queries.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
@@ -187,19 +190,28 @@ export async function updateProfile(
 
 /**
  * Changes the caller's password after checking the current one. Every other session of the user
- * ends in the same transaction; the caller's own session stays signed in.
+ * ends in the same transaction; the caller's own session stays signed in. A wrong current password
+ * counts as a failed login of the account (lockout), and while the account is locked the current
+ * password is checked all the same but never matches, as at login.
  */
 export async function changePassword(
   db: Db,
+  config: Config,
   actor: UserActor,
   input: { old_password: string; new_password: string },
+  client: ClientInfo,
 ): Promise<void> {
   const user = await findUserById(db, actor.userId);
   if (!user) throw userErrors.notFound(actor.userId);
+  const locked = await isAccountLocked(db, user);
   const matches = user.passwordHash
     ? await verifyPassword(user.passwordHash, input.old_password)
     : await verifyDummyPassword(input.old_password);
-  if (!matches) throw accountErrors.wrongPassword();
+  if (locked) throw accountErrors.wrongPassword();
+  if (!matches) {
+    await recordFailedCredentialCheck(db, config, user, client, 'change_password');
+    throw accountErrors.wrongPassword();
+  }
   if (input.new_password === input.old_password) throw accountErrors.samePassword();
   const org = await findOrganizationById(db, user.organizationId);
   assertPasswordPolicy(
