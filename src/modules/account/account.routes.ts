@@ -251,7 +251,8 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         security: [],
         description:
           'Sets a new password with a reset or invitation token. The token works once; a used, expired or unknown one ' +
-          'answers 400 `invalid_token`. Every session of the user ends.',
+          'answers 400 `invalid_token`, as does one whose account has since changed its email or left `active`. ' +
+          'Every session of the user ends, and a lock from failed logins lifts.',
         body: PasswordResetConfirmBody,
         response: { 200: DetailView },
       },

@@ -16,7 +16,7 @@ import {
   recordFailedCredentialCheck,
   revokeUserSessions,
 } from '../auth/auth.service.js';
-import { isAccountLocked } from '../lockout/lockout.queries.js';
+import { clearLockout, isAccountLocked } from '../lockout/lockout.queries.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
@@ -288,8 +288,9 @@ export async function describePasswordToken(db: Db, token: string): Promise<Acco
 
 /**
  * Sets a new password with a reset or invitation token: uses the token up, sets the hash, marks the
- * address verified (the mail reached its owner) and ends every session of the user, in one
- * transaction. The policy is checked before the token is used, so a refused password keeps the link.
+ * address verified (the mail reached its owner), lifts a lock from failed logins and ends every
+ * session of the user, in one transaction. The policy is checked before the token is used, so a
+ * refused password keeps the link.
  */
 export async function confirmPasswordReset(db: Db, input: { token: string; new_password: string }): Promise<void> {
   const tokenHash = sha256Hex(input.token);
@@ -314,6 +315,9 @@ export async function confirmPasswordReset(db: Db, input: { token: string; new_p
     if (!used) throw accountErrors.invalidToken();
     await tx.update(users).set({ passwordHash, emailVerified: true }).where(eq(users.id, used.userId));
     await supersedeAccountTokens(tx, used.userId, PASSWORD_PURPOSES);
+    // The mail reached the account's owner, who now has a password nobody guessed: a lock from
+    // failed logins (someone else's guesses, or their own forgotten password) has done its work.
+    await clearLockout(tx, { organizationId: user.organizationId, id: used.userId });
     await revokeUserSessions(tx, used.userId, used.purpose === 'invite' ? 'invitation_accepted' : 'password_reset');
     await recordAudit(tx, {
       type: used.purpose === 'invite' ? 'auth.invitation_accepted' : 'auth.password_reset',

@@ -1,8 +1,10 @@
-import { eq, sql } from 'drizzle-orm';
+import { desc, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
 import { ConfigError } from '../../config.js';
+import { runPendingJobs } from '../../platform/jobs/worker.js';
+import { mailOutbox } from '../../platform/mail/outbox.table.js';
 import { activities } from '../activity/activity.table.js';
 import { users } from '../users/users.table.js';
 import { accountLockouts } from './lockout.table.js';
@@ -133,6 +135,34 @@ describe('account lockout', () => {
     expect(res.json()).toMatchObject({ status: 400, code: 'wrong_password' });
     const [row] = await t.database.db.select().from(users).where(eq(users.id, user.id));
     expect(row?.passwordHash).toBe(user.passwordHash);
+  });
+
+  it('lifts a lock and forgets the failures once the password is reset with the mailed token', async () => {
+    const user = await freshUser();
+    await failTimes(user.email, 3);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(401);
+    const request = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/password-reset/',
+      payload: { email: user.email },
+    });
+    expect(request.statusCode).toBe(202);
+    await runPendingJobs(t.database, { config: t.config, log: t.app.log });
+    const [mail] = await t.database.db
+      .select()
+      .from(mailOutbox)
+      .where(eq(mailOutbox.toAddress, user.email))
+      .orderBy(desc(mailOutbox.id))
+      .limit(1);
+    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.textBody ?? '')?.[1] as string;
+    const confirm = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/password-reset/confirm/',
+      payload: { token, new_password: 'violet kettle maps 42' },
+    });
+    expect(confirm.statusCode).toBe(200);
+    expect(await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id))).toEqual([]);
+    expect((await login(user.email, 'violet kettle maps 42')).statusCode).toBe(200);
   });
 
   describe('POST /api/v1/users/{id}/unlock/', () => {
