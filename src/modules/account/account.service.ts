@@ -142,9 +142,9 @@ export async function registerUser(db: Db, config: Config, input: RegisterInput)
 export async function resendVerification(
   db: Db,
   config: Config,
-  input: { email: string; organization?: string | undefined },
+  input: { email: string; organization?: string | null | undefined },
 ): Promise<void> {
-  const found = await findResetCandidates(db, input.email, input.organization, MAX_RESET_ACCOUNTS);
+  const found = await findResetCandidates(db, input.email, input.organization ?? undefined, MAX_RESET_ACCOUNTS);
   const unverified = found.filter((account) => !account.emailVerified);
   if (unverified.length === 0) {
     sha256Hex(randomToken());
@@ -247,7 +247,7 @@ export async function changePassword(
  */
 export async function requestPasswordReset(
   db: Db,
-  input: { email: string; organization?: string | undefined },
+  input: { email: string; organization?: string | null | undefined },
 ): Promise<void> {
   await enqueueJob(db, PASSWORD_RESET_JOB, { email: input.email, organization: input.organization ?? null });
 }
