@@ -59,6 +59,17 @@ function expectInvalidToken(res: Awaited<ReturnType<typeof confirm>>) {
   expect(res.json()).toMatchObject({ code: 'invalid_token', errors: [{ field: 'token' }] });
 }
 
+describe('a password set by an administrator ends the reset links mailed before', () => {
+  it('so that an older link cannot undo it', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const reset = await resetToken(user);
+    const patched = await admin.patch(`/api/v1/users/${user.id}/`, { password: 'amber ladder tunes 77' });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expectInvalidToken(await confirm(reset));
+  });
+});
+
 describe('a change of email ends the tokens mailed to the old address', () => {
   it('through the admin API: reset and verification links stop working', async () => {
     const org = await seedOrganization(t);

@@ -309,8 +309,9 @@ function report(
 /**
  * Existing users whose mailed tokens (verification, reset, invitation) this batch makes stale: the
  * email changed (the link went to an address that is no longer theirs, and would verify the new one
- * or set the password for whoever holds the old one), or the user left `active` (as their sessions
- * end, so do the links that would sign them in again). A change of letter case is the same mailbox.
+ * or set the password for whoever holds the old one), the user left `active` (as their sessions
+ * end, so do the links that would sign them in again), or an administrator set their password (a
+ * reset link mailed before would undo it). A change of letter case is the same mailbox.
  */
 function staleTokenHolders(steps: Step[], written: Map<string, Written>): string[] {
   const ids: string[] = [];
@@ -321,7 +322,8 @@ function staleTokenHolders(steps: Step[], written: Map<string, Written>): string
     const previous = w.previousStatus ?? s.existing.status;
     const leftActive = previous !== s.target.status && s.target.status !== 'active';
     const emailChanged = s.existing.email.toLowerCase() !== s.target.email.toLowerCase();
-    if (leftActive || emailChanged) ids.push(w.id);
+    const passwordSet = s.target.passwordHash !== null;
+    if (leftActive || emailChanged || passwordSet) ids.push(w.id);
   }
   return ids;
 }
