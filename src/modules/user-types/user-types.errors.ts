@@ -11,8 +11,8 @@ export const userTypeErrors = {
       [{ field: 'plural', message: `"${plural}" is a reserved path under /api/v1/users/.` }],
       `"${plural}" cannot be a plural: it is a reserved path.`,
     ),
-  invalidSchema: (message: string) =>
-    commonErrors.validation([{ field: 'schema', message: `Not a usable JSON Schema: ${message}` }]),
+  invalidSchema: (message: string, field = 'schema') =>
+    commonErrors.validation([{ field, message: `Not a usable JSON Schema: ${message}` }]),
   invalidProfile: (errors: FieldError[]) =>
     commonErrors.validation(errors, 'The profile does not match its user type.'),
   organizationNotFound: (code: string) =>

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Client, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { applyUserTypeTemplate } from './user-types.service.js';
 
@@ -167,5 +167,73 @@ describe('user types and typed users', () => {
     const client = await loginAs(t, plain);
     expect((await client.get('/api/v1/users/students/')).statusCode).toBe(403);
     expect((await client.get('/api/v1/user-types/')).statusCode).toBe(403);
+  });
+
+  describe('schemas written by organization administrators', () => {
+    async function orgAdmin() {
+      const org = await seedOrganization(t);
+      return { org, as: await clientWithRole(t, org.id, 'org_admin') };
+    }
+
+    it('matches patterns in linear time, so a backtracking pattern cannot hold the server', async () => {
+      const { org, as } = await orgAdmin();
+      const code = unique('redos').replace(/-/g, '');
+      const schema = {
+        type: 'object',
+        properties: { a: { type: 'string', pattern: '^(a+)+$' } },
+        patternProperties: { '^(b+)+$': { type: 'string' } },
+      };
+      const type = await as.post('/api/v1/user-types/', {
+        code,
+        plural: `${code}s`,
+        label: 'R',
+        organization: org.code,
+        schema,
+      });
+      expect(type.statusCode).toBe(201);
+      // A backtracking engine takes seconds on 30 characters (doubling with each one more); RE2 takes microseconds.
+      const evil = `${'a'.repeat(30)}!`;
+      const started = Date.now();
+      const res = await as.post(`/api/v1/users/${code}s/`, {
+        email: `${unique()}@x.io`,
+        profile: { a: evil, [`${'b'.repeat(30)}!`]: 1 },
+      });
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors).toEqual([expect.objectContaining({ field: 'profile.a' })]);
+      const ok = await as.post(`/api/v1/users/${code}s/`, {
+        email: `${unique()}@x.io`,
+        profile: { a: 'aaa', bb: 'x' },
+      });
+      expect(ok.statusCode).toBe(201);
+    });
+
+    it('refuses patterns that have no linear-time match with 400 naming where they are', async () => {
+      const { org, as } = await orgAdmin();
+      const code = unique('pat').replace(/-/g, '');
+      const create = (schema: Record<string, unknown>) =>
+        as.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'P', organization: org.code, schema });
+      const backreference = await create({ properties: { a: { type: 'string', pattern: '^(a)\\1$' } } });
+      expect(backreference.statusCode).toBe(400);
+      expect(backreference.json().errors).toEqual([expect.objectContaining({ field: 'schema.properties.a.pattern' })]);
+      const lookahead = await create({ patternProperties: { '^(?=x)': { type: 'string' } } });
+      expect(lookahead.json().errors).toEqual([expect.objectContaining({ field: 'schema.patternProperties' })]);
+      // The syntax of JavaScript patterns is kept: \u escapes, named groups, Unicode classes.
+      const type = await create({
+        properties: { a: { type: 'string', pattern: '^(?<w>\\p{L}+)\\u00e9$' } },
+      });
+      expect(type.statusCode).toBe(201);
+      const refused = await as.patch(`/api/v1/user-types/${type.json().id}/`, {
+        schema: { properties: { a: { pattern: '(?<!x)a' } } },
+      });
+      expect(refused.json()).toMatchObject({ status: 400, errors: [{ field: 'schema.properties.a.pattern' }] });
+      expect(
+        (await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { a: 'caf\u00e9' } }))
+          .statusCode,
+      ).toBe(201);
+      expect(
+        (await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { a: 'cafe' } })).statusCode,
+      ).toBe(400);
+    });
   });
 });
