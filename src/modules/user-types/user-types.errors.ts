@@ -13,6 +13,12 @@ export const userTypeErrors = {
     ),
   invalidSchema: (message: string, field = 'schema') =>
     commonErrors.validation([{ field, message: `Not a usable JSON Schema: ${message}` }]),
+  // Another organization's type answers the same as a type that does not exist.
+  unknownType: (code: string) =>
+    commonErrors.validation(
+      [{ field: 'user_type', message: `No user type "${code}" in the user's organization.` }],
+      `User type "${code}" does not exist in the user's organization.`,
+    ),
   invalidProfile: (errors: FieldError[]) =>
     commonErrors.validation(errors, 'The profile does not match its user type.'),
   organizationNotFound: (code: string) =>

@@ -60,6 +60,34 @@ export async function findUserTypeByCode(
   return row;
 }
 
+/**
+ * The type a user of an organization holds by code: the organization's own first, then the global
+ * one (`organizationId` null: only global types, for an organization not created yet). The row is
+ * locked FOR SHARE, so in a transaction writing the user a concurrent deletion of the type waits for
+ * it and then sees the user (deleteUserType refuses a type in use).
+ */
+export async function findUserTypeForUser(
+  db: DbOrTx,
+  organizationId: string | null,
+  code: string,
+): Promise<UserType | undefined> {
+  const [row] = await db
+    .select()
+    .from(userTypes)
+    .where(
+      and(
+        eq(userTypes.code, code),
+        organizationId === null
+          ? isNull(userTypes.organizationId)
+          : or(eq(userTypes.organizationId, organizationId), isNull(userTypes.organizationId)),
+      ),
+    )
+    .orderBy(sql`${userTypes.organizationId} nulls last`)
+    .limit(1)
+    .for('share');
+  return row;
+}
+
 /** User types, newest first; `organizationId` confines the list to that organization's and the global ones. */
 export async function listUserTypes(
   db: DbOrTx,
