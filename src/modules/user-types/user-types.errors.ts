@@ -25,6 +25,12 @@ export const userTypeErrors = {
     new AppError(400, 'organization_not_found', `Organization "${code}" does not exist.`, {
       errors: [{ field: 'organization', message: 'No organization has this code.' }],
     }),
+  inUse: (code: string) =>
+    new AppError(
+      409,
+      'user_type_in_use',
+      `User type "${code}" still has users; give them another type (or none) or delete them first.`,
+    ),
   invalidFilter: (field: string, message: string) => commonErrors.validation([{ field, message }]),
   otherOrganization: () =>
     new AppError(403, 'organization_forbidden', 'Only a superuser may define user types for another organization.', {

@@ -1,4 +1,5 @@
-import { and, desc, eq, getTableColumns, isNull, lt, or, type SQL, sql } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, isNull, lt, notExists, or, type SQL, sql } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import type { DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
@@ -86,6 +87,28 @@ export async function findUserTypeForUser(
     .limit(1)
     .for('share');
   return row;
+}
+
+/**
+ * Whether any user holds the type: for an organization's type, a user of that organization with its
+ * code; for a global type, a user with its code in an organization without its own type of that code.
+ */
+export async function isUserTypeInUse(db: DbOrTx, type: UserType): Promise<boolean> {
+  const own = alias(userTypes, 'own');
+  const holder =
+    type.organizationId === null
+      ? and(
+          eq(users.userType, type.code),
+          notExists(
+            db
+              .select({ id: own.id })
+              .from(own)
+              .where(and(eq(own.organizationId, users.organizationId), eq(own.code, type.code))),
+          ),
+        )
+      : and(eq(users.organizationId, type.organizationId), eq(users.userType, type.code));
+  const [row] = await db.select({ id: users.id }).from(users).where(holder).limit(1);
+  return row !== undefined;
 }
 
 /** User types, newest first; `organizationId` confines the list to that organization's and the global ones. */

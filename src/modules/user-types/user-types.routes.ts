@@ -179,7 +179,9 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'deleteUserType',
         tags,
-        description: 'Deletes the type; its users keep their data.',
+        description:
+          'Deletes a type no user holds; while users hold it, 409 `user_type_in_use` (give them another type or ' +
+          'none, or delete them, first).',
         params: UserTypeIdParams,
       },
     },

@@ -128,6 +128,27 @@ describe('user types and typed users', () => {
     expect(badSchema.json().errors[0].field).toBe('schema');
   });
 
+  it('answers 409 user_type_in_use to deleting a type users still hold', async () => {
+    const org = await seedOrganization(t);
+    const code = unique('held').replace(/-/g, '');
+    const global = (await createType({ code, plural: `${code}s`, label: 'Held' })).json();
+    const own = (await createType({ code, plural: `${code}z`, label: 'Own', organization: org.code })).json();
+    const user = (
+      await admin.post(`/api/v1/users/${code}z/`, { email: `${unique()}@x.io`, organization: org.code })
+    ).json();
+    expect(user.user_type).toBe(code);
+
+    const refused = await admin.delete(`/api/v1/user-types/${own.id}/`);
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({ code: 'user_type_in_use' });
+    // The organization's user is its own type's, not the global one's.
+    expect((await admin.delete(`/api/v1/user-types/${global.id}/`)).statusCode).toBe(204);
+
+    expect((await admin.patch(`/api/v1/users/${user.id}/`, { user_type: null })).statusCode).toBe(200);
+    expect((await admin.delete(`/api/v1/user-types/${own.id}/`)).statusCode).toBe(204);
+    expect((await admin.get(`/api/v1/user-types/${own.id}/`)).statusCode).toBe(404);
+  });
+
   it('keeps the static routes under /api/v1/users/ first', async () => {
     const res = await admin.get('/api/v1/users/validate-token/');
     expect(res.statusCode).toBe(200);
