@@ -5,6 +5,7 @@ import { cursorId, toPage } from '../../platform/http/pagination.js';
 import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { findOrganizationByCode, listingScope } from '../organizations/organizations.queries.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
+import { findUserById } from '../users/users.queries.js';
 import { userTypeErrors } from './user-types.errors.js';
 import {
   findUserTypeByPlural,
@@ -20,6 +21,7 @@ import {
   PluralParams,
   TypedUserPage,
   TypedUserParams,
+  TypedUserQuery,
   TypedUserView,
   UpdateTypedUserBody,
   UpdateUserTypeBody,
@@ -34,6 +36,7 @@ import {
   deleteUserType,
   findTypedUser,
   findVisibleUserType,
+  isOfType,
   toTypedUserView,
   updateTypedUser,
   updateUserType,
@@ -272,12 +275,30 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
-  async function typedUser(actor: Actor, params: { plural: string; id: string }) {
-    const type = await typeFor(actor, params.plural);
-    const user = await findTypedUser(db, type, params.id, organizationScopeOf(actor));
-    if (!user) throw userTypeErrors.userNotFound(params.id);
+  async function typedUser(actor: Actor, params: { plural: string; id: string }, organizationCode?: string) {
+    const scope = organizationScopeOf(actor);
+    if (scope !== undefined) {
+      // Another organization's user is not there for them, whatever its id.
+      if (organizationCode !== undefined && organizationCode !== requireUser(actor).organizationCode) {
+        throw userTypeErrors.userNotFound(params.id);
+      }
+      const type = await typeFor(actor, params.plural);
+      const user = await findTypedUser(db, type, params.id, scope);
+      if (!user) throw userTypeErrors.userNotFound(params.id);
+      return { type, user };
+    }
+    // A superuser reaches every organization's users: the plural is resolved in the user's own
+    // organization (where the user's type lives), not in the superuser's.
+    const user = await findUserById(db, params.id);
+    if (!user || (organizationCode !== undefined && user.organizationCode !== organizationCode)) {
+      throw userTypeErrors.userNotFound(params.id);
+    }
+    const type = await findUserTypeByPlural(db, user.organizationId, params.plural);
+    if (!type) throw userTypeErrors.notFound(params.plural);
+    if (!isOfType(user, type)) throw userTypeErrors.userNotFound(params.id);
     return { type, user };
   }
+  const organizationOf = (req: { query: unknown }) => (req.query as { organization?: string }).organization;
 
   app.get(
     '/api/v1/users/:plural/:id',
@@ -288,10 +309,11 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'getTypedUser',
         tags: typedTags,
         params: TypedUserParams,
+        querystring: TypedUserQuery,
         response: { 200: TypedUserView },
       },
     },
-    async (req) => toTypedUserView((await typedUser(req.actor, req.params)).user),
+    async (req) => toTypedUserView((await typedUser(req.actor, req.params, req.query.organization)).user),
   );
 
   app.patch(
@@ -306,6 +328,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Partial update; profile keys are merged (null removes one) and the result must match the schema. ' +
           PARTIAL_UPDATE_RULES,
         params: TypedUserParams,
+        querystring: TypedUserQuery,
         body: UpdateTypedUserBody,
         response: { 200: TypedUserView },
       },
@@ -313,11 +336,11 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: TypedUserParams,
         body: UpdateTypedUserBody,
         view: TypedUserView,
-        current: async (req) => toTypedUserView((await typedUser(req.actor, req.params)).user),
+        current: async (req) => toTypedUserView((await typedUser(req.actor, req.params, organizationOf(req))).user),
       }),
     },
     async (req) => {
-      const { type, user } = await typedUser(req.actor, req.params);
+      const { type, user } = await typedUser(req.actor, req.params, req.query.organization);
       await assertMayManageUser(db, req.actor, user);
       return toTypedUserView(await updateTypedUser(db, req.actor, user, type, req.body));
     },
@@ -328,10 +351,10 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       ...plural,
       config: { auth: { permission: 'users.update' } },
-      schema: { operationId: 'deleteTypedUser', tags: typedTags, params: TypedUserParams },
+      schema: { operationId: 'deleteTypedUser', tags: typedTags, params: TypedUserParams, querystring: TypedUserQuery },
     },
     async (req, reply) => {
-      const { user } = await typedUser(req.actor, req.params);
+      const { user } = await typedUser(req.actor, req.params, req.query.organization);
       await assertMayManageUser(db, req.actor, user);
       await deleteTypedUser(db, user);
       return reply.code(204).send();

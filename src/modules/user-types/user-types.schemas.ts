@@ -69,6 +69,18 @@ export const TypedUserParams = Type.Object({
   id: Type.String({ maxLength: 64 }),
 });
 
+export const TypedUserQuery = Type.Object({
+  organization: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 100,
+      description:
+        'Superusers: the organization the user must be in (default: whichever it is); the plural is resolved ' +
+        'in the user’s organization. Others reach their own organization’s users only.',
+    }),
+  ),
+});
+
 export const TypedUserView = Type.Object({
   id: Type.String({ format: 'uuid' }),
   organization: Type.String(),

@@ -149,6 +149,31 @@ describe('user types and typed users', () => {
     expect((await admin.get(`/api/v1/user-types/${own.id}/`)).statusCode).toBe(404);
   });
 
+  it('lets a superuser read, change and delete a user of an organization’s own type', async () => {
+    const org = await seedOrganization(t);
+    const other = await seedOrganization(t);
+    const code = unique('intern').replace(/-/g, '');
+    const plural = `${code}s`;
+    const schema = { type: 'object', properties: { desk: { type: 'integer' } }, required: ['desk'] };
+    expect((await createType({ code, plural, label: 'Intern', organization: org.code, schema })).statusCode).toBe(201);
+    const orgAdmin = await clientWithRole(t, org.id, 'org_admin');
+    const user = (
+      await orgAdmin.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: { desk: 1 } })
+    ).json();
+    const url = `/api/v1/users/${plural}/${user.id}/`;
+
+    // The superuser belongs to another organization, which has no such type.
+    expect((await admin.get(url)).json()).toMatchObject({ id: user.id, profile: { desk: 1 } });
+    expect((await admin.get(`${url}?organization=${org.code}`)).statusCode).toBe(200);
+    expect((await admin.get(`${url}?organization=${other.code}`)).json()).toMatchObject({ code: 'user_not_found' });
+    expect((await orgAdmin.get(`${url}?organization=${other.code}`)).json()).toMatchObject({ code: 'user_not_found' });
+    const patched = await admin.patch(url, { profile: { desk: 2 } });
+    expect(patched.json()).toMatchObject({ profile: { desk: 2 } });
+    expect((await admin.patch(url, { profile: { desk: 'x' } })).json().errors[0].field).toBe('profile.desk');
+    expect((await admin.delete(url)).statusCode).toBe(204);
+    expect((await orgAdmin.get(url)).statusCode).toBe(404);
+  });
+
   it('keeps the static routes under /api/v1/users/ first', async () => {
     const res = await admin.get('/api/v1/users/validate-token/');
     expect(res.statusCode).toBe(200);
