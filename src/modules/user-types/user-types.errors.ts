@@ -6,6 +6,10 @@ registerUniqueConstraint('user_types_org_plural_key', 'plural', 'user_type_plura
 export const userTypeErrors = {
   notFound: (ref: string) => new AppError(404, 'user_type_not_found', `User type "${ref}" was not found.`),
   userNotFound: (id: string) => new AppError(404, 'user_not_found', `User ${id} was not found.`),
+  // GET /api/v1/users/<segment>/ is a user by id or the users of a type: a segment that is neither
+  // answers as the users module does for an unknown id, its detail naming both readings.
+  userOrTypeNotFound: (segment: string) =>
+    new AppError(404, 'user_not_found', `No user has the id "${segment}", and no user type the plural "${segment}".`),
   reservedPlural: (plural: string) =>
     commonErrors.validation(
       [{ field: 'plural', message: `"${plural}" is a reserved path under /api/v1/users/.` }],

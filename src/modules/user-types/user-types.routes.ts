@@ -196,7 +196,12 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   // --- users of a type, resolved from the table at request time
 
-  async function typeFor(actor: Actor, pluralName: string, organizationCode?: string) {
+  async function typeFor(
+    actor: Actor,
+    pluralName: string,
+    organizationCode?: string,
+    missing: (plural: string) => Error = userTypeErrors.notFound,
+  ) {
     const user = requireUser(actor);
     let organizationId = user.organizationId;
     if (organizationCode !== undefined && organizationCode !== user.organizationCode && user.isSuperuser) {
@@ -205,7 +210,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       organizationId = org.id;
     }
     const type = await findUserTypeByPlural(db, organizationId, pluralName);
-    if (!type) throw userTypeErrors.notFound(pluralName);
+    if (!type) throw missing(pluralName);
     return type;
   }
 
@@ -219,14 +224,20 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: typedTags,
         description:
           'Users of one type (`students`, `staff`, `admins`, … as defined under /api/v1/user-types/), newest first. ' +
-          '`profile.<key>=<value>` filters on profile data.',
+          '`profile.<key>=<value>` filters on profile data. A segment that is neither a plural nor a user id ' +
+          'answers 404 `user_not_found`.',
         params: PluralParams,
         querystring: ListTypedUsersQuery,
         response: { 200: TypedUserPage },
       },
     },
     async (req) => {
-      const type = await typeFor(req.actor, req.params.plural, req.query.organization);
+      const type = await typeFor(
+        req.actor,
+        req.params.plural,
+        req.query.organization,
+        userTypeErrors.userOrTypeNotFound,
+      );
       const limit = req.query.limit ?? 50;
       const actor = requireUser(req.actor);
       // Another organization is outside a non-superuser's reach: its users simply are not listed.

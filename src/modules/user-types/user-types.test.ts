@@ -100,7 +100,7 @@ describe('user types and typed users', () => {
     expect(unknown.json()).toEqual(patched.json());
   });
 
-  it('answers 404 for a user of another type under a plural, and for an unknown plural', async () => {
+  it('answers 404 for a user of another type under a plural, and user_not_found for a segment that is no plural', async () => {
     await applyUserTypeTemplate(t.database.db, 'school');
     const staff = await admin.post('/api/v1/users/staff/', {
       email: `${unique()}@x.io`,
@@ -108,10 +108,15 @@ describe('user types and typed users', () => {
     });
     expect(staff.statusCode).toBe(201);
     expect((await admin.get(`/api/v1/users/students/${staff.json().id}/`)).statusCode).toBe(404);
-    expect((await admin.get('/api/v1/users/unicorns/')).json()).toMatchObject({
-      status: 404,
-      code: 'user_type_not_found',
-    });
+    // GET /api/v1/users/<segment>/ reads a user by id or lists a type: neither, as the users module answers.
+    for (const segment of ['unicorns', 'not-a-uuid', '12345']) {
+      const res = await admin.get(`/api/v1/users/${segment}/`);
+      expect(res.json()).toMatchObject({ status: 404, code: 'user_not_found' });
+      expect(res.json().detail).toContain(`no user type the plural "${segment}"`);
+    }
+    const post = await admin.post('/api/v1/users/unicorns/', { email: `${unique()}@x.io` });
+    expect(post.json()).toMatchObject({ status: 404, code: 'user_type_not_found' });
+    expect((await admin.get('/api/v1/users/students/')).statusCode).toBe(200);
   });
 
   it('refuses reserved words and UUIDs as plurals with 400 naming plural, and duplicates with 409', async () => {
