@@ -37,12 +37,12 @@ import { installAuthentication } from './platform/http/auth.js';
 import { installBodyLimit } from './platform/http/body-limit.js';
 import { answerClientError, badUrl, installErrorHandling, sendProblem } from './platform/http/errors.js';
 import { installJsonBodies } from './platform/http/json-body.js';
-import { installNulGuard } from './platform/http/nul-guard.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installPageSizeCap } from './platform/http/pagination.js';
 import { installRateLimits } from './platform/http/rate-limits.js';
 import { installRequestContext } from './platform/http/request-context.js';
 import { installSecurityHeaders } from './platform/http/security-headers.js';
+import { installTextGuard } from './platform/http/text-guard.js';
 import { validatorCompiler } from './platform/http/validation.js';
 import { startInvalidationListener } from './platform/invalidation.js';
 import { installJobs } from './platform/jobs/pgboss.js';
@@ -94,7 +94,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await installJobs(database);
   installErrorHandling(app, { preflight: config.corsOrigins.length > 0, ownMethodAnswers: ['/scim/'] });
   installBodyLimit(app);
-  installNulGuard(app);
+  installTextGuard(app);
   installPageSizeCap(app);
   if (logger) installRequestLogging(app);
 

@@ -63,6 +63,18 @@ describe('gatehouse apikey on the command line', () => {
     expect(neither.code).not.toBe(0);
     expect(neither.stderr.trim().split('\n')).toHaveLength(1);
 
+    // Dates as the API reads expires_at: no rollover of February 30th, no year beyond 9999.
+    for (const expiresAt of ['2030-02-30T00:00:00Z', '+275760-09-13T00:00:00Z', 'soon']) {
+      const badDate = await gatehouse(
+        ['apikey', 'create', '--name', 'x', '--platform', '--scope', 'scim', '--expires-at', expiresAt],
+        dataDir,
+      );
+      expect(badDate.code, expiresAt).not.toBe(0);
+      expect(badDate.stderr.trim()).toBe(
+        `gatehouse: apikey create: --expires-at "${expiresAt}" is not a date and time (e.g. 2030-01-31T12:00:00Z)`,
+      );
+    }
+
     const unknownKey = await gatehouse(['apikey', 'revoke', '00000000-0000-7000-8000-000000000000'], dataDir);
     expect(unknownKey.code).not.toBe(0);
     expect(unknownKey.stderr).toContain('was not found');

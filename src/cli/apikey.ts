@@ -5,6 +5,7 @@ import { API_KEY_SCOPES } from '../modules/api-keys/api-keys.schemas.js';
 import { createApiKey, OPERATOR, revokeApiKey } from '../modules/api-keys/api-keys.service.js';
 import { findOrganizationByCode } from '../modules/organizations/organizations.queries.js';
 import type { Db } from '../platform/db/client.js';
+import { parseDateTime } from '../platform/http/date-time.js';
 import { toPage } from '../platform/http/pagination.js';
 import { fail, runRefusing } from './context.js';
 
@@ -46,8 +47,11 @@ export function registerApiKeyCommands(program: Command): void {
       }
       let expiresAt: Date | undefined;
       if (options.expiresAt !== undefined) {
-        expiresAt = new Date(options.expiresAt);
-        if (Number.isNaN(expiresAt.getTime())) fail(`apikey create: --expires-at "${options.expiresAt}" is not a date`);
+        // Read as the API reads `expires_at`: a real calendar date and time with its offset, years 0001 to 9999.
+        expiresAt = parseDateTime(options.expiresAt);
+        if (expiresAt === undefined) {
+          fail(`apikey create: --expires-at "${options.expiresAt}" is not a date and time (e.g. 2030-01-31T12:00:00Z)`);
+        }
       }
       await run('create', async (db) => {
         const { apiKey, key } = await createApiKey(db, OPERATOR, {

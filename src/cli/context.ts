@@ -1,12 +1,30 @@
+import type { TObject } from '@sinclair/typebox';
 import { type Config, ConfigError, loadConfig } from '../config.js';
 import { type Database, DataDirInUseError, type Db, openDatabase } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
-import { AppError } from '../platform/http/errors.js';
+import { AppError, fieldErrorsFromValidation } from '../platform/http/errors.js';
+import { validatorCompiler } from '../platform/http/validation.js';
 
 /** Prints one line and exits: the CLI's answer to a bad configuration or a busy data folder. */
 export function fail(message: string, code = 1): never {
   console.error(`gatehouse: ${message}`);
   process.exit(code);
+}
+
+/**
+ * Checks options against the schema the HTTP route takes them with (as a query string, so `--x 3`
+ * reads as the route's number), so that the command line refuses what the API refuses; a refusal
+ * names the options (`user_type` → `--user-type`) in one line. Options absent from `values` are not
+ * given.
+ */
+export function checkOptions(command: string, schema: TObject, values: Record<string, unknown>): void {
+  const given = Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined));
+  const validate = validatorCompiler({ schema, httpPart: 'querystring', method: 'GET', url: command }) as ((
+    data: unknown,
+  ) => boolean) & { errors?: Parameters<typeof fieldErrorsFromValidation>[0] | null };
+  if (validate(given)) return;
+  const errors = fieldErrorsFromValidation(validate.errors ?? [], 'querystring');
+  fail(`${command}: ${errors.map((e) => `--${e.field.replaceAll('_', '-')}: ${e.message}`).join('; ')}`);
 }
 
 export function cliConfig(): Config {

@@ -1,8 +1,10 @@
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { Type } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import { createSuperuser, isUserFacingError, MIN_PASSWORD_LENGTH } from '../modules/auth/auth.service.js';
-import { fail, withDatabase } from './context.js';
+import { Username } from '../modules/users/users.schemas.js';
+import { checkOptions, fail, withDatabase } from './context.js';
 
 /** Asks one question on the terminal; a hidden answer is not echoed. */
 async function ask(question: string, hidden = false): Promise<string> {
@@ -67,6 +69,9 @@ export function registerCreateSuperuserCommand(program: Command): void {
     .option('--username <username>', 'username (default: the part of the email before @, when free)')
     .option('--organization <code>', 'organization code', 'default')
     .action(async (options: Options) => {
+      checkOptions('createsuperuser', Type.Object({ username: Type.Optional(Username) }), {
+        username: options.username,
+      });
       const input = await completeOptions(options);
       let refusal: string | undefined;
       await withDatabase(async (database) => {

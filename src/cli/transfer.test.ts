@@ -107,6 +107,19 @@ describe('gatehouse export and import on the command line', () => {
     });
   });
 
+  it('refuses export options the API refuses, and an output it cannot write, in one line', async () => {
+    for (const [args, message] of [
+      [['--flag', 'bad flag!'], '--flag: '],
+      [['--user-type', ''], '--user-type: '],
+      [['--output', join(dataDir, 'no-such-dir', 'x.json')], 'cannot write'],
+    ] as const) {
+      const res = await gatehouse(['export', ...args], dataDir);
+      expect(res.code, args.join(' ')).not.toBe(0);
+      expect(res.stderr.trim().split('\n')).toHaveLength(1);
+      expect(res.stderr).toContain(`gatehouse: export: ${message}`);
+    }
+  });
+
   it('imports a CSV export as it imports the JSON one', async () => {
     const csvFile = `${file}.csv`;
     try {

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -9,10 +10,11 @@ import { usersOfFile, usersOfRemoteExport } from '../modules/user-transfer/impor
 import { scimFilterOf } from '../modules/user-transfer/user-export.queries.js';
 import { type ExportFormat, exportDocument } from '../modules/user-transfer/user-export.stream.js';
 import { type ImportReport, type ImportResult, importUsers } from '../modules/user-transfer/user-import.js';
+import { ExportUsersQuery } from '../modules/user-transfer/user-transfer.schemas.js';
 import type { Db } from '../platform/db/client.js';
 import type { Actor } from '../platform/http/auth.js';
 import { commonErrors } from '../platform/http/errors.js';
-import { fail, runRefusing } from './context.js';
+import { checkOptions, fail, runRefusing } from './context.js';
 
 /** Imports from the command line write as the platform operator; their audit events name the command line. */
 const COMMAND_LINE: Actor = { kind: 'api_key', apiKeyId: COMMAND_LINE_KEY_ID, organizationId: null, scopes: [] };
@@ -60,6 +62,17 @@ function secretFrom(variable: string | undefined, option: string): string | unde
   return value;
 }
 
+/** A file to export into, open; a path that cannot be written ends the command with one line. */
+async function openOutput(path: string): Promise<Writable> {
+  const file = createWriteStream(path);
+  try {
+    await once(file, 'open');
+  } catch (err) {
+    fail(`export: cannot write ${path}: ${(err as Error).message}`);
+  }
+  return file;
+}
+
 export function registerTransferCommands(program: Command): void {
   program
     .command('export')
@@ -75,6 +88,13 @@ export function registerTransferCommands(program: Command): void {
       if (!FORMATS.includes(options.format as ExportFormat))
         fail(`export: --format must be one of ${FORMATS.join(', ')}`);
       const format = options.format as ExportFormat;
+      checkOptions('export', ExportUsersQuery, {
+        filter: options.filter,
+        user_type: options.userType,
+        flag: options.flag,
+      });
+      // The file is opened before anything is read or recorded: a path that cannot be written is one line.
+      const out: Writable = options.output ? await openOutput(options.output) : process.stdout;
       await runRefusing('export', async (db) => {
         const organizationId = options.organization ? await organizationIdOf(db, options.organization) : undefined;
         const scim = options.filter === undefined ? undefined : scimFilterOf(options.filter);
@@ -93,7 +113,6 @@ export function registerTransferCommands(program: Command): void {
           flag: options.flag,
           includeInactive: options.includeInactive === true,
         };
-        const out: Writable = options.output ? createWriteStream(options.output) : process.stdout;
         const document = Readable.from(exportDocument(db, filter, format), { objectMode: false });
         // Standard output stays open for whatever the process writes next; a file is closed.
         await pipeline(document, out, { end: Boolean(options.output) });

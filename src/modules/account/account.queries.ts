@@ -1,5 +1,6 @@
 import { and, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
+import { anyUuid } from '../../platform/db/columns.js';
 import { sessions } from '../auth/auth.table.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { users } from '../users/users.table.js';
@@ -25,6 +26,27 @@ export async function supersedeAccountTokens(
         isNull(accountTokens.usedAt),
       ),
     );
+}
+
+/**
+ * Ends every open token (verification, reset, invitation) of these users: each was mailed to an
+ * address, or for an account, that no longer stands (the email changed, the account left `active`).
+ * One statement for any number of users, so a bulk write pays one round trip.
+ */
+export async function endAccountTokensOfUsers(db: DbOrTx, userIds: readonly string[]): Promise<void> {
+  if (userIds.length === 0) return;
+  await db
+    .update(accountTokens)
+    .set({ usedAt: sql`now()` })
+    .where(and(anyUuid(accountTokens.userId, [...userIds]), isNull(accountTokens.usedAt)));
+}
+
+/** Ends every open token of an organization's users (the organization is deactivated). */
+export async function endAccountTokensOfOrganization(db: DbOrTx, organizationId: string): Promise<void> {
+  await db
+    .update(accountTokens)
+    .set({ usedAt: sql`now()` })
+    .where(and(eq(accountTokens.organizationId, organizationId), isNull(accountTokens.usedAt)));
 }
 
 /** The token with this hash, if it is of one of these purposes, unused and unexpired. */

@@ -181,14 +181,18 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'changePassword',
         tags,
         description:
-          'Changes the signed-in user’s password: a wrong `old_password` answers 400 naming it; the new one must meet ' +
+          'Changes the signed-in user’s password: a wrong `old_password` answers 400 naming it and counts as a failed ' +
+          'login of the account (lockout: at the threshold every session ends, this one too); the new one must meet ' +
           'the password policy. Every other session of the user ends; this one stays signed in.',
         body: ChangePasswordBody,
         response: { 200: DetailView },
       },
     },
     async (req) => {
-      await changePassword(db, requireUser(req.actor), req.body);
+      await changePassword(db, app.config, requireUser(req.actor), req.body, {
+        ip: req.ip,
+        userAgent: req.headers['user-agent'],
+      });
       return { detail: 'Your password has been changed; your other sessions have been signed out.' };
     },
   );
@@ -247,7 +251,8 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         security: [],
         description:
           'Sets a new password with a reset or invitation token. The token works once; a used, expired or unknown one ' +
-          'answers 400 `invalid_token`. Every session of the user ends.',
+          'answers 400 `invalid_token`, as does one whose account has since changed its email or left `active`. ' +
+          'Every session of the user ends, and a lock from failed logins lifts.',
         body: PasswordResetConfirmBody,
         response: { 200: DetailView },
       },

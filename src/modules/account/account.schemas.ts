@@ -13,10 +13,9 @@ const NewPassword = Type.String({
     'At least 10 characters (or the organization’s `password_min_length`), not a common password, and not containing the username or the email’s local part.',
 });
 const Token = Type.String({ minLength: 1, maxLength: 256, description: 'The token from the mailed link.' });
-const OrganizationCode = Type.String({
-  minLength: 1,
-  maxLength: 100,
-  description: 'Organization code; default `default`.',
+// Clients that serialise an unset field as null mean "no organization named", as at login.
+const OrganizationCode = Type.Union([Type.String({ minLength: 1, maxLength: 100 }), Type.Null()], {
+  description: 'Organization code; default (or null) `default`.',
 });
 
 /** The caller's own account: the user view without the identity provider's subject. */
@@ -60,7 +59,9 @@ export const TokenQuery = Type.Object({ token: Token });
 export const PasswordResetBody = Type.Object({
   email: Email,
   organization: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 100, description: 'Organization code; default: every organization.' }),
+    Type.Union([Type.String({ minLength: 1, maxLength: 100 }), Type.Null()], {
+      description: 'Organization code; default (or null): every organization.',
+    }),
   ),
 });
 

@@ -9,11 +9,14 @@ import { enqueueJob } from '../../platform/jobs/queue.js';
 import { queueMail } from '../../platform/mail/mail.js';
 import { recordAudit } from '../activity/audit.js';
 import {
+  type ClientInfo,
   DEFAULT_ORGANIZATION_CODE,
   ensureDefaultOrganization,
   invalidateUserState,
+  recordFailedCredentialCheck,
   revokeUserSessions,
 } from '../auth/auth.service.js';
+import { clearLockout, isAccountLocked } from '../lockout/lockout.queries.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
@@ -139,9 +142,9 @@ export async function registerUser(db: Db, config: Config, input: RegisterInput)
 export async function resendVerification(
   db: Db,
   config: Config,
-  input: { email: string; organization?: string | undefined },
+  input: { email: string; organization?: string | null | undefined },
 ): Promise<void> {
-  const found = await findResetCandidates(db, input.email, input.organization, MAX_RESET_ACCOUNTS);
+  const found = await findResetCandidates(db, input.email, input.organization ?? undefined, MAX_RESET_ACCOUNTS);
   const unverified = found.filter((account) => !account.emailVerified);
   if (unverified.length === 0) {
     sha256Hex(randomToken());
@@ -187,19 +190,28 @@ export async function updateProfile(
 
 /**
  * Changes the caller's password after checking the current one. Every other session of the user
- * ends in the same transaction; the caller's own session stays signed in.
+ * ends in the same transaction; the caller's own session stays signed in. A wrong current password
+ * counts as a failed login of the account (lockout), and while the account is locked the current
+ * password is checked all the same but never matches, as at login.
  */
 export async function changePassword(
   db: Db,
+  config: Config,
   actor: UserActor,
   input: { old_password: string; new_password: string },
+  client: ClientInfo,
 ): Promise<void> {
   const user = await findUserById(db, actor.userId);
   if (!user) throw userErrors.notFound(actor.userId);
+  const locked = await isAccountLocked(db, user);
   const matches = user.passwordHash
     ? await verifyPassword(user.passwordHash, input.old_password)
     : await verifyDummyPassword(input.old_password);
-  if (!matches) throw accountErrors.wrongPassword();
+  if (locked) throw accountErrors.wrongPassword();
+  if (!matches) {
+    await recordFailedCredentialCheck(db, config, user, client, 'change_password');
+    throw accountErrors.wrongPassword();
+  }
   if (input.new_password === input.old_password) throw accountErrors.samePassword();
   const org = await findOrganizationById(db, user.organizationId);
   assertPasswordPolicy(
@@ -235,7 +247,7 @@ export async function changePassword(
  */
 export async function requestPasswordReset(
   db: Db,
-  input: { email: string; organization?: string | undefined },
+  input: { email: string; organization?: string | null | undefined },
 ): Promise<void> {
   await enqueueJob(db, PASSWORD_RESET_JOB, { email: input.email, organization: input.organization ?? null });
 }
@@ -276,8 +288,9 @@ export async function describePasswordToken(db: Db, token: string): Promise<Acco
 
 /**
  * Sets a new password with a reset or invitation token: uses the token up, sets the hash, marks the
- * address verified (the mail reached its owner) and ends every session of the user, in one
- * transaction. The policy is checked before the token is used, so a refused password keeps the link.
+ * address verified (the mail reached its owner), lifts a lock from failed logins and ends every
+ * session of the user, in one transaction. The policy is checked before the token is used, so a
+ * refused password keeps the link.
  */
 export async function confirmPasswordReset(db: Db, input: { token: string; new_password: string }): Promise<void> {
   const tokenHash = sha256Hex(input.token);
@@ -286,6 +299,9 @@ export async function confirmPasswordReset(db: Db, input: { token: string; new_p
   const user = await findUserById(db, found.userId);
   if (!user) throw accountErrors.invalidToken();
   const org = await findOrganizationById(db, user.organizationId);
+  // Links are mailed only to active accounts of active organizations, and end when that changes;
+  // this holds the line for a link that outlived the change some other way.
+  if (user.status !== 'active' || org?.isActive === false) throw accountErrors.invalidToken();
   assertPasswordPolicy(
     input.new_password,
     { email: user.email, username: user.username },
@@ -299,6 +315,9 @@ export async function confirmPasswordReset(db: Db, input: { token: string; new_p
     if (!used) throw accountErrors.invalidToken();
     await tx.update(users).set({ passwordHash, emailVerified: true }).where(eq(users.id, used.userId));
     await supersedeAccountTokens(tx, used.userId, PASSWORD_PURPOSES);
+    // The mail reached the account's owner, who now has a password nobody guessed: a lock from
+    // failed logins (someone else's guesses, or their own forgotten password) has done its work.
+    await clearLockout(tx, { organizationId: user.organizationId, id: used.userId });
     await revokeUserSessions(tx, used.userId, used.purpose === 'invite' ? 'invitation_accepted' : 'password_reset');
     await recordAudit(tx, {
       type: used.purpose === 'invite' ? 'auth.invitation_accepted' : 'auth.password_reset',

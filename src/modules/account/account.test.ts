@@ -90,6 +90,16 @@ describe('POST /api/v1/users/register', () => {
     expect(res.json()).toMatchObject({ organization: org.code, organization_id: org.id });
   });
 
+  it('takes a null organization as none named (the default organization), as login does', async () => {
+    const email = `${unique('nullorg')}@example.com`;
+    const res = await register({ email, password: STRONG, organization: null });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json()).toMatchObject({ email, organization: 'default' });
+    const reset = await post('/api/v1/users/password-reset/', { email, organization: null });
+    expect(reset.statusCode).toBe(202);
+    expect(await mailCount(email)).toBe(2);
+  });
+
   it('answers 400 naming organization for an unknown organization code', async () => {
     const res = await register({ email: `${unique()}@example.com`, password: STRONG, organization: unique('nope-') });
     expect(res.statusCode).toBe(400);

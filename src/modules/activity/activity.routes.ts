@@ -54,6 +54,7 @@ async function scopeFor(db: Db, actor: Actor, code: string | undefined): Promise
 interface FilterQuery {
   activity_type?: string | undefined;
   user?: string | undefined;
+  actor?: string | undefined;
   category?: string | undefined;
   severity?: Severity | SeedSeverity | undefined;
   success?: boolean | undefined;
@@ -69,6 +70,7 @@ function filterOf(query: FilterQuery, organizationId: string | undefined): Activ
     organizationId,
     activityType: query.activity_type,
     userId: query.user,
+    actorId: query.actor,
     category: query.category,
     severity: query.severity && storedSeverity(query.severity),
     success: query.success,

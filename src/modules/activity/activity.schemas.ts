@@ -15,6 +15,14 @@ const Moment = (description: string) =>
 const ActivityFilters = {
   activity_type: Type.Optional(Type.String({ maxLength: 200, description: 'Exact type, e.g. `auth.login_failed`.' })),
   user: Type.Optional(Type.String({ format: 'uuid', description: 'Events about this user (for requests: by them).' })),
+  actor: Type.Optional(
+    Type.String({
+      format: 'uuid',
+      description:
+        'What this user did: the audit events of changes they made (to any object), their requests and their ' +
+        'tracked events.',
+    }),
+  ),
   organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
   category: Type.Optional(Type.String({ maxLength: 100 })),
   severity: Type.Optional(

@@ -253,6 +253,35 @@ describe('activity API', () => {
     expect(onlyB.results.map((r) => r.description)).toEqual(['other organization']);
   });
 
+  it('answers what a user did with actor: the changes they made to others, and their own requests', async () => {
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    const target = await seedUser(t, orgA.id);
+    expect((await admin.patch(`/api/v1/users/${target.id}/`, { first_name: 'Renamed' })).statusCode).toBe(200);
+    // An event about the admin that someone else did is theirs as subject, not as actor.
+    await recordAudit(t.database.db, {
+      type: 'test.done_to_admin',
+      category: 'user_management',
+      organizationId: orgA.id,
+      userId: admin.user.id,
+      actorUserId: target.id,
+      description: 'done to the admin',
+    });
+    await t.app.activityBuffer.flush();
+    const list = async (query: string) =>
+      ((await admin.get(`/api/v1/activities?${query}&limit=500`)).json() as PageOf<Entry>).results;
+
+    const changes = await list(`actor=${admin.user.id}&kind=audit`);
+    expect(changes.map((r) => [r.activity_type, r.user_id])).toEqual([['user.updated', target.id]]);
+    const about = (await list(`user=${admin.user.id}&kind=audit`)).map((r) => r.activity_type);
+    expect(about).toContain('test.done_to_admin');
+    expect(about).not.toContain('user.updated');
+    const requests = await list(`actor=${admin.user.id}&kind=request`);
+    expect(requests.length).toBeGreaterThan(0);
+    expect(requests.every((r) => r.user_id === admin.user.id)).toBe(true);
+    expect(requests.map((r) => r.path)).toContain('/api/v1/users/:id');
+    expect((await admin.get('/api/v1/activities?actor=nobody')).statusCode).toBe(400);
+  });
+
   it('refuses users without activities.view', async () => {
     const plain = await loginAs(t, await seedUser(t, orgA.id));
     for (const url of [

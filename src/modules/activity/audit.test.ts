@@ -115,6 +115,22 @@ describe('audit events', () => {
     expect(JSON.stringify(row)).not.toMatch(/hunter2|abcdefghijkl|gh_0123/);
   });
 
+  it('keeps the numbers and switches of a password or token policy, never a secret under such a key', () => {
+    expect(
+      redactDetails({
+        from: { password_min_length: 10, require_password: true, token_ttl: 900 },
+        to: { password_min_length: 14, password: 12345678, token_ttl: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig' },
+        otp_code: 123456,
+        password_length: 'hunter2hunter2',
+      }),
+    ).toEqual({
+      from: { password_min_length: 10, require_password: true, token_ttl: 900 },
+      to: { password_min_length: 14, password: REDACTED, token_ttl: REDACTED },
+      otp_code: REDACTED,
+      password_length: REDACTED,
+    });
+  });
+
   it('redacts credential-looking values under innocent keys', () => {
     expect(redactDetails({ note: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig', n: 3 })).toEqual({ note: REDACTED, n: 3 });
   });

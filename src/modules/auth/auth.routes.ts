@@ -22,6 +22,7 @@ import {
   ValidTokenView,
 } from './auth.schemas.js';
 import { authenticateAccessToken, login, logout, refreshSession, type TokenContext } from './auth.service.js';
+import { addOAuth2ErrorMembers } from './oauth2-errors.js';
 
 const tags = ['auth'];
 
@@ -90,6 +91,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
   // other route accepts forms (see acceptFormBodies).
   const formAndJson: FastifyPluginAsyncTypebox = async (scope) => {
     acceptFormBodies(scope);
+    addOAuth2ErrorMembers(scope);
     const consumes = ['application/json', 'application/x-www-form-urlencoded'];
 
     scope.post(

@@ -346,13 +346,32 @@ async function recordFailedLogins(ctx: TokenContext, accounts: LoginCandidate[],
   });
 }
 
-/** The audit events of a failed login (password or second factor), and of the lock it caused. */
+/**
+ * Where a credential was checked and failed: the two login steps, and the checks a signed-in user
+ * passes to change a credential (the current password, a code to turn the second factor off).
+ */
+export type CredentialCheck = 'password' | 'mfa' | 'change_password' | 'disable_mfa';
+
+const FAILED_CHECK: Record<CredentialCheck, { type: string; description: string }> = {
+  password: { type: 'auth.login_failed', description: 'Failed login: wrong password' },
+  mfa: { type: 'auth.login_failed', description: 'Failed login: wrong second-factor code' },
+  change_password: {
+    type: 'auth.credential_check_failed',
+    description: 'Password change refused: wrong current password',
+  },
+  disable_mfa: {
+    type: 'auth.credential_check_failed',
+    description: 'Turning the second factor off refused: wrong code',
+  },
+};
+
+/** The audit events of a failed credential check (a login step or a signed-in check), and of the lock it caused. */
 async function recordLoginFailureAudits(
   tx: DbOrTx,
   account: { id: string; organizationId: string },
   lockedUntil: Date | undefined,
   client: ClientInfo,
-  step: 'password' | 'mfa',
+  step: CredentialCheck,
 ): Promise<void> {
   const where = {
     organizationId: account.organizationId,
@@ -362,9 +381,8 @@ async function recordLoginFailureAudits(
   };
   await recordAudit(tx, {
     ...where,
-    type: 'auth.login_failed',
+    ...FAILED_CHECK[step],
     category: 'authentication',
-    description: step === 'mfa' ? 'Failed login: wrong second-factor code' : 'Failed login: wrong password',
     severity: 'warning',
     success: false,
     details: { step },
@@ -379,6 +397,25 @@ async function recordLoginFailureAudits(
     severity: 'critical',
     success: false,
     details: { locked_until: lockedUntil.toISOString() },
+  });
+}
+
+/**
+ * Counts a failed check of a signed-in user's credential (the current password to change it, a code
+ * to turn the second factor off) as a failed login of the account: a stolen access token must not
+ * buy unlimited guesses. At the threshold the account locks and its sessions end, the caller's too.
+ * Its own transaction: the refused request's rolls back, and the count must stick.
+ */
+export async function recordFailedCredentialCheck(
+  db: Db,
+  config: Config,
+  account: { id: string; organizationId: string },
+  client: ClientInfo,
+  step: CredentialCheck,
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    const lockedUntil = await recordLoginFailure(tx, account, lockoutPolicy(config));
+    await recordLoginFailureAudits(tx, account, lockedUntil, client, step);
   });
 }
 

@@ -430,8 +430,34 @@ describe('tokens', () => {
           status: 400,
           code: 'unsupported_grant_type',
           errors: [{ field: 'grant_type' }],
+          error: 'unsupported_grant_type',
         });
       }
+    });
+
+    it("carries RFC 6749 §5.2's error and error_description beside the problem, for OAuth2 client libraries", async () => {
+      const { user } = await activeUser();
+      const cases = [
+        [
+          await postForm('/api/token/', { grant_type: 'password', username: user.email, password: 'wrong one!' }),
+          401,
+          'invalid_grant',
+        ],
+        [await postForm('/api/token/', { grant_type: 'refresh_token', refresh_token: 'nope' }), 401, 'invalid_grant'],
+        [await postForm('/api/token/', { grant_type: 'password', username: user.email }), 400, 'invalid_request'],
+        [await post('/api/token/refresh/', { refresh: 'nope' }), 401, 'invalid_grant'],
+      ] as const;
+      for (const [res, status, error] of cases) {
+        expect(res.statusCode, res.body).toBe(status);
+        expect(res.headers['content-type']).toContain('application/problem+json');
+        const body = res.json();
+        expect(body).toMatchObject({ status, error });
+        expect(body.error_description).toBe(body.detail);
+      }
+      // The other login routes answer problems alone.
+      const other = await post('/api/v1/users/login/', { email: user.email, password: 'wrong one!' });
+      expect(other.statusCode).toBe(401);
+      expect(other.json().error).toBeUndefined();
     });
 
     it('answers a malformed form body with 400 naming the field, never 5xx', async () => {

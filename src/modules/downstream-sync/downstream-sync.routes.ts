@@ -1,14 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
-import { and, desc, eq, isNotNull, sql } from 'drizzle-orm';
+import { and, desc, eq, isNotNull, or, sql } from 'drizzle-orm';
 import { envelopeFor } from '../../platform/crypto/envelope.js';
 import { organizationScopeOf } from '../../platform/http/auth.js';
 import { integrationErrors } from '../integrations/integrations.errors.js';
 import { findIntegration } from '../integrations/integrations.queries.js';
 import { IntegrationIdParams } from '../integrations/integrations.schemas.js';
-import { users } from '../users/users.table.js';
 import { scheduleSyncSweep } from './downstream-sync.jobs.js';
-import { assertSyncTarget, countPending, syncIntegration } from './downstream-sync.service.js';
+import { assertSyncTarget, countPending, heldNow, retired, syncIntegration } from './downstream-sync.service.js';
 import { userSyncStates } from './downstream-sync.table.js';
 
 const tags = ['integrations'];
@@ -25,7 +24,7 @@ const SyncBody = Type.Object(
 const SyncView = Type.Object({
   integration_id: Type.String(),
   dry_run: Type.Boolean(),
-  pending: Type.Integer({ description: 'Users that needed sending.' }),
+  pending: Type.Integer({ description: 'Users (and keycloak_ids no user holds any more) that needed sending.' }),
   upserted: Type.Integer(),
   deactivated: Type.Integer(),
   failed: Type.Integer(),
@@ -37,8 +36,13 @@ const SyncView = Type.Object({
 
 const SyncStatusView = Type.Object({
   synced: Type.Integer({ description: 'Users the downstream holds as Gatehouse last sent them.' }),
-  pending: Type.Integer({ description: 'Users the next sync sends.' }),
-  failed: Type.Integer({ description: 'Users whose last attempt the downstream refused.' }),
+  pending: Type.Integer({
+    description:
+      'Users the next sync sends, and keycloak_ids it deactivates that no user holds any more (deleted users, changed keycloak_ids).',
+  }),
+  failed: Type.Integer({
+    description: 'Users (or keycloak_ids no user holds any more) whose last attempt the downstream refused.',
+  }),
   last_synced_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   failures: Type.Array(Type.Object({ ...Failure.properties, attempted_at: Type.String({ format: 'date-time' }) }), {
     description: 'The 50 latest refusals.',
@@ -66,7 +70,9 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Sends the organization’s users to a `user_provisioning` integration (a downstream system with seed 000’s ' +
           'provisioning API at its `base_url`) now: users with a `keycloak_id` that changed since the downstream ' +
-          'last took them, active ones by bulk upsert, those no longer active by deactivation. 400 ' +
+          'last took them, active ones by bulk upsert, those no longer active by deactivation; first, the ' +
+          'keycloak_ids the downstream holds as active that no user holds any more (a deleted user, a changed ' +
+          'keycloak_id) are deactivated. 400 ' +
           '`not_a_sync_target` for other service types; 409 for a deactivated integration, and 409 ' +
           '`sync_in_progress` while another sync to it runs (a dry run only counts, and runs beside it).',
         params: IntegrationIdParams,
@@ -107,10 +113,17 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
         eq(userSyncStates.organizationId, integration.organizationId),
         eq(userSyncStates.integrationId, integration.id),
       );
+      // A state no user holds is a keycloak_id still to deactivate (pending, or failed when refused), or
+      // one the next run drops; only a held one counts as synced.
+      const tracked = or(heldNow, retired);
       const [counts] = await db
         .select({
-          synced: sql<number>`count(*) filter (where ${userSyncStates.lastError} is null)`.mapWith(Number),
-          failed: sql<number>`count(*) filter (where ${userSyncStates.lastError} is not null)`.mapWith(Number),
+          synced: sql<number>`count(*) filter (where ${userSyncStates.lastError} is null and ${heldNow})`.mapWith(
+            Number,
+          ),
+          failed: sql<number>`count(*) filter (where ${userSyncStates.lastError} is not null and ${tracked})`.mapWith(
+            Number,
+          ),
           last: sql<Date | null>`max(${userSyncStates.syncedAt})`.mapWith((v) => (v ? new Date(v) : null)),
         })
         .from(userSyncStates)
@@ -118,13 +131,12 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const failures = await db
         .select({
           userId: userSyncStates.userId,
-          keycloakId: users.externalId,
+          keycloakId: userSyncStates.keycloakId,
           error: userSyncStates.lastError,
           attemptedAt: userSyncStates.attemptedAt,
         })
         .from(userSyncStates)
-        .innerJoin(users, eq(users.id, userSyncStates.userId))
-        .where(and(ofIntegration, isNotNull(userSyncStates.lastError)))
+        .where(and(ofIntegration, isNotNull(userSyncStates.lastError), tracked))
         .orderBy(desc(userSyncStates.attemptedAt))
         .limit(50);
       return {
@@ -134,7 +146,7 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
         last_synced_at: counts?.last?.toISOString() ?? null,
         failures: failures.map((f) => ({
           user_id: f.userId,
-          keycloak_id: f.keycloakId ?? '',
+          keycloak_id: f.keycloakId,
           error: f.error ?? '',
           attempted_at: f.attemptedAt.toISOString(),
         })),

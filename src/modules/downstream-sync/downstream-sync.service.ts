@@ -20,7 +20,9 @@ import { downstreamSyncLeases, userSyncStates } from './downstream-sync.table.js
  * Users with a `keycloak_id` (seed 000's key) are sent when they changed since the downstream last
  * accepted them: active ones in bulk upserts (`POST /users/bulk`, 1,000 a call), and users that left
  * the active state, once the downstream holds them as active, with `PUT /users/{id}/deactivate`.
- * Users never sent and not active are not sent at all. Every call goes through the integration
+ * Users never sent and not active are not sent at all. A keycloak_id the downstream holds as active
+ * that no user here holds any more (the user was deleted, or its keycloak_id changed or was taken
+ * away) is deactivated there first, and then forgotten. Every call goes through the integration
  * registry (credentials, request log, usage counters, health). A call that gets no usable answer
  * stops the run: the rest is sent by the next one.
  */
@@ -50,7 +52,7 @@ export interface SyncFailure {
 export interface SyncReport {
   integration_id: string;
   dry_run: boolean;
-  /** Users that needed sending. */
+  /** Users (and keycloak_ids no user holds any more) that needed sending. */
   pending: number;
   upserted: number;
   deactivated: number;
@@ -82,13 +84,24 @@ export function assertSyncTarget(integration: IntegrationRow): void {
   if (!integration.isActive) throw integrationErrors.inactive(integration.id);
 }
 
-/** A user's sync state for the integration (absent before the first attempt). */
+/** A user's sync state for the integration, by its keycloak_id (absent before the first attempt). */
 const stateOf = (integration: IntegrationRow) =>
   and(
     eq(userSyncStates.organizationId, users.organizationId),
     eq(userSyncStates.integrationId, integration.id),
-    eq(userSyncStates.userId, users.id),
+    eq(userSyncStates.keycloakId, users.externalId),
   );
+
+/** The integration's sync states. */
+const statesOf = (integration: IntegrationRow) =>
+  and(eq(userSyncStates.organizationId, integration.organizationId), eq(userSyncStates.integrationId, integration.id));
+
+/** Whether a user of the organization holds the state's keycloak_id now. */
+export const heldNow = sql`exists (select 1 from ${users} where ${users.organizationId} = ${userSyncStates.organizationId}
+  and ${users.externalId} = ${userSyncStates.keycloakId})`;
+
+/** A keycloak_id the downstream holds as active that no user here holds any more: to deactivate. */
+export const retired = and(eq(userSyncStates.syncedActive, true), sql`not ${heldNow}`) as SQL;
 
 /**
  * Users the downstream needs to hear about: active ones it has not accepted as they are now, and
@@ -98,7 +111,7 @@ function pendingCondition(full: boolean): SQL {
   const active = sql`${users.status} = 'active'`;
   const sendable = or(active, eq(userSyncStates.syncedActive, true)) as SQL;
   if (full) return sendable;
-  const changed = sql`(${userSyncStates.userId} is null
+  const changed = sql`(${userSyncStates.keycloakId} is null
     or ${userSyncStates.syncedVersion} is distinct from ${users.updatedAt}
     or ${userSyncStates.lastError} is not null
     or ${userSyncStates.syncedActive} <> (${users.status} = 'active'))`;
@@ -129,7 +142,23 @@ function candidates(db: DbOrTx, integration: IntegrationRow, full: boolean, limi
     .limit(limit) as Promise<Candidate[]>;
 }
 
-/** How many users a sync would send now. */
+interface RetiredIdentity {
+  keycloakId: string;
+  userId: string;
+}
+
+function retiredIdentities(db: DbOrTx, integration: IntegrationRow, limit: number, afterKeycloakId?: string) {
+  const conditions = [statesOf(integration), retired];
+  if (afterKeycloakId !== undefined) conditions.push(gt(userSyncStates.keycloakId, afterKeycloakId));
+  return db
+    .select({ keycloakId: userSyncStates.keycloakId, userId: userSyncStates.userId })
+    .from(userSyncStates)
+    .where(and(...conditions))
+    .orderBy(asc(userSyncStates.keycloakId))
+    .limit(limit) as Promise<RetiredIdentity[]>;
+}
+
+/** How many users (and keycloak_ids no user holds any more) a sync would send now. */
 export async function countPending(db: DbOrTx, integration: IntegrationRow): Promise<number> {
   const [row] = await db
     .select({ n: sql<number>`count(*)`.mapWith(Number) })
@@ -138,7 +167,11 @@ export async function countPending(db: DbOrTx, integration: IntegrationRow): Pro
     .where(
       and(eq(users.organizationId, integration.organizationId), isNotNull(users.externalId), pendingCondition(false)),
     );
-  return row?.n ?? 0;
+  const [gone] = await db
+    .select({ n: sql<number>`count(*)`.mapWith(Number) })
+    .from(userSyncStates)
+    .where(and(statesOf(integration), retired));
+  return (row?.n ?? 0) + (gone?.n ?? 0);
 }
 
 /**
@@ -224,6 +257,7 @@ async function saveOutcomes(db: DbOrTx, integration: IntegrationRow, outcomes: O
       outcomes.map(({ user, error }) => ({
         organizationId: integration.organizationId,
         integrationId: integration.id,
+        keycloakId: user.externalId,
         userId: user.id,
         syncedVersion: error ? null : sql`${user.version}::timestamptz`,
         syncedActive: error ? false : user.active,
@@ -233,9 +267,10 @@ async function saveOutcomes(db: DbOrTx, integration: IntegrationRow, outcomes: O
       })),
     )
     .onConflictDoUpdate({
-      target: [userSyncStates.organizationId, userSyncStates.integrationId, userSyncStates.userId],
+      target: [userSyncStates.organizationId, userSyncStates.integrationId, userSyncStates.keycloakId],
       // A failure keeps what the downstream last accepted; a success replaces it.
       set: {
+        userId: sql`excluded.user_id`,
         syncedVersion: sql`case when excluded.last_error is null then excluded.synced_version else ${userSyncStates.syncedVersion} end`,
         syncedActive: sql`case when excluded.last_error is null then excluded.synced_active else ${userSyncStates.syncedActive} end`,
         syncedAt: sql`case when excluded.last_error is null then excluded.synced_at else ${userSyncStates.syncedAt} end`,
@@ -297,10 +332,10 @@ interface Run {
   lease: SyncLease | undefined;
 }
 
-function fail(report: SyncReport, user: Candidate, error: string): void {
+function fail(report: SyncReport, userId: string, keycloakId: string, error: string): void {
   report.failed++;
   if (report.failures.length < MAX_REPORTED_FAILURES) {
-    report.failures.push({ user_id: user.id, keycloak_id: user.externalId, error });
+    report.failures.push({ user_id: userId, keycloak_id: keycloakId, error });
   }
 }
 
@@ -309,6 +344,60 @@ async function mayCall(run: Run): Promise<boolean> {
   if (!run.lease || (await run.lease.keep())) return true;
   run.report.stopped = LEASE_LOST;
   return false;
+}
+
+/** Whether the downstream took a deactivation: one of a user it does not have is as done as it can be. */
+const deactivated = (response: IntegrationResponse) => response.success || response.status === 404;
+
+/**
+ * Deactivates the keycloak_ids the downstream holds as active that no user here holds any more,
+ * before any upsert (a user's new keycloak_id goes after its old one), and forgets each once the
+ * downstream took it; a refused one stays, with its error, for the next run.
+ */
+async function retireIdentities(run: Run): Promise<void> {
+  const { db, envelope, integration, options, report } = run;
+  const target = { organizationId: integration.organizationId, integrationId: integration.id };
+  let after: string | undefined;
+  for (;;) {
+    const batch = await retiredIdentities(db, integration, BATCH, after);
+    if (batch.length === 0) return;
+    after = batch[batch.length - 1]?.keycloakId;
+    report.pending += batch.length;
+    if (options.dryRun) continue;
+    for (const identity of batch) {
+      if (!(await mayCall(run))) return;
+      const response = await callIntegration(db, envelope, target, {
+        method: 'PUT',
+        path: `/users/${encodeURIComponent(identity.keycloakId)}/deactivate`,
+      });
+      const problem = problemOf(response);
+      const error = problem ?? (deactivated(response) ? null : `HTTP ${response.status}`);
+      const state = and(statesOf(integration), eq(userSyncStates.keycloakId, identity.keycloakId));
+      if (error) {
+        fail(report, identity.userId, identity.keycloakId, error);
+        await db.update(userSyncStates).set({ attemptedAt: new Date(), lastError: error }).where(and(state, retired));
+      } else {
+        report.deactivated++;
+        // Only while still retired: a user given this keycloak_id meanwhile keeps it as their state.
+        await db.delete(userSyncStates).where(and(state, retired));
+      }
+      if (problem) {
+        report.stopped = `The downstream did not take a deactivation: ${problem}.`;
+        return;
+      }
+    }
+    if (batch.length < BATCH) return;
+  }
+}
+
+/**
+ * States no user holds and the downstream does not hold as active (a first attempt refused, then
+ * the user deleted or given another keycloak_id) tell nothing more: dropped.
+ */
+async function dropStale(db: DbOrTx, integration: IntegrationRow): Promise<void> {
+  await db
+    .delete(userSyncStates)
+    .where(and(statesOf(integration), eq(userSyncStates.syncedActive, false), sql`not ${heldNow}`));
 }
 
 async function sendPending(run: Run): Promise<void> {
@@ -342,7 +431,7 @@ async function sendPending(run: Run): Promise<void> {
       const result = problem ?? bulkOutcomes(upserts, response);
       if (typeof result === 'string') {
         report.stopped = `The downstream did not take the users: ${result}.`;
-        for (const user of upserts) fail(report, user, result);
+        for (const user of upserts) fail(report, user.id, user.externalId, result);
         await saveOutcomes(
           db,
           integration,
@@ -364,11 +453,10 @@ async function sendPending(run: Run): Promise<void> {
         outcomes.push({ user, error: problem });
         break;
       }
-      // A user the downstream does not have is as deactivated there as it can be.
-      outcomes.push({ user, error: response.success || response.status === 404 ? null : `HTTP ${response.status}` });
+      outcomes.push({ user, error: deactivated(response) ? null : `HTTP ${response.status}` });
     }
     for (const { user, error } of outcomes) {
-      if (error) fail(report, user, error);
+      if (error) fail(report, user.id, user.externalId, error);
       else if (user.active) report.upserted++;
       else report.deactivated++;
     }
@@ -405,7 +493,10 @@ export async function syncIntegration(
   const lease = options.dryRun ? undefined : new SyncLease(db, integration);
   await lease?.take();
   try {
-    await sendPending({ db, envelope, integration, options, clientId: organization?.code as string, report, lease });
+    const run = { db, envelope, integration, options, clientId: organization?.code as string, report, lease };
+    if (!options.dryRun) await dropStale(db, integration);
+    await retireIdentities(run);
+    if (!report.stopped) await sendPending(run);
   } finally {
     await lease?.release();
   }

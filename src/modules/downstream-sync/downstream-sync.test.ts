@@ -1,6 +1,7 @@
 import { type AddressInfo, createServer } from 'node:net';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scimClient } from '../../../test/scim-client.js';
 import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
@@ -110,6 +111,121 @@ describe('outbound user sync to a seed-000 downstream', () => {
     );
     expect(events).toHaveLength(3);
     expect(events[2]).toMatchObject({ actor_id: root.user.id, details: { upserted: 1, deactivated: 1 } });
+  });
+
+  it('deactivates downstream the users deleted here, by the admin API or SCIM', async () => {
+    const { org: gone, scim } = await scimClient(t);
+    const id = await target(undefined, gone.code);
+    const fay = await seedUser(t, gone.id, { externalId: unique('kc-fay-') });
+    const gus = await seedUser(t, gone.id, { externalId: unique('kc-gus-') });
+    const hal = await seedUser(t, gone.id, { externalId: unique('kc-hal-') });
+    const ivy = await seedUser(t, gone.id, { externalId: unique('kc-ivy-') });
+    // Never sent: deleting it sends nothing.
+    const jon = await seedUser(t, gone.id, { externalId: unique('kc-jon-'), status: 'deactivated' });
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).json()).toMatchObject({ upserted: 4 });
+
+    expect((await root.delete(`/api/v1/users/${fay.id}/`)).statusCode).toBe(204);
+    expect((await scim('DELETE', `/Users/${gus.id}`)).statusCode).toBe(204);
+    expect((await root.delete(`/api/v1/users/${hal.id}/`)).statusCode).toBe(204);
+    expect((await root.delete(`/api/v1/users/${jon.id}/`)).statusCode).toBe(204);
+    // The downstream lost hal on its own: its 404 counts as done.
+    await downstream.database.db.delete(users).where(eq(users.externalId, hal.externalId as string));
+
+    expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({
+      synced: 1,
+      pending: 3,
+      failed: 0,
+    });
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, { dry_run: true })).json()).toMatchObject({
+      pending: 3,
+    });
+    const res = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+    expect(res).toMatchObject({ pending: 3, upserted: 0, deactivated: 3, failed: 0, stopped: null });
+    expect((await downstreamUser(fay.externalId))?.status).toBe('deactivated');
+    expect((await downstreamUser(gus.externalId))?.status).toBe('deactivated');
+    expect((await downstreamUser(ivy.externalId))?.status).toBe('active');
+
+    // Done with: nothing is left of the deleted users, and nothing more is sent.
+    expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({
+      synced: 1,
+      pending: 0,
+      failed: 0,
+    });
+    const left = await queryRows<{ user_id: string }>(
+      t.database.db,
+      sql`select user_id from user_sync_states where integration_id = ${id}`,
+    );
+    expect(left).toEqual([{ user_id: ivy.id }]);
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, { full: true })).json()).toMatchObject({
+      pending: 1,
+      upserted: 1,
+      deactivated: 0,
+    });
+  });
+
+  it('keeps a deleted user for the next sync while the downstream does not take its deactivation', async () => {
+    const other = await seedOrganization(t);
+    const id = await target(undefined, other.code);
+    const kim = await seedUser(t, other.id, { externalId: unique('kc-kim-') });
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).json()).toMatchObject({ upserted: 1 });
+    expect((await root.delete(`/api/v1/users/${kim.id}/`)).statusCode).toBe(204);
+
+    // The downstream refuses the key for now.
+    const wrongKey = await root.patch(`/api/v1/integrations/${id}/`, { credentials: { api_key: 'not-the-key' } });
+    expect(wrongKey.statusCode, wrongKey.body).toBe(200);
+    const refused = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+    expect(refused).toMatchObject({ pending: 1, deactivated: 0, failed: 1 });
+    expect(refused.stopped).toMatch(/^The downstream did not take a deactivation: HTTP 401/);
+    expect(refused.failures).toEqual([expect.objectContaining({ user_id: kim.id, keycloak_id: kim.externalId })]);
+    const status = (await root.get(`/api/v1/integrations/${id}/sync-status/`)).json();
+    expect(status).toMatchObject({ synced: 0, pending: 1, failed: 1 });
+    expect(status.failures).toEqual([expect.objectContaining({ user_id: kim.id, keycloak_id: kim.externalId })]);
+    expect((await downstreamUser(kim.externalId))?.status).toBe('active');
+
+    expect((await root.patch(`/api/v1/integrations/${id}/`, { credentials: { api_key: key } })).statusCode).toBe(200);
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).json()).toMatchObject({
+      pending: 1,
+      deactivated: 1,
+      failed: 0,
+    });
+    expect((await downstreamUser(kim.externalId))?.status).toBe('deactivated');
+    expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({
+      synced: 0,
+      pending: 0,
+      failed: 0,
+    });
+  });
+
+  it('deactivates the keycloak_id a user was sent under once it changes, then sends the new one', async () => {
+    const other = await seedOrganization(t);
+    const id = await target(undefined, other.code);
+    const lea = await seedUser(t, other.id, { externalId: unique('kc-lea-'), email: 'lea@example.com' });
+    const max = await seedUser(t, other.id, { externalId: unique('kc-max-'), email: 'max@example.com' });
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).json()).toMatchObject({ upserted: 2 });
+
+    const renamed = unique('kc-lea-new-');
+    const patched = await root.patch(`/api/v1/users/${lea.id}`, { external_id: renamed, email: 'lea@new.example.com' });
+    expect(patched.statusCode, patched.body).toBe(200);
+    // Its keycloak_id taken away: the one the downstream holds is deactivated all the same.
+    expect((await root.patch(`/api/v1/users/${max.id}`, { external_id: null })).statusCode).toBe(200);
+
+    expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({ pending: 3 });
+    const res = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+    expect(res).toMatchObject({ pending: 3, upserted: 1, deactivated: 2, failed: 0, stopped: null });
+    expect((await downstreamUser(lea.externalId))?.status).toBe('deactivated');
+    expect(await downstreamUser(renamed)).toMatchObject({ status: 'active', email: 'lea@new.example.com' });
+    expect((await downstreamUser(max.externalId))?.status).toBe('deactivated');
+    // The old keycloak_id went first.
+    const calls = await queryRows<{ method: string }>(
+      t.database.db,
+      sql`select method from integration_logs where integration_id = ${id} order by created_at`,
+    );
+    expect(calls.map((c) => c.method)).toEqual(['POST', 'PUT', 'PUT', 'POST']);
+    expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({
+      synced: 1,
+      pending: 0,
+      failed: 0,
+    });
   });
 
   it('records what the downstream refuses and sends it again next time', async () => {

@@ -1,4 +1,5 @@
 import type { Envelope } from '../../platform/crypto/envelope.js';
+import { integrationErrors } from './integrations.errors.js';
 import type { CredentialHints, CredentialName } from './integrations.table.js';
 
 /** An integration's secrets in clear, only ever held in memory while a call is made. */
@@ -44,4 +45,37 @@ export function hintsOf(credentials: Credentials): CredentialHints {
     hints[name] = { hint: HINTED.has(name) && value.length >= MIN_HINTED_LENGTH ? `…${value.slice(-4)}` : null };
   }
   return hints;
+}
+
+// A header value is visible ASCII, with spaces and tabs only inside (RFC 9110 §5.5): anything else
+// (a line break, a non-ASCII letter) makes every call fail, or splits the header.
+const HEADER_VALUE = /^[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*$/;
+// A bearer token is one word after `Bearer ` (RFC 6750 §2.1): visible ASCII.
+const HEADER_WORD = /^[\x21-\x7e]+$/;
+// Basic sends the pair base64-encoded, so any script will do, but not control characters, nor a
+// colon in the user-id, where the pair splits (RFC 7617 §2).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds.
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/** Why a credential could not go into the header it is sent in, or null. */
+const RULES: Partial<Record<CredentialName, (value: string) => string | null>> = {
+  api_key: (v) =>
+    HEADER_VALUE.test(v)
+      ? null
+      : 'Sent as a header value: visible ASCII characters only, spaces and tabs only between them.',
+  token: (v) =>
+    HEADER_WORD.test(v) ? null : 'Sent after `Bearer ` in a header: visible ASCII characters only, no spaces.',
+  username: (v) =>
+    CONTROL.test(v) || v.includes(':') ? 'Sent in Basic authentication: no control characters, no colon.' : null,
+  password: (v) => (CONTROL.test(v) ? 'Sent in Basic authentication: no control characters.' : null),
+};
+
+/** Refuses, naming each, the credentials given that could never be sent (400), before they are stored. */
+export function checkSendableCredentials(changes: Partial<Record<CredentialName, string | null>> | undefined): void {
+  const errors: { field: string; message: string }[] = [];
+  for (const [name, value] of Object.entries(changes ?? {}) as [CredentialName, string | null][]) {
+    const problem = typeof value === 'string' ? RULES[name]?.(value) : null;
+    if (problem) errors.push({ field: `credentials.${name}`, message: problem });
+  }
+  if (errors.length > 0) throw integrationErrors.credentialsNotSendable(errors);
 }

@@ -16,6 +16,7 @@ export const integrationErrors = {
       errors: [{ field: 'organization', message: 'Not your organization.' }],
     }),
   invalidUrl: (field: string, message: string) => commonErrors.validation([{ field, message }]),
+  credentialsNotSendable: (errors: { field: string; message: string }[]) => commonErrors.validation(errors),
   oauth2ClientIdRequired: () =>
     commonErrors.validation([
       {

@@ -56,7 +56,9 @@ export const CredentialsInput = Type.Object(
     description:
       'Secrets, stored encrypted and never shown again. On update, a value replaces the stored one, null removes it, ' +
       'and an omitted one is kept — except when the update moves `base_url` or an OAuth2 endpoint to another ' +
-      'origin: then `credentials` is required and replaces the stored set whole.',
+      'origin: then `credentials` is required and replaces the stored set whole. What goes into a header must be ' +
+      'sendable there: `api_key` visible ASCII (spaces inside), `token` visible ASCII without spaces, `username` ' +
+      'and `password` (Basic) no control characters and no colon in `username`; anything else is refused with 400.',
   },
 );
 export type CredentialsInputValue = Partial<Record<(typeof CREDENTIAL_NAMES)[number], string | null>>;
@@ -271,7 +273,8 @@ export const AuthorizeBody = Type.Object(
     redirect_uri: Type.Optional({
       ...HttpUrl,
       description:
-        'Where the provider sends the user back; default `PUBLIC_URL` + `/api/v1/integrations/oauth2/callback`. ' +
+        'Where the provider sends the user back: an absolute http:// or https:// URL without a fragment; default ' +
+        '`PUBLIC_URL` + `/api/v1/integrations/oauth2/callback`. ' +
         'A different one must itself deliver `code` and `state` to that callback.',
     }),
   },

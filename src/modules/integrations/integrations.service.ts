@@ -5,7 +5,13 @@ import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
-import { hintsOf, mergeCredentials, openCredentials, sealCredentials } from './credentials.js';
+import {
+  checkSendableCredentials,
+  hintsOf,
+  mergeCredentials,
+  openCredentials,
+  sealCredentials,
+} from './credentials.js';
 import { integrationErrors } from './integrations.errors.js';
 import { findIntegration, findOrganizationIntegration, type IntegrationRow } from './integrations.queries.js';
 import type {
@@ -133,6 +139,7 @@ export async function createIntegration(
   const baseUrl = checkIntegrationUrl(input.base_url, 'base_url', { query: false });
   const oauth2 = checkedOAuth2(input.oauth2);
   checkOAuth2Client(input.auth_type, oauth2);
+  checkSendableCredentials(input.credentials);
   const organization = await organizationOfNew(db, manager, input.organization);
   const id = newId();
   const credentials = mergeCredentials({}, input.credentials ?? {});
@@ -205,6 +212,7 @@ export async function updateIntegration(
   const changes: Partial<Integration> = {};
   if (input.base_url !== undefined) changes.baseUrl = checkIntegrationUrl(input.base_url, 'base_url', { query: false });
   const oauth2 = checkedOAuth2(input.oauth2);
+  checkSendableCredentials(input.credentials);
   return db.transaction(async (tx) => {
     const scoped = await findIntegration(tx, id, manager.organizationId);
     if (!scoped) throw integrationErrors.notFound(id);

@@ -442,6 +442,42 @@ describe('integration registry', () => {
     expect((await admin.get('/api/v1/integrations/not-a-uuid')).statusCode).toBe(404);
   });
 
+  it('refuses credentials that could never go out in a header, on create and update, naming them', async () => {
+    const { admin } = await orgAdmin();
+    // Header values are visible ASCII, spaces and tabs inside (RFC 9110 §5.5); Basic's user-id and
+    // password have no control characters, and the user-id no colon (RFC 7617 §2).
+    const cases: [Record<string, unknown>, string][] = [
+      [{ auth_type: 'api_key', credentials: { api_key: 'abc\r\nX-Evil: 1' } }, 'credentials.api_key'],
+      [{ auth_type: 'api_key', credentials: { api_key: 'clé' } }, 'credentials.api_key'],
+      [{ auth_type: 'api_key', credentials: { api_key: ' padded ' } }, 'credentials.api_key'],
+      [{ auth_type: 'bearer', credentials: { token: 'jéton' } }, 'credentials.token'],
+      [{ auth_type: 'bearer', credentials: { token: 'two words' } }, 'credentials.token'],
+      [{ auth_type: 'bearer', credentials: { token: 'a\u0000b' } }, 'credentials.token'],
+      [{ auth_type: 'basic', credentials: { username: 'ada:lovelace', password: 'pw' } }, 'credentials.username'],
+      [{ auth_type: 'basic', credentials: { username: 'ada\n', password: 'pw' } }, 'credentials.username'],
+      [{ auth_type: 'basic', credentials: { username: 'ada', password: 'p\rw' } }, 'credentials.password'],
+    ];
+    for (const [overrides, field] of cases) {
+      const res = await admin.post('/api/v1/integrations/', body(overrides));
+      expect(res.statusCode, `${JSON.stringify(overrides)} → ${res.body}`).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json().errors).toEqual([expect.objectContaining({ field })]);
+    }
+    // Any value that can be sent is taken: a key in the form of a scheme and its value, a
+    // password in any script (Basic sends it encoded).
+    await create(admin, { credentials: { api_key: 'Bearer sk_live_0123456789' } });
+    await create(admin, { auth_type: 'basic', credentials: { username: 'José', password: 'mot de passe: été' } });
+
+    const created = await create(admin, { credentials: { api_key: 'sk_live_0123456789abcdef' } });
+    const update = await admin.patch(`/api/v1/integrations/${created.id}`, {
+      credentials: { api_key: 'abc\r\nX-Evil: 1', token: 'ok' },
+    });
+    expect(update.statusCode, update.body).toBe(400);
+    expect(update.json().errors).toEqual([expect.objectContaining({ field: 'credentials.api_key' })]);
+    const stored = (await admin.get(`/api/v1/integrations/${created.id}`)).json();
+    expect(stored.credentials).toMatchObject({ api_key: { set: true, hint: '…cdef' }, token: { set: false } });
+  });
+
   it('refuses a query string in base_url and the OAuth2 issuer, on create and update, and stores nothing', async () => {
     const { org, admin } = await orgAdmin();
     const secretUrl = 'http://rates.example/api?api_key=sk_secret_123';

@@ -402,6 +402,29 @@ describe('OAuth2 integrations', () => {
     expect(rows).toEqual([]);
   });
 
+  it('takes only an absolute http(s) redirect_uri without a fragment, and sends it as given', async () => {
+    const created = await register({});
+    for (const redirect_uri of [
+      'javascript:alert(1)',
+      'data:text/html,hi',
+      '/api/v1/integrations/oauth2/callback',
+      'https://app.example/callback#frag',
+    ]) {
+      const res = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize/`, { redirect_uri });
+      expect(res.statusCode, `${redirect_uri} → ${res.body}`).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json().errors).toEqual([expect.objectContaining({ field: 'redirect_uri' })]);
+    }
+    expect(
+      await queryRows(t.database.db, sql`select 1 from integration_oauth2_states where integration_id = ${created.id}`),
+    ).toEqual([]);
+
+    const redirect = 'http://localhost:8080/relay?to=gatehouse';
+    const start = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize/`, { redirect_uri: redirect });
+    expect(start.statusCode, start.body).toBe(200);
+    expect(new URL(start.json().authorization_url).searchParams.get('redirect_uri')).toBe(redirect);
+  });
+
   it('refuses unknown or expired states, other auth types, and other organizations’ integrations', async () => {
     const unknown = await t.request({
       method: 'GET',

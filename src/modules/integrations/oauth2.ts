@@ -118,12 +118,34 @@ async function endpointsOf(envelope: Envelope, integration: Integration): Promis
  * sealed code verifier, bound to the integration and expiring, and returns the URL to send the
  * user to.
  */
+/**
+ * The provider sends the user's browser to the redirect URI with the code, so it must be an absolute
+ * URI without a fragment (RFC 6749 §3.1.2), and a web address: `javascript:` or `data:` there would
+ * run in the browser instead.
+ */
+function checkRedirectUri(raw: string): void {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw integrationErrors.invalidUrl('redirect_uri', 'Not a valid absolute URL.');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw integrationErrors.invalidUrl('redirect_uri', 'Only http:// and https:// URLs are allowed.');
+  }
+  // `hash` is empty for a bare "#", which the URL still keeps.
+  if (url.hash || url.href.includes('#')) {
+    throw integrationErrors.invalidUrl('redirect_uri', 'A URL fragment is not allowed.');
+  }
+}
+
 export async function startAuthorization(
   db: Db,
   envelope: Envelope,
   integration: Integration,
   input: { redirectUri: string; userId: string | null },
 ): Promise<{ authorizationUrl: string; expiresAt: Date }> {
+  checkRedirectUri(input.redirectUri);
   const { as, client, settings } = await endpointsOf(envelope, integration);
   if (!as.authorization_endpoint) throw integrationErrors.oauth2NotConfigured('authorization_url');
   const state = oauth.generateRandomState();

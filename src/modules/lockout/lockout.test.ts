@@ -1,8 +1,11 @@
-import { eq, sql } from 'drizzle-orm';
+import { desc, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
 import { ConfigError } from '../../config.js';
+import { runPendingJobs } from '../../platform/jobs/worker.js';
+import { mailOutbox } from '../../platform/mail/outbox.table.js';
+import { activities } from '../activity/activity.table.js';
 import { users } from '../users/users.table.js';
 import { accountLockouts } from './lockout.table.js';
 
@@ -94,6 +97,72 @@ describe('account lockout', () => {
       );
     expect(locked.map((r) => r.userId).sort()).toEqual([a.id, b.id].sort());
     expect((await login(other.email, TEST_PASSWORD)).statusCode).toBe(200);
+  });
+
+  it('counts a wrong current password on change-password: the threshold locks the account and ends the session', async () => {
+    const user = await freshUser();
+    const as = await loginAs(t, user);
+    const change = (old_password: string) =>
+      as.post('/api/v1/users/change-password/', { old_password, new_password: 'violet kettle maps 42' });
+    for (let i = 0; i < 2; i++) expect((await change('not the password')).json().code).toBe('wrong_password');
+    const [counted] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(counted?.failedCount).toBe(2);
+    expect((await change('not the password')).statusCode).toBe(400);
+
+    // Locked: the session that guessed has ended, and login refuses the right password.
+    expect((await change(TEST_PASSWORD)).statusCode).toBe(401);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(401);
+    const events = await t.database.db
+      .select({ type: activities.activityType })
+      .from(activities)
+      .where(eq(activities.userId, user.id));
+    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['auth.credential_check_failed', 'auth.lockout']));
+  });
+
+  it('refuses a password change while the account is locked, whatever the current password', async () => {
+    const user = await freshUser();
+    const as = await loginAs(t, user);
+    // A lock in force with the session still open (as when it was opened on another node just before).
+    await t.database.db.insert(accountLockouts).values({
+      organizationId: user.organizationId,
+      userId: user.id,
+      lockedUntil: sql`now() + interval '10 minutes'`,
+    });
+    const res = await as.post('/api/v1/users/change-password/', {
+      old_password: TEST_PASSWORD,
+      new_password: 'violet kettle maps 42',
+    });
+    expect(res.json()).toMatchObject({ status: 400, code: 'wrong_password' });
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, user.id));
+    expect(row?.passwordHash).toBe(user.passwordHash);
+  });
+
+  it('lifts a lock and forgets the failures once the password is reset with the mailed token', async () => {
+    const user = await freshUser();
+    await failTimes(user.email, 3);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(401);
+    const request = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/password-reset/',
+      payload: { email: user.email },
+    });
+    expect(request.statusCode).toBe(202);
+    await runPendingJobs(t.database, { config: t.config, log: t.app.log });
+    const [mail] = await t.database.db
+      .select()
+      .from(mailOutbox)
+      .where(eq(mailOutbox.toAddress, user.email))
+      .orderBy(desc(mailOutbox.id))
+      .limit(1);
+    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.textBody ?? '')?.[1] as string;
+    const confirm = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/password-reset/confirm/',
+      payload: { token, new_password: 'violet kettle maps 42' },
+    });
+    expect(confirm.statusCode).toBe(200);
+    expect(await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id))).toEqual([]);
+    expect((await login(user.email, 'violet kettle maps 42')).statusCode).toBe(200);
   });
 
   describe('POST /api/v1/users/{id}/unlock/', () => {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { TokenPairView } from '../auth/auth.schemas.js';
-import { completeMfaLogin, type TokenContext } from '../auth/auth.service.js';
+import { completeMfaLogin, recordFailedCredentialCheck, type TokenContext } from '../auth/auth.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import { findUserById } from '../users/users.queries.js';
 import { findUserToManage } from '../users/users.service.js';
@@ -61,13 +61,25 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
       schema: {
         operationId: 'disableTotp',
         tags,
-        description: 'Turns TOTP off; needs a current code (or a recovery code) in the body.',
+        description:
+          'Turns TOTP off; needs a current code (or a recovery code) in the body. A wrong code answers 401 ' +
+          '`invalid_mfa_code` and counts as a failed login of the account (lockout), as at the login’s second step.',
         body: CodeBody,
         response: { 204: { type: 'null', description: 'Disabled.' } },
       },
     },
     async (req, reply) => {
-      await disableTotp(db, app.config, requireUser(req.actor), req.body.code);
+      const actor = requireUser(req.actor);
+      const client = { ip: req.ip, userAgent: req.headers['user-agent'] };
+      await disableTotp(db, app.config, actor, req.body.code, () =>
+        recordFailedCredentialCheck(
+          db,
+          app.config,
+          { id: actor.userId, organizationId: actor.organizationId },
+          client,
+          'disable_mfa',
+        ),
+      );
       return reply.code(204).send();
     },
   );

@@ -7,6 +7,7 @@ import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { Actor, UserActor } from '../../platform/http/auth.js';
 import { recordAudit } from '../activity/audit.js';
+import { isAccountLocked } from '../lockout/lockout.queries.js';
 import { users } from '../users/users.table.js';
 import { type MfaChallengeView, MfaRequiredError, mfaErrors } from './mfa.errors.js';
 import { mfaChallenges, mfaRecoveryCodes, mfaTotp } from './mfa.table.js';
@@ -149,12 +150,26 @@ export async function verifySecondFactor(db: DbOrTx, config: Config, userId: str
   return useRecoveryCode(db, userId, code.trim());
 }
 
-/** Turns TOTP off for the caller, who proves it with a current code (or a recovery code). */
-export async function disableTotp(db: Db, config: Config, actor: UserActor, code: string): Promise<void> {
-  await db.transaction(async (tx) => {
+/**
+ * Turns TOTP off for the caller, who proves it with a current code (or a recovery code). A wrong
+ * code is reported to `onWrongCode` (the account's failed-login counter), as at the login's second
+ * step: an access token alone must not buy the guesses that switch the factor off. While the
+ * account is locked no code is checked, as no password is at login.
+ */
+export async function disableTotp(
+  db: Db,
+  config: Config,
+  actor: UserActor,
+  code: string,
+  onWrongCode: () => Promise<void>,
+): Promise<void> {
+  if (await isAccountLocked(db, { organizationId: actor.organizationId, id: actor.userId })) {
+    throw mfaErrors.invalidCode();
+  }
+  const disabled = await db.transaction(async (tx) => {
     const row = await findTotp(tx, actor.userId);
     if (!row?.confirmedAt) throw mfaErrors.notEnrolled();
-    if (!(await verifySecondFactor(tx, config, actor.userId, code))) throw mfaErrors.invalidCode();
+    if (!(await verifySecondFactor(tx, config, actor.userId, code))) return false;
     await removeFactors(tx, actor.userId);
     await recordAudit(tx, {
       type: 'mfa.disabled',
@@ -167,7 +182,13 @@ export async function disableTotp(db: Db, config: Config, actor: UserActor, code
       objectType: 'user',
       objectId: actor.userId,
     });
+    return true;
   });
+  if (!disabled) {
+    // After the transaction above, which changed nothing: the count must stick.
+    await onWrongCode();
+    throw mfaErrors.invalidCode();
+  }
 }
 
 async function removeFactors(tx: DbOrTx, userId: string): Promise<void> {

@@ -151,6 +151,30 @@ describe('TOTP two-factor authentication', () => {
     expect((await passwordLogin(second.user)).json().access).toEqual(expect.any(String));
   });
 
+  it('counts wrong codes to turn TOTP off as failed logins: five lock the account and end its sessions', async () => {
+    const { user, client, secret } = await enrolled();
+    const disable = (code: string) =>
+      t.request({
+        method: 'DELETE',
+        url: '/api/v1/users/mfa/totp/',
+        headers: { authorization: `Bearer ${client.token}` },
+        payload: { code },
+      });
+    for (let i = 0; i < 4; i++) expect((await disable('000001')).json().code).toBe('invalid_mfa_code');
+    const [counted] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(counted?.failedCount).toBe(4);
+    expect((await disable('000002')).statusCode).toBe(401);
+    const [locked] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(locked?.lockedUntil?.getTime()).toBeGreaterThan(Date.now());
+
+    // The lock ended the session that guessed: a right code no longer gets through, and TOTP stays on.
+    const late = await disable(totpOf(secret).generate({ timestamp: Date.now() + 30_000 }));
+    expect(late.statusCode).toBe(401);
+    const [totp] = await t.database.db.select().from(mfaTotp).where(eq(mfaTotp.userId, user.id));
+    expect(totp?.confirmedAt).not.toBeNull();
+    expect((await passwordLogin(user)).json()).toMatchObject({ status: 401, code: 'invalid_credentials' });
+  });
+
   it('refuses a login without an authenticator when the organization requires MFA', async () => {
     const org = await seedOrganization(t);
     await t.database.db

@@ -19,11 +19,28 @@ export const OrganizationView = Type.Object({
   updated_at: Type.String({ format: 'date-time' }),
 });
 
-const Settings = Type.Record(Type.String(), Type.Unknown(), {
-  description:
-    'Free-form settings. Read by Gatehouse: `require_mfa` (boolean): accounts without a confirmed TOTP ' +
-    'authenticator cannot log in (403 `mfa_enrollment_required`); `require_email_verification` (boolean).',
-});
+// The settings Gatehouse reads are checked by type and range (a value it would ignore is refused,
+// not stored to mislead whoever set it); any other key is the organization's own.
+const Settings = Type.Object(
+  {
+    self_registration: Type.Optional(
+      Type.Boolean({ description: '`false` closes self-registration (403 `registration_closed`).' }),
+    ),
+    require_email_verification: Type.Optional(
+      Type.Boolean({ description: '`true` refuses logins until the mailed verification link was followed.' }),
+    ),
+    require_mfa: Type.Optional(
+      Type.Boolean({
+        description:
+          '`true`: accounts without a confirmed TOTP authenticator cannot log in (403 `mfa_enrollment_required`).',
+      }),
+    ),
+    password_min_length: Type.Optional(
+      Type.Integer({ minimum: 8, maximum: 128, description: 'Minimum password length (default 10).' }),
+    ),
+  },
+  { description: 'Settings: those named here are read by Gatehouse; any other key is kept as given.' },
+);
 
 export const CreateOrganizationBody = Type.Object({
   code: OrganizationCode,

@@ -69,6 +69,30 @@ describe('organizations admin API', () => {
     expect((await admin.patch(`/api/v1/organizations/${org.code}`, {})).statusCode).toBe(400);
   });
 
+  it('refuses a setting Gatehouse reads with a value it would ignore, naming it, and keeps the stored ones', async () => {
+    const org = await seedOrganization(t);
+    const url = `/api/v1/organizations/${org.code}`;
+    const good = { password_min_length: 14, self_registration: false, require_mfa: true, theme: 'dark' };
+    expect((await admin.patch(url, { settings: good })).json().settings).toEqual(good);
+    const bad = await admin.patch(url, {
+      settings: { password_min_length: 3, self_registration: 'no', require_email_verification: 'yes' },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect((bad.json().errors as { field: string }[]).map((e) => e.field).sort()).toEqual([
+      'settings.password_min_length',
+      'settings.require_email_verification',
+      'settings.self_registration',
+    ]);
+    expect((await admin.get(url)).json().settings).toEqual(good);
+    const created = await admin.post('/api/v1/organizations/', {
+      code: unique('strict-'),
+      name: 'Strict',
+      settings: { password_min_length: 'x' },
+    });
+    expect(created.statusCode).toBe(400);
+    expect(created.json().errors).toEqual([expect.objectContaining({ field: 'settings.password_min_length' })]);
+  });
+
   it('answers 400 naming code, which cannot be changed, and a body with nothing to change with the organization as it is', async () => {
     const org = await seedOrganization(t);
     const url = `/api/v1/organizations/${org.code}`;

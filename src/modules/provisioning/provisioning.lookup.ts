@@ -6,6 +6,7 @@ import { and, eq, getTableColumns } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import { endAccountTokensOfUsers } from '../account/account.queries.js';
 import { recordAudits } from '../activity/audit.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
@@ -162,6 +163,8 @@ export async function deactivateUser(
       .where(eq(users.id, row.id))
       .returning();
     await revokeUserSessions(tx, row.id, 'deactivated_by_provisioning');
+    // Mailed links too: a reset or invitation must not set a password on a deactivated account.
+    await endAccountTokensOfUsers(tx, [row.id]);
     await recordAudits(tx, [
       userEvent(actor, options.context, 'user.deactivated', row.organizationId, row.id, {
         changes: [{ field: 'is_active', from: row.status === 'active', to: false }],

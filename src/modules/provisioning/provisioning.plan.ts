@@ -9,7 +9,7 @@ import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
 import { AppError, type FieldError } from '../../platform/http/errors.js';
-import { nulField } from '../../platform/http/nul-guard.js';
+import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
@@ -54,12 +54,12 @@ const FIELD_NAMES: Record<string, string> = {
 /** Checks one item's shape; answers field errors named as in the admin API. */
 export function validateProvisionItem(item: unknown): FieldError[] {
   if (validateCoreItem(item)) {
-    // PostgreSQL text cannot hold U+0000 (the HTTP layer refuses it in whole bodies; bulk items come here).
-    const nul = nulField(item);
-    if (nul === undefined) return [];
-    const [head, ...rest] = nul.split('.');
+    // Text PostgreSQL cannot store (the HTTP layer refuses it in whole bodies; bulk items come here).
+    const unstorable = unstorableTextField(item);
+    if (unstorable === undefined) return [];
+    const [head, ...rest] = unstorable.split('.');
     const field = [FIELD_NAMES[head as string] ?? head, ...rest].join('.');
-    return [{ field, message: 'must not contain the NUL character (U+0000).' }];
+    return [{ field, message: UNSTORABLE_TEXT }];
   }
   const out: FieldError[] = [];
   for (const e of validateCoreItem.errors ?? []) {

@@ -146,8 +146,8 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/api/provisioning/users/bulk',
     {
-      // One item holding a NUL character fails alone, in the core's validation.
-      config: { auth, nulCheckedPerItem: true },
+      // One item holding unstorable text fails alone, in the core's validation.
+      config: { auth, textCheckedPerItem: true },
       validatorCompiler: bulkValidatorCompiler,
       schema: {
         operationId: 'bulkProvisionUsers',

@@ -38,6 +38,7 @@ import type { Config } from '../../config.js';
 import { type Db, type DbOrTx, uniqueViolation } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import type { AppError } from '../../platform/http/errors.js';
+import { endAccountTokensOfUsers } from '../account/account.queries.js';
 import { inviteUser } from '../account/account.service.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
@@ -306,6 +307,26 @@ function report(
   return { results, createdOrganizations: planned };
 }
 
+/**
+ * Existing users whose mailed tokens (verification, reset, invitation) this batch makes stale: the
+ * email changed (the link went to an address that is no longer theirs, and would verify the new one
+ * or set the password for whoever holds the old one), or the user left `active` (as their sessions
+ * end, so do the links that would sign them in again). A change of letter case is the same mailbox.
+ */
+function staleTokenHolders(steps: Step[], written: Map<string, Written>): string[] {
+  const ids: string[] = [];
+  for (const s of steps) {
+    if ('error' in s || !s.existing) continue;
+    const w = written.get(s.target.id);
+    if (!w || w.inserted) continue;
+    const previous = w.previousStatus ?? s.existing.status;
+    const leftActive = previous !== s.target.status && s.target.status !== 'active';
+    const emailChanged = s.existing.email.toLowerCase() !== s.target.email.toLowerCase();
+    if (leftActive || emailChanged) ids.push(w.id);
+  }
+  return ids;
+}
+
 async function finishBatch(
   tx: DbOrTx,
   actor: Actor,
@@ -314,6 +335,8 @@ async function finishBatch(
   options: ProvisionOptions,
   events: AuditEvent[],
 ): Promise<ProvisionOutcome[]> {
+  // Before any invitation below: the new link is for the row as it now stands.
+  await endAccountTokensOfUsers(tx, staleTokenHolders(steps, written));
   const out: ProvisionOutcome[] = [];
   for (const s of steps) {
     if ('error' in s) {

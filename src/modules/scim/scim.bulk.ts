@@ -1,4 +1,4 @@
-import { nulField } from '../../platform/http/nul-guard.js';
+import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-guard.js';
 import { readUserRows, type UserRow } from '../provisioning/provisioning.lookup.js';
 import type { ProvisionItem } from '../provisioning/provisioning.service.js';
 import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
@@ -31,8 +31,8 @@ interface BulkOperation {
   path: string;
   data: unknown;
   version: string | undefined;
-  /** Where the operation holds a NUL character, which no field can store: it fails alone. */
-  nul: string | undefined;
+  /** Where the operation holds text no field can store (NUL, half a surrogate pair): it fails alone. */
+  unstorable: string | undefined;
   /** The bulkIds its path and data reference. */
   references: string[];
 }
@@ -93,7 +93,7 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
     if (op.version !== undefined && typeof op.version !== 'string') {
       throw scimErrors.invalidSyntax(`Operation ${i}: "version" must be a string.`);
     }
-    const nul = nulField(op);
+    const unstorable = unstorableTextField(op);
     return {
       index: i,
       method,
@@ -101,7 +101,7 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
       path: op.path,
       data: op.data,
       version: op.version as string | undefined,
-      nul: nul === undefined ? undefined : `Operations[${i}]${nul ? `.${nul}` : ''}`,
+      unstorable: unstorable === undefined ? undefined : `Operations[${i}]${unstorable ? `.${unstorable}` : ''}`,
       references: [
         ...new Set([
           ...bulkIdOfPath(op.path),
@@ -258,7 +258,7 @@ function resolvePath(path: string, ids: Map<string, string>): { type: 'Users' | 
 
 /** Whether an operation can join a set-based user batch. */
 function batchable(op: BulkOperation): boolean {
-  if (op.nul !== undefined || op.method === 'DELETE' || op.references.length > 0) return false;
+  if (op.unstorable !== undefined || op.method === 'DELETE' || op.references.length > 0) return false;
   return op.method === 'POST' ? /^\/Users\/?$/.test(op.path) : /^\/Users\/[^/]+\/?$/.test(op.path);
 }
 
@@ -297,8 +297,8 @@ export async function scimBulk(ctx: WriteContext, body: unknown, baseUrl: string
     const op = operations[i] as BulkOperation;
     const cycle = cycles.get(op);
     const result =
-      op.nul !== undefined
-        ? errorResult(op, scimErrors.invalidValue(`"${op.nul}" must not contain the NUL character (U+0000).`), baseUrl)
+      op.unstorable !== undefined
+        ? errorResult(op, scimErrors.invalidValue(`"${op.unstorable}" ${UNSTORABLE_TEXT}`), baseUrl)
         : cycle !== undefined
           ? errorResult(op, scimErrors.circularReference(cycle), baseUrl)
           : await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err, baseUrl));

@@ -611,8 +611,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/Bulk',
     {
-      // An operation holding a NUL character fails alone (scim.bulk.ts), like any refused operation.
-      config: { ...SCIM_AUTH, nulCheckedPerItem: true },
+      // An operation holding unstorable text fails alone (scim.bulk.ts), like any refused operation.
+      config: { ...SCIM_AUTH, textCheckedPerItem: true },
       schema: {
         operationId: 'scimBulk',
         tags: TAGS,

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@fastify/type-provider-typebox';
 import type { Db } from '../../platform/db/client.js';
 import { type Actor, requireUser, type UserActor } from '../../platform/http/auth.js';
 import { AppError, commonErrors, normaliseError } from '../../platform/http/errors.js';
@@ -114,7 +115,17 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
           '`attributes`; `import-users` takes them back. Every format ' +
           'is streamed, so an export of any size holds little memory. Each export is recorded as an audit event.',
         querystring: ExportUsersQuery,
-        response: { 200: ExportUsersView, ...failures },
+        response: {
+          200: {
+            description: 'The users: JSON, or one per line in CSV (with a header line) or NDJSON.',
+            content: {
+              'application/json': { schema: ExportUsersView },
+              'text/csv': { schema: Type.String() },
+              'application/x-ndjson': { schema: Type.String() },
+            },
+          },
+          ...failures,
+        },
       },
     },
     async (req, reply) => {

@@ -8,7 +8,7 @@ const Status = Type.Union(
   { description: 'Only `active` users can log in.' },
 );
 const Email = Type.String({ format: 'email', maxLength: 254 });
-const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' });
+export const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' });
 const Name = Type.String({ maxLength: 150 });
 const UserType = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' });
 const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form profile data.' });

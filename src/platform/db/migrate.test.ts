@@ -1,3 +1,6 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { openTestDatabase } from '../../../test/test-app.js';
@@ -33,6 +36,52 @@ describe('migrate', () => {
       expect(applied).toEqual(listMigrations().map((m) => m.tag));
     } finally {
       if (url) await Promise.all(nodes.map((n) => n.close()));
+      await drop();
+    }
+  });
+
+  it('keys the downstream sync states by the keycloak_id their users had (0022)', async () => {
+    const { database, drop } = await openTestDatabase();
+    const before = mkdtempSync(join(tmpdir(), 'migrations-'));
+    try {
+      await database.db.execute(sql`drop schema public cascade`);
+      await database.db.execute(sql`create schema public`);
+      cpSync(join(import.meta.dirname, '../../../drizzle'), before, { recursive: true });
+      const journalPath = join(before, 'meta/_journal.json');
+      const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: { tag: string }[] };
+      const at = journal.entries.findIndex((e) => e.tag === '0022_sync_state_by_keycloak_id');
+      writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
+      await migrate(database.db, before);
+
+      await database.db.execute(sql`
+        with org as (insert into organizations (id, code, name) values (gen_random_uuid(), 'm22', 'M22') returning id),
+        target as (
+          insert into integrations (id, organization_id, name, service_type, auth_type, base_url)
+          select gen_random_uuid(), id, 'downstream', 'user_provisioning', 'none', 'https://d.example.com' from org
+          returning id, organization_id
+        ),
+        people as (
+          insert into users (id, organization_id, email, external_id)
+          select gen_random_uuid(), org.id, v.email, v.kc from org, (values ('a@m22.test', 'kc-a'), ('b@m22.test', null)) v(email, kc)
+          returning id, organization_id
+        )
+        insert into user_sync_states (organization_id, integration_id, user_id, synced_active, attempted_at)
+        select people.organization_id, target.id, people.id, true, now() from people, target`);
+      expect(await migrate(database.db)).toEqual(['0022_sync_state_by_keycloak_id']);
+      // The user who has no keycloak_id any more names nothing the downstream could be told about.
+      expect(
+        await queryRows(
+          database.db,
+          sql`select s.keycloak_id, u.email from user_sync_states s join users u on u.id = s.user_id`,
+        ),
+      ).toEqual([{ keycloak_id: 'kc-a', email: 'a@m22.test' }]);
+      // The state outlives its user: that is how the next sync learns to deactivate it.
+      await database.db.execute(sql`delete from users where external_id = 'kc-a'`);
+      expect(await queryRows(database.db, sql`select keycloak_id from user_sync_states`)).toEqual([
+        { keycloak_id: 'kc-a' },
+      ]);
+    } finally {
+      rmSync(before, { recursive: true, force: true });
       await drop();
     }
   });

@@ -1,6 +1,33 @@
 import type { FastifyBodyParser, FastifyInstance } from 'fastify';
+import { commonErrors } from './errors.js';
 
 type Poisoning = 'error' | 'ignore' | 'remove';
+
+/**
+ * Where the first key the prototype-poisoning guard refuses sits in a parsed body (`__proto__`, or
+ * `constructor` holding an object with `prototype`), as a dotted field path; undefined when none
+ * does. Iterative, so a deeply nested body cannot exhaust the stack.
+ */
+function findForbiddenKey(
+  value: unknown,
+  checks: { proto: boolean; constructor: boolean },
+): { field: string; key: '__proto__' | 'constructor' } | undefined {
+  const pending: { node: unknown; path: string[] }[] = [{ node: value, path: [] }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { node, path } = next;
+    if (typeof node !== 'object' || node === null) continue;
+    const own = (key: string) => Object.hasOwn(node, key);
+    if (checks.proto && own('__proto__')) return { field: [...path, '__proto__'].join('.'), key: '__proto__' };
+    if (checks.constructor && own('constructor')) {
+      const held = (node as Record<string, unknown>).constructor;
+      if (typeof held === 'object' && held !== null && Object.hasOwn(held, 'prototype')) {
+        return { field: [...path, 'constructor'].join('.'), key: 'constructor' };
+      }
+    }
+    for (const [key, child] of Object.entries(node)) pending.push({ node: child, path: [...path, key] });
+  }
+  return undefined;
+}
 
 /**
  * Fastify's JSON parser, except that a body with no JSON in it (no bytes, or only whitespace) is no
@@ -19,8 +46,34 @@ export function jsonBodyParser(
       done(null, undefined);
       return;
     }
-    parse(request, body, done);
+    parse(request, body, (err, parsed) => {
+      if (err) {
+        done(forbiddenKeyError(body, onProtoPoisoning, onConstructorPoisoning) ?? err, undefined);
+        return;
+      }
+      done(null, parsed);
+    });
   };
+}
+
+/**
+ * The guard refuses valid JSON too: a refusal that says "not valid JSON" sends the client looking
+ * for a syntax error that is not there. When the text parses, the refusal names the key instead.
+ */
+function forbiddenKeyError(body: string, onProto: Poisoning, onConstructor: Poisoning) {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  const found = findForbiddenKey(parsed, { proto: onProto === 'error', constructor: onConstructor === 'error' });
+  if (!found) return undefined;
+  const message =
+    found.key === '__proto__'
+      ? 'Keys named "__proto__" are not accepted.'
+      : 'A key named "constructor" holding an object with "prototype" is not accepted.';
+  return commonErrors.validation([{ field: found.field, message }]);
 }
 
 /** Every route takes `application/json` through jsonBodyParser; the route's body limit applies. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 
 const CONTRACT_PATHS = [
   '/health',
@@ -75,6 +76,35 @@ describe('OpenAPI documentation', () => {
     // Every path API-CONTRACT.md names, spelled as it spells them.
     const missing = CONTRACT_PATHS.filter((path) => !(path in doc.paths));
     expect(missing).toEqual([]);
+  });
+
+  it("documents each operation's refusals in its part's format, and a DELETE's 204 as it answers", async () => {
+    const doc = (await t.request({ method: 'GET', url: '/api/openapi.json' })).json() as {
+      paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
+      components: { schemas: Record<string, { required?: string[] }> };
+    };
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(operations)) {
+        const refusal = Object.keys(op.responses.default?.content ?? {});
+        const expected = path.startsWith('/scim/')
+          ? 'application/scim+json'
+          : path.startsWith('/api/admin/')
+            ? 'application/json'
+            : 'application/problem+json';
+        expect(refusal, `${method} ${path}`).toEqual([expected]);
+        if (method === 'delete') expect(Object.keys(op.responses), path).toContain('204');
+      }
+    }
+    expect(doc.components.schemas.Problem?.required).toEqual(['type', 'title', 'status', 'detail', 'code']);
+    // What the documentation says a DELETE answers, and what it answers.
+    const su = await superuserClient(t);
+    const code = unique('doc-');
+    expect((await su.post('/api/v1/organizations/', { code, name: 'Doc' })).statusCode).toBe(201);
+    const deleted = await su.delete(`/api/v1/organizations/${code}/`);
+    expect(deleted.statusCode).toBe(204);
+    const missing = await su.delete(`/api/v1/organizations/${code}/`);
+    expect(missing.statusCode).toBe(404);
+    expect(missing.headers['content-type']).toContain('application/problem+json');
   });
 
   it('serves the interactive documentation page', async () => {

@@ -2,6 +2,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { isUuid } from '../db/columns.js';
 import { AppError } from './errors.js';
+import { unstorableTextField } from './text-guard.js';
 
 /** The largest page a list answers. */
 export const MAX_PAGE_SIZE = 500;
@@ -46,7 +47,8 @@ export function encodeCursor(values: unknown[]): string {
 export function decodeCursor(cursor: string, arity: number): unknown[] {
   try {
     const values = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(values) && values.length === arity) return values;
+    // A hand-made cursor may hold text the database cannot compare (NUL, half a surrogate pair).
+    if (Array.isArray(values) && values.length === arity && unstorableTextField(values) === undefined) return values;
   } catch {
     // fall through to the refusal
   }

@@ -57,6 +57,32 @@ describe('rate limits (RATE_LIMITS=on)', () => {
     expect(refresh.at(-1)).toBe(429);
   });
 
+  it('limits the codes that turn the second factor off on the login budget', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const login = await t.request({
+      method: 'POST',
+      url: '/api/token/',
+      payload: { email: user.email, password: TEST_PASSWORD },
+      remoteAddress: '198.51.100.60',
+    });
+    const headers = { authorization: `Bearer ${login.json().access}` };
+    const codes: number[] = [];
+    for (let i = 0; i < 31; i++) {
+      const res = await t.request({
+        method: 'DELETE',
+        url: '/api/v1/users/mfa/totp/',
+        payload: { code: '000000' },
+        headers,
+        remoteAddress: '198.51.100.61',
+      });
+      codes.push(res.statusCode);
+    }
+    // 409: no authenticator to turn off; each try spends the budget all the same.
+    expect(codes.slice(0, 30).every((c) => c === 409)).toBe(true);
+    expect(codes[30]).toBe(429);
+  });
+
   it('limits login attempts per account identifier across client IPs', async () => {
     const codes: number[] = [];
     for (let i = 0; i < 11; i++) {

@@ -16,7 +16,7 @@ const MINUTE = 60_000;
 /**
  * Request limits on the credential endpoints, per client IP (request.ip honours TRUST_PROXY). One
  * counter per group, shared by the group's paths: the three login routes are one budget, not three.
- * Routes are matched by path, so a module adding one of these routes later gets its limit.
+ * Routes are matched by method and path, so a module adding one of these routes later gets its limit.
  */
 const GROUPS = {
   password: { max: 30, timeWindow: MINUTE },
@@ -25,21 +25,24 @@ const GROUPS = {
 } satisfies Record<string, Limit>;
 
 const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS> = {
-  '/api/token': 'password',
-  '/api/v1/users/login': 'password',
-  '/api/login': 'password',
+  'POST /api/token': 'password',
+  'POST /api/v1/users/login': 'password',
+  'POST /api/login': 'password',
   // The second login step (TOTP or recovery code) draws on the same budget as the first.
-  '/api/v1/users/login/mfa': 'password',
-  '/api/login/mfa': 'password',
-  '/api/token/refresh': 'refresh',
-  '/api/v1/users/token/refresh': 'refresh',
-  '/api/v1/users/register': 'account',
-  '/api/v1/users/password-reset': 'account',
-  '/api/v1/users/password-reset/confirm': 'account',
-  '/api/v1/users/verify-email': 'account',
-  '/api/v1/users/verify-email/resend': 'account',
+  'POST /api/v1/users/login/mfa': 'password',
+  'POST /api/login/mfa': 'password',
+  'POST /api/token/refresh': 'refresh',
+  'POST /api/v1/users/token/refresh': 'refresh',
+  'POST /api/v1/users/register': 'account',
+  'POST /api/v1/users/password-reset': 'account',
+  'POST /api/v1/users/password-reset/confirm': 'account',
+  'POST /api/v1/users/verify-email': 'account',
+  'POST /api/v1/users/verify-email/resend': 'account',
   // Each call checks the current password: a stolen access token must not buy unlimited guesses.
-  '/api/v1/users/change-password': 'password',
+  'POST /api/v1/users/change-password': 'password',
+  // A code turns the second factor off (or on): the same budget as the login's second step.
+  'DELETE /api/v1/users/mfa/totp': 'password',
+  'POST /api/v1/users/mfa/totp/confirm': 'password',
 };
 
 /**
@@ -182,8 +185,8 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
 
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    if (!methods.includes('POST')) return;
-    const group = CREDENTIAL_ROUTES[route.url.replace(/\/+$/, '')];
+    const path = route.url.replace(/\/+$/, '');
+    const group = methods.map((method) => CREDENTIAL_ROUTES[`${method} ${path}`]).find((g) => g !== undefined);
     if (!group) return;
     route.onRequest = [...toArray(route.onRequest), perIp[group]];
     if (group === 'password') route.preHandler = [...toArray(route.preHandler), perIdentifier];

@@ -86,6 +86,100 @@ describe('values holding the NUL character', () => {
   });
 });
 
+// JSON's "\ud800" is half a surrogate pair: no UTF-8 form, refused by jsonb. Before the guard: 500s, or U+FFFD stored.
+describe('values holding half a surrogate pair', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ PROVISIONING_API_KEY: KEY });
+  });
+  afterAll(() => t.close());
+
+  const errorOf = (body: string) => JSON.parse(body).errors?.[0];
+
+  it('are refused with 400 naming the field or key, and nothing is written', async () => {
+    const su = await superuserClient(t);
+    const org = await seedOrganization(t);
+    for (const [url, body, field] of [
+      ['/api/v1/users/', { email: 'hs1@example.com', organization: org.code, first_name: 'x\ud800' }, 'first_name'],
+      [
+        '/api/v1/users/',
+        { email: 'hs2@example.com', organization: org.code, attributes: { k: '\udfffy' } },
+        'attributes.k',
+      ],
+      [
+        '/api/v1/users/',
+        { email: 'hs3@example.com', organization: org.code, attributes: { '\ud800': 'v' } },
+        'attributes.\ud800',
+      ],
+      ['/api/v1/organizations/', { code: 'halfpair', name: 'x\udfff' }, 'name'],
+    ] as const) {
+      const res = await su.post(url, body);
+      expect(res.statusCode, `${url} ${field}`).toBe(400);
+      expect(errorOf(res.body)).toEqual({
+        field,
+        message: 'must not contain the NUL character (U+0000) or half a surrogate pair (\\ud800 to \\udfff).',
+      });
+    }
+    expect((await su.get('/api/v1/users/?search=hs')).json().results).toEqual([]);
+    expect((await su.get('/api/v1/organizations/halfpair/')).statusCode).toBe(404);
+    // A whole pair (an emoji) is text like any other.
+    const emoji = await su.post('/api/v1/users/', {
+      email: 'hs4@example.com',
+      organization: org.code,
+      first_name: 'x\ud83d\ude00',
+    });
+    expect(emoji.statusCode, emoji.body).toBe(201);
+    expect(emoji.json().first_name).toBe('x😀');
+  });
+
+  it('fail alone as an item of a seed-000 bulk call, or as a SCIM /Bulk operation', async () => {
+    const org = await seedOrganization(t);
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/provisioning/users/bulk',
+      headers: { authorization: `Bearer ${KEY}` },
+      payload: [
+        { keycloak_id: 'kc-half-ok', email: 'half-ok@example.com', engagemx_client_id: org.code },
+        {
+          keycloak_id: 'kc-half-bad',
+          email: 'half-bad@example.com',
+          last_name: 'B\ud800',
+          engagemx_client_id: org.code,
+        },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({
+      success_count: 1,
+      error_count: 1,
+      errors: [{ index: 1, keycloak_id: 'kc-half-bad' }],
+    });
+    expect(JSON.stringify(res.json().errors[0])).toContain('last_name');
+
+    const { scim } = await scimClient(t);
+    const bulk = await scim('POST', '/Bulk', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'],
+      Operations: [
+        {
+          method: 'POST',
+          path: '/Users',
+          bulkId: 'ok',
+          data: { schemas: [USER], userName: 'half-scim-ok@example.com' },
+        },
+        {
+          method: 'POST',
+          path: '/Users',
+          bulkId: 'bad',
+          data: { schemas: [USER], userName: 'half\udfff@example.com' },
+        },
+      ],
+    });
+    expect(bulk.statusCode, bulk.body).toBe(200);
+    const statuses = bulk.json().Operations.map((op: { status: string }) => op.status);
+    expect(statuses).toEqual(['201', '400']);
+  });
+});
+
 // PostgreSQL's jsonb refuses around two thousand levels of nesting; before the guard that was a 500.
 describe('bodies nested too deep', () => {
   let t: TestApp;

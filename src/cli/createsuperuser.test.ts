@@ -1,0 +1,25 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { gatehouse } from '../../test/cli.js';
+
+// Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
+vi.setConfig({ testTimeout: 180_000 });
+
+describe('gatehouse createsuperuser on the command line', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-createsuperuser-test-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  const args = ['createsuperuser', '--email', 'root@example.com', '--password', 'Quartz-Lantern-9417'];
+
+  it('refuses a username the API refuses, in one line, and creates the superuser with a good one', async () => {
+    const refused = await gatehouse([...args, '--username', 'bad name'], dataDir);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr.trim()).toMatch(/^gatehouse: createsuperuser: --username: must match pattern/);
+
+    const created = await gatehouse([...args, '--username', 'root.admin'], dataDir);
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^created superuser root@example\.com \(/);
+  });
+});
