@@ -8,12 +8,16 @@ import { isUuid } from '../../platform/db/columns.js';
 import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
-import type { AppError, FieldError } from '../../platform/http/errors.js';
+import { AppError, type FieldError } from '../../platform/http/errors.js';
 import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
+import { userTypeErrors } from '../user-types/user-types.errors.js';
+import { findUserTypeForUser } from '../user-types/user-types.queries.js';
+import { validateProfile } from '../user-types/user-types.schemas.js';
+import type { UserType } from '../user-types/user-types.table.js';
 import { type UserStatus, users } from '../users/users.table.js';
 import { provisioningErrors } from './provisioning.errors.js';
 import { isSuperuserActor, readUserRows, type UserRow, withOrganization } from './provisioning.lookup.js';
@@ -112,10 +116,12 @@ interface CallState {
   seenExternalIds: Map<string, number>;
   /** `<field>\0<organization code>\0<value>` → the item holding a unique value. */
   holders: Map<string, { index: number; userId: string }>;
+  /** `<organization id>\0<code>` → the user type it names (null: none), looked up (and locked) once per call. */
+  types: Map<string, UserType | null>;
 }
 
 export function newCallState(): CallState {
-  return { orgCache: new Map(), seenIds: new Map(), seenExternalIds: new Map(), holders: new Map() };
+  return { orgCache: new Map(), seenIds: new Map(), seenExternalIds: new Map(), holders: new Map(), types: new Map() };
 }
 
 /** Forgets what a batch claimed, before it is planned again. */
@@ -350,9 +356,59 @@ export async function planItems(
     });
   }
 
-  for (const error of await findTakenValues(db, planned, state, probe)) steps.set(error.index, error);
-  for (const p of planned) if (!steps.has(p.index)) steps.set(p.index, p);
+  for (const error of await checkTypedProfiles(db, planned, state)) steps.set(error.index, error);
+  const typed = planned.filter((p) => !steps.has(p.index));
+  for (const error of await findTakenValues(db, typed, state, probe)) steps.set(error.index, error);
+  for (const p of typed) if (!steps.has(p.index)) steps.set(p.index, p);
   return items.map(({ index }) => steps.get(index) as Step);
+}
+
+function profileOf(attributes: Record<string, unknown> | undefined): unknown {
+  return attributes?.profile ?? {};
+}
+
+/**
+ * A typed user's profile (`attributes.profile`) must match its type's JSON Schema, whichever API
+ * writes it (the typed collections, the generic admin routes, an import): the type must exist in the
+ * user's organization (its own or a global one) and the profile match it. Checked for a new typed
+ * user, and for an existing one whose type or profile changes, so a write leaving both as they are
+ * (a SCIM sync, a renaming) does not trip over a profile an edited schema no longer accepts.
+ */
+async function checkTypedProfiles(
+  db: DbOrTx,
+  plans: Plan[],
+  state: CallState,
+): Promise<{ index: number; error: AppError }[]> {
+  const out: { index: number; error: AppError }[] = [];
+  for (const p of plans) {
+    const code = p.target.userType;
+    if (code === null) continue;
+    const profile = profileOf(p.target.attributes);
+    if (
+      p.existing &&
+      p.existing.userType === code &&
+      JSON.stringify(profileOf(p.existing.attributes)) === JSON.stringify(profile)
+    ) {
+      continue;
+    }
+    const key = `${p.organization.id ?? ''}\u0000${code}`;
+    let type = state.types.get(key);
+    if (type === undefined) {
+      type = (await findUserTypeForUser(db, p.organization.id, code)) ?? null;
+      state.types.set(key, type);
+    }
+    try {
+      if (type === null) throw userTypeErrors.unknownType(code);
+      if (typeof profile !== 'object' || profile === null || Array.isArray(profile)) {
+        throw userTypeErrors.invalidProfile([{ field: 'attributes.profile', message: 'must be an object' }]);
+      }
+      validateProfile(type, profile as Record<string, unknown>);
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      out.push({ index: p.index, error: err });
+    }
+  }
+  return out;
 }
 
 async function organizationById(db: DbOrTx, id: string, cache: Map<string, Organization | null>) {

@@ -1,8 +1,9 @@
 /**
  * The provisioning core: the one place where user writes land. The seed-000 API
  * (`/api/provisioning`), SCIM and the admin API (`/api/v1/users`, the typed collections) call it,
- * so a user written by one is validated, upserted and audited exactly as by the others. The admin
- * API's own rules (typed profiles, password policy and hashing, delegation) run before its call;
+ * so a user written by one is validated, upserted and audited exactly as by the others; a typed
+ * user's profile is checked here against its type's schema, whoever writes it. The admin
+ * API's own rules (password policy and hashing, delegation) run before its call;
  * its fields (status, user type, staff and superuser flags, a password hash; an import's join date) are item fields that
  * the other APIs leave undefined, so their writes keep what an administrator set.
  *
@@ -85,7 +86,7 @@ export interface ProvisionItem {
   // The admin API's own fields (the seed-000 API and SCIM never set them; undefined keeps the stored value).
   /** An explicit status, `suspended` and `locked` included; wins over `active`. */
   status?: UserStatus;
-  /** A user type's code; its profile is checked against the type's schema by the caller. */
+  /** A user type's code, of the user's organization or global; `attributes.profile` must match its schema. */
   userType?: string | null;
   isStaff?: boolean;
   /** Only a superuser may set it true (403 `superuser_protected`). */

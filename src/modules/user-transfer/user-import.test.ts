@@ -4,6 +4,7 @@ import { type Client, grantRole, loginAs, seedOrganization, seedUser, superuserC
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import type { Organization } from '../organizations/organizations.table.js';
+import { applyUserTypeTemplate } from '../user-types/user-types.service.js';
 import { users } from '../users/users.table.js';
 
 interface ImportAnswer {
@@ -35,6 +36,8 @@ describe('user import between systems', () => {
     root = await superuserClient(t);
     source = await seedOrganization(t);
     target = await seedOrganization(t);
+    // The global student type the exported user holds: an import is held to the user types it names.
+    await applyUserTypeTemplate(t.database.db, 'school');
     const staffUser = await seedUser(t, target.id, { isStaff: true });
     await grantRole(t, staffUser, 'org_admin');
     staff = await loginAs(t, staffUser);

@@ -1,4 +1,5 @@
-import { and, desc, eq, getTableColumns, isNull, lt, or, type SQL, sql } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, isNull, lt, notExists, or, type SQL, sql } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import type { DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
@@ -58,6 +59,56 @@ export async function findUserTypeByCode(
       ),
     );
   return row;
+}
+
+/**
+ * The type a user of an organization holds by code: the organization's own first, then the global
+ * one (`organizationId` null: only global types, for an organization not created yet). The row is
+ * locked FOR SHARE, so in a transaction writing the user a concurrent deletion of the type waits for
+ * it and then sees the user (deleteUserType refuses a type in use).
+ */
+export async function findUserTypeForUser(
+  db: DbOrTx,
+  organizationId: string | null,
+  code: string,
+): Promise<UserType | undefined> {
+  const [row] = await db
+    .select()
+    .from(userTypes)
+    .where(
+      and(
+        eq(userTypes.code, code),
+        organizationId === null
+          ? isNull(userTypes.organizationId)
+          : or(eq(userTypes.organizationId, organizationId), isNull(userTypes.organizationId)),
+      ),
+    )
+    .orderBy(sql`${userTypes.organizationId} nulls last`)
+    .limit(1)
+    .for('share');
+  return row;
+}
+
+/**
+ * Whether any user holds the type: for an organization's type, a user of that organization with its
+ * code; for a global type, a user with its code in an organization without its own type of that code.
+ */
+export async function isUserTypeInUse(db: DbOrTx, type: UserType): Promise<boolean> {
+  const own = alias(userTypes, 'own');
+  const holder =
+    type.organizationId === null
+      ? and(
+          eq(users.userType, type.code),
+          notExists(
+            db
+              .select({ id: own.id })
+              .from(own)
+              .where(and(eq(own.organizationId, users.organizationId), eq(own.code, type.code))),
+          ),
+        )
+      : and(eq(users.organizationId, type.organizationId), eq(users.userType, type.code));
+  const [row] = await db.select({ id: users.id }).from(users).where(holder).limit(1);
+  return row !== undefined;
 }
 
 /** User types, newest first; `organizationId` confines the list to that organization's and the global ones. */

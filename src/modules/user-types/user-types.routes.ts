@@ -5,6 +5,7 @@ import { cursorId, toPage } from '../../platform/http/pagination.js';
 import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { findOrganizationByCode, listingScope } from '../organizations/organizations.queries.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
+import { findUserById } from '../users/users.queries.js';
 import { userTypeErrors } from './user-types.errors.js';
 import {
   findUserTypeByPlural,
@@ -20,6 +21,7 @@ import {
   PluralParams,
   TypedUserPage,
   TypedUserParams,
+  TypedUserQuery,
   TypedUserView,
   UpdateTypedUserBody,
   UpdateUserTypeBody,
@@ -34,6 +36,7 @@ import {
   deleteUserType,
   findTypedUser,
   findVisibleUserType,
+  isOfType,
   toTypedUserView,
   updateTypedUser,
   updateUserType,
@@ -179,7 +182,9 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'deleteUserType',
         tags,
-        description: 'Deletes the type; its users keep their data.',
+        description:
+          'Deletes a type no user holds; while users hold it, 409 `user_type_in_use` (give them another type or ' +
+          'none, or delete them, first).',
         params: UserTypeIdParams,
       },
     },
@@ -191,7 +196,12 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   // --- users of a type, resolved from the table at request time
 
-  async function typeFor(actor: Actor, pluralName: string, organizationCode?: string) {
+  async function typeFor(
+    actor: Actor,
+    pluralName: string,
+    organizationCode?: string,
+    missing: (plural: string) => Error = userTypeErrors.notFound,
+  ) {
     const user = requireUser(actor);
     let organizationId = user.organizationId;
     if (organizationCode !== undefined && organizationCode !== user.organizationCode && user.isSuperuser) {
@@ -200,7 +210,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       organizationId = org.id;
     }
     const type = await findUserTypeByPlural(db, organizationId, pluralName);
-    if (!type) throw userTypeErrors.notFound(pluralName);
+    if (!type) throw missing(pluralName);
     return type;
   }
 
@@ -214,14 +224,20 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: typedTags,
         description:
           'Users of one type (`students`, `staff`, `admins`, … as defined under /api/v1/user-types/), newest first. ' +
-          '`profile.<key>=<value>` filters on profile data.',
+          '`profile.<key>=<value>` filters on profile data. A segment that is neither a plural nor a user id ' +
+          'answers 404 `user_not_found`.',
         params: PluralParams,
         querystring: ListTypedUsersQuery,
         response: { 200: TypedUserPage },
       },
     },
     async (req) => {
-      const type = await typeFor(req.actor, req.params.plural, req.query.organization);
+      const type = await typeFor(
+        req.actor,
+        req.params.plural,
+        req.query.organization,
+        userTypeErrors.userOrTypeNotFound,
+      );
       const limit = req.query.limit ?? 50;
       const actor = requireUser(req.actor);
       // Another organization is outside a non-superuser's reach: its users simply are not listed.
@@ -270,12 +286,30 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
-  async function typedUser(actor: Actor, params: { plural: string; id: string }) {
-    const type = await typeFor(actor, params.plural);
-    const user = await findTypedUser(db, type, params.id, organizationScopeOf(actor));
-    if (!user) throw userTypeErrors.userNotFound(params.id);
+  async function typedUser(actor: Actor, params: { plural: string; id: string }, organizationCode?: string) {
+    const scope = organizationScopeOf(actor);
+    if (scope !== undefined) {
+      // Another organization's user is not there for them, whatever its id.
+      if (organizationCode !== undefined && organizationCode !== requireUser(actor).organizationCode) {
+        throw userTypeErrors.userNotFound(params.id);
+      }
+      const type = await typeFor(actor, params.plural);
+      const user = await findTypedUser(db, type, params.id, scope);
+      if (!user) throw userTypeErrors.userNotFound(params.id);
+      return { type, user };
+    }
+    // A superuser reaches every organization's users: the plural is resolved in the user's own
+    // organization (where the user's type lives), not in the superuser's.
+    const user = await findUserById(db, params.id);
+    if (!user || (organizationCode !== undefined && user.organizationCode !== organizationCode)) {
+      throw userTypeErrors.userNotFound(params.id);
+    }
+    const type = await findUserTypeByPlural(db, user.organizationId, params.plural);
+    if (!type) throw userTypeErrors.notFound(params.plural);
+    if (!isOfType(user, type)) throw userTypeErrors.userNotFound(params.id);
     return { type, user };
   }
+  const organizationOf = (req: { query: unknown }) => (req.query as { organization?: string }).organization;
 
   app.get(
     '/api/v1/users/:plural/:id',
@@ -286,10 +320,11 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'getTypedUser',
         tags: typedTags,
         params: TypedUserParams,
+        querystring: TypedUserQuery,
         response: { 200: TypedUserView },
       },
     },
-    async (req) => toTypedUserView((await typedUser(req.actor, req.params)).user),
+    async (req) => toTypedUserView((await typedUser(req.actor, req.params, req.query.organization)).user),
   );
 
   app.patch(
@@ -304,6 +339,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Partial update; profile keys are merged (null removes one) and the result must match the schema. ' +
           PARTIAL_UPDATE_RULES,
         params: TypedUserParams,
+        querystring: TypedUserQuery,
         body: UpdateTypedUserBody,
         response: { 200: TypedUserView },
       },
@@ -311,11 +347,11 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: TypedUserParams,
         body: UpdateTypedUserBody,
         view: TypedUserView,
-        current: async (req) => toTypedUserView((await typedUser(req.actor, req.params)).user),
+        current: async (req) => toTypedUserView((await typedUser(req.actor, req.params, organizationOf(req))).user),
       }),
     },
     async (req) => {
-      const { type, user } = await typedUser(req.actor, req.params);
+      const { type, user } = await typedUser(req.actor, req.params, req.query.organization);
       await assertMayManageUser(db, req.actor, user);
       return toTypedUserView(await updateTypedUser(db, req.actor, user, type, req.body));
     },
@@ -326,10 +362,10 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       ...plural,
       config: { auth: { permission: 'users.update' } },
-      schema: { operationId: 'deleteTypedUser', tags: typedTags, params: TypedUserParams },
+      schema: { operationId: 'deleteTypedUser', tags: typedTags, params: TypedUserParams, querystring: TypedUserQuery },
     },
     async (req, reply) => {
-      const { user } = await typedUser(req.actor, req.params);
+      const { user } = await typedUser(req.actor, req.params, req.query.organization);
       await assertMayManageUser(db, req.actor, user);
       await deleteTypedUser(db, user);
       return reply.code(204).send();

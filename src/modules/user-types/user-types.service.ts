@@ -7,7 +7,7 @@ import { rbacErrors } from '../rbac/rbac.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
 import { createUser, deleteUser, updateUser } from '../users/users.service.js';
 import { userTypeErrors } from './user-types.errors.js';
-import { findUserTypeById, type UserTypeWithOrganization } from './user-types.queries.js';
+import { findUserTypeById, isUserTypeInUse, type UserTypeWithOrganization } from './user-types.queries.js';
 import type {
   CreateTypedUserInput,
   CreateUserTypeInput,
@@ -140,11 +140,20 @@ export async function updateUserType(
   return (await findUserTypeById(db, id)) as UserTypeWithOrganization;
 }
 
-/** Deletes a type; its users keep their user_type code and profile data. */
+/**
+ * Deletes a type no user holds (409 `user_type_in_use` otherwise). The row is locked FOR UPDATE
+ * before the users are looked at: a user write naming the type locks it FOR SHARE in its own
+ * transaction (the provisioning core), so it either commits first and is seen here, or waits and
+ * then finds the type gone.
+ */
 export async function deleteUserType(db: Db, id: string, scopeOrganizationId?: string): Promise<void> {
-  await findUserTypeToManage(db, id, scopeOrganizationId);
-  const deleted = await db.delete(userTypes).where(eq(userTypes.id, id)).returning({ id: userTypes.id });
-  if (deleted.length === 0 || !isUuid(id)) throw userTypeErrors.notFound(id);
+  await db.transaction(async (tx) => {
+    await findUserTypeToManage(tx, id, scopeOrganizationId);
+    const [type] = await tx.select().from(userTypes).where(eq(userTypes.id, id)).for('update');
+    if (!type) throw userTypeErrors.notFound(id);
+    if (await isUserTypeInUse(tx, type)) throw userTypeErrors.inUse(type.code);
+    await tx.delete(userTypes).where(eq(userTypes.id, id));
+  });
 }
 
 // --- users of a type

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Client, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { applyUserTypeTemplate } from './user-types.service.js';
 
@@ -100,7 +100,7 @@ describe('user types and typed users', () => {
     expect(unknown.json()).toEqual(patched.json());
   });
 
-  it('answers 404 for a user of another type under a plural, and for an unknown plural', async () => {
+  it('answers 404 for a user of another type under a plural, and user_not_found for a segment that is no plural', async () => {
     await applyUserTypeTemplate(t.database.db, 'school');
     const staff = await admin.post('/api/v1/users/staff/', {
       email: `${unique()}@x.io`,
@@ -108,10 +108,15 @@ describe('user types and typed users', () => {
     });
     expect(staff.statusCode).toBe(201);
     expect((await admin.get(`/api/v1/users/students/${staff.json().id}/`)).statusCode).toBe(404);
-    expect((await admin.get('/api/v1/users/unicorns/')).json()).toMatchObject({
-      status: 404,
-      code: 'user_type_not_found',
-    });
+    // GET /api/v1/users/<segment>/ reads a user by id or lists a type: neither, as the users module answers.
+    for (const segment of ['unicorns', 'not-a-uuid', '12345']) {
+      const res = await admin.get(`/api/v1/users/${segment}/`);
+      expect(res.json()).toMatchObject({ status: 404, code: 'user_not_found' });
+      expect(res.json().detail).toContain(`no user type the plural "${segment}"`);
+    }
+    const post = await admin.post('/api/v1/users/unicorns/', { email: `${unique()}@x.io` });
+    expect(post.json()).toMatchObject({ status: 404, code: 'user_type_not_found' });
+    expect((await admin.get('/api/v1/users/students/')).statusCode).toBe(200);
   });
 
   it('refuses reserved words and UUIDs as plurals with 400 naming plural, and duplicates with 409', async () => {
@@ -126,6 +131,52 @@ describe('user types and typed users', () => {
     expect(dup.statusCode).toBe(409);
     const badSchema = await createType({ code: `${code}q`, plural: `${code}q`, label: 'Q', schema: { type: 'nope' } });
     expect(badSchema.json().errors[0].field).toBe('schema');
+  });
+
+  it('answers 409 user_type_in_use to deleting a type users still hold', async () => {
+    const org = await seedOrganization(t);
+    const code = unique('held').replace(/-/g, '');
+    const global = (await createType({ code, plural: `${code}s`, label: 'Held' })).json();
+    const own = (await createType({ code, plural: `${code}z`, label: 'Own', organization: org.code })).json();
+    const user = (
+      await admin.post(`/api/v1/users/${code}z/`, { email: `${unique()}@x.io`, organization: org.code })
+    ).json();
+    expect(user.user_type).toBe(code);
+
+    const refused = await admin.delete(`/api/v1/user-types/${own.id}/`);
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({ code: 'user_type_in_use' });
+    // The organization's user is its own type's, not the global one's.
+    expect((await admin.delete(`/api/v1/user-types/${global.id}/`)).statusCode).toBe(204);
+
+    expect((await admin.patch(`/api/v1/users/${user.id}/`, { user_type: null })).statusCode).toBe(200);
+    expect((await admin.delete(`/api/v1/user-types/${own.id}/`)).statusCode).toBe(204);
+    expect((await admin.get(`/api/v1/user-types/${own.id}/`)).statusCode).toBe(404);
+  });
+
+  it('lets a superuser read, change and delete a user of an organization’s own type', async () => {
+    const org = await seedOrganization(t);
+    const other = await seedOrganization(t);
+    const code = unique('intern').replace(/-/g, '');
+    const plural = `${code}s`;
+    const schema = { type: 'object', properties: { desk: { type: 'integer' } }, required: ['desk'] };
+    expect((await createType({ code, plural, label: 'Intern', organization: org.code, schema })).statusCode).toBe(201);
+    const orgAdmin = await clientWithRole(t, org.id, 'org_admin');
+    const user = (
+      await orgAdmin.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: { desk: 1 } })
+    ).json();
+    const url = `/api/v1/users/${plural}/${user.id}/`;
+
+    // The superuser belongs to another organization, which has no such type.
+    expect((await admin.get(url)).json()).toMatchObject({ id: user.id, profile: { desk: 1 } });
+    expect((await admin.get(`${url}?organization=${org.code}`)).statusCode).toBe(200);
+    expect((await admin.get(`${url}?organization=${other.code}`)).json()).toMatchObject({ code: 'user_not_found' });
+    expect((await orgAdmin.get(`${url}?organization=${other.code}`)).json()).toMatchObject({ code: 'user_not_found' });
+    const patched = await admin.patch(url, { profile: { desk: 2 } });
+    expect(patched.json()).toMatchObject({ profile: { desk: 2 } });
+    expect((await admin.patch(url, { profile: { desk: 'x' } })).json().errors[0].field).toBe('profile.desk');
+    expect((await admin.delete(url)).statusCode).toBe(204);
+    expect((await orgAdmin.get(url)).statusCode).toBe(404);
   });
 
   it('keeps the static routes under /api/v1/users/ first', async () => {
@@ -167,5 +218,111 @@ describe('user types and typed users', () => {
     const client = await loginAs(t, plain);
     expect((await client.get('/api/v1/users/students/')).statusCode).toBe(403);
     expect((await client.get('/api/v1/user-types/')).statusCode).toBe(403);
+  });
+
+  describe('schemas written by organization administrators', () => {
+    async function orgAdmin() {
+      const org = await seedOrganization(t);
+      return { org, as: await clientWithRole(t, org.id, 'org_admin') };
+    }
+
+    it('matches patterns in linear time, so a backtracking pattern cannot hold the server', async () => {
+      const { org, as } = await orgAdmin();
+      const code = unique('redos').replace(/-/g, '');
+      const schema = {
+        type: 'object',
+        properties: { a: { type: 'string', pattern: '^(a+)+$' } },
+        patternProperties: { '^(b+)+$': { type: 'string' } },
+      };
+      const type = await as.post('/api/v1/user-types/', {
+        code,
+        plural: `${code}s`,
+        label: 'R',
+        organization: org.code,
+        schema,
+      });
+      expect(type.statusCode).toBe(201);
+      // A backtracking engine takes seconds on 30 characters (doubling with each one more); RE2 takes microseconds.
+      const evil = `${'a'.repeat(30)}!`;
+      const started = Date.now();
+      const res = await as.post(`/api/v1/users/${code}s/`, {
+        email: `${unique()}@x.io`,
+        profile: { a: evil, [`${'b'.repeat(30)}!`]: 1 },
+      });
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(res.statusCode).toBe(400);
+      expect(res.json().errors).toEqual([expect.objectContaining({ field: 'profile.a' })]);
+      const ok = await as.post(`/api/v1/users/${code}s/`, {
+        email: `${unique()}@x.io`,
+        profile: { a: 'aaa', bb: 'x' },
+      });
+      expect(ok.statusCode).toBe(201);
+    });
+
+    it('refuses patterns that have no linear-time match with 400 naming where they are', async () => {
+      const { org, as } = await orgAdmin();
+      const code = unique('pat').replace(/-/g, '');
+      const create = (schema: Record<string, unknown>) =>
+        as.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'P', organization: org.code, schema });
+      const backreference = await create({ properties: { a: { type: 'string', pattern: '^(a)\\1$' } } });
+      expect(backreference.statusCode).toBe(400);
+      expect(backreference.json().errors).toEqual([expect.objectContaining({ field: 'schema.properties.a.pattern' })]);
+      const lookahead = await create({ patternProperties: { '^(?=x)': { type: 'string' } } });
+      expect(lookahead.json().errors).toEqual([expect.objectContaining({ field: 'schema.patternProperties' })]);
+      // The syntax of JavaScript patterns is kept: \u escapes, named groups, Unicode classes.
+      const type = await create({
+        properties: { a: { type: 'string', pattern: '^(?<w>\\p{L}+)\\u00e9$' } },
+      });
+      expect(type.statusCode).toBe(201);
+      const refused = await as.patch(`/api/v1/user-types/${type.json().id}/`, {
+        schema: { properties: { a: { pattern: '(?<!x)a' } } },
+      });
+      expect(refused.json()).toMatchObject({ status: 400, errors: [{ field: 'schema.properties.a.pattern' }] });
+      expect(
+        (await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { a: 'caf\u00e9' } }))
+          .statusCode,
+      ).toBe(201);
+      expect(
+        (await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { a: 'cafe' } })).statusCode,
+      ).toBe(400);
+    });
+
+    it('compiles each schema on its own, so an $id is usable and never collides with another type’s', async () => {
+      const a = await orgAdmin();
+      const b = await orgAdmin();
+      const $id = 'https://schemas.example/person.json';
+      const schema = { $id, type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
+      const plurals: string[] = [];
+      for (const { org, as } of [a, b]) {
+        const code = unique('ided').replace(/-/g, '');
+        const created = await as.post('/api/v1/user-types/', {
+          code,
+          plural: `${code}s`,
+          label: 'I',
+          organization: org.code,
+          schema,
+        });
+        expect(created.statusCode).toBe(201);
+        plurals.push(`${code}s`);
+      }
+      for (const [i, { as }] of [a, b].entries()) {
+        for (let n = 0; n < 2; n++) {
+          const res = await as.post(`/api/v1/users/${plurals[i]}/`, { email: `${unique()}@x.io`, profile: { n } });
+          expect(res.statusCode, res.body).toBe(201);
+        }
+        const bad = await as.post(`/api/v1/users/${plurals[i]}/`, { email: `${unique()}@x.io`, profile: {} });
+        expect(bad.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.n' }] });
+      }
+      // Another type's $id is not reachable by $ref: refused when the type is written, not when a user is.
+      const code = unique('refs').replace(/-/g, '');
+      const refusing = await b.as.post('/api/v1/user-types/', {
+        code,
+        plural: `${code}s`,
+        label: 'R',
+        organization: b.org.code,
+        schema: { $ref: $id },
+      });
+      expect(refusing.json()).toMatchObject({ status: 400, errors: [{ field: 'schema' }] });
+    });
   });
 });

@@ -11,34 +11,10 @@ import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning
 import { assertMayManageUser } from '../rbac/delegation.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { holderLeaving } from '../rbac/roles.service.js';
-import { userTypeErrors } from '../user-types/user-types.errors.js';
-import { findUserTypeByCode } from '../user-types/user-types.queries.js';
-import { validateProfile } from '../user-types/user-types.schemas.js';
 import { userErrors } from './users.errors.js';
 import { findUserById, type UserWithOrganization } from './users.queries.js';
 import type { CreateUserInput, UpdateUserInput } from './users.schemas.js';
 import { users } from './users.table.js';
-
-/**
- * Profile data of a typed user (`attributes.profile`) must match its type's JSON Schema, whichever
- * route writes it: the typed collections and the generic admin routes alike.
- */
-async function checkTypedProfile(
-  db: DbOrTx,
-  organizationId: string,
-  userType: string | null | undefined,
-  attributes: Record<string, unknown> | undefined,
-): Promise<void> {
-  const profile = attributes?.profile;
-  if (!userType || profile === undefined) return;
-  const type =
-    (await findUserTypeByCode(db, organizationId, userType)) ?? (await findUserTypeByCode(db, null, userType));
-  if (!type) return;
-  if (typeof profile !== 'object' || profile === null || Array.isArray(profile)) {
-    throw userTypeErrors.invalidProfile([{ field: 'attributes.profile', message: 'must be an object' }]);
-  }
-  validateProfile(type, profile as Record<string, unknown>);
-}
 
 /**
  * The user an admin write is aimed at: looked up within the caller's organization (another
@@ -59,7 +35,7 @@ export function assertMayGrantSuperuser(actor: Actor, input: { is_superuser?: bo
 
 /**
  * One admin write through the provisioning core, the path of the seed-000 API and SCIM too: the
- * same validation, upsert and audit event. The item's refusal is thrown as the core answered it
+ * same validation (a typed user's profile against its type's schema included), upsert and audit event. The item's refusal is thrown as the core answered it
  * (409 naming the field for a taken email, username or external_id), and the stored user is read back.
  */
 async function provisionOne(db: Db, actor: Actor, item: ProvisionItem): Promise<UserWithOrganization> {
@@ -111,7 +87,6 @@ export async function createUser(db: Db, actor: UserActor, input: CreateUserInpu
       passwordPolicyOf(org.settings),
     );
   }
-  await checkTypedProfile(db, org.id, input.user_type, input.attributes);
   const passwordHash = input.password ? await hashPassword(input.password) : undefined;
   return provisionOne(db, actor, {
     // An external_id someone holds is a clash here, not the upsert key it is for the seed-000 API.
@@ -137,28 +112,18 @@ export async function updateUser(
     throw userErrors.activeContradictsStatus(input.status);
   }
   let passwordHash: string | undefined;
-  // The stored user is read first only when a rule needs it: the password policy or a typed profile.
-  const typed = input.attributes !== undefined || input.user_type !== undefined;
-  if (input.password || typed) {
+  // The stored user is read first only when a rule needs it: the password policy. A typed profile is
+  // checked by the provisioning core, in the transaction of the write.
+  if (input.password) {
     const target = await findUserById(db, id, scopeOrganizationId);
     if (!target) throw userErrors.notFound(id);
-    if (typed) {
-      await checkTypedProfile(
-        db,
-        target.organizationId,
-        input.user_type === undefined ? target.userType : input.user_type,
-        input.attributes ?? target.attributes,
-      );
-    }
-    if (input.password) {
-      const org = await findOrganizationById(db, target.organizationId);
-      assertPasswordPolicy(
-        input.password,
-        { email: input.email ?? target.email, username: input.username ?? target.username },
-        passwordPolicyOf(org?.settings),
-      );
-      passwordHash = await hashPassword(input.password);
-    }
+    const org = await findOrganizationById(db, target.organizationId);
+    assertPasswordPolicy(
+      input.password,
+      { email: input.email ?? target.email, username: input.username ?? target.username },
+      passwordPolicyOf(org?.settings),
+    );
+    passwordHash = await hashPassword(input.password);
   } else if (scopeOrganizationId !== undefined && organizationScopeOf(actor) !== scopeOrganizationId) {
     // The core scopes by the actor; a narrower scope than the actor's is checked here.
     const target = await findUserById(db, id, scopeOrganizationId);

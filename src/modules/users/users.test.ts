@@ -1,8 +1,16 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Client, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import {
+  type Client,
+  clientWithRole,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+} from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { applyUserTypeTemplate } from '../user-types/user-types.service.js';
 import { userTypes } from '../user-types/user-types.table.js';
 
 describe('users admin API', () => {
@@ -11,6 +19,8 @@ describe('users admin API', () => {
   beforeAll(async () => {
     t = await startTestApp();
     admin = await superuserClient(t);
+    // The global student, staff and admin types the tests name.
+    await applyUserTypeTemplate(t.database.db, 'school');
   });
   afterAll(() => t.close());
 
@@ -146,6 +156,61 @@ describe('users admin API', () => {
     expect(good.statusCode).toBe(201);
     const patched = await admin.patch(`/api/v1/users/${good.json().id}`, { attributes: { profile: {} } });
     expect(patched.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.grade' }] });
+  });
+
+  it('holds the generic routes to the typed routes’ rules: the type must be the organization’s, the profile match it', async () => {
+    const org = await seedOrganization(t);
+    const other = await seedOrganization(t);
+    const schema = { type: 'object', properties: { level: { type: 'integer' } }, required: ['level'] };
+    for (const o of [org, other]) {
+      await t.database.db
+        .insert(userTypes)
+        .values({ organizationId: o.id, code: 'learner', plural: 'learners', label: 'Learner', schema });
+    }
+    await t.database.db
+      .insert(userTypes)
+      .values({ organizationId: other.id, code: 'theirs', plural: 'theirs', label: 'Theirs', schema: {} });
+    const orgAdmin = await clientWithRole(t, org.id, 'org_admin');
+    const create = (body: Record<string, unknown>) =>
+      orgAdmin.post('/api/v1/users/', { email: `${unique()}@x.io`, ...body });
+
+    const noProfile = await create({ user_type: 'learner', attributes: {} });
+    expect(noProfile.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.level' }] });
+    for (const user_type of ['nonexistent', 'theirs']) {
+      const res = await create({ user_type, attributes: { profile: { level: 1 } } });
+      expect(res.json(), user_type).toMatchObject({ status: 400, errors: [{ field: 'user_type' }] });
+    }
+    const notAnObject = await create({ user_type: 'learner', attributes: { profile: [1] } });
+    expect(notAnObject.json()).toMatchObject({ status: 400, errors: [{ field: 'attributes.profile' }] });
+
+    const created = await create({ user_type: 'learner', attributes: { profile: { level: 2 } } });
+    expect(created.statusCode).toBe(201);
+    const url = `/api/v1/users/${created.json().id}/`;
+    const wiped = await orgAdmin.patch(url, { attributes: {} });
+    expect(wiped.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.level' }] });
+    const moved = await orgAdmin.patch(url, { user_type: 'theirs' });
+    expect(moved.json()).toMatchObject({ status: 400, errors: [{ field: 'user_type' }] });
+    // A write leaving type and profile as they are needs no look at them; clearing the type is always allowed.
+    expect((await orgAdmin.patch(url, { first_name: 'Lee', attributes: { profile: { level: 2 } } })).statusCode).toBe(
+      200,
+    );
+    expect((await orgAdmin.patch(url, { user_type: null, attributes: {} })).statusCode).toBe(200);
+
+    // An import writes through the same core, and is held to the same rules per entry.
+    const imported = await admin.post('/api/admin/import-users', {
+      organization: org.code,
+      users: [
+        { email: `${unique()}@x.io`, user_type: 'learner', attributes: { profile: { level: 3 } } },
+        { email: `${unique()}@x.io`, user_type: 'learner' },
+        { email: `${unique()}@x.io`, user_type: 'theirs' },
+      ],
+    });
+    expect(imported.json()).toMatchObject({ created: 1, failed: 2 });
+    expect(imported.json().results.map((r: { errors?: { field: string }[] }) => r.errors?.[0]?.field)).toEqual([
+      undefined,
+      'profile.level',
+      'user_type',
+    ]);
   });
 
   it('answers 400 naming organization for an unknown organization code', async () => {
