@@ -10,43 +10,32 @@ export async function insertAccountToken(db: DbOrTx, values: typeof accountToken
   await db.insert(accountTokens).values(values);
 }
 
-/** Marks a user's open tokens of these purposes used, so only the newest link works. */
-export async function supersedeAccountTokens(
+/** The links a password ends: one mailed to set a password would undo it. */
+export const PASSWORD_PURPOSES = ['password_reset', 'invite'] as const;
+
+/**
+ * Marks open tokens used, so their links no longer work: those of an organization's users (all of
+ * them when `userIds` is omitted: the organization is deactivated), of the given purposes (all when
+ * omitted: verification, reset and invitation). A newer link supersedes the older ones of its kind;
+ * a new password ends the password links; a changed email or an account that left `active` ends
+ * them all. One statement for any number of users, on the (organization, user, purpose) index.
+ */
+export async function endAccountTokens(
   db: DbOrTx,
-  userId: string,
-  purposes: readonly AccountTokenPurpose[],
+  scope: { organizationId: string; userIds?: readonly string[]; purposes?: readonly AccountTokenPurpose[] },
 ): Promise<void> {
+  if (scope.userIds?.length === 0) return;
   await db
     .update(accountTokens)
     .set({ usedAt: sql`now()` })
     .where(
       and(
-        eq(accountTokens.userId, userId),
-        inArray(accountTokens.purpose, [...purposes]),
+        eq(accountTokens.organizationId, scope.organizationId),
+        scope.userIds ? anyUuid(accountTokens.userId, [...scope.userIds]) : undefined,
+        scope.purposes ? inArray(accountTokens.purpose, [...scope.purposes]) : undefined,
         isNull(accountTokens.usedAt),
       ),
     );
-}
-
-/**
- * Ends every open token (verification, reset, invitation) of these users: each was mailed to an
- * address, or for an account, that no longer stands (the email changed, the account left `active`).
- * One statement for any number of users, so a bulk write pays one round trip.
- */
-export async function endAccountTokensOfUsers(db: DbOrTx, userIds: readonly string[]): Promise<void> {
-  if (userIds.length === 0) return;
-  await db
-    .update(accountTokens)
-    .set({ usedAt: sql`now()` })
-    .where(and(anyUuid(accountTokens.userId, [...userIds]), isNull(accountTokens.usedAt)));
-}
-
-/** Ends every open token of an organization's users (the organization is deactivated). */
-export async function endAccountTokensOfOrganization(db: DbOrTx, organizationId: string): Promise<void> {
-  await db
-    .update(accountTokens)
-    .set({ usedAt: sql`now()` })
-    .where(and(eq(accountTokens.organizationId, organizationId), isNull(accountTokens.usedAt)));
 }
 
 /** The token with this hash, if it is of one of these purposes, unused and unexpired. */

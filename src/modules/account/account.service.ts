@@ -25,11 +25,12 @@ import { users } from '../users/users.table.js';
 import { accountErrors } from './account.errors.js';
 import {
   consumeAccountToken,
+  endAccountTokens,
   findResetCandidates,
   findUsableAccountToken,
   insertAccountToken,
+  PASSWORD_PURPOSES,
   revokeOtherSessionsOfUser,
-  supersedeAccountTokens,
 } from './account.queries.js';
 import type { RegisterInput, UpdateProfileInput } from './account.schemas.js';
 import type { AccountToken, AccountTokenPurpose } from './account.table.js';
@@ -41,7 +42,6 @@ const TOKEN_LIFETIME_MS: Record<AccountTokenPurpose, number> = {
   invite: 7 * 24 * HOUR_MS,
 };
 // Reset and invitation links set a password through the same confirm endpoint.
-const PASSWORD_PURPOSES = ['password_reset', 'invite'] as const;
 // One address may have an account in several organizations; each gets its own link, up to this many.
 const MAX_RESET_ACCOUNTS = 10;
 
@@ -60,7 +60,11 @@ async function issueAccountToken(
 ): Promise<{ token: string; expiresAt: Date }> {
   const token = randomToken();
   const expiresAt = new Date(Date.now() + TOKEN_LIFETIME_MS[purpose]);
-  await supersedeAccountTokens(tx, user.id, purpose === 'verify_email' ? ['verify_email'] : PASSWORD_PURPOSES);
+  await endAccountTokens(tx, {
+    organizationId: user.organizationId,
+    userIds: [user.id],
+    purposes: purpose === 'verify_email' ? ['verify_email'] : PASSWORD_PURPOSES,
+  });
   await insertAccountToken(tx, {
     organizationId: user.organizationId,
     userId: user.id,
@@ -224,7 +228,11 @@ export async function changePassword(
   await db.transaction(async (tx) => {
     await tx.update(users).set({ passwordHash }).where(eq(users.id, user.id));
     // A reset link mailed before the change must not undo it.
-    await supersedeAccountTokens(tx, user.id, PASSWORD_PURPOSES);
+    await endAccountTokens(tx, {
+      organizationId: user.organizationId,
+      userIds: [user.id],
+      purposes: PASSWORD_PURPOSES,
+    });
     await revokeOtherSessionsOfUser(tx, user.id, actor.sessionId, 'password_changed');
     await invalidateUserState(tx, user.id);
     await recordAudit(tx, {
@@ -314,7 +322,11 @@ export async function confirmPasswordReset(db: Db, input: { token: string; new_p
     const used = await consumeAccountToken(tx, tokenHash, PASSWORD_PURPOSES);
     if (!used) throw accountErrors.invalidToken();
     await tx.update(users).set({ passwordHash, emailVerified: true }).where(eq(users.id, used.userId));
-    await supersedeAccountTokens(tx, used.userId, PASSWORD_PURPOSES);
+    await endAccountTokens(tx, {
+      organizationId: used.organizationId,
+      userIds: [used.userId],
+      purposes: PASSWORD_PURPOSES,
+    });
     // The mail reached the account's owner, who now has a password nobody guessed: a lock from
     // failed logins (someone else's guesses, or their own forgotten password) has done its work.
     await clearLockout(tx, { organizationId: user.organizationId, id: used.userId });

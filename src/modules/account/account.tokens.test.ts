@@ -60,13 +60,18 @@ function expectInvalidToken(res: Awaited<ReturnType<typeof confirm>>) {
 }
 
 describe('a password set by an administrator ends the reset links mailed before', () => {
-  it('so that an older link cannot undo it', async () => {
+  it('so that an older link cannot undo it; the email verification link still works', async () => {
     const org = await seedOrganization(t);
-    const user = await seedUser(t, org.id);
-    const reset = await resetToken(user);
+    const email = `${unique('pw')}@example.com`;
+    const registered = await post('/api/v1/users/register/', { email, password: NEW_PASSWORD, organization: org.code });
+    expect(registered.statusCode).toBe(201);
+    const user = registered.json() as User;
+    const verification = await lastTokenTo(email);
+    const reset = await resetToken({ ...user, email });
     const patched = await admin.patch(`/api/v1/users/${user.id}/`, { password: 'amber ladder tunes 77' });
     expect(patched.statusCode, patched.body).toBe(200);
     expectInvalidToken(await confirm(reset));
+    expect((await verify(verification)).statusCode).toBe(200);
   });
 });
 

@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import type { Db } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { publishInvalidation } from '../../platform/invalidation.js';
-import { endAccountTokensOfOrganization } from '../account/account.queries.js';
+import { endAccountTokens } from '../account/account.queries.js';
 import { recordAudit } from '../activity/audit.js';
 import { revokeOrganizationSessions } from '../auth/auth.service.js';
 import { users } from '../users/users.table.js';
@@ -73,7 +73,7 @@ export async function updateOrganization(
     if (current.isActive && input.is_active === false) {
       await revokeOrganizationSessions(tx, current.id, 'organization_deactivated');
       // And the mailed links of its users, which would set a password or verify an address in it.
-      await endAccountTokensOfOrganization(tx, current.id);
+      await endAccountTokens(tx, { organizationId: current.id });
     }
     const deactivated = current.isActive && input.is_active === false;
     await recordAudit(tx, {

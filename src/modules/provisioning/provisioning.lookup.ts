@@ -6,7 +6,7 @@ import { and, eq, getTableColumns } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
-import { endAccountTokensOfUsers } from '../account/account.queries.js';
+import { endAccountTokens } from '../account/account.queries.js';
 import { recordAudits } from '../activity/audit.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
@@ -164,7 +164,7 @@ export async function deactivateUser(
       .returning();
     await revokeUserSessions(tx, row.id, 'deactivated_by_provisioning');
     // Mailed links too: a reset or invitation must not set a password on a deactivated account.
-    await endAccountTokensOfUsers(tx, [row.id]);
+    await endAccountTokens(tx, { organizationId: row.organizationId, userIds: [row.id] });
     await recordAudits(tx, [
       userEvent(actor, options.context, 'user.deactivated', row.organizationId, row.id, {
         changes: [{ field: 'is_active', from: row.status === 'active', to: false }],

@@ -38,7 +38,7 @@ import type { Config } from '../../config.js';
 import { type Db, type DbOrTx, uniqueViolation } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import type { AppError } from '../../platform/http/errors.js';
-import { endAccountTokensOfUsers } from '../account/account.queries.js';
+import { endAccountTokens, PASSWORD_PURPOSES } from '../account/account.queries.js';
 import { inviteUser } from '../account/account.service.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
@@ -308,14 +308,15 @@ function report(
 }
 
 /**
- * Existing users whose mailed tokens (verification, reset, invitation) this batch makes stale: the
- * email changed (the link went to an address that is no longer theirs, and would verify the new one
- * or set the password for whoever holds the old one), the user left `active` (as their sessions
- * end, so do the links that would sign them in again), or an administrator set their password (a
- * reset link mailed before would undo it). A change of letter case is the same mailbox.
+ * Ends the mailed tokens this batch makes stale, per organization: every one (verification, reset,
+ * invitation) of a user whose email changed (the link went to an address that is no longer theirs,
+ * and would verify the new one or set the password for whoever holds the old one) or who left
+ * `active` (as their sessions end, so do the links that would sign them in again); the password
+ * links of a user an administrator set a password for (an older reset link would undo it). A change
+ * of letter case is the same mailbox.
  */
-function staleTokenHolders(steps: Step[], written: Map<string, Written>): string[] {
-  const ids: string[] = [];
+async function endStaleTokens(tx: DbOrTx, steps: Step[], written: Map<string, Written>): Promise<void> {
+  const stale = new Map<string, { organizationId: string; userIds: string[]; passwordOnly: boolean }>();
   for (const s of steps) {
     if ('error' in s || !s.existing) continue;
     const w = written.get(s.target.id);
@@ -323,10 +324,17 @@ function staleTokenHolders(steps: Step[], written: Map<string, Written>): string
     const previous = w.previousStatus ?? s.existing.status;
     const leftActive = previous !== s.target.status && s.target.status !== 'active';
     const emailChanged = s.existing.email.toLowerCase() !== s.target.email.toLowerCase();
-    const passwordSet = s.target.passwordHash !== null;
-    if (leftActive || emailChanged || passwordSet) ids.push(w.id);
+    const passwordOnly = !leftActive && !emailChanged;
+    if (passwordOnly && s.target.passwordHash === null) continue;
+    const organizationId = s.existing.organizationId;
+    const key = `${organizationId} ${passwordOnly}`;
+    const group = stale.get(key) ?? { organizationId, userIds: [], passwordOnly };
+    group.userIds.push(w.id);
+    stale.set(key, group);
   }
-  return ids;
+  for (const { organizationId, userIds, passwordOnly } of stale.values()) {
+    await endAccountTokens(tx, { organizationId, userIds, ...(passwordOnly ? { purposes: PASSWORD_PURPOSES } : {}) });
+  }
 }
 
 async function finishBatch(
@@ -338,7 +346,7 @@ async function finishBatch(
   events: AuditEvent[],
 ): Promise<ProvisionOutcome[]> {
   // Before any invitation below: the new link is for the row as it now stands.
-  await endAccountTokensOfUsers(tx, staleTokenHolders(steps, written));
+  await endStaleTokens(tx, steps, written);
   const out: ProvisionOutcome[] = [];
   for (const s of steps) {
     if ('error' in s) {
