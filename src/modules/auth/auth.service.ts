@@ -350,7 +350,7 @@ async function recordFailedLogins(ctx: TokenContext, accounts: LoginCandidate[],
  * Where a credential was checked and failed: the two login steps, and the checks a signed-in user
  * passes to change a credential (the current password, a code to turn the second factor off).
  */
-export type CredentialCheck = 'password' | 'mfa' | 'change_password' | 'disable_mfa';
+type CredentialCheck = 'password' | 'mfa' | 'change_password' | 'disable_mfa';
 
 const FAILED_CHECK: Record<CredentialCheck, { type: string; description: string }> = {
   password: { type: 'auth.login_failed', description: 'Failed login: wrong password' },
@@ -589,10 +589,7 @@ export async function completeMfaLogin(
 ): Promise<TokenPair & { user: TokenUser }> {
   // A wrong code counts as a failed login of the account, like a wrong password (lockout).
   const { userId } = await finishMfaChallenge(ctx.db, ctx.config, input, (account) =>
-    ctx.db.transaction(async (tx) => {
-      const lockedUntil = await recordLoginFailure(tx, account, lockoutPolicy(ctx.config));
-      await recordLoginFailureAudits(tx, account, lockedUntil, client, 'mfa');
-    }),
+    recordFailedCredentialCheck(ctx.db, ctx.config, account, client, 'mfa'),
   );
   const [owner] = await ctx.db
     .select({ email: users.email, organizationCode: organizations.code })

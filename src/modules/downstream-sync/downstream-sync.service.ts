@@ -498,7 +498,8 @@ export async function syncIntegration(
     await retireIdentities(run);
     if (!report.stopped) await sendPending(run);
   } finally {
-    await lease?.release();
+    // A lease not given back runs out by itself; failing here would hide how the run ended.
+    await lease?.release().catch(() => undefined);
   }
 
   if (!options.dryRun) {

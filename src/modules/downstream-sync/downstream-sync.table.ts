@@ -45,8 +45,8 @@ export type UserSyncState = typeof userSyncStates.$inferSelect;
 /**
  * The sync running for an integration, if any: the scheduled job, the admin API and the CLI may
  * start one at the same moment (on several nodes), and two runs would send the same users twice.
- * A lease on the database clock that the holder renews with every batch, so a run that dies blocks
- * the next one for a few minutes at most.
+ * A lease on the database clock that the holder renews before its calls once 30 seconds have
+ * passed, so a run that dies blocks the next one for a few minutes at most.
  */
 export const downstreamSyncLeases = pgTable(
   'downstream_sync_leases',

@@ -340,7 +340,7 @@ describe('outbound user sync to a seed-000 downstream', () => {
       root.post(`/api/v1/integrations/${id}/sync/`, {}),
       root.post(`/api/v1/integrations/${id}/sync/`, {}),
     ]);
-    // One sends; the other either waits its turn (and finds nothing left) or is told a sync runs.
+    // One sends; the other either starts after it (and finds nothing left) or is told a sync runs.
     for (const res of answers) expect([200, 409], res.body).toContain(res.statusCode);
     expect(answers.reduce((n, res) => n + (res.statusCode === 200 ? res.json().upserted : 0), 0)).toBe(1);
     const [calls] = await queryRows<{ n: number }>(

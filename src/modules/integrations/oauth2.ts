@@ -15,7 +15,7 @@ import {
   integrationOAuth2Tokens,
   type OAuth2Settings,
 } from './integrations.table.js';
-import { requestGuarded } from './outbound-http.js';
+import { requestGuarded, webUrlOf } from './outbound-http.js';
 import { originChanges } from './secret-destinations.js';
 
 /** A pending authorization may be completed within this long. */
@@ -118,34 +118,15 @@ async function endpointsOf(envelope: Envelope, integration: Integration): Promis
  * sealed code verifier, bound to the integration and expiring, and returns the URL to send the
  * user to.
  */
-/**
- * The provider sends the user's browser to the redirect URI with the code, so it must be an absolute
- * URI without a fragment (RFC 6749 §3.1.2), and a web address: `javascript:` or `data:` there would
- * run in the browser instead.
- */
-function checkRedirectUri(raw: string): void {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw integrationErrors.invalidUrl('redirect_uri', 'Not a valid absolute URL.');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw integrationErrors.invalidUrl('redirect_uri', 'Only http:// and https:// URLs are allowed.');
-  }
-  // `hash` is empty for a bare "#", which the URL still keeps.
-  if (url.hash || url.href.includes('#')) {
-    throw integrationErrors.invalidUrl('redirect_uri', 'A URL fragment is not allowed.');
-  }
-}
-
 export async function startAuthorization(
   db: Db,
   envelope: Envelope,
   integration: Integration,
   input: { redirectUri: string; userId: string | null },
 ): Promise<{ authorizationUrl: string; expiresAt: Date }> {
-  checkRedirectUri(input.redirectUri);
+  // The provider sends the user's browser there with the code: an absolute URI without a fragment
+  // (RFC 6749 §3.1.2), and a web address, since `javascript:` or `data:` would run in the browser.
+  webUrlOf(input.redirectUri, 'redirect_uri');
   const { as, client, settings } = await endpointsOf(envelope, integration);
   if (!as.authorization_endpoint) throw integrationErrors.oauth2NotConfigured('authorization_url');
   const state = oauth.generateRandomState();

@@ -23,11 +23,8 @@ BLOCKED.addSubnet('fe80::', 10, 'ipv6');
 BLOCKED.addSubnet('ff00::', 8, 'ipv6');
 BLOCKED.addAddress('::', 'ipv6');
 
-/**
- * Checks a URL an integration is configured with; throws a 400 naming `field`. `query: false`
- * refuses a query string, for URLs that calls are built on or that are compared exactly.
- */
-export function checkIntegrationUrl(raw: string, field: string, options: { query?: boolean } = {}): string {
+/** An absolute http(s) URL without a fragment, or a 400 naming `field`. */
+export function webUrlOf(raw: string, field: string): URL {
   let url: URL;
   try {
     url = new URL(raw);
@@ -37,11 +34,21 @@ export function checkIntegrationUrl(raw: string, field: string, options: { query
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw integrationErrors.invalidUrl(field, 'Only http:// and https:// URLs are allowed.');
   }
+  // `hash` is empty for a bare "#", which the URL still keeps.
+  if (url.hash || url.href.includes('#')) throw integrationErrors.invalidUrl(field, 'A URL fragment is not allowed.');
+  return url;
+}
+
+/**
+ * Checks a URL an integration is configured with; throws a 400 naming `field`. `query: false`
+ * refuses a query string, for URLs that calls are built on or that are compared exactly.
+ */
+export function checkIntegrationUrl(raw: string, field: string, options: { query?: boolean } = {}): string {
+  const url = webUrlOf(raw, field);
   if (url.username || url.password) {
     throw integrationErrors.invalidUrl(field, 'Put credentials in `credentials`, not in the URL.');
   }
-  // `hash` and `search` are empty for a bare "#" or "?", which the URL still keeps.
-  if (url.hash || url.href.includes('#')) throw integrationErrors.invalidUrl(field, 'A URL fragment is not allowed.');
+  // `search` is empty for a bare "?", which the URL still keeps.
   if (options.query === false && (url.search || url.href.includes('?'))) {
     throw integrationErrors.invalidUrl(field, 'must not hold a query string; give credentials in `credentials`.');
   }

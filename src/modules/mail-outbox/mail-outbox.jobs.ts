@@ -1,7 +1,7 @@
-import { and, lt, ne, sql } from 'drizzle-orm';
+import { ne } from 'drizzle-orm';
 import type { Config } from '../../config.js';
 import type { DbOrTx } from '../../platform/db/client.js';
-import { firstIdAt } from '../../platform/db/ids.js';
+import { deleteOlderThan, type RetentionOptions } from '../../platform/db/retention.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
 import { mailOutbox } from '../../platform/mail/outbox.table.js';
@@ -29,29 +29,15 @@ export async function scheduleOutboxRetention(
   );
 }
 
-/**
- * Deletes delivered, stored and failed mail older than `days`, a bounded chunk per statement (on
- * PGlite each statement holds the only connection), until none is left or `maxChunks` were done.
- */
+/** Deletes delivered, stored and failed mail older than `days`, in bounded chunks; queued mail stays. */
 export async function pruneOutbox(
   db: DbOrTx,
   days: number,
-  options: { now?: Date; chunkSize?: number; maxChunks?: number } = {},
+  options: RetentionOptions = {},
 ): Promise<{ deleted: number }> {
-  if (days <= 0) return { deleted: 0 };
-  const boundary = firstIdAt((options.now ?? new Date()).getTime() - days * 86_400_000);
-  const chunk = options.chunkSize ?? 1000;
-  let deleted = 0;
-  for (let i = 0; i < (options.maxChunks ?? 50); i++) {
-    const expired = and(lt(mailOutbox.id, boundary), ne(mailOutbox.status, 'queued'));
-    const gone = await db
-      .delete(mailOutbox)
-      .where(sql`${mailOutbox.id} in (select ${mailOutbox.id} from ${mailOutbox} where ${expired} limit ${chunk})`)
-      .returning({ id: mailOutbox.id });
-    deleted += gone.length;
-    if (gone.length < chunk) break;
-  }
-  return { deleted };
+  return {
+    deleted: await deleteOlderThan(db, mailOutbox, days, { ...options, where: ne(mailOutbox.status, 'queued') }),
+  };
 }
 
 registerJobHandler(

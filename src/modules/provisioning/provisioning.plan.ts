@@ -384,13 +384,7 @@ async function checkTypedProfiles(
     const code = p.target.userType;
     if (code === null) continue;
     const profile = profileOf(p.target.attributes);
-    if (
-      p.existing &&
-      p.existing.userType === code &&
-      JSON.stringify(profileOf(p.existing.attributes)) === JSON.stringify(profile)
-    ) {
-      continue;
-    }
+    if (p.existing && p.existing.userType === code && sameJson(profileOf(p.existing.attributes), profile)) continue;
     const key = `${p.organization.id ?? ''}\u0000${code}`;
     let type = state.types.get(key);
     if (type === undefined) {

@@ -12,7 +12,7 @@ const exported: ExportUser = {
   date_joined: '2024-05-01T10:00:00.000Z',
   status: 'suspended',
   user_type: null,
-  organization: 'from',
+  organization: "'=from, as typed",
   organization_id: '0190e3a0-0000-7000-8000-000000000002',
   external_id: 'kc-1',
   scim_external_id: null,

@@ -48,10 +48,13 @@ const CSV_COLUMNS: (keyof ExportUser)[] = [
 
 export const CSV_HEADER = `${CSV_COLUMNS.join(',')}\r\n`;
 
-/** Text a spreadsheet would run as a formula. */
-const FORMULA = /^[=+\-@\t\r]/;
-/** A formula the export defused with a leading apostrophe. */
-const DEFUSED = /^'[=+\-@\t\r]/;
+/**
+ * Text a spreadsheet would run as a formula, which the export defuses with a leading apostrophe;
+ * text that starts with an apostrophe gets one too, so that reading it back removes exactly one.
+ */
+const NEEDS_APOSTROPHE = /^[=+\-@\t\r']/;
+/** A field the export gave a leading apostrophe. */
+const DEFUSED = /^'[=+\-@\t\r']/;
 
 /**
  * One RFC 4180 field. Text is always quoted, and text a spreadsheet would run as a formula
@@ -62,7 +65,7 @@ function csvField(value: unknown): string {
   if (value === null || value === undefined) return '';
   if (typeof value === 'boolean' || typeof value === 'number') return String(value);
   const text = typeof value === 'string' ? value : JSON.stringify(value);
-  const defused = FORMULA.test(text) ? `'${text}` : text;
+  const defused = NEEDS_APOSTROPHE.test(text) ? `'${text}` : text;
   return `"${defused.replaceAll('"', '""')}"`;
 }
 

@@ -43,29 +43,12 @@ export async function findUserTypeByPlural(
   return row;
 }
 
-/** A global (organizationId null) or organization type by code. */
-export async function findUserTypeByCode(
-  db: DbOrTx,
-  organizationId: string | null,
-  code: string,
-): Promise<UserType | undefined> {
-  const [row] = await db
-    .select()
-    .from(userTypes)
-    .where(
-      and(
-        eq(userTypes.code, code),
-        organizationId === null ? isNull(userTypes.organizationId) : eq(userTypes.organizationId, organizationId),
-      ),
-    );
-  return row;
-}
-
 /**
  * The type a user of an organization holds by code: the organization's own first, then the global
  * one (`organizationId` null: only global types, for an organization not created yet). The row is
- * locked FOR SHARE, so in a transaction writing the user a concurrent deletion of the type waits for
- * it and then sees the user (deleteUserType refuses a type in use).
+ * locked FOR KEY SHARE, so in a transaction writing the user a concurrent deletion of the type waits
+ * for it and then sees the user (deleteUserType refuses a type in use); the weakest lock that blocks
+ * a DELETE, so bulk writes neither wait on a schema edit nor make one wait.
  */
 export async function findUserTypeForUser(
   db: DbOrTx,
@@ -85,7 +68,7 @@ export async function findUserTypeForUser(
     )
     .orderBy(sql`${userTypes.organizationId} nulls last`)
     .limit(1)
-    .for('share');
+    .for('key share');
   return row;
 }
 

@@ -136,8 +136,8 @@ export const UpdateTypedUserBody = Type.Partial(
 );
 export type UpdateTypedUserInput = Static<typeof UpdateTypedUserBody>;
 
-// Profile data against a type's JSON Schema: here, beside the schemas, so the users service can
-// check writes through the generic routes without importing the user-types service (which uses it).
+// Profile data against a type's JSON Schema: here, beside the schemas, so the provisioning core can
+// check every user write without importing the user-types service (which uses the core).
 // Profile schemas are user-supplied: no type coercion, no defaults injected, unknown keywords tolerated,
 // and their patterns (`pattern`, `patternProperties`) run on a linear-time engine, since one
 // backtracking pattern would hold the event loop, and so every organization, for as long as it runs.

@@ -142,7 +142,7 @@ export async function updateUserType(
 
 /**
  * Deletes a type no user holds (409 `user_type_in_use` otherwise). The row is locked FOR UPDATE
- * before the users are looked at: a user write naming the type locks it FOR SHARE in its own
+ * before the users are looked at: a user write naming the type locks it FOR KEY SHARE in its own
  * transaction (the provisioning core), so it either commits first and is seen here, or waits and
  * then finds the type gone.
  */

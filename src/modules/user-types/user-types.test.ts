@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import { applyUserTypeTemplate } from './user-types.service.js';
 
 describe('user types and typed users', () => {
@@ -175,6 +176,16 @@ describe('user types and typed users', () => {
     const patched = await admin.patch(url, { profile: { desk: 2 } });
     expect(patched.json()).toMatchObject({ profile: { desk: 2 } });
     expect((await admin.patch(url, { profile: { desk: 'x' } })).json().errors[0].field).toBe('profile.desk');
+    // A platform API key reaches every organization's users elsewhere, but typed users are for signed-in users.
+    const { key } = await createApiKey(t.database.db, OPERATOR, {
+      name: unique('key '),
+      organization: null,
+      scopes: ['read:users'],
+    });
+    for (const target of [url, `/api/v1/users/${plural}/`]) {
+      const refused = await t.request({ method: 'GET', url: target, headers: { 'x-api-key': key } });
+      expect(refused.statusCode, target).toBe(403);
+    }
     expect((await admin.delete(url)).statusCode).toBe(204);
     expect((await orgAdmin.get(url)).statusCode).toBe(404);
   });
