@@ -17,6 +17,13 @@ export const userTypeErrors = {
     ),
   invalidSchema: (message: string, field = 'schema') =>
     commonErrors.validation([{ field, message: `Not a usable JSON Schema: ${message}` }]),
+  /** A type stored before its schema's rules were tightened: the write is fine, the type needs editing. */
+  storedSchemaUnusable: (code: string, reason: string) =>
+    new AppError(
+      409,
+      'user_type_schema_unusable',
+      `The schema of user type "${code}" can no longer be used (${reason}); edit the type's schema to write its users.`,
+    ),
   // Another organization's type answers the same as a type that does not exist.
   unknownType: (code: string) =>
     commonErrors.validation(

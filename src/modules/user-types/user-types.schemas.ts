@@ -1,7 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import { fieldErrorsFromValidation } from '../../platform/http/errors.js';
+import { AppError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { linearRegExp, UnsupportedPatternError } from '../../platform/linear-regexp.js';
 import { USER_STATUSES } from '../users/users.table.js';
@@ -183,7 +183,13 @@ function validatorOf(type: UserType): ValidateFunction {
   const key = `${type.id}:${type.updatedAt.getTime()}`;
   let validate = validators.get(key);
   if (!validate) {
-    validate = compileSchema(type.schema);
+    try {
+      validate = compileSchema(type.schema);
+    } catch (err) {
+      // Stored before patterns had to run in linear time: not the writer's fault, the type's.
+      const reason = err instanceof AppError ? (err.errors?.[0]?.message ?? err.message) : (err as Error).message;
+      throw userTypeErrors.storedSchemaUnusable(type.code, reason.replace(/^Not a usable JSON Schema: /, ''));
+    }
     if (validators.size > 1_000) validators.clear();
     validators.set(key, validate);
   }

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
@@ -296,6 +297,15 @@ describe('user types and typed users', () => {
       expect(
         (await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { a: 'cafe' } })).statusCode,
       ).toBe(400);
+
+      // A type stored before this rule: its users' writes answer 409 naming the type, not the writer's fields.
+      await t.database.db.execute(
+        sql`update user_types set schema = ${JSON.stringify({ properties: { a: { type: 'string', pattern: '(?<!x)a' } } })}::jsonb, updated_at = now() where id = ${type.json().id}`,
+      );
+      const stale = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { a: 'a' } });
+      expect(stale.statusCode, stale.body).toBe(409);
+      expect(stale.json()).toMatchObject({ code: 'user_type_schema_unusable' });
+      expect(stale.json().detail).toContain(`"${code}"`);
     });
 
     it('compiles each schema on its own, so an $id is usable and never collides with another type’s', async () => {

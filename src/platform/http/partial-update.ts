@@ -46,6 +46,12 @@ export function partialUpdate<P extends TObject>(route: PartialUpdateRoute<P>) {
       .map(([field]) => field),
     ...(route.alsoReadOnly ?? []).filter((field) => !writable.has(field)),
   ];
+  // The object as read for the comparison, kept for the "nothing to change" answer of the same request.
+  const read = new WeakMap<FastifyRequest, unknown>();
+  const current = async (request: FastifyRequest) => {
+    if (!read.has(request)) read.set(request, await route.current(request as FastifyRequest<{ Params: Static<P> }>));
+    return read.get(request);
+  };
   return {
     preValidation: async (request: FastifyRequest, reply: FastifyReply) => {
       const body = request.body;
@@ -54,8 +60,7 @@ export function partialUpdate<P extends TObject>(route: PartialUpdateRoute<P>) {
       const named = readOnly.filter((field) => Object.hasOwn(sent, field));
       if (named.length > 0) {
         // Read only when a read-only field is there; a missing object answers its 404 here.
-        const current = await route.current(request as FastifyRequest<{ Params: Static<P> }>);
-        const stored = current as Record<string, unknown>;
+        const stored = (await current(request)) as Record<string, unknown>;
         // As JSON, so that a stored Date equals the timestamp text it is shown as.
         const refused = named.filter((field) => JSON.stringify(stored[field]) !== JSON.stringify(sent[field]));
         if (refused.length > 0) throw commonErrors.readOnlyFields(refused, route.via);
@@ -63,15 +68,13 @@ export function partialUpdate<P extends TObject>(route: PartialUpdateRoute<P>) {
       const given = Object.keys(sent).length;
       for (const field of shown) delete sent[field];
       // Only what the object shows, sent back: nothing to change (an empty body is the schema's to refuse).
-      if (given > 0 && Object.keys(sent).length === 0) {
-        return reply.send(await route.current(request as FastifyRequest<{ Params: Static<P> }>));
-      }
+      if (given > 0 && Object.keys(sent).length === 0) return reply.send(await current(request));
     },
     preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
       const body = request.body as Record<string, unknown>;
       for (const field of Object.keys(body)) if (!writable.has(field)) delete body[field];
       if (Object.keys(body).length > 0) return;
-      return reply.send(await route.current(request as FastifyRequest<{ Params: Static<P> }>));
+      return reply.send(await current(request));
     },
   };
 }
