@@ -351,9 +351,9 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }),
     },
     async (req) => {
-      const { type, user } = await typedUser(req.actor, req.params, req.query.organization);
+      const { user } = await typedUser(req.actor, req.params, req.query.organization);
       await assertMayManageUser(db, req.actor, user);
-      return toTypedUserView(await updateTypedUser(db, req.actor, user, type, req.body));
+      return toTypedUserView(await updateTypedUser(db, req.actor, user, req.body));
     },
   );
 

@@ -14,7 +14,7 @@ import type {
   UpdateTypedUserInput,
   UpdateUserTypeInput,
 } from './user-types.schemas.js';
-import { compileSchema, validateProfile } from './user-types.schemas.js';
+import { compileSchema } from './user-types.schemas.js';
 import { type UserType, userTypes } from './user-types.table.js';
 
 /**
@@ -186,7 +186,7 @@ export function toTypedUserView(u: UserWithOrganization) {
   };
 }
 
-/** Creates a user of a type, its profile validated against the type's schema. */
+/** Creates a user of a type; the provisioning core checks its profile against the type's schema. */
 export async function createTypedUser(
   db: Db,
   actor: UserActor,
@@ -194,7 +194,6 @@ export async function createTypedUser(
   input: CreateTypedUserInput,
 ): Promise<UserWithOrganization> {
   const profile = input.profile ?? {};
-  validateProfile(type, profile);
   // An organization's own type only has users in that organization.
   const organization = input.organization ?? type.organizationCode ?? undefined;
   if (type.organizationCode !== null && organization !== type.organizationCode) {
@@ -204,12 +203,11 @@ export async function createTypedUser(
   return createUser(db, actor, { ...rest, organization, user_type: type.code, attributes: { profile } });
 }
 
-/** Applies a partial update; profile keys are merged (null removes one) and the result is validated. */
+/** Applies a partial update; profile keys are merged (null removes one), the result checked by the core. */
 export async function updateTypedUser(
   db: Db,
   actor: Actor,
   user: UserWithOrganization,
-  type: UserType,
   input: UpdateTypedUserInput,
 ): Promise<UserWithOrganization> {
   const { profile: changes, ...rest } = input;
@@ -220,7 +218,6 @@ export async function updateTypedUser(
       if (value === null) delete profile[key];
       else profile[key] = value;
     }
-    validateProfile(type, profile);
     attributes = { ...user.attributes, profile };
   }
   return updateUser(db, user.id, { ...rest, ...(attributes ? { attributes } : {}) }, user.organizationId, actor);
