@@ -1,9 +1,10 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scimClient } from '../../../test/scim-client.js';
-import { seedUser, superuserClient } from '../../../test/seed.js';
+import { clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
+import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
 
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
@@ -404,5 +405,64 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(put.statusCode).toBe(200);
     expect(put.json()).toMatchObject({ id: group.id, displayName: `${group.displayName} 3` });
     expect((await scim('GET', `/Groups/${other.id}`)).json().displayName).toBe(other.displayName);
+  });
+
+  it('writes groups within the delegation ceiling of whoever created the key', async () => {
+    const root = await superuserClient(t);
+    const org = await seedOrganization(t);
+    // A role of the organization above an organization admin: a lower level and a grant they lack.
+    const boss = await root.post('/api/v1/roles/', {
+      code: unique('boss_').replace(/-/g, '_'),
+      name: 'Boss',
+      level: 0,
+      organization: org.code,
+      permissions: ['modules.manage'],
+      modules: [],
+    });
+    expect(boss.statusCode, boss.body).toBe(201);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const colleague = await seedUser(t, org.id);
+    const made = await admin.post('/api/v1/api-keys/', { name: 'idp', organization: org.code, scopes: ['scim'] });
+    expect(made.statusCode, made.body).toBe(201);
+    const asAdminKey = (method: 'PATCH' | 'DELETE' | 'POST', url: string, body?: unknown) =>
+      t.request({
+        method,
+        url: `/scim/v2${url}`,
+        headers: { authorization: `Bearer ${made.json().key}`, 'content-type': 'application/scim+json' },
+        ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+      });
+    const add = (id: string) => ({
+      schemas: [PATCH],
+      Operations: [{ op: 'add', path: 'members', value: [{ value: id }] }],
+    });
+
+    // The admin cannot join (or hand out, or delete) the boss role through their own key…
+    for (const res of [
+      await asAdminKey('PATCH', `/Groups/${boss.json().id}`, add(admin.user.id)),
+      await asAdminKey('PATCH', `/Groups/${boss.json().id}`, add(colleague.id)),
+      await asAdminKey('DELETE', `/Groups/${boss.json().id}`),
+    ]) {
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json()).toMatchObject({ schemas: [ERROR], status: '403' });
+    }
+    expect((await admin.get('/api/v1/users/profile/permissions/')).json().permissions).not.toContain('modules.manage');
+    // …but manages groups within their reach, themselves included, as an identity provider pushes them.
+    const team = await asAdminKey('POST', '/Groups', { schemas: [GROUP], displayName: unique('Team ') });
+    expect(team.statusCode, team.body).toBe(201);
+    expect((await asAdminKey('PATCH', `/Groups/${team.json().id}`, add(admin.user.id))).statusCode).toBe(200);
+    expect((await asAdminKey('PATCH', `/Groups/${team.json().id}`, add(colleague.id))).statusCode).toBe(200);
+    // An operator's key has no ceiling.
+    const { key } = await createApiKey(t.database.db, OPERATOR, {
+      name: 'op',
+      organization: org.code,
+      scopes: ['scim'],
+    });
+    const operator = await t.request({
+      method: 'PATCH',
+      url: `/scim/v2/Groups/${boss.json().id}`,
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/scim+json' },
+      payload: JSON.stringify(add(colleague.id)),
+    });
+    expect(operator.statusCode, operator.body).toBe(200);
   });
 });

@@ -4,8 +4,12 @@ import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { registerUniqueConstraint } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
-import { roleChanged, userRolesChanged } from '../rbac/effective-access.js';
+import { apiKeys } from '../api-keys/api-keys.table.js';
+import { assertWithinCeiling } from '../rbac/delegation.js';
+import { accessOf, type EffectiveAccess, roleChanged, userRolesChanged } from '../rbac/effective-access.js';
+import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
+import { findRole } from '../rbac/roles.service.js';
 import { users } from '../users/users.table.js';
 import { requireSchema, scimErrors } from './scim.errors.js';
 import { type AttributeMap, compileFilter } from './scim.filter.js';
@@ -329,6 +333,73 @@ export interface GroupWriteContext {
   userAgent?: string | null;
 }
 
+/**
+ * The delegation ceiling a SCIM client writes groups within: that of the user who created its API
+ * key. A group is a role and its members are the role's holders, so without it an organization
+ * admin could, through a key of their own, join roles above their own, hand them out, or delete
+ * them. Keys an operator made (the command line, PROVISIONING_API_KEY) and a superuser's have none.
+ * Joining a role within the ceiling gains its creator nothing, so, unlike the admin API, a key may
+ * put its creator in a group (identity providers push whole groups, their admins included).
+ */
+async function ceilingOf(ctx: GroupWriteContext): Promise<EffectiveAccess | undefined> {
+  const { actor } = ctx;
+  let creator: string | null = null;
+  if (actor.kind === 'user' && !actor.isSuperuser) creator = actor.userId;
+  else if (actor.kind === 'api_key' && isUuid(actor.apiKeyId)) {
+    const [key] = await ctx.db
+      .select({ createdBy: apiKeys.createdBy })
+      .from(apiKeys)
+      .where(eq(apiKeys.id, actor.apiKeyId));
+    creator = key?.createdBy ?? null;
+  }
+  if (creator === null) return undefined;
+  const access = await accessOf(ctx.db, creator);
+  return access?.isSuperuser ? undefined : (access ?? { ...NO_ACCESS, userId: creator });
+}
+
+/** Someone without roles: every role is above them. */
+const NO_ACCESS: EffectiveAccess = {
+  userId: '',
+  organizationId: '',
+  status: 'active',
+  isSuperuser: false,
+  permissions: new Map(),
+  modules: new Map(),
+  roleIds: new Set(),
+  level: null,
+};
+
+/**
+ * Refuses (403 `delegation_ceiling`) a write to a role beyond the ceiling: its members, its name or
+ * its existence, as the admin API refuses assigning, changing or deleting such a role; and adding
+ * or removing a member more powerful than the ceiling's holder.
+ */
+async function assertWithinKeyCeiling(
+  tx: DbOrTx,
+  ceiling: EffectiveAccess | undefined,
+  roleId: string,
+  changedMembers: string[],
+): Promise<void> {
+  if (!ceiling) return;
+  const role = await findRole(tx, roleId, undefined);
+  assertWithinCeiling(ceiling, { level: role.level, permissions: role.permissionCodes, modules: role.moduleCodes });
+  if (changedMembers.length === 0) return;
+  // In the transaction's own connection (on PGlite the only one): each member's power as it stands.
+  const powers = await tx
+    .select({ id: users.id, isSuperuser: users.isSuperuser, level: sql<number | null>`min(${roles.level})` })
+    .from(users)
+    .leftJoin(userRoles, eq(userRoles.userId, users.id))
+    .leftJoin(roles, eq(roles.id, userRoles.roleId))
+    .where(anyUuid(users.id, changedMembers))
+    .groupBy(users.id, users.isSuperuser);
+  for (const member of powers) {
+    if (member.isSuperuser) throw rbacErrors.superuserTarget();
+    if (member.level !== null && (ceiling.level === null || member.level < ceiling.level)) {
+      throw rbacErrors.aboveCeiling('members', `User ${member.id} holds a role more powerful than the key's creator.`);
+    }
+  }
+}
+
 function groupEvent(
   ctx: GroupWriteContext,
   type: string,
@@ -362,6 +433,7 @@ function membershipEvents(ctx: GroupWriteContext, role: Role, change: { added: s
 /** POST /Groups: a new role of the organization, level 1000, no grants, with the given members. */
 export async function createScimGroup(ctx: GroupWriteContext, body: unknown): Promise<GroupWithMembers> {
   const fields = fromScimGroup(body);
+  const ceiling = await ceilingOf(ctx);
   const id = await ctx.db.transaction(async (tx) => {
     await assertNameFree(tx, ctx.organizationId, fields.displayName);
     await assertExternalIdFree(tx, ctx.organizationId, fields.externalId);
@@ -378,6 +450,7 @@ export async function createScimGroup(ctx: GroupWriteContext, body: unknown): Pr
       })
       .returning();
     const created = role as Role;
+    await assertWithinKeyCeiling(tx, ceiling, created.id, fields.memberIds);
     const change = await setMembers(tx, created.id, fields.memberIds);
     await recordAudits(tx, [
       groupEvent(ctx, 'group.created', created, {
@@ -398,6 +471,7 @@ async function rewriteGroup(
   ifMatch: string | undefined,
   next: (current: GroupWithMembers) => GroupFields,
 ): Promise<GroupWithMembers> {
+  const ceiling = await ceilingOf(ctx);
   await ctx.db.transaction(async (tx) => {
     const role = await findRoleRow(tx, ctx.organizationId, id, true);
     assertVersion(role, ifMatch);
@@ -406,6 +480,10 @@ async function rewriteGroup(
     const events: AuditEvent[] = [];
     const renamed = fields.displayName !== role.name;
     const rekeyed = fields.externalId !== role.scimExternalId;
+    const had = new Set((members.get(role.id) ?? []).map((m) => m.userId));
+    const wanted = new Set(fields.memberIds);
+    const changed = [...fields.memberIds.filter((m) => !had.has(m)), ...[...had].filter((m) => !wanted.has(m))];
+    if (renamed || rekeyed || changed.length > 0) await assertWithinKeyCeiling(tx, ceiling, role.id, changed);
     if (renamed) await assertNameFree(tx, ctx.organizationId, fields.displayName, role.id);
     if (rekeyed) await assertExternalIdFree(tx, ctx.organizationId, fields.externalId, role.id);
     if (renamed || rekeyed) {
@@ -452,10 +530,12 @@ export function patchScimGroup(
 
 /** DELETE /Groups/{id}: the role goes, with its assignments; former holders keep a primary role. */
 export async function deleteScimGroup(ctx: GroupWriteContext, id: string, ifMatch: string | undefined): Promise<void> {
+  const ceiling = await ceilingOf(ctx);
   await ctx.db.transaction(async (tx) => {
     const role = await findRoleRow(tx, ctx.organizationId, id, true);
     assertVersion(role, ifMatch);
     if (role.isBuiltin) throw scimErrors.mutability(`Group ${role.id} is a built-in role and cannot be deleted.`);
+    await assertWithinKeyCeiling(tx, ceiling, role.id, []);
     const holders = await tx.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, role.id));
     await roleChanged(tx, role.id);
     await tx.delete(roles).where(eq(roles.id, role.id));
