@@ -7,6 +7,9 @@ const Name = Type.String({ maxLength: 150 });
 const KeycloakId = Type.String({
   minLength: 1,
   maxLength: 255,
+  // "." and ".." cannot be a path segment (clients build /users/{keycloak_id}): such a user could
+  // never be read or deactivated.
+  pattern: '^(?!\\.\\.?$)',
   description: "The identity provider's subject; unique across the installation, the upsert key.",
 });
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);

@@ -190,6 +190,16 @@ describe('seed-000 provisioning API', () => {
       expectProblem(res, 400, 'validation_failed');
     });
 
+    it('refuses a keycloak_id that cannot be a path segment ("." or ".."), as no call could reach the user', async () => {
+      const org = await seedOrganization(t);
+      for (const keycloakId of ['.', '..']) {
+        const res = await post('/users', person(org.code, { keycloak_id: keycloakId }));
+        expectProblem(res, 400, 'validation_failed');
+        expect(res.json().errors[0].field).toBe('keycloak_id');
+      }
+      expect((await post('/users', person(org.code, { keycloak_id: `...${unique('kc')}` }))).statusCode).toBe(201);
+    });
+
     it('never changes or deactivates a superuser (403 superuser_protected)', async () => {
       const org = await seedOrganization(t);
       const admin = await seedUser(t, org.id, { isSuperuser: true, externalId: unique('kc-') });

@@ -20,6 +20,8 @@ const Password = Type.String({
 const ExternalId = Type.String({
   minLength: 1,
   maxLength: 255,
+  // Not "." or "..": seed 000's clients put it in a URL path.
+  pattern: '^(?!\\.\\.?$)',
   description: "An identity provider's subject (seed 000's keycloak_id); unique across the installation.",
 });
 
