@@ -110,6 +110,30 @@ describe('SCIM PATCH', () => {
     ).toThrowError(expect.objectContaining({ scimType: 'noTarget' }));
   });
 
+  it('creates the value an add names through a filter of equalities when none matches, as Entra ID sends it', () => {
+    const added = applyPatch(
+      user,
+      ops(
+        { op: 'Add', path: 'phoneNumbers[type eq "mobile"].value', value: '+49 30 1234' },
+        { op: 'add', path: 'emails[type eq "home" and primary eq true].value', value: 'home@example.com' },
+        { op: 'add', path: 'addresses[type eq "work"]', value: { streetAddress: '1 Main St' } },
+      ),
+      USER_PATCH_SCHEMA,
+    );
+    expect(added.phoneNumbers).toEqual([{ type: 'mobile', value: '+49 30 1234' }]);
+    // The new primary address leaves the others unmarked.
+    expect(added.emails).toEqual([
+      { value: 'ada@work.example', type: 'work', primary: false },
+      { value: 'ada@home.example', type: 'home' },
+      { type: 'home', primary: true, value: 'home@example.com' },
+    ]);
+    expect(added.addresses).toEqual([{ type: 'work', streetAddress: '1 Main St' }]);
+    // A filter that names no value to create still has no target.
+    expect(() =>
+      applyPatch(user, ops({ op: 'add', path: 'phoneNumbers[type co "mob"].value', value: 'x' }), USER_PATCH_SCHEMA),
+    ).toThrowError(expect.objectContaining({ scimType: 'noTarget' }));
+  });
+
   it('answers invalidPath for a name the User does not have, whatever the operation and case', () => {
     const refused: unknown[] = [
       { op: 'replace', path: 'nosuchAttribute', value: 'x' },

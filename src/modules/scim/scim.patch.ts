@@ -263,9 +263,19 @@ function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replac
   const key = keyIn(container, target.attribute);
   const current = container[key];
   if (target.filter) {
-    if (!Array.isArray(current)) throw scimErrors.noTarget(`No value of "${target.attribute}" matches the filter.`);
-    const matches = current.filter((e) => matchesValueFilter(e, target.filter as Filter));
-    if (matches.length === 0) throw scimErrors.noTarget(`No value of "${target.attribute}" matches the filter.`);
+    const matches = Array.isArray(current) ? current.filter((e) => matchesValueFilter(e, target.filter as Filter)) : [];
+    if (matches.length === 0) {
+      const created = op === 'add' ? elementNamedBy(target.filter) : undefined;
+      if (!created) throw scimErrors.noTarget(`No value of "${target.attribute}" matches the filter.`);
+      // Entra ID adds a mobile number as `phoneNumbers[type eq "mobile"].value`: the value it names.
+      if (target.sub) created[target.sub] = value;
+      else if (isObject(value)) Object.assign(created, value);
+      else throw scimErrors.invalidValue('The value must be an object.');
+      const values = [...(Array.isArray(current) ? current : []), created];
+      demoteOtherPrimaries(values, [created]);
+      container[key] = values;
+      return;
+    }
     for (const element of matches) {
       if (target.sub) {
         if (!isObject(element)) throw scimErrors.invalidPath(`"${target.attribute}" has no sub-attributes.`);
@@ -275,7 +285,7 @@ function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replac
         Object.assign(element, value);
       }
     }
-    demoteOtherPrimaries(current, matches);
+    demoteOtherPrimaries(current as unknown[], matches);
     return;
   }
   if (target.sub) {
@@ -306,6 +316,21 @@ function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replac
     return;
   }
   container[key] = value;
+}
+
+/**
+ * The new value an `add` through a value filter creates when no value matches it, from a filter of
+ * equalities (`type eq "mobile"`, joined by `and`): those sub-attributes set as compared. RFC 7644
+ * §3.5.2.1 says an add creates what its path names; identity providers rely on it. Any other filter
+ * names no value to create (undefined).
+ */
+function elementNamedBy(filter: Filter): Record<string, unknown> | undefined {
+  if (filter.op === 'and') {
+    const parts = filter.filters.map(elementNamedBy);
+    return parts.every((p) => p !== undefined) ? Object.assign({}, ...parts) : undefined;
+  }
+  if (filter.op !== 'eq' || filter.compValue === null || filter.attrPath.includes('.')) return undefined;
+  return { [filter.attrPath]: filter.compValue };
 }
 
 /**
