@@ -1,8 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
-import { UserView } from '../users/users.schemas.js';
+import { Username, UserView } from '../users/users.schemas.js';
 
 const Email = Type.String({ format: 'email', maxLength: 254 });
-const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' });
 const Name = Type.String({ maxLength: 150 });
 const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form profile data.' });
 // The policy (length, common passwords, personal data) answers with its own reasons; the schema only caps the size.

@@ -1,5 +1,6 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { OrganizationCode } from '../organizations/organizations.schemas.js';
+import { Username } from '../users/users.schemas.js';
 import { USER_STATUSES } from '../users/users.table.js';
 
 const Email = Type.String({ format: 'email', maxLength: 254 });
@@ -20,7 +21,7 @@ export const CoreItemSchema = Type.Object({
   externalId: Type.Optional(Nullable(KeycloakId)),
   organization: Type.Optional(OrganizationCode),
   email: Type.Optional(Email),
-  username: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' }))),
+  username: Type.Optional(Nullable(Username)),
   firstName: Type.Optional(Name),
   lastName: Type.Optional(Name),
   active: Type.Optional(Type.Boolean()),

@@ -4,6 +4,7 @@ import addFormats from 'ajv-formats';
 import { AppError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { linearRegExp, UnsupportedPatternError } from '../../platform/linear-regexp.js';
+import { Username } from '../users/users.schemas.js';
 import { USER_STATUSES } from '../users/users.table.js';
 import { userTypeErrors } from './user-types.errors.js';
 import type { UserType } from './user-types.table.js';
@@ -108,7 +109,7 @@ export const ListTypedUsersQuery = Type.Object(
 
 export const CreateTypedUserBody = Type.Object({
   email: Type.String({ format: 'email', maxLength: 254 }),
-  username: Type.Optional(Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' })),
+  username: Type.Optional(Username),
   first_name: Type.Optional(Name),
   last_name: Type.Optional(Name),
   password: Type.Optional(Type.String({ minLength: 10, maxLength: 1024 })),
@@ -120,7 +121,7 @@ export type CreateTypedUserInput = Static<typeof CreateTypedUserBody>;
 export const UpdateTypedUserBody = Type.Partial(
   Type.Object({
     email: Type.String({ format: 'email', maxLength: 254 }),
-    username: Type.Union([Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' }), Type.Null()]),
+    username: Type.Union([Username, Type.Null()]),
     first_name: Name,
     last_name: Name,
     status: Type.Union(USER_STATUSES.map((s) => Type.Literal(s))),

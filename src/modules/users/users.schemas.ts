@@ -8,7 +8,11 @@ const Status = Type.Union(
   { description: 'Only `active` users can log in.' },
 );
 const Email = Type.String({ format: 'email', maxLength: 254 });
-export const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\w.@+-]+$' });
+/**
+ * Django's username rule (seed 001's services): letters, digits and `_ . @ + -`, where letters and
+ * digits are those of any script (Django's `\w` is Unicode's; JavaScript's is ASCII only).
+ */
+export const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\p{L}\\p{N}_.@+-]+$' });
 const Name = Type.String({ maxLength: 150 });
 const UserType = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' });
 const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form profile data.' });

@@ -69,6 +69,20 @@ describe('users admin API', () => {
     expect(one.json().id).not.toBe(two.json().id);
   });
 
+  it('takes usernames as Django does: letters and digits of any script, and _ . @ + -', async () => {
+    const org = await seedOrganization(t);
+    for (const username of ['jörg.müller', 'Ólafur+1', '山田_太郎', 'ana-maría@corp']) {
+      const res = await admin.post('/api/v1/users', { email: `${unique('u')}@x.io`, username, organization: org.code });
+      expect(res.statusCode, `${username}: ${res.body}`).toBe(201);
+      expect(res.json().username).toBe(username);
+    }
+    for (const username of ['bad name', "o'brien", 'CORP\\jdoe', 'a#b']) {
+      const res = await admin.post('/api/v1/users', { email: `${unique('u')}@x.io`, username, organization: org.code });
+      expect(res.statusCode, username).toBe(400);
+      expect(res.json().errors[0].field).toBe('username');
+    }
+  });
+
   it('answers 409 naming username and external_id for those duplicates', async () => {
     const org = await seedOrganization(t);
     const ext = unique('kc-');
