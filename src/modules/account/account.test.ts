@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { and, desc, eq, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lastMailTo as lastMail } from '../../../test/mail.js';
 import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { sha256Hex } from '../../platform/crypto/tokens.js';
@@ -31,18 +32,7 @@ async function runJobs() {
   await runPendingJobs(t.database, { config: t.config, log: t.app.log });
 }
 
-/** The newest mail sent to an address, and the token its text carries. */
-async function lastMailTo(address: string) {
-  await runJobs();
-  const [mail] = await t.database.db
-    .select()
-    .from(mailOutbox)
-    .where(eq(mailOutbox.toAddress, address))
-    .orderBy(desc(mailOutbox.id))
-    .limit(1);
-  const token = mail ? /token=([A-Za-z0-9_-]+)/.exec(mail.textBody)?.[1] : undefined;
-  return { mail, token };
-}
+const lastMailTo = (address: string) => lastMail(t, address);
 
 async function mailCount(address: string): Promise<number> {
   await runJobs();

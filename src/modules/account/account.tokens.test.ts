@@ -1,10 +1,8 @@
-import { desc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lastMailTo } from '../../../test/mail.js';
 import { scimClient } from '../../../test/scim-client.js';
 import { type Client, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
-import { runPendingJobs } from '../../platform/jobs/worker.js';
-import { mailOutbox } from '../../platform/mail/outbox.table.js';
 import type { User } from '../users/users.table.js';
 
 const PLATFORM_KEY = 'platform-provisioning-key-tokens-0123456789';
@@ -29,14 +27,7 @@ const provisioning = (method: 'POST' | 'PUT', url: string, payload?: object) =>
 
 /** The token of the newest mail to an address (queued work run first, as the worker would). */
 async function lastTokenTo(address: string): Promise<string> {
-  await runPendingJobs(t.database, { config: t.config, log: t.app.log });
-  const [mail] = await t.database.db
-    .select()
-    .from(mailOutbox)
-    .where(eq(mailOutbox.toAddress, address))
-    .orderBy(desc(mailOutbox.id))
-    .limit(1);
-  const token = mail ? /token=([A-Za-z0-9_-]+)/.exec(mail.textBody)?.[1] : undefined;
+  const { token } = await lastMailTo(t, address);
   if (!token) throw new Error(`no token mailed to ${address}`);
   return token;
 }

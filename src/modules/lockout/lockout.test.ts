@@ -1,10 +1,9 @@
-import { desc, eq, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lastMailTo } from '../../../test/mail.js';
 import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
 import { ConfigError } from '../../config.js';
-import { runPendingJobs } from '../../platform/jobs/worker.js';
-import { mailOutbox } from '../../platform/mail/outbox.table.js';
 import { activities } from '../activity/activity.table.js';
 import { users } from '../users/users.table.js';
 import { accountLockouts } from './lockout.table.js';
@@ -147,14 +146,7 @@ describe('account lockout', () => {
       payload: { email: user.email },
     });
     expect(request.statusCode).toBe(202);
-    await runPendingJobs(t.database, { config: t.config, log: t.app.log });
-    const [mail] = await t.database.db
-      .select()
-      .from(mailOutbox)
-      .where(eq(mailOutbox.toAddress, user.email))
-      .orderBy(desc(mailOutbox.id))
-      .limit(1);
-    const token = /token=([A-Za-z0-9_-]+)/.exec(mail?.textBody ?? '')?.[1] as string;
+    const { token } = await lastMailTo(t, user.email);
     const confirm = await t.request({
       method: 'POST',
       url: '/api/v1/users/password-reset/confirm/',
