@@ -1,10 +1,14 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 
 export const OrganizationCode = Type.String({
   minLength: 1,
   maxLength: 100,
-  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+  pattern: readablePattern(
+    '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+    'Use letters, digits, _ . and -, starting with a letter or digit.',
+  ),
   description: 'Stable identifier clients use (seed 000: engagemx_client_id).',
 });
 

@@ -1,4 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { readablePattern } from '../../platform/http/errors.js';
 import { OrganizationCode } from '../organizations/organizations.schemas.js';
 import { Username } from '../users/users.schemas.js';
 import { USER_STATUSES } from '../users/users.table.js';
@@ -10,7 +11,7 @@ const KeycloakId = Type.String({
   maxLength: 255,
   // "." and ".." cannot be a path segment (clients build /users/{keycloak_id}): such a user could
   // never be read or deactivated.
-  pattern: '^(?!\\.\\.?$)',
+  pattern: readablePattern('^(?!\\.\\.?$)', 'Must not be "." or "..".'),
   description: "The identity provider's subject; unique across the installation, the upsert key.",
 });
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
@@ -29,7 +30,15 @@ export const CoreItemSchema = Type.Object({
   scimExternalId: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 255 }))),
   sendInvite: Type.Optional(Type.Boolean()),
   status: Type.Optional(Type.Union(USER_STATUSES.map((s) => Type.Literal(s)))),
-  userType: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' }))),
+  userType: Type.Optional(
+    Nullable(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        pattern: readablePattern('^[a-z][a-z0-9_]*$', 'Use lower-case letters, digits and _, starting with a letter.'),
+      }),
+    ),
+  ),
   isStaff: Type.Optional(Type.Boolean()),
   isSuperuser: Type.Optional(Type.Boolean()),
   passwordHash: Type.Optional(Type.String({ minLength: 1 })),

@@ -1,4 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 
 const Id = Type.String({ format: 'uuid' });
@@ -9,19 +10,28 @@ const Description = Type.String({ maxLength: 2000 });
 export const ModuleCode = Type.String({
   minLength: 1,
   maxLength: 64,
-  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+  pattern: readablePattern(
+    '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+    'Use letters, digits, _ . and -, starting with a letter or digit.',
+  ),
   description: 'Stable identifier, e.g. `PID`.',
 });
 export const PermissionCode = Type.String({
   minLength: 1,
   maxLength: 128,
-  pattern: '^[A-Za-z0-9][A-Za-z0-9_:-]*(\\.[A-Za-z0-9_:-]+)*$',
+  pattern: readablePattern(
+    '^[A-Za-z0-9][A-Za-z0-9_:-]*(\\.[A-Za-z0-9_:-]+)*$',
+    'Use dot-separated parts of letters, digits, _ : and -, e.g. pid.create.',
+  ),
   description: 'Dotted identifier, e.g. `pid.create`.',
 });
 export const RoleCode = Type.String({
   minLength: 1,
   maxLength: 64,
-  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+  pattern: readablePattern(
+    '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+    'Use letters, digits, _ . and -, starting with a letter or digit.',
+  ),
   description: 'Unique among global roles and within an organization.',
 });
 export const RoleLevel = Type.Integer({

@@ -1,7 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import { AppError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
+import { AppError, fieldErrorsFromValidation, readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { linearRegExp, UnsupportedPatternError } from '../../platform/linear-regexp.js';
 import { Username } from '../users/users.schemas.js';
@@ -9,11 +9,15 @@ import { USER_STATUSES } from '../users/users.table.js';
 import { userTypeErrors } from './user-types.errors.js';
 import type { UserType } from './user-types.table.js';
 
-const Code = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' });
+const Code = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: readablePattern('^[a-z][a-z0-9_]*$', 'Use lower-case letters, digits and _, starting with a letter.'),
+});
 const Plural = Type.String({
   minLength: 1,
   maxLength: 64,
-  pattern: '^[a-z][a-z0-9_-]*$',
+  pattern: readablePattern('^[a-z][a-z0-9_-]*$', 'Use lower-case letters, digits, _ and -, starting with a letter.'),
   description: 'The path segment of the typed routes, as in `/api/v1/users/students/`.',
 });
 const JsonSchema = Type.Record(Type.String(), Type.Unknown(), {

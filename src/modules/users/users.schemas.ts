@@ -1,4 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import type { UserWithOrganization } from './users.queries.js';
 import { USER_STATUSES } from './users.table.js';
@@ -12,9 +13,17 @@ const Email = Type.String({ format: 'email', maxLength: 254 });
  * Django's username rule (seed 001's services): letters, digits and `_ . @ + -`, where letters and
  * digits are those of any script (Django's `\w` is Unicode's; JavaScript's is ASCII only).
  */
-export const Username = Type.String({ minLength: 1, maxLength: 150, pattern: '^[\\p{L}\\p{N}_.@+-]+$' });
+export const Username = Type.String({
+  minLength: 1,
+  maxLength: 150,
+  pattern: readablePattern('^[\\p{L}\\p{N}_.@+-]+$', 'Use letters, digits and _ . @ + - only.'),
+});
 const Name = Type.String({ maxLength: 150 });
-const UserType = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z][a-z0-9_]*$' });
+const UserType = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: readablePattern('^[a-z][a-z0-9_]*$', 'Use lower-case letters, digits and _, starting with a letter.'),
+});
 const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form profile data.' });
 const Password = Type.String({
   minLength: 10,
@@ -25,7 +34,7 @@ const ExternalId = Type.String({
   minLength: 1,
   maxLength: 255,
   // Not "." or "..": seed 000's clients put it in a URL path.
-  pattern: '^(?!\\.\\.?$)',
+  pattern: readablePattern('^(?!\\.\\.?$)', 'Must not be "." or "..".'),
   description: "An identity provider's subject (seed 000's keycloak_id); unique across the installation.",
 });
 

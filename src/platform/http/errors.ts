@@ -148,6 +148,17 @@ const FORMAT_MESSAGES: Record<string, string> = {
   date: 'Must be a date such as 2026-01-31, in the years 0001 to 9999.',
 };
 
+const PATTERN_MESSAGES = new Map<string, string>();
+
+/**
+ * A schema pattern with the words a refusal gives instead of the regular expression ("must match
+ * pattern "^[a-z][a-z0-9_]*$"" tells a person little): `pattern: readablePattern('^…$', 'Use …')`.
+ */
+export function readablePattern(pattern: string, message: string): string {
+  PATTERN_MESSAGES.set(pattern, message);
+  return pattern;
+}
+
 /** Maps a schema validator's errors to `{field, message}` with dotted field paths. */
 export function fieldErrorsFromValidation(validation: AjvError[], context?: string): FieldError[] {
   const seen = new Set<string>();
@@ -162,6 +173,8 @@ export function fieldErrorsFromValidation(validation: AjvError[], context?: stri
     let message = e.message ?? 'is not valid';
     const format = e.keyword === 'format' ? FORMAT_MESSAGES[String(e.params?.format)] : undefined;
     if (format) message = format;
+    const pattern = e.keyword === 'pattern' ? PATTERN_MESSAGES.get(String(e.params?.pattern)) : undefined;
+    if (pattern) message = pattern;
     if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') {
       path.push(e.params.missingProperty);
       message = 'This field is required.';
