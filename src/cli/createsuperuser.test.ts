@@ -15,7 +15,9 @@ describe('gatehouse createsuperuser on the command line', () => {
   it('refuses a username the API refuses, in one line, and creates the superuser with a good one', async () => {
     const refused = await gatehouse([...args, '--username', 'bad name'], dataDir);
     expect(refused.code).not.toBe(0);
-    expect(refused.stderr.trim()).toBe('gatehouse: createsuperuser: --username: Use letters, digits and _ . @ + - only.');
+    expect(refused.stderr.trim()).toBe(
+      'gatehouse: createsuperuser: --username: Use letters, digits and _ . @ + - only.',
+    );
 
     const created = await gatehouse([...args, '--username', 'root.admin'], dataDir);
     expect(created.stderr).toBe('');
