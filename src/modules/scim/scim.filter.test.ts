@@ -110,6 +110,14 @@ describe('SCIM PATCH', () => {
     ).toThrowError(expect.objectContaining({ scimType: 'noTarget' }));
   });
 
+  it('answers invalidPath for a value filter on a single-valued attribute or on a sub-attribute the value lacks', () => {
+    for (const path of ['title[value eq "x"]', 'name[givenName eq "Ada"].familyName', 'emails[nosuch eq "x"].value']) {
+      expect(() => applyPatch(user, ops({ op: 'replace', path, value: 'y' }), USER_PATCH_SCHEMA), path).toThrowError(
+        expect.objectContaining({ scimType: 'invalidPath' }),
+      );
+    }
+  });
+
   it('creates the value an add names through a filter of equalities when none matches, as Entra ID sends it', () => {
     const added = applyPatch(
       user,

@@ -57,6 +57,7 @@ export const GROUP_PATCH_SCHEMA: PatchSchema = {
     displayname: { mutability: 'readWrite' },
     members: {
       mutability: 'readWrite',
+      multiValued: true,
       sub: { value: 'readOnly', type: 'readOnly', $ref: 'readOnly', display: 'readOnly' },
     },
   },

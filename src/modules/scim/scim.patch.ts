@@ -167,6 +167,8 @@ type PatchMutability = 'readWrite' | 'readOnly' | 'ignored';
 
 export interface PatchAttribute {
   mutability: PatchMutability;
+  /** Takes a value filter in a path (`emails[type eq "work"]`); a single-valued attribute does not. */
+  multiValued?: boolean;
   /** Known sub-attributes by lower-case name; absent when any sub-attribute is kept as sent. */
   sub?: Record<string, PatchMutability>;
 }
@@ -226,6 +228,14 @@ function applyOperation(resource: Resource, { op, path, value }: PatchOperation,
 function isWritable(schema: PatchSchema, target: PatchPath, name: string, withPath: boolean): boolean {
   const attribute = attributeOf(schema, target);
   if (!attribute) throw scimErrors.invalidPath(`"${name}" is not an attribute of a ${schema.resourceType}.`);
+  if (target.filter && !attribute.multiValued) {
+    throw scimErrors.invalidPath(`"${name}": only a multi-valued attribute takes a value filter.`);
+  }
+  if (target.filter && attribute.sub) {
+    const unknown = filterAttributes(target.filter).find((a) => !attribute.sub?.[a.toLowerCase()]);
+    if (unknown)
+      throw scimErrors.invalidPath(`"${name}": "${unknown}" is not a sub-attribute of "${target.attribute}".`);
+  }
   let mutability = attribute.mutability;
   if (target.sub !== undefined && mutability === 'readWrite' && attribute.sub) {
     const sub = attribute.sub[target.sub.toLowerCase()];
@@ -316,6 +326,21 @@ function setAttribute(resource: Resource, target: PatchPath, op: 'add' | 'replac
     return;
   }
   container[key] = value;
+}
+
+/** The sub-attributes a value filter compares. */
+function filterAttributes(filter: Filter): string[] {
+  switch (filter.op) {
+    case 'and':
+    case 'or':
+      return filter.filters.flatMap(filterAttributes);
+    case 'not':
+      return filterAttributes(filter.filter);
+    case '[]':
+      return [];
+    default:
+      return [filter.attrPath];
+  }
 }
 
 /**

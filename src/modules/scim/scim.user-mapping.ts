@@ -59,7 +59,7 @@ export const USER_PATCH_SCHEMA: PatchSchema = {
   attributes: {
     id: readOnly,
     meta: readOnly,
-    groups: readOnly,
+    groups: { ...readOnly, multiValued: true },
     schemas: readOnly,
     externalid: readWrite,
     username: readWrite,
@@ -79,9 +79,11 @@ export const USER_PATCH_SCHEMA: PatchSchema = {
     },
     emails: {
       mutability: 'readWrite',
+      multiValued: true,
       sub: { value: 'readWrite', type: 'readWrite', primary: 'readWrite', display: 'readWrite' },
     },
-    ...Object.fromEntries([...KEPT, ...KEPT_MULTI].map((key) => [key.toLowerCase(), readWrite])),
+    ...Object.fromEntries(KEPT.map((key) => [key.toLowerCase(), readWrite])),
+    ...Object.fromEntries(KEPT_MULTI.map((key) => [key.toLowerCase(), { ...readWrite, multiValued: true }])),
   },
   extensions: {
     [ENTERPRISE_URN.toLowerCase()]: {
