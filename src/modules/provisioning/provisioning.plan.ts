@@ -306,6 +306,11 @@ export async function planItems(
       fail(provisioningErrors.invalid([{ field: 'email', message: 'This field is required.' }]));
       continue;
     }
+    // An imported join date is history: one ahead of the clock (a day's leeway for zones) is a mistake.
+    if (!existing && item.dateJoined !== undefined && Date.parse(item.dateJoined) > Date.now() + 86_400_000) {
+      fail(provisioningErrors.invalid([{ field: 'date_joined', message: 'Must not be in the future.' }]));
+      continue;
+    }
     // One write per user and call: a later item naming the same user is refused, the first one stands.
     const byExternal = item.id === undefined && ref !== '';
     const first =

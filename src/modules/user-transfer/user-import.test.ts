@@ -157,6 +157,7 @@ describe('user import between systems', () => {
         { email: 'second@example.com', scim_external_id: 'twice' },
         { email: 'when@example.com', date_joined: 'yesterday' },
         { email: 'year-zero@example.com', date_joined: '0000-12-31T00:00:00Z' },
+        { email: 'future@example.com', date_joined: '2999-01-01T00:00:00Z' },
         // A status another system names its own way: is_active decides.
         { email: 'other-status@example.com', status: 'inactive', is_active: false },
       ],
@@ -169,8 +170,10 @@ describe('user import between systems', () => {
       ['skipped', 'scim_external_id_taken'],
       ['failed', 'validation_failed'],
       ['failed', 'validation_failed'],
+      ['failed', 'validation_failed'],
       ['created', undefined],
     ]);
+    expect(answer.results[5]?.errors).toEqual([{ field: 'date_joined', message: 'Must not be in the future.' }]);
     expect(answer.results[3]?.errors).toEqual([expect.objectContaining({ field: 'date_joined' })]);
     expect(answer.results[4]?.errors).toEqual([expect.objectContaining({ field: 'date_joined' })]);
     const stored = new Map((await usersIn(into)).map((u) => [u.email, u]));
@@ -184,7 +187,7 @@ describe('user import between systems', () => {
     const into = await seedOrganization(t);
     const users50 = Array.from({ length: 50 }, (_, i) => ({
       email: `bulk-${i}@example.com`,
-      ...(i % 2 ? { date_joined: new Date(Date.UTC(2000 + i, 0, 1, 0, 0, 0, i)).toISOString() } : {}),
+      ...(i % 2 ? { date_joined: new Date(Date.UTC(1970 + i, 0, 1, 0, 0, 0, i)).toISOString() } : {}),
       ...(i % 5 === 0 ? { status: 'suspended', scim_external_id: `s-${i}` } : {}),
     }));
     const res = await root.post('/api/admin/import-users/', { organization: into.code, users: users50 });
