@@ -1,5 +1,5 @@
-import type { DataProvider, GetListParams, Identifier, RaRecord } from 'react-admin';
-import { api, query } from './http';
+import { type DataProvider, type GetListParams, HttpError, type Identifier, type RaRecord } from 'react-admin';
+import { api, type Problem, query } from './http';
 
 /** Where each console resource lives in the REST API. */
 const paths: Record<string, string> = {
@@ -185,6 +185,63 @@ function filled(data: Record<string, unknown>): Record<string, unknown> {
   );
 }
 
+/**
+ * API fields whose form input has another name: an integration's secrets are typed into
+ * `new_credentials` (its record's `credentials` holds only which are set).
+ */
+const inputNames: Record<string, (field: string) => string> = {
+  integrations: (field) => field.replace(/^credentials\./, 'new_credentials.'),
+};
+
+/**
+ * Whether a field of a refused write has an input in the form that sent it: the request carried a
+ * value for it, and one an input holds (a text, a number, a list), not a group such as `credentials`.
+ */
+function hasInput(sent: Record<string, unknown>, field: string): boolean {
+  let value: unknown = sent;
+  for (const part of field.split('.')) {
+    if (typeof value !== 'object' || value === null) return false;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value));
+}
+
+/**
+ * A refused save as react-admin's form takes it: each field error under its input, and the server's
+ * detail (with the errors no input can show) as `root.serverError`, the form's notification. An error
+ * set on a field without an input would never be cleared, and the form would refuse every later Save.
+ */
+function formError(error: unknown, resource: string, sent: Record<string, unknown>): unknown {
+  if (!(error instanceof HttpError)) return error;
+  const problem = (error.body ?? {}) as Problem;
+  if (!Array.isArray(problem.errors) || problem.errors.length === 0) {
+    return new HttpError(error.message, error.status, { ...problem, errors: {} });
+  }
+  const inputName = inputNames[resource] ?? ((field: string) => field);
+  const errors: Record<string, unknown> = {};
+  const elsewhere: string[] = [];
+  for (const { field, message } of problem.errors) {
+    if (field && hasInput(sent, field)) errors[inputName(field)] ??= message;
+    else elsewhere.push(field && field !== 'body' ? `${field}: ${message}` : message);
+  }
+  errors.root = { serverError: [error.message, ...elsewhere].join(' ') };
+  return new HttpError(error.message, error.status, { ...problem, errors });
+}
+
+/** Creates one record; a role assignment is posted under its user and keyed as the removal route takes it. */
+async function create(resource: string, record: Record<string, unknown>): Promise<{ data: RaRecord }> {
+  catalogCache.clear();
+  if (resource === 'user-roles') {
+    const { user_id, ...body } = record as { user_id: string; role: string; is_primary?: boolean };
+    const row = await api<Record<string, unknown>>(`/api/v1/users/${encodeURIComponent(user_id)}/roles/`, {
+      method: 'POST',
+      body,
+    });
+    return { data: { ...row, id: `${user_id}/${row.role}` } as RaRecord };
+  }
+  return { data: await api<RaRecord>(pathOf(resource), { method: 'POST', body: filled(record) }) };
+}
+
 // Records are the API's JSON objects; react-admin's per-call generics add nothing checkable here.
 export const dataProvider = {
   async getList(resource, params) {
@@ -234,17 +291,11 @@ export const dataProvider = {
   },
 
   async create(resource, params) {
-    catalogCache.clear();
-    if (resource === 'user-roles') {
-      const { user_id, ...body } = params.data as { user_id: string; role: string; is_primary?: boolean };
-      const row = await api<Record<string, unknown>>(`/api/v1/users/${encodeURIComponent(user_id)}/roles/`, {
-        method: 'POST',
-        body,
-      });
-      return { data: { ...row, id: `${user_id}/${row.role}` } as RaRecord };
+    try {
+      return (await create(resource, params.data)) as never;
+    } catch (error) {
+      throw formError(error, resource, params.data);
     }
-    const data = await api<RaRecord>(pathOf(resource), { method: 'POST', body: filled(params.data) });
-    return { data } as never;
   },
 
   async update(resource, params) {
@@ -252,8 +303,12 @@ export const dataProvider = {
     const body = changes(params.data, params.previousData ?? {}, emptyStringsKept.has(resource));
     const path = `${pathOf(resource)}${encodeURIComponent(String(params.id))}/`;
     if (Object.keys(body).length === 0) return { data: params.previousData } as never;
-    const data = await api<RaRecord>(path, { method: 'PATCH', body });
-    return { data } as never;
+    try {
+      const data = await api<RaRecord>(path, { method: 'PATCH', body });
+      return { data } as never;
+    } catch (error) {
+      throw formError(error, resource, params.data);
+    }
   },
 
   async updateMany(resource, params) {

@@ -342,6 +342,51 @@ describe.skipIf(!hasChromium())(
       }
     }, 120_000);
 
+    it('shows a refused field at its input, or the reason in a notification when no input has it, and saves once corrected', async () => {
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const save = () => page.getByRole('button', { name: 'Save' }).click();
+      const username = page.getByRole('textbox', { name: 'Username', exact: true });
+      const password = page.getByRole('textbox', { name: 'Password', exact: true });
+
+      // The server names `credentials.username`: the form shows it at the Username input.
+      await page.goto(`${base}/admin/integrations/create`);
+      await page.getByLabel('Name').fill('Ledger archive');
+      await page.getByRole('combobox', { name: 'Service type' }).click();
+      await page.getByRole('option', { name: 'storage' }).click();
+      await page.getByLabel('Base URL').fill('http://127.0.0.1:9');
+      await page.getByRole('combobox', { name: 'Authentication' }).click();
+      await page.getByRole('option', { name: 'basic' }).click();
+      await username.fill('user:colon');
+      await password.fill('Secret-PW-1');
+      await save();
+      await page.getByText('Sent in Basic authentication: no control characters, no colon.').waitFor();
+      expect(await username.getAttribute('aria-invalid')).toBe('true');
+      // Corrected, the same form saves.
+      await username.fill('ledger');
+      await save();
+      await expect
+        .poll(() => page.url(), { timeout: STEP_TIMEOUT })
+        .toMatch(/\/admin\/integrations\/[0-9a-f-]{36}\/show$/);
+      const id = /integrations\/([0-9a-f-]{36})\/show/.exec(page.url())![1]!;
+
+      // A new host without the credentials: the server names `credentials`, which no input holds, so
+      // its reason is the notification, and the form saves once they are given again.
+      await page.goto(`${base}/admin/integrations/${id}`);
+      await page.getByLabel('Base URL').fill('http://127.0.0.2:9');
+      await save();
+      await page.getByText(/stored credentials are not sent to a new host/).waitFor();
+      expect(page.url()).toMatch(new RegExp(`/integrations/${id}$`));
+      await username.fill('ledger');
+      await password.fill('Secret-PW-2');
+      await save();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toContain(`/integrations/${id}/show`);
+      const [row] = await t.database.db.select().from(integrations).where(eq(integrations.id, id));
+      expect(row?.baseUrl).toBe('http://127.0.0.2:9/');
+      await page.context().close();
+    }, 90_000);
+
     it('lists the mail outbox and shows a message body as text, its HTML never rendered', async () => {
       const { id } = await queueMail(t.database.db, {
         to: 'reset.reader@example.com',
