@@ -3,7 +3,6 @@ import {
   BooleanField,
   Datagrid,
   DateField,
-  DateTimeInput,
   DeleteButton,
   List,
   NullableBooleanInput,
@@ -15,6 +14,7 @@ import {
   useListFilterContext,
 } from 'react-admin';
 import { query } from '../http';
+import { InstantInput } from '../instant-input';
 
 const severities = ['info', 'warning', 'critical'].map((id) => ({ id, name: id }));
 
@@ -24,8 +24,8 @@ const activityFilters = [
   <TextInput key="category" source="category" />,
   <SelectInput key="severity" source="severity" choices={severities} />,
   <NullableBooleanInput key="success" source="success" />,
-  <DateTimeInput key="since" source="since" />,
-  <DateTimeInput key="until" source="until" />,
+  <InstantInput key="since" source="since" />,
+  <InstantInput key="until" source="until" />,
 ];
 
 /** The audit export streams from the server with the list's current filters; the cookie authenticates it. */

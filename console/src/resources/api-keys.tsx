@@ -14,7 +14,6 @@ import {
   Create,
   Datagrid,
   DateField,
-  DateTimeInput,
   DeleteButton,
   List,
   type RaRecord,
@@ -31,6 +30,7 @@ import {
   useRedirect,
 } from 'react-admin';
 import { rotateApiKey } from '../data-provider';
+import { InstantInput } from '../instant-input';
 
 const scopes = ['provisioning', 'scim', 'authorize', 'read:users'].map((id) => ({ id, name: id }));
 
@@ -179,7 +179,7 @@ export function ApiKeyCreate() {
           <TextInput source="name" validate={required()} />
           <TextInput source="organization" label="Organization code" helperText="Default: yours" />
           <CheckboxGroupInput source="scopes" choices={scopes} validate={required()} />
-          <DateTimeInput source="expires_at" label="Expires" />
+          <InstantInput source="expires_at" label="Expires" />
         </SimpleForm>
       </Create>
       {created && (

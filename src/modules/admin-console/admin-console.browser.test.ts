@@ -45,8 +45,8 @@ describe.skipIf(!hasChromium())(
       await t?.close();
     });
 
-    async function newPage(): Promise<Page> {
-      const context = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
+    async function newPage(options: { timezoneId?: string } = {}): Promise<Page> {
+      const context = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'], ...options });
       const page = await context.newPage();
       page.setDefaultTimeout(STEP_TIMEOUT);
       return page;
@@ -386,6 +386,34 @@ describe.skipIf(!hasChromium())(
       expect(row?.baseUrl).toBe('http://127.0.0.2:9/');
       await page.context().close();
     }, 90_000);
+
+    it("sends date-times as instants of the browser's zone: an API key's expiry, the mail list's Since filter", async () => {
+      // Kolkata is UTC+05:30 all year: a local time sent without its zone would be off by 5½ hours.
+      const page = await newPage({ timezoneId: 'Asia/Kolkata' });
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/api-keys/create`);
+      await page.getByLabel('Name').fill('nightly export');
+      await page.getByLabel('scim').check();
+      await page.getByLabel('Expires').fill('2027-01-01T10:00');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByTestId('new-api-key').waitFor();
+      const [stored] = await t.database.db.select().from(apiKeys).where(eq(apiKeys.name, 'nightly export'));
+      expect(stored?.expiresAt?.toISOString()).toBe('2027-01-01T04:30:00.000Z');
+
+      await queueMail(t.database.db, { to: 'since.filter@example.com', subject: 'Welcome', text: 'Hello' });
+      await page.goto(`${base}/admin/mail-outbox`);
+      await page.getByRole('button', { name: 'Add filter' }).click();
+      await page.getByRole('menuitemcheckbox', { name: 'Since', exact: true }).click();
+      const answered = page.waitForResponse(
+        (r) => r.url().includes('/api/v1/mail-outbox/?') && r.url().includes('since='),
+      );
+      await page.getByLabel('Since').fill('2026-11-23T00:00');
+      const response = await answered;
+      expect(new URL(response.url()).searchParams.get('since')).toBe('2026-11-22T18:30:00.000Z');
+      expect(response.status()).toBe(200);
+      await page.context().close();
+    }, 60_000);
 
     it('lists the mail outbox and shows a message body as text, its HTML never rendered', async () => {
       const { id } = await queueMail(t.database.db, {
