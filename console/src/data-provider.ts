@@ -159,21 +159,13 @@ function withIds<T extends Record<string, unknown>>(rows: T[], idOf: (row: T) =>
 }
 
 /**
- * Resources whose text fields are never null: an emptied field is sent as '' (elsewhere '' means
- * "no value", sent as null).
+ * Only the fields the form changed, so a PATCH never rewrites what another admin just edited. Values
+ * go as the inputs parsed them: null for an emptied nullable field, '' for a string one (StringInput).
  */
-const emptyStringsKept = new Set(['integrations']);
-
-/** Only the fields the form changed, so a PATCH never rewrites what another admin just edited. */
-function changes(
-  data: Record<string, unknown>,
-  previous: Record<string, unknown>,
-  keepEmptyStrings: boolean,
-): Record<string, unknown> {
+function changes(data: Record<string, unknown>, previous: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(data)) {
-    if (JSON.stringify(value) === JSON.stringify(previous[key])) continue;
-    out[key] = value === '' && !keepEmptyStrings ? null : value;
+    if (JSON.stringify(value) !== JSON.stringify(previous[key])) out[key] = value;
   }
   return out;
 }
@@ -300,7 +292,7 @@ export const dataProvider = {
 
   async update(resource, params) {
     catalogCache.clear();
-    const body = changes(params.data, params.previousData ?? {}, emptyStringsKept.has(resource));
+    const body = changes(params.data, params.previousData ?? {});
     const path = `${pathOf(resource)}${encodeURIComponent(String(params.id))}/`;
     if (Object.keys(body).length === 0) return { data: params.previousData } as never;
     try {

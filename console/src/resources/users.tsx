@@ -38,6 +38,7 @@ import {
 } from 'react-admin';
 import { ActiveToggle } from '../active-toggle';
 import { setUserActive } from '../data-provider';
+import { StringInput } from '../string-input';
 
 const statuses = ['active', 'suspended', 'locked', 'deactivated'].map((id) => ({ id, name: id }));
 
@@ -219,8 +220,8 @@ function UserFields({ creating }: { creating: boolean }) {
     <>
       <TextInput source="email" type="email" validate={required()} />
       <TextInput source="username" />
-      <TextInput source="first_name" />
-      <TextInput source="last_name" />
+      <StringInput source="first_name" />
+      <StringInput source="last_name" />
       {creating && <TextInput source="organization" label="Organization code" helperText="Default: yours" />}
       <TextInput source="user_type" label="User type" />
       <SelectInput source="status" choices={statuses} />

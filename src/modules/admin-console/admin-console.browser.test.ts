@@ -13,6 +13,7 @@ import { queueMail } from '../../platform/mail/mail.js';
 import { activities } from '../activity/activity.table.js';
 import { apiKeys } from '../api-keys/api-keys.table.js';
 import { integrations } from '../integrations/integrations.table.js';
+import { organizations } from '../organizations/organizations.table.js';
 import { type User, users } from '../users/users.table.js';
 
 // Each step waits at most this long for the page: a slow shared machine, never a hung run.
@@ -412,6 +413,33 @@ describe.skipIf(!hasChromium())(
       const response = await answered;
       expect(new URL(response.url()).searchParams.get('since')).toBe('2026-11-22T18:30:00.000Z');
       expect(response.status()).toBe(200);
+      await page.context().close();
+    }, 60_000);
+
+    it("sends an emptied name or description as '', the string the API takes, not null", async () => {
+      const user = await seedUser(t, orgId, { email: 'dorothy.vaughan@example.com', firstName: 'Dorothy' });
+      const org = await seedOrganization(t);
+      await t.database.db
+        .update(organizations)
+        .set({ description: 'Field office' })
+        .where(eq(organizations.id, org.id));
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+
+      await page.goto(`${base}/admin/users/${user.id}`);
+      await page.getByLabel('First name').fill('');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/show$/);
+      const [saved] = await t.database.db.select().from(users).where(eq(users.id, user.id));
+      expect(saved?.firstName).toBe('');
+
+      await page.goto(`${base}/admin/organizations/${org.id}`);
+      await page.getByLabel('Description').fill('');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/show$/);
+      const [after] = await t.database.db.select().from(organizations).where(eq(organizations.id, org.id));
+      expect(after?.description).toBe('');
       await page.context().close();
     }, 60_000);
 
