@@ -231,6 +231,14 @@ describe.skipIf(!hasChromium())(
       // Activity: the list shows what just happened, and the audit export answers through the cookie session.
       await page.goto(`${base}/admin/activities`);
       await page.getByRole('cell', { name: 'api.request' }).first().waitFor();
+      // The filters beyond Type are reachable, and an expanded row shows its details as JSON.
+      await page.getByRole('button', { name: 'Add filter' }).click();
+      await page.getByRole('menuitemcheckbox', { name: 'Severity', exact: true }).click();
+      await page.getByRole('combobox', { name: 'Severity' }).waitFor();
+      await page.keyboard.press('Escape');
+      await page.getByRole('cell', { name: 'api.request' }).first().click();
+      const details = await page.getByTestId('activity-details').first().textContent();
+      expect(JSON.parse(details ?? '')).toEqual(expect.any(Object));
       const exportHref = await page.getByRole('link', { name: 'Export CSV' }).getAttribute('href');
       expect(exportHref).toMatch(/^\/api\/v1\/activities\/export\/\?format=csv$/);
       const exported = await page.request.get(`${base}${exportHref}`);
