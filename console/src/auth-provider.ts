@@ -39,7 +39,8 @@ const required: Record<string, { read: string; write: string; delete?: string }>
   users: { read: 'users.view', write: 'users.update', delete: 'users.delete' },
   'user-roles': { read: 'users.view', write: 'users.update' },
   'user-sessions': { read: 'sessions.manage', write: 'sessions.manage' },
-  'user-types': { read: 'users.view', write: 'user_types.manage' },
+  // The user-type routes, listing included, all need user_types.manage.
+  'user-types': { read: 'user_types.manage', write: 'user_types.manage' },
   roles: { read: 'roles.view', write: 'roles.manage' },
   permissions: { read: 'roles.view', write: 'permissions.manage' },
   modules: { read: 'roles.view', write: 'modules.manage' },
@@ -142,7 +143,11 @@ export const authProvider: AuthProvider = {
   async getIdentity() {
     const me = await loadProfile();
     const name = `${me.first_name} ${me.last_name}`.trim();
-    return { id: me.id, fullName: `${name || me.username || me.email} (${me.organization})`, email: me.email };
+    return {
+      id: me.id,
+      fullName: `${name || me.username || me.email} (${me.organization})`,
+      email: me.email,
+    };
   },
 
   async getPermissions() {

@@ -165,6 +165,8 @@ function AssignRole() {
 }
 
 export function UserShow() {
+  // Tabs the server would refuse are not offered: a viewer's Sessions tab would load forever.
+  const { canAccess: canSeeSessions } = useCanAccess({ resource: 'user-sessions', action: 'list' });
   return (
     <Show actions={<UserShowActions />}>
       <TabbedShowLayout>
@@ -197,19 +199,21 @@ export function UserShow() {
           </ReferenceManyField>
           <AssignRole />
         </TabbedShowLayout.Tab>
-        <TabbedShowLayout.Tab label="Sessions" path="sessions">
-          <ReferenceManyField reference="user-sessions" target="user" label={false} filter={{ active: true }}>
-            <Datagrid bulkActionButtons={false} rowClick={false} empty={<p>No active sessions.</p>}>
-              <TextField source="ip_address" label="IP" />
-              <TextField source="browser" />
-              <TextField source="os" label="OS" />
-              <TextField source="device_type" label="Device" />
-              <DateField source="created_at" showTime />
-              <DateField source="last_activity_at" label="Last activity" showTime />
-              <DeleteButton label="Revoke" redirect={false} mutationMode="pessimistic" />
-            </Datagrid>
-          </ReferenceManyField>
-        </TabbedShowLayout.Tab>
+        {canSeeSessions && (
+          <TabbedShowLayout.Tab label="Sessions" path="sessions">
+            <ReferenceManyField reference="user-sessions" target="user" label={false} filter={{ active: true }}>
+              <Datagrid bulkActionButtons={false} rowClick={false} empty={<p>No active sessions.</p>}>
+                <TextField source="ip_address" label="IP" />
+                <TextField source="browser" />
+                <TextField source="os" label="OS" />
+                <TextField source="device_type" label="Device" />
+                <DateField source="created_at" showTime />
+                <DateField source="last_activity_at" label="Last activity" showTime />
+                <DeleteButton label="Revoke" redirect={false} mutationMode="pessimistic" />
+              </Datagrid>
+            </ReferenceManyField>
+          </TabbedShowLayout.Tab>
+        )}
       </TabbedShowLayout>
     </Show>
   );

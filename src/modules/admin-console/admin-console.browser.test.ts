@@ -7,7 +7,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium } from '../../../test/chromium.js';
 import { ensureConsoleBuilt } from '../../../test/console-build.js';
-import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
+import { grantRole, loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { queueMail } from '../../platform/mail/mail.js';
 import { activities } from '../activity/activity.table.js';
@@ -499,6 +499,22 @@ describe.skipIf(!hasChromium())(
       await page.getByTestId('total-users').waitFor();
       await page.goto(`${base}/admin/users`);
       await page.getByText('grace.hopper@example.com').waitFor();
+      await page.context().close();
+    }, 60_000);
+
+    it('offers a viewer only what the viewer role may read', async () => {
+      const viewer = await seedUser(t, orgId, { email: 'read.only@example.com' });
+      await grantRole(t, viewer, 'viewer');
+      const page = await newPage();
+      await signIn(page, viewer.email);
+      // User types and sessions need permissions a viewer lacks: neither menu entry nor tab is offered.
+      await page.getByRole('menuitem', { name: 'Users', exact: true }).waitFor();
+      await page.getByRole('menuitem', { name: 'Activities', exact: true }).waitFor();
+      expect(await page.getByRole('menuitem', { name: 'User types', exact: true }).count()).toBe(0);
+      expect(await page.getByRole('menuitem', { name: 'Sessions', exact: true }).count()).toBe(0);
+      await page.goto(`${base}/admin/users/${admin.id}/show`);
+      await page.getByRole('tab', { name: 'Roles', exact: true }).waitFor();
+      expect(await page.getByRole('tab', { name: 'Sessions', exact: true }).count()).toBe(0);
       await page.context().close();
     }, 60_000);
 
