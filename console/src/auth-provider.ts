@@ -147,6 +147,8 @@ export const authProvider: AuthProvider = {
       id: me.id,
       fullName: `${name || me.username || me.email} (${me.organization})`,
       email: me.email,
+      // Staff and superusers may read the export statistics (the dashboard's user counts).
+      isStaff: me.is_staff || me.is_superuser,
     };
   },
 

@@ -506,7 +506,17 @@ describe.skipIf(!hasChromium())(
       const viewer = await seedUser(t, orgId, { email: 'read.only@example.com' });
       await grantRole(t, viewer, 'viewer');
       const page = await newPage();
+      const exportStats: string[] = [];
+      page.on('request', (request) => {
+        if (request.url().includes('/api/admin/export-stats/')) exportStats.push(request.url());
+      });
       await signIn(page, viewer.email);
+      await expect
+        .poll(() => page.getByTestId('activities-today').textContent(), { timeout: STEP_TIMEOUT })
+        .toMatch(/^\d+$/);
+      // The dashboard's user counts are for staff users: a viewer's console does not ask for them.
+      expect(exportStats).toEqual([]);
+
       // User types and sessions need permissions a viewer lacks: neither menu entry nor tab is offered.
       await page.getByRole('menuitem', { name: 'Users', exact: true }).waitFor();
       await page.getByRole('menuitem', { name: 'Activities', exact: true }).waitFor();
