@@ -148,6 +148,22 @@ describe.skipIf(!hasChromium())(
       await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toContain(`/api-keys/${fresh!.id}/show`);
       expect(await page.content()).not.toContain(rotated);
 
+      // Revocation: the replaced key has nothing left to revoke; the new one is revoked by a dialog that says so.
+      await page.goto(`${base}/admin/api-keys/${oldId}/show`);
+      expect(await page.getByRole('button', { name: 'Revoke', exact: true }).isDisabled()).toBe(true);
+      await page.goto(`${base}/admin/api-keys/${fresh!.id}/show`);
+      await page.getByRole('button', { name: 'Revoke', exact: true }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.getByText('Revoke this API key?').waitFor();
+      expect(await dialog.textContent()).not.toMatch(/delete/i);
+      await dialog.getByRole('button', { name: 'Confirm' }).click();
+      await page.getByText('API key revoked').waitFor();
+      await expect
+        .poll(() => page.getByRole('button', { name: 'Revoke', exact: true }).isDisabled(), { timeout: STEP_TIMEOUT })
+        .toBe(true);
+      const [revoked] = await t.database.db.select().from(apiKeys).where(eq(apiKeys.id, fresh!.id));
+      expect(revoked?.revokedAt).not.toBeNull();
+
       // Sign out: back to the sign-in form, and the session no longer works.
       await page.getByRole('button', { name: 'Profile' }).click();
       await page.getByRole('menuitem', { name: 'Logout' }).click();
