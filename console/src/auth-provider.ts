@@ -133,11 +133,13 @@ export const authProvider: AuthProvider = {
     await loadProfile();
   },
 
-  async checkError(error: { status?: number }) {
-    if (error?.status === 401) {
-      forget();
-      throw error;
-    }
+  async checkError(error: { status?: number; body?: { keepPage?: boolean } }) {
+    if (error?.status !== 401) return;
+    forget();
+    // A write refused for an ended session fails as itself, keeping the page (see the data provider):
+    // signing out here would have react-admin report it as done. The next read signs out.
+    if (error.body?.keepPage) return;
+    throw error;
   },
 
   async getIdentity() {

@@ -199,12 +199,31 @@ function hasInput(sent: Record<string, unknown>, field: string): boolean {
 }
 
 /**
+ * A write refused because the session ended. react-admin signs out on a 401 and then reports the
+ * write as done ("Element updated"), losing the form: marked `keepPage`, the error is left to fail the
+ * write (authProvider.checkError), so the page keeps what was typed and the next read signs out.
+ */
+function sessionEnded(error: HttpError): HttpError {
+  return new HttpError('Your session has ended: sign in again (in another tab, to keep this page), then retry.', 401, {
+    ...(error.body ?? {}),
+    errors: {},
+    keepPage: true,
+  });
+}
+
+/** A write's error, a 401 marked as above. */
+function writeError(error: unknown): unknown {
+  return error instanceof HttpError && error.status === 401 ? sessionEnded(error) : error;
+}
+
+/**
  * A refused save as react-admin's form takes it: each field error under its input, and the server's
  * detail (with the errors no input can show) as `root.serverError`, the form's notification. An error
  * set on a field without an input would never be cleared, and the form would refuse every later Save.
  */
 function formError(error: unknown, resource: string, sent: Record<string, unknown>): unknown {
   if (!(error instanceof HttpError)) return error;
+  if (error.status === 401) return sessionEnded(error);
   const problem = (error.body ?? {}) as Problem;
   if (!Array.isArray(problem.errors) || problem.errors.length === 0) {
     return new HttpError(error.message, error.status, { ...problem, errors: {} });
@@ -309,27 +328,32 @@ export const dataProvider = {
       params.ids.map((id) =>
         api(`${pathOf(resource)}${encodeURIComponent(String(id))}/`, { method: 'PATCH', body: params.data }),
       ),
-    );
+    ).catch((error) => {
+      throw writeError(error);
+    });
     return { data: params.ids };
   },
 
   async delete(resource, params) {
     catalogCache.clear();
-    if (resource === 'user-roles') {
-      const [userId, role] = String(params.id).split('/');
-      await api(`/api/v1/users/${encodeURIComponent(userId ?? '')}/roles/${encodeURIComponent(role ?? '')}/`, {
-        method: 'DELETE',
-      });
-    } else {
-      await api(`${pathOf(resource)}${encodeURIComponent(String(params.id))}/`, { method: 'DELETE' });
-    }
+    // Role assignments are removed under their user, by role code.
+    const [userId, role] = String(params.id).split('/');
+    const path =
+      resource === 'user-roles'
+        ? `/api/v1/users/${encodeURIComponent(userId ?? '')}/roles/${encodeURIComponent(role ?? '')}/`
+        : `${pathOf(resource)}${encodeURIComponent(String(params.id))}/`;
+    await api(path, { method: 'DELETE' }).catch((error) => {
+      throw writeError(error);
+    });
     return { data: params.previousData ?? { id: params.id } } as never;
   },
 
   async deleteMany(resource, params) {
     catalogCache.clear();
     for (const id of params.ids) {
-      await api(`${pathOf(resource)}${encodeURIComponent(String(id))}/`, { method: 'DELETE' });
+      await api(`${pathOf(resource)}${encodeURIComponent(String(id))}/`, { method: 'DELETE' }).catch((error) => {
+        throw writeError(error);
+      });
     }
     return { data: params.ids };
   },

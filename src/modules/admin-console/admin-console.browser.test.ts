@@ -467,6 +467,45 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it('reports a save only once the server accepted it, and keeps the form when the session has ended', async () => {
+      const user = await seedUser(t, orgId, { email: 'mae.jemison@example.com', lastName: 'Jemison' });
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users/${user.id}`);
+      const lastName = page.getByLabel('Last name');
+      await lastName.fill('Jemison-Smith');
+      // Every notification the page shows, kept as it appears (react-admin reported the refused save as done).
+      await page.evaluate(`(() => {
+        window.notices = [];
+        new MutationObserver(() => {
+          for (const node of document.querySelectorAll('.MuiSnackbarContent-message')) window.notices.push(node.textContent);
+        }).observe(document.body, { childList: true, subtree: true, characterData: true });
+      })()`);
+      // The session ends before the save: the server refuses it, and the form keeps what was typed.
+      await page.context().clearCookies();
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByText(/Your session has ended/).waitFor();
+      expect(await lastName.inputValue()).toBe('Jemison-Smith');
+      const notices = (await page.evaluate('window.notices')) as string[];
+      expect(notices.filter((notice) => /updated/i.test(notice))).toEqual([]);
+      const lastNameOf = async () =>
+        (await t.database.db.select().from(users).where(eq(users.id, user.id)))[0]?.lastName;
+      expect(await lastNameOf()).toBe('Jemison');
+
+      // Signed in again in another tab, the same form saves.
+      const other = await page.context().newPage();
+      await other.goto(`${base}/admin/`);
+      await other.getByLabel('Email or username').fill(admin.email);
+      await other.getByLabel('Password').fill(TEST_PASSWORD);
+      await other.getByRole('button', { name: 'Sign in' }).click();
+      await other.getByTestId('total-users').waitFor();
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/show$/);
+      expect(await lastNameOf()).toBe('Jemison-Smith');
+      await page.context().close();
+    }, 60_000);
+
     it('lists the mail outbox and shows a message body as text, its HTML never rendered', async () => {
       const { id } = await queueMail(t.database.db, {
         to: 'reset.reader@example.com',
