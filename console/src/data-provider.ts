@@ -318,7 +318,8 @@ export const dataProvider = {
       const data = await api<RaRecord>(path, { method: 'PATCH', body });
       return { data } as never;
     } catch (error) {
-      throw formError(error, resource, params.data);
+      // The fields sent are those an input changed: a record field without an input is never among them.
+      throw formError(error, resource, body);
     }
   },
 
