@@ -39,7 +39,8 @@ const required: Record<string, { read: string; write: string; delete?: string }>
   users: { read: 'users.view', write: 'users.update', delete: 'users.delete' },
   'user-roles': { read: 'users.view', write: 'users.update' },
   'user-sessions': { read: 'sessions.manage', write: 'sessions.manage' },
-  'user-types': { read: 'users.view', write: 'user_types.manage' },
+  // The user-type routes, listing included, all need user_types.manage.
+  'user-types': { read: 'user_types.manage', write: 'user_types.manage' },
   roles: { read: 'roles.view', write: 'roles.manage' },
   permissions: { read: 'roles.view', write: 'permissions.manage' },
   modules: { read: 'roles.view', write: 'modules.manage' },
@@ -132,17 +133,25 @@ export const authProvider: AuthProvider = {
     await loadProfile();
   },
 
-  async checkError(error: { status?: number }) {
-    if (error?.status === 401) {
-      forget();
-      throw error;
-    }
+  async checkError(error: { status?: number; body?: { keepPage?: boolean } }) {
+    if (error?.status !== 401) return;
+    forget();
+    // A write refused for an ended session fails as itself, keeping the page (see the data provider):
+    // signing out here would have react-admin report it as done. The next read signs out.
+    if (error.body?.keepPage) return;
+    throw error;
   },
 
   async getIdentity() {
     const me = await loadProfile();
     const name = `${me.first_name} ${me.last_name}`.trim();
-    return { id: me.id, fullName: `${name || me.username || me.email} (${me.organization})`, email: me.email };
+    return {
+      id: me.id,
+      fullName: `${name || me.username || me.email} (${me.organization})`,
+      email: me.email,
+      // Staff and superusers may read the export statistics (the dashboard's user counts).
+      isStaff: me.is_staff || me.is_superuser,
+    };
   },
 
   async getPermissions() {

@@ -1,6 +1,6 @@
 import { Card, CardContent, Grid, Typography } from '@mui/material';
 import { useEffect, useState } from 'react';
-import { Title, useGetList, usePermissions } from 'react-admin';
+import { Title, useGetIdentity, useGetList, usePermissions } from 'react-admin';
 import { type Access, canDo } from './auth-provider';
 import { api } from './http';
 
@@ -27,10 +27,14 @@ function Figure({ label, value, testId }: { label: string; value: number | strin
   );
 }
 
-/** User counts come from the export statistics, which staff users may read; others see the activity figures only. */
-function useUserStats(): UserStats | undefined {
+/**
+ * User counts come from the export statistics, which staff users (and superusers) may read; others see
+ * the activity figures only, and are not sent to a route that refuses them.
+ */
+function useUserStats(mayRead: boolean): UserStats | undefined {
   const [stats, setStats] = useState<UserStats>();
   useEffect(() => {
+    if (!mayRead) return;
     let live = true;
     api<{ stats: UserStats }>('/api/admin/export-stats/?include_inactive=true')
       .then((answer) => live && setStats(answer.stats))
@@ -38,7 +42,7 @@ function useUserStats(): UserStats | undefined {
     return () => {
       live = false;
     };
-  }, []);
+  }, [mayRead]);
   return stats;
 }
 
@@ -46,7 +50,8 @@ function useUserStats(): UserStats | undefined {
 export function Dashboard() {
   const { permissions } = usePermissions<Access>();
   const mayReadActivity = canDo(permissions, 'activities', 'list');
-  const stats = useUserStats();
+  const { identity } = useGetIdentity();
+  const stats = useUserStats(Boolean(identity?.isStaff));
   const active = useGetList('active-users', { pagination: { page: 1, perPage: 100 } }, { enabled: mayReadActivity });
   const today = useGetList(
     'activity-stats',

@@ -1,5 +1,5 @@
-import type { DataProvider, GetListParams, Identifier, RaRecord } from 'react-admin';
-import { api, query } from './http';
+import { type DataProvider, type GetListParams, HttpError, type Identifier, type RaRecord } from 'react-admin';
+import { api, type Problem, query } from './http';
 
 /** Where each console resource lives in the REST API. */
 const paths: Record<string, string> = {
@@ -159,21 +159,13 @@ function withIds<T extends Record<string, unknown>>(rows: T[], idOf: (row: T) =>
 }
 
 /**
- * Resources whose text fields are never null: an emptied field is sent as '' (elsewhere '' means
- * "no value", sent as null).
+ * Only the fields the form changed, so a PATCH never rewrites what another admin just edited. Values
+ * go as the inputs parsed them: null for an emptied nullable field, '' for a string one (StringInput).
  */
-const emptyStringsKept = new Set(['integrations']);
-
-/** Only the fields the form changed, so a PATCH never rewrites what another admin just edited. */
-function changes(
-  data: Record<string, unknown>,
-  previous: Record<string, unknown>,
-  keepEmptyStrings: boolean,
-): Record<string, unknown> {
+function changes(data: Record<string, unknown>, previous: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(data)) {
-    if (JSON.stringify(value) === JSON.stringify(previous[key])) continue;
-    out[key] = value === '' && !keepEmptyStrings ? null : value;
+    if (JSON.stringify(value) !== JSON.stringify(previous[key])) out[key] = value;
   }
   return out;
 }
@@ -183,6 +175,82 @@ function filled(data: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(data).filter(([, value]) => value !== '' && value !== null && value !== undefined),
   );
+}
+
+/**
+ * API fields whose form input has another name: an integration's secrets are typed into
+ * `new_credentials` (its record's `credentials` holds only which are set).
+ */
+const inputNames: Record<string, (field: string) => string> = {
+  integrations: (field) => field.replace(/^credentials\./, 'new_credentials.'),
+};
+
+/**
+ * Whether a field of a refused write has an input in the form that sent it: the request carried a
+ * value for it, and one an input holds (a text, a number, a list), not a group such as `credentials`.
+ */
+function hasInput(sent: Record<string, unknown>, field: string): boolean {
+  let value: unknown = sent;
+  for (const part of field.split('.')) {
+    if (typeof value !== 'object' || value === null) return false;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value));
+}
+
+/**
+ * A write refused because the session ended. react-admin signs out on a 401 and then reports the
+ * write as done ("Element updated"), losing the form: marked `keepPage`, the error is left to fail the
+ * write (authProvider.checkError), so the page keeps what was typed and the next read signs out.
+ */
+function sessionEnded(error: HttpError): HttpError {
+  return new HttpError('Your session has ended: sign in again (in another tab, to keep this page), then retry.', 401, {
+    ...(error.body ?? {}),
+    errors: {},
+    keepPage: true,
+  });
+}
+
+/** A write's error, a 401 marked as above. */
+function writeError(error: unknown): unknown {
+  return error instanceof HttpError && error.status === 401 ? sessionEnded(error) : error;
+}
+
+/**
+ * A refused save as react-admin's form takes it: each field error under its input, and the server's
+ * detail (with the errors no input can show) as `root.serverError`, the form's notification. An error
+ * set on a field without an input would never be cleared, and the form would refuse every later Save.
+ */
+function formError(error: unknown, resource: string, sent: Record<string, unknown>): unknown {
+  if (!(error instanceof HttpError)) return error;
+  if (error.status === 401) return sessionEnded(error);
+  const problem = (error.body ?? {}) as Problem;
+  if (!Array.isArray(problem.errors) || problem.errors.length === 0) {
+    return new HttpError(error.message, error.status, { ...problem, errors: {} });
+  }
+  const inputName = inputNames[resource] ?? ((field: string) => field);
+  const errors: Record<string, unknown> = {};
+  const elsewhere: string[] = [];
+  for (const { field, message } of problem.errors) {
+    if (field && hasInput(sent, field)) errors[inputName(field)] ??= message;
+    else elsewhere.push(field && field !== 'body' ? `${field}: ${message}` : message);
+  }
+  errors.root = { serverError: [error.message, ...elsewhere].join(' ') };
+  return new HttpError(error.message, error.status, { ...problem, errors });
+}
+
+/** Creates one record; a role assignment is posted under its user and keyed as the removal route takes it. */
+async function create(resource: string, record: Record<string, unknown>): Promise<{ data: RaRecord }> {
+  catalogCache.clear();
+  if (resource === 'user-roles') {
+    const { user_id, ...body } = record as { user_id: string; role: string; is_primary?: boolean };
+    const row = await api<Record<string, unknown>>(`/api/v1/users/${encodeURIComponent(user_id)}/roles/`, {
+      method: 'POST',
+      body,
+    });
+    return { data: { ...row, id: `${user_id}/${row.role}` } as RaRecord };
+  }
+  return { data: await api<RaRecord>(pathOf(resource), { method: 'POST', body: filled(record) }) };
 }
 
 // Records are the API's JSON objects; react-admin's per-call generics add nothing checkable here.
@@ -234,26 +302,25 @@ export const dataProvider = {
   },
 
   async create(resource, params) {
-    catalogCache.clear();
-    if (resource === 'user-roles') {
-      const { user_id, ...body } = params.data as { user_id: string; role: string; is_primary?: boolean };
-      const row = await api<Record<string, unknown>>(`/api/v1/users/${encodeURIComponent(user_id)}/roles/`, {
-        method: 'POST',
-        body,
-      });
-      return { data: { ...row, id: `${user_id}/${row.role}` } as RaRecord };
+    try {
+      return (await create(resource, params.data)) as never;
+    } catch (error) {
+      throw formError(error, resource, params.data);
     }
-    const data = await api<RaRecord>(pathOf(resource), { method: 'POST', body: filled(params.data) });
-    return { data } as never;
   },
 
   async update(resource, params) {
     catalogCache.clear();
-    const body = changes(params.data, params.previousData ?? {}, emptyStringsKept.has(resource));
+    const body = changes(params.data, params.previousData ?? {});
     const path = `${pathOf(resource)}${encodeURIComponent(String(params.id))}/`;
     if (Object.keys(body).length === 0) return { data: params.previousData } as never;
-    const data = await api<RaRecord>(path, { method: 'PATCH', body });
-    return { data } as never;
+    try {
+      const data = await api<RaRecord>(path, { method: 'PATCH', body });
+      return { data } as never;
+    } catch (error) {
+      // The fields sent are those an input changed: a record field without an input is never among them.
+      throw formError(error, resource, body);
+    }
   },
 
   async updateMany(resource, params) {
@@ -262,27 +329,32 @@ export const dataProvider = {
       params.ids.map((id) =>
         api(`${pathOf(resource)}${encodeURIComponent(String(id))}/`, { method: 'PATCH', body: params.data }),
       ),
-    );
+    ).catch((error) => {
+      throw writeError(error);
+    });
     return { data: params.ids };
   },
 
   async delete(resource, params) {
     catalogCache.clear();
-    if (resource === 'user-roles') {
-      const [userId, role] = String(params.id).split('/');
-      await api(`/api/v1/users/${encodeURIComponent(userId ?? '')}/roles/${encodeURIComponent(role ?? '')}/`, {
-        method: 'DELETE',
-      });
-    } else {
-      await api(`${pathOf(resource)}${encodeURIComponent(String(params.id))}/`, { method: 'DELETE' });
-    }
+    // Role assignments are removed under their user, by role code.
+    const [userId, role] = String(params.id).split('/');
+    const path =
+      resource === 'user-roles'
+        ? `/api/v1/users/${encodeURIComponent(userId ?? '')}/roles/${encodeURIComponent(role ?? '')}/`
+        : `${pathOf(resource)}${encodeURIComponent(String(params.id))}/`;
+    await api(path, { method: 'DELETE' }).catch((error) => {
+      throw writeError(error);
+    });
     return { data: params.previousData ?? { id: params.id } } as never;
   },
 
   async deleteMany(resource, params) {
     catalogCache.clear();
     for (const id of params.ids) {
-      await api(`${pathOf(resource)}${encodeURIComponent(String(id))}/`, { method: 'DELETE' });
+      await api(`${pathOf(resource)}${encodeURIComponent(String(id))}/`, { method: 'DELETE' }).catch((error) => {
+        throw writeError(error);
+      });
     }
     return { data: params.ids };
   },

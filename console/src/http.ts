@@ -1,7 +1,7 @@
 import { HttpError } from 'react-admin';
 
 /** RFC 9457 problem details as the API renders them. */
-interface Problem {
+export interface Problem {
   status?: number;
   code?: string;
   detail?: string;
@@ -20,18 +20,10 @@ function csrfToken(): string | undefined {
   return entry ? decodeURIComponent(entry.slice('gatehouse_csrf='.length)) : undefined;
 }
 
-/** Field errors keyed by form input name, the shape react-admin's forms show under each input. */
-function fieldErrors(problem: Problem): Record<string, string> | undefined {
-  if (!problem.errors?.length) return undefined;
-  const errors: Record<string, string> = {};
-  for (const error of problem.errors) {
-    // Field paths are dotted input names already; `body` names the whole request, shown by the notification.
-    if (error.field && error.field !== 'body') errors[error.field] ??= error.message;
-  }
-  return Object.keys(errors).length > 0 ? errors : undefined;
-}
-
-/** Calls the API with the session cookie; a problem+json answer becomes an HttpError carrying its field errors. */
+/**
+ * Calls the API with the session cookie; a problem+json answer becomes an HttpError whose body is the
+ * problem (the data provider turns the field errors of a refused save into the form's errors).
+ */
 export async function api<T = unknown>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
   const method = init.method ?? 'GET';
   const headers: Record<string, string> = { accept: 'application/json' };
@@ -49,9 +41,7 @@ export async function api<T = unknown>(path: string, init: { method?: string; bo
   const body = text ? JSON.parse(text) : undefined;
   if (!response.ok) {
     const problem: Problem = body ?? {};
-    const message = problem.detail ?? problem.title ?? response.statusText;
-    const errors = fieldErrors(problem);
-    throw new HttpError(message, response.status, { ...problem, errors: errors ?? {} });
+    throw new HttpError(problem.detail ?? problem.title ?? response.statusText, response.status, problem);
   }
   return body as T;
 }

@@ -1,10 +1,10 @@
-import { Button } from '@mui/material';
+import { Button, Typography } from '@mui/material';
 import {
   BooleanField,
   Datagrid,
   DateField,
-  DateTimeInput,
   DeleteButton,
+  FilterButton,
   List,
   NullableBooleanInput,
   NumberField,
@@ -13,8 +13,10 @@ import {
   TextInput,
   TopToolbar,
   useListFilterContext,
+  useRecordContext,
 } from 'react-admin';
 import { query } from '../http';
+import { InstantInput } from '../instant-input';
 
 const severities = ['info', 'warning', 'critical'].map((id) => ({ id, name: id }));
 
@@ -24,15 +26,19 @@ const activityFilters = [
   <TextInput key="category" source="category" />,
   <SelectInput key="severity" source="severity" choices={severities} />,
   <NullableBooleanInput key="success" source="success" />,
-  <DateTimeInput key="since" source="since" />,
-  <DateTimeInput key="until" source="until" />,
+  <InstantInput key="since" source="since" />,
+  <InstantInput key="until" source="until" />,
 ];
 
-/** The audit export streams from the server with the list's current filters; the cookie authenticates it. */
-function ExportLink() {
+/**
+ * The filters' "Add filter" button (replacing the default actions drops it), and the export link: the
+ * audit export streams from the server with the list's current filters; the cookie authenticates it.
+ */
+function ActivityActions() {
   const { filterValues } = useListFilterContext();
   return (
     <TopToolbar>
+      <FilterButton />
       <Button component="a" href={`/api/v1/activities/export/${query({ ...filterValues, format: 'csv' })}`} download>
         Export CSV
       </Button>
@@ -40,10 +46,26 @@ function ExportLink() {
   );
 }
 
+/** An event's details, a JSON object, as indented JSON text. */
+function ActivityDetails() {
+  const activity = useRecordContext();
+  if (!activity) return null;
+  return (
+    <Typography
+      component="pre"
+      variant="body2"
+      data-testid="activity-details"
+      sx={{ whiteSpace: 'pre-wrap', wordBreak: 'break-word', fontFamily: 'monospace', m: 0 }}
+    >
+      {JSON.stringify(activity.details ?? {}, null, 2)}
+    </Typography>
+  );
+}
+
 export function ActivityList() {
   return (
-    <List filters={activityFilters} actions={<ExportLink />} exporter={false} perPage={50}>
-      <Datagrid bulkActionButtons={false} rowClick="expand" expand={<TextField source="details" />}>
+    <List filters={activityFilters} actions={<ActivityActions />} exporter={false} perPage={50}>
+      <Datagrid bulkActionButtons={false} rowClick="expand" expand={<ActivityDetails />}>
         <DateField source="timestamp" showTime sortable={false} />
         <TextField source="activity_type" label="Type" sortable={false} />
         <TextField source="category" sortable={false} />

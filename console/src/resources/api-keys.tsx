@@ -14,7 +14,6 @@ import {
   Create,
   Datagrid,
   DateField,
-  DateTimeInput,
   DeleteButton,
   List,
   type RaRecord,
@@ -29,8 +28,10 @@ import {
   useNotify,
   useRecordContext,
   useRedirect,
+  useRefresh,
 } from 'react-admin';
 import { rotateApiKey } from '../data-provider';
+import { InstantInput } from '../instant-input';
 
 const scopes = ['provisioning', 'scim', 'authorize', 'read:users'].map((id) => ({ id, name: id }));
 
@@ -102,6 +103,31 @@ function RotateButton() {
   );
 }
 
+/**
+ * The API's DELETE revokes a key, which stays with its revocation time: the page stays on it, and there
+ * is nothing left to revoke.
+ */
+function RevokeButton() {
+  const apiKey = useRecordContext();
+  const notify = useNotify();
+  const refresh = useRefresh();
+  return (
+    <DeleteButton
+      label="Revoke"
+      mutationMode="pessimistic"
+      disabled={!apiKey || Boolean(apiKey.revoked_at)}
+      confirmTitle="Revoke this API key?"
+      confirmContent="It stops working at once, and cannot be used again."
+      mutationOptions={{
+        onSuccess: () => {
+          notify('API key revoked', { type: 'info' });
+          refresh();
+        },
+      }}
+    />
+  );
+}
+
 export function ApiKeyShow() {
   return (
     <Show
@@ -120,7 +146,7 @@ export function ApiKeyShow() {
         <DateField source="last_used_at" showTime emptyText="never" />
         <DateField source="revoked_at" showTime emptyText="—" />
         <DateField source="created_at" showTime />
-        <DeleteButton label="Revoke" mutationMode="pessimistic" confirmTitle="Revoke this API key?" />
+        <RevokeButton />
       </SimpleShowLayout>
     </Show>
   );
@@ -179,7 +205,7 @@ export function ApiKeyCreate() {
           <TextInput source="name" validate={required()} />
           <TextInput source="organization" label="Organization code" helperText="Default: yours" />
           <CheckboxGroupInput source="scopes" choices={scopes} validate={required()} />
-          <DateTimeInput source="expires_at" label="Expires" />
+          <InstantInput source="expires_at" label="Expires" />
         </SimpleForm>
       </Create>
       {created && (

@@ -21,6 +21,7 @@ import {
   TextField,
   TextInput,
 } from 'react-admin';
+import { StringInput } from '../string-input';
 
 // The RBAC catalog and organizations: plain lists and forms over the administration routes.
 
@@ -61,7 +62,7 @@ export function OrganizationCreate() {
       <SimpleForm>
         <TextInput source="code" validate={required()} />
         <TextInput source="name" validate={required()} />
-        <TextInput source="description" multiline />
+        <StringInput source="description" multiline />
       </SimpleForm>
     </Create>
   );
@@ -72,7 +73,7 @@ export function OrganizationEdit() {
     <Edit mutationMode="pessimistic" redirect="show">
       <SimpleForm>
         <TextInput source="name" validate={required()} />
-        <TextInput source="description" multiline />
+        <StringInput source="description" multiline />
       </SimpleForm>
     </Edit>
   );
@@ -114,7 +115,7 @@ function RoleFields({ creating }: { creating: boolean }) {
       {creating && <TextInput source="code" validate={required()} />}
       <TextInput source="name" validate={required()} />
       <NumberInput source="level" validate={required()} helperText="Lower is more powerful" />
-      <TextInput source="description" multiline />
+      <StringInput source="description" multiline />
       {creating && <TextInput source="organization" label="Organization code" helperText="Empty: a global role" />}
       <ReferenceArrayInput source="permissions" reference="permission-codes" perPage={100}>
         <AutocompleteArrayInput label="Permissions" optionText={codeAndName} />
@@ -175,7 +176,7 @@ export function PermissionCreate() {
         </ReferenceInput>
         <TextInput source="action" validate={required()} />
         <TextInput source="name" validate={required()} />
-        <TextInput source="description" multiline />
+        <StringInput source="description" multiline />
       </SimpleForm>
     </Create>
   );
@@ -186,7 +187,7 @@ export function PermissionEdit() {
     <Edit mutationMode="pessimistic" redirect="list">
       <SimpleForm>
         <TextInput source="name" validate={required()} />
-        <TextInput source="description" multiline />
+        <StringInput source="description" multiline />
       </SimpleForm>
     </Edit>
   );
@@ -211,7 +212,7 @@ export function ModuleCreate() {
       <SimpleForm>
         <TextInput source="code" validate={required()} />
         <TextInput source="name" validate={required()} />
-        <TextInput source="description" multiline />
+        <StringInput source="description" multiline />
         <NumberInput source="order" />
       </SimpleForm>
     </Create>
@@ -223,7 +224,7 @@ export function ModuleEdit() {
     <Edit mutationMode="pessimistic" redirect="list">
       <SimpleForm>
         <TextInput source="name" validate={required()} />
-        <TextInput source="description" multiline />
+        <StringInput source="description" multiline />
         <NumberInput source="order" />
         <BooleanInput source="is_active" />
       </SimpleForm>

@@ -36,6 +36,7 @@ import {
 } from 'react-admin';
 import { ActiveToggle } from '../active-toggle';
 import { checkIntegrationHealth, setIntegrationActive } from '../data-provider';
+import { StringInput } from '../string-input';
 
 // The integration registry: external services Gatehouse calls, their sealed credentials, health and calls.
 
@@ -296,7 +297,6 @@ function RequestLogDetail() {
  */
 function integrationBody(data: Record<string, unknown>): Record<string, unknown> {
   const { new_credentials, remove_credentials, credentials: _stored, oauth2, ...body } = data;
-  for (const field of ['description', 'provider_name']) if (body[field] === null) body[field] = '';
 
   const settings: Record<string, unknown> = {};
   for (const [name, value] of Object.entries((oauth2 ?? {}) as Record<string, unknown>)) {
@@ -369,8 +369,8 @@ function IntegrationFields({ creating }: { creating: boolean }) {
     <>
       <TextInput source="name" validate={required()} />
       <SelectInput source="service_type" label="Service type" choices={serviceTypes} validate={required()} />
-      <TextInput source="provider_name" label="Provider" />
-      <TextInput source="description" multiline />
+      <StringInput source="provider_name" label="Provider" />
+      <StringInput source="description" multiline />
       {creating && <TextInput source="organization" label="Organization code" helperText="Default: yours" />}
       <TextInput source="base_url" label="Base URL" type="url" validate={required()} />
       <TextInput source="health_check_path" label="Health-check path" validate={required()} />

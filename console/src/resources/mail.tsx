@@ -2,7 +2,6 @@ import { Typography } from '@mui/material';
 import {
   Datagrid,
   DateField,
-  DateTimeInput,
   FunctionField,
   List,
   NumberField,
@@ -13,6 +12,7 @@ import {
   TextField,
   TextInput,
 } from 'react-admin';
+import { InstantInput } from '../instant-input';
 
 // The mail outbox: every mail Gatehouse queued. Without SMTP_URL it is where mail goes; with SMTP it
 // is the delivery queue. Superusers only: the bodies hold other people's reset and invitation links.
@@ -22,7 +22,7 @@ const statuses = ['queued', 'sent', 'stored', 'failed'].map((id) => ({ id, name:
 const mailFilters = [
   <TextInput key="to" source="to" label="Recipient" alwaysOn />,
   <SelectInput key="status" source="status" choices={statuses} />,
-  <DateTimeInput key="since" source="since" />,
+  <InstantInput key="since" source="since" />,
 ];
 
 export function MailList() {

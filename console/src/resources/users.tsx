@@ -38,6 +38,7 @@ import {
 } from 'react-admin';
 import { ActiveToggle } from '../active-toggle';
 import { setUserActive } from '../data-provider';
+import { StringInput } from '../string-input';
 
 const statuses = ['active', 'suspended', 'locked', 'deactivated'].map((id) => ({ id, name: id }));
 
@@ -164,6 +165,8 @@ function AssignRole() {
 }
 
 export function UserShow() {
+  // Tabs the server would refuse are not offered: a viewer's Sessions tab would load forever.
+  const { canAccess: canSeeSessions } = useCanAccess({ resource: 'user-sessions', action: 'list' });
   return (
     <Show actions={<UserShowActions />}>
       <TabbedShowLayout>
@@ -196,19 +199,21 @@ export function UserShow() {
           </ReferenceManyField>
           <AssignRole />
         </TabbedShowLayout.Tab>
-        <TabbedShowLayout.Tab label="Sessions" path="sessions">
-          <ReferenceManyField reference="user-sessions" target="user" label={false} filter={{ active: true }}>
-            <Datagrid bulkActionButtons={false} rowClick={false} empty={<p>No active sessions.</p>}>
-              <TextField source="ip_address" label="IP" />
-              <TextField source="browser" />
-              <TextField source="os" label="OS" />
-              <TextField source="device_type" label="Device" />
-              <DateField source="created_at" showTime />
-              <DateField source="last_activity_at" label="Last activity" showTime />
-              <DeleteButton label="Revoke" redirect={false} mutationMode="pessimistic" />
-            </Datagrid>
-          </ReferenceManyField>
-        </TabbedShowLayout.Tab>
+        {canSeeSessions && (
+          <TabbedShowLayout.Tab label="Sessions" path="sessions">
+            <ReferenceManyField reference="user-sessions" target="user" label={false} filter={{ active: true }}>
+              <Datagrid bulkActionButtons={false} rowClick={false} empty={<p>No active sessions.</p>}>
+                <TextField source="ip_address" label="IP" />
+                <TextField source="browser" />
+                <TextField source="os" label="OS" />
+                <TextField source="device_type" label="Device" />
+                <DateField source="created_at" showTime />
+                <DateField source="last_activity_at" label="Last activity" showTime />
+                <DeleteButton label="Revoke" redirect={false} mutationMode="pessimistic" />
+              </Datagrid>
+            </ReferenceManyField>
+          </TabbedShowLayout.Tab>
+        )}
       </TabbedShowLayout>
     </Show>
   );
@@ -219,8 +224,8 @@ function UserFields({ creating }: { creating: boolean }) {
     <>
       <TextInput source="email" type="email" validate={required()} />
       <TextInput source="username" />
-      <TextInput source="first_name" />
-      <TextInput source="last_name" />
+      <StringInput source="first_name" />
+      <StringInput source="last_name" />
       {creating && <TextInput source="organization" label="Organization code" helperText="Default: yours" />}
       <TextInput source="user_type" label="User type" />
       <SelectInput source="status" choices={statuses} />

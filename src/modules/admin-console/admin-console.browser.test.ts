@@ -7,12 +7,13 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium } from '../../../test/chromium.js';
 import { ensureConsoleBuilt } from '../../../test/console-build.js';
-import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
+import { grantRole, loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { queueMail } from '../../platform/mail/mail.js';
 import { activities } from '../activity/activity.table.js';
 import { apiKeys } from '../api-keys/api-keys.table.js';
 import { integrations } from '../integrations/integrations.table.js';
+import { organizations } from '../organizations/organizations.table.js';
 import { type User, users } from '../users/users.table.js';
 
 // Each step waits at most this long for the page: a slow shared machine, never a hung run.
@@ -45,8 +46,8 @@ describe.skipIf(!hasChromium())(
       await t?.close();
     });
 
-    async function newPage(): Promise<Page> {
-      const context = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
+    async function newPage(options: { timezoneId?: string } = {}): Promise<Page> {
+      const context = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'], ...options });
       const page = await context.newPage();
       page.setDefaultTimeout(STEP_TIMEOUT);
       return page;
@@ -147,6 +148,22 @@ describe.skipIf(!hasChromium())(
       await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toContain(`/api-keys/${fresh!.id}/show`);
       expect(await page.content()).not.toContain(rotated);
 
+      // Revocation: the replaced key has nothing left to revoke; the new one is revoked by a dialog that says so.
+      await page.goto(`${base}/admin/api-keys/${oldId}/show`);
+      expect(await page.getByRole('button', { name: 'Revoke', exact: true }).isDisabled()).toBe(true);
+      await page.goto(`${base}/admin/api-keys/${fresh!.id}/show`);
+      await page.getByRole('button', { name: 'Revoke', exact: true }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.getByText('Revoke this API key?').waitFor();
+      expect(await dialog.textContent()).not.toMatch(/delete/i);
+      await dialog.getByRole('button', { name: 'Confirm' }).click();
+      await page.getByText('API key revoked').waitFor();
+      await expect
+        .poll(() => page.getByRole('button', { name: 'Revoke', exact: true }).isDisabled(), { timeout: STEP_TIMEOUT })
+        .toBe(true);
+      const [revoked] = await t.database.db.select().from(apiKeys).where(eq(apiKeys.id, fresh!.id));
+      expect(revoked?.revokedAt).not.toBeNull();
+
       // Sign out: back to the sign-in form, and the session no longer works.
       await page.getByRole('button', { name: 'Profile' }).click();
       await page.getByRole('menuitem', { name: 'Logout' }).click();
@@ -230,6 +247,14 @@ describe.skipIf(!hasChromium())(
       // Activity: the list shows what just happened, and the audit export answers through the cookie session.
       await page.goto(`${base}/admin/activities`);
       await page.getByRole('cell', { name: 'api.request' }).first().waitFor();
+      // The filters beyond Type are reachable, and an expanded row shows its details as JSON.
+      await page.getByRole('button', { name: 'Add filter' }).click();
+      await page.getByRole('menuitemcheckbox', { name: 'Severity', exact: true }).click();
+      await page.getByRole('combobox', { name: 'Severity' }).waitFor();
+      await page.keyboard.press('Escape');
+      await page.getByRole('cell', { name: 'api.request' }).first().click();
+      const details = await page.getByTestId('activity-details').first().textContent();
+      expect(JSON.parse(details ?? '')).toEqual(expect.any(Object));
       const exportHref = await page.getByRole('link', { name: 'Export CSV' }).getAttribute('href');
       expect(exportHref).toMatch(/^\/api\/v1\/activities\/export\/\?format=csv$/);
       const exported = await page.request.get(`${base}${exportHref}`);
@@ -342,6 +367,145 @@ describe.skipIf(!hasChromium())(
       }
     }, 120_000);
 
+    it('shows a refused field at its input, or the reason in a notification when no input has it, and saves once corrected', async () => {
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const save = () => page.getByRole('button', { name: 'Save' }).click();
+      const username = page.getByRole('textbox', { name: 'Username', exact: true });
+      const password = page.getByRole('textbox', { name: 'Password', exact: true });
+
+      // The server names `credentials.username`: the form shows it at the Username input.
+      await page.goto(`${base}/admin/integrations/create`);
+      await page.getByLabel('Name').fill('Ledger archive');
+      await page.getByRole('combobox', { name: 'Service type' }).click();
+      await page.getByRole('option', { name: 'storage' }).click();
+      await page.getByLabel('Base URL').fill('http://127.0.0.1:9');
+      await page.getByRole('combobox', { name: 'Authentication' }).click();
+      await page.getByRole('option', { name: 'basic' }).click();
+      await username.fill('user:colon');
+      await password.fill('Secret-PW-1');
+      await save();
+      await page.getByText('Sent in Basic authentication: no control characters, no colon.').waitFor();
+      expect(await username.getAttribute('aria-invalid')).toBe('true');
+      // Corrected, the same form saves.
+      await username.fill('ledger');
+      await save();
+      await expect
+        .poll(() => page.url(), { timeout: STEP_TIMEOUT })
+        .toMatch(/\/admin\/integrations\/[0-9a-f-]{36}\/show$/);
+      const id = /integrations\/([0-9a-f-]{36})\/show/.exec(page.url())![1]!;
+
+      // A new host without the credentials: the server names `credentials`, which no input holds, so
+      // its reason is the notification, and the form saves once they are given again.
+      await page.goto(`${base}/admin/integrations/${id}`);
+      await page.getByLabel('Base URL').fill('http://127.0.0.2:9');
+      await save();
+      await page.getByText(/stored credentials are not sent to a new host/).waitFor();
+      expect(page.url()).toMatch(new RegExp(`/integrations/${id}$`));
+      await username.fill('ledger');
+      await password.fill('Secret-PW-2');
+      await save();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toContain(`/integrations/${id}/show`);
+      const [row] = await t.database.db.select().from(integrations).where(eq(integrations.id, id));
+      expect(row?.baseUrl).toBe('http://127.0.0.2:9/');
+      await page.context().close();
+    }, 90_000);
+
+    it("sends date-times as instants of the browser's zone: an API key's expiry, the mail list's Since filter", async () => {
+      // Kolkata is UTC+05:30 all year: a local time sent without its zone would be off by 5½ hours.
+      const page = await newPage({ timezoneId: 'Asia/Kolkata' });
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/api-keys/create`);
+      await page.getByLabel('Name').fill('nightly export');
+      await page.getByLabel('scim').check();
+      await page.getByLabel('Expires').fill('2027-01-01T10:00');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByTestId('new-api-key').waitFor();
+      const [stored] = await t.database.db.select().from(apiKeys).where(eq(apiKeys.name, 'nightly export'));
+      expect(stored?.expiresAt?.toISOString()).toBe('2027-01-01T04:30:00.000Z');
+
+      await queueMail(t.database.db, { to: 'since.filter@example.com', subject: 'Welcome', text: 'Hello' });
+      await page.goto(`${base}/admin/mail-outbox`);
+      await page.getByRole('button', { name: 'Add filter' }).click();
+      await page.getByRole('menuitemcheckbox', { name: 'Since', exact: true }).click();
+      const answered = page.waitForResponse(
+        (r) => r.url().includes('/api/v1/mail-outbox/?') && r.url().includes('since='),
+      );
+      await page.getByLabel('Since').fill('2026-11-23T00:00');
+      const response = await answered;
+      expect(new URL(response.url()).searchParams.get('since')).toBe('2026-11-22T18:30:00.000Z');
+      expect(response.status()).toBe(200);
+      await page.context().close();
+    }, 60_000);
+
+    it("sends an emptied name or description as '', the string the API takes, not null", async () => {
+      const user = await seedUser(t, orgId, { email: 'dorothy.vaughan@example.com', firstName: 'Dorothy' });
+      const org = await seedOrganization(t);
+      await t.database.db
+        .update(organizations)
+        .set({ description: 'Field office' })
+        .where(eq(organizations.id, org.id));
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+
+      await page.goto(`${base}/admin/users/${user.id}`);
+      await page.getByLabel('First name').fill('');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/show$/);
+      const [saved] = await t.database.db.select().from(users).where(eq(users.id, user.id));
+      expect(saved?.firstName).toBe('');
+
+      await page.goto(`${base}/admin/organizations/${org.id}`);
+      await page.getByLabel('Description').fill('');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/show$/);
+      const [after] = await t.database.db.select().from(organizations).where(eq(organizations.id, org.id));
+      expect(after?.description).toBe('');
+      await page.context().close();
+    }, 60_000);
+
+    it('reports a save only once the server accepted it, and keeps the form when the session has ended', async () => {
+      const user = await seedUser(t, orgId, { email: 'mae.jemison@example.com', lastName: 'Jemison' });
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users/${user.id}`);
+      const lastName = page.getByLabel('Last name');
+      await lastName.fill('Jemison-Smith');
+      // Every notification the page shows, kept as it appears (react-admin reported the refused save as done).
+      await page.evaluate(`(() => {
+        window.notices = [];
+        new MutationObserver(() => {
+          for (const node of document.querySelectorAll('.MuiSnackbarContent-message')) window.notices.push(node.textContent);
+        }).observe(document.body, { childList: true, subtree: true, characterData: true });
+      })()`);
+      // The session ends before the save: the server refuses it, and the form keeps what was typed.
+      await page.context().clearCookies();
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByText(/Your session has ended/).waitFor();
+      expect(await lastName.inputValue()).toBe('Jemison-Smith');
+      const notices = (await page.evaluate('window.notices')) as string[];
+      expect(notices.filter((notice) => /updated/i.test(notice))).toEqual([]);
+      const lastNameOf = async () =>
+        (await t.database.db.select().from(users).where(eq(users.id, user.id)))[0]?.lastName;
+      expect(await lastNameOf()).toBe('Jemison');
+
+      // Signed in again in another tab, the same form saves.
+      const other = await page.context().newPage();
+      await other.goto(`${base}/admin/`);
+      await other.getByLabel('Email or username').fill(admin.email);
+      await other.getByLabel('Password').fill(TEST_PASSWORD);
+      await other.getByRole('button', { name: 'Sign in' }).click();
+      await other.getByTestId('total-users').waitFor();
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/show$/);
+      expect(await lastNameOf()).toBe('Jemison-Smith');
+      await page.context().close();
+    }, 60_000);
+
     it('lists the mail outbox and shows a message body as text, its HTML never rendered', async () => {
       const { id } = await queueMail(t.database.db, {
         to: 'reset.reader@example.com',
@@ -390,6 +554,32 @@ describe.skipIf(!hasChromium())(
       await page.getByTestId('total-users').waitFor();
       await page.goto(`${base}/admin/users`);
       await page.getByText('grace.hopper@example.com').waitFor();
+      await page.context().close();
+    }, 60_000);
+
+    it('offers a viewer only what the viewer role may read', async () => {
+      const viewer = await seedUser(t, orgId, { email: 'read.only@example.com' });
+      await grantRole(t, viewer, 'viewer');
+      const page = await newPage();
+      const exportStats: string[] = [];
+      page.on('request', (request) => {
+        if (request.url().includes('/api/admin/export-stats/')) exportStats.push(request.url());
+      });
+      await signIn(page, viewer.email);
+      await expect
+        .poll(() => page.getByTestId('activities-today').textContent(), { timeout: STEP_TIMEOUT })
+        .toMatch(/^\d+$/);
+      // The dashboard's user counts are for staff users: a viewer's console does not ask for them.
+      expect(exportStats).toEqual([]);
+
+      // User types and sessions need permissions a viewer lacks: neither menu entry nor tab is offered.
+      await page.getByRole('menuitem', { name: 'Users', exact: true }).waitFor();
+      await page.getByRole('menuitem', { name: 'Activities', exact: true }).waitFor();
+      expect(await page.getByRole('menuitem', { name: 'User types', exact: true }).count()).toBe(0);
+      expect(await page.getByRole('menuitem', { name: 'Sessions', exact: true }).count()).toBe(0);
+      await page.goto(`${base}/admin/users/${admin.id}/show`);
+      await page.getByRole('tab', { name: 'Roles', exact: true }).waitFor();
+      expect(await page.getByRole('tab', { name: 'Sessions', exact: true }).count()).toBe(0);
       await page.context().close();
     }, 60_000);
 
