@@ -1,9 +1,8 @@
-import { desc, eq, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { users } from '../../src/modules/users/users.table.js';
 import { type DbOrTx, queryRows } from '../../src/platform/db/client.js';
-import { runPendingJobs } from '../../src/platform/jobs/worker.js';
-import { mailOutbox } from '../../src/platform/mail/outbox.table.js';
+import { lastMailTo } from '../mail.js';
 import {
   type Client,
   clientWithRole,
@@ -69,16 +68,7 @@ describe('audit coverage', () => {
     return found;
   }
 
-  async function lastToken(address: string): Promise<string> {
-    await runPendingJobs(t.database, { config: t.config, log: t.app.log, names: ['account.password-reset'] });
-    const [mail] = await t.database.db
-      .select()
-      .from(mailOutbox)
-      .where(eq(mailOutbox.toAddress, address))
-      .orderBy(desc(mailOutbox.id))
-      .limit(1);
-    return /token: ([A-Za-z0-9_-]+)/.exec(mail?.textBody ?? '')?.[1] as string;
-  }
+  const lastToken = async (address: string) => (await lastMailTo(t, address)).token as string;
 
   it('authentication: login, failed login, lockout, unlock, password change, reset and invitation, second-factor reset, session revocation', async () => {
     const user = await seedUser(t, org.id);
