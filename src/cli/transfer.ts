@@ -17,7 +17,13 @@ import { commonErrors } from '../platform/http/errors.js';
 import { checkOptions, fail, runRefusing } from './context.js';
 
 /** Imports from the command line write as the platform operator; their audit events name the command line. */
-const COMMAND_LINE: Actor = { kind: 'api_key', apiKeyId: COMMAND_LINE_KEY_ID, organizationId: null, scopes: [] };
+const COMMAND_LINE: Actor = {
+  kind: 'api_key',
+  apiKeyId: COMMAND_LINE_KEY_ID,
+  organizationId: null,
+  scopes: [],
+  createdBy: null,
+};
 
 async function organizationIdOf(db: Db, code: string): Promise<string> {
   const organization = await findOrganizationByCode(db, code);

@@ -45,7 +45,7 @@ describe('audit events', () => {
         type: 'test.by_key',
         category: 'provisioning',
         organizationId: null,
-        actor: { kind: 'api_key', apiKeyId: keyId, organizationId: null, scopes: [] },
+        actor: { kind: 'api_key', apiKeyId: keyId, organizationId: null, scopes: [], createdBy: null },
         description: 'by a stored key',
         tags: ['a', 'b'],
       },
@@ -53,7 +53,13 @@ describe('audit events', () => {
         type: 'test.by_env_key',
         category: 'provisioning',
         organizationId: null,
-        actor: { kind: 'api_key', apiKeyId: 'env:PROVISIONING_API_KEY', organizationId: null, scopes: [] },
+        actor: {
+          kind: 'api_key',
+          apiKeyId: 'env:PROVISIONING_API_KEY',
+          organizationId: null,
+          scopes: [],
+          createdBy: null,
+        },
         description: 'by the environment key',
       },
     ]);
@@ -336,7 +342,13 @@ describe('audit events written during a request', () => {
       type: 'test.no_request',
       category: 'system',
       organizationId: null,
-      actor: { kind: 'api_key', apiKeyId: 'env:PROVISIONING_API_KEY', organizationId: null, scopes: [] },
+      actor: {
+        kind: 'api_key',
+        apiKeyId: 'env:PROVISIONING_API_KEY',
+        organizationId: null,
+        scopes: [],
+        createdBy: null,
+      },
       description: 'from a job',
     });
     const [row] = await queryRows<{ ip_address: string | null; user_agent: string | null }>(

@@ -3,6 +3,7 @@ import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { cursorId } from '../../platform/http/pagination.js';
 import { organizations } from '../organizations/organizations.table.js';
+import { users } from '../users/users.table.js';
 import { type ApiKey, apiKeys } from './api-keys.table.js';
 
 /** A key with its organization's code (null for a platform-wide key). */
@@ -20,6 +21,9 @@ export interface ApiKeyCredential {
   revokedAt: Date | null;
   /** True for a platform-wide key. */
   organizationActive: boolean;
+  createdBy: string | null;
+  /** True for a key without a creator (the operator's). */
+  creatorActive: boolean;
 }
 
 // Runs on every request carrying a key whose state is not cached.
@@ -33,9 +37,12 @@ const byHashQuery = preparedPerHandle((db) =>
       expiresAt: apiKeys.expiresAt,
       revokedAt: apiKeys.revokedAt,
       organizationActive: sql<boolean>`coalesce(${organizations.isActive}, true)`,
+      createdBy: apiKeys.createdBy,
+      creatorActive: sql<boolean>`coalesce(${users.status} = 'active', true)`,
     })
     .from(apiKeys)
     .leftJoin(organizations, eq(organizations.id, apiKeys.organizationId))
+    .leftJoin(users, eq(users.id, apiKeys.createdBy))
     .where(eq(apiKeys.keyHash, sql.placeholder('hash')))
     .limit(1)
     .prepare('find_api_key_by_hash'),

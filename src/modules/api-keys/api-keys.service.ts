@@ -15,7 +15,7 @@ import { instantOf } from '../../platform/http/date-time.js';
 import { commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
-import { recordAudit } from '../activity/audit.js';
+import { recordAudit, recordAudits } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
@@ -205,6 +205,32 @@ export async function revokeApiKey(db: Db, manager: KeyManager, id: string): Pro
 }
 
 /**
+ * Revokes the keys a user created, in the transaction deleting the user: the reference to them goes
+ * with the row, and a key without a creator would act as the operator's, without a ceiling.
+ */
+export async function revokeKeysOfCreator(tx: DbOrTx, userId: string, actor: Actor | undefined): Promise<void> {
+  const revoked = await tx
+    .update(apiKeys)
+    .set({ revokedAt: new Date() })
+    .where(and(eq(apiKeys.createdBy, userId), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id, organizationId: apiKeys.organizationId, prefix: apiKeys.prefix });
+  for (const key of revoked) await publishInvalidation(tx, 'api-key', key.id);
+  await recordAudits(
+    tx,
+    revoked.map((key) => ({
+      type: 'api_key.revoked',
+      category: 'api_keys' as const,
+      organizationId: key.organizationId,
+      ...(actor ? { actor } : {}),
+      description: `API key ${key.prefix}… revoked: its creator was deleted`,
+      details: { prefix: key.prefix, reason: 'creator_deleted' },
+      objectType: 'api_key',
+      objectId: key.id,
+    })),
+  );
+}
+
+/**
  * Replaces a key by a new one with the same name, organization, scopes and expiry, revoking the
  * old one in the same transaction: there is never a moment with both or neither.
  */
@@ -257,7 +283,8 @@ interface KeyState {
   organizationId: string | null;
   scopes: string[];
   expiresAtMs: number | null;
-  /** Not revoked, and its organization (if any) active. */
+  createdBy: string | null;
+  /** Not revoked, its organization (if any) active, and its creator (if any) active. */
   usable: boolean;
 }
 
@@ -282,6 +309,8 @@ function forgetApiKey(id: string): void {
 
 onInvalidation('api-key', forgetApiKey);
 onInvalidation('organization', (id) => invalidate(() => keyStates.deleteWhere((s) => s.organizationId === id)));
+// A creator's deactivation (or return) reaches their keys at once.
+onInvalidation('user', (id) => invalidate(() => keyStates.deleteWhere((s) => s.createdBy === id)));
 onInvalidation(ALL_TOPICS, (event) => {
   if (event === 'reset') invalidate(() => keyStates.clear());
 });
@@ -299,7 +328,8 @@ async function loadKeyState(db: Db, key: string, now: number): Promise<KeyState 
     organizationId: row.organizationId,
     scopes: row.scopes,
     expiresAtMs: row.expiresAt?.getTime() ?? null,
-    usable: row.revokedAt === null && row.organizationActive,
+    createdBy: row.createdBy,
+    usable: row.revokedAt === null && row.organizationActive && row.creatorActive,
   };
   if (seen === generation) keyStates.set(hash, state, now + KEY_STATE_TTL_MS);
   return state;
@@ -343,7 +373,13 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
     if (!presented) return undefined;
     const { key, fromBearer } = presented;
     if (envKey !== undefined && secretsEqual(key, envKey)) {
-      return { kind: 'api_key', apiKeyId: ENV_API_KEY_ID, organizationId: null, scopes: ['provisioning'] };
+      return {
+        kind: 'api_key',
+        apiKeyId: ENV_API_KEY_ID,
+        organizationId: null,
+        scopes: ['provisioning'],
+        createdBy: null,
+      };
     }
     if (!key.startsWith(API_KEY_PREFIX)) {
       if (fromBearer) return undefined;
@@ -353,10 +389,18 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
     const state = await loadKeyState(db, key, now);
     if (!state?.usable || (state.expiresAtMs !== null && state.expiresAtMs <= now)) throw invalidKey();
     recordUse(db, state.apiKeyId, now, request.log);
-    return { kind: 'api_key', apiKeyId: state.apiKeyId, organizationId: state.organizationId, scopes: state.scopes };
+    return {
+      kind: 'api_key',
+      apiKeyId: state.apiKeyId,
+      organizationId: state.organizationId,
+      scopes: state.scopes,
+      createdBy: state.createdBy,
+    };
   };
 }
 
 function invalidKey() {
-  return commonErrors.unauthenticated('The API key is unknown, revoked or expired.');
+  return commonErrors.unauthenticated(
+    'The API key is unknown, revoked or expired, or its creator is no longer active.',
+  );
 }

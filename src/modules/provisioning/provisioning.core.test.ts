@@ -8,12 +8,19 @@ import { users } from '../users/users.table.js';
 import { deactivateUser, findProvisionedUser, listProvisionedUsers, readUserRows } from './provisioning.lookup.js';
 import { type ProvisionOutcome, provisionUsers } from './provisioning.service.js';
 
-const platform: Actor = { kind: 'api_key', apiKeyId: 'env:PROVISIONING_API_KEY', organizationId: null, scopes: [] };
+const platform: Actor = {
+  kind: 'api_key',
+  apiKeyId: 'env:PROVISIONING_API_KEY',
+  organizationId: null,
+  scopes: [],
+  createdBy: null,
+};
 const keyOf = (organizationId: string): Actor => ({
   kind: 'api_key',
   apiKeyId: '01a20568-ebe5-7959-8be2-4ac6be73e028',
   organizationId,
   scopes: ['scim'],
+  createdBy: null,
 });
 
 function ok(r: ProvisionOutcome | undefined) {

@@ -11,6 +11,7 @@ import { recordAudits } from '../activity/audit.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { organizations } from '../organizations/organizations.table.js';
+import { usersAboveKeyCeiling } from '../rbac/delegation.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type User, users } from '../users/users.table.js';
 import { callEvent, userEvent } from './provisioning.audit.js';
@@ -147,6 +148,7 @@ export async function deactivateUser(
     const row = await findUserByRef(tx, ref, scope, true);
     if (!row) throw provisioningErrors.userNotFound(refText(ref));
     if (row.isSuperuser && !isSuperuserActor(actor)) throw rbacErrors.superuserTarget();
+    if ((await usersAboveKeyCeiling(tx, actor, [row.id])).size > 0) throw rbacErrors.aboveKeyCeiling(row.id);
     const at = new Date();
     if (row.status === 'deactivated') {
       await recordAudits(tx, [

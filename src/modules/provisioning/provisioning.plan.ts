@@ -13,6 +13,7 @@ import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-g
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
+import { usersAboveKeyCeiling } from '../rbac/delegation.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { userTypeErrors } from '../user-types/user-types.errors.js';
 import { findUserTypeForUser } from '../user-types/user-types.queries.js';
@@ -361,11 +362,35 @@ export async function planItems(
     });
   }
 
-  for (const error of await checkTypedProfiles(db, planned, state)) steps.set(error.index, error);
-  const typed = planned.filter((p) => !steps.has(p.index));
+  for (const error of await refuseAboveKeyCeiling(db, actor, planned)) steps.set(error.index, error);
+  const reachable = planned.filter((p) => !steps.has(p.index));
+  for (const error of await checkTypedProfiles(db, reachable, state)) steps.set(error.index, error);
+  const typed = reachable.filter((p) => !steps.has(p.index));
   for (const error of await findTakenValues(db, typed, state, probe)) steps.set(error.index, error);
   for (const p of typed) if (!steps.has(p.index)) steps.set(p.index, p);
   return items.map(({ index }) => steps.get(index) as Step);
+}
+
+/**
+ * An API key writes users within its creator's reach, as the admin API bounds the creator: a user
+ * holding a role more powerful than the creator's is refused (403 delegation_ceiling). Otherwise an
+ * organization admin's key could change its owner's email, deactivate them, or take the account over
+ * through a password reset. New users hold no role yet, so only existing ones are looked at.
+ */
+async function refuseAboveKeyCeiling(
+  db: DbOrTx,
+  actor: Actor,
+  plans: Plan[],
+): Promise<{ index: number; error: AppError }[]> {
+  const reached = plans.flatMap((p) => (p.existing ? [{ index: p.index, id: p.existing.id }] : []));
+  const above = await usersAboveKeyCeiling(
+    db,
+    actor,
+    reached.map((r) => r.id),
+  );
+  return reached
+    .filter((r) => above.has(r.id))
+    .map((r) => ({ index: r.index, error: rbacErrors.aboveKeyCeiling(r.id) }));
 }
 
 function profileOf(attributes: Record<string, unknown> | undefined): unknown {

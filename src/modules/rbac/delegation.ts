@@ -1,8 +1,12 @@
-import type { Db } from '../../platform/db/client.js';
+import { eq, sql } from 'drizzle-orm';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { anyUuid } from '../../platform/db/columns.js';
 import type { Actor, UserActor } from '../../platform/http/auth.js';
 import { commonErrors } from '../../platform/http/errors.js';
-import { accessOf, type EffectiveAccess } from './effective-access.js';
+import { users } from '../users/users.table.js';
+import { accessOf, computeAccess, type EffectiveAccess } from './effective-access.js';
 import { rbacErrors } from './rbac.errors.js';
+import { roles, userRoles } from './rbac.table.js';
 
 /**
  * The delegation ceiling: nobody hands out more than they hold. A role someone creates, changes or
@@ -42,6 +46,62 @@ export function assertWithinCeiling(caller: EffectiveAccess, role: RoleReach): v
   }
 }
 
+/** Someone without roles: every role is above them. */
+const NO_ACCESS: Omit<EffectiveAccess, 'userId'> = {
+  organizationId: '',
+  status: 'active',
+  isSuperuser: false,
+  permissions: new Map(),
+  modules: new Map(),
+  roleIds: new Set(),
+  level: null,
+};
+
+/**
+ * The ceiling an API key writes within: that of the user who created it, as their access stands
+ * (read in `db`, which may be the caller's transaction). Keys an operator made (the command line,
+ * PROVISIONING_API_KEY) and a superuser's have none (undefined). Without it an organization admin
+ * could, through a key of their own, reach what the admin API refuses them.
+ */
+export async function keyCeilingOf(db: DbOrTx, actor: Actor): Promise<EffectiveAccess | undefined> {
+  if (actor.kind !== 'api_key' || actor.createdBy === null) return undefined;
+  const access = await computeAccess(db, actor.createdBy);
+  if (access?.isSuperuser) return undefined;
+  return access ?? { ...NO_ACCESS, userId: actor.createdBy };
+}
+
+/** Each user's most powerful role level (null: none) and superuser flag, as they stand in `db`. */
+export function strongestRoles(
+  db: DbOrTx,
+  userIds: string[],
+): Promise<{ id: string; isSuperuser: boolean; level: number | null }[]> {
+  return db
+    .select({ id: users.id, isSuperuser: users.isSuperuser, level: sql<number | null>`min(${roles.level})` })
+    .from(users)
+    .leftJoin(userRoles, eq(userRoles.userId, users.id))
+    .leftJoin(roles, eq(roles.id, userRoles.roleId))
+    .where(anyUuid(users.id, userIds))
+    .groupBy(users.id, users.isSuperuser);
+}
+
+/** Whether a user whose most powerful role is `level` is beyond the ceiling (lower numbers are more powerful). */
+export function isAboveCeiling(ceiling: EffectiveAccess, level: number | null): boolean {
+  if (ceiling.isSuperuser) return false;
+  return level !== null && (ceiling.level === null || level < ceiling.level);
+}
+
+/**
+ * The users among `userIds` an API key may not write: those holding a role more powerful than its
+ * creator (none for a key without a ceiling). Read in `db`, which may be the caller's transaction.
+ */
+export async function usersAboveKeyCeiling(db: DbOrTx, actor: Actor, userIds: string[]): Promise<Set<string>> {
+  if (userIds.length === 0) return new Set();
+  const ceiling = await keyCeilingOf(db, actor);
+  if (!ceiling) return new Set();
+  const powers = await strongestRoles(db, userIds);
+  return new Set(powers.filter((p) => isAboveCeiling(ceiling, p.level)).map((p) => p.id));
+}
+
 /** The user an admin write is aimed at. */
 export interface ManagedUser {
   id: string;
@@ -62,9 +122,15 @@ export async function assertMayManageUser(db: Db, actor: Actor, target: ManagedU
     throw commonErrors.notFound(`User ${target.id}`);
   }
   if (target.isSuperuser) throw rbacErrors.superuserTarget();
-  if (actor.kind === 'api_key') return;
-  const [caller, theirs] = await Promise.all([accessOfCaller(db, actor), accessOf(db, target.id)]);
-  if (theirs?.level != null && (caller.level === null || theirs.level < caller.level)) {
-    throw rbacErrors.aboveCeiling('user', 'This user holds a role more powerful than yours.');
+  const ceiling = actor.kind === 'api_key' ? await keyCeilingOf(db, actor) : await accessOfCaller(db, actor);
+  if (!ceiling) return;
+  const theirs = await accessOf(db, target.id);
+  if (isAboveCeiling(ceiling, theirs?.level ?? null)) {
+    throw rbacErrors.aboveCeiling(
+      'user',
+      actor.kind === 'api_key'
+        ? "This user holds a role more powerful than the key's creator."
+        : 'This user holds a role more powerful than yours.',
+    );
   }
 }

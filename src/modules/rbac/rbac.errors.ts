@@ -26,6 +26,10 @@ export const rbacErrors = {
     }),
   aboveCeiling: (field: string, detail: string) =>
     new AppError(403, 'delegation_ceiling', detail, { errors: [{ field, message: detail }] }),
+  aboveKeyCeiling: (userId: string) =>
+    new AppError(403, 'delegation_ceiling', `User ${userId} holds a role more powerful than the key's creator.`, {
+      errors: [{ field: 'user', message: "Holds a role more powerful than the key's creator." }],
+    }),
   superuserTarget: () =>
     new AppError(403, 'superuser_protected', 'Only a superuser may change a superuser or grant superuser status.'),
   platformObject: (what: string) =>

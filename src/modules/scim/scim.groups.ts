@@ -4,9 +4,14 @@ import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { registerUniqueConstraint } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
-import { apiKeys } from '../api-keys/api-keys.table.js';
-import { assertWithinCeiling } from '../rbac/delegation.js';
-import { accessOf, type EffectiveAccess, roleChanged, userRolesChanged } from '../rbac/effective-access.js';
+import {
+  accessOfCaller,
+  assertWithinCeiling,
+  isAboveCeiling,
+  keyCeilingOf,
+  strongestRoles,
+} from '../rbac/delegation.js';
+import { type EffectiveAccess, roleChanged, userRolesChanged } from '../rbac/effective-access.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
 import { findRole } from '../rbac/roles.service.js';
@@ -344,31 +349,9 @@ export interface GroupWriteContext {
  */
 async function ceilingOf(ctx: GroupWriteContext): Promise<EffectiveAccess | undefined> {
   const { actor } = ctx;
-  let creator: string | null = null;
-  if (actor.kind === 'user' && !actor.isSuperuser) creator = actor.userId;
-  else if (actor.kind === 'api_key' && isUuid(actor.apiKeyId)) {
-    const [key] = await ctx.db
-      .select({ createdBy: apiKeys.createdBy })
-      .from(apiKeys)
-      .where(eq(apiKeys.id, actor.apiKeyId));
-    creator = key?.createdBy ?? null;
-  }
-  if (creator === null) return undefined;
-  const access = await accessOf(ctx.db, creator);
-  return access?.isSuperuser ? undefined : (access ?? { ...NO_ACCESS, userId: creator });
+  if (actor.kind === 'user') return actor.isSuperuser ? undefined : accessOfCaller(ctx.db, actor);
+  return keyCeilingOf(ctx.db, actor);
 }
-
-/** Someone without roles: every role is above them. */
-const NO_ACCESS: EffectiveAccess = {
-  userId: '',
-  organizationId: '',
-  status: 'active',
-  isSuperuser: false,
-  permissions: new Map(),
-  modules: new Map(),
-  roleIds: new Set(),
-  level: null,
-};
 
 /**
  * Refuses (403 `delegation_ceiling`) a write to a role beyond the ceiling: its members, its name or
@@ -386,16 +369,9 @@ async function assertWithinKeyCeiling(
   assertWithinCeiling(ceiling, { level: role.level, permissions: role.permissionCodes, modules: role.moduleCodes });
   if (changedMembers.length === 0) return;
   // In the transaction's own connection (on PGlite the only one): each member's power as it stands.
-  const powers = await tx
-    .select({ id: users.id, isSuperuser: users.isSuperuser, level: sql<number | null>`min(${roles.level})` })
-    .from(users)
-    .leftJoin(userRoles, eq(userRoles.userId, users.id))
-    .leftJoin(roles, eq(roles.id, userRoles.roleId))
-    .where(anyUuid(users.id, changedMembers))
-    .groupBy(users.id, users.isSuperuser);
-  for (const member of powers) {
+  for (const member of await strongestRoles(tx, changedMembers)) {
     if (member.isSuperuser) throw rbacErrors.superuserTarget();
-    if (member.level !== null && (ceiling.level === null || member.level < ceiling.level)) {
+    if (isAboveCeiling(ceiling, member.level)) {
       throw rbacErrors.aboveCeiling('members', `User ${member.id} holds a role more powerful than the key's creator.`);
     }
   }

@@ -2,6 +2,7 @@ import { and, asc, desc, eq, getTableColumns, inArray, type SQL, sql } from 'dri
 import type { Filter } from 'scim2-parse-filter';
 import { type Db, type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
+import { usersAboveKeyCeiling } from '../rbac/delegation.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
 import { removeUser } from '../users/users.service.js';
@@ -269,6 +270,8 @@ export async function deleteScimUser(ctx: WriteContext, id: string, ifMatch: str
     if (!current) throw scimErrors.notFound('User', id);
     assertVersion(current, ifMatch);
     if (current.isSuperuser) throw rbacErrors.superuserTarget();
+    if ((await usersAboveKeyCeiling(tx, ctx.actor, [current.id])).size > 0)
+      throw rbacErrors.aboveKeyCeiling(current.id);
     await removeUser(tx, current, {
       actor: ctx.actor,
       category: 'provisioning',

@@ -5,6 +5,7 @@ import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf, type UserActor } from '../../platform/http/auth.js';
 import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { eraseUserActivity } from '../activity/audit-seal.js';
+import { revokeKeysOfCreator } from '../api-keys/api-keys.service.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
@@ -152,6 +153,7 @@ export async function removeUser(
   event: Pick<AuditEvent, 'actor' | 'category' | 'description' | 'details'>,
 ): Promise<void> {
   await revokeUserSessions(tx, user.id, 'user_deleted');
+  await revokeKeysOfCreator(tx, user.id, event.actor);
   // The cascade takes their assignments: the groups they were in change version.
   await holderLeaving(tx, user.id);
   await tx.delete(users).where(eq(users.id, user.id));

@@ -18,6 +18,11 @@ export type Actor =
       /** null for a platform-wide key. */
       organizationId: string | null;
       scopes: string[];
+      /**
+       * The user who created the key: it acts within their reach (delegation ceiling) and only while
+       * they are active. null for the operator's keys (command line, PROVISIONING_API_KEY).
+       */
+      createdBy: string | null;
     }
   | { kind: 'anonymous' };
 

@@ -1,0 +1,166 @@
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { activities } from '../activity/activity.table.js';
+import { createApiKey, OPERATOR } from './api-keys.service.js';
+import { apiKeys } from './api-keys.table.js';
+
+const SCIM_USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
+const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+
+/** A key lives with the user who made it: it stops with them and reaches no further than they do. */
+describe('API keys and their creator', () => {
+  let t: TestApp;
+  let root: Client;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    root = await superuserClient(t);
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  const withKey = (key: string, method: 'GET' | 'POST' | 'PUT' | 'PATCH', url: string, body?: unknown) =>
+    t.request({
+      method,
+      url,
+      headers: {
+        'x-api-key': key,
+        ...(body === undefined
+          ? {}
+          : { 'content-type': url.startsWith('/scim') ? 'application/scim+json' : 'application/json' }),
+      },
+      ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+    });
+
+  async function adminWithKey() {
+    const org = await seedOrganization(t);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const made = await admin.post('/api/v1/api-keys/', {
+      name: 'idp',
+      organization: org.code,
+      scopes: ['provisioning', 'scim'],
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    return { org, admin, key: made.json().key as string, keyId: made.json().id as string };
+  }
+
+  it('stops while its creator is deactivated and works again once they are back', async () => {
+    const { org, admin, key } = await adminWithKey();
+    const list = () => withKey(key, 'GET', `/api/provisioning/users?client_id=${org.code}`);
+    expect((await list()).statusCode).toBe(200);
+
+    const off = await root.patch(`/api/v1/users/${admin.user.id}/`, { is_active: false });
+    expect(off.statusCode, off.body).toBe(200);
+    const refused = await list();
+    expect(refused.statusCode).toBe(401);
+    expect(refused.json().detail).toMatch(/creator is no longer active/);
+
+    const on = await root.patch(`/api/v1/users/${admin.user.id}/`, { is_active: true });
+    expect(on.statusCode, on.body).toBe(200);
+    expect((await list()).statusCode).toBe(200);
+  });
+
+  it('is revoked, with an audit event, when its creator is deleted', async () => {
+    const { org, admin, key, keyId } = await adminWithKey();
+    const deleted = await root.delete(`/api/v1/users/${admin.user.id}/`);
+    expect(deleted.statusCode, deleted.body).toBe(204);
+
+    expect((await withKey(key, 'GET', `/api/provisioning/users?client_id=${org.code}`)).statusCode).toBe(401);
+    const [row] = await t.database.db.select().from(apiKeys).where(eq(apiKeys.id, keyId));
+    expect(row?.revokedAt).toBeInstanceOf(Date);
+    expect(row?.createdBy).toBeNull();
+    const events = await t.database.db
+      .select({ type: activities.activityType, details: activities.details })
+      .from(activities)
+      .where(eq(activities.objectId, keyId));
+    expect(events).toContainEqual({
+      type: 'api_key.revoked',
+      details: { prefix: row?.prefix, reason: 'creator_deleted' },
+    });
+    // An operator's key has no creator to lose.
+    const { key: operatorKey } = await createApiKey(t.database.db, OPERATOR, {
+      name: 'op',
+      organization: org.code,
+      scopes: ['provisioning'],
+    });
+    expect((await withKey(operatorKey, 'GET', `/api/provisioning/users?client_id=${org.code}`)).statusCode).toBe(200);
+  });
+
+  it("writes users only within its creator's reach, on every provisioning path", async () => {
+    const { org, key } = await adminWithKey();
+    // A role of the organization above an organization admin.
+    const boss = await root.post('/api/v1/roles/', {
+      code: unique('boss_').replace(/-/g, '_'),
+      name: 'Boss',
+      level: 0,
+      organization: org.code,
+      permissions: [],
+      modules: [],
+    });
+    expect(boss.statusCode, boss.body).toBe(201);
+    const owner = await seedUser(t, org.id, { externalId: unique('kc-owner-') });
+    const colleague = await seedUser(t, org.id, { externalId: unique('kc-peer-') });
+    const assigned = await root.post(`/api/v1/users/${owner.id}/roles/`, { role: boss.json().code });
+    expect(assigned.statusCode, assigned.body).toBe(201);
+
+    // Seed 000: upsert, bulk (the owner's item fails alone) and deactivate.
+    const upsert = await withKey(key, 'POST', '/api/provisioning/users', {
+      keycloak_id: owner.externalId,
+      email: 'taken-over@example.com',
+      engagemx_client_id: org.code,
+    });
+    expect(upsert.statusCode, upsert.body).toBe(403);
+    expect(upsert.json()).toMatchObject({ code: 'delegation_ceiling' });
+    const bulk = await withKey(key, 'POST', '/api/provisioning/users/bulk', [
+      { keycloak_id: owner.externalId, email: owner.email, engagemx_client_id: org.code, first_name: 'Changed' },
+      {
+        keycloak_id: colleague.externalId,
+        email: colleague.email,
+        engagemx_client_id: org.code,
+        first_name: 'Changed',
+      },
+    ]);
+    expect(bulk.statusCode, bulk.body).toBe(200);
+    expect(bulk.json()).toMatchObject({ success_count: 1, error_count: 1 });
+    expect(JSON.stringify(bulk.json().errors)).toContain('delegation_ceiling');
+    const deactivate = await withKey(key, 'PUT', `/api/provisioning/users/${owner.externalId}/deactivate`);
+    expect(deactivate.statusCode, deactivate.body).toBe(403);
+
+    // SCIM: PATCH and PUT of the owner are refused in SCIM's error format.
+    const scimPatch = await withKey(key, 'PATCH', `/scim/v2/Users/${owner.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'active', value: false }],
+    });
+    expect(scimPatch.statusCode, scimPatch.body).toBe(403);
+    expect(scimPatch.json()).toMatchObject({ status: '403' });
+    const scimPut = await withKey(key, 'PUT', `/scim/v2/Users/${owner.id}`, {
+      schemas: [SCIM_USER],
+      userName: 'owner',
+      emails: [{ value: 'taken-over@example.com', primary: true }],
+    });
+    expect(scimPut.statusCode, scimPut.body).toBe(403);
+    const scimDelete = await t.request({
+      method: 'DELETE',
+      url: `/scim/v2/Users/${owner.id}`,
+      headers: { 'x-api-key': key },
+    });
+    expect(scimDelete.statusCode, scimDelete.body).toBe(403);
+
+    const ownerNow = await root.get(`/api/v1/users/${owner.id}/`);
+    expect(ownerNow.json()).toMatchObject({ email: owner.email, is_active: true, first_name: owner.firstName });
+    const colleagueNow = await root.get(`/api/v1/users/${colleague.id}/`);
+    expect(colleagueNow.json()).toMatchObject({ first_name: 'Changed' });
+
+    // An operator's key reaches the owner.
+    const { key: operatorKey } = await createApiKey(t.database.db, OPERATOR, {
+      name: 'op',
+      organization: org.code,
+      scopes: ['provisioning'],
+    });
+    const byOperator = await withKey(operatorKey, 'PUT', `/api/provisioning/users/${owner.externalId}/deactivate`);
+    expect(byOperator.statusCode, byOperator.body).toBe(200);
+  });
+});
