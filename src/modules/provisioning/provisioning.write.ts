@@ -185,6 +185,7 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
       sql`${insertUsers(fresh)}
           on conflict (external_id) do update set
             scim_external_id = excluded.scim_external_id, username = excluded.username, email = excluded.email,
+            email_verified = users.email_verified and lower(users.email) = lower(excluded.email),
             first_name = excluded.first_name, last_name = excluded.last_name, attributes = excluded.attributes,
             status = excluded.status, password_hash = coalesce(excluded.password_hash, users.password_hash),
             updated_at = now()
@@ -203,8 +204,8 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
     const rows = await queryRows<WrittenRow & { previous: UserStatus }>(
       tx,
       sql`update users set external_id = v.external_id, scim_external_id = v.scim_external_id, username = v.username,
-            email = v.email, first_name = v.first_name, last_name = v.last_name, attributes = v.attributes,
-            status = v.status,
+            email = v.email, email_verified = old.email_verified and lower(old.email) = lower(v.email),
+            first_name = v.first_name, last_name = v.last_name, attributes = v.attributes, status = v.status,
             user_type = case when v.user_type_json is null then users.user_type else v.user_type_json ->> 0 end,
             is_staff = coalesce(v.is_staff, users.is_staff), is_superuser = coalesce(v.is_superuser, users.is_superuser),
             password_hash = coalesce(v.password_hash, users.password_hash), updated_at = now()
