@@ -37,8 +37,9 @@ interface Page<T> {
 
 /**
  * The API pages with opaque cursors, react-admin with page numbers: the cursor that leads to each
- * page is remembered per list (resource, filters, sort, page size) as the user walks forward, and a
- * page whose cursor is unknown (a stale URL) starts over from the first one.
+ * page is remembered per list (resource, filters, sort, page size) as the user walks forward. A
+ * page whose cursor is unknown (a reloaded or shared URL) answers no rows, on which react-admin goes
+ * back to page 1 itself: answering page 1's rows would show them under the other page's number.
  */
 const cursors = new Map<string, (string | undefined)[]>();
 
@@ -56,8 +57,10 @@ async function cursorPage(
   const perPage = pagination?.perPage ?? 25;
   const page = pagination?.page ?? 1;
   const known = cursors.get(key) ?? [undefined];
-  const effectivePage = page === 1 || known[page - 1] !== undefined ? page : 1;
-  const cursor = known[effectivePage - 1];
+  if (page > 1 && known[page - 1] === undefined) {
+    return { data: [], pageInfo: { hasNextPage: false, hasPreviousPage: false } };
+  }
+  const cursor = known[page - 1];
   const body = await api<Page<Record<string, unknown>> | Record<string, unknown>[]>(
     `${path}${query({ ...filter, limit: perPage, cursor })}`,
   );
@@ -65,14 +68,14 @@ async function cursorPage(
   const rows = Array.isArray(body) ? body : body.results;
   const next = Array.isArray(body) ? null : (body.next ?? null);
   if (next) {
-    known[effectivePage] = next;
+    known[page] = next;
     cursors.set(key, known);
   }
   return {
     data: withIds(rows, (row) => String(row.user_id ?? row.period_start ?? JSON.stringify(row))),
-    pageInfo: { hasNextPage: next !== null, hasPreviousPage: effectivePage > 1 },
+    pageInfo: { hasNextPage: next !== null, hasPreviousPage: page > 1 },
     // On the last page the count is known without a COUNT(*): the pager can then say "1-3 of 3".
-    ...(next === null ? { total: (effectivePage - 1) * perPage + rows.length } : {}),
+    ...(next === null ? { total: (page - 1) * perPage + rows.length } : {}),
   };
 }
 
