@@ -1,8 +1,10 @@
 import { Button as MuiButton, Stack } from '@mui/material';
+import { useState } from 'react';
 import {
   AutocompleteInput,
   BooleanField,
   BooleanInput,
+  Confirm,
   Create,
   Datagrid,
   DateField,
@@ -50,8 +52,12 @@ const filters = [
   <NullableBooleanInput key="is_staff" source="is_staff" label="Staff" />,
 ];
 
-/** Deactivates or reactivates the selected users one by one, saying how many the server refused. */
+/**
+ * Deactivates (once confirmed: their sessions end at once) or reactivates the selected users one by
+ * one, saying how many the server refused.
+ */
 function BulkSetActive() {
+  const [confirming, setConfirming] = useState(false);
   const { selectedIds, resource } = useListContext();
   const unselectAll = useUnselectAll(resource ?? 'users');
   const notify = useNotify();
@@ -70,9 +76,20 @@ function BulkSetActive() {
   }
   return (
     <>
-      <MuiButton size="small" onClick={() => apply(false)}>
+      <MuiButton size="small" onClick={() => setConfirming(true)}>
         Deactivate
       </MuiButton>
+      <Confirm
+        isOpen={confirming}
+        title={`Deactivate ${selectedIds.length} ${selectedIds.length === 1 ? 'user' : 'users'}?`}
+        content="Their sessions end at once, and they cannot sign in until reactivated."
+        confirm="Deactivate"
+        onConfirm={() => {
+          setConfirming(false);
+          void apply(false);
+        }}
+        onClose={() => setConfirming(false)}
+      />
       <MuiButton size="small" onClick={() => apply(true)}>
         Reactivate
       </MuiButton>

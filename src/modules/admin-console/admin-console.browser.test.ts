@@ -239,13 +239,20 @@ describe.skipIf(!hasChromium())(
       await page.getByRole('button', { name: 'Deactivate' }).waitFor();
       expect(await statusOf()).toBe('active');
 
-      // Bulk action on the list: the selected user is deactivated.
+      // Bulk action on the list: once confirmed, the selected user is deactivated.
       await page.goto(`${base}/admin/users`);
       await page
         .getByRole('row', { name: /alan\.turing@example\.com/ })
         .getByRole('checkbox')
         .check();
       await page.getByRole('button', { name: 'Deactivate' }).click();
+      const confirm = page.getByRole('dialog', { name: 'Deactivate 1 user?' });
+      await confirm.getByRole('button', { name: 'Cancel' }).click();
+      await confirm.waitFor({ state: 'hidden' });
+      const [untouched] = await t.database.db.select().from(users).where(eq(users.email, 'alan.turing@example.com'));
+      expect(untouched?.status).toBe('active');
+      await page.getByRole('button', { name: 'Deactivate' }).click();
+      await confirm.getByRole('button', { name: 'Deactivate' }).click();
       await page.getByText('1 deactivated').waitFor();
       const [alan] = await t.database.db.select().from(users).where(eq(users.email, 'alan.turing@example.com'));
       expect(alan?.status).toBe('deactivated');
