@@ -151,6 +151,8 @@ export const authProvider: AuthProvider = {
       email: me.email,
       // Staff and superusers may read the export statistics (the dashboard's user counts).
       isStaff: me.is_staff || me.is_superuser,
+      // Only superusers make superusers: the user form offers the flag to them alone.
+      isSuperuser: me.is_superuser,
     };
   },
 

@@ -32,6 +32,7 @@ import {
   TopToolbar,
   useCanAccess,
   useCreate,
+  useGetIdentity,
   useListContext,
   useNotify,
   useRecordContext,
@@ -237,6 +238,7 @@ export function UserShow() {
 }
 
 function UserFields({ creating }: { creating: boolean }) {
+  const { identity } = useGetIdentity();
   return (
     <>
       <TextInput source="email" type="email" validate={required()} />
@@ -247,7 +249,7 @@ function UserFields({ creating }: { creating: boolean }) {
       <TextInput source="user_type" label="User type" />
       <SelectInput source="status" choices={statuses} />
       <BooleanInput source="is_staff" label="Staff" />
-      <BooleanInput source="is_superuser" label="Superuser" />
+      {identity?.isSuperuser === true && <BooleanInput source="is_superuser" label="Superuser" />}
       <PasswordInput
         source="password"
         autoComplete="new-password"

@@ -596,6 +596,23 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it('offers the Superuser flag to superusers alone (the server refuses it from anyone else)', async () => {
+      const orgAdmin = await seedUser(t, orgId, { email: 'org.admin@example.com' });
+      await grantRole(t, orgAdmin, 'org_admin');
+      for (const [who, offered] of [
+        [orgAdmin, false],
+        [admin, true],
+      ] as const) {
+        const page = await newPage();
+        await signIn(page, who.email);
+        await page.getByRole('menuitem', { name: 'Users', exact: true }).waitFor();
+        await page.goto(`${base}/admin/users/create`);
+        await page.getByLabel('Staff', { exact: true }).waitFor();
+        expect(await page.getByLabel('Superuser', { exact: true }).count(), who.email).toBe(offered ? 1 : 0);
+        await page.context().close();
+      }
+    }, 60_000);
+
     it('shows a signed-in user without administration rights the no-access page', async () => {
       const plain = await seedUser(t, orgId, { email: 'plain.user@example.com' });
       const page = await newPage();
