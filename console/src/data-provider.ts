@@ -278,10 +278,14 @@ export const dataProvider = {
       const wanted = new Set(params.ids.map(String));
       return { data: (await codeCatalog(resource, {})).filter((row) => wanted.has(String(row.id))) };
     }
-    const data = await Promise.all(
+    // A record that cannot be read (deleted, or out of reach: 404 or 403) is left out, and its
+    // reference shows the id instead; an ended session still signs out.
+    const settled = await Promise.allSettled(
       params.ids.map((id) => api<RaRecord>(`${pathOf(resource)}${encodeURIComponent(String(id))}/`)),
     );
-    return { data };
+    const signedOut = settled.find((r) => r.status === 'rejected' && (r.reason as HttpError).status === 401);
+    if (signedOut) throw (signedOut as PromiseRejectedResult).reason;
+    return { data: settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])) };
   },
 
   async getManyReference(resource, params) {

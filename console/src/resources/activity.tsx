@@ -17,6 +17,7 @@ import {
 } from 'react-admin';
 import { query } from '../http';
 import { InstantInput } from '../instant-input';
+import { UserRefField } from '../user-ref-field';
 
 const severities = ['info', 'warning', 'critical'].map((id) => ({ id, name: id }));
 
@@ -71,7 +72,7 @@ export function ActivityList() {
         <TextField source="category" sortable={false} />
         <TextField source="severity" sortable={false} />
         <BooleanField source="success" sortable={false} />
-        <TextField source="user_id" label="User" sortable={false} />
+        <UserRefField label="User" sortable={false} />
         <TextField source="organization" sortable={false} />
         <TextField source="description" sortable={false} />
         <TextField source="ip_address" label="IP" sortable={false} />
@@ -129,7 +130,7 @@ export function SessionList() {
       ]}
     >
       <Datagrid bulkActionButtons={false} rowClick={false}>
-        <TextField source="user_id" label="User" sortable={false} />
+        <UserRefField label="User" sortable={false} />
         <TextField source="organization" sortable={false} />
         <TextField source="ip_address" label="IP" sortable={false} />
         <TextField source="browser" sortable={false} />

@@ -260,6 +260,9 @@ describe.skipIf(!hasChromium())(
       // Activity: the list shows what just happened, and the audit export answers through the cookie session.
       await page.goto(`${base}/admin/activities`);
       await page.getByRole('cell', { name: 'api.request' }).first().waitFor();
+      // Who acted shows as their email, linked to their page (not as an id).
+      await page.getByRole('link', { name: admin.email, exact: true }).first().waitFor();
+      expect(await page.getByRole('cell', { name: admin.id, exact: true }).count()).toBe(0);
       // The filters beyond Type are reachable, and an expanded row shows its details as JSON.
       await page.getByRole('button', { name: 'Add filter' }).click();
       await page.getByRole('menuitemcheckbox', { name: 'Severity', exact: true }).click();
@@ -272,6 +275,9 @@ describe.skipIf(!hasChromium())(
       expect(exportHref).toMatch(/^\/api\/v1\/activities\/export\/\?format=csv$/);
       const exported = await page.request.get(`${base}${exportHref}`);
       expect(exported.status()).toBe(200);
+      // Sessions name their user the same way.
+      await page.goto(`${base}/admin/user-sessions`);
+      await page.getByRole('link', { name: admin.email, exact: true }).first().waitFor();
       await page.context().close();
     }, 120_000);
 
