@@ -131,7 +131,8 @@ describe('rate limits (RATE_LIMITS=on)', () => {
     expect(codes.slice(0, 10).every((c) => c === 401)).toBe(true);
     expect(codes[10]).toBe(429);
 
-    // A refresh grant on /api/token/ draws on that endpoint's per-IP login budget, in either encoding.
+    // A refresh grant on /api/token/ draws on the refresh budget, shared with the refresh routes, in
+    // either encoding; a password grant from the same client still has the whole login budget.
     const ip = '198.51.100.20';
     const refreshGrant = (i: number) =>
       t.request({
@@ -142,8 +143,12 @@ describe('rate limits (RATE_LIMITS=on)', () => {
           : { payload: { grant_type: 'refresh_token', refresh_token: 'x'.repeat(43) } }),
         remoteAddress: ip,
       });
-    for (let i = 0; i < 30; i++) expect((await refreshGrant(i)).statusCode).toBe(401);
-    expect((await refreshGrant(30)).statusCode).toBe(429);
+    for (let i = 0; i < 100; i++) expect((await refreshGrant(i)).statusCode).toBe(401);
+    expect(await burn(t, ['/api/token/refresh/'], 20, ip)).toEqual(Array(20).fill(400));
+    expect((await refreshGrant(100)).statusCode).toBe(429);
+    expect((await burn(t, ['/api/token/refresh/'], 1, ip))[0]).toBe(429);
+    expect(await burn(t, ['/api/token/'], 30, ip)).toEqual(Array(30).fill(400));
+    expect((await burn(t, ['/api/token/'], 1, ip))[0]).toBe(429);
   });
 });
 

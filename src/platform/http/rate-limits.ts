@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import rateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import { AppError } from './errors.js';
@@ -24,8 +24,9 @@ const GROUPS = {
   account: { max: 20, timeWindow: MINUTE },
 } satisfies Record<string, Limit>;
 
-const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS> = {
-  'POST /api/token': 'password',
+const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS | 'by_grant'> = {
+  // OAuth2's token endpoint: a password grant spends the login budget, a refresh grant the refresh one.
+  'POST /api/token': 'by_grant',
   'POST /api/v1/users/login': 'password',
   'POST /api/login': 'password',
   // The second login step (TOTP or recovery code) draws on the same budget as the first.
@@ -125,6 +126,12 @@ async function enforce(budget: Budget, request: FastifyRequest, warn: (err: unkn
   if (!result.isAllowed && result.isExceeded) throw tooManyRequests(result.ttlInSeconds);
 }
 
+/** The budget of a call to the OAuth2 token endpoint, by its grant (password when none is named). */
+function grantGroup(request: FastifyRequest): 'password' | 'refresh' {
+  const body = request.body as { grant_type?: unknown } | undefined;
+  return body?.grant_type === 'refresh_token' ? 'refresh' : 'password';
+}
+
 function loginIdentifier(request: FastifyRequest): string | undefined {
   const body = request.body as { email?: unknown; username?: unknown } | undefined;
   const id = body?.email ?? body?.username;
@@ -168,11 +175,11 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
   const warn = throttledWarning(app);
   const redis = config.redisUrl ? connectRedis(app, config.redisUrl, warn) : undefined;
 
-  const perIp = {} as Record<keyof typeof GROUPS, onRequestAsyncHookHandler>;
+  const perIp = {} as Record<keyof typeof GROUPS, (request: FastifyRequest) => Promise<void>>;
   for (const [group, limit] of Object.entries(GROUPS) as [keyof typeof GROUPS, Limit][]) {
     // The plugin's default key is request.ip (IPv6 grouped by subnet).
     const counters = await budget(app, redis, group, limit);
-    perIp[group] = async (request) => enforce(counters, request, warn);
+    perIp[group] = (request) => enforce(counters, request, warn);
   }
 
   const identifier = await budget(app, redis, 'identifier', {
@@ -188,8 +195,12 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     const path = route.url.replace(/\/+$/, '');
     const group = methods.map((method) => CREDENTIAL_ROUTES[`${method} ${path}`]).find((g) => g !== undefined);
     if (!group) return;
-    route.onRequest = [...toArray(route.onRequest), perIp[group]];
-    if (group === 'password') route.preHandler = [...toArray(route.preHandler), perIdentifier];
+    if (group === 'by_grant') {
+      // The grant is in the body: counted once it is parsed (JSON or form), before the schema is checked.
+      const byGrant = (request: FastifyRequest) => perIp[grantGroup(request)](request);
+      route.preValidation = [...toArray(route.preValidation), byGrant];
+    } else route.onRequest = [...toArray(route.onRequest), perIp[group]];
+    if (group === 'password' || group === 'by_grant') route.preHandler = [...toArray(route.preHandler), perIdentifier];
   });
 }
 
