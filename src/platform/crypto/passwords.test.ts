@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { type Algorithm, hash } from '@node-rs/argon2';
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../http/errors.js';
 import { hashPassword, needsRehash, verifyDummyPassword, verifyPassword } from './passwords.js';
@@ -10,6 +11,27 @@ describe('passwords', () => {
     expect(needsRehash(hash)).toBe(false);
     expect(await verifyPassword(hash, 'correct horse battery')).toBe(true);
     expect(await verifyPassword(hash, 'correct horse batterY')).toBe(false);
+  });
+
+  it('hashes the NFKC form, so one password typed with composed or decomposed accents is the same', async () => {
+    const composed = 'caf\u00e9 cr\u00e8me br\u00fbl\u00e9e';
+    const decomposed = composed.normalize('NFD');
+    expect(decomposed).not.toBe(composed);
+    const fromComposed = await hashPassword(composed);
+    expect(await verifyPassword(fromComposed, decomposed)).toBe(true);
+    const fromDecomposed = await hashPassword(decomposed);
+    expect(await verifyPassword(fromDecomposed, composed)).toBe(true);
+    // Compatibility forms too: a full-width letter is its ASCII letter.
+    expect(await verifyPassword(await hashPassword('ｐａｓｓword 42!'), 'password 42!')).toBe(true);
+    expect(await verifyPassword(fromComposed, 'cafe creme brulee')).toBe(false);
+    // A hash made of the text as typed, before normalisation, still verifies with that text.
+    const asTyped = await hash(decomposed, {
+      algorithm: 2 as Algorithm,
+      memoryCost: 19_456,
+      timeCost: 2,
+      parallelism: 1,
+    });
+    expect(await verifyPassword(asTyped, decomposed)).toBe(true);
   });
 
   it('salts every hash', async () => {

@@ -61,22 +61,34 @@ async function withSlot<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Hashes a password with argon2id on the libuv thread pool; 503 server_busy when the hash queue is full. */
+/**
+ * Passwords are hashed in Unicode normal form NFKC (NIST SP 800-63B, 5.1.1.2): "é" typed as one code
+ * point on one keyboard and as "e" plus a combining accent on another is the same password.
+ */
+function normalized(password: string): string {
+  return password.normalize('NFKC');
+}
+
+/** Hashes a password (NFKC) with argon2id on the libuv thread pool; 503 server_busy when the hash queue is full. */
 export function hashPassword(password: string): Promise<string> {
-  return withSlot(() => hash(password, OPTIONS));
+  return withSlot(() => hash(normalized(password), OPTIONS));
 }
 
 /**
  * Checks a password against a stored hash: an argon2 PHC string (the parameters come from the hash,
- * also in Django's `argon2$…` form) or an imported legacy hash (legacy-hashes.ts). A hash this code
- * cannot read is a non-match, never an error.
+ * also in Django's `argon2$…` form), in NFKC and then, if that differs, as typed (hashes made before
+ * normalisation, Django's), or an imported legacy hash (legacy-hashes.ts), as typed, as Django checks
+ * it. A hash this code cannot read is a non-match, never an error.
  */
 export function verifyPassword(storedHash: string, password: string): Promise<boolean> {
   return withSlot(async () => {
     const phc = argon2PhcOf(storedHash);
     if (phc === undefined) return verifyLegacyPassword(storedHash, password);
     try {
-      return await verify(phc, password);
+      const form = normalized(password);
+      if (await verify(phc, form)) return true;
+      // A hash made before passwords were normalised holds the text as it was typed.
+      return form !== password && (await verify(phc, password));
     } catch {
       return false;
     }
