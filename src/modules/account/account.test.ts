@@ -116,6 +116,8 @@ describe('POST /api/v1/users/register', () => {
   it.each([
     ['too short', 'Xk4!pq'],
     ['a common password', 'Password2024!'],
+    ['a common password in full-width letters', 'Ｐａｓｓｗｏｒｄ2024!'],
+    ['the username in full-width letters', 'Big-ｍａｌｌｏｗｆａｎ-99'],
     ['a keyboard walk', 'qwertyuiop'],
     ['the email local part', 'Mallory-Weaver-rules'],
     ['the username', 'Big-mallowfan-99'],

@@ -58,15 +58,17 @@ export function passwordWeakness(
   owner: PasswordOwner,
   policy: PasswordPolicy = DEFAULT_PASSWORD_POLICY,
 ): string | undefined {
+  // Judged as it is hashed (NFKC, passwords.ts): full-width "ｐａｓｓｗｏｒｄ" is "password".
+  const text = password.normalize('NFKC');
   // Code points, not UTF-16 units: an emoji is one character to the person typing it.
-  if ([...password].length < policy.minLength) return `The password must be at least ${policy.minLength} characters.`;
-  if (new Set(password).size < 3) return 'The password repeats too few different characters.';
-  const lower = password.toLowerCase();
+  if ([...text].length < policy.minLength) return `The password must be at least ${policy.minLength} characters.`;
+  if (new Set(text).size < 3) return 'The password repeats too few different characters.';
+  const lower = text.toLowerCase();
   const personal = [owner.email?.split('@')[0], owner.username]
     .map((s) => s?.trim().toLowerCase())
     .filter((s): s is string => s !== undefined && s.length >= MIN_PERSONAL_LENGTH);
   if (personal.some((s) => lower.includes(s))) return 'The password must not contain your username or email address.';
-  if (isCommonPassword(password)) return 'This password is too common; choose one that is harder to guess.';
+  if (isCommonPassword(text)) return 'This password is too common; choose one that is harder to guess.';
   return undefined;
 }
 
