@@ -16,7 +16,7 @@ describe('gatehouse createsuperuser on the command line', () => {
     const refused = await gatehouse([...args, '--username', 'bad name'], dataDir);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr.trim()).toBe(
-      'gatehouse: createsuperuser: --username: Use letters, digits and _ . @ + - only.',
+      "gatehouse: createsuperuser: --username: Use letters, digits and _ . @ + - ' # only.",
     );
 
     const created = await gatehouse([...args, '--username', 'root.admin'], dataDir);

@@ -72,6 +72,22 @@ describe('SCIM Users', () => {
     expect(viaAdmin.json()).toMatchObject({ email: body.userName, first_name: 'Ada', organization: org.code });
   });
 
+  it("takes the userNames identity providers send: an address with an apostrophe, an Entra ID guest's UPN", async () => {
+    const { scim } = await scimClient(t);
+    const suffix = Date.now().toString(36);
+    for (const userName of [`o'brien.${suffix}@example.com`, `jo_example.com#EXT#${suffix}@tenant.onmicrosoft.com`]) {
+      const created = await scim(
+        'POST',
+        '/Users',
+        newUser({ userName, emails: [{ value: `${suffix}.${userName.length}@example.com`, primary: true }] }),
+      );
+      expect(created.statusCode, created.body).toBe(201);
+      expect(created.json().userName).toBe(userName);
+      const found = await scim('GET', `/Users?filter=${encodeURIComponent(`userName eq "${userName}"`)}`);
+      expect(found.json()).toMatchObject({ totalResults: 1, Resources: [{ id: created.json().id }] });
+    }
+  });
+
   it('answers 409 uniqueness for a userName or externalId taken within the organization, but not across organizations', async () => {
     const a = await scimClient(t);
     const b = await scimClient(t);

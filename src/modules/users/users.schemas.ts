@@ -11,12 +11,14 @@ const Status = Type.Union(
 const Email = Type.String({ format: 'email', maxLength: 254 });
 /**
  * Django's username rule (seed 001's services): letters, digits and `_ . @ + -`, where letters and
- * digits are those of any script (Django's `\w` is Unicode's; JavaScript's is ASCII only).
+ * digits are those of any script (Django's `\w` is Unicode's; JavaScript's is ASCII only); and `'`
+ * and `#`, which identity providers' usernames hold: an address such as o'brien@example.com, and
+ * the user principal name of an Entra ID guest (jo_example.com#EXT#@tenant.onmicrosoft.com).
  */
 export const Username = Type.String({
   minLength: 1,
   maxLength: 150,
-  pattern: readablePattern('^[\\p{L}\\p{N}_.@+-]+$', 'Use letters, digits and _ . @ + - only.'),
+  pattern: readablePattern("^[\\p{L}\\p{N}_.@+'#-]+$", "Use letters, digits and _ . @ + - ' # only."),
 });
 const Name = Type.String({ maxLength: 150 });
 const UserType = Type.String({
