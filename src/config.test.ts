@@ -27,6 +27,7 @@ describe('loadConfig', () => {
       host: '127.0.0.1',
       databaseUrl: undefined,
       publicUrl: 'http://127.0.0.1:8080',
+      issuer: 'http://127.0.0.1:8080',
       tokenAudience: 'http://127.0.0.1:8080',
       mailFrom: 'gatehouse@localhost',
       trustProxy: false,

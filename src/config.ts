@@ -10,7 +10,10 @@ export interface Config {
   host: string;
   databaseUrl: string | undefined;
   dataDir: string;
+  /** PUBLIC_URL without a trailing slash, to build URLs on. */
   publicUrl: string;
+  /** PUBLIC_URL exactly as configured: access tokens' `iss` (and default `aud`), the discovery `issuer`. */
+  issuer: string;
   tokenAudience: string;
   provisioningApiKey: string | undefined;
   adminEmail: string | undefined;
@@ -205,10 +208,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) throw new ConfigError('HOST', `"${host}" is not an address`);
   const databaseUrl = urlVar(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
   const dataDir = resolve(env.DATA_DIR || './data');
-  const publicUrl = (
-    urlVar(env, 'PUBLIC_URL', ['http:', 'https:']) ?? `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`
-  ).replace(/\/+$/, '');
-  const tokenAudience = env.TOKEN_AUDIENCE || publicUrl;
+  const issuer =
+    urlVar(env, 'PUBLIC_URL', ['http:', 'https:']) ?? `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  const publicUrl = issuer.replace(/\/+$/, '');
+  const tokenAudience = env.TOKEN_AUDIENCE || issuer;
 
   const adminEmail = env.ADMIN_EMAIL || undefined;
   if (adminEmail !== undefined && !EMAIL.test(adminEmail))
@@ -250,6 +253,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl,
     dataDir,
     publicUrl,
+    issuer,
     tokenAudience,
     provisioningApiKey,
     adminEmail,

@@ -200,7 +200,7 @@ interface TokenSubject {
 async function issueAccessToken(ctx: TokenContext, subject: TokenSubject): Promise<string> {
   return ctx.keys.sign(
     {
-      iss: ctx.config.publicUrl,
+      iss: ctx.config.issuer,
       aud: ctx.config.tokenAudience,
       sub: subject.userId,
       jti: randomUUID(),
@@ -252,7 +252,7 @@ export async function verifyAccessToken(ctx: TokenContext, token: string): Promi
   const cached = verifiedTokens.get(token, now);
   if (cached) return cached.exp * 1000 > now ? cached : undefined;
   if (token.length > 4096 || !JWT_SHAPE.test(token)) return undefined;
-  const payload = await ctx.keys.verify(token, { issuer: ctx.config.publicUrl, audience: ctx.config.tokenAudience });
+  const payload = await ctx.keys.verify(token, { issuer: ctx.config.issuer, audience: ctx.config.tokenAudience });
   const claims = payload && toAccessClaims(payload);
   if (!claims) return undefined;
   verifiedTokens.set(token, claims, Math.min(claims.exp * 1000, now + VERIFIED_TOKEN_TTL_MS));

@@ -6,7 +6,7 @@ import { SIGNING_ALGORITHM, type SigningKeyStore } from './signing-keys.service.
 const tags = ['tokens'];
 
 export const signingKeysRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = async (app, { keys }) => {
-  const { publicUrl } = app.config;
+  const { publicUrl, issuer } = app.config;
 
   app.get(
     '/.well-known/jwks.json',
@@ -30,7 +30,7 @@ export const signingKeysRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStor
 
   // OpenID Connect Discovery 1.0 §3, limited to what Gatehouse implements: no authorization endpoint yet.
   const discovery = {
-    issuer: publicUrl,
+    issuer,
     jwks_uri: `${publicUrl}/.well-known/jwks.json`,
     token_endpoint: `${publicUrl}/api/token/`,
     grant_types_supported: [...GRANT_TYPES],

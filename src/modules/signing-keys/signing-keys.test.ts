@@ -59,6 +59,38 @@ describe('signing keys', () => {
     expect(doc).not.toHaveProperty('authorization_endpoint');
   });
 
+  it('issues tokens whose iss is PUBLIC_URL exactly as configured, a trailing slash included', async () => {
+    const slashed = await startTestApp({ PUBLIC_URL: 'https://id.example.test/' });
+    try {
+      const doc = (await slashed.request({ method: 'GET', url: '/.well-known/openid-configuration' })).json();
+      expect(doc).toMatchObject({
+        issuer: 'https://id.example.test/',
+        jwks_uri: 'https://id.example.test/.well-known/jwks.json',
+      });
+      const org = await seedOrganization(slashed);
+      const user = await seedUser(slashed, org.id);
+      const login = await slashed.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { email: user.email, password: TEST_PASSWORD },
+      });
+      const keySet = (await slashed.request({ method: 'GET', url: '/.well-known/jwks.json' })).json() as JSONWebKeySet;
+      const { payload } = await jwtVerify(login.json().access, createLocalJWKSet(keySet), {
+        issuer: 'https://id.example.test/',
+        audience: 'https://id.example.test/',
+      });
+      expect(payload.iss).toBe('https://id.example.test/');
+      const validated = await slashed.request({
+        method: 'GET',
+        url: '/api/v1/users/validate-token/',
+        headers: { authorization: `Bearer ${login.json().access}` },
+      });
+      expect(validated.statusCode).toBe(200);
+    } finally {
+      await slashed.close();
+    }
+  });
+
   it('keeps the old kid in the JWKS after rotation, so tokens it signed still verify, and signs new ones with the new key', async () => {
     const before = await login();
     const oldKid = decodeProtectedHeader(before).kid;
