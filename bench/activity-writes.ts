@@ -276,7 +276,7 @@ try {
         apiKeyId: 'env:PROVISIONING_API_KEY',
         organizationId: null,
         scopes: [],
-        createdBy: null,
+        ceilingUserId: null,
       },
       description: 'Created by provisioning',
       details: { email: `user${n}@example.com`, external_id: `ext-${n}`, username: `user${n}` },

@@ -22,7 +22,7 @@ const COMMAND_LINE: Actor = {
   apiKeyId: COMMAND_LINE_KEY_ID,
   organizationId: null,
   scopes: [],
-  createdBy: null,
+  ceilingUserId: null,
 };
 
 async function organizationIdOf(db: Db, code: string): Promise<string> {

@@ -24,6 +24,7 @@ export interface ApiKeyCredential {
   createdBy: string | null;
   /** True for a key without a creator (the operator's). */
   creatorActive: boolean;
+  creatorIsSuperuser: boolean;
 }
 
 // Runs on every request carrying a key whose state is not cached.
@@ -39,6 +40,7 @@ const byHashQuery = preparedPerHandle((db) =>
       organizationActive: sql<boolean>`coalesce(${organizations.isActive}, true)`,
       createdBy: apiKeys.createdBy,
       creatorActive: sql<boolean>`coalesce(${users.status} = 'active', true)`,
+      creatorIsSuperuser: sql<boolean>`coalesce(${users.isSuperuser}, false)`,
     })
     .from(apiKeys)
     .leftJoin(organizations, eq(organizations.id, apiKeys.organizationId))

@@ -284,6 +284,8 @@ interface KeyState {
   scopes: string[];
   expiresAtMs: number | null;
   createdBy: string | null;
+  /** The creator unless a superuser (whose keys have no ceiling). */
+  ceilingUserId: string | null;
   /** Not revoked, its organization (if any) active, and its creator (if any) active. */
   usable: boolean;
 }
@@ -329,6 +331,7 @@ async function loadKeyState(db: Db, key: string, now: number): Promise<KeyState 
     scopes: row.scopes,
     expiresAtMs: row.expiresAt?.getTime() ?? null,
     createdBy: row.createdBy,
+    ceilingUserId: row.creatorIsSuperuser ? null : row.createdBy,
     usable: row.revokedAt === null && row.organizationActive && row.creatorActive,
   };
   if (seen === generation) keyStates.set(hash, state, now + KEY_STATE_TTL_MS);
@@ -378,7 +381,7 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
         apiKeyId: ENV_API_KEY_ID,
         organizationId: null,
         scopes: ['provisioning'],
-        createdBy: null,
+        ceilingUserId: null,
       };
     }
     if (!key.startsWith(API_KEY_PREFIX)) {
@@ -394,7 +397,7 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
       apiKeyId: state.apiKeyId,
       organizationId: state.organizationId,
       scopes: state.scopes,
-      createdBy: state.createdBy,
+      ceilingUserId: state.ceilingUserId,
     };
   };
 }

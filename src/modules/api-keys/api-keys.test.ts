@@ -232,7 +232,7 @@ describe('API keys', () => {
         apiKeyId: ENV_API_KEY_ID,
         organizationId: null,
         scopes: ['provisioning'],
-        createdBy: null,
+        ceilingUserId: null,
       });
     }
     expect((await callMachine('/scim', ENV_KEY)).statusCode).toBe(403);

@@ -13,14 +13,14 @@ const platform: Actor = {
   apiKeyId: 'env:PROVISIONING_API_KEY',
   organizationId: null,
   scopes: [],
-  createdBy: null,
+  ceilingUserId: null,
 };
 const keyOf = (organizationId: string): Actor => ({
   kind: 'api_key',
   apiKeyId: '01a20568-ebe5-7959-8be2-4ac6be73e028',
   organizationId,
   scopes: ['scim'],
-  createdBy: null,
+  ceilingUserId: null,
 });
 
 function ok(r: ProvisionOutcome | undefined) {

@@ -60,14 +60,15 @@ const NO_ACCESS: Omit<EffectiveAccess, 'userId'> = {
 /**
  * The ceiling an API key writes within: that of the user who created it, as their access stands
  * (read in `db`, which may be the caller's transaction). Keys an operator made (the command line,
- * PROVISIONING_API_KEY) and a superuser's have none (undefined). Without it an organization admin
- * could, through a key of their own, reach what the admin API refuses them.
+ * PROVISIONING_API_KEY) and a superuser's have none (undefined), known without a query. Without it
+ * an organization admin could, through a key of their own, reach what the admin API refuses them.
  */
 export async function keyCeilingOf(db: DbOrTx, actor: Actor): Promise<EffectiveAccess | undefined> {
-  if (actor.kind !== 'api_key' || actor.createdBy === null) return undefined;
-  const access = await computeAccess(db, actor.createdBy);
+  if (actor.kind !== 'api_key' || actor.ceilingUserId === null) return undefined;
+  const access = await computeAccess(db, actor.ceilingUserId);
+  // Made a superuser since the key's state was cached.
   if (access?.isSuperuser) return undefined;
-  return access ?? { ...NO_ACCESS, userId: actor.createdBy };
+  return access ?? { ...NO_ACCESS, userId: actor.ceilingUserId };
 }
 
 /** Each user's most powerful role level (null: none) and superuser flag, as they stand in `db`. */

@@ -19,10 +19,10 @@ export type Actor =
       organizationId: string | null;
       scopes: string[];
       /**
-       * The user who created the key: it acts within their reach (delegation ceiling) and only while
-       * they are active. null for the operator's keys (command line, PROVISIONING_API_KEY).
+       * The user whose reach bounds the key (delegation ceiling): its creator, unless a superuser.
+       * null: no ceiling (a superuser's key, the operator's: command line, PROVISIONING_API_KEY).
        */
-      createdBy: string | null;
+      ceilingUserId: string | null;
     }
   | { kind: 'anonymous' };
 
