@@ -15,6 +15,7 @@ import { ActivityBuffer } from '../src/modules/activity/activity-buffer.js';
 import { ensureActivityPartitions } from '../src/modules/activity/activity-partitions.js';
 import { type AuditEvent, recordAudits } from '../src/modules/activity/audit.js';
 import { redactDetails } from '../src/modules/activity/redact.js';
+import { ENV_KEY_ACTOR } from '../src/modules/api-keys/env-key.js';
 import { openDatabase } from '../src/platform/db/client.js';
 import { migrate } from '../src/platform/db/migrate.js';
 import { cpuSeconds } from './lib/cpu.js';
@@ -271,13 +272,7 @@ try {
       category: 'user_management',
       organizationId: orgs[0] as string,
       userId: uuidv7(),
-      actor: {
-        kind: 'api_key',
-        apiKeyId: 'env:PROVISIONING_API_KEY',
-        organizationId: null,
-        scopes: [],
-        ceilingUserId: null,
-      },
+      actor: ENV_KEY_ACTOR,
       description: 'Created by provisioning',
       details: { email: `user${n}@example.com`, external_id: `ext-${n}`, username: `user${n}` },
       tags: ['provisioning', 'bulk'],

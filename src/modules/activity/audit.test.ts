@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedOrganization, superuserClient } from '../../../test/seed.js';
 import { openTestDatabase, startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { ENV_KEY_ACTOR } from '../api-keys/env-key.js';
 import { recordAudit, recordAudits } from './audit.js';
 import { REDACTED, redactDetails } from './redact.js';
 
@@ -53,13 +54,7 @@ describe('audit events', () => {
         type: 'test.by_env_key',
         category: 'provisioning',
         organizationId: null,
-        actor: {
-          kind: 'api_key',
-          apiKeyId: 'env:PROVISIONING_API_KEY',
-          organizationId: null,
-          scopes: [],
-          ceilingUserId: null,
-        },
+        actor: ENV_KEY_ACTOR,
         description: 'by the environment key',
       },
     ]);
@@ -342,13 +337,7 @@ describe('audit events written during a request', () => {
       type: 'test.no_request',
       category: 'system',
       organizationId: null,
-      actor: {
-        kind: 'api_key',
-        apiKeyId: 'env:PROVISIONING_API_KEY',
-        organizationId: null,
-        scopes: [],
-        ceilingUserId: null,
-      },
+      actor: ENV_KEY_ACTOR,
       description: 'from a job',
     });
     const [row] = await queryRows<{ ip_address: string | null; user_agent: string | null }>(

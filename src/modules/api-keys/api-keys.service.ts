@@ -21,7 +21,7 @@ import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
 import { isApiKeyScope } from './api-keys.schemas.js';
 import { apiKeys } from './api-keys.table.js';
-import { ENV_API_KEY_ID } from './env-key.js';
+import { ENV_KEY_ACTOR } from './env-key.js';
 
 /** Every key starts with this, so a bearer value is told apart from a JWT without a lookup. */
 export const API_KEY_PREFIX = 'gh_';
@@ -376,13 +376,7 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
     if (!presented) return undefined;
     const { key, fromBearer } = presented;
     if (envKey !== undefined && secretsEqual(key, envKey)) {
-      return {
-        kind: 'api_key',
-        apiKeyId: ENV_API_KEY_ID,
-        organizationId: null,
-        scopes: ['provisioning'],
-        ceilingUserId: null,
-      };
+      return ENV_KEY_ACTOR;
     }
     if (!key.startsWith(API_KEY_PREFIX)) {
       if (fromBearer) return undefined;
