@@ -130,6 +130,7 @@ export const UserSessionsQuery = Type.Object({
     Type.Integer({ minimum: 1, maximum: 1440, default: 5, description: 'Minutes since the last request.' }),
   ),
   organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
+  ...PageQuery,
   limit: Type.Optional(
     Type.Integer({ minimum: 1, default: 100, description: `At most ${MAX_PAGE_SIZE}; more is read as that.` }),
   ),
@@ -149,4 +150,4 @@ export const ActiveUserView = Type.Object({
   browser: NullableString,
   os: NullableString,
 });
-export const ActiveUsersPage = Type.Object({ results: Type.Array(ActiveUserView), next: Type.Null() });
+export const ActiveUsersPage = Page(ActiveUserView);

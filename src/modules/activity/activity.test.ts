@@ -497,6 +497,50 @@ describe('activity API', () => {
     expect(page.results.every((r) => r.organization_id === orgA.id)).toBe(true);
   });
 
+  it('pages active users with a cursor, most recent first then by user id, each once', async () => {
+    const org = await seedOrganization(t);
+    const [u1, u2, u3] = [await seedUser(t, org.id), await seedUser(t, org.id), await seedUser(t, org.id)];
+    const request = (userId: string, minutesAgo: number) =>
+      t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, organization_id, user_id, path)
+        values (date_trunc('second', now()) - make_interval(mins => ${minutesAgo}), gen_random_uuid(), 'request',
+          'api.request', 'api', ${org.id}, ${userId}, '/p')`);
+    await request(u1!.id, 3);
+    await request(u1!.id, 1);
+    // Two users with the same last request: the user id breaks the tie.
+    await request(u2!.id, 2);
+    await request(u3!.id, 2);
+    const superuser = await superuserClient(t);
+    const url = `/api/v1/activities/active-users?organization=${org.code}&active_within=10`;
+    const tied = [u2!.id, u3!.id].sort().reverse();
+    const all = (await superuser.get(url)).json() as PageOf<{ user_id: string }>;
+    expect(all.results.map((r) => r.user_id)).toEqual([u1!.id, ...tied]);
+    expect(all.next).toBeNull();
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 5; pages++) {
+      const res = await superuser.get(`${url}&limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(res.statusCode).toBe(200);
+      const page = res.json() as PageOf<{ user_id: string }>;
+      seen.push(...page.results.map((r) => r.user_id));
+      cursor = page.next;
+      if (!cursor) break;
+    }
+    expect(seen).toEqual([u1!.id, ...tied]);
+    expect((await superuser.get(`${url}&limit=1000`)).json().results).toHaveLength(3);
+
+    expect((await superuser.get(`${url}&limit=0`)).json()).toMatchObject({ status: 400, errors: [{ field: 'limit' }] });
+    for (const bad of [
+      'garbage',
+      encodeCursor(['2026-01-01', u1!.id]),
+      encodeCursor(['2026-01-01T00:00:00.000000Z']),
+    ]) {
+      const res = await superuser.get(`${url}&cursor=${bad}`);
+      expect(res.statusCode, bad).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'invalid_cursor', errors: [{ field: 'cursor' }] });
+    }
+  });
+
   it('answers statistics of the caller’s organization; superusers see the platform or a named organization', async () => {
     const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000).toISOString();
     for (const org of [orgA.id, orgA.id, orgB.id]) {
