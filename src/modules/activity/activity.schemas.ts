@@ -108,7 +108,12 @@ export const ActivityStatsView = Type.Object({
   period_type: Type.String(),
   period_start: Timestamp,
   period_end: Timestamp,
-  organization_id: NullableUuid,
+  organization: Type.Union([Type.String(), Type.Null()], {
+    description: 'The organization’s code; null for the whole platform’s figures.',
+  }),
+  organization_id: Type.Union([Uuid, Type.Null()], {
+    description: 'The organization’s id; null for the whole platform’s figures.',
+  }),
   total_activities: Type.Integer(),
   user_activities: Type.Integer(),
   system_activities: Type.Integer(),

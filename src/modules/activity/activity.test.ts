@@ -8,7 +8,7 @@ import { queryRows } from '../../platform/db/client.js';
 import { encodeCursor } from '../../platform/http/pagination.js';
 import { CopyLineText } from './activity.queries.js';
 import { MAX_CONCURRENT_EXPORTS } from './activity.routes.js';
-import { aggregatePendingHours } from './activity-stats.js';
+import { aggregateHour, aggregatePendingHours } from './activity-stats.js';
 import { recordAudit } from './audit.js';
 
 interface Entry {
@@ -598,6 +598,28 @@ describe('activity API', () => {
     expect(stored(platform).reduce((n, r) => n + r.total_activities, 0)).toBeGreaterThanOrEqual(3);
     const ofB = (await superuser.get(`/api/v1/activity-stats?organization=${orgB.code}`)).json() as PageOf<Stats>;
     expect(stored(ofB).map((r) => [r.organization_id, r.total_activities])).toEqual([[orgB.id, 1]]);
+  });
+
+  it('names the organization of statistics by code as well as id, and the platform’s as null', async () => {
+    const org = await seedOrganization(t);
+    const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000);
+    await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, organization_id)
+      values (${hour.toISOString()}::timestamptz, gen_random_uuid(), 'event', 'test.named', 'named', ${org.id})`);
+    await aggregateHour(t.database.db, hour);
+    type Named = { organization: string | null; organization_id: string | null; partial: boolean };
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const superuser = await superuserClient(t);
+    for (const period of ['hour', 'day']) {
+      const own = (await admin.get(`/api/v1/activity-stats?period=${period}`)).json() as PageOf<Named>;
+      expect(own.results.length, period).toBeGreaterThan(0);
+      for (const r of own.results) expect(r, period).toMatchObject({ organization: org.code, organization_id: org.id });
+      const named = (await superuser.get(`/api/v1/activity-stats?period=${period}&organization=${org.code}`)).json();
+      expect(named.results[0]).toMatchObject({ organization: org.code, organization_id: org.id });
+      const platform = (await superuser.get(`/api/v1/activity-stats?period=${period}`)).json() as PageOf<Named>;
+      for (const r of platform.results) expect(r).toMatchObject({ organization: null, organization_id: null });
+    }
+    const stored = (await admin.get('/api/v1/activity-stats?period=hour')).json() as PageOf<Named>;
+    expect(stored.results.filter((r) => !r.partial)).toHaveLength(1);
   });
 
   it('exports more rows than one chunk, each once, newest first', async () => {
