@@ -291,9 +291,9 @@ export const dataProvider = {
   async getManyReference(resource, params) {
     const id = encodeURIComponent(String(params.id));
     if (resource === 'user-roles') {
-      // Assignments are keyed by user and role code, the pair the removal route takes.
-      const rows = await api<Record<string, unknown>[] | Page<Record<string, unknown>>>(`/api/v1/users/${id}/roles/`);
-      const list = Array.isArray(rows) ? rows : rows.results;
+      // The user page shows every role: all their pages, read at the largest page size. Assignments
+      // are keyed by user and role code, the pair the removal route takes.
+      const list = await readAll(`/api/v1/users/${id}/roles/`, {});
       const data = list.map((row) => ({ ...row, id: `${params.id}/${row.role}`, user_id: params.id }));
       return { data, total: data.length };
     }

@@ -94,7 +94,8 @@ export async function currentFigures(
     db,
     sql`select ${periodType}::text as period_type, ${start.toISOString()}::timestamptz as period_start,
         ${new Date(start.getTime() + (periodType === 'hour' ? HOUR : DAY)).toISOString()}::timestamptz as period_end,
-        ${organizationId}::uuid as organization_id, ${FIGURES}
+        ${organizationId}::uuid as organization_id,
+        (select code from organizations where id = ${organizationId}::uuid) as organization, ${FIGURES}
       from (${sumOfHours(sql`select null::uuid as organization_id, ${FIGURES} from (${hours}) h`)}) r`,
   );
   return row as StatisticsRow;
@@ -178,6 +179,8 @@ export interface StatisticsRow {
   period_start: Date | string;
   period_end: Date | string;
   organization_id: string | null;
+  /** The organization's code; null for the platform's figures. */
+  organization: string | null;
   total_activities: number;
   user_activities: number;
   system_activities: number;
@@ -202,16 +205,19 @@ export async function listStatistics(
   },
 ): Promise<StatisticsRow[]> {
   const scope =
-    options.organizationId === null ? sql`organization_id is null` : sql`organization_id = ${options.organizationId}`;
-  const since = options.since ? sql`and period_start >= ${options.since.toISOString()}::timestamptz` : sql``;
-  const until = options.until ? sql`and period_start < ${options.until.toISOString()}::timestamptz` : sql``;
-  const before = options.before ? sql`and period_start < ${options.before.toISOString()}::timestamptz` : sql``;
+    options.organizationId === null
+      ? sql`s.organization_id is null`
+      : sql`s.organization_id = ${options.organizationId}`;
+  const since = options.since ? sql`and s.period_start >= ${options.since.toISOString()}::timestamptz` : sql``;
+  const until = options.until ? sql`and s.period_start < ${options.until.toISOString()}::timestamptz` : sql``;
+  const before = options.before ? sql`and s.period_start < ${options.before.toISOString()}::timestamptz` : sql``;
   return queryRows<StatisticsRow>(
     db,
-    sql`select period_type, period_start, period_end, organization_id, total_activities, user_activities,
-        system_activities, success_count, failure_count, request_count, by_category, p50_duration_ms, p95_duration_ms
-      from activity_statistics
-      where period_type = ${options.periodType} and ${scope} ${since} ${until} ${before}
-      order by period_start desc limit ${options.limit + 1}`,
+    sql`select s.period_type, s.period_start, s.period_end, s.organization_id, o.code as organization,
+        s.total_activities, s.user_activities, s.system_activities, s.success_count, s.failure_count, s.request_count,
+        s.by_category, s.p50_duration_ms, s.p95_duration_ms
+      from activity_statistics s left join organizations o on o.id = s.organization_id
+      where s.period_type = ${options.periodType} and ${scope} ${since} ${until} ${before}
+      order by s.period_start desc limit ${options.limit + 1}`,
   );
 }

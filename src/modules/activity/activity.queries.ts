@@ -163,23 +163,32 @@ export interface ActiveUserRow {
   email: string | null;
   username: string | null;
   last_activity: Date | string;
+  /** The exact last activity (microseconds) the cursor carries. */
+  ts: string;
   current_path: string | null;
   method: string | null;
   ip_address: string | null;
   user_agent: string | null;
 }
 
-/** Users whose latest request is within the last `minutes`, most recent first. */
+/**
+ * One page of the users whose latest request is within the last `minutes`, most recent first:
+ * (latest request, user id) descending, continued after `after` (the last row of the previous
+ * page). Fetches `limit + 1`.
+ */
 export async function listActiveUsers(
   db: DbOrTx,
   organizationId: string | undefined,
   minutes: number,
   limit: number,
+  after?: { ts: string; id: string },
 ): Promise<ActiveUserRow[]> {
   const scope = organizationId !== undefined ? sql`and a.organization_id = ${organizationId}` : sql``;
+  const keyset = after ? sql`where (l.timestamp, l.user_id) < (${after.ts}::timestamptz, ${after.id}::uuid)` : sql``;
   return queryRows<ActiveUserRow>(
     db,
     sql`select l.user_id, l.organization_id, o.code as organization, u.email, u.username, l.timestamp as last_activity,
+        to_char(l.timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as ts,
         l.path as current_path, l.method, l.ip_address, l.user_agent
       from (
         select distinct on (a.user_id) a.user_id, a.organization_id, a.timestamp, a.path, a.method, a.ip_address,
@@ -191,8 +200,9 @@ export async function listActiveUsers(
       ) l
       left join users u on u.id = l.user_id
       left join organizations o on o.id = l.organization_id
-      order by l.timestamp desc
-      limit ${limit}`,
+      ${keyset}
+      order by l.timestamp desc, l.user_id desc
+      limit ${limit + 1}`,
   );
 }
 

@@ -10,6 +10,7 @@ import { findOrganizationByCode } from '../organizations/organizations.queries.j
 import { describeUserAgent } from '../sessions/sessions.service.js';
 import { scheduleActivityJobs } from './activity.jobs.js';
 import {
+  type ActiveUserRow,
   type ActivityFilter,
   type ActivityListRow,
   exportActivityLines,
@@ -317,8 +318,9 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listActiveUsers',
         tags,
         description:
-          'Who is active now: users whose last request is within `active_within` minutes, most recent first, with ' +
-          'their current path, IP and the device, browser and OS of their user agent.',
+          'Who is active now: users whose last request is within `active_within` minutes, most recent first (then by ' +
+          'user id), with their current path, IP and the device, browser and OS of their user agent. A user whose ' +
+          'request comes in while later pages are read moves ahead of the cursor, and is not on those pages.',
         querystring: UserSessionsQuery,
         response: { 200: ActiveUsersPage },
       },
@@ -326,9 +328,11 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const scope = await scopeFor(db, req.actor, req.query.organization);
       if (scope === null) return { results: [], next: null };
-      const rows = await listActiveUsers(db, scope, req.query.active_within ?? 5, req.query.limit ?? 100);
+      const limit = req.query.limit ?? 100;
+      const rows = await listActiveUsers(db, scope, req.query.active_within ?? 5, limit, afterOf(req.query.cursor));
+      const page = toPage(rows, limit, (r: ActiveUserRow) => [r.ts, r.user_id]);
       return {
-        results: rows.map((r) => {
+        results: page.results.map((r) => {
           const device = describeUserAgent(r.user_agent ?? undefined);
           return {
             user_id: r.user_id,
@@ -345,7 +349,7 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
             os: device.os,
           };
         }),
-        next: null,
+        next: page.next,
       };
     },
   );

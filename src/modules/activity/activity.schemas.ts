@@ -108,7 +108,12 @@ export const ActivityStatsView = Type.Object({
   period_type: Type.String(),
   period_start: Timestamp,
   period_end: Timestamp,
-  organization_id: NullableUuid,
+  organization: Type.Union([Type.String(), Type.Null()], {
+    description: 'The organization’s code; null for the whole platform’s figures.',
+  }),
+  organization_id: Type.Union([Uuid, Type.Null()], {
+    description: 'The organization’s id; null for the whole platform’s figures.',
+  }),
   total_activities: Type.Integer(),
   user_activities: Type.Integer(),
   system_activities: Type.Integer(),
@@ -130,6 +135,7 @@ export const UserSessionsQuery = Type.Object({
     Type.Integer({ minimum: 1, maximum: 1440, default: 5, description: 'Minutes since the last request.' }),
   ),
   organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
+  ...PageQuery,
   limit: Type.Optional(
     Type.Integer({ minimum: 1, default: 100, description: `At most ${MAX_PAGE_SIZE}; more is read as that.` }),
   ),
@@ -149,4 +155,4 @@ export const ActiveUserView = Type.Object({
   browser: NullableString,
   os: NullableString,
 });
-export const ActiveUsersPage = Type.Object({ results: Type.Array(ActiveUserView), next: Type.Null() });
+export const ActiveUsersPage = Page(ActiveUserView);

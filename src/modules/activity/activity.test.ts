@@ -8,7 +8,7 @@ import { queryRows } from '../../platform/db/client.js';
 import { encodeCursor } from '../../platform/http/pagination.js';
 import { CopyLineText } from './activity.queries.js';
 import { MAX_CONCURRENT_EXPORTS } from './activity.routes.js';
-import { aggregatePendingHours } from './activity-stats.js';
+import { aggregateHour, aggregatePendingHours } from './activity-stats.js';
 import { recordAudit } from './audit.js';
 
 interface Entry {
@@ -497,6 +497,50 @@ describe('activity API', () => {
     expect(page.results.every((r) => r.organization_id === orgA.id)).toBe(true);
   });
 
+  it('pages active users with a cursor, most recent first then by user id, each once', async () => {
+    const org = await seedOrganization(t);
+    const [u1, u2, u3] = [await seedUser(t, org.id), await seedUser(t, org.id), await seedUser(t, org.id)];
+    const request = (userId: string, minutesAgo: number) =>
+      t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, organization_id, user_id, path)
+        values (date_trunc('second', now()) - make_interval(mins => ${minutesAgo}), gen_random_uuid(), 'request',
+          'api.request', 'api', ${org.id}, ${userId}, '/p')`);
+    await request(u1!.id, 3);
+    await request(u1!.id, 1);
+    // Two users with the same last request: the user id breaks the tie.
+    await request(u2!.id, 2);
+    await request(u3!.id, 2);
+    const superuser = await superuserClient(t);
+    const url = `/api/v1/activities/active-users?organization=${org.code}&active_within=10`;
+    const tied = [u2!.id, u3!.id].sort().reverse();
+    const all = (await superuser.get(url)).json() as PageOf<{ user_id: string }>;
+    expect(all.results.map((r) => r.user_id)).toEqual([u1!.id, ...tied]);
+    expect(all.next).toBeNull();
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 5; pages++) {
+      const res = await superuser.get(`${url}&limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(res.statusCode).toBe(200);
+      const page = res.json() as PageOf<{ user_id: string }>;
+      seen.push(...page.results.map((r) => r.user_id));
+      cursor = page.next;
+      if (!cursor) break;
+    }
+    expect(seen).toEqual([u1!.id, ...tied]);
+    expect((await superuser.get(`${url}&limit=1000`)).json().results).toHaveLength(3);
+
+    expect((await superuser.get(`${url}&limit=0`)).json()).toMatchObject({ status: 400, errors: [{ field: 'limit' }] });
+    for (const bad of [
+      'garbage',
+      encodeCursor(['2026-01-01', u1!.id]),
+      encodeCursor(['2026-01-01T00:00:00.000000Z']),
+    ]) {
+      const res = await superuser.get(`${url}&cursor=${bad}`);
+      expect(res.statusCode, bad).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'invalid_cursor', errors: [{ field: 'cursor' }] });
+    }
+  });
+
   it('answers statistics of the caller’s organization; superusers see the platform or a named organization', async () => {
     const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000).toISOString();
     for (const org of [orgA.id, orgA.id, orgB.id]) {
@@ -554,6 +598,28 @@ describe('activity API', () => {
     expect(stored(platform).reduce((n, r) => n + r.total_activities, 0)).toBeGreaterThanOrEqual(3);
     const ofB = (await superuser.get(`/api/v1/activity-stats?organization=${orgB.code}`)).json() as PageOf<Stats>;
     expect(stored(ofB).map((r) => [r.organization_id, r.total_activities])).toEqual([[orgB.id, 1]]);
+  });
+
+  it('names the organization of statistics by code as well as id, and the platform’s as null', async () => {
+    const org = await seedOrganization(t);
+    const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000);
+    await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, organization_id)
+      values (${hour.toISOString()}::timestamptz, gen_random_uuid(), 'event', 'test.named', 'named', ${org.id})`);
+    await aggregateHour(t.database.db, hour);
+    type Named = { organization: string | null; organization_id: string | null; partial: boolean };
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const superuser = await superuserClient(t);
+    for (const period of ['hour', 'day']) {
+      const own = (await admin.get(`/api/v1/activity-stats?period=${period}`)).json() as PageOf<Named>;
+      expect(own.results.length, period).toBeGreaterThan(0);
+      for (const r of own.results) expect(r, period).toMatchObject({ organization: org.code, organization_id: org.id });
+      const named = (await superuser.get(`/api/v1/activity-stats?period=${period}&organization=${org.code}`)).json();
+      expect(named.results[0]).toMatchObject({ organization: org.code, organization_id: org.id });
+      const platform = (await superuser.get(`/api/v1/activity-stats?period=${period}`)).json() as PageOf<Named>;
+      for (const r of platform.results) expect(r).toMatchObject({ organization: null, organization_id: null });
+    }
+    const stored = (await admin.get('/api/v1/activity-stats?period=hour')).json() as PageOf<Named>;
+    expect(stored.results.filter((r) => !r.partial)).toHaveLength(1);
   });
 
   it('exports more rows than one chunk, each once, newest first', async () => {

@@ -199,6 +199,7 @@ export const UserRoleParams = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 64 }),
   role: Type.String({ minLength: 1, maxLength: 64, description: 'Role id or code.' }),
 });
+export const ListUserRolesQuery = Type.Object({ ...PageQuery });
 export const AssignmentPage = Page(AssignmentView);
 
 // ---------------------------------------------------------------------------------------------

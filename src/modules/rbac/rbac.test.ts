@@ -11,6 +11,7 @@ import {
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { encodeCursor } from '../../platform/http/pagination.js';
 import type { Organization } from '../organizations/organizations.table.js';
 
 let t: TestApp;
@@ -362,6 +363,52 @@ describe('assignments and effective permissions', () => {
       organization: null,
       level: 7,
     });
+  });
+
+  it('pages a user’s roles with a cursor, most powerful first, and refuses a bad limit or cursor', async () => {
+    const code = unique('same');
+    // A global role and an organization's role with one code and level: the role id orders them.
+    const global = (await root.post('/api/v1/roles/', { code, name: 'global', level: 1000 })).json();
+    const own = (await root.post('/api/v1/roles/', { code, name: 'own', level: 1000, organization: orgA.code })).json();
+    const user = await seedUser(t, orgA.id);
+    await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer' });
+    await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'org_admin' });
+    await t.database.db.execute(
+      sql`insert into user_roles (user_id, role_id) values (${user.id}, ${global.id}), (${user.id}, ${own.id})`,
+    );
+    const url = `/api/v1/users/${user.id}/roles/`;
+    type Held = { role: string; role_id: string };
+    const all = (await root.get(url)).json() as { results: Held[]; next: string | null };
+    const sameOrder = [global.id, own.id].sort();
+    expect(all.results.map((r) => r.role)).toEqual(['org_admin', 'viewer', code, code]);
+    expect(all.results.slice(2).map((r) => r.role_id)).toEqual(sameOrder);
+    expect(all.next).toBeNull();
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 6; pages++) {
+      const res = await root.get(`${url}?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(res.statusCode).toBe(200);
+      const page = res.json() as { results: Held[]; next: string | null };
+      expect(page.results).toHaveLength(1);
+      seen.push(...page.results.map((r) => r.role_id));
+      cursor = page.next;
+      if (!cursor) break;
+    }
+    expect(seen).toEqual(all.results.map((r) => r.role_id));
+    expect((await root.get(`${url}?limit=1000`)).json().results).toHaveLength(4);
+
+    expect((await root.get(`${url}?limit=0`)).json()).toMatchObject({ status: 400, errors: [{ field: 'limit' }] });
+    for (const bad of [
+      'garbage',
+      encodeCursor([1, 'viewer']),
+      encodeCursor(['1', 'viewer', global.id]),
+      encodeCursor([1, 'viewer', 'x']),
+    ]) {
+      const res = await root.get(`${url}?cursor=${bad}`);
+      expect(res.statusCode, bad).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'invalid_cursor', errors: [{ field: 'cursor' }] });
+    }
   });
 
   it('keeps one primary role per user', async () => {

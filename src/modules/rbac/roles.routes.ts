@@ -9,6 +9,7 @@ import {
   AssignRoleBody,
   CreateRoleBody,
   ListRolesQuery,
+  ListUserRolesQuery,
   RoleIdParams,
   RolePage,
   RoleView,
@@ -17,6 +18,7 @@ import {
   UserRolesParams,
 } from './rbac.schemas.js';
 import {
+  assignmentKeyOf,
   assignRole,
   createRole,
   deleteRole,
@@ -129,14 +131,19 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         operationId: 'listUserRoles',
-        description: 'The user’s roles, most powerful first.',
+        description: 'The user’s roles, most powerful first (lowest level, then code).',
         params: UserRolesParams,
+        querystring: ListUserRolesQuery,
         response: { 200: AssignmentPage },
       },
     },
     async (req) => {
       const user = await userInScope(db, req.params.id, organizationScopeOf(req.actor));
-      return { results: (await listAssignments(db, user.id)).map(toAssignmentView), next: null };
+      const limit = req.query.limit ?? 50;
+      const after = req.query.cursor ? assignmentKeyOf(req.query.cursor) : undefined;
+      const rows = await listAssignments(db, user.id, { limit, after });
+      const page = toPage(rows, limit, (a) => [a.level, a.code, a.roleId]);
+      return { results: page.results.map(toAssignmentView), next: page.next };
     },
   );
 

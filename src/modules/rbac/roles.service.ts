@@ -2,7 +2,7 @@ import { and, asc, eq, gt, inArray, isNotNull, isNull, or, type SQL, sql } from 
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
-import { cursorId } from '../../platform/http/pagination.js';
+import { cursorId, decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import { recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { organizations } from '../organizations/organizations.table.js';
@@ -318,8 +318,33 @@ export function toAssignmentView(a: Assignment) {
   };
 }
 
-export function listAssignments(db: DbOrTx, userId: string): Promise<Assignment[]> {
-  return db
+/** Where a page of a user's roles continues: the sort key of the last row of the previous page. */
+export interface AssignmentKey {
+  level: number;
+  code: string;
+  roleId: string;
+}
+
+/** The key a cursor of `/users/{id}/roles/` carries; 400 invalid_cursor for one no page gave. */
+export function assignmentKeyOf(cursor: string): AssignmentKey {
+  const [level, code, roleId] = decodeCursor(cursor, 3);
+  if (!Number.isSafeInteger(level) || typeof code !== 'string' || typeof roleId !== 'string' || !isUuid(roleId)) {
+    throw invalidCursor();
+  }
+  return { level: level as number, code, roleId };
+}
+
+/**
+ * A user's roles, most powerful first: (level, code, role id) ascending. With `page`, the `limit + 1`
+ * that follow `page.after`; without, all of them.
+ */
+export function listAssignments(
+  db: DbOrTx,
+  userId: string,
+  page?: { limit: number; after?: AssignmentKey | undefined },
+): Promise<Assignment[]> {
+  const after = page?.after;
+  const query = db
     .select({
       roleId: roles.id,
       code: roles.code,
@@ -334,8 +359,16 @@ export function listAssignments(db: DbOrTx, userId: string): Promise<Assignment[
     .from(userRoles)
     .innerJoin(roles, eq(roles.id, userRoles.roleId))
     .leftJoin(organizations, eq(organizations.id, roles.organizationId))
-    .where(eq(userRoles.userId, userId))
-    .orderBy(asc(roles.level), asc(roles.code));
+    .where(
+      and(
+        eq(userRoles.userId, userId),
+        after
+          ? sql`(${roles.level}, ${roles.code}, ${roles.id}) > (${after.level}::int, ${after.code}, ${after.roleId}::uuid)`
+          : undefined,
+      ),
+    )
+    .orderBy(asc(roles.level), asc(roles.code), asc(roles.id));
+  return page ? query.limit(page.limit + 1) : query;
 }
 
 /**
