@@ -61,18 +61,22 @@ async function cursorPage(
     return { data: [], pageInfo: { hasNextPage: false, hasPreviousPage: false } };
   }
   const cursor = known[page - 1];
-  const body = await api<Page<Record<string, unknown>> | Record<string, unknown>[]>(
-    `${path}${query({ ...filter, limit: perPage, cursor })}`,
-  );
-  // Active users answer a plain list; every other list is a `{results, next}` page.
-  const rows = Array.isArray(body) ? body : body.results;
-  const next = Array.isArray(body) ? null : (body.next ?? null);
+  const body = await api<Page<Record<string, unknown>>>(`${path}${query({ ...filter, limit: perPage, cursor })}`);
+  const rows = body.results;
+  const next = body.next ?? null;
   if (next) {
     known[page] = next;
     cursors.set(key, known);
   }
   return {
-    data: withIds(rows, (row) => String(row.user_id ?? row.period_start ?? JSON.stringify(row))),
+    // Rows without an id of their own: active users by user, statistics by period and organization.
+    data: withIds(rows, (row) =>
+      row.user_id !== undefined
+        ? String(row.user_id)
+        : row.period_start !== undefined
+          ? `${row.period_start}/${row.organization_id ?? ''}`
+          : JSON.stringify(row),
+    ),
     pageInfo: { hasNextPage: next !== null, hasPreviousPage: page > 1 },
     // On the last page the count is known without a COUNT(*): the pager can then say "1-3 of 3".
     ...(next === null ? { total: (page - 1) * perPage + rows.length } : {}),

@@ -110,6 +110,7 @@ export function ActivityStatList() {
       <Datagrid bulkActionButtons={false} rowClick={false}>
         <DateField source="period_start" showTime sortable={false} />
         <TextField source="period_type" label="Period" sortable={false} />
+        <TextField source="organization" emptyText="(whole platform)" sortable={false} />
         <NumberField source="total_activities" label="Total" sortable={false} />
         <NumberField source="success_count" label="Succeeded" sortable={false} />
         <NumberField source="failure_count" label="Failed" sortable={false} />
