@@ -242,6 +242,24 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(badOrder.statusCode).toBe(400);
   });
 
+  it('orders users without a name last ascending and first descending (RFC 7644 §3.4.2.3)', async () => {
+    const own = await scimClient(t);
+    await seedUser(t, own.org.id, { username: 'named', firstName: 'Bea', lastName: 'Zeller' });
+    await seedUser(t, own.org.id, { username: 'nameless' });
+    await seedUser(t, own.org.id, { username: 'early', firstName: 'Abe', lastName: 'Abbott' });
+    const order = async (sortBy: string, sortOrder: string) =>
+      (await own.scim('GET', `/Users?sortBy=${sortBy}&sortOrder=${sortOrder}`))
+        .json()
+        .Resources.map((r: { userName: string }) => r.userName);
+    for (const sortBy of ['name.familyName', 'name.givenName', 'displayName']) {
+      expect(await order(sortBy, 'ascending'), sortBy).toEqual(['early', 'named', 'nameless']);
+      expect(await order(sortBy, 'descending'), sortBy).toEqual(['nameless', 'named', 'early']);
+    }
+    // Paging keeps that order: the nameless user is the last page, not the first.
+    const last = (await own.scim('GET', '/Users?sortBy=name.familyName&startIndex=3&count=1')).json();
+    expect(last.Resources.map((r: { userName: string }) => r.userName)).toEqual(['nameless']);
+  });
+
   it('answers only the requested attributes, or all but the excluded ones', async () => {
     const only = (await scim('GET', '/Users?attributes=userName&filter=userName%20eq%20%22ada%22')).json();
     expect(Object.keys(only.Resources[0]).sort()).toEqual(['id', 'schemas', 'userName']);
