@@ -242,6 +242,24 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(badOrder.statusCode).toBe(400);
   });
 
+  it('decodes JSON escapes in compared strings, every value still a bound parameter (RFC 7644 §3.4.2.2)', async () => {
+    const own = await scimClient(t);
+    await seedUser(t, own.org.id, { username: 'user1', attributes: { scim: { title: 'back\\' } } });
+    await seedUser(t, own.org.id, { username: 'corp\\jdoe' });
+    const userNames = async (filter: string) => {
+      const res = await own.scim('GET', `/Users?filter=${encodeURIComponent(filter)}`);
+      expect(res.statusCode, `${filter}: ${res.body}`).toBe(200);
+      return res.json().Resources.map((r: { userName: string }) => r.userName);
+    };
+    expect(await userNames(String.raw`userName eq "user\u0031"`)).toEqual(['user1']);
+    expect(await userNames(String.raw`title eq "back\\"`)).toEqual(['user1']);
+    expect(await userNames(String.raw`userName eq "CORP\\jdoe"`)).toEqual(['corp\\jdoe']);
+    expect(await userNames(String.raw`userName eq "CORP\jdoe"`)).toEqual(['corp\\jdoe']);
+    const nul = await own.scim('GET', `/Users?filter=${encodeURIComponent(String.raw`title eq "\u0000"`)}`);
+    expect(nul.statusCode).toBe(400);
+    expect(nul.json()).toMatchObject({ schemas: [ERROR], scimType: 'invalidFilter' });
+  });
+
   it('orders users without a name last ascending and first descending (RFC 7644 §3.4.2.3)', async () => {
     const own = await scimClient(t);
     await seedUser(t, own.org.id, { username: 'named', firstName: 'Bea', lastName: 'Zeller' });
