@@ -201,6 +201,65 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(emptied.members ?? []).toEqual([]);
   });
 
+  it("moves a member's User version when its groups change by either API, so no stale 304 or If-Match (RFC 7232 §2.3)", async () => {
+    const { org, scim } = await scimClient(t);
+    const root = await superuserClient(t);
+    const [u1, u2] = [await seedUser(t, org.id), await seedUser(t, org.id)];
+    const versionOf = async (id: string) => (await scim('GET', `/Users/${id}`)).json().meta.version as string;
+    const seen = new Set<string>();
+    // Each step must give the user a version it never had, with the groups it now has.
+    const expectMoved = async (id: string, step: string, groups: string[]) => {
+      const user = (await scim('GET', `/Users/${id}`)).json();
+      expect((user.groups ?? []).map((g: { value: string }) => g.value).sort(), step).toEqual(groups.sort());
+      expect(seen.has(`${id} ${user.meta.version}`), step).toBe(false);
+      seen.add(`${id} ${user.meta.version}`);
+    };
+    const first = await versionOf(u1.id);
+    seen.add(`${u1.id} ${first}`);
+    seen.add(`${u2.id} ${await versionOf(u2.id)}`);
+
+    const g1 = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: u1.id }] })
+    ).json();
+    await expectMoved(u1.id, 'SCIM group created with the user', [g1.id]);
+    const fresh = await scim('GET', `/Users/${u1.id}`, undefined, { 'if-none-match': first });
+    expect(fresh.statusCode).toBe(200);
+    expect(fresh.json().groups).toEqual([expect.objectContaining({ value: g1.id })]);
+    const stale = await scim(
+      'PATCH',
+      `/Users/${u1.id}`,
+      { schemas: [PATCH], Operations: [{ op: 'replace', path: 'title', value: 'x' }] },
+      { 'if-match': first },
+    );
+    expect(stale.statusCode).toBe(412);
+
+    const g2 = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g') })).json();
+    expect((await root.post(`/api/v1/users/${u1.id}/roles/`, { role: g2.id })).statusCode).toBe(201);
+    await expectMoved(u1.id, 'admin API assigned', [g1.id, g2.id]);
+    expect((await root.delete(`/api/v1/users/${u1.id}/roles/${g2.id}/`)).statusCode).toBe(204);
+    await expectMoved(u1.id, 'admin API removed', [g1.id]);
+
+    const patchMembers = (op: object) =>
+      scim('PATCH', `/Groups/${g1.id}`, { schemas: [PATCH], Operations: [op] }).then((r) => r.statusCode);
+    expect(await patchMembers({ op: 'add', path: 'members', value: [{ value: u2.id }] })).toBe(200);
+    await expectMoved(u2.id, 'SCIM member added', [g1.id]);
+    const u1Before = await versionOf(u1.id);
+    expect(await patchMembers({ op: 'remove', path: `members[value eq "${u2.id}"]` })).toBe(200);
+    await expectMoved(u2.id, 'SCIM member removed', []);
+    // A member the change does not concern keeps its version.
+    expect(await versionOf(u1.id)).toBe(u1Before);
+    expect(await patchMembers({ op: 'replace', path: 'members', value: [{ value: u2.id }] })).toBe(200);
+    await expectMoved(u1.id, 'SCIM members replaced (left)', []);
+    await expectMoved(u2.id, 'SCIM members replaced (joined)', [g1.id]);
+
+    expect((await scim('DELETE', `/Groups/${g1.id}`)).statusCode).toBe(204);
+    await expectMoved(u2.id, 'SCIM group deleted', []);
+    expect((await root.post(`/api/v1/users/${u2.id}/roles/`, { role: g2.id })).statusCode).toBe(201);
+    await expectMoved(u2.id, 'admin API assigned', [g2.id]);
+    expect((await root.delete(`/api/v1/roles/${g2.id}`)).statusCode).toBe(204);
+    await expectMoved(u2.id, 'admin API deleted the role', []);
+  });
+
   it('answers only members.value when asked for it, or members without it (RFC 7644 §3.9)', async () => {
     const { org, scim } = await scimClient(t);
     const [u1, u2] = [await seedUser(t, org.id), await seedUser(t, org.id)];
