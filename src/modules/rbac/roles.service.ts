@@ -382,6 +382,18 @@ export async function groupsOfUsersChanged(tx: DbOrTx, which: string[] | SQL): P
 const holdersOf = (tx: DbOrTx, roleId: string) =>
   inArray(users.id, tx.select({ id: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, roleId)));
 
+/**
+ * Records that these users now show another name (username, else email) in the members[].display
+ * of the organization roles they hold: those Groups' versions move, in one statement.
+ */
+export function holdersRenamed(tx: DbOrTx, userIds: string[]): Promise<void> {
+  if (userIds.length === 0) return Promise.resolve();
+  return holdersChangedWhere(
+    tx,
+    inArray(roles.id, tx.select({ id: userRoles.roleId }).from(userRoles).where(anyUuid(userRoles.userId, userIds))),
+  );
+}
+
 /** Records that every role the user holds is about to lose them (the user is deleted). */
 export function holderLeaving(tx: DbOrTx, userId: string): Promise<void> {
   return holdersChangedWhere(

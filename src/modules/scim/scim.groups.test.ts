@@ -1,11 +1,12 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scimClient } from '../../../test/scim-client.js';
-import { clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
+import { type User, users } from '../users/users.table.js';
 
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -258,6 +259,37 @@ describe("SCIM Groups (the organization's roles)", () => {
     await expectMoved(u2.id, 'admin API assigned', [g2.id]);
     expect((await root.delete(`/api/v1/roles/${g2.id}`)).statusCode).toBe(204);
     await expectMoved(u2.id, 'admin API deleted the role', []);
+  });
+
+  it("moves a Group's version when a member's display changes, and only then", async () => {
+    const { org, scim } = await scimClient(t);
+    const u1 = await seedUser(t, org.id, { username: unique('before') });
+    const group = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: u1.id }] })
+    ).json();
+    const read = async () => (await scim('GET', `/Groups/${group.id}`)).json();
+    const patchUser = (value: object) =>
+      scim('PATCH', `/Users/${u1.id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value }] });
+
+    const before = await read();
+    expect((await patchUser({ title: 'Engineer', 'name.givenName': 'Ada' })).statusCode).toBe(200);
+    expect((await read()).meta.version).toBe(before.meta.version);
+
+    const renamedTo = unique('after');
+    expect((await patchUser({ userName: renamedTo })).statusCode).toBe(200);
+    const renamed = await read();
+    expect(renamed.members).toEqual([expect.objectContaining({ value: u1.id, display: renamedTo })]);
+    expect(renamed.meta.version).not.toBe(before.meta.version);
+    const stale = await scim('GET', `/Groups/${group.id}`, undefined, { 'if-none-match': before.meta.version });
+    expect(stale.statusCode).toBe(200);
+
+    // The user renaming themselves counts as well.
+    const self = await loginAs(t, (await t.database.db.select().from(users).where(eq(users.id, u1.id)))[0] as User);
+    const selfNamed = unique('self');
+    expect((await self.patch('/api/v1/users/profile', { username: selfNamed })).statusCode).toBe(200);
+    const again = await read();
+    expect(again.members).toEqual([expect.objectContaining({ display: selfNamed })]);
+    expect(again.meta.version).not.toBe(renamed.meta.version);
   });
 
   it('answers only members.value when asked for it, or members without it (RFC 7644 §3.9)', async () => {
