@@ -19,6 +19,7 @@ import {
 import { clearLockout, isAccountLocked } from '../lockout/lockout.queries.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
+import { holdersRenamed } from '../rbac/roles.service.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
 import { users } from '../users/users.table.js';
@@ -183,7 +184,16 @@ export async function updateProfile(
     if (input.first_name !== undefined) changes.firstName = input.first_name;
     if (input.last_name !== undefined) changes.lastName = input.last_name;
     if (input.attributes !== undefined) changes.attributes = input.attributes;
+    const [before] = await tx
+      .select({ username: users.username })
+      .from(users)
+      .where(eq(users.id, actor.userId))
+      .for('update');
     await tx.update(users).set(changes).where(eq(users.id, actor.userId));
+    // The username is what the user's groups show as its members[].display.
+    if (input.username !== undefined && before && before.username !== input.username) {
+      await holdersRenamed(tx, [actor.userId]);
+    }
     // Names travel in cached session state (validate-token's user); it must show the change at once.
     await invalidateUserState(tx, actor.userId);
     const user = await findUserById(tx, actor.userId);

@@ -8,6 +8,7 @@ import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { Chunk, copyBinary } from '../../platform/db/copy-binary.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
+import { holdersRenamed } from '../rbac/roles.service.js';
 import type { UserStatus } from '../users/users.table.js';
 import { isRewrite, type Plan, type Step } from './provisioning.plan.js';
 
@@ -199,9 +200,14 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
       if (plan) plan.target.id = r.id;
       out.set(r.id, written(r, r.inserted));
     }
+    // A user written over on conflict (a race, rare) may show another name: its groups move too.
+    await holdersRenamed(
+      tx,
+      rows.filter((r) => !r.inserted).map((r) => r.id),
+    );
   }
   if (known.length > 0) {
-    const rows = await queryRows<WrittenRow & { previous: UserStatus }>(
+    const rows = await queryRows<WrittenRow & { previous: UserStatus; renamed: boolean }>(
       tx,
       sql`update users set external_id = v.external_id, scim_external_id = v.scim_external_id, username = v.username,
             email = v.email, email_verified = old.email_verified and lower(old.email) = lower(v.email),
@@ -212,9 +218,16 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
           from ${targetRows(known)}
           join users old on old.id = v.id
           where users.id = v.id and users.organization_id = v.organization_id
-          returning users.id, users.date_joined as created_at, users.updated_at, old.status as previous`,
+          returning users.id, users.date_joined as created_at, users.updated_at, old.status as previous,
+            coalesce(users.username, users.email) is distinct from coalesce(old.username, old.email) as renamed`,
     );
     for (const r of rows) out.set(r.id, written(r, false, r.previous));
+    // The name a user shows is its groups' members[].display (RFC 7644 §3.14: part of their
+    // version). Only a renamed user costs a statement, so bulk writes of other fields pay nothing.
+    await holdersRenamed(
+      tx,
+      rows.filter((r) => r.renamed).map((r) => r.id),
+    );
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import { and, asc, eq, gt, inArray, isNotNull, isNull, or, type SQL, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
-import { isUuid } from '../../platform/db/columns.js';
+import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { cursorId, decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import { recordAudit } from '../activity/audit.js';
@@ -8,6 +8,7 @@ import { findOrganizationByCode } from '../organizations/organizations.queries.j
 import { organizations } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
+import { users } from '../users/users.table.js';
 import { accessOfCaller, assertMayManageUser, assertWithinCeiling } from './delegation.js';
 import { roleChanged, userRolesChanged } from './effective-access.js';
 import { rbacErrors } from './rbac.errors.js';
@@ -273,6 +274,8 @@ export async function deleteRole(db: Db, actor: UserActor, id: string): Promise<
       permissions: current.permissionCodes,
       modules: current.moduleCodes,
     });
+    // Before the delete takes the assignments: the holders lose a SCIM group.
+    if (current.organizationId !== null) await groupsOfUsersChanged(tx, holdersOf(tx, current.id));
     await tx.delete(roles).where(eq(roles.id, current.id));
     await roleChanged(tx, current.id);
     await recordAudit(tx, {
@@ -392,6 +395,38 @@ function holdersChanged(tx: DbOrTx, roleIds: string[]): Promise<void> {
   return roleIds.length === 0 ? Promise.resolve() : holdersChangedWhere(tx, inArray(roles.id, roleIds));
 }
 
+/**
+ * Moves the updated_at of users who joined or left an organization role, in the caller's
+ * transaction, as one statement. Such roles are the user's SCIM groups, part of the User's version
+ * (RFC 7644 §3.14, RFC 7232 §2.3): If-None-Match must not answer 304 with the old groups, nor
+ * If-Match take a version from before. Forward by at least a millisecond, as holdersChangedWhere.
+ */
+export async function groupsOfUsersChanged(tx: DbOrTx, which: string[] | SQL): Promise<void> {
+  if (Array.isArray(which) && which.length === 0) return;
+  await tx
+    .update(users)
+    .set({
+      updatedAt: sql`greatest(${new Date().toISOString()}::timestamptz, ${users.updatedAt} + interval '1 millisecond')`,
+    })
+    .where(Array.isArray(which) ? anyUuid(users.id, which) : which);
+}
+
+/** The holders of one role, as a condition on users for groupsOfUsersChanged. */
+const holdersOf = (tx: DbOrTx, roleId: string) =>
+  inArray(users.id, tx.select({ id: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, roleId)));
+
+/**
+ * Records that these users now show another name (username, else email) in the members[].display
+ * of the organization roles they hold: those Groups' versions move, in one statement.
+ */
+export function holdersRenamed(tx: DbOrTx, userIds: string[]): Promise<void> {
+  if (userIds.length === 0) return Promise.resolve();
+  return holdersChangedWhere(
+    tx,
+    inArray(roles.id, tx.select({ id: userRoles.roleId }).from(userRoles).where(anyUuid(userRoles.userId, userIds))),
+  );
+}
+
 /** Records that every role the user holds is about to lose them (the user is deleted). */
 export function holderLeaving(tx: DbOrTx, userId: string): Promise<void> {
   return holdersChangedWhere(
@@ -467,7 +502,10 @@ export async function assignRole(
       .values({ userId: target.id, roleId: role.id, isPrimary, assignedBy: actor.userId })
       .onConflictDoUpdate({ target: [userRoles.userId, userRoles.roleId], set: { isPrimary } });
     // Whether it is primary is no part of the Group; only a new holder changes it.
-    if (!existing) await holdersChanged(tx, [role.id]);
+    if (!existing) {
+      await holdersChanged(tx, [role.id]);
+      if (role.organizationId !== null) await groupsOfUsersChanged(tx, [target.id]);
+    }
     await userRolesChanged(tx, target.id);
     await recordAudit(tx, {
       type: existing ? 'role.assignment_updated' : 'role.assigned',
@@ -497,6 +535,7 @@ export async function removeRole(db: Db, actor: UserActor, userId: string, roleR
       .returning({ isPrimary: userRoles.isPrimary });
     if (!removed) throw rbacErrors.assignmentNotFound();
     await holdersChanged(tx, [role.id]);
+    if (role.organizationId !== null) await groupsOfUsersChanged(tx, [target.id]);
     if (removed.isPrimary) {
       await tx.execute(sql`
         update user_roles set is_primary = true

@@ -1,7 +1,7 @@
 import { PgDialect } from 'drizzle-orm/pg-core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compileFilter } from './scim.filter.js';
+import { compileFilter, parseFilter } from './scim.filter.js';
 import { applyPatch, parsePatchPath, readPatchBody } from './scim.patch.js';
 import { USER_FILTER_ATTRIBUTES, USER_PATCH_SCHEMA } from './scim.user-mapping.js';
 
@@ -42,6 +42,28 @@ describe('SCIM filter compiler', () => {
       'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "not"',
     ]) {
       expect(() => render(filter), filter).not.toThrow();
+    }
+  });
+
+  it('reads a compared string as a JSON string (RFC 7644 §3.4.2.2, RFC 7159)', () => {
+    const compValue = (filter: string) => (parseFilter(filter) as { compValue: unknown }).compValue;
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.string({ unit: 'binary-ascii' }), (a, b) => {
+        for (const value of [a, b, `${a}\\`, `\\${b}"`]) {
+          if (/\0/.test(value)) continue;
+          expect(compValue(`title eq ${JSON.stringify(value)}`)).toBe(value);
+        }
+      }),
+    );
+    expect(compValue(String.raw`userName eq "user\u0031"`)).toBe('user1');
+    expect(compValue(String.raw`title eq "back\\"`)).toBe('back\\');
+    expect(compValue(String.raw`title eq "say \"hi\"\n"`)).toBe('say "hi"\n');
+    expect(parseFilter(String.raw`emails[value eq "a\u0040b"]`)).toMatchObject({ valFilter: { compValue: 'a@b' } });
+    // A literal that is no JSON string keeps its backslash as written, as identity providers send it.
+    expect(compValue(String.raw`userName eq "CORP\jdoe"`)).toBe('CORP\\jdoe');
+    // Text the database cannot hold is refused, not sent.
+    for (const filter of [String.raw`title eq "a\u0000"`, String.raw`title eq "\ud800"`]) {
+      expect(() => parseFilter(filter), filter).toThrowError(expect.objectContaining({ scimType: 'invalidFilter' }));
     }
   });
 

@@ -1,9 +1,10 @@
 import { and, not, or, type SQL, sql } from 'drizzle-orm';
-import { type Filter, parse } from 'scim2-parse-filter';
-import { tokenizer } from 'scim2-parse-filter/lib/src/parser.js';
+import type { Filter } from 'scim2-parse-filter';
+import { parseFilter as parseTokens, type Token, Tokens, tokenizer } from 'scim2-parse-filter/lib/src/parser.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { escapeLike } from '../../platform/db/like.js';
 import { parseDate, parseDateTime } from '../../platform/http/date-time.js';
+import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-guard.js';
 import { ScimError, scimErrors } from './scim.errors.js';
 
 /**
@@ -56,8 +57,13 @@ export function normalisePath(path: string): string {
 export function parseFilter(expression: string): Filter {
   if (expression.length > 4096) throw scimErrors.invalidFilter('The filter is longer than 4096 characters.');
   try {
-    assertNotIsParenthesised(expression);
-    return parse(expression);
+    const tokens = tokenizer(expression).map(decodeQuoted);
+    assertNotIsParenthesised(tokens);
+    // As the library's parse() does, on tokens whose strings are decoded.
+    const list = new Tokens(tokens);
+    const filter = parseTokens(list);
+    if (list.peek().type !== 'EOT') throw new Error(`unexpected token ${list.peek().literal}`);
+    return filter;
   } catch (err) {
     if (err instanceof ScimError) throw err;
     throw scimErrors.invalidFilter(`The filter cannot be parsed: ${(err as Error).message}`);
@@ -65,12 +71,34 @@ export function parseFilter(expression: string): Filter {
 }
 
 /**
+ * RFC 7644 §3.4.2.2: a compValue string is a JSON string (RFC 7159), so `"user\u0031"` is "user1"
+ * and `"back\\"` ends in one backslash. scim2-parse-filter's tokenizer doubles every backslash not
+ * followed by a quote before it reads the literal as JSON, which reads every escape but \" as
+ * literal text; the literal as written is recovered (that doubling is reversible) and decoded here.
+ * A literal that is no valid JSON string (`"CORP\jdoe"`) keeps the library's lenient reading, where
+ * a backslash stands for itself. The library then reads a literal that is JSON as written.
+ */
+function decodeQuoted(token: Token): Token {
+  if (token.type !== 'Quoted') return token;
+  const written = token.literal.replace(/\\\\|\\"/g, (pair) => (pair === '\\\\' ? '\\' : pair));
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(written);
+  } catch {
+    return token;
+  }
+  if (typeof decoded !== 'string') return token;
+  // `\u0000` or half a surrogate pair decodes to text the database cannot hold (text-guard.ts).
+  if (unstorableTextField(decoded) !== undefined) throw scimErrors.invalidFilter(`A compared value ${UNSTORABLE_TEXT}`);
+  return { type: 'Quoted', literal: JSON.stringify(decoded) };
+}
+
+/**
  * RFC 7644 §3.4.2.2: `"not" "(" valFilter ")"`. scim2-parse-filter also reads `not a eq b` and gives
  * the same tree, so the check is made on its tokens: quoted strings are one token, and an attribute
  * name holding "not" (notes, urn:…:not) is a word of its own.
  */
-function assertNotIsParenthesised(expression: string): void {
-  const tokens = tokenizer(expression);
+function assertNotIsParenthesised(tokens: Token[]): void {
   tokens.forEach((token, i) => {
     if (token.type === 'Word' && token.literal.toLowerCase() === 'not' && tokens[i + 1]?.literal !== '(') {
       throw scimErrors.invalidFilter('"not" must be followed by a parenthesised filter: not (attr op value).');

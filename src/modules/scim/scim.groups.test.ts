@@ -1,11 +1,12 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scimClient } from '../../../test/scim-client.js';
-import { clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
+import { type User, users } from '../users/users.table.js';
 
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
 const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
@@ -199,6 +200,96 @@ describe("SCIM Groups (the organization's roles)", () => {
     const emptied = await read();
     expect(emptied.meta.version).not.toBe(unassigned.meta.version);
     expect(emptied.members ?? []).toEqual([]);
+  });
+
+  it("moves a member's User version when its groups change by either API, so no stale 304 or If-Match (RFC 7232 §2.3)", async () => {
+    const { org, scim } = await scimClient(t);
+    const root = await superuserClient(t);
+    const [u1, u2] = [await seedUser(t, org.id), await seedUser(t, org.id)];
+    const versionOf = async (id: string) => (await scim('GET', `/Users/${id}`)).json().meta.version as string;
+    const seen = new Set<string>();
+    // Each step must give the user a version it never had, with the groups it now has.
+    const expectMoved = async (id: string, step: string, groups: string[]) => {
+      const user = (await scim('GET', `/Users/${id}`)).json();
+      expect((user.groups ?? []).map((g: { value: string }) => g.value).sort(), step).toEqual(groups.sort());
+      expect(seen.has(`${id} ${user.meta.version}`), step).toBe(false);
+      seen.add(`${id} ${user.meta.version}`);
+    };
+    const first = await versionOf(u1.id);
+    seen.add(`${u1.id} ${first}`);
+    seen.add(`${u2.id} ${await versionOf(u2.id)}`);
+
+    const g1 = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: u1.id }] })
+    ).json();
+    await expectMoved(u1.id, 'SCIM group created with the user', [g1.id]);
+    const fresh = await scim('GET', `/Users/${u1.id}`, undefined, { 'if-none-match': first });
+    expect(fresh.statusCode).toBe(200);
+    expect(fresh.json().groups).toEqual([expect.objectContaining({ value: g1.id })]);
+    const stale = await scim(
+      'PATCH',
+      `/Users/${u1.id}`,
+      { schemas: [PATCH], Operations: [{ op: 'replace', path: 'title', value: 'x' }] },
+      { 'if-match': first },
+    );
+    expect(stale.statusCode).toBe(412);
+
+    const g2 = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g') })).json();
+    expect((await root.post(`/api/v1/users/${u1.id}/roles/`, { role: g2.id })).statusCode).toBe(201);
+    await expectMoved(u1.id, 'admin API assigned', [g1.id, g2.id]);
+    expect((await root.delete(`/api/v1/users/${u1.id}/roles/${g2.id}/`)).statusCode).toBe(204);
+    await expectMoved(u1.id, 'admin API removed', [g1.id]);
+
+    const patchMembers = (op: object) =>
+      scim('PATCH', `/Groups/${g1.id}`, { schemas: [PATCH], Operations: [op] }).then((r) => r.statusCode);
+    expect(await patchMembers({ op: 'add', path: 'members', value: [{ value: u2.id }] })).toBe(200);
+    await expectMoved(u2.id, 'SCIM member added', [g1.id]);
+    const u1Before = await versionOf(u1.id);
+    expect(await patchMembers({ op: 'remove', path: `members[value eq "${u2.id}"]` })).toBe(200);
+    await expectMoved(u2.id, 'SCIM member removed', []);
+    // A member the change does not concern keeps its version.
+    expect(await versionOf(u1.id)).toBe(u1Before);
+    expect(await patchMembers({ op: 'replace', path: 'members', value: [{ value: u2.id }] })).toBe(200);
+    await expectMoved(u1.id, 'SCIM members replaced (left)', []);
+    await expectMoved(u2.id, 'SCIM members replaced (joined)', [g1.id]);
+
+    expect((await scim('DELETE', `/Groups/${g1.id}`)).statusCode).toBe(204);
+    await expectMoved(u2.id, 'SCIM group deleted', []);
+    expect((await root.post(`/api/v1/users/${u2.id}/roles/`, { role: g2.id })).statusCode).toBe(201);
+    await expectMoved(u2.id, 'admin API assigned', [g2.id]);
+    expect((await root.delete(`/api/v1/roles/${g2.id}`)).statusCode).toBe(204);
+    await expectMoved(u2.id, 'admin API deleted the role', []);
+  });
+
+  it("moves a Group's version when a member's display changes, and only then", async () => {
+    const { org, scim } = await scimClient(t);
+    const u1 = await seedUser(t, org.id, { username: unique('before') });
+    const group = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: u1.id }] })
+    ).json();
+    const read = async () => (await scim('GET', `/Groups/${group.id}`)).json();
+    const patchUser = (value: object) =>
+      scim('PATCH', `/Users/${u1.id}`, { schemas: [PATCH], Operations: [{ op: 'replace', value }] });
+
+    const before = await read();
+    expect((await patchUser({ title: 'Engineer', 'name.givenName': 'Ada' })).statusCode).toBe(200);
+    expect((await read()).meta.version).toBe(before.meta.version);
+
+    const renamedTo = unique('after');
+    expect((await patchUser({ userName: renamedTo })).statusCode).toBe(200);
+    const renamed = await read();
+    expect(renamed.members).toEqual([expect.objectContaining({ value: u1.id, display: renamedTo })]);
+    expect(renamed.meta.version).not.toBe(before.meta.version);
+    const stale = await scim('GET', `/Groups/${group.id}`, undefined, { 'if-none-match': before.meta.version });
+    expect(stale.statusCode).toBe(200);
+
+    // The user renaming themselves counts as well.
+    const self = await loginAs(t, (await t.database.db.select().from(users).where(eq(users.id, u1.id)))[0] as User);
+    const selfNamed = unique('self');
+    expect((await self.patch('/api/v1/users/profile', { username: selfNamed })).statusCode).toBe(200);
+    const again = await read();
+    expect(again.members).toEqual([expect.objectContaining({ display: selfNamed })]);
+    expect(again.meta.version).not.toBe(renamed.meta.version);
   });
 
   it('answers only members.value when asked for it, or members without it (RFC 7644 §3.9)', async () => {

@@ -14,7 +14,7 @@ import {
 import { type EffectiveAccess, roleChanged, userRolesChanged } from '../rbac/effective-access.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
-import { findRole } from '../rbac/roles.service.js';
+import { findRole, groupsOfUsersChanged } from '../rbac/roles.service.js';
 import { users } from '../users/users.table.js';
 import { requireSchema, scimErrors } from './scim.errors.js';
 import { type AttributeMap, compileFilter } from './scim.filter.js';
@@ -312,7 +312,10 @@ async function setMembers(tx: DbOrTx, roleId: string, wanted: string[]) {
   if (removed.length > 0) {
     await tx.delete(userRoles).where(and(eq(userRoles.roleId, roleId), inArray(userRoles.userId, removed)));
   }
-  if (added.length + removed.length > 0) await repairPrimaries(tx, [...added, ...removed]);
+  if (added.length + removed.length > 0) {
+    await repairPrimaries(tx, [...added, ...removed]);
+    await groupsOfUsersChanged(tx, [...added, ...removed]);
+  }
   for (const id of [...added, ...removed]) await userRolesChanged(tx, id);
   return { added, removed };
 }
@@ -519,6 +522,7 @@ export async function deleteScimGroup(ctx: GroupWriteContext, id: string, ifMatc
     const ids = holders.map((h) => h.userId);
     if (ids.length > 0) {
       await repairPrimaries(tx, ids);
+      await groupsOfUsersChanged(tx, ids);
       for (const userId of ids) await userRolesChanged(tx, userId);
     }
     await recordAudits(tx, [groupEvent(ctx, 'group.deleted', role, { code: role.code, members: ids.length })]);

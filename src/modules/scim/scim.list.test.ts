@@ -242,6 +242,42 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(badOrder.statusCode).toBe(400);
   });
 
+  it('decodes JSON escapes in compared strings, every value still a bound parameter (RFC 7644 §3.4.2.2)', async () => {
+    const own = await scimClient(t);
+    await seedUser(t, own.org.id, { username: 'user1', attributes: { scim: { title: 'back\\' } } });
+    await seedUser(t, own.org.id, { username: 'corp\\jdoe' });
+    const userNames = async (filter: string) => {
+      const res = await own.scim('GET', `/Users?filter=${encodeURIComponent(filter)}`);
+      expect(res.statusCode, `${filter}: ${res.body}`).toBe(200);
+      return res.json().Resources.map((r: { userName: string }) => r.userName);
+    };
+    expect(await userNames(String.raw`userName eq "user\u0031"`)).toEqual(['user1']);
+    expect(await userNames(String.raw`title eq "back\\"`)).toEqual(['user1']);
+    expect(await userNames(String.raw`userName eq "CORP\\jdoe"`)).toEqual(['corp\\jdoe']);
+    expect(await userNames(String.raw`userName eq "CORP\jdoe"`)).toEqual(['corp\\jdoe']);
+    const nul = await own.scim('GET', `/Users?filter=${encodeURIComponent(String.raw`title eq "\u0000"`)}`);
+    expect(nul.statusCode).toBe(400);
+    expect(nul.json()).toMatchObject({ schemas: [ERROR], scimType: 'invalidFilter' });
+  });
+
+  it('orders users without a name last ascending and first descending (RFC 7644 §3.4.2.3)', async () => {
+    const own = await scimClient(t);
+    await seedUser(t, own.org.id, { username: 'named', firstName: 'Bea', lastName: 'Zeller' });
+    await seedUser(t, own.org.id, { username: 'nameless' });
+    await seedUser(t, own.org.id, { username: 'early', firstName: 'Abe', lastName: 'Abbott' });
+    const order = async (sortBy: string, sortOrder: string) =>
+      (await own.scim('GET', `/Users?sortBy=${sortBy}&sortOrder=${sortOrder}`))
+        .json()
+        .Resources.map((r: { userName: string }) => r.userName);
+    for (const sortBy of ['name.familyName', 'name.givenName', 'displayName']) {
+      expect(await order(sortBy, 'ascending'), sortBy).toEqual(['early', 'named', 'nameless']);
+      expect(await order(sortBy, 'descending'), sortBy).toEqual(['nameless', 'named', 'early']);
+    }
+    // Paging keeps that order: the nameless user is the last page, not the first.
+    const last = (await own.scim('GET', '/Users?sortBy=name.familyName&startIndex=3&count=1')).json();
+    expect(last.Resources.map((r: { userName: string }) => r.userName)).toEqual(['nameless']);
+  });
+
   it('answers only the requested attributes, or all but the excluded ones', async () => {
     const only = (await scim('GET', '/Users?attributes=userName&filter=userName%20eq%20%22ada%22')).json();
     expect(Object.keys(only.Resources[0]).sort()).toEqual(['id', 'schemas', 'userName']);

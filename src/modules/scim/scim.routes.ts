@@ -16,6 +16,18 @@ import {
   toScimGroup,
 } from './scim.groups.js';
 import { readPatchBody } from './scim.patch.js';
+import {
+  listResponseOf,
+  NOT_MODIFIED,
+  SCIM_BODY_TYPES,
+  ScimBulkResponse,
+  ScimGroup,
+  ScimResourceType,
+  ScimSchema,
+  ScimServiceProviderConfig,
+  ScimUser,
+  scimAnswer,
+} from './scim.schemas.js';
 import { toScimUser, userVersion } from './scim.user-mapping.js';
 import type { WriteContext } from './scim.user-writes.js';
 import {
@@ -65,6 +77,8 @@ const ListQueryString = {
     excludedAttributes: { type: 'string' },
   },
 } as const;
+const USER_LIST = listResponseOf(ScimUser);
+const GROUP_LIST = listResponseOf(ScimGroup);
 const IdParams = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } as const;
 
 /** The organization SCIM acts in: the API key's own. */
@@ -328,6 +342,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: SCIM_AUTH,
       schema: {
         operationId: 'scimServiceProviderConfig',
+        documentedResponse: { 200: scimAnswer('The service provider configuration.', ScimServiceProviderConfig) },
         tags: TAGS,
         description: 'RFC 7644 §5 service provider configuration.',
       },
@@ -342,11 +357,20 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     path: string,
     kind: 'ResourceType' | 'Schema',
     operations: { list: string; get: string; description: string },
+    item: object,
     all: () => { id: string }[],
   ) => {
     app.get(
       path,
-      { config: SCIM_AUTH, schema: { operationId: operations.list, tags: TAGS, description: operations.description } },
+      {
+        config: SCIM_AUTH,
+        schema: {
+          operationId: operations.list,
+          tags: TAGS,
+          description: operations.description,
+          documentedResponse: { 200: scimAnswer(`The ${kind}s.`, listResponseOf(item)) },
+        },
+      },
       async (request) => {
         scimOrganizationOf(request.actor);
         const items = all();
@@ -355,7 +379,15 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     );
     app.get(
       `${path}/:id`,
-      { config: SCIM_AUTH, schema: { operationId: operations.get, tags: TAGS, params: IdParams } },
+      {
+        config: SCIM_AUTH,
+        schema: {
+          operationId: operations.get,
+          tags: TAGS,
+          params: IdParams,
+          documentedResponse: { 200: scimAnswer(`The ${kind}.`, item) },
+        },
+      },
       async (request) => {
         scimOrganizationOf(request.actor);
         const { id } = request.params as { id: string };
@@ -369,12 +401,14 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     '/ResourceTypes',
     'ResourceType',
     { list: 'scimListResourceTypes', get: 'scimGetResourceType', description: 'User and Group.' },
+    ScimResourceType,
     () => resourceTypes(baseUrl),
   );
   catalog(
     '/Schemas',
     'Schema',
     { list: 'scimListSchemas', get: 'scimGetSchema', description: 'User, EnterpriseUser and Group schemas.' },
+    ScimSchema,
     () => schemas(baseUrl),
   );
 
@@ -393,6 +427,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: SCIM_AUTH,
       schema: {
         operationId: 'scimListUsers',
+        documentedResponse: { 200: scimAnswer('A page of users.', USER_LIST) },
         tags: TAGS,
         querystring: ListQueryString,
         description:
@@ -407,6 +442,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: SCIM_AUTH,
       schema: {
         operationId: 'scimSearchUsers',
+        documentedResponse: { 200: scimAnswer('A page of users.', USER_LIST) },
+        consumes: SCIM_BODY_TYPES,
         tags: TAGS,
         body: looseObject,
         description: 'RFC 7644 §3.4.3 search by POST.',
@@ -420,6 +457,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: SCIM_AUTH,
       schema: {
         operationId: 'scimCreateUser',
+        documentedResponse: { 201: scimAnswer('Created.', ScimUser) },
+        consumes: SCIM_BODY_TYPES,
         tags: TAGS,
         body: looseObject,
         description:
@@ -437,7 +476,13 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     '/Users/:id',
     {
       config: SCIM_AUTH,
-      schema: { operationId: 'scimGetUser', tags: TAGS, params: IdParams, querystring: ListQueryString },
+      schema: {
+        operationId: 'scimGetUser',
+        documentedResponse: { 200: scimAnswer('The user.', ScimUser), 304: NOT_MODIFIED },
+        tags: TAGS,
+        params: IdParams,
+        querystring: ListQueryString,
+      },
     },
     async (request, reply) => {
       const organizationId = scimOrganizationOf(request.actor);
@@ -455,6 +500,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: SCIM_AUTH,
       schema: {
         operationId: 'scimReplaceUser',
+        documentedResponse: { 200: scimAnswer('Replaced.', ScimUser) },
+        consumes: SCIM_BODY_TYPES,
         tags: TAGS,
         params: IdParams,
         body: looseObject,
@@ -473,6 +520,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: SCIM_AUTH,
       schema: {
         operationId: 'scimPatchUser',
+        documentedResponse: { 200: scimAnswer('Patched.', ScimUser) },
+        consumes: SCIM_BODY_TYPES,
         tags: TAGS,
         params: IdParams,
         body: looseObject,
@@ -527,6 +576,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: SCIM_AUTH,
       schema: {
         operationId: 'scimListGroups',
+        documentedResponse: { 200: scimAnswer('A page of groups.', GROUP_LIST) },
         tags: TAGS,
         querystring: ListQueryString,
         description: "The organization's own roles as groups.",
@@ -536,7 +586,16 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   );
   app.post(
     '/Groups/.search',
-    { config: SCIM_AUTH, schema: { operationId: 'scimSearchGroups', tags: TAGS, body: looseObject } },
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimSearchGroups',
+        documentedResponse: { 200: scimAnswer('A page of groups.', GROUP_LIST) },
+        consumes: SCIM_BODY_TYPES,
+        tags: TAGS,
+        body: looseObject,
+      },
+    },
     async (request, reply) => reply.code(200).send(await listGroups(request, searchBody(request.body))),
   );
   app.post(
@@ -545,6 +604,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: SCIM_AUTH,
       schema: {
         operationId: 'scimCreateGroup',
+        documentedResponse: { 201: scimAnswer('Created.', ScimGroup) },
+        consumes: SCIM_BODY_TYPES,
         tags: TAGS,
         body: looseObject,
         description: 'Creates a role of level 1000 with no grants.',
@@ -560,7 +621,13 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     '/Groups/:id',
     {
       config: SCIM_AUTH,
-      schema: { operationId: 'scimGetGroup', tags: TAGS, params: IdParams, querystring: ListQueryString },
+      schema: {
+        operationId: 'scimGetGroup',
+        documentedResponse: { 200: scimAnswer('The group.', ScimGroup), 304: NOT_MODIFIED },
+        tags: TAGS,
+        params: IdParams,
+        querystring: ListQueryString,
+      },
     },
     async (request, reply) => {
       const organizationId = scimOrganizationOf(request.actor);
@@ -573,7 +640,17 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   );
   app.put(
     '/Groups/:id',
-    { config: SCIM_AUTH, schema: { operationId: 'scimReplaceGroup', tags: TAGS, params: IdParams, body: looseObject } },
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimReplaceGroup',
+        documentedResponse: { 200: scimAnswer('Replaced.', ScimGroup) },
+        consumes: SCIM_BODY_TYPES,
+        tags: TAGS,
+        params: IdParams,
+        body: looseObject,
+      },
+    },
     async (request, reply) => {
       const group = await replaceScimGroup(
         writeContext(request),
@@ -586,7 +663,17 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   );
   app.patch(
     '/Groups/:id',
-    { config: SCIM_AUTH, schema: { operationId: 'scimPatchGroup', tags: TAGS, params: IdParams, body: looseObject } },
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimPatchGroup',
+        documentedResponse: { 200: scimAnswer('Patched.', ScimGroup) },
+        consumes: SCIM_BODY_TYPES,
+        tags: TAGS,
+        params: IdParams,
+        body: looseObject,
+      },
+    },
     async (request, reply) => {
       const operations = readPatchBody(request.body);
       const group = await patchScimGroup(
@@ -615,6 +702,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       config: { ...SCIM_AUTH, textCheckedPerItem: true },
       schema: {
         operationId: 'scimBulk',
+        documentedResponse: { 200: scimAnswer('The result of each operation.', ScimBulkResponse) },
+        consumes: SCIM_BODY_TYPES,
         tags: TAGS,
         body: looseObject,
         description: 'RFC 7644 §3.7 bulk operations with bulkId references and failOnErrors.',

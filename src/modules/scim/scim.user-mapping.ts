@@ -407,6 +407,12 @@ export const USER_FILTER_ATTRIBUTES: AttributeMap = {
   'groups.display': { type: 'string', expr: sql`r.name`, caseExact: false, within: inGroup },
 };
 
+/**
+ * A text sort key with '' read as no value: names are stored as '' rather than NULL, and RFC 7644
+ * §3.4.2.3 orders missing values last ascending and first descending, as orderOf does with NULLs.
+ */
+const sortText = (expr: SQL) => sql`nullif(${expr}, '')`;
+
 /** sortBy attributes (RFC 7644 §3.4.2.3) → the expression ordered by; the id always breaks ties. */
 export const USER_SORT_KEYS: Record<string, SQL> = {
   id: sql`${users.id}`,
@@ -414,12 +420,12 @@ export const USER_SORT_KEYS: Record<string, SQL> = {
   username: sql`lower(coalesce(${users.username}, ${users.email})) collate "C"`,
   'emails.value': sql`lower(${users.email}) collate "C"`,
   emails: sql`lower(${users.email}) collate "C"`,
-  'name.givenname': sql`lower(${users.firstName}) collate "C"`,
-  'name.familyname': sql`lower(${users.lastName}) collate "C"`,
-  displayname: sql`lower(coalesce(${scimText('displayName')}, ${formattedName}))`,
-  externalid: sql`${users.scimExternalId}`,
+  'name.givenname': sortText(sql`lower(${users.firstName}) collate "C"`),
+  'name.familyname': sortText(sql`lower(${users.lastName}) collate "C"`),
+  displayname: sortText(sql`lower(coalesce(${scimText('displayName')}, ${formattedName}))`),
+  externalid: sortText(sql`${users.scimExternalId}`),
   'meta.created': sql`${users.dateJoined}`,
   'meta.lastmodified': sql`${users.updatedAt}`,
-  title: sql`lower(${scimText('title')})`,
-  'enterprise:department': sql`lower(${scimText('enterprise', 'department')})`,
+  title: sortText(sql`lower(${scimText('title')})`),
+  'enterprise:department': sortText(sql`lower(${scimText('enterprise', 'department')})`),
 };

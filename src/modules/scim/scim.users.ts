@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, getTableColumns, inArray, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Filter } from 'scim2-parse-filter';
 import { type Db, type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
@@ -40,7 +40,9 @@ export interface ListResult<T> {
 
 /** The order of a list; every order ends in the id, so pages never overlap or skip. */
 export function orderOf(sortKeys: Record<string, SQL>, id: SQL, query: Pick<ListQuery, 'sortBy' | 'sortOrder'>): SQL[] {
-  const direction = query.sortOrder === 'descending' ? desc : asc;
+  // RFC 7644 §3.4.2.3: resources without a value come last ascending and first descending.
+  const direction =
+    query.sortOrder === 'descending' ? (e: SQL) => sql`${e} desc nulls first` : (e: SQL) => sql`${e} asc nulls last`;
   if (!query.sortBy) return [direction(id)];
   const key = sortKeys[normalisePath(query.sortBy)];
   if (!key) throw scimErrors.invalidValue(`Sorting by "${query.sortBy}" is not supported.`);

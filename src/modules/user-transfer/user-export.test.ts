@@ -159,6 +159,11 @@ describe('seed-003 user export', () => {
       `/api/admin/export-users/?filter=${encodeURIComponent('userName eq "TV-VIEWER" or name.givenName sw "nobody"')}`,
     );
     expect(filtered.json().count).toBe(1);
+    // The filter's strings are JSON strings, as in SCIM: \u0056 is "V".
+    const escaped = await staff.get(
+      `/api/admin/export-users/?filter=${encodeURIComponent(String.raw`userName eq "tv-\u0056iewer"`)}`,
+    );
+    expect(escaped.json().users.map((u: ExportedUser) => u.username)).toEqual(['tv-viewer']);
   });
 
   it('answers 400 naming the field for a bad filter, format or flag', async () => {

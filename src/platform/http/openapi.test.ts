@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { superuserClient } from '../../../test/seed.js';
+import { scimClient } from '../../../test/scim-client.js';
+import { seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 
 const CONTRACT_PATHS = [
@@ -105,6 +107,81 @@ describe('OpenAPI documentation', () => {
     const missing = await su.delete(`/api/v1/organizations/${code}/`);
     expect(missing.statusCode).toBe(404);
     expect(missing.headers['content-type']).toContain('application/problem+json');
+  });
+
+  it('documents what SCIM answers and reads, and its real answers validate against the document', async () => {
+    type Operation = {
+      requestBody?: { content: Record<string, unknown> };
+      responses: Record<string, { content?: Record<string, { schema: object }> }>;
+    };
+    const doc = (await t.request({ method: 'GET', url: '/api/openapi.json' })).json() as {
+      paths: Record<string, Record<string, Operation>>;
+    };
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      if (!path.startsWith('/scim/')) continue;
+      for (const [method, op] of Object.entries(operations)) {
+        const success = Object.keys(op.responses).filter((status) => status.startsWith('2'));
+        expect(success, `${method} ${path}`).not.toEqual([]);
+        if (op.requestBody) {
+          expect(Object.keys(op.requestBody.content), `${method} ${path}`).toContain('application/scim+json');
+        }
+      }
+    }
+
+    const { org, scim } = await scimClient(t);
+    const member = await seedUser(t, org.id, { username: 'doc-member' });
+    const ajv = new Ajv({ strict: false });
+    const check = async (method: 'GET' | 'POST' | 'PUT' | 'PATCH', url: string, path: string, body?: unknown) => {
+      const res = await scim(method, url, body);
+      const schema =
+        doc.paths[path]?.[method.toLowerCase()]?.responses[res.statusCode]?.content?.['application/scim+json']?.schema;
+      expect(schema, `${method} ${url} answered ${res.statusCode}: ${res.body}`).toBeDefined();
+      const validate = ajv.compile(schema as object);
+      expect(validate(res.json()) ? [] : validate.errors, `${method} ${url}`).toEqual([]);
+      return res.json();
+    };
+    const user = {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'],
+      userName: 'doc-user',
+      name: { givenName: 'Doc', familyName: 'User' },
+      emails: [{ value: 'doc-user@example.com', primary: true }],
+      title: 'Writer',
+      'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User': { department: 'Docs' },
+    };
+    const created = await check('POST', '/Users', '/scim/v2/Users', user);
+    const group = await check('POST', '/Groups', '/scim/v2/Groups', {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+      displayName: 'Doc writers',
+      members: [{ value: created.id }, { value: member.id }],
+    });
+    const patch = (value: object) => ({
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'],
+      Operations: [{ op: 'replace', value }],
+    });
+    const search = { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], filter: 'userName sw "doc"' };
+    await check('GET', `/Users/${created.id}`, '/scim/v2/Users/{id}');
+    await check('GET', `/Users/${created.id}?attributes=userName`, '/scim/v2/Users/{id}');
+    await check('PUT', `/Users/${created.id}`, '/scim/v2/Users/{id}', user);
+    await check('PATCH', `/Users/${created.id}`, '/scim/v2/Users/{id}', patch({ title: 'Editor' }));
+    await check('GET', '/Users?sortBy=userName', '/scim/v2/Users');
+    await check('POST', '/Users/.search', '/scim/v2/Users/.search', search);
+    await check('GET', `/Groups/${group.id}`, '/scim/v2/Groups/{id}');
+    await check('PATCH', `/Groups/${group.id}`, '/scim/v2/Groups/{id}', patch({ displayName: 'Doc editors' }));
+    await check('PUT', `/Groups/${group.id}`, '/scim/v2/Groups/{id}', {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+      displayName: 'Doc writers',
+    });
+    await check('GET', '/Groups', '/scim/v2/Groups');
+    await check('POST', '/Groups/.search', '/scim/v2/Groups/.search', { ...search, filter: 'displayName pr' });
+    await check('POST', '/Bulk', '/scim/v2/Bulk', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'],
+      Operations: [{ method: 'POST', path: '/Users', bulkId: 'b1', data: { ...user, userName: 'doc-bulk' } }],
+    });
+    await check('GET', '/ServiceProviderConfig', '/scim/v2/ServiceProviderConfig');
+    await check('GET', '/ResourceTypes', '/scim/v2/ResourceTypes');
+    await check('GET', '/ResourceTypes/User', '/scim/v2/ResourceTypes/{id}');
+    const listed = await check('GET', '/Schemas', '/scim/v2/Schemas');
+    await check('GET', `/Schemas/${listed.Resources[0].id}`, '/scim/v2/Schemas/{id}');
   });
 
   it('serves the interactive documentation page', async () => {

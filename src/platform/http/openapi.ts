@@ -15,6 +15,16 @@ export function documentedPath(url: string): string {
   return SLASHED.test(url) && !url.endsWith('/') ? `${url}/` : url;
 }
 
+declare module 'fastify' {
+  interface FastifySchema {
+    /**
+     * Answers documented in OpenAPI without serialising through them, as `{ description, content }`
+     * per status: for open resources a response schema would drop every property it does not name.
+     */
+    documentedResponse?: Record<string, unknown>;
+  }
+}
+
 const FieldErrors = Type.Array(Type.Object({ field: Type.String(), message: Type.String() }));
 
 /** Every refusal of this API (contract §2): RFC 9457, with a stable code and the fields at fault. */
@@ -64,17 +74,21 @@ function refusalOf(url: string) {
 }
 
 /**
- * What the generated document says beyond the route schemas: every operation's refusals (as the
- * `default` response, 4xx and 5xx alike), and the 204 of a DELETE that declares no answer (the
- * generator would call it 200).
+ * What the generated document says beyond the route schemas: the answers a route documents only
+ * (`documentedResponse`), every operation's refusals (as the `default` response, 4xx and 5xx
+ * alike), and the 204 of a DELETE that declares no answer (the generator would call it 200).
  */
 function documented(schema: Record<string, unknown>, url: string, method: string): Record<string, unknown> {
-  const response = { ...((schema.response as Record<string, unknown> | undefined) ?? {}) };
+  const { documentedResponse, ...rest } = schema;
+  const response = {
+    ...((rest.response as Record<string, unknown> | undefined) ?? {}),
+    ...((documentedResponse as Record<string, unknown> | undefined) ?? {}),
+  };
   if (method === 'DELETE' && Object.keys(response).length === 0) {
     response[204] = { type: 'null', description: 'Deleted.' };
   }
   response.default ??= refusalOf(url);
-  return { ...schema, response };
+  return { ...rest, response };
 }
 
 /** OpenAPI 3 document generated from the route schemas, served at /api/openapi.json and /api/docs. */
