@@ -296,7 +296,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
 
   app.addContentTypeParser(
     'application/scim+json',
-    { parseAs: 'string', bodyLimit: app.config.bodyLimitBytes },
+    { parseAs: 'buffer', bodyLimit: app.config.bodyLimitBytes },
     jsonBodyParser(app, 'error', 'ignore'),
   );
   app.setErrorHandler((err, request, reply) => sendScimError(request, reply, err));

@@ -1,7 +1,11 @@
+import { isUtf8 } from 'node:buffer';
 import type { FastifyBodyParser, FastifyInstance } from 'fastify';
 import { commonErrors } from './errors.js';
 
 type Poisoning = 'error' | 'ignore' | 'remove';
+
+/** Says "JSON" as the malformed-body refusal does (SCIM reads that as invalidSyntax). */
+const NOT_UTF8 = 'The body is not valid JSON: it holds bytes that are not UTF-8.';
 
 /**
  * Where the first key the prototype-poisoning guard refuses sits in a parsed body (`__proto__`, or
@@ -30,18 +34,27 @@ function findForbiddenKey(
 }
 
 /**
- * Fastify's JSON parser, except that a body with no JSON in it (no bytes, or only whitespace) is no
- * body: generic HTTP clients set `Content-Type: application/json` for a whole session, so a DELETE
- * or a bodiless POST arrives with the header and nothing after it. Such a request reaches the route
- * as one without a body; a route whose schema requires a body refuses it there, naming the body.
+ * Fastify's JSON parser, except that:
+ * - bytes that are not UTF-8 refuse the body: JSON text is UTF-8 (RFC 8259 §8.1), and decoding
+ *   them as U+FFFD made different keycloak ids one user and different passwords one password;
+ * - a body with no JSON in it (no bytes, or only whitespace) is no body: generic HTTP clients set
+ *   `Content-Type: application/json` for a whole session, so a DELETE or a bodiless POST arrives
+ *   with the header and nothing after it. Such a request reaches the route as one without a body;
+ *   a route whose schema requires a body refuses it there, naming the body.
+ * Register it with `parseAs: 'buffer'`.
  */
 export function jsonBodyParser(
   app: FastifyInstance,
   onProtoPoisoning: Poisoning = 'error',
   onConstructorPoisoning: Poisoning = 'error',
-): FastifyBodyParser<string> {
+): FastifyBodyParser<Buffer> {
   const parse = app.getDefaultJsonParser(onProtoPoisoning, onConstructorPoisoning);
-  return (request, body, done) => {
+  return (request, bytes, done) => {
+    if (!isUtf8(bytes)) {
+      done(commonErrors.validation([{ field: 'body', message: NOT_UTF8 }]), undefined);
+      return;
+    }
+    const body = bytes.toString('utf8');
     if (body.trim() === '') {
       done(null, undefined);
       return;
@@ -79,5 +92,5 @@ function forbiddenKeyError(body: string, onProto: Poisoning, onConstructor: Pois
 /** Every route takes `application/json` through jsonBodyParser; the route's body limit applies. */
 export function installJsonBodies(app: FastifyInstance): void {
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(app));
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, jsonBodyParser(app));
 }
