@@ -200,6 +200,28 @@ describe('seed-000 provisioning API', () => {
       expect((await post('/users', person(org.code, { keycloak_id: `...${unique('kc')}` }))).statusCode).toBe(201);
     });
 
+    it('refuses a blank keycloak_id, or one with a space at either end, in bodies, bulk items and paths', async () => {
+      const org = await seedOrganization(t);
+      const spaced = ['   ', ' kc-v6', 'kc-v6 ', '\tkc-v6', 'kc-v6\n', 'kc-v6\u00a0'];
+      for (const keycloakId of spaced) {
+        const res = await post('/users', person(org.code, { keycloak_id: keycloakId }));
+        expectProblem(res, 400, 'validation_failed');
+        expect(res.json().errors[0].field, JSON.stringify(keycloakId)).toBe('keycloak_id');
+
+        const path = await get(`/users/${encodeURIComponent(keycloakId)}`);
+        expectProblem(path, 400, 'validation_failed');
+        expect(path.json().errors[0].field).toBe('keycloak_id');
+        expectProblem(await put(`/users/${encodeURIComponent(keycloakId)}/deactivate`), 400, 'validation_failed');
+      }
+      const inner = person(org.code, { keycloak_id: `kc ${unique('v6')}` });
+      const bulk = await post('/users/bulk', [person(org.code, { keycloak_id: ' kc-v6 ' }), inner]);
+      expect(bulk.json()).toMatchObject({
+        success_count: 1,
+        errors: [{ index: 0, code: 'validation_failed', fields: [{ field: 'keycloak_id' }] }],
+      });
+      expect((await get(`/users/${encodeURIComponent(inner.keycloak_id)}`)).statusCode).toBe(200);
+    });
+
     it('never changes or deactivates a superuser (403 superuser_protected)', async () => {
       const org = await seedOrganization(t);
       const admin = await seedUser(t, org.id, { isSuperuser: true, externalId: unique('kc-') });
