@@ -434,6 +434,62 @@ describe('seed-000 provisioning API', () => {
       expect(list.json().users.every((u: { last_name: string }) => u.last_name === 'Second')).toBe(true);
     });
 
+    it('fails an item holding a __proto__ key or nesting too deep alone; the others are written', async () => {
+      const org = await seedOrganization(t);
+      const valid = person(org.code);
+      const topProto = person(org.code);
+      const [nestedProto, ctor, deep] = [person(org.code), person(org.code), person(org.code)];
+      const item = (p: typeof valid, extra: string) => `${JSON.stringify(p).slice(0, -1)},${extra}}`;
+      const payload = `[${[
+        JSON.stringify(valid),
+        item(nestedProto, '"first_name":{"__proto__":null}'),
+        item(topProto, '"__proto__":{"is_superuser":true}'),
+        item(ctor, '"x":{"constructor":{"prototype":{}}}'),
+        item(deep, `"x":${'['.repeat(70)}${']'.repeat(70)}`),
+      ].join(',')}]`;
+      const res = await t.request({
+        method: 'POST',
+        url: `${BASE}/users/bulk`,
+        headers: { ...platform, 'content-type': 'application/json' },
+        payload,
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      const answer = res.json();
+      expect(answer).toMatchObject({ success_count: 1, error_count: 4, users: [{ keycloak_id: valid.keycloak_id }] });
+      expect(answer.errors).toEqual([
+        expect.objectContaining({
+          index: 1,
+          code: 'validation_failed',
+          fields: [expect.objectContaining({ field: 'first_name.__proto__' })],
+        }),
+        expect.objectContaining({
+          index: 2,
+          keycloak_id: topProto.keycloak_id,
+          fields: [expect.objectContaining({ field: '__proto__' })],
+        }),
+        expect.objectContaining({ index: 3, fields: [expect.objectContaining({ field: 'x.constructor' })] }),
+        expect.objectContaining({
+          index: 4,
+          fields: [{ field: `x${'.0'.repeat(62)}`, message: 'must not nest deeper than 64 levels.' }],
+        }),
+      ]);
+      const written = await t.database.db.select().from(users).where(eq(users.organizationId, org.id));
+      expect(written.map((u) => u.externalId)).toEqual([valid.keycloak_id]);
+      expect(({} as Record<string, unknown>).is_superuser).toBeUndefined();
+    });
+
+    it('still refuses a __proto__ key as a whole body on the single-user call', async () => {
+      const org = await seedOrganization(t);
+      const res = await t.request({
+        method: 'POST',
+        url: `${BASE}/users`,
+        headers: { ...platform, 'content-type': 'application/json' },
+        payload: `${JSON.stringify(person(org.code)).slice(0, -1)},"first_name":{"__proto__":null}}`,
+      });
+      expectProblem(res, 400, 'validation_failed');
+      expect(res.json().errors).toEqual([expect.objectContaining({ field: 'first_name.__proto__' })]);
+    });
+
     it('refuses a body that is not an array with 400', async () => {
       expectProblem(await post('/users/bulk', { users: [] }), 400, 'validation_failed');
       expectProblem(await post('/users/bulk', person('x')), 400, 'validation_failed');
