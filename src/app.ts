@@ -1,3 +1,4 @@
+import { maxHeaderSize } from 'node:http';
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -35,7 +36,7 @@ import { usersRoutes } from './modules/users/users.routes.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installBodyLimit } from './platform/http/body-limit.js';
-import { answerClientError, badUrl, installErrorHandling, sendProblem } from './platform/http/errors.js';
+import { answerClientError, installErrorHandling, routerRefusal, sendProblem } from './platform/http/errors.js';
 import { installJsonBodies } from './platform/http/json-body.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installPageSizeCap } from './platform/http/pagination.js';
@@ -72,14 +73,17 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string[],
     bodyLimit: config.bodyLimitBytes,
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    // A path parameter as long as any request line Node's parser takes: a longer one than a route's
+    // schema allows then reaches that schema, whose refusal names the parameter (the router's own
+    // refusal cannot). No route has a regular-expression parameter for the bound to protect.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: maxHeaderSize },
     // Our own ids in logs; a caller's X-Request-Id is not trusted as a log key.
     genReqId: () => crypto.randomUUID(),
     // Refusals made before any route's error handler runs, in the formats of the contract.
-    frameworkErrors: (_err, request, reply) =>
+    frameworkErrors: (err, request, reply) =>
       request.url.startsWith('/scim/')
-        ? sendScimError(request, reply, badUrl())
-        : sendProblem(reply, request, badUrl()),
+        ? sendScimError(request, reply, routerRefusal(err))
+        : sendProblem(reply, request, routerRefusal(err)),
     clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { gatehouse } from '../test/cli.js';
 import { ConfigError, loadConfig } from './config.js';
 
 const key = Buffer.alloc(32, 7).toString('base64');
@@ -144,4 +145,41 @@ describe('loadConfig', () => {
     // No drafts are left beside it.
     expect(readdirSync(dir)).toEqual(['master.key']);
   }, 60_000);
+
+  describe('a DATA_DIR that cannot be created', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'gh-data-dir-')), 'regular-file');
+    writeFileSync(file, 'not a folder');
+    const dataDir = join(file, 'sub');
+    const line = `gatehouse: invalid configuration: DATA_DIR: cannot create ${dataDir}: not a directory\n`;
+    const start = (env: Record<string, string>) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const main = fileURLToPath(new URL('./main.ts', import.meta.url));
+        const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, DATA_DIR: dataDir, PORT: '0' };
+        delete childEnv.DATABASE_URL;
+        execFile(process.execPath, ['--import', 'tsx', main], { env: childEnv, timeout: 60_000 }, (err, _out, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+        );
+      });
+
+    it('stops start-up with one line naming DATA_DIR, with or without MASTER_KEY', async () => {
+      // Without MASTER_KEY the folder is made for the generated key; with it, when the database opens.
+      for (const env of [{}, { MASTER_KEY: key }] as Record<string, string>[]) {
+        const res = await start(env);
+        expect(res.stderr).toBe(line);
+        expect(res.code).toBe(2);
+      }
+    }, 120_000);
+
+    it('stops a command line command the same way', async () => {
+      const res = await gatehouse(
+        ['createsuperuser', '--email', 'root@example.com', '--password', 'Quartz-Lantern-9417'],
+        dataDir,
+        {
+          env: { MASTER_KEY: key },
+        },
+      );
+      expect(res.stderr).toBe(line);
+      expect(res.code).toBe(2);
+    }, 180_000);
+  });
 });

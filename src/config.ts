@@ -143,6 +143,23 @@ function decodeKey(raw: string): Buffer | undefined {
   return key;
 }
 
+/**
+ * Creates DATA_DIR (and its parents) when missing. A path that cannot be a folder (a file in the
+ * way, no permission) stops start-up with one line naming the variable, as any bad value does,
+ * rather than as a bare mkdir error.
+ */
+export function createDataDir(dataDir: string): void {
+  try {
+    mkdirSync(dataDir, { recursive: true });
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException;
+    // Node's text is "ENOTDIR: not a directory, mkdir '…'": the middle part says what is wrong.
+    const reason =
+      code === 'EEXIST' ? 'a file of that name is in the way' : (/^\w+: ([^,]+)/.exec(message)?.[1] ?? message);
+    throw new ConfigError('DATA_DIR', `cannot create ${dataDir}: ${reason}`);
+  }
+}
+
 function parseMasterKey(env: Env, dataDir: string, embedded: boolean): Buffer {
   const raw = env.MASTER_KEY;
   if (raw !== undefined && raw !== '') {
@@ -159,7 +176,7 @@ function parseMasterKey(env: Env, dataDir: string, embedded: boolean): Buffer {
     return key;
   };
   if (existsSync(file)) return readKey();
-  mkdirSync(dataDir, { recursive: true });
+  createDataDir(dataDir);
   const key = randomBytes(32);
   // Written whole under a name of its own, then linked into place: two processes starting on a new
   // DATA_DIR at once (a server and a CLI command) never read a half-written file, and the one whose

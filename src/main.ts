@@ -30,6 +30,11 @@ export async function main(options: { worker?: boolean } = {}): Promise<void> {
       console.error(`gatehouse: ${err.message}`);
       process.exit(1);
     }
+    // DATA_DIR is created when the embedded database opens (when MASTER_KEY is given, not before).
+    if (err instanceof ConfigError) {
+      console.error(`gatehouse: invalid configuration: ${err.message}`);
+      process.exit(2);
+    }
     throw err;
   }
   server.app.log.info({ address: server.address, database: server.database.kind }, 'gatehouse is serving');

@@ -50,6 +50,7 @@ export async function withDatabase<T>(
     database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   } catch (err) {
     if (err instanceof DataDirInUseError) fail(err.message);
+    if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`, 2);
     throw err;
   }
   try {

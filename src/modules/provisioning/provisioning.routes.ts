@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest, FastifySchemaCompiler } from 'fastify';
 import { AppError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
+import { forbiddenKeyIn } from '../../platform/http/json-body.js';
+import { bodyItemProblem } from '../../platform/http/text-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { provisioningErrors } from './provisioning.errors.js';
 import { deactivateUser, findProvisionedUser, listProvisionedUsers } from './provisioning.lookup.js';
@@ -146,8 +148,8 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/api/provisioning/users/bulk',
     {
-      // One item holding unstorable text fails alone, in the core's validation.
-      config: { auth, textCheckedPerItem: true },
+      // An item holding unstorable text, deep nesting or a `__proto__` key fails alone (below).
+      config: { auth, bodyItems: (body) => (Array.isArray(body) ? body : undefined) },
       validatorCompiler: bulkValidatorCompiler,
       schema: {
         operationId: 'bulkProvisionUsers',
@@ -193,7 +195,15 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...(error.errors ? { fields: error.errors } : {}),
         });
       body.forEach((value, index) => {
-        if (validateItem(value)) {
+        // Before the schema and before any field is copied: these refuse a whole body elsewhere.
+        const unsafe = forbiddenKeyIn(value, { proto: true, constructor: true }) ?? bodyItemProblem(value, 1);
+        if (unsafe) {
+          refuse(
+            index,
+            value,
+            provisioningErrors.invalid([{ field: unsafe.field || 'item', message: unsafe.message }]),
+          );
+        } else if (validateItem(value)) {
           items.push(toItem(value as ProvisionUserInput));
           positions.push(index);
         } else {

@@ -1,19 +1,15 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { readablePattern } from '../../platform/http/errors.js';
 import { OrganizationCode } from '../organizations/organizations.schemas.js';
-import { Username } from '../users/users.schemas.js';
+import { ExternalId, Username } from '../users/users.schemas.js';
 import { USER_STATUSES } from '../users/users.table.js';
 
 const Email = Type.String({ format: 'email', maxLength: 254 });
 const Name = Type.String({ maxLength: 150 });
-const KeycloakId = Type.String({
-  minLength: 1,
-  maxLength: 255,
-  // "." and ".." cannot be a path segment (clients build /users/{keycloak_id}): such a user could
-  // never be read or deactivated.
-  pattern: readablePattern('^(?!\\.\\.?$)', 'Must not be "." or "..".'),
+const KeycloakId = {
+  ...ExternalId,
   description: "The identity provider's subject; unique across the installation, the upsert key.",
-});
+};
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
 /** An item of the provisioning core, in Gatehouse terms (see provisioning.service.ts). */
@@ -137,7 +133,8 @@ export const BulkProvisionView = Type.Object({
 });
 
 export const KeycloakIdParams = Type.Object({
-  keycloak_id: Type.String({ minLength: 1, maxLength: 255 }),
+  // Refused as in a body: no user can hold such an id.
+  keycloak_id: KeycloakId,
 });
 
 export const ProvisionedUserDetail = Type.Object({

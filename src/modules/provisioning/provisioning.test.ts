@@ -200,6 +200,28 @@ describe('seed-000 provisioning API', () => {
       expect((await post('/users', person(org.code, { keycloak_id: `...${unique('kc')}` }))).statusCode).toBe(201);
     });
 
+    it('refuses a blank keycloak_id, or one with a space at either end, in bodies, bulk items and paths', async () => {
+      const org = await seedOrganization(t);
+      const spaced = ['   ', ' kc-v6', 'kc-v6 ', '\tkc-v6', 'kc-v6\n', 'kc-v6\u00a0'];
+      for (const keycloakId of spaced) {
+        const res = await post('/users', person(org.code, { keycloak_id: keycloakId }));
+        expectProblem(res, 400, 'validation_failed');
+        expect(res.json().errors[0].field, JSON.stringify(keycloakId)).toBe('keycloak_id');
+
+        const path = await get(`/users/${encodeURIComponent(keycloakId)}`);
+        expectProblem(path, 400, 'validation_failed');
+        expect(path.json().errors[0].field).toBe('keycloak_id');
+        expectProblem(await put(`/users/${encodeURIComponent(keycloakId)}/deactivate`), 400, 'validation_failed');
+      }
+      const inner = person(org.code, { keycloak_id: `kc ${unique('v6')}` });
+      const bulk = await post('/users/bulk', [person(org.code, { keycloak_id: ' kc-v6 ' }), inner]);
+      expect(bulk.json()).toMatchObject({
+        success_count: 1,
+        errors: [{ index: 0, code: 'validation_failed', fields: [{ field: 'keycloak_id' }] }],
+      });
+      expect((await get(`/users/${encodeURIComponent(inner.keycloak_id)}`)).statusCode).toBe(200);
+    });
+
     it('never changes or deactivates a superuser (403 superuser_protected)', async () => {
       const org = await seedOrganization(t);
       const admin = await seedUser(t, org.id, { isSuperuser: true, externalId: unique('kc-') });
@@ -410,6 +432,62 @@ describe('seed-000 provisioning API', () => {
       const list = await get(`/users?client_id=${org.code}`);
       expect(list.json().count).toBe(2500);
       expect(list.json().users.every((u: { last_name: string }) => u.last_name === 'Second')).toBe(true);
+    });
+
+    it('fails an item holding a __proto__ key or nesting too deep alone; the others are written', async () => {
+      const org = await seedOrganization(t);
+      const valid = person(org.code);
+      const topProto = person(org.code);
+      const [nestedProto, ctor, deep] = [person(org.code), person(org.code), person(org.code)];
+      const item = (p: typeof valid, extra: string) => `${JSON.stringify(p).slice(0, -1)},${extra}}`;
+      const payload = `[${[
+        JSON.stringify(valid),
+        item(nestedProto, '"first_name":{"__proto__":null}'),
+        item(topProto, '"__proto__":{"is_superuser":true}'),
+        item(ctor, '"x":{"constructor":{"prototype":{}}}'),
+        item(deep, `"x":${'['.repeat(70)}${']'.repeat(70)}`),
+      ].join(',')}]`;
+      const res = await t.request({
+        method: 'POST',
+        url: `${BASE}/users/bulk`,
+        headers: { ...platform, 'content-type': 'application/json' },
+        payload,
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      const answer = res.json();
+      expect(answer).toMatchObject({ success_count: 1, error_count: 4, users: [{ keycloak_id: valid.keycloak_id }] });
+      expect(answer.errors).toEqual([
+        expect.objectContaining({
+          index: 1,
+          code: 'validation_failed',
+          fields: [expect.objectContaining({ field: 'first_name.__proto__' })],
+        }),
+        expect.objectContaining({
+          index: 2,
+          keycloak_id: topProto.keycloak_id,
+          fields: [expect.objectContaining({ field: '__proto__' })],
+        }),
+        expect.objectContaining({ index: 3, fields: [expect.objectContaining({ field: 'x.constructor' })] }),
+        expect.objectContaining({
+          index: 4,
+          fields: [{ field: `x${'.0'.repeat(62)}`, message: 'must not nest deeper than 64 levels.' }],
+        }),
+      ]);
+      const written = await t.database.db.select().from(users).where(eq(users.organizationId, org.id));
+      expect(written.map((u) => u.externalId)).toEqual([valid.keycloak_id]);
+      expect(({} as Record<string, unknown>).is_superuser).toBeUndefined();
+    });
+
+    it('still refuses a __proto__ key as a whole body on the single-user call', async () => {
+      const org = await seedOrganization(t);
+      const res = await t.request({
+        method: 'POST',
+        url: `${BASE}/users`,
+        headers: { ...platform, 'content-type': 'application/json' },
+        payload: `${JSON.stringify(person(org.code)).slice(0, -1)},"first_name":{"__proto__":null}}`,
+      });
+      expectProblem(res, 400, 'validation_failed');
+      expect(res.json().errors).toEqual([expect.objectContaining({ field: 'first_name.__proto__' })]);
     });
 
     it('refuses a body that is not an array with 400', async () => {

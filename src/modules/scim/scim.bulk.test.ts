@@ -18,6 +18,34 @@ describe('SCIM Bulk', () => {
   });
   afterAll(() => t.close());
 
+  it('fails an operation holding a __proto__ key alone; the others are written', async () => {
+    const { scim } = await scimClient(t);
+    const [ok, bad] = [unique('p1'), unique('pb')];
+    const op = (bulkId: string, data: string) =>
+      `{"method":"POST","path":"/Users","bulkId":"${bulkId}","data":${data}}`;
+    const res = await scim(
+      'POST',
+      '/Bulk',
+      `{"schemas":["${BULK}"],"Operations":[${[
+        op('a', JSON.stringify(user(ok))),
+        op('b', `${JSON.stringify(user(bad)).slice(0, -1)},"name":{"__proto__":{"givenName":"X"}}}`),
+      ].join(',')}]}`,
+    );
+    expect(res.statusCode, res.body).toBe(200);
+    const results = res.json().Operations as { status: string; response?: Record<string, unknown> }[];
+    expect(results.map((r) => r.status)).toEqual(['201', '400']);
+    expect(results[1]?.response).toMatchObject({
+      scimType: 'invalidValue',
+      detail: expect.stringContaining('Operations[1].data.name.__proto__'),
+    });
+    const found = await scim('GET', `/Users?filter=${encodeURIComponent(`userName eq "${bad}@example.com"`)}`);
+    expect(found.json()).toMatchObject({ totalResults: 0 });
+
+    // Outside the operations, the request is refused as a whole, as before.
+    const whole = await scim('POST', '/Bulk', `{"schemas":["${BULK}"],"__proto__":{},"Operations":[]}`);
+    expect(whole.statusCode).toBe(400);
+  });
+
   it('fails an operation holding a NUL character alone; the others are written', async () => {
     const { scim } = await scimClient(t);
     const [ok1, bad, ok2] = [unique('n1'), unique('nb'), unique('n2')];

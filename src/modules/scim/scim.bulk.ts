@@ -1,4 +1,5 @@
-import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-guard.js';
+import { forbiddenKeyIn } from '../../platform/http/json-body.js';
+import { bodyItemProblem } from '../../platform/http/text-guard.js';
 import { readUserRows, type UserRow } from '../provisioning/provisioning.lookup.js';
 import type { ProvisionItem } from '../provisioning/provisioning.service.js';
 import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
@@ -31,8 +32,11 @@ interface BulkOperation {
   path: string;
   data: unknown;
   version: string | undefined;
-  /** Where the operation holds text no field can store (NUL, half a surrogate pair): it fails alone. */
-  unstorable: string | undefined;
+  /**
+   * Why the operation fails alone without running: text no field can store (NUL, half a surrogate
+   * pair), nesting too deep to store, or a `__proto__` key (a whole body is refused for those).
+   */
+  refusal: string | undefined;
   /** The bulkIds its path and data reference. */
   references: string[];
 }
@@ -73,6 +77,9 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
   const seen = new Set<string>();
   const operations = raw.map((op, i): BulkOperation => {
     if (!isObject(op)) throw scimErrors.invalidSyntax(`Operation ${i} must be an object.`);
+    // First, so that no walk below meets a `__proto__` key or unbounded nesting.
+    const unsafe = forbiddenKeyIn(op, { proto: true, constructor: false }) ?? bodyItemProblem(op, 2);
+    const refusal = unsafe && `"Operations[${i}]${unsafe.field ? `.${unsafe.field}` : ''}": ${unsafe.message}`;
     const method = typeof op.method === 'string' ? op.method.toUpperCase() : '';
     if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH' && method !== 'DELETE') {
       throw scimErrors.invalidSyntax(`Operation ${i}: "method" must be POST, PUT, PATCH or DELETE.`);
@@ -93,7 +100,6 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
     if (op.version !== undefined && typeof op.version !== 'string') {
       throw scimErrors.invalidSyntax(`Operation ${i}: "version" must be a string.`);
     }
-    const unstorable = unstorableTextField(op);
     return {
       index: i,
       method,
@@ -101,14 +107,16 @@ function readBulkBody(body: unknown): { operations: BulkOperation[]; failOnError
       path: op.path,
       data: op.data,
       version: op.version as string | undefined,
-      unstorable: unstorable === undefined ? undefined : `Operations[${i}]${unstorable ? `.${unstorable}` : ''}`,
-      references: [
-        ...new Set([
-          ...bulkIdOfPath(op.path),
-          ...bulkIdsIn(op.data),
-          ...(method === 'PATCH' ? bulkIdsInPatchPaths(op.data) : []),
-        ]),
-      ],
+      refusal,
+      references: refusal
+        ? []
+        : [
+            ...new Set([
+              ...bulkIdOfPath(op.path),
+              ...bulkIdsIn(op.data),
+              ...(method === 'PATCH' ? bulkIdsInPatchPaths(op.data) : []),
+            ]),
+          ],
     };
   });
   return { operations, failOnErrors: failOnErrors as number | undefined };
@@ -258,7 +266,7 @@ function resolvePath(path: string, ids: Map<string, string>): { type: 'Users' | 
 
 /** Whether an operation can join a set-based user batch. */
 function batchable(op: BulkOperation): boolean {
-  if (op.unstorable !== undefined || op.method === 'DELETE' || op.references.length > 0) return false;
+  if (op.refusal !== undefined || op.method === 'DELETE' || op.references.length > 0) return false;
   return op.method === 'POST' ? /^\/Users\/?$/.test(op.path) : /^\/Users\/[^/]+\/?$/.test(op.path);
 }
 
@@ -297,8 +305,8 @@ export async function scimBulk(ctx: WriteContext, body: unknown, baseUrl: string
     const op = operations[i] as BulkOperation;
     const cycle = cycles.get(op);
     const result =
-      op.unstorable !== undefined
-        ? errorResult(op, scimErrors.invalidValue(`"${op.unstorable}" ${UNSTORABLE_TEXT}`), baseUrl)
+      op.refusal !== undefined
+        ? errorResult(op, scimErrors.invalidValue(op.refusal), baseUrl)
         : cycle !== undefined
           ? errorResult(op, scimErrors.circularReference(cycle), baseUrl)
           : await runOne(ctx, op, ids, baseUrl).catch((err) => errorResult(op, err, baseUrl));

@@ -310,7 +310,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
 
   app.addContentTypeParser(
     'application/scim+json',
-    { parseAs: 'string', bodyLimit: app.config.bodyLimitBytes },
+    { parseAs: 'buffer', bodyLimit: app.config.bodyLimitBytes },
     jsonBodyParser(app, 'error', 'ignore'),
   );
   app.setErrorHandler((err, request, reply) => sendScimError(request, reply, err));
@@ -698,8 +698,9 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/Bulk',
     {
-      // An operation holding unstorable text fails alone (scim.bulk.ts), like any refused operation.
-      config: { ...SCIM_AUTH, textCheckedPerItem: true },
+      // An operation holding unstorable text, deep nesting or a `__proto__` key fails alone
+      // (scim.bulk.ts), like any refused operation.
+      config: { ...SCIM_AUTH, bodyItems: operationsOf },
       schema: {
         operationId: 'scimBulk',
         documentedResponse: { 200: scimAnswer('The result of each operation.', ScimBulkResponse) },
@@ -727,6 +728,12 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   });
 
   addMethodNotAllowed();
+}
+
+/** The operations of a BulkRequest body, each checked on its own (`bodyItems`). */
+function operationsOf(body: unknown): unknown[] | undefined {
+  const operations = (body as { Operations?: unknown } | null)?.Operations;
+  return Array.isArray(operations) ? operations : undefined;
 }
 
 const SEARCH_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest';

@@ -32,11 +32,19 @@ const Password = Type.String({
   maxLength: 1024,
   description: 'Stored as an argon2id hash, never returned.',
 });
-const ExternalId = Type.String({
+/**
+ * An identity provider's subject (seed 000's keycloak_id), the provisioning upsert key. Not "." or
+ * "..": seed 000's clients put it in a URL path, where such a user could never be read or
+ * deactivated. Nothing blank and no space at either end: " kc-1 " and "kc-1" would be two users
+ * for one subject, and "   " a user no one can tell from a missing id.
+ */
+export const ExternalId = Type.String({
   minLength: 1,
   maxLength: 255,
-  // Not "." or "..": seed 000's clients put it in a URL path.
-  pattern: readablePattern('^(?!\\.\\.?$)', 'Must not be "." or "..".'),
+  pattern: readablePattern(
+    '^(?!\\.\\.?$)\\S(?:[\\s\\S]*\\S)?$',
+    'Must not be "." or "..", be blank, or begin or end with a space.',
+  ),
   description: "An identity provider's subject (seed 000's keycloak_id); unique across the installation.",
 });
 

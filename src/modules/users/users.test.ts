@@ -93,6 +93,19 @@ describe('users admin API', () => {
     }
   });
 
+  it('refuses a blank external_id or one with a space at either end, naming it', async () => {
+    const org = await seedOrganization(t);
+    for (const externalId of ['  ', ' kc-1', 'kc-1 ']) {
+      const res = await admin.post('/api/v1/users', {
+        email: `${unique('u')}@x.io`,
+        external_id: externalId,
+        organization: org.code,
+      });
+      expect(res.statusCode, JSON.stringify(externalId)).toBe(400);
+      expect(res.json().errors[0]).toMatchObject({ field: 'external_id' });
+    }
+  });
+
   it('answers 409 naming username and external_id for those duplicates', async () => {
     const org = await seedOrganization(t);
     const ext = unique('kc-');

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import { type SQL, sql } from 'drizzle-orm';
@@ -6,6 +6,7 @@ import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
+import { createDataDir } from '../../config.js';
 import {
   asEmbeddedQueries,
   type EmbeddedDatabase,
@@ -62,7 +63,7 @@ function isAlive(pid: number): boolean {
  * owner's pid; a stale file (owner gone) is taken over.
  */
 function lockDataDir(dir: string): () => void {
-  mkdirSync(dir, { recursive: true });
+  createDataDir(dir);
   const file = join(dir, 'gatehouse.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {

@@ -95,6 +95,30 @@ describe('refusals made before any route runs', () => {
     expect(scim.json()).toMatchObject({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '400' });
   });
 
+  it('answers an over-long path parameter with the validation error naming it, as a shorter one', async () => {
+    const headers = { authorization: 'Bearer errors-test-provisioning-key' };
+    for (const length of [256, 600, 5000]) {
+      const res = await fetch(new URL(`/api/provisioning/users/${'k'.repeat(length)}`, base), { headers });
+      expect(res.status, String(length)).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'keycloak_id' }] });
+    }
+    const deactivate = await t.request({
+      method: 'PUT',
+      url: `/api/provisioning/users/${'k'.repeat(600)}/deactivate`,
+      headers,
+    });
+    expect(deactivate.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'keycloak_id' }] });
+    const scim = await scimClient(t);
+    const user = await scim.scim('GET', `/Users/${'u'.repeat(600)}`);
+    expect(user.statusCode).toBe(404);
+  });
+
+  it('answers a path parameter longer than any HTTP request line (only inject sends one) with 414', async () => {
+    const res = await t.request({ method: 'GET', url: `/api/provisioning/users/${'k'.repeat(20_000)}` });
+    expect(res.statusCode).toBe(414);
+    expect(res.json()).toMatchObject({ status: 414, code: 'uri_too_long' });
+  });
+
   it('answers headers over the HTTP parser limit with 431 problem+json on the socket', async () => {
     const answer = await new Promise<string>((resolve, reject) => {
       const socket = connect(Number(base.port), base.hostname, () => {

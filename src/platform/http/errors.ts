@@ -43,6 +43,7 @@ const STATUS_TITLES: Record<number, string> = {
   409: 'Conflict',
   412: 'Precondition Failed',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
@@ -262,8 +263,16 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, error:
     .send(toProblem(error, request.url.split('?')[0]));
 }
 
-/** A path whose percent-encoding does not decode: Fastify's router refuses it before any route runs. */
-export function badUrl(): AppError {
+/**
+ * What Fastify's router refuses before any route runs: a path whose percent-encoding does not
+ * decode, or (FST_ERR_MAX_PARAM_LENGTH) a path parameter longer than `maxParamLength`. The server
+ * sets that above any request line Node's parser lets through, so the second one reaches only
+ * `inject()`; over HTTP an over-long parameter meets its route's schema, which names it.
+ */
+export function routerRefusal(err: { code?: string }): AppError {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return new AppError(414, 'uri_too_long', 'A part of the URL path is longer than the server accepts.');
+  }
   return new AppError(400, 'bad_url', 'The URL is not valid: a percent-encoded part of its path does not decode.');
 }
 

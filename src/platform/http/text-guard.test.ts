@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scimClient } from '../../../test/scim-client.js';
 import { seedOrganization, superuserClient } from '../../../test/seed.js';
-import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 
 const KEY = 'platform-provisioning-key-0123456789';
 const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
@@ -209,16 +209,27 @@ describe('bodies nested too deep', () => {
     );
   });
 
-  it('refuse a SCIM /Bulk request as a whole, in the SCIM error schema', async () => {
+  it('fail a SCIM /Bulk operation alone, and refuse the request as a whole when outside the operations', async () => {
     const { scim } = await scimClient(t);
+    const BULK = 'urn:ietf:params:scim:api:messages:2.0:BulkRequest';
+    const ok = unique('ok');
     const res = await scim('POST', '/Bulk', {
-      schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'],
+      schemas: [BULK],
       Operations: [
         { method: 'POST', path: '/Users', bulkId: 'u1', data: { schemas: [USER], userName: 'deep', x: nested(100) } },
+        { method: 'POST', path: '/Users', bulkId: 'u2', data: { schemas: [USER], userName: `${ok}@example.com` } },
       ],
     });
-    expect(res.statusCode).toBe(400);
-    expect(res.json()).toMatchObject({ status: '400', scimType: 'invalidValue' });
-    expect(res.json().detail).toContain('must not nest deeper than 64 levels');
+    expect(res.statusCode).toBe(200);
+    const [deep, fine] = res.json().Operations;
+    expect(deep).toMatchObject({ status: '400', response: { scimType: 'invalidValue' } });
+    expect(deep.response.detail).toContain('"Operations[0].data.x.a.a');
+    expect(deep.response.detail).toContain('must not nest deeper than 64 levels');
+    expect(fine).toMatchObject({ status: '201' });
+
+    const whole = await scim('POST', '/Bulk', { schemas: [BULK], extra: nested(100), Operations: [] });
+    expect(whole.statusCode).toBe(400);
+    expect(whole.json()).toMatchObject({ status: '400', scimType: 'invalidValue' });
+    expect(whole.json().detail).toContain('must not nest deeper than 64 levels');
   });
 });

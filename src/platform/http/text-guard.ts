@@ -1,10 +1,14 @@
 import type { FastifyInstance } from 'fastify';
-import { commonErrors } from './errors.js';
+import { commonErrors, type FieldError } from './errors.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The route checks each item of its body for unstorable text itself, so that one bad item fails alone. */
-    textCheckedPerItem?: boolean;
+    /**
+     * The array of the body whose items the route checks itself, so that one bad item fails alone:
+     * unstorable text and nesting (`bodyItemProblem`), `__proto__` keys (json-body.ts,
+     * `forbiddenKeyIn`). The rest of the body is refused as a whole, as on any route.
+     */
+    bodyItems?: (body: unknown) => unknown[] | undefined;
   }
 }
 
@@ -29,22 +33,22 @@ type Problem = 'text' | 'depth';
 
 /**
  * The first string or key holding unstorable text (when `text`) or nesting beyond MAX_DEPTH in
- * `value`: a walk that allocates nothing.
+ * `value`, not looking into `skip` (the items a route checks itself): a walk that allocates nothing.
  */
-function problemIn(value: unknown, depth: number, text: boolean): Problem | undefined {
+function problemIn(value: unknown, depth: number, text: boolean, skip?: unknown): Problem | undefined {
   if (typeof value === 'string') return text && UNSTORABLE.test(value) ? 'text' : undefined;
-  if (value === null || typeof value !== 'object') return undefined;
+  if (value === null || typeof value !== 'object' || value === skip) return undefined;
   if (depth >= MAX_DEPTH) return 'depth';
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const problem = problemIn(value[i], depth + 1, text);
+      const problem = problemIn(value[i], depth + 1, text, skip);
       if (problem) return problem;
     }
     return undefined;
   }
   for (const key in value) {
     if (text && UNSTORABLE.test(key)) return 'text';
-    const problem = problemIn((value as Record<string, unknown>)[key], depth + 1, text);
+    const problem = problemIn((value as Record<string, unknown>)[key], depth + 1, text, skip);
     if (problem) return problem;
   }
   return undefined;
@@ -54,21 +58,21 @@ function problemIn(value: unknown, depth: number, text: boolean): Problem | unde
  * The dotted path of the first problem (`problemIn`), '' for `value` itself. Paths are built only
  * once a problem is known to be there: a bulk body has thousands of fields.
  */
-function problemPath(value: unknown, path: string, depth: number, text: boolean): string | undefined {
+function problemPath(value: unknown, path: string, depth: number, text: boolean, skip?: unknown): string | undefined {
   if (typeof value === 'string') return text && UNSTORABLE.test(value) ? path : undefined;
-  if (value === null || typeof value !== 'object') return undefined;
+  if (value === null || typeof value !== 'object' || value === skip) return undefined;
   if (depth >= MAX_DEPTH) return path;
   const at = (key: string) => (path ? `${path}.${key}` : key);
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const field = problemPath(value[i], at(String(i)), depth + 1, text);
+      const field = problemPath(value[i], at(String(i)), depth + 1, text, skip);
       if (field !== undefined) return field;
     }
     return undefined;
   }
   for (const key in value) {
     if (text && UNSTORABLE.test(key)) return at(key);
-    const field = problemPath((value as Record<string, unknown>)[key], at(key), depth + 1, text);
+    const field = problemPath((value as Record<string, unknown>)[key], at(key), depth + 1, text, skip);
     if (field !== undefined) return field;
   }
   return undefined;
@@ -80,14 +84,25 @@ export function unstorableTextField(value: unknown, path = '', depth = 0): strin
 }
 
 /**
+ * For a route's `bodyItems`: what would refuse a whole body in one item that sits `depth` levels
+ * down in it (unstorable text, nesting beyond MAX_DEPTH), with the field's dotted path in the item
+ * ('' for the item itself). A walk bounded by MAX_DEPTH, so it is safe on any parsed body.
+ */
+export function bodyItemProblem(item: unknown, depth: number): FieldError | undefined {
+  const problem = problemIn(item, depth, true);
+  if (!problem) return undefined;
+  return { field: problemPath(item, '', depth, true) ?? '', message: messageOf(problem) };
+}
+
+/**
  * PostgreSQL cannot store the NUL character or half a surrogate pair: a value carrying one
  * (`\u0000` or `\ud800` in JSON, `%00` in a URL) used to fail in the database as a 500. Before
  * validation, every request's query, path parameters and body are checked, and such a value is
  * refused as a 400 naming its field (in each plugin's error format, like a schema error). The query
  * and parameters are walked only when the URL holds `%00` (a URL's broken UTF-8 decodes to U+FFFD,
  * never to a surrogate); a body walk costs about 0.2 ms for a thousand-user bulk call. A route whose
- * items fail one by one (seed 000's bulk call, SCIM /Bulk) checks them itself
- * (`textCheckedPerItem`); nesting deeper than MAX_DEPTH refuses any body as a whole.
+ * items fail one by one (seed 000's bulk call, SCIM /Bulk) names them (`bodyItems`) and checks
+ * them itself, nesting beyond MAX_DEPTH included; anywhere else such a body is refused as a whole.
  */
 export function installTextGuard(app: FastifyInstance): void {
   app.addHook('preValidation', (request, _reply, done) => {
@@ -96,15 +111,18 @@ export function installTextGuard(app: FastifyInstance): void {
       ? (unstorableTextField(request.query, '', 0) ?? unstorableTextField(request.params, '', 0))
       : undefined;
     if (field !== undefined) return done(refusal(field, 'text'));
-    // One walk of the body for both problems.
-    const text = !request.routeOptions.config.textCheckedPerItem;
-    const problem = problemIn(request.body, 0, text);
-    if (problem) return done(refusal(problemPath(request.body, '', 0, text) ?? '', problem));
+    // One walk of the body for both problems; the route checks its items itself.
+    const items = request.routeOptions.config.bodyItems?.(request.body);
+    const problem = problemIn(request.body, 0, true, items);
+    if (problem) return done(refusal(problemPath(request.body, '', 0, true, items) ?? '', problem));
     done();
   });
 }
 
+function messageOf(problem: Problem): string {
+  return problem === 'text' ? UNSTORABLE_TEXT : `must not nest deeper than ${MAX_DEPTH} levels.`;
+}
+
 function refusal(field: string, problem: Problem) {
-  const message = problem === 'text' ? UNSTORABLE_TEXT : `must not nest deeper than ${MAX_DEPTH} levels.`;
-  return commonErrors.validation([{ field: field || 'body', message }]);
+  return commonErrors.validation([{ field: field || 'body', message: messageOf(problem) }]);
 }
