@@ -537,6 +537,15 @@ describe('seed-000 provisioning API', () => {
       ]);
       // Refusals are the same as for real.
       expectProblem(await post('/users?dry_run=true', { ...person(org.code), email: body.email }), 409, 'email_taken');
+      // Spelt as Python's requests renders True (and False): read case-insensitively, still writing nothing.
+      const before2 = await snapshot();
+      expect((await post('/users?dry_run=True', { ...body, last_name: 'Jones' })).json()).toMatchObject({
+        dry_run: true,
+        changes: [{ field: 'last_name', from: 'Doe', to: 'Jones' }],
+      });
+      expect(await snapshot()).toBe(before2);
+      expect((await post('/users?dry_run=FALSE', body)).json()).not.toHaveProperty('dry_run');
+      expectProblem(await post('/users?dry_run=yes', body), 400, 'validation_failed');
     });
 
     it('plans a bulk call item by item, including organizations to create, and writes nothing', async () => {

@@ -30,5 +30,34 @@ for (const ajv of [strict, coercing]) {
   ajv.addFormat('date', { type: 'string', validate: (text: string) => parseDate(text) !== undefined });
 }
 
-export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpPart }) =>
-  (httpPart === 'body' ? strict : coercing).compile(schema);
+type Validate = ReturnType<typeof coercing.compile>;
+
+/**
+ * Query strings spell booleans as their clients do: Python's requests sends `True` for True. Ajv
+ * coerces only `true` and `false`, so the declared boolean parameters are read case-insensitively.
+ */
+function withCaselessBooleans(schema: { properties?: Record<string, { type?: unknown }> }, validate: Validate) {
+  const names = Object.entries(schema.properties ?? {}).flatMap(([name, p]) => (p.type === 'boolean' ? [name] : []));
+  if (names.length === 0) return validate;
+  const caseless = ((data: unknown) => {
+    if (typeof data === 'object' && data !== null) {
+      const query = data as Record<string, unknown>;
+      for (const name of names) {
+        const value = query[name];
+        if (typeof value !== 'string') continue;
+        const lower = value.toLowerCase();
+        if (lower === 'true' || lower === 'false') query[name] = lower;
+      }
+    }
+    return validate(data);
+  }) as Validate;
+  // Fastify reads the errors from the function it called.
+  Object.defineProperty(caseless, 'errors', { get: () => validate.errors });
+  return caseless;
+}
+
+export const validatorCompiler: FastifySchemaCompiler<object> = ({ schema, httpPart }) => {
+  if (httpPart === 'body') return strict.compile(schema);
+  const validate = coercing.compile(schema);
+  return httpPart === 'querystring' ? withCaselessBooleans(schema as never, validate) : validate;
+};
