@@ -134,7 +134,11 @@ describe('refusals made before any route runs', () => {
     const [head, body] = answer.split('\r\n\r\n');
     expect(head).toMatch(/^HTTP\/1\.1 431 /);
     expect(head?.toLowerCase()).toContain('content-type: application/problem+json');
-    expect(JSON.parse(body as string)).toMatchObject({ status: 431, code: 'headers_too_large' });
+    expect(JSON.parse(body as string)).toMatchObject({
+      status: 431,
+      code: 'headers_too_large',
+      title: 'Request Header Fields Too Large',
+    });
   });
 
   it('refuses a text/plain body with 415, as any body that is not JSON', async () => {

@@ -28,7 +28,7 @@ export class AppError extends Error {
     this.name = 'AppError';
     this.status = status;
     this.code = code;
-    this.title = options.title ?? STATUS_TITLES[status] ?? 'Error';
+    this.title = options.title ?? STATUS_TITLES[status] ?? STATUS_CODES[status] ?? 'Error';
     this.errors = options.errors;
     this.headers = options.headers;
   }
