@@ -167,8 +167,13 @@ function AssignRole() {
       }
     >
       <Stack direction="row" spacing={2} sx={{ alignItems: 'center' }}>
-        {/* The organization's roles and the global ones; the code is what the assignment takes. */}
-        <ReferenceInput source="role" reference="role-codes" filter={{ organization: user.organization }}>
+        {/* The organization's roles and the global ones that the signed-in user may hand out (the
+            server refuses the others); the code is what the assignment takes. */}
+        <ReferenceInput
+          source="role"
+          reference="role-codes"
+          filter={{ organization: user.organization, assignable: true }}
+        >
           <AutocompleteInput
             label="Role"
             optionText={(role: RaRecord) => `${role.name} (${role.id})`}

@@ -602,9 +602,10 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
-    it('offers the Superuser flag to superusers alone (the server refuses it from anyone else)', async () => {
+    it('offers the Superuser flag and roles above their own to superusers alone (the server refuses them from anyone else)', async () => {
       const orgAdmin = await seedUser(t, orgId, { email: 'org.admin@example.com' });
       await grantRole(t, orgAdmin, 'org_admin');
+      const member = await seedUser(t, orgId, { email: 'role.picker@example.com' });
       for (const [who, offered] of [
         [orgAdmin, false],
         [admin, true],
@@ -615,6 +616,12 @@ describe.skipIf(!hasChromium())(
         await page.goto(`${base}/admin/users/create`);
         await page.getByLabel('Staff', { exact: true }).waitFor();
         expect(await page.getByLabel('Superuser', { exact: true }).count(), who.email).toBe(offered ? 1 : 0);
+        // The role picker: super_admin is above an organization admin's own role.
+        await page.goto(`${base}/admin/users/${member.id}/show`);
+        await page.getByRole('tab', { name: 'Roles' }).click();
+        await page.getByLabel(/^Role/).fill('admin');
+        await page.getByRole('option', { name: /\(org_admin\)$/ }).waitFor();
+        expect(await page.getByRole('option', { name: /\(super_admin\)$/ }).count(), who.email).toBe(offered ? 1 : 0);
         await page.context().close();
       }
     }, 60_000);

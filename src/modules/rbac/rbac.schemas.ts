@@ -159,6 +159,11 @@ export type UpdateRoleInput = Static<typeof UpdateRoleBody>;
 
 export const ListRolesQuery = Type.Object({
   ...PageQuery,
+  assignable: Type.Optional(
+    Type.Boolean({
+      description: 'Only roles the caller may assign: within their delegation ceiling (superusers: every role).',
+    }),
+  ),
   organization: Type.Optional(
     Type.String({
       maxLength: 100,

@@ -452,6 +452,42 @@ describe('assignments and effective permissions', () => {
     expect((await adminA.post('/api/v1/users/not-a-uuid/roles/', { role: 'viewer' })).statusCode).toBe(404);
   });
 
+  it('lists with ?assignable=true only the roles the caller may assign, as the assignment itself decides', async () => {
+    const { create } = await seedCatalog();
+    const make = async (name: string, level: number, permissions: string[]) => {
+      const res = await root.post('/api/v1/roles/', {
+        code: unique(`${name}_`).replace(/-/g, '_'),
+        name,
+        level,
+        organization: orgA.code,
+        permissions,
+        modules: [],
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json().code as string;
+    };
+    const above = await make('Above', 0, []);
+    const lacking = await make('Lacking', 500, [create]);
+    const within = await make('Within', 500, []);
+    const codes = async (client: Client, query: string) => {
+      const res = await client.get(`/api/v1/roles/?organization=${orgA.code}&limit=500${query}`);
+      expect(res.statusCode, res.body).toBe(200);
+      return (res.json().results as { code: string }[]).map((r) => r.code);
+    };
+    const assignable = await codes(adminA, '&assignable=true');
+    expect(assignable).toContain(within);
+    expect(assignable).not.toContain(above);
+    expect(assignable).not.toContain(lacking);
+    expect(await codes(adminA, '')).toEqual(expect.arrayContaining([above, lacking, within]));
+    expect(await codes(root, '&assignable=true')).toEqual(expect.arrayContaining([above, lacking, within]));
+    // What the list offers is what an assignment accepts, and what it leaves out is refused.
+    const target = await seedUser(t, orgA.id);
+    expect((await adminA.post(`/api/v1/users/${target.id}/roles/`, { role: within })).statusCode).toBe(201);
+    for (const role of [above, lacking]) {
+      expect((await adminA.post(`/api/v1/users/${target.id}/roles/`, { role })).json().code).toBe('delegation_ceiling');
+    }
+  });
+
   it('shows a superuser every active permission', async () => {
     const { create } = await seedCatalog();
     const mine = (await root.get('/api/v1/users/profile/permissions/')).json();

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
+import { accessOfCaller, keyCeilingOf } from './delegation.js';
 import { rbacErrors } from './rbac.errors.js';
 import {
   AssignmentPage,
@@ -53,7 +54,15 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const limit = req.query.limit ?? 50;
-      const rows = await listRoles(db, organizationScopeOf(req.actor), { ...req.query, limit });
+      const { actor } = req;
+      const ceiling = !req.query.assignable
+        ? undefined
+        : actor.kind === 'user'
+          ? actor.isSuperuser
+            ? undefined
+            : await accessOfCaller(db, actor)
+          : await keyCeilingOf(db, actor);
+      const rows = await listRoles(db, organizationScopeOf(actor), { ...req.query, limit }, ceiling);
       const page = toPage(rows, limit, (r) => [r.id]);
       return { results: page.results.map(toRoleView), next: page.next };
     },

@@ -10,7 +10,7 @@ import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
 import { users } from '../users/users.table.js';
 import { accessOfCaller, assertMayManageUser, assertWithinCeiling } from './delegation.js';
-import { roleChanged, userRolesChanged } from './effective-access.js';
+import { type EffectiveAccess, roleChanged, userRolesChanged } from './effective-access.js';
 import { rbacErrors } from './rbac.errors.js';
 import type { AssignRoleInput, CreateRoleInput, UpdateRoleInput } from './rbac.schemas.js';
 import { permissions, type Role, rbacModules, roleModules, rolePermissions, roles, userRoles } from './rbac.table.js';
@@ -85,8 +85,11 @@ export async function listRoles(
   db: DbOrTx,
   scope: string | undefined,
   input: { organization?: string; cursor?: string; limit: number },
+  /** Only roles within this ceiling (those its holder may assign or hand out); undefined: all. */
+  ceiling?: EffectiveAccess,
 ): Promise<RoleWithGrants[]> {
   const conditions: (SQL | undefined)[] = [visibleTo(scope)];
+  if (ceiling && !ceiling.isSuperuser) conditions.push(withinCeiling(ceiling));
   if (input.organization === 'global') conditions.push(isNull(roles.organizationId));
   else if (input.organization !== undefined) {
     const org = await findOrganizationByCode(db, input.organization);
@@ -96,6 +99,23 @@ export async function listRoles(
   }
   if (input.cursor) conditions.push(gt(roles.id, cursorId(input.cursor)));
   return withGrants(db, and(...conditions), { limit: input.limit });
+}
+
+/**
+ * The roles assertWithinCeiling lets `ceiling`'s holder hand out, as a condition: at their level or
+ * below (a number at least theirs), granting no permission or module they lack.
+ */
+function withinCeiling(ceiling: EffectiveAccess): SQL {
+  if (ceiling.level === null) return sql`false`;
+  const held = [...ceiling.permissions.keys()];
+  const opened = [...ceiling.modules.keys()];
+  return and(
+    sql`${roles.level} >= ${ceiling.level}`,
+    sql`not exists (select 1 from ${rolePermissions} rp join ${permissions} p on p.id = rp.permission_id
+      where rp.role_id = ${roles.id} and p.code <> all(${sql.param(held)}::text[]))`,
+    sql`not exists (select 1 from ${roleModules} rm join ${rbacModules} m on m.id = rm.module_id
+      where rm.role_id = ${roles.id} and m.code <> all(${sql.param(opened)}::text[]))`,
+  ) as SQL;
 }
 
 /** A role the caller may see, by id; another organization's role is simply not found. */
