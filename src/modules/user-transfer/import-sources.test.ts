@@ -46,4 +46,11 @@ describe('reading a CSV export back', () => {
     expect(usersOfDocument('[{"email":"a@example.com"}]', 'a.json')).toEqual([{ email: 'a@example.com' }]);
     expect(usersOfDocument('{"email":"a@example.com"}\n{"email":"b@example.com"}\n', 'a.ndjson')).toHaveLength(2);
   });
+
+  it('reads NDJSON of a single user, and JSON or NDJSON after a byte order mark', () => {
+    expect(usersOfDocument('{"email":"a@example.com"}\n', 'one.ndjson')).toEqual([{ email: 'a@example.com' }]);
+    expect(usersOfDocument('\uFEFF[{"email":"a@example.com"}]', 'a.json')).toEqual([{ email: 'a@example.com' }]);
+    expect(usersOfDocument('\uFEFF{"email":"a@example.com"}\n{"email":"b@example.com"}', 'a.ndjson')).toHaveLength(2);
+    expect(() => usersOfDocument('{"name":"not a user"}', 'x.json')).toThrow(/array of users/);
+  });
 });

@@ -14,8 +14,10 @@ const refused = (detail: string) => new AppError(400, 'import_source', detail);
  * The users of an export's JSON answer, a JSON array, NDJSON (one user per line), or a CSV export
  * (anything that does not start as JSON does: its first line names the columns).
  */
-export function usersOfDocument(text: string, name: string): unknown[] {
-  if (!/^\uFEFF?\s*[[{]/.test(text)) {
+export function usersOfDocument(document: string, name: string): unknown[] {
+  // A byte order mark, as editors on Windows write it, is no part of the JSON or the first column.
+  const text = document.startsWith('\uFEFF') ? document.slice(1) : document;
+  if (!/^\s*[[{]/.test(text)) {
     let users: Record<string, unknown>[];
     try {
       users = usersOfCsv(text);
@@ -44,6 +46,8 @@ export function usersOfDocument(text: string, name: string): unknown[] {
   if (Array.isArray(whole)) return whole;
   const users = (whole as { users?: unknown } | null)?.users;
   if (Array.isArray(users)) return users;
+  // NDJSON of one user is one JSON document: a user, not a list.
+  if (typeof whole === 'object' && whole !== null && 'email' in whole) return [whole];
   throw refused(`${name}: a JSON document must be an array of users or an object with a "users" array.`);
 }
 

@@ -227,6 +227,34 @@ describe('user import between systems', () => {
     expect(created.map((u) => u.email)).toEqual(['good@example.com']);
   });
 
+  it('reads what exports and spreadsheets write: a username standing in for the email, empty names, True, the service flags', async () => {
+    const org = await seedOrganization(t);
+    const res = await root.post('/api/admin/import-users/', {
+      organization: org.code,
+      users: [
+        // An export stands the email in for a user without a username, whatever the email holds.
+        { email: 'tom&jerry@example.com', username: 'tom&jerry@example.com', first_name: null, last_name: null },
+        // …and a second user's real username may be the first one's email: both arrive.
+        { email: 'p@example.com', username: 'p@example.com' },
+        { email: 'q@example.com', username: 'p@example.com', is_active: 'FALSE' },
+        // Seed 003's flags and a spreadsheet's booleans.
+        { email: 'tv@example.com', is_active: 'True', tv_service: true, movie_service: 'false' },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ created: 4, skipped: 0, failed: 0 });
+    const byEmail = new Map((await usersIn(org)).map((u) => [u.email, u]));
+    expect(byEmail.get('tom&jerry@example.com')).toMatchObject({ username: null, firstName: '', lastName: '' });
+    expect(byEmail.get('p@example.com')).toMatchObject({ username: null });
+    expect(byEmail.get('q@example.com')).toMatchObject({ username: 'p@example.com', status: 'deactivated' });
+    expect(byEmail.get('tv@example.com')).toMatchObject({
+      status: 'active',
+      attributes: { tv_service: true, movie_service: false },
+    });
+    const exported = await root.get(`/api/admin/export-users/?organization=${org.code}&flag=tv_service`);
+    expect(exported.json().users.map((u: { email: string }) => u.email)).toEqual(['tv@example.com']);
+  });
+
   it('answers what would happen on a dry run and writes nothing', async () => {
     const email = `${unique('dry')}@example.com`;
     const res = await staff.post('/api/admin/import-users/', { users: [{ email }], dry_run: true });

@@ -44,31 +44,65 @@ export interface ImportReport {
   results: ImportResult[];
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
 const isUserStatus = (value: unknown): value is UserStatus => (USER_STATUSES as readonly unknown[]).includes(value);
+
+/**
+ * A boolean as exports and spreadsheets write it: JSON's true/false, or text (`true`, `True`, `TRUE`,
+ * `1`, and their false forms). An empty cell is no value; anything else is left for the core to refuse.
+ */
+function booleanOf(value: unknown): unknown {
+  if (typeof value !== 'string') return value ?? undefined;
+  const text = value.trim().toLowerCase();
+  if (text === '') return undefined;
+  if (text === 'true' || text === '1') return true;
+  if (text === 'false' || text === '0') return false;
+  return value;
+}
+
+/** Seed 003's service flags, which this product keeps in `attributes` (the export's `flag=` reads them). */
+const SERVICE_FLAGS = ['tv_service', 'movie_service'] as const;
 
 /**
  * Entries are checked by the core; this only maps seed 003's field names (and those this product's
  * export adds) onto its item. A status another system names its own way is left out: `is_active` decides.
+ * A username equal to the email is no username: exports stand the email in for a user without one
+ * (Django's importers need a username), and taking it as one would refuse emails the username rule
+ * does not allow and collide with a user whose username it really is. Names a CSV writer left empty
+ * are empty, as the provisioning API stores a null name.
  */
 function itemOf(entry: Record<string, unknown>, organization: string): ProvisionItem {
   const item: ProvisionItem = { createOnly: true, organization, email: entry.email as string };
   if (entry.date_joined !== undefined && entry.date_joined !== null) item.dateJoined = entry.date_joined as string;
   if (isUserStatus(entry.status)) item.status = entry.status;
-  if (entry.username !== undefined) item.username = entry.username as string | null;
-  if (entry.first_name !== undefined) item.firstName = entry.first_name as string;
-  if (entry.last_name !== undefined) item.lastName = entry.last_name as string;
-  if (entry.is_active !== undefined) item.active = entry.is_active as boolean;
+  if (entry.username !== undefined) {
+    const standsIn =
+      typeof entry.username === 'string' &&
+      typeof entry.email === 'string' &&
+      entry.username.toLowerCase() === entry.email.toLowerCase();
+    item.username = standsIn ? null : (entry.username as string | null);
+  }
+  if (entry.first_name !== undefined) item.firstName = (entry.first_name ?? '') as string;
+  if (entry.last_name !== undefined) item.lastName = (entry.last_name ?? '') as string;
+  const active = booleanOf(entry.is_active);
+  if (active !== undefined) item.active = active as boolean;
   if (entry.user_type !== undefined) item.userType = entry.user_type as string | null;
   if (entry.attributes !== undefined) item.attributes = entry.attributes as Record<string, unknown>;
+  for (const flag of SERVICE_FLAGS) {
+    const value = booleanOf(entry[flag]);
+    if (typeof value !== 'boolean') continue;
+    if (item.attributes === undefined) item.attributes = { [flag]: value };
+    else if (isObject(item.attributes) && !(flag in item.attributes))
+      item.attributes = { ...item.attributes, [flag]: value };
+  }
   if (entry.external_id !== undefined && entry.external_id !== null) item.externalId = entry.external_id as string;
   if (entry.scim_external_id !== undefined && entry.scim_external_id !== null) {
     item.scimExternalId = entry.scim_external_id as string;
   }
   return item;
 }
-
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 export async function importUsers(
   db: Db,
