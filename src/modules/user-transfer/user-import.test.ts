@@ -255,6 +255,26 @@ describe('user import between systems', () => {
     expect(exported.json().users.map((u: { email: string }) => u.email)).toEqual(['tv@example.com']);
   });
 
+  it('keeps a join date of any year, below 100 too (year 1 is Go zero time), through import and export', async () => {
+    const org = await seedOrganization(t);
+    const dates = [
+      '0001-01-01T00:00:00.000Z',
+      '0049-06-01T12:00:00.000Z',
+      '0050-06-01T12:00:00.000Z',
+      '0999-12-31T23:59:59.000Z',
+    ];
+    const res = await root.post('/api/admin/import-users/', {
+      organization: org.code,
+      users: dates.map((date_joined, i) => ({ email: `old${i}@example.com`, date_joined })),
+    });
+    expect(res.json()).toMatchObject({ created: dates.length, failed: 0 });
+    const exported = await root.get(`/api/admin/export-users/?organization=${org.code}`);
+    const joined = new Map(
+      exported.json().users.map((u: { email: string; date_joined: string }) => [u.email, u.date_joined]),
+    );
+    expect(dates.map((_, i) => joined.get(`old${i}@example.com`))).toEqual(dates);
+  });
+
   it('answers what would happen on a dry run and writes nothing', async () => {
     const email = `${unique('dry')}@example.com`;
     const res = await staff.post('/api/admin/import-users/', { users: [{ email }], dry_run: true });

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { boolean, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
-import { idColumn, updatedAt } from '../../platform/db/columns.js';
+import { idColumn, instant, updatedAt } from '../../platform/db/columns.js';
 import { organizationIdColumn } from '../organizations/organizations.table.js';
 
 export const USER_STATUSES = ['active', 'suspended', 'locked', 'deactivated'] as const;
@@ -28,7 +28,8 @@ export const users = pgTable(
     /** Set when the user follows the link mailed at registration. */
     emailVerified: boolean('email_verified').notNull().default(false),
     lastLogin: timestamp('last_login', { withTimezone: true }),
-    dateJoined: timestamp('date_joined', { withTimezone: true }).notNull().defaultNow(),
+    // Imported join dates may be of any year: read in full (see `instant`).
+    dateJoined: instant('date_joined').notNull().default(sql`now()`),
     updatedAt: updatedAt(),
   },
   (t) => [

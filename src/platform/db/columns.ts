@@ -1,5 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
-import { type PgColumn, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { customType, type PgColumn, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { newId } from './ids.js';
 
 /** Time-ordered primary key: inserts append to the index and keyset cursors follow creation order. */
@@ -14,6 +14,23 @@ export const updatedAt = () =>
     .notNull()
     .defaultNow()
     .$onUpdateFn(() => new Date());
+
+/**
+ * A timestamptz read in full for any year. Drizzle's own timestamp hands the driver's text
+ * ("0049-06-01 12:00:00+00") to `new Date`, whose non-ISO reading takes a year below 100 as a
+ * two-digit year (0049 → 2049, 0050 → 1950); an imported join date can be that old (year 1 is Go's
+ * zero time). The text is made ISO 8601 first, which `new Date` reads as written.
+ */
+export const instant = customType<{ data: Date; driverData: string | Date }>({
+  dataType: () => 'timestamp with time zone',
+  toDriver: (value) => value.toISOString(),
+  fromDriver: (value) => {
+    if (typeof value !== 'string') return value;
+    // "YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]" → "YYYY-MM-DDTHH:MM:SS[.ffffff]+HH:MM".
+    const iso = value.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00');
+    return new Date(iso);
+  },
+});
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
