@@ -6,7 +6,7 @@ import { partialUpdate } from '../../platform/http/partial-update.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
 import { toUserView } from '../users/users.schemas.js';
-import { findUserToManage } from '../users/users.service.js';
+import { findUserToManage, updateOwnProfile } from '../users/users.service.js';
 import {
   ADMIN_ONLY_FIELDS,
   ChangePasswordBody,
@@ -31,7 +31,6 @@ import {
   registerUser,
   requestPasswordReset,
   resendVerification,
-  updateProfile,
   verifyEmail,
 } from './account.service.js';
 
@@ -156,7 +155,10 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Changes the signed-in user’s `username` (409 `username_taken` if in use), `first_name`, `last_name` and ' +
-          '`attributes` (replaced whole). Fields a user may not set on themselves (`email`, `status`, `is_staff`, ' +
+          '`attributes` (replaced whole), written as every other API writes users: a typed user’s ' +
+          '`attributes.profile` must match their type’s schema (400 naming `profile.<path>`), and ' +
+          '`attributes.scim`, the identity provider’s, is kept when left out and answers 400 naming it when ' +
+          'changed. Fields a user may not set on themselves (`email`, `status`, `is_staff`, ' +
           '`is_superuser`, `email_verified`, `organization`, `password`, …) answer 400 naming them; other unknown ' +
           'fields are ignored, and a body with nothing to change answers the profile as it is.',
         body: UpdateProfileBody,
@@ -170,7 +172,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         current: (req) => profileOf(requireUser(req.actor).userId),
       }),
     },
-    async (req) => toUserView(await updateProfile(db, requireUser(req.actor), req.body)),
+    async (req) => toUserView(await updateOwnProfile(db, requireUser(req.actor), req.body)),
   );
 
   app.post(

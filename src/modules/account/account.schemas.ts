@@ -39,7 +39,6 @@ export const UpdateProfileBody = Type.Object(
   },
   { minProperties: 1 },
 );
-export type UpdateProfileInput = Static<typeof UpdateProfileBody>;
 
 /**
  * Fields only an administrator sets that the profile does not show; the profile refuses them by name,

@@ -19,7 +19,6 @@ import {
 import { clearLockout, isAccountLocked } from '../lockout/lockout.queries.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
-import { holdersRenamed } from '../rbac/roles.service.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
 import { users } from '../users/users.table.js';
@@ -33,7 +32,7 @@ import {
   PASSWORD_PURPOSES,
   revokeOtherSessionsOfUser,
 } from './account.queries.js';
-import type { RegisterInput, UpdateProfileInput } from './account.schemas.js';
+import type { RegisterInput } from './account.schemas.js';
 import type { AccountToken, AccountTokenPurpose } from './account.table.js';
 
 const HOUR_MS = 3_600_000;
@@ -169,36 +168,6 @@ export async function verifyEmail(db: Db, token: string): Promise<void> {
     const used = await consumeAccountToken(tx, sha256Hex(token), ['verify_email']);
     if (!used) throw accountErrors.invalidToken();
     await tx.update(users).set({ emailVerified: true }).where(eq(users.id, used.userId));
-  });
-}
-
-/** Changes what a user may change about themselves; a taken username answers 409 username_taken. */
-export async function updateProfile(
-  db: Db,
-  actor: UserActor,
-  input: UpdateProfileInput,
-): Promise<UserWithOrganization> {
-  return db.transaction(async (tx) => {
-    const changes: Partial<typeof users.$inferInsert> = {};
-    if (input.username !== undefined) changes.username = input.username;
-    if (input.first_name !== undefined) changes.firstName = input.first_name;
-    if (input.last_name !== undefined) changes.lastName = input.last_name;
-    if (input.attributes !== undefined) changes.attributes = input.attributes;
-    const [before] = await tx
-      .select({ username: users.username })
-      .from(users)
-      .where(eq(users.id, actor.userId))
-      .for('update');
-    await tx.update(users).set(changes).where(eq(users.id, actor.userId));
-    // The username is what the user's groups show as its members[].display.
-    if (input.username !== undefined && before && before.username !== input.username) {
-      await holdersRenamed(tx, [actor.userId]);
-    }
-    // Names travel in cached session state (validate-token's user); it must show the change at once.
-    await invalidateUserState(tx, actor.userId);
-    const user = await findUserById(tx, actor.userId);
-    if (!user) throw userErrors.notFound(actor.userId);
-    return user;
   });
 }
 

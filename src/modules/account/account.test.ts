@@ -298,6 +298,50 @@ describe('GET and PATCH /api/v1/users/profile', () => {
     expect(validated.json().user).toMatchObject({ first_name: 'Grace', username });
   });
 
+  it("checks a typed user's profile against their type and keeps the identity provider's attributes", async () => {
+    const org = await seedOrganization(t);
+    const root = await superuserClient(t);
+    const code = unique('student').replace(/-/g, '');
+    const type = await root.post('/api/v1/user-types/', {
+      code,
+      plural: `${code}s`,
+      label: 'Student',
+      organization: org.code,
+      schema: { type: 'object', properties: { grade: { type: 'integer' } } },
+    });
+    expect(type.statusCode, type.body).toBe(201);
+    const scim = { title: 'Pupil', emails: [{ value: 'kid@example.com', primary: true }] };
+    const student = await seedUser(t, org.id, {
+      userType: code,
+      attributes: { profile: { grade: 5 }, scim, phone: '+1 555 0100' },
+    });
+    const as = await loginAs(t, student);
+    const stored = async () => (await t.database.db.select().from(users).where(eq(users.id, student.id)))[0];
+
+    const bad = await as.patch('/api/v1/users/profile/', { attributes: { profile: { grade: 'not-int' }, scim } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().errors).toEqual([expect.objectContaining({ field: 'profile.grade' })]);
+
+    const rewritten = await as.patch('/api/v1/users/profile/', {
+      attributes: { profile: { grade: 6 }, scim: { ...scim, title: 'Teacher' } },
+    });
+    expect(rewritten.statusCode).toBe(400);
+    expect(rewritten.json().errors).toEqual([
+      { field: 'attributes.scim', message: 'This field cannot be changed through the profile.' },
+    ]);
+    expect((await stored())?.attributes).toEqual({ profile: { grade: 5 }, scim, phone: '+1 555 0100' });
+
+    // A valid profile is taken; attributes.scim, left out or sent back as read, stays as the provider wrote it.
+    const ok = await as.patch('/api/v1/users/profile/', {
+      attributes: { profile: { grade: 6 }, phone: '+1 555 0199' },
+    });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect(ok.json().attributes).toEqual({ profile: { grade: 6 }, scim, phone: '+1 555 0199' });
+    const echoed = await as.patch('/api/v1/users/profile/', { attributes: { ...ok.json().attributes, phone: null } });
+    expect(echoed.statusCode, echoed.body).toBe(200);
+    expect((await stored())?.attributes).toEqual({ profile: { grade: 6 }, scim, phone: null });
+  });
+
   it('answers 409 username_taken for a username another user of the organization holds', async () => {
     const org = await seedOrganization(t);
     await seedUser(t, org.id, { username: 'Taken.Name' });

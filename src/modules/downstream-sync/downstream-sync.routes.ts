@@ -6,6 +6,7 @@ import { organizationScopeOf } from '../../platform/http/auth.js';
 import { integrationErrors } from '../integrations/integrations.errors.js';
 import { findIntegration } from '../integrations/integrations.queries.js';
 import { IntegrationIdParams } from '../integrations/integrations.schemas.js';
+import { assertMaySendUsers } from '../integrations/integrations.service.js';
 import { scheduleSyncSweep } from './downstream-sync.jobs.js';
 import { assertSyncTarget, countPending, heldNow, retired, syncIntegration } from './downstream-sync.service.js';
 import { userSyncStates } from './downstream-sync.table.js';
@@ -72,7 +73,8 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'provisioning API at its `base_url`) now: users with a `keycloak_id` that changed since the downstream ' +
           'last took them, active ones by bulk upsert, those no longer active by deactivation; first, the ' +
           'keycloak_ids the downstream holds as active that no user holds any more (a deleted user, a changed ' +
-          'keycloak_id) are deactivated. 400 ' +
+          'keycloak_id) are deactivated. It discloses the users to the downstream, so it needs `users.view` as ' +
+          'well as `integrations.manage` (403 naming it otherwise). 400 ' +
           '`not_a_sync_target` for other service types; 409 for a deactivated integration, and 409 ' +
           '`sync_in_progress` while another sync to it runs (a dry run only counts, and runs beside it).',
         params: IntegrationIdParams,
@@ -85,6 +87,7 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => {
+      await assertMaySendUsers(app.can, req.actor);
       const integration = await syncTarget(req.actor, req.params.id);
       return syncIntegration(db, envelope, integration, {
         dryRun: req.body.dry_run,
@@ -101,12 +104,19 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'getIntegrationSyncStatus',
         tags,
-        description: 'Where the sync of users to a `user_provisioning` integration stands, and its latest refusals.',
+        description:
+          'Where the sync of users to a `user_provisioning` integration stands, and its latest refusals. They ' +
+          'name users by id and keycloak_id, so it needs `users.view` as well as `integrations.view` (403 otherwise).',
         params: IntegrationIdParams,
         response: { 200: SyncStatusView },
       },
     },
     async (req) => {
+      await assertMaySendUsers(
+        app.can,
+        req.actor,
+        'The sync status names users: it needs the users.view permission as well.',
+      );
       const integration = await syncTarget(req.actor, req.params.id);
       assertSyncTarget(integration);
       const ofIntegration = and(

@@ -8,6 +8,7 @@ import { recordAudit } from '../activity/audit.js';
 import { callIntegration, type IntegrationResponse } from '../integrations/integration-calls.js';
 import { integrationErrors } from '../integrations/integrations.errors.js';
 import type { IntegrationRow } from '../integrations/integrations.queries.js';
+import { USER_PROVISIONING_TYPE } from '../integrations/integrations.service.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { users } from '../users/users.table.js';
 import { downstreamSyncLeases, userSyncStates } from './downstream-sync.table.js';
@@ -27,7 +28,7 @@ import { downstreamSyncLeases, userSyncStates } from './downstream-sync.table.js
  * stops the run: the rest is sent by the next one.
  */
 
-export const SYNC_SERVICE_TYPE = 'user_provisioning';
+export const SYNC_SERVICE_TYPE = USER_PROVISIONING_TYPE;
 const BATCH = 1000;
 const MAX_REPORTED_FAILURES = 100;
 /** How long a sync holds its integration without renewing: a run that died blocks the next one this long. */

@@ -2,7 +2,15 @@ import { type AddressInfo, createServer } from 'node:net';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scimClient } from '../../../test/scim-client.js';
-import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import {
+  type Client,
+  clientWithRole,
+  grantRole,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+} from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
@@ -348,6 +356,61 @@ describe('outbound user sync to a seed-000 downstream', () => {
       sql`select count(*)::int as n from integration_logs where integration_id = ${id} and method = 'POST'`,
     );
     expect(calls?.n).toBe(1);
+  });
+
+  it('needs users.view besides the integration permissions to set up, change, turn on or run a sync', async () => {
+    const code = unique('integrator_').replace(/-/g, '_');
+    const role = await root.post('/api/v1/roles/', {
+      code,
+      name: 'Integrator',
+      level: 5,
+      organization: org.code,
+      permissions: ['integrations.manage', 'integrations.view'],
+      modules: [],
+    });
+    expect(role.statusCode, role.body).toBe(201);
+    const integrator = await seedUser(t, org.id);
+    await grantRole(t, integrator, code);
+    const as = await loginAs(t, integrator);
+    const refusedForUsersView = (res: { statusCode: number; json(): unknown }) => {
+      expect(res.statusCode).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'permission_denied', detail: expect.stringContaining('users.view') });
+    };
+
+    // Registering a downstream of their own (or turning another integration into one) is refused…
+    const own = {
+      name: unique('mine '),
+      service_type: 'user_provisioning',
+      auth_type: 'none',
+      base_url: `${downstreamUrl}/collect`,
+    };
+    refusedForUsersView(await as.post('/api/v1/integrations/', own));
+    const hook = await as.post('/api/v1/integrations/', { ...own, service_type: 'webhook' });
+    expect(hook.statusCode, hook.body).toBe(201);
+    refusedForUsersView(
+      await as.patch(`/api/v1/integrations/${hook.json().id}/`, { service_type: 'user_provisioning' }),
+    );
+    // …as is repointing or turning on the organization's downstream; turning it off is not.
+    const id = await target();
+    refusedForUsersView(await as.patch(`/api/v1/integrations/${id}/`, { base_url: `${downstreamUrl}/collect` }));
+    expect((await as.post(`/api/v1/integrations/${id}/deactivate/`)).statusCode).toBe(200);
+    refusedForUsersView(await as.post(`/api/v1/integrations/${id}/activate/`));
+    refusedForUsersView(await as.patch(`/api/v1/integrations/${id}/`, { is_active: true }));
+    await root.post(`/api/v1/integrations/${id}/activate/`);
+
+    // Running the sync, and reading its refusals (user ids and keycloak_ids), are refused and send nothing.
+    refusedForUsersView(await as.post(`/api/v1/integrations/${id}/sync/`, { full: true }));
+    refusedForUsersView(await as.get(`/api/v1/integrations/${id}/sync-status/`));
+    expect(await queryRows(t.database.db, sql`select 1 from user_sync_states where integration_id = ${id}`)).toEqual(
+      [],
+    );
+    const stored = await root.get(`/api/v1/integrations/${id}/`);
+    expect(stored.json()).toMatchObject({ base_url: `${downstreamUrl}/api/provisioning`, is_active: true });
+
+    // With users.view as well, the same caller runs it.
+    await grantRole(t, integrator, 'viewer');
+    const run = await as.post(`/api/v1/integrations/${id}/sync/`, { dry_run: true });
+    expect(run.statusCode, run.body).toBe(200);
   });
 
   it('refuses other service types, deactivated targets and other organizations', async () => {

@@ -33,10 +33,12 @@ import {
   UpdateIntegrationBody,
 } from './integrations.schemas.js';
 import {
+  assertMaySendUsers,
   createIntegration,
   deleteIntegration,
   integrationManagerOf,
   setIntegrationActive,
+  USER_PROVISIONING_TYPE,
   updateIntegration,
 } from './integrations.service.js';
 import type { IntegrationHealthCheck, IntegrationLog } from './integrations.table.js';
@@ -133,6 +135,24 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return row;
   }
 
+  /**
+   * The scheduled sync sends the users to every active user_provisioning integration, so setting one
+   * up, changing it (its `base_url` above all) or turning it on is checked as running a sync would
+   * be; turning it off is not (it stops the sending).
+   */
+  async function assertMayChangeReceiver(
+    actor: Parameters<typeof organizationScopeOf>[0],
+    id: string,
+    change: Record<string, unknown>,
+  ) {
+    const given = Object.entries(change).filter(([, value]) => value !== undefined);
+    if (given.every(([field, value]) => field === 'is_active' && value === false)) return;
+    const receives =
+      change.service_type === USER_PROVISIONING_TYPE ||
+      (await visibleIntegration(actor, id)).serviceType === USER_PROVISIONING_TYPE;
+    if (receives) await assertMaySendUsers(app.can, actor);
+  }
+
   app.post(
     '/api/v1/integrations',
     {
@@ -143,12 +163,14 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Registers an external service. Credentials are encrypted at rest and never shown again; the answer ' +
           'says which are set. Organization administrators register integrations for their own organization; ' +
-          'superusers may name any organization.',
+          'superusers may name any organization. A `user_provisioning` integration receives the organization’s ' +
+          'users, so registering one needs `users.view` as well (403 otherwise).',
         body: CreateIntegrationBody,
         response: { 201: IntegrationView },
       },
     },
     async (req, reply) => {
+      if (req.body.service_type === USER_PROVISIONING_TYPE) await assertMaySendUsers(app.can, req.actor);
       const row = await createIntegration(db, envelope, integrationManagerOf(req.actor), req.body);
       return reply.code(201).send(toIntegrationView(row));
     },
@@ -200,7 +222,9 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'is in the same request; the credentials given then replace the stored set whole (`{}` keeps none), ' +
           'and the stored OAuth2 tokens and pending authorizations are dropped, so an `authorization_code` ' +
           'integration must be authorized again. A change of path only keeps everything. The audit event ' +
-          `records the origin changes and what was dropped. ${PARTIAL_UPDATE_RULES}`,
+          'records the origin changes and what was dropped. Changing a `user_provisioning` integration (or making ' +
+          'one), other than turning it off, needs `users.view` as well (403 otherwise): it receives the users. ' +
+          PARTIAL_UPDATE_RULES,
         params: IntegrationIdParams,
         body: UpdateIntegrationBody,
         response: { 200: IntegrationView },
@@ -212,10 +236,12 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         current: async (req) => toIntegrationView(await visibleIntegration(req.actor, req.params.id)),
       }),
     },
-    async (req) =>
-      toIntegrationView(
+    async (req) => {
+      await assertMayChangeReceiver(req.actor, req.params.id, req.body);
+      return toIntegrationView(
         await updateIntegration(db, envelope, integrationManagerOf(req.actor), req.params.id, req.body),
-      ),
+      );
+    },
   );
 
   app.delete(
@@ -248,16 +274,19 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           operationId: `${action}Integration`,
           tags,
           description: active
-            ? 'Turns the integration on: it is called and checked again.'
+            ? 'Turns the integration on: it is called and checked again. A `user_provisioning` one then receives ' +
+              'the users again, so turning it on needs `users.view` as well (403 otherwise).'
             : 'Turns the integration off: calls are refused and scheduled health checks skip it.',
           params: IntegrationIdParams,
           response: { 200: IntegrationView },
         },
       },
-      async (req) =>
-        toIntegrationView(
+      async (req) => {
+        await assertMayChangeReceiver(req.actor, req.params.id, { is_active: active });
+        return toIntegrationView(
           await setIntegrationActive(db, envelope, integrationManagerOf(req.actor), req.params.id, active),
-        ),
+        );
+      },
     );
   }
 

@@ -2,7 +2,8 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Envelope } from '../../platform/crypto/envelope.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { newId } from '../../platform/db/ids.js';
-import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { type Actor, organizationScopeOf, type PermissionCheck, requireUser } from '../../platform/http/auth.js';
+import { commonErrors } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import {
@@ -43,6 +44,26 @@ export interface IntegrationManager {
 export function integrationManagerOf(actor: Actor): IntegrationManager {
   const user = requireUser(actor);
   return { organizationId: organizationScopeOf(user), homeOrganizationId: user.organizationId, userId: user.userId };
+}
+
+/** The service type of downstream systems that receive the organization's users (see downstream-sync). */
+export const USER_PROVISIONING_TYPE = 'user_provisioning';
+
+const USERS_VIEW = { permission: 'users.view' } as const;
+
+/**
+ * Sending users downstream hands the user directory (emails, names, keycloak_ids) to whatever
+ * `base_url` names, so whoever runs a sync, or sets up, repoints or turns on the integration a
+ * scheduled sync sends to, needs `users.view` besides their integration permission.
+ */
+export async function assertMaySendUsers(
+  can: PermissionCheck,
+  actor: Actor,
+  detail = 'Sending users to a user_provisioning integration needs the users.view permission as well.',
+): Promise<void> {
+  const user = requireUser(actor);
+  if (await can(user, USERS_VIEW)) return;
+  throw commonErrors.forbidden(detail);
 }
 
 /** The health rule: no consecutive failure is HEALTHY, one or two DEGRADED, three or more DOWN. */

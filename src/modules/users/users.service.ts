@@ -1,12 +1,14 @@
+import { isDeepStrictEqual } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/password-policy.js';
 import { hashPassword } from '../../platform/crypto/passwords.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf, type UserActor } from '../../platform/http/auth.js';
+import { commonErrors } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { eraseUserActivity } from '../activity/audit-seal.js';
 import { revokeKeysOfCreator } from '../api-keys/api-keys.service.js';
-import { revokeUserSessions } from '../auth/auth.service.js';
+import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
@@ -39,10 +41,15 @@ export function assertMayGrantSuperuser(actor: Actor, input: { is_superuser?: bo
  * same validation (a typed user's profile against its type's schema included), upsert and audit event. The item's refusal is thrown as the core answered it
  * (409 naming the field for a taken email, username or external_id), and the stored user is read back.
  */
-async function provisionOne(db: Db, actor: Actor, item: ProvisionItem): Promise<UserWithOrganization> {
+async function provisionOne(
+  db: Db,
+  actor: Actor,
+  item: ProvisionItem,
+  source = 'admin',
+): Promise<UserWithOrganization> {
   const {
     results: [outcome],
-  } = await provisionUsers(db, actor, [item], { recordCall: false, context: { source: 'admin' } });
+  } = await provisionUsers(db, actor, [item], { recordCall: false, context: { source } });
   if (!outcome) throw new Error('provisioning answered no outcome');
   if (!outcome.ok) throw outcome.error;
   return (await findUserById(db, outcome.user.id as string)) as UserWithOrganization;
@@ -131,6 +138,63 @@ export async function updateUser(
     if (!target) throw userErrors.notFound(id);
   }
   return provisionOne(db, actor, { id, ...itemFieldsOf(input, passwordHash), active: input.is_active });
+}
+
+/** What a signed-in user changes about themselves (`PATCH /api/v1/users/profile/`). */
+interface OwnProfileChange {
+  username?: string | null;
+  first_name?: string;
+  last_name?: string;
+  attributes?: Record<string, unknown>;
+}
+
+/**
+ * Keys of `attributes` that others write and a user may not change about themselves: `scim` is the
+ * identity provider's (SCIM keeps its attributes there and gives them back as sent).
+ */
+const NOT_SELF_WRITTEN_ATTRIBUTES = ['scim'] as const;
+
+/**
+ * A user's change of their own profile, through the provisioning core like every other user write:
+ * a typed user's `attributes.profile` is checked against their type's schema, a taken username
+ * answers 409 `username_taken`, the change is audited. `attributes` is replaced whole except the keys
+ * others write: left out they are kept, given they must be as stored (400 naming `attributes.<key>`).
+ */
+export async function updateOwnProfile(
+  db: Db,
+  actor: UserActor,
+  change: OwnProfileChange,
+): Promise<UserWithOrganization> {
+  let attributes: Record<string, unknown> | undefined;
+  if (change.attributes !== undefined) {
+    const current = await findUserById(db, actor.userId);
+    if (!current) throw userErrors.notFound(actor.userId);
+    attributes = { ...change.attributes };
+    const refused: string[] = [];
+    for (const key of NOT_SELF_WRITTEN_ATTRIBUTES) {
+      const stored = current.attributes[key];
+      if (Object.hasOwn(attributes, key) && !isDeepStrictEqual(attributes[key], stored))
+        refused.push(`attributes.${key}`);
+      if (stored === undefined) delete attributes[key];
+      else attributes[key] = stored;
+    }
+    if (refused.length > 0) throw commonErrors.readOnlyFields(refused, 'through the profile');
+  }
+  const user = await provisionOne(
+    db,
+    actor,
+    {
+      id: actor.userId,
+      username: change.username,
+      firstName: change.first_name,
+      lastName: change.last_name,
+      attributes,
+    },
+    'profile',
+  );
+  // Names travel in cached session state (validate-token's user); it must show the change at once.
+  await invalidateUserState(db, actor.userId);
+  return user;
 }
 
 /** Deletes a user and, through the foreign keys, their sessions and tokens. */
