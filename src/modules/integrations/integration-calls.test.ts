@@ -22,7 +22,11 @@ describe('calling an integration', () => {
     });
     req.on('end', () => {
       seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
-      if (req.url?.startsWith('/v1/error')) {
+      if (req.url?.startsWith('/v1/echo-key')) {
+        // A service that names the key it was given in its error text.
+        const key = String(req.headers['x-key'] ?? req.headers.authorization ?? '');
+        res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `bad key ${key}` }));
+      } else if (req.url?.startsWith('/v1/error')) {
         res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"internal"}');
       } else if (req.url?.startsWith('/v1/big')) {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('x'.repeat(20_000));
@@ -111,6 +115,29 @@ describe('calling an integration', () => {
       success_rate: 100,
       health_status: 'HEALTHY',
     });
+  });
+
+  it('cuts the credentials out of what the service answers, wherever it puts them', async () => {
+    for (const [auth, credentials] of [
+      ['api_key', { api_key: `key_${unique('echo')}_abcdefgh` }],
+      ['bearer', { token: `tok_${unique('echo')}_abcdefgh` }],
+    ] as const) {
+      const created = await register({ auth_type: auth, api_key_header: 'X-Key', credentials });
+      const secret = Object.values(credentials)[0] as string;
+      const response = await callIntegration(t.database.db, envelope, target(created), {
+        method: 'POST',
+        path: '/echo-key',
+        body: { note: `sent with ${secret}` },
+      });
+      expect(response).toMatchObject({ success: false, status: 401 });
+      expect(response.body).toContain(REDACTED);
+      expect(response.body).not.toContain(secret);
+      const raw = JSON.stringify(
+        await queryRows(t.database.db, sql`select * from integration_logs where integration_id = ${created.id}::uuid`),
+      );
+      expect(raw).not.toContain(secret);
+      expect(raw).toContain('bad key');
+    }
   });
 
   it('counts failures into the success rate and health, and truncates large bodies', async () => {

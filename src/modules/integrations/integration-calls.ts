@@ -82,6 +82,24 @@ function loggableHeaders(headers: Record<string, string>, integration: Integrati
   return redacted;
 }
 
+/**
+ * The secret values a call carries: the stored credentials and the authentication headers made of
+ * them (a Bearer token, a Basic pair, an OAuth2 access token). A service that echoes one back, in an
+ * error text or a body field not named like a secret, must not have it stored or shown; values
+ * shorter than 8 characters are left (they would blank out ordinary words).
+ */
+function secretValues(credentials: Record<string, unknown>, authHeaders: Record<string, string>): string[] {
+  const values = Object.values(authHeaders).flatMap((header) => [header, header.replace(/^(Bearer|Basic)\s+/i, '')]);
+  for (const value of Object.values(credentials)) if (typeof value === 'string') values.push(value);
+  return [...new Set(values.filter((value) => value.length >= 8))];
+}
+
+function scrubbed(text: string, secrets: string[]): string {
+  let out = text;
+  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
+  return out;
+}
+
 export interface IntegrationRequest {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   /** Below the integration's base URL, beginning with "/". */
@@ -131,11 +149,16 @@ export async function callIntegration(
     ...request.headers,
   };
   const authHeaders = await authHeadersFor(db, envelope, integration);
-  const result = await sendOutbound(
+  const secrets = secretValues(openCredentials(envelope, integration.id, integration.credentialsSealed), authHeaders);
+  const sent = await sendOutbound(
     url,
     { method: request.method, headers: { ...headers, ...authHeaders }, body },
     { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_RESPONSE_BYTES },
   );
+  // What the other side answers is cut of our secrets before it is logged or handed on.
+  const result = sent.ok
+    ? { ...sent, body: scrubbed(sent.body, secrets) }
+    : { ...sent, message: scrubbed(sent.message, secrets) };
   const success = result.ok && result.status < 400;
   const at = new Date();
 
@@ -148,7 +171,7 @@ export async function callIntegration(
         method: request.method,
         endpoint: loggableEndpoint(url),
         requestHeaders: loggableHeaders({ ...headers, ...authHeaders }, integration),
-        requestBody: loggableBody(body),
+        requestBody: loggableBody(body === undefined ? undefined : scrubbed(body, secrets)),
         responseStatus: result.ok ? result.status : null,
         responseBody: result.ok ? loggableBody(result.body) : null,
         durationMs: result.durationMs,
