@@ -255,6 +255,27 @@ describe('user import between systems', () => {
     expect(exported.json().users.map((u: { email: string }) => u.email)).toEqual(['tv@example.com']);
   });
 
+  it("counts a keycloak id another organization's user holds as failed, one its own user holds as skipped", async () => {
+    const here = await seedOrganization(t);
+    const elsewhere = await seedOrganization(t);
+    const ownId = unique('kc-own-');
+    const otherId = unique('kc-other-');
+    await seedUser(t, here.id, { email: `${ownId}@example.com`, externalId: ownId });
+    await seedUser(t, elsewhere.id, { email: `${otherId}@example.com`, externalId: otherId });
+    const res = await root.post('/api/admin/import-users/', {
+      organization: here.code,
+      users: [
+        { email: 'new-own@example.com', external_id: ownId },
+        { email: 'new-other@example.com', external_id: otherId },
+      ],
+    });
+    expect(res.json()).toMatchObject({ created: 0, skipped: 1, failed: 1 });
+    expect((res.json() as ImportAnswer).results.map((r) => [r.action, r.code])).toEqual([
+      ['skipped', 'external_id_taken'],
+      ['failed', 'external_id_taken'],
+    ]);
+  });
+
   it('keeps a join date of any year, below 100 too (year 1 is Go zero time), through import and export', async () => {
     const org = await seedOrganization(t);
     const dates = [

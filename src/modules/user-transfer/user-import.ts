@@ -1,9 +1,11 @@
+import { and, eq, sql } from 'drizzle-orm';
 import type { Config } from '../../config.js';
 import type { Db } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import type { FieldError } from '../../platform/http/errors.js';
+import { organizations } from '../organizations/organizations.table.js';
 import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
-import { USER_STATUSES, type UserStatus } from '../users/users.table.js';
+import { USER_STATUSES, type UserStatus, users } from '../users/users.table.js';
 
 /**
  * Users exported by another system (seed 003's `export-users` answer, or this product's own export)
@@ -104,6 +106,26 @@ function itemOf(entry: Record<string, unknown>, organization: string): Provision
   return item;
 }
 
+/** Of the external ids the core found taken, those a user of the importing organization holds. */
+async function externalIdsHeldIn(
+  db: Db,
+  organization: string,
+  results: { ok: boolean; index: number; error?: { code: string } }[],
+  items: ProvisionItem[],
+): Promise<Set<string>> {
+  const taken = results.flatMap((r) => {
+    const externalId = items[r.index]?.externalId;
+    return !r.ok && r.error?.code === 'external_id_taken' && typeof externalId === 'string' ? [externalId] : [];
+  });
+  if (taken.length === 0) return new Set();
+  const rows = await db
+    .select({ externalId: users.externalId })
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(and(eq(organizations.code, organization), sql`${users.externalId} = any(${sql.param(taken)}::text[])`));
+  return new Set(rows.map((r) => r.externalId as string));
+}
+
 export async function importUsers(
   db: Db,
   actor: Actor,
@@ -135,6 +157,7 @@ export async function importUsers(
     config: options.config,
     context: { source: options.source ?? 'import' },
   });
+  const heldHere = await externalIdsHeldIn(db, options.organization, report.results, items);
   for (const outcome of report.results) {
     const index = indexes[outcome.index] as number;
     if (outcome.ok) {
@@ -143,10 +166,12 @@ export async function importUsers(
     }
     const email = items[outcome.index]?.email;
     const { error } = outcome;
+    // A clash with a user the organization holds is what an importer skips; anything else failed,
+    // a keycloak id another organization's user holds (unique across the installation) included.
+    const elsewhere = error.code === 'external_id_taken' && !heldHere.has(items[outcome.index]?.externalId ?? '');
     results[index] = {
       index,
-      // A clash with a user the organization holds is what an importer skips; anything else failed.
-      action: error.status === 409 ? 'skipped' : 'failed',
+      action: error.status === 409 && !elsewhere ? 'skipped' : 'failed',
       email: typeof email === 'string' ? email : null,
       code: error.code,
       error: error.message,
