@@ -174,18 +174,21 @@ describe('gatehouse export and import on the command line', () => {
   describe('from a running system, signed in as seed 003 does', () => {
     let source: TestApp;
     let url: string;
+    let sourceCode: string;
     beforeAll(async () => {
       source = await startTestApp();
       const org = await seedOrganization(source);
+      sourceCode = org.code;
       await seedUser(source, org.id, { username: 'exporter', isStaff: true, password: 'the source password' });
       await seedUser(source, org.id, { email: 'remote@example.com', firstName: 'Remote' });
+      await seedUser(source, org.id, { email: 'remote-gone@example.com', status: 'deactivated' });
       url = await source.app.listen({ host: '127.0.0.1', port: 0 });
     });
     afterAll(() => source.close());
 
     it("logs in with a staff user's password from the environment and imports the export", async () => {
       const env = { SOURCE_PASSWORD: 'the source password' };
-      const importAs = (password: string) =>
+      const importAs = (password: string, ...more: string[]) =>
         gatehouse(
           [
             'import',
@@ -197,17 +200,24 @@ describe('gatehouse export and import on the command line', () => {
             'exporter',
             '--password-env',
             'SOURCE_PASSWORD',
+            ...more,
           ],
           dataDir,
           { env: { SOURCE_PASSWORD: password } },
         );
       const res = await importAs(env.SOURCE_PASSWORD);
       expect(res.stderr).toBe('');
-      expect(res.stdout.trim()).toBe('into: 2 users created, 0 skipped (already there), 0 failed');
+      // Every status arrives: the deactivated user as well.
+      expect(res.stdout.trim()).toBe('into: 3 users created, 0 skipped (already there), 0 failed');
       await onDatabase(dataDir, async ({ db }) => {
         const [row] = await db.select().from(users).where(eq(users.email, 'remote@example.com'));
         expect(row?.firstName).toBe('Remote');
+        const [gone] = await db.select().from(users).where(eq(users.email, 'remote-gone@example.com'));
+        expect(gone?.status).toBe('deactivated');
       });
+      // One organization of the source, by code.
+      const again = await importAs(env.SOURCE_PASSWORD, '--source-organization', sourceCode, '--dry-run');
+      expect(again.stdout.trim()).toBe('into: 0 users would be created, 3 skipped (already there), 0 failed');
 
       const wrong = await importAs('not it at all');
       expect(wrong.code).not.toBe(0);

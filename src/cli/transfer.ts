@@ -48,6 +48,7 @@ interface ImportOptions {
   username?: string;
   passwordEnv?: string;
   tokenEnv?: string;
+  sourceOrganization?: string;
   dryRun?: boolean;
   sendInvite?: boolean;
 }
@@ -134,6 +135,7 @@ export function registerTransferCommands(program: Command): void {
     .option('--username <name>', 'with --from: a staff user of the source, signed in as seed 003 does')
     .option('--password-env <variable>', 'with --username: the environment variable holding the password')
     .option('--token-env <variable>', 'with --from: the environment variable holding a Bearer token instead')
+    .option('--source-organization <code>', 'with --from: only this organization of the source (a Gatehouse source)')
     .option('--dry-run', 'report what would happen and write nothing')
     .option('--send-invite', 'mail each created active user an invitation to set a password')
     .action(async (options: ImportOptions) => {
@@ -145,7 +147,13 @@ export function registerTransferCommands(program: Command): void {
         await organizationIdOf(db, options.organization);
         const users = options.file
           ? await usersOfFile(options.file)
-          : await usersOfRemoteExport({ url: options.from as string, username: options.username, password, token });
+          : await usersOfRemoteExport({
+              url: options.from as string,
+              username: options.username,
+              password,
+              token,
+              ...(options.sourceOrganization !== undefined ? { organization: options.sourceOrganization } : {}),
+            });
         const total: ImportReport = { created: 0, skipped: 0, failed: 0, results: [] };
         // In calls of the size the HTTP import takes, each in its own transaction.
         for (let start = 0; start < users.length; start += config.bulkMaxItems) {

@@ -67,6 +67,8 @@ export interface RemoteSource {
   username?: string;
   password?: string;
   token?: string;
+  /** Only this organization of a source that holds several (this product's `organization=`). */
+  organization?: string;
 }
 
 const LOGIN_TIMEOUT_MS = 30_000;
@@ -138,8 +140,13 @@ export async function usersOfRemoteExport(source: RemoteSource): Promise<unknown
     if (!cookie) throw refused('The source’s login set no session cookie.');
     headers.cookie = cookie;
   }
+  // Every status, so suspended, locked and deactivated users arrive as such (this product's
+  // `include_inactive`; seed 003's export has no such parameter and ignores it).
+  const exportUrl = new URL('api/admin/export-users/', base);
+  exportUrl.searchParams.set('include_inactive', 'true');
+  if (source.organization !== undefined) exportUrl.searchParams.set('organization', source.organization);
   const exported = await call(
-    new URL('api/admin/export-users/', base),
+    exportUrl,
     { headers, signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS) },
     'The source’s export',
   );
