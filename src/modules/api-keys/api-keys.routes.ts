@@ -49,7 +49,10 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Creates an API key. The key is in this answer only; Gatehouse keeps its SHA-256 hash and prefix. ' +
           'Organization administrators create keys for their own organization; platform-wide keys ' +
-          '(`organization: null`) need a superuser.',
+          '(`organization: null`) need a superuser. Each scope needs permissions of the caller (read:users: ' +
+          'users.view; provisioning: users.view, users.update; scim: users.view, users.update, users.delete, ' +
+          'roles.manage; authorize: users.view, roles.view), else 403 `delegation_ceiling`; the key stops serving ' +
+          'a scope while its creator lacks them.',
         body: CreateApiKeyBody,
         response: { 201: CreatedApiKeyView },
       },
