@@ -240,4 +240,60 @@ describe('API keys and their creator', () => {
     const superKey = made.json().key as string;
     expect((await withKey(superKey, 'GET', `/api/provisioning/users?client_id=${org.code}`)).statusCode).toBe(200);
   });
+  it("is revoked or rotated by others only when its creator is within their reach, never a superuser's or the operator's", async () => {
+    const org = await seedOrganization(t);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const code = unique('keys_').replace(/-/g, '_');
+    const perms = ['apikeys.manage', 'users.view'];
+    const role = await root.post('/api/v1/roles/', {
+      code,
+      name: 'Keys',
+      level: 5,
+      organization: org.code,
+      permissions: perms,
+    });
+    expect(role.statusCode, role.body).toBe(201);
+    const clerk = await clientWithRole(t, org.id, code);
+    const peer = await clientWithRole(t, org.id, code);
+    const keyOf = async (client: Client) => {
+      const made = await client.post('/api/v1/api-keys/', {
+        name: 'k',
+        organization: org.code,
+        scopes: ['read:users'],
+      });
+      expect(made.statusCode, made.body).toBe(201);
+      return made.json().id as string;
+    };
+    const adminKey = await keyOf(admin);
+    const superKey = await keyOf(root);
+    const { apiKey: operatorKey } = await createApiKey(t.database.db, OPERATOR, {
+      name: 'op',
+      organization: org.code,
+      scopes: ['read:users'],
+    });
+
+    for (const id of [adminKey, superKey, operatorKey.id]) {
+      for (const res of [
+        await clerk.delete(`/api/v1/api-keys/${id}/`),
+        await clerk.post(`/api/v1/api-keys/${id}/rotate/`),
+      ]) {
+        expect(res.statusCode, res.body).toBe(403);
+        expect(res.json()).toMatchObject({ code: 'delegation_ceiling', errors: [{ field: 'api_key' }] });
+      }
+      const [row] = await t.database.db.select().from(apiKeys).where(eq(apiKeys.id, id));
+      expect(row?.revokedAt).toBeNull();
+    }
+    // An organization admin may not touch a superuser's key either.
+    expect((await admin.delete(`/api/v1/api-keys/${superKey}/`)).statusCode).toBe(403);
+
+    // Their own key, and a peer's with the same grants.
+    const own = await keyOf(clerk);
+    expect((await clerk.post(`/api/v1/api-keys/${own}/rotate/`)).statusCode).toBe(201);
+    expect((await clerk.delete(`/api/v1/api-keys/${await keyOf(peer)}/`)).statusCode).toBe(204);
+    // Downwards and for superusers, anything.
+    expect((await admin.delete(`/api/v1/api-keys/${await keyOf(clerk)}/`)).statusCode).toBe(204);
+    for (const id of [adminKey, superKey, operatorKey.id]) {
+      expect((await root.delete(`/api/v1/api-keys/${id}/`)).statusCode).toBe(204);
+    }
+  });
 });

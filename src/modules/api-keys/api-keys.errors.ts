@@ -25,6 +25,9 @@ export const apiKeyErrors = {
       errors: [{ field: 'scopes', message: `You do not hold what these scopes need: ${detail}.` }],
     });
   },
+  /** A key made by someone beyond the caller's reach: a superuser, the operator, or a more powerful user. */
+  creatorBeyondReach: (detail: string) =>
+    new AppError(403, 'delegation_ceiling', detail, { errors: [{ field: 'api_key', message: detail }] }),
   unknownScope: (scope: string) => commonErrors.validation([{ field: 'scopes', message: `Unknown scope "${scope}".` }]),
   noScopes: () => commonErrors.validation([{ field: 'scopes', message: 'Give at least one scope.' }]),
   expiryInPast: () => commonErrors.validation([{ field: 'expires_at', message: 'Must be in the future.' }]),

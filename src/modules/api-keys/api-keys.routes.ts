@@ -105,7 +105,10 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'revokeApiKey',
         tags,
-        description: 'Revokes the key: it stops working at once on every node. Revoking again changes nothing.',
+        description:
+          'Revokes the key: it stops working at once on every node. Revoking again changes nothing. ' +
+          'Others than superusers revoke their own keys and those of creators within their delegation ceiling, ' +
+          "never a superuser's or the command line's (403 `delegation_ceiling`).",
         params: ApiKeyIdParams,
         response: { 204: { type: 'null', description: 'Revoked.' } },
       },
@@ -125,7 +128,8 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Issues a new key with the same name, organization, scopes and expiry and revokes this one, ' +
-          'in one transaction. The new key is in this answer only.',
+          'in one transaction. The new key is in this answer only. Who may rotate a key is who may revoke it; ' +
+          'the new key is the caller’s, so its scopes must be within their permissions.',
         params: ApiKeyIdParams,
         response: { 201: CreatedApiKeyView },
       },

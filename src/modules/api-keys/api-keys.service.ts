@@ -17,7 +17,8 @@ import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { recordAudit, recordAudits } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
-import { accessOf, type EffectiveAccess } from '../rbac/effective-access.js';
+import { isAboveCeiling } from '../rbac/delegation.js';
+import { accessOf, computeAccess, type EffectiveAccess } from '../rbac/effective-access.js';
 import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
 import { type ApiKeyScope, isApiKeyScope, SCOPE_PERMISSIONS } from './api-keys.schemas.js';
@@ -223,11 +224,38 @@ function keyRevokedEvent(
   };
 }
 
+/**
+ * Whether `manager` may revoke or rotate a key `createdBy` made: superusers and the operator any key;
+ * anyone else their own keys and those of a creator within their delegation ceiling (a level number
+ * at least theirs, grants they hold), never a superuser's or the operator's key (null creator, also
+ * left by a deleted one). Read in `tx`, the caller's transaction.
+ */
+async function assertKeyWithinReach(tx: DbOrTx, manager: EffectiveAccess | null, createdBy: string | null) {
+  if (manager === null || manager.isSuperuser || createdBy === manager.userId) return;
+  const why = 'only a superuser may revoke or rotate it.';
+  if (createdBy === null) {
+    throw apiKeyErrors.creatorBeyondReach(`This key was made on the command line or by a deleted user; ${why}`);
+  }
+  const creator = await computeAccess(tx, createdBy);
+  if (!creator || creator.isSuperuser)
+    throw apiKeyErrors.creatorBeyondReach(`This key was made by a superuser; ${why}`);
+  const lacking =
+    [...creator.permissions.keys()].some((code) => !manager.permissions.has(code)) ||
+    [...creator.modules.keys()].some((code) => !manager.modules.has(code));
+  if (isAboveCeiling(manager, creator.level) || lacking) {
+    throw apiKeyErrors.creatorBeyondReach(
+      "This key's creator holds a more powerful role than yours, or grants you lack; you may not revoke or rotate it.",
+    );
+  }
+}
+
 /** Revokes a key; it stops working at once on every node. Revoking a revoked key changes nothing. */
 export async function revokeApiKey(db: Db, manager: KeyManager, id: string): Promise<void> {
+  const revoker = await accessOfManager(db, manager);
   await db.transaction(async (tx) => {
     const current = await findApiKey(tx, id, manager.organizationId);
     if (!current) throw apiKeyErrors.notFound(id);
+    await assertKeyWithinReach(tx, revoker, current.createdBy);
     if (current.revokedAt) return;
     await tx
       .update(apiKeys)
@@ -274,6 +302,7 @@ export async function rotateApiKey(db: Db, manager: KeyManager, id: string): Pro
   const created = await db.transaction(async (tx) => {
     const current = await findApiKey(tx, id, manager.organizationId);
     if (!current) throw apiKeyErrors.notFound(id);
+    await assertKeyWithinReach(tx, rotator, current.createdBy);
     const now = new Date();
     if (current.revokedAt) throw apiKeyErrors.revoked(id);
     if (current.expiresAt && current.expiresAt <= now) throw apiKeyErrors.expired(id);
