@@ -1,6 +1,13 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import {
+  type Client,
+  clientWithRole,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+} from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import { createApiKey, OPERATOR } from './api-keys.service.js';
@@ -162,5 +169,131 @@ describe('API keys and their creator', () => {
     });
     const byOperator = await withKey(operatorKey, 'PUT', `/api/provisioning/users/${owner.externalId}/deactivate`);
     expect(byOperator.statusCode, byOperator.body).toBe(200);
+  });
+  /** A fresh user of a fresh organization holding one organization role of level 5 with these permissions. */
+  async function holderOf(permissions: string[]) {
+    const org = await seedOrganization(t);
+    const code = unique('keys_').replace(/-/g, '_');
+    const role = await root.post('/api/v1/roles/', {
+      code,
+      name: 'Keys',
+      level: 5,
+      organization: org.code,
+      permissions,
+    });
+    expect(role.statusCode, role.body).toBe(201);
+    const user = await seedUser(t, org.id);
+    const assigned = await root.post(`/api/v1/users/${user.id}/roles/`, { role: code });
+    expect(assigned.statusCode, assigned.body).toBe(201);
+    return { org, user, client: await loginAs(t, user), roleCode: code };
+  }
+
+  it('is created only with scopes whose permissions its creator holds (403 delegation_ceiling naming scopes)', async () => {
+    const { client } = await holderOf(['apikeys.manage']);
+    for (const scope of ['read:users', 'provisioning', 'scim', 'authorize']) {
+      const res = await client.post('/api/v1/api-keys/', { name: 'k', scopes: [scope] });
+      expect(res.statusCode, `${scope}: ${res.body}`).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'delegation_ceiling', errors: [{ field: 'scopes' }] });
+      expect(res.json().detail).toContain('users.view');
+    }
+
+    const reader = await holderOf(['apikeys.manage', 'users.view']);
+    expect((await reader.client.post('/api/v1/api-keys/', { name: 'k', scopes: ['read:users'] })).statusCode).toBe(201);
+    const provisioning = await reader.client.post('/api/v1/api-keys/', {
+      name: 'k',
+      scopes: ['read:users', 'provisioning'],
+    });
+    expect(provisioning.statusCode).toBe(403);
+    expect(provisioning.json().detail).toMatch(/"provisioning" needs users\.update/);
+
+    // Superusers and the operator have no bound.
+    expect(
+      (await root.post('/api/v1/api-keys/', { name: 'k', organization: reader.org.code, scopes: ['scim'] })).statusCode,
+    ).toBe(201);
+  });
+
+  it("stops serving a scope once its creator no longer holds the scope's permissions, at once", async () => {
+    const { org, admin, key } = await adminWithKey();
+    const list = () => withKey(key, 'GET', `/api/provisioning/users?client_id=${org.code}`);
+    expect((await list()).statusCode).toBe(200);
+
+    const stripped = await root.delete(`/api/v1/users/${admin.user.id}/roles/org_admin`);
+    expect(stripped.statusCode, stripped.body).toBe(204);
+    const refused = await list();
+    expect(refused.statusCode, refused.body).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'delegation_ceiling', errors: [{ field: 'scopes' }] });
+    expect(refused.json().detail).toContain('users.view, users.update');
+    const scim = await withKey(key, 'GET', '/scim/v2/Users');
+    expect(scim.statusCode, scim.body).toBe(403);
+
+    // Read-only again: still not enough for provisioning, which writes.
+    expect((await root.post(`/api/v1/users/${admin.user.id}/roles/`, { role: 'viewer' })).statusCode).toBe(201);
+    const readOnly = await list();
+    expect(readOnly.statusCode).toBe(403);
+    expect(readOnly.json().detail).toMatch(/no longer holds users\.update,/);
+
+    expect((await root.post(`/api/v1/users/${admin.user.id}/roles/`, { role: 'org_admin' })).statusCode).toBe(201);
+    expect((await list()).statusCode).toBe(200);
+
+    // A superuser's key has no creator to lose.
+    const made = await root.post('/api/v1/api-keys/', { name: 'su', organization: org.code, scopes: ['provisioning'] });
+    const superKey = made.json().key as string;
+    expect((await withKey(superKey, 'GET', `/api/provisioning/users?client_id=${org.code}`)).statusCode).toBe(200);
+  });
+  it("is revoked or rotated by others only when its creator is within their reach, never a superuser's or the operator's", async () => {
+    const org = await seedOrganization(t);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const code = unique('keys_').replace(/-/g, '_');
+    const perms = ['apikeys.manage', 'users.view'];
+    const role = await root.post('/api/v1/roles/', {
+      code,
+      name: 'Keys',
+      level: 5,
+      organization: org.code,
+      permissions: perms,
+    });
+    expect(role.statusCode, role.body).toBe(201);
+    const clerk = await clientWithRole(t, org.id, code);
+    const peer = await clientWithRole(t, org.id, code);
+    const keyOf = async (client: Client) => {
+      const made = await client.post('/api/v1/api-keys/', {
+        name: 'k',
+        organization: org.code,
+        scopes: ['read:users'],
+      });
+      expect(made.statusCode, made.body).toBe(201);
+      return made.json().id as string;
+    };
+    const adminKey = await keyOf(admin);
+    const superKey = await keyOf(root);
+    const { apiKey: operatorKey } = await createApiKey(t.database.db, OPERATOR, {
+      name: 'op',
+      organization: org.code,
+      scopes: ['read:users'],
+    });
+
+    for (const id of [adminKey, superKey, operatorKey.id]) {
+      for (const res of [
+        await clerk.delete(`/api/v1/api-keys/${id}/`),
+        await clerk.post(`/api/v1/api-keys/${id}/rotate/`),
+      ]) {
+        expect(res.statusCode, res.body).toBe(403);
+        expect(res.json()).toMatchObject({ code: 'delegation_ceiling', errors: [{ field: 'api_key' }] });
+      }
+      const [row] = await t.database.db.select().from(apiKeys).where(eq(apiKeys.id, id));
+      expect(row?.revokedAt).toBeNull();
+    }
+    // An organization admin may not touch a superuser's key either.
+    expect((await admin.delete(`/api/v1/api-keys/${superKey}/`)).statusCode).toBe(403);
+
+    // Their own key, and a peer's with the same grants.
+    const own = await keyOf(clerk);
+    expect((await clerk.post(`/api/v1/api-keys/${own}/rotate/`)).statusCode).toBe(201);
+    expect((await clerk.delete(`/api/v1/api-keys/${await keyOf(peer)}/`)).statusCode).toBe(204);
+    // Downwards and for superusers, anything.
+    expect((await admin.delete(`/api/v1/api-keys/${await keyOf(clerk)}/`)).statusCode).toBe(204);
+    for (const id of [adminKey, superKey, operatorKey.id]) {
+      expect((await root.delete(`/api/v1/api-keys/${id}/`)).statusCode).toBe(204);
+    }
   });
 });

@@ -18,6 +18,16 @@ export const apiKeyErrors = {
     new AppError(403, 'permission_denied', 'Only superusers may create platform-wide API keys.', {
       errors: [{ field: 'organization', message: 'A platform-wide key (null) needs a superuser.' }],
     }),
+  /** Scopes whose permissions the key's creator lacks: a key reaches no further than its creator. */
+  scopesAboveCreator: (missing: ReadonlyMap<string, readonly string[]>) => {
+    const detail = [...missing].map(([scope, perms]) => `"${scope}" needs ${perms.join(', ')}`).join('; ');
+    return new AppError(403, 'delegation_ceiling', `You do not hold what these scopes need: ${detail}.`, {
+      errors: [{ field: 'scopes', message: `You do not hold what these scopes need: ${detail}.` }],
+    });
+  },
+  /** A key made by someone beyond the caller's reach: a superuser, the operator, or a more powerful user. */
+  creatorBeyondReach: (detail: string) =>
+    new AppError(403, 'delegation_ceiling', detail, { errors: [{ field: 'api_key', message: detail }] }),
   unknownScope: (scope: string) => commonErrors.validation([{ field: 'scopes', message: `Unknown scope "${scope}".` }]),
   noScopes: () => commonErrors.validation([{ field: 'scopes', message: 'Give at least one scope.' }]),
   expiryInPast: () => commonErrors.validation([{ field: 'expires_at', message: 'Must be in the future.' }]),

@@ -49,7 +49,10 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Creates an API key. The key is in this answer only; Gatehouse keeps its SHA-256 hash and prefix. ' +
           'Organization administrators create keys for their own organization; platform-wide keys ' +
-          '(`organization: null`) need a superuser.',
+          '(`organization: null`) need a superuser. Each scope needs permissions of the caller (read:users: ' +
+          'users.view; provisioning: users.view, users.update; scim: users.view, users.update, users.delete, ' +
+          'roles.manage; authorize: users.view, roles.view), else 403 `delegation_ceiling`; the key stops serving ' +
+          'a scope while its creator lacks them.',
         body: CreateApiKeyBody,
         response: { 201: CreatedApiKeyView },
       },
@@ -102,7 +105,10 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'revokeApiKey',
         tags,
-        description: 'Revokes the key: it stops working at once on every node. Revoking again changes nothing.',
+        description:
+          'Revokes the key: it stops working at once on every node. Revoking again changes nothing. ' +
+          'Others than superusers revoke their own keys and those of creators within their delegation ceiling, ' +
+          "never a superuser's or the command line's (403 `delegation_ceiling`).",
         params: ApiKeyIdParams,
         response: { 204: { type: 'null', description: 'Revoked.' } },
       },
@@ -122,7 +128,8 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Issues a new key with the same name, organization, scopes and expiry and revokes this one, ' +
-          'in one transaction. The new key is in this answer only.',
+          'in one transaction. The new key is in this answer only. Who may rotate a key is who may revoke it; ' +
+          'the new key is the caller’s, so its scopes must be within their permissions.',
         params: ApiKeyIdParams,
         response: { 201: CreatedApiKeyView },
       },

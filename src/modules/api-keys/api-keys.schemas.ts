@@ -6,6 +6,19 @@ import { OrganizationCode } from '../organizations/organizations.schemas.js';
 export const API_KEY_SCOPES = ['provisioning', 'scim', 'authorize', 'read:users'] as const;
 export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
 
+/**
+ * The permissions a key's creator must hold for each scope, when the key is made and whenever it
+ * is used: a key reaches no further than the user who made it. Superusers' and the operator's keys
+ * have no creator to bound them. `scim` includes roles.manage because SCIM Groups are the
+ * organization's roles; `authorize` answers which roles grant a user what.
+ */
+export const SCOPE_PERMISSIONS: Record<ApiKeyScope, readonly string[]> = {
+  'read:users': ['users.view'],
+  provisioning: ['users.view', 'users.update'],
+  scim: ['users.view', 'users.update', 'users.delete', 'roles.manage'],
+  authorize: ['users.view', 'roles.view'],
+};
+
 export function isApiKeyScope(value: string): value is ApiKeyScope {
   return (API_KEY_SCOPES as readonly string[]).includes(value);
 }

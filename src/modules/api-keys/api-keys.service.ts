@@ -17,9 +17,11 @@ import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { recordAudit, recordAudits } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
+import { isAboveCeiling } from '../rbac/delegation.js';
+import { accessOf, computeAccess, type EffectiveAccess } from '../rbac/effective-access.js';
 import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
-import { isApiKeyScope } from './api-keys.schemas.js';
+import { type ApiKeyScope, isApiKeyScope, SCOPE_PERMISSIONS } from './api-keys.schemas.js';
 import { apiKeys } from './api-keys.table.js';
 import { ENV_KEY_ACTOR } from './env-key.js';
 
@@ -100,6 +102,39 @@ function checkScopes(scopes: readonly string[]): string[] {
   return [...new Set(scopes)];
 }
 
+/**
+ * The scopes among `scopes` whose permissions (SCOPE_PERMISSIONS) `access` lacks, each with what is
+ * missing; empty for a superuser. undefined access (no such user) holds nothing.
+ */
+export function scopesBeyond(
+  access: EffectiveAccess | undefined,
+  scopes: readonly string[],
+): Map<string, readonly string[]> {
+  const beyond = new Map<string, readonly string[]>();
+  if (access?.isSuperuser) return beyond;
+  for (const scope of scopes) {
+    const needs = SCOPE_PERMISSIONS[scope as ApiKeyScope] ?? [];
+    const missing = needs.filter((code) => !access?.permissions.has(code));
+    if (missing.length > 0) beyond.set(scope, missing);
+  }
+  return beyond;
+}
+
+/** A signed-in manager's access (cached, read outside any transaction); null for the operator, who has no bound. */
+async function accessOfManager(db: Db, manager: KeyManager): Promise<EffectiveAccess | null> {
+  if (manager.userId === null) return null;
+  const access = await accessOf(db, manager.userId);
+  if (!access) throw commonErrors.unauthenticated();
+  return access;
+}
+
+/** Refuses (403 delegation_ceiling) scopes the manager could not use themselves. */
+function assertScopesWithin(manager: EffectiveAccess | null, scopes: readonly string[]): void {
+  if (manager === null) return;
+  const beyond = scopesBeyond(manager, scopes);
+  if (beyond.size > 0) throw apiKeyErrors.scopesAboveCreator(beyond);
+}
+
 function checkExpiry(expiresAt: string | Date | undefined, now: Date): Date | null {
   if (expiresAt === undefined) return null;
   const at = expiresAt instanceof Date ? expiresAt : instantOf(expiresAt, 'expires_at');
@@ -141,6 +176,7 @@ async function insertKey(
 export async function createApiKey(db: Db, manager: KeyManager, input: NewApiKey): Promise<CreatedApiKey> {
   const scopes = checkScopes(input.scopes);
   const expiresAt = checkExpiry(input.expires_at, new Date());
+  assertScopesWithin(await accessOfManager(db, manager), scopes);
   const organization = await organizationOfNewKey(db, manager, input.organization);
   return db.transaction(async (tx) => {
     const created = await insertKey(tx, {
@@ -188,11 +224,38 @@ function keyRevokedEvent(
   };
 }
 
+/**
+ * Whether `manager` may revoke or rotate a key `createdBy` made: superusers and the operator any key;
+ * anyone else their own keys and those of a creator within their delegation ceiling (a level number
+ * at least theirs, grants they hold), never a superuser's or the operator's key (null creator, also
+ * left by a deleted one). Read in `tx`, the caller's transaction.
+ */
+async function assertKeyWithinReach(tx: DbOrTx, manager: EffectiveAccess | null, createdBy: string | null) {
+  if (manager === null || manager.isSuperuser || createdBy === manager.userId) return;
+  const why = 'only a superuser may revoke or rotate it.';
+  if (createdBy === null) {
+    throw apiKeyErrors.creatorBeyondReach(`This key was made on the command line or by a deleted user; ${why}`);
+  }
+  const creator = await computeAccess(tx, createdBy);
+  if (!creator || creator.isSuperuser)
+    throw apiKeyErrors.creatorBeyondReach(`This key was made by a superuser; ${why}`);
+  const lacking =
+    [...creator.permissions.keys()].some((code) => !manager.permissions.has(code)) ||
+    [...creator.modules.keys()].some((code) => !manager.modules.has(code));
+  if (isAboveCeiling(manager, creator.level) || lacking) {
+    throw apiKeyErrors.creatorBeyondReach(
+      "This key's creator holds a more powerful role than yours, or grants you lack; you may not revoke or rotate it.",
+    );
+  }
+}
+
 /** Revokes a key; it stops working at once on every node. Revoking a revoked key changes nothing. */
 export async function revokeApiKey(db: Db, manager: KeyManager, id: string): Promise<void> {
+  const revoker = await accessOfManager(db, manager);
   await db.transaction(async (tx) => {
     const current = await findApiKey(tx, id, manager.organizationId);
     if (!current) throw apiKeyErrors.notFound(id);
+    await assertKeyWithinReach(tx, revoker, current.createdBy);
     if (current.revokedAt) return;
     await tx
       .update(apiKeys)
@@ -235,12 +298,16 @@ export async function revokeKeysOfCreator(tx: DbOrTx, userId: string, actor: Act
  * old one in the same transaction: there is never a moment with both or neither.
  */
 export async function rotateApiKey(db: Db, manager: KeyManager, id: string): Promise<CreatedApiKey> {
+  const rotator = await accessOfManager(db, manager);
   const created = await db.transaction(async (tx) => {
     const current = await findApiKey(tx, id, manager.organizationId);
     if (!current) throw apiKeyErrors.notFound(id);
+    await assertKeyWithinReach(tx, rotator, current.createdBy);
     const now = new Date();
     if (current.revokedAt) throw apiKeyErrors.revoked(id);
     if (current.expiresAt && current.expiresAt <= now) throw apiKeyErrors.expired(id);
+    // The successor is the rotator's key: it may carry only scopes they could create it with.
+    assertScopesWithin(rotator, current.scopes);
     const [revoked] = await tx
       .update(apiKeys)
       .set({ revokedAt: now })
@@ -386,13 +453,20 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
     const state = await loadKeyState(db, key, now);
     if (!state?.usable || (state.expiresAtMs !== null && state.expiresAtMs <= now)) throw invalidKey();
     recordUse(db, state.apiKeyId, now, request.log);
-    return {
+    const actor: Actor = {
       kind: 'api_key',
       apiKeyId: state.apiKeyId,
       organizationId: state.organizationId,
       scopes: state.scopes,
       ceilingUserId: state.ceilingUserId,
     };
+    if (state.ceilingUserId === null) return actor;
+    // The creator's cached access (dropped on any change to their roles or grants): a scope whose
+    // permissions they have lost since is withheld at once, without a query on a cache hit.
+    const creator = accessOf(db, state.ceilingUserId);
+    const beyond = scopesBeyond(creator instanceof Promise ? await creator : creator, state.scopes);
+    if (beyond.size === 0) return actor;
+    return { ...actor, scopes: state.scopes.filter((s) => !beyond.has(s)), withheldScopes: beyond };
   };
 }
 

@@ -204,13 +204,48 @@ describe('roles, grants and the delegation ceiling', () => {
       permissions: [create, view].sort(),
       modules: [mod],
     });
-    const owned = await root.post('/api/v1/roles/', { code, name: 'Engineer', level: 4, organization: orgA.code });
+    const owned = await root.post('/api/v1/roles/', {
+      code: unique('r'),
+      name: 'Engineer',
+      level: 4,
+      organization: orgA.code,
+    });
     expect(owned.json()).toMatchObject({ organization: orgA.code, organization_id: orgA.id });
     // Same code twice within one scope is a conflict on the code.
     expect((await root.post('/api/v1/roles/', { code, name: 'x', level: 5 })).json()).toMatchObject({
       status: 409,
       errors: [{ field: 'code' }],
     });
+  });
+
+  it("answers 409 role_code_taken for an organization role taking a global role's code, even from a superuser", async () => {
+    const org = await seedOrganization(t);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    for (const code of ['viewer', 'org_admin', 'super_admin']) {
+      const res = await admin.post('/api/v1/roles/', { code, name: 'Mine', level: 5, permissions: ['users.view'] });
+      expect(res.statusCode, res.body).toBe(409);
+      expect(res.json()).toMatchObject({ code: 'role_code_taken', errors: [{ field: 'code' }] });
+    }
+    const global = unique('g');
+    expect((await root.post('/api/v1/roles/', { code: global, name: 'Global', level: 6 })).statusCode).toBe(201);
+    const byRoot = await root.post('/api/v1/roles/', { code: global, name: 'x', level: 6, organization: org.code });
+    expect(byRoot.json()).toMatchObject({ status: 409, code: 'role_code_taken', errors: [{ field: 'code' }] });
+
+    // So assigning "viewer" in the organization still hands out the global viewer.
+    const someone = await seedUser(t, org.id);
+    const assigned = await admin.post(`/api/v1/users/${someone.id}/roles/`, { role: 'viewer' });
+    expect(assigned.statusCode, assigned.body).toBe(201);
+    expect(assigned.json()).toMatchObject({ role: 'viewer', organization: null, level: 9 });
+  });
+
+  it('answers 409 role_code_taken for a global role whose code an organization role already has', async () => {
+    const code = unique('r');
+    const owned = await root.post('/api/v1/roles/', { code, name: 'Local', level: 5, organization: orgB.code });
+    expect(owned.statusCode, owned.body).toBe(201);
+    const res = await root.post('/api/v1/roles/', { code, name: 'Global', level: 5, organization: null });
+    expect(res.statusCode, res.body).toBe(409);
+    expect(res.json()).toMatchObject({ code: 'role_code_taken', errors: [{ field: 'code' }] });
+    expect(res.json().detail).toMatch(/1 organization has a role/);
   });
 
   it('confines an organization admin to their organization and below their own power', async () => {
@@ -349,14 +384,24 @@ describe('assignments and effective permissions', () => {
     expect((await client.get('/api/v1/users/')).statusCode).toBe(403);
   });
 
-  it('resolves a role code to the organization’s own role before the global one', async () => {
+  /**
+   * A global role and an organization role of one code, as stored before such pairs were refused
+   * (409 role_code_taken): the organization's is created under another code, then given this one.
+   */
+  async function storedCodePair(code: string, global: object, own: object) {
+    const g = (await root.post('/api/v1/roles/', { code, ...global })).json();
+    const o = (await root.post('/api/v1/roles/', { code: unique('tmp'), organization: orgA.code, ...own })).json();
+    await t.database.db.execute(sql`update roles set code = ${code} where id = ${o.id}`);
+    return { global: g, own: o };
+  }
+
+  it('resolves a role code to the organization’s own role before the global one (roles stored before the rule)', async () => {
     const code = unique('dup');
-    await root.post('/api/v1/roles/', { code, name: 'global', level: 7 });
-    const own = await root.post('/api/v1/roles/', { code, name: 'own', level: 8, organization: orgA.code });
+    const { own } = await storedCodePair(code, { name: 'global', level: 7 }, { name: 'own', level: 8 });
     const inA = await seedUser(t, orgA.id);
     const inB = await seedUser(t, orgB.id);
     expect((await root.post(`/api/v1/users/${inA.id}/roles/`, { role: code })).json()).toMatchObject({
-      role_id: own.json().id,
+      role_id: own.id,
       organization: orgA.code,
     });
     expect((await root.post(`/api/v1/users/${inB.id}/roles/`, { role: code })).json()).toMatchObject({
@@ -368,8 +413,7 @@ describe('assignments and effective permissions', () => {
   it('pages a user’s roles with a cursor, most powerful first, and refuses a bad limit or cursor', async () => {
     const code = unique('same');
     // A global role and an organization's role with one code and level: the role id orders them.
-    const global = (await root.post('/api/v1/roles/', { code, name: 'global', level: 1000 })).json();
-    const own = (await root.post('/api/v1/roles/', { code, name: 'own', level: 1000, organization: orgA.code })).json();
+    const { global, own } = await storedCodePair(code, { name: 'global', level: 1000 }, { name: 'own', level: 1000 });
     const user = await seedUser(t, orgA.id);
     await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer' });
     await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'org_admin' });

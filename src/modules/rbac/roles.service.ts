@@ -179,6 +179,36 @@ async function ownerOf(db: DbOrTx, actor: UserActor, requested: string | null | 
   throw rbacErrors.otherOrganization();
 }
 
+/**
+ * Refuses a code that would make two roles answer to it in one organization: an organization role
+ * with a global role's code (assignment by code would take it instead of the global one), or a
+ * global role with a code organizations already use. Roles stored before this rule stay as they are.
+ */
+export async function assertRoleCodeFree(tx: DbOrTx, organizationId: string | null, code: string): Promise<void> {
+  if (organizationId !== null) {
+    const [global] = await tx
+      .select({ id: roles.id })
+      .from(roles)
+      .where(and(isNull(roles.organizationId), eq(roles.code, code)))
+      .limit(1);
+    if (global) {
+      throw rbacErrors.roleCodeTaken(code, `"${code}" is the code of a global role; choose another code.`);
+    }
+    return;
+  }
+  const [used] = await tx
+    .select({ count: sql<number>`count(*)::int` })
+    .from(roles)
+    .where(and(isNotNull(roles.organizationId), eq(roles.code, code)));
+  const count = Number(used?.count ?? 0);
+  if (count > 0) {
+    throw rbacErrors.roleCodeTaken(
+      code,
+      `${count} ${count === 1 ? 'organization has a role' : 'organizations have roles'} coded "${code}"; a global role of that code would be hidden there. Choose another code.`,
+    );
+  }
+}
+
 export async function createRole(db: Db, actor: UserActor, input: CreateRoleInput): Promise<RoleWithGrants> {
   const caller = await accessOfCaller(db, actor);
   assertWithinCeiling(caller, {
@@ -189,6 +219,7 @@ export async function createRole(db: Db, actor: UserActor, input: CreateRoleInpu
   const organizationId = await ownerOf(db, actor, input.organization);
   const id = await db.transaction(async (tx) => {
     const grants = await resolveGrants(tx, input.permissions ?? [], input.modules ?? []);
+    await assertRoleCodeFree(tx, organizationId, input.code);
     const [row] = await tx
       .insert(roles)
       .values({

@@ -90,6 +90,20 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect((await b.scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Ops' })).statusCode).toBe(201);
   });
 
+  it('gives a group named like a global role (org_admin, viewer) a code of its own, so it never stands in for that role', async () => {
+    const { org, scim } = await scimClient(t);
+    for (const [displayName, code] of [
+      ['org_admin', 'org_admin_2'],
+      ['Viewer', 'viewer_2'],
+      ['super admin', 'super_admin_2'],
+    ]) {
+      const res = await scim('POST', '/Groups', { schemas: [GROUP], displayName });
+      expect(res.statusCode, res.body).toBe(201);
+      const [role] = await t.database.db.select().from(roles).where(eq(roles.id, res.json().id));
+      expect(role).toMatchObject({ organizationId: org.id, code, level: 1000 });
+    }
+  });
+
   it('patches membership (add, remove by value filter, replace) and the name, with If-Match', async () => {
     const { org, scim } = await scimClient(t);
     const [u1, u2, u3] = [await seedUser(t, org.id), await seedUser(t, org.id), await seedUser(t, org.id)];

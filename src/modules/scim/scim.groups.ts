@@ -1,4 +1,4 @@
-import { and, asc, eq, getTableColumns, inArray, ne, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, inArray, isNull, ne, or, type SQL, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
@@ -244,7 +244,8 @@ async function codeFor(tx: DbOrTx, organizationId: string, displayName: string):
     const [taken] = await tx
       .select({ id: roles.id })
       .from(roles)
-      .where(and(eq(roles.organizationId, organizationId), eq(roles.code, code)))
+      // A global role's code too: the organization's role would stand in for it (see assertRoleCodeFree).
+      .where(and(or(eq(roles.organizationId, organizationId), isNull(roles.organizationId)), eq(roles.code, code)))
       .limit(1);
     if (!taken) return code;
   }

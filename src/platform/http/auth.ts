@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { commonErrors } from './errors.js';
+import { AppError, commonErrors } from './errors.js';
 
 /** Who is calling. The organization always comes from the credential. */
 export type Actor =
@@ -23,6 +23,11 @@ export type Actor =
        * null: no ceiling (a superuser's key, the operator's: command line, PROVISIONING_API_KEY).
        */
       ceilingUserId: string | null;
+      /**
+       * Scopes the key carries but may not use now, each with the permissions its creator no longer
+       * holds (they are not in `scopes`). Absent when none.
+       */
+      withheldScopes?: ReadonlyMap<string, readonly string[]>;
     }
   | { kind: 'anonymous' };
 
@@ -130,7 +135,11 @@ function enforce(request: FastifyRequest, can: PermissionCheck): Promise<void> |
     return;
   }
   if (actor.kind === 'api_key') {
-    if ('scope' in rule && rule.scope !== undefined && actor.scopes.includes(rule.scope)) return;
+    if ('scope' in rule && rule.scope !== undefined) {
+      if (actor.scopes.includes(rule.scope)) return;
+      const missing = actor.withheldScopes?.get(rule.scope);
+      if (missing) throw scopeAboveCreator(rule.scope, missing);
+    }
     throw commonErrors.forbidden('This API key lacks the scope this endpoint needs.');
   }
   if (!('permission' in rule) && !('module' in rule)) {
@@ -144,6 +153,12 @@ function enforce(request: FastifyRequest, can: PermissionCheck): Promise<void> |
   return allowed.then((ok) => {
     if (!ok) throw commonErrors.forbidden();
   });
+}
+
+/** A key whose creator no longer holds what its scope needs (delegation ceiling). */
+function scopeAboveCreator(scope: string, missing: readonly string[]): AppError {
+  const detail = `The key's creator no longer holds ${missing.join(', ')}, which scope "${scope}" needs.`;
+  return new AppError(403, 'delegation_ceiling', detail, { errors: [{ field: 'scopes', message: detail }] });
 }
 
 /**
