@@ -27,8 +27,8 @@ export const rbacErrors = {
   aboveCeiling: (field: string, detail: string) =>
     new AppError(403, 'delegation_ceiling', detail, { errors: [{ field, message: detail }] }),
   aboveKeyCeiling: (userId: string) =>
-    new AppError(403, 'delegation_ceiling', `User ${userId} holds a role more powerful than the key's creator.`, {
-      errors: [{ field: 'user', message: "Holds a role more powerful than the key's creator." }],
+    new AppError(403, 'delegation_ceiling', `User ${userId} holds a role or grants beyond the key's creator's.`, {
+      errors: [{ field: 'user', message: "Holds a role or grants beyond the key's creator's." }],
     }),
   superuserTarget: () =>
     new AppError(403, 'superuser_protected', 'Only a superuser may change a superuser or grant superuser status.'),

@@ -20,7 +20,7 @@ import { users } from './users.table.js';
 /**
  * The user an admin write is aimed at: looked up within the caller's organization (another
  * organization's user answers 404, as if absent), then held to the delegation rule (no superuser,
- * nobody more powerful than the caller).
+ * nobody holding a more powerful role or grants the caller lacks).
  */
 export async function findUserToManage(db: Db, actor: Actor, id: string): Promise<UserWithOrganization> {
   const user = await findUserById(db, id, organizationScopeOf(actor));

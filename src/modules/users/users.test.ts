@@ -338,6 +338,50 @@ describe('users admin API', () => {
     expect(agreed.json()).toMatchObject({ status: 'suspended', is_active: false });
   });
 
+  it('refuses 403 delegation_ceiling a password or email change of a user holding a permission the caller lacks', async () => {
+    const org = await seedOrganization(t);
+    const role = async (prefix: string, level: number, permissions: string[]) => {
+      const res = await admin.post('/api/v1/roles/', {
+        code: unique(prefix).replace(/-/g, '_'),
+        name: prefix,
+        level,
+        organization: org.code,
+        permissions,
+        modules: ['GATEHOUSE'],
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json().code as string;
+    };
+    const helpdesk = await role('helpdesk_', 5, ['users.view', 'users.update']);
+    const deleter = await role('deleter_', 8, ['users.view', 'users.delete']);
+    const reader = await role('reader_', 8, ['users.view']);
+    const caller = await seedUser(t, org.id);
+    const target = await seedUser(t, org.id);
+    const peer = await seedUser(t, org.id);
+    for (const [user, code] of [
+      [caller, helpdesk],
+      [target, deleter],
+      [peer, reader],
+      [peer, helpdesk],
+    ] as const) {
+      const assigned = await admin.post(`/api/v1/users/${user.id}/roles/`, { role: code });
+      expect(assigned.statusCode, assigned.body).toBe(201);
+    }
+    const as = await loginAs(t, caller);
+
+    for (const body of [{ password: 'a takeover password' }, { email: `${unique('taken')}@x.io` }]) {
+      const res = await as.patch(`/api/v1/users/${target.id}/`, body);
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'delegation_ceiling', detail: expect.stringMatching(/grants beyond/) });
+    }
+    expect((await admin.get(`/api/v1/users/${target.id}/`)).json()).toMatchObject({ email: target.email });
+
+    // The same grants at the same level: within reach.
+    const res = await as.patch(`/api/v1/users/${peer.id}/`, { password: 'a fresh long password', first_name: 'Peer' });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ first_name: 'Peer' });
+  });
+
   it('answers 400 naming the read-only fields a PATCH names, and ignores unknown ones', async () => {
     const org = await seedOrganization(t);
     const other = await seedOrganization(t);
