@@ -32,6 +32,14 @@ export const rbacErrors = {
     }),
   superuserTarget: () =>
     new AppError(403, 'superuser_protected', 'Only a superuser may change a superuser or grant superuser status.'),
+  staffTarget: () =>
+    new AppError(403, 'staff_protected', 'Only a staff member or a superuser may change is_staff.', {
+      errors: [{ field: 'is_staff', message: 'Only a staff member or a superuser may change it.' }],
+    }),
+  ownFlags: () =>
+    new AppError(403, 'own_flags', 'Nobody may change their own is_staff.', {
+      errors: [{ field: 'is_staff', message: 'Nobody may change their own.' }],
+    }),
   platformObject: (what: string) =>
     new AppError(403, 'platform_object', `${what} belongs to the whole installation; only a superuser may change it.`),
   builtinRole: (code: string) =>

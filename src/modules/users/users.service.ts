@@ -35,6 +35,22 @@ export function assertMayGrantSuperuser(actor: Actor, input: { is_superuser?: bo
 }
 
 /**
+ * `is_staff` opens the staff-only user export and import, so only staff members and superusers
+ * change it (on a new user: set it true), and nobody but a superuser changes their own (as with
+ * roles). A value equal to the stored one changes nothing: a client may send back what it read.
+ */
+export function assertMayChangeStaff(
+  actor: Actor,
+  input: { is_staff?: boolean | undefined },
+  target?: { id: string; isStaff: boolean },
+): void {
+  if (input.is_staff === undefined || input.is_staff === (target?.isStaff ?? false)) return;
+  if (actor.kind === 'user' && actor.isSuperuser) return;
+  if (actor.kind !== 'user' || !actor.isStaff) throw rbacErrors.staffTarget();
+  if (target?.id === actor.userId) throw rbacErrors.ownFlags();
+}
+
+/**
  * One admin write through the provisioning core, the path of the seed-000 API and SCIM too: the
  * same validation (a typed user's profile against its type's schema included), upsert and audit event. The item's refusal is thrown as the core answered it
  * (409 naming the field for a taken email, username or external_id), and the stored user is read back.
@@ -73,6 +89,7 @@ function itemFieldsOf(input: CreateUserInput | UpdateUserInput, passwordHash: st
  */
 export async function createUser(db: Db, actor: UserActor, input: CreateUserInput): Promise<UserWithOrganization> {
   assertMayGrantSuperuser(actor, input);
+  assertMayChangeStaff(actor, input);
   if (!actor.isSuperuser && input.organization !== undefined && input.organization !== actor.organizationCode) {
     throw userErrors.otherOrganization();
   }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Client,
   clientWithRole,
+  grantRole,
   loginAs,
   seedOrganization,
   seedUser,
@@ -380,6 +381,42 @@ describe('users admin API', () => {
     const res = await as.patch(`/api/v1/users/${peer.id}/`, { password: 'a fresh long password', first_name: 'Peer' });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ first_name: 'Peer' });
+  });
+
+  it('lets only staff members and superusers change is_staff, never their own (403 staff_protected, own_flags)', async () => {
+    const org = await seedOrganization(t);
+    const orgAdmin = await clientWithRole(t, org.id, 'org_admin');
+    const staffUser = await seedUser(t, org.id, { isStaff: true });
+    await grantRole(t, staffUser, 'org_admin');
+    const staff = await loginAs(t, staffUser);
+    const target = await seedUser(t, org.id);
+
+    for (const body of [{ is_staff: true }, { is_staff: true, first_name: 'Staff' }]) {
+      const res = await orgAdmin.patch(`/api/v1/users/${target.id}/`, body);
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'staff_protected', errors: [{ field: 'is_staff' }] });
+    }
+    const ownByAdmin = await orgAdmin.patch(`/api/v1/users/${orgAdmin.user.id}/`, { is_staff: true });
+    expect(ownByAdmin.json()).toMatchObject({ status: 403, code: 'staff_protected' });
+    const created = await orgAdmin.post('/api/v1/users/', { email: `${unique('staff')}@x.io`, is_staff: true });
+    expect(created.json()).toMatchObject({ status: 403, code: 'staff_protected' });
+    expect((await admin.get(`/api/v1/users/${target.id}/`)).json()).toMatchObject({ is_staff: false });
+
+    // The stored value sent back changes nothing and is let through; so is a new user who is not staff.
+    const unchanged = await orgAdmin.patch(`/api/v1/users/${target.id}/`, { is_staff: false, first_name: 'Same' });
+    expect(unchanged.statusCode, unchanged.body).toBe(200);
+    const plain = await orgAdmin.post('/api/v1/users/', { email: `${unique('plain')}@x.io`, is_staff: false });
+    expect(plain.statusCode, plain.body).toBe(201);
+
+    const own = await staff.patch(`/api/v1/users/${staffUser.id}/`, { is_staff: false });
+    expect(own.json()).toMatchObject({ status: 403, code: 'own_flags' });
+    const granted = await staff.patch(`/api/v1/users/${target.id}/`, { is_staff: true });
+    expect(granted.statusCode, granted.body).toBe(200);
+    expect(granted.json()).toMatchObject({ is_staff: true });
+    const revoked = await admin.patch(`/api/v1/users/${target.id}/`, { is_staff: false });
+    expect(revoked.json()).toMatchObject({ is_staff: false });
+    const byStaff = await staff.post('/api/v1/users/', { email: `${unique('new-staff')}@x.io`, is_staff: true });
+    expect(byStaff.statusCode, byStaff.body).toBe(201);
   });
 
   it('answers 400 naming the read-only fields a PATCH names, and ignores unknown ones', async () => {
