@@ -11,6 +11,7 @@ import {
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { userRoles } from '../rbac/rbac.table.js';
 import { applyUserTypeTemplate } from '../user-types/user-types.service.js';
 import { userTypes } from '../user-types/user-types.table.js';
 
@@ -381,6 +382,50 @@ describe('users admin API', () => {
     const res = await as.patch(`/api/v1/users/${peer.id}/`, { password: 'a fresh long password', first_name: 'Peer' });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ first_name: 'Peer' });
+  });
+
+  it("counts no grant of an inactive module, nor a role of another organization, toward a user's reach", async () => {
+    const org = await seedOrganization(t);
+    const elsewhere = await seedOrganization(t);
+    const moduleCode = unique('PAY').replace(/-/g, '_');
+    const permission = `${moduleCode}.refund`;
+    expect((await admin.post('/api/v1/modules/', { code: moduleCode, name: 'Payments' })).statusCode).toBe(201);
+    const made = await admin.post('/api/v1/permissions/', {
+      code: permission,
+      module: moduleCode,
+      action: 'refund',
+      name: 'Refund',
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    const role = async (organization: string, level: number, permissions: string[], modules: string[]) => {
+      const res = await admin.post('/api/v1/roles/', {
+        code: unique('r_').replace(/-/g, '_'),
+        name: 'Role',
+        level,
+        organization,
+        permissions,
+        modules,
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json() as { id: string; code: string };
+    };
+    const helpdesk = await role(org.code, 5, ['users.view', 'users.update'], ['GATEHOUSE']);
+    const refunds = await role(org.code, 8, [permission], [moduleCode]);
+    const foreign = await role(elsewhere.code, 0, ['users.delete'], ['GATEHOUSE']);
+    const caller = await seedUser(t, org.id);
+    const refunder = await seedUser(t, org.id);
+    const moved = await seedUser(t, org.id);
+    expect((await admin.post(`/api/v1/users/${caller.id}/roles/`, { role: helpdesk.code })).statusCode).toBe(201);
+    expect((await admin.post(`/api/v1/users/${refunder.id}/roles/`, { role: refunds.code })).statusCode).toBe(201);
+    // As a user who moved organizations would still hold it.
+    await t.database.db.insert(userRoles).values({ userId: moved.id, roleId: foreign.id });
+    const as = await loginAs(t, caller);
+
+    expect((await as.patch(`/api/v1/users/${refunder.id}/`, { first_name: 'R' })).statusCode).toBe(403);
+    expect((await as.patch(`/api/v1/users/${moved.id}/`, { first_name: 'M' })).statusCode).toBe(200);
+    const off = await admin.patch(`/api/v1/modules/${moduleCode}/`, { is_active: false });
+    expect(off.statusCode, off.body).toBe(200);
+    expect((await as.patch(`/api/v1/users/${refunder.id}/`, { first_name: 'R' })).statusCode).toBe(200);
   });
 
   it('lets only staff members and superusers change is_staff, never their own (403 staff_protected, own_flags)', async () => {
