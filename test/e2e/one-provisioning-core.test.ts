@@ -5,7 +5,7 @@ import { createApiKey, OPERATOR } from '../../src/modules/api-keys/api-keys.serv
 import { sessions } from '../../src/modules/auth/auth.table.js';
 import { users } from '../../src/modules/users/users.table.js';
 import { scimClient } from '../scim-client.js';
-import { type Client, clientWithRole, loginAs, seedUser } from '../seed.js';
+import { type Client, grantRole, loginAs, seedUser } from '../seed.js';
 import { startTestApp, type TestApp, unique } from '../test-app.js';
 
 /**
@@ -27,7 +27,10 @@ describe('one provisioning core for the admin API, the seed-000 API and SCIM', (
   /** One organization reachable by all three paths: an org admin, a provisioning key and a SCIM key. */
   async function threePaths() {
     const { org, scim } = await scimClient(t);
-    const admin: Client = await clientWithRole(t, org.id, 'org_admin');
+    // Staff, so that the admin API may set is_staff, which only the admin API writes.
+    const adminUser = await seedUser(t, org.id, { isStaff: true });
+    await grantRole(t, adminUser, 'org_admin');
+    const admin: Client = await loginAs(t, adminUser);
     const { key } = await createApiKey(t.database.db, OPERATOR, {
       name: unique('key'),
       organization: org.code,

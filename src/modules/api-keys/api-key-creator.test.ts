@@ -170,6 +170,7 @@ describe('API keys and their creator', () => {
     const byOperator = await withKey(operatorKey, 'PUT', `/api/provisioning/users/${owner.externalId}/deactivate`);
     expect(byOperator.statusCode, byOperator.body).toBe(200);
   });
+
   /** A fresh user of a fresh organization holding one organization role of level 5 with these permissions. */
   async function holderOf(permissions: string[]) {
     const org = await seedOrganization(t);
@@ -295,5 +296,85 @@ describe('API keys and their creator', () => {
     for (const id of [adminKey, superKey, operatorKey.id]) {
       expect((await root.delete(`/api/v1/api-keys/${id}/`)).statusCode).toBe(204);
     }
+  });
+
+  it('writes no user holding a permission its creator lacks, even at a weaker level', async () => {
+    const org = await seedOrganization(t);
+    const role = async (prefix: string, level: number, permissions: string[]) => {
+      const res = await root.post('/api/v1/roles/', {
+        code: unique(prefix).replace(/-/g, '_'),
+        name: prefix,
+        level,
+        organization: org.code,
+        permissions,
+        modules: ['GATEHOUSE'],
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json().code as string;
+    };
+    // Enough for a provisioning and a SCIM key, but not sessions.manage, which the owner's role grants.
+    const helpdesk = await role('helpdesk_', 5, [
+      'users.view',
+      'users.update',
+      'users.delete',
+      'roles.manage',
+      'apikeys.manage',
+    ]);
+    const deleter = await role('deleter_', 8, ['users.view', 'sessions.manage']);
+    const reader = await role('reader_', 8, ['users.view']);
+    const caller = await seedUser(t, org.id);
+    const owner = await seedUser(t, org.id, { externalId: unique('kc-deleter-') });
+    const peer = await seedUser(t, org.id, { externalId: unique('kc-reader-') });
+    for (const [user, code] of [
+      [caller, helpdesk],
+      [owner, deleter],
+      [peer, reader],
+    ] as const) {
+      const assigned = await root.post(`/api/v1/users/${user.id}/roles/`, { role: code });
+      expect(assigned.statusCode, assigned.body).toBe(201);
+    }
+    const made = await (await loginAs(t, caller)).post('/api/v1/api-keys/', {
+      name: 'helpdesk idp',
+      scopes: ['provisioning', 'scim'],
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    const key = made.json().key as string;
+
+    const scimPatch = await withKey(key, 'PATCH', `/scim/v2/Users/${owner.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'emails[primary eq true].value', value: 'taken-over@example.com' }],
+    });
+    expect(scimPatch.statusCode, scimPatch.body).toBe(403);
+    expect(scimPatch.json().detail).toMatch(/role or grants beyond the key's creator's/);
+    const upsert = await withKey(key, 'POST', '/api/provisioning/users', {
+      keycloak_id: owner.externalId,
+      email: 'taken-over@example.com',
+      engagemx_client_id: org.code,
+    });
+    expect(upsert.statusCode, upsert.body).toBe(403);
+    expect(upsert.json()).toMatchObject({ code: 'delegation_ceiling' });
+    const deactivate = await withKey(key, 'PUT', `/api/provisioning/users/${owner.externalId}/deactivate`);
+    expect(deactivate.statusCode, deactivate.body).toBe(403);
+    expect(deactivate.json()).toMatchObject({ code: 'delegation_ceiling' });
+    expect((await root.get(`/api/v1/users/${owner.id}/`)).json()).toMatchObject({
+      email: owner.email,
+      is_active: true,
+    });
+
+    // Fewer grants, a weaker level: within reach on every path.
+    const peerPatch = await withKey(key, 'PATCH', `/scim/v2/Users/${peer.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'name.givenName', value: 'Changed' }],
+    });
+    expect(peerPatch.statusCode, peerPatch.body).toBe(200);
+    const peerUpsert = await withKey(key, 'POST', '/api/provisioning/users', {
+      keycloak_id: peer.externalId,
+      email: peer.email,
+      first_name: 'Again',
+      engagemx_client_id: org.code,
+    });
+    expect(peerUpsert.statusCode, peerUpsert.body).toBe(200);
+    const peerDeactivate = await withKey(key, 'PUT', `/api/provisioning/users/${peer.externalId}/deactivate`);
+    expect(peerDeactivate.statusCode, peerDeactivate.body).toBe(200);
   });
 });

@@ -17,8 +17,8 @@ import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { recordAudit, recordAudits } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
-import { isAboveCeiling } from '../rbac/delegation.js';
-import { accessOf, computeAccess, type EffectiveAccess } from '../rbac/effective-access.js';
+import { usersBeyondCeiling } from '../rbac/delegation.js';
+import { accessOf, type EffectiveAccess } from '../rbac/effective-access.js';
 import { apiKeyErrors } from './api-keys.errors.js';
 import { type ApiKeyWithOrganization, findApiKey, findApiKeyByHash, touchApiKey } from './api-keys.queries.js';
 import { type ApiKeyScope, isApiKeyScope, SCOPE_PERMISSIONS } from './api-keys.schemas.js';
@@ -236,13 +236,9 @@ async function assertKeyWithinReach(tx: DbOrTx, manager: EffectiveAccess | null,
   if (createdBy === null) {
     throw apiKeyErrors.creatorBeyondReach(`This key was made on the command line or by a deleted user; ${why}`);
   }
-  const creator = await computeAccess(tx, createdBy);
-  if (!creator || creator.isSuperuser)
-    throw apiKeyErrors.creatorBeyondReach(`This key was made by a superuser; ${why}`);
-  const lacking =
-    [...creator.permissions.keys()].some((code) => !manager.permissions.has(code)) ||
-    [...creator.modules.keys()].some((code) => !manager.modules.has(code));
-  if (isAboveCeiling(manager, creator.level) || lacking) {
+  const [beyond] = await usersBeyondCeiling(tx, manager, [createdBy]);
+  if (beyond?.isSuperuser) throw apiKeyErrors.creatorBeyondReach(`This key was made by a superuser; ${why}`);
+  if (beyond) {
     throw apiKeyErrors.creatorBeyondReach(
       "This key's creator holds a more powerful role than yours, or grants you lack; you may not revoke or rotate it.",
     );

@@ -373,7 +373,8 @@ export async function planItems(
 
 /**
  * An API key writes users within its creator's reach, as the admin API bounds the creator: a user
- * holding a role more powerful than the creator's is refused (403 delegation_ceiling). Otherwise an
+ * holding a role more powerful than the creator's, or a permission or module the creator lacks, is
+ * refused (403 delegation_ceiling). Otherwise an
  * organization admin's key could change its owner's email, deactivate them, or take the account over
  * through a password reset. New users hold no role yet, so only existing ones are looked at.
  */

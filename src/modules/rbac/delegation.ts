@@ -1,12 +1,9 @@
-import { eq, sql } from 'drizzle-orm';
-import type { Db, DbOrTx } from '../../platform/db/client.js';
-import { anyUuid } from '../../platform/db/columns.js';
+import { sql } from 'drizzle-orm';
+import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import type { Actor, UserActor } from '../../platform/http/auth.js';
 import { commonErrors } from '../../platform/http/errors.js';
-import { users } from '../users/users.table.js';
 import { accessOf, computeAccess, type EffectiveAccess } from './effective-access.js';
 import { rbacErrors } from './rbac.errors.js';
-import { roles, userRoles } from './rbac.table.js';
 
 /**
  * The delegation ceiling: nobody hands out more than they hold. A role someone creates, changes or
@@ -71,36 +68,64 @@ export async function keyCeilingOf(db: DbOrTx, actor: Actor): Promise<EffectiveA
   return access ?? { ...NO_ACCESS, userId: actor.ceilingUserId };
 }
 
-/** Each user's most powerful role level (null: none) and superuser flag, as they stand in `db`. */
-export function strongestRoles(
+/**
+ * The users among `userIds` beyond `ceiling`: superusers (unless the ceiling is a superuser's), and
+ * anyone holding a role more powerful than the ceiling's holder (a lower level number) or granting a
+ * permission or module the holder lacks. Grants count as `computeAccess` counts them: a role of
+ * another organization grants nothing, and an inactive module opens nothing and its permissions count
+ * for nothing. One query for the whole list, read in `db` (which may be the caller's transaction).
+ */
+export async function usersBeyondCeiling(
   db: DbOrTx,
+  ceiling: EffectiveAccess,
   userIds: string[],
-): Promise<{ id: string; isSuperuser: boolean; level: number | null }[]> {
-  return db
-    .select({ id: users.id, isSuperuser: users.isSuperuser, level: sql<number | null>`min(${roles.level})` })
-    .from(users)
-    .leftJoin(userRoles, eq(userRoles.userId, users.id))
-    .leftJoin(roles, eq(roles.id, userRoles.roleId))
-    .where(anyUuid(users.id, userIds))
-    .groupBy(users.id, users.isSuperuser);
-}
-
-/** Whether a user whose most powerful role is `level` is beyond the ceiling (lower numbers are more powerful). */
-export function isAboveCeiling(ceiling: EffectiveAccess, level: number | null): boolean {
-  if (ceiling.isSuperuser) return false;
-  return level !== null && (ceiling.level === null || level < ceiling.level);
+): Promise<{ id: string; isSuperuser: boolean }[]> {
+  if (ceiling.isSuperuser || userIds.length === 0) return [];
+  const rows = await queryRows<{ id: string; is_superuser: boolean }>(
+    db,
+    sql`
+    select u.id, u.is_superuser
+    from users u
+    where u.id = any(${sql.param(userIds)}::uuid[])
+      and (u.is_superuser or exists (
+        select 1
+        from user_roles ur
+        join roles r on r.id = ur.role_id
+        where ur.user_id = u.id
+          and (r.organization_id is null or r.organization_id = u.organization_id)
+          and (
+            ${ceiling.level}::int is null or r.level < ${ceiling.level}::int
+            or exists (
+              select 1
+              from role_permissions rp
+              join permissions p on p.id = rp.permission_id
+              join modules m on m.id = p.module_id and m.is_active
+              where rp.role_id = r.id and p.code <> all(${sql.param([...ceiling.permissions.keys()])}::text[])
+            )
+            or exists (
+              select 1
+              from role_modules rm
+              join modules m on m.id = rm.module_id and m.is_active
+              where rm.role_id = r.id and m.code <> all(${sql.param([...ceiling.modules.keys()])}::text[])
+            )
+          )
+      ))`,
+  );
+  return rows.map((r) => ({ id: r.id, isSuperuser: r.is_superuser }));
 }
 
 /**
  * The users among `userIds` an API key may not write: those holding a role more powerful than its
- * creator (none for a key without a ceiling). Read in `db`, which may be the caller's transaction.
+ * creator's or grants the creator lacks (none for a key without a ceiling, known without a query).
+ * Superusers are left to the callers' own refusal (403 `superuser_protected`). Read in `db`, which
+ * may be the caller's transaction.
  */
 export async function usersAboveKeyCeiling(db: DbOrTx, actor: Actor, userIds: string[]): Promise<Set<string>> {
   if (userIds.length === 0) return new Set();
   const ceiling = await keyCeilingOf(db, actor);
   if (!ceiling) return new Set();
-  const powers = await strongestRoles(db, userIds);
-  return new Set(powers.filter((p) => isAboveCeiling(ceiling, p.level)).map((p) => p.id));
+  const beyond = await usersBeyondCeiling(db, ceiling, userIds);
+  return new Set(beyond.filter((u) => !u.isSuperuser).map((u) => u.id));
 }
 
 /** The user an admin write is aimed at. */
@@ -113,8 +138,8 @@ export interface ManagedUser {
 /**
  * Object-level rule for writes to a user: within the caller's own organization only (another
  * organization's user answers 404, as if absent), never to a superuser unless the caller is one,
- * and never to someone more powerful than the caller. Platform-wide API keys and superusers
- * reach every organization.
+ * and never to someone holding a role more powerful than the caller's or grants the caller lacks.
+ * Platform-wide API keys and superusers reach every organization.
  */
 export async function assertMayManageUser(db: Db, actor: Actor, target: ManagedUser): Promise<void> {
   if (actor.kind === 'user' && actor.isSuperuser) return;
@@ -125,13 +150,12 @@ export async function assertMayManageUser(db: Db, actor: Actor, target: ManagedU
   if (target.isSuperuser) throw rbacErrors.superuserTarget();
   const ceiling = actor.kind === 'api_key' ? await keyCeilingOf(db, actor) : await accessOfCaller(db, actor);
   if (!ceiling) return;
-  const theirs = await accessOf(db, target.id);
-  if (isAboveCeiling(ceiling, theirs?.level ?? null)) {
+  if ((await usersBeyondCeiling(db, ceiling, [target.id])).length > 0) {
     throw rbacErrors.aboveCeiling(
       'user',
       actor.kind === 'api_key'
-        ? "This user holds a role more powerful than the key's creator."
-        : 'This user holds a role more powerful than yours.',
+        ? "This user holds a role or grants beyond the key's creator's."
+        : 'This user holds a role or grants beyond your own.',
     );
   }
 }

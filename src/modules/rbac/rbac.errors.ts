@@ -36,11 +36,19 @@ export const rbacErrors = {
   aboveCeiling: (field: string, detail: string) =>
     new AppError(403, 'delegation_ceiling', detail, { errors: [{ field, message: detail }] }),
   aboveKeyCeiling: (userId: string) =>
-    new AppError(403, 'delegation_ceiling', `User ${userId} holds a role more powerful than the key's creator.`, {
-      errors: [{ field: 'user', message: "Holds a role more powerful than the key's creator." }],
+    new AppError(403, 'delegation_ceiling', `User ${userId} holds a role or grants beyond the key's creator's.`, {
+      errors: [{ field: 'user', message: "Holds a role or grants beyond the key's creator's." }],
     }),
   superuserTarget: () =>
     new AppError(403, 'superuser_protected', 'Only a superuser may change a superuser or grant superuser status.'),
+  staffTarget: () =>
+    new AppError(403, 'staff_protected', 'Only a staff member or a superuser may change is_staff.', {
+      errors: [{ field: 'is_staff', message: 'Only a staff member or a superuser may change it.' }],
+    }),
+  ownFlags: () =>
+    new AppError(403, 'own_flags', 'Nobody may change their own is_staff.', {
+      errors: [{ field: 'is_staff', message: 'Nobody may change their own.' }],
+    }),
   platformObject: (what: string) =>
     new AppError(403, 'platform_object', `${what} belongs to the whole installation; only a superuser may change it.`),
   builtinRole: (code: string) =>

@@ -570,4 +570,42 @@ describe("SCIM Groups (the organization's roles)", () => {
     });
     expect(operator.statusCode, operator.body).toBe(200);
   });
+
+  it("refuses adding a member holding a grant the key's creator lacks, at a weaker level too", async () => {
+    const root = await superuserClient(t);
+    const org = await seedOrganization(t);
+    // Weaker than an organization admin by level, but granting what they do not hold.
+    const catalog = await root.post('/api/v1/roles/', {
+      code: unique('catalog_').replace(/-/g, '_'),
+      name: 'Catalog keeper',
+      level: 5,
+      organization: org.code,
+      permissions: ['modules.manage'],
+      modules: [],
+    });
+    expect(catalog.statusCode, catalog.body).toBe(201);
+    const keeper = await seedUser(t, org.id);
+    expect((await root.post(`/api/v1/users/${keeper.id}/roles/`, { role: catalog.json().code })).statusCode).toBe(201);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const made = await admin.post('/api/v1/api-keys/', { name: 'idp', organization: org.code, scopes: ['scim'] });
+    expect(made.statusCode, made.body).toBe(201);
+    const asAdminKey = (method: 'PATCH' | 'POST', url: string, body: unknown) =>
+      t.request({
+        method,
+        url: `/scim/v2${url}`,
+        headers: { authorization: `Bearer ${made.json().key}`, 'content-type': 'application/scim+json' },
+        payload: JSON.stringify(body),
+      });
+    const team = await asAdminKey('POST', '/Groups', { schemas: [GROUP], displayName: unique('Team ') });
+    expect(team.statusCode, team.body).toBe(201);
+
+    const added = await asAdminKey('PATCH', `/Groups/${team.json().id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'add', path: 'members', value: [{ value: keeper.id }] }],
+    });
+    expect(added.statusCode, added.body).toBe(403);
+    expect(added.json().detail).toMatch(/grants beyond the key's creator's/);
+    const members = await t.database.db.select().from(userRoles).where(eq(userRoles.userId, keeper.id));
+    expect(members).toHaveLength(1);
+  });
 });

@@ -4,13 +4,7 @@ import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { registerUniqueConstraint } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
-import {
-  accessOfCaller,
-  assertWithinCeiling,
-  isAboveCeiling,
-  keyCeilingOf,
-  strongestRoles,
-} from '../rbac/delegation.js';
+import { accessOfCaller, assertWithinCeiling, keyCeilingOf, usersBeyondCeiling } from '../rbac/delegation.js';
 import { type EffectiveAccess, roleChanged, userRolesChanged } from '../rbac/effective-access.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
@@ -360,7 +354,7 @@ async function ceilingOf(ctx: GroupWriteContext): Promise<EffectiveAccess | unde
 /**
  * Refuses (403 `delegation_ceiling`) a write to a role beyond the ceiling: its members, its name or
  * its existence, as the admin API refuses assigning, changing or deleting such a role; and adding
- * or removing a member more powerful than the ceiling's holder.
+ * or removing a member holding a role more powerful than the ceiling's holder's or grants they lack.
  */
 async function assertWithinKeyCeiling(
   tx: DbOrTx,
@@ -372,12 +366,12 @@ async function assertWithinKeyCeiling(
   const role = await findRole(tx, roleId, undefined);
   assertWithinCeiling(ceiling, { level: role.level, permissions: role.permissionCodes, modules: role.moduleCodes });
   if (changedMembers.length === 0) return;
-  // In the transaction's own connection (on PGlite the only one): each member's power as it stands.
-  for (const member of await strongestRoles(tx, changedMembers)) {
-    if (member.isSuperuser) throw rbacErrors.superuserTarget();
-    if (isAboveCeiling(ceiling, member.level)) {
-      throw rbacErrors.aboveCeiling('members', `User ${member.id} holds a role more powerful than the key's creator.`);
-    }
+  // In the transaction's own connection (on PGlite the only one): each member's reach as it stands.
+  const beyond = await usersBeyondCeiling(tx, ceiling, changedMembers);
+  if (beyond.some((member) => member.isSuperuser)) throw rbacErrors.superuserTarget();
+  const [member] = beyond;
+  if (member) {
+    throw rbacErrors.aboveCeiling('members', `User ${member.id} holds a role or grants beyond the key's creator's.`);
   }
 }
 

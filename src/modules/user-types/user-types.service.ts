@@ -199,8 +199,19 @@ export async function createTypedUser(
   if (type.organizationCode !== null && organization !== type.organizationCode) {
     throw userTypeErrors.invalidFilter('organization', `User type "${type.code}" belongs to another organization.`);
   }
-  const { profile: _profile, ...rest } = input;
-  return createUser(db, actor, { ...rest, organization, user_type: type.code, attributes: { profile } });
+  // Only the fields this route declares: an open body keeps extra ones (status, is_staff, …), which
+  // the generic create would otherwise apply.
+  const { email, username, first_name, last_name, password } = input;
+  return createUser(db, actor, {
+    email,
+    ...(username === undefined ? {} : { username }),
+    ...(first_name === undefined ? {} : { first_name }),
+    ...(last_name === undefined ? {} : { last_name }),
+    ...(password === undefined ? {} : { password }),
+    organization,
+    user_type: type.code,
+    attributes: { profile },
+  });
 }
 
 /** Applies a partial update; profile keys are merged (null removes one), the result checked by the core. */

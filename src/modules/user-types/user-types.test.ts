@@ -1,6 +1,13 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import {
+  type Client,
+  clientWithRole,
+  loginAs,
+  seedOrganization,
+  seedUser,
+  superuserClient,
+} from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import { applyUserTypeTemplate } from './user-types.service.js';
@@ -98,8 +105,55 @@ describe('user types and typed users', () => {
     expect(patched.json()).toMatchObject({ username, status: 'deactivated', is_active: false });
     const refused = await admin.patch(url, { user_type: 'other' });
     expect(refused.json()).toMatchObject({ status: 400, errors: [{ field: 'user_type' }] });
-    const unknown = await admin.patch(url, { bogus_field: 1 });
-    expect(unknown.json()).toEqual(patched.json());
+    // Sent back as read, the view's fields change nothing; a field the route does not take is refused by name.
+    expect((await admin.patch(url, { ...(patched.json() as object), first_name: 'Clerk' })).statusCode).toBe(200);
+    for (const body of [{ bogus_field: 1 }, { password: 'a long enough password' }, { is_staff: true }]) {
+      const res = await admin.patch(url, body);
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json().errors).toEqual([{ field: Object.keys(body)[0], message: 'This field is not allowed.' }]);
+    }
+    expect((await admin.get(url)).json()).toMatchObject({ first_name: 'Clerk', status: 'deactivated' });
+  });
+
+  it('holds every typed write to the delegation ceiling, and applies no field the create does not declare', async () => {
+    const org = await seedOrganization(t);
+    const code = unique('desk').replace(/-/g, '');
+    const plural = `${code}s`;
+    expect((await createType({ code, plural, label: 'Desk', organization: org.code })).statusCode).toBe(201);
+    const role = async (prefix: string, level: number, permissions: string[]) => {
+      const res = await admin.post('/api/v1/roles/', {
+        code: unique(prefix).replace(/-/g, '_'),
+        name: prefix,
+        level,
+        organization: org.code,
+        permissions,
+        modules: ['GATEHOUSE'],
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json().code as string;
+    };
+    const helpdesk = await role('helpdesk_', 5, ['users.view', 'users.update']);
+    const deleter = await role('deleter_', 8, ['users.view', 'users.delete']);
+    const caller = await seedUser(t, org.id);
+    const target = await seedUser(t, org.id, { userType: code });
+    expect((await admin.post(`/api/v1/users/${caller.id}/roles/`, { role: helpdesk })).statusCode).toBe(201);
+    expect((await admin.post(`/api/v1/users/${target.id}/roles/`, { role: deleter })).statusCode).toBe(201);
+    const as = await loginAs(t, caller);
+
+    const refused = await as.patch(`/api/v1/users/${plural}/${target.id}/`, { first_name: 'Taken' });
+    expect(refused.statusCode, refused.body).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'delegation_ceiling' });
+    const password = await as.patch(`/api/v1/users/${plural}/${target.id}/`, { password: 'a takeover password' });
+    expect(password.statusCode, password.body).toBe(400);
+
+    const created = await as.post(`/api/v1/users/${plural}/`, {
+      email: `${unique()}@x.io`,
+      is_staff: true,
+      status: 'suspended',
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const stored = (await admin.get(`/api/v1/users/${created.json().id}/`)).json();
+    expect(stored).toMatchObject({ is_staff: false, status: 'active' });
   });
 
   it('answers 404 for a user of another type under a plural, and user_not_found for a segment that is no plural', async () => {

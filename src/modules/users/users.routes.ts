@@ -14,7 +14,14 @@ import {
   UserPage,
   UserView,
 } from './users.schemas.js';
-import { assertMayGrantSuperuser, createUser, deleteUser, findUserToManage, updateUser } from './users.service.js';
+import {
+  assertMayChangeStaff,
+  assertMayGrantSuperuser,
+  createUser,
+  deleteUser,
+  findUserToManage,
+  updateUser,
+} from './users.service.js';
 
 const tags = ['users'];
 
@@ -133,6 +140,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       assertMayGrantSuperuser(req.actor, req.body);
       const user = await findUserToManage(app.database.db, req.actor, req.params.id);
+      assertMayChangeStaff(req.actor, req.body, user);
       return toUserView(
         await updateUser(app.database.db, user.id, req.body, organizationScopeOf(req.actor), req.actor),
       );

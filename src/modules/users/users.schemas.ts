@@ -82,7 +82,13 @@ export const CreateUserBody = Type.Object({
   user_type: Type.Optional(UserType),
   attributes: Type.Optional(Attributes),
   status: Type.Optional(Status),
-  is_staff: Type.Optional(Type.Boolean()),
+  is_staff: Type.Optional(
+    Type.Boolean({
+      description:
+        'Opens the staff-only user export and import. Only staff members and superusers change it (403 ' +
+        '`staff_protected`), and not on themselves (403 `own_flags`).',
+    }),
+  ),
   is_superuser: Type.Optional(Type.Boolean()),
   password: Type.Optional(Password),
 });
@@ -103,7 +109,11 @@ export const UpdateUserBody = Type.Partial(
         'false sets the status to `deactivated` (ending the user’s sessions); true reactivates a deactivated ' +
         'user, leaving a suspended or locked one as it is. Given with `status`, the two must agree.',
     }),
-    is_staff: Type.Boolean(),
+    is_staff: Type.Boolean({
+      description:
+        'Opens the staff-only user export and import. Only staff members and superusers change it (403 ' +
+        '`staff_protected`), and not on themselves (403 `own_flags`).',
+    }),
     is_superuser: Type.Boolean(),
     password: Password,
   }),

@@ -22,7 +22,7 @@ import { users } from './users.table.js';
 /**
  * The user an admin write is aimed at: looked up within the caller's organization (another
  * organization's user answers 404, as if absent), then held to the delegation rule (no superuser,
- * nobody more powerful than the caller).
+ * nobody holding a more powerful role or grants the caller lacks).
  */
 export async function findUserToManage(db: Db, actor: Actor, id: string): Promise<UserWithOrganization> {
   const user = await findUserById(db, id, organizationScopeOf(actor));
@@ -34,6 +34,22 @@ export async function findUserToManage(db: Db, actor: Actor, id: string): Promis
 /** Only superusers make superusers; `is_superuser: false` changes nothing a non-superuser may reach. */
 export function assertMayGrantSuperuser(actor: Actor, input: { is_superuser?: boolean | undefined }): void {
   if (input.is_superuser === true && !(actor.kind === 'user' && actor.isSuperuser)) throw rbacErrors.superuserTarget();
+}
+
+/**
+ * `is_staff` opens the staff-only user export and import, so only staff members and superusers
+ * change it (on a new user: set it true), and nobody but a superuser changes their own (as with
+ * roles). A value equal to the stored one changes nothing: a client may send back what it read.
+ */
+export function assertMayChangeStaff(
+  actor: Actor,
+  input: { is_staff?: boolean | undefined },
+  target?: { id: string; isStaff: boolean },
+): void {
+  if (input.is_staff === undefined || input.is_staff === (target?.isStaff ?? false)) return;
+  if (actor.kind === 'user' && actor.isSuperuser) return;
+  if (actor.kind !== 'user' || !actor.isStaff) throw rbacErrors.staffTarget();
+  if (target?.id === actor.userId) throw rbacErrors.ownFlags();
 }
 
 /**
@@ -80,6 +96,7 @@ function itemFieldsOf(input: CreateUserInput | UpdateUserInput, passwordHash: st
  */
 export async function createUser(db: Db, actor: UserActor, input: CreateUserInput): Promise<UserWithOrganization> {
   assertMayGrantSuperuser(actor, input);
+  assertMayChangeStaff(actor, input);
   if (!actor.isSuperuser && input.organization !== undefined && input.organization !== actor.organizationCode) {
     throw userErrors.otherOrganization();
   }

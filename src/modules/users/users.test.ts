@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Client,
   clientWithRole,
+  grantRole,
   loginAs,
   seedOrganization,
   seedUser,
@@ -10,6 +11,7 @@ import {
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { userRoles } from '../rbac/rbac.table.js';
 import { applyUserTypeTemplate } from '../user-types/user-types.service.js';
 import { userTypes } from '../user-types/user-types.table.js';
 
@@ -336,6 +338,130 @@ describe('users admin API', () => {
     expect((await admin.get(`/api/v1/users/${user.id}`)).json()).toMatchObject({ status: 'active' });
     const agreed = await admin.patch(`/api/v1/users/${user.id}`, { status: 'suspended', is_active: false });
     expect(agreed.json()).toMatchObject({ status: 'suspended', is_active: false });
+  });
+
+  it('refuses 403 delegation_ceiling a password or email change of a user holding a permission the caller lacks', async () => {
+    const org = await seedOrganization(t);
+    const role = async (prefix: string, level: number, permissions: string[]) => {
+      const res = await admin.post('/api/v1/roles/', {
+        code: unique(prefix).replace(/-/g, '_'),
+        name: prefix,
+        level,
+        organization: org.code,
+        permissions,
+        modules: ['GATEHOUSE'],
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json().code as string;
+    };
+    const helpdesk = await role('helpdesk_', 5, ['users.view', 'users.update']);
+    const deleter = await role('deleter_', 8, ['users.view', 'users.delete']);
+    const reader = await role('reader_', 8, ['users.view']);
+    const caller = await seedUser(t, org.id);
+    const target = await seedUser(t, org.id);
+    const peer = await seedUser(t, org.id);
+    for (const [user, code] of [
+      [caller, helpdesk],
+      [target, deleter],
+      [peer, reader],
+      [peer, helpdesk],
+    ] as const) {
+      const assigned = await admin.post(`/api/v1/users/${user.id}/roles/`, { role: code });
+      expect(assigned.statusCode, assigned.body).toBe(201);
+    }
+    const as = await loginAs(t, caller);
+
+    for (const body of [{ password: 'a takeover password' }, { email: `${unique('taken')}@x.io` }]) {
+      const res = await as.patch(`/api/v1/users/${target.id}/`, body);
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'delegation_ceiling', detail: expect.stringMatching(/grants beyond/) });
+    }
+    expect((await admin.get(`/api/v1/users/${target.id}/`)).json()).toMatchObject({ email: target.email });
+
+    // The same grants at the same level: within reach.
+    const res = await as.patch(`/api/v1/users/${peer.id}/`, { password: 'a fresh long password', first_name: 'Peer' });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ first_name: 'Peer' });
+  });
+
+  it("counts no grant of an inactive module, nor a role of another organization, toward a user's reach", async () => {
+    const org = await seedOrganization(t);
+    const elsewhere = await seedOrganization(t);
+    const moduleCode = unique('PAY').replace(/-/g, '_');
+    const permission = `${moduleCode}.refund`;
+    expect((await admin.post('/api/v1/modules/', { code: moduleCode, name: 'Payments' })).statusCode).toBe(201);
+    const made = await admin.post('/api/v1/permissions/', {
+      code: permission,
+      module: moduleCode,
+      action: 'refund',
+      name: 'Refund',
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    const role = async (organization: string, level: number, permissions: string[], modules: string[]) => {
+      const res = await admin.post('/api/v1/roles/', {
+        code: unique('r_').replace(/-/g, '_'),
+        name: 'Role',
+        level,
+        organization,
+        permissions,
+        modules,
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json() as { id: string; code: string };
+    };
+    const helpdesk = await role(org.code, 5, ['users.view', 'users.update'], ['GATEHOUSE']);
+    const refunds = await role(org.code, 8, [permission], [moduleCode]);
+    const foreign = await role(elsewhere.code, 0, ['users.delete'], ['GATEHOUSE']);
+    const caller = await seedUser(t, org.id);
+    const refunder = await seedUser(t, org.id);
+    const moved = await seedUser(t, org.id);
+    expect((await admin.post(`/api/v1/users/${caller.id}/roles/`, { role: helpdesk.code })).statusCode).toBe(201);
+    expect((await admin.post(`/api/v1/users/${refunder.id}/roles/`, { role: refunds.code })).statusCode).toBe(201);
+    // As a user who moved organizations would still hold it.
+    await t.database.db.insert(userRoles).values({ userId: moved.id, roleId: foreign.id });
+    const as = await loginAs(t, caller);
+
+    expect((await as.patch(`/api/v1/users/${refunder.id}/`, { first_name: 'R' })).statusCode).toBe(403);
+    expect((await as.patch(`/api/v1/users/${moved.id}/`, { first_name: 'M' })).statusCode).toBe(200);
+    const off = await admin.patch(`/api/v1/modules/${moduleCode}/`, { is_active: false });
+    expect(off.statusCode, off.body).toBe(200);
+    expect((await as.patch(`/api/v1/users/${refunder.id}/`, { first_name: 'R' })).statusCode).toBe(200);
+  });
+
+  it('lets only staff members and superusers change is_staff, never their own (403 staff_protected, own_flags)', async () => {
+    const org = await seedOrganization(t);
+    const orgAdmin = await clientWithRole(t, org.id, 'org_admin');
+    const staffUser = await seedUser(t, org.id, { isStaff: true });
+    await grantRole(t, staffUser, 'org_admin');
+    const staff = await loginAs(t, staffUser);
+    const target = await seedUser(t, org.id);
+
+    for (const body of [{ is_staff: true }, { is_staff: true, first_name: 'Staff' }]) {
+      const res = await orgAdmin.patch(`/api/v1/users/${target.id}/`, body);
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'staff_protected', errors: [{ field: 'is_staff' }] });
+    }
+    const ownByAdmin = await orgAdmin.patch(`/api/v1/users/${orgAdmin.user.id}/`, { is_staff: true });
+    expect(ownByAdmin.json()).toMatchObject({ status: 403, code: 'staff_protected' });
+    const created = await orgAdmin.post('/api/v1/users/', { email: `${unique('staff')}@x.io`, is_staff: true });
+    expect(created.json()).toMatchObject({ status: 403, code: 'staff_protected' });
+    expect((await admin.get(`/api/v1/users/${target.id}/`)).json()).toMatchObject({ is_staff: false });
+
+    // The stored value sent back changes nothing and is let through; so is a new user who is not staff.
+    const unchanged = await orgAdmin.patch(`/api/v1/users/${target.id}/`, { is_staff: false, first_name: 'Same' });
+    expect(unchanged.statusCode, unchanged.body).toBe(200);
+    const plain = await orgAdmin.post('/api/v1/users/', { email: `${unique('plain')}@x.io`, is_staff: false });
+    expect(plain.statusCode, plain.body).toBe(201);
+
+    const own = await staff.patch(`/api/v1/users/${staffUser.id}/`, { is_staff: false });
+    expect(own.json()).toMatchObject({ status: 403, code: 'own_flags' });
+    const granted = await staff.patch(`/api/v1/users/${target.id}/`, { is_staff: true });
+    expect(granted.statusCode, granted.body).toBe(200);
+    expect(granted.json()).toMatchObject({ is_staff: true });
+    const revoked = await admin.patch(`/api/v1/users/${target.id}/`, { is_staff: false });
+    expect(revoked.json()).toMatchObject({ is_staff: false });
+    const byStaff = await staff.post('/api/v1/users/', { email: `${unique('new-staff')}@x.io`, is_staff: true });
+    expect(byStaff.statusCode, byStaff.body).toBe(201);
   });
 
   it('answers 400 naming the read-only fields a PATCH names, and ignores unknown ones', async () => {
