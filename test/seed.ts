@@ -77,6 +77,29 @@ export async function superuserClient(t: TestApp): Promise<Client> {
   return loginAs(t, user);
 }
 
+/**
+ * Creates, through the API as `creator` (a superuser), a role of `organization` opening Gatehouse's
+ * module with these permissions; answers its code (`prefix` made unique).
+ */
+export async function createOrganizationRole(
+  creator: Client,
+  organization: string,
+  prefix: string,
+  level: number,
+  permissions: string[],
+): Promise<string> {
+  const res = await creator.post('/api/v1/roles/', {
+    code: unique(prefix).replace(/-/g, '_'),
+    name: prefix,
+    level,
+    organization,
+    permissions,
+    modules: ['GATEHOUSE'],
+  });
+  if (res.statusCode !== 201) throw new Error(`role not created: ${res.statusCode} ${res.body}`);
+  return res.json().code as string;
+}
+
 /** Gives a user a role by code, straight in the database: the organization's own role first, then the global one. */
 export async function grantRole(t: TestApp, user: User, roleCode: string, isPrimary = false): Promise<void> {
   const [role] = await t.database.db

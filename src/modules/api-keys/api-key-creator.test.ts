@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Client,
   clientWithRole,
+  createOrganizationRole,
   loginAs,
   seedOrganization,
   seedUser,
@@ -300,18 +301,8 @@ describe('API keys and their creator', () => {
 
   it('writes no user holding a permission its creator lacks, even at a weaker level', async () => {
     const org = await seedOrganization(t);
-    const role = async (prefix: string, level: number, permissions: string[]) => {
-      const res = await root.post('/api/v1/roles/', {
-        code: unique(prefix).replace(/-/g, '_'),
-        name: prefix,
-        level,
-        organization: org.code,
-        permissions,
-        modules: ['GATEHOUSE'],
-      });
-      expect(res.statusCode, res.body).toBe(201);
-      return res.json().code as string;
-    };
+    const role = (prefix: string, level: number, permissions: string[]) =>
+      createOrganizationRole(root, org.code, prefix, level, permissions);
     // Enough for a provisioning and a SCIM key, but not sessions.manage, which the owner's role grants.
     const helpdesk = await role('helpdesk_', 5, [
       'users.view',

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Client,
   clientWithRole,
+  createOrganizationRole,
   loginAs,
   seedOrganization,
   seedUser,
@@ -120,18 +121,8 @@ describe('user types and typed users', () => {
     const code = unique('desk').replace(/-/g, '');
     const plural = `${code}s`;
     expect((await createType({ code, plural, label: 'Desk', organization: org.code })).statusCode).toBe(201);
-    const role = async (prefix: string, level: number, permissions: string[]) => {
-      const res = await admin.post('/api/v1/roles/', {
-        code: unique(prefix).replace(/-/g, '_'),
-        name: prefix,
-        level,
-        organization: org.code,
-        permissions,
-        modules: ['GATEHOUSE'],
-      });
-      expect(res.statusCode, res.body).toBe(201);
-      return res.json().code as string;
-    };
+    const role = (prefix: string, level: number, permissions: string[]) =>
+      createOrganizationRole(admin, org.code, prefix, level, permissions);
     const helpdesk = await role('helpdesk_', 5, ['users.view', 'users.update']);
     const deleter = await role('deleter_', 8, ['users.view', 'users.delete']);
     const caller = await seedUser(t, org.id);

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Client,
   clientWithRole,
+  createOrganizationRole,
   grantRole,
   loginAs,
   seedOrganization,
@@ -342,18 +343,8 @@ describe('users admin API', () => {
 
   it('refuses 403 delegation_ceiling a password or email change of a user holding a permission the caller lacks', async () => {
     const org = await seedOrganization(t);
-    const role = async (prefix: string, level: number, permissions: string[]) => {
-      const res = await admin.post('/api/v1/roles/', {
-        code: unique(prefix).replace(/-/g, '_'),
-        name: prefix,
-        level,
-        organization: org.code,
-        permissions,
-        modules: ['GATEHOUSE'],
-      });
-      expect(res.statusCode, res.body).toBe(201);
-      return res.json().code as string;
-    };
+    const role = (prefix: string, level: number, permissions: string[]) =>
+      createOrganizationRole(admin, org.code, prefix, level, permissions);
     const helpdesk = await role('helpdesk_', 5, ['users.view', 'users.update']);
     const deleter = await role('deleter_', 8, ['users.view', 'users.delete']);
     const reader = await role('reader_', 8, ['users.view']);
