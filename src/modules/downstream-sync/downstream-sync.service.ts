@@ -283,7 +283,8 @@ async function saveOutcomes(db: DbOrTx, integration: IntegrationRow, outcomes: O
 
 /** The downstream's answer to a call, or why it is not usable. */
 function problemOf(response: IntegrationResponse): string | null {
-  if (response.status === null) return response.error ?? 'no answer';
+  // Quoted inside a sentence of its own: without the message's closing period.
+  if (response.status === null) return (response.error ?? 'no answer').replace(/\.$/, '');
   if (response.status >= 500 || response.status === 401 || response.status === 403 || response.status === 429) {
     return `HTTP ${response.status}`;
   }

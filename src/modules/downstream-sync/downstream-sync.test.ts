@@ -1,4 +1,4 @@
-import { type AddressInfo, createServer } from 'node:net';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scimClient } from '../../../test/scim-client.js';
@@ -267,7 +267,7 @@ describe('outbound user sync to a seed-000 downstream', () => {
     const id = await target(`http://127.0.0.1:${port}/api/provisioning`);
 
     const res = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
-    expect(res.stopped).toMatch(/^The downstream did not take the users/);
+    expect(res.stopped).toMatch(/^The downstream did not take the users: .*[^.]\.$/);
     expect(res).toMatchObject({ upserted: 0, failed: res.pending });
     expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({
       synced: 0,
@@ -278,6 +278,22 @@ describe('outbound user sync to a seed-000 downstream', () => {
       sql`select health_status, failed_requests::int as failed_requests from integrations where id = ${id}`,
     );
     expect(integration).toMatchObject({ health_status: 'DEGRADED', failed_requests: 1 });
+  });
+
+  it('reports a downstream that never answers in one sentence, with one closing period', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const id = await target(`http://127.0.0.1:${port}/api/provisioning`);
+      expect((await root.patch(`/api/v1/integrations/${id}/`, { timeout_ms: 200 })).statusCode).toBe(200);
+      const res = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+      expect(res.stopped).toBe('The downstream did not take the users: No answer within 200 ms.');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it('syncs every active target from the scheduled job, through pg-boss', async () => {

@@ -248,6 +248,22 @@ describe('roles, grants and the delegation ceiling', () => {
     expect(res.json().detail).toMatch(/1 organization has a role/);
   });
 
+  it('lets only one of a global and an organization role of one code through when both are created at once', async () => {
+    for (let round = 0; round < 5; round++) {
+      const code = unique('race');
+      const answers = await Promise.all([
+        root.post('/api/v1/roles/', { code, name: 'Global', level: 5, organization: null }),
+        root.post('/api/v1/roles/', { code, name: 'Local', level: 5, organization: orgB.code }),
+      ]);
+      expect(answers.map((a) => a.statusCode).sort(), answers.map((a) => a.body).join('\n')).toEqual([201, 409]);
+      const stored = await queryRows<{ n: number }>(
+        t.database.db,
+        sql`select count(*)::int as n from roles where code = ${code}`,
+      );
+      expect(stored[0]?.n).toBe(1);
+    }
+  });
+
   it('confines an organization admin to their organization and below their own power', async () => {
     const mine = await adminA.post('/api/v1/roles/', {
       code: unique('r'),

@@ -185,6 +185,9 @@ async function ownerOf(db: DbOrTx, actor: UserActor, requested: string | null | 
  * global role with a code organizations already use. Roles stored before this rule stay as they are.
  */
 export async function assertRoleCodeFree(tx: DbOrTx, organizationId: string | null, code: string): Promise<void> {
+  // No constraint spans the two unique indexes (global codes, each organization's codes): creations
+  // of one code wait for each other until commit, so two of them cannot both pass the check below.
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`roles.code:${code}`}))`);
   if (organizationId !== null) {
     const [global] = await tx
       .select({ id: roles.id })
