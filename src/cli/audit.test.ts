@@ -42,6 +42,16 @@ describe('gatehouse audit on the command line', () => {
     const verified = await gatehouse(['audit', 'verify'], dataDir);
     expect(verified.code).toBe(0);
     expect(verified.stdout).toContain('audit trail intact: 1 seal(s), 3 event(s)');
+    const latest = /^latest seal: (\d+:[0-9a-f]{64})$/m.exec(verified.stdout)?.[1];
+    expect(latest).toBeDefined();
+    expect((await gatehouse(['audit', 'verify', '--expect', latest as string], dataDir)).code).toBe(0);
+    const unknown = await gatehouse(['audit', 'verify', '--expect', `99:${'a'.repeat(64)}`], dataDir);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(
+      /audit trail broken in seal 99: chain broken — seal 99 with hash a+ is not in the chain/,
+    );
+    const malformed = await gatehouse(['audit', 'verify', '--expect', 'latest'], dataDir);
+    expect(malformed).toMatchObject({ code: 2, stderr: expect.stringContaining('--expect takes <seal id>:<hash>') });
 
     await withDb(dataDir, async (db) => {
       await db.execute(sql`update activities set success = false where description = 'u1'`);

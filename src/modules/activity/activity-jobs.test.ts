@@ -132,13 +132,14 @@ describe('audit seals', () => {
   });
   afterAll(() => t.drop());
 
-  const audit = (userId: string, n: number) =>
+  const audit = (userId: string, n: number, actorUserId?: string) =>
     t.database.db.transaction((tx) =>
       recordAudit(tx, {
         type: 'user.updated',
         category: 'user_management',
         organizationId: null,
         userId,
+        ...(actorUserId ? { actorUserId } : {}),
         description: `change ${n} of ${userId}`,
         details: { n },
         ip: '203.0.113.9',
@@ -220,6 +221,91 @@ describe('audit seals', () => {
     // Deleted: a sealed row removed.
     await db.execute(sql`delete from activities where id = ${victim?.id}`);
     expect(await verifyAuditChain(db)).toMatchObject({ ok: false, problem: { sealId: s2?.id, kind: 'deleted' } });
+  });
+
+  /** The earlier tests leave a broken chain behind: each of the next starts a new one. */
+  async function freshChain() {
+    await t.database.db.execute(sql`delete from audit_seals`);
+    await t.database.db.execute(sql`delete from activities where kind = 'audit'`);
+  }
+
+  it('sees rewritten text behind a stored digest, on rows of erased users and actors and on live rows', async () => {
+    const db = t.database.db;
+    await freshChain();
+    const [carol, admin] = [randomUUID(), randomUUID()];
+    await audit(carol, 1);
+    await audit(randomUUID(), 2, admin);
+    await audit(randomUUID(), 3);
+    const seal = await sealWritten();
+    expect(seal?.rowCount).toBe(3);
+    await db.transaction((tx) => eraseUserActivity(tx, carol));
+    await db.transaction((tx) => eraseUserActivity(tx, admin));
+    expect((await verifyAuditChain(db)).ok).toBe(true);
+    const rowOf = async (where: ReturnType<typeof sql>) =>
+      (await queryRows<{ id: string }>(db, sql`select id from activities where kind = 'audit' and ${where}`))[0]?.id;
+    const erasedSubject = await rowOf(sql`subject_ref is not null and activity_type = 'user.updated'
+      and content_digest is not null and description = '[erased]' and xid >= ${seal?.fromXid ?? 0}`);
+    const erasedActor = await rowOf(sql`actor_ref is not null and description like 'change 2 %'`);
+    const live = await rowOf(sql`description like 'change 3 %'`);
+
+    const tampered = async (id: string | undefined, change: ReturnType<typeof sql>) => {
+      const [before] = await queryRows<Record<string, unknown>>(db, sql`select * from activities where id = ${id}`);
+      await db.execute(sql`update activities set ${change} where id = ${id}`);
+      const result = await verifyAuditChain(db);
+      await db.execute(sql`update activities set description = ${before?.description as string},
+        details = ${JSON.stringify(before?.details)}::jsonb, tags = array(select jsonb_array_elements_text(${JSON.stringify(before?.tags)}::jsonb)),
+        ip_address = ${before?.ip_address as string | null}, user_agent = ${before?.user_agent as string | null},
+        content_digest = ${before?.content_digest as string | null}, text_digest = ${before?.text_digest as string | null},
+        origin_digest = ${before?.origin_digest as string | null} where id = ${id}`);
+      expect((await verifyAuditChain(db)).ok).toBe(true);
+      return result.problem?.kind;
+    };
+    // The text that stays after an actor's erasure is still hashed as it stands.
+    expect(await tampered(erasedActor, sql`description = 'nothing to see'`)).toBe('edited');
+    // An erased subject's row must stay empty; its digests stand for the text only then.
+    expect(await tampered(erasedSubject, sql`tags = '{forged}'`)).toBe('edited');
+    expect(await tampered(erasedSubject, sql`description = 'forged', details = '{"code":"forged"}'`)).toBe('edited');
+    // A live row given the digests of its own content and rewritten in one go.
+    const digestsOfLive = sql`text_digest = encode(sha256(convert_to(jsonb_build_array(description, details, tags)::text,
+        'UTF8')), 'hex'), origin_digest = encode(sha256(convert_to(jsonb_build_array(ip_address, user_agent)::text,
+        'UTF8')), 'hex'), content_digest = encode(sha256(convert_to(jsonb_build_array(description, details, tags,
+        ip_address, user_agent)::text, 'UTF8')), 'hex')`;
+    expect(
+      await tampered(live, sql`${digestsOfLive}, description = 'forged', ip_address = null, user_agent = null`),
+    ).toBe('edited');
+  });
+
+  it('keeps the seals of expired rows as links, and sees seals removed from the start or the end', async () => {
+    const db = t.database.db;
+    await freshChain();
+    await audit(randomUUID(), 1);
+    const seal = await sealWritten();
+    const before = await verifyAuditChain(db);
+    expect(before).toMatchObject({ ok: true, latest: { sealId: seal?.id, hash: seal?.hash } });
+
+    // Retention as seen from far ahead: every partition and seal expires; the chain still holds.
+    await dropExpiredActivityPartitions(db, 1, new Date(Date.UTC(2045, 0, 1)));
+    const [{ n: expiredSeals } = { n: 0 }] = await queryRows<{ n: number }>(
+      db,
+      sql`select count(*)::int as n from audit_seals where rows_expired`,
+    );
+    expect(expiredSeals).toBe(before.seals);
+    expect(await verifyAuditChain(db)).toMatchObject({ ok: true, seals: before.seals, expired: before.seals, rows: 0 });
+
+    // A seal noted earlier must still be there (removing the newest seals leaves a sound chain).
+    const noted = { sealId: Number(seal?.id), hash: String(seal?.hash) };
+    expect((await verifyAuditChain(db, noted)).ok).toBe(true);
+    const [first] = await queryRows<Record<string, unknown>>(db, sql`select * from audit_seals order by id limit 1`);
+    await db.execute(sql`delete from audit_seals where id = ${noted.sealId}`);
+    expect(await verifyAuditChain(db, noted)).toMatchObject({ ok: false, problem: { kind: 'chain_broken' } });
+
+    // Removing the first seal breaks the chain's start.
+    await db.execute(sql`delete from audit_seals where id = ${first?.id as number}`);
+    if (Number(first?.id) !== noted.sealId) {
+      const broken = await verifyAuditChain(db);
+      expect(broken).toMatchObject({ ok: false, problem: { kind: 'chain_broken' } });
+      expect(broken.problem?.detail).toMatch(/earlier seals were removed/);
+    }
   });
 
   it('seals nothing new when no transaction committed since the last seal', async () => {

@@ -64,7 +64,7 @@ export async function ensureActivityPartitions(db: Db, now = new Date(), monthsA
 /**
  * Drops whole monthly partitions that ended before the retention period (`months` full months
  * before the current one), and deletes default-partition rows as old. Seals up to the last one
- * covering expired audit events go too (statistics stay); the first remaining seal's previous hash becomes the chain's anchor.
+ * covering expired audit events are marked expired (statistics stay).
  */
 export async function dropExpiredActivityPartitions(db: Db, months: number, now = new Date()): Promise<string[]> {
   if (months <= 0) return [];
@@ -79,8 +79,9 @@ export async function dropExpiredActivityPartitions(db: Db, months: number, now 
     dropped.push(partition.name);
   }
   await db.execute(sql`delete from activities_default where timestamp < ${cutoff.toISOString()}::timestamptz`);
-  // Every seal up to the last one that covered expired rows: the chain then starts after them.
-  await db.execute(sql`delete from audit_seals where id <= (select max(id) from audit_seals
-    where first_timestamp < ${cutoff.toISOString()}::timestamptz)`);
+  // Every seal up to the last one that covered expired rows stays as a link of the chain (a chain
+  // that does not start from its first seal has lost its beginning); only its rows are not checked.
+  await db.execute(sql`update audit_seals set rows_expired = true where not rows_expired and id <= (select max(id)
+    from audit_seals where first_timestamp < ${cutoff.toISOString()}::timestamptz)`);
   return dropped;
 }

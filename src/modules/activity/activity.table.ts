@@ -60,6 +60,13 @@ export const activities = pgTable(
     subjectRef: text('subject_ref'),
     actorRef: text('actor_ref'),
     contentDigest: text('content_digest'),
+    /**
+     * Set by erasure for seals of line format 2: digests of the description, details and tags (when
+     * the subject is erased) and of the IP address and user agent (either erasure), so the content
+     * that remains is still hashed as it stands.
+     */
+    textDigest: text('text_digest'),
+    originDigest: text('origin_digest'),
   },
   (t) => [
     primaryKey({ columns: [t.timestamp, t.id] }),
@@ -115,4 +122,8 @@ export const auditSeals = pgTable('audit_seals', {
   prevHash: text('prev_hash').notNull(),
   hash: text('hash').notNull(),
   sealedAt: timestamp('sealed_at', { withTimezone: true }).notNull().defaultNow(),
+  /** How the sealed rows' lines were formed (1: one content digest; 2: text and origin digests). */
+  lineFormat: smallint('line_format').notNull().default(1),
+  /** Retention dropped the rows it covered: the seal stays, a link of the chain. */
+  rowsExpired: boolean('rows_expired').notNull().default(false),
 });

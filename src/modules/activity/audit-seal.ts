@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql } from 'drizzle-orm';
+import { type SQL, sql } from 'drizzle-orm';
 import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 
 /**
@@ -8,32 +8,56 @@ import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
  * below which every transaction has ended, so no row can still appear in a sealed range (ids and
  * timestamps are not in commit order; transaction ids below the watermark are final). Its hash is
  * SHA-256 over the previous seal's hash, the range, and the rows' canonical lines in (xid, id) order.
- * The request path takes no lock: sealing only reads committed rows.
+ * The request path takes no lock: sealing only reads committed rows. The chain starts from a hash of
+ * zeros; retention marks the seals of dropped rows expired instead of deleting them, so a chain
+ * that starts anywhere else has lost its beginning.
  *
  * A line names users by pseudonym (SHA-256 of a fixed prefix and the id, which is 74 random bits of
- * UUIDv7 and cannot be enumerated) and the content by its digest, so erasing a user (clearing the
- * id and the content, keeping the pseudonym and digest in columns) leaves every line unchanged.
+ * UUIDv7 and cannot be enumerated) and the content by digests, so erasing a user (clearing the id
+ * and the content, keeping the pseudonym and digests in columns) leaves every line unchanged.
+ *
+ * Line format 2 (seals made now) digests the text (description, details, tags) and the origin (IP
+ * address, user agent) apart: erasing an actor removes only the origin, and the text that stays is
+ * hashed as it stands, so rewriting it shows. Format 1 (earlier seals) had one digest of both, which
+ * an actor's erasure stored in place of text that stayed. A stored digest is accepted only beside
+ * the emptied content it stands for.
  */
 const GENESIS = '0'.repeat(64);
 const SEAL_LOCK_KEY = 0x6175_6474;
 const CHUNK = 5000;
+const LINE_FORMAT = 2;
 
 const pseudonym = (column: string) =>
   `encode(sha256(convert_to('gatehouse-audit-subject:' || ${column}::text, 'UTF8')), 'hex')`;
-const CONTENT_DIGEST = `encode(sha256(convert_to(jsonb_build_array(description, details, tags, ip_address, user_agent)::text, 'UTF8')), 'hex')`;
+const digestOf = (...columns: string[]) =>
+  `encode(sha256(convert_to(jsonb_build_array(${columns.join(', ')})::text, 'UTF8')), 'hex')`;
+const CONTENT_DIGEST = digestOf('description', 'details', 'tags', 'ip_address', 'user_agent');
+const TEXT_DIGEST = digestOf('description', 'details', 'tags');
+const ORIGIN_DIGEST = digestOf('ip_address', 'user_agent');
 export const ERASED_DESCRIPTION = '[erased]';
 
-/** The canonical line of each row, and whether an erasure marker contradicts the row. */
-const LINE = sql.raw(`concat_ws('|', id::text,
+const LINE_HEAD = `id::text,
     to_char(timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), xid::text, activity_type, category, severity,
     success::text, coalesce(organization_id::text, '-'),
     coalesce(subject_ref, case when user_id is null then '-' else ${pseudonym('user_id')} end), actor_type,
     coalesce(actor_ref, case when actor_id is null then '-' else ${pseudonym('actor_id')} end),
-    coalesce(api_key_id::text, '-'), coalesce(object_type, '-'), coalesce(object_id, '-'),
-    coalesce(content_digest, ${CONTENT_DIGEST})) as line,
-  (subject_ref is not null and (user_id is not null or description <> '${ERASED_DESCRIPTION}' or details <> '{}'::jsonb))
+    coalesce(api_key_id::text, '-'), coalesce(object_type, '-'), coalesce(object_id, '-')`;
+const ORIGIN_EMPTY = 'ip_address is null and user_agent is null';
+const TEXT_EMPTY = `description = '${ERASED_DESCRIPTION}' and details = '{}'::jsonb and tags = '{}'::text[]`;
+
+/** The canonical line of each row, and whether an erasure marker contradicts the row, by format. */
+const LINES: Record<number, SQL> = {
+  1: sql.raw(`concat_ws('|', ${LINE_HEAD}, coalesce(content_digest, ${CONTENT_DIGEST})) as line,
+  (subject_ref is not null and (user_id is not null or not (${TEXT_EMPTY})))
     or (actor_ref is not null and actor_id is not null)
-    or (content_digest is not null and (ip_address is not null or user_agent is not null)) as inconsistent`);
+    or (content_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`),
+  2: sql.raw(`concat_ws('|', ${LINE_HEAD}, coalesce(text_digest, ${TEXT_DIGEST}),
+    coalesce(origin_digest, ${ORIGIN_DIGEST})) as line,
+  (subject_ref is not null and (user_id is not null or text_digest is null or origin_digest is null))
+    or (actor_ref is not null and (actor_id is not null or origin_digest is null))
+    or (text_digest is not null and not (${TEXT_EMPTY}))
+    or (origin_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`),
+};
 
 interface LineRow {
   xid: number | string;
@@ -48,6 +72,7 @@ async function digestRange(
   db: DbOrTx,
   fromXid: number,
   toXid: number,
+  format: number,
 ): Promise<{ digest: string; count: number; first: string | null; last: string | null; inconsistent: boolean }> {
   const hash = createHash('sha256');
   let count = 0;
@@ -55,11 +80,13 @@ async function digestRange(
   let last: string | null = null;
   let inconsistent = false;
   let after: { xid: number; id: string } | undefined;
+  const line = LINES[format];
+  if (line === undefined) throw new Error(`unknown audit line format ${format}`);
   for (;;) {
     const keyset = after ? sql`and (xid, id) > (${after.xid}::bigint, ${after.id}::uuid)` : sql``;
     const rows = await queryRows<LineRow>(
       db,
-      sql`select xid, id, to_char(timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as ts, ${LINE}
+      sql`select xid, id, to_char(timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as ts, ${line}
         from activities
         where kind = 'audit' and xid >= ${fromXid}::bigint and xid < ${toXid}::bigint ${keyset}
         order by xid, id limit ${CHUNK}`,
@@ -92,6 +119,8 @@ interface SealRow {
   last_timestamp: Date | string | null;
   prev_hash: string;
   hash: string;
+  line_format: number;
+  rows_expired: boolean;
 }
 
 export interface Seal {
@@ -117,13 +146,14 @@ export async function sealAuditEvents(db: Db): Promise<Seal | null> {
     const fromXid = previous ? Number(previous.to_xid) : 0;
     const toXid = Number(mark?.watermark);
     if (!(toXid > fromXid)) return null;
-    const range = await digestRange(tx, fromXid, toXid);
+    const range = await digestRange(tx, fromXid, toXid, LINE_FORMAT);
     const prevHash = previous?.hash ?? GENESIS;
     const hash = chainHash(prevHash, fromXid, toXid, range.count, range.digest);
     const [row] = await queryRows<{ id: number | string }>(
       tx,
-      sql`insert into audit_seals (from_xid, to_xid, row_count, first_timestamp, last_timestamp, prev_hash, hash)
-        values (${fromXid}, ${toXid}, ${range.count}, ${range.first}::timestamptz, ${range.last}::timestamptz, ${prevHash}, ${hash})
+      sql`insert into audit_seals (from_xid, to_xid, row_count, first_timestamp, last_timestamp, prev_hash, hash, line_format)
+        values (${fromXid}, ${toXid}, ${range.count}, ${range.first}::timestamptz, ${range.last}::timestamptz, ${prevHash},
+          ${hash}, ${LINE_FORMAT})
         returning id`,
     );
     return { id: Number(row?.id), fromXid, toXid, rowCount: range.count, hash };
@@ -144,41 +174,61 @@ export interface VerifyProblem {
 export interface VerifyResult {
   ok: boolean;
   seals: number;
+  /** Seals whose rows retention dropped: their links are checked, not their rows. */
+  expired: number;
   rows: number;
-  /** The first seal checked; earlier ones were removed with their partitions by retention. */
-  anchor: { sealId: number; prevHash: string } | null;
+  /** The newest seal: kept elsewhere, it shows later whether seals were removed from the end. */
+  latest: { sealId: number; hash: string } | null;
   problem: VerifyProblem | null;
 }
 
 /**
- * Recomputes every seal from the rows it covers and checks the chain; stops at the first range
- * where a row was edited, inserted or deleted after sealing (or a seal itself was altered).
+ * Recomputes every seal from the rows it covers and checks the chain from its start; stops at the
+ * first range where a row was edited, inserted or deleted after sealing (or a seal itself was
+ * altered or removed). `expect` is a seal id and hash noted earlier, which must still be there.
  */
-export async function verifyAuditChain(db: Db): Promise<VerifyResult> {
+export async function verifyAuditChain(db: Db, expect?: { sealId: number; hash: string }): Promise<VerifyResult> {
   const seals = await queryRows<SealRow>(db, sql`select * from audit_seals order by id`);
   let rows = 0;
-  let prevHash: string | undefined;
-  const anchor = seals[0] ? { sealId: Number(seals[0].id), prevHash: seals[0].prev_hash } : null;
+  let expired = 0;
+  let prevHash = GENESIS;
+  const last = seals[seals.length - 1];
+  const latest = last ? { sealId: Number(last.id), hash: last.hash } : null;
+  const result = (problem: VerifyProblem | null): VerifyResult => ({
+    ok: problem === null,
+    seals: seals.length,
+    expired,
+    rows,
+    latest,
+    problem,
+  });
   for (const seal of seals) {
     const fromXid = Number(seal.from_xid);
     const toXid = Number(seal.to_xid);
-    const at = {
-      sealId: Number(seal.id),
-      fromXid,
-      toXid,
-      firstTimestamp: seal.first_timestamp ? new Date(seal.first_timestamp).toISOString() : null,
-      lastTimestamp: seal.last_timestamp ? new Date(seal.last_timestamp).toISOString() : null,
-    };
-    const fail = (kind: VerifyProblem['kind'], detail: string): VerifyResult => ({
-      ok: false,
-      seals: seals.length,
-      rows,
-      anchor,
-      problem: { ...at, kind, detail },
-    });
-    if (prevHash !== undefined && seal.prev_hash !== prevHash)
-      return fail('chain_broken', `seal ${seal.id} does not follow the seal before it`);
-    const range = await digestRange(db, fromXid, toXid);
+    const fail = (kind: VerifyProblem['kind'], detail: string): VerifyResult =>
+      result({
+        sealId: Number(seal.id),
+        fromXid,
+        toXid,
+        firstTimestamp: seal.first_timestamp ? new Date(seal.first_timestamp).toISOString() : null,
+        lastTimestamp: seal.last_timestamp ? new Date(seal.last_timestamp).toISOString() : null,
+        kind,
+        detail,
+      });
+    if (seal.prev_hash !== prevHash) {
+      return fail(
+        'chain_broken',
+        prevHash === GENESIS
+          ? `seal ${seal.id} is the first one left but does not start the chain: earlier seals were removed`
+          : `seal ${seal.id} does not follow the seal before it`,
+      );
+    }
+    prevHash = seal.hash;
+    if (seal.rows_expired) {
+      expired++;
+      continue;
+    }
+    const range = await digestRange(db, fromXid, toXid, seal.line_format);
     if (range.count > seal.row_count)
       return fail('inserted', `${range.count - seal.row_count} row(s) more than were sealed`);
     if (range.count < seal.row_count)
@@ -187,23 +237,36 @@ export async function verifyAuditChain(db: Db): Promise<VerifyResult> {
     if (chainHash(seal.prev_hash, fromXid, toXid, range.count, range.digest) !== seal.hash)
       return fail('edited', 'the rows no longer hash to the sealed value');
     rows += range.count;
-    prevHash = seal.hash;
   }
-  return { ok: true, seals: seals.length, rows, anchor, problem: null };
+  if (expect && !seals.some((seal) => Number(seal.id) === expect.sealId && seal.hash === expect.hash)) {
+    const detail = `seal ${expect.sealId} with hash ${expect.hash} is not in the chain: seals were removed or rewritten`;
+    return result({
+      sealId: expect.sealId,
+      fromXid: 0,
+      toXid: 0,
+      firstTimestamp: null,
+      lastTimestamp: null,
+      kind: 'chain_broken',
+      detail,
+    });
+  }
+  return result(null);
 }
 
 /**
  * Erases a user from the activity records in the caller's transaction: their audit events keep a
- * pseudonym and the digest of the content removed (so seals still verify); their request activity
- * and tracked events lose the id, IP and user agent.
+ * pseudonym and the digests of the content removed (so seals of either line format still verify);
+ * their request activity and tracked events lose the id, IP and user agent. Every SET reads the row
+ * as it was, so the digests are of the content before it is emptied.
  */
 export async function eraseUserActivity(tx: DbOrTx, userId: string): Promise<void> {
-  const digest = sql.raw(CONTENT_DIGEST);
-  await tx.execute(sql`update activities set content_digest = coalesce(content_digest, ${digest}),
+  const digests = sql.raw(`content_digest = coalesce(content_digest, ${CONTENT_DIGEST}),
+      origin_digest = coalesce(origin_digest, ${ORIGIN_DIGEST})`);
+  await tx.execute(sql`update activities set ${digests}, text_digest = coalesce(text_digest, ${sql.raw(TEXT_DIGEST)}),
       subject_ref = ${sql.raw(pseudonym('user_id'))}, user_id = null, description = ${ERASED_DESCRIPTION},
       details = '{}'::jsonb, tags = '{}'::text[], ip_address = null, user_agent = null
     where kind = 'audit' and user_id = ${userId}`);
-  await tx.execute(sql`update activities set content_digest = coalesce(content_digest, ${digest}),
+  await tx.execute(sql`update activities set ${digests},
       actor_ref = ${sql.raw(pseudonym('actor_id'))}, actor_id = null, ip_address = null, user_agent = null
     where kind = 'audit' and actor_id = ${userId}`);
   // Request activity and tracked events are found by user (indexed); their actor is that user.
