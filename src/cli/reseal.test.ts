@@ -114,7 +114,7 @@ describe('rotating the master key with gatehouse reseal', () => {
       const org = await seedOrganization(t);
       const totpUser = await seedUser(t, org.id);
       const client = await loginAs(t, totpUser);
-      const enrol = await client.post('/api/v1/users/mfa/totp/');
+      const enrol = await client.post('/api/v1/users/mfa/totp/', { password: TEST_PASSWORD });
       const secret = (enrol.json() as { secret: string }).secret;
       const confirm = await client.post('/api/v1/users/mfa/totp/confirm/', { code: totpOf(secret).generate() });
       expect(confirm.statusCode).toBe(200);

@@ -8,9 +8,9 @@ export const accountErrors = {
     new AppError(400, 'invalid_token', 'The link is not valid: it was already used, has expired, or never existed.', {
       errors: [{ field: 'token', message: 'Not a valid, unused, unexpired token.' }],
     }),
-  wrongPassword: () =>
+  wrongPassword: (field = 'old_password') =>
     new AppError(400, 'wrong_password', 'The current password is not correct.', {
-      errors: [{ field: 'old_password', message: 'The current password is not correct.' }],
+      errors: [{ field, message: 'The current password is not correct.' }],
     }),
   samePassword: () =>
     new AppError(400, 'password_too_weak', 'The new password must differ from the current one.', {

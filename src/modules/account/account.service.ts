@@ -10,6 +10,7 @@ import { queueMail } from '../../platform/mail/mail.js';
 import { recordAudit } from '../activity/audit.js';
 import {
   type ClientInfo,
+  type CredentialCheck,
   DEFAULT_ORGANIZATION_CODE,
   ensureDefaultOrganization,
   invalidateUserState,
@@ -172,6 +173,33 @@ export async function verifyEmail(db: Db, token: string): Promise<void> {
 }
 
 /**
+ * The caller proves they know their password again (changing it, turning on a second factor): a
+ * wrong one counts as a failed login of the account (lockout), and while the account is locked none
+ * is checked. Answers the user.
+ */
+export async function provePassword(
+  db: Db,
+  config: Config,
+  actor: UserActor,
+  password: string,
+  client: ClientInfo,
+  check: { field: string; purpose: CredentialCheck },
+): Promise<UserWithOrganization> {
+  const user = await findUserById(db, actor.userId);
+  if (!user) throw userErrors.notFound(actor.userId);
+  const locked = await isAccountLocked(db, user);
+  const matches = user.passwordHash
+    ? await verifyPassword(user.passwordHash, password)
+    : await verifyDummyPassword(password);
+  if (locked) throw accountErrors.wrongPassword(check.field);
+  if (!matches) {
+    await recordFailedCredentialCheck(db, config, user, client, check.purpose);
+    throw accountErrors.wrongPassword(check.field);
+  }
+  return user;
+}
+
+/**
  * Changes the caller's password after checking the current one. Every other session of the user
  * ends in the same transaction; the caller's own session stays signed in. A wrong current password
  * counts as a failed login of the account (lockout), and while the account is locked the current
@@ -184,17 +212,10 @@ export async function changePassword(
   input: { old_password: string; new_password: string },
   client: ClientInfo,
 ): Promise<void> {
-  const user = await findUserById(db, actor.userId);
-  if (!user) throw userErrors.notFound(actor.userId);
-  const locked = await isAccountLocked(db, user);
-  const matches = user.passwordHash
-    ? await verifyPassword(user.passwordHash, input.old_password)
-    : await verifyDummyPassword(input.old_password);
-  if (locked) throw accountErrors.wrongPassword();
-  if (!matches) {
-    await recordFailedCredentialCheck(db, config, user, client, 'change_password');
-    throw accountErrors.wrongPassword();
-  }
+  const user = await provePassword(db, config, actor, input.old_password, client, {
+    field: 'old_password',
+    purpose: 'change_password',
+  });
   if (input.new_password === input.old_password) throw accountErrors.samePassword();
   const org = await findOrganizationById(db, user.organizationId);
   assertPasswordPolicy(

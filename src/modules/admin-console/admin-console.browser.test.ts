@@ -560,7 +560,9 @@ describe.skipIf(!hasChromium())(
     it('signs in with the second factor when the account has TOTP on', async () => {
       const user = await seedUser(t, orgId, { isSuperuser: true, isStaff: true, email: 'two.factor@example.com' });
       const client = await loginAs(t, user);
-      const { secret } = (await client.post('/api/v1/users/mfa/totp/')).json() as { secret: string };
+      const { secret } = (await client.post('/api/v1/users/mfa/totp/', { password: TEST_PASSWORD })).json() as {
+        secret: string;
+      };
       const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), digits: 6, period: 30 });
       const confirmed = await client.post('/api/v1/users/mfa/totp/confirm/', { code: totp.generate() });
       const { recovery_codes } = confirmed.json() as { recovery_codes: string[] };

@@ -350,7 +350,7 @@ async function recordFailedLogins(ctx: TokenContext, accounts: LoginCandidate[],
  * Where a credential was checked and failed: the two login steps, and the checks a signed-in user
  * passes to change a credential (the current password, a code to turn the second factor off).
  */
-type CredentialCheck = 'password' | 'mfa' | 'change_password' | 'disable_mfa';
+export type CredentialCheck = 'password' | 'mfa' | 'change_password' | 'disable_mfa' | 'enrol_mfa';
 
 const FAILED_CHECK: Record<CredentialCheck, { type: string; description: string }> = {
   password: { type: 'auth.login_failed', description: 'Failed login: wrong password' },
@@ -362,6 +362,10 @@ const FAILED_CHECK: Record<CredentialCheck, { type: string; description: string 
   disable_mfa: {
     type: 'auth.credential_check_failed',
     description: 'Turning the second factor off refused: wrong code',
+  },
+  enrol_mfa: {
+    type: 'auth.credential_check_failed',
+    description: 'Second-factor enrolment refused: wrong current password',
   },
 };
 
@@ -580,15 +584,16 @@ export async function login(
 /**
  * The second step of a login with TOTP enabled (POST /api/v1/users/login/mfa/): the single-use
  * mfa_token from the password step and a TOTP or recovery code answer the normal token pair. The
- * account must still be able to log in.
+ * account must still be able to log in. After an enrolment challenge the code is the new
+ * authenticator's first, which turns it on: the answer adds its recovery codes.
  */
 export async function completeMfaLogin(
   ctx: TokenContext,
   input: { mfa_token: string; code: string },
   client: ClientInfo,
-): Promise<TokenPair & { user: TokenUser }> {
+): Promise<TokenPair & { user: TokenUser; recovery_codes?: string[] }> {
   // A wrong code counts as a failed login of the account, like a wrong password (lockout).
-  const { userId } = await finishMfaChallenge(ctx.db, ctx.config, input, (account) =>
+  const { userId, recoveryCodes } = await finishMfaChallenge(ctx.db, ctx.config, input, (account) =>
     recordFailedCredentialCheck(ctx.db, ctx.config, account, client, 'mfa'),
   );
   const [owner] = await ctx.db
@@ -600,7 +605,8 @@ export async function completeMfaLogin(
   const account = candidates.find((c) => c.id === userId && canLogIn(c));
   if (!account) throw authErrors.invalidCredentials();
   if (account.locked) throw authErrors.invalidCredentials();
-  return openSession(ctx, account, client);
+  const pair = await openSession(ctx, account, client);
+  return recoveryCodes ? { ...pair, recovery_codes: recoveryCodes } : pair;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LoginBody, TokenUserView } from '../auth/auth.schemas.js';
 import { completeMfaLogin, login, revokeSession, type TokenContext } from '../auth/auth.service.js';
 import { MfaRequiredError } from '../mfa/mfa.errors.js';
-import { MfaLoginBody, MfaRequiredView } from '../mfa/mfa.schemas.js';
+import { EnrolledRecoveryCodes, MfaLoginBody, MfaRequiredView } from '../mfa/mfa.schemas.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import {
   clearSessionCookies,
@@ -83,19 +83,19 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
           'Second step of a browser login with TOTP on: the `mfa_token` of `POST /api/login/` and a TOTP or recovery ' +
           'code; sets the session cookie like a login without a second factor.',
         body: MfaLoginBody,
-        response: { 200: CookieLoginView },
+        response: { 200: Type.Intersect([CookieLoginView, Type.Object({ recovery_codes: EnrolledRecoveryCodes })]) },
       },
     },
     async (req, reply) => {
       const credential = newCookieCredential();
       reply.header('cache-control', 'no-store');
-      const { user } = await completeMfaLogin(ctx, req.body, {
+      const { user, recovery_codes } = await completeMfaLogin(ctx, req.body, {
         ip: req.ip,
         userAgent: req.headers['user-agent'],
         cookieTokenHash: credential.hash,
       });
       await startCookieSession(req, reply, credential.token);
-      return { user, csrf_token: csrfTokenFor(credential.token) };
+      return { user, csrf_token: csrfTokenFor(credential.token), ...(recovery_codes ? { recovery_codes } : {}) };
     },
   );
 

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -175,7 +176,9 @@ describe('cookie sessions', () => {
     const org = await seedOrganization(t);
     const user = await seedUser(t, org.id);
     const client = await loginAs(t, user);
-    const { secret } = (await client.post('/api/v1/users/mfa/totp/')).json() as { secret: string };
+    const { secret } = (await client.post('/api/v1/users/mfa/totp/', { password: TEST_PASSWORD })).json() as {
+      secret: string;
+    };
     const totp = new OTPAuth.TOTP({
       secret: OTPAuth.Secret.fromBase32(secret),
       digits: 6,
@@ -205,6 +208,38 @@ describe('cookie sessions', () => {
       cookies: { [SESSION_COOKIE]: session },
     });
     expect(list.statusCode).toBe(200);
+  });
+
+  it('enrols a required second factor during a browser login, then sets the cookie and shows the recovery codes', async () => {
+    const org = await seedOrganization(t);
+    await t.database.db.execute(
+      sql`update organizations set settings = '{"require_mfa": true}'::jsonb where id = ${org.id}`,
+    );
+    const user = await seedUser(t, org.id);
+    const first = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { email: user.email, password: TEST_PASSWORD },
+    });
+    expect(first.statusCode).toBe(403);
+    expect(first.cookies).toEqual([]);
+    const { mfa_token } = first.json() as { mfa_token: string };
+    const enrol = await t.request({ method: 'POST', url: '/api/v1/users/login/mfa/enrol/', payload: { mfa_token } });
+    const totp = new OTPAuth.TOTP({
+      secret: OTPAuth.Secret.fromBase32(enrol.json().secret),
+      digits: 6,
+      period: 30,
+      algorithm: 'SHA1',
+    });
+    const second = await t.request({
+      method: 'POST',
+      url: '/api/login/mfa/',
+      payload: { mfa_token, code: totp.generate() },
+    });
+    expect(second.statusCode, second.body).toBe(200);
+    expect(second.json()).toMatchObject({ user: { id: user.id }, csrf_token: expect.any(String) });
+    expect(second.json().recovery_codes).toHaveLength(10);
+    expect(cookieOf(second, SESSION_COOKIE)?.value).toEqual(expect.any(String));
   });
 
   it('ignores a stale cookie on public routes', async () => {

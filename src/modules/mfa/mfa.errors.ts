@@ -33,11 +33,18 @@ export const mfaErrors = {
   notEnrolled: () => new AppError(409, 'mfa_not_enrolled', 'There is no TOTP authenticator to confirm or disable.'),
   alreadyEnabled: () =>
     new AppError(409, 'mfa_already_enabled', 'TOTP is already enabled; disable it first to enrol a new authenticator.'),
-  enrolmentRequired: () =>
+  /**
+   * The password matched, but the organization requires a second factor the account lacks: the
+   * problem carries a single-use `mfa_token` to enrol one with and then log in (no tokens before).
+   */
+  enrolmentRequired: (mfaToken: string, expiresIn: number) =>
     new AppError(
       403,
       'mfa_enrollment_required',
-      'This organization requires two-factor authentication and the account has none; ask an administrator.',
+      'This organization requires two-factor authentication and the account has none: enrol an authenticator ' +
+        'with the mfa_token at POST /api/v1/users/login/mfa/enrol/, then log in with its first code at ' +
+        'POST /api/v1/users/login/mfa/.',
+      { extensions: { mfa_token: mfaToken, methods: ['totp'], expires_in: expiresIn } },
     ),
   userNotFound: (id: string) => commonErrors.notFound(`User ${id}`),
 };

@@ -1,12 +1,20 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
-import { TokenPairView } from '../auth/auth.schemas.js';
+import { provePassword } from '../account/account.service.js';
 import { completeMfaLogin, recordFailedCredentialCheck, type TokenContext } from '../auth/auth.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
-import { findUserById } from '../users/users.queries.js';
 import { findUserToManage } from '../users/users.service.js';
-import { CodeBody, MfaLoginBody, RecoveryCodesView, TotpEnrolmentView, UserIdParams } from './mfa.schemas.js';
-import { confirmTotp, disableTotp, enrolTotp, resetMfa } from './mfa.service.js';
+import {
+  CodeBody,
+  EnrolBody,
+  EnrolWithChallengeBody,
+  MfaLoginBody,
+  MfaLoginView,
+  RecoveryCodesView,
+  TotpEnrolmentView,
+  UserIdParams,
+} from './mfa.schemas.js';
+import { confirmTotp, disableTotp, enrolTotp, enrolWithChallenge, resetMfa } from './mfa.service.js';
 
 const tags = ['mfa'];
 
@@ -22,16 +30,44 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
         operationId: 'enrolTotp',
         tags,
         description:
-          'Starts TOTP enrolment: a new secret (sealed at rest), pending until confirmed with a code. Enrolling again ' +
-          'before confirming replaces the secret; with TOTP already on, disable it first.',
+          'Starts TOTP enrolment: a new secret (sealed at rest), pending until confirmed with a code. Needs the ' +
+          'current password (a wrong one answers 400 `wrong_password` and counts as a failed login of the account). ' +
+          'Enrolling again before confirming replaces the secret; with TOTP already on, disable it first.',
+        body: EnrolBody,
         response: { 200: TotpEnrolmentView },
       },
     },
     async (req, reply) => {
       const actor = requireUser(req.actor);
-      const user = await findUserById(db, actor.userId);
+      const client = { ip: req.ip, userAgent: req.headers['user-agent'] };
+      const user = await provePassword(db, app.config, actor, req.body.password, client, {
+        field: 'password',
+        purpose: 'enrol_mfa',
+      });
       reply.header('cache-control', 'no-store');
-      return enrolTotp(db, app.config, actor, user?.email ?? actor.userId);
+      return enrolTotp(db, app.config, actor, user.email);
+    },
+  );
+
+  app.post(
+    '/api/v1/users/login/mfa/enrol',
+    {
+      schema: {
+        operationId: 'loginEnrolTotp',
+        tags,
+        security: [],
+        description:
+          'For an organization that requires two-factor authentication, an account without an authenticator: its ' +
+          'login answers 403 `mfa_enrollment_required` with an `mfa_token`; this answers a new TOTP secret for it. ' +
+          'Logging in at `/api/v1/users/login/mfa/` (or `/api/login/mfa/`) with the same token and the first code ' +
+          'turns the authenticator on and answers its recovery codes with the tokens.',
+        body: EnrolWithChallengeBody,
+        response: { 200: TotpEnrolmentView },
+      },
+    },
+    async (req, reply) => {
+      reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      return enrolWithChallenge(db, app.config, req.body.mfa_token);
     },
   );
 
@@ -112,9 +148,11 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
         security: [],
         description:
           'Second step of a login with TOTP on: the `mfa_token` of the password step (single use, 5 minutes) and a ' +
-          'current TOTP code or a recovery code. Wrong codes answer 401; five wrong codes use the token up.',
+          'current TOTP code or a recovery code. Wrong codes answer 401; five wrong codes use the token up. With the ' +
+          'token of a 403 `mfa_enrollment_required` login, after `/api/v1/users/login/mfa/enrol/`: the first code of ' +
+          'the new authenticator, which turns it on; the answer adds its `recovery_codes`.',
         body: MfaLoginBody,
-        response: { 200: TokenPairView },
+        response: { 200: MfaLoginView },
       },
     },
     async (req, reply) => {

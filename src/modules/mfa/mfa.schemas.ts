@@ -12,6 +12,22 @@ export const TotpEnrolmentView = Type.Object({
   otpauth_uri: Type.String({ description: '`otpauth://totp/…` URI for a QR code.' }),
 });
 
+export const EnrolBody = Type.Object({
+  password: Type.String({
+    minLength: 1,
+    maxLength: 1024,
+    description: 'The current password: an access token alone does not turn a second factor on.',
+  }),
+});
+
+export const EnrolWithChallengeBody = Type.Object({
+  mfa_token: Type.String({
+    minLength: 1,
+    maxLength: 128,
+    description: 'The `mfa_token` of a login answered 403 `mfa_enrollment_required`.',
+  }),
+});
+
 export const CodeBody = Type.Object({ code: Code });
 export type CodeInput = Static<typeof CodeBody>;
 
@@ -19,6 +35,16 @@ export const RecoveryCodesView = Type.Object({
   enabled: Type.Literal(true),
   recovery_codes: Type.Array(Type.String(), { description: 'Ten single-use codes; shown only here.' }),
 });
+
+/** Only after a second step that enrolled the authenticator (an organization requiring one). */
+export const EnrolledRecoveryCodes = Type.Optional(
+  Type.Array(Type.String(), {
+    description: 'Only when this login enrolled the authenticator: ten single-use codes, shown only here.',
+  }),
+);
+
+/** The tokens of a second step; after an enrolment also the new authenticator's recovery codes. */
+export const MfaLoginView = Type.Intersect([TokenPairView, Type.Object({ recovery_codes: EnrolledRecoveryCodes })]);
 
 export const MfaLoginBody = Type.Object({
   mfa_token: Type.String({ minLength: 1, maxLength: 128 }),

@@ -33,18 +33,24 @@ async function findTotp(db: DbOrTx, userId: string) {
   return row;
 }
 
+/** Whose authenticator: a signed-in user, or the account of an enrolment challenge. */
+interface TotpOwner {
+  userId: string;
+  organizationId: string;
+}
+
 /**
  * Starts (or restarts) TOTP enrolment: a new secret, sealed under MASTER_KEY, pending until a code
  * confirms it. Refused while a confirmed authenticator exists.
  */
-export async function enrolTotp(db: Db, config: Config, actor: UserActor, label: string) {
-  const existing = await findTotp(db, actor.userId);
+export async function enrolTotp(db: Db, config: Config, owner: TotpOwner, label: string) {
+  const existing = await findTotp(db, owner.userId);
   if (existing?.confirmedAt) throw mfaErrors.alreadyEnabled();
   const secret = new OTPAuth.Secret({ size: 20 });
-  const sealed = envelopeFor(config).seal(secret.base32, totpSealContext(actor.userId));
+  const sealed = envelopeFor(config).seal(secret.base32, totpSealContext(owner.userId));
   await db
     .insert(mfaTotp)
-    .values({ organizationId: actor.organizationId, userId: actor.userId, secretSealed: sealed })
+    .values({ organizationId: owner.organizationId, userId: owner.userId, secretSealed: sealed })
     .onConflictDoUpdate({
       target: [mfaTotp.organizationId, mfaTotp.userId],
       set: { secretSealed: sealed, confirmedAt: null, lastUsedStep: null },
@@ -111,32 +117,42 @@ async function useRecoveryCode(db: DbOrTx, userId: string, code: string): Promis
 /** Activates the pending authenticator with a first code and answers ten fresh recovery codes (stored hashed). */
 export async function confirmTotp(db: Db, config: Config, actor: UserActor, code: string): Promise<string[]> {
   return db.transaction(async (tx) => {
-    const row = await findTotp(tx, actor.userId);
-    if (!row) throw mfaErrors.notEnrolled();
-    if (row.confirmedAt) throw mfaErrors.alreadyEnabled();
-    if (!(await useTotpCode(tx, config, row, code))) throw mfaErrors.invalidCode();
-    await tx.update(mfaTotp).set({ confirmedAt: new Date() }).where(eq(mfaTotp.userId, actor.userId));
-    await tx.delete(mfaRecoveryCodes).where(eq(mfaRecoveryCodes.userId, actor.userId));
-    const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
-    await tx.insert(mfaRecoveryCodes).values(
-      codes.map((c) => ({
-        organizationId: actor.organizationId,
-        userId: actor.userId,
-        codeHash: recoveryCodeHash(c),
-      })),
-    );
-    await recordAudit(tx, {
-      type: 'mfa.enrolled',
-      category: 'authentication',
-      organizationId: actor.organizationId,
-      userId: actor.userId,
-      actor,
-      description: 'Authenticator (TOTP) enabled',
-      objectType: 'user',
-      objectId: actor.userId,
-    });
+    const codes = await activateTotp(tx, config, actor, code);
+    if (codes === null) throw mfaErrors.invalidCode();
     return codes;
   });
+}
+
+/**
+ * In the caller's transaction: turns the owner's pending authenticator on if `code` is current,
+ * replacing any recovery codes with ten fresh ones (answered, stored hashed); null for a wrong code.
+ */
+async function activateTotp(tx: DbOrTx, config: Config, owner: TotpOwner, code: string): Promise<string[] | null> {
+  const row = await findTotp(tx, owner.userId);
+  if (!row) throw mfaErrors.notEnrolled();
+  if (row.confirmedAt) throw mfaErrors.alreadyEnabled();
+  if (!(await useTotpCode(tx, config, row, code.trim()))) return null;
+  await tx.update(mfaTotp).set({ confirmedAt: new Date() }).where(eq(mfaTotp.userId, owner.userId));
+  await tx.delete(mfaRecoveryCodes).where(eq(mfaRecoveryCodes.userId, owner.userId));
+  const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
+  await tx.insert(mfaRecoveryCodes).values(
+    codes.map((c) => ({
+      organizationId: owner.organizationId,
+      userId: owner.userId,
+      codeHash: recoveryCodeHash(c),
+    })),
+  );
+  await recordAudit(tx, {
+    type: 'mfa.enrolled',
+    category: 'authentication',
+    organizationId: owner.organizationId,
+    userId: owner.userId,
+    actorUserId: owner.userId,
+    description: 'Authenticator (TOTP) enabled',
+    objectType: 'user',
+    objectId: owner.userId,
+  });
+  return codes;
 }
 
 /**
@@ -228,10 +244,44 @@ export async function resetMfa(db: Db, userId: string, scopeOrganizationId?: str
 
 // --- login
 
+/** Stores a single-use login challenge (hashed, 5 minutes) and answers its token. */
+async function newChallenge(
+  db: DbOrTx,
+  account: { id: string; organizationId: string },
+  purpose: 'login' | 'enrol',
+): Promise<string> {
+  const token = randomToken();
+  await db.insert(mfaChallenges).values({
+    organizationId: account.organizationId,
+    userId: account.id,
+    tokenHash: sha256Hex(token),
+    purpose,
+    expiresAt: new Date(Date.now() + MFA_TOKEN_TTL_SECONDS * 1000),
+  });
+  return token;
+}
+
+/** The unused, unexpired challenge of a token (and not worn out by wrong codes), if any. */
+async function openChallenge(db: DbOrTx, mfaToken: string) {
+  const [challenge] = await db
+    .select()
+    .from(mfaChallenges)
+    .where(
+      and(
+        eq(mfaChallenges.tokenHash, sha256Hex(mfaToken)),
+        isNull(mfaChallenges.usedAt),
+        gt(mfaChallenges.expiresAt, new Date()),
+        lt(mfaChallenges.failedAttempts, MAX_ATTEMPTS_PER_CHALLENGE),
+      ),
+    );
+  return challenge;
+}
+
 /**
  * The password step's hand-over: when the account has TOTP enabled, stores a single-use challenge
- * (hashed, 5 minutes) and throws MfaRequiredError carrying its token. When the organization's
- * `settings.require_mfa` is true and the account has no authenticator, the login is refused.
+ * and throws MfaRequiredError carrying its token. When the organization's `settings.require_mfa` is
+ * true and the account has no authenticator, the login is refused with an enrolment challenge
+ * instead: its token enrols an authenticator (`enrolWithChallenge`), whose first code then logs in.
  */
 export async function requireSecondFactor(
   db: DbOrTx,
@@ -248,19 +298,14 @@ export async function requireSecondFactor(
           coalesce((select settings -> 'require_mfa' = 'true'::jsonb from organizations where id = ${account.organizationId}), false) as required`,
       );
   if (!state?.enabled) {
-    if (state?.required) throw mfaErrors.enrolmentRequired();
+    if (state?.required) {
+      throw mfaErrors.enrolmentRequired(await newChallenge(db, account, 'enrol'), MFA_TOKEN_TTL_SECONDS);
+    }
     return;
   }
-  const token = randomToken();
-  await db.insert(mfaChallenges).values({
-    organizationId: account.organizationId,
-    userId: account.id,
-    tokenHash: sha256Hex(token),
-    expiresAt: new Date(Date.now() + MFA_TOKEN_TTL_SECONDS * 1000),
-  });
   const challenge: MfaChallengeView = {
     mfa_required: true,
-    mfa_token: token,
+    mfa_token: await newChallenge(db, account, 'login'),
     methods: ['totp'],
     expires_in: MFA_TOKEN_TTL_SECONDS,
   };
@@ -268,8 +313,21 @@ export async function requireSecondFactor(
 }
 
 /**
+ * Starts TOTP enrolment for the account of an enrolment challenge (its password matched, its
+ * organization requires a second factor): the secret to set up, confirmed by logging in with its
+ * first code. The challenge stays open for that.
+ */
+export async function enrolWithChallenge(db: Db, config: Config, mfaToken: string) {
+  const challenge = await openChallenge(db, mfaToken);
+  if (challenge?.purpose !== 'enrol') throw mfaErrors.invalidMfaToken();
+  const [owner] = await db.select({ email: users.email }).from(users).where(eq(users.id, challenge.userId));
+  return enrolTotp(db, config, challenge, owner?.email ?? challenge.userId);
+}
+
+/**
  * The second step: checks the code for the challenge's user and uses the challenge up. Answers the
- * user id to log in. A wrong code counts against the challenge (five, then log in again) and is
+ * user id to log in, and for an enrolment challenge the recovery codes of the authenticator its
+ * first code turned on. A wrong code counts against the challenge (five, then log in again) and is
  * reported to `onWrongCode` (the account's failed-login counter).
  */
 export async function finishMfaChallenge(
@@ -277,22 +335,16 @@ export async function finishMfaChallenge(
   config: Config,
   input: { mfa_token: string; code: string },
   onWrongCode: (account: { id: string; organizationId: string }) => Promise<void>,
-): Promise<{ userId: string; organizationId: string }> {
-  const tokenHash = sha256Hex(input.mfa_token);
-  const [challenge] = await db
-    .select()
-    .from(mfaChallenges)
-    .where(
-      and(
-        eq(mfaChallenges.tokenHash, tokenHash),
-        isNull(mfaChallenges.usedAt),
-        gt(mfaChallenges.expiresAt, new Date()),
-        lt(mfaChallenges.failedAttempts, MAX_ATTEMPTS_PER_CHALLENGE),
-      ),
-    );
+): Promise<{ userId: string; organizationId: string; recoveryCodes?: string[] }> {
+  const challenge = await openChallenge(db, input.mfa_token);
   if (!challenge) throw mfaErrors.invalidMfaToken();
-  const ok = await db.transaction(async (tx) => {
-    if (!(await verifySecondFactor(tx, config, challenge.userId, input.code))) return false;
+  const outcome = await db.transaction(async (tx) => {
+    let recoveryCodes: string[] | undefined;
+    if (challenge.purpose === 'enrol') {
+      const codes = await activateTotp(tx, config, challenge, input.code);
+      if (codes === null) return null;
+      recoveryCodes = codes;
+    } else if (!(await verifySecondFactor(tx, config, challenge.userId, input.code))) return null;
     const used = await tx
       .update(mfaChallenges)
       .set({ usedAt: new Date() })
@@ -300,9 +352,9 @@ export async function finishMfaChallenge(
       .returning({ id: mfaChallenges.id });
     // Lost a race with another request on the same token: that one logged in.
     if (used.length === 0) throw mfaErrors.invalidMfaToken();
-    return true;
+    return { recoveryCodes };
   });
-  if (!ok) {
+  if (outcome === null) {
     // Outside the transaction above, which verified nothing: the count must stick.
     await db
       .update(mfaChallenges)
@@ -311,5 +363,9 @@ export async function finishMfaChallenge(
     await onWrongCode({ id: challenge.userId, organizationId: challenge.organizationId });
     throw mfaErrors.invalidCode();
   }
-  return { userId: challenge.userId, organizationId: challenge.organizationId };
+  return {
+    userId: challenge.userId,
+    organizationId: challenge.organizationId,
+    ...(outcome.recoveryCodes ? { recoveryCodes: outcome.recoveryCodes } : {}),
+  };
 }

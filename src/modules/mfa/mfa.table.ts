@@ -43,6 +43,8 @@ export const mfaChallenges = pgTable(
     id: idColumn(),
     userId: userIdColumn(),
     tokenHash: text('token_hash').notNull(),
+    /** `login`: a second factor is due; `enrol`: the organization requires one the account lacks. */
+    purpose: text('purpose').$type<'login' | 'enrol'>().notNull().default('login'),
     failedAttempts: integer('failed_attempts').notNull().default(0),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     usedAt: timestamp('used_at', { withTimezone: true }),

@@ -30,8 +30,8 @@ describe('TOTP two-factor authentication', () => {
     const org = await seedOrganization(t);
     const user = await seedUser(t, org.id);
     const client = await loginAs(t, user);
-    const enrol = await client.post('/api/v1/users/mfa/totp/');
-    expect(enrol.statusCode).toBe(200);
+    const enrol = await client.post('/api/v1/users/mfa/totp/', { password: TEST_PASSWORD });
+    expect(enrol.statusCode, enrol.body).toBe(200);
     const { secret, otpauth_uri } = enrol.json() as { secret: string; otpauth_uri: string };
     expect(otpauth_uri).toMatch(/^otpauth:\/\/totp\/Gatehouse:/);
     const [row] = await t.database.db.select().from(mfaTotp).where(eq(mfaTotp.userId, user.id));
@@ -175,7 +175,7 @@ describe('TOTP two-factor authentication', () => {
     expect((await passwordLogin(user)).json()).toMatchObject({ status: 401, code: 'invalid_credentials' });
   });
 
-  it('refuses a login without an authenticator when the organization requires MFA', async () => {
+  it('refuses a login without an authenticator when the organization requires MFA, with a token to enrol one', async () => {
     const org = await seedOrganization(t);
     await t.database.db
       .update(organizations)
@@ -183,10 +183,67 @@ describe('TOTP two-factor authentication', () => {
       .where(eq(organizations.id, org.id));
     const user = await seedUser(t, org.id);
     const res = await passwordLogin(user);
-    expect(res.json()).toMatchObject({ status: 403, code: 'mfa_enrollment_required' });
+    expect(res.statusCode).toBe(403);
+    const refused = res.json();
+    expect(refused).toMatchObject({ status: 403, code: 'mfa_enrollment_required', methods: ['totp'], expires_in: 300 });
+    expect(refused).not.toHaveProperty('access');
+    const token = refused.mfa_token as string;
+    expect(token).toEqual(expect.any(String));
+
+    // A wrong password gets no token; the token is no login by itself.
+    const wrong = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/login/',
+      payload: { email: user.email, password: 'not-the-password-1' },
+    });
+    expect(wrong.json()).not.toHaveProperty('mfa_token');
+    expect((await mfaLogin(token, '000000')).json()).toMatchObject({ status: 409, code: 'mfa_not_enrolled' });
+
+    const enrol = (body: Record<string, string>) =>
+      t.request({ method: 'POST', url: '/api/v1/users/login/mfa/enrol/', payload: body });
+    expect((await enrol({ mfa_token: 'made-up' })).json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
+    expect((await enrol({})).json()).toMatchObject({ status: 400, errors: [{ field: 'mfa_token' }] });
+    const started = await enrol({ mfa_token: token });
+    expect(started.statusCode, started.body).toBe(200);
+    const { secret } = started.json() as { secret: string };
+    expect((await mfaLogin(token, '000000')).json()).toMatchObject({ status: 401, code: 'invalid_mfa_code' });
+
+    const done = await mfaLogin(token, totpOf(secret).generate());
+    expect(done.statusCode, done.body).toBe(200);
+    expect(done.json()).toMatchObject({ access: expect.any(String), token_type: 'Bearer' });
+    expect(done.json().recovery_codes).toHaveLength(10);
+    // Used up; from now on the organization's rule is met with an ordinary second step.
+    expect((await enrol({ mfa_token: token })).json()).toMatchObject({ code: 'invalid_mfa_token' });
+    expect((await passwordLogin(user)).json()).toMatchObject({ mfa_required: true });
   });
 
-  it('needs a signed-in user to enrol', async () => {
-    expect((await t.request({ method: 'POST', url: '/api/v1/users/mfa/totp/' })).statusCode).toBe(401);
+  it('does not let a login challenge of an account with a factor enrol a new one', async () => {
+    const { user } = await enrolled();
+    const token = (await passwordLogin(user)).json().mfa_token as string;
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/login/mfa/enrol/',
+      payload: { mfa_token: token },
+    });
+    expect(res.json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
+  });
+
+  it('needs a signed-in user and their current password to enrol', async () => {
+    expect(
+      (await t.request({ method: 'POST', url: '/api/v1/users/mfa/totp/', payload: { password: 'x' } })).statusCode,
+    ).toBe(401);
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const client = await loginAs(t, user);
+    expect((await client.post('/api/v1/users/mfa/totp/', {})).json()).toMatchObject({
+      status: 400,
+      errors: [{ field: 'password' }],
+    });
+    const wrong = await client.post('/api/v1/users/mfa/totp/', { password: 'not-the-password-1' });
+    expect(wrong.json()).toMatchObject({ status: 400, code: 'wrong_password', errors: [{ field: 'password' }] });
+    const [counted] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(counted?.failedCount).toBe(1);
+    const [none] = await t.database.db.select().from(mfaTotp).where(eq(mfaTotp.userId, user.id));
+    expect(none).toBeUndefined();
   });
 });

@@ -36,7 +36,8 @@ const Settings = Type.Object(
     require_mfa: Type.Optional(
       Type.Boolean({
         description:
-          '`true`: accounts without a confirmed TOTP authenticator cannot log in (403 `mfa_enrollment_required`).',
+          '`true`: accounts without a confirmed TOTP authenticator cannot log in (403 `mfa_enrollment_required`, with an ' +
+          '`mfa_token` to enrol one at `/api/v1/users/login/mfa/enrol/`).',
       }),
     ),
     password_min_length: Type.Optional(

@@ -17,12 +17,20 @@ export class AppError extends Error {
   readonly title: string;
   readonly errors: FieldError[] | undefined;
   readonly headers: Record<string, string> | undefined;
+  /** RFC 9457 extension members the client acts on (never overriding the standard ones). */
+  readonly extensions: Record<string, unknown> | undefined;
 
   constructor(
     status: number,
     code: string,
     detail: string,
-    options: { title?: string; errors?: FieldError[]; cause?: unknown; headers?: Record<string, string> } = {},
+    options: {
+      title?: string;
+      errors?: FieldError[];
+      cause?: unknown;
+      headers?: Record<string, string>;
+      extensions?: Record<string, unknown>;
+    } = {},
   ) {
     super(detail, { cause: options.cause });
     this.name = 'AppError';
@@ -31,6 +39,7 @@ export class AppError extends Error {
     this.title = options.title ?? STATUS_TITLES[status] ?? STATUS_CODES[status] ?? 'Error';
     this.errors = options.errors;
     this.headers = options.headers;
+    this.extensions = options.extensions;
   }
 }
 
@@ -84,6 +93,7 @@ export interface ProblemDocument {
 
 export function toProblem(err: AppError, instance?: string): ProblemDocument {
   return {
+    ...err.extensions,
     type: `about:blank#${err.code}`,
     title: err.title,
     status: err.status,

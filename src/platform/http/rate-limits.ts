@@ -31,6 +31,7 @@ const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS | 'by_grant'> = {
   'POST /api/login': 'password',
   // The second login step (TOTP or recovery code) draws on the same budget as the first.
   'POST /api/v1/users/login/mfa': 'password',
+  'POST /api/v1/users/login/mfa/enrol': 'password',
   'POST /api/login/mfa': 'password',
   'POST /api/token/refresh': 'refresh',
   'POST /api/v1/users/token/refresh': 'refresh',
