@@ -19,6 +19,7 @@ import { userTypeErrors } from '../user-types/user-types.errors.js';
 import { findUserTypeForUser } from '../user-types/user-types.queries.js';
 import { validateProfile } from '../user-types/user-types.schemas.js';
 import type { UserType } from '../user-types/user-types.table.js';
+import { normalizeUsername } from '../users/users.schemas.js';
 import { type UserStatus, users } from '../users/users.table.js';
 import { provisioningErrors } from './provisioning.errors.js';
 import { isSuperuserActor, readUserRows, type UserRow, withOrganization } from './provisioning.lookup.js';
@@ -334,7 +335,12 @@ export async function planItems(
             : item.externalId,
       scimExternalId: item.scimExternalId === undefined ? (existing?.scimExternalId ?? null) : item.scimExternalId,
       email: item.email ?? (existing?.email as string),
-      username: item.username === undefined ? (existing?.username ?? null) : item.username,
+      username:
+        item.username === undefined
+          ? (existing?.username ?? null)
+          : item.username === null
+            ? null
+            : normalizeUsername(item.username),
       firstName: item.firstName ?? existing?.firstName ?? '',
       lastName: item.lastName ?? existing?.lastName ?? '',
       status: statusOf(existing?.status, item.active, item.status),

@@ -81,11 +81,28 @@ describe('users admin API', () => {
       'ana-maría@corp',
       "o'brien@example.com",
       'jo_example.com#EXT#@tenant.onmicrosoft.com',
+      'मनीष',
+      'தமிழ்',
+      'Jose\u0301',
     ]) {
       const res = await admin.post('/api/v1/users', { email: `${unique('u')}@x.io`, username, organization: org.code });
       expect(res.statusCode, `${username}: ${res.body}`).toBe(201);
-      expect(res.json().username).toBe(username);
+      // Stored composed (NFC): "José" typed either way is one name.
+      expect(res.json().username).toBe(username.normalize('NFC'));
     }
+    const twice = await admin.post('/api/v1/users', {
+      email: `${unique('u')}@x.io`,
+      username: 'José',
+      organization: org.code,
+    });
+    expect(twice.json()).toMatchObject({ status: 409, code: 'username_taken' });
+    // A combining mark belongs after a letter, not on its own.
+    const bare = await admin.post('/api/v1/users', {
+      email: `${unique('u')}@x.io`,
+      username: '\u0301a',
+      organization: org.code,
+    });
+    expect(bare.statusCode).toBe(400);
     for (const username of ['bad name', 'CORP\\jdoe', 'a"b', 'a,b']) {
       const res = await admin.post('/api/v1/users', { email: `${unique('u')}@x.io`, username, organization: org.code });
       expect(res.statusCode, username).toBe(400);
