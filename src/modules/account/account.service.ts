@@ -22,6 +22,7 @@ import { findOrganizationByCode, findOrganizationById } from '../organizations/o
 import type { Organization } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
+import { normalizeUsername } from '../users/users.schemas.js';
 import { users } from '../users/users.table.js';
 import { accountErrors } from './account.errors.js';
 import {
@@ -117,7 +118,7 @@ export async function registerUser(db: Db, config: Config, input: RegisterInput)
       .values({
         organizationId,
         email: input.email,
-        username: input.username ?? null,
+        username: input.username === undefined ? null : normalizeUsername(input.username),
         firstName: input.first_name ?? '',
         lastName: input.last_name ?? '',
         passwordHash,

@@ -80,6 +80,31 @@ describe('POST /api/v1/users/register', () => {
     expect(res.json()).toMatchObject({ organization: org.code, organization_id: org.id });
   });
 
+  it('registers a decomposed username in its composed form, and logs it in typed either way', async () => {
+    const org = await seedOrganization(t);
+    const decomposed = `Jose\u0301${unique('')}`;
+    const res = await register({
+      email: `${unique()}@example.com`,
+      username: decomposed,
+      password: STRONG,
+      organization: org.code,
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json().username).toBe(decomposed.normalize('NFC'));
+    for (const typed of [decomposed, decomposed.normalize('NFC')]) {
+      const login = await post('/api/token/', { username: typed, password: STRONG, organization: org.code });
+      expect(login.statusCode, login.body).toBe(200);
+    }
+    // Vowel signs and other combining marks follow their letter in any script.
+    const devanagari = await register({
+      email: `${unique()}@example.com`,
+      username: `मनीष${unique('')}`,
+      password: STRONG,
+      organization: org.code,
+    });
+    expect(devanagari.statusCode, devanagari.body).toBe(201);
+  });
+
   it('takes a null organization as none named (the default organization), as login does', async () => {
     const email = `${unique('nullorg')}@example.com`;
     const res = await register({ email, password: STRONG, organization: null });

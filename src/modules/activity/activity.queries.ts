@@ -4,6 +4,7 @@ import { PgDialect } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
 import { idTimeOf } from '../../platform/db/ids.js';
 import { escapeLike } from '../../platform/db/like.js';
 
@@ -77,7 +78,11 @@ export function activityConditions(filter: ActivityFilter): SQL {
   if (filter.tag) c.push(sql`a.tags @> array[${filter.tag}]::text[]`);
   if (filter.kind) c.push(sql`a.kind = ${filter.kind}`);
   if (filter.objectType) c.push(sql`a.object_type = ${filter.objectType}`);
-  if (filter.objectId) c.push(sql`a.object_id = ${filter.objectId}`);
+  if (filter.objectId) {
+    // Ids of users, roles, keys… are stored as written by PostgreSQL's uuid output: lower case.
+    const objectId = isUuid(filter.objectId) ? filter.objectId.toLowerCase() : filter.objectId;
+    c.push(sql`a.object_id = ${objectId}`);
+  }
   if (filter.search) c.push(sql`a.description ilike ${`%${escapeLike(filter.search)}%`}`);
   return c.length > 0 ? sql.join(c, sql` and `) : sql`true`;
 }

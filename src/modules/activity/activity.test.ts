@@ -447,6 +447,28 @@ describe('activity API', () => {
     expect((await admin.get('/api/v1/activity-streams')).statusCode).toBe(400);
   });
 
+  it('finds an object’s history by a uuid in either case', async () => {
+    const id = '6f1c9b0e-3a2d-4c5e-9f8a-0b1c2d3e4f5a';
+    await recordAudit(t.database.db, {
+      type: 'user.updated',
+      category: 'user_management',
+      organizationId: orgA.id,
+      description: 'cased lookup',
+      objectType: 'user',
+      objectId: id.toUpperCase(),
+    });
+    const admin = await clientWithRole(t, orgA.id, 'org_admin');
+    for (const objectId of [id, id.toUpperCase()]) {
+      const stream = (
+        await admin.get(`/api/v1/activity-streams?object_type=user&object_id=${objectId}`)
+      ).json() as PageOf<Entry>;
+      expect(
+        stream.results.map((r) => r.description),
+        objectId,
+      ).toEqual(['cased lookup']);
+    }
+  });
+
   it('exports a filtered range as NDJSON and CSV, streamed, within the organization', async () => {
     const admin = await clientWithRole(t, orgA.id, 'org_admin');
     const nd = await admin.get('/api/v1/activities/export?activity_type=test.listed&format=ndjson');

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
 import { Chunk, copyBinary, fields } from '../../platform/db/copy-binary.js';
 import { newId } from '../../platform/db/ids.js';
 import type { Actor } from '../../platform/http/auth.js';
@@ -75,7 +76,9 @@ function auditRecord(event: AuditEvent) {
     actor_id: actor?.kind === 'user' ? actor.userId : actor ? null : (event.actorUserId ?? null),
     api_key_id: keyWithoutRow ? null : keyId,
     object_type: event.objectType ?? null,
-    object_id: event.objectId ?? null,
+    // A uuid in one case only, so that an object's history is one lookup (the streams lower-case theirs).
+    object_id:
+      event.objectId === undefined ? null : isUuid(event.objectId) ? event.objectId.toLowerCase() : event.objectId,
     description: event.description,
     details,
     tags: event.tags ?? [],

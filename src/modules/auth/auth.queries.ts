@@ -3,6 +3,7 @@ import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { accountLockouts } from '../lockout/lockout.table.js';
 import { mfaTotp } from '../mfa/mfa.table.js';
 import { organizations } from '../organizations/organizations.table.js';
+import { normalizeUsername } from '../users/users.schemas.js';
 import type { UserStatus } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
 import { refreshTokens, sessions } from './auth.table.js';
@@ -128,7 +129,8 @@ export async function findLoginCandidates(
   const matches: SQL[] = [];
   if (identifier.email !== undefined) matches.push(sql`${emailKey} = lower(${identifier.email})`);
   if (identifier.username !== undefined) {
-    matches.push(sql`${usernameKey} = lower(${identifier.username})`);
+    // Stored composed (NFC): a name typed decomposed finds it too.
+    matches.push(sql`${usernameKey} = lower(${normalizeUsername(identifier.username)})`);
     if (identifier.username.includes('@')) matches.push(sql`${emailKey} = lower(${identifier.username})`);
   }
   return db

@@ -19,6 +19,7 @@ import { type Organization, organizations } from '../organizations/organizations
 import { describeUserAgent } from '../sessions/sessions.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import { ensureSigningKey } from '../signing-keys/signing-keys.service.js';
+import { normalizeUsername } from '../users/users.schemas.js';
 import { type User, users } from '../users/users.table.js';
 import { authErrors } from './auth.errors.js';
 import {
@@ -728,7 +729,7 @@ async function insertSuperuser(
     .limit(1);
   if (sameEmail)
     throw commonErrors.conflict('email_taken', 'email', `${input.email} already has an account in "${code}".`);
-  let username: string | null = input.username ?? null;
+  let username: string | null = input.username === undefined ? null : normalizeUsername(input.username);
   if (username !== null && (await isUsernameTaken(db, org.id, username))) {
     if (usernameIsExplicit)
       throw commonErrors.conflict('username_taken', 'username', `Username "${username}" is taken.`);

@@ -79,3 +79,29 @@ export function checkSendableCredentials(changes: Partial<Record<CredentialName,
   }
   if (errors.length > 0) throw integrationErrors.credentialsNotSendable(errors);
 }
+
+/**
+ * Headers that decide how a request is framed, routed or kept (RFC 9110 §7.2, §7.6.1, §7.8, §10.1.1;
+ * RFC 9112 §6): sent as the API key, they make a call hang, go to another virtual host, or reach a proxy.
+ */
+const REQUEST_CONTROL_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'expect',
+  'keep-alive',
+  'te',
+  'trailer',
+  'http2-settings',
+]);
+
+/** Refuses (400 naming `api_key_header`) a header name that would control the request instead of carrying the key. */
+export function checkApiKeyHeader(name: string | undefined): void {
+  if (name === undefined) return;
+  const lower = name.toLowerCase();
+  if (REQUEST_CONTROL_HEADERS.has(lower) || lower.startsWith('proxy-')) {
+    throw integrationErrors.apiKeyHeaderControlsRequest(name);
+  }
+}

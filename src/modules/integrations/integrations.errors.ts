@@ -16,6 +16,13 @@ export const integrationErrors = {
       errors: [{ field: 'organization', message: 'Not your organization.' }],
     }),
   invalidUrl: (field: string, message: string) => commonErrors.validation([{ field, message }]),
+  apiKeyHeaderControlsRequest: (name: string) =>
+    commonErrors.validation([
+      {
+        field: 'api_key_header',
+        message: `"${name}" controls the request itself (framing, routing or a proxy); name a header that only carries the key.`,
+      },
+    ]),
   credentialsNotSendable: (errors: { field: string; message: string }[]) => commonErrors.validation(errors),
   oauth2ClientIdRequired: () =>
     commonErrors.validation([

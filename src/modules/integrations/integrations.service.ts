@@ -7,6 +7,7 @@ import { commonErrors } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import {
+  checkApiKeyHeader,
   checkSendableCredentials,
   hintsOf,
   mergeCredentials,
@@ -161,6 +162,7 @@ export async function createIntegration(
   const oauth2 = checkedOAuth2(input.oauth2);
   checkOAuth2Client(input.auth_type, oauth2);
   checkSendableCredentials(input.credentials);
+  checkApiKeyHeader(input.api_key_header);
   const organization = await organizationOfNew(db, manager, input.organization);
   const id = newId();
   const credentials = mergeCredentials({}, input.credentials ?? {});
@@ -234,6 +236,7 @@ export async function updateIntegration(
   if (input.base_url !== undefined) changes.baseUrl = checkIntegrationUrl(input.base_url, 'base_url', { query: false });
   const oauth2 = checkedOAuth2(input.oauth2);
   checkSendableCredentials(input.credentials);
+  checkApiKeyHeader(input.api_key_header);
   return db.transaction(async (tx) => {
     const scoped = await findIntegration(tx, id, manager.organizationId);
     if (!scoped) throw integrationErrors.notFound(id);

@@ -400,6 +400,37 @@ describe('integration registry', () => {
     expect((await plain.get('/api/v1/integrations/')).statusCode).toBe(403);
   });
 
+  it('refuses as api_key_header a header that controls the request itself, on create and update', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin);
+    for (const header of [
+      'Host',
+      'content-length',
+      'Transfer-Encoding',
+      'CONNECTION',
+      'Upgrade',
+      'Expect',
+      'Keep-Alive',
+      'TE',
+      'Trailer',
+      'Proxy-Authorization',
+    ]) {
+      for (const res of [
+        await admin.post('/api/v1/integrations/', body({ api_key_header: header })),
+        await admin.patch(`/api/v1/integrations/${created.id}`, { api_key_header: header }),
+      ]) {
+        expect(res.statusCode, `${header}: ${res.body}`).toBe(400);
+        expect(res.headers['content-type']).toContain('application/problem+json');
+        expect(res.json()).toMatchObject({ status: 400, errors: [{ field: 'api_key_header' }] });
+      }
+    }
+    // Headers that only carry a value are taken, Authorization included.
+    for (const header of ['Authorization', 'X-Host-Key', 'Api-Key']) {
+      const res = await admin.patch(`/api/v1/integrations/${created.id}`, { api_key_header: header });
+      expect(res.statusCode, `${header}: ${res.body}`).toBe(200);
+    }
+  });
+
   it('refuses bad input with 400 problem+json naming the field', async () => {
     const { admin } = await orgAdmin();
     const cases: [Record<string, unknown>, string][] = [

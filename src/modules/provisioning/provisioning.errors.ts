@@ -31,6 +31,11 @@ export const provisioningErrors = {
     new AppError(409, `${field}_taken`, `Another user already has ${field} "${value}".`, {
       errors: [{ field, message: 'Another user already has this value.' }],
     }),
+  /** `attributes.scim` is the identity provider's, written through SCIM only. */
+  scimAttributesReadOnly: () =>
+    new AppError(400, 'validation_failed', 'attributes.scim cannot be changed: it is written through SCIM only.', {
+      errors: [{ field: 'attributes.scim', message: 'This field is written through SCIM only; leave it out.' }],
+    }),
   tooManyItems: (max: number) =>
     new AppError(413, 'too_many_items', `A bulk request takes at most ${max} items.`, {
       errors: [{ field: 'body', message: `At most ${max} items.` }],

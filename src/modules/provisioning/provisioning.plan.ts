@@ -2,6 +2,7 @@
  * Planning a batch of items, without writing: each item's validation, the existing rows it
  * reaches, the row it will leave and its changes, and the unique values other users already hold.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { eq, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
@@ -19,6 +20,7 @@ import { userTypeErrors } from '../user-types/user-types.errors.js';
 import { findUserTypeForUser } from '../user-types/user-types.queries.js';
 import { validateProfile } from '../user-types/user-types.schemas.js';
 import type { UserType } from '../user-types/user-types.table.js';
+import { normalizeUsername } from '../users/users.schemas.js';
 import { type UserStatus, users } from '../users/users.table.js';
 import { provisioningErrors } from './provisioning.errors.js';
 import { isSuperuserActor, readUserRows, type UserRow, withOrganization } from './provisioning.lookup.js';
@@ -139,6 +141,23 @@ function lower(v: string | null): string | null {
 
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Whether `attributes` leaves `scim` out or gives it as stored (the only ways other APIs may send it). */
+function sameScim(attributes: Record<string, unknown>, existing: UserRow): boolean {
+  return !Object.hasOwn(attributes, 'scim') || isDeepStrictEqual(attributes.scim, existing.attributes.scim);
+}
+
+/**
+ * The attributes an item leaves: `attributes` is replaced whole, except `scim`, which SCIM alone writes
+ * (its attributes without a column, given back as sent): any other API keeps the stored one, so an admin
+ * or seed-000 write of a user's metadata never deletes what the identity provider set. A new user takes
+ * what the item gives (an import carries the SCIM data of the installation it comes from).
+ */
+function attributesOf(item: ProvisionItem, existing: UserRow | undefined): Record<string, unknown> {
+  if (item.attributes === undefined) return existing?.attributes ?? {};
+  if (item.writesScim || existing?.attributes.scim === undefined) return item.attributes;
+  return { ...item.attributes, scim: existing.attributes.scim };
 }
 
 function statusOf(current: UserStatus | undefined, active: boolean | undefined, explicit?: UserStatus): UserStatus {
@@ -321,6 +340,10 @@ export async function planItems(
       fail(provisioningErrors.duplicateInRequest(ref, first));
       continue;
     }
+    if (item.attributes !== undefined && !item.writesScim && existing && !sameScim(item.attributes, existing)) {
+      fail(provisioningErrors.scimAttributesReadOnly());
+      continue;
+    }
     if (existing) state.seenIds.set(existing.id, index);
     if (byExternal) state.seenExternalIds.set(ref, index);
 
@@ -334,11 +357,16 @@ export async function planItems(
             : item.externalId,
       scimExternalId: item.scimExternalId === undefined ? (existing?.scimExternalId ?? null) : item.scimExternalId,
       email: item.email ?? (existing?.email as string),
-      username: item.username === undefined ? (existing?.username ?? null) : item.username,
+      username:
+        item.username === undefined
+          ? (existing?.username ?? null)
+          : item.username === null
+            ? null
+            : normalizeUsername(item.username),
       firstName: item.firstName ?? existing?.firstName ?? '',
       lastName: item.lastName ?? existing?.lastName ?? '',
       status: statusOf(existing?.status, item.active, item.status),
-      attributes: item.attributes ?? existing?.attributes ?? {},
+      attributes: attributesOf(item, existing),
       userType: item.userType === undefined ? (existing?.userType ?? null) : item.userType,
       isStaff: item.isStaff ?? existing?.isStaff ?? false,
       isSuperuser: item.isSuperuser ?? existing?.isSuperuser ?? false,

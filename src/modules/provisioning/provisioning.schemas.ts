@@ -39,6 +39,7 @@ export const CoreItemSchema = Type.Object({
   isSuperuser: Type.Optional(Type.Boolean()),
   passwordHash: Type.Optional(Type.String({ minLength: 1 })),
   createOnly: Type.Optional(Type.Boolean()),
+  writesScim: Type.Optional(Type.Boolean()),
   dateJoined: Type.Optional(Type.String({ format: 'date-time' })),
 });
 

@@ -79,6 +79,11 @@ export interface ProvisionItem {
   /** true reactivates a deactivated user (suspended and locked users stay so); false deactivates and ends sessions. */
   active?: boolean;
   attributes?: Record<string, unknown>;
+  /**
+   * A SCIM write: `attributes` replaces `attributes.scim` too. Any other write keeps the stored
+   * `attributes.scim` (left out: kept; sent as stored: ignored; another value: 400 naming it).
+   */
+  writesScim?: boolean;
   /** A SCIM client's id for the user (RFC 7643 `externalId`), unique within the organization. */
   scimExternalId?: string | null;
   /** Mail an invitation to set a password, when the user ends up active and has none. */

@@ -180,14 +180,18 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
   }
   if (fresh.length > 0) {
     // A parallel upsert of the same external id that committed since the plan becomes an update
-    // (ON CONFLICT), so one user results; the WHERE keeps it from crossing organizations.
+    // (ON CONFLICT), so one user results; the WHERE keeps it from crossing organizations. Items
+    // with an external id are never SCIM's, so the stored `attributes.scim` stays (see attributesOf).
     const rows = await queryRows<WrittenRow & { inserted: boolean; external_id: string | null }>(
       tx,
       sql`${insertUsers(fresh)}
           on conflict (external_id) do update set
             scim_external_id = excluded.scim_external_id, username = excluded.username, email = excluded.email,
             email_verified = users.email_verified and lower(users.email) = lower(excluded.email),
-            first_name = excluded.first_name, last_name = excluded.last_name, attributes = excluded.attributes,
+            first_name = excluded.first_name, last_name = excluded.last_name,
+            attributes = case when users.attributes ? 'scim'
+              then excluded.attributes || jsonb_build_object('scim', users.attributes -> 'scim')
+              else excluded.attributes end,
             status = excluded.status, password_hash = coalesce(excluded.password_hash, users.password_hash),
             updated_at = now()
           where users.organization_id = excluded.organization_id

@@ -72,6 +72,31 @@ describe('SCIM filter compiler', () => {
       expect(() => render(filter), filter).toThrowError(expect.objectContaining({ scimType: 'invalidFilter' }));
     }
   });
+
+  it('says in the filter’s own terms what is wrong, never in the parser’s', () => {
+    const cases: [string, string][] = [
+      ['userName eq', 'a value is missing after "eq"'],
+      ['userName eq bogus', '"bogus" after "eq" is not a value'],
+      ['userName', 'an operator is missing after "userName"'],
+      ['userName is "x"', '"is" is not an operator after "userName"'],
+      ['userName eq "x" and', 'an expression is missing after "and"'],
+      ['(userName eq "x"', 'a closing ")" is missing'],
+      ['emails[value eq "x"', 'a closing "]" is missing'],
+      ['userName eq "x" userName eq "y"', '"userName" follows a complete expression'],
+      ['userName eq "x" $', '"$" cannot be read'],
+      [')', '")" cannot start an expression'],
+    ];
+    for (const [filter, message] of cases) {
+      let thrown: unknown;
+      try {
+        parseFilter(filter);
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown, filter).toMatchObject({ scimType: 'invalidFilter', message: expect.stringContaining(message) });
+      expect((thrown as Error).message, filter).not.toMatch(/EOT|not json|Unexpected token|valFilter|Word|Bracket/);
+    }
+  });
 });
 
 describe('SCIM PATCH', () => {

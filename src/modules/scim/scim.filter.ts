@@ -56,18 +56,60 @@ export function normalisePath(path: string): string {
 /** Parses a filter expression; a syntax error is a 400 invalidFilter. */
 export function parseFilter(expression: string): Filter {
   if (expression.length > 4096) throw scimErrors.invalidFilter('The filter is longer than 4096 characters.');
+  let tokens: Token[];
   try {
-    const tokens = tokenizer(expression).map(decodeQuoted);
-    assertNotIsParenthesised(tokens);
-    // As the library's parse() does, on tokens whose strings are decoded.
-    const list = new Tokens(tokens);
+    tokens = tokenizer(expression).map(decodeQuoted);
+  } catch (err) {
+    if (err instanceof ScimError) throw err;
+    // The library names the rest of the expression from the first character it cannot read.
+    const rest = (err as Error).message.replace(/^unexpected token /, '');
+    throw scimErrors.invalidFilter(`The filter cannot be parsed: "${rest.slice(0, 40)}" cannot be read.`);
+  }
+  assertNotIsParenthesised(tokens);
+  // As the library's parse() does, on tokens whose strings are decoded.
+  const list = new Tokens(tokens);
+  try {
     const filter = parseTokens(list);
-    if (list.peek().type !== 'EOT') throw new Error(`unexpected token ${list.peek().literal}`);
+    const after = list.peek();
+    if (after.type !== 'EOT') {
+      throw scimErrors.invalidFilter(
+        `The filter cannot be parsed: "${after.literal}" follows a complete expression (join expressions with and / or).`,
+      );
+    }
     return filter;
   } catch (err) {
     if (err instanceof ScimError) throw err;
-    throw scimErrors.invalidFilter(`The filter cannot be parsed: ${(err as Error).message}`);
+    throw scimErrors.invalidFilter(
+      `The filter cannot be parsed: ${whatIsWrong((err as Error).message, tokens, list.i)}.`,
+    );
   }
+}
+
+/**
+ * The parser's refusal in the filter's own terms. Its messages name its token types ("[(EOT)] is not
+ * json"); what it refused is the token it last took (`taken`, one past it), the one before says where.
+ */
+function whatIsWrong(message: string, tokens: Token[], taken: number): string {
+  const token = tokens[taken - 1];
+  const before = tokens[taken - 2]?.literal;
+  const ended = token === undefined || token.type === 'EOT';
+  const quoted = `"${token?.literal ?? ''}"`;
+  if (message.endsWith('is not json')) {
+    return ended
+      ? `a value is missing after "${before}"`
+      : `${quoted} after "${before}" is not a value (use a quoted string, a number, true, false or null)`;
+  }
+  if (message.endsWith('as valFilter operator')) {
+    return ended
+      ? `an operator is missing after "${before}"`
+      : `${quoted} is not an operator after "${before}" (use eq, ne, co, sw, ew, gt, lt, ge, le or pr)`;
+  }
+  if (message.endsWith("expected ')'"))
+    return ended ? 'a closing ")" is missing' : `${quoted} stands where ")" belongs`;
+  if (message.endsWith("expected ']'"))
+    return ended ? 'a closing "]" is missing' : `${quoted} stands where "]" belongs`;
+  if (ended) return before === undefined ? 'the filter is empty' : `an expression is missing after "${before}"`;
+  return `${quoted} cannot start an expression (an attribute, "not" or "(" can)`;
 }
 
 /**

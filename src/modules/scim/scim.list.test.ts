@@ -321,6 +321,34 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(res.json()).toMatchObject({ totalResults: 2, itemsPerPage: 1, Resources: [{ userName: 'ada' }] });
   });
 
+  it('answers 400 invalidValue naming the parameter to a count, startIndex or attributes of the wrong type', async () => {
+    const search = (fields: Record<string, unknown>) =>
+      scim('POST', '/Users/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], ...fields });
+    const refused: [string, Promise<Awaited<ReturnType<typeof scim>>>][] = [
+      ['count', search({ count: null })],
+      ['count', search({ count: [2] })],
+      ['count', search({ count: true })],
+      ['count', search({ count: '0x10' })],
+      ['startIndex', search({ startIndex: [3] })],
+      ['attributes', search({ attributes: 'userName' })],
+      ['attributes', search({ attributes: [1, {}] })],
+      ['excludedAttributes', search({ excludedAttributes: 'emails' })],
+      ['count', scim('GET', '/Users?count=%20')],
+      ['count', scim('GET', '/Users?count=1.0')],
+      ['startIndex', scim('GET', '/Users?startIndex=0x10')],
+      ['startIndex', scim('GET', '/Users?startIndex=1e1')],
+    ];
+    for (const [name, pending] of refused) {
+      const res = await pending;
+      expect(res.statusCode, `${name}: ${res.body}`).toBe(400);
+      expect(res.json()).toMatchObject({ scimType: 'invalidValue', detail: expect.stringContaining(`"${name}"`) });
+    }
+    // Integers as JSON numbers or decimal digits, and attribute lists as arrays of strings, are taken.
+    const ok = await search({ count: 1, startIndex: '2', attributes: ['userName'] });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect(ok.json()).toMatchObject({ startIndex: 2, itemsPerPage: 1 });
+  });
+
   it('answers 400 invalidSyntax to a .search body without the SearchRequest schema (RFC 7644 §3.4.3)', async () => {
     for (const path of ['/Users/.search', '/Groups/.search']) {
       for (const schemas of [undefined, ['urn:ietf:params:scim:schemas:core:2.0:User'], 'nope']) {

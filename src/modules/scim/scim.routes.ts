@@ -94,11 +94,16 @@ function baseUrlOf(app: FastifyInstance): string {
   return `${app.config.publicUrl.replace(/\/$/, '')}/scim/v2`;
 }
 
+/**
+ * An integer list parameter: a JSON number (a SearchRequest body) or decimal digits (a query
+ * string, or a body that quotes it). Number() alone would read null, true, [2], " " and "0x10"
+ * as numbers, and page by a value the client never meant.
+ */
 function intParam(raw: unknown, name: string, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
-  const n = typeof raw === 'number' ? raw : Number(raw);
-  if (!Number.isInteger(n)) throw scimErrors.invalidValue(`"${name}" must be an integer.`);
-  return n;
+  if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
+  if (typeof raw === 'string' && /^-?[0-9]+$/.test(raw)) return Number(raw);
+  throw scimErrors.invalidValue(`"${name}" must be an integer.`);
 }
 
 /**
@@ -746,14 +751,21 @@ function searchBody(body: unknown): Record<string, unknown> {
   const b = body as Record<string, unknown>;
   // RFC 7644 §3.4.3: the body is a SearchRequest message, which says so in "schemas".
   requireSchema(b.schemas, SEARCH_REQUEST_SCHEMA);
-  const list = (v: unknown) => (Array.isArray(v) ? v.join(',') : v);
+  // RFC 7644 §3.4.3: attributes and excludedAttributes are multi-valued strings (the query string's comma list).
+  const list = (v: unknown, name: string) => {
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || !v.every((a) => typeof a === 'string')) {
+      throw scimErrors.invalidValue(`"${name}" must be an array of attribute names (strings).`);
+    }
+    return v.join(',');
+  };
   return {
     filter: b.filter,
     startIndex: b.startIndex,
     count: b.count,
     sortBy: b.sortBy,
     sortOrder: b.sortOrder,
-    attributes: list(b.attributes),
-    excludedAttributes: list(b.excludedAttributes),
+    attributes: list(b.attributes, 'attributes'),
+    excludedAttributes: list(b.excludedAttributes, 'excludedAttributes'),
   };
 }

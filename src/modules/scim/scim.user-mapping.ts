@@ -158,10 +158,24 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * Bounds of what a User keeps in attributes.scim, which every read and write of the user carries:
+ * values per multi-valued attribute, and characters per string (the admin API's own text fields take
+ * at most a few hundred).
+ */
+const MAX_VALUES = 100;
+const MAX_TEXT = 1024;
+
 function optionalString(body: Record<string, unknown>, key: string, label = key): string | undefined {
   const value = body[key];
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') throw scimErrors.invalidValue(`"${label}" must be a string.`);
+  if (value.length > MAX_TEXT) throw scimErrors.invalidValue(`"${label}" is longer than ${MAX_TEXT} characters.`);
+  return value;
+}
+
+function boundedList(value: unknown[], label: string): unknown[] {
+  if (value.length > MAX_VALUES) throw scimErrors.invalidValue(`"${label}" holds more than ${MAX_VALUES} values.`);
   return value;
 }
 
@@ -192,7 +206,7 @@ function booleanOf(value: unknown, label: string): boolean | undefined {
 function readEmails(input: unknown): ScimEmail[] {
   if (input === undefined || input === null) return [];
   if (!Array.isArray(input)) throw scimErrors.invalidValue('"emails" must be an array.');
-  const emails = input.map((e): ScimEmail => {
+  const read = boundedList(input, 'emails').map((e): ScimEmail => {
     if (!isObject(e)) throw scimErrors.invalidValue('Each of "emails" must be an object.');
     const c = caseless(e);
     if (typeof c.value !== 'string' || !EMAIL.test(c.value)) {
@@ -208,6 +222,17 @@ function readEmails(input: unknown): ScimEmail[] {
       ...(display !== undefined ? { display } : {}),
     };
   });
+  // Addresses compare case-insensitively (as the email column does): one is kept, primary if any copy was.
+  const emails: ScimEmail[] = [];
+  const at = new Map<string, number>();
+  for (const e of read) {
+    const i = at.get(e.value.toLowerCase());
+    if (i === undefined) {
+      at.set(e.value.toLowerCase(), emails.push(e) - 1);
+    } else if (e.primary && !emails[i]?.primary) {
+      emails[i] = { ...(emails[i] as ScimEmail), primary: true };
+    }
+  }
   if (emails.filter((e) => e.primary).length > 1) {
     throw scimErrors.invalidValue('Only one of "emails" may have "primary": true (RFC 7643 §2.4).');
   }
@@ -327,6 +352,11 @@ export function fromScimUser(input: unknown): ScimUserFields {
     if (value === undefined || value === null) continue;
     if (!Array.isArray(value) || !value.every(isObject))
       throw scimErrors.invalidValue(`"${key}" must be an array of objects.`);
+    boundedList(value, key);
+    // Kept as sent, so their strings are bounded here rather than by optionalString.
+    if (JSON.stringify(value).length > MAX_VALUES * MAX_TEXT) {
+      throw scimErrors.invalidValue(`"${key}" is longer than ${MAX_VALUES * MAX_TEXT} characters in all.`);
+    }
     scim[key] = value;
   }
   const extension = body[ENTERPRISE_URN.toLowerCase()];

@@ -39,6 +39,7 @@ export function provisionItemOf(current: User | undefined, fields: ScimUserField
     active: fields.active,
     scimExternalId: fields.scimExternalId,
     attributes,
+    writesScim: true,
   };
 }
 

@@ -162,6 +162,36 @@ describe('SCIM Users', () => {
     expect(await t.database.db.select().from(users).where(eq(users.organizationId, org.id))).toEqual([]);
   });
 
+  it('bounds multi-valued and string attributes with 400 invalidValue naming them, and keeps one of an address sent twice', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    const put = (overrides: Record<string, unknown>) =>
+      scim('PUT', `/Users/${created.id}`, newUser({ userName: created.userName, ...overrides }));
+    const refused: [string, Record<string, unknown>][] = [
+      ['emails', { emails: Array.from({ length: 101 }, (_, i) => ({ value: `a${i}@example.com` })) }],
+      ['phoneNumbers', { phoneNumbers: Array.from({ length: 101 }, (_, i) => ({ value: `+1 555 ${i}` })) }],
+      ['title', { title: 'x'.repeat(100_000) }],
+      ['department', { [ENTERPRISE]: { department: 'd'.repeat(2000) } }],
+    ];
+    for (const [name, overrides] of refused) {
+      const res = await put(overrides);
+      expect(res.statusCode, name).toBe(400);
+      expect(res.json()).toMatchObject({ scimType: 'invalidValue', detail: expect.stringContaining(`"${name}"`) });
+    }
+    const res = await put({
+      emails: [
+        { value: 'a1@example.com', type: 'work' },
+        { value: 'A1@example.com', type: 'home', primary: true },
+        { value: 'b1@example.com', type: 'home' },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().emails).toEqual([
+      { value: 'a1@example.com', type: 'work', primary: true },
+      { value: 'b1@example.com', type: 'home' },
+    ]);
+  });
+
   it('answers 400 invalidSyntax to a POST or PUT without "schemas" (RFC 7643 §3: it is required), writing nothing', async () => {
     const { org, scim } = await scimClient(t);
     const { schemas: _schemas, ...body } = newUser();

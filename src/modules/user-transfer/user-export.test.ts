@@ -170,6 +170,7 @@ describe('seed-003 user export', () => {
     const filter = await staff.get(`/api/admin/export-users/?filter=${encodeURIComponent('userName eq')}`);
     expect(filter.statusCode).toBe(400);
     expect(filter.json()).toMatchObject({ success: false, code: 'invalid_filter', errors: [{ field: 'filter' }] });
+    expect(filter.json().errors[0].message).toContain('a value is missing after "eq"');
 
     const unknownAttribute = await staff.get(`/api/admin/export-users/?filter=${encodeURIComponent('password pr')}`);
     expect(unknownAttribute.statusCode).toBe(400);

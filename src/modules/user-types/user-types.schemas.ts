@@ -166,8 +166,73 @@ export function compileSchema(schema: Record<string, unknown>): ValidateFunction
     if (err instanceof UnsupportedPatternError) {
       throw userTypeErrors.invalidSchema(err.message, patternPath(schema, err.pattern));
     }
+    if (err instanceof RangeError) {
+      // Ajv inlines a $ref that leads only to other $refs until the stack runs out.
+      const cycle = refCycle(schema);
+      if (cycle) {
+        throw userTypeErrors.invalidSchema(
+          `its $refs form a cycle that never reaches a schema (${cycle.refs.join(' → ')}).`,
+          cycle.field,
+        );
+      }
+      throw userTypeErrors.invalidSchema('it nests or refers too deeply to be compiled.');
+    }
+    // Ajv's own refusals name what is wrong in the schema ("can't resolve reference …"); an error of
+    // the engine itself (a TypeError) would say nothing to the schema's author.
+    if (err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError) {
+      throw userTypeErrors.invalidSchema('it cannot be compiled.');
+    }
     throw userTypeErrors.invalidSchema((err as Error).message);
   }
+}
+
+/** The object a local JSON pointer (`#/definitions/a`, RFC 6901) names in `root`, if any. */
+function resolvePointer(root: unknown, ref: string): unknown {
+  if (!ref.startsWith('#')) return undefined;
+  let node = root;
+  for (const raw of ref.slice(1).split('/').slice(1)) {
+    let key: string;
+    try {
+      key = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    } catch {
+      return undefined;
+    }
+    if (typeof node !== 'object' || node === null || !Object.hasOwn(node, key)) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+/**
+ * The first chain of local `$ref`s that comes back to where it started through `$ref`s alone (a
+ * schema `{ "$ref": "#/definitions/b" }` whose target refers back), with the dotted field of the
+ * `$ref` where the cycle closes.
+ */
+function refCycle(root: Record<string, unknown>): { refs: string[]; field: string } | undefined {
+  const pathOf = new Map<unknown, string>();
+  const walk = (node: unknown, path: string): void => {
+    if (typeof node !== 'object' || node === null || pathOf.has(node)) return;
+    pathOf.set(node, path);
+    for (const [key, value] of Object.entries(node)) walk(value, `${path}.${key}`);
+  };
+  walk(root, 'schema');
+  for (const start of pathOf.keys()) {
+    const seen: unknown[] = [];
+    const refs: string[] = [];
+    let node: unknown = start;
+    while (typeof node === 'object' && node !== null && typeof (node as { $ref?: unknown }).$ref === 'string') {
+      const at = seen.indexOf(node);
+      if (at >= 0) {
+        const loop = refs.slice(at);
+        return { refs: [...loop, loop[0] as string], field: `${pathOf.get(node)}.$ref` };
+      }
+      seen.push(node);
+      const ref = (node as { $ref: string }).$ref;
+      refs.push(ref);
+      node = resolvePointer(root, ref);
+    }
+  }
+  return undefined;
 }
 
 /** Where a pattern sits in a schema, as `schema.properties.code.pattern`; `schema` when not found. */

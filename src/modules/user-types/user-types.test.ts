@@ -353,6 +353,34 @@ describe('user types and typed users', () => {
       expect(stale.json().detail).toContain(`"${code}"`);
     });
 
+    it('refuses a schema whose $refs form a cycle with 400 naming the cycle, never the engine’s error', async () => {
+      const { org, as } = await orgAdmin();
+      const schemas = [
+        { definitions: { a: { $ref: '#/definitions/b' }, b: { $ref: '#/definitions/a' } }, $ref: '#/definitions/a' },
+        {
+          type: 'object',
+          properties: { x: { $ref: '#/definitions/a' } },
+          definitions: { a: { $ref: '#/definitions/a' } },
+        },
+      ];
+      for (const schema of schemas) {
+        const code = unique('cycle').replace(/-/g, '');
+        const res = await as.post('/api/v1/user-types/', {
+          code,
+          plural: `${code}s`,
+          label: 'C',
+          organization: org.code,
+          schema,
+        });
+        expect(res.statusCode, res.body).toBe(400);
+        const [error] = res.json().errors as { field: string; message: string }[];
+        expect(error?.field).toMatch(/^schema\.definitions\.a\.\$ref$/);
+        expect(error?.message).toContain('#/definitions/a');
+        expect(error?.message).toMatch(/cycle/);
+        expect(res.body).not.toMatch(/call stack|RangeError/);
+      }
+    });
+
     it('compiles each schema on its own, so an $id is usable and never collides with another type’s', async () => {
       const a = await orgAdmin();
       const b = await orgAdmin();

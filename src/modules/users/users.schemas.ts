@@ -13,13 +13,23 @@ const Email = Type.String({ format: 'email', maxLength: 254 });
  * Django's username rule (seed 001's services): letters, digits and `_ . @ + -`, where letters and
  * digits are those of any script (Django's `\w` is Unicode's; JavaScript's is ASCII only); and `'`
  * and `#`, which identity providers' usernames hold: an address such as o'brien@example.com, and
- * the user principal name of an Entra ID guest (jo_example.com#EXT#@tenant.onmicrosoft.com).
+ * the user principal name of an Entra ID guest (jo_example.com#EXT#@tenant.onmicrosoft.com). A
+ * letter may carry combining marks (`\p{M}`: Devanagari and Tamil vowel signs, an accent typed
+ * decomposed); usernames are stored composed (NFC, `normalizeUsername`).
  */
 export const Username = Type.String({
   minLength: 1,
   maxLength: 150,
-  pattern: readablePattern("^[\\p{L}\\p{N}_.@+'#-]+$", "Use letters, digits and _ . @ + - ' # only."),
+  pattern: readablePattern("^(?:\\p{L}\\p{M}*|[\\p{N}_.@+'#-])+$", "Use letters, digits and _ . @ + - ' # only."),
 });
+
+/**
+ * A username as stored and looked up: Unicode NFC, so "José" typed precomposed or as "e" and a
+ * combining accent is one name, to the unique index and to login alike.
+ */
+export function normalizeUsername(username: string): string {
+  return username.normalize('NFC');
+}
 const Name = Type.String({ maxLength: 150 });
 const UserType = Type.String({
   minLength: 1,

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scimClient } from '../../../test/scim-client.js';
 import {
   type Client,
   clientWithRole,
@@ -15,6 +16,9 @@ import { queryRows } from '../../platform/db/client.js';
 import { userRoles } from '../rbac/rbac.table.js';
 import { applyUserTypeTemplate } from '../user-types/user-types.service.js';
 import { userTypes } from '../user-types/user-types.table.js';
+
+const SCIM_USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
+const SCIM_ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
 
 describe('users admin API', () => {
   let t: TestApp;
@@ -81,11 +85,28 @@ describe('users admin API', () => {
       'ana-maría@corp',
       "o'brien@example.com",
       'jo_example.com#EXT#@tenant.onmicrosoft.com',
+      'मनीष',
+      'தமிழ்',
+      'Jose\u0301',
     ]) {
       const res = await admin.post('/api/v1/users', { email: `${unique('u')}@x.io`, username, organization: org.code });
       expect(res.statusCode, `${username}: ${res.body}`).toBe(201);
-      expect(res.json().username).toBe(username);
+      // Stored composed (NFC): "José" typed either way is one name.
+      expect(res.json().username).toBe(username.normalize('NFC'));
     }
+    const twice = await admin.post('/api/v1/users', {
+      email: `${unique('u')}@x.io`,
+      username: 'José',
+      organization: org.code,
+    });
+    expect(twice.json()).toMatchObject({ status: 409, code: 'username_taken' });
+    // A combining mark belongs after a letter, not on its own.
+    const bare = await admin.post('/api/v1/users', {
+      email: `${unique('u')}@x.io`,
+      username: '\u0301a',
+      organization: org.code,
+    });
+    expect(bare.statusCode).toBe(400);
     for (const username of ['bad name', 'CORP\\jdoe', 'a"b', 'a,b']) {
       const res = await admin.post('/api/v1/users', { email: `${unique('u')}@x.io`, username, organization: org.code });
       expect(res.statusCode, username).toBe(400);
@@ -586,6 +607,39 @@ describe('users admin API', () => {
       expect(res.json().code).toBe('invalid_cursor');
     }
     expect((await admin.get('/api/v1/users?limit=0')).json()).toMatchObject({ errors: [{ field: 'limit' }] });
+  });
+
+  it("keeps the identity provider's attributes.scim when a PATCH of attributes leaves it out, and refuses another value", async () => {
+    const { scim } = await scimClient(t);
+    const created = await scim('POST', '/Users', {
+      schemas: [SCIM_USER, SCIM_ENTERPRISE],
+      userName: unique('scim'),
+      emails: [{ value: `${unique('scim')}@example.com`, primary: true }],
+      title: 'Teacher',
+      [SCIM_ENTERPRISE]: { department: 'Maths' },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const id = created.json().id as string;
+    const stored = (await admin.get(`/api/v1/users/${id}/`)).json().attributes.scim;
+    expect(stored).toMatchObject({ title: 'Teacher' });
+
+    const patched = await admin.patch(`/api/v1/users/${id}/`, { attributes: { dept: 'x' } });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect(patched.json().attributes).toEqual({ dept: 'x', scim: stored });
+    expect((await scim('GET', `/Users/${id}`)).json()).toMatchObject({
+      title: 'Teacher',
+      [SCIM_ENTERPRISE]: { department: 'Maths' },
+    });
+
+    // Sent back as read it is ignored; another value is refused naming it, and nothing changes.
+    const echoed = await admin.patch(`/api/v1/users/${id}/`, {
+      attributes: { ...patched.json().attributes, dept: 'y' },
+    });
+    expect(echoed.statusCode, echoed.body).toBe(200);
+    const changed = await admin.patch(`/api/v1/users/${id}/`, { attributes: { dept: 'z', scim: { title: 'Head' } } });
+    expect(changed.statusCode).toBe(400);
+    expect(changed.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'attributes.scim' }] });
+    expect((await admin.get(`/api/v1/users/${id}/`)).json().attributes).toEqual({ dept: 'y', scim: stored });
   });
 
   it('answers 401 without a token and 403 for a user who is not a superuser', async () => {
