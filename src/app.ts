@@ -36,7 +36,13 @@ import { usersRoutes } from './modules/users/users.routes.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installBodyLimit } from './platform/http/body-limit.js';
-import { answerClientError, installErrorHandling, routerRefusal, sendProblem } from './platform/http/errors.js';
+import {
+  answerClientError,
+  installErrorHandling,
+  refuseOtherMethodsOnFixedPaths,
+  routerRefusal,
+  sendProblem,
+} from './platform/http/errors.js';
 import { installJsonBodies } from './platform/http/json-body.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installPageSizeCap } from './platform/http/pagination.js';
@@ -96,7 +102,8 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   // pg-boss's schema and a queue per registered handler, in every process: enqueueing needs them
   // whether or not this process runs the worker.
   await installJobs(database);
-  installErrorHandling(app, { preflight: config.corsOrigins.length > 0, ownMethodAnswers: ['/scim/'] });
+  const methodAnswers = { preflight: config.corsOrigins.length > 0, ownMethodAnswers: ['/scim/'] };
+  const allowedMethods = installErrorHandling(app, methodAnswers);
   installBodyLimit(app);
   installTextGuard(app);
   installPageSizeCap(app);
@@ -117,6 +124,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     await invalidation.close();
   });
   await app.register(cookie);
+  refuseOtherMethodsOnFixedPaths(app, allowedMethods, methodAnswers);
   installAuthentication(
     app,
     [

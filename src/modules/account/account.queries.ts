@@ -1,4 +1,4 @@
-import { and, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm';
+import { and, countDistinct, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
 import { anyUuid } from '../../platform/db/columns.js';
 import { sessions } from '../auth/auth.table.js';
@@ -127,4 +127,39 @@ export async function findResetCandidates(
     )
     .orderBy(users.id)
     .limit(limit);
+}
+
+/**
+ * Holds, until the caller's transaction ends, the right to mail links of one purpose to one address
+ * (case-insensitive): mailings to an address wait for each other across jobs and nodes, so each one
+ * counts the others before it decides.
+ */
+export async function lockAddressMailings(tx: DbOrTx, email: string, purpose: AccountTokenPurpose): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`account.mail:${purpose}:${email.toLowerCase()}`}))`);
+}
+
+/**
+ * How many mailings of links of this purpose went to accounts with this address (case-insensitive)
+ * in the last `windowSeconds`. One mailing is one transaction, which may mail several accounts of
+ * the address (one per organization): its tokens share their `created_at` (`now()` is the
+ * transaction's start), so distinct timestamps count mailings, not accounts.
+ */
+export async function countRecentMailings(
+  db: DbOrTx,
+  email: string,
+  purpose: AccountTokenPurpose,
+  windowSeconds: number,
+): Promise<number> {
+  const [row] = await db
+    .select({ mailings: countDistinct(accountTokens.createdAt) })
+    .from(accountTokens)
+    .innerJoin(users, and(eq(users.organizationId, accountTokens.organizationId), eq(users.id, accountTokens.userId)))
+    .where(
+      and(
+        sql`lower(${users.email}) collate "C" = lower(${email})`,
+        eq(accountTokens.purpose, purpose),
+        gt(accountTokens.createdAt, sql`now() - make_interval(secs => ${windowSeconds})`),
+      ),
+    );
+  return row?.mailings ?? 0;
 }

@@ -121,13 +121,15 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         security: [],
         description:
           'Mails a new verification link to each active, unverified account with this address (in `organization`, or ' +
-          'in every organization); earlier links stop working. Always 202 with the same body.',
+          'in every organization); earlier links stop working. Always 202 with the same body, whether or not such an ' +
+          'account exists; the lookup and the mail happen later, in a job. An address is mailed at most 3 verification ' +
+          'links per 15 minutes; further requests mail nothing.',
         body: PasswordResetBody,
         response: { 202: DetailView },
       },
     },
     async (req, reply) => {
-      await resendVerification(db, app.config, req.body);
+      await resendVerification(db, req.body);
       return reply.code(202).send({ detail: RESEND_ACCEPTED });
     },
   );
@@ -208,7 +210,9 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         security: [],
         description:
           'Mails a single-use reset link (valid 1 hour) to each active account with this address (in `organization`, ' +
-          'or in every organization). Always 202 with the same body, whether or not an account exists.',
+          'or in every organization). Always 202 with the same body, whether or not an account exists; the lookup and ' +
+          'the mail happen later, in a job. An address is mailed at most 3 reset links per 15 minutes; further requests ' +
+          'mail nothing.',
         body: PasswordResetBody,
         response: { 202: DetailView },
       },

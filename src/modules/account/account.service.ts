@@ -27,10 +27,12 @@ import { users } from '../users/users.table.js';
 import { accountErrors } from './account.errors.js';
 import {
   consumeAccountToken,
+  countRecentMailings,
   endAccountTokens,
   findResetCandidates,
   findUsableAccountToken,
   insertAccountToken,
+  lockAddressMailings,
   PASSWORD_PURPOSES,
   revokeOtherSessionsOfUser,
 } from './account.queries.js';
@@ -46,6 +48,20 @@ const TOKEN_LIFETIME_MS: Record<AccountTokenPurpose, number> = {
 // Reset and invitation links set a password through the same confirm endpoint.
 // One address may have an account in several organizations; each gets its own link, up to this many.
 const MAX_RESET_ACCOUNTS = 10;
+// Anyone may ask for a reset or a new verification link for any address: past this many mailings of
+// one kind per address and window, more requests (from any IP, on any node) mail nothing, so the
+// endpoints cannot flood someone's mailbox. The answer stays the same 202.
+const MAILINGS_PER_ADDRESS = 3;
+const MAILING_WINDOW_SECONDS = 15 * 60;
+
+/**
+ * Takes the address's turn to be mailed links of this purpose (in the caller's transaction, until it
+ * ends) and answers whether it is still under its limit of mailings in the window.
+ */
+async function mayMailAddress(tx: DbOrTx, email: string, purpose: AccountTokenPurpose): Promise<boolean> {
+  await lockAddressMailings(tx, email, purpose);
+  return (await countRecentMailings(tx, email, purpose, MAILING_WINDOW_SECONDS)) < MAILINGS_PER_ADDRESS;
+}
 
 function settingsOf(org: Organization | undefined): Record<string, unknown> {
   return org?.settings ?? {};
@@ -142,21 +158,33 @@ export async function registerUser(db: Db, config: Config, input: RegisterInput)
 }
 
 /**
- * Mails a new verification link to each active, unverified account with this address (the first
- * one expired or got lost). Like the password reset, it answers nothing about which accounts exist.
+ * Answers a request for a new verification link by queueing it, as requestPasswordReset does: the
+ * request costs the same single insert whether or not an unverified account has the address, so its
+ * timing tells nothing. The job (sendVerificationMails) looks the address up and mails the links.
  */
 export async function resendVerification(
   db: Db,
-  config: Config,
   input: { email: string; organization?: string | null | undefined },
+): Promise<void> {
+  await enqueueJob(db, VERIFICATION_RESEND_JOB, { email: input.email, organization: input.organization ?? null });
+}
+
+export const VERIFICATION_RESEND_JOB = 'account.verification-resend';
+
+/**
+ * Mails a new verification link to each active, unverified account with the address (the first one
+ * expired or got lost), within the address's limit of mailings (job of resendVerification).
+ */
+export async function sendVerificationMails(
+  db: Db,
+  config: Config,
+  input: { email: string; organization: string | null },
 ): Promise<void> {
   const found = await findResetCandidates(db, input.email, input.organization ?? undefined, MAX_RESET_ACCOUNTS);
   const unverified = found.filter((account) => !account.emailVerified);
-  if (unverified.length === 0) {
-    sha256Hex(randomToken());
-    return;
-  }
+  if (unverified.length === 0) return;
   await db.transaction(async (tx) => {
+    if (!(await mayMailAddress(tx, input.email, 'verify_email'))) return;
     for (const account of unverified) {
       const { token } = await issueAccountToken(tx, account, 'verify_email');
       await mailVerification(tx, config, account, token);
@@ -263,7 +291,10 @@ export async function requestPasswordReset(
 
 export const PASSWORD_RESET_JOB = 'account.password-reset';
 
-/** Mails a single-use reset link to each active account with the address (job of requestPasswordReset). */
+/**
+ * Mails a single-use reset link to each active account with the address, within the address's limit
+ * of mailings (job of requestPasswordReset).
+ */
 export async function sendPasswordResetMails(
   db: Db,
   config: Config,
@@ -272,6 +303,7 @@ export async function sendPasswordResetMails(
   const candidates = await findResetCandidates(db, input.email, input.organization ?? undefined, MAX_RESET_ACCOUNTS);
   if (candidates.length === 0) return;
   await db.transaction(async (tx) => {
+    if (!(await mayMailAddress(tx, input.email, 'password_reset'))) return;
     for (const account of candidates) {
       const { token } = await issueAccountToken(tx, account, 'password_reset');
       const url = link(config, '/api/v1/users/password-reset/confirm/', token);

@@ -249,6 +249,27 @@ describe('email verification', () => {
     expect(await mailCount(email)).toBe(2);
   });
 
+  it('queues a resend request: nothing is looked up or mailed until the job runs', async () => {
+    const email = `${unique()}@example.com`;
+    const user = (await register({ email, password: STRONG })).json();
+    await lastMailTo(email);
+    const tokensOf = async () =>
+      (await t.database.db.select().from(accountTokens).where(eq(accountTokens.userId, user.id))).length;
+    const outboxRows = async (address: string) =>
+      (await t.database.db.select().from(mailOutbox).where(eq(mailOutbox.toAddress, address))).length;
+
+    // A real unverified account and an unknown address cost the request the same: one queued job.
+    const unknown = `${unique('nobody')}@example.com`;
+    const real = await post('/api/v1/users/verify-email/resend/', { email });
+    const missing = await post('/api/v1/users/verify-email/resend/', { email: unknown });
+    expect([real.statusCode, missing.statusCode]).toEqual([202, 202]);
+    expect(real.body).toBe(missing.body);
+    expect([await tokensOf(), await outboxRows(email)]).toEqual([1, 1]);
+
+    await runJobs();
+    expect([await tokensOf(), await outboxRows(email), await outboxRows(unknown)]).toEqual([2, 2, 0]);
+  });
+
   it('lets an organization refuse logins of unverified users, after the password matched', async () => {
     const org = await seedOrganization(t);
     await setSettings(org.id, { require_email_verification: true });
@@ -560,6 +581,68 @@ describe('password reset', () => {
     await runJobs();
     const res = await post('/api/v1/users/password-reset/confirm/', { token: older as string, new_password: STRONG });
     expect(res.json()).toMatchObject({ code: 'invalid_token' });
+  });
+});
+
+describe('reset and verification mails per address', () => {
+  /** Moves an account's mailed links back in time, as if they had been mailed that long ago. */
+  async function ageTokens(userId: string, minutes: number) {
+    await t.database.db
+      .update(accountTokens)
+      .set({ createdAt: sql`created_at - make_interval(mins => ${minutes})` })
+      .where(eq(accountTokens.userId, userId));
+  }
+
+  it('mails at most 3 reset links per address in 15 minutes, answering every request the same', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const answers = new Set<string>();
+    for (const email of [user.email, user.email.toUpperCase(), user.email, user.email, user.email]) {
+      const res = await post('/api/v1/users/password-reset/', { email });
+      expect(res.statusCode).toBe(202);
+      answers.add(res.body);
+      await runJobs();
+    }
+    expect(answers.size).toBe(1);
+    expect(await mailCount(user.email)).toBe(3);
+    // The newest mailed link still works: refused requests retired nothing.
+    const { token } = await lastMailTo(user.email);
+    await ageTokens(user.id, 14);
+    await post('/api/v1/users/password-reset/', { email: user.email });
+    expect(await mailCount(user.email)).toBe(3);
+    const ok = await post('/api/v1/users/password-reset/confirm/', { token: token as string, new_password: STRONG });
+    expect(ok.statusCode).toBe(200);
+
+    // Once the window has passed, the address is mailed again.
+    await ageTokens(user.id, 2);
+    await post('/api/v1/users/password-reset/', { email: user.email });
+    expect(await mailCount(user.email)).toBe(4);
+  });
+
+  it('counts verification mails apart from reset mails, the one at registration included', async () => {
+    const email = `${unique()}@example.com`;
+    await register({ email, password: STRONG });
+    for (let i = 0; i < 4; i++) await post('/api/v1/users/verify-email/resend/', { email });
+    expect(await mailCount(email)).toBe(3);
+    await post('/api/v1/users/password-reset/', { email });
+    expect(await mailCount(email)).toBe(4);
+    expect((await lastMailTo(email)).mail?.subject).toBe('Reset your password');
+  });
+
+  it('counts one mailing to the accounts of an address in several organizations once', async () => {
+    const email = `${unique()}@example.com`;
+    for (const org of [await seedOrganization(t), await seedOrganization(t)]) await seedUser(t, org.id, { email });
+    for (let i = 0; i < 4; i++) await post('/api/v1/users/password-reset/', { email });
+    expect(await mailCount(email)).toBe(6);
+  });
+
+  it('holds the limit when the requests are mailed at the same time', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    for (let i = 0; i < 8; i++) await post('/api/v1/users/password-reset/', { email: user.email });
+    // Several workers at once (on PostgreSQL they run in parallel; PGlite runs them one at a time).
+    await Promise.all([runJobs(), runJobs(), runJobs(), runJobs()]);
+    expect(await mailCount(user.email)).toBe(3);
   });
 });
 

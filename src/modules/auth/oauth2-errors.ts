@@ -11,13 +11,16 @@ const OAUTH2_ERROR: Record<string, string> = {
   organization_required: 'invalid_request',
   unsupported_media_type: 'invalid_request',
   payload_too_large: 'invalid_request',
+  // §5.2 names no code for it; RFC 6749 §4.1.2.1's `temporarily_unavailable` is the registered one
+  // that says "try again later" (the Retry-After header says when).
+  rate_limited: 'temporarily_unavailable',
 };
 
 /**
  * The token endpoint's refusals stay problem+json (as every error of this API), and also carry
  * RFC 6749 §5.2's members, `error` and `error_description`, which is what an OAuth2 client library
  * reads: it then reports the real reason (`invalid_grant`) instead of an unreadable failure.
- * Refusals without an OAuth2 meaning (rate limits, server errors) are left as they are.
+ * Server errors are not refusals of the request, and are left as they are.
  */
 export function addOAuth2ErrorMembers(scope: FastifyInstance): void {
   scope.addHook('onSend', async (_request, reply, payload) => {

@@ -202,6 +202,39 @@ describe('methods a path does not take', () => {
     }
   });
 
+  it('answers 405 on a fixed path under /api/v1/users/ that a parametric route would also match', async () => {
+    const superuser = { authorization: `Bearer ${(await superuserClient(t)).token}` };
+    const cases: [InjectOptions['method'], string, string][] = [
+      ['GET', '/api/v1/users/login/', 'POST'],
+      ['POST', '/api/v1/users/profile/', 'GET, HEAD, PATCH'],
+      ['DELETE', '/api/v1/users/profile', 'GET, HEAD, PATCH'],
+      // No route takes PUT here at all: Allow names the fixed path's methods, not the parametric ones'.
+      ['PUT', '/api/v1/users/profile/', 'GET, HEAD, PATCH'],
+      ['POST', '/api/v1/users/validate-token/', 'GET, HEAD'],
+      ['GET', '/api/v1/users/mfa/totp/', 'POST, DELETE'],
+      ['DELETE', '/api/v1/users/password-reset/confirm/', 'GET, HEAD, POST'],
+    ];
+    for (const [method, url, allow] of cases) {
+      for (const headers of [{}, superuser]) {
+        const res = await t.request({ method, url, headers, payload: method === 'GET' ? undefined : {} });
+        expect(res.statusCode, `${method} ${url}`).toBe(405);
+        expect(res.headers.allow, `${method} ${url}`).toBe(allow);
+        expect(res.headers['content-type']).toContain('application/problem+json');
+        expect(res.json()).toMatchObject({ status: 405, code: 'method_not_allowed', instance: url });
+      }
+    }
+    // The parametric routes still answer their own paths, and the fixed ones their own methods.
+    const unknownUser = await t.request({
+      method: 'GET',
+      url: '/api/v1/users/00000000-0000-7000-8000-000000000000/',
+      headers: superuser,
+    });
+    expect(unknownUser.json()).toMatchObject({ status: 404, code: 'user_not_found' });
+    expect((await t.request({ method: 'GET', url: '/api/v1/users/profile/', headers: superuser })).statusCode).toBe(
+      200,
+    );
+  });
+
   it('keeps 404 route_not_found for a path no route takes, whatever the method', async () => {
     for (const [method, url] of [
       ['GET', '/api/nothing-here'],
@@ -221,6 +254,30 @@ describe('methods a path does not take', () => {
       const res = await cors.request({ method: 'GET', url: '/api/token' });
       expect(res.statusCode).toBe(405);
       expect(res.headers.allow).toBe('POST, OPTIONS');
+    } finally {
+      await cors.close();
+    }
+  });
+
+  it('leaves preflight requests on fixed paths to CORS', async () => {
+    const cors = await startTestApp({ CORS_ORIGINS: 'https://console.example.com' });
+    try {
+      const res = await cors.request({
+        method: 'OPTIONS',
+        url: '/api/v1/users/login/',
+        headers: { origin: 'https://console.example.com', 'access-control-request-method': 'POST' },
+      });
+      expect(res.statusCode).toBe(204);
+      const wrong = await cors.request({
+        method: 'GET',
+        url: '/api/v1/users/login/',
+        headers: { origin: 'https://console.example.com' },
+      });
+      expect(wrong.statusCode).toBe(405);
+      expect(wrong.headers.allow).toBe('POST, OPTIONS');
+      // Like every answer, it carries the CORS and security headers.
+      expect(wrong.headers['access-control-allow-origin']).toBe('https://console.example.com');
+      expect(wrong.headers['x-content-type-options']).toBe('nosniff');
     } finally {
       await cors.close();
     }

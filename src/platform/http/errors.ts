@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EnvelopeError } from '../crypto/envelope.js';
 import { uniqueViolation } from '../db/client.js';
-import { collectAllowedMethods } from './allowed-methods.js';
+import { type AllowedMethods, collectAllowedMethods } from './allowed-methods.js';
 
 export interface FieldError {
   field: string;
@@ -308,17 +308,33 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
   );
 }
 
+function methodNotAllowed(
+  reply: FastifyReply,
+  request: FastifyRequest,
+  path: string,
+  allowed: string[],
+  preflight: boolean | undefined,
+): FastifyReply {
+  const allow = (preflight && !allowed.includes('OPTIONS') ? [...allowed, 'OPTIONS'] : allowed).join(', ');
+  const detail = `${request.method} is not allowed on ${path}; it takes ${allow}.`;
+  return sendProblem(reply, request, new AppError(405, 'method_not_allowed', detail, { headers: { allow } }));
+}
+
+interface MethodAnswers {
+  /** CORS answers OPTIONS everywhere, so the Allow header names it too. */
+  preflight?: boolean;
+  /** Path prefixes whose plugin answers wrong methods itself (SCIM, in its own error schema). */
+  ownMethodAnswers?: string[];
+}
+
 /**
  * Installs the central error and not-found handlers on the root instance; call before any route is
  * registered. A path some route takes, asked with another method, is answered 405 with an Allow
- * header (RFC 9110 §15.5.6) rather than 404. `preflight` says that CORS answers OPTIONS everywhere,
- * so the Allow header names it too; `ownMethodAnswers` lists path prefixes whose plugin answers
- * wrong methods itself (SCIM, in its own error schema), left at 404 here as before.
+ * header (RFC 9110 §15.5.6) rather than 404; a path a fixed route takes names only that route's
+ * methods. Paths under `ownMethodAnswers` are left at 404 here, as before. Answers the methods of
+ * every path, for refuseOtherMethodsOnFixedPaths.
  */
-export function installErrorHandling(
-  app: FastifyInstance,
-  options: { preflight?: boolean; ownMethodAnswers?: string[] } = {},
-): void {
+export function installErrorHandling(app: FastifyInstance, options: MethodAnswers = {}): AllowedMethods {
   const allowedMethods = collectAllowedMethods(app);
   app.setErrorHandler((err, request, reply) => {
     const { error, unexpected } = normaliseError(err, request.routeOptions.bodyLimit);
@@ -328,13 +344,37 @@ export function installErrorHandling(
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] as string;
     const elsewhere = options.ownMethodAnswers?.some((prefix) => path.startsWith(prefix));
-    const allowed = elsewhere ? [] : allowedMethods(path);
+    const fixed = elsewhere ? [] : allowedMethods.ofFixedPath(path);
+    const allowed = elsewhere ? [] : fixed.length > 0 ? fixed : allowedMethods.of(path);
     // A method a route takes reaches here only through callNotFound: that is a 404 of the route's own.
     if (allowed.length === 0 || allowed.includes(request.method)) {
       return sendProblem(reply, request, new AppError(404, 'route_not_found', `No route ${request.method} ${path}.`));
     }
-    const allow = (options.preflight && !allowed.includes('OPTIONS') ? [...allowed, 'OPTIONS'] : allowed).join(', ');
-    const detail = `${request.method} is not allowed on ${path}; it takes ${allow}.`;
-    return sendProblem(reply, request, new AppError(405, 'method_not_allowed', detail, { headers: { allow } }));
+    return methodNotAllowed(reply, request, path, allowed, options.preflight);
+  });
+  return allowedMethods;
+}
+
+/**
+ * A fixed path (`/api/v1/users/login/`, `/api/v1/users/profile/`) belongs to its fixed routes: asked
+ * with a method they do not take, it is answered 405 naming theirs, not handed to a parametric route
+ * that happens to match it too (`/api/v1/users/:id`, where `login` would be looked up as a user and
+ * answered 401, 403 or 404). Install after the hooks every answer needs (security headers, CORS) and
+ * before authentication, so the caller's credential plays no part.
+ */
+export function refuseOtherMethodsOnFixedPaths(
+  app: FastifyInstance,
+  allowedMethods: AllowedMethods,
+  options: MethodAnswers = {},
+): void {
+  app.addHook('onRequest', async (request, reply) => {
+    const pattern = request.routeOptions.url;
+    // Fixed routes and the not-found handler need nothing; catch-alls (CORS's preflight) match any path.
+    if (pattern === undefined || !/[:*]/.test(pattern) || pattern === '*' || pattern === '/*') return;
+    const path = request.url.split('?')[0] as string;
+    if (options.ownMethodAnswers?.some((prefix) => path.startsWith(prefix))) return;
+    const fixed = allowedMethods.ofFixedPath(path);
+    if (fixed.length === 0 || fixed.includes(request.method)) return;
+    return methodNotAllowed(reply, request, path, fixed, options.preflight);
   });
 }

@@ -43,6 +43,41 @@ describe('rate limits (RATE_LIMITS=on)', () => {
     expect((await t.request({ method: 'GET', url: '/health', remoteAddress: '198.51.100.1' })).statusCode).toBe(200);
   });
 
+  it("gives the OAuth2 token endpoints' 429s RFC 6749's error members, per IP and per identifier", async () => {
+    const refresh = await burn(t, ['/api/token/refresh/'], 121, '198.51.100.30');
+    await burn(t, ['/api/token/'], 30, '198.51.100.31');
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const answers = [
+      await t.request({ method: 'POST', url: '/api/token/', payload: {}, remoteAddress: '198.51.100.31' }),
+      await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: 'grant_type=password&username=a%40example.com&password=x',
+        headers: form,
+        remoteAddress: '198.51.100.31',
+      }),
+      await t.request({ method: 'POST', url: '/api/token/refresh/', payload: {}, remoteAddress: '198.51.100.30' }),
+    ];
+    expect(refresh.at(-1)).toBe(429);
+    for (let i = 0; i < 11; i++) {
+      const res = await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { email: 'oauth-target@example.com', password: `guess ${i}` },
+        remoteAddress: `192.0.2.${i + 150}`,
+      });
+      if (i === 10) answers.push(res);
+    }
+    for (const res of answers) {
+      expect(res.statusCode).toBe(429);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+      const body = res.json();
+      expect(body).toMatchObject({ status: 429, code: 'rate_limited', error: 'temporarily_unavailable' });
+      expect(body.error_description).toBe(body.detail);
+    }
+  });
+
   it('ignores X-Forwarded-For without TRUST_PROXY: a spoofed header buys no new budget', async () => {
     await burn(t, ['/api/v1/users/login/'], 30, '198.51.100.3');
     const spoofed = await burn(t, ['/api/v1/users/login/'], 1, '198.51.100.3', { 'x-forwarded-for': '203.0.113.99' });
