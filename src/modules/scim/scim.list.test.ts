@@ -325,7 +325,6 @@ describe('SCIM list, filter, paging and sorting', () => {
     const search = (fields: Record<string, unknown>) =>
       scim('POST', '/Users/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], ...fields });
     const refused: [string, Promise<Awaited<ReturnType<typeof scim>>>][] = [
-      ['count', search({ count: null })],
       ['count', search({ count: [2] })],
       ['count', search({ count: true })],
       ['count', search({ count: '0x10' })],
@@ -347,6 +346,10 @@ describe('SCIM list, filter, paging and sorting', () => {
     const ok = await search({ count: 1, startIndex: '2', attributes: ['userName'] });
     expect(ok.statusCode, ok.body).toBe(200);
     expect(ok.json()).toMatchObject({ startIndex: 2, itemsPerPage: 1 });
+    // RFC 7643 §2.5: null is unassigned, the default.
+    const unassigned = await search({ count: null, startIndex: null });
+    expect(unassigned.statusCode, unassigned.body).toBe(200);
+    expect(unassigned.json()).toMatchObject({ startIndex: 1 });
   });
 
   it('answers 400 invalidSyntax to a .search body without the SearchRequest schema (RFC 7644 §3.4.3)', async () => {

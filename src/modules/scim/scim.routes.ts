@@ -100,7 +100,8 @@ function baseUrlOf(app: FastifyInstance): string {
  * as numbers, and page by a value the client never meant.
  */
 function intParam(raw: unknown, name: string, fallback: number): number {
-  if (raw === undefined || raw === '') return fallback;
+  // RFC 7643 §2.5: null is the same as not given.
+  if (raw === undefined || raw === null || raw === '') return fallback;
   if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
   if (typeof raw === 'string' && /^-?[0-9]+$/.test(raw)) return Number(raw);
   throw scimErrors.invalidValue(`"${name}" must be an integer.`);
