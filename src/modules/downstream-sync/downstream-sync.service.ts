@@ -7,7 +7,7 @@ import { AppError } from '../../platform/http/errors.js';
 import { recordAudit } from '../activity/audit.js';
 import { callIntegration, type IntegrationResponse } from '../integrations/integration-calls.js';
 import { integrationErrors } from '../integrations/integrations.errors.js';
-import type { IntegrationRow } from '../integrations/integrations.queries.js';
+import { findOrganizationIntegration, type IntegrationRow } from '../integrations/integrations.queries.js';
 import { USER_PROVISIONING_TYPE } from '../integrations/integrations.service.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { users } from '../users/users.table.js';
@@ -469,7 +469,8 @@ async function sendPending(run: Run): Promise<void> {
 
 /**
  * Sends what the downstream needs to hear about. One run at a time per integration (409
- * `sync_in_progress` while another holds it); a dry run only counts, beside a running one.
+ * `sync_in_progress` while another holds it); a dry run only counts, beside a running one. An
+ * integration deleted during the run ends it with its 404.
  */
 export async function syncIntegration(
   db: Db,
@@ -499,6 +500,16 @@ export async function syncIntegration(
     if (!options.dryRun) await dropStale(db, integration);
     await retireIdentities(run);
     if (!report.stopped) await sendPending(run);
+  } catch (err) {
+    // The integration was deleted during the run (the delete does not wait for it): what failed to
+    // be written about it is no fault of the server, and the answer says what happened.
+    if (
+      !(err instanceof AppError) &&
+      !(await findOrganizationIntegration(db, integration.organizationId, integration.id))
+    ) {
+      throw integrationErrors.notFound(integration.id);
+    }
+    throw err;
   } finally {
     // A lease not given back runs out by itself; failing here would hide how the run ended.
     await lease?.release().catch(() => undefined);

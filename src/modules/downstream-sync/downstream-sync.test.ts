@@ -1,3 +1,4 @@
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,6 +6,7 @@ import { scimClient } from '../../../test/scim-client.js';
 import {
   type Client,
   clientWithRole,
+  createOrganizationRole,
   grantRole,
   loginAs,
   seedOrganization,
@@ -15,6 +17,7 @@ import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { runPendingJobs } from '../../platform/jobs/worker.js';
+import { REDACTED } from '../activity/redact.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import { type User, users } from '../users/users.table.js';
@@ -462,5 +465,137 @@ describe('outbound user sync to a seed-000 downstream', () => {
     expect(await queryRows(t.database.db, sql`select 1 from user_sync_states where integration_id = ${id}`)).toEqual(
       [],
     );
+  });
+
+  /** A downstream of the test's own on loopback, answering every call with `answer`. */
+  async function fakeDownstream(answer: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>) {
+    const server = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => void answer(req, res));
+    });
+    const port = await new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+    );
+    return {
+      baseUrl: `http://127.0.0.1:${port}/api/provisioning`,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
+  }
+
+  it('cuts an echoed key out of failures and logs, also when the downstream JSON-escapes it, and a short one', async () => {
+    // Go's encoding/json writes & < > as \u0026 \u003c \u003e; others escape "/" as "\/".
+    const goEscaped = (text: string) =>
+      JSON.stringify(text)
+        .slice(1, -1)
+        .replace(/&/g, '\\u0026')
+        .replace(/</g, '\\u003c')
+        .replace(/>/g, '\\u003e')
+        .replace(/\//g, '\\/');
+    const downstreamOf = await fakeDownstream((req, res) => {
+      const key = String(req.headers['x-api-key']);
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(`{"users":[],"errors":[{"index":0,"error":"key ${goEscaped(key)} may not provision"}]}`);
+    });
+    try {
+      for (const apiKey of [`K&y<${unique('x')}>"/\\-7788`, 'k&y<7x>']) {
+        const echoing = await seedOrganization(t);
+        const user = await seedUser(t, echoing.id, { externalId: unique('kc-echo-') });
+        const res = await root.post('/api/v1/integrations/', {
+          name: unique('echoing '),
+          service_type: 'user_provisioning',
+          auth_type: 'api_key',
+          base_url: downstreamOf.baseUrl,
+          organization: echoing.code,
+          credentials: { api_key: apiKey },
+        });
+        expect(res.statusCode, res.body).toBe(201);
+        const id = res.json().id as string;
+
+        const report = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+        expect(report).toMatchObject({ failed: 1, failures: [{ user_id: user.id }] });
+        expect(report.failures[0].error).toBe(`key ${REDACTED} may not provision`);
+        const status = (await root.get(`/api/v1/integrations/${id}/sync-status/`)).json();
+        expect(status.failures[0].error).toBe(`key ${REDACTED} may not provision`);
+        const logs = (await root.get(`/api/v1/integrations/${id}/logs/`)).json();
+        const decoded = JSON.stringify(JSON.parse(logs.results[0].response_body));
+        expect(decoded).toContain(REDACTED);
+
+        for (const shown of [JSON.stringify(report), JSON.stringify(status), JSON.stringify(logs), decoded]) {
+          expect(shown).not.toContain(JSON.stringify(apiKey).slice(1, -1));
+          expect(shown).not.toContain(goEscaped(apiKey));
+        }
+      }
+    } finally {
+      await downstreamOf.close();
+    }
+  });
+
+  it('shows the request logs of a user_provisioning integration only to holders of users.view', async () => {
+    const integrator = await seedUser(t, org.id);
+    await grantRole(
+      t,
+      integrator,
+      await createOrganizationRole(root, org.code, 'log_reader', 5, ['integrations.view', 'integrations.manage']),
+    );
+    const as = await loginAs(t, integrator);
+    const id = await target();
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).statusCode).toBe(200);
+
+    // The bodies and endpoints name the users sent.
+    const refused = await as.get(`/api/v1/integrations/${id}/logs/`);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ code: 'permission_denied', detail: expect.stringContaining('users.view') });
+    // Other integrations' logs stay readable with the integration permissions alone.
+    const hook = await as.post('/api/v1/integrations/', {
+      name: unique('hook '),
+      service_type: 'webhook',
+      auth_type: 'none',
+      base_url: 'https://hooks.example.com',
+    });
+    expect((await as.get(`/api/v1/integrations/${hook.json().id}/logs/`)).statusCode).toBe(200);
+
+    await grantRole(t, integrator, 'viewer');
+    const allowed = await as.get(`/api/v1/integrations/${id}/logs/`);
+    expect(allowed.statusCode, allowed.body).toBe(200);
+    expect(allowed.json().results.length).toBeGreaterThan(0);
+  });
+
+  it('ends a sync with 404 when the integration is deleted while the downstream is answering', async () => {
+    let arrived = () => {};
+    const called = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slow = await fakeDownstream(async (_req, res) => {
+      arrived();
+      await held;
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"users":[],"errors":[]}');
+    });
+    try {
+      const deleted = await seedOrganization(t);
+      await seedUser(t, deleted.id, { externalId: unique('kc-del-') });
+      const id = await target(slow.baseUrl, deleted.code);
+      const running = root.post(`/api/v1/integrations/${id}/sync/`, {});
+      await called;
+      expect((await root.delete(`/api/v1/integrations/${id}/`)).statusCode).toBe(204);
+      release();
+      const res = await running;
+      expect(res.statusCode, res.body).toBe(404);
+      expect(res.json()).toMatchObject({ code: 'integration_not_found' });
+      expect(await queryRows(t.database.db, sql`select 1 from integration_logs where integration_id = ${id}`)).toEqual(
+        [],
+      );
+    } finally {
+      release();
+      await slow.close();
+    }
   });
 });

@@ -5,14 +5,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, clientWithRole, seedOrganization } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { createEnvelope } from '../../platform/crypto/envelope.js';
+import { queryRows } from '../../platform/db/client.js';
 import { checkDueIntegrations } from './health-checks.js';
 
 /** A real service on loopback: healthy, failing, slow and redirecting endpoints, remembering what it was sent. */
 function startService() {
   const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
   let failing = false;
-  const server: Server = createServer((req, res) => {
+  /** While set, /held waits for it before answering. */
+  let hold: Promise<void> | null = null;
+  const server: Server = createServer(async (req, res) => {
     seen.push({ url: req.url ?? '', headers: req.headers });
+    if (req.url === '/held') {
+      await hold;
+      res.end('ok');
+      return;
+    }
     if (req.url === '/slow') {
       setTimeout(() => res.end('late'), 2_000).unref();
       return;
@@ -35,6 +43,14 @@ function startService() {
     seen,
     setFailing: (value: boolean) => {
       failing = value;
+    },
+    /** Holds /held until the returned function is called. */
+    hold: () => {
+      let release = () => {};
+      hold = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      return release;
     },
     listen: () =>
       new Promise<string>((resolve) =>
@@ -209,5 +225,98 @@ describe('integration health checks', () => {
       health_status: 'UNKNOWN',
       last_health_check_at: null,
     });
+  });
+
+  it('refuses a health_check_path that could leave the host, on create and update, naming it', async () => {
+    const created = await register({ health_check_path: '/health' });
+    for (const health_check_path of [
+      `/\\127.0.0.1:${new URL(baseUrl).port}/steal`,
+      '//127.0.0.1/steal',
+      '/\t/127.0.0.1/steal',
+      '/a\\b',
+      '/a\nb',
+    ]) {
+      for (const res of [
+        await admin.post('/api/v1/integrations/', {
+          name: unique('bad path '),
+          service_type: 'webhook',
+          auth_type: 'none',
+          base_url: baseUrl,
+          health_check_path,
+        }),
+        await admin.patch(`/api/v1/integrations/${created.id}/`, { health_check_path }),
+      ]) {
+        expect(res.statusCode, `${JSON.stringify(health_check_path)} → ${res.body}`).toBe(400);
+        expect(res.json().errors).toEqual([expect.objectContaining({ field: 'health_check_path' })]);
+      }
+    }
+    expect((await admin.get(`/api/v1/integrations/${created.id}`)).json().health_check_path).toBe('/health');
+    expect(service.seen.some((s) => s.url.includes('steal'))).toBe(false);
+  });
+
+  it('records a failed check for a stored path that cannot be called, by hand and from the sweep', async () => {
+    const org = await seedOrganization(t);
+    const own = await clientWithRole(t, org.id, 'org_admin');
+    const res = await own.post('/api/v1/integrations/', {
+      name: unique('stored '),
+      service_type: 'webhook',
+      auth_type: 'none',
+      base_url: baseUrl,
+      timeout_ms: 500,
+    });
+    const id = res.json().id as string;
+    // Saved before the rules were tightened.
+    const stolen = `/\\127.0.0.1:${new URL(baseUrl).port}/steal`;
+    await t.database.db.execute(sql`update integrations set health_check_path = ${stolen} where id = ${id}::uuid`);
+
+    const now = await own.post(`/api/v1/integrations/${id}/health-check/`);
+    expect(now.statusCode, now.body).toBe(200);
+    expect(now.json().check).toMatchObject({ status: 'failure', http_status: null });
+    expect(now.json().check.error_message).toMatch(/^health_check_path: /);
+
+    await t.database.db.execute(
+      sql`update integrations set last_health_check_at = now() - interval '1 hour' where id = ${id}::uuid`,
+    );
+    const errors: unknown[] = [];
+    await checkDueIntegrations(t.database.db, createEnvelope(t.config.masterKey), {
+      intervalSeconds: 300,
+      onError: (failed, err) => {
+        if (failed === id) errors.push(err);
+      },
+    });
+    expect(errors).toEqual([]);
+    const after = (await own.get(`/api/v1/integrations/${id}`)).json();
+    expect(after).toMatchObject({ health_status: 'DEGRADED', consecutive_failures: 2 });
+    expect(Date.now() - Date.parse(after.last_health_check_at)).toBeLessThan(60_000);
+    expect(service.seen.some((s) => s.url.includes('steal'))).toBe(false);
+  });
+
+  it('does not check a deactivated integration: 409, and its key is not sent', async () => {
+    const key = `key_${unique('off')}_0123456789`;
+    const created = await register({ auth_type: 'api_key', health_check_path: '/off', credentials: { api_key: key } });
+    await admin.post(`/api/v1/integrations/${created.id}/deactivate/`);
+    const res = await admin.post(`/api/v1/integrations/${created.id}/health-check/`);
+    expect(res.json()).toMatchObject({ status: 409, code: 'integration_inactive' });
+    expect(service.seen.some((s) => s.url === '/off' || s.headers['x-api-key'] === key)).toBe(false);
+    expect((await admin.get(`/api/v1/integrations/${created.id}/health-checks/`)).json().results).toEqual([]);
+  });
+
+  it('answers 404, not a server error, when the integration is deleted during its check', async () => {
+    const created = await register({ health_check_path: '/held', timeout_ms: 10_000 });
+    const release = service.hold();
+    const before = service.seen.length;
+    const running = admin.post(`/api/v1/integrations/${created.id}/health-check/`);
+    try {
+      while (!service.seen.slice(before).some((s) => s.url === '/held')) await new Promise((r) => setTimeout(r, 10));
+      expect((await admin.delete(`/api/v1/integrations/${created.id}/`)).statusCode).toBe(204);
+    } finally {
+      release();
+    }
+    const res = await running;
+    expect(res.statusCode, res.body).toBe(404);
+    expect(res.json()).toMatchObject({ code: 'integration_not_found' });
+    expect(
+      await queryRows(t.database.db, sql`select 1 from integration_health_checks where integration_id = ${created.id}`),
+    ).toEqual([]);
   });
 });

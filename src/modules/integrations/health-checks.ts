@@ -15,7 +15,8 @@ const MAX_HEALTH_BODY_BYTES = 16 * 1024;
  * Checks one integration now: GET of `base_url` + `health_check_path` with its authentication and
  * timeout. A status below 400 is a success, anything else a failure, no answer in time a timeout.
  * The check is kept as history and moves the health status (integrations.service `healthStatusFor`),
- * in one transaction.
+ * in one transaction. A deactivated integration is not called (409); one deleted while the check
+ * was out answers 404.
  */
 export async function runHealthCheck(
   db: Db,
@@ -24,24 +25,28 @@ export async function runHealthCheck(
 ): Promise<IntegrationHealthCheck> {
   const integration = await findOrganizationIntegration(db, target.organizationId, target.integrationId);
   if (!integration) throw integrationErrors.notFound(target.integrationId);
+  if (!integration.isActive) throw integrationErrors.inactive(integration.id);
 
+  let url: URL | undefined;
   let headers: Record<string, string> = {};
-  let authError: string | null = null;
+  let unusable: string | null = null;
   try {
+    url = joinUrl(integration.baseUrl, integration.healthCheckPath, 'health_check_path');
     headers = await authHeadersFor(db, envelope, integration);
   } catch (err) {
-    // An OAuth2 integration without a usable token is unhealthy, not an error of the check itself.
+    // A stored path calls cannot take (saved before the rules were tightened), or an OAuth2
+    // integration without a usable token: the integration is unhealthy, the check itself did its job.
     if (!(err instanceof AppError)) throw err;
-    authError = err.message;
+    unusable = describeUnusable(err);
   }
   const result =
-    authError === null
+    unusable === null && url
       ? await sendOutbound(
-          joinUrl(integration.baseUrl, integration.healthCheckPath),
+          url,
           { method: 'GET', headers: { accept: '*/*', ...headers } },
           { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_HEALTH_BODY_BYTES },
         )
-      : ({ ok: false, failure: 'network', message: authError, durationMs: 0 } as const);
+      : ({ ok: false, failure: 'network', message: unusable ?? 'not called', durationMs: 0 } as const);
 
   const status = result.ok
     ? result.status < 400
@@ -52,6 +57,10 @@ export async function runHealthCheck(
       : 'failure';
   const at = new Date();
   return db.transaction(async (tx) => {
+    // Deleted while the check was out: a 404 rather than a foreign-key failure; held until commit.
+    if (!(await findOrganizationIntegration(tx, integration.organizationId, integration.id, { lock: 'key share' }))) {
+      throw integrationErrors.notFound(integration.id);
+    }
     const [check] = await tx
       .insert(integrationHealthChecks)
       .values({
@@ -67,6 +76,12 @@ export async function runHealthCheck(
     await recordOutcome(tx, integration, { success: status === 'success', asRequest: false, at });
     return check as IntegrationHealthCheck;
   });
+}
+
+/** An AppError as one line of history: what each field it names is told, else its detail. */
+function describeUnusable(err: AppError): string {
+  const fields = (err.errors ?? []).map((e) => `${e.field}: ${e.message}`);
+  return fields.length > 0 ? fields.join('; ') : err.message;
 }
 
 /**
@@ -104,6 +119,13 @@ export async function checkDueIntegrations(
           await runHealthCheck(db, envelope, { organizationId: d.organizationId, integrationId: d.id });
           checked++;
         } catch (err) {
+          // Deactivated or deleted since it was listed: nothing to check.
+          if (
+            err instanceof AppError &&
+            (err.code === 'integration_inactive' || err.code === 'integration_not_found')
+          ) {
+            return;
+          }
           // One broken integration (say, credentials sealed under a retired master key) must not stop the sweep.
           failed++;
           options.onError?.(d.id, err);

@@ -2,6 +2,7 @@ import type { Envelope } from '../../platform/crypto/envelope.js';
 import type { Db } from '../../platform/db/client.js';
 import { REDACTED, redactDetails } from '../activity/redact.js';
 import { openCredentials } from './credentials.js';
+import { FORM_BODY, scrubbedBody, scrubbedText, secretValues } from './echoed-secrets.js';
 import { integrationErrors } from './integrations.errors.js';
 import { findOrganizationIntegration } from './integrations.queries.js';
 import { recordOutcome } from './integrations.service.js';
@@ -58,7 +59,7 @@ export function loggableBody(body: string | undefined): string | null {
   } catch {
     // not JSON
   }
-  if (/^[\w.%+-]+=[^\s]*(&[\w.%+-]+=[^\s]*)*$/.test(body)) {
+  if (FORM_BODY.test(body)) {
     const form = new URLSearchParams(body);
     const redacted = redactDetails(Object.fromEntries(form));
     return truncate(new URLSearchParams(redacted as Record<string, string>).toString());
@@ -85,19 +86,12 @@ function loggableHeaders(headers: Record<string, string>, integration: Integrati
 /**
  * The secret values a call carries: the stored credentials and the authentication headers made of
  * them (a Bearer token, a Basic pair, an OAuth2 access token). A service that echoes one back, in an
- * error text or a body field not named like a secret, must not have it stored or shown; values
- * shorter than 8 characters are left (they would blank out ordinary words).
+ * error text or a body field not named like a secret, must not have it stored or shown.
  */
-function secretValues(credentials: Record<string, unknown>, authHeaders: Record<string, string>): string[] {
+function secretsOfCall(credentials: Record<string, unknown>, authHeaders: Record<string, string>): string[] {
   const values = Object.values(authHeaders).flatMap((header) => [header, header.replace(/^(Bearer|Basic)\s+/i, '')]);
   for (const value of Object.values(credentials)) if (typeof value === 'string') values.push(value);
-  return [...new Set(values.filter((value) => value.length >= 8))];
-}
-
-function scrubbed(text: string, secrets: string[]): string {
-  let out = text;
-  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
-  return out;
+  return secretValues(values);
 }
 
 export interface IntegrationRequest {
@@ -123,7 +117,8 @@ export interface IntegrationResponse {
 /**
  * Calls an integration of an organization with its authentication applied, and records the call:
  * a request log (sensitive values redacted, bodies bounded) and the usage counters and health
- * status, in one transaction after the call. A deactivated integration is not called (409).
+ * status, in one transaction after the call. A deactivated integration is not called (409); one
+ * deleted while the call was out answers 404 once the call returns.
  */
 export async function callIntegration(
   db: Db,
@@ -149,20 +144,26 @@ export async function callIntegration(
     ...request.headers,
   };
   const authHeaders = await authHeadersFor(db, envelope, integration);
-  const secrets = secretValues(openCredentials(envelope, integration.id, integration.credentialsSealed), authHeaders);
+  const secrets = secretsOfCall(openCredentials(envelope, integration.id, integration.credentialsSealed), authHeaders);
   const sent = await sendOutbound(
     url,
     { method: request.method, headers: { ...headers, ...authHeaders }, body },
     { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_RESPONSE_BYTES },
   );
-  // What the other side answers is cut of our secrets before it is logged or handed on.
+  // What the other side answers is cut of our secrets before it is logged or handed on, after
+  // decoding: a caller parsing the body must not find a secret a JSON escape hid from the cut.
   const result = sent.ok
-    ? { ...sent, body: scrubbed(sent.body, secrets) }
-    : { ...sent, message: scrubbed(sent.message, secrets) };
+    ? { ...sent, body: scrubbedBody(sent.body, secrets) }
+    : { ...sent, message: scrubbedText(sent.message, secrets) };
   const success = result.ok && result.status < 400;
   const at = new Date();
 
   const logId = await db.transaction(async (tx) => {
+    // Deleted while the call was out (the delete does not wait for calls): the caller gets the
+    // integration's 404, not a foreign-key failure. Held until commit, so a delete now waits for the log.
+    if (!(await findOrganizationIntegration(tx, integration.organizationId, integration.id, { lock: 'key share' }))) {
+      throw integrationErrors.notFound(integration.id);
+    }
     const [log] = await tx
       .insert(integrationLogs)
       .values({
@@ -171,7 +172,7 @@ export async function callIntegration(
         method: request.method,
         endpoint: loggableEndpoint(url),
         requestHeaders: loggableHeaders({ ...headers, ...authHeaders }, integration),
-        requestBody: loggableBody(body === undefined ? undefined : scrubbed(body, secrets)),
+        requestBody: loggableBody(body === undefined ? undefined : scrubbedBody(body, secrets)),
         responseStatus: result.ok ? result.status : null,
         responseBody: result.ok ? loggableBody(result.body) : null,
         durationMs: result.durationMs,

@@ -65,13 +65,14 @@ export async function findIntegration(
 
 /**
  * The bare row of an organization's integration; with `lock`, locked until the transaction ends,
- * for writes that read credentials or tokens before replacing them.
+ * for writes that read credentials or tokens before replacing them. `lock: 'key share'` only keeps
+ * the row from being deleted meanwhile (history written about it), without holding back updates.
  */
 export async function findOrganizationIntegration(
   db: DbOrTx,
   organizationId: string,
   id: string,
-  options: { lock?: boolean } = {},
+  options: { lock?: boolean | 'key share' } = {},
 ): Promise<Integration | undefined> {
   if (!isUuid(id)) return undefined;
   const query = db
@@ -79,7 +80,7 @@ export async function findOrganizationIntegration(
     .from(integrations)
     .where(and(eq(integrations.organizationId, organizationId), eq(integrations.id, id)))
     .limit(1);
-  const [row] = options.lock ? await query.for('update') : await query;
+  const [row] = options.lock ? await query.for(options.lock === 'key share' ? 'key share' : 'update') : await query;
   return row;
 }
 

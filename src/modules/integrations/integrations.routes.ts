@@ -324,7 +324,9 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Calls Gatehouse made to the integration, newest first. Sensitive headers and body fields are redacted ' +
-          'and bodies are cut to a bound before they are stored.',
+          'and bodies are cut to a bound before they are stored. The calls to a `user_provisioning` integration ' +
+          'carry the users sent (emails, names, keycloak_ids in bodies and endpoints), so reading its logs needs ' +
+          '`users.view` as well as `integrations.view` (403 otherwise).',
         params: IntegrationIdParams,
         querystring: ListLogsQuery,
         response: { 200: IntegrationLogPage },
@@ -332,6 +334,13 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const integration = await visibleIntegration(req.actor, req.params.id);
+      if (integration.serviceType === USER_PROVISIONING_TYPE) {
+        await assertMaySendUsers(
+          app.can,
+          req.actor,
+          'The request logs of a user_provisioning integration name the users sent: they need the users.view permission as well.',
+        );
+      }
       const limit = req.query.limit ?? 50;
       const rows = await listIntegrationLogs(db, integration.organizationId, integration.id, {
         limit,

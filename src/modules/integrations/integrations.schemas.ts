@@ -1,6 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { OrganizationCode } from '../organizations/organizations.schemas.js';
+import { PATH_PATTERN } from './outbound-http.js';
 
 export const SERVICE_TYPES = [
   'payment_gateway',
@@ -103,8 +104,10 @@ const integrationInputFields = {
   base_url: HttpUrl,
   health_check_path: Type.String({
     maxLength: 2000,
-    pattern: '^/(?!/)',
-    description: 'Path below `base_url` that health checks GET (default `/`; not `//`, which would name another host).',
+    pattern: PATH_PATTERN,
+    description:
+      'Path below `base_url` that health checks GET (default `/`): not `//`, which would name another host, and ' +
+      'no backslash (read as `/`) or control character.',
   }),
   api_key_header: Type.String({
     minLength: 1,

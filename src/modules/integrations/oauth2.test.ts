@@ -7,6 +7,7 @@ import { type Client, clientWithRole, seedOrganization } from '../../../test/see
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { createEnvelope, type Envelope } from '../../platform/crypto/envelope.js';
 import { queryRows } from '../../platform/db/client.js';
+import { REDACTED } from '../activity/redact.js';
 import { findOrganizationIntegration } from './integrations.queries.js';
 import { currentAccessToken } from './oauth2.js';
 
@@ -480,5 +481,124 @@ describe('OAuth2 integrations', () => {
     const check = await admin.post(`/api/v1/integrations/${created.id}/health-check`);
     expect(check.json()).toMatchObject({ check: { status: 'failure' }, integration: { health_status: 'DEGRADED' } });
     expect(check.json().check.error_message).toContain('authorize it first');
+  });
+
+  /**
+   * A token endpoint that refuses every client and, like some providers do, quotes what it was sent:
+   * the secret, the Authorization header, and the password part of it (form-encoded).
+   */
+  async function startEchoingProvider() {
+    const authorizations: string[] = [];
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (!req.url?.startsWith('/token')) return void res.writeHead(404).end();
+        const authorization = String(req.headers.authorization ?? '');
+        authorizations.push(authorization);
+        const pair = Buffer.from(authorization.replace(/^Basic /, ''), 'base64').toString();
+        res.writeHead(401, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            error: 'invalid_client',
+            error_description: `client secret ${ECHOED_SECRET} is wrong (sent ${authorization}, password ${pair.split(':')[1]})`,
+          }),
+        );
+      });
+    });
+    const port = await new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+    );
+    return {
+      url: `http://127.0.0.1:${port}`,
+      authorizations,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
+  }
+  const ECHOED_SECRET = 'CLIENTSECRET-opqr 7654/&+';
+
+  it('cuts the client secret, in any form, out of what a refusing token endpoint says', async () => {
+    const echoing = await startEchoingProvider();
+    try {
+      const oauth2 = { authorization_url: `${echoing.url}/authorize`, token_url: `${echoing.url}/token` };
+      const make = async (extra: Record<string, unknown>) => {
+        const res = await admin.post('/api/v1/integrations/', {
+          name: unique('gh '),
+          service_type: 'crm',
+          auth_type: 'oauth2',
+          base_url: echoing.url,
+          oauth2: { ...oauth2, client_id: 'gh-client', ...extra },
+          credentials: { client_secret: ECHOED_SECRET },
+        });
+        expect(res.statusCode, res.body).toBe(201);
+        return res.json().id as string;
+      };
+
+      // The authorization-code exchange at the callback.
+      const code = await make({});
+      const start = await admin.post(`/api/v1/integrations/${code}/oauth2/authorize/`, {});
+      const state = new URL(start.json().authorization_url).searchParams.get('state');
+      const callback = await t.request({
+        method: 'GET',
+        url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code`,
+      });
+      expect(callback.json()).toMatchObject({ status: 502, code: 'oauth2_exchange_failed' });
+      expect(callback.json().detail).toContain(`invalid_client: client secret ${REDACTED} is wrong`);
+
+      // The client-credentials grant of a health check, and the history a viewer reads.
+      const credentials = await make({ grant: 'client_credentials' });
+      const check = await admin.post(`/api/v1/integrations/${credentials}/health-check/`);
+      expect(check.json().check).toMatchObject({ status: 'failure' });
+      expect(check.json().check.error_message).toContain(`client secret ${REDACTED} is wrong`);
+      const viewer = await clientWithRole(t, check.json().integration.organization_id, 'viewer');
+      const history = await viewer.get(`/api/v1/integrations/${credentials}/health-checks/`);
+      expect(history.statusCode).toBe(200);
+
+      expect(echoing.authorizations).toHaveLength(2);
+      const [sent] = echoing.authorizations as [string];
+      const password = Buffer.from(sent.replace(/^Basic /, ''), 'base64')
+        .toString()
+        .split(':')[1] as string;
+      expect(password).not.toBe(ECHOED_SECRET);
+      for (const shown of [callback.body, check.body, history.body]) {
+        for (const form of ['CLIENTSECRET', sent.replace(/^Basic /, ''), password, encodeURIComponent(ECHOED_SECRET)]) {
+          expect(shown).not.toContain(form);
+        }
+      }
+    } finally {
+      await echoing.close();
+    }
+  });
+
+  it('neither starts nor completes an authorization of a deactivated integration', async () => {
+    const echoing = await startEchoingProvider();
+    try {
+      const res = await admin.post('/api/v1/integrations/', {
+        name: unique('off '),
+        service_type: 'crm',
+        auth_type: 'oauth2',
+        base_url: echoing.url,
+        oauth2: { authorization_url: `${echoing.url}/authorize`, token_url: `${echoing.url}/token`, client_id: 'c' },
+        credentials: { client_secret: ECHOED_SECRET },
+      });
+      const id = res.json().id as string;
+      // Started while active, then turned off before the provider sends the user back.
+      const start = await admin.post(`/api/v1/integrations/${id}/oauth2/authorize/`, {});
+      const state = new URL(start.json().authorization_url).searchParams.get('state');
+      expect((await admin.post(`/api/v1/integrations/${id}/deactivate/`)).statusCode).toBe(200);
+
+      const again = await admin.post(`/api/v1/integrations/${id}/oauth2/authorize/`, {});
+      expect(again.json()).toMatchObject({ status: 409, code: 'integration_inactive' });
+      const back = await t.request({
+        method: 'GET',
+        url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code`,
+      });
+      expect(back.json()).toMatchObject({ status: 409, code: 'integration_inactive' });
+      expect(echoing.authorizations).toEqual([]);
+    } finally {
+      await echoing.close();
+    }
   });
 });

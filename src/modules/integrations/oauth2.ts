@@ -6,6 +6,7 @@ import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { AppError } from '../../platform/http/errors.js';
 import { recordAudit } from '../activity/audit.js';
 import { codeVerifierContext, oauth2TokenContext, openCredentials } from './credentials.js';
+import { formUrlEncoded, scrubbedText, secretValues } from './echoed-secrets.js';
 import { integrationErrors } from './integrations.errors.js';
 import { findOAuth2Token, findOrganizationIntegration } from './integrations.queries.js';
 import {
@@ -75,13 +76,42 @@ interface Endpoints {
   client: oauth.Client;
   clientAuth: oauth.ClientAuth;
   settings: OAuth2Settings;
+  /** What a provider's answer must not show: the client secret, and the Basic credentials made of it. */
+  secrets: string[];
+}
+
+/**
+ * The client secret as the token endpoint receives it and may echo it: as is, form-encoded, and
+ * in the Basic credentials of ClientSecretBasic, read off the header the library itself builds
+ * (each part form-encoded first, RFC 6749 §2.3.1), whole, decoded and by its password part.
+ */
+function clientSecrets(client: oauth.Client, clientAuth: oauth.ClientAuth, secret: string | undefined): string[] {
+  if (!secret) return [];
+  const headers = new Headers();
+  void clientAuth({ issuer: 'https://issuer.invalid' }, client, new URLSearchParams(), headers);
+  const credentials = (headers.get('authorization') ?? '').replace(/^Basic\s+/i, '');
+  const pair = Buffer.from(credentials, 'base64').toString();
+  return secretValues([
+    secret,
+    formUrlEncoded(secret),
+    credentials,
+    pair,
+    pair.slice(pair.indexOf(':') + 1),
+    Buffer.from(`${client.client_id}:${secret}`).toString('base64'),
+  ]);
 }
 
 /** The authorization server and client of an integration, from its settings (discovery when only the issuer is given). */
 async function endpointsOf(envelope: Envelope, integration: Integration): Promise<Endpoints> {
   if (integration.authType !== 'oauth2') throw integrationErrors.notOAuth2(integration.id);
+  // Authorizing or renewing sends the client secret: a deactivated integration is not called at all.
+  if (!integration.isActive) throw integrationErrors.inactive(integration.id);
   const settings = integration.oauth2;
   if (!settings.client_id) throw integrationErrors.oauth2NotConfigured('client_id');
+  const secret = openCredentials(envelope, integration.id, integration.credentialsSealed).client_secret;
+  const client: oauth.Client = { client_id: settings.client_id };
+  const clientAuth = secret ? oauth.ClientSecretBasic(secret) : oauth.None();
+  const secrets = clientSecrets(client, clientAuth, secret);
   let as: oauth.AuthorizationServer;
   if (settings.issuer && (!settings.token_url || !settings.authorization_url)) {
     const issuer = new URL(settings.issuer);
@@ -92,7 +122,9 @@ async function endpointsOf(envelope: Envelope, integration: Integration): Promis
       });
       as = await oauth.processDiscoveryResponse(issuer, response);
     } catch (err) {
-      throw integrationErrors.oauth2Refused(`Discovery at ${settings.issuer} failed: ${(err as Error).message}`);
+      throw integrationErrors.oauth2Refused(
+        `Discovery at ${settings.issuer} failed: ${describeOAuthError(err, secrets)}`,
+      );
     }
   } else {
     if (!settings.token_url) throw integrationErrors.oauth2NotConfigured('token_url');
@@ -104,13 +136,7 @@ async function endpointsOf(envelope: Envelope, integration: Integration): Promis
     ...(settings.authorization_url ? { authorization_endpoint: settings.authorization_url } : {}),
     ...(settings.token_url ? { token_endpoint: settings.token_url } : {}),
   };
-  const secret = openCredentials(envelope, integration.id, integration.credentialsSealed).client_secret;
-  return {
-    as,
-    client: { client_id: settings.client_id },
-    clientAuth: secret ? oauth.ClientSecretBasic(secret) : oauth.None(),
-    settings,
-  };
+  return { as, client, clientAuth, settings, secrets };
 }
 
 /**
@@ -234,14 +260,14 @@ export async function completeAuthorization(
   const integration = await findOrganizationIntegration(db, pending.organizationId, pending.integrationId);
   if (!integration) throw integrationErrors.oauth2StateInvalid();
 
-  const { as, client, clientAuth } = await endpointsOf(envelope, integration);
+  const { as, client, clientAuth, secrets } = await endpointsOf(envelope, integration);
   const verifier = envelope.openText(pending.codeVerifierSealed, codeVerifierContext(stateHash));
   let params: URLSearchParams;
   try {
     params = oauth.validateAuthResponse(as, client, callbackParameters, state);
   } catch (err) {
     // The user declined, or the provider refused the request (RFC 6749 §4.1.2.1): not a server fault.
-    throw integrationErrors.oauth2Denied(describeOAuthError(err));
+    throw integrationErrors.oauth2Denied(describeOAuthError(err, secrets));
   }
   let tokens: oauth.TokenEndpointResponse;
   try {
@@ -256,7 +282,7 @@ export async function completeAuthorization(
     );
     tokens = await oauth.processAuthorizationCodeResponse(as, client, response);
   } catch (err) {
-    throw integrationErrors.oauth2Refused(`The authorization did not complete: ${describeOAuthError(err)}`);
+    throw integrationErrors.oauth2Refused(`The authorization did not complete: ${describeOAuthError(err, secrets)}`);
   }
   await db.transaction(async (tx) => {
     await storeTokens(tx, envelope, integration, tokens);
@@ -275,13 +301,18 @@ export async function completeAuthorization(
   return { integration, scope: stored?.scope ?? null, expiresAt: stored?.expiresAt ?? null };
 }
 
-function describeOAuthError(err: unknown): string {
-  if (err instanceof oauth.ResponseBodyError)
-    return `${err.error}${err.error_description ? `: ${err.error_description}` : ''}`;
-  if (err instanceof oauth.AuthorizationResponseError) {
-    return `${err.error}${err.error_description ? `: ${err.error_description}` : ''}`;
+/**
+ * What went wrong, in the provider's words where it gave any: those go into problem details, logs
+ * and the health-check history, so the secrets of the request are cut out of them first.
+ */
+function describeOAuthError(err: unknown, secrets: readonly string[]): string {
+  let text: string;
+  if (err instanceof oauth.ResponseBodyError || err instanceof oauth.AuthorizationResponseError) {
+    text = `${err.error}${err.error_description ? `: ${err.error_description}` : ''}`;
+  } else {
+    text = err instanceof Error ? err.message : 'unknown error';
   }
-  return err instanceof Error ? err.message : 'unknown error';
+  return scrubbedText(text, secrets);
 }
 
 const isFresh = (expiresAt: Date | null, now: Date) =>
@@ -342,8 +373,11 @@ async function requestTokens(
   integration: Integration,
   refreshToken: string | null,
 ): Promise<oauth.TokenEndpointResponse> {
+  let secrets = secretValues([refreshToken]);
   try {
-    const { as, client, clientAuth, settings } = await endpointsOf(envelope, integration);
+    const endpoints = await endpointsOf(envelope, integration);
+    const { as, client, clientAuth, settings } = endpoints;
+    secrets = secretValues([...endpoints.secrets, refreshToken, refreshToken && formUrlEncoded(refreshToken)]);
     const options = requestOptions(as.token_endpoint ?? '');
     if (refreshToken === null) {
       const parameters: Record<string, string> = settings.scope ? { scope: settings.scope } : {};
@@ -354,7 +388,7 @@ async function requestTokens(
     return await oauth.processRefreshTokenResponse(as, client, response);
   } catch (err) {
     if (err instanceof AppError) throw err;
-    throw integrationErrors.oauth2Refused(`The OAuth2 token could not be renewed: ${describeOAuthError(err)}`);
+    throw integrationErrors.oauth2Refused(`The OAuth2 token could not be renewed: ${describeOAuthError(err, secrets)}`);
   }
 }
 

@@ -59,15 +59,33 @@ export function checkIntegrationUrl(raw: string, field: string, options: { query
   return url.toString();
 }
 
-/** Joins the base URL and a path beginning with "/", keeping any path the base URL has. */
-export function joinUrl(baseUrl: string, path: string): URL {
+/**
+ * What a path below an integration's base URL may be: "/" not followed by another "/" (that would
+ * name another host), and no backslash (the URL parser reads it as a slash, so "/\host" is "//host")
+ * or control character (the parser drops tabs and line breaks, which could join up "/" and "/") anywhere.
+ * The schema of `health_check_path` and `joinUrl` both use it, so what is stored can be called.
+ */
+export const PATH_PATTERN = '^/(?!/)[^\\\\\\u0000-\\u001f\\u007f]*$';
+const PATH = new RegExp(PATH_PATTERN, 'u');
+
+/**
+ * Joins the base URL and a path beginning with "/", keeping any path the base URL has; a path
+ * `PATH_PATTERN` refuses is a 400 naming `field`.
+ */
+export function joinUrl(baseUrl: string, path: string, field = 'path'): URL {
+  if (!PATH.test(path)) {
+    throw integrationErrors.invalidUrl(
+      field,
+      'Must begin with a single "/", without backslashes or control characters.',
+    );
+  }
   const base = new URL(baseUrl);
   const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname;
   const target = new URL(`${basePath}${path}`, base.origin);
   // A path like "//other.example/x" would be read as another host: the integration's credentials go
   // to the host its base URL names, or nowhere.
   if (target.origin !== base.origin)
-    throw integrationErrors.invalidUrl('path', `"${path}" leaves the integration's host.`);
+    throw integrationErrors.invalidUrl(field, `"${path}" leaves the integration's host.`);
   return target;
 }
 
