@@ -1,4 +1,4 @@
-import type { AuthProvider } from 'react-admin';
+import { type AuthProvider, HttpError } from 'react-admin';
 import { api } from './http';
 
 export interface Profile {
@@ -22,6 +22,20 @@ export interface Access {
 export class MfaRequired extends Error {
   constructor(readonly mfaToken: string) {
     super('Enter the code from your authenticator app.');
+  }
+}
+
+/**
+ * Thrown by login when the password matched but the organization requires a second factor the
+ * account lacks: the new authenticator's secret, to be confirmed with its first code.
+ */
+export class MfaEnrolmentRequired extends Error {
+  constructor(
+    readonly mfaToken: string,
+    readonly secret: string,
+    readonly otpauthUri: string,
+  ) {
+    super('Set up an authenticator app to sign in.');
   }
 }
 
@@ -111,8 +125,11 @@ export const authProvider: AuthProvider = {
     organization?: string;
     mfaToken?: string;
     code?: string;
+    /** The login page finished the second step itself (an enrolment, to show the recovery codes). */
+    signedIn?: boolean;
   }) {
     forget();
+    if (params.signedIn) return;
     if (params.mfaToken) {
       await api('/api/login/mfa/', { method: 'POST', body: { mfa_token: params.mfaToken, code: params.code } });
       return;
@@ -120,7 +137,18 @@ export const authProvider: AuthProvider = {
     // The API's `username` field takes an email address as well.
     const body: Record<string, string> = { username: (params.username ?? '').trim(), password: params.password ?? '' };
     if (params.organization) body.organization = params.organization;
-    const answer = await api<{ mfa_required?: boolean; mfa_token?: string }>('/api/login/', { method: 'POST', body });
+    let answer: { mfa_required?: boolean; mfa_token?: string };
+    try {
+      answer = await api('/api/login/', { method: 'POST', body });
+    } catch (err) {
+      const problem = err instanceof HttpError ? (err.body as { code?: string; mfa_token?: string }) : undefined;
+      if (problem?.code !== 'mfa_enrollment_required' || !problem.mfa_token) throw err;
+      const enrolment = await api<{ secret: string; otpauth_uri: string }>('/api/v1/users/login/mfa/enrol/', {
+        method: 'POST',
+        body: { mfa_token: problem.mfa_token },
+      });
+      throw new MfaEnrolmentRequired(problem.mfa_token, enrolment.secret, enrolment.otpauth_uri);
+    }
     if (answer.mfa_required && answer.mfa_token) throw new MfaRequired(answer.mfa_token);
   },
 

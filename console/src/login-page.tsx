@@ -1,13 +1,25 @@
-import { Box, Button, Card, CardContent, TextField, Typography } from '@mui/material';
-import { type FormEvent, useState } from 'react';
+import { Box, Button, Card, CardContent, Link, TextField, Typography } from '@mui/material';
+import { type FormEvent, type ReactNode, useState } from 'react';
 import { useLogin, useNotify } from 'react-admin';
-import { MfaRequired } from './auth-provider';
+import { MfaEnrolmentRequired, MfaRequired } from './auth-provider';
+import { api } from './http';
 
-/** Password sign-in, then the TOTP step when the account has two-factor authentication on. */
+interface Enrolment {
+  secret: string;
+  otpauthUri: string;
+}
+
+/**
+ * Password sign-in, then the TOTP step when the account has two-factor authentication on. In an
+ * organization that requires it, an account without an authenticator sets one up here: the secret,
+ * its first code (which signs in), then the recovery codes, shown once.
+ */
 export function LoginPage() {
   const login = useLogin();
   const notify = useNotify();
   const [mfaToken, setMfaToken] = useState<string>();
+  const [enrolment, setEnrolment] = useState<Enrolment>();
+  const [recoveryCodes, setRecoveryCodes] = useState<string[]>();
   const [busy, setBusy] = useState(false);
 
   async function submit(event: FormEvent<HTMLFormElement>) {
@@ -16,17 +28,108 @@ export function LoginPage() {
     const value = (name: string) => String(form.get(name) ?? '');
     setBusy(true);
     try {
-      await login(
-        mfaToken
-          ? { mfaToken, code: value('code') }
-          : { username: value('username'), password: value('password'), organization: value('organization') },
-      );
+      if (recoveryCodes) await login({ signedIn: true });
+      else if (mfaToken && enrolment) {
+        const answer = await api<{ recovery_codes?: string[] }>('/api/login/mfa/', {
+          method: 'POST',
+          body: { mfa_token: mfaToken, code: value('code') },
+        });
+        setRecoveryCodes(answer.recovery_codes ?? []);
+      } else {
+        await login(
+          mfaToken
+            ? { mfaToken, code: value('code') }
+            : { username: value('username'), password: value('password'), organization: value('organization') },
+        );
+      }
     } catch (err) {
-      if (err instanceof MfaRequired) setMfaToken(err.mfaToken);
+      if (err instanceof MfaEnrolmentRequired) {
+        setMfaToken(err.mfaToken);
+        setEnrolment({ secret: err.secret, otpauthUri: err.otpauthUri });
+      } else if (err instanceof MfaRequired) setMfaToken(err.mfaToken);
       else notify((err as Error).message || 'Sign-in failed', { type: 'error' });
     } finally {
       setBusy(false);
     }
+  }
+
+  const codeField = (
+    <TextField
+      key="code"
+      name="code"
+      label="Authentication code"
+      autoComplete="one-time-code"
+      inputMode="numeric"
+      autoFocus
+      required
+      fullWidth
+      margin="normal"
+    />
+  );
+  let fields: ReactNode;
+  let action = 'Sign in';
+  if (recoveryCodes) {
+    action = 'Continue';
+    fields = (
+      <>
+        <Typography gutterBottom>
+          Two-factor authentication is on. Keep these recovery codes somewhere safe: each signs in once without the app,
+          and they are not shown again.
+        </Typography>
+        <Box component="ul" aria-label="Recovery codes" sx={{ fontFamily: 'monospace', columns: 2, pl: 3 }}>
+          {recoveryCodes.map((code) => (
+            <li key={code}>{code}</li>
+          ))}
+        </Box>
+      </>
+    );
+  } else if (enrolment) {
+    action = 'Turn on and sign in';
+    fields = (
+      <>
+        <Typography gutterBottom>
+          Your organization requires two-factor authentication. Add this key to an authenticator app (or{' '}
+          <Link href={enrolment.otpauthUri}>open it in the app</Link>), then enter the code it shows.
+        </Typography>
+        <Typography data-testid="totp-secret" sx={{ fontFamily: 'monospace', wordBreak: 'break-all' }}>
+          {enrolment.secret}
+        </Typography>
+        {codeField}
+      </>
+    );
+  } else if (mfaToken) {
+    action = 'Verify';
+    fields = codeField;
+  } else {
+    fields = (
+      <>
+        <TextField
+          name="username"
+          label="Email or username"
+          autoComplete="username"
+          autoFocus
+          required
+          fullWidth
+          margin="normal"
+        />
+        <TextField
+          name="password"
+          label="Password"
+          type="password"
+          autoComplete="current-password"
+          required
+          fullWidth
+          margin="normal"
+        />
+        <TextField
+          name="organization"
+          label="Organization code (optional)"
+          helperText="Only when the same login exists in several organizations"
+          fullWidth
+          margin="normal"
+        />
+      </>
+    );
   }
 
   return (
@@ -37,49 +140,9 @@ export function LoginPage() {
             Gatehouse admin
           </Typography>
           <form onSubmit={submit} aria-label="Sign in">
-            {mfaToken ? (
-              <TextField
-                key="code"
-                name="code"
-                label="Authentication code"
-                autoComplete="one-time-code"
-                inputMode="numeric"
-                autoFocus
-                required
-                fullWidth
-                margin="normal"
-              />
-            ) : (
-              <>
-                <TextField
-                  name="username"
-                  label="Email or username"
-                  autoComplete="username"
-                  autoFocus
-                  required
-                  fullWidth
-                  margin="normal"
-                />
-                <TextField
-                  name="password"
-                  label="Password"
-                  type="password"
-                  autoComplete="current-password"
-                  required
-                  fullWidth
-                  margin="normal"
-                />
-                <TextField
-                  name="organization"
-                  label="Organization code (optional)"
-                  helperText="Only when the same login exists in several organizations"
-                  fullWidth
-                  margin="normal"
-                />
-              </>
-            )}
+            {fields}
             <Button type="submit" variant="contained" fullWidth disabled={busy} sx={{ mt: 2 }}>
-              {mfaToken ? 'Verify' : 'Sign in'}
+              {action}
             </Button>
           </form>
         </CardContent>

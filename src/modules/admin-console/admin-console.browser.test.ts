@@ -578,6 +578,30 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it('sets up the authenticator an organization requires while signing in, and shows the recovery codes once', async () => {
+      const strict = await seedOrganization(t);
+      await t.database.db
+        .update(organizations)
+        .set({ settings: { require_mfa: true } })
+        .where(eq(organizations.id, strict.id));
+      const user = await seedUser(t, strict.id, { isSuperuser: true, isStaff: true, email: 'must.enrol@example.com' });
+      const page = await newPage();
+      await signIn(page, user.email);
+      const secret = (await page.getByTestId('totp-secret').textContent())?.trim() ?? '';
+      expect(secret).toMatch(/^[A-Z2-7]{32}$/);
+      const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), digits: 6, period: 30 });
+      await page.getByLabel('Authentication code').fill('000000');
+      await page.getByRole('button', { name: 'Turn on and sign in' }).click();
+      await page.getByText('The code is not valid.').waitFor();
+      await page.getByLabel('Authentication code').fill(totp.generate());
+      await page.getByRole('button', { name: 'Turn on and sign in' }).click();
+      const codes = page.getByRole('list', { name: 'Recovery codes' }).getByRole('listitem');
+      await expect.poll(() => codes.count(), { timeout: STEP_TIMEOUT }).toBe(10);
+      await page.getByRole('button', { name: 'Continue' }).click();
+      await page.getByTestId('total-users').waitFor();
+      await page.context().close();
+    }, 60_000);
+
     it('offers a viewer only what the viewer role may read', async () => {
       const viewer = await seedUser(t, orgId, { email: 'read.only@example.com' });
       await grantRole(t, viewer, 'viewer');
