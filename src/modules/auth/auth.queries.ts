@@ -78,6 +78,20 @@ export async function revokeSessionsOfOrganization(
   return rows.length;
 }
 
+/** Revokes one session if it is still open; answers its user when it was. */
+export async function endSession(
+  db: DbOrTx,
+  sessionId: string,
+  reason: string,
+): Promise<{ userId: string; organizationId: string } | undefined> {
+  const [row] = await db
+    .update(sessions)
+    .set({ revokedAt: sql`now()`, revokedReason: reason })
+    .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
+    .returning({ userId: sessions.userId, organizationId: sessions.organizationId });
+  return row;
+}
+
 /** Revokes one session if it is still open; answers whether it was. */
 export async function revokeSessionById(db: DbOrTx, sessionId: string, reason: string): Promise<boolean> {
   const rows = await db
@@ -104,17 +118,16 @@ export interface LoginCandidate {
   emailVerified: boolean;
   /** The organization's `settings.require_email_verification` is true. */
   requireEmailVerification: boolean;
-  /** A lockout row exists (failures counted, or a lock); `locked`: the lock is in force now. */
-  hasLockout: boolean;
-  locked: boolean;
   /** A confirmed TOTP authenticator, and the organization's `settings.require_mfa`. */
   mfaEnabled: boolean;
   mfaRequired: boolean;
 }
 
 /**
- * Accounts a login names: by email, or by username (or an email typed into the username field),
- * compared case-insensitively, across organizations unless one is given. At most `limit` rows.
+ * Accounts a login names: by email, by username (or an email typed into the username field), or
+ * with both by the accounts both name, compared case-insensitively, across organizations unless one
+ * is given. At most `limit` rows. Both must match: an email that names nobody beside a username
+ * must not fall back on the username (the per-account rate limit counts each identifier sent).
  */
 export async function findLoginCandidates(
   db: DbOrTx,
@@ -126,13 +139,17 @@ export async function findLoginCandidates(
   // is an index look-up at any size; equality means the same in either collation.
   const emailKey = sql`lower(${users.email}) collate "C"`;
   const usernameKey = sql`lower(${users.username}) collate "C"`;
-  const matches: SQL[] = [];
+  const matches: (SQL | undefined)[] = [];
   if (identifier.email !== undefined) matches.push(sql`${emailKey} = lower(${identifier.email})`);
   if (identifier.username !== undefined) {
     // Stored composed (NFC): a name typed decomposed finds it too.
-    matches.push(sql`${usernameKey} = lower(${normalizeUsername(identifier.username)})`);
-    if (identifier.username.includes('@')) matches.push(sql`${emailKey} = lower(${identifier.username})`);
+    const byUsername = sql`${usernameKey} = lower(${normalizeUsername(identifier.username)})`;
+    matches.push(
+      identifier.username.includes('@') ? or(byUsername, sql`${emailKey} = lower(${identifier.username})`) : byUsername,
+    );
   }
+  // Naming nobody must never mean "anyone".
+  if (matches.length === 0) return [];
   return db
     .select({
       id: users.id,
@@ -149,19 +166,14 @@ export async function findLoginCandidates(
       passwordHash: users.passwordHash,
       emailVerified: users.emailVerified,
       requireEmailVerification: sql<boolean>`coalesce(${organizations.settings} -> 'require_email_verification' = 'true'::jsonb, false)`,
-      // Lockout and second-factor state ride along: one round trip instead of three per login.
-      hasLockout: sql<boolean>`${accountLockouts.userId} is not null`,
-      locked: sql<boolean>`coalesce(${accountLockouts.lockedUntil} > now(), false)`,
+      // Second-factor state rides along: one round trip instead of two per login. The lock is not
+      // read here: each attempt claims its turn (claimLoginAttempts) before its password is checked.
       mfaEnabled: sql<boolean>`exists (select 1 from ${mfaTotp} where ${mfaTotp.userId} = ${users.id} and ${mfaTotp.confirmedAt} is not null)`,
       mfaRequired: sql<boolean>`coalesce(${organizations.settings} -> 'require_mfa' = 'true'::jsonb, false)`,
     })
     .from(users)
     .innerJoin(organizations, eq(organizations.id, users.organizationId))
-    .leftJoin(
-      accountLockouts,
-      and(eq(accountLockouts.organizationId, users.organizationId), eq(accountLockouts.userId, users.id)),
-    )
-    .where(and(or(...matches), organizationCode !== undefined ? eq(organizations.code, organizationCode) : undefined))
+    .where(and(...matches, organizationCode !== undefined ? eq(organizations.code, organizationCode) : undefined))
     .orderBy(users.id)
     .limit(limit);
 }
@@ -233,8 +245,6 @@ export interface LoginSessionInput {
   os: string | null;
   cookieTokenHash: string | null;
   expiresAt: Date;
-  /** Forget counted failures (the account had a lockout row). */
-  clearLockout: boolean;
 }
 
 /**
@@ -258,8 +268,9 @@ export async function insertLoginSession(db: DbOrTx, input: LoginSessionInput): 
       -- A login is not an edit of the user: updated_at (SCIM's lastModified, ETags) is left alone.
       update ${users} set last_login = now() where id = ${input.userId}::uuid
     ), cleared as (
+      -- The attempt that logs in was claimed (lockout module): its count ends with the others.
       delete from ${accountLockouts}
-      where ${input.clearLockout} and organization_id = ${input.organizationId}::uuid and user_id = ${input.userId}::uuid
+      where organization_id = ${input.organizationId}::uuid and user_id = ${input.userId}::uuid
     )
     select 1`);
 }

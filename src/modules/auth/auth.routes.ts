@@ -54,7 +54,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
   await prepareDummyHash();
 
   const loginDescription =
-    'Password login. Without `organization`, every account with that email or username is a candidate and the single ' +
+    'Password login. Without `organization`, every account with that email or username (with both: every account ' +
+    'both name) is a candidate and the single ' +
     'password match logs in; several matches answer 400 `organization_required`. Wrong password and unknown account ' +
     'answer the same 401 `invalid_credentials`; a suspended/deactivated account (or one in a deactivated ' +
     'organization) answers 401 `account_inactive`, but only once its password matched. With two-factor authentication on, a matching password ' +

@@ -12,7 +12,14 @@ import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { recordAudit } from '../activity/audit.js';
-import { type LockoutPolicy, recordLoginFailure } from '../lockout/lockout.queries.js';
+import {
+  claimLoginAttempts,
+  isAccountLockedForLogin,
+  type LockoutPolicy,
+  lockAfterFailedAttempt,
+  recordLoginFailure,
+  returnLoginAttempts,
+} from '../lockout/lockout.queries.js';
 import { finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
@@ -23,6 +30,7 @@ import { normalizeUsername } from '../users/users.schemas.js';
 import { type User, users } from '../users/users.table.js';
 import { authErrors } from './auth.errors.js';
 import {
+  endSession,
   findLoginCandidates,
   findRefreshToken,
   findSessionState,
@@ -321,14 +329,26 @@ export function lockoutPolicy(config: Config): LockoutPolicy {
   };
 }
 
+/** A password checked and wrong, with the number of its claimed attempt in the account's window. */
+interface FailedAttempt {
+  account: LoginCandidate;
+  attempt: number;
+}
+
 /**
- * Counts a failed login against each account whose password was tried; an account that reaches
- * the threshold locks and loses its sessions in the same transaction.
+ * Records a login whose password matched no account: each wrong password checked (the attempt that
+ * fills the window locks the account and ends its sessions, in the same transaction), each account
+ * refused unchecked because it is locked, or, when no account has a password, the unknown identifier.
  */
-async function recordFailedLogins(ctx: TokenContext, accounts: LoginCandidate[], client: ClientInfo): Promise<void> {
+async function recordFailedLogins(
+  ctx: TokenContext,
+  failed: FailedAttempt[],
+  locked: LoginCandidate[],
+  client: ClientInfo,
+): Promise<void> {
   const policy = lockoutPolicy(ctx.config);
   await ctx.db.transaction(async (tx) => {
-    if (accounts.length === 0) {
+    if (failed.length === 0 && locked.length === 0) {
       await recordAudit(tx, {
         type: 'auth.login_failed',
         category: 'authentication',
@@ -340,10 +360,36 @@ async function recordFailedLogins(ctx: TokenContext, accounts: LoginCandidate[],
         userAgent: client.userAgent ?? null,
       });
     }
-    for (const account of accounts) {
-      const lockedUntil = await recordLoginFailure(tx, account, policy);
+    for (const { account, attempt } of failed) {
+      const lockedUntil = attempt >= policy.threshold ? await lockAfterFailedAttempt(tx, account, policy) : undefined;
       await recordLoginFailureAudits(tx, account, lockedUntil, client, 'password');
     }
+    for (const account of locked) await recordLockedRefusal(tx, account, client, 'password');
+  });
+}
+
+/**
+ * The audit event of a login step refused unchecked because the account is locked: it names the
+ * account, although the answer is the same as for a wrong password or an unknown account.
+ */
+async function recordLockedRefusal(
+  tx: DbOrTx,
+  account: { id: string; organizationId: string },
+  client: ClientInfo,
+  step: 'password' | 'mfa',
+): Promise<void> {
+  await recordAudit(tx, {
+    type: 'auth.login_failed',
+    category: 'authentication',
+    organizationId: account.organizationId,
+    userId: account.id,
+    actorUserId: account.id,
+    description: 'Failed login: account locked',
+    severity: 'warning',
+    success: false,
+    details: { step, reason: 'account_locked' },
+    ip: client.ip ?? null,
+    userAgent: client.userAgent ?? null,
   });
 }
 
@@ -386,6 +432,8 @@ async function recordLoginFailureAudits(
   };
   await recordAudit(tx, {
     ...where,
+    // The account tried to prove itself: its user is the actor (a signed-in check's caller is too).
+    actorUserId: account.id,
     ...FAILED_CHECK[step],
     category: 'authentication',
     severity: 'warning',
@@ -465,14 +513,15 @@ async function upgradePasswordHash(db: Db, account: LoginCandidate, password: st
 }
 
 /**
- * Opens a session for an account that has proved itself: the session row (with its device), the
- * first refresh token, last_login and the end of any failed-login count, written by one statement
- * (one round trip, atomic); then the access token.
+ * Opens a session for an account that has proved itself: unless a lock came in the meantime (then
+ * the same 401 as a wrong password), the session row (with its device), the first refresh token,
+ * last_login and the end of any failed-login count, written by one statement; then the access token.
  */
 async function openSession(
   ctx: TokenContext,
   account: LoginCandidate,
   client: ClientInfo,
+  step: 'password' | 'mfa',
 ): Promise<TokenPair & { user: TokenUser }> {
   const refresh = randomToken();
   const sessionId = newId();
@@ -487,21 +536,29 @@ async function openSession(
     ...describeUserAgent(client.userAgent),
     cookieTokenHash: client.cookieTokenHash ?? null,
     expiresAt: new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000),
-    clearLockout: account.hasLockout,
   };
-  await ctx.db.transaction(async (tx) => {
+  const opened = await ctx.db.transaction(async (tx) => {
+    // The lock read with the candidates is stale by now: failed attempts racing this one may have
+    // locked the account while its password was checked. Re-read under the row lock.
+    if (await isAccountLockedForLogin(tx, account)) {
+      await recordLockedRefusal(tx, account, client, step);
+      return false;
+    }
     await insertLoginSession(tx, session);
     await recordAudit(tx, {
       type: 'auth.login',
       category: 'authentication',
       organizationId: account.organizationId,
       userId: account.id,
+      actorUserId: account.id,
       description: 'Logged in',
       details: { session_id: sessionId, method: client.cookieTokenHash ? 'cookie' : 'token' },
       ip: client.ip ?? null,
       userAgent: client.userAgent ?? null,
     });
+    return true;
   });
+  if (!opened) throw authErrors.invalidCredentials();
   const access = await issueAccessToken(ctx, {
     userId: account.id,
     organizationId: account.organizationId,
@@ -547,39 +604,59 @@ export async function login(
   const withPassword = candidates.filter((c) => c.passwordHash !== null);
   if (withPassword.length === 0) {
     await verifyDummyPassword(input.password);
-    await recordFailedLogins(ctx, [], client);
+    await recordFailedLogins(ctx, [], [], client);
     throw authErrors.invalidCredentials();
   }
-  const verdicts = await Promise.all(withPassword.map((c) => verifyPassword(c.passwordHash as string, input.password)));
-  // A locked account's password is checked all the same (equal time) but never matches: the answer
-  // is the same 401 as a wrong password, so a lock neither confirms the account nor the password.
-  const matched = withPassword.filter((c, i) => verdicts[i] && !c.locked);
+  // Each attempt is claimed before its password is checked, so concurrent guesses cannot all pass
+  // the lock before any failure is counted. A locked account's password is not checked, but the
+  // dummy check takes the same time: the answer neither confirms the account nor the password.
+  const attempts = await claimLoginAttempts(ctx.db, withPassword, lockoutPolicy(ctx.config));
+  const verdicts = await Promise.all(
+    withPassword.map((c) =>
+      attempts.has(c.id)
+        ? verifyPassword(c.passwordHash as string, input.password)
+        : verifyDummyPassword(input.password),
+    ),
+  );
+  const claimed = withPassword.filter((c) => attempts.has(c.id));
+  const matched = withPassword.filter((_, i) => verdicts[i]);
+  if (matched.length === 0) {
+    await recordFailedLogins(
+      ctx,
+      claimed.map((account) => ({ account, attempt: attempts.get(account.id) as number })),
+      withPassword.filter((c) => !attempts.has(c.id)),
+      client,
+    );
+    throw authErrors.invalidCredentials();
+  }
   const usable = matched.filter(canLogIn);
+  const account = usable.length === 1 ? usable[0] : undefined;
+  // A password matched: the attempts of the other accounts named are given back, as is this one's
+  // unless it opens a session (which clears the count).
+  await returnLoginAttempts(
+    ctx.db,
+    claimed.filter((c) => c !== account),
+  );
   if (usable.length > 1) throw authErrors.organizationRequired();
-  const account = usable[0];
   if (!account) {
-    const inactive = matched[0];
-    if (!inactive) {
-      await recordFailedLogins(
-        ctx,
-        withPassword.filter((c) => !c.locked),
-        client,
-      );
-      throw authErrors.invalidCredentials();
-    }
+    const inactive = matched[0] as LoginCandidate;
     throw authErrors.accountInactive(
       inactive.organizationActive
         ? `This account is ${inactive.status}; it cannot log in.`
         : `Organization "${inactive.organizationCode}" is deactivated; its accounts cannot log in.`,
     );
   }
-  // Like an inactive account, refused only after the password matched: the caller knows the account.
-  if (account.requireEmailVerification && !account.emailVerified) throw authErrors.emailNotVerified();
-
-  await upgradePasswordHash(ctx.db, account, input.password);
-  // Throws MfaRequiredError (the token routes answer it as 200 mfa_required) when a second factor is due.
-  await requireSecondFactor(ctx.db, account, { enabled: account.mfaEnabled, required: account.mfaRequired });
-  return openSession(ctx, account, client);
+  try {
+    // Like an inactive account, refused only after the password matched: the caller knows the account.
+    if (account.requireEmailVerification && !account.emailVerified) throw authErrors.emailNotVerified();
+    await upgradePasswordHash(ctx.db, account, input.password);
+    // Throws MfaRequiredError (the token routes answer it as 200 mfa_required) when a second factor is due.
+    await requireSecondFactor(ctx.db, account, { enabled: account.mfaEnabled, required: account.mfaRequired });
+  } catch (err) {
+    await returnLoginAttempts(ctx.db, [account]);
+    throw err;
+  }
+  return openSession(ctx, account, client, 'password');
 }
 
 /**
@@ -593,10 +670,17 @@ export async function completeMfaLogin(
   input: { mfa_token: string; code: string },
   client: ClientInfo,
 ): Promise<TokenPair & { user: TokenUser; recovery_codes?: string[] }> {
-  // A wrong code counts as a failed login of the account, like a wrong password (lockout).
-  const { userId, recoveryCodes } = await finishMfaChallenge(ctx.db, ctx.config, input, (account) =>
-    recordFailedCredentialCheck(ctx.db, ctx.config, account, client, 'mfa'),
-  );
+  // A code is a guess like a password: claimed against the account's lockout before it is checked.
+  const policy = lockoutPolicy(ctx.config);
+  const { userId, recoveryCodes } = await finishMfaChallenge(ctx.db, ctx.config, input, {
+    claim: async (account) => (await claimLoginAttempts(ctx.db, [account], policy)).get(account.id),
+    failed: (account, attempt) =>
+      ctx.db.transaction(async (tx) => {
+        const lockedUntil = attempt >= policy.threshold ? await lockAfterFailedAttempt(tx, account, policy) : undefined;
+        await recordLoginFailureAudits(tx, account, lockedUntil, client, 'mfa');
+      }),
+    refused: (account) => ctx.db.transaction((tx) => recordLockedRefusal(tx, account, client, 'mfa')),
+  });
   const [owner] = await ctx.db
     .select({ email: users.email, organizationCode: organizations.code })
     .from(users)
@@ -605,8 +689,8 @@ export async function completeMfaLogin(
   const candidates = owner ? await findLoginCandidates(ctx.db, { email: owner.email }, owner.organizationCode, 2) : [];
   const account = candidates.find((c) => c.id === userId && canLogIn(c));
   if (!account) throw authErrors.invalidCredentials();
-  if (account.locked) throw authErrors.invalidCredentials();
-  const pair = await openSession(ctx, account, client);
+  // openSession checks the lock again, under its row lock, and clears the count.
+  const pair = await openSession(ctx, account, client, 'mfa');
   return recoveryCodes ? { ...pair, recovery_codes: recoveryCodes } : pair;
 }
 
@@ -654,8 +738,9 @@ export async function refreshSession(ctx: TokenContext, refresh: string): Promis
 }
 
 /**
- * Ends the session a refresh token belongs to and/or the caller's own session. Logging out twice,
- * or with a token that is already used up, is not an error.
+ * Ends the session a refresh token belongs to and/or the caller's own session, recording the logout
+ * with the session's user as its actor. Logging out twice, or with a token that is already used up,
+ * is not an error.
  */
 export async function logout(
   db: Db,
@@ -668,7 +753,22 @@ export async function logout(
     const known = await findRefreshToken(db, sha256Hex(input.refresh));
     if (known) sessionIds.add(known.sessionId);
   }
-  for (const id of sessionIds) await revokeSession(db, id, 'logout');
+  for (const id of sessionIds) {
+    await db.transaction(async (tx) => {
+      const ended = await endSession(tx, id, 'logout');
+      if (!ended) return;
+      await publishInvalidation(tx, 'session', id);
+      await recordAudit(tx, {
+        type: 'auth.logout',
+        category: 'authentication',
+        organizationId: ended.organizationId,
+        userId: ended.userId,
+        actorUserId: ended.userId,
+        description: 'Logged out',
+        details: { session_id: id },
+      });
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

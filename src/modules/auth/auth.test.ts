@@ -3,6 +3,7 @@ import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, testConfig, unique } from '../../../test/test-app.js';
+import { activities } from '../activity/activity.table.js';
 import { updateOrganization } from '../organizations/organizations.service.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
@@ -148,6 +149,28 @@ describe('tokens', () => {
       const res = await post('/api/token/', { email, password: TEST_PASSWORD });
       expect(res.statusCode).toBe(200);
       expect(res.json().user.id).toBe(second.user.id);
+    });
+
+    it('logs in with both email and username only when they name the same account', async () => {
+      const { user } = await activeUser({ username: unique('both') });
+      const junkEmail = await post('/api/v1/users/login/', {
+        email: `${unique('junk')}@example.com`,
+        username: user.username,
+        password: TEST_PASSWORD,
+      });
+      expect(junkEmail.statusCode).toBe(401);
+      expect(junkEmail.json()).toMatchObject({ code: 'invalid_credentials' });
+      const junkName = await post('/api/token/', {
+        email: user.email,
+        username: unique('junk'),
+        password: TEST_PASSWORD,
+      });
+      expect(junkName.statusCode).toBe(401);
+      const both = await post('/api/token/', { email: user.email, username: user.username, password: TEST_PASSWORD });
+      expect(both.statusCode).toBe(200);
+      // OAuth2 clients may repeat the email in `username`.
+      const twice = await post('/api/token/', { email: user.email, username: user.email, password: TEST_PASSWORD });
+      expect(twice.statusCode).toBe(200);
     });
 
     it('answers 401 account_inactive for a suspended account, but only once the password matched', async () => {
@@ -694,6 +717,21 @@ describe('tokens', () => {
       expect(res.statusCode).toBe(204);
       expect((await validate(tokens.access)).statusCode).toBe(401);
       expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+    });
+
+    it('records the logout with the user as its actor', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      expect((await post('/api/v1/users/logout/', { refresh: tokens.refresh })).statusCode).toBe(204);
+      const events = await t.database.db
+        .select({ type: activities.activityType, actorType: activities.actorType, actorId: activities.actorId })
+        .from(activities)
+        .where(eq(activities.userId, user.id))
+        .orderBy(activities.timestamp, activities.id);
+      expect(events).toEqual([
+        { type: 'auth.login', actorType: 'user', actorId: user.id },
+        { type: 'auth.logout', actorType: 'user', actorId: user.id },
+      ]);
     });
 
     it('answers 400 naming refresh when neither a refresh token nor a Bearer token is given', async () => {

@@ -43,6 +43,87 @@ describe('account lockout', () => {
     expect((await earlier.get('/api/v1/users/validate-token/')).statusCode).toBe(401);
   });
 
+  const auditOf = (userId: string) =>
+    t.database.db
+      .select({
+        type: activities.activityType,
+        description: activities.description,
+        organizationId: activities.organizationId,
+        actorType: activities.actorType,
+        actorId: activities.actorId,
+        details: activities.details,
+      })
+      .from(activities)
+      .where(eq(activities.userId, userId))
+      .orderBy(activities.timestamp, activities.id);
+
+  it('checks at most the threshold of concurrent guesses, and logs in with none once locked', async () => {
+    const user = await freshUser();
+    // The right password hides among 40 guesses sent at once (as #20), on every login route.
+    const routes = ['/api/v1/users/login/', '/api/token/', '/api/login/'];
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        t.request({
+          method: 'POST',
+          url: routes[i % routes.length] as string,
+          payload: { email: user.email, password: i === 19 ? TEST_PASSWORD : `wrong guess ${i}` },
+        }),
+      ),
+    );
+    const events = await auditOf(user.id);
+    const checked = events.filter((e) => e.description === 'Failed login: wrong password');
+    const logins = events.filter((e) => e.type === 'auth.login');
+    // Three guesses at most were checked: the lock stopped the others before their password was.
+    expect(checked.length + logins.length).toBeLessThanOrEqual(3);
+    const lockedAt = events.findIndex((e) => e.type === 'auth.lockout');
+    // No login after the lock, and none of the refused answers tells a locked account apart.
+    if (lockedAt >= 0) expect(events.slice(lockedAt).some((e) => e.type === 'auth.login')).toBe(false);
+    const refused = answers.filter((a) => a.statusCode !== 200);
+    expect(refused.length).toBeGreaterThanOrEqual(39);
+    for (const a of refused) {
+      // On two busy cores some of 40 password checks may wait past the hash queue's deadline.
+      if (a.statusCode === 503) expect(a.json()).toMatchObject({ code: 'server_busy' });
+      else expect(a.json()).toMatchObject({ status: 401, code: 'invalid_credentials' });
+    }
+    // #20 came long after the first three guesses: it was refused, and the account stays locked.
+    expect(answers[19]?.statusCode).not.toBe(200);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(401);
+  });
+
+  it('records a refused login on a locked account against the account, saying it is locked', async () => {
+    const user = await freshUser();
+    await failTimes(user.email, 3);
+    const before = (await auditOf(user.id)).length;
+    expect((await login(user.email, TEST_PASSWORD)).json()).toMatchObject({ status: 401, code: 'invalid_credentials' });
+    const events = (await auditOf(user.id)).slice(before);
+    expect(events).toEqual([
+      {
+        type: 'auth.login_failed',
+        description: 'Failed login: account locked',
+        organizationId: user.organizationId,
+        actorType: 'user',
+        actorId: user.id,
+        details: { step: 'password', reason: 'account_locked' },
+      },
+    ]);
+  });
+
+  it('makes the user the actor of their own logins and failed logins', async () => {
+    const admin = await superuserClient(t);
+    const user = await freshUser();
+    await failTimes(user.email, 1);
+    expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(200);
+    const events = await auditOf(user.id);
+    expect(events.map((e) => [e.type, e.actorType, e.actorId])).toEqual([
+      ['auth.login_failed', 'user', user.id],
+      ['auth.login', 'user', user.id],
+    ]);
+    const listed = await admin.get(`/api/v1/activities/?actor=${user.id}&category=authentication`);
+    expect(listed.statusCode).toBe(200);
+    const types = (listed.json() as { results: { activity_type: string }[] }).results.map((r) => r.activity_type);
+    expect(types).toEqual(expect.arrayContaining(['auth.login', 'auth.login_failed']));
+  });
+
   it('does not extend a lock with failures made while locked', async () => {
     const user = await freshUser();
     await failTimes(user.email, 3);

@@ -312,6 +312,16 @@ export async function requireSecondFactor(
   throw new MfaRequiredError(challenge);
 }
 
+/** How the second step counts against the account's lockout (see the lockout module). */
+export interface SecondFactorAttempts {
+  /** Claims the account's attempt before the code is checked; undefined: locked, the code must not be. */
+  claim(account: { id: string; organizationId: string }): Promise<number | undefined>;
+  /** A claimed code was wrong. */
+  failed(account: { id: string; organizationId: string }, attempt: number): Promise<void>;
+  /** The account was locked: refused without checking the code. */
+  refused(account: { id: string; organizationId: string }): Promise<void>;
+}
+
 /**
  * Starts TOTP enrolment for the account of an enrolment challenge (its password matched, its
  * organization requires a second factor): the secret to set up, confirmed by logging in with its
@@ -327,17 +337,37 @@ export async function enrolWithChallenge(db: Db, config: Config, mfaToken: strin
 /**
  * The second step: checks the code for the challenge's user and uses the challenge up. Answers the
  * user id to log in, and for an enrolment challenge the recovery codes of the authenticator its
- * first code turned on. A wrong code counts against the challenge (five, then log in again) and is
- * reported to `onWrongCode` (the account's failed-login counter).
+ * first code turned on. Each try is counted on the challenge before the code is checked (five, then
+ * log in again) and claimed as a login attempt of the account, so concurrent tries cannot outrun
+ * either limit; while the account is locked no code is checked and the answer is a wrong code's.
  */
 export async function finishMfaChallenge(
   db: Db,
   config: Config,
   input: { mfa_token: string; code: string },
-  onWrongCode: (account: { id: string; organizationId: string }) => Promise<void>,
+  attempts: SecondFactorAttempts,
 ): Promise<{ userId: string; organizationId: string; recoveryCodes?: string[] }> {
-  const challenge = await openChallenge(db, input.mfa_token);
+  const tokenHash = sha256Hex(input.mfa_token);
+  // `failed_attempts` counts tries: the one that succeeds uses the challenge up anyway.
+  const [challenge] = await db
+    .update(mfaChallenges)
+    .set({ failedAttempts: sql`${mfaChallenges.failedAttempts} + 1` })
+    .where(
+      and(
+        eq(mfaChallenges.tokenHash, tokenHash),
+        isNull(mfaChallenges.usedAt),
+        gt(mfaChallenges.expiresAt, new Date()),
+        lt(mfaChallenges.failedAttempts, MAX_ATTEMPTS_PER_CHALLENGE),
+      ),
+    )
+    .returning();
   if (!challenge) throw mfaErrors.invalidMfaToken();
+  const account = { id: challenge.userId, organizationId: challenge.organizationId };
+  const attempt = await attempts.claim(account);
+  if (attempt === undefined) {
+    await attempts.refused(account);
+    throw mfaErrors.invalidCode();
+  }
   const outcome = await db.transaction(async (tx) => {
     let recoveryCodes: string[] | undefined;
     if (challenge.purpose === 'enrol') {
@@ -356,11 +386,7 @@ export async function finishMfaChallenge(
   });
   if (outcome === null) {
     // Outside the transaction above, which verified nothing: the count must stick.
-    await db
-      .update(mfaChallenges)
-      .set({ failedAttempts: sql`${mfaChallenges.failedAttempts} + 1` })
-      .where(eq(mfaChallenges.id, challenge.id));
-    await onWrongCode({ id: challenge.userId, organizationId: challenge.organizationId });
+    await attempts.failed(account, attempt);
     throw mfaErrors.invalidCode();
   }
   return {

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -10,6 +10,7 @@ import {
   TEST_PASSWORD,
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { activities } from '../activity/activity.table.js';
 import { accountLockouts } from '../lockout/lockout.table.js';
 import { organizations } from '../organizations/organizations.table.js';
 import type { User } from '../users/users.table.js';
@@ -111,6 +112,47 @@ describe('TOTP two-factor authentication', () => {
     const [lockout] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
     expect(lockout?.lockedUntil?.getTime()).toBeGreaterThan(Date.now());
     expect((await passwordLogin(user)).statusCode).toBe(401);
+  });
+
+  it('checks no code while the account is locked: the right one answers as a wrong one and stays unused', async () => {
+    const { user, secret } = await enrolled();
+    const token = (await passwordLogin(user)).json().mfa_token;
+    // Locked after the password step (guesses made elsewhere).
+    await t.database.db
+      .insert(accountLockouts)
+      .values({ organizationId: user.organizationId, userId: user.id, lockedUntil: sql`now() + interval '10 minutes'` })
+      .onConflictDoUpdate({
+        target: [accountLockouts.organizationId, accountLockouts.userId],
+        set: { lockedUntil: sql`now() + interval '10 minutes'` },
+      });
+    const code = totpOf(secret).generate({ timestamp: Date.now() + 30_000 });
+    const locked = await mfaLogin(token, code);
+    expect(locked.json()).toMatchObject({ status: 401, code: 'invalid_mfa_code' });
+    const [event] = await t.database.db
+      .select({ description: activities.description, details: activities.details, actorId: activities.actorId })
+      .from(activities)
+      .where(and(eq(activities.userId, user.id), eq(activities.activityType, 'auth.login_failed')));
+    expect(event).toEqual({
+      description: 'Failed login: account locked',
+      details: { step: 'mfa', reason: 'account_locked' },
+      actorId: user.id,
+    });
+    // Unlocked, the same challenge and code still work: neither was checked while locked.
+    await t.database.db.delete(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect((await mfaLogin(token, code)).statusCode).toBe(200);
+  });
+
+  it('checks at most five of many codes sent at once for one mfa_token', async () => {
+    const { user } = await enrolled();
+    const token = (await passwordLogin(user)).json().mfa_token;
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => mfaLogin(token, String(100000 + i))));
+    const codes = answers.map((a) => a.json().code);
+    expect(codes.filter((c) => c === 'invalid_mfa_code').length).toBeLessThanOrEqual(5);
+    const checked = await t.database.db
+      .select({ id: activities.id })
+      .from(activities)
+      .where(and(eq(activities.userId, user.id), eq(activities.description, 'Failed login: wrong second-factor code')));
+    expect(checked.length).toBeLessThanOrEqual(5);
   });
 
   it('refuses an unknown or expired mfa_token with 401', async () => {

@@ -148,6 +148,31 @@ describe('rate limits (RATE_LIMITS=on)', () => {
     expect(fresh.statusCode).toBe(401);
   });
 
+  it('counts a login against every identifier it sends: a junk email beside the username buys no new budget', async () => {
+    const org = await seedOrganization(t);
+    const victim = await seedUser(t, org.id, { username: `victim-${org.code}` });
+    const codes: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const res = await t.request({
+        method: 'POST',
+        url: i % 2 === 0 ? '/api/token/' : '/api/v1/users/login/',
+        payload: { email: `junk-${i}-${org.code}@example.com`, username: victim.username, password: `guess ${i}` },
+        remoteAddress: `192.0.2.${i + 200}`,
+      });
+      codes.push(res.statusCode);
+    }
+    expect(codes.slice(0, 10).every((c) => c === 401)).toBe(true);
+    expect(codes[10]).toBe(429);
+    // The username's budget is spent, whatever it is sent with, even the right password.
+    const alone = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { username: victim.username, password: TEST_PASSWORD },
+      remoteAddress: '192.0.2.250',
+    });
+    expect(alone.statusCode).toBe(429);
+  });
+
   it('counts form-encoded logins and refresh grants against the same budgets as JSON ones', async () => {
     const form = { 'content-type': 'application/x-www-form-urlencoded' };
     const codes: number[] = [];

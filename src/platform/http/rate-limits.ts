@@ -48,8 +48,8 @@ const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS | 'by_grant'> = {
 };
 
 /**
- * Password attempts per account identifier (the email or username sent), across the login routes
- * and client IPs: slows a distributed guess at one account, and makes an identifier that exists
+ * Password attempts per account identifier, across the login routes and client IPs; a request counts
+ * against each identifier it sends (email and username), as the account lookup uses them all: slows a distributed guess at one account, and makes an identifier that exists
  * behave exactly like one that does not. Failed logins also lock the account (in the database,
  * across nodes; see the lockout module), which RATE_LIMITS=off never disables.
  */
@@ -133,17 +133,24 @@ function grantGroup(request: FastifyRequest): 'password' | 'refresh' {
   return body?.grant_type === 'refresh_token' ? 'refresh' : 'password';
 }
 
-function loginIdentifier(request: FastifyRequest): string | undefined {
+/** The identifiers a login body sends, each once (OAuth2 clients may repeat the email as `username`). */
+function loginIdentifiers(request: FastifyRequest): string[] {
   const body = request.body as { email?: unknown; username?: unknown } | undefined;
-  const id = body?.email ?? body?.username;
-  return typeof id === 'string' ? id.trim().toLowerCase() : undefined;
+  const ids = [body?.email, body?.username].filter((id): id is string => typeof id === 'string');
+  return [...new Set(ids.map((id) => id.trim().toLowerCase()))];
 }
 
-/** The identifier's counter key: a digest, so no address sits in Redis (or in memory) in clear. */
-function identifierKey(request: FastifyRequest): string {
-  return createHash('sha256')
-    .update(loginIdentifier(request) ?? '')
-    .digest('base64url');
+/** An identifier's counter key: a digest, so no address sits in Redis (or in memory) in clear. */
+function identifierKey(identifier: string): string {
+  return createHash('sha256').update(identifier).digest('base64url');
+}
+
+const IDENTIFIER_KEY = Symbol('login identifier key');
+type KeyedRequest = FastifyRequest & { [IDENTIFIER_KEY]: string };
+
+/** The request as the identifier budget sees it: one counter key per call. */
+function keyedFor(request: FastifyRequest, identifier: string): KeyedRequest {
+  return Object.create(request, { [IDENTIFIER_KEY]: { value: identifierKey(identifier) } });
 }
 
 /**
@@ -185,10 +192,15 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
 
   const identifier = await budget(app, redis, 'identifier', {
     ...PER_IDENTIFIER,
-    keyGenerator: identifierKey,
+    keyGenerator: (request) => (request as KeyedRequest)[IDENTIFIER_KEY],
   });
   const perIdentifier: preHandlerAsyncHookHandler = async (request) => {
-    if (loginIdentifier(request) !== undefined) await enforce(identifier, request, warn);
+    // Every identifier is counted before any refuses: a spent one must not spare the others.
+    const refusals: unknown[] = [];
+    for (const id of loginIdentifiers(request)) {
+      await enforce(identifier, keyedFor(request, id), warn).catch((err: unknown) => refusals.push(err));
+    }
+    if (refusals.length > 0) throw refusals[0];
   };
 
   app.addHook('onRoute', (route) => {
