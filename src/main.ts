@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from './config.js';
-import { DataDirInUseError } from './platform/db/client.js';
+import { DatabaseUnreachableError, DataDirInUseError } from './platform/db/client.js';
 import { stopOnSignals } from './platform/shutdown.js';
 import { startServer } from './server.js';
 
@@ -26,7 +26,7 @@ export async function main(options: { worker?: boolean } = {}): Promise<void> {
   try {
     server = await startServer(config, { worker: options.worker ?? true });
   } catch (err) {
-    if (err instanceof DataDirInUseError) {
+    if (err instanceof DataDirInUseError || err instanceof DatabaseUnreachableError) {
       console.error(`gatehouse: ${err.message}`);
       process.exit(1);
     }

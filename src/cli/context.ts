@@ -1,6 +1,12 @@
 import type { TObject } from '@sinclair/typebox';
 import { type Config, ConfigError, loadConfig } from '../config.js';
-import { type Database, DataDirInUseError, type Db, openDatabase } from '../platform/db/client.js';
+import {
+  type Database,
+  DatabaseUnreachableError,
+  DataDirInUseError,
+  type Db,
+  openDatabase,
+} from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
 import { AppError, fieldErrorsFromValidation } from '../platform/http/errors.js';
 import { validatorCompiler } from '../platform/http/validation.js';
@@ -37,22 +43,27 @@ export function cliConfig(): Config {
 }
 
 /**
- * Runs `work` against the configured database (migrated first) and closes it. On the embedded
- * database a running server holds the folder; that is reported in one line instead of waiting.
+ * Opens the configured database for a command. What stops it from opening is reported in one line:
+ * an embedded database held by a running server (instead of waiting), a PostgreSQL server that
+ * cannot be reached (named without the password of DATABASE_URL).
  */
+export async function openCliDatabase(config: Config, options: { poolSize?: number } = {}): Promise<Database> {
+  try {
+    return await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, ...options });
+  } catch (err) {
+    if (err instanceof DataDirInUseError || err instanceof DatabaseUnreachableError) fail(err.message);
+    if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`, 2);
+    throw err;
+  }
+}
+
+/** Runs `work` against the configured database (migrated first) and closes it. */
 export async function withDatabase<T>(
   work: (database: Database, config: Config) => Promise<T>,
   options: { migrate?: boolean } = {},
 ): Promise<T> {
   const config = cliConfig();
-  let database: Database;
-  try {
-    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  } catch (err) {
-    if (err instanceof DataDirInUseError) fail(err.message);
-    if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`, 2);
-    throw err;
-  }
+  const database = await openCliDatabase(config);
   try {
     if (options.migrate !== false) await migrate(database.db);
     return await work(database, config);

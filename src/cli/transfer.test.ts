@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -235,6 +236,72 @@ describe('gatehouse export and import on the command line', () => {
       );
       expect(closed.code).not.toBe(0);
       expect(closed.stderr).toContain('The source’s export failed: ECONNREFUSED');
+    });
+  });
+
+  describe('from a source that echoes what it was sent when it refuses', () => {
+    // A quote, a backslash and a letter beyond ASCII: a JSON echo of the request escapes them.
+    const password = 'Import-Secret-"PW"\\7788-é';
+    const token = 'Import-Secret-Token-"99"\\x';
+    // As Python's json.dumps writes JSON by default.
+    const asciiOnly = (json: string) =>
+      json.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    let echo: Server;
+    let url: string;
+    beforeAll(async () => {
+      echo = createHttpServer((req, res) => {
+        let body = '';
+        req.on('data', (chunk: Buffer) => {
+          body += chunk.toString('utf8');
+        });
+        req.on('end', () => {
+          const login = req.url?.startsWith('/api/login/');
+          res.writeHead(login ? 400 : 401, { 'content-type': 'application/json' });
+          res.end(
+            JSON.stringify(
+              login
+                ? { error: `could not log in with ${asciiOnly(body)} (password ${JSON.parse(body).password})` }
+                : { detail: `no user for ${req.headers.authorization}` },
+            ),
+          );
+        });
+      });
+      await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+      url = `http://127.0.0.1:${(echo.address() as AddressInfo).port}`;
+    });
+    afterAll(() => new Promise<void>((resolve) => echo.close(() => resolve())));
+
+    it('prints the refusal without the password or token, as sent or JSON-escaped', async () => {
+      const secretForms = (secret: string) => [
+        secret,
+        JSON.stringify(secret).slice(1, -1),
+        asciiOnly(JSON.stringify(secret).slice(1, -1)),
+      ];
+      const byPassword = await gatehouse(
+        ['import', '--organization', 'into', '--from', url, '--username', 'staff', '--password-env', 'IMPPW'],
+        dataDir,
+        { env: { IMPPW: password } },
+      );
+      expect(byPassword.code).toBe(1);
+      expect(byPassword.stderr.trim()).toBe(
+        'gatehouse: import: The source’s login answered 400: could not log in with ' +
+          '{"username":"staff","password":"[REDACTED]"} (password [REDACTED]).',
+      );
+
+      const byToken = await gatehouse(
+        ['import', '--organization', 'into', '--from', url, '--token-env', 'IMPTOKEN'],
+        dataDir,
+        {
+          env: { IMPTOKEN: token },
+        },
+      );
+      expect(byToken.code).toBe(1);
+      expect(byToken.stderr.trim()).toBe(
+        'gatehouse: import: The source’s export answered 401: no user for Bearer [REDACTED].',
+      );
+      for (const secret of [...secretForms(password), ...secretForms(token)]) {
+        expect(byPassword.stderr + byPassword.stdout + byToken.stderr + byToken.stdout).not.toContain(secret);
+      }
     });
   });
 });

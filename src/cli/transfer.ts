@@ -102,6 +102,7 @@ export function registerTransferCommands(program: Command): void {
       });
       // The file is opened before anything is read or recorded: a path that cannot be written is one line.
       const out: Writable = options.output ? await openOutput(options.output) : process.stdout;
+      let readerLeft = false;
       await runRefusing('export', async (db) => {
         const organizationId = options.organization ? await organizationIdOf(db, options.organization) : undefined;
         const scim = options.filter === undefined ? undefined : scimFilterOf(options.filter);
@@ -121,9 +122,18 @@ export function registerTransferCommands(program: Command): void {
           includeInactive: options.includeInactive === true,
         };
         const document = Readable.from(exportDocument(db, filter, format), { objectMode: false });
-        // Standard output stays open for whatever the process writes next; a file is closed.
-        await pipeline(document, out, { end: Boolean(options.output) });
+        try {
+          // Standard output stays open for whatever the process writes next; a file is closed.
+          await pipeline(document, out, { end: Boolean(options.output) });
+        } catch (err) {
+          if (out !== process.stdout || (err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
+          // The reader of standard output left (`gatehouse export | head`): nobody wants the rest.
+          readerLeft = true;
+        }
       });
+      // Then end as a Unix tool ends on SIGPIPE (`yes | head -1`): no message, and the status a
+      // shell shows for that signal, 128 + 13, so that `set -o pipefail` scripts see it alike.
+      if (readerLeft) process.exit(141);
     });
 
   program

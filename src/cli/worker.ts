@@ -2,13 +2,12 @@ import type { Command } from 'commander';
 import Fastify from 'fastify';
 // Loading the app's module graph registers every module's job handlers, exactly as in `serve`.
 import '../app.js';
-import { openDatabase } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
 import { installJobs } from '../platform/jobs/pgboss.js';
 import { startJobs } from '../platform/jobs/worker.js';
 import { loggerOptions } from '../platform/log.js';
 import { stopOnSignals } from '../platform/shutdown.js';
-import { cliConfig, fail } from './context.js';
+import { cliConfig, fail, openCliDatabase } from './context.js';
 
 /** `gatehouse worker`: runs background jobs only, beside `serve --no-worker` nodes on one PostgreSQL. */
 async function runWorker(): Promise<void> {
@@ -21,7 +20,7 @@ async function runWorker(): Promise<void> {
   }
   // An HTTP-less Fastify instance only for its logger: the same pino setup and redaction as `serve`.
   const logger = Fastify({ logger: loggerOptions(config.logLevel) });
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, poolSize: 5 });
+  const database = await openCliDatabase(config, { poolSize: 5 });
   let worker: Awaited<ReturnType<typeof startJobs>>;
   try {
     await migrate(database.db);

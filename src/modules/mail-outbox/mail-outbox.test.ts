@@ -1,4 +1,7 @@
-import { and, eq } from 'drizzle-orm';
+import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { and, eq, sql } from 'drizzle-orm';
+import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, clientWithRole, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
@@ -248,4 +251,93 @@ describe('mail outbox API', () => {
     expect(t.config.mailOutboxRetentionDays).toBe(30);
     expect(await kept()).toEqual(['queued', 'recent']);
   });
+});
+
+describe('mail outbox API with an SMTP server that refuses the login', () => {
+  // Reserved characters, percent-encoded in SMTP_URL: the secret to keep out is the decoded one.
+  const user = 'mailer';
+  const password = 'SMTPPASS-zzz:8080@x';
+  const plain = Buffer.from(`\0${user}\0${password}`).toString('base64');
+  const login = Buffer.from(password).toString('base64');
+  const pair = Buffer.from(`${user}:${password}`).toString('base64');
+
+  /** A real SMTP peer on loopback that answers 535 quoting every form of the credentials it got. */
+  async function startEchoingSmtpServer(authMethods: string[]) {
+    const server = new SMTPServer({
+      authMethods,
+      allowInsecureAuth: true,
+      disabledCommands: ['STARTTLS'],
+      logger: false,
+      onAuth(auth, _session, callback) {
+        callback(
+          new Error(
+            `Invalid login for ${auth.username} with password ${auth.password} ` +
+              `(plain ${plain}, login ${login}, pair ${pair}, escaped ${JSON.stringify(auth.password)})`,
+          ),
+        );
+      },
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.server.address() as AddressInfo;
+    return { port, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  }
+
+  for (const method of ['PLAIN', 'LOGIN']) {
+    it(`keeps the SMTP password (AUTH ${method}) out of the outbox, the job and the log`, async () => {
+      const smtp = await startEchoingSmtpServer([method]);
+      let logs = '';
+      const stream = new PassThrough();
+      stream.on('data', (chunk: Buffer) => {
+        logs += chunk.toString('utf8');
+      });
+      const t = await startTestApp(
+        { SMTP_URL: `smtp://${user}:${encodeURIComponent(password)}@127.0.0.1:${smtp.port}` },
+        { logStream: stream },
+      );
+      try {
+        const root = await superuserClient(t);
+        const org = await seedOrganization(t);
+        const member = await seedUser(t, org.id);
+        const requested = await t.request({
+          method: 'POST',
+          url: '/api/v1/users/password-reset/',
+          payload: { email: member.email },
+        });
+        expect(requested.statusCode, requested.body).toBeLessThan(300);
+        const runJobs = () => runPendingJobs(t.database, { config: t.config, log: t.app.log });
+        await runJobs();
+        expect(await runJobs()).toMatchObject({ failed: 1 });
+
+        const list = await root.get(`/api/v1/mail-outbox/?to=${encodeURIComponent(member.email)}`);
+        const [summary] = (list.json() as { results: Summary[] }).results;
+        // The operator still sees why: the code and the server's reply, the secret cut out.
+        expect(summary).toMatchObject({ status: 'queued', attempts: 1 });
+        expect(summary?.last_error).toMatch(/^EAUTH 535 .*Invalid login for mailer with password \[REDACTED\]/);
+        const one = await root.get(`/api/v1/mail-outbox/${summary!.id}/`);
+        const jobs = await t.database.db.execute(
+          sql`select output::text as output from pgboss.job where name = 'mail.send'`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        // The reply reached each place, so what follows checks something.
+        expect(logs).toMatch(
+          /"error":"mail [^"]+ not delivered: EAUTH 535 .*with password \[REDACTED\].*job attempt failed/,
+        );
+        expect(JSON.stringify(jobs)).toContain('with password [REDACTED]');
+
+        for (const [where, text] of [
+          ['list', list.body],
+          ['read', one.body],
+          ['job', JSON.stringify(jobs)],
+          ['log', logs],
+        ]) {
+          for (const secret of [password, encodeURIComponent(password), plain, login, pair, JSON.stringify(password)]) {
+            expect(text, `${where} holds ${secret}`).not.toContain(secret);
+          }
+        }
+      } finally {
+        await t.close();
+        await smtp.close();
+      }
+    });
+  }
 });

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { AppError } from '../../platform/http/errors.js';
+import { withoutSecrets } from '../../platform/secret-text.js';
 import { usersOfCsv } from './user-export.format.js';
 
 /**
@@ -111,7 +112,22 @@ function cookieHeaderOf(response: Response): string {
     .join('; ');
 }
 
+/**
+ * The users of a running system's export. A refusal quotes the source's answer, and a source may
+ * echo what it was sent (the login body, the Authorization header): the password and the token are
+ * cut from it before it is shown.
+ */
 export async function usersOfRemoteExport(source: RemoteSource): Promise<unknown[]> {
+  try {
+    return await readRemoteExport(source);
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    const secrets = [source.password ?? '', source.token ?? ''];
+    throw refused(withoutSecrets(err.message, secrets));
+  }
+}
+
+async function readRemoteExport(source: RemoteSource): Promise<unknown[]> {
   let base: URL;
   try {
     base = new URL(source.url.endsWith('/') ? source.url : `${source.url}/`);

@@ -7,6 +7,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
 import { createDataDir } from '../../config.js';
+import { withoutSecrets } from '../secret-text.js';
 import {
   asEmbeddedQueries,
   type EmbeddedDatabase,
@@ -46,6 +47,28 @@ export class DataDirInUseError extends Error {
       `the embedded database in ${dataDir} is in use by process ${pid} (a running Gatehouse server); stop it first, or use its HTTP API`,
     );
     this.name = 'DataDirInUseError';
+  }
+}
+
+/**
+ * Thrown when the PostgreSQL server of DATABASE_URL cannot be connected to (refused, unknown host,
+ * login refused, no such database). The message names the server and database, never the password.
+ */
+export class DatabaseUnreachableError extends Error {
+  constructor(databaseUrl: string, cause: unknown) {
+    const url = new URL(databaseUrl);
+    const where = `${url.host || url.searchParams.get('host') || 'localhost'}${url.pathname}`;
+    const e = cause as { message?: string; code?: string };
+    // A refusal on every address of a name comes as an AggregateError with an empty message.
+    const reason = e.message || e.code || String(cause);
+    let password = url.password;
+    try {
+      password = decodeURIComponent(url.password);
+    } catch {}
+    super(`cannot connect to the database at ${where}: ${withoutSecrets(reason, [url.password, password])}`, {
+      cause,
+    });
+    this.name = 'DatabaseUnreachableError';
   }
 }
 
@@ -103,6 +126,14 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 20 });
     // An idle client losing its connection must not crash the process; the next query reports it.
     pool.on('error', () => {});
+    // Connect once now: a server that cannot be reached is one clear error here, not a driver
+    // error from whichever query happens to come first.
+    try {
+      (await pool.connect()).release();
+    } catch (err) {
+      await pool.end();
+      throw new DatabaseUnreachableError(options.databaseUrl, err);
+    }
     const db = drizzleNodePg(pool) as unknown as Db;
     return { db, kind: 'postgres', pool, close: once(() => pool.end()) };
   }

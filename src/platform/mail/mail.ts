@@ -3,6 +3,7 @@ import { createTransport } from 'nodemailer';
 import type { DbOrTx } from '../db/client.js';
 import { enqueueJob } from '../jobs/queue.js';
 import { type Job, type JobContext, registerJobHandler } from '../jobs/registry.js';
+import { withoutSecrets } from '../secret-text.js';
 import { mailOutbox } from './outbox.table.js';
 
 export interface OutgoingMail {
@@ -36,20 +37,46 @@ export async function queueMail(dbOrTx: DbOrTx, mail: OutgoingMail): Promise<{ i
   });
 }
 
-type Transport = ReturnType<typeof createTransport>;
+interface Transport {
+  send: ReturnType<typeof createTransport>;
+  /** What a server's reply may quote of SMTP_URL's credentials; cut from every recorded error. */
+  secrets: string[];
+}
 const transports = new Map<string, Transport>();
+
+/**
+ * The password of SMTP_URL in every form an SMTP server may echo in a refusal: as written in the
+ * URL and decoded, and base64-encoded as AUTH LOGIN (RFC 4954 §4) and AUTH PLAIN (RFC 4616 §2)
+ * send it, alone, as `\0user\0password`, and as a `user:password` pair.
+ */
+function credentialsOf(smtpUrl: string): string[] {
+  const url = new URL(smtpUrl);
+  if (!url.password) return [];
+  const decode = (part: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part;
+    }
+  };
+  const user = decode(url.username);
+  const password = decode(url.password);
+  const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+  return [url.password, password, base64(password), base64(`\0${user}\0${password}`), base64(`${user}:${password}`)];
+}
 
 function transportFor(smtpUrl: string): Transport {
   let transport = transports.get(smtpUrl);
   if (!transport) {
     // One connection per message (no pool, so nothing to close); bounded waits so an attempt
     // ends well within the job's expiry when the server hangs.
-    transport = createTransport({
+    const send = createTransport({
       url: smtpUrl,
       connectionTimeout: 10_000,
       greetingTimeout: 10_000,
       socketTimeout: 30_000,
     });
+    transport = { send, secrets: credentialsOf(smtpUrl) };
     transports.set(smtpUrl, transport);
   }
   return transport;
@@ -59,11 +86,16 @@ function senderDomain(mailFrom: string): string {
   return mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1').split('@')[1] ?? 'localhost';
 }
 
-/** Keeps what an operator needs (code, server reply) and bounds it; never message content. */
-function deliveryError(err: unknown): string {
+/**
+ * Keeps what an operator needs (code, server reply) and bounds it; never message content, never
+ * the SMTP credentials (a server may quote them when it refuses the login). The text is stored,
+ * shown by the outbox API, kept with the job and logged.
+ */
+function deliveryError(err: unknown, secrets: string[]): string {
   const e = err as { code?: string; responseCode?: number; message?: string };
   const parts = [e.code, e.responseCode, e.message ?? String(err)].filter((p) => p !== undefined && p !== '');
-  return parts.join(' ').slice(0, 500);
+  // Cut before bounding: a bound falling inside a secret would leave its beginning.
+  return withoutSecrets(parts.join(' '), secrets).slice(0, 500);
 }
 
 /**
@@ -79,8 +111,9 @@ async function deliverMail(job: Job<{ mailId: string }>, ctx: JobContext): Promi
     await ctx.db.update(mailOutbox).set({ status: 'stored' }).where(eq(mailOutbox.id, mail.id));
     return;
   }
+  const transport = transportFor(smtpUrl);
   try {
-    await transportFor(smtpUrl).sendMail({
+    await transport.send.sendMail({
       from: ctx.config.mailFrom,
       to: mail.toAddress,
       subject: mail.subject,
@@ -90,7 +123,7 @@ async function deliverMail(job: Job<{ mailId: string }>, ctx: JobContext): Promi
       messageId: `<${mail.id}@${senderDomain(ctx.config.mailFrom)}>`,
     });
   } catch (err) {
-    const lastError = deliveryError(err);
+    const lastError = deliveryError(err, transport.secrets);
     const final = job.retryCount >= job.retryLimit;
     await ctx.db
       .update(mailOutbox)
