@@ -4,9 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedOrganization, superuserClient } from '../../../test/seed.js';
 import { openTestDatabase, startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { REDACTED } from '../../platform/secret-text.js';
 import { ENV_KEY_ACTOR } from '../api-keys/env-key.js';
 import { recordAudit, recordAudits } from './audit.js';
-import { REDACTED, redactDetails } from './redact.js';
+import { redactDetails } from './redact.js';
 
 let t: Awaited<ReturnType<typeof openTestDatabase>>;
 beforeAll(async () => {

@@ -1,3 +1,5 @@
+import { REDACTED } from '../../platform/secret-text.js';
+
 /**
  * Sensitive values never reach the activity tables: a key naming a secret (password, token,
  * secret, authorization, api key, cookie, credential, private key, one-time code) has its value
@@ -12,7 +14,6 @@ const CREDENTIAL_VALUE = /^(gh_[A-Za-z0-9_-]{16,}|eyJ[\w-]{8,}\.[\w-]+\.[\w-]+|(
 const POLICY_KEY =
   /(^|_)(min|max|length|ttl|lifetime|expiry|age|days|hours|minutes|seconds|count|enabled|required|require)($|_)/;
 const MAX_DEPTH = 8;
-export const REDACTED = '[REDACTED]';
 
 function isSensitive(key: string, value: unknown): boolean {
   const name = key.toLowerCase().replace(/[-\s]/g, '_');

@@ -17,7 +17,7 @@ import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { runPendingJobs } from '../../platform/jobs/worker.js';
-import { REDACTED } from '../activity/redact.js';
+import { REDACTED } from '../../platform/secret-text.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import { type User, users } from '../users/users.table.js';

@@ -1,4 +1,4 @@
-import { REDACTED } from '../activity/redact.js';
+import { REDACTED, withoutSecrets } from '../../platform/secret-text.js';
 
 /**
  * Services echo what they were sent: an error text naming the key it was given, a token endpoint
@@ -11,12 +11,6 @@ import { REDACTED } from '../activity/redact.js';
  * ordinary words, and protect nothing worth a secret's name anyway.
  */
 const MIN_SECRET_LENGTH = 4;
-/**
- * Below this length a secret is cut only where it stands as a whole word (not inside a run of
- * letters and digits): a 5-character key is then still cut from "bad key ab12x", but not from the
- * middle of an e-mail address or an id that happens to contain it.
- */
-const MIN_ANYWHERE_LENGTH = 8;
 
 /** The secret values among `values`, long enough to look for, longest first (a Basic header before its pair). */
 export function secretValues(values: Iterable<string | null | undefined>): string[] {
@@ -30,53 +24,16 @@ export function formUrlEncoded(value: string): string {
   return new URLSearchParams({ v: value }).toString().slice(2);
 }
 
-const GO_HTML_ESCAPES: Record<string, string> = { '&': '\\u0026', '<': '\\u003c', '>': '\\u003e' };
-
-/** How a secret may read in a text: as is, percent- or form-encoded, or escaped in a JSON string. */
-function textForms(secret: string): string[] {
-  const percent = encodeURIComponent(secret);
-  const json = JSON.stringify(secret).slice(1, -1);
-  return [
-    ...new Set([
-      secret,
-      percent,
-      percent.replace(/%[0-9A-F]{2}/g, (h) => h.toLowerCase()),
-      formUrlEncoded(secret),
-      json,
-      json.replace(/\//g, '\\/'),
-      // Go's encoding/json escapes these by default.
-      json.replace(/[&<>]/g, (c) => GO_HTML_ESCAPES[c] as string),
-    ]),
-  ];
-}
-
-const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** Cuts the secrets out of a text, in each of their text forms. */
-export function scrubbedText(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) {
-    for (const form of textForms(secret)) {
-      if (!out.includes(form)) continue;
-      out =
-        secret.length >= MIN_ANYWHERE_LENGTH
-          ? out.split(form).join(REDACTED)
-          : out.replace(new RegExp(`(?<![A-Za-z0-9])${escapeRegExp(form)}(?![A-Za-z0-9])`, 'g'), REDACTED);
-    }
-  }
-  return out;
-}
-
 /** A parsed JSON value with the secrets cut from its strings (names too) and numbers; `changed` when any was. */
 function scrubbedValue(value: unknown, secrets: readonly string[]): { value: unknown; changed: boolean } {
   if (typeof value === 'string') {
-    const scrubbed = scrubbedText(value, secrets);
+    const scrubbed = withoutSecrets(value, secrets);
     return { value: scrubbed, changed: scrubbed !== value };
   }
   if (typeof value === 'number') {
     // A numeric secret echoed as a JSON number.
     const text = String(value);
-    return scrubbedText(text, secrets) === text ? { value, changed: false } : { value: REDACTED, changed: true };
+    return withoutSecrets(text, secrets) === text ? { value, changed: false } : { value: REDACTED, changed: true };
   }
   if (Array.isArray(value)) {
     let changed = false;
@@ -90,7 +47,7 @@ function scrubbedValue(value: unknown, secrets: readonly string[]): { value: unk
   if (value !== null && typeof value === 'object') {
     let changed = false;
     const entries = Object.entries(value).map(([name, item]) => {
-      const key = scrubbedText(name, secrets);
+      const key = withoutSecrets(name, secrets);
       const one = scrubbedValue(item, secrets);
       changed ||= one.changed || key !== name;
       return [key, one.value] as const;
@@ -123,11 +80,11 @@ export function scrubbedBody(body: string, secrets: readonly string[]): string {
   if (FORM_BODY.test(body)) {
     const fields = [...new URLSearchParams(body)];
     const scrubbed = fields.map(
-      ([name, value]) => [scrubbedText(name, secrets), scrubbedText(value, secrets)] as [string, string],
+      ([name, value]) => [withoutSecrets(name, secrets), withoutSecrets(value, secrets)] as [string, string],
     );
     if (scrubbed.some(([name, value], i) => name !== fields[i]?.[0] || value !== fields[i]?.[1])) {
       return new URLSearchParams(scrubbed).toString();
     }
   }
-  return scrubbedText(body, secrets);
+  return withoutSecrets(body, secrets);
 }

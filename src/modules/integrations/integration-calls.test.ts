@@ -6,7 +6,7 @@ import { type Client, clientWithRole, seedOrganization } from '../../../test/see
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { createEnvelope, type Envelope } from '../../platform/crypto/envelope.js';
 import { queryRows } from '../../platform/db/client.js';
-import { REDACTED } from '../activity/redact.js';
+import { REDACTED } from '../../platform/secret-text.js';
 import { callIntegration, MAX_LOGGED_BODY } from './integration-calls.js';
 
 describe('calling an integration', () => {

@@ -1,8 +1,9 @@
 import type { Envelope } from '../../platform/crypto/envelope.js';
 import type { Db } from '../../platform/db/client.js';
-import { REDACTED, redactDetails } from '../activity/redact.js';
+import { REDACTED, withoutSecrets } from '../../platform/secret-text.js';
+import { redactDetails } from '../activity/redact.js';
 import { openCredentials } from './credentials.js';
-import { FORM_BODY, scrubbedBody, scrubbedText, secretValues } from './echoed-secrets.js';
+import { FORM_BODY, scrubbedBody, secretValues } from './echoed-secrets.js';
 import { integrationErrors } from './integrations.errors.js';
 import { findOrganizationIntegration } from './integrations.queries.js';
 import { recordOutcome } from './integrations.service.js';
@@ -154,7 +155,7 @@ export async function callIntegration(
   // decoding: a caller parsing the body must not find a secret a JSON escape hid from the cut.
   const result = sent.ok
     ? { ...sent, body: scrubbedBody(sent.body, secrets) }
-    : { ...sent, message: scrubbedText(sent.message, secrets) };
+    : { ...sent, message: withoutSecrets(sent.message, secrets) };
   const success = result.ok && result.status < 400;
   const at = new Date();
 

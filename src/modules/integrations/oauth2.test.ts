@@ -7,7 +7,7 @@ import { type Client, clientWithRole, seedOrganization } from '../../../test/see
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { createEnvelope, type Envelope } from '../../platform/crypto/envelope.js';
 import { queryRows } from '../../platform/db/client.js';
-import { REDACTED } from '../activity/redact.js';
+import { REDACTED } from '../../platform/secret-text.js';
 import { findOrganizationIntegration } from './integrations.queries.js';
 import { currentAccessToken } from './oauth2.js';
 
