@@ -152,6 +152,93 @@ describe('audit coverage', () => {
     );
   });
 
+  it("session endings: logout by refresh token, by Bearer, by cookie, ending one's own session, refresh-token replay", async () => {
+    const user = await seedUser(t, org.id);
+    const tokenLogin = async () => {
+      const res = await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+      });
+      expect(res.statusCode).toBe(200);
+      const { access, refresh } = res.json() as { access: string; refresh: string };
+      return { access, refresh, sessionId: sessionOf(access) };
+    };
+    const sessionOf = (access: string) =>
+      (JSON.parse(Buffer.from(access.split('.')[1] as string, 'base64url').toString()) as { sid: string }).sid;
+    const ended = { user_id: user.id, organization_id: org.id, success: true };
+
+    const byRefresh = await tokenLogin();
+    const [loggedOut] = await expectAudited(['auth.logout'], async () =>
+      expect(
+        (await t.request({ method: 'POST', url: '/api/v1/users/logout/', payload: { refresh: byRefresh.refresh } }))
+          .statusCode,
+      ).toBe(204),
+    );
+    expect(loggedOut).toMatchObject({ ...ended, object_id: byRefresh.sessionId, details: { method: 'refresh' } });
+    expect(JSON.stringify(loggedOut)).not.toContain(byRefresh.refresh);
+
+    const byBearer = await tokenLogin();
+    const [bearerOut] = await expectAudited(['auth.logout'], () =>
+      t.request({
+        method: 'POST',
+        url: '/api/v1/users/logout/',
+        headers: { authorization: `Bearer ${byBearer.access}` },
+      }),
+    );
+    expect(bearerOut).toMatchObject({ ...ended, actor_id: user.id, object_id: byBearer.sessionId });
+
+    const browser = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+    });
+    const cookie = browser.cookies.find((c) => c.name === 'gatehouse_session')?.value as string;
+    const { csrf_token: csrf } = browser.json() as { csrf_token: string };
+    const [cookieOut] = await expectAudited(['auth.logout'], async () =>
+      expect(
+        (
+          await t.request({
+            method: 'POST',
+            url: '/api/logout/',
+            cookies: { gatehouse_session: cookie },
+            headers: { 'x-csrf-token': csrf },
+          })
+        ).statusCode,
+      ).toBe(204),
+    );
+    expect(cookieOut).toMatchObject({ ...ended, details: { method: 'cookie' } });
+    expect(JSON.stringify(cookieOut)).not.toContain(cookie);
+
+    const lost = await tokenLogin();
+    const self = await loginAs(t, user);
+    const [revoked] = await expectAudited(['session.revoked'], async () =>
+      expect((await self.delete(`/api/v1/users/sessions/${lost.sessionId}/`)).statusCode).toBe(204),
+    );
+    expect(revoked).toMatchObject({ ...ended, actor_id: user.id, object_id: lost.sessionId });
+
+    const stolen = await tokenLogin();
+    const refresh = () =>
+      t.request({ method: 'POST', url: '/api/token/refresh/', payload: { refresh: stolen.refresh } });
+    expect((await refresh()).statusCode).toBe(200);
+    const [reuse] = await expectAudited(['auth.refresh_reuse'], async () =>
+      expect((await refresh()).statusCode).toBe(401),
+    );
+    expect(reuse).toMatchObject({
+      ...ended,
+      success: false,
+      actor_type: 'system',
+      object_id: stolen.sessionId,
+      details: { session_revoked: true },
+    });
+    expect(JSON.stringify(reuse)).not.toContain(stolen.refresh);
+    const [severity] = await queryRows<{ severity: string }>(
+      t.database.db,
+      sql`select severity from activities where activity_type = 'auth.refresh_reuse' and object_id = ${stolen.sessionId}`,
+    );
+    expect(severity?.severity).toBe('warning');
+  });
+
   it('users: registration, creation, update, deactivation and deletion (which keeps a pseudonymous record)', async () => {
     const email = `${unique('reg')}@example.com`;
     await expectAudited(['user.registered'], () =>
@@ -329,6 +416,15 @@ describe('audit coverage', () => {
       await allow();
     }
     expect(await count(sql`select count(*)::int as n from sessions where user_id = ${user.id}`)).toBe(0);
+
+    const signedIn = await loginAs(t, user);
+    await refuse('auth.logout');
+    try {
+      expect((await signedIn.post('/api/v1/users/logout/')).statusCode).toBe(500);
+    } finally {
+      await allow();
+    }
+    expect((await signedIn.get('/api/v1/users/sessions/')).statusCode).toBe(200);
 
     await refuse('user.deleted');
     try {

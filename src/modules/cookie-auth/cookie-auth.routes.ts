@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LoginBody, TokenUserView } from '../auth/auth.schemas.js';
-import { completeMfaLogin, login, revokeSession, type TokenContext } from '../auth/auth.service.js';
+import { completeMfaLogin, login, logout, revokeSession, type TokenContext } from '../auth/auth.service.js';
 import { MfaRequiredError } from '../mfa/mfa.errors.js';
 import { MfaLoginBody, MfaRequiredView } from '../mfa/mfa.schemas.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
@@ -113,7 +113,13 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
       },
     },
     async (req, reply) => {
-      if (req.actor.kind === 'user') await revokeSession(ctx.db, req.actor.sessionId, 'logout');
+      if (req.actor.kind === 'user') {
+        const { sessionId } = req.actor;
+        // A working Bearer token is resolved before the cookie: the event names what was used.
+        const cookie = sessionCookieOf(req);
+        const viaCookie = cookie !== undefined && (await sessionIdOfCookie(ctx.db, cookie)) === sessionId;
+        await logout(ctx.db, { sessionId, sessionMethod: viaCookie ? 'cookie' : 'bearer' });
+      }
       clearSessionCookies(reply, app.config);
       return reply.code(204).send();
     },
