@@ -272,7 +272,7 @@ describe('audit coverage', () => {
     expect(left[0]?.n).toBe(0);
   });
 
-  it('organizations, roles, grants, assignments, the permission catalog and API keys', async () => {
+  it('organizations, roles, grants, assignments, the permission catalog, user types and API keys', async () => {
     const code = unique('o-');
     await expectAudited(['organization.created'], () =>
       superuser.post('/api/v1/organizations', { code, name: 'Audited' }),
@@ -300,6 +300,35 @@ describe('audit coverage', () => {
         action: 'view',
         name: 'View',
       }),
+    );
+
+    const typeCode = unique('kind').replace(/-/g, '');
+    let typeId = '';
+    const [typeCreated] = await expectAudited(['user_type.created'], async () => {
+      const res = await superuser.post('/api/v1/user-types', {
+        code: typeCode,
+        plural: `${typeCode}s`,
+        label: 'Audited type',
+        organization: org.code,
+      });
+      expect(res.statusCode).toBe(201);
+      typeId = (res.json() as { id: string }).id;
+    });
+    expect(typeCreated).toMatchObject({
+      organization_id: org.id,
+      actor_id: superuser.user.id,
+      object_id: typeId,
+      details: { code: typeCode, plural: `${typeCode}s` },
+    });
+    const [typeUpdated] = await expectAudited(['user_type.updated'], async () =>
+      expect((await superuser.patch(`/api/v1/user-types/${typeId}`, { plural: `${typeCode}z` })).statusCode).toBe(200),
+    );
+    expect(typeUpdated).toMatchObject({
+      object_id: typeId,
+      details: { fields: ['plural'], plural: { from: `${typeCode}s`, to: `${typeCode}z` } },
+    });
+    await expectAudited(['user_type.deleted'], async () =>
+      expect((await superuser.delete(`/api/v1/user-types/${typeId}`)).statusCode).toBe(204),
     );
 
     let roleId = '';
