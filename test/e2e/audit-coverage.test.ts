@@ -1,5 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sealAuditEvents, verifyAuditChain } from '../../src/modules/activity/audit-seal.js';
 import { users } from '../../src/modules/users/users.table.js';
 import { type DbOrTx, queryRows } from '../../src/platform/db/client.js';
 import { lastMailTo } from '../mail.js';
@@ -67,6 +68,8 @@ describe('audit coverage', () => {
     }
     return found;
   }
+
+  const adminHeaders = (userAgent: string) => ({ authorization: `Bearer ${admin.token}`, 'user-agent': userAgent });
 
   const lastToken = async (address: string) => (await lastMailTo(t, address)).token as string;
 
@@ -261,10 +264,25 @@ describe('audit coverage', () => {
     expect(JSON.stringify(created)).not.toContain('created passphrase');
     await expectAudited(['user.updated'], () => admin.patch(`/api/v1/users/${id}`, { first_name: 'Ada' }));
     await expectAudited(['user.deactivated'], () => admin.post(`/api/v1/users/${id}/deactivate`));
+    // Sealed before the deletion: erasing the user's events must leave the chain verifying.
+    await sealAuditEvents(t.database.db);
     const [deleted] = await expectAudited(['user.deleted'], async () =>
-      expect((await admin.delete(`/api/v1/users/${id}`)).statusCode).toBe(204),
+      expect(
+        (await t.request({ method: 'DELETE', url: `/api/v1/users/${id}`, headers: adminHeaders('deleting-agent/1') }))
+          .statusCode,
+      ).toBe(204),
     );
-    expect(deleted).toMatchObject({ user_id: null, object_id: id });
+    expect(deleted).toMatchObject({ user_id: null, object_id: id, actor_id: admin.user.id });
+    // The deletion is the admin's act: it keeps where it came from and its description.
+    const [deletion] = await queryRows<{ description: string; ip_address: string | null; user_agent: string | null }>(
+      t.database.db,
+      sql`select description, ip_address, user_agent from activities
+        where activity_type = 'user.deleted' and object_id = ${id}`,
+    );
+    expect(deletion).toMatchObject({ description: 'User deleted', user_agent: 'deleting-agent/1' });
+    expect(deletion?.ip_address).toBeTruthy();
+    await sealAuditEvents(t.database.db);
+    expect(await verifyAuditChain(t.database.db)).toMatchObject({ ok: true, problem: null });
     const left = await queryRows<{ n: number }>(
       t.database.db,
       sql`select count(*)::int as n from activities where user_id = ${id}`,
