@@ -213,6 +213,27 @@ describe('audit coverage', () => {
     expect(cookieOut).toMatchObject({ ...ended, details: { method: 'cookie' } });
     expect(JSON.stringify(cookieOut)).not.toContain(cookie);
 
+    // A login in a browser that still holds a session cookie ends that session.
+    const first = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+    });
+    const firstCookie = first.cookies.find((c) => c.name === 'gatehouse_session')?.value as string;
+    const [replaced] = await expectAudited(['session.revoked'], async () =>
+      expect(
+        (
+          await t.request({
+            method: 'POST',
+            url: '/api/login/',
+            cookies: { gatehouse_session: firstCookie },
+            payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+          })
+        ).statusCode,
+      ).toBe(200),
+    );
+    expect(replaced).toMatchObject({ ...ended, details: { reason: 'replaced_by_login' } });
+
     const lost = await tokenLogin();
     const self = await loginAs(t, user);
     const [revoked] = await expectAudited(['session.revoked'], async () =>
