@@ -1,5 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sealAuditEvents, verifyAuditChain } from '../../src/modules/activity/audit-seal.js';
 import { users } from '../../src/modules/users/users.table.js';
 import { type DbOrTx, queryRows } from '../../src/platform/db/client.js';
 import { lastMailTo } from '../mail.js';
@@ -67,6 +68,8 @@ describe('audit coverage', () => {
     }
     return found;
   }
+
+  const adminHeaders = (userAgent: string) => ({ authorization: `Bearer ${admin.token}`, 'user-agent': userAgent });
 
   const lastToken = async (address: string) => (await lastMailTo(t, address)).token as string;
 
@@ -152,6 +155,114 @@ describe('audit coverage', () => {
     );
   });
 
+  it("session endings: logout by refresh token, by Bearer, by cookie, ending one's own session, refresh-token replay", async () => {
+    const user = await seedUser(t, org.id);
+    const tokenLogin = async () => {
+      const res = await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+      });
+      expect(res.statusCode).toBe(200);
+      const { access, refresh } = res.json() as { access: string; refresh: string };
+      return { access, refresh, sessionId: sessionOf(access) };
+    };
+    const sessionOf = (access: string) =>
+      (JSON.parse(Buffer.from(access.split('.')[1] as string, 'base64url').toString()) as { sid: string }).sid;
+    const ended = { user_id: user.id, organization_id: org.id, success: true };
+
+    const byRefresh = await tokenLogin();
+    const [loggedOut] = await expectAudited(['auth.logout'], async () =>
+      expect(
+        (await t.request({ method: 'POST', url: '/api/v1/users/logout/', payload: { refresh: byRefresh.refresh } }))
+          .statusCode,
+      ).toBe(204),
+    );
+    expect(loggedOut).toMatchObject({ ...ended, object_id: byRefresh.sessionId, details: { method: 'refresh' } });
+    expect(JSON.stringify(loggedOut)).not.toContain(byRefresh.refresh);
+
+    const byBearer = await tokenLogin();
+    const [bearerOut] = await expectAudited(['auth.logout'], () =>
+      t.request({
+        method: 'POST',
+        url: '/api/v1/users/logout/',
+        headers: { authorization: `Bearer ${byBearer.access}` },
+      }),
+    );
+    expect(bearerOut).toMatchObject({ ...ended, actor_id: user.id, object_id: byBearer.sessionId });
+
+    const browser = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+    });
+    const cookie = browser.cookies.find((c) => c.name === 'gatehouse_session')?.value as string;
+    const { csrf_token: csrf } = browser.json() as { csrf_token: string };
+    const [cookieOut] = await expectAudited(['auth.logout'], async () =>
+      expect(
+        (
+          await t.request({
+            method: 'POST',
+            url: '/api/logout/',
+            cookies: { gatehouse_session: cookie },
+            headers: { 'x-csrf-token': csrf },
+          })
+        ).statusCode,
+      ).toBe(204),
+    );
+    expect(cookieOut).toMatchObject({ ...ended, details: { method: 'cookie' } });
+    expect(JSON.stringify(cookieOut)).not.toContain(cookie);
+
+    // A login in a browser that still holds a session cookie ends that session.
+    const first = await t.request({
+      method: 'POST',
+      url: '/api/login/',
+      payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+    });
+    const firstCookie = first.cookies.find((c) => c.name === 'gatehouse_session')?.value as string;
+    const [replaced] = await expectAudited(['session.revoked'], async () =>
+      expect(
+        (
+          await t.request({
+            method: 'POST',
+            url: '/api/login/',
+            cookies: { gatehouse_session: firstCookie },
+            payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+          })
+        ).statusCode,
+      ).toBe(200),
+    );
+    expect(replaced).toMatchObject({ ...ended, details: { reason: 'replaced_by_login' } });
+
+    const lost = await tokenLogin();
+    const self = await loginAs(t, user);
+    const [revoked] = await expectAudited(['session.revoked'], async () =>
+      expect((await self.delete(`/api/v1/users/sessions/${lost.sessionId}/`)).statusCode).toBe(204),
+    );
+    expect(revoked).toMatchObject({ ...ended, actor_id: user.id, object_id: lost.sessionId });
+
+    const stolen = await tokenLogin();
+    const refresh = () =>
+      t.request({ method: 'POST', url: '/api/token/refresh/', payload: { refresh: stolen.refresh } });
+    expect((await refresh()).statusCode).toBe(200);
+    const [reuse] = await expectAudited(['auth.refresh_reuse'], async () =>
+      expect((await refresh()).statusCode).toBe(401),
+    );
+    expect(reuse).toMatchObject({
+      ...ended,
+      success: false,
+      actor_type: 'system',
+      object_id: stolen.sessionId,
+      details: { session_revoked: true },
+    });
+    expect(JSON.stringify(reuse)).not.toContain(stolen.refresh);
+    const [severity] = await queryRows<{ severity: string }>(
+      t.database.db,
+      sql`select severity from activities where activity_type = 'auth.refresh_reuse' and object_id = ${stolen.sessionId}`,
+    );
+    expect(severity?.severity).toBe('warning');
+  });
+
   it('users: registration, creation, update, deactivation and deletion (which keeps a pseudonymous record)', async () => {
     const email = `${unique('reg')}@example.com`;
     await expectAudited(['user.registered'], () =>
@@ -174,10 +285,25 @@ describe('audit coverage', () => {
     expect(JSON.stringify(created)).not.toContain('created passphrase');
     await expectAudited(['user.updated'], () => admin.patch(`/api/v1/users/${id}`, { first_name: 'Ada' }));
     await expectAudited(['user.deactivated'], () => admin.post(`/api/v1/users/${id}/deactivate`));
+    // Sealed before the deletion: erasing the user's events must leave the chain verifying.
+    await sealAuditEvents(t.database.db);
     const [deleted] = await expectAudited(['user.deleted'], async () =>
-      expect((await admin.delete(`/api/v1/users/${id}`)).statusCode).toBe(204),
+      expect(
+        (await t.request({ method: 'DELETE', url: `/api/v1/users/${id}`, headers: adminHeaders('deleting-agent/1') }))
+          .statusCode,
+      ).toBe(204),
     );
-    expect(deleted).toMatchObject({ user_id: null, object_id: id });
+    expect(deleted).toMatchObject({ user_id: null, object_id: id, actor_id: admin.user.id });
+    // The deletion is the admin's act: it keeps where it came from and its description.
+    const [deletion] = await queryRows<{ description: string; ip_address: string | null; user_agent: string | null }>(
+      t.database.db,
+      sql`select description, ip_address, user_agent from activities
+        where activity_type = 'user.deleted' and object_id = ${id}`,
+    );
+    expect(deletion).toMatchObject({ description: 'User deleted', user_agent: 'deleting-agent/1' });
+    expect(deletion?.ip_address).toBeTruthy();
+    await sealAuditEvents(t.database.db);
+    expect(await verifyAuditChain(t.database.db)).toMatchObject({ ok: true, problem: null });
     const left = await queryRows<{ n: number }>(
       t.database.db,
       sql`select count(*)::int as n from activities where user_id = ${id}`,
@@ -185,7 +311,7 @@ describe('audit coverage', () => {
     expect(left[0]?.n).toBe(0);
   });
 
-  it('organizations, roles, grants, assignments, the permission catalog and API keys', async () => {
+  it('organizations, roles, grants, assignments, the permission catalog, user types and API keys', async () => {
     const code = unique('o-');
     await expectAudited(['organization.created'], () =>
       superuser.post('/api/v1/organizations', { code, name: 'Audited' }),
@@ -213,6 +339,35 @@ describe('audit coverage', () => {
         action: 'view',
         name: 'View',
       }),
+    );
+
+    const typeCode = unique('kind').replace(/-/g, '');
+    let typeId = '';
+    const [typeCreated] = await expectAudited(['user_type.created'], async () => {
+      const res = await superuser.post('/api/v1/user-types', {
+        code: typeCode,
+        plural: `${typeCode}s`,
+        label: 'Audited type',
+        organization: org.code,
+      });
+      expect(res.statusCode).toBe(201);
+      typeId = (res.json() as { id: string }).id;
+    });
+    expect(typeCreated).toMatchObject({
+      organization_id: org.id,
+      actor_id: superuser.user.id,
+      object_id: typeId,
+      details: { code: typeCode, plural: `${typeCode}s` },
+    });
+    const [typeUpdated] = await expectAudited(['user_type.updated'], async () =>
+      expect((await superuser.patch(`/api/v1/user-types/${typeId}`, { plural: `${typeCode}z` })).statusCode).toBe(200),
+    );
+    expect(typeUpdated).toMatchObject({
+      object_id: typeId,
+      details: { fields: ['plural'], plural: { from: `${typeCode}s`, to: `${typeCode}z` } },
+    });
+    await expectAudited(['user_type.deleted'], async () =>
+      expect((await superuser.delete(`/api/v1/user-types/${typeId}`)).statusCode).toBe(204),
     );
 
     let roleId = '';
@@ -329,6 +484,15 @@ describe('audit coverage', () => {
       await allow();
     }
     expect(await count(sql`select count(*)::int as n from sessions where user_id = ${user.id}`)).toBe(0);
+
+    const signedIn = await loginAs(t, user);
+    await refuse('auth.logout');
+    try {
+      expect((await signedIn.post('/api/v1/users/logout/')).statusCode).toBe(500);
+    } finally {
+      await allow();
+    }
+    expect((await signedIn.get('/api/v1/users/sessions/')).statusCode).toBe(200);
 
     await refuse('user.deleted');
     try {

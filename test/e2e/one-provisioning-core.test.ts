@@ -181,7 +181,6 @@ describe('one provisioning core for the admin API, the seed-000 API and SCIM', (
         success: e?.success,
         objectType: e?.objectType,
         objectId: e?.objectId === userId,
-        description: e?.description,
         firstTag: e?.tags?.[0],
         detailKeys: Object.keys(e?.details ?? {}).sort(),
         changes: (((e?.details ?? {}) as { changes?: { field: string }[] }).changes ?? [])
@@ -195,6 +194,22 @@ describe('one provisioning core for the admin API, the seed-000 API and SCIM', (
       expect(shape(type, s), `${type}: seed 000 vs admin`).toEqual(fromAdmin);
       expect(shape(type, c), `${type}: SCIM vs admin`).toEqual(fromAdmin);
     }
+    // The description names the path the write came by.
+    const described = (type: string, userId: string) =>
+      events.find((x) => x.activityType === type && x.userId === userId)?.description;
+    for (const [userId, path] of [
+      [a, 'through the admin API'],
+      [s, 'through the provisioning API'],
+      [c, 'through SCIM'],
+    ] as const) {
+      expect(described('user.created', userId)).toBe(`Created ${path}`);
+      expect(described('user.updated', userId)).toBe(`Updated ${path}`);
+      expect(described('user.deactivated', userId)).toBe(`Deactivated ${path}`);
+    }
+    const self = await loginAs(t, await seedUser(t, org.id));
+    expect((await self.patch('/api/v1/users/profile/', { first_name: 'Bo' })).statusCode).toBe(200);
+    const ownChange = (await userEvents(org.id, [self.user.id])).find((e) => e.activityType === 'user.updated');
+    expect(ownChange?.description).toBe('Updated by the user on their profile');
     expect(shape('user.updated', a).changes).toEqual(['first_name']);
     expect(shape('user.deactivated', a).changes).toEqual(['is_active', 'status']);
     // The admin API records its user events alone, without the provisioning call's summary.

@@ -78,28 +78,25 @@ export async function revokeSessionsOfOrganization(
   return rows.length;
 }
 
-/** Revokes one session if it is still open; answers its user when it was. */
-export async function endSession(
+/** A session as its audit events name it. */
+export interface SessionOwner {
+  sessionId: string;
+  userId: string;
+  organizationId: string;
+}
+
+/** Revokes one session if it is still open; answers it when it was, undefined otherwise. */
+export async function revokeSessionById(
   db: DbOrTx,
   sessionId: string,
   reason: string,
-): Promise<{ userId: string; organizationId: string } | undefined> {
+): Promise<SessionOwner | undefined> {
   const [row] = await db
     .update(sessions)
     .set({ revokedAt: sql`now()`, revokedReason: reason })
     .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
-    .returning({ userId: sessions.userId, organizationId: sessions.organizationId });
+    .returning({ sessionId: sessions.id, userId: sessions.userId, organizationId: sessions.organizationId });
   return row;
-}
-
-/** Revokes one session if it is still open; answers whether it was. */
-export async function revokeSessionById(db: DbOrTx, sessionId: string, reason: string): Promise<boolean> {
-  const rows = await db
-    .update(sessions)
-    .set({ revokedAt: sql`now()`, revokedReason: reason })
-    .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
-    .returning({ id: sessions.id });
-  return rows.length > 0;
 }
 
 export interface LoginCandidate {
@@ -178,13 +175,20 @@ export async function findLoginCandidates(
     .limit(limit);
 }
 
+/** A refresh token by its hash, with its session's owner; undefined when unknown. */
 export async function findRefreshToken(
   db: DbOrTx,
   tokenHash: string,
-): Promise<{ sessionId: string; usedAt: Date | null } | undefined> {
+): Promise<(SessionOwner & { usedAt: Date | null }) | undefined> {
   const [row] = await db
-    .select({ sessionId: refreshTokens.sessionId, usedAt: refreshTokens.usedAt })
+    .select({
+      sessionId: refreshTokens.sessionId,
+      userId: sessions.userId,
+      organizationId: sessions.organizationId,
+      usedAt: refreshTokens.usedAt,
+    })
     .from(refreshTokens)
+    .innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
     .where(eq(refreshTokens.tokenHash, tokenHash))
     .limit(1);
   return row;

@@ -30,7 +30,6 @@ import { normalizeUsername } from '../users/users.schemas.js';
 import { type User, users } from '../users/users.table.js';
 import { authErrors } from './auth.errors.js';
 import {
-  endSession,
   findLoginCandidates,
   findRefreshToken,
   findSessionState,
@@ -40,6 +39,7 @@ import {
   revokeSessionsOfOrganization,
   revokeSessionsOfUser,
   rotateRefreshToken,
+  type SessionOwner,
   type SessionStateRow,
 } from './auth.queries.js';
 import type { LoginInput, TokenUser } from './auth.schemas.js';
@@ -160,10 +160,14 @@ export async function revokeOrganizationSessions(db: DbOrTx, organizationId: str
   await publishInvalidation(db, 'organization', organizationId);
 }
 
-/** Ends one session (logout, refresh-token replay). */
-export async function revokeSession(db: DbOrTx, sessionId: string, reason: string): Promise<void> {
-  await revokeSessionById(db, sessionId, reason);
+/**
+ * Ends one session (logout, refresh-token replay); answers it when this call ended it, undefined when
+ * it was already ended or is unknown. The caller records the audit event in the same transaction.
+ */
+export async function revokeSession(db: DbOrTx, sessionId: string, reason: string): Promise<SessionOwner | undefined> {
+  const ended = await revokeSessionById(db, sessionId, reason);
   await publishInvalidation(db, 'session', sessionId);
+  return ended;
 }
 
 /**
@@ -711,16 +715,16 @@ export async function refreshSession(ctx: TokenContext, refresh: string): Promis
   });
   let outcome:
     | { kind: 'rotated'; row: SessionStateRow }
-    | { kind: 'replayed'; sessionId: string }
+    | { kind: 'replayed'; session: SessionOwner }
     | { kind: 'invalid' };
   if (rotation) outcome = rotation.rotated ? { kind: 'rotated', row: rotation } : { kind: 'invalid' };
   else {
     const known = await findRefreshToken(ctx.db, tokenHash);
-    outcome = known?.usedAt ? { kind: 'replayed', sessionId: known.sessionId } : { kind: 'invalid' };
+    outcome = known?.usedAt ? { kind: 'replayed', session: known } : { kind: 'invalid' };
   }
   if (outcome.kind === 'replayed') {
     // Outside the transaction above: the revocation must stick although the request is refused.
-    await revokeSession(ctx.db, outcome.sessionId, 'refresh_token_reuse');
+    await revokeReplayedSession(ctx.db, outcome.session);
     throw authErrors.invalidRefreshToken();
   }
   if (outcome.kind === 'invalid') throw authErrors.invalidRefreshToken();
@@ -738,37 +742,68 @@ export async function refreshSession(ctx: TokenContext, refresh: string): Promis
 }
 
 /**
- * Ends the session a refresh token belongs to and/or the caller's own session, recording the logout
- * with the session's user as its actor. Logging out twice, or with a token that is already used up,
- * is not an error.
+ * A used refresh token presented again: it leaked, or a client raced itself. The session ends, and a
+ * warning names it (never the token) even when the session had already ended: a replay that keeps
+ * coming is worth seeing.
+ */
+async function revokeReplayedSession(db: Db, session: SessionOwner): Promise<void> {
+  await db.transaction(async (tx) => {
+    const ended = await revokeSession(tx, session.sessionId, 'refresh_token_reuse');
+    await recordAudit(tx, {
+      type: 'auth.refresh_reuse',
+      category: 'authentication',
+      organizationId: session.organizationId,
+      userId: session.userId,
+      actorUserId: null,
+      description: ended
+        ? 'Used refresh token presented again: session ended'
+        : 'Used refresh token presented again for an ended session',
+      details: { session_id: session.sessionId, session_revoked: ended !== undefined },
+      severity: 'warning',
+      success: false,
+      objectType: 'session',
+      objectId: session.sessionId,
+    });
+  });
+}
+
+/** How a logout named its session: a refresh token in the body, the Bearer token, the session cookie. */
+export type LogoutMethod = 'refresh' | 'bearer' | 'cookie';
+
+/**
+ * Ends the session a refresh token belongs to and/or the caller's own session, each with an
+ * `auth.logout` event in the same transaction. Logging out twice, or with a token that is already
+ * used up, is not an error, and records nothing: no session ended.
  */
 export async function logout(
   db: Db,
-  input: { refresh?: string | undefined; sessionId?: string | undefined },
+  input: { refresh?: string | undefined; sessionId?: string | undefined; sessionMethod?: 'bearer' | 'cookie' },
 ): Promise<void> {
   if (input.refresh === undefined && input.sessionId === undefined) throw authErrors.logoutNeedsCredential();
-  const sessionIds = new Set<string>();
-  if (input.sessionId) sessionIds.add(input.sessionId);
+  const sessionIds = new Map<string, LogoutMethod>();
+  if (input.sessionId) sessionIds.set(input.sessionId, input.sessionMethod ?? 'bearer');
   if (input.refresh !== undefined) {
     const known = await findRefreshToken(db, sha256Hex(input.refresh));
-    if (known) sessionIds.add(known.sessionId);
+    if (known && !sessionIds.has(known.sessionId)) sessionIds.set(known.sessionId, 'refresh');
   }
-  for (const id of sessionIds) {
-    await db.transaction(async (tx) => {
-      const ended = await endSession(tx, id, 'logout');
-      if (!ended) return;
-      await publishInvalidation(tx, 'session', id);
+  await db.transaction(async (tx) => {
+    for (const [id, method] of sessionIds) {
+      const ended = await revokeSession(tx, id, 'logout');
+      if (!ended) continue;
       await recordAudit(tx, {
         type: 'auth.logout',
         category: 'authentication',
         organizationId: ended.organizationId,
         userId: ended.userId,
+        // Whoever holds the session's refresh token, Bearer token or cookie is taken to be its user.
         actorUserId: ended.userId,
         description: 'Logged out',
-        details: { session_id: id },
+        details: { session_id: id, method },
+        objectType: 'session',
+        objectId: id,
       });
-    });
-  }
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { recordAudit } from '../activity/audit.js';
 import { LoginBody, TokenUserView } from '../auth/auth.schemas.js';
 import { completeMfaLogin, login, logout, revokeSession, type TokenContext } from '../auth/auth.service.js';
 import { MfaRequiredError } from '../mfa/mfa.errors.js';
@@ -29,10 +30,33 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
   const ctx: TokenContext = { db: app.database.db, keys, config: app.config };
 
   /** Sets the new session's cookies and ends the session of a cookie the browser still sent. */
-  async function startCookieSession(req: FastifyRequest, reply: FastifyReply, cookieToken: string): Promise<void> {
+  async function startCookieSession(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    cookieToken: string,
+    userId: string,
+  ): Promise<void> {
     const previous = sessionCookieOf(req);
     const previousSession = previous && (await sessionIdOfCookie(ctx.db, previous));
-    if (previousSession) await revokeSession(ctx.db, previousSession, 'replaced_by_login');
+    if (previousSession) {
+      await ctx.db.transaction(async (tx) => {
+        const ended = await revokeSession(tx, previousSession, 'replaced_by_login');
+        if (!ended) return;
+        // The browser's previous session may be another user's: the event is about its user, done by
+        // the one who just logged in.
+        await recordAudit(tx, {
+          type: 'session.revoked',
+          category: 'authentication',
+          organizationId: ended.organizationId,
+          userId: ended.userId,
+          actorUserId: userId,
+          description: 'Session ended by a new login in the same browser',
+          details: { session_id: ended.sessionId, reason: 'replaced_by_login' },
+          objectType: 'session',
+          objectId: ended.sessionId,
+        });
+      });
+    }
     setSessionCookies(reply, app.config, cookieToken);
   }
 
@@ -67,7 +91,7 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
         if (err instanceof MfaRequiredError) return err.challenge;
         throw err;
       }
-      await startCookieSession(req, reply, credential.token);
+      await startCookieSession(req, reply, credential.token, user.id);
       return { user, csrf_token: csrfTokenFor(credential.token) };
     },
   );
@@ -94,7 +118,7 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
         userAgent: req.headers['user-agent'],
         cookieTokenHash: credential.hash,
       });
-      await startCookieSession(req, reply, credential.token);
+      await startCookieSession(req, reply, credential.token, user.id);
       return { user, csrf_token: csrfTokenFor(credential.token), ...(recovery_codes ? { recovery_codes } : {}) };
     },
   );
@@ -113,7 +137,13 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
       },
     },
     async (req, reply) => {
-      if (req.actor.kind === 'user') await logout(ctx.db, { sessionId: req.actor.sessionId });
+      if (req.actor.kind === 'user') {
+        const { sessionId } = req.actor;
+        // A working Bearer token is resolved before the cookie: the event names what was used.
+        const cookie = sessionCookieOf(req);
+        const viaCookie = cookie !== undefined && (await sessionIdOfCookie(ctx.db, cookie)) === sessionId;
+        await logout(ctx.db, { sessionId, sessionMethod: viaCookie ? 'cookie' : 'bearer' });
+      }
       clearSessionCookies(reply, app.config);
       return reply.code(204).send();
     },

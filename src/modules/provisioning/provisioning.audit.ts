@@ -23,6 +23,26 @@ function contextFields(context: RequestContext | undefined): ContextFields {
   return fields;
 }
 
+/**
+ * How an event's description names the path a write came by: every path shares this core, so
+ * "by provisioning" alone would not tell an administrator's edit from a SCIM push.
+ */
+function pathOf(source: string | undefined): string {
+  switch (source) {
+    case 'admin':
+      return 'through the admin API';
+    case 'profile':
+      return 'by the user on their profile';
+    case 'scim':
+      return 'through SCIM';
+    case 'provisioning_api':
+      return 'through the provisioning API';
+    default:
+      // An import names itself: `import`, or the command line's `import from <origin>`.
+      return source?.startsWith('import') ? `by ${source}` : 'by provisioning';
+  }
+}
+
 export function userEvent(
   actor: Actor,
   context: RequestContext | undefined,
@@ -38,7 +58,7 @@ export function userEvent(
     organizationId,
     userId,
     actor,
-    description: `${type.slice(5).replace(/^./, (c) => c.toUpperCase())} by provisioning`,
+    description: `${type.slice(5).replace(/^./, (c) => c.toUpperCase())} ${pathOf(context?.source)}`,
     details,
     severity,
     objectType: 'user',
@@ -71,7 +91,7 @@ export function organizationEvent(actor: Actor, context: RequestContext | undefi
     category: 'organization',
     organizationId: org.id,
     actor,
-    description: `Organization ${org.code} created by provisioning`,
+    description: `Organization ${org.code} created ${pathOf(context?.source)}`,
     details: { code: org.code },
     objectType: 'organization',
     objectId: org.id,

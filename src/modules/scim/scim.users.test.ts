@@ -550,6 +550,12 @@ describe('SCIM Users', () => {
     // As through the admin API: the deletion is recorded and the user erased from the trail.
     const trail = await t.database.db.select().from(activities).where(eq(activities.objectId, created.id));
     expect(trail.map((a) => a.activityType)).toContain('user.deleted');
+    // The deletion itself is the client's act, not the user's: it is not erased with them.
+    expect(trail.find((a) => a.activityType === 'user.deleted')).toMatchObject({
+      userId: null,
+      description: 'User deleted through SCIM',
+      details: { via: 'scim' },
+    });
     expect(await t.database.db.select().from(activities).where(eq(activities.userId, created.id))).toEqual([]);
     for (const [method, body] of [
       ['GET'],

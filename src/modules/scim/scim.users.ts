@@ -277,7 +277,7 @@ export async function deleteScimUser(ctx: WriteContext, id: string, ifMatch: str
     await removeUser(tx, current, {
       actor: ctx.actor,
       category: 'provisioning',
-      description: `SCIM deleted user ${current.id}.`,
+      description: 'User deleted through SCIM',
       details: { via: 'scim' },
     });
   });

@@ -100,7 +100,21 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const actor = requireUser(req.actor);
       const session = isUuid(req.params.id) ? await findSession(db, req.params.id) : undefined;
       if (!session || session.userId !== actor.userId) throw sessionNotFound(req.params.id);
-      await revokeSession(db, session.id, 'revoked_by_user');
+      await db.transaction(async (tx) => {
+        // Already ended: nothing changes, so nothing to record.
+        if (!(await revokeSession(tx, session.id, 'revoked_by_user'))) return;
+        await recordAudit(tx, {
+          type: 'session.revoked',
+          category: 'authentication',
+          organizationId: session.organizationId,
+          userId: session.userId,
+          actor,
+          description: 'Session ended by its user',
+          details: { session_id: session.id },
+          objectType: 'session',
+          objectId: session.id,
+        });
+      });
       return reply.code(204).send();
     },
   );

@@ -86,6 +86,11 @@ describe('user import between systems', () => {
     });
     expect(answer.results.find((r) => r.email === 'tv@example.com')).toMatchObject({ action: 'created', id: tv?.id });
     expect(imported.find((u) => u.email === 'gone@example.com')?.status).toBe('deactivated');
+    const [createdEvent] = await t.database.db
+      .select({ description: activities.description })
+      .from(activities)
+      .where(and(eq(activities.activityType, 'user.created'), eq(activities.userId, tv?.id as string)));
+    expect(createdEvent?.description).toBe('Created by import');
 
     const again = (
       await root.post('/api/admin/import-users/', { ...(exported.json() as object), organization: target.code })

@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { Actor, UserActor } from '../../platform/http/auth.js';
+import { recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
@@ -60,6 +61,29 @@ async function organizationIdOf(db: DbOrTx, code: string | null | undefined): Pr
 }
 
 /**
+ * Records a change to a user type, in the transaction of the change: a type decides which fields
+ * its users' profiles hold and where they are served, a catalog change like a role's. The caller is
+ * that of the request being served (the system for the CLI).
+ */
+function userTypeAudit(
+  tx: DbOrTx,
+  act: 'created' | 'updated' | 'deleted',
+  type: UserType,
+  details: Record<string, unknown> = {},
+): Promise<void> {
+  return recordAudit(tx, {
+    type: `user_type.${act}`,
+    category: 'user_management',
+    organizationId: type.organizationId,
+    description: `User type ${type.code} ${act}`,
+    details: { code: type.code, ...details },
+    severity: act === 'deleted' ? 'warning' : 'info',
+    objectType: 'user_type',
+    objectId: type.id,
+  });
+}
+
+/**
  * Creates a user type (global unless an organization is named); the plural must not be reserved.
  * A caller confined to one organization (`scopeOrganizationId`) creates only that organization's
  * types: a global type is a platform object, and another organization answers the same 403 whether
@@ -91,7 +115,9 @@ export async function createUserType(
         schema: input.schema ?? {},
       })
       .returning();
-    return (await findUserTypeById(tx, (row as UserType).id)) as UserTypeWithOrganization;
+    const created = row as UserType;
+    await userTypeAudit(tx, 'created', created, { plural: created.plural, label: created.label });
+    return (await findUserTypeById(tx, created.id)) as UserTypeWithOrganization;
   });
 }
 
@@ -128,16 +154,23 @@ export async function updateUserType(
 ): Promise<UserTypeWithOrganization> {
   if (input.plural !== undefined) checkPlural(input.plural);
   if (input.schema !== undefined) compileSchema(input.schema);
-  await findUserTypeToManage(db, id, scopeOrganizationId);
-  await db
-    .update(userTypes)
-    .set({
-      ...(input.plural !== undefined ? { plural: input.plural } : {}),
-      ...(input.label !== undefined ? { label: input.label } : {}),
-      ...(input.schema !== undefined ? { schema: input.schema } : {}),
-    })
-    .where(eq(userTypes.id, id));
-  return (await findUserTypeById(db, id)) as UserTypeWithOrganization;
+  return db.transaction(async (tx) => {
+    const current = await findUserTypeToManage(tx, id, scopeOrganizationId);
+    await tx
+      .update(userTypes)
+      .set({
+        ...(input.plural !== undefined ? { plural: input.plural } : {}),
+        ...(input.label !== undefined ? { label: input.label } : {}),
+        ...(input.schema !== undefined ? { schema: input.schema } : {}),
+      })
+      .where(eq(userTypes.id, id));
+    await userTypeAudit(tx, 'updated', current, {
+      fields: Object.keys(input),
+      ...(input.plural !== undefined ? { plural: { from: current.plural, to: input.plural } } : {}),
+      ...(input.label !== undefined ? { label: { from: current.label, to: input.label } } : {}),
+    });
+    return (await findUserTypeById(tx, id)) as UserTypeWithOrganization;
+  });
 }
 
 /**
@@ -153,6 +186,7 @@ export async function deleteUserType(db: Db, id: string, scopeOrganizationId?: s
     if (!type) throw userTypeErrors.notFound(id);
     if (await isUserTypeInUse(tx, type)) throw userTypeErrors.inUse(type.code);
     await tx.delete(userTypes).where(eq(userTypes.id, id));
+    await userTypeAudit(tx, 'deleted', type, { plural: type.plural });
   });
 }
 
@@ -340,13 +374,14 @@ export async function applyUserTypeTemplate(db: Db, template: string): Promise<T
   return db.transaction(async (tx) => {
     const result: TemplateResult = { created: [], unchanged: [] };
     for (const t of types) {
-      const inserted = await tx
+      const [inserted] = await tx
         .insert(userTypes)
         .values({ organizationId: null, ...t })
         .onConflictDoNothing()
-        .returning({ id: userTypes.id });
+        .returning();
       // A conflict on code or plural: a global type of that name already exists and is kept as it is.
-      (inserted.length > 0 ? result.created : result.unchanged).push(t.code);
+      if (inserted) await userTypeAudit(tx, 'created', inserted, { plural: t.plural, label: t.label, template });
+      (inserted ? result.created : result.unchanged).push(t.code);
     }
     return result;
   });

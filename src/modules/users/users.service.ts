@@ -226,7 +226,7 @@ export async function deleteUser(db: Db, id: string, scopeOrganizationId?: strin
 /**
  * The deletion itself, in the caller's transaction, for every path that deletes a user (admin API,
  * SCIM): sessions end on every node, the row goes (its tokens, roles and keys' references with it),
- * the deletion is recorded, and the user is then erased from the activity trail (pseudonym).
+ * the user is erased from the activity trail (pseudonym), and the deletion is recorded.
  */
 export async function removeUser(
   tx: DbOrTx,
@@ -238,14 +238,16 @@ export async function removeUser(
   // The cascade takes their assignments: the groups they were in change version.
   await holderLeaving(tx, user.id);
   await tx.delete(users).where(eq(users.id, user.id));
+  await eraseUserActivity(tx, user.id);
+  // After the erasure, and naming the user only as its object: the deletion is the caller's act, and
+  // erasing it would take the caller's IP address, user agent and details with the user's.
   await recordAudit(tx, {
     ...event,
     type: 'user.deleted',
     organizationId: user.organizationId,
-    userId: user.id,
+    userId: null,
     severity: 'warning',
     objectType: 'user',
     objectId: user.id,
   });
-  await eraseUserActivity(tx, user.id);
 }
