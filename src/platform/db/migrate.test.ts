@@ -67,7 +67,8 @@ describe('migrate', () => {
         )
         insert into user_sync_states (organization_id, integration_id, user_id, synced_active, attempted_at)
         select people.organization_id, target.id, people.id, true, now() from people, target`);
-      expect(await migrate(database.db)).toEqual(['0022_sync_state_by_keycloak_id']);
+      // 0022 and whatever came after it.
+      expect((await migrate(database.db))[0]).toBe('0022_sync_state_by_keycloak_id');
       // The user who has no keycloak_id any more names nothing the downstream could be told about.
       expect(
         await queryRows(
