@@ -293,12 +293,23 @@ describe('audit coverage', () => {
           .statusCode,
       ).toBe(204),
     );
-    expect(deleted).toMatchObject({ user_id: null, object_id: id, actor_id: admin.user.id });
+    // The user is erased as the object too: every event about them names them by pseudonym only.
+    expect(deleted).toMatchObject({ user_id: null, object_id: null, actor_id: admin.user.id });
+    const objects = await queryRows<{ object_id: string | null; object_ref: string | null }>(
+      t.database.db,
+      sql`select object_id, object_ref from activities where activity_type in ('user.updated', 'user.deactivated',
+        'user.deleted') and object_ref = encode(sha256(convert_to('gatehouse-audit-subject:' || ${id}, 'UTF8')), 'hex')`,
+    );
+    expect(objects.length).toBeGreaterThanOrEqual(3);
+    expect(objects.every((o) => o.object_id === null)).toBe(true);
+    expect(JSON.stringify(await queryRows(t.database.db, sql`select * from activities where object_id = ${id}`))).toBe(
+      '[]',
+    );
     // The deletion is the admin's act: it keeps where it came from and its description.
     const [deletion] = await queryRows<{ description: string; ip_address: string | null; user_agent: string | null }>(
       t.database.db,
       sql`select description, ip_address, user_agent from activities
-        where activity_type = 'user.deleted' and object_id = ${id}`,
+        where activity_type = 'user.deleted' and object_ref is not null and user_agent = 'deleting-agent/1'`,
     );
     expect(deletion).toMatchObject({ description: 'User deleted', user_agent: 'deleting-agent/1' });
     expect(deletion?.ip_address).toBeTruthy();

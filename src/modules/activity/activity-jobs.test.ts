@@ -275,6 +275,40 @@ describe('audit seals', () => {
     ).toBe('edited');
   });
 
+  it('names an erased user as an object by pseudonym, and the chain still verifies', async () => {
+    const db = t.database.db;
+    await freshChain();
+    const dana = randomUUID();
+    const about = (type: string) =>
+      db.transaction((tx) =>
+        recordAudit(tx, {
+          type,
+          category: 'user_management',
+          organizationId: null,
+          userId: null,
+          description: `${type} of someone`,
+          objectType: 'user',
+          objectId: dana,
+        }),
+      );
+    await about('user.updated');
+    await sealWritten();
+    await about('user.deactivated');
+    await db.transaction((tx) => eraseUserActivity(tx, dana));
+    const rows = await queryRows<{ object_id: string | null; object_ref: string | null }>(
+      db,
+      sql`select object_id, object_ref from activities where kind = 'audit' and description like '% of someone'`,
+    );
+    expect(rows).toHaveLength(2);
+    expect(rows.every((r) => r.object_id === null && r.object_ref?.length === 64)).toBe(true);
+    await sealWritten();
+    expect(await verifyAuditChain(db)).toMatchObject({ ok: true, rows: 2 });
+    // A pseudonym swapped, or set on an object that is no user, is an edit.
+    await db.execute(sql`update activities set object_ref = ${'f'.repeat(64)} where activity_type = 'user.updated'
+      and description like '% of someone'`);
+    expect((await verifyAuditChain(db)).problem?.kind).toBe('edited');
+  });
+
   it('keeps the seals of expired rows as links, and sees seals removed from the start or the end', async () => {
     const db = t.database.db;
     await freshChain();

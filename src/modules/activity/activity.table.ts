@@ -44,6 +44,8 @@ export const activities = pgTable(
     apiKeyId: uuid('api_key_id'),
     objectType: text('object_type'),
     objectId: text('object_id'),
+    /** Set by erasure when the object is an erased user: the pseudonym in place of `object_id`. */
+    objectRef: text('object_ref'),
     description: text('description').notNull().default(''),
     details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
     tags: text('tags').array().notNull().default(sql`'{}'::text[]`),

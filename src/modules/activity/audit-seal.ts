@@ -41,19 +41,24 @@ const LINE_HEAD = `id::text,
     success::text, coalesce(organization_id::text, '-'),
     coalesce(subject_ref, case when user_id is null then '-' else ${pseudonym('user_id')} end), actor_type,
     coalesce(actor_ref, case when actor_id is null then '-' else ${pseudonym('actor_id')} end),
-    coalesce(api_key_id::text, '-'), coalesce(object_type, '-'), coalesce(object_id, '-')`;
+    coalesce(api_key_id::text, '-'), coalesce(object_type, '-')`;
+/** Format 1 has the object's id as stored; format 2 a user object by pseudonym, so erasure may clear it. */
+const OBJECT_V1 = `coalesce(object_id, '-')`;
+const OBJECT_V2 = `coalesce(object_ref, case when object_type = 'user' and object_id is not null
+    then ${pseudonym('object_id')} else coalesce(object_id, '-') end)`;
 const ORIGIN_EMPTY = 'ip_address is null and user_agent is null';
 const TEXT_EMPTY = `description = '${ERASED_DESCRIPTION}' and details = '{}'::jsonb and tags = '{}'::text[]`;
 
 /** The canonical line of each row, and whether an erasure marker contradicts the row, by format. */
 const LINES: Record<number, SQL> = {
-  1: sql.raw(`concat_ws('|', ${LINE_HEAD}, coalesce(content_digest, ${CONTENT_DIGEST})) as line,
+  1: sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V1}, coalesce(content_digest, ${CONTENT_DIGEST})) as line,
   (subject_ref is not null and (user_id is not null or not (${TEXT_EMPTY})))
     or (actor_ref is not null and actor_id is not null)
     or (content_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`),
-  2: sql.raw(`concat_ws('|', ${LINE_HEAD}, coalesce(text_digest, ${TEXT_DIGEST}),
+  2: sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V2}, coalesce(text_digest, ${TEXT_DIGEST}),
     coalesce(origin_digest, ${ORIGIN_DIGEST})) as line,
   (subject_ref is not null and (user_id is not null or text_digest is null or origin_digest is null))
+    or (object_ref is not null and (object_id is not null or object_type is distinct from 'user'))
     or (actor_ref is not null and (actor_id is not null or origin_digest is null))
     or (text_digest is not null and not (${TEXT_EMPTY}))
     or (origin_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`),
@@ -256,7 +261,8 @@ export async function verifyAuditChain(db: Db, expect?: { sealId: number; hash: 
 /**
  * Erases a user from the activity records in the caller's transaction: their audit events keep a
  * pseudonym and the digests of the content removed (so seals of either line format still verify);
- * their request activity and tracked events lose the id, IP and user agent. Every SET reads the row
+ * their request activity and tracked events lose the id, IP and user agent; events about them as
+ * an object name them by pseudonym. Every SET reads the row
  * as it was, so the digests are of the content before it is emptied.
  */
 export async function eraseUserActivity(tx: DbOrTx, userId: string): Promise<void> {
@@ -273,4 +279,9 @@ export async function eraseUserActivity(tx: DbOrTx, userId: string): Promise<voi
   await tx.execute(sql`update activities set subject_ref = ${sql.raw(pseudonym('user_id'))}, user_id = null,
       actor_id = case when actor_id = ${userId} then null else actor_id end, ip_address = null, user_agent = null
     where kind <> 'audit' and user_id = ${userId}`);
+  // Events about the user as their object (found by the object index). Lines of format 1 hold the id
+  // itself: rows its seals cover keep it.
+  await tx.execute(sql`update activities set object_ref = ${sql.raw(pseudonym('object_id'))}, object_id = null
+    where object_type = 'user' and object_id = ${userId}
+      and (kind <> 'audit' or xid >= (select coalesce(max(to_xid), 0) from audit_seals where line_format = 1))`);
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Scim, scimClient } from '../../../test/scim-client.js';
@@ -547,8 +548,11 @@ describe('SCIM Users', () => {
     const { scim } = await scimClient(t);
     const created = (await scim('POST', '/Users', newUser())).json();
     expect((await scim('DELETE', `/Users/${created.id}`)).statusCode).toBe(204);
-    // As through the admin API: the deletion is recorded and the user erased from the trail.
-    const trail = await t.database.db.select().from(activities).where(eq(activities.objectId, created.id));
+    // As through the admin API: the deletion is recorded and the user erased from the trail, named
+    // as the object by pseudonym only.
+    expect(await t.database.db.select().from(activities).where(eq(activities.objectId, created.id))).toEqual([]);
+    const pseudonym = createHash('sha256').update(`gatehouse-audit-subject:${created.id}`).digest('hex');
+    const trail = await t.database.db.select().from(activities).where(eq(activities.objectRef, pseudonym));
     expect(trail.map((a) => a.activityType)).toContain('user.deleted');
     // The deletion itself is the client's act, not the user's: it is not erased with them.
     expect(trail.find((a) => a.activityType === 'user.deleted')).toMatchObject({

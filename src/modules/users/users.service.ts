@@ -238,9 +238,8 @@ export async function removeUser(
   // The cascade takes their assignments: the groups they were in change version.
   await holderLeaving(tx, user.id);
   await tx.delete(users).where(eq(users.id, user.id));
-  await eraseUserActivity(tx, user.id);
-  // After the erasure, and naming the user only as its object: the deletion is the caller's act, and
-  // erasing it would take the caller's IP address, user agent and details with the user's.
+  // Naming the user only as its object: the deletion is the caller's act, whose IP address, user
+  // agent and details stay; the erasure then puts the user's pseudonym in place of the object's id.
   await recordAudit(tx, {
     ...event,
     type: 'user.deleted',
@@ -250,4 +249,5 @@ export async function removeUser(
     objectType: 'user',
     objectId: user.id,
   });
+  await eraseUserActivity(tx, user.id);
 }

@@ -1,0 +1,1 @@
+ALTER TABLE "activities" ADD COLUMN "object_ref" text;
