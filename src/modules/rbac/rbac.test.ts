@@ -500,6 +500,29 @@ describe('assignments and effective permissions', () => {
     }
   });
 
+  it('answers 400 naming role to an assignment whose role is deleted meanwhile, never 500', async () => {
+    for (let i = 0; i < 8; i++) {
+      const role = (
+        await root.post('/api/v1/roles/', {
+          code: unique('brief_').replace(/-/g, '_'),
+          name: 'Brief',
+          level: 5,
+          organization: orgA.code,
+        })
+      ).json();
+      const users = await Promise.all([1, 2, 3].map(() => seedUser(t, orgA.id)));
+      const [deleted, ...assigned] = await Promise.all([
+        root.delete(`/api/v1/roles/${role.id}/`),
+        ...users.map((u) => root.post(`/api/v1/users/${u.id}/roles/`, { role: role.code })),
+      ]);
+      expect(deleted?.statusCode, deleted?.body).toBe(204);
+      for (const res of assigned) {
+        if (res.statusCode === 201) continue;
+        expect(res.json(), res.body).toMatchObject({ status: 400, errors: [{ field: 'role' }] });
+      }
+    }
+  });
+
   it('answers an assignment and a removal of the same role at once with what each committed', async () => {
     const user = await seedUser(t, orgA.id);
     let created = 0;
