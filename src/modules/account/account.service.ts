@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import type { Config } from '../../config.js';
 import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/password-policy.js';
 import { hashPassword, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
@@ -232,7 +232,8 @@ export async function provePassword(
  * Changes the caller's password after checking the current one. Every other session of the user
  * ends in the same transaction; the caller's own session stays signed in. A wrong current password
  * counts as a failed login of the account (lockout), and while the account is locked the current
- * password is checked all the same but never matches, as at login.
+ * password is checked all the same but never matches, as at login. The password must still be the
+ * one checked when the new one is written: otherwise 400 wrong_password.
  */
 export async function changePassword(
   db: Db,
@@ -255,7 +256,14 @@ export async function changePassword(
   );
   const passwordHash = await hashPassword(input.new_password);
   await db.transaction(async (tx) => {
-    await tx.update(users).set({ passwordHash }).where(eq(users.id, user.id));
+    // Only over the hash the old password was checked against: of changes racing from one old
+    // password, the first to commit wins and the others find another hash (as would a later change).
+    const [changed] = await tx
+      .update(users)
+      .set({ passwordHash })
+      .where(and(eq(users.id, user.id), eq(users.passwordHash, user.passwordHash as string)))
+      .returning({ id: users.id });
+    if (!changed) throw accountErrors.wrongPassword('old_password');
     // A reset link mailed before the change must not undo it.
     await endAccountTokens(tx, {
       organizationId: user.organizationId,

@@ -5,6 +5,7 @@ import { lastMailTo as lastMail } from '../../../test/mail.js';
 import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { sha256Hex } from '../../platform/crypto/tokens.js';
+import { queryRows } from '../../platform/db/client.js';
 import { runPendingJobs } from '../../platform/jobs/worker.js';
 import { mailOutbox } from '../../platform/mail/outbox.table.js';
 import { organizations } from '../organizations/organizations.table.js';
@@ -489,6 +490,31 @@ describe('POST /api/v1/users/change-password', () => {
     const credentials = { email: user.email, organization: org.code };
     expect((await post('/api/token/', { ...credentials, password: TEST_PASSWORD })).statusCode).toBe(401);
     expect((await post('/api/token/', { ...credentials, password: STRONG })).statusCode).toBe(200);
+  });
+
+  // Races need PostgreSQL (TEST_DATABASE_URL) to overlap; PGlite runs the requests one after the other.
+  it('lets one of several changes from the same old password through; the others answer 400 wrong_password', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const as = await loginAs(t, user);
+    const proposed = ['amber 1', 'basil 2', 'cedar 3', 'delta 4'].map((p) => `${STRONG} ${p}`);
+    const answers = await Promise.all(
+      proposed.map((new_password) =>
+        as.post('/api/v1/users/change-password/', { old_password: TEST_PASSWORD, new_password }),
+      ),
+    );
+    const won = answers.flatMap((res, i) => (res.statusCode === 200 ? [proposed[i] as string] : []));
+    expect(won).toHaveLength(1);
+    for (const res of answers.filter((r) => r.statusCode !== 200)) {
+      expect(res.json()).toMatchObject({ status: 400, code: 'wrong_password', errors: [{ field: 'old_password' }] });
+    }
+    const events = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from activities where activity_type = 'auth.password_changed' and user_id = ${user.id}`,
+    );
+    expect(events[0]?.n).toBe(1);
+    const credentials = { email: user.email, organization: org.code };
+    expect((await post('/api/token/', { ...credentials, password: won[0] as string })).statusCode).toBe(200);
   });
 });
 

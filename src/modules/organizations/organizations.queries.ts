@@ -50,6 +50,20 @@ export async function findOrganizationById(db: DbOrTx, id: string): Promise<Orga
   return row;
 }
 
+/**
+ * Whether the organization is active, holding its row in share mode until the caller's transaction
+ * ends: a deactivation (an update of the row) waits for that transaction, and one that committed
+ * first is seen, so no write of the caller lands after it.
+ */
+export async function holdActiveOrganization(tx: DbOrTx, id: string): Promise<boolean> {
+  const [row] = await tx
+    .select({ id: organizations.id })
+    .from(organizations)
+    .where(and(eq(organizations.id, id), eq(organizations.isActive, true)))
+    .for('share');
+  return row !== undefined;
+}
+
 /** Keyset page of organizations ordered by id (creation order); `organizationId` confines it to that one. */
 export async function listOrganizations(
   db: DbOrTx,

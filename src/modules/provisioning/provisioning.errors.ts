@@ -1,4 +1,4 @@
-import { AppError, type FieldError } from '../../platform/http/errors.js';
+import { AppError, commonErrors, type FieldError } from '../../platform/http/errors.js';
 
 /** Refusals of the provisioning core; each is either thrown (single calls) or one item's error (bulk). */
 export const provisioningErrors = {
@@ -17,6 +17,9 @@ export const provisioningErrors = {
     new AppError(404, 'client_not_found', `Client "${code}" was not found.`, {
       errors: [{ field: 'client_id', message: "Name the key's own organization." }],
     }),
+  /** As the credential itself is refused once its organization is inactive (a key's state, a session's end). */
+  organizationInactive: () =>
+    commonErrors.unauthenticated('The organization of these credentials has been deactivated.'),
   userNotFound: (ref: string) => new AppError(404, 'user_not_found', `User ${ref} was not found.`),
   organizationMismatch: (ref: string, code: string) =>
     new AppError(

@@ -42,7 +42,7 @@ import { endAccountTokens, PASSWORD_PURPOSES } from '../account/account.queries.
 import { inviteUser } from '../account/account.service.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
-import { findOrganizationById } from '../organizations/organizations.queries.js';
+import { findOrganizationById, holdActiveOrganization } from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
 import { callEvent, organizationEvent, userEvent } from './provisioning.audit.js';
@@ -224,6 +224,13 @@ async function upsert(
   probe: boolean,
   scopeOrganization: Organization | undefined,
 ): Promise<ProvisionReport> {
+  // The credential was checked before the transaction; its organization may have been deactivated
+  // since. Checked again here, under a lock held to commit: a deactivation waits for this write or
+  // refuses it, so none lands (nor mails a link) after the deactivation ended the organization's.
+  const scope = organizationScopeOf(actor);
+  if (scope !== undefined && !(await holdActiveOrganization(tx, scope))) {
+    throw provisioningErrors.organizationInactive();
+  }
   const state = newCallState();
   const orgCache = state.orgCache;
   if (scopeOrganization) orgCache.set(scopeOrganization.code, scopeOrganization);

@@ -1,9 +1,10 @@
-import { and, eq, type SQL } from 'drizzle-orm';
+import { and, eq, isNull, type SQL } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { mailOutbox } from '../../platform/mail/outbox.table.js';
+import { accountTokens } from '../account/account.table.js';
 import { activities } from '../activity/activity.table.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
 import { sessions } from '../auth/auth.table.js';
@@ -788,6 +789,32 @@ describe('seed-000 provisioning API', () => {
       for (const a of answers) expect(a.json(), a.body).toMatchObject({ success_count: 50, error_count: 0 });
       const list = await get(`/users?client_id=${org.code}`);
       expect(list.json().count).toBe(50);
+    });
+
+    // Needs PostgreSQL (TEST_DATABASE_URL) to overlap; PGlite runs the requests one after the other.
+    it('writes nothing with an organization-scoped key once its organization’s deactivation has committed', async () => {
+      const root = await superuserClient(t);
+      for (let round = 0; round < 4; round++) {
+        const org = await seedOrganization(t);
+        const key = await orgKey(org.code);
+        const writes = Array.from({ length: 10 }, () => post('/users', person(org.code, { send_invite: true }), key));
+        const [deactivated, ...answers] = await Promise.all([
+          root.post(`/api/v1/organizations/${org.code}/deactivate/`),
+          ...writes,
+        ]);
+        expect(deactivated?.statusCode, deactivated?.body).toBe(200);
+        for (const res of answers) {
+          if (res.statusCode === 201) continue;
+          expectProblem(res, 401, 'not_authenticated');
+        }
+        // The deactivation ended the links of every user written before it; none written after
+        // holds one that would work once the organization is active again.
+        const open = await t.database.db
+          .select()
+          .from(accountTokens)
+          .where(and(eq(accountTokens.organizationId, org.id), isNull(accountTokens.usedAt)));
+        expect(open).toEqual([]);
+      }
     });
   });
 });

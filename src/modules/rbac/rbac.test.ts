@@ -486,6 +486,74 @@ describe('assignments and effective permissions', () => {
     ]);
   });
 
+  // Races need PostgreSQL (TEST_DATABASE_URL) to overlap; PGlite runs the requests one after the other.
+  it('answers 404 user_not_found to an assignment whose user is deleted meanwhile, never 500', async () => {
+    for (let i = 0; i < 12; i++) {
+      const user = await seedUser(t, orgA.id);
+      const [assigned, deleted] = await Promise.all([
+        root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer', is_primary: true }),
+        root.delete(`/api/v1/users/${user.id}/`),
+      ]);
+      expect(deleted.statusCode, deleted.body).toBe(204);
+      expect([201, 404], assigned.body).toContain(assigned.statusCode);
+      if (assigned.statusCode === 404) expect(assigned.json().code).toBe('user_not_found');
+    }
+  });
+
+  it('answers 400 naming role to an assignment whose role is deleted meanwhile, never 500', async () => {
+    for (let i = 0; i < 8; i++) {
+      const role = (
+        await root.post('/api/v1/roles/', {
+          code: unique('brief_').replace(/-/g, '_'),
+          name: 'Brief',
+          level: 5,
+          organization: orgA.code,
+        })
+      ).json();
+      const users = await Promise.all([1, 2, 3].map(() => seedUser(t, orgA.id)));
+      const [deleted, ...assigned] = await Promise.all([
+        root.delete(`/api/v1/roles/${role.id}/`),
+        ...users.map((u) => root.post(`/api/v1/users/${u.id}/roles/`, { role: role.code })),
+      ]);
+      expect(deleted?.statusCode, deleted?.body).toBe(204);
+      for (const res of assigned) {
+        if (res.statusCode === 201) continue;
+        expect(res.json(), res.body).toMatchObject({ status: 400, errors: [{ field: 'role' }] });
+      }
+    }
+  });
+
+  it('answers an assignment and a removal of the same role at once with what each committed', async () => {
+    const user = await seedUser(t, orgA.id);
+    let created = 0;
+    for (let i = 0; i < 12; i++) {
+      const answers = await Promise.all(
+        Array.from({ length: 8 }).flatMap(() => [
+          root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer' }),
+          root.delete(`/api/v1/users/${user.id}/roles/viewer/`),
+        ]),
+      );
+      for (const [n, res] of answers.entries()) {
+        if (n % 2 === 1) {
+          expect([204, 404], res.body).toContain(res.statusCode);
+          continue;
+        }
+        expect(res.json()).toMatchObject(
+          res.statusCode === 201
+            ? { role: 'viewer', is_primary: true }
+            : { status: 409, code: 'role_already_assigned' },
+        );
+        if (res.statusCode === 201) created++;
+      }
+    }
+    // Every assignment answered 201 is one recorded, and no other was.
+    const events = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from activities where activity_type = 'role.assigned' and user_id = ${user.id}`,
+    );
+    expect(events[0]?.n).toBe(created);
+  });
+
   it('lets an organization admin assign within the ceiling, in their organization, to others only', async () => {
     const inA = await seedUser(t, orgA.id);
     const inB = await seedUser(t, orgB.id);

@@ -523,8 +523,32 @@ async function authorizeAssignmentChange(db: Db, actor: UserActor, userId: strin
 }
 
 /**
+ * Holds, until the transaction ends, the rows an assignment change stands on, as they were when
+ * authorized outside it. The user's row (no key update: the lock a change of their roles takes
+ * anyway, see groupsOfUsersChanged): changes of one user's roles run one after the other, so only one
+ * of two first roles becomes primary, and a parallel deletion waits instead of breaking the foreign
+ * key of the insert; a user deleted meanwhile is not found. The role's row (key share, as that
+ * foreign key would): a deletion waits, or it has taken the role.
+ */
+async function lockAssignment(tx: DbOrTx, userId: string, role: Role, roleRef: string): Promise<void> {
+  const [user] = await tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('no key update');
+  if (!user) throw userErrors.notFound(userId);
+  const [held] = await tx.select({ id: roles.id }).from(roles).where(eq(roles.id, role.id)).for('key share');
+  if (!held) throw rbacErrors.unknownCodes('role', [roleRef]);
+}
+
+/** The user's assignment of one role, read in the caller's transaction. */
+async function findAssignment(tx: DbOrTx, userId: string, roleId: string): Promise<Assignment> {
+  const assignment = (await listAssignments(tx, userId)).find((a) => a.roleId === roleId);
+  // The transaction wrote it or holds it locked; its absence is a bug, not a race.
+  if (!assignment) throw new Error(`assignment of role ${roleId} to user ${userId} not found after the write`);
+  return assignment;
+}
+
+/**
  * Gives a user a role, or changes whether an assignment they hold is primary. `unchanged` (they
- * already hold it as asked) writes nothing: the route answers it as a duplicate.
+ * already hold it as asked) writes nothing: the route answers it as a duplicate. The assignment
+ * answered is the one this transaction committed, whatever changed since.
  */
 export async function assignRole(
   db: Db,
@@ -533,7 +557,8 @@ export async function assignRole(
   input: AssignRoleInput,
 ): Promise<{ assignment: Assignment; outcome: 'created' | 'updated' | 'unchanged' }> {
   const { target, role } = await authorizeAssignmentChange(db, actor, userId, input.role);
-  const outcome = await db.transaction(async (tx) => {
+  return db.transaction(async (tx) => {
+    await lockAssignment(tx, target.id, role, input.role);
     const held = await tx
       .select({ roleId: userRoles.roleId, isPrimary: userRoles.isPrimary })
       .from(userRoles)
@@ -542,7 +567,9 @@ export async function assignRole(
     const existing = held.find((h) => h.roleId === role.id);
     // The first role a user receives is their primary one.
     const isPrimary = input.is_primary ?? (existing?.isPrimary || !held.some((h) => h.isPrimary));
-    if (existing && existing.isPrimary === isPrimary) return 'unchanged' as const;
+    if (existing && existing.isPrimary === isPrimary) {
+      return { assignment: await findAssignment(tx, target.id, role.id), outcome: 'unchanged' as const };
+    }
     if (isPrimary) {
       await tx
         .update(userRoles)
@@ -573,16 +600,18 @@ export async function assignRole(
       objectType: 'role',
       objectId: role.id,
     });
-    return existing ? ('updated' as const) : ('created' as const);
+    return {
+      assignment: await findAssignment(tx, target.id, role.id),
+      outcome: existing ? ('updated' as const) : ('created' as const),
+    };
   });
-  const assignment = (await listAssignments(db, target.id)).find((a) => a.roleId === role.id) as Assignment;
-  return { assignment, outcome };
 }
 
 /** Takes a role from a user; when it was primary, their most powerful remaining role becomes primary. */
 export async function removeRole(db: Db, actor: UserActor, userId: string, roleRef: string): Promise<void> {
   const { target, role } = await authorizeAssignmentChange(db, actor, userId, roleRef);
   await db.transaction(async (tx) => {
+    await lockAssignment(tx, target.id, role, roleRef);
     const [removed] = await tx
       .delete(userRoles)
       .where(and(eq(userRoles.userId, target.id), eq(userRoles.roleId, role.id)))

@@ -55,7 +55,8 @@ export function assertMayChangeStaff(
 /**
  * One admin write through the provisioning core, the path of the seed-000 API and SCIM too: the
  * same validation (a typed user's profile against its type's schema included), upsert and audit event. The item's refusal is thrown as the core answered it
- * (409 naming the field for a taken email, username or external_id), and the stored user is read back.
+ * (409 naming the field for a taken email, username or external_id), and the stored user is read back
+ * (404 user_not_found when a parallel deletion has taken it).
  */
 async function provisionOne(
   db: Db,
@@ -68,7 +69,12 @@ async function provisionOne(
   } = await provisionUsers(db, actor, [item], { recordCall: false, context: { source } });
   if (!outcome) throw new Error('provisioning answered no outcome');
   if (!outcome.ok) throw outcome.error;
-  return (await findUserById(db, outcome.user.id as string)) as UserWithOrganization;
+  const id = outcome.user.id as string;
+  // Read after the core's commit: a deletion may have committed in between (or before a write that
+  // changed nothing); the user is gone either way.
+  const user = await findUserById(db, id);
+  if (!user) throw userErrors.notFound(id);
+  return user;
 }
 
 /** The admin API's fields as the provisioning core's item fields (absent stays absent: left unchanged). */

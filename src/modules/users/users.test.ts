@@ -305,6 +305,30 @@ describe('users admin API', () => {
     expect((await admin.get('/api/v1/users/not-a-uuid')).statusCode).toBe(404);
   });
 
+  // Races need PostgreSQL (TEST_DATABASE_URL) to overlap; PGlite runs the requests one after the other.
+  it('answers 404 user_not_found to a change of a user deleted meanwhile, never 500', async () => {
+    const org = await seedOrganization(t);
+    for (let i = 0; i < 10; i++) {
+      const user = await seedUser(t, org.id, i % 2 === 0 ? { status: 'deactivated' } : {});
+      const changes = () => [
+        admin.post(`/api/v1/users/${user.id}/deactivate/`),
+        admin.patch(`/api/v1/users/${user.id}/`, { first_name: 'Gone' }),
+      ];
+      const [deleted, ...changed] = await Promise.all([
+        admin.delete(`/api/v1/users/${user.id}/`),
+        ...changes(),
+        ...changes(),
+        ...changes(),
+      ]);
+      expect(deleted?.statusCode, deleted?.body).toBe(204);
+      for (const res of changed) {
+        expect([200, 404], res.body).toContain(res.statusCode);
+        if (res.statusCode === 404) expect(res.json().code).toBe('user_not_found');
+        else expect(res.json()).toMatchObject({ id: user.id });
+      }
+    }
+  });
+
   it('ends the sessions of a user an admin suspends or gives a new password', async () => {
     const org = await seedOrganization(t);
     const user = await seedUser(t, org.id);
