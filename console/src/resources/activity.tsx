@@ -73,6 +73,8 @@ export function ActivityList() {
         <TextField source="severity" sortable={false} />
         <BooleanField source="success" sortable={false} />
         <UserRefField label="User" sortable={false} />
+        <TextField source="actor_type" label="By" sortable={false} />
+        <UserRefField source="actor_id" label="Actor" sortable={false} />
         <TextField source="organization" sortable={false} />
         <TextField source="description" sortable={false} />
         <TextField source="ip_address" label="IP" sortable={false} />
@@ -83,7 +85,7 @@ export function ActivityList() {
 
 export function ActiveUserList() {
   return (
-    <List exporter={false} pagination={false} title="Active users now">
+    <List exporter={false} perPage={50} title="Active users now">
       <Datagrid bulkActionButtons={false} rowClick={false}>
         <TextField source="email" sortable={false} />
         <TextField source="username" sortable={false} />

@@ -9,9 +9,11 @@ import {
   Datagrid,
   DateField,
   DeleteButton,
+  defaultExporter,
   Edit,
   EditButton,
   EmailField,
+  type Exporter,
   FunctionField,
   List,
   NullableBooleanInput,
@@ -98,9 +100,25 @@ function BulkSetActive() {
   );
 }
 
+/**
+ * A text a spreadsheet would run as a formula (=, +, -, @, tab, carriage return first) starts with a
+ * quote instead, as the server's own CSV exports write it: names are whatever people typed in.
+ */
+function spreadsheetSafe(value: unknown): unknown {
+  if (typeof value === 'string') return /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+  if (Array.isArray(value)) return value.map(spreadsheetSafe);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, spreadsheetSafe(item)]));
+  }
+  return value;
+}
+
+const exportUsers: Exporter = (records, fetchRelated, dataProvider, resource) =>
+  defaultExporter(records.map(spreadsheetSafe), fetchRelated, dataProvider, resource);
+
 export function UserList() {
   return (
-    <List filters={filters} perPage={25}>
+    <List filters={filters} perPage={25} exporter={exportUsers}>
       <Datagrid rowClick="show" bulkActionButtons={<BulkSetActive />}>
         <EmailField source="email" sortable={false} />
         <TextField source="username" sortable={false} />

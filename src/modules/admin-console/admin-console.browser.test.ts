@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { and, eq } from 'drizzle-orm';
@@ -280,6 +281,30 @@ describe.skipIf(!hasChromium())(
       await page.getByRole('link', { name: admin.email, exact: true }).first().waitFor();
       await page.context().close();
     }, 120_000);
+
+    it('exports users with what a spreadsheet would run as a formula quoted, and shows who acted in the activities', async () => {
+      await seedUser(t, orgId, {
+        email: 'formula@example.com',
+        firstName: '=HYPERLINK("http://evil.example/","Click")',
+      });
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users`);
+      await page.getByText('formula@example.com').waitFor();
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: 'Export', exact: true }).click(),
+      ]);
+      const csv = readFileSync((await download.path()) as string, 'utf8');
+      expect(csv).toContain(`'=HYPERLINK`);
+      expect(csv).not.toMatch(/(^|,)"?=HYPERLINK/m);
+
+      await page.goto(`${base}/admin/activities`);
+      await page.getByRole('columnheader', { name: 'Actor', exact: true }).waitFor();
+      await page.getByRole('columnheader', { name: 'By', exact: true }).waitFor();
+      await page.context().close();
+    }, 60_000);
 
     it('creates a role with permissions and modules picked from the catalog', async () => {
       const page = await newPage();

@@ -38,16 +38,7 @@ export async function recordLoginFailure(
         returning failed_count`,
   );
   if (!row || Number(row.failed_count) < policy.threshold) return undefined;
-  const [locked] = await db
-    .update(accountLockouts)
-    .set({
-      failedCount: 0,
-      windowStartedAt: null,
-      lockedUntil: sql`now() + make_interval(secs => ${policy.durationSeconds})`,
-    })
-    .where(and(eq(accountLockouts.organizationId, account.organizationId), eq(accountLockouts.userId, account.id)))
-    .returning({ lockedUntil: accountLockouts.lockedUntil });
-  return locked?.lockedUntil ?? undefined;
+  return lockAfterFailedAttempt(db, account, policy);
 }
 
 /**
