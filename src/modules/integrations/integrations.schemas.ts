@@ -1,7 +1,8 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { OrganizationCode } from '../organizations/organizations.schemas.js';
-import { PATH_PATTERN } from './outbound-http.js';
+import { PATH_PATTERN, PATH_RULE } from './outbound-http.js';
 
 export const SERVICE_TYPES = [
   'payment_gateway',
@@ -104,7 +105,7 @@ const integrationInputFields = {
   base_url: HttpUrl,
   health_check_path: Type.String({
     maxLength: 2000,
-    pattern: PATH_PATTERN,
+    pattern: readablePattern(PATH_PATTERN, PATH_RULE),
     description:
       'Path below `base_url` that health checks GET (default `/`): not `//`, which would name another host, and ' +
       'no backslash (read as `/`) or control character.',
@@ -112,7 +113,10 @@ const integrationInputFields = {
   api_key_header: Type.String({
     minLength: 1,
     maxLength: 100,
-    pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+    pattern: readablePattern(
+      "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+      "A header name: letters, digits and !#$%&'*+.^_`|~- only.",
+    ),
     description: 'Header that carries the API key (default `X-API-Key`).',
   }),
   timeout_ms: Type.Integer({ minimum: 100, maximum: 60_000, description: 'Per-call timeout (default 10000).' }),

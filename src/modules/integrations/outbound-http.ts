@@ -66,6 +66,7 @@ export function checkIntegrationUrl(raw: string, field: string, options: { query
  * The schema of `health_check_path` and `joinUrl` both use it, so what is stored can be called.
  */
 export const PATH_PATTERN = '^/(?!/)[^\\\\\\u0000-\\u001f\\u007f]*$';
+export const PATH_RULE = 'Must begin with a single "/", without backslashes or control characters.';
 const PATH = new RegExp(PATH_PATTERN, 'u');
 
 /**
@@ -74,10 +75,7 @@ const PATH = new RegExp(PATH_PATTERN, 'u');
  */
 export function joinUrl(baseUrl: string, path: string, field = 'path'): URL {
   if (!PATH.test(path)) {
-    throw integrationErrors.invalidUrl(
-      field,
-      'Must begin with a single "/", without backslashes or control characters.',
-    );
+    throw integrationErrors.invalidUrl(field, PATH_RULE);
   }
   const base = new URL(baseUrl);
   const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname;
