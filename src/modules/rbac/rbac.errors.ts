@@ -58,6 +58,12 @@ export const rbacErrors = {
       errors: [{ field: 'level', message: 'Fixed for built-in roles.' }],
     }),
   ownRoles: () => new AppError(403, 'own_roles', 'Nobody may change their own role assignments.'),
+  ownAccount: () =>
+    new AppError(
+      403,
+      'own_account',
+      'Nobody may deactivate, suspend, lock or delete their own account; another administrator can.',
+    ),
   builtinCatalog: () =>
     new AppError(
       409,

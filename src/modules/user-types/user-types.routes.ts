@@ -6,6 +6,7 @@ import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial
 import { findOrganizationByCode, listingScope } from '../organizations/organizations.queries.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
 import { findUserById } from '../users/users.queries.js';
+import { assertNotOwnAccount } from '../users/users.service.js';
 import { userTypeErrors } from './user-types.errors.js';
 import {
   findUserTypeByPlural,
@@ -353,6 +354,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const { user } = await typedUser(req.actor, req.params, req.query.organization);
       await assertMayManageUser(db, req.actor, user);
+      assertNotOwnAccount(req.actor, user, req.body);
       return toTypedUserView(await updateTypedUser(db, req.actor, user, req.body));
     },
   );
@@ -361,13 +363,15 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/users/:plural/:id',
     {
       ...plural,
-      config: { auth: { permission: 'users.update' } },
+      // Deleting, as on /api/v1/users/{id}/, needs users.delete.
+      config: { auth: { permission: 'users.delete' } },
       schema: { operationId: 'deleteTypedUser', tags: typedTags, params: TypedUserParams, querystring: TypedUserQuery },
     },
     async (req, reply) => {
       const { user } = await typedUser(req.actor, req.params, req.query.organization);
       await assertMayManageUser(db, req.actor, user);
-      await deleteTypedUser(db, user);
+      assertNotOwnAccount(req.actor, user, 'delete');
+      await deleteTypedUser(db, user, req.actor);
       return reply.code(204).send();
     },
   );

@@ -269,8 +269,8 @@ export async function updateTypedUser(
 }
 
 /** Deletes a user of a type. */
-export async function deleteTypedUser(db: Db, user: UserWithOrganization): Promise<void> {
-  await deleteUser(db, user.id, user.organizationId);
+export async function deleteTypedUser(db: Db, user: UserWithOrganization, actor: Actor): Promise<void> {
+  await deleteUser(db, user.id, user.organizationId, actor);
 }
 
 /** One user of a type, or undefined (also when the id names a user of another type). */

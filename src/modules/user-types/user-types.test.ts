@@ -4,6 +4,7 @@ import {
   type Client,
   clientWithRole,
   createOrganizationRole,
+  grantRole,
   loginAs,
   seedOrganization,
   seedUser,
@@ -232,6 +233,15 @@ describe('user types and typed users', () => {
       const refused = await t.request({ method: 'GET', url: target, headers: { 'x-api-key': key } });
       expect(refused.statusCode, target).toBe(403);
     }
+    // Deleting needs users.delete, as on /api/v1/users/{id}/: users.update is not enough.
+    const updater = await seedUser(t, org.id);
+    await grantRole(
+      t,
+      updater,
+      await createOrganizationRole(orgAdmin, org.code, 'updater', 5, ['users.view', 'users.update']),
+    );
+    const refused = await (await loginAs(t, updater)).delete(url);
+    expect(refused.json()).toMatchObject({ status: 403, code: 'permission_denied' });
     expect((await admin.delete(url)).statusCode).toBe(204);
     expect((await orgAdmin.get(url)).statusCode).toBe(404);
   });

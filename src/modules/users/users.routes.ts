@@ -17,6 +17,7 @@ import {
 import {
   assertMayChangeStaff,
   assertMayGrantSuperuser,
+  assertNotOwnAccount,
   createUser,
   deleteUser,
   findUserToManage,
@@ -141,6 +142,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       assertMayGrantSuperuser(req.actor, req.body);
       const user = await findUserToManage(app.database.db, req.actor, req.params.id);
       assertMayChangeStaff(req.actor, req.body, user);
+      assertNotOwnAccount(req.actor, user, req.body);
       return toUserView(
         await updateUser(app.database.db, user.id, req.body, organizationScopeOf(req.actor), req.actor),
       );
@@ -161,6 +163,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const user = await findUserToManage(app.database.db, req.actor, req.params.id);
+      assertNotOwnAccount(req.actor, user, { status: 'deactivated' });
       return toUserView(
         await updateUser(
           app.database.db,
@@ -186,6 +189,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const user = await findUserToManage(app.database.db, req.actor, req.params.id);
+      assertNotOwnAccount(req.actor, user, 'delete');
       await deleteUser(app.database.db, user.id, organizationScopeOf(req.actor), req.actor);
       return reply.code(204).send();
     },

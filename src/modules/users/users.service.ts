@@ -53,6 +53,21 @@ export function assertMayChangeStaff(
 }
 
 /**
+ * An administrator does not take their own account out of use (deactivate, suspend, lock, delete):
+ * an organization's only admin would lock it out, and a slip of a bulk selection would sign them out.
+ */
+export function assertNotOwnAccount(
+  actor: Actor,
+  target: { id: string },
+  change: 'delete' | { status?: string | undefined; is_active?: boolean | undefined },
+): void {
+  if (actor.kind !== 'user' || target.id !== actor.userId) return;
+  const leaving =
+    change === 'delete' || (change.status !== undefined && change.status !== 'active') || change.is_active === false;
+  if (leaving) throw rbacErrors.ownAccount();
+}
+
+/**
  * One admin write through the provisioning core, the path of the seed-000 API and SCIM too: the
  * same validation (a typed user's profile against its type's schema included), upsert and audit event. The item's refusal is thrown as the core answered it
  * (409 naming the field for a taken email, username or external_id), and the stored user is read back

@@ -31,6 +31,25 @@ describe('users admin API', () => {
   });
   afterAll(() => t.close());
 
+  it('refuses an administrator taking their own account out of use (403 own_account); another may', async () => {
+    const org = await seedOrganization(t);
+    const orgAdmin = await clientWithRole(t, org.id, 'org_admin');
+    const self = orgAdmin.user.id;
+    for (const res of [
+      await orgAdmin.post(`/api/v1/users/${self}/deactivate/`),
+      await orgAdmin.patch(`/api/v1/users/${self}/`, { status: 'suspended' }),
+      await orgAdmin.patch(`/api/v1/users/${self}/`, { is_active: false }),
+      await orgAdmin.delete(`/api/v1/users/${self}/`),
+    ]) {
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'own_account' });
+    }
+    expect((await orgAdmin.get('/api/v1/users/profile/')).json()).toMatchObject({ id: self, status: 'active' });
+    // Their own other fields stay theirs to change, and another administrator may deactivate them.
+    expect((await orgAdmin.patch(`/api/v1/users/${self}/`, { first_name: 'Still' })).statusCode).toBe(200);
+    expect((await admin.post(`/api/v1/users/${self}/deactivate/`)).json()).toMatchObject({ status: 'deactivated' });
+  });
+
   it('creates a user in the named organization without ever returning the password', async () => {
     const org = await seedOrganization(t);
     const res = await admin.post('/api/v1/users/', {
