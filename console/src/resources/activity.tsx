@@ -123,6 +123,26 @@ export function ActivityStatList() {
   );
 }
 
+/** Only an open session can be revoked; revoking one's own signs the console out, and says so. */
+function RevokeSessionButton() {
+  const session = useRecordContext();
+  if (!session?.active) return null;
+  return (
+    <DeleteButton
+      label="Revoke"
+      redirect={false}
+      mutationMode="pessimistic"
+      confirmTitle="Revoke this session?"
+      confirmContent={
+        session.current
+          ? 'This is the session you are using: revoking it signs you out here.'
+          : 'Its refresh token stops working and the device is signed out.'
+      }
+      successMessage="Session revoked"
+    />
+  );
+}
+
 export function SessionList() {
   return (
     <List
@@ -140,7 +160,8 @@ export function SessionList() {
         <TextField source="os" label="OS" sortable={false} />
         <DateField source="last_activity_at" label="Last activity" showTime sortable={false} />
         <BooleanField source="active" sortable={false} />
-        <DeleteButton label="Revoke" redirect={false} mutationMode="pessimistic" />
+        <BooleanField source="current" label="This session" sortable={false} />
+        <RevokeSessionButton />
       </Datagrid>
     </List>
   );

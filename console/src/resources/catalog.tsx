@@ -20,6 +20,7 @@ import {
   SimpleShowLayout,
   TextField,
   TextInput,
+  useCanAccess,
 } from 'react-admin';
 import { StringInput } from '../string-input';
 
@@ -153,14 +154,21 @@ const permissionFilters = [
   </ReferenceInput>,
 ];
 
+/** A row opens its edit form only for those who may edit it; readers see everything in the list. */
+function useEditRowClick(resource: string): 'edit' | false {
+  const { canAccess } = useCanAccess({ resource, action: 'edit' });
+  return canAccess ? 'edit' : false;
+}
+
 export function PermissionList() {
   return (
     <List exporter={false} filters={permissionFilters}>
-      <Datagrid rowClick="edit" bulkActionButtons={false}>
+      <Datagrid rowClick={useEditRowClick('permissions')} bulkActionButtons={false}>
         <TextField source="code" sortable={false} />
         <TextField source="module" sortable={false} />
         <TextField source="action" sortable={false} />
         <TextField source="name" sortable={false} />
+        <TextField source="description" sortable={false} />
       </Datagrid>
     </List>
   );
@@ -196,9 +204,10 @@ export function PermissionEdit() {
 export function ModuleList() {
   return (
     <List exporter={false}>
-      <Datagrid rowClick="edit" bulkActionButtons={false}>
+      <Datagrid rowClick={useEditRowClick('modules')} bulkActionButtons={false}>
         <TextField source="code" sortable={false} />
         <TextField source="name" sortable={false} />
+        <TextField source="description" sortable={false} />
         <NumberField source="order" sortable={false} />
         <BooleanField source="is_active" label="Active" sortable={false} />
       </Datagrid>

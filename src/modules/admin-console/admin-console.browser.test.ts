@@ -276,9 +276,13 @@ describe.skipIf(!hasChromium())(
       expect(exportHref).toMatch(/^\/api\/v1\/activities\/export\/\?format=csv$/);
       const exported = await page.request.get(`${base}${exportHref}`);
       expect(exported.status()).toBe(200);
-      // Sessions name their user the same way.
+      // Sessions name their user the same way, mark the one in use, and revoke only after a question.
       await page.goto(`${base}/admin/user-sessions`);
       await page.getByRole('link', { name: admin.email, exact: true }).first().waitFor();
+      await page.getByRole('columnheader', { name: 'This session' }).waitFor();
+      await page.getByRole('button', { name: 'Revoke' }).first().click();
+      await page.getByRole('dialog').getByText('Revoke this session?').waitFor();
+      await page.getByRole('button', { name: 'Cancel' }).click();
       await page.context().close();
     }, 120_000);
 
@@ -650,6 +654,13 @@ describe.skipIf(!hasChromium())(
       await page.goto(`${base}/admin/users/${admin.id}/show`);
       await page.getByRole('tab', { name: 'Roles', exact: true }).waitFor();
       expect(await page.getByRole('tab', { name: 'Sessions', exact: true }).count()).toBe(0);
+      // The catalog is read in its list: a row leads nowhere a viewer would be refused.
+      await page.goto(`${base}/admin/permissions`);
+      await page.getByRole('columnheader', { name: 'Description' }).waitFor();
+      const row = page.getByRole('row').nth(1);
+      expect(await row.evaluate((el) => getComputedStyle(el).cursor)).not.toBe('pointer');
+      await row.getByRole('cell').first().click();
+      expect(page.url()).toMatch(/\/admin\/permissions$/);
       await page.context().close();
     }, 60_000);
 
