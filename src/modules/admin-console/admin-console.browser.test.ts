@@ -658,7 +658,12 @@ describe.skipIf(!hasChromium())(
       await page.goto(`${base}/admin/permissions`);
       await page.getByRole('columnheader', { name: 'Description' }).waitFor();
       const row = page.getByRole('row').nth(1);
-      expect(await row.evaluate((el) => getComputedStyle(el).cursor)).not.toBe('pointer');
+      // Runs in the page, where getComputedStyle exists (the test's own types have no DOM).
+      const cursor = await row.evaluate(
+        (el) =>
+          (globalThis as unknown as { getComputedStyle(e: unknown): { cursor: string } }).getComputedStyle(el).cursor,
+      );
+      expect(cursor).not.toBe('pointer');
       await row.getByRole('cell').first().click();
       expect(page.url()).toMatch(/\/admin\/permissions$/);
       await page.context().close();
