@@ -7,7 +7,9 @@ import {
   Datagrid,
   DateField,
   Edit,
+  FunctionField,
   List,
+  NullableBooleanInput,
   NumberField,
   NumberInput,
   type RaRecord,
@@ -52,6 +54,11 @@ export function OrganizationShow() {
         <TextField source="description" />
         <BooleanField source="is_active" />
         <DateField source="created_at" showTime />
+        <FunctionField
+          label="Settings"
+          render={(org: RaRecord) => JSON.stringify(org.settings ?? {})}
+          sx={{ fontFamily: 'monospace' }}
+        />
       </SimpleShowLayout>
     </Show>
   );
@@ -69,12 +76,45 @@ export function OrganizationCreate() {
   );
 }
 
+const SETTING_LABELS = { nullLabel: 'Default', trueLabel: 'Yes', falseLabel: 'No' };
+
+/** A setting left at "Default" is not stored: the API takes settings as given, and null is no value. */
+function withoutUnsetSettings(data: RaRecord): RaRecord {
+  const settings = (data.settings ?? {}) as Record<string, unknown>;
+  return {
+    ...data,
+    settings: Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== null && value !== '')),
+  };
+}
+
 export function OrganizationEdit() {
   return (
-    <Edit mutationMode="pessimistic" redirect="show">
+    <Edit mutationMode="pessimistic" redirect="show" transform={withoutUnsetSettings}>
       <SimpleForm>
         <TextInput source="name" validate={required()} />
         <StringInput source="description" multiline />
+        <BooleanInput source="is_active" label="Active (off: its users cannot log in, their sessions end)" />
+        <NullableBooleanInput
+          source="settings.self_registration"
+          label="Self-registration open (default: yes)"
+          {...SETTING_LABELS}
+        />
+        <NullableBooleanInput
+          source="settings.require_email_verification"
+          label="Email verification before login (default: no)"
+          {...SETTING_LABELS}
+        />
+        <NullableBooleanInput
+          source="settings.require_mfa"
+          label="Two-factor authentication required (default: no)"
+          {...SETTING_LABELS}
+        />
+        <NumberInput
+          source="settings.password_min_length"
+          label="Minimum password length (default 10)"
+          min={8}
+          max={128}
+        />
       </SimpleForm>
     </Edit>
   );

@@ -310,6 +310,23 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it("edits an organization's settings and deactivates it, leaving unset settings unstored", async () => {
+      const org = await seedOrganization(t);
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/organizations/${org.id}`);
+      await page.getByLabel('Two-factor authentication required (default: no)').click();
+      await page.getByRole('option', { name: 'Yes', exact: true }).click();
+      await page.getByLabel('Minimum password length (default 10)').fill('12');
+      await page.getByLabel('Active (off: its users cannot log in, their sessions end)').uncheck();
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByText('{"require_mfa":true,"password_min_length":12}').waitFor();
+      const [stored] = await t.database.db.select().from(organizations).where(eq(organizations.id, org.id));
+      expect(stored).toMatchObject({ isActive: false, settings: { require_mfa: true, password_min_length: 12 } });
+      await page.context().close();
+    }, 60_000);
+
     it('creates a role with permissions and modules picked from the catalog', async () => {
       const page = await newPage();
       await signIn(page, admin.email);
