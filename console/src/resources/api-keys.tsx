@@ -32,6 +32,7 @@ import {
 } from 'react-admin';
 import { rotateApiKey } from '../data-provider';
 import { InstantInput } from '../instant-input';
+import { RecordLink } from '../record-link';
 
 const scopes = ['provisioning', 'scim', 'authorize', 'read:users'].map((id) => ({ id, name: id }));
 
@@ -39,7 +40,7 @@ export function ApiKeyList() {
   return (
     <List perPage={25} exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
-        <TextField source="name" sortable={false} />
+        <RecordLink source="name" label="Name" />
         <TextField source="prefix" sortable={false} />
         <TextField source="organization" emptyText="(platform)" sortable={false} />
         <TextField source="scopes" sortable={false} />

@@ -24,6 +24,7 @@ import {
   TextInput,
   useCanAccess,
 } from 'react-admin';
+import { RecordLink } from '../record-link';
 import { StringInput } from '../string-input';
 
 // The RBAC catalog and organizations: plain lists and forms over the administration routes.
@@ -35,7 +36,7 @@ export function OrganizationList() {
   return (
     <List filters={[<SearchInput key="q" source="q" alwaysOn />]} exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
-        <TextField source="code" sortable={false} />
+        <RecordLink source="code" label="Code" />
         <TextField source="name" sortable={false} />
         <BooleanField source="is_active" label="Active" sortable={false} />
         <DateField source="created_at" label="Created" sortable={false} />
@@ -124,7 +125,7 @@ export function RoleList() {
   return (
     <List exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
-        <TextField source="code" sortable={false} />
+        <RecordLink source="code" label="Code" />
         <TextField source="name" sortable={false} />
         <NumberField source="level" sortable={false} />
         <TextField source="organization" emptyText="(global)" sortable={false} />
@@ -200,11 +201,16 @@ function useEditRowClick(resource: string): 'edit' | false {
   return canAccess ? 'edit' : false;
 }
 
+/** The code cell of a catalog list: a link to the editor for those who may edit. */
+function EditLink({ resource }: { resource: string; label?: string }) {
+  return <RecordLink source="code" type={useEditRowClick(resource)} />;
+}
+
 export function PermissionList() {
   return (
     <List exporter={false} filters={permissionFilters}>
       <Datagrid rowClick={useEditRowClick('permissions')} bulkActionButtons={false}>
-        <TextField source="code" sortable={false} />
+        <EditLink resource="permissions" label="Code" />
         <TextField source="module" sortable={false} />
         <TextField source="action" sortable={false} />
         <TextField source="name" sortable={false} />
@@ -245,7 +251,7 @@ export function ModuleList() {
   return (
     <List exporter={false}>
       <Datagrid rowClick={useEditRowClick('modules')} bulkActionButtons={false}>
-        <TextField source="code" sortable={false} />
+        <EditLink resource="modules" label="Code" />
         <TextField source="name" sortable={false} />
         <TextField source="description" sortable={false} />
         <NumberField source="order" sortable={false} />

@@ -36,6 +36,7 @@ import {
 } from 'react-admin';
 import { ActiveToggle } from '../active-toggle';
 import { checkIntegrationHealth, setIntegrationActive } from '../data-provider';
+import { RecordLink } from '../record-link';
 import { StringInput } from '../string-input';
 
 // The integration registry: external services Gatehouse calls, their sealed credentials, health and calls.
@@ -110,7 +111,7 @@ export function IntegrationList() {
   return (
     <List filters={filters} perPage={25} exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
-        <TextField source="name" sortable={false} />
+        <RecordLink source="name" label="Name" />
         <TextField source="service_type" label="Service type" sortable={false} />
         <TextField source="provider_name" label="Provider" sortable={false} />
         <FunctionField label="Health" render={() => <HealthChip />} />

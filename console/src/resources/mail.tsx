@@ -13,6 +13,7 @@ import {
   TextInput,
 } from 'react-admin';
 import { InstantInput } from '../instant-input';
+import { RecordLink } from '../record-link';
 
 // The mail outbox: every mail Gatehouse queued. Without SMTP_URL it is where mail goes; with SMTP it
 // is the delivery queue. Superusers only: the bodies hold other people's reset and invitation links.
@@ -30,7 +31,7 @@ export function MailList() {
     <List filters={mailFilters} exporter={false} perPage={25} title="Mail">
       <Datagrid rowClick="show" bulkActionButtons={false}>
         <TextField source="to" label="Recipient" sortable={false} />
-        <TextField source="subject" sortable={false} />
+        <RecordLink source="subject" label="Subject" />
         <DateField source="created_at" label="Created" showTime sortable={false} />
         <TextField source="status" sortable={false} />
         <DateField source="sent_at" label="Sent" showTime emptyText="—" sortable={false} />

@@ -43,6 +43,7 @@ import {
 } from 'react-admin';
 import { ActiveToggle } from '../active-toggle';
 import { setUserActive } from '../data-provider';
+import { RecordLink } from '../record-link';
 import { StringInput } from '../string-input';
 
 const statuses = ['active', 'suspended', 'locked', 'deactivated'].map((id) => ({ id, name: id }));
@@ -120,7 +121,7 @@ export function UserList() {
   return (
     <List filters={filters} perPage={25} exporter={exportUsers}>
       <Datagrid rowClick="show" bulkActionButtons={<BulkSetActive />}>
-        <EmailField source="email" sortable={false} />
+        <RecordLink source="email" label="Email" />
         <TextField source="username" sortable={false} />
         <FunctionField label="Name" render={(u: RaRecord) => `${u.first_name} ${u.last_name}`.trim()} />
         <TextField source="organization" sortable={false} />

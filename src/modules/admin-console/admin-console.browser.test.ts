@@ -327,6 +327,25 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it('opens a record from a list with the keyboard alone', async () => {
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/roles`);
+      const link = page.getByRole('link', { name: 'viewer', exact: true });
+      await link.focus();
+      expect(await link.evaluate((el) => el === (el.ownerDocument as { activeElement: unknown }).activeElement)).toBe(
+        true,
+      );
+      await page.keyboard.press('Enter');
+      await page.waitForURL(/\/admin\/roles\/[^/]+\/show$/);
+      await page.goto(`${base}/admin/users`);
+      await page.getByRole('link', { name: 'grace.hopper@example.com', exact: true }).focus();
+      await page.keyboard.press('Enter');
+      await page.waitForURL(/\/admin\/users\/[^/]+\/show$/);
+      await page.context().close();
+    }, 60_000);
+
     it('creates a role with permissions and modules picked from the catalog', async () => {
       const page = await newPage();
       await signIn(page, admin.email);
