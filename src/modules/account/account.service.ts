@@ -14,10 +14,10 @@ import {
   DEFAULT_ORGANIZATION_CODE,
   ensureDefaultOrganization,
   invalidateUserState,
-  recordFailedCredentialCheck,
+  lockoutAttempts,
   revokeUserSessions,
 } from '../auth/auth.service.js';
-import { clearLockout, isAccountLocked } from '../lockout/lockout.queries.js';
+import { clearLockout } from '../lockout/lockout.queries.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
@@ -216,15 +216,22 @@ export async function provePassword(
 ): Promise<UserWithOrganization> {
   const user = await findUserById(db, actor.userId);
   if (!user) throw userErrors.notFound(actor.userId);
-  const locked = await isAccountLocked(db, user);
+  const attempts = lockoutAttempts(db, config, client, check.purpose);
+  const attempt = await attempts.claim(user);
+  if (attempt === undefined) {
+    // Locked: nothing is checked, in the time a check takes.
+    await verifyDummyPassword(password);
+    await attempts.refused(user);
+    throw accountErrors.wrongPassword(check.field);
+  }
   const matches = user.passwordHash
     ? await verifyPassword(user.passwordHash, password)
     : await verifyDummyPassword(password);
-  if (locked) throw accountErrors.wrongPassword(check.field);
   if (!matches) {
-    await recordFailedCredentialCheck(db, config, user, client, check.purpose);
+    await attempts.failed(user, attempt);
     throw accountErrors.wrongPassword(check.field);
   }
+  await attempts.passed(user);
   return user;
 }
 

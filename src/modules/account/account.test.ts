@@ -516,6 +516,28 @@ describe('POST /api/v1/users/change-password', () => {
     const credentials = { email: user.email, organization: org.code };
     expect((await post('/api/token/', { ...credentials, password: won[0] as string })).statusCode).toBe(200);
   });
+
+  it('checks at most the lockout threshold of current-password guesses sent at once, then none', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const as = await loginAs(t, user);
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        as.post('/api/v1/users/change-password/', { old_password: `not it ${i} at all`, new_password: `${STRONG} x` }),
+      ),
+    );
+    expect(answers.every((res) => res.statusCode !== 200 && res.statusCode < 500)).toBe(true);
+    const checked = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from activities where activity_type = 'auth.credential_check_failed'
+        and user_id = ${user.id} and description like '%wrong current password'`,
+    );
+    // LOCKOUT_THRESHOLD is 5 by default: the rest were refused unchecked, as the account locked.
+    expect(checked[0]?.n).toBeLessThanOrEqual(5);
+    expect(checked[0]?.n).toBeGreaterThan(0);
+    const [stored] = await t.database.db.select().from(users).where(eq(users.id, user.id));
+    expect(stored?.passwordHash).toBe(user.passwordHash);
+  });
 });
 
 describe('password reset', () => {

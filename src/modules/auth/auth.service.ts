@@ -17,10 +17,9 @@ import {
   isAccountLockedForLogin,
   type LockoutPolicy,
   lockAfterFailedAttempt,
-  recordLoginFailure,
   returnLoginAttempts,
 } from '../lockout/lockout.queries.js';
-import { finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
+import { type CredentialAttempts, finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import { describeUserAgent } from '../sessions/sessions.service.js';
@@ -380,15 +379,16 @@ async function recordLockedRefusal(
   tx: DbOrTx,
   account: { id: string; organizationId: string },
   client: ClientInfo,
-  step: 'password' | 'mfa',
+  step: CredentialCheck,
 ): Promise<void> {
+  const login = step === 'password' || step === 'mfa';
   await recordAudit(tx, {
-    type: 'auth.login_failed',
+    type: FAILED_CHECK[step].type,
     category: 'authentication',
     organizationId: account.organizationId,
     userId: account.id,
     actorUserId: account.id,
-    description: 'Failed login: account locked',
+    description: login ? 'Failed login: account locked' : 'Credential check refused: account locked',
     severity: 'warning',
     success: false,
     details: { step, reason: 'account_locked' },
@@ -463,17 +463,23 @@ async function recordLoginFailureAudits(
  * buy unlimited guesses. At the threshold the account locks and its sessions end, the caller's too.
  * Its own transaction: the refused request's rolls back, and the count must stick.
  */
-export async function recordFailedCredentialCheck(
-  db: Db,
-  config: Config,
-  account: { id: string; organizationId: string },
-  client: ClientInfo,
-  step: CredentialCheck,
-): Promise<void> {
-  await db.transaction(async (tx) => {
-    const lockedUntil = await recordLoginFailure(tx, account, lockoutPolicy(config));
-    await recordLoginFailureAudits(tx, account, lockedUntil, client, step);
-  });
+/**
+ * A credential check counted against the account's lockout: its turn is claimed before the check,
+ * so concurrent guesses cannot outrun the threshold; a failure locks when it fills the window; a
+ * locked account is refused unchecked. The login's second step, and a signed-in user's checks.
+ */
+export function lockoutAttempts(db: Db, config: Config, client: ClientInfo, step: CredentialCheck): CredentialAttempts {
+  const policy = lockoutPolicy(config);
+  return {
+    claim: async (account) => (await claimLoginAttempts(db, [account], policy)).get(account.id),
+    failed: (account, attempt) =>
+      db.transaction(async (tx) => {
+        const lockedUntil = attempt >= policy.threshold ? await lockAfterFailedAttempt(tx, account, policy) : undefined;
+        await recordLoginFailureAudits(tx, account, lockedUntil, client, step);
+      }),
+    passed: (account) => returnLoginAttempts(db, [account]),
+    refused: (account) => db.transaction((tx) => recordLockedRefusal(tx, account, client, step)),
+  };
 }
 
 export interface TokenPair {
@@ -675,16 +681,12 @@ export async function completeMfaLogin(
   client: ClientInfo,
 ): Promise<TokenPair & { user: TokenUser; recovery_codes?: string[] }> {
   // A code is a guess like a password: claimed against the account's lockout before it is checked.
-  const policy = lockoutPolicy(ctx.config);
-  const { userId, recoveryCodes } = await finishMfaChallenge(ctx.db, ctx.config, input, {
-    claim: async (account) => (await claimLoginAttempts(ctx.db, [account], policy)).get(account.id),
-    failed: (account, attempt) =>
-      ctx.db.transaction(async (tx) => {
-        const lockedUntil = attempt >= policy.threshold ? await lockAfterFailedAttempt(tx, account, policy) : undefined;
-        await recordLoginFailureAudits(tx, account, lockedUntil, client, 'mfa');
-      }),
-    refused: (account) => ctx.db.transaction((tx) => recordLockedRefusal(tx, account, client, 'mfa')),
-  });
+  const { userId, recoveryCodes } = await finishMfaChallenge(
+    ctx.db,
+    ctx.config,
+    input,
+    lockoutAttempts(ctx.db, ctx.config, client, 'mfa'),
+  );
   const [owner] = await ctx.db
     .select({ email: users.email, organizationCode: organizations.code })
     .from(users)

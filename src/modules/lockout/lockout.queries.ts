@@ -15,33 +15,6 @@ export interface AccountRef {
 }
 
 /**
- * Counts one failed login in the account's window (a window older than the policy's starts over)
- * and, at the threshold, locks the account and starts counting again from zero. Atomic across
- * nodes: the upsert holds the row lock. An account already locked is left as it is, so failures
- * during a lock never extend it. Answers the lock's end when this failure locked the account.
- */
-export async function recordLoginFailure(
-  db: DbOrTx,
-  account: AccountRef,
-  policy: LockoutPolicy,
-): Promise<Date | undefined> {
-  const window = sql`make_interval(secs => ${policy.windowSeconds})`;
-  const inWindow = sql`account_lockouts.window_started_at > now() - ${window}`;
-  const [row] = await queryRows<{ failed_count: number }>(
-    db,
-    sql`insert into account_lockouts (organization_id, user_id, failed_count, window_started_at)
-        values (${account.organizationId}, ${account.id}, 1, now())
-        on conflict (organization_id, user_id) do update set
-          failed_count = case when ${inWindow} then account_lockouts.failed_count + 1 else 1 end,
-          window_started_at = case when ${inWindow} then account_lockouts.window_started_at else now() end
-        where account_lockouts.locked_until is null or account_lockouts.locked_until <= now()
-        returning failed_count`,
-  );
-  if (!row || Number(row.failed_count) < policy.threshold) return undefined;
-  return lockAfterFailedAttempt(db, account, policy);
-}
-
-/**
  * Claims one login attempt of each account before its password (or code) is checked: counts it in
  * the account's window (a window older than the policy's starts over), refused while the account is
  * locked or once the window holds `threshold` attempts. One statement under the row lock, so however

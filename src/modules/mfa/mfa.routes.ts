@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { provePassword } from '../account/account.service.js';
-import { completeMfaLogin, recordFailedCredentialCheck, type TokenContext } from '../auth/auth.service.js';
+import { completeMfaLogin, lockoutAttempts, type TokenContext } from '../auth/auth.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import { findUserToManage } from '../users/users.service.js';
 import {
@@ -107,15 +107,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
     async (req, reply) => {
       const actor = requireUser(req.actor);
       const client = { ip: req.ip, userAgent: req.headers['user-agent'] };
-      await disableTotp(db, app.config, actor, req.body.code, () =>
-        recordFailedCredentialCheck(
-          db,
-          app.config,
-          { id: actor.userId, organizationId: actor.organizationId },
-          client,
-          'disable_mfa',
-        ),
-      );
+      await disableTotp(db, app.config, actor, req.body.code, lockoutAttempts(db, app.config, client, 'disable_mfa'));
       return reply.code(204).send();
     },
   );

@@ -7,7 +7,6 @@ import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { Actor, UserActor } from '../../platform/http/auth.js';
 import { recordAudit } from '../activity/audit.js';
-import { isAccountLocked } from '../lockout/lockout.queries.js';
 import { users } from '../users/users.table.js';
 import { type MfaChallengeView, MfaRequiredError, mfaErrors } from './mfa.errors.js';
 import { mfaChallenges, mfaRecoveryCodes, mfaTotp } from './mfa.table.js';
@@ -177,9 +176,12 @@ export async function disableTotp(
   config: Config,
   actor: UserActor,
   code: string,
-  onWrongCode: () => Promise<void>,
+  attempts: CredentialAttempts,
 ): Promise<void> {
-  if (await isAccountLocked(db, { organizationId: actor.organizationId, id: actor.userId })) {
+  const account = { id: actor.userId, organizationId: actor.organizationId };
+  const attempt = await attempts.claim(account);
+  if (attempt === undefined) {
+    await attempts.refused(account);
     throw mfaErrors.invalidCode();
   }
   const disabled = await db.transaction(async (tx) => {
@@ -202,9 +204,10 @@ export async function disableTotp(
   });
   if (!disabled) {
     // After the transaction above, which changed nothing: the count must stick.
-    await onWrongCode();
+    await attempts.failed(account, attempt);
     throw mfaErrors.invalidCode();
   }
+  await attempts.passed(account);
 }
 
 async function removeFactors(tx: DbOrTx, userId: string): Promise<void> {
@@ -312,13 +315,18 @@ export async function requireSecondFactor(
   throw new MfaRequiredError(challenge);
 }
 
-/** How the second step counts against the account's lockout (see the lockout module). */
-export interface SecondFactorAttempts {
-  /** Claims the account's attempt before the code is checked; undefined: locked, the code must not be. */
+/**
+ * How a credential check counts against the account's lockout (see the lockout module): a login's
+ * second step, or a signed-in user's check (a code to turn the factor off, the current password).
+ */
+export interface CredentialAttempts {
+  /** Claims the account's attempt before the check; undefined: locked, nothing may be checked. */
   claim(account: { id: string; organizationId: string }): Promise<number | undefined>;
-  /** A claimed code was wrong. */
+  /** A claimed check failed. */
   failed(account: { id: string; organizationId: string }, attempt: number): Promise<void>;
-  /** The account was locked: refused without checking the code. */
+  /** A claimed check passed without a login (which clears the count itself): the turn goes back. */
+  passed(account: { id: string; organizationId: string }): Promise<void>;
+  /** The account was locked: refused without checking. */
   refused(account: { id: string; organizationId: string }): Promise<void>;
 }
 
@@ -345,7 +353,7 @@ export async function finishMfaChallenge(
   db: Db,
   config: Config,
   input: { mfa_token: string; code: string },
-  attempts: SecondFactorAttempts,
+  attempts: CredentialAttempts,
 ): Promise<{ userId: string; organizationId: string; recoveryCodes?: string[] }> {
   const tokenHash = sha256Hex(input.mfa_token);
   // `failed_attempts` counts tries: the one that succeeds uses the challenge up anyway.
