@@ -137,6 +137,20 @@ export interface DeactivationResult {
  * its audit event. Idempotent: an already deactivated user answers the same, unchanged.
  * Throws 404 `user_not_found` for a user outside the caller's organization.
  */
+/** The call's own event names the user as its object, so erasing the user names them by pseudonym there too. */
+function deactivateCall(
+  actor: Actor,
+  context: RequestContext | undefined,
+  user: { id: string; organizationId: string },
+  changed: boolean,
+) {
+  return {
+    ...callEvent(actor, context, 'provisioning.user.deactivate', user.organizationId, { changed }),
+    objectType: 'user',
+    objectId: user.id,
+  };
+}
+
 export async function deactivateUser(
   db: Db,
   actor: Actor,
@@ -151,12 +165,7 @@ export async function deactivateUser(
     if ((await usersAboveKeyCeiling(tx, actor, [row.id])).size > 0) throw rbacErrors.aboveKeyCeiling(row.id);
     const at = new Date();
     if (row.status === 'deactivated') {
-      await recordAudits(tx, [
-        callEvent(actor, options.context, 'provisioning.user.deactivate', row.organizationId, {
-          user_id: row.id,
-          changed: false,
-        }),
-      ]);
+      await recordAudits(tx, [deactivateCall(actor, options.context, row, false)]);
       return { user: toProvisionedUser(row), changed: false, at };
     }
     const [updated] = await tx
@@ -172,10 +181,7 @@ export async function deactivateUser(
         changes: [{ field: 'is_active', from: row.status === 'active', to: false }],
         previous_status: row.status,
       }),
-      callEvent(actor, options.context, 'provisioning.user.deactivate', row.organizationId, {
-        user_id: row.id,
-        changed: true,
-      }),
+      deactivateCall(actor, options.context, row, true),
     ]);
     return {
       user: toProvisionedUser({ ...(updated as User), organizationCode: row.organizationCode }),

@@ -727,6 +727,10 @@ describe('seed-000 provisioning API', () => {
       expect(events.map((e) => e.activityType)).toEqual(
         expect.arrayContaining(['user.deactivated', 'provisioning.user.deactivate']),
       );
+      // The call names the user as its object (erasure then names them by pseudonym), not in its details.
+      const call = events.find((e) => e.activityType === 'provisioning.user.deactivate');
+      expect(call).toMatchObject({ objectType: 'user', details: { changed: true } });
+      expect(call?.details).not.toHaveProperty('user_id');
       // A bulk call's events (written set-based) are the rows recordAudits writes for a single call.
       const many = Array.from({ length: 30 }, () => person(org.code));
       await post('/users/bulk', many);
