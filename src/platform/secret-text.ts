@@ -23,13 +23,18 @@ function textForms(secret: string): string[] {
       secret,
       percent,
       percent.replace(/%[0-9A-F]{2}/g, (h) => h.toLowerCase()),
-      new URLSearchParams({ v: secret }).toString().slice(2),
+      formUrlEncoded(secret),
       json,
       json.replace(/\//g, '\\/'),
       json.replace(/[&<>]/g, (c) => GO_HTML_ESCAPES[c] as string),
       json.replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
     ]),
   ];
+}
+
+/** application/x-www-form-urlencoded, as OAuth2 client authentication encodes (RFC 6749 §2.3.1, Appendix B). */
+export function formUrlEncoded(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
 }
 
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -19,11 +19,6 @@ export function secretValues(values: Iterable<string | null | undefined>): strin
   return [...out].sort((a, b) => b.length - a.length);
 }
 
-/** application/x-www-form-urlencoded, as OAuth2 client authentication encodes (RFC 6749 §2.3.1, Appendix B). */
-export function formUrlEncoded(value: string): string {
-  return new URLSearchParams({ v: value }).toString().slice(2);
-}
-
 /** A parsed JSON value with the secrets cut from its strings (names too) and numbers; `changed` when any was. */
 function scrubbedValue(value: unknown, secrets: readonly string[]): { value: unknown; changed: boolean } {
   if (typeof value === 'string') {

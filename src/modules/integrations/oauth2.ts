@@ -4,10 +4,10 @@ import type { Envelope } from '../../platform/crypto/envelope.js';
 import { sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { AppError } from '../../platform/http/errors.js';
-import { withoutSecrets } from '../../platform/secret-text.js';
+import { formUrlEncoded, withoutSecrets } from '../../platform/secret-text.js';
 import { recordAudit } from '../activity/audit.js';
 import { codeVerifierContext, oauth2TokenContext, openCredentials } from './credentials.js';
-import { formUrlEncoded, secretValues } from './echoed-secrets.js';
+import { secretValues } from './echoed-secrets.js';
 import { integrationErrors } from './integrations.errors.js';
 import { findOAuth2Token, findOrganizationIntegration } from './integrations.queries.js';
 import {
