@@ -178,6 +178,8 @@ export async function disableTotp(
   code: string,
   attempts: CredentialAttempts,
 ): Promise<void> {
+  // Nothing to turn off is no guess at a code: it costs no turn.
+  if (!(await findTotp(db, actor.userId))?.confirmedAt) throw mfaErrors.notEnrolled();
   const account = { id: actor.userId, organizationId: actor.organizationId };
   const attempt = await attempts.claim(account);
   if (attempt === undefined) {
