@@ -126,12 +126,3 @@ export async function findLockout(db: DbOrTx, account: AccountRef): Promise<Lock
     .where(and(eq(accountLockouts.organizationId, account.organizationId), eq(accountLockouts.userId, account.id)));
   return row;
 }
-
-/** Whether failed logins have locked the account right now, on the database's clock (as login reads it). */
-export async function isAccountLocked(db: DbOrTx, account: AccountRef): Promise<boolean> {
-  const [row] = await db
-    .select({ locked: sql<boolean>`${accountLockouts.lockedUntil} > now()` })
-    .from(accountLockouts)
-    .where(and(eq(accountLockouts.organizationId, account.organizationId), eq(accountLockouts.userId, account.id)));
-  return row?.locked === true;
-}
