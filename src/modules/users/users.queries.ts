@@ -1,11 +1,11 @@
-import { and, asc, desc, eq, getTableColumns, ne, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, or, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
 import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import { organizations } from '../organizations/organizations.table.js';
 import type { ListUsersInput, UserSort } from './users.schemas.js';
-import { type User, users } from './users.table.js';
+import { USER_STATUSES, type User, type UserStatus, users } from './users.table.js';
 
 export type UserWithOrganization = User & { organizationCode: string };
 
@@ -68,6 +68,11 @@ export function userCursorKey(sort: UserSort, row: User): unknown[] {
   return sort.endsWith('email') ? [row.email.toLowerCase(), row.id] : [row.id];
 }
 
+// The status as a literal, never a parameter: the status indexes hold only users who are not active,
+// and the planner uses them only when it sees the value (a cached generic plan would not).
+const STATUS_LITERALS = Object.fromEntries(USER_STATUSES.map((s) => [s, sql.raw(`'${s}'`)])) as Record<UserStatus, SQL>;
+const statusIs = (status: UserStatus): SQL => sql`${users.status} = ${STATUS_LITERALS[status]}`;
+
 /**
  * A keyset page of users. Every sort ends in the id, so the order is total and a page continues
  * exactly after the last row seen, however many rows were inserted meanwhile.
@@ -76,11 +81,11 @@ export async function listUsers(db: DbOrTx, filter: ListUsersFilter): Promise<Us
   const sort = userSortOf(filter);
   const conditions: (SQL | undefined)[] = [];
   if (filter.organizationId) conditions.push(eq(users.organizationId, filter.organizationId));
-  if (filter.status) conditions.push(eq(users.status, filter.status));
+  if (filter.status) conditions.push(statusIs(filter.status));
   if (filter.user_type) conditions.push(eq(users.userType, filter.user_type));
   if (filter.is_staff !== undefined) conditions.push(eq(users.isStaff, filter.is_staff));
   if (filter.is_active !== undefined) {
-    conditions.push(filter.is_active ? eq(users.status, 'active') : ne(users.status, 'active'));
+    conditions.push(filter.is_active ? statusIs('active') : sql`${users.status} <> 'active'`);
   }
   if (filter.email) conditions.push(sql`${emailKey} like ${likePrefix(filter.email.toLowerCase())}`);
   if (filter.search) {

@@ -43,8 +43,11 @@ export const users = pgTable(
     uniqueIndex('users_org_username_key').on(t.organizationId, sql`lower(${t.username})`),
     // Keyset pages, newest or oldest first, by id (UUIDv7 = creation order), within an organization or across all.
     index('users_org_id_idx').on(t.organizationId, t.id),
-    index('users_org_status_idx').on(t.organizationId, t.status, t.id),
-    index('users_status_idx').on(t.status, t.id),
+    // Only the users who are not active: nearly every row is active, and a page of active users reads
+    // the id order above with a filter that rarely skips a row. A new or updated active user enters
+    // two indexes fewer.
+    index('users_org_status_idx').on(t.organizationId, t.status, t.id).where(sql`status <> 'active'`),
+    index('users_status_idx').on(t.status, t.id).where(sql`status <> 'active'`),
     // Email/username order and prefix search. Byte order ("C") lets one index serve both ORDER BY and LIKE 'x%'.
     index('users_email_lower_idx').on(sql`lower(${t.email}) collate "C"`, t.id),
     index('users_username_lower_idx').on(sql`lower(${t.username}) collate "C"`, t.id),
