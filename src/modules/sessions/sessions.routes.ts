@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Db } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
-import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { AppError } from '../../platform/http/errors.js';
 import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
 import { recordAudit } from '../activity/audit.js';
@@ -100,21 +101,7 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const actor = requireUser(req.actor);
       const session = isUuid(req.params.id) ? await findSession(db, req.params.id) : undefined;
       if (!session || session.userId !== actor.userId) throw sessionNotFound(req.params.id);
-      await db.transaction(async (tx) => {
-        // Already ended: nothing changes, so nothing to record.
-        if (!(await revokeSession(tx, session.id, 'revoked_by_user'))) return;
-        await recordAudit(tx, {
-          type: 'session.revoked',
-          category: 'authentication',
-          organizationId: session.organizationId,
-          userId: session.userId,
-          actor,
-          description: 'Session ended by its user',
-          details: { session_id: session.id },
-          objectType: 'session',
-          objectId: session.id,
-        });
-      });
+      await endSession(db, session, actor, 'revoked_by_user');
       return reply.code(204).send();
     },
   );
@@ -198,21 +185,34 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!session || (scope !== undefined && session.organizationId !== scope)) throw sessionNotFound(req.params.id);
       // Ending someone's session is a write to that user: the delegation rule applies.
       await findUserToManage(db, req.actor, session.userId);
-      await db.transaction(async (tx) => {
-        await revokeSession(tx, session.id, 'revoked_by_admin');
-        await recordAudit(tx, {
-          type: 'session.revoked',
-          category: 'authentication',
-          organizationId: session.organizationId,
-          userId: session.userId,
-          actor: req.actor,
-          description: 'Session ended by an administrator',
-          details: { session_id: session.id },
-          objectType: 'session',
-          objectId: session.id,
-        });
-      });
+      await endSession(db, session, req.actor, 'revoked_by_admin');
       return reply.code(204).send();
     },
   );
 };
+
+/**
+ * Ends a session and records who ended it, in one transaction. An already ended session changes
+ * nothing, so nothing is recorded (ending it again is not an error for either caller).
+ */
+async function endSession(
+  db: Db,
+  session: SessionRow,
+  actor: Actor,
+  reason: 'revoked_by_user' | 'revoked_by_admin',
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    if (!(await revokeSession(tx, session.id, reason))) return;
+    await recordAudit(tx, {
+      type: 'session.revoked',
+      category: 'authentication',
+      organizationId: session.organizationId,
+      userId: session.userId,
+      actor,
+      description: reason === 'revoked_by_user' ? 'Session ended by its user' : 'Session ended by an administrator',
+      details: { session_id: session.id },
+      objectType: 'session',
+      objectId: session.id,
+    });
+  });
+}

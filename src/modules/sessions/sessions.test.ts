@@ -185,6 +185,14 @@ describe('sessions', () => {
         results: SessionItem[];
       };
       expect(after.results).toHaveLength(1);
+      // Ending it again is not an error, and records nothing: nothing changed.
+      expect((await admin.delete(`/api/v1/user-sessions/${phoneId}/`)).statusCode).toBe(204);
+      const events = (await admin.get(`/api/v1/activities/?activity_type=session.revoked&user=${user.id}`)).json() as {
+        results: { object_id: string; description: string }[];
+      };
+      expect(events.results).toEqual([
+        expect.objectContaining({ object_id: phoneId, description: 'Session ended by an administrator' }),
+      ]);
       const unknown = await admin.delete('/api/v1/user-sessions/0190a000-0000-7000-8000-000000000000/');
       expect(unknown.statusCode).toBe(404);
     });
