@@ -260,6 +260,44 @@ describe('integration health checks', () => {
     expect(service.seen.some((s) => s.url.includes('steal'))).toBe(false);
   });
 
+  it('keeps a health_check_path below the base URL’s path: dot segments may not climb above it', async () => {
+    const base = `${baseUrl}/tenant-a`;
+    const create = (health_check_path: string) =>
+      admin.post('/api/v1/integrations/', {
+        name: unique('dots '),
+        service_type: 'webhook',
+        auth_type: 'none',
+        base_url: base,
+        health_check_path,
+      });
+    for (const health_check_path of ['/../tenant-b/health', '/%2e%2e/tenant-b/health', '/x/../../tenant-b', '/..']) {
+      const res = await create(health_check_path);
+      expect(res.statusCode, `${health_check_path} → ${res.body}`).toBe(400);
+      expect(res.json().errors).toEqual([
+        { field: 'health_check_path', message: `"${health_check_path}" leaves the base URL's path (/tenant-a).` },
+      ]);
+    }
+    // Within it, dot segments are harmless.
+    const fine = await create('/x/../health');
+    expect(fine.statusCode, fine.body).toBe(201);
+    const id = fine.json().id as string;
+    // Changing the base URL is checked against the stored path too.
+    const moved = await admin.patch(`/api/v1/integrations/${id}/`, { base_url: `${baseUrl}/tenant-a/deeper` });
+    expect(moved.statusCode).toBe(200);
+    expect(
+      (await admin.patch(`/api/v1/integrations/${id}/`, { health_check_path: '/../../tenant-b' })).statusCode,
+    ).toBe(400);
+
+    // A path stored before the rule: the check fails without calling anything above the base path.
+    await t.database.db.execute(
+      sql`update integrations set health_check_path = '/../../tenant-b' where id = ${id}::uuid`,
+    );
+    const now = await admin.post(`/api/v1/integrations/${id}/health-check/`);
+    expect(now.statusCode, now.body).toBe(200);
+    expect(now.json().check).toMatchObject({ status: 'failure', http_status: null });
+    expect(service.seen.some((s) => s.url.includes('tenant-b'))).toBe(false);
+  });
+
   it('records a failed check for a stored path that cannot be called, by hand and from the sweep', async () => {
     const org = await seedOrganization(t);
     const own = await clientWithRole(t, org.id, 'org_admin');

@@ -363,7 +363,8 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Checks the integration now: GET of `base_url` + `health_check_path` with its authentication, within ' +
           '`timeout_ms`. Below 400 is a success, anything else a failure, no answer in time a timeout. The check ' +
           'joins the history, and the health status follows the consecutive failures: 0 HEALTHY, 1–2 DEGRADED, ' +
-          '3 or more DOWN.',
+          '3 or more DOWN. A deactivated integration is not called (409 `integration_inactive`); one deleted ' +
+          'meanwhile, or of another organization, answers 404.',
         params: IntegrationIdParams,
         response: { 200: HealthCheckResult },
       },

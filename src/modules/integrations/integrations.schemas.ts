@@ -107,8 +107,8 @@ const integrationInputFields = {
     maxLength: 2000,
     pattern: readablePattern(PATH_PATTERN, PATH_RULE),
     description:
-      'Path below `base_url` that health checks GET (default `/`): not `//`, which would name another host, and ' +
-      'no backslash (read as `/`) or control character.',
+      'Path below `base_url` that health checks GET (default `/`): not `//`, which would name another host, no ' +
+      'backslash (read as `/`) or control character, and no `..` that climbs above the path of `base_url`.',
   }),
   api_key_header: Type.String({
     minLength: 1,

@@ -29,7 +29,7 @@ import {
   integrations,
   type OAuth2Settings,
 } from './integrations.table.js';
-import { checkIntegrationUrl } from './outbound-http.js';
+import { checkIntegrationUrl, joinUrl } from './outbound-http.js';
 import { originChanges } from './secret-destinations.js';
 
 /** Who manages integrations, and within which bounds. */
@@ -159,6 +159,7 @@ export async function createIntegration(
   input: CreateIntegrationInput,
 ): Promise<IntegrationRow> {
   const baseUrl = checkIntegrationUrl(input.base_url, 'base_url', { query: false });
+  joinUrl(baseUrl, input.health_check_path ?? '/', 'health_check_path');
   const oauth2 = checkedOAuth2(input.oauth2);
   checkOAuth2Client(input.auth_type, oauth2);
   checkSendableCredentials(input.credentials);
@@ -244,6 +245,14 @@ export async function updateIntegration(
     if (!current) throw integrationErrors.notFound(id);
     if (input.auth_type !== undefined || oauth2 !== undefined) {
       checkOAuth2Client(input.auth_type ?? current.authType, oauth2 ?? current.oauth2);
+    }
+    // The health check's path must stay below the base URL, whichever of the two changes.
+    if (changes.baseUrl !== undefined || input.health_check_path !== undefined) {
+      joinUrl(
+        changes.baseUrl ?? current.baseUrl,
+        input.health_check_path ?? current.healthCheckPath,
+        'health_check_path',
+      );
     }
 
     const changedFields: string[] = [];

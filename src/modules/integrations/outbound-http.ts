@@ -71,7 +71,7 @@ const PATH = new RegExp(PATH_PATTERN, 'u');
 
 /**
  * Joins the base URL and a path beginning with "/", keeping any path the base URL has; a path
- * `PATH_PATTERN` refuses is a 400 naming `field`.
+ * `PATH_PATTERN` refuses, or one that climbs above the base URL's path, is a 400 naming `field`.
  */
 export function joinUrl(baseUrl: string, path: string, field = 'path'): URL {
   if (!PATH.test(path)) {
@@ -84,6 +84,10 @@ export function joinUrl(baseUrl: string, path: string, field = 'path'): URL {
   // to the host its base URL names, or nowhere.
   if (target.origin !== base.origin)
     throw integrationErrors.invalidUrl(field, `"${path}" leaves the integration's host.`);
+  // Dot segments ("..", also written "%2e%2e") are resolved by the parser: what they reach must still
+  // lie below the base URL's path, which may be all an integration's owner meant to grant.
+  if (basePath !== '' && target.pathname !== basePath && !target.pathname.startsWith(`${basePath}/`))
+    throw integrationErrors.invalidUrl(field, `"${path}" leaves the base URL's path (${basePath}).`);
   return target;
 }
 
