@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse, gatehouseIntoHead } from '../../test/cli.js';
 import { organizations } from '../modules/organizations/organizations.table.js';
@@ -43,6 +44,33 @@ describe('the command line', () => {
       ]);
       expect(res.stdout + res.stderr, command).not.toContain('Db-Secret-pw-5521');
     }
+  });
+
+  it('reports a database error after opening in one line, with its SQLSTATE and no stack trace', async () => {
+    const broken = join(dataDir, 'broken');
+    const database = await openDatabase({ dataDir: broken });
+    try {
+      await migrate(database.db);
+      // A table gone from under the migrations: every command that reads it fails at its first query.
+      await database.db.execute(sql`drop table api_keys cascade`);
+    } finally {
+      await database.close();
+    }
+    const masterKey = randomBytes(32).toString('base64');
+    const res = await gatehouse(['apikey', 'list'], broken, { env: { MASTER_KEY: masterKey } });
+    expect(res.code).toBe(1);
+    expect(res.stderr.trim().split('\n')).toEqual([
+      'gatehouse: database error 42P01: relation "api_keys" does not exist',
+    ]);
+    expect(res.stdout + res.stderr).not.toContain(masterKey);
+
+    // Asked for, the stack follows the line.
+    const debug = await gatehouse(['apikey', 'list'], broken, { env: { LOG_LEVEL: 'debug' } });
+    expect(debug.code).toBe(1);
+    expect(debug.stderr).toMatch(/\n\s+at /);
+    expect(debug.stderr.trim().split('\n').at(-1)).toBe(
+      'gatehouse: database error 42P01: relation "api_keys" does not exist',
+    );
   });
 
   it('ends an export quietly when the reader of its output leaves, with the status of a broken pipe', async () => {

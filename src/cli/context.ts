@@ -10,11 +10,54 @@ import {
 import { migrate } from '../platform/db/migrate.js';
 import { AppError, fieldErrorsFromValidation } from '../platform/http/errors.js';
 import { validatorCompiler } from '../platform/http/validation.js';
+import { withoutSecrets } from '../platform/secret-text.js';
 
 /** Prints one line and exits: the CLI's answer to a bad configuration or a busy data folder. */
 export function fail(message: string, code = 1): never {
   console.error(`gatehouse: ${message}`);
   process.exit(code);
+}
+
+/**
+ * The answer to an error no command expected (a database error after opening it, a bug): one line
+ * naming it, with a database error's SQLSTATE, never a password of DATABASE_URL or the MASTER_KEY.
+ * The stack trace follows only with LOG_LEVEL=debug or trace.
+ */
+export function failUnexpected(err: unknown): never {
+  const e = err as { stack?: unknown };
+  // The query builder wraps a server error in one that quotes the query and its parameters: the
+  // server's own error, further down the causes, says what went wrong without them.
+  const cause = databaseErrorIn(err);
+  const message = cause
+    ? String(cause.message)
+    : err instanceof Error && err.message !== ''
+      ? err.message
+      : String(err);
+  const sqlState = cause?.code;
+  const secrets = [process.env.MASTER_KEY, ...passwordsOf(process.env.DATABASE_URL)];
+  if (/^(debug|trace)$/.test(process.env.LOG_LEVEL ?? '') && typeof e.stack === 'string') {
+    console.error(withoutSecrets(e.stack, secrets));
+  }
+  fail(withoutSecrets(sqlState ? `database error ${sqlState}: ${message}` : message, secrets));
+}
+
+/** The server's error among `err` and its causes: both drivers give theirs a severity and a SQLSTATE code. */
+function databaseErrorIn(err: unknown): { message: unknown; code: string } | undefined {
+  for (let e = err as { message?: unknown; code?: unknown; severity?: unknown; cause?: unknown } | undefined; e; ) {
+    if (typeof e.severity === 'string' && typeof e.code === 'string') return { message: e.message, code: e.code };
+    e = typeof e.cause === 'object' && e.cause !== null ? (e.cause as typeof e) : undefined;
+  }
+  return undefined;
+}
+
+function passwordsOf(databaseUrl: string | undefined): string[] {
+  if (!databaseUrl) return [];
+  try {
+    const { password } = new URL(databaseUrl);
+    return [password, decodeURIComponent(password)];
+  } catch {
+    return [];
+  }
 }
 
 /**

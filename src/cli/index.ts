@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerApiKeyCommands } from './apikey.js';
 import { registerAuditCommands } from './audit.js';
+import { failUnexpected } from './context.js';
 import { registerCreateSuperuserCommand } from './createsuperuser.js';
 import { registerKeysCommands } from './keys.js';
 import { registerMigrateCommand } from './migrate.js';
@@ -32,5 +33,9 @@ export function buildCli(): Command {
 }
 
 export async function runCli(argv: string[]): Promise<void> {
-  await buildCli().parseAsync(argv);
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (err) {
+    failUnexpected(err);
+  }
 }
