@@ -27,6 +27,8 @@ export type FilterAttribute =
       caseExact: boolean;
       within?: (condition: SQL) => SQL;
       fallback?: { when: SQL; expr: SQL };
+      /** The form values are stored in (usernames: NFC), given to compared values too. */
+      normalize?: (value: string) => string;
     }
   | { type: 'boolean'; expr: SQL }
   | { type: 'dateTime'; expr: SQL }
@@ -253,7 +255,9 @@ function compare(a: FilterAttribute, op: Operator, value: unknown, path: string)
     }
     case 'string': {
       if (typeof value !== 'string') throw scimErrors.invalidFilter(`"${path}" compares with a string.`);
-      const text = (o: Operator) => eitherWay(a, (expr) => compareText(expr, a.caseExact, o, value, (c) => wrap(a, c)));
+      const compared = a.normalize ? a.normalize(value) : value;
+      const text = (o: Operator) =>
+        eitherWay(a, (expr) => compareText(expr, a.caseExact, o, compared, (c) => wrap(a, c)));
       if (op === 'ne') return not(sql`coalesce(${text('eq')}, false)`);
       return text(op);
     }

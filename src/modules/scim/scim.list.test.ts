@@ -97,6 +97,21 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(await found('userName eq "named@example.com"')).toEqual([]);
   });
 
+  it('finds a username stored composed by a value sent decomposed, as login does', async () => {
+    const own = await scimClient(t);
+    const jose = await seedUser(t, own.org.id, { username: 'jos\u00e9', email: 'jose@example.com' });
+    const decomposed = 'jose\u0301';
+    const found = async (filter: string) => {
+      const res = await own.scim('GET', `/Users?filter=${encodeURIComponent(filter)}`);
+      expect(res.statusCode, res.body).toBe(200);
+      return (res.json().Resources as { id: string }[]).map((r) => r.id);
+    };
+    // The prepared look-up, then the general filter path.
+    expect(await found(`userName eq "${decomposed}"`)).toEqual([jose.id]);
+    expect(await found(`userName eq "${decomposed}" and active eq true`)).toEqual([jose.id]);
+    expect(await found(`userName sw "${decomposed}"`)).toEqual([jose.id]);
+  });
+
   it('filters with every comparison operator, case-insensitively where the schema says so', async () => {
     expect(await names('userName eq "ADA"')).toEqual(['Ada']);
     expect(await names('userName ne "ada"')).toEqual(['Alan', 'Edsger', 'Grace', 'Scarlett']);

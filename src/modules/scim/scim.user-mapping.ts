@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { roles, userRoles } from '../rbac/rbac.table.js';
+import { normalizeUsername } from '../users/users.schemas.js';
 import type { User } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
 import { requireSchema, scimErrors } from './scim.errors.js';
@@ -408,6 +409,8 @@ export const USER_FILTER_ATTRIBUTES: AttributeMap = {
     expr: sql`${users.username}`,
     caseExact: false,
     fallback: { when: sql`${users.username} is null`, expr: sql`${users.email}` },
+    // Stored composed: "José" sent decomposed finds it, as at login.
+    normalize: normalizeUsername,
   },
   'name.givenname': { type: 'string', expr: sql`${users.firstName}`, caseExact: false },
   'name.familyname': { type: 'string', expr: sql`${users.lastName}`, caseExact: false },

@@ -5,6 +5,7 @@ import { isUuid } from '../../platform/db/columns.js';
 import { usersAboveKeyCeiling } from '../rbac/delegation.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
+import { normalizeUsername } from '../users/users.schemas.js';
 import { removeUser } from '../users/users.service.js';
 import { type User, users } from '../users/users.table.js';
 import { scimErrors } from './scim.errors.js';
@@ -103,7 +104,7 @@ const byExternalId = preparedPerHandle((db) =>
 function uniqueLookup(filter: Filter) {
   if (filter.op !== 'eq' || typeof filter.compValue !== 'string') return undefined;
   const path = normalisePath(filter.attrPath);
-  if (path === 'username') return { query: byUserName, value: filter.compValue };
+  if (path === 'username') return { query: byUserName, value: normalizeUsername(filter.compValue) };
   if (path === 'externalid') return { query: byExternalId, value: filter.compValue };
   return undefined;
 }
