@@ -44,9 +44,17 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(
       events
         .map((e) => e.activityType)
-        .filter((type) => type.startsWith('group.'))
+        .filter((type) => type.startsWith('group.') || type.startsWith('role.'))
         .sort(),
-    ).toEqual(['group.created', 'group.members_added']);
+    ).toEqual(['group.created', 'role.assigned']);
+    // A member added is a role assigned to that user, as through the admin API: their history shows it.
+    expect(events.find((e) => e.activityType === 'role.assigned')).toMatchObject({
+      userId: ada.id,
+      objectType: 'role',
+      objectId: group.id,
+      details: { role: 'engineering_team', role_id: group.id },
+      tags: ['scim'],
+    });
 
     const user = (await scim('GET', `/Users/${ada.id}`)).json();
     expect(user.groups).toEqual([expect.objectContaining({ value: group.id, display: 'Engineering Team' })]);
@@ -67,6 +75,29 @@ describe("SCIM Groups (the organization's roles)", () => {
     }
     const byName = (await scim('GET', `/Users?filter=${encodeURIComponent('groups.display co "engineering"')}`)).json();
     expect(byName.totalResults).toBe(1);
+  });
+
+  it('leaves no id of an erased member in the organization’s events of group changes', async () => {
+    const { org, scim } = await scimClient(t);
+    const bo = await seedUser(t, org.id, { username: unique('bo') });
+    const group = (
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Erasable', members: [{ value: bo.id }] })
+    ).json();
+    const removed = await scim('PATCH', `/Groups/${group.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'remove', path: `members[value eq "${bo.id}"]` }],
+    });
+    expect(removed.statusCode, removed.body).toBe(200);
+    expect((await scim('DELETE', `/Users/${bo.id}`)).statusCode).toBe(204);
+
+    const rows = await t.database.db.select().from(activities).where(eq(activities.organizationId, org.id));
+    expect(
+      rows
+        .filter((r) => r.activityType.startsWith('role.'))
+        .map((r) => r.activityType)
+        .sort(),
+    ).toEqual(['role.assigned', 'role.unassigned']);
+    for (const row of rows) expect(JSON.stringify(row), row.activityType).not.toContain(bo.id);
   });
 
   it('refuses a taken displayName (409 uniqueness), a missing one and members from elsewhere (400)', async () => {

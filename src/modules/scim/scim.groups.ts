@@ -396,13 +396,31 @@ function groupEvent(
   };
 }
 
+/**
+ * A member added or removed is a role assigned or taken, recorded as the admin API records it: one
+ * event per user, naming the user as its subject, so that the user's history shows it and erasing
+ * the user leaves no id of theirs in another event's details.
+ */
 function membershipEvents(ctx: GroupWriteContext, role: Role, change: { added: string[]; removed: string[] }) {
-  const events: AuditEvent[] = [];
-  if (change.added.length > 0) events.push(groupEvent(ctx, 'group.members_added', role, { user_ids: change.added }));
-  if (change.removed.length > 0) {
-    events.push(groupEvent(ctx, 'group.members_removed', role, { user_ids: change.removed }));
-  }
-  return events;
+  const event = (type: 'role.assigned' | 'role.unassigned', userId: string): AuditEvent => ({
+    type,
+    category: 'authorization',
+    organizationId: ctx.organizationId,
+    userId,
+    actor: ctx.actor,
+    description: `Role ${role.code} ${type === 'role.assigned' ? 'assigned' : 'removed'} through SCIM (group "${role.name}")`,
+    details: { role: role.code, role_id: role.id },
+    severity: 'warning',
+    objectType: 'role',
+    objectId: role.id,
+    ip: ctx.ip ?? null,
+    userAgent: ctx.userAgent ?? null,
+    tags: ['scim'],
+  });
+  return [
+    ...change.added.map((id) => event('role.assigned', id)),
+    ...change.removed.map((id) => event('role.unassigned', id)),
+  ];
 }
 
 /** POST /Groups: a new role of the organization, level 1000, no grants, with the given members. */
