@@ -153,8 +153,17 @@ export const authProvider: AuthProvider = {
   },
 
   async logout() {
+    try {
+      await api('/api/logout/', { method: 'POST' });
+    } catch (err) {
+      // 401: there was no session left to end, which is what was asked. Anything else (a missing or
+      // stale CSRF cookie answers 403) left the session open: showing the sign-in page would hide
+      // that, and a reload would find the user still signed in.
+      if (!(err instanceof HttpError && err.status === 401)) {
+        throw new Error(`Sign-out failed, you are still signed in: ${(err as Error).message}`);
+      }
+    }
     forget();
-    await api('/api/logout/', { method: 'POST' }).catch(() => undefined);
   },
 
   async checkAuth() {

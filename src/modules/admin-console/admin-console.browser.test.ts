@@ -738,5 +738,41 @@ describe.skipIf(!hasChromium())(
       await page.getByRole('button', { name: 'Sign in' }).waitFor();
       await page.context().close();
     }, 60_000);
+
+    it('shows the sign-in page only once the server ended the session, and says so when it refused', async () => {
+      const user = await seedUser(t, orgId, { isSuperuser: true, isStaff: true, email: 'sign.out@example.com' });
+      const page = await newPage();
+      await signIn(page, user.email);
+      await page.getByTestId('total-users').waitFor();
+      const profileStatus = async () => (await page.request.get(`${base}/api/v1/users/profile/`)).status();
+      const signOut = async () => {
+        await page.getByRole('button', { name: 'Profile' }).click();
+        await page.getByRole('menuitem', { name: 'Logout' }).click();
+      };
+
+      // Without the CSRF cookie the server refuses the sign-out (403 csrf_failed): the session is open,
+      // so the console says so and stays where it was.
+      const csrfCookie = (await page.context().cookies(base)).find((cookie) => cookie.name === 'gatehouse_csrf');
+      expect(csrfCookie).toBeDefined();
+      await page.goto(`${base}/admin/users`);
+      await page.getByRole('link', { name: user.email }).waitFor();
+      await page.context().clearCookies({ name: 'gatehouse_csrf' });
+      await signOut();
+      await page.getByText(/Sign-out failed, you are still signed in/).waitFor();
+      expect(page.url()).toBe(`${base}/admin/users`);
+      await page.getByRole('link', { name: user.email }).waitFor();
+      expect(await page.getByRole('button', { name: 'Sign in' }).count()).toBe(0);
+      expect(await profileStatus()).toBe(200);
+      // A reload finds the user signed in, as the console said.
+      await page.reload();
+      await page.getByRole('link', { name: user.email }).waitFor();
+
+      // With the cookie back, the same sign-out is accepted: the sign-in page, and the session is over.
+      await page.context().addCookies([csrfCookie!]);
+      await signOut();
+      await page.getByRole('button', { name: 'Sign in' }).waitFor();
+      expect(await profileStatus()).toBe(401);
+      await page.context().close();
+    }, 60_000);
   },
 );
