@@ -774,5 +774,48 @@ describe.skipIf(!hasChromium())(
       expect(await profileStatus()).toBe(401);
       await page.context().close();
     }, 60_000);
+
+    it('follows a sign-in as someone else in another tab at its next request, or when it is looked at again', async () => {
+      const other = await seedOrganization(t);
+      const otherAdmin = await seedUser(t, other.id, {
+        email: 'olga.other@example.com',
+        firstName: 'Olga',
+        lastName: 'Other',
+      });
+      await grantRole(t, otherAdmin, 'org_admin');
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const profileButton = page.getByRole('button', { name: 'Profile' });
+      await expect.poll(() => profileButton.textContent(), { timeout: STEP_TIMEOUT }).toContain('Ada Admin');
+      await page.getByRole('menuitem', { name: 'Organizations', exact: true }).waitFor();
+
+      // Another tab of the same browser signs in as an organization admin of another organization.
+      const tab = await page.context().newPage();
+      const login = await tab.request.post(`${base}/api/login/`, {
+        data: { username: otherAdmin.email, password: TEST_PASSWORD },
+      });
+      expect(login.status()).toBe(200);
+      await tab.goto(`${base}/admin/`);
+      await expect
+        .poll(() => tab.getByRole('button', { name: 'Profile' }).textContent(), { timeout: STEP_TIMEOUT })
+        .toContain('Olga Other');
+
+      // The first tab's next request notices, and the page follows the new identity: name and menus.
+      await page.getByRole('menuitem', { name: 'Users', exact: true }).click();
+      await expect.poll(() => profileButton.textContent(), { timeout: STEP_TIMEOUT }).toContain('Olga Other');
+      await page.getByRole('menuitem', { name: 'Users', exact: true }).waitFor();
+      expect(await page.getByRole('menuitem', { name: 'Organizations', exact: true }).count()).toBe(0);
+
+      // Signed in as Ada again from the other tab: the first one follows as soon as it is looked at.
+      const back = await tab.request.post(`${base}/api/login/`, {
+        data: { username: admin.email, password: TEST_PASSWORD },
+      });
+      expect(back.status()).toBe(200);
+      await page.evaluate('window.dispatchEvent(new Event("focus"))');
+      await expect.poll(() => profileButton.textContent(), { timeout: STEP_TIMEOUT }).toContain('Ada Admin');
+      await page.getByRole('menuitem', { name: 'Organizations', exact: true }).waitFor();
+      await page.context().close();
+    }, 60_000);
   },
 );
