@@ -38,10 +38,20 @@ function ConsoleAppBar() {
   );
 }
 
+/**
+ * Long unbroken values (a 150-character username, a URL) wrap in list cells rather than widening the
+ * table past the window.
+ */
+const wrapListCells = { '& .RaDatagrid-rowCell': { overflowWrap: 'anywhere' } } as const;
+
 /** react-admin's layout, or the "no access" page for a signed-in user without administration rights. */
 export function ConsoleLayout({ children }: { children: ReactNode }) {
   const { permissions, isPending } = usePermissions<Access>();
   if (isPending) return <Loading />;
   if (!hasConsoleAccess(permissions)) return <NoAccess />;
-  return <Layout appBar={ConsoleAppBar}>{children}</Layout>;
+  return (
+    <Layout appBar={ConsoleAppBar} sx={wrapListCells}>
+      {children}
+    </Layout>
+  );
 }

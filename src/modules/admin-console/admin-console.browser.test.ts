@@ -817,5 +817,24 @@ describe.skipIf(!hasChromium())(
       await page.getByRole('menuitem', { name: 'Organizations', exact: true }).waitFor();
       await page.context().close();
     }, 60_000);
+
+    it('keeps the users list within the window when a username is one long word', async () => {
+      const username = `u${'x'.repeat(149)}`;
+      await seedUser(t, orgId, { email: 'long.name@example.com', username });
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users`);
+      await page.getByText(username).waitFor();
+      // Runs in the page (the test's own types have no DOM).
+      const widths = (await page.evaluate(`(() => ({
+        table: document.querySelector('table').getBoundingClientRect().right,
+        page: document.documentElement.scrollWidth,
+        viewport: window.innerWidth,
+      }))()`)) as { table: number; page: number; viewport: number };
+      expect(widths.table).toBeLessThanOrEqual(widths.viewport);
+      expect(widths.page).toBeLessThanOrEqual(widths.viewport);
+      await page.context().close();
+    }, 60_000);
   },
 );
