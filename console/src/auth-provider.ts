@@ -1,5 +1,5 @@
 import { type AuthProvider, HttpError } from 'react-admin';
-import { api } from './http';
+import { api, checkBeforeEachCall, csrfToken } from './http';
 
 export interface Profile {
   id: string;
@@ -97,13 +97,66 @@ export function hasConsoleAccess(access: Access | undefined): boolean {
 let profile: Promise<Profile> | undefined;
 let access: Promise<Access> | undefined;
 
+/**
+ * Whom this page shows, and the CSRF cookie of that session. The cookies are shared by every tab, and
+ * the CSRF cookie (derived from the session cookie, and readable) changes whenever another tab signs
+ * in or out: comparing it is free, so the profile is read again only when it changed.
+ */
+let shown: { userId: string; csrf: string | undefined } | undefined;
+let checking: Promise<void> | undefined;
+
+const PROFILE = '/api/v1/users/profile/';
+
 function loadProfile(): Promise<Profile> {
-  profile ??= api<Profile>('/api/v1/users/profile/').catch((err) => {
+  profile ??= (async () => {
+    const csrf = csrfToken();
+    const me = await api<Profile>(PROFILE, { unchecked: true });
+    shown = { userId: me.id, csrf };
+    return me;
+  })().catch((err) => {
     profile = undefined;
     throw err;
   });
   return profile;
 }
+
+/**
+ * Reloads the page when the session cookie now belongs to another user (signed in in another tab), so
+ * it never shows the previous user's name and menus nor sends a request as the new one unawares.
+ */
+function followSessionChange(): Promise<void> {
+  if (!shown || csrfToken() === shown.csrf) return Promise.resolve();
+  checking ??= (async () => {
+    const csrf = csrfToken();
+    // A 401 is an answer (no session); any other failure fails the call that asked, and the next one checks again.
+    const me = await api<Profile>(PROFILE, { unchecked: true }).catch((err) => {
+      if (err instanceof HttpError && err.status === 401) return undefined;
+      throw err;
+    });
+    const before = shown;
+    if (!before) return;
+    if (me && me.id !== before.userId) {
+      window.location.reload();
+      // Held until the page unloads: the request that asked is not sent under the new identity.
+      await new Promise(() => undefined);
+    }
+    // The same user (signed in again), or no session at all: the request goes ahead, and a 401 signs
+    // out (or fails a write, keeping its form) as ever.
+    shown = { userId: before.userId, csrf };
+  })().finally(() => {
+    checking = undefined;
+  });
+  return checking;
+}
+
+checkBeforeEachCall(followSessionChange);
+// A tab shown again follows at once rather than at its next request (no polling while hidden); a
+// failed check is left to that next request.
+const followWhenShown = () => void followSessionChange().catch(() => undefined);
+window.addEventListener('focus', followWhenShown);
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') followWhenShown();
+});
 
 function loadAccess(): Promise<Access> {
   access ??= api<Access>('/api/v1/users/profile/permissions/').catch((err) => {
@@ -116,6 +169,7 @@ function loadAccess(): Promise<Access> {
 function forget(): void {
   profile = undefined;
   access = undefined;
+  shown = undefined;
 }
 
 export const authProvider: AuthProvider = {
@@ -153,8 +207,17 @@ export const authProvider: AuthProvider = {
   },
 
   async logout() {
+    try {
+      await api('/api/logout/', { method: 'POST' });
+    } catch (err) {
+      // 401: there was no session left to end, which is what was asked. Anything else (a missing or
+      // stale CSRF cookie answers 403) left the session open: showing the sign-in page would hide
+      // that, and a reload would find the user still signed in.
+      if (!(err instanceof HttpError && err.status === 401)) {
+        throw new Error(`Sign-out failed, you are still signed in: ${(err as Error).message}`);
+      }
+    }
     forget();
-    await api('/api/logout/', { method: 'POST' }).catch(() => undefined);
   },
 
   async checkAuth() {

@@ -15,16 +15,31 @@ const UNSAFE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  * The CSRF token is read from the readable `gatehouse_csrf` cookie at each call rather than kept in
  * storage: it survives a page reload that way, and nothing sensitive is ever written to localStorage.
  */
-function csrfToken(): string | undefined {
+export function csrfToken(): string | undefined {
   const entry = document.cookie.split('; ').find((part) => part.startsWith('gatehouse_csrf='));
   return entry ? decodeURIComponent(entry.slice('gatehouse_csrf='.length)) : undefined;
+}
+
+let beforeCall: (() => Promise<void>) | undefined;
+
+/**
+ * Sets what runs before each call: the auth provider checks there that the session cookie, shared by
+ * every tab, still belongs to the user this page shows, so no request goes out as someone else.
+ */
+export function checkBeforeEachCall(check: () => Promise<void>): void {
+  beforeCall = check;
 }
 
 /**
  * Calls the API with the session cookie; a problem+json answer becomes an HttpError whose body is the
  * problem (the data provider turns the field errors of a refused save into the form's errors).
+ * `unchecked` skips the check above (for the reads that check itself makes).
  */
-export async function api<T = unknown>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
+export async function api<T = unknown>(
+  path: string,
+  init: { method?: string; body?: unknown; unchecked?: boolean } = {},
+): Promise<T> {
+  if (!init.unchecked) await beforeCall?.();
   const method = init.method ?? 'GET';
   const headers: Record<string, string> = { accept: 'application/json' };
   if (init.body !== undefined) headers['content-type'] = 'application/json';

@@ -1,10 +1,11 @@
 import { Box, Button, Card, CardContent, Typography } from '@mui/material';
 import type { ReactNode } from 'react';
-import { Layout, Loading, useLogout, usePermissions } from 'react-admin';
+import { AppBar, Layout, Loading, UserMenu, usePermissions } from 'react-admin';
 import { type Access, hasConsoleAccess } from './auth-provider';
+import { SignOutMenuItem, useSignOut } from './sign-out';
 
 function NoAccess() {
-  const logout = useLogout();
+  const signOut = useSignOut({ returnHere: true });
   return (
     <Box sx={{ minHeight: '100vh', display: 'flex', alignItems: 'center', justifyContent: 'center' }}>
       <Card sx={{ maxWidth: 460 }}>
@@ -16,7 +17,7 @@ function NoAccess() {
             You are signed in, but your account has no administration rights. Ask an administrator for a role that
             grants them.
           </Typography>
-          <Button variant="outlined" onClick={() => logout()}>
+          <Button variant="outlined" onClick={() => void signOut()}>
             Sign out
           </Button>
         </CardContent>
@@ -25,10 +26,32 @@ function NoAccess() {
   );
 }
 
+function ConsoleAppBar() {
+  return (
+    <AppBar
+      userMenu={
+        <UserMenu>
+          <SignOutMenuItem />
+        </UserMenu>
+      }
+    />
+  );
+}
+
+/**
+ * Long unbroken values (a 150-character username, a URL) wrap in list cells rather than widening the
+ * table past the window.
+ */
+const wrapListCells = { '& .RaDatagrid-rowCell': { overflowWrap: 'anywhere' } } as const;
+
 /** react-admin's layout, or the "no access" page for a signed-in user without administration rights. */
 export function ConsoleLayout({ children }: { children: ReactNode }) {
   const { permissions, isPending } = usePermissions<Access>();
   if (isPending) return <Loading />;
   if (!hasConsoleAccess(permissions)) return <NoAccess />;
-  return <Layout>{children}</Layout>;
+  return (
+    <Layout appBar={ConsoleAppBar} sx={wrapListCells}>
+      {children}
+    </Layout>
+  );
 }

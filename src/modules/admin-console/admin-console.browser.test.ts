@@ -738,5 +738,103 @@ describe.skipIf(!hasChromium())(
       await page.getByRole('button', { name: 'Sign in' }).waitFor();
       await page.context().close();
     }, 60_000);
+
+    it('shows the sign-in page only once the server ended the session, and says so when it refused', async () => {
+      const user = await seedUser(t, orgId, { isSuperuser: true, isStaff: true, email: 'sign.out@example.com' });
+      const page = await newPage();
+      await signIn(page, user.email);
+      await page.getByTestId('total-users').waitFor();
+      const profileStatus = async () => (await page.request.get(`${base}/api/v1/users/profile/`)).status();
+      const signOut = async () => {
+        await page.getByRole('button', { name: 'Profile' }).click();
+        await page.getByRole('menuitem', { name: 'Logout' }).click();
+      };
+
+      // Without the CSRF cookie the server refuses the sign-out (403 csrf_failed): the session is open,
+      // so the console says so and stays where it was.
+      const csrfCookie = (await page.context().cookies(base)).find((cookie) => cookie.name === 'gatehouse_csrf');
+      expect(csrfCookie).toBeDefined();
+      await page.goto(`${base}/admin/users`);
+      await page.getByRole('link', { name: user.email }).waitFor();
+      await page.context().clearCookies({ name: 'gatehouse_csrf' });
+      await signOut();
+      await page.getByText(/Sign-out failed, you are still signed in/).waitFor();
+      expect(page.url()).toBe(`${base}/admin/users`);
+      await page.getByRole('link', { name: user.email }).waitFor();
+      expect(await page.getByRole('button', { name: 'Sign in' }).count()).toBe(0);
+      expect(await profileStatus()).toBe(200);
+      // A reload finds the user signed in, as the console said.
+      await page.reload();
+      await page.getByRole('link', { name: user.email }).waitFor();
+
+      // With the cookie back, the same sign-out is accepted: the sign-in page, and the session is over.
+      await page.context().addCookies([csrfCookie!]);
+      await signOut();
+      await page.getByRole('button', { name: 'Sign in' }).waitFor();
+      expect(await profileStatus()).toBe(401);
+      await page.context().close();
+    }, 60_000);
+
+    it('follows a sign-in as someone else in another tab at its next request, or when it is looked at again', async () => {
+      const other = await seedOrganization(t);
+      const otherAdmin = await seedUser(t, other.id, {
+        email: 'olga.other@example.com',
+        firstName: 'Olga',
+        lastName: 'Other',
+      });
+      await grantRole(t, otherAdmin, 'org_admin');
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const profileButton = page.getByRole('button', { name: 'Profile' });
+      await expect.poll(() => profileButton.textContent(), { timeout: STEP_TIMEOUT }).toContain('Ada Admin');
+      await page.getByRole('menuitem', { name: 'Organizations', exact: true }).waitFor();
+
+      // Another tab of the same browser signs in as an organization admin of another organization.
+      const tab = await page.context().newPage();
+      const login = await tab.request.post(`${base}/api/login/`, {
+        data: { username: otherAdmin.email, password: TEST_PASSWORD },
+      });
+      expect(login.status()).toBe(200);
+      await tab.goto(`${base}/admin/`);
+      await expect
+        .poll(() => tab.getByRole('button', { name: 'Profile' }).textContent(), { timeout: STEP_TIMEOUT })
+        .toContain('Olga Other');
+
+      // The first tab's next request notices, and the page follows the new identity: name and menus.
+      await page.getByRole('menuitem', { name: 'Users', exact: true }).click();
+      await expect.poll(() => profileButton.textContent(), { timeout: STEP_TIMEOUT }).toContain('Olga Other');
+      await page.getByRole('menuitem', { name: 'Users', exact: true }).waitFor();
+      expect(await page.getByRole('menuitem', { name: 'Organizations', exact: true }).count()).toBe(0);
+
+      // Signed in as Ada again from the other tab: the first one follows as soon as it is looked at.
+      const back = await tab.request.post(`${base}/api/login/`, {
+        data: { username: admin.email, password: TEST_PASSWORD },
+      });
+      expect(back.status()).toBe(200);
+      await page.evaluate('window.dispatchEvent(new Event("focus"))');
+      await expect.poll(() => profileButton.textContent(), { timeout: STEP_TIMEOUT }).toContain('Ada Admin');
+      await page.getByRole('menuitem', { name: 'Organizations', exact: true }).waitFor();
+      await page.context().close();
+    }, 60_000);
+
+    it('keeps the users list within the window when a username is one long word', async () => {
+      const username = `u${'x'.repeat(149)}`;
+      await seedUser(t, orgId, { email: 'long.name@example.com', username });
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users`);
+      await page.getByText(username).waitFor();
+      // Runs in the page (the test's own types have no DOM).
+      const widths = (await page.evaluate(`(() => ({
+        table: document.querySelector('table').getBoundingClientRect().right,
+        page: document.documentElement.scrollWidth,
+        viewport: window.innerWidth,
+      }))()`)) as { table: number; page: number; viewport: number };
+      expect(widths.table).toBeLessThanOrEqual(widths.viewport);
+      expect(widths.page).toBeLessThanOrEqual(widths.viewport);
+      await page.context().close();
+    }, 60_000);
   },
 );
