@@ -1,7 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { readablePattern } from '../../platform/http/errors.js';
 import { OrganizationCode } from '../organizations/organizations.schemas.js';
-import { ExternalId, Username } from '../users/users.schemas.js';
+import { ExternalId, ExternalIdKey, Username } from '../users/users.schemas.js';
 import { USER_STATUSES } from '../users/users.table.js';
 
 const Email = Type.String({ format: 'email', maxLength: 254 });
@@ -134,8 +134,7 @@ export const BulkProvisionView = Type.Object({
 });
 
 export const KeycloakIdParams = Type.Object({
-  // Refused as in a body: no user can hold such an id.
-  keycloak_id: KeycloakId,
+  keycloak_id: { ...ExternalIdKey, description: 'The `keycloak_id` of the user (URL-encoded).' },
 });
 
 export const ProvisionedUserDetail = Type.Object({

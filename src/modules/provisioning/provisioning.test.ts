@@ -201,6 +201,21 @@ describe('seed-000 provisioning API', () => {
       expect((await post('/users', person(org.code, { keycloak_id: `...${unique('kc')}` }))).statusCode).toBe(201);
     });
 
+    it('refuses a keycloak_id with "/", "?", "#" or "%", which seed 000’s client puts in paths unencoded', async () => {
+      const org = await seedOrganization(t);
+      for (const keycloakId of ['a/b', 'a?b', 'a#b', 'a%2Fb']) {
+        const res = await post('/users', person(org.code, { keycloak_id: `${keycloakId}-${unique('kc')}` }));
+        expectProblem(res, 400, 'validation_failed');
+        expect(res.json().errors[0]).toMatchObject({ field: 'keycloak_id', message: expect.stringContaining('"/"') });
+      }
+      // One stored before the rule is still reached by a client that encodes it.
+      const legacy = await seedUser(t, org.id, { externalId: `dept/${unique('kc')}` });
+      const found = await get(`/users/${encodeURIComponent(legacy.externalId as string)}`);
+      expect(found.statusCode, found.body).toBe(200);
+      expect(found.json()).toMatchObject({ keycloak_id: legacy.externalId });
+      expect((await put(`/users/${encodeURIComponent(legacy.externalId as string)}/deactivate`)).statusCode).toBe(200);
+    });
+
     it('refuses a blank keycloak_id, or one with a space at either end, in bodies, bulk items and paths', async () => {
       const org = await seedOrganization(t);
       const spaced = ['   ', ' kc-v6', 'kc-v6 ', '\tkc-v6', 'kc-v6\n', 'kc-v6\u00a0'];

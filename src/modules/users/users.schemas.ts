@@ -43,12 +43,29 @@ const Password = Type.String({
   description: 'Stored as an argon2id hash, never returned.',
 });
 /**
- * An identity provider's subject (seed 000's keycloak_id), the provisioning upsert key. Not "." or
- * "..": seed 000's clients put it in a URL path, where such a user could never be read or
- * deactivated. Nothing blank and no space at either end: " kc-1 " and "kc-1" would be two users
- * for one subject, and "   " a user no one can tell from a missing id.
+ * An identity provider's subject (seed 000's keycloak_id), the provisioning upsert key. Seed 000's
+ * clients put it in a URL path unencoded (`f"{base}/users/{keycloak_id}"`), where a user with "."
+ * or "..", or with "/", "?", "#" or "%" in the id, could never be read or deactivated (or another
+ * user would be): such ids are refused. Nothing blank and no space at either end: " kc-1 " and
+ * "kc-1" would be two users for one subject, and "   " a user no one can tell from a missing id.
  */
 export const ExternalId = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: readablePattern(
+    '^(?!\\.\\.?$)[^\\s/?#%](?:[^/?#%]*[^\\s/?#%])?$',
+    'Must not be "." or "..", be blank, begin or end with a space, or hold "/", "?", "#" or "%" (it is sent in URL paths).',
+  ),
+  description:
+    'An identity provider\'s subject (seed 000\'s keycloak_id); unique across the installation. Without "/", "?", ' +
+    '"#" or "%": clients send it in URL paths.',
+});
+
+/**
+ * The same id where it names an existing user (a URL path): an id stored before "/", "?", "#" and
+ * "%" were refused can still be read and deactivated by a client that encodes it.
+ */
+export const ExternalIdKey = Type.String({
   minLength: 1,
   maxLength: 255,
   pattern: readablePattern(
