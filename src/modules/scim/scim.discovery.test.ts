@@ -32,6 +32,19 @@ describe('SCIM discovery', () => {
     expect((await scim('GET', '/Schemas/urn:nope')).statusCode).toBe(404);
   });
 
+  it('refuses a filter on the discovery endpoints (RFC 7644 §4), so no client takes the full list as its matches', async () => {
+    const { scim } = await scimClient(t);
+    for (const path of ['/ResourceTypes', '/Schemas', '/ServiceProviderConfig']) {
+      const res = await scim('GET', `${path}?filter=${encodeURIComponent('id eq "User"')}`);
+      expect(res.statusCode, path).toBe(403);
+      expect(res.json()).toMatchObject({
+        schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+        status: '403',
+        detail: expect.stringContaining('no filter'),
+      });
+    }
+  });
+
   it('accepts trailing slashes and plain application/json bodies', async () => {
     const { scim } = await scimClient(t);
     expect((await scim('GET', '/ServiceProviderConfig/')).statusCode).toBe(200);

@@ -54,6 +54,14 @@ export const scimErrors = {
   notFound: (what: string, id: string) => new ScimError(404, undefined, `${what} ${id} not found.`, 'not_found'),
   preconditionFailed: () =>
     new ScimError(412, undefined, 'The resource changed: its version does not match If-Match.', 'precondition_failed'),
+  /** RFC 7644 §4: a filter on a discovery endpoint is refused, so no client takes the full list as its matches. */
+  discoveryFilter: () =>
+    new ScimError(
+      403,
+      undefined,
+      'Discovery endpoints take no filter (RFC 7644 §4): ask without it for the whole list.',
+      'filter_unsupported',
+    ),
   platformKey: () =>
     new ScimError(
       403,

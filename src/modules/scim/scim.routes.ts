@@ -342,6 +342,10 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   });
 
   // Discovery (RFC 7644 §4). Also behind the key: they describe this installation.
+  const refuseDiscoveryFilter = (request: FastifyRequest) => {
+    if ((request.query as Record<string, unknown> | undefined)?.filter !== undefined)
+      throw scimErrors.discoveryFilter();
+  };
   app.get(
     '/ServiceProviderConfig',
     {
@@ -355,6 +359,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       scimOrganizationOf(request.actor);
+      refuseDiscoveryFilter(request);
       return serviceProviderConfig(baseUrl, app.config.bodyLimitBytes);
     },
   );
@@ -379,6 +384,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       },
       async (request) => {
         scimOrganizationOf(request.actor);
+        refuseDiscoveryFilter(request);
         const items = all();
         return listResponse(items, items.length, 1);
       },
