@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -181,5 +182,52 @@ describe('loadConfig', () => {
       expect(res.stderr).toBe(line);
       expect(res.code).toBe(2);
     }, 180_000);
+  });
+
+  describe('settings the machine refuses at start', () => {
+    /** `npm start`'s entry point in a child process, on a fresh embedded database unless DATA_DIR is given. */
+    const start = (env: Record<string, string>) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const main = fileURLToPath(new URL('./main.ts', import.meta.url));
+        const childEnv: NodeJS.ProcessEnv = {
+          ...process.env,
+          DATA_DIR: mkdtempSync(join(tmpdir(), 'gh-start-')),
+          PORT: '0',
+          HOST: '127.0.0.1',
+          ...env,
+        };
+        delete childEnv.DATABASE_URL;
+        execFile(process.execPath, ['--import', 'tsx', main], { env: childEnv, timeout: 60_000 }, (err, _out, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+        );
+      });
+
+    it('names DATA_DIR in one line when a parent refuses the folder, instead of waiting for ever', async () => {
+      // /proc exists but refuses new folders with ENOENT, on which a recursive mkdir retries endlessly.
+      const res = await start({ DATA_DIR: '/proc/gatehouse-data' });
+      expect(res.stderr).toBe(
+        'gatehouse: invalid configuration: DATA_DIR: cannot create /proc/gatehouse-data: no such file or directory\n',
+      );
+      expect(res.code).toBe(2);
+    }, 90_000);
+
+    it('names PORT when the port is taken and HOST when it is no address of this machine', async () => {
+      const taken = createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      const { port } = taken.address() as AddressInfo;
+      try {
+        const busy = await start({ PORT: String(port) });
+        expect(busy.stderr).toBe(`gatehouse: invalid configuration: PORT: 127.0.0.1:${port} is already in use\n`);
+        expect(busy.code).toBe(2);
+      } finally {
+        await new Promise<void>((resolve) => taken.close(() => resolve()));
+      }
+      // 192.0.2.0/24 is reserved for documentation: never an address of this machine.
+      const elsewhere = await start({ HOST: '192.0.2.1' });
+      expect(elsewhere.stderr).toBe(
+        'gatehouse: invalid configuration: HOST: 192.0.2.1 is not an address of this machine\n',
+      );
+      expect(elsewhere.code).toBe(2);
+    }, 120_000);
   });
 });

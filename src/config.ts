@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { passwordWeakness } from './platform/crypto/password-policy.js';
 
 /** Validated runtime settings; `loadConfig` is the only reader of `process.env`. */
@@ -150,13 +150,36 @@ function decodeKey(raw: string): Buffer | undefined {
  */
 export function createDataDir(dataDir: string): void {
   try {
-    mkdirSync(dataDir, { recursive: true });
+    makeDirectories(resolve(dataDir));
   } catch (err) {
     const { code, message } = err as NodeJS.ErrnoException;
     // Node's text is "ENOTDIR: not a directory, mkdir '…'": the middle part says what is wrong.
     const reason =
       code === 'EEXIST' ? 'a file of that name is in the way' : (/^\w+: ([^,]+)/.exec(message)?.[1] ?? message);
     throw new ConfigError('DATA_DIR', `cannot create ${dataDir}: ${reason}`);
+  }
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's `mkdirSync(…, {recursive: true})` retries for ever when the
+ * parent exists but refuses children with ENOENT (as /proc does), hanging start-up; this answers the
+ * error instead. A folder another process creates meanwhile is fine; a file in the way is EEXIST.
+ */
+function makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  for (let at = dir; !existsSync(at); at = dirname(at)) {
+    missing.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  for (const each of missing) {
+    try {
+      mkdirSync(each);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || !statSync(each).isDirectory()) throw err;
+    }
+  }
+  if (!statSync(dir).isDirectory()) {
+    throw Object.assign(new Error(`EEXIST: file already exists, mkdir '${dir}'`), { code: 'EEXIST' });
   }
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { buildApp } from './app.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { bootstrapInstallation } from './modules/auth/auth.service.js';
 import { type Database, openDatabase } from './platform/db/client.js';
 import { startEmbeddedVacuum } from './platform/db/embedded-vacuum.js';
@@ -45,7 +45,7 @@ export async function startServer(config: Config, options: StartServerOptions = 
       await vacuum?.stop();
       await worker?.stop();
       await app.close();
-      throw err;
+      throw listenError(err, config) ?? err;
     }
     let stopping: Promise<void> | undefined;
     return {
@@ -65,5 +65,24 @@ export async function startServer(config: Config, options: StartServerOptions = 
   } catch (err) {
     await database.close();
     throw err;
+  }
+}
+
+/** A failure to listen that HOST or PORT explains, as the configuration error naming it. */
+function listenError(err: unknown, config: Config): ConfigError | undefined {
+  const where = `${config.host}:${config.port}`;
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+      return new ConfigError('HOST', `cannot resolve "${config.host}"`);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError('HOST', `${config.host} is not an address of this machine`);
+    case 'EADDRINUSE':
+      return new ConfigError('PORT', `${where} is already in use`);
+    case 'EACCES':
+      return new ConfigError('PORT', `no permission to listen on ${where}`);
+    default:
+      return undefined;
   }
 }
