@@ -278,7 +278,8 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Mails an active user without a password (a provisioned account) a link to set one, valid 7 days, through ' +
-          'the password-reset confirm endpoint. 409 `user_has_password` or `user_not_active` otherwise.',
+          'the password-reset confirm endpoint. 409 `user_has_password` or `user_not_active` otherwise, and ' +
+          '`organization_inactive` while the user’s organization is deactivated.',
         params: UserIdParams,
         response: { 202: InvitationView },
       },

@@ -18,7 +18,13 @@ import {
   revokeUserSessions,
 } from '../auth/auth.service.js';
 import { clearLockout } from '../lockout/lockout.queries.js';
-import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
+import { organizationErrors } from '../organizations/organizations.errors.js';
+import {
+  findOrganizationByCode,
+  findOrganizationById,
+  holdActiveOrganization,
+  holdActiveOrganizations,
+} from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById, type UserWithOrganization } from '../users/users.queries.js';
@@ -61,6 +67,16 @@ const MAILING_WINDOW_SECONDS = 15 * 60;
 async function mayMailAddress(tx: DbOrTx, email: string, purpose: AccountTokenPurpose): Promise<boolean> {
   await lockAddressMailings(tx, email, purpose);
   return (await countRecentMailings(tx, email, purpose, MAILING_WINDOW_SECONDS)) < MAILINGS_PER_ADDRESS;
+}
+
+/**
+ * The accounts whose organization is still active, held so until the caller's transaction ends:
+ * the accounts were found before it, and a deactivation committed since (which ended the open links)
+ * must not be followed by a new link.
+ */
+async function inActiveOrganizations<T extends { organizationId: string }>(tx: DbOrTx, accounts: T[]): Promise<T[]> {
+  const active = await holdActiveOrganizations(tx, [...new Set(accounts.map((a) => a.organizationId))]);
+  return accounts.filter((a) => active.has(a.organizationId));
 }
 
 function settingsOf(org: Organization | undefined): Record<string, unknown> {
@@ -129,6 +145,8 @@ export async function registerUser(db: Db, config: Config, input: RegisterInput)
   const passwordHash = await hashPassword(input.password);
   const organizationId = org.id;
   return db.transaction(async (tx) => {
+    // Checked again under a lock held to commit: a deactivation since the look-up closes the door too.
+    if (!(await holdActiveOrganization(tx, organizationId))) throw accountErrors.registrationClosed(code);
     const [user] = await tx
       .insert(users)
       .values({
@@ -184,8 +202,10 @@ export async function sendVerificationMails(
   const unverified = found.filter((account) => !account.emailVerified);
   if (unverified.length === 0) return;
   await db.transaction(async (tx) => {
+    const accounts = await inActiveOrganizations(tx, unverified);
+    if (accounts.length === 0) return;
     if (!(await mayMailAddress(tx, input.email, 'verify_email'))) return;
-    for (const account of unverified) {
+    for (const account of accounts) {
       const { token } = await issueAccountToken(tx, account, 'verify_email');
       await mailVerification(tx, config, account, token);
     }
@@ -318,8 +338,10 @@ export async function sendPasswordResetMails(
   const candidates = await findResetCandidates(db, input.email, input.organization ?? undefined, MAX_RESET_ACCOUNTS);
   if (candidates.length === 0) return;
   await db.transaction(async (tx) => {
+    const accounts = await inActiveOrganizations(tx, candidates);
+    if (accounts.length === 0) return;
     if (!(await mayMailAddress(tx, input.email, 'password_reset'))) return;
-    for (const account of candidates) {
+    for (const account of accounts) {
       const { token } = await issueAccountToken(tx, account, 'password_reset');
       const url = link(config, '/api/v1/users/password-reset/confirm/', token);
       await queueMail(tx, {
@@ -405,6 +427,10 @@ export async function inviteUser(
   return db.transaction(async (tx) => {
     const user = await findUserById(tx, userId, scopeOrganizationId);
     if (!user) throw userErrors.notFound(userId);
+    // Held to commit: a deactivation of the organization (which ends its links) waits for this one, or refuses it.
+    if (!(await holdActiveOrganization(tx, user.organizationId))) {
+      throw organizationErrors.inactive(user.organizationCode);
+    }
     if (user.status !== 'active') throw accountErrors.userNotActive(user.status);
     if (user.passwordHash !== null) throw accountErrors.alreadyHasPassword();
     const org = await findOrganizationById(tx, user.organizationId);

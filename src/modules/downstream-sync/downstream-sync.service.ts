@@ -20,7 +20,8 @@ import { downstreamSyncLeases, userSyncStates } from './downstream-sync.table.js
  *
  * Users with a `keycloak_id` (seed 000's key) are sent when they changed since the downstream last
  * accepted them: active ones in bulk upserts (`POST /users/bulk`, 1,000 a call), and users that left
- * the active state, once the downstream holds them as active, with `PUT /users/{id}/deactivate`.
+ * the active state (or whose organization was deactivated), once the downstream holds them as
+ * active, with `PUT /users/{id}/deactivate`.
  * Users never sent and not active are not sent at all. A keycloak_id the downstream holds as active
  * that no user here holds any more (the user was deleted, or its keycloak_id changed or was taken
  * away) is deactivated there first, and then forgotten. Every call goes through the integration
@@ -105,17 +106,24 @@ export const heldNow = sql`exists (select 1 from ${users} where ${users.organiza
 export const retired = and(eq(userSyncStates.syncedActive, true), sql`not ${heldNow}`) as SQL;
 
 /**
+ * Whether a user is active as the downstream should hold them: active here, in an organization that
+ * is active. A deactivated organization's users can no longer sign in, so they go out as deactivated,
+ * and as active again once it is reactivated.
+ */
+const activeHere = sql`(${users.status} = 'active' and exists (select 1 from ${organizations}
+  where ${organizations.id} = ${users.organizationId} and ${organizations.isActive}))`;
+
+/**
  * Users the downstream needs to hear about: active ones it has not accepted as they are now, and
  * those it holds as active that no longer are; with `full`, every active one and those.
  */
 function pendingCondition(full: boolean): SQL {
-  const active = sql`${users.status} = 'active'`;
-  const sendable = or(active, eq(userSyncStates.syncedActive, true)) as SQL;
+  const sendable = or(activeHere, eq(userSyncStates.syncedActive, true)) as SQL;
   if (full) return sendable;
   const changed = sql`(${userSyncStates.keycloakId} is null
     or ${userSyncStates.syncedVersion} is distinct from ${users.updatedAt}
     or ${userSyncStates.lastError} is not null
-    or ${userSyncStates.syncedActive} <> (${users.status} = 'active'))`;
+    or ${userSyncStates.syncedActive} <> ${activeHere})`;
   return and(sendable, changed) as SQL;
 }
 
@@ -133,7 +141,7 @@ function candidates(db: DbOrTx, integration: IntegrationRow, full: boolean, limi
       email: users.email,
       firstName: users.firstName,
       lastName: users.lastName,
-      active: sql<boolean>`${users.status} = 'active'`,
+      active: sql<boolean>`${activeHere}`,
       version: sql<string>`${users.updatedAt}::text`,
     })
     .from(users)

@@ -124,6 +124,34 @@ describe('outbound user sync to a seed-000 downstream', () => {
     expect(events[2]).toMatchObject({ actor_id: root.user.id, details: { upserted: 1, deactivated: 1 } });
   });
 
+  it("sends a deactivated organization's users as deactivated, and as active again once it is reactivated", async () => {
+    const gamma = await seedOrganization(t);
+    const cy = await seedUser(t, gamma.id, { externalId: unique('kc-cy-'), email: 'cy@example.com' });
+    const di = await seedUser(t, gamma.id, { externalId: unique('kc-di-'), email: 'di@example.com' });
+    const id = await target(undefined, gamma.code);
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).json()).toMatchObject({ upserted: 2 });
+
+    expect((await root.post(`/api/v1/organizations/${gamma.code}/deactivate/`)).statusCode).toBe(200);
+    // Nothing changed on the users themselves: the organization's state alone makes them pending.
+    expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({ pending: 2 });
+    const off = (await root.post(`/api/v1/integrations/${id}/sync/`, { full: true })).json();
+    expect(off).toMatchObject({ pending: 2, upserted: 0, deactivated: 2, failed: 0 });
+    expect((await downstreamUser(cy.externalId))?.status).toBe('deactivated');
+    expect((await downstreamUser(di.externalId))?.status).toBe('deactivated');
+    const logs = await queryRows<{ method: string }>(
+      t.database.db,
+      sql`select method from integration_logs where integration_id = ${id} order by created_at`,
+    );
+    expect(logs.map((l) => l.method)).toEqual(['POST', 'PUT', 'PUT']);
+    expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).json()).toMatchObject({ pending: 0 });
+
+    expect((await root.patch(`/api/v1/organizations/${gamma.code}/`, { is_active: true })).statusCode).toBe(200);
+    const on = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+    expect(on).toMatchObject({ pending: 2, upserted: 2, deactivated: 0, failed: 0 });
+    expect((await downstreamUser(cy.externalId))?.status).toBe('active');
+    expect((await downstreamUser(di.externalId))?.status).toBe('active');
+  });
+
   it('deactivates downstream the users deleted here, by the admin API or SCIM', async () => {
     const { org: gone, scim } = await scimClient(t);
     const id = await target(undefined, gone.code);

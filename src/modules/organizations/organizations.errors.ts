@@ -8,7 +8,14 @@ export const organizationErrors = {
     new AppError(409, 'organization_code_taken', `An organization with code "${code}" already exists.`, {
       errors: [{ field: 'code', message: 'This code is taken.' }],
     }),
-  inactive: (code: string) => new AppError(403, 'organization_inactive', `Organization "${code}" is deactivated.`),
+  /** A write of users of a deactivated organization: only taking them out of use, or deleting them, goes on. */
+  inactive: (code: string) =>
+    new AppError(
+      409,
+      'organization_inactive',
+      `Organization "${code}" is deactivated: its users are neither created, changed nor mailed links until it is reactivated (they may still be deactivated or deleted).`,
+      { errors: [{ field: 'organization', message: `"${code}" is deactivated.` }] },
+    ),
   /** Creating, deleting, activating and deactivating organizations are acts on the whole installation. */
   superuserOnly: (act: string) =>
     new AppError(

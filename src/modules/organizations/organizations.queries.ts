@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, ilike, or, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, ilike, inArray, or, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
@@ -62,6 +62,21 @@ export async function holdActiveOrganization(tx: DbOrTx, id: string): Promise<bo
     .where(and(eq(organizations.id, id), eq(organizations.isActive, true)))
     .for('share');
   return row !== undefined;
+}
+
+/**
+ * Which of these organizations are active, holding their rows in share mode until the caller's
+ * transaction ends (as holdActiveOrganization does for one): a deactivation waits for the caller's
+ * writes, or was committed first and is seen.
+ */
+export async function holdActiveOrganizations(tx: DbOrTx, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await tx
+    .select({ id: organizations.id })
+    .from(organizations)
+    .where(and(inArray(organizations.id, ids), eq(organizations.isActive, true)))
+    .for('share');
+  return new Set(rows.map((r) => r.id));
 }
 
 /** Keyset page of organizations ordered by id (creation order); `organizationId` confines it to that one. */

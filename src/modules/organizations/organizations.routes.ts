@@ -127,7 +127,10 @@ export const organizationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'deactivateOrganization',
         tags,
-        description: "Stops the organization's logins and ends its users' sessions.",
+        description:
+          "Stops the organization's logins and ends its users' sessions and mailed links. Until it is " +
+          'reactivated, no user of it is created, changed, reactivated or invited, by anyone (409 ' +
+          '`organization_inactive`); its users may still be deactivated and deleted.',
         params: OrganizationRefParams,
         response: { 200: OrganizationView },
       },

@@ -12,7 +12,12 @@ import { instantOf } from '../../platform/http/date-time.js';
 import { AppError, type FieldError } from '../../platform/http/errors.js';
 import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
-import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
+import { organizationErrors } from '../organizations/organizations.errors.js';
+import {
+  findOrganizationByCode,
+  findOrganizationById,
+  holdActiveOrganizations,
+} from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import { usersAboveKeyCeiling } from '../rbac/delegation.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
@@ -121,10 +126,19 @@ interface CallState {
   holders: Map<string, { index: number; userId: string }>;
   /** `<organization id>\0<code>` → the user type it names (null: none), looked up (and locked) once per call. */
   types: Map<string, UserType | null>;
+  /** Organization id → whether it is active, looked up (and held) once per call. */
+  activeOrganizations: Map<string, boolean>;
 }
 
 export function newCallState(): CallState {
-  return { orgCache: new Map(), seenIds: new Map(), seenExternalIds: new Map(), holders: new Map(), types: new Map() };
+  return {
+    orgCache: new Map(),
+    seenIds: new Map(),
+    seenExternalIds: new Map(),
+    holders: new Map(),
+    types: new Map(),
+    activeOrganizations: new Map(),
+  };
 }
 
 /** Forgets what a batch claimed, before it is planned again. */
@@ -390,6 +404,7 @@ export async function planItems(
     });
   }
 
+  for (const error of await refuseInactiveOrganizations(db, planned, state)) steps.set(error.index, error);
   for (const error of await refuseAboveKeyCeiling(db, actor, planned)) steps.set(error.index, error);
   const reachable = planned.filter((p) => !steps.has(p.index));
   for (const error of await checkTypedProfiles(db, reachable, state)) steps.set(error.index, error);
@@ -397,6 +412,42 @@ export async function planItems(
   for (const error of await findTakenValues(db, typed, state, probe)) steps.set(error.index, error);
   for (const p of typed) if (!steps.has(p.index)) steps.set(p.index, p);
   return items.map(({ index }) => steps.get(index) as Step);
+}
+
+/** Whether a plan only takes an existing user out of use (or leaves them out), changing nothing else. */
+function isWithdrawal(p: Plan): boolean {
+  return (
+    p.existing !== undefined &&
+    p.target.status !== 'active' &&
+    p.target.passwordHash === null &&
+    p.changes.every((c) => c.field === 'status' || c.field === 'is_active')
+  );
+}
+
+/**
+ * No user of a deactivated organization is created, changed or invited, whoever the caller
+ * (superusers and platform keys included): its users can no longer sign in, and a write now would
+ * wait for its reactivation to take effect unseen. Taking users out of use stays possible (cleanup;
+ * deletion does not come here). The organizations are held in share mode to the end of the
+ * caller's transaction, so a deactivation racing this write either waits for it or refuses it.
+ */
+async function refuseInactiveOrganizations(
+  db: DbOrTx,
+  plans: Plan[],
+  state: CallState,
+): Promise<{ index: number; error: AppError }[]> {
+  const known = state.activeOrganizations;
+  const unknown = new Set<string>();
+  for (const p of plans) {
+    const id = p.organization.id;
+    // A missing organization is created (active) by this call.
+    if (id !== null && !known.has(id) && !isWithdrawal(p)) unknown.add(id);
+  }
+  const active = await holdActiveOrganizations(db, [...unknown]);
+  for (const id of unknown) known.set(id, active.has(id));
+  return plans
+    .filter((p) => p.organization.id !== null && known.get(p.organization.id) === false && !isWithdrawal(p))
+    .map((p) => ({ index: p.index, error: organizationErrors.inactive(p.organization.code) }));
 }
 
 /**

@@ -169,9 +169,11 @@ export async function importUsers(
     // A clash with a user the organization holds is what an importer skips; anything else failed,
     // a keycloak id another organization's user holds (unique across the installation) included.
     const elsewhere = error.code === 'external_id_taken' && !heldHere.has(items[outcome.index]?.externalId ?? '');
+    // A deactivated organization is no clash with a user it holds: nothing was imported.
+    const clash = error.status === 409 && error.code !== 'organization_inactive';
     results[index] = {
       index,
-      action: error.status === 409 && !elsewhere ? 'skipped' : 'failed',
+      action: clash && !elsewhere ? 'skipped' : 'failed',
       email: typeof email === 'string' ? email : null,
       code: error.code,
       error: error.message,
