@@ -359,9 +359,24 @@ export async function sendPasswordResetMails(
 
 /** Whether a reset or invitation token can still be used (the link's landing); nothing is consumed. */
 export async function describePasswordToken(db: Db, token: string): Promise<AccountToken> {
-  const row = await findUsableAccountToken(db, sha256Hex(token), PASSWORD_PURPOSES);
-  if (!row) throw accountErrors.invalidToken();
-  return row;
+  return (await passwordTokenAccount(db, sha256Hex(token))).token;
+}
+
+/**
+ * A usable reset or invitation token and its account, as setting the password takes them: a link
+ * whose account left `active`, or whose organization was deactivated, is no longer valid (checking a
+ * link says so too, rather than valid and then refused).
+ */
+async function passwordTokenAccount(db: Db, tokenHash: string) {
+  const token = await findUsableAccountToken(db, tokenHash, PASSWORD_PURPOSES);
+  if (!token) throw accountErrors.invalidToken();
+  const user = await findUserById(db, token.userId);
+  if (!user) throw accountErrors.invalidToken();
+  const org = await findOrganizationById(db, user.organizationId);
+  // Links are mailed only to active accounts of active organizations, and end when that changes;
+  // this holds the line for a link that outlived the change some other way.
+  if (user.status !== 'active' || org?.isActive === false) throw accountErrors.invalidToken();
+  return { token, user, org };
 }
 
 /**
@@ -372,14 +387,7 @@ export async function describePasswordToken(db: Db, token: string): Promise<Acco
  */
 export async function confirmPasswordReset(db: Db, input: { token: string; new_password: string }): Promise<void> {
   const tokenHash = sha256Hex(input.token);
-  const found = await findUsableAccountToken(db, tokenHash, PASSWORD_PURPOSES);
-  if (!found) throw accountErrors.invalidToken();
-  const user = await findUserById(db, found.userId);
-  if (!user) throw accountErrors.invalidToken();
-  const org = await findOrganizationById(db, user.organizationId);
-  // Links are mailed only to active accounts of active organizations, and end when that changes;
-  // this holds the line for a link that outlived the change some other way.
-  if (user.status !== 'active' || org?.isActive === false) throw accountErrors.invalidToken();
+  const { user, org } = await passwordTokenAccount(db, tokenHash);
   assertPasswordPolicy(
     input.new_password,
     { email: user.email, username: user.username },
