@@ -4,6 +4,7 @@ import {
   type Client,
   clientWithRole,
   createOrganizationRole,
+  grantRole,
   loginAs,
   seedOrganization,
   seedUser,
@@ -68,6 +69,90 @@ describe('API keys and their creator', () => {
 
     const on = await root.patch(`/api/v1/users/${admin.user.id}/`, { is_active: true });
     expect(on.statusCode, on.body).toBe(200);
+    expect((await list()).statusCode).toBe(200);
+  });
+
+  it("reaches past its creator's organization only while they are a superuser, at once either way", async () => {
+    const home = await seedOrganization(t);
+    const other = await seedOrganization(t);
+    const someone = await seedUser(t, other.id, { externalId: unique('kc-other-') });
+    const creator = await seedUser(t, home.id);
+    await grantRole(t, creator, 'org_admin');
+    const promote = (isSuperuser: boolean) => root.patch(`/api/v1/users/${creator.id}/`, { is_superuser: isSuperuser });
+    expect((await promote(true)).statusCode).toBe(200);
+    const superuser = await loginAs(t, creator);
+    const keyFor = async (organization: string | null) => {
+      const made = await superuser.post('/api/v1/api-keys/', {
+        name: 'k',
+        organization,
+        scopes: ['provisioning', 'authorize', 'read:users'],
+      });
+      expect(made.statusCode, made.body).toBe(201);
+      return made.json().key as string;
+    };
+    const platformKey = await keyFor(null);
+    const otherKey = await keyFor(other.code);
+    const homeKey = await keyFor(home.code);
+    const uses = (key: string) => [
+      () => withKey(key, 'GET', `/api/provisioning/users?client_id=${other.code}`),
+      () =>
+        withKey(key, 'POST', '/api/provisioning/users', {
+          keycloak_id: unique('kc-new-'),
+          email: `${unique('new')}@example.com`,
+          engagemx_client_id: other.code,
+        }),
+      () => withKey(key, 'PUT', `/api/provisioning/users/${someone.externalId}/deactivate`),
+      () => withKey(key, 'POST', '/api/v1/authorize/', { user_id: someone.id, permission: 'users.view' }),
+    ];
+    // Used once while the creator is a superuser, so the key's state is cached when they are demoted.
+    expect((await uses(platformKey)[0]!()).statusCode).toBe(200);
+    expect((await uses(otherKey)[0]!()).statusCode).toBe(200);
+
+    expect((await promote(false)).statusCode).toBe(200);
+    for (const key of [platformKey, otherKey]) {
+      for (const use of uses(key)) {
+        const refused = await use();
+        expect(refused.statusCode, refused.body).toBe(401);
+        expect(refused.json()).toMatchObject({ code: 'not_authenticated' });
+        expect(refused.json().detail).toMatch(/creator is no longer a superuser/);
+      }
+    }
+    const newOrganization = unique('org-');
+    const creating = await withKey(platformKey, 'POST', '/api/provisioning/users', {
+      keycloak_id: unique('kc-new-'),
+      email: `${unique('new')}@example.com`,
+      engagemx_client_id: newOrganization,
+    });
+    expect(creating.statusCode).toBe(401);
+    expect((await root.get(`/api/v1/organizations/${newOrganization}/`)).statusCode).toBe(404);
+    expect((await root.get(`/api/v1/users/${someone.id}/`)).json()).toMatchObject({ is_active: true });
+    // A key of their own organization stays theirs, within what their role grants.
+    expect((await withKey(homeKey, 'GET', `/api/provisioning/users?client_id=${home.code}`)).statusCode).toBe(200);
+
+    expect((await promote(true)).statusCode).toBe(200);
+    expect((await uses(platformKey)[0]!()).statusCode).toBe(200);
+    expect((await uses(otherKey)[0]!()).statusCode).toBe(200);
+  });
+
+  it('stops while the organization of its creator is deactivated', async () => {
+    const home = await seedOrganization(t);
+    const other = await seedOrganization(t);
+    const creator = await seedUser(t, home.id, { isSuperuser: true });
+    const made = await (await loginAs(t, creator)).post('/api/v1/api-keys/', {
+      name: 'k',
+      organization: null,
+      scopes: ['provisioning'],
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    const list = () => withKey(made.json().key, 'GET', `/api/provisioning/users?client_id=${other.code}`);
+    expect((await list()).statusCode).toBe(200);
+
+    expect((await root.post(`/api/v1/organizations/${home.code}/deactivate/`)).statusCode).toBe(200);
+    const refused = await list();
+    expect(refused.statusCode).toBe(401);
+    expect(refused.json().detail).toMatch(/creator is no longer active/);
+
+    expect((await root.patch(`/api/v1/organizations/${home.code}/`, { is_active: true })).statusCode).toBe(200);
     expect((await list()).statusCode).toBe(200);
   });
 

@@ -28,6 +28,20 @@ export const apiKeyErrors = {
   /** A key made by someone beyond the caller's reach: a superuser, the operator, or a more powerful user. */
   creatorBeyondReach: (detail: string) =>
     new AppError(403, 'delegation_ceiling', detail, { errors: [{ field: 'api_key', message: detail }] }),
+  /**
+   * A key reaching past its creator's organization (platform-wide, or another organization's) whose
+   * creator is no longer a superuser: 401 like a deactivated creator's key, since the key as a
+   * credential does not stand; it stands again if they are made a superuser again.
+   */
+  creatorNoLongerSuperuser: () => {
+    const detail =
+      "This API key reaches beyond its creator's organization, and its creator is no longer a superuser; " +
+      'it works again if they are made one again, and a superuser may revoke it.';
+    return new AppError(401, 'not_authenticated', detail, {
+      errors: [{ field: 'api_key', message: detail }],
+      headers: { 'www-authenticate': 'Bearer' },
+    });
+  },
   unknownScope: (scope: string) => commonErrors.validation([{ field: 'scopes', message: `Unknown scope "${scope}".` }]),
   noScopes: () => commonErrors.validation([{ field: 'scopes', message: 'Give at least one scope.' }]),
   expiryInPast: () => commonErrors.validation([{ field: 'expires_at', message: 'Must be in the future.' }]),

@@ -1,4 +1,5 @@
 import { and, desc, eq, getTableColumns, isNull, lt, type SQL, sql } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import { type DbOrTx, preparedPerHandle } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { cursorId } from '../../platform/http/pagination.js';
@@ -25,7 +26,13 @@ export interface ApiKeyCredential {
   /** True for a key without a creator (the operator's). */
   creatorActive: boolean;
   creatorIsSuperuser: boolean;
+  /** The creator's organization; null for a key without a creator. */
+  creatorOrganizationId: string | null;
+  /** True for a key without a creator. */
+  creatorOrganizationActive: boolean;
 }
+
+const creatorOrganizations = alias(organizations, 'creator_organizations');
 
 // Runs on every request carrying a key whose state is not cached.
 const byHashQuery = preparedPerHandle((db) =>
@@ -41,10 +48,13 @@ const byHashQuery = preparedPerHandle((db) =>
       createdBy: apiKeys.createdBy,
       creatorActive: sql<boolean>`coalesce(${users.status} = 'active', true)`,
       creatorIsSuperuser: sql<boolean>`coalesce(${users.isSuperuser}, false)`,
+      creatorOrganizationId: users.organizationId,
+      creatorOrganizationActive: sql<boolean>`coalesce(${creatorOrganizations.isActive}, true)`,
     })
     .from(apiKeys)
     .leftJoin(organizations, eq(organizations.id, apiKeys.organizationId))
     .leftJoin(users, eq(users.id, apiKeys.createdBy))
+    .leftJoin(creatorOrganizations, eq(creatorOrganizations.id, users.organizationId))
     .where(eq(apiKeys.keyHash, sql.placeholder('hash')))
     .limit(1)
     .prepare('find_api_key_by_hash'),

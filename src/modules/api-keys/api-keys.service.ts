@@ -334,8 +334,8 @@ export async function rotateApiKey(db: Db, manager: KeyManager, id: string): Pro
 
 // ---------------------------------------------------------------------------------------------
 // Resolving a presented key to an actor. Key state is cached by hash for 30 s and dropped at once
-// when the key is revoked or its organization changes (in-process, and on other nodes through the
-// invalidation bus).
+// when the key is revoked, or its organization, its creator or their organization changes
+// (in-process, and on other nodes through the invalidation bus).
 
 const KEY_STATE_TTL_MS = 30_000;
 const KEY_STATE_MAX = 10_000;
@@ -347,10 +347,18 @@ interface KeyState {
   scopes: string[];
   expiresAtMs: number | null;
   createdBy: string | null;
+  creatorOrganizationId: string | null;
   /** The creator unless a superuser (whose keys have no ceiling). */
   ceilingUserId: string | null;
-  /** Not revoked, its organization (if any) active, and its creator (if any) active. */
+  /** Not revoked, its organization (if any) active, and its creator (if any) active in an active organization. */
   usable: boolean;
+  /**
+   * A creator who is no longer a superuser, of a key reaching past their organization (platform-wide
+   * or another organization's): only a superuser could make it, so it works only while they are one.
+   * The ceiling alone would not confine it: their permissions are their organization's, the key's
+   * reach is not.
+   */
+  outgrown: boolean;
 }
 
 const keyStates = new TtlCache<string, KeyState>(KEY_STATE_MAX);
@@ -373,8 +381,10 @@ function forgetApiKey(id: string): void {
 }
 
 onInvalidation('api-key', forgetApiKey);
-onInvalidation('organization', (id) => invalidate(() => keyStates.deleteWhere((s) => s.organizationId === id)));
-// A creator's deactivation (or return) reaches their keys at once.
+onInvalidation('organization', (id) =>
+  invalidate(() => keyStates.deleteWhere((s) => s.organizationId === id || s.creatorOrganizationId === id)),
+);
+// A creator's deactivation (or return) and loss (or regain) of superuser reach their keys at once.
 onInvalidation('user', (id) => invalidate(() => keyStates.deleteWhere((s) => s.createdBy === id)));
 onInvalidation(ALL_TOPICS, (event) => {
   if (event === 'reset') invalidate(() => keyStates.clear());
@@ -394,8 +404,10 @@ async function loadKeyState(db: Db, key: string, now: number): Promise<KeyState 
     scopes: row.scopes,
     expiresAtMs: row.expiresAt?.getTime() ?? null,
     createdBy: row.createdBy,
+    creatorOrganizationId: row.creatorOrganizationId,
     ceilingUserId: row.creatorIsSuperuser ? null : row.createdBy,
-    usable: row.revokedAt === null && row.organizationActive && row.creatorActive,
+    usable: row.revokedAt === null && row.organizationActive && row.creatorActive && row.creatorOrganizationActive,
+    outgrown: row.createdBy !== null && !row.creatorIsSuperuser && row.organizationId !== row.creatorOrganizationId,
   };
   if (seen === generation) keyStates.set(hash, state, now + KEY_STATE_TTL_MS);
   return state;
@@ -448,6 +460,7 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
     const now = Date.now();
     const state = await loadKeyState(db, key, now);
     if (!state?.usable || (state.expiresAtMs !== null && state.expiresAtMs <= now)) throw invalidKey();
+    if (state.outgrown) throw apiKeyErrors.creatorNoLongerSuperuser();
     recordUse(db, state.apiKeyId, now, request.log);
     const actor: Actor = {
       kind: 'api_key',

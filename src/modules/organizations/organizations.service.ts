@@ -74,6 +74,9 @@ export async function updateOrganization(
       await revokeOrganizationSessions(tx, current.id, 'organization_deactivated');
       // And the mailed links of its users, which would set a password or verify an address in it.
       await endAccountTokens(tx, { organizationId: current.id });
+    } else if (!current.isActive && input.is_active === true) {
+      // Nodes cached its API keys and its users' access as switched off; they are back at once.
+      await publishInvalidation(tx, 'organization', current.id);
     }
     const deactivated = current.isActive && input.is_active === false;
     await recordAudit(tx, {

@@ -67,7 +67,8 @@ export const accessRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Whether a user holds a permission and/or has access to a module, with the reason: the role that grants ' +
           'it, or what is missing. For other services: an API key with the `authorize` scope (confined to its ' +
-          'organization) or a superuser. A user outside the caller’s reach answers 404.',
+          'organization) or a superuser. A user outside the caller’s reach answers 404. A user who is not active, or ' +
+          'whose organization is deactivated, is allowed nothing (the reason says which).',
         body: AuthorizeBody,
         response: { 200: AuthorizeView },
       },

@@ -46,6 +46,8 @@ export function assertWithinCeiling(caller: EffectiveAccess, role: RoleReach): v
 /** Someone without roles: every role is above them. */
 const NO_ACCESS: Omit<EffectiveAccess, 'userId'> = {
   organizationId: '',
+  organizationCode: '',
+  organizationActive: true,
   status: 'active',
   isSuperuser: false,
   permissions: new Map(),

@@ -3,6 +3,7 @@ import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import type { PermissionCheck, UserNeed } from '../../platform/http/auth.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
+import { organizations } from '../organizations/organizations.table.js';
 import { type UserStatus, users } from '../users/users.table.js';
 
 /**
@@ -14,6 +15,9 @@ import { type UserStatus, users } from '../users/users.table.js';
 export interface EffectiveAccess {
   userId: string;
   organizationId: string;
+  organizationCode: string;
+  /** A deactivated organization's users are allowed nothing, whatever their roles say. */
+  organizationActive: boolean;
   status: UserStatus;
   isSuperuser: boolean;
   /** Permission code → the code of the most powerful role granting it (for explanations). */
@@ -110,8 +114,15 @@ function readGrants(db: DbOrTx, userId: string): Promise<GrantRow[]> {
 export async function computeAccess(db: DbOrTx, userId: string): Promise<EffectiveAccess | undefined> {
   const [[user], grants] = await Promise.all([
     db
-      .select({ organizationId: users.organizationId, status: users.status, isSuperuser: users.isSuperuser })
+      .select({
+        organizationId: users.organizationId,
+        organizationCode: organizations.code,
+        organizationActive: organizations.isActive,
+        status: users.status,
+        isSuperuser: users.isSuperuser,
+      })
       .from(users)
+      .innerJoin(organizations, eq(organizations.id, users.organizationId))
       .where(eq(users.id, userId)),
     readGrants(db, userId),
   ]);
@@ -183,6 +194,9 @@ export interface Decision {
 
 /** Whether access allows the need, and why: the role that grants it, or what is missing. */
 export function explain(access: EffectiveAccess, need: UserNeed): Decision {
+  if (!access.organizationActive) {
+    return { allowed: false, reason: `The organization "${access.organizationCode}" is deactivated.` };
+  }
   if (access.status !== 'active') return { allowed: false, reason: `The account is ${access.status}.` };
   if (access.isSuperuser) return { allowed: true, reason: 'The user is a superuser.' };
   if ('permission' in need) {

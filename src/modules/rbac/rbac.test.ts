@@ -654,6 +654,41 @@ describe('POST /api/v1/authorize/', () => {
     });
   });
 
+  it("says no, naming the organization, while the user's organization is deactivated", async () => {
+    const org = await seedOrganization(t);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const superuser = await seedUser(t, org.id, { isSuperuser: true });
+    const platformKey = await root.post('/api/v1/api-keys/', { name: 'k', organization: null, scopes: ['authorize'] });
+    expect(platformKey.statusCode, platformKey.body).toBe(201);
+    const byKey = (userId: string) =>
+      t.request({
+        method: 'POST',
+        url: '/api/v1/authorize/',
+        headers: { 'x-api-key': platformKey.json().key },
+        payload: { user_id: userId, permission: 'users.view' },
+      });
+    // Answered once before, so the user's access is cached when the organization is switched off.
+    expect((await byKey(admin.user.id)).json().allowed).toBe(true);
+    expect((await admin.get('/api/v1/users/profile/permissions/')).statusCode).toBe(200);
+
+    expect((await root.post(`/api/v1/organizations/${org.code}/deactivate/`)).statusCode).toBe(200);
+    const refused = { allowed: false, reason: `The organization "${org.code}" is deactivated.` };
+    for (const userId of [admin.user.id, superuser.id]) {
+      expect((await byKey(userId)).json()).toEqual(refused);
+      const byRoot = await root.post('/api/v1/authorize/', { user_id: userId, permission: 'users.view' });
+      expect(byRoot.json()).toEqual(refused);
+    }
+    // Their own listing is out of reach with their sessions.
+    expect((await admin.get('/api/v1/users/profile/permissions/')).statusCode).toBe(401);
+
+    expect((await root.patch(`/api/v1/organizations/${org.code}/`, { is_active: true })).statusCode).toBe(200);
+    expect((await byKey(admin.user.id)).json()).toEqual({
+      allowed: true,
+      reason: 'Role "org_admin" grants permission "users.view".',
+    });
+    expect((await byKey(superuser.id)).json()).toEqual({ allowed: true, reason: 'The user is a superuser.' });
+  });
+
   it('refuses bad requests and callers without the right', async () => {
     const user = await seedUser(t, orgA.id);
     expect((await root.post('/api/v1/authorize/', { user_id: user.id })).json()).toMatchObject({
