@@ -720,6 +720,30 @@ describe('POST /api/v1/users/{id}/invite', () => {
     expect(claimsOf(login.json().access)).toMatchObject({ email_verified: true });
   });
 
+  it('answers a link invalid on GET as POST would refuse it, once the account or its organization is off', async () => {
+    const admin = await superuserClient(t);
+    for (const off of ['account', 'organization'] as const) {
+      const org = await seedOrganization(t);
+      const user = await seedUser(t, org.id, { passwordHash: null });
+      expect((await admin.post(`/api/v1/users/${user.id}/invite/`)).statusCode).toBe(202);
+      const { token } = await lastMailTo(user.email);
+      const check = () => t.request({ method: 'GET', url: `/api/v1/users/password-reset/confirm/?token=${token}` });
+      expect((await check()).json()).toMatchObject({ valid: true });
+      // Changed behind the API's back: the link outlived the change, and must not look usable.
+      if (off === 'account')
+        await t.database.db.update(users).set({ status: 'suspended' }).where(eq(users.id, user.id));
+      else await t.database.db.update(organizations).set({ isActive: false }).where(eq(organizations.id, org.id));
+      const after = await check();
+      expect(after.statusCode, off).toBe(400);
+      expect(after.json(), off).toMatchObject({ code: 'invalid_token' });
+      const confirm = await post('/api/v1/users/password-reset/confirm/', {
+        token: token as string,
+        new_password: STRONG,
+      });
+      expect(confirm.json(), off).toMatchObject({ code: 'invalid_token' });
+    }
+  });
+
   it('answers 409 user_has_password for a user who can already sign in, and 404 for an unknown id', async () => {
     const admin = await superuserClient(t);
     const org = await seedOrganization(t);
