@@ -16,7 +16,7 @@ describe('gatehouse apikey on the command line', () => {
 
   it('creates a key printed once, lists it without the key, and revokes it', async () => {
     const created = await gatehouse(
-      ['apikey', 'create', '--name', 'HR feed', '--platform', '--scope', 'provisioning', '--scope', 'scim'],
+      ['apikey', 'create', '--name', 'HR feed', '--platform', '--scope', 'provisioning', '--scope', 'read:users'],
       dataDir,
     );
     expect(created.stderr).toBe('');
@@ -29,7 +29,7 @@ describe('gatehouse apikey on the command line', () => {
     const listed = await gatehouse(['apikey', 'list'], dataDir);
     expect(listed.code).toBe(0);
     expect(listed.stdout).toContain(id);
-    expect(listed.stdout).toContain('provisioning,scim');
+    expect(listed.stdout).toContain('provisioning,read:users');
     expect(listed.stdout).toContain('active');
     expect(listed.stdout).not.toContain(key);
 
@@ -40,7 +40,7 @@ describe('gatehouse apikey on the command line', () => {
     const database = await openDatabase({ dataDir });
     try {
       const [row] = await database.db.select().from(apiKeys);
-      expect(row).toMatchObject({ id, keyHash: sha256Hex(key), scopes: ['provisioning', 'scim'] });
+      expect(row).toMatchObject({ id, keyHash: sha256Hex(key), scopes: ['provisioning', 'read:users'] });
       expect(row?.revokedAt).toBeInstanceOf(Date);
     } finally {
       await database.close();
@@ -54,6 +54,12 @@ describe('gatehouse apikey on the command line', () => {
     );
     expect(unknownOrg.code).not.toBe(0);
     expect(unknownOrg.stderr.trim()).toBe('gatehouse: apikey create: organization: No organization has this code.');
+
+    const platformScim = await gatehouse(['apikey', 'create', '--name', 'x', '--platform', '--scope', 'scim'], dataDir);
+    expect(platformScim.code).not.toBe(0);
+    expect(platformScim.stderr.trim()).toBe(
+      'gatehouse: apikey create: organization: A key with the scim scope acts within one organization: name it.',
+    );
 
     const badScope = await gatehouse(['apikey', 'create', '--name', 'x', '--platform', '--scope', 'root'], dataDir);
     expect(badScope.code).not.toBe(0);

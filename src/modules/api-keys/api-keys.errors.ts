@@ -44,6 +44,11 @@ export const apiKeyErrors = {
   },
   unknownScope: (scope: string) => commonErrors.validation([{ field: 'scopes', message: `Unknown scope "${scope}".` }]),
   noScopes: () => commonErrors.validation([{ field: 'scopes', message: 'Give at least one scope.' }]),
+  // SCIM acts within one organization: a platform-wide key with this scope could never be used.
+  scimNeedsOrganization: () =>
+    commonErrors.validation([
+      { field: 'organization', message: 'A key with the scim scope acts within one organization: name it.' },
+    ]),
   expiryInPast: () => commonErrors.validation([{ field: 'expires_at', message: 'Must be in the future.' }]),
   revoked: (id: string) => new AppError(409, 'api_key_revoked', `API key ${id} is revoked and cannot be rotated.`),
   expired: (id: string) => new AppError(409, 'api_key_expired', `API key ${id} has expired and cannot be rotated.`),

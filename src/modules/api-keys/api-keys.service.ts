@@ -178,6 +178,7 @@ export async function createApiKey(db: Db, manager: KeyManager, input: NewApiKey
   const expiresAt = checkExpiry(input.expires_at, new Date());
   assertScopesWithin(await accessOfManager(db, manager), scopes);
   const organization = await organizationOfNewKey(db, manager, input.organization);
+  if (organization === null && scopes.includes('scim')) throw apiKeyErrors.scimNeedsOrganization();
   return db.transaction(async (tx) => {
     const created = await insertKey(tx, {
       organization,

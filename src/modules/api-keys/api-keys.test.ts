@@ -301,9 +301,15 @@ describe('API keys', () => {
     const mine = await createKey(admin, {});
     const [own] = await t.database.db.select().from(apiKeys).where(eq(apiKeys.id, mine.id));
     expect(own?.organizationId).toBe(admin.user.organizationId);
-    const platform = await createKey(admin, { organization: null });
+    const platform = await createKey(admin, { organization: null, scopes: ['provisioning'] });
     expect(platform.organization).toBeNull();
-    expect((await callMachine('/scim', platform.key)).json()).toMatchObject({ organizationId: null });
+    expect((await callMachine('/provisioning', platform.key)).json()).toMatchObject({ organizationId: null });
+    // SCIM acts within one organization: a platform-wide key for it could never be used.
+    const scim = await admin.post('/api/v1/api-keys/', { name: 'scim', organization: null, scopes: ['scim'] });
+    expect(scim.statusCode).toBe(400);
+    expect(scim.json().errors).toEqual([
+      { field: 'organization', message: 'A key with the scim scope acts within one organization: name it.' },
+    ]);
   });
 
   describe('tenant isolation', () => {
@@ -318,7 +324,7 @@ describe('API keys', () => {
       orgB = await seedOrganization(t);
       adminA = await clientWithRole(t, orgA.id, 'org_admin');
       keyOfB = await createKey(admin, { organization: orgB.code });
-      platformKey = await createKey(admin, { organization: null });
+      platformKey = await createKey(admin, { organization: null, scopes: ['provisioning'] });
     });
 
     it('lets an organization admin manage their own organization’s keys', async () => {

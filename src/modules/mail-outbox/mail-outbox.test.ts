@@ -208,7 +208,7 @@ describe('mail outbox API', () => {
     const created = await root.post('/api/v1/api-keys/', {
       name: 'everything',
       organization: null,
-      scopes: ['provisioning', 'scim', 'authorize', 'read:users'],
+      scopes: ['provisioning', 'authorize', 'read:users'],
     });
     expect(created.statusCode, created.body).toBe(201);
     for (const url of urls) {

@@ -6,6 +6,7 @@ import { seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
+import { apiKeys } from '../api-keys/api-keys.table.js';
 import { users } from '../users/users.table.js';
 
 const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
@@ -628,11 +629,16 @@ describe('SCIM Users', () => {
     expect(wrongScope.statusCode).toBe(403);
     expect(wrongScope.json()).toMatchObject({ schemas: [ERROR], status: '403' });
 
-    const { key } = await createApiKey(t.database.db, OPERATOR, {
+    // Such a key can no longer be created; one stored before that rule is refused.
+    const { key, apiKey } = await createApiKey(t.database.db, OPERATOR, {
       name: 'platform',
       organization: null,
-      scopes: ['scim'],
+      scopes: ['provisioning'],
     });
+    await t.database.db
+      .update(apiKeys)
+      .set({ scopes: ['scim'] })
+      .where(eq(apiKeys.id, apiKey.id));
     const platform = await t.request({
       method: 'GET',
       url: '/scim/v2/Users',
