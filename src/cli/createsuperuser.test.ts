@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse } from '../../test/cli.js';
+import { organizations } from '../modules/organizations/organizations.table.js';
+import { openDatabase } from '../platform/db/client.js';
+import { migrate } from '../platform/db/migrate.js';
 
 // Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
 vi.setConfig({ testTimeout: 180_000 });
@@ -23,5 +26,29 @@ describe('gatehouse createsuperuser on the command line', () => {
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);
     expect(created.stdout).toMatch(/^created superuser root@example\.com \(/);
+  });
+
+  it('refuses a deactivated organization, whose users cannot sign in, in one line', async () => {
+    const database = await openDatabase({ dataDir });
+    try {
+      await migrate(database.db);
+      await database.db.insert(organizations).values({ code: 'closed', name: 'Closed', isActive: false });
+    } finally {
+      await database.close();
+    }
+    const refused = await gatehouse(
+      [
+        'createsuperuser',
+        '--email',
+        'other@example.com',
+        '--password',
+        'Quartz-Lantern-9417',
+        '--organization',
+        'closed',
+      ],
+      dataDir,
+    );
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim()).toBe('gatehouse: createsuperuser: organization: "closed" is deactivated.');
   });
 });

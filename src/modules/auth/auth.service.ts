@@ -852,6 +852,7 @@ async function insertSuperuser(
   input: CreateSuperuserInput,
   passwordHash: string,
   usernameIsExplicit: boolean,
+  refuseInactive = false,
 ): Promise<User> {
   const code = input.organization ?? DEFAULT_ORGANIZATION_CODE;
   const org =
@@ -859,6 +860,9 @@ async function insertSuperuser(
       ? await ensureDefaultOrganization(db)
       : (await db.select().from(organizations).where(eq(organizations.code, code)))[0];
   if (!org) throw organizationErrors.notFound(code);
+  // Its users cannot sign in: a superuser made there on request could not either. (At start-up the
+  // superuser of ADMIN_EMAIL is still made, rather than the server refusing to start.)
+  if (refuseInactive && !org.isActive) throw organizationErrors.inactive(code);
   const [sameEmail] = await db
     .select({ id: users.id })
     .from(users)
@@ -905,6 +909,7 @@ export async function createSuperuser(db: Db, input: CreateSuperuserInput): Prom
       { ...input, username: input.username ?? input.email.split('@')[0] },
       passwordHash,
       input.username !== undefined,
+      true,
     ),
   );
 }
