@@ -5,8 +5,8 @@ import ActivityIcon from '@mui/icons-material/ListAlt';
 import MailIcon from '@mui/icons-material/Mail';
 import UserIcon from '@mui/icons-material/People';
 import RoleIcon from '@mui/icons-material/Security';
-import { Admin, memoryStore, Resource } from 'react-admin';
-import { BrowserRouter } from 'react-router-dom';
+import { Admin, CustomRoutes, memoryStore, Resource } from 'react-admin';
+import { BrowserRouter, Route } from 'react-router-dom';
 import { authProvider } from './auth-provider';
 import { Dashboard } from './dashboard';
 import { dataProvider } from './data-provider';
@@ -33,6 +33,8 @@ import {
 import { IntegrationCreate, IntegrationEdit, IntegrationList, IntegrationShow } from './resources/integrations';
 import { MailList, MailShow } from './resources/mail';
 import { UserCreate, UserEdit, UserList, UserShow } from './resources/users';
+import { SetPasswordPage } from './set-password-page';
+import { VerifyEmailPage } from './verify-email-page';
 
 export function App() {
   // Real paths under /admin/ (the server answers every one with index.html), not react-admin's default hash URLs.
@@ -50,6 +52,11 @@ export function App() {
         store={memoryStore()}
         disableTelemetry
       >
+        {/* Where mailed links land (reset, invitation, verification): public, outside the layout, no sign-in. */}
+        <CustomRoutes noLayout>
+          <Route path="/set-password" element={<SetPasswordPage />} />
+          <Route path="/verify-email" element={<VerifyEmailPage />} />
+        </CustomRoutes>
         <Resource name="users" list={UserList} show={UserShow} create={UserCreate} edit={UserEdit} icon={UserIcon} />
         <Resource
           name="organizations"

@@ -32,10 +32,23 @@ describe('request logs', () => {
       headers: { authorization: `Bearer ${access}`, cookie: 'sessionid=abc' },
     });
     await t.request({ method: 'POST', url: '/api/token/refresh/', payload: { refresh } });
+    // The console's pages for mailed links, and the API calls they make with the token.
+    await t.request({ method: 'GET', url: '/admin/set-password?token=console-query-token' });
+    await t.request({ method: 'GET', url: '/api/v1/users/password-reset/confirm/?token=confirm-query-token' });
     await new Promise((resolve) => setTimeout(resolve, 50));
 
     expect(logs).toContain('"path":"/api/v1/users/validate-token","status":200');
-    for (const secret of [TEST_PASSWORD, access, refresh, 'in-the-query', 'sessionid=abc']) {
+    expect(logs).toContain('"path":"/admin/*"');
+    expect(logs).toContain('"path":"/api/v1/users/password-reset/confirm"');
+    for (const secret of [
+      TEST_PASSWORD,
+      access,
+      refresh,
+      'in-the-query',
+      'sessionid=abc',
+      'console-query-token',
+      'confirm-query-token',
+    ]) {
       expect(logs).not.toContain(secret);
     }
   });

@@ -100,7 +100,9 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'verifyEmailLink',
         tags,
         security: [],
-        description: `${verifyDescription} The link in the mail points here.`,
+        description:
+          `${verifyDescription} The token in the query string: links mailed by earlier versions point here ` +
+          '(the mailed link now opens the admin console’s page `/admin/verify-email`, which calls POST).',
         querystring: TokenQuery,
         response: { 200: EmailVerifiedView },
       },
@@ -231,8 +233,8 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         security: [],
         description:
-          'Where the mailed link lands: whether a reset or invitation token can still be used (it is not used up). ' +
-          'Set the password with POST.',
+          'Whether a reset or invitation token can still be used (it is not used up): the admin console’s page ' +
+          '`/admin/set-password`, which the mailed link opens, asks this first. Set the password with POST.',
         querystring: TokenQuery,
         response: { 200: TokenStatusView },
       },

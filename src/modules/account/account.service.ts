@@ -51,7 +51,7 @@ const TOKEN_LIFETIME_MS: Record<AccountTokenPurpose, number> = {
   password_reset: HOUR_MS,
   invite: 7 * 24 * HOUR_MS,
 };
-// Reset and invitation links set a password through the same confirm endpoint.
+// Reset and invitation links set a password through the same confirm endpoint (and console page).
 // One address may have an account in several organizations; each gets its own link, up to this many.
 const MAX_RESET_ACCOUNTS = 10;
 // Anyone may ask for a reset or a new verification link for any address: past this many mailings of
@@ -109,12 +109,20 @@ async function issueAccountToken(
   return { token, expiresAt };
 }
 
-function link(config: Config, path: string, token: string): string {
-  return `${config.publicUrl}${path}?token=${encodeURIComponent(token)}`;
+/** The admin console's public pages that mailed links open (console/src, no sign-in needed). */
+type LinkPage = 'set-password' | 'verify-email';
+
+/**
+ * A mailed link: a console page a person can use, not the JSON endpoint the page calls. The token
+ * rides in the fragment, which a browser never sends: it stays out of the server's and any proxy's
+ * request logs, and out of a Referer.
+ */
+function link(config: Config, page: LinkPage, token: string): string {
+  return `${config.publicUrl}/admin/${page}#token=${encodeURIComponent(token)}`;
 }
 
 async function mailVerification(tx: DbOrTx, config: Config, user: { email: string }, token: string): Promise<void> {
-  const url = link(config, '/api/v1/users/verify-email/', token);
+  const url = link(config, 'verify-email', token);
   await queueMail(tx, {
     to: user.email,
     subject: 'Confirm your email address',
@@ -343,7 +351,7 @@ export async function sendPasswordResetMails(
     if (!(await mayMailAddress(tx, input.email, 'password_reset'))) return;
     for (const account of accounts) {
       const { token } = await issueAccountToken(tx, account, 'password_reset');
-      const url = link(config, '/api/v1/users/password-reset/confirm/', token);
+      const url = link(config, 'set-password', token);
       await queueMail(tx, {
         to: account.email,
         subject: 'Reset your password',
@@ -424,7 +432,7 @@ export async function confirmPasswordReset(db: Db, input: { token: string; new_p
 
 /**
  * Mails an invitation to set a password to an active user who has none (provisioned accounts);
- * the link uses the password-reset confirm endpoint and lives 7 days.
+ * the link opens the console's set-password page (the password-reset confirm endpoint) and lives 7 days.
  */
 export async function inviteUser(
   db: Db,
@@ -443,7 +451,7 @@ export async function inviteUser(
     if (user.passwordHash !== null) throw accountErrors.alreadyHasPassword();
     const org = await findOrganizationById(tx, user.organizationId);
     const { token, expiresAt } = await issueAccountToken(tx, user, 'invite');
-    const url = link(config, '/api/v1/users/password-reset/confirm/', token);
+    const url = link(config, 'set-password', token);
     await queueMail(tx, {
       to: user.email,
       subject: 'Set your password',

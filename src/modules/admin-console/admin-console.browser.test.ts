@@ -8,6 +8,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium } from '../../../test/chromium.js';
 import { ensureConsoleBuilt } from '../../../test/console-build.js';
+import { lastMailTo } from '../../../test/mail.js';
 import { grantRole, loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { queueMail } from '../../platform/mail/mail.js';
@@ -815,6 +816,138 @@ describe.skipIf(!hasChromium())(
       await page.evaluate('window.dispatchEvent(new Event("focus"))');
       await expect.poll(() => profileButton.textContent(), { timeout: STEP_TIMEOUT }).toContain('Ada Admin');
       await page.getByRole('menuitem', { name: 'Organizations', exact: true }).waitFor();
+      await page.context().close();
+    }, 60_000);
+
+    /**
+     * The console page a mailed link opens, on this test server: the mail names PUBLIC_URL, which
+     * here is not the address the server listens on.
+     */
+    async function mailedLink(address: string, page: string): Promise<string> {
+      const { mail } = await lastMailTo(t, address);
+      const prefix = `${t.config.publicUrl}/admin/${page}#token=`;
+      const url = new RegExp(`${prefix.replace(/[.]/g, '\\.')}[A-Za-z0-9_-]+`).exec(mail?.textBody ?? '')?.[0];
+      if (!url) throw new Error(`no ${prefix} link in the mail to ${address}`);
+      return `${base}${url.slice(t.config.publicUrl.length)}`;
+    }
+
+    /** Every request a page sends, to check that none carries the token anywhere but to this server. */
+    function requestsOf(page: Page): { url: string; referer: string | undefined }[] {
+      const sent: { url: string; referer: string | undefined }[] = [];
+      page.on('request', (request) => sent.push({ url: request.url(), referer: request.headers().referer }));
+      return sent;
+    }
+
+    it('sets a new password from the mailed reset link, signs in with it, and refuses the used link', async () => {
+      const person = await seedUser(t, orgId, { email: 'christine.darden@example.com' });
+      const requested = await t.request({
+        method: 'POST',
+        url: '/api/v1/users/password-reset/',
+        payload: { email: person.email },
+      });
+      expect(requested.statusCode).toBe(202);
+      const link = await mailedLink(person.email, 'set-password');
+      const token = new URL(link).hash.slice('#token='.length);
+
+      const page = await newPage();
+      const sent = requestsOf(page);
+      // Not signed in: the page opens all the same, checks the link and asks for the password twice.
+      await page.goto(link);
+      await page.getByRole('heading', { name: 'Reset your password' }).waitFor();
+      await page.getByText(/This link works until/).waitFor();
+      const password = page.getByLabel(/^New password\W*$/);
+      const repeat = page.getByLabel(/^New password again\W*$/);
+      const submit = page.getByRole('button', { name: 'Set password' });
+
+      // Two different entries are caught before anything is sent.
+      await password.fill('violet kettle maps 42');
+      await repeat.fill('violet kettle maps 43');
+      await submit.click();
+      await page.getByText('The two passwords differ.').waitFor();
+
+      // The server's password policy answers under the field, and the link keeps working.
+      await password.fill('short');
+      await repeat.fill('short');
+      await submit.click();
+      await page.getByText(/at least \d+ characters/i).waitFor();
+
+      await password.fill('violet kettle maps 42');
+      await repeat.fill('violet kettle maps 42');
+      await submit.click();
+      await page.getByText('Your password has been set.').waitFor();
+      await page.getByRole('link', { name: 'Sign in' }).click();
+      await page.getByLabel('Email or username').fill(person.email);
+      await page.getByLabel('Password').fill('violet kettle maps 42');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      // Signed in (without administration rights, so the console says it has nothing to show).
+      await page.getByText('No access').waitFor();
+      const profile = await page.request.get(`${base}/api/v1/users/profile/`);
+      expect(profile.status()).toBe(200);
+      expect((await profile.json()).email).toBe(person.email);
+
+      // The token went only to this server, in API calls, and never in a Referer.
+      expect(sent.length).toBeGreaterThan(0);
+      for (const request of sent) {
+        expect(request.url.startsWith(`${base}/`), request.url).toBe(true);
+        expect(request.referer ?? '', request.url).not.toContain(token);
+        if (request.url.includes(token)) expect(request.url).toContain('/api/v1/users/password-reset/confirm');
+      }
+
+      // The used link now says so, and offers no form.
+      const again = await newPage();
+      await again.goto(link);
+      await again.getByText(/This link can no longer be used/).waitFor();
+      expect(await again.getByLabel(/^New password\W*$/).count()).toBe(0);
+      await again.getByRole('link', { name: 'Sign in' }).waitFor();
+      // A link without a token, or a made-up one, says the same. (about:blank in between: a URL that
+      // differs only in its fragment would not load the page again.)
+      await again.goto('about:blank');
+      await again.goto(`${base}/admin/set-password#token=made-up`);
+      await again.getByText(/This link can no longer be used/).waitFor();
+      await again.goto(`${base}/admin/set-password`);
+      await again.getByText(/This link can no longer be used/).waitFor();
+      await page.context().close();
+      await again.context().close();
+    }, 90_000);
+
+    it('sets a first password from a mailed invitation', async () => {
+      const invited = await seedUser(t, orgId, { email: 'annie.easley@example.com', passwordHash: null });
+      const admin2 = await loginAs(t, admin);
+      expect((await admin2.post(`/api/v1/users/${invited.id}/invite/`)).statusCode).toBe(202);
+      const link = await mailedLink(invited.email, 'set-password');
+      const page = await newPage();
+      await page.goto(link);
+      await page.getByText(/This link works until/).waitFor();
+      await page.getByRole('heading', { name: 'Set your password' }).waitFor();
+      await page.getByLabel(/^New password\W*$/).fill('granite lantern drift 7');
+      await page.getByLabel(/^New password again\W*$/).fill('granite lantern drift 7');
+      await page.getByRole('button', { name: 'Set password' }).click();
+      await page.getByText('Your password has been set.').waitFor();
+      const login = await page.request.post(`${base}/api/login/`, {
+        data: { username: invited.email, password: 'granite lantern drift 7' },
+      });
+      expect(login.status()).toBe(200);
+      await page.context().close();
+    }, 60_000);
+
+    it('verifies an address from the mailed link and says so; the used link says it is used', async () => {
+      const email = 'valerie.thomas@example.com';
+      const registered = await t.request({
+        method: 'POST',
+        url: '/api/v1/users/register/',
+        payload: { email, password: 'violet kettle maps 42' },
+      });
+      expect(registered.statusCode).toBe(201);
+      const link = await mailedLink(email, 'verify-email');
+      const page = await newPage();
+      await page.goto(link);
+      await page.getByText('Your email address is verified.').waitFor();
+      await page.getByRole('link', { name: 'Sign in' }).waitFor();
+      const [row] = await t.database.db.select().from(users).where(eq(users.id, registered.json().id));
+      expect(row?.emailVerified).toBe(true);
+      await page.goto('about:blank');
+      await page.goto(link);
+      await page.getByText(/This link can no longer be used/).waitFor();
       await page.context().close();
     }, 60_000);
 

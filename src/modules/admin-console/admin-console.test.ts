@@ -30,6 +30,17 @@ describe('admin console serving at /admin/', () => {
     expect(res.headers['cache-control']).toBe('no-cache');
   });
 
+  it('serves the pages of mailed links (set a password, verify an address) without sending a Referer on', async () => {
+    for (const url of ['/admin/set-password', '/admin/verify-email']) {
+      const res = await t.request({ method: 'GET', url });
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toContain('<div id="root"></div>');
+      // The token is in the page's URL: no request from the page may carry it away in a Referer.
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['content-security-policy']).toBe(CONSOLE_CSP);
+    }
+  });
+
   it('serves hashed assets as immutable JavaScript', async () => {
     const res = await t.request({ method: 'GET', url: script });
     expect(res.statusCode).toBe(200);

@@ -73,9 +73,7 @@ describe('mail outbox API', () => {
     expect(one.statusCode, one.body).toBe(200);
     expect(one.headers['cache-control']).toBe('no-store');
     expect(one.json()).toMatchObject({ id: summary!.id, to: user.email, status: 'stored', html_body: null });
-    expect(one.json().text_body).toMatch(
-      /http:\/\/gatehouse\.test\/api\/v1\/users\/password-reset\/confirm\/\?token=[A-Za-z0-9_-]+/,
-    );
+    expect(one.json().text_body).toMatch(/http:\/\/gatehouse\.test\/admin\/set-password#token=[A-Za-z0-9_-]+/);
   });
 
   it('records each read of a mail as an audit event naming the reader, and no event for the list', async () => {
