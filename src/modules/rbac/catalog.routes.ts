@@ -110,7 +110,9 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         ...modules,
         operationId: 'deleteModule',
-        description: 'Deletes a module that has no permissions left (409 otherwise).',
+        description:
+          'Deletes a module that has no permissions left and that no role grants (409 `module_in_use` otherwise: ' +
+          'delete its permissions and take it out of those roles first).',
         params: CatalogRefParams,
       },
     },

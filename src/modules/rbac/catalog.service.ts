@@ -12,7 +12,14 @@ import type {
   UpdateModuleInput,
   UpdatePermissionInput,
 } from './rbac.schemas.js';
-import { type Permission, permissions, type RbacModule, rbacModules, rolePermissions } from './rbac.table.js';
+import {
+  type Permission,
+  permissions,
+  type RbacModule,
+  rbacModules,
+  roleModules,
+  rolePermissions,
+} from './rbac.table.js';
 
 /**
  * The platform-wide catalog: modules and the permissions within them. Gatehouse's own module
@@ -145,12 +152,18 @@ export async function deleteModule(db: Db, ref: string): Promise<void> {
   await db.transaction(async (tx) => {
     const current = await requireModule(tx, ref);
     if (current.code === GATEHOUSE_MODULE) throw rbacErrors.builtinCatalog();
+    // Locked first, as a permission is: a permission or grant being written holds a key-share lock
+    // on the row, so the checks below see it once committed instead of the cascade deleting it.
+    await tx.select({ id: rbacModules.id }).from(rbacModules).where(eq(rbacModules.id, current.id)).for('update');
     const [inUse] = await tx
       .select({ id: permissions.id })
       .from(permissions)
       .where(eq(permissions.moduleId, current.id))
       .limit(1);
     if (inUse) throw rbacErrors.moduleInUse(current.code);
+    // Deleting it would silently close it to every holder of a role that opens it.
+    const [granted] = await tx.select({ roles: count() }).from(roleModules).where(eq(roleModules.moduleId, current.id));
+    if (granted && granted.roles > 0) throw rbacErrors.moduleGranted(current.code, granted.roles);
     await tx.delete(rbacModules).where(eq(rbacModules.id, current.id));
     await catalogChanged(tx);
     await catalogAudit(tx, 'module.deleted', current);

@@ -1,4 +1,4 @@
-import { AppError, registerUniqueConstraint } from '../../platform/http/errors.js';
+import { AppError, commonErrors, registerUniqueConstraint } from '../../platform/http/errors.js';
 
 registerUniqueConstraint('modules_code_key', 'code', 'module_code_taken');
 registerUniqueConstraint('permissions_code_key', 'code', 'permission_code_taken');
@@ -27,6 +27,12 @@ export const rbacErrors = {
     new AppError(409, 'role_code_taken', detail, {
       errors: [{ field: 'code', message: `"${code}" is taken.` }],
     }),
+  /** Exactly one of a user's roles is primary: the only one cannot be left unmarked. */
+  onlyRoleIsPrimary: () =>
+    commonErrors.validation(
+      [{ field: 'is_primary', message: 'A user’s only role is their primary one; give them another role first.' }],
+      'A user’s only role is their primary one.',
+    ),
   assignmentNotFound: () => new AppError(404, 'role_assignment_not_found', 'The user does not hold this role.'),
   /** Codes in a body that name nothing; the field says which list. */
   unknownCodes: (field: string, codes: string[]) =>
@@ -72,6 +78,12 @@ export const rbacErrors = {
     ),
   moduleInUse: (code: string) =>
     new AppError(409, 'module_in_use', `Module "${code}" still has permissions; delete or move them first.`),
+  moduleGranted: (code: string, roles: number) =>
+    new AppError(
+      409,
+      'module_in_use',
+      `Module "${code}" is still granted by ${roles} ${roles === 1 ? 'role' : 'roles'}; take it out of them first.`,
+    ),
   permissionInUse: (code: string, roles: number) =>
     new AppError(
       409,

@@ -195,7 +195,13 @@ export const AssignRoleBody = Type.Object({
     maxLength: 64,
     description: 'Role code: the user’s organization’s role of that code first, then the global one.',
   }),
-  is_primary: Type.Optional(Type.Boolean({ description: 'Make it the primary role (the first role always is).' })),
+  is_primary: Type.Optional(
+    Type.Boolean({
+      description:
+        'Make it the primary role (the first role always is). False on the primary role makes the most ' +
+        'powerful other role (lowest level, then code) primary; the only role stays primary (400 naming is_primary).',
+    }),
+  ),
 });
 export type AssignRoleInput = Static<typeof AssignRoleBody>;
 

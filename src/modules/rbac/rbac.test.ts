@@ -148,6 +148,51 @@ describe('modules and permissions', () => {
     expect((await root.delete(`/api/v1/permissions/${view}`)).statusCode).toBe(204);
   });
 
+  it('answers 409 module_in_use while a role grants the module, and keeps the grant', async () => {
+    const mod = unique('Q').toUpperCase();
+    expect((await root.post('/api/v1/modules/', { code: mod, name: `Module ${mod}` })).statusCode).toBe(201);
+    const role = await root.post('/api/v1/roles/', {
+      code: unique('opener_'),
+      name: 'Opener',
+      level: 5,
+      modules: [mod],
+    });
+    expect(role.statusCode, role.body).toBe(201);
+    const user = await seedUser(t, orgA.id);
+    await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code });
+    const client = await loginAs(t, user);
+
+    const res = await root.delete(`/api/v1/modules/${mod}/`);
+    expect(res.statusCode).toBe(409);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({ code: 'module_in_use', detail: expect.stringContaining('1 role') });
+    expect((await root.get(`/api/v1/roles/${role.json().id}`)).json().modules).toEqual([mod]);
+    expect((await client.get('/api/v1/users/profile/permissions/')).json().modules).toEqual([mod]);
+
+    // Once no role grants it, it goes.
+    await root.patch(`/api/v1/roles/${role.json().id}`, { modules: [] });
+    expect((await root.delete(`/api/v1/modules/${mod}/`)).statusCode).toBe(204);
+  });
+
+  // Races need PostgreSQL (TEST_DATABASE_URL) to overlap; PGlite runs the requests one after the other.
+  it('never deletes a module from under a role granting it at the same time', async () => {
+    for (let i = 0; i < 8; i++) {
+      const mod = unique('R').toUpperCase();
+      await root.post('/api/v1/modules/', { code: mod, name: `Module ${mod}` });
+      const [deleted, created] = await Promise.all([
+        root.delete(`/api/v1/modules/${mod}/`),
+        root.post('/api/v1/roles/', { code: unique('racer_'), name: 'Racer', level: 5, modules: [mod] }),
+      ]);
+      if (created.statusCode === 201) {
+        expect(deleted.json(), deleted.body).toMatchObject({ status: 409, code: 'module_in_use' });
+        expect((await root.get(`/api/v1/roles/${created.json().id}`)).json().modules).toEqual([mod]);
+      } else {
+        expect(deleted.statusCode, deleted.body).toBe(204);
+        expect(created.json(), created.body).toMatchObject({ status: 400, errors: [{ field: 'modules' }] });
+      }
+    }
+  });
+
   it('pages lists with cursors', async () => {
     for (let i = 0; i < 3; i++) await seedCatalog();
     const first = await root.get('/api/v1/modules/?limit=2');
@@ -357,12 +402,9 @@ describe('assignments and effective permissions', () => {
     const again = await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code });
     expect(again.statusCode).toBe(409);
     expect(again.json()).toMatchObject({ code: 'role_already_assigned', errors: [{ field: 'role' }] });
+    // A user's only role stays their primary one.
     const demoted = await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code, is_primary: false });
-    expect(demoted.statusCode).toBe(200);
-    expect(demoted.json()).toMatchObject({ is_primary: false });
-    expect(
-      (await root.post(`/api/v1/users/${user.id}/roles/`, { role: role.json().code, is_primary: true })).statusCode,
-    ).toBe(200);
+    expect(demoted.json()).toMatchObject({ status: 400, errors: [{ field: 'is_primary' }] });
     const mine = (await client.get('/api/v1/users/profile/permissions/')).json();
     expect(mine).toMatchObject({
       permissions: [view],
@@ -486,6 +528,68 @@ describe('assignments and effective permissions', () => {
     ]);
   });
 
+  /** The user's roles as [code, is_primary], most powerful first. */
+  async function primaries(userId: string): Promise<[string, boolean][]> {
+    const held = (await root.get(`/api/v1/users/${userId}/roles/`)).json().results;
+    return held.map((r: { role: string; is_primary: boolean }) => [r.role, r.is_primary]);
+  }
+
+  it('unmarking the primary role makes the most powerful other role primary', async () => {
+    const eng = (await root.post('/api/v1/roles/', { code: unique('eng'), name: 'Eng', level: 4 })).json();
+    const user = await seedUser(t, orgA.id);
+    for (const role of [eng.code, 'viewer', 'org_admin']) {
+      await root.post(`/api/v1/users/${user.id}/roles/`, { role, is_primary: role === eng.code });
+    }
+    const unmarked = await root.post(`/api/v1/users/${user.id}/roles/`, { role: eng.code, is_primary: false });
+    expect(unmarked.statusCode, unmarked.body).toBe(200);
+    expect(unmarked.json()).toMatchObject({ role: eng.code, is_primary: false });
+    expect(await primaries(user.id)).toEqual([
+      ['org_admin', true],
+      [eng.code, false],
+      ['viewer', false],
+    ]);
+    // Unmarking one that is not primary changes nothing.
+    const again = await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer', is_primary: false });
+    expect(again.json()).toMatchObject({ status: 409, code: 'role_already_assigned' });
+    expect((await primaries(user.id)).filter(([, primary]) => primary)).toEqual([['org_admin', true]]);
+  });
+
+  it('refuses is_primary false when the user would hold no other role to be primary', async () => {
+    const user = await seedUser(t, orgA.id);
+    const first = await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer', is_primary: false });
+    expect(first.statusCode).toBe(400);
+    expect(first.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'is_primary' }] });
+    expect(await primaries(user.id)).toEqual([]);
+
+    await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer' });
+    const only = await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer', is_primary: false });
+    expect(only.json()).toMatchObject({ status: 400, errors: [{ field: 'is_primary' }] });
+    expect(await primaries(user.id)).toEqual([['viewer', true]]);
+  });
+
+  it('deleting a role makes the most powerful remaining role primary for each user who had it as primary', async () => {
+    const tmp = (
+      await root.post('/api/v1/roles/', { code: unique('tmp'), name: 'Tmp', level: 4, organization: orgA.code })
+    ).json();
+    const primaryHolder = await seedUser(t, orgA.id);
+    const otherHolder = await seedUser(t, orgA.id);
+    const onlyHolder = await seedUser(t, orgA.id);
+    for (const role of [tmp.code, 'viewer', 'org_admin']) {
+      await root.post(`/api/v1/users/${primaryHolder.id}/roles/`, { role, is_primary: role === tmp.code });
+    }
+    await root.post(`/api/v1/users/${otherHolder.id}/roles/`, { role: 'viewer' });
+    await root.post(`/api/v1/users/${otherHolder.id}/roles/`, { role: tmp.code });
+    await root.post(`/api/v1/users/${onlyHolder.id}/roles/`, { role: tmp.code });
+
+    expect((await root.delete(`/api/v1/roles/${tmp.id}/`)).statusCode).toBe(204);
+    expect(await primaries(primaryHolder.id)).toEqual([
+      ['org_admin', true],
+      ['viewer', false],
+    ]);
+    expect(await primaries(otherHolder.id)).toEqual([['viewer', true]]);
+    expect(await primaries(onlyHolder.id)).toEqual([]);
+  });
+
   // Races need PostgreSQL (TEST_DATABASE_URL) to overlap; PGlite runs the requests one after the other.
   it('answers 404 user_not_found to an assignment whose user is deleted meanwhile, never 500', async () => {
     for (let i = 0; i < 12; i++) {
@@ -519,6 +623,36 @@ describe('assignments and effective permissions', () => {
       for (const res of assigned) {
         if (res.statusCode === 201) continue;
         expect(res.json(), res.body).toMatchObject({ status: 400, errors: [{ field: 'role' }] });
+      }
+    }
+  });
+
+  it('leaves exactly one primary role per user when a role is deleted while its holders’ roles change', async () => {
+    for (let i = 0; i < 6; i++) {
+      const tmp = (await root.post('/api/v1/roles/', { code: unique('tmp'), name: 'Tmp', level: 4 })).json();
+      const first = await seedUser(t, orgA.id);
+      const second = await seedUser(t, orgA.id);
+      const holders = [first, second];
+      for (const u of holders) {
+        await root.post(`/api/v1/users/${u.id}/roles/`, { role: tmp.code });
+        await root.post(`/api/v1/users/${u.id}/roles/`, { role: 'viewer' });
+      }
+      const answers = await Promise.all([
+        root.delete(`/api/v1/roles/${tmp.id}/`),
+        root.post(`/api/v1/users/${first.id}/roles/`, { role: 'org_admin' }),
+        root.post(`/api/v1/users/${first.id}/roles/`, { role: tmp.code, is_primary: true }),
+        root.post(`/api/v1/users/${second.id}/roles/`, { role: tmp.code, is_primary: false }),
+        root.post(`/api/v1/users/${second.id}/roles/`, { role: 'org_admin', is_primary: false }),
+      ]);
+      for (const res of answers) expect(res.statusCode, res.body).toBeLessThan(500);
+      expect(answers[0]?.statusCode).toBe(204);
+      for (const u of holders) {
+        const held = await primaries(u.id);
+        expect(
+          held.filter(([, primary]) => primary),
+          JSON.stringify(held),
+        ).toHaveLength(1);
+        expect(held.map(([code]) => code)).toEqual(['org_admin', 'viewer']);
       }
     }
   });

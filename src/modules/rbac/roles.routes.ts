@@ -123,7 +123,9 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         operationId: 'deleteRole',
-        description: 'Deletes a role and its assignments; built-in roles stay (409).',
+        description:
+          'Deletes a role and its assignments; built-in roles stay (409). Each user who held it as primary gets ' +
+          'their most powerful remaining role as primary.',
         params: RoleIdParams,
       },
     },
@@ -166,6 +168,7 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Gives the user a role by code (their organization’s role first, then the global one): 201; 200 when ' +
           'they hold it and `is_primary` changes; 409 `role_already_assigned` when they already hold it as asked. ' +
+          'Exactly one of a user’s roles is primary (see `is_primary`). ' +
           'Nobody changes their own roles; the delegation ceiling applies.',
         params: UserRolesParams,
         body: AssignRoleBody,
@@ -186,7 +189,8 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         operationId: 'removeRole',
-        description: 'Takes a role (id or code) from the user.',
+        description:
+          'Takes a role (id or code) from the user; when it was primary, their most powerful remaining role becomes primary.',
         params: UserRoleParams,
       },
     },

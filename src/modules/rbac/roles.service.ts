@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, inArray, isNotNull, isNull, or, type SQL, sql } from 'drizzle-orm';
-import type { Db, DbOrTx } from '../../platform/db/client.js';
+import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { cursorId, decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
@@ -133,7 +133,13 @@ async function idsForCodes(
   field: 'permissions' | 'modules',
 ): Promise<string[]> {
   if (codes.length === 0) return [];
-  const found = await tx.select({ id: table.id, code: table.code }).from(table).where(inArray(table.code, codes));
+  // Key share, as the grant's foreign key will take: a deletion of one of them either waits for this
+  // transaction (and then sees the grant) or has committed, and the code is unknown, not a 500.
+  const found = await tx
+    .select({ id: table.id, code: table.code })
+    .from(table)
+    .where(inArray(table.code, codes))
+    .for('key share');
   const missing = codes.filter((c) => !found.some((f) => f.code === c));
   if (missing.length > 0) throw rbacErrors.unknownCodes(field, missing);
   return found.map((f) => f.id);
@@ -330,7 +336,19 @@ export async function deleteRole(db: Db, actor: UserActor, id: string): Promise<
     });
     // Before the delete takes the assignments: the holders lose a SCIM group.
     if (current.organizationId !== null) await groupsOfUsersChanged(tx, holdersOf(tx, current.id));
+    // The role's row first, as its deletion would lock it (after the users, as an assignment does):
+    // assignments of it in flight commit before the read below, or wait and find it gone.
+    await tx.select({ id: roles.id }).from(roles).where(eq(roles.id, current.id)).for('update');
+    // Taken here rather than by the cascade, to know whose primary role goes with it.
+    const lost = await tx
+      .delete(userRoles)
+      .where(and(eq(userRoles.roleId, current.id), eq(userRoles.isPrimary, true)))
+      .returning({ userId: userRoles.userId });
     await tx.delete(roles).where(eq(roles.id, current.id));
+    await promotePrimaries(
+      tx,
+      lost.map((l) => l.userId),
+    );
     await roleChanged(tx, current.id);
     await recordAudit(tx, {
       type: 'role.deleted',
@@ -546,6 +564,34 @@ async function findAssignment(tx: DbOrTx, userId: string, roleId: string): Promi
 }
 
 /**
+ * Gives each of these users who holds roles but none primary their most powerful role (level, then
+ * code) as primary, skipping `exceptRoleId` (a role just unmarked). One rule for every path that
+ * can take a user's primary role away: unmarking it, removing it, deleting the role, SCIM members.
+ */
+export async function promotePrimaries(
+  tx: DbOrTx,
+  userIds: string[],
+  exceptRoleId?: string,
+): Promise<{ user_id: string; role_id: string; code: string }[]> {
+  if (userIds.length === 0) return [];
+  return queryRows(
+    tx,
+    sql`
+    update user_roles set is_primary = true
+    from (
+      select distinct on (ur.user_id) ur.user_id, ur.role_id, r.code
+      from user_roles ur join roles r on r.id = ur.role_id
+      where ${anyUuid(sql`ur.user_id`, userIds)}
+        ${exceptRoleId === undefined ? sql`` : sql`and ur.role_id <> ${exceptRoleId}`}
+        and not exists (select 1 from user_roles p where p.user_id = ur.user_id and p.is_primary)
+      order by ur.user_id, r.level, r.code, r.id
+    ) pick
+    where user_roles.user_id = pick.user_id and user_roles.role_id = pick.role_id
+    returning pick.user_id, pick.role_id, pick.code`,
+  );
+}
+
+/**
  * Gives a user a role, or changes whether an assignment they hold is primary. `unchanged` (they
  * already hold it as asked) writes nothing: the route answers it as a duplicate. The assignment
  * answered is the one this transaction committed, whatever changed since.
@@ -570,6 +616,10 @@ export async function assignRole(
     if (existing && existing.isPrimary === isPrimary) {
       return { assignment: await findAssignment(tx, target.id, role.id), outcome: 'unchanged' as const };
     }
+    // While a user holds roles, exactly one is primary: a role left unmarked hands the mark to the
+    // most powerful other one, as removing it would; a user's only role cannot give it away.
+    const others = held.filter((h) => h.roleId !== role.id);
+    if (!isPrimary && others.length === 0) throw rbacErrors.onlyRoleIsPrimary();
     if (isPrimary) {
       await tx
         .update(userRoles)
@@ -582,6 +632,7 @@ export async function assignRole(
       .insert(userRoles)
       .values({ userId: target.id, roleId: role.id, isPrimary, assignedBy: actor.userId })
       .onConflictDoUpdate({ target: [userRoles.userId, userRoles.roleId], set: { isPrimary } });
+    const [promoted] = isPrimary ? [] : await promotePrimaries(tx, [target.id], role.id);
     // Whether it is primary is no part of the Group; only a new holder changes it.
     if (!existing) {
       await holdersChanged(tx, [role.id]);
@@ -595,7 +646,12 @@ export async function assignRole(
       userId: target.id,
       actor,
       description: `Role ${role.code} ${existing ? 'assignment updated' : 'assigned'}`,
-      details: { role: role.code, role_id: role.id, is_primary: isPrimary },
+      details: {
+        role: role.code,
+        role_id: role.id,
+        is_primary: isPrimary,
+        ...(promoted ? { primary_role: promoted.code, primary_role_id: promoted.role_id } : {}),
+      },
       severity: 'warning',
       objectType: 'role',
       objectId: role.id,
@@ -619,14 +675,7 @@ export async function removeRole(db: Db, actor: UserActor, userId: string, roleR
     if (!removed) throw rbacErrors.assignmentNotFound();
     await holdersChanged(tx, [role.id]);
     if (role.organizationId !== null) await groupsOfUsersChanged(tx, [target.id]);
-    if (removed.isPrimary) {
-      await tx.execute(sql`
-        update user_roles set is_primary = true
-        where user_id = ${target.id} and role_id = (
-          select ur.role_id from user_roles ur join roles r on r.id = ur.role_id
-          where ur.user_id = ${target.id} order by r.level, r.code limit 1
-        )`);
-    }
+    const [promoted] = removed.isPrimary ? await promotePrimaries(tx, [target.id]) : [];
     await userRolesChanged(tx, target.id);
     await recordAudit(tx, {
       type: 'role.unassigned',
@@ -635,7 +684,12 @@ export async function removeRole(db: Db, actor: UserActor, userId: string, roleR
       userId: target.id,
       actor,
       description: `Role ${role.code} removed`,
-      details: { role: role.code, role_id: role.id, was_primary: removed.isPrimary },
+      details: {
+        role: role.code,
+        role_id: role.id,
+        was_primary: removed.isPrimary,
+        ...(promoted ? { primary_role: promoted.code, primary_role_id: promoted.role_id } : {}),
+      },
       severity: 'warning',
       objectType: 'role',
       objectId: role.id,

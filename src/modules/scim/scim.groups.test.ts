@@ -478,6 +478,33 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(await t.database.db.select().from(userRoles).where(eq(userRoles.userId, u.id))).toEqual([]);
   });
 
+  it('gives a member who leaves their primary group, or whose primary group is deleted, another primary role', async () => {
+    const { org, scim } = await scimClient(t);
+    const u = await seedUser(t, org.id);
+    const create = async () =>
+      (
+        await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g'), members: [{ value: u.id }] })
+      ).json();
+    const [first, second, third] = [await create(), await create(), await create()];
+    const primaryOf = async () =>
+      (await t.database.db.select().from(userRoles).where(eq(userRoles.userId, u.id)))
+        .filter((held) => held.isPrimary)
+        .map((held) => held.roleId);
+    expect(await primaryOf()).toEqual([first.id]);
+
+    const left = await scim('PATCH', `/Groups/${first.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'remove', path: `members[value eq "${u.id}"]` }],
+    });
+    expect(left.statusCode, left.body).toBe(200);
+    // Groups share level 1000: the lower code is the more powerful.
+    const [next, last] = [second, third].sort((a, b) => (a.displayName < b.displayName ? -1 : 1));
+    expect(await primaryOf()).toEqual([next.id]);
+
+    expect((await scim('DELETE', `/Groups/${next.id}`)).statusCode).toBe(204);
+    expect(await primaryOf()).toEqual([last.id]);
+  });
+
   it("never shows or changes another organization's groups, nor global roles", async () => {
     const a = await scimClient(t);
     const b = await scimClient(t);

@@ -8,7 +8,7 @@ import { accessOfCaller, assertWithinCeiling, keyCeilingOf, usersBeyondCeiling }
 import { type EffectiveAccess, roleChanged, userRolesChanged } from '../rbac/effective-access.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
-import { findRole, groupsOfUsersChanged } from '../rbac/roles.service.js';
+import { findRole, groupsOfUsersChanged, promotePrimaries } from '../rbac/roles.service.js';
 import { users } from '../users/users.table.js';
 import { requireSchema, scimErrors } from './scim.errors.js';
 import { type AttributeMap, compileFilter } from './scim.filter.js';
@@ -308,25 +308,11 @@ async function setMembers(tx: DbOrTx, roleId: string, wanted: string[]) {
     await tx.delete(userRoles).where(and(eq(userRoles.roleId, roleId), inArray(userRoles.userId, removed)));
   }
   if (added.length + removed.length > 0) {
-    await repairPrimaries(tx, [...added, ...removed]);
+    await promotePrimaries(tx, [...added, ...removed]);
     await groupsOfUsersChanged(tx, [...added, ...removed]);
   }
   for (const id of [...added, ...removed]) await userRolesChanged(tx, id);
   return { added, removed };
-}
-
-/** Users left with roles but no primary one get their most powerful role as primary. */
-async function repairPrimaries(tx: DbOrTx, userIds: string[]): Promise<void> {
-  await tx.execute(sql`
-    update user_roles set is_primary = true
-    from (
-      select distinct on (ur.user_id) ur.user_id, ur.role_id
-      from user_roles ur join roles r on r.id = ur.role_id
-      where ur.user_id = any(${sql.param(userIds)}::uuid[])
-        and not exists (select 1 from user_roles p where p.user_id = ur.user_id and p.is_primary)
-      order by ur.user_id, r.level, r.code
-    ) pick
-    where user_roles.user_id = pick.user_id and user_roles.role_id = pick.role_id`);
 }
 
 export interface GroupWriteContext {
@@ -534,7 +520,7 @@ export async function deleteScimGroup(ctx: GroupWriteContext, id: string, ifMatc
     await tx.delete(roles).where(eq(roles.id, role.id));
     const ids = holders.map((h) => h.userId);
     if (ids.length > 0) {
-      await repairPrimaries(tx, ids);
+      await promotePrimaries(tx, ids);
       await groupsOfUsersChanged(tx, ids);
       for (const userId of ids) await userRolesChanged(tx, userId);
     }

@@ -225,7 +225,9 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: typedTags,
         description:
           'Users of one type (`students`, `staff`, `admins`, … as defined under /api/v1/user-types/), newest first. ' +
-          '`profile.<key>=<value>` filters on profile data. A segment that is neither a plural nor a user id ' +
+          '`profile.<key>=<value>` filters on profile data, the value read as the type the schema gives the key ' +
+          '(the non-null one of a list; `null` matches a stored null where the type allows it, but a string is ' +
+          'taken as written). A segment that is neither a plural nor a user id ' +
           'answers 404 `user_not_found`.',
         params: PluralParams,
         querystring: ListTypedUsersQuery,
@@ -377,18 +379,42 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
   );
 };
 
-/** A query-string value as the JSON type the schema declares for that key, so containment can match it. */
+/**
+ * A query-string value as the JSON type the schema declares for that key, so containment can match
+ * it. A list of types (`["number", "null"]`) is read by its one non-null member; where it allows
+ * null, `null` matches a stored null, except for strings, which are taken as written. A list of
+ * several other types (but numbers) leaves the value as written.
+ */
 function filterValue(field: string, value: string, type: unknown): unknown {
-  if (type === 'integer' || type === 'number') {
+  const types =
+    typeof type === 'string'
+      ? [type]
+      : Array.isArray(type)
+        ? type.filter((t): t is string => typeof t === 'string')
+        : [];
+  const nullable = types.includes('null');
+  const others = types.filter((t) => t !== 'null');
+  if (nullable && value === 'null' && !others.includes('string')) return null;
+  // ["integer", "number"] is any number.
+  const declared =
+    others.length === 1 ? others[0] : others.length > 1 && others.every(isNumeric) ? 'number' : undefined;
+  const orNull = nullable ? ' or null' : '';
+  if (declared === 'integer' || declared === 'number') {
     const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || (type === 'integer' && !Number.isInteger(n))) {
-      throw userTypeErrors.invalidFilter(field, `Expected ${type === 'integer' ? 'an integer' : 'a number'}.`);
+    if (value.trim() === '' || !Number.isFinite(n) || (declared === 'integer' && !Number.isInteger(n))) {
+      throw userTypeErrors.invalidFilter(
+        field,
+        `Expected ${declared === 'integer' ? 'an integer' : 'a number'}${orNull}.`,
+      );
     }
     return n;
   }
-  if (type === 'boolean') {
-    if (value !== 'true' && value !== 'false') throw userTypeErrors.invalidFilter(field, 'Expected true or false.');
+  if (declared === 'boolean') {
+    if (value !== 'true' && value !== 'false')
+      throw userTypeErrors.invalidFilter(field, `Expected true or false${orNull}.`);
     return value === 'true';
   }
   return value;
 }
+
+const isNumeric = (type: string) => type === 'integer' || type === 'number';

@@ -83,6 +83,56 @@ describe('user types and typed users', () => {
     expect((await admin.get(`/api/v1/users/${plural}/${id}/`)).statusCode).toBe(404);
   });
 
+  it('filters on a property whose type is a list by its non-null member, and on null where the type allows it', async () => {
+    const code = unique('kid').replace(/-/g, '');
+    const plural = `${code}s`;
+    const res = await createType({
+      code,
+      plural,
+      label: 'Kid',
+      schema: {
+        type: 'object',
+        properties: {
+          score: { type: ['number', 'null'] },
+          age: { type: ['null', 'integer'] },
+          enrolled: { type: ['boolean', 'null'] },
+          nick: { type: ['string', 'null'] },
+        },
+      },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const ids: string[] = [];
+    for (const profile of [
+      { score: 1.5, age: 7, enrolled: true, nick: 'null' },
+      { score: null, age: null, enrolled: null, nick: null },
+      { score: 3 },
+    ]) {
+      const created = await admin.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile });
+      expect(created.statusCode, created.body).toBe(201);
+      ids.push(created.json().id);
+    }
+    const [typed, nulls] = ids;
+    const found = async (query: string) =>
+      (await admin.get(`/api/v1/users/${plural}/?${query}`)).json().results.map((u: { id: string }) => u.id);
+
+    expect(await found('profile.score=1.5')).toEqual([typed]);
+    expect(await found('profile.age=7')).toEqual([typed]);
+    expect(await found('profile.enrolled=true')).toEqual([typed]);
+    expect(await found('profile.score=null')).toEqual([nulls]);
+    expect(await found('profile.age=null')).toEqual([nulls]);
+    expect(await found('profile.enrolled=null')).toEqual([nulls]);
+    // A string is taken as written: "null" is that text.
+    expect(await found('profile.nick=null')).toEqual([typed]);
+    for (const [query, field] of [
+      ['profile.score=x', 'profile.score'],
+      ['profile.age=7.5', 'profile.age'],
+      ['profile.enrolled=yes', 'profile.enrolled'],
+    ]) {
+      const bad = await admin.get(`/api/v1/users/${plural}/?${query}`);
+      expect(bad.json(), query).toMatchObject({ status: 400, errors: [{ field }] });
+    }
+  });
+
   it('answers 400 naming a type’s code, which cannot be changed, and a body with nothing to change with the type as it is', async () => {
     const code = unique('kind').replace(/-/g, '');
     const type = (await createType({ code, plural: `${code}s`, label: 'Kind' })).json();
