@@ -86,4 +86,49 @@ describe('migrate', () => {
       await drop();
     }
   });
+
+  it('gives every user left without a primary role their most powerful one (0027)', async () => {
+    const { database, drop } = await openTestDatabase();
+    const before = mkdtempSync(join(tmpdir(), 'migrations-'));
+    try {
+      await database.db.execute(sql`drop schema public cascade`);
+      await database.db.execute(sql`create schema public`);
+      cpSync(join(import.meta.dirname, '../../../drizzle'), before, { recursive: true });
+      const journalPath = join(before, 'meta/_journal.json');
+      const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: { tag: string }[] };
+      const at = journal.entries.findIndex((e) => e.tag === '0027_primary_role_repair');
+      writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
+      await migrate(database.db, before);
+
+      await database.db.execute(sql`
+        with org as (insert into organizations (id, code, name) values (gen_random_uuid(), 'm27', 'M27') returning id),
+        r as (
+          insert into roles (id, organization_id, code, name, level)
+          select gen_random_uuid(), org.id, v.code, v.code, v.level from org, (values ('low', 9), ('high', 2), ('tie', 2)) v(code, level)
+          returning id, code
+        ),
+        people as (
+          insert into users (id, organization_id, email)
+          select gen_random_uuid(), org.id, v.email from org, (values ('none@m27.test'), ('kept@m27.test')) v(email)
+          returning id, email
+        )
+        insert into user_roles (user_id, role_id, is_primary)
+        select people.id, r.id, people.email = 'kept@m27.test' and r.code = 'low' from people, r`);
+      expect((await migrate(database.db))[0]).toBe('0027_primary_role_repair');
+      // The one without a primary role gets the lowest level, then the first code; the other keeps theirs.
+      expect(
+        await queryRows(
+          database.db,
+          sql`select u.email, r.code from user_roles ur join users u on u.id = ur.user_id join roles r on r.id = ur.role_id
+            where ur.is_primary order by u.email`,
+        ),
+      ).toEqual([
+        { email: 'kept@m27.test', code: 'low' },
+        { email: 'none@m27.test', code: 'high' },
+      ]);
+    } finally {
+      rmSync(before, { recursive: true, force: true });
+      await drop();
+    }
+  });
 });
