@@ -4,8 +4,28 @@ import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { openTestDatabase } from '../../../test/test-app.js';
-import { openDatabase, queryRows } from './client.js';
+import { type Database, openDatabase, queryRows } from './client.js';
 import { listMigrations, migrate } from './migrate.js';
+
+/**
+ * Empties the test database and applies the committed migrations before `tag`: the state an
+ * installation was in when `tag` arrived, to seed the data that migration must carry over.
+ */
+async function migrateUpTo(database: Database, tag: string): Promise<void> {
+  await database.db.execute(sql`drop schema public cascade`);
+  await database.db.execute(sql`create schema public`);
+  const before = mkdtempSync(join(tmpdir(), 'migrations-'));
+  try {
+    cpSync(join(import.meta.dirname, '../../../drizzle'), before, { recursive: true });
+    const journalPath = join(before, 'meta/_journal.json');
+    const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: { tag: string }[] };
+    const at = journal.entries.findIndex((e) => e.tag === tag);
+    writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
+    await migrate(database.db, before);
+  } finally {
+    rmSync(before, { recursive: true, force: true });
+  }
+}
 
 describe('migrate', () => {
   it('applies every committed migration once, and nothing on a second run', async () => {
@@ -42,16 +62,8 @@ describe('migrate', () => {
 
   it('keys the downstream sync states by the keycloak_id their users had (0022)', async () => {
     const { database, drop } = await openTestDatabase();
-    const before = mkdtempSync(join(tmpdir(), 'migrations-'));
     try {
-      await database.db.execute(sql`drop schema public cascade`);
-      await database.db.execute(sql`create schema public`);
-      cpSync(join(import.meta.dirname, '../../../drizzle'), before, { recursive: true });
-      const journalPath = join(before, 'meta/_journal.json');
-      const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: { tag: string }[] };
-      const at = journal.entries.findIndex((e) => e.tag === '0022_sync_state_by_keycloak_id');
-      writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
-      await migrate(database.db, before);
+      await migrateUpTo(database, '0022_sync_state_by_keycloak_id');
 
       await database.db.execute(sql`
         with org as (insert into organizations (id, code, name) values (gen_random_uuid(), 'm22', 'M22') returning id),
@@ -82,23 +94,14 @@ describe('migrate', () => {
         { keycloak_id: 'kc-a' },
       ]);
     } finally {
-      rmSync(before, { recursive: true, force: true });
       await drop();
     }
   });
 
   it('gives every user left without a primary role their most powerful one (0027)', async () => {
     const { database, drop } = await openTestDatabase();
-    const before = mkdtempSync(join(tmpdir(), 'migrations-'));
     try {
-      await database.db.execute(sql`drop schema public cascade`);
-      await database.db.execute(sql`create schema public`);
-      cpSync(join(import.meta.dirname, '../../../drizzle'), before, { recursive: true });
-      const journalPath = join(before, 'meta/_journal.json');
-      const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: { tag: string }[] };
-      const at = journal.entries.findIndex((e) => e.tag === '0027_primary_role_repair');
-      writeFileSync(journalPath, JSON.stringify({ ...journal, entries: journal.entries.slice(0, at) }));
-      await migrate(database.db, before);
+      await migrateUpTo(database, '0027_primary_role_repair');
 
       await database.db.execute(sql`
         with org as (insert into organizations (id, code, name) values (gen_random_uuid(), 'm27', 'M27') returning id),
@@ -127,7 +130,6 @@ describe('migrate', () => {
         { email: 'none@m27.test', code: 'high' },
       ]);
     } finally {
-      rmSync(before, { recursive: true, force: true });
       await drop();
     }
   });
