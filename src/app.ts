@@ -127,11 +127,10 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   refuseOtherMethodsOnFixedPaths(app, allowedMethods, methodAnswers);
   installAuthentication(
     app,
-    [
-      createApiKeyResolver(database.db, config),
-      createBearerResolver({ db: database.db, keys: signingKeys, config }),
-      createCookieResolver(database.db),
-    ],
+    {
+      keys: [createApiKeyResolver(database.db, config)],
+      users: [createBearerResolver({ db: database.db, keys: signingKeys, config }), createCookieResolver(database.db)],
+    },
     createPermissionCheck(database.db),
   );
   installRequestContext(app);

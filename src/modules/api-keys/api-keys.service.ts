@@ -443,7 +443,7 @@ function presentedKey(request: FastifyRequest): { key: string; fromBearer: boole
  * seed 000's services share it, so it carries no scope they do not use) to an actor.
  * Goes first among the resolvers: a bearer value without the key prefix is left to the JWT
  * resolver; any other presented key that is unknown, revoked or expired is refused with 401,
- * never treated as anonymous.
+ * never treated as anonymous. Public routes do not consult it: there a key is ignored.
  */
 export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningApiKey'>): CredentialResolver {
   const envKey = config.provisioningApiKey;

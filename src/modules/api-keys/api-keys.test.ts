@@ -29,7 +29,10 @@ describe('API keys', () => {
     admin = await superuserClient(t);
     machine = Fastify();
     installErrorHandling(machine);
-    installAuthentication(machine, [createApiKeyResolver(t.database.db, { provisioningApiKey: ENV_KEY })]);
+    installAuthentication(machine, {
+      keys: [createApiKeyResolver(t.database.db, { provisioningApiKey: ENV_KEY })],
+      users: [],
+    });
     machine.get('/scim', { config: { auth: { scope: 'scim' } } }, async (req) => req.actor);
     machine.get('/provisioning', { config: { auth: { scope: 'provisioning' } } }, async (req) => req.actor);
     machine.get('/open', async (req) => req.actor);
@@ -118,15 +121,27 @@ describe('API keys', () => {
   });
 
   it('answers 401 problem+json for an unknown key in any form, never anonymous', async () => {
+    const unknownKey = { code: 'not_authenticated', detail: expect.stringContaining('The API key is unknown') };
     for (const form of ['x-api-key', 'apikey', 'bearer'] as const) {
-      const res = await callMachine('/open', `gh_${'x'.repeat(43)}`, form);
+      const res = await callMachine('/scim', `gh_${'x'.repeat(43)}`, form);
       expect(res.statusCode, form).toBe(401);
       expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json(), form).toMatchObject(unknownKey);
     }
-    expect((await callMachine('/open', 'not-a-key')).statusCode).toBe(401);
-    // A bearer value without the key prefix is a JWT: not this resolver's to refuse.
-    const jwtShaped = await machine.inject({ method: 'GET', url: '/open', headers: { authorization: 'Bearer a.b.c' } });
-    expect(jwtShaped.json()).toEqual({ kind: 'anonymous' });
+    expect((await callMachine('/scim', 'not-a-key')).json()).toMatchObject(unknownKey);
+    // A bearer value without the key prefix is a JWT: not this resolver's to refuse (the route's rule is).
+    const jwtShaped = await machine.inject({ method: 'GET', url: '/scim', headers: { authorization: 'Bearer a.b.c' } });
+    expect(jwtShaped.statusCode).toBe(401);
+    expect(jwtShaped.json().detail).not.toContain('API key');
+  });
+
+  it('ignores any key on a public route, known or not', async () => {
+    const { key } = await createKey(admin, {});
+    for (const presented of [key, `gh_${'x'.repeat(43)}`, 'not-a-key']) {
+      const res = await callMachine('/open', presented);
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({ kind: 'anonymous' });
+    }
   });
 
   it('keeps JWT bearer tokens working alongside keys', async () => {

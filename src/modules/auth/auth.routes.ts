@@ -167,6 +167,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
         body: LogoutBody,
         response: { 204: { type: 'null', description: 'Logged out.' } },
       },
+      config: { optionalUser: true },
       // A Bearer-only logout may send no body at all.
       preValidation: async (req) => {
         req.body ??= {};

@@ -126,7 +126,7 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
   app.post(
     '/api/logout',
     {
-      config: { cookieSession: true },
+      config: { optionalUser: true, cookieSession: true },
       schema: {
         operationId: 'cookieLogout',
         tags,

@@ -10,7 +10,7 @@ import { findSessionIdByCookieHash, touchSession } from './cookie-auth.queries.j
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** Accept the session cookie on a route that declares no `auth` (such as the cookie logout). */
+    /** Accept the session cookie on an `optionalUser` route (the cookie logout). */
     cookieSession?: boolean;
   }
 }

@@ -128,8 +128,16 @@ function scimDetailOf(error: AppError): string {
   return error.code === 'validation_failed' ? `The request is not valid. ${fields}` : `${error.message} ${fields}`;
 }
 
-/** Renders any thrown value as a SCIM error; `unexpected` tells the caller to log it. */
-export function toScimError(err: unknown): { status: number; document: ScimErrorDocument; unexpected: boolean } {
+/**
+ * Renders any thrown value as a SCIM error; `error` is what it was normalised to (its headers, and
+ * with `unexpected`, what the caller logs).
+ */
+export function toScimError(err: unknown): {
+  status: number;
+  document: ScimErrorDocument;
+  error: AppError;
+  unexpected: boolean;
+} {
   const { error, unexpected } = normaliseError(err);
   let scimType: ScimType | undefined;
   if (error instanceof ScimError) scimType = error.scimType;
@@ -143,6 +151,7 @@ export function toScimError(err: unknown): { status: number; document: ScimError
   }
   return {
     status: error.status,
+    error,
     unexpected,
     document: {
       schemas: [SCIM_ERROR_SCHEMA],

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../../platform/http/auth.js';
+import { logFailure } from '../../platform/http/errors.js';
 import { jsonBodyParser } from '../../platform/http/json-body.js';
 import { scimBulk } from './scim.bulk.js';
 import { listResponse, MAX_PAGE, resourceTypes, schemas, serviceProviderConfig } from './scim.discovery.js';
@@ -55,8 +56,10 @@ export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8';
 
 /** Any refusal under /scim/v2, in the SCIM error schema (RFC 7644 §3.12). */
 export function sendScimError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
-  const { status, document, unexpected } = toScimError(err);
-  if (unexpected) request.log.error({ err }, 'unhandled error');
+  const { status, document, error, unexpected } = toScimError(err);
+  logFailure(request, err, { error, unexpected });
+  // A 503's Retry-After, a 429's; the challenge is SCIM's own (below).
+  if (error.headers) reply.headers(error.headers);
   if (status === 401) reply.header('www-authenticate', 'Bearer realm="scim"');
   return reply.code(status).type(SCIM_CONTENT_TYPE).send(document);
 }

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import type { Db } from '../../platform/db/client.js';
 import { type Actor, requireUser, type UserActor } from '../../platform/http/auth.js';
-import { AppError, commonErrors, normaliseError } from '../../platform/http/errors.js';
+import { AppError, commonErrors, logFailure, normaliseError } from '../../platform/http/errors.js';
 import { recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type ExportFilter, exportCounts, scimFilterOf } from './user-export.queries.js';
@@ -87,8 +87,9 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   // Every refusal of these two routes, from the credential check on, in seed 003's shape.
   app.setErrorHandler((err, request, reply) => {
-    const { error, unexpected } = normaliseError(err, request.routeOptions.bodyLimit);
-    if (unexpected) request.log.error({ err }, 'unhandled error');
+    const normalised = normaliseError(err, request.routeOptions.bodyLimit);
+    logFailure(request, err, normalised);
+    const { error } = normalised;
     if (error.headers) reply.headers(error.headers);
     return reply.code(error.status).send({
       success: false,

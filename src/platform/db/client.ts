@@ -1,7 +1,7 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
-import { type SQL, sql } from 'drizzle-orm';
+import { DrizzleQueryError, type SQL, sql } from 'drizzle-orm';
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
@@ -123,6 +123,7 @@ export interface OpenDatabaseOptions {
 /** Opens PostgreSQL when a URL is given, PGlite otherwise. */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
+    databasePorts.add(Number(new URL(options.databaseUrl).port || process.env.PGPORT || 5432));
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 20 });
     // An idle client losing its connection must not crash the process; the next query reports it.
     pool.on('error', () => {});
@@ -174,6 +175,62 @@ export function uniqueViolation(err: unknown): { constraint: string } | undefine
     e = candidate.cause;
   }
   return undefined;
+}
+
+// Socket errors of a server that is down, restarting or cut off (a name that stops resolving too:
+// in a cluster, a database service without endpoints). They are the database's only under a
+// failed query, or when they name a port of a server opened here (a transaction's or COPY's own
+// connection): the same codes from the mail server or an integration's endpoint are not.
+const UNREACHABLE_SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+// SQLSTATEs of a server that cannot serve now: 57P01 admin_shutdown, 57P02 crash_shutdown,
+// 57P03 cannot_connect_now (starting up, shutting down, in recovery), 53300 too_many_connections.
+// Class 08 (connection exceptions) is matched as a class.
+const UNREACHABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+// What node-postgres and its pool say, without a code, when a connection ends or never comes.
+const UNREACHABLE_DRIVER_MESSAGE =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
+
+/**
+ * Why `err` means the PostgreSQL server cannot be reached right now (refused, reset or cut
+ * connection, a pool connect timeout, a server shutting down or starting), in a few words for the
+ * log; undefined for any other error. Looks through Drizzle's wrapping and a refusal on several
+ * addresses (an AggregateError).
+ */
+export function unreachableDatabaseReason(err: unknown): string | undefined {
+  const pending: { e: unknown; underQuery: boolean }[] = [{ e: err, underQuery: false }];
+  for (let seen = 0; pending.length > 0 && seen < 10; seen++) {
+    const { e: value, underQuery } = pending.shift() as { e: unknown; underQuery: boolean };
+    if (!value || typeof value !== 'object') continue;
+    const e = value as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+    const code = typeof e.code === 'string' ? e.code : undefined;
+    const message = typeof e.message === 'string' ? e.message : '';
+    const reason = message ? `${code}: ${message}` : code;
+    if (code && (UNREACHABLE_SQLSTATES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return reason;
+    if (code && UNREACHABLE_SOCKET_CODES.has(code) && (underQuery || isDatabaseSocket(value))) return reason;
+    if (UNREACHABLE_DRIVER_MESSAGE.test(message)) return message;
+    const below = underQuery || value instanceof DrizzleQueryError;
+    pending.push({ e: e.cause, underQuery: below });
+    if (Array.isArray(e.errors)) for (const inner of e.errors) pending.push({ e: inner, underQuery: below });
+  }
+  return undefined;
+}
+
+/** Ports of the PostgreSQL servers this process opened. */
+const databasePorts = new Set<number>();
+
+function isDatabaseSocket(err: { port?: unknown; address?: unknown }): boolean {
+  if (typeof err.port === 'number' && databasePorts.has(err.port)) return true;
+  // A Unix-domain socket of PostgreSQL: <directory>/.s.PGSQL.<port>.
+  return typeof err.address === 'string' && /\/\.s\.PGSQL\.\d+$/.test(err.address);
 }
 
 /**

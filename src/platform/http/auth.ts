@@ -36,6 +36,14 @@ export type UserActor = Extract<Actor, { kind: 'user' }>;
 /** Resolves a credential to an actor; returns undefined when the scheme is not its own. */
 export type CredentialResolver = (request: FastifyRequest) => Promise<Actor | undefined>;
 
+/** The resolvers of each kind of caller, each list tried in order. */
+export interface CredentialResolvers {
+  /** Tried first (a bearer value may be a key); they resolve `api_key` actors. */
+  keys: CredentialResolver[];
+  /** They resolve `user` actors: the only ones an `optionalUser` route consults. */
+  users: CredentialResolver[];
+}
+
 /**
  * What a route needs:
  * - `authenticated`: any signed-in user;
@@ -65,6 +73,12 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     auth?: AccessRule;
+    /**
+     * On a public route: act for the signed-in user when the request carries a working user
+     * credential (a logout ends that session). API keys and credentials that do not work are
+     * ignored, as on any public route.
+     */
+    optionalUser?: true;
   }
   interface FastifyInstance {
     /** Every route's declared rule, in registration order (what an audit of the API reads). */
@@ -88,15 +102,20 @@ export type PermissionCheck = (actor: UserActor, need: UserNeed) => boolean | Pr
 
 const superuserOnly: PermissionCheck = (actor) => actor.isSuperuser;
 
+const ANONYMOUS: Actor = Object.freeze({ kind: 'anonymous' });
+
 /**
- * Resolves `request.actor` for every request (resolvers tried in order) and enforces each route's
- * declared `config.auth`. Routes without a declaration are public.
+ * Resolves `request.actor` (resolvers tried in order) and enforces each route's declared
+ * `config.auth`. Routes without a declaration are public: their actor is anonymous and no credential
+ * is read, so a client that sends its key on every call (health checks included) is served like
+ * anyone else, and a probe costs no lookup; an `optionalUser` route reads user credentials alone.
  */
 export function installAuthentication(
   app: FastifyInstance,
-  resolvers: CredentialResolver[],
+  resolvers: CredentialResolvers,
   can: PermissionCheck = superuserOnly,
 ): void {
+  const all = [...resolvers.keys, ...resolvers.users];
   app.decorateRequest('actor', null as never);
   const guarded: GuardedRoute[] = [];
   app.decorate('accessRules', guarded);
@@ -109,7 +128,12 @@ export function installAuthentication(
   // The rule is enforced here, before the body is read: a caller without the right credential gets
   // 401 or 403, never a verdict on its body, and no body of an unknown caller is parsed.
   app.addHook('onRequest', async (request) => {
-    request.actor = await resolveActor(request, resolvers);
+    const config = request.routeOptions.config;
+    if (!config.auth || config.auth === 'public') {
+      request.actor = config.optionalUser ? await resolveActor(request, resolvers.users) : ANONYMOUS;
+      return;
+    }
+    request.actor = await resolveActor(request, all);
     const pending = enforce(request, can);
     if (pending) await pending;
   });
@@ -120,7 +144,7 @@ async function resolveActor(request: FastifyRequest, resolvers: CredentialResolv
     const actor = await resolve(request);
     if (actor) return actor;
   }
-  return { kind: 'anonymous' };
+  return ANONYMOUS;
 }
 
 /** Throws when the route's rule refuses the actor; a promise only when the answer needs a query. */

@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EnvelopeError } from '../crypto/envelope.js';
-import { uniqueViolation } from '../db/client.js';
+import { uniqueViolation, unreachableDatabaseReason } from '../db/client.js';
 import { type AllowedMethods, collectAllowedMethods } from './allowed-methods.js';
 
 export interface FieldError {
@@ -237,12 +237,27 @@ function fromFastifyError(err: FastifyError, bodyLimit?: number): AppError | und
   return undefined;
 }
 
+/** Seconds a client is told to wait before trying again while the database cannot be reached. */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * What a request answers while PostgreSQL cannot be reached: not a fault of this server's code but
+ * an outage a client waits out, so 503 with Retry-After, as /health answers then.
+ */
+function databaseUnavailable(cause?: unknown): AppError {
+  return new AppError(503, 'database_unavailable', 'The database cannot be reached right now; try again shortly.', {
+    headers: { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) },
+    cause,
+  });
+}
+
 /**
  * Turns any thrown value into the AppError to render; unknown errors become a generic 500.
  * `bodyLimit` (the route's, in bytes) is named in a 413.
  */
 export function normaliseError(err: unknown, bodyLimit?: number): { error: AppError; unexpected: boolean } {
   if (err instanceof AppError) return { error: err, unexpected: false };
+  if (unreachableDatabaseReason(err) !== undefined) return { error: databaseUnavailable(err), unexpected: false };
   const unique = uniqueViolation(err);
   if (unique) {
     const known = uniqueConstraints.get(unique.constraint);
@@ -263,6 +278,23 @@ export function normaliseError(err: unknown, bodyLimit?: number): { error: AppEr
     };
   }
   return { error: new AppError(500, 'internal_error', 'An unexpected error occurred.'), unexpected: true };
+}
+
+/**
+ * Logs a failed request as its error calls for: an unexpected one once, with its stack; an outage of
+ * the database as one warning line without a stack, since every request fails alike until it is back.
+ */
+export function logFailure(
+  request: FastifyRequest,
+  err: unknown,
+  normalised: { error: AppError; unexpected: boolean },
+): void {
+  if (normalised.unexpected) {
+    request.log.error({ err }, 'unhandled error');
+    return;
+  }
+  const reason = normalised.error.code === 'database_unavailable' ? unreachableDatabaseReason(err) : undefined;
+  if (reason !== undefined) request.log.warn({ reason }, 'database unavailable');
 }
 
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, error: AppError): FastifyReply {
@@ -337,9 +369,9 @@ interface MethodAnswers {
 export function installErrorHandling(app: FastifyInstance, options: MethodAnswers = {}): AllowedMethods {
   const allowedMethods = collectAllowedMethods(app);
   app.setErrorHandler((err, request, reply) => {
-    const { error, unexpected } = normaliseError(err, request.routeOptions.bodyLimit);
-    if (unexpected) request.log.error({ err }, 'unhandled error');
-    return sendProblem(reply, request, error);
+    const normalised = normaliseError(err, request.routeOptions.bodyLimit);
+    logFailure(request, err, normalised);
+    return sendProblem(reply, request, normalised.error);
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] as string;
