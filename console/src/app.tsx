@@ -10,6 +10,7 @@ import { BrowserRouter, Route } from 'react-router-dom';
 import { authProvider } from './auth-provider';
 import { Dashboard } from './dashboard';
 import { dataProvider } from './data-provider';
+import { ForgotPasswordPage } from './forgot-password-page';
 import { ConsoleLayout } from './layout';
 import { LoginPage } from './login-page';
 import { ActiveUserList, ActivityList, ActivityStatList, SessionList, UserTypeList } from './resources/activity';
@@ -52,8 +53,10 @@ export function App() {
         store={memoryStore()}
         disableTelemetry
       >
-        {/* Where mailed links land (reset, invitation, verification): public, outside the layout, no sign-in. */}
+        {/* Where mailed links land (reset, invitation, verification), and where a reset link is asked for:
+            public, outside the layout, no sign-in. */}
         <CustomRoutes noLayout>
+          <Route path="/forgot-password" element={<ForgotPasswordPage />} />
           <Route path="/set-password" element={<SetPasswordPage />} />
           <Route path="/verify-email" element={<VerifyEmailPage />} />
         </CustomRoutes>

@@ -1,6 +1,7 @@
 import { Box, Button, Card, CardContent, Link, TextField, Typography } from '@mui/material';
 import { type FormEvent, type ReactNode, useState } from 'react';
 import { useLogin, useNotify } from 'react-admin';
+import { Link as RouterLink } from 'react-router-dom';
 import { MfaEnrolmentRequired, MfaRequired } from './auth-provider';
 import { api } from './http';
 
@@ -145,6 +146,11 @@ export function LoginPage() {
               {action}
             </Button>
           </form>
+          {!mfaToken && (
+            <Link component={RouterLink} to="/forgot-password" variant="body2" sx={{ display: 'block', mt: 2 }}>
+              Forgot your password?
+            </Link>
+          )}
         </CardContent>
       </Card>
     </Box>

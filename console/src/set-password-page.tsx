@@ -1,6 +1,7 @@
 import { Alert, Button, TextField, Typography } from '@mui/material';
 import { type FormEvent, useEffect, useState } from 'react';
 import { HttpError } from 'react-admin';
+import { Link as RouterLink } from 'react-router-dom';
 import { api, type Problem, query } from './http';
 import { PublicPage, SignInButton, USED_LINK, useLinkToken } from './public-page';
 
@@ -94,6 +95,10 @@ export function SetPasswordPage() {
     return (
       <PublicPage title="Set your password">
         <Alert severity="error">{state.message}</Alert>
+        {/* A reset or an invitation link alike: a reset link sets the first password of an invited account too. */}
+        <Button component={RouterLink} to="/forgot-password" variant="contained" sx={{ mt: 2, mr: 1 }}>
+          Ask for a new link
+        </Button>
         <SignInButton variant="outlined" />
       </PublicPage>
     );

@@ -910,6 +910,77 @@ describe.skipIf(!hasChromium())(
       await again.context().close();
     }, 90_000);
 
+    it('asks for a reset link from the sign-in page, saying the same whether or not the address has an account', async () => {
+      const person = await seedUser(t, orgId, { email: 'katherine.coleman@example.com' });
+      const unknown = 'nobody.at.all@example.com';
+      const [org] = await t.database.db.select().from(organizations).where(eq(organizations.id, orgId));
+      const page = await newPage();
+      await page.goto(`${base}/admin/`);
+      await page.getByRole('link', { name: 'Forgot your password?' }).click();
+      await page.getByRole('heading', { name: 'Forgot your password?' }).waitFor();
+      const email = page.getByLabel(/^Email\W*$/);
+      const organization = page.getByLabel(/^Organization code/);
+      const submit = page.getByRole('button', { name: 'Send the link' });
+      const sent = 'If an account uses this address, a link is on its way.';
+
+      // The server's refusal of a malformed address lands under the field, and nothing is said to be sent.
+      await email.fill('not an address');
+      await submit.click();
+      await page.locator('#forgot-email-helper-text').getByText(/email/).waitFor();
+      expect(await page.getByText(sent).count()).toBe(0);
+
+      // The server answers alike for an address with an account and one without; so does the page.
+      const asked = async (address: string, code?: string) => {
+        const answer = page.waitForResponse((r) => r.url().includes('/api/v1/users/password-reset/'));
+        await email.fill(address);
+        await organization.fill(code ?? '');
+        await submit.click();
+        expect((await answer).status()).toBe(202);
+        await page.getByText(sent).waitFor();
+      };
+      await asked(unknown);
+      expect((await lastMailTo(t, unknown)).mail).toBeUndefined();
+      await page.getByRole('button', { name: 'Ask again' }).click();
+      await asked(person.email, org?.code);
+      const link = await mailedLink(person.email, 'set-password');
+
+      await page.goto(link);
+      await page.getByRole('heading', { name: 'Reset your password' }).waitFor();
+      await page.getByLabel(/^New password\W*$/).fill('quartz meadow lamp 9');
+      await page.getByLabel(/^New password again\W*$/).fill('quartz meadow lamp 9');
+      await page.getByRole('button', { name: 'Set password' }).click();
+      await page.getByText('Your password has been set.').waitFor();
+      await page.getByRole('link', { name: 'Sign in' }).click();
+      await page.getByLabel('Email or username').fill(person.email);
+      await page.getByLabel('Password').fill('quartz meadow lamp 9');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByText('No access').waitFor();
+
+      // A spent link leads back to the request page.
+      const again = await newPage();
+      await again.goto(link);
+      await again.getByText(/This link can no longer be used/).waitFor();
+      await again.getByRole('link', { name: 'Ask for a new link' }).click();
+      await again.getByRole('heading', { name: 'Forgot your password?' }).waitFor();
+
+      // Past the request limit the page says to wait (the test server runs without limits: the
+      // browser answers for it, as a limited server would).
+      await again.route('**/api/v1/users/password-reset/', (route) =>
+        route.fulfill({
+          status: 429,
+          contentType: 'application/problem+json',
+          headers: { 'retry-after': '60' },
+          body: JSON.stringify({ status: 429, code: 'rate_limited', detail: 'Too many requests; retry in 60 s.' }),
+        }),
+      );
+      await again.getByLabel(/^Email\W*$/).fill(person.email);
+      await again.getByRole('button', { name: 'Send the link' }).click();
+      await again.getByText(/Too many requests\. Try again later/).waitFor();
+      expect(await again.getByText(sent).count()).toBe(0);
+      await page.context().close();
+      await again.context().close();
+    }, 90_000);
+
     it('sets a first password from a mailed invitation', async () => {
       const invited = await seedUser(t, orgId, { email: 'annie.easley@example.com', passwordHash: null });
       const admin2 = await loginAs(t, admin);
