@@ -174,7 +174,9 @@ function AssignRole() {
       onSubmit={(values: Record<string, unknown>) =>
         create(
           'user-roles',
-          { data: { user_id: user.id, role: values.role, is_primary: values.is_primary ?? false } },
+          // Only a ticked box is sent: left out, the server makes a first role primary (a user who holds
+          // roles always has one) and leaves a later one as it is.
+          { data: { user_id: user.id, role: values.role, ...(values.is_primary ? { is_primary: true } : {}) } },
           {
             onSuccess: () => {
               notify('Role assigned', { type: 'info' });
