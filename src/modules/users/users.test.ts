@@ -179,6 +179,11 @@ describe('users admin API', () => {
     expect(res.statusCode).toBe(400);
     const fields = (res.json().errors as { field: string }[]).map((e) => e.field).sort();
     expect(fields).toEqual(expect.arrayContaining(['email', 'first_name', 'status']));
+    // In words a person reads, not the validator's "must match format".
+    expect(res.json().errors).toContainEqual({
+      field: 'email',
+      message: 'Must be an email address such as name@example.com.',
+    });
     const list = await admin.get(`/api/v1/users?organization=${org.code}`);
     expect(list.json().results).toEqual([]);
 

@@ -157,6 +157,7 @@ export const DATE_TIME_MESSAGE =
 const FORMAT_MESSAGES: Record<string, string> = {
   'date-time': DATE_TIME_MESSAGE,
   date: 'Must be a date such as 2026-01-31, in the years 0001 to 9999.',
+  email: 'Must be an email address such as name@example.com.',
 };
 
 const PATTERN_MESSAGES = new Map<string, string>();
