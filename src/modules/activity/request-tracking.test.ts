@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedOrganization, seedUser } from '../../../test/seed.js';
+import { loginAs, seedOrganization, seedUser } from '../../../test/seed.js';
 import { openTestDatabase, startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
 import { buildApp } from '../../app.js';
 import { queryRows } from '../../platform/db/client.js';
@@ -381,6 +381,30 @@ describe('request tracking at shutdown and when off', () => {
       );
       expect(rows).toEqual([{ actor_type: 'api_key', api_key_id: null }]);
       expect(await count(t, sql`kind = 'request' and path = '/api/v1/organizations'`)).toBe(1);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('names the token’s user on validate-token, a public route that reads the token itself', async () => {
+    const t = await startTestApp();
+    try {
+      const org = await seedOrganization(t);
+      const user = await seedUser(t, org.id);
+      const { token } = await loginAs(t, user);
+      const res = await t.request({
+        method: 'GET',
+        url: '/api/v1/users/validate-token/',
+        headers: { authorization: `Bearer ${token}`, 'x-api-key': 'a stray key the route ignores' },
+      });
+      expect(res.statusCode).toBe(200);
+      await t.app.activityBuffer.flush();
+      const rows = await queryRows<{ actor_type: string; user_id: string | null; organization_id: string | null }>(
+        t.database.db,
+        sql`select actor_type, user_id, organization_id from activities
+          where kind = 'request' and path = '/api/v1/users/validate-token' and user_id = ${user.id}::uuid`,
+      );
+      expect(rows).toEqual([{ actor_type: 'user', user_id: user.id, organization_id: org.id }]);
     } finally {
       await t.close();
     }

@@ -21,7 +21,14 @@ import {
   TokenPairView,
   ValidTokenView,
 } from './auth.schemas.js';
-import { authenticateAccessToken, login, logout, refreshSession, type TokenContext } from './auth.service.js';
+import {
+  authenticateAccessToken,
+  login,
+  logout,
+  refreshSession,
+  type TokenContext,
+  userActorOf,
+} from './auth.service.js';
 import { addOAuth2ErrorMembers } from './oauth2-errors.js';
 
 const tags = ['auth'];
@@ -201,6 +208,9 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
           .code(401)
           .header('www-authenticate', 'Bearer')
           .send({ valid: false as const });
+      // A public route reads no credential before its handler: the request's activity row names the
+      // token's user, as the caller of a protected route would be named.
+      req.actor = userActorOf(found);
       return { valid: true as const, user: found.state.user, exp: found.claims.exp };
     },
   );

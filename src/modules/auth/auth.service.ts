@@ -293,20 +293,23 @@ export function createBearerResolver(ctx: TokenContext): CredentialResolver {
     const token = bearerToken(request);
     if (!token || !JWT_SHAPE.test(token)) return undefined;
     const found = await authenticateAccessToken(ctx, token);
-    if (!found) return undefined;
-    const { claims, state } = found;
-    const actor: UserActor = {
-      kind: 'user',
-      userId: claims.sub,
-      organizationId: state.organizationId,
-      organizationCode: state.organizationCode,
-      sessionId: claims.sid,
-      // From the session state, not the token: a demotion applies without waiting for expiry.
-      isSuperuser: state.isSuperuser,
-      isStaff: state.isStaff,
-    };
-    return actor;
+    return found && userActorOf(found);
   };
+}
+
+/** The user an authenticated access token stands for. */
+export function userActorOf({ claims, state }: NonNullable<Awaited<ReturnType<typeof authenticateAccessToken>>>) {
+  const actor: UserActor = {
+    kind: 'user',
+    userId: claims.sub,
+    organizationId: state.organizationId,
+    organizationCode: state.organizationCode,
+    sessionId: claims.sid,
+    // From the session state, not the token: a demotion applies without waiting for expiry.
+    isSuperuser: state.isSuperuser,
+    isStaff: state.isStaff,
+  };
+  return actor;
 }
 
 // ---------------------------------------------------------------------------------------------
