@@ -9,7 +9,7 @@ import { isUuid } from '../../platform/db/columns.js';
 import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
-import { AppError, type FieldError } from '../../platform/http/errors.js';
+import { AppError, type FieldError, validationMessage } from '../../platform/http/errors.js';
 import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
@@ -75,7 +75,7 @@ export function validateProvisionItem(item: unknown): FieldError[] {
     if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') path.push(e.params.missingProperty);
     const [head, ...rest] = path;
     const field = [head === undefined ? 'item' : (FIELD_NAMES[head] ?? head), ...rest].join('.');
-    out.push({ field, message: e.keyword === 'required' ? 'This field is required.' : (e.message ?? 'is not valid') });
+    out.push({ field, message: e.keyword === 'required' ? 'This field is required.' : validationMessage(e) });
   }
   return out;
 }

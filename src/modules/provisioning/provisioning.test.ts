@@ -208,6 +208,13 @@ describe('seed-000 provisioning API', () => {
         expectProblem(res, 400, 'validation_failed');
         expect(res.json().errors[0]).toMatchObject({ field: 'keycloak_id', message: expect.stringContaining('"/"') });
       }
+      // A bulk item is refused in the same words, beside the item that is fine.
+      const fine = person(org.code, { keycloak_id: unique('kc') });
+      const bulk = await post('/users/bulk', [person(org.code, { keycloak_id: `a/${unique('kc')}` }), fine]);
+      expect(bulk.json()).toMatchObject({
+        success_count: 1,
+        errors: [{ index: 0, fields: [{ field: 'keycloak_id', message: expect.stringContaining('"/"') }] }],
+      });
       // One stored before the rule is still reached by a client that encodes it.
       const legacy = await seedUser(t, org.id, { externalId: `dept/${unique('kc')}` });
       const found = await get(`/users/${encodeURIComponent(legacy.externalId as string)}`);

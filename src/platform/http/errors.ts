@@ -171,6 +171,13 @@ export function readablePattern(pattern: string, message: string): string {
   return pattern;
 }
 
+/** What one validator error says, in words: a format's or a pattern's own message where it has one. */
+export function validationMessage(e: Pick<AjvError, 'keyword' | 'message' | 'params'>): string {
+  const format = e.keyword === 'format' ? FORMAT_MESSAGES[String(e.params?.format)] : undefined;
+  const pattern = e.keyword === 'pattern' ? PATTERN_MESSAGES.get(String(e.params?.pattern)) : undefined;
+  return format ?? pattern ?? e.message ?? 'is not valid';
+}
+
 /** Maps a schema validator's errors to `{field, message}` with dotted field paths. */
 export function fieldErrorsFromValidation(validation: AjvError[], context?: string): FieldError[] {
   const seen = new Set<string>();
@@ -182,11 +189,7 @@ export function fieldErrorsFromValidation(validation: AjvError[], context?: stri
       .split('/')
       .filter(Boolean)
       .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-    let message = e.message ?? 'is not valid';
-    const format = e.keyword === 'format' ? FORMAT_MESSAGES[String(e.params?.format)] : undefined;
-    if (format) message = format;
-    const pattern = e.keyword === 'pattern' ? PATTERN_MESSAGES.get(String(e.params?.pattern)) : undefined;
-    if (pattern) message = pattern;
+    let message = validationMessage(e);
     if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') {
       path.push(e.params.missingProperty);
       message = 'This field is required.';
