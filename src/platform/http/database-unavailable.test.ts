@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Cluster, findPgBin, startCluster } from '../../../scripts/pg-cluster.mjs';
 import { scimClient } from '../../../test/scim-client.js';
-import { seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
+import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { type TestApp, testConfig } from '../../../test/test-app.js';
 import { buildApp } from '../../app.js';
 import { createApiKey, OPERATOR } from '../../modules/api-keys/api-keys.service.js';
@@ -154,12 +154,7 @@ describe.skipIf(!hasPostgres)('requests while PostgreSQL cannot be reached', () 
   it('answers 503 on every kind of route once the server is gone, and logs a warning without a stack', async () => {
     const org = await seedOrganization(t);
     const user = await seedUser(t, org.id);
-    const login = await t.request({
-      method: 'POST',
-      url: '/api/token/',
-      payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
-    });
-    const bearer = { authorization: `Bearer ${(login.json() as { access: string }).access}` };
+    const bearer = { authorization: `Bearer ${(await loginAs(t, user)).token}` };
     const provisioning = await createApiKey(database.db, OPERATOR, {
       name: 'sync',
       organization: org.code,
