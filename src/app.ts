@@ -13,7 +13,7 @@ import { createApiKeyResolver } from './modules/api-keys/api-keys.service.js';
 import { authRoutes } from './modules/auth/auth.routes.js';
 import { createBearerResolver } from './modules/auth/auth.service.js';
 import { cookieAuthRoutes } from './modules/cookie-auth/cookie-auth.routes.js';
-import { createCookieResolver } from './modules/cookie-auth/cookie-auth.service.js';
+import { createCookieResolver, installCsrfCookieRenewal } from './modules/cookie-auth/cookie-auth.service.js';
 import { downstreamSyncRoutes } from './modules/downstream-sync/downstream-sync.routes.js';
 import { healthRoutes } from './modules/health/health.routes.js';
 import { integrationsRoutes } from './modules/integrations/integrations.routes.js';
@@ -133,6 +133,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     },
     createPermissionCheck(database.db),
   );
+  installCsrfCookieRenewal(app, config);
   installRequestContext(app);
   await installRateLimits(app, config);
 

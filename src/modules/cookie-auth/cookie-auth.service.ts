@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../config.js';
 import { randomToken, secretsEqual, sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db } from '../../platform/db/client.js';
@@ -74,11 +74,32 @@ export function clearSessionCookies(reply: FastifyReply, config: Config): void {
   reply.clearCookie(CSRF_COOKIE, cookieOptions(config, 0, false));
 }
 
+function cookiesOf(request: FastifyRequest): Record<string, string | undefined> {
+  return request.cookies ?? (request.headers.cookie ? request.server.parseCookie(request.headers.cookie) : {});
+}
+
 /** The session cookie of a request, if it has a plausible one. */
 export function sessionCookieOf(request: FastifyRequest): string | undefined {
-  const cookies = request.cookies ?? (request.headers.cookie ? request.server.parseCookie(request.headers.cookie) : {});
-  const token = cookies[SESSION_COOKIE];
+  const token = cookiesOf(request)[SESSION_COOKIE];
   return token && token.length <= MAX_COOKIE_LENGTH ? token : undefined;
+}
+
+/**
+ * Reads authenticated by the session cookie whose CSRF cookie was missing or not the session's: the
+ * answer sets it again. Without it the page could read the session but never write or sign out
+ * (a cleared or expired cookie, a browser that kept one cookie and not the other). Sending it to
+ * whoever holds the session cookie gives nothing away: a page of another origin cannot read it.
+ */
+const lostCsrfCookies = new WeakMap<FastifyRequest, string>();
+
+/** Sets the CSRF cookie again on the answers the cookie resolver marked (see `lostCsrfCookies`). */
+export function installCsrfCookieRenewal(app: FastifyInstance, config: Config): void {
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const csrf = lostCsrfCookies.get(request);
+    if (csrf !== undefined)
+      reply.setCookie(CSRF_COOKIE, csrf, cookieOptions(config, config.refreshTokenTtlSeconds, false));
+    done(null, payload);
+  });
 }
 
 // A cookie never moves to another session, so its session id can be kept; whether that session
@@ -115,10 +136,11 @@ export function createCookieResolver(db: Db): CredentialResolver {
     const state = cachedSessionState(sessionId) ?? (await loadSessionState(db, sessionId));
     const now = Date.now();
     if (!state?.usable || state.expiresAtMs <= now) return undefined;
+    const csrf = csrfTokenFor(token);
     if (UNSAFE_METHODS.has(request.method)) {
       const sent = [CSRF_HEADER, ...CSRF_HEADER_ALIASES].map((h) => request.headers[h]).find((v) => v !== undefined);
-      if (typeof sent !== 'string' || !secretsEqual(sent, csrfTokenFor(token))) throw cookieErrors.csrfFailed();
-    }
+      if (typeof sent !== 'string' || !secretsEqual(sent, csrf)) throw cookieErrors.csrfFailed();
+    } else if (cookiesOf(request)[CSRF_COOKIE] !== csrf) lostCsrfCookies.set(request, csrf);
     if (!lastTouched.get(sessionId, now)) {
       lastTouched.set(sessionId, true, now + TOUCH_EVERY_MS);
       await touchSession(db, sessionId);

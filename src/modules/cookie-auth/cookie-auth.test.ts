@@ -83,6 +83,41 @@ describe('cookie sessions', () => {
     expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
   });
 
+  it('sets the CSRF cookie again on a read by a session whose CSRF cookie was lost or is not its own', async () => {
+    const { session, csrf } = await browserLogin();
+    const read = (cookies: Record<string, string>, url = '/api/v1/users/profile/') =>
+      t.request({ method: 'GET', url, cookies: { [SESSION_COOKIE]: session, ...cookies } });
+
+    for (const lost of [{}, { [CSRF_COOKIE]: 'stale-token-of-another-session' }]) {
+      const res = await read(lost);
+      expect(res.statusCode).toBe(200);
+      const renewed = cookieOf(res, CSRF_COOKIE);
+      expect(renewed).toMatchObject({ value: csrf, path: '/', sameSite: 'Lax' });
+      expect(renewed?.httpOnly).toBeFalsy();
+      expect(renewed?.maxAge).toBeGreaterThan(0);
+    }
+    // With the right one, nothing is set; a read without a working session sets nothing either.
+    expect(cookieOf(await read({ [CSRF_COOKIE]: csrf }), CSRF_COOKIE)).toBeUndefined();
+    const anonymous = await t.request({ method: 'GET', url: '/api/v1/users/profile/' });
+    expect(anonymous.statusCode).toBe(401);
+    expect(cookieOf(anonymous, CSRF_COOKIE)).toBeUndefined();
+    const unknown = await t.request({
+      method: 'GET',
+      url: '/api/v1/users/profile/',
+      cookies: { [SESSION_COOKIE]: 'x'.repeat(43) },
+    });
+    expect(unknown.statusCode).toBe(401);
+    expect(cookieOf(unknown, CSRF_COOKIE)).toBeUndefined();
+    // The token it sets lets the session write again.
+    const logout = await t.request({
+      method: 'POST',
+      url: '/api/logout/',
+      cookies: { [SESSION_COOKIE]: session },
+      headers: { 'x-csrf-token': csrf },
+    });
+    expect(logout.statusCode).toBe(204);
+  });
+
   it('needs no CSRF token for Bearer requests', async () => {
     const org = await seedOrganization(t);
     const client = await loginAs(t, await seedUser(t, org.id));
