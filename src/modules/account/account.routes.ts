@@ -225,6 +225,35 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
+  const tokenStatus = async (token: string, reply: FastifyReply) => {
+    const row = await describePasswordToken(db, token);
+    noStore(reply);
+    return {
+      valid: true as const,
+      purpose: row.purpose as 'password_reset' | 'invite',
+      expires_at: row.expiresAt.toISOString(),
+    };
+  };
+  const tokenStatusDescription =
+    'Whether a reset or invitation token can still be used (nothing is used up by asking); 400 `invalid_token` ' +
+    'naming `token` when setting the password with it would be refused. Set the password with ' +
+    '`POST /api/v1/users/password-reset/confirm/`.';
+
+  app.post(
+    '/api/v1/users/password-reset/check',
+    {
+      schema: {
+        operationId: 'checkPasswordResetTokenInBody',
+        tags,
+        security: [],
+        description: `${tokenStatusDescription} The admin console's page \`/admin/set-password\`, which the mailed link opens, asks this first: the token travels in the body, so no URL (a proxy's access log) records it.`,
+        body: TokenBody,
+        response: { 200: TokenStatusView },
+      },
+    },
+    (req, reply) => tokenStatus(req.body.token, reply),
+  );
+
   app.get(
     '/api/v1/users/password-reset/confirm',
     {
@@ -232,22 +261,12 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'checkPasswordResetToken',
         tags,
         security: [],
-        description:
-          'Whether a reset or invitation token can still be used (it is not used up): the admin console’s page ' +
-          '`/admin/set-password`, which the mailed link opens, asks this first. Set the password with POST.',
+        description: `${tokenStatusDescription} The same as \`POST …/password-reset/check/\` with the token in the query string.`,
         querystring: TokenQuery,
         response: { 200: TokenStatusView },
       },
     },
-    async (req, reply) => {
-      const row = await describePasswordToken(db, req.query.token);
-      noStore(reply);
-      return {
-        valid: true as const,
-        purpose: row.purpose as 'password_reset' | 'invite',
-        expires_at: row.expiresAt.toISOString(),
-      };
-    },
+    (req, reply) => tokenStatus(req.query.token, reply),
   );
 
   app.post(

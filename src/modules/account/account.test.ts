@@ -712,6 +712,11 @@ describe('POST /api/v1/users/{id}/invite', () => {
     expect(mail?.textBody).not.toContain('/api/');
     const check = await t.request({ method: 'GET', url: `/api/v1/users/password-reset/confirm/?token=${token}` });
     expect(check.json()).toMatchObject({ valid: true, purpose: 'invite' });
+    // The same answer with the token in the body, where no access log records it.
+    const checkInBody = await post('/api/v1/users/password-reset/check/', { token: token as string });
+    expect(checkInBody.statusCode).toBe(200);
+    expect(checkInBody.json()).toEqual(check.json());
+    expect(checkInBody.headers['cache-control']).toBe('no-store');
 
     const confirm = await post('/api/v1/users/password-reset/confirm/', {
       token: token as string,
@@ -732,14 +737,17 @@ describe('POST /api/v1/users/{id}/invite', () => {
       expect((await admin.post(`/api/v1/users/${user.id}/invite/`)).statusCode).toBe(202);
       const { token } = await lastMailTo(user.email);
       const check = () => t.request({ method: 'GET', url: `/api/v1/users/password-reset/confirm/?token=${token}` });
+      const checkInBody = () => post('/api/v1/users/password-reset/check/', { token: token as string });
       expect((await check()).json()).toMatchObject({ valid: true });
+      expect((await checkInBody()).json()).toMatchObject({ valid: true });
       // Changed behind the API's back: the link outlived the change, and must not look usable.
       if (off === 'account')
         await t.database.db.update(users).set({ status: 'suspended' }).where(eq(users.id, user.id));
       else await t.database.db.update(organizations).set({ isActive: false }).where(eq(organizations.id, org.id));
-      const after = await check();
-      expect(after.statusCode, off).toBe(400);
-      expect(after.json(), off).toMatchObject({ code: 'invalid_token' });
+      for (const after of [await check(), await checkInBody()]) {
+        expect(after.statusCode, off).toBe(400);
+        expect(after.json(), off).toMatchObject({ code: 'invalid_token', errors: [{ field: 'token' }] });
+      }
       const confirm = await post('/api/v1/users/password-reset/confirm/', {
         token: token as string,
         new_password: STRONG,

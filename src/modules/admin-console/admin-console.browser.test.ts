@@ -989,7 +989,11 @@ describe.skipIf(!hasChromium())(
       const admin2 = await loginAs(t, admin);
       expect((await admin2.post(`/api/v1/users/${invited.id}/invite/`)).statusCode).toBe(202);
       const link = await mailedLink(invited.email, 'set-password');
+      const token = new URL(link).hash.slice('#token='.length);
+      expect(token.length).toBeGreaterThan(20);
       const page = await newPage();
+      const urls: string[] = [];
+      page.on('request', (request) => urls.push(request.url()));
       await page.goto(link);
       await page.getByText(/This link works until/).waitFor();
       await page.getByRole('heading', { name: 'Set your password' }).waitFor();
@@ -997,6 +1001,9 @@ describe.skipIf(!hasChromium())(
       await page.getByLabel(/^New password again\W*$/).fill('granite lantern drift 7');
       await page.getByRole('button', { name: 'Set password' }).click();
       await page.getByText('Your password has been set.').waitFor();
+      // The token went only in request bodies (and the fragment, which no request carries).
+      expect(urls.some((url) => url.includes('/api/v1/users/password-reset/check/'))).toBe(true);
+      expect(urls.filter((url) => url.includes(token))).toEqual([]);
       const login = await page.request.post(`${base}/api/login/`, {
         data: { username: invited.email, password: 'granite lantern drift 7' },
       });
