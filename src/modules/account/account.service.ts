@@ -357,9 +357,10 @@ export async function sendPasswordResetMails(
         subject: 'Reset your password',
         text:
           `Someone asked to reset the password of your account in ${account.organizationName} (${account.organizationCode}).\n\n` +
-          `Your reset token: ${token}\n\nOr open: ${url}\n\n` +
-          'The token works once and expires in 1 hour. If you did not ask for this, ignore this message: ' +
-          'your password stays as it is.\n',
+          `Choose a new password by opening this link:\n\n${url}\n\n` +
+          'The link works once and expires in 1 hour. If you did not ask for this, ignore this message: ' +
+          'your password stays as it is.\n\n' +
+          `For an application that asks for the reset token instead: ${token}\n`,
       });
     }
   });
@@ -458,8 +459,9 @@ export async function inviteUser(
       text:
         `You have an account in ${org?.name ?? user.organizationCode} (${user.organizationCode}). ` +
         'Choose a password to sign in.\n\n' +
-        `Your invitation token: ${token}\n\nOr open: ${url}\n\n` +
-        'The token works once and expires in 7 days.\n',
+        `Open this link to choose it:\n\n${url}\n\n` +
+        'The link works once and expires in 7 days.\n\n' +
+        `For an application that asks for the invitation token instead: ${token}\n`,
     });
     await recordAudit(tx, {
       type: 'user.invited',

@@ -555,6 +555,9 @@ describe('password reset', () => {
     const { mail, token } = await lastMailTo(user.email);
     expect(mail?.subject).toBe('Reset your password');
     expect(mail?.textBody).toContain(`http://gatehouse.test/admin/set-password#token=${token}`);
+    // The link a person opens comes first; the bare token, for applications that ask for it, last.
+    const text = mail?.textBody ?? '';
+    expect(text.indexOf('#token=')).toBeLessThan(text.indexOf(`: ${token}`));
     expect(mail?.textBody).not.toContain('/api/');
     const [row] = await t.database.db
       .select()
@@ -709,6 +712,8 @@ describe('POST /api/v1/users/{id}/invite', () => {
     const { mail, token } = await lastMailTo(user.email);
     expect(mail?.subject).toBe('Set your password');
     expect(mail?.textBody).toContain(`http://gatehouse.test/admin/set-password#token=${token}`);
+    const text = mail?.textBody ?? '';
+    expect(text.indexOf('#token=')).toBeLessThan(text.indexOf(`: ${token}`));
     expect(mail?.textBody).not.toContain('/api/');
     const check = await t.request({ method: 'GET', url: `/api/v1/users/password-reset/confirm/?token=${token}` });
     expect(check.json()).toMatchObject({ valid: true, purpose: 'invite' });
