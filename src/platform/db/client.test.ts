@@ -1,3 +1,4 @@
+import { createServer, type Socket } from 'node:net';
 import { DrizzleQueryError } from 'drizzle-orm';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -60,5 +61,30 @@ describe('unreachableDatabaseReason', () => {
     expect(unreachableDatabaseReason(await refusedOn(databasePort))).toMatch(/^ECONNREFUSED/);
     // The same refusal from another service (a mail server, an integration) is no database outage.
     expect(unreachableDatabaseReason(await refusedOn(await freePort()))).toBeUndefined();
+  });
+
+  it('gives up on a server that accepts connections and never answers, as unreachable', async () => {
+    // A host that went silent: the TCP connection opens, the startup message gets no answer.
+    const held: Socket[] = [];
+    const silent = createServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as { port: number };
+    try {
+      const started = Date.now();
+      const err = await openDatabase({
+        databaseUrl: `postgres://x:secret@127.0.0.1:${port}/x`,
+        connectTimeoutMs: 300,
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(DatabaseUnreachableError);
+      expect((err as Error).message).not.toContain('secret');
+      expect(unreachableDatabaseReason((err as Error).cause)).toEqual(expect.any(String));
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 });

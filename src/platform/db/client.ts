@@ -118,13 +118,27 @@ export interface OpenDatabaseOptions {
   /** PGlite folder; `undefined` or 'memory://' keeps the database in memory (tests). */
   dataDir?: string | undefined;
   poolSize?: number;
+  /** How long a connection (or a turn for a pooled one) is awaited; see `CONNECT_TIMEOUT_MS`. */
+  connectTimeoutMs?: number;
 }
+
+/**
+ * A server that stops answering (a host gone from the network, a firewall dropping packets) would
+ * otherwise hold a new connection for as long as the kernel keeps retrying, minutes, and every request
+ * with it. With a bound the request answers 503 `database_unavailable`. It also bounds the wait for a
+ * turn when every pooled connection is busy: ten seconds of that is an outage too.
+ */
+const CONNECT_TIMEOUT_MS = 10_000;
 
 /** Opens PostgreSQL when a URL is given, PGlite otherwise. */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
     databasePorts.add(Number(new URL(options.databaseUrl).port || process.env.PGPORT || 5432));
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 20 });
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: options.poolSize ?? 20,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    });
     // An idle client losing its connection must not crash the process; the next query reports it.
     pool.on('error', () => {});
     // Connect once now: a server that cannot be reached is one clear error here, not a driver
