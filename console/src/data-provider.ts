@@ -24,6 +24,14 @@ const nestedPaths: Record<string, (parentId: string) => string> = {
   'integration-logs': (id) => `/api/v1/integrations/${id}/logs/`,
 };
 
+/**
+ * The columns each list's API sorts by (`sort=field` or `sort=-field`); the lists mark every other
+ * column `sortable={false}`, so a header offers only an order the answer follows.
+ */
+const sortParams: Record<string, Record<string, string>> = {
+  users: { email: 'email', date_joined: 'date_joined' },
+};
+
 function pathOf(resource: string): string {
   const path = paths[resource];
   if (!path) throw new Error(`Unknown resource ${resource}`);
@@ -269,6 +277,8 @@ export const dataProvider = {
       filter.search = filter.q;
       delete filter.q;
     }
+    const sort = params.sort && sortParams[resource]?.[params.sort.field];
+    if (sort && params.sort) filter.sort = params.sort.order === 'DESC' ? `-${sort}` : sort;
     return cursorPage(listKey(resource, params), pathOf(resource), filter, params.pagination);
   },
 

@@ -4,6 +4,7 @@ import { Link, useCreatePath, useRecordContext, useResourceContext } from 'react
 /**
  * The cell that opens its row: a link, so keyboard users reach a record with Tab and Enter as mouse
  * users do with a click on the row. `type: false` (no page the user may open) shows plain text.
+ * `sortable` is read by the list's header (a column sorts only where the API can sort by it).
  */
 export function RecordLink({
   source,
@@ -11,6 +12,7 @@ export function RecordLink({
 }: {
   source: string;
   label?: string;
+  sortable?: boolean;
   type?: 'show' | 'edit' | false;
 }) {
   const record = useRecordContext();

@@ -40,7 +40,7 @@ export function ApiKeyList() {
   return (
     <List perPage={25} exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
-        <RecordLink source="name" label="Name" />
+        <RecordLink source="name" label="Name" sortable={false} />
         <TextField source="prefix" sortable={false} />
         <TextField source="organization" emptyText="(platform)" sortable={false} />
         <TextField source="scopes" sortable={false} />

@@ -36,7 +36,7 @@ export function OrganizationList() {
   return (
     <List filters={[<SearchInput key="q" source="q" alwaysOn />]} exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
-        <RecordLink source="code" label="Code" />
+        <RecordLink source="code" label="Code" sortable={false} />
         <TextField source="name" sortable={false} />
         <BooleanField source="is_active" label="Active" sortable={false} />
         <DateField source="created_at" label="Created" sortable={false} />
@@ -125,7 +125,7 @@ export function RoleList() {
   return (
     <List exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
-        <RecordLink source="code" label="Code" />
+        <RecordLink source="code" label="Code" sortable={false} />
         <TextField source="name" sortable={false} />
         <NumberField source="level" sortable={false} />
         <TextField source="organization" emptyText="(global)" sortable={false} />

@@ -111,7 +111,7 @@ export function IntegrationList() {
   return (
     <List filters={filters} perPage={25} exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
-        <RecordLink source="name" label="Name" />
+        <RecordLink source="name" label="Name" sortable={false} />
         <TextField source="service_type" label="Service type" sortable={false} />
         <TextField source="provider_name" label="Provider" sortable={false} />
         <FunctionField label="Health" render={() => <HealthChip />} />

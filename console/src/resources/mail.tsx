@@ -31,7 +31,7 @@ export function MailList() {
     <List filters={mailFilters} exporter={false} perPage={25} title="Mail">
       <Datagrid rowClick="show" bulkActionButtons={false}>
         <TextField source="to" label="Recipient" sortable={false} />
-        <RecordLink source="subject" label="Subject" />
+        <RecordLink source="subject" label="Subject" sortable={false} />
         <DateField source="created_at" label="Created" showTime sortable={false} />
         <TextField source="status" sortable={false} />
         <DateField source="sent_at" label="Sent" showTime emptyText="—" sortable={false} />

@@ -119,7 +119,7 @@ const exportUsers: Exporter = (records, fetchRelated, dataProvider, resource) =>
 
 export function UserList() {
   return (
-    <List filters={filters} perPage={25} exporter={exportUsers}>
+    <List filters={filters} perPage={25} exporter={exportUsers} sort={{ field: 'date_joined', order: 'DESC' }}>
       <Datagrid rowClick="show" bulkActionButtons={<BulkSetActive />}>
         <RecordLink source="email" label="Email" />
         <TextField source="username" sortable={false} />
@@ -128,7 +128,7 @@ export function UserList() {
         <TextField source="status" sortable={false} />
         <TextField source="user_type" label="Type" sortable={false} />
         <BooleanField source="is_staff" label="Staff" sortable={false} />
-        <DateField source="date_joined" label="Joined" sortable={false} />
+        <DateField source="date_joined" label="Joined" sortByOrder="DESC" />
       </Datagrid>
     </List>
   );

@@ -200,6 +200,34 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it('sorts users by the columns the API sorts by: joined (newest first) by default, email either way', async () => {
+      for (const letter of ['b', 'c', 'a']) await seedUser(t, orgId, { email: `sortme.${letter}@example.com` });
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const emails = () => page.locator('tbody tr td:nth-child(2)').allInnerTexts();
+      const inOrder = (...letters: string[]) => letters.map((letter) => `sortme.${letter}@example.com`);
+      await page.goto(`${base}/admin/users?filter=${encodeURIComponent(JSON.stringify({ q: 'sortme.' }))}`);
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('a', 'c', 'b'));
+      await page.getByRole('button', { name: 'Email' }).click();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('a', 'b', 'c'));
+      await page.getByRole('button', { name: 'Email' }).click();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('c', 'b', 'a'));
+      // The order is in the URL: a reload keeps it.
+      await page.reload();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('c', 'b', 'a'));
+      // A date column sorts newest first at the first click, then oldest first.
+      await page.getByRole('button', { name: 'Joined' }).click();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('a', 'c', 'b'));
+      await page.getByRole('button', { name: 'Joined' }).click();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('b', 'c', 'a'));
+      // Columns the API cannot sort by offer no order.
+      for (const name of ['Username', 'Organization', 'Status']) {
+        expect(await page.getByRole('columnheader', { name }).getByRole('button').count(), name).toBe(0);
+      }
+      await page.context().close();
+    }, 60_000);
+
     it('deactivates and reactivates a user, assigns a picked role and removes it, revokes a session, deactivates in bulk', async () => {
       const target = await seedUser(t, orgId, { email: 'mary.jackson@example.com' });
       const targetClient = await loginAs(t, target);

@@ -88,7 +88,8 @@ describe('cookie sessions', () => {
     const read = (cookies: Record<string, string>, url = '/api/v1/users/profile/') =>
       t.request({ method: 'GET', url, cookies: { [SESSION_COOKIE]: session, ...cookies } });
 
-    for (const lost of [{}, { [CSRF_COOKIE]: 'stale-token-of-another-session' }]) {
+    const lostCookies: Record<string, string>[] = [{}, { [CSRF_COOKIE]: 'stale-token-of-another-session' }];
+    for (const lost of lostCookies) {
       const res = await read(lost);
       expect(res.statusCode).toBe(200);
       const renewed = cookieOf(res, CSRF_COOKIE);
