@@ -13,9 +13,11 @@ import {
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queryRows } from '../../platform/db/client.js';
+import { newId } from '../../platform/db/ids.js';
 import { userRoles } from '../rbac/rbac.table.js';
 import { applyUserTypeTemplate } from '../user-types/user-types.service.js';
 import { userTypes } from '../user-types/user-types.table.js';
+import { users } from './users.table.js';
 
 const SCIM_USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
 const SCIM_ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
@@ -615,6 +617,55 @@ describe('users admin API', () => {
     expect(bySearch.map((u: { email: string }) => u.email)).toEqual(['alice@corp.io', 'carol@corp.io']);
     const newest = (await admin.get(`/api/v1/users?organization=${org.code}&search=AL&sort=-date_joined`)).json();
     expect(newest.results.map((u: { email: string }) => u.email)).toEqual(['carol@corp.io', 'alice@corp.io']);
+  });
+
+  it('pages a search through thousands of users in each order, its matches early, late or in any column', async () => {
+    // More users than a search page reads in the list's order before it turns to each column's own
+    // index: matches found either way, on both sides of that bound, in every order and page.
+    const org = await seedOrganization(t);
+    const made: { id: string; email: string }[] = [];
+    const add = async (rows: { email: string; username: string; firstName?: string; lastName?: string }[]) => {
+      for (let i = 0; i < rows.length; i += 1000) {
+        const values = rows.slice(i, i + 1000).map((row) => ({ ...row, id: newId(), organizationId: org.id }));
+        await t.database.db.insert(users).values(values);
+        for (const v of values) made.push({ id: v.id, email: v.email });
+      }
+    };
+    const range = (n: number, row: (i: number) => Parameters<typeof add>[0][number]) =>
+      Array.from({ length: n }, (_, i) => row(i));
+    // Oldest: matches by first name, early in email order.
+    await add(range(10, (i) => ({ email: `a${i}@m.test`, username: `sa${i}`, firstName: 'Qzara' })));
+    await add(range(4100, (i) => ({ email: `f${String(i).padStart(4, '0')}@m.test`, username: `sf${i}` })));
+    // Newest: matches by email (after the fillers in email order), username and last name (at the end).
+    await add([
+      ...range(12, (i) => ({ email: `qz${i}@m.test`, username: `sq${i}` })),
+      ...range(12, (i) => ({ email: `zz${i}@m.test`, username: `QZ-user${i}` })),
+      ...range(8, (i) => ({ email: `y${i}@m.test`, username: `sy${i}`, lastName: 'Qzor' })),
+    ]);
+    const fillerIds = new Set(made.filter((u) => u.email.startsWith('f')).map((u) => u.id));
+    const matches = made.filter((u) => !fillerIds.has(u.id));
+    expect(matches).toHaveLength(42);
+    const byEmail = [...matches].sort((a, b) => (a.email < b.email ? -1 : a.email > b.email ? 1 : 0));
+    const byId = [...matches].sort((a, b) => (a.id < b.id ? -1 : 1));
+    const expected: Record<string, string[]> = {
+      email: byEmail.map((u) => u.id),
+      '-email': byEmail.map((u) => u.id).reverse(),
+      date_joined: byId.map((u) => u.id),
+      '-date_joined': byId.map((u) => u.id).reverse(),
+    };
+    for (const [sort, ids] of Object.entries(expected)) {
+      const seen: string[] = [];
+      let next: string | null = null;
+      for (let page = 0; page === 0 || (next && page < 10); page++) {
+        const cursor = next ? `&cursor=${next}` : '';
+        const res = await admin.get(`/api/v1/users?organization=${org.code}&search=qz&sort=${sort}&limit=9${cursor}`);
+        expect(res.statusCode, sort).toBe(200);
+        const body = res.json() as { results: { id: string }[]; next: string | null };
+        seen.push(...body.results.map((u) => u.id));
+        next = body.next;
+      }
+      expect(seen, sort).toEqual(ids);
+    }
   });
 
   it('pages with a keyset cursor that stays correct while users are inserted', async () => {
