@@ -119,7 +119,7 @@ const exportUsers: Exporter = (records, fetchRelated, dataProvider, resource) =>
 
 export function UserList() {
   return (
-    <List filters={filters} perPage={25} exporter={exportUsers} sort={{ field: 'date_joined', order: 'DESC' }}>
+    <List filters={filters} perPage={25} exporter={exportUsers} sort={{ field: 'email', order: 'ASC' }}>
       <Datagrid rowClick="show" bulkActionButtons={<BulkSetActive />}>
         <RecordLink source="email" label="Email" />
         <TextField source="username" sortable={false} />

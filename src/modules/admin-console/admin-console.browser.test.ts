@@ -200,7 +200,7 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
-    it('sorts users by the columns the API sorts by: joined (newest first) by default, email either way', async () => {
+    it('sorts users by the columns the API sorts by: email by default, either way, or joined', async () => {
       for (const letter of ['b', 'c', 'a']) await seedUser(t, orgId, { email: `sortme.${letter}@example.com` });
       const page = await newPage();
       await signIn(page, admin.email);
@@ -208,8 +208,6 @@ describe.skipIf(!hasChromium())(
       const emails = () => page.locator('tbody tr td:nth-child(2)').allInnerTexts();
       const inOrder = (...letters: string[]) => letters.map((letter) => `sortme.${letter}@example.com`);
       await page.goto(`${base}/admin/users?filter=${encodeURIComponent(JSON.stringify({ q: 'sortme.' }))}`);
-      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('a', 'c', 'b'));
-      await page.getByRole('button', { name: 'Email' }).click();
       await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('a', 'b', 'c'));
       await page.getByRole('button', { name: 'Email' }).click();
       await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('c', 'b', 'a'));
