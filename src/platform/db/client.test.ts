@@ -1,4 +1,7 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DrizzleQueryError } from 'drizzle-orm';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -87,4 +90,25 @@ describe('unreachableDatabaseReason', () => {
       await new Promise<void>((resolve) => silent.close(() => resolve()));
     }
   });
+});
+
+describe('the embedded database folder', () => {
+  it('is readable by its owner alone, new or made wider by an earlier version', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'gatehouse-pgdata-'));
+    try {
+      for (const earlier of [false, true]) {
+        const dataDir = join(root, String(earlier));
+        mkdirSync(dataDir);
+        if (earlier) {
+          mkdirSync(join(dataDir, 'pgdata'));
+          chmodSync(join(dataDir, 'pgdata'), 0o777);
+        }
+        const database = await openDatabase({ dataDir });
+        await database.close();
+        expect(statSync(join(dataDir, 'pgdata')).mode & 0o777, `earlier folder: ${earlier}`).toBe(0o700);
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import { DrizzleQueryError, type SQL, sql } from 'drizzle-orm';
@@ -155,7 +155,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   const inMemory = !options.dataDir || options.dataDir === 'memory://';
   const unlock = inMemory ? () => {} : lockDataDir(options.dataDir as string);
   try {
-    const pglite = await openEmbeddedDatabase(inMemory ? undefined : join(options.dataDir as string, 'pgdata'));
+    const pglite = await openEmbeddedDatabase(inMemory ? undefined : ownerOnlyDirectory(options.dataDir as string));
     // Drizzle's PGlite driver calls `query` and `transaction` only, which the thread's client answers.
     const db = drizzlePglite(pglite as unknown as PGlite) as unknown as Db;
     return {
@@ -172,6 +172,23 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     unlock();
     throw err;
   }
+}
+
+/**
+ * The embedded database's folder in DATA_DIR, readable by this account alone (0700), as PostgreSQL
+ * demands of its data directory: the files PGlite writes are 0666, and they hold password hashes,
+ * queued mail with live reset links and everything else any local account could otherwise read or
+ * change. A folder made by an earlier version is narrowed at start.
+ */
+function ownerOnlyDirectory(dataDir: string): string {
+  const dir = join(dataDir, 'pgdata');
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  return dir;
 }
 
 /** Round-trips to the database; used by /health. */
