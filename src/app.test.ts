@@ -21,6 +21,31 @@ describe('cross-origin requests', () => {
     expect(refused.headers['access-control-allow-origin']).toBeUndefined();
   });
 
+  it('lets the allowed origin make every write and read the headers its answers carry', async () => {
+    for (const method of ['PUT', 'PATCH', 'DELETE']) {
+      const res = await t.request({
+        method: 'OPTIONS',
+        url: '/api/v1/users/0190d3a4-0000-7000-8000-000000000000/',
+        headers: {
+          origin: 'https://console.example.com',
+          'access-control-request-method': method,
+          'access-control-request-headers': 'authorization, content-type, if-match',
+        },
+      });
+      expect(res.statusCode, method).toBe(204);
+      expect(String(res.headers['access-control-allow-methods']).split(/, */), method).toContain(method);
+      expect(res.headers['access-control-allow-headers']).toContain('if-match');
+    }
+    const answer = await t.request({
+      method: 'GET',
+      url: '/health',
+      headers: { origin: 'https://console.example.com' },
+    });
+    expect(String(answer.headers['access-control-expose-headers']).split(/, */)).toEqual(
+      expect.arrayContaining(['ETag', 'Location', 'Retry-After', 'Content-Disposition']),
+    );
+  });
+
   it("sends helmet's security headers on every answer, errors included", async () => {
     for (const url of ['/health', '/no-such-route']) {
       const res = await t.request({ method: 'GET', url });

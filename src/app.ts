@@ -110,7 +110,15 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   if (logger) installRequestLogging(app);
 
   installSecurityHeaders(app);
-  await app.register(cors, { origin: config.corsOrigins.length > 0 ? config.corsOrigins : false, credentials: true });
+  await app.register(cors, {
+    origin: config.corsOrigins.length > 0 ? config.corsOrigins : false,
+    credentials: true,
+    // The plugin's default is GET, HEAD and POST: a page of an allowed origin could not update or delete.
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    // Headers a script reads besides the CORS-safelisted ones: SCIM versions, a created resource, when
+    // to retry, an export's file name.
+    exposedHeaders: ['ETag', 'Location', 'Retry-After', 'Content-Disposition'],
+  });
   await registerOpenApi(app, config);
   registerMetrics(app);
   installRequestTracking(app, database);

@@ -54,6 +54,7 @@ describe('loadConfig', () => {
     ['RATE_LIMITS', 'maybe'],
     ['ADMIN_EMAIL', 'not-an-email'],
     ['PROVISIONING_API_KEY', 'short'],
+    ['METRICS_TOKEN', 'short'],
     ['INTEGRATION_HEALTH_INTERVAL_SECONDS', '-5'],
     ['DOWNSTREAM_SYNC_INTERVAL_SECONDS', 'soon'],
     ['INTEGRATION_HISTORY_DAYS', 'forever'],

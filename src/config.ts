@@ -16,6 +16,8 @@ export interface Config {
   issuer: string;
   tokenAudience: string;
   provisioningApiKey: string | undefined;
+  /** When set, `/metrics` answers only `Authorization: Bearer <token>`. */
+  metricsToken: string | undefined;
   adminEmail: string | undefined;
   adminPassword: string | undefined;
   masterKey: Buffer;
@@ -269,6 +271,11 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('PROVISIONING_API_KEY', 'must be at least 16 characters');
   }
 
+  const metricsToken = env.METRICS_TOKEN || undefined;
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    throw new ConfigError('METRICS_TOKEN', 'must be at least 16 characters');
+  }
+
   const mailFrom = env.MAIL_FROM || 'gatehouse@localhost';
   if (!EMAIL.test(mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1')))
     throw new ConfigError('MAIL_FROM', 'is not an email address');
@@ -296,6 +303,7 @@ export function loadConfig(env: Env = process.env): Config {
     issuer,
     tokenAudience,
     provisioningApiKey,
+    metricsToken,
     adminEmail,
     adminPassword,
     masterKey,

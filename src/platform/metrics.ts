@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { secretsEqual } from './crypto/tokens.js';
+import { AppError } from './http/errors.js';
 
 /** One registry per app, so tests that build several apps do not collide. */
 export function registerMetrics(app: FastifyInstance): Registry {
@@ -18,7 +20,16 @@ export function registerMetrics(app: FastifyInstance): Registry {
     const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: reply.statusCode };
     duration.observe(labels, reply.elapsedTime / 1000);
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  const token = app.config.metricsToken;
+  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+    // Route names, timings and process figures: public unless METRICS_TOKEN says who may scrape them.
+    if (token !== undefined) {
+      const sent = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
+      if (sent === undefined || !secretsEqual(sent, token)) {
+        reply.header('www-authenticate', 'Bearer realm="metrics"');
+        throw new AppError(401, 'unauthenticated', 'This endpoint needs the METRICS_TOKEN as a Bearer token.');
+      }
+    }
     reply.type(registry.contentType);
     return registry.metrics();
   });

@@ -2,6 +2,7 @@ import './account.jobs.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { noStore } from '../../platform/http/no-store.js';
 import { partialUpdate } from '../../platform/http/partial-update.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
@@ -33,11 +34,6 @@ import {
   resendVerification,
   verifyEmail,
 } from './account.service.js';
-
-// Token-bearing links and answers must not be cached along the way.
-function noStore(reply: FastifyReply): void {
-  reply.header('cache-control', 'no-store');
-}
 
 const tags = ['account'];
 const RESEND_ACCEPTED = 'If an unverified account with this address exists, a new verification link is on its way.';

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf } from '../../platform/http/auth.js';
+import { noStore } from '../../platform/http/no-store.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { listingScope } from '../organizations/organizations.queries.js';
 import { apiKeyErrors } from './api-keys.errors.js';
@@ -59,7 +60,7 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const created = await createApiKey(db, keyManagerOf(req.actor), req.body);
-      return reply.code(201).send(toCreatedView(created));
+      return noStore(reply).code(201).send(toCreatedView(created));
     },
   );
 
@@ -136,7 +137,7 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       const created = await rotateApiKey(db, keyManagerOf(req.actor), req.params.id);
-      return reply.code(201).send(toCreatedView(created));
+      return noStore(reply).code(201).send(toCreatedView(created));
     },
   );
 };

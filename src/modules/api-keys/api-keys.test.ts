@@ -60,6 +60,8 @@ describe('API keys', () => {
       scopes: ['scim', 'read:users'],
     });
     expect(res.statusCode).toBe(201);
+    // The one answer that shows the key: no cache keeps it.
+    expect(res.headers['cache-control']).toBe('no-store');
     const created = res.json();
     expect(created).toMatchObject({
       name: 'SCIM connector',
@@ -171,6 +173,7 @@ describe('API keys', () => {
     expect((await callMachine('/scim', old.key)).statusCode).toBe(200);
     const res = await admin.post(`/api/v1/api-keys/${old.id}/rotate`);
     expect(res.statusCode).toBe(201);
+    expect(res.headers['cache-control']).toBe('no-store');
     const rotated = res.json();
     expect(rotated).toMatchObject({
       name: 'HR feed',

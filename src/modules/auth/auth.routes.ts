@@ -5,6 +5,7 @@ import { prepareDummyHash } from '../../platform/crypto/passwords.js';
 import { bearerToken } from '../../platform/http/auth.js';
 import { AppError } from '../../platform/http/errors.js';
 import { acceptFormBodies } from '../../platform/http/form-body.js';
+import { noStore } from '../../platform/http/no-store.js';
 import { MfaRequiredError } from '../mfa/mfa.errors.js';
 import { LoginAnswerView, MfaRequiredView } from '../mfa/mfa.schemas.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
@@ -49,11 +50,6 @@ const TokenAnswerView = Type.Union([
 function withOAuth2Names<T extends object>(answer: T): T {
   if (!('access' in answer) || !('refresh' in answer)) return answer;
   return { ...answer, access_token: answer.access, refresh_token: answer.refresh };
-}
-
-// RFC 6749 §5.1: responses carrying tokens must not be cached.
-function noStore(reply: FastifyReply): void {
-  reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
 }
 
 export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = async (app, { keys }) => {

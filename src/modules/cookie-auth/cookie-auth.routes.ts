@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { noStore } from '../../platform/http/no-store.js';
 import { recordAudit } from '../activity/audit.js';
 import { LoginBody, TokenUserView } from '../auth/auth.schemas.js';
 import { completeMfaLogin, login, logout, revokeSession, type TokenContext } from '../auth/auth.service.js';
@@ -79,7 +80,7 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
     },
     async (req, reply) => {
       const credential = newCookieCredential();
-      reply.header('cache-control', 'no-store');
+      noStore(reply);
       let user: Awaited<ReturnType<typeof login>>['user'];
       try {
         ({ user } = await login(ctx, req.body, {
@@ -112,7 +113,7 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
     },
     async (req, reply) => {
       const credential = newCookieCredential();
-      reply.header('cache-control', 'no-store');
+      noStore(reply);
       const { user, recovery_codes } = await completeMfaLogin(ctx, req.body, {
         ip: req.ip,
         userAgent: req.headers['user-agent'],

@@ -120,8 +120,8 @@ export async function sessionIdOfCookie(db: Db, cookieToken: string): Promise<st
 }
 
 /**
- * Resolves the session cookie to a user actor, after the bearer resolver (a request with a
- * working bearer token never reaches it). Only on routes that need a user (or opt in with
+ * Resolves the session cookie to a user actor, after the bearer resolver, and only for requests
+ * without an Authorization header. Only on routes that need a user (or opt in with
  * `cookieSession`), so a stale cookie never gets in the way of a public route. A state-changing
  * request authenticated this way must carry the session's CSRF token, else 403 `csrf_failed`.
  */
@@ -129,6 +129,9 @@ export function createCookieResolver(db: Db): CredentialResolver {
   return async (request) => {
     const config = request.routeOptions.config;
     if ((!config.auth || config.auth === 'public') && config.cookieSession !== true) return undefined;
+    // A request that presents a token is answered for that token: one that does not work is a 401,
+    // never quietly the cookie's user instead (who may be someone else).
+    if (request.headers.authorization !== undefined) return undefined;
     const token = sessionCookieOf(request);
     if (!token) return undefined;
     const sessionId = await sessionIdOfCookie(db, token);

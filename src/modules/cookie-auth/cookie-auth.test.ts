@@ -119,6 +119,21 @@ describe('cookie sessions', () => {
     expect(logout.statusCode).toBe(204);
   });
 
+  it('answers a request with a token that does not work 401, though it carries a working session cookie', async () => {
+    const { send } = await browserLogin();
+    expect((await send('GET', '/api/v1/users/profile/')).statusCode).toBe(200);
+    for (const authorization of ['Bearer junk', 'Bearer ', 'Basic dXNlcjpwYXNz']) {
+      const res = await send('GET', '/api/v1/users/profile/', { authorization });
+      expect(res.statusCode, authorization).toBe(401);
+    }
+    // A working token of someone else is answered as that someone, not as the cookie's user.
+    const org = await seedOrganization(t);
+    const other = await seedUser(t, org.id);
+    const otherToken = (await loginAs(t, other)).token;
+    const res = await send('GET', '/api/v1/users/profile/', { authorization: `Bearer ${otherToken}` });
+    expect(res.json()).toMatchObject({ id: other.id });
+  });
+
   it('needs no CSRF token for Bearer requests', async () => {
     const org = await seedOrganization(t);
     const client = await loginAs(t, await seedUser(t, org.id));

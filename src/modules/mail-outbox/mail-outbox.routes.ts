@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { requireUser } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
+import { noStore } from '../../platform/http/no-store.js';
 import { cursorId, toPage } from '../../platform/http/pagination.js';
 import type { OutboxMail } from '../../platform/mail/outbox.table.js';
 import { mailOutboxErrors } from './mail-outbox.errors.js';
@@ -88,7 +89,7 @@ export const mailOutboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const mail = await readOutboxMail(db, requireUser(req.actor), req.params.id);
       if (!mail) throw mailOutboxErrors.notFound(req.params.id);
       // A body with a live reset link is kept out of every cache between here and the reader.
-      reply.header('cache-control', 'no-store');
+      noStore(reply);
       return toOutboxView(mail);
     },
   );

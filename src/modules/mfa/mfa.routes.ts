@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { noStore } from '../../platform/http/no-store.js';
 import { provePassword } from '../account/account.service.js';
 import { completeMfaLogin, lockoutAttempts, type TokenContext } from '../auth/auth.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
@@ -44,7 +45,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
         field: 'password',
         purpose: 'enrol_mfa',
       });
-      reply.header('cache-control', 'no-store');
+      noStore(reply);
       return enrolTotp(db, app.config, actor, user.email);
     },
   );
@@ -66,7 +67,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
       },
     },
     async (req, reply) => {
-      reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      noStore(reply);
       return enrolWithChallenge(db, app.config, req.body.mfa_token);
     },
   );
@@ -85,7 +86,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
     },
     async (req, reply) => {
       const codes = await confirmTotp(db, app.config, requireUser(req.actor), req.body.code);
-      reply.header('cache-control', 'no-store');
+      noStore(reply);
       return { enabled: true as const, recovery_codes: codes };
     },
   );
@@ -148,7 +149,7 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
       },
     },
     async (req, reply) => {
-      reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      noStore(reply);
       return completeMfaLogin(ctx, req.body, { ip: req.ip, userAgent: req.headers['user-agent'] });
     },
   );

@@ -4,6 +4,7 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { Db } from '../../platform/db/client.js';
 import { type Actor, requireUser, type UserActor } from '../../platform/http/auth.js';
 import { AppError, commonErrors, logFailure, normaliseError } from '../../platform/http/errors.js';
+import { noStore } from '../../platform/http/no-store.js';
 import { recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type ExportFilter, exportCounts, scimFilterOf } from './user-export.queries.js';
@@ -148,7 +149,7 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
         },
         tags: ['export'],
       });
-      reply.header('cache-control', 'no-store').type(EXPORT_CONTENT_TYPES[format]);
+      noStore(reply).type(EXPORT_CONTENT_TYPES[format]);
       if (format !== 'json') reply.header('content-disposition', `attachment; filename="users.${format}"`);
       // A stream is sent as it is: the response schema documents the JSON it carries, unserialised.
       return reply.send(Readable.from(exportDocument(db, filter, format), { objectMode: false }) as never);
