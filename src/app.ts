@@ -26,7 +26,7 @@ import { accessRoutes } from './modules/rbac/access.routes.js';
 import { catalogRoutes } from './modules/rbac/catalog.routes.js';
 import { createPermissionCheck } from './modules/rbac/effective-access.js';
 import { rolesRoutes } from './modules/rbac/roles.routes.js';
-import { scimRoutes, sendScimError } from './modules/scim/scim.routes.js';
+import { scimDocumentOf, scimRoutes, sendScimError } from './modules/scim/scim.routes.js';
 import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
@@ -90,7 +90,10 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
       request.url.startsWith('/scim/')
         ? sendScimError(request, reply, routerRefusal(err))
         : sendProblem(reply, request, routerRefusal(err)),
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (err, socket) =>
+      answerClientError(err, socket, (target, error) =>
+        target.startsWith('/scim/') ? scimDocumentOf(error) : undefined,
+      ),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are JSON: a text/plain one is refused with 415 like any other type, not read as a string.
