@@ -26,7 +26,7 @@ import { accessRoutes } from './modules/rbac/access.routes.js';
 import { catalogRoutes } from './modules/rbac/catalog.routes.js';
 import { createPermissionCheck } from './modules/rbac/effective-access.js';
 import { rolesRoutes } from './modules/rbac/roles.routes.js';
-import { scimRoutes, sendScimError } from './modules/scim/scim.routes.js';
+import { scimDocumentOf, scimRoutes, sendScimError } from './modules/scim/scim.routes.js';
 import { sessionsRoutes } from './modules/sessions/sessions.routes.js';
 import { signingKeysRoutes } from './modules/signing-keys/signing-keys.routes.js';
 import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js';
@@ -46,6 +46,7 @@ import {
 import { installJsonBodies } from './platform/http/json-body.js';
 import { registerOpenApi } from './platform/http/openapi.js';
 import { installPageSizeCap } from './platform/http/pagination.js';
+import { installQueryStringCheck, parseQueryString } from './platform/http/query-string.js';
 import { installRateLimits } from './platform/http/rate-limits.js';
 import { installRequestContext } from './platform/http/request-context.js';
 import { installSecurityHeaders } from './platform/http/security-headers.js';
@@ -79,10 +80,15 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string[],
     bodyLimit: config.bodyLimitBytes,
-    // A path parameter as long as any request line Node's parser takes: a longer one than a route's
-    // schema allows then reaches that schema, whose refusal names the parameter (the router's own
-    // refusal cannot). No route has a regular-expression parameter for the bound to protect.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: maxHeaderSize },
+    routerOptions: {
+      ignoreTrailingSlash: true,
+      // A path parameter as long as any request line Node's parser takes: a longer one than a route's
+      // schema allows then reaches that schema, whose refusal names the parameter (the router's own
+      // refusal cannot). No route has a regular-expression parameter for the bound to protect.
+      maxParamLength: maxHeaderSize,
+      // A query parameter that does not decode is refused (installQueryStringCheck), not read as its raw text.
+      querystringParser: parseQueryString,
+    },
     // Our own ids in logs; a caller's X-Request-Id is not trusted as a log key.
     genReqId: () => crypto.randomUUID(),
     // Refusals made before any route's error handler runs, in the formats of the contract.
@@ -90,7 +96,10 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
       request.url.startsWith('/scim/')
         ? sendScimError(request, reply, routerRefusal(err))
         : sendProblem(reply, request, routerRefusal(err)),
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: (err, socket) =>
+      answerClientError(err, socket, (target, error) =>
+        target.startsWith('/scim/') ? scimDocumentOf(error) : undefined,
+      ),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are JSON: a text/plain one is refused with 415 like any other type, not read as a string.
@@ -105,6 +114,7 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   const methodAnswers = { preflight: config.corsOrigins.length > 0, ownMethodAnswers: ['/scim/'] };
   const allowedMethods = installErrorHandling(app, methodAnswers);
   installBodyLimit(app);
+  installQueryStringCheck(app);
   installTextGuard(app);
   installPageSizeCap(app);
   if (logger) installRequestLogging(app);

@@ -153,11 +153,17 @@ describe('gatehouse export and import on the command line', () => {
 
   it('reports entries it cannot import, with a non-zero exit, and refuses bad options in one line', async () => {
     const bad = join(dataDir, 'bad.json');
-    writeFileSync(bad, JSON.stringify({ users: [{ email: 'fine@example.com' }, { email: 'not-an-address' }] }));
+    // Written as text: 1e400 (beyond a double, which JSON.parse reads as Infinity) has no JavaScript value.
+    writeFileSync(
+      bad,
+      '{"users": [{"email": "fine@example.com"}, {"email": "not-an-address"},' +
+        ' {"email": "huge@example.com", "attributes": {"n": 1e400}}]}',
+    );
     const partial = await gatehouse(['import', '--organization', 'into', '--file', bad, '--dry-run'], dataDir);
     expect(partial.code).toBe(1);
     expect(partial.stdout).toContain('failed #1 not-an-address: validation_failed: email:');
-    expect(partial.stdout).toContain('into: 1 users would be created, 0 skipped (already there), 1 failed');
+    expect(partial.stdout).toContain('failed #2 huge@example.com: validation_failed: attributes.n: must be a number');
+    expect(partial.stdout).toContain('into: 1 users would be created, 0 skipped (already there), 2 failed');
 
     const both = await gatehouse(['import', '--organization', 'into', '--file', bad, '--from', 'http://x'], dataDir);
     expect(both.code).not.toBe(0);

@@ -10,7 +10,7 @@ import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
 import { AppError, type FieldError, validationMessage } from '../../platform/http/errors.js';
-import { UNSTORABLE_TEXT, unstorableTextField } from '../../platform/http/text-guard.js';
+import { bodyItemProblem } from '../../platform/http/text-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import {
@@ -62,12 +62,13 @@ const FIELD_NAMES: Record<string, string> = {
 /** Checks one item's shape; answers field errors named as in the admin API. */
 export function validateProvisionItem(item: unknown): FieldError[] {
   if (validateCoreItem(item)) {
-    // Text PostgreSQL cannot store (the HTTP layer refuses it in whole bodies; bulk items come here).
-    const unstorable = unstorableTextField(item);
+    // What the HTTP layer refuses in whole bodies (text PostgreSQL cannot store, a number beyond a
+    // double's range): an import file's users come here without it.
+    const unstorable = bodyItemProblem(item, 0);
     if (unstorable === undefined) return [];
-    const [head, ...rest] = unstorable.split('.');
+    const [head, ...rest] = unstorable.field.split('.');
     const field = [FIELD_NAMES[head as string] ?? head, ...rest].join('.');
-    return [{ field, message: UNSTORABLE_TEXT }];
+    return [{ field, message: unstorable.message }];
   }
   const out: FieldError[] = [];
   for (const e of validateCoreItem.errors ?? []) {

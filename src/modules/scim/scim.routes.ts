@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../../platform/http/auth.js';
-import { logFailure } from '../../platform/http/errors.js';
+import { type AppError, logFailure } from '../../platform/http/errors.js';
 import { jsonBodyParser } from '../../platform/http/json-body.js';
 import { scimBulk } from './scim.bulk.js';
 import { listResponse, MAX_PAGE, resourceTypes, schemas, serviceProviderConfig } from './scim.discovery.js';
@@ -62,6 +62,14 @@ export function sendScimError(request: FastifyRequest, reply: FastifyReply, err:
   if (error.headers) reply.headers(error.headers);
   if (status === 401) reply.header('www-authenticate', 'Bearer realm="scim"');
   return reply.code(status).type(SCIM_CONTENT_TYPE).send(document);
+}
+
+/**
+ * A refusal written before any route runs (Node's HTTP parser refused the request, see
+ * answerClientError) of a request under /scim/v2, in the SCIM error schema like every other.
+ */
+export function scimDocumentOf(error: AppError): { contentType: string; body: string } {
+  return { contentType: SCIM_CONTENT_TYPE, body: JSON.stringify(toScimError(error).document) };
 }
 
 const SCIM_AUTH = { auth: { scope: 'scim' } } as const;

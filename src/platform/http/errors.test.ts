@@ -119,10 +119,11 @@ describe('refusals made before any route runs', () => {
     expect(res.json()).toMatchObject({ status: 414, code: 'uri_too_long' });
   });
 
-  it('answers headers over the HTTP parser limit with 431 problem+json on the socket', async () => {
-    const answer = await new Promise<string>((resolve, reject) => {
+  /** What the server writes back to `request` sent as it is on a new connection, until it closes. */
+  const exchange = (request: string) =>
+    new Promise<string>((resolve, reject) => {
       const socket = connect(Number(base.port), base.hostname, () => {
-        socket.write(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+        socket.write(request);
       });
       let data = '';
       socket.on('data', (chunk) => {
@@ -131,6 +132,9 @@ describe('refusals made before any route runs', () => {
       socket.on('end', () => resolve(data));
       socket.on('error', reject);
     });
+
+  it('answers headers over the HTTP parser limit with 431 problem+json on the socket', async () => {
+    const answer = await exchange(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
     const [head, body] = answer.split('\r\n\r\n');
     expect(head).toMatch(/^HTTP\/1\.1 431 /);
     expect(head?.toLowerCase()).toContain('content-type: application/problem+json');
@@ -139,6 +143,24 @@ describe('refusals made before any route runs', () => {
       code: 'headers_too_large',
       title: 'Request Header Fields Too Large',
     });
+  });
+
+  it('answers a URL over the HTTP parser limit under /scim/v2 with 431 in the SCIM error schema', async () => {
+    const answer = await exchange(`GET /scim/v2/Users?filter=${'A'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const [head, body] = answer.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 431 /);
+    expect(head?.toLowerCase()).toContain('content-type: application/scim+json');
+    expect(JSON.parse(body as string)).toEqual({
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'],
+      status: '431',
+      detail: 'The URL and headers of the request are larger than the server accepts.',
+    });
+    // A request line in absolute-form (RFC 9112 §3.2.2) names the same path.
+    const absolute = await exchange(`GET http://x/scim/v2/Users?filter=${'A'.repeat(20_000)} HTTP/1.1\r\n\r\n`);
+    expect(absolute.toLowerCase()).toContain('content-type: application/scim+json');
+    // Anywhere else, problem+json.
+    const api = await exchange(`GET /api/v1/users/?search=${'A'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(api.toLowerCase()).toContain('content-type: application/problem+json');
   });
 
   it('refuses a text/plain body with 415, as any body that is not JSON', async () => {

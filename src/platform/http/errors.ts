@@ -323,23 +323,49 @@ export function routerRefusal(err: { code?: string }): AppError {
 }
 
 /**
- * The raw answer to a request Node's HTTP parser refused (headers too large, a malformed request
- * line), written on the socket as problem+json; nothing when the socket can no longer be written.
+ * A refusal rendered for the requests a plugin answers in its own error format (SCIM's, under
+ * /scim/): its document for a request to `target` (the path and query), or undefined for problem+json.
  */
-export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+type OwnErrorFormat = (target: string, error: AppError) => { contentType: string; body: string } | undefined;
+
+/**
+ * The target of the request line `packet` starts with (origin-form, or absolute-form cut to its
+ * path), if it starts with one. Node gives the bytes of the read in which its parser failed, so a
+ * request line that arrived over several reads is not seen whole.
+ */
+function requestTargetOf(packet: unknown): string | undefined {
+  if (!Buffer.isBuffer(packet)) return undefined;
+  const line = /^[!-~]+ (?:[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/\s]*)?(\/\S*)/.exec(packet.toString('latin1', 0, 512));
+  return line?.[1];
+}
+
+/**
+ * The raw answer to a request Node's HTTP parser refused (a URL and headers too large, a malformed
+ * request line), written on the socket as problem+json, or in `ownFormat`'s format for a request
+ * whose target it claims; nothing when the socket can no longer be written.
+ */
+export function answerClientError(
+  err: Error & { code?: string; rawPacket?: unknown },
+  socket: Duplex,
+  ownFormat?: OwnErrorFormat,
+): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
   const [status, code, detail] =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'headers_too_large', 'The request headers are larger than the server accepts.']
+      ? [431, 'headers_too_large', 'The URL and headers of the request are larger than the server accepts.']
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'request_timeout', 'The request took too long to arrive.']
         : [400, 'bad_request', 'The request is not valid HTTP.'];
-  const body = JSON.stringify(toProblem(new AppError(status, code, detail)));
+  const error = new AppError(status, code, detail);
+  const target = requestTargetOf(err.rawPacket);
+  const own = target === undefined ? undefined : ownFormat?.(target, error);
+  const contentType = own?.contentType ?? 'application/problem+json; charset=utf-8';
+  const body = own?.body ?? JSON.stringify(toProblem(error));
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${contentType}\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }

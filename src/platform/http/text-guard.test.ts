@@ -233,3 +233,107 @@ describe('bodies nested too deep', () => {
     expect(whole.json().detail).toContain('must not nest deeper than 64 levels');
   });
 });
+
+// JSON.parse reads 1e400 as Infinity, which JSON.stringify then writes as null: before the guard a
+// user type's "maximum": 1e400 was stored as null (and every write of its users failed), a profile
+// or attribute number silently became null.
+describe('numbers beyond the range of a double', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ PROVISIONING_API_KEY: KEY });
+  });
+  afterAll(() => t.close());
+
+  /** Sends `json` as it is written: a JavaScript value cannot hold 1e400. */
+  const send = (url: string, json: string, headers: Record<string, string>) =>
+    t.request({ method: 'POST', url, headers: { 'content-type': 'application/json', ...headers }, payload: json });
+
+  const OUT_OF_RANGE = 'must be a number between -1.7976931348623157e+308 and 1.7976931348623157e+308.';
+
+  it('are refused with 400 naming the field, and nothing is written', async () => {
+    const su = await superuserClient(t);
+    const auth = { authorization: `Bearer ${su.token}` };
+    const org = await seedOrganization(t);
+    const code = unique('big').replace(/-/g, '');
+    const typeOf = (maximum: string) =>
+      `{"code":"${code}","plural":"${code}s","label":"Big","organization":"${org.code}",` +
+      `"schema":{"type":"object","properties":{"score":{"type":"number","maximum":${maximum}}}}}`;
+    const type = await send('/api/v1/user-types/', typeOf('1e400'), auth);
+    expect(type.statusCode, type.body).toBe(400);
+    expect(type.json().errors).toEqual([{ field: 'schema.properties.score.maximum', message: OUT_OF_RANGE }]);
+    expect((await su.get(`/api/v1/users/${code}s/`)).statusCode).toBe(404);
+    expect((await send('/api/v1/user-types/', typeOf('100'), auth)).statusCode).toBe(201);
+
+    for (const [url, json, field] of [
+      [`/api/v1/users/${code}s/`, '{"email":"big1@example.com","profile":{"score":1e400}}', 'profile.score'],
+      [
+        '/api/v1/users/',
+        `{"email":"big2@example.com","organization":"${org.code}","attributes":{"n":-1e400}}`,
+        'attributes.n',
+      ],
+      [
+        '/api/v1/users/',
+        `{"email":"big3@example.com","organization":"${org.code}","attributes":{"list":[1,2e999]}}`,
+        'attributes.list.1',
+      ],
+    ] as const) {
+      const res = await send(url, json, auth);
+      expect(res.statusCode, field).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json().errors, field).toEqual([{ field, message: OUT_OF_RANGE }]);
+    }
+    expect((await su.get(`/api/v1/users/?search=big&organization=${org.code}`)).json().results).toEqual([]);
+    // The largest double and one that rounds to zero are numbers like any other.
+    const fine = await send(
+      '/api/v1/users/',
+      `{"email":"big4@example.com","organization":"${org.code}","attributes":{"n":1.7976931348623157e308,"m":1e-400}}`,
+      auth,
+    );
+    expect(fine.statusCode, fine.body).toBe(201);
+    expect(fine.json().attributes).toEqual({ n: 1.7976931348623157e308, m: 0 });
+  });
+
+  it('answer SCIM clients in the SCIM error format', async () => {
+    const { scim } = await scimClient(t);
+    const res = await scim(
+      'POST',
+      '/Users',
+      `{"schemas":["${USER}"],"userName":"big@example.com","x509Certificates":[{"value":1e400}]}`,
+    );
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ status: '400', scimType: 'invalidValue' });
+    expect(res.json().detail).toContain('x509Certificates.0.value');
+    expect((await scim('GET', '/Users?filter=userName%20eq%20%22big%40example.com%22')).json().totalResults).toBe(0);
+  });
+
+  it('fail alone as an item of a seed-000 bulk call, or as a SCIM /Bulk operation', async () => {
+    const org = await seedOrganization(t);
+    const res = await send(
+      '/api/provisioning/users/bulk',
+      `[{"keycloak_id":"kc-big-ok","email":"big-ok@example.com","engagemx_client_id":"${org.code}"},` +
+        `{"keycloak_id":"kc-big-bad","email":"big-bad@example.com","engagemx_client_id":"${org.code}",` +
+        `"attributes":{"n":1e400}}]`,
+      { authorization: `Bearer ${KEY}` },
+    );
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({
+      success_count: 1,
+      error_count: 1,
+      errors: [{ index: 1, keycloak_id: 'kc-big-bad', fields: [{ field: 'attributes.n', message: OUT_OF_RANGE }] }],
+    });
+
+    const { scim } = await scimClient(t);
+    const bulk = await scim(
+      'POST',
+      '/Bulk',
+      `{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[` +
+        `{"method":"POST","path":"/Users","bulkId":"ok","data":{"schemas":["${USER}"],"userName":"big-scim-ok@example.com"}},` +
+        `{"method":"POST","path":"/Users","bulkId":"bad","data":{"schemas":["${USER}"],"userName":"big-scim-bad@example.com","x509Certificates":[{"value":-1e400}]}}]}`,
+    );
+    expect(bulk.statusCode, bulk.body).toBe(200);
+    const [ok, bad] = bulk.json().Operations;
+    expect(ok).toMatchObject({ status: '201' });
+    expect(bad).toMatchObject({ status: '400', response: { scimType: 'invalidValue' } });
+    expect(bad.response.detail).toContain('x509Certificates.0.value');
+  });
+});

@@ -5,7 +5,7 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /**
      * The array of the body whose items the route checks itself, so that one bad item fails alone:
-     * unstorable text and nesting (`bodyItemProblem`), `__proto__` keys (json-body.ts,
+     * unstorable text, numbers and nesting (`bodyItemProblem`), `__proto__` keys (json-body.ts,
      * `forbiddenKeyIn`). The rest of the body is refused as a whole, as on any route.
      */
     bodyItems?: (body: unknown) => unknown[] | undefined;
@@ -29,26 +29,40 @@ const UNSTORABLE = /[\0\uD800-\uDFFF]/u;
 export const UNSTORABLE_TEXT =
   'must not contain the NUL character (U+0000) or half a surrogate pair (\\ud800 to \\udfff).';
 
-type Problem = 'text' | 'depth';
+/** What a refusal says of a number beyond a double's range. */
+const OUT_OF_RANGE = `must be a number between ${-Number.MAX_VALUE} and ${Number.MAX_VALUE}.`;
+
+type Problem = 'text' | 'number' | 'depth';
 
 /**
- * The first string or key holding unstorable text (when `text`) or nesting beyond MAX_DEPTH in
- * `value`, not looking into `skip` (the items a route checks itself): a walk that allocates nothing.
+ * A number JSON.parse could not hold: `1e400` parses as Infinity, which JSON.stringify writes as
+ * null, so it would be stored as null (a user type's `maximum`, a profile field) without a word.
+ * Infinity and NaN arise from nothing else in a parsed body.
  */
-function problemIn(value: unknown, depth: number, text: boolean, skip?: unknown): Problem | undefined {
-  if (typeof value === 'string') return text && UNSTORABLE.test(value) ? 'text' : undefined;
+function isUnstorableNumber(value: number): boolean {
+  return !Number.isFinite(value);
+}
+
+/**
+ * The first string or key holding unstorable text, number beyond a double's range (unless
+ * `textOnly`) or nesting beyond MAX_DEPTH in `value`, not looking into `skip` (the items a route
+ * checks itself): a walk that allocates nothing.
+ */
+function problemIn(value: unknown, depth: number, textOnly: boolean, skip?: unknown): Problem | undefined {
+  if (typeof value === 'string') return UNSTORABLE.test(value) ? 'text' : undefined;
+  if (typeof value === 'number') return !textOnly && isUnstorableNumber(value) ? 'number' : undefined;
   if (value === null || typeof value !== 'object' || value === skip) return undefined;
   if (depth >= MAX_DEPTH) return 'depth';
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const problem = problemIn(value[i], depth + 1, text, skip);
+      const problem = problemIn(value[i], depth + 1, textOnly, skip);
       if (problem) return problem;
     }
     return undefined;
   }
   for (const key in value) {
-    if (text && UNSTORABLE.test(key)) return 'text';
-    const problem = problemIn((value as Record<string, unknown>)[key], depth + 1, text, skip);
+    if (UNSTORABLE.test(key)) return 'text';
+    const problem = problemIn((value as Record<string, unknown>)[key], depth + 1, textOnly, skip);
     if (problem) return problem;
   }
   return undefined;
@@ -58,21 +72,28 @@ function problemIn(value: unknown, depth: number, text: boolean, skip?: unknown)
  * The dotted path of the first problem (`problemIn`), '' for `value` itself. Paths are built only
  * once a problem is known to be there: a bulk body has thousands of fields.
  */
-function problemPath(value: unknown, path: string, depth: number, text: boolean, skip?: unknown): string | undefined {
-  if (typeof value === 'string') return text && UNSTORABLE.test(value) ? path : undefined;
+function problemPath(
+  value: unknown,
+  path: string,
+  depth: number,
+  textOnly: boolean,
+  skip?: unknown,
+): string | undefined {
+  if (typeof value === 'string') return UNSTORABLE.test(value) ? path : undefined;
+  if (typeof value === 'number') return !textOnly && isUnstorableNumber(value) ? path : undefined;
   if (value === null || typeof value !== 'object' || value === skip) return undefined;
   if (depth >= MAX_DEPTH) return path;
   const at = (key: string) => (path ? `${path}.${key}` : key);
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const field = problemPath(value[i], at(String(i)), depth + 1, text, skip);
+      const field = problemPath(value[i], at(String(i)), depth + 1, textOnly, skip);
       if (field !== undefined) return field;
     }
     return undefined;
   }
   for (const key in value) {
-    if (text && UNSTORABLE.test(key)) return at(key);
-    const field = problemPath((value as Record<string, unknown>)[key], at(key), depth + 1, text, skip);
+    if (UNSTORABLE.test(key)) return at(key);
+    const field = problemPath((value as Record<string, unknown>)[key], at(key), depth + 1, textOnly, skip);
     if (field !== undefined) return field;
   }
   return undefined;
@@ -84,25 +105,28 @@ export function unstorableTextField(value: unknown, path = '', depth = 0): strin
 }
 
 /**
- * For a route's `bodyItems`: what would refuse a whole body in one item that sits `depth` levels
- * down in it (unstorable text, nesting beyond MAX_DEPTH), with the field's dotted path in the item
- * ('' for the item itself). A walk bounded by MAX_DEPTH, so it is safe on any parsed body.
+ * What would refuse a whole body (unstorable text, a number beyond a double's range, nesting beyond
+ * MAX_DEPTH) in `item`, a value `depth` levels down in a body (a route's `bodyItems`) or parsed
+ * elsewhere (an import file's user, at depth 0), with the field's dotted path in the item ('' for
+ * the item itself). A walk bounded by MAX_DEPTH, so it is safe on any parsed value.
  */
 export function bodyItemProblem(item: unknown, depth: number): FieldError | undefined {
-  const problem = problemIn(item, depth, true);
+  const problem = problemIn(item, depth, false);
   if (!problem) return undefined;
-  return { field: problemPath(item, '', depth, true) ?? '', message: messageOf(problem) };
+  return { field: problemPath(item, '', depth, false) ?? '', message: messageOf(problem) };
 }
 
 /**
  * PostgreSQL cannot store the NUL character or half a surrogate pair: a value carrying one
- * (`\u0000` or `\ud800` in JSON, `%00` in a URL) used to fail in the database as a 500. Before
+ * (`\u0000` or `\ud800` in JSON, `%00` in a URL) used to fail in the database as a 500. A body's
+ * number beyond a double's range (`1e400`) would be stored as null; it is refused alike. Before
  * validation, every request's query, path parameters and body are checked, and such a value is
  * refused as a 400 naming its field (in each plugin's error format, like a schema error). The query
- * and parameters are walked only when the URL holds `%00` (a URL's broken UTF-8 decodes to U+FFFD,
- * never to a surrogate); a body walk costs about 0.2 ms for a thousand-user bulk call. A route whose
- * items fail one by one (seed 000's bulk call, SCIM /Bulk) names them (`bodyItems`) and checks
- * them itself, nesting beyond MAX_DEPTH included; anywhere else such a body is refused as a whole.
+ * and parameters are walked only when the URL holds `%00`: percent-encoding that is not UTF-8 (a
+ * surrogate's is not) never decodes, and is refused before (query-string.ts; the router for a
+ * path). A body walk costs about 0.2 ms for a thousand-user bulk call. A route whose items fail one
+ * by one (seed 000's bulk call, SCIM /Bulk) names them (`bodyItems`) and checks them itself,
+ * nesting beyond MAX_DEPTH included; anywhere else such a body is refused as a whole.
  */
 export function installTextGuard(app: FastifyInstance): void {
   app.addHook('preValidation', (request, _reply, done) => {
@@ -111,16 +135,17 @@ export function installTextGuard(app: FastifyInstance): void {
       ? (unstorableTextField(request.query, '', 0) ?? unstorableTextField(request.params, '', 0))
       : undefined;
     if (field !== undefined) return done(refusal(field, 'text'));
-    // One walk of the body for both problems; the route checks its items itself.
+    // One walk of the body for every problem; the route checks its items itself.
     const items = request.routeOptions.config.bodyItems?.(request.body);
-    const problem = problemIn(request.body, 0, true, items);
-    if (problem) return done(refusal(problemPath(request.body, '', 0, true, items) ?? '', problem));
+    const problem = problemIn(request.body, 0, false, items);
+    if (problem) return done(refusal(problemPath(request.body, '', 0, false, items) ?? '', problem));
     done();
   });
 }
 
 function messageOf(problem: Problem): string {
-  return problem === 'text' ? UNSTORABLE_TEXT : `must not nest deeper than ${MAX_DEPTH} levels.`;
+  if (problem === 'text') return UNSTORABLE_TEXT;
+  return problem === 'number' ? OUT_OF_RANGE : `must not nest deeper than ${MAX_DEPTH} levels.`;
 }
 
 function refusal(field: string, problem: Problem) {
