@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf } from '../../platform/http/auth.js';
+import { refuseOrganizationId } from '../../platform/http/organization-id-field.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { listingScope } from '../organizations/organizations.queries.js';
 import { apiKeyErrors } from './api-keys.errors.js';
@@ -43,6 +44,7 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/api-keys',
     {
       config: { auth },
+      preValidation: refuseOrganizationId,
       schema: {
         operationId: 'createApiKey',
         tags,

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { refuseOrganizationId } from '../../platform/http/organization-id-field.js';
 import { cursorId, toPage } from '../../platform/http/pagination.js';
 import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { findOrganizationByCode, listingScope } from '../organizations/organizations.queries.js';
@@ -131,6 +132,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/user-types',
     {
       config: manage,
+      preValidation: refuseOrganizationId,
       schema: {
         operationId: 'createUserType',
         tags,
@@ -273,6 +275,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       ...plural,
       config: { auth: { permission: 'users.update' } },
+      preValidation: refuseOrganizationId,
       schema: {
         operationId: 'createTypedUser',
         tags: typedTags,
