@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf } from '../../platform/http/auth.js';
 import { noStore } from '../../platform/http/no-store.js';
+import { refuseOrganizationId } from '../../platform/http/organization-id-field.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { listingScope } from '../organizations/organizations.queries.js';
 import { apiKeyErrors } from './api-keys.errors.js';
@@ -44,6 +45,7 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/api-keys',
     {
       config: { auth },
+      preValidation: refuseOrganizationId,
       schema: {
         operationId: 'createApiKey',
         tags,

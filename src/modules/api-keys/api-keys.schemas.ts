@@ -33,7 +33,8 @@ export const CreateApiKeyBody = Type.Object({
   organization: Type.Optional(
     Type.Union([OrganizationCode, Type.Null()], {
       description:
-        'Organization code; null for a platform-wide key (superusers only). Default: the caller’s organization.',
+        'Organization code; null for a platform-wide key (superusers only). Default: the caller’s organization.' +
+        ' An `organization_id` in the body is refused (400 naming it).',
     }),
   ),
   scopes: Type.Array(Scope, { minItems: 1, maxItems: API_KEY_SCOPES.length, uniqueItems: true }),

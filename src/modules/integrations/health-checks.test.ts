@@ -177,6 +177,36 @@ describe('integration health checks', () => {
     expect(mapped.json()).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
   });
 
+  it('refuses IPv6 spellings of refused IPv4 addresses and cloud metadata IPv6 addresses, on create and update', async () => {
+    const allowed = await admin.post('/api/v1/integrations/', {
+      name: unique('allowed '),
+      service_type: 'other',
+      auth_type: 'none',
+      base_url: 'http://[64:ff9b::a00:1]/', // 10.0.0.1 through NAT64: private, allowed like the address
+    });
+    expect(allowed.statusCode, allowed.body).toBe(201);
+    const id = allowed.json().id as string;
+    for (const host of [
+      '64:ff9b::a9fe:a9fe',
+      '::a9fe:a9fe',
+      '::ffff:0:a9fe:a9fe',
+      '2002:a9fe:a9fe::',
+      'fd00:ec2::254',
+      '::ffff:0:0:0',
+      '2002:e000:1::',
+    ]) {
+      const created = await admin.post('/api/v1/integrations/', {
+        name: unique('metadata '),
+        service_type: 'other',
+        auth_type: 'none',
+        base_url: `http://[${host}]/latest`,
+      });
+      expect(created.json(), host).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+      const updated = await admin.patch(`/api/v1/integrations/${id}`, { base_url: `http://[${host}]/` });
+      expect(updated.json(), host).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+    }
+  });
+
   it('the scheduled sweep checks active integrations that are due, and skips deactivated ones', async () => {
     const org = await seedOrganization(t);
     const other = await clientWithRole(t, org.id, 'org_admin');

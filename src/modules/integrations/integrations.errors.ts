@@ -53,7 +53,7 @@ export const integrationErrors = {
     new AppError(
       422,
       'integration_address_blocked',
-      `The host ${host} resolves to a link-local or unspecified address, which integrations may not call.`,
+      `The host ${host} resolves to a link-local, unspecified, multicast or cloud metadata address, which integrations may not call.`,
     ),
   notOAuth2: (id: string) =>
     new AppError(409, 'integration_not_oauth2', `Integration ${id} does not use auth_type "oauth2".`),

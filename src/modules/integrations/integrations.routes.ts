@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { envelopeFor } from '../../platform/crypto/envelope.js';
 import { organizationScopeOf } from '../../platform/http/auth.js';
+import { refuseOrganizationId } from '../../platform/http/organization-id-field.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { listingScope } from '../organizations/organizations.queries.js';
@@ -157,6 +158,7 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/integrations',
     {
       config: { auth: manage },
+      preValidation: refuseOrganizationId,
       schema: {
         operationId: 'createIntegration',
         tags,

@@ -136,7 +136,8 @@ export const CreateIntegrationBody = Type.Object(
     base_url: integrationInputFields.base_url,
     organization: Type.Optional(
       Type.Union([OrganizationCode], {
-        description: 'Organization code (superusers). Default: the caller’s organization.',
+        description:
+          'Organization code (superusers). Default: the caller’s organization. An `organization_id` in the body is refused (400 naming it).',
       }),
     ),
   },

@@ -112,6 +112,51 @@ describe('sendOutbound', () => {
     expect(resolve.lookups).toEqual([]);
   });
 
+  // IPv6 spellings that carry a refused IPv4 address (RFC 4291 §2.5.5, RFC 6052, RFC 6145, RFC 3056,
+  // RFC 4380) reach it through a translator or tunnel; and cloud metadata services' own IPv6 addresses.
+  const EMBEDDED = [
+    '64:ff9b::a9fe:a9fe', // NAT64, well-known prefix
+    '64:ff9b::169.254.169.254',
+    '64:ff9b:1:a9fe:a9:fe00::', // NAT64, local-use prefix /48 (RFC 8215)
+    '64:ff9b:1::a9fe:a9fe', // …of length /96
+    '::a9fe:a9fe', // IPv4-compatible
+    '::ffff:0:a9fe:a9fe', // IPv4-translated
+    '::ffff:a9fe:a9fe', // IPv4-mapped, in hex
+    '2002:a9fe:a9fe::', // 6to4
+    '2001:0:4136:e378:8000:63bf:5601:5601', // Teredo, client 169.254.169.254 (obfuscated)
+    '::ffff:0:0:1', // 0.0.0.1 translated
+    '64:ff9b::e000:1', // 224.0.0.1 through NAT64
+    'fd00:ec2::254', // AWS instance metadata
+    'fd20:ce::254', // Google Cloud metadata
+  ];
+
+  it('refuses, when connecting, a name that resolves to an IPv6 spelling of a refused address', async () => {
+    for (const address of EMBEDDED) {
+      const resolve = scriptedResolver([{ address, family: 6 }]);
+      const result = await sendOutbound(new URL(`http://embedded.test:${port}/`), get, options(resolve));
+      expect(result, address).toMatchObject({ ok: false, failure: 'blocked' });
+      expect(resolve.lookups).toEqual(['embedded.test']);
+    }
+  });
+
+  it('refuses such an address literal without a look-up', async () => {
+    const resolve = scriptedResolver([LOOPBACK]);
+    for (const address of EMBEDDED) {
+      const result = await sendOutbound(new URL(`http://[${address}]/`), get, options(resolve));
+      expect(result, address).toMatchObject({ ok: false, failure: 'blocked' });
+    }
+    expect(resolve.lookups).toEqual([]);
+  });
+
+  it('still connects where an IPv6 spelling carries an allowed address, and to loopback', async () => {
+    // A private address through NAT64 is as allowed as the address itself; only the answer differs here.
+    for (const address of ['::1', '::ffff:127.0.0.1']) {
+      const resolve = scriptedResolver([{ address, family: 6 }]);
+      const result = await sendOutbound(new URL(`http://allowed.test:${port}/`), get, options(resolve));
+      expect(result, address).not.toMatchObject({ failure: 'blocked' });
+    }
+  });
+
   it('reports a name that does not resolve as a network failure', async () => {
     const result = await sendOutbound(new URL(`http://nowhere.test:${port}/`), get, options(scriptedResolver([])));
     expect(result).toMatchObject({ ok: false, failure: 'network' });

@@ -2,26 +2,21 @@ import type { LookupAddress } from 'node:dns';
 import { lookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { AppError } from '../../platform/http/errors.js';
 import { integrationErrors } from './integrations.errors.js';
+import { isRefusedAddress } from './refused-addresses.js';
 
-/**
+/*
  * Calls from Gatehouse to integrations. A self-hosted installation legitimately talks to services
  * on its own network (an on-premises SMS gateway, a local mail relay), so private and loopback
  * addresses are allowed. What is refused: any scheme but http/https, credentials inside the URL,
  * and hosts resolving to link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints live
- * there), unspecified or multicast addresses, judged on the address each connection is made to.
+ * there), unspecified or multicast addresses, also spelt as IPv6 addresses that carry them (see
+ * refused-addresses.ts), judged on the address each connection is made to.
  * Redirects are never followed, so a service cannot bounce a call to an address it could not name
  * directly.
  */
-const BLOCKED = new BlockList();
-BLOCKED.addSubnet('169.254.0.0', 16, 'ipv4');
-BLOCKED.addSubnet('0.0.0.0', 8, 'ipv4');
-BLOCKED.addSubnet('224.0.0.0', 4, 'ipv4');
-BLOCKED.addSubnet('fe80::', 10, 'ipv6');
-BLOCKED.addSubnet('ff00::', 8, 'ipv6');
-BLOCKED.addAddress('::', 'ipv6');
 
 /** An absolute http(s) URL without a fragment, or a 400 naming `field`. */
 export function webUrlOf(raw: string, field: string): URL {
@@ -53,8 +48,11 @@ export function checkIntegrationUrl(raw: string, field: string, options: { query
     throw integrationErrors.invalidUrl(field, 'must not hold a query string; give credentials in `credentials`.');
   }
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host) && isBlocked(host)) {
-    throw integrationErrors.invalidUrl(field, 'Link-local, unspecified and multicast addresses are not allowed.');
+  if (isIP(host) && isRefusedAddress(host)) {
+    throw integrationErrors.invalidUrl(
+      field,
+      'Link-local, unspecified, multicast and cloud metadata addresses are not allowed, nor IPv6 addresses that carry them.',
+    );
   }
   return url.toString();
 }
@@ -91,14 +89,6 @@ export function joinUrl(baseUrl: string, path: string, field = 'path'): URL {
   return target;
 }
 
-function isBlocked(address: string): boolean {
-  // An IPv4 address written as IPv4-mapped IPv6 is judged as IPv4.
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-  if (mapped) return BLOCKED.check(mapped, 'ipv4');
-  const family = isIP(address);
-  return family === 0 ? true : BLOCKED.check(address, family === 4 ? 'ipv4' : 'ipv6');
-}
-
 /** Resolves a host name to every address it has; tests pass their own to map names without DNS. */
 export type ResolveHost = (hostname: string) => Promise<LookupAddress[]>;
 
@@ -116,7 +106,7 @@ function guardedLookup(resolve: ResolveHost): LookupFunction {
       (addresses) => {
         const wanted = options.family === 4 || options.family === 6 ? options.family : 0;
         const usable = addresses.filter((a) => wanted === 0 || a.family === wanted);
-        if (addresses.some((a) => isBlocked(a.address))) {
+        if (addresses.some((a) => isRefusedAddress(a.address))) {
           callback(integrationErrors.blockedAddress(hostname), '', 0);
         } else if (usable.length === 0) {
           callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
@@ -177,7 +167,7 @@ export async function requestGuarded(
 ): Promise<GuardedResponse> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   // An address literal is connected to without a look-up, so it is judged here.
-  if (isIP(host) && isBlocked(host)) throw integrationErrors.blockedAddress(host);
+  if (isIP(host) && isRefusedAddress(host)) throw integrationErrors.blockedAddress(host);
   const signal = AbortSignal.timeout(options.timeoutMs);
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   try {

@@ -137,7 +137,7 @@ export const CreateRoleBody = Type.Object({
     Type.Union([Type.String({ minLength: 1, maxLength: 100 }), Type.Null()], {
       description:
         'Owner organization (code); null for a global role (superusers only). Omitted: global for a superuser, ' +
-        'the caller’s organization for anyone else.',
+        'the caller’s organization for anyone else. An `organization_id` in the body is refused (400 naming it).',
     }),
   ),
   permissions: Type.Optional(Codes(PermissionCode)),

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { refuseOrganizationId } from '../../platform/http/organization-id-field.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { accessOfCaller, keyCeilingOf } from './delegation.js';
@@ -72,6 +73,7 @@ export const rolesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/roles',
     {
       config: manage,
+      preValidation: refuseOrganizationId,
       schema: {
         tags,
         operationId: 'createRole',

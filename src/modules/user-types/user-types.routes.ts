@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
 import { isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { refuseOrganizationId } from '../../platform/http/organization-id-field.js';
 import { cursorId, toPage } from '../../platform/http/pagination.js';
 import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { findOrganizationByCode, listingScope } from '../organizations/organizations.queries.js';
@@ -78,7 +80,8 @@ const typedTags = ['typed-users'];
 export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
   if (!app.hasConstraintStrategy(USER_REF)) {
-    app.addConstraintStrategy({
+    // Through allowedMethods, so that a 405's Allow knows POST /api/v1/users/<uuid> is not the typed route's.
+    app.allowedMethods.addConstraintStrategy({
       name: USER_REF,
       storage() {
         const handlers = new Map<string, unknown>();
@@ -131,6 +134,7 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/user-types',
     {
       config: manage,
+      preValidation: refuseOrganizationId,
       schema: {
         operationId: 'createUserType',
         tags,
@@ -268,15 +272,37 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
+  /**
+   * POST on /api/v1/users/<segment>: the router sends every segment that is not a user id here, but
+   * only a plural is a collection that takes POST. Anything else names what /api/v1/users/{id}/
+   * would serve, which takes no POST: 405 as for a user id, rather than 404 user_type_not_found.
+   * Run before the body is validated, so the answer does not hang on the body; and after the
+   * credential and permission checks (onRequest), so whether a word is a plural is told only to
+   * callers who may create users, and only for the types they could create (their organization's
+   * and global ones; superusers also in the organization the body names).
+   */
+  async function refuseSegmentsThatAreNoPlural(req: FastifyRequest) {
+    const { plural: segment } = req.params as { plural: string };
+    const body = req.body as { organization?: unknown } | null | undefined;
+    const named = typeof body?.organization === 'string' ? body.organization : undefined;
+    const notAPlural = (): Error => app.methodNotAllowed(req, { [USER_REF]: 'id' });
+    await typeFor(req.actor, segment, named, notAPlural);
+  }
+
   app.post(
     '/api/v1/users/:plural',
     {
       ...plural,
       config: { auth: { permission: 'users.update' } },
+      preValidation: [refuseOrganizationId, refuseSegmentsThatAreNoPlural],
       schema: {
         operationId: 'createTypedUser',
         tags: typedTags,
-        description: 'Creates a user of the type; `profile` must match the type’s JSON Schema.',
+        description:
+          'Creates a user of the type; `profile` must match the type’s JSON Schema. A segment that is no user ' +
+          'type’s plural (in the organization the user would join) answers 405 as `/api/v1/users/{id}/` does, ' +
+          'after the credential and `users.update` are checked, so only callers who may create users learn which ' +
+          'plurals exist; a user id answers 405 to anyone.',
         params: PluralParams,
         body: CreateTypedUserBody,
         response: { 201: TypedUserView },

@@ -43,7 +43,10 @@ export const CreateUserTypeBody = Type.Object({
   plural: Plural,
   label: Type.String({ minLength: 1, maxLength: 150 }),
   organization: Type.Optional(
-    Type.Union([OrganizationCode, Type.Null()], { description: 'Organization code; null or absent = global.' }),
+    Type.Union([OrganizationCode, Type.Null()], {
+      description:
+        'Organization code; null or absent = global. An `organization_id` in the body is refused (400 naming it).',
+    }),
   ),
   schema: Type.Optional(JsonSchema),
 });
@@ -117,7 +120,14 @@ export const CreateTypedUserBody = Type.Object({
   first_name: Type.Optional(Name),
   last_name: Type.Optional(Name),
   password: Type.Optional(Type.String({ minLength: 10, maxLength: 1024 })),
-  organization: Type.Optional(OrganizationCode),
+  organization: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 100,
+      description:
+        'Organization code (default: the type’s organization, else the caller’s). An `organization_id` in the body is refused (400 naming it).',
+    }),
+  ),
   profile: Type.Optional(Profile),
 });
 export type CreateTypedUserInput = Static<typeof CreateTypedUserBody>;

@@ -198,7 +198,7 @@ describe('user types and typed users', () => {
     expect(stored).toMatchObject({ is_staff: false, status: 'active' });
   });
 
-  it('answers 404 for a user of another type under a plural, and user_not_found for a segment that is no plural', async () => {
+  it('answers 404 for a user of another type under a plural, and user_not_found (405 to POST) for a segment that is no plural', async () => {
     await applyUserTypeTemplate(t.database.db, 'school');
     const staff = await admin.post('/api/v1/users/staff/', {
       email: `${unique()}@x.io`,
@@ -212,8 +212,10 @@ describe('user types and typed users', () => {
       expect(res.json()).toMatchObject({ status: 404, code: 'user_not_found' });
       expect(res.json().detail).toContain(`no user type the plural "${segment}"`);
     }
+    // POST: /api/v1/users/{id}/ takes none, so a segment that is no plural answers 405 as a user id does.
     const post = await admin.post('/api/v1/users/unicorns/', { email: `${unique()}@x.io` });
-    expect(post.json()).toMatchObject({ status: 404, code: 'user_type_not_found' });
+    expect(post.json()).toMatchObject({ status: 405, code: 'method_not_allowed' });
+    expect(post.headers.allow).toBe('GET, HEAD, PATCH, DELETE');
     expect((await admin.get('/api/v1/users/students/')).statusCode).toBe(200);
   });
 

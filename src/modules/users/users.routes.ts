@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
+import { refuseOrganizationId } from '../../platform/http/organization-id-field.js';
 import { toPage } from '../../platform/http/pagination.js';
 import { PARTIAL_UPDATE_RULES, partialUpdate } from '../../platform/http/partial-update.js';
 import { listingScope } from '../organizations/organizations.queries.js';
@@ -62,6 +63,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/users',
     {
       config: { auth: { permission: 'users.update' } },
+      preValidation: refuseOrganizationId,
       schema: {
         operationId: 'createUser',
         tags,

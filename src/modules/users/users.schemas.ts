@@ -103,7 +103,12 @@ export const CreateUserBody = Type.Object({
   first_name: Type.Optional(Name),
   last_name: Type.Optional(Name),
   organization: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 100, description: "Organization code; default: the caller's." }),
+    Type.String({
+      minLength: 1,
+      maxLength: 100,
+      description:
+        "Organization code; default: the caller's. An `organization_id` in the body is refused (400 naming it).",
+    }),
   ),
   external_id: Type.Optional(ExternalId),
   user_type: Type.Optional(UserType),

@@ -1,5 +1,10 @@
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import FindMyWay from 'find-my-way';
+
+type Strategy = FindMyWay.ConstraintStrategy<FindMyWay.HTTPVersion.V1, string>;
+/** Constraint values as a route names them, or as they are derived from a request. */
+export type Constraints = Record<string, string>;
 
 /** The order methods are listed in an Allow header; others follow alphabetically. */
 const ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
@@ -10,13 +15,21 @@ const rank = (method: string) => {
 };
 
 export interface AllowedMethods {
-  /** The methods of every route that matches the path. */
-  of(url: string): string[];
+  /**
+   * The methods of every route that matches the path, and whose constraints the request meets:
+   * `constraints` as the router derives them from `request`, where given (a route's own values otherwise).
+   */
+  of(url: string, request?: IncomingMessage, constraints?: Constraints): string[];
   /**
    * The methods of the fixed routes (no parameter, no wildcard) whose pattern is this path; none
    * when no fixed route names it. Such a path belongs to them, whatever parametric route matches it too.
    */
   ofFixedPath(url: string): string[];
+  /**
+   * Adds a custom constraint strategy to the application's router and to these look-ups, which
+   * then take a route's constraints into account. Call before the routes that use it.
+   */
+  addConstraintStrategy(strategy: Strategy): void;
 }
 
 /** One router per question: each the way Fastify's own matches a path (trailing slashes, case, …). */
@@ -31,22 +44,29 @@ function pathMatcher(app: FastifyInstance) {
     allowUnsafeRegex: options.allowUnsafeRegex ?? config.allowUnsafeRegex,
   });
   const methods = new Set<FindMyWay.HTTPMethod>();
+  const strategies: Strategy[] = [];
   const nothing = () => undefined;
   return {
-    add(method: FindMyWay.HTTPMethod, pattern: string) {
+    addConstraintStrategy(strategy: Strategy) {
+      strategies.push(strategy);
+      router.addConstraintStrategy(strategy);
+    },
+    add(method: FindMyWay.HTTPMethod, pattern: string, constraints?: Constraints) {
       methods.add(method);
       try {
-        router.on(method, pattern, nothing);
+        router.on(method, pattern, constraints ? { constraints } : {}, nothing);
       } catch {
         // Already entered: Fastify registers a route once per prefix variant.
       }
     },
-    methodsOf(url: string): string[] {
+    methodsOf(url: string, request?: IncomingMessage, given: Constraints = {}): string[] {
       const path = url.split('?')[0] as string;
+      const derived = { ...given };
+      if (request) for (const s of strategies) derived[s.name] ??= s.deriveConstraint(request, undefined) as string;
       const allowed: string[] = [];
       for (const method of methods) {
         try {
-          if (router.find(method, path)) allowed.push(method);
+          if (router.find(method, path, derived)) allowed.push(method);
         } catch {
           // A path the router cannot decode matches nothing.
         }
@@ -64,8 +84,9 @@ const isFixed = (pattern: string) => !pattern.includes(':') && !pattern.includes
  * paths; so every route is also entered, as it is registered, in a second find-my-way router built
  * with the same options (trailing slashes, parameter length, case), which then matches a path the
  * way the real one does; and fixed routes also in a third. Catch-all routes (`*`, such as CORS's
- * OPTIONS route) are left out: they would make every path look known. Call before any route is
- * registered.
+ * OPTIONS route) are left out: they would make every path look known. A route's constraints count
+ * (`/api/v1/users/:plural` takes no user id), once their strategy is added through
+ * `addConstraintStrategy`. Call before any route is registered.
  */
 export function collectAllowedMethods(app: FastifyInstance): AllowedMethods {
   const every = pathMatcher(app);
@@ -73,11 +94,20 @@ export function collectAllowedMethods(app: FastifyInstance): AllowedMethods {
 
   app.addHook('onRoute', (route) => {
     if (route.url === '*' || route.url === '/*') return;
+    const constraints = route.constraints as Constraints | undefined;
     for (const method of [route.method].flat() as FindMyWay.HTTPMethod[]) {
-      every.add(method, route.url);
-      if (isFixed(route.url)) fixed.add(method, route.url);
+      every.add(method, route.url, constraints);
+      if (isFixed(route.url)) fixed.add(method, route.url, constraints);
     }
   });
 
-  return { of: every.methodsOf, ofFixedPath: fixed.methodsOf };
+  return {
+    of: every.methodsOf,
+    ofFixedPath: (url) => fixed.methodsOf(url),
+    addConstraintStrategy(strategy) {
+      app.addConstraintStrategy(strategy);
+      every.addConstraintStrategy(strategy);
+      fixed.addConstraintStrategy(strategy);
+    },
+  };
 }

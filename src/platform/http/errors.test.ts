@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scimClient } from '../../../test/scim-client.js';
-import { superuserClient } from '../../../test/seed.js';
+import { clientWithRole, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 
 describe('error rendering', () => {
@@ -255,6 +255,56 @@ describe('methods a path does not take', () => {
     expect((await t.request({ method: 'GET', url: '/api/v1/users/profile/', headers: superuser })).statusCode).toBe(
       200,
     );
+  });
+
+  it('answers 405 naming the methods of /api/v1/users/{id}/ for POST on a user id, for any caller', async () => {
+    const root = await superuserClient(t);
+    const superuser = { authorization: `Bearer ${root.token}` };
+    // A user id is never a user type's plural, so the answer takes no credential and tells nothing.
+    for (const id of [root.user.id, '00000000-0000-7000-8000-000000000000']) {
+      for (const url of [`/api/v1/users/${id}/`, `/api/v1/users/${id}`]) {
+        for (const headers of [{}, superuser]) {
+          const res = await t.request({ method: 'POST', url, headers, payload: { email: 'x@example.com' } });
+          expect(res.statusCode, `POST ${url}`).toBe(405);
+          expect(res.headers.allow).toBe('GET, HEAD, PATCH, DELETE');
+          expect(res.json()).toMatchObject({ status: 405, code: 'method_not_allowed', instance: url });
+        }
+      }
+    }
+    // No route takes PUT there: Allow names the id route's methods, not the typed-user route's POST.
+    const put = await t.request({ method: 'PUT', url: `/api/v1/users/${root.user.id}/`, payload: {} });
+    expect(put.statusCode).toBe(405);
+    expect(put.headers.allow).toBe('GET, HEAD, PATCH, DELETE');
+  });
+
+  it('answers 405 for POST on a segment that is no user type’s plural, once the caller may create users', async () => {
+    const root = await superuserClient(t);
+    const superuser = { authorization: `Bearer ${root.token}` };
+    const plural = `things${Date.now()}`;
+    const made = await root.post('/api/v1/user-types/', { code: plural, plural, label: 'Things' });
+    expect(made.statusCode, made.body).toBe(201);
+    // Whether a word is some organization's plural is told to no one who could not create its users:
+    // without a credential, 401 whether or not it is one; without users.update, 403.
+    for (const segment of ['nothings', plural]) {
+      const anonymous = await t.request({ method: 'POST', url: `/api/v1/users/${segment}/`, payload: {} });
+      expect(anonymous.statusCode, segment).toBe(401);
+      const viewer = await clientWithRole(t, root.user.organizationId, 'viewer');
+      expect((await viewer.post(`/api/v1/users/${segment}/`, {})).statusCode, segment).toBe(403);
+    }
+    // To one who may, a word that is no plural answers as /api/v1/users/{id}/ does, whatever the body.
+    for (const payload of [{}, { email: 'x@example.com' }]) {
+      const res = await t.request({ method: 'POST', url: '/api/v1/users/nothings/', headers: superuser, payload });
+      expect(res.statusCode, res.body).toBe(405);
+      expect(res.headers.allow).toBe('GET, HEAD, PATCH, DELETE');
+      expect(res.json()).toMatchObject({
+        status: 405,
+        code: 'method_not_allowed',
+        instance: '/api/v1/users/nothings/',
+      });
+    }
+    // A plural still takes POST.
+    const created = await root.post(`/api/v1/users/${plural}/`, { email: `${plural}@example.com` });
+    expect(created.statusCode, created.body).toBe(201);
   });
 
   it('keeps 404 route_not_found for a path no route takes, whatever the method', async () => {

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EnvelopeError } from '../crypto/envelope.js';
 import { uniqueViolation, unreachableDatabaseReason } from '../db/client.js';
-import { type AllowedMethods, collectAllowedMethods } from './allowed-methods.js';
+import { type AllowedMethods, type Constraints, collectAllowedMethods } from './allowed-methods.js';
 
 export interface FieldError {
   field: string;
@@ -370,6 +370,17 @@ export function answerClientError(
   );
 }
 
+function methodNotAllowedError(
+  request: FastifyRequest,
+  path: string,
+  allowed: string[],
+  preflight: boolean | undefined,
+): AppError {
+  const allow = (preflight && !allowed.includes('OPTIONS') ? [...allowed, 'OPTIONS'] : allowed).join(', ');
+  const detail = `${request.method} is not allowed on ${path}; it takes ${allow}.`;
+  return new AppError(405, 'method_not_allowed', detail, { headers: { allow } });
+}
+
 function methodNotAllowed(
   reply: FastifyReply,
   request: FastifyRequest,
@@ -377,9 +388,20 @@ function methodNotAllowed(
   allowed: string[],
   preflight: boolean | undefined,
 ): FastifyReply {
-  const allow = (preflight && !allowed.includes('OPTIONS') ? [...allowed, 'OPTIONS'] : allowed).join(', ');
-  const detail = `${request.method} is not allowed on ${path}; it takes ${allow}.`;
-  return sendProblem(reply, request, new AppError(405, 'method_not_allowed', detail, { headers: { allow } }));
+  return sendProblem(reply, request, methodNotAllowedError(request, path, allowed, preflight));
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The methods each path takes (see allowed-methods.ts); modules add their constraint strategies here. */
+    allowedMethods: AllowedMethods;
+    /**
+     * The 405 of a request whose route turns out not to take it, for a route that can tell only once
+     * it has looked (a segment that names nothing it serves): Allow names the methods of the routes
+     * the path reaches with `constraints`, as the router would derive them otherwise.
+     */
+    methodNotAllowed(request: FastifyRequest, constraints: Constraints): AppError;
+  }
 }
 
 interface MethodAnswers {
@@ -403,11 +425,17 @@ export function installErrorHandling(app: FastifyInstance, options: MethodAnswer
     logFailure(request, err, normalised);
     return sendProblem(reply, request, normalised.error);
   });
+  app.decorate('allowedMethods', allowedMethods);
+  app.decorate('methodNotAllowed', (request: FastifyRequest, constraints: Constraints) => {
+    const path = request.url.split('?')[0] as string;
+    const allowed = allowedMethods.of(path, request.raw, constraints).filter((m) => m !== request.method);
+    return methodNotAllowedError(request, path, allowed, options.preflight);
+  });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] as string;
     const elsewhere = options.ownMethodAnswers?.some((prefix) => path.startsWith(prefix));
     const fixed = elsewhere ? [] : allowedMethods.ofFixedPath(path);
-    const allowed = elsewhere ? [] : fixed.length > 0 ? fixed : allowedMethods.of(path);
+    const allowed = elsewhere ? [] : fixed.length > 0 ? fixed : allowedMethods.of(path, request.raw);
     // A method a route takes reaches here only through callNotFound: that is a 404 of the route's own.
     if (allowed.length === 0 || allowed.includes(request.method)) {
       return sendProblem(reply, request, new AppError(404, 'route_not_found', `No route ${request.method} ${path}.`));
