@@ -178,6 +178,47 @@ describe('gatehouse export and import on the command line', () => {
     expect(garbled.stderr).toContain('line 2: not JSON');
   });
 
+  it("refuses an entry nested beyond the API's limit alone, a file that is not UTF-8 whole, and a URL holding a password", async () => {
+    const deep = join(dataDir, 'deep.ndjson');
+    let attributes: unknown = 'bottom';
+    for (let i = 0; i < 3000; i++) attributes = { a: attributes };
+    writeFileSync(
+      deep,
+      `${JSON.stringify({ email: 'shallow@example.com' })}\n${JSON.stringify({ email: 'deep@example.com', attributes })}\n`,
+    );
+    const nested = await gatehouse(['import', '--organization', 'into', '--file', deep, '--dry-run'], dataDir);
+    expect(nested.code).toBe(1);
+    expect(nested.stdout).toMatch(
+      /failed #1 deep@example\.com: validation_failed: attributes(\.a)+: must not nest deeper than 64 levels\./,
+    );
+    expect(nested.stdout).toContain('into: 1 users would be created, 0 skipped (already there), 1 failed');
+
+    const excel = join(dataDir, 'excel.csv');
+    writeFileSync(
+      excel,
+      Buffer.concat([
+        Buffer.from('email,first_name\r\n"jurgen@example.com","J'),
+        Buffer.from([0xfc, 0x72, 0x22, 0x0d, 0x0a]),
+      ]),
+    );
+    const cp1252 = await gatehouse(['import', '--organization', 'into', '--file', excel], dataDir);
+    expect(cp1252.code).not.toBe(0);
+    expect(cp1252.stderr.trim()).toBe(
+      `gatehouse: import: ${excel}, line 2: holds bytes that are not UTF-8 (save the file as UTF-8).`,
+    );
+    await onDatabase(dataDir, async ({ db }) => {
+      expect(await db.select().from(users).where(eq(users.email, 'jurgen@example.com'))).toEqual([]);
+    });
+
+    const secret = await gatehouse(
+      ['import', '--organization', 'into', '--from', 'http://admin:Secret-In-Url@127.0.0.1:9/', '--token-env', 'HOME'],
+      dataDir,
+    );
+    expect(secret.code).not.toBe(0);
+    expect(secret.stderr).toContain('must not hold a user name or password');
+    expect(`${secret.stdout}${secret.stderr}`).not.toContain('Secret-In-Url');
+  });
+
   describe('from a running system, signed in as seed 003 does', () => {
     let source: TestApp;
     let url: string;

@@ -83,7 +83,9 @@ async function openOutput(path: string): Promise<Writable> {
 export function registerTransferCommands(program: Command): void {
   program
     .command('export')
-    .description('Export users as seed 003’s export endpoint gives them (active users, in the order they joined)')
+    .description(
+      'Export users as seed 003’s export endpoint gives them (active users, in the order they were created here)',
+    )
     .option('--organization <code>', 'only this organization (default: every organization)')
     .option('--format <format>', `${FORMATS.join(', ')}`, 'ndjson')
     .option('--filter <expression>', 'a SCIM filter over the users, e.g. \'title eq "Teacher"\'')

@@ -157,6 +157,11 @@ export interface ProvisionOptions {
   context?: RequestContext;
   /** false: no `provisioning.users.upsert` event; a single admin write is recorded by its user's event alone. */
   recordCall?: boolean;
+  /**
+   * The `provisioning.users.upsert` event's organization and more details, for a call that writes
+   * into one organization whatever the actor's own (an import); by default the actor's organization.
+   */
+  call?: { organizationId: string | null; details?: Record<string, unknown> };
   /** Users the caller has just read by id (`readUserRows`): planning takes them instead of reading them again. */
   known?: UserRow[];
 }
@@ -279,7 +284,8 @@ async function upsert(
   }
   if (options.recordCall !== false) {
     events.push(
-      callEvent(actor, options.context, 'provisioning.users.upsert', organizationScopeOf(actor) ?? null, {
+      callEvent(actor, options.context, 'provisioning.users.upsert', callOrganization(actor, options), {
+        ...options.call?.details,
         items: items.length,
         created,
         updated,
@@ -291,6 +297,10 @@ async function upsert(
   }
   await recordAudits(tx, events);
   return outcome;
+}
+
+function callOrganization(actor: Actor, options: ProvisionOptions): string | null {
+  return options.call ? options.call.organizationId : (organizationScopeOf(actor) ?? null);
 }
 
 function report(

@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { usersOfDocument } from './import-sources.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { usersOfDocument, usersOfFile, usersOfRemoteExport } from './import-sources.js';
 import { CSV_HEADER, type ExportUser, toCsvLine } from './user-export.format.js';
 
 const exported: ExportUser = {
@@ -42,6 +45,12 @@ describe('reading a CSV export back', () => {
     );
   });
 
+  it('refuses a CSV whose first line names a column twice, naming it', () => {
+    expect(() => usersOfDocument('email,email,username\r\n"a@example.com","b@example.com","a"\r\n', 'x.csv')).toThrow(
+      'x.csv: the first line names the column "email" twice.',
+    );
+  });
+
   it('still reads JSON and NDJSON', () => {
     expect(usersOfDocument('[{"email":"a@example.com"}]', 'a.json')).toEqual([{ email: 'a@example.com' }]);
     expect(usersOfDocument('{"email":"a@example.com"}\n{"email":"b@example.com"}\n', 'a.ndjson')).toHaveLength(2);
@@ -52,5 +61,36 @@ describe('reading a CSV export back', () => {
     expect(usersOfDocument('\uFEFF[{"email":"a@example.com"}]', 'a.json')).toEqual([{ email: 'a@example.com' }]);
     expect(usersOfDocument('\uFEFF{"email":"a@example.com"}\n{"email":"b@example.com"}', 'a.ndjson')).toHaveLength(2);
     expect(() => usersOfDocument('{"name":"not a user"}', 'x.json')).toThrow(/array of users/);
+  });
+});
+
+describe('reading an export file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-import-sources-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses a file that is not UTF-8, naming the first line that is not, instead of replacing its bytes', async () => {
+    const path = join(dir, 'excel.csv');
+    // "Jürgen" as Windows-1252 writes it (Excel's "CSV" on a German Windows).
+    writeFileSync(
+      path,
+      Buffer.concat([
+        Buffer.from('email,first_name\r\n"a@example.com","Ada"\r\n"j@example.com","J'),
+        Buffer.from([0xfc]),
+        Buffer.from('rgen"\r\n'),
+      ]),
+    );
+    await expect(usersOfFile(path)).rejects.toThrow(`${path}, line 3: holds bytes that are not UTF-8`);
+    writeFileSync(path, 'email,first_name\r\n"j@example.com","Jürgen"\r\n');
+    expect(await usersOfFile(path)).toEqual([{ email: 'j@example.com', first_name: 'Jürgen' }]);
+  });
+});
+
+describe("reading a running system's export", () => {
+  it('refuses a source URL holding a user name or password, without repeating it', async () => {
+    const refusal = usersOfRemoteExport({ url: 'http://admin:Sup3r-Secret@127.0.0.1:9/', token: 'token' });
+    await expect(refusal).rejects.toThrow(/must not hold a user name or password/);
+    await expect(refusal).rejects.not.toThrow(/Sup3r-Secret/);
+    const unparsable = usersOfRemoteExport({ url: 'http://admin:Sup3r-Secret@bad host/', token: 'token' });
+    await expect(unparsable).rejects.not.toThrow(/Sup3r-Secret/);
   });
 });

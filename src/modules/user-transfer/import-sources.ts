@@ -1,7 +1,8 @@
+import { isUtf8 } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
 import { AppError } from '../../platform/http/errors.js';
 import { withoutSecrets } from '../../platform/secret-text.js';
-import { usersOfCsv } from './user-export.format.js';
+import { ColumnTwice, usersOfCsv } from './user-export.format.js';
 
 /**
  * Where `gatehouse import` reads users from: a file an export wrote, or a running system's
@@ -23,6 +24,7 @@ export function usersOfDocument(document: string, name: string): unknown[] {
     try {
       users = usersOfCsv(text);
     } catch (err) {
+      if (err instanceof ColumnTwice) throw refused(`${name}: the first line names the column "${err.column}" twice.`);
       throw refused(`${name}: not JSON, NDJSON or CSV (${(err as Error).message}).`);
     }
     if (users.length > 0 && !('email' in (users[0] as object))) {
@@ -52,14 +54,37 @@ export function usersOfDocument(document: string, name: string): unknown[] {
   throw refused(`${name}: a JSON document must be an array of users or an object with a "users" array.`);
 }
 
+/**
+ * The users of an export file. A file must be UTF-8, as every export writes it: read leniently, a
+ * spreadsheet's Windows-1252 "Jürgen" was stored as "J\uFFFDrgen", and the API refuses those bytes.
+ */
 export async function usersOfFile(path: string): Promise<unknown[]> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(path, 'utf8');
+    bytes = await readFile(path);
   } catch (err) {
     throw refused(`cannot read ${path}: ${(err as Error).message}`);
   }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    throw refused(`${path}, line ${firstLineNotUtf8(bytes)}: holds bytes that are not UTF-8 (save the file as UTF-8).`);
+  }
   return usersOfDocument(text, path);
+}
+
+/** The number of the first line holding bytes that are not UTF-8; a line feed is never part of a UTF-8 sequence. */
+function firstLineNotUtf8(bytes: Buffer): number {
+  let line = 1;
+  for (let start = 0; start <= bytes.length; line++) {
+    const end = bytes.indexOf(0x0a, start);
+    const stop = end === -1 ? bytes.length : end;
+    if (!isUtf8(bytes.subarray(start, stop))) return line;
+    if (end === -1) break;
+    start = end + 1;
+  }
+  return line;
 }
 
 export interface RemoteSource {
@@ -132,9 +157,17 @@ async function readRemoteExport(source: RemoteSource): Promise<unknown[]> {
   try {
     base = new URL(source.url.endsWith('/') ? source.url : `${source.url}/`);
   } catch {
-    throw refused(`"${source.url}" is not a URL.`);
+    // Not quoted: what does not parse may still hold a password.
+    throw refused('The source is not a URL.');
   }
   if (base.protocol !== 'http:' && base.protocol !== 'https:') throw refused('The source must be an http(s) URL.');
+  // A password in the URL would show in the process list and in every refusal that quotes the URL
+  // (fetch refuses such a URL, repeating it): the source's account comes from the options instead.
+  if (base.username !== '' || base.password !== '') {
+    throw refused(
+      'The source URL must not hold a user name or password: give --username and --password-env, or --token-env.',
+    );
+  }
   const headers: Record<string, string> = { accept: 'application/json' };
   if (source.token) headers.authorization = `Bearer ${source.token}`;
   else {

@@ -73,17 +73,34 @@ export function toCsvLine(user: ExportUser): string {
   return `${CSV_COLUMNS.map((column) => csvField(user[column])).join(',')}\r\n`;
 }
 
+/** A CSV header naming a column twice, of which only the last would be read. */
+export class ColumnTwice extends Error {
+  constructor(readonly column: string) {
+    super(`The first line names the column "${column}" twice.`);
+  }
+}
+
+function namesOnce(header: string[]): string[] {
+  const seen = new Set<string>();
+  for (const column of header) {
+    if (seen.has(column)) throw new ColumnTwice(column);
+    seen.add(column);
+  }
+  return header;
+}
+
 /**
  * The users of a CSV export (a header row naming the columns, then one user per row), as the
  * importer takes them: an unquoted empty field is null, `is_active` a boolean, `attributes` the
  * object its JSON names, and a formula the export defused gets its apostrophe back off. A value
  * that does not read as its column's type is passed on as text, for the importer to refuse that
- * entry alone. Throws `Error` naming the line when the CSV itself is broken.
+ * entry alone. Throws `Error` naming the line when the CSV itself is broken, `ColumnTwice` for a
+ * header naming a column twice (the last one would silently win).
  */
 export function usersOfCsv(text: string): Record<string, unknown>[] {
   return parse(text, {
     bom: true,
-    columns: true,
+    columns: namesOnce,
     skip_empty_lines: true,
     cast: (value, context) => {
       if (context.header) return value;

@@ -63,7 +63,8 @@ function exportConditions(filter: ExportFilter): SQL[] {
 }
 
 /**
- * One chunk of the export in id order (UUIDv7, so the order users joined in), after `afterId`.
+ * One chunk of the export in id order (UUIDv7, so the order users were created in this installation:
+ * an imported user keeps an older `date_joined` but comes after them), after `afterId`.
  * Keyset chunks use the (organization, id) and (status, id) indexes and cost the same at any depth.
  */
 export function exportChunk(db: DbOrTx, filter: ExportFilter, limit: number, afterId?: string) {

@@ -1,5 +1,6 @@
-import { and, eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
+import { and, eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   type Client,
   loginAs,
@@ -58,7 +59,7 @@ describe('seed-003 user export', () => {
 
   const usersOf = (body: { users: ExportedUser[] }) => body.users.map((u) => u.id);
 
-  it("answers seed 003's shape with the staff user's active users, in the order they joined", async () => {
+  it("answers seed 003's shape with the staff user's active users, in the order they were created", async () => {
     const res = await staff.get('/api/admin/export-users/');
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toContain('application/json');
@@ -286,4 +287,49 @@ describe('seed-003 user export', () => {
     expect(event).toMatchObject({ kind: 'audit', organizationId: org.id, category: 'user_management' });
     expect(event?.details).toMatchObject({ format: 'ndjson', include_inactive: false });
   });
+});
+
+describe('an export that fails partway', () => {
+  let t: TestApp;
+  let logs = '';
+  let url: string;
+  let root: Client;
+  let org: Organization;
+
+  beforeAll(async () => {
+    const stream = new PassThrough();
+    stream.on('data', (chunk: Buffer) => {
+      logs += chunk.toString('utf8');
+    });
+    t = await startTestApp({}, { logStream: stream });
+    root = await superuserClient(t);
+    org = await seedOrganization(t);
+    // More than a chunk of good users, then one the export cannot write: a join date of 'infinity',
+    // which PostgreSQL keeps and no JavaScript date can show.
+    await t.database.db
+      .insert(users)
+      .values(Array.from({ length: 1_200 }, (_, i) => ({ organizationId: org.id, email: `fine-${i}@example.com` })));
+    await t.database.db.insert(users).values({
+      organizationId: org.id,
+      email: 'zz-unwritable@example.com',
+      dateJoined: sql`'infinity'::timestamptz`,
+    });
+    url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(() => t.close());
+
+  it.each(['json', 'ndjson', 'csv'])(
+    'breaks off the %s transfer, never ending it as complete, and logs why',
+    async (format) => {
+      logs = '';
+      const res = await fetch(`${url}/api/admin/export-users/?organization=${org.code}&format=${format}`, {
+        headers: { authorization: `Bearer ${root.token}` },
+      });
+      // The status went out with the first bytes, before the failing row was read.
+      expect(res.status).toBe(200);
+      await expect(res.text()).rejects.toThrow();
+      await vi.waitFor(() => expect(logs).toContain('export failed partway'));
+      expect(logs).toContain('Invalid time value');
+    },
+  );
 });

@@ -232,6 +232,82 @@ describe('user import between systems', () => {
     expect(created.map((u) => u.email)).toEqual(['good@example.com']);
   });
 
+  it('refuses an entry holding unstorable text, deep nesting or a __proto__ key alone, and the rest of such a body whole', async () => {
+    const into = await seedOrganization(t);
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 100; i++) deep = { level: deep };
+    const body = JSON.stringify({
+      organization: into.code,
+      users: [
+        { email: 'one@example.com' },
+        { email: 'two@example.com' },
+        { email: 'three@example.com', attributes: deep },
+        { email: 'four@example.com' },
+        { email: 'five@example.com', first_name: 'a\u0000b' },
+      ],
+    }).replace('"four@example.com"}', '"four@example.com","attributes":{"__proto__":{"x":1}}}');
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/admin/import-users/',
+      headers: { authorization: `Bearer ${root.token}`, 'content-type': 'application/json' },
+      payload: body,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const answer = res.json() as ImportAnswer;
+    expect(answer.results.map((r) => r.action)).toEqual(['created', 'created', 'failed', 'failed', 'failed']);
+    expect(answer.results[2]?.errors).toEqual([
+      { field: expect.stringMatching(/^attributes(\.level)+$/), message: 'must not nest deeper than 64 levels.' },
+    ]);
+    expect(answer.results[3]?.errors).toEqual([
+      { field: 'attributes.__proto__', message: 'Keys named "__proto__" are not accepted.' },
+    ]);
+    expect(answer.results[4]?.errors).toEqual([{ field: 'first_name', message: expect.stringContaining('NUL') }]);
+    expect((await usersIn(into)).map((u) => u.email).sort()).toEqual(['one@example.com', 'two@example.com']);
+
+    // Outside `users`, the body is refused whole as on any route.
+    const outside = await root.post('/api/admin/import-users/', {
+      organization: 'a\u0000b',
+      users: [{ email: 'never@example.com' }],
+    });
+    expect(outside.statusCode).toBe(400);
+    expect(outside.json()).toMatchObject({ success: false, errors: [{ field: 'organization' }] });
+  });
+
+  it('reads a join date without a zone (Django with USE_TZ off) as UTC', async () => {
+    const into = await seedOrganization(t);
+    const res = await root.post('/api/admin/import-users/', {
+      organization: into.code,
+      users: [
+        { email: 'naive@example.com', date_joined: '2023-03-02T03:04:05' },
+        { email: 'naive-micro@example.com', date_joined: '2023-03-02 03:04:05.123456' },
+      ],
+    });
+    expect((res.json() as ImportAnswer).results.map((r) => r.action)).toEqual(['created', 'created']);
+    const stored = new Map((await usersIn(into)).map((u) => [u.email, u]));
+    expect(stored.get('naive@example.com')?.dateJoined.toISOString()).toBe('2023-03-02T03:04:05.000Z');
+    expect(stored.get('naive-micro@example.com')?.dateJoined.toISOString()).toBe('2023-03-02T03:04:05.123Z');
+  });
+
+  it('fails an external id repeated in one import, naming external_id, and keeps the first', async () => {
+    const into = await seedOrganization(t);
+    const res = await root.post('/api/admin/import-users/', {
+      organization: into.code,
+      users: [
+        'not a user',
+        { email: 'first@example.com', external_id: 'kc-twice' },
+        { email: 'second@example.com', external_id: 'kc-twice' },
+      ],
+    });
+    const answer = res.json() as ImportAnswer;
+    expect(answer).toMatchObject({ created: 1, skipped: 0, failed: 2 });
+    expect(answer.results[2]).toMatchObject({
+      action: 'failed',
+      code: 'duplicate_in_request',
+      errors: [{ field: 'external_id', message: 'An earlier entry of this import gives the same external id.' }],
+    });
+    expect((await usersIn(into)).map((u) => [u.email, u.externalId])).toEqual([['first@example.com', 'kc-twice']]);
+  });
+
   it('reads what exports and spreadsheets write: a username standing in for the email, empty names, True, the service flags', async () => {
     const org = await seedOrganization(t);
     const res = await root.post('/api/admin/import-users/', {
@@ -378,5 +454,13 @@ describe('user import between systems', () => {
       .from(activities)
       .where(and(eq(activities.actorId, staff.user.id), eq(activities.category, 'provisioning')));
     expect(calls.length).toBeGreaterThan(0);
+    // The organization's admins find the call among its activities.
+    const listed = await staff.get('/api/v1/activities/?activity_type=provisioning.users.upsert');
+    const call = (listed.json() as { results: { details: Record<string, unknown>; organization: string | null }[] })
+      .results[0];
+    expect(call).toMatchObject({
+      organization: target.code,
+      details: { source: 'import', dry_run: false, created: 1 },
+    });
   });
 });

@@ -3,7 +3,11 @@ import type { Config } from '../../config.js';
 import type { Db } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import type { FieldError } from '../../platform/http/errors.js';
+import { forbiddenKeyIn } from '../../platform/http/json-body.js';
+import { bodyItemProblem } from '../../platform/http/text-guard.js';
+import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { organizations } from '../organizations/organizations.table.js';
+import { provisioningErrors } from '../provisioning/provisioning.errors.js';
 import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
 import { USER_STATUSES, type UserStatus, users } from '../users/users.table.js';
 
@@ -64,6 +68,20 @@ function booleanOf(value: unknown): unknown {
   return value;
 }
 
+/** A date and time of day with no zone: Django's `isoformat()` (or `str()`) of a date with USE_TZ off. */
+const WITHOUT_ZONE = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:\.\d+)?)$/;
+
+/**
+ * A seed-003 source running with USE_TZ = False exports `date_joined` without a zone; Django then
+ * stores the server's local time, which the export does not name. Such a time is read as UTC (the
+ * zone Django's default settings use) rather than failing every user; anything else is left to the
+ * core, which takes RFC 3339 date-times only.
+ */
+function inUtc(value: unknown): string {
+  const naive = typeof value === 'string' ? WITHOUT_ZONE.exec(value) : null;
+  return naive ? `${naive[1]}T${naive[2]}Z` : (value as string);
+}
+
 /** Seed 003's service flags, which this product keeps in `attributes` (the export's `flag=` reads them). */
 const SERVICE_FLAGS = ['tv_service', 'movie_service'] as const;
 
@@ -77,7 +95,7 @@ const SERVICE_FLAGS = ['tv_service', 'movie_service'] as const;
  */
 function itemOf(entry: Record<string, unknown>, organization: string): ProvisionItem {
   const item: ProvisionItem = { createOnly: true, organization, email: entry.email as string };
-  if (entry.date_joined !== undefined && entry.date_joined !== null) item.dateJoined = entry.date_joined as string;
+  if (entry.date_joined !== undefined && entry.date_joined !== null) item.dateJoined = inUtc(entry.date_joined);
   if (isUserStatus(entry.status)) item.status = entry.status;
   if (entry.username !== undefined) {
     const standsIn =
@@ -126,6 +144,24 @@ async function externalIdsHeldIn(
   return new Set(rows.map((r) => r.externalId as string));
 }
 
+/**
+ * How deep a user sits in an export's JSON answer (`{"users": [user]}`), the body of
+ * `import-users`: the nesting limit counts from there, so a file and a request take the same users.
+ */
+const ENTRY_DEPTH = 2;
+
+/**
+ * What refuses an entry before any of its fields is read, as the HTTP layer refuses a whole body
+ * elsewhere: a `__proto__` key (or `constructor` holding `prototype`), text PostgreSQL cannot store,
+ * a number beyond a double's range, nesting deeper than the limit. A 3000-level `attributes` was
+ * stored by the command line, then broke every export and search that read it back.
+ */
+function unsafeIn(entry: Record<string, unknown>): FieldError | undefined {
+  const found = forbiddenKeyIn(entry, { proto: true, constructor: true }) ?? bodyItemProblem(entry, ENTRY_DEPTH);
+  return found && { field: found.field || 'item', message: found.message };
+}
+
+/** Creates the entries' users in one organization; each entry that cannot be imported is reported alone. */
 export async function importUsers(
   db: Db,
   actor: Actor,
@@ -135,27 +171,40 @@ export async function importUsers(
   const results: ImportResult[] = new Array(entries.length);
   const items: ProvisionItem[] = [];
   const indexes: number[] = [];
+  const refuse = (index: number, email: unknown, errors: FieldError[]) => {
+    // As the core words a refusal; an entry that is no object only says so.
+    const error = errors[0]?.field === 'item' ? errors[0].message : provisioningErrors.invalid(errors).message;
+    results[index] = {
+      index,
+      action: 'failed',
+      email: typeof email === 'string' ? email : null,
+      code: 'validation_failed',
+      error,
+      errors,
+    };
+  };
   entries.forEach((entry, index) => {
     if (!isObject(entry)) {
-      const error = 'Each user must be an object.';
-      results[index] = {
-        index,
-        action: 'failed',
-        email: null,
-        code: 'validation_failed',
-        error,
-        errors: [{ field: 'item', message: error }],
-      };
+      refuse(index, null, [{ field: 'item', message: 'Each user must be an object.' }]);
+      return;
+    }
+    const unsafe = unsafeIn(entry);
+    if (unsafe) {
+      refuse(index, entry.email, [unsafe]);
       return;
     }
     items.push(itemOf(entry, options.organization));
     indexes.push(index);
   });
+  const source = options.source ?? 'import';
+  const target = await findOrganizationByCode(db, options.organization);
   const report = await provisionUsers(db, actor, items, {
     dryRun: options.dryRun,
     sendInvite: options.sendInvite,
     config: options.config,
-    context: { source: options.source ?? 'import' },
+    context: { source },
+    // The organization's admins see the call among its activities, whatever organization the actor has.
+    call: { organizationId: target?.id ?? null, details: { source, dry_run: options.dryRun === true } },
   });
   const heldHere = await externalIdsHeldIn(db, options.organization, report.results, items);
   for (const outcome of report.results) {
@@ -166,6 +215,20 @@ export async function importUsers(
     }
     const email = items[outcome.index]?.email;
     const { error } = outcome;
+    // The same user twice in one import is no user the organization holds: the first entry stands
+    // and the later one fails, naming the field (as seed 000's bulk call refuses it, not skips it).
+    if (error.code === 'duplicate_in_request') {
+      const message = 'An earlier entry of this import gives the same external id.';
+      results[index] = {
+        index,
+        action: 'failed',
+        email: typeof email === 'string' ? email : null,
+        code: error.code,
+        error: `User ${items[outcome.index]?.externalId ?? ''} appears twice in this import; the first entry stands.`,
+        errors: [{ field: 'external_id', message }],
+      };
+      continue;
+    }
     // A clash with a user the organization holds is what an importer skips; anything else failed,
     // a keycloak id another organization's user holds (unique across the installation) included.
     const elsewhere = error.code === 'external_id_taken' && !heldHere.has(items[outcome.index]?.externalId ?? '');

@@ -83,6 +83,12 @@ async function filterOf(db: Db, actor: UserActor, query: ExportStatsInput): Prom
   };
 }
 
+/** The `users` of an import's body, which the import checks one by one. */
+function usersOfBody(body: unknown): unknown[] | undefined {
+  const users = typeof body === 'object' && body !== null ? (body as { users?: unknown }).users : undefined;
+  return Array.isArray(users) ? users : undefined;
+}
+
 export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
 
@@ -109,13 +115,17 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Seed 003’s user export, for staff users (superusers: every organization; staff: their own). Active users ' +
-          'by default, in the order they joined, narrowed by the filters. `format=json` (default) answers ' +
+          'by default, in the order they were created in this installation (an imported user keeps its ' +
+          '`date_joined` but follows the users created before the import), narrowed by the filters. ' +
+          '`format=json` (default) answers ' +
           '`{success, users, count, message}`; `csv` and `ndjson` give one user per line as a download. Each user ' +
           'carries seed 003’s fields (`id`, `username`, `email`, `first_name`, `last_name`, `is_active`, ' +
           '`date_joined`), then `status`, `user_type`, `organization`, `organization_id`, `external_id` (the ' +
           'identity provider’s subject), `scim_external_id` (the SCIM `externalId`), `last_login` and ' +
           '`attributes`; `import-users` takes them back. Every format ' +
-          'is streamed, so an export of any size holds little memory. Each export is recorded as an audit event.',
+          'is streamed, so an export of any size holds little memory; one that fails partway is cut off (the ' +
+          'connection closes before the end of the answer), never ended as if whole. Each export is recorded as ' +
+          'an audit event.',
         querystring: ExportUsersQuery,
         response: {
           200: {
@@ -151,8 +161,16 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
       });
       noStore(reply).type(EXPORT_CONTENT_TYPES[format]);
       if (format !== 'json') reply.header('content-disposition', `attachment; filename="users.${format}"`);
+      const document = Readable.from(exportDocument(db, filter, format), { objectMode: false });
+      // The 200 went out with the first bytes: a row that fails later (one the export cannot write, a
+      // lost database) must not end the answer as if it were whole, which NDJSON and CSV would look
+      // like. The connection is cut, so the client sees an incomplete transfer, and the cause logged.
+      document.on('error', (err) => {
+        req.log.error({ err, format }, 'user export failed partway');
+        if (reply.raw.headersSent) reply.raw.destroy();
+      });
       // A stream is sent as it is: the response schema documents the JSON it carries, unserialised.
-      return reply.send(Readable.from(exportDocument(db, filter, format), { objectMode: false }) as never);
+      return reply.send(document as never);
     },
   );
 
@@ -188,7 +206,9 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/api/admin/import-users',
     {
-      config: { auth: 'authenticated' },
+      // An entry holding unstorable text, deep nesting or a `__proto__` key fails alone (importUsers);
+      // the rest of the body is refused whole, as on any route.
+      config: { auth: 'authenticated', bodyItems: usersOfBody },
       schema: {
         operationId: 'importUsers',
         tags,
@@ -196,7 +216,10 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Creates users exported by another system (seed 003’s `export-users` answer, or this one’s) in one ' +
           'organization, through the provisioning core. Each user keeps its `date_joined`, `status` and both ' +
           'external ids. A user whose email, username, external id or SCIM externalId the ' +
-          'organization already holds is skipped; every other refusal is reported for its entry alone. ' +
+          'organization already holds is skipped; every other refusal is reported for its entry alone (text ' +
+          'the database cannot store, nesting deeper than 64 levels and `__proto__` keys included; an ' +
+          '`external_id` given twice fails the later entry with `duplicate_in_request`). A `date_joined` ' +
+          'without a zone (Django with `USE_TZ = False`) is read as UTC. ' +
           `Passwords and staff flags are never imported. Up to BULK_MAX_ITEMS users (default 10,000) a call; ` +
           '`dry_run: true` answers what would happen and writes nothing. Staff users holding `users.update` only.',
         body: ImportUsersBody,

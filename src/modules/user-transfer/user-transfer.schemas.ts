@@ -103,7 +103,8 @@ export const ImportUsersBody = Type.Object(
       description:
         'Users as `export-users` gives them (seed 003’s fields: `email`, `username`, `first_name`, `last_name`, ' +
         '`is_active`, `date_joined`; also `status`, `user_type`, `attributes`, `external_id`, `scim_external_id`); ' +
-        'other fields are ignored. `date_joined` (a date-time) is kept, else the user joins now; `status` ' +
+        'other fields are ignored. `date_joined` (a date-time; one without a zone is read as UTC) is kept, else the ' +
+        'user joins now; `status` ' +
         '(active, suspended, locked or deactivated) wins over `is_active`, another value is ignored. The whole ' +
         'answer of an export may be sent as the body.',
     }),
