@@ -56,6 +56,7 @@ import { startInvalidationListener } from './platform/invalidation.js';
 import { installJobs } from './platform/jobs/pgboss.js';
 import { installRequestLogging, loggerOptions } from './platform/log.js';
 import { registerMetrics } from './platform/metrics.js';
+import { createOutageLog } from './platform/outage-log.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -133,10 +134,17 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   registerMetrics(app);
   installRequestTracking(app, database);
 
-  const invalidation = await startInvalidationListener(database, (err) =>
-    app.log.warn({ err }, 'invalidation listener'),
+  const invalidation = await startInvalidationListener(
+    database,
+    createOutageLog(app.log, 'invalidation listener', (err) => app.log.warn({ err }, 'invalidation listener')),
   );
-  const signingKeys = await SigningKeyStore.open(database.db, config, (err) => app.log.error({ err }, 'signing keys'));
+  const signingKeysLog = createOutageLog(app.log, 'signing keys', (err) => app.log.error({ err }, 'signing keys'));
+  const signingKeys = await SigningKeyStore.open(
+    database.db,
+    config,
+    (err) => signingKeysLog.failed(err),
+    () => signingKeysLog.succeeded(),
+  );
   app.addHook('onClose', async () => {
     signingKeys.close();
     await invalidation.close();

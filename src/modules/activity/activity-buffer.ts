@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Counter } from 'prom-client';
-import type { Database, Db } from '../../platform/db/client.js';
+import { type Database, type Db, unreachableDatabaseReason } from '../../platform/db/client.js';
+import type { OutageLog } from '../../platform/outage-log.js';
 import { copyRequestRows, type RequestActivity, RequestRows } from './request-rows.js';
 
 export type { RequestActivity } from './request-rows.js';
@@ -39,7 +40,10 @@ export interface ActivityBufferOptions {
    */
   batchSize: number;
   flushIntervalMs: number;
+  /** A row or write that failed for any reason but an unreachable database. */
   onError(err: unknown): void;
+  /** Told of writes held back because the database cannot be reached, and of the next one that succeeds. */
+  outage?: OutageLog;
   counters?: { dropped: Counter; written: Counter; failed: Counter };
 }
 
@@ -85,6 +89,10 @@ export class ActivityBuffer {
   private timer: NodeJS.Timeout | undefined;
   private scheduled = false;
   private closed = false;
+  /** Rows being written: still held, so they count against `maxRows`. */
+  private inFlight = 0;
+  /** The last write found the database unreachable: its rows are back, and wait for the next interval. */
+  private held = false;
   dropped = 0;
   written = 0;
   failed = 0;
@@ -105,7 +113,7 @@ export class ActivityBuffer {
   }
 
   get size(): number {
-    return this.rows.length + this.requests.size;
+    return this.rows.length + this.requests.size + this.inFlight;
   }
 
   /** Queues one request's row. */
@@ -149,6 +157,8 @@ export class ActivityBuffer {
   }
 
   private flushSoon(all = false): Promise<void> {
+    // While the database is away, full batches wait for the interval rather than trying per request.
+    if (this.held && !all) return this.writing ?? Promise.resolve();
     if (!this.writing && this.size > 0) {
       this.writing = this.writeBatches(all).finally(() => {
         this.writing = undefined;
@@ -158,47 +168,87 @@ export class ActivityBuffer {
   }
 
   /**
-   * Writes full batches (all rows when `all`). A failed batch is counted and dropped: request
-   * activity is best effort, and holding it would only fill memory while the database is away.
+   * Writes full batches (all rows when `all`). A batch the database cannot be reached for goes
+   * back to the buffer (still bounded by `maxRows`) and the next interval tries again; a batch that
+   * failed otherwise is counted and dropped, since the database would refuse it every time.
    */
   private async writeBatches(all: boolean): Promise<void> {
     for (;;) {
       let wrote = false;
       const requests = this.requests;
       if (all ? requests.size > 0 : requests.hasFullChunk) {
-        const { data, rows } = requests.take(all);
-        await this.write(rows, () => copyRequestRows(this.database, data));
+        const { data, rows, chunks } = requests.take(all);
+        const stored = await this.write(
+          rows,
+          () => copyRequestRows(this.database, data),
+          () => requests.restore(chunks),
+        );
+        if (!stored) return;
         wrote = true;
       }
       if (this.rows.length > 0 && (all || this.rows.length >= this.options.batchSize)) {
         const batch = this.rows.splice(0, this.options.batchSize);
-        await this.write(batch.length, () => insertBatch(this.database.db, batch));
+        const stored = await this.write(
+          batch.length,
+          () => insertBatch(this.database.db, batch),
+          () => this.rows.unshift(...batch),
+        );
+        if (!stored) return;
         wrote = true;
       }
       if (!wrote) return;
     }
   }
 
-  private async write(rows: number, write: () => Promise<void>): Promise<void> {
+  /** False when the rows went back to the buffer (the database cannot be reached). */
+  private async write(rows: number, write: () => Promise<void>, putBack: () => void): Promise<boolean> {
+    this.inFlight = rows;
     try {
       await write();
+      this.inFlight = 0;
+      this.held = false;
       this.count('written', rows);
+      this.options.outage?.succeeded();
     } catch (err) {
+      this.inFlight = 0;
+      const reason = unreachableDatabaseReason(err, true);
+      if (reason !== undefined) {
+        putBack();
+        this.held = true;
+        this.options.outage?.failed(err, reason);
+        return false;
+      }
       this.count('failed', rows);
       this.options.onError(err);
     }
+    return true;
   }
 
-  /** Writes everything buffered now (tests, shutdown). */
+  /**
+   * Writes everything buffered now (tests, shutdown); stops early, rows still held, when the
+   * database cannot be reached.
+   */
   async flush(): Promise<void> {
     while (this.writing) await this.writing;
-    while (this.size > 0) await this.flushSoon(true);
+    while (this.size > 0) {
+      await this.flushSoon(true);
+      if (this.held) return;
+    }
   }
 
-  /** Stops the timer, refuses new rows, and writes what is left. */
+  /**
+   * Stops the timer, refuses new rows, and writes what is left; what cannot be written (the
+   * database is away) is counted failed.
+   */
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.flush();
     this.closed = true;
+    const left = this.rows.length + this.requests.size;
+    if (left > 0) {
+      this.rows = [];
+      this.requests.take(true);
+      this.count('failed', left);
+    }
   }
 }

@@ -144,8 +144,11 @@ export class RequestRows {
     this.startBytes = Math.max(MIN_CHUNK_BYTES, chunk.end);
   }
 
-  /** Removes and returns the full chunks' rows (all rows when `all`) as COPY data pieces. */
-  take(all: boolean): { data: Buffer[]; rows: number } {
+  /**
+   * Removes and returns the full chunks' rows (all rows when `all`) as COPY data pieces; `chunks`
+   * go back with `restore` when they could not be written.
+   */
+  take(all: boolean): { data: Buffer[]; rows: number; chunks: Chunk[] } {
     const chunks = this.full.splice(0);
     if (all && this.current !== undefined) {
       this.seal(this.current);
@@ -159,7 +162,13 @@ export class RequestRows {
     }
     data.push(TRAILER);
     this.size -= rows;
-    return { data, rows };
+    return { data, rows, chunks };
+  }
+
+  /** Puts taken chunks back in front, to be written first. */
+  restore(chunks: Chunk[]): void {
+    this.full.unshift(...chunks);
+    for (const chunk of chunks) this.size += chunk.rows;
   }
 }
 

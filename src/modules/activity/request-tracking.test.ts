@@ -1,9 +1,13 @@
+import { Writable } from 'node:stream';
 import { sql } from 'drizzle-orm';
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginAs, seedOrganization, seedUser } from '../../../test/seed.js';
+import { startTcpProxy } from '../../../test/tcp-proxy.js';
 import { openTestDatabase, startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
 import { buildApp } from '../../app.js';
-import { queryRows } from '../../platform/db/client.js';
+import type { Config } from '../../config.js';
+import { openDatabase, queryRows } from '../../platform/db/client.js';
 import type { BufferedActivity } from './activity-buffer.js';
 
 const count = async (t: { database: TestApp['database'] }, where = sql`true`) =>
@@ -420,4 +424,114 @@ describe('request tracking at shutdown and when off', () => {
       await t.close();
     }
   });
+});
+
+type LogLine = { level: number; msg: string; reason?: string; err?: unknown };
+
+/** A second node on `t`'s database reaching it through a proxy that can cut the path; the same MASTER_KEY opens its keys. */
+async function proxiedNode(t: TestApp, config: Partial<Config> = {}) {
+  const url = new URL(t.database.pool?.options.connectionString as string);
+  const proxy = await startTcpProxy(url.hostname, Number(url.port));
+  url.host = `127.0.0.1:${proxy.port}`;
+  const database = await openDatabase({ databaseUrl: url.toString(), poolSize: 4, connectTimeoutMs: 1_000 });
+  const lines: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n')) if (line) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  const node = await buildApp({ config: { ...t.config, ...config }, database, logger: { stream } });
+  await node.ready();
+  return {
+    node,
+    proxy,
+    lines,
+    close: async () => {
+      proxy.restore();
+      await node.close();
+      await database.close();
+      await proxy.close();
+    },
+  };
+}
+
+describe.runIf(process.env.TEST_DATABASE_URL)('while the database cannot be reached', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  async function userToken() {
+    const org = await seedOrganization(t);
+    const { token } = await loginAs(t, await seedUser(t, org.id));
+    return token;
+  }
+  const profile = (node: FastifyInstance, token: string) =>
+    node.inject({ method: 'GET', url: '/api/v1/users/profile/', headers: { authorization: `Bearer ${token}` } });
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  const answered503 = () => count(t, sql`path = '/api/v1/users/profile' and status = 503`);
+
+  it('keeps request rows until it is back, and logs each background loop once as it fails and recovers', async () => {
+    const { node, proxy, lines, close } = await proxiedNode(t);
+    try {
+      const token = await userToken();
+      expect((await profile(node, token)).statusCode).toBe(200);
+      const before = await answered503();
+
+      proxy.cut();
+      for (let i = 0; i < 5; i++) expect((await profile(node, token)).statusCode).toBe(503);
+      // Past a flush interval: at least one write was tried and failed.
+      await sleep(1_500);
+      expect(node.activityBuffer.size).toBeGreaterThanOrEqual(5);
+      expect(node.activityBuffer.failed).toBe(0);
+
+      proxy.restore();
+      await node.activityBuffer.flush();
+      expect(((await answered503()) ?? 0) - (before ?? 0)).toBe(5);
+      expect(node.activityBuffer.failed).toBe(0);
+
+      const deadline = Date.now() + 10_000;
+      while (!lines.some((l) => l.msg === 'invalidation listener: the database is reachable again')) {
+        if (Date.now() > deadline) throw new Error('the listener did not report its recovery');
+        await sleep(50);
+      }
+      const loops = lines.filter((l) => /^(invalidation listener|activity writer|signing keys)/.test(l.msg));
+      for (const loop of ['invalidation listener', 'activity writer']) {
+        const own = loops.filter((l) => l.msg.startsWith(loop));
+        expect(own.map((l) => [l.level, l.msg])).toEqual([
+          [40, `${loop}: the database cannot be reached`],
+          [30, `${loop}: the database is reachable again`],
+        ]);
+        expect(own[0]?.reason).toEqual(expect.any(String));
+        expect(own[0]?.err).toBeUndefined();
+      }
+      expect(loops.filter((l) => l.level >= 50 || l.err !== undefined)).toEqual([]);
+    } finally {
+      await close();
+    }
+  }, 30_000);
+
+  it('holds no more rows than the buffer takes, counting the others dropped', async () => {
+    const { node, proxy, close } = await proxiedNode(t, { activityBufferSize: 3, activityBatchSize: 1 });
+    try {
+      const token = await userToken();
+      expect((await profile(node, token)).statusCode).toBe(200);
+      await node.activityBuffer.flush();
+      const before = await answered503();
+      const dropped = node.activityBuffer.dropped;
+      proxy.cut();
+      for (let i = 0; i < 5; i++) expect((await profile(node, token)).statusCode).toBe(503);
+      await sleep(1_200);
+      expect(node.activityBuffer.size).toBe(3);
+      expect(node.activityBuffer.dropped - dropped).toBe(2);
+      proxy.restore();
+      await node.activityBuffer.flush();
+      expect(((await answered503()) ?? 0) - (before ?? 0)).toBe(3);
+      expect(node.activityBuffer.failed).toBe(0);
+    } finally {
+      await close();
+    }
+  }, 30_000);
 });

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import type { Database } from '../../platform/db/client.js';
 import { newIdBytes } from '../../platform/db/ids.js';
+import { createOutageLog } from '../../platform/outage-log.js';
 import { apiKeyRowId } from '../api-keys/env-key.js';
 import { ActivityBuffer, type RequestActivity } from './activity-buffer.js';
 import { createTracker } from './tracker.js';
@@ -50,6 +51,7 @@ export function installRequestTracking(app: FastifyInstance, database: Database)
     flushIntervalMs: 1000,
     counters,
     onError: (err) => app.log.warn({ err }, 'activity write failed'),
+    outage: createOutageLog(app.log, 'activity writer', (err) => app.log.warn({ err }, 'activity write failed')),
   });
   new Gauge({
     name: 'activity_buffer_rows',

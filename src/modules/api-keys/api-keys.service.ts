@@ -13,7 +13,7 @@ import {
 } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
 import { commonErrors } from '../../platform/http/errors.js';
-import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
+import { ALL_TOPICS, cachesAreCurrent, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { recordAudit, recordAudits } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
@@ -393,7 +393,8 @@ onInvalidation(ALL_TOPICS, (event) => {
 
 async function loadKeyState(db: Db, key: string, now: number): Promise<KeyState | undefined> {
   const hash = sha256Hex(key);
-  const cached = keyStates.get(hash, now);
+  // Not from memory, nor kept, while this node may be missing invalidations.
+  const cached = cachesAreCurrent() ? keyStates.get(hash, now) : undefined;
   if (cached) return cached;
   const seen = generation;
   const row = await findApiKeyByHash(db, hash);
@@ -410,7 +411,7 @@ async function loadKeyState(db: Db, key: string, now: number): Promise<KeyState 
     usable: row.revokedAt === null && row.organizationActive && row.creatorActive && row.creatorOrganizationActive,
     outgrown: row.createdBy !== null && !row.creatorIsSuperuser && row.organizationId !== row.creatorOrganizationId,
   };
-  if (seen === generation) keyStates.set(hash, state, now + KEY_STATE_TTL_MS);
+  if (seen === generation && cachesAreCurrent()) keyStates.set(hash, state, now + KEY_STATE_TTL_MS);
   return state;
 }
 

@@ -9,7 +9,7 @@ import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { newId } from '../../platform/db/ids.js';
 import { bearerToken, type CredentialResolver, type UserActor } from '../../platform/http/auth.js';
 import { AppError, commonErrors } from '../../platform/http/errors.js';
-import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
+import { ALL_TOPICS, cachesAreCurrent, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { recordAudit } from '../activity/audit.js';
 import {
@@ -97,8 +97,15 @@ onInvalidation('organization', (id) => {
   markInvalidated('organization', id);
   sessionStates.deleteWhere((s) => s.organizationId === id);
 });
+/**
+ * Bumped by every reset (this node may have missed invalidations): a load that saw it move may have
+ * read the state from before a change it will never hear of, so its answer is used once but not cached.
+ */
+let resets = 0;
 onInvalidation(ALL_TOPICS, (event) => {
-  if (event === 'reset') sessionStates.clear();
+  if (event !== 'reset') return;
+  resets++;
+  sessionStates.clear();
 });
 
 function toSessionState(row: SessionStateRow, now: number): SessionState {
@@ -126,21 +133,26 @@ function toSessionState(row: SessionStateRow, now: number): SessionState {
   };
 }
 
-/** The session's current state, from memory when fresh; undefined for an unknown session. */
+/**
+ * The session's current state, from memory when fresh; undefined for an unknown session. Not from
+ * memory, and not kept, while this node may be missing invalidations (`cachesAreCurrent`).
+ */
 export async function loadSessionState(db: DbOrTx, sessionId: string): Promise<SessionState | undefined> {
   const now = Date.now();
-  const cached = sessionStates.get(sessionId, now);
+  const cached = cachesAreCurrent() ? sessionStates.get(sessionId, now) : undefined;
   if (cached) return cached.usable && cached.expiresAtMs <= now ? { ...cached, usable: false } : cached;
+  const seen = resets;
   const row = await findSessionState(db, sessionId);
   if (!row) return undefined;
   const state = toSessionState(row, now);
-  if (isCacheable(state, sessionId, Date.now())) sessionStates.set(sessionId, state, now + SESSION_STATE_TTL_MS);
+  if (seen === resets && cachesAreCurrent() && isCacheable(state, sessionId, Date.now()))
+    sessionStates.set(sessionId, state, now + SESSION_STATE_TTL_MS);
   return state;
 }
 
 /** The cached state only, for the synchronous fast path; undefined means "ask loadSessionState". */
 export function cachedSessionState(sessionId: string): SessionState | undefined {
-  return sessionStates.get(sessionId);
+  return cachesAreCurrent() ? sessionStates.get(sessionId) : undefined;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import type { PermissionCheck, UserNeed } from '../../platform/http/auth.js';
-import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
+import { ALL_TOPICS, cachesAreCurrent, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { type UserStatus, users } from '../users/users.table.js';
@@ -149,9 +149,12 @@ export async function computeAccess(db: DbOrTx, userId: string): Promise<Effecti
   return access;
 }
 
-/** A user's access, from memory when known; undefined for an unknown user. */
+/**
+ * A user's access, from memory when known; undefined for an unknown user. Not from memory, and not
+ * kept, while this node may be missing invalidations (`cachesAreCurrent`).
+ */
 export function accessOf(db: Db, userId: string): EffectiveAccess | Promise<EffectiveAccess | undefined> {
-  const cached = cache.get(userId);
+  const cached = cachesAreCurrent() ? cache.get(userId) : undefined;
   if (cached) return cached;
   let pending = loading.get(userId);
   if (!pending) {
@@ -159,7 +162,8 @@ export function accessOf(db: Db, userId: string): EffectiveAccess | Promise<Effe
     pending = computeAccess(db, userId).then(
       (access) => {
         if (loading.get(userId) === pending) loading.delete(userId);
-        if (access && generation === startedAt) cache.set(userId, access, Date.now() + ACCESS_TTL_MS);
+        if (access && generation === startedAt && cachesAreCurrent())
+          cache.set(userId, access, Date.now() + ACCESS_TTL_MS);
         return access;
       },
       (err) => {

@@ -130,9 +130,10 @@ export class SigningKeyStore {
     private readonly db: Db,
     private readonly config: Config,
     private readonly onError: (err: unknown) => void,
+    onReloaded: () => void,
   ) {
     const reloadSoon = () => {
-      this.reload().catch(onError);
+      this.reload().then(onReloaded, onError);
     };
     this.unsubscribe = [
       onInvalidation(TOPIC, reloadSoon),
@@ -142,10 +143,18 @@ export class SigningKeyStore {
     this.timer.unref();
   }
 
-  /** Ensures an active key exists, loads the keys and keeps them current until `close()`. */
-  static async open(db: Db, config: Config, onError: (err: unknown) => void = () => {}): Promise<SigningKeyStore> {
+  /**
+   * Ensures an active key exists, loads the keys and keeps them current until `close()`; a
+   * background reload reports its failure to `onError`, its success to `onReloaded`.
+   */
+  static async open(
+    db: Db,
+    config: Config,
+    onError: (err: unknown) => void = () => {},
+    onReloaded: () => void = () => {},
+  ): Promise<SigningKeyStore> {
     await ensureSigningKey(db, config);
-    const store = new SigningKeyStore(db, config, onError);
+    const store = new SigningKeyStore(db, config, onError, onReloaded);
     await store.reload();
     return store;
   }

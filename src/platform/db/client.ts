@@ -234,10 +234,11 @@ const UNREACHABLE_DRIVER_MESSAGE =
  * Why `err` means the PostgreSQL server cannot be reached right now (refused, reset or cut
  * connection, a pool connect timeout, a server shutting down or starting), in a few words for the
  * log; undefined for any other error. Looks through Drizzle's wrapping and a refusal on several
- * addresses (an AggregateError).
+ * addresses (an AggregateError). `fromDatabase`: the error came from a database connection or
+ * query for certain (a socket error on a read names no port to tell it by).
  */
-export function unreachableDatabaseReason(err: unknown): string | undefined {
-  const pending: { e: unknown; underQuery: boolean }[] = [{ e: err, underQuery: false }];
+export function unreachableDatabaseReason(err: unknown, fromDatabase = false): string | undefined {
+  const pending: { e: unknown; underQuery: boolean }[] = [{ e: err, underQuery: fromDatabase }];
   for (let seen = 0; pending.length > 0 && seen < 10; seen++) {
     const { e: value, underQuery } = pending.shift() as { e: unknown; underQuery: boolean };
     if (!value || typeof value !== 'object') continue;
