@@ -77,6 +77,33 @@ describe('one provisioning core for the admin API, the seed-000 API and SCIM', (
     expect(await t.database.db.select().from(users).where(eq(users.email, email))).toEqual([]);
   });
 
+  it('bounds the free-form attributes a user carries on every path that writes them, the own profile included', async () => {
+    const { org, admin, scim } = await threePaths();
+    const big = 'x'.repeat(70_000);
+    const email = `${unique('big')}@example.com`;
+    const byAdmin = await admin.post('/api/v1/users', { email, attributes: { note: big } });
+    const byScim = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: unique('big'),
+      emails: [{ value: email }],
+      x509Certificates: [{ value: big }],
+    });
+    // (Seed 000's API carries no attributes.)
+    expect(byAdmin.statusCode).toBe(400);
+    expect(byAdmin.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'attributes' }] });
+    expect(byAdmin.json().errors[0].message).toMatch(/^Must be at most 65536 bytes written out/);
+    expect(byScim.json(), byScim.body).toMatchObject({ status: '400', scimType: 'invalidValue' });
+    expect(await t.database.db.select().from(users).where(eq(users.email, email))).toEqual([]);
+
+    // A self-registered account may not grow its own profile past the bound either; under it, it may.
+    const self = await loginAs(t, await seedUser(t, org.id));
+    const own = await self.patch('/api/v1/users/profile/', { attributes: { note: big } });
+    expect(own.statusCode).toBe(400);
+    expect(own.json()).toMatchObject({ errors: [{ field: 'attributes' }] });
+    const fits = await self.patch('/api/v1/users/profile/', { attributes: { note: 'x'.repeat(60_000) } });
+    expect(fits.statusCode).toBe(200);
+  });
+
   it('answers 409 email_taken naming the field on every path for an address another user holds', async () => {
     const { org, admin, scim, seed000 } = await threePaths();
     const holder = await seedUser(t, org.id);

@@ -158,6 +158,13 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/**
+ * Free-form data a user carries, at most. Every read of the user (lists of 100, exports, the profile a
+ * self-registered account may write itself) carries it whole: without a bound one account could make
+ * each of them megabytes. Profile data and SCIM's extension attributes fit many times over.
+ */
+const MAX_ATTRIBUTES_BYTES = 64 * 1024;
+
 /** Whether `attributes` leaves `scim` out or gives it as stored (the only ways other APIs may send it). */
 function sameScim(attributes: Record<string, unknown>, existing: UserRow): boolean {
   return !Object.hasOwn(attributes, 'scim') || isDeepStrictEqual(attributes.scim, existing.attributes.scim);
@@ -357,6 +364,12 @@ export async function planItems(
     }
     if (item.attributes !== undefined && !item.writesScim && existing && !sameScim(item.attributes, existing)) {
       fail(provisioningErrors.scimAttributesReadOnly());
+      continue;
+    }
+    const attributesBytes = item.attributes === undefined ? 0 : Buffer.byteLength(JSON.stringify(item.attributes));
+    if (attributesBytes > MAX_ATTRIBUTES_BYTES) {
+      const message = `Must be at most ${MAX_ATTRIBUTES_BYTES} bytes written out (this is ${attributesBytes}).`;
+      fail(provisioningErrors.invalid([{ field: 'attributes', message }]));
       continue;
     }
     if (existing) state.seenIds.set(existing.id, index);
