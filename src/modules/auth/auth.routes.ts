@@ -8,6 +8,7 @@ import { acceptFormBodies } from '../../platform/http/form-body.js';
 import { noStore } from '../../platform/http/no-store.js';
 import { MfaRequiredError } from '../mfa/mfa.errors.js';
 import { LoginAnswerView, MfaRequiredView } from '../mfa/mfa.schemas.js';
+import { noteSessionUse } from '../sessions/sessions.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import { authErrors } from './auth.errors.js';
 import {
@@ -207,6 +208,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
       // A public route reads no credential before its handler: the request's activity row names the
       // token's user, as the caller of a protected route would be named.
       req.actor = userActorOf(found);
+      // A service checking the token for its user is that session in use.
+      await noteSessionUse(ctx.db, found.claims.sid);
       return { valid: true as const, user: found.state.user, exp: found.claims.exp };
     },
   );

@@ -22,7 +22,7 @@ import {
 import { type CredentialAttempts, finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
-import { describeUserAgent } from '../sessions/sessions.service.js';
+import { describeUserAgent, noteSessionUse } from '../sessions/sessions.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import { ensureSigningKey } from '../signing-keys/signing-keys.service.js';
 import { normalizeUsername } from '../users/users.schemas.js';
@@ -305,7 +305,9 @@ export function createBearerResolver(ctx: TokenContext): CredentialResolver {
     const token = bearerToken(request);
     if (!token || !JWT_SHAPE.test(token)) return undefined;
     const found = await authenticateAccessToken(ctx, token);
-    return found && userActorOf(found);
+    if (!found) return undefined;
+    await noteSessionUse(ctx.db, found.claims.sid);
+    return userActorOf(found);
   };
 }
 

@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
 import { sessions } from '../auth/auth.table.js';
 
@@ -10,9 +10,4 @@ export async function findSessionIdByCookieHash(db: DbOrTx, cookieTokenHash: str
     .where(eq(sessions.cookieTokenHash, cookieTokenHash))
     .limit(1);
   return row?.id;
-}
-
-/** Records that a cookie session was used (the session list's "last activity"). */
-export async function touchSession(db: DbOrTx, sessionId: string): Promise<void> {
-  await db.update(sessions).set({ lastActivityAt: sql`now()` }).where(eq(sessions.id, sessionId));
 }

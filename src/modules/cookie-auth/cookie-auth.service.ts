@@ -6,7 +6,8 @@ import type { CredentialResolver, UserActor } from '../../platform/http/auth.js'
 import { AppError } from '../../platform/http/errors.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { cachedSessionState, loadSessionState } from '../auth/auth.service.js';
-import { findSessionIdByCookieHash, touchSession } from './cookie-auth.queries.js';
+import { noteSessionUse } from '../sessions/sessions.service.js';
+import { findSessionIdByCookieHash } from './cookie-auth.queries.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -106,8 +107,6 @@ export function installCsrfCookieRenewal(app: FastifyInstance, config: Config): 
 // still works is read from the session state (revocations drop it at once on every node).
 const COOKIE_SESSION_TTL_MS = 5 * 60_000;
 const cookieSessions = new TtlCache<string, string>(100_000);
-const TOUCH_EVERY_MS = 60_000;
-const lastTouched = new TtlCache<string, true>(100_000);
 
 /** The open session a cookie credential belongs to, or undefined. */
 export async function sessionIdOfCookie(db: Db, cookieToken: string): Promise<string | undefined> {
@@ -144,10 +143,7 @@ export function createCookieResolver(db: Db): CredentialResolver {
       const sent = [CSRF_HEADER, ...CSRF_HEADER_ALIASES].map((h) => request.headers[h]).find((v) => v !== undefined);
       if (typeof sent !== 'string' || !secretsEqual(sent, csrf)) throw cookieErrors.csrfFailed();
     } else if (cookiesOf(request)[CSRF_COOKIE] !== csrf) lostCsrfCookies.set(request, csrf);
-    if (!lastTouched.get(sessionId, now)) {
-      lastTouched.set(sessionId, true, now + TOUCH_EVERY_MS);
-      await touchSession(db, sessionId);
-    }
+    await noteSessionUse(db, sessionId, now);
     const actor: UserActor = {
       kind: 'user',
       userId: state.userId,

@@ -16,7 +16,12 @@ const sessionFields = {
   os: Nullable(Type.String({ description: 'Operating system and version, e.g. `iOS 17.1`.' })),
   user_agent: Nullable(Type.String()),
   created_at: DateTime,
-  last_activity_at: DateTime,
+  last_activity_at: Type.String({
+    format: 'date-time',
+    description:
+      'Last use of the session: its access token on any route (validate-token included), its cookie, or a refresh; ' +
+      'written at most once a minute per session and node.',
+  }),
   expires_at: DateTime,
   current: Type.Boolean({ description: 'Whether this is the session of the credential making the request.' }),
   active: Type.Boolean({ description: 'Neither revoked nor expired.' }),

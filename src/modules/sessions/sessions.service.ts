@@ -1,4 +1,8 @@
+import { eq, sql } from 'drizzle-orm';
 import UAParser from 'ua-parser-js';
+import type { DbOrTx } from '../../platform/db/client.js';
+import { TtlCache } from '../../platform/ttl-cache.js';
+import { sessions } from '../auth/auth.table.js';
 
 export interface DeviceDescription {
   deviceType: string | null;
@@ -21,4 +25,18 @@ export function describeUserAgent(userAgent: string | undefined): DeviceDescript
   const osName = os.name ? [os.name, os.version].filter(Boolean).join(' ') : null;
   const deviceType = device.type ?? (browserName || osName ? 'desktop' : 'other');
   return { deviceType, browser: browserName, os: osName };
+}
+
+const TOUCH_EVERY_MS = 60_000;
+const lastTouched = new TtlCache<string, true>(100_000);
+
+/**
+ * Records that a session was used, by its access token or its cookie (the session list's "last
+ * activity"): at most one write a minute per session and node, so a busy client costs no write per
+ * request and the list is a minute behind at most.
+ */
+export async function noteSessionUse(db: DbOrTx, sessionId: string, now = Date.now()): Promise<void> {
+  if (lastTouched.get(sessionId, now)) return;
+  lastTouched.set(sessionId, true, now + TOUCH_EVERY_MS);
+  await db.update(sessions).set({ lastActivityAt: sql`now()` }).where(eq(sessions.id, sessionId));
 }

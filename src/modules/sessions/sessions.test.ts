@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   clientWithRole,
@@ -8,6 +9,7 @@ import {
   TEST_PASSWORD,
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { queryRows } from '../../platform/db/client.js';
 import { describeUserAgent } from './sessions.service.js';
 
 const IPHONE =
@@ -103,6 +105,35 @@ describe('sessions', () => {
         'active',
       ].sort(),
     );
+  });
+
+  it('shows a session used by its access token as active lately, writing at most once a minute', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const apiClient = await loginWith(user.email, 'curl/8.5.0');
+    const setLastActivity = (at: string) =>
+      t.database.db.execute(sql`update sessions set last_activity_at = ${at}::timestamptz where user_id = ${user.id}`);
+    const lastActivity = async () => {
+      const rows = await queryRows<{ at: Date | string }>(
+        t.database.db,
+        sql`select last_activity_at as at from sessions where user_id = ${user.id}`,
+      );
+      return new Date(rows[0]?.at as string).getUTCFullYear();
+    };
+    await setLastActivity('2001-01-01T00:00:00Z');
+    // A token checked by another service is its session in use too.
+    expect((await apiClient.profile()).statusCode).toBe(200);
+    expect(await lastActivity()).toBeGreaterThan(2001);
+    // Within the minute, further use writes nothing more.
+    await setLastActivity('2001-01-01T00:00:00Z');
+    expect((await apiClient.list()).statusCode).toBe(200);
+    expect(await lastActivity()).toBe(2001);
+
+    const other = await loginWith(user.email, WINDOWS_CHROME);
+    await setLastActivity('2001-01-01T00:00:00Z');
+    const listed = (await other.list()).json() as { results: (SessionItem & { last_activity_at: string })[] };
+    const current = listed.results.find((r) => r.current);
+    expect(new Date(current?.last_activity_at as string).getUTCFullYear()).toBeGreaterThan(2001);
   });
 
   it('pages with a keyset cursor and filters by active', async () => {
