@@ -158,6 +158,14 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') followWhenShown();
 });
 
+/** Pages a visitor opens without a session: from a mailed link, or from the sign-in page. */
+const PUBLIC_PAGES = ['/forgot-password', '/set-password', '/verify-email'];
+
+function onPublicPage(): boolean {
+  const path = window.location.pathname.replace(/\/+$/, '');
+  return PUBLIC_PAGES.some((page) => path.endsWith(page));
+}
+
 function loadAccess(): Promise<Access> {
   access ??= api<Access>('/api/v1/users/profile/permissions/').catch((err) => {
     access = undefined;
@@ -248,7 +256,14 @@ export const authProvider: AuthProvider = {
   },
 
   async getPermissions() {
-    return loadAccess();
+    try {
+      return await loadAccess();
+    } catch (err) {
+      // react-admin asks for permissions on every route, the public pages included, and signs out
+      // (leaving for the sign-in page) when the answer fails: there, no session is the expected answer.
+      if (onPublicPage() && err instanceof HttpError && err.status === 401) return undefined;
+      throw err;
+    }
   },
 
   async canAccess({ resource, action }) {

@@ -103,10 +103,15 @@ function BulkSetActive() {
 
 /**
  * A text a spreadsheet would run as a formula (=, +, -, @, tab, carriage return first) starts with a
- * quote instead, as the server's own CSV exports write it: names are whatever people typed in.
+ * quote instead, as the server's own CSV exports write it: names are whatever people typed in. A lone
+ * carriage return becomes a line feed: the CSV writer quotes a value holding a line feed but not one
+ * holding a bare CR, which a spreadsheet then reads as the end of the row, the rest starting a new one.
  */
 function spreadsheetSafe(value: unknown): unknown {
-  if (typeof value === 'string') return /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+  if (typeof value === 'string') {
+    const text = value.replace(/\r(?!\n)/g, '\n');
+    return /^[=+\-@\t\r\n]/.test(text) ? `'${text}` : text;
+  }
   if (Array.isArray(value)) return value.map(spreadsheetSafe);
   if (value !== null && typeof value === 'object') {
     return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, spreadsheetSafe(item)]));

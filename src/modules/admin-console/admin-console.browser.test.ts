@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { parse as parseCsv } from 'csv-parse/sync';
 import { and, eq } from 'drizzle-orm';
 import * as OTPAuth from 'otpauth';
 import type { Browser, Page } from 'playwright-core';
@@ -318,6 +319,8 @@ describe.skipIf(!hasChromium())(
         email: 'formula@example.com',
         firstName: '=HYPERLINK("http://evil.example/","Click")',
       });
+      // A bare carriage return must not end the row and start the next one with a formula.
+      await seedUser(t, orgId, { email: 'formula.cr@example.com', lastName: "Lee\r=cmd|' /C calc'!A0" });
       const page = await newPage();
       await signIn(page, admin.email);
       await page.getByTestId('total-users').waitFor();
@@ -330,6 +333,10 @@ describe.skipIf(!hasChromium())(
       const csv = readFileSync((await download.path()) as string, 'utf8');
       expect(csv).toContain(`'=HYPERLINK`);
       expect(csv).not.toMatch(/(^|,)"?=HYPERLINK/m);
+      // As a spreadsheet reads it (a CR ends a row as a line feed does): no cell starts a formula.
+      const cells = parseCsv(csv.replace(/\r(?!\n)/g, '\n'), { relax_column_count: true }) as string[][];
+      expect(cells.flat().filter((cell) => /^[=+@]/.test(cell))).toEqual([]);
+      expect(cells.some((row) => row.includes("Lee\n=cmd|' /C calc'!A0"))).toBe(true);
 
       await page.goto(`${base}/admin/activities`);
       await page.getByRole('columnheader', { name: 'Actor', exact: true }).waitFor();
@@ -1023,6 +1030,11 @@ describe.skipIf(!hasChromium())(
       await page.goto(link);
       await page.getByText(/This link works until/).waitFor();
       await page.getByRole('heading', { name: 'Set your password' }).waitFor();
+      // Someone slow to choose a password keeps the page: no session is no reason to leave it (the
+      // console's permission look-up, retried for seconds, used to sign out and go to the sign-in page).
+      await page.waitForTimeout(9_000);
+      expect(new URL(page.url()).pathname).toBe('/admin/set-password');
+      expect(urls.filter((url) => url.endsWith('/api/logout/'))).toEqual([]);
       await page.getByLabel(/^New password\W*$/).fill('granite lantern drift 7');
       await page.getByLabel(/^New password again\W*$/).fill('granite lantern drift 7');
       await page.getByRole('button', { name: 'Set password' }).click();
