@@ -236,6 +236,28 @@ export async function rotateRefreshToken(
   };
 }
 
+/** A user row as the transaction opening a session re-checks it. */
+export interface HeldLoginAccount {
+  organizationId: string;
+  status: UserStatus;
+  passwordHash: string | null;
+}
+
+/**
+ * For the transaction that opens a session: the user as it now stands, its row held (FOR NO KEY
+ * UPDATE, which the session's own last_login write needs anyway) until that transaction ends. A
+ * password change, deactivation or deletion then either committed first and is seen here, or waits
+ * for the new session and ends it with the others. Undefined when the user is gone.
+ */
+export async function holdLoginAccount(db: DbOrTx, userId: string): Promise<HeldLoginAccount | undefined> {
+  const [row] = await db
+    .select({ organizationId: users.organizationId, status: users.status, passwordHash: users.passwordHash })
+    .from(users)
+    .where(eq(users.id, userId))
+    .for('no key update');
+  return row;
+}
+
 export interface LoginSessionInput {
   organizationId: string;
   userId: string;

@@ -21,6 +21,7 @@ import {
 } from '../lockout/lockout.queries.js';
 import { type CredentialAttempts, finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
+import { holdActiveOrganization } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import { describeUserAgent, noteSessionUse } from '../sessions/sessions.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
@@ -32,6 +33,7 @@ import {
   findLoginCandidates,
   findRefreshToken,
   findSessionState,
+  holdLoginAccount,
   insertLoginSession,
   type LoginCandidate,
   revokeSessionById,
@@ -528,27 +530,40 @@ function canLogIn(c: LoginCandidate): boolean {
 /**
  * After a password matched: replaces a legacy or weaker hash with one at today's argon2id
  * parameters. Conditional on the old hash, so a password changed meanwhile is never overwritten.
+ * Answers the hash that stands for the password just checked: the upgrade, or the hash as read.
  */
-async function upgradePasswordHash(db: Db, account: LoginCandidate, password: string): Promise<void> {
+async function upgradePasswordHash(db: Db, account: LoginCandidate, password: string): Promise<string | null> {
   const current = account.passwordHash;
-  if (current === null || !needsRehash(current)) return;
+  if (current === null || !needsRehash(current)) return current;
   const upgraded = await hashPassword(password);
-  await db
+  const [changed] = await db
     .update(users)
     .set({ passwordHash: upgraded })
-    .where(and(eq(users.id, account.id), eq(users.passwordHash, current)));
+    .where(and(eq(users.id, account.id), eq(users.passwordHash, current)))
+    .returning({ id: users.id });
+  return changed ? upgraded : current;
+}
+
+function inactiveDetail(status: string, organizationActive: boolean, organizationCode: string): string {
+  return organizationActive
+    ? `This account is ${status}; it cannot log in.`
+    : `Organization "${organizationCode}" is deactivated; its accounts cannot log in.`;
 }
 
 /**
- * Opens a session for an account that has proved itself: unless a lock came in the meantime (then
- * the same 401 as a wrong password), the session row (with its device), the first refresh token,
- * last_login and the end of any failed-login count, written by one statement; then the access token.
+ * Opens a session for an account that has proved itself against `verifiedHash`: the session row
+ * (with its device), the first refresh token, last_login and the end of any failed-login count,
+ * written by one statement; then the access token. Everything the proof rested on was read before
+ * (the password check must not hold a transaction), so it is read again under the rows' locks:
+ * a password changed meanwhile, or a user gone, answers as a wrong password; a user or
+ * organization no longer active, 401 account_inactive; a lock from racing failures, 401 too.
  */
 async function openSession(
   ctx: TokenContext,
   account: LoginCandidate,
   client: ClientInfo,
   step: 'password' | 'mfa',
+  verifiedHash: string | null,
 ): Promise<TokenPair & { user: TokenUser }> {
   const refresh = randomToken();
   const sessionId = newId();
@@ -564,12 +579,28 @@ async function openSession(
     cookieTokenHash: client.cookieTokenHash ?? null,
     expiresAt: new Date(Date.now() + ctx.config.refreshTokenTtlSeconds * 1000),
   };
-  const opened = await ctx.db.transaction(async (tx) => {
+  const refusal = await ctx.db.transaction(async (tx): Promise<AppError | undefined> => {
+    // The writers' order: the organization (held in share mode, as provisioning does), then the
+    // user row, then its lockout row. A password change, deactivation or deletion committed since
+    // the candidates were read is seen here; one still to commit waits for this session and ends it.
+    const organizationActive = await holdActiveOrganization(tx, account.organizationId);
+    const held = await holdLoginAccount(tx, account.id);
+    const refused =
+      !held || held.organizationId !== account.organizationId || held.passwordHash !== verifiedHash
+        ? authErrors.invalidCredentials()
+        : held.status !== 'active' || !organizationActive
+          ? authErrors.accountInactive(inactiveDetail(held.status, organizationActive, account.organizationCode))
+          : undefined;
+    if (refused) {
+      // The password matched what it was checked against: not a failure to count.
+      if (held && step === 'password') await returnLoginAttempts(tx, [account]);
+      return refused;
+    }
     // The lock read with the candidates is stale by now: failed attempts racing this one may have
     // locked the account while its password was checked. Re-read under the row lock.
     if (await isAccountLockedForLogin(tx, account)) {
       await recordLockedRefusal(tx, account, client, step);
-      return false;
+      return authErrors.invalidCredentials();
     }
     await insertLoginSession(tx, session);
     await recordAudit(tx, {
@@ -583,9 +614,9 @@ async function openSession(
       ip: client.ip ?? null,
       userAgent: client.userAgent ?? null,
     });
-    return true;
+    return undefined;
   });
-  if (!opened) throw authErrors.invalidCredentials();
+  if (refusal) throw refusal;
   const access = await issueAccessToken(ctx, {
     userId: account.id,
     organizationId: account.organizationId,
@@ -668,22 +699,21 @@ export async function login(
   if (!account) {
     const inactive = matched[0] as LoginCandidate;
     throw authErrors.accountInactive(
-      inactive.organizationActive
-        ? `This account is ${inactive.status}; it cannot log in.`
-        : `Organization "${inactive.organizationCode}" is deactivated; its accounts cannot log in.`,
+      inactiveDetail(inactive.status, inactive.organizationActive, inactive.organizationCode),
     );
   }
+  let verifiedHash: string | null;
   try {
     // Like an inactive account, refused only after the password matched: the caller knows the account.
     if (account.requireEmailVerification && !account.emailVerified) throw authErrors.emailNotVerified();
-    await upgradePasswordHash(ctx.db, account, input.password);
+    verifiedHash = await upgradePasswordHash(ctx.db, account, input.password);
     // Throws MfaRequiredError (the token routes answer it as 200 mfa_required) when a second factor is due.
     await requireSecondFactor(ctx.db, account, { enabled: account.mfaEnabled, required: account.mfaRequired });
   } catch (err) {
     await returnLoginAttempts(ctx.db, [account]);
     throw err;
   }
-  return openSession(ctx, account, client, 'password');
+  return openSession(ctx, account, client, 'password', verifiedHash);
 }
 
 /**
@@ -712,8 +742,8 @@ export async function completeMfaLogin(
   const candidates = owner ? await findLoginCandidates(ctx.db, { email: owner.email }, owner.organizationCode, 2) : [];
   const account = candidates.find((c) => c.id === userId && canLogIn(c));
   if (!account) throw authErrors.invalidCredentials();
-  // openSession checks the lock again, under its row lock, and clears the count.
-  const pair = await openSession(ctx, account, client, 'mfa');
+  // openSession checks the account again, under its row locks, and clears the count.
+  const pair = await openSession(ctx, account, client, 'mfa', account.passwordHash);
   return recoveryCodes ? { ...pair, recovery_codes: recoveryCodes } : pair;
 }
 

@@ -1,3 +1,4 @@
+import { type Algorithm, hash } from '@node-rs/argon2';
 import { eq, sql } from 'drizzle-orm';
 import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -233,6 +234,18 @@ describe('tokens', () => {
         headers: { 'content-type': 'application/json' },
       });
       expect(notJson.statusCode).toBe(400);
+    });
+
+    it("logs in with a hash of weaker parameters, stores one of today's in its place, and the session works", async () => {
+      // argon2id at t=1 rather than today's t=2; 2 is Argon2id (an ambient const enum).
+      const weaker = await hash(TEST_PASSWORD, { algorithm: 2 as Algorithm, memoryCost: 19_456, timeCost: 1 });
+      const { user } = await activeUser({ passwordHash: weaker });
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      expect((await validate(tokens.access)).statusCode).toBe(200);
+      const [stored] = await t.database.db.select().from(users).where(eq(users.id, user.id));
+      expect(stored?.passwordHash).not.toBe(weaker);
+      expect(stored?.passwordHash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+      expect((await post('/api/token/', { email: user.email, password: TEST_PASSWORD })).statusCode).toBe(200);
     });
   });
 

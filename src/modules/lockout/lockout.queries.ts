@@ -31,13 +31,19 @@ export async function claimLoginAttempts(
   const window = sql`make_interval(secs => ${policy.windowSeconds})`;
   const inWindow = sql`coalesce(account_lockouts.window_started_at > now() - ${window}, false)`;
   const values = sql.join(
-    accounts.map((a) => sql`(${a.organizationId}::uuid, ${a.id}::uuid, 1, now())`),
+    accounts.map((a) => sql`(${a.organizationId}::uuid, ${a.id}::uuid)`),
     sql`, `,
   );
+  // Only accounts that still exist, held (key share) against a deletion until the statement's
+  // transaction ends: one deleted since the login read it is left out (refused unchecked) rather
+  // than failing the whole statement on the foreign key.
   const rows = await queryRows<{ user_id: string; failed_count: number }>(
     db,
     sql`insert into account_lockouts (organization_id, user_id, failed_count, window_started_at)
-        values ${values}
+        select a.organization_id, a.user_id, 1, now()
+        from (values ${values}) as a (organization_id, user_id)
+        join users on users.id = a.user_id
+        for key share of users
         on conflict (organization_id, user_id) do update set
           failed_count = case when ${inWindow} then account_lockouts.failed_count + 1 else 1 end,
           window_started_at = case when ${inWindow} then account_lockouts.window_started_at else now() end
