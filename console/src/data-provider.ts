@@ -277,8 +277,12 @@ export const dataProvider = {
       filter.search = filter.q;
       delete filter.q;
     }
-    const sort = params.sort && sortParams[resource]?.[params.sort.field];
-    if (sort && params.sort) filter.sort = params.sort.order === 'DESC' ? `-${sort}` : sort;
+    const sorts = sortParams[resource];
+    if (sorts && params.sort) {
+      // An order the API does not keep (a hand-edited URL) falls back to the list's first one.
+      const sort = sorts[params.sort.field];
+      filter.sort = sort === undefined ? Object.values(sorts)[0] : params.sort.order === 'DESC' ? `-${sort}` : sort;
+    }
     return cursorPage(listKey(resource, params), pathOf(resource), filter, params.pagination);
   },
 

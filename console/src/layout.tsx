@@ -39,10 +39,13 @@ function ConsoleAppBar() {
 }
 
 /**
- * Long unbroken values (a 150-character username, a URL) wrap in list cells rather than widening the
- * table past the window.
+ * Long unbroken values (a 150-character username, a URL) wrap in list cells and on a record's page
+ * rather than widening the table or the page past the window.
  */
-const wrapListCells = { '& .RaDatagrid-rowCell': { overflowWrap: 'anywhere' } } as const;
+const wrapLongValues = {
+  '& .RaDatagrid-rowCell': { overflowWrap: 'anywhere' },
+  '& .RaShow-card': { overflowWrap: 'anywhere' },
+} as const;
 
 /** react-admin's layout, or the "no access" page for a signed-in user without administration rights. */
 export function ConsoleLayout({ children }: { children: ReactNode }) {
@@ -50,7 +53,7 @@ export function ConsoleLayout({ children }: { children: ReactNode }) {
   if (isPending) return <Loading />;
   if (!hasConsoleAccess(permissions)) return <NoAccess />;
   return (
-    <Layout appBar={ConsoleAppBar} sx={wrapListCells}>
+    <Layout appBar={ConsoleAppBar} sx={wrapLongValues}>
       {children}
     </Layout>
   );

@@ -172,7 +172,8 @@ function KeyOnce({
     setCopied(true);
   }
   return (
-    <Dialog open onClose={onClose} aria-labelledby="new-key-title" maxWidth="sm" fullWidth>
+    // Only "Done" closes it: Escape or a click beside it would lose the key for good.
+    <Dialog open aria-labelledby="new-key-title" maxWidth="sm" fullWidth>
       <DialogTitle id="new-key-title">{title}</DialogTitle>
       <DialogContent>
         <Alert severity="warning" sx={{ mb: 2 }}>

@@ -130,6 +130,10 @@ describe.skipIf(!hasChromium())(
       expect(stored?.keyHash).toBe(createHash('sha256').update(key).digest('hex'));
       await page.getByRole('button', { name: 'Copy' }).click();
       await page.getByRole('button', { name: 'Copied' }).waitFor();
+      // Escape does not close it: the key would be lost for good. Only "Done" does.
+      await page.keyboard.press('Escape');
+      await page.mouse.click(5, 5);
+      expect(await keyField.inputValue()).toBe(key);
       await page.getByRole('button', { name: 'Done' }).click();
       await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/api-keys\/[^/]+\/show$/);
       await page.getByText('directory sync').first().waitFor();
@@ -220,10 +224,18 @@ describe.skipIf(!hasChromium())(
       await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('a', 'c', 'b'));
       await page.getByRole('button', { name: 'Joined' }).click();
       await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(inOrder('b', 'c', 'a'));
-      // Columns the API cannot sort by offer no order.
+      // Columns the API cannot sort by offer no order; one asked for in the URL lists by email.
       for (const name of ['Username', 'Organization', 'Status']) {
         expect(await page.getByRole('columnheader', { name }).getByRole('button').count(), name).toBe(0);
       }
+      // (Without a search, so that the API's own default would be newest first.)
+      const apart = await seedOrganization(t);
+      for (const letter of ['y', 'z', 'x']) await seedUser(t, apart.id, { email: `apart.${letter}@example.com` });
+      const filter = encodeURIComponent(JSON.stringify({ organization: apart.code }));
+      await page.goto(`${base}/admin/users?filter=${filter}&sort=first_name&order=DESC`);
+      await expect
+        .poll(emails, { timeout: STEP_TIMEOUT })
+        .toEqual(['apart.x@example.com', 'apart.y@example.com', 'apart.z@example.com']);
       await page.context().close();
     }, 60_000);
 
@@ -1070,9 +1082,9 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
-    it('keeps the users list within the window when a username is one long word', async () => {
+    it('keeps the users list and the page of a user within the window when a username is one long word', async () => {
       const username = `u${'x'.repeat(149)}`;
-      await seedUser(t, orgId, { email: 'long.name@example.com', username });
+      const long = await seedUser(t, orgId, { email: 'long.name@example.com', username, firstName: 'F'.repeat(150) });
       const page = await newPage();
       await signIn(page, admin.email);
       await page.getByTestId('total-users').waitFor();
@@ -1086,6 +1098,11 @@ describe.skipIf(!hasChromium())(
       }))()`)) as { table: number; page: number; viewport: number };
       expect(widths.table).toBeLessThanOrEqual(widths.viewport);
       expect(widths.page).toBeLessThanOrEqual(widths.viewport);
+
+      await page.goto(`${base}/admin/users/${long.id}/show`);
+      await page.getByText(username).first().waitFor();
+      const pageWidth = (await page.evaluate('document.documentElement.scrollWidth')) as number;
+      expect(pageWidth).toBeLessThanOrEqual(widths.viewport);
       await page.context().close();
     }, 60_000);
   },
