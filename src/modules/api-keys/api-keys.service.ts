@@ -254,10 +254,13 @@ export async function revokeApiKey(db: Db, manager: KeyManager, id: string): Pro
     if (!current) throw apiKeyErrors.notFound(id);
     await assertKeyWithinReach(tx, revoker, current.createdBy);
     if (current.revokedAt) return;
-    await tx
+    const [revoked] = await tx
       .update(apiKeys)
       .set({ revokedAt: new Date() })
-      .where(and(eq(apiKeys.id, current.id), isNull(apiKeys.revokedAt)));
+      .where(and(eq(apiKeys.id, current.id), isNull(apiKeys.revokedAt)))
+      .returning({ id: apiKeys.id });
+    // Revoked by a concurrent request since the read: that one recorded it, as for a repeat.
+    if (!revoked) return;
     await publishInvalidation(tx, 'api-key', current.id);
     await recordAudit(tx, keyRevokedEvent(manager, current, false));
   });

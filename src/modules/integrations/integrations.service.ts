@@ -363,9 +363,12 @@ export async function deleteIntegration(db: Db, manager: IntegrationManager, id:
   await db.transaction(async (tx) => {
     const current = await findIntegration(tx, id, manager.organizationId);
     if (!current) throw integrationErrors.notFound(id);
-    await tx
+    const [deleted] = await tx
       .delete(integrations)
-      .where(and(eq(integrations.organizationId, current.organizationId), eq(integrations.id, current.id)));
+      .where(and(eq(integrations.organizationId, current.organizationId), eq(integrations.id, current.id)))
+      .returning({ id: integrations.id });
+    // Deleted by a concurrent request since the read: answered as a repeat is, recorded once.
+    if (!deleted) throw integrationErrors.notFound(id);
     await recordAudit(
       tx,
       auditEvent(manager, current, 'integration.deleted', 'deleted', { service_type: current.serviceType }),

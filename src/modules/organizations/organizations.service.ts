@@ -1,5 +1,6 @@
+import { isDeepStrictEqual } from 'node:util';
 import { eq } from 'drizzle-orm';
-import type { Db } from '../../platform/db/client.js';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { publishInvalidation } from '../../platform/invalidation.js';
 import { endAccountTokens } from '../account/account.queries.js';
@@ -41,9 +42,38 @@ export async function createOrganization(db: Db, input: CreateOrganizationInput,
 }
 
 /**
- * Updates an organization. Deactivating it ends its users' sessions in the same transaction, so
- * nobody keeps working in an organization that has been switched off. A caller confined to one
- * organization (`scopeOrganizationId`) sees no other, and may not switch its own on or off.
+ * The organization a write is aimed at, its row locked until the transaction ends and read as it
+ * then stands: of concurrent writes, each sees what the one before it committed (a second
+ * deactivation finds it inactive, a second deletion finds it gone), so each change is made and
+ * recorded once.
+ */
+async function findLockedOrganization(
+  tx: DbOrTx,
+  ref: string,
+  scopeOrganizationId: string | undefined,
+  // The strength the write itself takes: an update's leaves foreign-key checks (new users) unblocked.
+  strength: 'update' | 'no key update',
+): Promise<Organization | undefined> {
+  const found = await findOrganization(tx, ref, scopeOrganizationId);
+  if (!found) return undefined;
+  const [row] = await tx.select().from(organizations).where(eq(organizations.id, found.id)).for(strength);
+  return row;
+}
+
+function changesOrganization(current: Organization, input: UpdateOrganizationInput): boolean {
+  return (
+    (input.name !== undefined && input.name !== current.name) ||
+    (input.description !== undefined && input.description !== current.description) ||
+    (input.settings !== undefined && !isDeepStrictEqual(input.settings, current.settings)) ||
+    (input.is_active !== undefined && input.is_active !== current.isActive)
+  );
+}
+
+/**
+ * Updates an organization; a body that changes nothing writes and records nothing. Deactivating it
+ * ends its users' sessions in the same transaction, so nobody keeps working in an organization that
+ * has been switched off. A caller confined to one organization (`scopeOrganizationId`) sees no
+ * other, and may not switch its own on or off.
  */
 export async function updateOrganization(
   db: Db,
@@ -53,13 +83,15 @@ export async function updateOrganization(
   actor?: Actor,
 ): Promise<Organization> {
   return db.transaction(async (tx) => {
-    const current = await findOrganization(tx, ref, scopeOrganizationId);
+    const current = await findLockedOrganization(tx, ref, scopeOrganizationId, 'no key update');
     if (!current) throw organizationErrors.notFound(ref);
     if (scopeOrganizationId !== undefined && input.is_active !== undefined && input.is_active !== current.isActive) {
       throw organizationErrors.superuserOnly(
         input.is_active ? 'activate an organization' : 'deactivate an organization',
       );
     }
+    // A write that changes nothing (a repeated deactivation) is answered as it stands, unrecorded.
+    if (!changesOrganization(current, input)) return current;
     const [row] = await tx
       .update(organizations)
       .set({
@@ -113,7 +145,7 @@ export async function deleteOrganization(
   actor?: Actor,
 ): Promise<void> {
   await db.transaction(async (tx) => {
-    const current = await findOrganization(tx, ref, scopeOrganizationId);
+    const current = await findLockedOrganization(tx, ref, scopeOrganizationId, 'update');
     if (!current) throw organizationErrors.notFound(ref);
     if (scopeOrganizationId !== undefined) throw organizationErrors.superuserOnly('delete an organization');
     const [member] = await tx.select({ id: users.id }).from(users).where(eq(users.organizationId, current.id)).limit(1);

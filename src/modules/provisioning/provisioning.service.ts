@@ -342,7 +342,7 @@ async function endStaleTokens(tx: DbOrTx, steps: Step[], written: Map<string, Wr
   for (const s of steps) {
     if ('error' in s || !s.existing) continue;
     const w = written.get(s.target.id);
-    if (!w || w.inserted) continue;
+    if (!w || w.inserted || w.unchanged) continue;
     const previous = w.previousStatus ?? s.existing.status;
     const leftActive = previous !== s.target.status && s.target.status !== 'active';
     const emailChanged = s.existing.email.toLowerCase() !== s.target.email.toLowerCase();
@@ -376,6 +376,11 @@ async function finishBatch(
       continue;
     }
     const w = written.get(s.target.id);
+    if (w?.unchanged) {
+      // A concurrent writer stored these values first and recorded the change: as a repeat, nothing changes.
+      out.push({ index: s.index, ok: true, action: 'updated', user: planToUser(s, w), changes: [], invited: false });
+      continue;
+    }
     const rewritten = isRewrite(s);
     if (!w && (!s.existing || rewritten)) {
       // The row went to another organization or away between plan and write.

@@ -66,14 +66,39 @@ interface WrittenRow {
   updated_at: string | Date;
 }
 
-function written(r: WrittenRow, inserted: boolean, previousStatus: UserStatus | null = null): Written {
+function written(
+  r: WrittenRow,
+  inserted: boolean,
+  previousStatus: UserStatus | null = null,
+  unchanged = false,
+): Written {
   return {
     id: r.id,
     inserted,
     createdAt: new Date(r.created_at),
     updatedAt: new Date(r.updated_at),
     previousStatus,
+    unchanged,
   };
+}
+
+/**
+ * The planned rewrites the update left alone: a concurrent writer committed the same values first
+ * (read here after it, in a statement of their own). Those still in their organization are
+ * written, unchanged; the others were deleted meanwhile and stay missing (404 to their item).
+ */
+async function findAlreadyWritten(tx: DbOrTx, plans: Plan[], out: Map<string, Written>): Promise<void> {
+  const left = plans.filter((p) => !out.has(p.target.id));
+  if (left.length === 0) return;
+  const rows = await queryRows<WrittenRow & { organization_id: string }>(
+    tx,
+    sql`select id, organization_id, date_joined as created_at, updated_at from users
+        where id = any(${sql.param(left.map((p) => p.target.id))}::uuid[])`,
+  );
+  const organizationOf = new Map(left.map((p) => [p.target.id, p.organization.id]));
+  for (const r of rows) {
+    if (organizationOf.get(r.id) === r.organization_id) out.set(r.id, written(r, false, null, true));
+  }
 }
 
 const COPY_COLUMNS =
@@ -159,6 +184,8 @@ export interface Written {
   createdAt: Date;
   updatedAt: Date;
   previousStatus: UserStatus | null;
+  /** A concurrent writer had already stored the planned values: nothing was changed by this call. */
+  unchanged: boolean;
 }
 
 /**
@@ -211,6 +238,9 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
     );
   }
   if (known.length > 0) {
+    // The last condition is checked again on the row as a concurrent writer left it (PostgreSQL
+    // re-reads a row it waited for): a row that already holds these values is left alone, so the
+    // same change asked for at once is made, and recorded, once (see findAlreadyWritten).
     const rows = await queryRows<WrittenRow & { previous: UserStatus; renamed: boolean }>(
       tx,
       sql`update users set external_id = v.external_id, scim_external_id = v.scim_external_id, username = v.username,
@@ -222,10 +252,18 @@ export async function writeBatch(tx: DbOrTx, plans: Plan[], upsert = true): Prom
           from ${targetRows(known)}
           join users old on old.id = v.id
           where users.id = v.id and users.organization_id = v.organization_id
+            and (v.password_hash is not null
+              or (users.external_id, users.scim_external_id, users.username, users.email, users.first_name,
+                  users.last_name, users.attributes, users.status, users.user_type, users.is_staff, users.is_superuser)
+                is distinct from (v.external_id, v.scim_external_id, v.username, v.email, v.first_name, v.last_name,
+                  v.attributes, v.status,
+                  case when v.user_type_json is null then users.user_type else v.user_type_json ->> 0 end,
+                  coalesce(v.is_staff, users.is_staff), coalesce(v.is_superuser, users.is_superuser)))
           returning users.id, users.date_joined as created_at, users.updated_at, old.status as previous,
             coalesce(users.username, users.email) is distinct from coalesce(old.username, old.email) as renamed`,
     );
     for (const r of rows) out.set(r.id, written(r, false, r.previous));
+    await findAlreadyWritten(tx, known, out);
     // The name a user shows is its groups' members[].display (RFC 7644 §3.14: part of their
     // version). Only a renamed user costs a statement, so bulk writes of other fields pay nothing.
     await holdersRenamed(

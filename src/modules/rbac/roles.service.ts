@@ -270,6 +270,16 @@ async function writableRole(tx: DbOrTx, actor: UserActor, id: string) {
   return current;
 }
 
+/** Whether two grant lists name the same codes, in whatever order. */
+function sameCodes(given: string[], stored: string[]): boolean {
+  const wanted = new Set(given);
+  return wanted.size === new Set(stored).size && stored.every((code) => wanted.has(code));
+}
+
+/**
+ * Changes a role's fields and grants (a given list replaces the stored one). A body that changes
+ * nothing writes and records nothing; `role.grants_changed` is recorded only when a list changes.
+ */
 export async function updateRole(
   db: Db,
   actor: UserActor,
@@ -278,6 +288,10 @@ export async function updateRole(
 ): Promise<RoleWithGrants> {
   const caller = await accessOfCaller(db, actor);
   await db.transaction(async (tx) => {
+    // Locked before the read, in the strength the update takes (assignments' key share still pass):
+    // concurrent changes of the role each read it as the one before left it, so a repeat finds
+    // nothing to change and records nothing.
+    if (isUuid(id)) await tx.select({ id: roles.id }).from(roles).where(eq(roles.id, id)).for('no key update');
     const current = await writableRole(tx, actor, id);
     // The built-in levels order the delegation ceiling itself (org_admin below super_admin).
     if (current.isBuiltin && input.level !== undefined && input.level !== current.level)
@@ -288,7 +302,17 @@ export async function updateRole(
       permissions: input.permissions ?? current.permissionCodes,
       modules: input.modules ?? current.moduleCodes,
     });
+    const permissionsChanged =
+      input.permissions !== undefined && !sameCodes(input.permissions, current.permissionCodes);
+    const modulesChanged = input.modules !== undefined && !sameCodes(input.modules, current.moduleCodes);
+    // Resolved even when unchanged: an unknown code is refused all the same.
     const grants = await resolveGrants(tx, input.permissions, input.modules);
+    const grantsChanged = permissionsChanged || modulesChanged;
+    const othersChanged =
+      (input.name !== undefined && input.name !== current.name) ||
+      (input.level !== undefined && input.level !== current.level) ||
+      (input.description !== undefined && input.description !== current.description);
+    if (!grantsChanged && !othersChanged) return;
     await tx
       .update(roles)
       .set({
@@ -299,9 +323,11 @@ export async function updateRole(
         updatedAt: new Date(),
       })
       .where(eq(roles.id, current.id));
-    await replaceGrants(tx, current.id, grants);
+    await replaceGrants(tx, current.id, {
+      ...(permissionsChanged ? { permissionIds: grants.permissionIds } : {}),
+      ...(modulesChanged ? { moduleIds: grants.moduleIds } : {}),
+    });
     await roleChanged(tx, current.id);
-    const grantsChanged = input.permissions !== undefined || input.modules !== undefined;
     await recordAudit(tx, {
       type: grantsChanged ? 'role.grants_changed' : 'role.updated',
       category: 'authorization',
@@ -311,10 +337,8 @@ export async function updateRole(
       details: {
         fields: Object.keys(input),
         ...(input.level !== undefined ? { level: { from: current.level, to: input.level } } : {}),
-        ...(input.permissions !== undefined
-          ? { permissions: { from: current.permissionCodes, to: input.permissions } }
-          : {}),
-        ...(input.modules !== undefined ? { modules: { from: current.moduleCodes, to: input.modules } } : {}),
+        ...(permissionsChanged ? { permissions: { from: current.permissionCodes, to: input.permissions } } : {}),
+        ...(modulesChanged ? { modules: { from: current.moduleCodes, to: input.modules } } : {}),
       },
       severity: grantsChanged || input.level !== undefined ? 'warning' : 'info',
       objectType: 'role',
@@ -338,7 +362,9 @@ export async function deleteRole(db: Db, actor: UserActor, id: string): Promise<
     if (current.organizationId !== null) await groupsOfUsersChanged(tx, holdersOf(tx, current.id));
     // The role's row first, as its deletion would lock it (after the users, as an assignment does):
     // assignments of it in flight commit before the read below, or wait and find it gone.
-    await tx.select({ id: roles.id }).from(roles).where(eq(roles.id, current.id)).for('update');
+    const [held] = await tx.select({ id: roles.id }).from(roles).where(eq(roles.id, current.id)).for('update');
+    // Deleted by a concurrent request meanwhile: answered as a repeat is, nothing recorded twice.
+    if (!held) throw rbacErrors.roleNotFound(id);
     // Taken here rather than by the cascade, to know whose primary role goes with it.
     const lost = await tx
       .delete(userRoles)

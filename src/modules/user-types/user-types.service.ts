@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { eq } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
@@ -145,7 +146,10 @@ async function findUserTypeToManage(db: DbOrTx, id: string, scopeOrganizationId?
   return type;
 }
 
-/** Changes a type's plural, label or schema; existing profiles are checked against a new schema on their next write. */
+/**
+ * Changes a type's plural, label or schema; existing profiles are checked against a new schema on
+ * their next write. A body that changes nothing writes and records nothing.
+ */
 export async function updateUserType(
   db: Db,
   id: string,
@@ -155,7 +159,17 @@ export async function updateUserType(
   if (input.plural !== undefined) checkPlural(input.plural);
   if (input.schema !== undefined) compileSchema(input.schema);
   return db.transaction(async (tx) => {
-    const current = await findUserTypeToManage(tx, id, scopeOrganizationId);
+    const found = await findUserTypeToManage(tx, id, scopeOrganizationId);
+    // Locked and read again as it now stands: of concurrent changes each sees what the one before
+    // it committed, so a repeat finds nothing to change and records nothing. No key update, as the
+    // write of a label or schema takes: user writes naming the type (key share) go on meanwhile.
+    const [current] = await tx.select().from(userTypes).where(eq(userTypes.id, found.id)).for('no key update');
+    if (!current) throw userTypeErrors.notFound(id);
+    const unchanged =
+      (input.plural === undefined || input.plural === current.plural) &&
+      (input.label === undefined || input.label === current.label) &&
+      (input.schema === undefined || isDeepStrictEqual(input.schema, current.schema));
+    if (unchanged) return (await findUserTypeById(tx, id)) as UserTypeWithOrganization;
     await tx
       .update(userTypes)
       .set({

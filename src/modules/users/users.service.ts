@@ -254,6 +254,10 @@ export async function removeUser(
   user: { id: string; organizationId: string },
   event: Pick<AuditEvent, 'actor' | 'category' | 'description' | 'details'>,
 ): Promise<void> {
+  // Locked before anything is ended: of deletions racing for the user, one goes on, the others wait
+  // and find the row gone (404 user_not_found, as a repeat would), with nothing done or recorded.
+  const [held] = await tx.select({ id: users.id }).from(users).where(eq(users.id, user.id)).for('update');
+  if (!held) throw userErrors.notFound(user.id);
   await revokeUserSessions(tx, user.id, 'user_deleted');
   await revokeKeysOfCreator(tx, user.id, event.actor);
   // The cascade takes their assignments: the groups they were in change version.
