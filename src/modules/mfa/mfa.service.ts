@@ -169,7 +169,9 @@ export async function verifySecondFactor(db: DbOrTx, config: Config, userId: str
  * Turns TOTP off for the caller, who proves it with a current code (or a recovery code). A wrong
  * code is reported to `onWrongCode` (the account's failed-login counter), as at the login's second
  * step: an access token alone must not buy the guesses that switch the factor off. While the
- * account is locked no code is checked, as no password is at login.
+ * account is locked no code is checked, as no password is at login. Refused in an organization that
+ * requires a second factor: the member would otherwise be without one until the next login; an
+ * administrator's reset (`resetMfa`) remains the way to replace a lost authenticator.
  */
 export async function disableTotp(
   db: Db,
@@ -178,8 +180,9 @@ export async function disableTotp(
   code: string,
   attempts: CredentialAttempts,
 ): Promise<void> {
-  // Nothing to turn off is no guess at a code: it costs no turn.
+  // Nothing to turn off is no guess at a code: it costs no turn; nor is a refusal of the organization.
   if (!(await findTotp(db, actor.userId))?.confirmedAt) throw mfaErrors.notEnrolled();
+  if (await isMfaRequired(db, actor.organizationId)) throw mfaErrors.requiredByOrganization();
   const account = { id: actor.userId, organizationId: actor.organizationId };
   const attempt = await attempts.claim(account);
   if (attempt === undefined) {
@@ -210,6 +213,15 @@ export async function disableTotp(
     throw mfaErrors.invalidCode();
   }
   await attempts.passed(account);
+}
+
+/** Whether the organization's `settings.require_mfa` is on. */
+async function isMfaRequired(db: DbOrTx, organizationId: string): Promise<boolean> {
+  const [row] = await queryRows<{ required: boolean }>(
+    db,
+    sql`select coalesce((select settings -> 'require_mfa' = 'true'::jsonb from organizations where id = ${organizationId}), false) as required`,
+  );
+  return row?.required === true;
 }
 
 async function removeFactors(tx: DbOrTx, userId: string): Promise<void> {

@@ -193,6 +193,31 @@ describe('TOTP two-factor authentication', () => {
     expect((await passwordLogin(second.user)).json().access).toEqual(expect.any(String));
   });
 
+  it('refuses to turn off the authenticator when the organization requires two-factor authentication', async () => {
+    const { user, client, secret } = await enrolled();
+    await t.database.db
+      .update(organizations)
+      .set({ settings: { require_mfa: true } })
+      .where(eq(organizations.id, user.organizationId));
+    const res = await t.request({
+      method: 'DELETE',
+      url: '/api/v1/users/mfa/totp/',
+      headers: { authorization: `Bearer ${client.token}` },
+      payload: { code: totpOf(secret).generate({ timestamp: Date.now() + 30_000 }) },
+    });
+    expect(res.json()).toMatchObject({ status: 403, code: 'mfa_required_by_organization' });
+    expect(res.json().detail).toContain('require_mfa');
+    const [totp] = await t.database.db.select().from(mfaTotp).where(eq(mfaTotp.userId, user.id));
+    expect(totp?.confirmedAt).not.toBeNull();
+    // No code was checked: the refusal costs no turn of the lockout count.
+    const [counted] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(counted?.failedCount ?? 0).toBe(0);
+    // An administrator's reset stays possible (the next login then enrols a new authenticator).
+    const admin = await superuserClient(t);
+    expect((await admin.post(`/api/v1/users/${user.id}/mfa/reset/`)).statusCode).toBe(204);
+    expect((await passwordLogin(user)).json()).toMatchObject({ status: 403, code: 'mfa_enrollment_required' });
+  });
+
   it('counts wrong codes to turn TOTP off as failed logins: five lock the account and end its sessions', async () => {
     const { user, client, secret } = await enrolled();
     const disable = (code: string) =>
