@@ -69,14 +69,16 @@ function recoveryCodeHash(code: string): string {
 
 /**
  * Checks a TOTP code against the user's authenticator (confirmed or, with `pending`, not yet) and
- * records its time step, so the same code never works twice.
+ * records its time step, so the same code never works twice. Whitespace is dropped first: apps show
+ * codes as "123 456", and every path that takes a code (login, confirm, disable) comes through here.
  */
 async function useTotpCode(
   db: DbOrTx,
   config: Config,
   row: typeof mfaTotp.$inferSelect,
-  code: string,
+  typed: string,
 ): Promise<boolean> {
+  const code = typed.replace(/\s/g, '');
   if (!/^\d{6}$/.test(code)) return false;
   const secret = envelopeFor(config).openText(row.secretSealed, totpSealContext(row.userId));
   const now = Date.now();
@@ -130,7 +132,7 @@ async function activateTotp(tx: DbOrTx, config: Config, owner: TotpOwner, code: 
   const row = await findTotp(tx, owner.userId);
   if (!row) throw mfaErrors.notEnrolled();
   if (row.confirmedAt) throw mfaErrors.alreadyEnabled();
-  if (!(await useTotpCode(tx, config, row, code.trim()))) return null;
+  if (!(await useTotpCode(tx, config, row, code))) return null;
   await tx.update(mfaTotp).set({ confirmedAt: new Date() }).where(eq(mfaTotp.userId, owner.userId));
   await tx.delete(mfaRecoveryCodes).where(eq(mfaRecoveryCodes.userId, owner.userId));
   const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
@@ -161,8 +163,8 @@ async function activateTotp(tx: DbOrTx, config: Config, owner: TotpOwner, code: 
 export async function verifySecondFactor(db: DbOrTx, config: Config, userId: string, code: string): Promise<boolean> {
   const row = await findTotp(db, userId);
   if (!row?.confirmedAt) return false;
-  if (await useTotpCode(db, config, row, code.trim())) return true;
-  return useRecoveryCode(db, userId, code.trim());
+  if (await useTotpCode(db, config, row, code)) return true;
+  return useRecoveryCode(db, userId, code);
 }
 
 /**

@@ -93,6 +93,52 @@ describe('TOTP two-factor authentication', () => {
     expect((await mfaLogin(again.mfa_token, code)).statusCode).toBe(401);
   });
 
+  it('accepts TOTP codes typed with spaces, as authenticator apps show them, at confirm, login and disable', async () => {
+    const spaced = (code: string) => `${code.slice(0, 3)} ${code.slice(3)}`;
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const client = await loginAs(t, user);
+    const { secret } = (await client.post('/api/v1/users/mfa/totp/', { password: TEST_PASSWORD })).json();
+    // Three successive steps, each used once: the previous, the current and the next.
+    const confirm = await client.post('/api/v1/users/mfa/totp/confirm/', {
+      code: spaced(totpOf(secret).generate({ timestamp: Date.now() - 30_000 })),
+    });
+    expect(confirm.statusCode, confirm.body).toBe(200);
+
+    const token = (await passwordLogin(user)).json().mfa_token;
+    const ok = await mfaLogin(token, ` ${spaced(totpOf(secret).generate())}\t`);
+    expect(ok.statusCode, ok.body).toBe(200);
+    const [counted] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(counted?.failedCount ?? 0).toBe(0);
+
+    const off = await t.request({
+      method: 'DELETE',
+      url: '/api/v1/users/mfa/totp/',
+      headers: { authorization: `Bearer ${client.token}` },
+      payload: { code: spaced(totpOf(secret).generate({ timestamp: Date.now() + 30_000 })) },
+    });
+    expect(off.statusCode, off.body).toBe(204);
+  });
+
+  it('accepts a first code typed with spaces when a login enrols the required authenticator', async () => {
+    const org = await seedOrganization(t);
+    await t.database.db
+      .update(organizations)
+      .set({ settings: { require_mfa: true } })
+      .where(eq(organizations.id, org.id));
+    const user = await seedUser(t, org.id);
+    const token = (await passwordLogin(user)).json().mfa_token as string;
+    const started = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/login/mfa/enrol/',
+      payload: { mfa_token: token },
+    });
+    const code = totpOf(started.json().secret).generate();
+    const done = await mfaLogin(token, `${code.slice(0, 3)} ${code.slice(3)}`);
+    expect(done.statusCode, done.body).toBe(200);
+    expect(done.json().recovery_codes).toHaveLength(10);
+  });
+
   it('accepts each recovery code once', async () => {
     const { user, recovery } = await enrolled();
     const token1 = (await passwordLogin(user)).json().mfa_token;
