@@ -19,7 +19,12 @@ import {
   lockAfterFailedAttempt,
   returnLoginAttempts,
 } from '../lockout/lockout.queries.js';
-import { type CredentialAttempts, finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
+import {
+  type CredentialAttempts,
+  endMfaChallenges,
+  finishMfaChallenge,
+  requireSecondFactor,
+} from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
 import { describeUserAgent } from '../sessions/sessions.service.js';
@@ -156,12 +161,14 @@ export function cachedSessionState(sessionId: string): SessionState | undefined 
 }
 
 /**
- * Ends every open session of a user (deactivation, suspension, password change): their refresh
+ * Ends every open session of a user (deactivation, suspension, lock, password change): their refresh
  * tokens stop at once and their access tokens stop on every node at once. Runs in the caller's
  * transaction when given one.
  */
 export async function revokeUserSessions(db: DbOrTx, userId: string, reason: string): Promise<void> {
   await revokeSessionsOfUser(db, userId, reason);
+  // A pending mfa_token is a login half done: it would otherwise open a session after an unlock.
+  await endMfaChallenges(db, userId);
   await publishInvalidation(db, 'user', userId);
 }
 

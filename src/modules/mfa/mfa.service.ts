@@ -229,7 +229,15 @@ async function isMfaRequired(db: DbOrTx, organizationId: string): Promise<boolea
 async function removeFactors(tx: DbOrTx, userId: string): Promise<void> {
   await tx.delete(mfaTotp).where(eq(mfaTotp.userId, userId));
   await tx.delete(mfaRecoveryCodes).where(eq(mfaRecoveryCodes.userId, userId));
-  await tx.delete(mfaChallenges).where(eq(mfaChallenges.userId, userId));
+  await endMfaChallenges(tx, userId);
+}
+
+/**
+ * Ends every pending mfa_token of a user (login and enrolment challenges), in the caller's
+ * transaction: whatever ends the account's sessions ends the logins halfway through too.
+ */
+export async function endMfaChallenges(db: DbOrTx, userId: string): Promise<void> {
+  await db.delete(mfaChallenges).where(eq(mfaChallenges.userId, userId));
 }
 
 /** An administrator's reset: removes the user's authenticator, recovery codes and open challenges. */

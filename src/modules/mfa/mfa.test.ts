@@ -160,6 +160,21 @@ describe('TOTP two-factor authentication', () => {
     expect((await passwordLogin(user)).statusCode).toBe(401);
   });
 
+  it('ends every pending mfa_token of an account when it locks, so none works after an unlock', async () => {
+    const { user, recovery } = await enrolled();
+    const mt = (await passwordLogin(user)).json().mfa_token as string;
+    const mt2 = (await passwordLogin(user)).json().mfa_token as string;
+    for (let i = 0; i < 5; i++) expect((await mfaLogin(mt, '000001')).json().code).toBe('invalid_mfa_code');
+    const admin = await superuserClient(t);
+    expect((await admin.post(`/api/v1/users/${user.id}/unlock/`)).statusCode).toBe(200);
+
+    const late = await mfaLogin(mt2, recovery[0] as string);
+    expect(late.json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
+    // Logging in again after the unlock gets a new token that works, with the recovery code still unused.
+    const fresh = (await passwordLogin(user)).json().mfa_token as string;
+    expect((await mfaLogin(fresh, recovery[0] as string)).statusCode).toBe(200);
+  });
+
   it('checks no code while the account is locked: the right one answers as a wrong one and stays unused', async () => {
     const { user, secret } = await enrolled();
     const token = (await passwordLogin(user)).json().mfa_token;
