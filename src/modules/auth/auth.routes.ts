@@ -140,23 +140,31 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
   };
   await app.register(formAndJson);
 
-  app.post(
-    '/api/v1/users/login',
-    {
-      schema: {
-        operationId: 'login',
-        tags,
-        security: [],
-        description: loginDescription,
-        body: LoginBody,
-        response: { 200: LoginAnswerView },
+  // The login route, twin of /api/token/ for the same seed 001 clients, takes forms too; its own
+  // scope, as its refusals carry no OAuth2 members. It sets no cookie, so a cross-site form posting
+  // here gains nothing (the cookie login, /api/login/, stays JSON-only).
+  const loginFormAndJson: FastifyPluginAsyncTypebox = async (scope) => {
+    acceptFormBodies(scope);
+    scope.post(
+      '/api/v1/users/login',
+      {
+        schema: {
+          operationId: 'login',
+          tags,
+          security: [],
+          description: `${loginDescription}\n\nIn JSON or as a form (\`application/x-www-form-urlencoded\`).`,
+          body: LoginBody,
+          consumes: ['application/json', 'application/x-www-form-urlencoded'],
+          response: { 200: LoginAnswerView },
+        },
       },
-    },
-    async (req, reply) => {
-      noStore(reply);
-      return passwordLogin(req, req.body);
-    },
-  );
+      async (req, reply) => {
+        noStore(reply);
+        return passwordLogin(req, req.body);
+      },
+    );
+  };
+  await app.register(loginFormAndJson);
   app.post('/api/v1/users/token/refresh', { schema: refreshSchema('refreshUserToken') }, refresh);
 
   app.post(

@@ -515,11 +515,30 @@ describe('tokens', () => {
       expect(res.json()).toMatchObject({ code: 'payload_too_large' });
     });
 
-    it('takes forms on the token routes only: the other login and refresh routes still answer 415', async () => {
+    it('logs in with a form body on /api/v1/users/login/ too, answering as in JSON', async () => {
       const { user } = await activeUser();
-      const login = await postForm('/api/v1/users/login/', { email: user.email, password: TEST_PASSWORD });
-      expect(login.statusCode).toBe(415);
-      expect(login.json()).toMatchObject({ code: 'unsupported_media_type' });
+      // Seed 001's Django REST clients: `requests.post(url, data={'email': …, 'password': …})`.
+      const res = await postForm('/api/v1/users/login/', { email: user.email, password: TEST_PASSWORD });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      const body = res.json();
+      expect(body).toMatchObject({ token_type: 'Bearer', user: { id: user.id } });
+      expect(body).not.toHaveProperty('access_token');
+      expect((await validate(body.access)).statusCode).toBe(200);
+      const wrong = await postForm('/api/v1/users/login/', { email: user.email, password: 'wrong' });
+      const wrongJson = await t.request({
+        method: 'POST',
+        url: '/api/v1/users/login/',
+        payload: { email: user.email, password: 'wrong' },
+      });
+      expect(wrong.statusCode).toBe(401);
+      // The login route's refusals stay plain problem+json: no OAuth2 members, as in JSON.
+      expect(wrong.json()).toEqual(wrongJson.json());
+      expect(wrong.json()).not.toHaveProperty('error');
+    });
+
+    it('takes forms on the login and token routes only: the other refresh and write routes still answer 415', async () => {
+      const { user } = await activeUser();
       const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
       expect((await postForm('/api/v1/users/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(415);
       expect((await postForm('/api/v1/users/logout/', { refresh: tokens.refresh })).statusCode).toBe(415);
@@ -528,7 +547,7 @@ describe('tokens', () => {
       );
     });
 
-    it('documents both content types of the token routes in OpenAPI', async () => {
+    it('documents both content types of the login and token routes in OpenAPI', async () => {
       const doc = (await t.request({ method: 'GET', url: '/api/openapi.json' })).json();
       for (const path of ['/api/token/', '/api/token/refresh/']) {
         expect(Object.keys(doc.paths[path].post.requestBody.content).sort()).toEqual([
@@ -536,7 +555,13 @@ describe('tokens', () => {
           'application/x-www-form-urlencoded',
         ]);
       }
-      expect(Object.keys(doc.paths['/api/v1/users/login/'].post.requestBody.content)).toEqual(['application/json']);
+      expect(Object.keys(doc.paths['/api/v1/users/login/'].post.requestBody.content).sort()).toEqual([
+        'application/json',
+        'application/x-www-form-urlencoded',
+      ]);
+      expect(Object.keys(doc.paths['/api/v1/users/token/refresh/'].post.requestBody.content)).toEqual([
+        'application/json',
+      ]);
     });
   });
 
