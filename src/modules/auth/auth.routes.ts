@@ -26,6 +26,7 @@ import {
   authenticateAccessToken,
   login,
   logout,
+  logoutEverywhere,
   refreshSession,
   type TokenContext,
   userActorOf,
@@ -174,7 +175,9 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
         operationId: 'logout',
         tags,
         description:
-          "Ends the session of the given refresh token and/or of the Bearer token's session; its access and refresh tokens stop working at once.",
+          "Ends the session of the given refresh token and/or of the Bearer token's session; its access and refresh tokens stop working at once. " +
+          "With `all: true`, signs out everywhere: every session of the Bearer token's user ends (one `auth.logout` event " +
+          'names how many); without a Bearer token that answers 400 naming `all`.',
         body: LogoutBody,
         response: { 204: { type: 'null', description: 'Logged out.' } },
       },
@@ -186,6 +189,13 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
     },
     async (req, reply) => {
       const sessionId = req.actor.kind === 'user' ? req.actor.sessionId : undefined;
+      if (req.body.all === true) {
+        if (req.actor.kind !== 'user') throw authErrors.logoutAllNeedsBearer();
+        await logoutEverywhere(ctx.db, req.actor, 'bearer');
+        // A refresh token sent as well may be another user's session: it ends as without `all`.
+        if (req.body.refresh !== undefined) await logout(ctx.db, { refresh: req.body.refresh });
+        return reply.code(204).send();
+      }
       await logout(ctx.db, { refresh: req.body.refresh, sessionId });
       return reply.code(204).send();
     },

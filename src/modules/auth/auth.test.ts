@@ -759,6 +759,37 @@ describe('tokens', () => {
       ]);
     });
 
+    it('ends every session of the caller with all: true, recording one logout naming how many', async () => {
+      const { user } = await activeUser();
+      const mine = [
+        await loginTokens({ email: user.email, password: TEST_PASSWORD }),
+        await loginTokens({ email: user.email, password: TEST_PASSWORD }),
+        await loginTokens({ email: user.email, password: TEST_PASSWORD }),
+      ];
+      const { user: someoneElse } = await activeUser();
+      const theirs = await loginTokens({ email: someoneElse.email, password: TEST_PASSWORD });
+      const res = await post('/api/v1/users/logout/', { all: true }, { authorization: `Bearer ${mine[0]?.access}` });
+      expect(res.statusCode, res.body).toBe(204);
+      for (const tokens of mine) {
+        expect((await validate(tokens.access)).statusCode).toBe(401);
+        expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+      }
+      expect((await validate(theirs.access)).statusCode).toBe(200);
+      const events = await t.database.db
+        .select({ actorId: activities.actorId, details: activities.details })
+        .from(activities)
+        .where(sql`${activities.userId} = ${user.id} and ${activities.activityType} = 'auth.logout'`);
+      expect(events).toEqual([{ actorId: user.id, details: { method: 'bearer', all: true, sessions_ended: 3 } }]);
+    });
+
+    it('answers 400 naming all when all: true comes without a Bearer token', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const res = await post('/api/v1/users/logout/', { all: true, refresh: tokens.refresh });
+      expect(res.json()).toMatchObject({ status: 400, errors: [{ field: 'all' }] });
+      expect((await validate(tokens.access)).statusCode).toBe(200);
+    });
+
     it('answers 400 naming refresh when neither a refresh token nor a Bearer token is given', async () => {
       const res = await post('/api/v1/users/logout/', {});
       expect(res.statusCode).toBe(400);
