@@ -139,6 +139,40 @@ describe('TOTP two-factor authentication', () => {
     expect(done.json().recovery_codes).toHaveLength(10);
   });
 
+  it('shows whether two-factor authentication is on in the profile and the admin user views', async () => {
+    const { user, client, secret } = await enrolled();
+    const pending = await seedUser(t, user.organizationId);
+    const pendingClient = await loginAs(t, pending);
+    // Enrolment started but not confirmed: not on yet.
+    expect((await pendingClient.post('/api/v1/users/mfa/totp/', { password: TEST_PASSWORD })).statusCode).toBe(200);
+
+    expect((await client.get('/api/v1/users/profile/')).json()).toMatchObject({ id: user.id, mfa_enabled: true });
+    expect((await pendingClient.get('/api/v1/users/profile/')).json()).toMatchObject({ mfa_enabled: false });
+    const admin = await superuserClient(t);
+    expect((await admin.get(`/api/v1/users/${user.id}/`)).json()).toMatchObject({ mfa_enabled: true });
+    expect((await admin.get(`/api/v1/users/${pending.id}/`)).json()).toMatchObject({ mfa_enabled: false });
+    const [org] = await t.database.db.select().from(organizations).where(eq(organizations.id, user.organizationId));
+    const list = await admin.get(`/api/v1/users/?organization=${org?.code}&sort=email`);
+    expect(list.statusCode, list.body).toBe(200);
+    const flags = Object.fromEntries(
+      (list.json().results as { id: string; mfa_enabled: boolean }[]).map((u) => [u.id, u.mfa_enabled]),
+    );
+    expect(flags).toEqual({ [user.id]: true, [pending.id]: false });
+    // Read-only: a write that would change it is refused naming it; the flag follows the authenticator.
+    const write = await admin.patch(`/api/v1/users/${user.id}/`, { mfa_enabled: false });
+    expect(write.json()).toMatchObject({ status: 400, errors: [{ field: 'mfa_enabled' }] });
+    const own = await client.patch('/api/v1/users/profile/', { mfa_enabled: false });
+    expect(own.json()).toMatchObject({ status: 400, errors: [{ field: 'mfa_enabled' }] });
+    const off = await t.request({
+      method: 'DELETE',
+      url: '/api/v1/users/mfa/totp/',
+      headers: { authorization: `Bearer ${client.token}` },
+      payload: { code: totpOf(secret).generate({ timestamp: Date.now() + 30_000 }) },
+    });
+    expect(off.statusCode).toBe(204);
+    expect((await admin.get(`/api/v1/users/${user.id}/`)).json()).toMatchObject({ mfa_enabled: false });
+  });
+
   it('accepts each recovery code once', async () => {
     const { user, recovery } = await enrolled();
     const token1 = (await passwordLogin(user)).json().mfa_token;
