@@ -232,6 +232,7 @@ export function UserShow() {
           <BooleanField source="email_verified" />
           <BooleanField source="is_staff" />
           <BooleanField source="is_superuser" />
+          <BooleanField source="mfa_enabled" label="Two-factor authentication" />
           <DateField source="last_login" showTime />
           <DateField source="date_joined" showTime />
         </TabbedShowLayout.Tab>

@@ -686,6 +686,10 @@ describe.skipIf(!hasChromium())(
       await page.getByTestId('total-users').waitFor();
       await page.goto(`${base}/admin/users`);
       await page.getByText('grace.hopper@example.com').waitFor();
+      // The user's page says two-factor authentication is on.
+      await page.goto(`${base}/admin/users/${user.id}/show`);
+      await page.getByText('Two-factor authentication').waitFor();
+      await page.locator('.ra-field-mfa_enabled [data-testid="true"]').waitFor();
       await page.context().close();
     }, 60_000);
 

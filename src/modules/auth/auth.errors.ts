@@ -42,4 +42,7 @@ export const authErrors = {
     }),
   logoutNeedsCredential: () =>
     commonErrors.validation([{ field: 'refresh', message: 'This field is required without a Bearer token.' }]),
+  /** A refresh token may be an old one found somewhere: only a working Bearer token names whose sessions to end. */
+  logoutAllNeedsBearer: () =>
+    commonErrors.validation([{ field: 'all', message: 'Ending every session needs the Bearer token of one of them.' }]),
 };

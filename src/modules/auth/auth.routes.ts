@@ -27,6 +27,7 @@ import {
   authenticateAccessToken,
   login,
   logout,
+  logoutEverywhere,
   refreshSession,
   type TokenContext,
   userActorOf,
@@ -141,23 +142,31 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
   };
   await app.register(formAndJson);
 
-  app.post(
-    '/api/v1/users/login',
-    {
-      schema: {
-        operationId: 'login',
-        tags,
-        security: [],
-        description: loginDescription,
-        body: LoginBody,
-        response: { 200: LoginAnswerView },
+  // The login route, twin of /api/token/ for the same seed 001 clients, takes forms too; its own
+  // scope, as its refusals carry no OAuth2 members. It sets no cookie, so a cross-site form posting
+  // here gains nothing (the cookie login, /api/login/, stays JSON-only).
+  const loginFormAndJson: FastifyPluginAsyncTypebox = async (scope) => {
+    acceptFormBodies(scope);
+    scope.post(
+      '/api/v1/users/login',
+      {
+        schema: {
+          operationId: 'login',
+          tags,
+          security: [],
+          description: `${loginDescription}\n\nIn JSON or as a form (\`application/x-www-form-urlencoded\`).`,
+          body: LoginBody,
+          consumes: ['application/json', 'application/x-www-form-urlencoded'],
+          response: { 200: LoginAnswerView },
+        },
       },
-    },
-    async (req, reply) => {
-      noStore(reply);
-      return passwordLogin(req, req.body);
-    },
-  );
+      async (req, reply) => {
+        noStore(reply);
+        return passwordLogin(req, req.body);
+      },
+    );
+  };
+  await app.register(loginFormAndJson);
   app.post('/api/v1/users/token/refresh', { schema: refreshSchema('refreshUserToken') }, refresh);
 
   app.post(
@@ -167,7 +176,9 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
         operationId: 'logout',
         tags,
         description:
-          "Ends the session of the given refresh token and/or of the Bearer token's session; its access and refresh tokens stop working at once.",
+          "Ends the session of the given refresh token and/or of the Bearer token's session; its access and refresh tokens stop working at once. " +
+          "With `all: true`, signs out everywhere: every session of the Bearer token's user ends (one `auth.logout` event " +
+          'names how many); without a Bearer token that answers 400 naming `all`.',
         body: LogoutBody,
         response: { 204: { type: 'null', description: 'Logged out.' } },
       },
@@ -179,6 +190,13 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
     },
     async (req, reply) => {
       const sessionId = req.actor.kind === 'user' ? req.actor.sessionId : undefined;
+      if (req.body.all === true) {
+        if (req.actor.kind !== 'user') throw authErrors.logoutAllNeedsBearer();
+        await logoutEverywhere(ctx.db, req.actor, 'bearer');
+        // A refresh token sent as well may be another user's session: it ends as without `all`.
+        if (req.body.refresh !== undefined) await logout(ctx.db, { refresh: req.body.refresh });
+        return reply.code(204).send();
+      }
       await logout(ctx.db, { refresh: req.body.refresh, sessionId });
       return reply.code(204).send();
     },

@@ -95,7 +95,15 @@ export const RefreshedView = Type.Object({
   expires_in: Type.Integer(),
 });
 
-export const LogoutBody = Type.Object({ refresh: Type.Optional(RefreshToken) });
+export const LogoutBody = Type.Object({
+  refresh: Type.Optional(RefreshToken),
+  all: Type.Optional(
+    Type.Boolean({
+      description:
+        "`true`: sign out everywhere, ending every session of the Bearer token's user (this one included); needs the Bearer token.",
+    }),
+  ),
+});
 
 export const ValidTokenView = Type.Object({
   valid: Type.Literal(true),

@@ -19,7 +19,12 @@ import {
   lockAfterFailedAttempt,
   returnLoginAttempts,
 } from '../lockout/lockout.queries.js';
-import { type CredentialAttempts, finishMfaChallenge, requireSecondFactor } from '../mfa/mfa.service.js';
+import {
+  type CredentialAttempts,
+  endMfaChallenges,
+  finishMfaChallenge,
+  requireSecondFactor,
+} from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { holdActiveOrganization } from '../organizations/organizations.queries.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
@@ -158,13 +163,16 @@ export function cachedSessionState(sessionId: string): SessionState | undefined 
 }
 
 /**
- * Ends every open session of a user (deactivation, suspension, password change): their refresh
- * tokens stop at once and their access tokens stop on every node at once. Runs in the caller's
- * transaction when given one.
+ * Ends every open session of a user (deactivation, suspension, lock, password change, signing out
+ * everywhere): their refresh tokens stop at once and their access tokens stop on every node at once.
+ * Runs in the caller's transaction when given one; answers how many sessions it ended.
  */
-export async function revokeUserSessions(db: DbOrTx, userId: string, reason: string): Promise<void> {
-  await revokeSessionsOfUser(db, userId, reason);
+export async function revokeUserSessions(db: DbOrTx, userId: string, reason: string): Promise<number> {
+  const ended = await revokeSessionsOfUser(db, userId, reason);
+  // A pending mfa_token is a login half done: it would otherwise open a session after an unlock.
+  await endMfaChallenges(db, userId);
   await publishInvalidation(db, 'user', userId);
+  return ended;
 }
 
 /** Ends every open session in an organization (deactivation) and stops its access tokens at once. */
@@ -852,6 +860,31 @@ export async function logout(
         objectId: id,
       });
     }
+  });
+}
+
+/**
+ * Signs a user out everywhere: ends every open session of theirs, with one `auth.logout` event naming
+ * how many, in the same transaction.
+ */
+export async function logoutEverywhere(
+  db: Db,
+  user: { userId: string; organizationId: string },
+  method: 'bearer' | 'cookie',
+): Promise<void> {
+  await db.transaction(async (tx) => {
+    const ended = await revokeUserSessions(tx, user.userId, 'logout_all');
+    await recordAudit(tx, {
+      type: 'auth.logout',
+      category: 'authentication',
+      organizationId: user.organizationId,
+      userId: user.userId,
+      actorUserId: user.userId,
+      description: 'Logged out everywhere',
+      details: { method, all: true, sessions_ended: ended },
+      objectType: 'user',
+      objectId: user.userId,
+    });
   });
 }
 

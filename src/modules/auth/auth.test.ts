@@ -528,11 +528,30 @@ describe('tokens', () => {
       expect(res.json()).toMatchObject({ code: 'payload_too_large' });
     });
 
-    it('takes forms on the token routes only: the other login and refresh routes still answer 415', async () => {
+    it('logs in with a form body on /api/v1/users/login/ too, answering as in JSON', async () => {
       const { user } = await activeUser();
-      const login = await postForm('/api/v1/users/login/', { email: user.email, password: TEST_PASSWORD });
-      expect(login.statusCode).toBe(415);
-      expect(login.json()).toMatchObject({ code: 'unsupported_media_type' });
+      // Seed 001's Django REST clients: `requests.post(url, data={'email': …, 'password': …})`.
+      const res = await postForm('/api/v1/users/login/', { email: user.email, password: TEST_PASSWORD });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      const body = res.json();
+      expect(body).toMatchObject({ token_type: 'Bearer', user: { id: user.id } });
+      expect(body).not.toHaveProperty('access_token');
+      expect((await validate(body.access)).statusCode).toBe(200);
+      const wrong = await postForm('/api/v1/users/login/', { email: user.email, password: 'wrong' });
+      const wrongJson = await t.request({
+        method: 'POST',
+        url: '/api/v1/users/login/',
+        payload: { email: user.email, password: 'wrong' },
+      });
+      expect(wrong.statusCode).toBe(401);
+      // The login route's refusals stay plain problem+json: no OAuth2 members, as in JSON.
+      expect(wrong.json()).toEqual(wrongJson.json());
+      expect(wrong.json()).not.toHaveProperty('error');
+    });
+
+    it('takes forms on the login and token routes only: the other refresh and write routes still answer 415', async () => {
+      const { user } = await activeUser();
       const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
       expect((await postForm('/api/v1/users/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(415);
       expect((await postForm('/api/v1/users/logout/', { refresh: tokens.refresh })).statusCode).toBe(415);
@@ -541,7 +560,7 @@ describe('tokens', () => {
       );
     });
 
-    it('documents both content types of the token routes in OpenAPI', async () => {
+    it('documents both content types of the login and token routes in OpenAPI', async () => {
       const doc = (await t.request({ method: 'GET', url: '/api/openapi.json' })).json();
       for (const path of ['/api/token/', '/api/token/refresh/']) {
         expect(Object.keys(doc.paths[path].post.requestBody.content).sort()).toEqual([
@@ -549,7 +568,13 @@ describe('tokens', () => {
           'application/x-www-form-urlencoded',
         ]);
       }
-      expect(Object.keys(doc.paths['/api/v1/users/login/'].post.requestBody.content)).toEqual(['application/json']);
+      expect(Object.keys(doc.paths['/api/v1/users/login/'].post.requestBody.content).sort()).toEqual([
+        'application/json',
+        'application/x-www-form-urlencoded',
+      ]);
+      expect(Object.keys(doc.paths['/api/v1/users/token/refresh/'].post.requestBody.content)).toEqual([
+        'application/json',
+      ]);
     });
   });
 
@@ -745,6 +770,37 @@ describe('tokens', () => {
         { type: 'auth.login', actorType: 'user', actorId: user.id },
         { type: 'auth.logout', actorType: 'user', actorId: user.id },
       ]);
+    });
+
+    it('ends every session of the caller with all: true, recording one logout naming how many', async () => {
+      const { user } = await activeUser();
+      const mine = [
+        await loginTokens({ email: user.email, password: TEST_PASSWORD }),
+        await loginTokens({ email: user.email, password: TEST_PASSWORD }),
+        await loginTokens({ email: user.email, password: TEST_PASSWORD }),
+      ];
+      const { user: someoneElse } = await activeUser();
+      const theirs = await loginTokens({ email: someoneElse.email, password: TEST_PASSWORD });
+      const res = await post('/api/v1/users/logout/', { all: true }, { authorization: `Bearer ${mine[0]?.access}` });
+      expect(res.statusCode, res.body).toBe(204);
+      for (const tokens of mine) {
+        expect((await validate(tokens.access)).statusCode).toBe(401);
+        expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
+      }
+      expect((await validate(theirs.access)).statusCode).toBe(200);
+      const events = await t.database.db
+        .select({ actorId: activities.actorId, details: activities.details })
+        .from(activities)
+        .where(sql`${activities.userId} = ${user.id} and ${activities.activityType} = 'auth.logout'`);
+      expect(events).toEqual([{ actorId: user.id, details: { method: 'bearer', all: true, sessions_ended: 3 } }]);
+    });
+
+    it('answers 400 naming all when all: true comes without a Bearer token', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const res = await post('/api/v1/users/logout/', { all: true, refresh: tokens.refresh });
+      expect(res.json()).toMatchObject({ status: 400, errors: [{ field: 'all' }] });
+      expect((await validate(tokens.access)).statusCode).toBe(200);
     });
 
     it('answers 400 naming refresh when neither a refresh token nor a Bearer token is given', async () => {

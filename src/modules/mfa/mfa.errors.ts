@@ -33,6 +33,13 @@ export const mfaErrors = {
   notEnrolled: () => new AppError(409, 'mfa_not_enrolled', 'There is no TOTP authenticator to confirm or disable.'),
   alreadyEnabled: () =>
     new AppError(409, 'mfa_already_enabled', 'TOTP is already enabled; disable it first to enrol a new authenticator.'),
+  requiredByOrganization: () =>
+    new AppError(
+      403,
+      'mfa_required_by_organization',
+      'This organization requires two-factor authentication (settings.require_mfa): the authenticator cannot be ' +
+        'turned off. An administrator can reset it, after which the next login enrols a new one.',
+    ),
   /**
    * The password matched, but the organization requires a second factor the account lacks: the
    * problem carries a single-use `mfa_token` to enrol one with and then log in (no tokens before).

@@ -100,7 +100,10 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
         tags,
         description:
           'Turns TOTP off; needs a current code (or a recovery code) in the body. A wrong code answers 401 ' +
-          '`invalid_mfa_code` and counts as a failed login of the account (lockout), as at the login’s second step.',
+          '`invalid_mfa_code` and counts as a failed login of the account (lockout), as at the login’s second step. ' +
+          'In an organization that requires two-factor authentication (`settings.require_mfa`) it answers 403 ' +
+          '`mfa_required_by_organization` and checks no code; an administrator’s reset ' +
+          '(`/api/v1/users/{id}/mfa/reset/`) stays possible.',
         body: CodeBody,
         response: { 204: { type: 'null', description: 'Disabled.' } },
       },

@@ -4,7 +4,9 @@ import { TokenPairView } from '../auth/auth.schemas.js';
 const Code = Type.String({
   minLength: 6,
   maxLength: 32,
-  description: 'A current 6-digit TOTP code, or (where stated) one of the recovery codes.',
+  description:
+    'A current 6-digit TOTP code (spaces ignored: "123 456" as authenticator apps show it), or (where stated) one of ' +
+    'the recovery codes (case, dashes and spaces ignored).',
 });
 
 export const TotpEnrolmentView = Type.Object({

@@ -69,14 +69,16 @@ function recoveryCodeHash(code: string): string {
 
 /**
  * Checks a TOTP code against the user's authenticator (confirmed or, with `pending`, not yet) and
- * records its time step, so the same code never works twice.
+ * records its time step, so the same code never works twice. Whitespace is dropped first: apps show
+ * codes as "123 456", and every path that takes a code (login, confirm, disable) comes through here.
  */
 async function useTotpCode(
   db: DbOrTx,
   config: Config,
   row: typeof mfaTotp.$inferSelect,
-  code: string,
+  typed: string,
 ): Promise<boolean> {
+  const code = typed.replace(/\s/g, '');
   if (!/^\d{6}$/.test(code)) return false;
   const secret = envelopeFor(config).openText(row.secretSealed, totpSealContext(row.userId));
   const now = Date.now();
@@ -130,7 +132,7 @@ async function activateTotp(tx: DbOrTx, config: Config, owner: TotpOwner, code: 
   const row = await findTotp(tx, owner.userId);
   if (!row) throw mfaErrors.notEnrolled();
   if (row.confirmedAt) throw mfaErrors.alreadyEnabled();
-  if (!(await useTotpCode(tx, config, row, code.trim()))) return null;
+  if (!(await useTotpCode(tx, config, row, code))) return null;
   await tx.update(mfaTotp).set({ confirmedAt: new Date() }).where(eq(mfaTotp.userId, owner.userId));
   await tx.delete(mfaRecoveryCodes).where(eq(mfaRecoveryCodes.userId, owner.userId));
   const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
@@ -161,15 +163,17 @@ async function activateTotp(tx: DbOrTx, config: Config, owner: TotpOwner, code: 
 export async function verifySecondFactor(db: DbOrTx, config: Config, userId: string, code: string): Promise<boolean> {
   const row = await findTotp(db, userId);
   if (!row?.confirmedAt) return false;
-  if (await useTotpCode(db, config, row, code.trim())) return true;
-  return useRecoveryCode(db, userId, code.trim());
+  if (await useTotpCode(db, config, row, code)) return true;
+  return useRecoveryCode(db, userId, code);
 }
 
 /**
  * Turns TOTP off for the caller, who proves it with a current code (or a recovery code). A wrong
  * code is reported to `onWrongCode` (the account's failed-login counter), as at the login's second
  * step: an access token alone must not buy the guesses that switch the factor off. While the
- * account is locked no code is checked, as no password is at login.
+ * account is locked no code is checked, as no password is at login. Refused in an organization that
+ * requires a second factor: the member would otherwise be without one until the next login; an
+ * administrator's reset (`resetMfa`) remains the way to replace a lost authenticator.
  */
 export async function disableTotp(
   db: Db,
@@ -178,8 +182,9 @@ export async function disableTotp(
   code: string,
   attempts: CredentialAttempts,
 ): Promise<void> {
-  // Nothing to turn off is no guess at a code: it costs no turn.
+  // Nothing to turn off is no guess at a code: it costs no turn; nor is a refusal of the organization.
   if (!(await findTotp(db, actor.userId))?.confirmedAt) throw mfaErrors.notEnrolled();
+  if (await isMfaRequired(db, actor.organizationId)) throw mfaErrors.requiredByOrganization();
   const account = { id: actor.userId, organizationId: actor.organizationId };
   const attempt = await attempts.claim(account);
   if (attempt === undefined) {
@@ -212,10 +217,27 @@ export async function disableTotp(
   await attempts.passed(account);
 }
 
+/** Whether the organization's `settings.require_mfa` is on. */
+async function isMfaRequired(db: DbOrTx, organizationId: string): Promise<boolean> {
+  const [row] = await queryRows<{ required: boolean }>(
+    db,
+    sql`select coalesce((select settings -> 'require_mfa' = 'true'::jsonb from organizations where id = ${organizationId}), false) as required`,
+  );
+  return row?.required === true;
+}
+
 async function removeFactors(tx: DbOrTx, userId: string): Promise<void> {
   await tx.delete(mfaTotp).where(eq(mfaTotp.userId, userId));
   await tx.delete(mfaRecoveryCodes).where(eq(mfaRecoveryCodes.userId, userId));
-  await tx.delete(mfaChallenges).where(eq(mfaChallenges.userId, userId));
+  await endMfaChallenges(tx, userId);
+}
+
+/**
+ * Ends every pending mfa_token of a user (login and enrolment challenges), in the caller's
+ * transaction: whatever ends the account's sessions ends the logins halfway through too.
+ */
+export async function endMfaChallenges(db: DbOrTx, userId: string): Promise<void> {
+  await db.delete(mfaChallenges).where(eq(mfaChallenges.userId, userId));
 }
 
 /** An administrator's reset: removes the user's authenticator, recovery codes and open challenges. */

@@ -93,6 +93,86 @@ describe('TOTP two-factor authentication', () => {
     expect((await mfaLogin(again.mfa_token, code)).statusCode).toBe(401);
   });
 
+  it('accepts TOTP codes typed with spaces, as authenticator apps show them, at confirm, login and disable', async () => {
+    const spaced = (code: string) => `${code.slice(0, 3)} ${code.slice(3)}`;
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const client = await loginAs(t, user);
+    const { secret } = (await client.post('/api/v1/users/mfa/totp/', { password: TEST_PASSWORD })).json();
+    // Three successive steps, each used once: the previous, the current and the next.
+    const confirm = await client.post('/api/v1/users/mfa/totp/confirm/', {
+      code: spaced(totpOf(secret).generate({ timestamp: Date.now() - 30_000 })),
+    });
+    expect(confirm.statusCode, confirm.body).toBe(200);
+
+    const token = (await passwordLogin(user)).json().mfa_token;
+    const ok = await mfaLogin(token, ` ${spaced(totpOf(secret).generate())}\t`);
+    expect(ok.statusCode, ok.body).toBe(200);
+    const [counted] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(counted?.failedCount ?? 0).toBe(0);
+
+    const off = await t.request({
+      method: 'DELETE',
+      url: '/api/v1/users/mfa/totp/',
+      headers: { authorization: `Bearer ${client.token}` },
+      payload: { code: spaced(totpOf(secret).generate({ timestamp: Date.now() + 30_000 })) },
+    });
+    expect(off.statusCode, off.body).toBe(204);
+  });
+
+  it('accepts a first code typed with spaces when a login enrols the required authenticator', async () => {
+    const org = await seedOrganization(t);
+    await t.database.db
+      .update(organizations)
+      .set({ settings: { require_mfa: true } })
+      .where(eq(organizations.id, org.id));
+    const user = await seedUser(t, org.id);
+    const token = (await passwordLogin(user)).json().mfa_token as string;
+    const started = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/login/mfa/enrol/',
+      payload: { mfa_token: token },
+    });
+    const code = totpOf(started.json().secret).generate();
+    const done = await mfaLogin(token, `${code.slice(0, 3)} ${code.slice(3)}`);
+    expect(done.statusCode, done.body).toBe(200);
+    expect(done.json().recovery_codes).toHaveLength(10);
+  });
+
+  it('shows whether two-factor authentication is on in the profile and the admin user views', async () => {
+    const { user, client, secret } = await enrolled();
+    const pending = await seedUser(t, user.organizationId);
+    const pendingClient = await loginAs(t, pending);
+    // Enrolment started but not confirmed: not on yet.
+    expect((await pendingClient.post('/api/v1/users/mfa/totp/', { password: TEST_PASSWORD })).statusCode).toBe(200);
+
+    expect((await client.get('/api/v1/users/profile/')).json()).toMatchObject({ id: user.id, mfa_enabled: true });
+    expect((await pendingClient.get('/api/v1/users/profile/')).json()).toMatchObject({ mfa_enabled: false });
+    const admin = await superuserClient(t);
+    expect((await admin.get(`/api/v1/users/${user.id}/`)).json()).toMatchObject({ mfa_enabled: true });
+    expect((await admin.get(`/api/v1/users/${pending.id}/`)).json()).toMatchObject({ mfa_enabled: false });
+    const [org] = await t.database.db.select().from(organizations).where(eq(organizations.id, user.organizationId));
+    const list = await admin.get(`/api/v1/users/?organization=${org?.code}&sort=email`);
+    expect(list.statusCode, list.body).toBe(200);
+    const flags = Object.fromEntries(
+      (list.json().results as { id: string; mfa_enabled: boolean }[]).map((u) => [u.id, u.mfa_enabled]),
+    );
+    expect(flags).toEqual({ [user.id]: true, [pending.id]: false });
+    // Read-only: a write that would change it is refused naming it; the flag follows the authenticator.
+    const write = await admin.patch(`/api/v1/users/${user.id}/`, { mfa_enabled: false });
+    expect(write.json()).toMatchObject({ status: 400, errors: [{ field: 'mfa_enabled' }] });
+    const own = await client.patch('/api/v1/users/profile/', { mfa_enabled: false });
+    expect(own.json()).toMatchObject({ status: 400, errors: [{ field: 'mfa_enabled' }] });
+    const off = await t.request({
+      method: 'DELETE',
+      url: '/api/v1/users/mfa/totp/',
+      headers: { authorization: `Bearer ${client.token}` },
+      payload: { code: totpOf(secret).generate({ timestamp: Date.now() + 30_000 }) },
+    });
+    expect(off.statusCode).toBe(204);
+    expect((await admin.get(`/api/v1/users/${user.id}/`)).json()).toMatchObject({ mfa_enabled: false });
+  });
+
   it('accepts each recovery code once', async () => {
     const { user, recovery } = await enrolled();
     const token1 = (await passwordLogin(user)).json().mfa_token;
@@ -112,6 +192,21 @@ describe('TOTP two-factor authentication', () => {
     const [lockout] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
     expect(lockout?.lockedUntil?.getTime()).toBeGreaterThan(Date.now());
     expect((await passwordLogin(user)).statusCode).toBe(401);
+  });
+
+  it('ends every pending mfa_token of an account when it locks, so none works after an unlock', async () => {
+    const { user, recovery } = await enrolled();
+    const mt = (await passwordLogin(user)).json().mfa_token as string;
+    const mt2 = (await passwordLogin(user)).json().mfa_token as string;
+    for (let i = 0; i < 5; i++) expect((await mfaLogin(mt, '000001')).json().code).toBe('invalid_mfa_code');
+    const admin = await superuserClient(t);
+    expect((await admin.post(`/api/v1/users/${user.id}/unlock/`)).statusCode).toBe(200);
+
+    const late = await mfaLogin(mt2, recovery[0] as string);
+    expect(late.json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
+    // Logging in again after the unlock gets a new token that works, with the recovery code still unused.
+    const fresh = (await passwordLogin(user)).json().mfa_token as string;
+    expect((await mfaLogin(fresh, recovery[0] as string)).statusCode).toBe(200);
   });
 
   it('checks no code while the account is locked: the right one answers as a wrong one and stays unused', async () => {
@@ -191,6 +286,31 @@ describe('TOTP two-factor authentication', () => {
     const admin = await superuserClient(t);
     expect((await admin.post(`/api/v1/users/${second.user.id}/mfa/reset/`)).statusCode).toBe(204);
     expect((await passwordLogin(second.user)).json().access).toEqual(expect.any(String));
+  });
+
+  it('refuses to turn off the authenticator when the organization requires two-factor authentication', async () => {
+    const { user, client, secret } = await enrolled();
+    await t.database.db
+      .update(organizations)
+      .set({ settings: { require_mfa: true } })
+      .where(eq(organizations.id, user.organizationId));
+    const res = await t.request({
+      method: 'DELETE',
+      url: '/api/v1/users/mfa/totp/',
+      headers: { authorization: `Bearer ${client.token}` },
+      payload: { code: totpOf(secret).generate({ timestamp: Date.now() + 30_000 }) },
+    });
+    expect(res.json()).toMatchObject({ status: 403, code: 'mfa_required_by_organization' });
+    expect(res.json().detail).toContain('require_mfa');
+    const [totp] = await t.database.db.select().from(mfaTotp).where(eq(mfaTotp.userId, user.id));
+    expect(totp?.confirmedAt).not.toBeNull();
+    // No code was checked: the refusal costs no turn of the lockout count.
+    const [counted] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+    expect(counted?.failedCount ?? 0).toBe(0);
+    // An administrator's reset stays possible (the next login then enrols a new authenticator).
+    const admin = await superuserClient(t);
+    expect((await admin.post(`/api/v1/users/${user.id}/mfa/reset/`)).statusCode).toBe(204);
+    expect((await passwordLogin(user)).json()).toMatchObject({ status: 403, code: 'mfa_enrollment_required' });
   });
 
   it('counts wrong codes to turn TOTP off as failed logins: five lock the account and end its sessions', async () => {

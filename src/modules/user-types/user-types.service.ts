@@ -216,7 +216,7 @@ function profileOf(user: { attributes: Record<string, unknown> }): Record<string
   return profile && typeof profile === 'object' && !Array.isArray(profile) ? (profile as Record<string, unknown>) : {};
 }
 
-export function toTypedUserView(u: UserWithOrganization) {
+export function toTypedUserView(u: Omit<UserWithOrganization, 'mfaEnabled'>) {
   return {
     id: u.id,
     organization: u.organizationCode,

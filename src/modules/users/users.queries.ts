@@ -3,11 +3,12 @@ import { type DbOrTx, preparedPerHandle, queryRows } from '../../platform/db/cli
 import { isUuid } from '../../platform/db/columns.js';
 import { likePrefix } from '../../platform/db/like.js';
 import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
+import { mfaTotp } from '../mfa/mfa.table.js';
 import { organizations } from '../organizations/organizations.table.js';
 import type { ListUsersInput, UserSort } from './users.schemas.js';
 import { USER_STATUSES, type User, type UserStatus, users } from './users.table.js';
 
-export type UserWithOrganization = User & { organizationCode: string };
+export type UserWithOrganization = User & { organizationCode: string; mfaEnabled: boolean };
 
 // Must match the index expressions in users.table.ts for the planner to use them.
 const emailKey = sql`lower(${users.email}) collate "C"`;
@@ -15,7 +16,17 @@ const usernameKey = sql`lower(${users.username}) collate "C"`;
 const firstNameKey = sql`lower(${users.firstName}) collate "C"`;
 const lastNameKey = sql`lower(${users.lastName}) collate "C"`;
 
-const withOrganization = { ...getTableColumns(users), organizationCode: organizations.code };
+/**
+ * Whether the user has a confirmed authenticator: an EXISTS on mfa_totp's unique user index, so a
+ * list page reads the flag in its own statement, not with a query per row.
+ */
+export const mfaEnabledColumn = sql<boolean>`exists (select 1 from ${mfaTotp} where ${mfaTotp.userId} = ${users.id} and ${mfaTotp.confirmedAt} is not null)`;
+
+const withOrganization = {
+  ...getTableColumns(users),
+  organizationCode: organizations.code,
+  mfaEnabled: mfaEnabledColumn,
+};
 
 const userByIdQuery = preparedPerHandle((db) =>
   db

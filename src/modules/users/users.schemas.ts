@@ -92,6 +92,9 @@ export const UserView = Type.Object({
   is_staff: Type.Boolean(),
   is_superuser: Type.Boolean(),
   has_password: Type.Boolean(),
+  mfa_enabled: Type.Boolean({
+    description: 'Read-only: whether a confirmed TOTP authenticator is on (a pending enrolment is not).',
+  }),
   last_login: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   date_joined: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
@@ -207,6 +210,7 @@ export function toUserView(u: UserWithOrganization) {
     is_staff: u.isStaff,
     is_superuser: u.isSuperuser,
     has_password: u.passwordHash !== null,
+    mfa_enabled: u.mfaEnabled,
     last_login: u.lastLogin?.toISOString() ?? null,
     date_joined: u.dateJoined.toISOString(),
     updated_at: u.updatedAt.toISOString(),
