@@ -55,6 +55,8 @@ describe('loadConfig', () => {
     ['ADMIN_EMAIL', 'not-an-email'],
     ['PROVISIONING_API_KEY', 'short'],
     ['METRICS_TOKEN', 'short'],
+    ['SESSION_MAX_AGE', 'forever'],
+    ['SESSION_MAX_AGE', '3600'],
     ['INTEGRATION_HEALTH_INTERVAL_SECONDS', '-5'],
     ['DOWNSTREAM_SYNC_INTERVAL_SECONDS', 'soon'],
     ['INTEGRATION_HISTORY_DAYS', 'forever'],

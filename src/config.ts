@@ -35,6 +35,8 @@ export interface Config {
   lockoutDurationSeconds: number;
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
+  /** A session's greatest age: refreshes slide its expiry up to its start plus this, never beyond. */
+  sessionMaxAgeSeconds: number;
   bulkMaxItems: number;
   bodyLimitBytes: number;
   logLevel: string;
@@ -276,6 +278,12 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('METRICS_TOKEN', 'must be at least 16 characters');
   }
 
+  const refreshTokenTtlSeconds = intVar(env, 'REFRESH_TOKEN_TTL', 30 * 86_400, 300, 365 * 86_400);
+  const sessionMaxAgeSeconds = intVar(env, 'SESSION_MAX_AGE', 90 * 86_400, 300, 3650 * 86_400);
+  if (sessionMaxAgeSeconds < refreshTokenTtlSeconds) {
+    throw new ConfigError('SESSION_MAX_AGE', `must be at least REFRESH_TOKEN_TTL (${refreshTokenTtlSeconds})`);
+  }
+
   const mailFrom = env.MAIL_FROM || 'gatehouse@localhost';
   if (!EMAIL.test(mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1')))
     throw new ConfigError('MAIL_FROM', 'is not an email address');
@@ -318,7 +326,8 @@ export function loadConfig(env: Env = process.env): Config {
     lockoutWindowSeconds: intVar(env, 'LOCKOUT_WINDOW', 15 * 60, 1, 7 * 86_400),
     lockoutDurationSeconds: intVar(env, 'LOCKOUT_DURATION', 15 * 60, 1, 7 * 86_400),
     accessTokenTtlSeconds: intVar(env, 'ACCESS_TOKEN_TTL', 900, 30, 86_400),
-    refreshTokenTtlSeconds: intVar(env, 'REFRESH_TOKEN_TTL', 30 * 86_400, 300, 365 * 86_400),
+    refreshTokenTtlSeconds,
+    sessionMaxAgeSeconds,
     bulkMaxItems: intVar(env, 'BULK_MAX_ITEMS', 10_000, 1, 1_000_000),
     bodyLimitBytes: intVar(env, 'BODY_LIMIT', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     logLevel,

@@ -202,17 +202,17 @@ export interface RotatedRefreshToken extends SessionStateRow {
 /**
  * Refresh-token rotation in one call of the `rotate_refresh_token` database function (migration
  * 0002; one round trip, atomic without an explicit transaction, its plan kept by the database): marks the presented token used, reads its session's state, and, only when the
- * session, user and organization are all still usable, inserts the successor and slides the
- * session's expiry. The `used_at is null` guard under the row lock lets exactly one of concurrent
+ * session, user and organization are all still usable and the session is younger than its greatest
+ * age, inserts the successor and slides the session's expiry (up to that age, never beyond). The `used_at is null` guard under the row lock lets exactly one of concurrent
  * refreshes of the same token win. No row: the token is unknown, expired or already used.
  */
 export async function rotateRefreshToken(
   db: DbOrTx,
-  input: { tokenHash: string; successorId: string; successorHash: string; expiresAt: Date },
+  input: { tokenHash: string; successorId: string; successorHash: string; expiresAt: Date; maxAgeSeconds: number },
 ): Promise<RotatedRefreshToken | undefined> {
   const rows = await queryRows<Record<string, unknown>>(
     db,
-    sql`select * from rotate_refresh_token(${input.tokenHash}, ${input.successorId}::uuid, ${input.successorHash}, ${input.expiresAt.toISOString()}::timestamptz)`,
+    sql`select * from rotate_refresh_token(${input.tokenHash}, ${input.successorId}::uuid, ${input.successorHash}, ${input.expiresAt.toISOString()}::timestamptz, ${input.maxAgeSeconds}::integer)`,
   );
   const row = rows[0];
   if (!row) return undefined;

@@ -769,6 +769,7 @@ export async function refreshSession(ctx: TokenContext, refresh: string): Promis
     successorId: newId(),
     successorHash: sha256Hex(next),
     expiresAt,
+    maxAgeSeconds: ctx.config.sessionMaxAgeSeconds,
   });
   let outcome:
     | { kind: 'rotated'; row: SessionStateRow }

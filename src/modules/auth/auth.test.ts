@@ -320,6 +320,32 @@ describe('tokens', () => {
       expect((await post('/api/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(401);
     });
 
+    it('slides a session by its refreshes up to its greatest age (SESSION_MAX_AGE), never beyond', async () => {
+      const maxAge = t.config.sessionMaxAgeSeconds;
+      const { user } = await activeUser();
+      let tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const sid = decodeJwtPayload(tokens.access).sid as string;
+      const startedAgo = async (seconds: number) =>
+        t.database.db
+          .update(sessions)
+          .set({ createdAt: new Date(Date.now() - seconds * 1000) })
+          .where(eq(sessions.id, sid));
+      // An hour short of its greatest age: the refresh works, and the session ends with that hour.
+      await startedAgo(maxAge - 3600);
+      const near = await post('/api/token/refresh/', { refresh: tokens.refresh });
+      expect(near.statusCode).toBe(200);
+      tokens = near.json() as Tokens;
+      const [session] = await t.database.db.select().from(sessions).where(eq(sessions.id, sid));
+      const left = ((session?.expiresAt as Date).getTime() - Date.now()) / 1000;
+      expect(left).toBeLessThanOrEqual(3600);
+      expect(left).toBeGreaterThan(3500);
+      // Past it, refreshing ends: the next sign-in is a login, with whatever the organization now asks.
+      await startedAgo(maxAge + 60);
+      const past = await post('/api/token/refresh/', { refresh: tokens.refresh });
+      expect(past.statusCode).toBe(401);
+      expect(past.json()).toMatchObject({ code: 'invalid_refresh_token' });
+    });
+
     it('does not refresh for a user who was suspended', async () => {
       const { user } = await activeUser();
       const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
