@@ -23,6 +23,7 @@ import {
   TextField,
   TextInput,
   useCanAccess,
+  useGetIdentity,
 } from 'react-admin';
 import { RecordLink } from '../record-link';
 import { StringInput } from '../string-input';
@@ -152,13 +153,16 @@ export function RoleShow() {
 }
 
 function RoleFields({ creating }: { creating: boolean }) {
+  // Empty means a global role for superusers; anyone else creates roles of their own organization.
+  const { identity } = useGetIdentity();
+  const emptyOrganization = identity?.isSuperuser === true ? 'Empty: a global role' : 'Empty: your organization';
   return (
     <>
       {creating && <TextInput source="code" validate={required()} />}
       <TextInput source="name" validate={required()} />
       <NumberInput source="level" validate={required()} helperText="Lower is more powerful" />
       <StringInput source="description" multiline />
-      {creating && <TextInput source="organization" label="Organization code" helperText="Empty: a global role" />}
+      {creating && <TextInput source="organization" label="Organization code" helperText={emptyOrganization} />}
       <ReferenceArrayInput source="permissions" reference="permission-codes" perPage={100}>
         <AutocompleteArrayInput label="Permissions" optionText={codeAndName} />
       </ReferenceArrayInput>

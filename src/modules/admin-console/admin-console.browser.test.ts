@@ -775,6 +775,9 @@ describe.skipIf(!hasChromium())(
         await page.getByLabel(/^Role/).fill('admin');
         await page.getByRole('option', { name: /\(org_admin\)$/ }).waitFor();
         expect(await page.getByRole('option', { name: /\(super_admin\)$/ }).count(), who.email).toBe(offered ? 1 : 0);
+        // A new role without an organization is global for a superuser, the admin's own otherwise.
+        await page.goto(`${base}/admin/roles/create`);
+        await page.getByText(offered ? 'Empty: a global role' : 'Empty: your organization').waitFor();
         await page.context().close();
       }
     }, 60_000);
