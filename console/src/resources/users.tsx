@@ -123,9 +123,11 @@ const exportUsers: Exporter = (records, fetchRelated, dataProvider, resource) =>
   defaultExporter(records.map(spreadsheetSafe), fetchRelated, dataProvider, resource);
 
 export function UserList() {
+  // Row selection serves the bulk actions alone: not offered to whom may not use them.
+  const { canAccess: canEdit } = useCanAccess({ resource: 'users', action: 'edit' });
   return (
     <List filters={filters} perPage={25} exporter={exportUsers} sort={{ field: 'email', order: 'ASC' }}>
-      <Datagrid rowClick="show" bulkActionButtons={<BulkSetActive />}>
+      <Datagrid rowClick="show" bulkActionButtons={canEdit ? <BulkSetActive /> : false}>
         <RecordLink source="email" label="Email" />
         <TextField source="username" sortable={false} />
         <FunctionField label="Name" render={(u: RaRecord) => `${u.first_name} ${u.last_name}`.trim()} />
@@ -216,6 +218,7 @@ function AssignRole() {
 export function UserShow() {
   // Tabs the server would refuse are not offered: a viewer's Sessions tab would load forever.
   const { canAccess: canSeeSessions } = useCanAccess({ resource: 'user-sessions', action: 'list' });
+  const { canAccess: canRemoveRoles } = useCanAccess({ resource: 'user-roles', action: 'delete' });
   return (
     <Show actions={<UserShowActions />}>
       <TabbedShowLayout>
@@ -244,7 +247,7 @@ export function UserShow() {
               <TextField source="level" />
               <TextField source="organization" />
               <BooleanField source="is_primary" label="Primary" />
-              <DeleteButton label="Remove" redirect={false} mutationMode="pessimistic" />
+              {canRemoveRoles && <DeleteButton label="Remove" redirect={false} mutationMode="pessimistic" />}
             </Datagrid>
           </ReferenceManyField>
           <AssignRole />

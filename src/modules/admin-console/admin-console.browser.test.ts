@@ -740,6 +740,13 @@ describe.skipIf(!hasChromium())(
       await page.goto(`${base}/admin/users/${admin.id}/show`);
       await page.getByRole('tab', { name: 'Roles', exact: true }).waitFor();
       expect(await page.getByRole('tab', { name: 'Sessions', exact: true }).count()).toBe(0);
+      // Nor a Remove column for roles, nor row selection in the users list (no bulk action to use it).
+      await page.goto(`${base}/admin/users/${viewer.id}/show/roles`);
+      await page.getByRole('cell', { name: 'viewer', exact: true }).waitFor();
+      expect(await page.getByRole('button', { name: 'Remove' }).count()).toBe(0);
+      await page.goto(`${base}/admin/users`);
+      await page.getByRole('link', { name: admin.email }).waitFor();
+      expect(await page.getByRole('checkbox').count()).toBe(0);
       // The catalog is read in its list: a row leads nowhere a viewer would be refused.
       await page.goto(`${base}/admin/permissions`);
       await page.getByRole('columnheader', { name: 'Description' }).waitFor();
