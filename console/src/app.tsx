@@ -60,20 +60,51 @@ export function App() {
           <Route path="/set-password" element={<SetPasswordPage />} />
           <Route path="/verify-email" element={<VerifyEmailPage />} />
         </CustomRoutes>
-        <Resource name="users" list={UserList} show={UserShow} create={UserCreate} edit={UserEdit} icon={UserIcon} />
+        {/* recordRepresentation: how page titles, delete confirmations and references name a record. */}
+        <Resource
+          name="users"
+          recordRepresentation="email"
+          list={UserList}
+          show={UserShow}
+          create={UserCreate}
+          edit={UserEdit}
+          icon={UserIcon}
+        />
         <Resource
           name="organizations"
+          recordRepresentation="code"
           list={OrganizationList}
           show={OrganizationShow}
           create={OrganizationCreate}
           edit={OrganizationEdit}
           icon={OrganizationIcon}
         />
-        <Resource name="roles" list={RoleList} show={RoleShow} create={RoleCreate} edit={RoleEdit} icon={RoleIcon} />
-        <Resource name="permissions" list={PermissionList} create={PermissionCreate} edit={PermissionEdit} />
-        <Resource name="modules" list={ModuleList} create={ModuleCreate} edit={ModuleEdit} />
+        <Resource
+          name="roles"
+          recordRepresentation="code"
+          list={RoleList}
+          show={RoleShow}
+          create={RoleCreate}
+          edit={RoleEdit}
+          icon={RoleIcon}
+        />
+        <Resource
+          name="permissions"
+          recordRepresentation="code"
+          list={PermissionList}
+          create={PermissionCreate}
+          edit={PermissionEdit}
+        />
+        <Resource
+          name="modules"
+          recordRepresentation="code"
+          list={ModuleList}
+          create={ModuleCreate}
+          edit={ModuleEdit}
+        />
         <Resource
           name="api-keys"
+          recordRepresentation="name"
           options={{ label: 'API keys' }}
           list={ApiKeyList}
           show={ApiKeyShow}
@@ -82,6 +113,7 @@ export function App() {
         />
         <Resource
           name="integrations"
+          recordRepresentation="name"
           list={IntegrationList}
           show={IntegrationShow}
           create={IntegrationCreate}
@@ -93,7 +125,14 @@ export function App() {
         <Resource name="activity-stats" options={{ label: 'Activity stats' }} list={ActivityStatList} />
         <Resource name="user-sessions" options={{ label: 'Sessions' }} list={SessionList} />
         <Resource name="user-types" options={{ label: 'User types' }} list={UserTypeList} />
-        <Resource name="mail-outbox" options={{ label: 'Mail' }} list={MailList} show={MailShow} icon={MailIcon} />
+        <Resource
+          name="mail-outbox"
+          recordRepresentation="subject"
+          options={{ label: 'Mail' }}
+          list={MailList}
+          show={MailShow}
+          icon={MailIcon}
+        />
         <Resource name="user-roles" />
         <Resource name="integration-health-checks" />
         <Resource name="integration-logs" />

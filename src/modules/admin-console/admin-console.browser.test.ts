@@ -1115,6 +1115,10 @@ describe.skipIf(!hasChromium())(
 
       await page.goto(`${base}/admin/users/${long.id}/show`);
       await page.getByText(username).first().waitFor();
+      // The page is named for the user's email, not their id.
+      await expect
+        .poll(() => page.locator('#react-admin-title').textContent(), { timeout: STEP_TIMEOUT })
+        .toContain('long.name@example.com');
       const pageWidth = (await page.evaluate('document.documentElement.scrollWidth')) as number;
       expect(pageWidth).toBeLessThanOrEqual(widths.viewport);
       await page.context().close();
