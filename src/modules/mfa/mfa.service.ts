@@ -217,12 +217,12 @@ export async function disableTotp(
   await attempts.passed(account);
 }
 
-/** Whether the organization's `settings.require_mfa` is on. */
+/** Whether the organization's `settings.require_mfa` is on, as an SQL boolean. */
+const mfaRequiredBy = (organizationId: string) =>
+  sql`coalesce((select settings -> 'require_mfa' = 'true'::jsonb from organizations where id = ${organizationId}), false)`;
+
 async function isMfaRequired(db: DbOrTx, organizationId: string): Promise<boolean> {
-  const [row] = await queryRows<{ required: boolean }>(
-    db,
-    sql`select coalesce((select settings -> 'require_mfa' = 'true'::jsonb from organizations where id = ${organizationId}), false) as required`,
-  );
+  const [row] = await queryRows<{ required: boolean }>(db, sql`select ${mfaRequiredBy(organizationId)} as required`);
   return row?.required === true;
 }
 
@@ -322,7 +322,7 @@ export async function requireSecondFactor(
         db,
         sql`select
           exists (select 1 from ${mfaTotp} where ${mfaTotp.userId} = ${account.id} and ${mfaTotp.confirmedAt} is not null) as enabled,
-          coalesce((select settings -> 'require_mfa' = 'true'::jsonb from organizations where id = ${account.organizationId}), false) as required`,
+          ${mfaRequiredBy(account.organizationId)} as required`,
       );
   if (!state?.enabled) {
     if (state?.required) {
