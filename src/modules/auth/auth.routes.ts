@@ -75,14 +75,18 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
     }
   };
   // Two paths trade refresh tokens (seed 001's and simplejwt's): one schema and one handler.
+  // Both take forms as well (see formAndJson): seed 001's clients post whichever way their library does.
+  const consumes = ['application/json', 'application/x-www-form-urlencoded'];
   const refreshSchema = (operationId: string) => ({
     operationId,
     tags,
     security: [],
     description:
       'Trades a refresh token for a new access token and a new refresh token. Each refresh token works once; ' +
-      'presenting a used one again revokes the whole session.',
+      'presenting a used one again revokes the whole session. In JSON or as a form (`refresh=…`, ' +
+      '`application/x-www-form-urlencoded`), with the same fields and refusals.',
     body: RefreshBody,
+    consumes,
     response: { 200: RefreshedView },
   });
   const refresh = async (req: FastifyRequest<{ Body: Static<typeof RefreshBody> }>, reply: FastifyReply) => {
@@ -98,7 +102,6 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
   const formAndJson: FastifyPluginAsyncTypebox = async (scope) => {
     acceptFormBodies(scope);
     addOAuth2ErrorMembers(scope);
-    const consumes = ['application/json', 'application/x-www-form-urlencoded'];
 
     scope.post(
       '/api/token',
@@ -138,13 +141,14 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
       },
     );
 
-    scope.post('/api/token/refresh', { schema: { ...refreshSchema('refreshToken'), consumes } }, refresh);
+    scope.post('/api/token/refresh', { schema: refreshSchema('refreshToken') }, refresh);
   };
   await app.register(formAndJson);
 
-  // The login route, twin of /api/token/ for the same seed 001 clients, takes forms too; its own
-  // scope, as its refusals carry no OAuth2 members. It sets no cookie, so a cross-site form posting
-  // here gains nothing (the cookie login, /api/login/, stays JSON-only).
+  // The login and refresh routes, twins of /api/token/ and /api/token/refresh/ for the same seed 001
+  // clients, take forms too; their own scope, as their refusals carry no OAuth2 members. They set no
+  // cookie, so a cross-site form posting here gains nothing (the cookie login, /api/login/, stays
+  // JSON-only).
   const loginFormAndJson: FastifyPluginAsyncTypebox = async (scope) => {
     acceptFormBodies(scope);
     scope.post(
@@ -156,7 +160,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
           security: [],
           description: `${loginDescription}\n\nIn JSON or as a form (\`application/x-www-form-urlencoded\`).`,
           body: LoginBody,
-          consumes: ['application/json', 'application/x-www-form-urlencoded'],
+          consumes,
           response: { 200: LoginAnswerView },
         },
       },
@@ -165,9 +169,9 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
         return passwordLogin(req, req.body);
       },
     );
+    scope.post('/api/v1/users/token/refresh', { schema: refreshSchema('refreshUserToken') }, refresh);
   };
   await app.register(loginFormAndJson);
-  app.post('/api/v1/users/token/refresh', { schema: refreshSchema('refreshUserToken') }, refresh);
 
   app.post(
     '/api/v1/users/logout',

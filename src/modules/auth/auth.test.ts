@@ -576,10 +576,45 @@ describe('tokens', () => {
       expect(wrong.json()).not.toHaveProperty('error');
     });
 
-    it('takes forms on the login and token routes only: the other refresh and write routes still answer 415', async () => {
+    it('refreshes with a form body on /api/v1/users/token/refresh/ too, with the same fields and refusals as in JSON', async () => {
       const { user } = await activeUser();
       const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
-      expect((await postForm('/api/v1/users/token/refresh/', { refresh: tokens.refresh })).statusCode).toBe(415);
+      const res = await postForm('/api/v1/users/token/refresh/', { refresh: tokens.refresh });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      const next = res.json() as Tokens;
+      expect(Object.keys(next).sort()).toEqual(['access', 'expires_in', 'refresh', 'token_type']);
+      expect((await validate(next.access)).statusCode).toBe(200);
+
+      // The used token again, a missing field, a malformed body: each refused as in JSON, naming the field.
+      const v1 = '/api/v1/users/token/refresh/';
+      const replay = await postForm(v1, { refresh: tokens.refresh });
+      expect(replay.statusCode).toBe(401);
+      expect(replay.json()).toEqual((await post(v1, { refresh: tokens.refresh })).json());
+      expect(replay.json()).toMatchObject({ code: 'invalid_refresh_token', errors: [{ field: 'refresh' }] });
+      const missing = await postForm(v1, {});
+      expect(missing.statusCode).toBe(400);
+      expect(missing.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'refresh' }] });
+      for (const [payload, field] of [
+        ['refresh=%E0%A4%A', 'refresh'],
+        ['refresh=a&refresh=b', 'refresh'],
+      ] as const) {
+        const bad = await postForm(v1, payload);
+        expect(bad.statusCode).toBe(400);
+        expect(bad.json()).toMatchObject({ code: 'validation_failed', errors: [{ field }] });
+      }
+      // Its twin answers the same problems; only the OAuth2 members (error, error_description) are its own.
+      const twin = (await postForm('/api/token/refresh/', {})).json();
+      const { error: _e, error_description: _d, ...twinProblem } = twin;
+      expect(missing.json()).toEqual({ ...twinProblem, instance: missing.json().instance });
+      expect(missing.json()).not.toHaveProperty('error');
+      const tooLarge = await postForm(v1, { refresh: 'x'.repeat(t.config.bodyLimitBytes) });
+      expect(tooLarge.statusCode).toBe(413);
+    });
+
+    it('takes forms on the login and token routes only: the other write routes still answer 415', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
       expect((await postForm('/api/v1/users/logout/', { refresh: tokens.refresh })).statusCode).toBe(415);
       expect((await postForm('/api/v1/users/register/', { email: 'f@example.com', password: 'x' })).statusCode).toBe(
         415,
@@ -588,19 +623,18 @@ describe('tokens', () => {
 
     it('documents both content types of the login and token routes in OpenAPI', async () => {
       const doc = (await t.request({ method: 'GET', url: '/api/openapi.json' })).json();
-      for (const path of ['/api/token/', '/api/token/refresh/']) {
+      for (const path of [
+        '/api/token/',
+        '/api/token/refresh/',
+        '/api/v1/users/login/',
+        '/api/v1/users/token/refresh/',
+      ]) {
         expect(Object.keys(doc.paths[path].post.requestBody.content).sort()).toEqual([
           'application/json',
           'application/x-www-form-urlencoded',
         ]);
       }
-      expect(Object.keys(doc.paths['/api/v1/users/login/'].post.requestBody.content).sort()).toEqual([
-        'application/json',
-        'application/x-www-form-urlencoded',
-      ]);
-      expect(Object.keys(doc.paths['/api/v1/users/token/refresh/'].post.requestBody.content)).toEqual([
-        'application/json',
-      ]);
+      expect(Object.keys(doc.paths['/api/v1/users/logout/'].post.requestBody.content)).toEqual(['application/json']);
     });
   });
 
