@@ -4,6 +4,7 @@ import type { DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import { organizations } from '../organizations/organizations.table.js';
+import { mfaEnabledColumn } from '../users/users.queries.js';
 import { users } from '../users/users.table.js';
 import { type UserType, userTypes } from './user-types.table.js';
 
@@ -127,7 +128,7 @@ export interface TypedUserFilter {
   cursorId?: string | undefined;
 }
 
-/** Users of one type, newest first (keyset on id). */
+/** Users of one type, newest first (keyset on id), each with whether its second factor is on. */
 export async function listTypedUsers(db: DbOrTx, filter: TypedUserFilter) {
   const where: SQL[] = [eq(users.userType, filter.code)];
   if (filter.organizationId) where.push(eq(users.organizationId, filter.organizationId));
@@ -136,7 +137,7 @@ export async function listTypedUsers(db: DbOrTx, filter: TypedUserFilter) {
   }
   if (filter.cursorId) where.push(lt(users.id, filter.cursorId));
   return db
-    .select({ ...getTableColumns(users), organizationCode: organizations.code })
+    .select({ ...getTableColumns(users), organizationCode: organizations.code, mfaEnabled: mfaEnabledColumn })
     .from(users)
     .innerJoin(organizations, eq(organizations.id, users.organizationId))
     .where(and(...where))

@@ -101,6 +101,9 @@ export const TypedUserView = Type.Object({
   profile: Profile,
   status: Type.Union(USER_STATUSES.map((s) => Type.Literal(s))),
   is_active: Type.Boolean(),
+  mfa_enabled: Type.Boolean({
+    description: 'Read-only: whether a confirmed TOTP authenticator is on (a pending enrolment is not).',
+  }),
   date_joined: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 });

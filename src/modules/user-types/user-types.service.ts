@@ -216,7 +216,7 @@ function profileOf(user: { attributes: Record<string, unknown> }): Record<string
   return profile && typeof profile === 'object' && !Array.isArray(profile) ? (profile as Record<string, unknown>) : {};
 }
 
-export function toTypedUserView(u: Omit<UserWithOrganization, 'mfaEnabled'>) {
+export function toTypedUserView(u: UserWithOrganization) {
   return {
     id: u.id,
     organization: u.organizationCode,
@@ -229,6 +229,7 @@ export function toTypedUserView(u: Omit<UserWithOrganization, 'mfaEnabled'>) {
     profile: profileOf(u),
     status: u.status,
     is_active: u.status === 'active',
+    mfa_enabled: u.mfaEnabled,
     date_joined: u.dateJoined.toISOString(),
     updated_at: u.updatedAt.toISOString(),
   };

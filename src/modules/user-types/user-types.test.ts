@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Client,
@@ -9,6 +10,7 @@ import {
   seedOrganization,
   seedUser,
   superuserClient,
+  TEST_PASSWORD,
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { createApiKey, OPERATOR } from '../api-keys/api-keys.service.js';
@@ -81,6 +83,48 @@ describe('user types and typed users', () => {
 
     expect((await admin.delete(`/api/v1/users/${plural}/${id}/`)).statusCode).toBe(204);
     expect((await admin.get(`/api/v1/users/${plural}/${id}/`)).statusCode).toBe(404);
+  });
+
+  it('shows whether two-factor authentication is on in every typed-user view, as the plain user views do', async () => {
+    const code = unique('mfakind').replace(/-/g, '');
+    const plural = `${code}s`;
+    expect((await createType({ code, plural, label: 'Kind' })).statusCode).toBe(201);
+    const org = await seedOrganization(t);
+    const email = `${unique()}@x.io`;
+    const created = await admin.post(`/api/v1/users/${plural}/`, {
+      email,
+      password: TEST_PASSWORD,
+      organization: org.code,
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    expect(created.json()).toMatchObject({ mfa_enabled: false });
+    const id = created.json().id as string;
+
+    // The user turns a TOTP authenticator on, as any user does.
+    const login = await t.request({ method: 'POST', url: '/api/token/', payload: { email, password: TEST_PASSWORD } });
+    const headers = { authorization: `Bearer ${login.json().access}` };
+    const enrol = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/mfa/totp/',
+      payload: { password: TEST_PASSWORD },
+      headers,
+    });
+    const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(enrol.json().secret), digits: 6, period: 30 });
+    const confirm = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/mfa/totp/confirm/',
+      payload: { code: totp.generate() },
+      headers,
+    });
+    expect(confirm.statusCode, confirm.body).toBe(200);
+
+    const list = await admin.get(`/api/v1/users/${plural}/?organization=${org.code}`);
+    expect(list.json().results).toEqual([expect.objectContaining({ id, mfa_enabled: true })]);
+    expect((await admin.get(`/api/v1/users/${plural}/${id}/`)).json()).toMatchObject({ mfa_enabled: true });
+    const patched = await admin.patch(`/api/v1/users/${plural}/${id}/`, { first_name: 'Grace' });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect(patched.json()).toMatchObject({ first_name: 'Grace', mfa_enabled: true });
+    expect((await admin.get(`/api/v1/users/${id}/`)).json()).toMatchObject({ mfa_enabled: true });
   });
 
   it('filters on a property whose type is a list by its non-null member, and on null where the type allows it', async () => {
