@@ -281,12 +281,17 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
    * callers who may create users, and only for the types they could create (their organization's
    * and global ones; superusers also in the organization the body names).
    */
+  /** The type of each create request, as refuseSegmentsThatAreNoPlural found it. */
+  const typeOfCreate = new WeakMap<FastifyRequest, UserTypeWithOrganization>();
+
   async function refuseSegmentsThatAreNoPlural(req: FastifyRequest) {
     const { plural: segment } = req.params as { plural: string };
     const body = req.body as { organization?: unknown } | null | undefined;
     const named = typeof body?.organization === 'string' ? body.organization : undefined;
     const notAPlural = (): Error => app.methodNotAllowed(req, { [USER_REF]: 'id' });
-    await typeFor(req.actor, segment, named, notAPlural);
+    // The type found is the one the user is created with: read once per request. Body validation
+    // coerces nothing, so the `organization` read here is the one the handler would see.
+    typeOfCreate.set(req, await typeFor(req.actor, segment, named, notAPlural));
   }
 
   app.post(
@@ -309,7 +314,8 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      const type = await typeFor(req.actor, req.params.plural, req.body.organization);
+      const type = typeOfCreate.get(req);
+      if (!type) throw new Error('createTypedUser: no user type resolved before validation');
       const user = await createTypedUser(db, requireUser(req.actor), type, req.body);
       return reply.code(201).send(toTypedUserView(user));
     },
