@@ -1,5 +1,5 @@
 import { type AuthProvider, HttpError } from 'react-admin';
-import { api, checkBeforeEachCall, csrfToken } from './http';
+import { api, checkBeforeEachCall, csrfToken, type Problem } from './http';
 
 export interface Profile {
   id: string;
@@ -174,6 +174,12 @@ function loadAccess(): Promise<Access> {
   return access;
 }
 
+/** The cookie logout's answer to `all: true` when the browser had no working session left. */
+function noSessionLeft(err: HttpError): boolean {
+  const problem = err.body as Problem | undefined;
+  return err.status === 400 && (problem?.errors ?? []).some((e) => e.field === 'all');
+}
+
 function forget(): void {
   profile = undefined;
   access = undefined;
@@ -214,14 +220,16 @@ export const authProvider: AuthProvider = {
     if (answer.mfa_required && answer.mfa_token) throw new MfaRequired(answer.mfa_token);
   },
 
-  async logout() {
+  /** `{ everywhere: true }` (the user menu's "Sign out everywhere") ends every session of the user. */
+  async logout(params?: { everywhere?: boolean }) {
     try {
-      await api('/api/logout/', { method: 'POST' });
+      await api('/api/logout/', { method: 'POST', ...(params?.everywhere ? { body: { all: true } } : {}) });
     } catch (err) {
-      // 401: there was no session left to end, which is what was asked. Anything else (a missing or
+      // 401: there was no session left to end, which is what was asked; so is the 400 naming `all`
+      // that signing out everywhere answers without a working session. Anything else (a missing or
       // stale CSRF cookie answers 403) left the session open: showing the sign-in page would hide
       // that, and a reload would find the user still signed in.
-      if (!(err instanceof HttpError && err.status === 401)) {
+      if (!(err instanceof HttpError && (err.status === 401 || (params?.everywhere && noSessionLeft(err))))) {
         throw new Error(`Sign-out failed, you are still signed in: ${(err as Error).message}`);
       }
     }

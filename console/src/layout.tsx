@@ -2,7 +2,7 @@ import { Box, Button, Card, CardContent, Typography } from '@mui/material';
 import type { ReactNode } from 'react';
 import { AppBar, Layout, Loading, UserMenu, usePermissions } from 'react-admin';
 import { type Access, hasConsoleAccess } from './auth-provider';
-import { SignOutMenuItem, useSignOut } from './sign-out';
+import { SignOutEverywhereMenuItem, SignOutMenuItem, useSignOut } from './sign-out';
 
 function NoAccess() {
   const signOut = useSignOut({ returnHere: true });
@@ -32,6 +32,7 @@ function ConsoleAppBar() {
       userMenu={
         <UserMenu>
           <SignOutMenuItem />
+          <SignOutEverywhereMenuItem />
         </UserMenu>
       }
     />

@@ -838,6 +838,31 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it("signs out everywhere from the user menu: every session of the user ends, another user's stays", async () => {
+      const user = await seedUser(t, orgId, { isSuperuser: true, isStaff: true, email: 'lost.laptop@example.com' });
+      const bystander = await seedUser(t, orgId, { email: 'bystander@example.com' });
+      const elsewhere = await loginAs(t, user);
+      const theirs = await loginAs(t, bystander);
+      const page = await newPage();
+      await signIn(page, user.email);
+      await page.getByTestId('total-users').waitFor();
+
+      await page.getByRole('button', { name: 'Profile' }).click();
+      // Beside Logout, which ends this browser's session alone.
+      await page.getByRole('menuitem', { name: 'Logout' }).waitFor();
+      await page.getByRole('menuitem', { name: 'Sign out everywhere' }).click();
+      await page.getByRole('button', { name: 'Sign in' }).waitFor();
+      expect((await page.request.get(`${base}/api/v1/users/profile/`)).status()).toBe(401);
+      expect((await elsewhere.get('/api/v1/users/profile/')).statusCode).toBe(401);
+      expect((await theirs.get('/api/v1/users/profile/')).statusCode).toBe(200);
+      const events = await t.database.db
+        .select({ details: activities.details })
+        .from(activities)
+        .where(and(eq(activities.userId, user.id), eq(activities.activityType, 'auth.logout')));
+      expect(events.map((e) => e.details)).toEqual([{ method: 'cookie', all: true, sessions_ended: 2 }]);
+      await page.context().close();
+    }, 60_000);
+
     it('follows a sign-in as someone else in another tab at its next request, or when it is looked at again', async () => {
       const other = await seedOrganization(t);
       const otherAdmin = await seedUser(t, other.id, {

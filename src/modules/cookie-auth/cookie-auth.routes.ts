@@ -4,12 +4,20 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { noStore } from '../../platform/http/no-store.js';
 import { recordAudit } from '../activity/audit.js';
 import { LoginBody, TokenUserView } from '../auth/auth.schemas.js';
-import { completeMfaLogin, login, logout, revokeSession, type TokenContext } from '../auth/auth.service.js';
+import {
+  completeMfaLogin,
+  login,
+  logout,
+  logoutEverywhere,
+  revokeSession,
+  type TokenContext,
+} from '../auth/auth.service.js';
 import { MfaRequiredError } from '../mfa/mfa.errors.js';
 import { EnrolledRecoveryCodes, MfaLoginBody, MfaRequiredView } from '../mfa/mfa.schemas.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import {
   clearSessionCookies,
+  cookieErrors,
   csrfTokenFor,
   newCookieCredential,
   sessionCookieOf,
@@ -23,6 +31,16 @@ const CookieLoginView = Type.Object({
     description:
       'Send it as `X-CSRF-Token` on every POST, PUT, PATCH and DELETE made with the cookie (also in the `gatehouse_csrf` cookie).',
   }),
+});
+
+const CookieLogoutBody = Type.Object({
+  all: Type.Optional(
+    Type.Boolean({
+      description:
+        '`true`: sign out everywhere, ending every session of the signed-in user (this one included), as ' +
+        '`POST /api/v1/users/logout/` does.',
+    }),
+  ),
 });
 
 const tags = ['auth'];
@@ -133,19 +151,31 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
         tags,
         description:
           'Ends the cookie session (needs `X-CSRF-Token` like any state-changing cookie request) or the Bearer token’s ' +
-          'session, and clears the cookies. Without a working session it only clears them.',
+          'session, and clears the cookies. Without a working session it only clears them. With `{"all": true}`, ' +
+          'signs out everywhere: every session of that user ends (one `auth.logout` event names how many); without ' +
+          'a working session that answers 400 naming `all` (the cookies are cleared all the same).',
+        body: CookieLogoutBody,
         response: { 204: { type: 'null', description: 'Logged out.' } },
+      },
+      // A logout without `all` may send no body at all, as the console's does.
+      preValidation: async (req) => {
+        req.body ??= {};
       },
     },
     async (req, reply) => {
-      if (req.actor.kind === 'user') {
-        const { sessionId } = req.actor;
-        // A working Bearer token is resolved before the cookie: the event names what was used.
-        const cookie = sessionCookieOf(req);
-        const viaCookie = cookie !== undefined && (await sessionIdOfCookie(ctx.db, cookie)) === sessionId;
-        await logout(ctx.db, { sessionId, sessionMethod: viaCookie ? 'cookie' : 'bearer' });
-      }
+      // Cleared whatever follows: the browser's session is over either way (or was already).
       clearSessionCookies(reply, app.config);
+      if (req.actor.kind !== 'user') {
+        if (req.body.all === true) throw cookieErrors.logoutAllNeedsSession();
+        return reply.code(204).send();
+      }
+      const { sessionId } = req.actor;
+      // A working Bearer token is resolved before the cookie: the event names what was used.
+      const cookie = sessionCookieOf(req);
+      const viaCookie = cookie !== undefined && (await sessionIdOfCookie(ctx.db, cookie)) === sessionId;
+      const method = viaCookie ? 'cookie' : 'bearer';
+      if (req.body.all === true) await logoutEverywhere(ctx.db, req.actor, method);
+      else await logout(ctx.db, { sessionId, sessionMethod: method });
       return reply.code(204).send();
     },
   );

@@ -3,7 +3,7 @@ import type { Config } from '../../config.js';
 import { randomToken, secretsEqual, sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db } from '../../platform/db/client.js';
 import type { CredentialResolver, UserActor } from '../../platform/http/auth.js';
-import { AppError } from '../../platform/http/errors.js';
+import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { cachedSessionState, loadSessionState } from '../auth/auth.service.js';
 import { noteSessionUse } from '../sessions/sessions.service.js';
@@ -37,6 +37,11 @@ export const cookieErrors = {
       'csrf_failed',
       'A request authenticated by the session cookie that changes state needs the CSRF token in the X-CSRF-Token header.',
     ),
+  /** Only a working session names whose sessions to end; without one, signing out everywhere did nothing. */
+  logoutAllNeedsSession: () =>
+    commonErrors.validation([
+      { field: 'all', message: 'Ending every session needs a working session cookie or Bearer token.' },
+    ]),
 };
 
 /** A fresh cookie credential and what the session row stores of it. */

@@ -4,6 +4,7 @@ import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { activities } from '../activity/activity.table.js';
 import { CSRF_COOKIE, SESSION_COOKIE } from './cookie-auth.service.js';
 
 function cookieOf(res: LightMyRequestResponse, name: string) {
@@ -156,6 +157,73 @@ describe('cookie sessions', () => {
       expect(cleared?.maxAge).toBe(0);
     }
     expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
+  });
+
+  it('signs out everywhere with {"all": true}: every session of the user ends, one event names how many, cookies cleared', async () => {
+    const { user, session, csrf, send } = await browserLogin();
+    const elsewhere = await loginAs(t, user);
+    const { send: otherBrowser } = await browserLogin();
+    const logoutAll = (headers: Record<string, string>) =>
+      t.request({
+        method: 'POST',
+        url: '/api/logout/',
+        cookies: { [SESSION_COOKIE]: session },
+        headers,
+        payload: { all: true },
+      });
+    // The CSRF token is needed as for any cookie logout.
+    expect((await logoutAll({})).json()).toMatchObject({ code: 'csrf_failed' });
+    expect((await elsewhere.get('/api/v1/users/sessions/')).statusCode).toBe(200);
+
+    const res = await logoutAll({ 'x-csrf-token': csrf });
+    expect(res.statusCode, res.body).toBe(204);
+    for (const name of [SESSION_COOKIE, CSRF_COOKIE]) {
+      expect(cookieOf(res, name)).toMatchObject({ value: '', maxAge: 0 });
+    }
+    expect((await send('GET', '/api/v1/users/sessions/')).statusCode).toBe(401);
+    expect((await elsewhere.get('/api/v1/users/sessions/')).statusCode).toBe(401);
+    // Another user's session is not touched.
+    expect((await otherBrowser('GET', '/api/v1/users/sessions/')).statusCode).toBe(200);
+    const events = await t.database.db
+      .select({ actorId: activities.actorId, details: activities.details })
+      .from(activities)
+      .where(sql`${activities.userId} = ${user.id} and ${activities.activityType} = 'auth.logout'`);
+    expect(events).toEqual([{ actorId: user.id, details: { method: 'cookie', all: true, sessions_ended: 2 } }]);
+  });
+
+  it('signs out everywhere on the cookie logout with a Bearer token too, and only ends its own session with all: false', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const [first, second, third] = [await loginAs(t, user), await loginAs(t, user), await loginAs(t, user)];
+    const logout = (token: string, all: boolean) =>
+      t.request({
+        method: 'POST',
+        url: '/api/logout/',
+        headers: { authorization: `Bearer ${token}` },
+        payload: { all },
+      });
+    expect((await logout(first?.token as string, false)).statusCode).toBe(204);
+    expect((await first?.get('/api/v1/users/sessions/'))?.statusCode).toBe(401);
+    expect((await second?.get('/api/v1/users/sessions/'))?.statusCode).toBe(200);
+    expect((await logout(second?.token as string, true)).statusCode).toBe(204);
+    expect((await third?.get('/api/v1/users/sessions/'))?.statusCode).toBe(401);
+    const events = await t.database.db
+      .select({ details: activities.details })
+      .from(activities)
+      .where(sql`${activities.userId} = ${user.id} and ${activities.activityType} = 'auth.logout'`);
+    expect(events.map((e) => e.details)).toContainEqual({ method: 'bearer', all: true, sessions_ended: 2 });
+  });
+
+  it('answers 400 naming all when all: true comes without a working session, still clearing the cookies', async () => {
+    for (const cookies of [{}, { [SESSION_COOKIE]: 'not-a-session' }] as Record<string, string>[]) {
+      const res = await t.request({ method: 'POST', url: '/api/logout/', cookies, payload: { all: true } });
+      expect(res.statusCode).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json()).toMatchObject({ status: 400, code: 'validation_failed', errors: [{ field: 'all' }] });
+      expect(cookieOf(res, SESSION_COOKIE)).toMatchObject({ value: '', maxAge: 0 });
+    }
+    const wrongType = await t.request({ method: 'POST', url: '/api/logout/', payload: { all: 'yes' } });
+    expect(wrongType.json()).toMatchObject({ status: 400, errors: [{ field: 'all' }] });
   });
 
   it('refuses form bodies with 415 on the cookie routes, which a cross-site HTML form could post', async () => {
