@@ -151,17 +151,17 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   });
   await app.register(cookie);
   refuseOtherMethodsOnFixedPaths(app, allowedMethods, methodAnswers);
+  const credentialLimits = await installRateLimits(app, config);
   installAuthentication(
     app,
     {
-      keys: [createApiKeyResolver(database.db, config)],
+      keys: [createApiKeyResolver(database.db, config, credentialLimits.apiKeyFailures)],
       users: [createBearerResolver({ db: database.db, keys: signingKeys, config }), createCookieResolver(database.db)],
     },
     createPermissionCheck(database.db),
   );
   installCsrfCookieRenewal(app, config);
   installRequestContext(app);
-  await installRateLimits(app, config);
 
   await app.register(healthRoutes);
   await app.register(organizationsRoutes);

@@ -13,6 +13,7 @@ import {
 } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
 import { commonErrors } from '../../platform/http/errors.js';
+import type { FailureLimit } from '../../platform/http/rate-limits.js';
 import { ALL_TOPICS, cachesAreCurrent, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { recordAudit, recordAudits } from '../activity/audit.js';
@@ -449,8 +450,17 @@ function presentedKey(request: FastifyRequest): { key: string; fromBearer: boole
  * resolver; any other presented key that is unknown, revoked or expired is refused with 401,
  * never treated as anonymous. Public routes do not consult it: there a key is ignored.
  */
-export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningApiKey'>): CredentialResolver {
+export function createApiKeyResolver(
+  db: Db,
+  config: Pick<Config, 'provisioningApiKey'>,
+  failureLimit?: FailureLimit,
+): CredentialResolver {
   const envKey = config.provisioningApiKey;
+  // Counted only once the key is known not to work: a working key is never counted nor held back.
+  const refuse = async (request: FastifyRequest): Promise<never> => {
+    await failureLimit?.(request);
+    throw invalidKey();
+  };
   return async (request) => {
     const presented = presentedKey(request);
     if (!presented) return undefined;
@@ -460,11 +470,11 @@ export function createApiKeyResolver(db: Db, config: Pick<Config, 'provisioningA
     }
     if (!key.startsWith(API_KEY_PREFIX)) {
       if (fromBearer) return undefined;
-      throw invalidKey();
+      return refuse(request);
     }
     const now = Date.now();
     const state = await loadKeyState(db, key, now);
-    if (!state?.usable || (state.expiresAtMs !== null && state.expiresAtMs <= now)) throw invalidKey();
+    if (!state?.usable || (state.expiresAtMs !== null && state.expiresAtMs <= now)) return refuse(request);
     if (state.outgrown) throw apiKeyErrors.creatorNoLongerSuperuser();
     recordUse(db, state.apiKeyId, now, request.log);
     const actor: Actor = {

@@ -1,6 +1,9 @@
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { createApiKey, OPERATOR, revokeApiKey } from '../../modules/api-keys/api-keys.service.js';
+import { apiKeys } from '../../modules/api-keys/api-keys.table.js';
 
 /** Cheap requests (400: empty body) still count against the per-IP budget. */
 async function burn(
@@ -212,6 +215,85 @@ describe('rate limits (RATE_LIMITS=on)', () => {
   });
 });
 
+/** A working key (read:users and scim) of a fresh organization, one of its users, and keys that no longer work. */
+async function apiKeysOf(t: TestApp) {
+  const org = await seedOrganization(t);
+  const user = await seedUser(t, org.id);
+  const make = async () =>
+    createApiKey(t.database.db, OPERATOR, { name: 'sync', organization: org.code, scopes: ['read:users', 'scim'] });
+  const { key } = await make();
+  const revoked = await make();
+  await revokeApiKey(t.database.db, OPERATOR, revoked.apiKey.id);
+  const expired = await make();
+  await t.database.db
+    .update(apiKeys)
+    .set({ expiresAt: new Date(Date.now() - 1000) })
+    .where(eq(apiKeys.id, expired.apiKey.id));
+  const unknown = `gh_${'x'.repeat(43)}`;
+  return { user, key, dead: [unknown, revoked.key, expired.key] };
+}
+
+/** Every header form of the contract (§3) for a key. */
+const keyHeaders = (key: string): Record<string, string>[] => [
+  { 'x-api-key': key },
+  { authorization: `ApiKey ${key}` },
+  { authorization: `Bearer ${key}` },
+];
+
+describe('failed API-key authentications (RATE_LIMITS=on)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ RATE_LIMITS: 'on' });
+  });
+  afterAll(() => t.close());
+
+  it('answers 429 problem+json with Retry-After past 30 failures from an IP, in any header form, still serving a working key there', async () => {
+    const { user, key, dead } = await apiKeysOf(t);
+    const ip = '198.51.100.80';
+    const get = (headers: Record<string, string>, remoteAddress = ip) =>
+      t.request({ method: 'GET', url: `/api/v1/users/user/${user.id}/`, headers, remoteAddress });
+    // Successes before and between never count: 40 of them leave the whole budget of failures.
+    for (let i = 0; i < 40; i++)
+      expect((await get(keyHeaders(key)[i % 3] as Record<string, string>)).statusCode).toBe(200);
+    const failures = [...dead.flatMap(keyHeaders), { 'x-api-key': 'not-a-key' }, { authorization: 'ApiKey x' }];
+    const codes: number[] = [];
+    for (let i = 0; i < 30; i++)
+      codes.push((await get(failures[i % failures.length] as Record<string, string>)).statusCode);
+    expect(codes).toEqual(Array(30).fill(401));
+
+    for (const headers of failures) {
+      const res = await get(headers);
+      expect(res.statusCode, JSON.stringify(headers)).toBe(429);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json()).toMatchObject({ status: 429, code: 'rate_limited' });
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    }
+    // Only failures are refused: a service with a working key behind the same address is served.
+    for (const headers of keyHeaders(key)) expect((await get(headers)).statusCode).toBe(200);
+    // Another address has its own budget.
+    expect((await get({ 'x-api-key': dead[0] as string }, '198.51.100.81')).statusCode).toBe(401);
+  });
+
+  it('limits failed SCIM Bearer keys the same, answering in the SCIM error format', async () => {
+    const { key, dead } = await apiKeysOf(t);
+    const ip = '198.51.100.82';
+    const scim = (token: string) =>
+      t.request({
+        method: 'GET',
+        url: '/scim/v2/Users',
+        headers: { authorization: `Bearer ${token}` },
+        remoteAddress: ip,
+      });
+    for (let i = 0; i < 30; i++) expect((await scim(dead[i % dead.length] as string)).statusCode).toBe(401);
+    const res = await scim(dead[0] as string);
+    expect(res.statusCode).toBe(429);
+    expect(res.headers['content-type']).toContain('application/scim+json');
+    expect(res.json()).toMatchObject({ schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '429' });
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    expect((await scim(key)).statusCode).toBe(200);
+  });
+});
+
 describe('rate limits off', () => {
   let t: TestApp;
   beforeAll(async () => {
@@ -222,6 +304,19 @@ describe('rate limits off', () => {
   it('lifts the per-IP limits with RATE_LIMITS=off', async () => {
     const codes = await burn(t, ['/api/token/'], 40, '198.51.100.9');
     expect(codes.includes(429)).toBe(false);
+  });
+
+  it('lifts the limit of failed API-key authentications with RATE_LIMITS=off', async () => {
+    const { dead } = await apiKeysOf(t);
+    for (let i = 0; i < 40; i++) {
+      const res = await t.request({
+        method: 'GET',
+        url: '/scim/v2/Users',
+        headers: { authorization: `Bearer ${dead[i % dead.length]}` },
+        remoteAddress: '198.51.100.90',
+      });
+      expect(res.statusCode).toBe(401);
+    }
   });
 });
 

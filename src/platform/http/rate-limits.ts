@@ -55,6 +55,23 @@ const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS | 'by_grant'> = {
  */
 const PER_IDENTIFIER: Limit = { max: 10, timeWindow: MINUTE };
 
+/**
+ * Failed API-key authentications per client IP: a key that is unknown, revoked or expired, in any
+ * header form (SCIM's Bearer included). Only failures are counted, and only failures are refused
+ * past the budget: a working key sent from the same address (a service behind the guesser's NAT)
+ * is always served, so a flood of bad keys cannot lock a service out.
+ */
+const API_KEY_FAILURES: Limit = { max: 30, timeWindow: MINUTE };
+
+/** Counts one failed authentication of a request; throws 429 `rate_limited` once its client is over the budget. */
+export type FailureLimit = (request: FastifyRequest) => Promise<void>;
+
+/** The limits a credential resolver applies itself, as only it knows whether a credential failed. */
+export interface CredentialLimits {
+  /** Undefined with RATE_LIMITS=off. */
+  apiKeyFailures?: FailureLimit;
+}
+
 function tooManyRequests(retryAfterSeconds: number): AppError {
   const seconds = Math.max(1, retryAfterSeconds);
   return new AppError(429, 'rate_limited', `Too many requests; retry in ${seconds} s.`, {
@@ -174,12 +191,13 @@ function connectRedis(app: FastifyInstance, url: string, warn: (err: unknown) =>
 }
 
 /**
- * Installs the limits on the root instance, before the modules add their routes. `RATE_LIMITS=off`
- * lifts them all (load tests, a gateway that limits). Counters live in this process's memory, or
- * with `REDIS_URL` in Redis, shared by every node.
+ * Installs the limits on the root instance, before the modules add their routes, and answers those
+ * the credential resolvers apply (so call it before installAuthentication). `RATE_LIMITS=off` lifts
+ * them all (load tests, a gateway that limits). Counters live in this process's memory, or with
+ * `REDIS_URL` in Redis, shared by every node.
  */
-export async function installRateLimits(app: FastifyInstance, config: Config): Promise<void> {
-  if (!config.rateLimits) return;
+export async function installRateLimits(app: FastifyInstance, config: Config): Promise<CredentialLimits> {
+  if (!config.rateLimits) return {};
   const warn = throttledWarning(app);
   const redis = config.redisUrl ? connectRedis(app, config.redisUrl, warn) : undefined;
 
@@ -215,6 +233,9 @@ export async function installRateLimits(app: FastifyInstance, config: Config): P
     } else route.onRequest = [...toArray(route.onRequest), perIp[group]];
     if (group === 'password' || group === 'by_grant') route.preHandler = [...toArray(route.preHandler), perIdentifier];
   });
+
+  const apiKeyFailures = await budget(app, redis, 'api_key_failure', API_KEY_FAILURES);
+  return { apiKeyFailures: (request) => enforce(apiKeyFailures, request, warn) };
 }
 
 function toArray<T>(value: T | T[] | undefined): T[] {
