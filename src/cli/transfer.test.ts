@@ -178,6 +178,57 @@ describe('gatehouse export and import on the command line', () => {
     expect(garbled.stderr).toContain('line 2: not JSON');
   });
 
+  it('fails a SCIM externalId or external id the file repeats, naming the field, whether or not the entries share a call', async () => {
+    await onDatabase(dataDir, ({ db }) => db.insert(organizations).values({ code: 'twice', name: 'Twice' }));
+    const twice = join(dataDir, 'twice.ndjson');
+    writeFileSync(
+      twice,
+      [
+        { email: 'one@example.com', scim_external_id: 'scim-1', external_id: 'kc-1' },
+        { email: 'two@example.com', scim_external_id: 'scim-2' },
+        { email: 'three@example.com', scim_external_id: 'scim-1' },
+        { email: 'four@example.com', external_id: 'kc-1' },
+      ]
+        .map((u) => JSON.stringify(u))
+        .join('\n'),
+    );
+    const expectTwiceFailed = (stdout: string) => {
+      expect(stdout).toContain(
+        'failed #2 three@example.com: duplicate_in_request: scim_external_id: An earlier entry of this import gives the same SCIM externalId.',
+      );
+      expect(stdout).toContain(
+        'failed #3 four@example.com: duplicate_in_request: external_id: An earlier entry of this import gives the same external id.',
+      );
+    };
+    // One call for the whole file, then calls of two entries (the repeats arrive in a later call).
+    for (const env of [{}, { BULK_MAX_ITEMS: '2' }] as Record<string, string>[]) {
+      const dry = await gatehouse(['import', '--organization', 'twice', '--file', twice, '--dry-run'], dataDir, {
+        env,
+      });
+      expect(dry.code, dry.stderr).toBe(1);
+      expectTwiceFailed(dry.stdout);
+      expect(dry.stdout).toContain('twice: 2 users would be created, 0 skipped (already there), 2 failed');
+    }
+    const imported = await gatehouse(['import', '--organization', 'twice', '--file', twice], dataDir, {
+      env: { BULK_MAX_ITEMS: '2' },
+    });
+    expect(imported.code, imported.stderr).toBe(1);
+    expectTwiceFailed(imported.stdout);
+    expect(imported.stdout).toContain('twice: 2 users created, 0 skipped (already there), 2 failed');
+    await onDatabase(dataDir, async ({ db }) => {
+      const [org] = await db.select().from(organizations).where(eq(organizations.code, 'twice'));
+      const stored = await db
+        .select()
+        .from(users)
+        .where(eq(users.organizationId, org?.id as string))
+        .orderBy(users.email);
+      expect(stored.map((u) => [u.email, u.scimExternalId])).toEqual([
+        ['one@example.com', 'scim-1'],
+        ['two@example.com', 'scim-2'],
+      ]);
+    });
+  });
+
   it("refuses an entry nested beyond the API's limit alone, a file that is not UTF-8 whole, and a URL holding a password", async () => {
     const deep = join(dataDir, 'deep.ndjson');
     let attributes: unknown = 'bottom';
