@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse } from '../../test/cli.js';
 import { seedOrganization, seedUser } from '../../test/seed.js';
@@ -334,6 +334,46 @@ describe('gatehouse export and import on the command line', () => {
       );
       expect(closed.code).not.toBe(0);
       expect(closed.stderr).toContain('The source’s export failed: ECONNREFUSED');
+    });
+  });
+
+  describe('from a source whose export is not UTF-8', () => {
+    let latin1: Server;
+    let url: string;
+    beforeAll(async () => {
+      latin1 = createHttpServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        // "Jürgen" as Windows-1252 writes it, after a user that would import on its own.
+        res.end(
+          Buffer.concat([
+            Buffer.from(
+              '{"users": [{"email": "latin-ok@example.com"}, {"email": "latin-j@example.com", "first_name": "J',
+            ),
+            Buffer.from([0xfc]),
+            Buffer.from('rgen"}]}'),
+          ]),
+        );
+      });
+      await new Promise<void>((resolve) => latin1.listen(0, '127.0.0.1', resolve));
+      url = `http://127.0.0.1:${(latin1.address() as AddressInfo).port}`;
+    });
+    afterAll(() => new Promise<void>((resolve) => latin1.close(() => resolve())));
+
+    it('refuses the whole answer naming the source, and imports nothing', async () => {
+      const res = await gatehouse(
+        ['import', '--organization', 'into', '--from', url, '--token-env', 'LATIN1_TOKEN'],
+        dataDir,
+        { env: { LATIN1_TOKEN: 'token' } },
+      );
+      expect(res.code).toBe(1);
+      expect(res.stderr.trim()).toBe(
+        `gatehouse: import: The source’s export (${url}/api/admin/export-users/) answered bytes that are not UTF-8.`,
+      );
+      expect(res.stdout).toBe('');
+      await onDatabase(dataDir, async ({ db }) => {
+        const emails = ['latin-ok@example.com', 'latin-j@example.com'];
+        expect(await db.select().from(users).where(inArray(users.email, emails))).toEqual([]);
+      });
     });
   });
 
