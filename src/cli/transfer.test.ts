@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse } from '../../test/cli.js';
 import { seedOrganization, seedUser } from '../../test/seed.js';
@@ -106,6 +106,32 @@ describe('gatehouse export and import on the command line', () => {
       const exports = await db.select().from(activities).where(eq(activities.activityType, 'users.exported'));
       expect(exports).toHaveLength(2);
     });
+  });
+
+  it('exports users an older version stored with attributes nested deeper than writes now take, as stored', async () => {
+    // Written as SQL, as no command takes it any more: 3000 levels, as the command line once stored.
+    const stored = `{"kept":${'{"a":'.repeat(3000)}"bottom"${'}'.repeat(3000)}}`;
+    await onDatabase(dataDir, async ({ db }) => {
+      const [deep] = await db.insert(organizations).values({ code: 'deepfrom', name: 'Deep' }).returning();
+      const organizationId = deep?.id as string;
+      await db.insert(users).values([
+        { organizationId, email: 'shallow-1@example.com' },
+        { organizationId, email: 'deep@example.com' },
+        { organizationId, email: 'shallow-2@example.com' },
+      ]);
+      await db.execute(sql`update users set attributes = ${stored}::jsonb where email = 'deep@example.com'`);
+    });
+    const exported = await gatehouse(['export', '--organization', 'deepfrom'], dataDir);
+    expect(exported.stderr).toBe('');
+    expect(exported.code).toBe(0);
+    const lines = exported.stdout.trim().split('\n');
+    expect(lines.map((l) => JSON.parse(l).email)).toEqual([
+      'shallow-1@example.com',
+      'deep@example.com',
+      'shallow-2@example.com',
+    ]);
+    // Compared as text: a deep equality recurses further than the stack allows.
+    expect(lines[1]?.includes(`"attributes":${stored}`)).toBe(true);
   });
 
   it('refuses export options the API refuses, and an output it cannot write, in one line', async () => {
