@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse } from '../../test/cli.js';
 import { seedOrganization, seedUser } from '../../test/seed.js';
@@ -108,6 +108,32 @@ describe('gatehouse export and import on the command line', () => {
     });
   });
 
+  it('exports users an older version stored with attributes nested deeper than writes now take, as stored', async () => {
+    // Written as SQL, as no command takes it any more: 3000 levels, as the command line once stored.
+    const stored = `{"kept":${'{"a":'.repeat(3000)}"bottom"${'}'.repeat(3000)}}`;
+    await onDatabase(dataDir, async ({ db }) => {
+      const [deep] = await db.insert(organizations).values({ code: 'deepfrom', name: 'Deep' }).returning();
+      const organizationId = deep?.id as string;
+      await db.insert(users).values([
+        { organizationId, email: 'shallow-1@example.com' },
+        { organizationId, email: 'deep@example.com' },
+        { organizationId, email: 'shallow-2@example.com' },
+      ]);
+      await db.execute(sql`update users set attributes = ${stored}::jsonb where email = 'deep@example.com'`);
+    });
+    const exported = await gatehouse(['export', '--organization', 'deepfrom'], dataDir);
+    expect(exported.stderr).toBe('');
+    expect(exported.code).toBe(0);
+    const lines = exported.stdout.trim().split('\n');
+    expect(lines.map((l) => JSON.parse(l).email)).toEqual([
+      'shallow-1@example.com',
+      'deep@example.com',
+      'shallow-2@example.com',
+    ]);
+    // Compared as text: a deep equality recurses further than the stack allows.
+    expect(lines[1]?.includes(`"attributes":${stored}`)).toBe(true);
+  });
+
   it('refuses export options the API refuses, and an output it cannot write, in one line', async () => {
     for (const [args, message] of [
       [['--flag', 'bad flag!'], '--flag: '],
@@ -176,6 +202,57 @@ describe('gatehouse export and import on the command line', () => {
     writeFileSync(bad, '{"email": "a@example.com"}\nnot json\n');
     const garbled = await gatehouse(['import', '--organization', 'into', '--file', bad], dataDir);
     expect(garbled.stderr).toContain('line 2: not JSON');
+  });
+
+  it('fails a SCIM externalId or external id the file repeats, naming the field, whether or not the entries share a call', async () => {
+    await onDatabase(dataDir, ({ db }) => db.insert(organizations).values({ code: 'twice', name: 'Twice' }));
+    const twice = join(dataDir, 'twice.ndjson');
+    writeFileSync(
+      twice,
+      [
+        { email: 'one@example.com', scim_external_id: 'scim-1', external_id: 'kc-1' },
+        { email: 'two@example.com', scim_external_id: 'scim-2' },
+        { email: 'three@example.com', scim_external_id: 'scim-1' },
+        { email: 'four@example.com', external_id: 'kc-1' },
+      ]
+        .map((u) => JSON.stringify(u))
+        .join('\n'),
+    );
+    const expectTwiceFailed = (stdout: string) => {
+      expect(stdout).toContain(
+        'failed #2 three@example.com: duplicate_in_request: scim_external_id: An earlier entry of this import gives the same SCIM externalId.',
+      );
+      expect(stdout).toContain(
+        'failed #3 four@example.com: duplicate_in_request: external_id: An earlier entry of this import gives the same external id.',
+      );
+    };
+    // One call for the whole file, then calls of two entries (the repeats arrive in a later call).
+    for (const env of [{}, { BULK_MAX_ITEMS: '2' }] as Record<string, string>[]) {
+      const dry = await gatehouse(['import', '--organization', 'twice', '--file', twice, '--dry-run'], dataDir, {
+        env,
+      });
+      expect(dry.code, dry.stderr).toBe(1);
+      expectTwiceFailed(dry.stdout);
+      expect(dry.stdout).toContain('twice: 2 users would be created, 0 skipped (already there), 2 failed');
+    }
+    const imported = await gatehouse(['import', '--organization', 'twice', '--file', twice], dataDir, {
+      env: { BULK_MAX_ITEMS: '2' },
+    });
+    expect(imported.code, imported.stderr).toBe(1);
+    expectTwiceFailed(imported.stdout);
+    expect(imported.stdout).toContain('twice: 2 users created, 0 skipped (already there), 2 failed');
+    await onDatabase(dataDir, async ({ db }) => {
+      const [org] = await db.select().from(organizations).where(eq(organizations.code, 'twice'));
+      const stored = await db
+        .select()
+        .from(users)
+        .where(eq(users.organizationId, org?.id as string))
+        .orderBy(users.email);
+      expect(stored.map((u) => [u.email, u.scimExternalId])).toEqual([
+        ['one@example.com', 'scim-1'],
+        ['two@example.com', 'scim-2'],
+      ]);
+    });
   });
 
   it("refuses an entry nested beyond the API's limit alone, a file that is not UTF-8 whole, and a URL holding a password", async () => {
@@ -283,6 +360,46 @@ describe('gatehouse export and import on the command line', () => {
       );
       expect(closed.code).not.toBe(0);
       expect(closed.stderr).toContain('The source’s export failed: ECONNREFUSED');
+    });
+  });
+
+  describe('from a source whose export is not UTF-8', () => {
+    let latin1: Server;
+    let url: string;
+    beforeAll(async () => {
+      latin1 = createHttpServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        // "Jürgen" as Windows-1252 writes it, after a user that would import on its own.
+        res.end(
+          Buffer.concat([
+            Buffer.from(
+              '{"users": [{"email": "latin-ok@example.com"}, {"email": "latin-j@example.com", "first_name": "J',
+            ),
+            Buffer.from([0xfc]),
+            Buffer.from('rgen"}]}'),
+          ]),
+        );
+      });
+      await new Promise<void>((resolve) => latin1.listen(0, '127.0.0.1', resolve));
+      url = `http://127.0.0.1:${(latin1.address() as AddressInfo).port}`;
+    });
+    afterAll(() => new Promise<void>((resolve) => latin1.close(() => resolve())));
+
+    it('refuses the whole answer naming the source, and imports nothing', async () => {
+      const res = await gatehouse(
+        ['import', '--organization', 'into', '--from', url, '--token-env', 'LATIN1_TOKEN'],
+        dataDir,
+        { env: { LATIN1_TOKEN: 'token' } },
+      );
+      expect(res.code).toBe(1);
+      expect(res.stderr.trim()).toBe(
+        `gatehouse: import: The source’s export (${url}/api/admin/export-users/) answered bytes that are not UTF-8.`,
+      );
+      expect(res.stdout).toBe('');
+      await onDatabase(dataDir, async ({ db }) => {
+        const emails = ['latin-ok@example.com', 'latin-j@example.com'];
+        expect(await db.select().from(users).where(inArray(users.email, emails))).toEqual([]);
+      });
     });
   });
 

@@ -9,7 +9,12 @@ import { findOrganizationByCode } from '../modules/organizations/organizations.q
 import { usersOfFile, usersOfRemoteExport } from '../modules/user-transfer/import-sources.js';
 import { scimFilterOf } from '../modules/user-transfer/user-export.queries.js';
 import { type ExportFormat, exportDocument } from '../modules/user-transfer/user-export.stream.js';
-import { type ImportReport, type ImportResult, importUsers } from '../modules/user-transfer/user-import.js';
+import {
+  type ImportClaims,
+  type ImportReport,
+  type ImportResult,
+  importUsers,
+} from '../modules/user-transfer/user-import.js';
 import { ExportUsersQuery } from '../modules/user-transfer/user-transfer.schemas.js';
 import type { Db } from '../platform/db/client.js';
 import type { Actor } from '../platform/http/auth.js';
@@ -167,6 +172,8 @@ export function registerTransferCommands(program: Command): void {
               ...(options.sourceOrganization !== undefined ? { organization: options.sourceOrganization } : {}),
             });
         const total: ImportReport = { created: 0, skipped: 0, failed: 0, results: [] };
+        // One import however many calls it takes: an entry repeating an earlier call's user fails alike.
+        const claims: ImportClaims = { externalIds: new Set(), scimExternalIds: new Set() };
         // In calls of the size the HTTP import takes, each in its own transaction.
         for (let start = 0; start < users.length; start += config.bulkMaxItems) {
           const part = await importUsers(db, COMMAND_LINE, users.slice(start, start + config.bulkMaxItems), {
@@ -175,6 +182,7 @@ export function registerTransferCommands(program: Command): void {
             sendInvite: options.sendInvite,
             config,
             source: options.from ? `import from ${new URL(options.from).origin}` : 'import from a file',
+            claims,
           });
           total.created += part.created;
           total.skipped += part.skipped;

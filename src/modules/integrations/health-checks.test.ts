@@ -207,6 +207,46 @@ describe('integration health checks', () => {
     }
   });
 
+  it('refuses the Alibaba Cloud and Azure metadata addresses in every spelling, on create and update', async () => {
+    const allowed = await admin.post('/api/v1/integrations/', {
+      name: unique('allowed '),
+      service_type: 'other',
+      auth_type: 'none',
+      base_url: 'http://100.100.100.201/', // the rest of carrier-grade NAT space stays allowed
+    });
+    expect(allowed.statusCode, allowed.body).toBe(201);
+    const id = allowed.json().id as string;
+    for (const host of [
+      '100.100.100.200', // Alibaba Cloud instance metadata
+      '1684301000',
+      '0x64.0x64.0x64.0xc8',
+      '0144.0144.0144.0310',
+      '100.100.25800',
+      '100.100.100.200.',
+      '[::ffff:100.100.100.200]',
+      '[64:ff9b::6464:64c8]',
+      '[2002:6464:64c8::]',
+      '168.63.129.16', // Azure wire server
+      '2822734096',
+      '0xa83f8110',
+      '0250.077.0201.020',
+      '168.4161808',
+      '[::ffff:a83f:8110]',
+      '[::a83f:8110]',
+      '[64:ff9b:1::a83f:8110]',
+    ]) {
+      const created = await admin.post('/api/v1/integrations/', {
+        name: unique('metadata '),
+        service_type: 'other',
+        auth_type: 'none',
+        base_url: `http://${host}/latest`,
+      });
+      expect(created.json(), host).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+      const updated = await admin.patch(`/api/v1/integrations/${id}`, { base_url: `http://${host}/` });
+      expect(updated.json(), host).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+    }
+  });
+
   it('the scheduled sweep checks active integrations that are due, and skips deactivated ones', async () => {
     const org = await seedOrganization(t);
     const other = await clientWithRole(t, org.id, 'org_admin');

@@ -128,7 +128,37 @@ describe('sendOutbound', () => {
     '64:ff9b::e000:1', // 224.0.0.1 through NAT64
     'fd00:ec2::254', // AWS instance metadata
     'fd20:ce::254', // Google Cloud metadata
+    '::ffff:6464:64c8', // Alibaba Cloud metadata (100.100.100.200), IPv4-mapped
+    '64:ff9b::100.100.100.200', // …through NAT64
+    '2001:0:4136:e378:8000:63bf:9b9b:9b37', // …as a Teredo client
+    '::ffff:168.63.129.16', // Azure wire server, IPv4-mapped
+    '2002:a83f:8110::', // …through 6to4
   ];
+
+  it('refuses, when connecting, a name that resolves to the Alibaba Cloud or Azure metadata address', async () => {
+    for (const address of ['100.100.100.200', '168.63.129.16']) {
+      const resolve = scriptedResolver([{ address, family: 4 }]);
+      const result = await sendOutbound(new URL(`http://cloud.test:${port}/`), get, options(resolve));
+      expect(result, address).toMatchObject({ ok: false, failure: 'blocked' });
+      expect(resolve.lookups).toEqual(['cloud.test']);
+    }
+  });
+
+  it('refuses those addresses in any IPv4 spelling without a look-up', async () => {
+    const resolve = scriptedResolver([LOOPBACK]);
+    for (const host of [
+      '100.100.100.200',
+      '0x646464c8',
+      '0144.0144.0144.0310',
+      '168.63.129.16',
+      '2822734096',
+      '0250.077.0201.020',
+    ]) {
+      const result = await sendOutbound(new URL(`http://${host}/`), get, options(resolve));
+      expect(result, host).toMatchObject({ ok: false, failure: 'blocked' });
+    }
+    expect(resolve.lookups).toEqual([]);
+  });
 
   it('refuses, when connecting, a name that resolves to an IPv6 spelling of a refused address', async () => {
     for (const address of EMBEDDED) {

@@ -12,8 +12,9 @@ import { isRefusedAddress } from './refused-addresses.js';
  * on its own network (an on-premises SMS gateway, a local mail relay), so private and loopback
  * addresses are allowed. What is refused: any scheme but http/https, credentials inside the URL,
  * and hosts resolving to link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints live
- * there), unspecified or multicast addresses, also spelt as IPv6 addresses that carry them (see
- * refused-addresses.ts), judged on the address each connection is made to.
+ * there), unspecified or multicast addresses, or the cloud metadata addresses outside link-local,
+ * also spelt as IPv6 addresses that carry them (see refused-addresses.ts), judged on the address each
+ * connection is made to.
  * Redirects are never followed, so a service cannot bounce a call to an address it could not name
  * directly.
  */

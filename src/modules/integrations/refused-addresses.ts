@@ -5,11 +5,18 @@ type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
 const cidrs = (...ranges: string[]): Cidr[] => ranges.map((range) => ipaddr.parseCIDR(range));
 
 /**
- * IPv4 ranges integrations may not reach: link-local (where cloud metadata endpoints live),
- * "this network" (0.0.0.0 reaches the host itself) and multicast. Private and loopback addresses are
- * allowed: a self-hosted installation talks to services on its own network.
+ * IPv4 ranges integrations may not reach: link-local (where most cloud metadata endpoints live),
+ * "this network" (0.0.0.0 reaches the host itself) and multicast, and the cloud metadata services
+ * that lie outside link-local. Private, loopback and carrier-grade NAT addresses are allowed: a
+ * self-hosted installation talks to services on its own network.
  */
-const REFUSED_IPV4 = cidrs('169.254.0.0/16', '0.0.0.0/8', '224.0.0.0/4');
+const REFUSED_IPV4 = cidrs(
+  '169.254.0.0/16',
+  '0.0.0.0/8',
+  '224.0.0.0/4',
+  '100.100.100.200/32', // Alibaba Cloud instance metadata, inside the allowed carrier-grade NAT range
+  '168.63.129.16/32', // Azure wire server (platform and metadata services), a public address every Azure VM reaches
+);
 
 /** The IPv6 counterparts, and cloud metadata services' own IPv6 addresses, which lie in allowed ULA space. */
 const REFUSED_IPV6 = cidrs(

@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { usersOfDocument, usersOfFile, usersOfRemoteExport } from './import-sources.js';
 import { CSV_HEADER, type ExportUser, toCsvLine } from './user-export.format.js';
 
@@ -86,6 +88,38 @@ describe('reading an export file', () => {
 });
 
 describe("reading a running system's export", () => {
+  // "Jürgen" as Windows-1252 writes it, in an answer that claims to be JSON.
+  const latin1 = Buffer.concat([
+    Buffer.from('{"users": [{"email": "a@example.com"}, {"email": "j@example.com", "first_name": "J'),
+    Buffer.from([0xfc]),
+    Buffer.from('rgen"}]}'),
+  ]);
+  let server: Server;
+  let url: string;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        req.url?.startsWith('/latin1/')
+          ? latin1
+          : '\uFEFF{"users": [{"email": "j@example.com", "first_name": "Jürgen"}]}',
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('refuses an answer that is not UTF-8, naming the source, instead of replacing its bytes', async () => {
+    const refusal = usersOfRemoteExport({ url: `${url}/latin1/`, token: 'token' });
+    await expect(refusal).rejects.toThrow(
+      `The source’s export (${url}/latin1/api/admin/export-users/) answered bytes that are not UTF-8.`,
+    );
+    expect(await usersOfRemoteExport({ url, token: 'token' })).toEqual([
+      { email: 'j@example.com', first_name: 'Jürgen' },
+    ]);
+  });
+
   it('refuses a source URL holding a user name or password, without repeating it', async () => {
     const refusal = usersOfRemoteExport({ url: 'http://admin:Sup3r-Secret@127.0.0.1:9/', token: 'token' });
     await expect(refusal).rejects.toThrow(/must not hold a user name or password/);

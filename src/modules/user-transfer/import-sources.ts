@@ -111,8 +111,25 @@ async function call(url: URL, init: RequestInit, what: string): Promise<Response
   }
 }
 
+/**
+ * An answer's text. What is taken from an answer must be UTF-8, as JSON is (RFC 8259 §8.1) and as a
+ * file must be: read leniently, a source's Windows-1252 "Jürgen" was imported as "J\uFFFDrgen".
+ * A refusal is only quoted, so its bytes may be replaced.
+ */
+async function textOf(response: Response, what: string): Promise<string> {
+  const bytes = await response.arrayBuffer();
+  if (!response.ok) return new TextDecoder().decode(bytes);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    // The origin and path name the source; an origin never holds a user name or password.
+    const { origin, pathname } = new URL(response.url);
+    throw refused(`${what} (${origin}${pathname}) answered bytes that are not UTF-8.`);
+  }
+}
+
 async function answerOf(response: Response, what: string): Promise<unknown> {
-  const text = await response.text();
+  const text = await textOf(response, what);
   let body: unknown;
   try {
     body = JSON.parse(text);

@@ -252,6 +252,40 @@ describe('seed-003 user export', () => {
     expect(csv.body.split('\r\n').filter(Boolean)).toHaveLength(rows.length + 1);
   });
 
+  it('exports users an older version stored with attributes nested deeper than writes now take, as stored', async () => {
+    const deep = await seedOrganization(t);
+    const before = await seedUser(t, deep.id, { email: 'before-deep@example.com' });
+    const nested = await seedUser(t, deep.id, { email: 'deep@example.com' });
+    const after = await seedUser(t, deep.id, { email: 'after-deep@example.com' });
+    // Written as SQL, as no route takes it any more: 3000 levels, as the command line once stored, far beyond today's 64.
+    // Compared as text: a deep equality (and its diff) recurses further than the stack allows.
+    const stored = `{"kept":${'{"a":'.repeat(3000)}"bottom"${'}'.repeat(3000)}}`;
+    await t.database.db.execute(sql`update users set attributes = ${stored}::jsonb where id = ${nested.id}::uuid`);
+    const expected = [before.id, nested.id, after.id];
+
+    const json = await root.get(`/api/admin/export-users/?organization=${deep.code}`);
+    expect(json.statusCode).toBe(200);
+    const body = json.json() as { users: ExportedUser[]; count: number };
+    expect(usersOf(body)).toEqual(expected);
+    expect(body.count).toBe(3);
+    expect(JSON.stringify(body.users[1]?.attributes) === stored).toBe(true);
+
+    const ndjson = await root.get(`/api/admin/export-users/?organization=${deep.code}&format=ndjson`);
+    expect(ndjson.statusCode).toBe(200);
+    const lines = ndjson.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ExportedUser);
+    expect(lines.map((u) => u.id)).toEqual(expected);
+    expect(JSON.stringify(lines[1]?.attributes) === stored).toBe(true);
+
+    const csv = await root.get(`/api/admin/export-users/?organization=${deep.code}&format=csv`);
+    expect(csv.statusCode).toBe(200);
+    const rows = csv.body.split('\r\n').filter(Boolean);
+    expect(rows).toHaveLength(4);
+    expect(rows[2]?.includes(`"${stored.replaceAll('"', '""')}"`)).toBe(true);
+  });
+
   it('counts what an export would take in export-stats', async () => {
     const res = await staff.get('/api/admin/export-stats/');
     expect(res.statusCode).toBe(200);

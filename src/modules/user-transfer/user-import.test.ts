@@ -151,7 +151,7 @@ describe('user import between systems', () => {
     ).toEqual(exportedUsers.map((u) => [u.email, u.status, u.date_joined, u.scim_external_id]));
   });
 
-  it('reports a SCIM externalId the organization holds like other duplicates, and a bad date_joined or status for its entry', async () => {
+  it('reports a SCIM externalId the organization holds like other duplicates, one repeated in the import as failed, and a bad date_joined or status for its entry', async () => {
     const into = await seedOrganization(t);
     await seedUser(t, into.id, { email: 'holder@example.com', scimExternalId: 'taken' });
     const res = await root.post('/api/admin/import-users/', {
@@ -172,7 +172,7 @@ describe('user import between systems', () => {
     expect(answer.results.map((r) => [r.action, r.code])).toEqual([
       ['skipped', 'scim_external_id_taken'],
       ['created', undefined],
-      ['skipped', 'scim_external_id_taken'],
+      ['failed', 'duplicate_in_request'],
       ['failed', 'validation_failed'],
       ['failed', 'validation_failed'],
       ['failed', 'validation_failed'],
@@ -306,6 +306,50 @@ describe('user import between systems', () => {
       errors: [{ field: 'external_id', message: 'An earlier entry of this import gives the same external id.' }],
     });
     expect((await usersIn(into)).map((u) => [u.email, u.externalId])).toEqual([['first@example.com', 'kc-twice']]);
+  });
+
+  it('fails a SCIM externalId repeated in one import, naming scim_external_id, keeps the first and imports the others', async () => {
+    const into = await seedOrganization(t);
+    const body = (dryRun: boolean) => ({
+      organization: into.code,
+      dry_run: dryRun,
+      users: [
+        // An entry refused for another reason claims nothing: the next one with its SCIM externalId stands.
+        { email: 'not-an-address', scim_external_id: 'scim-twice' },
+        { email: 'first@example.com', scim_external_id: 'scim-twice' },
+        { email: 'other@example.com', scim_external_id: 'scim-other' },
+        { email: 'second@example.com', scim_external_id: 'scim-twice' },
+        { email: 'third@example.com', scim_external_id: 'scim-twice' },
+      ],
+    });
+    for (const dryRun of [true, false]) {
+      const res = await root.post('/api/admin/import-users/', body(dryRun));
+      expect(res.statusCode, res.body).toBe(200);
+      const answer = res.json() as ImportAnswer;
+      expect(answer, `dry run: ${dryRun}`).toMatchObject({ created: 2, skipped: 0, failed: 3 });
+      expect(answer.results.map((r) => [r.action, r.code])).toEqual([
+        ['failed', 'validation_failed'],
+        ['created', undefined],
+        ['created', undefined],
+        ['failed', 'duplicate_in_request'],
+        ['failed', 'duplicate_in_request'],
+      ]);
+      for (const index of [3, 4]) {
+        expect(answer.results[index]).toMatchObject({
+          email: index === 3 ? 'second@example.com' : 'third@example.com',
+          errors: [
+            { field: 'scim_external_id', message: 'An earlier entry of this import gives the same SCIM externalId.' },
+          ],
+        });
+      }
+    }
+    expect((await usersIn(into)).map((u) => [u.email, u.scimExternalId]).sort()).toEqual([
+      ['first@example.com', 'scim-twice'],
+      ['other@example.com', 'scim-other'],
+    ]);
+    // Imported again, each user is one the organization holds: skipped, not failed.
+    const again = await root.post('/api/admin/import-users/', body(false));
+    expect(again.json()).toMatchObject({ created: 0, skipped: 4, failed: 1 });
   });
 
   it('reads what exports and spreadsheets write: a username standing in for the email, empty names, True, the service flags', async () => {

@@ -16,7 +16,8 @@ import { USER_STATUSES, type UserStatus, users } from '../users/users.table.js';
  * created in one organization through the provisioning core: the same validation, set-based writes
  * and audit events as every other write. Seed 003's importer skips users it already has; here a
  * user whose email, username, external id or SCIM externalId the organization already holds is
- * skipped, and every other refusal is reported for its entry alone. A user keeps when they joined,
+ * skipped, an entry repeating an earlier entry's external id or SCIM externalId fails, and every
+ * other refusal is reported for its entry alone. A user keeps when they joined,
  * their status (suspended and locked included) and both external ids. Passwords never travel:
  * imported users sign in after an invitation (`send_invite`) or a password reset. Staff and
  * superuser flags are never taken from the source.
@@ -30,7 +31,25 @@ export interface ImportOptions {
   config?: Pick<Config, 'publicUrl'>;
   /** Where the users came from, for the audit events (`import`, or the command line's source URL). */
   source?: string;
+  /**
+   * The ids of the users earlier calls of the same import created (or would create, on a dry run):
+   * the command line imports a file in several calls, and a later entry repeating one of them fails
+   * as it would within one call. Read and extended by each call.
+   */
+  claims?: ImportClaims;
 }
+
+/** External ids and SCIM externalIds an import has given to users so far. */
+export interface ImportClaims {
+  externalIds: Set<string>;
+  scimExternalIds: Set<string>;
+}
+
+/** The field of an entry that names its user, as a problem calls it, and how a message words it. */
+const REPEATED = {
+  external_id: 'external id',
+  scim_external_id: 'SCIM externalId',
+} as const;
 
 export type ImportResult =
   | { index: number; action: 'created'; id: string | null; email: string }
@@ -171,6 +190,19 @@ export async function importUsers(
   const results: ImportResult[] = new Array(entries.length);
   const items: ProvisionItem[] = [];
   const indexes: number[] = [];
+  const claims = options.claims ?? { externalIds: new Set<string>(), scimExternalIds: new Set<string>() };
+  // The same user twice in one import is no user the organization holds: the first entry stands
+  // and a later one fails, naming the field (as seed 000's bulk call refuses it, not skips it).
+  const repeated = (index: number, email: unknown, field: keyof typeof REPEATED, value: string) => {
+    results[index] = {
+      index,
+      action: 'failed',
+      email: typeof email === 'string' ? email : null,
+      code: 'duplicate_in_request',
+      error: `User ${value} appears twice in this import; the first entry stands.`,
+      errors: [{ field, message: `An earlier entry of this import gives the same ${REPEATED[field]}.` }],
+    };
+  };
   const refuse = (index: number, email: unknown, errors: FieldError[]) => {
     // As the core words a refusal; an entry that is no object only says so.
     const error = errors[0]?.field === 'item' ? errors[0].message : provisioningErrors.invalid(errors).message;
@@ -193,7 +225,16 @@ export async function importUsers(
       refuse(index, entry.email, [unsafe]);
       return;
     }
-    items.push(itemOf(entry, options.organization));
+    const item = itemOf(entry, options.organization);
+    if (typeof item.externalId === 'string' && claims.externalIds.has(item.externalId)) {
+      repeated(index, item.email, 'external_id', item.externalId);
+      return;
+    }
+    if (typeof item.scimExternalId === 'string' && claims.scimExternalIds.has(item.scimExternalId)) {
+      repeated(index, item.email, 'scim_external_id', item.scimExternalId);
+      return;
+    }
+    items.push(item);
     indexes.push(index);
   });
   const source = options.source ?? 'import';
@@ -207,26 +248,30 @@ export async function importUsers(
     call: { organizationId: target?.id ?? null, details: { source, dry_run: options.dryRun === true } },
   });
   const heldHere = await externalIdsHeldIn(db, options.organization, report.results, items);
+  // What this call's created entries hold: the core gives a value to the first valid entry naming it
+  // and refuses any other as taken, so a taken SCIM externalId one of them holds is a repeat, not a
+  // user the organization already had (which would have refused that entry too).
+  for (const outcome of report.results) {
+    if (!outcome.ok) continue;
+    const { externalId, scimExternalId } = items[outcome.index] ?? {};
+    if (typeof externalId === 'string') claims.externalIds.add(externalId);
+    if (typeof scimExternalId === 'string') claims.scimExternalIds.add(scimExternalId);
+  }
   for (const outcome of report.results) {
     const index = indexes[outcome.index] as number;
     if (outcome.ok) {
       results[index] = { index, action: 'created', id: outcome.user.id, email: outcome.user.email };
       continue;
     }
-    const email = items[outcome.index]?.email;
+    const item = items[outcome.index];
+    const email = item?.email;
     const { error } = outcome;
-    // The same user twice in one import is no user the organization holds: the first entry stands
-    // and the later one fails, naming the field (as seed 000's bulk call refuses it, not skips it).
     if (error.code === 'duplicate_in_request') {
-      const message = 'An earlier entry of this import gives the same external id.';
-      results[index] = {
-        index,
-        action: 'failed',
-        email: typeof email === 'string' ? email : null,
-        code: error.code,
-        error: `User ${items[outcome.index]?.externalId ?? ''} appears twice in this import; the first entry stands.`,
-        errors: [{ field: 'external_id', message }],
-      };
+      repeated(index, email, 'external_id', item?.externalId ?? '');
+      continue;
+    }
+    if (error.code === 'scim_external_id_taken' && claims.scimExternalIds.has(item?.scimExternalId ?? '')) {
+      repeated(index, email, 'scim_external_id', item?.scimExternalId as string);
       continue;
     }
     // A clash with a user the organization holds is what an importer skips; anything else failed,

@@ -619,6 +619,27 @@ describe('users admin API', () => {
     expect(newest.results.map((u: { email: string }) => u.email)).toEqual(['carol@corp.io', 'alice@corp.io']);
   });
 
+  it('lists and finds users an older version stored with attributes nested deeper than writes now take, as stored', async () => {
+    const org = await seedOrganization(t);
+    const nested = await seedUser(t, org.id, { email: 'deep-alice@corp.io', firstName: 'Alice' });
+    await seedUser(t, org.id, { email: 'deep-bob@corp.io' });
+    // Written as SQL, as no route takes it any more: 3000 levels, as the command line once stored, far beyond today's 64.
+    // Compared as text: a deep equality (and its diff) recurses further than the stack allows.
+    const stored = `{"kept":${'{"a":'.repeat(3000)}"bottom"${'}'.repeat(3000)}}`;
+    await t.database.db.execute(sql`update users set attributes = ${stored}::jsonb where id = ${nested.id}::uuid`);
+    for (const query of ['search=deep-al', 'search=Alice', 'search=deep', '']) {
+      const res = await admin.get(`/api/v1/users/?organization=${org.code}&${query}`);
+      expect(res.statusCode, `${query}: ${res.body.slice(0, 300)}`).toBe(200);
+      const results = res.json().results as { id: string; attributes: unknown }[];
+      expect(results.map((u) => u.id).includes(nested.id), query).toBe(true);
+      const found = results.find((u) => u.id === nested.id);
+      expect(JSON.stringify(found?.attributes) === stored, query).toBe(true);
+    }
+    const one = await admin.get(`/api/v1/users/${nested.id}/`);
+    expect(one.statusCode).toBe(200);
+    expect(JSON.stringify(one.json().attributes) === stored).toBe(true);
+  });
+
   it('pages a search through thousands of users in each order, its matches early, late or in any column', async () => {
     // More users than a search page reads in the list's order before it turns to each column's own
     // index: matches found either way, on both sides of that bound, in every order and page.

@@ -64,6 +64,26 @@ describe('PGlite in its own thread', () => {
     expect(result.rows[0]?.name).toBe('first');
   });
 
+  it('answers json and jsonb nested thousands of levels deep, at the root and in a transaction', async () => {
+    const text = `${'{"a":'.repeat(3000)}"bottom"${'}'.repeat(3000)}`;
+    // Parsed in the thread, such a value could not cross: the answer was lost and its caller waited
+    // forever. Compared as text: a deep equality recurses further than the stack allows.
+    const root = await embedded.query<{ j: unknown; b: unknown }>('select $1::json as j, $1::jsonb as b', [text]);
+    expect(root.rows.map((row) => [JSON.stringify(row.j) === text, JSON.stringify(row.b) === text])).toEqual([
+      [true, true],
+    ]);
+    const inTransaction = await embedded.transaction((tx) =>
+      tx.query<unknown[]>('select $1::jsonb as b', [text], { rowMode: 'array' }),
+    );
+    expect(inTransaction.rows.map((row) => JSON.stringify(row[0]) === text)).toEqual([true]);
+    // A caller's own parser for the type still wins.
+    const own = await embedded.query<{ b: unknown }>('select $1::jsonb as b', ['{"x": 1}'], {
+      parsers: { [types.JSONB]: (value: string) => `own:${value}` },
+    });
+    expect(own.rows).toEqual([{ b: 'own:{"x": 1}' }]);
+    expect((await embedded.query('select null::jsonb as b')).rows).toEqual([{ b: null }]);
+  });
+
   it('reports a database error with its fields, and the session goes on', async () => {
     const err = await embedded.query("insert into items (id, name) values (2, 'first')").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);

@@ -1,5 +1,5 @@
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import type { QueryOptions, Results } from '@electric-sql/pglite';
+import { type QueryOptions, type Results, types } from '@electric-sql/pglite';
 
 /**
  * The server's side of the embedded database's thread (`pglite-thread.ts`). PGlite runs PostgreSQL
@@ -63,6 +63,18 @@ function rebuilt(fields: Record<string, unknown>): Error {
   const { message, ...rest } = fields;
   return Object.assign(new Error(String(message)), rest);
 }
+
+/**
+ * json and jsonb cross the thread as text and are parsed on this side, as PGlite would have parsed
+ * them. A value parsed in the thread crosses as a structured clone, which Node cannot rebuild beyond
+ * some two thousand levels of nesting: it drops that message without a word, and its caller waited
+ * forever (a transaction's statement with the event loop held). Older versions stored `attributes`
+ * that deep; text crosses at any depth, and JSON.parse reads it without recursing.
+ */
+const JSON_PARSERS: Record<number, Parser> = {
+  [types.JSON]: (value) => JSON.parse(value),
+  [types.JSONB]: (value) => JSON.parse(value),
+};
 
 /** Applies the caller's parsers to the columns the thread left as text. */
 function parsedLocally<T>(result: Results<T>, parsers: Record<number, Parser>, arrays: boolean): Results<T> {
@@ -191,15 +203,16 @@ class ThreadClient implements EmbeddedDatabase {
     const request: ThreadRequest = { id: this.next++, op: 'query', sql, params };
     if (options?.rowMode !== undefined) request.rowMode = options.rowMode;
     if (options?.serializers !== undefined) throw new Error('custom serializers do not cross to the database thread');
-    const parsers = options?.parsers as Record<number, Parser> | undefined;
-    if (parsers !== undefined) request.rawTypes = Object.keys(parsers).map(Number);
+    // The caller's own parser for a JSON type wins over ours.
+    const parsers = { ...JSON_PARSERS, ...(options?.parsers as Record<number, Parser> | undefined) };
+    request.rawTypes = Object.keys(parsers).map(Number);
     let transfer: ArrayBuffer[] | undefined;
     if (options?.blob !== undefined) {
       request.blob = await options.blob.arrayBuffer();
       transfer = [request.blob];
     }
     const result = (await this.dispatch(tx, request, transfer)) as Results<T>;
-    return parsers === undefined ? result : parsedLocally(result, parsers, options?.rowMode === 'array');
+    return parsedLocally(result, parsers, options?.rowMode === 'array');
   }
 
   async runExec(tx: OpenTransaction | undefined, sql: string): Promise<Results[]> {
