@@ -80,6 +80,12 @@ export interface ProvisionItem {
   active?: boolean;
   attributes?: Record<string, unknown>;
   /**
+   * Keys to set in `attributes.profile` (null removes one), merged onto the profile as the write finds
+   * it (the stored one, or `attributes.profile` when the item gives `attributes`): a typed user's
+   * partial update, which must not undo a concurrent change of other keys.
+   */
+  profileChanges?: Record<string, unknown>;
+  /**
    * A SCIM write: `attributes` replaces `attributes.scim` too. Any other write keeps the stored
    * `attributes.scim` (left out: kept; sent as stored: ignored; another value: 400 naming it).
    */
@@ -242,11 +248,14 @@ async function upsert(
   const results: ProvisionOutcome[] = [];
   const createdOrganizations: string[] = [];
   const events: AuditEvent[] = [];
+  // One user's write (admin, profile, typed and seed-000 single calls, SCIM) is planned from its row
+  // locked: a concurrent write of other fields commits first and is planned upon, never undone.
+  const lock = items.length === 1;
   for (let i = 0; i < indexed.length; i += BATCH_SIZE) {
     const batch = indexed.slice(i, i + BATCH_SIZE);
     for (let attempt = 1; ; attempt++) {
       if (attempt > 1) forgetBatch(state, new Set(batch.map((b) => b.index)));
-      const steps = await planItems(tx, actor, batch, options, state, probe);
+      const steps = await planItems(tx, actor, batch, options, state, probe, lock);
       for (const code of await createMissingOrganizations(tx, steps, orgCache)) {
         createdOrganizations.push(code);
         events.push(organizationEvent(actor, options.context, orgCache.get(code) as Organization));
