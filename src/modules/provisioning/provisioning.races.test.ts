@@ -56,6 +56,45 @@ describe.runIf(process.env.TEST_DATABASE_URL)('concurrent writes of one user', (
     }
   });
 
+  it('keeps every field of concurrent seed-000 bulk calls writing the same users', async () => {
+    const org = await seedOrganization(t);
+    const ids = Array.from({ length: 50 }, () => unique('kc-'));
+    const bulk = (fields: Record<string, unknown>, order: string[] = ids) =>
+      t.request({
+        method: 'POST',
+        url: '/api/provisioning/users/bulk',
+        headers: { authorization: `Bearer ${PLATFORM_KEY}` },
+        payload: order.map((id) => ({
+          keycloak_id: id,
+          email: `${id}@example.com`,
+          engagemx_client_id: org.code,
+          ...fields,
+        })),
+      });
+    for (let round = 0; round < 3; round++) {
+      expect((await bulk({ first_name: 'First', last_name: 'Last' })).statusCode).toBe(200);
+      // Half change the first names only, half the last names only, some in the reverse order.
+      const answers = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          bulk(
+            i % 2 === 0 ? { first_name: `F${round}` } : { last_name: `L${round}` },
+            i % 4 < 2 ? ids : [...ids].reverse(),
+          ),
+        ),
+      );
+      expectAll(answers, 200);
+      const listed = await t.request({
+        method: 'GET',
+        url: `/api/provisioning/users?client_id=${org.code}`,
+        headers: { authorization: `Bearer ${PLATFORM_KEY}` },
+      });
+      const names = (listed.json().users as { first_name: string; last_name: string }[]).map(
+        (u) => `${u.first_name} ${u.last_name}`,
+      );
+      expect(names).toEqual(ids.map(() => `F${round} L${round}`));
+    }
+  });
+
   it('keeps every field of concurrent admin PATCHes of one user', async () => {
     const org = await seedOrganization(t);
     const user = await seedUser(t, org.id);
