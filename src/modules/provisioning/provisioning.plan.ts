@@ -3,9 +3,9 @@
  * reaches, the row it will leave and its changes, and the unique values other users already hold.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { eq, type SQL, sql } from 'drizzle-orm';
+import { eq, or, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
-import { isUuid } from '../../platform/db/columns.js';
+import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
@@ -48,6 +48,7 @@ const FIELD_NAMES: Record<string, string> = {
   lastName: 'last_name',
   active: 'is_active',
   attributes: 'attributes',
+  profileChanges: 'profile',
   scimExternalId: 'scim_external_id',
   sendInvite: 'send_invite',
   status: 'status',
@@ -177,6 +178,19 @@ function sameScim(attributes: Record<string, unknown>, existing: UserRow): boole
  * what the item gives (an import carries the SCIM data of the installation it comes from).
  */
 function attributesOf(item: ProvisionItem, existing: UserRow | undefined): Record<string, unknown> {
+  const attributes = givenAttributesOf(item, existing);
+  if (item.profileChanges === undefined) return attributes;
+  const stored = attributes.profile;
+  const profile: Record<string, unknown> =
+    typeof stored === 'object' && stored !== null && !Array.isArray(stored) ? { ...stored } : {};
+  for (const [key, value] of Object.entries(item.profileChanges)) {
+    if (value === null) delete profile[key];
+    else profile[key] = value;
+  }
+  return { ...attributes, profile };
+}
+
+function givenAttributesOf(item: ProvisionItem, existing: UserRow | undefined): Record<string, unknown> {
   if (item.attributes === undefined) return existing?.attributes ?? {};
   if (item.writesScim || existing?.attributes.scim === undefined) return item.attributes;
   return { ...item.attributes, scim: existing.attributes.scim };
@@ -235,13 +249,20 @@ function changesOf(existing: UserRow | undefined, organizationCode: string, t: P
   return out;
 }
 
-async function loadExisting(db: DbOrTx, items: ProvisionItem[], known: UserRow[] = []) {
+async function loadExisting(db: DbOrTx, items: ProvisionItem[], known: UserRow[] = [], lock = false) {
   const byId = new Map<string, UserRow>(known.map((row) => [row.id, row]));
   const byExternalId = new Map<string, UserRow>();
   const ids = [...new Set(items.flatMap((i) => (i.id !== undefined && isUuid(i.id) && !byId.has(i.id) ? [i.id] : [])))];
   const externalIds = [
     ...new Set(items.flatMap((i) => (i.id === undefined && typeof i.externalId === 'string' ? [i.externalId] : []))),
   ];
+  if (lock) {
+    for (const row of await lockUserRows(db, ids, externalIds)) {
+      if (ids.includes(row.id)) byId.set(row.id, row);
+      if (row.externalId !== null && externalIds.includes(row.externalId)) byExternalId.set(row.externalId, row);
+    }
+    return { byId, byExternalId };
+  }
   for (const row of await readUserRows(db, ids)) byId.set(row.id, row);
   if (externalIds.length > 0) {
     const rows = await db
@@ -252,6 +273,31 @@ async function loadExisting(db: DbOrTx, items: ProvisionItem[], known: UserRow[]
     for (const row of rows) if (row.externalId !== null) byExternalId.set(row.externalId, row);
   }
   return { byId, byExternalId };
+}
+
+/**
+ * The users these ids and external ids name, locked until the caller's transaction ends, so the plan
+ * is made from the row as the last writer left it and no other write lands between plan and write
+ * (without it, two writes changing different fields each write the row back whole, and one is lost).
+ * FOR UPDATE rather than FOR NO KEY UPDATE: a write may change external_id or scim_external_id (keys
+ * a foreign key could use), which takes FOR UPDATE; upgrading to it while a login's session insert
+ * holds the row in key share, and that login then waits for this one's lock, would deadlock. One
+ * statement in id order, so writers locking several rows take them in the same order.
+ */
+async function lockUserRows(db: DbOrTx, ids: string[], externalIds: string[]): Promise<UserRow[]> {
+  if (ids.length === 0 && externalIds.length === 0) return [];
+  return db
+    .select(withOrganization)
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(
+      or(
+        ids.length > 0 ? anyUuid(users.id, ids) : undefined,
+        externalIds.length > 0 ? sql`${users.externalId} = any(${sql.param(externalIds)}::text[])` : undefined,
+      ),
+    )
+    .orderBy(users.id)
+    .for('update', { of: users });
 }
 
 /**
@@ -267,6 +313,8 @@ export async function planItems(
   state: CallState,
   /** false: values other users hold are left to the unique indexes (the caller undoes the write on a violation). */
   probe = true,
+  /** Lock the existing users read, to the end of the transaction (see lockUserRows); `options.known` is then read again. */
+  lock = false,
 ): Promise<Step[]> {
   const { orgCache } = state;
   const scope = organizationScopeOf(actor);
@@ -282,7 +330,8 @@ export async function planItems(
   const { byId, byExternalId } = await loadExisting(
     db,
     valid.map((v) => v.item),
-    options.known,
+    lock ? [] : options.known,
+    lock,
   );
   // Organizations by code, once per call.
   const codes = new Set<string>();
@@ -366,7 +415,10 @@ export async function planItems(
       fail(provisioningErrors.scimAttributesReadOnly());
       continue;
     }
-    const attributesBytes = item.attributes === undefined ? 0 : Buffer.byteLength(JSON.stringify(item.attributes));
+    const attributes = attributesOf(item, existing);
+    // What the item writes: its attributes, or, merging profile keys, the whole result.
+    const given = item.profileChanges === undefined ? item.attributes : attributes;
+    const attributesBytes = given === undefined ? 0 : Buffer.byteLength(JSON.stringify(given));
     if (attributesBytes > MAX_ATTRIBUTES_BYTES) {
       const message = `Must be at most ${MAX_ATTRIBUTES_BYTES} bytes written out (this is ${attributesBytes}).`;
       fail(provisioningErrors.invalid([{ field: 'attributes', message }]));
@@ -394,7 +446,7 @@ export async function planItems(
       firstName: item.firstName ?? existing?.firstName ?? '',
       lastName: item.lastName ?? existing?.lastName ?? '',
       status: statusOf(existing?.status, item.active, item.status),
-      attributes: attributesOf(item, existing),
+      attributes,
       userType: item.userType === undefined ? (existing?.userType ?? null) : item.userType,
       isStaff: item.isStaff ?? existing?.isStaff ?? false,
       isSuperuser: item.isSuperuser ?? existing?.isSuperuser ?? false,

@@ -23,6 +23,7 @@ export const CoreItemSchema = Type.Object({
   lastName: Type.Optional(Name),
   active: Type.Optional(Type.Boolean()),
   attributes: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  profileChanges: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   scimExternalId: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 255 }))),
   sendInvite: Type.Optional(Type.Boolean()),
   status: Type.Optional(Type.Union(USER_STATUSES.map((s) => Type.Literal(s)))),

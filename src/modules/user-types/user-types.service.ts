@@ -263,7 +263,11 @@ export async function createTypedUser(
   });
 }
 
-/** Applies a partial update; profile keys are merged (null removes one), the result checked by the core. */
+/**
+ * Applies a partial update; profile keys are merged (null removes one) by the core onto the profile as
+ * it stands when the user is written, so concurrent updates of different keys all stay; the result is
+ * checked by the core.
+ */
 export async function updateTypedUser(
   db: Db,
   actor: Actor,
@@ -271,16 +275,7 @@ export async function updateTypedUser(
   input: UpdateTypedUserInput,
 ): Promise<UserWithOrganization> {
   const { profile: changes, ...rest } = input;
-  let attributes: Record<string, unknown> | undefined;
-  if (changes !== undefined) {
-    const profile = { ...profileOf(user) };
-    for (const [key, value] of Object.entries(changes)) {
-      if (value === null) delete profile[key];
-      else profile[key] = value;
-    }
-    attributes = { ...user.attributes, profile };
-  }
-  return updateUser(db, user.id, { ...rest, ...(attributes ? { attributes } : {}) }, user.organizationId, actor);
+  return updateUser(db, user.id, rest, user.organizationId, actor, changes);
 }
 
 /** Deletes a user of a type. */

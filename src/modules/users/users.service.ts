@@ -153,6 +153,8 @@ export async function updateUser(
   input: UpdateUserInput,
   scopeOrganizationId: string | undefined,
   actor: Actor,
+  /** Keys to set in `attributes.profile` (null removes one), merged onto the profile as stored at the write. */
+  profileChanges?: Record<string, unknown>,
 ): Promise<UserWithOrganization> {
   if (input.status !== undefined && input.is_active !== undefined && (input.status === 'active') !== input.is_active) {
     throw userErrors.activeContradictsStatus(input.status);
@@ -175,7 +177,7 @@ export async function updateUser(
     const target = await findUserById(db, id, scopeOrganizationId);
     if (!target) throw userErrors.notFound(id);
   }
-  return provisionOne(db, actor, { id, ...itemFieldsOf(input, passwordHash), active: input.is_active });
+  return provisionOne(db, actor, { id, ...itemFieldsOf(input, passwordHash), active: input.is_active, profileChanges });
 }
 
 /** What a signed-in user changes about themselves (`PATCH /api/v1/users/profile/`). */
