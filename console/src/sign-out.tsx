@@ -12,7 +12,7 @@ export function useSignOut({ returnHere }: { returnHere: boolean }): () => Promi
   const notify = useNotify();
   return useCallback(async () => {
     try {
-      await logout(null, undefined, returnHere);
+      await logout({ byUser: true }, undefined, returnHere);
     } catch (err) {
       notify((err as Error).message, { type: 'error' });
     }
