@@ -180,6 +180,18 @@ function noSessionLeft(err: HttpError): boolean {
   return err.status === 400 && (problem?.errors ?? []).some((e) => e.field === 'all');
 }
 
+/**
+ * Whether the page was signed out by the server's 401 while it showed a signed-in user (the session was
+ * revoked elsewhere, or expired), for the sign-in page to say so. A sign-in, or a sign-out the user
+ * asked for, clears it. In memory only: a reloaded page cannot tell an ended session from none.
+ */
+let endedByServer = false;
+
+/** Whether the last sign-out came from the server ending the session, not from the user. */
+export function sessionEndedByServer(): boolean {
+  return endedByServer;
+}
+
 function forget(): void {
   profile = undefined;
   access = undefined;
@@ -197,6 +209,7 @@ export const authProvider: AuthProvider = {
     signedIn?: boolean;
   }) {
     forget();
+    endedByServer = false;
     if (params.signedIn) return;
     if (params.mfaToken) {
       await api('/api/login/mfa/', { method: 'POST', body: { mfa_token: params.mfaToken, code: params.code } });
@@ -220,8 +233,11 @@ export const authProvider: AuthProvider = {
     if (answer.mfa_required && answer.mfa_token) throw new MfaRequired(answer.mfa_token);
   },
 
-  /** `{ everywhere: true }` (the user menu's "Sign out everywhere") ends every session of the user. */
-  async logout(params?: { everywhere?: boolean }) {
+  /**
+   * `byUser`: the user asked for it (the sign-out menu entries, the no-access page's button);
+   * `everywhere` (the user menu's "Sign out everywhere") ends every session of the user.
+   */
+  async logout(params?: { byUser?: boolean; everywhere?: boolean } | null) {
     try {
       await api('/api/logout/', { method: 'POST', ...(params?.everywhere ? { body: { all: true } } : {}) });
     } catch (err) {
@@ -234,6 +250,8 @@ export const authProvider: AuthProvider = {
       }
     }
     forget();
+    // After forget(): a request that met the closing session meanwhile (a 401) is the user's doing too.
+    if (params?.byUser) endedByServer = false;
   },
 
   async checkAuth() {
@@ -242,6 +260,8 @@ export const authProvider: AuthProvider = {
 
   async checkError(error: { status?: number; body?: { keepPage?: boolean } }) {
     if (error?.status !== 401) return;
+    // A 401 to a page that showed someone signed in: their session ended on the server.
+    if (shown) endedByServer = true;
     forget();
     // A write refused for an ended session fails as itself, keeping the page (see the data provider):
     // signing out here would have react-admin report it as done. The next read signs out.

@@ -1,5 +1,5 @@
 import { type DataProvider, type GetListParams, HttpError, type Identifier, type RaRecord } from 'react-admin';
-import { api, type Problem, query } from './http';
+import { api, type Problem, problemMessage, query } from './http';
 
 /** Where each console resource lives in the REST API. */
 const paths: Record<string, string> = {
@@ -254,6 +254,15 @@ function formError(error: unknown, resource: string, sent: Record<string, unknow
   return new HttpError(error.message, error.status, { ...problem, errors });
 }
 
+/**
+ * A list's refusal as its notification shows it (react-admin shows the error's message): the filter
+ * the server refused named with its reason. A 401 is left as it is, to sign out.
+ */
+function listError(error: unknown): unknown {
+  if (!(error instanceof HttpError) || error.status === 401) return error;
+  return new HttpError(problemMessage(error), error.status, error.body);
+}
+
 /** Creates one record; a role assignment is posted under its user and keyed as the removal route takes it. */
 async function create(resource: string, record: Record<string, unknown>): Promise<{ data: RaRecord }> {
   catalogCache.clear();
@@ -283,7 +292,11 @@ export const dataProvider = {
       const sort = sorts[params.sort.field];
       filter.sort = sort === undefined ? Object.values(sorts)[0] : params.sort.order === 'DESC' ? `-${sort}` : sort;
     }
-    return cursorPage(listKey(resource, params), pathOf(resource), filter, params.pagination);
+    try {
+      return await cursorPage(listKey(resource, params), pathOf(resource), filter, params.pagination);
+    } catch (error) {
+      throw listError(error);
+    }
   },
 
   async getOne(resource, params) {

@@ -61,6 +61,20 @@ export async function api<T = unknown>(
   return body as T;
 }
 
+/**
+ * What a refusal says in a notification: the problem's detail, then each field error as `field:
+ * message`. The detail of a refused query ("The request is not valid.") names no parameter; the field
+ * errors do (a list's filter, a bulk action's body).
+ */
+export function problemMessage(error: unknown): string {
+  if (!(error instanceof HttpError)) return error instanceof Error ? error.message : String(error);
+  const problem = (error.body ?? {}) as Problem;
+  const fields = Array.isArray(problem.errors)
+    ? problem.errors.map(({ field, message }) => (field && field !== 'body' ? `${field}: ${message}` : message))
+    : [];
+  return [error.message, ...fields].join(' ');
+}
+
 /** Query string of the defined, non-empty values. */
 export function query(params: Record<string, unknown>): string {
   const search = new URLSearchParams();

@@ -1,8 +1,8 @@
-import { Box, Button, Card, CardContent, Link, TextField, Typography } from '@mui/material';
+import { Alert, Box, Button, Card, CardContent, Link, TextField, Typography } from '@mui/material';
 import { type FormEvent, type ReactNode, useState } from 'react';
 import { useLogin, useNotify } from 'react-admin';
 import { Link as RouterLink } from 'react-router-dom';
-import { MfaEnrolmentRequired, MfaRequired } from './auth-provider';
+import { MfaEnrolmentRequired, MfaRequired, sessionEndedByServer } from './auth-provider';
 import { api } from './http';
 
 interface Enrolment {
@@ -22,6 +22,8 @@ export function LoginPage() {
   const [enrolment, setEnrolment] = useState<Enrolment>();
   const [recoveryCodes, setRecoveryCodes] = useState<string[]>();
   const [busy, setBusy] = useState(false);
+  // Read once, as the page opens: the sign-out that led here was the server's, not the user's.
+  const [sessionEnded] = useState(sessionEndedByServer);
 
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
@@ -140,6 +142,11 @@ export function LoginPage() {
           <Typography variant="h5" component="h1" gutterBottom>
             Gatehouse admin
           </Typography>
+          {sessionEnded && !mfaToken && (
+            <Alert severity="info" sx={{ mb: 1 }}>
+              Your session has ended. Sign in again.
+            </Alert>
+          )}
           <form onSubmit={submit} aria-label="Sign in">
             {fields}
             <Button type="submit" variant="contained" fullWidth disabled={busy} sx={{ mt: 2 }}>

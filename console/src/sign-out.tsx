@@ -20,7 +20,7 @@ export function useSignOut({
   const notify = useNotify();
   return useCallback(async () => {
     try {
-      await logout(everywhere ? { everywhere: true } : null, undefined, returnHere);
+      await logout({ byUser: true, everywhere }, undefined, returnHere);
     } catch (err) {
       notify((err as Error).message, { type: 'error' });
     }

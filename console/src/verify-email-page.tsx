@@ -3,8 +3,10 @@ import { useEffect, useRef, useState } from 'react';
 import { HttpError } from 'react-admin';
 import { api } from './http';
 import { PublicPage, SignInButton, USED_LINK, useLinkToken } from './public-page';
+import { ResendVerificationForm } from './resend-verification-form';
 
-type Outcome = { verified: true } | { verified: false; message: string };
+/** `spent`: the link can no longer be used (used, expired, replaced, or never existed); a new one can be asked for. */
+type Outcome = { verified: true } | { verified: false; message: string; spent: boolean };
 
 /** Where a mailed verification link lands: uses the token up and says how it went. */
 export function VerifyEmailPage() {
@@ -16,19 +18,20 @@ export function VerifyEmailPage() {
   useEffect(() => {
     setOutcome(undefined);
     if (!token) {
-      setOutcome({ verified: false, message: USED_LINK });
+      setOutcome({ verified: false, message: USED_LINK, spent: true });
       return;
     }
     if (sent.current?.token !== token) {
       const outcome = api('/api/v1/users/verify-email/', { method: 'POST', body: { token }, unchecked: true }).then(
         (): Outcome => ({ verified: true }),
-        (err): Outcome => ({
-          verified: false,
-          message:
-            err instanceof HttpError && (err.status === 400 || err.status === 404)
-              ? USED_LINK
-              : `The address could not be verified: ${(err as Error).message}. Try again later.`,
-        }),
+        (err): Outcome =>
+          err instanceof HttpError && (err.status === 400 || err.status === 404)
+            ? { verified: false, message: USED_LINK, spent: true }
+            : {
+                verified: false,
+                message: `The address could not be verified: ${(err as Error).message}. Try again later.`,
+                spent: false,
+              },
       );
       sent.current = { token, outcome };
     }
@@ -44,6 +47,7 @@ export function VerifyEmailPage() {
       {!outcome && <Typography>Verifying your address…</Typography>}
       {outcome?.verified && <Alert severity="success">Your email address is verified.</Alert>}
       {outcome && !outcome.verified && <Alert severity="error">{outcome.message}</Alert>}
+      {outcome && !outcome.verified && outcome.spent && <ResendVerificationForm />}
       {outcome && <SignInButton variant={outcome.verified ? 'contained' : 'outlined'} />}
     </PublicPage>
   );

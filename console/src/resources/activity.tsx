@@ -17,13 +17,14 @@ import {
 } from 'react-admin';
 import { query } from '../http';
 import { InstantInput } from '../instant-input';
+import { UserFilterInput } from '../user-filter-input';
 import { UserRefField } from '../user-ref-field';
 
 const severities = ['info', 'warning', 'critical'].map((id) => ({ id, name: id }));
 
 const activityFilters = [
   <TextInput key="activity_type" source="activity_type" label="Type" alwaysOn />,
-  <TextInput key="user" source="user" label="User id" />,
+  <UserFilterInput key="user" source="user" label="User" />,
   <TextInput key="category" source="category" />,
   <SelectInput key="severity" source="severity" choices={severities} />,
   <NullableBooleanInput key="success" source="success" />,
@@ -148,7 +149,7 @@ export function SessionList() {
     <List
       exporter={false}
       filters={[
-        <TextInput key="user" source="user" label="User id" alwaysOn />,
+        <UserFilterInput key="user" source="user" label="User" alwaysOn />,
         <NullableBooleanInput key="active" source="active" />,
       ]}
     >

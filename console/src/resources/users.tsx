@@ -43,6 +43,7 @@ import {
 } from 'react-admin';
 import { ActiveToggle } from '../active-toggle';
 import { setUserActive } from '../data-provider';
+import { problemMessage } from '../http';
 import { RecordLink } from '../record-link';
 import { StringInput } from '../string-input';
 
@@ -58,11 +59,11 @@ const filters = [
 
 /**
  * Deactivates (once confirmed: their sessions end at once) or reactivates the selected users one by
- * one, saying how many the server refused.
+ * one, saying how many the server refused, whom (by email) and why (the problem's detail and fields).
  */
 function BulkSetActive() {
   const [confirming, setConfirming] = useState(false);
-  const { selectedIds, resource } = useListContext();
+  const { selectedIds, resource, data } = useListContext();
   const unselectAll = useUnselectAll(resource ?? 'users');
   const notify = useNotify();
   const refresh = useRefresh();
@@ -70,11 +71,25 @@ function BulkSetActive() {
   if (!canAccess) return null;
   async function apply(active: boolean) {
     const results = await Promise.allSettled(selectedIds.map((id) => setUserActive(id, active)));
+    // One sentence per reason, naming the users it refused: a selection often meets the same refusal.
+    const refusals = new Map<string, string[]>();
+    results.forEach((result, index) => {
+      if (result.status === 'fulfilled') return;
+      const id = selectedIds[index];
+      const who = String(data?.find((user) => user.id === id)?.email ?? id);
+      const reason = problemMessage(result.reason);
+      refusals.set(reason, [...(refusals.get(reason) ?? []), who]);
+    });
     const refused = results.filter((result) => result.status === 'rejected').length;
     const verb = active ? 'reactivated' : 'deactivated';
-    notify(refused ? `${results.length - refused} ${verb}, ${refused} refused` : `${results.length} ${verb}`, {
-      type: refused ? 'warning' : 'info',
-    });
+    const reasons = [...refusals].map(([reason, who]) => `${who.join(', ')}: ${reason}`);
+    notify(
+      refused
+        ? `${results.length - refused} ${verb}, ${refused} refused. ${reasons.join(' ')}`
+        : `${results.length} ${verb}`,
+      // Refusals name people and reasons: left up longer, to be read.
+      { type: refused ? 'warning' : 'info', multiLine: refused > 0, autoHideDuration: refused ? 10_000 : undefined },
+    );
     unselectAll();
     refresh();
   }

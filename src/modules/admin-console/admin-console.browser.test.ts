@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, launchChromium } from '../../../test/chromium.js';
 import { ensureConsoleBuilt } from '../../../test/console-build.js';
 import { lastMailTo } from '../../../test/mail.js';
-import { grantRole, loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
+import { grantRole, loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { queueMail } from '../../platform/mail/mail.js';
 import { activities } from '../activity/activity.table.js';
@@ -325,6 +325,92 @@ describe.skipIf(!hasChromium())(
       await page.getByRole('button', { name: 'Cancel' }).click();
       await page.context().close();
     }, 120_000);
+
+    it('filters sessions and activities by a user picked by email, the URL keeping the id', async () => {
+      const picked = await seedUser(t, orgId, { email: 'evelyn.boyd@example.com' });
+      const namesake = await seedUser(t, orgId, { email: 'evelyn.granville@example.com' });
+      await loginAs(t, picked);
+      await loginAs(t, namesake);
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const filterInUrl = () => new URL(page.url()).searchParams.get('filter') ?? '';
+
+      // Sessions: the user is searched by email and picked; the list asks for their id.
+      await page.goto(`${base}/admin/user-sessions`);
+      await page.getByRole('link', { name: admin.email, exact: true }).first().waitFor();
+      await page.getByRole('combobox', { name: 'User' }).fill('evelyn');
+      await page.getByRole('option', { name: namesake.email }).waitFor();
+      await page.getByRole('option', { name: picked.email }).click();
+      await expect.poll(filterInUrl, { timeout: STEP_TIMEOUT }).toContain(`"user":"${picked.id}"`);
+      await page.getByRole('link', { name: picked.email }).first().waitFor();
+      await expect
+        .poll(() => page.getByRole('link', { name: admin.email, exact: true }).count(), { timeout: STEP_TIMEOUT })
+        .toBe(0);
+      expect(await page.getByRole('link', { name: namesake.email }).count()).toBe(0);
+      // A reloaded (or shared) URL holds the id, and the picker shows whose it is.
+      await page.reload();
+      await expect
+        .poll(() => page.getByRole('combobox', { name: 'User' }).inputValue(), { timeout: STEP_TIMEOUT })
+        .toBe(picked.email);
+
+      // Activities: the same picker behind "Add filter".
+      await page.goto(`${base}/admin/activities`);
+      await page.getByRole('link', { name: admin.email, exact: true }).first().waitFor();
+      await page.getByRole('button', { name: 'Add filter' }).click();
+      await page.getByRole('menuitemcheckbox', { name: 'User', exact: true }).click();
+      await page.getByRole('combobox', { name: 'User' }).fill('evelyn.b');
+      await page.getByRole('option', { name: picked.email }).click();
+      await expect.poll(filterInUrl, { timeout: STEP_TIMEOUT }).toContain(`"user":"${picked.id}"`);
+      await page.getByRole('link', { name: picked.email }).first().waitFor();
+      await expect
+        .poll(() => page.getByRole('link', { name: admin.email, exact: true }).count(), { timeout: STEP_TIMEOUT })
+        .toBe(0);
+      await page.context().close();
+    }, 60_000);
+
+    it("says which rows a bulk action's server refused and why, and which list filter it refused", async () => {
+      await seedUser(t, orgId, { email: 'ada.lovelace@example.com', firstName: 'Ada', lastName: 'Lovelace' });
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users`);
+      await page.getByPlaceholder('Search email, username, name').fill('Ada');
+      // Oneself among the selection: the server refuses that row alone.
+      await page
+        .getByRole('row', { name: /ada\.lovelace@example\.com/ })
+        .getByRole('checkbox')
+        .check();
+      await page
+        .getByRole('row', { name: new RegExp(admin.email.replace(/[.]/g, '\\.')) })
+        .getByRole('checkbox')
+        .check();
+      await page.getByRole('button', { name: 'Deactivate' }).click();
+      await page
+        .getByRole('dialog', { name: 'Deactivate 2 users?' })
+        .getByRole('button', { name: 'Deactivate' })
+        .click();
+      const notice = page.locator('.MuiSnackbarContent-message');
+      await notice.getByText(/^1 deactivated, 1 refused/).waitFor();
+      expect(await notice.textContent()).toContain(
+        `${admin.email}: Nobody may deactivate, suspend, lock or delete their own account`,
+      );
+      const [lovelace] = await t.database.db.select().from(users).where(eq(users.email, 'ada.lovelace@example.com'));
+      expect(lovelace?.status).toBe('deactivated');
+      await page
+        .getByRole('button', { name: 'Close' })
+        .click()
+        .catch(() => undefined);
+
+      // A filter the API refuses (here from a hand-edited URL): the notification names it and says why.
+      await page.goto(
+        `${base}/admin/activities?filter=${encodeURIComponent(JSON.stringify({ since: 'last tuesday' }))}`,
+      );
+      await notice.getByText(/since: Must be an RFC 3339 date-time/).waitFor();
+      await page.goto(`${base}/admin/user-sessions?filter=${encodeURIComponent(JSON.stringify({ user: '42' }))}`);
+      await notice.getByText(/user: must match format "uuid"/).waitFor();
+      await page.context().close();
+    }, 60_000);
 
     it('exports users with what a spreadsheet would run as a formula quoted, and shows who acted in the activities', async () => {
       await seedUser(t, orgId, {
@@ -863,6 +949,41 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it('says on the sign-in page that the session ended when the server ended it, not after signing out', async () => {
+      const user = await seedUser(t, orgId, { isSuperuser: true, isStaff: true, email: 'session.ended@example.com' });
+      const ended = 'Your session has ended. Sign in again.';
+      const page = await newPage();
+      await signIn(page, user.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users`);
+      await page.getByRole('link', { name: user.email }).waitFor();
+
+      // Another administrator revokes the session; the console learns it at the next page it opens.
+      const other = await superuserClient(t);
+      const open = (await other.get(`/api/v1/user-sessions/?user=${user.id}&active=true`)).json() as {
+        results: { id: string }[];
+      };
+      expect(open.results.length).toBeGreaterThan(0);
+      for (const session of open.results) {
+        expect((await other.delete(`/api/v1/user-sessions/${session.id}/`)).statusCode).toBe(204);
+      }
+      await page.getByRole('menuitem', { name: 'Activities', exact: true }).click();
+      await page.getByRole('button', { name: 'Sign in' }).waitFor();
+      await page.getByText(ended).waitFor();
+
+      // Signed in again on that page, then signed out by the user: the sign-in page says nothing of the kind.
+      await page.getByLabel('Email or username').fill(user.email);
+      await page.getByLabel('Password').fill(TEST_PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('button', { name: 'Profile' }).waitFor();
+      expect(await page.getByText(ended).count()).toBe(0);
+      await page.getByRole('button', { name: 'Profile' }).click();
+      await page.getByRole('menuitem', { name: 'Logout' }).click();
+      await page.getByRole('button', { name: 'Sign in' }).waitFor();
+      expect(await page.getByText(ended).count()).toBe(0);
+      await page.context().close();
+    }, 60_000);
+
     it('follows a sign-in as someone else in another tab at its next request, or when it is looked at again', async () => {
       const other = await seedOrganization(t);
       const otherAdmin = await seedUser(t, other.id, {
@@ -1118,6 +1239,37 @@ describe.skipIf(!hasChromium())(
       await page.goto('about:blank');
       await page.goto(link);
       await page.getByText(/This link can no longer be used/).waitFor();
+      await page.context().close();
+    }, 60_000);
+
+    it('offers a new verification mail from a spent link, and the new link verifies', async () => {
+      const email = 'gladys.west@example.com';
+      const registered = await t.request({
+        method: 'POST',
+        url: '/api/v1/users/register/',
+        payload: { email, password: 'amber pylon creek 17' },
+      });
+      expect(registered.statusCode).toBe(201);
+      const first = await mailedLink(email, 'verify-email');
+      // A newer link (asked through the API) replaces the first one.
+      const resent = await t.request({ method: 'POST', url: '/api/v1/users/verify-email/resend/', payload: { email } });
+      expect(resent.statusCode).toBe(202);
+      const second = await mailedLink(email, 'verify-email');
+      expect(second).not.toBe(first);
+
+      const page = await newPage();
+      await page.goto(first);
+      await page.getByText(/This link can no longer be used/).waitFor();
+      await page.getByLabel(/^Email\W*$/).fill(email);
+      await page.getByRole('button', { name: 'Send a new link' }).click();
+      await page.getByText('If an unverified account uses this address, a new link is on its way.').waitFor();
+      const third = await mailedLink(email, 'verify-email');
+      expect(third).not.toBe(second);
+      await page.goto('about:blank');
+      await page.goto(third);
+      await page.getByText('Your email address is verified.').waitFor();
+      const [row] = await t.database.db.select().from(users).where(eq(users.id, registered.json().id));
+      expect(row?.emailVerified).toBe(true);
       await page.context().close();
     }, 60_000);
 
