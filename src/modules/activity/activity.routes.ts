@@ -181,6 +181,15 @@ export const activityRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'The filtered activities, newest first, streamed as NDJSON (one object per line, as in the list) or CSV. ' +
           'A server runs a few exports at once; beyond, 503 `export_busy` with Retry-After.',
         querystring: ExportActivitiesQuery,
+        documentedResponse: {
+          200: {
+            description: 'The activities: one per line in NDJSON, or CSV with a header line.',
+            content: {
+              'application/x-ndjson': { schema: { type: 'string' } },
+              'text/csv': { schema: { type: 'string' } },
+            },
+          },
+        },
       },
     },
     async (req, reply) => {

@@ -198,7 +198,9 @@ function givenAttributesOf(item: ProvisionItem, existing: UserRow | undefined): 
 
 function statusOf(current: UserStatus | undefined, active: boolean | undefined, explicit?: UserStatus): UserStatus {
   if (explicit !== undefined) return explicit;
-  if (active === false) return 'deactivated';
+  // `active: false` asks for a user who cannot sign in: one suspended or locked already is that, and
+  // keeps the state an administrator gave it (a SCIM PATCH of another attribute sends it back).
+  if (active === false) return current === undefined || current === 'active' ? 'deactivated' : current;
   if (current === undefined) return 'active';
   if (active === true && current === 'deactivated') return 'active';
   return current;

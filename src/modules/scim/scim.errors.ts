@@ -123,7 +123,9 @@ function scimDetailOf(error: AppError): string {
   if (uniqueness) return uniqueness;
   if (error.code === 'unsupported_media_type') return MEDIA_TYPE_DETAIL;
   if (!error.errors?.length) return error.message;
-  const fields = error.errors.map((e) => `${SCIM_NAME_OF_FIELD[e.field] ?? e.field}: ${e.message}`).join('; ');
+  const fields = error.errors
+    .map((e) => `${Object.hasOwn(SCIM_NAME_OF_FIELD, e.field) ? SCIM_NAME_OF_FIELD[e.field] : e.field}: ${e.message}`)
+    .join('; ');
   // The core's validation message is itself the list of fields, in column names: said again here.
   return error.code === 'validation_failed' ? `The request is not valid. ${fields}` : `${error.message} ${fields}`;
 }

@@ -88,6 +88,14 @@ const ListQueryString = {
     excludedAttributes: { type: 'string' },
   },
 } as const;
+/** One resource: only the projection applies (RFC 7644 §3.4.2.5); paging and filters are the lists'. */
+const ResourceQueryString = {
+  type: 'object',
+  properties: {
+    attributes: ListQueryString.properties.attributes,
+    excludedAttributes: ListQueryString.properties.excludedAttributes,
+  },
+} as const;
 const USER_LIST = listResponseOf(ScimUser);
 const GROUP_LIST = listResponseOf(ScimGroup);
 const IdParams = { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] } as const;
@@ -504,13 +512,13 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         documentedResponse: { 200: scimAnswer('The user.', ScimUser), 304: NOT_MODIFIED },
         tags: TAGS,
         params: IdParams,
-        querystring: ListQueryString,
+        querystring: ResourceQueryString,
       },
     },
     async (request, reply) => {
       const organizationId = scimOrganizationOf(request.actor);
       const user = await findScimUser(db, organizationId, (request.params as { id: string }).id);
-      if (notModified(request, userVersion(user))) return reply.code(304).send();
+      if (notModified(request, userVersion(user))) return reply.code(304).header('etag', userVersion(user)).send();
       const q = listQueryOf(request.query as Record<string, unknown>);
       const resource = await scimUserResource(db, organizationId, user, baseUrl);
       reply.header('etag', userVersion(user));
@@ -649,13 +657,13 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         documentedResponse: { 200: scimAnswer('The group.', ScimGroup), 304: NOT_MODIFIED },
         tags: TAGS,
         params: IdParams,
-        querystring: ListQueryString,
+        querystring: ResourceQueryString,
       },
     },
     async (request, reply) => {
       const organizationId = scimOrganizationOf(request.actor);
       const group = await findScimGroup(db, organizationId, (request.params as { id: string }).id);
-      if (notModified(request, groupVersion(group))) return reply.code(304).send();
+      if (notModified(request, groupVersion(group))) return reply.code(304).header('etag', groupVersion(group)).send();
       const q = listQueryOf(request.query as Record<string, unknown>);
       reply.header('etag', groupVersion(group));
       return projection(q.attributes, q.excludedAttributes).apply(toScimGroup(group, baseUrl));

@@ -29,7 +29,8 @@ export interface ScimUserFields {
   email: string;
   firstName: string;
   lastName: string;
-  active: boolean;
+  /** Absent (or null): the status stays as it is; a new user is active. */
+  active: boolean | undefined;
   scimExternalId: string | null;
   /** attributes.scim */
   scim: Record<string, unknown>;
@@ -380,7 +381,7 @@ export function fromScimUser(input: unknown): ScimUserFields {
     }
     if (Object.keys(enterprise).length > 0) scim.enterprise = enterprise;
   }
-  return { username, email, firstName, lastName, active: active !== false, scimExternalId: externalId, scim };
+  return { username, email, firstName, lastName, active, scimExternalId: externalId, scim };
 }
 
 const scimText = (...path: string[]) => sql`(${users.attributes} #>> ${sql.raw(`'{scim,${path.join(',')}}'`)})`;

@@ -243,6 +243,62 @@ describe('SCIM Users', () => {
       'if-none-match': replaced.json().meta.version,
     });
     expect(fresh.statusCode).toBe(304);
+    // RFC 7232 §4.1: a 304 names the ETag a 200 would.
+    expect(fresh.headers.etag).toBe(replaced.json().meta.version);
+  });
+
+  it('keeps a status no write asked to change: suspended or locked stay so, a deactivated user stays deactivated', async () => {
+    const { scim } = await scimClient(t);
+    const admin = await superuserClient(t);
+    const status = async (id: string) => (await admin.get(`/api/v1/users/${id}/`)).json().status;
+    for (const held of ['suspended', 'locked'] as const) {
+      const created = (await scim('POST', '/Users', newUser())).json();
+      expect((await admin.patch(`/api/v1/users/${created.id}/`, { status: held })).statusCode).toBe(200);
+      const patched = await scim('PATCH', `/Users/${created.id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', path: 'title', value: 'Analyst' }],
+      });
+      expect(patched.statusCode, patched.body).toBe(200);
+      expect(patched.json()).toMatchObject({ title: 'Analyst', active: false });
+      expect(await status(created.id)).toBe(held);
+      // Deactivating one who cannot sign in already keeps the state an administrator chose.
+      const off = await scim('PATCH', `/Users/${created.id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', path: 'active', value: false }],
+      });
+      expect(off.statusCode, off.body).toBe(200);
+      expect(await status(created.id)).toBe(held);
+    }
+
+    const off = (await scim('POST', '/Users', newUser({ active: false }))).json();
+    expect(await status(off.id)).toBe('deactivated');
+    const { active: _active, ...withoutActive } = newUser({ userName: off.userName, externalId: off.externalId });
+    const put = await scim('PUT', `/Users/${off.id}`, withoutActive);
+    expect(put.statusCode, put.body).toBe(200);
+    expect(put.json().active).toBe(false);
+    const removed = await scim('PATCH', `/Users/${off.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'remove', path: 'active' }],
+    });
+    expect(removed.statusCode, removed.body).toBe(200);
+    expect(await status(off.id)).toBe('deactivated');
+    // Asked for, it comes back.
+    const on = await scim('PATCH', `/Users/${off.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'active', value: true }],
+    });
+    expect(on.json().active).toBe(true);
+    expect(await status(off.id)).toBe('active');
+  });
+
+  it('names a field called like an Object built-in as itself in an error, not as the built-in', async () => {
+    const { scim } = await scimClient(t);
+    for (const key of ['toString', 'hasOwnProperty', 'constructor']) {
+      const res = await scim('POST', '/Users', { ...newUser(), [key]: 'a\u0000b' });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json().detail).toContain(key);
+      expect(res.json().detail).not.toContain('native code');
+    }
   });
 
   it('lets only one of two writes carrying the same If-Match through; the other answers 412', async () => {

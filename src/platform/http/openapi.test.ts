@@ -184,6 +184,21 @@ describe('OpenAPI documentation', () => {
     await check('GET', `/Schemas/${listed.Resources[0].id}`, '/scim/v2/Schemas/{id}');
   });
 
+  it('documents a success answer for every read, and only the parameters a single SCIM resource reads', async () => {
+    const doc = (await t.request({ method: 'GET', url: '/api/openapi.json' })).json() as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown>; parameters?: { name: string }[] }>>;
+    };
+    for (const [path, operations] of Object.entries(doc.paths)) {
+      const read = operations.get;
+      if (read) expect(Object.keys(read.responses).filter((s) => /^[23]/.test(s)), `GET ${path}`).not.toEqual([]);
+    }
+    expect(Object.keys(doc.paths['/api/v1/activities/export/']?.get?.responses['200'] ?? {})).toContain('content');
+    for (const path of ['/scim/v2/Users/{id}', '/scim/v2/Groups/{id}']) {
+      const names = (doc.paths[path]?.get?.parameters ?? []).map((p) => p.name).sort();
+      expect(names, path).toEqual(['attributes', 'excludedAttributes', 'id']);
+    }
+  });
+
   it('serves the interactive documentation page', async () => {
     const res = await t.request({ method: 'GET', url: '/api/docs' });
     const page = res.statusCode === 302 ? await t.request({ method: 'GET', url: res.headers.location as string }) : res;
