@@ -85,11 +85,29 @@ export async function usersBeyondCeiling(
   if (ceiling.isSuperuser || userIds.length === 0) return [];
   const rows = await queryRows<{ id: string; is_superuser: boolean }>(
     db,
-    sql`
-    select u.id, u.is_superuser
-    from users u
-    where u.id = any(${sql.param(userIds)}::uuid[])
-      and (u.is_superuser or exists (
+    sql`select u.id, u.is_superuser from users u where u.id = any(${sql.param(userIds)}::uuid[]) and ${beyond(ceiling)}`,
+  );
+  return rows.map((r) => ({ id: r.id, isSuperuser: r.is_superuser }));
+}
+
+/**
+ * Whether anyone holding the role `roleId` is beyond `ceiling` (as `usersBeyondCeiling` judges): a
+ * change to the role, or its deletion, changes what they hold, which the caller may then not do.
+ * Stops at the first such holder.
+ */
+export async function roleHeldBeyondCeiling(db: DbOrTx, ceiling: EffectiveAccess, roleId: string): Promise<boolean> {
+  if (ceiling.isSuperuser) return false;
+  const rows = await queryRows<{ id: string }>(
+    db,
+    sql`select u.id from user_roles held join users u on u.id = held.user_id
+        where held.role_id = ${roleId} and ${beyond(ceiling)} limit 1`,
+  );
+  return rows.length > 0;
+}
+
+/** The condition on `u` (a users row) that it is beyond `ceiling`. */
+function beyond(ceiling: EffectiveAccess) {
+  return sql`(u.is_superuser or exists (
         select 1
         from user_roles ur
         join roles r on r.id = ur.role_id
@@ -111,9 +129,7 @@ export async function usersBeyondCeiling(
               where rm.role_id = r.id and m.code <> all(${sql.param([...ceiling.modules.keys()])}::text[])
             )
           )
-      ))`,
-  );
-  return rows.map((r) => ({ id: r.id, isSuperuser: r.is_superuser }));
+      ))`;
 }
 
 /**

@@ -750,6 +750,50 @@ describe('assignments and effective permissions', () => {
     }
   });
 
+  it('refuses a change or deletion of a role one of whose holders is more powerful than the caller', async () => {
+    const role = async (name: string, level: number, permissions: string[]) => {
+      const code = unique(`${name.replace(/ /g, '_')}_`).replace(/-/g, '_');
+      const res = await root.post('/api/v1/roles/', {
+        code,
+        name,
+        level,
+        organization: orgA.code,
+        permissions,
+        modules: [],
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json().id as string;
+    };
+    const managerRole = await role('Role manager', 5, ['roles.manage', 'roles.view', 'users.view']);
+    const manager = await seedUser(t, orgA.id);
+    const managerRoleCode = (await root.get(`/api/v1/roles/${managerRole}/`)).json().code as string;
+    await grantRole(t, manager, managerRoleCode);
+    const asManager = await loginAs(t, manager);
+    const ops = await role('Ops', 5, ['users.view']);
+    const opsCode = (await root.get(`/api/v1/roles/${ops}/`)).json().code as string;
+    // Held by an organization admin (level 1): the manager may not take it from them, nor change it.
+    const admin = await seedUser(t, orgA.id);
+    await grantRole(t, admin, 'org_admin');
+    await grantRole(t, admin, opsCode);
+    expect((await asManager.delete(`/api/v1/users/${admin.id}/roles/${opsCode}/`)).json().code).toBe(
+      'delegation_ceiling',
+    );
+    for (const change of [{ permissions: [] }, { level: 9 }]) {
+      const res = await asManager.patch(`/api/v1/roles/${ops}/`, change);
+      expect(res.statusCode, res.body).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'delegation_ceiling', errors: [{ field: 'role' }] });
+    }
+    expect((await asManager.delete(`/api/v1/roles/${ops}/`)).json().code).toBe('delegation_ceiling');
+    const kept = (await root.get(`/api/v1/roles/${ops}/`)).json();
+    expect(kept).toMatchObject({ level: 5, permissions: ['users.view'] });
+    // Held by no one more powerful, the same role is the manager's to change and delete.
+    const other = await role('Other', 5, ['users.view']);
+    const otherCode = (await root.get(`/api/v1/roles/${other}/`)).json().code as string;
+    await grantRole(t, await seedUser(t, orgA.id), otherCode);
+    expect((await asManager.patch(`/api/v1/roles/${other}/`, { permissions: [] })).statusCode).toBe(200);
+    expect((await asManager.delete(`/api/v1/roles/${other}/`)).statusCode).toBe(204);
+  });
+
   it('shows a superuser every active permission', async () => {
     const { create } = await seedCatalog();
     const mine = (await root.get('/api/v1/users/profile/permissions/')).json();

@@ -9,7 +9,7 @@ import { organizations } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
 import { users } from '../users/users.table.js';
-import { accessOfCaller, assertMayManageUser, assertWithinCeiling } from './delegation.js';
+import { accessOfCaller, assertMayManageUser, assertWithinCeiling, roleHeldBeyondCeiling } from './delegation.js';
 import { type EffectiveAccess, roleChanged, userRolesChanged } from './effective-access.js';
 import { rbacErrors } from './rbac.errors.js';
 import type { AssignRoleInput, CreateRoleInput, UpdateRoleInput } from './rbac.schemas.js';
@@ -313,6 +313,7 @@ export async function updateRole(
       (input.level !== undefined && input.level !== current.level) ||
       (input.description !== undefined && input.description !== current.description);
     if (!grantsChanged && !othersChanged) return;
+    await assertHoldersWithinCeiling(tx, caller, current.id);
     await tx
       .update(roles)
       .set({
@@ -348,6 +349,16 @@ export async function updateRole(
   return findRole(db, id, undefined);
 }
 
+/**
+ * A role's change or deletion is a change to what its holders hold: refused, as removing the role
+ * from them would be, when one of them is more powerful than the caller.
+ */
+async function assertHoldersWithinCeiling(tx: DbOrTx, caller: EffectiveAccess, roleId: string): Promise<void> {
+  if (await roleHeldBeyondCeiling(tx, caller, roleId)) {
+    throw rbacErrors.aboveCeiling('role', 'Someone holding this role holds a role or grants beyond your own.');
+  }
+}
+
 export async function deleteRole(db: Db, actor: UserActor, id: string): Promise<void> {
   const caller = await accessOfCaller(db, actor);
   await db.transaction(async (tx) => {
@@ -358,6 +369,7 @@ export async function deleteRole(db: Db, actor: UserActor, id: string): Promise<
       permissions: current.permissionCodes,
       modules: current.moduleCodes,
     });
+    await assertHoldersWithinCeiling(tx, caller, current.id);
     // Before the delete takes the assignments: the holders lose a SCIM group.
     if (current.organizationId !== null) await groupsOfUsersChanged(tx, holdersOf(tx, current.id));
     // The role's row first, as its deletion would lock it (after the users, as an assignment does):
