@@ -1,6 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { LOWEST_MIN_LENGTH } from '../../platform/crypto/password-policy.js';
 import { AppError, fieldErrorsFromValidation, readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { linearRegExp, UnsupportedPatternError } from '../../platform/linear-regexp.js';
@@ -122,7 +123,7 @@ export const CreateTypedUserBody = Type.Object({
   username: Type.Optional(Username),
   first_name: Type.Optional(Name),
   last_name: Type.Optional(Name),
-  password: Type.Optional(Type.String({ minLength: 10, maxLength: 1024 })),
+  password: Type.Optional(Type.String({ minLength: LOWEST_MIN_LENGTH, maxLength: 1024 })),
   organization: Type.Optional(
     Type.String({
       minLength: 1,

@@ -1,4 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { LOWEST_MIN_LENGTH } from '../../platform/crypto/password-policy.js';
 import { readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import type { UserWithOrganization } from './users.queries.js';
@@ -37,10 +38,13 @@ const UserType = Type.String({
   pattern: readablePattern('^[a-z][a-z0-9_]*$', 'Use lower-case letters, digits and _, starting with a letter.'),
 });
 const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form profile data.' });
+// The schema holds the floor any organization may set; the organization's own minimum (default 10)
+// is applied with the rest of its password policy.
 const Password = Type.String({
-  minLength: 10,
+  minLength: LOWEST_MIN_LENGTH,
   maxLength: 1024,
-  description: 'Stored as an argon2id hash, never returned.',
+  description:
+    "Stored as an argon2id hash, never returned. At least the organization's `password_min_length` (default 10).",
 });
 /**
  * An identity provider's subject (seed 000's keycloak_id), the provisioning upsert key. Seed 000's

@@ -33,6 +33,55 @@ describe('users admin API', () => {
   });
   afterAll(() => t.close());
 
+  it("holds passwords set by an administrator to the organization's password_min_length, also below the default", async () => {
+    const lenient = await seedOrganization(t);
+    const settings = await admin.patch(`/api/v1/organizations/${lenient.code}/`, {
+      settings: { password_min_length: 8 },
+    });
+    expect(settings.statusCode, settings.body).toBe(200);
+    const strict = await seedOrganization(t);
+    const nine = 'Zq7#kLm2w';
+    const created = await admin.post('/api/v1/users/', {
+      email: `${unique()}@example.com`,
+      password: nine,
+      organization: lenient.code,
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    expect((await admin.patch(`/api/v1/users/${created.json().id}/`, { password: `${nine}!` })).statusCode).toBe(200);
+    const refused = await admin.post('/api/v1/users/', {
+      email: `${unique()}@example.com`,
+      password: nine,
+      organization: strict.code,
+    });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json()).toMatchObject({ code: 'password_too_weak', errors: [{ field: 'password' }] });
+    // Seven characters are below what any organization may allow: refused by the schema.
+    const seven = await admin.post('/api/v1/users/', {
+      email: `${unique()}@example.com`,
+      password: 'Zq7#kLm',
+      organization: lenient.code,
+    });
+    expect(seven.json()).toMatchObject({ status: 400, errors: [{ field: 'password' }] });
+
+    const code = unique('coach').replace(/-/g, '');
+    const type = await admin.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'Coach', schema: { type: 'object' } });
+    expect(type.statusCode, type.body).toBe(201);
+    const typed = await admin.post(`/api/v1/users/${code}s/`, {
+      email: `${unique()}@example.com`,
+      password: nine,
+      organization: lenient.code,
+      profile: {},
+    });
+    expect(typed.statusCode, typed.body).toBe(201);
+    const typedStrict = await admin.post(`/api/v1/users/${code}s/`, {
+      email: `${unique()}@example.com`,
+      password: nine,
+      organization: strict.code,
+      profile: {},
+    });
+    expect(typedStrict.json()).toMatchObject({ code: 'password_too_weak', errors: [{ field: 'password' }] });
+  });
+
   it('refuses an administrator taking their own account out of use (403 own_account); another may', async () => {
     const org = await seedOrganization(t);
     const orgAdmin = await clientWithRole(t, org.id, 'org_admin');

@@ -8,7 +8,7 @@ export interface PasswordPolicy {
 
 export const DEFAULT_PASSWORD_MIN_LENGTH = 10;
 /** NIST SP 800-63B §5.1.1.2: memorized secrets are at least 8 characters; no setting goes below. */
-const LOWEST_MIN_LENGTH = 8;
+export const LOWEST_MIN_LENGTH = 8;
 const HIGHEST_MIN_LENGTH = 128;
 // A local part or username shorter than this would refuse half of all passwords by containment.
 const MIN_PERSONAL_LENGTH = 3;
