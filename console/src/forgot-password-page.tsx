@@ -1,14 +1,10 @@
-import { Alert, Button, Link, TextField, Typography } from '@mui/material';
-import { type FormEvent, useState } from 'react';
-import { HttpError } from 'react-admin';
+import { Alert, Button, Link, Typography } from '@mui/material';
 import { Link as RouterLink } from 'react-router-dom';
-import { api, type Problem } from './http';
+import { EmailLinkFields, useEmailLinkRequest } from './email-link-request';
 import { PublicPage, SignInButton } from './public-page';
 
 /** The one answer to every accepted request: whether an account uses the address is never told. */
 const SENT = 'If an account uses this address, a link is on its way.';
-
-type FieldErrors = { email?: string; organization?: string };
 
 /**
  * Where a person who forgot their password, or whose link is spent, asks for a new link. The server
@@ -16,39 +12,7 @@ type FieldErrors = { email?: string; organization?: string };
  * the page adds nothing that could tell one address from another.
  */
 export function ForgotPasswordPage() {
-  const [sent, setSent] = useState(false);
-  const [fieldErrors, setFieldErrors] = useState<FieldErrors>({});
-  const [formError, setFormError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-
-  async function submit(event: FormEvent<HTMLFormElement>) {
-    event.preventDefault();
-    const form = new FormData(event.currentTarget);
-    const email = String(form.get('email') ?? '').trim();
-    const organization = String(form.get('organization') ?? '').trim();
-    setFieldErrors({});
-    setFormError(undefined);
-    setBusy(true);
-    try {
-      // An empty code means every organization, which the API says by leaving the field out.
-      const body: Record<string, string> = { email };
-      if (organization) body.organization = organization;
-      await api('/api/v1/users/password-reset/', { method: 'POST', body, unchecked: true });
-      setSent(true);
-    } catch (err) {
-      const problem = err instanceof HttpError ? (err.body as Problem | undefined) : undefined;
-      const errors: FieldErrors = {};
-      for (const e of problem?.errors ?? []) {
-        if (e.field === 'email' || e.field === 'organization') errors[e.field] ??= e.message;
-      }
-      if (err instanceof HttpError && err.status === 429) setFormError('Too many requests. Try again later.');
-      else if (errors.email || errors.organization) setFieldErrors(errors);
-      // Not about the address (the server or the network failed): nothing was queued, so say so.
-      else setFormError(`The request could not be sent: ${(err as Error).message}. Try again later.`);
-    } finally {
-      setBusy(false);
-    }
-  }
+  const { sent, setSent, fieldErrors, formError, busy, submit } = useEmailLinkRequest('/api/v1/users/password-reset/');
 
   if (sent) {
     return (
@@ -71,28 +35,7 @@ export function ForgotPasswordPage() {
       </Typography>
       {/* noValidate: the server judges the address, and its answer is shown under the field. */}
       <form onSubmit={submit} aria-label="Ask for a password reset link" noValidate>
-        <TextField
-          id="forgot-email"
-          name="email"
-          label="Email"
-          type="email"
-          autoComplete="email"
-          autoFocus
-          required
-          fullWidth
-          margin="normal"
-          error={Boolean(fieldErrors.email)}
-          helperText={fieldErrors.email}
-        />
-        <TextField
-          id="forgot-organization"
-          name="organization"
-          label="Organization code (optional)"
-          fullWidth
-          margin="normal"
-          error={Boolean(fieldErrors.organization)}
-          helperText={fieldErrors.organization ?? 'Only when the address is used in several organizations'}
-        />
+        <EmailLinkFields idPrefix="forgot" fieldErrors={fieldErrors} autoFocus />
         {formError && <Alert severity="error">{formError}</Alert>}
         <Button type="submit" variant="contained" fullWidth disabled={busy} sx={{ mt: 2 }}>
           Send the link

@@ -1,12 +1,8 @@
-import { Alert, Button, TextField, Typography } from '@mui/material';
-import { type FormEvent, useState } from 'react';
-import { HttpError } from 'react-admin';
-import { api, type Problem } from './http';
+import { Alert, Button, Typography } from '@mui/material';
+import { EmailLinkFields, useEmailLinkRequest } from './email-link-request';
 
 /** The one answer to every accepted request: whether an account uses the address is never told. */
 const SENT = 'If an unverified account uses this address, a new link is on its way.';
-
-type FieldErrors = { email?: string; organization?: string };
 
 /**
  * Asks for a new verification link, where a spent one leaves the person. The token names nobody the
@@ -15,39 +11,9 @@ type FieldErrors = { email?: string; organization?: string };
  * tell one address from another.
  */
 export function ResendVerificationForm() {
-  const [sent, setSent] = useState(false);
-  const [fieldErrors, setFieldErrors] = useState<FieldErrors>({});
-  const [formError, setFormError] = useState<string>();
-  const [busy, setBusy] = useState(false);
-
-  async function submit(event: FormEvent<HTMLFormElement>) {
-    event.preventDefault();
-    const form = new FormData(event.currentTarget);
-    const email = String(form.get('email') ?? '').trim();
-    const organization = String(form.get('organization') ?? '').trim();
-    setFieldErrors({});
-    setFormError(undefined);
-    setBusy(true);
-    try {
-      // An empty code means every organization, which the API says by leaving the field out.
-      const body: Record<string, string> = { email };
-      if (organization) body.organization = organization;
-      await api('/api/v1/users/verify-email/resend/', { method: 'POST', body, unchecked: true });
-      setSent(true);
-    } catch (err) {
-      const problem = err instanceof HttpError ? (err.body as Problem | undefined) : undefined;
-      const errors: FieldErrors = {};
-      for (const e of problem?.errors ?? []) {
-        if (e.field === 'email' || e.field === 'organization') errors[e.field] ??= e.message;
-      }
-      if (err instanceof HttpError && err.status === 429) setFormError('Too many requests. Try again later.');
-      else if (errors.email || errors.organization) setFieldErrors(errors);
-      // Not about the address (the server or the network failed): nothing was queued, so say so.
-      else setFormError(`The request could not be sent: ${(err as Error).message}. Try again later.`);
-    } finally {
-      setBusy(false);
-    }
-  }
+  const { sent, setSent, fieldErrors, formError, busy, submit } = useEmailLinkRequest(
+    '/api/v1/users/verify-email/resend/',
+  );
 
   if (sent) {
     return (
@@ -72,27 +38,7 @@ export function ResendVerificationForm() {
       </Typography>
       {/* noValidate: the server judges the address, and its answer is shown under the field. */}
       <form onSubmit={submit} aria-label="Ask for a new verification link" noValidate>
-        <TextField
-          id="resend-email"
-          name="email"
-          label="Email"
-          type="email"
-          autoComplete="email"
-          required
-          fullWidth
-          margin="normal"
-          error={Boolean(fieldErrors.email)}
-          helperText={fieldErrors.email}
-        />
-        <TextField
-          id="resend-organization"
-          name="organization"
-          label="Organization code (optional)"
-          fullWidth
-          margin="normal"
-          error={Boolean(fieldErrors.organization)}
-          helperText={fieldErrors.organization ?? 'Only when the address is used in several organizations'}
-        />
+        <EmailLinkFields idPrefix="resend" fieldErrors={fieldErrors} />
         {formError && <Alert severity="error">{formError}</Alert>}
         <Button type="submit" variant="contained" fullWidth disabled={busy} sx={{ mt: 2 }}>
           Send a new link
