@@ -64,7 +64,12 @@ describe('users admin API', () => {
     expect(seven.json()).toMatchObject({ status: 400, errors: [{ field: 'password' }] });
 
     const code = unique('coach').replace(/-/g, '');
-    const type = await admin.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'Coach', schema: { type: 'object' } });
+    const type = await admin.post('/api/v1/user-types/', {
+      code,
+      plural: `${code}s`,
+      label: 'Coach',
+      schema: { type: 'object' },
+    });
     expect(type.statusCode, type.body).toBe(201);
     const typed = await admin.post(`/api/v1/users/${code}s/`, {
       email: `${unique()}@example.com`,

@@ -190,7 +190,11 @@ describe('OpenAPI documentation', () => {
     };
     for (const [path, operations] of Object.entries(doc.paths)) {
       const read = operations.get;
-      if (read) expect(Object.keys(read.responses).filter((s) => /^[23]/.test(s)), `GET ${path}`).not.toEqual([]);
+      if (read)
+        expect(
+          Object.keys(read.responses).filter((s) => /^[23]/.test(s)),
+          `GET ${path}`,
+        ).not.toEqual([]);
     }
     expect(Object.keys(doc.paths['/api/v1/activities/export/']?.get?.responses['200'] ?? {})).toContain('content');
     for (const path of ['/scim/v2/Users/{id}', '/scim/v2/Groups/{id}']) {
