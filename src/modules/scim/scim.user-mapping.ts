@@ -372,7 +372,9 @@ export function fromScimUser(input: unknown): ScimUserFields {
     }
     // Entra ID sends a manager set by a PATCH path as the bare id rather than `{ value }`.
     if (typeof ext.manager === 'string') {
-      if (ext.manager !== '') enterprise.manager = { value: ext.manager };
+      // Held to the limits of the object form's value: stored unchecked, it failed every later write.
+      const value = optionalString(ext, 'manager', 'manager.value');
+      if (value) enterprise.manager = { value };
     } else if (ext.manager !== undefined && ext.manager !== null) {
       if (!isObject(ext.manager)) throw scimErrors.invalidValue('"manager" must be an object or an id.');
       const manager = caseless(ext.manager);

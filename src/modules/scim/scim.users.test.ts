@@ -291,6 +291,29 @@ describe('SCIM Users', () => {
     expect(await status(off.id)).toBe('active');
   });
 
+  it('holds a manager sent as a bare id to the length of any other value, so later writes never trip on it', async () => {
+    const { scim } = await scimClient(t);
+    const long = 'a'.repeat(1025);
+    const created = await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager: long } }));
+    expect(created.statusCode).toBe(400);
+    expect(created.json()).toMatchObject({
+      scimType: 'invalidValue',
+      detail: expect.stringContaining('manager.value'),
+    });
+    const user = (await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager: 'boss-1' } }))).json();
+    expect(user[ENTERPRISE].manager).toMatchObject({ value: 'boss-1' });
+    const patched = await scim('PATCH', `/Users/${user.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: `${ENTERPRISE}:manager`, value: long }],
+    });
+    expect(patched.statusCode).toBe(400);
+    const off = await scim('PATCH', `/Users/${user.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'active', value: false }],
+    });
+    expect(off.statusCode, off.body).toBe(200);
+  });
+
   it('names a field called like an Object built-in as itself in an error, not as the built-in', async () => {
     const { scim } = await scimClient(t);
     for (const key of ['toString', 'hasOwnProperty', 'constructor']) {
