@@ -794,6 +794,19 @@ describe('assignments and effective permissions', () => {
     expect((await asManager.delete(`/api/v1/roles/${other}/`)).statusCode).toBe(204);
   });
 
+  it('assigns no role to a user of a deactivated organization (409), and removes one all the same', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    expect((await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'viewer' })).statusCode).toBe(201);
+    expect((await root.post(`/api/v1/organizations/${org.code}/deactivate/`, {})).statusCode).toBe(200);
+    const refused = await root.post(`/api/v1/users/${user.id}/roles/`, { role: 'org_admin' });
+    expect(refused.statusCode, refused.body).toBe(409);
+    expect(refused.json()).toMatchObject({ code: 'organization_inactive', errors: [{ field: 'organization' }] });
+    const held = (await root.get(`/api/v1/users/${user.id}/roles/`)).json();
+    expect(JSON.stringify(held)).not.toContain('org_admin');
+    expect((await root.delete(`/api/v1/users/${user.id}/roles/viewer/`)).statusCode).toBe(204);
+  });
+
   it('shows a superuser every active permission', async () => {
     const { create } = await seedCatalog();
     const mine = (await root.get('/api/v1/users/profile/permissions/')).json();

@@ -4,7 +4,8 @@ import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { cursorId, decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import { recordAudit } from '../activity/audit.js';
-import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { organizationErrors } from '../organizations/organizations.errors.js';
+import { findOrganizationByCode, holdActiveOrganization } from '../organizations/organizations.queries.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
@@ -642,6 +643,11 @@ export async function assignRole(
 ): Promise<{ assignment: Assignment; outcome: 'created' | 'updated' | 'unchanged' }> {
   const { target, role } = await authorizeAssignmentChange(db, actor, userId, input.role);
   return db.transaction(async (tx) => {
+    // A role is a write to its user: none lands in a deactivated organization (held to commit, as a
+    // login holds it, so a deactivation waits for this or refuses it). Removing one still goes on.
+    if (!(await holdActiveOrganization(tx, target.organizationId))) {
+      throw organizationErrors.inactive(target.organizationCode);
+    }
     await lockAssignment(tx, target.id, role, input.role);
     const held = await tx
       .select({ roleId: userRoles.roleId, isPrimary: userRoles.isPrimary })
