@@ -37,6 +37,20 @@ async function seedCatalog() {
   return { mod, create, view };
 }
 
+/** A role of organization A made by the superuser, with these permissions and no modules. */
+async function seedOrgRole(name: string, level: number, permissions: string[]) {
+  const res = await root.post('/api/v1/roles/', {
+    code: unique(`${name.replace(/ /g, '_')}_`).replace(/-/g, '_'),
+    name,
+    level,
+    organization: orgA.code,
+    permissions,
+    modules: [],
+  });
+  expect(res.statusCode, res.body).toBe(201);
+  return res.json() as { id: string; code: string };
+}
+
 beforeAll(async () => {
   t = await startTestApp();
   root = await superuserClient(t);
@@ -716,18 +730,8 @@ describe('assignments and effective permissions', () => {
 
   it('lists with ?assignable=true only the roles the caller may assign, as the assignment itself decides', async () => {
     const { create } = await seedCatalog();
-    const make = async (name: string, level: number, permissions: string[]) => {
-      const res = await root.post('/api/v1/roles/', {
-        code: unique(`${name}_`).replace(/-/g, '_'),
-        name,
-        level,
-        organization: orgA.code,
-        permissions,
-        modules: [],
-      });
-      expect(res.statusCode, res.body).toBe(201);
-      return res.json().code as string;
-    };
+    const make = async (name: string, level: number, permissions: string[]) =>
+      (await seedOrgRole(name, level, permissions)).code;
     const above = await make('Above', 0, []);
     const lacking = await make('Lacking', 500, [create]);
     const within = await make('Within', 500, []);
@@ -751,26 +755,11 @@ describe('assignments and effective permissions', () => {
   });
 
   it('refuses a change or deletion of a role one of whose holders is more powerful than the caller', async () => {
-    const role = async (name: string, level: number, permissions: string[]) => {
-      const code = unique(`${name.replace(/ /g, '_')}_`).replace(/-/g, '_');
-      const res = await root.post('/api/v1/roles/', {
-        code,
-        name,
-        level,
-        organization: orgA.code,
-        permissions,
-        modules: [],
-      });
-      expect(res.statusCode, res.body).toBe(201);
-      return res.json().id as string;
-    };
-    const managerRole = await role('Role manager', 5, ['roles.manage', 'roles.view', 'users.view']);
+    const managerRole = await seedOrgRole('Role manager', 5, ['roles.manage', 'roles.view', 'users.view']);
     const manager = await seedUser(t, orgA.id);
-    const managerRoleCode = (await root.get(`/api/v1/roles/${managerRole}/`)).json().code as string;
-    await grantRole(t, manager, managerRoleCode);
+    await grantRole(t, manager, managerRole.code);
     const asManager = await loginAs(t, manager);
-    const ops = await role('Ops', 5, ['users.view']);
-    const opsCode = (await root.get(`/api/v1/roles/${ops}/`)).json().code as string;
+    const { id: ops, code: opsCode } = await seedOrgRole('Ops', 5, ['users.view']);
     // Held by an organization admin (level 1): the manager may not take it from them, nor change it.
     const admin = await seedUser(t, orgA.id);
     await grantRole(t, admin, 'org_admin');
@@ -787,8 +776,7 @@ describe('assignments and effective permissions', () => {
     const kept = (await root.get(`/api/v1/roles/${ops}/`)).json();
     expect(kept).toMatchObject({ level: 5, permissions: ['users.view'] });
     // Held by no one more powerful, the same role is the manager's to change and delete.
-    const other = await role('Other', 5, ['users.view']);
-    const otherCode = (await root.get(`/api/v1/roles/${other}/`)).json().code as string;
+    const { id: other, code: otherCode } = await seedOrgRole('Other', 5, ['users.view']);
     await grantRole(t, await seedUser(t, orgA.id), otherCode);
     expect((await asManager.patch(`/api/v1/roles/${other}/`, { permissions: [] })).statusCode).toBe(200);
     expect((await asManager.delete(`/api/v1/roles/${other}/`)).statusCode).toBe(204);
