@@ -46,7 +46,11 @@ export async function main(options: { worker?: boolean } = {}): Promise<void> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((err) => {
+  // With arguments (`--help`, `apikey list`, `serve --no-worker`…) this file is the `gatehouse`
+  // command line rather than a server that ignores them.
+  const started =
+    process.argv.length > 2 ? import('./cli/index.js').then(({ runCli }) => runCli(process.argv)) : main();
+  started.catch((err) => {
     console.error('gatehouse: failed to start:', err instanceof Error ? err.message : err);
     process.exit(1);
   });

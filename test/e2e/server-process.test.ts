@@ -165,6 +165,27 @@ describe('the server process on the embedded database', () => {
   });
 });
 
+describe('the server entry point given arguments', () => {
+  it('answers `--help` with the command line usage and exits 0 without serving', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-e2e-help-'));
+    try {
+      const proc = run(['dist/main.js', '--help'], { DATA_DIR: dataDir, PORT: String(await freePort()) });
+      expect(await proc.exited(20_000)).toBe(0);
+      expect(proc.stdout()).toMatch(/^Usage: gatehouse/m);
+      expect(proc.stdout()).toMatch(/^\s+serve\b/m);
+      expect(proc.stderr()).toBe('');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an unknown command with a non-zero exit naming it', async () => {
+    const proc = run(['dist/main.js', 'serv'], {});
+    expect(await proc.exited(20_000)).not.toBe(0);
+    expect(proc.stderr()).toContain("unknown command 'serv'");
+  });
+});
+
 // Each case is its own short-lived process: they run side by side.
 describe.concurrent('start-up with a bad variable', () => {
   let dataDir: string;
