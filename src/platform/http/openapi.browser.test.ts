@@ -67,11 +67,9 @@ describe.skipIf(!hasChromium())(
       const seen = new Set<string>();
       for (let screen = 0; screen < 500; screen++) {
         for (const id of await page.locator('.opblock').evaluateAll((blocks) => blocks.map((b) => b.id))) seen.add(id);
-        const atEnd = await page.evaluate(() => {
-          const before = window.scrollY;
-          window.scrollBy(0, window.innerHeight / 2);
-          return window.scrollY === before;
-        });
+        const atEnd = await page.evaluate(
+          '(() => { const before = window.scrollY; window.scrollBy(0, window.innerHeight / 2); return window.scrollY === before; })()',
+        );
         if (atEnd) break;
         await page.waitForTimeout(30);
       }
