@@ -2,7 +2,7 @@
  * Users by reference: finding and listing the users a caller reaches, and deactivating one. The
  * scoping rules are those of the provisioning core (see provisioning.service.ts).
  */
-import { and, eq, getTableColumns } from 'drizzle-orm';
+import { and, eq, getTableColumns, or, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
@@ -73,6 +73,31 @@ export async function readUserRows(db: DbOrTx, ids: string[], organizationId?: s
     .from(byId)
     .innerJoin(organizations, eq(organizations.id, byId.organizationId))
     .where(organizationId ? eq(byId.organizationId, organizationId) : undefined) as Promise<UserRow[]>;
+}
+
+/**
+ * The users these ids and external ids name, locked until the caller's transaction ends, so the plan
+ * is made from the row as the last writer left it and no other write lands between plan and write
+ * (without it, two writes changing different fields each write the row back whole, and one is lost).
+ * FOR UPDATE rather than FOR NO KEY UPDATE: a write may change external_id or scim_external_id (keys
+ * a foreign key could use), which takes FOR UPDATE; upgrading to it while a login's session insert
+ * holds the row in key share, and that login then waits for this one's lock, would deadlock. One
+ * statement in id order, so writers locking several rows take them in the same order.
+ */
+export async function lockUserRows(db: DbOrTx, ids: string[], externalIds: string[]): Promise<UserRow[]> {
+  if (ids.length === 0 && externalIds.length === 0) return [];
+  return db
+    .select(withOrganization)
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(
+      or(
+        ids.length > 0 ? anyUuid(users.id, ids) : undefined,
+        externalIds.length > 0 ? sql`${users.externalId} = any(${sql.param(externalIds)}::text[])` : undefined,
+      ),
+    )
+    .orderBy(users.id)
+    .for('update', { of: users });
 }
 
 async function findUserByRef(db: DbOrTx, ref: UserRef, organizationId: string | undefined, lock = false) {

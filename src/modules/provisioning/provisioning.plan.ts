@@ -3,9 +3,9 @@
  * reaches, the row it will leave and its changes, and the unique values other users already hold.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { eq, or, type SQL, sql } from 'drizzle-orm';
+import { eq, type SQL, sql } from 'drizzle-orm';
 import { type DbOrTx, queryRows } from '../../platform/db/client.js';
-import { anyUuid, isUuid } from '../../platform/db/columns.js';
+import { isUuid } from '../../platform/db/columns.js';
 import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
@@ -28,7 +28,7 @@ import type { UserType } from '../user-types/user-types.table.js';
 import { normalizeUsername } from '../users/users.schemas.js';
 import { type UserStatus, users } from '../users/users.table.js';
 import { provisioningErrors } from './provisioning.errors.js';
-import { isSuperuserActor, readUserRows, type UserRow, withOrganization } from './provisioning.lookup.js';
+import { isSuperuserActor, lockUserRows, readUserRows, type UserRow, withOrganization } from './provisioning.lookup.js';
 import { CoreItemSchema } from './provisioning.schemas.js';
 import type { FieldChange, ProvisionedUser, ProvisionItem, ProvisionOptions } from './provisioning.service.js';
 
@@ -275,31 +275,6 @@ async function loadExisting(db: DbOrTx, items: ProvisionItem[], known: UserRow[]
     for (const row of rows) if (row.externalId !== null) byExternalId.set(row.externalId, row);
   }
   return { byId, byExternalId };
-}
-
-/**
- * The users these ids and external ids name, locked until the caller's transaction ends, so the plan
- * is made from the row as the last writer left it and no other write lands between plan and write
- * (without it, two writes changing different fields each write the row back whole, and one is lost).
- * FOR UPDATE rather than FOR NO KEY UPDATE: a write may change external_id or scim_external_id (keys
- * a foreign key could use), which takes FOR UPDATE; upgrading to it while a login's session insert
- * holds the row in key share, and that login then waits for this one's lock, would deadlock. One
- * statement in id order, so writers locking several rows take them in the same order.
- */
-async function lockUserRows(db: DbOrTx, ids: string[], externalIds: string[]): Promise<UserRow[]> {
-  if (ids.length === 0 && externalIds.length === 0) return [];
-  return db
-    .select(withOrganization)
-    .from(users)
-    .innerJoin(organizations, eq(organizations.id, users.organizationId))
-    .where(
-      or(
-        ids.length > 0 ? anyUuid(users.id, ids) : undefined,
-        externalIds.length > 0 ? sql`${users.externalId} = any(${sql.param(externalIds)}::text[])` : undefined,
-      ),
-    )
-    .orderBy(users.id)
-    .for('update', { of: users });
 }
 
 /**

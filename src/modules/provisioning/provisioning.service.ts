@@ -168,7 +168,11 @@ export interface ProvisionOptions {
    * into one organization whatever the actor's own (an import); by default the actor's organization.
    */
   call?: { organizationId: string | null; details?: Record<string, unknown> };
-  /** Users the caller has just read by id (`readUserRows`): planning takes them instead of reading them again. */
+  /**
+   * Users the caller has read by id and locked (`lockUserRows`) in the transaction it passes as `db`:
+   * planning takes them instead of reading them again. Rows read without the lock would be planned
+   * as they stood then, undoing any write committed since.
+   */
   known?: UserRow[];
 }
 
@@ -250,9 +254,9 @@ async function upsert(
   const events: AuditEvent[] = [];
   // Users are planned from their rows locked: a concurrent write of other fields commits first and is
   // planned upon, never undone. Bulk calls too (one statement per batch, in id order): the benchmark
-  // shows no cost per user. Not rows a caller read before the call (SCIM /Bulk): its items were
-  // made from them, so a lock taken here would come too late; one user's write reads afresh.
-  const lock = options.known === undefined || items.length === 1;
+  // shows no cost per user. Rows the caller passes as `known` it has locked already, in the
+  // transaction this call runs in (SCIM /Bulk made its items from them).
+  const lock = options.known === undefined;
   for (let i = 0; i < indexed.length; i += BATCH_SIZE) {
     const batch = indexed.slice(i, i + BATCH_SIZE);
     for (let attempt = 1; ; attempt++) {

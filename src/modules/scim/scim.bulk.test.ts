@@ -364,6 +364,25 @@ describe('SCIM Bulk', () => {
     expect((await other.scim('GET', `/Users/${foreign}`)).json().name.familyName).toBe('Before');
   });
 
+  it('answers 404 to a PATCH or PUT of an id that is no uuid, alone, in a batch with other users', async () => {
+    const { scim } = await scimClient(t);
+    const id = (await scim('POST', '/Users', { ...user(), name: { givenName: 'Ada', familyName: 'Before' } })).json()
+      .id as string;
+    const rename = { schemas: [PATCH], Operations: [{ op: 'replace', path: 'name.familyName', value: 'After' }] };
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        // 36 characters of a uuid's alphabet, but no uuid.
+        { method: 'PATCH', path: `/Users/${'-'.repeat(36)}`, data: rename },
+        { method: 'PUT', path: `/Users/${'a'.repeat(36)}`, data: user() },
+        { method: 'PATCH', path: `/Users/${id}`, data: rename },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().Operations.map((o: { status: string }) => o.status)).toEqual(['404', '404', '200']);
+    expect((await scim('GET', `/Users/${id}`)).json().name.familyName).toBe('After');
+  });
+
   it('refuses a malformed bulk request as a whole', async () => {
     const { scim } = await scimClient(t);
     for (const body of [

@@ -1,6 +1,8 @@
+import type { Db } from '../../platform/db/client.js';
+import { isUuid } from '../../platform/db/columns.js';
 import { forbiddenKeyIn } from '../../platform/http/json-body.js';
 import { bodyItemProblem } from '../../platform/http/text-guard.js';
-import { readUserRows, type UserRow } from '../provisioning/provisioning.lookup.js';
+import { lockUserRows, readUserRows, type UserRow } from '../provisioning/provisioning.lookup.js';
 import type { ProvisionItem } from '../provisioning/provisioning.service.js';
 import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
@@ -16,7 +18,8 @@ import { assertVersion, deleteScimUser } from './scim.users.js';
  * bulkId x, even one that comes later in the request (§3.7.2: the service provider MUST try to
  * resolve it); operations whose references form a cycle fail with 409 (§3.7.1). Results come back in request order. Consecutive user writes
  * (POST /Users, PUT and PATCH /Users/{id}) that reference no bulkId go to the provisioning core as
- * one set-based call, which is what makes a large bulk fast. With `failOnErrors` = n, processing
+ * one set-based call, which is what makes a large bulk fast, in one transaction holding the users
+ * they change locked from the version check to the write. With `failOnErrors` = n, processing
  * stops once n operations failed: a batch is first planned (the core's dry run), so operations
  * after the n-th error are never written.
  */
@@ -319,10 +322,20 @@ export async function scimBulk(ctx: WriteContext, body: unknown, baseUrl: string
 }
 
 /**
- * One set-based call for a run of user writes. Returns one result per operation performed; with
- * `allowed` errors left, it stops at the operation that uses up the allowance.
+ * One set-based call for a run of user writes, in one transaction. Returns one result per operation
+ * performed; with `allowed` errors left, it stops at the operation that uses up the allowance.
  */
-async function runUserBatch(
+function runUserBatch(
+  ctx: WriteContext,
+  batch: BulkOperation[],
+  ids: Map<string, string>,
+  baseUrl: string,
+  allowed: number | undefined,
+): Promise<BulkResult[]> {
+  return ctx.db.transaction((tx) => writeUserBatch({ ...ctx, db: tx as unknown as Db }, batch, ids, baseUrl, allowed));
+}
+
+async function writeUserBatch(
   ctx: WriteContext,
   batch: BulkOperation[],
   ids: Map<string, string>,
@@ -330,8 +343,20 @@ async function runUserBatch(
   allowed: number | undefined,
 ): Promise<BulkResult[]> {
   const existingIds = batch.flatMap((op) => (op.method === 'POST' ? [] : [op.path.split('/')[2] as string]));
-  // Read once: the core plans with these rows instead of reading them again.
-  const known = await readUserRows(ctx.db, existingIds.filter(isUuidLike), ctx.organizationId);
+  // The users PATCHed and PUT, locked to the end of the transaction (one statement, in id order): each
+  // version is checked (RFC 7644 §3.7: an operation's `version` is its If-Match), each patch applied
+  // and each row planned from the row as the last writer left it, and no other write lands before
+  // this one. They are found first by the read tuned for many ids (readUserRows), which also keeps
+  // rows of another organization from being locked at all. The core plans with the locked rows
+  // instead of reading them again.
+  const ours = await readUserRows(ctx.db, existingIds.filter(isUuid), ctx.organizationId);
+  const locked = await lockUserRows(
+    ctx.db,
+    ours.map((u) => u.id),
+    [],
+  );
+  // Users never change organization; a row deleted between the two reads is simply missing (404).
+  const known = locked.filter((u) => u.organizationId === ctx.organizationId);
   const current = new Map(known.map((u) => [u.id, u]));
   const prepared: ({ item: ProvisionItem } | { error: unknown })[] = batch.map((op) => {
     try {
@@ -374,10 +399,6 @@ async function runUserBatch(
       status: op.method === 'POST' ? '201' : '200',
     };
   });
-}
-
-function isUuidLike(id: string): boolean {
-  return /^[0-9a-f-]{36}$/i.test(id);
 }
 
 type CoreOutcome = { ok: true; id: string; updatedAt: Date } | { ok: false; error: unknown };
