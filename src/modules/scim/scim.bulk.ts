@@ -364,7 +364,7 @@ async function writeUserBatch(
       const id = (op.path.split('/')[2] as string).toLowerCase();
       const user = current.get(id);
       if (!user) throw scimErrors.notFound('User', id);
-      assertVersion(user, op.version);
+      assertVersion(user, { ifMatch: op.version });
       if (op.method === 'PUT') return { item: provisionItemOf(user, fromScimUser(op.data)) };
       return { item: provisionItemOf(user, patchedUserFields(user, readPatchBody(op.data), baseUrl)) };
     } catch (error) {
@@ -443,8 +443,8 @@ async function runOne(
   if (op.method !== 'POST' && id === undefined) throw scimErrors.invalidPath(`${op.method} needs /${type}/{id}.`);
   const target = id as string;
   if (op.method === 'DELETE') {
-    if (type === 'Users') await deleteScimUser(ctx, target, op.version);
-    else await deleteScimGroup(ctx, target, op.version);
+    if (type === 'Users') await deleteScimUser(ctx, target, { ifMatch: op.version });
+    else await deleteScimGroup(ctx, target, { ifMatch: op.version });
     return { ...base, location: `${baseUrl}/${type}/${target}`, status: '204' };
   }
   if (type === 'Groups') {
@@ -452,8 +452,8 @@ async function runOne(
       op.method === 'POST'
         ? await createScimGroup(ctx, data)
         : op.method === 'PUT'
-          ? await replaceScimGroup(ctx, target, data, op.version)
-          : await patchScimGroup(ctx, target, readPatchBody(data), op.version, baseUrl);
+          ? await replaceScimGroup(ctx, target, data, { ifMatch: op.version })
+          : await patchScimGroup(ctx, target, readPatchBody(data), { ifMatch: op.version }, baseUrl);
     if (op.bulkId) ids.set(op.bulkId, group.id);
     return {
       ...base,

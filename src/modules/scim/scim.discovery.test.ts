@@ -32,6 +32,44 @@ describe('SCIM discovery', () => {
     expect((await scim('GET', '/Schemas/urn:nope')).statusCode).toBe(404);
   });
 
+  it('describes the name parts and the sub-attributes of each multi-valued User attribute it keeps (RFC 7643 §4.1, §7)', async () => {
+    const { scim } = await scimClient(t);
+    type Attribute = { name: string; type: string; multiValued: boolean; subAttributes?: Attribute[] };
+    const user = (await scim('GET', '/Schemas/urn:ietf:params:scim:schemas:core:2.0:User')).json();
+    const byName = new Map<string, Attribute>(user.attributes.map((a: Attribute) => [a.name, a]));
+    const subs = (name: string) =>
+      Object.fromEntries((byName.get(name)?.subAttributes ?? []).map((a) => [a.name, a.type]));
+    expect(subs('name')).toEqual({
+      formatted: 'string',
+      familyName: 'string',
+      givenName: 'string',
+      middleName: 'string',
+      honorificPrefix: 'string',
+      honorificSuffix: 'string',
+    });
+    for (const name of ['phoneNumbers', 'ims', 'entitlements', 'roles']) {
+      expect(byName.get(name)?.multiValued, name).toBe(true);
+      expect(subs(name), name).toEqual({ value: 'string', display: 'string', type: 'string', primary: 'boolean' });
+    }
+    expect(subs('photos')).toEqual({ value: 'reference', display: 'string', type: 'string', primary: 'boolean' });
+    expect(subs('x509Certificates')).toEqual({
+      value: 'binary',
+      display: 'string',
+      type: 'string',
+      primary: 'boolean',
+    });
+    expect(subs('addresses')).toEqual({
+      formatted: 'string',
+      streetAddress: 'string',
+      locality: 'string',
+      region: 'string',
+      postalCode: 'string',
+      country: 'string',
+      type: 'string',
+      primary: 'boolean',
+    });
+  });
+
   it('refuses a filter on the discovery endpoints (RFC 7644 §4), so no client takes the full list as its matches', async () => {
     const { scim } = await scimClient(t);
     for (const path of ['/ResourceTypes', '/Schemas', '/ServiceProviderConfig']) {

@@ -63,7 +63,7 @@ type Attr = Record<string, unknown>;
 
 function attr(
   name: string,
-  type: 'string' | 'boolean' | 'complex' | 'reference' | 'dateTime',
+  type: 'string' | 'boolean' | 'complex' | 'reference' | 'dateTime' | 'binary',
   options: Partial<{
     multiValued: boolean;
     required: boolean;
@@ -91,10 +91,17 @@ function attr(
   };
 }
 
-const multiValue = (name: string, extra: Attr[] = []) =>
+/** RFC 7643 §2.4 "primary": true on one value at most; a second answers 400 invalidValue. */
+const primary = attr('primary', 'boolean', {
+  description: 'true on one value at most; more answer 400 invalidValue.',
+});
+
+/** A multi-valued attribute with the RFC 7643 §2.4 sub-attributes; `value` typed as §4.1.2 types it. */
+const multiValue = (name: string, value: Attr = attr('value', 'string')) =>
   attr(name, 'complex', {
     multiValued: true,
-    subAttributes: [attr('value', 'string'), attr('type', 'string'), attr('primary', 'boolean'), ...extra],
+    description: `${name}: sub-attributes other than these are dropped.`,
+    subAttributes: [value, attr('display', 'string'), attr('type', 'string'), primary],
   });
 
 export function schemas(baseUrl: string) {
@@ -115,10 +122,14 @@ export function schemas(baseUrl: string) {
           subAttributes: [
             attr('formatted', 'string', {
               mutability: 'readOnly',
-              description: 'givenName and familyName joined; a value sent (as Entra ID does) is ignored, not refused.',
+              description:
+                'honorificPrefix, givenName, middleName, familyName and honorificSuffix joined by spaces; a value sent (as Entra ID does) is ignored, not refused.',
             }),
             attr('familyName', 'string'),
             attr('givenName', 'string'),
+            attr('middleName', 'string'),
+            attr('honorificPrefix', 'string'),
+            attr('honorificSuffix', 'string'),
           ],
         }),
         attr('displayName', 'string'),
@@ -143,12 +154,16 @@ export function schemas(baseUrl: string) {
         }),
         multiValue('phoneNumbers'),
         multiValue('ims'),
-        multiValue('photos'),
+        multiValue('photos', attr('value', 'reference', { referenceTypes: ['external'] })),
         attr('addresses', 'complex', {
           multiValued: true,
-          subAttributes: ['formatted', 'streetAddress', 'locality', 'region', 'postalCode', 'country', 'type'].map(
-            (n) => attr(n, 'string'),
-          ),
+          description: 'addresses: sub-attributes other than these are dropped.',
+          subAttributes: [
+            ...['formatted', 'streetAddress', 'locality', 'region', 'postalCode', 'country', 'type'].map((n) =>
+              attr(n, 'string'),
+            ),
+            primary,
+          ],
         }),
         attr('groups', 'complex', {
           multiValued: true,
@@ -162,7 +177,7 @@ export function schemas(baseUrl: string) {
         }),
         multiValue('entitlements'),
         multiValue('roles'),
-        multiValue('x509Certificates'),
+        multiValue('x509Certificates', attr('value', 'binary', { description: 'A DER certificate, base64.' })),
       ],
       meta: meta(USER_SCHEMA),
     },

@@ -52,8 +52,16 @@ export const scimErrors = {
       'me_unsupported',
     ),
   notFound: (what: string, id: string) => new ScimError(404, undefined, `${what} ${id} not found.`, 'not_found'),
-  preconditionFailed: () =>
-    new ScimError(412, undefined, 'The resource changed: its version does not match If-Match.', 'precondition_failed'),
+  /** RFC 7232 §3.1 (If-Match holds no current version) or §3.2 (If-None-Match holds it, or `*`). */
+  preconditionFailed: (header: 'If-Match' | 'If-None-Match' = 'If-Match') =>
+    new ScimError(
+      412,
+      undefined,
+      header === 'If-Match'
+        ? 'The resource changed: its version does not match If-Match.'
+        : 'The resource is at a version If-None-Match names (or If-None-Match is *), so the request was not applied.',
+      'precondition_failed',
+    ),
   /** RFC 7644 §4: a filter on a discovery endpoint is refused, so no client takes the full list as its matches. */
   discoveryFilter: () =>
     new ScimError(

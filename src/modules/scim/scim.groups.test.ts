@@ -532,6 +532,9 @@ describe("SCIM Groups (the organization's roles)", () => {
     const cases: [unknown, string][] = [
       [{ op: 'replace', path: 'description', value: 'x' }, 'invalidPath'],
       [{ op: 'add', value: { owner: 'x' } }, 'invalidPath'],
+      // displayName has no sub-attributes (RFC 7644 §3.5.2).
+      [{ op: 'replace', path: 'displayName.x', value: 'x' }, 'invalidPath'],
+      [{ op: 'remove', path: 'externalId.value' }, 'invalidPath'],
       [{ op: 'replace', path: 'id', value: ada.id }, 'mutability'],
       [{ op: 'replace', path: 'meta', value: {} }, 'mutability'],
       [{ op: 'replace', path: `members[value eq "${ada.id}"].display`, value: 'Someone' }, 'mutability'],
@@ -665,5 +668,64 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect(added.json().detail).toMatch(/grants beyond the key's creator's/);
     const members = await t.database.db.select().from(userRoles).where(eq(userRoles.userId, keeper.id));
     expect(members).toHaveLength(1);
+  });
+  it('answers 412 to a GET whose If-Match is not the current version, and to writes whose If-None-Match is (RFC 7232)', async () => {
+    const { scim } = await scimClient(t);
+    const group = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: unique('g') })).json();
+    const url = `/Groups/${group.id}`;
+    const stale = 'W/"stale"';
+
+    const mismatch = await scim('GET', url, undefined, { 'if-match': stale });
+    expect(mismatch.statusCode).toBe(412);
+    expect(mismatch.json()).toMatchObject({ schemas: [ERROR], status: '412' });
+    expect((await scim('GET', url, undefined, { 'if-match': group.meta.version })).statusCode).toBe(200);
+    expect((await scim('GET', url, undefined, { 'if-none-match': group.meta.version })).statusCode).toBe(304);
+
+    const put = { schemas: [GROUP], displayName: unique('renamed') };
+    const patch = { schemas: [PATCH], Operations: [{ op: 'replace', path: 'displayName', value: unique('renamed') }] };
+    for (const ifNoneMatch of [group.meta.version, '*']) {
+      for (const [method, body] of [
+        ['PUT', put],
+        ['PATCH', patch],
+        ['DELETE', undefined],
+      ] as const) {
+        const res = await scim(method, url, body, { 'if-none-match': ifNoneMatch });
+        expect(res.statusCode, `${method} If-None-Match: ${ifNoneMatch}`).toBe(412);
+        expect(res.json()).toMatchObject({ schemas: [ERROR], status: '412' });
+      }
+    }
+    expect((await scim('GET', url)).json()).toMatchObject({ displayName: group.displayName, meta: group.meta });
+    expect((await scim('PUT', url, put, { 'if-none-match': stale })).statusCode).toBe(200);
+  });
+
+  it('shapes the group that POST, PUT and PATCH answer by attributes and excludedAttributes (RFC 7644 §3.9)', async () => {
+    const { org, scim } = await scimClient(t);
+    const ada = await seedUser(t, org.id);
+    const created = await scim('POST', '/Groups?attributes=displayName', {
+      schemas: [GROUP],
+      displayName: unique('g'),
+      members: [{ value: ada.id }],
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const { id, displayName } = created.json();
+    expect(created.json()).toEqual({ schemas: [GROUP], id, displayName });
+    expect(created.headers.location).toBe(`http://gatehouse.test/scim/v2/Groups/${id}`);
+
+    const put = await scim('PUT', `/Groups/${id}?excludedAttributes=members`, {
+      schemas: [GROUP],
+      displayName,
+      members: [{ value: ada.id }],
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    expect(put.json().members).toBeUndefined();
+    expect(put.json()).toMatchObject({ id, displayName, meta: { resourceType: 'Group' } });
+
+    const patched = await scim('PATCH', `/Groups/${id}?attributes=members.value`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'displayName', value: `${displayName}-2` }],
+    });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect(patched.json()).toEqual({ schemas: [GROUP], id, members: [{ value: ada.id }] });
+    expect(patched.headers.etag).toBe((await scim('GET', `/Groups/${id}`)).json().meta.version);
   });
 });

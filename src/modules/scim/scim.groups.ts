@@ -12,9 +12,9 @@ import { findRole, groupsOfUsersChanged, promotePrimaries } from '../rbac/roles.
 import { users } from '../users/users.table.js';
 import { requireSchema, scimErrors } from './scim.errors.js';
 import { type AttributeMap, compileFilter } from './scim.filter.js';
-import { applyPatch, type PatchOperation, type PatchSchema } from './scim.patch.js';
+import { applyPatch, META_ATTRIBUTE, type PatchOperation, type PatchSchema } from './scim.patch.js';
 import { caseless } from './scim.user-mapping.js';
-import { assertVersion, type ListQuery, type ListResult, orderOf } from './scim.users.js';
+import { assertVersion, type ListQuery, type ListResult, orderOf, type Preconditions } from './scim.users.js';
 
 /**
  * SCIM Groups are the organization's own roles (RFC 7643 §4.2 ↔ seed 002 roles). Members are the
@@ -50,7 +50,7 @@ export const GROUP_PATCH_SCHEMA: PatchSchema = {
   resourceType: 'Group',
   attributes: {
     id: { mutability: 'readOnly' },
-    meta: { mutability: 'readOnly' },
+    meta: META_ATTRIBUTE,
     schemas: { mutability: 'readOnly' },
     externalid: { mutability: 'readWrite' },
     displayname: { mutability: 'readWrite' },
@@ -447,13 +447,13 @@ export async function createScimGroup(ctx: GroupWriteContext, body: unknown): Pr
 async function rewriteGroup(
   ctx: GroupWriteContext,
   id: string,
-  ifMatch: string | undefined,
+  conditions: Preconditions,
   next: (current: GroupWithMembers) => GroupFields,
 ): Promise<GroupWithMembers> {
   const ceiling = await ceilingOf(ctx);
   await ctx.db.transaction(async (tx) => {
     const role = await findRoleRow(tx, ctx.organizationId, id, true);
-    assertVersion(role, ifMatch);
+    assertVersion(role, conditions);
     const members = await membersOf(tx, [role.id]);
     const fields = next({ ...role, members: members.get(role.id) ?? [] });
     const events: AuditEvent[] = [];
@@ -488,9 +488,9 @@ async function rewriteGroup(
 }
 
 /** PUT /Groups/{id}. */
-export function replaceScimGroup(ctx: GroupWriteContext, id: string, body: unknown, ifMatch: string | undefined) {
+export function replaceScimGroup(ctx: GroupWriteContext, id: string, body: unknown, conditions: Preconditions) {
   const fields = fromScimGroup(body);
-  return rewriteGroup(ctx, id, ifMatch, () => fields);
+  return rewriteGroup(ctx, id, conditions, () => fields);
 }
 
 /** PATCH /Groups/{id}: operations applied to the current representation (members included). */
@@ -498,21 +498,21 @@ export function patchScimGroup(
   ctx: GroupWriteContext,
   id: string,
   operations: PatchOperation[],
-  ifMatch: string | undefined,
+  conditions: Preconditions,
   baseUrl: string,
 ) {
-  return rewriteGroup(ctx, id, ifMatch, (current) => {
+  return rewriteGroup(ctx, id, conditions, (current) => {
     const patched = applyPatch(toScimGroup(current, baseUrl), operations, GROUP_PATCH_SCHEMA);
     return fromScimGroup(patched);
   });
 }
 
 /** DELETE /Groups/{id}: the role goes, with its assignments; former holders keep a primary role. */
-export async function deleteScimGroup(ctx: GroupWriteContext, id: string, ifMatch: string | undefined): Promise<void> {
+export async function deleteScimGroup(ctx: GroupWriteContext, id: string, conditions: Preconditions): Promise<void> {
   const ceiling = await ceilingOf(ctx);
   await ctx.db.transaction(async (tx) => {
     const role = await findRoleRow(tx, ctx.organizationId, id, true);
-    assertVersion(role, ifMatch);
+    assertVersion(role, conditions);
     if (role.isBuiltin) throw scimErrors.mutability(`Group ${role.id} is a built-in role and cannot be deleted.`);
     await assertWithinKeyCeiling(tx, ceiling, role.id, []);
     const holders = await tx.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, role.id));

@@ -169,9 +169,17 @@ export interface PatchAttribute {
   mutability: PatchMutability;
   /** Takes a value filter in a path (`emails[type eq "work"]`); a single-valued attribute does not. */
   multiValued?: boolean;
-  /** Known sub-attributes by lower-case name; absent when any sub-attribute is kept as sent. */
+  /** Sub-attributes of a complex attribute by lower-case name; absent on a simple attribute. */
   sub?: Record<string, PatchMutability>;
 }
+
+/** `meta` (RFC 7643 §3.1), on every resource: read-only, sub-attributes included. */
+export const META_ATTRIBUTE: PatchAttribute = {
+  mutability: 'readOnly',
+  sub: Object.fromEntries(
+    ['resourcetype', 'created', 'lastmodified', 'location', 'version'].map((k) => [k, 'readOnly']),
+  ),
+};
 
 /** The attributes PATCH may name on one resource type, by lower-case name. */
 export interface PatchSchema {
@@ -237,10 +245,13 @@ function isWritable(schema: PatchSchema, target: PatchPath, name: string, withPa
       throw scimErrors.invalidPath(`"${name}": "${unknown}" is not a sub-attribute of "${target.attribute}".`);
   }
   let mutability = attribute.mutability;
-  if (target.sub !== undefined && mutability === 'readWrite' && attribute.sub) {
+  if (target.sub !== undefined) {
+    // RFC 7644 §3.5.2: a path that names no attribute of the resource is invalidPath; a simple
+    // attribute (userName, title) has no sub-attribute to name.
+    if (!attribute.sub) throw scimErrors.invalidPath(`"${name}": "${target.attribute}" has no sub-attributes.`);
     const sub = attribute.sub[target.sub.toLowerCase()];
     if (!sub) throw scimErrors.invalidPath(`"${name}" is not an attribute of a ${schema.resourceType}.`);
-    mutability = sub;
+    if (mutability === 'readWrite') mutability = sub;
   }
   if (mutability === 'readOnly') {
     if (withPath) throw scimErrors.mutability(`"${name}" is read-only and cannot be modified.`);

@@ -37,6 +37,8 @@ import {
   findScimUser,
   type ListQuery,
   listScimUsers,
+  namesVersion,
+  type Preconditions,
   patchScimUser,
   replaceScimUser,
   scimUserResource,
@@ -84,11 +86,17 @@ const ListQueryString = {
     count: { type: 'string', description: `Results per page (default 100, at most ${MAX_PAGE})` },
     sortBy: { type: 'string' },
     sortOrder: { type: 'string', enum: ['ascending', 'descending'] },
-    attributes: { type: 'string' },
-    excludedAttributes: { type: 'string' },
+    attributes: {
+      type: 'string',
+      description: 'RFC 7644 §3.9: the attributes to return, comma-separated (id and schemas always are)',
+    },
+    excludedAttributes: { type: 'string', description: 'RFC 7644 §3.9: attributes to leave out, comma-separated' },
   },
 } as const;
-/** One resource: only the projection applies (RFC 7644 §3.4.2.5); paging and filters are the lists'. */
+/**
+ * One resource, read or written: only the projection applies (RFC 7644 §3.4.2.5, and §3.9 for the
+ * resource a POST, PUT or PATCH answers); paging and filters are the lists'.
+ */
 const ResourceQueryString = {
   type: 'object',
   properties: {
@@ -259,28 +267,41 @@ export function projection(attributes?: string, excluded?: string): Projection {
   return { has: () => true, apply: (resource) => resource };
 }
 
-function sendResource(
-  reply: FastifyReply,
-  status: number,
-  resource: { meta: { version: string; location: string } } & Record<string, unknown>,
-) {
-  reply.header('etag', resource.meta.version);
-  if (status === 201) reply.header('location', resource.meta.location);
-  return reply.code(status).send(resource);
+/** attributes / excludedAttributes of a request on one resource, read before anything is written. */
+function projectionOf(request: FastifyRequest): Projection {
+  const q = listQueryOf((request.query ?? {}) as Record<string, unknown>);
+  return projection(q.attributes, q.excludedAttributes);
 }
 
-function ifMatchOf(request: FastifyRequest): string | undefined {
-  const v = request.headers['if-match'];
+/**
+ * A written resource, shaped by the request's projection (RFC 7644 §3.9); ETag and Location come
+ * from the whole resource, whatever the body leaves out.
+ */
+function sendResource(reply: FastifyReply, status: number, resource: Record<string, unknown>, keep: Projection) {
+  const meta = resource.meta as { version: string; location: string };
+  reply.header('etag', meta.version);
+  if (status === 201) reply.header('location', meta.location);
+  return reply.code(status).send(keep.apply(resource));
+}
+
+function headerOf(request: FastifyRequest, name: 'if-match' | 'if-none-match'): string | undefined {
+  const v = request.headers[name];
   return Array.isArray(v) ? v.join(',') : v;
 }
 
+function preconditionsOf(request: FastifyRequest): Preconditions {
+  return { ifMatch: headerOf(request, 'if-match'), ifNoneMatch: headerOf(request, 'if-none-match') };
+}
+
+/**
+ * The conditional headers of a GET (RFC 7232 §6): If-Match without the current version answers
+ * 412; then If-None-Match with it answers 304 (true here: the caller answers it).
+ */
 function notModified(request: FastifyRequest, version: string): boolean {
-  const v = request.headers['if-none-match'];
-  if (!v) return false;
-  const bare = (s: string) => s.trim().replace(/^W\//, '');
-  return String(v)
-    .split(',')
-    .some((s) => s.trim() === '*' || bare(s) === bare(version));
+  const ifMatch = headerOf(request, 'if-match');
+  if (ifMatch !== undefined && !namesVersion(ifMatch, version)) throw scimErrors.preconditionFailed();
+  const ifNoneMatch = headerOf(request, 'if-none-match');
+  return ifNoneMatch !== undefined && ifNoneMatch !== '' && namesVersion(ifNoneMatch, version);
 }
 
 const SCIM_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
@@ -492,15 +513,17 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         consumes: SCIM_BODY_TYPES,
         tags: TAGS,
         body: looseObject,
+        querystring: ResourceQueryString,
         description:
-          'Creates a user (201); userName, emails or externalId taken within the organization → 409 uniqueness.',
+          'Creates a user (201); userName, emails or externalId taken within the organization → 409 uniqueness. attributes / excludedAttributes shape the user answered (RFC 7644 §3.9).',
       },
     },
     async (request, reply) => {
       const ctx = writeContext(request);
+      const keep = projectionOf(request);
       const user = await createScimUser(ctx, request.body);
       // A new user holds no group yet.
-      return sendResource(reply, 201, toScimUser(user, [], baseUrl) as never);
+      return sendResource(reply, 201, toScimUser(user, [], baseUrl), keep);
     },
   );
   app.get(
@@ -519,10 +542,10 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       const organizationId = scimOrganizationOf(request.actor);
       const user = await findScimUser(db, organizationId, (request.params as { id: string }).id);
       if (notModified(request, userVersion(user))) return reply.code(304).header('etag', userVersion(user)).send();
-      const q = listQueryOf(request.query as Record<string, unknown>);
+      const keep = projectionOf(request);
       const resource = await scimUserResource(db, organizationId, user, baseUrl);
       reply.header('etag', userVersion(user));
-      return projection(q.attributes, q.excludedAttributes).apply(resource);
+      return keep.apply(resource);
     },
   );
   app.put(
@@ -536,13 +559,17 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         tags: TAGS,
         params: IdParams,
         body: looseObject,
-        description: 'Replaces the user; If-Match with a stale version → 412.',
+        querystring: ResourceQueryString,
+        description:
+          'Replaces the user; If-Match with a stale version, or If-None-Match with the current one (or *) → 412. attributes / excludedAttributes shape the user answered.',
       },
     },
     async (request, reply) => {
       const ctx = writeContext(request);
-      const user = await replaceScimUser(ctx, (request.params as { id: string }).id, request.body, ifMatchOf(request));
-      return sendResource(reply, 200, (await scimUserResource(db, ctx.organizationId, user, baseUrl)) as never);
+      const keep = projectionOf(request);
+      const id = (request.params as { id: string }).id;
+      const user = await replaceScimUser(ctx, id, request.body, preconditionsOf(request));
+      return sendResource(reply, 200, await scimUserResource(db, ctx.organizationId, user, baseUrl), keep);
     },
   );
   app.patch(
@@ -556,20 +583,18 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         tags: TAGS,
         params: IdParams,
         body: looseObject,
-        description: 'RFC 7644 §3.5.2 add/replace/remove; "active": false deactivates and ends sessions.',
+        querystring: ResourceQueryString,
+        description:
+          'RFC 7644 §3.5.2 add/replace/remove; "active": false deactivates and ends sessions. If-Match / If-None-Match as on PUT; attributes / excludedAttributes shape the user answered.',
       },
     },
     async (request, reply) => {
       const ctx = writeContext(request);
+      const keep = projectionOf(request);
       const operations = readPatchBody(request.body);
-      const user = await patchScimUser(
-        ctx,
-        (request.params as { id: string }).id,
-        operations,
-        ifMatchOf(request),
-        baseUrl,
-      );
-      return sendResource(reply, 200, (await scimUserResource(db, ctx.organizationId, user, baseUrl)) as never);
+      const id = (request.params as { id: string }).id;
+      const user = await patchScimUser(ctx, id, operations, preconditionsOf(request), baseUrl);
+      return sendResource(reply, 200, await scimUserResource(db, ctx.organizationId, user, baseUrl), keep);
     },
   );
   app.delete(
@@ -580,11 +605,12 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         operationId: 'scimDeleteUser',
         tags: TAGS,
         params: IdParams,
-        description: 'Deletes the user and ends their sessions (204); afterwards the user answers 404.',
+        description:
+          'Deletes the user and ends their sessions (204); afterwards the user answers 404. If-Match / If-None-Match as on PUT.',
       },
     },
     async (request, reply) => {
-      await deleteScimUser(writeContext(request), (request.params as { id: string }).id, ifMatchOf(request));
+      await deleteScimUser(writeContext(request), (request.params as { id: string }).id, preconditionsOf(request));
       return reply.code(204).send();
     },
   );
@@ -639,13 +665,16 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         consumes: SCIM_BODY_TYPES,
         tags: TAGS,
         body: looseObject,
-        description: 'Creates a role of level 1000 with no grants.',
+        querystring: ResourceQueryString,
+        description:
+          'Creates a role of level 1000 with no grants. attributes / excludedAttributes shape the group answered (RFC 7644 §3.9).',
       },
     },
     async (request, reply) => {
       const ctx = writeContext(request);
+      const keep = projectionOf(request);
       const group = await createScimGroup(ctx, request.body);
-      return sendResource(reply, 201, toScimGroup(group, baseUrl) as never);
+      return sendResource(reply, 201, toScimGroup(group, baseUrl), keep);
     },
   );
   app.get(
@@ -664,9 +693,9 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       const organizationId = scimOrganizationOf(request.actor);
       const group = await findScimGroup(db, organizationId, (request.params as { id: string }).id);
       if (notModified(request, groupVersion(group))) return reply.code(304).header('etag', groupVersion(group)).send();
-      const q = listQueryOf(request.query as Record<string, unknown>);
+      const keep = projectionOf(request);
       reply.header('etag', groupVersion(group));
-      return projection(q.attributes, q.excludedAttributes).apply(toScimGroup(group, baseUrl));
+      return keep.apply(toScimGroup(group, baseUrl));
     },
   );
   app.put(
@@ -680,16 +709,16 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         tags: TAGS,
         params: IdParams,
         body: looseObject,
+        querystring: ResourceQueryString,
+        description:
+          'Replaces the group; If-Match with a stale version, or If-None-Match with the current one (or *) → 412. attributes / excludedAttributes shape the group answered.',
       },
     },
     async (request, reply) => {
-      const group = await replaceScimGroup(
-        writeContext(request),
-        (request.params as { id: string }).id,
-        request.body,
-        ifMatchOf(request),
-      );
-      return sendResource(reply, 200, toScimGroup(group, baseUrl) as never);
+      const keep = projectionOf(request);
+      const id = (request.params as { id: string }).id;
+      const group = await replaceScimGroup(writeContext(request), id, request.body, preconditionsOf(request));
+      return sendResource(reply, 200, toScimGroup(group, baseUrl), keep);
     },
   );
   app.patch(
@@ -703,25 +732,32 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         tags: TAGS,
         params: IdParams,
         body: looseObject,
+        querystring: ResourceQueryString,
+        description:
+          'RFC 7644 §3.5.2 add/replace/remove. If-Match / If-None-Match as on PUT; attributes / excludedAttributes shape the group answered.',
       },
     },
     async (request, reply) => {
+      const keep = projectionOf(request);
       const operations = readPatchBody(request.body);
-      const group = await patchScimGroup(
-        writeContext(request),
-        (request.params as { id: string }).id,
-        operations,
-        ifMatchOf(request),
-        baseUrl,
-      );
-      return sendResource(reply, 200, toScimGroup(group, baseUrl) as never);
+      const id = (request.params as { id: string }).id;
+      const group = await patchScimGroup(writeContext(request), id, operations, preconditionsOf(request), baseUrl);
+      return sendResource(reply, 200, toScimGroup(group, baseUrl), keep);
     },
   );
   app.delete(
     '/Groups/:id',
-    { config: SCIM_AUTH, schema: { operationId: 'scimDeleteGroup', tags: TAGS, params: IdParams } },
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimDeleteGroup',
+        tags: TAGS,
+        params: IdParams,
+        description: 'Deletes the group (204). If-Match / If-None-Match as on PUT.',
+      },
+    },
     async (request, reply) => {
-      await deleteScimGroup(writeContext(request), (request.params as { id: string }).id, ifMatchOf(request));
+      await deleteScimGroup(writeContext(request), (request.params as { id: string }).id, preconditionsOf(request));
       return reply.code(204).send();
     },
   );

@@ -5,7 +5,13 @@ import type { User } from '../users/users.table.js';
 import { users } from '../users/users.table.js';
 import { requireSchema, scimErrors } from './scim.errors.js';
 import { type AttributeMap, ENTERPRISE_URN } from './scim.filter.js';
-import { applyPatch, type PatchAttribute, type PatchOperation, type PatchSchema } from './scim.patch.js';
+import {
+  applyPatch,
+  META_ATTRIBUTE,
+  type PatchAttribute,
+  type PatchOperation,
+  type PatchSchema,
+} from './scim.patch.js';
 
 /**
  * Gatehouse user ↔ SCIM User (RFC 7643 §4.1) with the enterprise extension (§4.3).
@@ -15,8 +21,10 @@ import { applyPatch, type PatchAttribute, type PatchOperation, type PatchSchema 
  * within the organization). Every address of `emails` is kept in `attributes.scim.emails` (see
  * emailsOf for how the column and that list are reconciled). Everything SCIM
  * holds that Gatehouse has no column for (displayName, nickName, title, userType, locale,
- * timezone, preferredLanguage, profileUrl, phoneNumbers, addresses and the enterprise extension)
- * is kept in `users.attributes.scim` and given back as sent. Passwords are never taken from SCIM.
+ * timezone, preferredLanguage, profileUrl, the other name parts in `attributes.scim.name`,
+ * phoneNumbers, addresses and the other multi-valued attributes, the enterprise extension) is kept
+ * in `users.attributes.scim`, each value checked against the schema and given back as read.
+ * Passwords are never taken from SCIM.
  */
 
 export const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
@@ -43,7 +51,23 @@ export interface UserGroupRef {
 
 /** Simple attributes kept as given in attributes.scim. */
 const KEPT = ['displayName', 'nickName', 'title', 'userType', 'preferredLanguage', 'locale', 'timezone', 'profileUrl'];
-const KEPT_MULTI = ['phoneNumbers', 'addresses', 'ims', 'photos', 'entitlements', 'roles', 'x509Certificates'];
+/** Parts of `name` without a column, kept in attributes.scim.name. */
+const NAME_KEPT = ['middleName', 'honorificPrefix', 'honorificSuffix'];
+/**
+ * Multi-valued attributes kept in attributes.scim, with their sub-attributes (RFC 7643 §4.1.2):
+ * strings, and "primary" a boolean (§2.4). Other sub-attributes are dropped, as unknown attributes are.
+ */
+const PLAIN_VALUE = ['value', 'display', 'type'];
+const ADDRESS = ['formatted', 'streetAddress', 'locality', 'region', 'postalCode', 'country', 'type'];
+const KEPT_MULTI: Record<string, string[]> = {
+  phoneNumbers: PLAIN_VALUE,
+  addresses: ADDRESS,
+  ims: PLAIN_VALUE,
+  photos: PLAIN_VALUE,
+  entitlements: PLAIN_VALUE,
+  roles: PLAIN_VALUE,
+  x509Certificates: PLAIN_VALUE,
+};
 const ENTERPRISE_KEPT = ['employeeNumber', 'costCenter', 'organization', 'division', 'department'];
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
@@ -53,30 +77,33 @@ const readOnly: PatchAttribute = { mutability: 'readOnly' };
 
 /**
  * What PATCH may name on a User: the attributes this mapping reads (fromScimUser), with the
- * mutability the Schemas document gives them. name.formatted is computed from givenName and
- * familyName and a password is never taken from SCIM: both are accepted and dropped.
+ * mutability the Schemas document gives them. name.formatted is computed from the other name parts
+ * and a password is never taken from SCIM: both are accepted and dropped.
  */
 export const USER_PATCH_SCHEMA: PatchSchema = {
   resourceType: 'User',
   attributes: {
     id: readOnly,
-    meta: readOnly,
-    groups: { ...readOnly, multiValued: true },
+    meta: META_ATTRIBUTE,
+    groups: {
+      ...readOnly,
+      multiValued: true,
+      sub: { value: 'readOnly', $ref: 'readOnly', display: 'readOnly', type: 'readOnly' },
+    },
     schemas: readOnly,
     externalid: readWrite,
     username: readWrite,
     active: readWrite,
     password: { mutability: 'ignored' },
-    // The other name parts have no column; accepted and not kept, as on POST and PUT.
     name: {
       mutability: 'readWrite',
       sub: {
         givenname: 'readWrite',
         familyname: 'readWrite',
         formatted: 'ignored',
-        middlename: 'ignored',
-        honorificprefix: 'ignored',
-        honorificsuffix: 'ignored',
+        middlename: 'readWrite',
+        honorificprefix: 'readWrite',
+        honorificsuffix: 'readWrite',
       },
     },
     emails: {
@@ -85,7 +112,16 @@ export const USER_PATCH_SCHEMA: PatchSchema = {
       sub: { value: 'readWrite', type: 'readWrite', primary: 'readWrite', display: 'readWrite' },
     },
     ...Object.fromEntries(KEPT.map((key) => [key.toLowerCase(), readWrite])),
-    ...Object.fromEntries(KEPT_MULTI.map((key) => [key.toLowerCase(), { ...readWrite, multiValued: true }])),
+    ...Object.fromEntries(
+      Object.entries(KEPT_MULTI).map(([key, subs]) => [
+        key.toLowerCase(),
+        {
+          ...readWrite,
+          multiValued: true,
+          sub: Object.fromEntries([...subs, 'primary'].map((sub) => [sub.toLowerCase(), 'readWrite' as const])),
+        },
+      ]),
+    ),
   },
   extensions: {
     [ENTERPRISE_URN.toLowerCase()]: {
@@ -114,10 +150,20 @@ export type ScimUserRow = Pick<
 export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined, baseUrl: string) {
   const scim = (user.attributes.scim ?? {}) as Record<string, unknown>;
   const enterprise = scim.enterprise as Record<string, unknown> | undefined;
-  const formatted = `${user.firstName} ${user.lastName}`.trim();
+  const parts = keptNameParts(scim.name);
+  // RFC 7643 §4.1.1: the full name "including all middle names, titles, and suffixes", in the
+  // order formattedName (SQL, for filters) joins them too.
+  const formatted = [parts.honorificPrefix, user.firstName, parts.middleName, user.lastName, parts.honorificSuffix]
+    .filter((part) => part !== undefined && part !== '')
+    .join(' ')
+    .trim();
   // Name parts never given are unassigned, and left out (RFC 7643 §2.5), rather than shown as "".
   const name: Record<string, string> = {};
   if (user.firstName !== '') name.givenName = user.firstName;
+  for (const key of NAME_KEPT) {
+    const part = parts[key];
+    if (part) name[key] = part;
+  }
   if (user.lastName !== '') name.familyName = user.lastName;
   if (formatted !== '') name.formatted = formatted;
   const resource: Record<string, unknown> = {
@@ -131,7 +177,7 @@ export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined
     active: user.status === 'active',
   };
   for (const key of KEPT) if (key !== 'displayName' && scim[key] !== undefined) resource[key] = scim[key];
-  for (const key of KEPT_MULTI) if (scim[key] !== undefined) resource[key] = scim[key];
+  for (const key of Object.keys(KEPT_MULTI)) if (scim[key] !== undefined) resource[key] = shownValues(scim[key]);
   if (groups) {
     resource.groups = groups.map((g) => ({
       value: g.roleId,
@@ -151,6 +197,32 @@ export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined
   return resource;
 }
 
+/**
+ * A kept multi-valued attribute as shown: "primary" a boolean, true on the first value that had it
+ * only. Values stored before they were checked may hold "true" or several primaries; shown so, every
+ * later PATCH, which reads the representation back (patchedUserFields), would be refused for them.
+ */
+function shownValues(kept: unknown): unknown {
+  if (!Array.isArray(kept)) return kept;
+  let primarySeen = false;
+  return kept.map((value) => {
+    if (!isObject(value) || value.primary === undefined) return value;
+    const primary =
+      value.primary === true || (typeof value.primary === 'string' && value.primary.toLowerCase() === 'true');
+    const shown = primary && !primarySeen;
+    primarySeen ||= shown;
+    return shown === value.primary ? value : { ...value, primary: shown };
+  });
+}
+
+/** The name parts kept in attributes.scim.name, the strings only. */
+function keptNameParts(kept: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!isObject(kept)) return out;
+  for (const key of NAME_KEPT) if (typeof kept[key] === 'string') out[key] = kept[key];
+  return out;
+}
+
 /** Weak ETag from the last change (RFC 7644 §3.14); every write moves updated_at. */
 export function userVersion(user: { updatedAt: Date }): string {
   return `W/"${user.updatedAt.getTime().toString(36)}"`;
@@ -168,11 +240,17 @@ function isObject(value: unknown): value is Record<string, unknown> {
 const MAX_VALUES = 100;
 const MAX_TEXT = 1024;
 
-function optionalString(body: Record<string, unknown>, key: string, label = key): string | undefined {
+/**
+ * A certificate's value is base64 DER (RFC 7643 §4.1.2), commonly 1,500 to 3,000 characters: held to
+ * its own bound, within the provisioning core's limit on all of a user's attributes.
+ */
+const MAX_CERTIFICATE = 16 * 1024;
+
+function optionalString(body: Record<string, unknown>, key: string, label = key, max = MAX_TEXT): string | undefined {
   const value = body[key];
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') throw scimErrors.invalidValue(`"${label}" must be a string.`);
-  if (value.length > MAX_TEXT) throw scimErrors.invalidValue(`"${label}" is longer than ${MAX_TEXT} characters.`);
+  if (value.length > max) throw scimErrors.invalidValue(`"${label}" is longer than ${max} characters.`);
   return value;
 }
 
@@ -202,6 +280,35 @@ function booleanOf(value: unknown, label: string): boolean | undefined {
   if (typeof value === 'boolean') return value;
   if (typeof value === 'string' && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
   throw scimErrors.invalidValue(`"${label}" must be true or false.`);
+}
+
+/**
+ * Validates one multi-valued attribute of KEPT_MULTI as RFC 7643 §2.4 and §4.1.2 define it: an
+ * array of objects whose sub-attributes are strings and "primary" a boolean, true on one value at
+ * most. Unknown sub-attributes are dropped, and a value left with none is unassigned (§2.5).
+ */
+function readMultiValued(key: string, subs: string[], input: unknown): Record<string, unknown>[] | undefined {
+  if (input === undefined || input === null) return undefined;
+  if (!Array.isArray(input) || !input.every(isObject)) {
+    throw scimErrors.invalidValue(`"${key}" must be an array of objects.`);
+  }
+  const values = boundedList(input, key).map((raw) => {
+    const c = caseless(raw as Record<string, unknown>);
+    const value: Record<string, unknown> = {};
+    for (const sub of subs) {
+      const max = key === 'x509Certificates' && sub === 'value' ? MAX_CERTIFICATE : MAX_TEXT;
+      const text = optionalString(c, sub.toLowerCase(), `${key}.${sub}`, max);
+      if (text !== undefined) value[sub] = text;
+    }
+    const primary = booleanOf(c.primary, `${key}.primary`);
+    if (primary !== undefined) value.primary = primary;
+    return value;
+  });
+  if (values.filter((v) => v.primary === true).length > 1) {
+    throw scimErrors.invalidValue(`Only one of "${key}" may have "primary": true (RFC 7643 §2.4).`);
+  }
+  const kept = values.filter((v) => Object.keys(v).length > 0);
+  return kept.length > 0 ? kept : undefined;
 }
 
 /** Validates `emails`; RFC 7643 §2.4: "primary" may be true on one value at most. */
@@ -333,11 +440,16 @@ export function fromScimUser(input: unknown): ScimUserFields {
 
   let firstName = '';
   let lastName = '';
+  const nameParts: Record<string, string> = {};
   if (body.name !== undefined && body.name !== null) {
     if (!isObject(body.name)) throw scimErrors.invalidValue('"name" must be an object.');
     const name = caseless(body.name);
     firstName = optionalString(name, 'givenname', 'name.givenName') ?? '';
     lastName = optionalString(name, 'familyname', 'name.familyName') ?? '';
+    for (const key of NAME_KEPT) {
+      const value = optionalString(name, key.toLowerCase(), `name.${key}`);
+      if (value) nameParts[key] = value;
+    }
   }
   const active = booleanOf(body.active, 'active');
   const externalId = optionalString(body, 'externalid', 'externalId') ?? null;
@@ -345,21 +457,14 @@ export function fromScimUser(input: unknown): ScimUserFields {
 
   const scim: Record<string, unknown> = {};
   if (storedEmails) scim.emails = storedEmails;
+  if (Object.keys(nameParts).length > 0) scim.name = nameParts;
   for (const key of KEPT) {
     const value = optionalString(body, key.toLowerCase(), key);
     if (value !== undefined) scim[key] = value;
   }
-  for (const key of KEPT_MULTI) {
-    const value = body[key.toLowerCase()];
-    if (value === undefined || value === null) continue;
-    if (!Array.isArray(value) || !value.every(isObject))
-      throw scimErrors.invalidValue(`"${key}" must be an array of objects.`);
-    boundedList(value, key);
-    // Kept as sent, so their strings are bounded here rather than by optionalString.
-    if (JSON.stringify(value).length > MAX_VALUES * MAX_TEXT) {
-      throw scimErrors.invalidValue(`"${key}" is longer than ${MAX_VALUES * MAX_TEXT} characters in all.`);
-    }
-    scim[key] = value;
+  for (const [key, subs] of Object.entries(KEPT_MULTI)) {
+    const values = readMultiValued(key, subs, body[key.toLowerCase()]);
+    if (values) scim[key] = values;
   }
   const extension = body[ENTERPRISE_URN.toLowerCase()];
   if (extension !== undefined && extension !== null) {
@@ -392,7 +497,9 @@ const scimText = (...path: string[]) => sql`(${users.attributes} #>> ${sql.raw(`
 const inGroup = (condition: SQL) =>
   sql`exists (select 1 from ${userRoles} ur join ${roles} r on r.id = ur.role_id where ur.user_id = ${users.id} and r.organization_id = ${users.organizationId} and ${condition})`;
 
-const formattedName = sql`trim(${users.firstName} || ' ' || ${users.lastName})`;
+/** name.formatted as toScimUser joins it: the parts given, in order, one space apart. */
+const formattedName = sql`trim(concat_ws(' ', nullif(${scimText('name', 'honorificPrefix')}, ''), nullif(${users.firstName}, ''),
+  nullif(${scimText('name', 'middleName')}, ''), nullif(${users.lastName}, ''), nullif(${scimText('name', 'honorificSuffix')}, '')))`;
 
 const keptEmails = sql`(${users.attributes} #> '{scim,emails}')`;
 /** The type emailsOf shows on the primary address: the kept entry equal to the column, else the kept primary. */
@@ -418,6 +525,9 @@ export const USER_FILTER_ATTRIBUTES: AttributeMap = {
   'name.givenname': { type: 'string', expr: sql`${users.firstName}`, caseExact: false },
   'name.familyname': { type: 'string', expr: sql`${users.lastName}`, caseExact: false },
   'name.formatted': { type: 'string', expr: formattedName, caseExact: false },
+  'name.middlename': { type: 'string', expr: scimText('name', 'middleName'), caseExact: false },
+  'name.honorificprefix': { type: 'string', expr: scimText('name', 'honorificPrefix'), caseExact: false },
+  'name.honorificsuffix': { type: 'string', expr: scimText('name', 'honorificSuffix'), caseExact: false },
   displayname: { type: 'string', expr: sql`coalesce(${scimText('displayName')}, ${formattedName})`, caseExact: false },
   // Filters see the primary address only (the indexed column); see the SCIM section of README.md.
   'emails.value': { type: 'string', expr: sql`${users.email}`, caseExact: false },

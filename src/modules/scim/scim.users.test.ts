@@ -452,7 +452,7 @@ describe('SCIM Users', () => {
     expect(after.meta.version).toBe(created.meta.version);
   });
 
-  it('keeps roles, and takes name parts without a column as it does on POST: accepted, not kept', async () => {
+  it('keeps roles, and the name parts a PATCH sets', async () => {
     const { scim } = await scimClient(t);
     const created = (await scim('POST', '/Users', newUser())).json();
     const res = await scim('PATCH', `/Users/${created.id}`, {
@@ -464,7 +464,12 @@ describe('SCIM Users', () => {
     });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json().roles).toEqual([{ value: 'Teacher', primary: true }]);
-    expect(res.json().name.middleName).toBeUndefined();
+    expect(res.json().name).toEqual({
+      givenName: 'Ada',
+      middleName: 'Byron',
+      familyName: 'Lovelace',
+      formatted: 'Ada Byron Lovelace',
+    });
     const replaced = await scim('PATCH', `/Users/${created.id}`, {
       schemas: [PATCH],
       Operations: [{ op: 'replace', path: 'roles[primary eq true].value', value: 'Principal' }],
@@ -799,6 +804,294 @@ describe('SCIM Users', () => {
     expect(anonymous.statusCode).toBe(401);
     // An unknown SCIM URL still answers 404.
     expect((await scim('GET', '/Nothing')).statusCode).toBe(404);
+  });
+});
+
+describe('SCIM User attributes (RFC 7643 §4.1) and requests (RFC 7644)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('keeps middleName and the honorifics on POST, PUT and PATCH, shows them in name.formatted, and finds users by them', async () => {
+    const { scim } = await scimClient(t);
+    const name = {
+      givenName: 'Barbara',
+      middleName: 'Jane',
+      familyName: 'Jensen',
+      honorificPrefix: 'Ms.',
+      honorificSuffix: 'III',
+    };
+    const created = await scim('POST', '/Users', newUser({ name, displayName: undefined }));
+    expect(created.statusCode, created.body).toBe(201);
+    const full = { ...name, formatted: 'Ms. Barbara Jane Jensen III' };
+    expect(created.json().name).toEqual(full);
+    // A displayName never sent is the formatted name.
+    expect(created.json().displayName).toBe(full.formatted);
+    const id = created.json().id;
+    expect((await scim('GET', `/Users/${id}`)).json().name).toEqual(full);
+
+    const found = async (filter: string) =>
+      (await scim('GET', `/Users?filter=${encodeURIComponent(filter)}`))
+        .json()
+        .Resources.map((r: { id: string }) => r.id);
+    expect(await found('name.middleName eq "jane"')).toEqual([id]);
+    expect(await found('name.honorificPrefix eq "Ms." and name.honorificSuffix eq "III"')).toEqual([id]);
+    expect(await found('name.formatted eq "Ms. Barbara Jane Jensen III"')).toEqual([id]);
+    expect(await found('displayName eq "Ms. Barbara Jane Jensen III"')).toEqual([id]);
+
+    const patched = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'remove', path: 'name.honorificPrefix' },
+        { op: 'replace', path: 'name.honorificSuffix', value: 'PhD' },
+      ],
+    });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect(patched.json().name).toEqual({
+      givenName: 'Barbara',
+      middleName: 'Jane',
+      familyName: 'Jensen',
+      honorificSuffix: 'PhD',
+      formatted: 'Barbara Jane Jensen PhD',
+    });
+    expect(patched.json().displayName).toBe('Barbara Jane Jensen PhD');
+
+    const replaced = await scim(
+      'PUT',
+      `/Users/${id}`,
+      newUser({ userName: created.json().userName, name: { givenName: 'Barbara', familyName: 'Jensen' } }),
+    );
+    expect(replaced.statusCode, replaced.body).toBe(200);
+    expect(replaced.json().name).toEqual({ givenName: 'Barbara', familyName: 'Jensen', formatted: 'Barbara Jensen' });
+    expect(await found('name.middleName pr')).toEqual([]);
+
+    const long = await scim('POST', '/Users', newUser({ name: { givenName: 'A', middleName: 'm'.repeat(2000) } }));
+    expect(long.statusCode).toBe(400);
+    expect(long.json()).toMatchObject({
+      scimType: 'invalidValue',
+      detail: expect.stringContaining('"name.middleName"'),
+    });
+  });
+
+  it('checks the values of phoneNumbers, ims, photos, addresses, entitlements, roles and x509Certificates (RFC 7643 §2.4, §4.1.2)', async () => {
+    const { org, scim } = await scimClient(t);
+    const refused: [string, Record<string, unknown>][] = [
+      ['phoneNumbers', { phoneNumbers: ['+1 555 0100'] }],
+      ['phoneNumbers.value', { phoneNumbers: [{ value: 15550100 }] }],
+      ['ims.type', { ims: [{ value: 'ada', type: 7 }] }],
+      ['photos.primary', { photos: [{ value: 'https://example.com/a.png', primary: 'yes' }] }],
+      ['entitlements.display', { entitlements: [{ value: 'e', display: { text: 'E' } }] }],
+      ['addresses.locality', { addresses: [{ locality: ['London'] }] }],
+      ['roles.value', { roles: [{ value: 'r'.repeat(2000) }] }],
+      [
+        'roles',
+        {
+          roles: [
+            { value: 'a', primary: true },
+            { value: 'b', primary: true },
+          ],
+        },
+      ],
+      [
+        'addresses',
+        {
+          addresses: [
+            { locality: 'London', primary: true },
+            { locality: 'Paris', primary: 'True' },
+          ],
+        },
+      ],
+      ['x509Certificates', { x509Certificates: { value: 'MIIB' } }],
+    ];
+    for (const [label, overrides] of refused) {
+      const res = await scim('POST', '/Users', newUser(overrides));
+      expect(res.statusCode, label).toBe(400);
+      expect(res.json(), label).toMatchObject({
+        schemas: [ERROR],
+        scimType: 'invalidValue',
+        detail: expect.stringContaining(`"${label}"`),
+      });
+    }
+    expect(await t.database.db.select().from(users).where(eq(users.organizationId, org.id))).toEqual([]);
+
+    const res = await scim(
+      'POST',
+      '/Users',
+      newUser({
+        // Sub-attributes a value does not have are dropped, as unknown attributes are.
+        phoneNumbers: [{ value: '+1 555 0100', type: 'work', primary: 'True', display: '0100', extension: '12' }],
+        ims: [{ value: 'ada', type: 'xmpp', primary: false }],
+        photos: [{ value: 'https://example.com/a.png', type: 'photo' }],
+        addresses: [
+          {
+            type: 'work',
+            streetAddress: '1 Main St',
+            locality: 'London',
+            region: 'LDN',
+            postalCode: 'N1',
+            country: 'GB',
+            formatted: '1 Main St, London',
+            primary: true,
+            planet: 'Earth',
+          },
+        ],
+        entitlements: [{ value: 'pro', display: 'Pro' }],
+        roles: [{ value: 'Teacher', primary: true }, { value: 'Mentor' }],
+        x509Certificates: [{ value: 'MIIDQDCCA...', type: 'signing' }],
+      }),
+    );
+    expect(res.statusCode, res.body).toBe(201);
+    const got = (await scim('GET', `/Users/${res.json().id}`)).json();
+    expect(got).toMatchObject({
+      phoneNumbers: [{ value: '+1 555 0100', type: 'work', primary: true, display: '0100' }],
+      ims: [{ value: 'ada', type: 'xmpp', primary: false }],
+      photos: [{ value: 'https://example.com/a.png', type: 'photo' }],
+      addresses: [
+        {
+          type: 'work',
+          streetAddress: '1 Main St',
+          locality: 'London',
+          region: 'LDN',
+          postalCode: 'N1',
+          country: 'GB',
+          formatted: '1 Main St, London',
+          primary: true,
+        },
+      ],
+      entitlements: [{ value: 'pro', display: 'Pro' }],
+      roles: [{ value: 'Teacher', primary: true }, { value: 'Mentor' }],
+      x509Certificates: [{ value: 'MIIDQDCCA...', type: 'signing' }],
+    });
+    expect(got.phoneNumbers[0].extension).toBeUndefined();
+    expect(got.addresses[0].planet).toBeUndefined();
+
+    // A PATCH is held to the same rules: a sub-attribute a value does not have is not a path.
+    const unknown = await scim('PATCH', `/Users/${got.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'phoneNumbers[type eq "work"].extension', value: '12' }],
+    });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json()).toMatchObject({ scimType: 'invalidPath' });
+    const typed = await scim('PATCH', `/Users/${got.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'add', path: 'phoneNumbers[type eq "mobile"].value', value: 555 }],
+    });
+    expect(typed.statusCode).toBe(400);
+    expect(typed.json()).toMatchObject({
+      scimType: 'invalidValue',
+      detail: expect.stringContaining('"phoneNumbers.value"'),
+    });
+    expect((await scim('GET', `/Users/${got.id}`)).json().meta.version).toBe(got.meta.version);
+  });
+
+  it('shows values kept before they were checked with one boolean primary, so a PATCH of the user still goes through', async () => {
+    const { org, scim } = await scimClient(t);
+    const roles = [
+      { value: 'a', primary: 'True' },
+      { value: 'b', primary: true },
+    ];
+    const seeded = await seedUser(t, org.id, { attributes: { scim: { roles } } });
+    expect((await scim('GET', `/Users/${seeded.id}`)).json().roles).toEqual([
+      { value: 'a', primary: true },
+      { value: 'b', primary: false },
+    ]);
+    const res = await scim('PATCH', `/Users/${seeded.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'title', value: 'Lead' }],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toMatchObject({
+      title: 'Lead',
+      roles: [
+        { value: 'a', primary: true },
+        { value: 'b', primary: false },
+      ],
+    });
+  });
+
+  it('answers 400 invalidPath for a PATCH path under an attribute that has no sub-attributes (RFC 7644 §3.5.2)', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    for (const path of ['title.x', 'userName.foo', 'active.value', `${ENTERPRISE}:department.name`]) {
+      for (const op of ['replace', 'add', 'remove']) {
+        const res = await scim('PATCH', `/Users/${created.id}`, {
+          schemas: [PATCH],
+          Operations: [{ op, path, value: 'x' }],
+        });
+        expect(res.statusCode, `${op} ${path}`).toBe(400);
+        expect(res.json(), `${op} ${path}`).toMatchObject({ schemas: [ERROR], scimType: 'invalidPath' });
+      }
+    }
+    expect((await scim('GET', `/Users/${created.id}`)).json().meta.version).toBe(created.meta.version);
+  });
+
+  it('answers 412 to a GET whose If-Match is not the current version, and to writes whose If-None-Match is (RFC 7232)', async () => {
+    const { scim } = await scimClient(t);
+    const created = (await scim('POST', '/Users', newUser())).json();
+    const url = `/Users/${created.id}`;
+    const stale = 'W/"stale"';
+
+    const mismatch = await scim('GET', url, undefined, { 'if-match': stale });
+    expect(mismatch.statusCode).toBe(412);
+    expect(mismatch.json()).toMatchObject({ schemas: [ERROR], status: '412' });
+    expect((await scim('GET', url, undefined, { 'if-match': created.meta.version })).statusCode).toBe(200);
+    expect((await scim('GET', url, undefined, { 'if-match': '*' })).statusCode).toBe(200);
+    // If-None-Match on a GET still answers 304.
+    expect((await scim('GET', url, undefined, { 'if-none-match': created.meta.version })).statusCode).toBe(304);
+
+    const patch = { schemas: [PATCH], Operations: [{ op: 'replace', path: 'title', value: 'Changed' }] };
+    const put = newUser({ userName: created.userName, title: 'Changed' });
+    for (const ifNoneMatch of [created.meta.version, '*', `${stale}, ${created.meta.version}`]) {
+      const headers = { 'if-none-match': ifNoneMatch };
+      for (const [method, body] of [
+        ['PUT', put],
+        ['PATCH', patch],
+        ['DELETE', undefined],
+      ] as const) {
+        const res = await scim(method, url, body, headers);
+        expect(res.statusCode, `${method} If-None-Match: ${ifNoneMatch}`).toBe(412);
+        expect(res.json()).toMatchObject({ schemas: [ERROR], status: '412' });
+      }
+    }
+    const after = (await scim('GET', url)).json();
+    expect(after.title).toBe('Engineer');
+    expect(after.meta.version).toBe(created.meta.version);
+
+    // Another version in If-None-Match lets the write through.
+    const patched = await scim('PATCH', url, patch, { 'if-none-match': stale });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect((await scim('DELETE', url, undefined, { 'if-none-match': created.meta.version })).statusCode).toBe(204);
+  });
+
+  it('shapes the user that POST, PUT and PATCH answer by attributes and excludedAttributes (RFC 7644 §3.9)', async () => {
+    const { scim } = await scimClient(t);
+    const created = await scim('POST', '/Users?attributes=userName,name.givenName', newUser());
+    expect(created.statusCode, created.body).toBe(201);
+    const { id, userName } = created.json();
+    expect(created.json()).toEqual({ schemas: [USER, ENTERPRISE], id, userName, name: { givenName: 'Ada' } });
+    // The headers still name the resource, whatever the body leaves out.
+    expect(created.headers.location).toBe(`http://gatehouse.test/scim/v2/Users/${id}`);
+    expect(created.headers.etag).toMatch(/^W\//);
+
+    const put = await scim(
+      'PUT',
+      `/Users/${id}?excludedAttributes=emails,meta,groups,${ENTERPRISE}`,
+      newUser({ userName }),
+    );
+    expect(put.statusCode, put.body).toBe(200);
+    expect(put.json()).toMatchObject({ id, userName, title: 'Engineer' });
+    for (const key of ['emails', 'meta', 'groups', ENTERPRISE]) expect(put.json()[key], key).toBeUndefined();
+    expect(put.headers.etag).toMatch(/^W\//);
+
+    const patched = await scim(`PATCH`, `/Users/${id}?attributes=title`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'title', value: 'Lead' }],
+    });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect(patched.json()).toEqual({ schemas: [USER, ENTERPRISE], id, title: 'Lead' });
+    expect(patched.headers.etag).toBe((await scim('GET', `/Users/${id}`)).json().meta.version);
   });
 });
 

@@ -201,14 +201,30 @@ export async function scimUserResource(db: DbOrTx, organizationId: string, user:
   return toScimUser(user, groups.get(user.id) ?? [], baseUrl);
 }
 
-/** If-Match (RFC 7644 §3.14): a version that is not the current one answers 412. `*` matches any. */
-export function assertVersion(user: { updatedAt: Date }, ifMatch: string | undefined): void {
-  if (ifMatch === undefined) return;
-  const wanted = ifMatch.split(',').map((v) => v.trim());
-  if (wanted.includes('*')) return;
-  const current = userVersion(user);
-  const bare = (v: string) => v.replace(/^W\//, '');
-  if (!wanted.some((v) => bare(v) === bare(current))) throw scimErrors.preconditionFailed();
+/** The conditional headers of a request (RFC 7232 §3.1, §3.2), as received. */
+export interface Preconditions {
+  ifMatch?: string | undefined;
+  ifNoneMatch?: string | undefined;
+}
+
+/** Whether a header's list of versions names the current one; `*` names any. Weak comparison (RFC 7232 §2.3.2). */
+export function namesVersion(header: string, current: string): boolean {
+  const bare = (v: string) => v.trim().replace(/^W\//, '');
+  return header.split(',').some((v) => v.trim() === '*' || bare(v) === bare(current));
+}
+
+/**
+ * RFC 7644 §3.14 and RFC 7232 §3.1–3.2: If-Match without the current version answers 412, and so
+ * does If-None-Match with it (or `*`) — on a write; a read answers 304 for that (routes).
+ */
+export function assertVersion(resource: { updatedAt: Date }, conditions: Preconditions): void {
+  const current = userVersion(resource);
+  if (conditions.ifMatch !== undefined && !namesVersion(conditions.ifMatch, current)) {
+    throw scimErrors.preconditionFailed();
+  }
+  if (conditions.ifNoneMatch !== undefined && namesVersion(conditions.ifNoneMatch, current)) {
+    throw scimErrors.preconditionFailed('If-None-Match');
+  }
 }
 
 /** POST /Users: creates a user in the key's organization. */
@@ -221,26 +237,26 @@ export async function replaceScimUser(
   ctx: WriteContext,
   id: string,
   body: unknown,
-  ifMatch: string | undefined,
+  conditions: Preconditions,
 ): Promise<ScimUserRow> {
   const fields = fromScimUser(body);
-  return underLock(ctx, id, ifMatch, () => fields);
+  return underLock(ctx, id, conditions, () => fields);
 }
 
 /**
- * Runs a write on the user locked in a transaction: If-Match is checked against the locked row, so
+ * Runs a write on the user locked in a transaction: the preconditions are checked against the locked row, so
  * no other write can slip between the check and the change (the core's own transaction nests as a
  * savepoint).
  */
 function underLock(
   ctx: WriteContext,
   id: string,
-  ifMatch: string | undefined,
+  conditions: Preconditions,
   next: (current: User) => ScimUserFields,
 ): Promise<ScimUserRow> {
   return ctx.db.transaction(async (tx) => {
     const current = await findScimUser(tx, ctx.organizationId, id, true);
-    assertVersion(current, ifMatch);
+    assertVersion(current, conditions);
     return writeScimUser({ ...ctx, db: tx as unknown as Db }, current, next(current));
   });
 }
@@ -250,10 +266,10 @@ export async function patchScimUser(
   ctx: WriteContext,
   id: string,
   operations: PatchOperation[],
-  ifMatch: string | undefined,
+  conditions: Preconditions,
   baseUrl: string,
 ): Promise<ScimUserRow> {
-  return underLock(ctx, id, ifMatch, (current) => patchedUserFields(current, operations, baseUrl));
+  return underLock(ctx, id, conditions, (current) => patchedUserFields(current, operations, baseUrl));
 }
 
 /**
@@ -261,7 +277,7 @@ export async function patchScimUser(
  * a deleted resource must answer 404 afterwards, so deactivation would not do). Superusers are
  * never deleted through SCIM.
  */
-export async function deleteScimUser(ctx: WriteContext, id: string, ifMatch: string | undefined): Promise<void> {
+export async function deleteScimUser(ctx: WriteContext, id: string, conditions: Preconditions): Promise<void> {
   await ctx.db.transaction(async (tx) => {
     const [current] = isUuid(id)
       ? await tx
@@ -271,7 +287,7 @@ export async function deleteScimUser(ctx: WriteContext, id: string, ifMatch: str
           .for('update')
       : [];
     if (!current) throw scimErrors.notFound('User', id);
-    assertVersion(current, ifMatch);
+    assertVersion(current, conditions);
     if (current.isSuperuser) throw rbacErrors.superuserTarget();
     if ((await usersAboveKeyCeiling(tx, ctx.actor, [current.id])).size > 0)
       throw rbacErrors.aboveKeyCeiling(current.id);
