@@ -609,11 +609,17 @@ describe("SCIM Groups (the organization's roles)", () => {
       expect(res.json()).toMatchObject({ schemas: [ERROR], status: '403' });
     }
     expect((await admin.get('/api/v1/users/profile/permissions/')).json().permissions).not.toContain('modules.manage');
-    // …but manages groups within their reach, themselves included, as an identity provider pushes them.
+    // …but manages groups within their reach, for others: not for themselves, as the admin API refuses
+    // a caller changing their own roles (403 own_roles).
     const team = await asAdminKey('POST', '/Groups', { schemas: [GROUP], displayName: unique('Team ') });
     expect(team.statusCode, team.body).toBe(201);
-    expect((await asAdminKey('PATCH', `/Groups/${team.json().id}`, add(admin.user.id))).statusCode).toBe(200);
     expect((await asAdminKey('PATCH', `/Groups/${team.json().id}`, add(colleague.id))).statusCode).toBe(200);
+    const own = await asAdminKey('PATCH', `/Groups/${team.json().id}`, add(admin.user.id));
+    expect(own.statusCode, own.body).toBe(403);
+    expect(own.json()).toMatchObject({ schemas: [ERROR], status: '403' });
+    expect(own.json().detail).toMatch(/own role/);
+    const held = (await root.get(`/api/v1/users/${admin.user.id}/roles/`)).json().results as { role: string }[];
+    expect(held.map((r) => r.role)).toEqual(['org_admin']);
     // An operator's key has no ceiling.
     const { key } = await createApiKey(t.database.db, OPERATOR, {
       name: 'op',
@@ -627,6 +633,57 @@ describe("SCIM Groups (the organization's roles)", () => {
       payload: JSON.stringify(add(colleague.id)),
     });
     expect(operator.statusCode, operator.body).toBe(200);
+  });
+
+  it("refuses a key's creator joining or leaving a group through the key, by PATCH, PUT or POST, as the admin API does", async () => {
+    const org = await seedOrganization(t);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const colleague = await seedUser(t, org.id);
+    const made = await admin.post('/api/v1/api-keys/', { name: 'idp', organization: org.code, scopes: ['scim'] });
+    expect(made.statusCode, made.body).toBe(201);
+    const asKey = (method: 'PATCH' | 'PUT' | 'POST', url: string, body: unknown) =>
+      t.request({
+        method,
+        url: `/scim/v2${url}`,
+        headers: { authorization: `Bearer ${made.json().key}`, 'content-type': 'application/scim+json' },
+        payload: JSON.stringify(body),
+      });
+    const displayName = unique('Crew ');
+    const refusedCreate = await asKey('POST', '/Groups', {
+      schemas: [GROUP],
+      displayName,
+      members: [{ value: admin.user.id }],
+    });
+    expect(refusedCreate.statusCode, refusedCreate.body).toBe(403);
+    expect(refusedCreate.json()).toMatchObject({ schemas: [ERROR], status: '403' });
+
+    const crew = await asKey('POST', '/Groups', { schemas: [GROUP], displayName, members: [{ value: colleague.id }] });
+    expect(crew.statusCode, crew.body).toBe(201);
+    const url = `/Groups/${crew.json().id}`;
+    const replaced = await asKey('PUT', url, {
+      schemas: [GROUP],
+      displayName,
+      members: [{ value: colleague.id }, { value: admin.user.id }],
+    });
+    expect(replaced.statusCode, replaced.body).toBe(403);
+    expect(replaced.json()).toMatchObject({ schemas: [ERROR], status: '403' });
+    const holders = async () =>
+      (await t.database.db.select().from(userRoles).where(eq(userRoles.roleId, crew.json().id))).map((r) => r.userId);
+    expect(await holders()).toEqual([colleague.id]);
+
+    // Put in the group by someone else, the creator is not taken out through their own key either.
+    const root = await superuserClient(t);
+    expect((await root.post(`/api/v1/users/${admin.user.id}/roles/`, { role: crew.json().id })).statusCode).toBe(201);
+    const left = await asKey('PUT', url, { schemas: [GROUP], displayName, members: [{ value: colleague.id }] });
+    expect(left.statusCode, left.body).toBe(403);
+    // A rewrite that leaves the creator's membership as it is goes on.
+    const renamed = await asKey('PUT', url, {
+      schemas: [GROUP],
+      displayName: `${displayName} 2`,
+      members: [{ value: colleague.id }, { value: admin.user.id }],
+    });
+    expect(renamed.statusCode, renamed.body).toBe(200);
+    expect((await holders()).sort()).toEqual([colleague.id, admin.user.id].sort());
   });
 
   it("refuses adding a member holding a grant the key's creator lacks, at a weaker level too", async () => {

@@ -8,7 +8,7 @@ import { accessOfCaller, assertWithinCeiling, keyCeilingOf, usersBeyondCeiling }
 import { type EffectiveAccess, roleChanged, userRolesChanged } from '../rbac/effective-access.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
 import { type Role, roles, userRoles } from '../rbac/rbac.table.js';
-import { findRole, groupsOfUsersChanged, promotePrimaries } from '../rbac/roles.service.js';
+import { assertNotOwnRoles, findRole, groupsOfUsersChanged, promotePrimaries } from '../rbac/roles.service.js';
 import { users } from '../users/users.table.js';
 import { requireSchema, scimErrors } from './scim.errors.js';
 import { type AttributeMap, compileFilter } from './scim.filter.js';
@@ -328,8 +328,8 @@ export interface GroupWriteContext {
  * key. A group is a role and its members are the role's holders, so without it an organization
  * admin could, through a key of their own, join roles above their own, hand them out, or delete
  * them. Keys an operator made (the command line, PROVISIONING_API_KEY) and a superuser's have none.
- * Joining a role within the ceiling gains its creator nothing, so, unlike the admin API, a key may
- * put its creator in a group (identity providers push whole groups, their admins included).
+ * As on the admin API, nobody changes their own roles: a key does not put its creator in a group,
+ * nor take them out of one (403 `own_roles`).
  */
 async function ceilingOf(ctx: GroupWriteContext): Promise<EffectiveAccess | undefined> {
   const { actor } = ctx;
@@ -339,8 +339,9 @@ async function ceilingOf(ctx: GroupWriteContext): Promise<EffectiveAccess | unde
 
 /**
  * Refuses (403 `delegation_ceiling`) a write to a role beyond the ceiling: its members, its name or
- * its existence, as the admin API refuses assigning, changing or deleting such a role; and adding
- * or removing a member holding a role more powerful than the ceiling's holder's or grants they lack.
+ * its existence, as the admin API refuses assigning, changing or deleting such a role; adding or
+ * removing the ceiling's holder themselves (403 `own_roles`, the admin API's rule); and adding or
+ * removing a member holding a role more powerful than the ceiling's holder's or grants they lack.
  */
 async function assertWithinKeyCeiling(
   tx: DbOrTx,
@@ -352,6 +353,7 @@ async function assertWithinKeyCeiling(
   const role = await findRole(tx, roleId, undefined);
   assertWithinCeiling(ceiling, { level: role.level, permissions: role.permissionCodes, modules: role.moduleCodes });
   if (changedMembers.length === 0) return;
+  assertNotOwnRoles(ceiling, changedMembers);
   // In the transaction's own connection (on PGlite the only one): each member's reach as it stands.
   const beyond = await usersBeyondCeiling(tx, ceiling, changedMembers);
   if (beyond.some((member) => member.isSuperuser)) throw rbacErrors.superuserTarget();
