@@ -1,4 +1,4 @@
-import { AppError, registerUniqueConstraint } from '../../platform/http/errors.js';
+import { AppError, commonErrors, registerUniqueConstraint } from '../../platform/http/errors.js';
 
 registerUniqueConstraint('organizations_code_key', 'code', 'organization_code_taken');
 
@@ -22,6 +22,11 @@ export const organizationErrors = {
       403,
       'platform_object',
       `Only a superuser may ${act}; organizations belong to the whole installation.`,
+    ),
+  settingsTooLarge: (bytes: number, limit: number) =>
+    commonErrors.validation(
+      [{ field: 'settings', message: `Must be at most ${limit} bytes as JSON; these are ${bytes}.` }],
+      `The settings are ${bytes} bytes as JSON; an organization's settings hold at most ${limit}.`,
     ),
   hasUsers: () =>
     new AppError(

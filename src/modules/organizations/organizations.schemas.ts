@@ -44,8 +44,26 @@ const Settings = Type.Object(
       Type.Integer({ minimum: 8, maximum: 128, description: 'Minimum password length (default 10).' }),
     ),
   },
-  { description: 'Settings: those named here are read by Gatehouse; any other key is kept as given.' },
+  {
+    description:
+      'Settings: those named here are read by Gatehouse; any other key is kept as given. At most 64 KiB ' +
+      '(65536 bytes) as JSON (400 naming `settings` otherwise).',
+  },
 );
+
+/**
+ * The most bytes an organization's settings take as JSON. They are copied into every read of the
+ * organization and into the audit event of each change (from and to), so a body within the
+ * server's limit (megabytes) would otherwise multiply into every answer and the activity trail.
+ */
+export const SETTINGS_MAX_BYTES = 64 * 1024;
+
+/** The serialised size of settings over SETTINGS_MAX_BYTES, or undefined when they fit. */
+export function oversizedSettings(settings: Record<string, unknown> | undefined): number | undefined {
+  if (settings === undefined) return undefined;
+  const bytes = Buffer.byteLength(JSON.stringify(settings));
+  return bytes > SETTINGS_MAX_BYTES ? bytes : undefined;
+}
 
 export const CreateOrganizationBody = Type.Object({
   code: OrganizationCode,

@@ -9,11 +9,23 @@ import { revokeOrganizationSessions } from '../auth/auth.service.js';
 import { users } from '../users/users.table.js';
 import { organizationErrors } from './organizations.errors.js';
 import { findOrganization } from './organizations.queries.js';
-import type { CreateOrganizationInput, UpdateOrganizationInput } from './organizations.schemas.js';
+import {
+  type CreateOrganizationInput,
+  oversizedSettings,
+  SETTINGS_MAX_BYTES,
+  type UpdateOrganizationInput,
+} from './organizations.schemas.js';
 import { type Organization, organizations } from './organizations.table.js';
+
+/** Refuses settings over SETTINGS_MAX_BYTES as JSON (400 naming `settings`). */
+function assertSettingsFit(settings: Record<string, unknown> | undefined): void {
+  const bytes = oversizedSettings(settings);
+  if (bytes !== undefined) throw organizationErrors.settingsTooLarge(bytes, SETTINGS_MAX_BYTES);
+}
 
 /** Creates an organization; codes are unique across the installation. */
 export async function createOrganization(db: Db, input: CreateOrganizationInput, actor?: Actor): Promise<Organization> {
+  assertSettingsFit(input.settings);
   return db.transaction(async (tx) => {
     const [row] = await tx
       .insert(organizations)
@@ -82,6 +94,7 @@ export async function updateOrganization(
   scopeOrganizationId?: string,
   actor?: Actor,
 ): Promise<Organization> {
+  assertSettingsFit(input.settings);
   return db.transaction(async (tx) => {
     const current = await findLockedOrganization(tx, ref, scopeOrganizationId, 'no key update');
     if (!current) throw organizationErrors.notFound(ref);

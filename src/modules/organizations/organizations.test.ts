@@ -93,6 +93,31 @@ describe('organizations admin API', () => {
     expect(created.json().errors).toEqual([expect.objectContaining({ field: 'settings.password_min_length' })]);
   });
 
+  it('refuses settings over 64 KiB as JSON with 400 naming settings, on create and update, storing nothing', async () => {
+    const org = await seedOrganization(t);
+    const url = `/api/v1/organizations/${org.code}`;
+    // 64 KiB of JSON exactly is taken: {"note":"…"} is 11 bytes besides the text.
+    const fits = { note: 'x'.repeat(64 * 1024 - 11) };
+    const patched = await admin.patch(url, { settings: fits });
+    expect(patched.statusCode, patched.body).toBe(200);
+    const over = { note: 'x'.repeat(64 * 1024 - 10) };
+    const huge = { blob: 'x'.repeat(9 * 1024 * 1024) };
+    for (const settings of [over, huge]) {
+      const refused = await admin.patch(url, { settings });
+      expect(refused.statusCode).toBe(400);
+      expect(refused.headers['content-type']).toContain('application/problem+json');
+      expect(refused.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'settings' }] });
+      const code = unique('big-');
+      const created = await admin.post('/api/v1/organizations/', { code, name: 'Big', settings });
+      expect(created.json()).toMatchObject({ status: 400, errors: [{ field: 'settings' }] });
+      expect((await admin.get(`/api/v1/organizations/${code}`)).statusCode).toBe(404);
+    }
+    expect((await admin.get(url)).json().settings).toEqual(fits);
+    // A body over the server's limit is still refused as such, before any route reads it.
+    const tooLarge = await admin.patch(url, { settings: { blob: 'x'.repeat(11 * 1024 * 1024) } });
+    expect(tooLarge.statusCode).toBe(413);
+  });
+
   it('answers 400 naming code, which cannot be changed, and a body with nothing to change with the organization as it is', async () => {
     const org = await seedOrganization(t);
     const url = `/api/v1/organizations/${org.code}`;

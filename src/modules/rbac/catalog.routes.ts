@@ -10,6 +10,8 @@ import {
   findPermission,
   listModules,
   listPermissions,
+  moduleSortKey,
+  permissionSortKey,
   toModuleView,
   toPermissionView,
   updateModule,
@@ -48,11 +50,17 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/v1/modules',
     {
       config: view,
-      schema: { ...modules, operationId: 'listModules', querystring: ListModulesQuery, response: { 200: ModulePage } },
+      schema: {
+        ...modules,
+        operationId: 'listModules',
+        description: 'Modules by `order`, then code.',
+        querystring: ListModulesQuery,
+        response: { 200: ModulePage },
+      },
     },
     async (req) => {
       const limit = req.query.limit ?? 50;
-      const page = toPage(await listModules(db, { ...req.query, limit }), limit, (m) => [m.id]);
+      const page = toPage(await listModules(db, { ...req.query, limit }), limit, moduleSortKey);
       return { results: page.results.map(toModuleView), next: page.next };
     },
   );
@@ -138,13 +146,15 @@ export const catalogRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         ...perms,
         operationId: 'listPermissions',
+        description:
+          'Permissions grouped under their modules, in the modules’ order (`order`, then code), then by code.',
         querystring: ListPermissionsQuery,
         response: { 200: PermissionPage },
       },
     },
     async (req) => {
       const limit = req.query.limit ?? 50;
-      const page = toPage(await listPermissions(db, { ...req.query, limit }), limit, (p) => [p.id]);
+      const page = toPage(await listPermissions(db, { ...req.query, limit }), limit, permissionSortKey);
       return { results: page.results.map(toPermissionView), next: page.next };
     },
   );

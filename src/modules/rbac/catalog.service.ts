@@ -1,10 +1,11 @@
-import { and, asc, count, eq, gt, type SQL } from 'drizzle-orm';
+import { and, asc, count, eq, type SQL, sql } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
-import { cursorId } from '../../platform/http/pagination.js';
+import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import { recordAudit } from '../activity/audit.js';
 import { catalogChanged } from './effective-access.js';
+import { fieldChanges } from './field-changes.js';
 import { rbacErrors } from './rbac.errors.js';
 import type {
   CreateModuleInput,
@@ -75,15 +76,36 @@ async function requireModule(db: DbOrTx, ref: string): Promise<RbacModule> {
   return row;
 }
 
+// Codes compared byte by byte: the same order on every server, whatever its locale, and a cursor
+// that continues exactly where the order left off.
+const moduleCode = sql`${rbacModules.code} collate "C"`;
+const permissionCode = sql`${permissions.code} collate "C"`;
+
+/** The sort key of a module's place in the catalog: its `order`, then its code (unique). */
+export const moduleSortKey = (m: { order: number; code: string }): unknown[] => [m.order, m.code];
+
+/** The `[order, code]` a catalog cursor carries (the module's, then for permissions the permission's code). */
+function catalogCursor(cursor: string, arity: 2 | 3): [number, string, string | undefined] {
+  const values = decodeCursor(cursor, arity);
+  const [order, code, third] = values;
+  if (!Number.isInteger(order) || typeof code !== 'string') throw invalidCursor();
+  if (arity === 3 && typeof third !== 'string') throw invalidCursor();
+  return [order as number, code, third as string | undefined];
+}
+
+/** Modules as the catalog shows them: by `order`, then code. */
 export function listModules(db: DbOrTx, input: { is_active?: boolean; cursor?: string; limit: number }) {
   const conditions: SQL[] = [];
   if (input.is_active !== undefined) conditions.push(eq(rbacModules.isActive, input.is_active));
-  if (input.cursor) conditions.push(gt(rbacModules.id, cursorId(input.cursor)));
+  if (input.cursor) {
+    const [order, code] = catalogCursor(input.cursor, 2);
+    conditions.push(sql`(${rbacModules.order}, ${moduleCode}) > (${order}::int, ${code} collate "C")`);
+  }
   return db
     .select()
     .from(rbacModules)
     .where(and(...conditions))
-    .orderBy(asc(rbacModules.id))
+    .orderBy(asc(rbacModules.order), asc(moduleCode))
     .limit(input.limit + 1);
 }
 
@@ -142,6 +164,12 @@ export async function updateModule(db: Db, ref: string, input: UpdateModuleInput
     await catalogAudit(tx, 'module.updated', current, {
       fields: Object.keys(input),
       ...(input.is_active !== undefined ? { is_active: input.is_active } : {}),
+      changes: fieldChanges([
+        ['name', current.name, input.name],
+        ['description', current.description, input.description],
+        ['order', current.order, input.order],
+        ['is_active', current.isActive, input.is_active],
+      ]),
     });
     return row as RbacModule;
   });
@@ -204,18 +232,31 @@ async function requirePermission(db: DbOrTx, ref: string): Promise<PermissionWit
 export async function listPermissions(
   db: DbOrTx,
   input: { module?: string; cursor?: string; limit: number },
-): Promise<PermissionWithModule[]> {
+): Promise<(PermissionWithModule & { moduleOrder: number })[]> {
   const conditions: SQL[] = [];
   if (input.module !== undefined) conditions.push(eq(rbacModules.code, input.module));
-  if (input.cursor) conditions.push(gt(permissions.id, cursorId(input.cursor)));
+  if (input.cursor) {
+    const [order, module, code] = catalogCursor(input.cursor, 3);
+    conditions.push(
+      sql`(${rbacModules.order}, ${moduleCode}, ${permissionCode}) > (${order}::int, ${module} collate "C", ${code} collate "C")`,
+    );
+  }
+  // Grouped under their modules, in the modules' order, then by code within each.
   return db
-    .select(permissionColumns)
+    .select({ ...permissionColumns, moduleOrder: rbacModules.order })
     .from(permissions)
     .innerJoin(rbacModules, eq(rbacModules.id, permissions.moduleId))
     .where(and(...conditions))
-    .orderBy(asc(permissions.id))
+    .orderBy(asc(rbacModules.order), asc(moduleCode), asc(permissionCode))
     .limit(input.limit + 1);
 }
+
+/** The sort key of a permission's place in the list: its module's, then its code (unique). */
+export const permissionSortKey = (p: PermissionWithModule & { moduleOrder: number }): unknown[] => [
+  p.moduleOrder,
+  p.moduleCode,
+  p.code,
+];
 
 /** The module a permission body names; Gatehouse's own module takes no new permissions. */
 async function moduleForPermission(db: DbOrTx, code: string): Promise<RbacModule> {
@@ -264,7 +305,15 @@ export async function updatePermission(
       .returning();
     // Moving a permission between an active and an inactive module changes who effectively holds it.
     if (module && module.id !== current.moduleId) await catalogChanged(tx);
-    await catalogAudit(tx, 'permission.updated', current, { fields: Object.keys(input) });
+    await catalogAudit(tx, 'permission.updated', current, {
+      fields: Object.keys(input),
+      changes: fieldChanges([
+        ['module', current.moduleCode, module?.code],
+        ['action', current.action, input.action],
+        ['name', current.name, input.name],
+        ['description', current.description, input.description],
+      ]),
+    });
     return { ...(row as Permission), moduleCode: module?.code ?? current.moduleCode };
   });
 }

@@ -212,8 +212,53 @@ describe('modules and permissions', () => {
     const first = await root.get('/api/v1/modules/?limit=2');
     expect(first.json().results).toHaveLength(2);
     const second = await root.get(`/api/v1/modules/?limit=2&cursor=${first.json().next}`);
-    expect(second.json().results[0].id > first.json().results[1].id).toBe(true);
+    const seen = first.json().results.map((m: { id: string }) => m.id);
+    expect(second.json().results.some((m: { id: string }) => seen.includes(m.id))).toBe(false);
     expect((await root.get('/api/v1/modules/?cursor=nonsense')).json()).toMatchObject({ code: 'invalid_cursor' });
+  });
+
+  it('lists modules by order, then code, page after page, and permissions by their module’s order, then code', async () => {
+    const tag = unique('ORD').toUpperCase().replace(/-/g, '_');
+    // Created out of order: the list follows `order`, then the code, never the creation.
+    for (const [suffix, order] of [
+      ['C', -5],
+      ['A', 7],
+      ['B', -5],
+      ['D', -1000],
+    ] as const) {
+      const res = await root.post('/api/v1/modules/', { code: `${tag}_${suffix}`, name: `Mod ${suffix}`, order });
+      expect(res.statusCode, res.body).toBe(201);
+      const perm = await root.post('/api/v1/permissions/', {
+        code: `${tag.toLowerCase()}_${suffix.toLowerCase()}.view`,
+        module: `${tag}_${suffix}`,
+        action: 'view',
+        name: `View ${suffix}`,
+      });
+      expect(perm.statusCode, perm.body).toBe(201);
+    }
+    async function all(path: string) {
+      const out: { code: string; order?: number; module?: string }[] = [];
+      let next: string | null = null;
+      do {
+        const res = await root.get(`${path}?limit=2${next ? `&cursor=${next}` : ''}`);
+        expect(res.statusCode, res.body).toBe(200);
+        out.push(...res.json().results);
+        next = res.json().next;
+      } while (next);
+      return out;
+    }
+    const modules = await all('/api/v1/modules/');
+    const orders = modules.map((m) => m.order as number);
+    expect(orders).toEqual([...orders].sort((a, b) => a - b));
+    expect(modules.filter((m) => m.code.startsWith(tag)).map((m) => m.code)).toEqual(
+      ['D', 'B', 'C', 'A'].map((s) => `${tag}_${s}`),
+    );
+    expect(new Set(modules.map((m) => m.code)).size).toBe(modules.length);
+    const permissions = await all('/api/v1/permissions/');
+    expect(permissions.filter((p) => p.module?.startsWith(tag)).map((p) => p.module)).toEqual(
+      ['D', 'B', 'C', 'A'].map((s) => `${tag}_${s}`),
+    );
+    expect(new Set(permissions.map((p) => p.code)).size).toBe(permissions.length);
   });
 
   it('answers bad input with a 4xx naming the field', async () => {
@@ -604,6 +649,28 @@ describe('assignments and effective permissions', () => {
     expect(await primaries(onlyHolder.id)).toEqual([]);
   });
 
+  it('records with role.deleted how many assignments went, and each holder who lost the role as role.unassigned', async () => {
+    const tmp = (
+      await root.post('/api/v1/roles/', { code: unique('gone'), name: 'Gone', level: 4, organization: orgA.code })
+    ).json();
+    const holders = [await seedUser(t, orgA.id), await seedUser(t, orgA.id)];
+    for (const holder of holders) {
+      expect((await root.post(`/api/v1/users/${holder.id}/roles/`, { role: tmp.code })).statusCode).toBe(201);
+    }
+    expect((await root.delete(`/api/v1/roles/${tmp.id}/`)).statusCode).toBe(204);
+    const stream = await root.get(`/api/v1/activity-streams/?object_type=role&object_id=${tmp.id}&limit=50`);
+    expect(stream.statusCode, stream.body).toBe(200);
+    const events = stream.json().results as { activity_type: string; user_id: string | null; details: object }[];
+    expect(events.find((e) => e.activity_type === 'role.deleted')?.details).toMatchObject({
+      code: tmp.code,
+      assignments_removed: 2,
+      holders_recorded: 2,
+    });
+    const lost = events.filter((e) => e.activity_type === 'role.unassigned' && 'reason' in e.details);
+    expect(lost.map((e) => e.user_id).sort()).toEqual(holders.map((h) => h.id).sort());
+    expect(lost[0]?.details).toMatchObject({ role: tmp.code, role_id: tmp.id, reason: 'role_deleted' });
+  });
+
   // Races need PostgreSQL (TEST_DATABASE_URL) to overlap; PGlite runs the requests one after the other.
   it('answers 404 user_not_found to an assignment whose user is deleted meanwhile, never 500', async () => {
     for (let i = 0; i < 12; i++) {
@@ -925,6 +992,26 @@ describe('PATCH of modules, permissions and roles', () => {
       expect(res.json()).toEqual(before);
       expect((await root.get(url)).json().updated_at).toBe(before.updated_at);
       expect(await auditOf(before.id)).toEqual(events);
+    }
+  });
+
+  it('records each changed field with its value before and after, as user updates do', async () => {
+    const [moduleUrl, permissionUrl, roleUrl] = await seedObjects();
+    const cases: [string | undefined, string, Record<string, unknown>][] = [
+      [moduleUrl, 'module', { name: 'Module renamed', description: 'about', order: 9 }],
+      [permissionUrl, 'permission', { action: 'list', name: 'Permission renamed' }],
+      [roleUrl, 'role', { name: 'Role renamed', description: 'about', level: 6 }],
+    ];
+    for (const [url, objectType, body] of cases) {
+      const before = (await root.get(url as string)).json();
+      const res = await root.patch(url as string, body);
+      expect(res.statusCode, res.body).toBe(200);
+      // Newest first: the event of this change.
+      const stream = await root.get(`/api/v1/activity-streams/?object_type=${objectType}&object_id=${before.id}`);
+      const [event] = stream.json().results as { details: Record<string, unknown> }[];
+      expect(event?.details.changes, url).toEqual(
+        Object.entries(body).map(([field, to]) => ({ field, from: before[field], to })),
+      );
     }
   });
 

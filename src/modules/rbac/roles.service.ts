@@ -3,7 +3,7 @@ import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { cursorId, decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
-import { recordAudit } from '../activity/audit.js';
+import { type AuditEvent, recordAudit, recordAudits } from '../activity/audit.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import { findOrganizationByCode, holdActiveOrganization } from '../organizations/organizations.queries.js';
 import { organizations } from '../organizations/organizations.table.js';
@@ -12,6 +12,7 @@ import { findUserById } from '../users/users.queries.js';
 import { users } from '../users/users.table.js';
 import { accessOfCaller, assertMayManageUser, assertWithinCeiling, roleHeldBeyondCeiling } from './delegation.js';
 import { type EffectiveAccess, roleChanged, userRolesChanged } from './effective-access.js';
+import { fieldChanges } from './field-changes.js';
 import { rbacErrors } from './rbac.errors.js';
 import type { AssignRoleInput, CreateRoleInput, UpdateRoleInput } from './rbac.schemas.js';
 import { permissions, type Role, rbacModules, roleModules, rolePermissions, roles, userRoles } from './rbac.table.js';
@@ -341,6 +342,17 @@ export async function updateRole(
         ...(input.level !== undefined ? { level: { from: current.level, to: input.level } } : {}),
         ...(permissionsChanged ? { permissions: { from: current.permissionCodes, to: input.permissions } } : {}),
         ...(modulesChanged ? { modules: { from: current.moduleCodes, to: input.modules } } : {}),
+        changes: [
+          ...fieldChanges([
+            ['name', current.name, input.name],
+            ['description', current.description, input.description],
+            ['level', current.level, input.level],
+          ]),
+          ...(permissionsChanged
+            ? [{ field: 'permissions', from: current.permissionCodes, to: input.permissions }]
+            : []),
+          ...(modulesChanged ? [{ field: 'modules', from: current.moduleCodes, to: input.modules }] : []),
+        ],
       },
       severity: grantsChanged || input.level !== undefined ? 'warning' : 'info',
       objectType: 'role',
@@ -378,30 +390,62 @@ export async function deleteRole(db: Db, actor: UserActor, id: string): Promise<
     const [held] = await tx.select({ id: roles.id }).from(roles).where(eq(roles.id, current.id)).for('update');
     // Deleted by a concurrent request meanwhile: answered as a repeat is, nothing recorded twice.
     if (!held) throw rbacErrors.roleNotFound(id);
-    // Taken here rather than by the cascade, to know whose primary role goes with it.
-    const lost = await tx
+    // Taken here rather than by the cascade, to know who held it and whose primary role goes with it.
+    const removed = await tx
       .delete(userRoles)
-      .where(and(eq(userRoles.roleId, current.id), eq(userRoles.isPrimary, true)))
-      .returning({ userId: userRoles.userId });
+      .where(eq(userRoles.roleId, current.id))
+      .returning({ userId: userRoles.userId, isPrimary: userRoles.isPrimary });
     await tx.delete(roles).where(eq(roles.id, current.id));
     await promotePrimaries(
       tx,
-      lost.map((l) => l.userId),
+      removed.filter((r) => r.isPrimary).map((r) => r.userId),
     );
     await roleChanged(tx, current.id);
-    await recordAudit(tx, {
-      type: 'role.deleted',
-      category: 'authorization',
-      organizationId: current.organizationId,
-      actor,
-      description: `Role ${current.code} deleted`,
-      details: { code: current.code, level: current.level },
-      severity: 'warning',
-      objectType: 'role',
-      objectId: current.id,
-    });
+    const recorded = removed.slice(0, HOLDERS_RECORDED);
+    await recordAudits(tx, [
+      {
+        type: 'role.deleted',
+        category: 'authorization',
+        organizationId: current.organizationId,
+        actor,
+        description: `Role ${current.code} deleted`,
+        details: {
+          code: current.code,
+          level: current.level,
+          assignments_removed: removed.length,
+          holders_recorded: recorded.length,
+        },
+        severity: 'warning',
+        objectType: 'role',
+        objectId: current.id,
+      },
+      // Each holder as the subject of an event of their own, as removing the role from them would be
+      // recorded, and not by id in this event's details: erasing a user (eraseUserActivity) empties
+      // the events naming them as subject, and would leave their id in another event's details.
+      ...recorded.map(
+        (r): AuditEvent => ({
+          type: 'role.unassigned',
+          category: 'authorization',
+          organizationId: current.organizationId,
+          userId: r.userId,
+          actor,
+          description: `Role ${current.code} removed: the role was deleted`,
+          details: { role: current.code, role_id: current.id, was_primary: r.isPrimary, reason: 'role_deleted' },
+          severity: 'warning',
+          objectType: 'role',
+          objectId: current.id,
+        }),
+      ),
+    ]);
   });
 }
+
+/**
+ * How many of a deleted role's holders get an event of their own (`role.unassigned`); the
+ * `role.deleted` event counts them all. Bounded, so deleting a role held by a whole organization
+ * stays one short transaction.
+ */
+const HOLDERS_RECORDED = 100;
 
 // ---------------------------------------------------------------------------------------------
 // Assignments

@@ -1,6 +1,7 @@
 import { eq, inArray } from 'drizzle-orm';
 import type { DbOrTx } from '../../platform/db/client.js';
 import { type Organization, organizations } from '../organizations/organizations.table.js';
+import { type FieldChange, fieldChanges } from './field-changes.js';
 import {
   type Permission,
   permissions,
@@ -31,12 +32,6 @@ import {
  * built-in role keeps the grants it has and the file can only add to them. Objects the file does
  * not mention are left alone.
  */
-
-export interface FieldChange {
-  field: string;
-  from: unknown;
-  to: unknown;
-}
 
 export interface GrantChange {
   added: string[];
@@ -140,21 +135,6 @@ export interface Steps {
 
 const noGrants = (): GrantChange => ({ added: [], removed: [], kept: [] });
 
-function diff(fields: [string, unknown, unknown][]): FieldChange[] {
-  return fields
-    .filter(([, from, to]) => to !== undefined && canonical(from) !== canonical(to))
-    .map(([field, from, to]) => ({ field, from, to }));
-}
-
-/** JSON with sorted keys: settings equal in content compare equal whatever the key order. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, v) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
-}
-
 function change(
   kind: PlannedChange['kind'],
   ref: string,
@@ -200,7 +180,7 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
   for (const entry of file.organizations) {
     const row = current.organizations.get(entry.code);
     const fields = row
-      ? diff([
+      ? fieldChanges([
           ['name', row.name, entry.name],
           ['description', row.description, entry.description],
           ['settings', row.settings, entry.settings],
@@ -211,7 +191,7 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
   for (const entry of file.modules) {
     const row = current.modules.get(entry.code);
     const fields = row
-      ? diff([
+      ? fieldChanges([
           ['name', row.name, entry.name],
           ['description', row.description, entry.description],
           ['order', row.order, entry.order],
@@ -225,7 +205,7 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
       unknown(['permissions', i, 'module'], 'module', entry.module);
     const row = current.permissions.get(entry.code);
     const fields = row
-      ? diff([
+      ? fieldChanges([
           ['module', moduleCodeById.get(row.moduleId), entry.module],
           ['action', row.action, entry.action],
           ['name', row.name, entry.name],
@@ -266,7 +246,7 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
       };
     };
     const fields = row
-      ? diff([
+      ? fieldChanges([
           ['name', row.name, entry.name],
           ['level', row.level, entry.level],
           ['description', row.description, entry.description],

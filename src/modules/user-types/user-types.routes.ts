@@ -251,14 +251,18 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!actor.isSuperuser && req.query.organization && req.query.organization !== actor.organizationCode) {
         return { results: [], next: null };
       }
-      const profile: Record<string, unknown> = {};
+      // Without a prototype, so that every key is a key like any other: on a plain object,
+      // `profile.__proto__=x` would set nothing and the filter would match every user, and a key
+      // named `constructor` would find Object's own member among the schema's properties.
+      const profile: Record<string, unknown> = Object.create(null);
       const properties = (type.schema.properties ?? {}) as Record<string, { type?: unknown }>;
       for (const [key, raw] of Object.entries(req.query as Record<string, unknown>)) {
         if (!key.startsWith('profile.')) continue;
         const name = key.slice('profile.'.length);
         const value = Array.isArray(raw) ? raw[0] : raw;
         if (!name || typeof value !== 'string') throw userTypeErrors.invalidFilter(key, 'Give one value.');
-        profile[name] = filterValue(key, value, properties[name]?.type);
+        const declared = Object.hasOwn(properties, name) ? properties[name]?.type : undefined;
+        profile[name] = filterValue(key, value, declared);
       }
       const afterId = req.query.cursor ? cursorId(req.query.cursor) : undefined;
       let organizationId = organizationScopeOf(req.actor);
@@ -304,7 +308,8 @@ export const userTypesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createTypedUser',
         tags: typedTags,
         description:
-          'Creates a user of the type; `profile` must match the type’s JSON Schema. A segment that is no user ' +
+          'Creates a user of the type; `profile` must match the type’s JSON Schema. A field this body does not ' +
+          'declare (is_staff, is_superuser, user_type, attributes, status, …) answers 400 naming it. A segment that is no user ' +
           'type’s plural (in the organization the user would join) answers 405 as `/api/v1/users/{id}/` does, ' +
           'after the credential and `users.update` are checked, so only callers who may create users learn which ' +
           'plurals exist; a user id answers 405 to anyone.',

@@ -118,22 +118,28 @@ export const ListTypedUsersQuery = Type.Object(
   },
 );
 
-export const CreateTypedUserBody = Type.Object({
-  email: Type.String({ format: 'email', maxLength: 254 }),
-  username: Type.Optional(Username),
-  first_name: Type.Optional(Name),
-  last_name: Type.Optional(Name),
-  password: Type.Optional(Type.String({ minLength: LOWEST_MIN_LENGTH, maxLength: 1024 })),
-  organization: Type.Optional(
-    Type.String({
-      minLength: 1,
-      maxLength: 100,
-      description:
-        'Organization code (default: the type’s organization, else the caller’s). An `organization_id` in the body is refused (400 naming it).',
-    }),
-  ),
-  profile: Type.Optional(Profile),
-});
+export const CreateTypedUserBody = Type.Object(
+  {
+    email: Type.String({ format: 'email', maxLength: 254 }),
+    username: Type.Optional(Username),
+    first_name: Type.Optional(Name),
+    last_name: Type.Optional(Name),
+    password: Type.Optional(Type.String({ minLength: LOWEST_MIN_LENGTH, maxLength: 1024 })),
+    organization: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 100,
+        description:
+          'Organization code (default: the type’s organization, else the caller’s). An `organization_id` in the body is refused (400 naming it).',
+      }),
+    ),
+    profile: Type.Optional(Profile),
+  },
+  // Closed, as the typed PATCH is: a field the plain user create takes but this one does not (is_staff,
+  // is_superuser, user_type, attributes, status) answers 400 naming it, rather than 201 for a user
+  // created without it. The type is the one the path names.
+  { additionalProperties: false },
+);
 export type CreateTypedUserInput = Static<typeof CreateTypedUserBody>;
 
 export const UpdateTypedUserBody = Type.Partial(
@@ -172,6 +178,7 @@ const validators = new Map<string, ValidateFunction>();
  * would block (and reveal) another's. A `$ref` reaches nothing outside the schema itself either.
  */
 export function compileSchema(schema: Record<string, unknown>): ValidateFunction {
+  assertTakesObjects(schema);
   const ajv = new Ajv({ allErrors: true, strict: false, code: { regExp: linearRegExp } });
   addFormats.default(ajv);
   try {
@@ -198,6 +205,21 @@ export function compileSchema(schema: Record<string, unknown>): ValidateFunction
     }
     throw userTypeErrors.invalidSchema((err as Error).message);
   }
+}
+
+/**
+ * A profile is a JSON object: a root `type` that does not allow one (`"string"`, `"array"`,
+ * `["null", "integer"]`) would refuse every profile, the empty one included, and leave the type
+ * unusable for writing users.
+ */
+function assertTakesObjects(schema: Record<string, unknown>): void {
+  const type = schema.type;
+  if (type === undefined) return;
+  const types = Array.isArray(type) ? type : [type];
+  if (types.includes('object')) return;
+  throw userTypeErrors.invalidSchema(
+    `its root must take an object (the profile), so its "type" must be "object" or a list holding it, not ${JSON.stringify(type)}.`,
+  );
 }
 
 /** The object a local JSON pointer (`#/definitions/a`, RFC 6901) names in `root`, if any. */

@@ -248,8 +248,8 @@ export async function createTypedUser(
   if (type.organizationCode !== null && organization !== type.organizationCode) {
     throw userTypeErrors.invalidFilter('organization', `User type "${type.code}" belongs to another organization.`);
   }
-  // Only the fields this route declares: an open body keeps extra ones (status, is_staff, …), which
-  // the generic create would otherwise apply.
+  // Only the fields this route declares, named one by one: the generic create takes more (status,
+  // is_staff, …), which the closed body refuses before this point.
   const { email, username, first_name, last_name, password } = input;
   return createUser(db, actor, {
     email,

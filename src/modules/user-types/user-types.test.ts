@@ -232,14 +232,57 @@ describe('user types and typed users', () => {
     const password = await as.patch(`/api/v1/users/${plural}/${target.id}/`, { password: 'a takeover password' });
     expect(password.statusCode, password.body).toBe(400);
 
-    const created = await as.post(`/api/v1/users/${plural}/`, {
-      email: `${unique()}@x.io`,
-      is_staff: true,
-      status: 'suspended',
-    });
+    const created = await as.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io` });
     expect(created.statusCode, created.body).toBe(201);
     const stored = (await admin.get(`/api/v1/users/${created.json().id}/`)).json();
-    expect(stored).toMatchObject({ is_staff: false, status: 'active' });
+    expect(stored).toMatchObject({ is_staff: false, status: 'active', user_type: code });
+  });
+
+  it('refuses on create, naming it, a field the typed PATCH refuses, rather than creating the user without it', async () => {
+    const code = unique('intern').replace(/-/g, '');
+    const plural = `${code}s`;
+    expect((await createType({ code, plural, label: 'Intern' })).statusCode).toBe(201);
+    const email = `${unique()}@x.io`;
+    for (const body of [
+      { is_staff: true },
+      { is_superuser: true },
+      { user_type: 'other' },
+      { attributes: { team: 'x' } },
+      { status: 'suspended' },
+    ]) {
+      const res = await admin.post(`/api/v1/users/${plural}/`, { email, ...body });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json().errors).toEqual([{ field: Object.keys(body)[0], message: 'This field is not allowed.' }]);
+    }
+    // Nothing was created by the refused requests.
+    expect((await admin.get(`/api/v1/users/${plural}/`)).json().results).toEqual([]);
+    expect((await admin.post(`/api/v1/users/${plural}/`, { email })).statusCode).toBe(201);
+  });
+
+  it('filters on profile keys named like Object members (__proto__, constructor, prototype) as on any other key', async () => {
+    const code = unique('odd').replace(/-/g, '');
+    const plural = `${code}s`;
+    expect((await createType({ code, plural, label: 'Odd' })).statusCode).toBe(201);
+    const ids: Record<string, string> = {};
+    for (const key of ['constructor', 'prototype', 'other']) {
+      const created = await admin.post(`/api/v1/users/${plural}/`, {
+        email: `${unique()}@x.io`,
+        profile: { [key]: 'x' },
+      });
+      expect(created.statusCode, created.body).toBe(201);
+      ids[key] = created.json().id;
+    }
+    const found = async (query: string) => {
+      const res = await admin.get(`/api/v1/users/${plural}/?${query}`);
+      expect(res.statusCode, res.body).toBe(200);
+      return res.json().results.map((u: { id: string }) => u.id);
+    };
+    expect(await found('profile.constructor=x')).toEqual([ids.constructor]);
+    expect(await found('profile.prototype=x')).toEqual([ids.prototype]);
+    // No profile holds a key "__proto__" (JSON bodies refuse it), so it matches nobody, as an unknown key does.
+    expect(await found('profile.__proto__=x')).toEqual([]);
+    expect(await found('profile.unknown=x')).toEqual([]);
   });
 
   it('answers 404 for a user of another type under a plural, and user_not_found (405 to POST) for a segment that is no plural', async () => {
@@ -275,6 +318,29 @@ describe('user types and typed users', () => {
     expect(dup.statusCode).toBe(409);
     const badSchema = await createType({ code: `${code}q`, plural: `${code}q`, label: 'Q', schema: { type: 'nope' } });
     expect(badSchema.json().errors[0].field).toBe('schema');
+  });
+
+  it('refuses with 400 naming schema a profile schema whose root does not take an object, on create and update', async () => {
+    for (const schema of [
+      { type: 'string' },
+      { type: 'array', items: { type: 'string' } },
+      { type: ['null', 'integer'] },
+    ]) {
+      const code = unique('flat').replace(/-/g, '');
+      const res = await createType({ code, plural: `${code}s`, label: 'Flat', schema });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'schema' }] });
+      expect(res.json().errors[0].message).toMatch(/object/);
+      expect((await admin.get(`/api/v1/users/${code}s/`)).statusCode).toBe(404);
+    }
+    const code = unique('round').replace(/-/g, '');
+    const ok = await createType({ code, plural: `${code}s`, label: 'Round', schema: { type: ['object', 'null'] } });
+    expect(ok.statusCode, ok.body).toBe(201);
+    const url = `/api/v1/user-types/${ok.json().id}/`;
+    const refused = await admin.patch(url, { schema: { type: 'string' } });
+    expect(refused.json()).toMatchObject({ status: 400, errors: [{ field: 'schema' }] });
+    expect((await admin.get(url)).json().schema).toEqual({ type: ['object', 'null'] });
+    expect((await admin.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io` })).statusCode).toBe(201);
   });
 
   it('answers 409 user_type_in_use to deleting a type users still hold', async () => {
