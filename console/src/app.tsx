@@ -13,7 +13,7 @@ import { dataProvider } from './data-provider';
 import { ForgotPasswordPage } from './forgot-password-page';
 import { ConsoleLayout } from './layout';
 import { LoginPage } from './login-page';
-import { ActiveUserList, ActivityList, ActivityStatList, SessionList, UserTypeList } from './resources/activity';
+import { ActiveUserList, ActivityList, ActivityStatList, SessionList } from './resources/activity';
 import { ApiKeyCreate, ApiKeyList, ApiKeyShow } from './resources/api-keys';
 import {
   ModuleCreate,
@@ -33,6 +33,7 @@ import {
 } from './resources/catalog';
 import { IntegrationCreate, IntegrationEdit, IntegrationList, IntegrationShow } from './resources/integrations';
 import { MailList, MailShow } from './resources/mail';
+import { UserTypeCreate, UserTypeEdit, UserTypeList } from './resources/user-types';
 import { UserCreate, UserEdit, UserList, UserShow } from './resources/users';
 import { SetPasswordPage } from './set-password-page';
 import { VerifyEmailPage } from './verify-email-page';
@@ -124,7 +125,14 @@ export function App() {
         <Resource name="active-users" options={{ label: 'Active users' }} list={ActiveUserList} />
         <Resource name="activity-stats" options={{ label: 'Activity stats' }} list={ActivityStatList} />
         <Resource name="user-sessions" options={{ label: 'Sessions' }} list={SessionList} />
-        <Resource name="user-types" options={{ label: 'User types' }} list={UserTypeList} />
+        <Resource
+          name="user-types"
+          recordRepresentation="code"
+          options={{ label: 'User types' }}
+          list={UserTypeList}
+          create={UserTypeCreate}
+          edit={UserTypeEdit}
+        />
         <Resource
           name="mail-outbox"
           recordRepresentation="subject"

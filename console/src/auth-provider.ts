@@ -276,6 +276,8 @@ export const authProvider: AuthProvider = {
       id: me.id,
       fullName: `${name || me.username || me.email} (${me.organization})`,
       email: me.email,
+      // The organization a new user joins by default (the user form lists its user types).
+      organization: me.organization,
       // Staff and superusers may read the export statistics (the dashboard's user counts).
       isStaff: me.is_staff || me.is_superuser,
       // Only superusers make superusers: the user form offers the flag to them alone.

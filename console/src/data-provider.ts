@@ -213,6 +213,39 @@ function hasInput(sent: Record<string, unknown>, field: string): boolean {
   return value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value));
 }
 
+/** The input of a refused field, by the fields the request carried (above), named as the form names them. */
+function defaultInputOf(resource: string, sent: Record<string, unknown>): (field: string) => string | undefined {
+  const inputName = inputNames[resource] ?? ((field: string) => field);
+  return (field) => (hasInput(sent, field) ? inputName(field) : undefined);
+}
+
+/** A user type's schema is one JSON input: whatever the server finds wrong inside it is said there. */
+function userTypeInputOf(sent: Record<string, unknown>): (field: string) => string | undefined {
+  const fallback = defaultInputOf('user-types', sent);
+  return (field) =>
+    (field === 'schema' || field.startsWith('schema.')) && sent.schema !== undefined ? 'schema' : fallback(field);
+}
+
+/**
+ * A profile refusal names `profile.<path>`; the form holds each key the type's schema names at
+ * `attributes.profile.<key>`, an object or a list whole (a JSON input). Only keys the request carried
+ * have an input.
+ */
+function profileInputOf(sent: Record<string, unknown>, profile: Record<string, unknown>) {
+  const fallback = defaultInputOf('users', sent);
+  return (field: string): string | undefined => {
+    if (!field.startsWith('profile.')) return fallback(field);
+    const key = field.slice('profile.'.length).split('.')[0] ?? '';
+    return key in profile ? `attributes.profile.${key}` : undefined;
+  };
+}
+
+/** The inputs of a create form's refused fields: a user's profile keys and a type's schema have their own. */
+function createdInputOf(resource: string, sent: Record<string, unknown>) {
+  if (resource === 'users') return profileInputOf(sent, profileOf(sent));
+  return resource === 'user-types' ? userTypeInputOf(sent) : undefined;
+}
+
 /**
  * A write refused because the session ended. react-admin signs out on a 401 and then reports the
  * write as done ("Element updated"), losing the form: marked `keepPage`, the error is left to fail the
@@ -236,18 +269,23 @@ function writeError(error: unknown): unknown {
  * detail (with the errors no input can show) as `root.serverError`, the form's notification. An error
  * set on a field without an input would never be cleared, and the form would refuse every later Save.
  */
-function formError(error: unknown, resource: string, sent: Record<string, unknown>): unknown {
+function formError(
+  error: unknown,
+  resource: string,
+  sent: Record<string, unknown>,
+  inputOf: (field: string) => string | undefined = defaultInputOf(resource, sent),
+): unknown {
   if (!(error instanceof HttpError)) return error;
   if (error.status === 401) return sessionEnded(error);
   const problem = (error.body ?? {}) as Problem;
   if (!Array.isArray(problem.errors) || problem.errors.length === 0) {
     return new HttpError(error.message, error.status, { ...problem, errors: {} });
   }
-  const inputName = inputNames[resource] ?? ((field: string) => field);
   const errors: Record<string, unknown> = {};
   const elsewhere: string[] = [];
   for (const { field, message } of problem.errors) {
-    if (field && hasInput(sent, field)) errors[inputName(field)] ??= message;
+    const input = field ? inputOf(field) : undefined;
+    if (input) errors[input] ??= message;
     else elsewhere.push(field && field !== 'body' ? `${field}: ${message}` : message);
   }
   errors.root = { serverError: [error.message, ...elsewhere].join(' ') };
@@ -274,7 +312,122 @@ async function create(resource: string, record: Record<string, unknown>): Promis
     });
     return { data: { ...row, id: `${user_id}/${row.role}` } as RaRecord };
   }
+  if (resource === 'users') return { data: await createUser(record) };
   return { data: await api<RaRecord>(pathOf(resource), { method: 'POST', body: filled(record) }) };
+}
+
+type Profile = Record<string, unknown>;
+
+function profileOf(record: Record<string, unknown> | undefined): Profile {
+  const profile = (record?.attributes as { profile?: unknown } | undefined)?.profile;
+  return typeof profile === 'object' && profile !== null && !Array.isArray(profile) ? (profile as Profile) : {};
+}
+
+/** A profile as a form filled it: an emptied input is no value. */
+function filledProfile(profile: Profile): Profile {
+  return Object.fromEntries(
+    Object.entries(profile).filter(([, value]) => value !== null && value !== '' && value !== undefined),
+  );
+}
+
+/** The profile keys the form changed, an emptied one as null (which removes it on the typed route). */
+function profileChanges(profile: Profile, previous: Profile): Profile {
+  const out: Profile = {};
+  for (const key of new Set([...Object.keys(profile), ...Object.keys(previous)])) {
+    const value = profile[key] === '' || profile[key] === undefined ? null : profile[key];
+    if (JSON.stringify(value) !== JSON.stringify(previous[key] ?? null)) out[key] = value;
+  }
+  return out;
+}
+
+/** The type `code` as the server resolves it for a user of `organization`: its own first, then a global one. */
+async function userTypeOf(organization: unknown, code: string): Promise<Record<string, unknown> | undefined> {
+  const types = await readAll(paths['user-types'] as string, typeof organization === 'string' ? { organization } : {});
+  return (
+    types.find((type) => type.code === code && type.organization === organization) ??
+    types.find((type) => type.code === code && type.organization === null)
+  );
+}
+
+/** The keys of a profile its type's schema names (all of them when the schema names none). */
+function keysOfType(profile: Profile, type: Record<string, unknown> | undefined): Profile {
+  const properties = (type?.schema as { properties?: unknown } | undefined)?.properties;
+  if (typeof properties !== 'object' || properties === null) return profile;
+  return Object.fromEntries(Object.entries(profile).filter(([key]) => key in properties));
+}
+
+/**
+ * A new user, with the profile of the type picked: the admin route takes the type and the profile in
+ * `attributes` and checks it against the type's schema as the typed route does, and also takes the
+ * status and flags the typed route has no field for.
+ */
+async function createUser(record: Record<string, unknown>): Promise<RaRecord> {
+  const { attributes: _attributes, ...fields } = record;
+  const body = filled(fields);
+  if (typeof body.user_type === 'string') {
+    const type = await userTypeOf(body.organization, body.user_type);
+    const profile = keysOfType(filledProfile(profileOf(record)), type);
+    if (Object.keys(profile).length > 0) body.attributes = { profile };
+  }
+  return api<RaRecord>(pathOf('users'), { method: 'POST', body });
+}
+
+/** The fields the typed route's partial update takes besides `profile`. */
+const TYPED_USER_FIELDS = new Set(['email', 'username', 'first_name', 'last_name', 'status', 'is_active']);
+
+/**
+ * Saves the user form. A typed user's profile goes through the typed route (`/api/v1/users/<plural>/`),
+ * the changed keys only (merged there onto the stored profile, so another administrator's change of
+ * another key stays), with the fields that route takes in the same request; the rest (flags, password)
+ * then through the admin route. A change of type goes through the admin route, the only one that
+ * changes it, with the profile keys of the new type, checked there against its schema.
+ */
+async function updateUser(id: Identifier, data: Record<string, unknown>, previous: Record<string, unknown>) {
+  const path = `${pathOf('users')}${encodeURIComponent(String(id))}/`;
+  const { attributes: _attributes, ...body } = changes(data, previous);
+  if ('user_type' in body) {
+    const code = body.user_type;
+    if (typeof code === 'string' && code !== '') {
+      const type = await userTypeOf(previous.organization, code);
+      body.attributes = {
+        ...(previous.attributes as object),
+        profile: keysOfType(filledProfile(profileOf(data)), type),
+      };
+    }
+    try {
+      return await api<RaRecord>(path, { method: 'PATCH', body });
+    } catch (error) {
+      throw formError(error, 'users', body, profileInputOf(body, profileOf(body)));
+    }
+  }
+  const profile = profileChanges(profileOf(data), profileOf(previous));
+  const code = previous.user_type;
+  if (Object.keys(profile).length > 0 && typeof code === 'string') {
+    const type = await userTypeOf(previous.organization, code);
+    if (!type)
+      throw new HttpError(`User type "${code}" is not readable: its profile cannot be saved.`, 400, { errors: {} });
+    const typed: Record<string, unknown> = { profile };
+    for (const field of TYPED_USER_FIELDS) {
+      if (field in body) {
+        typed[field] = body[field];
+        delete body[field];
+      }
+    }
+    try {
+      await api(`${pathOf('users')}${encodeURIComponent(String(type.plural))}/${encodeURIComponent(String(id))}/`, {
+        method: 'PATCH',
+        body: typed,
+      });
+    } catch (error) {
+      throw formError(error, 'users', typed, profileInputOf(typed, profile));
+    }
+  }
+  if (Object.keys(body).length === 0) return api<RaRecord>(path);
+  try {
+    return await api<RaRecord>(path, { method: 'PATCH', body });
+  } catch (error) {
+    throw formError(error, 'users', body);
+  }
 }
 
 // Records are the API's JSON objects; react-admin's per-call generics add nothing checkable here.
@@ -343,12 +496,15 @@ export const dataProvider = {
     try {
       return (await create(resource, params.data)) as never;
     } catch (error) {
-      throw formError(error, resource, params.data);
+      throw formError(error, resource, params.data, createdInputOf(resource, params.data));
     }
   },
 
   async update(resource, params) {
     catalogCache.clear();
+    if (resource === 'users' && Object.keys(changes(params.data, params.previousData ?? {})).length > 0) {
+      return { data: await updateUser(params.id, params.data, params.previousData ?? {}) } as never;
+    }
     const body = changes(params.data, params.previousData ?? {});
     const path = `${pathOf(resource)}${encodeURIComponent(String(params.id))}/`;
     if (Object.keys(body).length === 0) return { data: params.previousData } as never;
@@ -357,7 +513,7 @@ export const dataProvider = {
       return { data } as never;
     } catch (error) {
       // The fields sent are those an input changed: a record field without an input is never among them.
-      throw formError(error, resource, body);
+      throw formError(error, resource, body, resource === 'user-types' ? userTypeInputOf(body) : undefined);
     }
   },
 

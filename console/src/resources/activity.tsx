@@ -167,16 +167,3 @@ export function SessionList() {
     </List>
   );
 }
-
-export function UserTypeList() {
-  return (
-    <List exporter={false} title="User types">
-      <Datagrid bulkActionButtons={false} rowClick={false}>
-        <TextField source="code" sortable={false} />
-        <TextField source="label" sortable={false} />
-        <TextField source="plural" sortable={false} />
-        <TextField source="organization" sortable={false} />
-      </Datagrid>
-    </List>
-  );
-}

@@ -14,6 +14,7 @@ import {
   EditButton,
   EmailField,
   type Exporter,
+  FormDataConsumer,
   FunctionField,
   List,
   NullableBooleanInput,
@@ -46,6 +47,7 @@ import { setUserActive } from '../data-provider';
 import { problemMessage } from '../http';
 import { RecordLink } from '../record-link';
 import { StringInput } from '../string-input';
+import { emptyAsNull, ProfileFields, ProfileInputs, type UserType, useUserTypes } from '../typed-profile';
 
 const statuses = ['active', 'suspended', 'locked', 'deactivated'].map((id) => ({ id, name: id }));
 
@@ -246,6 +248,7 @@ export function UserShow() {
           <TextField source="organization" />
           <TextField source="status" />
           <TextField source="user_type" />
+          <ProfileFields />
           <TextField source="external_id" />
           <BooleanField source="email_verified" />
           <BooleanField source="is_staff" />
@@ -287,6 +290,41 @@ export function UserShow() {
   );
 }
 
+/**
+ * The user's type, picked among those of their organization and the global ones (typed as a code by
+ * whom may not read user types), then the inputs of that type's profile.
+ */
+function UserTypeInputs({ creating, form }: { creating: boolean; form: Record<string, unknown> }) {
+  const { identity } = useGetIdentity();
+  const user = useRecordContext();
+  const typedOrganization = form.organization;
+  // A new user joins the organization typed in the form, by default the administrator's own.
+  const organization = creating
+    ? typeof typedOrganization === 'string' && typedOrganization !== ''
+      ? typedOrganization
+      : (identity?.organization as string | undefined)
+    : (user?.organization as string | undefined);
+  const { types, readable } = useUserTypes(organization);
+  return (
+    <>
+      {readable ? (
+        <SelectInput
+          source="user_type"
+          label="User type"
+          choices={types.filter((type, index) => types.findIndex((t) => t.code === type.code) === index)}
+          optionValue="code"
+          optionText={(type: UserType) => `${type.label} (${type.code})`}
+          emptyText="None"
+          parse={emptyAsNull}
+        />
+      ) : (
+        <TextInput source="user_type" label="User type" />
+      )}
+      <ProfileInputs organization={organization} code={form.user_type} />
+    </>
+  );
+}
+
 function UserFields({ creating }: { creating: boolean }) {
   const { identity } = useGetIdentity();
   return (
@@ -296,7 +334,7 @@ function UserFields({ creating }: { creating: boolean }) {
       <StringInput source="first_name" />
       <StringInput source="last_name" />
       {creating && <TextInput source="organization" label="Organization code" helperText="Default: yours" />}
-      <TextInput source="user_type" label="User type" />
+      <FormDataConsumer>{({ formData }) => <UserTypeInputs creating={creating} form={formData} />}</FormDataConsumer>
       <SelectInput source="status" choices={statuses} />
       <BooleanInput source="is_staff" label="Staff" />
       {identity?.isSuperuser === true && <BooleanInput source="is_superuser" label="Superuser" />}

@@ -1300,5 +1300,206 @@ describe.skipIf(!hasChromium())(
       expect(pageWidth).toBeLessThanOrEqual(widths.viewport);
       await page.context().close();
     }, 60_000);
+
+    // A school's student type: the form's inputs come from this schema (titles, descriptions, enum, formats).
+    const studentSchema = {
+      type: 'object',
+      required: ['student_number'],
+      properties: {
+        student_number: { type: 'string', title: 'Student number', description: 'As on the student card' },
+        grade: { type: 'integer', title: 'Grade', minimum: 1, maximum: 12 },
+        track: { type: 'string', title: 'Track', enum: ['science', 'arts'] },
+        enrolled_on: { type: 'string', format: 'date', title: 'Enrolled on' },
+        boarder: { type: 'boolean', title: 'Boarder' },
+        guardian: { type: 'object', title: 'Guardian' },
+      },
+    };
+
+    /** A fresh organization with the student type and one student, created through the API. */
+    async function school() {
+      const org = await seedOrganization(t);
+      const api = await loginAs(t, admin);
+      const type = await api.post('/api/v1/user-types/', {
+        code: 'student',
+        plural: 'students',
+        label: 'Student',
+        organization: org.code,
+        schema: studentSchema,
+      });
+      expect(type.statusCode).toBe(201);
+      const created = await api.post('/api/v1/users/students/', {
+        email: `${org.code}.pupil@example.com`,
+        organization: org.code,
+        profile: { student_number: 'S0001', grade: 9, guardian: { name: 'Pat' } },
+      });
+      expect(created.statusCode).toBe(201);
+      return { org, api, student: created.json() as { id: string } };
+    }
+
+    it("shows a typed user's profile and edits it with inputs from the type's schema, saved through the typed API", async () => {
+      const { api, student } = await school();
+      const page = await newPage();
+      const writes: string[] = [];
+      page.on('request', (request) => {
+        if (request.method() === 'PATCH') writes.push(new URL(request.url()).pathname);
+      });
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+
+      await page.goto(`${base}/admin/users/${student.id}/show`);
+      await page.getByText('Student number').first().waitFor();
+      await page.getByText('S0001').waitFor();
+
+      await page.goto(`${base}/admin/users/${student.id}`);
+      const number = page.getByLabel('Student number');
+      await number.waitFor();
+      expect(await number.inputValue()).toBe('S0001');
+      // Required by the schema: marked so on its label.
+      expect(await page.locator('label', { hasText: 'Student number' }).textContent()).toContain('*');
+      await page.getByText('As on the student card').waitFor();
+      expect(await page.getByLabel('Grade').inputValue()).toBe('9');
+      await page.getByLabel('Grade').fill('10');
+      await page.getByRole('combobox', { name: 'Track' }).click();
+      await page.getByRole('option', { name: 'science' }).click();
+      await page.getByLabel('Enrolled on').fill('2024-09-02');
+      await page.getByLabel('Boarder').check();
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/show$/);
+
+      expect(writes).toEqual([`/api/v1/users/students/${student.id}/`]);
+      const read = await api.get(`/api/v1/users/students/${student.id}/`);
+      expect(read.json().profile).toEqual({
+        student_number: 'S0001',
+        grade: 10,
+        track: 'science',
+        enrolled_on: '2024-09-02',
+        boarder: true,
+        guardian: { name: 'Pat' },
+      });
+      await page.getByText('science').waitFor();
+      await page.context().close();
+    }, 60_000);
+
+    it("shows the server's refusal of a profile value at its input, and saves once corrected", async () => {
+      const { api, student } = await school();
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users/${student.id}`);
+      const grade = page.getByLabel('Grade');
+      await grade.waitFor();
+      // The schema's maximum is the server's to apply: the console sends the value and shows the answer.
+      await grade.fill('13');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByText('must be <= 12').waitFor();
+      expect(await grade.getAttribute('aria-invalid')).toBe('true');
+      expect(page.url()).toMatch(new RegExp(`/users/${student.id}$`));
+      expect((await api.get(`/api/v1/users/students/${student.id}/`)).json().profile.grade).toBe(9);
+
+      // The JSON fallback of an object field refuses what is not JSON before anything is sent.
+      const guardian = page.getByLabel('Guardian');
+      await guardian.fill('{"name": ');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByText('Not valid JSON').waitFor();
+      await guardian.fill('{"name": "Sam"}');
+      await grade.fill('12');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/show$/);
+      const profile = (await api.get(`/api/v1/users/students/${student.id}/`)).json().profile;
+      expect(profile).toMatchObject({ grade: 12, guardian: { name: 'Sam' }, student_number: 'S0001' });
+      await page.context().close();
+    }, 60_000);
+
+    it('creates a typed user from the console: the type picked, its profile filled', async () => {
+      const { org, api } = await school();
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.goto(`${base}/admin/users/create`);
+      await page.getByLabel('Email').fill(`${org.code}.new@example.com`);
+      await page.getByLabel('Organization code').fill(org.code);
+      await page.getByRole('combobox', { name: 'User type' }).click();
+      await page.getByRole('option', { name: 'Student (student)' }).click();
+      await page.getByLabel('Student number').fill('S0042');
+      await page.getByLabel('Grade').fill('7');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/users\/[0-9a-f-]{36}\/show$/);
+      const id = /users\/([0-9a-f-]{36})\/show/.exec(page.url())![1]!;
+      const read = await api.get(`/api/v1/users/students/${id}/`);
+      expect(read.statusCode).toBe(200);
+      expect(read.json()).toMatchObject({ user_type: 'student', profile: { student_number: 'S0042', grade: 7 } });
+      await page.context().close();
+    }, 60_000);
+
+    it('creates a user type from the console that the API then serves, edits it, and deletes it once unused', async () => {
+      const org = await seedOrganization(t);
+      const api = await loginAs(t, admin);
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      await page.getByRole('menuitem', { name: 'User types', exact: true }).click();
+      await page.getByRole('link', { name: 'Create' }).click();
+      await page.getByLabel(/^Code/).fill('teacher');
+      await page.getByLabel(/^Name/).fill('Teacher');
+      await page.getByLabel(/^Plural/).fill('teachers');
+      await page.getByLabel('Organization code', { exact: true }).fill(org.code);
+      const schema = page.getByLabel('Schema');
+      // Not JSON, then JSON the server refuses as a schema: each said at the Schema input.
+      await schema.fill('{"type": "object",');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByText('Not valid JSON').waitFor();
+      await schema.fill('{"type": "object", "properties": {"subject": {"type": "strin"}}}');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => schema.getAttribute('aria-invalid'), { timeout: STEP_TIMEOUT }).toBe('true');
+      await schema.fill(
+        JSON.stringify({ type: 'object', required: ['subject'], properties: { subject: { type: 'string' } } }),
+      );
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/user-types$/);
+      await page.getByRole('cell', { name: 'teachers', exact: true }).waitFor();
+
+      // The API serves the new type's users at once, and applies its schema.
+      const refused = await api.post('/api/v1/users/teachers/', {
+        email: `${org.code}.t0@example.com`,
+        organization: org.code,
+        profile: {},
+      });
+      expect(refused.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.subject' }] });
+      const teacher = await api.post('/api/v1/users/teachers/', {
+        email: `${org.code}.t1@example.com`,
+        organization: org.code,
+        profile: { subject: 'maths' },
+      });
+      expect(teacher.statusCode).toBe(201);
+
+      // Edited: the new name is stored.
+      await page.getByRole('cell', { name: 'teachers', exact: true }).click();
+      await page.getByLabel(/^Name/).fill('Teaching staff');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/user-types$/);
+      const types = (await api.get(`/api/v1/user-types/?organization=${org.code}`)).json().results as {
+        id: string;
+        code: string;
+        label: string;
+      }[];
+      const stored = types.find((type) => type.code === 'teacher');
+      expect(stored?.label).toBe('Teaching staff');
+
+      // Deleting a type its users hold is refused, and the console says why; unused, it goes.
+      await page.goto(`${base}/admin/user-types/${stored!.id}`);
+      await page.getByRole('button', { name: 'Delete' }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
+      await page
+        .getByText(/still has users/)
+        .first()
+        .waitFor();
+      expect((await api.get(`/api/v1/user-types/${stored!.id}/`)).statusCode).toBe(200);
+      expect((await api.delete(`/api/v1/users/teachers/${teacher.json().id}/`)).statusCode).toBe(204);
+      await page.getByRole('button', { name: 'Delete' }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/user-types$/);
+      expect((await api.get(`/api/v1/user-types/${stored!.id}/`)).statusCode).toBe(404);
+      await page.context().close();
+    }, 90_000);
   },
 );
