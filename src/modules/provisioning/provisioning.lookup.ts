@@ -2,7 +2,7 @@
  * Users by reference: finding and listing the users a caller reaches, and deactivating one. The
  * scoping rules are those of the provisioning core (see provisioning.service.ts).
  */
-import { and, eq, getTableColumns, or, sql } from 'drizzle-orm';
+import { and, eq, getTableColumns, inArray, or, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
@@ -96,6 +96,23 @@ export async function lockUserRows(db: DbOrTx, ids: string[], externalIds: strin
         externalIds.length > 0 ? sql`${users.externalId} = any(${sql.param(externalIds)}::text[])` : undefined,
       ),
     )
+    .orderBy(users.id)
+    .for('update', { of: users });
+}
+
+/**
+ * The users of one organization these ids name, locked as lockUserRows locks them, in one statement:
+ * found by primary key first (readUserRows' reason), and only rows of that organization are locked,
+ * as the lock is taken on the rows the filter kept.
+ */
+export async function lockOrganizationUserRows(db: DbOrTx, ids: string[], organizationId: string): Promise<UserRow[]> {
+  if (ids.length === 0) return [];
+  const byId = db.select({ id: users.id }).from(users).where(anyUuid(users.id, ids)).limit(ids.length);
+  return db
+    .select(withOrganization)
+    .from(users)
+    .innerJoin(organizations, eq(organizations.id, users.organizationId))
+    .where(and(inArray(users.id, byId), eq(users.organizationId, organizationId)))
     .orderBy(users.id)
     .for('update', { of: users });
 }

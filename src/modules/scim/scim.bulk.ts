@@ -2,7 +2,7 @@ import type { Db } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import { forbiddenKeyIn } from '../../platform/http/json-body.js';
 import { bodyItemProblem } from '../../platform/http/text-guard.js';
-import { lockUserRows, readUserRows, type UserRow } from '../provisioning/provisioning.lookup.js';
+import { lockOrganizationUserRows, type UserRow } from '../provisioning/provisioning.lookup.js';
 import type { ProvisionItem } from '../provisioning/provisioning.service.js';
 import { MAX_BULK_OPERATIONS } from './scim.discovery.js';
 import { ScimError, scimErrors, toScimError } from './scim.errors.js';
@@ -346,17 +346,9 @@ async function writeUserBatch(
   // The users PATCHed and PUT, locked to the end of the transaction (one statement, in id order): each
   // version is checked (RFC 7644 §3.7: an operation's `version` is its If-Match), each patch applied
   // and each row planned from the row as the last writer left it, and no other write lands before
-  // this one. They are found first by the read tuned for many ids (readUserRows), which also keeps
-  // rows of another organization from being locked at all. The core plans with the locked rows
-  // instead of reading them again.
-  const ours = await readUserRows(ctx.db, existingIds.filter(isUuid), ctx.organizationId);
-  const locked = await lockUserRows(
-    ctx.db,
-    ours.map((u) => u.id),
-    [],
-  );
-  // Users never change organization; a row deleted between the two reads is simply missing (404).
-  const known = locked.filter((u) => u.organizationId === ctx.organizationId);
+  // this one; rows of another organization are not locked at all. The core plans with the locked
+  // rows instead of reading them again.
+  const known = await lockOrganizationUserRows(ctx.db, existingIds.filter(isUuid), ctx.organizationId);
   const current = new Map(known.map((u) => [u.id, u]));
   const prepared: ({ item: ProvisionItem } | { error: unknown })[] = batch.map((op) => {
     try {
