@@ -2,7 +2,7 @@
  * Users by reference: finding and listing the users a caller reaches, and deactivating one. The
  * scoping rules are those of the provisioning core (see provisioning.service.ts).
  */
-import { and, eq, getTableColumns, inArray, or, sql } from 'drizzle-orm';
+import { and, eq, getTableColumns, or, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
@@ -101,20 +101,26 @@ export async function lockUserRows(db: DbOrTx, ids: string[], externalIds: strin
 }
 
 /**
- * The users of one organization these ids name, locked as lockUserRows locks them, in one statement:
- * found by primary key first (readUserRows' reason), and only rows of that organization are locked,
- * as the lock is taken on the rows the filter kept.
+ * The users of one organization these ids name, locked as lockUserRows locks them. Their ids are
+ * found first, by primary key before the organization (readUserRows' reason: given both at once the
+ * planner may walk the organization's whole index range, seconds at 100,000 users), so rows of
+ * another organization are never locked; then the lock reads the rows by primary key alone.
  */
 export async function lockOrganizationUserRows(db: DbOrTx, ids: string[], organizationId: string): Promise<UserRow[]> {
   if (ids.length === 0) return [];
-  const byId = db.select({ id: users.id }).from(users).where(anyUuid(users.id, ids)).limit(ids.length);
-  return db
-    .select(withOrganization)
+  const byId = db
+    .select({ id: users.id, organizationId: users.organizationId })
     .from(users)
-    .innerJoin(organizations, eq(organizations.id, users.organizationId))
-    .where(and(inArray(users.id, byId), eq(users.organizationId, organizationId)))
-    .orderBy(users.id)
-    .for('update', { of: users });
+    .where(anyUuid(users.id, ids))
+    .limit(ids.length)
+    .as('by_id');
+  const ours = await db.select({ id: byId.id }).from(byId).where(eq(byId.organizationId, organizationId));
+  // Users never change organization; one deleted between the two statements is simply missing.
+  return lockUserRows(
+    db,
+    ours.map((row) => row.id),
+    [],
+  );
 }
 
 async function findUserByRef(db: DbOrTx, ref: UserRef, organizationId: string | undefined, lock = false) {
