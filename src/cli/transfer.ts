@@ -10,10 +10,10 @@ import { usersOfFile, usersOfRemoteExport } from '../modules/user-transfer/impor
 import { scimFilterOf } from '../modules/user-transfer/user-export.queries.js';
 import { type ExportFormat, exportDocument } from '../modules/user-transfer/user-export.stream.js';
 import {
-  type ImportClaims,
   type ImportReport,
   type ImportResult,
   importUsers,
+  newImportClaims,
 } from '../modules/user-transfer/user-import.js';
 import { ExportUsersQuery } from '../modules/user-transfer/user-transfer.schemas.js';
 import type { Db } from '../platform/db/client.js';
@@ -173,7 +173,7 @@ export function registerTransferCommands(program: Command): void {
             });
         const total: ImportReport = { created: 0, skipped: 0, failed: 0, results: [] };
         // One import however many calls it takes: an entry repeating an earlier call's user fails alike.
-        const claims: ImportClaims = { externalIds: new Set(), scimExternalIds: new Set() };
+        const claims = newImportClaims();
         // In calls of the size the HTTP import takes, each in its own transaction.
         for (let start = 0; start < users.length; start += config.bulkMaxItems) {
           const part = await importUsers(db, COMMAND_LINE, users.slice(start, start + config.bulkMaxItems), {

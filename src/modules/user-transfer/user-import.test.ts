@@ -308,6 +308,42 @@ describe('user import between systems', () => {
     expect((await usersIn(into)).map((u) => [u.email, u.externalId])).toEqual([['first@example.com', 'kc-twice']]);
   });
 
+  it('fails an email address or username repeated in one import, in any case, naming the field; one the organization holds is skipped', async () => {
+    const into = await seedOrganization(t);
+    await seedUser(t, into.id, { email: 'held@example.com' });
+    const body = (dryRun: boolean) => ({
+      organization: into.code,
+      dry_run: dryRun,
+      users: [
+        { email: 'first@example.com', username: 'ada' },
+        { email: 'FIRST@example.com', username: 'grace' },
+        { email: 'other@example.com', username: 'ADA' },
+        { email: 'held@example.com' },
+        { email: 'held@example.com' },
+      ],
+    });
+    for (const dryRun of [true, false]) {
+      const res = await root.post('/api/admin/import-users/', body(dryRun));
+      expect(res.statusCode, res.body).toBe(200);
+      const answer = res.json() as ImportAnswer;
+      expect(answer, `dry run: ${dryRun}`).toMatchObject({ created: 1, skipped: 2, failed: 2 });
+      expect(answer.results.map((r) => [r.action, r.code])).toEqual([
+        ['created', undefined],
+        ['failed', 'duplicate_in_request'],
+        ['failed', 'duplicate_in_request'],
+        ['skipped', 'email_taken'],
+        ['skipped', 'email_taken'],
+      ]);
+      expect(answer.results[1]).toMatchObject({
+        errors: [{ field: 'email', message: 'An earlier entry of this import gives the same email address.' }],
+      });
+      expect(answer.results[2]).toMatchObject({
+        errors: [{ field: 'username', message: 'An earlier entry of this import gives the same username.' }],
+      });
+    }
+    expect((await usersIn(into)).map((u) => u.email).sort()).toEqual(['first@example.com', 'held@example.com']);
+  });
+
   it('fails a SCIM externalId repeated in one import, naming scim_external_id, keeps the first and imports the others', async () => {
     const into = await seedOrganization(t);
     const body = (dryRun: boolean) => ({

@@ -16,7 +16,7 @@ import { USER_STATUSES, type UserStatus, users } from '../users/users.table.js';
  * created in one organization through the provisioning core: the same validation, set-based writes
  * and audit events as every other write. Seed 003's importer skips users it already has; here a
  * user whose email, username, external id or SCIM externalId the organization already holds is
- * skipped, an entry repeating an earlier entry's external id or SCIM externalId fails, and every
+ * skipped, an entry repeating an earlier entry's external id, SCIM externalId, email or username fails, and every
  * other refusal is reported for its entry alone. A user keeps when they joined,
  * their status (suspended and locked included) and both external ids. Passwords never travel:
  * imported users sign in after an invitation (`send_invite`) or a password reset. Staff and
@@ -39,16 +39,24 @@ export interface ImportOptions {
   claims?: ImportClaims;
 }
 
-/** External ids and SCIM externalIds an import has given to users so far. */
+/** External ids, SCIM externalIds, email addresses and usernames (lower case) an import has given to users so far. */
 export interface ImportClaims {
   externalIds: Set<string>;
   scimExternalIds: Set<string>;
+  emails: Set<string>;
+  usernames: Set<string>;
+}
+
+export function newImportClaims(): ImportClaims {
+  return { externalIds: new Set(), scimExternalIds: new Set(), emails: new Set(), usernames: new Set() };
 }
 
 /** The field of an entry that names its user, as a problem calls it, and how a message words it. */
 const REPEATED = {
   external_id: 'external id',
   scim_external_id: 'SCIM externalId',
+  email: 'email address',
+  username: 'username',
 } as const;
 
 export type ImportResult =
@@ -190,7 +198,7 @@ export async function importUsers(
   const results: ImportResult[] = new Array(entries.length);
   const items: ProvisionItem[] = [];
   const indexes: number[] = [];
-  const claims = options.claims ?? { externalIds: new Set<string>(), scimExternalIds: new Set<string>() };
+  const claims = options.claims ?? newImportClaims();
   // The same user twice in one import is no user the organization holds: the first entry stands
   // and a later one fails, naming the field (as seed 000's bulk call refuses it, not skips it).
   const repeated = (index: number, email: unknown, field: keyof typeof REPEATED, value: string) => {
@@ -253,9 +261,11 @@ export async function importUsers(
   // user the organization already had (which would have refused that entry too).
   for (const outcome of report.results) {
     if (!outcome.ok) continue;
-    const { externalId, scimExternalId } = items[outcome.index] ?? {};
+    const { externalId, scimExternalId, username } = items[outcome.index] ?? {};
     if (typeof externalId === 'string') claims.externalIds.add(externalId);
     if (typeof scimExternalId === 'string') claims.scimExternalIds.add(scimExternalId);
+    claims.emails.add(outcome.user.email.toLowerCase());
+    if (typeof username === 'string') claims.usernames.add(username.toLowerCase());
   }
   for (const outcome of report.results) {
     const index = indexes[outcome.index] as number;
@@ -272,6 +282,20 @@ export async function importUsers(
     }
     if (error.code === 'scim_external_id_taken' && claims.scimExternalIds.has(item?.scimExternalId ?? '')) {
       repeated(index, email, 'scim_external_id', item?.scimExternalId as string);
+      continue;
+    }
+    // Taken by an entry of this import, not by a user the organization held before it.
+    if (error.code === 'email_taken' && typeof email === 'string' && claims.emails.has(email.toLowerCase())) {
+      repeated(index, email, 'email', email);
+      continue;
+    }
+    const username = item?.username;
+    if (
+      error.code === 'username_taken' &&
+      typeof username === 'string' &&
+      claims.usernames.has(username.toLowerCase())
+    ) {
+      repeated(index, email, 'username', username);
       continue;
     }
     // A clash with a user the organization holds is what an importer skips; anything else failed,

@@ -218,7 +218,7 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'external ids. A user whose email, username, external id or SCIM externalId the ' +
           'organization already holds is skipped; every other refusal is reported for its entry alone (text ' +
           'the database cannot store, nesting deeper than 64 levels and `__proto__` keys included; an ' +
-          '`external_id` or `scim_external_id` given twice fails the later entry with `duplicate_in_request`, ' +
+          '`external_id`, `scim_external_id`, email address or username given twice fails the later entry with `duplicate_in_request`, ' +
           'naming the field). A `date_joined` ' +
           'without a zone (Django with `USE_TZ = False`) is read as UTC. ' +
           `Passwords and staff flags are never imported. Up to BULK_MAX_ITEMS users (default 10,000) a call; ` +
