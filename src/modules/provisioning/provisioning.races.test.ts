@@ -185,6 +185,29 @@ describe.runIf(process.env.TEST_DATABASE_URL)('concurrent writes of one user', (
       );
     });
 
+    it("keeps a user's own attributes change made while SCIM writes their attributes.scim, and the SCIM write", async () => {
+      const seeded = await seedUser(t, organizationId);
+      const me = await loginAs(t, seeded);
+      const titled = await scim('PATCH', `/Users/${seeded.id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', path: 'title', value: 'Title' }],
+      });
+      expect(titled.statusCode, titled.body).toBe(200);
+      const answers = await Promise.all(
+        Array.from({ length: WRITES }, (_, i) =>
+          i % 2 === 0
+            ? scim('PATCH', `/Users/${seeded.id}`, {
+                schemas: [PATCH],
+                Operations: [{ op: 'replace', path: 'title', value: `Title ${i}` }],
+              })
+            : me.patch('/api/v1/users/profile/', { attributes: { theme: 'dark' } }),
+        ),
+      );
+      expectAll(answers, 200);
+      expect((await scim('GET', `/Users/${seeded.id}`)).json().title).toMatch(/^Title \d+$/);
+      expect((await me.get('/api/v1/users/profile/')).json().attributes).toMatchObject({ theme: 'dark' });
+    });
+
     it('keeps an admin change made while SCIM replaces the user, and the replacement', async () => {
       const user = await createUser();
       const current = (await scim('GET', `/Users/${user.id}`)).json();

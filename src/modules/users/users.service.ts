@@ -212,11 +212,11 @@ export async function updateOwnProfile(
     attributes = { ...change.attributes };
     const refused: string[] = [];
     for (const key of NOT_SELF_WRITTEN_ATTRIBUTES) {
-      const stored = current.attributes[key];
-      if (Object.hasOwn(attributes, key) && !isDeepStrictEqual(attributes[key], stored))
-        refused.push(`attributes.${key}`);
-      if (stored === undefined) delete attributes[key];
-      else attributes[key] = stored;
+      if (!Object.hasOwn(attributes, key)) continue;
+      if (!isDeepStrictEqual(attributes[key], current.attributes[key])) refused.push(`attributes.${key}`);
+      // Sent back as read: left out, so the core keeps the value on the row it locks. This read may be
+      // older than that row (a SCIM write in between), and copying it would be a change.
+      delete attributes[key];
     }
     if (refused.length > 0) throw commonErrors.readOnlyFields(refused, 'through the profile');
   }
