@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Scim, scimClient } from '../../../test/scim-client.js';
 import { type Client, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { BATCH_SIZE } from './provisioning.service.js';
 
 // Concurrent writes of one user, each changing something the others leave alone: every change must
 // survive (no write may be planned from the row as it stood before another one committed). Only
@@ -92,6 +93,33 @@ describe.runIf(process.env.TEST_DATABASE_URL)('concurrent writes of one user', (
         (u) => `${u.first_name} ${u.last_name}`,
       );
       expect(names).toEqual(ids.map(() => `F${round} L${round}`));
+    }
+  });
+
+  it('completes overlapping bulk calls larger than one batch, whatever order they name the users in', async () => {
+    const org = await seedOrganization(t);
+    // Two batches a call: the second call takes the first call's second batch first.
+    const ids = Array.from({ length: 2 * BATCH_SIZE }, () => unique('kc-'));
+    const bulk = (fields: Record<string, unknown>, order: string[]) =>
+      t.request({
+        method: 'POST',
+        url: '/api/provisioning/users/bulk',
+        headers: { authorization: `Bearer ${PLATFORM_KEY}` },
+        payload: order.map((id) => ({
+          keycloak_id: id,
+          email: `${id}@example.com`,
+          engagemx_client_id: org.code,
+          ...fields,
+        })),
+      });
+    expectAll([await bulk({ first_name: 'First', last_name: 'Last' }, ids)], 200);
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all([
+        bulk({ first_name: `F${round}` }, ids),
+        bulk({ last_name: `L${round}` }, [...ids].reverse()),
+      ]);
+      expectAll(answers, 200);
+      for (const res of answers) expect(res.json()).toMatchObject({ success_count: ids.length, error_count: 0 });
     }
   });
 

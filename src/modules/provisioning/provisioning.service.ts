@@ -35,7 +35,7 @@
  * multi-row insert, in the same transaction.
  */
 import type { Config } from '../../config.js';
-import { type Db, type DbOrTx, uniqueViolation } from '../../platform/db/client.js';
+import { type Db, type DbOrTx, deadlockDetected, uniqueViolation } from '../../platform/db/client.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import type { AppError } from '../../platform/http/errors.js';
 import { endAccountTokens, PASSWORD_PURPOSES } from '../account/account.queries.js';
@@ -61,6 +61,8 @@ import { createMissingOrganizations, type Written, writeBatch } from './provisio
 
 /** Rows per set-based statement. */
 export const BATCH_SIZE = 1000;
+/** How often a call runs when PostgreSQL undoes it to break a deadlock. */
+const MAX_DEADLOCK_ATTEMPTS = 3;
 /** How often a batch is re-planned when a parallel writer took a unique value between plan and write. */
 const MAX_ATTEMPTS = 3;
 
@@ -220,14 +222,23 @@ export async function provisionUsers(
   // for the handle rather than built again for every transaction.
   const scope = organizationScopeOf(actor);
   const scopeOrganization = scope === undefined ? undefined : await findOrganizationById(db, scope);
-  try {
-    return await db.transaction((tx) => upsert(tx, actor, items, indexed, options, false, scopeOrganization));
-  } catch (err) {
-    if (!uniqueViolation(err)) throw err;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      try {
+        return await db.transaction((tx) => upsert(tx, actor, items, indexed, options, false, scopeOrganization));
+      } catch (err) {
+        if (!uniqueViolation(err)) throw err;
+      }
+      // The retry reads every user afresh: rows a parallel writer changed are planned as they now are.
+      const fresh = { ...options, known: undefined };
+      return await db.transaction((tx) => upsert(tx, actor, items, indexed, fresh, true, scopeOrganization));
+    } catch (err) {
+      // A call of several batches locks each batch's users in id order, not the whole call's: two
+      // overlapping calls can each hold a row the other waits for. PostgreSQL undoes one of them,
+      // which runs again. Rows a caller locked itself (`known`) were in the transaction undone.
+      if (!deadlockDetected(err) || options.known !== undefined || attempt === MAX_DEADLOCK_ATTEMPTS) throw err;
+    }
   }
-  // The retry reads every user afresh: rows a parallel writer changed are planned as they now are.
-  const fresh = { ...options, known: undefined };
-  return db.transaction((tx) => upsert(tx, actor, items, indexed, fresh, true, scopeOrganization));
 }
 
 async function upsert(

@@ -196,16 +196,29 @@ export async function pingDatabase(db: Db): Promise<void> {
   await db.execute(sql`select 1`);
 }
 
-/** Unique violation details from either driver, for mapping to a 409. */
-export function uniqueViolation(err: unknown): { constraint: string } | undefined {
+/** The database error of either driver with this SQLSTATE, under Drizzle's wrapping (in `cause`). */
+function driverError(err: unknown, sqlState: string): { constraint?: string } | undefined {
   let e: unknown = err;
-  // Drizzle wraps driver errors; the driver's error sits in `cause`.
   for (let depth = 0; depth < 3 && e; depth++) {
     const candidate = e as { code?: string; constraint?: string; cause?: unknown };
-    if (candidate.code === '23505') return { constraint: candidate.constraint ?? '' };
+    if (candidate.code === sqlState) return candidate;
     e = candidate.cause;
   }
   return undefined;
+}
+
+/** Unique violation details from either driver, for mapping to a 409. */
+export function uniqueViolation(err: unknown): { constraint: string } | undefined {
+  const found = driverError(err, '23505');
+  return found && { constraint: found.constraint ?? '' };
+}
+
+/**
+ * Whether PostgreSQL ended this transaction to break a deadlock (40P01): nothing it did stands, and
+ * running it again succeeds once the other transaction has gone on.
+ */
+export function deadlockDetected(err: unknown): boolean {
+  return driverError(err, '40P01') !== undefined;
 }
 
 // Socket errors of a server that is down, restarting or cut off (a name that stops resolving too:
