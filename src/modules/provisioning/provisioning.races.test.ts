@@ -23,6 +23,21 @@ describe.runIf(process.env.TEST_DATABASE_URL)('concurrent writes of one user', (
   });
   afterAll(() => t.close());
 
+  /** One seed-000 bulk call writing these keycloak ids, in this order, with these fields. */
+  function bulkWrite(organization: string, keycloakIds: string[], fields: Record<string, unknown>) {
+    return t.request({
+      method: 'POST',
+      url: '/api/provisioning/users/bulk',
+      headers: { authorization: `Bearer ${PLATFORM_KEY}` },
+      payload: keycloakIds.map((id) => ({
+        keycloak_id: id,
+        email: `${id}@example.com`,
+        engagemx_client_id: organization,
+        ...fields,
+      })),
+    });
+  }
+
   function expectAll(answers: LightMyRequestResponse[], status: number) {
     for (const res of answers) expect(res.statusCode, res.body).toBe(status);
   }
@@ -60,18 +75,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('concurrent writes of one user', (
   it('keeps every field of concurrent seed-000 bulk calls writing the same users', async () => {
     const org = await seedOrganization(t);
     const ids = Array.from({ length: 50 }, () => unique('kc-'));
-    const bulk = (fields: Record<string, unknown>, order: string[] = ids) =>
-      t.request({
-        method: 'POST',
-        url: '/api/provisioning/users/bulk',
-        headers: { authorization: `Bearer ${PLATFORM_KEY}` },
-        payload: order.map((id) => ({
-          keycloak_id: id,
-          email: `${id}@example.com`,
-          engagemx_client_id: org.code,
-          ...fields,
-        })),
-      });
+    const bulk = (fields: Record<string, unknown>, order: string[] = ids) => bulkWrite(org.code, order, fields);
     for (let round = 0; round < 3; round++) {
       expect((await bulk({ first_name: 'First', last_name: 'Last' })).statusCode).toBe(200);
       // Half change the first names only, half the last names only, some in the reverse order.
@@ -100,18 +104,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('concurrent writes of one user', (
     const org = await seedOrganization(t);
     // Two batches a call: the second call takes the first call's second batch first.
     const ids = Array.from({ length: 2 * BATCH_SIZE }, () => unique('kc-'));
-    const bulk = (fields: Record<string, unknown>, order: string[]) =>
-      t.request({
-        method: 'POST',
-        url: '/api/provisioning/users/bulk',
-        headers: { authorization: `Bearer ${PLATFORM_KEY}` },
-        payload: order.map((id) => ({
-          keycloak_id: id,
-          email: `${id}@example.com`,
-          engagemx_client_id: org.code,
-          ...fields,
-        })),
-      });
+    const bulk = (fields: Record<string, unknown>, order: string[]) => bulkWrite(org.code, order, fields);
     expectAll([await bulk({ first_name: 'First', last_name: 'Last' }, ids)], 200);
     for (let round = 0; round < 3; round++) {
       const answers = await Promise.all([
