@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { sql } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loginAs, seedOrganization, seedUser } from '../../../test/seed.js';
+import { loginAs, seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTcpProxy } from '../../../test/tcp-proxy.js';
 import { openTestDatabase, startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
 import { buildApp } from '../../app.js';
@@ -409,6 +409,66 @@ describe('request tracking at shutdown and when off', () => {
           where kind = 'request' and path = '/api/v1/users/validate-token' and user_id = ${user.id}::uuid`,
       );
       expect(rows).toEqual([{ actor_type: 'user', user_id: user.id, organization_id: org.id }]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('names the user a login, a refresh or a cookie sign-in opened a session for; a refused login stays anonymous', async () => {
+    const t = await startTestApp();
+    try {
+      const org = await seedOrganization(t);
+      const user = await seedUser(t, org.id);
+      const login = await t.request({
+        method: 'POST',
+        url: '/api/v1/users/login/',
+        payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+      });
+      expect(login.statusCode, login.body).toBe(200);
+      const token = await t.request({
+        method: 'POST',
+        url: '/api/token/',
+        payload: { username: user.email, password: TEST_PASSWORD, organization: org.code },
+      });
+      expect(token.statusCode, token.body).toBe(200);
+      const refreshed = await t.request({
+        method: 'POST',
+        url: '/api/token/refresh/',
+        payload: { refresh: login.json().refresh },
+      });
+      expect(refreshed.statusCode, refreshed.body).toBe(200);
+      const cookie = await t.request({
+        method: 'POST',
+        url: '/api/login/',
+        payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
+      });
+      expect(cookie.statusCode, cookie.body).toBe(200);
+      const refused = await t.request({
+        method: 'POST',
+        url: '/api/v1/users/login/',
+        payload: { email: user.email, password: 'not the password', organization: org.code },
+      });
+      expect(refused.statusCode).toBe(401);
+      await t.app.activityBuffer.flush();
+      const rows = await queryRows<{
+        path: string;
+        status: number;
+        actor_type: string;
+        user_id: string | null;
+        organization_id: string | null;
+      }>(
+        t.database.db,
+        sql`select path, status, actor_type, user_id, organization_id from activities
+          where kind = 'request' and path in ('/api/v1/users/login', '/api/token', '/api/token/refresh', '/api/login')
+          order by timestamp, id`,
+      );
+      expect(rows).toEqual([
+        { path: '/api/v1/users/login', status: 200, actor_type: 'user', user_id: user.id, organization_id: org.id },
+        { path: '/api/token', status: 200, actor_type: 'user', user_id: user.id, organization_id: org.id },
+        { path: '/api/token/refresh', status: 200, actor_type: 'user', user_id: user.id, organization_id: org.id },
+        { path: '/api/login', status: 200, actor_type: 'user', user_id: user.id, organization_id: org.id },
+        { path: '/api/v1/users/login', status: 401, actor_type: 'anonymous', user_id: null, organization_id: null },
+      ]);
     } finally {
       await t.close();
     }

@@ -28,6 +28,7 @@ import {
   login,
   logout,
   logoutEverywhere,
+  openedFor,
   refreshSession,
   type TokenContext,
   userActorOf,
@@ -67,7 +68,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
     'answers `{mfa_required: true, mfa_token, methods}` instead of tokens; finish at `/api/v1/users/login/mfa/`.';
   const passwordLogin = async (req: FastifyRequest, input: LoginInput) => {
     try {
-      return await login(ctx, input, { ip: req.ip, userAgent: req.headers['user-agent'] });
+      return openedFor(req, await login(ctx, input, { ip: req.ip, userAgent: req.headers['user-agent'] }));
     } catch (err) {
       // Password right, second factor due: 200 with the challenge instead of tokens.
       if (err instanceof MfaRequiredError) return err.challenge;
@@ -90,7 +91,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
     response: { 200: RefreshedView },
   });
   const refresh = async (req: FastifyRequest<{ Body: Static<typeof RefreshBody> }>, reply: FastifyReply) => {
-    const pair = await refreshSession(ctx, req.body.refresh);
+    const pair = openedFor(req, await refreshSession(ctx, req.body.refresh));
     noStore(reply);
     return pair;
   };
@@ -132,7 +133,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
         if (body.grant_type === undefined) return passwordLogin(req, body);
         if (body.grant_type !== 'refresh_token') return withOAuth2Names(await passwordLogin(req, body));
         try {
-          return withOAuth2Names(await refreshSession(ctx, body.refresh_token));
+          return withOAuth2Names(openedFor(req, await refreshSession(ctx, body.refresh_token)));
         } catch (err) {
           if (err instanceof AppError && err.code === 'invalid_refresh_token')
             throw authErrors.invalidRefreshToken('refresh_token');

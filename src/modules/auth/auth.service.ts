@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { FastifyRequest } from 'fastify';
+import { decodeJwt } from 'jose';
 import type { Config } from '../../config.js';
 import { assertPasswordPolicy } from '../../platform/crypto/password-policy.js';
 import { hashPassword, needsRehash, verifyDummyPassword, verifyPassword } from '../../platform/crypto/passwords.js';
@@ -334,6 +335,25 @@ export function userActorOf({ claims, state }: NonNullable<Awaited<ReturnType<ty
     isStaff: state.isStaff,
   };
   return actor;
+}
+
+/**
+ * Names the user of the session an answer's access token opened or renewed (login, refresh) as the
+ * request's caller: these public routes read no credential first, and their request activity then
+ * records that user as a protected route's would. Read, not verified: the token was issued here.
+ */
+export function openedFor<T extends { access: string }>(request: FastifyRequest, answer: T): T {
+  const claims = decodeJwt(answer.access) as AccessClaims & { is_staff: boolean; is_superuser: boolean };
+  request.actor = {
+    kind: 'user',
+    userId: claims.sub,
+    organizationId: claims.org_id,
+    organizationCode: claims.org,
+    sessionId: claims.sid,
+    isSuperuser: claims.is_superuser,
+    isStaff: claims.is_staff,
+  };
+  return answer;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import {
   login,
   logout,
   logoutEverywhere,
+  openedFor,
   revokeSession,
   type TokenContext,
 } from '../auth/auth.service.js';
@@ -101,11 +102,14 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
       noStore(reply);
       let user: Awaited<ReturnType<typeof login>>['user'];
       try {
-        ({ user } = await login(ctx, req.body, {
-          ip: req.ip,
-          userAgent: req.headers['user-agent'],
-          cookieTokenHash: credential.hash,
-        }));
+        ({ user } = openedFor(
+          req,
+          await login(ctx, req.body, {
+            ip: req.ip,
+            userAgent: req.headers['user-agent'],
+            cookieTokenHash: credential.hash,
+          }),
+        ));
       } catch (err) {
         if (err instanceof MfaRequiredError) return err.challenge;
         throw err;
@@ -132,11 +136,14 @@ export const cookieAuthRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore
     async (req, reply) => {
       const credential = newCookieCredential();
       noStore(reply);
-      const { user, recovery_codes } = await completeMfaLogin(ctx, req.body, {
-        ip: req.ip,
-        userAgent: req.headers['user-agent'],
-        cookieTokenHash: credential.hash,
-      });
+      const { user, recovery_codes } = openedFor(
+        req,
+        await completeMfaLogin(ctx, req.body, {
+          ip: req.ip,
+          userAgent: req.headers['user-agent'],
+          cookieTokenHash: credential.hash,
+        }),
+      );
       await startCookieSession(req, reply, credential.token, user.id);
       return { user, csrf_token: csrfTokenFor(credential.token), ...(recovery_codes ? { recovery_codes } : {}) };
     },

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { noStore } from '../../platform/http/no-store.js';
 import { provePassword } from '../account/account.service.js';
-import { completeMfaLogin, lockoutAttempts, type TokenContext } from '../auth/auth.service.js';
+import { completeMfaLogin, lockoutAttempts, openedFor, type TokenContext } from '../auth/auth.service.js';
 import type { SigningKeyStore } from '../signing-keys/signing-keys.service.js';
 import { findUserToManage } from '../users/users.service.js';
 import {
@@ -153,7 +153,10 @@ export const mfaRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = a
     },
     async (req, reply) => {
       noStore(reply);
-      return completeMfaLogin(ctx, req.body, { ip: req.ip, userAgent: req.headers['user-agent'] });
+      return openedFor(
+        req,
+        await completeMfaLogin(ctx, req.body, { ip: req.ip, userAgent: req.headers['user-agent'] }),
+      );
     },
   );
 };
