@@ -140,6 +140,10 @@ async function mailVerification(tx: DbOrTx, config: Config, user: { email: strin
  * verification mail is queued in the same transaction as the insert.
  */
 export async function registerUser(db: Db, config: Config, input: RegisterInput): Promise<UserWithOrganization> {
+  // Registration forms send the password twice: a mistyped second one must not set the first.
+  for (const field of ['password2', 'password_confirm'] as const) {
+    if (input[field] !== undefined && input[field] !== input.password) throw accountErrors.confirmationDiffers(field);
+  }
   const code = input.organization ?? DEFAULT_ORGANIZATION_CODE;
   let org = await findOrganizationByCode(db, code);
   if (!org && code === DEFAULT_ORGANIZATION_CODE) org = await ensureDefaultOrganization(db);
