@@ -1,4 +1,4 @@
-import { AppError } from '../../platform/http/errors.js';
+import { AppError, commonErrors } from '../../platform/http/errors.js';
 
 export const accountErrors = {
   registrationClosed: (code: string) =>
@@ -8,6 +8,7 @@ export const accountErrors = {
     new AppError(400, 'invalid_token', 'The link is not valid: it was already used, has expired, or never existed.', {
       errors: [{ field: 'token', message: 'Not a valid, unused, unexpired token.' }],
     }),
+  confirmationDiffers: (field: string) => commonErrors.validation([{ field, message: 'Does not match `password`.' }]),
   wrongPassword: (field = 'old_password') =>
     new AppError(400, 'wrong_password', 'The current password is not correct.', {
       errors: [{ field, message: 'The current password is not correct.' }],

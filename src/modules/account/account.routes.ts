@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { noStore } from '../../platform/http/no-store.js';
+import { refuseOrganizationId } from '../../platform/http/organization-id-field.js';
 import { partialUpdate } from '../../platform/http/partial-update.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
@@ -58,10 +59,14 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Self-registration into an organization (by code; default `default`) unless its settings say ' +
           '`self_registration: false` (403 `registration_closed`). The password policy answers 400 `password_too_weak`. ' +
-          'A verification link is mailed to the address.',
+          'A verification link is mailed to the address. `password2` or `password_confirm`, when sent, must equal ' +
+          '`password`. Any other field (`organization_id`, `is_staff`, `user_type`, …) answers 400 naming it and ' +
+          'creates nothing.',
         body: RegisterBody,
         response: { 201: ProfileView },
       },
+      // Before the schema, for its clearer reason: the organization is named by its code.
+      preValidation: refuseOrganizationId,
     },
     async (req, reply) => {
       const user = await registerUser(db, app.config, req.body);

@@ -20,14 +20,29 @@ const OrganizationCode = Type.Union([Type.String({ minLength: 1, maxLength: 100 
 /** The caller's own account: the user view without the identity provider's subject. */
 export const ProfileView = Type.Omit(UserView, ['external_id']);
 
-export const RegisterBody = Type.Object({
-  email: Email,
-  password: NewPassword,
-  username: Type.Optional(Username),
-  first_name: Type.Optional(Name),
-  last_name: Type.Optional(Name),
-  organization: Type.Optional(OrganizationCode),
+const PasswordConfirmation = Type.String({
+  maxLength: 1024,
+  description: 'The password typed again, as registration forms send it: it must equal `password`.',
 });
+
+/**
+ * Closed: a field it does not know (`organization_id`, a misspelt `organisation`, `is_staff`,
+ * `user_type`) answers 400 naming it, rather than an account created without it, perhaps in another
+ * organization than the one the client meant.
+ */
+export const RegisterBody = Type.Object(
+  {
+    email: Email,
+    password: NewPassword,
+    password2: Type.Optional(PasswordConfirmation),
+    password_confirm: Type.Optional(PasswordConfirmation),
+    username: Type.Optional(Username),
+    first_name: Type.Optional(Name),
+    last_name: Type.Optional(Name),
+    organization: Type.Optional(OrganizationCode),
+  },
+  { additionalProperties: false },
+);
 export type RegisterInput = Static<typeof RegisterBody>;
 
 export const UpdateProfileBody = Type.Object(

@@ -18,6 +18,7 @@ import {
   revokeUserSessions,
 } from '../auth/auth.service.js';
 import { clearLockout } from '../lockout/lockout.queries.js';
+import { endMfaChallenges } from '../mfa/mfa.service.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
 import {
   findOrganizationByCode,
@@ -139,6 +140,10 @@ async function mailVerification(tx: DbOrTx, config: Config, user: { email: strin
  * verification mail is queued in the same transaction as the insert.
  */
 export async function registerUser(db: Db, config: Config, input: RegisterInput): Promise<UserWithOrganization> {
+  // Registration forms send the password twice: a mistyped second one must not set the first.
+  for (const field of ['password2', 'password_confirm'] as const) {
+    if (input[field] !== undefined && input[field] !== input.password) throw accountErrors.confirmationDiffers(field);
+  }
   const code = input.organization ?? DEFAULT_ORGANIZATION_CODE;
   let org = await findOrganizationByCode(db, code);
   if (!org && code === DEFAULT_ORGANIZATION_CODE) org = await ensureDefaultOrganization(db);
@@ -264,8 +269,9 @@ export async function provePassword(
 }
 
 /**
- * Changes the caller's password after checking the current one. Every other session of the user
- * ends in the same transaction; the caller's own session stays signed in. A wrong current password
+ * Changes the caller's password after checking the current one. Every other session of the user,
+ * and every login of theirs waiting for its second step, ends in the same transaction; the caller's
+ * own session stays signed in. A wrong current password
  * counts as a failed login of the account (lockout), and while the account is locked the current
  * password is checked all the same but never matches, as at login. The password must still be the
  * one checked when the new one is written: otherwise 400 wrong_password.
@@ -306,6 +312,9 @@ export async function changePassword(
       purposes: PASSWORD_PURPOSES,
     });
     await revokeOtherSessionsOfUser(tx, user.id, actor.sessionId, 'password_changed');
+    // A login that matched the old password and waits for its second step (or for an authenticator to
+    // enrol) is a session being opened: it ends too, or it would finish with the password just retired.
+    await endMfaChallenges(tx, user.id);
     await invalidateUserState(tx, user.id);
     await recordAudit(tx, {
       type: 'auth.password_changed',

@@ -183,6 +183,39 @@ describe('POST /api/v1/users/register', () => {
     expect(await mailCount(email.toUpperCase())).toBe(0);
   });
 
+  it.each([
+    ['organization_id', (orgId: string) => ({ organization_id: orgId })],
+    ['organisation', (orgId: string) => ({ organisation: orgId })],
+    ['is_staff', () => ({ is_staff: true })],
+    ['user_type', () => ({ user_type: 'student' })],
+  ])('answers 400 naming %s, an unknown field, and creates nothing', async (field, extra) => {
+    const org = await seedOrganization(t);
+    const email = `${unique()}@example.com`;
+    const res = await register({ email, password: STRONG, ...extra(org.id) });
+    expect(res.statusCode, res.body).toBe(400);
+    expect(res.json()).toMatchObject({ code: 'validation_failed', errors: [{ field }] });
+    const created = await t.database.db.select().from(users).where(sql`lower(${users.email}) = lower(${email})`);
+    expect(created).toEqual([]);
+    expect(await mailCount(email)).toBe(0);
+  });
+
+  it('takes a confirmation of the password as password2 or password_confirm, refusing one that differs', async () => {
+    const org = await seedOrganization(t);
+    for (const field of ['password2', 'password_confirm']) {
+      const ok = await register({
+        email: `${unique()}@example.com`,
+        password: STRONG,
+        [field]: STRONG,
+        organization: org.code,
+      });
+      expect(ok.statusCode, ok.body).toBe(201);
+      const email = `${unique()}@example.com`;
+      const differs = await register({ email, password: STRONG, [field]: STRONGER, organization: org.code });
+      expect(differs.json()).toMatchObject({ status: 400, code: 'validation_failed', errors: [{ field }] });
+      expect(await mailCount(email)).toBe(0);
+    }
+  });
+
   it('answers 400 naming email for a malformed address', async () => {
     const res = await register({ email: 'not-an-address', password: STRONG });
     expect(res.statusCode).toBe(400);

@@ -32,6 +32,7 @@ import {
   refreshSession,
   type TokenContext,
   userActorOf,
+  verifyAccessToken,
 } from './auth.service.js';
 import { addOAuth2ErrorMembers } from './oauth2-errors.js';
 
@@ -174,6 +175,16 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
   };
   await app.register(loginFormAndJson);
 
+  /**
+   * The session of a Bearer token that verifies (signature, expiry) although its session has ended, so
+   * no actor came of it: logging out again with it names that session, which ends nothing, as a used
+   * refresh token does. A token that does not verify names nothing.
+   */
+  async function endedBearerSession(req: FastifyRequest): Promise<string | undefined> {
+    const token = bearerToken(req);
+    return token ? (await verifyAccessToken(ctx, token))?.sid : undefined;
+  }
+
   app.post(
     '/api/v1/users/logout',
     {
@@ -194,7 +205,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ keys: SigningKeyStore }> = 
       },
     },
     async (req, reply) => {
-      const sessionId = req.actor.kind === 'user' ? req.actor.sessionId : undefined;
+      const sessionId = req.actor.kind === 'user' ? req.actor.sessionId : await endedBearerSession(req);
       if (req.body.all === true) {
         if (req.actor.kind !== 'user') throw authErrors.logoutAllNeedsBearer();
         await logoutEverywhere(ctx.db, req.actor, 'bearer');

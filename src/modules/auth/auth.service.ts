@@ -736,7 +736,11 @@ export async function login(
     if (account.requireEmailVerification && !account.emailVerified) throw authErrors.emailNotVerified();
     verifiedHash = await upgradePasswordHash(ctx.db, account, input.password);
     // Throws MfaRequiredError (the token routes answer it as 200 mfa_required) when a second factor is due.
-    await requireSecondFactor(ctx.db, account, { enabled: account.mfaEnabled, required: account.mfaRequired });
+    await requireSecondFactor(
+      ctx.db,
+      { ...account, passwordHash: verifiedHash },
+      { enabled: account.mfaEnabled, required: account.mfaRequired },
+    );
   } catch (err) {
     await returnLoginAttempts(ctx.db, [account]);
     throw err;
@@ -747,7 +751,8 @@ export async function login(
 /**
  * The second step of a login with TOTP enabled (POST /api/v1/users/login/mfa/): the single-use
  * mfa_token from the password step and a TOTP or recovery code answer the normal token pair. The
- * account must still be able to log in. After an enrolment challenge the code is the new
+ * account must still be able to log in, with the password the token was issued for (otherwise 401
+ * invalid_mfa_token). After an enrolment challenge the code is the new
  * authenticator's first, which turns it on: the answer adds its recovery codes.
  */
 export async function completeMfaLogin(
@@ -756,7 +761,7 @@ export async function completeMfaLogin(
   client: ClientInfo,
 ): Promise<TokenPair & { user: TokenUser; recovery_codes?: string[] }> {
   // A code is a guess like a password: claimed against the account's lockout before it is checked.
-  const { userId, recoveryCodes } = await finishMfaChallenge(
+  const { userId, passwordHash, recoveryCodes } = await finishMfaChallenge(
     ctx.db,
     ctx.config,
     input,
@@ -770,8 +775,9 @@ export async function completeMfaLogin(
   const candidates = owner ? await findLoginCandidates(ctx.db, { email: owner.email }, owner.organizationCode, 2) : [];
   const account = candidates.find((c) => c.id === userId && canLogIn(c));
   if (!account) throw authErrors.invalidCredentials();
-  // openSession checks the account again, under its row locks, and clears the count.
-  const pair = await openSession(ctx, account, client, 'mfa', account.passwordHash);
+  // openSession checks the account again, under its row locks, and clears the count; against the
+  // hash the challenge was checked for, so a password changed since refuses the login too.
+  const pair = await openSession(ctx, account, client, 'mfa', passwordHash);
   return recoveryCodes ? { ...pair, recovery_codes: recoveryCodes } : pair;
 }
 

@@ -863,6 +863,23 @@ describe('tokens', () => {
       expect((await validate(tokens.access)).statusCode).toBe(200);
     });
 
+    it('answers 204 to a second Bearer-only logout; a Bearer token that does not verify names no session', async () => {
+      const { user } = await activeUser();
+      const tokens = await loginTokens({ email: user.email, password: TEST_PASSWORD });
+      const logoutWith = (authorization: string) =>
+        t.request({ method: 'POST', url: '/api/v1/users/logout/', headers: { authorization }, payload: {} });
+      expect((await logoutWith(`Bearer ${tokens.access}`)).statusCode).toBe(204);
+      const again = await logoutWith(`Bearer ${tokens.access}`);
+      expect(again.statusCode, again.body).toBe(204);
+      const [head, , signature] = tokens.access.split('.');
+      const forged = `${head}.${Buffer.from(JSON.stringify({ sub: user.id })).toString('base64url')}.${signature}`;
+      // As without a credential: nothing to end, and no session named by an unverified claim.
+      for (const bad of [forged, 'not-a-token']) {
+        const res = await logoutWith(`Bearer ${bad}`);
+        expect(res.json()).toMatchObject({ status: 400, errors: [{ field: 'refresh' }] });
+      }
+    });
+
     it('answers 400 naming refresh when neither a refresh token nor a Bearer token is given', async () => {
       const res = await post('/api/v1/users/logout/', {});
       expect(res.statusCode).toBe(400);

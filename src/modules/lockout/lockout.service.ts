@@ -3,6 +3,8 @@ import type { Db } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { recordAudit } from '../activity/audit.js';
 import { invalidateUserState } from '../auth/auth.service.js';
+import { organizationErrors } from '../organizations/organizations.errors.js';
+import { holdActiveOrganization } from '../organizations/organizations.queries.js';
 import { userErrors } from '../users/users.errors.js';
 import { findUserById } from '../users/users.queries.js';
 import { users } from '../users/users.table.js';
@@ -10,7 +12,8 @@ import { clearLockout } from './lockout.queries.js';
 
 /**
  * An administrator's unlock: forgets the failed logins, lifts a lock from failed logins at once,
- * and turns an administrator-set `locked` status back into `active` (other statuses stay).
+ * and turns an administrator-set `locked` status back into `active` (other statuses stay). A user
+ * of a deactivated organization answers 409 organization_inactive and stays as they are.
  * `scopeOrganizationId` (when given) confines the look-up to that organization.
  */
 export async function unlockAccount(
@@ -22,6 +25,11 @@ export async function unlockAccount(
   const user = await findUserById(db, userId, scopeOrganizationId);
   if (!user) throw userErrors.notFound(userId);
   return db.transaction(async (tx) => {
+    // Held to commit, as every other write to a user: an unlock must not turn a user of a deactivated
+    // organization active, and a deactivation racing this one waits for it (and then ends its sessions).
+    if (!(await holdActiveOrganization(tx, user.organizationId))) {
+      throw organizationErrors.inactive(user.organizationCode);
+    }
     await clearLockout(tx, user);
     const [row] = await tx
       .update(users)

@@ -5,6 +5,7 @@ import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } f
 import { startTestApp, type TestApp, testConfig } from '../../../test/test-app.js';
 import { ConfigError } from '../../config.js';
 import { activities } from '../activity/activity.table.js';
+import { organizations } from '../organizations/organizations.table.js';
 import { users } from '../users/users.table.js';
 import { accountLockouts } from './lockout.table.js';
 
@@ -275,6 +276,20 @@ describe('account lockout', () => {
       expect(res.json()).toMatchObject({ status: 'active' });
       const [row] = await t.database.db.select().from(users).where(eq(users.id, user.id));
       expect(row?.status).toBe('active');
+    });
+
+    it('answers 409 organization_inactive for a user of a deactivated organization, leaving them locked', async () => {
+      const admin = await superuserClient(t);
+      const org = await seedOrganization(t);
+      const user = await seedUser(t, org.id, { status: 'locked' });
+      await failTimes(user.email, 3);
+      await t.database.db.update(organizations).set({ isActive: false }).where(eq(organizations.id, org.id));
+      const res = await admin.post(`/api/v1/users/${user.id}/unlock/`);
+      expect(res.json()).toMatchObject({ status: 409, code: 'organization_inactive' });
+      const [row] = await t.database.db.select().from(users).where(eq(users.id, user.id));
+      expect(row?.status).toBe('locked');
+      const [lock] = await t.database.db.select().from(accountLockouts).where(eq(accountLockouts.userId, user.id));
+      expect(lock?.lockedUntil?.getTime()).toBeGreaterThan(Date.now());
     });
 
     it('answers 404 for an unknown user and 403 without users.update', async () => {

@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm';
 import * as OTPAuth from 'otpauth';
 import type { Config } from '../../config.js';
@@ -271,13 +272,46 @@ export async function resetMfa(db: Db, userId: string, scopeOrganizationId?: str
 
 // --- login
 
-/** Stores a single-use login challenge (hashed, 5 minutes) and answers its token. */
+/**
+ * What ties an mfa_token to the password hash its login matched: an HMAC of the token's random part
+ * keyed with that hash (as Django's password-reset tokens fold in the hash). A new password, however
+ * it was set, makes every token of the old one fail, even where its challenge row was left in place:
+ * the row does not record the hash. The whole token is stored hashed, so the binding cannot be
+ * altered, and it tells nothing of the hash (salted, and unknown to the token's holder).
+ */
+function passwordBinding(random: string, passwordHash: string | null): string {
+  return createHmac('sha256', passwordHash ?? '')
+    .update(random)
+    .digest('base64url')
+    .slice(0, 22);
+}
+
+/** Whether an mfa_token was issued for this password hash (see passwordBinding). */
+function isTokenOfPassword(mfaToken: string, passwordHash: string | null): boolean {
+  const dot = mfaToken.lastIndexOf('.');
+  if (dot < 0) return false;
+  const given = Buffer.from(mfaToken.slice(dot + 1));
+  const expected = Buffer.from(passwordBinding(mfaToken.slice(0, dot), passwordHash));
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/** The password hash of a challenge's user now; null for a user gone or without one. */
+async function currentPasswordHash(db: DbOrTx, userId: string): Promise<string | null> {
+  const [row] = await db.select({ passwordHash: users.passwordHash }).from(users).where(eq(users.id, userId));
+  return row?.passwordHash ?? null;
+}
+
+/**
+ * Stores a single-use login challenge (hashed, 5 minutes) and answers its token, bound to the
+ * password hash the login matched.
+ */
 async function newChallenge(
   db: DbOrTx,
-  account: { id: string; organizationId: string },
+  account: { id: string; organizationId: string; passwordHash: string | null },
   purpose: 'login' | 'enrol',
 ): Promise<string> {
-  const token = randomToken();
+  const random = randomToken();
+  const token = `${random}.${passwordBinding(random, account.passwordHash)}`;
   await db.insert(mfaChallenges).values({
     organizationId: account.organizationId,
     userId: account.id,
@@ -312,7 +346,7 @@ async function openChallenge(db: DbOrTx, mfaToken: string) {
  */
 export async function requireSecondFactor(
   db: DbOrTx,
-  account: { id: string; organizationId: string },
+  account: { id: string; organizationId: string; passwordHash: string | null },
   known?: { enabled: boolean; required: boolean },
 ): Promise<void> {
   // Login already read the state with its candidates; other callers look it up.
@@ -362,8 +396,12 @@ export interface CredentialAttempts {
 export async function enrolWithChallenge(db: Db, config: Config, mfaToken: string) {
   const challenge = await openChallenge(db, mfaToken);
   if (challenge?.purpose !== 'enrol') throw mfaErrors.invalidMfaToken();
-  const [owner] = await db.select({ email: users.email }).from(users).where(eq(users.id, challenge.userId));
-  return enrolTotp(db, config, challenge, owner?.email ?? challenge.userId);
+  const [owner] = await db
+    .select({ email: users.email, passwordHash: users.passwordHash })
+    .from(users)
+    .where(eq(users.id, challenge.userId));
+  if (!owner || !isTokenOfPassword(mfaToken, owner.passwordHash)) throw mfaErrors.invalidMfaToken();
+  return enrolTotp(db, config, challenge, owner.email);
 }
 
 /**
@@ -378,7 +416,7 @@ export async function finishMfaChallenge(
   config: Config,
   input: { mfa_token: string; code: string },
   attempts: CredentialAttempts,
-): Promise<{ userId: string; organizationId: string; recoveryCodes?: string[] }> {
+): Promise<{ userId: string; organizationId: string; passwordHash: string | null; recoveryCodes?: string[] }> {
   const tokenHash = sha256Hex(input.mfa_token);
   // `failed_attempts` counts tries: the one that succeeds uses the challenge up anyway.
   const [challenge] = await db
@@ -394,6 +432,10 @@ export async function finishMfaChallenge(
     )
     .returning();
   if (!challenge) throw mfaErrors.invalidMfaToken();
+  // Issued for a password the account no longer has: the login it finishes was started by someone
+  // who knew the old one. Refused before any code is checked or counted.
+  const passwordHash = await currentPasswordHash(db, challenge.userId);
+  if (!isTokenOfPassword(input.mfa_token, passwordHash)) throw mfaErrors.invalidMfaToken();
   const account = { id: challenge.userId, organizationId: challenge.organizationId };
   const attempt = await attempts.claim(account);
   if (attempt === undefined) {
@@ -424,6 +466,7 @@ export async function finishMfaChallenge(
   return {
     userId: challenge.userId,
     organizationId: challenge.organizationId,
+    passwordHash,
     ...(outcome.recoveryCodes ? { recoveryCodes: outcome.recoveryCodes } : {}),
   };
 }

@@ -13,7 +13,7 @@ import { startTestApp, type TestApp } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import { accountLockouts } from '../lockout/lockout.table.js';
 import { organizations } from '../organizations/organizations.table.js';
-import type { User } from '../users/users.table.js';
+import { type User, users } from '../users/users.table.js';
 import { mfaChallenges, mfaTotp } from './mfa.table.js';
 
 function totpOf(secret: string) {
@@ -377,6 +377,86 @@ describe('TOTP two-factor authentication', () => {
     // Used up; from now on the organization's rule is met with an ordinary second step.
     expect((await enrol({ mfa_token: token })).json()).toMatchObject({ code: 'invalid_mfa_token' });
     expect((await passwordLogin(user)).json()).toMatchObject({ mfa_required: true });
+  });
+
+  it("ends a login's pending enrolment when the user changes their password: the old password enrols nothing", async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    // Signed in before the organization required a second factor.
+    const owner = await loginAs(t, user);
+    await t.database.db
+      .update(organizations)
+      .set({ settings: { require_mfa: true } })
+      .where(eq(organizations.id, org.id));
+    const token = (await passwordLogin(user)).json().mfa_token as string;
+    const changed = await owner.post('/api/v1/users/change-password/', {
+      old_password: TEST_PASSWORD,
+      new_password: 'violet kettle maps 42',
+    });
+    expect(changed.statusCode, changed.body).toBe(200);
+
+    const enrol = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/login/mfa/enrol/',
+      payload: { mfa_token: token },
+    });
+    expect(enrol.json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
+    const [none] = await t.database.db.select().from(mfaTotp).where(eq(mfaTotp.userId, user.id));
+    expect(none).toBeUndefined();
+  });
+
+  it("ends a login's pending second step when the user changes their password: a valid code opens nothing", async () => {
+    const { user, client, secret } = await enrolled();
+    const token = (await passwordLogin(user)).json().mfa_token as string;
+    const changed = await client.post('/api/v1/users/change-password/', {
+      old_password: TEST_PASSWORD,
+      new_password: 'violet kettle maps 42',
+    });
+    expect(changed.statusCode, changed.body).toBe(200);
+
+    const late = await mfaLogin(token, totpOf(secret).generate({ timestamp: Date.now() + 30_000 }));
+    expect(late.json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
+  });
+
+  it('refuses an mfa_token issued for a password the account no longer has, whatever changed it', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    await t.database.db
+      .update(organizations)
+      .set({ settings: { require_mfa: true } })
+      .where(eq(organizations.id, org.id));
+    const token = (await passwordLogin(user)).json().mfa_token as string;
+    const started = await t.request({
+      method: 'POST',
+      url: '/api/v1/users/login/mfa/enrol/',
+      payload: { mfa_token: token },
+    });
+    expect(started.statusCode, started.body).toBe(200);
+    // A new password written by a path that leaves the account's pending challenges in place.
+    const [other] = await t.database.db
+      .select({ passwordHash: users.passwordHash })
+      .from(users)
+      .where(eq(users.id, (await seedUser(t, org.id, { password: 'violet kettle maps 42' })).id));
+    await t.database.db.update(users).set({ passwordHash: other?.passwordHash }).where(eq(users.id, user.id));
+
+    const done = await mfaLogin(token, totpOf(started.json().secret).generate());
+    expect(done.json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
+    // The authenticator the old password's login set up was not turned on.
+    const [factor] = await t.database.db.select().from(mfaTotp).where(eq(mfaTotp.userId, user.id));
+    expect(factor?.confirmedAt ?? null).toBeNull();
+  });
+
+  it('refuses the second step of a login made with a password the account no longer has', async () => {
+    const { user, secret } = await enrolled();
+    const token = (await passwordLogin(user)).json().mfa_token as string;
+    const [other] = await t.database.db
+      .select({ passwordHash: users.passwordHash })
+      .from(users)
+      .where(eq(users.id, (await seedUser(t, user.organizationId, { password: 'violet kettle maps 42' })).id));
+    await t.database.db.update(users).set({ passwordHash: other?.passwordHash }).where(eq(users.id, user.id));
+
+    const late = await mfaLogin(token, totpOf(secret).generate({ timestamp: Date.now() + 30_000 }));
+    expect(late.json()).toMatchObject({ status: 401, code: 'invalid_mfa_token' });
   });
 
   it('does not let a login challenge of an account with a factor enrol a new one', async () => {
