@@ -60,4 +60,40 @@ describe('gatehouse audit on the command line', () => {
     expect(broken.code).toBe(1);
     expect(broken.stderr).toMatch(/audit trail broken in seal \d+ .*rows edited after sealing/);
   });
+
+  it('names a seal marked expired while its events are within retention, with their rows edited or deleted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-expired-'));
+    try {
+      await withDb(dir, async (db) => {
+        for (const description of ['kept', 'changed']) {
+          await recordAudit(db, {
+            type: 'user.created',
+            category: 'user_management',
+            organizationId: null,
+            description,
+          });
+        }
+      });
+      expect((await gatehouse(['audit', 'seal'], dir)).code).toBe(0);
+      const latest = /^latest seal: (\d+:[0-9a-f]{64})$/m.exec((await gatehouse(['audit', 'verify'], dir)).stdout)?.[1];
+      expect(latest).toBeDefined();
+
+      await withDb(dir, async (db) => {
+        await db.execute(sql`update audit_seals set rows_expired = true`);
+        await db.execute(sql`update activities set description = 'forged' where description = 'changed'`);
+      });
+      const edited = await gatehouse(['audit', 'verify'], dir);
+      expect(edited.code).toBe(1);
+      expect(edited.stderr).toMatch(/audit trail broken in seal 1 .*seal altered — seal 1 is marked expired/);
+
+      await withDb(dir, async (db) => {
+        await db.execute(sql`delete from activities where kind = 'audit'`);
+      });
+      const deleted = await gatehouse(['audit', 'verify', '--expect', latest as string], dir);
+      expect(deleted.code).toBe(1);
+      expect(deleted.stderr).toMatch(/audit trail broken in seal 1 .*seal altered/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -23,7 +23,9 @@ export function registerAuditCommands(program: Command): void {
     )
     .action(async (options: { expect?: string }) => {
       const expect = options.expect === undefined ? undefined : parseExpectedSeal(options.expect);
-      const result = await withDatabase((database) => verifyAuditChain(database.db, expect));
+      const result = await withDatabase((database, config) =>
+        verifyAuditChain(database.db, { expect, retentionMonths: config.activityRetentionMonths }),
+      );
       if (result.ok) {
         const expired = result.expired > 0 ? ` (${result.expired} seal(s) of expired partitions: links checked)` : '';
         console.log(`audit trail intact: ${result.seals} seal(s), ${result.rows} event(s)${expired}`);
@@ -36,7 +38,12 @@ export function registerAuditCommands(program: Command): void {
         p.toXid > 0
           ? ` (transactions ${p.fromXid}..${p.toXid - 1}, events ${p.firstTimestamp ?? '?'} to ${p.lastTimestamp ?? '?'})`
           : '';
-      const what = p.kind === 'chain_broken' ? 'chain broken' : `rows ${p.kind} after sealing`;
+      const what =
+        p.kind === 'chain_broken'
+          ? 'chain broken'
+          : p.kind === 'seal_altered'
+            ? 'seal altered'
+            : `rows ${p.kind} after sealing`;
       console.error(`gatehouse: audit trail broken in seal ${p.sealId}${range}: ${what} — ${p.detail}`);
       process.exitCode = 1;
     });

@@ -151,7 +151,7 @@ describe('audit seals', () => {
    * the watermark is cluster-wide: another database's open transaction (a parallel test file) holds
    * it back, and a seal made meanwhile rightly covers none of our rows yet.
    */
-  async function sealWritten() {
+  async function sealWritten(lineFormat?: number) {
     const db = t.database.db;
     const [last] = await queryRows<{ xid: string }>(
       db,
@@ -164,7 +164,7 @@ describe('audit seals', () => {
       if (Date.now() > deadline) throw new Error('the commit watermark did not pass the audit rows within 30 s');
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    return sealAuditEvents(db);
+    return sealAuditEvents(db, lineFormat);
   }
 
   it('chains seals over committed events and names the range where a sealed row was edited, inserted or deleted', async () => {
@@ -318,28 +318,137 @@ describe('audit seals', () => {
     expect(before).toMatchObject({ ok: true, latest: { sealId: seal?.id, hash: seal?.hash } });
 
     // Retention as seen from far ahead: every partition and seal expires; the chain still holds.
-    await dropExpiredActivityPartitions(db, 1, new Date(Date.UTC(2045, 0, 1)));
+    const farAhead = { retentionMonths: 1, now: new Date(Date.UTC(2045, 0, 1)) };
+    await dropExpiredActivityPartitions(db, 1, farAhead.now);
     const [{ n: expiredSeals } = { n: 0 }] = await queryRows<{ n: number }>(
       db,
       sql`select count(*)::int as n from audit_seals where rows_expired`,
     );
     expect(expiredSeals).toBe(before.seals);
-    expect(await verifyAuditChain(db)).toMatchObject({ ok: true, seals: before.seals, expired: before.seals, rows: 0 });
+    expect(await verifyAuditChain(db, farAhead)).toMatchObject({
+      ok: true,
+      seals: before.seals,
+      expired: before.seals,
+      rows: 0,
+    });
+    // Under today's retention those rows should still be there: their seal is named.
+    expect(await verifyAuditChain(db, { retentionMonths: 12 })).toMatchObject({
+      ok: false,
+      problem: { sealId: seal?.id, kind: 'seal_altered' },
+    });
 
     // A seal noted earlier must still be there (removing the newest seals leaves a sound chain).
     const noted = { sealId: Number(seal?.id), hash: String(seal?.hash) };
-    expect((await verifyAuditChain(db, noted)).ok).toBe(true);
+    expect((await verifyAuditChain(db, { ...farAhead, expect: noted })).ok).toBe(true);
     const [first] = await queryRows<Record<string, unknown>>(db, sql`select * from audit_seals order by id limit 1`);
     await db.execute(sql`delete from audit_seals where id = ${noted.sealId}`);
-    expect(await verifyAuditChain(db, noted)).toMatchObject({ ok: false, problem: { kind: 'chain_broken' } });
+    expect(await verifyAuditChain(db, { ...farAhead, expect: noted })).toMatchObject({
+      ok: false,
+      problem: { kind: 'chain_broken' },
+    });
 
     // Removing the first seal breaks the chain's start.
     await db.execute(sql`delete from audit_seals where id = ${first?.id as number}`);
     if (Number(first?.id) !== noted.sealId) {
-      const broken = await verifyAuditChain(db);
+      const broken = await verifyAuditChain(db, farAhead);
       expect(broken).toMatchObject({ ok: false, problem: { kind: 'chain_broken' } });
       expect(broken.problem?.detail).toMatch(/earlier seals were removed/);
     }
+  });
+
+  it('names a seal marked expired within retention, whose rows were then edited or deleted', async () => {
+    const db = t.database.db;
+    await freshChain();
+    for (let i = 0; i < 3; i++) await audit(randomUUID(), i);
+    const seal = await sealWritten();
+    const retention = { retentionMonths: 12, expect: { sealId: Number(seal?.id), hash: String(seal?.hash) } };
+    expect((await verifyAuditChain(db, retention)).ok).toBe(true);
+    await db.execute(sql`update audit_seals set rows_expired = true where id = ${seal?.id}`);
+
+    await db.execute(sql`update activities set description = 'nothing happened' where description like 'change 1 %'`);
+    expect(await verifyAuditChain(db, retention)).toMatchObject({
+      ok: false,
+      problem: { sealId: seal?.id, kind: 'seal_altered' },
+    });
+    await db.execute(sql`delete from activities where kind = 'audit'`);
+    expect(await verifyAuditChain(db, retention)).toMatchObject({
+      ok: false,
+      problem: { sealId: seal?.id, kind: 'seal_altered' },
+    });
+    // Dates moved back to look expired do not hide rows that are still there: the range is checked.
+    await freshChain();
+    for (let i = 0; i < 3; i++) await audit(randomUUID(), i);
+    const again = await sealWritten();
+    await db.execute(sql`update audit_seals set rows_expired = true, first_timestamp = '2001-01-01',
+      last_timestamp = '2001-01-02' where id = ${again?.id}`);
+    await db.execute(sql`delete from activities where description like 'change 2 %'`);
+    expect(await verifyAuditChain(db, { retentionMonths: 12 })).toMatchObject({
+      ok: false,
+      problem: { sealId: again?.id, kind: 'deleted' },
+    });
+  });
+
+  it('keeps the rows of a seal that spans the retention cut-off until all of them expire', async () => {
+    const db = t.database.db;
+    await freshChain();
+    await ensureActivityPartitions(db, new Date(Date.UTC(2030, 0, 15)));
+    const at = async (iso: string, description: string) =>
+      db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category, description)
+        values (${iso}::timestamptz, ${randomUUID()}, 'audit', 'user.updated', 'user_management', ${description})`);
+    await at('2030-01-31T23:59:00Z', 'january');
+    await at('2030-02-01T00:01:00Z', 'february');
+    const seal = await sealWritten();
+    expect(seal?.rowCount).toBe(2);
+
+    const inFebruary2031 = { retentionMonths: 12, now: new Date(Date.UTC(2031, 1, 15)) };
+    expect(await dropExpiredActivityPartitions(db, 12, inFebruary2031.now)).toContain('activities_p203001');
+    expect(await verifyAuditChain(db, inFebruary2031)).toMatchObject({ ok: true, expired: 0, rows: 2 });
+
+    const inMarch2031 = { retentionMonths: 12, now: new Date(Date.UTC(2031, 2, 15)) };
+    await dropExpiredActivityPartitions(db, 12, inMarch2031.now);
+    expect(await verifyAuditChain(db, inMarch2031)).toMatchObject({ ok: true, seals: 1, expired: 1, rows: 0 });
+    // The same chain read under a longer retention: those events should still be there.
+    expect(await verifyAuditChain(db, { ...inMarch2031, retentionMonths: 24 })).toMatchObject({
+      ok: false,
+      problem: { sealId: seal?.id, kind: 'seal_altered' },
+    });
+  });
+
+  it('covers the request columns in seals of the current line format, and still verifies earlier formats', async () => {
+    const db = t.database.db;
+    await freshChain();
+    await audit(randomUUID(), 1);
+    const older = await sealWritten(2);
+    await audit(randomUUID(), 2);
+    const current = await sealWritten();
+    const formats = await queryRows<{ id: string; line_format: number }>(
+      db,
+      sql`select id, line_format from audit_seals order by id`,
+    );
+    expect(formats.map((f) => f.line_format)).toEqual([2, 3]);
+    expect(await verifyAuditChain(db)).toMatchObject({ ok: true, seals: 2, rows: 2 });
+
+    // Format 2 never covered these columns: its seal stands as it was made.
+    await db.execute(sql`update activities set path = '/elsewhere', status = 500 where description like 'change 1 %'`);
+    expect((await verifyAuditChain(db)).ok).toBe(true);
+
+    const edit = async (change: ReturnType<typeof sql>) => {
+      await db.execute(sql`update activities set ${change} where description like 'change 2 %'`);
+      const result = await verifyAuditChain(db);
+      await db.execute(sql`update activities set method = null, path = null, status = null, duration_ms = null
+        where description like 'change 2 %'`);
+      expect((await verifyAuditChain(db)).ok).toBe(true);
+      return result.problem;
+    };
+    for (const change of [
+      sql`path = '/api/v1/elsewhere'`,
+      sql`status = 204`,
+      sql`method = 'DELETE'`,
+      sql`duration_ms = 12.5`,
+    ]) {
+      expect(await edit(change)).toMatchObject({ sealId: current?.id, kind: 'edited' });
+    }
+    expect(older?.id).toBeLessThan(Number(current?.id));
   });
 
   it('seals nothing new when no transaction committed since the last seal', async () => {

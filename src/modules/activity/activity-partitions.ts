@@ -61,27 +61,40 @@ export async function ensureActivityPartitions(db: Db, now = new Date(), monthsA
   return created;
 }
 
+/** The start of the oldest month kept with `months` of retention (null: 0 keeps everything). */
+export function retentionCutoff(months: number, now: Date): Date | null {
+  return months > 0 ? monthStart(now.getUTCFullYear(), now.getUTCMonth() - months) : null;
+}
+
 /**
  * Drops whole monthly partitions that ended before the retention period (`months` full months
- * before the current one), and deletes default-partition rows as old. Seals up to the last one
- * covering expired audit events are marked expired (statistics stay).
+ * before the current one), and deletes default-partition rows as old. Seals whose events all
+ * precede the cut-off are marked expired (statistics stay).
  */
 export async function dropExpiredActivityPartitions(db: Db, months: number, now = new Date()): Promise<string[]> {
-  if (months <= 0) return [];
-  const cutoff = monthStart(now.getUTCFullYear(), now.getUTCMonth() - months);
+  const cutoff = retentionCutoff(months, now);
+  if (!cutoff) return [];
+  const at = cutoff.toISOString();
+  // A seal is verified whole or not at all: the audit rows of a seal that also covers events within
+  // retention are kept (in the default partition) until all of its events have expired.
+  const sealStraddles = sql`kind = 'audit' and exists (select 1 from audit_seals s
+    where s.last_timestamp >= ${at}::timestamptz and xid >= s.from_xid and xid < s.to_xid)`;
   const dropped: string[] = [];
   for (const partition of await listActivityPartitions(db)) {
     if (partition.from.getTime() >= cutoff.getTime()) break;
     await db.transaction(async (tx) => {
       await tx.execute(sql.raw(`alter table activities detach partition ${partition.name}`));
+      await tx.execute(
+        sql`insert into activities select * from ${sql.identifier(partition.name)} where ${sealStraddles}`,
+      );
       await tx.execute(sql.raw(`drop table ${partition.name}`));
     });
     dropped.push(partition.name);
   }
-  await db.execute(sql`delete from activities_default where timestamp < ${cutoff.toISOString()}::timestamptz`);
-  // Every seal up to the last one that covered expired rows stays as a link of the chain (a chain
-  // that does not start from its first seal has lost its beginning); only its rows are not checked.
-  await db.execute(sql`update audit_seals set rows_expired = true where not rows_expired and id <= (select max(id)
-    from audit_seals where first_timestamp < ${cutoff.toISOString()}::timestamptz)`);
+  await db.execute(sql`delete from activities_default where timestamp < ${at}::timestamptz and not (${sealStraddles})`);
+  // The seals stay as links of the chain (a chain that does not start from its first seal has lost
+  // its beginning); verification checks by itself that their rows are old and gone.
+  await db.execute(sql`update audit_seals set rows_expired = true
+    where not rows_expired and row_count > 0 and last_timestamp < ${at}::timestamptz`);
   return dropped;
 }

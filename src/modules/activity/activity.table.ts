@@ -124,8 +124,8 @@ export const auditSeals = pgTable('audit_seals', {
   prevHash: text('prev_hash').notNull(),
   hash: text('hash').notNull(),
   sealedAt: timestamp('sealed_at', { withTimezone: true }).notNull().defaultNow(),
-  /** How the sealed rows' lines were formed (1: one content digest; 2: text and origin digests). */
+  /** How the sealed rows' lines were formed (1: one content digest; 2: text and origin digests; 3: 2 and the request columns). */
   lineFormat: smallint('line_format').notNull().default(1),
-  /** Retention dropped the rows it covered: the seal stays, a link of the chain. */
+  /** Retention dropped the rows it covered: the seal stays, a link of the chain (verify checks this by the data). */
   rowsExpired: boolean('rows_expired').notNull().default(false),
 });

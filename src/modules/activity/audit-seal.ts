@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type SQL, sql } from 'drizzle-orm';
 import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
+import { retentionCutoff } from './activity-partitions.js';
 
 /**
  * Tamper evidence for audit events. A seal covers the audit rows written by the transactions with
@@ -16,16 +17,22 @@ import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
  * UUIDv7 and cannot be enumerated) and the content by digests, so erasing a user (clearing the id
  * and the content, keeping the pseudonym and digests in columns) leaves every line unchanged.
  *
- * Line format 2 (seals made now) digests the text (description, details, tags) and the origin (IP
- * address, user agent) apart: erasing an actor removes only the origin, and the text that stays is
- * hashed as it stands, so rewriting it shows. Format 1 (earlier seals) had one digest of both, which
- * an actor's erasure stored in place of text that stayed. A stored digest is accepted only beside
- * the emptied content it stands for.
+ * Line format 2 digests the text (description, details, tags) and the origin (IP address, user
+ * agent) apart: erasing an actor removes only the origin, and the text that stays is hashed as it
+ * stands, so rewriting it shows. Format 1 (earlier seals) had one digest of both, which an actor's
+ * erasure stored in place of text that stayed. A stored digest is accepted only beside the emptied
+ * content it stands for. Format 3 (seals made now) adds the request columns the API and exports
+ * show (method, path, status, duration_ms). Each seal is verified under the format it was made
+ * with, so what an existing seal covers never changes.
+ *
+ * `rows_expired` and a seal's timestamps are not covered by any hash, so verification does not take
+ * the flag's word: a seal's rows count as expired only when its last event is older than the
+ * retention cut-off and none of its rows remain.
  */
 const GENESIS = '0'.repeat(64);
 const SEAL_LOCK_KEY = 0x6175_6474;
 const CHUNK = 5000;
-const LINE_FORMAT = 2;
+const LINE_FORMAT = 3;
 
 const pseudonym = (column: string) =>
   `encode(sha256(convert_to('gatehouse-audit-subject:' || ${column}::text, 'UTF8')), 'hex')`;
@@ -49,6 +56,15 @@ const OBJECT_V2 = `coalesce(object_ref, case when object_type = 'user' and objec
 const ORIGIN_EMPTY = 'ip_address is null and user_agent is null';
 const TEXT_EMPTY = `description = '${ERASED_DESCRIPTION}' and details = '{}'::jsonb and tags = '{}'::text[]`;
 
+/** Format 3's request columns; the duration as its 8 bytes, which no float output setting changes. */
+const REQUEST_V3 = `coalesce(method, '-'), coalesce(path, '-'), coalesce(status::text, '-'),
+    coalesce(encode(float8send(duration_ms), 'hex'), '-')`;
+const INCONSISTENT_V2 = `(subject_ref is not null and (user_id is not null or text_digest is null or origin_digest is null))
+    or (object_ref is not null and (object_id is not null or object_type is distinct from 'user'))
+    or (actor_ref is not null and (actor_id is not null or origin_digest is null))
+    or (text_digest is not null and not (${TEXT_EMPTY}))
+    or (origin_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`;
+
 /** The canonical line of each row, and whether an erasure marker contradicts the row, by format. */
 const LINES: Record<number, SQL> = {
   1: sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V1}, coalesce(content_digest, ${CONTENT_DIGEST})) as line,
@@ -56,12 +72,9 @@ const LINES: Record<number, SQL> = {
     or (actor_ref is not null and actor_id is not null)
     or (content_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`),
   2: sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V2}, coalesce(text_digest, ${TEXT_DIGEST}),
-    coalesce(origin_digest, ${ORIGIN_DIGEST})) as line,
-  (subject_ref is not null and (user_id is not null or text_digest is null or origin_digest is null))
-    or (object_ref is not null and (object_id is not null or object_type is distinct from 'user'))
-    or (actor_ref is not null and (actor_id is not null or origin_digest is null))
-    or (text_digest is not null and not (${TEXT_EMPTY}))
-    or (origin_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`),
+    coalesce(origin_digest, ${ORIGIN_DIGEST})) as line, ${INCONSISTENT_V2}`),
+  3: sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V2}, coalesce(text_digest, ${TEXT_DIGEST}),
+    coalesce(origin_digest, ${ORIGIN_DIGEST}), ${REQUEST_V3}) as line, ${INCONSISTENT_V2}`),
 };
 
 interface LineRow {
@@ -139,8 +152,9 @@ export interface Seal {
 /**
  * Seals the audit events committed since the last seal. One sealer at a time (advisory lock held
  * by the sealing transaction only). Returns the new seal, or null when the watermark has not moved.
+ * `lineFormat` makes a seal of an earlier format, as older versions did (the chain keeps them).
  */
-export async function sealAuditEvents(db: Db): Promise<Seal | null> {
+export async function sealAuditEvents(db: Db, lineFormat = LINE_FORMAT): Promise<Seal | null> {
   return db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(${SEAL_LOCK_KEY})`);
     const [previous] = await queryRows<SealRow>(tx, sql`select * from audit_seals order by id desc limit 1`);
@@ -151,14 +165,14 @@ export async function sealAuditEvents(db: Db): Promise<Seal | null> {
     const fromXid = previous ? Number(previous.to_xid) : 0;
     const toXid = Number(mark?.watermark);
     if (!(toXid > fromXid)) return null;
-    const range = await digestRange(tx, fromXid, toXid, LINE_FORMAT);
+    const range = await digestRange(tx, fromXid, toXid, lineFormat);
     const prevHash = previous?.hash ?? GENESIS;
     const hash = chainHash(prevHash, fromXid, toXid, range.count, range.digest);
     const [row] = await queryRows<{ id: number | string }>(
       tx,
       sql`insert into audit_seals (from_xid, to_xid, row_count, first_timestamp, last_timestamp, prev_hash, hash, line_format)
         values (${fromXid}, ${toXid}, ${range.count}, ${range.first}::timestamptz, ${range.last}::timestamptz, ${prevHash},
-          ${hash}, ${LINE_FORMAT})
+          ${hash}, ${lineFormat})
         returning id`,
     );
     return { id: Number(row?.id), fromXid, toXid, rowCount: range.count, hash };
@@ -171,15 +185,15 @@ export interface VerifyProblem {
   toXid: number;
   firstTimestamp: string | null;
   lastTimestamp: string | null;
-  /** What changed after sealing, as far as the counts tell. */
-  kind: 'edited' | 'inserted' | 'deleted' | 'chain_broken';
+  /** What changed after sealing, as far as the counts tell; `seal_altered`: a seal's own columns. */
+  kind: 'edited' | 'inserted' | 'deleted' | 'chain_broken' | 'seal_altered';
   detail: string;
 }
 
 export interface VerifyResult {
   ok: boolean;
   seals: number;
-  /** Seals whose rows retention dropped: their links are checked, not their rows. */
+  /** Seals whose rows retention dropped (all older than the cut-off, none left): links checked, not rows. */
   expired: number;
   rows: number;
   /** The newest seal: kept elsewhere, it shows later whether seals were removed from the end. */
@@ -187,12 +201,23 @@ export interface VerifyResult {
   problem: VerifyProblem | null;
 }
 
+export interface VerifyOptions {
+  /** A seal id and hash noted earlier, which must still be there. */
+  expect?: { sealId: number; hash: string } | undefined;
+  /** ACTIVITY_RETENTION_MONTHS in force (0 or unset: everything is kept, so no seal may have expired). */
+  retentionMonths?: number;
+  now?: Date;
+}
+
 /**
  * Recomputes every seal from the rows it covers and checks the chain from its start; stops at the
  * first range where a row was edited, inserted or deleted after sealing (or a seal itself was
- * altered or removed). `expect` is a seal id and hash noted earlier, which must still be there.
+ * altered or removed). Only a seal whose events all precede the retention cut-off and whose rows
+ * are all gone counts as expired; one marked expired within the retention period is named.
  */
-export async function verifyAuditChain(db: Db, expect?: { sealId: number; hash: string }): Promise<VerifyResult> {
+export async function verifyAuditChain(db: Db, options: VerifyOptions = {}): Promise<VerifyResult> {
+  const { expect } = options;
+  const cutoff = retentionCutoff(options.retentionMonths ?? 0, options.now ?? new Date());
   const seals = await queryRows<SealRow>(db, sql`select * from audit_seals order by id`);
   let rows = 0;
   let expired = 0;
@@ -229,11 +254,17 @@ export async function verifyAuditChain(db: Db, expect?: { sealId: number; hash: 
       );
     }
     prevHash = seal.hash;
-    if (seal.rows_expired) {
+    const range = await digestRange(db, fromXid, toXid, seal.line_format);
+    // The flag and the timestamps are outside the hash: expiry must also hold by the rows themselves.
+    const before = (at: Date | string | null) => cutoff !== null && at !== null && new Date(at) < cutoff;
+    if (seal.row_count > 0 && range.count === 0 && before(seal.last_timestamp)) {
       expired++;
       continue;
     }
-    const range = await digestRange(db, fromXid, toXid, seal.line_format);
+    if (seal.rows_expired && seal.row_count > 0 && !before(seal.first_timestamp)) {
+      const kept = cutoff ? `kept from ${cutoff.toISOString()}` : 'all kept: no retention';
+      return fail('seal_altered', `seal ${seal.id} is marked expired, but its events are within retention (${kept})`);
+    }
     if (range.count > seal.row_count)
       return fail('inserted', `${range.count - seal.row_count} row(s) more than were sealed`);
     if (range.count < seal.row_count)
