@@ -191,6 +191,20 @@ export async function startAuthorization(
   return { authorizationUrl: url.toString(), expiresAt };
 }
 
+/**
+ * The longest token lifetime believed. The token endpoint's `expires_in` (RFC 6749 §5.1) is only
+ * known to be a non-negative finite number here; beyond this (1e300 s), the expiry would be no date
+ * at all, and a token is renewed long before anyway.
+ */
+const MAX_TOKEN_LIFETIME_S = 10 * 366 * 24 * 3600;
+
+/** When a token stating `expiresIn` seconds expires, bounded to MAX_TOKEN_LIFETIME_S; null when not stated. */
+function expiryOf(expiresIn: number | undefined): Date | null {
+  if (typeof expiresIn !== 'number' || Number.isNaN(expiresIn)) return null;
+  const seconds = Math.min(Math.max(expiresIn, 0), MAX_TOKEN_LIFETIME_S);
+  return new Date(Date.now() + seconds * 1000);
+}
+
 function tokenColumns(
   envelope: Envelope,
   integration: Integration,
@@ -203,7 +217,7 @@ function tokenColumns(
     refreshTokenSealed: refresh ? envelope.seal(refresh, oauth2TokenContext(integration.id, 'refresh')) : null,
     tokenType: tokens.token_type ?? 'Bearer',
     scope: tokens.scope ?? integration.oauth2.scope ?? null,
-    expiresAt: typeof tokens.expires_in === 'number' ? new Date(Date.now() + tokens.expires_in * 1000) : null,
+    expiresAt: expiryOf(tokens.expires_in),
     renewalLeaseUntil: null,
   };
 }
