@@ -403,13 +403,15 @@ describe('OAuth2 integrations', () => {
     expect(rows).toEqual([]);
   });
 
-  it('takes only an absolute http(s) redirect_uri without a fragment, and sends it as given', async () => {
+  it('takes only an absolute http(s) redirect_uri without a fragment or credentials, and sends it as given', async () => {
     const created = await register({});
     for (const redirect_uri of [
       'javascript:alert(1)',
       'data:text/html,hi',
       '/api/v1/integrations/oauth2/callback',
       'https://app.example/callback#frag',
+      'http://u:p@x.example.com/cb',
+      'https://only-user@x.example.com/cb',
     ]) {
       const res = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize/`, { redirect_uri });
       expect(res.statusCode, `${redirect_uri} → ${res.body}`).toBe(400);

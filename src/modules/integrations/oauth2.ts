@@ -153,7 +153,12 @@ export async function startAuthorization(
 ): Promise<{ authorizationUrl: string; expiresAt: Date }> {
   // The provider sends the user's browser there with the code: an absolute URI without a fragment
   // (RFC 6749 §3.1.2), and a web address, since `javascript:` or `data:` would run in the browser.
-  webUrlOf(input.redirectUri, 'redirect_uri');
+  const redirect = webUrlOf(input.redirectUri, 'redirect_uri');
+  // Credentials in it would be handed to the provider and land in the browser's address bar and
+  // history (RFC 3986 §3.2.1 deprecates them in URIs): refused, as in every address configured here.
+  if (redirect.username || redirect.password) {
+    throw integrationErrors.invalidUrl('redirect_uri', 'A URL with credentials (user:password@) is not allowed.');
+  }
   const { as, client, settings } = await endpointsOf(envelope, integration);
   if (!as.authorization_endpoint) throw integrationErrors.oauth2NotConfigured('authorization_url');
   const state = oauth.generateRandomState();
