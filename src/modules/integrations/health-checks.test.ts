@@ -12,11 +12,11 @@ import { checkDueIntegrations } from './health-checks.js';
 function startService() {
   const seen: { url: string; headers: IncomingHttpHeaders }[] = [];
   let failing = false;
-  /** While set, /held waits for it before answering. */
+  /** While set, /held (below any base path) waits for it before answering. */
   let hold: Promise<void> | null = null;
   const server: Server = createServer(async (req, res) => {
     seen.push({ url: req.url ?? '', headers: req.headers });
-    if (req.url === '/held') {
+    if (req.url?.endsWith('/held')) {
       await hold;
       res.end('ok');
       return;
@@ -432,5 +432,42 @@ describe('integration health checks', () => {
     expect(
       await queryRows(t.database.db, sql`select 1 from integration_health_checks where integration_id = ${created.id}`),
     ).toEqual([]);
+  });
+
+  it('discards a check whose integration changed its address while the check was out', async () => {
+    const created = await register({ health_check_path: '/held', timeout_ms: 10_000 });
+    const during = async (change: Record<string, unknown>) => {
+      const release = service.hold();
+      const before = service.seen.length;
+      const running = admin.post(`/api/v1/integrations/${created.id}/health-check/`);
+      try {
+        while (!service.seen.slice(before).some((s) => s.url.endsWith('/held'))) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        const patched = await admin.patch(`/api/v1/integrations/${created.id}/`, change);
+        expect(patched.statusCode, patched.body).toBe(200);
+      } finally {
+        release();
+      }
+      return running;
+    };
+
+    // The answer came from the address the integration has left: nothing is recorded.
+    const moved = await during({ base_url: `${baseUrl}/v2` });
+    expect(moved.statusCode, moved.body).toBe(409);
+    expect(moved.json()).toMatchObject({ status: 409, code: 'integration_changed' });
+    expect(
+      await queryRows(t.database.db, sql`select 1 from integration_health_checks where integration_id = ${created.id}`),
+    ).toEqual([]);
+    expect((await admin.get(`/api/v1/integrations/${created.id}/`)).json()).toMatchObject({
+      base_url: `${baseUrl}/v2`,
+      health_status: 'UNKNOWN',
+      last_health_check_at: null,
+    });
+
+    // A change that does not alter the check (its description) leaves the result standing.
+    const described = await during({ description: 'renamed while checked' });
+    expect(described.statusCode, described.body).toBe(200);
+    expect(described.json()).toMatchObject({ check: { status: 'success' } });
   });
 });

@@ -5,7 +5,7 @@ import { authHeadersFor } from './integration-calls.js';
 import { integrationErrors } from './integrations.errors.js';
 import { findOrganizationIntegration, listIntegrationsDueForCheck } from './integrations.queries.js';
 import { recordOutcome } from './integrations.service.js';
-import { type IntegrationHealthCheck, integrationHealthChecks } from './integrations.table.js';
+import { type Integration, type IntegrationHealthCheck, integrationHealthChecks } from './integrations.table.js';
 import { joinUrl, sendOutbound } from './outbound-http.js';
 
 /** A health check reads little: the status code decides, the body is only drained. */
@@ -16,7 +16,8 @@ const MAX_HEALTH_BODY_BYTES = 16 * 1024;
  * timeout. A status below 400 is a success, anything else a failure, no answer in time a timeout.
  * The check is kept as history and moves the health status (integrations.service `healthStatusFor`),
  * in one transaction. A deactivated integration is not called (409); one deleted while the check
- * was out answers 404.
+ * was out answers 404, one whose address, authentication or timeout changed meanwhile 409
+ * `integration_changed`, and neither is recorded.
  */
 export async function runHealthCheck(
   db: Db,
@@ -57,10 +58,14 @@ export async function runHealthCheck(
       : 'failure';
   const at = new Date();
   return db.transaction(async (tx) => {
-    // Deleted while the check was out: a 404 rather than a foreign-key failure; held until commit.
-    if (!(await findOrganizationIntegration(tx, integration.organizationId, integration.id, { lock: 'key share' }))) {
-      throw integrationErrors.notFound(integration.id);
-    }
+    // Deleted while the check was out: a 404 rather than a foreign-key failure; held until commit,
+    // which also keeps an update (it locks the row for update) from slipping in before the result is.
+    const now = await findOrganizationIntegration(tx, integration.organizationId, integration.id, {
+      lock: 'key share',
+    });
+    if (!now) throw integrationErrors.notFound(integration.id);
+    // Changed while the check was out: the result says nothing about what the integration now calls.
+    if (isCheckedDifferently(integration, now)) throw integrationErrors.changedDuringCheck(integration.id);
     const [check] = await tx
       .insert(integrationHealthChecks)
       .values({
@@ -76,6 +81,19 @@ export async function runHealthCheck(
     await recordOutcome(tx, integration, { success: status === 'success', asRequest: false, at });
     return check as IntegrationHealthCheck;
   });
+}
+
+/** What a check's request and verdict depend on: where it goes, how it authenticates, how long it waits. */
+function isCheckedDifferently(before: Integration, after: Integration): boolean {
+  return (
+    before.baseUrl !== after.baseUrl ||
+    before.healthCheckPath !== after.healthCheckPath ||
+    before.authType !== after.authType ||
+    before.apiKeyHeader !== after.apiKeyHeader ||
+    before.timeoutMs !== after.timeoutMs ||
+    before.credentialsSealed !== after.credentialsSealed ||
+    JSON.stringify(before.oauth2) !== JSON.stringify(after.oauth2)
+  );
 }
 
 /** An AppError as one line of history: what each field it names is told, else its detail. */
@@ -119,10 +137,13 @@ export async function checkDueIntegrations(
           await runHealthCheck(db, envelope, { organizationId: d.organizationId, integrationId: d.id });
           checked++;
         } catch (err) {
-          // Deactivated or deleted since it was listed: nothing to check.
+          // Deactivated or deleted since it was listed: nothing to check. Changed while checked: due
+          // again, checked by the next sweep.
           if (
             err instanceof AppError &&
-            (err.code === 'integration_inactive' || err.code === 'integration_not_found')
+            (err.code === 'integration_inactive' ||
+              err.code === 'integration_not_found' ||
+              err.code === 'integration_changed')
           ) {
             return;
           }

@@ -47,6 +47,12 @@ export const integrationErrors = {
         ],
       },
     ),
+  changedDuringCheck: (id: string) =>
+    new AppError(
+      409,
+      'integration_changed',
+      `Integration ${id} changed its address, authentication or timeout while it was checked; the result was discarded. Check it again.`,
+    ),
   inactive: (id: string) =>
     new AppError(409, 'integration_inactive', `Integration ${id} is deactivated; activate it before calling it.`),
   blockedAddress: (host: string) =>

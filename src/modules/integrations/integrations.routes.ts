@@ -366,7 +366,8 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           '`timeout_ms`. Below 400 is a success, anything else a failure, no answer in time a timeout. The check ' +
           'joins the history, and the health status follows the consecutive failures: 0 HEALTHY, 1–2 DEGRADED, ' +
           '3 or more DOWN. A deactivated integration is not called (409 `integration_inactive`); one deleted ' +
-          'meanwhile, or of another organization, answers 404.',
+          'meanwhile, or of another organization, answers 404. One whose address, authentication or timeout ' +
+          'changed while it was checked answers 409 `integration_changed`, and the outdated result is not recorded.',
         params: IntegrationIdParams,
         response: { 200: HealthCheckResult },
       },

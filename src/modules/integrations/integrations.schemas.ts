@@ -281,7 +281,7 @@ export const AuthorizeBody = Type.Object(
     redirect_uri: Type.Optional({
       ...HttpUrl,
       description:
-        'Where the provider sends the user back: an absolute http:// or https:// URL without a fragment; default ' +
+        'Where the provider sends the user back: an absolute http:// or https:// URL without a fragment or credentials (user:password@); default ' +
         '`PUBLIC_URL` + `/api/v1/integrations/oauth2/callback`. ' +
         'A different one must itself deliver `code` and `state` to that callback.',
     }),

@@ -7,6 +7,7 @@ import { commonErrors } from '../../platform/http/errors.js';
 import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import {
+  type Credentials,
   checkApiKeyHeader,
   checkSendableCredentials,
   hintsOf,
@@ -23,6 +24,7 @@ import type {
   UpdateIntegrationInput,
 } from './integrations.schemas.js';
 import {
+  type CredentialName,
   type Integration,
   integrationOAuth2States,
   integrationOAuth2Tokens,
@@ -119,10 +121,14 @@ function checkOAuth2Client(authType: string, oauth2: OAuth2Settings | undefined)
   if (authType === 'oauth2' && !oauth2?.client_id) throw integrationErrors.oauth2ClientIdRequired();
 }
 
-function changedCredentialNames(changes: CredentialsInputValue | undefined): string[] {
-  return Object.entries(changes ?? {})
-    .filter(([, v]) => v !== undefined)
-    .map(([k]) => k)
+/**
+ * The credentials an update really changes: set to a value, removed, or replaced by another value.
+ * Removing one that is not stored, or restating the stored value, changes nothing and is not recorded.
+ */
+function changedCredentialNames(stored: Credentials, changes: CredentialsInputValue | undefined): string[] {
+  return (Object.entries(changes ?? {}) as [CredentialName, string | null | undefined][])
+    .filter(([name, value]) => value !== undefined && (value ?? undefined) !== stored[name])
+    .map(([name]) => name)
     .sort();
 }
 
@@ -274,9 +280,9 @@ export async function updateIntegration(
     if (moves.length > 0 && current.credentialsSealed !== null && input.credentials === undefined) {
       throw integrationErrors.credentialsRequiredForNewOrigin(moves);
     }
-    const given = changedCredentialNames(input.credentials);
-    const stored =
-      moves.length > 0 || given.length > 0 ? openCredentials(envelope, current.id, current.credentialsSealed) : {};
+    const givesAny = Object.values(input.credentials ?? {}).some((value) => value !== undefined);
+    const stored = moves.length > 0 || givesAny ? openCredentials(envelope, current.id, current.credentialsSealed) : {};
+    const given = changedCredentialNames(stored, input.credentials);
     // After a move, the credentials given are the whole set: a name left out would otherwise be kept and sent on.
     const credentialNames = moves.length > 0 ? [...new Set([...Object.keys(stored), ...given])].sort() : given;
     if (credentialNames.length > 0) {

@@ -160,6 +160,34 @@ describe('integration registry', () => {
     expect(everything).not.toContain('p4ss');
   });
 
+  it('records only the credentials an update really changes, and nothing when none changes', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin, { credentials: { api_key: 'same-key-0123456789abcd', api_secret: 's1' } });
+    // Removing what is not stored and restating what is: nothing changes, nothing is recorded.
+    const idle = await admin.patch(`/api/v1/integrations/${created.id}/`, {
+      credentials: { token: null, client_secret: null, api_key: 'same-key-0123456789abcd' },
+    });
+    expect(idle.statusCode, idle.body).toBe(200);
+    expect((await auditOf(created.id)).map((e) => e.activity_type)).toEqual(['integration.created']);
+
+    const res = await admin.patch(`/api/v1/integrations/${created.id}/`, {
+      credentials: { token: null, api_key: 'same-key-0123456789abcd', api_secret: 's2', password: 'p' },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const removed = await admin.patch(`/api/v1/integrations/${created.id}/`, {
+      credentials: { password: null, username: null },
+    });
+    expect(removed.statusCode, removed.body).toBe(200);
+    const events = await auditOf(created.id);
+    expect(events.map((e) => e.activity_type)).toEqual([
+      'integration.created',
+      'integration.credentials_changed',
+      'integration.credentials_changed',
+    ]);
+    expect(events[1]?.details).toMatchObject({ changed: ['api_secret', 'password'] });
+    expect(events[2]?.details).toMatchObject({ changed: ['password'] });
+  });
+
   it('answers 400 naming the fields it shows but does not take, and a body with nothing to change unwritten', async () => {
     const { admin } = await orgAdmin();
     const created = await create(admin);

@@ -403,13 +403,15 @@ describe('OAuth2 integrations', () => {
     expect(rows).toEqual([]);
   });
 
-  it('takes only an absolute http(s) redirect_uri without a fragment, and sends it as given', async () => {
+  it('takes only an absolute http(s) redirect_uri without a fragment or credentials, and sends it as given', async () => {
     const created = await register({});
     for (const redirect_uri of [
       'javascript:alert(1)',
       'data:text/html,hi',
       '/api/v1/integrations/oauth2/callback',
       'https://app.example/callback#frag',
+      'http://u:p@x.example.com/cb',
+      'https://only-user@x.example.com/cb',
     ]) {
       const res = await admin.post(`/api/v1/integrations/${created.id}/oauth2/authorize/`, { redirect_uri });
       expect(res.statusCode, `${redirect_uri} → ${res.body}`).toBe(400);
@@ -569,6 +571,97 @@ describe('OAuth2 integrations', () => {
       }
     } finally {
       await echoing.close();
+    }
+  });
+
+  /** A token endpoint that grants every request, with the `expires_in` the test sets; other paths answer 200. */
+  async function startGrantingProvider() {
+    const state = { expiresIn: undefined as unknown };
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (!req.url?.startsWith('/token')) return void res.writeHead(200).end('ok');
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ access_token: 'granted-token', token_type: 'Bearer', expires_in: state.expiresIn }));
+      });
+    });
+    const port = await new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+    );
+    return {
+      url: `http://127.0.0.1:${port}`,
+      state,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
+  }
+
+  it('bounds a token lifetime the provider states beyond ten years, and refuses a negative or unreadable one', async () => {
+    const granting = await startGrantingProvider();
+    const tenYears = 10 * 366 * 24 * 3600_000;
+    try {
+      const make = async (extra: Record<string, unknown>) => {
+        const res = await admin.post('/api/v1/integrations/', {
+          name: unique('long '),
+          service_type: 'crm',
+          auth_type: 'oauth2',
+          base_url: granting.url,
+          oauth2: {
+            authorization_url: `${granting.url}/authorize`,
+            token_url: `${granting.url}/token`,
+            client_id: 'c',
+            ...extra,
+          },
+          credentials: { client_secret: CLIENT_SECRET },
+        });
+        expect(res.statusCode, res.body).toBe(201);
+        return res.json().id as string;
+      };
+      for (const expiresIn of [1e300, '1e300', 1e15]) {
+        granting.state.expiresIn = expiresIn;
+        // The client-credentials grant of a health check.
+        const credentials = await make({ grant: 'client_credentials' });
+        const check = await admin.post(`/api/v1/integrations/${credentials}/health-check/`);
+        expect(check.statusCode, `${expiresIn} → ${check.body}`).toBe(200);
+        expect(check.json().check).toMatchObject({ status: 'success' });
+        const held = (await admin.get(`/api/v1/integrations/${credentials}`)).json().oauth2_token;
+        expect(new Date(held.expires_at).getTime()).toBeLessThanOrEqual(Date.now() + tenYears);
+        expect(new Date(held.expires_at).getTime()).toBeGreaterThan(Date.now() + tenYears / 2);
+
+        // The authorization-code exchange at the callback.
+        const code = await make({});
+        const start = await admin.post(`/api/v1/integrations/${code}/oauth2/authorize/`, {});
+        const state = new URL(start.json().authorization_url).searchParams.get('state');
+        const callback = await t.request({
+          method: 'GET',
+          url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code`,
+        });
+        expect(callback.statusCode, `${expiresIn} → ${callback.body}`).toBe(200);
+        expect(new Date(callback.json().expires_at).getTime()).toBeLessThanOrEqual(Date.now() + tenYears);
+      }
+      // Not a lifetime at all: the provider's answer is refused, as any malformed answer, and the check fails.
+      for (const expiresIn of [-5, 'soon', 'NaN']) {
+        granting.state.expiresIn = expiresIn;
+        const credentials = await make({ grant: 'client_credentials' });
+        const check = await admin.post(`/api/v1/integrations/${credentials}/health-check/`);
+        expect(check.statusCode, `${expiresIn} → ${check.body}`).toBe(200);
+        expect(check.json().check).toMatchObject({ status: 'failure' });
+        expect(check.json().check.error_message).toContain('expires_in');
+        const code = await make({});
+        const start = await admin.post(`/api/v1/integrations/${code}/oauth2/authorize/`, {});
+        const state = new URL(start.json().authorization_url).searchParams.get('state');
+        const callback = await t.request({
+          method: 'GET',
+          url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code`,
+        });
+        expect(callback.json(), `${expiresIn}`).toMatchObject({ status: 502, code: 'oauth2_exchange_failed' });
+      }
+    } finally {
+      await granting.close();
     }
   });
 

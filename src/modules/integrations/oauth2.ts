@@ -153,7 +153,12 @@ export async function startAuthorization(
 ): Promise<{ authorizationUrl: string; expiresAt: Date }> {
   // The provider sends the user's browser there with the code: an absolute URI without a fragment
   // (RFC 6749 §3.1.2), and a web address, since `javascript:` or `data:` would run in the browser.
-  webUrlOf(input.redirectUri, 'redirect_uri');
+  const redirect = webUrlOf(input.redirectUri, 'redirect_uri');
+  // Credentials in it would be handed to the provider and land in the browser's address bar and
+  // history (RFC 3986 §3.2.1 deprecates them in URIs): refused, as in every address configured here.
+  if (redirect.username || redirect.password) {
+    throw integrationErrors.invalidUrl('redirect_uri', 'A URL with credentials (user:password@) is not allowed.');
+  }
   const { as, client, settings } = await endpointsOf(envelope, integration);
   if (!as.authorization_endpoint) throw integrationErrors.oauth2NotConfigured('authorization_url');
   const state = oauth.generateRandomState();
@@ -191,6 +196,20 @@ export async function startAuthorization(
   return { authorizationUrl: url.toString(), expiresAt };
 }
 
+/**
+ * The longest token lifetime believed. The token endpoint's `expires_in` (RFC 6749 §5.1) is only
+ * known to be a non-negative finite number here; beyond this (1e300 s), the expiry would be no date
+ * at all, and a token is renewed long before anyway.
+ */
+const MAX_TOKEN_LIFETIME_S = 10 * 366 * 24 * 3600;
+
+/** When a token stating `expiresIn` seconds expires, bounded to MAX_TOKEN_LIFETIME_S; null when not stated. */
+function expiryOf(expiresIn: number | undefined): Date | null {
+  if (typeof expiresIn !== 'number' || Number.isNaN(expiresIn)) return null;
+  const seconds = Math.min(Math.max(expiresIn, 0), MAX_TOKEN_LIFETIME_S);
+  return new Date(Date.now() + seconds * 1000);
+}
+
 function tokenColumns(
   envelope: Envelope,
   integration: Integration,
@@ -203,7 +222,7 @@ function tokenColumns(
     refreshTokenSealed: refresh ? envelope.seal(refresh, oauth2TokenContext(integration.id, 'refresh')) : null,
     tokenType: tokens.token_type ?? 'Bearer',
     scope: tokens.scope ?? integration.oauth2.scope ?? null,
-    expiresAt: typeof tokens.expires_in === 'number' ? new Date(Date.now() + tokens.expires_in * 1000) : null,
+    expiresAt: expiryOf(tokens.expires_in),
     renewalLeaseUntil: null,
   };
 }

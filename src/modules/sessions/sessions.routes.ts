@@ -6,6 +6,7 @@ import { AppError } from '../../platform/http/errors.js';
 import { decodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
 import { recordAudit } from '../activity/audit.js';
 import { revokeSession } from '../auth/auth.service.js';
+import { listingScope } from '../organizations/organizations.queries.js';
 import { findUserToManage } from '../users/users.service.js';
 import { findSession, listSessions, type SessionRow } from './sessions.queries.js';
 import {
@@ -114,7 +115,8 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listSessions',
         tags: ['sessions'],
         description:
-          'Sessions of every user of the caller’s organization (all organizations for superusers), or of `user`, newest first.',
+          'Sessions of every user of the caller’s organization (all organizations for superusers, or the one named by ' +
+          '`organization`), or of `user`, newest first. Naming an organization outside the caller’s reach lists nothing.',
         querystring: ListSessionsQuery,
         response: { 200: AdminSessionPage },
       },
@@ -122,8 +124,10 @@ export const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const current = req.actor.kind === 'user' ? req.actor.sessionId : undefined;
       const limit = req.query.limit ?? 50;
+      const organizationId = await listingScope(db, req.actor, req.query.organization);
+      if (organizationId === null) return { results: [], next: null };
       const rows = await listSessions(db, {
-        organizationId: organizationScopeOf(req.actor),
+        organizationId,
         userId: req.query.user,
         active: req.query.active,
         after: afterCursor(req.query.cursor),

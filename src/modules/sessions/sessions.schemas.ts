@@ -46,6 +46,7 @@ export const ListOwnSessionsQuery = Type.Object({ ...PageQuery, active: Active }
 export const ListSessionsQuery = Type.Object({
   ...PageQuery,
   user: Type.Optional(Type.String({ format: 'uuid', description: 'Only this user’s sessions.' })),
+  organization: Type.Optional(Type.String({ maxLength: 100, description: 'Only this organization (code).' })),
   active: Active,
 });
 

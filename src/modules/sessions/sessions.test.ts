@@ -270,6 +270,35 @@ describe('sessions', () => {
       expect((await t.request({ method: 'GET', url: `/api/v1/user-sessions/${phoneId}/` })).statusCode).toBe(401);
     });
 
+    it('lists only the sessions of the organization named, and nothing of one outside an administrator’s reach', async () => {
+      const orgA = await seedOrganization(t);
+      const orgB = await seedOrganization(t);
+      await loginWith((await seedUser(t, orgA.id)).email, IPHONE);
+      await loginWith((await seedUser(t, orgB.id)).email, IPHONE);
+      const superuser = await superuserClient(t);
+      for (const org of [orgA, orgB]) {
+        for (const named of [org.code, org.id]) {
+          const res = await superuser.get(`/api/v1/user-sessions/?organization=${named}`);
+          expect(res.statusCode, res.body).toBe(200);
+          const { results } = res.json() as { results: { organization_id: string }[] };
+          expect(results.length, named).toBeGreaterThan(0);
+          expect(new Set(results.map((r) => r.organization_id))).toEqual(new Set([org.id]));
+        }
+      }
+      const unknown = await superuser.get('/api/v1/user-sessions/?organization=no-such-organization');
+      expect(unknown.json()).toEqual({ results: [], next: null });
+
+      const adminA = await clientWithRole(t, orgA.id, 'org_admin');
+      const own = (await adminA.get(`/api/v1/user-sessions/?organization=${orgA.code}`)).json() as {
+        results: { organization_id: string }[];
+      };
+      expect(own.results.length).toBeGreaterThan(0);
+      expect(own.results.every((r) => r.organization_id === orgA.id)).toBe(true);
+      const other = await adminA.get(`/api/v1/user-sessions/?organization=${orgB.code}`);
+      expect(other.statusCode).toBe(200);
+      expect(other.json()).toEqual({ results: [], next: null });
+    });
+
     it('refuses the session administration to a user without sessions.manage', async () => {
       const org = await seedOrganization(t);
       const client = await loginAs(t, await seedUser(t, org.id, { isStaff: true }));
