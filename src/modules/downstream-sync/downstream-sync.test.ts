@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listenOnLoopback } from '../../../test/loopback-server.js';
 import { scimClient } from '../../../test/scim-client.js';
 import {
   type Client,
@@ -501,17 +502,8 @@ describe('outbound user sync to a seed-000 downstream', () => {
       req.resume();
       req.on('end', () => void answer(req, res));
     });
-    const port = await new Promise<number>((resolve) =>
-      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
-    );
-    return {
-      baseUrl: `http://127.0.0.1:${port}/api/provisioning`,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
+    const { url, close } = await listenOnLoopback(server);
+    return { baseUrl: `${url}/api/provisioning`, close };
   }
 
   it('cuts an echoed key out of failures and logs, also when the downstream JSON-escapes it, and a short one', async () => {

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
 import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listenOnLoopback } from '../../../test/loopback-server.js';
 import { type Client, clientWithRole, seedOrganization } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { createEnvelope, type Envelope } from '../../platform/crypto/envelope.js';
@@ -506,18 +507,7 @@ describe('OAuth2 integrations', () => {
         );
       });
     });
-    const port = await new Promise<number>((resolve) =>
-      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
-    );
-    return {
-      url: `http://127.0.0.1:${port}`,
-      authorizations,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
+    return { ...(await listenOnLoopback(server)), authorizations };
   }
   const ECHOED_SECRET = 'CLIENTSECRET-opqr 7654/&+';
 
@@ -586,18 +576,7 @@ describe('OAuth2 integrations', () => {
           .end(JSON.stringify({ access_token: 'granted-token', token_type: 'Bearer', expires_in: state.expiresIn }));
       });
     });
-    const port = await new Promise<number>((resolve) =>
-      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
-    );
-    return {
-      url: `http://127.0.0.1:${port}`,
-      state,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
+    return { ...(await listenOnLoopback(server)), state };
   }
 
   it('bounds a token lifetime the provider states beyond ten years, and refuses a negative or unreadable one', async () => {
