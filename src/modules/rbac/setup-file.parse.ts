@@ -1,7 +1,7 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
-import { OrganizationCode } from '../organizations/organizations.schemas.js';
+import { OrganizationCode, oversizedSettings, SETTINGS_MAX_BYTES } from '../organizations/organizations.schemas.js';
 
 /**
  * The RBAC setup file (`gatehouse setup --file rbac.yaml`): organizations, modules, permissions and
@@ -199,6 +199,7 @@ export function parseSetupFile(text: string, fileName: string): SetupFile {
   // Duplicates are looked for even in a file of the wrong shape, so one run reports both.
   const problems = validateBody(data) ? [] : describeSchemaErrors(validateBody.errors ?? [], data, problem);
   problems.push(...findDuplicates(data, problem));
+  if (problems.length === 0) problems.push(...oversizedSettingsOf(data as Static<typeof SetupFileBody>, problem));
   if (problems.length > 0) refuse(problems);
 
   const body = data as Static<typeof SetupFileBody>;
@@ -210,6 +211,24 @@ export function parseSetupFile(text: string, fileName: string): SetupFile {
     roles: body.roles ?? [],
     problem,
   };
+}
+
+/** Organization settings over the API's limit (SETTINGS_MAX_BYTES as JSON): a file writes no more than a request. */
+function oversizedSettingsOf(
+  body: Static<typeof SetupFileBody>,
+  problem: (path: FieldPath, message: string) => Problem,
+): Problem[] {
+  return (body.organizations ?? []).flatMap((entry, index) => {
+    const bytes = oversizedSettings(entry.settings);
+    return bytes === undefined
+      ? []
+      : [
+          problem(
+            ['organizations', index, 'settings'],
+            `must be at most ${SETTINGS_MAX_BYTES} bytes as JSON (these are ${bytes})`,
+          ),
+        ];
+  });
 }
 
 const TYPE_NAMES: Record<string, string> = {

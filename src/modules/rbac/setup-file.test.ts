@@ -289,6 +289,20 @@ roles:
     ]);
   });
 
+  it('refuses organization settings over 64 KiB as JSON, as the API does, naming the entry', async () => {
+    const big = 'x'.repeat(70_000);
+    const json = JSON.stringify({ organizations: [{ code: 'ROOMY', name: 'Roomy', settings: { notes: big } }] });
+    const lines = await refusal(json, 'rbac.json');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      /^rbac\.json:1:\d+ organizations\[0\]\.settings: must be at most 65536 bytes as JSON \(these are 70012\)$/,
+    );
+    // Within the limit it is written as given.
+    await applySetupFile(t.database.db, parseSetupFile(json.replace(big, 'x'.repeat(60_000)), 'rbac.json'));
+    const [roomy] = await t.database.db.select().from(organizations).where(eq(organizations.code, 'ROOMY'));
+    expect(roomy?.settings).toEqual({ notes: 'x'.repeat(60_000) });
+  });
+
   it('finds duplicate role codes within one organization but not across organizations', async () => {
     const text = `roles:
   - {code: twin, name: A, level: 5}
