@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
+import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, clientWithRole, seedOrganization } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
@@ -436,10 +437,13 @@ describe('integration health checks', () => {
 
   it('discards a check whose integration changed its address while the check was out', async () => {
     const created = await register({ health_check_path: '/held', timeout_ms: 10_000 });
-    const during = async (change: Record<string, unknown>) => {
+    const during = async <T>(
+      change: Record<string, unknown>,
+      check: () => Promise<T> = () => admin.post(`/api/v1/integrations/${created.id}/health-check/`) as Promise<T>,
+    ) => {
       const release = service.hold();
       const before = service.seen.length;
-      const running = admin.post(`/api/v1/integrations/${created.id}/health-check/`);
+      const running = check();
       try {
         while (!service.seen.slice(before).some((s) => s.url.endsWith('/held'))) {
           await new Promise((r) => setTimeout(r, 10));
@@ -453,7 +457,7 @@ describe('integration health checks', () => {
     };
 
     // The answer came from the address the integration has left: nothing is recorded.
-    const moved = await during({ base_url: `${baseUrl}/v2` });
+    const moved = (await during({ base_url: `${baseUrl}/v2` })) as LightMyRequestResponse;
     expect(moved.statusCode, moved.body).toBe(409);
     expect(moved.json()).toMatchObject({ status: 409, code: 'integration_changed' });
     expect(
@@ -465,8 +469,26 @@ describe('integration health checks', () => {
       last_health_check_at: null,
     });
 
+    // The scheduled sweep discards it too, and leaves the integration due for the next sweep.
+    const failures: string[] = [];
+    await during({ base_url: `${baseUrl}/v3` }, () =>
+      checkDueIntegrations(t.database.db, createEnvelope(t.config.masterKey), {
+        intervalSeconds: 300,
+        onError: (id) => failures.push(id),
+      }),
+    );
+    expect(failures).not.toContain(created.id);
+    expect(
+      await queryRows(t.database.db, sql`select 1 from integration_health_checks where integration_id = ${created.id}`),
+    ).toEqual([]);
+    expect((await admin.get(`/api/v1/integrations/${created.id}/`)).json()).toMatchObject({
+      base_url: `${baseUrl}/v3`,
+      health_status: 'UNKNOWN',
+      last_health_check_at: null,
+    });
+
     // A change that does not alter the check (its description) leaves the result standing.
-    const described = await during({ description: 'renamed while checked' });
+    const described = (await during({ description: 'renamed while checked' })) as LightMyRequestResponse;
     expect(described.statusCode, described.body).toBe(200);
     expect(described.json()).toMatchObject({ check: { status: 'success' } });
   });
