@@ -288,6 +288,45 @@ describe('user import between systems', () => {
     expect(stored.get('naive-micro@example.com')?.dateJoined.toISOString()).toBe('2023-03-02T03:04:05.123Z');
   });
 
+  it('imports into the organization named by organization_id, which must agree with organization', async () => {
+    const into = await seedOrganization(t);
+    const other = await seedOrganization(t);
+    const body = (extra: Record<string, unknown>) => ({
+      users: [{ email: unique('byid-') + '@example.com' }],
+      ...extra,
+    });
+    const byId = await root.post('/api/admin/import-users/', body({ organization_id: into.id }));
+    expect(byId.statusCode, byId.body).toBe(200);
+    expect(byId.json()).toMatchObject({ created: 1 });
+    expect(await usersIn(into)).toHaveLength(1);
+
+    const both = await root.post(
+      '/api/admin/import-users/',
+      body({ organization_id: into.id, organization: into.code }),
+    );
+    expect(both.statusCode, both.body).toBe(200);
+    expect(await usersIn(into)).toHaveLength(2);
+
+    const disagreeing = await root.post(
+      '/api/admin/import-users/',
+      body({ organization_id: into.id, organization: other.code }),
+    );
+    expect(disagreeing.statusCode).toBe(400);
+    expect(disagreeing.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'organization_id' }] });
+    const unknown = await root.post(
+      '/api/admin/import-users/',
+      body({ organization_id: '01a20568-ebe5-7959-8be2-000000000000' }),
+    );
+    expect(unknown.statusCode).toBe(404);
+    expect(await usersIn(other)).toEqual([]);
+    expect(await usersIn(into)).toHaveLength(2);
+
+    // A staff user naming another organization by id is refused as by code, not imported into their own.
+    const elsewhere = await staff.post('/api/admin/import-users/', body({ organization_id: other.id }));
+    expect(elsewhere.statusCode).toBe(403);
+    expect(await usersIn(other)).toEqual([]);
+  });
+
   it('fails an external id repeated in one import, naming external_id, and keeps the first', async () => {
     const into = await seedOrganization(t);
     const res = await root.post('/api/admin/import-users/', {

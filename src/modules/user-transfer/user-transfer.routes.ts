@@ -18,6 +18,7 @@ import {
   ExportUsersQuery,
   ExportUsersView,
   ImportUsersBody,
+  type ImportUsersInput,
   ImportUsersView,
 } from './user-transfer.schemas.js';
 
@@ -71,6 +72,18 @@ async function organizationScope(
   const organization = await findOrganizationByCode(db, code);
   if (!organization) throw commonErrors.notFound(`Organization ${code}`);
   return organization.id;
+}
+
+/** The code of the organization an import names, by `organization` or by `organization_id` (which must agree). */
+async function importTargetCode(db: Db, body: ImportUsersInput): Promise<string | undefined> {
+  if (body.organization_id === undefined) return body.organization;
+  const named = await findOrganizationById(db, body.organization_id);
+  if (!named) throw commonErrors.notFound(`Organization ${body.organization_id}`);
+  if (body.organization !== undefined && body.organization !== named.code) {
+    const detail = `Organization ${body.organization_id} is ${named.code}, not ${body.organization}.`;
+    throw new AppError(400, 'validation_failed', detail, { errors: [{ field: 'organization_id', message: detail }] });
+  }
+  return named.code;
 }
 
 async function filterOf(db: Db, actor: UserActor, query: ExportStatsInput): Promise<ExportFilter> {
@@ -238,7 +251,7 @@ export const userTransferRoutes: FastifyPluginAsyncTypebox = async (app) => {
         const detail = `At most ${app.config.bulkMaxItems} users per import.`;
         throw new AppError(413, 'too_many_items', detail, { errors: [{ field: 'users', message: detail }] });
       }
-      const organizationId = await organizationScope(db, actor, req.body.organization, 'import');
+      const organizationId = await organizationScope(db, actor, await importTargetCode(db, req.body), 'import');
       const organization =
         organizationId === undefined ? undefined : (await findOrganizationById(db, organizationId))?.code;
       if (!organization) {

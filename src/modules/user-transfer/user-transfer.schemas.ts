@@ -111,6 +111,12 @@ export const ImportUsersBody = Type.Object(
     organization: Type.Optional(
       Type.String({ minLength: 1, maxLength: 100, description: 'Organization code (superusers); staff: their own.' }),
     ),
+    organization_id: Type.Optional(
+      Type.String({
+        format: 'uuid',
+        description: 'The organization by id instead of code; both given must name the same one.',
+      }),
+    ),
     dry_run: Type.Optional(Type.Boolean({ description: 'Answer what would happen and write nothing.' })),
     send_invite: Type.Optional(
       Type.Boolean({ description: 'Mail each created active user an invitation to set a password.' }),
