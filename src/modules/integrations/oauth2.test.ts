@@ -486,6 +486,35 @@ describe('OAuth2 integrations', () => {
     expect(check.json().check.error_message).toContain('authorize it first');
   });
 
+  /** An oauth2 integration of a test provider at `providerUrl` (authorize and token under it). */
+  async function registerOAuth2(providerUrl: string, clientSecret: string, oauth2: Record<string, unknown> = {}) {
+    const res = await admin.post('/api/v1/integrations/', {
+      name: unique('oauth2 '),
+      service_type: 'crm',
+      auth_type: 'oauth2',
+      base_url: providerUrl,
+      oauth2: {
+        authorization_url: `${providerUrl}/authorize`,
+        token_url: `${providerUrl}/token`,
+        client_id: 'c',
+        ...oauth2,
+      },
+      credentials: { client_secret: clientSecret },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json().id as string;
+  }
+
+  /** The provider's redirect back with a code, for an authorization started earlier (`state`). */
+  const callbackWith = (state: string | null) =>
+    t.request({ method: 'GET', url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code` });
+
+  /** Starts an integration's authorization-code flow: the state the provider would send back. */
+  async function startAuthorizing(id: string) {
+    const start = await admin.post(`/api/v1/integrations/${id}/oauth2/authorize/`, {});
+    return new URL(start.json().authorization_url).searchParams.get('state');
+  }
+
   /**
    * A token endpoint that refuses every client and, like some providers do, quotes what it was sent:
    * the secret, the Authorization header, and the password part of it (form-encoded).
@@ -514,28 +543,11 @@ describe('OAuth2 integrations', () => {
   it('cuts the client secret, in any form, out of what a refusing token endpoint says', async () => {
     const echoing = await startEchoingProvider();
     try {
-      const oauth2 = { authorization_url: `${echoing.url}/authorize`, token_url: `${echoing.url}/token` };
-      const make = async (extra: Record<string, unknown>) => {
-        const res = await admin.post('/api/v1/integrations/', {
-          name: unique('gh '),
-          service_type: 'crm',
-          auth_type: 'oauth2',
-          base_url: echoing.url,
-          oauth2: { ...oauth2, client_id: 'gh-client', ...extra },
-          credentials: { client_secret: ECHOED_SECRET },
-        });
-        expect(res.statusCode, res.body).toBe(201);
-        return res.json().id as string;
-      };
+      const make = (extra: Record<string, unknown>) =>
+        registerOAuth2(echoing.url, ECHOED_SECRET, { client_id: 'gh-client', ...extra });
 
       // The authorization-code exchange at the callback.
-      const code = await make({});
-      const start = await admin.post(`/api/v1/integrations/${code}/oauth2/authorize/`, {});
-      const state = new URL(start.json().authorization_url).searchParams.get('state');
-      const callback = await t.request({
-        method: 'GET',
-        url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code`,
-      });
+      const callback = await callbackWith(await startAuthorizing(await make({})));
       expect(callback.json()).toMatchObject({ status: 502, code: 'oauth2_exchange_failed' });
       expect(callback.json().detail).toContain(`invalid_client: client secret ${REDACTED} is wrong`);
 
@@ -583,23 +595,7 @@ describe('OAuth2 integrations', () => {
     const granting = await startGrantingProvider();
     const tenYears = 10 * 366 * 24 * 3600_000;
     try {
-      const make = async (extra: Record<string, unknown>) => {
-        const res = await admin.post('/api/v1/integrations/', {
-          name: unique('long '),
-          service_type: 'crm',
-          auth_type: 'oauth2',
-          base_url: granting.url,
-          oauth2: {
-            authorization_url: `${granting.url}/authorize`,
-            token_url: `${granting.url}/token`,
-            client_id: 'c',
-            ...extra,
-          },
-          credentials: { client_secret: CLIENT_SECRET },
-        });
-        expect(res.statusCode, res.body).toBe(201);
-        return res.json().id as string;
-      };
+      const make = (extra: Record<string, unknown>) => registerOAuth2(granting.url, CLIENT_SECRET, extra);
       for (const expiresIn of [1e300, '1e300', 1e15]) {
         granting.state.expiresIn = expiresIn;
         // The client-credentials grant of a health check.
@@ -612,13 +608,7 @@ describe('OAuth2 integrations', () => {
         expect(new Date(held.expires_at).getTime()).toBeGreaterThan(Date.now() + tenYears / 2);
 
         // The authorization-code exchange at the callback.
-        const code = await make({});
-        const start = await admin.post(`/api/v1/integrations/${code}/oauth2/authorize/`, {});
-        const state = new URL(start.json().authorization_url).searchParams.get('state');
-        const callback = await t.request({
-          method: 'GET',
-          url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code`,
-        });
+        const callback = await callbackWith(await startAuthorizing(await make({})));
         expect(callback.statusCode, `${expiresIn} → ${callback.body}`).toBe(200);
         expect(new Date(callback.json().expires_at).getTime()).toBeLessThanOrEqual(Date.now() + tenYears);
       }
@@ -630,13 +620,7 @@ describe('OAuth2 integrations', () => {
         expect(check.statusCode, `${expiresIn} → ${check.body}`).toBe(200);
         expect(check.json().check).toMatchObject({ status: 'failure' });
         expect(check.json().check.error_message).toContain('expires_in');
-        const code = await make({});
-        const start = await admin.post(`/api/v1/integrations/${code}/oauth2/authorize/`, {});
-        const state = new URL(start.json().authorization_url).searchParams.get('state');
-        const callback = await t.request({
-          method: 'GET',
-          url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code`,
-        });
+        const callback = await callbackWith(await startAuthorizing(await make({})));
         expect(callback.json(), `${expiresIn}`).toMatchObject({ status: 502, code: 'oauth2_exchange_failed' });
       }
     } finally {
@@ -647,26 +631,14 @@ describe('OAuth2 integrations', () => {
   it('neither starts nor completes an authorization of a deactivated integration', async () => {
     const echoing = await startEchoingProvider();
     try {
-      const res = await admin.post('/api/v1/integrations/', {
-        name: unique('off '),
-        service_type: 'crm',
-        auth_type: 'oauth2',
-        base_url: echoing.url,
-        oauth2: { authorization_url: `${echoing.url}/authorize`, token_url: `${echoing.url}/token`, client_id: 'c' },
-        credentials: { client_secret: ECHOED_SECRET },
-      });
-      const id = res.json().id as string;
+      const id = await registerOAuth2(echoing.url, ECHOED_SECRET);
       // Started while active, then turned off before the provider sends the user back.
-      const start = await admin.post(`/api/v1/integrations/${id}/oauth2/authorize/`, {});
-      const state = new URL(start.json().authorization_url).searchParams.get('state');
+      const state = await startAuthorizing(id);
       expect((await admin.post(`/api/v1/integrations/${id}/deactivate/`)).statusCode).toBe(200);
 
       const again = await admin.post(`/api/v1/integrations/${id}/oauth2/authorize/`, {});
       expect(again.json()).toMatchObject({ status: 409, code: 'integration_inactive' });
-      const back = await t.request({
-        method: 'GET',
-        url: `/api/v1/integrations/oauth2/callback?state=${state}&code=the-code`,
-      });
+      const back = await callbackWith(state);
       expect(back.json()).toMatchObject({ status: 409, code: 'integration_inactive' });
       expect(echoing.authorizations).toEqual([]);
     } finally {
