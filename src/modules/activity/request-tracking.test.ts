@@ -419,35 +419,17 @@ describe('request tracking at shutdown and when off', () => {
     try {
       const org = await seedOrganization(t);
       const user = await seedUser(t, org.id);
-      const login = await t.request({
-        method: 'POST',
-        url: '/api/v1/users/login/',
-        payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
-      });
-      expect(login.statusCode, login.body).toBe(200);
-      const token = await t.request({
-        method: 'POST',
-        url: '/api/token/',
-        payload: { username: user.email, password: TEST_PASSWORD, organization: org.code },
-      });
-      expect(token.statusCode, token.body).toBe(200);
-      const refreshed = await t.request({
-        method: 'POST',
-        url: '/api/token/refresh/',
-        payload: { refresh: login.json().refresh },
-      });
-      expect(refreshed.statusCode, refreshed.body).toBe(200);
-      const cookie = await t.request({
-        method: 'POST',
-        url: '/api/login/',
-        payload: { email: user.email, password: TEST_PASSWORD, organization: org.code },
-      });
-      expect(cookie.statusCode, cookie.body).toBe(200);
-      const refused = await t.request({
-        method: 'POST',
-        url: '/api/v1/users/login/',
-        payload: { email: user.email, password: 'not the password', organization: org.code },
-      });
+      const post = (url: string, payload: Record<string, unknown>) => t.request({ method: 'POST', url, payload });
+      const credentials = { email: user.email, password: TEST_PASSWORD, organization: org.code };
+      const login = await post('/api/v1/users/login/', credentials);
+      const answers = [
+        login,
+        await post('/api/token/', { ...credentials, email: undefined, username: user.email }),
+        await post('/api/token/refresh/', { refresh: login.json().refresh }),
+        await post('/api/login/', credentials),
+      ];
+      for (const res of answers) expect(res.statusCode, res.body).toBe(200);
+      const refused = await post('/api/v1/users/login/', { ...credentials, password: 'not the password' });
       expect(refused.statusCode).toBe(401);
       await t.app.activityBuffer.flush();
       const rows = await queryRows<{
