@@ -122,9 +122,15 @@ function link(config: Config, page: LinkPage, token: string): string {
   return `${config.publicUrl}/admin/${page}#token=${encodeURIComponent(token)}`;
 }
 
-async function mailVerification(tx: DbOrTx, config: Config, user: { email: string }, token: string): Promise<void> {
+async function mailVerification(
+  tx: DbOrTx,
+  config: Config,
+  user: { id: string; email: string },
+  token: string,
+): Promise<void> {
   const url = link(config, 'verify-email', token);
   await queueMail(tx, {
+    userId: user.id,
     to: user.email,
     subject: 'Confirm your email address',
     text:
@@ -362,6 +368,7 @@ export async function sendPasswordResetMails(
       const { token } = await issueAccountToken(tx, account, 'password_reset');
       const url = link(config, 'set-password', token);
       await queueMail(tx, {
+        userId: account.id,
         to: account.email,
         subject: 'Reset your password',
         text:
@@ -463,6 +470,7 @@ export async function inviteUser(
     const { token, expiresAt } = await issueAccountToken(tx, user, 'invite');
     const url = link(config, 'set-password', token);
     await queueMail(tx, {
+      userId: user.id,
       to: user.email,
       subject: 'Set your password',
       text:

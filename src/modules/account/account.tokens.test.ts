@@ -1,8 +1,12 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lastMailTo } from '../../../test/mail.js';
 import { scimClient } from '../../../test/scim-client.js';
 import { type Client, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { queryRows } from '../../platform/db/client.js';
+import { runPendingJobs } from '../../platform/jobs/worker.js';
+import { mailOutbox } from '../../platform/mail/outbox.table.js';
 import type { User } from '../users/users.table.js';
 
 const PLATFORM_KEY = 'platform-provisioning-key-tokens-0123456789';
@@ -188,5 +192,35 @@ describe('leaving the active state ends the tokens, as it ends sessions', () => 
     expectInvalidToken(await confirm(reset));
     await admin.patch(`/api/v1/organizations/${org.id}/`, { is_active: true });
     expectInvalidToken(await confirm(reset));
+  });
+});
+
+describe('deleting a user takes the mail to them out of the outbox', () => {
+  it('delivered and still queued, by the admin API and SCIM; mail to others stays', async () => {
+    const { org, scim } = await scimClient(t);
+    const ann = await seedUser(t, org.id);
+    const cid = await seedUser(t, org.id, { passwordHash: null });
+    const bea = await seedUser(t, org.id);
+    await resetToken(ann);
+    await resetToken(bea);
+    // Queued, its delivery not yet run.
+    expect((await admin.post(`/api/v1/users/${cid.id}/invite/`)).statusCode).toBe(202);
+
+    expect((await admin.delete(`/api/v1/users/${ann.id}/`)).statusCode).toBe(204);
+    expect((await scim('DELETE', `/Users/${cid.id}`)).statusCode).toBe(204);
+
+    for (const gone of [ann, cid]) {
+      const left = await queryRows(
+        t.database.db,
+        sql`select id from ${mailOutbox} where lower(to_address) = lower(${gone.email}) or text_body ilike ${`%${gone.email}%`}`,
+      );
+      expect(left).toEqual([]);
+    }
+    // The invitation's delivery finds nothing to send, and fails nothing.
+    await runPendingJobs(t.database, { config: t.config, log: t.app.log });
+    const failed = await queryRows(t.database.db, sql`select id from ${mailOutbox} where status = 'failed'`);
+    expect(failed).toEqual([]);
+    const { mail } = await lastMailTo(t, bea.email);
+    expect(mail?.subject).toBe('Reset your password');
   });
 });

@@ -376,10 +376,15 @@ async function retireIdentities(run: Run): Promise<void> {
     if (options.dryRun) continue;
     for (const identity of batch) {
       if (!(await mayCall(run))) return;
-      const response = await callIntegration(db, envelope, target, {
-        method: 'PUT',
-        path: `/users/${encodeURIComponent(identity.keycloakId)}/deactivate`,
-      });
+      // Its user is usually deleted: the log is then written erased (the keycloak_id masked in the
+      // endpoint, no bodies), as the deletion would have left it.
+      const response = await callIntegration(
+        db,
+        envelope,
+        target,
+        { method: 'PUT', path: `/users/${encodeURIComponent(identity.keycloakId)}/deactivate` },
+        { userIds: [identity.userId], identifiers: [identity.keycloakId] },
+      );
       const problem = problemOf(response);
       const error = problem ?? (deactivated(response) ? null : `HTTP ${response.status}`);
       const state = and(statesOf(integration), eq(userSyncStates.keycloakId, identity.keycloakId));
@@ -425,18 +430,24 @@ async function sendPending(run: Run): Promise<void> {
     const upserts = batch.filter((u) => u.active);
     if (upserts.length > 0) {
       if (!(await mayCall(run))) break;
-      const response = await callIntegration(db, envelope, target, {
-        method: 'POST',
-        path: '/users/bulk',
-        body: upserts.map((u) => ({
-          keycloak_id: u.externalId,
-          email: u.email,
-          first_name: u.firstName,
-          last_name: u.lastName,
-          engagemx_client_id: run.clientId,
-          is_active: true,
-        })),
-      });
+      const response = await callIntegration(
+        db,
+        envelope,
+        target,
+        {
+          method: 'POST',
+          path: '/users/bulk',
+          body: upserts.map((u) => ({
+            keycloak_id: u.externalId,
+            email: u.email,
+            first_name: u.firstName,
+            last_name: u.lastName,
+            engagemx_client_id: run.clientId,
+            is_active: true,
+          })),
+        },
+        { userIds: upserts.map((u) => u.id), identifiers: upserts.map((u) => u.externalId) },
+      );
       const problem = problemOf(response);
       const result = problem ?? bulkOutcomes(upserts, response);
       if (typeof result === 'string') {
@@ -453,10 +464,13 @@ async function sendPending(run: Run): Promise<void> {
     }
     for (const user of batch.filter((u) => !u.active)) {
       if (!(await mayCall(run))) break;
-      const response = await callIntegration(db, envelope, target, {
-        method: 'PUT',
-        path: `/users/${encodeURIComponent(user.externalId)}/deactivate`,
-      });
+      const response = await callIntegration(
+        db,
+        envelope,
+        target,
+        { method: 'PUT', path: `/users/${encodeURIComponent(user.externalId)}/deactivate` },
+        { userIds: [user.id], identifiers: [user.externalId] },
+      );
       const problem = problemOf(response);
       if (problem) {
         report.stopped = `The downstream did not take a deactivation: ${problem}.`;

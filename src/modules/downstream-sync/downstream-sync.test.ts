@@ -497,14 +497,159 @@ describe('outbound user sync to a seed-000 downstream', () => {
   });
 
   /** A downstream of the test's own on loopback, answering every call with `answer`. */
-  async function fakeDownstream(answer: (req: IncomingMessage, res: ServerResponse) => void | Promise<void>) {
+  async function fakeDownstream(
+    answer: (req: IncomingMessage, res: ServerResponse, body: string) => void | Promise<void>,
+  ) {
     const server = createHttpServer((req, res) => {
-      req.resume();
-      req.on('end', () => void answer(req, res));
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => void answer(req, res, Buffer.concat(chunks).toString('utf8')));
     });
     const { url, close } = await listenOnLoopback(server);
     return { baseUrl: `${url}/api/provisioning`, close };
   }
+
+  it('erases a deleted user from the request logs (bodies, keycloak_id), and leaves the logs about others', async () => {
+    // Answers as seed 000 does: the bulk echoes the users, a deactivation names the user by email.
+    const emails = new Map<string, string>();
+    const downstreamOf = await fakeDownstream((req, res, body) => {
+      const json = (status: number, value: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value));
+      };
+      if (req.method === 'POST' && req.url === '/api/provisioning/users/bulk') {
+        const items = JSON.parse(body) as { keycloak_id: string; email: string }[];
+        for (const item of items) emails.set(item.keycloak_id, item.email);
+        return json(200, { users: items, errors: [] });
+      }
+      const deactivation = /^\/api\/provisioning\/users\/([^/]+)\/deactivate$/.exec(req.url ?? '');
+      const email = deactivation ? emails.get(decodeURIComponent(deactivation[1] as string)) : undefined;
+      if (req.method === 'PUT' && email) return json(200, { action: 'deactivated', user: { email, is_active: false } });
+      return json(404, { detail: 'no such user' });
+    });
+    try {
+      const { org: erasing, scim } = await scimClient(t);
+      const res = await root.post('/api/v1/integrations/', {
+        name: unique('erasing '),
+        service_type: 'user_provisioning',
+        auth_type: 'api_key',
+        base_url: downstreamOf.baseUrl,
+        organization: erasing.code,
+        credentials: { api_key: 'fake-downstream-key' },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      const id = res.json().id as string;
+      const sync = async () => (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+
+      const ann = await seedUser(t, erasing.id, {
+        externalId: unique('kc-ann-'),
+        email: `${unique('ann-')}@example.com`,
+        firstName: 'Annika',
+        lastName: 'Quernheim',
+      });
+      const cal = await seedUser(t, erasing.id, {
+        externalId: unique('kc-cal-'),
+        email: `${unique('cal-')}@example.com`,
+      });
+      expect(await sync()).toMatchObject({ upserted: 2, failed: 0 });
+      const ben = await seedUser(t, erasing.id, {
+        externalId: unique('kc-ben-'),
+        email: `${unique('ben-')}@example.com`,
+      });
+      expect(await sync()).toMatchObject({ upserted: 1, failed: 0 });
+      // A deactivation while ann still exists names her keycloak_id in the endpoint, her email in the answer.
+      expect((await root.patch(`/api/v1/users/${ann.id}`, { status: 'deactivated' })).statusCode).toBe(200);
+      expect(await sync()).toMatchObject({ deactivated: 1, failed: 0 });
+
+      expect((await root.delete(`/api/v1/users/${ann.id}/`)).statusCode).toBe(204);
+      expect((await scim('DELETE', `/Users/${cal.id}`)).statusCode).toBe(204);
+      // The deleted cal is deactivated downstream after the erasure: that call is logged erased.
+      expect(await sync()).toMatchObject({ deactivated: 1, failed: 0 });
+
+      const logs = await queryRows<Record<string, unknown>>(
+        t.database.db,
+        sql`select * from integration_logs where integration_id = ${id} order by created_at`,
+      );
+      expect(logs.map((l) => l.method)).toEqual(['POST', 'POST', 'PUT', 'PUT']);
+      const stored = JSON.stringify(logs);
+      for (const trace of [
+        ann.email,
+        ann.externalId,
+        'Annika',
+        'Quernheim',
+        ann.id,
+        cal.email,
+        cal.externalId,
+        cal.id,
+      ]) {
+        expect(stored).not.toContain(trace);
+      }
+      // The log about ben alone keeps its body and says whom it concerns.
+      expect(logs[1]?.request_body).toContain(ben.email);
+      expect(logs[1]?.response_body).toContain(ben.email);
+      expect(logs[1]?.user_ids).toEqual([ben.id]);
+      expect(logs[2]?.endpoint).toBe('/api/provisioning/users/[erased]/deactivate');
+      expect(logs[3]?.endpoint).toBe('/api/provisioning/users/[erased]/deactivate');
+      // The API's listing shows the erasure as it is stored.
+      const listed = (await root.get(`/api/v1/integrations/${id}/logs/`)).json();
+      expect(JSON.stringify(listed)).not.toContain(ann.email);
+      expect(listed.results.at(-1)).toMatchObject({ request_body: '[erased]', response_body: '[erased]' });
+    } finally {
+      await downstreamOf.close();
+    }
+  });
+
+  it('writes the log of a call about a user deleted while it was out already erased', async () => {
+    let deleted: () => void = () => undefined;
+    const afterDeletion = new Promise<void>((resolve) => {
+      deleted = resolve;
+    });
+    let called: () => void = () => undefined;
+    const calledOut = new Promise<void>((resolve) => {
+      called = resolve;
+    });
+    const downstreamOf = await fakeDownstream(async (_req, res, body) => {
+      called();
+      // The user is deleted here before the answer comes back.
+      await afterDeletion;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ users: JSON.parse(body) }));
+    });
+    try {
+      const racing = await seedOrganization(t);
+      const res = await root.post('/api/v1/integrations/', {
+        name: unique('racing '),
+        service_type: 'user_provisioning',
+        auth_type: 'api_key',
+        base_url: downstreamOf.baseUrl,
+        organization: racing.code,
+        credentials: { api_key: 'fake-downstream-key' },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      const id = res.json().id as string;
+      const dot = await seedUser(t, racing.id, {
+        externalId: unique('kc-dot-'),
+        email: `${unique('dot-')}@example.com`,
+      });
+
+      const sync = root.post(`/api/v1/integrations/${id}/sync/`, {});
+      await calledOut;
+      expect((await root.delete(`/api/v1/users/${dot.id}/`)).statusCode).toBe(204);
+      deleted();
+      expect((await sync).statusCode).toBe(200);
+
+      const logs = await queryRows<Record<string, unknown>>(
+        t.database.db,
+        sql`select * from integration_logs where integration_id = ${id}`,
+      );
+      expect(logs).toEqual([
+        expect.objectContaining({ request_body: '[erased]', response_body: '[erased]', user_ids: null }),
+      ]);
+      const stored = JSON.stringify(logs);
+      for (const trace of [dot.email, dot.externalId, dot.id]) expect(stored).not.toContain(trace);
+    } finally {
+      deleted();
+      await downstreamOf.close();
+    }
+  });
 
   it('cuts an echoed key out of failures and logs, also when the downstream JSON-escapes it, and a short one', async () => {
     // Go's encoding/json writes & < > as \u0026 \u003c \u003e; others escape "/" as "\/".

@@ -1,7 +1,9 @@
+import { inArray, type SQL, sql } from 'drizzle-orm';
 import type { Envelope } from '../../platform/crypto/envelope.js';
-import type { Db } from '../../platform/db/client.js';
+import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { REDACTED, withoutSecrets } from '../../platform/secret-text.js';
 import { redactDetails } from '../activity/redact.js';
+import { users } from '../users/users.table.js';
 import { openCredentials } from './credentials.js';
 import { FORM_BODY, scrubbedBody, secretValues } from './echoed-secrets.js';
 import { integrationErrors } from './integrations.errors.js';
@@ -75,6 +77,65 @@ function loggableEndpoint(url: URL): string {
   return `${url.pathname}${search ? `?${search}` : ''}`;
 }
 
+/** What an erased body, and an erased identifier in an endpoint, read as in a request log. */
+export const ERASED = '[erased]';
+
+/** How an identifier may read in a logged endpoint: as given, or encoded in the path or the query. */
+function endpointForms(identifier: string): string[] {
+  return [
+    ...new Set([
+      identifier,
+      encodeURIComponent(identifier),
+      new URLSearchParams({ v: identifier }).toString().slice(2),
+    ]),
+  ];
+}
+
+function withoutIdentifiers(endpoint: string, identifiers: readonly string[]): string {
+  let masked = endpoint;
+  for (const identifier of identifiers) {
+    if (identifier === '') continue;
+    for (const form of endpointForms(identifier)) masked = masked.split(form).join(ERASED);
+  }
+  return masked;
+}
+
+/**
+ * Erases a user from the request logs that concern them: those logs' bodies become ERASED (a body
+ * that was absent stays null), the identifiers the user was known by downstream (keycloak_ids) are
+ * masked in their endpoints, and the user leaves their `user_ids`. Other users' logs stay as they are;
+ * a log about several users loses its bodies as a whole.
+ */
+export async function eraseUserFromLogs(tx: DbOrTx, userId: string, identifiers: readonly string[]): Promise<void> {
+  let endpoint: SQL = sql`${integrationLogs.endpoint}`;
+  for (const identifier of identifiers) {
+    if (identifier === '') continue;
+    for (const form of endpointForms(identifier)) endpoint = sql`replace(${endpoint}, ${form}, ${ERASED})`;
+  }
+  await tx
+    .update(integrationLogs)
+    .set({
+      requestBody: sql`case when ${integrationLogs.requestBody} is null then null else ${ERASED} end`,
+      responseBody: sql`case when ${integrationLogs.responseBody} is null then null else ${ERASED} end`,
+      endpoint,
+      userIds: sql`nullif(array_remove(${integrationLogs.userIds}, ${userId}::uuid), '{}')`,
+    })
+    // @> rather than = any(): the GIN index answers it.
+    .where(sql`${integrationLogs.userIds} @> array[${userId}::uuid]`);
+}
+
+/** Of the users a call concerns, those that still exist, held until commit so none is deleted meanwhile. */
+async function heldUsers(tx: DbOrTx, userIds: readonly string[]): Promise<string[]> {
+  if (userIds.length === 0) return [];
+  const rows = await tx
+    .select({ id: users.id })
+    .from(users)
+    .where(inArray(users.id, [...userIds]))
+    .for('key share');
+  const present = new Set(rows.map((r) => r.id));
+  return userIds.filter((id) => present.has(id));
+}
+
 function loggableHeaders(headers: Record<string, string>, integration: Integration): Record<string, unknown> {
   const redacted = redactDetails(headers);
   // The configured API key header may have any name; its value is a secret whatever it is called.
@@ -105,6 +166,13 @@ export interface IntegrationRequest {
   body?: unknown;
 }
 
+/** Whom a call concerns, so that a user's deletion finds its log and erases them from it. */
+export interface CallSubjects {
+  userIds: readonly string[];
+  /** What identifies those users in the request's path or query (a downstream's keycloak_id). */
+  identifiers?: readonly string[];
+}
+
 export interface IntegrationResponse {
   /** True when an answer came with a status below 400. */
   success: boolean;
@@ -117,15 +185,16 @@ export interface IntegrationResponse {
 
 /**
  * Calls an integration of an organization with its authentication applied, and records the call:
- * a request log (sensitive values redacted, bodies bounded) and the usage counters and health
- * status, in one transaction after the call. A deactivated integration is not called (409); one
- * deleted while the call was out answers 404 once the call returns.
+ * a request log (sensitive values redacted, bodies bounded, the users it concerns) and the usage
+ * counters and health status, in one transaction after the call. A deactivated integration is not
+ * called (409); one deleted while the call was out answers 404 once the call returns.
  */
 export async function callIntegration(
   db: Db,
   envelope: Envelope,
   target: { organizationId: string; integrationId: string },
   request: IntegrationRequest,
+  subjects?: CallSubjects,
 ): Promise<IntegrationResponse> {
   const integration = await findOrganizationIntegration(db, target.organizationId, target.integrationId);
   if (!integration) throw integrationErrors.notFound(target.integrationId);
@@ -165,17 +234,25 @@ export async function callIntegration(
     if (!(await findOrganizationIntegration(tx, integration.organizationId, integration.id, { lock: 'key share' }))) {
       throw integrationErrors.notFound(integration.id);
     }
+    // A user deleted before the log is written (already, or while the call was out) is erased from
+    // it as the deletion would have: the deletion's erasure cannot see a row written after it.
+    const concerned = subjects?.userIds ?? [];
+    const present = await heldUsers(tx, concerned);
+    const erased = present.length < concerned.length;
+    const erasedBody = (text: string | null) => (erased && text !== null ? ERASED : text);
+    const endpoint = loggableEndpoint(url);
     const [log] = await tx
       .insert(integrationLogs)
       .values({
         organizationId: integration.organizationId,
         integrationId: integration.id,
         method: request.method,
-        endpoint: loggableEndpoint(url),
+        endpoint: erased ? withoutIdentifiers(endpoint, subjects?.identifiers ?? []) : endpoint,
         requestHeaders: loggableHeaders({ ...headers, ...authHeaders }, integration),
-        requestBody: loggableBody(body === undefined ? undefined : scrubbedBody(body, secrets)),
+        requestBody: erasedBody(loggableBody(body === undefined ? undefined : scrubbedBody(body, secrets))),
         responseStatus: result.ok ? result.status : null,
-        responseBody: result.ok ? loggableBody(result.body) : null,
+        responseBody: erasedBody(result.ok ? loggableBody(result.body) : null),
+        userIds: present.length > 0 ? present : null,
         durationMs: result.durationMs,
         success,
         errorMessage: result.ok ? (success ? null : `HTTP ${result.status}`) : result.message,

@@ -122,9 +122,18 @@ export const integrationLogs = pgTable(
     durationMs: integer('duration_ms').notNull(),
     success: boolean('success').notNull(),
     errorMessage: text('error_message'),
+    /**
+     * The users the call concerns (the caller says which): deleting one of them erases the log's
+     * bodies and their keycloak_ids in its endpoint, and takes them out of this list. No foreign key:
+     * the log outlives the user, erased.
+     */
+    userIds: uuid('user_ids').array(),
     createdAt: createdAt(),
   },
-  (t) => [index('integration_logs_integration_idx').on(t.integrationId, t.id)],
+  (t) => [
+    index('integration_logs_integration_idx').on(t.integrationId, t.id),
+    index('integration_logs_user_ids_idx').using('gin', t.userIds).where(sql`${t.userIds} is not null`),
+  ],
 );
 
 export type IntegrationLog = typeof integrationLogs.$inferSelect;

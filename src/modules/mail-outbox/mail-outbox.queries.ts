@@ -38,3 +38,11 @@ export async function findOutboxMail(db: DbOrTx, id: string): Promise<OutboxMail
   const [row] = await db.select().from(mailOutbox).where(eq(mailOutbox.id, id));
   return row;
 }
+
+/**
+ * Deletes every mail to a user, queued or not: the address and any body (a live link included) go
+ * with the account. A queued delivery then finds no row and sends nothing.
+ */
+export async function deleteUserMails(db: DbOrTx, userId: string): Promise<void> {
+  await db.delete(mailOutbox).where(eq(mailOutbox.userId, userId));
+}

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import { assertPasswordPolicy, passwordPolicyOf } from '../../platform/crypto/password-policy.js';
 import { hashPassword } from '../../platform/crypto/passwords.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
@@ -9,6 +9,9 @@ import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { eraseUserActivity } from '../activity/audit-seal.js';
 import { revokeKeysOfCreator } from '../api-keys/api-keys.service.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
+import { userSyncStates } from '../downstream-sync/downstream-sync.table.js';
+import { eraseUserFromLogs } from '../integrations/integration-calls.js';
+import { deleteUserMails } from '../mail-outbox/mail-outbox.queries.js';
 import { findOrganizationByCode, findOrganizationById } from '../organizations/organizations.queries.js';
 import { type ProvisionItem, provisionUsers } from '../provisioning/provisioning.service.js';
 import { assertMayManageUser } from '../rbac/delegation.js';
@@ -249,7 +252,8 @@ export async function deleteUser(db: Db, id: string, scopeOrganizationId?: strin
 /**
  * The deletion itself, in the caller's transaction, for every path that deletes a user (admin API,
  * SCIM): sessions end on every node, the row goes (its tokens, roles and keys' references with it),
- * the user is erased from the activity trail (pseudonym), and the deletion is recorded.
+ * the deletion is recorded, and the user is erased from the activity trail (pseudonym), from the
+ * integration request logs about them, and from the mail outbox.
  */
 export async function removeUser(
   tx: DbOrTx,
@@ -258,8 +262,20 @@ export async function removeUser(
 ): Promise<void> {
   // Locked before anything is ended: of deletions racing for the user, one goes on, the others wait
   // and find the row gone (404 user_not_found, as a repeat would), with nothing done or recorded.
-  const [held] = await tx.select({ id: users.id }).from(users).where(eq(users.id, user.id)).for('update');
+  const [held] = await tx
+    .select({ id: users.id, externalId: users.externalId })
+    .from(users)
+    .where(eq(users.id, user.id))
+    .for('update');
   if (!held) throw userErrors.notFound(user.id);
+  // Every keycloak_id a downstream still knows the user by, read before the row goes.
+  const sentAs = await tx
+    .select({ keycloakId: userSyncStates.keycloakId })
+    .from(userSyncStates)
+    .where(and(eq(userSyncStates.organizationId, user.organizationId), eq(userSyncStates.userId, user.id)));
+  const identifiers = [...new Set([held.externalId, ...sentAs.map((s) => s.keycloakId)])].filter(
+    (id): id is string => id !== null,
+  );
   await revokeUserSessions(tx, user.id, 'user_deleted');
   await revokeKeysOfCreator(tx, user.id, event.actor);
   // The cascade takes their assignments: the groups they were in change version.
@@ -277,4 +293,6 @@ export async function removeUser(
     objectId: user.id,
   });
   await eraseUserActivity(tx, user.id);
+  await eraseUserFromLogs(tx, user.id, identifiers);
+  await deleteUserMails(tx, user.id);
 }

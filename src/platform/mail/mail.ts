@@ -7,6 +7,8 @@ import { withoutSecrets } from '../secret-text.js';
 import { mailOutbox } from './outbox.table.js';
 
 export interface OutgoingMail {
+  /** The account the mail is to: its deletion takes the mail out of the outbox. */
+  userId?: string;
   to: string;
   subject: string;
   text: string;
@@ -29,7 +31,13 @@ export async function queueMail(dbOrTx: DbOrTx, mail: OutgoingMail): Promise<{ i
   return dbOrTx.transaction(async (tx) => {
     const [row] = await tx
       .insert(mailOutbox)
-      .values({ toAddress: mail.to, subject: mail.subject, textBody: mail.text, htmlBody: mail.html ?? null })
+      .values({
+        userId: mail.userId ?? null,
+        toAddress: mail.to,
+        subject: mail.subject,
+        textBody: mail.text,
+        htmlBody: mail.html ?? null,
+      })
       .returning({ id: mailOutbox.id });
     if (!row) throw new Error('queueMail: the outbox insert returned no row');
     await enqueueJob(tx, SEND_MAIL, { mailId: row.id });
