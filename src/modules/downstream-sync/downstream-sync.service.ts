@@ -5,7 +5,7 @@ import { newId } from '../../platform/db/ids.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { AppError } from '../../platform/http/errors.js';
 import { recordAudit } from '../activity/audit.js';
-import { callIntegration, type IntegrationResponse } from '../integrations/integration-calls.js';
+import { callIntegration, type IntegrationResponse, MAX_RESPONSE_BYTES } from '../integrations/integration-calls.js';
 import { integrationErrors } from '../integrations/integrations.errors.js';
 import { findOrganizationIntegration, type IntegrationRow } from '../integrations/integrations.queries.js';
 import { USER_PROVISIONING_TYPE } from '../integrations/integrations.service.js';
@@ -299,21 +299,36 @@ function problemOf(response: IntegrationResponse): string | null {
   return null;
 }
 
-function parsed(body: string): Record<string, unknown> | undefined {
+/**
+ * A successful answer's body as seed 000's bulk answer, or why it cannot be one: an answer of 200
+ * that cannot be read must say so, not blame a status that was fine.
+ */
+function bulkAnswer(body: string): Record<string, unknown> | string {
+  let value: unknown;
   try {
-    const value = JSON.parse(body) as unknown;
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
+    value = JSON.parse(body);
   } catch {
-    return undefined;
+    // The registry hands on at most MAX_RESPONSE_BYTES of an answer: a longer one arrives cut.
+    return Buffer.byteLength(body) >= MAX_RESPONSE_BYTES
+      ? `the answer to the bulk upsert is larger than ${MAX_RESPONSE_BYTES} bytes`
+      : 'the answer to the bulk upsert is not JSON';
   }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return 'the answer to the bulk upsert is not a JSON object';
+  }
+  const answer = value as Record<string, unknown>;
+  // Without either list nothing tells which users it took.
+  if (!Array.isArray(answer.users) && !Array.isArray(answer.errors)) {
+    return 'the answer to the bulk upsert lacks users and errors';
+  }
+  return answer;
 }
 
 /** Seed 000's bulk answer: which items it took, and each refusal by index. */
 function bulkOutcomes(batch: Candidate[], response: IntegrationResponse): Outcome[] | string {
-  const body = parsed(response.body);
-  if (!response.success || !body) return `bulk upsert answered HTTP ${response.status}`;
+  if (!response.success) return `bulk upsert answered HTTP ${response.status}`;
+  const body = bulkAnswer(response.body);
+  if (typeof body === 'string') return body;
   const refused = new Map<number, string>();
   for (const e of Array.isArray(body.errors) ? body.errors : []) {
     const entry = e as { index?: unknown; keycloak_id?: unknown; error?: unknown };

@@ -700,6 +700,43 @@ describe('outbound user sync to a seed-000 downstream', () => {
     }
   });
 
+  it('names why an answer of 200 to a bulk upsert cannot be read: not JSON, too large, or without results', async () => {
+    const answers: Record<string, (res: ServerResponse) => void> = {
+      html: (res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Welcome</body></html>'),
+      large: (res) =>
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(`{"users":[],"errors":[],"padding":"${'x'.repeat(1024 * 1024 + 10)}"}`),
+      list: (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('[]'),
+      empty: (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}'),
+    };
+    const expected: Record<string, string> = {
+      html: 'the answer to the bulk upsert is not JSON',
+      large: 'the answer to the bulk upsert is larger than 1048576 bytes',
+      list: 'the answer to the bulk upsert is not a JSON object',
+      empty: 'the answer to the bulk upsert lacks users and errors',
+    };
+    let answer = answers.html as (res: ServerResponse) => void;
+    const fake = await fakeDownstream((_req, res) => answer(res));
+    try {
+      for (const [name, respond] of Object.entries(answers)) {
+        answer = respond;
+        const unreadable = await seedOrganization(t);
+        const user = await seedUser(t, unreadable.id, { externalId: unique('kc-unreadable-') });
+        const id = await target(fake.baseUrl, unreadable.code);
+        const report = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+        expect(report.stopped, name).toBe(`The downstream did not take the users: ${expected[name]}.`);
+        expect(report).toMatchObject({
+          upserted: 0,
+          failed: 1,
+          failures: [{ user_id: user.id, error: expected[name] }],
+        });
+      }
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('shows the request logs of a user_provisioning integration only to holders of users.view', async () => {
     const integrator = await seedUser(t, org.id);
     await grantRole(

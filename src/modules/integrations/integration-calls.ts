@@ -16,7 +16,7 @@ import { joinUrl, sendOutbound } from './outbound-http.js';
 /** Logged request and response bodies are cut to this many characters. */
 export const MAX_LOGGED_BODY = 4096;
 /** What a caller gets of a response body at most; a larger answer is cut, never buffered whole. */
-const MAX_RESPONSE_BYTES = 1024 * 1024;
+export const MAX_RESPONSE_BYTES = 1024 * 1024;
 
 /** The headers that authenticate a call, from the integration's credentials (and OAuth2 token). */
 export async function authHeadersFor(

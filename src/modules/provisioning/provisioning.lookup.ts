@@ -6,6 +6,7 @@ import { and, eq, getTableColumns, or, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
+import { AppError } from '../../platform/http/errors.js';
 import { endAccountTokens } from '../account/account.queries.js';
 import { recordAudits } from '../activity/audit.js';
 import { revokeUserSessions } from '../auth/auth.service.js';
@@ -22,8 +23,14 @@ export type UserRow = User & { organizationCode: string };
 
 export const withOrganization = { ...getTableColumns(users), organizationCode: organizations.code };
 
-/** The view of a stored user. */
-export function toProvisionedUser(row: UserRow): ProvisionedUser {
+/**
+ * A user's row with whether their organization is active: a deactivated organization's users can no
+ * longer sign in, so they are not active, as downstream sync tells the downstream.
+ */
+const withOrganizationState = { ...withOrganization, organizationActive: organizations.isActive };
+
+/** The view of a stored user; `active` only while their organization is active too. */
+export function toProvisionedUser(row: UserRow, organizationActive = true): ProvisionedUser {
   return {
     id: row.id,
     organizationId: row.organizationId,
@@ -35,7 +42,7 @@ export function toProvisionedUser(row: UserRow): ProvisionedUser {
     firstName: row.firstName,
     lastName: row.lastName,
     status: row.status,
-    active: row.status === 'active',
+    active: row.status === 'active' && organizationActive,
     attributes: row.attributes,
     hasPassword: row.passwordHash !== null,
     createdAt: row.dateJoined,
@@ -127,7 +134,7 @@ async function findUserByRef(db: DbOrTx, ref: UserRef, organizationId: string | 
   if ('id' in ref && !isUuid(ref.id)) return undefined;
   const match = 'id' in ref ? eq(users.id, ref.id) : eq(users.externalId, ref.externalId);
   const query = db
-    .select(withOrganization)
+    .select(withOrganizationState)
     .from(users)
     .innerJoin(organizations, eq(organizations.id, users.organizationId))
     .where(organizationId ? and(match, eq(users.organizationId, organizationId)) : match)
@@ -143,7 +150,7 @@ export async function findProvisionedUser(
   ref: UserRef,
 ): Promise<ProvisionedUser | undefined> {
   const row = await findUserByRef(db, ref, organizationScopeOf(actor));
-  return row ? toProvisionedUser(row) : undefined;
+  return row ? toProvisionedUser(row, row.organizationActive) : undefined;
 }
 
 /**
@@ -167,7 +174,7 @@ export async function listProvisionedUsers(
     .innerJoin(organizations, eq(organizations.id, users.organizationId))
     .where(eq(users.organizationId, org.id))
     .orderBy(users.id);
-  return rows.map(toProvisionedUser);
+  return rows.map((row) => toProvisionedUser(row, org.isActive));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,11 +187,6 @@ export interface DeactivationResult {
   at: Date;
 }
 
-/**
- * Deactivates a user within the caller's reach and ends their sessions, in one transaction with
- * its audit event. Idempotent: an already deactivated user answers the same, unchanged.
- * Throws 404 `user_not_found` for a user outside the caller's organization.
- */
 /** The call's own event names the user as its object, so erasing the user names them by pseudonym there too. */
 function deactivateCall(
   actor: Actor,
@@ -199,16 +201,60 @@ function deactivateCall(
   };
 }
 
+/**
+ * A refused deactivation's event, written after its transaction rolled back (with it, the event
+ * would be undone too): in the user's organization when the user was found, else the caller's.
+ */
+async function recordRefusedDeactivation(
+  db: Db,
+  actor: Actor,
+  context: RequestContext | undefined,
+  user: { id: string; organizationId: string } | undefined,
+  error: AppError,
+): Promise<void> {
+  const details = { changed: false, code: error.code, status: error.status };
+  const event = user
+    ? { ...deactivateCall(actor, context, user, false), details }
+    : callEvent(actor, context, 'provisioning.user.deactivate', organizationScopeOf(actor) ?? null, details);
+  await db.transaction((tx) => recordAudits(tx, [{ ...event, success: false, severity: 'warning' }]));
+}
+
+/**
+ * Deactivates a user within the caller's reach and ends their sessions, in one transaction with
+ * its audit event. Idempotent: an already deactivated user answers the same, unchanged.
+ * Throws 404 `user_not_found` for a user outside the caller's organization; every refusal is
+ * recorded as a failed call.
+ */
 export async function deactivateUser(
   db: Db,
   actor: Actor,
   ref: UserRef,
   options: { context?: RequestContext } = {},
 ): Promise<DeactivationResult> {
+  let found: UserRow | undefined;
+  try {
+    return await deactivateInTransaction(db, actor, ref, options, (row) => {
+      found = row;
+    });
+  } catch (err) {
+    if (err instanceof AppError) await recordRefusedDeactivation(db, actor, options.context, found, err);
+    throw err;
+  }
+}
+
+async function deactivateInTransaction(
+  db: Db,
+  actor: Actor,
+  ref: UserRef,
+  options: { context?: RequestContext },
+  onFound: (row: UserRow) => void,
+): Promise<DeactivationResult> {
   const scope = organizationScopeOf(actor);
   return db.transaction(async (tx) => {
     const row = await findUserByRef(tx, ref, scope, true);
     if (!row) throw provisioningErrors.userNotFound(refText(ref));
+    // The refusal's event, written after the rollback, names the user found.
+    onFound(row);
     if (row.isSuperuser && !isSuperuserActor(actor)) throw rbacErrors.superuserTarget();
     if ((await usersAboveKeyCeiling(tx, actor, [row.id])).size > 0) throw rbacErrors.aboveKeyCeiling(row.id);
     const at = new Date();

@@ -431,10 +431,12 @@ export async function planItems(
       dateJoined:
         existing?.dateJoined ?? (item.dateJoined === undefined ? null : instantOf(item.dateJoined, 'date_joined')),
     };
+    // New users only: seed-000 clients post every user again on each sync, and an update must not
+    // mail another invitation each time.
     const invite =
       (item.sendInvite ?? options.sendInvite ?? false) &&
+      existing === undefined &&
       target.status === 'active' &&
-      !existing?.passwordHash &&
       !target.passwordHash;
     planned.push({
       index,

@@ -114,7 +114,8 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Creates or updates one user by `keycloak_id` (unique across the installation): 201 `created` or 200 ' +
           '`updated` (also when nothing changes). A platform key may name an organization that does not exist ' +
           'yet (it is created); a key of one organization gets 403 for another organization and 404 for a ' +
-          'user of another organization. `?dry_run=true` answers the same with `changes` and writes nothing.',
+          'user of another organization. `?dry_run=true` answers 200 with the same body (`action` `created` or ' +
+          '`updated`, `dry_run`, `changes`) and writes nothing.',
         querystring: DryRunQuery,
         body: ProvisionUserBody,
         response: { 200: ProvisionedUserView, 201: ProvisionedUserView },
@@ -129,7 +130,8 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
       });
       const r = results[0] as ProvisionOutcome;
       if (!r.ok) throw inSeedTerms(r.error);
-      return reply.code(r.action === 'created' ? 201 : 200).send({
+      // A dry run creates nothing: 200, as a bulk dry run answers.
+      return reply.code(r.action === 'created' && !dryRun ? 201 : 200).send({
         id: r.user.id,
         keycloak_id: r.user.externalId ?? req.body.keycloak_id,
         email: r.user.email,
@@ -194,27 +196,30 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
           status: error.status,
           ...(error.errors ? { fields: error.errors } : {}),
         });
+      const refused: AppError[] = [];
       body.forEach((value, index) => {
         // Before the schema and before any field is copied: these refuse a whole body elsewhere.
         const unsafe = forbiddenKeyIn(value, { proto: true, constructor: true }) ?? bodyItemProblem(value, 1);
+        let error: AppError | undefined;
         if (unsafe) {
-          refuse(
-            index,
-            value,
-            provisioningErrors.invalid([{ field: unsafe.field || 'item', message: unsafe.message }]),
-          );
+          error = provisioningErrors.invalid([{ field: unsafe.field || 'item', message: unsafe.message }]);
         } else if (validateItem(value)) {
           items.push(toItem(value as ProvisionUserInput));
           positions.push(index);
         } else {
-          refuse(
-            index,
-            value,
-            provisioningErrors.invalid(fieldErrorsFromValidation(validateItem.errors ?? [], 'body')),
-          );
+          error = provisioningErrors.invalid(fieldErrorsFromValidation(validateItem.errors ?? [], 'body'));
+        }
+        if (error) {
+          refuse(index, value, error);
+          refused.push(error);
         }
       });
-      const { results } = await provisionUsers(db, req.actor, items, { dryRun, config, context: contextOf(req) });
+      const { results } = await provisionUsers(db, req.actor, items, {
+        dryRun,
+        config,
+        context: contextOf(req),
+        refused,
+      });
       const users = [];
       for (const r of results) {
         const index = positions[r.index] as number;
@@ -250,7 +255,9 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'getProvisionedUser',
         tags,
-        description: "One user by `keycloak_id`; 404 when absent or in another organization than the key's.",
+        description:
+          "One user by `keycloak_id`; 404 when absent or in another organization than the key's. `is_active` is " +
+          'false for a deactivated user and for every user of a deactivated organization.',
         params: KeycloakIdParams,
         response: { 200: ProvisionedUserDetail },
       },
@@ -310,7 +317,7 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listProvisionedUsers',
         tags,
         description:
-          "Every user of one organization (`client_id` = its code), oldest first. For a platform-wide key a code no organization has lists no users (as seed 000's filter by client); for a key scoped to one organization any other code, existing or not, answers 404 `client_not_found`, so the answer tells nothing of other organizations.",
+          "Every user of one organization (`client_id` = its code), oldest first. For a platform-wide key a code no organization has lists no users (as seed 000's filter by client); for a key scoped to one organization any other code, existing or not, answers 404 `client_not_found`, so the answer tells nothing of other organizations. `is_active` is false for every user of a deactivated organization.",
         querystring: ListByClientQuery,
         response: { 200: ClientUsersView },
       },

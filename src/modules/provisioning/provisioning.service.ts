@@ -94,7 +94,7 @@ export interface ProvisionItem {
   writesScim?: boolean;
   /** A SCIM client's id for the user (RFC 7643 `externalId`), unique within the organization. */
   scimExternalId?: string | null;
-  /** Mail an invitation to set a password, when the user ends up active and has none. */
+  /** Mail an invitation to set a password, when the call creates the user, active and without one. */
   sendInvite?: boolean;
   // The admin API's own fields (the seed-000 API and SCIM never set them; undefined keeps the stored value).
   /** An explicit status, `suspended` and `locked` included; wins over `active`. */
@@ -127,6 +127,7 @@ export interface ProvisionedUser {
   firstName: string;
   lastName: string;
   status: UserStatus;
+  /** Active, in an active organization: a deactivated organization's users cannot sign in. */
   active: boolean;
   attributes: Record<string, unknown>;
   hasPassword: boolean;
@@ -170,6 +171,11 @@ export interface ProvisionOptions {
    * into one organization whatever the actor's own (an import); by default the actor's organization.
    */
   call?: { organizationId: string | null; details?: Record<string, unknown> };
+  /**
+   * Items of the same call the caller refused before handing the others here (a bulk item failing its
+   * schema): the call's event counts them as failed items, so it tells a call that failed whole.
+   */
+  refused?: AppError[];
   /**
    * Users the caller has read by id and locked (`lockUserRows`) in the transaction it passes as `db`:
    * planning takes them instead of reading them again. Rows read without the lock would be planned
@@ -296,33 +302,54 @@ async function upsert(
     }
   }
   const outcome = report(results, createdOrganizations, orgCache, false);
+  if (options.recordCall !== false) {
+    events.push(upsertCallEvent(actor, items.length, results, createdOrganizations, options));
+  }
+  await recordAudits(tx, events);
+  return outcome;
+}
+
+/**
+ * The call's own event. Refused items change nothing, so their transaction commits and the event
+ * goes in it: a call none of whose items was written failed (a warning), with its refusals counted
+ * by code, and for a single item its code and status, as the caller was answered.
+ */
+function upsertCallEvent(
+  actor: Actor,
+  written: number,
+  results: ProvisionOutcome[],
+  createdOrganizations: string[],
+  options: ProvisionOptions,
+): AuditEvent {
   let created = 0;
   let updated = 0;
   let unchanged = 0;
-  let errors = 0;
+  const refusals: AppError[] = [...(options.refused ?? [])];
   for (const r of results) {
-    if (!r.ok) errors++;
+    if (!r.ok) refusals.push(r.error);
     else if (r.action === 'created') created++;
     else {
       updated++;
       if (r.changes.length === 0) unchanged++;
     }
   }
-  if (options.recordCall !== false) {
-    events.push(
-      callEvent(actor, options.context, 'provisioning.users.upsert', callOrganization(actor, options), {
-        ...options.call?.details,
-        items: items.length,
-        created,
-        updated,
-        unchanged,
-        errors,
-        created_organizations: createdOrganizations,
-      }),
-    );
-  }
-  await recordAudits(tx, events);
-  return outcome;
+  const items = written + (options.refused?.length ?? 0);
+  const errorCodes: Record<string, number> = {};
+  for (const e of refusals) errorCodes[e.code] = (errorCodes[e.code] ?? 0) + 1;
+  const failed = items > 0 && refusals.length === items;
+  const [only] = refusals;
+  const event = callEvent(actor, options.context, 'provisioning.users.upsert', callOrganization(actor, options), {
+    ...options.call?.details,
+    items,
+    created,
+    updated,
+    unchanged,
+    errors: refusals.length,
+    ...(refusals.length > 0 ? { error_codes: errorCodes } : {}),
+    ...(items === 1 && only ? { code: only.code, status: only.status } : {}),
+    created_organizations: createdOrganizations,
+  });
+  return failed ? { ...event, success: false, severity: 'warning' } : event;
 }
 
 function callOrganization(actor: Actor, options: ProvisionOptions): string | null {
@@ -438,7 +465,8 @@ async function finishBatch(
       }
     }
     let invited = false;
-    if (s.invite && options.config) {
+    // A user planned as new that a parallel call created first was updated here, not created.
+    if (s.invite && created && options.config) {
       await inviteUser(tx as Db, options.config as Config, s.target.id, undefined);
       invited = true;
     }

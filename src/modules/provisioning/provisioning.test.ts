@@ -316,6 +316,20 @@ describe('seed-000 provisioning API', () => {
       expect(mails).toHaveLength(1);
       expect(mails[0]?.subject).toBe('Set your password');
     });
+
+    it('invites a user only when the call creates them, not on every later post with send_invite', async () => {
+      const org = await seedOrganization(t);
+      const body = person(org.code, { send_invite: true });
+      expect((await post('/users', body)).json()).toMatchObject({ action: 'created', invited: true });
+      const again = await post('/users', { ...body, first_name: 'Jane' });
+      expect(again.statusCode, again.body).toBe(200);
+      expect(again.json()).toMatchObject({ action: 'updated', invited: false });
+      expect((await post('/users?dry_run=true', body)).json()).toMatchObject({ invited: false });
+      const bulk = await post('/users/bulk', [body]);
+      expect(bulk.json()).toMatchObject({ users: [{ action: 'updated', invited: false }] });
+      const mails = await t.database.db.select().from(mailOutbox).where(eq(mailOutbox.toAddress, body.email));
+      expect(mails).toHaveLength(1);
+    });
   });
 
   describe('organization-scoped keys', () => {
@@ -534,7 +548,8 @@ describe('seed-000 provisioning API', () => {
       const body = person(org.code);
       const before = await snapshot();
       const plan = await post('/users?dry_run=true', body);
-      expect(plan.statusCode).toBe(201);
+      // Nothing is created: a plan answers 200, as a bulk dry run does.
+      expect(plan.statusCode).toBe(200);
       expect(plan.json()).toMatchObject({
         id: null,
         action: 'created',
@@ -621,6 +636,28 @@ describe('seed-000 provisioning API', () => {
         updated_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       });
       expectProblem(await get(`/users/${unique('absent-')}`), 404, 'user_not_found');
+    });
+  });
+
+  describe('users of a deactivated organization', () => {
+    it('reports them inactive, as downstream sync does, and active again once it is reactivated', async () => {
+      const root = await superuserClient(t);
+      const org = await seedOrganization(t);
+      const body = person(org.code);
+      await post('/users', body);
+      expect((await root.post(`/api/v1/organizations/${org.code}/deactivate/`)).statusCode).toBe(200);
+      expect((await get(`/users/${body.keycloak_id}`)).json()).toMatchObject({ is_active: false });
+      expect((await get(`/users?client_id=${org.code}`)).json()).toMatchObject({
+        users: [{ keycloak_id: body.keycloak_id, is_active: false }],
+      });
+      // A write that only takes the user out of use is still taken, and answers the same.
+      const off = await post('/users', { ...body, is_active: false });
+      expect(off.json()).toMatchObject({ action: 'updated', is_active: false });
+      expect((await post('/users/bulk', [{ ...body, is_active: false }])).json()).toMatchObject({ success_count: 1 });
+      expect((await root.patch(`/api/v1/organizations/${org.code}/`, { is_active: true })).statusCode).toBe(200);
+      expect((await post('/users', body)).json()).toMatchObject({ is_active: true });
+      expect((await get(`/users/${body.keycloak_id}`)).json()).toMatchObject({ is_active: true });
+      expect((await get(`/users?client_id=${org.code}`)).json().users[0]).toMatchObject({ is_active: true });
     });
   });
 
@@ -789,6 +826,104 @@ describe('seed-000 provisioning API', () => {
       const count = (await audits()).length;
       await post('/users/bulk?dry_run=true', [person(org.code)]);
       expect((await audits()).length).toBe(count);
+    });
+  });
+
+  describe('audit of refused calls', () => {
+    const callEvents = (organizationId: string, type: string) =>
+      t.database.db
+        .select()
+        .from(activities)
+        .where(and(eq(activities.organizationId, organizationId), eq(activities.activityType, type)))
+        .orderBy(activities.timestamp, activities.id);
+    const lastCall = async (organizationId: string, type = 'provisioning.users.upsert') =>
+      (await callEvents(organizationId, type)).at(-1);
+
+    it('records a single upsert answered 403 or 409 as a failed call, with its code and status', async () => {
+      const org = await seedOrganization(t);
+      const other = await seedOrganization(t);
+      const key = await orgKey(org.code);
+      const first = person(org.code);
+      await post('/users', first, key);
+      expect(await lastCall(org.id)).toMatchObject({ success: true, severity: 'info' });
+
+      expectProblem(await post('/users', person(org.code, { email: first.email }), key), 409, 'email_taken');
+      expect(await lastCall(org.id)).toMatchObject({
+        success: false,
+        severity: 'warning',
+        details: { items: 1, errors: 1, code: 'email_taken', status: 409, error_codes: { email_taken: 1 } },
+      });
+
+      expectProblem(await post('/users', person(other.code), key), 403, 'organization_forbidden');
+      expect(await lastCall(org.id)).toMatchObject({
+        success: false,
+        details: { code: 'organization_forbidden', status: 403 },
+      });
+
+      const admin = await seedUser(t, org.id, { isSuperuser: true, externalId: unique('kc-') });
+      const body = person(org.code, { keycloak_id: admin.externalId, email: admin.email, is_active: false });
+      expectProblem(await post('/users', body, key), 403, 'superuser_protected');
+      expect(await lastCall(org.id)).toMatchObject({
+        success: false,
+        severity: 'warning',
+        details: { code: 'superuser_protected', status: 403 },
+      });
+    });
+
+    it('records a bulk call as failed only when every item failed, counting its errors by code', async () => {
+      const org = await seedOrganization(t);
+      const key = await orgKey(org.code);
+      const first = person(org.code);
+      await post('/users', first, key);
+      const taken = person(org.code, { email: first.email });
+      const invalid = { ...person(org.code), email: 'not an address' };
+
+      const partly = await post('/users/bulk', [person(org.code), taken, invalid], key);
+      expect(partly.json()).toMatchObject({ success_count: 1, error_count: 2 });
+      expect(await lastCall(org.id)).toMatchObject({
+        success: true,
+        severity: 'info',
+        details: { items: 3, created: 1, errors: 2, error_codes: { email_taken: 1, validation_failed: 1 } },
+      });
+
+      const none = await post('/users/bulk', [taken, invalid, { ...invalid, keycloak_id: unique('kc-') }], key);
+      expect(none.json()).toMatchObject({ success_count: 0, error_count: 3 });
+      expect(await lastCall(org.id)).toMatchObject({
+        success: false,
+        severity: 'warning',
+        details: { items: 3, created: 0, errors: 3, error_codes: { email_taken: 1, validation_failed: 2 } },
+      });
+    });
+
+    it('records a refused deactivation as a failed call with its code, in a transaction of its own', async () => {
+      const org = await seedOrganization(t);
+      const key = await orgKey(org.code);
+      const admin = await seedUser(t, org.id, { isSuperuser: true, externalId: unique('kc-') });
+      expectProblem(await put(`/users/${admin.externalId}/deactivate`, key), 403, 'superuser_protected');
+      expect(await lastCall(org.id, 'provisioning.user.deactivate')).toMatchObject({
+        success: false,
+        severity: 'warning',
+        objectType: 'user',
+        objectId: admin.id,
+        details: { changed: false, code: 'superuser_protected', status: 403 },
+      });
+      // Nothing of the refused change itself is kept.
+      expect(await callEvents(org.id, 'user.deactivated')).toEqual([]);
+
+      expectProblem(await put(`/users/${unique('absent-')}/deactivate`, key), 404, 'user_not_found');
+      expect(await lastCall(org.id, 'provisioning.user.deactivate')).toMatchObject({
+        success: false,
+        objectId: null,
+        details: { changed: false, code: 'user_not_found', status: 404 },
+      });
+
+      const fine = await seedUser(t, org.id, { externalId: unique('kc-') });
+      expect((await put(`/users/${fine.externalId}/deactivate`, key)).statusCode).toBe(200);
+      expect(await lastCall(org.id, 'provisioning.user.deactivate')).toMatchObject({
+        success: true,
+        severity: 'info',
+        details: { changed: true },
+      });
     });
   });
 

@@ -188,6 +188,43 @@ describe('user import between systems', () => {
     expect(Date.now() - (stored.get('first@example.com')?.dateJoined.getTime() ?? 0)).toBeLessThan(60_000);
   });
 
+  it("reads Gatehouse's statuses in any case, leaves other systems' names to is_active, and fails any other status naming it", async () => {
+    const into = await seedOrganization(t);
+    const res = await root.post('/api/admin/import-users/', {
+      organization: into.code,
+      users: [
+        { email: 'upper@example.com', status: 'SUSPENDED' },
+        { email: 'mixed@example.com', status: ' Locked ' },
+        { email: 'other@example.com', status: 'Inactive', is_active: false },
+        { email: 'empty@example.com', status: '' },
+        { email: 'unknown@example.com', status: 'PAUSED' },
+        { email: 'number@example.com', status: 123 },
+        { email: 'object@example.com', status: { value: 'active' } },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const answer = res.json() as ImportAnswer;
+    expect(answer.results.map((r) => [r.action, r.code])).toEqual([
+      ['created', undefined],
+      ['created', undefined],
+      ['created', undefined],
+      ['created', undefined],
+      ['failed', 'validation_failed'],
+      ['failed', 'validation_failed'],
+      ['failed', 'validation_failed'],
+    ]);
+    for (const r of answer.results.slice(4)) {
+      expect(r.errors).toEqual([expect.objectContaining({ field: 'status' })]);
+    }
+    const stored = new Map((await usersIn(into)).map((u) => [u.email, u.status]));
+    expect(Object.fromEntries(stored)).toEqual({
+      'upper@example.com': 'suspended',
+      'mixed@example.com': 'locked',
+      'other@example.com': 'deactivated',
+      'empty@example.com': 'active',
+    });
+  });
+
   it('keeps date_joined in an import large enough to be copied in bulk', async () => {
     const into = await seedOrganization(t);
     const users50 = Array.from({ length: 50 }, (_, i) => ({

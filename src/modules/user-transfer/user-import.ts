@@ -80,7 +80,24 @@ export interface ImportReport {
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
-const isUserStatus = (value: unknown): value is UserStatus => (USER_STATUSES as readonly unknown[]).includes(value);
+/**
+ * Other systems' names for no more than active or not (`inactive`, a directory's `enabled` and
+ * `disabled`): such a status says nothing `is_active` does not, so `is_active` decides.
+ */
+const OTHER_SYSTEMS_STATUSES: ReadonlySet<string> = new Set(['inactive', 'enabled', 'disabled']);
+
+/**
+ * An entry's status: one of Gatehouse's in any case (spreadsheets upper-case them), undefined when
+ * empty or another system's name left to `is_active`, or the field error failing the entry; a
+ * status dropped silently would import a suspended user as active.
+ */
+function statusOf(value: unknown): UserStatus | undefined | FieldError {
+  if (value === undefined || value === null) return undefined;
+  const text = typeof value === 'string' ? value.trim().toLowerCase() : undefined;
+  if (text === '' || (text !== undefined && OTHER_SYSTEMS_STATUSES.has(text))) return undefined;
+  if (text !== undefined && (USER_STATUSES as readonly string[]).includes(text)) return text as UserStatus;
+  return { field: 'status', message: `Must be one of ${USER_STATUSES.join(', ')}.` };
+}
 
 /**
  * A boolean as exports and spreadsheets write it: JSON's true/false, or text (`true`, `True`, `TRUE`,
@@ -114,16 +131,16 @@ const SERVICE_FLAGS = ['tv_service', 'movie_service'] as const;
 
 /**
  * Entries are checked by the core; this only maps seed 003's field names (and those this product's
- * export adds) onto its item. A status another system names its own way is left out: `is_active` decides.
+ * export adds) onto its item, with the status statusOf read.
  * A username equal to the email is no username: exports stand the email in for a user without one
  * (Django's importers need a username), and taking it as one would refuse emails the username rule
  * does not allow and collide with a user whose username it really is. Names a CSV writer left empty
  * are empty, as the provisioning API stores a null name.
  */
-function itemOf(entry: Record<string, unknown>, organization: string): ProvisionItem {
+function itemOf(entry: Record<string, unknown>, organization: string, status: UserStatus | undefined): ProvisionItem {
   const item: ProvisionItem = { createOnly: true, organization, email: entry.email as string };
   if (entry.date_joined !== undefined && entry.date_joined !== null) item.dateJoined = inUtc(entry.date_joined);
-  if (isUserStatus(entry.status)) item.status = entry.status;
+  if (status !== undefined) item.status = status;
   if (entry.username !== undefined) {
     const standsIn =
       typeof entry.username === 'string' &&
@@ -233,7 +250,12 @@ export async function importUsers(
       refuse(index, entry.email, [unsafe]);
       return;
     }
-    const item = itemOf(entry, options.organization);
+    const status = statusOf(entry.status);
+    if (typeof status === 'object') {
+      refuse(index, entry.email, [status]);
+      return;
+    }
+    const item = itemOf(entry, options.organization, status);
     if (typeof item.externalId === 'string' && claims.externalIds.has(item.externalId)) {
       repeated(index, item.email, 'external_id', item.externalId);
       return;
