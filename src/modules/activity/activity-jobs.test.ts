@@ -375,10 +375,11 @@ describe('audit seals', () => {
       ok: false,
       problem: { sealId: seal?.id, kind: 'seal_altered' },
     });
-    // Dates moved back to look expired do not hide rows that are still there: the range is checked.
+    // Dates moved back to look expired do not hide rows that are still there: the range is checked
+    // (a seal of format 3, whose hash does not cover its dates; format 4 is below).
     await freshChain();
     for (let i = 0; i < 3; i++) await audit(randomUUID(), i);
-    const again = await sealWritten();
+    const again = await sealWritten(3);
     await db.execute(sql`update audit_seals set rows_expired = true, first_timestamp = '2001-01-01',
       last_timestamp = '2001-01-02' where id = ${again?.id}`);
     await db.execute(sql`delete from activities where description like 'change 2 %'`);
@@ -414,6 +415,63 @@ describe('audit seals', () => {
     });
   });
 
+  it('checks a seal of format 4 by its own columns, even once its rows are gone, and the format of the seal before it', async () => {
+    const db = t.database.db;
+    const chain = async () => {
+      await freshChain();
+      for (let i = 0; i < 2; i++) await audit(randomUUID(), i);
+      const first = await sealWritten();
+      await audit(randomUUID(), 2);
+      const second = await sealWritten();
+      return { first: Number(first?.id), second: { sealId: Number(second?.id), hash: String(second?.hash) } };
+    };
+    const retention = { retentionMonths: 12 };
+    const goneLongAgo = (id: number) =>
+      db.execute(sql`update audit_seals set rows_expired = true, first_timestamp = '2001-01-01',
+        last_timestamp = '2001-01-02' where id = ${id}`);
+    const rowsOf = (id: number) =>
+      db.execute(sql`delete from activities where kind = 'audit' and xid >= (select from_xid from audit_seals where id = ${id})
+        and xid < (select to_xid from audit_seals where id = ${id})`);
+
+    let seals = await chain();
+    expect(await verifyAuditChain(db, { ...retention, expect: seals.second })).toMatchObject({ ok: true, rows: 3 });
+    // Its rows deleted and its dates moved back past retention: the seal's own hash shows it.
+    await goneLongAgo(seals.first);
+    await rowsOf(seals.first);
+    expect(await verifyAuditChain(db, retention)).toMatchObject({
+      ok: false,
+      problem: { sealId: seals.first, kind: 'seal_altered' },
+    });
+
+    // Passed off as format 3, whose hash covers no dates: the next seal vouches for its format.
+    seals = await chain();
+    await goneLongAgo(seals.first);
+    await rowsOf(seals.first);
+    await db.execute(sql`update audit_seals set line_format = 3, rows_digest = null where id = ${seals.first}`);
+    expect(await verifyAuditChain(db, retention)).toMatchObject({
+      ok: false,
+      problem: { sealId: seals.second.sealId, kind: 'seal_altered' },
+    });
+
+    // The newest one passed off as format 3: nothing after it vouches, but formats only move forward.
+    seals = await chain();
+    await goneLongAgo(seals.second.sealId);
+    await rowsOf(seals.second.sealId);
+    await db.execute(sql`update audit_seals set line_format = 3, rows_digest = null where id = ${seals.second.sealId}`);
+    expect(await verifyAuditChain(db, retention)).toMatchObject({
+      ok: false,
+      problem: { sealId: seals.second.sealId, kind: 'seal_altered' },
+    });
+
+    // Every seal passed off as format 3: the noted seal then stands unchecked and is named.
+    await db.execute(sql`update audit_seals set line_format = 3, rows_digest = null`);
+    await goneLongAgo(seals.first);
+    await rowsOf(seals.first);
+    const passedOff = await verifyAuditChain(db, { ...retention, expect: seals.second });
+    expect(passedOff).toMatchObject({ ok: false, problem: { sealId: seals.second.sealId, kind: 'seal_altered' } });
+    expect(passedOff.problem?.detail).toMatch(/cannot be checked; note a newer seal/);
+  });
+
   it('covers the request columns in seals of the current line format, and still verifies earlier formats', async () => {
     const db = t.database.db;
     await freshChain();
@@ -425,7 +483,7 @@ describe('audit seals', () => {
       db,
       sql`select id, line_format from audit_seals order by id`,
     );
-    expect(formats.map((f) => f.line_format)).toEqual([2, 3]);
+    expect(formats.map((f) => f.line_format)).toEqual([2, 4]);
     expect(await verifyAuditChain(db)).toMatchObject({ ok: true, seals: 2, rows: 2 });
 
     // Format 2 never covered these columns: its seal stands as it was made.

@@ -124,8 +124,17 @@ export const auditSeals = pgTable('audit_seals', {
   prevHash: text('prev_hash').notNull(),
   hash: text('hash').notNull(),
   sealedAt: timestamp('sealed_at', { withTimezone: true }).notNull().defaultNow(),
-  /** How the sealed rows' lines were formed (1: one content digest; 2: text and origin digests; 3: 2 and the request columns). */
+  /**
+   * How the seal was made (1: one content digest; 2: text and origin digests; 3: 2 and the request
+   * columns; 4: 3's lines, and the hash also covers the seal's dates, its rows' digest and the format
+   * of the seal before it).
+   */
   lineFormat: smallint('line_format').notNull().default(1),
+  /**
+   * From format 4: the digest of the rows' lines, which the seal's hash covers with its range, count and
+   * dates, so that a seal whose rows retention dropped can still be checked by its own columns.
+   */
+  rowsDigest: text('rows_digest'),
   /** Retention dropped the rows it covered: the seal stays, a link of the chain (verify checks this by the data). */
   rowsExpired: boolean('rows_expired').notNull().default(false),
 });

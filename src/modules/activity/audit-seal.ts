@@ -25,14 +25,22 @@ import { retentionCutoff } from './activity-partitions.js';
  * show (method, path, status, duration_ms). Each seal is verified under the format it was made
  * with, so what an existing seal covers never changes.
  *
- * `rows_expired` and a seal's timestamps are not covered by any hash, so verification does not take
- * the flag's word: a seal's rows count as expired only when its last event is older than the
- * retention cut-off and none of its rows remain.
+ * `rows_expired` is covered by no hash, so verification does not take the flag's word: a seal's rows
+ * count as expired only when its last event is older than the retention cut-off and none of its
+ * rows remain. Seals of format 4 (made now) also hash their own dates, the digest of their rows'
+ * lines (stored beside them) and the format of the seal before them, so each is checked by its own
+ * columns even once its rows are gone: dates moved back to pass for expired show. Formats only
+ * move forward along the chain, and each format-4 seal vouches for the format of the one before
+ * it, so a seal cannot be passed off as an earlier format whose dates no hash covers; a seal noted
+ * with `--expect` must be one whose columns can be checked, or one whose rows are still there.
  */
 const GENESIS = '0'.repeat(64);
 const SEAL_LOCK_KEY = 0x6175_6474;
 const CHUNK = 5000;
-const LINE_FORMAT = 3;
+const LINE_FORMAT = 4;
+/** The first format whose hash covers the seal's own dates and rows' digest (see above). */
+const SELF_CHECKED = 4;
+const TIMESTAMP_TEXT = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 const pseudonym = (column: string) =>
   `encode(sha256(convert_to('gatehouse-audit-subject:' || ${column}::text, 'UTF8')), 'hex')`;
@@ -44,7 +52,7 @@ const ORIGIN_DIGEST = digestOf('ip_address', 'user_agent');
 export const ERASED_DESCRIPTION = '[erased]';
 
 const LINE_HEAD = `id::text,
-    to_char(timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), xid::text, activity_type, category, severity,
+    to_char(timestamp at time zone 'UTC', ${TIMESTAMP_TEXT}), xid::text, activity_type, category, severity,
     success::text, coalesce(organization_id::text, '-'),
     coalesce(subject_ref, case when user_id is null then '-' else ${pseudonym('user_id')} end), actor_type,
     coalesce(actor_ref, case when actor_id is null then '-' else ${pseudonym('actor_id')} end),
@@ -65,6 +73,9 @@ const INCONSISTENT_V2 = `(subject_ref is not null and (user_id is not null or te
     or (text_digest is not null and not (${TEXT_EMPTY}))
     or (origin_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`;
 
+const LINE_V3 = sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V2}, coalesce(text_digest, ${TEXT_DIGEST}),
+    coalesce(origin_digest, ${ORIGIN_DIGEST}), ${REQUEST_V3}) as line, ${INCONSISTENT_V2}`);
+
 /** The canonical line of each row, and whether an erasure marker contradicts the row, by format. */
 const LINES: Record<number, SQL> = {
   1: sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V1}, coalesce(content_digest, ${CONTENT_DIGEST})) as line,
@@ -73,8 +84,9 @@ const LINES: Record<number, SQL> = {
     or (content_digest is not null and not (${ORIGIN_EMPTY})) as inconsistent`),
   2: sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V2}, coalesce(text_digest, ${TEXT_DIGEST}),
     coalesce(origin_digest, ${ORIGIN_DIGEST})) as line, ${INCONSISTENT_V2}`),
-  3: sql.raw(`concat_ws('|', ${LINE_HEAD}, ${OBJECT_V2}, coalesce(text_digest, ${TEXT_DIGEST}),
-    coalesce(origin_digest, ${ORIGIN_DIGEST}), ${REQUEST_V3}) as line, ${INCONSISTENT_V2}`),
+  3: LINE_V3,
+  // Format 4 changes what the seal's hash covers, not the lines.
+  4: LINE_V3,
 };
 
 interface LineRow {
@@ -104,7 +116,7 @@ async function digestRange(
     const keyset = after ? sql`and (xid, id) > (${after.xid}::bigint, ${after.id}::uuid)` : sql``;
     const rows = await queryRows<LineRow>(
       db,
-      sql`select xid, id, to_char(timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as ts, ${line}
+      sql`select xid, id, to_char(timestamp at time zone 'UTC', ${sql.raw(TIMESTAMP_TEXT)}) as ts, ${line}
         from activities
         where kind = 'audit' and xid >= ${fromXid}::bigint and xid < ${toXid}::bigint ${keyset}
         order by xid, id limit ${CHUNK}`,
@@ -128,6 +140,28 @@ function chainHash(prevHash: string, fromXid: number, toXid: number, count: numb
   return createHash('sha256').update(`${prevHash}|${fromXid}|${toXid}|${count}|${digest}`).digest('hex');
 }
 
+interface SealColumns {
+  prevHash: string;
+  /** The format of the seal before (0 before the first). */
+  prevFormat: number;
+  fromXid: number;
+  toXid: number;
+  count: number;
+  digest: string;
+  /** The first and last event's time as TIMESTAMP_TEXT writes it (null: no events). */
+  first: string | null;
+  last: string | null;
+}
+
+/** The hash of a seal of format 4 on: everything the seal states about itself, chained. */
+function selfCheckedHash(c: SealColumns): string {
+  return createHash('sha256')
+    .update(
+      `${SELF_CHECKED}|${c.prevHash}|${c.prevFormat}|${c.fromXid}|${c.toXid}|${c.count}|${c.digest}|${c.first ?? '-'}|${c.last ?? '-'}`,
+    )
+    .digest('hex');
+}
+
 interface SealRow {
   id: number | string;
   from_xid: number | string;
@@ -139,7 +173,14 @@ interface SealRow {
   hash: string;
   line_format: number;
   rows_expired: boolean;
+  rows_digest: string | null;
+  /** The dates as TIMESTAMP_TEXT writes them: a Date would lose the microseconds the hash covers. */
+  first_text: string | null;
+  last_text: string | null;
 }
+
+const SEAL_COLUMNS = sql.raw(`*, to_char(first_timestamp at time zone 'UTC', ${TIMESTAMP_TEXT}) as first_text,
+  to_char(last_timestamp at time zone 'UTC', ${TIMESTAMP_TEXT}) as last_text`);
 
 export interface Seal {
   id: number;
@@ -167,12 +208,25 @@ export async function sealAuditEvents(db: Db, lineFormat = LINE_FORMAT): Promise
     if (!(toXid > fromXid)) return null;
     const range = await digestRange(tx, fromXid, toXid, lineFormat);
     const prevHash = previous?.hash ?? GENESIS;
-    const hash = chainHash(prevHash, fromXid, toXid, range.count, range.digest);
+    const selfChecked = lineFormat >= SELF_CHECKED;
+    const hash = selfChecked
+      ? selfCheckedHash({
+          prevHash,
+          prevFormat: previous?.line_format ?? 0,
+          fromXid,
+          toXid,
+          count: range.count,
+          digest: range.digest,
+          first: range.first,
+          last: range.last,
+        })
+      : chainHash(prevHash, fromXid, toXid, range.count, range.digest);
     const [row] = await queryRows<{ id: number | string }>(
       tx,
-      sql`insert into audit_seals (from_xid, to_xid, row_count, first_timestamp, last_timestamp, prev_hash, hash, line_format)
+      sql`insert into audit_seals (from_xid, to_xid, row_count, first_timestamp, last_timestamp, prev_hash, hash,
+          line_format, rows_digest)
         values (${fromXid}, ${toXid}, ${range.count}, ${range.first}::timestamptz, ${range.last}::timestamptz, ${prevHash},
-          ${hash}, ${lineFormat})
+          ${hash}, ${lineFormat}, ${selfChecked ? range.digest : null})
         returning id`,
     );
     return { id: Number(row?.id), fromXid, toXid, rowCount: range.count, hash };
@@ -218,10 +272,13 @@ export interface VerifyOptions {
 export async function verifyAuditChain(db: Db, options: VerifyOptions = {}): Promise<VerifyResult> {
   const { expect } = options;
   const cutoff = retentionCutoff(options.retentionMonths ?? 0, options.now ?? new Date());
-  const seals = await queryRows<SealRow>(db, sql`select * from audit_seals order by id`);
+  const seals = await queryRows<SealRow>(db, sql`select ${SEAL_COLUMNS} from audit_seals order by id`);
   let rows = 0;
   let expired = 0;
   let prevHash = GENESIS;
+  let prevFormat = 0;
+  // Seals counted expired whose dates no hash covers: they cannot vouch for a noted hash.
+  const unchecked = new Set<number>();
   const last = seals[seals.length - 1];
   const latest = last ? { sealId: Number(last.id), hash: last.hash } : null;
   const result = (problem: VerifyProblem | null): VerifyResult => ({
@@ -253,12 +310,29 @@ export async function verifyAuditChain(db: Db, options: VerifyOptions = {}): Pro
           : `seal ${seal.id} does not follow the seal before it`,
       );
     }
+    const format = seal.line_format;
+    if (LINES[format] === undefined)
+      return fail('seal_altered', `seal ${seal.id} names format ${format}, which no version made`);
+    if (format < prevFormat) {
+      return fail(
+        'seal_altered',
+        `seal ${seal.id} is of format ${format}, earlier than the seal before it (${prevFormat}): formats only move forward`,
+      );
+    }
+    if (format >= SELF_CHECKED && !selfCheckHolds(seal, prevFormat)) {
+      return fail(
+        'seal_altered',
+        `seal ${seal.id}'s own columns (range, count, dates, rows digest) or the format of the seal before it no longer hash to its hash`,
+      );
+    }
     prevHash = seal.hash;
-    const range = await digestRange(db, fromXid, toXid, seal.line_format);
+    prevFormat = format;
+    const range = await digestRange(db, fromXid, toXid, format);
     // The flag and the timestamps are outside the hash: expiry must also hold by the rows themselves.
     const before = (at: Date | string | null) => cutoff !== null && at !== null && new Date(at) < cutoff;
     if (seal.row_count > 0 && range.count === 0 && before(seal.last_timestamp)) {
       expired++;
+      if (format < SELF_CHECKED) unchecked.add(Number(seal.id));
       continue;
     }
     if (seal.rows_expired && seal.row_count > 0 && !before(seal.first_timestamp)) {
@@ -270,23 +344,49 @@ export async function verifyAuditChain(db: Db, options: VerifyOptions = {}): Pro
     if (range.count < seal.row_count)
       return fail('deleted', `${seal.row_count - range.count} row(s) fewer than were sealed`);
     if (range.inconsistent) return fail('edited', 'an erasure marker does not match its row');
-    if (chainHash(seal.prev_hash, fromXid, toXid, range.count, range.digest) !== seal.hash)
-      return fail('edited', 'the rows no longer hash to the sealed value');
+    const sealed =
+      format >= SELF_CHECKED
+        ? range.digest === seal.rows_digest
+        : chainHash(seal.prev_hash, fromXid, toXid, range.count, range.digest) === seal.hash;
+    if (!sealed) return fail('edited', 'the rows no longer hash to the sealed value');
     rows += range.count;
   }
-  if (expect && !seals.some((seal) => Number(seal.id) === expect.sealId && seal.hash === expect.hash)) {
-    const detail = `seal ${expect.sealId} with hash ${expect.hash} is not in the chain: seals were removed or rewritten`;
-    return result({
-      sealId: expect.sealId,
-      fromXid: 0,
-      toXid: 0,
-      firstTimestamp: null,
-      lastTimestamp: null,
-      kind: 'chain_broken',
-      detail,
-    });
+  if (expect) {
+    const noted = (kind: VerifyProblem['kind'], detail: string) =>
+      result({ sealId: expect.sealId, fromXid: 0, toXid: 0, firstTimestamp: null, lastTimestamp: null, kind, detail });
+    if (!seals.some((seal) => Number(seal.id) === expect.sealId && seal.hash === expect.hash)) {
+      return noted(
+        'chain_broken',
+        `seal ${expect.sealId} with hash ${expect.hash} is not in the chain: seals were removed or rewritten`,
+      );
+    }
+    // Its rows are gone and no hash covers its dates or its format: it could have been made to look
+    // like that, so it vouches for nothing.
+    if (unchecked.has(expect.sealId)) {
+      return noted(
+        'seal_altered',
+        `seal ${expect.sealId} stands as an expired seal of a format that does not cover its dates: it cannot be checked; note a newer seal`,
+      );
+    }
   }
   return result(null);
+}
+
+/** Whether a format-4 seal's stored columns, and the format of the seal before it, give its hash. */
+function selfCheckHolds(seal: SealRow, prevFormat: number): boolean {
+  if (seal.rows_digest === null) return false;
+  return (
+    selfCheckedHash({
+      prevHash: seal.prev_hash,
+      prevFormat,
+      fromXid: Number(seal.from_xid),
+      toXid: Number(seal.to_xid),
+      count: seal.row_count,
+      digest: seal.rows_digest,
+      first: seal.first_text,
+      last: seal.last_text,
+    }) === seal.hash
+  );
 }
 
 /**
