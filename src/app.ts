@@ -20,6 +20,7 @@ import { integrationsRoutes } from './modules/integrations/integrations.routes.j
 import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
 import { mailOutboxRoutes } from './modules/mail-outbox/mail-outbox.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
+import { convertLegacyRecoveryCodes } from './modules/mfa/mfa.service.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import { provisioningRoutes } from './modules/provisioning/provisioning.routes.js';
 import { accessRoutes } from './modules/rbac/access.routes.js';
@@ -33,6 +34,7 @@ import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js'
 import { userTransferRoutes } from './modules/user-transfer/user-transfer.routes.js';
 import { userTypesRoutes } from './modules/user-types/user-types.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
+import { envelopeFor } from './platform/crypto/envelope.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installBodyLimit } from './platform/http/body-limit.js';
@@ -145,6 +147,8 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     (err) => signingKeysLog.failed(err),
     () => signingKeysLog.succeeded(),
   );
+  // Before any request: from here on no recovery code is stored in the earlier unkeyed form.
+  await convertLegacyRecoveryCodes(database.db, envelopeFor(config));
   app.addHook('onClose', async () => {
     signingKeys.close();
     await invalidation.close();
