@@ -9,6 +9,7 @@ import { callIntegration, type IntegrationResponse } from '../integrations/integ
 import { integrationErrors } from '../integrations/integrations.errors.js';
 import { findOrganizationIntegration, type IntegrationRow } from '../integrations/integrations.queries.js';
 import { USER_PROVISIONING_TYPE } from '../integrations/integrations.service.js';
+import type { AddressRules } from '../integrations/refused-addresses.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { users } from '../users/users.table.js';
 import { downstreamSyncLeases, userSyncStates } from './downstream-sync.table.js';
@@ -333,6 +334,7 @@ function bulkOutcomes(batch: Candidate[], response: IntegrationResponse): Outcom
 interface Run {
   db: Db;
   envelope: Envelope;
+  rules: AddressRules;
   integration: IntegrationRow;
   options: SyncOptions;
   /** Seed 000's `engagemx_client_id`: the organization's code. */
@@ -365,7 +367,7 @@ const deactivated = (response: IntegrationResponse) => response.success || respo
  * downstream took it; a refused one stays, with its error, for the next run.
  */
 async function retireIdentities(run: Run): Promise<void> {
-  const { db, envelope, integration, options, report } = run;
+  const { db, envelope, rules, integration, options, report } = run;
   const target = { organizationId: integration.organizationId, integrationId: integration.id };
   let after: string | undefined;
   for (;;) {
@@ -376,7 +378,7 @@ async function retireIdentities(run: Run): Promise<void> {
     if (options.dryRun) continue;
     for (const identity of batch) {
       if (!(await mayCall(run))) return;
-      const response = await callIntegration(db, envelope, target, {
+      const response = await callIntegration(db, envelope, rules, target, {
         method: 'PUT',
         path: `/users/${encodeURIComponent(identity.keycloakId)}/deactivate`,
       });
@@ -411,7 +413,7 @@ async function dropStale(db: DbOrTx, integration: IntegrationRow): Promise<void>
 }
 
 async function sendPending(run: Run): Promise<void> {
-  const { db, envelope, integration, options, report } = run;
+  const { db, envelope, rules, integration, options, report } = run;
   const target = { organizationId: integration.organizationId, integrationId: integration.id };
   let afterId: string | undefined;
   for (;;) {
@@ -425,7 +427,7 @@ async function sendPending(run: Run): Promise<void> {
     const upserts = batch.filter((u) => u.active);
     if (upserts.length > 0) {
       if (!(await mayCall(run))) break;
-      const response = await callIntegration(db, envelope, target, {
+      const response = await callIntegration(db, envelope, rules, target, {
         method: 'POST',
         path: '/users/bulk',
         body: upserts.map((u) => ({
@@ -453,7 +455,7 @@ async function sendPending(run: Run): Promise<void> {
     }
     for (const user of batch.filter((u) => !u.active)) {
       if (!(await mayCall(run))) break;
-      const response = await callIntegration(db, envelope, target, {
+      const response = await callIntegration(db, envelope, rules, target, {
         method: 'PUT',
         path: `/users/${encodeURIComponent(user.externalId)}/deactivate`,
       });
@@ -483,6 +485,7 @@ async function sendPending(run: Run): Promise<void> {
 export async function syncIntegration(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   integration: IntegrationRow,
   options: SyncOptions = {},
 ): Promise<SyncReport> {
@@ -504,7 +507,7 @@ export async function syncIntegration(
   const lease = options.dryRun ? undefined : new SyncLease(db, integration);
   await lease?.take();
   try {
-    const run = { db, envelope, integration, options, clientId: organization?.code as string, report, lease };
+    const run = { db, envelope, rules, integration, options, clientId: organization?.code as string, report, lease };
     if (!options.dryRun) await dropStale(db, integration);
     await retireIdentities(run);
     if (!report.stopped) await sendPending(run);
