@@ -20,6 +20,7 @@ import { integrationsRoutes } from './modules/integrations/integrations.routes.j
 import { lockoutRoutes } from './modules/lockout/lockout.routes.js';
 import { mailOutboxRoutes } from './modules/mail-outbox/mail-outbox.routes.js';
 import { mfaRoutes } from './modules/mfa/mfa.routes.js';
+import { convertLegacyRecoveryCodes } from './modules/mfa/mfa.service.js';
 import { organizationsRoutes } from './modules/organizations/organizations.routes.js';
 import { provisioningRoutes } from './modules/provisioning/provisioning.routes.js';
 import { accessRoutes } from './modules/rbac/access.routes.js';
@@ -33,6 +34,7 @@ import { SigningKeyStore } from './modules/signing-keys/signing-keys.service.js'
 import { userTransferRoutes } from './modules/user-transfer/user-transfer.routes.js';
 import { userTypesRoutes } from './modules/user-types/user-types.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
+import { envelopeFor } from './platform/crypto/envelope.js';
 import type { Database } from './platform/db/client.js';
 import { installAuthentication } from './platform/http/auth.js';
 import { installBodyLimit } from './platform/http/body-limit.js';
@@ -49,7 +51,7 @@ import { installPageSizeCap } from './platform/http/pagination.js';
 import { installQueryStringCheck, parseQueryString } from './platform/http/query-string.js';
 import { installRateLimits } from './platform/http/rate-limits.js';
 import { installRequestContext } from './platform/http/request-context.js';
-import { installSecurityHeaders } from './platform/http/security-headers.js';
+import { corsOptions, headersBeforeRouting, installSecurityHeaders } from './platform/http/security-headers.js';
 import { installTextGuard } from './platform/http/text-guard.js';
 import { validatorCompiler } from './platform/http/validation.js';
 import { startInvalidationListener } from './platform/invalidation.js';
@@ -74,6 +76,7 @@ export interface BuildAppOptions {
 
 /** Assembles the HTTP application: platform plugins first, then every module. */
 export async function buildApp({ config, database, logger = true }: BuildAppOptions): Promise<FastifyInstance> {
+  const earlyHeaders = headersBeforeRouting(config.corsOrigins);
   const app = Fastify({
     logger: logger ? loggerOptions(config.logLevel, logger === true ? undefined : logger.stream) : false,
     // Fastify's two lines per request are replaced by installRequestLogging's one.
@@ -93,13 +96,19 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     // Our own ids in logs; a caller's X-Request-Id is not trusted as a log key.
     genReqId: () => crypto.randomUUID(),
     // Refusals made before any route's error handler runs, in the formats of the contract.
-    frameworkErrors: (err, request, reply) =>
-      request.url.startsWith('/scim/')
+    // No hook runs for these: they add the headers the hooks would have.
+    frameworkErrors: (err, request, reply) => {
+      reply.headers(earlyHeaders(request.headers.origin));
+      return request.url.startsWith('/scim/')
         ? sendScimError(request, reply, routerRefusal(err))
-        : sendProblem(reply, request, routerRefusal(err)),
+        : sendProblem(reply, request, routerRefusal(err));
+    },
     clientErrorHandler: (err, socket) =>
-      answerClientError(err, socket, (target, error) =>
-        target.startsWith('/scim/') ? scimDocumentOf(error) : undefined,
+      answerClientError(
+        err,
+        socket,
+        (target, error) => (target.startsWith('/scim/') ? scimDocumentOf(error) : undefined),
+        earlyHeaders,
       ),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -114,22 +123,15 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
   await installJobs(database);
   const methodAnswers = { preflight: config.corsOrigins.length > 0, ownMethodAnswers: ['/scim/'] };
   const allowedMethods = installErrorHandling(app, methodAnswers);
+  if (logger) installRequestLogging(app);
+  // First of the onRequest hooks: a refusal by any later one carries the same headers as a 404.
+  installSecurityHeaders(app);
+  await app.register(cors, corsOptions(config.corsOrigins));
   installBodyLimit(app);
   installQueryStringCheck(app);
   installTextGuard(app);
   installPageSizeCap(app);
-  if (logger) installRequestLogging(app);
 
-  installSecurityHeaders(app);
-  await app.register(cors, {
-    origin: config.corsOrigins.length > 0 ? config.corsOrigins : false,
-    credentials: true,
-    // The plugin's default is GET, HEAD and POST: a page of an allowed origin could not update or delete.
-    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    // Headers a script reads besides the CORS-safelisted ones: SCIM versions, a created resource, when
-    // to retry, an export's file name.
-    exposedHeaders: ['ETag', 'Location', 'Retry-After', 'Content-Disposition'],
-  });
   await registerOpenApi(app, config);
   registerMetrics(app);
   installRequestTracking(app, database);
@@ -145,6 +147,8 @@ export async function buildApp({ config, database, logger = true }: BuildAppOpti
     (err) => signingKeysLog.failed(err),
     () => signingKeysLog.succeeded(),
   );
+  // Before any request: from here on no recovery code is stored in the earlier unkeyed form.
+  await convertLegacyRecoveryCodes(database.db, envelopeFor(config));
   app.addHook('onClose', async () => {
     signingKeys.close();
     await invalidation.close();

@@ -35,7 +35,9 @@ describe('loadConfig', () => {
       trustProxy: false,
       corsOrigins: [],
       rateLimits: true,
+      integrationsAllowLoopback: true,
     });
+    expect(loadConfig({ ...base, INTEGRATIONS_ALLOW_LOOPBACK: 'OFF' }).integrationsAllowLoopback).toBe(false);
   });
 
   it.each([
@@ -60,6 +62,7 @@ describe('loadConfig', () => {
     ['INTEGRATION_HEALTH_INTERVAL_SECONDS', '-5'],
     ['DOWNSTREAM_SYNC_INTERVAL_SECONDS', 'soon'],
     ['INTEGRATION_HISTORY_DAYS', 'forever'],
+    ['INTEGRATIONS_ALLOW_LOOPBACK', 'yes'],
     ['MAIL_OUTBOX_RETENTION_DAYS', '-1'],
   ])('refuses a bad %s with a message naming it', (variable, value) => {
     const err = refusal({

@@ -52,6 +52,8 @@ export interface Config {
   downstreamSyncIntervalSeconds: number;
   /** Days of integration request logs and health checks kept; 0 keeps everything. */
   integrationHistoryDays: number;
+  /** Whether integrations may call loopback addresses (the server's own host); off for multi-tenant installations. */
+  integrationsAllowLoopback: boolean;
   /** Days mail stays in the outbox once delivered, stored or failed; 0 keeps it. */
   mailOutboxRetentionDays: number;
 }
@@ -300,6 +302,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (activityTrackingRaw !== 'on' && activityTrackingRaw !== 'off')
     throw new ConfigError('ACTIVITY_TRACKING', 'must be "on" or "off"');
 
+  const allowLoopbackRaw = (env.INTEGRATIONS_ALLOW_LOOPBACK || 'on').toLowerCase();
+  if (allowLoopbackRaw !== 'on' && allowLoopbackRaw !== 'off')
+    throw new ConfigError('INTEGRATIONS_ALLOW_LOOPBACK', 'must be "on" or "off"');
+
   const masterKey = parseMasterKey(env, dataDir, databaseUrl === undefined);
 
   return {
@@ -337,6 +343,7 @@ export function loadConfig(env: Env = process.env): Config {
     activityRetentionMonths: intVar(env, 'ACTIVITY_RETENTION_MONTHS', 12, 0, 1200),
     integrationHealthIntervalSeconds: intVar(env, 'INTEGRATION_HEALTH_INTERVAL_SECONDS', 300, 0, 7 * 86_400),
     integrationHistoryDays: intVar(env, 'INTEGRATION_HISTORY_DAYS', 30, 0, 36_500),
+    integrationsAllowLoopback: allowLoopbackRaw === 'on',
     mailOutboxRetentionDays: intVar(env, 'MAIL_OUTBOX_RETENTION_DAYS', 30, 0, 36_500),
     downstreamSyncIntervalSeconds: intVar(env, 'DOWNSTREAM_SYNC_INTERVAL_SECONDS', 300, 0, 7 * 86_400),
   };

@@ -122,6 +122,7 @@ describe('rotating the master key with gatehouse reseal', () => {
       const integration = await createIntegration(
         t.database.db,
         envelope,
+        { loopback: true },
         { organizationId: undefined, homeOrganizationId: org.id, userId: null },
         {
           name: 'Payments',
@@ -196,6 +197,7 @@ describe('rotating the master key with gatehouse reseal', () => {
       const integration = await createIntegration(
         t.database.db,
         createEnvelope(keyC),
+        { loopback: true },
         { organizationId: undefined, homeOrganizationId: seeded.organizationId, userId: null },
         {
           name: 'Sms',

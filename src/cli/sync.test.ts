@@ -43,6 +43,7 @@ describe('gatehouse sync on the command line', () => {
       const integration = await createIntegration(
         database.db,
         createEnvelope(masterKey),
+        { loopback: true },
         { organizationId: undefined, homeOrganizationId: org?.id, userId: null },
         {
           name: 'Debt collection',

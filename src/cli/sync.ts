@@ -3,6 +3,7 @@ import { syncAllTargets } from '../modules/downstream-sync/downstream-sync.jobs.
 import { type SyncReport, syncIntegration } from '../modules/downstream-sync/downstream-sync.service.js';
 import { integrationErrors } from '../modules/integrations/integrations.errors.js';
 import { findIntegration } from '../modules/integrations/integrations.queries.js';
+import { addressRulesOf } from '../modules/integrations/refused-addresses.js';
 import { findOrganizationByCode } from '../modules/organizations/organizations.queries.js';
 import { envelopeFor } from '../platform/crypto/envelope.js';
 import { commonErrors } from '../platform/http/errors.js';
@@ -36,6 +37,7 @@ export function registerSyncCommand(program: Command): void {
       let reports: SyncReport[] = [];
       await runRefusing('sync', async (db, config) => {
         const envelope = envelopeFor(config);
+        const rules = addressRulesOf(config);
         let organizationId: string | undefined;
         if (options.organization !== undefined) {
           const organization = await findOrganizationByCode(db, options.organization);
@@ -46,9 +48,9 @@ export function registerSyncCommand(program: Command): void {
         if (options.integration !== undefined) {
           const integration = await findIntegration(db, options.integration, organizationId);
           if (!integration) throw integrationErrors.notFound(options.integration);
-          reports = [await syncIntegration(db, envelope, integration, run)];
+          reports = [await syncIntegration(db, envelope, rules, integration, run)];
         } else {
-          reports = await syncAllTargets(db, envelope, {
+          reports = await syncAllTargets(db, envelope, rules, {
             ...run,
             organizationId,
             onError: (id, err) => {

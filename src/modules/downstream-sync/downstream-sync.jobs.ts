@@ -7,6 +7,7 @@ import { enqueueJob } from '../../platform/jobs/queue.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
 import { findIntegration } from '../integrations/integrations.queries.js';
 import { integrations } from '../integrations/integrations.table.js';
+import { type AddressRules, addressRulesOf } from '../integrations/refused-addresses.js';
 import { SYNC_SERVICE_TYPE, type SyncReport, syncIntegration } from './downstream-sync.service.js';
 
 /**
@@ -30,6 +31,7 @@ export async function scheduleSyncSweep(
 export async function syncAllTargets(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   options: { organizationId?: string; dryRun?: boolean; full?: boolean; onError?: (id: string, err: unknown) => void },
 ): Promise<SyncReport[]> {
   const conditions = [eq(integrations.serviceType, SYNC_SERVICE_TYPE), eq(integrations.isActive, true)];
@@ -43,7 +45,7 @@ export async function syncAllTargets(
   for (const target of targets) {
     try {
       const integration = await findIntegration(db, target.id, target.organizationId);
-      if (integration) reports.push(await syncIntegration(db, envelope, integration, options));
+      if (integration) reports.push(await syncIntegration(db, envelope, rules, integration, options));
     } catch (err) {
       options.onError?.(target.id, err);
     }
@@ -55,7 +57,7 @@ registerJobHandler(
   SYNC_SWEEP_JOB,
   async (_job, ctx) => {
     await scheduleSyncSweep(ctx.db, ctx.config);
-    const reports = await syncAllTargets(ctx.db, envelopeFor(ctx.config), {
+    const reports = await syncAllTargets(ctx.db, envelopeFor(ctx.config), addressRulesOf(ctx.config), {
       onError: (integrationId, err) =>
         err instanceof AppError && err.code === 'sync_in_progress'
           ? ctx.log.info({ integrationId }, 'downstream sync skipped: another run holds the integration')

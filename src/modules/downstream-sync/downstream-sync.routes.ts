@@ -7,6 +7,7 @@ import { integrationErrors } from '../integrations/integrations.errors.js';
 import { findIntegration } from '../integrations/integrations.queries.js';
 import { IntegrationIdParams } from '../integrations/integrations.schemas.js';
 import { assertMaySendUsers } from '../integrations/integrations.service.js';
+import { addressRulesOf } from '../integrations/refused-addresses.js';
 import { scheduleSyncSweep } from './downstream-sync.jobs.js';
 import { assertSyncTarget, countPending, heldNow, retired, syncIntegration } from './downstream-sync.service.js';
 import { userSyncStates } from './downstream-sync.table.js';
@@ -53,6 +54,7 @@ const SyncStatusView = Type.Object({
 export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
   const envelope = envelopeFor(app.config);
+  const rules = addressRulesOf(app.config);
   await scheduleSyncSweep(db, app.config);
 
   async function syncTarget(actor: Parameters<typeof organizationScopeOf>[0], id: string) {
@@ -89,7 +91,7 @@ export const downstreamSyncRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       await assertMaySendUsers(app.can, req.actor);
       const integration = await syncTarget(req.actor, req.params.id);
-      return syncIntegration(db, envelope, integration, {
+      return syncIntegration(db, envelope, rules, integration, {
         dryRun: req.body.dry_run,
         full: req.body.full,
         actor: req.actor,

@@ -9,6 +9,7 @@ import { callIntegration, type IntegrationResponse, MAX_RESPONSE_BYTES } from '.
 import { integrationErrors } from '../integrations/integrations.errors.js';
 import { findOrganizationIntegration, type IntegrationRow } from '../integrations/integrations.queries.js';
 import { USER_PROVISIONING_TYPE } from '../integrations/integrations.service.js';
+import type { AddressRules } from '../integrations/refused-addresses.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { users } from '../users/users.table.js';
 import { downstreamSyncLeases, userSyncStates } from './downstream-sync.table.js';
@@ -348,6 +349,7 @@ function bulkOutcomes(batch: Candidate[], response: IntegrationResponse): Outcom
 interface Run {
   db: Db;
   envelope: Envelope;
+  rules: AddressRules;
   integration: IntegrationRow;
   options: SyncOptions;
   /** Seed 000's `engagemx_client_id`: the organization's code. */
@@ -380,7 +382,7 @@ const deactivated = (response: IntegrationResponse) => response.success || respo
  * downstream took it; a refused one stays, with its error, for the next run.
  */
 async function retireIdentities(run: Run): Promise<void> {
-  const { db, envelope, integration, options, report } = run;
+  const { db, envelope, rules, integration, options, report } = run;
   const target = { organizationId: integration.organizationId, integrationId: integration.id };
   let after: string | undefined;
   for (;;) {
@@ -396,6 +398,7 @@ async function retireIdentities(run: Run): Promise<void> {
       const response = await callIntegration(
         db,
         envelope,
+        rules,
         target,
         { method: 'PUT', path: `/users/${encodeURIComponent(identity.keycloakId)}/deactivate` },
         { userIds: [identity.userId], identifiers: [identity.keycloakId] },
@@ -431,7 +434,7 @@ async function dropStale(db: DbOrTx, integration: IntegrationRow): Promise<void>
 }
 
 async function sendPending(run: Run): Promise<void> {
-  const { db, envelope, integration, options, report } = run;
+  const { db, envelope, rules, integration, options, report } = run;
   const target = { organizationId: integration.organizationId, integrationId: integration.id };
   let afterId: string | undefined;
   for (;;) {
@@ -448,6 +451,7 @@ async function sendPending(run: Run): Promise<void> {
       const response = await callIntegration(
         db,
         envelope,
+        rules,
         target,
         {
           method: 'POST',
@@ -482,6 +486,7 @@ async function sendPending(run: Run): Promise<void> {
       const response = await callIntegration(
         db,
         envelope,
+        rules,
         target,
         { method: 'PUT', path: `/users/${encodeURIComponent(user.externalId)}/deactivate` },
         { userIds: [user.id], identifiers: [user.externalId] },
@@ -512,6 +517,7 @@ async function sendPending(run: Run): Promise<void> {
 export async function syncIntegration(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   integration: IntegrationRow,
   options: SyncOptions = {},
 ): Promise<SyncReport> {
@@ -533,7 +539,7 @@ export async function syncIntegration(
   const lease = options.dryRun ? undefined : new SyncLease(db, integration);
   await lease?.take();
   try {
-    const run = { db, envelope, integration, options, clientId: organization?.code as string, report, lease };
+    const run = { db, envelope, rules, integration, options, clientId: organization?.code as string, report, lease };
     if (!options.dryRun) await dropStale(db, integration);
     await retireIdentities(run);
     if (!report.stopped) await sendPending(run);

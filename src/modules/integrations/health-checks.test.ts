@@ -275,11 +275,16 @@ describe('integration health checks', () => {
 
     const envelope = createEnvelope(t.config.masterKey);
     const errors: string[] = [];
-    const first = await checkDueIntegrations(t.database.db, envelope, {
-      intervalSeconds: 300,
-      concurrency: 1,
-      onError: (id) => errors.push(id),
-    });
+    const first = await checkDueIntegrations(
+      t.database.db,
+      envelope,
+      { loopback: true },
+      {
+        intervalSeconds: 300,
+        concurrency: 1,
+        onError: (id) => errors.push(id),
+      },
+    );
     expect(errors).toEqual([broken.id]);
     expect(first.failed).toBe(1);
     expect(first.checked).toBeGreaterThanOrEqual(1);
@@ -287,7 +292,7 @@ describe('integration health checks', () => {
     expect(service.seen.some((s) => s.url === '/sweep-inactive')).toBe(false);
     // Just checked: not due again within the interval.
     const before = service.seen.filter((s) => s.url === '/sweep-active').length;
-    await checkDueIntegrations(t.database.db, envelope, { intervalSeconds: 300 });
+    await checkDueIntegrations(t.database.db, envelope, { loopback: true }, { intervalSeconds: 300 });
     expect(service.seen.filter((s) => s.url === '/sweep-active').length).toBe(before);
 
     const got = (await other.get(`/api/v1/integrations/${active.id}`)).json();
@@ -393,12 +398,17 @@ describe('integration health checks', () => {
       sql`update integrations set last_health_check_at = now() - interval '1 hour' where id = ${id}::uuid`,
     );
     const errors: unknown[] = [];
-    await checkDueIntegrations(t.database.db, createEnvelope(t.config.masterKey), {
-      intervalSeconds: 300,
-      onError: (failed, err) => {
-        if (failed === id) errors.push(err);
+    await checkDueIntegrations(
+      t.database.db,
+      createEnvelope(t.config.masterKey),
+      { loopback: true },
+      {
+        intervalSeconds: 300,
+        onError: (failed, err) => {
+          if (failed === id) errors.push(err);
+        },
       },
-    });
+    );
     expect(errors).toEqual([]);
     const after = (await own.get(`/api/v1/integrations/${id}`)).json();
     expect(after).toMatchObject({ health_status: 'DEGRADED', consecutive_failures: 2 });
@@ -480,10 +490,15 @@ describe('integration health checks', () => {
     // The scheduled sweep discards it too, and leaves the integration due for the next sweep.
     const failures: string[] = [];
     await during({ base_url: `${baseUrl}/v3` }, () =>
-      checkDueIntegrations(t.database.db, createEnvelope(t.config.masterKey), {
-        intervalSeconds: 300,
-        onError: (id) => failures.push(id),
-      }),
+      checkDueIntegrations(
+        t.database.db,
+        createEnvelope(t.config.masterKey),
+        { loopback: true },
+        {
+          intervalSeconds: 300,
+          onError: (id) => failures.push(id),
+        },
+      ),
     );
     expect(failures).not.toContain(created.id);
     await expectNeverChecked(`${baseUrl}/v3`);
@@ -492,5 +507,131 @@ describe('integration health checks', () => {
     const described = (await during({ description: 'renamed while checked' })) as LightMyRequestResponse;
     expect(described.statusCode, described.body).toBe(200);
     expect(described.json()).toMatchObject({ check: { status: 'success' } });
+  });
+});
+
+describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=off', () => {
+  let t: TestApp;
+  let admin: Client;
+  let service: ReturnType<typeof startService>;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    t = await startTestApp({ INTEGRATIONS_ALLOW_LOOPBACK: 'off' });
+    const org = await seedOrganization(t);
+    admin = await clientWithRole(t, org.id, 'org_admin');
+    service = startService();
+    baseUrl = await service.listen();
+  });
+  afterAll(async () => {
+    await service.close();
+    await t.close();
+  });
+
+  it('refuses loopback in every spelling on create and update, naming the field', async () => {
+    const allowed = await admin.post('/api/v1/integrations/', {
+      name: unique('allowed '),
+      service_type: 'other',
+      auth_type: 'none',
+      base_url: 'http://10.0.0.1/', // private addresses stay allowed
+    });
+    expect(allowed.statusCode, allowed.body).toBe(201);
+    const id = allowed.json().id as string;
+    for (const host of [
+      '127.0.0.1',
+      '127.5.6.7',
+      '127.1',
+      '2130706433',
+      '0x7f.0.0.1',
+      '0177.0.0.1',
+      'localhost',
+      'api.localhost',
+      '[::1]',
+      '[0:0:0:0:0:0:0:1]',
+      '[::ffff:127.0.0.1]',
+      '[::ffff:0:7f00:1]',
+      '[::127.0.0.2]',
+      '[64:ff9b::7f00:1]',
+      '[64:ff9b:1::7f00:1]',
+      '[2002:7f00:1::]',
+    ]) {
+      const created = await admin.post('/api/v1/integrations/', {
+        name: unique('loopback '),
+        service_type: 'other',
+        auth_type: 'none',
+        base_url: `http://${host}:22/`,
+      });
+      expect(created.json(), host).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+      const updated = await admin.patch(`/api/v1/integrations/${id}`, { base_url: `http://${host}:22/` });
+      expect(updated.json(), host).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
+    }
+    const token = await admin.post('/api/v1/integrations/', {
+      name: unique('loopback '),
+      service_type: 'other',
+      auth_type: 'oauth2',
+      base_url: 'https://crm.example.com',
+      oauth2: { token_url: 'http://127.0.0.1:8080/token', client_id: 'gatehouse' },
+      credentials: {},
+    });
+    expect(token.json()).toMatchObject({ status: 400, errors: [{ field: 'oauth2.token_url' }] });
+  });
+
+  it('refuses the call of an integration stored with a loopback address, at connect', async () => {
+    const created = await admin.post('/api/v1/integrations/', {
+      name: unique('stored '),
+      service_type: 'other',
+      auth_type: 'none',
+      base_url: 'http://10.0.0.1/',
+    });
+    const id = created.json().id as string;
+    // As stored while loopback was allowed.
+    await t.database.db.execute(sql`update integrations set base_url = ${baseUrl} where id = ${id}`);
+    const seen = service.seen.length;
+    const res = await admin.post(`/api/v1/integrations/${id}/health-check/`);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().check).toMatchObject({ status: 'failure', http_status: null });
+    expect(res.json().check.error_message).toContain('127.0.0.1');
+    expect(service.seen.length).toBe(seen);
+  });
+});
+
+describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=on (the default)', () => {
+  let t: TestApp;
+  let admin: Client;
+  let service: ReturnType<typeof startService>;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    t = await startTestApp({ INTEGRATIONS_ALLOW_LOOPBACK: 'on' });
+    const org = await seedOrganization(t);
+    admin = await clientWithRole(t, org.id, 'org_admin');
+    service = startService();
+    baseUrl = await service.listen();
+  });
+  afterAll(async () => {
+    await service.close();
+    await t.close();
+  });
+
+  it('registers and calls a service on loopback', async () => {
+    const created = await admin.post('/api/v1/integrations/', {
+      name: unique('local '),
+      service_type: 'other',
+      auth_type: 'none',
+      base_url: baseUrl,
+      health_check_path: '/health',
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    for (const host of ['[::1]', 'localhost', '[::ffff:127.0.0.1]']) {
+      const other = await admin.post('/api/v1/integrations/', {
+        name: unique('local '),
+        service_type: 'other',
+        auth_type: 'none',
+        base_url: `http://${host}:8080/`,
+      });
+      expect(other.statusCode, host).toBe(201);
+    }
+    const res = await admin.post(`/api/v1/integrations/${created.json().id}/health-check/`);
+    expect(res.json().check).toMatchObject({ status: 'success', http_status: 200 });
   });
 });

@@ -7,6 +7,7 @@ import { findOrganizationIntegration, listIntegrationsDueForCheck } from './inte
 import { recordOutcome } from './integrations.service.js';
 import { type Integration, type IntegrationHealthCheck, integrationHealthChecks } from './integrations.table.js';
 import { joinUrl, sendOutbound } from './outbound-http.js';
+import type { AddressRules } from './refused-addresses.js';
 
 /** A health check reads little: the status code decides, the body is only drained. */
 const MAX_HEALTH_BODY_BYTES = 16 * 1024;
@@ -22,6 +23,7 @@ const MAX_HEALTH_BODY_BYTES = 16 * 1024;
 export async function runHealthCheck(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   target: { organizationId: string; integrationId: string },
 ): Promise<IntegrationHealthCheck> {
   const integration = await findOrganizationIntegration(db, target.organizationId, target.integrationId);
@@ -33,7 +35,7 @@ export async function runHealthCheck(
   let unusable: string | null = null;
   try {
     url = joinUrl(integration.baseUrl, integration.healthCheckPath, 'health_check_path');
-    headers = await authHeadersFor(db, envelope, integration);
+    headers = await authHeadersFor(db, envelope, rules, integration);
   } catch (err) {
     // A stored path calls cannot take (saved before the rules were tightened), or an OAuth2
     // integration without a usable token: the integration is unhealthy, the check itself did its job.
@@ -45,7 +47,7 @@ export async function runHealthCheck(
       ? await sendOutbound(
           url,
           { method: 'GET', headers: { accept: '*/*', ...headers } },
-          { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_HEALTH_BODY_BYTES },
+          { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_HEALTH_BODY_BYTES, rules },
         )
       : ({ ok: false, failure: 'network', message: unusable ?? 'not called', durationMs: 0 } as const);
 
@@ -109,6 +111,7 @@ function describeUnusable(err: AppError): string {
 export async function checkDueIntegrations(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   options: {
     intervalSeconds: number;
     now?: Date;
@@ -134,7 +137,7 @@ export async function checkDueIntegrations(
       due.slice(0, concurrency).map(async (d) => {
         seen.add(d.id);
         try {
-          await runHealthCheck(db, envelope, { organizationId: d.organizationId, integrationId: d.id });
+          await runHealthCheck(db, envelope, rules, { organizationId: d.organizationId, integrationId: d.id });
           checked++;
         } catch (err) {
           // Deactivated or deleted since it was listed: nothing to check. Changed while checked: due

@@ -74,7 +74,7 @@ describe('calling an integration', () => {
   it('applies the API key, logs the call with secrets redacted and counts it', async () => {
     const apiKey = `key_${unique('live')}_abcdefgh`;
     const created = await register({ api_key_header: 'X-Key', credentials: { api_key: apiKey } });
-    const response = await callIntegration(t.database.db, envelope, target(created), {
+    const response = await callIntegration(t.database.db, envelope, { loopback: true }, target(created), {
       method: 'POST',
       path: '/messages',
       query: { to: '+15550100', api_key: 'query-secret' },
@@ -124,7 +124,7 @@ describe('calling an integration', () => {
     ] as const) {
       const created = await register({ auth_type: auth, api_key_header: 'X-Key', credentials });
       const secret = Object.values(credentials)[0] as string;
-      const response = await callIntegration(t.database.db, envelope, target(created), {
+      const response = await callIntegration(t.database.db, envelope, { loopback: true }, target(created), {
         method: 'POST',
         path: '/echo-key',
         body: { note: `sent with ${secret}` },
@@ -145,10 +145,16 @@ describe('calling an integration', () => {
       auth_type: 'basic',
       credentials: { username: 'svc', password: 'pw-basic' },
     });
-    await callIntegration(t.database.db, envelope, target(created), { method: 'GET', path: '/ok' });
-    const failed = await callIntegration(t.database.db, envelope, target(created), { method: 'GET', path: '/error' });
+    await callIntegration(t.database.db, envelope, { loopback: true }, target(created), { method: 'GET', path: '/ok' });
+    const failed = await callIntegration(t.database.db, envelope, { loopback: true }, target(created), {
+      method: 'GET',
+      path: '/error',
+    });
     expect(failed).toMatchObject({ success: false, status: 500, error: 'HTTP 500' });
-    const big = await callIntegration(t.database.db, envelope, target(created), { method: 'GET', path: '/big' });
+    const big = await callIntegration(t.database.db, envelope, { loopback: true }, target(created), {
+      method: 'GET',
+      path: '/big',
+    });
     expect(big.body).toHaveLength(20_000);
 
     const sent = seen.findLast((s) => s.url === '/v1/ok');
@@ -182,7 +188,7 @@ describe('calling an integration', () => {
     const created = await register({ auth_type: 'none' });
     await admin.post(`/api/v1/integrations/${created.id}/deactivate`);
     await expect(
-      callIntegration(t.database.db, envelope, target(created), { method: 'GET', path: '/ok' }),
+      callIntegration(t.database.db, envelope, { loopback: true }, target(created), { method: 'GET', path: '/ok' }),
     ).rejects.toMatchObject({ status: 409, code: 'integration_inactive' });
 
     const other = await seedOrganization(t);
@@ -190,6 +196,7 @@ describe('calling an integration', () => {
       callIntegration(
         t.database.db,
         envelope,
+        { loopback: true },
         { organizationId: other.id, integrationId: created.id },
         {
           method: 'GET',

@@ -12,6 +12,7 @@ import { recordOutcome } from './integrations.service.js';
 import { type Integration, integrationLogs } from './integrations.table.js';
 import { currentAccessToken } from './oauth2.js';
 import { joinUrl, sendOutbound } from './outbound-http.js';
+import type { AddressRules } from './refused-addresses.js';
 
 /** Logged request and response bodies are cut to this many characters. */
 export const MAX_LOGGED_BODY = 4096;
@@ -22,6 +23,7 @@ export const MAX_RESPONSE_BYTES = 1024 * 1024;
 export async function authHeadersFor(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   integration: Integration,
   now = new Date(),
 ): Promise<Record<string, string>> {
@@ -37,7 +39,7 @@ export async function authHeadersFor(
       return { authorization: `Basic ${Buffer.from(pair).toString('base64')}` };
     }
     case 'oauth2':
-      return { authorization: `Bearer ${await currentAccessToken(db, envelope, integration, now)}` };
+      return { authorization: `Bearer ${await currentAccessToken(db, envelope, rules, integration, now)}` };
     default:
       return {};
   }
@@ -192,6 +194,7 @@ export interface IntegrationResponse {
 export async function callIntegration(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   target: { organizationId: string; integrationId: string },
   request: IntegrationRequest,
   subjects?: CallSubjects,
@@ -213,12 +216,12 @@ export async function callIntegration(
     ...(body !== undefined && typeof request.body !== 'string' ? { 'content-type': 'application/json' } : {}),
     ...request.headers,
   };
-  const authHeaders = await authHeadersFor(db, envelope, integration);
+  const authHeaders = await authHeadersFor(db, envelope, rules, integration);
   const secrets = secretsOfCall(openCredentials(envelope, integration.id, integration.credentialsSealed), authHeaders);
   const sent = await sendOutbound(
     url,
     { method: request.method, headers: { ...headers, ...authHeaders }, body },
-    { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_RESPONSE_BYTES },
+    { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_RESPONSE_BYTES, rules },
   );
   // What the other side answers is cut of our secrets before it is logged or handed on, after
   // decoding: a caller parsing the body must not find a secret a JSON escape hid from the cut.

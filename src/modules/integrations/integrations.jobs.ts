@@ -5,6 +5,7 @@ import { enqueueJob } from '../../platform/jobs/queue.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
 import { checkDueIntegrations } from './health-checks.js';
 import { pruneIntegrationHistory } from './history-retention.js';
+import { addressRulesOf } from './refused-addresses.js';
 
 /**
  * The periodic integration sweep: health checks of the integrations that are due, and deletion of
@@ -40,7 +41,7 @@ registerJobHandler(
     await scheduleHealthSweep(ctx.db, ctx.config);
     const interval = ctx.config.integrationHealthIntervalSeconds;
     if (interval > 0) {
-      const done = await checkDueIntegrations(ctx.db, envelopeFor(ctx.config), {
+      const done = await checkDueIntegrations(ctx.db, envelopeFor(ctx.config), addressRulesOf(ctx.config), {
         intervalSeconds: interval,
         aborted: () => ctx.signal.aborted,
         onError: (integrationId, err) => ctx.log.error({ err, integrationId }, 'integration health check failed'),

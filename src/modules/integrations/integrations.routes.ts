@@ -44,6 +44,7 @@ import {
 } from './integrations.service.js';
 import type { IntegrationHealthCheck, IntegrationLog } from './integrations.table.js';
 import { callbackPath, completeAuthorization, startAuthorization } from './oauth2.js';
+import { addressRulesOf } from './refused-addresses.js';
 
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
@@ -127,6 +128,7 @@ const manage = { permission: 'integrations.manage' };
 export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const db = app.database.db;
   const envelope = envelopeFor(app.config);
+  const rules = addressRulesOf(app.config);
   await scheduleHealthSweep(db, app.config);
 
   /** The integration the caller may see, or 404 — another organization's answers as if it did not exist. */
@@ -173,7 +175,7 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       if (req.body.service_type === USER_PROVISIONING_TYPE) await assertMaySendUsers(app.can, req.actor);
-      const row = await createIntegration(db, envelope, integrationManagerOf(req.actor), req.body);
+      const row = await createIntegration(db, envelope, rules, integrationManagerOf(req.actor), req.body);
       return reply.code(201).send(toIntegrationView(row));
     },
   );
@@ -241,7 +243,7 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       await assertMayChangeReceiver(req.actor, req.params.id, req.body);
       return toIntegrationView(
-        await updateIntegration(db, envelope, integrationManagerOf(req.actor), req.params.id, req.body),
+        await updateIntegration(db, envelope, rules, integrationManagerOf(req.actor), req.params.id, req.body),
       );
     },
   );
@@ -286,7 +288,7 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       async (req) => {
         await assertMayChangeReceiver(req.actor, req.params.id, { is_active: active });
         return toIntegrationView(
-          await setIntegrationActive(db, envelope, integrationManagerOf(req.actor), req.params.id, active),
+          await setIntegrationActive(db, envelope, rules, integrationManagerOf(req.actor), req.params.id, active),
         );
       },
     );
@@ -374,7 +376,7 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const integration = await visibleIntegration(req.actor, req.params.id);
-      const check = await runHealthCheck(db, envelope, {
+      const check = await runHealthCheck(db, envelope, rules, {
         organizationId: integration.organizationId,
         integrationId: integration.id,
       });
@@ -407,7 +409,7 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => {
       const visible = await visibleIntegration(req.actor, req.params.id);
-      const started = await startAuthorization(db, envelope, visible, {
+      const started = await startAuthorization(db, envelope, rules, visible, {
         redirectUri: req.body.redirect_uri ?? `${app.config.publicUrl}${callbackPath}`,
         userId: req.actor.kind === 'user' ? req.actor.userId : null,
       });
@@ -433,7 +435,7 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       const params = new URLSearchParams();
       for (const [name, value] of Object.entries(req.query)) if (value !== undefined) params.set(name, value);
-      const done = await completeAuthorization(db, envelope, params);
+      const done = await completeAuthorization(db, envelope, rules, params);
       if (req.headers.accept?.includes('text/html')) {
         return reply.redirect(`${app.config.publicUrl}/admin/integrations/${done.integration.id}/show`, 303);
       }

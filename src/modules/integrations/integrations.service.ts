@@ -32,6 +32,7 @@ import {
   type OAuth2Settings,
 } from './integrations.table.js';
 import { checkIntegrationUrl, joinUrl } from './outbound-http.js';
+import type { AddressRules } from './refused-addresses.js';
 import { originChanges } from './secret-destinations.js';
 
 /** Who manages integrations, and within which bounds. */
@@ -100,16 +101,16 @@ async function organizationOfNew(
   return { id: org.id, code: org.code };
 }
 
-function checkedOAuth2(input: OAuth2Settings | undefined): OAuth2Settings | undefined {
+function checkedOAuth2(input: OAuth2Settings | undefined, rules: AddressRules): OAuth2Settings | undefined {
   if (!input) return undefined;
   const out: OAuth2Settings = { ...input };
   // Checked but kept as given: an issuer identifier is compared exactly (RFC 8414 §3.3), and has
   // no query component (RFC 8414 §2). The endpoints may have one (RFC 6749 §3.1, §3.2), kept on calls.
-  if (input.issuer) checkIntegrationUrl(input.issuer, 'oauth2.issuer', { query: false });
+  if (input.issuer) checkIntegrationUrl(input.issuer, 'oauth2.issuer', rules, { query: false });
   if (input.authorization_url) {
-    out.authorization_url = checkIntegrationUrl(input.authorization_url, 'oauth2.authorization_url');
+    out.authorization_url = checkIntegrationUrl(input.authorization_url, 'oauth2.authorization_url', rules);
   }
-  if (input.token_url) out.token_url = checkIntegrationUrl(input.token_url, 'oauth2.token_url');
+  if (input.token_url) out.token_url = checkIntegrationUrl(input.token_url, 'oauth2.token_url', rules);
   return out;
 }
 
@@ -161,12 +162,13 @@ async function reread(db: DbOrTx, id: string): Promise<IntegrationRow> {
 export async function createIntegration(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   manager: IntegrationManager,
   input: CreateIntegrationInput,
 ): Promise<IntegrationRow> {
-  const baseUrl = checkIntegrationUrl(input.base_url, 'base_url', { query: false });
+  const baseUrl = checkIntegrationUrl(input.base_url, 'base_url', rules, { query: false });
   joinUrl(baseUrl, input.health_check_path ?? '/', 'health_check_path');
-  const oauth2 = checkedOAuth2(input.oauth2);
+  const oauth2 = checkedOAuth2(input.oauth2, rules);
   checkOAuth2Client(input.auth_type, oauth2);
   checkSendableCredentials(input.credentials);
   checkApiKeyHeader(input.api_key_header);
@@ -235,13 +237,15 @@ const FIELD_COLUMNS = {
 export async function updateIntegration(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   manager: IntegrationManager,
   id: string,
   input: UpdateIntegrationInput,
 ): Promise<IntegrationRow> {
   const changes: Partial<Integration> = {};
-  if (input.base_url !== undefined) changes.baseUrl = checkIntegrationUrl(input.base_url, 'base_url', { query: false });
-  const oauth2 = checkedOAuth2(input.oauth2);
+  if (input.base_url !== undefined)
+    changes.baseUrl = checkIntegrationUrl(input.base_url, 'base_url', rules, { query: false });
+  const oauth2 = checkedOAuth2(input.oauth2, rules);
   checkSendableCredentials(input.credentials);
   checkApiKeyHeader(input.api_key_header);
   return db.transaction(async (tx) => {
@@ -357,11 +361,12 @@ export async function updateIntegration(
 export async function setIntegrationActive(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   manager: IntegrationManager,
   id: string,
   active: boolean,
 ): Promise<IntegrationRow> {
-  return updateIntegration(db, envelope, manager, id, { is_active: active });
+  return updateIntegration(db, envelope, rules, manager, id, { is_active: active });
 }
 
 /** Deletes an integration with its history, logs and tokens; the audit event outlives them. */

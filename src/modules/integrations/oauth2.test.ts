@@ -210,7 +210,7 @@ describe('OAuth2 integrations', () => {
     // The token works at the authorization server, and is stored only sealed.
     const integration = await findOrganizationIntegration(t.database.db, created.organization_id, created.id);
     if (!integration) throw new Error('integration missing');
-    const access = await currentAccessToken(t.database.db, envelope, integration);
+    const access = await currentAccessToken(t.database.db, envelope, { loopback: true }, integration);
     expect(await as.provider.AccessToken.find(access)).toBeTruthy();
     const raw = JSON.stringify(
       await queryRows(
@@ -237,10 +237,10 @@ describe('OAuth2 integrations', () => {
 
     // An expiring token is refreshed before use; the new one works and replaces the old.
     const later = new Date(Date.now() + 2 * 3600_000);
-    const refreshed = await currentAccessToken(t.database.db, envelope, integration, later);
+    const refreshed = await currentAccessToken(t.database.db, envelope, { loopback: true }, integration, later);
     expect(refreshed).not.toBe(access);
     expect(await as.provider.AccessToken.find(refreshed)).toBeTruthy();
-    expect(await currentAccessToken(t.database.db, envelope, integration)).toBe(refreshed);
+    expect(await currentAccessToken(t.database.db, envelope, { loopback: true }, integration)).toBe(refreshed);
 
     const events = await queryRows<{ activity_type: string }>(
       t.database.db,
@@ -251,13 +251,13 @@ describe('OAuth2 integrations', () => {
 
   it('renews an expiring token once for concurrent callers, and both get the stored one', async () => {
     const integration = await authorized();
-    const first = await currentAccessToken(t.database.db, envelope, integration);
+    const first = await currentAccessToken(t.database.db, envelope, { loopback: true }, integration);
     await expireToken(integration.id);
     const before = as.tokenEndpoint.requests;
     const [a, b, c] = await Promise.all([
-      currentAccessToken(t.database.db, envelope, integration),
-      currentAccessToken(t.database.db, envelope, integration),
-      currentAccessToken(t.database.db, envelope, integration),
+      currentAccessToken(t.database.db, envelope, { loopback: true }, integration),
+      currentAccessToken(t.database.db, envelope, { loopback: true }, integration),
+      currentAccessToken(t.database.db, envelope, { loopback: true }, integration),
     ]);
     // One refresh: the provider rotates refresh tokens, and a second use of the spent one would have
     // revoked the grant (and failed the caller that made it).
@@ -265,11 +265,11 @@ describe('OAuth2 integrations', () => {
     expect(a).not.toBe(first);
     expect([b, c]).toEqual([a, a]);
     expect(await as.provider.AccessToken.find(a)).toBeTruthy();
-    expect(await currentAccessToken(t.database.db, envelope, integration)).toBe(a);
+    expect(await currentAccessToken(t.database.db, envelope, { loopback: true }, integration)).toBe(a);
 
     // The rotated refresh token was stored: the next renewal works too.
     await expireToken(integration.id);
-    const next = await currentAccessToken(t.database.db, envelope, integration);
+    const next = await currentAccessToken(t.database.db, envelope, { loopback: true }, integration);
     expect(next).not.toBe(a);
     expect(await as.provider.AccessToken.find(next)).toBeTruthy();
   });
@@ -285,7 +285,7 @@ describe('OAuth2 integrations', () => {
       as.tokenEndpoint.onRequest = resolve;
     });
     let settled = false;
-    const renewal = currentAccessToken(t.database.db, envelope, integration).finally(() => {
+    const renewal = currentAccessToken(t.database.db, envelope, { loopback: true }, integration).finally(() => {
       settled = true;
     });
     try {
@@ -344,7 +344,7 @@ describe('OAuth2 integrations', () => {
     });
     expect(moved.statusCode, moved.body).toBe(200);
     expect(moved.json()).toMatchObject({ oauth2_token: null, credentials: { client_secret: { set: true } } });
-    await expect(currentAccessToken(t.database.db, envelope, integration)).rejects.toMatchObject({
+    await expect(currentAccessToken(t.database.db, envelope, { loopback: true }, integration)).rejects.toMatchObject({
       code: 'oauth2_not_authorized',
     });
     const [updated] = await queryRows<{ details: Record<string, unknown> }>(
@@ -362,10 +362,10 @@ describe('OAuth2 integrations', () => {
     const created = await register({ grant: 'client_credentials', scope: 'api:read' });
     const integration = await findOrganizationIntegration(t.database.db, created.organization_id, created.id);
     if (!integration) throw new Error('integration missing');
-    const token = await currentAccessToken(t.database.db, envelope, integration);
+    const token = await currentAccessToken(t.database.db, envelope, { loopback: true }, integration);
     expect(await as.provider.ClientCredentials.find(token)).toBeTruthy();
     // Reused while fresh.
-    expect(await currentAccessToken(t.database.db, envelope, integration)).toBe(token);
+    expect(await currentAccessToken(t.database.db, envelope, { loopback: true }, integration)).toBe(token);
   });
 
   it('does not store tokens obtained for a host the integration left meanwhile', async () => {
@@ -379,7 +379,7 @@ describe('OAuth2 integrations', () => {
     const arrived = new Promise<void>((resolve) => {
       as.tokenEndpoint.onRequest = resolve;
     });
-    const asked = currentAccessToken(t.database.db, envelope, integration).then(
+    const asked = currentAccessToken(t.database.db, envelope, { loopback: true }, integration).then(
       () => 'stored',
       (err: { code?: string; message?: string }) => `${err.code}: ${err.message}`,
     );

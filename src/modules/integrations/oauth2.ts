@@ -18,6 +18,7 @@ import {
   type OAuth2Settings,
 } from './integrations.table.js';
 import { requestGuarded, webUrlOf } from './outbound-http.js';
+import type { AddressRules } from './refused-addresses.js';
 import { originChanges } from './secret-destinations.js';
 
 /** A pending authorization may be completed within this long. */
@@ -44,32 +45,34 @@ const MAX_OAUTH_RESPONSE_BYTES = 256 * 1024;
  * Token-endpoint and discovery calls go through the same address rules as every integration call
  * (checked on the address connected to), and never follow redirects.
  */
-const guardedFetch = async (url: string, init: oauth.CustomFetchOptions<string, unknown>): Promise<Response> => {
-  const body = init.body;
-  if (body !== undefined && typeof body !== 'string' && !(body instanceof URLSearchParams)) {
-    throw new TypeError('Unexpected OAuth2 request body.');
-  }
-  const answer = await requestGuarded(
-    new URL(url),
-    {
-      method: init.method,
-      headers: init.headers,
-      body: body?.toString(),
-    },
-    { timeoutMs: OAUTH_TIMEOUT_MS, maxBodyBytes: MAX_OAUTH_RESPONSE_BYTES },
-  );
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(answer.headers)) {
-    for (const one of Array.isArray(value) ? value : [value ?? '']) headers.append(name, one);
-  }
-  // A Response may not carry a body with these statuses.
-  const empty = answer.status === 204 || answer.status === 205 || answer.status === 304;
-  return new Response(empty ? null : answer.body, { status: answer.status, headers });
-};
+const guardedFetch =
+  (rules: AddressRules) =>
+  async (url: string, init: oauth.CustomFetchOptions<string, unknown>): Promise<Response> => {
+    const body = init.body;
+    if (body !== undefined && typeof body !== 'string' && !(body instanceof URLSearchParams)) {
+      throw new TypeError('Unexpected OAuth2 request body.');
+    }
+    const answer = await requestGuarded(
+      new URL(url),
+      {
+        method: init.method,
+        headers: init.headers,
+        body: body?.toString(),
+      },
+      { timeoutMs: OAUTH_TIMEOUT_MS, maxBodyBytes: MAX_OAUTH_RESPONSE_BYTES, rules },
+    );
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(answer.headers)) {
+      for (const one of Array.isArray(value) ? value : [value ?? '']) headers.append(name, one);
+    }
+    // A Response may not carry a body with these statuses.
+    const empty = answer.status === 204 || answer.status === 205 || answer.status === 304;
+    return new Response(empty ? null : answer.body, { status: answer.status, headers });
+  };
 
-function requestOptions(url: string) {
+function requestOptions(url: string, rules: AddressRules) {
   // Plain http is accepted where the operator configured it (a provider on the local network), as for base_url.
-  return { [oauth.customFetch]: guardedFetch, [oauth.allowInsecureRequests]: url.startsWith('http:') };
+  return { [oauth.customFetch]: guardedFetch(rules), [oauth.allowInsecureRequests]: url.startsWith('http:') };
 }
 
 interface Endpoints {
@@ -103,7 +106,7 @@ function clientSecrets(client: oauth.Client, clientAuth: oauth.ClientAuth, secre
 }
 
 /** The authorization server and client of an integration, from its settings (discovery when only the issuer is given). */
-async function endpointsOf(envelope: Envelope, integration: Integration): Promise<Endpoints> {
+async function endpointsOf(envelope: Envelope, rules: AddressRules, integration: Integration): Promise<Endpoints> {
   if (integration.authType !== 'oauth2') throw integrationErrors.notOAuth2(integration.id);
   // Authorizing or renewing sends the client secret: a deactivated integration is not called at all.
   if (!integration.isActive) throw integrationErrors.inactive(integration.id);
@@ -118,7 +121,7 @@ async function endpointsOf(envelope: Envelope, integration: Integration): Promis
     const issuer = new URL(settings.issuer);
     try {
       const response = await oauth.discoveryRequest(issuer, {
-        ...requestOptions(settings.issuer),
+        ...requestOptions(settings.issuer, rules),
         algorithm: 'oauth2',
       });
       as = await oauth.processDiscoveryResponse(issuer, response);
@@ -148,6 +151,7 @@ async function endpointsOf(envelope: Envelope, integration: Integration): Promis
 export async function startAuthorization(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   integration: Integration,
   input: { redirectUri: string; userId: string | null },
 ): Promise<{ authorizationUrl: string; expiresAt: Date }> {
@@ -159,7 +163,7 @@ export async function startAuthorization(
   if (redirect.username || redirect.password) {
     throw integrationErrors.invalidUrl('redirect_uri', 'A URL with credentials (user:password@) is not allowed.');
   }
-  const { as, client, settings } = await endpointsOf(envelope, integration);
+  const { as, client, settings } = await endpointsOf(envelope, rules, integration);
   if (!as.authorization_endpoint) throw integrationErrors.oauth2NotConfigured('authorization_url');
   const state = oauth.generateRandomState();
   const verifier = oauth.generateRandomCodeVerifier();
@@ -267,6 +271,7 @@ async function storeTokens(
 export async function completeAuthorization(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   callbackParameters: URLSearchParams,
 ): Promise<{ integration: Integration; scope: string | null; expiresAt: Date | null }> {
   const state = callbackParameters.get('state');
@@ -280,7 +285,7 @@ export async function completeAuthorization(
   const integration = await findOrganizationIntegration(db, pending.organizationId, pending.integrationId);
   if (!integration) throw integrationErrors.oauth2StateInvalid();
 
-  const { as, client, clientAuth, secrets } = await endpointsOf(envelope, integration);
+  const { as, client, clientAuth, secrets } = await endpointsOf(envelope, rules, integration);
   const verifier = envelope.openText(pending.codeVerifierSealed, codeVerifierContext(stateHash));
   let params: URLSearchParams;
   try {
@@ -298,7 +303,7 @@ export async function completeAuthorization(
       params,
       pending.redirectUri,
       verifier,
-      requestOptions(as.token_endpoint ?? ''),
+      requestOptions(as.token_endpoint ?? '', rules),
     );
     tokens = await oauth.processAuthorizationCodeResponse(as, client, response);
   } catch (err) {
@@ -390,15 +395,16 @@ async function releaseRenewal(db: Db, token: IntegrationOAuth2Token, leaseUntil:
  */
 async function requestTokens(
   envelope: Envelope,
+  rules: AddressRules,
   integration: Integration,
   refreshToken: string | null,
 ): Promise<oauth.TokenEndpointResponse> {
   let secrets = secretValues([refreshToken]);
   try {
-    const endpoints = await endpointsOf(envelope, integration);
+    const endpoints = await endpointsOf(envelope, rules, integration);
     const { as, client, clientAuth, settings } = endpoints;
     secrets = secretValues([...endpoints.secrets, refreshToken, refreshToken && formUrlEncoded(refreshToken)]);
-    const options = requestOptions(as.token_endpoint ?? '');
+    const options = requestOptions(as.token_endpoint ?? '', rules);
     if (refreshToken === null) {
       const parameters: Record<string, string> = settings.scope ? { scope: settings.scope } : {};
       const response = await oauth.clientCredentialsGrantRequest(as, client, clientAuth, parameters, options);
@@ -427,6 +433,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function currentAccessToken(
   db: Db,
   envelope: Envelope,
+  rules: AddressRules,
   integration: Integration,
   now = new Date(),
 ): Promise<string> {
@@ -439,7 +446,7 @@ export async function currentAccessToken(
   if (!token) {
     // A first client-credentials token: nothing is spent by asking, so concurrent callers may each
     // ask; the first stored stands and the others use it.
-    const tokens = await requestTokens(envelope, integration, null);
+    const tokens = await requestTokens(envelope, rules, integration, null);
     const inserted = await db.transaction(async (tx) => {
       await assertSameDestinations(tx, integration);
       return tx
@@ -481,7 +488,7 @@ export async function currentAccessToken(
     : null;
   let tokens: oauth.TokenEndpointResponse;
   try {
-    tokens = await requestTokens(envelope, integration, clientCredentials ? null : refreshToken);
+    tokens = await requestTokens(envelope, rules, integration, clientCredentials ? null : refreshToken);
   } catch (err) {
     await releaseRenewal(db, token, leaseUntil);
     throw err;

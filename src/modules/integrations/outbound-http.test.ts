@@ -65,7 +65,12 @@ describe('sendOutbound', () => {
       }),
   );
 
-  const options = (resolve: ResolveHost) => ({ timeoutMs: 2_000, maxBodyBytes: 1024, resolve });
+  const options = (resolve: ResolveHost) => ({
+    timeoutMs: 2_000,
+    maxBodyBytes: 1024,
+    resolve,
+    rules: { loopback: true },
+  });
   const get = { method: 'GET', headers: {} };
 
   it('connects to the address the name resolves to, sending the name as the Host', async () => {
@@ -82,6 +87,25 @@ describe('sendOutbound', () => {
     expect(result).toMatchObject({ ok: false, failure: 'blocked' });
     expect(result.ok || result.message).toContain('metadata.test');
     expect(resolve.lookups).toEqual(['metadata.test']);
+  });
+
+  it('refuses, when connecting, a name that resolves to loopback where loopback is not allowed', async () => {
+    const noLoopback = { ...options(scriptedResolver([LOOPBACK])), rules: { loopback: false } };
+    const result = await sendOutbound(new URL(`http://service.test:${port}/hello`), get, noLoopback);
+    expect(result).toMatchObject({ ok: false, failure: 'blocked' });
+    const mapped = {
+      ...options(scriptedResolver([{ address: '::ffff:127.0.0.1', family: 6 }])),
+      rules: { loopback: false },
+    };
+    expect(await sendOutbound(new URL(`http://service.test:${port}/hello`), get, mapped)).toMatchObject({
+      ok: false,
+      failure: 'blocked',
+    });
+    const literal = await sendOutbound(new URL(`http://127.0.0.1:${port}/hello`), get, noLoopback);
+    expect(literal).toMatchObject({ ok: false, failure: 'blocked' });
+    expect((await sendOutbound(new URL(`http://127.0.0.1:${port}/hello`), get, options(scriptedResolver()))).ok).toBe(
+      true,
+    );
   });
 
   it('refuses a name with a blocked address among allowed ones, without connecting', async () => {
@@ -203,6 +227,7 @@ describe('sendOutbound', () => {
     const result = await sendOutbound(new URL(`http://127.0.0.1:${port}/stalls`), get, {
       timeoutMs: 300,
       maxBodyBytes: 1024,
+      rules: { loopback: true },
     });
     expect(result).toMatchObject({ ok: false, failure: 'timeout', message: 'No answer within 300 ms.' });
   });

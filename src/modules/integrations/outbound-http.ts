@@ -5,12 +5,12 @@ import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { AppError } from '../../platform/http/errors.js';
 import { integrationErrors } from './integrations.errors.js';
-import { isRefusedAddress } from './refused-addresses.js';
+import { type AddressRules, isRefusedAddress } from './refused-addresses.js';
 
 /*
  * Calls from Gatehouse to integrations. A self-hosted installation legitimately talks to services
  * on its own network (an on-premises SMS gateway, a local mail relay), so private and loopback
- * addresses are allowed. What is refused: any scheme but http/https, credentials inside the URL,
+ * addresses are allowed (loopback unless INTEGRATIONS_ALLOW_LOOPBACK=off). What is refused: any scheme but http/https, credentials inside the URL,
  * and hosts resolving to link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints live
  * there), unspecified or multicast addresses, or the cloud metadata addresses outside link-local,
  * also spelt as IPv6 addresses that carry them (see refused-addresses.ts), judged on the address each
@@ -39,7 +39,12 @@ export function webUrlOf(raw: string, field: string): URL {
  * Checks a URL an integration is configured with; throws a 400 naming `field`. `query: false`
  * refuses a query string, for URLs that calls are built on or that are compared exactly.
  */
-export function checkIntegrationUrl(raw: string, field: string, options: { query?: boolean } = {}): string {
+export function checkIntegrationUrl(
+  raw: string,
+  field: string,
+  rules: AddressRules,
+  options: { query?: boolean } = {},
+): string {
   const url = webUrlOf(raw, field);
   if (url.username || url.password) {
     throw integrationErrors.invalidUrl(field, 'Put credentials in `credentials`, not in the URL.');
@@ -49,10 +54,14 @@ export function checkIntegrationUrl(raw: string, field: string, options: { query
     throw integrationErrors.invalidUrl(field, 'must not hold a query string; give credentials in `credentials`.');
   }
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host) && isRefusedAddress(host)) {
+  // RFC 6761 §6.3: localhost names are loopback whatever DNS says; other names are judged on connect.
+  const loopbackName = host === 'localhost' || host.endsWith('.localhost');
+  if ((isIP(host) && isRefusedAddress(host, rules)) || (!rules.loopback && loopbackName)) {
     throw integrationErrors.invalidUrl(
       field,
-      'Link-local, unspecified, multicast and cloud metadata addresses are not allowed, nor IPv6 addresses that carry them.',
+      rules.loopback
+        ? 'Link-local, unspecified, multicast and cloud metadata addresses are not allowed, nor IPv6 addresses that carry them.'
+        : 'Loopback, link-local, unspecified, multicast and cloud metadata addresses are not allowed, nor IPv6 addresses that carry them.',
     );
   }
   return url.toString();
@@ -101,13 +110,13 @@ const resolveWithSystem: ResolveHost = (hostname) => lookup(hostname, { all: tru
  * answer changes between a check and the connection (DNS rebinding) cannot slip past. A name with
  * any blocked address is refused whole.
  */
-function guardedLookup(resolve: ResolveHost): LookupFunction {
+function guardedLookup(resolve: ResolveHost, rules: AddressRules): LookupFunction {
   return (hostname, options, callback) => {
     resolve(hostname).then(
       (addresses) => {
         const wanted = options.family === 4 || options.family === 6 ? options.family : 0;
         const usable = addresses.filter((a) => wanted === 0 || a.family === wanted);
-        if (addresses.some((a) => isRefusedAddress(a.address))) {
+        if (addresses.some((a) => isRefusedAddress(a.address, rules))) {
           callback(integrationErrors.blockedAddress(hostname), '', 0);
         } else if (usable.length === 0) {
           callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
@@ -131,6 +140,8 @@ interface GuardedRequest {
 
 interface GuardedOptions {
   timeoutMs: number;
+  /** The installation's address rules (INTEGRATIONS_ALLOW_LOOPBACK). */
+  rules: AddressRules;
   maxBodyBytes: number;
   /** Only tests pass one; calls resolve through the system resolver. */
   resolve?: ResolveHost | undefined;
@@ -168,7 +179,7 @@ export async function requestGuarded(
 ): Promise<GuardedResponse> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   // An address literal is connected to without a look-up, so it is judged here.
-  if (isIP(host) && isRefusedAddress(host)) throw integrationErrors.blockedAddress(host);
+  if (isIP(host) && isRefusedAddress(host, options.rules)) throw integrationErrors.blockedAddress(host);
   const signal = AbortSignal.timeout(options.timeoutMs);
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   try {
@@ -180,7 +191,7 @@ export async function requestGuarded(
           headers: { 'user-agent': 'Gatehouse', ...init.headers },
           // A fresh connection per call: a pooled socket would skip the look-up, and so the check.
           agent: false,
-          lookup: guardedLookup(options.resolve ?? resolveWithSystem),
+          lookup: guardedLookup(options.resolve ?? resolveWithSystem, options.rules),
           signal,
         },
         (response) => {

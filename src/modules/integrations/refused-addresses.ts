@@ -5,6 +5,23 @@ type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
 const cidrs = (...ranges: string[]): Cidr[] => ranges.map((range) => ipaddr.parseCIDR(range));
 
 /**
+ * What an installation allows besides the fixed rules below: loopback (the server's own host),
+ * allowed by default for single-tenant installations that run their services beside Gatehouse,
+ * refused with INTEGRATIONS_ALLOW_LOOPBACK=off so no organization can probe the host's ports.
+ */
+export interface AddressRules {
+  loopback: boolean;
+}
+
+/** The address rules of a configuration. */
+export function addressRulesOf(config: { integrationsAllowLoopback: boolean }): AddressRules {
+  return { loopback: config.integrationsAllowLoopback };
+}
+
+const LOOPBACK_IPV4 = cidrs('127.0.0.0/8');
+const LOOPBACK_IPV6 = cidrs('::1/128');
+
+/**
  * IPv4 ranges integrations may not reach: link-local (where most cloud metadata endpoints live),
  * "this network" (0.0.0.0 reaches the host itself) and multicast, and the cloud metadata services
  * that lie outside link-local. Private, loopback and carrier-grade NAT addresses are allowed: a
@@ -62,18 +79,19 @@ function embeddedIpv4(address: ipaddr.IPv6): number[][] {
   return [];
 }
 
-function isRefusedIpv4(octets: number[]): boolean {
+function isRefusedIpv4(octets: number[], rules: AddressRules): boolean {
   const address = new ipaddr.IPv4(octets);
-  return REFUSED_IPV4.some((range) => address.match(range));
+  const refused = rules.loopback ? REFUSED_IPV4 : [...REFUSED_IPV4, ...LOOPBACK_IPV4];
+  return refused.some((range) => address.match(range));
 }
 
 /**
  * Whether integrations may not connect to `address` (an IP address literal or a DNS answer). An
  * IPv6 address that carries an IPv4 one (NAT64, IPv4-mapped, -translated or -compatible, 6to4,
  * Teredo) is refused when that IPv4 address is, as it reaches the same host. Anything that does not
- * parse is refused.
+ * parse is refused. Loopback is refused when `rules` says so.
  */
-export function isRefusedAddress(address: string): boolean {
+export function isRefusedAddress(address: string, rules: AddressRules): boolean {
   if (isIP(address) === 0) return true;
   let parsed: ipaddr.IPv4 | ipaddr.IPv6;
   try {
@@ -81,8 +99,9 @@ export function isRefusedAddress(address: string): boolean {
   } catch {
     return true;
   }
-  if (parsed.kind() === 'ipv4') return isRefusedIpv4(parsed.toByteArray());
+  if (parsed.kind() === 'ipv4') return isRefusedIpv4(parsed.toByteArray(), rules);
   const v6 = parsed as ipaddr.IPv6;
-  if (REFUSED_IPV6.some((range) => v6.match(range))) return true;
-  return embeddedIpv4(v6).some(isRefusedIpv4);
+  const refused = rules.loopback ? REFUSED_IPV6 : [...REFUSED_IPV6, ...LOOPBACK_IPV6];
+  if (refused.some((range) => v6.match(range))) return true;
+  return embeddedIpv4(v6).some((octets) => isRefusedIpv4(octets, rules));
 }

@@ -22,6 +22,7 @@ describe('re-sealing secrets under a new master key', () => {
     const integration = await createIntegration(
       t.database.db,
       old,
+      { loopback: true },
       { organizationId: undefined, homeOrganizationId: org.id, userId: null },
       {
         name: 'Crm',

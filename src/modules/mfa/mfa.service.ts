@@ -1,8 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, isNull, lt, notLike, sql } from 'drizzle-orm';
 import * as OTPAuth from 'otpauth';
 import type { Config } from '../../config.js';
-import { envelopeFor } from '../../platform/crypto/envelope.js';
+import { type Envelope, envelopeFor } from '../../platform/crypto/envelope.js';
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
@@ -64,8 +64,52 @@ function newRecoveryCode(): string {
   return `${text.slice(0, 5)}-${text.slice(5)}`;
 }
 
-function recoveryCodeHash(code: string): string {
+/**
+ * Recovery codes are stored as `v2.<master key id>.<hex>`: an HMAC, under a key derived from the
+ * master key, of the SHA-256 of the normalised code. A plain hash of 50 bits would fall to one
+ * offline pass over a copy of the table; the HMAC needs MASTER_KEY as well. Hashing the SHA-256
+ * (rather than the code) lets a row of the earlier, unkeyed form be converted without its code.
+ */
+const RECOVERY_CODE_VERSION = 'v2';
+const RECOVERY_CODE_PURPOSE = 'mfa recovery code';
+
+function unkeyedRecoveryCodeHash(code: string): string {
   return sha256Hex(code.toLowerCase().replace(/[\s-]/g, ''));
+}
+
+function keyedRecoveryCodeHash(envelope: Envelope, unkeyed: string): string {
+  return `${RECOVERY_CODE_VERSION}.${envelope.digest(RECOVERY_CODE_PURPOSE, unkeyed)}`;
+}
+
+/** What a stored hash of `code` may be: under the current master key, or a previous one not yet rotated away. */
+function recoveryCodeHashes(envelope: Envelope, code: string): string[] {
+  const unkeyed = unkeyedRecoveryCodeHash(code);
+  return envelope.digestsUnderRing(RECOVERY_CODE_PURPOSE, unkeyed).map((d) => `${RECOVERY_CODE_VERSION}.${d}`);
+}
+
+/**
+ * Rewrites recovery codes stored in the earlier unkeyed form (bare SHA-256 hex) into the keyed one,
+ * in batches, each row only if it still holds the value read, so nodes starting together do not
+ * clash. Run at start-up: afterwards no unkeyed hash is left at rest. Answers how many it converted.
+ */
+export async function convertLegacyRecoveryCodes(db: Db, envelope: Envelope, batchSize = 500): Promise<number> {
+  let converted = 0;
+  for (;;) {
+    const batch = await db
+      .select({ id: mfaRecoveryCodes.id, codeHash: mfaRecoveryCodes.codeHash })
+      .from(mfaRecoveryCodes)
+      .where(notLike(mfaRecoveryCodes.codeHash, `${RECOVERY_CODE_VERSION}.%`))
+      .limit(batchSize);
+    for (const row of batch) {
+      const updated = await db
+        .update(mfaRecoveryCodes)
+        .set({ codeHash: keyedRecoveryCodeHash(envelope, row.codeHash) })
+        .where(and(eq(mfaRecoveryCodes.id, row.id), eq(mfaRecoveryCodes.codeHash, row.codeHash)))
+        .returning({ id: mfaRecoveryCodes.id });
+      converted += updated.length;
+    }
+    if (batch.length < batchSize) return converted;
+  }
 }
 
 /**
@@ -101,14 +145,14 @@ async function useTotpCode(
   return updated.length === 1;
 }
 
-async function useRecoveryCode(db: DbOrTx, userId: string, code: string): Promise<boolean> {
+async function useRecoveryCode(db: DbOrTx, config: Config, userId: string, code: string): Promise<boolean> {
   const used = await db
     .update(mfaRecoveryCodes)
     .set({ usedAt: new Date() })
     .where(
       and(
         eq(mfaRecoveryCodes.userId, userId),
-        eq(mfaRecoveryCodes.codeHash, recoveryCodeHash(code)),
+        inArray(mfaRecoveryCodes.codeHash, recoveryCodeHashes(envelopeFor(config), code)),
         isNull(mfaRecoveryCodes.usedAt),
       ),
     )
@@ -141,7 +185,7 @@ async function activateTotp(tx: DbOrTx, config: Config, owner: TotpOwner, code: 
     codes.map((c) => ({
       organizationId: owner.organizationId,
       userId: owner.userId,
-      codeHash: recoveryCodeHash(c),
+      codeHash: keyedRecoveryCodeHash(envelopeFor(config), unkeyedRecoveryCodeHash(c)),
     })),
   );
   await recordAudit(tx, {
@@ -165,7 +209,7 @@ export async function verifySecondFactor(db: DbOrTx, config: Config, userId: str
   const row = await findTotp(db, userId);
   if (!row?.confirmedAt) return false;
   if (await useTotpCode(db, config, row, code)) return true;
-  return useRecoveryCode(db, userId, code);
+  return useRecoveryCode(db, config, userId, code);
 }
 
 /**

@@ -21,7 +21,7 @@ export const mfaTotp = pgTable(
   (t) => [primaryKey({ columns: [t.organizationId, t.userId] }), uniqueIndex('mfa_totp_user_key').on(t.userId)],
 );
 
-/** Single-use recovery codes, stored as SHA-256 hashes. */
+/** Single-use recovery codes, stored as keyed hashes (see `convertLegacyRecoveryCodes`). */
 export const mfaRecoveryCodes = pgTable(
   'mfa_recovery_codes',
   {

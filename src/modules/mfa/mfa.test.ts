@@ -10,11 +10,13 @@ import {
   TEST_PASSWORD,
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { buildApp } from '../../app.js';
+import { sha256Hex } from '../../platform/crypto/tokens.js';
 import { activities } from '../activity/activity.table.js';
 import { accountLockouts } from '../lockout/lockout.table.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { type User, users } from '../users/users.table.js';
-import { mfaChallenges, mfaTotp } from './mfa.table.js';
+import { mfaChallenges, mfaRecoveryCodes, mfaTotp } from './mfa.table.js';
 
 function totpOf(secret: string) {
   return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), digits: 6, period: 30, algorithm: 'SHA1' });
@@ -180,6 +182,49 @@ describe('TOTP two-factor authentication', () => {
     const token2 = (await passwordLogin(user)).json().mfa_token;
     expect((await mfaLogin(token2, recovery[0] as string)).statusCode).toBe(401);
     expect((await mfaLogin(token2, recovery[1] as string)).statusCode).toBe(200);
+  });
+
+  it('stores recovery codes keyed under the master key, not as their bare SHA-256', async () => {
+    const { user, recovery } = await enrolled();
+    const stored = await t.database.db
+      .select({ codeHash: mfaRecoveryCodes.codeHash })
+      .from(mfaRecoveryCodes)
+      .where(eq(mfaRecoveryCodes.userId, user.id));
+    expect(stored).toHaveLength(10);
+    const bare = new Set(recovery.map((code) => sha256Hex(code.replace('-', ''))));
+    for (const { codeHash } of stored) {
+      expect(codeHash).toMatch(/^v2\.[0-9a-f]{12}\.[0-9a-f]{64}$/);
+      expect(bare.has(codeHash)).toBe(false);
+      expect(bare.has(codeHash.split('.')[2] as string)).toBe(false);
+    }
+  });
+
+  it('converts a recovery code stored unkeyed at start-up, and it then signs in once', async () => {
+    const { user } = await enrolled();
+    const code = 'abcde-23456';
+    // As stored before keyed hashes: the SHA-256 hex of the code without its dash.
+    const [legacy] = await t.database.db
+      .insert(mfaRecoveryCodes)
+      .values({ organizationId: user.organizationId, userId: user.id, codeHash: sha256Hex('abcde23456') })
+      .returning();
+    const restarted = await buildApp({ config: t.config, database: t.database, logger: false });
+    await restarted.close();
+    const [row] = await t.database.db
+      .select()
+      .from(mfaRecoveryCodes)
+      .where(eq(mfaRecoveryCodes.id, legacy?.id as string));
+    expect(row?.codeHash).toMatch(/^v2\./);
+    expect(row?.codeHash).not.toContain(sha256Hex('abcde23456'));
+    const unkeyed = await t.database.db
+      .select()
+      .from(mfaRecoveryCodes)
+      .where(sql`${mfaRecoveryCodes.codeHash} not like 'v2.%'`);
+    expect(unkeyed).toEqual([]);
+
+    const first = (await passwordLogin(user)).json().mfa_token;
+    expect((await mfaLogin(first, code.toUpperCase())).statusCode).toBe(200);
+    const again = (await passwordLogin(user)).json().mfa_token;
+    expect((await mfaLogin(again, code)).statusCode).toBe(401);
   });
 
   it('uses the mfa_token up after five wrong codes', async () => {

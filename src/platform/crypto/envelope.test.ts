@@ -63,6 +63,17 @@ describe('envelope', () => {
     expect(createEnvelope(key).openText(resealed)).toBe('kept across rotation');
   });
 
+  it('digests under a key of its own per purpose, and finds a digest made before a rotation', () => {
+    const oldKey = randomBytes(32);
+    const before = createEnvelope(oldKey).digest('recovery', 'value');
+    expect(before).toMatch(new RegExp(`^${masterKeyId(oldKey)}\\.[0-9a-f]{64}$`));
+    expect(createEnvelope(oldKey).digest('recovery', 'value')).toBe(before);
+    expect(createEnvelope(oldKey).digest('other', 'value')).not.toBe(before);
+    const rotated = createEnvelope(key, [oldKey]);
+    expect(rotated.digest('recovery', 'value')).not.toBe(before);
+    expect(rotated.digestsUnderRing('recovery', 'value')).toEqual([rotated.digest('recovery', 'value'), before]);
+  });
+
   it('rejects master keys that are not 32 bytes', () => {
     expect(() => createEnvelope(randomBytes(16))).toThrow(EnvelopeError);
   });

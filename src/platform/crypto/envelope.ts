@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 
 /**
  * Secrets at rest (signing keys, integration credentials) sealed with AES-256-GCM under MASTER_KEY.
@@ -38,6 +38,13 @@ export interface Envelope {
   readonly currentKeyId: string;
   /** True when `keyId` names a key of the ring (current or previous). */
   hasKey(keyId: string): boolean;
+  /**
+   * A keyed digest of `value` for values kept only to be compared, never read back (recovery codes):
+   * `<key id>.<hex HMAC-SHA-256>` under a key derived from the current master key for `purpose`.
+   */
+  digest(purpose: string, value: string): string;
+  /** `digest` under every key of the ring, current first: what a value stored before a rotation may hold. */
+  digestsUnderRing(purpose: string, value: string): string[];
 }
 
 /** An envelope over the current master key and, for reading only, previous ones. */
@@ -48,6 +55,20 @@ export function createEnvelope(current: Buffer, previous: Buffer[] = []): Envelo
     ring.set(masterKeyId(key), key);
   }
   const currentId = masterKeyId(current);
+  // HKDF (RFC 5869) with the purpose as its info: a digest key is never the sealing key itself, and
+  // one purpose's digests say nothing of another's.
+  const digestKeys = new Map<string, Buffer>();
+  const digestUnder = (keyId: string, purpose: string, value: string): string => {
+    const name = `${keyId}\0${purpose}`;
+    let digestKey = digestKeys.get(name);
+    if (!digestKey) {
+      digestKey = Buffer.from(
+        hkdfSync('sha256', ring.get(keyId) as Buffer, Buffer.alloc(0), `gatehouse digest\0${purpose}`, 32),
+      );
+      digestKeys.set(name, digestKey);
+    }
+    return `${keyId}.${createHmac('sha256', digestKey).update(value).digest('hex')}`;
+  };
 
   const open = (sealed: string, context = ''): Buffer => {
     const parts = sealed.split('.');
@@ -89,6 +110,8 @@ export function createEnvelope(current: Buffer, previous: Buffer[] = []): Envelo
     needsReseal: (sealed) => sealed.split('.')[1] !== currentId,
     currentKeyId: currentId,
     hasKey: (keyId) => ring.has(keyId),
+    digest: (purpose, value) => digestUnder(currentId, purpose, value),
+    digestsUnderRing: (purpose, value) => [...ring.keys()].map((keyId) => digestUnder(keyId, purpose, value)),
   };
 }
 

@@ -340,6 +340,15 @@ function requestTargetOf(packet: unknown): string | undefined {
 }
 
 /**
+ * The Origin header among the bytes `packet` holds, if it arrived in them whole. Only compared with
+ * the configured origins, so a header split over two reads is merely not seen.
+ */
+function originOf(packet: unknown): string | undefined {
+  if (!Buffer.isBuffer(packet)) return undefined;
+  return /\r\norigin:[ \t]*([!-~]+)[ \t]*\r\n/i.exec(packet.toString('latin1'))?.[1];
+}
+
+/**
  * The raw answer to a request Node's HTTP parser refused (a URL and headers too large, a malformed
  * request line), written on the socket as problem+json, or in `ownFormat`'s format for a request
  * whose target it claims; nothing when the socket can no longer be written.
@@ -348,6 +357,7 @@ export function answerClientError(
   err: Error & { code?: string; rawPacket?: unknown },
   socket: Duplex,
   ownFormat?: OwnErrorFormat,
+  headersFor?: (origin: string | undefined) => Record<string, string>,
 ): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
@@ -364,8 +374,11 @@ export function answerClientError(
   const own = target === undefined ? undefined : ownFormat?.(target, error);
   const contentType = own?.contentType ?? 'application/problem+json; charset=utf-8';
   const body = own?.body ?? JSON.stringify(toProblem(error));
+  const extra = Object.entries(headersFor?.(originOf(err.rawPacket)) ?? {})
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${contentType}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${contentType}\r\n${extra}` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }

@@ -121,6 +121,45 @@ describe('rate limits (RATE_LIMITS=on)', () => {
     expect(codes[30]).toBe(429);
   });
 
+  it('limits the password that turns the second factor on by the login budget', async () => {
+    const org = await seedOrganization(t);
+    const user = await seedUser(t, org.id);
+    const login = await t.request({
+      method: 'POST',
+      url: '/api/token/',
+      payload: { email: user.email, password: TEST_PASSWORD },
+      remoteAddress: '198.51.100.70',
+    });
+    const headers = { authorization: `Bearer ${login.json().access}` };
+    const enrol = (password: string) =>
+      t.request({
+        method: 'POST',
+        url: '/api/v1/users/mfa/totp/',
+        payload: { password },
+        headers,
+        remoteAddress: '198.51.100.71',
+      });
+    expect((await enrol(TEST_PASSWORD)).statusCode).toBe(200);
+    await burn(t, ['/api/v1/users/login/', '/api/v1/users/mfa/totp/'], 30, '198.51.100.71', headers);
+    const refused = await enrol(TEST_PASSWORD);
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ code: 'rate_limited' });
+  });
+
+  it('limits the routes that check a mailed token by the account budget, in the body or the query', async () => {
+    const post = await burn(t, ['/api/v1/users/password-reset/check/'], 21, '198.51.100.80');
+    expect(post.slice(0, 20).includes(429)).toBe(false);
+    expect(post.at(-1)).toBe(429);
+    for (const url of ['/api/v1/users/password-reset/confirm/?token=x', '/api/v1/users/verify-email/?token=x']) {
+      const codes: number[] = [];
+      for (let i = 0; i < 21; i++) {
+        codes.push((await t.request({ method: 'GET', url, remoteAddress: `198.51.100.${url.length}` })).statusCode);
+      }
+      expect(codes.slice(0, 20).includes(429), url).toBe(false);
+      expect(codes.at(-1), url).toBe(429);
+    }
+  });
+
   it('limits login attempts per account identifier across client IPs', async () => {
     const codes: number[] = [];
     for (let i = 0; i < 11; i++) {

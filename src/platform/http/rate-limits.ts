@@ -38,10 +38,16 @@ const CREDENTIAL_ROUTES: Record<string, keyof typeof GROUPS | 'by_grant'> = {
   'POST /api/v1/users/register': 'account',
   'POST /api/v1/users/password-reset': 'account',
   'POST /api/v1/users/password-reset/confirm': 'account',
+  // The same mailed tokens checked without being used: guesses there must cost what they cost at confirm.
+  'POST /api/v1/users/password-reset/check': 'account',
+  'GET /api/v1/users/password-reset/confirm': 'account',
   'POST /api/v1/users/verify-email': 'account',
+  'GET /api/v1/users/verify-email': 'account',
   'POST /api/v1/users/verify-email/resend': 'account',
   // Each call checks the current password: a stolen access token must not buy unlimited guesses.
   'POST /api/v1/users/change-password': 'password',
+  // Turning the second factor on takes the current password, as change-password does.
+  'POST /api/v1/users/mfa/totp': 'password',
   // A code turns the second factor off (or on): the same budget as the login's second step.
   'DELETE /api/v1/users/mfa/totp': 'password',
   'POST /api/v1/users/mfa/totp/confirm': 'password',
