@@ -5,7 +5,7 @@ import { applySetupFile } from '../modules/rbac/setup-file.apply.js';
 import { describePlan, planSetupFile } from '../modules/rbac/setup-file.js';
 import { parseSetupFile, SetupFileError } from '../modules/rbac/setup-file.parse.js';
 import { applyUserTypeTemplate, TEMPLATES } from '../modules/user-types/user-types.service.js';
-import { fail, withDatabase } from './context.js';
+import { COMMAND_LINE, fail, withDatabase } from './context.js';
 
 interface SetupOptions {
   template?: string;
@@ -61,7 +61,9 @@ async function setupFromFile(path: string, dryRun: boolean): Promise<void> {
     const file = parseSetupFile(text, path);
     await withDatabase(async (database) => {
       try {
-        const plan = dryRun ? await planSetupFile(database.db, file) : await applySetupFile(database.db, file);
+        const plan = dryRun
+          ? await planSetupFile(database.db, file)
+          : await applySetupFile(database.db, file, COMMAND_LINE);
         for (const line of describePlan(plan, dryRun ? 'dry-run' : 'applied')) console.log(line);
       } catch (err) {
         if (!(err instanceof SetupFileError)) throw err;

@@ -5,6 +5,7 @@ import { and, eq, inArray, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grantRole, seedOrganization, seedUser } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { COMMAND_LINE } from '../../cli/context.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { computeAccess } from './effective-access.js';
 import { permissions, rbacModules, roleModules, rolePermissions, roles } from './rbac.table.js';
@@ -64,7 +65,7 @@ async function globalRole(code: string) {
 /** The lines a refused file produces, or a failure when it was accepted. */
 async function refusal(text: string, fileName = 'rbac.yaml'): Promise<string[]> {
   try {
-    await applySetupFile(t.database.db, parseSetupFile(text, fileName));
+    await applySetupFile(t.database.db, parseSetupFile(text, fileName), COMMAND_LINE);
   } catch (err) {
     if (err instanceof SetupFileError) return err.lines();
     throw err;
@@ -84,7 +85,7 @@ describe('the example file examples/rbac.yaml', () => {
   });
 
   it('creates the organization, modules, permissions, roles and grants it describes', async () => {
-    const plan = await applySetupFile(t.database.db, parseSetupFile(exampleYaml, 'rbac.yaml'));
+    const plan = await applySetupFile(t.database.db, parseSetupFile(exampleYaml, 'rbac.yaml'), COMMAND_LINE);
     expect(countChanges(plan)).toEqual({ create: 20, update: 0, unchanged: 0 });
 
     const [org] = await t.database.db.select().from(organizations).where(eq(organizations.code, 'DEFAULT'));
@@ -135,7 +136,7 @@ describe('the example file examples/rbac.yaml', () => {
 
   it('changes nothing the second time: every object unchanged, no updated_at moves', async () => {
     const before = await snapshot();
-    const plan = await applySetupFile(t.database.db, parseSetupFile(exampleYaml, 'rbac.yaml'));
+    const plan = await applySetupFile(t.database.db, parseSetupFile(exampleYaml, 'rbac.yaml'), COMMAND_LINE);
     expect(countChanges(plan)).toEqual({ create: 0, update: 0, unchanged: 20 });
     expect(describePlan(plan, 'applied')).toEqual([
       'setup rbac.yaml: nothing to change (20 objects already as described)',
@@ -146,7 +147,7 @@ describe('the example file examples/rbac.yaml', () => {
   it('reads the JSON twin as the same description', async () => {
     const json = readFileSync(join(EXAMPLES, 'rbac.json'), 'utf8');
     const before = await snapshot();
-    const plan = await applySetupFile(t.database.db, parseSetupFile(json, 'rbac.json'));
+    const plan = await applySetupFile(t.database.db, parseSetupFile(json, 'rbac.json'), COMMAND_LINE);
     expect(countChanges(plan)).toEqual({ create: 0, update: 0, unchanged: 20 });
     expect(await snapshot()).toEqual(before);
   });
@@ -162,7 +163,7 @@ describe('the example file examples/rbac.yaml', () => {
     const file = parseSetupFile(edited, 'rbac.yaml');
     const planned = await planSetupFile(t.database.db, file);
     expect(await snapshot()).toEqual(before);
-    const plan = await applySetupFile(t.database.db, file);
+    const plan = await applySetupFile(t.database.db, file, COMMAND_LINE);
     expect(plan).toEqual(planned);
     expect(plan.changes.filter((c) => c.action !== 'unchanged')).toEqual([
       {
@@ -263,6 +264,7 @@ roles:
     await applySetupFile(
       t.database.db,
       parseSetupFile(`roles:\n  - {code: org_admin, name: ${orgAdmin.name}, level: 1}\n`, 'rbac.yaml'),
+      COMMAND_LINE,
     );
     expect((await globalRole('org_admin')).level).toBe(1);
   });
@@ -298,7 +300,11 @@ roles:
       /^rbac\.json:1:\d+ organizations\[0\]\.settings: must be at most 65536 bytes as JSON \(these are 70012\)$/,
     );
     // Within the limit it is written as given.
-    await applySetupFile(t.database.db, parseSetupFile(json.replace(big, 'x'.repeat(60_000)), 'rbac.json'));
+    await applySetupFile(
+      t.database.db,
+      parseSetupFile(json.replace(big, 'x'.repeat(60_000)), 'rbac.json'),
+      COMMAND_LINE,
+    );
     const [roomy] = await t.database.db.select().from(organizations).where(eq(organizations.code, 'ROOMY'));
     expect(roomy?.settings).toEqual({ notes: 'x'.repeat(60_000) });
   });
@@ -334,7 +340,7 @@ roles:
     permissions: [${mod.toLowerCase()}.view]
     modules: [${mod}]
 `;
-    const plan = await applySetupFile(t.database.db, parseSetupFile(text, 'rbac.yaml'));
+    const plan = await applySetupFile(t.database.db, parseSetupFile(text, 'rbac.yaml'), COMMAND_LINE);
     const role = plan.changes.find((c) => c.kind === 'role');
     expect(role).toMatchObject({
       action: 'update',
