@@ -47,7 +47,8 @@ export const CreateUserTypeBody = Type.Object(
     organization: Type.Optional(
       Type.Union([OrganizationCode, Type.Null()], {
         description:
-          'Organization code; null or absent = global. An `organization_id` in the body is refused (400 naming it).',
+          'Organization code; null for a global type (superusers only). Omitted: global for a superuser, the ' +
+          'caller’s organization for anyone else. An `organization_id` in the body is refused (400 naming it).',
       }),
     ),
     schema: Type.Optional(JsonSchema),

@@ -455,6 +455,22 @@ describe('user types and typed users', () => {
       return { org, as: await clientWithRole(t, org.id, 'org_admin') };
     }
 
+    it('creates a type without organization in the administrator’s own, as roles are, and refuses a global one', async () => {
+      const { org, as } = await orgAdmin();
+      const code = unique('own').replace(/-/g, '');
+      const created = await as.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'Own' });
+      expect(created.statusCode, created.body).toBe(201);
+      expect(created.json()).toMatchObject({ code, organization: org.code, organization_id: org.id });
+      const global = await as.post('/api/v1/user-types/', {
+        code: `${code}g`,
+        plural: `${code}gs`,
+        label: 'Global',
+        organization: null,
+      });
+      expect(global.statusCode).toBe(403);
+      expect(global.json()).toMatchObject({ code: 'platform_object' });
+    });
+
     it('matches patterns in linear time, so a backtracking pattern cannot hold the server', async () => {
       const { org, as } = await orgAdmin();
       const code = unique('redos').replace(/-/g, '');
