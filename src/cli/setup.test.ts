@@ -199,6 +199,38 @@ describe('gatehouse setup --file on the command line', () => {
     ]);
   });
 
+  it('reports the unknown references of the valid entries in the same run as the malformed ones', async () => {
+    writeFileSync(
+      join(work, 'mixed.yaml'),
+      [
+        'modules:',
+        '  - {code: FINE, name: Fine}',
+        '  - {code: BAD, name: Bad, order: lots}',
+        'permissions:',
+        '  - {code: x.view, module: NOPE, name: View}',
+        '  - {code: bad.view, module: BAD, name: View}',
+        'roles:',
+        '  - {code: r1, name: R1, level: 5, organization: NOWHERE, permissions: [pid.nope, bad.view]}',
+        '  - {code: r2, name: R2, level: high, organization: ALSO_NOWHERE}',
+        '',
+      ].join('\n'),
+    );
+    const refused = await gatehouse(['setup', '--file', 'mixed.yaml'], dataDir, { cwd: work });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    // A reference to an entry refused for its own problem (BAD, bad.view) is not reported again, nor
+    // are the references of a refused entry (r2's organization).
+    expect(refused.stderr.split('\n')).toEqual([
+      'mixed.yaml:3:35 modules[1].order: must be an integer',
+      'mixed.yaml:5:28 permissions[0].module: unknown module NOPE (neither in this file nor in the database)',
+      'mixed.yaml:8:50 roles[0].organization: unknown organization NOWHERE (neither in this file nor in the database)',
+      'mixed.yaml:8:73 roles[0].permissions[0]: unknown permission pid.nope (neither in this file nor in the database)',
+      'mixed.yaml:9:33 roles[1].level: must be an integer',
+      'gatehouse: setup: mixed.yaml refused (5 problems), nothing written',
+      '',
+    ]);
+  });
+
   it('wants exactly one of --template and --file', async () => {
     for (const args of [['setup'], ['setup', '--template', 'school', '--file', 'rbac.yaml']]) {
       const res = await gatehouse(args, dataDir, { cwd: work });

@@ -10,7 +10,7 @@ import { organizations } from '../organizations/organizations.table.js';
 import { computeAccess } from './effective-access.js';
 import { permissions, rbacModules, roleModules, rolePermissions, roles } from './rbac.table.js';
 import { applySetupFile } from './setup-file.apply.js';
-import { countChanges, describePlan, planSetupFile } from './setup-file.js';
+import { countChanges, describePlan, planSetupFile, withReferenceProblems } from './setup-file.js';
 import { parseSetupFile, SetupFileError } from './setup-file.parse.js';
 
 const EXAMPLES = join(dirname(fileURLToPath(import.meta.url)), '../../../examples');
@@ -62,12 +62,12 @@ async function globalRole(code: string) {
   return role;
 }
 
-/** The lines a refused file produces, or a failure when it was accepted. */
+/** The lines a refused file produces, as the command line reports them, or a failure when it was accepted. */
 async function refusal(text: string, fileName = 'rbac.yaml'): Promise<string[]> {
   try {
     await applySetupFile(t.database.db, parseSetupFile(text, fileName), COMMAND_LINE);
   } catch (err) {
-    if (err instanceof SetupFileError) return err.lines();
+    if (err instanceof SetupFileError) return (await withReferenceProblems(t.database.db, err)).lines();
     throw err;
   }
   throw new Error('the file was accepted');
@@ -250,6 +250,27 @@ roles:
       'refs.yaml:8:48 roles[0].organization: unknown organization NO_SUCH_ORG (neither in this file nor in the database)',
       'refs.yaml:8:85 roles[0].permissions[1]: unknown permission no.such (neither in this file nor in the database)',
       'refs.yaml:8:110 roles[0].modules[1]: unknown module NOPE (neither in this file nor in the database)',
+    ]);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('reports oversized settings and unknown references of valid entries beside malformed ones', async () => {
+    const big = 'x'.repeat(70_000);
+    const text = [
+      'organizations:', // 1
+      `  - {code: ROOMY2, name: Roomy, settings: {notes: ${big}}}`, // 2
+      '  - {code: 7, name: Bad}', // 3
+      'roles:', // 4
+      '  - {code: r, name: R, level: 5, organization: ROOMY2, modules: [NOPE]}', // 5
+      '  - {code: s, name: S, level: 5, organization: 7}', // 6
+    ].join('\n');
+    const before = await snapshot();
+    const lines = await refusal(text);
+    expect(lines.map((l) => l.replace(/ \(.*\)$/, ''))).toEqual([
+      'rbac.yaml:2:43 organizations[0].settings: must be at most 65536 bytes as JSON',
+      'rbac.yaml:3:12 organizations[1].code: must be a string',
+      'rbac.yaml:5:66 roles[0].modules[0]: unknown module NOPE',
+      'rbac.yaml:6:48 roles[1].organization: must be a string',
     ]);
     expect(await snapshot()).toEqual(before);
   });
