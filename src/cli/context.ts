@@ -1,5 +1,6 @@
 import type { TObject } from '@sinclair/typebox';
 import { type Config, ConfigError, loadConfig } from '../config.js';
+import { COMMAND_LINE_KEY_ID } from '../modules/api-keys/env-key.js';
 import {
   type Database,
   DatabaseUnreachableError,
@@ -8,9 +9,22 @@ import {
   openDatabase,
 } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
+import type { Actor } from '../platform/http/auth.js';
 import { AppError, fieldErrorsFromValidation } from '../platform/http/errors.js';
 import { validatorCompiler } from '../platform/http/validation.js';
 import { withoutSecrets } from '../platform/secret-text.js';
+
+/**
+ * Who writes when a command writes as the platform operator (`import`, `setup --file`): its audit
+ * events name the command line (`via: cli:gatehouse`), where none of the API's callers can be.
+ */
+export const COMMAND_LINE: Actor = {
+  kind: 'api_key',
+  apiKeyId: COMMAND_LINE_KEY_ID,
+  organizationId: null,
+  scopes: [],
+  ceilingUserId: null,
+};
 
 /** Prints one line and exits: the CLI's answer to a bad configuration or a busy data folder. */
 export function fail(message: string, code = 1): never {

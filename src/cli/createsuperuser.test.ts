@@ -1,8 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { and, eq } from 'drizzle-orm';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse } from '../../test/cli.js';
+import { activities } from '../modules/activity/activity.table.js';
 import { organizations } from '../modules/organizations/organizations.table.js';
 import { openDatabase } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
@@ -26,6 +28,29 @@ describe('gatehouse createsuperuser on the command line', () => {
     expect(created.stderr).toBe('');
     expect(created.code).toBe(0);
     expect(created.stdout).toMatch(/^created superuser root@example\.com \(/);
+
+    // The command line is its actor, as on every write a command makes as the platform operator.
+    const id = /\(([0-9a-f-]{36})\)/.exec(created.stdout)?.[1] as string;
+    const database = await openDatabase({ dataDir });
+    try {
+      const recorded = await database.db
+        .select()
+        .from(activities)
+        .where(and(eq(activities.activityType, 'user.created'), eq(activities.userId, id)));
+      expect(recorded).toEqual([
+        expect.objectContaining({
+          category: 'user_management',
+          severity: 'warning',
+          actorType: 'api_key',
+          apiKeyId: null,
+          objectType: 'user',
+          objectId: id,
+          details: expect.objectContaining({ source: 'createsuperuser', via: 'cli:gatehouse', is_superuser: true }),
+        }),
+      ]);
+    } finally {
+      await database.close();
+    }
   });
 
   it('refuses a deactivated organization, whose users cannot sign in, in one line', async () => {

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import { createSuperuser, isUserFacingError, MIN_PASSWORD_LENGTH } from '../modules/auth/auth.service.js';
 import { Username } from '../modules/users/users.schemas.js';
-import { checkOptions, fail, withDatabase } from './context.js';
+import { COMMAND_LINE, checkOptions, fail, withDatabase } from './context.js';
 
 /** Asks one question on the terminal; a hidden answer is not echoed. */
 async function ask(question: string, hidden = false): Promise<string> {
@@ -76,7 +76,7 @@ export function registerCreateSuperuserCommand(program: Command): void {
       let refusal: string | undefined;
       await withDatabase(async (database) => {
         try {
-          const user = await createSuperuser(database.db, input);
+          const user = await createSuperuser(database.db, input, COMMAND_LINE);
           console.log(`created superuser ${user.email} (${user.id})`);
         } catch (err) {
           if (!isUserFacingError(err)) throw err;

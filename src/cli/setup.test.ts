@@ -2,11 +2,13 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse } from '../../test/cli.js';
 import { loginAs, seedOrganization, seedUser } from '../../test/seed.js';
 import { startTestApp, type TestApp, testConfig } from '../../test/test-app.js';
 import { buildApp } from '../app.js';
+import { activities } from '../modules/activity/activity.table.js';
 import { applyUserTypeTemplate } from '../modules/user-types/user-types.service.js';
 import { userTypes } from '../modules/user-types/user-types.table.js';
 import { openDatabase } from '../platform/db/client.js';
@@ -120,6 +122,67 @@ describe('gatehouse setup --file on the command line', () => {
     expect(again.stdout).toBe('setup rbac.yaml: nothing to change (20 objects already as described)\n');
   });
 
+  it('records the audit event of each object it creates or changes, naming the command line', async () => {
+    const auditDir = mkdtempSync(join(tmpdir(), 'gatehouse-setup-audit-test-'));
+    const events = async () => {
+      const database = await openDatabase({ dataDir: auditDir });
+      try {
+        return await database.db.select().from(activities).where(eq(activities.kind, 'audit')).orderBy(activities.id);
+      } finally {
+        await database.close();
+      }
+    };
+    try {
+      const applied = await gatehouse(['setup', '--file', 'rbac.yaml'], auditDir, { cwd: work });
+      expect(applied.stderr).toBe('');
+      const created = await events();
+      const count = (type: string) => created.filter((e) => e.activityType === type).length;
+      expect([
+        count('organization.created'),
+        count('module.created'),
+        count('permission.created'),
+        count('role.created'),
+      ]).toEqual([1, 3, 12, 4]);
+      for (const event of created) {
+        expect(event).toMatchObject({ actorType: 'api_key', actorId: null, apiKeyId: null });
+        expect(event.details).toMatchObject({ via: 'cli:gatehouse' });
+      }
+      const engineer = created.find((e) => e.activityType === 'role.created' && e.details.code === 'engineer');
+      expect(engineer?.details).toMatchObject({
+        level: 4,
+        permissions: ['pfd.view', 'pid.create', 'pid.view'],
+        modules: ['PFD', 'PID'],
+      });
+
+      writeFileSync(
+        join(work, 'changed.yaml'),
+        'modules:\n  - {code: PID, name: P&ID Analysis}\n' +
+          'roles:\n  - {code: engineer, name: Engineer, level: 4, permissions: [pid.view], modules: [PID, PFD]}\n',
+      );
+      const changed = await gatehouse(['setup', '--file', 'changed.yaml'], auditDir, { cwd: work });
+      expect(changed.stderr).toBe('');
+      const after = (await events()).filter((e) => !created.some((c) => c.id === e.id));
+      expect(after.map((e) => e.activityType)).toEqual(['module.updated', 'role.grants_changed']);
+      expect(after[0]?.details).toMatchObject({
+        code: 'PID',
+        fields: ['name'],
+        changes: [{ field: 'name', from: 'PID Analysis', to: 'P&ID Analysis' }],
+        via: 'cli:gatehouse',
+      });
+      expect(after[1]?.details).toMatchObject({
+        fields: ['permissions'],
+        permissions: { from: ['pfd.view', 'pid.create', 'pid.view'], to: ['pid.view'] },
+        via: 'cli:gatehouse',
+      });
+
+      const again = await gatehouse(['setup', '--file', 'changed.yaml'], auditDir, { cwd: work });
+      expect(again.code).toBe(0);
+      expect(await events()).toHaveLength(created.length + after.length);
+    } finally {
+      rmSync(auditDir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a bad file with one line per problem on stderr and a non-zero exit', async () => {
     writeFileSync(
       join(work, 'bad.yaml'),
@@ -132,6 +195,38 @@ describe('gatehouse setup --file on the command line', () => {
       'bad.yaml:4:12 roles[0].level: must be an integer',
       'bad.yaml:5:5 roles[0].colour: unknown key (expected one of: code, name, level, organization, description, permissions, modules)',
       'gatehouse: setup: bad.yaml refused (2 problems), nothing written',
+      '',
+    ]);
+  });
+
+  it('reports the unknown references of the valid entries in the same run as the malformed ones', async () => {
+    writeFileSync(
+      join(work, 'mixed.yaml'),
+      [
+        'modules:',
+        '  - {code: FINE, name: Fine}',
+        '  - {code: BAD, name: Bad, order: lots}',
+        'permissions:',
+        '  - {code: x.view, module: NOPE, name: View}',
+        '  - {code: bad.view, module: BAD, name: View}',
+        'roles:',
+        '  - {code: r1, name: R1, level: 5, organization: NOWHERE, permissions: [pid.nope, bad.view]}',
+        '  - {code: r2, name: R2, level: high, organization: ALSO_NOWHERE}',
+        '',
+      ].join('\n'),
+    );
+    const refused = await gatehouse(['setup', '--file', 'mixed.yaml'], dataDir, { cwd: work });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    // A reference to an entry refused for its own problem (BAD, bad.view) is not reported again, nor
+    // are the references of a refused entry (r2's organization).
+    expect(refused.stderr.split('\n')).toEqual([
+      'mixed.yaml:3:35 modules[1].order: must be an integer',
+      'mixed.yaml:5:28 permissions[0].module: unknown module NOPE (neither in this file nor in the database)',
+      'mixed.yaml:8:50 roles[0].organization: unknown organization NOWHERE (neither in this file nor in the database)',
+      'mixed.yaml:8:73 roles[0].permissions[0]: unknown permission pid.nope (neither in this file nor in the database)',
+      'mixed.yaml:9:33 roles[1].level: must be an integer',
+      'gatehouse: setup: mixed.yaml refused (5 problems), nothing written',
       '',
     ]);
   });

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { isUserFacingError } from '../modules/auth/auth.service.js';
 import { applySetupFile } from '../modules/rbac/setup-file.apply.js';
-import { describePlan, planSetupFile } from '../modules/rbac/setup-file.js';
-import { parseSetupFile, SetupFileError } from '../modules/rbac/setup-file.parse.js';
+import { describePlan, planSetupFile, withReferenceProblems } from '../modules/rbac/setup-file.js';
+import { parseSetupFile, type SetupFile, SetupFileError } from '../modules/rbac/setup-file.parse.js';
 import { applyUserTypeTemplate, TEMPLATES } from '../modules/user-types/user-types.service.js';
-import { fail, withDatabase } from './context.js';
+import { COMMAND_LINE, fail, withDatabase } from './context.js';
 
 interface SetupOptions {
   template?: string;
@@ -57,20 +57,30 @@ async function setupFromFile(path: string, dryRun: boolean): Promise<void> {
     fail(`setup: cannot read ${path}: ${(err as Error).message}`);
   }
   let refused: SetupFileError | undefined;
+  let file: SetupFile | undefined;
   try {
-    const file = parseSetupFile(text, path);
+    file = parseSetupFile(text, path);
+  } catch (err) {
+    if (!(err instanceof SetupFileError)) throw err;
+    refused = err;
+  }
+  // A malformed file still has its well-formed entries' references checked, so one run reports all.
+  if (file || refused?.validPart) {
     await withDatabase(async (database) => {
+      if (!file) {
+        refused = await withReferenceProblems(database.db, refused as SetupFileError);
+        return;
+      }
       try {
-        const plan = dryRun ? await planSetupFile(database.db, file) : await applySetupFile(database.db, file);
+        const plan = dryRun
+          ? await planSetupFile(database.db, file)
+          : await applySetupFile(database.db, file, COMMAND_LINE);
         for (const line of describePlan(plan, dryRun ? 'dry-run' : 'applied')) console.log(line);
       } catch (err) {
         if (!(err instanceof SetupFileError)) throw err;
         refused = err;
       }
     });
-  } catch (err) {
-    if (!(err instanceof SetupFileError)) throw err;
-    refused = err;
   }
   if (refused) {
     for (const line of refused.lines()) console.error(line);

@@ -4,7 +4,6 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { recordAudit } from '../modules/activity/audit.js';
-import { COMMAND_LINE_KEY_ID } from '../modules/api-keys/env-key.js';
 import { findOrganizationByCode } from '../modules/organizations/organizations.queries.js';
 import { usersOfFile, usersOfRemoteExport } from '../modules/user-transfer/import-sources.js';
 import { scimFilterOf } from '../modules/user-transfer/user-export.queries.js';
@@ -17,18 +16,8 @@ import {
 } from '../modules/user-transfer/user-import.js';
 import { ExportUsersQuery } from '../modules/user-transfer/user-transfer.schemas.js';
 import type { Db } from '../platform/db/client.js';
-import type { Actor } from '../platform/http/auth.js';
 import { commonErrors } from '../platform/http/errors.js';
-import { checkOptions, fail, runRefusing } from './context.js';
-
-/** Imports from the command line write as the platform operator; their audit events name the command line. */
-const COMMAND_LINE: Actor = {
-  kind: 'api_key',
-  apiKeyId: COMMAND_LINE_KEY_ID,
-  organizationId: null,
-  scopes: [],
-  ceilingUserId: null,
-};
+import { COMMAND_LINE, checkOptions, fail, runRefusing } from './context.js';
 
 async function organizationIdOf(db: Db, code: string): Promise<string> {
   const organization = await findOrganizationByCode(db, code);

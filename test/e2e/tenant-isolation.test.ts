@@ -635,7 +635,12 @@ describe('tenant isolation of the admin API', () => {
       for (const res of [
         await adminA.patch(`/api/v1/user-types/${global?.id}`, { label: 'Mine' }),
         await adminA.delete(`/api/v1/user-types/${global?.id}`),
-        await adminA.post('/api/v1/user-types', { code: 'globalish', plural: 'globalish', label: 'Global' }),
+        await adminA.post('/api/v1/user-types', {
+          code: 'globalish',
+          plural: 'globalish',
+          label: 'Global',
+          organization: null,
+        }),
       ]) {
         expect(res.statusCode).toBe(403);
         expect(res.json()).toMatchObject({ code: 'platform_object' });

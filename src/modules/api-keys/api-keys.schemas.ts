@@ -28,18 +28,22 @@ const Scope = Type.Union(
   { description: 'What the key may do.' },
 );
 
-export const CreateApiKeyBody = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 200 }),
-  organization: Type.Optional(
-    Type.Union([OrganizationCode, Type.Null()], {
-      description:
-        'Organization code; null for a platform-wide key (superusers only). Default: the caller’s organization.' +
-        ' An `organization_id` in the body is refused (400 naming it).',
-    }),
-  ),
-  scopes: Type.Array(Scope, { minItems: 1, maxItems: API_KEY_SCOPES.length, uniqueItems: true }),
-  expires_at: Type.Optional(Type.String({ format: 'date-time', description: 'When the key stops working.' })),
-});
+export const CreateApiKeyBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    organization: Type.Optional(
+      Type.Union([OrganizationCode, Type.Null()], {
+        description:
+          'Organization code; null for a platform-wide key (superusers only). Default: the caller’s organization.' +
+          ' An `organization_id` in the body is refused (400 naming it).',
+      }),
+    ),
+    scopes: Type.Array(Scope, { minItems: 1, maxItems: API_KEY_SCOPES.length, uniqueItems: true }),
+    expires_at: Type.Optional(Type.String({ format: 'date-time', description: 'When the key stops working.' })),
+  },
+  // Closed: a misspelt `scope` or `expiry` answers 400 naming it, not a key made without it.
+  { additionalProperties: false },
+);
 export type CreateApiKeyInput = Static<typeof CreateApiKeyBody>;
 
 export const ApiKeyIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });

@@ -8,7 +8,7 @@ import { hashPassword, needsRehash, verifyDummyPassword, verifyPassword } from '
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { newId } from '../../platform/db/ids.js';
-import { bearerToken, type CredentialResolver, type UserActor } from '../../platform/http/auth.js';
+import { type Actor, bearerToken, type CredentialResolver, type UserActor } from '../../platform/http/auth.js';
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, cachesAreCurrent, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
 import { TtlCache } from '../../platform/ttl-cache.js';
@@ -954,11 +954,21 @@ async function isUsernameTaken(db: DbOrTx, organizationId: string, username: str
   return row !== undefined;
 }
 
+/** How a superuser came to be, for its `user.created` event. */
+interface SuperuserOrigin {
+  /** `createsuperuser` or `ADMIN_EMAIL`. */
+  source: string;
+  description: string;
+  /** Omitted: the system (the installation starting). */
+  actor?: Actor;
+}
+
 async function insertSuperuser(
   db: DbOrTx,
   input: CreateSuperuserInput,
   passwordHash: string,
   usernameIsExplicit: boolean,
+  origin: SuperuserOrigin,
   refuseInactive = false,
 ): Promise<User> {
   const code = input.organization ?? DEFAULT_ORGANIZATION_CODE;
@@ -996,7 +1006,22 @@ async function insertSuperuser(
       isSuperuser: true,
     })
     .returning();
-  return row as User;
+  const user = row as User;
+  await recordAudit(db, {
+    type: 'user.created',
+    category: 'user_management',
+    organizationId: org.id,
+    userId: user.id,
+    // Null names the system rather than the caller of a request being served.
+    ...(origin.actor ? { actor: origin.actor } : { actorUserId: null }),
+    description: origin.description,
+    details: { email: user.email, username: user.username, is_staff: true, is_superuser: true, source: origin.source },
+    // Powers are what an auditor looks for first, as on any user given is_superuser.
+    severity: 'warning',
+    objectType: 'user',
+    objectId: user.id,
+  });
+  return user;
 }
 
 function checkSuperuserInput(input: CreateSuperuserInput): void {
@@ -1006,8 +1031,11 @@ function checkSuperuserInput(input: CreateSuperuserInput): void {
   assertPasswordPolicy(input.password, { email: input.email, username: input.username });
 }
 
-/** Creates a platform superuser (also staff, active); the CLI's `createsuperuser`. */
-export async function createSuperuser(db: Db, input: CreateSuperuserInput): Promise<User> {
+/**
+ * Creates a platform superuser (also staff, active) and records its `user.created` event made by
+ * `actor`; the CLI's `createsuperuser`.
+ */
+export async function createSuperuser(db: Db, input: CreateSuperuserInput, actor: Actor): Promise<User> {
   checkSuperuserInput(input);
   const passwordHash = await hashPassword(input.password);
   return db.transaction((tx) =>
@@ -1016,6 +1044,7 @@ export async function createSuperuser(db: Db, input: CreateSuperuserInput): Prom
       { ...input, username: input.username ?? input.email.split('@')[0] },
       passwordHash,
       input.username !== undefined,
+      { source: 'createsuperuser', description: 'Superuser created by createsuperuser', actor },
       true,
     ),
   );
@@ -1037,7 +1066,10 @@ export async function bootstrapInstallation(db: Db, config: Config): Promise<Use
   return db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`);
     if (await hasSuperuser(tx)) return undefined;
-    return insertSuperuser(tx, { ...input, username: adminEmail.split('@')[0] }, passwordHash, false);
+    return insertSuperuser(tx, { ...input, username: adminEmail.split('@')[0] }, passwordHash, false, {
+      source: 'ADMIN_EMAIL',
+      description: 'Superuser created at start from ADMIN_EMAIL',
+    });
   });
 }
 

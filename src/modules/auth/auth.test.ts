@@ -4,6 +4,7 @@ import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, testConfig, unique } from '../../../test/test-app.js';
+import { COMMAND_LINE } from '../../cli/context.js';
 import { activities } from '../activity/activity.table.js';
 import { updateOrganization } from '../organizations/organizations.service.js';
 import { organizations } from '../organizations/organizations.table.js';
@@ -917,6 +918,25 @@ describe('installation bootstrap', () => {
     expect(res.statusCode).toBe(200);
     expect(res.json().user).toMatchObject({ is_superuser: true, organization: 'default' });
 
+    // Made by the installation itself, at start: the system is its actor.
+    const recorded = await t.database.db
+      .select()
+      .from(activities)
+      .where(eq(activities.objectId, created?.id as string));
+    expect(recorded.filter((e) => e.activityType === 'user.created')).toEqual([
+      expect.objectContaining({
+        kind: 'audit',
+        category: 'user_management',
+        severity: 'warning',
+        organizationId: org?.id,
+        userId: created?.id,
+        actorType: 'system',
+        actorId: null,
+        objectType: 'user',
+        details: expect.objectContaining({ source: 'ADMIN_EMAIL', is_superuser: true, is_staff: true }),
+      }),
+    ]);
+
     // A restart, or a different ADMIN_EMAIL once a superuser exists, creates nothing more.
     expect(await bootstrapInstallation(t.database.db, config)).toBeUndefined();
     const other = testConfig({ ADMIN_EMAIL: 'other@example.com', ADMIN_PASSWORD: 'a second long password' });
@@ -926,25 +946,33 @@ describe('installation bootstrap', () => {
 
   it('creates superusers from the command-line service, refusing short passwords and duplicate emails', async () => {
     await expect(
-      createSuperuser(t.database.db, { email: 'short@example.com', password: 'short' }),
+      createSuperuser(t.database.db, { email: 'short@example.com', password: 'short' }, COMMAND_LINE),
     ).rejects.toMatchObject({
       status: 400,
       errors: [{ field: 'password' }],
     });
     await expect(
-      createSuperuser(t.database.db, { email: 'boss@example.com', password: 'Password2024!' }),
+      createSuperuser(t.database.db, { email: 'boss@example.com', password: 'Password2024!' }, COMMAND_LINE),
     ).rejects.toMatchObject({ status: 400, code: 'password_too_weak', errors: [{ field: 'password' }] });
     // `root` is taken in `default` by the previous test, so the derived username is left empty.
-    const second = await createSuperuser(t.database.db, {
-      email: 'root@elsewhere.example',
-      password: 'long enough pw',
-    });
+    const second = await createSuperuser(
+      t.database.db,
+      {
+        email: 'root@elsewhere.example',
+        password: 'long enough pw',
+      },
+      COMMAND_LINE,
+    );
     expect(second).toMatchObject({ username: null, isSuperuser: true });
     await expect(
-      createSuperuser(t.database.db, { email: 'ROOT@example.com', password: 'long enough pw' }),
+      createSuperuser(t.database.db, { email: 'ROOT@example.com', password: 'long enough pw' }, COMMAND_LINE),
     ).rejects.toMatchObject({ status: 409, code: 'email_taken' });
     await expect(
-      createSuperuser(t.database.db, { email: 'x@example.com', password: 'long enough pw', organization: 'missing' }),
+      createSuperuser(
+        t.database.db,
+        { email: 'x@example.com', password: 'long enough pw', organization: 'missing' },
+        COMMAND_LINE,
+      ),
     ).rejects.toMatchObject({ status: 404 });
   });
 });

@@ -65,13 +65,18 @@ export function oversizedSettings(settings: Record<string, unknown> | undefined)
   return bytes > SETTINGS_MAX_BYTES ? bytes : undefined;
 }
 
-export const CreateOrganizationBody = Type.Object({
-  code: OrganizationCode,
-  name: Type.String({ minLength: 1, maxLength: 200 }),
-  description: Type.Optional(Type.String({ maxLength: 2000 })),
-  settings: Type.Optional(Settings),
-  is_active: Type.Optional(Type.Boolean()),
-});
+// Closed at the top (a misspelt `is_actve` answers 400 naming it rather than success for a change not
+// made); `settings` stays open for the organization's own keys.
+export const CreateOrganizationBody = Type.Object(
+  {
+    code: OrganizationCode,
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    description: Type.Optional(Type.String({ maxLength: 2000 })),
+    settings: Type.Optional(Settings),
+    is_active: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 export type CreateOrganizationInput = Static<typeof CreateOrganizationBody>;
 
 export const UpdateOrganizationBody = Type.Partial(
@@ -81,7 +86,7 @@ export const UpdateOrganizationBody = Type.Partial(
     settings: Settings,
     is_active: Type.Boolean(),
   }),
-  { minProperties: 1 },
+  { minProperties: 1, additionalProperties: false },
 );
 export type UpdateOrganizationInput = Static<typeof UpdateOrganizationBody>;
 

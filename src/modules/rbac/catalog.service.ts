@@ -2,6 +2,7 @@ import { and, asc, count, eq, type SQL, sql } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
+import type { Actor } from '../../platform/http/auth.js';
 import { decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import { recordAudit } from '../activity/audit.js';
 import { catalogChanged } from './effective-access.js';
@@ -109,18 +110,23 @@ export function listModules(db: DbOrTx, input: { is_active?: boolean; cursor?: s
     .limit(input.limit + 1);
 }
 
-/** The audit event of a catalog change (modules and permissions are platform objects). */
-function catalogAudit(
+/**
+ * Records the audit event of a catalog change (modules and permissions are platform objects), made
+ * by `actor` (omitted: the caller of the request being served), as the API and the setup file do.
+ */
+export function catalogAudit(
   tx: DbOrTx,
   type: string,
   object: { id: string; code: string },
   details: Record<string, unknown> = {},
+  actor?: Actor,
 ) {
   const [kind, act] = type.split('.') as [string, string];
   return recordAudit(tx, {
     type,
     category: 'authorization',
     organizationId: null,
+    actor,
     description: `${kind === 'module' ? 'Module' : 'Permission'} ${object.code} ${act}`,
     details: { code: object.code, ...details },
     severity: act === 'created' ? 'info' : 'warning',

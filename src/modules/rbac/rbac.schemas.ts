@@ -6,6 +6,9 @@ const Id = Type.String({ format: 'uuid' });
 const Timestamp = Type.String({ format: 'date-time' });
 const Name = Type.String({ minLength: 1, maxLength: 200 });
 const Description = Type.String({ maxLength: 2000 });
+// Write bodies are closed: a misspelt field (`permisions`, `is_actve`) answers 400 naming it, where
+// dropped in silence it would answer success for a change not made.
+const closed = { additionalProperties: false } as const;
 
 export const ModuleCode = Type.String({
   minLength: 1,
@@ -54,16 +57,19 @@ export const ModuleView = Type.Object({
   updated_at: Timestamp,
 });
 
-export const CreateModuleBody = Type.Object({
-  code: ModuleCode,
-  name: Name,
-  description: Type.Optional(Description),
-  order: Type.Optional(Type.Integer({ minimum: -1_000_000, maximum: 1_000_000 })),
-  is_active: Type.Optional(Type.Boolean()),
-});
+export const CreateModuleBody = Type.Object(
+  {
+    code: ModuleCode,
+    name: Name,
+    description: Type.Optional(Description),
+    order: Type.Optional(Type.Integer({ minimum: -1_000_000, maximum: 1_000_000 })),
+    is_active: Type.Optional(Type.Boolean()),
+  },
+  closed,
+);
 export type CreateModuleInput = Static<typeof CreateModuleBody>;
 
-export const UpdateModuleBody = Type.Partial(Type.Omit(CreateModuleBody, ['code']), { minProperties: 1 });
+export const UpdateModuleBody = Type.Partial(Type.Omit(CreateModuleBody, ['code']), { minProperties: 1, ...closed });
 export type UpdateModuleInput = Static<typeof UpdateModuleBody>;
 
 export const ListModulesQuery = Type.Object({ ...PageQuery, is_active: Type.Optional(Type.Boolean()) });
@@ -86,16 +92,22 @@ export const PermissionView = Type.Object({
 
 const Action = Type.String({ minLength: 1, maxLength: 64, description: 'What it allows: `create`, `view`, …' });
 
-export const CreatePermissionBody = Type.Object({
-  code: PermissionCode,
-  module: ModuleCode,
-  action: Action,
-  name: Name,
-  description: Type.Optional(Description),
-});
+export const CreatePermissionBody = Type.Object(
+  {
+    code: PermissionCode,
+    module: ModuleCode,
+    action: Action,
+    name: Name,
+    description: Type.Optional(Description),
+  },
+  closed,
+);
 export type CreatePermissionInput = Static<typeof CreatePermissionBody>;
 
-export const UpdatePermissionBody = Type.Partial(Type.Omit(CreatePermissionBody, ['code']), { minProperties: 1 });
+export const UpdatePermissionBody = Type.Partial(Type.Omit(CreatePermissionBody, ['code']), {
+  minProperties: 1,
+  ...closed,
+});
 export type UpdatePermissionInput = Static<typeof UpdatePermissionBody>;
 
 export const ListPermissionsQuery = Type.Object({
@@ -128,21 +140,24 @@ export const RoleView = Type.Object({
 const Codes = <T extends typeof PermissionCode | typeof ModuleCode>(code: T) =>
   Type.Array(code, { maxItems: 1000, uniqueItems: true });
 
-export const CreateRoleBody = Type.Object({
-  code: RoleCode,
-  name: Name,
-  level: RoleLevel,
-  description: Type.Optional(Description),
-  organization: Type.Optional(
-    Type.Union([Type.String({ minLength: 1, maxLength: 100 }), Type.Null()], {
-      description:
-        'Owner organization (code); null for a global role (superusers only). Omitted: global for a superuser, ' +
-        'the caller’s organization for anyone else. An `organization_id` in the body is refused (400 naming it).',
-    }),
-  ),
-  permissions: Type.Optional(Codes(PermissionCode)),
-  modules: Type.Optional(Codes(ModuleCode)),
-});
+export const CreateRoleBody = Type.Object(
+  {
+    code: RoleCode,
+    name: Name,
+    level: RoleLevel,
+    description: Type.Optional(Description),
+    organization: Type.Optional(
+      Type.Union([Type.String({ minLength: 1, maxLength: 100 }), Type.Null()], {
+        description:
+          'Owner organization (code); null for a global role (superusers only). Omitted: global for a superuser, ' +
+          'the caller’s organization for anyone else. An `organization_id` in the body is refused (400 naming it).',
+      }),
+    ),
+    permissions: Type.Optional(Codes(PermissionCode)),
+    modules: Type.Optional(Codes(ModuleCode)),
+  },
+  closed,
+);
 export type CreateRoleInput = Static<typeof CreateRoleBody>;
 
 export const UpdateRoleBody = Type.Partial(
@@ -153,7 +168,7 @@ export const UpdateRoleBody = Type.Partial(
     permissions: Codes(PermissionCode),
     modules: Codes(ModuleCode),
   }),
-  { minProperties: 1, description: 'Given grant lists replace the role’s current ones.' },
+  { minProperties: 1, description: 'Given grant lists replace the role’s current ones.', ...closed },
 );
 export type UpdateRoleInput = Static<typeof UpdateRoleBody>;
 
@@ -189,20 +204,24 @@ export const AssignmentView = Type.Object({
   created_at: Timestamp,
 });
 
-export const AssignRoleBody = Type.Object({
-  role: Type.String({
-    minLength: 1,
-    maxLength: 64,
-    description: 'Role code: the user’s organization’s role of that code first, then the global one.',
-  }),
-  is_primary: Type.Optional(
-    Type.Boolean({
-      description:
-        'Make it the primary role (the first role always is). False on the primary role makes the most ' +
-        'powerful other role (lowest level, then code) primary; the only role stays primary (400 naming is_primary).',
+export const AssignRoleBody = Type.Object(
+  {
+    role: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      description: 'Role code: the user’s organization’s role of that code first, then the global one.',
     }),
-  ),
-});
+    is_primary: Type.Optional(
+      Type.Boolean({
+        description:
+          'Make it the primary role (the first role always is). False on the primary role makes the most ' +
+          'powerful other role (lowest level, then code) primary; the only role stays primary (400 naming is_primary).',
+      }),
+    ),
+  },
+  // An assignment has no expiry or scope of its own: such a field is refused, not read as granted.
+  closed,
+);
 export type AssignRoleInput = Static<typeof AssignRoleBody>;
 
 export const UserRolesParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });

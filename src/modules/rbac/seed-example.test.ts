@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type Client, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { COMMAND_LINE } from '../../cli/context.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { applySetupFile } from './setup-file.apply.js';
 import { parseSetupFile } from './setup-file.parse.js';
@@ -19,7 +20,7 @@ let defaultOrgId: string;
 beforeAll(async () => {
   t = await startTestApp();
   root = await superuserClient(t);
-  await applySetupFile(t.database.db, parseSetupFile(readFileSync(EXAMPLE, 'utf8'), 'rbac.yaml'));
+  await applySetupFile(t.database.db, parseSetupFile(readFileSync(EXAMPLE, 'utf8'), 'rbac.yaml'), COMMAND_LINE);
   const org = await findOrganizationByCode(t.database.db, 'DEFAULT');
   if (!org) throw new Error('the example creates DEFAULT');
   defaultOrgId = org.id;

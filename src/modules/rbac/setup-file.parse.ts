@@ -115,6 +115,11 @@ export class SetupFileError extends Error {
   constructor(
     readonly fileName: string,
     readonly problems: Problem[],
+    /**
+     * The entries without problems of their own, of a file of the right overall shape: their references
+     * are checked against the database too, so that one run reports every problem (setup-file.ts).
+     */
+    readonly validPart?: SetupFile,
   ) {
     super(`${fileName}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`);
     this.name = 'SetupFileError';
@@ -148,6 +153,12 @@ export interface SetupFile {
   roles: RoleEntry[];
   /** A problem placed at `path` (or the nearest enclosing value the file has). */
   problem(path: FieldPath, message: string): Problem;
+  /**
+   * Only in a file's valid part: each entry's index in the file (its place for problems), and the codes
+   * of the entries left out, which references may still name without being reported a second time.
+   */
+  indexes?: Record<'organizations' | 'modules' | 'permissions' | 'roles', number[]>;
+  leftOut?: { organizations: string[]; modules: string[]; permissions: string[] };
 }
 
 /** Reads a setup file; throws SetupFileError with every problem found, so nothing is applied from a bad file. */
@@ -199,8 +210,13 @@ export function parseSetupFile(text: string, fileName: string): SetupFile {
   // Duplicates are looked for even in a file of the wrong shape, so one run reports both.
   const problems = validateBody(data) ? [] : describeSchemaErrors(validateBody.errors ?? [], data, problem);
   problems.push(...findDuplicates(data, problem));
-  if (problems.length === 0) problems.push(...oversizedSettingsOf(data as Static<typeof SetupFileBody>, problem));
-  if (problems.length > 0) refuse(problems);
+  // Settings are measured on the organizations of the right shape, whatever else is wrong.
+  const shaped: Pick<SetupFile, 'organizations' | 'indexes'> | undefined =
+    problems.length === 0
+      ? { organizations: (data as Static<typeof SetupFileBody>).organizations ?? [] }
+      : validPartOf(fileName, data, problems, problem);
+  problems.push(...oversizedSettingsOf(shaped?.organizations ?? [], problem, shaped?.indexes?.organizations));
+  if (problems.length > 0) throw new SetupFileError(fileName, problems, validPartOf(fileName, data, problems, problem));
 
   const body = data as Static<typeof SetupFileBody>;
   return {
@@ -213,18 +229,59 @@ export function parseSetupFile(text: string, fileName: string): SetupFile {
   };
 }
 
+const SECTIONS = ['organizations', 'modules', 'permissions', 'roles'] as const;
+
+/**
+ * The entries of a refused file that have no problem of their own, when the file is a mapping whose
+ * sections are lists; undefined otherwise (nothing in it can be read as entries).
+ */
+function validPartOf(
+  fileName: string,
+  data: unknown,
+  problems: Problem[],
+  problem: (path: FieldPath, message: string) => Problem,
+): SetupFile | undefined {
+  if (!isRecord(data) || problems.some((p) => p.path.length === 0)) return undefined;
+  const refused = (section: string, i: number) => problems.some((p) => p.path[0] === section && p.path[1] === i);
+  const part = {
+    valid: {} as Record<string, unknown[]>,
+    indexes: {} as Record<string, number[]>,
+    leftOut: {} as Record<string, string[]>,
+  };
+  for (const section of SECTIONS) {
+    const list = data[section] ?? [];
+    if (!Array.isArray(list) || problems.some((p) => p.path[0] === section && p.path.length === 1)) return undefined;
+    part.valid[section] = [];
+    part.indexes[section] = [];
+    part.leftOut[section] = [];
+    list.forEach((entry: unknown, i) => {
+      if (!refused(section, i)) {
+        part.valid[section]?.push(entry);
+        part.indexes[section]?.push(i);
+      } else if (isRecord(entry) && typeof entry.code === 'string') part.leftOut[section]?.push(entry.code);
+    });
+  }
+  const { valid, indexes, leftOut } = part as unknown as {
+    valid: Required<Static<typeof SetupFileBody>>;
+    indexes: Record<(typeof SECTIONS)[number], number[]>;
+    leftOut: Record<(typeof SECTIONS)[number], string[]>;
+  };
+  return { fileName, ...valid, problem, indexes, leftOut };
+}
+
 /** Organization settings over the API's limit (SETTINGS_MAX_BYTES as JSON): a file writes no more than a request. */
 function oversizedSettingsOf(
-  body: Static<typeof SetupFileBody>,
+  entries: OrganizationEntry[],
   problem: (path: FieldPath, message: string) => Problem,
+  indexes: number[] | undefined,
 ): Problem[] {
-  return (body.organizations ?? []).flatMap((entry, index) => {
+  return entries.flatMap((entry, k) => {
     const bytes = oversizedSettings(entry.settings);
     return bytes === undefined
       ? []
       : [
           problem(
-            ['organizations', index, 'settings'],
+            ['organizations', indexes?.[k] ?? k, 'settings'],
             `must be at most ${SETTINGS_MAX_BYTES} bytes as JSON (these are ${bytes})`,
           ),
         ];

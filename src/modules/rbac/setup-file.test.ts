@@ -5,11 +5,12 @@ import { and, eq, inArray, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grantRole, seedOrganization, seedUser } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { COMMAND_LINE } from '../../cli/context.js';
 import { organizations } from '../organizations/organizations.table.js';
 import { computeAccess } from './effective-access.js';
 import { permissions, rbacModules, roleModules, rolePermissions, roles } from './rbac.table.js';
 import { applySetupFile } from './setup-file.apply.js';
-import { countChanges, describePlan, planSetupFile } from './setup-file.js';
+import { countChanges, describePlan, planSetupFile, withReferenceProblems } from './setup-file.js';
 import { parseSetupFile, SetupFileError } from './setup-file.parse.js';
 
 const EXAMPLES = join(dirname(fileURLToPath(import.meta.url)), '../../../examples');
@@ -61,12 +62,12 @@ async function globalRole(code: string) {
   return role;
 }
 
-/** The lines a refused file produces, or a failure when it was accepted. */
+/** The lines a refused file produces, as the command line reports them, or a failure when it was accepted. */
 async function refusal(text: string, fileName = 'rbac.yaml'): Promise<string[]> {
   try {
-    await applySetupFile(t.database.db, parseSetupFile(text, fileName));
+    await applySetupFile(t.database.db, parseSetupFile(text, fileName), COMMAND_LINE);
   } catch (err) {
-    if (err instanceof SetupFileError) return err.lines();
+    if (err instanceof SetupFileError) return (await withReferenceProblems(t.database.db, err)).lines();
     throw err;
   }
   throw new Error('the file was accepted');
@@ -84,7 +85,7 @@ describe('the example file examples/rbac.yaml', () => {
   });
 
   it('creates the organization, modules, permissions, roles and grants it describes', async () => {
-    const plan = await applySetupFile(t.database.db, parseSetupFile(exampleYaml, 'rbac.yaml'));
+    const plan = await applySetupFile(t.database.db, parseSetupFile(exampleYaml, 'rbac.yaml'), COMMAND_LINE);
     expect(countChanges(plan)).toEqual({ create: 20, update: 0, unchanged: 0 });
 
     const [org] = await t.database.db.select().from(organizations).where(eq(organizations.code, 'DEFAULT'));
@@ -135,7 +136,7 @@ describe('the example file examples/rbac.yaml', () => {
 
   it('changes nothing the second time: every object unchanged, no updated_at moves', async () => {
     const before = await snapshot();
-    const plan = await applySetupFile(t.database.db, parseSetupFile(exampleYaml, 'rbac.yaml'));
+    const plan = await applySetupFile(t.database.db, parseSetupFile(exampleYaml, 'rbac.yaml'), COMMAND_LINE);
     expect(countChanges(plan)).toEqual({ create: 0, update: 0, unchanged: 20 });
     expect(describePlan(plan, 'applied')).toEqual([
       'setup rbac.yaml: nothing to change (20 objects already as described)',
@@ -146,7 +147,7 @@ describe('the example file examples/rbac.yaml', () => {
   it('reads the JSON twin as the same description', async () => {
     const json = readFileSync(join(EXAMPLES, 'rbac.json'), 'utf8');
     const before = await snapshot();
-    const plan = await applySetupFile(t.database.db, parseSetupFile(json, 'rbac.json'));
+    const plan = await applySetupFile(t.database.db, parseSetupFile(json, 'rbac.json'), COMMAND_LINE);
     expect(countChanges(plan)).toEqual({ create: 0, update: 0, unchanged: 20 });
     expect(await snapshot()).toEqual(before);
   });
@@ -162,7 +163,7 @@ describe('the example file examples/rbac.yaml', () => {
     const file = parseSetupFile(edited, 'rbac.yaml');
     const planned = await planSetupFile(t.database.db, file);
     expect(await snapshot()).toEqual(before);
-    const plan = await applySetupFile(t.database.db, file);
+    const plan = await applySetupFile(t.database.db, file, COMMAND_LINE);
     expect(plan).toEqual(planned);
     expect(plan.changes.filter((c) => c.action !== 'unchanged')).toEqual([
       {
@@ -253,6 +254,27 @@ roles:
     expect(await snapshot()).toEqual(before);
   });
 
+  it('reports oversized settings and unknown references of valid entries beside malformed ones', async () => {
+    const big = 'x'.repeat(70_000);
+    const text = [
+      'organizations:', // 1
+      `  - {code: ROOMY2, name: Roomy, settings: {notes: ${big}}}`, // 2
+      '  - {code: 7, name: Bad}', // 3
+      'roles:', // 4
+      '  - {code: r, name: R, level: 5, organization: ROOMY2, modules: [NOPE]}', // 5
+      '  - {code: s, name: S, level: 5, organization: 7}', // 6
+    ].join('\n');
+    const before = await snapshot();
+    const lines = await refusal(text);
+    expect(lines.map((l) => l.replace(/ \(.*\)$/, ''))).toEqual([
+      'rbac.yaml:2:43 organizations[0].settings: must be at most 65536 bytes as JSON',
+      'rbac.yaml:3:12 organizations[1].code: must be a string',
+      'rbac.yaml:5:66 roles[0].modules[0]: unknown module NOPE',
+      'rbac.yaml:6:48 roles[1].organization: must be a string',
+    ]);
+    expect(await snapshot()).toEqual(before);
+  });
+
   it('refuses a built-in role at another level, and takes it at its own', async () => {
     const before = await snapshot();
     expect(await refusal('roles:\n  - {code: org_admin, name: Org admin, level: 0}\n')).toEqual([
@@ -263,6 +285,7 @@ roles:
     await applySetupFile(
       t.database.db,
       parseSetupFile(`roles:\n  - {code: org_admin, name: ${orgAdmin.name}, level: 1}\n`, 'rbac.yaml'),
+      COMMAND_LINE,
     );
     expect((await globalRole('org_admin')).level).toBe(1);
   });
@@ -298,7 +321,11 @@ roles:
       /^rbac\.json:1:\d+ organizations\[0\]\.settings: must be at most 65536 bytes as JSON \(these are 70012\)$/,
     );
     // Within the limit it is written as given.
-    await applySetupFile(t.database.db, parseSetupFile(json.replace(big, 'x'.repeat(60_000)), 'rbac.json'));
+    await applySetupFile(
+      t.database.db,
+      parseSetupFile(json.replace(big, 'x'.repeat(60_000)), 'rbac.json'),
+      COMMAND_LINE,
+    );
     const [roomy] = await t.database.db.select().from(organizations).where(eq(organizations.code, 'ROOMY'));
     expect(roomy?.settings).toEqual({ notes: 'x'.repeat(60_000) });
   });
@@ -334,7 +361,7 @@ roles:
     permissions: [${mod.toLowerCase()}.view]
     modules: [${mod}]
 `;
-    const plan = await applySetupFile(t.database.db, parseSetupFile(text, 'rbac.yaml'));
+    const plan = await applySetupFile(t.database.db, parseSetupFile(text, 'rbac.yaml'), COMMAND_LINE);
     const role = plan.changes.find((c) => c.kind === 'role');
     expect(role).toMatchObject({
       action: 'update',

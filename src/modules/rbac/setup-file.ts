@@ -163,9 +163,12 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
   const unknown = (path: FieldPath, what: string, code: string) =>
     problems.push(file.problem(path, `unknown ${what} ${code} (neither in this file nor in the database)`));
 
-  const fileModules = new Set(file.modules.map((m) => m.code));
-  const fileOrgs = new Set(file.organizations.map((o) => o.code));
-  const allPermissions = [...new Set([...current.permissions.keys(), ...file.permissions.map((p) => p.code)])].sort();
+  const leftOut = file.leftOut ?? { organizations: [], modules: [], permissions: [] };
+  const fileModules = new Set([...file.modules.map((m) => m.code), ...leftOut.modules]);
+  const fileOrgs = new Set([...file.organizations.map((o) => o.code), ...leftOut.organizations]);
+  const allPermissions = [
+    ...new Set([...current.permissions.keys(), ...file.permissions.map((p) => p.code), ...leftOut.permissions]),
+  ].sort();
   const allModules = [...new Set([...current.modules.keys(), ...fileModules])].sort();
   const moduleCodeById = new Map([...current.modules.values()].map((m) => [m.id, m.code]));
 
@@ -200,7 +203,8 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
       : [];
     steps.modules.push({ entry, current: row, change: change('module', entry.code, row, fields) });
   }
-  file.permissions.forEach((entry, i) => {
+  file.permissions.forEach((entry, k) => {
+    const i = file.indexes?.permissions[k] ?? k;
     if (!fileModules.has(entry.module) && !current.modules.has(entry.module))
       unknown(['permissions', i, 'module'], 'module', entry.module);
     const row = current.permissions.get(entry.code);
@@ -214,7 +218,8 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
       : [];
     steps.permissions.push({ entry, current: row, change: change('permission', entry.code, row, fields) });
   });
-  file.roles.forEach((entry, i) => {
+  file.roles.forEach((entry, k) => {
+    const i = file.indexes?.roles[k] ?? k;
     const org = entry.organization ?? null;
     if (org !== null && !fileOrgs.has(org) && !current.organizations.has(org))
       unknown(['roles', i, 'organization'], 'organization', org);
@@ -268,6 +273,21 @@ export async function planSteps(db: DbOrTx, file: SetupFile): Promise<Steps> {
     (s) => s.change,
   );
   return steps;
+}
+
+/**
+ * A refused file's problems together with the references its valid part makes to nothing, so that one
+ * run reports them all (the file is refused either way, and nothing is written).
+ */
+export async function withReferenceProblems(db: DbOrTx, refused: SetupFileError): Promise<SetupFileError> {
+  if (!refused.validPart) return refused;
+  try {
+    await planSteps(db, refused.validPart);
+    return refused;
+  } catch (err) {
+    if (!(err instanceof SetupFileError)) throw err;
+    return new SetupFileError(refused.fileName, [...refused.problems, ...err.problems]);
+  }
 }
 
 /** What applying the file would change, without writing anything. */

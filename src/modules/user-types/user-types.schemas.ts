@@ -39,23 +39,28 @@ export const UserTypeView = Type.Object({
 });
 export const UserTypePage = Page(UserTypeView);
 
-export const CreateUserTypeBody = Type.Object({
-  code: Code,
-  plural: Plural,
-  label: Type.String({ minLength: 1, maxLength: 150 }),
-  organization: Type.Optional(
-    Type.Union([OrganizationCode, Type.Null()], {
-      description:
-        'Organization code; null or absent = global. An `organization_id` in the body is refused (400 naming it).',
-    }),
-  ),
-  schema: Type.Optional(JsonSchema),
-});
+export const CreateUserTypeBody = Type.Object(
+  {
+    code: Code,
+    plural: Plural,
+    label: Type.String({ minLength: 1, maxLength: 150 }),
+    organization: Type.Optional(
+      Type.Union([OrganizationCode, Type.Null()], {
+        description:
+          'Organization code; null for a global type (superusers only). Omitted: global for a superuser, the ' +
+          'caller’s organization for anyone else. An `organization_id` in the body is refused (400 naming it).',
+      }),
+    ),
+    schema: Type.Optional(JsonSchema),
+  },
+  // Closed, as the typed-user bodies are: a field this route does not take answers 400 naming it.
+  { additionalProperties: false },
+);
 export type CreateUserTypeInput = Static<typeof CreateUserTypeBody>;
 
 export const UpdateUserTypeBody = Type.Partial(
   Type.Object({ plural: Plural, label: Type.String({ minLength: 1, maxLength: 150 }), schema: JsonSchema }),
-  { minProperties: 1 },
+  { minProperties: 1, additionalProperties: false },
 );
 export type UpdateUserTypeInput = Static<typeof UpdateUserTypeBody>;
 

@@ -85,27 +85,32 @@ function userTypeAudit(
 }
 
 /**
- * Creates a user type (global unless an organization is named); the plural must not be reserved.
- * A caller confined to one organization (`scopeOrganizationId`) creates only that organization's
- * types: a global type is a platform object, and another organization answers the same 403 whether
- * it exists or not.
+ * Creates a user type; the plural must not be reserved. A caller confined to one organization
+ * (`scopeOrganizationId`) creates only that organization's types, which is where one without an
+ * organization goes: a global type is a platform object, and another organization answers the same
+ * 403 whether it exists or not. Anyone else's type without an organization is global.
  */
 export async function createUserType(
   db: Db,
   input: CreateUserTypeInput,
   scopeOrganizationId?: string,
 ): Promise<UserTypeWithOrganization> {
-  if (scopeOrganizationId !== undefined && (input.organization === undefined || input.organization === null)) {
+  // As for roles: left out, a confined caller's type is their organization's (a superuser's is global);
+  // only null asks for a global one.
+  if (scopeOrganizationId !== undefined && input.organization === null) {
     throw rbacErrors.platformObject('A global user type');
   }
   checkPlural(input.plural);
   compileSchema(input.schema ?? {});
   return db.transaction(async (tx) => {
-    if (scopeOrganizationId !== undefined) {
+    if (scopeOrganizationId !== undefined && input.organization !== undefined) {
       const org = await findOrganizationByCode(tx, input.organization as string);
       if (org?.id !== scopeOrganizationId) throw userTypeErrors.otherOrganization();
     }
-    const organizationId = await organizationIdOf(tx, input.organization);
+    const organizationId =
+      scopeOrganizationId !== undefined && input.organization === undefined
+        ? scopeOrganizationId
+        : await organizationIdOf(tx, input.organization);
     const [row] = await tx
       .insert(userTypes)
       .values({

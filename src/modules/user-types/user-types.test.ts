@@ -184,9 +184,9 @@ describe('user types and typed users', () => {
     const refused = await admin.patch(url, { code: 'other', label: 'Renamed' });
     expect(refused.statusCode).toBe(400);
     expect(refused.json()).toMatchObject({ code: 'validation_failed', errors: [{ field: 'code' }] });
-    const unknown = await admin.patch(url, { bogus_field: 1 });
-    expect(unknown.statusCode).toBe(200);
-    expect(unknown.json()).toEqual(type);
+    const unchanged = await admin.patch(url, { id: type.id, code: type.code });
+    expect(unchanged.statusCode).toBe(200);
+    expect(unchanged.json()).toEqual(type);
   });
 
   it('changes a typed user’s username and is_active, and refuses its user_type by name', async () => {
@@ -454,6 +454,22 @@ describe('user types and typed users', () => {
       const org = await seedOrganization(t);
       return { org, as: await clientWithRole(t, org.id, 'org_admin') };
     }
+
+    it('creates a type without organization in the administrator’s own, as roles are, and refuses a global one', async () => {
+      const { org, as } = await orgAdmin();
+      const code = unique('own').replace(/-/g, '');
+      const created = await as.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'Own' });
+      expect(created.statusCode, created.body).toBe(201);
+      expect(created.json()).toMatchObject({ code, organization: org.code, organization_id: org.id });
+      const global = await as.post('/api/v1/user-types/', {
+        code: `${code}g`,
+        plural: `${code}gs`,
+        label: 'Global',
+        organization: null,
+      });
+      expect(global.statusCode).toBe(403);
+      expect(global.json()).toMatchObject({ code: 'platform_object' });
+    });
 
     it('matches patterns in linear time, so a backtracking pattern cannot hold the server', async () => {
       const { org, as } = await orgAdmin();
