@@ -357,14 +357,50 @@ describe('SCIM list, filter, paging and sorting', () => {
       expect(res.statusCode, `${name}: ${res.body}`).toBe(400);
       expect(res.json()).toMatchObject({ scimType: 'invalidValue', detail: expect.stringContaining(`"${name}"`) });
     }
-    // Integers as JSON numbers or decimal digits, and attribute lists as arrays of strings, are taken.
-    const ok = await search({ count: 1, startIndex: '2', attributes: ['userName'] });
+    // Integers as JSON numbers, and attribute lists as arrays of strings, are taken.
+    const ok = await search({ count: 1, startIndex: 2, attributes: ['userName'] });
     expect(ok.statusCode, ok.body).toBe(200);
     expect(ok.json()).toMatchObject({ startIndex: 2, itemsPerPage: 1 });
     // RFC 7643 §2.5: null is unassigned, the default.
     const unassigned = await search({ count: null, startIndex: null });
     expect(unassigned.statusCode, unassigned.body).toBe(200);
     expect(unassigned.json()).toMatchObject({ startIndex: 1 });
+  });
+
+  it('answers 400 invalidValue naming the parameter to a count or startIndex quoted in a .search body', async () => {
+    for (const path of ['/Users/.search', '/Groups/.search']) {
+      for (const [name, value] of [
+        ['count', '2'],
+        ['startIndex', '2'],
+        ['count', ''],
+      ] as const) {
+        const res = await scim('POST', path, {
+          schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+          [name]: value,
+        });
+        expect(res.statusCode, `${path} ${name}=${JSON.stringify(value)}: ${res.body}`).toBe(400);
+        expect(res.json()).toMatchObject({
+          scimType: 'invalidValue',
+          detail: expect.stringContaining(`"${name}" must be a JSON number`),
+        });
+      }
+    }
+  });
+
+  it('answers 400 invalidValue naming the parameter to an empty or repeated count or startIndex in a query string', async () => {
+    for (const path of ['/Users', '/Groups']) {
+      for (const [name, query] of [
+        ['count', 'count='],
+        ['startIndex', 'startIndex='],
+        ['count', 'count=1&count=2'],
+        ['startIndex', 'startIndex=1&startIndex=1'],
+      ] as const) {
+        const res = await scim('GET', `${path}?${query}`);
+        expect(res.statusCode, `${path}?${query}: ${res.body}`).toBe(400);
+        expect(res.json()).toMatchObject({ scimType: 'invalidValue', detail: expect.stringContaining(`"${name}"`) });
+        expect(res.json().detail).not.toContain('must be string');
+      }
+    }
   });
 
   it('answers 400 invalidSyntax to a .search body without the SearchRequest schema (RFC 7644 §3.4.3)', async () => {

@@ -121,17 +121,24 @@ function baseUrlOf(app: FastifyInstance): string {
   return `${app.config.publicUrl.replace(/\/$/, '')}/scim/v2`;
 }
 
+/** Where list parameters come from: a GET's query string or a SearchRequest body (RFC 7644 §3.4.3). */
+type ParameterSource = 'query' | 'body';
+
 /**
- * An integer list parameter: a JSON number (a SearchRequest body) or decimal digits (a query
- * string, or a body that quotes it). Number() alone would read null, true, [2], " " and "0x10"
- * as numbers, and page by a value the client never meant.
+ * An integer list parameter: a JSON number in a SearchRequest body, decimal digits in a query string
+ * (where every value is text). Number() alone would read null, true, [2], " " and "0x10" as
+ * numbers, and page by a value the client never meant; a body that quotes the number, or a query
+ * string that gives it empty, is as likely a client's mistake, and is refused rather than guessed at.
  */
-function intParam(raw: unknown, name: string, fallback: number): number {
-  // RFC 7643 §2.5: null is the same as not given.
-  if (raw === undefined || raw === null || raw === '') return fallback;
-  if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
+function intParam(raw: unknown, name: string, fallback: number, from: ParameterSource): number {
+  // RFC 7643 §2.5: null is the same as not given; a query string cannot say null.
+  if (raw === undefined || (from === 'body' && raw === null)) return fallback;
+  if (from === 'body') {
+    if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
+    throw scimErrors.invalidValue(`"${name}" must be a JSON number holding an integer.`);
+  }
   if (typeof raw === 'string' && /^-?[0-9]+$/.test(raw)) return Number(raw);
-  throw scimErrors.invalidValue(`"${name}" must be an integer.`);
+  throw scimErrors.invalidValue(`"${name}" must be an integer in decimal digits.`);
 }
 
 /**
@@ -143,6 +150,7 @@ const MAX_START_INDEX = 2 ** 31 - 1;
 /** Reads list parameters (RFC 7644 §3.4.2): startIndex below 1 is 1, count below 0 is 0, above the maximum the maximum. */
 export function listQueryOf(
   q: Record<string, unknown>,
+  from: ParameterSource = 'query',
 ): ListQuery & { attributes?: string; excludedAttributes?: string } {
   const sortOrder = q.sortOrder;
   if (sortOrder !== undefined && sortOrder !== 'ascending' && sortOrder !== 'descending') {
@@ -156,8 +164,8 @@ export function listQueryOf(
   };
   return {
     filter: text('filter'),
-    startIndex: Math.min(MAX_START_INDEX, Math.max(1, intParam(q.startIndex, 'startIndex', 1))),
-    count: Math.min(MAX_PAGE, Math.max(0, intParam(q.count, 'count', 100))),
+    startIndex: Math.min(MAX_START_INDEX, Math.max(1, intParam(q.startIndex, 'startIndex', 1, from))),
+    count: Math.min(MAX_PAGE, Math.max(0, intParam(q.count, 'count', 100, from))),
     sortBy: text('sortBy'),
     sortOrder: sortOrder as ListQuery['sortOrder'],
     attributes: text('attributes'),
@@ -465,9 +473,9 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   );
 
   // Users
-  const listUsers = async (request: FastifyRequest, q: Record<string, unknown>) => {
+  const listUsers = async (request: FastifyRequest, q: Record<string, unknown>, from: ParameterSource) => {
     const organizationId = scimOrganizationOf(request.actor);
-    const query = listQueryOf(q);
+    const query = listQueryOf(q, from);
     const keep = projection(query.attributes, query.excludedAttributes);
     const { total, rows } = await listScimUsers(db, organizationId, query, keep.has('groups'));
     const resources = rows.map((r) => keep.apply(toScimUser(r.user, r.groups, baseUrl)));
@@ -486,7 +494,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
           "Users of the key's organization (RFC 7644 §3.4.2): filter with every operator, and/or/not, value paths; startIndex/count paging with totalResults; sortBy/sortOrder.",
       },
     },
-    async (request) => listUsers(request, request.query as Record<string, unknown>),
+    async (request) => listUsers(request, request.query as Record<string, unknown>, 'query'),
   );
   app.post(
     '/Users/.search',
@@ -501,7 +509,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         description: 'RFC 7644 §3.4.3 search by POST.',
       },
     },
-    async (request, reply) => reply.code(200).send(await listUsers(request, searchBody(request.body))),
+    async (request, reply) => reply.code(200).send(await listUsers(request, searchBody(request.body), 'body')),
   );
   app.post(
     '/Users',
@@ -616,9 +624,9 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   );
 
   // Groups
-  const listGroups = async (request: FastifyRequest, q: Record<string, unknown>) => {
+  const listGroups = async (request: FastifyRequest, q: Record<string, unknown>, from: ParameterSource) => {
     const organizationId = scimOrganizationOf(request.actor);
-    const query = listQueryOf(q);
+    const query = listQueryOf(q, from);
     const keep = projection(query.attributes, query.excludedAttributes);
     const { total, rows } = await listScimGroups(db, organizationId, query, keep.has('members'));
     return listResponse(
@@ -639,7 +647,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         description: "The organization's own roles as groups.",
       },
     },
-    async (request) => listGroups(request, request.query as Record<string, unknown>),
+    async (request) => listGroups(request, request.query as Record<string, unknown>, 'query'),
   );
   app.post(
     '/Groups/.search',
@@ -653,7 +661,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         body: looseObject,
       },
     },
-    async (request, reply) => reply.code(200).send(await listGroups(request, searchBody(request.body))),
+    async (request, reply) => reply.code(200).send(await listGroups(request, searchBody(request.body), 'body')),
   );
   app.post(
     '/Groups',
