@@ -5,7 +5,7 @@ import { jsonBodyParser } from '../../platform/http/json-body.js';
 import { scimBulk } from './scim.bulk.js';
 import { listResponse, MAX_PAGE, resourceTypes, schemas, serviceProviderConfig } from './scim.discovery.js';
 import { requireSchema, ScimError, scimErrors, toScimError } from './scim.errors.js';
-import { ENTERPRISE_URN, normalisePath } from './scim.filter.js';
+import { ENTERPRISE_URN, filterPaths, normalisePath, parseFilter } from './scim.filter.js';
 import {
   createScimGroup,
   deleteScimGroup,
@@ -770,6 +770,54 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
+  // RFC 7644 §3.4.3: a search at the root covers every resource type. Users come first, then
+  // groups, each in its own id order, and one page may hold the end of the users and the start of
+  // the groups; the filter may name only attributes both types have, and sortBy is refused, since no
+  // one order spans two tables without reading both whole.
+  app.post(
+    '/.search',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimSearchAll',
+        documentedResponse: {
+          200: scimAnswer('A page of users, then groups.', listResponseOf({ anyOf: [ScimUser, ScimGroup] })),
+        },
+        consumes: SCIM_BODY_TYPES,
+        tags: TAGS,
+        body: looseObject,
+        description: `RFC 7644 §3.4.3 search of every resource type: users, then groups, paged across both. filter names only attributes both have (${COMMON_FILTER_ATTRIBUTES.join(', ')}); sortBy is refused (search /Users/.search or /Groups/.search to sort).`,
+      },
+    },
+    async (request, reply) => {
+      const organizationId = scimOrganizationOf(request.actor);
+      const query = listQueryOf(searchBody(request.body), 'body');
+      if (query.sortBy !== undefined) {
+        throw scimErrors.invalidValue(
+          '"sortBy" is not taken by a search of every resource type: sort with /Users/.search or /Groups/.search.',
+        );
+      }
+      if (query.filter !== undefined) requireCommonAttributes(query.filter);
+      const keep = projection(query.attributes, query.excludedAttributes);
+      const users = await listScimUsers(db, organizationId, query, keep.has('groups'));
+      const groups = await listScimGroups(
+        db,
+        organizationId,
+        {
+          ...query,
+          startIndex: Math.max(1, query.startIndex - users.total),
+          count: query.count - users.rows.length,
+        },
+        keep.has('members'),
+      );
+      const resources = [
+        ...users.rows.map((r) => keep.apply(toScimUser(r.user, r.groups, baseUrl))),
+        ...groups.rows.map((g) => keep.apply(toScimGroup(g, baseUrl))),
+      ];
+      return reply.code(200).send(listResponse(resources, users.total + groups.total, query.startIndex));
+    },
+  );
+
   app.post(
     '/Bulk',
     {
@@ -809,6 +857,26 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
 function operationsOf(body: unknown): unknown[] | undefined {
   const operations = (body as { Operations?: unknown } | null)?.Operations;
   return Array.isArray(operations) ? operations : undefined;
+}
+
+/** What a search of every resource type may filter on: the attributes both Users and Groups have. */
+const COMMON_FILTER_ATTRIBUTES = [
+  'id',
+  'externalId',
+  'displayName',
+  'meta.created',
+  'meta.lastModified',
+  'meta.resourceType',
+];
+const COMMON_FILTER_PATHS = new Set(COMMON_FILTER_ATTRIBUTES.map(normalisePath));
+
+/** A root search's filter names only attributes of both types; otherwise 400 invalidFilter. */
+function requireCommonAttributes(filter: string): void {
+  const other = filterPaths(parseFilter(filter)).find((path) => !COMMON_FILTER_PATHS.has(path));
+  if (other === undefined) return;
+  throw scimErrors.invalidFilter(
+    `A search of every resource type filters on attributes Users and Groups both have (${COMMON_FILTER_ATTRIBUTES.join(', ')}); filter on "${other}" with /Users/.search or /Groups/.search.`,
+  );
 }
 
 const SEARCH_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest';
