@@ -190,9 +190,15 @@ export function schemas(baseUrl: string) {
         ...['employeeNumber', 'costCenter', 'organization', 'division', 'department'].map((n) => attr(n, 'string')),
         attr('manager', 'complex', {
           subAttributes: [
-            attr('value', 'string'),
+            attr('value', 'string', {
+              description:
+                'The id of a user of the same organization; any other value answers 400 invalidValue naming manager.value.',
+            }),
             attr('$ref', 'reference', { referenceTypes: ['User'] }),
-            attr('displayName', 'string', { mutability: 'readOnly' }),
+            attr('displayName', 'string', {
+              mutability: 'readOnly',
+              description: "The manager's displayName when read; a value sent is ignored.",
+            }),
           ],
         }),
       ],

@@ -34,6 +34,13 @@ export const scimErrors = {
   noTarget: (detail: string) => new ScimError(400, 'noTarget', detail),
   mutability: (detail: string) => new ScimError(400, 'mutability', detail),
   tooMany: (detail: string) => new ScimError(400, 'tooMany', detail),
+  /** RFC 7643 §4.3: a manager is another User, here one of the same organization. */
+  unknownManager: (value: string) =>
+    new ScimError(
+      400,
+      'invalidValue',
+      `"manager.value" must be the id of a user of this organization; ${JSON.stringify(value.slice(0, 64))} is none.`,
+    ),
   uniqueness: (detail: string) => new ScimError(409, 'uniqueness', detail),
   /** RFC 7644 §3.7.1: bulkId references that cannot be resolved because they form a cycle. */
   circularReference: (cycle: string) =>

@@ -42,6 +42,7 @@ import {
   patchScimUser,
   replaceScimUser,
   scimUserResource,
+  scimUserResources,
 } from './scim.users.js';
 
 /**
@@ -478,7 +479,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     const query = listQueryOf(q, from);
     const keep = projection(query.attributes, query.excludedAttributes);
     const { total, rows } = await listScimUsers(db, organizationId, query, keep.has('groups'));
-    const resources = rows.map((r) => keep.apply(toScimUser(r.user, r.groups, baseUrl)));
+    const resources = (await scimUserResources(db, organizationId, rows, baseUrl)).map(keep.apply);
     return listResponse(resources, total, query.startIndex);
   };
   app.get(
@@ -531,7 +532,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       const keep = projectionOf(request);
       const user = await createScimUser(ctx, request.body);
       // A new user holds no group yet.
-      return sendResource(reply, 201, toScimUser(user, [], baseUrl), keep);
+      const [resource] = await scimUserResources(db, ctx.organizationId, [{ user, groups: [] }], baseUrl);
+      return sendResource(reply, 201, resource as Record<string, unknown>, keep);
     },
   );
   app.get(
@@ -811,7 +813,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         keep.has('members'),
       );
       const resources = [
-        ...users.rows.map((r) => keep.apply(toScimUser(r.user, r.groups, baseUrl))),
+        ...(await scimUserResources(db, organizationId, users.rows, baseUrl)).map(keep.apply),
         ...groups.rows.map((g) => keep.apply(toScimGroup(g, baseUrl))),
       ];
       return reply.code(200).send(listResponse(resources, users.total + groups.total, query.startIndex));

@@ -147,7 +147,13 @@ export type ScimUserRow = Pick<
 >;
 
 /** The SCIM resource for a user. */
-export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined, baseUrl: string) {
+export function toScimUser(
+  user: ScimUserRow,
+  groups: UserGroupRef[] | undefined,
+  baseUrl: string,
+  /** Managers' displayNames by id (scimUserResources); without it, `manager.displayName` is left out. */
+  managers?: ReadonlyMap<string, string>,
+) {
   const scim = (user.attributes.scim ?? {}) as Record<string, unknown>;
   const enterprise = scim.enterprise as Record<string, unknown> | undefined;
   const parts = keptNameParts(scim.name);
@@ -186,7 +192,7 @@ export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined
       type: 'direct',
     }));
   }
-  if (enterprise) resource[ENTERPRISE_URN] = enterprise;
+  if (enterprise) resource[ENTERPRISE_URN] = withManagerName(enterprise, managers);
   resource.meta = {
     resourceType: 'User',
     created: user.dateJoined.toISOString(),
@@ -195,6 +201,13 @@ export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined
     version: userVersion(user),
   };
   return resource;
+}
+
+/** The extension with its manager's displayName, when the manager is a user known here. */
+function withManagerName(enterprise: Record<string, unknown>, managers: ReadonlyMap<string, string> | undefined) {
+  const manager = enterprise.manager as { value?: unknown } | undefined;
+  const displayName = typeof manager?.value === 'string' ? managers?.get(manager.value) : undefined;
+  return displayName === undefined ? enterprise : { ...enterprise, manager: { ...manager, displayName } };
 }
 
 /**

@@ -144,6 +144,25 @@ describe('SCIM Users', () => {
     }
   });
 
+  it("says only what is wrong with a nullable field's value, without the null alternative's refusal", async () => {
+    const { scim } = await scimClient(t);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ userName: 'Jane Doe' }, 'userName: Use letters'],
+      [{ externalId: '' }, 'externalId: '],
+    ];
+    for (const [fields, says] of cases) {
+      const res = await scim('POST', '/Users', newUser(fields));
+      expect(res.statusCode, res.body).toBe(400);
+      const { detail, scimType } = res.json();
+      expect(scimType).toBe('invalidValue');
+      expect(detail).toContain(says);
+      expect(detail).not.toMatch(/must be null|anyOf|must match a schema/);
+      // One message per field.
+      const field = says.split(':')[0] as string;
+      expect(detail.split(`${field}:`).length, detail).toBe(2);
+    }
+  });
+
   it('refuses bad bodies with 400 and the scimType, writing nothing', async () => {
     const { org, scim } = await scimClient(t);
     const cases: [unknown, string][] = [
@@ -300,8 +319,9 @@ describe('SCIM Users', () => {
       scimType: 'invalidValue',
       detail: expect.stringContaining('manager.value'),
     });
-    const user = (await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager: 'boss-1' } }))).json();
-    expect(user[ENTERPRISE].manager).toMatchObject({ value: 'boss-1' });
+    const boss = (await scim('POST', '/Users', newUser())).json();
+    const user = (await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager: boss.id } }))).json();
+    expect(user[ENTERPRISE].manager).toMatchObject({ value: boss.id });
     const patched = await scim('PATCH', `/Users/${user.id}`, {
       schemas: [PATCH],
       Operations: [{ op: 'replace', path: `${ENTERPRISE}:manager`, value: long }],
@@ -312,6 +332,75 @@ describe('SCIM Users', () => {
       Operations: [{ op: 'replace', path: 'active', value: false }],
     });
     expect(off.statusCode, off.body).toBe(200);
+  });
+
+  it("refuses a manager.value that is no user of the organization, and shows the manager's displayName when read", async () => {
+    const { scim } = await scimClient(t);
+    const other = await scimClient(t);
+    const stranger = (await other.scim('POST', '/Users', newUser())).json();
+    for (const value of ['nobody', stranger.id, '01a20f8d-e38e-7a26-8340-995eb8b3817e']) {
+      for (const manager of [{ value }, value]) {
+        const res = await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager } }));
+        expect(res.statusCode, `${JSON.stringify(manager)}: ${res.body}`).toBe(400);
+        expect(res.json()).toMatchObject({
+          scimType: 'invalidValue',
+          detail: expect.stringContaining('"manager.value"'),
+        });
+      }
+    }
+
+    const boss = (await scim('POST', '/Users', newUser({ displayName: 'The Boss' }))).json();
+    const created = await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager: { value: boss.id } } }));
+    expect(created.statusCode, created.body).toBe(201);
+    const user = created.json();
+    expect(user[ENTERPRISE].manager).toEqual({ value: boss.id, displayName: 'The Boss' });
+    expect((await scim('GET', `/Users/${user.id}`)).json()[ENTERPRISE].manager).toEqual({
+      value: boss.id,
+      displayName: 'The Boss',
+    });
+    const listed = (await scim('GET', `/Users?filter=${encodeURIComponent(`id eq "${user.id}"`)}`)).json();
+    expect(listed.Resources[0][ENTERPRISE].manager).toEqual({ value: boss.id, displayName: 'The Boss' });
+    // displayName is read-only: what a client sends is not kept, the manager's own is shown.
+    const put = await scim('PUT', `/Users/${user.id}`, {
+      ...newUser({ userName: user.userName, emails: user.emails, externalId: user.externalId }),
+      [ENTERPRISE]: { manager: { value: boss.id, displayName: 'Someone else' } },
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    expect(put.json()[ENTERPRISE].manager).toEqual({ value: boss.id, displayName: 'The Boss' });
+
+    const patched = await scim('PATCH', `/Users/${user.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: `${ENTERPRISE}:manager.value`, value: stranger.id }],
+    });
+    expect(patched.statusCode).toBe(400);
+    expect(patched.json()).toMatchObject({
+      scimType: 'invalidValue',
+      detail: expect.stringContaining('"manager.value"'),
+    });
+
+    const bulk = await scim('POST', '/Bulk', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'],
+      Operations: [
+        {
+          method: 'POST',
+          path: '/Users',
+          bulkId: 'a',
+          data: newUser({ [ENTERPRISE]: { manager: { value: 'nobody' } } }),
+        },
+        {
+          method: 'POST',
+          path: '/Users',
+          bulkId: 'b',
+          data: newUser({ [ENTERPRISE]: { manager: { value: boss.id } } }),
+        },
+      ],
+    });
+    expect(bulk.json().Operations.map((o: { status: string }) => o.status)).toEqual(['400', '201']);
+    expect(bulk.json().Operations[0].response).toMatchObject({ scimType: 'invalidValue' });
+
+    // A manager deleted later stays as its id, without a displayName.
+    expect((await scim('DELETE', `/Users/${boss.id}`)).statusCode).toBe(204);
+    expect((await scim('GET', `/Users/${user.id}`)).json()[ENTERPRISE].manager).toEqual({ value: boss.id });
   });
 
   it('names a field called like an Object built-in as itself in an error, not as the built-in', async () => {
@@ -412,13 +501,13 @@ describe('SCIM Users', () => {
     expect(extension.json()[ENTERPRISE]).toEqual({
       department: 'Analytical Engines',
       employeeNumber: '42',
-      manager: { value: manager.id },
+      manager: { value: manager.id, displayName: manager.displayName },
     });
     const extensionWithoutPath = await patch({ op: 'replace', value: { [ENTERPRISE]: { employeeNumber: '43' } } });
     expect(extensionWithoutPath.json()[ENTERPRISE]).toEqual({
       department: 'Analytical Engines',
       employeeNumber: '43',
-      manager: { value: manager.id },
+      manager: { value: manager.id, displayName: manager.displayName },
     });
 
     // A multi-valued attribute is replaced whole: the addresses not sent are gone.
