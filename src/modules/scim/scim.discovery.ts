@@ -144,7 +144,7 @@ export function schemas(baseUrl: string) {
         attr('emails', 'complex', {
           multiValued: true,
           description:
-            "Every address is kept. The primary one (primary, else the first of type work, else the first) is the user's email, unique within the organization; filters on emails.value, emails.type and emails.primary see that primary address only.",
+            "Every address is kept. The primary one (primary, else the first of type work, else the first) is the user's email, unique within the organization; filters on emails.value, emails.type and emails.primary see that primary address only. A user needs an email: a PATCH that leaves no address answers 400 invalidValue.",
           subAttributes: [
             attr('value', 'string'),
             attr('type', 'string'),

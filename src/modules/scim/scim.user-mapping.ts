@@ -418,6 +418,14 @@ function emailsOf(column: string, kept: unknown): ScimEmail[] {
 export function patchedUserFields(current: ScimUserRow, operations: PatchOperation[], baseUrl: string): ScimUserFields {
   const shown = toScimUser(current, undefined, baseUrl);
   const patched = applyPatch(shown, operations, USER_PATCH_SCHEMA);
+  // A POST may give the address as userName alone, but a PATCH that removes every address would
+  // silently make userName the user's email: refused, the address is the user's to log in and be
+  // mailed at.
+  if (!Array.isArray(patched.emails) || patched.emails.length === 0) {
+    throw scimErrors.invalidValue(
+      'A PATCH cannot remove every address of "emails": a user needs an email. Replace it with another address instead.',
+    );
+  }
   const fields = fromScimUser(patched);
   const stored = (current.attributes.scim ?? {}) as Record<string, unknown>;
   if (stored.displayName === undefined && fields.scim.displayName === shown.displayName) {

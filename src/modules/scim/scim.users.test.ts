@@ -1357,6 +1357,32 @@ describe('SCIM Users with several email addresses', () => {
     expect(after?.email).toBe(`${name}@example.com`);
   });
 
+  it('refuses a PATCH that leaves a user without an address, changing nothing', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('lastmail');
+    const created = (
+      await scim(
+        'POST',
+        '/Users',
+        newUser({ userName: `${name}@example.com`, emails: [{ value: `${name}@work.example` }] }),
+      )
+    ).json();
+    for (const operation of [
+      { op: 'remove', path: 'emails' },
+      { op: 'remove', path: 'emails[value eq "' + name + '@work.example"]' },
+      { op: 'replace', path: 'emails', value: [] },
+    ]) {
+      const res = await scim('PATCH', `/Users/${created.id}`, patchOf(operation));
+      expect(res.statusCode, `${JSON.stringify(operation)}: ${res.body}`).toBe(400);
+      expect(res.json()).toMatchObject({
+        scimType: 'invalidValue',
+        detail: expect.stringContaining('a user needs an email'),
+      });
+    }
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, created.id));
+    expect(row?.email).toBe(`${name}@work.example`);
+  });
+
   it('adds an address marked primary without a path, leaving one primary', async () => {
     const { scim } = await scimClient(t);
     const name = unique('nopath');
