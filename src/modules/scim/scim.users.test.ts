@@ -90,6 +90,27 @@ describe('SCIM Users', () => {
     }
   });
 
+  it('takes a userName of letters of any script, but an email address only in ASCII, as the User schema says', async () => {
+    const { scim } = await scimClient(t);
+    const suffix = Date.now().toString(36);
+    const letters = await scim(
+      'POST',
+      '/Users',
+      newUser({ userName: `müller.${suffix}`, emails: [{ value: `m.${suffix}@a.example` }] }),
+    );
+    expect(letters.statusCode, letters.body).toBe(201);
+    // Without "emails", a userName with "@" is the user's email, and must be an email address.
+    const international = await scim(
+      'POST',
+      '/Users',
+      newUser({ userName: `müller.${suffix}@a.example`, emails: undefined }),
+    );
+    expect(international.statusCode, international.body).toBe(400);
+    expect(international.json()).toMatchObject({ scimType: 'invalidValue' });
+    const spaced = await scim('POST', '/Users', newUser({ userName: 'Jane Doe' }));
+    expect(spaced.json().detail).toContain("Use letters, digits and _ . @ + - ' # only.");
+  });
+
   it('answers 409 uniqueness for a userName or externalId taken within the organization, but not across organizations', async () => {
     const a = await scimClient(t);
     const b = await scimClient(t);
