@@ -29,7 +29,7 @@ import {
   ScimUser,
   scimAnswer,
 } from './scim.schemas.js';
-import { toScimUser, userVersion } from './scim.user-mapping.js';
+import { userVersion } from './scim.user-mapping.js';
 import type { WriteContext } from './scim.user-writes.js';
 import {
   createScimUser,
