@@ -9,7 +9,7 @@ import { isUuid } from '../../platform/db/columns.js';
 import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { instantOf } from '../../platform/http/date-time.js';
-import { AppError, type FieldError, validationMessage } from '../../platform/http/errors.js';
+import { AppError, type FieldError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
 import { bodyItemProblem } from '../../platform/http/text-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
@@ -35,7 +35,7 @@ import type { FieldChange, ProvisionedUser, ProvisionItem, ProvisionOptions } fr
 const validateCoreItem = validatorCompiler({ schema: CoreItemSchema, httpPart: 'body' } as never) as ((
   value: unknown,
 ) => boolean) & {
-  errors?: { instancePath?: string; keyword?: string; message?: string; params?: Record<string, unknown> }[] | null;
+  errors?: Parameters<typeof fieldErrorsFromValidation>[0] | null;
 };
 
 const FIELD_NAMES: Record<string, string> = {
@@ -71,15 +71,14 @@ export function validateProvisionItem(item: unknown): FieldError[] {
     const field = [FIELD_NAMES[head as string] ?? head, ...rest].join('.');
     return [{ field, message: unstorable.message }];
   }
-  const out: FieldError[] = [];
-  for (const e of validateCoreItem.errors ?? []) {
-    const path = (e.instancePath ?? '').split('/').filter(Boolean);
-    if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') path.push(e.params.missingProperty);
-    const [head, ...rest] = path;
-    const field = [head === undefined ? 'item' : (FIELD_NAMES[head] ?? head), ...rest].join('.');
-    out.push({ field, message: e.keyword === 'required' ? 'This field is required.' : validationMessage(e) });
-  }
-  return out;
+  // The shared mapping says what a nullable field's value got wrong, not also that it is not null.
+  return fieldErrorsFromValidation(validateCoreItem.errors ?? [], 'item').map(({ field, message }) => {
+    const [head, ...rest] = field.split('.');
+    return {
+      field: [Object.hasOwn(FIELD_NAMES, head as string) ? FIELD_NAMES[head as string] : head, ...rest].join('.'),
+      message,
+    };
+  });
 }
 
 /** The row an item will leave behind, and how it got there. */

@@ -10,7 +10,7 @@ import { createScimGroup, deleteScimGroup, groupVersion, patchScimGroup, replace
 import { readPatchBody } from './scim.patch.js';
 import { fromScimUser, patchedUserFields, userVersion } from './scim.user-mapping.js';
 import { provisionItemOf, provisionScimUsers, type WriteContext } from './scim.user-writes.js';
-import { assertVersion, deleteScimUser } from './scim.users.js';
+import { assertVersion, deleteScimUser, newManagerOf, unknownManagers } from './scim.users.js';
 
 /**
  * RFC 7644 §3.7 Bulk. Operations run in request order, except that an operation referencing
@@ -350,18 +350,32 @@ async function writeUserBatch(
   // rows instead of reading them again.
   const known = await lockOrganizationUserRows(ctx.db, existingIds.filter(isUuid), ctx.organizationId);
   const current = new Map(known.map((u) => [u.id, u]));
-  const prepared: ({ item: ProvisionItem } | { error: unknown })[] = batch.map((op) => {
+  const managers: (string | undefined)[] = [];
+  const prepared: ({ item: ProvisionItem } | { error: unknown })[] = batch.map((op, k) => {
     try {
-      if (op.method === 'POST') return { item: provisionItemOf(undefined, fromScimUser(op.data)) };
-      const id = (op.path.split('/')[2] as string).toLowerCase();
-      const user = current.get(id);
-      if (!user) throw scimErrors.notFound('User', id);
-      assertVersion(user, { ifMatch: op.version });
-      if (op.method === 'PUT') return { item: provisionItemOf(user, fromScimUser(op.data)) };
-      return { item: provisionItemOf(user, patchedUserFields(user, readPatchBody(op.data), baseUrl)) };
+      const id = op.method === 'POST' ? undefined : (op.path.split('/')[2] as string).toLowerCase();
+      const user = id === undefined ? undefined : current.get(id);
+      if (id !== undefined && !user) throw scimErrors.notFound('User', id);
+      if (user) assertVersion(user, { ifMatch: op.version });
+      const fields =
+        op.method === 'PATCH' && user
+          ? patchedUserFields(user, readPatchBody(op.data), baseUrl)
+          : fromScimUser(op.data);
+      managers[k] = newManagerOf(user, fields);
+      return { item: provisionItemOf(user, fields) };
     } catch (error) {
       return { error };
     }
+  });
+  // The managers the batch sets, checked in one query; an operation naming no user of the
+  // organization fails alone.
+  const unknown = await unknownManagers(
+    ctx.db,
+    ctx.organizationId,
+    managers.filter((m) => m !== undefined),
+  );
+  managers.forEach((manager, k) => {
+    if (manager !== undefined && unknown.has(manager)) prepared[k] = { error: scimErrors.unknownManager(manager) };
   });
 
   let cutoff = batch.length;

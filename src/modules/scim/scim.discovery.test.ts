@@ -70,6 +70,19 @@ describe('SCIM discovery', () => {
     });
   });
 
+  it("describes the product's userName rules, and that an email address is ASCII, in the User schema", async () => {
+    const { scim } = await scimClient(t);
+    const user = (await scim('GET', '/Schemas/urn:ietf:params:scim:schemas:core:2.0:User')).json();
+    const userName = user.attributes.find((a: { name: string }) => a.name === 'userName');
+    expect(userName.description).toContain(
+      "letters of any script (with their combining marks), digits and _ . @ + - ' # only",
+    );
+    expect(userName.description).toContain('email address');
+    expect(userName.description).toContain('müller@a.example');
+    const emails = user.attributes.find((a: { name: string }) => a.name === 'emails');
+    expect(emails.description).toContain('ASCII');
+  });
+
   it('refuses a filter on the discovery endpoints (RFC 7644 §4), so no client takes the full list as its matches', async () => {
     const { scim } = await scimClient(t);
     for (const path of ['/ResourceTypes', '/Schemas', '/ServiceProviderConfig']) {

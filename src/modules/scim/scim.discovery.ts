@@ -116,7 +116,8 @@ export function schemas(baseUrl: string) {
         attr('userName', 'string', {
           required: true,
           uniqueness: 'server',
-          description: 'Unique within the organization, case-insensitive.',
+          description:
+            "Unique within the organization, case-insensitive. At most 150 characters: letters of any script (with their combining marks), digits and _ . @ + - ' # only, so no spaces; anything else answers 400 invalidValue. Without emails, a userName holding @ is the user's email and must be an email address, which is checked in ASCII: müller is a userName, but müller@a.example is refused as an address.",
         }),
         attr('name', 'complex', {
           subAttributes: [
@@ -144,7 +145,7 @@ export function schemas(baseUrl: string) {
         attr('emails', 'complex', {
           multiValued: true,
           description:
-            "Every address is kept. The primary one (primary, else the first of type work, else the first) is the user's email, unique within the organization; filters on emails.value, emails.type and emails.primary see that primary address only.",
+            "Every address is kept. The primary one (primary, else the first of type work, else the first) is the user's email, unique within the organization; filters on emails.value, emails.type and emails.primary see that primary address only. A user needs an email: a PATCH that leaves no address answers 400 invalidValue. Addresses are checked in ASCII (no internationalized local part or domain such as müller@a.example).",
           subAttributes: [
             attr('value', 'string'),
             attr('type', 'string'),
@@ -190,9 +191,15 @@ export function schemas(baseUrl: string) {
         ...['employeeNumber', 'costCenter', 'organization', 'division', 'department'].map((n) => attr(n, 'string')),
         attr('manager', 'complex', {
           subAttributes: [
-            attr('value', 'string'),
+            attr('value', 'string', {
+              description:
+                'The id of a user of the same organization; any other value answers 400 invalidValue naming manager.value.',
+            }),
             attr('$ref', 'reference', { referenceTypes: ['User'] }),
-            attr('displayName', 'string', { mutability: 'readOnly' }),
+            attr('displayName', 'string', {
+              mutability: 'readOnly',
+              description: "The manager's displayName when read; a value sent is ignored.",
+            }),
           ],
         }),
       ],

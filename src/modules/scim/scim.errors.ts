@@ -34,6 +34,13 @@ export const scimErrors = {
   noTarget: (detail: string) => new ScimError(400, 'noTarget', detail),
   mutability: (detail: string) => new ScimError(400, 'mutability', detail),
   tooMany: (detail: string) => new ScimError(400, 'tooMany', detail),
+  /** RFC 7643 §4.3: a manager is another User, here one of the same organization. */
+  unknownManager: (value: string) =>
+    new ScimError(
+      400,
+      'invalidValue',
+      `"manager.value" must be the id of a user of this organization; ${JSON.stringify(value.slice(0, 64))} is none.`,
+    ),
   uniqueness: (detail: string) => new ScimError(409, 'uniqueness', detail),
   /** RFC 7644 §3.7.1: bulkId references that cannot be resolved because they form a cycle. */
   circularReference: (cycle: string) =>
@@ -138,6 +145,29 @@ function scimDetailOf(error: AppError): string {
   return error.code === 'validation_failed' ? `The request is not valid. ${fields}` : `${error.message} ${fields}`;
 }
 
+/** List parameters that are integers, said so when one is refused. */
+const INTEGER_PARAMETERS = new Set(['count', 'startIndex']);
+
+/**
+ * A query string refused by a route's schema. Every query parameter is text, so a value of another
+ * type is a parameter given more than once (`?count=1&count=2` reads as a list): said so, naming the
+ * parameter, where the validator would only say "must be string".
+ */
+function queryParameterDetail(err: unknown): string | undefined {
+  const { validation, validationContext } = err as { validation?: unknown; validationContext?: string };
+  if (validationContext !== 'querystring' || !Array.isArray(validation)) return undefined;
+  const repeated = validation.find(
+    (e): e is { instancePath: string } =>
+      (e as { keyword?: string }).keyword === 'type' &&
+      typeof (e as { instancePath?: unknown }).instancePath === 'string',
+  );
+  if (!repeated) return undefined;
+  const name = repeated.instancePath.replace(/^\//, '');
+  return INTEGER_PARAMETERS.has(name)
+    ? `"${name}" must be given once, as an integer in decimal digits.`
+    : `"${name}" must be given once.`;
+}
+
 /**
  * Renders any thrown value as a SCIM error; `error` is what it was normalised to (its headers, and
  * with `unexpected`, what the caller logs).
@@ -153,7 +183,7 @@ export function toScimError(err: unknown): {
   if (error instanceof ScimError) scimType = error.scimType;
   else if (error.status === 409) scimType = 'uniqueness';
   else if (error.status === 400) scimType = SCIM_TYPE_OF_CODE[error.code] ?? 'invalidValue';
-  const detail = error instanceof ScimError ? error.message : scimDetailOf(error);
+  const detail = error instanceof ScimError ? error.message : (queryParameterDetail(err) ?? scimDetailOf(error));
   // A body that is not JSON, or not an object, is a syntax error of the request (RFC 7644 §3.12).
   const fromBody = (err as { validationContext?: string }).validationContext === 'body';
   if (error.code === 'validation_failed' && (fromBody || error.errors?.some((e) => e.message.includes('JSON')))) {

@@ -150,6 +150,21 @@ function assertNotIsParenthesised(tokens: Token[]): void {
   });
 }
 
+/** The attribute paths a filter compares, normalised; a value path's as `attr.sub` (`emails.type`). */
+export function filterPaths(f: Filter, prefix = ''): string[] {
+  switch (f.op) {
+    case 'and':
+    case 'or':
+      return f.filters.flatMap((g) => filterPaths(g, prefix));
+    case 'not':
+      return filterPaths(f.filter, prefix);
+    case '[]':
+      return filterPaths(f.valFilter, `${f.attrPath}.`);
+    default:
+      return [normalisePath(`${prefix}${f.attrPath}`)];
+  }
+}
+
 /** Compiles a filter (text or parsed) against an attribute map. */
 export function compileFilter(filter: string | Filter, attributes: AttributeMap): SQL {
   const ast = typeof filter === 'string' ? parseFilter(filter) : filter;

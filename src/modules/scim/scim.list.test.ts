@@ -357,8 +357,8 @@ describe('SCIM list, filter, paging and sorting', () => {
       expect(res.statusCode, `${name}: ${res.body}`).toBe(400);
       expect(res.json()).toMatchObject({ scimType: 'invalidValue', detail: expect.stringContaining(`"${name}"`) });
     }
-    // Integers as JSON numbers or decimal digits, and attribute lists as arrays of strings, are taken.
-    const ok = await search({ count: 1, startIndex: '2', attributes: ['userName'] });
+    // Integers as JSON numbers, and attribute lists as arrays of strings, are taken.
+    const ok = await search({ count: 1, startIndex: 2, attributes: ['userName'] });
     expect(ok.statusCode, ok.body).toBe(200);
     expect(ok.json()).toMatchObject({ startIndex: 2, itemsPerPage: 1 });
     // RFC 7643 §2.5: null is unassigned, the default.
@@ -367,8 +367,106 @@ describe('SCIM list, filter, paging and sorting', () => {
     expect(unassigned.json()).toMatchObject({ startIndex: 1 });
   });
 
-  it('answers 400 invalidSyntax to a .search body without the SearchRequest schema (RFC 7644 §3.4.3)', async () => {
+  it('answers 400 invalidValue naming the parameter to a count or startIndex quoted in a .search body', async () => {
     for (const path of ['/Users/.search', '/Groups/.search']) {
+      for (const [name, value] of [
+        ['count', '2'],
+        ['startIndex', '2'],
+        ['count', ''],
+      ] as const) {
+        const res = await scim('POST', path, {
+          schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'],
+          [name]: value,
+        });
+        expect(res.statusCode, `${path} ${name}=${JSON.stringify(value)}: ${res.body}`).toBe(400);
+        expect(res.json()).toMatchObject({
+          scimType: 'invalidValue',
+          detail: expect.stringContaining(`"${name}" must be a JSON number`),
+        });
+      }
+    }
+  });
+
+  it('answers 400 invalidValue naming the parameter to an empty or repeated count or startIndex in a query string', async () => {
+    for (const path of ['/Users', '/Groups']) {
+      for (const [name, query] of [
+        ['count', 'count='],
+        ['startIndex', 'startIndex='],
+        ['count', 'count=1&count=2'],
+        ['startIndex', 'startIndex=1&startIndex=1'],
+      ] as const) {
+        const res = await scim('GET', `${path}?${query}`);
+        expect(res.statusCode, `${path}?${query}: ${res.body}`).toBe(400);
+        expect(res.json()).toMatchObject({ scimType: 'invalidValue', detail: expect.stringContaining(`"${name}"`) });
+        expect(res.json().detail).not.toContain('must be string');
+      }
+    }
+  });
+
+  it('searches every resource type by POST /.search: users then groups, paged across both (RFC 7644 §3.4.3)', async () => {
+    const own = await scimClient(t);
+    await seedUser(t, own.org.id, { username: 'zed', firstName: 'Zed', lastName: 'Alpha' });
+    await seedUser(t, own.org.id, { username: 'yan', firstName: 'Yan', lastName: 'Beta' });
+    for (const displayName of ['Zebra team', 'Yak team']) {
+      const made = await own.scim('POST', '/Groups', {
+        schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+        displayName,
+      });
+      expect(made.statusCode, made.body).toBe(201);
+    }
+    const users = (await own.scim('GET', '/Users')).json();
+    const groups = (await own.scim('GET', '/Groups')).json();
+    const search = (fields: Record<string, unknown>) =>
+      own.scim('POST', '/.search', { schemas: ['urn:ietf:params:scim:api:messages:2.0:SearchRequest'], ...fields });
+
+    const all = await search({});
+    expect(all.statusCode, all.body).toBe(200);
+    const body = all.json();
+    expect(body).toMatchObject({
+      schemas: [LIST],
+      totalResults: users.totalResults + groups.totalResults,
+      startIndex: 1,
+    });
+    expect(body.Resources).toEqual([...users.Resources, ...groups.Resources]);
+
+    // A page that straddles the two types.
+    const straddle = (await search({ startIndex: users.totalResults, count: 2 })).json();
+    expect(straddle.Resources.map((r: { meta: { resourceType: string } }) => r.meta.resourceType)).toEqual([
+      'User',
+      'Group',
+    ]);
+    expect(straddle.Resources[1].id).toBe(groups.Resources[0].id);
+    expect(straddle).toMatchObject({ totalResults: users.totalResults + groups.totalResults, itemsPerPage: 2 });
+
+    // Attributes both types have filter each of them; meta.resourceType picks a type.
+    const named = (await search({ filter: 'displayName sw "Z"', attributes: ['displayName'] })).json();
+    expect(named.Resources).toEqual([
+      { schemas: expect.any(Array), id: expect.any(String), displayName: 'Zed Alpha' },
+      { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], id: expect.any(String), displayName: 'Zebra team' },
+    ]);
+    const onlyGroups = (await search({ filter: 'meta.resourceType eq "Group"' })).json();
+    expect(onlyGroups.totalResults).toBe(groups.totalResults);
+
+    // An attribute of one type only, and sorting across types, are refused with a pointer to the per-type search.
+    const userOnly = await search({ filter: 'userName eq "zed"' });
+    expect(userOnly.statusCode).toBe(400);
+    expect(userOnly.json()).toMatchObject({
+      scimType: 'invalidFilter',
+      detail: expect.stringContaining('/Users/.search'),
+    });
+    const sorted = await search({ sortBy: 'displayName' });
+    expect(sorted.statusCode).toBe(400);
+    expect(sorted.json()).toMatchObject({ scimType: 'invalidValue', detail: expect.stringContaining('"sortBy"') });
+    const quoted = await search({ count: '1' });
+    expect(quoted.statusCode).toBe(400);
+    // GET is not a search of the root: 405 naming POST.
+    const get = await own.scim('GET', '/.search');
+    expect(get.statusCode).toBe(405);
+    expect(get.headers.allow).toBe('POST');
+  });
+
+  it('answers 400 invalidSyntax to a .search body without the SearchRequest schema (RFC 7644 §3.4.3)', async () => {
+    for (const path of ['/Users/.search', '/Groups/.search', '/.search']) {
       for (const schemas of [undefined, ['urn:ietf:params:scim:schemas:core:2.0:User'], 'nope']) {
         const res = await scim('POST', path, { ...(schemas === undefined ? {} : { schemas }), filter: 'id pr' });
         expect(res.statusCode, `${path} ${String(schemas)}`).toBe(400);

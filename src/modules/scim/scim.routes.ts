@@ -5,7 +5,7 @@ import { jsonBodyParser } from '../../platform/http/json-body.js';
 import { scimBulk } from './scim.bulk.js';
 import { listResponse, MAX_PAGE, resourceTypes, schemas, serviceProviderConfig } from './scim.discovery.js';
 import { requireSchema, ScimError, scimErrors, toScimError } from './scim.errors.js';
-import { ENTERPRISE_URN, normalisePath } from './scim.filter.js';
+import { ENTERPRISE_URN, filterPaths, normalisePath, parseFilter } from './scim.filter.js';
 import {
   createScimGroup,
   deleteScimGroup,
@@ -29,7 +29,7 @@ import {
   ScimUser,
   scimAnswer,
 } from './scim.schemas.js';
-import { toScimUser, userVersion } from './scim.user-mapping.js';
+import { userVersion } from './scim.user-mapping.js';
 import type { WriteContext } from './scim.user-writes.js';
 import {
   createScimUser,
@@ -42,6 +42,7 @@ import {
   patchScimUser,
   replaceScimUser,
   scimUserResource,
+  scimUserResources,
 } from './scim.users.js';
 
 /**
@@ -121,17 +122,24 @@ function baseUrlOf(app: FastifyInstance): string {
   return `${app.config.publicUrl.replace(/\/$/, '')}/scim/v2`;
 }
 
+/** Where list parameters come from: a GET's query string or a SearchRequest body (RFC 7644 §3.4.3). */
+type ParameterSource = 'query' | 'body';
+
 /**
- * An integer list parameter: a JSON number (a SearchRequest body) or decimal digits (a query
- * string, or a body that quotes it). Number() alone would read null, true, [2], " " and "0x10"
- * as numbers, and page by a value the client never meant.
+ * An integer list parameter: a JSON number in a SearchRequest body, decimal digits in a query string
+ * (where every value is text). Number() alone would read null, true, [2], " " and "0x10" as
+ * numbers, and page by a value the client never meant; a body that quotes the number, or a query
+ * string that gives it empty, is as likely a client's mistake, and is refused rather than guessed at.
  */
-function intParam(raw: unknown, name: string, fallback: number): number {
-  // RFC 7643 §2.5: null is the same as not given.
-  if (raw === undefined || raw === null || raw === '') return fallback;
-  if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
+function intParam(raw: unknown, name: string, fallback: number, from: ParameterSource): number {
+  // RFC 7643 §2.5: null is the same as not given; a query string cannot say null.
+  if (raw === undefined || (from === 'body' && raw === null)) return fallback;
+  if (from === 'body') {
+    if (typeof raw === 'number' && Number.isInteger(raw)) return raw;
+    throw scimErrors.invalidValue(`"${name}" must be a JSON number holding an integer.`);
+  }
   if (typeof raw === 'string' && /^-?[0-9]+$/.test(raw)) return Number(raw);
-  throw scimErrors.invalidValue(`"${name}" must be an integer.`);
+  throw scimErrors.invalidValue(`"${name}" must be an integer in decimal digits.`);
 }
 
 /**
@@ -143,6 +151,7 @@ const MAX_START_INDEX = 2 ** 31 - 1;
 /** Reads list parameters (RFC 7644 §3.4.2): startIndex below 1 is 1, count below 0 is 0, above the maximum the maximum. */
 export function listQueryOf(
   q: Record<string, unknown>,
+  from: ParameterSource = 'query',
 ): ListQuery & { attributes?: string; excludedAttributes?: string } {
   const sortOrder = q.sortOrder;
   if (sortOrder !== undefined && sortOrder !== 'ascending' && sortOrder !== 'descending') {
@@ -156,8 +165,8 @@ export function listQueryOf(
   };
   return {
     filter: text('filter'),
-    startIndex: Math.min(MAX_START_INDEX, Math.max(1, intParam(q.startIndex, 'startIndex', 1))),
-    count: Math.min(MAX_PAGE, Math.max(0, intParam(q.count, 'count', 100))),
+    startIndex: Math.min(MAX_START_INDEX, Math.max(1, intParam(q.startIndex, 'startIndex', 1, from))),
+    count: Math.min(MAX_PAGE, Math.max(0, intParam(q.count, 'count', 100, from))),
     sortBy: text('sortBy'),
     sortOrder: sortOrder as ListQuery['sortOrder'],
     attributes: text('attributes'),
@@ -465,12 +474,12 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   );
 
   // Users
-  const listUsers = async (request: FastifyRequest, q: Record<string, unknown>) => {
+  const listUsers = async (request: FastifyRequest, q: Record<string, unknown>, from: ParameterSource) => {
     const organizationId = scimOrganizationOf(request.actor);
-    const query = listQueryOf(q);
+    const query = listQueryOf(q, from);
     const keep = projection(query.attributes, query.excludedAttributes);
     const { total, rows } = await listScimUsers(db, organizationId, query, keep.has('groups'));
-    const resources = rows.map((r) => keep.apply(toScimUser(r.user, r.groups, baseUrl)));
+    const resources = (await scimUserResources(db, organizationId, rows, baseUrl)).map(keep.apply);
     return listResponse(resources, total, query.startIndex);
   };
   app.get(
@@ -486,7 +495,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
           "Users of the key's organization (RFC 7644 §3.4.2): filter with every operator, and/or/not, value paths; startIndex/count paging with totalResults; sortBy/sortOrder.",
       },
     },
-    async (request) => listUsers(request, request.query as Record<string, unknown>),
+    async (request) => listUsers(request, request.query as Record<string, unknown>, 'query'),
   );
   app.post(
     '/Users/.search',
@@ -501,7 +510,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         description: 'RFC 7644 §3.4.3 search by POST.',
       },
     },
-    async (request, reply) => reply.code(200).send(await listUsers(request, searchBody(request.body))),
+    async (request, reply) => reply.code(200).send(await listUsers(request, searchBody(request.body), 'body')),
   );
   app.post(
     '/Users',
@@ -523,7 +532,8 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
       const keep = projectionOf(request);
       const user = await createScimUser(ctx, request.body);
       // A new user holds no group yet.
-      return sendResource(reply, 201, toScimUser(user, [], baseUrl), keep);
+      const [resource] = await scimUserResources(db, ctx.organizationId, [{ user, groups: [] }], baseUrl);
+      return sendResource(reply, 201, resource as Record<string, unknown>, keep);
     },
   );
   app.get(
@@ -616,9 +626,9 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
   );
 
   // Groups
-  const listGroups = async (request: FastifyRequest, q: Record<string, unknown>) => {
+  const listGroups = async (request: FastifyRequest, q: Record<string, unknown>, from: ParameterSource) => {
     const organizationId = scimOrganizationOf(request.actor);
-    const query = listQueryOf(q);
+    const query = listQueryOf(q, from);
     const keep = projection(query.attributes, query.excludedAttributes);
     const { total, rows } = await listScimGroups(db, organizationId, query, keep.has('members'));
     return listResponse(
@@ -639,7 +649,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         description: "The organization's own roles as groups.",
       },
     },
-    async (request) => listGroups(request, request.query as Record<string, unknown>),
+    async (request) => listGroups(request, request.query as Record<string, unknown>, 'query'),
   );
   app.post(
     '/Groups/.search',
@@ -653,7 +663,7 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
         body: looseObject,
       },
     },
-    async (request, reply) => reply.code(200).send(await listGroups(request, searchBody(request.body))),
+    async (request, reply) => reply.code(200).send(await listGroups(request, searchBody(request.body), 'body')),
   );
   app.post(
     '/Groups',
@@ -762,6 +772,54 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
+  // RFC 7644 §3.4.3: a search at the root covers every resource type. Users come first, then
+  // groups, each in its own id order, and one page may hold the end of the users and the start of
+  // the groups; the filter may name only attributes both types have, and sortBy is refused, since no
+  // one order spans two tables without reading both whole.
+  app.post(
+    '/.search',
+    {
+      config: SCIM_AUTH,
+      schema: {
+        operationId: 'scimSearchAll',
+        documentedResponse: {
+          200: scimAnswer('A page of users, then groups.', listResponseOf({ anyOf: [ScimUser, ScimGroup] })),
+        },
+        consumes: SCIM_BODY_TYPES,
+        tags: TAGS,
+        body: looseObject,
+        description: `RFC 7644 §3.4.3 search of every resource type: users, then groups, paged across both. filter names only attributes both have (${COMMON_FILTER_ATTRIBUTES.join(', ')}); sortBy is refused (search /Users/.search or /Groups/.search to sort).`,
+      },
+    },
+    async (request, reply) => {
+      const organizationId = scimOrganizationOf(request.actor);
+      const query = listQueryOf(searchBody(request.body), 'body');
+      if (query.sortBy !== undefined) {
+        throw scimErrors.invalidValue(
+          '"sortBy" is not taken by a search of every resource type: sort with /Users/.search or /Groups/.search.',
+        );
+      }
+      if (query.filter !== undefined) requireCommonAttributes(query.filter);
+      const keep = projection(query.attributes, query.excludedAttributes);
+      const users = await listScimUsers(db, organizationId, query, keep.has('groups'));
+      const groups = await listScimGroups(
+        db,
+        organizationId,
+        {
+          ...query,
+          startIndex: Math.max(1, query.startIndex - users.total),
+          count: query.count - users.rows.length,
+        },
+        keep.has('members'),
+      );
+      const resources = [
+        ...(await scimUserResources(db, organizationId, users.rows, baseUrl)).map(keep.apply),
+        ...groups.rows.map((g) => keep.apply(toScimGroup(g, baseUrl))),
+      ];
+      return reply.code(200).send(listResponse(resources, users.total + groups.total, query.startIndex));
+    },
+  );
+
   app.post(
     '/Bulk',
     {
@@ -801,6 +859,26 @@ export async function scimRoutes(app: FastifyInstance): Promise<void> {
 function operationsOf(body: unknown): unknown[] | undefined {
   const operations = (body as { Operations?: unknown } | null)?.Operations;
   return Array.isArray(operations) ? operations : undefined;
+}
+
+/** What a search of every resource type may filter on: the attributes both Users and Groups have. */
+const COMMON_FILTER_ATTRIBUTES = [
+  'id',
+  'externalId',
+  'displayName',
+  'meta.created',
+  'meta.lastModified',
+  'meta.resourceType',
+];
+const COMMON_FILTER_PATHS = new Set(COMMON_FILTER_ATTRIBUTES.map(normalisePath));
+
+/** A root search's filter names only attributes of both types; otherwise 400 invalidFilter. */
+function requireCommonAttributes(filter: string): void {
+  const other = filterPaths(parseFilter(filter)).find((path) => !COMMON_FILTER_PATHS.has(path));
+  if (other === undefined) return;
+  throw scimErrors.invalidFilter(
+    `A search of every resource type filters on attributes Users and Groups both have (${COMMON_FILTER_ATTRIBUTES.join(', ')}); filter on "${other}" with /Users/.search or /Groups/.search.`,
+  );
 }
 
 const SEARCH_REQUEST_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:SearchRequest';

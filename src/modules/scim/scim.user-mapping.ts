@@ -147,7 +147,13 @@ export type ScimUserRow = Pick<
 >;
 
 /** The SCIM resource for a user. */
-export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined, baseUrl: string) {
+export function toScimUser(
+  user: ScimUserRow,
+  groups: UserGroupRef[] | undefined,
+  baseUrl: string,
+  /** Managers' displayNames by id (scimUserResources); without it, `manager.displayName` is left out. */
+  managers?: ReadonlyMap<string, string>,
+) {
   const scim = (user.attributes.scim ?? {}) as Record<string, unknown>;
   const enterprise = scim.enterprise as Record<string, unknown> | undefined;
   const parts = keptNameParts(scim.name);
@@ -186,7 +192,7 @@ export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined
       type: 'direct',
     }));
   }
-  if (enterprise) resource[ENTERPRISE_URN] = enterprise;
+  if (enterprise) resource[ENTERPRISE_URN] = withManagerName(enterprise, managers);
   resource.meta = {
     resourceType: 'User',
     created: user.dateJoined.toISOString(),
@@ -195,6 +201,13 @@ export function toScimUser(user: ScimUserRow, groups: UserGroupRef[] | undefined
     version: userVersion(user),
   };
   return resource;
+}
+
+/** The extension with its manager's displayName, when the manager is a user known here. */
+function withManagerName(enterprise: Record<string, unknown>, managers: ReadonlyMap<string, string> | undefined) {
+  const manager = enterprise.manager as { value?: unknown } | undefined;
+  const displayName = typeof manager?.value === 'string' ? managers?.get(manager.value) : undefined;
+  return displayName === undefined ? enterprise : { ...enterprise, manager: { ...manager, displayName } };
 }
 
 /**
@@ -405,6 +418,14 @@ function emailsOf(column: string, kept: unknown): ScimEmail[] {
 export function patchedUserFields(current: ScimUserRow, operations: PatchOperation[], baseUrl: string): ScimUserFields {
   const shown = toScimUser(current, undefined, baseUrl);
   const patched = applyPatch(shown, operations, USER_PATCH_SCHEMA);
+  // A POST may give the address as userName alone, but a PATCH that removes every address would
+  // silently make userName the user's email: refused, the address is the user's to log in and be
+  // mailed at.
+  if (!Array.isArray(patched.emails) || patched.emails.length === 0) {
+    throw scimErrors.invalidValue(
+      'A PATCH cannot remove every address of "emails": a user needs an email. Replace it with another address instead.',
+    );
+  }
   const fields = fromScimUser(patched);
   const stored = (current.attributes.scim ?? {}) as Record<string, unknown>;
   if (stored.displayName === undefined && fields.scim.displayName === shown.displayName) {

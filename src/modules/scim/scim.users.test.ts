@@ -90,6 +90,27 @@ describe('SCIM Users', () => {
     }
   });
 
+  it('takes a userName of letters of any script, but an email address only in ASCII, as the User schema says', async () => {
+    const { scim } = await scimClient(t);
+    const suffix = Date.now().toString(36);
+    const letters = await scim(
+      'POST',
+      '/Users',
+      newUser({ userName: `müller.${suffix}`, emails: [{ value: `m.${suffix}@a.example` }] }),
+    );
+    expect(letters.statusCode, letters.body).toBe(201);
+    // Without "emails", a userName with "@" is the user's email, and must be an email address.
+    const international = await scim(
+      'POST',
+      '/Users',
+      newUser({ userName: `müller.${suffix}@a.example`, emails: undefined }),
+    );
+    expect(international.statusCode, international.body).toBe(400);
+    expect(international.json()).toMatchObject({ scimType: 'invalidValue' });
+    const spaced = await scim('POST', '/Users', newUser({ userName: 'Jane Doe' }));
+    expect(spaced.json().detail).toContain("Use letters, digits and _ . @ + - ' # only.");
+  });
+
   it('answers 409 uniqueness for a userName or externalId taken within the organization, but not across organizations', async () => {
     const a = await scimClient(t);
     const b = await scimClient(t);
@@ -141,6 +162,25 @@ describe('SCIM Users', () => {
     details.push(bulk.json().Operations[0].response.detail);
     for (const detail of details) {
       expect(detail).not.toMatch(/scim_external_id|external_id|first_name|last_name|_key\b|\busername\b|\bemail\b:/);
+    }
+  });
+
+  it("says only what is wrong with a nullable field's value, without the null alternative's refusal", async () => {
+    const { scim } = await scimClient(t);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ userName: 'Jane Doe' }, 'userName: Use letters'],
+      [{ externalId: '' }, 'externalId: '],
+    ];
+    for (const [fields, says] of cases) {
+      const res = await scim('POST', '/Users', newUser(fields));
+      expect(res.statusCode, res.body).toBe(400);
+      const { detail, scimType } = res.json();
+      expect(scimType).toBe('invalidValue');
+      expect(detail).toContain(says);
+      expect(detail).not.toMatch(/must be null|anyOf|must match a schema/);
+      // One message per field.
+      const field = says.split(':')[0] as string;
+      expect(detail.split(`${field}:`).length, detail).toBe(2);
     }
   });
 
@@ -300,8 +340,9 @@ describe('SCIM Users', () => {
       scimType: 'invalidValue',
       detail: expect.stringContaining('manager.value'),
     });
-    const user = (await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager: 'boss-1' } }))).json();
-    expect(user[ENTERPRISE].manager).toMatchObject({ value: 'boss-1' });
+    const boss = (await scim('POST', '/Users', newUser())).json();
+    const user = (await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager: boss.id } }))).json();
+    expect(user[ENTERPRISE].manager).toMatchObject({ value: boss.id });
     const patched = await scim('PATCH', `/Users/${user.id}`, {
       schemas: [PATCH],
       Operations: [{ op: 'replace', path: `${ENTERPRISE}:manager`, value: long }],
@@ -312,6 +353,75 @@ describe('SCIM Users', () => {
       Operations: [{ op: 'replace', path: 'active', value: false }],
     });
     expect(off.statusCode, off.body).toBe(200);
+  });
+
+  it("refuses a manager.value that is no user of the organization, and shows the manager's displayName when read", async () => {
+    const { scim } = await scimClient(t);
+    const other = await scimClient(t);
+    const stranger = (await other.scim('POST', '/Users', newUser())).json();
+    for (const value of ['nobody', stranger.id, '01a20f8d-e38e-7a26-8340-995eb8b3817e']) {
+      for (const manager of [{ value }, value]) {
+        const res = await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager } }));
+        expect(res.statusCode, `${JSON.stringify(manager)}: ${res.body}`).toBe(400);
+        expect(res.json()).toMatchObject({
+          scimType: 'invalidValue',
+          detail: expect.stringContaining('"manager.value"'),
+        });
+      }
+    }
+
+    const boss = (await scim('POST', '/Users', newUser({ displayName: 'The Boss' }))).json();
+    const created = await scim('POST', '/Users', newUser({ [ENTERPRISE]: { manager: { value: boss.id } } }));
+    expect(created.statusCode, created.body).toBe(201);
+    const user = created.json();
+    expect(user[ENTERPRISE].manager).toEqual({ value: boss.id, displayName: 'The Boss' });
+    expect((await scim('GET', `/Users/${user.id}`)).json()[ENTERPRISE].manager).toEqual({
+      value: boss.id,
+      displayName: 'The Boss',
+    });
+    const listed = (await scim('GET', `/Users?filter=${encodeURIComponent(`id eq "${user.id}"`)}`)).json();
+    expect(listed.Resources[0][ENTERPRISE].manager).toEqual({ value: boss.id, displayName: 'The Boss' });
+    // displayName is read-only: what a client sends is not kept, the manager's own is shown.
+    const put = await scim('PUT', `/Users/${user.id}`, {
+      ...newUser({ userName: user.userName, emails: user.emails, externalId: user.externalId }),
+      [ENTERPRISE]: { manager: { value: boss.id, displayName: 'Someone else' } },
+    });
+    expect(put.statusCode, put.body).toBe(200);
+    expect(put.json()[ENTERPRISE].manager).toEqual({ value: boss.id, displayName: 'The Boss' });
+
+    const patched = await scim('PATCH', `/Users/${user.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: `${ENTERPRISE}:manager.value`, value: stranger.id }],
+    });
+    expect(patched.statusCode).toBe(400);
+    expect(patched.json()).toMatchObject({
+      scimType: 'invalidValue',
+      detail: expect.stringContaining('"manager.value"'),
+    });
+
+    const bulk = await scim('POST', '/Bulk', {
+      schemas: ['urn:ietf:params:scim:api:messages:2.0:BulkRequest'],
+      Operations: [
+        {
+          method: 'POST',
+          path: '/Users',
+          bulkId: 'a',
+          data: newUser({ [ENTERPRISE]: { manager: { value: 'nobody' } } }),
+        },
+        {
+          method: 'POST',
+          path: '/Users',
+          bulkId: 'b',
+          data: newUser({ [ENTERPRISE]: { manager: { value: boss.id } } }),
+        },
+      ],
+    });
+    expect(bulk.json().Operations.map((o: { status: string }) => o.status)).toEqual(['400', '201']);
+    expect(bulk.json().Operations[0].response).toMatchObject({ scimType: 'invalidValue' });
+
+    // A manager deleted later stays as its id, without a displayName.
+    expect((await scim('DELETE', `/Users/${boss.id}`)).statusCode).toBe(204);
+    expect((await scim('GET', `/Users/${user.id}`)).json()[ENTERPRISE].manager).toEqual({ value: boss.id });
   });
 
   it('names a field called like an Object built-in as itself in an error, not as the built-in', async () => {
@@ -412,13 +522,13 @@ describe('SCIM Users', () => {
     expect(extension.json()[ENTERPRISE]).toEqual({
       department: 'Analytical Engines',
       employeeNumber: '42',
-      manager: { value: manager.id },
+      manager: { value: manager.id, displayName: manager.displayName },
     });
     const extensionWithoutPath = await patch({ op: 'replace', value: { [ENTERPRISE]: { employeeNumber: '43' } } });
     expect(extensionWithoutPath.json()[ENTERPRISE]).toEqual({
       department: 'Analytical Engines',
       employeeNumber: '43',
-      manager: { value: manager.id },
+      manager: { value: manager.id, displayName: manager.displayName },
     });
 
     // A multi-valued attribute is replaced whole: the addresses not sent are gone.
@@ -1266,6 +1376,32 @@ describe('SCIM Users with several email addresses', () => {
     expect(removed.json().emails).toEqual([{ value: `${name}@example.com`, type: 'work', primary: true }]);
     const [after] = await t.database.db.select().from(users).where(eq(users.id, created.id));
     expect(after?.email).toBe(`${name}@example.com`);
+  });
+
+  it('refuses a PATCH that leaves a user without an address, changing nothing', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('lastmail');
+    const created = (
+      await scim(
+        'POST',
+        '/Users',
+        newUser({ userName: `${name}@example.com`, emails: [{ value: `${name}@work.example` }] }),
+      )
+    ).json();
+    for (const operation of [
+      { op: 'remove', path: 'emails' },
+      { op: 'remove', path: 'emails[value eq "' + name + '@work.example"]' },
+      { op: 'replace', path: 'emails', value: [] },
+    ]) {
+      const res = await scim('PATCH', `/Users/${created.id}`, patchOf(operation));
+      expect(res.statusCode, `${JSON.stringify(operation)}: ${res.body}`).toBe(400);
+      expect(res.json()).toMatchObject({
+        scimType: 'invalidValue',
+        detail: expect.stringContaining('a user needs an email'),
+      });
+    }
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, created.id));
+    expect(row?.email).toBe(`${name}@work.example`);
   });
 
   it('adds an address marked primary without a path, leaving one primary', async () => {

@@ -195,10 +195,85 @@ export async function findScimUser(db: DbOrTx, organizationId: string, id: strin
   return user;
 }
 
-/** The SCIM resource of one user, with its groups. */
+/** The SCIM resource of one user, with its groups and its manager's displayName. */
 export async function scimUserResource(db: DbOrTx, organizationId: string, user: ScimUserRow, baseUrl: string) {
   const groups = await groupsOfUsers(db, organizationId, [user.id]);
-  return toScimUser(user, groups.get(user.id) ?? [], baseUrl);
+  const [resource] = await scimUserResources(
+    db,
+    organizationId,
+    [{ user, groups: groups.get(user.id) ?? [] }],
+    baseUrl,
+  );
+  return resource as Record<string, unknown>;
+}
+
+/**
+ * The SCIM resources of a page of users. The enterprise extension's `manager.displayName` is
+ * read-only (RFC 7643 §4.3): the manager's own displayName now, read for the whole page in one query.
+ */
+export async function scimUserResources(
+  db: DbOrTx,
+  organizationId: string,
+  rows: { user: ScimUserRow; groups: UserGroupRef[] | undefined }[],
+  baseUrl: string,
+): Promise<Record<string, unknown>[]> {
+  const managerIds = [...new Set(rows.flatMap((r) => managerOf(r.user.attributes) ?? []))].filter(isUuid);
+  const managers = new Map<string, string>();
+  if (managerIds.length > 0) {
+    const found = await db
+      .select()
+      .from(users)
+      .where(and(eq(users.organizationId, organizationId), inArray(users.id, managerIds)));
+    for (const m of found) managers.set(m.id, toScimUser(m, undefined, baseUrl).displayName as string);
+  }
+  return rows.map((r) => toScimUser(r.user, r.groups, baseUrl, managers));
+}
+
+/** The manager id a user's attributes hold (the enterprise extension's `manager.value`). */
+function managerOf(attributes: Record<string, unknown>): string | undefined {
+  const scim = attributes.scim as { enterprise?: { manager?: { value?: unknown } } } | undefined;
+  const value = scim?.enterprise?.manager?.value;
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * The manager a write sets, when it differs from the stored one: an unchanged value is left alone,
+ * so a manager deleted since never blocks a later write of the user.
+ */
+export function newManagerOf(current: ScimUserRow | undefined, fields: ScimUserFields): string | undefined {
+  const value = managerOf({ scim: fields.scim });
+  return value !== undefined && value !== (current && managerOf(current.attributes)) ? value : undefined;
+}
+
+/**
+ * The manager values among these that are not users of the organization: the manager is "another
+ * User" (RFC 7643 §4.3), and a dangling id would show no one.
+ */
+export async function unknownManagers(db: DbOrTx, organizationId: string, values: string[]): Promise<Set<string>> {
+  const unknown = new Set(values);
+  const ids = [...unknown].filter(isUuid);
+  if (ids.length > 0) {
+    const found = await db
+      .select({ id: users.id })
+      .from(users)
+      .where(and(eq(users.organizationId, organizationId), inArray(users.id, ids)));
+    for (const { id } of found) unknown.delete(id);
+  }
+  return unknown;
+}
+
+/** Refuses a write whose new manager is no user of the organization (400 invalidValue). */
+async function requireKnownManager(
+  db: DbOrTx,
+  organizationId: string,
+  current: ScimUserRow | undefined,
+  fields: ScimUserFields,
+): Promise<ScimUserFields> {
+  const manager = newManagerOf(current, fields);
+  if (manager !== undefined && (await unknownManagers(db, organizationId, [manager])).size > 0) {
+    throw scimErrors.unknownManager(manager);
+  }
+  return fields;
 }
 
 /** The conditional headers of a request (RFC 7232 §3.1, §3.2), as received. */
@@ -228,8 +303,9 @@ export function assertVersion(resource: { updatedAt: Date }, conditions: Precond
 }
 
 /** POST /Users: creates a user in the key's organization. */
-export function createScimUser(ctx: WriteContext, body: unknown): Promise<ScimUserRow> {
-  return writeScimUser(ctx, undefined, fromScimUser(body));
+export async function createScimUser(ctx: WriteContext, body: unknown): Promise<ScimUserRow> {
+  const fields = await requireKnownManager(ctx.db, ctx.organizationId, undefined, fromScimUser(body));
+  return writeScimUser(ctx, undefined, fields);
 }
 
 /** PUT /Users/{id}: replaces every SCIM-writable attribute. */
@@ -257,7 +333,8 @@ function underLock(
   return ctx.db.transaction(async (tx) => {
     const current = await findScimUser(tx, ctx.organizationId, id, true);
     assertVersion(current, conditions);
-    return writeScimUser({ ...ctx, db: tx as unknown as Db }, current, next(current));
+    const fields = await requireKnownManager(tx, ctx.organizationId, current, next(current));
+    return writeScimUser({ ...ctx, db: tx as unknown as Db }, current, fields);
   });
 }
 
