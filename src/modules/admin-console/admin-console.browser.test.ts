@@ -1501,5 +1501,37 @@ describe.skipIf(!hasChromium())(
       expect((await api.get(`/api/v1/user-types/${stored!.id}/`)).statusCode).toBe(404);
       await page.context().close();
     }, 90_000);
+
+    it("creates an organization admin's user type in their organization when the Organization code is left empty", async () => {
+      const org = await seedOrganization(t);
+      const orgAdmin = await seedUser(t, org.id, { email: `${org.code}.types@example.com` });
+      await grantRole(t, orgAdmin, 'org_admin');
+      const sent: unknown[] = [];
+      const page = await newPage();
+      page.on('request', (request) => {
+        if (request.method() === 'POST' && new URL(request.url()).pathname === '/api/v1/user-types/') {
+          sent.push(request.postDataJSON());
+        }
+      });
+      await signIn(page, orgAdmin.email);
+      await page.getByRole('menuitem', { name: 'User types', exact: true }).waitFor();
+      await page.goto(`${base}/admin/user-types/create`);
+      await page.getByText('Empty: your organization').waitFor();
+      await page.getByLabel(/^Code/).fill('mentor');
+      await page.getByLabel(/^Name/).fill('Mentor');
+      await page.getByLabel(/^Plural/).fill('mentors');
+      // Typed and emptied again: the input is then '' or null, and neither may reach the API.
+      const organization = page.getByLabel('Organization code', { exact: true });
+      await organization.fill('x');
+      await organization.fill('');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/user-types$/);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]).not.toHaveProperty('organization');
+      const api = await loginAs(t, orgAdmin);
+      const types = (await api.get('/api/v1/user-types/')).json().results as { code: string; organization: unknown }[];
+      expect(types.find((type) => type.code === 'mentor')?.organization).toBe(org.code);
+      await page.context().close();
+    }, 60_000);
   },
 );
