@@ -196,14 +196,68 @@ describe.skipIf(!hasChromium())(
       await page.getByText('4-4 of 4').waitFor();
       await page.getByRole('button', { name: 'Go to previous page' }).click();
       await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(first);
-      // A reloaded second page has no cursor to start from: the list goes back to the first page,
-      // labelled as such, rather than showing the first page's rows under the second's number.
+      // A reloaded second page is found again from the first one's cursor.
       await page.goto(`${base}/admin/users?perPage=3&page=2`);
-      await expect.poll(() => new URL(page.url()).searchParams.get('page'), { timeout: STEP_TIMEOUT }).toBe('1');
-      await page.getByText('1-3', { exact: false }).first().waitFor();
-      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(first);
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(second);
+      expect(new URL(page.url()).searchParams.get('page')).toBe('2');
       await page.context().close();
     }, 60_000);
+
+    it('lands a reloaded or shared list URL on its page, with its filter, order and page size', async () => {
+      const org = await seedOrganization(t);
+      for (let n = 0; n < 60; n++) {
+        await seedUser(t, org.id, { email: `page.${String(n).padStart(2, '0')}@example.com` });
+      }
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const emails = () => page.locator('tbody tr td:nth-child(2)').allInnerTexts();
+      const filter = encodeURIComponent(JSON.stringify({ organization: org.code }));
+      const expected = Array.from({ length: 10 }, (_, n) => `page.${50 + n}@example.com`);
+
+      // Walked to from the first page by its Next button, then reloaded.
+      await page.goto(`${base}/admin/users?filter=${filter}&perPage=25&sort=email&order=ASC`);
+      await expect.poll(async () => (await emails())[0], { timeout: STEP_TIMEOUT }).toBe('page.00@example.com');
+      await page.getByRole('button', { name: 'Go to next page' }).click();
+      await expect.poll(async () => (await emails())[0], { timeout: STEP_TIMEOUT }).toBe('page.25@example.com');
+      await page.getByRole('button', { name: 'Go to next page' }).click();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(expected);
+      const walked = new URL(page.url()).search;
+      await page.reload();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(expected);
+      await page.getByText('51-60 of 60').waitFor();
+      expect(new URL(page.url()).search).toBe(walked);
+      // And back from there: the second page's cursor was found on the way.
+      await page.getByRole('button', { name: 'Go to previous page' }).click();
+      await expect.poll(async () => (await emails())[0], { timeout: STEP_TIMEOUT }).toBe('page.25@example.com');
+
+      // A shared link, opened in a fresh page: the same rows, the order and the filter kept.
+      const shared = await newPage();
+      await signIn(shared, admin.email);
+      await shared.getByTestId('total-users').waitFor();
+      await shared.goto(`${base}/admin/users?filter=${filter}&page=3&perPage=25&sort=email&order=DESC`);
+      await expect
+        .poll(() => shared.locator('tbody tr td:nth-child(2)').allInnerTexts(), { timeout: STEP_TIMEOUT })
+        .toEqual(Array.from({ length: 10 }, (_, n) => `page.${String(9 - n).padStart(2, '0')}@example.com`));
+      const url = new URL(shared.url()).searchParams;
+      expect([url.get('page'), url.get('perPage'), url.get('sort'), url.get('order'), url.get('filter')]).toEqual([
+        '3',
+        '25',
+        'email',
+        'DESC',
+        JSON.stringify({ organization: org.code }),
+      ]);
+
+      // Too far to walk to: the first page, and a notice that says so.
+      await shared.goto(`${base}/admin/users?filter=${filter}&page=60&perPage=1&sort=email&order=ASC`);
+      await shared.getByText(/Page 60 is too far/).waitFor();
+      await expect.poll(() => new URL(shared.url()).searchParams.get('page'), { timeout: STEP_TIMEOUT }).toBe('1');
+      await expect
+        .poll(() => shared.locator('tbody tr td:nth-child(2)').allInnerTexts(), { timeout: STEP_TIMEOUT })
+        .toEqual(['page.00@example.com']);
+      await shared.context().close();
+      await page.context().close();
+    }, 120_000);
 
     it('sorts users by the columns the API sorts by: email by default, either way, or joined', async () => {
       for (const letter of ['b', 'c', 'a']) await seedUser(t, orgId, { email: `sortme.${letter}@example.com` });
