@@ -423,6 +423,49 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it("names an organization admin's users in activities and sessions without asking for users beyond their reach", async () => {
+      const org = await seedOrganization(t);
+      const orgAdmin = await seedUser(t, org.id, { email: `${org.code}.admin@example.com` });
+      await grantRole(t, orgAdmin, 'org_admin');
+      const member = await seedUser(t, org.id, { email: `${org.code}.member@example.com` });
+      await loginAs(t, member);
+      // A superuser of another organization acts in this one: the event names them, the admin may not read them.
+      const su = await superuserClient(t);
+      expect((await su.patch(`/api/v1/users/${member.id}/`, { first_name: 'Changed' })).statusCode).toBe(200);
+      const page = await newPage();
+      const refused: string[] = [];
+      page.on('response', (response) => {
+        if (response.status() === 404 && new URL(response.url()).pathname.startsWith('/api/')) {
+          refused.push(response.url());
+        }
+      });
+      const consoleErrors: string[] = [];
+      page.on('console', (message) => {
+        if (message.type() === 'error') consoleErrors.push(message.text());
+      });
+      await signIn(page, orgAdmin.email);
+      await page.getByRole('menuitem', { name: 'Activities', exact: true }).waitFor();
+
+      await page.goto(`${base}/admin/activities`);
+      await page.getByRole('link', { name: member.email, exact: true }).first().waitFor();
+      // The superuser is shown by id, as the row carries it.
+      await page.getByRole('cell', { name: su.user.id, exact: true }).first().waitFor();
+      await page.goto(`${base}/admin/activities?filter=${encodeURIComponent(JSON.stringify({ user: su.user.id }))}`);
+      await page.getByRole('combobox', { name: 'User' }).waitFor();
+      await page.waitForLoadState('networkidle');
+      await page.goto(`${base}/admin/activities?filter=${encodeURIComponent(JSON.stringify({ user: member.id }))}`);
+      await page.getByRole('link', { name: member.email, exact: true }).first().waitFor();
+      await page.goto(`${base}/admin/user-sessions`);
+      await page.getByRole('link', { name: member.email, exact: true }).first().waitFor();
+      await page.goto(`${base}/admin/user-sessions?filter=${encodeURIComponent(JSON.stringify({ user: su.user.id }))}`);
+      await page.getByRole('combobox', { name: 'User' }).waitFor();
+      // Whatever was still loading has had its answer.
+      await page.waitForLoadState('networkidle');
+      expect(refused).toEqual([]);
+      expect(consoleErrors.filter((text) => /404|Not Found/i.test(text))).toEqual([]);
+      await page.context().close();
+    }, 60_000);
+
     it("says which rows a bulk action's server refused and why, and which list filter it refused", async () => {
       await seedUser(t, orgId, { email: 'ada.lovelace@example.com', firstName: 'Ada', lastName: 'Lovelace' });
       const page = await newPage();
