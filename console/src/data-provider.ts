@@ -43,16 +43,72 @@ interface Page<T> {
   next?: string | null;
 }
 
+/** The largest page the API answers (a larger `limit` is read as this). */
+const API_MAX_PAGE_SIZE = 500;
+
 /**
  * The API pages with opaque cursors, react-admin with page numbers: the cursor that leads to each
- * page is remembered per list (resource, filters, sort, page size) as the user walks forward. A
- * page whose cursor is unknown (a reloaded or shared URL) answers no rows, on which react-admin goes
- * back to page 1 itself: answering page 1's rows would show them under the other page's number.
+ * page is remembered per list (resource, filters, sort, page size), page number → cursor (the first
+ * page needs none). A page whose cursor is unknown (a reloaded or shared URL) is walked to from the
+ * nearest known page before it, at most this many pages: further, the list goes back to page 1 and
+ * says why, as it does for a page past the end (react-admin goes to page 1 on a page without rows).
  */
-const cursors = new Map<string, (string | undefined)[]>();
+const MAX_WALKED_PAGES = 50;
+const cursors = new Map<string, Map<number, string>>();
 
 function listKey(resource: string, params: GetListParams): string {
   return JSON.stringify([resource, params.filter, params.sort, params.pagination?.perPage]);
+}
+
+type ListNotice = (message: string) => void;
+const listNoticeListeners = new Set<ListNotice>();
+
+/** Calls `listener` with what a list wants said (a page it could not show); answers the unsubscribe. */
+export function onListNotice(listener: ListNotice): () => void {
+  listNoticeListeners.add(listener);
+  return () => listNoticeListeners.delete(listener);
+}
+
+function noticeList(message: string): void {
+  for (const listener of listNoticeListeners) listener(message);
+}
+
+/**
+ * The cursor of `page` (undefined for the first), walked to from the nearest page before it whose
+ * cursor is known, each request as large as the API answers but ending on a page boundary, so each
+ * `next` it yields starts a page and is remembered. Null when the list ends before that page or the
+ * page is too far to walk to.
+ */
+async function cursorTo(
+  known: Map<number, string>,
+  path: string,
+  filter: Record<string, unknown>,
+  page: number,
+  perPage: number,
+): Promise<string | undefined | null> {
+  if (page <= 1) return undefined;
+  const cached = known.get(page);
+  if (cached !== undefined) return cached;
+  let from = page - 1;
+  while (from > 1 && !known.has(from)) from--;
+  if (page - from > MAX_WALKED_PAGES) {
+    noticeList(`Page ${page} is too far to reach from a link (at most ${MAX_WALKED_PAGES} pages): back to page 1.`);
+    return null;
+  }
+  const pagesPerRequest = Math.max(1, Math.floor(API_MAX_PAGE_SIZE / perPage));
+  let cursor = known.get(from);
+  while (from < page) {
+    const pages = Math.min(pagesPerRequest, page - from);
+    const body = await api<Page<unknown>>(`${path}${query({ ...filter, limit: pages * perPage, cursor })}`);
+    if (!body.next) {
+      noticeList(`The list has no page ${page}: back to page 1.`);
+      return null;
+    }
+    from += pages;
+    cursor = body.next;
+    known.set(from, cursor);
+  }
+  return cursor;
 }
 
 /** One page of a `{results, next}` list, found through the cursors remembered under `key`. */
@@ -64,18 +120,14 @@ async function cursorPage(
 ) {
   const perPage = pagination?.perPage ?? 25;
   const page = pagination?.page ?? 1;
-  const known = cursors.get(key) ?? [undefined];
-  if (page > 1 && known[page - 1] === undefined) {
-    return { data: [], pageInfo: { hasNextPage: false, hasPreviousPage: false } };
-  }
-  const cursor = known[page - 1];
+  const known = cursors.get(key) ?? new Map<number, string>();
+  cursors.set(key, known);
+  const cursor = await cursorTo(known, path, filter, page, perPage);
+  if (cursor === null) return { data: [], pageInfo: { hasNextPage: false, hasPreviousPage: false } };
   const body = await api<Page<Record<string, unknown>>>(`${path}${query({ ...filter, limit: perPage, cursor })}`);
   const rows = body.results;
   const next = body.next ?? null;
-  if (next) {
-    known[page] = next;
-    cursors.set(key, known);
-  }
+  if (next) known.set(page + 1, next);
   return {
     // Rows without an id of their own: active users by user, statistics by period and organization.
     data: withIds(rows, (row) =>
@@ -112,7 +164,9 @@ async function readAll(path: string, filter: Record<string, unknown>): Promise<R
   const rows: Record<string, unknown>[] = [];
   let cursor: string | undefined;
   for (let page = 0; page < MAX_CATALOG_PAGES; page++) {
-    const body = await api<Page<Record<string, unknown>>>(`${path}${query({ ...filter, limit: 500, cursor })}`);
+    const body = await api<Page<Record<string, unknown>>>(
+      `${path}${query({ ...filter, limit: API_MAX_PAGE_SIZE, cursor })}`,
+    );
     rows.push(...body.results);
     if (!body.next) break;
     cursor = body.next;
@@ -430,6 +484,31 @@ async function updateUser(id: Identifier, data: Record<string, unknown>, previou
   }
 }
 
+/** The most ids the users list takes in one request. */
+const MAX_IDS_PER_REQUEST = 100;
+
+/**
+ * Users by id through the list's `id` filter: one request for the users a page names, and a user the
+ * caller may not read (another organization's superuser acting in theirs, a deleted one) is simply
+ * absent, where reading each by id would answer 404. Their references show the id. A refusal of the
+ * list itself leaves every reference so; an ended session still signs out.
+ */
+async function usersById(ids: Identifier[]): Promise<RaRecord[]> {
+  const rows: RaRecord[] = [];
+  const wanted = [...new Set(ids.map(String))];
+  for (let at = 0; at < wanted.length; at += MAX_IDS_PER_REQUEST) {
+    const chunk = wanted.slice(at, at + MAX_IDS_PER_REQUEST);
+    try {
+      const body = await api<Page<RaRecord>>(`${pathOf('users')}${query({ id: chunk, limit: chunk.length })}`);
+      rows.push(...body.results);
+    } catch (error) {
+      if (error instanceof HttpError && error.status === 401) throw error;
+      return rows;
+    }
+  }
+  return rows;
+}
+
 // Records are the API's JSON objects; react-admin's per-call generics add nothing checkable here.
 export const dataProvider = {
   async getList(resource, params) {
@@ -462,6 +541,7 @@ export const dataProvider = {
       const wanted = new Set(params.ids.map(String));
       return { data: (await codeCatalog(resource, {})).filter((row) => wanted.has(String(row.id))) };
     }
+    if (resource === 'users') return { data: await usersById(params.ids) };
     // A record that cannot be read (deleted, or out of reach: 404 or 403) is left out, and its
     // reference shows the id instead; an ended session still signs out.
     const settled = await Promise.allSettled(

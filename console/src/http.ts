@@ -80,7 +80,8 @@ export function query(params: Record<string, unknown>): string {
   const search = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
     if (value === undefined || value === null || value === '') continue;
-    search.set(key, String(value));
+    // A list is the parameter repeated, as the API reads several values (`?id=…&id=…`).
+    for (const item of Array.isArray(value) ? value : [value]) search.append(key, String(item));
   }
   const text = search.toString();
   return text ? `?${text}` : '';

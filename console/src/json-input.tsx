@@ -76,7 +76,14 @@ export function JsonInput({ source, label, helperText, validate, object }: JsonI
       size="small"
       margin="dense"
       className={`ra-input ra-input-${source}`}
-      slotProps={{ htmlInput: { spellCheck: false, style: { fontFamily: 'monospace' } } }}
+      slotProps={{
+        htmlInput: {
+          spellCheck: false,
+          style: { fontFamily: 'monospace' },
+          // The label's asterisk alone is not announced as "required" (see required-input.ts).
+          'aria-required': isRequired ? 'true' : undefined,
+        },
+      }}
       label={<FieldTitle label={label} source={source} isRequired={isRequired} />}
       error={invalid}
       helperText={<InputHelperText error={error?.message} helperText={helperText} />}

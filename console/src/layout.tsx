@@ -1,7 +1,8 @@
 import { Box, Button, Card, CardContent, Typography } from '@mui/material';
-import type { ReactNode } from 'react';
-import { AppBar, Layout, Loading, UserMenu, usePermissions } from 'react-admin';
+import { type ReactNode, useEffect } from 'react';
+import { AppBar, Layout, Loading, UserMenu, useNotify, usePermissions } from 'react-admin';
 import { type Access, hasConsoleAccess } from './auth-provider';
+import { onListNotice } from './data-provider';
 import { SignOutEverywhereMenuItem, SignOutMenuItem, useSignOut } from './sign-out';
 
 function NoAccess() {
@@ -48,6 +49,13 @@ const wrapLongValues = {
   '& .RaShow-card': { overflowWrap: 'anywhere' },
 } as const;
 
+/** Says why a list shows another page than its URL asked for (the data provider cannot notify itself). */
+function ListNotices() {
+  const notify = useNotify();
+  useEffect(() => onListNotice((message) => notify(message, { type: 'info' })), [notify]);
+  return null;
+}
+
 /** react-admin's layout, or the "no access" page for a signed-in user without administration rights. */
 export function ConsoleLayout({ children }: { children: ReactNode }) {
   const { permissions, isPending } = usePermissions<Access>();
@@ -55,6 +63,7 @@ export function ConsoleLayout({ children }: { children: ReactNode }) {
   if (!hasConsoleAccess(permissions)) return <NoAccess />;
   return (
     <Layout appBar={ConsoleAppBar} sx={wrapLongValues}>
+      <ListNotices />
       {children}
     </Layout>
   );

@@ -14,6 +14,7 @@ import {
 } from 'react-admin';
 import { InstantInput } from './instant-input';
 import { JsonInput } from './json-input';
+import { requiredSelect, requiredText } from './required-input';
 
 // A typed user's profile (`attributes.profile`) shown and edited through inputs derived from the
 // JSON Schema of their user type. The server checks the profile against that schema on save.
@@ -96,23 +97,24 @@ function ProfileInput({ name, property, isRequired }: { name: string; property: 
   const helperText = typeof property.description === 'string' ? property.description : false;
   const validate = isRequired ? required() : undefined;
   const common = { source, label, helperText, validate };
+  const marked = isRequired ? requiredText : {};
   if (Array.isArray(property.enum)) {
     const choices = property.enum
       .filter((value) => value === null || ['string', 'number', 'boolean'].includes(typeof value))
       .map((value) => ({ id: value as string, name: String(value) }));
-    return <SelectInput {...common} choices={choices} parse={emptyAsNull} />;
+    return <SelectInput {...common} {...(isRequired ? requiredSelect : {})} choices={choices} parse={emptyAsNull} />;
   }
   switch (typeName(property)) {
     case 'boolean':
       return <BooleanInput {...common} />;
     case 'integer':
-      return <NumberInput {...common} step={1} />;
+      return <NumberInput {...common} {...marked} step={1} />;
     case 'number':
-      return <NumberInput {...common} />;
+      return <NumberInput {...common} {...marked} />;
     case 'string':
-      if (property.format === 'date') return <DateInput {...common} />;
+      if (property.format === 'date') return <DateInput {...common} {...marked} />;
       if (property.format === 'date-time') return <InstantInput {...common} />;
-      return <TextInput {...common} />;
+      return <TextInput {...common} {...marked} />;
     default:
       // Objects, arrays and anything else the form has no input for: their JSON, checked by the server.
       return <JsonInput {...common} />;

@@ -33,6 +33,7 @@ import {
 import { rotateApiKey } from '../data-provider';
 import { InstantInput } from '../instant-input';
 import { RecordLink } from '../record-link';
+import { requiredText } from '../required-input';
 
 const scopes = ['provisioning', 'scim', 'authorize', 'read:users'].map((id) => ({ id, name: id }));
 
@@ -204,7 +205,7 @@ export function ApiKeyCreate() {
     <>
       <Create mutationOptions={{ onSuccess: (data: RaRecord & { key: string }) => setCreated(data) }}>
         <SimpleForm>
-          <TextInput source="name" validate={required()} />
+          <TextInput source="name" {...requiredText} />
           <TextInput source="organization" label="Organization code" helperText="Default: yours" />
           <CheckboxGroupInput source="scopes" choices={scopes} validate={required()} />
           <InstantInput source="expires_at" label="Expires" />

@@ -26,6 +26,7 @@ import {
   useGetIdentity,
 } from 'react-admin';
 import { RecordLink } from '../record-link';
+import { requiredText } from '../required-input';
 import { StringInput } from '../string-input';
 
 // The RBAC catalog and organizations: plain lists and forms over the administration routes.
@@ -35,7 +36,10 @@ const codeAndName = (entry: RaRecord) => `${entry.name} (${entry.id})`;
 
 export function OrganizationList() {
   return (
-    <List filters={[<SearchInput key="q" source="q" alwaysOn />]} exporter={false}>
+    <List
+      filters={[<SearchInput key="q" source="q" alwaysOn slotProps={{ htmlInput: { 'aria-label': 'Search' } }} />]}
+      exporter={false}
+    >
       <Datagrid rowClick="show" bulkActionButtons={false}>
         <RecordLink source="code" label="Code" sortable={false} />
         <TextField source="name" sortable={false} />
@@ -70,8 +74,8 @@ export function OrganizationCreate() {
   return (
     <Create redirect="show">
       <SimpleForm>
-        <TextInput source="code" validate={required()} />
-        <TextInput source="name" validate={required()} />
+        <TextInput source="code" {...requiredText} />
+        <TextInput source="name" {...requiredText} />
         <StringInput source="description" multiline />
       </SimpleForm>
     </Create>
@@ -93,7 +97,7 @@ export function OrganizationEdit() {
   return (
     <Edit mutationMode="pessimistic" redirect="show" transform={withoutUnsetSettings}>
       <SimpleForm>
-        <TextInput source="name" validate={required()} />
+        <TextInput source="name" {...requiredText} />
         <StringInput source="description" multiline />
         <BooleanInput source="is_active" label="Active (off: its users cannot log in, their sessions end)" />
         <NullableBooleanInput
@@ -158,9 +162,9 @@ function RoleFields({ creating }: { creating: boolean }) {
   const emptyOrganization = identity?.isSuperuser === true ? 'Empty: a global role' : 'Empty: your organization';
   return (
     <>
-      {creating && <TextInput source="code" validate={required()} />}
-      <TextInput source="name" validate={required()} />
-      <NumberInput source="level" validate={required()} helperText="Lower is more powerful" />
+      {creating && <TextInput source="code" {...requiredText} />}
+      <TextInput source="name" {...requiredText} />
+      <NumberInput source="level" {...requiredText} helperText="Lower is more powerful" />
       <StringInput source="description" multiline />
       {creating && <TextInput source="organization" label="Organization code" helperText={emptyOrganization} />}
       <ReferenceArrayInput source="permissions" reference="permission-codes" perPage={100}>
@@ -228,12 +232,12 @@ export function PermissionCreate() {
   return (
     <Create redirect="list">
       <SimpleForm>
-        <TextInput source="code" validate={required()} helperText="<module>.<action>" />
+        <TextInput source="code" {...requiredText} helperText="<module>.<action>" />
         <ReferenceInput source="module" reference="module-codes">
           <AutocompleteInput label="Module" optionText={codeAndName} validate={required()} />
         </ReferenceInput>
-        <TextInput source="action" validate={required()} />
-        <TextInput source="name" validate={required()} />
+        <TextInput source="action" {...requiredText} />
+        <TextInput source="name" {...requiredText} />
         <StringInput source="description" multiline />
       </SimpleForm>
     </Create>
@@ -244,7 +248,7 @@ export function PermissionEdit() {
   return (
     <Edit mutationMode="pessimistic" redirect="list">
       <SimpleForm>
-        <TextInput source="name" validate={required()} />
+        <TextInput source="name" {...requiredText} />
         <StringInput source="description" multiline />
       </SimpleForm>
     </Edit>
@@ -269,8 +273,8 @@ export function ModuleCreate() {
   return (
     <Create redirect="list">
       <SimpleForm>
-        <TextInput source="code" validate={required()} />
-        <TextInput source="name" validate={required()} />
+        <TextInput source="code" {...requiredText} />
+        <TextInput source="name" {...requiredText} />
         <StringInput source="description" multiline />
         <NumberInput source="order" />
       </SimpleForm>
@@ -282,7 +286,7 @@ export function ModuleEdit() {
   return (
     <Edit mutationMode="pessimistic" redirect="list">
       <SimpleForm>
-        <TextInput source="name" validate={required()} />
+        <TextInput source="name" {...requiredText} />
         <StringInput source="description" multiline />
         <NumberInput source="order" />
         <BooleanInput source="is_active" />

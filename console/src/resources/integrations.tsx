@@ -20,7 +20,6 @@ import {
   PasswordInput,
   type RaRecord,
   ReferenceManyField,
-  required,
   SearchInput,
   SelectInput,
   Show,
@@ -37,6 +36,7 @@ import {
 import { ActiveToggle } from '../active-toggle';
 import { checkIntegrationHealth, setIntegrationActive } from '../data-provider';
 import { RecordLink } from '../record-link';
+import { requiredSelect, requiredText } from '../required-input';
 import { StringInput } from '../string-input';
 
 // The integration registry: external services Gatehouse calls, their sealed credentials, health and calls.
@@ -101,7 +101,13 @@ function HealthChip() {
 }
 
 const filters = [
-  <SearchInput key="q" source="q" alwaysOn placeholder="Search name or provider" />,
+  <SearchInput
+    key="q"
+    source="q"
+    alwaysOn
+    placeholder="Search name or provider"
+    slotProps={{ htmlInput: { 'aria-label': 'Search name or provider' } }}
+  />,
   <SelectInput key="service_type" source="service_type" choices={serviceTypes} />,
   <SelectInput key="health_status" source="health_status" label="Health" choices={healthStatuses} />,
   <NullableBooleanInput key="is_active" source="is_active" label="Active" />,
@@ -368,19 +374,19 @@ function CredentialInputs({ creating }: { creating: boolean }) {
 function IntegrationFields({ creating }: { creating: boolean }) {
   return (
     <>
-      <TextInput source="name" validate={required()} />
-      <SelectInput source="service_type" label="Service type" choices={serviceTypes} validate={required()} />
+      <TextInput source="name" {...requiredText} />
+      <SelectInput source="service_type" label="Service type" choices={serviceTypes} {...requiredSelect} />
       <StringInput source="provider_name" label="Provider" />
       <StringInput source="description" multiline />
       {creating && <TextInput source="organization" label="Organization code" helperText="Default: yours" />}
-      <TextInput source="base_url" label="Base URL" type="url" validate={required()} />
-      <TextInput source="health_check_path" label="Health-check path" validate={required()} />
-      <NumberInput source="timeout_ms" label="Timeout (ms)" min={100} max={60_000} validate={required()} />
-      <SelectInput source="auth_type" label="Authentication" choices={authTypes} validate={required()} />
+      <TextInput source="base_url" label="Base URL" type="url" {...requiredText} />
+      <TextInput source="health_check_path" label="Health-check path" {...requiredText} />
+      <NumberInput source="timeout_ms" label="Timeout (ms)" min={100} max={60_000} {...requiredText} />
+      <SelectInput source="auth_type" label="Authentication" choices={authTypes} {...requiredSelect} />
       <FormDataConsumer<{ auth_type?: string }>>
         {({ formData }) =>
           formData.auth_type === 'api_key' ? (
-            <TextInput source="api_key_header" label="API key header" validate={required()} />
+            <TextInput source="api_key_header" label="API key header" {...requiredText} />
           ) : formData.auth_type === 'oauth2' ? (
             <OAuth2Fields />
           ) : null

@@ -14,6 +14,7 @@ import {
   useGetIdentity,
 } from 'react-admin';
 import { JsonInput } from '../json-input';
+import { requiredText } from '../required-input';
 
 // User types: the kinds of users (students, staff, …) and the JSON Schema of their profile. The server
 // refuses a schema it cannot use and a plural its paths reserve; the forms show why at the input.
@@ -49,9 +50,9 @@ export function UserTypeCreate() {
   return (
     <Create redirect="list">
       <SimpleForm defaultValues={{ schema: { type: 'object', properties: {} } }}>
-        <TextInput source="code" validate={required()} helperText="Stored on each user as their user_type" />
-        <TextInput source="label" label="Name" validate={required()} />
-        <TextInput source="plural" validate={required()} helperText="Its users are served at /api/v1/users/<plural>/" />
+        <TextInput source="code" {...requiredText} helperText="Stored on each user as their user_type" />
+        <TextInput source="label" label="Name" {...requiredText} />
+        <TextInput source="plural" {...requiredText} helperText="Its users are served at /api/v1/users/<plural>/" />
         <TextInput source="organization" label="Organization code" helperText={emptyOrganization} />
         <SchemaInput />
       </SimpleForm>
@@ -75,8 +76,8 @@ export function UserTypeEdit() {
       <SimpleForm toolbar={<UserTypeToolbar />}>
         <TextField source="code" />
         <TextField source="organization" emptyText="(global)" />
-        <TextInput source="label" label="Name" validate={required()} />
-        <TextInput source="plural" validate={required()} />
+        <TextInput source="label" label="Name" {...requiredText} />
+        <TextInput source="plural" {...requiredText} />
         <SchemaInput />
       </SimpleForm>
     </Edit>

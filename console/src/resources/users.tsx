@@ -46,13 +46,21 @@ import { ActiveToggle } from '../active-toggle';
 import { setUserActive } from '../data-provider';
 import { problemMessage } from '../http';
 import { RecordLink } from '../record-link';
+import { requiredText } from '../required-input';
 import { StringInput } from '../string-input';
 import { emptyAsNull, ProfileFields, ProfileInputs, type UserType, useUserTypes } from '../typed-profile';
 
 const statuses = ['active', 'suspended', 'locked', 'deactivated'].map((id) => ({ id, name: id }));
 
 const filters = [
-  <SearchInput key="q" source="q" alwaysOn placeholder="Search email, username, name" />,
+  // A placeholder is no label (it goes once typed in): the search is named for assistive technology too.
+  <SearchInput
+    key="q"
+    source="q"
+    alwaysOn
+    placeholder="Search email, username, name"
+    slotProps={{ htmlInput: { 'aria-label': 'Search email, username, name' } }}
+  />,
   <TextInput key="organization" source="organization" label="Organization code" />,
   <SelectInput key="status" source="status" choices={statuses} />,
   <TextInput key="user_type" source="user_type" label="User type" />,
@@ -329,7 +337,7 @@ function UserFields({ creating }: { creating: boolean }) {
   const { identity } = useGetIdentity();
   return (
     <>
-      <TextInput source="email" type="email" validate={required()} />
+      <TextInput source="email" type="email" {...requiredText} />
       <TextInput source="username" />
       <StringInput source="first_name" />
       <StringInput source="last_name" />

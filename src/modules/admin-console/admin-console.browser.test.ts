@@ -196,14 +196,69 @@ describe.skipIf(!hasChromium())(
       await page.getByText('4-4 of 4').waitFor();
       await page.getByRole('button', { name: 'Go to previous page' }).click();
       await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(first);
-      // A reloaded second page has no cursor to start from: the list goes back to the first page,
-      // labelled as such, rather than showing the first page's rows under the second's number.
+      // A reloaded second page is found again from the first one's cursor.
       await page.goto(`${base}/admin/users?perPage=3&page=2`);
-      await expect.poll(() => new URL(page.url()).searchParams.get('page'), { timeout: STEP_TIMEOUT }).toBe('1');
-      await page.getByText('1-3', { exact: false }).first().waitFor();
-      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(first);
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(second);
+      expect(new URL(page.url()).searchParams.get('page')).toBe('2');
       await page.context().close();
     }, 60_000);
+
+    it('lands a reloaded or shared list URL on its page, with its filter, order and page size', async () => {
+      const org = await seedOrganization(t);
+      // Addresses that sort after every other test's, whose users the first page of the list must still show.
+      for (let n = 0; n < 60; n++) {
+        await seedUser(t, org.id, { email: `zz.page.${String(n).padStart(2, '0')}@example.com` });
+      }
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const emails = () => page.locator('tbody tr td:nth-child(2)').allInnerTexts();
+      const filter = encodeURIComponent(JSON.stringify({ organization: org.code }));
+      const expected = Array.from({ length: 10 }, (_, n) => `zz.page.${50 + n}@example.com`);
+
+      // Walked to from the first page by its Next button, then reloaded.
+      await page.goto(`${base}/admin/users?filter=${filter}&perPage=25&sort=email&order=ASC`);
+      await expect.poll(async () => (await emails())[0], { timeout: STEP_TIMEOUT }).toBe('zz.page.00@example.com');
+      await page.getByRole('button', { name: 'Go to next page' }).click();
+      await expect.poll(async () => (await emails())[0], { timeout: STEP_TIMEOUT }).toBe('zz.page.25@example.com');
+      await page.getByRole('button', { name: 'Go to next page' }).click();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(expected);
+      const walked = new URL(page.url()).search;
+      await page.reload();
+      await expect.poll(emails, { timeout: STEP_TIMEOUT }).toEqual(expected);
+      await page.getByText('51-60 of 60').waitFor();
+      expect(new URL(page.url()).search).toBe(walked);
+      // And back from there: the second page's cursor was found on the way.
+      await page.getByRole('button', { name: 'Go to previous page' }).click();
+      await expect.poll(async () => (await emails())[0], { timeout: STEP_TIMEOUT }).toBe('zz.page.25@example.com');
+
+      // A shared link, opened in a fresh page: the same rows, the order and the filter kept.
+      const shared = await newPage();
+      await signIn(shared, admin.email);
+      await shared.getByTestId('total-users').waitFor();
+      await shared.goto(`${base}/admin/users?filter=${filter}&page=3&perPage=25&sort=email&order=DESC`);
+      await expect
+        .poll(() => shared.locator('tbody tr td:nth-child(2)').allInnerTexts(), { timeout: STEP_TIMEOUT })
+        .toEqual(Array.from({ length: 10 }, (_, n) => `zz.page.${String(9 - n).padStart(2, '0')}@example.com`));
+      const url = new URL(shared.url()).searchParams;
+      expect([url.get('page'), url.get('perPage'), url.get('sort'), url.get('order'), url.get('filter')]).toEqual([
+        '3',
+        '25',
+        'email',
+        'DESC',
+        JSON.stringify({ organization: org.code }),
+      ]);
+
+      // Too far to walk to: the first page, and a notice that says so.
+      await shared.goto(`${base}/admin/users?filter=${filter}&page=60&perPage=1&sort=email&order=ASC`);
+      await shared.getByText(/Page 60 is too far/).waitFor();
+      await expect.poll(() => new URL(shared.url()).searchParams.get('page'), { timeout: STEP_TIMEOUT }).toBe('1');
+      await expect
+        .poll(() => shared.locator('tbody tr td:nth-child(2)').allInnerTexts(), { timeout: STEP_TIMEOUT })
+        .toEqual(['zz.page.00@example.com']);
+      await shared.context().close();
+      await page.context().close();
+    }, 120_000);
 
     it('sorts users by the columns the API sorts by: email by default, either way, or joined', async () => {
       for (const letter of ['b', 'c', 'a']) await seedUser(t, orgId, { email: `sortme.${letter}@example.com` });
@@ -369,6 +424,49 @@ describe.skipIf(!hasChromium())(
       await page.context().close();
     }, 60_000);
 
+    it("names an organization admin's users in activities and sessions without asking for users beyond their reach", async () => {
+      const org = await seedOrganization(t);
+      const orgAdmin = await seedUser(t, org.id, { email: `${org.code}.admin@example.com` });
+      await grantRole(t, orgAdmin, 'org_admin');
+      const member = await seedUser(t, org.id, { email: `${org.code}.member@example.com` });
+      await loginAs(t, member);
+      // A superuser of another organization acts in this one: the event names them, the admin may not read them.
+      const su = await superuserClient(t);
+      expect((await su.patch(`/api/v1/users/${member.id}/`, { first_name: 'Changed' })).statusCode).toBe(200);
+      const page = await newPage();
+      const refused: string[] = [];
+      page.on('response', (response) => {
+        if (response.status() === 404 && new URL(response.url()).pathname.startsWith('/api/')) {
+          refused.push(response.url());
+        }
+      });
+      const consoleErrors: string[] = [];
+      page.on('console', (message) => {
+        if (message.type() === 'error') consoleErrors.push(message.text());
+      });
+      await signIn(page, orgAdmin.email);
+      await page.getByRole('menuitem', { name: 'Activities', exact: true }).waitFor();
+
+      await page.goto(`${base}/admin/activities`);
+      await page.getByRole('link', { name: member.email, exact: true }).first().waitFor();
+      // The superuser is shown by id, as the row carries it.
+      await page.getByRole('cell', { name: su.user.id, exact: true }).first().waitFor();
+      await page.goto(`${base}/admin/activities?filter=${encodeURIComponent(JSON.stringify({ user: su.user.id }))}`);
+      await page.getByRole('combobox', { name: 'User' }).waitFor();
+      await page.waitForLoadState('networkidle');
+      await page.goto(`${base}/admin/activities?filter=${encodeURIComponent(JSON.stringify({ user: member.id }))}`);
+      await page.getByRole('link', { name: member.email, exact: true }).first().waitFor();
+      await page.goto(`${base}/admin/user-sessions`);
+      await page.getByRole('link', { name: member.email, exact: true }).first().waitFor();
+      await page.goto(`${base}/admin/user-sessions?filter=${encodeURIComponent(JSON.stringify({ user: su.user.id }))}`);
+      await page.getByRole('combobox', { name: 'User' }).waitFor();
+      // Whatever was still loading has had its answer.
+      await page.waitForLoadState('networkidle');
+      expect(refused).toEqual([]);
+      expect(consoleErrors.filter((text) => /404|Not Found/i.test(text))).toEqual([]);
+      await page.context().close();
+    }, 60_000);
+
     it("says which rows a bulk action's server refused and why, and which list filter it refused", async () => {
       await seedUser(t, orgId, { email: 'ada.lovelace@example.com', firstName: 'Ada', lastName: 'Lovelace' });
       const page = await newPage();
@@ -456,6 +554,61 @@ describe.skipIf(!hasChromium())(
       await page.getByText('{"require_mfa":true,"password_min_length":12}').waitFor();
       const [stored] = await t.database.db.select().from(organizations).where(eq(organizations.id, org.id));
       expect(stored).toMatchObject({ isActive: false, settings: { require_mfa: true, password_min_length: 12 } });
+      await page.context().close();
+    }, 60_000);
+
+    it('marks required inputs as required, an input refused at Save as invalid, and labels the search', async () => {
+      const page = await newPage();
+      await signIn(page, admin.email);
+      await page.getByTestId('total-users').waitFor();
+      const requiredOf = (locator: ReturnType<Page['locator']>) => locator.getAttribute('aria-required');
+
+      await page.goto(`${base}/admin/users/create`);
+      const email = page.getByRole('textbox', { name: 'Email' });
+      expect(await requiredOf(email)).toBe('true');
+      expect(await requiredOf(page.getByRole('textbox', { name: 'Username' }))).not.toBe('true');
+      // Saved without the email: react-admin refuses it, and the input says it is invalid.
+      await page.getByLabel('First name').fill('Nobody');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await page.getByText('Required').first().waitFor();
+      await expect.poll(() => email.getAttribute('aria-invalid'), { timeout: STEP_TIMEOUT }).toBe('true');
+
+      await page.goto(`${base}/admin/api-keys/create`);
+      expect(await requiredOf(page.getByRole('textbox', { name: 'Name' }))).toBe('true');
+
+      await page.goto(`${base}/admin/user-types/create`);
+      for (const name of [/^Code/, /^Name/, /^Plural/, /^Schema/]) {
+        expect(await requiredOf(page.getByRole('textbox', { name })), String(name)).toBe('true');
+      }
+
+      await page.goto(`${base}/admin/integrations/create`);
+      for (const name of [/^Name/, /^Base URL/]) {
+        expect(await requiredOf(page.getByRole('textbox', { name })), String(name)).toBe('true');
+      }
+      for (const name of [/^Service type/, /^Authentication/]) {
+        expect(await requiredOf(page.getByRole('combobox', { name })), String(name)).toBe('true');
+      }
+      // Every form control has an accessible name, but Material UI's own copies that no one reaches: a
+      // select's value input and a growing text area's measuring twin, hidden and out of the tab order.
+      const unnamed = await page.locator('input, textarea, select').evaluateAll((elements) =>
+        elements
+          .filter((el) => {
+            const e = el as unknown as {
+              getAttribute(name: string): string | null;
+              labels: { length: number } | null;
+              type?: string;
+            };
+            if (e.type === 'hidden') return false;
+            if (e.getAttribute('aria-hidden') === 'true' && e.getAttribute('tabindex') === '-1') return false;
+            return !(e.labels?.length || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby'));
+          })
+          .map((el) => (el as unknown as { outerHTML: string }).outerHTML.slice(0, 120)),
+      );
+      expect(unnamed).toEqual([]);
+
+      await page.goto(`${base}/admin/users`);
+      await page.getByRole('textbox', { name: 'Search email, username, name' }).waitFor();
+      expect(await page.locator('input[name=q]').getAttribute('aria-label')).toBe('Search email, username, name');
       await page.context().close();
     }, 60_000);
 
@@ -1501,5 +1654,37 @@ describe.skipIf(!hasChromium())(
       expect((await api.get(`/api/v1/user-types/${stored!.id}/`)).statusCode).toBe(404);
       await page.context().close();
     }, 90_000);
+
+    it("creates an organization admin's user type in their organization when the Organization code is left empty", async () => {
+      const org = await seedOrganization(t);
+      const orgAdmin = await seedUser(t, org.id, { email: `${org.code}.types@example.com` });
+      await grantRole(t, orgAdmin, 'org_admin');
+      const sent: unknown[] = [];
+      const page = await newPage();
+      page.on('request', (request) => {
+        if (request.method() === 'POST' && new URL(request.url()).pathname === '/api/v1/user-types/') {
+          sent.push(request.postDataJSON());
+        }
+      });
+      await signIn(page, orgAdmin.email);
+      await page.getByRole('menuitem', { name: 'User types', exact: true }).waitFor();
+      await page.goto(`${base}/admin/user-types/create`);
+      await page.getByText('Empty: your organization').waitFor();
+      await page.getByLabel(/^Code/).fill('mentor');
+      await page.getByLabel(/^Name/).fill('Mentor');
+      await page.getByLabel(/^Plural/).fill('mentors');
+      // Typed and emptied again: the input is then '' or null, and neither may reach the API.
+      const organization = page.getByLabel('Organization code', { exact: true });
+      await organization.fill('x');
+      await organization.fill('');
+      await page.getByRole('button', { name: 'Save' }).click();
+      await expect.poll(() => page.url(), { timeout: STEP_TIMEOUT }).toMatch(/\/admin\/user-types$/);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]).not.toHaveProperty('organization');
+      const api = await loginAs(t, orgAdmin);
+      const types = (await api.get('/api/v1/user-types/')).json().results as { code: string; organization: unknown }[];
+      expect(types.find((type) => type.code === 'mentor')?.organization).toBe(org.code);
+      await page.context().close();
+    }, 60_000);
   },
 );

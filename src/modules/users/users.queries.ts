@@ -92,6 +92,7 @@ export async function listUsers(db: DbOrTx, filter: ListUsersFilter): Promise<Us
   const sort = userSortOf(filter);
   const conditions: (SQL | undefined)[] = [];
   if (filter.organizationId) conditions.push(eq(users.organizationId, filter.organizationId));
+  if (filter.id) conditions.push(inArray(users.id, filter.id));
   if (filter.status) conditions.push(statusIs(filter.status));
   if (filter.user_type) conditions.push(eq(users.userType, filter.user_type));
   if (filter.is_staff !== undefined) conditions.push(eq(users.isStaff, filter.is_staff));

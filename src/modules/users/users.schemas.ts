@@ -178,6 +178,16 @@ export const ListUsersQuery = Type.Object({
     }),
   ),
   organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code or id.' })),
+  id: Type.Optional(
+    Type.Array(Type.String({ format: 'uuid' }), {
+      minItems: 1,
+      maxItems: 100,
+      description:
+        'Only these users (the parameter repeated, up to 100 ids). An id the caller may not read, or no ' +
+        'user has, is left out, where `GET /users/{id}/` would answer 404: a client naming the users a ' +
+        'page shows learns which of them it may see in one request.',
+    }),
+  ),
   status: Type.Optional(Status),
   user_type: Type.Optional(Type.String({ maxLength: 64 })),
   is_staff: Type.Optional(Type.Boolean()),

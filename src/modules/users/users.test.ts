@@ -673,6 +673,31 @@ describe('users admin API', () => {
     expect(newest.results.map((u: { email: string }) => u.email)).toEqual(['carol@corp.io', 'alice@corp.io']);
   });
 
+  it('lists the users named by id, leaving out unknown ones and those beyond the caller, and refuses more than 100', async () => {
+    const org = await seedOrganization(t);
+    const alice = await seedUser(t, org.id, { email: `${org.code}.alice@example.com` });
+    const bob = await seedUser(t, org.id, { email: `${org.code}.bob@example.com` });
+    await seedUser(t, org.id, { email: `${org.code}.carol@example.com` });
+    const elsewhere = await seedUser(t, (await seedOrganization(t)).id);
+    const orgAdmin = await clientWithRole(t, org.id, 'org_admin');
+    const ids = (res: { json(): { results: { id: string }[] } }) =>
+      res
+        .json()
+        .results.map((u) => u.id)
+        .sort();
+    const wanted = [alice.id, bob.id, elsewhere.id, newId()];
+    const query = wanted.map((id) => `id=${id}`).join('&');
+    expect(ids(await orgAdmin.get(`/api/v1/users?${query}`))).toEqual([alice.id, bob.id].sort());
+    expect(ids(await admin.get(`/api/v1/users?${query}`))).toEqual([alice.id, bob.id, elsewhere.id].sort());
+    expect(ids(await admin.get(`/api/v1/users?id=${bob.id}`))).toEqual([bob.id]);
+    const tooMany = Array.from({ length: 101 }, () => `id=${newId()}`).join('&');
+    expect((await admin.get(`/api/v1/users?${tooMany}`)).json()).toMatchObject({
+      status: 400,
+      errors: [{ field: 'id' }],
+    });
+    expect((await admin.get('/api/v1/users?id=42')).json()).toMatchObject({ status: 400, errors: [{ field: 'id.0' }] });
+  });
+
   it('lists and finds users an older version stored with attributes nested deeper than writes now take, as stored', async () => {
     const org = await seedOrganization(t);
     const nested = await seedUser(t, org.id, { email: 'deep-alice@corp.io', firstName: 'Alice' });
