@@ -510,26 +510,27 @@ describe('integration health checks', () => {
   });
 });
 
-describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=off', () => {
-  let t: TestApp;
-  let admin: Client;
-  let service: ReturnType<typeof startService>;
-  let baseUrl: string;
-
+/** An app with INTEGRATIONS_ALLOW_LOOPBACK as given, an organization admin, and a service on loopback. */
+function withLoopback(setting: 'on' | 'off') {
+  const s = {} as { t: TestApp; admin: Client; service: ReturnType<typeof startService>; baseUrl: string };
   beforeAll(async () => {
-    t = await startTestApp({ INTEGRATIONS_ALLOW_LOOPBACK: 'off' });
-    const org = await seedOrganization(t);
-    admin = await clientWithRole(t, org.id, 'org_admin');
-    service = startService();
-    baseUrl = await service.listen();
+    s.t = await startTestApp({ INTEGRATIONS_ALLOW_LOOPBACK: setting });
+    const org = await seedOrganization(s.t);
+    s.admin = await clientWithRole(s.t, org.id, 'org_admin');
+    s.service = startService();
+    s.baseUrl = await s.service.listen();
   });
   afterAll(async () => {
-    await service.close();
-    await t.close();
+    await s.service.close();
+    await s.t.close();
   });
+  return s;
+}
+describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=off', () => {
+  const s = withLoopback('off');
 
   it('refuses loopback in every spelling on create and update, naming the field', async () => {
-    const allowed = await admin.post('/api/v1/integrations/', {
+    const allowed = await s.admin.post('/api/v1/integrations/', {
       name: unique('allowed '),
       service_type: 'other',
       auth_type: 'none',
@@ -555,17 +556,17 @@ describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=off', () => {
       '[64:ff9b:1::7f00:1]',
       '[2002:7f00:1::]',
     ]) {
-      const created = await admin.post('/api/v1/integrations/', {
+      const created = await s.admin.post('/api/v1/integrations/', {
         name: unique('loopback '),
         service_type: 'other',
         auth_type: 'none',
         base_url: `http://${host}:22/`,
       });
       expect(created.json(), host).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
-      const updated = await admin.patch(`/api/v1/integrations/${id}`, { base_url: `http://${host}:22/` });
+      const updated = await s.admin.patch(`/api/v1/integrations/${id}`, { base_url: `http://${host}:22/` });
       expect(updated.json(), host).toMatchObject({ status: 400, errors: [{ field: 'base_url' }] });
     }
-    const token = await admin.post('/api/v1/integrations/', {
+    const token = await s.admin.post('/api/v1/integrations/', {
       name: unique('loopback '),
       service_type: 'other',
       auth_type: 'oauth2',
@@ -577,7 +578,7 @@ describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=off', () => {
   });
 
   it('refuses the call of an integration stored with a loopback address, at connect', async () => {
-    const created = await admin.post('/api/v1/integrations/', {
+    const created = await s.admin.post('/api/v1/integrations/', {
       name: unique('stored '),
       service_type: 'other',
       auth_type: 'none',
@@ -585,45 +586,30 @@ describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=off', () => {
     });
     const id = created.json().id as string;
     // As stored while loopback was allowed.
-    await t.database.db.execute(sql`update integrations set base_url = ${baseUrl} where id = ${id}`);
-    const seen = service.seen.length;
-    const res = await admin.post(`/api/v1/integrations/${id}/health-check/`);
+    await s.t.database.db.execute(sql`update integrations set base_url = ${s.baseUrl} where id = ${id}`);
+    const seen = s.service.seen.length;
+    const res = await s.admin.post(`/api/v1/integrations/${id}/health-check/`);
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json().check).toMatchObject({ status: 'failure', http_status: null });
     expect(res.json().check.error_message).toContain('127.0.0.1');
-    expect(service.seen.length).toBe(seen);
+    expect(s.service.seen.length).toBe(seen);
   });
 });
 
 describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=on (the default)', () => {
-  let t: TestApp;
-  let admin: Client;
-  let service: ReturnType<typeof startService>;
-  let baseUrl: string;
-
-  beforeAll(async () => {
-    t = await startTestApp({ INTEGRATIONS_ALLOW_LOOPBACK: 'on' });
-    const org = await seedOrganization(t);
-    admin = await clientWithRole(t, org.id, 'org_admin');
-    service = startService();
-    baseUrl = await service.listen();
-  });
-  afterAll(async () => {
-    await service.close();
-    await t.close();
-  });
+  const s = withLoopback('on');
 
   it('registers and calls a service on loopback', async () => {
-    const created = await admin.post('/api/v1/integrations/', {
+    const created = await s.admin.post('/api/v1/integrations/', {
       name: unique('local '),
       service_type: 'other',
       auth_type: 'none',
-      base_url: baseUrl,
+      base_url: s.baseUrl,
       health_check_path: '/health',
     });
     expect(created.statusCode, created.body).toBe(201);
     for (const host of ['[::1]', 'localhost', '[::ffff:127.0.0.1]']) {
-      const other = await admin.post('/api/v1/integrations/', {
+      const other = await s.admin.post('/api/v1/integrations/', {
         name: unique('local '),
         service_type: 'other',
         auth_type: 'none',
@@ -631,7 +617,7 @@ describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=on (the default)', () =>
       });
       expect(other.statusCode, host).toBe(201);
     }
-    const res = await admin.post(`/api/v1/integrations/${created.json().id}/health-check/`);
+    const res = await s.admin.post(`/api/v1/integrations/${created.json().id}/health-check/`);
     expect(res.json().check).toMatchObject({ status: 'success', http_status: 200 });
   });
 });

@@ -4,7 +4,7 @@ import type { Db, DbOrTx } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { publishInvalidation } from '../../platform/invalidation.js';
 import { endAccountTokens } from '../account/account.queries.js';
-import { recordAudit } from '../activity/audit.js';
+import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { revokeOrganizationSessions } from '../auth/auth.service.js';
 import { users } from '../users/users.table.js';
 import { organizationErrors } from './organizations.errors.js';
@@ -23,6 +23,23 @@ function assertSettingsFit(settings: Record<string, unknown> | undefined): void 
   if (bytes !== undefined) throw organizationErrors.settingsTooLarge(bytes, SETTINGS_MAX_BYTES);
 }
 
+/** The event of an organization's creation, by the API or a setup file. */
+export function organizationCreated(
+  row: Pick<Organization, 'id' | 'code' | 'settings' | 'isActive'>,
+  actor: Actor | undefined,
+): AuditEvent {
+  return {
+    type: 'organization.created',
+    category: 'organization',
+    organizationId: row.id,
+    actor,
+    description: `Organization ${row.code} created`,
+    details: { code: row.code, settings: row.settings, is_active: row.isActive },
+    objectType: 'organization',
+    objectId: row.id,
+  };
+}
+
 /** Creates an organization; codes are unique across the installation. */
 export async function createOrganization(db: Db, input: CreateOrganizationInput, actor?: Actor): Promise<Organization> {
   assertSettingsFit(input.settings);
@@ -39,16 +56,7 @@ export async function createOrganization(db: Db, input: CreateOrganizationInput,
       .onConflictDoNothing({ target: organizations.code })
       .returning();
     if (!row) throw organizationErrors.codeTaken(input.code);
-    await recordAudit(tx, {
-      type: 'organization.created',
-      category: 'organization',
-      organizationId: row.id,
-      actor,
-      description: `Organization ${row.code} created`,
-      details: { code: row.code, settings: row.settings, is_active: row.isActive },
-      objectType: 'organization',
-      objectId: row.id,
-    });
+    await recordAudit(tx, organizationCreated(row, actor));
     return row;
   });
 }

@@ -1,7 +1,7 @@
 import { and, asc, eq, gt, inArray, isNotNull, isNull, or, type SQL, sql } from 'drizzle-orm';
 import { type Db, type DbOrTx, queryRows } from '../../platform/db/client.js';
 import { anyUuid, isUuid } from '../../platform/db/columns.js';
-import type { UserActor } from '../../platform/http/auth.js';
+import type { Actor, UserActor } from '../../platform/http/auth.js';
 import { cursorId, decodeCursor, invalidCursor } from '../../platform/http/pagination.js';
 import { type AuditEvent, recordAudit, recordAudits } from '../activity/audit.js';
 import { organizationErrors } from '../organizations/organizations.errors.js';
@@ -220,6 +220,24 @@ export async function assertRoleCodeFree(tx: DbOrTx, organizationId: string | nu
   }
 }
 
+/** The event of a role's creation, by the API or a setup file. */
+export function roleCreated(
+  role: { id: string; code: string; organizationId: string | null },
+  actor: Actor,
+  grants: { level: number | undefined; permissions: string[]; modules: string[] },
+): AuditEvent {
+  return {
+    type: 'role.created',
+    category: 'authorization',
+    organizationId: role.organizationId,
+    actor,
+    description: `Role ${role.code} created`,
+    details: { code: role.code, ...grants },
+    objectType: 'role',
+    objectId: role.id,
+  };
+}
+
 export async function createRole(db: Db, actor: UserActor, input: CreateRoleInput): Promise<RoleWithGrants> {
   const caller = await accessOfCaller(db, actor);
   assertWithinCeiling(caller, {
@@ -243,21 +261,14 @@ export async function createRole(db: Db, actor: UserActor, input: CreateRoleInpu
       .returning({ id: roles.id });
     const roleId = (row as { id: string }).id;
     await replaceGrants(tx, roleId, grants);
-    await recordAudit(tx, {
-      type: 'role.created',
-      category: 'authorization',
-      organizationId,
-      actor,
-      description: `Role ${input.code} created`,
-      details: {
-        code: input.code,
+    await recordAudit(
+      tx,
+      roleCreated({ id: roleId, code: input.code, organizationId }, actor, {
         level: input.level,
         permissions: input.permissions ?? [],
         modules: input.modules ?? [],
-      },
-      objectType: 'role',
-      objectId: roleId,
-    });
+      }),
+    );
     return roleId;
   });
   return findRole(db, id, undefined);

@@ -2,11 +2,13 @@ import { and, eq, inArray } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { recordAudit } from '../activity/audit.js';
-import { organizations } from '../organizations/organizations.table.js';
+import { organizationCreated } from '../organizations/organizations.service.js';
+import { type Organization, organizations } from '../organizations/organizations.table.js';
 import { catalogAudit } from './catalog.service.js';
 import { catalogChanged } from './effective-access.js';
 import type { FieldChange } from './field-changes.js';
 import { permissions, rbacModules, roleModules, rolePermissions, roles } from './rbac.table.js';
+import { roleCreated } from './roles.service.js';
 import { type PlannedChange, planSteps, type SetupPlan } from './setup-file.js';
 import type { SetupFile } from './setup-file.parse.js';
 
@@ -96,16 +98,8 @@ async function recordOrganizationChange(
   change: PlannedChange,
 ): Promise<void> {
   if (change.action === 'create') {
-    await recordAudit(tx, {
-      type: 'organization.created',
-      category: 'organization',
-      organizationId: row.id,
-      actor,
-      description: `Organization ${code} created`,
-      details: { code, settings: row.settings, is_active: row.isActive },
-      objectType: 'organization',
-      objectId: row.id,
-    });
+    // The row as inserted: an organizations row.
+    await recordAudit(tx, organizationCreated({ ...row, code } as Organization, actor));
     return;
   }
   if (change.action !== 'update') return;
@@ -138,16 +132,10 @@ async function recordRoleCreated(
   level: number | undefined,
   change: PlannedChange,
 ): Promise<void> {
-  await recordAudit(tx, {
-    type: 'role.created',
-    category: 'authorization',
-    organizationId: role.organizationId,
-    actor,
-    description: `Role ${role.code} created`,
-    details: { code: role.code, level, permissions: change.permissions.added, modules: change.modules.added },
-    objectType: 'role',
-    objectId: role.id,
-  });
+  await recordAudit(
+    tx,
+    roleCreated(role, actor, { level, permissions: change.permissions.added, modules: change.modules.added }),
+  );
 }
 
 /** `role.grants_changed` when a grant list changed, else `role.updated`, with what changed from what. */
