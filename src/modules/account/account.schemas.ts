@@ -52,7 +52,9 @@ export const UpdateProfileBody = Type.Object(
     last_name: Type.Optional(Name),
     attributes: Type.Optional(Attributes),
   },
-  { minProperties: 1 },
+  // Closed (fields the profile shows are dropped before the schema when sent back): a misspelt field is
+  // refused by name rather than answered 200 with nothing changed.
+  { minProperties: 1, additionalProperties: false },
 );
 
 /**

@@ -104,33 +104,44 @@ export const UserView = Type.Object({
   updated_at: Type.String({ format: 'date-time' }),
 });
 
-export const CreateUserBody = Type.Object({
-  email: Email,
-  username: Type.Optional(Username),
-  first_name: Type.Optional(Name),
-  last_name: Type.Optional(Name),
-  organization: Type.Optional(
-    Type.String({
-      minLength: 1,
-      maxLength: 100,
-      description:
-        "Organization code; default: the caller's. An `organization_id` in the body is refused (400 naming it).",
-    }),
-  ),
-  external_id: Type.Optional(ExternalId),
-  user_type: Type.Optional(UserType),
-  attributes: Type.Optional(Attributes),
-  status: Type.Optional(Status),
-  is_staff: Type.Optional(
-    Type.Boolean({
-      description:
-        'Opens the staff-only user export and import. Only staff members and superusers change it (403 ' +
-        '`staff_protected`), and not on themselves (403 `own_flags`).',
-    }),
-  ),
-  is_superuser: Type.Optional(Type.Boolean()),
-  password: Type.Optional(Password),
-});
+export const CreateUserBody = Type.Object(
+  {
+    email: Email,
+    username: Type.Optional(Username),
+    first_name: Type.Optional(Name),
+    last_name: Type.Optional(Name),
+    organization: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 100,
+        description:
+          "Organization code; default: the caller's. An `organization_id` in the body is refused (400 naming it).",
+      }),
+    ),
+    external_id: Type.Optional(ExternalId),
+    user_type: Type.Optional(UserType),
+    attributes: Type.Optional(Attributes),
+    status: Type.Optional(Status),
+    is_staff: Type.Optional(
+      Type.Boolean({
+        description:
+          'Opens the staff-only user export and import. Only staff members and superusers change it (403 ' +
+          '`staff_protected`), and not on themselves (403 `own_flags`).',
+      }),
+    ),
+    is_active: Type.Optional(
+      Type.Boolean({
+        description:
+          'false creates the user `deactivated` (as a later `is_active: false` would); given with `status`, the two ' +
+          'must agree.',
+      }),
+    ),
+    is_superuser: Type.Optional(Type.Boolean()),
+    password: Type.Optional(Password),
+  },
+  // Closed: a misspelt or read-only field is refused by name instead of creating a user other than meant.
+  { additionalProperties: false },
+);
 export type CreateUserInput = Static<typeof CreateUserBody>;
 
 export const UpdateUserBody = Type.Partial(
@@ -156,7 +167,9 @@ export const UpdateUserBody = Type.Partial(
     is_superuser: Type.Boolean(),
     password: Password,
   }),
-  { minProperties: 1 },
+  // Closed: the fields the user view shows are dropped before the schema when sent back unchanged (see
+  // partialUpdate), so only a field neither side knows, such as a misspelt one, is refused.
+  { minProperties: 1, additionalProperties: false },
 );
 export type UpdateUserInput = Static<typeof UpdateUserBody>;
 

@@ -121,6 +121,7 @@ function itemFieldsOf(input: CreateUserInput | UpdateUserInput, passwordHash: st
 export async function createUser(db: Db, actor: UserActor, input: CreateUserInput): Promise<UserWithOrganization> {
   assertMayGrantSuperuser(actor, input);
   assertMayChangeStaff(actor, input);
+  assertActiveAgreesWithStatus(input);
   if (!actor.isSuperuser && input.organization !== undefined && input.organization !== actor.organizationCode) {
     throw userErrors.otherOrganization();
   }
@@ -142,6 +143,7 @@ export async function createUser(db: Db, actor: UserActor, input: CreateUserInpu
     createOnly: true,
     organization: org.code,
     ...itemFieldsOf(input, passwordHash),
+    active: input.is_active,
   });
 }
 
@@ -159,9 +161,7 @@ export async function updateUser(
   /** Keys to set in `attributes.profile` (null removes one), merged onto the profile as stored at the write. */
   profileChanges?: Record<string, unknown>,
 ): Promise<UserWithOrganization> {
-  if (input.status !== undefined && input.is_active !== undefined && (input.status === 'active') !== input.is_active) {
-    throw userErrors.activeContradictsStatus(input.status);
-  }
+  assertActiveAgreesWithStatus(input);
   let passwordHash: string | undefined;
   // The stored user is read first only when a rule needs it: the password policy. A typed profile is
   // checked by the provisioning core, in the transaction of the write.
@@ -181,6 +181,12 @@ export async function updateUser(
     if (!target) throw userErrors.notFound(id);
   }
   return provisionOne(db, actor, { id, ...itemFieldsOf(input, passwordHash), active: input.is_active, profileChanges });
+}
+
+function assertActiveAgreesWithStatus(input: { status?: string | undefined; is_active?: boolean | undefined }): void {
+  if (input.status !== undefined && input.is_active !== undefined && (input.status === 'active') !== input.is_active) {
+    throw userErrors.activeContradictsStatus(input.status);
+  }
 }
 
 /** What a signed-in user changes about themselves (`PATCH /api/v1/users/profile/`). */

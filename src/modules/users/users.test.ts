@@ -133,6 +133,32 @@ describe('users admin API', () => {
     expect(JSON.stringify(body)).not.toMatch(/argon2|password_hash|a sufficiently long one/);
   });
 
+  it('creates a deactivated user with is_active false, and refuses unknown fields and a contradicting status by name', async () => {
+    const org = await seedOrganization(t);
+    const off = await admin.post('/api/v1/users/', {
+      email: `${unique()}@example.com`,
+      organization: org.code,
+      is_active: false,
+    });
+    expect(off.statusCode, off.body).toBe(201);
+    expect(off.json()).toMatchObject({ status: 'deactivated', is_active: false });
+    const email = `${unique()}@example.com`;
+    for (const [body, field] of [
+      [{ email, organization: org.code, is_actve: false }, 'is_actve'],
+      [{ email, organization: org.code, id: crypto.randomUUID() }, 'id'],
+      [{ email, organization: org.code, status: 'active', is_active: false }, 'is_active'],
+    ] as const) {
+      const res = await admin.post('/api/v1/users/', body);
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json()).toMatchObject({ errors: [{ field }] });
+    }
+    const written = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select count(*)::int as n from users where lower(email) = lower(${email})`,
+    );
+    expect(written[0]?.n).toBe(0);
+  });
+
   it('answers 409 email_taken for a duplicate within the organization, compared case-insensitively', async () => {
     const org = await seedOrganization(t);
     await admin.post('/api/v1/users', { email: 'dup@x.io', organization: org.code });
@@ -580,7 +606,7 @@ describe('users admin API', () => {
     expect(byStaff.statusCode, byStaff.body).toBe(201);
   });
 
-  it('answers 400 naming the read-only fields a PATCH names, and ignores unknown ones', async () => {
+  it('answers 400 naming the read-only fields a PATCH changes and the unknown ones it names', async () => {
     const org = await seedOrganization(t);
     const other = await seedOrganization(t);
     const user = await seedUser(t, org.id);
@@ -600,9 +626,11 @@ describe('users admin API', () => {
     expect(res.json().errors[0].message).toMatch(/cannot be changed/);
     expect((await admin.get(url)).json()).toEqual(before);
 
-    const unknown = await admin.patch(url, { bogus_field: 1 });
-    expect(unknown.statusCode).toBe(200);
-    expect(unknown.json()).toEqual(before);
+    // A misspelt field is refused by name rather than dropped: the change the client meant did not happen.
+    const unknown = await admin.patch(url, { fist_name: 'Eve' });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json()).toMatchObject({ errors: [{ field: 'fist_name' }] });
+    expect((await admin.get(url)).json()).toEqual(before);
 
     // The object sent back as read, with a changed name: the name is written, the rest ignored.
     const roundTrip = await admin.patch(url, { ...before, first_name: 'Eve' });
