@@ -16,7 +16,6 @@ import {
   ReferenceArrayInput,
   ReferenceInput,
   required,
-  SearchInput,
   Show,
   SimpleForm,
   SimpleShowLayout,
@@ -25,6 +24,7 @@ import {
   useCanAccess,
   useGetIdentity,
 } from 'react-admin';
+import { ListSearch } from '../list-search';
 import { RecordLink } from '../record-link';
 import { requiredText } from '../required-input';
 import { StringInput } from '../string-input';
@@ -36,10 +36,7 @@ const codeAndName = (entry: RaRecord) => `${entry.name} (${entry.id})`;
 
 export function OrganizationList() {
   return (
-    <List
-      filters={[<SearchInput key="q" source="q" alwaysOn slotProps={{ htmlInput: { 'aria-label': 'Search' } }} />]}
-      exporter={false}
-    >
+    <List filters={[<ListSearch key="q" source="q" alwaysOn />]} exporter={false}>
       <Datagrid rowClick="show" bulkActionButtons={false}>
         <RecordLink source="code" label="Code" sortable={false} />
         <TextField source="name" sortable={false} />

@@ -20,7 +20,6 @@ import {
   PasswordInput,
   type RaRecord,
   ReferenceManyField,
-  SearchInput,
   SelectInput,
   Show,
   SimpleForm,
@@ -35,6 +34,7 @@ import {
 } from 'react-admin';
 import { ActiveToggle } from '../active-toggle';
 import { checkIntegrationHealth, setIntegrationActive } from '../data-provider';
+import { ListSearch } from '../list-search';
 import { RecordLink } from '../record-link';
 import { requiredSelect, requiredText } from '../required-input';
 import { StringInput } from '../string-input';
@@ -101,13 +101,7 @@ function HealthChip() {
 }
 
 const filters = [
-  <SearchInput
-    key="q"
-    source="q"
-    alwaysOn
-    placeholder="Search name or provider"
-    slotProps={{ htmlInput: { 'aria-label': 'Search name or provider' } }}
-  />,
+  <ListSearch key="q" source="q" alwaysOn placeholder="Search name or provider" />,
   <SelectInput key="service_type" source="service_type" choices={serviceTypes} />,
   <SelectInput key="health_status" source="health_status" label="Health" choices={healthStatuses} />,
   <NullableBooleanInput key="is_active" source="is_active" label="Active" />,

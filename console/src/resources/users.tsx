@@ -24,7 +24,6 @@ import {
   ReferenceManyField,
   required,
   SaveButton,
-  SearchInput,
   SelectInput,
   Show,
   SimpleForm,
@@ -45,6 +44,7 @@ import {
 import { ActiveToggle } from '../active-toggle';
 import { setUserActive } from '../data-provider';
 import { problemMessage } from '../http';
+import { ListSearch } from '../list-search';
 import { RecordLink } from '../record-link';
 import { requiredText } from '../required-input';
 import { StringInput } from '../string-input';
@@ -53,14 +53,7 @@ import { emptyAsNull, ProfileFields, ProfileInputs, type UserType, useUserTypes 
 const statuses = ['active', 'suspended', 'locked', 'deactivated'].map((id) => ({ id, name: id }));
 
 const filters = [
-  // A placeholder is no label (it goes once typed in): the search is named for assistive technology too.
-  <SearchInput
-    key="q"
-    source="q"
-    alwaysOn
-    placeholder="Search email, username, name"
-    slotProps={{ htmlInput: { 'aria-label': 'Search email, username, name' } }}
-  />,
+  <ListSearch key="q" source="q" alwaysOn placeholder="Search email, username, name" />,
   <TextInput key="organization" source="organization" label="Organization code" />,
   <SelectInput key="status" source="status" choices={statuses} />,
   <TextInput key="user_type" source="user_type" label="User type" />,

@@ -205,6 +205,30 @@ describe('SCIM Bulk', () => {
     });
   });
 
+  it('resolves a manager given by the bulkId of a user created earlier in the same request', async () => {
+    const { scim } = await scimClient(t);
+    const [boss, report] = [unique('boss'), unique('report')];
+    const res = await scim('POST', '/Bulk', {
+      schemas: [BULK],
+      Operations: [
+        { method: 'POST', path: '/Users', bulkId: 'boss', data: user(boss) },
+        {
+          method: 'POST',
+          path: '/Users',
+          bulkId: 'report',
+          data: { ...user(report), [ENTERPRISE]: { manager: { value: 'bulkId:boss' } } },
+        },
+      ],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const ops = res.json().Operations;
+    expect(ops.map((o: { status: string }) => o.status), res.body).toEqual(['201', '201']);
+    const idOf = (location: string) => location.split('/').pop() as string;
+    expect((await scim('GET', `/Users/${idOf(ops[1].location)}`)).json()[ENTERPRISE].manager.value).toBe(
+      idOf(ops[0].location),
+    );
+  });
+
   it('answers 409 for operations whose bulkId references form a cycle, writing none of them', async () => {
     const { scim } = await scimClient(t);
     const [a, b, c, d] = [unique('ca'), unique('cb'), unique('cc'), unique('cd')];
