@@ -89,6 +89,8 @@ describe('gatehouse sync on the command line', () => {
     const held = await gatehouse(['sync'], dataDir, { env });
     expect(held.code).toBe(1);
     expect(held.stderr).toContain(`gatehouse: sync ${integrationId}: A sync of users`);
+    // There was an integration to sync: its failure is not reported as there being none.
+    expect(held.stdout).not.toContain('no active user_provisioning integrations');
 
     const unknown = await gatehouse(['sync', '--organization', 'nope'], dataDir, { env });
     expect(unknown.code).not.toBe(0);

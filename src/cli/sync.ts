@@ -35,6 +35,8 @@ export function registerSyncCommand(program: Command): void {
     .option('--full', 'send every user again, not only the changed ones')
     .action(async (options: SyncOptions) => {
       let reports: SyncReport[] = [];
+      // Integrations whose sync failed (said on stderr): there were some, even when no report came back.
+      let failedTargets = 0;
       await runRefusing('sync', async (db, config) => {
         const envelope = envelopeFor(config);
         const rules = addressRulesOf(config);
@@ -55,12 +57,13 @@ export function registerSyncCommand(program: Command): void {
             organizationId,
             onError: (id, err) => {
               console.error(`gatehouse: sync ${id}: ${(err as Error).message}`);
+              failedTargets++;
               process.exitCode = 1;
             },
           });
         }
       });
-      if (reports.length === 0) console.log('no active user_provisioning integrations');
+      if (reports.length === 0 && failedTargets === 0) console.log('no active user_provisioning integrations');
       for (const report of reports) printReport(report, options.dryRun === true);
       if (reports.some((r) => r.failed > 0 || r.stopped)) process.exitCode = 1;
     });

@@ -294,17 +294,34 @@ async function saveOutcomes(db: DbOrTx, integration: IntegrationRow, outcomes: O
 function problemOf(response: IntegrationResponse): string | null {
   // Quoted inside a sentence of its own: without the message's closing period.
   if (response.status === null) return (response.error ?? 'no answer').replace(/\.$/, '');
+  // A redirect is not followed: base_url no longer names the API, and no other call would get further.
+  if (isRedirect(response.status)) return `HTTP ${response.status}`;
   if (response.status >= 500 || response.status === 401 || response.status === 403 || response.status === 429) {
     return `HTTP ${response.status}`;
   }
   return null;
 }
 
+const isRedirect = (status: number) => status >= 300 && status < 400;
+
+const MALFORMED = 'the answer to the bulk upsert is malformed';
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** One of the answer's lists: absent (undefined or null), or a list; anything else says it is malformed. */
+function listOf(answer: Record<string, unknown>, name: 'users' | 'errors'): unknown[] | string {
+  const list = answer[name];
+  if (list === undefined || list === null) return [];
+  return Array.isArray(list) ? list : `${MALFORMED}: ${name} is not a list`;
+}
+
 /**
- * A successful answer's body as seed 000's bulk answer, or why it cannot be one: an answer of 200
- * that cannot be read must say so, not blame a status that was fine.
+ * A successful answer's body as seed 000's bulk answer for `batch`, or why it cannot be one: an
+ * answer of 200 that cannot be read must say so, not blame a status that was fine. Every item is
+ * checked before any is believed: a downstream whose answer is half garbage may have taken anything.
  */
-function bulkAnswer(body: string): Record<string, unknown> | string {
+function bulkOutcomes(batch: Candidate[], body: string): Outcome[] | string {
   let value: unknown;
   try {
     value = JSON.parse(body);
@@ -314,32 +331,39 @@ function bulkAnswer(body: string): Record<string, unknown> | string {
       ? `the answer to the bulk upsert is larger than ${MAX_RESPONSE_BYTES} bytes`
       : 'the answer to the bulk upsert is not JSON';
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return 'the answer to the bulk upsert is not a JSON object';
-  }
-  const answer = value as Record<string, unknown>;
+  if (!isObject(value)) return 'the answer to the bulk upsert is not a JSON object';
   // Without either list nothing tells which users it took.
-  if (!Array.isArray(answer.users) && !Array.isArray(answer.errors)) {
+  if (!Array.isArray(value.users) && !Array.isArray(value.errors)) {
     return 'the answer to the bulk upsert lacks users and errors';
   }
-  return answer;
-}
+  const users = listOf(value, 'users');
+  if (typeof users === 'string') return users;
+  const errors = listOf(value, 'errors');
+  if (typeof errors === 'string') return errors;
 
-/** Seed 000's bulk answer: which items it took, and each refusal by index. */
-function bulkOutcomes(batch: Candidate[], response: IntegrationResponse): Outcome[] | string {
-  if (!response.success) return `bulk upsert answered HTTP ${response.status}`;
-  const body = bulkAnswer(response.body);
-  if (typeof body === 'string') return body;
+  const taken = new Set<string>();
+  for (const [i, user] of users.entries()) {
+    if (!isObject(user)) return `${MALFORMED}: users[${i}] is not an object`;
+    if (typeof user.keycloak_id !== 'string') return `${MALFORMED}: users[${i}] has no keycloak_id`;
+    taken.add(user.keycloak_id);
+  }
   const refused = new Map<number, string>();
-  for (const e of Array.isArray(body.errors) ? body.errors : []) {
-    const entry = e as { index?: unknown; keycloak_id?: unknown; error?: unknown };
-    const index =
-      typeof entry.index === 'number' ? entry.index : batch.findIndex((u) => u.externalId === entry.keycloak_id);
+  for (const [i, entry] of errors.entries()) {
+    if (!isObject(entry)) return `${MALFORMED}: errors[${i}] is not an object`;
+    let index: number;
+    if (entry.index !== undefined && entry.index !== null) {
+      // Seed 000 points into the body it was sent: anything else refers to no user of this call.
+      if (!Number.isInteger(entry.index) || (entry.index as number) < 0 || (entry.index as number) >= batch.length) {
+        return `${MALFORMED}: errors[${i}] has an index out of range`;
+      }
+      index = entry.index as number;
+    } else if (typeof entry.keycloak_id === 'string') {
+      index = batch.findIndex((u) => u.externalId === entry.keycloak_id);
+    } else {
+      return `${MALFORMED}: errors[${i}] names neither an index nor a keycloak_id`;
+    }
     if (index >= 0) refused.set(index, typeof entry.error === 'string' ? entry.error : 'refused');
   }
-  const taken = new Set(
-    (Array.isArray(body.users) ? body.users : []).map((u) => (u as { keycloak_id?: unknown }).keycloak_id),
-  );
   return batch.map((user, i) => ({
     user,
     error: refused.get(i) ?? (taken.has(user.externalId) ? null : 'not in the downstream answer'),
@@ -373,7 +397,10 @@ async function mayCall(run: Run): Promise<boolean> {
   return false;
 }
 
-/** Whether the downstream took a deactivation: one of a user it does not have is as done as it can be. */
+/**
+ * Whether the downstream took a deactivation: one of a user it does not have is as done as it can
+ * be. A redirect is not (the call's `success` is false for it), and neither is any other status.
+ */
 const deactivated = (response: IntegrationResponse) => response.success || response.status === 404;
 
 /**
@@ -448,6 +475,8 @@ async function sendPending(run: Run): Promise<void> {
     const upserts = batch.filter((u) => u.active);
     if (upserts.length > 0) {
       if (!(await mayCall(run))) break;
+      // Read as the call is logged: an answer of 2xx that tells nothing is a failed call, not a success.
+      let answer = 'no answer' as Outcome[] | string;
       const response = await callIntegration(
         db,
         envelope,
@@ -456,6 +485,10 @@ async function sendPending(run: Run): Promise<void> {
         {
           method: 'POST',
           path: '/users/bulk',
+          unusable: ({ body }) => {
+            answer = bulkOutcomes(upserts, body);
+            return typeof answer === 'string' ? answer : null;
+          },
           body: upserts.map((u) => ({
             keycloak_id: u.externalId,
             email: u.email,
@@ -468,7 +501,9 @@ async function sendPending(run: Run): Promise<void> {
         { userIds: upserts.map((u) => u.id), identifiers: upserts.map((u) => u.externalId) },
       );
       const problem = problemOf(response);
-      const result = problem ?? bulkOutcomes(upserts, response);
+      const result: Outcome[] | string =
+        problem ??
+        (response.status !== null && response.status < 300 ? answer : `bulk upsert answered HTTP ${response.status}`);
       if (typeof result === 'string') {
         report.stopped = `The downstream did not take the users: ${result}.`;
         for (const user of upserts) fail(report, user.id, user.externalId, result);

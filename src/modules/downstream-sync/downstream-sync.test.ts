@@ -731,6 +731,114 @@ describe('outbound user sync to a seed-000 downstream', () => {
           failed: 1,
           failures: [{ user_id: user.id, error: expected[name] }],
         });
+        // The answer came, but nothing could be read of it: the call failed, and counts as a failure.
+        expect(await logsOf(id), name).toEqual([
+          expect.objectContaining({ success: false, response_status: 200, error_message: expected[name] }),
+        ]);
+        expect(await consecutiveFailures(id), name).toBe(1);
+      }
+    } finally {
+      await fake.close();
+    }
+  });
+
+  async function logsOf(id: string) {
+    return queryRows<{ method: string; success: boolean; error_message: string | null; response_status: number }>(
+      t.database.db,
+      sql`select method, success, error_message, response_status from integration_logs
+          where integration_id = ${id} order by created_at`,
+    );
+  }
+
+  async function consecutiveFailures(id: string) {
+    const [row] = await queryRows<{ n: number }>(
+      t.database.db,
+      sql`select consecutive_failures::int as n from integrations where id = ${id}`,
+    );
+    return row?.n;
+  }
+
+  it('takes a redirect, which it does not follow, as a failure: to a deactivation or a bulk upsert, sent again', async () => {
+    let redirect = false;
+    const fake = await fakeDownstream((req, res, body) => {
+      if (redirect) res.writeHead(302, { location: 'http://169.254.169.254/' }).end();
+      else if (req.method === 'POST') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(`{"users":${body},"errors":[]}`);
+      } else res.writeHead(200, { 'content-type': 'application/json' }).end('{"action":"deactivated"}');
+    });
+    try {
+      const moved = await seedOrganization(t);
+      const ann = await seedUser(t, moved.id, { externalId: unique('kc-ann-') });
+      const id = await target(fake.baseUrl, moved.code);
+      expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).json()).toMatchObject({ upserted: 1 });
+
+      redirect = true;
+      await root.patch(`/api/v1/users/${ann.id}`, { status: 'deactivated' });
+      const off = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+      expect(off).toMatchObject({ pending: 1, deactivated: 0, failed: 1 });
+      expect(off.stopped).toBe('The downstream did not take a deactivation: HTTP 302.');
+      expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({ pending: 1 });
+      expect((await logsOf(id)).at(-1)).toMatchObject({ method: 'PUT', success: false, error_message: 'HTTP 302' });
+
+      const bob = await seedUser(t, moved.id, { externalId: unique('kc-bob-') });
+      const up = (await root.post(`/api/v1/integrations/${id}/sync/`, {})).json();
+      expect(up.stopped).toBe('The downstream did not take the users: HTTP 302.');
+      expect(up.failures).toEqual(
+        expect.arrayContaining([{ user_id: bob.id, keycloak_id: bob.externalId, error: 'HTTP 302' }]),
+      );
+      expect((await logsOf(id)).at(-1)).toMatchObject({ method: 'POST', success: false, error_message: 'HTTP 302' });
+
+      redirect = false;
+      expect((await root.post(`/api/v1/integrations/${id}/sync/`, {})).json()).toMatchObject({
+        pending: 2,
+        upserted: 1,
+        deactivated: 1,
+        failed: 0,
+      });
+      expect((await root.get(`/api/v1/integrations/${id}/sync-status/`)).json()).toMatchObject({ pending: 0 });
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('stops on a malformed item in the bulk answer, logs the call failed, and leaves the integration.synced event', async () => {
+    const bodies: Record<string, string> = {
+      '{"users":[],"errors":[null]}': 'errors[0] is not an object',
+      '{"users":[null],"errors":[]}': 'users[0] is not an object',
+      '{"users":[{"keycloak_id":7}]}': 'users[0] has no keycloak_id',
+      '{"errors":[{"index":1,"error":"no"}]}': 'errors[0] has an index out of range',
+      '{"errors":[{"index":0.5}]}': 'errors[0] has an index out of range',
+      '{"errors":[{"error":"no"}]}': 'errors[0] names neither an index nor a keycloak_id',
+      '{"users":{},"errors":[]}': 'users is not a list',
+    };
+    let answer = '';
+    const fake = await fakeDownstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(answer);
+    });
+    try {
+      for (const [body, problem] of Object.entries(bodies)) {
+        answer = body;
+        const org = await seedOrganization(t);
+        const user = await seedUser(t, org.id, { externalId: unique('kc-malformed-') });
+        const id = await target(fake.baseUrl, org.code);
+        const res = await root.post(`/api/v1/integrations/${id}/sync/`, {});
+        expect(res.statusCode, `${body} → ${res.body}`).toBe(200);
+        const reason = `the answer to the bulk upsert is malformed: ${problem}`;
+        expect(res.json(), body).toMatchObject({
+          upserted: 0,
+          failed: 1,
+          stopped: `The downstream did not take the users: ${reason}.`,
+          failures: [{ user_id: user.id, error: reason }],
+        });
+        expect(await logsOf(id), body).toEqual([
+          expect.objectContaining({ success: false, response_status: 200, error_message: reason }),
+        ]);
+        expect(await consecutiveFailures(id)).toBe(1);
+        const events = await queryRows<{ success: boolean; details: Record<string, unknown> }>(
+          t.database.db,
+          sql`select success, details from activities where activity_type = 'integration.synced' and object_id = ${id}`,
+        );
+        expect(events).toEqual([expect.objectContaining({ success: false })]);
       }
     } finally {
       await fake.close();

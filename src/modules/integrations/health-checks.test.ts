@@ -157,8 +157,12 @@ describe('integration health checks', () => {
     expect(result.check).toMatchObject({ status: 'failure', http_status: null });
     expect(result.check.error_message).toContain('ECONNREFUSED');
 
+    // A redirect is not followed, so what it points at was never checked: a failure, like any call answered so.
     const redirecting = await register({ health_check_path: '/redirect' });
-    expect((await check(redirecting.id)).check).toMatchObject({ status: 'success', http_status: 302 });
+    const redirected = await check(redirecting.id);
+    expect(redirected.check).toMatchObject({ status: 'failure', http_status: 302, error_message: 'HTTP 302' });
+    expect(redirected.integration).toMatchObject({ health_status: 'DEGRADED', consecutive_failures: 1 });
+    expect(service.seen.filter((s) => s.url.includes('meta-data'))).toEqual([]);
   });
 
   it('refuses link-local addresses: at registration, and when a name resolves to one', async () => {
@@ -547,6 +551,11 @@ describe('integrations with INTEGRATIONS_ALLOW_LOOPBACK=off', () => {
       '0177.0.0.1',
       'localhost',
       'api.localhost',
+      'localhost.',
+      'LOCALHOST.',
+      'foo.localhost.',
+      'localhost.localdomain',
+      'localhost.localdomain.',
       '[::1]',
       '[0:0:0:0:0:0:0:1]',
       '[::ffff:127.0.0.1]',

@@ -1,12 +1,13 @@
 import type { Envelope } from '../../platform/crypto/envelope.js';
 import type { Db } from '../../platform/db/client.js';
 import { AppError } from '../../platform/http/errors.js';
-import { authHeadersFor } from './integration-calls.js';
+import { authHeadersFor, isSuccessStatus } from './integration-calls.js';
 import { integrationErrors } from './integrations.errors.js';
 import { findOrganizationIntegration, listIntegrationsDueForCheck } from './integrations.queries.js';
 import { recordOutcome } from './integrations.service.js';
 import { type Integration, type IntegrationHealthCheck, integrationHealthChecks } from './integrations.table.js';
-import { joinUrl, sendOutbound } from './outbound-http.js';
+import { isOAuth2Timeout } from './oauth2.js';
+import { joinUrl, type OutboundResult, sendOutbound } from './outbound-http.js';
 import type { AddressRules } from './refused-addresses.js';
 
 /** A health check reads little: the status code decides, the body is only drained. */
@@ -14,7 +15,8 @@ const MAX_HEALTH_BODY_BYTES = 16 * 1024;
 
 /**
  * Checks one integration now: GET of `base_url` + `health_check_path` with its authentication and
- * timeout. A status below 400 is a success, anything else a failure, no answer in time a timeout.
+ * timeout. A 2xx status is a success; anything else (a redirect too: it is not followed, so what it
+ * points at was never checked) a failure; no answer in time a timeout.
  * The check is kept as history and moves the health status (integrations.service `healthStatusFor`),
  * in one transaction. A deactivated integration is not called (409); one deleted while the check
  * was out answers 404, one whose address, authentication or timeout changed meanwhile 409
@@ -30,29 +32,40 @@ export async function runHealthCheck(
   if (!integration) throw integrationErrors.notFound(target.integrationId);
   if (!integration.isActive) throw integrationErrors.inactive(integration.id);
 
+  // The whole check, an OAuth2 token renewal included, runs within the integration's timeout.
+  const started = performance.now();
+  const deadline = Date.now() + integration.timeoutMs;
+  const elapsed = () => Math.round(performance.now() - started);
   let url: URL | undefined;
   let headers: Record<string, string> = {};
-  let unusable: string | null = null;
+  let unusable: OutboundResult | null = null;
   try {
     url = joinUrl(integration.baseUrl, integration.healthCheckPath, 'health_check_path');
-    headers = await authHeadersFor(db, envelope, rules, integration);
+    headers = await authHeadersFor(db, envelope, rules, integration, new Date(), deadline);
   } catch (err) {
     // A stored path calls cannot take (saved before the rules were tightened), or an OAuth2
     // integration without a usable token: the integration is unhealthy, the check itself did its job.
     if (!(err instanceof AppError)) throw err;
-    unusable = describeUnusable(err);
+    unusable = isOAuth2Timeout(err)
+      ? { ok: false, failure: 'timeout', message: timeoutMessage(integration), durationMs: elapsed() }
+      : { ok: false, failure: 'network', message: describeUnusable(err), durationMs: elapsed() };
   }
-  const result =
-    unusable === null && url
-      ? await sendOutbound(
-          url,
-          { method: 'GET', headers: { accept: '*/*', ...headers } },
-          { timeoutMs: integration.timeoutMs, maxBodyBytes: MAX_HEALTH_BODY_BYTES, rules },
-        )
-      : ({ ok: false, failure: 'network', message: unusable ?? 'not called', durationMs: 0 } as const);
+  const sent =
+    unusable ??
+    (await sendOutbound(
+      url as URL,
+      { method: 'GET', headers: { accept: '*/*', ...headers } },
+      { timeoutMs: Math.max(1, deadline - Date.now()), maxBodyBytes: MAX_HEALTH_BODY_BYTES, rules },
+    ));
+  // Timed and worded for the whole check, not only the part of the time its last request was left.
+  const result: OutboundResult = {
+    ...sent,
+    durationMs: elapsed(),
+    ...(!sent.ok && sent.failure === 'timeout' ? { message: timeoutMessage(integration) } : {}),
+  };
 
   const status = result.ok
-    ? result.status < 400
+    ? isSuccessStatus(result.status)
       ? 'success'
       : 'failure'
     : result.failure === 'timeout'
@@ -84,6 +97,8 @@ export async function runHealthCheck(
     return check as IntegrationHealthCheck;
   });
 }
+
+const timeoutMessage = (integration: Integration) => `No answer within ${integration.timeoutMs} ms.`;
 
 /** What a check's request and verdict depend on: where it goes, how it authenticates, how long it waits. */
 function isCheckedDifferently(before: Integration, after: Integration): boolean {

@@ -28,6 +28,8 @@ describe('calling an integration', () => {
         res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `bad key ${key}` }));
       } else if (req.url?.startsWith('/v1/error')) {
         res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"internal"}');
+      } else if (req.url?.startsWith('/v1/moved')) {
+        res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
       } else if (req.url?.startsWith('/v1/big')) {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('x'.repeat(20_000));
       } else {
@@ -182,6 +184,24 @@ describe('calling an integration', () => {
       results: { endpoint: string }[];
     };
     expect(failures.results.map((r) => r.endpoint)).toEqual(['/v1/error']);
+  });
+
+  it('logs and counts a call answered with a redirect, which is not followed, as a failure', async () => {
+    const created = await register({ credentials: { api_key: 'redirected-key-0123456789' } });
+    const moved = await callIntegration(t.database.db, envelope, { loopback: true }, target(created), {
+      method: 'PUT',
+      path: '/moved',
+    });
+    expect(moved).toMatchObject({ success: false, status: 302, error: 'HTTP 302' });
+    const logs = (await admin.get(`/api/v1/integrations/${created.id}/logs`)).json();
+    expect(logs.results).toEqual([
+      expect.objectContaining({ response_status: 302, success: false, error_message: 'HTTP 302' }),
+    ]);
+    expect((await admin.get(`/api/v1/integrations/${created.id}`)).json()).toMatchObject({
+      failed_requests: 1,
+      consecutive_failures: 1,
+      health_status: 'DEGRADED',
+    });
   });
 
   it('refuses to call a deactivated integration or one of another organization', async () => {

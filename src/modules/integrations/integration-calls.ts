@@ -19,13 +19,17 @@ export const MAX_LOGGED_BODY = 4096;
 /** What a caller gets of a response body at most; a larger answer is cut, never buffered whole. */
 export const MAX_RESPONSE_BYTES = 1024 * 1024;
 
-/** The headers that authenticate a call, from the integration's credentials (and OAuth2 token). */
+/**
+ * The headers that authenticate a call, from the integration's credentials (and OAuth2 token,
+ * obtained within the integration's timeout, or by `deadline`, a Date.now() instant, if sooner).
+ */
 export async function authHeadersFor(
   db: Db,
   envelope: Envelope,
   rules: AddressRules,
   integration: Integration,
   now = new Date(),
+  deadline?: number,
 ): Promise<Record<string, string>> {
   const credentials = openCredentials(envelope, integration.id, integration.credentialsSealed);
   switch (integration.authType) {
@@ -39,7 +43,7 @@ export async function authHeadersFor(
       return { authorization: `Basic ${Buffer.from(pair).toString('base64')}` };
     }
     case 'oauth2':
-      return { authorization: `Bearer ${await currentAccessToken(db, envelope, rules, integration, now)}` };
+      return { authorization: `Bearer ${await currentAccessToken(db, envelope, rules, integration, now, deadline)}` };
     default:
       return {};
   }
@@ -166,7 +170,18 @@ export interface IntegrationRequest {
   headers?: Record<string, string>;
   /** Sent as JSON unless a string. */
   body?: unknown;
+  /**
+   * Why an answer with a 2xx status is still of no use to the caller (a body it cannot read), or
+   * null: the call is then logged and counted as failed, with that reason.
+   */
+  unusable?: (answer: { status: number; body: string }) => string | null;
 }
+
+/**
+ * Whether a status means the service did what was asked. Redirects are never followed (see
+ * outbound-http.ts), so a 3xx leaves the request undone, like a refusal.
+ */
+export const isSuccessStatus = (status: number) => status >= 200 && status < 300;
 
 /** Whom a call concerns, so that a user's deletion finds its log and erases them from it. */
 export interface CallSubjects {
@@ -176,7 +191,7 @@ export interface CallSubjects {
 }
 
 export interface IntegrationResponse {
-  /** True when an answer came with a status below 400. */
+  /** True when an answer came with a 2xx status that the caller could use. */
   success: boolean;
   status: number | null;
   body: string;
@@ -228,7 +243,12 @@ export async function callIntegration(
   const result = sent.ok
     ? { ...sent, body: scrubbedBody(sent.body, secrets) }
     : { ...sent, message: withoutSecrets(sent.message, secrets) };
-  const success = result.ok && result.status < 400;
+  const failure = !result.ok
+    ? result.message
+    : !isSuccessStatus(result.status)
+      ? `HTTP ${result.status}`
+      : (request.unusable?.({ status: result.status, body: result.body }) ?? null);
+  const success = failure === null;
   const at = new Date();
 
   const logId = await db.transaction(async (tx) => {
@@ -258,7 +278,7 @@ export async function callIntegration(
         userIds: present.length > 0 ? present : null,
         durationMs: result.durationMs,
         success,
-        errorMessage: result.ok ? (success ? null : `HTTP ${result.status}`) : result.message,
+        errorMessage: failure,
         createdAt: at,
       })
       .returning({ id: integrationLogs.id });
@@ -271,7 +291,7 @@ export async function callIntegration(
     status: result.ok ? result.status : null,
     body: result.ok ? result.body : '',
     durationMs: result.durationMs,
-    error: result.ok ? (success ? null : `HTTP ${result.status}`) : result.message,
+    error: failure,
     logId,
   };
 }

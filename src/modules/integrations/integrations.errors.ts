@@ -47,6 +47,31 @@ export const integrationErrors = {
         ],
       },
     ),
+  oauth2TokenUrlRequired: () =>
+    commonErrors.validation([
+      {
+        field: 'oauth2.token_url',
+        message: 'Required for auth_type `oauth2` unless `oauth2.issuer` is given to discover it from.',
+      },
+    ]),
+  credentialsUnreadable: (id: string, needed: readonly string[]) =>
+    new AppError(
+      409,
+      'integration_credentials_unreadable',
+      `The stored credentials of integration ${id} cannot be opened (sealed under a master key this server does not hold), ` +
+        'so they cannot be changed in part; give them whole.',
+      {
+        errors: [
+          {
+            field: 'credentials',
+            message:
+              needed.length > 0
+                ? `Give every credential the auth type sends (${needed.join(', ')}) as a value; they replace the stored set.`
+                : 'Give the credentials as values; they replace the stored set.',
+          },
+        ],
+      },
+    ),
   changedDuringCheck: (id: string) =>
     new AppError(
       409,
@@ -74,6 +99,10 @@ export const integrationErrors = {
   oauth2Denied: (reason: string) =>
     new AppError(400, 'oauth2_authorization_denied', `The provider did not grant access: ${reason}.`),
   oauth2Refused: (detail: string) => new AppError(502, 'oauth2_exchange_failed', detail),
+  oauth2TimedOut: (timeoutMs: number, cause: unknown) =>
+    new AppError(502, 'oauth2_exchange_failed', `The OAuth2 provider gave no answer within ${timeoutMs} ms.`, {
+      cause,
+    }),
   oauth2NotAuthorized: (id: string) =>
     new AppError(409, 'oauth2_not_authorized', `Integration ${id} holds no OAuth2 token; authorize it first.`),
 };

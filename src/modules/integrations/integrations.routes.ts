@@ -22,6 +22,7 @@ import {
   CallbackView,
   CREDENTIAL_NAMES,
   CreateIntegrationBody,
+  HealthCheckBody,
   HealthCheckPage,
   HealthCheckResult,
   HistoryQuery,
@@ -365,13 +366,19 @@ export const integrationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         description:
           'Checks the integration now: GET of `base_url` + `health_check_path` with its authentication, within ' +
-          '`timeout_ms`. Below 400 is a success, anything else a failure, no answer in time a timeout. The check ' +
+          '`timeout_ms` (an OAuth2 token renewal included). A 2xx status is a success; anything else, a redirect ' +
+          'too (it is not followed), a failure; no answer in time a timeout. The body takes no fields. The check ' +
           'joins the history, and the health status follows the consecutive failures: 0 HEALTHY, 1–2 DEGRADED, ' +
           '3 or more DOWN. A deactivated integration is not called (409 `integration_inactive`); one deleted ' +
           'meanwhile, or of another organization, answers 404. One whose address, authentication or timeout ' +
           'changed while it was checked answers 409 `integration_changed`, and the outdated result is not recorded.',
         params: IntegrationIdParams,
+        body: HealthCheckBody,
         response: { 200: HealthCheckResult },
+      },
+      // A call without a body is the same as one with `{}`.
+      preValidation: async (req) => {
+        req.body ??= {};
       },
     },
     async (req) => {

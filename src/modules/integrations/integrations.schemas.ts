@@ -97,7 +97,11 @@ const Settings = Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), {
 });
 
 const integrationInputFields = {
-  name: Type.String({ minLength: 1, maxLength: 200 }),
+  name: Type.String({
+    minLength: 1,
+    maxLength: 200,
+    pattern: readablePattern('\\S', 'Must not be blank.'),
+  }),
   service_type: ServiceType,
   provider_name: Type.String({ maxLength: 200 }),
   description: Type.String({ maxLength: 2000 }),
@@ -244,6 +248,8 @@ export const HealthCheckView = Type.Object({
   error_message: Type.Union([Type.String(), Type.Null()]),
   checked_at: Timestamp,
 });
+
+export const HealthCheckBody = Type.Object({}, { additionalProperties: false });
 
 export const HealthCheckResult = Type.Object({
   check: HealthCheckView,

@@ -1,5 +1,5 @@
 import { and, eq, sql } from 'drizzle-orm';
-import type { Envelope } from '../../platform/crypto/envelope.js';
+import { type Envelope, EnvelopeError } from '../../platform/crypto/envelope.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { newId } from '../../platform/db/ids.js';
 import { type Actor, organizationScopeOf, type PermissionCheck, requireUser } from '../../platform/http/auth.js';
@@ -119,7 +119,32 @@ function checkedOAuth2(input: OAuth2Settings | undefined, rules: AddressRules): 
  * settings the integration ends up with (`oauth2` given replaces the stored object whole).
  */
 function checkOAuth2Client(authType: string, oauth2: OAuth2Settings | undefined): void {
-  if (authType === 'oauth2' && !oauth2?.client_id) throw integrationErrors.oauth2ClientIdRequired();
+  if (authType !== 'oauth2') return;
+  if (!oauth2?.client_id) throw integrationErrors.oauth2ClientIdRequired();
+  // Both grants end at the token endpoint (RFC 6749 §4.1.3, §4.4.2): named, or discovered from the issuer.
+  if (!oauth2.token_url && !oauth2.issuer) throw integrationErrors.oauth2TokenUrlRequired();
+}
+
+/** The credentials each auth type sends: given all, they make a whole set that needs nothing stored. */
+const CREDENTIALS_OF_AUTH: Record<string, readonly CredentialName[]> = {
+  none: [],
+  api_key: ['api_key'],
+  bearer: ['token'],
+  basic: ['username', 'password'],
+  oauth2: ['client_secret'],
+};
+
+/**
+ * The stored credentials, or, when they cannot be opened (sealed under a master key this node does
+ * not hold), null: an update that gives a whole set replaces them without reading them.
+ */
+function openStoredCredentials(envelope: Envelope, integration: Integration): Credentials | null {
+  try {
+    return openCredentials(envelope, integration.id, integration.credentialsSealed);
+  } catch (err) {
+    if (err instanceof EnvelopeError) return null;
+    throw err;
+  }
 }
 
 /**
@@ -285,12 +310,27 @@ export async function updateIntegration(
       throw integrationErrors.credentialsRequiredForNewOrigin(moves);
     }
     const givesAny = Object.values(input.credentials ?? {}).some((value) => value !== undefined);
-    const stored = moves.length > 0 || givesAny ? openCredentials(envelope, current.id, current.credentialsSealed) : {};
+    const readable = moves.length > 0 || givesAny ? openStoredCredentials(envelope, current) : {};
+    // Unreadable, the stored set can only be replaced whole: after a move, or by every credential the
+    // auth type sends, given as values (README "Rotating the master key", step 4).
+    const replacesWhole =
+      readable === null &&
+      (moves.length > 0 ||
+        (CREDENTIALS_OF_AUTH[changes.authType ?? current.authType] ?? []).every(
+          (name) => typeof input.credentials?.[name] === 'string',
+        ));
+    if (readable === null && !replacesWhole) {
+      throw integrationErrors.credentialsUnreadable(
+        current.id,
+        CREDENTIALS_OF_AUTH[changes.authType ?? current.authType] ?? [],
+      );
+    }
+    const stored = readable ?? {};
     const given = changedCredentialNames(stored, input.credentials);
     // After a move, the credentials given are the whole set: a name left out would otherwise be kept and sent on.
     const credentialNames = moves.length > 0 ? [...new Set([...Object.keys(stored), ...given])].sort() : given;
     if (credentialNames.length > 0) {
-      const merged = mergeCredentials(moves.length > 0 ? {} : stored, input.credentials ?? {});
+      const merged = mergeCredentials(moves.length > 0 || replacesWhole ? {} : stored, input.credentials ?? {});
       changes.credentialsSealed = sealCredentials(envelope, current.id, merged);
       changes.credentialHints = hintsOf(merged);
     }

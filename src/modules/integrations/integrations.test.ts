@@ -600,6 +600,112 @@ describe('integration registry', () => {
     expect((await admin.patch(`/api/v1/integrations/${plain.id}`, { description: 'd' })).statusCode).toBe(200);
   });
 
+  it('refuses a blank name, an oauth2 integration without a token endpoint, and unknown health-check fields', async () => {
+    const { admin } = await orgAdmin();
+    const blank = await admin.post('/api/v1/integrations/', body({ name: '  \t ' }));
+    expect(blank.json()).toMatchObject({ status: 400, errors: [{ field: 'name' }] });
+    const created = await create(admin);
+    const renamed = await admin.patch(`/api/v1/integrations/${created.id}`, { name: ' ' });
+    expect(renamed.json()).toMatchObject({ status: 400, errors: [{ field: 'name' }] });
+
+    // Every grant asks a token endpoint: named, or discovered from the issuer.
+    const nowhere = await admin.post(
+      '/api/v1/integrations/',
+      body({ auth_type: 'oauth2', oauth2: { client_id: 'gh', authorization_url: 'https://as.example/authorize' } }),
+    );
+    expect(nowhere.json()).toMatchObject({ status: 400, errors: [{ field: 'oauth2.token_url' }] });
+    const dropped = await admin.patch(`/api/v1/integrations/${created.id}`, {
+      auth_type: 'oauth2',
+      oauth2: { client_id: 'gh', grant: 'client_credentials' },
+      credentials: {},
+    });
+    expect(dropped.json()).toMatchObject({ status: 400, errors: [{ field: 'oauth2.token_url' }] });
+    for (const oauth2 of [{ issuer: 'https://as.example' }, { token_url: 'https://as.example/token' }]) {
+      await create(admin, { auth_type: 'oauth2', oauth2: { client_id: 'gh', ...oauth2 } });
+    }
+
+    const check = await admin.post(`/api/v1/integrations/${created.id}/health-check/`, { verbose: true });
+    expect(check.json()).toMatchObject({ status: 400, errors: [{ field: 'verbose' }] });
+  });
+
+  it('refuses a change of oauth2_token, which only an authorization sets, and ignores it sent back unchanged', async () => {
+    const { admin } = await orgAdmin();
+    const created = await create(admin);
+    const url = `/api/v1/integrations/${created.id}/`;
+    // The token as an authorization stores it.
+    await t.database.db.execute(sql`insert into integration_oauth2_tokens
+      (organization_id, integration_id, access_token_sealed, token_type, scope, expires_at)
+      values (${created.organization_id}::uuid, ${created.id}::uuid, 'sealed', 'Bearer', 'read', now() + interval '1 hour')`);
+    const shown = (await admin.get(url)).json();
+    expect(shown.oauth2_token).toMatchObject({ scope: 'read', has_refresh_token: false });
+    for (const oauth2_token of [null, { scope: 'write', expires_at: null, has_refresh_token: true }]) {
+      const res = await admin.patch(url, { oauth2_token });
+      expect(res.json(), JSON.stringify(oauth2_token)).toMatchObject({
+        status: 400,
+        errors: [{ field: 'oauth2_token' }],
+      });
+    }
+    const none = await create(admin);
+    const invented = await admin.patch(`/api/v1/integrations/${none.id}/`, {
+      oauth2_token: { scope: 'read', expires_at: null, has_refresh_token: true },
+    });
+    expect(invented.json()).toMatchObject({ status: 400, errors: [{ field: 'oauth2_token' }] });
+    const same = await admin.patch(url, { oauth2_token: shown.oauth2_token, description: 'kept' });
+    expect(same.statusCode, same.body).toBe(200);
+    expect(same.json().oauth2_token).toEqual(shown.oauth2_token);
+  });
+
+  /** Seals the stored credentials as if under a master key this server does not have. */
+  async function sealUnderUnknownKey(id: string) {
+    await t.database.db.execute(sql`update integrations
+      set credentials_sealed = regexp_replace(credentials_sealed, '^([^.]+)[.][^.]+[.]', '\\1.0123456789ab.')
+      where id = ${id}::uuid`);
+    const [row] = await queryRows<{ credentials_sealed: string }>(
+      t.database.db,
+      sql`select credentials_sealed from integrations where id = ${id}::uuid`,
+    );
+    expect(row?.credentials_sealed.split('.')[1]).toBe('0123456789ab');
+  }
+
+  it('replaces credentials it cannot open when given whole, and refuses a partial change of them with 409', async () => {
+    const { admin } = await orgAdmin();
+    const keyed = await create(admin, { credentials: { api_key: 'lost-key-0123456789abcd', api_secret: 's1' } });
+    await sealUnderUnknownKey(keyed.id);
+    const replaced = await admin.patch(`/api/v1/integrations/${keyed.id}/`, {
+      credentials: { api_key: 'new-key-0123456789wxyz' },
+    });
+    expect(replaced.statusCode, replaced.body).toBe(200);
+    expect(replaced.json().credentials).toMatchObject({
+      api_key: { set: true, hint: '…wxyz' },
+      api_secret: { set: false },
+    });
+    expect(await storedCredentials(keyed.id)).toEqual({ api_key: 'new-key-0123456789wxyz' });
+    const events = await auditOf(keyed.id);
+    expect(events.at(-1)).toMatchObject({
+      activity_type: 'integration.credentials_changed',
+      details: { changed: ['api_key'] },
+    });
+
+    const basic = await create(admin, { auth_type: 'basic', credentials: { username: 'ada', password: 'old-pw' } });
+    await sealUnderUnknownKey(basic.id);
+    for (const credentials of [{ password: 'new-pw' }, { username: 'ada', password: null }, { api_secret: 'x' }]) {
+      const partial = await admin.patch(`/api/v1/integrations/${basic.id}/`, { credentials });
+      expect(partial.statusCode, partial.body).toBe(409);
+      expect(partial.json()).toMatchObject({
+        code: 'integration_credentials_unreadable',
+        errors: [{ field: 'credentials' }],
+      });
+      expect(partial.json().detail).toMatch(/cannot be opened/);
+    }
+    // Other changes do not need the credentials.
+    expect((await admin.patch(`/api/v1/integrations/${basic.id}/`, { description: 'd' })).statusCode).toBe(200);
+    const whole = await admin.patch(`/api/v1/integrations/${basic.id}/`, {
+      credentials: { username: 'ada', password: 'new-pw' },
+    });
+    expect(whole.statusCode, whole.body).toBe(200);
+    expect(await storedCredentials(basic.id)).toEqual({ username: 'ada', password: 'new-pw' });
+  });
+
   it('answers 409 integration_name_taken for a duplicate name within the organization', async () => {
     const { admin } = await orgAdmin();
     await create(admin, { name: 'Gold rates' });

@@ -317,6 +317,35 @@ describe('OAuth2 integrations', () => {
     expect(await as.provider.AccessToken.find(token)).toBeTruthy();
   });
 
+  it('asks the token endpoint within the integration’s timeout: a stuck one makes the health check a timeout', async () => {
+    const integration = await authorized();
+    expect((await admin.patch(`/api/v1/integrations/${integration.id}`, { timeout_ms: 300 })).statusCode).toBe(200);
+    await expireToken(integration.id);
+    let release = () => {};
+    as.tokenEndpoint.hold = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      const started = Date.now();
+      const res = await admin.post(`/api/v1/integrations/${integration.id}/health-check/`);
+      const took = Date.now() - started;
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json().check).toMatchObject({ status: 'timeout', http_status: null });
+      expect(res.json().check.error_message).toContain('300 ms');
+      expect(res.json().check.response_time_ms).toBeGreaterThanOrEqual(250);
+      expect(took).toBeLessThan(3_000);
+    } finally {
+      as.tokenEndpoint.hold = null;
+      release();
+    }
+    // The renewal given up is released: the next use tries again at once, not after the lease.
+    const [lease] = await queryRows<{ renewal_lease_until: string | null }>(
+      t.database.db,
+      sql`select renewal_lease_until from integration_oauth2_tokens where integration_id = ${integration.id}::uuid`,
+    );
+    expect(lease).toEqual({ renewal_lease_until: null });
+  });
+
   it('drops the tokens when the token endpoint moves to another host, and keeps them for a path change', async () => {
     const integration = await authorized();
     const oauth2 = { issuer: as.issuer, client_id: CLIENT_ID, scope: 'api:read offline_access' };
@@ -450,6 +479,18 @@ describe('OAuth2 integrations', () => {
     });
     expect(denied.json()).toMatchObject({ status: 400, code: 'oauth2_authorization_denied' });
     expect(denied.json().detail).toContain('access_denied');
+    // A provider that leaves out `iss` on an error (RFC 9207 §2.4 is optional for it): its own error is told.
+    const withoutIss = await register({});
+    const withoutIssStart = await admin.post(`/api/v1/integrations/${withoutIss.id}/oauth2/authorize`);
+    const withoutIssState = new URL(
+      (withoutIssStart.json() as { authorization_url: string }).authorization_url,
+    ).searchParams.get('state');
+    const deniedWithoutIss = await t.request({
+      method: 'GET',
+      url: `/api/v1/integrations/oauth2/callback?state=${withoutIssState}&error=access_denied&error_description=The+user+said+no`,
+    });
+    expect(deniedWithoutIss.json()).toMatchObject({ status: 400, code: 'oauth2_authorization_denied' });
+    expect(deniedWithoutIss.json().detail).toBe('The provider did not grant access: access_denied: The user said no.');
     expect((await admin.get(`/api/v1/integrations/${declined.id}`)).json()).toMatchObject({ oauth2_token: null });
 
     const created = await register({});

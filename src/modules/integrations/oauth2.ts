@@ -25,12 +25,12 @@ import { originChanges } from './secret-destinations.js';
 const STATE_TTL_MS = 10 * 60_000;
 /** A token this close to expiry is refreshed before use rather than sent and refused. */
 const REFRESH_MARGIN_MS = 60_000;
-const OAUTH_TIMEOUT_MS = 15_000;
 /**
  * How long one caller may hold the renewal of a token: longer than the renewal may take, which is
- * a discovery request (for an issuer without explicit endpoints) and then the token request.
+ * a discovery request (for an issuer without explicit endpoints) and then the token request, both
+ * within the integration's `timeout_ms`.
  */
-const RENEWAL_LEASE_MS = 2 * OAUTH_TIMEOUT_MS + 5_000;
+const renewalLeaseMs = (integration: Integration) => 2 * integration.timeoutMs + 5_000;
 /** How often a caller waiting for another's renewal looks for the new token: soon, then less often. */
 const RENEWAL_POLL_FIRST_MS = 50;
 const RENEWAL_POLL_MAX_MS = 1_000;
@@ -42,25 +42,56 @@ export const callbackPath = '/api/v1/integrations/oauth2/callback';
 const MAX_OAUTH_RESPONSE_BYTES = 256 * 1024;
 
 /**
+ * The time the OAuth2 requests of one use of an integration have: together within its `timeout_ms`
+ * (`statedMs`), ending at `deadline` (a Date.now() instant), which a caller with a budget of its own
+ * (a health check) may bring forward.
+ */
+export interface OAuth2TimeLimit {
+  deadline: number;
+  statedMs: number;
+}
+
+const timeLimitOf = (integration: Integration, deadline?: number): OAuth2TimeLimit => ({
+  deadline: Math.min(deadline ?? Number.POSITIVE_INFINITY, Date.now() + integration.timeoutMs),
+  statedMs: integration.timeoutMs,
+});
+
+/** Whether an error is an OAuth2 request that got no answer in time (see `guardedFetch`). */
+export function isOAuth2Timeout(err: unknown): boolean {
+  return err instanceof AppError && (err.cause as { name?: string } | undefined)?.name === 'TimeoutError';
+}
+
+/**
  * Token-endpoint and discovery calls go through the same address rules as every integration call
- * (checked on the address connected to), and never follow redirects.
+ * (checked on the address connected to), never follow redirects, and end by the time limit.
  */
 const guardedFetch =
-  (rules: AddressRules) =>
+  (rules: AddressRules, limit: OAuth2TimeLimit) =>
   async (url: string, init: oauth.CustomFetchOptions<string, unknown>): Promise<Response> => {
     const body = init.body;
     if (body !== undefined && typeof body !== 'string' && !(body instanceof URLSearchParams)) {
       throw new TypeError('Unexpected OAuth2 request body.');
     }
-    const answer = await requestGuarded(
-      new URL(url),
-      {
-        method: init.method,
-        headers: init.headers,
-        body: body?.toString(),
-      },
-      { timeoutMs: OAUTH_TIMEOUT_MS, maxBodyBytes: MAX_OAUTH_RESPONSE_BYTES, rules },
-    );
+    let answer: Awaited<ReturnType<typeof requestGuarded>>;
+    try {
+      answer = await requestGuarded(
+        new URL(url),
+        {
+          method: init.method,
+          headers: init.headers,
+          body: body?.toString(),
+        },
+        {
+          timeoutMs: Math.max(1, limit.deadline - Date.now()),
+          maxBodyBytes: MAX_OAUTH_RESPONSE_BYTES,
+          rules,
+        },
+      );
+    } catch (err) {
+      if ((err as { name?: string }).name === 'TimeoutError')
+        throw integrationErrors.oauth2TimedOut(limit.statedMs, err);
+      throw err;
+    }
     const headers = new Headers();
     for (const [name, value] of Object.entries(answer.headers)) {
       for (const one of Array.isArray(value) ? value : [value ?? '']) headers.append(name, one);
@@ -70,9 +101,9 @@ const guardedFetch =
     return new Response(empty ? null : answer.body, { status: answer.status, headers });
   };
 
-function requestOptions(url: string, rules: AddressRules) {
+function requestOptions(url: string, rules: AddressRules, limit: OAuth2TimeLimit) {
   // Plain http is accepted where the operator configured it (a provider on the local network), as for base_url.
-  return { [oauth.customFetch]: guardedFetch(rules), [oauth.allowInsecureRequests]: url.startsWith('http:') };
+  return { [oauth.customFetch]: guardedFetch(rules, limit), [oauth.allowInsecureRequests]: url.startsWith('http:') };
 }
 
 interface Endpoints {
@@ -82,6 +113,7 @@ interface Endpoints {
   settings: OAuth2Settings;
   /** What a provider's answer must not show: the client secret, and the Basic credentials made of it. */
   secrets: string[];
+  limit: OAuth2TimeLimit;
 }
 
 /**
@@ -106,7 +138,12 @@ function clientSecrets(client: oauth.Client, clientAuth: oauth.ClientAuth, secre
 }
 
 /** The authorization server and client of an integration, from its settings (discovery when only the issuer is given). */
-async function endpointsOf(envelope: Envelope, rules: AddressRules, integration: Integration): Promise<Endpoints> {
+async function endpointsOf(
+  envelope: Envelope,
+  rules: AddressRules,
+  integration: Integration,
+  limit = timeLimitOf(integration),
+): Promise<Endpoints> {
   if (integration.authType !== 'oauth2') throw integrationErrors.notOAuth2(integration.id);
   // Authorizing or renewing sends the client secret: a deactivated integration is not called at all.
   if (!integration.isActive) throw integrationErrors.inactive(integration.id);
@@ -121,11 +158,12 @@ async function endpointsOf(envelope: Envelope, rules: AddressRules, integration:
     const issuer = new URL(settings.issuer);
     try {
       const response = await oauth.discoveryRequest(issuer, {
-        ...requestOptions(settings.issuer, rules),
+        ...requestOptions(settings.issuer, rules, limit),
         algorithm: 'oauth2',
       });
       as = await oauth.processDiscoveryResponse(issuer, response);
     } catch (err) {
+      if (isOAuth2Timeout(err)) throw err;
       throw integrationErrors.oauth2Refused(
         `Discovery at ${settings.issuer} failed: ${describeOAuthError(err, secrets)}`,
       );
@@ -140,7 +178,7 @@ async function endpointsOf(envelope: Envelope, rules: AddressRules, integration:
     ...(settings.authorization_url ? { authorization_endpoint: settings.authorization_url } : {}),
     ...(settings.token_url ? { token_endpoint: settings.token_url } : {}),
   };
-  return { as, client, clientAuth, settings, secrets };
+  return { as, client, clientAuth, settings, secrets, limit };
 }
 
 /**
@@ -285,8 +323,15 @@ export async function completeAuthorization(
   const integration = await findOrganizationIntegration(db, pending.organizationId, pending.integrationId);
   if (!integration) throw integrationErrors.oauth2StateInvalid();
 
-  const { as, client, clientAuth, secrets } = await endpointsOf(envelope, rules, integration);
+  const { as, client, clientAuth, secrets, limit } = await endpointsOf(envelope, rules, integration);
   const verifier = envelope.openText(pending.codeVerifierSealed, codeVerifierContext(stateHash));
+  // A refusal without `iss` (RFC 9207 §2 lets a provider that does not send it leave it out) is
+  // told in the provider's words: it grants nothing, so there is no mix-up to guard against.
+  const refusal = callbackParameters.get('error');
+  if (refusal !== null && !callbackParameters.has('iss')) {
+    const description = callbackParameters.get('error_description');
+    throw integrationErrors.oauth2Denied(withoutSecrets(`${refusal}${description ? `: ${description}` : ''}`, secrets));
+  }
   let params: URLSearchParams;
   try {
     params = oauth.validateAuthResponse(as, client, callbackParameters, state);
@@ -303,10 +348,11 @@ export async function completeAuthorization(
       params,
       pending.redirectUri,
       verifier,
-      requestOptions(as.token_endpoint ?? '', rules),
+      requestOptions(as.token_endpoint ?? '', rules, limit),
     );
     tokens = await oauth.processAuthorizationCodeResponse(as, client, response);
   } catch (err) {
+    if (isOAuth2Timeout(err)) throw err;
     throw integrationErrors.oauth2Refused(`The authorization did not complete: ${describeOAuthError(err, secrets)}`);
   }
   await db.transaction(async (tx) => {
@@ -356,11 +402,15 @@ const ofToken = (token: IntegrationOAuth2Token) =>
  * the version has already been replaced. The lease is on the database clock, shared by every
  * instance, and outlasts the token request.
  */
-async function claimRenewal(db: Db, token: IntegrationOAuth2Token): Promise<string | undefined> {
+async function claimRenewal(
+  db: Db,
+  integration: Integration,
+  token: IntegrationOAuth2Token,
+): Promise<string | undefined> {
   const claimed = await db
     .update(integrationOAuth2Tokens)
     .set({
-      renewalLeaseUntil: sql`now() + ${`${RENEWAL_LEASE_MS} milliseconds`}::interval`,
+      renewalLeaseUntil: sql`now() + ${`${renewalLeaseMs(integration)} milliseconds`}::interval`,
       // A claim is not a new token.
       updatedAt: sql`${integrationOAuth2Tokens.updatedAt}`,
     })
@@ -398,13 +448,14 @@ async function requestTokens(
   rules: AddressRules,
   integration: Integration,
   refreshToken: string | null,
+  limit: OAuth2TimeLimit,
 ): Promise<oauth.TokenEndpointResponse> {
   let secrets = secretValues([refreshToken]);
   try {
-    const endpoints = await endpointsOf(envelope, rules, integration);
+    const endpoints = await endpointsOf(envelope, rules, integration, limit);
     const { as, client, clientAuth, settings } = endpoints;
     secrets = secretValues([...endpoints.secrets, refreshToken, refreshToken && formUrlEncoded(refreshToken)]);
-    const options = requestOptions(as.token_endpoint ?? '', rules);
+    const options = requestOptions(as.token_endpoint ?? '', rules, limit);
     if (refreshToken === null) {
       const parameters: Record<string, string> = settings.scope ? { scope: settings.scope } : {};
       const response = await oauth.clientCredentialsGrantRequest(as, client, clientAuth, parameters, options);
@@ -424,11 +475,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * The access token to send now. One that is expiring is refreshed first (refresh-token grant), or,
  * for the client-credentials grant, a new one is obtained. The token request runs outside any
  * transaction: on PGlite a transaction holds the only connection, and on PostgreSQL a row lock held
- * across it would stall every change of the integration for up to the 15 s timeout. Instead, one
+ * across it would stall every change of the integration for up to its timeout. Instead, one
  * caller claims the renewal with a lease on the token row, and the new token is stored only if the
  * row still holds the version read (compare-and-swap); callers that find the renewal claimed wait
  * for its result. So a refresh token is spent once even across instances: providers that rotate
  * refresh tokens treat a second use as theft and revoke the whole grant (RFC 9700 §4.14.2).
+ * Asking, or waiting for another caller's answer, ends within the integration's `timeout_ms`, or by
+ * `deadline` (a Date.now() instant) when that comes first.
  */
 export async function currentAccessToken(
   db: Db,
@@ -436,7 +489,9 @@ export async function currentAccessToken(
   rules: AddressRules,
   integration: Integration,
   now = new Date(),
+  deadline?: number,
 ): Promise<string> {
+  const limit = timeLimitOf(integration, deadline);
   const open = (sealed: string) => envelope.openText(sealed, oauth2TokenContext(integration.id, 'access'));
   let token = await findOAuth2Token(db, integration.organizationId, integration.id);
   if (token && isFresh(token.expiresAt, now)) return open(token.accessTokenSealed);
@@ -446,7 +501,7 @@ export async function currentAccessToken(
   if (!token) {
     // A first client-credentials token: nothing is spent by asking, so concurrent callers may each
     // ask; the first stored stands and the others use it.
-    const tokens = await requestTokens(envelope, rules, integration, null);
+    const tokens = await requestTokens(envelope, rules, integration, null, limit);
     const inserted = await db.transaction(async (tx) => {
       await assertSameDestinations(tx, integration);
       return tx
@@ -463,12 +518,12 @@ export async function currentAccessToken(
     return storedAccessToken(db, integration, open);
   }
 
-  const giveUpAt = Date.now() + 2 * RENEWAL_LEASE_MS;
+  const giveUpAt = Date.now() + 2 * renewalLeaseMs(integration);
   let pause = RENEWAL_POLL_FIRST_MS;
-  let leaseUntil = await claimRenewal(db, token);
+  let leaseUntil = await claimRenewal(db, integration, token);
   while (leaseUntil === undefined) {
     // Another caller renews this version: wait for what it stores rather than spend the refresh token again.
-    await sleep(pause);
+    await sleep(Math.min(pause, Math.max(0, limit.deadline - Date.now())));
     pause = Math.min(pause * 2, RENEWAL_POLL_MAX_MS);
     const current = await findOAuth2Token(db, integration.organizationId, integration.id);
     if (!current) throw integrationErrors.oauth2NotAuthorized(integration.id);
@@ -480,7 +535,10 @@ export async function currentAccessToken(
     if (Date.now() > giveUpAt) {
       throw integrationErrors.oauth2Refused('The OAuth2 token is being renewed by another caller that did not finish.');
     }
-    leaseUntil = await claimRenewal(db, token);
+    if (Date.now() >= limit.deadline) {
+      throw integrationErrors.oauth2TimedOut(limit.statedMs, new DOMException('waited for a renewal', 'TimeoutError'));
+    }
+    leaseUntil = await claimRenewal(db, integration, token);
   }
 
   const refreshToken = token.refreshTokenSealed
@@ -488,7 +546,7 @@ export async function currentAccessToken(
     : null;
   let tokens: oauth.TokenEndpointResponse;
   try {
-    tokens = await requestTokens(envelope, rules, integration, clientCredentials ? null : refreshToken);
+    tokens = await requestTokens(envelope, rules, integration, clientCredentials ? null : refreshToken, limit);
   } catch (err) {
     await releaseRenewal(db, token, leaseUntil);
     throw err;

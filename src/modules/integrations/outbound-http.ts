@@ -54,9 +54,7 @@ export function checkIntegrationUrl(
     throw integrationErrors.invalidUrl(field, 'must not hold a query string; give credentials in `credentials`.');
   }
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  // RFC 6761 §6.3: localhost names are loopback whatever DNS says; other names are judged on connect.
-  const loopbackName = host === 'localhost' || host.endsWith('.localhost');
-  if ((isIP(host) && isRefusedAddress(host, rules)) || (!rules.loopback && loopbackName)) {
+  if ((isIP(host) && isRefusedAddress(host, rules)) || (!rules.loopback && isLoopbackName(host))) {
     throw integrationErrors.invalidUrl(
       field,
       rules.loopback
@@ -65,6 +63,16 @@ export function checkIntegrationUrl(
     );
   }
   return url.toString();
+}
+
+/**
+ * RFC 6761 §6.3: localhost names are loopback whatever DNS says; other names are judged on connect.
+ * A name with its trailing dot is the same absolute name (RFC 1034 §3.1), and `localhost.localdomain`
+ * is how many hosts files name loopback. The URL parser has already lowered the case.
+ */
+function isLoopbackName(host: string): boolean {
+  const name = host.endsWith('.') ? host.slice(0, -1) : host;
+  return name === 'localhost' || name.endsWith('.localhost') || name === 'localhost.localdomain';
 }
 
 /**
