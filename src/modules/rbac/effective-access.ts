@@ -20,9 +20,12 @@ export interface EffectiveAccess {
   organizationActive: boolean;
   status: UserStatus;
   isSuperuser: boolean;
-  /** Permission code → the code of the most powerful role granting it (for explanations). */
+  /**
+   * Permission code → the most powerful role granting it, as explanations name it (`"engineer"`, or
+   * `"engineer" of organization "ORGA"`: a code alone may be a global role's and the organization's).
+   */
   permissions: Map<string, string>;
-  /** Module code → the code of the most powerful role opening it. */
+  /** Module code → the most powerful role opening it, named as for permissions. */
   modules: Map<string, string>;
   roleIds: Set<string>;
   /** The most powerful (lowest) level among the user's roles; null without roles. */
@@ -74,6 +77,8 @@ interface GrantRow {
   kind: 'role' | 'permission' | 'module';
   role_id: string;
   role_code: string;
+  /** The code of the role's organization; null for a global role. */
+  role_organization: string | null;
   level: number;
   code: string | null;
 }
@@ -88,26 +93,35 @@ function readGrants(db: DbOrTx, userId: string): Promise<GrantRow[]> {
     db,
     sql`
     with held as (
-      select r.id, r.code, r.level
+      select r.id, r.code, o.code as organization, r.level
       from user_roles ur
       join roles r on r.id = ur.role_id
       join users u on u.id = ur.user_id
+      left join organizations o on o.id = r.organization_id
       where ur.user_id = ${userId} and (r.organization_id is null or r.organization_id = u.organization_id)
     )
-    select 'role' as kind, h.id as role_id, h.code as role_code, h.level, null as code from held h
+    select 'role' as kind, h.id as role_id, h.code as role_code, h.organization as role_organization, h.level,
+      null as code
+    from held h
     union all
-    select 'permission', h.id, h.code, h.level, p.code
+    select 'permission', h.id, h.code, h.organization, h.level, p.code
     from held h
     join role_permissions rp on rp.role_id = h.id
     join permissions p on p.id = rp.permission_id
     join modules m on m.id = p.module_id and m.is_active
     union all
-    select 'module', h.id, h.code, h.level, m.code
+    select 'module', h.id, h.code, h.organization, h.level, m.code
     from held h
     join role_modules rm on rm.role_id = h.id
     join modules m on m.id = rm.module_id and m.is_active
-    order by 4, 3`,
+    order by 5, 3, 4 nulls first`,
   );
+}
+
+function roleLabel(row: GrantRow): string {
+  return row.role_organization === null
+    ? `"${row.role_code}"`
+    : `"${row.role_code}" of organization "${row.role_organization}"`;
 }
 
 /** Computes a user's access from the database, bypassing the cache; undefined for an unknown user. */
@@ -143,7 +157,7 @@ export async function computeAccess(db: DbOrTx, userId: string): Promise<Effecti
       if (access.level === null || level < access.level) access.level = level;
     } else if (row.code !== null) {
       const target = row.kind === 'permission' ? access.permissions : access.modules;
-      if (!target.has(row.code)) target.set(row.code, row.role_code);
+      if (!target.has(row.code)) target.set(row.code, roleLabel(row));
     }
   }
   return access;
@@ -206,11 +220,11 @@ export function explain(access: EffectiveAccess, need: UserNeed): Decision {
   if ('permission' in need) {
     const role = access.permissions.get(need.permission);
     return role !== undefined
-      ? { allowed: true, reason: `Role "${role}" grants permission "${need.permission}".` }
+      ? { allowed: true, reason: `Role ${role} grants permission "${need.permission}".` }
       : { allowed: false, reason: `No role of the user grants permission "${need.permission}".` };
   }
   const role = access.modules.get(need.module);
   return role !== undefined
-    ? { allowed: true, reason: `Role "${role}" grants access to module "${need.module}".` }
+    ? { allowed: true, reason: `Role ${role} grants access to module "${need.module}".` }
     : { allowed: false, reason: `No role of the user grants access to module "${need.module}".` };
 }
