@@ -7,6 +7,15 @@ import { organizations } from '../organizations/organizations.table.js';
 import { type UserStatus, users } from '../users/users.table.js';
 
 /**
+ * A role as explanations name it: its code, and its organization's (null when global), since an
+ * organization's role may share a global role's code.
+ */
+export interface GrantingRole {
+  code: string;
+  organization: string | null;
+}
+
+/**
  * A user's effective access: the union of what their roles grant, computed once and kept in
  * memory so a route's permission check costs a map lookup. Any change to roles, grants,
  * assignments or the catalog is announced on the invalidation bus and drops the affected entries
@@ -20,13 +29,10 @@ export interface EffectiveAccess {
   organizationActive: boolean;
   status: UserStatus;
   isSuperuser: boolean;
-  /**
-   * Permission code → the most powerful role granting it, as explanations name it (`"engineer"`, or
-   * `"engineer" of organization "ORGA"`: a code alone may be a global role's and the organization's).
-   */
-  permissions: Map<string, string>;
-  /** Module code → the most powerful role opening it, named as for permissions. */
-  modules: Map<string, string>;
+  /** Permission code → the most powerful role granting it (for explanations). */
+  permissions: Map<string, GrantingRole>;
+  /** Module code → the most powerful role opening it. */
+  modules: Map<string, GrantingRole>;
   roleIds: Set<string>;
   /** The most powerful (lowest) level among the user's roles; null without roles. */
   level: number | null;
@@ -118,12 +124,6 @@ function readGrants(db: DbOrTx, userId: string): Promise<GrantRow[]> {
   );
 }
 
-function roleLabel(row: GrantRow): string {
-  return row.role_organization === null
-    ? `"${row.role_code}"`
-    : `"${row.role_code}" of organization "${row.role_organization}"`;
-}
-
 /** Computes a user's access from the database, bypassing the cache; undefined for an unknown user. */
 export async function computeAccess(db: DbOrTx, userId: string): Promise<EffectiveAccess | undefined> {
   const [[user], grants] = await Promise.all([
@@ -157,7 +157,7 @@ export async function computeAccess(db: DbOrTx, userId: string): Promise<Effecti
       if (access.level === null || level < access.level) access.level = level;
     } else if (row.code !== null) {
       const target = row.kind === 'permission' ? access.permissions : access.modules;
-      if (!target.has(row.code)) target.set(row.code, roleLabel(row));
+      if (!target.has(row.code)) target.set(row.code, { code: row.role_code, organization: row.role_organization });
     }
   }
   return access;
@@ -210,6 +210,10 @@ export interface Decision {
   reason: string;
 }
 
+function named(role: GrantingRole): string {
+  return role.organization === null ? `"${role.code}"` : `"${role.code}" of organization "${role.organization}"`;
+}
+
 /** Whether access allows the need, and why: the role that grants it, or what is missing. */
 export function explain(access: EffectiveAccess, need: UserNeed): Decision {
   if (!access.organizationActive) {
@@ -220,11 +224,11 @@ export function explain(access: EffectiveAccess, need: UserNeed): Decision {
   if ('permission' in need) {
     const role = access.permissions.get(need.permission);
     return role !== undefined
-      ? { allowed: true, reason: `Role ${role} grants permission "${need.permission}".` }
+      ? { allowed: true, reason: `Role ${named(role)} grants permission "${need.permission}".` }
       : { allowed: false, reason: `No role of the user grants permission "${need.permission}".` };
   }
   const role = access.modules.get(need.module);
   return role !== undefined
-    ? { allowed: true, reason: `Role ${role} grants access to module "${need.module}".` }
+    ? { allowed: true, reason: `Role ${named(role)} grants access to module "${need.module}".` }
     : { allowed: false, reason: `No role of the user grants access to module "${need.module}".` };
 }
