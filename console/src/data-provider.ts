@@ -364,7 +364,7 @@ async function create(resource: string, record: Record<string, unknown>): Promis
       method: 'POST',
       body,
     });
-    return { data: { ...row, id: `${user_id}/${row.role}` } as RaRecord };
+    return { data: { ...row, id: `${user_id}/${row.role_id}` } as RaRecord };
   }
   if (resource === 'users') return { data: await createUser(record) };
   return { data: await api<RaRecord>(pathOf(resource), { method: 'POST', body: filled(record) }) };
@@ -556,9 +556,10 @@ export const dataProvider = {
     const id = encodeURIComponent(String(params.id));
     if (resource === 'user-roles') {
       // The user page shows every role: all their pages, read at the largest page size. Assignments
-      // are keyed by user and role code, the pair the removal route takes.
+      // are keyed by user and role id, which the removal route takes as it takes a code: a user may
+      // hold a global role and their organization's of the same code.
       const list = await readAll(`/api/v1/users/${id}/roles/`, {});
-      const data = list.map((row) => ({ ...row, id: `${params.id}/${row.role}`, user_id: params.id }));
+      const data = list.map((row) => ({ ...row, id: `${params.id}/${row.role_id}`, user_id: params.id }));
       return { data, total: data.length };
     }
     const nested = nestedPaths[resource];
@@ -611,7 +612,7 @@ export const dataProvider = {
 
   async delete(resource, params) {
     catalogCache.clear();
-    // Role assignments are removed under their user, by role code.
+    // Role assignments are removed under their user, by role id.
     const [userId, role] = String(params.id).split('/');
     const path =
       resource === 'user-roles'

@@ -50,7 +50,13 @@ export const accessRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return {
         permissions: permissionCodes.sort(),
         modules: moduleCodes.sort(),
-        roles: held.map((a) => ({ code: a.code, level: a.level, is_primary: a.isPrimary })),
+        roles: held.map((a) => ({
+          code: a.code,
+          role_id: a.roleId,
+          organization: a.organizationCode,
+          level: a.level,
+          is_primary: a.isPrimary,
+        })),
         level: access.level,
         is_superuser: access.isSuperuser,
       };

@@ -5,7 +5,7 @@ import { seedOrganization, seedUser } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import type { UserActor } from '../../platform/http/auth.js';
 import { createModule, createPermission, updateModule } from './catalog.service.js';
-import { accessOf, catalogChanged } from './effective-access.js';
+import { accessOf, catalogChanged, type GrantingRole } from './effective-access.js';
 import { rbacModules, roleModules, rolePermissions, roles, userRoles } from './rbac.table.js';
 import { assignRole, createRole, removeRole, updateRole } from './roles.service.js';
 
@@ -26,6 +26,8 @@ let moduleCodes: string[];
 let permissionCodes: string[];
 let roleIds: string[];
 let roleCodes: string[];
+/** Each role as explanations name it: the organization's one with its organization's code. */
+let grantingRoles: GrantingRole[];
 let userIds: string[];
 
 beforeAll(async () => {
@@ -53,6 +55,7 @@ beforeAll(async () => {
   }
   roleIds = [];
   roleCodes = [];
+  grantingRoles = [];
   for (let r = 0; r < ROLES; r++) {
     // One role owned by the organization, the others global: both kinds count the same.
     const role = await createRole(db, actor, {
@@ -63,6 +66,7 @@ beforeAll(async () => {
     });
     roleIds.push(role.id);
     roleCodes.push(role.code);
+    grantingRoles.push({ code: role.code, organization: role.organizationCode });
   }
   userIds = [];
   for (let u = 0; u < USERS; u++) userIds.push((await seedUser(t, org.id)).id);
@@ -101,8 +105,8 @@ interface Model {
 
 /** What the history says, computed the slow obvious way. */
 function expected(model: Model, user: number) {
-  const permissions = new Map<string, string>();
-  const modules = new Map<string, string>();
+  const permissions = new Map<string, GrantingRole>();
+  const modules = new Map<string, GrantingRole>();
   // Most powerful role first (level, then code): the first role granting a code is the one named.
   const held = [...(model.held[user] as Set<number>)].sort(
     (a, b) =>
@@ -113,11 +117,11 @@ function expected(model: Model, user: number) {
     const grant = model.grants[r] as Model['grants'][number];
     for (const p of grant.permissions) {
       const code = permissionCodes[p] as string;
-      if (model.active[p % MODULES] && !permissions.has(code)) permissions.set(code, roleCodes[r] as string);
+      if (model.active[p % MODULES] && !permissions.has(code)) permissions.set(code, grantingRoles[r] as GrantingRole);
     }
     for (const m of grant.modules) {
       const code = moduleCodes[m] as string;
-      if (model.active[m] && !modules.has(code)) modules.set(code, roleCodes[r] as string);
+      if (model.active[m] && !modules.has(code)) modules.set(code, grantingRoles[r] as GrantingRole);
     }
   }
   const level = held.length === 0 ? null : Math.min(...held.map((r) => model.levels[r] as number));

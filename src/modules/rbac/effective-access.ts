@@ -7,6 +7,15 @@ import { organizations } from '../organizations/organizations.table.js';
 import { type UserStatus, users } from '../users/users.table.js';
 
 /**
+ * A role as explanations name it: its code, and its organization's (null when global), since an
+ * organization's role may share a global role's code.
+ */
+export interface GrantingRole {
+  code: string;
+  organization: string | null;
+}
+
+/**
  * A user's effective access: the union of what their roles grant, computed once and kept in
  * memory so a route's permission check costs a map lookup. Any change to roles, grants,
  * assignments or the catalog is announced on the invalidation bus and drops the affected entries
@@ -20,10 +29,10 @@ export interface EffectiveAccess {
   organizationActive: boolean;
   status: UserStatus;
   isSuperuser: boolean;
-  /** Permission code → the code of the most powerful role granting it (for explanations). */
-  permissions: Map<string, string>;
-  /** Module code → the code of the most powerful role opening it. */
-  modules: Map<string, string>;
+  /** Permission code → the most powerful role granting it (for explanations). */
+  permissions: Map<string, GrantingRole>;
+  /** Module code → the most powerful role opening it. */
+  modules: Map<string, GrantingRole>;
   roleIds: Set<string>;
   /** The most powerful (lowest) level among the user's roles; null without roles. */
   level: number | null;
@@ -74,6 +83,8 @@ interface GrantRow {
   kind: 'role' | 'permission' | 'module';
   role_id: string;
   role_code: string;
+  /** The code of the role's organization; null for a global role. */
+  role_organization: string | null;
   level: number;
   code: string | null;
 }
@@ -88,25 +99,28 @@ function readGrants(db: DbOrTx, userId: string): Promise<GrantRow[]> {
     db,
     sql`
     with held as (
-      select r.id, r.code, r.level
+      select r.id, r.code, o.code as organization, r.level
       from user_roles ur
       join roles r on r.id = ur.role_id
       join users u on u.id = ur.user_id
+      left join organizations o on o.id = r.organization_id
       where ur.user_id = ${userId} and (r.organization_id is null or r.organization_id = u.organization_id)
     )
-    select 'role' as kind, h.id as role_id, h.code as role_code, h.level, null as code from held h
+    select 'role' as kind, h.id as role_id, h.code as role_code, h.organization as role_organization, h.level,
+      null as code
+    from held h
     union all
-    select 'permission', h.id, h.code, h.level, p.code
+    select 'permission', h.id, h.code, h.organization, h.level, p.code
     from held h
     join role_permissions rp on rp.role_id = h.id
     join permissions p on p.id = rp.permission_id
     join modules m on m.id = p.module_id and m.is_active
     union all
-    select 'module', h.id, h.code, h.level, m.code
+    select 'module', h.id, h.code, h.organization, h.level, m.code
     from held h
     join role_modules rm on rm.role_id = h.id
     join modules m on m.id = rm.module_id and m.is_active
-    order by 4, 3`,
+    order by 5, 3, 4 nulls first`,
   );
 }
 
@@ -143,7 +157,7 @@ export async function computeAccess(db: DbOrTx, userId: string): Promise<Effecti
       if (access.level === null || level < access.level) access.level = level;
     } else if (row.code !== null) {
       const target = row.kind === 'permission' ? access.permissions : access.modules;
-      if (!target.has(row.code)) target.set(row.code, row.role_code);
+      if (!target.has(row.code)) target.set(row.code, { code: row.role_code, organization: row.role_organization });
     }
   }
   return access;
@@ -196,6 +210,10 @@ export interface Decision {
   reason: string;
 }
 
+function named(role: GrantingRole): string {
+  return role.organization === null ? `"${role.code}"` : `"${role.code}" of organization "${role.organization}"`;
+}
+
 /** Whether access allows the need, and why: the role that grants it, or what is missing. */
 export function explain(access: EffectiveAccess, need: UserNeed): Decision {
   if (!access.organizationActive) {
@@ -206,11 +224,11 @@ export function explain(access: EffectiveAccess, need: UserNeed): Decision {
   if ('permission' in need) {
     const role = access.permissions.get(need.permission);
     return role !== undefined
-      ? { allowed: true, reason: `Role "${role}" grants permission "${need.permission}".` }
+      ? { allowed: true, reason: `Role ${named(role)} grants permission "${need.permission}".` }
       : { allowed: false, reason: `No role of the user grants permission "${need.permission}".` };
   }
   const role = access.modules.get(need.module);
   return role !== undefined
-    ? { allowed: true, reason: `Role "${role}" grants access to module "${need.module}".` }
+    ? { allowed: true, reason: `Role ${named(role)} grants access to module "${need.module}".` }
     : { allowed: false, reason: `No role of the user grants access to module "${need.module}".` };
 }

@@ -18,11 +18,7 @@ export const rbacErrors = {
     new AppError(409, 'role_already_assigned', `The user already holds role "${code}".`, {
       errors: [{ field: 'role', message: 'Already held; send is_primary to change which role is primary.' }],
     }),
-  /**
-   * An organization role may not take a global role's code (assignment by code takes the
-   * organization's role first, so it would stand in for the global one there), nor a new global
-   * role a code organizations already use.
-   */
+  /** A code the unique indexes leave free but that stays with a built-in role (assertRoleCodeFree). */
   roleCodeTaken: (code: string, detail: string) =>
     new AppError(409, 'role_code_taken', detail, {
       errors: [{ field: 'code', message: `"${code}" is taken.` }],

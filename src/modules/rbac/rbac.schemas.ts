@@ -35,7 +35,9 @@ export const RoleCode = Type.String({
     '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
     'Use letters, digits, _ . and -, starting with a letter or digit.',
   ),
-  description: 'Unique among global roles and within an organization.',
+  description:
+    'Unique among global roles and within an organization. An organization’s role may share a global role’s ' +
+    'code, except a built-in one (super_admin, org_admin, viewer).',
 });
 export const RoleLevel = Type.Integer({
   minimum: 0,
@@ -187,7 +189,13 @@ export const ListRolesQuery = Type.Object({
   ),
 });
 export const RolePage = Page(RoleView);
-export const RoleIdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+export const RoleIdParams = Type.Object({
+  id: Type.String({
+    minLength: 1,
+    maxLength: 64,
+    description: 'The role’s id. Not its code, which may name a global role and organizations’ roles alike.',
+  }),
+});
 
 // ---------------------------------------------------------------------------------------------
 // Assignments
@@ -209,7 +217,9 @@ export const AssignRoleBody = Type.Object(
     role: Type.String({
       minLength: 1,
       maxLength: 64,
-      description: 'Role code: the user’s organization’s role of that code first, then the global one.',
+      description:
+        'Role code: the user’s organization’s role of that code first, then the global one. A role id names ' +
+        'one role exactly (the global role of a code the organization reuses).',
     }),
     is_primary: Type.Optional(
       Type.Boolean({
@@ -227,7 +237,11 @@ export type AssignRoleInput = Static<typeof AssignRoleBody>;
 export const UserRolesParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 export const UserRoleParams = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 64 }),
-  role: Type.String({ minLength: 1, maxLength: 64, description: 'Role id or code.' }),
+  role: Type.String({
+    minLength: 1,
+    maxLength: 64,
+    description: 'Role id, or code: of the roles of that code the user holds, their organization’s first.',
+  }),
 });
 export const ListUserRolesQuery = Type.Object({ ...PageQuery });
 export const AssignmentPage = Page(AssignmentView);
@@ -238,7 +252,17 @@ export const AssignmentPage = Page(AssignmentView);
 export const EffectivePermissionsView = Type.Object({
   permissions: Type.Array(Type.String()),
   modules: Type.Array(Type.String()),
-  roles: Type.Array(Type.Object({ code: Type.String(), level: Type.Integer(), is_primary: Type.Boolean() })),
+  roles: Type.Array(
+    Type.Object({
+      code: Type.String(),
+      role_id: Id,
+      organization: Type.Union([Type.String(), Type.Null()], {
+        description: 'The role’s owner; null when global (a code may be both a global and an organization’s role).',
+      }),
+      level: Type.Integer(),
+      is_primary: Type.Boolean(),
+    }),
+  ),
   level: Type.Union([Type.Integer(), Type.Null()], {
     description: 'The most powerful level held; null without roles.',
   }),

@@ -188,35 +188,21 @@ async function ownerOf(db: DbOrTx, actor: UserActor, requested: string | null | 
 }
 
 /**
- * Refuses a code that would make two roles answer to it in one organization: an organization role
- * with a global role's code (assignment by code would take it instead of the global one), or a
- * global role with a code organizations already use. Roles stored before this rule stay as they are.
+ * Refuses an organization role the code of a built-in global role. Any other global code may be
+ * reused (the organization's role then wins when assigning by code there), but the built-in codes
+ * are the names documentation, setup files and administrators rely on for fixed rights: assigning
+ * `viewer` must never hand out an organization's role of other grants. Built-in roles are created by
+ * migration and never renamed or deleted, so this check races with nothing.
  */
 export async function assertRoleCodeFree(tx: DbOrTx, organizationId: string | null, code: string): Promise<void> {
-  // No constraint spans the two unique indexes (global codes, each organization's codes): creations
-  // of one code wait for each other until commit, so two of them cannot both pass the check below.
-  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`roles.code:${code}`}))`);
-  if (organizationId !== null) {
-    const [global] = await tx
-      .select({ id: roles.id })
-      .from(roles)
-      .where(and(isNull(roles.organizationId), eq(roles.code, code)))
-      .limit(1);
-    if (global) {
-      throw rbacErrors.roleCodeTaken(code, `"${code}" is the code of a global role; choose another code.`);
-    }
-    return;
-  }
-  const [used] = await tx
-    .select({ count: sql<number>`count(*)::int` })
+  if (organizationId === null) return;
+  const [builtin] = await tx
+    .select({ id: roles.id })
     .from(roles)
-    .where(and(isNotNull(roles.organizationId), eq(roles.code, code)));
-  const count = Number(used?.count ?? 0);
-  if (count > 0) {
-    throw rbacErrors.roleCodeTaken(
-      code,
-      `${count} ${count === 1 ? 'organization has a role' : 'organizations have roles'} coded "${code}"; a global role of that code would be hidden there. Choose another code.`,
-    );
+    .where(and(isNull(roles.organizationId), eq(roles.isBuiltin, true), eq(roles.code, code)))
+    .limit(1);
+  if (builtin) {
+    throw rbacErrors.roleCodeTaken(code, `"${code}" is the code of a built-in role; choose another code.`);
   }
 }
 
@@ -608,24 +594,48 @@ export async function userInScope(db: DbOrTx, userId: string, scope: string | un
   return user;
 }
 
-/** Resolves a role for a user: by id, or by code as the user's organization's role first, then the global one. */
-async function roleForUser(db: DbOrTx, organizationId: string, ref: string): Promise<RoleWithGrants> {
+/**
+ * Resolves a role for a user: by id, or by code as the user's organization's role first, then the
+ * global one. Taking a role away (`held`), a code names the role of that code the user holds, the
+ * organization's first: the global role of a code their organization reuses stays removable by code.
+ */
+async function roleForUser(
+  db: DbOrTx,
+  user: { id: string; organizationId: string },
+  ref: string,
+  held = false,
+): Promise<RoleWithGrants> {
   const byRef = isUuid(ref) ? eq(roles.id, ref) : eq(roles.code, ref);
   const candidates = await withGrants(
     db,
-    and(byRef, or(isNull(roles.organizationId), eq(roles.organizationId, organizationId))),
+    and(
+      byRef,
+      or(isNull(roles.organizationId), eq(roles.organizationId, user.organizationId)),
+      held
+        ? inArray(roles.id, db.select({ id: userRoles.roleId }).from(userRoles).where(eq(userRoles.userId, user.id)))
+        : undefined,
+    ),
   );
   const role = candidates.find((r) => r.organizationId !== null) ?? candidates[0];
-  if (!role) throw rbacErrors.unknownCodes('role', [ref]);
-  return role;
+  if (role) return role;
+  // Held by nobody: the role the code names all the same, so the answer tells a missing role from
+  // one the user does not hold.
+  if (held) return roleForUser(db, user, ref);
+  throw rbacErrors.unknownCodes('role', [ref]);
 }
 
 /** Checks shared by assigning and removing: who may touch whose roles, and which roles. */
-async function authorizeAssignmentChange(db: Db, actor: UserActor, userId: string, roleRef: string) {
+async function authorizeAssignmentChange(
+  db: Db,
+  actor: UserActor,
+  userId: string,
+  roleRef: string,
+  change: 'assign' | 'remove',
+) {
   const target = await userInScope(db, userId, actor.isSuperuser ? undefined : actor.organizationId);
   if (!actor.isSuperuser && target.id === actor.userId) throw rbacErrors.ownRoles();
   await assertMayManageUser(db, actor, target);
-  const role = await roleForUser(db, target.organizationId, roleRef);
+  const role = await roleForUser(db, target, roleRef, change === 'remove');
   assertWithinCeiling(await accessOfCaller(db, actor), {
     level: role.level,
     permissions: role.permissionCodes,
@@ -696,7 +706,7 @@ export async function assignRole(
   userId: string,
   input: AssignRoleInput,
 ): Promise<{ assignment: Assignment; outcome: 'created' | 'updated' | 'unchanged' }> {
-  const { target, role } = await authorizeAssignmentChange(db, actor, userId, input.role);
+  const { target, role } = await authorizeAssignmentChange(db, actor, userId, input.role, 'assign');
   return db.transaction(async (tx) => {
     // A role is a write to its user: none lands in a deactivated organization (held to commit, as a
     // login holds it, so a deactivation waits for this or refuses it). Removing one still goes on.
@@ -764,7 +774,7 @@ export async function assignRole(
 
 /** Takes a role from a user; when it was primary, their most powerful remaining role becomes primary. */
 export async function removeRole(db: Db, actor: UserActor, userId: string, roleRef: string): Promise<void> {
-  const { target, role } = await authorizeAssignmentChange(db, actor, userId, roleRef);
+  const { target, role } = await authorizeAssignmentChange(db, actor, userId, roleRef, 'remove');
   await db.transaction(async (tx) => {
     await lockAssignment(tx, target.id, role, roleRef);
     const [removed] = await tx

@@ -197,7 +197,7 @@ describe('the example file examples/rbac.yaml', () => {
     const user = await seedUser(t, org.id);
     await grantRole(t, user, 'engineer');
     const access = await computeAccess(t.database.db, user.id);
-    expect(access?.permissions.get('pid.create')).toBe('engineer');
+    expect(access?.permissions.get('pid.create')).toEqual({ code: 'engineer', organization: null });
     expect(access?.modules.has('PID')).toBe(true);
     expect(access?.permissions.has('qhse.view')).toBe(false);
   });

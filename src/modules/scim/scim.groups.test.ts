@@ -121,12 +121,17 @@ describe("SCIM Groups (the organization's roles)", () => {
     expect((await b.scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Ops' })).statusCode).toBe(201);
   });
 
-  it('gives a group named like a global role (org_admin, viewer) a code of its own, so it never stands in for that role', async () => {
+  it('gives a group named like a global role (org_admin, viewer, any other) a code of its own, so it never stands in for that role', async () => {
     const { org, scim } = await scimClient(t);
+    // An administrator may give an organization's role a global role's code; a group's name does not.
+    const global = unique('eng').replace(/-/g, '_');
+    const root = await superuserClient(t);
+    expect((await root.post('/api/v1/roles/', { code: global, name: 'Engineer', level: 5 })).statusCode).toBe(201);
     for (const [displayName, code] of [
       ['org_admin', 'org_admin_2'],
       ['Viewer', 'viewer_2'],
       ['super admin', 'super_admin_2'],
+      [global, `${global}_2`],
     ]) {
       const res = await scim('POST', '/Groups', { schemas: [GROUP], displayName });
       expect(res.statusCode, res.body).toBe(201);

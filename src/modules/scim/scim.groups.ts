@@ -224,7 +224,10 @@ export function fromScimGroup(input: unknown): GroupFields {
   return { displayName, externalId, memberIds: [...new Set(memberIds)] };
 }
 
-/** A role code from a display name: lower-case letters, digits and underscores, unique in the organization. */
+/**
+ * A role code from a display name: lower-case letters, digits and underscores, unique in the
+ * organization and never a global role's code (suffixed `_2`, `_3`, … instead).
+ */
 async function codeFor(tx: DbOrTx, organizationId: string, displayName: string): Promise<string> {
   const base =
     displayName
@@ -238,7 +241,8 @@ async function codeFor(tx: DbOrTx, organizationId: string, displayName: string):
     const [taken] = await tx
       .select({ id: roles.id })
       .from(roles)
-      // A global role's code too: the organization's role would stand in for it (see assertRoleCodeFree).
+      // A global role's code too: an administrator may choose to let an organization's role stand in
+      // for a global one when assigning by code, but a name an identity provider sends must not.
       .where(and(or(eq(roles.organizationId, organizationId), isNull(roles.organizationId)), eq(roles.code, code)))
       .limit(1);
     if (!taken) return code;
