@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { asc, eq } from 'drizzle-orm';
+import type { Db } from '../../platform/db/client.js';
 import { organizationScopeOf, requireUser } from '../../platform/http/auth.js';
 import { commonErrors } from '../../platform/http/errors.js';
 import { userErrors } from '../users/users.errors.js';
+import { findModule, findPermission } from './catalog.service.js';
 import { accessOfCaller } from './delegation.js';
 import { accessOf, type Decision, explain } from './effective-access.js';
 import { AuthorizeBody, AuthorizeView, EffectivePermissionsView } from './rbac.schemas.js';
@@ -74,7 +76,8 @@ export const accessRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Whether a user holds a permission and/or has access to a module, with the reason: the role that grants ' +
           'it, or what is missing. For other services: an API key with the `authorize` scope (confined to its ' +
           'organization) or a superuser. A user outside the caller’s reach answers 404. A user who is not active, or ' +
-          'whose organization is deactivated, is allowed nothing (the reason says which).',
+          'whose organization is deactivated, is allowed nothing (the reason says which); so is anyone asking for a ' +
+          'permission or module that does not exist or whose module is inactive (the reason says that too).',
         body: AuthorizeBody,
         response: { 200: AuthorizeView },
       },
@@ -91,8 +94,36 @@ export const accessRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (permission !== undefined) decisions.push(explain(access, { permission }));
       if (module !== undefined) decisions.push(explain(access, { module }));
       const refused = decisions.find((d) => !d.allowed);
-      if (refused) return refused;
+      if (refused) {
+        // "No role grants it" would send the caller looking at roles when the catalog is the reason.
+        const catalogReason =
+          access.organizationActive && access.status === 'active'
+            ? await catalogRefusal(db, permission, module)
+            : undefined;
+        return catalogReason === undefined ? refused : { allowed: false, reason: catalogReason };
+      }
       return { allowed: true, reason: [...new Set(decisions.map((d) => d.reason))].join(' ') };
     },
   );
 };
+
+/**
+ * Why a refusal lies in the catalog rather than the user's roles: the permission or module does
+ * not exist, or its module is inactive (an inactive module's grants count for no one).
+ */
+async function catalogRefusal(db: Db, permission?: string, module?: string): Promise<string | undefined> {
+  if (permission !== undefined) {
+    const found = await findPermission(db, permission);
+    if (!found || found.code !== permission) return `There is no permission "${permission}".`;
+    const owner = await findModule(db, found.moduleCode);
+    if (owner && !owner.isActive) {
+      return `The module "${owner.code}" of permission "${permission}" is inactive: it grants nothing.`;
+    }
+  }
+  if (module !== undefined) {
+    const found = await findModule(db, module);
+    if (!found || found.code !== module) return `There is no module "${module}".`;
+    if (!found.isActive) return `The module "${module}" is inactive: it grants nothing.`;
+  }
+  return undefined;
+}

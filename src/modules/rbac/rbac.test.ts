@@ -1010,6 +1010,33 @@ describe('POST /api/v1/authorize/', () => {
     ).toBe(true);
   });
 
+  it('says when the permission or module does not exist, or its module is inactive', async () => {
+    const { mod, view } = await seedCatalog();
+    const roleCode = unique('eng');
+    await root.post('/api/v1/roles/', { code: roleCode, name: 'Eng', level: 4, permissions: [view], modules: [mod] });
+    const user = await seedUser(t, orgA.id);
+    await root.post(`/api/v1/users/${user.id}/roles/`, { role: roleCode });
+    const ask = async (need: Record<string, string>) =>
+      (await root.post('/api/v1/authorize/', { user_id: user.id, ...need })).json();
+    expect(await ask({ permission: 'no.such_permission' })).toEqual({
+      allowed: false,
+      reason: 'There is no permission "no.such_permission".',
+    });
+    expect(await ask({ module: 'NO_SUCH_MODULE' })).toEqual({
+      allowed: false,
+      reason: 'There is no module "NO_SUCH_MODULE".',
+    });
+    expect((await root.patch(`/api/v1/modules/${mod}/`, { is_active: false })).statusCode).toBe(200);
+    expect(await ask({ permission: view })).toEqual({
+      allowed: false,
+      reason: `The module "${mod}" of permission "${view}" is inactive: it grants nothing.`,
+    });
+    expect(await ask({ module: mod })).toEqual({
+      allowed: false,
+      reason: `The module "${mod}" is inactive: it grants nothing.`,
+    });
+  });
+
   it('says no for an account that is not active', async () => {
     const user = await seedUser(t, orgA.id, { status: 'suspended' });
     await grantRole(t, user, 'viewer');
