@@ -140,6 +140,21 @@ describe('audit coverage', () => {
       }),
     );
 
+    const unverified = await seedUser(t, org.id);
+    await t.request({
+      method: 'POST',
+      url: '/api/v1/users/verify-email/resend',
+      payload: { email: unverified.email, organization: org.code },
+    });
+    const verifyToken = await lastToken(unverified.email);
+    const [verified] = await expectAudited(['user.email_verified'], async () =>
+      expect(
+        (await t.request({ method: 'POST', url: '/api/v1/users/verify-email/', payload: { token: verifyToken } }))
+          .statusCode,
+      ).toBe(200),
+    );
+    expect(verified).toMatchObject({ user_id: unverified.id, organization_id: org.id, object_id: unverified.id });
+
     await expectAudited(['mfa.reset'], async () =>
       expect((await admin.post(`/api/v1/users/${user.id}/mfa/reset`)).statusCode).toBeLessThan(300),
     );
@@ -335,6 +350,21 @@ describe('audit coverage', () => {
     );
     expect(JSON.stringify(settings?.details)).not.toContain('hunter2');
     await expectAudited(['organization.deactivated'], () => superuser.post(`/api/v1/organizations/${code}/deactivate`));
+    const [activated] = await expectAudited(['organization.activated'], () =>
+      superuser.patch(`/api/v1/organizations/${code}`, { name: 'Back again', is_active: true }),
+    );
+    expect(activated?.details).toMatchObject({
+      name: { from: 'Renamed', to: 'Back again' },
+      is_active: { from: false, to: true },
+    });
+    const [deactivated] = await expectAudited(['organization.deactivated'], () =>
+      superuser.patch(`/api/v1/organizations/${code}`, { name: 'Beta Two', is_active: false }),
+    );
+    expect(deactivated?.details).toMatchObject({
+      fields: ['name', 'is_active'],
+      name: { from: 'Back again', to: 'Beta Two' },
+      is_active: { from: true, to: false },
+    });
     await expectAudited(['organization.deleted'], () => superuser.delete(`/api/v1/organizations/${code}`));
 
     const moduleCode = unique('M')
@@ -512,6 +542,24 @@ describe('audit coverage', () => {
       await allow();
     }
     expect((await db.select().from(users).where(eq(users.id, user.id))).length).toBe(1);
+
+    await t.request({
+      method: 'POST',
+      url: '/api/v1/users/verify-email/resend',
+      payload: { email: user.email, organization: org.code },
+    });
+    const verifyToken = await lastToken(user.email);
+    const verify = () => t.request({ method: 'GET', url: `/api/v1/users/verify-email/?token=${verifyToken}` });
+    await refuse('user.email_verified');
+    try {
+      expect((await verify()).statusCode).toBe(500);
+    } finally {
+      await allow();
+    }
+    const [unverified] = await db.select().from(users).where(eq(users.id, user.id));
+    expect(unverified?.emailVerified).toBe(false);
+    // The link was not used up: it still verifies.
+    expect((await verify()).statusCode).toBe(200);
 
     const integration = await admin.post('/api/v1/integrations', {
       name: unique('atomic '),

@@ -231,12 +231,23 @@ export async function sendVerificationMails(
   });
 }
 
-/** Uses up a verification token and marks the address verified. */
+/** Uses up a verification token and marks the address verified, recording it. */
 export async function verifyEmail(db: Db, token: string): Promise<void> {
   await db.transaction(async (tx) => {
     const used = await consumeAccountToken(tx, sha256Hex(token), ['verify_email']);
     if (!used) throw accountErrors.invalidToken();
     await tx.update(users).set({ emailVerified: true }).where(eq(users.id, used.userId));
+    await recordAudit(tx, {
+      type: 'user.email_verified',
+      category: 'user_management',
+      organizationId: used.organizationId,
+      userId: used.userId,
+      // The link's holder proved the address: the user acts on their own account.
+      actorUserId: used.userId,
+      description: 'Email address verified',
+      objectType: 'user',
+      objectId: used.userId,
+    });
   });
 }
 

@@ -211,7 +211,10 @@ export async function listActiveUsers(
   );
 }
 
+/** The exact timestamp (microseconds) an export's keyset carries. */
 const TS_TEXT = sql`to_char(a.timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+/** The timestamp as every object shows one, in milliseconds (truncated, as `toActivityView` does). */
+const SHOWN_TS = sql`to_char(a.timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /** One CSV field built by PostgreSQL: RFC 4180 quoting, and a leading = + - @ defused for spreadsheets. */
 const csv = (expr: SQL) =>
@@ -277,7 +280,7 @@ const ndjsonLineWith = (text: (expr: SQL) => SQL) => {
   || ', "tags" : ' || ${jsonOf(sql`a.tags`)} || ', "ip_address" : ' || ${ip}
   || ', "user_agent" : ' || ${ua} || ', "method" : ' || ${method}
   || ', "path" : ' || ${path} || ', "status" : ' || coalesce(a.status::text, 'null')
-  || ', "duration_ms" : ' || ${jsonOf(sql`a.duration_ms`)} || ', "timestamp" : "' || ${TS_TEXT} || '"}'`;
+  || ', "duration_ms" : ' || ${jsonOf(sql`a.duration_ms`)} || ', "timestamp" : "' || ${SHOWN_TS} || '"}'`;
 };
 
 /**
@@ -287,12 +290,13 @@ const ndjsonLineWith = (text: (expr: SQL) => SQL) => {
 const ndjsonLine = sql`case when concat(${sql.join([...TEXT_COLUMNS], sql`, `)}) ~ ${NEEDS_ESCAPING}
   then ${ndjsonLineWith(jsonOf)} else ${ndjsonLineWith(jsonPlain)} end`;
 
-/** One CSV line (without its end): concat_ws skips nulls, hence the empty-string defaults. */
-const csvLine = sql`concat_ws(',', a.id::text, ${TS_TEXT}, a.kind, ${csv(sql`a.activity_type`)}, a.category, a.severity,
-  coalesce(a.success::text, ''), coalesce(a.user_id::text, ''), ${csv(sql`o.code`)}, a.actor_type, coalesce(a.actor_id::text, ''), coalesce(a.api_key_id::text, ''),
+/** One CSV line (without its end), its fields in the list's order: concat_ws skips nulls, hence the empty-string defaults. */
+const csvLine = sql`concat_ws(',', a.id::text, a.kind, ${csv(sql`a.activity_type`)}, a.category, a.severity,
+  coalesce(a.success::text, ''), coalesce(a.user_id::text, ''), ${csv(sql`o.code`)}, coalesce(a.organization_id::text, ''),
+  a.actor_type, coalesce(a.actor_id::text, ''), coalesce(a.api_key_id::text, ''),
   ${csv(sql`a.object_type`)}, ${csv(sql`a.object_id`)}, ${csv(sql`a.description`)}, ${csv(sql`a.details::text`)},
   ${csv(sql`array_to_string(a.tags, ' ')`)}, ${csv(sql`a.ip_address`)}, ${csv(sql`a.user_agent`)}, coalesce(a.method, ''),
-  ${csv(sql`a.path`)}, coalesce(a.status::text, ''), coalesce(a.duration_ms::text, ''))`;
+  ${csv(sql`a.path`)}, coalesce(a.status::text, ''), coalesce(a.duration_ms::text, ''), ${SHOWN_TS})`;
 
 /**
  * Rows per text of an export chunk: about 70 kB of NDJSON, below V8's large-object size, so the
@@ -317,19 +321,18 @@ export async function exportActivityLines(
 ): Promise<{ parts: string[]; count: number; last: { ts: string; id: string } | null }> {
   const keyset = after ? sql`and (a.timestamp, a.id) < (${after.ts}::timestamptz, ${after.id}::uuid)` : sql``;
   const line = format === 'ndjson' ? ndjsonLine : csvLine;
-  // NDJSON: the keyset of the last row is read from its line (JSON escapes line breaks). CSV fields
-  // may hold line breaks, so there the least (ts, id) pair comes from PostgreSQL: the fixed-width
-  // timestamp text and the uuid text order as the values do (collation "C").
+  // The keyset of the last row comes from PostgreSQL, not from its line: a line shows milliseconds,
+  // the keyset needs the microseconds. The fixed-width timestamp text and the uuid text order as
+  // the values do (collation "C"), so the least pair is the last row's.
   const eol = format === 'csv' ? '\r\n' : '\n';
-  const lastKey = format === 'csv' ? sql`, min(array[p.ts, p.id::text] collate "C") as last` : sql``;
-  const tsColumn = format === 'csv' ? sql`, ${TS_TEXT} as ts` : sql``;
-  const parts = await queryRows<{ text: string; count: number; last?: string[] | null }>(
+  const parts = await queryRows<{ text: string; count: number; last: string[] | null }>(
     db,
-    sql`select string_agg(p.line, ${eol} order by p.n) || ${eol} as text, count(*)::int as count ${lastKey}
+    sql`select string_agg(p.line, ${eol} order by p.n) || ${eol} as text, count(*)::int as count,
+        min(array[p.ts, p.id::text] collate "C") as last
       from (
         select q.*, row_number() over () as n
         from (
-          select ${line} as line, a.id ${tsColumn}
+          select ${line} as line, a.id, ${TS_TEXT} as ts
           from activities a left join organizations o on o.id = a.organization_id
           where ${activityConditions(filter)} ${keyset}
           order by a.timestamp desc, a.id desc
@@ -341,23 +344,9 @@ export async function exportActivityLines(
   );
   const final = parts.at(-1);
   if (!final) return { parts: [], count: 0, last: null };
-  let last: { ts: string; id: string } | null = null;
-  if (format === 'csv') {
-    const [ts, id] = final.last ?? [];
-    if (ts && id) last = { ts, id };
-  } else {
-    last = lastKeyOf(final.text);
-  }
+  const [ts, id] = final.last ?? [];
+  const last = ts && id ? { ts, id } : null;
   return { parts: parts.map((part) => part.text), count: parts.reduce((n, part) => n + part.count, 0), last };
-}
-
-/** The keyset (exact timestamp text and id) of the last line of NDJSON text. */
-function lastKeyOf(text: string): { ts: string; id: string } | null {
-  const row = JSON.parse(text.slice(text.lastIndexOf('\n', text.length - 2) + 1)) as {
-    id?: string;
-    timestamp?: string;
-  };
-  return row.id && row.timestamp ? { ts: row.timestamp, id: row.id } : null;
 }
 
 const dialect = new PgDialect();

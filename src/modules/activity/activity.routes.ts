@@ -6,7 +6,7 @@ import { type Actor, organizationScopeOf } from '../../platform/http/auth.js';
 import { instantOf, parseDateTime } from '../../platform/http/date-time.js';
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { decodeCursor, encodeCursor, invalidCursor, toPage } from '../../platform/http/pagination.js';
-import { findOrganizationByCode } from '../organizations/organizations.queries.js';
+import { findOrganization } from '../organizations/organizations.queries.js';
 import { describeUserAgent } from '../sessions/sessions.service.js';
 import { scheduleActivityJobs } from './activity.jobs.js';
 import {
@@ -42,12 +42,13 @@ const activityNotFound = (id: string) => new AppError(404, 'activity_not_found',
 
 /**
  * The organization a request may read: a confined caller's own (whatever they ask), or for a
- * superuser the one named (or all). `null` means "nothing to show" (an unknown or foreign code).
+ * superuser the one named, by code or id (or all): activities show both. `null` means "nothing to
+ * show" (an unknown or foreign organization).
  */
-async function scopeFor(db: Db, actor: Actor, code: string | undefined): Promise<string | undefined | null> {
+async function scopeFor(db: Db, actor: Actor, ref: string | undefined): Promise<string | undefined | null> {
   const own = organizationScopeOf(actor);
-  if (code === undefined) return own;
-  const org = await findOrganizationByCode(db, code);
+  if (ref === undefined) return own;
+  const org = await findOrganization(db, isUuid(ref) ? ref.toLowerCase() : ref);
   if (!org || (own !== undefined && org.id !== own)) return null;
   return org.id;
 }

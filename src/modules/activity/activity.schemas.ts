@@ -23,14 +23,17 @@ const ActivityFilters = {
         'tracked events.',
     }),
   ),
-  organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
+  organization: Type.Optional(
+    Type.String({ maxLength: 100, description: 'Organization code or id (superusers; others see their own).' }),
+  ),
   category: Type.Optional(Type.String({ maxLength: 100 })),
   severity: Type.Optional(
     Type.Union(
       [...SEVERITIES, ...SEED_SEVERITIES].map((s) => Type.Literal(s)),
       {
         description:
-          'info, warning or critical. Seed 002’s names are understood too: low and normal mean info, high means warning.',
+          'One of info, warning or critical, given once. Seed 002’s names are understood too: low and normal mean ' +
+          'info, high means warning.',
       },
     ),
   ),
@@ -98,10 +101,13 @@ export const ActivityStatsQuery = Type.Object({
   ...PageQuery,
   period: Type.Optional(Type.Union([Type.Literal('hour'), Type.Literal('day')], { default: 'hour' })),
   organization: Type.Optional(
-    Type.String({ maxLength: 100, description: 'Organization code (superusers; default: the whole platform).' }),
+    Type.String({
+      maxLength: 100,
+      description: 'Organization code or id (superusers; default: the whole platform).',
+    }),
   ),
-  since: Type.Optional(Type.String({ format: 'date-time' })),
-  until: Type.Optional(Type.String({ format: 'date-time' })),
+  since: Type.Optional(Moment('Periods starting from this moment; a date alone is its midnight UTC.')),
+  until: Type.Optional(Moment('Periods starting before this moment; a date alone is its midnight UTC.')),
 });
 
 export const ActivityStatsView = Type.Object({
@@ -134,7 +140,9 @@ export const UserSessionsQuery = Type.Object({
   active_within: Type.Optional(
     Type.Integer({ minimum: 1, maximum: 1440, default: 5, description: 'Minutes since the last request.' }),
   ),
-  organization: Type.Optional(Type.String({ maxLength: 100, description: 'Organization code (superusers).' })),
+  organization: Type.Optional(
+    Type.String({ maxLength: 100, description: 'Organization code or id (superusers; others see their own).' }),
+  ),
   ...PageQuery,
   limit: Type.Optional(
     Type.Integer({ minimum: 1, default: 100, description: `At most ${MAX_PAGE_SIZE}; more is read as that.` }),

@@ -64,7 +64,6 @@ function csvFieldsOf(r: Record<string, unknown>): string[] {
   const defused = (v: unknown) => (v === null ? '' : /^[=+@\t\r-]/.test(String(v)) ? `'${v}` : String(v));
   return [
     r.id,
-    r.timestamp,
     r.kind,
     defused(r.activity_type),
     r.category,
@@ -72,6 +71,7 @@ function csvFieldsOf(r: Record<string, unknown>): string[] {
     text(r.success),
     text(r.user_id),
     defused(r.organization),
+    text(r.organization_id),
     r.actor_type,
     text(r.actor_id),
     text(r.api_key_id),
@@ -86,6 +86,7 @@ function csvFieldsOf(r: Record<string, unknown>): string[] {
     defused(r.path),
     text(r.status),
     text(r.duration_ms),
+    r.timestamp,
   ].map(String);
 }
 
@@ -251,6 +252,48 @@ describe('activity API', () => {
       await superuser.get(`/api/v1/activities?activity_type=test.listed&organization=${orgB.code}`)
     ).json() as PageOf<Entry>;
     expect(onlyB.results.map((r) => r.description)).toEqual(['other organization']);
+  });
+
+  it('filters by organization id as well as code, stats take a date alone, and a repeated severity is refused by name', async () => {
+    const org = await seedOrganization(t);
+    await recordAudit(t.database.db, {
+      type: 'test.by_org_id',
+      category: 'user_management',
+      organizationId: org.id,
+      description: 'by id',
+    });
+    const superuser = await superuserClient(t);
+    const listed = async (client: typeof superuser, q: string) =>
+      ((await client.get(`/api/v1/activities?activity_type=test.by_org_id&${q}`)).json() as PageOf<Entry>).results;
+    expect((await listed(superuser, `organization=${org.id}`)).map((r) => r.description)).toEqual(['by id']);
+    expect((await listed(superuser, `organization=${org.id.toUpperCase()}`)).map((r) => r.description)).toEqual([
+      'by id',
+    ]);
+    expect((await listed(superuser, `organization=${org.code}`)).map((r) => r.description)).toEqual(['by id']);
+    expect(await listed(superuser, `organization=${orgB.id}`)).toEqual([]);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    expect(await listed(admin, `organization=${org.id}`)).toHaveLength(1);
+    const foreign = await clientWithRole(t, orgB.id, 'org_admin');
+    expect(await listed(foreign, `organization=${org.id}`)).toEqual([]);
+    const stats = await admin.get(`/api/v1/activity-stats?organization=${org.id}&since=2026-01-01&until=9999-01-01`);
+    expect(stats.statusCode, stats.body).toBe(200);
+    expect(stats.json().results.every((r: { organization_id: string }) => r.organization_id === org.id)).toBe(true);
+
+    const byDate = await admin.get('/api/v1/activity-stats?since=2026-11-25');
+    expect(byDate.statusCode, byDate.body).toBe(200);
+    const badDate = await admin.get('/api/v1/activity-stats?since=yesterday');
+    expect(badDate.statusCode).toBe(400);
+    expect(badDate.json().errors[0].field).toBe('since');
+
+    const repeated = await admin.get('/api/v1/activities?severity=info&severity=critical');
+    expect(repeated.statusCode).toBe(400);
+    const [problem] = repeated.json().errors as { field: string; message: string }[];
+    expect(problem?.field).toBe('severity');
+    expect(problem?.message).not.toMatch(/string,/);
+    expect(problem?.message).toContain('"critical"');
+    expect((await admin.get('/api/v1/activities?severity=severe')).json().errors[0].message).toMatch(
+      /^must be one of "info", "warning", "critical"/,
+    );
   });
 
   it('answers what a user did with actor: the changes they made to others, and their own requests', async () => {
@@ -486,7 +529,7 @@ describe('activity API', () => {
     const csv = await admin.get('/api/v1/activities/export?activity_type=test.listed&format=csv');
     expect(csv.headers['content-type']).toContain('text/csv');
     const csvLines = csv.body.trim().split('\r\n');
-    expect(csvLines[0]).toMatch(/^id,timestamp,kind,activity_type/);
+    expect(csvLines[0]).toMatch(/^id,kind,activity_type,.*,organization,organization_id,.*,duration_ms,timestamp$/);
     expect(csvLines).toHaveLength(6);
     expect(csvLines[1]?.split(',')).toHaveLength(csvLines[0]?.split(',').length as number);
     expect(csvLines[1]).toContain('"event number 4"');
@@ -721,12 +764,14 @@ describe('activity API', () => {
     expect(csv.statusCode).toBe(200);
     expect(csv.body.endsWith('\r\n')).toBe(true);
     const [header, ...records] = parseCsv(csv.body);
-    expect(header?.[0]).toBe('id');
+    // The list's columns, in its order.
+    expect(header).toEqual(Object.keys(listed[0] as Record<string, unknown>));
     expect(records).toHaveLength(listed.length);
+    const details = header?.indexOf('details') as number;
     records.forEach((record, i) => {
       const entry = listed[i] as Record<string, unknown>;
-      expect(JSON.parse(record[15] as string)).toEqual(entry.details);
-      expect(record.with(15, '(details)')).toEqual(csvFieldsOf(entry));
+      expect(JSON.parse(record[details] as string)).toEqual(entry.details);
+      expect(record.with(details, '(details)')).toEqual(csvFieldsOf(entry));
     });
 
     // Filter values reach the statement as values, whatever they hold: quotes, backslashes, LIKE wildcards.
@@ -750,6 +795,50 @@ describe('activity API', () => {
         search,
       ).toEqual(ids);
     }
+  });
+
+  it('shows timestamps in milliseconds while pages and export chunks keep microsecond order', async () => {
+    const org = await seedOrganization(t);
+    // More rows than one export chunk, a microsecond apart: a page or chunk boundary falls within a millisecond.
+    await t.database.db.execute(sql`insert into activities (timestamp, id, kind, activity_type, category,
+        organization_id, description)
+      select date_trunc('second', now()) - make_interval(secs => i / 1000000.0), gen_random_uuid(), 'event',
+        'test.micro', 'test', ${org.id}, 'micro ' || i
+      from generate_series(1, 5003) as i`);
+    const admin = await clientWithRole(t, org.id, 'org_admin');
+    const listed: Entry[] = [];
+    for (let cursor: string | null = ''; cursor !== null; ) {
+      const page = (
+        await admin.get(`/api/v1/activities?activity_type=test.micro&limit=333${cursor ? `&cursor=${cursor}` : ''}`)
+      ).json() as PageOf<Entry>;
+      listed.push(...page.results);
+      cursor = page.next;
+    }
+    expect(listed.map((r) => r.description)).toEqual(Array.from({ length: 5003 }, (_, i) => `micro ${i + 1}`));
+    expect(listed.every((r) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(r.timestamp))).toBe(true);
+    await recordAudit(t.database.db, {
+      type: 'test.micro_one',
+      category: 'user_management',
+      organizationId: org.id,
+      description: 'one',
+    });
+    const [shown] = ((await admin.get('/api/v1/activities?activity_type=test.micro_one')).json() as PageOf<Entry>)
+      .results;
+    expect(shown?.timestamp).toMatch(/\.\d{3}Z$/);
+    expect(((await admin.get(`/api/v1/activities/${shown?.id}`)).json() as Entry).timestamp).toBe(shown?.timestamp);
+
+    const nd = await admin.get('/api/v1/activities/export?activity_type=test.micro&format=ndjson');
+    const lines = nd.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Entry);
+    expect(lines).toEqual(listed);
+    const [header, ...records] = parseCsv(
+      (await admin.get('/api/v1/activities/export?activity_type=test.micro&format=csv')).body,
+    );
+    expect(header).toEqual(Object.keys(listed[0] as Entry));
+    expect(records.map((r) => r[header?.indexOf('description') as number])).toEqual(listed.map((r) => r.description));
+    expect(records.map((r) => r[header?.indexOf('timestamp') as number])).toEqual(listed.map((r) => r.timestamp));
   });
 
   /** `count` events of ~600 bytes each, one a second back from now: an export too large to buffer. */

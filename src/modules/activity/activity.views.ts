@@ -26,13 +26,14 @@ export function toActivityView(r: ActivityListRow) {
     path: r.path,
     status: r.status,
     duration_ms: r.duration_ms,
-    timestamp: r.ts,
+    // Milliseconds, as every other object shows time; the cursor carries the microseconds (`ts`).
+    timestamp: `${r.ts.slice(0, 23)}Z`,
   };
 }
 
+/** The list's fields, in its order: the CSV export's columns. */
 const CSV_COLUMNS = [
   'id',
-  'timestamp',
   'kind',
   'activity_type',
   'category',
@@ -40,6 +41,7 @@ const CSV_COLUMNS = [
   'success',
   'user_id',
   'organization',
+  'organization_id',
   'actor_type',
   'actor_id',
   'api_key_id',
@@ -54,7 +56,8 @@ const CSV_COLUMNS = [
   'path',
   'status',
   'duration_ms',
-] as const;
+  'timestamp',
+] as const satisfies readonly (keyof ReturnType<typeof toActivityView>)[];
 
 /** The CSV header; the lines are built by PostgreSQL (exportActivityLines) in this column order. */
 export function toActivityCsvHeader(): string {

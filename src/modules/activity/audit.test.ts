@@ -133,6 +133,58 @@ describe('audit events', () => {
     });
   });
 
+  it('redacts the values of pwd, bearer, signing key, recovery code, passphrase and PIN keys', () => {
+    expect(
+      redactDetails({
+        pwd: 'hunter2',
+        db_pwd: 'hunter2',
+        bearer: 'abc',
+        signing_key: 'k',
+        'Encryption-Key': 'k',
+        recovery_codes: ['a1b2', 'c3d4'],
+        backup_code: 'x',
+        passphrase: 'open sesame',
+        pin: '1234',
+        card_pin: 1234,
+        shipping: 'express',
+        spin: 3,
+        is_private: true,
+        keyboard: 'us',
+      }),
+    ).toEqual({
+      pwd: REDACTED,
+      db_pwd: REDACTED,
+      bearer: REDACTED,
+      signing_key: REDACTED,
+      'Encryption-Key': REDACTED,
+      recovery_codes: REDACTED,
+      backup_code: REDACTED,
+      passphrase: REDACTED,
+      pin: REDACTED,
+      card_pin: REDACTED,
+      shipping: 'express',
+      spin: 3,
+      is_private: true,
+      keyboard: 'us',
+    });
+  });
+
+  it('masks the password of a URL wherever it sits, keeping the rest of the URL', () => {
+    expect(
+      redactDetails({
+        settings: { to: { smtp_url: 'smtp://u:secretpw@h', list: ['postgres://u:p@ss@db.example:5432/db'] } },
+        note: 'moved to https://admin:s3cret@example.com/x?y=1 today',
+        plain: 'https://example.com/a@b',
+        user_only: 'ftp://anonymous@ftp.example',
+      }),
+    ).toEqual({
+      settings: { to: { smtp_url: `smtp://u:${REDACTED}@h`, list: [`postgres://u:${REDACTED}@db.example:5432/db`] } },
+      note: `moved to https://admin:${REDACTED}@example.com/x?y=1 today`,
+      plain: 'https://example.com/a@b',
+      user_only: 'ftp://anonymous@ftp.example',
+    });
+  });
+
   it('redacts credential-looking values under innocent keys', () => {
     expect(redactDetails({ note: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig', n: 3 })).toEqual({ note: REDACTED, n: 3 });
   });

@@ -132,18 +132,27 @@ export async function updateOrganization(
       await publishInvalidation(tx, 'organization', current.id);
     }
     const deactivated = current.isActive && input.is_active === false;
+    const activated = !current.isActive && input.is_active === true;
+    // Switching it off or on is the event's type whatever else the body changes; every field given
+    // keeps its values before and after.
+    const change = deactivated ? 'deactivated' : activated ? 'activated' : 'updated';
     await recordAudit(tx, {
-      type: deactivated
-        ? 'organization.deactivated'
-        : input.settings !== undefined
-          ? 'organization.settings_changed'
-          : 'organization.updated',
+      type:
+        change !== 'updated'
+          ? `organization.${change}`
+          : input.settings !== undefined
+            ? 'organization.settings_changed'
+            : 'organization.updated',
       category: 'organization',
       organizationId: current.id,
       actor,
-      description: `Organization ${current.code} ${deactivated ? 'deactivated' : 'updated'}`,
+      description: `Organization ${current.code} ${change}`,
       details: {
         fields: Object.keys(input),
+        ...(input.name !== undefined ? { name: { from: current.name, to: input.name } } : {}),
+        ...(input.description !== undefined
+          ? { description: { from: current.description, to: input.description } }
+          : {}),
         ...(input.settings !== undefined ? { settings: { from: current.settings, to: input.settings } } : {}),
         ...(input.is_active !== undefined ? { is_active: { from: current.isActive, to: input.is_active } } : {}),
       },

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest, FastifySchemaCompiler } from 'fastify';
-import { AppError, fieldErrorsFromValidation } from '../../platform/http/errors.js';
+import { AppError, fieldErrorsFromValidation, normaliseError } from '../../platform/http/errors.js';
 import { forbiddenKeyIn } from '../../platform/http/json-body.js';
 import { bodyItemProblem } from '../../platform/http/text-guard.js';
 import { validatorCompiler } from '../../platform/http/validation.js';
@@ -24,6 +24,7 @@ import {
   type ProvisionOutcome,
   provisionUsers,
   type RequestContext,
+  recordRefusedCall,
 } from './provisioning.service.js';
 
 const tags = ['provisioning'];
@@ -77,6 +78,12 @@ function message(action: 'created' | 'updated', dryRun: boolean): string {
   return dryRun ? `User would be ${action}` : `User successfully ${action}`;
 }
 
+/** The organization code a refused item names, if it names one as text. */
+function organizationCodeOf(value: unknown): string | undefined {
+  const code = (value as { engagemx_client_id?: unknown } | null)?.engagemx_client_id;
+  return typeof code === 'string' ? code : undefined;
+}
+
 function contextOf(req: FastifyRequest): RequestContext {
   return { source: 'provisioning_api', ip: req.ip, userAgent: req.headers['user-agent'] ?? null };
 }
@@ -107,6 +114,8 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/api/provisioning/users',
     {
       config: { auth },
+      // A refusal of the body or query is still a provisioning call, recorded before it is answered.
+      attachValidation: true,
       schema: {
         operationId: 'provisionUser',
         tags,
@@ -122,6 +131,14 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
+      if (req.validationError) {
+        const code = organizationCodeOf(req.body);
+        await recordRefusedCall(db, req.actor, normaliseError(req.validationError).error, {
+          context: contextOf(req),
+          ...(code !== undefined ? { refusedOrganizations: [code] } : {}),
+        });
+        throw req.validationError;
+      }
       const dryRun = req.query.dry_run === true;
       const { results } = await provisionUsers(db, req.actor, [toItem(req.body)], {
         dryRun,
@@ -197,6 +214,7 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...(error.errors ? { fields: error.errors } : {}),
         });
       const refused: AppError[] = [];
+      const refusedOrganizations: string[] = [];
       body.forEach((value, index) => {
         // Before the schema and before any field is copied: these refuse a whole body elsewhere.
         const unsafe = forbiddenKeyIn(value, { proto: true, constructor: true }) ?? bodyItemProblem(value, 1);
@@ -212,6 +230,8 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (error) {
           refuse(index, value, error);
           refused.push(error);
+          const code = organizationCodeOf(value);
+          if (code !== undefined) refusedOrganizations.push(code);
         }
       });
       const { results } = await provisionUsers(db, req.actor, items, {
@@ -219,6 +239,7 @@ export const provisioningRoutes: FastifyPluginAsyncTypebox = async (app) => {
         config,
         context: contextOf(req),
         refused,
+        refusedOrganizations,
       });
       const users = [];
       for (const r of results) {

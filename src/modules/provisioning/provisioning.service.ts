@@ -42,7 +42,11 @@ import { endAccountTokens, PASSWORD_PURPOSES } from '../account/account.queries.
 import { inviteUser } from '../account/account.service.js';
 import { type AuditEvent, recordAudits } from '../activity/audit.js';
 import { invalidateUserState, revokeUserSessions } from '../auth/auth.service.js';
-import { findOrganizationById, holdActiveOrganization } from '../organizations/organizations.queries.js';
+import {
+  findOrganizationByCode,
+  findOrganizationById,
+  holdActiveOrganization,
+} from '../organizations/organizations.queries.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import type { UserStatus } from '../users/users.table.js';
 import { callEvent, organizationEvent, userEvent } from './provisioning.audit.js';
@@ -177,6 +181,11 @@ export interface ProvisionOptions {
    */
   refused?: AppError[];
   /**
+   * The organization codes those refused items named, where they named one: a platform-wide
+   * caller's call event belongs to the one organization all its items concern.
+   */
+  refusedOrganizations?: string[];
+  /**
    * Users the caller has read by id and locked (`lockUserRows`) in the transaction it passes as `db`:
    * planning takes them instead of reading them again. Rows read without the lock would be planned
    * as they stood then, undoing any write committed since.
@@ -303,7 +312,8 @@ async function upsert(
   }
   const outcome = report(results, createdOrganizations, orgCache, false);
   if (options.recordCall !== false) {
-    events.push(upsertCallEvent(actor, items.length, results, createdOrganizations, options));
+    const organizationId = await callOrganization(tx, actor, items, results, orgCache, options);
+    events.push(upsertCallEvent(actor, organizationId, items.length, results, createdOrganizations, options));
   }
   await recordAudits(tx, events);
   return outcome;
@@ -316,6 +326,7 @@ async function upsert(
  */
 function upsertCallEvent(
   actor: Actor,
+  organizationId: string | null,
   written: number,
   results: ProvisionOutcome[],
   createdOrganizations: string[],
@@ -338,7 +349,7 @@ function upsertCallEvent(
   for (const e of refusals) errorCodes[e.code] = (errorCodes[e.code] ?? 0) + 1;
   const failed = items > 0 && refusals.length === items;
   const [only] = refusals;
-  const event = callEvent(actor, options.context, 'provisioning.users.upsert', callOrganization(actor, options), {
+  const event = callEvent(actor, options.context, 'provisioning.users.upsert', organizationId, {
     ...options.call?.details,
     items,
     created,
@@ -352,8 +363,58 @@ function upsertCallEvent(
   return failed ? { ...event, success: false, severity: 'warning' } : event;
 }
 
-function callOrganization(actor: Actor, options: ProvisionOptions): string | null {
-  return options.call ? options.call.organizationId : (organizationScopeOf(actor) ?? null);
+/**
+ * The organization a call event belongs to: the one named by the caller (an import), else the
+ * caller's own; for a platform-wide caller the one organization every item concerns (a written
+ * user's, or the existing one an item named), so that organization's administrators see the calls
+ * into it. A call into several organizations, or into none that exists, stays the platform's.
+ */
+async function callOrganization(
+  tx: DbOrTx,
+  actor: Actor,
+  items: ProvisionItem[],
+  results: ProvisionOutcome[],
+  orgCache: Map<string, Organization | null>,
+  options: ProvisionOptions,
+): Promise<string | null> {
+  if (options.call) return options.call.organizationId;
+  const scope = organizationScopeOf(actor);
+  if (scope !== undefined) return scope;
+  const ids = new Set<string>();
+  const codes = new Set<string>(options.refusedOrganizations ?? []);
+  for (const r of results) {
+    if (r.ok) {
+      if (r.user.organizationId !== null) ids.add(r.user.organizationId);
+      continue;
+    }
+    const code = items[r.index]?.organization;
+    if (code !== undefined) codes.add(code);
+  }
+  for (const code of codes) {
+    if (!orgCache.has(code)) orgCache.set(code, (await findOrganizationByCode(tx, code)) ?? null);
+    const org = orgCache.get(code);
+    if (org) ids.add(org.id);
+    if (ids.size > 1) return null;
+  }
+  const [only] = ids;
+  return ids.size === 1 && only !== undefined ? only : null;
+}
+
+/**
+ * Records the call event of a call refused whole before the core (a single upsert failing its
+ * schema), in a transaction of its own: nothing else of the call is written.
+ */
+export async function recordRefusedCall(
+  db: Db,
+  actor: Actor,
+  refused: AppError,
+  options: Pick<ProvisionOptions, 'context' | 'refusedOrganizations' | 'call'>,
+): Promise<void> {
+  const call = { ...options, refused: [refused] };
+  await db.transaction(async (tx) => {
+    const organizationId = await callOrganization(tx, actor, [], [], new Map(), call);
+    await recordAudits(tx, [upsertCallEvent(actor, organizationId, 0, [], [], call)]);
+  });
 }
 
 function report(

@@ -1,7 +1,7 @@
 import { and, eq, isNull, type SQL } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
+import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { mailOutbox } from '../../platform/mail/outbox.table.js';
 import { accountTokens } from '../account/account.table.js';
@@ -774,7 +774,12 @@ describe('seed-000 provisioning API', () => {
       await post('/users/bulk', [fresh, changed, { ...existing, email: 'bad' }]);
       const after = await audits(eq(activities.organizationId, org.id));
       const added = after.filter((a) => !before.some((b) => b.id === a.id));
-      expect(added.map((a) => a.activityType).sort()).toEqual(['user.created', 'user.updated']);
+      // The platform key's call wrote into this organization alone: its event is the organization's.
+      expect(added.map((a) => a.activityType).sort()).toEqual([
+        'provisioning.users.upsert',
+        'user.created',
+        'user.updated',
+      ]);
       const calls = await t.database.db
         .select()
         .from(activities)
@@ -893,6 +898,60 @@ describe('seed-000 provisioning API', () => {
         severity: 'warning',
         details: { items: 3, created: 0, errors: 3, error_codes: { email_taken: 1, validation_failed: 2 } },
       });
+    });
+
+    it('records a single upsert refused by its schema, in a transaction of its own, but no unauthenticated call', async () => {
+      const org = await seedOrganization(t);
+      const key = await orgKey(org.code);
+      const bad = person(org.code, { email: 'bad' });
+      expectProblem(await post('/users', bad, key), 400, 'validation_failed');
+      expect(await lastCall(org.id)).toMatchObject({
+        success: false,
+        severity: 'warning',
+        details: {
+          items: 1,
+          created: 0,
+          errors: 1,
+          code: 'validation_failed',
+          status: 400,
+          error_codes: { validation_failed: 1 },
+        },
+      });
+      expect(await callEvents(org.id, 'user.created')).toEqual([]);
+      // A platform key's refused item is recorded in the organization it names.
+      expectProblem(await post('/users', person(org.code, { email: 'bad' })), 400, 'validation_failed');
+      expect(await callEvents(org.id, 'provisioning.users.upsert')).toHaveLength(2);
+
+      const count = (await t.database.db.select().from(activities).where(eq(activities.kind, 'audit'))).length;
+      expectProblem(await post('/users', bad, {}), 401, 'not_authenticated');
+      expectProblem(await post('/users', bad, bearer('not-a-key-0123456789abcdef')), 401, 'not_authenticated');
+      expect((await t.database.db.select().from(activities).where(eq(activities.kind, 'audit'))).length).toBe(count);
+    });
+
+    it('records a platform key’s call in the one organization all its items concern', async () => {
+      const org = await seedOrganization(t);
+      const other = await seedOrganization(t);
+      await post('/users', person(org.code));
+      expect(await lastCall(org.id)).toMatchObject({ success: true, details: { items: 1, created: 1 } });
+      const bulk = await post('/users/bulk', [person(org.code), person(org.code, { email: 'bad' })]);
+      expect(bulk.json()).toMatchObject({ success_count: 1, error_count: 1 });
+      expect(await lastCall(org.id)).toMatchObject({ details: { items: 2, created: 1, errors: 1 } });
+      const fresh = unique('neworg');
+      await post('/users', person(fresh));
+      const [created] = await t.database.db.select().from(organizations).where(eq(organizations.code, fresh));
+      expect(await lastCall(created?.id as string)).toMatchObject({ details: { created_organizations: [fresh] } });
+
+      const admin = await clientWithRole(t, org.id, 'org_admin');
+      const listed = await admin.get('/api/v1/activities/?activity_type=provisioning.users.upsert');
+      expect(listed.statusCode, listed.body).toBe(200);
+      expect(listed.json().results.length).toBe(2);
+      expect(listed.json().results[0]).toMatchObject({ organization: org.code, organization_id: org.id });
+
+      // A call into several organizations stays the platform's.
+      const before = (await callEvents(org.id, 'provisioning.users.upsert')).length;
+      await post('/users/bulk', [person(org.code), person(other.code)]);
+      expect(await callEvents(org.id, 'provisioning.users.upsert')).toHaveLength(before);
+      expect(await callEvents(other.id, 'provisioning.users.upsert')).toEqual([]);
     });
 
     it('records a refused deactivation as a failed call with its code, in a transaction of its own', async () => {

@@ -619,4 +619,31 @@ describe('user import between systems', () => {
       details: { source: 'import', dry_run: false, created: 1 },
     });
   });
+
+  it('counts the entries refused before the provisioning core in the call event', async () => {
+    const email = `${unique('counted')}@example.com`;
+    const res = await staff.post('/api/admin/import-users/', {
+      users: [{ email }, { email: `${unique('bad')}@example.com`, status: 'sleeping' }, 'no object', { email }],
+    });
+    expect(res.json()).toMatchObject({ created: 1, failed: 3 });
+    const listed = await staff.get('/api/v1/activities/?activity_type=provisioning.users.upsert');
+    expect(listed.json().results[0]).toMatchObject({
+      success: true,
+      details: {
+        items: 4,
+        created: 1,
+        errors: 3,
+        error_codes: expect.objectContaining({ validation_failed: 2 }),
+      },
+    });
+
+    const none = await staff.post('/api/admin/import-users/', { users: ['no object'] });
+    expect(none.json()).toMatchObject({ created: 0, failed: 1 });
+    const failed = await staff.get('/api/v1/activities/?activity_type=provisioning.users.upsert');
+    expect(failed.json().results[0]).toMatchObject({
+      success: false,
+      severity: 'warning',
+      details: { items: 1, errors: 1, code: 'validation_failed', status: 400 },
+    });
+  });
 });

@@ -2,7 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Config } from '../../config.js';
 import type { Db } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
-import type { FieldError } from '../../platform/http/errors.js';
+import type { AppError, FieldError } from '../../platform/http/errors.js';
 import { forbiddenKeyIn } from '../../platform/http/json-body.js';
 import { bodyItemProblem } from '../../platform/http/text-guard.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
@@ -218,6 +218,8 @@ export async function importUsers(
   const claims = options.claims ?? newImportClaims();
   // The same user twice in one import is no user the organization holds: the first entry stands
   // and a later one fails, naming the field (as seed 000's bulk call refuses it, not skips it).
+  // Entries refused here are items of the call all the same: its event counts them with the core's refusals.
+  const refused: AppError[] = [];
   const repeated = (index: number, email: unknown, field: keyof typeof REPEATED, value: string) => {
     results[index] = {
       index,
@@ -229,8 +231,10 @@ export async function importUsers(
     };
   };
   const refuse = (index: number, email: unknown, errors: FieldError[]) => {
+    const invalid = provisioningErrors.invalid(errors);
+    refused.push(invalid);
     // As the core words a refusal; an entry that is no object only says so.
-    const error = errors[0]?.field === 'item' ? errors[0].message : provisioningErrors.invalid(errors).message;
+    const error = errors[0]?.field === 'item' ? errors[0].message : invalid.message;
     results[index] = {
       index,
       action: 'failed',
@@ -258,10 +262,12 @@ export async function importUsers(
     const item = itemOf(entry, options.organization, status);
     if (typeof item.externalId === 'string' && claims.externalIds.has(item.externalId)) {
       repeated(index, item.email, 'external_id', item.externalId);
+      refused.push(provisioningErrors.duplicateInRequest(item.externalId, index));
       return;
     }
     if (typeof item.scimExternalId === 'string' && claims.scimExternalIds.has(item.scimExternalId)) {
       repeated(index, item.email, 'scim_external_id', item.scimExternalId);
+      refused.push(provisioningErrors.duplicateInRequest(item.scimExternalId, index));
       return;
     }
     items.push(item);
@@ -274,6 +280,7 @@ export async function importUsers(
     sendInvite: options.sendInvite,
     config: options.config,
     context: { source },
+    refused,
     // The organization's admins see the call among its activities, whatever organization the actor has.
     call: { organizationId: target?.id ?? null, details: { source, dry_run: options.dryRun === true } },
   });

@@ -118,6 +118,8 @@ interface AjvError {
  * refused the value's type or constant, those become one error naming what it may be; otherwise the
  * value had an alternative's type, and that alternative's own errors (a format, a length) are shown.
  */
+const unique = (values: string[]): string[] => [...new Set(values)];
+
 function collapseAlternatives(validation: AjvError[]): AjvError[] {
   const anyOfs = validation.filter((e) => e.keyword === 'anyOf' && e.schemaPath);
   if (anyOfs.length === 0) return validation;
@@ -139,12 +141,20 @@ function collapseAlternatives(validation: AjvError[]): AjvError[] {
       dropped.add(anyOf);
     } else {
       const refusals = [...branches.values()].flat();
-      const names = refusals.map((e) =>
-        e.keyword === 'const' ? JSON.stringify(e.params?.allowedValue) : String(e.params?.type),
+      // An enumeration names its values once; a value of another type (a query parameter given
+      // twice arrives as an array) fails each constant's type too, which says it must be one value.
+      const constants = unique(
+        refusals.filter((e) => e.keyword === 'const').map((e) => JSON.stringify(e.params?.allowedValue)),
       );
-      const message = refusals.some((e) => e.keyword === 'const')
-        ? `must be one of ${names.join(', ')}`
-        : `must be ${names.join(' or ')}`;
+      const typeOf = (e: AjvError) => String(e.params?.type);
+      const types = unique(refusals.filter((e) => e.keyword === 'type').map(typeOf));
+      let message = `must be ${types.join(' or ')}`;
+      if (constants.length > 0) {
+        const open = [...branches.values()].filter((b) => !b.some((e) => e.keyword === 'const'));
+        const names = unique([...constants, ...open.flat().map(typeOf)]);
+        const single = types.length === 1 && [...branches.values()].every((b) => b.some((e) => e.keyword === 'type'));
+        message = `must be one of ${names.join(', ')}${single ? `, given once as a ${types[0]}` : ''}`;
+      }
       replaced.set(anyOf, { ...anyOf, message });
     }
   }
