@@ -65,6 +65,16 @@ describe('gatehouse apikey on the command line', () => {
     expect(badScope.code).not.toBe(0);
     expect(badScope.stderr).toContain('Unknown scope "root"');
 
+    // The name as the API takes it: 1 to 200 characters, not blank.
+    for (const name of ['', '   ', 'x'.repeat(100_000)]) {
+      const badName = await gatehouse(
+        ['apikey', 'create', '--name', name, '--platform', '--scope', 'provisioning'],
+        dataDir,
+      );
+      expect(badName.code, name.slice(0, 10)).not.toBe(0);
+      expect(badName.stderr.trim()).toMatch(/^gatehouse: apikey create: --name: [^\n]+$/);
+    }
+
     const neither = await gatehouse(['apikey', 'create', '--name', 'x', '--scope', 'scim'], dataDir);
     expect(neither.code).not.toBe(0);
     expect(neither.stderr.trim().split('\n')).toHaveLength(1);

@@ -1,13 +1,14 @@
+import { Type } from '@sinclair/typebox';
 import type { Command } from 'commander';
 import { apiKeyErrors } from '../modules/api-keys/api-keys.errors.js';
 import { type ApiKeyWithOrganization, listApiKeys } from '../modules/api-keys/api-keys.queries.js';
-import { API_KEY_SCOPES } from '../modules/api-keys/api-keys.schemas.js';
+import { API_KEY_SCOPES, ApiKeyName } from '../modules/api-keys/api-keys.schemas.js';
 import { createApiKey, OPERATOR, revokeApiKey } from '../modules/api-keys/api-keys.service.js';
 import { findOrganizationByCode } from '../modules/organizations/organizations.queries.js';
 import type { Db } from '../platform/db/client.js';
 import { parseDateTime } from '../platform/http/date-time.js';
 import { toPage } from '../platform/http/pagination.js';
-import { fail, runRefusing } from './context.js';
+import { checkOptions, fail, runRefusing } from './context.js';
 
 const run = (command: string, work: (db: Db) => Promise<void>) => runRefusing(`apikey ${command}`, work);
 
@@ -42,6 +43,7 @@ export function registerApiKeyCommands(program: Command): void {
     )
     .option('--expires-at <iso>', 'when the key stops working (ISO 8601)')
     .action(async (options: CreateOptions) => {
+      checkOptions('apikey create', Type.Object({ name: ApiKeyName }), { name: options.name });
       if ((options.organization === undefined) === (options.platform !== true)) {
         fail('apikey create: give either --organization <code> or --platform');
       }

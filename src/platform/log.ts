@@ -15,6 +15,16 @@ function withoutQueryParameters(err: SerializedError | undefined): SerializedErr
 }
 
 /**
+ * The path of a request no route matched, as it may be logged: its first segment and its length.
+ * A client that put a token in a path (a mistyped route, a scanner) must not leave it in the logs.
+ */
+function unmatchedPath(url: string): { path: string; pathLength: number } {
+  const path = url.split('?')[0] ?? '';
+  const first = /^\/[^/]*/.exec(path)?.[0] ?? '/';
+  return { path: first.length < path.length ? `${first}/…` : first, pathLength: path.length };
+}
+
+/**
  * Pino options. Credentials never reach a log line: request lines are built from method, route
  * template and status only (no headers, bodies or query strings), and errors lose query parameters.
  */
@@ -29,10 +39,10 @@ export function loggerOptions(level: string, stream?: NodeJS.WritableStream): Fa
         withoutQueryParameters(pino.stdSerializers.err(err) as SerializedError) as ReturnType<
           typeof pino.stdSerializers.err
         >,
-      req: (req: { method: string; url: string; ip?: string }) => ({
+      req: (req: { method: string; url: string; ip?: string; routeOptions?: { url?: string } }) => ({
         method: req.method,
-        // Query strings can carry tokens (reset links, cursors); log the path only.
-        path: req.url.split('?')[0],
+        // Query strings can carry tokens (reset links, cursors), and so can paths no route knows.
+        ...(req.routeOptions?.url ? { path: req.routeOptions.url } : unmatchedPath(req.url)),
         ip: req.ip,
       }),
     },
@@ -41,7 +51,8 @@ export function loggerOptions(level: string, stream?: NodeJS.WritableStream): Fa
 
 /**
  * One log line per request, written when the answer has gone out (Fastify's default is two: one
- * on arrival, one on completion). Method, path template and status only; never bodies or headers.
+ * on arrival, one on completion). Method, path template (for a path no route matched, its first
+ * segment and length) and status only; never bodies or headers.
  */
 export function installRequestLogging(app: FastifyInstance): void {
   app.addHook('onResponse', async (request, reply) => {
@@ -49,7 +60,7 @@ export function installRequestLogging(app: FastifyInstance): void {
       {
         reqId: request.id,
         method: request.method,
-        path: request.routeOptions.url ?? request.url.split('?')[0],
+        ...(request.routeOptions.url ? { path: request.routeOptions.url } : unmatchedPath(request.url)),
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
       },

@@ -18,6 +18,8 @@ describe('/metrics with METRICS_TOKEN', () => {
       });
       expect(res.statusCode, authorization).toBe(401);
       expect(res.headers['content-type']).toContain('application/problem+json');
+      // The code every other 401 of the API carries.
+      expect(res.json()).toMatchObject({ status: 401, code: 'not_authenticated' });
       expect(res.headers['www-authenticate']).toBe('Bearer realm="metrics"');
       expect(res.body).not.toContain('http_request_duration_seconds');
     }

@@ -27,7 +27,7 @@ export function registerMetrics(app: FastifyInstance): Registry {
       const sent = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '')?.[1];
       if (sent === undefined || !secretsEqual(sent, token)) {
         reply.header('www-authenticate', 'Bearer realm="metrics"');
-        throw new AppError(401, 'unauthenticated', 'This endpoint needs the METRICS_TOKEN as a Bearer token.');
+        throw new AppError(401, 'not_authenticated', 'This endpoint needs the METRICS_TOKEN as a Bearer token.');
       }
     }
     reply.type(registry.contentType);

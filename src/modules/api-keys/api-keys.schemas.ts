@@ -1,4 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { OrganizationCode } from '../organizations/organizations.schemas.js';
 
@@ -28,9 +29,17 @@ const Scope = Type.Union(
   { description: 'What the key may do.' },
 );
 
+/** What a key is for, as people read it in lists and audit events: a blank one tells nobody anything. */
+export const ApiKeyName = Type.String({
+  minLength: 1,
+  maxLength: 200,
+  pattern: readablePattern('\\S', 'Must not be blank.'),
+  description: 'What the key is for: 1 to 200 characters, not only spaces.',
+});
+
 export const CreateApiKeyBody = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: ApiKeyName,
     organization: Type.Optional(
       Type.Union([OrganizationCode, Type.Null()], {
         description:

@@ -284,6 +284,12 @@ describe('API keys', () => {
     const noScopes = await admin.post('/api/v1/api-keys', { name: 'x', scopes: [] });
     expect(fieldsOf(noScopes)).toContain('scopes');
 
+    for (const name of ['', '   ', '\t\n', 'x'.repeat(201)]) {
+      const badName = await admin.post('/api/v1/api-keys', { name, organization: org.code, scopes: ['scim'] });
+      expect(badName.statusCode, JSON.stringify(name)).toBe(400);
+      expect(new Set(fieldsOf(badName))).toEqual(new Set(['name']));
+    }
+
     const past = await admin.post('/api/v1/api-keys', {
       name: 'x',
       scopes: ['scim'],

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { and, eq, sql } from 'drizzle-orm';
 import type { FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
@@ -14,7 +15,9 @@ import { ALL_TOPICS, cachesAreCurrent, onInvalidation, publishInvalidation } fro
 import { TtlCache } from '../../platform/ttl-cache.js';
 import { recordAudit } from '../activity/audit.js';
 import {
+  type AccountRef,
   claimLoginAttempts,
+  findLockedAccounts,
   isAccountLockedForLogin,
   type LockoutPolicy,
   lockAfterFailedAttempt,
@@ -379,6 +382,48 @@ export function lockoutPolicy(config: Config): LockoutPolicy {
   };
 }
 
+/** Why an account's credential was not checked: a lock in force, or its window full of checks still running. */
+type RefusalReason = 'account_locked' | 'checks_in_flight';
+
+interface ClaimedTurns {
+  /** The claimed accounts, each with its attempt number in the window. */
+  attempts: Map<string, number>;
+  /** The accounts refused unchecked, each with the reason. */
+  refused: Map<string, RefusalReason>;
+}
+
+// A check in flight ends within the password hash queue's deadline (2 s) plus the hash itself, so
+// a turn free before then is taken; past it the caller is refused rather than held indefinitely.
+const TURN_WAIT_MS = 5_000;
+const TURN_POLL_MS = [10, 25, 50, 100];
+
+/**
+ * Claims each account's turn to check a credential (claimLoginAttempts). An account refused only
+ * because its window is full of checks still running (none failed enough to lock it) waits for
+ * one of them to end: correct logins sent at once must not look like guesses against a lock.
+ */
+async function claimCheckTurns(db: Db, accounts: AccountRef[], policy: LockoutPolicy): Promise<ClaimedTurns> {
+  const attempts = await claimLoginAttempts(db, accounts, policy);
+  const refused = new Map<string, RefusalReason>();
+  let waiting = accounts.filter((a) => !attempts.has(a.id));
+  const deadline = Date.now() + TURN_WAIT_MS;
+  for (let round = 0; waiting.length > 0; round++) {
+    const locked = await findLockedAccounts(db, waiting);
+    for (const a of waiting) if (locked.has(a.id)) refused.set(a.id, 'account_locked');
+    waiting = waiting.filter((a) => !locked.has(a.id));
+    if (waiting.length === 0) break;
+    if (Date.now() >= deadline) {
+      for (const a of waiting) refused.set(a.id, 'checks_in_flight');
+      break;
+    }
+    await sleep(TURN_POLL_MS[Math.min(round, TURN_POLL_MS.length - 1)]);
+    const claimed = await claimLoginAttempts(db, waiting, policy);
+    for (const [id, attempt] of claimed) attempts.set(id, attempt);
+    waiting = waiting.filter((a) => !claimed.has(a.id));
+  }
+  return { attempts, refused };
+}
+
 /** A password checked and wrong, with the number of its claimed attempt in the account's window. */
 interface FailedAttempt {
   account: LoginCandidate;
@@ -393,12 +438,12 @@ interface FailedAttempt {
 async function recordFailedLogins(
   ctx: TokenContext,
   failed: FailedAttempt[],
-  locked: LoginCandidate[],
+  refused: Array<{ account: LoginCandidate; reason: RefusalReason }>,
   client: ClientInfo,
 ): Promise<void> {
   const policy = lockoutPolicy(ctx.config);
   await ctx.db.transaction(async (tx) => {
-    if (failed.length === 0 && locked.length === 0) {
+    if (failed.length === 0 && refused.length === 0) {
       await recordAudit(tx, {
         type: 'auth.login_failed',
         category: 'authentication',
@@ -414,19 +459,26 @@ async function recordFailedLogins(
       const lockedUntil = attempt >= policy.threshold ? await lockAfterFailedAttempt(tx, account, policy) : undefined;
       await recordLoginFailureAudits(tx, account, lockedUntil, client, 'password');
     }
-    for (const account of locked) await recordLockedRefusal(tx, account, client, 'password');
+    for (const { account, reason } of refused) await recordRefusal(tx, account, client, 'password', reason);
   });
 }
 
+const REFUSAL_WORDING: Record<RefusalReason, string> = {
+  account_locked: 'account locked',
+  checks_in_flight: 'too many checks of the account in progress',
+};
+
 /**
- * The audit event of a login step refused unchecked because the account is locked: it names the
- * account, although the answer is the same as for a wrong password or an unknown account.
+ * The audit event of a credential check refused unchecked (the account locked, or its window full of
+ * checks that did not end in time): it names the account and the reason, although the answer is the
+ * same as for a wrong password or an unknown account.
  */
-async function recordLockedRefusal(
+async function recordRefusal(
   tx: DbOrTx,
   account: { id: string; organizationId: string },
   client: ClientInfo,
   step: CredentialCheck,
+  reason: RefusalReason,
 ): Promise<void> {
   const login = step === 'password' || step === 'mfa';
   await recordAudit(tx, {
@@ -435,10 +487,10 @@ async function recordLockedRefusal(
     organizationId: account.organizationId,
     userId: account.id,
     actorUserId: account.id,
-    description: login ? 'Failed login: account locked' : 'Credential check refused: account locked',
+    description: `${login ? 'Failed login' : 'Credential check refused'}: ${REFUSAL_WORDING[reason]}`,
     severity: 'warning',
     success: false,
-    details: { step, reason: 'account_locked' },
+    details: { step, reason },
     ip: client.ip ?? null,
     userAgent: client.userAgent ?? null,
   });
@@ -517,15 +569,22 @@ async function recordLoginFailureAudits(
  */
 export function lockoutAttempts(db: Db, config: Config, client: ClientInfo, step: CredentialCheck): CredentialAttempts {
   const policy = lockoutPolicy(config);
+  const reasons = new Map<string, RefusalReason>();
   return {
-    claim: async (account) => (await claimLoginAttempts(db, [account], policy)).get(account.id),
+    claim: async (account) => {
+      const turns = await claimCheckTurns(db, [account], policy);
+      const reason = turns.refused.get(account.id);
+      if (reason) reasons.set(account.id, reason);
+      return turns.attempts.get(account.id);
+    },
     failed: (account, attempt) =>
       db.transaction(async (tx) => {
         const lockedUntil = attempt >= policy.threshold ? await lockAfterFailedAttempt(tx, account, policy) : undefined;
         await recordLoginFailureAudits(tx, account, lockedUntil, client, step);
       }),
     passed: (account) => returnLoginAttempts(db, [account]),
-    refused: (account) => db.transaction((tx) => recordLockedRefusal(tx, account, client, step)),
+    refused: (account) =>
+      db.transaction((tx) => recordRefusal(tx, account, client, step, reasons.get(account.id) ?? 'account_locked')),
   };
 }
 
@@ -627,7 +686,7 @@ async function openSession(
     // The lock read with the candidates is stale by now: failed attempts racing this one may have
     // locked the account while its password was checked. Re-read under the row lock.
     if (await isAccountLockedForLogin(tx, account)) {
-      await recordLockedRefusal(tx, account, client, step);
+      await recordRefusal(tx, account, client, step, 'account_locked');
       return authErrors.invalidCredentials();
     }
     await insertLoginSession(tx, session);
@@ -696,7 +755,7 @@ export async function login(
   // Each attempt is claimed before its password is checked, so concurrent guesses cannot all pass
   // the lock before any failure is counted. A locked account's password is not checked, but the
   // dummy check takes the same time: the answer neither confirms the account nor the password.
-  const attempts = await claimLoginAttempts(ctx.db, withPassword, lockoutPolicy(ctx.config));
+  const { attempts, refused } = await claimCheckTurns(ctx.db, withPassword, lockoutPolicy(ctx.config));
   const verdicts = await Promise.all(
     withPassword.map((c) =>
       attempts.has(c.id)
@@ -710,7 +769,9 @@ export async function login(
     await recordFailedLogins(
       ctx,
       claimed.map((account) => ({ account, attempt: attempts.get(account.id) as number })),
-      withPassword.filter((c) => !attempts.has(c.id)),
+      withPassword
+        .filter((c) => !attempts.has(c.id))
+        .map((account) => ({ account, reason: refused.get(account.id) ?? 'account_locked' })),
       client,
     );
     throw authErrors.invalidCredentials();

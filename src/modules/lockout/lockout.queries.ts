@@ -55,6 +55,23 @@ export async function claimLoginAttempts(
 }
 
 /**
+ * Of accounts whose attempt was not claimed, those refused because a lock is in force; the others
+ * were refused only because their window is full of checks still running.
+ */
+export async function findLockedAccounts(db: DbOrTx, accounts: AccountRef[]): Promise<Set<string>> {
+  if (accounts.length === 0) return new Set();
+  const ids = sql.join(
+    accounts.map((a) => sql`${a.id}::uuid`),
+    sql`, `,
+  );
+  const rows = await queryRows<{ user_id: string }>(
+    db,
+    sql`select user_id from account_lockouts where user_id in (${ids}) and locked_until > now()`,
+  );
+  return new Set(rows.map((r) => r.user_id));
+}
+
+/**
  * After a claimed attempt failed: locks the account when its window holds `threshold` attempts,
  * starting the count again from zero. Answers the lock's end when this call locked the account.
  */

@@ -91,6 +91,15 @@ describe('account lockout', () => {
     expect((await login(user.email, TEST_PASSWORD)).statusCode).toBe(401);
   });
 
+  it('logs in every one of more correct logins sent at once than the threshold, with no lock on record', async () => {
+    const user = await freshUser();
+    const answers = await Promise.all(Array.from({ length: 8 }, () => login(user.email, TEST_PASSWORD)));
+    expect(answers.map((a) => a.statusCode)).toEqual(Array(8).fill(200));
+    const events = await auditOf(user.id);
+    expect(events.filter((e) => e.type === 'auth.login')).toHaveLength(8);
+    expect(events.some((e) => e.type === 'auth.login_failed' || e.type === 'auth.lockout')).toBe(false);
+  });
+
   it('records a refused login on a locked account against the account, saying it is locked', async () => {
     const user = await freshUser();
     await failTimes(user.email, 3);

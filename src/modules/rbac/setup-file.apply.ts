@@ -1,4 +1,4 @@
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import type { Actor } from '../../platform/http/auth.js';
 import { recordAudit } from '../activity/audit.js';
@@ -13,13 +13,16 @@ import { type PlannedChange, planSteps, type SetupPlan } from './setup-file.js';
 import type { SetupFile } from './setup-file.parse.js';
 
 /**
- * Applies the file in one transaction, planned inside it so the plan is what gets written; every
- * node's permission cache is told when anything changed. Each object created or changed records the
- * audit event its API route records, made by `actor`, in the same transaction. Returns the plan
- * that was applied.
+ * Applies the file in one transaction, planned inside it (after any other apply has committed) so
+ * the plan is what gets written; every node's permission cache is told when anything changed. Each
+ * object created or changed records the audit event its API route records, made by `actor`, in the
+ * same transaction. Returns the plan that was applied.
  */
 export async function applySetupFile(db: Db, file: SetupFile, actor: Actor): Promise<SetupPlan> {
   return db.transaction(async (tx) => {
+    // One apply at a time, planned after the lock: a run waiting behind another plans against what
+    // that one committed, so the same file sent several times at once is applied once.
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext('setup-file.apply'))`);
     const steps = await planSteps(tx, file);
     if (steps.plan.changes.every((c) => c.action === 'unchanged')) return steps.plan;
 

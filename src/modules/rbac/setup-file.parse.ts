@@ -207,6 +207,8 @@ export function parseSetupFile(text: string, fileName: string): SetupFile {
   } catch (err) {
     refuse([problem([], (err as Error).message)]);
   }
+  const tooMany = oversizedFile(data, problem);
+  if (tooMany) refuse([tooMany]);
   // Duplicates are looked for even in a file of the wrong shape, so one run reports both.
   const problems = validateBody(data) ? [] : describeSchemaErrors(validateBody.errors ?? [], data, problem);
   problems.push(...findDuplicates(data, problem));
@@ -230,6 +232,28 @@ export function parseSetupFile(text: string, fileName: string): SetupFile {
 }
 
 const SECTIONS = ['organizations', 'modules', 'permissions', 'roles'] as const;
+
+/**
+ * The most entries (all sections together) one file may hold. A file is applied in one transaction
+ * whose audit events and plan are held in memory: past this, split it into several files.
+ */
+export const MAX_SETUP_ENTRIES = 100_000;
+
+/** A file over MAX_SETUP_ENTRIES, placed at its largest section; checked before any entry is. */
+function oversizedFile(data: unknown, problem: (path: FieldPath, message: string) => Problem): Problem | undefined {
+  if (!isRecord(data)) return undefined;
+  const sizes = SECTIONS.map((section) => {
+    const list = data[section];
+    return [section, Array.isArray(list) ? list.length : 0] as const;
+  });
+  const total = sizes.reduce((sum, [, n]) => sum + n, 0);
+  if (total <= MAX_SETUP_ENTRIES) return undefined;
+  const [largest] = [...sizes].sort((a, b) => b[1] - a[1])[0] as readonly [string, number];
+  return problem(
+    [largest],
+    `the file holds ${total} entries; at most ${MAX_SETUP_ENTRIES} are taken in one file (split it)`,
+  );
+}
 
 /**
  * The entries of a refused file that have no problem of their own, when the file is a mapping whose

@@ -386,3 +386,43 @@ roles:
     ]);
   });
 });
+
+describe('applying the same file several times at once', () => {
+  it('makes the change once: one run creates, the others find nothing to change', async () => {
+    const mod = unique('PAR');
+    const text = `modules:
+  - {code: ${mod}, name: Parallel}
+permissions:
+  - {code: ${mod.toLowerCase()}.view, module: ${mod}, name: View}
+roles:
+  - {code: ${mod.toLowerCase()}_viewer, name: Viewer, level: 5, permissions: [${mod.toLowerCase()}.view]}
+`;
+    const plans = await Promise.all(
+      Array.from({ length: 3 }, () => applySetupFile(t.database.db, parseSetupFile(text, 'r1.yaml'), COMMAND_LINE)),
+    );
+    expect(plans.map((p) => countChanges(p)).sort((a, b) => b.create - a.create)).toEqual([
+      { create: 3, update: 0, unchanged: 0 },
+      { create: 0, update: 0, unchanged: 3 },
+      { create: 0, update: 0, unchanged: 3 },
+    ]);
+  });
+});
+
+describe('a very large file', () => {
+  const organizationsYaml = (n: number, prefix: string) =>
+    `organizations:\n${Array.from({ length: n }, (_, i) => `  - {code: ${prefix}${i}, name: O${i}}\n`).join('')}`;
+
+  it('plans more organizations than one query may name', { timeout: 120_000 }, async () => {
+    const plan = await planSetupFile(
+      t.database.db,
+      parseSetupFile(organizationsYaml(70_000, unique('BIG')), 'big.yaml'),
+    );
+    expect(countChanges(plan)).toEqual({ create: 70_000, update: 0, unchanged: 0 });
+  });
+
+  it('refuses more than 100,000 entries, naming the file and the limit', { timeout: 120_000 }, async () => {
+    expect(await refusal(organizationsYaml(100_001, 'HUGE'), 'huge.yaml')).toEqual([
+      'huge.yaml:2:3 organizations: the file holds 100001 entries; at most 100000 are taken in one file (split it)',
+    ]);
+  });
+});

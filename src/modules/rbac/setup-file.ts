@@ -73,17 +73,28 @@ interface Current {
   roleModules: Map<string, Set<string>>;
 }
 
+// PostgreSQL takes at most 65,535 parameters in one statement, and the query builder recurses over
+// each of them: a long list of codes is looked up a batch at a time.
+const LOOKUP_BATCH = 10_000;
+
+async function inBatches<T>(values: string[], lookUp: (batch: string[]) => Promise<T[]>): Promise<T[]> {
+  const rows: T[] = [];
+  for (let i = 0; i < values.length; i += LOOKUP_BATCH) rows.push(...(await lookUp(values.slice(i, i + LOOKUP_BATCH))));
+  return rows;
+}
+
 async function readCurrent(db: DbOrTx, file: SetupFile): Promise<Current> {
   const orgCodes = [
     ...new Set([...file.organizations.map((o) => o.code), ...file.roles.flatMap((r) => r.organization ?? [])]),
   ];
   const roleCodes = [...new Set(file.roles.map((r) => r.code))];
   // One after the other: inside a transaction they share one connection anyway.
-  const orgRows =
-    orgCodes.length > 0 ? await db.select().from(organizations).where(inArray(organizations.code, orgCodes)) : [];
+  const orgRows = await inBatches(orgCodes, (codes) =>
+    db.select().from(organizations).where(inArray(organizations.code, codes)),
+  );
   const moduleRows = await db.select().from(rbacModules);
   const permissionRows = await db.select().from(permissions);
-  const roleRows = roleCodes.length > 0 ? await db.select().from(roles).where(inArray(roles.code, roleCodes)) : [];
+  const roleRows = await inBatches(roleCodes, (codes) => db.select().from(roles).where(inArray(roles.code, codes)));
   const orgCodeById = new Map(orgRows.map((o) => [o.id, o.code]));
   const current: Current = {
     organizations: new Map(orgRows.map((o) => [o.code, o])),
@@ -100,16 +111,20 @@ async function readCurrent(db: DbOrTx, file: SetupFile): Promise<Current> {
   }
   const roleIds = [...current.roles.values()].map((r) => r.id);
   if (roleIds.length > 0) {
-    const granted = await db
-      .select({ roleId: rolePermissions.roleId, code: permissions.code })
-      .from(rolePermissions)
-      .innerJoin(permissions, eq(permissions.id, rolePermissions.permissionId))
-      .where(inArray(rolePermissions.roleId, roleIds));
-    const opened = await db
-      .select({ roleId: roleModules.roleId, code: rbacModules.code })
-      .from(roleModules)
-      .innerJoin(rbacModules, eq(rbacModules.id, roleModules.moduleId))
-      .where(inArray(roleModules.roleId, roleIds));
+    const granted = await inBatches(roleIds, (ids) =>
+      db
+        .select({ roleId: rolePermissions.roleId, code: permissions.code })
+        .from(rolePermissions)
+        .innerJoin(permissions, eq(permissions.id, rolePermissions.permissionId))
+        .where(inArray(rolePermissions.roleId, ids)),
+    );
+    const opened = await inBatches(roleIds, (ids) =>
+      db
+        .select({ roleId: roleModules.roleId, code: rbacModules.code })
+        .from(roleModules)
+        .innerJoin(rbacModules, eq(rbacModules.id, roleModules.moduleId))
+        .where(inArray(roleModules.roleId, ids)),
+    );
     for (const [rows, target] of [
       [granted, current.rolePermissions],
       [opened, current.roleModules],
