@@ -222,7 +222,10 @@ describe('SCIM Bulk', () => {
     });
     expect(res.statusCode, res.body).toBe(200);
     const ops = res.json().Operations;
-    expect(ops.map((o: { status: string }) => o.status), res.body).toEqual(['201', '201']);
+    expect(
+      ops.map((o: { status: string }) => o.status),
+      res.body,
+    ).toEqual(['201', '201']);
     const idOf = (location: string) => location.split('/').pop() as string;
     expect((await scim('GET', `/Users/${idOf(ops[1].location)}`)).json()[ENTERPRISE].manager.value).toBe(
       idOf(ops[0].location),
