@@ -281,15 +281,17 @@ function userTypeInputOf(sent: Record<string, unknown>): (field: string) => stri
 }
 
 /**
- * A profile refusal names `profile.<path>`; the form holds each key the type's schema names at
+ * A profile refusal names the profile as the request held it: `profile.<path>` on the typed routes,
+ * `attributes.profile.<path>` on the users routes. The form holds each key the type's schema names at
  * `attributes.profile.<key>`, an object or a list whole (a JSON input). Only keys the request carried
  * have an input.
  */
 function profileInputOf(sent: Record<string, unknown>, profile: Record<string, unknown>) {
   const fallback = defaultInputOf('users', sent);
   return (field: string): string | undefined => {
-    if (!field.startsWith('profile.')) return fallback(field);
-    const key = field.slice('profile.'.length).split('.')[0] ?? '';
+    const prefix = ['attributes.profile.', 'profile.'].find((p) => field.startsWith(p));
+    if (prefix === undefined) return fallback(field);
+    const key = field.slice(prefix.length).split('.')[0] ?? '';
     return key in profile ? `attributes.profile.${key}` : undefined;
   };
 }

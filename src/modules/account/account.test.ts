@@ -401,7 +401,7 @@ describe('GET and PATCH /api/v1/users/profile', () => {
 
     const bad = await as.patch('/api/v1/users/profile/', { attributes: { profile: { grade: 'not-int' }, scim } });
     expect(bad.statusCode).toBe(400);
-    expect(bad.json().errors).toEqual([expect.objectContaining({ field: 'profile.grade' })]);
+    expect(bad.json().errors).toEqual([expect.objectContaining({ field: 'attributes.profile.grade' })]);
 
     const rewritten = await as.patch('/api/v1/users/profile/', {
       attributes: { profile: { grade: 6 }, scim: { ...scim, title: 'Teacher' } },

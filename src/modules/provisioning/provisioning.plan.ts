@@ -397,7 +397,7 @@ export async function planItems(
     const attributesBytes = given === undefined ? 0 : Buffer.byteLength(JSON.stringify(given));
     if (attributesBytes > MAX_ATTRIBUTES_BYTES) {
       const message = `Must be at most ${MAX_ATTRIBUTES_BYTES} bytes written out (this is ${attributesBytes}).`;
-      fail(provisioningErrors.invalid([{ field: 'attributes', message }]));
+      fail(provisioningErrors.invalid([{ field: profileFieldOf(item) ?? 'attributes', message }]));
       continue;
     }
     if (existing) state.seenIds.set(existing.id, index);
@@ -521,6 +521,11 @@ function profileOf(attributes: Record<string, unknown> | undefined): unknown {
   return attributes?.profile ?? {};
 }
 
+/** Where the request holds the profile: `profile` for keys merged by a typed update, else inside `attributes`. */
+function profileFieldOf(item: ProvisionItem): 'profile' | undefined {
+  return item.profileChanges === undefined ? undefined : 'profile';
+}
+
 /**
  * A typed user's profile (`attributes.profile`) must match its type's JSON Schema, whichever API
  * writes it (the typed collections, the generic admin routes, an import): the type must exist in the
@@ -550,7 +555,7 @@ async function checkTypedProfiles(
       if (typeof profile !== 'object' || profile === null || Array.isArray(profile)) {
         throw userTypeErrors.invalidProfile([{ field: 'attributes.profile', message: 'must be an object' }]);
       }
-      validateProfile(type, profile as Record<string, unknown>);
+      validateProfile(type, profile as Record<string, unknown>, profileFieldOf(p.item) ?? 'attributes.profile');
     } catch (err) {
       if (!(err instanceof AppError)) throw err;
       out.push({ index: p.index, error: err });

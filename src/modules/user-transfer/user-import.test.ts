@@ -5,6 +5,7 @@ import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { activities } from '../activity/activity.table.js';
 import type { Organization } from '../organizations/organizations.table.js';
 import { applyUserTypeTemplate } from '../user-types/user-types.service.js';
+import { userTypes } from '../user-types/user-types.table.js';
 import { users } from '../users/users.table.js';
 
 interface ImportAnswer {
@@ -308,6 +309,31 @@ describe('user import between systems', () => {
     });
     expect(outside.statusCode).toBe(400);
     expect(outside.json()).toMatchObject({ success: false, errors: [{ field: 'organization' }] });
+  });
+
+  it('fails alone an entry whose user type cannot be used or whose profile does not match, naming the field as the entry does', async () => {
+    const into = await seedOrganization(t);
+    // Stored by an older version: validating anything against it recursed until the stack ran out.
+    await t.database.db
+      .insert(userTypes)
+      .values({ organizationId: into.id, code: 'looping', plural: 'loopings', label: 'L', schema: { $ref: '#' } });
+    for (const dry_run of [true, false]) {
+      const res = await root.post('/api/admin/import-users/', {
+        organization: into.code,
+        dry_run,
+        users: [
+          { email: `${unique()}@example.com` },
+          { email: `${unique()}@example.com`, user_type: 'looping' },
+          { email: `${unique()}@example.com`, user_type: 'student', attributes: { profile: { grade: 'x' } } },
+          { email: `${unique()}@example.com`, user_type: 'student', attributes: { profile: { grade: 3 } } },
+        ],
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      const answer = res.json() as ImportAnswer;
+      expect(answer.results.map((r) => r.action)).toEqual(['created', 'failed', 'failed', 'created']);
+      expect(answer.results[1]).toMatchObject({ code: 'user_type_schema_unusable' });
+      expect(answer.results[2]?.errors).toEqual([expect.objectContaining({ field: 'attributes.profile.grade' })]);
+    }
   });
 
   it('reads a join date without a zone (Django with USE_TZ off) as UTC', async () => {

@@ -330,8 +330,10 @@ export async function importUsers(
     // A clash with a user the organization holds is what an importer skips; anything else failed,
     // a keycloak id another organization's user holds (unique across the installation) included.
     const elsewhere = error.code === 'external_id_taken' && !heldHere.has(items[outcome.index]?.externalId ?? '');
-    // A deactivated organization is no clash with a user it holds: nothing was imported.
-    const clash = error.status === 409 && error.code !== 'organization_inactive';
+    // A deactivated organization is no clash with a user it holds, nor a user type whose schema
+    // cannot be used: nothing was imported.
+    const clash =
+      error.status === 409 && error.code !== 'organization_inactive' && error.code !== 'user_type_schema_unusable';
     results[index] = {
       index,
       action: clash && !elsewhere ? 'skipped' : 'failed',

@@ -1,5 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv, type SchemaValidateFunction, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { LOWEST_MIN_LENGTH } from '../../platform/crypto/password-policy.js';
 import { AppError, fieldErrorsFromValidation, readablePattern } from '../../platform/http/errors.js';
@@ -184,10 +184,25 @@ const validators = new Map<string, ValidateFunction>();
  */
 export function compileSchema(schema: Record<string, unknown>): ValidateFunction {
   assertTakesObjects(schema);
+  assertWithinLimits(schema);
   const ajv = new Ajv({ allErrors: true, strict: false, code: { regExp: linearRegExp } });
   addFormats.default(ajv);
+  // Ajv compares every pair of items (9,000 small arrays: 1.5 s), and with allErrors a `maxItems`
+  // beside it does not spare that: one pass over each item's canonical text is linear.
+  ajv.removeKeyword('uniqueItems');
+  ajv.addKeyword({
+    keyword: 'uniqueItems',
+    type: 'array',
+    schemaType: 'boolean',
+    errors: true,
+    validate: hasUniqueItems,
+  });
   try {
-    return ajv.compile(schema);
+    const validate = ajv.compile(schema);
+    // A $ref the walk above cannot follow (one naming an `$id`) may still lead back to where it
+    // started: tried once on the empty profile, it is refused here rather than at every user write.
+    validate({});
+    return validate;
   } catch (err) {
     if (err instanceof UnsupportedPatternError) {
       throw userTypeErrors.invalidSchema(err.message, patternPath(schema, err.pattern));
@@ -201,7 +216,9 @@ export function compileSchema(schema: Record<string, unknown>): ValidateFunction
           cycle.field,
         );
       }
-      throw userTypeErrors.invalidSchema('it nests or refers too deeply to be compiled.');
+      throw userTypeErrors.invalidSchema(
+        'it nests or refers too deeply to be compiled, or a $ref applies a schema to the value it is already validating.',
+      );
     }
     // Ajv's own refusals name what is wrong in the schema ("can't resolve reference …"); an error of
     // the engine itself (a TypeError) would say nothing to the schema's author.
@@ -211,6 +228,38 @@ export function compileSchema(schema: Record<string, unknown>): ValidateFunction
     throw userTypeErrors.invalidSchema((err as Error).message);
   }
 }
+
+/** JSON text with every object's keys sorted: equal for two values exactly when JSON Schema deems them equal. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** `uniqueItems` (draft 07 §6.4.5) in one pass, with Ajv's own error for the first repeated item. */
+const hasUniqueItems: SchemaValidateFunction = (unique: boolean, data: unknown[]): boolean => {
+  if (!unique) return true;
+  const seen = new Map<string, number>();
+  for (const [j, item] of data.entries()) {
+    const key = canonicalJson(item);
+    const i = seen.get(key);
+    if (i !== undefined) {
+      hasUniqueItems.errors = [
+        {
+          keyword: 'uniqueItems',
+          message: `must NOT have duplicate items (items ## ${i} and ${j} are identical)`,
+          params: { i: j, j: i },
+        },
+      ];
+      return false;
+    }
+    seen.set(key, j);
+  }
+  return true;
+};
 
 /**
  * A profile is a JSON object: a root `type` that does not allow one (`"string"`, `"array"`,
@@ -227,9 +276,159 @@ function assertTakesObjects(schema: Record<string, unknown>): void {
   );
 }
 
+/**
+ * What a profile schema may hold at most, so that compiling it (Ajv generates and compiles code, in
+ * time growing faster than the schema: 1,000 properties took about 1 s, 5,000 about 17 s) and
+ * validating a profile against it stay within milliseconds, on the event loop every organization
+ * shares. The school template's largest type uses 12 subschemas.
+ */
+export const SCHEMA_LIMITS = {
+  /** Its JSON text, in bytes. */
+  bytes: 32 * 1024,
+  /** Schemas in it, the root included (each property's, each item of `allOf`, …). */
+  subschemas: 128,
+  /** Schemas inside schemas, counted from the root. */
+  depth: 16,
+  /** `pattern`s and `patternProperties` keys, each a regular expression RE2 compiles and runs. */
+  patterns: 16,
+  /** Schemas applied to one value through `allOf`, `anyOf`, `oneOf`, `not`, `if`/`then`/`else`, `dependencies` and `$ref`s. */
+  applications: 256,
+} as const;
+
+/** Keywords whose value is one schema, a list of schemas, or a map of names to schemas (draft 07). */
+const ONE_SCHEMA = [
+  'additionalItems',
+  'additionalProperties',
+  'contains',
+  'propertyNames',
+  'not',
+  'if',
+  'then',
+  'else',
+];
+const SCHEMA_LISTS = ['allOf', 'anyOf', 'oneOf', 'items'];
+const SCHEMA_MAPS = ['properties', 'patternProperties', 'definitions', 'dependencies'];
+/** Keywords that apply their schemas to the value itself, not to one of its properties or items. */
+const SAME_VALUE = new Set(['allOf', 'anyOf', 'oneOf', 'not', 'if', 'then', 'else', 'dependencies']);
+
+interface SchemaNode {
+  path: string;
+  depth: number;
+  /** The schemas applied to the same value as this one, with the field that applies each. */
+  sameValue: { node: object; field: string }[];
+}
+
+/** Every schema object in `root` by keyword (not by every JSON object: `enum` and `const` hold data). */
+function schemaNodes(root: Record<string, unknown>): Map<object, SchemaNode> {
+  const nodes = new Map<object, SchemaNode>();
+  const isNode = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const visit = (schema: Record<string, unknown>, path: string, depth: number): void => {
+    if (nodes.has(schema)) return;
+    const node: SchemaNode = { path, depth, sameValue: [] };
+    nodes.set(schema, node);
+    const child = (keyword: string, value: unknown, at: string) => {
+      if (!isNode(value)) return;
+      if (SAME_VALUE.has(keyword)) node.sameValue.push({ node: value, field: at });
+      visit(value, at, depth + 1);
+    };
+    for (const keyword of ONE_SCHEMA) child(keyword, schema[keyword], `${path}.${keyword}`);
+    for (const keyword of SCHEMA_LISTS) {
+      const value = schema[keyword];
+      if (Array.isArray(value)) {
+        for (const [i, v] of value.entries()) child(keyword, v, `${path}.${keyword}.${i}`);
+      } else if (keyword === 'items') child(keyword, value, `${path}.${keyword}`);
+    }
+    for (const keyword of SCHEMA_MAPS) {
+      const map = schema[keyword];
+      if (!isNode(map)) continue;
+      for (const [name, value] of Object.entries(map)) child(keyword, value, `${path}.${keyword}.${name}`);
+    }
+    if (typeof schema.$ref === 'string') {
+      const target = resolvePointer(root, schema.$ref);
+      if (isNode(target)) {
+        node.sameValue.push({ node: target, field: `${path}.$ref` });
+        // A $ref may point anywhere in the document, into a keyword no walk reaches.
+        visit(target, schema.$ref === '#' ? 'schema' : `schema${schema.$ref.slice(1).replaceAll('/', '.')}`, depth + 1);
+      }
+    }
+  };
+  visit(root, 'schema', 0);
+  return nodes;
+}
+
+/**
+ * Refuses a schema beyond SCHEMA_LIMITS, or one applying a schema to the value it is already
+ * validating (`{"$ref": "#"}`, `{"allOf": [{"$ref": "#"}]}`): validation would call itself until the
+ * stack runs out. A $ref under `properties`, `items` and the like goes one level down the profile,
+ * which ends, so a tree of nested objects stays possible.
+ */
+function assertWithinLimits(schema: Record<string, unknown>): void {
+  const refuse = (message: string, field = 'schema'): never => {
+    throw userTypeErrors.invalidSchema(message, field);
+  };
+  const bytes = Buffer.byteLength(JSON.stringify(schema));
+  if (bytes > SCHEMA_LIMITS.bytes)
+    refuse(`it must be at most ${SCHEMA_LIMITS.bytes} bytes written out (this is ${bytes}).`);
+  const nodes = schemaNodes(schema);
+  if (nodes.size > SCHEMA_LIMITS.subschemas) {
+    refuse(`it may hold at most ${SCHEMA_LIMITS.subschemas} schemas, the root included (this holds ${nodes.size}).`);
+  }
+  let patterns = 0;
+  for (const [s, node] of nodes) {
+    const at = s as Record<string, unknown>;
+    if (node.depth > SCHEMA_LIMITS.depth) {
+      refuse(`schemas may nest at most ${SCHEMA_LIMITS.depth} deep.`, node.path);
+    }
+    if (typeof at.pattern === 'string') patterns++;
+    if (typeof at.patternProperties === 'object' && at.patternProperties !== null) {
+      patterns += Object.keys(at.patternProperties).length;
+    }
+  }
+  if (patterns > SCHEMA_LIMITS.patterns) {
+    refuse(
+      `it may hold at most ${SCHEMA_LIMITS.patterns} patterns (pattern, patternProperties); this holds ${patterns}.`,
+    );
+  }
+  const cycle = refCycle(schema);
+  if (cycle) {
+    refuse(`its $refs form a cycle that never reaches a schema (${cycle.refs.join(' → ')}).`, cycle.field);
+  }
+  // Depth-first over the schemas applied to the same value: one met again on the current path never
+  // consumes any of the value; the count of paths is how many schemas one value is checked against.
+  const applications = new Map<object, number>();
+  const onPath = new Set<object>();
+  const count = (s: object): number => {
+    const known = applications.get(s);
+    if (known !== undefined) return known;
+    onPath.add(s);
+    let total = 1;
+    for (const { node, field } of nodes.get(s)?.sameValue ?? []) {
+      if (onPath.has(node)) {
+        refuse(
+          `${field} applies a schema to the same value it is already validating, so validation would never end ` +
+            '(a recursive $ref must go through properties, items or the like, which move one level down the value).',
+          field,
+        );
+      }
+      total += count(node);
+      if (total > SCHEMA_LIMITS.applications) {
+        refuse(
+          `at most ${SCHEMA_LIMITS.applications} schemas may apply to one value through allOf, anyOf, oneOf, not, if/then/else, dependencies and $ref.`,
+          field,
+        );
+      }
+    }
+    onPath.delete(s);
+    applications.set(s, total);
+    return total;
+  };
+  count(schema);
+}
+
 /** The object a local JSON pointer (`#/definitions/a`, RFC 6901) names in `root`, if any. */
 function resolvePointer(root: unknown, ref: string): unknown {
-  if (!ref.startsWith('#')) return undefined;
+  // `#anchor` names an `$id`, not a pointer: not followed here.
+  if (ref !== '#' && !ref.startsWith('#/')) return undefined;
   let node = root;
   for (const raw of ref.slice(1).split('/').slice(1)) {
     let key: string;
@@ -309,12 +508,26 @@ function validatorOf(type: UserType): ValidateFunction {
   return validate;
 }
 
-/** Refuses profile data that does not match the type's schema, naming each field as `profile.<path>`. */
-export function validateProfile(type: UserType, profile: Record<string, unknown>): void {
+/**
+ * Refuses profile data that does not match the type's schema, naming each field as `<field>.<path>`:
+ * `field` is where the request holds the profile (`profile` on the typed routes, `attributes.profile`
+ * where the request gives attributes).
+ */
+export function validateProfile(type: UserType, profile: Record<string, unknown>, field = 'profile'): void {
   const validate = validatorOf(type);
-  if (validate(profile)) return;
+  let valid: boolean;
+  try {
+    valid = validate(profile) as boolean;
+  } catch (err) {
+    // A schema stored before self-applying $refs were refused calls itself until the stack runs out.
+    if (err instanceof RangeError) {
+      throw userTypeErrors.storedSchemaUnusable(type.code, 'validating a profile against it never ends');
+    }
+    throw err;
+  }
+  if (valid) return;
   const errors = fieldErrorsFromValidation(validate.errors ?? []).map((e) => ({
-    field: e.field === 'body' ? 'profile' : `profile.${e.field}`,
+    field: e.field === 'body' ? field : `${field}.${e.field}`,
     message: e.message,
   }));
   throw userTypeErrors.invalidProfile(errors);

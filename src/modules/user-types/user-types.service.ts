@@ -3,6 +3,7 @@ import { eq } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { isUuid } from '../../platform/db/columns.js';
 import type { Actor, UserActor } from '../../platform/http/auth.js';
+import { AppError, type FieldError } from '../../platform/http/errors.js';
 import { recordAudit } from '../activity/audit.js';
 import { findOrganizationByCode } from '../organizations/organizations.queries.js';
 import { rbacErrors } from '../rbac/rbac.errors.js';
@@ -256,15 +257,44 @@ export async function createTypedUser(
   // Only the fields this route declares, named one by one: the generic create takes more (status,
   // is_staff, …), which the closed body refuses before this point.
   const { email, username, first_name, last_name, password } = input;
-  return createUser(db, actor, {
-    email,
-    ...(username === undefined ? {} : { username }),
-    ...(first_name === undefined ? {} : { first_name }),
-    ...(last_name === undefined ? {} : { last_name }),
-    ...(password === undefined ? {} : { password }),
-    organization,
-    user_type: type.code,
-    attributes: { profile },
+  try {
+    return await createUser(db, actor, {
+      email,
+      ...(username === undefined ? {} : { username }),
+      ...(first_name === undefined ? {} : { first_name }),
+      ...(last_name === undefined ? {} : { last_name }),
+      ...(password === undefined ? {} : { password }),
+      organization,
+      user_type: type.code,
+      attributes: { profile },
+    });
+  } catch (err) {
+    throw err instanceof AppError ? namingProfile(err) : err;
+  }
+}
+
+/**
+ * The generic create holds the profile in `attributes.profile`, the typed body in `profile`: a
+ * refusal names the field the request has (the attributes' size is the profile's, all it holds).
+ */
+function namingProfile(err: AppError): AppError {
+  const rename = (field: string) =>
+    field === 'attributes'
+      ? 'profile'
+      : field === 'attributes.profile' || field.startsWith('attributes.profile.')
+        ? field.slice('attributes.'.length)
+        : field;
+  if (!err.errors?.some((e) => rename(e.field) !== e.field)) return err;
+  const errors = err.errors.map((e) => ({ ...e, field: rename(e.field) }));
+  // A detail listing the fields (`attributes: Must be …`) lists them renamed.
+  const listed = (list: FieldError[]) => list.map((e) => `${e.field}: ${e.message}`).join('; ');
+  const detail = err.message === listed(err.errors) ? listed(errors) : err.message;
+  return new AppError(err.status, err.code, detail, {
+    title: err.title,
+    errors,
+    cause: err,
+    ...(err.headers ? { headers: err.headers } : {}),
+    ...(err.extensions ? { extensions: err.extensions } : {}),
   });
 }
 

@@ -569,6 +569,152 @@ describe('user types and typed users', () => {
       }
     });
 
+    it('refuses with 400 naming schema a $ref back to a schema applying to the same value, on create and update', async () => {
+      const { org, as } = await orgAdmin();
+      const create = (schema: Record<string, unknown>) => {
+        const code = unique('self').replace(/-/g, '');
+        return as.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'S', organization: org.code, schema });
+      };
+      for (const schema of [
+        { $ref: '#' },
+        { type: 'object', allOf: [{ $ref: '#' }] },
+        { type: 'object', not: { anyOf: [{ type: 'null' }, { $ref: '#' }] } },
+        {
+          // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then; this object is never awaited.
+          definitions: { a: { if: { required: ['x'] }, then: { $ref: '#' } } },
+          allOf: [{ $ref: '#/definitions/a' }],
+        },
+        { type: 'object', dependencies: { x: { $ref: '#' } } },
+      ]) {
+        const res = await create(schema);
+        expect(res.statusCode, JSON.stringify(schema)).toBe(400);
+        expect(res.json().errors[0].field).toMatch(/^schema(\.|$)/);
+        expect(res.json().errors[0].message).toMatch(/cycle|same value/);
+      }
+      // Recursion through a property is fine: each step goes one level down the profile, which ends.
+      const tree = await create({ type: 'object', properties: { child: { $ref: '#' }, n: { type: 'integer' } } });
+      expect(tree.statusCode, tree.body).toBe(201);
+      const plural = tree.json().plural;
+      const nested = await as.post(`/api/v1/users/${plural}/`, {
+        email: `${unique()}@x.io`,
+        profile: { child: { child: { n: 'x' } } },
+      });
+      expect(nested.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.child.child.n' }] });
+
+      const patched = await as.patch(`/api/v1/user-types/${tree.json().id}/`, {
+        schema: { type: 'object', anyOf: [{ $ref: '#' }] },
+      });
+      expect(patched.statusCode).toBe(400);
+      expect(patched.json().errors[0].field).toMatch(/^schema(\.|$)/);
+      const ok = await as.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: {} });
+      expect(ok.statusCode, ok.body).toBe(201);
+    });
+
+    it('answers 409 naming the type, never 500, for a stored schema whose validation recurses without end', async () => {
+      const { org, as } = await orgAdmin();
+      const code = unique('loop').replace(/-/g, '');
+      const type = await as.post('/api/v1/user-types/', {
+        code,
+        plural: `${code}s`,
+        label: 'L',
+        organization: org.code,
+      });
+      expect(type.statusCode).toBe(201);
+      const user = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: {} });
+      expect(user.statusCode).toBe(201);
+      // Written by an older version, which did not refuse it.
+      await t.database.db.execute(
+        sql`update user_types set schema = ${JSON.stringify({ $ref: '#' })}::jsonb, updated_at = now() where id = ${type.json().id}`,
+      );
+      const writes = [
+        await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: {} }),
+        await as.patch(`/api/v1/users/${code}s/${user.json().id}/`, { profile: { a: 1 } }),
+        await as.post('/api/v1/users/', { email: `${unique()}@x.io`, user_type: code, attributes: { profile: {} } }),
+      ];
+      for (const res of writes) {
+        expect(res.statusCode, res.body).toBe(409);
+        expect(res.json()).toMatchObject({ code: 'user_type_schema_unusable' });
+        expect(res.json().detail).toContain(`"${code}"`);
+        expect(res.body).not.toMatch(/call stack|RangeError/);
+      }
+    });
+
+    it('refuses a schema beyond its size limits with 400 naming schema, deciding in milliseconds', async () => {
+      const { org, as } = await orgAdmin();
+      const create = (schema: Record<string, unknown>) => {
+        const code = unique('big').replace(/-/g, '');
+        return as.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'B', organization: org.code, schema });
+      };
+      const properties: Record<string, unknown> = {};
+      for (let i = 0; i < 50_000; i++) properties[`p${i}`] = { type: 'string', pattern: `^a${i}$` };
+      let nested: Record<string, unknown> = { type: 'string' };
+      for (let i = 0; i < 20; i++) nested = { type: 'object', properties: { a: nested } };
+      const manyPatterns: Record<string, unknown> = {};
+      for (let i = 0; i < 17; i++) manyPatterns[`p${i}`] = { type: 'string', pattern: `^a${i}$` };
+      const cases: [string, Record<string, unknown>][] = [
+        ['50,000 patterned properties', { type: 'object', properties }],
+        ['nesting 20 deep', nested],
+        [
+          '200 properties',
+          { type: 'object', properties: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`p${i}`, {}])) },
+        ],
+        ['17 patterns', { type: 'object', properties: manyPatterns }],
+      ];
+      for (const [what, schema] of cases) {
+        const started = Date.now();
+        const res = await create(schema);
+        expect(Date.now() - started, what).toBeLessThan(1_500);
+        expect(res.statusCode, what).toBe(400);
+        expect(res.json().errors[0].field, what).toMatch(/^schema(\.|$)/);
+      }
+      // Distinct items are told apart in one pass: 6,000 small arrays took 0.7 s compared pairwise.
+      const uniqueList = await create({ type: 'object', properties: { l: { type: 'array', uniqueItems: true } } });
+      expect(uniqueList.statusCode, uniqueList.body).toBe(201);
+      const plural = uniqueList.json().plural;
+      const list = Array.from({ length: 6_000 }, (_, i) => [i % 97, Math.floor(i / 97)]);
+      const started = Date.now();
+      const res = await as.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: { l: list } });
+      expect(Date.now() - started).toBeLessThan(500);
+      expect(res.statusCode, res.body).toBe(201);
+      const repeated = await as.post(`/api/v1/users/${plural}/`, {
+        email: `${unique()}@x.io`,
+        profile: { l: [{ a: 1, b: [2] }, [1], { b: [2], a: 1 }] },
+      });
+      expect(repeated.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.l' }] });
+      expect(repeated.json().errors[0].message).toMatch(/duplicate/);
+    });
+
+    it('names the profile as each route takes it: profile on the typed routes, attributes.profile on the generic ones', async () => {
+      const { org, as } = await orgAdmin();
+      const code = unique('named').replace(/-/g, '');
+      const schema = { type: 'object', properties: { grade: { type: 'integer' } } };
+      const type = await as.post('/api/v1/user-types/', {
+        code,
+        plural: `${code}s`,
+        label: 'N',
+        organization: org.code,
+        schema,
+      });
+      expect(type.statusCode).toBe(201);
+      const big = { note: 'x'.repeat(70_000) };
+      const typedBig = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: big });
+      expect(typedBig.json()).toMatchObject({ status: 400, errors: [{ field: 'profile' }] });
+      expect(typedBig.json().detail).toMatch(/^profile: /);
+      const typedBad = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { grade: 'x' } });
+      expect(typedBad.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.grade' }] });
+      const user = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: {} });
+      const patchedBig = await as.patch(`/api/v1/users/${code}s/${user.json().id}/`, { profile: big });
+      expect(patchedBig.json()).toMatchObject({ status: 400, errors: [{ field: 'profile' }] });
+      const generic = await as.post('/api/v1/users/', {
+        email: `${unique()}@x.io`,
+        user_type: code,
+        attributes: { profile: { grade: 'x' } },
+      });
+      expect(generic.json()).toMatchObject({ status: 400, errors: [{ field: 'attributes.profile.grade' }] });
+      const genericBig = await as.post('/api/v1/users/', { email: `${unique()}@x.io`, attributes: { profile: big } });
+      expect(genericBig.json()).toMatchObject({ status: 400, errors: [{ field: 'attributes' }] });
+    });
+
     it('compiles each schema on its own, so an $id is usable and never collides with another type’s', async () => {
       const a = await orgAdmin();
       const b = await orgAdmin();

@@ -313,7 +313,7 @@ describe('users admin API', () => {
       user_type: 'pupil',
       attributes: { profile: { grade: 'seventh' } },
     });
-    expect(bad.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.grade' }] });
+    expect(bad.json()).toMatchObject({ status: 400, errors: [{ field: 'attributes.profile.grade' }] });
     const good = await admin.post('/api/v1/users', {
       email: 'kid@x.io',
       organization: org.code,
@@ -322,7 +322,7 @@ describe('users admin API', () => {
     });
     expect(good.statusCode).toBe(201);
     const patched = await admin.patch(`/api/v1/users/${good.json().id}`, { attributes: { profile: {} } });
-    expect(patched.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.grade' }] });
+    expect(patched.json()).toMatchObject({ status: 400, errors: [{ field: 'attributes.profile.grade' }] });
   });
 
   it('holds the generic routes to the typed routes’ rules: the type must be the organization’s, the profile match it', async () => {
@@ -342,7 +342,7 @@ describe('users admin API', () => {
       orgAdmin.post('/api/v1/users/', { email: `${unique()}@x.io`, ...body });
 
     const noProfile = await create({ user_type: 'learner', attributes: {} });
-    expect(noProfile.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.level' }] });
+    expect(noProfile.json()).toMatchObject({ status: 400, errors: [{ field: 'attributes.profile.level' }] });
     for (const user_type of ['nonexistent', 'theirs']) {
       const res = await create({ user_type, attributes: { profile: { level: 1 } } });
       expect(res.json(), user_type).toMatchObject({ status: 400, errors: [{ field: 'user_type' }] });
@@ -354,7 +354,7 @@ describe('users admin API', () => {
     expect(created.statusCode).toBe(201);
     const url = `/api/v1/users/${created.json().id}/`;
     const wiped = await orgAdmin.patch(url, { attributes: {} });
-    expect(wiped.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.level' }] });
+    expect(wiped.json()).toMatchObject({ status: 400, errors: [{ field: 'attributes.profile.level' }] });
     const moved = await orgAdmin.patch(url, { user_type: 'theirs' });
     expect(moved.json()).toMatchObject({ status: 400, errors: [{ field: 'user_type' }] });
     // A write leaving type and profile as they are needs no look at them; clearing the type is always allowed.
@@ -375,7 +375,7 @@ describe('users admin API', () => {
     expect(imported.json()).toMatchObject({ created: 1, failed: 2 });
     expect(imported.json().results.map((r: { errors?: { field: string }[] }) => r.errors?.[0]?.field)).toEqual([
       undefined,
-      'profile.level',
+      'attributes.profile.level',
       'user_type',
     ]);
   });
