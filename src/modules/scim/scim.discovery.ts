@@ -137,7 +137,10 @@ export function schemas(baseUrl: string) {
         attr('nickName', 'string'),
         attr('profileUrl', 'reference', { referenceTypes: ['external'] }),
         attr('title', 'string'),
-        attr('userType', 'string'),
+        attr('userType', 'string', {
+          description:
+            "The identity provider's label, kept as sent; it does not set the Gatehouse user type (`user_type`).",
+        }),
         attr('preferredLanguage', 'string'),
         attr('locale', 'string'),
         attr('timezone', 'string'),
