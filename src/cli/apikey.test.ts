@@ -1,11 +1,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { gatehouse } from '../../test/cli.js';
 import { apiKeys } from '../modules/api-keys/api-keys.table.js';
 import { sha256Hex } from '../platform/crypto/tokens.js';
-import { openDatabase } from '../platform/db/client.js';
+import { openDatabase, queryRows } from '../platform/db/client.js';
 
 // Each case runs `gatehouse` as a process (a build, then migrations on a fresh database): slow on a busy machine.
 vi.setConfig({ testTimeout: 180_000 });
@@ -42,6 +43,46 @@ describe('gatehouse apikey on the command line', () => {
       const [row] = await database.db.select().from(apiKeys);
       expect(row).toMatchObject({ id, keyHash: sha256Hex(key), scopes: ['provisioning', 'read:users'] });
       expect(row?.revokedAt).toBeInstanceOf(Date);
+      const events = await queryRows<{
+        activity_type: string;
+        actor_type: string;
+        api_key_id: string | null;
+        details: Record<string, unknown>;
+      }>(
+        database.db,
+        sql`select activity_type, actor_type, api_key_id, details from activities
+          where activity_type like 'api_key.%' order by timestamp, id`,
+      );
+      expect(events.map((e) => e.activity_type)).toEqual(['api_key.created', 'api_key.revoked']);
+      for (const event of events) {
+        expect(event).toMatchObject({ actor_type: 'api_key', api_key_id: null });
+        expect(event.details).toMatchObject({ via: 'cli:gatehouse' });
+      }
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('records a signing-key rotation with the command line as its actor, never the key itself', async () => {
+    const rotated = await gatehouse(['keys', 'rotate'], dataDir);
+    expect(rotated.stderr).toBe('');
+    expect(rotated.code).toBe(0);
+    const kid = /^active signing key: (\S+)$/m.exec(rotated.stdout)?.[1] as string;
+
+    const database = await openDatabase({ dataDir });
+    try {
+      const events = await queryRows<{
+        actor_type: string;
+        object_id: string | null;
+        details: Record<string, unknown>;
+      }>(
+        database.db,
+        sql`select actor_type, object_id, details from activities where activity_type = 'signing_key.rotated'`,
+      );
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ actor_type: 'api_key', object_id: kid });
+      expect(events[0]?.details).toMatchObject({ via: 'cli:gatehouse', kid });
+      expect(JSON.stringify(events[0]?.details)).not.toMatch(/"d"|private/);
     } finally {
       await database.close();
     }

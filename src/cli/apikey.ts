@@ -3,12 +3,15 @@ import type { Command } from 'commander';
 import { apiKeyErrors } from '../modules/api-keys/api-keys.errors.js';
 import { type ApiKeyWithOrganization, listApiKeys } from '../modules/api-keys/api-keys.queries.js';
 import { API_KEY_SCOPES, ApiKeyName } from '../modules/api-keys/api-keys.schemas.js';
-import { createApiKey, OPERATOR, revokeApiKey } from '../modules/api-keys/api-keys.service.js';
+import { createApiKey, type KeyManager, OPERATOR, revokeApiKey } from '../modules/api-keys/api-keys.service.js';
 import { findOrganizationByCode } from '../modules/organizations/organizations.queries.js';
 import type { Db } from '../platform/db/client.js';
 import { parseDateTime } from '../platform/http/date-time.js';
 import { toPage } from '../platform/http/pagination.js';
-import { checkOptions, fail, runRefusing } from './context.js';
+import { COMMAND_LINE, checkOptions, fail, runRefusing } from './context.js';
+
+// Unbounded as the operator is, and named in the audit events as the command line.
+const OPERATOR_ON_COMMAND_LINE: KeyManager = { ...OPERATOR, actor: COMMAND_LINE };
 
 const run = (command: string, work: (db: Db) => Promise<void>) => runRefusing(`apikey ${command}`, work);
 
@@ -56,7 +59,7 @@ export function registerApiKeyCommands(program: Command): void {
         }
       }
       await run('create', async (db) => {
-        const { apiKey, key } = await createApiKey(db, OPERATOR, {
+        const { apiKey, key } = await createApiKey(db, OPERATOR_ON_COMMAND_LINE, {
           name: options.name,
           organization: options.platform ? null : options.organization,
           scopes: options.scope,
@@ -114,7 +117,7 @@ export function registerApiKeyCommands(program: Command): void {
     .argument('<id>', 'the key id (see apikey list)')
     .action(async (id: string) => {
       await run('revoke', async (db) => {
-        await revokeApiKey(db, OPERATOR, id);
+        await revokeApiKey(db, OPERATOR_ON_COMMAND_LINE, id);
         console.log(`revoked ${id}`);
       });
     });

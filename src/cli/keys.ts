@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { listAllSigningKeys } from '../modules/signing-keys/signing-keys.queries.js';
 import { rotateSigningKey } from '../modules/signing-keys/signing-keys.service.js';
-import { withDatabase } from './context.js';
+import { COMMAND_LINE, withDatabase } from './context.js';
 
 function keyStatus(key: { retiredAt: Date | null; publishUntil: Date | null }, now: Date): string {
   if (!key.retiredAt) return 'active';
@@ -31,7 +31,7 @@ export function registerKeysCommands(program: Command): void {
     .description('Make a new signing key active; the old one stays in the JWKS until the tokens it signed expire')
     .action(async () => {
       await withDatabase(async (database, config) => {
-        const result = await rotateSigningKey(database.db, config);
+        const result = await rotateSigningKey(database.db, config, COMMAND_LINE);
         console.log(`active signing key: ${result.kid}`);
         for (const old of result.retired)
           console.log(`retired ${old.kid} (in JWKS until ${old.publishUntil.toISOString()})`);

@@ -15,7 +15,7 @@ import { integrationOAuth2Tokens, integrations } from '../modules/integrations/i
 import { mfaTotp } from '../modules/mfa/mfa.table.js';
 import type { User } from '../modules/users/users.table.js';
 import { createEnvelope, envelopeFor, masterKeyId } from '../platform/crypto/envelope.js';
-import { openDatabase } from '../platform/db/client.js';
+import { openDatabase, queryRows } from '../platform/db/client.js';
 import { migrate } from '../platform/db/migrate.js';
 
 // Runs `gatehouse` as a process (a build, then migrations) several times: slow on a busy machine.
@@ -184,6 +184,24 @@ describe('rotating the master key with gatehouse reseal', () => {
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('signing keys: 0 resealed');
     expect(again.stdout).toContain('OAuth2 tokens: 0 resealed');
+
+    // One event for the run that re-sealed, none for the run that found nothing to do.
+    const events = await withApp(onlyB, (t) =>
+      queryRows<{ actor_type: string; api_key_id: string | null; details: Record<string, unknown> }>(
+        t.database.db,
+        sql`select actor_type, api_key_id, details from activities where activity_type = 'master_key.resealed'`,
+      ),
+    );
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ actor_type: 'api_key', api_key_id: null });
+    expect(events[0]?.details).toMatchObject({
+      via: 'cli:gatehouse',
+      key_id: idB,
+      resealed: 5,
+      unreadable: 0,
+      kinds: expect.arrayContaining([{ kind: 'OAuth2 tokens', resealed: 2, changed: 0, unreadable: 0 }]),
+    });
+    expect(JSON.stringify(events[0]?.details)).not.toContain(bAfterA.MASTER_KEY);
   });
 
   it('opens everything with MASTER_KEY B alone once re-sealed', async () => {

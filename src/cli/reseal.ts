@@ -1,7 +1,12 @@
 import type { Command } from 'commander';
-import { countSealedSecrets, resealSecrets, type SealedCount } from '../modules/master-key/master-key.service.js';
+import {
+  countSealedSecrets,
+  recordReseal,
+  resealSecrets,
+  type SealedCount,
+} from '../modules/master-key/master-key.service.js';
 import { type Envelope, envelopeFor } from '../platform/crypto/envelope.js';
-import { fail, withDatabase } from './context.js';
+import { COMMAND_LINE, fail, withDatabase } from './context.js';
 
 interface ResealOptions {
   check?: boolean;
@@ -65,6 +70,7 @@ export function registerResealCommand(program: Command): void {
             onUnreadable: (v) =>
               console.error(`gatehouse: reseal: ${v.table} ${v.id} ${v.column} does not open: ${v.reason}`),
           });
+          await recordReseal(database.db, envelope, reports, COMMAND_LINE);
           for (const r of reports) {
             console.log(
               `${r.kind}: ${r.resealed} resealed, ${r.changed} changed meanwhile, ${r.unreadable} unreadable`,

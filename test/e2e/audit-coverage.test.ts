@@ -1,7 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COMMAND_LINE } from '../../src/cli/context.js';
 import { sealAuditEvents, verifyAuditChain } from '../../src/modules/activity/audit-seal.js';
+import { recordReseal, resealSecrets } from '../../src/modules/master-key/master-key.service.js';
+import { rotateSigningKey } from '../../src/modules/signing-keys/signing-keys.service.js';
 import { users } from '../../src/modules/users/users.table.js';
+import { createEnvelope, masterKeyId } from '../../src/platform/crypto/envelope.js';
 import { type DbOrTx, queryRows } from '../../src/platform/db/client.js';
 import { lastMailTo } from '../mail.js';
 import {
@@ -482,6 +487,27 @@ describe('audit coverage', () => {
     expect(integrationEvents.every((e) => !e.details.includes(secret))).toBe(true);
   });
 
+  it('operator commands: signing-key rotation and re-sealing under a new master key', async () => {
+    const [rotated] = await expectAudited(['signing_key.rotated'], () =>
+      rotateSigningKey(t.database.db, t.config, COMMAND_LINE),
+    );
+    expect(rotated).toMatchObject({ organization_id: null, actor_type: 'api_key', success: true });
+    expect(rotated?.details).toMatchObject({ via: 'cli:gatehouse', kid: rotated?.object_id });
+
+    const newKey = randomBytes(32);
+    const [resealed] = await expectAudited(['master_key.resealed'], async () => {
+      const envelope = createEnvelope(newKey, [t.config.masterKey]);
+      await recordReseal(t.database.db, envelope, await resealSecrets(t.database.db, envelope), COMMAND_LINE);
+    });
+    expect(resealed).toMatchObject({ organization_id: null, actor_type: 'api_key' });
+    expect(resealed?.details).toMatchObject({ via: 'cli:gatehouse', key_id: masterKeyId(newKey) });
+    expect(resealed?.details.resealed).toBeGreaterThan(0);
+    const secrets = [newKey, t.config.masterKey].map((key) => key.toString('base64'));
+    expect(secrets.some((secret) => JSON.stringify(resealed?.details).includes(secret))).toBe(false);
+    // Back under the app's own key, which the cases after this one sign with.
+    await resealSecrets(t.database.db, createEnvelope(t.config.masterKey, [newKey]));
+  });
+
   it('a change whose audit event cannot be written does not happen', async () => {
     const db = t.database.db;
     // A failing audit insert, as a full disk or a lost connection would make it.
@@ -585,5 +611,16 @@ describe('audit coverage', () => {
       await allow();
     }
     expect(await sealedNow()).toBe(sealedBefore);
+
+    const activeKid = async () =>
+      (await queryRows<{ kid: string }>(db, sql`select kid from signing_keys where retired_at is null`))[0]?.kid;
+    const kidBefore = await activeKid();
+    await refuse('signing_key.rotated');
+    try {
+      await expect(rotateSigningKey(db, t.config, COMMAND_LINE)).rejects.toThrow();
+    } finally {
+      await allow();
+    }
+    expect(await activeKid()).toBe(kidBefore);
   });
 });

@@ -47,6 +47,13 @@ export interface KeyManager {
   /** The organization a new key belongs to when the input names none; undefined: it must be named. */
   homeOrganizationId: string | undefined;
   userId: string | null;
+  /** Who the audit events name when it is not the user `userId` (the command line). */
+  actor?: Actor;
+}
+
+/** The actor fields of a manager's audit events. */
+function auditActorOf(manager: KeyManager): { actor: Actor } | { actorUserId: string | null } {
+  return manager.actor ? { actor: manager.actor } : { actorUserId: manager.userId };
 }
 
 /** A signed-in user managing keys: superusers everywhere, anyone else within their organization. */
@@ -192,7 +199,7 @@ export async function createApiKey(db: Db, manager: KeyManager, input: NewApiKey
       type: 'api_key.created',
       category: 'api_keys',
       organizationId: organization?.id ?? null,
-      actorUserId: manager.userId,
+      ...auditActorOf(manager),
       description: `API key ${created.apiKey.prefix}… created`,
       details: {
         name: input.name,
@@ -218,7 +225,7 @@ function keyRevokedEvent(
     type: rotated ? 'api_key.rotated' : 'api_key.revoked',
     category: 'api_keys' as const,
     organizationId: key.organizationId,
-    actorUserId: manager.userId,
+    ...auditActorOf(manager),
     description: `API key ${key.prefix}… ${rotated ? 'rotated' : 'revoked'}`,
     details: { prefix: key.prefix },
     objectType: 'api_key',

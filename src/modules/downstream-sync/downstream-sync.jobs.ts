@@ -3,7 +3,7 @@ import type { Config } from '../../config.js';
 import { type Envelope, envelopeFor } from '../../platform/crypto/envelope.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { AppError } from '../../platform/http/errors.js';
-import { enqueueJob } from '../../platform/jobs/queue.js';
+import { scheduleRecurringJob } from '../../platform/jobs/recurring.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
 import { findIntegration } from '../integrations/integrations.queries.js';
 import { integrations } from '../integrations/integrations.table.js';
@@ -17,6 +17,7 @@ import { SYNC_SERVICE_TYPE, type SyncReport, syncIntegration } from './downstrea
  */
 export const SYNC_SWEEP_JOB = 'downstream-sync.sweep';
 
+/** Makes sure a sync is waiting, due within `DOWNSTREAM_SYNC_INTERVAL_SECONDS`. */
 export async function scheduleSyncSweep(
   db: DbOrTx,
   config: Pick<Config, 'downstreamSyncIntervalSeconds'>,
@@ -24,7 +25,7 @@ export async function scheduleSyncSweep(
 ): Promise<void> {
   const period = config.downstreamSyncIntervalSeconds;
   if (period <= 0) return;
-  await enqueueJob(db, SYNC_SWEEP_JOB, {}, { singletonKey: SYNC_SWEEP_JOB, startAfter: new Date(now + period * 1000) });
+  await scheduleRecurringJob(db, SYNC_SWEEP_JOB, period, now);
 }
 
 /** Syncs every active sync target (of one organization, when given); one failing target does not stop the others. */

@@ -15,6 +15,7 @@ import {
   superuserClient,
 } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { buildApp } from '../../app.js';
 import { queryRows } from '../../platform/db/client.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
 import { runPendingJobs } from '../../platform/jobs/worker.js';
@@ -906,6 +907,37 @@ describe('outbound user sync to a seed-000 downstream', () => {
     } finally {
       release();
       await slow.close();
+    }
+  });
+});
+
+describe('the scheduled sync after a restart with another interval', () => {
+  it('brings the waiting sync forward when DOWNSTREAM_SYNC_INTERVAL_SECONDS shrinks', async () => {
+    const t = await startTestApp({ DOWNSTREAM_SYNC_INTERVAL_SECONDS: '3600' });
+    const waitingStart = async () =>
+      (
+        await queryRows<{ start_after: Date }>(
+          t.database.db,
+          sql`select start_after from pgboss.job where name = ${SYNC_SWEEP_JOB} and state = 'created'`,
+        )
+      ).map((row) => new Date(row.start_after).getTime());
+    try {
+      expect((await waitingStart())[0]).toBeGreaterThan(Date.now() + 3_000_000);
+
+      // A second node on the same database, as a restart with the changed environment.
+      const app = await buildApp({
+        config: { ...t.config, downstreamSyncIntervalSeconds: 5 },
+        database: t.database,
+        logger: false,
+      });
+      await app.ready();
+      await app.close();
+
+      const after = await waitingStart();
+      expect(after).toHaveLength(1);
+      expect(after[0]).toBeLessThanOrEqual(Date.now() + 5_000);
+    } finally {
+      await t.close();
     }
   });
 });

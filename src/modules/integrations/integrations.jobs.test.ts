@@ -4,6 +4,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Client, clientWithRole, seedOrganization } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
+import { buildApp } from '../../app.js';
 import { queryRows } from '../../platform/db/client.js';
 import { firstIdAt, newId } from '../../platform/db/ids.js';
 import { enqueueJob } from '../../platform/jobs/queue.js';
@@ -98,5 +99,64 @@ describe('the integration sweep job', () => {
     const id = newId();
     expect(firstIdAt(now - 1000) < id).toBe(true);
     expect(id < firstIdAt(now + 1000)).toBe(true);
+  });
+});
+
+describe('the integration sweep after a restart with another interval', () => {
+  const waitingStart = async (t: TestApp) =>
+    (
+      await queryRows<{ start_after: Date }>(
+        t.database.db,
+        sql`select start_after from pgboss.job where name = ${HEALTH_SWEEP_JOB} and state = 'created'`,
+      )
+    ).map((row) => new Date(row.start_after).getTime());
+
+  /** Starts a second node on `t`'s database with other settings, as a restart with a changed environment does. */
+  async function restartWith(t: TestApp, settings: Partial<TestApp['config']>): Promise<void> {
+    const app = await buildApp({ config: { ...t.config, ...settings }, database: t.database, logger: false });
+    await app.ready();
+    await app.close();
+  }
+
+  it('brings the waiting sweep forward when the check interval shrinks', async () => {
+    const t = await startTestApp({ INTEGRATION_HEALTH_INTERVAL_SECONDS: '300' });
+    try {
+      const [queued] = await waitingStart(t);
+      expect(queued).toBeGreaterThan(Date.now() + 250_000);
+
+      const restarted = Date.now();
+      await restartWith(t, { integrationHealthIntervalSeconds: 5 });
+      const after = await waitingStart(t);
+      expect(after).toHaveLength(1);
+      expect(after[0]).toBeLessThanOrEqual(Date.now() + 5_000);
+      expect(after[0]).toBeGreaterThanOrEqual(restarted + 4_000);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('brings the hourly pruning sweep forward when health checks are turned on', async () => {
+    const t = await startTestApp({ INTEGRATION_HEALTH_INTERVAL_SECONDS: '0', INTEGRATION_HISTORY_DAYS: '30' });
+    try {
+      expect((await waitingStart(t))[0]).toBeGreaterThan(Date.now() + 3_000_000);
+
+      await restartWith(t, { integrationHealthIntervalSeconds: 5 });
+      const after = await waitingStart(t);
+      expect(after).toHaveLength(1);
+      expect(after[0]).toBeLessThanOrEqual(Date.now() + 5_000);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('keeps an earlier waiting sweep in place when the interval grows', async () => {
+    const t = await startTestApp({ INTEGRATION_HEALTH_INTERVAL_SECONDS: '5' });
+    try {
+      const before = await waitingStart(t);
+      await restartWith(t, { integrationHealthIntervalSeconds: 300 });
+      expect(await waitingStart(t)).toEqual(before);
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -1,7 +1,7 @@
 import type { Config } from '../../config.js';
 import { envelopeFor } from '../../platform/crypto/envelope.js';
 import type { DbOrTx } from '../../platform/db/client.js';
-import { enqueueJob } from '../../platform/jobs/queue.js';
+import { scheduleRecurringJob } from '../../platform/jobs/recurring.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
 import { checkDueIntegrations } from './health-checks.js';
 import { pruneIntegrationHistory } from './history-retention.js';
@@ -23,16 +23,11 @@ function sweepPeriod(config: SweepSettings): number | null {
   return config.integrationHistoryDays > 0 ? 3600 : null;
 }
 
-/** Makes sure a sweep is waiting. */
+/** Makes sure a sweep is waiting, due within the current period. */
 export async function scheduleHealthSweep(db: DbOrTx, config: SweepSettings, now = Date.now()): Promise<void> {
   const period = sweepPeriod(config);
   if (period === null) return;
-  await enqueueJob(
-    db,
-    HEALTH_SWEEP_JOB,
-    {},
-    { singletonKey: HEALTH_SWEEP_JOB, startAfter: new Date(now + period * 1000) },
-  );
+  await scheduleRecurringJob(db, HEALTH_SWEEP_JOB, period, now);
 }
 
 registerJobHandler(

@@ -2,7 +2,7 @@ import { ne } from 'drizzle-orm';
 import type { Config } from '../../config.js';
 import type { DbOrTx } from '../../platform/db/client.js';
 import { deleteOlderThan, type RetentionOptions } from '../../platform/db/retention.js';
-import { enqueueJob } from '../../platform/jobs/queue.js';
+import { scheduleRecurringJob } from '../../platform/jobs/recurring.js';
 import { registerJobHandler } from '../../platform/jobs/registry.js';
 import { mailOutbox } from '../../platform/mail/outbox.table.js';
 
@@ -13,7 +13,7 @@ import { mailOutbox } from '../../platform/mail/outbox.table.js';
  * next run when it starts, and every app start enqueues one.
  */
 export const OUTBOX_RETENTION_JOB = 'mail.outbox-retention';
-const PERIOD_MS = 6 * 3_600_000;
+const PERIOD_SECONDS = 6 * 3_600;
 
 export async function scheduleOutboxRetention(
   db: DbOrTx,
@@ -21,12 +21,7 @@ export async function scheduleOutboxRetention(
   now = Date.now(),
 ): Promise<void> {
   if (config.mailOutboxRetentionDays <= 0) return;
-  await enqueueJob(
-    db,
-    OUTBOX_RETENTION_JOB,
-    {},
-    { singletonKey: OUTBOX_RETENTION_JOB, startAfter: new Date(now + PERIOD_MS) },
-  );
+  await scheduleRecurringJob(db, OUTBOX_RETENTION_JOB, PERIOD_SECONDS, now);
 }
 
 /** Deletes delivered, stored and failed mail older than `days`, in bounded chunks; queued mail stays. */

@@ -2,6 +2,8 @@ import { getTableName, type SQL, sql } from 'drizzle-orm';
 import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
 import { type Envelope, EnvelopeError } from '../../platform/crypto/envelope.js';
 import { type Db, queryRows } from '../../platform/db/client.js';
+import type { Actor } from '../../platform/http/auth.js';
+import { recordAudit } from '../activity/audit.js';
 import { codeVerifierContext, credentialsContext, oauth2TokenContext } from '../integrations/credentials.js';
 import { integrationOAuth2States, integrationOAuth2Tokens, integrations } from '../integrations/integrations.table.js';
 import { totpSealContext } from '../mfa/mfa.service.js';
@@ -193,4 +195,30 @@ export async function resealSecrets(
     reports.push(report);
   }
   return reports;
+}
+
+/**
+ * Records a reseal run that re-sealed values (`master_key.resealed`, with the counts per kind and
+ * the id of the master key they are now under). Each batch committed on its own, so the event
+ * follows the run; a run that re-sealed nothing changed nothing and records nothing.
+ */
+export async function recordReseal(db: Db, envelope: Envelope, reports: ResealReport[], actor: Actor): Promise<void> {
+  const total = (field: 'resealed' | 'changed' | 'unreadable') => reports.reduce((n, r) => n + r[field], 0);
+  const resealed = total('resealed');
+  if (resealed === 0) return;
+  await recordAudit(db, {
+    type: 'master_key.resealed',
+    category: 'system',
+    organizationId: null,
+    actor,
+    description: `${resealed} secrets sealed again under master key ${envelope.currentKeyId}`,
+    details: {
+      key_id: envelope.currentKeyId,
+      resealed,
+      changed: total('changed'),
+      unreadable: total('unreadable'),
+      kinds: reports.map(({ kind, resealed, changed, unreadable }) => ({ kind, resealed, changed, unreadable })),
+    },
+    severity: 'warning',
+  });
 }

@@ -14,7 +14,9 @@ import {
 import type { Config } from '../../config.js';
 import { envelopeFor } from '../../platform/crypto/envelope.js';
 import type { Db } from '../../platform/db/client.js';
+import type { Actor } from '../../platform/http/auth.js';
 import { ALL_TOPICS, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
+import { type AuditEvent, recordAudit } from '../activity/audit.js';
 import { findActiveSigningKey, listPublishedSigningKeys } from './signing-keys.queries.js';
 import { type SigningKey, signingKeys } from './signing-keys.table.js';
 
@@ -70,11 +72,31 @@ export interface RotationResult {
   retired: { kid: string; publishUntil: Date }[];
 }
 
+/** The audit event of a rotation: key ids and dates, never key material. */
+function signingKeyRotatedEvent(rotation: RotationResult, actor: Actor | undefined): AuditEvent {
+  return {
+    type: 'signing_key.rotated',
+    category: 'system',
+    organizationId: null,
+    ...(actor ? { actor } : {}),
+    description: `Signing key ${rotation.kid} made active`,
+    details: {
+      kid: rotation.kid,
+      algorithm: SIGNING_ALGORITHM,
+      retired: rotation.retired.map((r) => ({ kid: r.kid, published_until: r.publishUntil.toISOString() })),
+    },
+    severity: 'warning',
+    objectType: 'signing_key',
+    objectId: rotation.kid,
+  };
+}
+
 /**
  * Makes a new key active. The previous ones are retired but stay in the JWKS until every access
  * token they signed has expired (access-token TTL plus a skew). Every node is told to reload.
+ * The audit event names `actor` (omitted: the system).
  */
-export async function rotateSigningKey(db: Db, config: Config): Promise<RotationResult> {
+export async function rotateSigningKey(db: Db, config: Config, actor?: Actor): Promise<RotationResult> {
   const result = await db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(${SIGNING_KEY_LOCK})`);
     const [created] = await tx
@@ -90,7 +112,9 @@ export async function rotateSigningKey(db: Db, config: Config): Promise<Rotation
       })
       .where(and(isNull(signingKeys.retiredAt), ne(signingKeys.kid, kid)))
       .returning({ kid: signingKeys.kid, publishUntil: signingKeys.publishUntil });
-    return { kid, retired: retired.map((r) => ({ kid: r.kid, publishUntil: r.publishUntil as Date })) };
+    const rotation = { kid, retired: retired.map((r) => ({ kid: r.kid, publishUntil: r.publishUntil as Date })) };
+    await recordAudit(tx, signingKeyRotatedEvent(rotation, actor));
+    return rotation;
   });
   // After commit, so no node reloads before the new key is visible.
   await publishInvalidation(db, TOPIC, result.kid);
