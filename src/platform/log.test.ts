@@ -52,25 +52,13 @@ describe('request logs', () => {
       expect(logs).not.toContain(secret);
     }
   });
-});
 
-describe('request logs of unmatched paths', () => {
-  it('keep the first segment and the length, not the rest of the path', async () => {
-    let logs = '';
-    const stream = new PassThrough();
-    stream.on('data', (chunk: Buffer) => {
-      logs += chunk.toString('utf8');
-    });
-    const t = await startTestApp({}, { logStream: stream });
-    try {
-      const res = await t.request({ method: 'GET', url: '/some/path/SECRETPATHTOKEN123?q=1' });
-      expect(res.statusCode).toBe(404);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(logs).not.toContain('SECRETPATHTOKEN123');
-      expect(logs).toContain('"path":"/some/…","pathLength":29,"status":404');
-    } finally {
-      await t.close();
-    }
+  it('name a path no route matched by its first segment and length, not the rest of the path', async () => {
+    const res = await t.request({ method: 'GET', url: '/some/path/SECRETPATHTOKEN123?q=1' });
+    expect(res.statusCode).toBe(404);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(logs).not.toContain('SECRETPATHTOKEN123');
+    expect(logs).toContain('"path":"/some/…","pathLength":29,"status":404');
   });
 });
 

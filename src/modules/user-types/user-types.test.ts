@@ -452,7 +452,19 @@ describe('user types and typed users', () => {
   describe('schemas written by organization administrators', () => {
     async function orgAdmin() {
       const org = await seedOrganization(t);
-      return { org, as: await clientWithRole(t, org.id, 'org_admin') };
+      const as = await clientWithRole(t, org.id, 'org_admin');
+      /** Creates a type of the organization with this schema (a fresh code starting with `prefix`). */
+      const create = (prefix: string, schema: Record<string, unknown>) => {
+        const code = unique(prefix).replace(/-/g, '');
+        return as.post('/api/v1/user-types/', {
+          code,
+          plural: `${code}s`,
+          label: prefix,
+          organization: org.code,
+          schema,
+        });
+      };
+      return { org, as, create };
     }
 
     it('creates a type without organization in the administrator’s own, as roles are, and refuses a global one', async () => {
@@ -570,11 +582,8 @@ describe('user types and typed users', () => {
     });
 
     it('refuses with 400 naming schema a $ref back to a schema applying to the same value, on create and update', async () => {
-      const { org, as } = await orgAdmin();
-      const create = (schema: Record<string, unknown>) => {
-        const code = unique('self').replace(/-/g, '');
-        return as.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'S', organization: org.code, schema });
-      };
+      const { as, create: createOf } = await orgAdmin();
+      const create = (schema: Record<string, unknown>) => createOf('self', schema);
       for (const schema of [
         { $ref: '#' },
         { type: 'object', allOf: [{ $ref: '#' }] },
@@ -640,11 +649,8 @@ describe('user types and typed users', () => {
     });
 
     it('refuses a schema beyond its size limits with 400 naming schema, deciding in milliseconds', async () => {
-      const { org, as } = await orgAdmin();
-      const create = (schema: Record<string, unknown>) => {
-        const code = unique('big').replace(/-/g, '');
-        return as.post('/api/v1/user-types/', { code, plural: `${code}s`, label: 'B', organization: org.code, schema });
-      };
+      const { as, create: createOf } = await orgAdmin();
+      const create = (schema: Record<string, unknown>) => createOf('big', schema);
       const properties: Record<string, unknown> = {};
       for (let i = 0; i < 50_000; i++) properties[`p${i}`] = { type: 'string', pattern: `^a${i}$` };
       let nested: Record<string, unknown> = { type: 'string' };
