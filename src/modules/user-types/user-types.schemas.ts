@@ -291,8 +291,11 @@ export const SCHEMA_LIMITS = {
   depth: 16,
   /** `pattern`s and `patternProperties` keys, each a regular expression RE2 compiles and runs. */
   patterns: 16,
-  /** Schemas applied to one value through `allOf`, `anyOf`, `oneOf`, `not`, `if`/`then`/`else`, `dependencies` and `$ref`s. */
-  applications: 256,
+  /**
+   * Schema applications in one validation, counting a schema once per way it is reached (`$ref`s
+   * to one definition from several places count each time): what a profile costs, per array item.
+   */
+  applications: 1024,
 } as const;
 
 /** Keywords whose value is one schema, a list of schemas, or a map of names to schemas (draft 07). */
@@ -308,14 +311,12 @@ const ONE_SCHEMA = [
 ];
 const SCHEMA_LISTS = ['allOf', 'anyOf', 'oneOf', 'items'];
 const SCHEMA_MAPS = ['properties', 'patternProperties', 'definitions', 'dependencies'];
-/** Keywords that apply their schemas to the value itself, not to one of its properties or items. */
-const SAME_VALUE = new Set(['allOf', 'anyOf', 'oneOf', 'not', 'if', 'then', 'else', 'dependencies']);
 
 interface SchemaNode {
   path: string;
   depth: number;
-  /** The schemas applied to the same value as this one, with the field that applies each. */
-  sameValue: { node: object; field: string }[];
+  /** The schemas a validation applies next, to this value or one inside it, with the field of each. */
+  applied: { node: object; field: string }[];
 }
 
 /** Every schema object in `root` by keyword (not by every JSON object: `enum` and `const` hold data). */
@@ -324,11 +325,12 @@ function schemaNodes(root: Record<string, unknown>): Map<object, SchemaNode> {
   const isNode = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   const visit = (schema: Record<string, unknown>, path: string, depth: number): void => {
     if (nodes.has(schema)) return;
-    const node: SchemaNode = { path, depth, sameValue: [] };
+    const node: SchemaNode = { path, depth, applied: [] };
     nodes.set(schema, node);
     const child = (keyword: string, value: unknown, at: string) => {
       if (!isNode(value)) return;
-      if (SAME_VALUE.has(keyword)) node.sameValue.push({ node: value, field: at });
+      // Definitions apply only where a $ref names them.
+      if (keyword !== 'definitions') node.applied.push({ node: value, field: at });
       visit(value, at, depth + 1);
     };
     for (const keyword of ONE_SCHEMA) child(keyword, schema[keyword], `${path}.${keyword}`);
@@ -346,7 +348,7 @@ function schemaNodes(root: Record<string, unknown>): Map<object, SchemaNode> {
     if (typeof schema.$ref === 'string') {
       const target = resolvePointer(root, schema.$ref);
       if (isNode(target)) {
-        node.sameValue.push({ node: target, field: `${path}.$ref` });
+        node.applied.push({ node: target, field: `${path}.$ref` });
         // A $ref may point anywhere in the document, into a keyword no walk reaches.
         visit(target, schema.$ref === '#' ? 'schema' : `schema${schema.$ref.slice(1).replaceAll('/', '.')}`, depth + 1);
       }
@@ -357,10 +359,11 @@ function schemaNodes(root: Record<string, unknown>): Map<object, SchemaNode> {
 }
 
 /**
- * Refuses a schema beyond SCHEMA_LIMITS, or one applying a schema to the value it is already
- * validating (`{"$ref": "#"}`, `{"allOf": [{"$ref": "#"}]}`): validation would call itself until the
- * stack runs out. A $ref under `properties`, `items` and the like goes one level down the profile,
- * which ends, so a tree of nested objects stays possible.
+ * Refuses a schema beyond SCHEMA_LIMITS, or a recursive one: a `$ref` to a schema enclosing it.
+ * Applied to the same value (`{"$ref": "#"}`, `{"allOf": [{"$ref": "#"}]}`) validation would call
+ * itself until the stack runs out; through a property it ends with the profile's nesting, but two
+ * such paths double the work at every level (`{"allOf": [A, A]}` where A recurses through
+ * `properties`), which 64 levels of profile make endless. A user's profile needs no recursion.
  */
 function assertWithinLimits(schema: Record<string, unknown>): void {
   const refuse = (message: string, field = 'schema'): never => {
@@ -393,8 +396,8 @@ function assertWithinLimits(schema: Record<string, unknown>): void {
   if (cycle) {
     refuse(`its $refs form a cycle that never reaches a schema (${cycle.refs.join(' → ')}).`, cycle.field);
   }
-  // Depth-first over the schemas applied to the same value: one met again on the current path never
-  // consumes any of the value; the count of paths is how many schemas one value is checked against.
+  // Depth-first over the schemas a validation applies: one met again on the current path is a
+  // recursion; the count of paths is how many schema applications one validation makes.
   const applications = new Map<object, number>();
   const onPath = new Set<object>();
   const count = (s: object): number => {
@@ -402,18 +405,20 @@ function assertWithinLimits(schema: Record<string, unknown>): void {
     if (known !== undefined) return known;
     onPath.add(s);
     let total = 1;
-    for (const { node, field } of nodes.get(s)?.sameValue ?? []) {
+    for (const { node, field } of nodes.get(s)?.applied ?? []) {
       if (onPath.has(node)) {
         refuse(
-          `${field} applies a schema to the same value it is already validating, so validation would never end ` +
-            '(a recursive $ref must go through properties, items or the like, which move one level down the value).',
+          `${field} refers back to a schema enclosing it, a cycle: a profile schema may not be recursive ` +
+            `(its validation could apply the same schema to the same value without end, or ` +
+            'twice as often at every level of the profile).',
           field,
         );
       }
       total += count(node);
       if (total > SCHEMA_LIMITS.applications) {
         refuse(
-          `at most ${SCHEMA_LIMITS.applications} schemas may apply to one value through allOf, anyOf, oneOf, not, if/then/else, dependencies and $ref.`,
+          `a validation may apply at most ${SCHEMA_LIMITS.applications} schemas, each counted once per way it is ` +
+            'reached ($refs to one definition from several places count each time).',
           field,
         );
       }
