@@ -484,32 +484,25 @@ describe('user types and typed users', () => {
     });
 
     it('matches patterns in linear time, so a backtracking pattern cannot hold the server', async () => {
-      const { org, as } = await orgAdmin();
-      const code = unique('redos').replace(/-/g, '');
-      const schema = {
+      const { as, create } = await orgAdmin();
+      const type = await create('redos', {
         type: 'object',
         properties: { a: { type: 'string', pattern: '^(a+)+$' } },
         patternProperties: { '^(b+)+$': { type: 'string' } },
-      };
-      const type = await as.post('/api/v1/user-types/', {
-        code,
-        plural: `${code}s`,
-        label: 'R',
-        organization: org.code,
-        schema,
       });
       expect(type.statusCode).toBe(201);
+      const { plural } = type.json();
       // A backtracking engine takes seconds on 30 characters (doubling with each one more); RE2 takes microseconds.
       const evil = `${'a'.repeat(30)}!`;
       const started = Date.now();
-      const res = await as.post(`/api/v1/users/${code}s/`, {
+      const res = await as.post(`/api/v1/users/${plural}/`, {
         email: `${unique()}@x.io`,
         profile: { a: evil, [`${'b'.repeat(30)}!`]: 1 },
       });
       expect(Date.now() - started).toBeLessThan(2_000);
       expect(res.statusCode).toBe(400);
       expect(res.json().errors).toEqual([expect.objectContaining({ field: 'profile.a' })]);
-      const ok = await as.post(`/api/v1/users/${code}s/`, {
+      const ok = await as.post(`/api/v1/users/${plural}/`, {
         email: `${unique()}@x.io`,
         profile: { a: 'aaa', bb: 'x' },
       });
@@ -554,7 +547,7 @@ describe('user types and typed users', () => {
     });
 
     it('refuses a schema whose $refs form a cycle with 400 naming the cycle, never the engine’s error', async () => {
-      const { org, as } = await orgAdmin();
+      const { create } = await orgAdmin();
       const schemas = [
         { definitions: { a: { $ref: '#/definitions/b' }, b: { $ref: '#/definitions/a' } }, $ref: '#/definitions/a' },
         {
@@ -564,14 +557,7 @@ describe('user types and typed users', () => {
         },
       ];
       for (const schema of schemas) {
-        const code = unique('cycle').replace(/-/g, '');
-        const res = await as.post('/api/v1/user-types/', {
-          code,
-          plural: `${code}s`,
-          label: 'C',
-          organization: org.code,
-          schema,
-        });
+        const res = await create('cycle', schema);
         expect(res.statusCode, res.body).toBe(400);
         const [error] = res.json().errors as { field: string; message: string }[];
         expect(error?.field).toMatch(/^schema\.definitions\.a\.\$ref$/);
@@ -634,24 +620,19 @@ describe('user types and typed users', () => {
     });
 
     it('answers 409 naming the type, never 500, for a stored schema whose validation recurses without end', async () => {
-      const { org, as } = await orgAdmin();
-      const code = unique('loop').replace(/-/g, '');
-      const type = await as.post('/api/v1/user-types/', {
-        code,
-        plural: `${code}s`,
-        label: 'L',
-        organization: org.code,
-      });
+      const { as, create } = await orgAdmin();
+      const type = await create('loop', {});
       expect(type.statusCode).toBe(201);
-      const user = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: {} });
+      const { code, plural } = type.json();
+      const user = await as.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: {} });
       expect(user.statusCode).toBe(201);
       // Written by an older version, which did not refuse it.
       await t.database.db.execute(
         sql`update user_types set schema = ${JSON.stringify({ $ref: '#' })}::jsonb, updated_at = now() where id = ${type.json().id}`,
       );
       const writes = [
-        await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: {} }),
-        await as.patch(`/api/v1/users/${code}s/${user.json().id}/`, { profile: { a: 1 } }),
+        await as.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: {} }),
+        await as.patch(`/api/v1/users/${plural}/${user.json().id}/`, { profile: { a: 1 } }),
         await as.post('/api/v1/users/', { email: `${unique()}@x.io`, user_type: code, attributes: { profile: {} } }),
       ];
       for (const res of writes) {
@@ -705,25 +686,21 @@ describe('user types and typed users', () => {
     });
 
     it('names the profile as each route takes it: profile on the typed routes, attributes.profile on the generic ones', async () => {
-      const { org, as } = await orgAdmin();
-      const code = unique('named').replace(/-/g, '');
-      const schema = { type: 'object', properties: { grade: { type: 'integer' } } };
-      const type = await as.post('/api/v1/user-types/', {
-        code,
-        plural: `${code}s`,
-        label: 'N',
-        organization: org.code,
-        schema,
-      });
+      const { as, create } = await orgAdmin();
+      const type = await create('named', { type: 'object', properties: { grade: { type: 'integer' } } });
       expect(type.statusCode).toBe(201);
+      const { code, plural } = type.json();
       const big = { note: 'x'.repeat(70_000) };
-      const typedBig = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: big });
+      const typedBig = await as.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: big });
       expect(typedBig.json()).toMatchObject({ status: 400, errors: [{ field: 'profile' }] });
       expect(typedBig.json().detail).toMatch(/^profile: /);
-      const typedBad = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: { grade: 'x' } });
+      const typedBad = await as.post(`/api/v1/users/${plural}/`, {
+        email: `${unique()}@x.io`,
+        profile: { grade: 'x' },
+      });
       expect(typedBad.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.grade' }] });
-      const user = await as.post(`/api/v1/users/${code}s/`, { email: `${unique()}@x.io`, profile: {} });
-      const patchedBig = await as.patch(`/api/v1/users/${code}s/${user.json().id}/`, { profile: big });
+      const user = await as.post(`/api/v1/users/${plural}/`, { email: `${unique()}@x.io`, profile: {} });
+      const patchedBig = await as.patch(`/api/v1/users/${plural}/${user.json().id}/`, { profile: big });
       expect(patchedBig.json()).toMatchObject({ status: 400, errors: [{ field: 'profile' }] });
       const generic = await as.post('/api/v1/users/', {
         email: `${unique()}@x.io`,
@@ -741,17 +718,10 @@ describe('user types and typed users', () => {
       const $id = 'https://schemas.example/person.json';
       const schema = { $id, type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
       const plurals: string[] = [];
-      for (const { org, as } of [a, b]) {
-        const code = unique('ided').replace(/-/g, '');
-        const created = await as.post('/api/v1/user-types/', {
-          code,
-          plural: `${code}s`,
-          label: 'I',
-          organization: org.code,
-          schema,
-        });
+      for (const { create } of [a, b]) {
+        const created = await create('ided', schema);
         expect(created.statusCode).toBe(201);
-        plurals.push(`${code}s`);
+        plurals.push(created.json().plural);
       }
       for (const [i, { as }] of [a, b].entries()) {
         for (let n = 0; n < 2; n++) {
@@ -762,14 +732,7 @@ describe('user types and typed users', () => {
         expect(bad.json()).toMatchObject({ status: 400, errors: [{ field: 'profile.n' }] });
       }
       // Another type's $id is not reachable by $ref: refused when the type is written, not when a user is.
-      const code = unique('refs').replace(/-/g, '');
-      const refusing = await b.as.post('/api/v1/user-types/', {
-        code,
-        plural: `${code}s`,
-        label: 'R',
-        organization: b.org.code,
-        schema: { $ref: $id },
-      });
+      const refusing = await b.create('refs', { $ref: $id });
       expect(refusing.json()).toMatchObject({ status: 400, errors: [{ field: 'schema' }] });
     });
   });
