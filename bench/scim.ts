@@ -118,6 +118,7 @@ try {
   const run = randomBytes(3).toString('hex');
   let next = 0;
   log(`POST /Users, ${duration} s`);
+  const writesMeter = cpuMeter(server.pid);
   const writes = await runLoad({
     url: base,
     connections: 20,
@@ -131,11 +132,13 @@ try {
       },
     ],
   });
+  const writesCpu = writesMeter();
   if (writes.errors > 0 || writes.okPerSecond === 0) throw new Error(`writes: ${JSON.stringify(writes.statuses)}`);
   const written = Array.from({ length: Math.min(next, 50_000) }, (_, i) => `w${run}-${i}`);
 
   // 2. Filtered reads.
   log(`GET /Users?filter=userName eq, ${duration} s`);
+  const readsMeter = cpuMeter(server.pid);
   const reads = await runLoad({
     url: base,
     connections: 50,
@@ -149,6 +152,7 @@ try {
       },
     ],
   });
+  const readsCpu = readsMeter();
   const sample = await must(base, 'GET', filterPath(written[0] as string), undefined, undefined, asKey);
   if (sample.totalResults !== 1) throw new Error(`filter answered ${JSON.stringify(sample)}`);
 
@@ -262,6 +266,7 @@ try {
         ]
       : []),
     '',
+    `- CPU per write in \`POST /Users\`: ${cpuPerItem(writesCpu, writes.requests, databaseUrl !== undefined)}; per filtered read: ${cpuPerItem(readsCpu, reads.requests, databaseUrl !== undefined)}.`,
     `- CPU per user in the measured \`/Bulk\` phase (user + system, /proc): ${cpuPerItem(bulkCpu, bulkRequests * 1000, databaseUrl !== undefined)}.`,
   ];
   const section = lines.join('\n');

@@ -4,6 +4,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export interface PacedResult {
   /** Each request's latency in fractional milliseconds, from the moment it was due to its last byte. */
   latenciesMs: number[];
+  /**
+   * How late each request left the generator, in fractional milliseconds: the generator's own share of
+   * `latenciesMs` (its timer firing late, or its thread not scheduled), which is not the server's.
+   */
+  sendLagsMs: number[];
   sent: number;
   ok: number;
   /** Answers other than 2xx and failed requests. */
@@ -30,10 +35,12 @@ export async function runPaced(options: {
   const target = new URL(options.url);
   const agent = new Agent({ keepAlive: true, maxSockets: options.connections });
   const latenciesMs: number[] = [];
+  const sendLagsMs: number[] = [];
   let ok = 0;
   let failed = 0;
   const pending = new Set<Promise<void>>();
   const send = (due: number) => {
+    sendLagsMs.push(performance.now() - due);
     const done = new Promise<void>((resolve) => {
       const req = request(
         {
@@ -77,5 +84,5 @@ export async function runPaced(options: {
   }
   await Promise.all(pending);
   agent.destroy();
-  return { latenciesMs, sent: total, ok, failed };
+  return { latenciesMs, sendLagsMs, sent: total, ok, failed };
 }
