@@ -10,7 +10,9 @@
 //    paced open-model load (bench/lib/paced-load.ts; autocannon's `overallRate` sends in bursts that
 //    made the tail), in rounds A B B A again. Each round's own figures are reported too, with how late
 //    the generator sent the paced requests: on two shared cores the rounds of one and the same server
-//    differ by more than tracking changes, and that spread is what a difference has to beat.
+//    differ by more than tracking changes, and that spread is what a difference has to beat. The
+//    servers' own event-loop delay in each paced round (from /metrics) shows what tracking adds on the
+//    server's thread alone.
 // 2. Acknowledged changes versus audit rows: concurrent `PATCH /api/v1/users/{id}` for a few
 //    seconds; every 2xx must have its `user.updated` event (counted through the API).
 // 3. With PostgreSQL (--pg or BENCH_DATABASE_URL): `--rows` request rows over 90 days (1,000 users,
@@ -65,10 +67,13 @@ const pooled = (results: LoadResult[], q: number) =>
     q,
   );
 
-async function metric(base: string, name: string): Promise<number> {
-  const text = await (await fetch(`${base}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : 0;
+/** Values of unlabelled metrics, from one scrape (a scrape also restarts the event-loop delay figures). */
+async function metrics(base: string, ...names: string[]): Promise<number[]> {
+  const lines = (await (await fetch(`${base}/metrics`)).text()).split('\n');
+  return names.map((name) => {
+    const line = lines.find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(' ')[1]) : 0;
+  });
 }
 
 /** A user with a token on a fresh server: the load's caller and the object it reads. */
@@ -146,6 +151,13 @@ try {
     sendLags: Record<'on' | 'off', number[]>;
     /** Each paced round's own p99: how far rounds of the same server differ is this machine's noise. */
     roundP99s: Record<'on' | 'off', number[]>;
+    /**
+     * The server's own event-loop delay in each paced round (prom-client's p99 and maximum, from
+     * /metrics): what tracking adds on the server's thread, without the network, the database or the
+     * load generator.
+     */
+    loopP99s: Record<'on' | 'off', number[]>;
+    loopMaxes: Record<'on' | 'off', number[]>;
     pacedRate: number;
     pacedFailed: number;
   };
@@ -156,6 +168,8 @@ try {
     paced: { on: [], off: [] },
     sendLags: { on: [], off: [] },
     roundP99s: { on: [], off: [] },
+    loopP99s: { on: [], off: [] },
+    loopMaxes: { on: [], off: [] },
     pacedRate: 0,
     pacedFailed: 0,
   }));
@@ -201,8 +215,10 @@ try {
       for (const which of order) {
         const route = routes(which)[index] as { path: string; token: string };
         log(`${comparison.label} paced round ${round + 1}: tracking ${which}, ${comparison.pacedRate} req/s`);
+        const server = which === 'on' ? on : off;
+        await metrics(server.baseUrl); // restarts the event-loop delay histogram
         const paced = await runPaced({
-          url: (which === 'on' ? on : off).baseUrl,
+          url: server.baseUrl,
           path: route.path,
           headers: { authorization: `Bearer ${route.token}` },
           rate: comparison.pacedRate,
@@ -212,6 +228,13 @@ try {
         comparison.paced[which].push(...paced.latenciesMs);
         comparison.sendLags[which].push(...paced.sendLagsMs);
         comparison.roundP99s[which].push(quantile(paced.latenciesMs, 0.99));
+        const [loopP99 = 0, loopMax = 0] = await metrics(
+          server.baseUrl,
+          'nodejs_eventloop_lag_p99_seconds',
+          'nodejs_eventloop_lag_max_seconds',
+        );
+        comparison.loopP99s[which].push(loopP99 * 1000);
+        comparison.loopMaxes[which].push(loopMax * 1000);
         comparison.pacedFailed += paced.failed;
         if (which === 'on') pacedServed += paced.sent;
       }
@@ -222,8 +245,11 @@ try {
     (a, c) => a + c.results.on.reduce((b, r) => b + r.requests, 0),
     warmUpServed + pacedServed,
   );
-  const written = await metric(on.baseUrl, 'activity_rows_written_total');
-  const dropped = await metric(on.baseUrl, 'activity_requests_dropped_total');
+  const [written = 0, dropped = 0] = await metrics(
+    on.baseUrl,
+    'activity_rows_written_total',
+    'activity_requests_dropped_total',
+  );
   const requestsOf = (c: Comparison, which: 'on' | 'off') => c.results[which].reduce((a, r) => a + r.requests, 0);
   const cpuPerRequest = (c: Comparison, which: 'on' | 'off') => (c.cpu[which] / requestsOf(c, which)) * 1e6;
   const trackingTable = comparisons.flatMap((c) => {
@@ -247,6 +273,7 @@ try {
       `- Added p99 at half load (paced): **${signed(pacedAddedP99)}** (target ≤ 1 ms; latency from each request's due time, pooled over the rounds${c.pacedFailed > 0 ? `; ${fmt(c.pacedFailed)} paced requests failed` : ''}); at saturation: ${signed(addedP99)} (there the tail is mostly queueing, and follows the throughput loss).`,
       `- Server process CPU per request (user + system, /proc): ${fmt(cpuPerRequest(c, 'off'), 1)} µs off, ${fmt(cpuPerRequest(c, 'on'), 1)} µs on.`,
       `- Each round on its own (the spread between rounds of one server is this machine's noise): req/s ${(['off', 'on'] as const).map((which) => `${which} ${c.results[which].map((r) => fmt(r.okPerSecond)).join(', ')}`).join('; ')}; paced p99 ms ${(['off', 'on'] as const).map((which) => `${which} ${c.roundP99s[which].map((ms) => fmt(ms, 1)).join(', ')}`).join('; ')}.`,
+      `- The server's event-loop delay in each paced round, p99 / maximum ms (prom-client's figures, its 10 ms sampling interval included): ${(['off', 'on'] as const).map((which) => `${which} ${c.loopP99s[which].map((ms, i) => `${fmt(ms, 1)} / ${fmt(c.loopMaxes[which][i] ?? 0, 1)}`).join(', ')}`).join('; ')}.`,
       `- The generator's own lag in the paced rounds (how late a request left it), p50 / p99: ${(['off', 'on'] as const).map((which) => `${fmt(quantile(c.sendLags[which], 0.5), 2)} / ${fmt(quantile(c.sendLags[which], 0.99), 2)} ms ${which}`).join(', ')}.`,
       '',
     ];
