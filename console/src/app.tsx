@@ -144,8 +144,8 @@ export function App() {
         <Resource name="user-roles" />
         <Resource name="integration-health-checks" />
         <Resource name="integration-logs" />
-        {/* The pickers' catalog, keyed by the codes the API takes. */}
-        <Resource name="role-codes" />
+        {/* The pickers' catalog, keyed by what the API takes: roles by id, the rest by code. */}
+        <Resource name="assignable-roles" />
         <Resource name="permission-codes" />
         <Resource name="module-codes" />
       </Admin>

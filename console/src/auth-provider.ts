@@ -59,7 +59,7 @@ const required: Record<string, { read: string; write: string; delete?: string }>
   permissions: { read: 'roles.view', write: 'permissions.manage' },
   modules: { read: 'roles.view', write: 'modules.manage' },
   // The pickers read the catalog and never write through it.
-  'role-codes': { read: 'roles.view', write: 'roles.manage' },
+  'assignable-roles': { read: 'roles.view', write: 'roles.manage' },
   'permission-codes': { read: 'roles.view', write: 'roles.manage' },
   'module-codes': { read: 'roles.view', write: 'roles.manage' },
   'api-keys': { read: 'apikeys.manage', write: 'apikeys.manage' },

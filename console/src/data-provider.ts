@@ -16,6 +16,8 @@ const paths: Record<string, string> = {
   'user-types': '/api/v1/user-types/',
   integrations: '/api/v1/integrations/',
   'mail-outbox': '/api/v1/mail-outbox/',
+  // The role picker lists its own way (below); the role it holds is read by id here.
+  'assignable-roles': '/api/v1/roles/',
 };
 
 /** Lists below one record: the API nests them under the parent's path. */
@@ -144,20 +146,25 @@ async function cursorPage(
 }
 
 /**
- * The pickers' resources: roles, permissions and modules keyed by code, the value the API takes in
- * assignments and grants. The catalog routes have no search, and the catalog is small, so it is read
- * whole (bounded) and searched here.
+ * The pickers' resources. Permissions and modules are keyed by code, the value grants take. Roles to
+ * assign are keyed by id: a code may name an organization's role and a global one alike, and the
+ * assignment route takes an id as exactly that role. The catalog routes have no search, and the
+ * catalog is small, so it is read whole (bounded) and searched here.
  */
 const codeResources = {
-  'role-codes': '/api/v1/roles/',
   'permission-codes': '/api/v1/permissions/',
   'module-codes': '/api/v1/modules/',
 } as const;
 type CodeResource = keyof typeof codeResources;
+type PickerResource = CodeResource | 'assignable-roles';
 const MAX_CATALOG_PAGES = 20;
 
 function isCodeResource(resource: string): resource is CodeResource {
   return resource in codeResources;
+}
+
+function isPickerResource(resource: string): resource is PickerResource {
+  return isCodeResource(resource) || resource === 'assignable-roles';
 }
 
 async function readAll(path: string, filter: Record<string, unknown>): Promise<Record<string, unknown>[]> {
@@ -174,17 +181,14 @@ async function readAll(path: string, filter: Record<string, unknown>): Promise<R
   return rows;
 }
 
-/**
- * The catalog of one picker, first row per code. Roles for a user's organization are that
- * organization's and the global ones, its own first: the order in which the API resolves a code.
- */
-async function codeCatalog(resource: CodeResource, filter: Record<string, unknown>): Promise<RaRecord[]> {
+/** The catalog of one picker for one filter. */
+async function pickerCatalog(resource: PickerResource, filter: Record<string, unknown>): Promise<RaRecord[]> {
   // Every keystroke in a picker asks again; the catalog is read once a while, and afresh after any change.
   const { q: _q, ...rest } = filter;
   const key = `${resource} ${JSON.stringify(rest)}`;
   const cached = catalogCache.get(key);
   if (cached && cached.until > Date.now()) return cached.rows;
-  const rows = readCatalog(resource, rest);
+  const rows = resource === 'assignable-roles' ? readAssignableRoles(rest) : readCatalog(resource, rest);
   catalogCache.set(key, { until: Date.now() + CATALOG_TTL_MS, rows });
   rows.catch(() => catalogCache.delete(key));
   return rows;
@@ -193,30 +197,45 @@ async function codeCatalog(resource: CodeResource, filter: Record<string, unknow
 const CATALOG_TTL_MS = 60_000;
 const catalogCache = new Map<string, { until: number; rows: Promise<RaRecord[]> }>();
 
+/** A code picker's catalog, first row per code. */
 async function readCatalog(resource: CodeResource, filter: Record<string, unknown>): Promise<RaRecord[]> {
-  const { organization, ...rest } = filter;
-  const path = codeResources[resource];
-  const rows =
-    resource === 'role-codes' && typeof organization === 'string' && organization !== ''
-      ? [
-          ...(await readAll(path, { ...rest, organization })),
-          ...(await readAll(path, { ...rest, organization: 'global' })),
-        ]
-      : await readAll(path, rest);
   const byCode = new Map<string, RaRecord>();
-  for (const row of rows) {
+  for (const row of await readAll(codeResources[resource], filter)) {
     const code = String(row.code);
     if (!byCode.has(code)) byCode.set(code, { ...row, id: code });
   }
   return [...byCode.values()].sort((a, b) => String(a.id).localeCompare(String(b.id)));
 }
 
-async function codeChoices(resource: CodeResource, params: GetListParams) {
+/**
+ * The roles the signed-in user may hand out to a user of `organization` (code): that organization's
+ * and the global ones, one entry per role, by code and then the organization's before the global one.
+ */
+async function readAssignableRoles(filter: Record<string, unknown>): Promise<RaRecord[]> {
+  const { organization, ...rest } = filter;
+  const path = pathOf('assignable-roles');
+  const wanted = { ...rest, assignable: true };
+  const rows =
+    typeof organization === 'string' && organization !== ''
+      ? [
+          ...(await readAll(path, { ...wanted, organization })),
+          ...(await readAll(path, { ...wanted, organization: 'global' })),
+        ]
+      : await readAll(path, wanted);
+  return (rows as RaRecord[]).sort(
+    (a, b) =>
+      String(a.code).localeCompare(String(b.code)) || Number(a.organization === null) - Number(b.organization === null),
+  );
+}
+
+async function pickerChoices(resource: PickerResource, params: GetListParams) {
   const search = String(params.filter?.q ?? '')
     .trim()
     .toLowerCase();
-  const all = await codeCatalog(resource, params.filter ?? {});
-  const matching = search ? all.filter((row) => `${row.id} ${row.name ?? ''}`.toLowerCase().includes(search)) : all;
+  const all = await pickerCatalog(resource, params.filter ?? {});
+  const matching = search
+    ? all.filter((row) => `${row.code ?? row.id} ${row.name ?? ''}`.toLowerCase().includes(search))
+    : all;
   const perPage = params.pagination?.perPage ?? 25;
   const page = params.pagination?.page ?? 1;
   return { data: matching.slice((page - 1) * perPage, page * perPage), total: matching.length };
@@ -514,7 +533,7 @@ async function usersById(ids: Identifier[]): Promise<RaRecord[]> {
 // Records are the API's JSON objects; react-admin's per-call generics add nothing checkable here.
 export const dataProvider = {
   async getList(resource, params) {
-    if (isCodeResource(resource)) return codeChoices(resource, params);
+    if (isPickerResource(resource)) return pickerChoices(resource, params);
     const filter: Record<string, unknown> = { ...params.filter };
     if (filter.q !== undefined) {
       filter.search = filter.q;
@@ -541,7 +560,7 @@ export const dataProvider = {
   async getMany(resource, params) {
     if (isCodeResource(resource)) {
       const wanted = new Set(params.ids.map(String));
-      return { data: (await codeCatalog(resource, {})).filter((row) => wanted.has(String(row.id))) };
+      return { data: (await pickerCatalog(resource, {})).filter((row) => wanted.has(String(row.id))) };
     }
     if (resource === 'users') return { data: await usersById(params.ids) };
     // A record that cannot be read (deleted, or out of reach: 404 or 403) is left out, and its

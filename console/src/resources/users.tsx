@@ -214,15 +214,13 @@ function AssignRole() {
     >
       <Stack direction="row" spacing={2} sx={{ alignItems: 'center' }}>
         {/* The organization's roles and the global ones that the signed-in user may hand out (the
-            server refuses the others); the code is what the assignment takes. */}
-        <ReferenceInput
-          source="role"
-          reference="role-codes"
-          filter={{ organization: user.organization, assignable: true }}
-        >
+            server refuses the others), each sent by id: the code may name both. */}
+        <ReferenceInput source="role" reference="assignable-roles" filter={{ organization: user.organization }}>
           <AutocompleteInput
             label="Role"
-            optionText={(role: RaRecord) => `${role.name} (${role.id})`}
+            optionText={(role: RaRecord) =>
+              `${role.name} (${role.code}) — ${role.organization === null ? 'global' : 'organization'}`
+            }
             validate={required()}
             sx={{ minWidth: 320 }}
           />
@@ -264,7 +262,8 @@ export function UserShow() {
               <TextField source="role" label="Code" />
               <TextField source="name" />
               <TextField source="level" />
-              <TextField source="organization" />
+              {/* A global role and the organization's may share a code: the owner tells them apart. */}
+              <TextField source="organization" emptyText="(global)" />
               <BooleanField source="is_primary" label="Primary" />
               {canRemoveRoles && <DeleteButton label="Remove" redirect={false} mutationMode="pessimistic" />}
             </Datagrid>

@@ -11,7 +11,7 @@ import { hasChromium, launchChromium } from '../../../test/chromium.js';
 import { ensureConsoleBuilt } from '../../../test/console-build.js';
 import { lastMailTo } from '../../../test/mail.js';
 import { grantRole, loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
-import { startTestApp, type TestApp } from '../../../test/test-app.js';
+import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { queueMail } from '../../platform/mail/mail.js';
 import { activities } from '../activity/activity.table.js';
 import { apiKeys } from '../api-keys/api-keys.table.js';
@@ -306,7 +306,7 @@ describe.skipIf(!hasChromium())(
       // Roles: picked by name from the catalog (the code is what is sent), listed, removed.
       await page.getByRole('tab', { name: 'Roles' }).click();
       await page.getByLabel(/^Role/).fill('view');
-      await page.getByRole('option', { name: 'Viewer (viewer)' }).click();
+      await page.getByRole('option', { name: 'Viewer (viewer) — global' }).click();
       await page.getByRole('button', { name: 'Assign role' }).click();
       await page.getByRole('cell', { name: 'viewer', exact: true }).waitFor();
       const roleCodes = async () =>
@@ -1019,13 +1019,62 @@ describe.skipIf(!hasChromium())(
         await page.goto(`${base}/admin/users/${member.id}/show`);
         await page.getByRole('tab', { name: 'Roles' }).click();
         await page.getByLabel(/^Role/).fill('admin');
-        await page.getByRole('option', { name: /\(org_admin\)$/ }).waitFor();
-        expect(await page.getByRole('option', { name: /\(super_admin\)$/ }).count(), who.email).toBe(offered ? 1 : 0);
+        await page.getByRole('option', { name: /\(org_admin\) — global$/ }).waitFor();
+        expect(await page.getByRole('option', { name: /\(super_admin\) — global$/ }).count(), who.email).toBe(
+          offered ? 1 : 0,
+        );
         // A new role without an organization is global for a superuser, the admin's own otherwise.
         await page.goto(`${base}/admin/roles/create`);
         await page.getByText(offered ? 'Empty: a global role' : 'Empty: your organization').waitFor();
         await page.context().close();
       }
+    }, 60_000);
+
+    it("offers an organization's role and a global role of one code apart, assigns the global one by id and lists it as global", async () => {
+      const su = await superuserClient(t);
+      const org = await seedOrganization(t);
+      const orgAdmin = await seedUser(t, org.id, { email: `${org.code}.admin@example.com` });
+      await grantRole(t, orgAdmin, 'org_admin');
+      const member = await seedUser(t, org.id, { email: `${org.code}.member@example.com` });
+      // Same code and same name: only the owner tells them apart.
+      const code = unique('auditor_').replace(/-/g, '_');
+      const createRole = async (organization: string | null) => {
+        const res = await su.post('/api/v1/roles/', {
+          code,
+          name: 'Auditor',
+          level: 50,
+          organization,
+          permissions: ['users.view'],
+          modules: ['GATEHOUSE'],
+        });
+        expect(res.statusCode, res.body).toBe(201);
+        return res.json().id as string;
+      };
+      await createRole(org.code);
+      const globalRoleId = await createRole(null);
+
+      const page = await newPage();
+      await signIn(page, orgAdmin.email);
+      await page.getByRole('menuitem', { name: 'Users', exact: true }).waitFor();
+      await page.goto(`${base}/admin/users/${member.id}/show`);
+      await page.getByRole('tab', { name: 'Roles' }).click();
+      await page.getByLabel(/^Role/).fill(code);
+      await page.getByRole('option', { name: `Auditor (${code}) — organization`, exact: true }).waitFor();
+      await page.getByRole('option', { name: `Auditor (${code}) — global`, exact: true }).click();
+      await page.getByRole('button', { name: 'Assign role' }).click();
+      await page
+        .getByRole('row', { name: new RegExp(code) })
+        .getByRole('cell', { name: '(global)', exact: true })
+        .waitFor();
+
+      const held = await (await loginAs(t, orgAdmin)).get(`/api/v1/users/${member.id}/roles/`);
+      expect(
+        (held.json() as { results: { role_id: string; organization: string | null }[] }).results.map((row) => ({
+          role_id: row.role_id,
+          organization: row.organization,
+        })),
+      ).toEqual([{ role_id: globalRoleId, organization: null }]);
+      await page.context().close();
     }, 60_000);
 
     it('shows a signed-in user without administration rights the no-access page', async () => {
