@@ -55,6 +55,8 @@ describe('loadConfig', () => {
     ['REDIS_URL', 'tcp://x'],
     ['RATE_LIMITS', 'maybe'],
     ['ADMIN_EMAIL', 'not-an-email'],
+    ['ADMIN_EMAIL', 'root@b..example'],
+    ['ADMIN_EMAIL', 'müller@a.example'],
     ['PROVISIONING_API_KEY', 'short'],
     ['METRICS_TOKEN', 'short'],
     ['SESSION_MAX_AGE', 'forever'],
@@ -79,6 +81,11 @@ describe('loadConfig', () => {
     expect(refusal({ ADMIN_EMAIL: 'rootadmin@b.io', ADMIN_PASSWORD: 'rootadmin-forever' }).variable).toBe(
       'ADMIN_PASSWORD',
     );
+  });
+
+  it('takes an ADMIN_EMAIL whose domain is an internationalized domain name', () => {
+    const config = loadConfig({ ...base, ADMIN_EMAIL: 'root@bücher.example', ADMIN_PASSWORD: 'long enough pw' });
+    expect(config.adminEmail).toBe('root@bücher.example');
   });
 
   it('requires MASTER_KEY when DATABASE_URL is set', () => {

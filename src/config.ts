@@ -3,6 +3,7 @@ import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, statSync, writeF
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { passwordWeakness } from './platform/crypto/password-policy.js';
+import { isEmailAddress } from './platform/email-address.js';
 
 /** Validated runtime settings; `loadConfig` is the only reader of `process.env`. */
 export interface Config {
@@ -139,7 +140,8 @@ function parseCorsOrigins(raw: string | undefined): string[] {
   });
 }
 
-const EMAIL = /^[^\s@]+@[^\s@]+$/;
+// The sender's own address, which needs no more than a domain part: the default is gatehouse@localhost.
+const SENDER = /^[^\s@]+@[^\s@]+$/;
 
 /** A base64 32-byte key, or undefined when `raw` is not exactly that (no lenient decoding). */
 function decodeKey(raw: string): Buffer | undefined {
@@ -260,7 +262,7 @@ export function loadConfig(env: Env = process.env): Config {
   const tokenAudience = env.TOKEN_AUDIENCE || issuer;
 
   const adminEmail = env.ADMIN_EMAIL || undefined;
-  if (adminEmail !== undefined && !EMAIL.test(adminEmail))
+  if (adminEmail !== undefined && !isEmailAddress(adminEmail))
     throw new ConfigError('ADMIN_EMAIL', 'is not an email address');
   const adminPassword = env.ADMIN_PASSWORD || undefined;
   if (adminPassword !== undefined) {
@@ -287,7 +289,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const mailFrom = env.MAIL_FROM || 'gatehouse@localhost';
-  if (!EMAIL.test(mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1')))
+  if (!SENDER.test(mailFrom.replace(/^.*<([^>]+)>\s*$/, '$1')))
     throw new ConfigError('MAIL_FROM', 'is not an email address');
 
   const rateLimitsRaw = (env.RATE_LIMITS || 'on').toLowerCase();

@@ -221,6 +221,32 @@ describe('POST /api/v1/users/register', () => {
     expect(res.statusCode).toBe(400);
     expect(res.json().errors[0].field).toBe('email');
   });
+
+  it('registers an address whose domain is an internationalized domain name, kept as sent', async () => {
+    const org = await seedOrganization(t);
+    const email = `${unique('reg')}@Bücher.example`;
+    const res = await register({ email, password: STRONG, organization: org.code });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json().email).toBe(email);
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, res.json().id));
+    expect(row?.email).toBe(email);
+    expect((await lastMailTo(email)).token).toEqual(expect.any(String));
+    const again = await register({ email: email.toLowerCase(), password: STRONG, organization: org.code });
+    expect(again.json()).toMatchObject({ code: 'email_taken', errors: [{ field: 'email' }] });
+  });
+
+  it.each([
+    'a@b..example',
+    'a@-x.example',
+    `a@${'x'.repeat(64)}.example`,
+    `a@bücher${'x'.repeat(60)}.example`,
+    'a@1.2.3.4',
+    'müller@a.example',
+  ])('answers 400 naming email for %s', async (email) => {
+    const res = await register({ email, password: STRONG });
+    expect(res.statusCode, res.body).toBe(400);
+    expect(res.json().errors).toEqual([expect.objectContaining({ field: 'email' })]);
+  });
 });
 
 describe('email verification', () => {

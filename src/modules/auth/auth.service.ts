@@ -9,6 +9,7 @@ import { hashPassword, needsRehash, verifyDummyPassword, verifyPassword } from '
 import { randomToken, sha256Hex } from '../../platform/crypto/tokens.js';
 import type { Db, DbOrTx } from '../../platform/db/client.js';
 import { newId } from '../../platform/db/ids.js';
+import { isEmailAddress } from '../../platform/email-address.js';
 import { type Actor, bearerToken, type CredentialResolver, type UserActor } from '../../platform/http/auth.js';
 import { AppError, commonErrors } from '../../platform/http/errors.js';
 import { ALL_TOPICS, cachesAreCurrent, onInvalidation, publishInvalidation } from '../../platform/invalidation.js';
@@ -1086,7 +1087,7 @@ async function insertSuperuser(
 }
 
 function checkSuperuserInput(input: CreateSuperuserInput): void {
-  if (!/^[^\s@]+@[^\s@]+$/.test(input.email))
+  if (!isEmailAddress(input.email))
     throw commonErrors.validation([{ field: 'email', message: 'Not an email address.' }]);
   // The same policy as self-registration: a superuser's password is the last one to leave weak.
   assertPasswordPolicy(input.password, { email: input.email, username: input.username });

@@ -975,6 +975,37 @@ describe('installation bootstrap', () => {
       ),
     ).rejects.toMatchObject({ status: 404 });
   });
+
+  it('creates a superuser whose domain is an internationalized domain name, who signs in by it in any case', async () => {
+    const org = await seedOrganization(t);
+    const email = `${unique('boss')}@bücher.example`;
+    const created = await createSuperuser(
+      t.database.db,
+      { email, password: 'long enough pw', organization: org.code },
+      COMMAND_LINE,
+    );
+    expect(created.email).toBe(email);
+    const res = await t.request({
+      method: 'POST',
+      url: '/api/token/',
+      payload: { email: email.toUpperCase(), password: 'long enough pw', organization: org.code },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().user).toMatchObject({ id: created.id, email });
+  });
+
+  it.each([
+    'a@b..example',
+    'a@-x.example',
+    `a@${'x'.repeat(64)}.example`,
+    `a@bücher${'x'.repeat(60)}.example`,
+    'a@1.2.3.4',
+    'müller@a.example',
+  ])('refuses to create a superuser with the address %s, naming email', async (email) => {
+    await expect(
+      createSuperuser(t.database.db, { email, password: 'long enough pw' }, COMMAND_LINE),
+    ).rejects.toMatchObject({ status: 400, errors: [{ field: 'email' }] });
+  });
 });
 
 function decodeJwtPayload(token: string): Record<string, unknown> {

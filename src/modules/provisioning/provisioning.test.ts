@@ -276,6 +276,36 @@ describe('seed-000 provisioning API', () => {
       expect((await post('/users', person(other.code, { email: first.email }))).statusCode).toBe(201);
     });
 
+    it('takes an address whose domain is an internationalized domain name and gives it back as sent', async () => {
+      const org = await seedOrganization(t);
+      const id = unique('kc-');
+      const body = person(org.code, { keycloak_id: id, email: `${id}@Bücher.example` });
+      const res = await post('/users', body);
+      expect(res.statusCode, res.body).toBe(201);
+      expect(res.json().email).toBe(body.email);
+      expect((await get(`/users/${id}`)).json().email).toBe(body.email);
+      // Letter case aside, the address is the same one; its punycode spelling is another address.
+      expectProblem(await post('/users', person(org.code, { email: `${id}@bücher.EXAMPLE` })), 409, 'email_taken');
+      const punycode = await post('/users', person(org.code, { email: `${id}@xn--bcher-kva.example` }));
+      expect(punycode.statusCode, punycode.body).toBe(201);
+    });
+
+    it.each([
+      ['an empty label', 'a@b..example'],
+      ['a label starting with a hyphen', 'a@-x.example'],
+      ['a label starting with a hyphen in unicode', 'a@-bücher.example'],
+      ['a label over 63 characters', `a@${'x'.repeat(64)}.example`],
+      ['a label over 63 characters in punycode', `a@bücher${'x'.repeat(60)}.example`],
+      ['a domain of digits only', 'a@1.2.3.4'],
+      ['a domain of fullwidth digits only', 'a@１２３.４５６'],
+      ['a local part that is not ASCII', 'müller@bücher.example'],
+    ])('refuses an address with %s, naming email', async (_label, email) => {
+      const org = await seedOrganization(t);
+      const res = await post('/users', person(org.code, { email }));
+      expectProblem(res, 400, 'validation_failed');
+      expect(res.json().errors).toEqual([expect.objectContaining({ field: 'email' })]);
+    });
+
     it('does not move a user to another organization (409 organization_mismatch)', async () => {
       const a = await seedOrganization(t);
       const b = await seedOrganization(t);

@@ -70,7 +70,7 @@ describe('SCIM discovery', () => {
     });
   });
 
-  it("describes the product's userName rules, and that an email address is ASCII, in the User schema", async () => {
+  it("describes the product's userName rules, and that an address's local part is ASCII, in the User schema", async () => {
     const { scim } = await scimClient(t);
     const user = (await scim('GET', '/Schemas/urn:ietf:params:scim:schemas:core:2.0:User')).json();
     const userName = user.attributes.find((a: { name: string }) => a.name === 'userName');
@@ -81,6 +81,7 @@ describe('SCIM discovery', () => {
     expect(userName.description).toContain('müller@a.example');
     const emails = user.attributes.find((a: { name: string }) => a.name === 'emails');
     expect(emails.description).toContain('ASCII');
+    expect(emails.description).toContain('jane@bücher.example');
   });
 
   it('refuses a filter on the discovery endpoints (RFC 7644 §4), so no client takes the full list as its matches', async () => {

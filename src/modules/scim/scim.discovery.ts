@@ -117,7 +117,7 @@ export function schemas(baseUrl: string) {
           required: true,
           uniqueness: 'server',
           description:
-            "Unique within the organization, case-insensitive. At most 150 characters: letters of any script (with their combining marks), digits and _ . @ + - ' # only, so no spaces; anything else answers 400 invalidValue. Without emails, a userName holding @ is the user's email and must be an email address, which is checked in ASCII: müller is a userName, but müller@a.example is refused as an address.",
+            "Unique within the organization, case-insensitive. At most 150 characters: letters of any script (with their combining marks), digits and _ . @ + - ' # only, so no spaces; anything else answers 400 invalidValue. Without emails, a userName holding @ is the user's email and must be an email address, whose local part is ASCII (its domain may be internationalized, as in jane@bücher.example): müller is a userName, but müller@a.example is refused as an address.",
         }),
         attr('name', 'complex', {
           subAttributes: [
@@ -148,7 +148,7 @@ export function schemas(baseUrl: string) {
         attr('emails', 'complex', {
           multiValued: true,
           description:
-            "Every address is kept. The primary one (primary, else the first of type work, else the first) is the user's email, unique within the organization; filters on emails.value, emails.type and emails.primary see that primary address only. A user needs an email: a PATCH that leaves no address answers 400 invalidValue. Addresses are checked in ASCII (no internationalized local part or domain such as müller@a.example).",
+            "Every address is kept. The primary one (primary, else the first of type work, else the first) is the user's email, unique within the organization; filters on emails.value, emails.type and emails.primary see that primary address only. A user needs an email: a PATCH that leaves no address answers 400 invalidValue. An address's local part is ASCII (müller@a.example is refused); its domain may be an internationalized domain name (jane@bücher.example), kept as sent and another address than its punycode form (xn--bcher-kva.example).",
           subAttributes: [
             attr('value', 'string'),
             attr('type', 'string'),

@@ -1,4 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
+import { isEmailAddress } from '../../platform/email-address.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
 import { normalizeUsername } from '../users/users.schemas.js';
 import type { User } from '../users/users.table.js';
@@ -70,7 +71,9 @@ const KEPT_MULTI: Record<string, string[]> = {
 };
 const ENTERPRISE_KEPT = ['employeeNumber', 'costCenter', 'organization', 'division', 'department'];
 
-const EMAIL = /^[^\s@]+@[^\s@]+$/;
+// Without emails, a userName of this shape is taken as the address; the core then judges it as it
+// judges any, so a malformed one is refused as an address rather than as a missing one.
+const ADDRESS_SHAPED = /^[^\s@]+@[^\s@]+$/;
 
 const readWrite: PatchAttribute = { mutability: 'readWrite' };
 const readOnly: PatchAttribute = { mutability: 'readOnly' };
@@ -331,7 +334,8 @@ function readEmails(input: unknown): ScimEmail[] {
   const read = boundedList(input, 'emails').map((e): ScimEmail => {
     if (!isObject(e)) throw scimErrors.invalidValue('Each of "emails" must be an object.');
     const c = caseless(e);
-    if (typeof c.value !== 'string' || !EMAIL.test(c.value)) {
+    // Every address is kept and given back, not only the primary one the core checks as the user's email.
+    if (typeof c.value !== 'string' || !isEmailAddress(c.value)) {
       throw scimErrors.invalidValue('Each of "emails" needs a valid "value" address.');
     }
     const type = optionalString(c, 'type', 'emails.type');
@@ -454,7 +458,7 @@ export function fromScimUser(input: unknown): ScimUserFields {
   const emails = readEmails(body.emails);
   const chosen = primaryEmailIndex(emails);
   if (chosen !== undefined) email = emails[chosen]?.value;
-  if (!email && EMAIL.test(username)) email = username;
+  if (!email && ADDRESS_SHAPED.test(username)) email = username;
   if (!email) throw scimErrors.invalidValue('A user needs an email address: send "emails" or an email as "userName".');
   if (email.length > 320) throw scimErrors.invalidValue('The email address is longer than 320 characters.');
   const storedEmails = emailsToKeep(emails, chosen);

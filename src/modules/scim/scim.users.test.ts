@@ -111,6 +111,76 @@ describe('SCIM Users', () => {
     expect(spaced.json().detail).toContain("Use letters, digits and _ . @ + - ' # only.");
   });
 
+  it('takes an address whose domain is an internationalized domain name, in emails or as the userName, as sent', async () => {
+    const { scim } = await scimClient(t);
+    const name = unique('ada');
+    const work = `${name}@Bücher.example`;
+    const home = `${name}@例え.テスト`;
+    const created = await scim(
+      'POST',
+      '/Users',
+      newUser({
+        emails: [
+          { value: work, type: 'work', primary: true },
+          { value: home, type: 'home' },
+        ],
+      }),
+    );
+    expect(created.statusCode, created.body).toBe(201);
+    const read = (await scim('GET', `/Users/${created.json().id}`)).json();
+    expect(read.emails).toEqual([
+      { value: work, type: 'work', primary: true },
+      { value: home, type: 'home' },
+    ]);
+    const [row] = await t.database.db.select().from(users).where(eq(users.id, created.json().id));
+    expect(row?.email).toBe(work);
+    const filter = encodeURIComponent(`emails.value eq "${work.toUpperCase()}"`);
+    expect((await scim('GET', `/Users?filter=${filter}`)).json()).toMatchObject({ totalResults: 1 });
+
+    const userName = `${unique('bob')}@bücher.example`;
+    const byName = await scim('POST', '/Users', newUser({ userName, emails: undefined }));
+    expect(byName.statusCode, byName.body).toBe(201);
+    expect((await scim('GET', `/Users/${byName.json().id}`)).json().emails).toEqual([
+      { value: userName, type: 'work', primary: true },
+    ]);
+  });
+
+  it('refuses an address whose domain is no host name, or whose local part is not ASCII, naming emails', async () => {
+    const { scim } = await scimClient(t);
+    for (const value of [
+      'a@b..example',
+      'a@-x.example',
+      `a@${'x'.repeat(64)}.example`,
+      `a@bücher${'x'.repeat(60)}.example`,
+      'a@1.2.3.4',
+      'müller@a.example',
+    ]) {
+      const primary = await scim('POST', '/Users', newUser({ emails: [{ value, primary: true }] }));
+      expect(primary.statusCode, value).toBe(400);
+      expect(primary.json(), value).toMatchObject({
+        scimType: 'invalidValue',
+        detail: expect.stringContaining('emails'),
+      });
+      // Every address is kept and given back, so a second one is held to the same rule.
+      const second = await scim(
+        'POST',
+        '/Users',
+        newUser({ emails: [{ value: `${unique('ada')}@example.com`, primary: true }, { value }] }),
+      );
+      expect(second.statusCode, value).toBe(400);
+      expect(second.json(), value).toMatchObject({
+        scimType: 'invalidValue',
+        detail: expect.stringContaining('emails'),
+      });
+      const asUserName = await scim('POST', '/Users', newUser({ userName: value, emails: undefined }));
+      expect(asUserName.statusCode, value).toBe(400);
+      expect(asUserName.json(), value).toMatchObject({
+        scimType: 'invalidValue',
+        detail: expect.stringContaining('email'),
+      });
+    }
+  });
+
   it('answers 409 uniqueness for a userName or externalId taken within the organization, but not across organizations', async () => {
     const a = await scimClient(t);
     const b = await scimClient(t);

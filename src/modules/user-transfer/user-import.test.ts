@@ -270,6 +270,37 @@ describe('user import between systems', () => {
     expect(created.map((u) => u.email)).toEqual(['good@example.com']);
   });
 
+  it('imports an address whose domain is an internationalized domain name as sent, and refuses one no host name ends', async () => {
+    const into = await seedOrganization(t);
+    const email = `${unique('jane')}@Bücher.example`;
+    const refused = [
+      'a@b..example',
+      'a@-x.example',
+      `a@${'x'.repeat(64)}.example`,
+      `a@bücher${'x'.repeat(60)}.example`,
+      'a@1.2.3.4',
+      'müller@a.example',
+    ];
+    const res = await root.post('/api/admin/import-users/', {
+      organization: into.code,
+      users: [{ email }, ...refused.map((address) => ({ email: address }))],
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const answer = res.json() as ImportAnswer;
+    expect(answer).toMatchObject({ created: 1, failed: refused.length });
+    expect(answer.results[0]).toMatchObject({ action: 'created', email });
+    for (const [i, address] of refused.entries()) {
+      expect(answer.results[i + 1], address).toMatchObject({
+        action: 'failed',
+        email: address,
+        code: 'validation_failed',
+        errors: [{ field: 'email' }],
+      });
+    }
+    const read = await root.get(`/api/v1/users/${answer.results[0]?.id}/`);
+    expect(read.json().email).toBe(email);
+  });
+
   it('refuses an entry holding unstorable text, deep nesting or a __proto__ key alone, and the rest of such a body whole', async () => {
     const into = await seedOrganization(t);
     let deep: unknown = 'bottom';

@@ -2,6 +2,7 @@ import { type Static, Type } from '@fastify/type-provider-typebox';
 import { Ajv, type SchemaValidateFunction, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { LOWEST_MIN_LENGTH } from '../../platform/crypto/password-policy.js';
+import { isEmailAddress } from '../../platform/email-address.js';
 import { AppError, fieldErrorsFromValidation, readablePattern } from '../../platform/http/errors.js';
 import { Page, PageQuery } from '../../platform/http/pagination.js';
 import { linearRegExp, UnsupportedPatternError } from '../../platform/linear-regexp.js';
@@ -173,7 +174,8 @@ export type UpdateTypedUserInput = Static<typeof UpdateTypedUserBody>;
 // Profile schemas are user-supplied: no type coercion, no defaults injected, unknown keywords tolerated,
 // and their patterns (`pattern`, `patternProperties`) run on a linear-time engine, since one
 // backtracking pattern would hold the event loop, and so every organization, for as long as it runs.
-// Formats are ajv-formats' own: a schema cannot define one.
+// Formats are ajv-formats' own, but for `email`, judged as the user's own address is: a schema cannot
+// define one.
 const validators = new Map<string, ValidateFunction>();
 
 /**
@@ -187,6 +189,7 @@ export function compileSchema(schema: Record<string, unknown>): ValidateFunction
   assertWithinLimits(schema);
   const ajv = new Ajv({ allErrors: true, strict: false, code: { regExp: linearRegExp } });
   addFormats.default(ajv);
+  ajv.addFormat('email', { type: 'string', validate: isEmailAddress });
   // Ajv compares every pair of items (9,000 small arrays: 1.5 s), and with allErrors a `maxItems`
   // beside it does not spare that: one pass over each item's canonical text is linear.
   ajv.removeKeyword('uniqueItems');

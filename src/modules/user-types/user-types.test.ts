@@ -85,6 +85,49 @@ describe('user types and typed users', () => {
     expect((await admin.get(`/api/v1/users/${plural}/${id}/`)).statusCode).toBe(404);
   });
 
+  it('takes an address with an internationalized domain as the email and in a profile property of format email', async () => {
+    const code = unique('guardian').replace(/-/g, '');
+    const plural = `${code}s`;
+    const type = await createType({
+      code,
+      plural,
+      label: 'Guardian',
+      schema: { type: 'object', properties: { contact: { type: 'string', format: 'email' } } },
+    });
+    expect(type.statusCode, type.body).toBe(201);
+    const email = `${unique('jane')}@Bücher.example`;
+    const contact = 'kontakt@straße.example';
+    const created = await admin.post(`/api/v1/users/${plural}/`, { email, profile: { contact } });
+    expect(created.statusCode, created.body).toBe(201);
+    expect(created.json()).toMatchObject({ email, profile: { contact } });
+    const id = created.json().id as string;
+    const changed = `${unique('jane')}@例え.テスト`;
+    const patched = await admin.patch(`/api/v1/users/${plural}/${id}/`, { email: changed });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect((await admin.get(`/api/v1/users/${plural}/${id}/`)).json()).toMatchObject({
+      email: changed,
+      profile: { contact },
+    });
+
+    for (const bad of [
+      'a@b..example',
+      'a@-x.example',
+      `a@bücher${'x'.repeat(60)}.example`,
+      'a@1.2.3.4',
+      'müller@a.example',
+    ]) {
+      const asEmail = await admin.post(`/api/v1/users/${plural}/`, { email: bad });
+      expect(asEmail.json(), bad).toMatchObject({ status: 400, errors: [{ field: 'email' }] });
+      const asPatch = await admin.patch(`/api/v1/users/${plural}/${id}/`, { email: bad });
+      expect(asPatch.json(), bad).toMatchObject({ status: 400, errors: [{ field: 'email' }] });
+      const inProfile = await admin.post(`/api/v1/users/${plural}/`, {
+        email: `${unique()}@x.io`,
+        profile: { contact: bad },
+      });
+      expect(inProfile.json(), bad).toMatchObject({ status: 400, errors: [{ field: 'profile.contact' }] });
+    }
+  });
+
   it('shows whether two-factor authentication is on in every typed-user view, as the plain user views do', async () => {
     const code = unique('mfakind').replace(/-/g, '');
     const plural = `${code}s`;

@@ -250,6 +250,43 @@ describe('users admin API', () => {
     });
   });
 
+  it('takes an address whose domain is an internationalized domain name, kept as sent and found in any case', async () => {
+    const org = await seedOrganization(t);
+    const email = `${unique('jane')}@Bücher.example`;
+    const created = await admin.post('/api/v1/users/', { email, organization: org.code });
+    expect(created.statusCode, created.body).toBe(201);
+    expect(created.json().email).toBe(email);
+    expect((await admin.get(`/api/v1/users/${created.json().id}/`)).json().email).toBe(email);
+    const found = await admin.get(
+      `/api/v1/users/?organization=${org.code}&email=${encodeURIComponent(email.toUpperCase())}`,
+    );
+    expect(found.json().results.map((u: { id: string }) => u.id)).toEqual([created.json().id]);
+    const again = await admin.post('/api/v1/users/', { email: email.toLowerCase(), organization: org.code });
+    expect(again.json()).toMatchObject({ status: 409, code: 'email_taken', errors: [{ field: 'email' }] });
+    // The punycode spelling is another address, as Django compares them.
+    const punycode = email.replace('Bücher', 'xn--bcher-kva');
+    expect((await admin.post('/api/v1/users/', { email: punycode, organization: org.code })).statusCode).toBe(201);
+  });
+
+  it('refuses an address whose domain is no host name, or whose local part is not ASCII, naming email', async () => {
+    const org = await seedOrganization(t);
+    for (const email of [
+      'a@b..example',
+      'a@-x.example',
+      `a@${'x'.repeat(64)}.example`,
+      `a@bücher${'x'.repeat(60)}.example`,
+      'a@1.2.3.4',
+      'müller@a.example',
+      'müller@bücher.example',
+    ]) {
+      const res = await admin.post('/api/v1/users/', { email, organization: org.code });
+      expect(res.statusCode, email).toBe(400);
+      expect(res.json().errors, email).toEqual([
+        { field: 'email', message: 'Must be an email address such as name@example.com.' },
+      ]);
+    }
+  });
+
   it('refuses malformed bodies with 400 naming each field, and writes nothing', async () => {
     const org = await seedOrganization(t);
     const res = await admin.post('/api/v1/users', {

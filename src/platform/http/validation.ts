@@ -1,6 +1,7 @@
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { FastifySchemaCompiler } from 'fastify';
+import { isEmailAddress } from '../email-address.js';
 import { parseDate, parseDateTime } from './date-time.js';
 
 // Bodies are validated strictly (a number is not silently turned into a string); query strings and
@@ -28,6 +29,8 @@ for (const ajv of [strict, coercing]) {
   // failed in the database or in `new Date` as a 500. These read the instant and bound it.
   ajv.addFormat('date-time', { type: 'string', validate: (text: string) => parseDateTime(text) !== undefined });
   ajv.addFormat('date', { type: 'string', validate: (text: string) => parseDate(text) !== undefined });
+  // ajv-formats' address is ASCII throughout; Django's clients send domains such as bücher.example.
+  ajv.addFormat('email', { type: 'string', validate: isEmailAddress });
 }
 
 type Validate = ReturnType<typeof coercing.compile>;
