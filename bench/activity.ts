@@ -1,8 +1,10 @@
 // `npm run bench:activity [-- --pg] [--duration 5] [--rounds 4] [--rows 10000000] [--no-write]`:
 // what activity tracking costs and how its tables answer at scale.
 //
-// 1. Request tracking on versus off: two identical servers (ACTIVITY_TRACKING=on / off, each on its
-//    own database), each route warmed up on both, then loaded in turn in alternating rounds A B B A on
+// 1. Request tracking on versus off: two servers (ACTIVITY_TRACKING=on / off, each on its own
+//    database), loaded in turn in alternating rounds A B B A, each round on a new process of its
+//    server (two processes of one build differ by up to a third on a cheap route) with the route
+//    warmed up first, on
 //    authenticated GET routes (`/api/v1/users/profile` and `validate-token/` with a user's token,
 //    user-by-id with a superuser's); throughput loss and added p99. Latency percentiles come from every
 //    response's own (fractional) latency, pooled over the rounds. At saturation the tail is mostly
@@ -117,19 +119,46 @@ try {
     ADMIN_PASSWORD: ADMIN.password,
     MASTER_KEY: randomBytes(32).toString('base64'),
     ACTIVITY_TRACKING: which,
+    // Fixed, not the port's: tokens name it as their issuer, and they outlive each server process.
+    PUBLIC_URL: `http://bench-${which}.gatehouse.test`,
     ...(urls ? { DATABASE_URL: urls[which] } : {}),
   });
-  const on = await startNodeServer('dist/main.js', env('on'), {
-    port: await freePort(),
-    logFile: join(scratch, 'on.log'),
-  });
-  servers.push(on);
-  const off = await startNodeServer('dist/main.js', env('off'), {
-    port: await freePort(),
-    logFile: join(scratch, 'off.log'),
-  });
-  servers.push(off);
-  const setups = { on: await prepare(on.baseUrl), off: await prepare(off.baseUrl) };
+  // One environment per kind, master key included: a restarted server reads what the last one wrote.
+  const envs = { on: env('on'), off: env('off') };
+  const start = async (which: 'on' | 'off') => {
+    const server = await startNodeServer('dist/main.js', envs[which], {
+      port: await freePort(),
+      logFile: join(scratch, `${which}.log`),
+    });
+    servers.push(server);
+    return server;
+  };
+  const current = { on: await start('on'), off: await start('off') };
+  const setups = { on: await prepare(current.on.baseUrl), off: await prepare(current.off.baseUrl) };
+  // Request rows written and dropped by the tracked servers stopped so far.
+  const stopped = { written: 0, dropped: 0 };
+  /**
+   * A new process for one kind, on the same database. Two processes of one and the same build differ
+   * by up to a third in throughput on a cheap route (compiled code, memory layout), more than tracking
+   * changes, so each measured round gets processes of its own, and the rounds average that out. The
+   * tracked server is first given a flush interval and its counters read: its rows are all written.
+   */
+  const restart = async (which: 'on' | 'off') => {
+    const old = current[which];
+    if (which === 'on') {
+      await new Promise((r) => setTimeout(r, 1100));
+      const [written = 0, dropped = 0] = await metrics(
+        old.baseUrl,
+        'activity_rows_written_total',
+        'activity_requests_dropped_total',
+      );
+      stopped.written += written;
+      stopped.dropped += dropped;
+    }
+    await old.stop();
+    current[which] = await start(which);
+    return current[which];
+  };
 
   // 1. Tracking on versus off, A B B A, per route: the cheaper the route, the larger the share a
   //    tracked request adds to it.
@@ -173,21 +202,20 @@ try {
     pacedRate: 0,
     pacedFailed: 0,
   }));
-  // Unrecorded warm-up of every route on both servers first: otherwise the first measured round
-  // (tracking on) also pays for compiling the route's code.
   let warmUpServed = 0;
   let pacedServed = 0;
-  for (const which of ['on', 'off'] as const) {
-    for (const route of routes(which)) {
-      const warmUp = await runLoad({
-        url: (which === 'on' ? on : off).baseUrl,
-        connections: CONNECTIONS,
-        duration: Math.min(2, duration),
-        requests: [{ method: 'GET', path: route.path, headers: { authorization: `Bearer ${route.token}` } }],
-      });
-      if (which === 'on') warmUpServed += warmUp.requests;
-    }
-  }
+  /** A fresh server of this kind, its route warmed up (unrecorded) so the round does not pay for compiling it. */
+  const freshFor = async (which: 'on' | 'off', route: { path: string; token: string }) => {
+    const server = await restart(which);
+    const warmUp = await runLoad({
+      url: server.baseUrl,
+      connections: CONNECTIONS,
+      duration: Math.min(2, duration),
+      requests: [{ method: 'GET', path: route.path, headers: { authorization: `Bearer ${route.token}` } }],
+    });
+    if (which === 'on') warmUpServed += warmUp.requests;
+    return server;
+  };
   for (const [index, comparison] of comparisons.entries()) {
     const { results, cpu } = comparison;
     for (let round = 0; round < rounds; round++) {
@@ -195,7 +223,7 @@ try {
       for (const which of order) {
         const route = routes(which)[index] as { path: string; token: string };
         log(`${comparison.label} round ${round + 1}: tracking ${which}, ${duration} s`);
-        const server = which === 'on' ? on : off;
+        const server = await freshFor(which, route);
         const cpuBefore = cpuSeconds(server.pid);
         const result = await runLoad({
           url: server.baseUrl,
@@ -215,7 +243,7 @@ try {
       for (const which of order) {
         const route = routes(which)[index] as { path: string; token: string };
         log(`${comparison.label} paced round ${round + 1}: tracking ${which}, ${comparison.pacedRate} req/s`);
-        const server = which === 'on' ? on : off;
+        const server = await freshFor(which, route);
         await metrics(server.baseUrl); // restarts the event-loop delay histogram
         const paced = await runPaced({
           url: server.baseUrl,
@@ -245,11 +273,14 @@ try {
     (a, c) => a + c.results.on.reduce((b, r) => b + r.requests, 0),
     warmUpServed + pacedServed,
   );
-  const [written = 0, dropped = 0] = await metrics(
-    on.baseUrl,
+  const [lastWritten = 0, lastDropped = 0] = await metrics(
+    current.on.baseUrl,
     'activity_rows_written_total',
     'activity_requests_dropped_total',
   );
+  const written = stopped.written + lastWritten;
+  const dropped = stopped.dropped + lastDropped;
+  const on = current.on;
   const requestsOf = (c: Comparison, which: 'on' | 'off') => c.results[which].reduce((a, r) => a + r.requests, 0);
   const cpuPerRequest = (c: Comparison, which: 'on' | 'off') => (c.cpu[which] / requestsOf(c, which)) * 1e6;
   const trackingTable = comparisons.flatMap((c) => {
