@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { isEmailAddress } from '../../platform/email-address.js';
+import { EMAIL_MESSAGE } from '../../platform/http/errors.js';
 import { roles, userRoles } from '../rbac/rbac.table.js';
 import { normalizeUsername } from '../users/users.schemas.js';
 import type { User } from '../users/users.table.js';
@@ -336,7 +337,8 @@ function readEmails(input: unknown): ScimEmail[] {
     const c = caseless(e);
     // Every address is kept and given back, not only the primary one the core checks as the user's email.
     if (typeof c.value !== 'string' || !isEmailAddress(c.value)) {
-      throw scimErrors.invalidValue('Each of "emails" needs a valid "value" address.');
+      // In the words of every other path, the attribute named as SCIM names it.
+      throw scimErrors.invalidValue(`emails: ${EMAIL_MESSAGE}`);
     }
     const type = optionalString(c, 'type', 'emails.type');
     const display = optionalString(c, 'display', 'emails.display');

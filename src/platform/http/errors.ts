@@ -164,10 +164,12 @@ function collapseAlternatives(validation: AjvError[]): AjvError[] {
 /** What a date-time field takes (platform/http/date-time.ts): "must match format" does not say it is the year. */
 export const DATE_TIME_MESSAGE =
   'Must be an RFC 3339 date-time such as 2026-01-31T00:00:00Z, in the years 0001 to 9999.';
+/** What an email field takes (platform/email-address.ts), in the words every path refuses one with. */
+export const EMAIL_MESSAGE = 'Must be an email address such as name@example.com.';
 const FORMAT_MESSAGES: Record<string, string> = {
   'date-time': DATE_TIME_MESSAGE,
   date: 'Must be a date such as 2026-01-31, in the years 0001 to 9999.',
-  email: 'Must be an email address such as name@example.com.',
+  email: EMAIL_MESSAGE,
 };
 
 const PATTERN_MESSAGES = new Map<string, string>();
