@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NOT_EMAIL_ADDRESSES } from '../../../test/email-addresses.js';
 import { lastMailTo as lastMail } from '../../../test/mail.js';
 import { loginAs, seedOrganization, seedUser, superuserClient, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
@@ -235,14 +236,7 @@ describe('POST /api/v1/users/register', () => {
     expect(again.json()).toMatchObject({ code: 'email_taken', errors: [{ field: 'email' }] });
   });
 
-  it.each([
-    'a@b..example',
-    'a@-x.example',
-    `a@${'x'.repeat(64)}.example`,
-    `a@bücher${'x'.repeat(60)}.example`,
-    'a@1.2.3.4',
-    'müller@a.example',
-  ])('answers 400 naming email for %s', async (email) => {
+  it.each(NOT_EMAIL_ADDRESSES)('answers 400 naming email for %s', async (email) => {
     const res = await register({ email, password: STRONG });
     expect(res.statusCode, res.body).toBe(400);
     expect(res.json().errors).toEqual([expect.objectContaining({ field: 'email' })]);

@@ -2,6 +2,7 @@ import { type Algorithm, hash } from '@node-rs/argon2';
 import { eq, sql } from 'drizzle-orm';
 import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NOT_EMAIL_ADDRESSES } from '../../../test/email-addresses.js';
 import { seedOrganization, seedUser, TEST_PASSWORD } from '../../../test/seed.js';
 import { startTestApp, type TestApp, testConfig, unique } from '../../../test/test-app.js';
 import { COMMAND_LINE } from '../../cli/context.js';
@@ -994,14 +995,7 @@ describe('installation bootstrap', () => {
     expect(res.json().user).toMatchObject({ id: created.id, email });
   });
 
-  it.each([
-    'a@b..example',
-    'a@-x.example',
-    `a@${'x'.repeat(64)}.example`,
-    `a@bücher${'x'.repeat(60)}.example`,
-    'a@1.2.3.4',
-    'müller@a.example',
-  ])('refuses to create a superuser with the address %s, naming email', async (email) => {
+  it.each(NOT_EMAIL_ADDRESSES)('refuses to create a superuser with the address %s, naming email', async (email) => {
     await expect(
       createSuperuser(t.database.db, { email, password: 'long enough pw' }, COMMAND_LINE),
     ).rejects.toMatchObject({ status: 400, errors: [{ field: 'email' }] });

@@ -1,6 +1,7 @@
 import { and, eq, isNull, type SQL } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NOT_EMAIL_ADDRESSES } from '../../../test/email-addresses.js';
 import { clientWithRole, loginAs, seedOrganization, seedUser, superuserClient } from '../../../test/seed.js';
 import { startTestApp, type TestApp, unique } from '../../../test/test-app.js';
 import { mailOutbox } from '../../platform/mail/outbox.table.js';
@@ -290,16 +291,7 @@ describe('seed-000 provisioning API', () => {
       expect(punycode.statusCode, punycode.body).toBe(201);
     });
 
-    it.each([
-      ['an empty label', 'a@b..example'],
-      ['a label starting with a hyphen', 'a@-x.example'],
-      ['a label starting with a hyphen in unicode', 'a@-bücher.example'],
-      ['a label over 63 characters', `a@${'x'.repeat(64)}.example`],
-      ['a label over 63 characters in punycode', `a@bücher${'x'.repeat(60)}.example`],
-      ['a domain of digits only', 'a@1.2.3.4'],
-      ['a domain of fullwidth digits only', 'a@１２３.４５６'],
-      ['a local part that is not ASCII', 'müller@bücher.example'],
-    ])('refuses an address with %s, naming email', async (_label, email) => {
+    it.each(NOT_EMAIL_ADDRESSES)('refuses the address %s, naming email', async (email) => {
       const org = await seedOrganization(t);
       const res = await post('/users', person(org.code, { email }));
       expectProblem(res, 400, 'validation_failed');

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NOT_EMAIL_ADDRESSES } from '../../../test/email-addresses.js';
 import { scimClient } from '../../../test/scim-client.js';
 import {
   type Client,
@@ -270,15 +271,7 @@ describe('users admin API', () => {
 
   it('refuses an address whose domain is no host name, or whose local part is not ASCII, naming email', async () => {
     const org = await seedOrganization(t);
-    for (const email of [
-      'a@b..example',
-      'a@-x.example',
-      `a@${'x'.repeat(64)}.example`,
-      `a@bücher${'x'.repeat(60)}.example`,
-      'a@1.2.3.4',
-      'müller@a.example',
-      'müller@bücher.example',
-    ]) {
+    for (const email of NOT_EMAIL_ADDRESSES) {
       const res = await admin.post('/api/v1/users/', { email, organization: org.code });
       expect(res.statusCode, email).toBe(400);
       expect(res.json().errors, email).toEqual([
